@@ -1,0 +1,63 @@
+//! `cargo xtask test`: the whole suite, as CI runs it.
+//!
+//! Order: setup, build (eBPF then userspace), lints (fmt, clippy with
+//! warnings denied), unit tests, then the kernel end-to-end tests, which
+//! run one at a time because they share the host's kernel state.
+
+use anyhow::Result;
+
+use crate::{build, cmd, setup};
+
+/// Userspace packages; guard-ebpf builds only for the bpf target.
+const HOST_PACKAGES: &[&str] = &["guard", "guard-common", "guard-tests", "xtask"];
+
+#[derive(Debug, Default, clap::Args)]
+pub struct Options {
+    /// Skip `cargo fmt --check` and clippy.
+    #[arg(long)]
+    no_lint: bool,
+    /// Run only tests whose names contain this string.
+    filter: Option<String>,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    setup::run(&setup::Options::default())?;
+    let linker_dir = setup::toolchain()?;
+    let object = build::build_ebpf(&linker_dir)?;
+    build::build_userspace(false, &object, &["guard"])?;
+    let packages: Vec<String> = HOST_PACKAGES
+        .iter()
+        .flat_map(|p| ["--package".to_owned(), (*p).to_owned()])
+        .collect();
+
+    if !opts.no_lint {
+        cmd::run(cmd::cargo(None).args(["fmt", "--all", "--check"]))?;
+        cmd::run(
+            cmd::cargo(None)
+                .arg("clippy")
+                .args(&packages)
+                .args(["--all-targets", "--", "-D", "warnings"])
+                .env("GUARD_EBPF_OBJECT", &object),
+        )?;
+    }
+
+    let filter: Vec<&str> = opts.filter.iter().map(String::as_str).collect();
+    cmd::run(
+        cmd::cargo(None)
+            .arg("test")
+            .args(&packages)
+            .args(["--lib", "--bins"])
+            .arg("--")
+            .args(&filter)
+            .env("GUARD_EBPF_OBJECT", &object),
+    )?;
+    cmd::run(
+        cmd::cargo(None)
+            .args(["test", "--package", "guard-tests", "--tests"])
+            .args(["--", "--test-threads=1"])
+            .args(&filter)
+            .env("GUARD_EBPF_OBJECT", &object)
+            .env("GUARD_BIN", cmd::target_dir().join("debug/guard")),
+    )?;
+    Ok(())
+}
