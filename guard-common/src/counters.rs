@@ -1,0 +1,180 @@
+//! Per-CPU packet counters.
+//!
+//! The XDP program keeps one [`CounterBlock`] per CPU in a single-entry
+//! per-CPU array, so a packet costs one map lookup however many counters it
+//! bumps. Userspace sums the blocks of all CPUs.
+//!
+//! Every packet increments [`Counter::Packets`] and exactly one *class*
+//! counter ([`Counter::CLASSES`]); the classes therefore sum to `Packets`.
+//! *Attribute* counters ([`Counter::ATTRIBUTES`]) are counted in addition.
+
+/// Slots in a [`CounterBlock`]. Larger than the number of counters so that
+/// new counters do not change the map's value size.
+pub const COUNTER_SLOTS: usize = 32;
+
+/// Index of a counter in a [`CounterBlock`]. Both sides change together.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counter {
+    /// Every packet the program saw.
+    Packets = 0,
+    /// Class: TCP with SYN set and ACK clear (a connection attempt).
+    TcpSyn = 1,
+    /// Class: any other TCP segment.
+    TcpOther = 2,
+    /// Class: UDP.
+    Udp = 3,
+    /// Class: ICMP and ICMPv6.
+    Icmp = 4,
+    /// Class: IP whose transport header is not in this packet: other
+    /// protocols (GRE, ESP, ...) and fragments after the first.
+    IpOther = 5,
+    /// Class: not IPv4 or IPv6 (ARP, LLDP, ...).
+    NonIp = 6,
+    /// Class: a header is truncated or inconsistent, or the packet goes past
+    /// what the parser walks (more than two VLAN tags, or more IPv6
+    /// extension headers than [`crate::dissect::MAX_IPV6_EXT_HEADERS`]).
+    Malformed = 7,
+    /// Attribute: an IPv4 or IPv6 fragment (first or later).
+    Fragments = 8,
+    /// Attribute: carried one or two VLAN tags.
+    Vlan = 9,
+    /// Attribute: IPv6.
+    Ipv6 = 10,
+}
+
+impl Counter {
+    /// The mutually exclusive classes; exactly one per packet.
+    pub const CLASSES: [Self; 7] = [
+        Self::TcpSyn,
+        Self::TcpOther,
+        Self::Udp,
+        Self::Icmp,
+        Self::IpOther,
+        Self::NonIp,
+        Self::Malformed,
+    ];
+
+    /// Counted in addition to the class.
+    pub const ATTRIBUTES: [Self; 3] = [Self::Fragments, Self::Vlan, Self::Ipv6];
+
+    /// Every counter, in slot order.
+    pub const ALL: [Self; 11] = [
+        Self::Packets,
+        Self::TcpSyn,
+        Self::TcpOther,
+        Self::Udp,
+        Self::Icmp,
+        Self::IpOther,
+        Self::NonIp,
+        Self::Malformed,
+        Self::Fragments,
+        Self::Vlan,
+        Self::Ipv6,
+    ];
+
+    /// Stable snake_case name, used in `guard stats --json` and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Packets => "packets",
+            Self::TcpSyn => "tcp_syn",
+            Self::TcpOther => "tcp_other",
+            Self::Udp => "udp",
+            Self::Icmp => "icmp",
+            Self::IpOther => "ip_other",
+            Self::NonIp => "non_ip",
+            Self::Malformed => "malformed",
+            Self::Fragments => "fragments",
+            Self::Vlan => "vlan",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+
+    #[must_use]
+    pub const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// One CPU's counters, indexed by [`Counter::slot`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterBlock {
+    pub slots: [u64; COUNTER_SLOTS],
+}
+
+impl CounterBlock {
+    pub const ZERO: Self = Self {
+        slots: [0; COUNTER_SLOTS],
+    };
+
+    #[must_use]
+    pub const fn get(&self, counter: Counter) -> u64 {
+        self.slots[counter.slot()]
+    }
+
+    /// Adds another block slot by slot (summing the CPUs). Wrapping, like
+    /// the kernel side's increments.
+    pub fn accumulate(&mut self, other: &Self) {
+        for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+}
+
+impl Default for CounterBlock {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+// SAFETY: CounterBlock is repr(C), Copy, and made of u64s only: no padding,
+// every bit pattern is valid.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for CounterBlock {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dense_unique_and_fit() {
+        for (i, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(counter.slot(), i, "{counter:?} is out of order");
+        }
+        assert!(Counter::ALL.len() <= COUNTER_SLOTS);
+    }
+
+    #[test]
+    fn classes_and_attributes_partition_the_counters() {
+        let mut seen = [false; COUNTER_SLOTS];
+        seen[Counter::Packets.slot()] = true;
+        for c in Counter::CLASSES.iter().chain(Counter::ATTRIBUTES.iter()) {
+            assert!(!seen[c.slot()], "{c:?} listed twice");
+            seen[c.slot()] = true;
+        }
+        assert!(Counter::ALL.iter().all(|c| seen[c.slot()]));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for a in Counter::ALL {
+            for b in Counter::ALL {
+                assert!(a == b || a.name() != b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn accumulate_sums_and_wraps() {
+        let mut a = CounterBlock::ZERO;
+        a.slots[1] = u64::MAX;
+        let mut b = CounterBlock::ZERO;
+        b.slots[1] = 2;
+        b.slots[2] = 5;
+        a.accumulate(&b);
+        assert_eq!(a.slots[1], 1);
+        assert_eq!(a.get(Counter::TcpOther), 5);
+    }
+}

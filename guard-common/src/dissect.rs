@@ -1,0 +1,40 @@
+//! Limits of the packet parser, shared by the XDP program and the userspace
+//! reference model so both call the same packets malformed.
+
+/// VLAN tags (802.1Q, 802.1ad) the parser walks. A third tag makes the
+/// packet malformed: the kernel's own receive path strips at most what
+/// configured VLAN devices expect, and no legitimate edge traffic stacks three.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// IPv6 extension headers the parser walks before it calls a packet
+/// malformed. Real traffic carries one or two; the bound keeps the program's
+/// loop finite for the verifier, and calling longer chains malformed (rather
+/// than passing them unclassified) closes the bypass an attacker would get by
+/// padding SYNs with extension headers.
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_AH: u8 = 51;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+pub const IPPROTO_MH: u8 = 135;
+
+/// Minimum transport header bytes the parser needs in the packet (and, for
+/// a first fragment, in that fragment) before it classifies it.
+pub const TCP_MIN_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
+pub const ICMP_MIN_HLEN: usize = 8;
+
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_ACK: u8 = 0x10;

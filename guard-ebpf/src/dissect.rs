@@ -1,0 +1,271 @@
+//! One dissect step: walk the headers once, checking every bound, and say
+//! what the packet is.
+//!
+//! Rules (the userspace reference model implements the same ones):
+//! - Ethernet, then up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags; a frame
+//!   shorter than its L2 headers, or with a third tag, is malformed.
+//! - IPv4: version 4, IHL >= 5, total length >= IHL and within the frame
+//!   (bytes past it are link padding and ignored). IPv6: version 6, the
+//!   40-byte header and the payload length within the frame. Otherwise
+//!   malformed. Header checksums are not verified: the kernel drops such
+//!   packets itself, before netfilter.
+//! - IPv6 extension headers (hop-by-hop, routing, fragment, destination
+//!   options, AH, mobility) are walked, at most [`MAX_IPV6_EXT_HEADERS`] of
+//!   them, each within the payload; a longer chain is malformed.
+//! - A fragment is an IPv4 packet with MF set or a non-zero offset, or an
+//!   IPv6 packet with a fragment header with M set or a non-zero offset.
+//!   Fragments after the first carry no transport header: class `IpOther`.
+//!   A first fragment must hold the whole transport header (RFC 7112; RFC
+//!   1858 for IPv4's tiny-fragment attack), or it is malformed.
+//! - Transport headers must fit within the IP payload: TCP 20 bytes and its
+//!   data offset (>= 5 words), UDP 8 bytes with a length field between 8
+//!   and the payload (a first fragment only needs the 8 bytes), ICMP/ICMPv6
+//!   8 bytes. Other protocols (and ICMP inside IPv6) are `IpOther`.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+use guard_common::{
+    Counter,
+    dissect::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
+        IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN,
+    },
+};
+
+/// Attribute bits of [`Headers::flags`].
+pub const F_VLAN: u8 = 1;
+pub const F_IPV6: u8 = 2;
+pub const F_FRAGMENT: u8 = 4;
+
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const VLAN_HLEN: usize = 4;
+
+/// What the dissect step found.
+pub struct Headers {
+    /// Exactly one of [`Counter::CLASSES`].
+    pub class: Counter,
+    /// `F_*` attribute bits.
+    pub flags: u8,
+}
+
+/// Copies `T` from `offset` bytes into the packet, if it is all there.
+///
+/// The one place packet memory is read. `T` is a byte array: packet fields
+/// have no alignment guarantee.
+#[inline(always)]
+fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the whole of T lies between data and data_end, checked above
+    // in the form the verifier tracks; read_unaligned needs no alignment.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+#[inline(always)]
+pub fn dissect(ctx: &XdpContext) -> Headers {
+    let mut h = Headers {
+        class: Counter::Malformed,
+        flags: 0,
+    };
+    let Some(eth_type) = load::<[u8; 2]>(ctx, ETH_HLEN - 2) else {
+        return h;
+    };
+    let mut proto = be16(eth_type);
+    let mut l3 = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        h.flags |= F_VLAN;
+        // The tag is TCI (2 bytes) then the encapsulated EtherType.
+        let Some(inner) = load::<[u8; 2]>(ctx, l3 + 2) else {
+            return h;
+        };
+        proto = be16(inner);
+        l3 += VLAN_HLEN;
+    }
+    match proto {
+        ETH_P_IP => ipv4(ctx, l3, &mut h),
+        ETH_P_IPV6 => {
+            h.flags |= F_IPV6;
+            ipv6(ctx, l3, &mut h);
+        }
+        // A third tag: leave it malformed.
+        ETH_P_8021Q | ETH_P_8021AD => {}
+        _ => h.class = Counter::NonIp,
+    }
+    h
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
+    let Some(ip) = load::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
+        return;
+    };
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot_len = usize::from(be16([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || tot_len < ihl {
+        return;
+    }
+    let l3_end = l3 + tot_len;
+    if ctx.data() + l3_end > ctx.data_end() {
+        return;
+    }
+    let frag = be16([ip[6], ip[7]]);
+    let first = frag & 0x1fff == 0;
+    if !first || frag & 0x2000 != 0 {
+        h.flags |= F_FRAGMENT;
+    }
+    if !first {
+        h.class = Counter::IpOther;
+        return;
+    }
+    let proto = ip[9];
+    let class = if proto == IPPROTO_ICMP {
+        icmp(l3 + ihl, l3_end)
+    } else {
+        transport(ctx, proto, l3 + ihl, l3_end, h.flags)
+    };
+    h.class = class;
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
+    let Some(ip) = load::<[u8; IPV6_HLEN]>(ctx, l3) else {
+        return;
+    };
+    if ip[0] >> 4 != 6 {
+        return;
+    }
+    let l3_end = l3 + IPV6_HLEN + usize::from(be16([ip[4], ip[5]]));
+    if ctx.data() + l3_end > ctx.data_end() {
+        return;
+    }
+    let mut next = ip[6];
+    let mut off = l3 + IPV6_HLEN;
+    let mut walked = 0;
+    while walked < MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH => {
+                let Some(ext) = load::<[u8; 2]>(ctx, off) else {
+                    return;
+                };
+                next = ext[0];
+                (usize::from(ext[1]) + 1) * 8
+            }
+            IPPROTO_AH => {
+                let Some(ext) = load::<[u8; 2]>(ctx, off) else {
+                    return;
+                };
+                next = ext[0];
+                (usize::from(ext[1]) + 2) * 4
+            }
+            IPPROTO_FRAGMENT => {
+                let Some(ext) = load::<[u8; 4]>(ctx, off) else {
+                    return;
+                };
+                next = ext[0];
+                let frag = be16([ext[2], ext[3]]);
+                if frag & 0xfff8 != 0 || frag & 1 != 0 {
+                    h.flags |= F_FRAGMENT;
+                }
+                if frag & 0xfff8 != 0 {
+                    // The header itself must still be complete.
+                    h.class = if off + 8 <= l3_end {
+                        Counter::IpOther
+                    } else {
+                        Counter::Malformed
+                    };
+                    return;
+                }
+                8
+            }
+            _ => break,
+        };
+        off += len;
+        if off > l3_end {
+            return;
+        }
+        walked += 1;
+    }
+    if is_ipv6_ext(next) {
+        // Chain longer than the parser walks.
+        return;
+    }
+    h.class = if next == IPPROTO_ICMPV6 {
+        icmp(off, l3_end)
+    } else {
+        transport(ctx, next, off, l3_end, h.flags)
+    };
+}
+
+#[inline(always)]
+fn is_ipv6_ext(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
+            | IPPROTO_AH
+            | IPPROTO_FRAGMENT
+    )
+}
+
+#[inline(always)]
+fn icmp(l4: usize, l3_end: usize) -> Counter {
+    if l4 + ICMP_MIN_HLEN > l3_end {
+        Counter::Malformed
+    } else {
+        Counter::Icmp
+    }
+}
+
+/// TCP and UDP (and everything else, which is `IpOther`).
+#[inline(always)]
+fn transport(ctx: &XdpContext, proto: u8, l4: usize, l3_end: usize, flags: u8) -> Counter {
+    match proto {
+        IPPROTO_TCP => {
+            let Some(tcp) = load::<[u8; TCP_MIN_HLEN]>(ctx, l4) else {
+                return Counter::Malformed;
+            };
+            let doff = usize::from(tcp[12] >> 4) * 4;
+            if doff < TCP_MIN_HLEN || l4 + doff > l3_end {
+                return Counter::Malformed;
+            }
+            let tcp_flags = tcp[13];
+            if tcp_flags & TCP_FLAG_SYN != 0 && tcp_flags & TCP_FLAG_ACK == 0 {
+                Counter::TcpSyn
+            } else {
+                Counter::TcpOther
+            }
+        }
+        IPPROTO_UDP => {
+            let Some(udp) = load::<[u8; UDP_HLEN]>(ctx, l4) else {
+                return Counter::Malformed;
+            };
+            let ulen = usize::from(be16([udp[4], udp[5]]));
+            // A first fragment holds only part of the datagram its length
+            // field describes.
+            let fits = flags & F_FRAGMENT != 0 || l4 + ulen <= l3_end;
+            if l4 + UDP_HLEN > l3_end || ulen < UDP_HLEN || !fits {
+                Counter::Malformed
+            } else {
+                Counter::Udp
+            }
+        }
+        _ => Counter::IpOther,
+    }
+}
