@@ -1,0 +1,26 @@
+//! guard's userspace: the loader, the run loop, statistics and the CLI.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps errors to exit
+//! codes; everything else lives here so the end-to-end tests can reuse it.
+
+pub mod cli;
+pub mod exit;
+pub mod iface;
+pub mod loader;
+pub mod netns;
+pub mod pins;
+pub mod preflight;
+pub mod run;
+pub mod stats;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub fn dispatch(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Stats(args) => stats::command(args),
+    }
+}

@@ -1,0 +1,261 @@
+//! Loads guard's XDP object, attaches it to an interface, pins its maps,
+//! and undoes all of it when the [`Attached`] value is dropped.
+
+use std::{borrow::Cow, fmt, path::PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use guard_common::maps::PINNED;
+
+use crate::{
+    exit::usage,
+    iface::{self, AttachMode, Interface},
+    netns::Scope,
+    pins::{self, Layout},
+};
+
+/// The XDP object built by `cargo xtask build`, embedded at compile time.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("GUARD_EBPF_OBJECT"));
+
+/// Names an XDP object file to load instead of the embedded one: for
+/// working on the XDP program without rebuilding guard.
+pub const OBJECT_ENV: &str = "GUARD_XDP_OBJECT";
+
+/// The object to load: [`OBJECT`], unless [`OBJECT_ENV`] names another.
+fn object() -> Result<Cow<'static, [u8]>> {
+    let Some(path) = std::env::var_os(OBJECT_ENV) else {
+        return Ok(Cow::Borrowed(OBJECT));
+    };
+    tracing::warn!(
+        "loading the XDP object from {} ({OBJECT_ENV} is set)",
+        PathBuf::from(&path).display()
+    );
+    std::fs::read(&path).map(Cow::Owned).map_err(|e| {
+        usage(anyhow!(e).context(format!(
+            "reading {OBJECT_ENV}={}",
+            PathBuf::from(&path).display()
+        )))
+    })
+}
+
+/// The XDP program's name in the object (and in `bpftool prog show`).
+pub const PROGRAM: &str = "guard";
+
+/// Verifier log lines shown when the kernel rejects the program: the
+/// reason is at the end.
+const VERIFIER_TAIL_LINES: usize = 20;
+
+/// `--xdp-mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeChoice {
+    /// Native (driver) mode if the driver supports it, otherwise skb mode.
+    #[default]
+    Auto,
+    /// Native mode only: fail if the driver has no XDP support.
+    Native,
+    /// Generic (skb) mode: works everywhere, after the kernel allocated an skb.
+    Skb,
+}
+
+impl fmt::Display for ModeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Skb => "skb",
+        })
+    }
+}
+
+/// What `attach` needs to know.
+pub struct Request<'a> {
+    pub scope: &'a Scope,
+    pub iface: &'a str,
+    pub mode: ModeChoice,
+    /// Replace an XDP program someone else attached.
+    pub force: bool,
+    pub layout: &'a Layout,
+}
+
+/// guard attached to one interface. Dropping it detaches the program and
+/// removes the pinned maps.
+pub struct Attached {
+    pub iface: Interface,
+    pub mode: AttachMode,
+    pub prog_id: u32,
+    pub pin_dir: PathBuf,
+    ebpf: Ebpf,
+    link: Option<XdpLinkId>,
+}
+
+impl Attached {
+    /// A map of this attachment's object, by name.
+    pub fn map(&self, name: &str) -> Result<&Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+    }
+
+    fn pin_maps(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.pin_dir)
+            .with_context(|| format!("creating {}", self.pin_dir.display()))?;
+        for name in PINNED {
+            let path = self.pin_dir.join(name);
+            self.map(name)?
+                .pin(&path)
+                .with_context(|| format!("pinning {name} at {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            let detached = self
+                .ebpf
+                .program_mut(PROGRAM)
+                .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                .map(|p| p.detach(link));
+            match detached {
+                Some(Ok(())) => tracing::info!("detached from {}", self.iface.name),
+                Some(Err(e)) => tracing::error!("detaching from {}: {e}", self.iface.name),
+                None => tracing::error!("detaching from {}: program missing", self.iface.name),
+            }
+        }
+        if let Err(e) = pins::remove_dir(&self.pin_dir) {
+            tracing::error!("{:#}", anyhow::Error::from(e));
+        }
+    }
+}
+
+/// Loads the program and attaches it to `req.iface`, with its maps pinned.
+///
+/// Errors that mean "cannot start" (no such interface, someone else's
+/// program, verifier rejection, unsupported mode) are [`usage`] errors. On
+/// any error nothing stays attached or pinned.
+pub fn attach(req: &Request<'_>) -> Result<Attached> {
+    let scope = req.scope;
+    let iface = scope
+        .run(|| iface::lookup(req.iface, &scope.suffix()))
+        .map_err(usage)?
+        .map_err(usage)?;
+    let existing = scope
+        .run(|| iface::xdp_attachment(&iface))
+        .map_err(usage)??;
+    if let Some(existing) = existing {
+        if !req.force {
+            return Err(usage(anyhow!(
+                "interface {}{} already has an XDP program: {existing}; guard does not replace it \
+                 (stop its owner, or pass --force to replace it)",
+                iface.name,
+                scope.suffix()
+            )));
+        }
+        tracing::warn!(
+            "--force: detaching {existing} from {}{}",
+            iface.name,
+            scope.suffix()
+        );
+        scope
+            .run(|| iface::detach(&iface, &existing))
+            .map_err(usage)??;
+    }
+
+    let pin_dir = req.layout.iface_dir(scope.name(), &iface.name);
+    if pin_dir.exists() {
+        // The caller holds the host lock, so these are a dead run's.
+        tracing::warn!(
+            "removing stale pins from an earlier run: {}",
+            pin_dir.display()
+        );
+        pins::remove_dir(&pin_dir)?;
+    }
+
+    let mut ebpf = EbpfLoader::new()
+        .load(&object()?)
+        .map_err(|e| usage(anyhow!(e).context("the kernel refused guard's BPF maps")))?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
+        .try_into()?;
+    program.load().map_err(|e| usage(load_error(e)))?;
+    let prog_id = program.info()?.id();
+
+    let (link, mode) = scope
+        .run(|| attach_mode(program, &iface, req.mode, scope))
+        .map_err(usage)?
+        .map_err(usage)?;
+    let attached = Attached {
+        iface,
+        mode,
+        prog_id,
+        pin_dir,
+        ebpf,
+        link: Some(link),
+    };
+    attached.pin_maps()?;
+    Ok(attached)
+}
+
+fn attach_mode(
+    program: &mut Xdp,
+    iface: &Interface,
+    choice: ModeChoice,
+    scope: &Scope,
+) -> Result<(XdpLinkId, AttachMode)> {
+    match choice {
+        ModeChoice::Native => program_attach(program, iface, XdpMode::Driver)
+            .map(|link| (link, AttachMode::Native))
+            .with_context(|| {
+                format!(
+                    "native XDP on {}{}: the driver may not support it; try --xdp-mode skb",
+                    iface.name,
+                    scope.suffix()
+                )
+            }),
+        ModeChoice::Skb => {
+            program_attach(program, iface, XdpMode::Skb).map(|link| (link, AttachMode::Skb))
+        }
+        ModeChoice::Auto => match program_attach(program, iface, XdpMode::Driver) {
+            Ok(link) => Ok((link, AttachMode::Native)),
+            Err(err) => {
+                tracing::warn!(
+                    "native XDP is not available on {}{} ({err:#}); falling back to skb mode",
+                    iface.name,
+                    scope.suffix()
+                );
+                program_attach(program, iface, XdpMode::Skb).map(|link| (link, AttachMode::Skb))
+            }
+        },
+    }
+}
+
+fn program_attach(program: &mut Xdp, iface: &Interface, mode: XdpMode) -> Result<XdpLinkId> {
+    program
+        .attach_to_if_index(iface.index, mode)
+        .map_err(|e| anyhow!(e).context(format!("attaching to {} in {mode:?} mode", iface.name)))
+}
+
+/// Turns a load failure into a message that ends with the verifier's
+/// reason rather than a multi-kilobyte log.
+fn load_error(err: ProgramError) -> anyhow::Error {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(VERIFIER_TAIL_LINES)..].join("\n  ");
+            anyhow!(
+                "the kernel rejected guard's XDP program ({io_error}); last verifier lines:\n  {tail}"
+            )
+        }
+        other => anyhow!(other).context("loading guard's XDP program"),
+    }
+}
