@@ -1,0 +1,635 @@
+//! Foundation: guard attaches to a veth in a namespace, counts every class
+//! of packet exactly, and leaves nothing behind: on SIGTERM, on SIGINT and
+//! when it refuses to start.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    guard_proc::{self, Finished, Guard},
+    net::TestNet,
+    packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
+    raw::RawSender,
+    require,
+};
+
+const V4_SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const V4_DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const V6_SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const V6_DST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+fn v4() -> (IpAddr, IpAddr) {
+    (V4_SRC.into(), V4_DST.into())
+}
+
+fn v6() -> (IpAddr, IpAddr) {
+    (V6_SRC.into(), V6_DST.into())
+}
+
+fn pin_dir(net: &TestNet) -> PathBuf {
+    Path::new("/sys/fs/bpf/guard/netns")
+        .join(&net.victim)
+        .join(&net.victim_if)
+}
+
+fn start_guard(net: &TestNet, extra: &[&str]) -> Guard {
+    let mut args = vec!["run", "--netns", &net.victim, "--iface", &net.victim_if];
+    args.extend_from_slice(extra);
+    let mut guard = Guard::start(&args);
+    guard.wait_for(&pin_dir(net).join("GUARD_COUNTERS"));
+    guard
+}
+
+/// `guard stats --json` for the test's victim interface.
+fn stats(net: &TestNet) -> BTreeMap<String, u64> {
+    let out = guard_proc::run(&[
+        "stats",
+        "--json",
+        "--netns",
+        &net.victim,
+        "--iface",
+        &net.victim_if,
+    ]);
+    out.assert_code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stats JSON: {e}\n{out}"));
+    let counters = json["interfaces"][0]["counters"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no counters in {}", out.stdout));
+    counters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().expect("counter is a number")))
+        .collect()
+}
+
+/// Checks that guard is gone from the interface and from bpffs.
+fn assert_clean(net: &TestNet, finished: &Finished) {
+    let link = net.victim_link();
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached after exit:\n{link}\n{finished}"
+    );
+    assert!(
+        !pin_dir(net).exists(),
+        "{} still exists after exit\n{finished}",
+        pin_dir(net).display()
+    );
+}
+
+/// One crafted frame and the class (and attributes) guard must count it as.
+struct Case {
+    what: &'static str,
+    frame: Vec<u8>,
+    class: &'static str,
+    attrs: &'static [&'static str],
+}
+
+fn case(
+    what: &'static str,
+    frame: Vec<u8>,
+    class: &'static str,
+    attrs: &'static [&'static str],
+) -> Case {
+    Case {
+        what,
+        frame,
+        class,
+        attrs,
+    }
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of cases reads better than several"
+)]
+fn cases() -> Vec<Case> {
+    let (s4, d4) = v4();
+    let (s6, d6) = v6();
+    let syn4 = Packet::tcp(s4, d4, 40000, 80, TCP_SYN);
+    let udp4 = Packet::udp(s4, d4, 40000, 53, &[0xab; 40]);
+    let mut with_options = syn4.clone();
+    with_options.ipv4_options = vec![1, 1, 1, 1]; // four NOPs: IHL 6
+
+    let mut bad_ihl = syn4.frame();
+    bad_ihl[14] = 0x44; // IHL 4 (16 bytes) is below the minimum
+    let mut syn_cut = syn4.frame();
+    syn_cut.truncate(14 + 20 + 10); // TCP header cut in half
+    let mut ip_cut = syn4.frame();
+    ip_cut.truncate(14 + 12); // IPv4 header cut
+    let mut v6_cut = Packet::tcp(s6, d6, 40000, 80, TCP_SYN).frame();
+    v6_cut.truncate(14 + 30);
+    let mut len_lies = udp4.frame();
+    len_lies[16..18].copy_from_slice(&2000u16.to_be_bytes()); // total length past the frame
+
+    vec![
+        case("IPv4 SYN", syn4.frame(), "tcp_syn", &[]),
+        case(
+            "IPv4 SYN-ACK",
+            Packet::tcp(s4, d4, 80, 40000, TCP_SYN | TCP_ACK).frame(),
+            "tcp_other",
+            &[],
+        ),
+        case(
+            "IPv4 ACK",
+            Packet::tcp(s4, d4, 40000, 80, TCP_ACK).frame(),
+            "tcp_other",
+            &[],
+        ),
+        case(
+            "IPv4 FIN-ACK",
+            Packet::tcp(s4, d4, 40000, 80, TCP_FIN | TCP_ACK).frame(),
+            "tcp_other",
+            &[],
+        ),
+        case(
+            "IPv4 SYN with IP options",
+            with_options.frame(),
+            "tcp_syn",
+            &[],
+        ),
+        case("IPv4 UDP", udp4.frame(), "udp", &[]),
+        case(
+            "IPv4 ICMP echo",
+            Packet::echo(s4, d4, 7).frame(),
+            "icmp",
+            &[],
+        ),
+        case(
+            "IPv6 SYN",
+            Packet::tcp(s6, d6, 40000, 443, TCP_SYN).frame(),
+            "tcp_syn",
+            &["ipv6"],
+        ),
+        case(
+            "IPv6 SYN behind hop-by-hop and destination options",
+            Packet::tcp(s6, d6, 40000, 443, TCP_SYN)
+                .ext(Ext::HopByHop)
+                .ext(Ext::DestOpts)
+                .frame(),
+            "tcp_syn",
+            &["ipv6"],
+        ),
+        case(
+            "IPv6 UDP",
+            Packet::udp(s6, d6, 5000, 53, b"q").frame(),
+            "udp",
+            &["ipv6"],
+        ),
+        case(
+            "ICMPv6 echo",
+            Packet::echo(s6, d6, 9).frame(),
+            "icmp",
+            &["ipv6"],
+        ),
+        case(
+            "802.1Q SYN",
+            syn4.clone().vlan(TPID_8021Q).frame(),
+            "tcp_syn",
+            &["vlan"],
+        ),
+        case(
+            "802.1ad+802.1Q SYN",
+            syn4.clone().vlan(TPID_8021AD).vlan(TPID_8021Q).frame(),
+            "tcp_syn",
+            &["vlan"],
+        ),
+        case(
+            "802.1Q IPv6 SYN",
+            Packet::tcp(s6, d6, 40000, 443, TCP_SYN)
+                .vlan(TPID_8021Q)
+                .frame(),
+            "tcp_syn",
+            &["vlan", "ipv6"],
+        ),
+        case(
+            "IPv4 first fragment of a UDP datagram",
+            udp4.clone()
+                .fragment(Frag {
+                    offset: 0,
+                    more: true,
+                    len: 24,
+                })
+                .frame(),
+            "udp",
+            &["fragments"],
+        ),
+        case(
+            "IPv4 last fragment",
+            udp4.clone()
+                .fragment(Frag {
+                    offset: 24,
+                    more: false,
+                    len: 24,
+                })
+                .frame(),
+            "ip_other",
+            &["fragments"],
+        ),
+        case(
+            "IPv6 later fragment",
+            Packet::udp(s6, d6, 5000, 53, b"q")
+                .ext(Ext::Fragment {
+                    offset: 64,
+                    more: true,
+                })
+                .frame(),
+            "ip_other",
+            &["ipv6", "fragments"],
+        ),
+        case(
+            "GRE (other protocol)",
+            Packet::new(
+                s4,
+                d4,
+                L4::Raw {
+                    proto: 47,
+                    bytes: vec![0; 8],
+                },
+            )
+            .frame(),
+            "ip_other",
+            &[],
+        ),
+        case("ARP", packet::arp(), "non_ip", &[]),
+        case("IPv4 IHL 4", bad_ihl, "malformed", &[]),
+        case("IPv4 header truncated", ip_cut, "malformed", &[]),
+        case("TCP header truncated", syn_cut, "malformed", &[]),
+        case(
+            "IPv4 total length past the frame",
+            len_lies,
+            "malformed",
+            &[],
+        ),
+        case("IPv6 header truncated", v6_cut, "malformed", &["ipv6"]),
+        case(
+            "three VLAN tags",
+            syn4.clone()
+                .vlan(TPID_8021AD)
+                .vlan(TPID_8021Q)
+                .vlan(TPID_8021Q)
+                .frame(),
+            "malformed",
+            &["vlan"],
+        ),
+    ]
+}
+
+/// Polls `guard stats` until `packets` reaches `want` (frames are counted
+/// in the receiver's softirq, a moment after send returns).
+fn stats_after(net: &TestNet, want: u64) -> BTreeMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = stats(net);
+        if now["packets"] >= want || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn counters_equal_what_was_sent() {
+    let Some(_kernel) = require::kernel("counters_equal_what_was_sent") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let guard = start_guard(&net, &["--summary-interval", "1"]);
+    let before = stats(&net);
+    assert!(
+        before.values().all(|v| *v == 0),
+        "the silent link carried traffic before the test sent any: {before:?}"
+    );
+
+    let sender = RawSender::open(&net.attacker, &net.attacker_if);
+    let copies = 3;
+    let mut want: BTreeMap<String, u64> = before.keys().map(|k| (k.clone(), 0)).collect();
+    for c in cases() {
+        for _ in 0..copies {
+            sender.send(&c.frame);
+        }
+        *want.get_mut("packets").expect("packets") += copies;
+        *want
+            .get_mut(c.class)
+            .unwrap_or_else(|| panic!("{}: no counter {}", c.what, c.class)) += copies;
+        for attr in c.attrs {
+            *want
+                .get_mut(*attr)
+                .unwrap_or_else(|| panic!("{}: no counter {attr}", c.what)) += copies;
+        }
+    }
+    let got = stats_after(&net, want["packets"]);
+    assert_eq!(got, want, "counters differ from what was sent");
+
+    // The summary line reports the same totals.
+    thread::sleep(Duration::from_millis(1200));
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    let summary = format!("{}: {} pkts", net.victim_if, want["packets"]);
+    assert!(
+        finished.stderr.contains(&summary),
+        "no `{summary}` line:\n{finished}"
+    );
+    assert!(finished.stderr.contains("detached from"), "{finished}");
+    assert_clean(&net, &finished);
+}
+
+#[test]
+fn sigint_detaches_and_unpins() {
+    let Some(_kernel) = require::kernel("sigint_detaches_and_unpins") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let guard = start_guard(&net, &[]);
+    assert!(net.victim_link().contains("xdp"), "not attached");
+    let finished = guard.stop(libc::SIGINT);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
+#[test]
+fn missing_interface_is_refused_with_exit_2() {
+    let Some(_kernel) = require::kernel("missing_interface_is_refused_with_exit_2") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", "nosuch0"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "interface `nosuch0` does not exist in netns {}",
+            net.victim
+        )),
+        "{out}"
+    );
+    assert!(
+        !Path::new("/sys/fs/bpf/guard/netns")
+            .join(&net.victim)
+            .exists()
+    );
+}
+
+#[test]
+fn second_guard_is_refused() {
+    let Some(_kernel) = require::kernel("second_guard_is_refused") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let guard = start_guard(&net, &[]);
+    let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("another guard is running"), "{out}");
+    // The first one is untouched and still cleans up after itself.
+    assert!(net.victim_link().contains("xdp"));
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
+#[test]
+fn stats_without_a_running_guard_exits_1() {
+    let Some(_kernel) = require::kernel("stats_without_a_running_guard_exits_1") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let out = guard_proc::run(&["stats", "--netns", &net.victim]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("no guard is running in netns"), "{out}");
+}
+
+#[test]
+fn unprivileged_run_is_refused() {
+    let Some(_kernel) = require::kernel("unprivileged_run_is_refused") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(guard_proc::guard_bin())
+        .args(["run", "--netns", &net.victim, "--iface", &net.victim_if])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("guard needs root"), "{stderr}");
+    assert!(!net.victim_link().contains("xdp"));
+}
+
+#[test]
+fn missing_bpffs_is_refused() {
+    let Some(_kernel) = require::kernel("missing_bpffs_is_refused") else {
+        return;
+    };
+    let net = TestNet::silent();
+    // A private mount namespace where /sys/fs/bpf is not mounted; the
+    // host's mount is not touched.
+    let script = format!(
+        "umount /sys/fs/bpf && exec {} run --netns {} --iface {}",
+        guard_proc::guard_bin().display(),
+        net.victim,
+        net.victim_if
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not a mounted bpf filesystem"),
+        "{stderr}"
+    );
+    assert!(!net.victim_link().contains("xdp"));
+}
+
+/// Someone else's program, held by a BPF link in this test process.
+#[test]
+fn foreign_program_held_by_a_link_is_kept_unless_forced() {
+    let Some(_kernel) = require::kernel("foreign_program_held_by_a_link_is_kept_unless_forced")
+    else {
+        return;
+    };
+    let net = TestNet::silent();
+    let mut foreign = aya::Ebpf::load(guard::loader::OBJECT).expect("loading the foreign object");
+    let prog: &mut aya::programs::Xdp = foreign
+        .program_mut(guard::loader::PROGRAM)
+        .expect("program")
+        .try_into()
+        .expect("xdp");
+    prog.load().expect("load");
+    let prog_id = prog.info().expect("info").id();
+    let scope = guard::netns::Scope::open(Some(&net.victim)).expect("netns");
+    scope
+        .run(|| {
+            let index = guard::iface::lookup(&net.victim_if, "")
+                .expect("lookup")
+                .index;
+            prog.attach_to_if_index(index, aya::programs::XdpMode::Skb)
+        })
+        .expect("enter netns")
+        .expect("attach the foreign program");
+
+    let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("program id {prog_id} `guard`"))
+            && out.stderr.contains("held by BPF link")
+            && out.stderr.contains("--force"),
+        "{out}"
+    );
+    assert!(
+        net.victim_link().contains(&format!("id {prog_id}")),
+        "foreign program removed"
+    );
+    assert!(!pin_dir(&net).exists());
+
+    let guard = start_guard(&net, &["--force"]);
+    let link = net.victim_link();
+    assert!(
+        !link.contains(&format!("id {prog_id} ")),
+        "foreign program still there:\n{link}"
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(
+        finished.stderr.contains("--force: detaching program id"),
+        "{finished}"
+    );
+    assert_clean(&net, &finished);
+}
+
+/// Someone else's program, attached through netlink (as `ip link set xdp`
+/// and most XDP tools do), which stays after its loader exits.
+#[test]
+fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
+    let Some(_kernel) =
+        require::kernel("foreign_program_attached_by_netlink_is_kept_unless_forced")
+    else {
+        return;
+    };
+    let net = TestNet::silent();
+    let mut foreign = aya::Ebpf::load(guard::loader::OBJECT).expect("loading the foreign object");
+    let prog: &mut aya::programs::Xdp = foreign
+        .program_mut(guard::loader::PROGRAM)
+        .expect("program")
+        .try_into()
+        .expect("xdp");
+    prog.load().expect("load");
+    let prog_id = prog.info().expect("info").id();
+    let pin = PathBuf::from(format!("/sys/fs/bpf/guardt-{}-prog", std::process::id()));
+    let _ = std::fs::remove_file(&pin);
+    prog.pin(&pin).expect("pin the foreign program");
+    // nsenter, not `ip -n`: `ip -n` remounts /sys, hiding bpffs.
+    let attach = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.victim))
+        .args([
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &net.victim_if,
+            "xdpgeneric",
+            "pinned",
+        ])
+        .arg(&pin)
+        .output()
+        .expect("nsenter (util-linux)");
+    std::fs::remove_file(&pin).expect("unpin");
+    assert!(
+        attach.status.success(),
+        "{}",
+        String::from_utf8_lossy(&attach.stderr)
+    );
+
+    let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains(&format!("program id {prog_id}"))
+            && out.stderr.contains("attached through netlink"),
+        "{out}"
+    );
+
+    let guard = start_guard(&net, &["--force"]);
+    let link = net.victim_link();
+    assert!(
+        !link.contains(&format!("id {prog_id} ")),
+        "foreign program still there:\n{link}"
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
+/// A program the verifier rejects: guard shows the verifier's last lines,
+/// exits 2 and leaves nothing attached.
+#[test]
+fn verifier_rejection_is_shown() {
+    let Some(_kernel) = require::kernel("verifier_rejection_is_shown") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let rejected = std::env::temp_dir().join(format!("guardt-{}-rejected.o", std::process::id()));
+    std::fs::write(&rejected, object_with_unbounded_loop()).expect("write object");
+    let out = std::process::Command::new(guard_proc::guard_bin())
+        .args(["run", "--netns", &net.victim, "--iface", &net.victim_if])
+        .env(guard::loader::OBJECT_ENV, &rejected)
+        .output()
+        .expect("run guard");
+    std::fs::remove_file(&rejected).expect("remove object");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the kernel rejected guard's XDP program")
+            && stderr.contains("last verifier lines"),
+        "{stderr}"
+    );
+    assert!(!net.victim_link().contains("xdp"));
+    assert!(!pin_dir(&net).exists());
+}
+
+/// guard's own object with the program's first instruction replaced by
+/// `goto -1`, a loop the verifier must reject.
+fn object_with_unbounded_loop() -> Vec<u8> {
+    let mut object = guard::loader::OBJECT.to_vec();
+    let offset = xdp_section_offset(&object);
+    // BPF_JMP|BPF_JA, no registers, offset -1, imm 0.
+    let ja_self: [u8; 8] = [0x05, 0x00, 0xff, 0xff, 0, 0, 0, 0];
+    object[offset..offset + 8].copy_from_slice(&ja_self);
+    object
+}
+
+/// File offset of the `xdp` section of a 64-bit little-endian ELF.
+fn xdp_section_offset(elf: &[u8]) -> usize {
+    let u16_at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().expect("4 bytes")) as usize;
+    let u64_at = |o: usize| {
+        usize::try_from(u64::from_le_bytes(
+            elf[o..o + 8].try_into().expect("8 bytes"),
+        ))
+        .expect("fits usize")
+    };
+    let shoff = u64_at(0x28);
+    let shentsize = u16_at(0x3a);
+    let shnum = u16_at(0x3c);
+    let shstrndx = u16_at(0x3e);
+    let strtab = u64_at(shoff + shstrndx * shentsize + 0x18);
+    for i in 0..shnum {
+        let sh = shoff + i * shentsize;
+        let name_at = strtab + u32_at(sh);
+        let name = elf[name_at..].split(|b| *b == 0).next().expect("name");
+        if name == b"xdp" {
+            return u64_at(sh + 0x18);
+        }
+    }
+    panic!("guard's object has no xdp section");
+}

@@ -1,0 +1,187 @@
+//! Running the real `guard` binary: start, wait until attached, signal,
+//! collect output. A process still running when dropped is killed, so a
+//! failing test never leaves a guard attached.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// How long guard may take to attach, and to exit after a signal.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The guard binary under test: `GUARD_BIN`, or the one next to this test
+/// executable's `deps/` directory.
+#[must_use]
+pub fn guard_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GUARD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .join("guard")
+}
+
+/// What a finished guard run left.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(self.status.code(), Some(code), "unexpected exit: {self}");
+    }
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs guard to completion (for commands that end by themselves).
+#[must_use]
+pub fn run(args: &[&str]) -> Finished {
+    let out = Command::new(guard_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", guard_bin().display()));
+    Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A `guard run` in the background.
+pub struct Guard {
+    child: Option<Child>,
+    args: Vec<String>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Guard {
+    /// Starts `guard` with `args`.
+    #[must_use]
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(guard_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", guard_bin().display()));
+        let stdout = collect(child.stdout.take().expect("piped stdout"));
+        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        Self {
+            child: Some(child),
+            args: args.iter().map(ToString::to_string).collect(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until `path` exists (guard pins its maps once attached).
+    /// Panics with guard's output if it exits or times out first.
+    pub fn wait_for(&mut self, path: &Path) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !path.exists() {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "guard {} exited with {status} before {} appeared:\n{}",
+                    self.args.join(" "),
+                    path.display(),
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guard {}: {} did not appear within {TIMEOUT:?}:\n{}",
+                self.args.join(" "),
+                path.display(),
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What guard has written to stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Sends `signal` and waits for guard to exit.
+    #[must_use]
+    pub fn stop(mut self, signal: i32) -> Finished {
+        let mut child = self.child.take().expect("running");
+        let pid = i32::try_from(child.id()).expect("pid fits i32");
+        // SAFETY: signals the child we started and still own.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "guard {} did not exit within {TIMEOUT:?} of signal {signal}:\n{}",
+                    self.args.join(" "),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // The reader threads finish at EOF, right after exit.
+        thread::sleep(Duration::from_millis(50));
+        Finished {
+            status,
+            stdout: self.stdout.lock().expect("stdout lock").clone(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn collect(mut pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let out = Arc::clone(&buf);
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.lock()
+                .expect("output lock")
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}

@@ -1,0 +1,16 @@
+//! Harness for guard's end-to-end tests against the real kernel.
+//!
+//! The tests in `kernel/` build two network namespaces joined by veth
+//! ([`net::TestNet`]), run the real `guard` binary on the victim side
+//! ([`guard_proc::Guard`]), send crafted frames from the other side
+//! ([`raw::RawSender`], [`packet::Packet`]) and check what guard reports.
+//! They run serially (`cargo xtask test` passes `--test-threads=1`) because
+//! one guard runs per host and some tests change global kernel state.
+
+pub mod guard_proc;
+pub mod net;
+pub mod packet;
+pub mod raw;
+pub mod require;
+
+pub use guard_proc::guard_bin;

@@ -1,0 +1,171 @@
+//! Test networks: two fresh namespaces joined by a veth pair.
+//!
+//! Rules (shared/notes/test-network.md): addresses only from 198.18.0.0/15
+//! and 2001:db8::/32, no default routes, names unique per run, everything
+//! deleted on every exit path (Drop, which also runs when a test panics).
+//! Namespaces left by a killed run are swept when the next run starts.
+
+use std::{
+    fs,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use guard::netns::Scope;
+
+/// Prefix of every namespace the tests create: `guardt-<pid>-<n>-{a,v}`.
+const PREFIX: &str = "guardt-";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// An attacker/client namespace and a victim namespace, joined by veth.
+pub struct TestNet {
+    /// Namespace that sends.
+    pub attacker: String,
+    /// Namespace guard protects.
+    pub victim: String,
+    /// The veth end in `attacker`.
+    pub attacker_if: String,
+    /// The veth end in `victim`, where guard attaches.
+    pub victim_if: String,
+}
+
+impl TestNet {
+    /// A pair of namespaces with a silent link: no addresses and IPv6
+    /// disabled on the veth, so the kernel sends nothing of its own and
+    /// every packet the victim sees is one the test sent.
+    #[must_use]
+    pub fn silent() -> Self {
+        sweep_stale();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let net = Self {
+            attacker: format!("{PREFIX}{pid}-{n}-a"),
+            victim: format!("{PREFIX}{pid}-{n}-v"),
+            attacker_if: format!("gt{pid}{n}a"),
+            victim_if: format!("gt{pid}{n}v"),
+        };
+        for ns in [&net.attacker, &net.victim] {
+            ip(&["netns", "add", ns]);
+        }
+        // Created directly inside the namespaces: nothing ever appears
+        // among the host's own interfaces.
+        ip(&[
+            "link",
+            "add",
+            "name",
+            &net.attacker_if,
+            "netns",
+            &net.attacker,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.victim_if,
+            "netns",
+            &net.victim,
+        ]);
+        for (ns, dev) in [
+            (&net.attacker, &net.attacker_if),
+            (&net.victim, &net.victim_if),
+        ] {
+            net.sysctl(ns, &format!("net/ipv6/conf/{dev}/disable_ipv6"), "1");
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    /// Writes a per-namespace sysctl (path below /proc/sys).
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
+        let path = format!("/proc/sys/{key}");
+        Scope::open(Some(ns))
+            .unwrap_or_else(|e| panic!("opening netns {ns}: {e}"))
+            .run(|| fs::write(&path, value))
+            .unwrap_or_else(|e| panic!("entering netns {ns}: {e}"))
+            .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
+    }
+
+    /// The MAC address of `dev` in `ns`.
+    #[must_use]
+    pub fn mac(&self, ns: &str, dev: &str) -> [u8; 6] {
+        let out = ip_out(&["-n", ns, "-j", "link", "show", "dev", dev]);
+        let json: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("parsing `ip -j link` output {out}: {e}"));
+        let text = json[0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no address in {out}"));
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+            *byte = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
+        }
+        mac
+    }
+
+    /// `ip -d link show` of the victim's interface (shows `xdp` while a
+    /// program is attached).
+    #[must_use]
+    pub fn victim_link(&self) -> String {
+        ip_out(&[
+            "-n",
+            &self.victim,
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &self.victim_if,
+        ])
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        // Deleting a namespace destroys the veth end in it, and with it
+        // the peer.
+        for ns in [&self.victim, &self.attacker] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Deletes namespaces of earlier test runs whose process is gone.
+fn sweep_stale() {
+    let Ok(entries) = fs::read_dir(guard::netns::NETNS_RUN_DIR) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("removing namespace {name} left by an earlier run (pid {pid})");
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+/// Runs `ip` and panics with its output if it fails.
+pub fn ip(args: &[&str]) {
+    let _ = ip_out(args);
+}
+
+/// Runs `ip` and returns its stdout; panics with context if it fails.
+#[must_use]
+pub fn ip_out(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
