@@ -7,10 +7,15 @@
 //! Every packet increments [`Counter::Packets`] and exactly one *class*
 //! counter ([`Counter::CLASSES`]); the classes therefore sum to `Packets`.
 //! *Attribute* counters ([`Counter::ATTRIBUTES`]) are counted in addition.
+//!
+//! Verdicts: every decision to drop is counted under its reason
+//! ([`Counter::DROP_REASONS`]), in monitor mode too, where the packet then
+//! passes and is also counted in [`Counter::PassMonitor`]. So monitor's drop
+//! counters are exactly what enforce would have dropped.
 
 /// Slots in a [`CounterBlock`]. Larger than the number of counters so that
 /// new counters do not change the map's value size.
-pub const COUNTER_SLOTS: usize = 32;
+pub const COUNTER_SLOTS: usize = 48;
 
 /// Index of a counter in a [`CounterBlock`]. Both sides change together.
 #[repr(u32)]
@@ -41,6 +46,33 @@ pub enum Counter {
     Vlan = 9,
     /// Attribute: IPv6.
     Ipv6 = 10,
+    /// Attribute: opens a flow (SYN, a new UDP 5-tuple, an echo request).
+    NewFlows = 11,
+    /// Pass reason: a new flow from an allowlisted source.
+    PassAllowlist = 12,
+    /// Pass reason: a new flow within every limit.
+    PassLimits = 13,
+    /// Passed only because of monitor mode (counted under a drop reason too).
+    PassMonitor = 14,
+    /// Drop reason: the source is on the denylist.
+    DropDenylist = 15,
+    /// Drop reason: the source is banned.
+    DropBanned = 16,
+    /// Drop reason: over the source's limit for the class.
+    DropSourceLimit = 17,
+    /// Drop reason: over the prefix's limit for the class.
+    DropPrefixLimit = 18,
+    /// Drop reason: over the global new-flow budget.
+    DropGlobalBudget = 19,
+    /// Drop reason: malformed (see the class).
+    DropMalformed = 20,
+    /// A ring-buffer event was sent.
+    EventsSent = 21,
+    /// An event was not sent: over the event rate, or the ring was full.
+    EventsSuppressed = 22,
+    /// A bucket update lost its compare-and-swap retries to other CPUs and
+    /// was decided as over the limit.
+    BucketContention = 23,
 }
 
 impl Counter {
@@ -58,8 +90,21 @@ impl Counter {
     /// Counted in addition to the class.
     pub const ATTRIBUTES: [Self; 3] = [Self::Fragments, Self::Vlan, Self::Ipv6];
 
+    /// Why a packet was (or in monitor mode would have been) dropped.
+    pub const DROP_REASONS: [Self; 6] = [
+        Self::DropDenylist,
+        Self::DropBanned,
+        Self::DropSourceLimit,
+        Self::DropPrefixLimit,
+        Self::DropGlobalBudget,
+        Self::DropMalformed,
+    ];
+
+    /// Why a new flow passed.
+    pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
+
     /// Every counter, in slot order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 24] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -71,6 +116,19 @@ impl Counter {
         Self::Fragments,
         Self::Vlan,
         Self::Ipv6,
+        Self::NewFlows,
+        Self::PassAllowlist,
+        Self::PassLimits,
+        Self::PassMonitor,
+        Self::DropDenylist,
+        Self::DropBanned,
+        Self::DropSourceLimit,
+        Self::DropPrefixLimit,
+        Self::DropGlobalBudget,
+        Self::DropMalformed,
+        Self::EventsSent,
+        Self::EventsSuppressed,
+        Self::BucketContention,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -88,6 +146,19 @@ impl Counter {
             Self::Fragments => "fragments",
             Self::Vlan => "vlan",
             Self::Ipv6 => "ipv6",
+            Self::NewFlows => "new_flows",
+            Self::PassAllowlist => "pass_allowlist",
+            Self::PassLimits => "pass_limits",
+            Self::PassMonitor => "pass_monitor",
+            Self::DropDenylist => "drop_denylist",
+            Self::DropBanned => "drop_banned",
+            Self::DropSourceLimit => "drop_source_limit",
+            Self::DropPrefixLimit => "drop_prefix_limit",
+            Self::DropGlobalBudget => "drop_global_budget",
+            Self::DropMalformed => "drop_malformed",
+            Self::EventsSent => "events_sent",
+            Self::EventsSuppressed => "events_suppressed",
+            Self::BucketContention => "bucket_contention",
         }
     }
 
@@ -147,14 +218,17 @@ mod tests {
     }
 
     #[test]
-    fn classes_and_attributes_partition_the_counters() {
+    fn groups_do_not_overlap() {
         let mut seen = [false; COUNTER_SLOTS];
-        seen[Counter::Packets.slot()] = true;
-        for c in Counter::CLASSES.iter().chain(Counter::ATTRIBUTES.iter()) {
+        let groups = Counter::CLASSES
+            .iter()
+            .chain(Counter::ATTRIBUTES.iter())
+            .chain(Counter::DROP_REASONS.iter())
+            .chain(Counter::PASS_REASONS.iter());
+        for c in groups {
             assert!(!seen[c.slot()], "{c:?} listed twice");
             seen[c.slot()] = true;
         }
-        assert!(Counter::ALL.iter().all(|c| seen[c.slot()]));
     }
 
     #[test]

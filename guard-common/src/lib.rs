@@ -4,10 +4,22 @@
 //! feature the map value types also implement [`aya::Pod`]. A change to a type
 //! here changes the layout of a pinned map: both sides are rebuilt together
 //! (`cargo xtask build`), and an old pinned map is never reused by a new guard.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+#![allow(
+    clippy::inline_always,
+    reason = "shared with the XDP program, where the verifier and the cost of bpf-to-bpf calls want every call inlined"
+)]
 
+pub mod bucket;
+pub mod config;
 pub mod counters;
 pub mod dissect;
+pub mod key;
 pub mod maps;
+pub mod state;
 
+pub use bucket::Limit;
+pub use config::{DataplaneConfig, FlowClass};
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
+pub use key::{FlowKey, SourceKey};
+pub use state::{Event, SourceState};

@@ -5,6 +5,43 @@
 
 /// Per-CPU [`crate::CounterBlock`], one entry.
 pub const COUNTERS: &str = "GUARD_COUNTERS";
+/// [`crate::config::DataplaneConfig`], one entry.
+pub const CONFIG: &str = "GUARD_CONFIG";
+/// LRU hash [`crate::key::SourceKey`] -> [`crate::state::SourceState`], per source.
+pub const SOURCES: &str = "GUARD_SOURCES";
+/// The same for the second tier, per prefix.
+pub const PREFIXES: &str = "GUARD_PREFIXES";
+/// LPM tries, address -> [`crate::key::LIST_ALLOW`] / [`crate::key::LIST_DENY`].
+pub const LISTS_V4: &str = "GUARD_LISTS_V4";
+pub const LISTS_V6: &str = "GUARD_LISTS_V6";
+/// Array of GCRA states shared by all CPUs ([`crate::state::GLOBAL_BUDGET`], ...).
+pub const GLOBAL: &str = "GUARD_GLOBAL";
+/// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow detection.
+pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
+/// Ring buffer of [`crate::state::Event`].
+pub const EVENTS: &str = "GUARD_EVENTS";
+/// The test clock (see `TEST_CLOCK` in the XDP program).
+pub const TEST_CLOCK: &str = "GUARD_TEST_CLOCK";
 
-/// Every map the loader pins, in the order `guard stats` reads them.
-pub const PINNED: &[&str] = &[COUNTERS];
+/// Maps the loader pins for other processes (`guard stats`, list
+/// management). The flow map, the ring buffer and the test clock stay
+/// private to the running guard.
+pub const PINNED: &[&str] = &[
+    COUNTERS, CONFIG, SOURCES, PREFIXES, LISTS_V4, LISTS_V6, GLOBAL,
+];
+
+/// Every map the object defines.
+pub const ALL: &[&str] = &[
+    COUNTERS, CONFIG, SOURCES, PREFIXES, LISTS_V4, LISTS_V6, GLOBAL, UDP_FLOWS, EVENTS, TEST_CLOCK,
+];
+
+/// Default capacities; `guard run` can change them (`max-sources`, ...).
+/// LRU maps evict the least recently used entry when full, so an attacker
+/// with more sources than this costs a fixed amount of memory.
+pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
+pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
+pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;
+/// Entries per allow/deny trie.
+pub const MAX_LIST_ENTRIES: u32 = 16_384;
+/// Ring buffer size in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;

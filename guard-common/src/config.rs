@@ -1,0 +1,115 @@
+//! The data plane's configuration, as the loader (and later the controller)
+//! writes it into the single-entry `GUARD_CONFIG` array. The XDP program
+//! reads it through one accessor; changing it needs no reload.
+
+use crate::bucket::Limit;
+
+/// Index of a new-flow class in the per-class limit arrays and in
+/// [`crate::state::SourceState::tat`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FlowClass {
+    /// TCP SYN without ACK.
+    Syn = 0,
+    /// The first UDP packet of a 5-tuple not seen within `udp_flow_idle_ns`.
+    Udp = 1,
+    /// ICMP echo request, ICMPv6 echo request.
+    Icmp = 2,
+}
+
+pub const FLOW_CLASSES: usize = 3;
+
+impl FlowClass {
+    pub const ALL: [Self; FLOW_CLASSES] = [Self::Syn, Self::Udp, Self::Icmp];
+
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in config keys (`syn-rate`), stats and events.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Syn => "syn",
+            Self::Udp => "udp",
+            Self::Icmp => "icmp",
+        }
+    }
+}
+
+/// A known UDP flow's last-seen time is rewritten at most this often, so a
+/// busy flow does not write its map entry on every packet. A flow is known
+/// while `now - last_seen <= udp_flow_idle_ns`.
+pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
+/// `monitor` counts what would be dropped and drops nothing.
+pub const MODE_MONITOR: u32 = 0;
+/// `enforce` drops.
+pub const MODE_ENFORCE: u32 = 1;
+
+/// [`DataplaneConfig::lists`] bits: which allow/deny tries hold entries, so
+/// the program skips lookups in empty ones.
+pub const LISTS_V4: u32 = 1;
+pub const LISTS_V6: u32 = 1 << 1;
+/// The family's trie holds a deny entry: look up every packet of that
+/// family, not only new flows, so a denied source never gets a packet in.
+pub const DENY_V4: u32 = 1 << 2;
+pub const DENY_V6: u32 = 1 << 3;
+
+/// Everything the XDP program is told. 168 bytes, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// [`MODE_MONITOR`] or [`MODE_ENFORCE`].
+    pub mode: u32,
+    /// `LISTS_*` and `DENY_*` bits.
+    pub lists: u32,
+    /// Prefix length of a source: IPv4 (normally 32) and IPv6 (normally 64).
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    /// Prefix length of the second tier: IPv4 (24) and IPv6 (48).
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    /// Over-limit drops within `ban_window_ns` that ban a source; 0: no bans.
+    pub ban_threshold: u32,
+    /// Per-source limits, by [`FlowClass`].
+    pub source: [Limit; FLOW_CLASSES],
+    /// Per-prefix limits, by [`FlowClass`].
+    pub prefix: [Limit; FLOW_CLASSES],
+    /// All new flows together; unlimited unless the controller sets it.
+    pub global: Limit,
+    /// Ring-buffer events, all sources together.
+    pub events: Limit,
+    pub udp_flow_idle_ns: u64,
+    pub ban_window_ns: u64,
+    pub ban_duration_ns: u64,
+}
+
+impl DataplaneConfig {
+    /// Counts only, limits nothing: what a freshly loaded program does
+    /// before the loader writes the real configuration.
+    pub const PASSIVE: Self = Self {
+        mode: MODE_MONITOR,
+        lists: 0,
+        source_prefix_v4: 32,
+        source_prefix_v6: 64,
+        prefix_v4: 24,
+        prefix_v6: 48,
+        ban_threshold: 0,
+        source: [Limit::UNLIMITED; FLOW_CLASSES],
+        prefix: [Limit::UNLIMITED; FLOW_CLASSES],
+        global: Limit::UNLIMITED,
+        events: Limit::UNLIMITED,
+        udp_flow_idle_ns: 0,
+        ban_window_ns: 0,
+        ban_duration_ns: 0,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers only, laid out without implicit padding (the
+// size check below would catch a change).
+unsafe impl aya::Pod for DataplaneConfig {}
+
+const _: () = assert!(size_of::<DataplaneConfig>() == 168);

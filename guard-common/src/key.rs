@@ -1,0 +1,193 @@
+//! Map keys and how addresses become keys.
+//!
+//! A source is an IPv4 address or an IPv6 /64 (both prefix lengths are
+//! configurable); a prefix (the second tier) is an IPv4 /24 or IPv6 /48 by
+//! default. Both are a [`SourceKey`]: the address masked to the prefix
+//! length, with the family and the length in the key so that no two
+//! granularities or families ever share an entry.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const AF_INET: u8 = 4;
+pub const AF_INET6: u8 = 6;
+
+/// Key of the per-source and per-prefix maps (20 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+    pub prefix_len: u8,
+    pub pad: [u8; 2],
+    /// The masked address; IPv4 in the first four bytes, the rest zero.
+    pub addr: [u8; 16],
+}
+
+impl SourceKey {
+    /// `addr/prefix_len` (prefix lengths above 32 are taken as 32).
+    #[inline(always)]
+    #[must_use]
+    pub fn v4(addr: [u8; 4], prefix_len: u8) -> Self {
+        let len = if prefix_len > 32 { 32 } else { prefix_len };
+        let masked = u32::from_be_bytes(addr) & mask32(len);
+        let b = masked.to_be_bytes();
+        Self {
+            family: AF_INET,
+            prefix_len: len,
+            pad: [0; 2],
+            addr: [b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }
+    }
+
+    /// `addr/prefix_len` (prefix lengths above 128 are taken as 128).
+    #[inline(always)]
+    #[must_use]
+    pub fn v6(addr: [u8; 16], prefix_len: u8) -> Self {
+        let len = if prefix_len > 128 { 128 } else { prefix_len };
+        Self {
+            family: AF_INET6,
+            prefix_len: len,
+            pad: [0; 2],
+            addr: mask128(addr, len),
+        }
+    }
+
+    /// The network address.
+    #[must_use]
+    pub fn ip(&self) -> IpAddr {
+        if self.family == AF_INET {
+            let a = self.addr;
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.addr))
+        }
+    }
+}
+
+impl core::fmt::Display for SourceKey {
+    /// `198.18.0.1` for a full-length key, `198.18.0.0/24` otherwise.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let full = if self.family == AF_INET { 32 } else { 128 };
+        if self.prefix_len == full {
+            write!(f, "{}", self.ip())
+        } else {
+            write!(f, "{}/{}", self.ip(), self.prefix_len)
+        }
+    }
+}
+
+/// The top `len` bits set (len <= 32).
+#[inline(always)]
+#[must_use]
+pub const fn mask32(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len as u32)
+    }
+}
+
+/// The top `len` bits set (len <= 64).
+#[inline(always)]
+#[must_use]
+const fn mask64(len: u8) -> u64 {
+    if len == 0 {
+        0
+    } else {
+        u64::MAX << (64 - len as u32)
+    }
+}
+
+/// `addr` with all but its top `len` bits cleared (len <= 128).
+#[inline(always)]
+#[must_use]
+pub fn mask128(addr: [u8; 16], len: u8) -> [u8; 16] {
+    let (hi_len, lo_len) = if len >= 64 { (64, len - 64) } else { (len, 0) };
+    let hi = u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]) & mask64(hi_len);
+    let lo = u64::from_be_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]) & mask64(lo_len);
+    let (h, l) = (hi.to_be_bytes(), lo.to_be_bytes());
+    [
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
+        l[7],
+    ]
+}
+
+/// Key of the UDP flow map: the 5-tuple as the packet carries it (40 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub family: u8,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub pad: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// Data of the allow/deny LPM tries: the action for the longest match.
+pub const LIST_ALLOW: u8 = 1;
+pub const LIST_DENY: u8 = 2;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C) structs of integers and byte arrays with explicit
+    // padding fields: every bit pattern is valid and there are no implicit
+    // padding bytes.
+    unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_masks_and_keeps_the_family() {
+        let k = SourceKey::v4([198, 18, 7, 9], 24);
+        assert_eq!(k.addr[..4], [198, 18, 7, 0]);
+        assert!(k.addr[4..].iter().all(|b| *b == 0));
+        assert_eq!((k.family, k.prefix_len), (AF_INET, 24));
+        assert_eq!(k.to_string(), "198.18.7.0/24");
+        assert_eq!(SourceKey::v4([198, 18, 7, 9], 32).to_string(), "198.18.7.9");
+    }
+
+    #[test]
+    fn v6_masks_across_the_64_bit_boundary() {
+        let addr = [0xff; 16];
+        assert_eq!(mask128(addr, 0), [0; 16]);
+        assert_eq!(mask128(addr, 128), addr);
+        let m = mask128(addr, 68);
+        assert_eq!(m[..8], [0xff; 8]);
+        assert_eq!(m[8], 0xf0);
+        assert!(m[9..].iter().all(|b| *b == 0));
+        let m = mask128(addr, 12);
+        assert_eq!(m[..2], [0xff, 0xf0]);
+    }
+
+    #[test]
+    fn families_never_collide() {
+        let v4 = SourceKey::v4([0, 0, 0, 0], 32);
+        let v6 = SourceKey::v6([0; 16], 32);
+        assert_ne!(v4, v6);
+    }
+
+    #[test]
+    fn same_prefix_same_key() {
+        let a = SourceKey::v6(
+            "2001:db8:1:2:aaaa::1".parse::<Ipv6Addr>().unwrap().octets(),
+            64,
+        );
+        let b = SourceKey::v6(
+            "2001:db8:1:2:bbbb::7".parse::<Ipv6Addr>().unwrap().octets(),
+            64,
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+    }
+}

@@ -1,0 +1,80 @@
+//! Values of the per-source maps and the events the XDP program sends.
+
+use crate::{config::FLOW_CLASSES, key::SourceKey};
+
+/// State of one source (or one prefix) in `GUARD_SOURCES` /
+/// `GUARD_PREFIXES`. Prefix entries use only the buckets and statistics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// Bucket state (GCRA TAT) per [`crate::config::FlowClass`]; updated
+    /// with compare-and-swap.
+    pub tat: [u64; FLOW_CLASSES],
+    /// New-flow packets seen from this source.
+    pub new_flows: u64,
+    /// Of those, passed (in monitor mode: would have passed).
+    pub passed: u64,
+    /// Of those, dropped (in monitor mode: would have been dropped).
+    pub dropped: u64,
+    /// Time of the last new-flow packet (monotonic ns, as bpf_ktime_get_ns).
+    pub last_seen_ns: u64,
+    /// Start of the current ban-accounting window.
+    pub window_start_ns: u64,
+    /// Over-limit drops in the current window.
+    pub window_drops: u32,
+    /// 1 from the first over-limit drop until the next admission: a
+    /// "limited" event is sent once per episode, not once per packet.
+    pub limited: u32,
+    /// Banned until this time (0: not banned).
+    pub banned_until_ns: u64,
+}
+
+impl SourceState {
+    /// A source seen for the first time: full buckets, no history.
+    pub const ZERO: Self = Self {
+        tat: [0; FLOW_CLASSES],
+        new_flows: 0,
+        passed: 0,
+        dropped: 0,
+        last_seen_ns: 0,
+        window_start_ns: 0,
+        window_drops: 0,
+        limited: 0,
+        banned_until_ns: 0,
+    };
+}
+
+/// Indices of the `GUARD_GLOBAL` array: bucket states shared by all CPUs.
+pub const GLOBAL_BUDGET: u32 = 0;
+pub const GLOBAL_EVENTS: u32 = 1;
+pub const GLOBAL_SLOTS: u32 = 2;
+
+/// [`Event::kind`] values.
+pub const EVENT_LIMITED: u32 = 1;
+pub const EVENT_BANNED: u32 = 2;
+
+/// A ring-buffer record: a source started being limited, or was banned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: u32,
+    /// The [`crate::config::FlowClass`] whose limit it exceeded.
+    pub class: u32,
+    pub source: SourceKey,
+    pub pad: u32,
+    pub time_ns: u64,
+    /// For [`EVENT_BANNED`]: when the ban ends.
+    pub banned_until_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), integers and byte arrays only, no implicit padding
+    // (explicit `pad` fields; sizes checked below).
+    unsafe impl aya::Pod for super::SourceState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Event {}
+}
+
+const _: () = assert!(size_of::<SourceState>() == 80);
+const _: () = assert!(size_of::<Event>() == 48);
