@@ -21,27 +21,34 @@
 //!   data offset (>= 5 words), UDP 8 bytes with a length field between 8
 //!   and the payload (a first fragment only needs the 8 bytes), ICMP/ICMPv6
 //!   8 bytes. Other protocols (and ICMP inside IPv6) are `IpOther`.
+//! - An ICMP echo request (type 8) or ICMPv6 echo request (type 128) sets
+//!   [`F_ECHO`]: it opens a flow.
 
-use core::mem::size_of;
+use core::{arch::asm, mem::size_of};
 
 use aya_ebpf::programs::XdpContext;
 use guard_common::{
     Counter,
     dissect::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
-        IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
+        ICMP_MIN_HLEN, ICMPV6_ECHO_REQUEST, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
+        IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP,
+        IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
+        UDP_HLEN,
     },
+    key::{AF_INET, AF_INET6},
 };
 
 /// Attribute bits of [`Headers::flags`].
 pub const F_VLAN: u8 = 1;
 pub const F_IPV6: u8 = 2;
 pub const F_FRAGMENT: u8 = 4;
+/// An ICMP or ICMPv6 echo request.
+pub const F_ECHO: u8 = 8;
 
 const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
+const IPV6_FRAG_HLEN: usize = 8;
 const VLAN_HLEN: usize = 4;
 
 /// What the dissect step found.
@@ -50,6 +57,34 @@ pub struct Headers {
     pub class: Counter,
     /// `F_*` attribute bits.
     pub flags: u8,
+    /// [`AF_INET`] or [`AF_INET6`] once the IP header is valid, else 0.
+    pub family: u8,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the transport header (valid for TCP, UDP and ICMP classes).
+    pub l4: usize,
+}
+
+/// The packet address `offset` bytes in, hidden from LLVM's arithmetic.
+///
+/// Without the barrier LLVM rewrites `data + off + n > data_end` into
+/// `off + n > data_end - data`, a comparison of plain numbers from which the
+/// verifier learns nothing, and rejects the read that follows. Behind the
+/// asm the comparison stays one between packet pointers.
+#[inline(always)]
+fn at(ctx: &XdpContext, offset: usize) -> usize {
+    let mut p = ctx.data() + offset;
+    // SAFETY: a register move onto itself; it only makes `p` opaque. (A
+    // truly empty asm would leave two BTF line records on one instruction,
+    // which the kernel rejects.)
+    unsafe { asm!("{0} = {0}", inout(reg) p, options(nomem, nostack, preserves_flags)) };
+    p
+}
+
+/// Whether the first `end` bytes of the packet are all there.
+#[inline(always)]
+fn within(ctx: &XdpContext, end: usize) -> bool {
+    at(ctx, end) <= ctx.data_end()
 }
 
 /// Copies `T` from `offset` bytes into the packet, if it is all there.
@@ -57,15 +92,14 @@ pub struct Headers {
 /// The one place packet memory is read. `T` is a byte array: packet fields
 /// have no alignment guarantee.
 #[inline(always)]
-fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
+pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let p = at(ctx, offset);
+    if p + size_of::<T>() > ctx.data_end() {
         return None;
     }
-    // SAFETY: the whole of T lies between data and data_end, checked above
-    // in the form the verifier tracks; read_unaligned needs no alignment.
-    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    // SAFETY: the whole of T lies before data_end, checked above on the
+    // same pointer the read uses; read_unaligned needs no alignment.
+    Some(unsafe { core::ptr::read_unaligned(p as *const T) })
 }
 
 #[inline(always)]
@@ -78,6 +112,9 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
     let mut h = Headers {
         class: Counter::Malformed,
         flags: 0,
+        family: 0,
+        l3: 0,
+        l4: 0,
     };
     let Some(eth_type) = load::<[u8; 2]>(ctx, ETH_HLEN - 2) else {
         return h;
@@ -96,6 +133,7 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
         proto = be16(inner);
         l3 += VLAN_HLEN;
     }
+    h.l3 = l3;
     match proto {
         ETH_P_IP => ipv4(ctx, l3, &mut h),
         ETH_P_IPV6 => {
@@ -120,9 +158,10 @@ fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         return;
     }
     let l3_end = l3 + tot_len;
-    if ctx.data() + l3_end > ctx.data_end() {
+    if !within(ctx, l3_end) {
         return;
     }
+    h.family = AF_INET;
     let frag = be16([ip[6], ip[7]]);
     let first = frag & 0x1fff == 0;
     if !first || frag & 0x2000 != 0 {
@@ -132,13 +171,13 @@ fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         h.class = Counter::IpOther;
         return;
     }
+    h.l4 = l3 + ihl;
     let proto = ip[9];
-    let class = if proto == IPPROTO_ICMP {
-        icmp(l3 + ihl, l3_end)
+    h.class = if proto == IPPROTO_ICMP {
+        icmp(ctx, h, l3_end, ICMP_ECHO_REQUEST)
     } else {
-        transport(ctx, proto, l3 + ihl, l3_end, h.flags)
+        transport(ctx, proto, h.l4, l3_end, h.flags)
     };
-    h.class = class;
 }
 
 #[inline(always)]
@@ -150,9 +189,10 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         return;
     }
     let l3_end = l3 + IPV6_HLEN + usize::from(be16([ip[4], ip[5]]));
-    if ctx.data() + l3_end > ctx.data_end() {
+    if !within(ctx, l3_end) {
         return;
     }
+    h.family = AF_INET6;
     let mut next = ip[6];
     let mut off = l3 + IPV6_HLEN;
     let mut walked = 0;
@@ -173,6 +213,11 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
                 (usize::from(ext[1]) + 2) * 4
             }
             IPPROTO_FRAGMENT => {
+                // Complete within the payload before any of it counts:
+                // bytes past the payload are link padding.
+                if off + IPV6_FRAG_HLEN > l3_end {
+                    return;
+                }
                 let Some(ext) = load::<[u8; 4]>(ctx, off) else {
                     return;
                 };
@@ -182,15 +227,10 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
                     h.flags |= F_FRAGMENT;
                 }
                 if frag & 0xfff8 != 0 {
-                    // The header itself must still be complete.
-                    h.class = if off + 8 <= l3_end {
-                        Counter::IpOther
-                    } else {
-                        Counter::Malformed
-                    };
+                    h.class = Counter::IpOther;
                     return;
                 }
-                8
+                IPV6_FRAG_HLEN
             }
             _ => break,
         };
@@ -204,8 +244,9 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         // Chain longer than the parser walks.
         return;
     }
+    h.l4 = off;
     h.class = if next == IPPROTO_ICMPV6 {
-        icmp(off, l3_end)
+        icmp(ctx, h, l3_end, ICMPV6_ECHO_REQUEST)
     } else {
         transport(ctx, next, off, l3_end, h.flags)
     };
@@ -224,13 +265,19 @@ fn is_ipv6_ext(next: u8) -> bool {
     )
 }
 
+/// ICMP or ICMPv6 (whose echo request type is `echo`).
 #[inline(always)]
-fn icmp(l4: usize, l3_end: usize) -> Counter {
-    if l4 + ICMP_MIN_HLEN > l3_end {
-        Counter::Malformed
-    } else {
-        Counter::Icmp
+fn icmp(ctx: &XdpContext, h: &mut Headers, l3_end: usize, echo: u8) -> Counter {
+    let Some(head) = load::<[u8; ICMP_MIN_HLEN]>(ctx, h.l4) else {
+        return Counter::Malformed;
+    };
+    if h.l4 + ICMP_MIN_HLEN > l3_end {
+        return Counter::Malformed;
     }
+    if head[0] == echo {
+        h.flags |= F_ECHO;
+    }
+    Counter::Icmp
 }
 
 /// TCP and UDP (and everything else, which is `IpOther`).

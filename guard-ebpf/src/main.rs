@@ -1,36 +1,56 @@
 //! guard's XDP program.
 //!
-//! Verdict policy (this issue: count only):
-//! - every packet is dissected once (see [`dissect`]) and counted: one
-//!   `Packets`, one class, and its attributes, in a per-CPU block;
-//! - every packet is passed, malformed ones included; the kernel's own
-//!   checks drop what it cannot use.
+//! Verdict policy, in order (the reference model in `tests/src/model.rs`
+//! implements the same list):
+//! 1. Every packet is dissected once ([`dissect`]) and counted: `packets`,
+//!    one class, its attributes.
+//! 2. Malformed: dropped (`drop_malformed`). The kernel would drop most of
+//!    these itself; the rest (an IPv6 chain longer than the parser walks, a
+//!    first fragment without its transport header) are bypass attempts.
+//! 3. Not IP: passed.
+//! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
+//!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
+//!    (`GUARD_UDP_FLOWS`, LRU). Counted in `new_flows`.
+//! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
+//!    flows, and for every packet of a family whose trie holds a deny entry.
+//!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed
+//!    (`pass_allowlist`), no limit applies.
+//! 6. Every other packet that is not a new flow is passed: the fast path,
+//!    no per-source lookup.
+//! 7. A new flow goes through the source's state (`GUARD_SOURCES`, keyed by
+//!    the address masked to /32 or /64): banned -> `drop_banned`; no token in
+//!    the source's bucket for its class -> `drop_source_limit` (and ban
+//!    accounting); then the prefix's bucket (`GUARD_PREFIXES`, /24 or /48)
+//!    -> `drop_prefix_limit`; then the global budget -> `drop_global_budget`.
+//!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
+//! In monitor mode every "drop" above is counted the same way and the packet
+//! passes (`pass_monitor`): the counters say exactly what enforce would do.
+//! A helper failure (a map lookup that cannot fail) passes the packet.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write on shared map values needs inline BPF assembly.
+#![feature(asm_experimental_arch)]
 
+mod atomic;
+mod clock;
 mod dissect;
+mod maps;
+mod verdict;
 
-use aya_ebpf::{
-    bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext,
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use guard_common::Counter;
+
+use crate::{
+    dissect::{F_FRAGMENT, F_IPV6, F_VLAN},
+    maps::COUNTERS,
+    verdict::bump,
 };
-use guard_common::{Counter, CounterBlock};
-
-use crate::dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers};
-
-#[map(name = "GUARD_COUNTERS")]
-static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
 pub fn guard(ctx: XdpContext) -> u32 {
-    let headers = dissect::dissect(&ctx);
-    count(&headers);
-    xdp_action::XDP_PASS
-}
-
-#[inline(always)]
-fn count(h: &Headers) {
+    let h = dissect::dissect(&ctx);
     let Some(block) = COUNTERS.get_ptr_mut(0) else {
-        return;
+        return xdp_action::XDP_PASS;
     };
     // SAFETY: the map value is this CPU's block; XDP runs with preemption
     // (and migration) disabled, so nothing else writes it meanwhile.
@@ -46,13 +66,7 @@ fn count(h: &Headers) {
     if h.flags & F_FRAGMENT != 0 {
         bump(slots, Counter::Fragments);
     }
-}
-
-#[inline(always)]
-fn bump(slots: &mut [u64], counter: Counter) {
-    if let Some(slot) = slots.get_mut(counter.slot()) {
-        *slot = slot.wrapping_add(1);
-    }
+    verdict::verdict(&ctx, &h, slots)
 }
 
 #[unsafe(link_section = "license")]

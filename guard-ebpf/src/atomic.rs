@@ -1,0 +1,46 @@
+//! Atomic operations on map values.
+//!
+//! Rust's atomics do not help here: the bpf target is single-threaded to
+//! LLVM, which lowers atomic read-modify-write to plain loads and stores.
+//! Maps shared by all CPUs need the real BPF instructions, written out.
+
+use core::arch::asm;
+
+/// `*p += v` as one atomic instruction (BPF_ATOMIC | BPF_ADD).
+///
+/// # Safety
+/// `p` must point to a u64 in a map value.
+#[inline(always)]
+pub unsafe fn add(p: *mut u64, v: u64) {
+    // SAFETY: the caller guarantees p is a valid map-value pointer.
+    unsafe {
+        asm!(
+            "lock *(u64 *)({p} + 0) += {v}",
+            p = in(reg) p,
+            v = in(reg) v,
+            options(nostack),
+        );
+    }
+}
+
+/// Compare-and-swap (BPF_ATOMIC | BPF_CMPXCHG, Linux 5.12+): if `*p ==
+/// old`, store `new`. Returns the value `*p` had.
+///
+/// # Safety
+/// `p` must point to a u64 in a map value.
+#[inline(always)]
+pub unsafe fn cmpxchg(p: *mut u64, old: u64, new: u64) -> u64 {
+    let prev: u64;
+    // SAFETY: the caller guarantees p is a valid map-value pointer. The
+    // instruction compares with and returns into r0.
+    unsafe {
+        asm!(
+            "r0 = cmpxchg_64({p} + 0, r0, {new})",
+            p = in(reg) p,
+            new = in(reg) new,
+            inout("r0") old => prev,
+            options(nostack),
+        );
+    }
+    prev
+}

@@ -1,0 +1,25 @@
+//! The time limits are measured in.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+
+use crate::maps::TEST_CLOCK_NS;
+
+/// Set to 1 by the loader only for the differential tests: time then comes
+/// from the `GUARD_TEST_CLOCK` map, which the test sets before each packet,
+/// so the program and the reference model see the same instants. It lives
+/// in .rodata, which the kernel freezes: for the verifier it is a constant,
+/// and in production the branch below is removed before the JIT.
+#[unsafe(no_mangle)]
+static TEST_CLOCK: u8 = 0;
+
+/// Monotonic nanoseconds (CLOCK_MONOTONIC, as bpf_ktime_get_ns).
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: reading a plain static; volatile so the compiler does not
+    // fold the value the loader patches.
+    if unsafe { core::ptr::read_volatile(&raw const TEST_CLOCK) } != 0 {
+        return TEST_CLOCK_NS.get(0).copied().unwrap_or(0);
+    }
+    // SAFETY: helper with no arguments.
+    unsafe { bpf_ktime_get_ns() }
+}

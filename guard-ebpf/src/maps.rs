@@ -1,0 +1,52 @@
+//! Every map of the program. Names and value types come from guard-common
+//! (`guard_common::maps`), which the loader uses too.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use guard_common::{
+    CounterBlock, DataplaneConfig, FlowKey, SourceKey, SourceState,
+    maps::{
+        DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, EVENTS_BYTES,
+        MAX_LIST_ENTRIES,
+    },
+    state::GLOBAL_SLOTS,
+};
+
+#[map(name = "GUARD_COUNTERS")]
+pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "GUARD_CONFIG")]
+pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "GUARD_SOURCES")]
+pub static SOURCES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+#[map(name = "GUARD_PREFIXES")]
+pub static PREFIXES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_PREFIXES, 0);
+
+// The kernel requires BPF_F_NO_PREALLOC for LPM tries.
+#[map(name = "GUARD_LISTS_V4")]
+pub static LISTS_V4: LpmTrie<[u8; 4], u8> =
+    LpmTrie::with_max_entries(MAX_LIST_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "GUARD_LISTS_V6")]
+pub static LISTS_V6: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_LIST_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "GUARD_GLOBAL")]
+pub static GLOBAL: Array<u64> = Array::with_max_entries(GLOBAL_SLOTS, 0);
+
+#[map(name = "GUARD_UDP_FLOWS")]
+pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
+
+#[map(name = "GUARD_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "GUARD_TEST_CLOCK")]
+pub static TEST_CLOCK_NS: Array<u64> = Array::with_max_entries(1, 0);

@@ -1,0 +1,388 @@
+//! The verdict for one dissected packet (the policy is written in
+//! `main.rs`'s module doc).
+
+use aya_ebpf::{
+    bindings::{
+        BPF_NOEXIST,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
+    maps::{LruHashMap, lpm_trie::Key},
+    programs::XdpContext,
+};
+use guard_common::{
+    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, SourceKey, SourceState,
+    config::{
+        DENY_V4, DENY_V6, LISTS_V4 as HAS_V4, LISTS_V6 as HAS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS,
+    },
+    dissect::IPPROTO_UDP,
+    key::{AF_INET, LIST_ALLOW, LIST_DENY},
+    state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS},
+};
+
+use crate::{
+    atomic, clock,
+    dissect::{F_ECHO, Headers, load},
+    maps::{CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, PREFIXES, SOURCES, UDP_FLOWS},
+};
+
+/// Compare-and-swap attempts on a shared bucket before the arrival is
+/// decided as over the limit (and counted in `bucket_contention`).
+const BUCKET_CAS_RETRIES: usize = 4;
+
+type Slots = [u64; COUNTER_SLOTS];
+
+#[inline(always)]
+pub fn bump(slots: &mut Slots, counter: Counter) {
+    if let Some(slot) = slots.get_mut(counter.slot()) {
+        *slot = slot.wrapping_add(1);
+    }
+}
+
+/// Decides, counts the reason, and returns the XDP action.
+#[inline(always)]
+pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return XDP_PASS;
+    };
+    match h.class {
+        Counter::Malformed => return reject(cfg, slots, Counter::DropMalformed),
+        Counter::NonIp => return XDP_PASS,
+        _ => {}
+    }
+    let Some(src) = source_addr(ctx, h) else {
+        return XDP_PASS;
+    };
+    let v4 = h.family == AF_INET;
+
+    // Read once, and only on paths that need it.
+    let mut now = None;
+    let mut flow = None;
+    let class = match h.class {
+        Counter::TcpSyn => Some(FlowClass::Syn),
+        Counter::Icmp if h.flags & F_ECHO != 0 => Some(FlowClass::Icmp),
+        Counter::Udp => {
+            let t = clock::now();
+            now = Some(t);
+            let key = udp_flow_key(ctx, h, &src);
+            match key {
+                Some(k) if !udp_flow_known(&k, t, cfg.udp_flow_idle_ns) => {
+                    flow = key;
+                    Some(FlowClass::Udp)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+
+    let (has_lists, has_deny) = if v4 {
+        (cfg.lists & HAS_V4 != 0, cfg.lists & DENY_V4 != 0)
+    } else {
+        (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
+    };
+    let listed = if has_deny || (class.is_some() && has_lists) {
+        list_action(&src, v4)
+    } else {
+        0
+    };
+    if class.is_some() {
+        bump(slots, Counter::NewFlows);
+    }
+    if listed == LIST_DENY {
+        return reject(cfg, slots, Counter::DropDenylist);
+    }
+    let Some(class) = class else {
+        return XDP_PASS;
+    };
+    let now = now.unwrap_or_else(clock::now);
+    if listed == LIST_ALLOW {
+        bump(slots, Counter::PassAllowlist);
+        remember_flow(flow.as_ref(), now);
+        return XDP_PASS;
+    }
+    limit(cfg, slots, &src, v4, class, now, flow.as_ref())
+}
+
+/// Drop in enforce mode, pass (and say so) in monitor mode; the reason is
+/// counted either way.
+#[inline(always)]
+fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
+    bump(slots, reason);
+    if cfg.mode == MODE_ENFORCE {
+        XDP_DROP
+    } else {
+        bump(slots, Counter::PassMonitor);
+        XDP_PASS
+    }
+}
+
+/// The per-source tier (with bans), the per-prefix tier and the global
+/// budget, in that order; the first that says no decides.
+#[inline(always)]
+fn limit(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    src: &[u8; 16],
+    v4: bool,
+    class: FlowClass,
+    now: u64,
+    flow: Option<&FlowKey>,
+) -> u32 {
+    let c = class.index();
+    let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
+        return XDP_PASS;
+    };
+    let skey = if v4 {
+        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.source_prefix_v4)
+    } else {
+        SourceKey::v6(*src, cfg.source_prefix_v6)
+    };
+    let Some(st) = state(&SOURCES, &skey) else {
+        return XDP_PASS;
+    };
+    // SAFETY: a pointer into a map value that stays valid for this run;
+    // fields shared with other CPUs are changed with atomics, the rest are
+    // statistics where a lost update is harmless.
+    let st = unsafe { &mut *st };
+    // SAFETY: pointers to u64 fields of that map value.
+    unsafe { atomic::add(&raw mut st.new_flows, 1) };
+    st.last_seen_ns = now;
+
+    if st.banned_until_ns > now {
+        // SAFETY: as above.
+        unsafe { atomic::add(&raw mut st.dropped, 1) };
+        return reject(cfg, slots, Counter::DropBanned);
+    }
+    let Some(tat) = st.tat.get_mut(c) else {
+        return XDP_PASS;
+    };
+    if !take(tat, source_limit, now, slots) {
+        over_source_limit(cfg, slots, st, &skey, class, now);
+        // SAFETY: as above.
+        unsafe { atomic::add(&raw mut st.dropped, 1) };
+        return reject(cfg, slots, Counter::DropSourceLimit);
+    }
+    if st.limited != 0 {
+        st.limited = 0;
+    }
+
+    let pkey = if v4 {
+        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
+    } else {
+        SourceKey::v6(*src, cfg.prefix_v6)
+    };
+    let Some(pst) = state(&PREFIXES, &pkey) else {
+        return XDP_PASS;
+    };
+    // SAFETY: as for `st`.
+    let pst = unsafe { &mut *pst };
+    // SAFETY: pointers to u64 fields of that map value.
+    unsafe { atomic::add(&raw mut pst.new_flows, 1) };
+    pst.last_seen_ns = now;
+    let Some(ptat) = pst.tat.get_mut(c) else {
+        return XDP_PASS;
+    };
+    if !take(ptat, prefix_limit, now, slots) {
+        // SAFETY: as above.
+        unsafe {
+            atomic::add(&raw mut pst.dropped, 1);
+            atomic::add(&raw mut st.dropped, 1);
+        }
+        return reject(cfg, slots, Counter::DropPrefixLimit);
+    }
+
+    if !cfg.global.is_unlimited() {
+        let admitted = GLOBAL
+            .get_ptr_mut(GLOBAL_BUDGET)
+            // SAFETY: a map value of GUARD_GLOBAL.
+            .is_none_or(|p| take(unsafe { &mut *p }, &cfg.global, now, slots));
+        if !admitted {
+            // SAFETY: as above.
+            unsafe {
+                atomic::add(&raw mut pst.dropped, 1);
+                atomic::add(&raw mut st.dropped, 1);
+            }
+            return reject(cfg, slots, Counter::DropGlobalBudget);
+        }
+    }
+
+    // SAFETY: as above.
+    unsafe {
+        atomic::add(&raw mut st.passed, 1);
+        atomic::add(&raw mut pst.passed, 1);
+    }
+    bump(slots, Counter::PassLimits);
+    remember_flow(flow, now);
+    XDP_PASS
+}
+
+/// Ban accounting and the "limited" event for a source over its limit.
+#[inline(always)]
+fn over_source_limit(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    st: &mut SourceState,
+    key: &SourceKey,
+    class: FlowClass,
+    now: u64,
+) {
+    // A window opens at the first over-limit drop after the last one closed.
+    if st.window_drops == 0 || now.saturating_sub(st.window_start_ns) > cfg.ban_window_ns {
+        st.window_start_ns = now;
+        st.window_drops = 0;
+    }
+    st.window_drops = st.window_drops.saturating_add(1);
+    if cfg.ban_threshold != 0 && st.window_drops >= cfg.ban_threshold {
+        st.banned_until_ns = now.saturating_add(cfg.ban_duration_ns);
+        st.window_drops = 0;
+        // Being banned is being limited: no "limited" event on top.
+        st.limited = 1;
+        event(
+            cfg,
+            slots,
+            EVENT_BANNED,
+            class,
+            key,
+            now,
+            st.banned_until_ns,
+        );
+    } else if st.limited == 0 {
+        st.limited = 1;
+        event(cfg, slots, EVENT_LIMITED, class, key, now, 0);
+    }
+}
+
+/// Takes a token from a bucket shared by all CPUs.
+#[inline(always)]
+fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) -> bool {
+    if limit.is_unlimited() {
+        return true;
+    }
+    let p: *mut u64 = state;
+    for _ in 0..BUCKET_CAS_RETRIES {
+        // SAFETY: p points to a u64 in a map value; volatile because other
+        // CPUs write it.
+        let seen = unsafe { core::ptr::read_volatile(p) };
+        let Some(next) = limit.admit(seen, now) else {
+            return false;
+        };
+        // SAFETY: as above.
+        if unsafe { atomic::cmpxchg(p, seen, next) } == seen {
+            return true;
+        }
+    }
+    bump(slots, Counter::BucketContention);
+    false
+}
+
+/// The entry for `key`, created empty if missing.
+#[inline(always)]
+fn state(map: &LruHashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut SourceState> {
+    if let Some(p) = map.get_ptr_mut(key) {
+        return Some(p);
+    }
+    // Another CPU may insert the same key first; then the lookup finds it.
+    let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
+    map.get_ptr_mut(key)
+}
+
+/// Sends an event, if the event budget allows.
+#[inline(always)]
+fn event(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    kind: u32,
+    class: FlowClass,
+    source: &SourceKey,
+    now: u64,
+    banned_until_ns: u64,
+) {
+    let allowed = GLOBAL
+        .get_ptr_mut(GLOBAL_EVENTS)
+        // SAFETY: a map value of GUARD_GLOBAL.
+        .is_some_and(|p| take(unsafe { &mut *p }, &cfg.events, now, slots));
+    if !allowed {
+        bump(slots, Counter::EventsSuppressed);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(slots, Counter::EventsSuppressed);
+        return;
+    };
+    entry.write(Event {
+        kind,
+        class: class as u32,
+        source: *source,
+        pad: 0,
+        time_ns: now,
+        banned_until_ns,
+    });
+    entry.submit(0);
+    bump(slots, Counter::EventsSent);
+}
+
+/// The source address, IPv4 in the first four bytes.
+#[inline(always)]
+fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<[u8; 16]> {
+    if h.family == AF_INET {
+        let a = load::<[u8; 4]>(ctx, h.l3 + 12)?;
+        Some([a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    } else {
+        load::<[u8; 16]>(ctx, h.l3 + 8)
+    }
+}
+
+#[inline(always)]
+fn list_action(src: &[u8; 16], v4: bool) -> u8 {
+    let found = if v4 {
+        LISTS_V4.get(Key::new(32, [src[0], src[1], src[2], src[3]]))
+    } else {
+        LISTS_V6.get(Key::new(128, *src))
+    };
+    found.copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn udp_flow_key(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<FlowKey> {
+    let ports = load::<[u8; 4]>(ctx, h.l4)?;
+    let daddr = if h.family == AF_INET {
+        let a = load::<[u8; 4]>(ctx, h.l3 + 16)?;
+        [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    } else {
+        load::<[u8; 16]>(ctx, h.l3 + 24)?
+    };
+    Some(FlowKey {
+        family: h.family,
+        proto: IPPROTO_UDP,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        pad: 0,
+        saddr: *src,
+        daddr,
+    })
+}
+
+/// Whether the flow was seen within `idle` ns; refreshes its time.
+#[inline(always)]
+fn udp_flow_known(key: &FlowKey, now: u64, idle: u64) -> bool {
+    let Some(last) = UDP_FLOWS.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: a map value of GUARD_UDP_FLOWS.
+    let last = unsafe { &mut *last };
+    let age = now.saturating_sub(*last);
+    if age > idle {
+        return false;
+    }
+    if age > UDP_FLOW_REFRESH_NS {
+        *last = now;
+    }
+    true
+}
+
+#[inline(always)]
+fn remember_flow(flow: Option<&FlowKey>, now: u64) {
+    if let Some(key) = flow {
+        let _ = UDP_FLOWS.insert(key, &now, 0);
+    }
+}
