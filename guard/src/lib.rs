@@ -4,9 +4,12 @@
 //! codes; everything else lives here so the end-to-end tests can reuse it.
 
 pub mod cli;
+pub mod config;
+pub mod events;
 pub mod exit;
 pub mod iface;
 pub mod loader;
+pub mod maps;
 pub mod netns;
 pub mod pins;
 pub mod preflight;

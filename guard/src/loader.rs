@@ -9,11 +9,15 @@ use aya::{
     maps::Map,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use guard_common::maps::PINNED;
+use guard_common::maps::{
+    CONFIG, EVENTS, LISTS_V4, LISTS_V6, PINNED, PREFIXES, SOURCES, UDP_FLOWS,
+};
 
 use crate::{
+    config::Settings,
     exit::usage,
     iface::{self, AttachMode, Interface},
+    maps,
     netns::Scope,
     pins::{self, Layout},
 };
@@ -50,7 +54,8 @@ pub const PROGRAM: &str = "guard";
 const VERIFIER_TAIL_LINES: usize = 20;
 
 /// `--xdp-mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModeChoice {
     /// Native (driver) mode if the driver supports it, otherwise skb mode.
     #[default]
@@ -71,13 +76,71 @@ impl fmt::Display for ModeChoice {
     }
 }
 
+/// How to load the object.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub max_sources: u32,
+    pub max_prefixes: u32,
+    pub max_udp_flows: u32,
+    /// Read time from the `GUARD_TEST_CLOCK` map instead of the kernel's
+    /// clock: for the differential tests only.
+    pub test_clock: bool,
+}
+
+impl LoadOptions {
+    #[must_use]
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            max_sources: settings.max_sources,
+            max_prefixes: settings.max_prefixes,
+            max_udp_flows: settings.max_udp_flows,
+            test_clock: false,
+        }
+    }
+}
+
+/// Loads the object and verifies its program; nothing is attached yet.
+///
+/// A verifier rejection is a [`usage`] error ending with the verifier's
+/// last lines.
+pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
+    let object = object()?;
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(SOURCES, opts.max_sources)
+        .map_max_entries(PREFIXES, opts.max_prefixes)
+        .map_max_entries(UDP_FLOWS, opts.max_udp_flows);
+    if opts.test_clock {
+        loader.override_global("TEST_CLOCK", &1u8, true);
+    }
+    let mut ebpf = loader
+        .load(&object)
+        .map_err(|e| usage(anyhow!(e).context("loading guard's XDP object (creating its maps)")))?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
+        .try_into()?;
+    program.load().map_err(|e| usage(load_error(e)))?;
+    Ok(ebpf)
+}
+
+/// Writes the settings into a loaded object's maps.
+pub fn configure(ebpf: &mut Ebpf, settings: &Settings) -> Result<()> {
+    let [Some(config), Some(v4), Some(v6)] = ebpf.maps_disjoint_mut([CONFIG, LISTS_V4, LISTS_V6])
+    else {
+        return Err(anyhow!(
+            "the XDP object lacks {CONFIG}, {LISTS_V4} or {LISTS_V6}"
+        ));
+    };
+    maps::write_lists(v4, v6, &settings.allow, &settings.deny)?;
+    maps::write_config(config, &settings.dataplane())
+}
+
 /// What `attach` needs to know.
 pub struct Request<'a> {
     pub scope: &'a Scope,
     pub iface: &'a str,
-    pub mode: ModeChoice,
-    /// Replace an XDP program someone else attached.
-    pub force: bool,
+    pub settings: &'a Settings,
     pub layout: &'a Layout,
 }
 
@@ -98,6 +161,15 @@ impl Attached {
         self.ebpf
             .map(name)
             .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+    }
+
+    /// Takes the event ring buffer, for a reader task.
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS)
+            .ok_or_else(|| anyhow!("the XDP object has no map {EVENTS} (or it was taken)"))?;
+        aya::maps::RingBuf::try_from(map).context("GUARD_EVENTS is not a ring buffer")
     }
 
     fn pin_maps(&self) -> Result<()> {
@@ -148,7 +220,7 @@ pub fn attach(req: &Request<'_>) -> Result<Attached> {
         .run(|| iface::xdp_attachment(&iface))
         .map_err(usage)??;
     if let Some(existing) = existing {
-        if !req.force {
+        if !req.settings.force {
             return Err(usage(anyhow!(
                 "interface {}{} already has an XDP program: {existing}; guard does not replace it \
                  (stop its owner, or pass --force to replace it)",
@@ -176,18 +248,16 @@ pub fn attach(req: &Request<'_>) -> Result<Attached> {
         pins::remove_dir(&pin_dir)?;
     }
 
-    let mut ebpf = EbpfLoader::new()
-        .load(&object()?)
-        .map_err(|e| usage(anyhow!(e).context("the kernel refused guard's BPF maps")))?;
+    let mut ebpf = load(&LoadOptions::new(req.settings))?;
+    configure(&mut ebpf, req.settings)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM)
         .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
         .try_into()?;
-    program.load().map_err(|e| usage(load_error(e)))?;
     let prog_id = program.info()?.id();
 
     let (link, mode) = scope
-        .run(|| attach_mode(program, &iface, req.mode, scope))
+        .run(|| attach_mode(program, &iface, req.settings.xdp_mode, scope))
         .map_err(usage)?
         .map_err(usage)?;
     let attached = Attached {

@@ -1,8 +1,8 @@
 //! `guard run`: attach, report, and clean up on SIGINT/SIGTERM.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use guard_common::{CounterBlock, maps::COUNTERS};
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -11,6 +11,8 @@ use tokio::{
 
 use crate::{
     cli::RunArgs,
+    config::{self, Settings},
+    events,
     exit::usage,
     loader::{self, Attached, Request},
     netns::Scope,
@@ -19,45 +21,41 @@ use crate::{
 };
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    validate(args)?;
+    let file = match &args.config {
+        Some(path) => Some((config::read_file(path).map_err(usage)?, path.as_path())),
+        None => None,
+    };
+    let settings = Settings::resolve(
+        &args.settings,
+        file.as_ref().map(|(raw, path)| (raw, *path)),
+    )
+    .map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
     Layout::check_bpffs().map_err(usage)?;
     preflight::raise_memlock_rlimit();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(serve(args))
+        .block_on(serve(&settings))
 }
 
-fn validate(args: &RunArgs) -> Result<()> {
-    let mut seen = HashSet::new();
-    for iface in &args.ifaces {
-        if !seen.insert(iface) {
-            return Err(usage(anyhow!(
-                "--iface {iface} is given twice: list each interface once"
-            )));
-        }
-    }
-    Ok(())
-}
-
-async fn serve(args: &RunArgs) -> Result<()> {
+async fn serve(settings: &Settings) -> Result<()> {
     // Before anything is attached, so a signal during start-up still ends
     // in the clean-up below rather than the default action.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
 
     let _lock = HostLock::acquire(Path::new(RUNTIME_DIR)).map_err(usage)?;
-    let scope = Scope::open(args.netns.as_deref()).map_err(usage)?;
+    let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
     let layout = Layout::default();
+    tracing::info!("{}", settings.describe());
 
     let mut attached: Vec<Attached> = Vec::new();
-    for iface in &args.ifaces {
-        let a = loader::attach(&Request {
+    for iface in &settings.ifaces {
+        let mut a = loader::attach(&Request {
             scope: &scope,
             iface,
-            mode: args.xdp_mode,
-            force: args.force,
+            settings,
             layout: &layout,
         })?;
         tracing::info!(
@@ -68,10 +66,11 @@ async fn serve(args: &RunArgs) -> Result<()> {
             a.prog_id,
             a.pin_dir.display()
         );
+        tokio::spawn(events::forward(a.iface.name.clone(), a.take_events()?));
         attached.push(a);
     }
 
-    let period = Duration::from_secs(args.summary_interval);
+    let period = settings.summary_interval;
     let mut ticker = interval_at(
         Instant::now() + period,
         period.max(Duration::from_millis(1)),
@@ -97,29 +96,4 @@ async fn serve(args: &RunArgs) -> Result<()> {
     tracing::info!("{signal_name}: detaching");
     drop(attached);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser as _;
-
-    use super::*;
-    use crate::{
-        cli::{Cli, Command},
-        exit::{Exit, exit_of},
-    };
-
-    #[test]
-    fn an_interface_listed_twice_is_a_usage_error() {
-        let cli = Cli::parse_from(["guard", "run", "-i", "eth0", "-i", "eth1", "-i", "eth0"]);
-        let Command::Run(args) = cli.command else {
-            panic!("parsed as {:?}", cli.command);
-        };
-        let err = validate(&args).unwrap_err();
-        assert_eq!(exit_of(&err), Exit::Usage);
-        assert_eq!(
-            format!("{err:#}"),
-            "--iface eth0 is given twice: list each interface once"
-        );
-    }
 }

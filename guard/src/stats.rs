@@ -5,10 +5,14 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Map, MapData, PerCpuArray};
-use guard_common::{Counter, CounterBlock};
+use guard_common::{
+    Counter, CounterBlock, SourceKey, SourceState,
+    bucket::NANOS_PER_SEC,
+    maps::{PREFIXES, SOURCES},
+};
 use serde::Serialize;
 
-use crate::{cli::StatsArgs, pins::Layout};
+use crate::{cli::StatsArgs, maps, pins::Layout};
 
 /// `guard stats`: the counters of every interface a running guard pinned.
 pub fn command(args: &StatsArgs) -> Result<()> {
@@ -24,7 +28,11 @@ pub fn command(args: &StatsArgs) -> Result<()> {
             continue;
         }
         let block = read_pinned(&dir)?;
-        found.push(InterfaceStats::new(iface, netns, &dir, &block));
+        let mut stats = InterfaceStats::new(iface, netns, &dir, &block);
+        let now = monotonic_ns();
+        stats.top_sources = top(&read_pinned_sources(&dir, SOURCES)?, args.top, now);
+        stats.top_prefixes = top(&read_pinned_sources(&dir, PREFIXES)?, args.top, now);
+        found.push(stats);
     }
     if found.is_empty() {
         bail!(
@@ -55,6 +63,60 @@ fn filter_suffix(args: &StatsArgs) -> String {
         let _ = write!(s, " in netns {ns}");
     }
     s
+}
+
+/// Reads a pinned per-source or per-prefix map.
+fn read_pinned_sources(dir: &Path, name: &str) -> Result<Vec<(SourceKey, SourceState)>> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    maps::read_sources(&Map::LruHashMap(data))
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock of the XDP program's times.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * NANOS_PER_SEC + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// One source or prefix in `guard stats`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SourceRow {
+    pub source: String,
+    pub new_flows: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub last_seen_secs_ago: f64,
+    /// Seconds left of a ban, if banned.
+    pub banned_secs: Option<f64>,
+}
+
+/// The `n` entries with the most drops (then the most new flows).
+#[must_use]
+pub fn top(entries: &[(SourceKey, SourceState)], n: usize, now_ns: u64) -> Vec<SourceRow> {
+    let mut sorted: Vec<_> = entries.iter().collect();
+    sorted.sort_by(|(ka, a), (kb, b)| {
+        (b.dropped, b.new_flows, ka).cmp(&(a.dropped, a.new_flows, kb))
+    });
+    #[expect(clippy::cast_precision_loss, reason = "seconds for people to read")]
+    let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
+    sorted
+        .into_iter()
+        .take(n)
+        .map(|(key, st)| SourceRow {
+            source: key.to_string(),
+            new_flows: st.new_flows,
+            passed: st.passed,
+            dropped: st.dropped,
+            last_seen_secs_ago: secs(now_ns.saturating_sub(st.last_seen_ns)),
+            banned_secs: (st.banned_until_ns > now_ns).then(|| secs(st.banned_until_ns - now_ns)),
+        })
+        .collect()
 }
 
 /// Sums the per-CPU counter blocks of a `GUARD_COUNTERS` map.
@@ -110,6 +172,10 @@ pub struct InterfaceStats {
     pub pin_dir: String,
     /// Every counter by its stable name.
     pub counters: std::collections::BTreeMap<&'static str, u64>,
+    /// Sources with the most drops.
+    pub top_sources: Vec<SourceRow>,
+    /// Prefixes with the most drops.
+    pub top_prefixes: Vec<SourceRow>,
 }
 
 impl InterfaceStats {
@@ -123,6 +189,8 @@ impl InterfaceStats {
                 .iter()
                 .map(|c| (c.name(), block.get(*c)))
                 .collect(),
+            top_sources: Vec::new(),
+            top_prefixes: Vec::new(),
         }
     }
 
@@ -137,10 +205,30 @@ impl InterfaceStats {
         for counter in Counter::ALL {
             let _ = writeln!(
                 out,
-                "  {:<10} {:>14}",
+                "  {:<18} {:>14}",
                 counter.name(),
                 self.counters[counter.name()]
             );
+        }
+        for (title, rows) in [
+            ("sources", &self.top_sources),
+            ("prefixes", &self.top_prefixes),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "  top {title} by drops:");
+            for row in rows {
+                let _ = write!(
+                    out,
+                    "    {:<24} new {:>10}  passed {:>10}  dropped {:>10}  seen {:.1}s ago",
+                    row.source, row.new_flows, row.passed, row.dropped, row.last_seen_secs_ago
+                );
+                if let Some(left) = row.banned_secs {
+                    let _ = write!(out, "  BANNED {left:.0}s");
+                }
+                out.push('\n');
+            }
         }
         out
     }
@@ -183,6 +271,40 @@ mod tests {
         let text = stats.render();
         assert!(text.starts_with("eth0 (netns edge)  [/sys/fs/bpf/guard/netns/edge/eth0]\n"));
         assert_eq!(text.lines().count(), 1 + Counter::ALL.len());
-        assert!(text.contains("  udp                     3\n"), "{text}");
+        assert!(
+            text.contains("\n  udp                             3\n"),
+            "{text}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod top_tests {
+    use super::*;
+
+    #[test]
+    fn top_orders_by_drops_and_reports_bans() {
+        let s = |dropped, new_flows, banned_until_ns| SourceState {
+            dropped,
+            new_flows,
+            last_seen_ns: 9 * NANOS_PER_SEC,
+            banned_until_ns,
+            ..SourceState::ZERO
+        };
+        let entries = [
+            (SourceKey::v4([198, 18, 0, 1], 32), s(5, 10, 0)),
+            (
+                SourceKey::v4([198, 18, 0, 2], 32),
+                s(50, 60, 20 * NANOS_PER_SEC),
+            ),
+            (SourceKey::v4([198, 18, 0, 3], 32), s(5, 30, 0)),
+        ];
+        let rows = top(&entries, 2, 10 * NANOS_PER_SEC);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].source, "198.18.0.2");
+        assert_eq!(rows[0].banned_secs, Some(10.0));
+        assert_eq!(rows[1].source, "198.18.0.3");
+        assert!((rows[1].last_seen_secs_ago - 1.0).abs() < 1e-9);
+        assert_eq!(rows[1].banned_secs, None);
     }
 }

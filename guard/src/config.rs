@@ -1,0 +1,1092 @@
+//! `guard run`'s configuration: flags and a TOML file with the same keys.
+//!
+//! [`RawConfig`] is parsed twice, once by clap from the command line and
+//! once by serde from `--config FILE`; every field is optional there. A
+//! flag overrides the file's value for the same key (a list replaces the
+//! file's list). [`Settings::resolve`] then fills in defaults and validates
+//! everything into typed [`Settings`]; an error names the key, the value,
+//! where it came from, and why it is wrong, before anything on the host is
+//! touched.
+
+use std::{
+    collections::HashSet,
+    fmt, fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use guard_common::{
+    DataplaneConfig, FlowClass, Limit,
+    bucket::{MAX_BURST, MAX_RATE, NANOS_PER_SEC},
+    config::{DENY_V4, DENY_V6, FLOW_CLASSES, LISTS_V4, LISTS_V6, MODE_ENFORCE, MODE_MONITOR},
+    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, MAX_LIST_ENTRIES},
+};
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::loader::ModeChoice;
+
+/// Defaults, one place. The help text repeats them; a test checks it does.
+pub mod defaults {
+    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP echo.
+    pub const SOURCE: [(u64, u32); 3] = [(50, 100), (50, 100), (5, 10)];
+    /// Per prefix.
+    pub const PREFIX: [(u64, u32); 3] = [(500, 1000), (500, 1000), (50, 100)];
+    /// The global new-flow budget: 0 = no limit until the controller sets one.
+    pub const GLOBAL: (u64, u32) = (0, 0);
+    pub const EVENTS: (u64, u32) = (100, 100);
+    pub const SOURCE_PREFIX_V4: u8 = 32;
+    pub const SOURCE_PREFIX_V6: u8 = 64;
+    pub const PREFIX_V4: u8 = 24;
+    pub const PREFIX_V6: u8 = 48;
+    /// As nf_conntrack_udp_timeout.
+    pub const UDP_FLOW_IDLE_SECS: u64 = 30;
+    pub const BAN_THRESHOLD: u32 = 500;
+    pub const BAN_WINDOW_SECS: u64 = 10;
+    pub const BAN_DURATION_SECS: u64 = 60;
+    pub const SUMMARY_INTERVAL_SECS: u64 = 5;
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Count what would be dropped; drop nothing.
+    #[default]
+    Monitor,
+    /// Drop.
+    Enforce,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Monitor => "monitor",
+            Self::Enforce => "enforce",
+        })
+    }
+}
+
+/// Every key of `guard run`, as a flag (`--syn-rate 50`) and as a TOML key
+/// (`syn-rate = 50`). All optional here; see [`Settings`] for the defaults.
+#[derive(Clone, Debug, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Interface to protect; repeat the flag for several.
+    #[arg(
+        long = "iface",
+        short = 'i',
+        value_name = "IF",
+        help_heading = "Attachment"
+    )]
+    pub iface: Option<Vec<String>>,
+
+    /// How to attach: native (driver) XDP, generic skb XDP, or native with a
+    /// fallback to skb [default: auto].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Attachment")]
+    pub xdp_mode: Option<ModeChoice>,
+
+    /// Protect interfaces inside this network namespace (a name from
+    /// `ip netns list`) instead of the host's.
+    #[arg(long, value_name = "NAME", help_heading = "Attachment")]
+    pub netns: Option<String>,
+
+    /// Replace an XDP program that someone else attached to an interface.
+    #[arg(long, help_heading = "Attachment")]
+    #[serde(default)]
+    pub force: bool,
+
+    /// monitor: count what would be dropped, drop nothing; enforce: drop
+    /// [default: monitor].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Limits")]
+    pub mode: Option<Mode>,
+
+    /// New TCP connections (SYN) per second from one source; 0 = no limit
+    /// [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub syn_rate: Option<u64>,
+    /// SYNs a source may send at once before the rate applies [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub syn_burst: Option<u32>,
+    /// New UDP flows per second from one source; 0 = no limit [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub udp_rate: Option<u64>,
+    /// Burst of new UDP flows from one source [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub udp_burst: Option<u32>,
+    /// ICMP/ICMPv6 echo requests per second from one source; 0 = no limit
+    /// [default: 5].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub icmp_rate: Option<u64>,
+    /// Burst of echo requests from one source [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub icmp_burst: Option<u32>,
+
+    /// SYNs per second from one prefix (see --prefix-v4/v6); 0 = no limit
+    /// [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_syn_rate: Option<u64>,
+    /// Burst of SYNs from one prefix [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_syn_burst: Option<u32>,
+    /// New UDP flows per second from one prefix; 0 = no limit [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_udp_rate: Option<u64>,
+    /// Burst of new UDP flows from one prefix [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_udp_burst: Option<u32>,
+    /// Echo requests per second from one prefix; 0 = no limit [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_icmp_rate: Option<u64>,
+    /// Burst of echo requests from one prefix [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_icmp_burst: Option<u32>,
+
+    /// New flows per second from all sources together; 0 = no limit
+    /// [default: 0].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub global_rate: Option<u64>,
+    /// Burst of the global new-flow budget [default: 0; must be at least 1
+    /// when global-rate is set].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub global_burst: Option<u32>,
+
+    /// Prefix length that makes one IPv4 source [default: 32].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub source_prefix_v4: Option<u8>,
+    /// Prefix length that makes one IPv6 source [default: 64].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub source_prefix_v6: Option<u8>,
+    /// Prefix length of the IPv4 prefix tier [default: 24].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub prefix_v4: Option<u8>,
+    /// Prefix length of the IPv6 prefix tier [default: 48].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub prefix_v6: Option<u8>,
+    /// Seconds without a packet after which a UDP 5-tuple counts as a new
+    /// flow again [default: 30].
+    #[arg(long, value_name = "SECS", help_heading = "Grouping")]
+    pub udp_flow_idle: Option<u64>,
+
+    /// Always pass new flows from this CIDR (or address); no limit applies.
+    /// Repeatable. The longest matching allow/deny prefix wins.
+    #[arg(long, value_name = "CIDR", help_heading = "Lists")]
+    pub allow: Option<Vec<String>>,
+    /// Always drop packets from this CIDR (or address). Repeatable.
+    #[arg(long, value_name = "CIDR", help_heading = "Lists")]
+    pub deny: Option<Vec<String>>,
+
+    /// Over-limit drops within --ban-window that ban a source; 0 = never ban
+    /// [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Bans")]
+    pub ban_threshold: Option<u32>,
+    /// Seconds over which over-limit drops are counted [default: 10].
+    #[arg(long, value_name = "SECS", help_heading = "Bans")]
+    pub ban_window: Option<u64>,
+    /// Seconds a ban lasts; it expires by itself [default: 60].
+    #[arg(long, value_name = "SECS", help_heading = "Bans")]
+    pub ban_duration: Option<u64>,
+
+    /// Sources tracked at once (LRU: the least recently seen is forgotten)
+    /// [default: 131072].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_sources: Option<u32>,
+    /// Prefixes tracked at once [default: 32768].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_prefixes: Option<u32>,
+    /// UDP flows tracked at once [default: 131072].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_udp_flows: Option<u32>,
+    /// Events ("source limited", "source banned") per second, all sources
+    /// together; 0 = no limit [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub event_rate: Option<u64>,
+    /// Burst of events [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub event_burst: Option<u32>,
+
+    /// Seconds between summary lines; 0 turns them off [default: 5].
+    #[arg(long, value_name = "SECS", help_heading = "Output")]
+    pub summary_interval: Option<u64>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("`{key} = {value}` ({origin}): {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("no interface to protect: give --iface IF, or `iface = [\"IF\"]` in the config file")]
+    NoInterface,
+}
+
+/// A rate and burst; `rate == 0` is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub rate: u64,
+    pub burst: u32,
+}
+
+impl Rate {
+    #[must_use]
+    pub const fn limit(self) -> Limit {
+        Limit::new(self.rate, self.burst)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rate == 0 {
+            f.write_str("no limit")
+        } else {
+            write!(f, "{}/s burst {}", self.rate, self.burst)
+        }
+    }
+}
+
+/// Validated, defaulted configuration of `guard run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub ifaces: Vec<String>,
+    pub xdp_mode: ModeChoice,
+    pub netns: Option<String>,
+    pub force: bool,
+    pub mode: Mode,
+    /// Per source and per prefix, by [`FlowClass`].
+    pub source: [Rate; FLOW_CLASSES],
+    pub prefix: [Rate; FLOW_CLASSES],
+    pub global: Rate,
+    pub events: Rate,
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    pub udp_flow_idle: Duration,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub ban_threshold: u32,
+    pub ban_window: Duration,
+    pub ban_duration: Duration,
+    pub max_sources: u32,
+    pub max_prefixes: u32,
+    pub max_udp_flows: u32,
+    pub summary_interval: Duration,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug)]
+enum Origin {
+    Default,
+    Flag(&'static str),
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("the default"),
+            Self::Flag(key) => write!(f, "from --{key}"),
+            Self::File(path) => write!(f, "from {}", path.display()),
+        }
+    }
+}
+
+/// The flags over the file: one value per key, with its origin.
+struct Layers<'a> {
+    flags: &'a RawConfig,
+    file: Option<(&'a RawConfig, &'a Path)>,
+}
+
+impl Layers<'_> {
+    fn get<T>(
+        &self,
+        key: &'static str,
+        field: impl Fn(&RawConfig) -> Option<T>,
+    ) -> Option<(T, Origin)> {
+        if let Some(v) = field(self.flags) {
+            return Some((v, Origin::Flag(key)));
+        }
+        let (file, path) = self.file?;
+        field(file).map(|v| (v, Origin::File(path.to_path_buf())))
+    }
+
+    fn or<T>(
+        &self,
+        key: &'static str,
+        field: impl Fn(&RawConfig) -> Option<T>,
+        default: T,
+    ) -> (T, Origin) {
+        self.get(key, field).unwrap_or((default, Origin::Default))
+    }
+}
+
+fn invalid(
+    key: &str,
+    value: impl fmt::Display,
+    origin: &Origin,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_string(),
+        origin: origin.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+/// The limit keys: per source, per prefix, global, events.
+struct Limits {
+    source: [Rate; FLOW_CLASSES],
+    prefix: [Rate; FLOW_CLASSES],
+    global: Rate,
+    events: Rate,
+}
+
+/// The grouping keys: prefix lengths.
+struct Grouping {
+    source_prefix_v4: u8,
+    source_prefix_v6: u8,
+    prefix_v4: u8,
+    prefix_v6: u8,
+}
+
+impl Settings {
+    /// Flags over the file over the defaults, validated.
+    pub fn resolve(
+        flags: &RawConfig,
+        file: Option<(&RawConfig, &Path)>,
+    ) -> Result<Self, ConfigError> {
+        let l = Layers { flags, file };
+        let ifaces = interfaces(&l)?;
+        let limits = limits(&l)?;
+        let grouping = grouping(&l)?;
+        let (allow, deny) = lists(&l)?;
+        Ok(Self {
+            ifaces,
+            xdp_mode: l.or("xdp-mode", |r| r.xdp_mode, ModeChoice::Auto).0,
+            netns: l.get("netns", |r| r.netns.clone()).map(|(v, _)| v),
+            force: flags.force || file.is_some_and(|(f, _)| f.force),
+            mode: l.or("mode", |r| r.mode, Mode::Monitor).0,
+            source: limits.source,
+            prefix: limits.prefix,
+            global: limits.global,
+            events: limits.events,
+            source_prefix_v4: grouping.source_prefix_v4,
+            source_prefix_v6: grouping.source_prefix_v6,
+            prefix_v4: grouping.prefix_v4,
+            prefix_v6: grouping.prefix_v6,
+            udp_flow_idle: seconds(
+                &l,
+                "udp-flow-idle",
+                |r| r.udp_flow_idle,
+                defaults::UDP_FLOW_IDLE_SECS,
+                1..=86_400,
+            )?,
+            allow,
+            deny,
+            ban_threshold: l
+                .or(
+                    "ban-threshold",
+                    |r| r.ban_threshold,
+                    defaults::BAN_THRESHOLD,
+                )
+                .0,
+            ban_window: seconds(
+                &l,
+                "ban-window",
+                |r| r.ban_window,
+                defaults::BAN_WINDOW_SECS,
+                1..=86_400,
+            )?,
+            ban_duration: seconds(
+                &l,
+                "ban-duration",
+                |r| r.ban_duration,
+                defaults::BAN_DURATION_SECS,
+                1..=7 * 86_400,
+            )?,
+            max_sources: capacity(&l, "max-sources", |r| r.max_sources, DEFAULT_MAX_SOURCES)?,
+            max_prefixes: capacity(&l, "max-prefixes", |r| r.max_prefixes, DEFAULT_MAX_PREFIXES)?,
+            max_udp_flows: capacity(
+                &l,
+                "max-udp-flows",
+                |r| r.max_udp_flows,
+                DEFAULT_MAX_UDP_FLOWS,
+            )?,
+            summary_interval: seconds(
+                &l,
+                "summary-interval",
+                |r| r.summary_interval,
+                defaults::SUMMARY_INTERVAL_SECS,
+                0..=3600,
+            )?,
+        })
+    }
+
+    /// The configuration the XDP program reads.
+    #[must_use]
+    pub fn dataplane(&self) -> DataplaneConfig {
+        let mut lists = 0;
+        for (net, deny) in self
+            .allow
+            .iter()
+            .map(|n| (n, false))
+            .chain(self.deny.iter().map(|n| (n, true)))
+        {
+            lists |= match (net, deny) {
+                (IpNet::V4(_), false) => LISTS_V4,
+                (IpNet::V4(_), true) => LISTS_V4 | DENY_V4,
+                (IpNet::V6(_), false) => LISTS_V6,
+                (IpNet::V6(_), true) => LISTS_V6 | DENY_V6,
+            };
+        }
+        DataplaneConfig {
+            mode: match self.mode {
+                Mode::Monitor => MODE_MONITOR,
+                Mode::Enforce => MODE_ENFORCE,
+            },
+            lists,
+            source_prefix_v4: self.source_prefix_v4,
+            source_prefix_v6: self.source_prefix_v6,
+            prefix_v4: self.prefix_v4,
+            prefix_v6: self.prefix_v6,
+            ban_threshold: self.ban_threshold,
+            source: self.source.map(Rate::limit),
+            prefix: self.prefix.map(Rate::limit),
+            global: self.global.limit(),
+            events: self.events.limit(),
+            udp_flow_idle_ns: nanos(self.udp_flow_idle),
+            ban_window_ns: nanos(self.ban_window),
+            ban_duration_ns: nanos(self.ban_duration),
+        }
+    }
+
+    /// One line saying what guard will do, for the start-up log.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let per = |rates: &[Rate; FLOW_CLASSES]| {
+            FlowClass::ALL
+                .iter()
+                .map(|c| format!("{} {}", c.name(), rates[c.index()]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let bans = if self.ban_threshold == 0 {
+            "off".to_owned()
+        } else {
+            format!(
+                "{} drops in {}s -> {}s",
+                self.ban_threshold,
+                self.ban_window.as_secs(),
+                self.ban_duration.as_secs()
+            )
+        };
+        format!(
+            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; global: {}; bans: {}; allow {} deny {}",
+            self.mode,
+            self.source_prefix_v4,
+            self.source_prefix_v6,
+            per(&self.source),
+            self.prefix_v4,
+            self.prefix_v6,
+            per(&self.prefix),
+            self.global,
+            bans,
+            self.allow.len(),
+            self.deny.len()
+        )
+    }
+}
+
+fn interfaces(l: &Layers<'_>) -> Result<Vec<String>, ConfigError> {
+    let (ifaces, origin) = l
+        .get("iface", |r| r.iface.clone())
+        .ok_or(ConfigError::NoInterface)?;
+    if ifaces.is_empty() {
+        return Err(ConfigError::NoInterface);
+    }
+    let mut seen = HashSet::new();
+    for iface in &ifaces {
+        if !seen.insert(iface) {
+            return Err(invalid(
+                "iface",
+                iface,
+                &origin,
+                "listed twice: list each interface once",
+            ));
+        }
+    }
+    Ok(ifaces)
+}
+
+fn limits(l: &Layers<'_>) -> Result<Limits, ConfigError> {
+    Ok(Limits {
+        source: [
+            rate_pair(l, "syn-rate", "syn-burst", defaults::SOURCE[0], |r| {
+                (r.syn_rate, r.syn_burst)
+            })?,
+            rate_pair(l, "udp-rate", "udp-burst", defaults::SOURCE[1], |r| {
+                (r.udp_rate, r.udp_burst)
+            })?,
+            rate_pair(l, "icmp-rate", "icmp-burst", defaults::SOURCE[2], |r| {
+                (r.icmp_rate, r.icmp_burst)
+            })?,
+        ],
+        prefix: [
+            rate_pair(
+                l,
+                "prefix-syn-rate",
+                "prefix-syn-burst",
+                defaults::PREFIX[0],
+                |r| (r.prefix_syn_rate, r.prefix_syn_burst),
+            )?,
+            rate_pair(
+                l,
+                "prefix-udp-rate",
+                "prefix-udp-burst",
+                defaults::PREFIX[1],
+                |r| (r.prefix_udp_rate, r.prefix_udp_burst),
+            )?,
+            rate_pair(
+                l,
+                "prefix-icmp-rate",
+                "prefix-icmp-burst",
+                defaults::PREFIX[2],
+                |r| (r.prefix_icmp_rate, r.prefix_icmp_burst),
+            )?,
+        ],
+        global: rate_pair(l, "global-rate", "global-burst", defaults::GLOBAL, |r| {
+            (r.global_rate, r.global_burst)
+        })?,
+        events: rate_pair(l, "event-rate", "event-burst", defaults::EVENTS, |r| {
+            (r.event_rate, r.event_burst)
+        })?,
+    })
+}
+
+fn grouping(l: &Layers<'_>) -> Result<Grouping, ConfigError> {
+    let (source_prefix_v4, s4) = prefix_len(
+        l,
+        "source-prefix-v4",
+        |r| r.source_prefix_v4,
+        defaults::SOURCE_PREFIX_V4,
+        32,
+    )?;
+    let (source_prefix_v6, s6) = prefix_len(
+        l,
+        "source-prefix-v6",
+        |r| r.source_prefix_v6,
+        defaults::SOURCE_PREFIX_V6,
+        128,
+    )?;
+    let (prefix_v4, _) = prefix_len(l, "prefix-v4", |r| r.prefix_v4, defaults::PREFIX_V4, 32)?;
+    let (prefix_v6, _) = prefix_len(l, "prefix-v6", |r| r.prefix_v6, defaults::PREFIX_V6, 128)?;
+    for (source, origin, prefix, skey, pkey) in [
+        (
+            source_prefix_v4,
+            s4,
+            prefix_v4,
+            "source-prefix-v4",
+            "prefix-v4",
+        ),
+        (
+            source_prefix_v6,
+            s6,
+            prefix_v6,
+            "source-prefix-v6",
+            "prefix-v6",
+        ),
+    ] {
+        if source < prefix {
+            return Err(invalid(
+                skey,
+                source,
+                &origin,
+                format!(
+                    "shorter than {pkey} = {prefix}: a source must be at least as specific as its prefix"
+                ),
+            ));
+        }
+    }
+    Ok(Grouping {
+        source_prefix_v4,
+        source_prefix_v6,
+        prefix_v4,
+        prefix_v6,
+    })
+}
+
+fn lists(l: &Layers<'_>) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
+    let allow = cidrs(l, "allow", |r| r.allow.clone())?;
+    let deny = cidrs(l, "deny", |r| r.deny.clone())?;
+    if let Some(both) = allow.iter().find(|net| deny.contains(net)) {
+        let (_, origin) = l.or("deny", |r| r.deny.clone(), Vec::new());
+        return Err(invalid(
+            "deny",
+            both,
+            &origin,
+            "also in allow: an address range is either allowed or denied",
+        ));
+    }
+    for v4 in [true, false] {
+        let n = allow
+            .iter()
+            .chain(&deny)
+            .filter(|net| matches!(net, IpNet::V4(_)) == v4)
+            .count();
+        if n > MAX_LIST_ENTRIES as usize {
+            let (_, origin) = l.or("allow", |r| r.allow.clone(), Vec::new());
+            return Err(invalid(
+                "allow",
+                format!("{n} IPv{} entries", if v4 { 4 } else { 6 }),
+                &origin,
+                format!(
+                    "allow and deny together hold at most {MAX_LIST_ENTRIES} entries per family"
+                ),
+            ));
+        }
+    }
+    Ok((allow, deny))
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(NANOS_PER_SEC)
+}
+
+fn rate_pair(
+    l: &Layers<'_>,
+    rate_key: &'static str,
+    burst_key: &'static str,
+    (default_rate, default_burst): (u64, u32),
+    field: impl Fn(&RawConfig) -> (Option<u64>, Option<u32>),
+) -> Result<Rate, ConfigError> {
+    let (rate, rate_origin) = l.or(rate_key, |r| field(r).0, default_rate);
+    let (burst, burst_origin) = l.or(burst_key, |r| field(r).1, default_burst);
+    if rate > MAX_RATE {
+        return Err(invalid(
+            rate_key,
+            rate,
+            &rate_origin,
+            format!(
+                "more than {MAX_RATE}/s (one per nanosecond) cannot be expressed; 0 means no limit"
+            ),
+        ));
+    }
+    if burst == 0 && !matches!(burst_origin, Origin::Default) && rate == 0 {
+        return Err(invalid(
+            &format!("{rate_key} = 0, {burst_key}"),
+            burst,
+            &burst_origin,
+            format!(
+                "a rate of 0 means no limit but a burst of 0 admits nothing; to not limit, set {rate_key} = 0 alone; to drop a source, use deny"
+            ),
+        ));
+    }
+    if burst == 0 && rate > 0 {
+        return Err(invalid(
+            burst_key,
+            burst,
+            &burst_origin,
+            format!("a burst of 0 admits nothing; it must be between 1 and {MAX_BURST}"),
+        ));
+    }
+    Ok(Rate { rate, burst })
+}
+
+fn prefix_len(
+    l: &Layers<'_>,
+    key: &'static str,
+    field: impl Fn(&RawConfig) -> Option<u8>,
+    default: u8,
+    max: u8,
+) -> Result<(u8, Origin), ConfigError> {
+    let (len, origin) = l.or(key, field, default);
+    if len == 0 || len > max {
+        return Err(invalid(
+            key,
+            len,
+            &origin,
+            format!("a prefix length must be between 1 and {max}"),
+        ));
+    }
+    Ok((len, origin))
+}
+
+fn seconds(
+    l: &Layers<'_>,
+    key: &'static str,
+    field: impl Fn(&RawConfig) -> Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    let (secs, origin) = l.or(key, field, default);
+    if !range.contains(&secs) {
+        return Err(invalid(
+            key,
+            secs,
+            &origin,
+            format!(
+                "must be between {} and {} seconds",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn capacity(
+    l: &Layers<'_>,
+    key: &'static str,
+    field: impl Fn(&RawConfig) -> Option<u32>,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    const RANGE: std::ops::RangeInclusive<u32> = 1024..=16_777_216;
+    let (n, origin) = l.or(key, field, default);
+    if !RANGE.contains(&n) {
+        return Err(invalid(
+            key,
+            n,
+            &origin,
+            format!(
+                "must be between {} and {} entries",
+                RANGE.start(),
+                RANGE.end()
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+fn cidrs(
+    l: &Layers<'_>,
+    key: &'static str,
+    field: impl Fn(&RawConfig) -> Option<Vec<String>>,
+) -> Result<Vec<IpNet>, ConfigError> {
+    let Some((texts, origin)) = l.get(key, field) else {
+        return Ok(Vec::new());
+    };
+    let mut nets = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let net = parse_cidr(text).map_err(|reason| invalid(key, text, &origin, reason))?;
+        if nets.contains(&net) {
+            return Err(invalid(key, text, &origin, "listed twice"));
+        }
+        nets.push(net);
+    }
+    Ok(nets)
+}
+
+/// `198.18.0.0/24`, `2001:db8::/48`, or a bare address (a /32 or /128).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let (addr, len) = match text.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(len) => len
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("prefix length `{len}` is not between 0 and {max}"))?,
+    };
+    let net = IpNet::new(addr, len).map_err(|e| e.to_string())?;
+    if net.network() != addr {
+        return Err(format!(
+            "host bits are set after /{len}: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn flags(extra: &[&str]) -> RawConfig {
+        let mut argv = vec!["guard", "run"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .command
+        {
+            Command::Run(run) => run.settings,
+            other @ Command::Stats(_) => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+        Settings::resolve(&flags(args), None)
+    }
+
+    fn resolve_toml(toml: &str, args: &[&str]) -> Result<Settings, ConfigError> {
+        let file: RawConfig = toml::from_str(toml).unwrap_or_else(|e| panic!("{e}"));
+        Settings::resolve(&flags(args), Some((&file, Path::new("/etc/guard.toml"))))
+    }
+
+    fn error(args: &[&str]) -> String {
+        resolve(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_monitor_mode_with_the_documented_limits() {
+        let s = resolve(&["-i", "eth0"]).unwrap();
+        assert_eq!(s.mode, Mode::Monitor);
+        assert_eq!(
+            s.source[FlowClass::Syn.index()],
+            Rate {
+                rate: 50,
+                burst: 100
+            }
+        );
+        assert_eq!(
+            s.prefix[FlowClass::Icmp.index()],
+            Rate {
+                rate: 50,
+                burst: 100
+            }
+        );
+        assert_eq!(s.global.rate, 0);
+        let dp = s.dataplane();
+        assert_eq!(dp.mode, MODE_MONITOR);
+        assert_eq!(dp.source[0], Limit::new(50, 100));
+        assert!(dp.global.is_unlimited());
+        assert_eq!(dp.lists, 0);
+        assert_eq!(
+            (
+                dp.source_prefix_v4,
+                dp.source_prefix_v6,
+                dp.prefix_v4,
+                dp.prefix_v6
+            ),
+            (32, 64, 24, 48)
+        );
+        assert_eq!(dp.udp_flow_idle_ns, 30 * NANOS_PER_SEC);
+    }
+
+    #[test]
+    fn help_states_every_default() {
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        let help = run.render_long_help().to_string();
+        let mut expected: Vec<String> = Vec::new();
+        for (rate, burst) in defaults::SOURCE.iter().chain(&defaults::PREFIX) {
+            expected.push(format!("[default: {rate}]"));
+            expected.push(format!("[default: {burst}]"));
+        }
+        for n in [
+            u64::from(defaults::SOURCE_PREFIX_V4),
+            u64::from(defaults::SOURCE_PREFIX_V6),
+            u64::from(defaults::PREFIX_V4),
+            u64::from(defaults::PREFIX_V6),
+            defaults::UDP_FLOW_IDLE_SECS,
+            u64::from(defaults::BAN_THRESHOLD),
+            defaults::BAN_WINDOW_SECS,
+            defaults::BAN_DURATION_SECS,
+            defaults::SUMMARY_INTERVAL_SECS,
+            u64::from(DEFAULT_MAX_SOURCES),
+            u64::from(DEFAULT_MAX_PREFIXES),
+            u64::from(DEFAULT_MAX_UDP_FLOWS),
+            defaults::EVENTS.0,
+        ] {
+            expected.push(format!("[default: {n}]"));
+        }
+        for e in expected {
+            assert!(help.contains(&e), "help lacks {e}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_lists_replace() {
+        let toml = r#"
+            iface = ["eth0", "eth1"]
+            mode = "enforce"
+            syn-rate = 10
+            syn-burst = 20
+            allow = ["198.18.0.0/24"]
+            deny = ["2001:db8:bad::/48"]
+        "#;
+        let s = resolve_toml(toml, &["--syn-rate", "30", "--allow", "198.19.0.1"]).unwrap();
+        assert_eq!(s.ifaces, ["eth0", "eth1"]);
+        assert_eq!(s.mode, Mode::Enforce);
+        assert_eq!(
+            s.source[0],
+            Rate {
+                rate: 30,
+                burst: 20
+            }
+        );
+        assert_eq!(s.allow, ["198.19.0.1/32".parse::<IpNet>().unwrap()]);
+        let dp = s.dataplane();
+        assert_eq!(dp.lists, LISTS_V4 | LISTS_V6 | DENY_V6);
+    }
+
+    #[test]
+    fn rate_zero_with_burst_zero_is_refused_with_both_keys() {
+        let msg = error(&["-i", "eth0", "--syn-rate", "0", "--syn-burst", "0"]);
+        assert_eq!(
+            msg,
+            "`syn-rate = 0, syn-burst = 0` (from --syn-burst): a rate of 0 means no limit but a burst \
+             of 0 admits nothing; to not limit, set syn-rate = 0 alone; to drop a source, use deny"
+        );
+        // Rate 0 alone turns the limit off.
+        let s = resolve(&["-i", "eth0", "--syn-rate", "0"]).unwrap();
+        assert!(s.dataplane().source[0].is_unlimited());
+    }
+
+    #[test]
+    fn burst_zero_is_refused() {
+        assert_eq!(
+            error(&["-i", "eth0", "--prefix-udp-burst", "0"]),
+            "`prefix-udp-burst = 0` (from --prefix-udp-burst): a burst of 0 admits nothing; it must \
+             be between 1 and 4294967295"
+        );
+        assert!(
+            error(&["-i", "eth0", "--global-rate", "1000"])
+                .starts_with("`global-burst = 0` (the default)")
+        );
+    }
+
+    #[test]
+    fn rate_above_one_per_nanosecond_is_refused() {
+        assert!(
+            error(&["-i", "x", "--udp-rate", "1000000001"])
+                .starts_with("`udp-rate = 1000000001` (from --udp-rate): more than")
+        );
+    }
+
+    #[test]
+    fn prefix_lengths_are_range_checked() {
+        assert_eq!(
+            error(&["-i", "x", "--source-prefix-v6", "129"]),
+            "`source-prefix-v6 = 129` (from --source-prefix-v6): a prefix length must be between 1 and 128"
+        );
+        assert_eq!(
+            error(&["-i", "x", "--prefix-v4", "0"]),
+            "`prefix-v4 = 0` (from --prefix-v4): a prefix length must be between 1 and 32"
+        );
+        assert_eq!(
+            error(&["-i", "x", "--source-prefix-v4", "16"]),
+            "`source-prefix-v4 = 16` (from --source-prefix-v4): shorter than prefix-v4 = 24: a source \
+             must be at least as specific as its prefix"
+        );
+    }
+
+    #[test]
+    fn malformed_cidrs_are_refused_with_the_reason() {
+        let cases = [
+            (
+                "198.18.0.0/33",
+                "prefix length `33` is not between 0 and 32",
+            ),
+            (
+                "2001:db8::/129",
+                "prefix length `129` is not between 0 and 128",
+            ),
+            (
+                "198.18.0.300",
+                "`198.18.0.300` is not an IPv4 or IPv6 address",
+            ),
+            (
+                "198.18.0.1/24",
+                "host bits are set after /24: did you mean 198.18.0.0/24?",
+            ),
+            ("bogus/8", "`bogus` is not an IPv4 or IPv6 address"),
+        ];
+        for (cidr, reason) in cases {
+            assert_eq!(
+                error(&["-i", "x", "--deny", cidr]),
+                format!("`deny = {cidr}` (from --deny): {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_range_in_allow_and_deny_is_refused() {
+        let msg = error(&[
+            "-i",
+            "x",
+            "--allow",
+            "198.18.0.0/24",
+            "--deny",
+            "198.18.0.0/24",
+        ]);
+        assert!(msg.contains("also in allow"), "{msg}");
+    }
+
+    #[test]
+    fn an_interface_twice_or_none_is_refused() {
+        assert_eq!(
+            error(&["-i", "eth0", "-i", "eth1", "-i", "eth0"]),
+            "`iface = eth0` (from --iface): listed twice: list each interface once"
+        );
+        assert!(matches!(resolve(&[]), Err(ConfigError::NoInterface)));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused_with_the_key() {
+        let err = toml::from_str::<RawConfig>("iface = [\"eth0\"]\nsyn-rat = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unknown field `syn-rat`") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_file_value_of_the_wrong_type_names_the_key() {
+        let err = toml::from_str::<RawConfig>("syn-burst = -1\n").unwrap_err();
+        assert!(err.to_string().contains("syn-burst"), "{err}");
+    }
+
+    #[test]
+    fn errors_from_the_file_name_the_file() {
+        let err = resolve_toml("iface = [\"eth0\"]\nban-window = 0\n", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`ban-window = 0` (from /etc/guard.toml): must be between 1 and 86400 seconds"
+        );
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guard.example.toml");
+        let raw = read_file(&path).unwrap();
+        let s = Settings::resolve(&RawConfig::default(), Some((&raw, &path))).unwrap();
+        assert_eq!(s.mode, Mode::Enforce);
+    }
+}

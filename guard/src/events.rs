@@ -1,0 +1,104 @@
+//! Events from the XDP program (a source started being limited, a source
+//! was banned), read from its ring buffer and logged one line each. The
+//! program rate-limits them (`event-rate`), so a flood of distinct sources
+//! cannot flood the log.
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use guard_common::{
+    Event, FlowClass,
+    bucket::NANOS_PER_SEC,
+    state::{EVENT_BANNED, EVENT_LIMITED},
+};
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// Logs every event from `ring` until the task is dropped.
+pub async fn forward(iface: String, ring: RingBuf<MapData>) -> Result<()> {
+    // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
+    // buffer: the fd stays open and the same until the AsyncFd is dropped.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the event ring buffer")?;
+    loop {
+        let mut ready = fd.readable_mut().await.context("waiting for events")?;
+        let ring = ready.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if let Some(event) = parse(&item) {
+                tracing::warn!("{iface}: {}", describe(&event));
+            } else {
+                tracing::error!(
+                    "{iface}: an event of {} bytes, expected {}",
+                    item.len(),
+                    size_of::<Event>()
+                );
+            }
+        }
+        ready.clear_ready();
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<Event> {
+    (bytes.len() == size_of::<Event>())
+        // SAFETY: the length matches and Event is plain data (aya::Pod).
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// The log line for an event.
+#[must_use]
+pub fn describe(event: &Event) -> String {
+    let class = FlowClass::ALL
+        .iter()
+        .find(|c| c.index() as u64 == u64::from(event.class))
+        .map_or("unknown", |c| c.name());
+    match event.kind {
+        EVENT_LIMITED => format!(
+            "{} is over its {class} limit: dropping its excess new flows (counted, not logged)",
+            event.source
+        ),
+        EVENT_BANNED => format!(
+            "{} banned for {}s: it kept exceeding its {class} limit",
+            event.source,
+            event
+                .banned_until_ns
+                .saturating_sub(event.time_ns)
+                .div_ceil(NANOS_PER_SEC)
+        ),
+        other => format!("{}: unknown event kind {other}", event.source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guard_common::SourceKey;
+
+    use super::*;
+
+    #[test]
+    fn describes_limits_and_bans() {
+        let mut e = Event {
+            kind: EVENT_LIMITED,
+            class: FlowClass::Syn as u32,
+            source: SourceKey::v4([198, 18, 0, 7], 32),
+            pad: 0,
+            time_ns: 5 * NANOS_PER_SEC,
+            banned_until_ns: 0,
+        };
+        assert_eq!(
+            describe(&e),
+            "198.18.0.7 is over its syn limit: dropping its excess new flows (counted, not logged)"
+        );
+        e.kind = EVENT_BANNED;
+        e.class = FlowClass::Udp as u32;
+        e.banned_until_ns = 65 * NANOS_PER_SEC;
+        assert_eq!(
+            describe(&e),
+            "198.18.0.7 banned for 60s: it kept exceeding its udp limit"
+        );
+    }
+
+    #[test]
+    fn parse_checks_the_size() {
+        assert!(parse(&[0; 3]).is_none());
+        assert!(parse(&[0; size_of::<Event>()]).is_some());
+    }
+}
