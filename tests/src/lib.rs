@@ -7,10 +7,14 @@
 //! They run serially (`cargo xtask test` passes `--test-threads=1`) because
 //! one guard runs per host and some tests change global kernel state.
 
+pub mod fuzz;
 pub mod guard_proc;
+pub mod model;
 pub mod net;
 pub mod packet;
 pub mod raw;
 pub mod require;
+pub mod testrun;
+pub mod xdp;
 
 pub use guard_proc::guard_bin;

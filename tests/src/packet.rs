@@ -38,7 +38,7 @@ pub enum L4 {
 }
 
 /// An IPv6 extension header placed before the transport header.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Ext {
     HopByHop,
     DestOpts,

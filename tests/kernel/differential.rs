@@ -1,0 +1,383 @@
+//! The real XDP program against the reference model.
+//!
+//! Each frame runs through BPF_PROG_TEST_RUN with the program's clock set
+//! from the test (the `TEST_CLOCK` load option), and through the model at
+//! the same instant. Every verdict must agree, and at the end so must every
+//! counter, every source and prefix entry, the UDP flow map, the global
+//! bucket states and the events, exactly. Timing is the test's to choose,
+//! so these scenarios may depend on nanoseconds and still be exact.
+//!
+//! Then the robustness run: 100,000 random and broken frames, on which the
+//! program must never fail, must count every malformed frame as malformed
+//! and must drop it (the documented rule, enforce mode).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Debug,
+    hash::Hash,
+    net::IpAddr,
+};
+
+use guard_common::{Counter, CounterBlock, bucket::NANOS_PER_SEC};
+use guard_tests::{
+    fuzz::{self, Rng},
+    model::{self, Model, Verdict},
+    packet::{Ext, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
+    require,
+    xdp::{self, Program, XDP_DROP, XDP_PASS},
+};
+
+const SEC: u64 = NANOS_PER_SEC;
+const MS: u64 = SEC / 1000;
+/// Tests start the clock well away from zero, as on a booted host.
+const T0: u64 = 1_000 * SEC;
+
+struct Pair {
+    program: Program,
+    model: Model,
+    sent: usize,
+}
+
+impl Pair {
+    /// `flags` as for `guard run`, space-separated.
+    fn new(flags: &str) -> Self {
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        let settings = xdp::settings(&flags);
+        Self {
+            program: Program::new(&settings),
+            model: Model::new(settings.dataplane(), xdp::list_entries(&settings)),
+            sent: 0,
+        }
+    }
+
+    fn packet(&mut self, frame: &[u8], now: u64) -> u32 {
+        let got = self.program.run(frame, now);
+        let want = match self.model.packet(frame, now) {
+            Verdict::Pass => XDP_PASS,
+            Verdict::Drop => XDP_DROP,
+        };
+        assert_eq!(
+            got,
+            want,
+            "packet {} at {now} ns: program said {got}, model {want} (1 drop, 2 pass)\nframe {frame:02x?}\nclass by the model: {:?}",
+            self.sent,
+            model::dissect(frame)
+        );
+        self.sent += 1;
+        got
+    }
+
+    /// Compares every piece of state.
+    fn assert_same_state(&self) {
+        assert_eq!(
+            by_name(&self.program.counters()),
+            by_name(&self.model.counters),
+            "counters"
+        );
+        same_map("sources", &self.program.sources(), &self.model.sources);
+        same_map("prefixes", &self.program.prefixes(), &self.model.prefixes);
+        same_map(
+            "udp flows",
+            &self.program.udp_flows(),
+            &self.model.udp_flows,
+        );
+        assert_eq!(
+            self.program.global(),
+            self.model.global,
+            "global bucket states"
+        );
+        assert_eq!(self.program.events_seen, self.model.events, "events");
+    }
+}
+
+fn by_name(block: &CounterBlock) -> BTreeMap<&'static str, u64> {
+    Counter::ALL
+        .iter()
+        .map(|c| (c.name(), block.get(*c)))
+        .collect()
+}
+
+/// Asserts two maps are equal, listing only the entries that differ.
+fn same_map<K, V>(what: &str, program: &HashMap<K, V>, model: &HashMap<K, V>)
+where
+    K: Ord + Debug + Hash + Eq,
+    V: PartialEq + Debug,
+{
+    let mut keys: Vec<&K> = program.keys().chain(model.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|k| program.get(k) != model.get(k))
+        .map(|k| {
+            format!(
+                "{k:?}:\n  program {:?}\n  model   {:?}",
+                program.get(k),
+                model.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{what}: {} of {} entries differ:\n{}",
+        differing.len(),
+        model.len().max(program.len()),
+        differing.join("\n")
+    );
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::from([198, 19, 0, last])
+}
+
+#[test]
+fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
+    let Some(_kernel) =
+        require::kernel("a_syn_flood_over_many_sources_vlans_and_extension_headers")
+    else {
+        return;
+    };
+    let mut pair = Pair::new(
+        "--mode enforce --syn-rate 10 --syn-burst 5 --prefix-syn-rate 40 --prefix-syn-burst 20 --global-rate 200 --global-burst 50 --ban-threshold 15 --ban-window 2 --ban-duration 1 --event-rate 20 --event-burst 5",
+    );
+    let mut rng = Rng::new(1);
+    let sources = fuzz::sources(&mut rng, 64, 32);
+    let mut now = T0;
+    for _ in 0..6000 {
+        now += rng.below(2 * MS);
+        let src = rng.pick(&sources);
+        let mut packet = Packet::tcp(src, fuzz::victim(src), rng.port(), 80, TCP_SYN);
+        if rng.percent(20) {
+            packet = packet.vlan(TPID_8021Q);
+        }
+        if src.is_ipv6() && rng.percent(30) {
+            packet = packet.ext(Ext::HopByHop).ext(Ext::DestOpts);
+        }
+        pair.packet(&packet.frame(), now);
+    }
+    let counters = pair.program.counters();
+    for reason in [
+        Counter::DropSourceLimit,
+        Counter::DropPrefixLimit,
+        Counter::DropGlobalBudget,
+        Counter::DropBanned,
+    ] {
+        assert!(
+            counters.get(reason) > 0,
+            "the scenario never reached {reason:?}: {:?}",
+            by_name(&counters)
+        );
+    }
+    assert!(counters.get(Counter::EventsSuppressed) > 0 && counters.get(Counter::EventsSent) > 0);
+    pair.assert_same_state();
+}
+
+#[test]
+fn udp_flows_echo_requests_and_the_fast_path() {
+    let Some(_kernel) = require::kernel("udp_flows_echo_requests_and_the_fast_path") else {
+        return;
+    };
+    let mut pair = Pair::new(
+        "--mode enforce --udp-rate 5 --udp-burst 3 --icmp-rate 2 --icmp-burst 2 --udp-flow-idle 5",
+    );
+    let src = v4(7);
+    let dst = fuzz::victim(src);
+    let mut now = T0;
+    // Three flows, each many packets: only the first of each is a new flow.
+    for round in 0..20u16 {
+        for port in 0..3u16 {
+            now += 10 * MS;
+            pair.packet(&Packet::udp(src, dst, 6000 + port, 53, b"q").frame(), now);
+        }
+        // Many distinct flows: over the limit after the burst.
+        now += MS;
+        pair.packet(&Packet::udp(src, dst, 7000 + round, 53, b"q").frame(), now);
+        // Established TCP and echo replies: the fast path.
+        pair.packet(&Packet::tcp(src, dst, 40000, 80, TCP_ACK).frame(), now);
+        pair.packet(&Packet::echo(src, dst, round).frame(), now);
+    }
+    // Idle past the timeout (refreshed flows expire 5 s after their last
+    // refresh): the old flows are new again.
+    now += 7 * SEC;
+    for port in 0..3u16 {
+        pair.packet(
+            &Packet::udp(src, dst, 6000 + port, 53, b"q").frame(),
+            now + u64::from(port),
+        );
+    }
+    // Refresh: a flow seen every 1.5 s never goes idle.
+    for _ in 0..6 {
+        now += 1500 * MS;
+        pair.packet(&Packet::udp(src, dst, 6000, 53, b"q").frame(), now);
+    }
+    pair.assert_same_state();
+}
+
+#[test]
+fn allow_and_deny_longest_prefix_wins() {
+    let Some(_kernel) = require::kernel("allow_and_deny_longest_prefix_wins") else {
+        return;
+    };
+    let mut pair = Pair::new(
+        "--mode enforce --syn-rate 1 --syn-burst 1 --deny 198.19.0.0/16 --allow 198.19.0.0/24 --deny 198.19.0.128/25 --allow 2001:db8:1::/48 --deny 2001:db8:1:2::/64",
+    );
+    let mut rng = Rng::new(3);
+    let srcs: Vec<IpAddr> = vec![
+        v4(1),
+        v4(200),
+        IpAddr::from([198, 19, 5, 5]),
+        IpAddr::from([198, 18, 7, 7]),
+        "2001:db8:1:1::9".parse().unwrap(),
+        "2001:db8:1:2::9".parse().unwrap(),
+        "2001:db8:2::1".parse().unwrap(),
+    ];
+    let mut now = T0;
+    for _ in 0..700 {
+        now += rng.below(5 * MS);
+        let src = rng.pick(&srcs);
+        let flags = if rng.percent(60) { TCP_SYN } else { TCP_ACK };
+        pair.packet(
+            &Packet::tcp(src, fuzz::victim(src), rng.port(), 443, flags).frame(),
+            now,
+        );
+    }
+    let c = pair.program.counters();
+    assert!(c.get(Counter::PassAllowlist) > 0 && c.get(Counter::DropDenylist) > 0);
+    pair.assert_same_state();
+}
+
+#[test]
+fn monitor_counts_exactly_what_enforce_drops() {
+    let Some(_kernel) = require::kernel("monitor_counts_exactly_what_enforce_drops") else {
+        return;
+    };
+    let limits = "--syn-rate 5 --syn-burst 3 --udp-rate 5 --udp-burst 2 --ban-threshold 10 --deny 198.19.3.0/24";
+    let mut enforce = Pair::new(&format!("--mode enforce {limits}"));
+    let mut monitor = Pair::new(&format!("--mode monitor {limits}"));
+    let mut rng = Rng::new(4);
+    let sources = fuzz::sources(&mut rng, 16, 8);
+    let mut now = T0;
+    let mut dropped = 0u64;
+    for _ in 0..4000 {
+        now += rng.below(3 * MS);
+        let src = rng.pick(&sources);
+        let frame = fuzz::valid(&mut rng, src);
+        let frame = if rng.percent(5) {
+            fuzz::broken(&mut rng, &frame)
+        } else {
+            frame
+        };
+        if enforce.packet(&frame, now) == XDP_DROP {
+            dropped += 1;
+        }
+        assert_eq!(
+            monitor.packet(&frame, now),
+            XDP_PASS,
+            "monitor dropped a packet"
+        );
+    }
+    enforce.assert_same_state();
+    monitor.assert_same_state();
+    let (e, m) = (enforce.program.counters(), monitor.program.counters());
+    let drops: u64 = Counter::DROP_REASONS.iter().map(|r| e.get(*r)).sum();
+    assert_eq!(drops, dropped);
+    assert!(
+        dropped > 100,
+        "the scenario dropped too little to compare: {dropped}"
+    );
+    assert_eq!(m.get(Counter::PassMonitor), dropped);
+    for c in Counter::ALL.iter().filter(|c| **c != Counter::PassMonitor) {
+        assert_eq!(e.get(*c), m.get(*c), "{c:?}: enforce vs monitor");
+    }
+    assert_eq!(enforce.program.sources(), monitor.program.sources());
+    assert_eq!(enforce.program.udp_flows(), monitor.program.udp_flows());
+}
+
+#[test]
+fn random_mixes_agree() {
+    let Some(_kernel) = require::kernel("random_mixes_agree") else {
+        return;
+    };
+    for seed in 10..14 {
+        let mut pair = Pair::new(
+            "--mode enforce --syn-rate 20 --syn-burst 4 --udp-rate 10 --udp-burst 3 --icmp-rate 2 --icmp-burst 1 --prefix-syn-rate 50 --prefix-syn-burst 10 --global-rate 300 --global-burst 20 --ban-threshold 25 --ban-window 1 --ban-duration 2 --udp-flow-idle 1 --source-prefix-v6 56 --prefix-v6 40 --allow 198.19.1.0/28 --deny 2001:db8:2::/48 --event-rate 50 --event-burst 10",
+        );
+        let mut rng = Rng::new(seed);
+        let sources = fuzz::sources(&mut rng, 40, 20);
+        let mut now = T0;
+        for _ in 0..3000 {
+            // Sub-millisecond gaps, sometimes long pauses.
+            now += if rng.percent(2) {
+                rng.below(3 * SEC)
+            } else {
+                rng.below(MS)
+            };
+            let src = rng.pick(&sources);
+            let frame = fuzz::valid(&mut rng, src);
+            let frame = if rng.percent(10) {
+                fuzz::broken(&mut rng, &frame)
+            } else {
+                frame
+            };
+            pair.packet(&frame, now);
+        }
+        pair.assert_same_state();
+    }
+}
+
+/// 100,000 random and broken frames: no error, no abort, every malformed
+/// frame counted and dropped.
+#[test]
+fn robustness_against_100k_random_and_broken_frames() {
+    let Some(_kernel) = require::kernel("robustness_against_100k_random_and_broken_frames") else {
+        return;
+    };
+    let mut pair = Pair::new("--mode enforce");
+    let mut rng = Rng::new(99);
+    let sources = fuzz::sources(&mut rng, 200, 100);
+    let mut now = T0;
+    let mut malformed = 0u64;
+    let oddities = fuzz::oddities();
+    for i in 0..100_000usize {
+        now += rng.below(100_000);
+        let frame = match rng.below(10) {
+            0 => oddities[i % oddities.len()].clone(),
+            1 => {
+                // Noise: random bytes of random length (at least Ethernet).
+                let len = 14 + rng.index(120);
+                (0..len).map(|_| rng.byte()).collect()
+            }
+            2..=6 => {
+                let src = rng.pick(&sources);
+                let valid = fuzz::valid(&mut rng, src);
+                fuzz::broken(&mut rng, &valid)
+            }
+            _ => {
+                let src = rng.pick(&sources);
+                fuzz::valid(&mut rng, src)
+            }
+        };
+        let is_malformed = model::dissect(&frame).class == Counter::Malformed;
+        let action = pair.packet(&frame, now);
+        assert!(
+            action == XDP_PASS || action == XDP_DROP,
+            "frame {i}: action {action}"
+        );
+        if is_malformed {
+            malformed += 1;
+            assert_eq!(
+                action, XDP_DROP,
+                "malformed frame {i} not dropped: {frame:02x?}"
+            );
+        }
+    }
+    let counters = pair.program.counters();
+    assert_eq!(counters.get(Counter::Packets), 100_000);
+    assert_eq!(counters.get(Counter::Malformed), malformed);
+    assert_eq!(counters.get(Counter::DropMalformed), malformed);
+    assert!(
+        malformed > 20_000,
+        "too few malformed frames to mean much: {malformed}"
+    );
+    pair.assert_same_state();
+}

@@ -1,0 +1,236 @@
+//! Seeded random frames, valid and broken, for the differential and
+//! robustness runs. A seed reproduces a run exactly.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::packet::{
+    Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021AD, TPID_8021Q, arp,
+};
+
+/// SplitMix64: small, fast, and good enough to pick test cases.
+pub struct Rng(u64);
+
+impl Rng {
+    #[must_use]
+    pub const fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// An index into a slice of length `n` (n > 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        usize::try_from(self.below(n as u64)).expect("index fits usize")
+    }
+
+    /// One of `items` (non-empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.index(items.len())]
+    }
+
+    /// True with probability `percent`/100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        self.next_u64().to_le_bytes()[0]
+    }
+
+    pub fn port(&mut self) -> u16 {
+        u16::try_from(1024 + self.below(64_000)).expect("port fits u16")
+    }
+}
+
+/// A pool of sources: IPv4 from 198.19.0.0/16 over a few /24s, IPv6 from
+/// 2001:db8::/32 over a few /48s and /64s (some sharing a /64).
+#[must_use]
+pub fn sources(rng: &mut Rng, v4: usize, v6: usize) -> Vec<IpAddr> {
+    let mut out = Vec::with_capacity(v4 + v6);
+    for _ in 0..v4 {
+        let net = u8::try_from(rng.below(4)).expect("small");
+        out.push(IpAddr::V4(Ipv4Addr::new(198, 19, net, rng.byte())));
+    }
+    for _ in 0..v6 {
+        let site = u16::try_from(rng.below(3)).expect("small");
+        let subnet = u16::try_from(rng.below(4)).expect("small");
+        let host = u16::try_from(rng.below(6)).expect("small");
+        out.push(IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            site,
+            subnet,
+            0,
+            0,
+            0,
+            host + 1,
+        )));
+    }
+    out
+}
+
+/// The victim address of the source's family.
+#[must_use]
+pub fn victim(src: IpAddr) -> IpAddr {
+    match src {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+    }
+}
+
+/// A well-formed frame of a random kind from `src`: SYNs most often, then
+/// UDP (from a few ports, so flows repeat), echo requests and replies,
+/// established-flow TCP, fragments, VLAN tags and IPv6 extension headers.
+pub fn valid(rng: &mut Rng, src: IpAddr) -> Vec<u8> {
+    let dst = victim(src);
+    let mut packet = match rng.below(10) {
+        0..=3 => Packet::tcp(src, dst, rng.port(), 80, TCP_SYN),
+        4 | 5 => {
+            let sport = 5000 + u16::try_from(rng.below(4)).expect("small");
+            Packet::udp(src, dst, sport, 53, &[0x42; 12])
+        }
+        6 => Packet::echo(src, dst, u16::try_from(rng.below(3)).expect("small")),
+        7 => {
+            let flags = [TCP_ACK, TCP_ACK | TCP_FIN, TCP_RST, TCP_SYN | TCP_ACK][rng.index(4)];
+            Packet::tcp(src, dst, rng.port(), 80, flags)
+        }
+        8 => {
+            // An echo reply: ICMP, but no new flow.
+            let mut p = Packet::echo(src, dst, 1);
+            if let L4::EchoRequest { .. } = p.l4 {
+                let kind = if src.is_ipv4() { 0 } else { 129 };
+                let mut bytes = p.l4_bytes();
+                bytes[0] = kind;
+                p.l4 = L4::Raw {
+                    proto: if src.is_ipv4() { 1 } else { 58 },
+                    bytes,
+                };
+            }
+            p
+        }
+        _ => Packet::new(
+            src,
+            dst,
+            L4::Raw {
+                proto: 47,
+                bytes: vec![0; 8],
+            },
+        ),
+    };
+    if rng.percent(15) {
+        packet = packet.vlan(TPID_8021Q);
+        if rng.percent(30) {
+            packet.vlans.insert(0, TPID_8021AD);
+        }
+    }
+    if src.is_ipv6() && rng.percent(20) {
+        packet = packet.ext([Ext::HopByHop, Ext::DestOpts, Ext::Routing][rng.index(3)]);
+    }
+    if rng.percent(5) {
+        let first = rng.percent(50);
+        if src.is_ipv4() {
+            packet = packet.fragment(Frag {
+                offset: if first { 0 } else { 24 },
+                more: first,
+                len: 24,
+            });
+        } else {
+            packet = packet.ext(Ext::Fragment {
+                offset: if first { 0 } else { 64 },
+                more: true,
+            });
+        }
+    }
+    packet.frame()
+}
+
+/// `frame` broken in one of the ways an attacker (or a bug) breaks frames:
+/// cut at or near a header boundary, a bad IHL, a bogus IPv6 extension
+/// chain, a total length that lies, a zero-length payload, random bytes.
+/// Never shorter than an Ethernet header: the kernel refuses shorter XDP
+/// input, and no NIC delivers it.
+pub fn broken(rng: &mut Rng, frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let l3 = l3_offset(&f);
+    match rng.below(7) {
+        0 => {
+            // Cut at every kind of boundary: L2, L3, L4, inside each.
+            let cuts = [
+                l3,
+                l3 + 1,
+                l3 + 9,
+                l3 + 19,
+                l3 + 20,
+                l3 + 39,
+                l3 + 40,
+                l3 + 47,
+                f.len() - 1,
+            ];
+            f.truncate(cuts[rng.index(cuts.len())].clamp(14, f.len()));
+        }
+        1 if f.len() > l3 => {
+            // IHL below 5 or pointing past the packet; or a wrong version.
+            f[l3] = [0x40, 0x44, 0x4f, 0x65, 0x00][rng.index(5)];
+        }
+        2 if f.len() > l3 + 6 && f[l3] >> 4 == 6 => {
+            // A chain of extension headers longer than the parser walks, or
+            // one that runs past the payload.
+            let n = 9 + rng.index(4);
+            let mut chain = Vec::new();
+            for _ in 0..n {
+                chain.extend_from_slice(&[0, u8::from(rng.percent(20)) * 200, 1, 4, 0, 0, 0, 0]);
+            }
+            f[l3 + 6] = 0;
+            f.truncate(l3 + 40);
+            f.extend_from_slice(&chain);
+            let plen = u16::try_from(chain.len()).expect("short chain");
+            f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        }
+        3 if f.len() > l3 + 4 => {
+            // A length field that lies.
+            let at = if f[l3] >> 4 == 6 { l3 + 4 } else { l3 + 2 };
+            let lie = u16::try_from(rng.below(3000)).expect("small");
+            f[at..at + 2].copy_from_slice(&lie.to_be_bytes());
+        }
+        4 => {
+            // Headers only: the transport payload removed, lengths kept.
+            let keep = (l3 + 28).min(f.len());
+            f.truncate(keep);
+        }
+        _ => {
+            // A few random bytes anywhere past the MAC addresses.
+            for _ in 0..=rng.below(4) {
+                let at = 12 + rng.index(f.len() - 12);
+                f[at] = rng.byte();
+            }
+        }
+    }
+    f
+}
+
+/// Offset of the IP header, past any VLAN tags.
+fn l3_offset(f: &[u8]) -> usize {
+    let mut off = 12;
+    while off + 4 <= f.len() && matches!(u16::from_be_bytes([f[off], f[off + 1]]), 0x8100 | 0x88a8)
+    {
+        off += 4;
+    }
+    off + 2
+}
+
+/// Frames no parser state should survive: the non-IP and odd cases.
+#[must_use]
+pub fn oddities() -> Vec<Vec<u8>> {
+    vec![arp(), vec![0xff; 14], vec![0; 60]]
+}

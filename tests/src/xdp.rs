@@ -1,0 +1,204 @@
+//! The real XDP program, loaded but not attached, driven frame by frame
+//! through BPF_PROG_TEST_RUN with a controlled clock, and its maps read
+//! back: what the differential, robustness and benchmark runs work on.
+
+use std::{collections::HashMap, os::fd::AsFd as _};
+
+use aya::{
+    Ebpf,
+    maps::{Array, Map, MapData, PerCpuArray, RingBuf},
+    programs::Xdp,
+};
+use clap::Parser as _;
+use guard::{
+    cli::{Cli, Command},
+    config::Settings,
+    loader::{self, LoadOptions},
+};
+use guard_common::{
+    CounterBlock, Event, FlowKey, SourceKey, SourceState,
+    key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
+    maps::{COUNTERS, EVENTS, GLOBAL, PREFIXES, SOURCES, TEST_CLOCK, UDP_FLOWS},
+    state::GLOBAL_SLOTS,
+};
+use ipnet::IpNet;
+
+use crate::{model::ListEntry, testrun};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// `guard run` settings from flags, as an operator would give them (an
+/// interface is required by the parser; it is not used here).
+#[must_use]
+pub fn settings(flags: &[&str]) -> Settings {
+    let mut argv = vec!["guard", "run", "--iface", "unused0"];
+    argv.extend_from_slice(flags);
+    let Command::Run(run) = Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .command
+    else {
+        panic!("not a run command");
+    };
+    Settings::resolve(&run.settings, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The allow/deny entries of `settings` as the model takes them.
+#[must_use]
+pub fn list_entries(settings: &Settings) -> Vec<ListEntry> {
+    let entry = |net: &IpNet, action| {
+        let mut addr = [0u8; 16];
+        let family = match net {
+            IpNet::V4(n) => {
+                addr[..4].copy_from_slice(&n.network().octets());
+                AF_INET
+            }
+            IpNet::V6(n) => {
+                addr = n.network().octets();
+                AF_INET6
+            }
+        };
+        ListEntry {
+            family,
+            prefix_len: net.prefix_len(),
+            addr,
+            action,
+        }
+    };
+    settings
+        .allow
+        .iter()
+        .map(|n| entry(n, LIST_ALLOW))
+        .chain(settings.deny.iter().map(|n| entry(n, LIST_DENY)))
+        .collect()
+}
+
+/// guard's program, configured from `settings`, on the test clock.
+pub struct Program {
+    ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    /// Events drained so far, in order.
+    pub events_seen: Vec<Event>,
+}
+
+impl Program {
+    /// Loads with the test clock (the program reads time from a map).
+    #[must_use]
+    pub fn new(settings: &Settings) -> Self {
+        Self::load(settings, true)
+    }
+
+    /// Loads exactly as `guard run` does: the kernel's clock.
+    #[must_use]
+    pub fn with_kernel_clock(settings: &Settings) -> Self {
+        Self::load(settings, false)
+    }
+
+    fn load(settings: &Settings, test_clock: bool) -> Self {
+        let opts = LoadOptions {
+            test_clock,
+            ..LoadOptions::new(settings)
+        };
+        let mut ebpf = loader::load(&opts).unwrap_or_else(|e| panic!("loading: {e:#}"));
+        loader::configure(&mut ebpf, settings).unwrap_or_else(|e| panic!("configuring: {e:#}"));
+        let events =
+            RingBuf::try_from(ebpf.take_map(EVENTS).expect("events map")).expect("ring buffer");
+        Self {
+            ebpf,
+            events,
+            events_seen: Vec::new(),
+        }
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(loader::PROGRAM)
+            .expect("program")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    /// Runs one frame at time `now` and returns the XDP action.
+    pub fn run(&mut self, frame: &[u8], now: u64) -> u32 {
+        let mut clock =
+            Array::<_, u64>::try_from(self.ebpf.map_mut(TEST_CLOCK).expect("clock map"))
+                .expect("array");
+        clock.set(0, now, 0).expect("setting the test clock");
+        let fd = self.program().fd().expect("program fd");
+        let outcome = testrun::run(fd.as_fd(), frame, 1)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
+        self.drain_events();
+        outcome.action
+    }
+
+    /// Runs one frame `repeat` times on the kernel's clock; returns the
+    /// kernel's average ns per run (for benchmarks).
+    #[must_use]
+    pub fn time(&self, frame: &[u8], repeat: u32) -> u32 {
+        let fd = self.program().fd().expect("program fd");
+        testrun::run(fd.as_fd(), frame, repeat)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
+            .duration_ns
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(item) = self.events.next() {
+            assert_eq!(item.len(), size_of::<Event>(), "event of the wrong size");
+            // SAFETY: the program writes exactly one Event per record.
+            let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+            self.events_seen.push(event);
+        }
+    }
+
+    fn map(&self, name: &str) -> &Map {
+        self.ebpf
+            .map(name)
+            .unwrap_or_else(|| panic!("no map {name}"))
+    }
+
+    /// Counters summed over CPUs.
+    #[must_use]
+    pub fn counters(&self) -> CounterBlock {
+        let array = PerCpuArray::<_, CounterBlock>::try_from(self.map(COUNTERS)).expect("counters");
+        let mut total = CounterBlock::ZERO;
+        for block in array.get(&0, 0).expect("reading counters").iter() {
+            total.accumulate(block);
+        }
+        total
+    }
+
+    #[must_use]
+    pub fn sources(&self) -> HashMap<SourceKey, SourceState> {
+        guard::maps::read_sources(self.map(SOURCES))
+            .expect("sources")
+            .into_iter()
+            .collect()
+    }
+
+    #[must_use]
+    pub fn prefixes(&self) -> HashMap<SourceKey, SourceState> {
+        guard::maps::read_sources(self.map(PREFIXES))
+            .expect("prefixes")
+            .into_iter()
+            .collect()
+    }
+
+    #[must_use]
+    pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
+        let map =
+            aya::maps::HashMap::<_, FlowKey, u64>::try_from(self.map(UDP_FLOWS)).expect("flows");
+        map.iter().collect::<Result<_, _>>().expect("reading flows")
+    }
+
+    #[must_use]
+    pub fn global(&self) -> [u64; GLOBAL_SLOTS as usize] {
+        let array = Array::<_, u64>::try_from(self.map(GLOBAL)).expect("global");
+        let mut out = [0; GLOBAL_SLOTS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = array
+                .get(&u32::try_from(i).expect("small"), 0)
+                .expect("reading global");
+        }
+        out
+    }
+}
