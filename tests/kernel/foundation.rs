@@ -7,12 +7,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use guard_common::Counter;
 use guard_tests::{
-    guard_proc::{self, Finished, Guard},
+    guard_proc::{self, Finished, counters, pin_dir, start_on, stats, stats_after},
     net::TestNet,
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
     raw::RawSender,
@@ -30,42 +30,6 @@ fn v4() -> (IpAddr, IpAddr) {
 
 fn v6() -> (IpAddr, IpAddr) {
     (V6_SRC.into(), V6_DST.into())
-}
-
-fn pin_dir(net: &TestNet) -> PathBuf {
-    Path::new("/sys/fs/bpf/guard/netns")
-        .join(&net.victim)
-        .join(&net.victim_if)
-}
-
-fn start_guard(net: &TestNet, extra: &[&str]) -> Guard {
-    let mut args = vec!["run", "--netns", &net.victim, "--iface", &net.victim_if];
-    args.extend_from_slice(extra);
-    let mut guard = Guard::start(&args);
-    guard.wait_for(&pin_dir(net).join("GUARD_COUNTERS"));
-    guard
-}
-
-/// `guard stats --json` for the test's victim interface.
-fn stats(net: &TestNet) -> BTreeMap<String, u64> {
-    let out = guard_proc::run(&[
-        "stats",
-        "--json",
-        "--netns",
-        &net.victim,
-        "--iface",
-        &net.victim_if,
-    ]);
-    out.assert_code(0);
-    let json: serde_json::Value =
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stats JSON: {e}\n{out}"));
-    let counters = json["interfaces"][0]["counters"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no counters in {}", out.stdout));
-    counters
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().expect("counter is a number")))
-        .collect()
 }
 
 /// Checks that guard is gone from the interface and from bpffs.
@@ -280,27 +244,14 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Polls `guard stats` until `packets` reaches `want` (frames are counted
-/// in the receiver's softirq, a moment after send returns).
-fn stats_after(net: &TestNet, want: u64) -> BTreeMap<String, u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = stats(net);
-        if now["packets"] >= want || Instant::now() > deadline {
-            return now;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn counters_equal_what_was_sent() {
     let Some(_kernel) = require::kernel("counters_equal_what_was_sent") else {
         return;
     };
     let net = TestNet::silent();
-    let guard = start_guard(&net, &["--summary-interval", "1"]);
-    let before = stats(&net);
+    let guard = start_on(&net, &["--summary-interval", "1"]);
+    let before = counters(&stats(&net));
     assert!(
         before.values().all(|v| *v == 0),
         "the silent link carried traffic before the test sent any: {before:?}"
@@ -329,7 +280,7 @@ fn counters_equal_what_was_sent() {
                 .unwrap_or_else(|| panic!("{}: no counter {attr}", c.what)) += copies;
         }
     }
-    let got: BTreeMap<String, u64> = stats_after(&net, want["packets"])
+    let got: BTreeMap<String, u64> = counters(&stats_after(&net, want["packets"]))
         .into_iter()
         .filter(|(k, _)| want.contains_key(k))
         .collect();
@@ -354,7 +305,7 @@ fn sigint_detaches_and_unpins() {
         return;
     };
     let net = TestNet::silent();
-    let guard = start_guard(&net, &[]);
+    let guard = start_on(&net, &[]);
     assert!(net.victim_link().contains("xdp"), "not attached");
     let finished = guard.stop(libc::SIGINT);
     finished.assert_code(0);
@@ -389,7 +340,7 @@ fn second_guard_is_refused() {
         return;
     };
     let net = TestNet::silent();
-    let guard = start_guard(&net, &[]);
+    let guard = start_on(&net, &[]);
     let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
     out.assert_code(2);
     assert!(out.stderr.contains("another guard is running"), "{out}");
@@ -503,7 +454,7 @@ fn foreign_program_held_by_a_link_is_kept_unless_forced() {
     );
     assert!(!pin_dir(&net).exists());
 
-    let guard = start_guard(&net, &["--force"]);
+    let guard = start_on(&net, &["--force"]);
     let link = net.victim_link();
     assert!(
         !link.contains(&format!("id {prog_id} ")),
@@ -569,7 +520,7 @@ fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
         "{out}"
     );
 
-    let guard = start_guard(&net, &["--force"]);
+    let guard = start_on(&net, &["--force"]);
     let link = net.victim_link();
     assert!(
         !link.contains(&format!("id {prog_id} ")),

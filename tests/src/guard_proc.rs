@@ -10,6 +10,71 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::net::TestNet;
+
+/// Where guard pins the maps of the test network's victim interface.
+#[must_use]
+pub fn pin_dir(net: &TestNet) -> PathBuf {
+    Path::new("/sys/fs/bpf/guard/netns")
+        .join(&net.victim)
+        .join(&net.victim_if)
+}
+
+/// Starts `guard run` on the victim interface with `extra` flags and waits
+/// until it is attached.
+#[must_use]
+pub fn start_on(net: &TestNet, extra: &[&str]) -> Guard {
+    let mut args = vec!["run", "--netns", &net.victim, "--iface", &net.victim_if];
+    args.extend_from_slice(extra);
+    let mut guard = Guard::start(&args);
+    guard.wait_for(&pin_dir(net).join("GUARD_COUNTERS"));
+    guard
+}
+
+/// `guard stats --json` for the victim interface, as a user would read it.
+#[must_use]
+pub fn stats(net: &TestNet) -> serde_json::Value {
+    let out = run(&[
+        "stats",
+        "--json",
+        "--top",
+        "100000",
+        "--netns",
+        &net.victim,
+        "--iface",
+        &net.victim_if,
+    ]);
+    out.assert_code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stats JSON: {e}\n{out}"));
+    json["interfaces"][0].clone()
+}
+
+/// The counters of a [`stats`] document, by name.
+#[must_use]
+pub fn counters(stats: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    stats["counters"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no counters in {stats}"))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().expect("counter is a number")))
+        .collect()
+}
+
+/// Waits until guard has counted `packets` packets (frames are counted in
+/// the receiver's softirq, a moment after send returns) or 10 s pass.
+#[must_use]
+pub fn stats_after(net: &TestNet, packets: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = stats(net);
+        if counters(&now)["packets"] >= packets || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How long guard may take to attach, and to exit after a signal.
 const TIMEOUT: Duration = Duration::from_secs(20);
 

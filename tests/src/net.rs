@@ -18,6 +18,14 @@ const PREFIX: &str = "guardt-";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Addresses of [`TestNet::addressed`].
+pub const ATTACKER_ADDR: &str = "198.18.0.1";
+pub const VICTIM_ADDR: &str = "198.18.0.2";
+const ATTACKER_CIDR: &str = "198.18.0.1/24";
+const VICTIM_CIDR: &str = "198.18.0.2/24";
+/// Where spoofed flood sources come from.
+pub const SPOOFED_RANGE: &str = "198.19.0.0/16";
+
 /// An attacker/client namespace and a victim namespace, joined by veth.
 pub struct TestNet {
     /// Namespace that sends.
@@ -73,6 +81,44 @@ impl TestNet {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
+        net
+    }
+
+    /// A silent pair with IPv4 addresses: the attacker side 198.18.0.1/24,
+    /// the victim 198.18.0.2/24. The victim routes the spoofed range
+    /// 198.19.0.0/16 back over the veth, where the attacker's namespace
+    /// drops it (it forwards nothing): the victim answers spoofed SYNs with
+    /// SYN-ACKs as a real server would, and nothing leaves the pair.
+    #[must_use]
+    pub fn addressed() -> Self {
+        let net = Self::silent();
+        ip(&[
+            "-n",
+            &net.attacker,
+            "addr",
+            "add",
+            ATTACKER_CIDR,
+            "dev",
+            &net.attacker_if,
+        ]);
+        ip(&[
+            "-n",
+            &net.victim,
+            "addr",
+            "add",
+            VICTIM_CIDR,
+            "dev",
+            &net.victim_if,
+        ]);
+        ip(&[
+            "-n",
+            &net.victim,
+            "route",
+            "add",
+            SPOOFED_RANGE,
+            "via",
+            ATTACKER_ADDR,
+        ]);
         net
     }
 

@@ -1,0 +1,92 @@
+//! nftables counters in the victim namespace: what actually got past XDP
+//! into the kernel, counted by the kernel itself.
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    process::{Command, Stdio},
+};
+
+/// A table `guardt` in namespace `ns` with named counters fed by rules at
+/// the earliest prerouting priority.
+pub struct Counters {
+    ns: String,
+}
+
+impl Counters {
+    /// Installs one rule per `(name, match)`; `match` is nft syntax, e.g.
+    /// `ip saddr 198.19.1.0/24 tcp flags & (syn | ack) == syn`.
+    #[must_use]
+    pub fn install(ns: &str, rules: &[(&str, &str)]) -> Self {
+        let mut script = String::from(
+            "table inet guardt {\n  chain pre {\n    type filter hook prerouting priority -400;\n",
+        );
+        for (name, matcher) in rules {
+            let _ = writeln!(script, "    {matcher} counter name \"{name}\"");
+        }
+        script.push_str("  }\n");
+        for (name, _) in rules {
+            let _ = writeln!(script, "  counter {name} {{ }}");
+        }
+        script.push_str("}\n");
+        nft(ns, &["-f", "-"], Some(&script));
+        Self { ns: ns.to_owned() }
+    }
+
+    /// Packets counted by `name`.
+    #[must_use]
+    pub fn packets(&self, name: &str) -> u64 {
+        let out = nft(
+            &self.ns,
+            &["-j", "list", "counter", "inet", "guardt", name],
+            None,
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft JSON {out}: {e}"));
+        json["nftables"]
+            .as_array()
+            .and_then(|items| items.iter().find_map(|i| i["counter"]["packets"].as_u64()))
+            .unwrap_or_else(|| panic!("no packets in {out}"))
+    }
+
+    /// Zeroes every counter.
+    pub fn reset(&self) {
+        let _ = nft(
+            &self.ns,
+            &["reset", "counters", "table", "inet", "guardt"],
+            None,
+        );
+    }
+}
+
+fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nft (nftables)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing the nft script");
+    }
+    let out = child.wait_with_output().expect("nft");
+    assert!(
+        out.status.success(),
+        "nft {} in {ns} failed: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        stdin.unwrap_or_default()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
