@@ -4,19 +4,23 @@ use crate::{config::FLOW_CLASSES, key::SourceKey};
 
 /// State of one source (or one prefix) in `GUARD_SOURCES` /
 /// `GUARD_PREFIXES`. Prefix entries use only the buckets and statistics.
+///
+/// The buckets are exact: they change only by compare-and-swap. The
+/// statistics are plain increments (an atomic add costs more than the rest
+/// of a known source's path): two CPUs counting the same source in the same
+/// instant can lose one count. Every new flow that reaches a tier ends
+/// there as passed or dropped, so `passed + dropped` is its new flows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
     /// Bucket state (GCRA TAT) per [`crate::config::FlowClass`]; updated
     /// with compare-and-swap.
     pub tat: [u64; FLOW_CLASSES],
-    /// New-flow packets seen from this source.
-    pub new_flows: u64,
-    /// Of those, passed (in monitor mode: would have passed).
+    /// New flows passed (in monitor mode: that would have passed).
     pub passed: u64,
-    /// Of those, dropped (in monitor mode: would have been dropped).
+    /// New flows dropped (in monitor mode: that would have been dropped).
     pub dropped: u64,
-    /// Time of the last new-flow packet (monotonic ns, as bpf_ktime_get_ns).
+    /// Time of the last new flow (CLOCK_MONOTONIC_COARSE, in ns).
     pub last_seen_ns: u64,
     /// Start of the current ban-accounting window.
     pub window_start_ns: u64,
@@ -30,10 +34,15 @@ pub struct SourceState {
 }
 
 impl SourceState {
+    /// New flows from this source: every one was either passed or dropped.
+    #[must_use]
+    pub const fn new_flows(&self) -> u64 {
+        self.passed.wrapping_add(self.dropped)
+    }
+
     /// A source seen for the first time: full buckets, no history.
     pub const ZERO: Self = Self {
         tat: [0; FLOW_CLASSES],
-        new_flows: 0,
         passed: 0,
         dropped: 0,
         last_seen_ns: 0,
@@ -76,5 +85,5 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
 }
 
-const _: () = assert!(size_of::<SourceState>() == 80);
+const _: () = assert!(size_of::<SourceState>() == 72);
 const _: () = assert!(size_of::<Event>() == 48);

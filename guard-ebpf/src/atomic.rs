@@ -1,27 +1,10 @@
-//! Atomic operations on map values.
+//! Compare-and-swap on map values.
 //!
 //! Rust's atomics do not help here: the bpf target is single-threaded to
 //! LLVM, which lowers atomic read-modify-write to plain loads and stores.
 //! Maps shared by all CPUs need the real BPF instructions, written out.
 
 use core::arch::asm;
-
-/// `*p += v` as one atomic instruction (BPF_ATOMIC | BPF_ADD).
-///
-/// # Safety
-/// `p` must point to a u64 in a map value.
-#[inline(always)]
-pub unsafe fn add(p: *mut u64, v: u64) {
-    // SAFETY: the caller guarantees p is a valid map-value pointer.
-    unsafe {
-        asm!(
-            "lock *(u64 *)({p} + 0) += {v}",
-            p = in(reg) p,
-            v = in(reg) v,
-            options(nostack),
-        );
-    }
-}
 
 /// Compare-and-swap (BPF_ATOMIC | BPF_CMPXCHG, Linux 5.12+): if `*p ==
 /// old`, store `new`. Returns the value `*p` had.

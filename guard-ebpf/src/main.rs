@@ -20,8 +20,9 @@
 //! 7. A new flow goes through the source's state (`GUARD_SOURCES`, keyed by
 //!    the address masked to /32 or /64): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
-//!    accounting); then the prefix's bucket (`GUARD_PREFIXES`, /24 or /48)
-//!    -> `drop_prefix_limit`; then the global budget -> `drop_global_budget`.
+//!    accounting); then the prefix's bucket (`GUARD_PREFIXES`, /24 or /48;
+//!    skipped, with no entry, when the class's prefix limit is off) ->
+//!    `drop_prefix_limit`; then the global budget -> `drop_global_budget`.
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.

@@ -49,10 +49,24 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         Counter::NonIp => return XDP_PASS,
         _ => {}
     }
+    let v4 = h.family == AF_INET;
+    let (has_lists, has_deny) = if v4 {
+        (cfg.lists & HAS_V4 != 0, cfg.lists & DENY_V4 != 0)
+    } else {
+        (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
+    };
+    let candidate = match h.class {
+        Counter::TcpSyn | Counter::Udp => true,
+        Counter::Icmp => h.flags & F_ECHO != 0,
+        _ => false,
+    };
+    // The fast path: cannot open a flow, and no deny entry to look up.
+    if !candidate && !has_deny {
+        return XDP_PASS;
+    }
     let Some(src) = source_addr(ctx, h) else {
         return XDP_PASS;
     };
-    let v4 = h.family == AF_INET;
 
     // Read once, and only on paths that need it.
     let mut now = None;
@@ -75,11 +89,6 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         _ => None,
     };
 
-    let (has_lists, has_deny) = if v4 {
-        (cfg.lists & HAS_V4 != 0, cfg.lists & DENY_V4 != 0)
-    } else {
-        (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
-    };
     let listed = if has_deny || (class.is_some() && has_lists) {
         list_action(&src, v4)
     } else {
@@ -140,17 +149,15 @@ fn limit(
     let Some(st) = state(&SOURCES, &skey) else {
         return XDP_PASS;
     };
-    // SAFETY: a pointer into a map value that stays valid for this run;
-    // fields shared with other CPUs are changed with atomics, the rest are
-    // statistics where a lost update is harmless.
+    // SAFETY: a pointer into a map value that stays valid for this run.
+    // Buckets change only by compare-and-swap; the other fields are
+    // statistics and ban bookkeeping, where a lost update between two CPUs
+    // is harmless (see SourceState).
     let st = unsafe { &mut *st };
-    // SAFETY: pointers to u64 fields of that map value.
-    unsafe { atomic::add(&raw mut st.new_flows, 1) };
     st.last_seen_ns = now;
 
     if st.banned_until_ns > now {
-        // SAFETY: as above.
-        unsafe { atomic::add(&raw mut st.dropped, 1) };
+        st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropBanned);
     }
     let Some(tat) = st.tat.get_mut(c) else {
@@ -158,37 +165,36 @@ fn limit(
     };
     if !take(tat, source_limit, now, slots) {
         over_source_limit(cfg, slots, st, &skey, class, now);
-        // SAFETY: as above.
-        unsafe { atomic::add(&raw mut st.dropped, 1) };
+        st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropSourceLimit);
     }
     if st.limited != 0 {
         st.limited = 0;
     }
 
-    let pkey = if v4 {
-        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
-    } else {
-        SourceKey::v6(*src, cfg.prefix_v6)
-    };
-    let Some(pst) = state(&PREFIXES, &pkey) else {
-        return XDP_PASS;
-    };
-    // SAFETY: as for `st`.
-    let pst = unsafe { &mut *pst };
-    // SAFETY: pointers to u64 fields of that map value.
-    unsafe { atomic::add(&raw mut pst.new_flows, 1) };
-    pst.last_seen_ns = now;
-    let Some(ptat) = pst.tat.get_mut(c) else {
-        return XDP_PASS;
-    };
-    if !take(ptat, prefix_limit, now, slots) {
-        // SAFETY: as above.
-        unsafe {
-            atomic::add(&raw mut pst.dropped, 1);
-            atomic::add(&raw mut st.dropped, 1);
+    // The prefix tier, unless its limit for this class is off.
+    let mut pst = None;
+    if !prefix_limit.is_unlimited() {
+        let pkey = if v4 {
+            SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
+        } else {
+            SourceKey::v6(*src, cfg.prefix_v6)
+        };
+        let Some(p) = state(&PREFIXES, &pkey) else {
+            return XDP_PASS;
+        };
+        // SAFETY: as for `st`.
+        let p = unsafe { &mut *p };
+        p.last_seen_ns = now;
+        let Some(ptat) = p.tat.get_mut(c) else {
+            return XDP_PASS;
+        };
+        if !take(ptat, prefix_limit, now, slots) {
+            p.dropped = p.dropped.wrapping_add(1);
+            st.dropped = st.dropped.wrapping_add(1);
+            return reject(cfg, slots, Counter::DropPrefixLimit);
         }
-        return reject(cfg, slots, Counter::DropPrefixLimit);
+        pst = Some(p);
     }
 
     if !cfg.global.is_unlimited() {
@@ -197,20 +203,18 @@ fn limit(
             // SAFETY: a map value of GUARD_GLOBAL.
             .is_none_or(|p| take(unsafe { &mut *p }, &cfg.global, now, slots));
         if !admitted {
-            // SAFETY: as above.
-            unsafe {
-                atomic::add(&raw mut pst.dropped, 1);
-                atomic::add(&raw mut st.dropped, 1);
+            if let Some(p) = pst {
+                p.dropped = p.dropped.wrapping_add(1);
             }
+            st.dropped = st.dropped.wrapping_add(1);
             return reject(cfg, slots, Counter::DropGlobalBudget);
         }
     }
 
-    // SAFETY: as above.
-    unsafe {
-        atomic::add(&raw mut st.passed, 1);
-        atomic::add(&raw mut pst.passed, 1);
+    if let Some(p) = pst {
+        p.passed = p.passed.wrapping_add(1);
     }
+    st.passed = st.passed.wrapping_add(1);
     bump(slots, Counter::PassLimits);
     remember_flow(flow, now);
     XDP_PASS

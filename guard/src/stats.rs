@@ -101,7 +101,7 @@ pub struct SourceRow {
 pub fn top(entries: &[(SourceKey, SourceState)], n: usize, now_ns: u64) -> Vec<SourceRow> {
     let mut sorted: Vec<_> = entries.iter().collect();
     sorted.sort_by(|(ka, a), (kb, b)| {
-        (b.dropped, b.new_flows, ka).cmp(&(a.dropped, a.new_flows, kb))
+        (b.dropped, b.new_flows(), ka).cmp(&(a.dropped, a.new_flows(), kb))
     });
     #[expect(clippy::cast_precision_loss, reason = "seconds for people to read")]
     let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
@@ -110,7 +110,7 @@ pub fn top(entries: &[(SourceKey, SourceState)], n: usize, now_ns: u64) -> Vec<S
         .take(n)
         .map(|(key, st)| SourceRow {
             source: key.to_string(),
-            new_flows: st.new_flows,
+            new_flows: st.new_flows(),
             passed: st.passed,
             dropped: st.dropped,
             last_seen_secs_ago: secs(now_ns.saturating_sub(st.last_seen_ns)),
@@ -284,9 +284,9 @@ mod top_tests {
 
     #[test]
     fn top_orders_by_drops_and_reports_bans() {
-        let s = |dropped, new_flows, banned_until_ns| SourceState {
+        let s = |dropped, passed, banned_until_ns| SourceState {
             dropped,
-            new_flows,
+            passed,
             last_seen_ns: 9 * NANOS_PER_SEC,
             banned_until_ns,
             ..SourceState::ZERO

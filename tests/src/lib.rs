@@ -11,9 +11,11 @@ pub mod fuzz;
 pub mod guard_proc;
 pub mod model;
 pub mod net;
+pub mod nft;
 pub mod packet;
 pub mod raw;
 pub mod require;
+pub mod server;
 pub mod testrun;
 pub mod xdp;
 

@@ -529,9 +529,10 @@ impl Model {
             .map(|e| e.action)
     }
 
-    /// The source tier, then the prefix tier and the global budget; `Err`
-    /// is the drop reason. The outcome is charged to the source, and to
-    /// the prefix when its tier was reached (only then is its entry made).
+    /// The source tier, then the prefix tier (unless its limit for the
+    /// class is off) and the global budget; `Err` is the drop reason. The
+    /// outcome is charged to the source, and to the prefix when its tier
+    /// was reached (only then is its entry made).
     fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
@@ -541,16 +542,21 @@ impl Model {
             .copied()
             .unwrap_or(SourceState::ZERO);
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
-        if outcome.is_ok() {
+        let c = class.index();
+        if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
+            // The prefix tier is off for this class: no entry, straight to
+            // the global budget.
+            if !take(&mut self.global[GLOBAL_BUDGET as usize], &cfg.global, now) {
+                outcome = Err(Counter::DropGlobalBudget);
+            }
+        } else if outcome.is_ok() {
             let prefix_key = d.source_key(cfg.prefix_v4, cfg.prefix_v6);
             let mut prefix = self
                 .prefixes
                 .get(&prefix_key)
                 .copied()
                 .unwrap_or(SourceState::ZERO);
-            prefix.new_flows = prefix.new_flows.wrapping_add(1);
             prefix.last_seen_ns = now;
-            let c = class.index();
             outcome = if !take(&mut prefix.tat[c], &cfg.prefix[c], now) {
                 Err(Counter::DropPrefixLimit)
             } else if !take(&mut self.global[GLOBAL_BUDGET as usize], &cfg.global, now) {
@@ -574,7 +580,6 @@ impl Model {
         class: FlowClass,
         now: u64,
     ) -> Result<(), Counter> {
-        source.new_flows = source.new_flows.wrapping_add(1);
         source.last_seen_ns = now;
         if source.banned_until_ns > now {
             // No token is taken and nothing is added to the ban accounting.
@@ -652,7 +657,10 @@ impl Model {
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use guard_common::config::MODE_MONITOR;
+    use guard_common::{
+        bucket::{MAX_BURST, MAX_RATE},
+        config::{FLOW_CLASSES, MODE_MONITOR},
+    };
 
     use super::{
         Verdict::{Drop, Pass},
@@ -716,9 +724,11 @@ mod tests {
         dissect(frame).class
     }
 
+    /// Enforce mode; the prefix tier on but never the one that says no.
     fn enforce() -> DataplaneConfig {
         DataplaneConfig {
             mode: MODE_ENFORCE,
+            prefix: [Limit::new(MAX_RATE, MAX_BURST); FLOW_CLASSES],
             ..DataplaneConfig::PASSIVE
         }
     }
@@ -1106,14 +1116,17 @@ mod tests {
         assert_eq!(m.packet(&f, until), Pass);
         let st = m.sources[&key];
         assert_eq!(
-            (st.new_flows, st.passed, st.dropped, st.limited),
+            (st.new_flows(), st.passed, st.dropped, st.limited),
             (7, 3, 4, 0)
         );
         assert_eq!(m.counters.get(Counter::DropSourceLimit), 3);
         assert_eq!(m.counters.get(Counter::EventsSent), 2);
         // The prefix saw only what the source tier admitted.
         let prefix = m.prefixes[&key_of(src4(), 24)];
-        assert_eq!((prefix.new_flows, prefix.passed, prefix.dropped), (3, 3, 0));
+        assert_eq!(
+            (prefix.new_flows(), prefix.passed, prefix.dropped),
+            (3, 3, 0)
+        );
     }
 
     #[test]
@@ -1154,11 +1167,14 @@ mod tests {
         assert_eq!(run(&mut m, &frames, T0), [Pass, Drop, Pass, Drop, Pass]);
         let prefix = m.prefixes[&key_of(a, 24)];
         // `a`'s second SYN stopped at its own tier and never reached the prefix.
-        assert_eq!((prefix.new_flows, prefix.passed, prefix.dropped), (3, 2, 1));
+        assert_eq!(
+            (prefix.new_flows(), prefix.passed, prefix.dropped),
+            (3, 2, 1)
+        );
         assert_eq!(prefix.last_seen_ns, T0);
         let st = m.sources[&key_of(c, 32)];
         assert_eq!(
-            (st.new_flows, st.passed, st.dropped, st.limited),
+            (st.new_flows(), st.passed, st.dropped, st.limited),
             (1, 0, 1, 0)
         );
         assert_eq!(
@@ -1179,9 +1195,22 @@ mod tests {
         let verdicts = run(&mut m, &[syn(a), syn(b), syn(c)], T0);
         assert_eq!(verdicts, [Pass, Drop, Pass]);
         assert_eq!(m.sources.len(), 2);
-        assert_eq!(m.sources[&key_of(a, 64)].new_flows, 2);
-        assert_eq!(m.prefixes[&key_of(a, 48)].new_flows, 2);
+        assert_eq!(m.sources[&key_of(a, 64)].new_flows(), 2);
+        assert_eq!(m.prefixes[&key_of(a, 48)].new_flows(), 2);
         assert_eq!(m.events[0].source, key_of(b, 64));
+    }
+
+    #[test]
+    fn a_prefix_tier_that_is_off_keeps_no_entries() {
+        let mut cfg = syn_limited(1, 1);
+        cfg.prefix[FlowClass::Syn.index()] = Limit::UNLIMITED;
+        cfg.global = Limit::new(1, 1);
+        let mut m = Model::new(cfg, Vec::new());
+        let (a, b) = (src4(), v4(198, 18, 1, 1));
+        assert_eq!(run(&mut m, &[syn(a), syn(b)], T0), [Pass, Drop]);
+        assert!(m.prefixes.is_empty());
+        assert_eq!(m.counters.get(Counter::DropGlobalBudget), 1);
+        assert_eq!(m.sources[&key_of(b, 32)].dropped, 1);
     }
 
     #[test]

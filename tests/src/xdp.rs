@@ -28,12 +28,12 @@ use crate::{model::ListEntry, testrun};
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
-/// `guard run` settings from flags, as an operator would give them (an
-/// interface is required by the parser; it is not used here).
+/// `guard run` settings from flags (space-separated), as an operator would
+/// give them (an interface is required by the parser; it is not used here).
 #[must_use]
-pub fn settings(flags: &[&str]) -> Settings {
+pub fn settings(flags: &str) -> Settings {
     let mut argv = vec!["guard", "run", "--iface", "unused0"];
-    argv.extend_from_slice(flags);
+    argv.extend(flags.split_whitespace());
     let Command::Run(run) = Cli::try_parse_from(argv)
         .unwrap_or_else(|e| panic!("{e}"))
         .command

@@ -49,7 +49,7 @@ pub fn build_ebpf(linker_dir: &std::path::Path) -> Result<PathBuf> {
             // BTF in the object gives the verifier's log source lines.
             .env(
                 "CARGO_TARGET_BPFEL_UNKNOWN_NONE_RUSTFLAGS",
-                "-C debuginfo=2 -C link-arg=--btf",
+                "-C debuginfo=2 -C link-arg=--btf -C target-cpu=v3",
             ),
     )?;
     Ok(ebpf_object())

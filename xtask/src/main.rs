@@ -6,6 +6,7 @@
 //! how to build both halves in the right order, and how to run the tests that
 //! need root and a real kernel.
 
+mod bench;
 mod build;
 mod cmd;
 mod run;
@@ -36,6 +37,8 @@ enum Command {
     ///
     /// Example: `cargo xtask run -- run --iface eth0 --xdp-mode auto`
     Run(run::Options),
+    /// Measure the XDP program per packet beside a trivial baseline (root).
+    Bench(bench::Options),
     /// Run the whole test suite: lints, unit tests and kernel end-to-end tests.
     ///
     /// Kernel tests need root, BPF and network namespaces. With CI=true a
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Build(opts) => build::run(&opts).map(|_| ()),
         Command::Run(opts) => run::run(&opts),
         Command::Test(opts) => test::run(&opts),
+        Command::Bench(opts) => bench::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,235 @@
+//! `cargo xtask bench`: what guard's XDP program costs per packet, beside a
+//! trivial baseline program measured in the same run.
+//!
+//! Each row runs one frame through BPF_PROG_TEST_RUN `GUARD_BENCH_REPEAT`
+//! times (default 1,000,000) and takes the kernel's average ns per run; the
+//! median of five trials is reported. Rows that need a different frame on
+//! every run (a new source, a new UDP flow) cannot use the kernel's repeat
+//! loop: they run 20,000 distinct frames once each, and their ratio is to
+//! the baseline measured the same way. A benchmark, not a test: it asserts
+//! nothing about speed.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd as _,
+    path::PathBuf,
+};
+
+use aya::{Ebpf, programs::Xdp};
+use guard_tests::{
+    packet::{Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
+    testrun,
+    xdp::{self, Program},
+};
+
+const TRIALS: usize = 5;
+const DISTINCT: u32 = 20_000;
+
+fn src4(i: u32) -> IpAddr {
+    let b = (i + 1).to_be_bytes();
+    IpAddr::V4(Ipv4Addr::new(198, 19, b[2], b[3]))
+}
+
+fn dst4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))
+}
+
+fn median(mut v: Vec<u32>) -> f64 {
+    v.sort_unstable();
+    f64::from(v[v.len() / 2])
+}
+
+/// The trivial program, loaded.
+struct Baseline(Ebpf);
+
+impl Baseline {
+    fn load() -> Self {
+        let path = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
+            || {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../target/bpfel-unknown-none/release/baseline")
+            },
+            PathBuf::from,
+        );
+        let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
+            panic!("loading {}: {e} (run `cargo xtask build`)", path.display())
+        });
+        let prog: &mut Xdp = ebpf
+            .program_mut("baseline")
+            .expect("baseline program")
+            .try_into()
+            .expect("xdp");
+        prog.load().expect("verifying the baseline");
+        Self(ebpf)
+    }
+
+    fn time(&self, frame: &[u8], repeat: u32) -> u32 {
+        let prog: &Xdp = self
+            .0
+            .program("baseline")
+            .expect("program")
+            .try_into()
+            .expect("xdp");
+        testrun::run(prog.fd().expect("fd").as_fd(), frame, repeat)
+            .expect("test run")
+            .duration_ns
+    }
+}
+
+struct Row {
+    case: &'static str,
+    ns: f64,
+    baseline: f64,
+    target: f64,
+}
+
+fn repeated(prog: &Program, base: &Baseline, frame: &[u8], repeat: u32) -> (f64, f64) {
+    // Warm up: the first run creates state (source entries, flows).
+    let _ = prog.time(frame, 1);
+    let ns = median((0..TRIALS).map(|_| prog.time(frame, repeat)).collect());
+    let baseline = median((0..TRIALS).map(|_| base.time(frame, repeat)).collect());
+    (ns, baseline)
+}
+
+fn distinct(prog: &Program, base: &Baseline, frames: &[Vec<u8>]) -> (f64, f64) {
+    let avg = |f: &dyn Fn(&[u8]) -> u32| {
+        let total: u64 = frames.iter().map(|fr| u64::from(f(fr))).sum();
+        #[expect(clippy::cast_precision_loss, reason = "an average of small numbers")]
+        let avg = total as f64 / frames.len() as f64;
+        avg
+    };
+    (avg(&|f| prog.time(f, 1)), avg(&|f| base.time(f, 1)))
+}
+
+/// Runs every case and returns its row.
+fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
+    // Limits so high every new flow is admitted: the known-source path with
+    // its bucket updates, never the drop path.
+    let open = xdp::settings(
+        "--mode enforce --syn-rate 1000000000 --syn-burst 4294967295 \
+         --prefix-syn-rate 1000000000 --prefix-syn-burst 4294967295 \
+         --udp-rate 1000000000 --udp-burst 4294967295 \
+         --prefix-udp-rate 1000000000 --prefix-udp-burst 4294967295",
+    );
+    let tight = xdp::settings("--mode enforce --syn-rate 1 --syn-burst 1 --ban-threshold 0");
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
+    let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
+    let row = |case, (ns, baseline): (f64, f64), target| Row {
+        case,
+        ns,
+        baseline,
+        target,
+    };
+
+    let prog = Program::with_kernel_clock(&open);
+    let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
+    let mut rows = vec![
+        row(
+            "established TCP (fast path)",
+            repeated(
+                &prog,
+                base,
+                &Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK).frame(),
+                repeat,
+            ),
+            1.3,
+        ),
+        row(
+            "SYN, known source, under its limit",
+            repeated(&prog, base, &syn(src4(1)).frame(), repeat),
+            2.5,
+        ),
+        row(
+            "IPv6 SYN, known source",
+            repeated(
+                &prog,
+                base,
+                &Packet::tcp(v6, v6_dst, 40000, 80, TCP_SYN).frame(),
+                repeat,
+            ),
+            2.5,
+        ),
+        row(
+            "802.1Q SYN, known source",
+            repeated(&prog, base, &syn(src4(2)).vlan(TPID_8021Q).frame(), repeat),
+            2.5,
+        ),
+        row(
+            "UDP, known flow",
+            repeated(
+                &prog,
+                base,
+                &Packet::udp(src4(3), dst4(), 5000, 53, b"q").frame(),
+                repeat,
+            ),
+            2.5,
+        ),
+    ];
+    let syns: Vec<Vec<u8>> = (100..100 + DISTINCT)
+        .map(|i| syn(src4(i)).frame())
+        .collect();
+    rows.push(row(
+        "SYN, new source (map insert)*",
+        distinct(&prog, base, &syns),
+        2.5,
+    ));
+    let port = |i: u32| 1024 + u16::try_from(i % 60_000).expect("port");
+    let flows: Vec<Vec<u8>> = (0..DISTINCT)
+        .map(|i| Packet::udp(src4(5), dst4(), port(i), 53, b"q").frame())
+        .collect();
+    rows.push(row(
+        "UDP, new flow (map insert)*",
+        distinct(&prog, base, &flows),
+        2.5,
+    ));
+    drop(prog);
+
+    let prog = Program::with_kernel_clock(&tight);
+    rows.push(row(
+        "SYN over its limit (dropped)",
+        repeated(&prog, base, &syn(src4(7)).frame(), repeat),
+        2.5,
+    ));
+    rows
+}
+
+fn main() {
+    assert!(
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() } == 0,
+        "the benchmark loads BPF programs: run it as root (cargo xtask bench)"
+    );
+    let repeat: u32 = std::env::var("GUARD_BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1_000_000);
+    let rows = measure(&Baseline::load(), repeat);
+
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    println!(
+        "Machine: {cpu}, {} CPUs, Linux {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        kernel.trim()
+    );
+    println!(
+        "BPF_PROG_TEST_RUN, median of {TRIALS} trials of {repeat} runs; * rows: {DISTINCT} distinct frames, one run each\n"
+    );
+    println!("| case | guard ns/pkt | baseline ns/pkt | ratio | target |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let ratio = r.ns / r.baseline;
+        let verdict = if ratio <= r.target { "" } else { " (over)" };
+        println!(
+            "| {} | {:.1} | {:.1} | {ratio:.2}x{verdict} | <= {:.1}x |",
+            r.case, r.ns, r.baseline, r.target
+        );
+    }
+}
