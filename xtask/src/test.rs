@@ -42,18 +42,19 @@ pub fn run(opts: &Options) -> Result<()> {
     }
 
     let filter: Vec<&str> = opts.filter.iter().map(String::as_str).collect();
+    // Unit and property tests: no privileges needed, run in parallel.
     cmd::run(
         cmd::cargo(None)
-            .arg("test")
-            .args(&packages)
-            .args(["--lib", "--bins"])
+            .args(["test", "--package", "guard", "--package", "guard-common", "--package", "xtask"])
             .arg("--")
             .args(&filter)
             .env("GUARD_EBPF_OBJECT", &object),
     )?;
+    // The harness's own unit tests, the reference model's, then the kernel
+    // tests, one at a time.
     cmd::run(
         cmd::cargo(None)
-            .args(["test", "--package", "guard-tests", "--tests"])
+            .args(["test", "--package", "guard-tests"])
             .args(["--", "--test-threads=1"])
             .args(&filter)
             .env("GUARD_EBPF_OBJECT", &object)
