@@ -45,7 +45,15 @@ pub fn run(opts: &Options) -> Result<()> {
     // Unit and property tests: no privileges needed, run in parallel.
     cmd::run(
         cmd::cargo(None)
-            .args(["test", "--package", "guard", "--package", "guard-common", "--package", "xtask"])
+            .args([
+                "test",
+                "--package",
+                "guard",
+                "--package",
+                "guard-common",
+                "--package",
+                "xtask",
+            ])
             .arg("--")
             .args(&filter)
             .env("GUARD_EBPF_OBJECT", &object),
