@@ -4,7 +4,7 @@
 //! warnings denied), unit tests, then the kernel end-to-end tests, which
 //! run one at a time because they share the host's kernel state.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::{build, cmd, setup};
 
@@ -42,8 +42,9 @@ pub fn run(opts: &Options) -> Result<()> {
     }
 
     let filter: Vec<&str> = opts.filter.iter().map(String::as_str).collect();
+    let mut tally = cmd::Tally::default();
     // Unit and property tests: no privileges needed, run in parallel.
-    cmd::run(
+    cmd::run_tests(
         cmd::cargo(None)
             .args([
                 "test",
@@ -57,16 +58,23 @@ pub fn run(opts: &Options) -> Result<()> {
             .arg("--")
             .args(&filter)
             .env("GUARD_EBPF_OBJECT", &object),
+        &mut tally,
     )?;
     // The harness's own unit tests, the reference model's, then the kernel
     // tests, one at a time.
-    cmd::run(
+    cmd::run_tests(
         cmd::cargo(None)
             .args(["test", "--package", "guard-tests"])
             .args(["--", "--test-threads=1"])
             .args(&filter)
             .env("GUARD_EBPF_OBJECT", &object)
             .env("GUARD_BIN", cmd::target_dir().join("debug/guard")),
+        &mut tally,
     )?;
+    // One closing line with the totals of every run above.
+    println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
+    if tally.passed == 0 {
+        bail!("no test ran");
+    }
     Ok(())
 }
