@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conntrack;
 pub mod events;
 pub mod exit;
 pub mod iface;
@@ -12,6 +13,7 @@ pub mod loader;
 pub mod maps;
 pub mod netns;
 pub mod pins;
+pub mod policy;
 pub mod preflight;
 pub mod run;
 pub mod stats;

@@ -1,0 +1,769 @@
+//! The controller's brain: a pure function from (configuration, state,
+//! observation) to a pressure level and the actions to take. No I/O, no
+//! clock: the simulation tests drive it with synthetic traces.
+//!
+//! Each tick it sees the table's fill, how fast it grows, the kernel's
+//! distress counters (drop, early_drop, insert_failed, chaintoolong) and the
+//! XDP program's new-flow counters, and decides:
+//!
+//! - a **level**: normal, elevated, high or critical. It rises at once and
+//!   falls one step at a time, only after `calm` at a lower pressure, judged
+//!   against thresholds 10 points lower than the ones that raise it
+//!   (hysteresis, so it does not flap);
+//! - **`nf_conntrack_max`**: raised in steps under pressure, up to the
+//!   memory ceiling; lowered back towards the original when calm, never
+//!   below the live count plus a margin. (Buckets are sized at start-up by
+//!   the controller, never here: a resize rehashes the table under locks.)
+//! - **timeouts**: the level's graded values (never longer than the
+//!   original), back step by step as the level falls;
+//! - **XDP limits**: a global new-flow budget such that the entries it
+//!   admits fit in the headroom below the target. At normal it only stops a
+//!   sudden flood from filling the table between two ticks (half the
+//!   headroom at once, the rest over ten seconds); from elevated on it
+//!   follows Little's law: admitted per second x entry lifetime <= headroom.
+//!   Per-source rates are halved at high and quartered at critical.
+
+use std::{fmt::Write as _, time::Duration};
+
+use crate::{
+    config::Rate,
+    conntrack::{Stats, Timeout, Timeouts, percent},
+};
+
+/// Pressure on the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Normal,
+    Elevated,
+    High,
+    Critical,
+}
+
+impl Level {
+    const ALL: [Self; 4] = [Self::Normal, Self::Elevated, Self::High, Self::Critical];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Elevated => "elevated",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Fill (percent) at which the level starts.
+    const fn enter_fill(self) -> f64 {
+        match self {
+            Self::Normal => 0.0,
+            Self::Elevated => 50.0,
+            Self::High => 70.0,
+            Self::Critical => 85.0,
+        }
+    }
+
+    /// Projected fill (percent, five seconds ahead at the current growth)
+    /// at which the level starts.
+    const fn enter_projected(self) -> f64 {
+        match self {
+            Self::Normal => 0.0,
+            Self::Elevated => 70.0,
+            Self::High => 90.0,
+            Self::Critical => 100.0,
+        }
+    }
+
+    const fn below(self) -> Self {
+        match self {
+            Self::Normal | Self::Elevated => Self::Normal,
+            Self::High => Self::Elevated,
+            Self::Critical => Self::High,
+        }
+    }
+
+    /// Per-source rates at this level, in percent of the configured ones.
+    #[must_use]
+    pub const fn source_scale(self) -> u64 {
+        match self {
+            Self::Normal | Self::Elevated => 100,
+            Self::High => 50,
+            Self::Critical => 25,
+        }
+    }
+
+    /// The graded timeout for `t` at this level (before the original caps it).
+    const fn timeout(self, t: Timeout) -> u32 {
+        use Timeout as T;
+        let [elevated, high, critical] = match t {
+            T::TcpSynSent | T::TcpFinWait | T::TcpTimeWait => [60, 30, 10],
+            T::TcpSynRecv => [30, 15, 5],
+            T::TcpEstablished => [86_400, 3_600, 600],
+            T::TcpCloseWait => [30, 15, 10],
+            T::TcpLastAck | T::Udp => [20, 10, 5],
+            T::TcpUnacknowledged => [120, 60, 30],
+            T::UdpStream => [60, 30, 15],
+            T::Icmp | T::Icmpv6 => [15, 10, 5],
+            T::Generic => [300, 120, 30],
+        };
+        match self {
+            Self::Normal => u32::MAX,
+            Self::Elevated => elevated,
+            Self::High => high,
+            Self::Critical => critical,
+        }
+    }
+
+    /// The timeouts at this level: the graded values, never longer than
+    /// `original`.
+    #[must_use]
+    pub fn timeouts(self, original: &Timeouts) -> Timeouts {
+        let mut t = *original;
+        for kind in Timeout::ALL {
+            t.set(kind, original.get(kind).min(self.timeout(kind)));
+        }
+        t
+    }
+}
+
+/// What the policy is given once, at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// Fill (percent) the table must stay below.
+    pub target: f64,
+    /// The highest `nf_conntrack_max` the memory budget allows.
+    pub ceiling: u64,
+    /// Values before guard started: where everything returns.
+    pub original_max: u64,
+    pub original_timeouts: Timeouts,
+    /// Time at a lower pressure before the level steps down.
+    pub calm: Duration,
+    /// The operator's limits (the XDP side is scaled from these).
+    pub source: [Rate; 3],
+    /// The operator's global budget; `rate == 0` leaves it to the policy.
+    pub global: Rate,
+}
+
+/// One tick's reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// Time since the controller started.
+    pub at: Duration,
+    pub count: u64,
+    pub max: u64,
+    pub stats: Stats,
+    /// XDP, cumulative over interfaces: new-flow packets seen, and those
+    /// that passed (each may create a conntrack entry).
+    pub new_flows: u64,
+    pub admitted: u64,
+}
+
+/// What has been applied (or, in a dry run, would have been).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub max: u64,
+    pub timeouts: Timeouts,
+    pub global: Rate,
+    pub source: [Rate; 3],
+    /// When `max` last changed.
+    pub max_changed_at: Duration,
+}
+
+/// The policy's memory between ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct State {
+    pub level: Level,
+    /// Since when the pressure has been below the current level.
+    pub calm_since: Option<Duration>,
+    /// Escalations since the last long quiet spell: each one makes the
+    /// level wait longer before stepping down, so a flood that comes back
+    /// in waves holds the level instead of flapping it.
+    pub escalations: u32,
+    pub last_escalation: Duration,
+    pub last: Option<Observation>,
+    pub applied: Applied,
+}
+
+impl State {
+    /// Before the first tick: nothing changed yet.
+    #[must_use]
+    pub fn initial(cfg: &PolicyConfig) -> Self {
+        Self {
+            level: Level::Normal,
+            calm_since: None,
+            escalations: 0,
+            last_escalation: Duration::ZERO,
+            last: None,
+            applied: Applied {
+                max: cfg.original_max,
+                timeouts: cfg.original_timeouts,
+                global: Rate { rate: 0, burst: 0 },
+                source: cfg.source,
+                max_changed_at: Duration::ZERO,
+            },
+        }
+    }
+}
+
+/// A change to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    SetMax { from: u64, to: u64 },
+    SetTimeouts { from: Timeouts, to: Timeouts },
+    SetXdpLimits { global: Rate, source: [Rate; 3] },
+}
+
+/// What the policy saw, for the log line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seen {
+    pub fill: f64,
+    pub growth_per_sec: f64,
+    pub distress: Stats,
+    pub new_flows_per_sec: f64,
+    pub admitted_per_sec: f64,
+}
+
+/// The outcome of one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub level: Level,
+    pub seen: Seen,
+    pub actions: Vec<Action>,
+    /// Why the level is what it is.
+    pub why: String,
+    /// When to look again: sooner under pressure.
+    pub next_tick: Duration,
+    pub next: State,
+}
+
+/// Fill (percent) after a raise of `nf_conntrack_max` should be about this.
+const FILL_AFTER_RAISE: f64 = 60.0;
+/// Lowering `nf_conntrack_max` never leaves the fill above this.
+const FILL_AFTER_LOWER: f64 = 50.0;
+/// The growth is projected this far ahead.
+const HORIZON_SECS: f64 = 5.0;
+/// Hysteresis: a level is left only below thresholds this much lower.
+const HYSTERESIS: f64 = 10.0;
+/// An XDP budget is tightened as soon as it is this much too generous, and
+/// relaxed only when this much too strict: prompt to protect, slow to give.
+const TIGHTEN_SLACK: f64 = 0.2;
+const RELAX_SLACK: f64 = 0.5;
+/// The calm needed before a step down doubles with each escalation, up to
+/// this many times `calm`; a quiet spell this many times `calm` resets it.
+const MAX_CALM_FACTOR: u32 = 16;
+const QUIET_RESET_FACTOR: u32 = 20;
+/// New-flow attempts per second, and their ratio to admissions, that mean
+/// an attack is being held back at XDP: worth being elevated for.
+const ATTACK_RATE: f64 = 1000.0;
+const ATTACK_RATIO: f64 = 4.0;
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "rates and fills for decisions and logs"
+)]
+fn f(n: u64) -> f64 {
+    n as f64
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "non-negative table sizes far below 2^53"
+)]
+fn u(x: f64) -> u64 {
+    x.max(0.0).ceil() as u64
+}
+
+/// One tick.
+#[must_use]
+pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision {
+    let seen = rates(state, obs);
+    let projected = percent(
+        obs.count + u(seen.growth_per_sec.max(0.0) * HORIZON_SECS),
+        obs.max,
+    );
+    let (mut next, why) = step_level(cfg, state, obs, &seen, projected);
+    let level = next.level;
+
+    let mut actions = Vec::new();
+    let max = next_max(cfg, state, obs, level, projected);
+    if max != state.applied.max {
+        actions.push(Action::SetMax {
+            from: state.applied.max,
+            to: max,
+        });
+        next.applied.max = max;
+        next.applied.max_changed_at = obs.at;
+    }
+    let timeouts = level.timeouts(&cfg.original_timeouts);
+    if timeouts != state.applied.timeouts {
+        actions.push(Action::SetTimeouts {
+            from: state.applied.timeouts,
+            to: timeouts,
+        });
+        next.applied.timeouts = timeouts;
+    }
+    let (global, source) = xdp_limits(cfg, level, max, obs.count, &timeouts);
+    let first = state.applied.global.rate == 0;
+    if first || source != state.applied.source || needs_update(state.applied.global, global) {
+        actions.push(Action::SetXdpLimits { global, source });
+        next.applied.global = global;
+        next.applied.source = source;
+    }
+
+    Decision {
+        level,
+        seen,
+        actions,
+        why,
+        next_tick: if level == Level::Normal {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(250)
+        },
+        next,
+    }
+}
+
+/// Fill, growth and counter rates since the last tick.
+fn rates(state: &State, obs: &Observation) -> Seen {
+    let fill = percent(obs.count, obs.max);
+    let Some(last) = state.last else {
+        return Seen {
+            fill,
+            growth_per_sec: 0.0,
+            distress: Stats::default(),
+            new_flows_per_sec: 0.0,
+            admitted_per_sec: 0.0,
+        };
+    };
+    let dt = obs.at.saturating_sub(last.at).as_secs_f64();
+    let per_sec = |delta: f64| if dt > 0.0 { delta / dt } else { 0.0 };
+    Seen {
+        fill,
+        growth_per_sec: per_sec(f(obs.count) - f(last.count)),
+        distress: obs.stats.since(&last.stats),
+        new_flows_per_sec: per_sec(f(obs.new_flows.saturating_sub(last.new_flows))),
+        admitted_per_sec: per_sec(f(obs.admitted.saturating_sub(last.admitted))),
+    }
+}
+
+/// The next state's level: up at once, down one step after enough calm.
+fn step_level(
+    cfg: &PolicyConfig,
+    state: &State,
+    obs: &Observation,
+    seen: &Seen,
+    projected: f64,
+) -> (State, String) {
+    let (raw, why) = pressure(seen, projected, 0.0);
+    let mut next = *state;
+    next.last = Some(*obs);
+    if obs.at.saturating_sub(state.last_escalation) >= cfg.calm * QUIET_RESET_FACTOR {
+        next.escalations = 0;
+    }
+    if raw > state.level {
+        next.level = raw;
+        next.calm_since = None;
+        next.escalations = next.escalations.saturating_add(1);
+        next.last_escalation = obs.at;
+        return (next, why);
+    }
+    let (below, _) = pressure(seen, projected, HYSTERESIS);
+    if below >= state.level {
+        next.calm_since = None;
+        return (next, why);
+    }
+    let since = state.calm_since.unwrap_or(obs.at);
+    let factor = 1u32
+        << next
+            .escalations
+            .saturating_sub(1)
+            .min(MAX_CALM_FACTOR.ilog2());
+    if obs.at.saturating_sub(since) >= cfg.calm * factor {
+        next.level = state.level.below();
+        next.calm_since = None;
+    } else {
+        next.calm_since = Some(since);
+    }
+    (next, why)
+}
+
+/// The level the readings call for, with thresholds lowered by `lower`
+/// points, and why.
+fn pressure(seen: &Seen, projected: f64, lower: f64) -> (Level, String) {
+    let distress = seen.distress.distress();
+    if distress > 0 {
+        return (
+            Level::Critical,
+            format!("the kernel dropped or failed {distress} entries"),
+        );
+    }
+    for level in Level::ALL.into_iter().rev() {
+        if level == Level::Normal {
+            break;
+        }
+        if seen.fill >= level.enter_fill() - lower {
+            return (level, format!("fill {:.0}%", seen.fill));
+        }
+        if projected >= level.enter_projected() - lower {
+            return (
+                level,
+                format!(
+                    "fill {:.0}% heading for {projected:.0}% in {HORIZON_SECS}s",
+                    seen.fill
+                ),
+            );
+        }
+    }
+    let held_back = seen.new_flows_per_sec >= ATTACK_RATE
+        && seen.new_flows_per_sec >= ATTACK_RATIO * seen.admitted_per_sec.max(1.0);
+    if held_back {
+        return (
+            Level::Elevated,
+            format!(
+                "{:.0} new flows/s at XDP, {:.0}/s admitted: an attack held back",
+                seen.new_flows_per_sec, seen.admitted_per_sec
+            ),
+        );
+    }
+    (Level::Normal, format!("fill {:.0}%", seen.fill))
+}
+
+/// `nf_conntrack_max` for this tick.
+fn next_max(
+    cfg: &PolicyConfig,
+    state: &State,
+    obs: &Observation,
+    level: Level,
+    projected: f64,
+) -> u64 {
+    let current = state.applied.max;
+    // Under pressure, with the table half full or heading past the target:
+    // room for the projected count at FILL_AFTER_RAISE, at least a 1.5x step.
+    if level > Level::Normal
+        && (percent(obs.count, obs.max) >= Level::Elevated.enter_fill() || projected >= cfg.target)
+    {
+        let projected_count = f(obs.max) * projected / 100.0;
+        let wanted = u(f(current) * 1.5).max(u(projected_count * 100.0 / FILL_AFTER_RAISE));
+        return wanted.min(cfg.ceiling).max(current);
+    }
+    // Calm since the last change: a step back towards the original, never
+    // below the live count plus room for a tick of new entries.
+    let calm_for = obs.at.saturating_sub(state.applied.max_changed_at);
+    if level == Level::Normal && current > cfg.original_max && calm_for >= cfg.calm {
+        let floor = obs.count + (obs.count / 10).max(1024);
+        let lower = u(f(current) / 1.5)
+            .max(cfg.original_max)
+            .max(u(f(obs.count) * 100.0 / FILL_AFTER_LOWER))
+            .max(floor);
+        return lower.min(current);
+    }
+    current
+}
+
+/// The XDP limits at `level` for a table of `max` holding `count`.
+fn xdp_limits(
+    cfg: &PolicyConfig,
+    level: Level,
+    max: u64,
+    count: u64,
+    timeouts: &Timeouts,
+) -> (Rate, [Rate; 3]) {
+    let headroom = f(max) * cfg.target / 100.0 - f(count);
+    // At normal: let half the headroom in at once and the rest over ten
+    // seconds, so a sudden flood cannot fill the table between two ticks.
+    // Under pressure: Little's law with the new-flow timeout, and a smaller
+    // share at once.
+    let (lifetime, at_once) = if level == Level::Normal {
+        (10.0, 2.0)
+    } else {
+        (f(u64::from(timeouts.new_flow_lifetime().max(1))), 8.0)
+    };
+    let mut global = Rate {
+        rate: u((headroom / lifetime).floor()).max(1),
+        burst: u32::try_from(u((headroom / at_once).floor()).max(1)).unwrap_or(u32::MAX),
+    };
+    if cfg.global.rate > 0 {
+        global.rate = global.rate.min(cfg.global.rate);
+        global.burst = global.burst.min(cfg.global.burst);
+    }
+    let scale = level.source_scale();
+    let source = cfg.source.map(|r| {
+        if r.rate == 0 {
+            r
+        } else {
+            Rate {
+                rate: (r.rate * scale / 100).max(1),
+                burst: u32::try_from(u64::from(r.burst) * scale / 100)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+            }
+        }
+    });
+    (global, source)
+}
+
+/// Whether the applied budget should become `wanted`: at once when it is
+/// too generous, lazily when it is too strict.
+fn needs_update(applied: Rate, wanted: Rate) -> bool {
+    let change = |have: u64, want: u64| {
+        let (have, want) = (f(have), f(want));
+        want < have * (1.0 - TIGHTEN_SLACK) || want > have * (1.0 + RELAX_SLACK)
+    };
+    change(applied.rate, wanted.rate) || change(u64::from(applied.burst), u64::from(wanted.burst))
+}
+
+impl Decision {
+    /// The log line: what it saw, what it changed, why.
+    #[must_use]
+    pub fn describe(&self, table_max: u64) -> String {
+        let s = &self.seen;
+        let mut line = format!(
+            "level {} ({}): fill {:.0}% of {table_max}, {:+.0}/s; xdp {:.0} new flows/s, {:.0}/s admitted",
+            self.level.name(),
+            self.why,
+            s.fill,
+            s.growth_per_sec,
+            s.new_flows_per_sec,
+            s.admitted_per_sec
+        );
+        let d = &s.distress;
+        if d.distress() > 0 {
+            let _ = write!(
+                line,
+                "; kernel drop +{} early_drop +{} insert_failed +{} chaintoolong +{}",
+                d.drop, d.early_drop, d.insert_failed, d.chaintoolong
+            );
+        }
+        for action in &self.actions {
+            line.push_str(" | ");
+            match action {
+                Action::SetMax { from, to } => {
+                    let _ = write!(line, "nf_conntrack_max {from} -> {to}");
+                }
+                Action::SetTimeouts { from, to } => {
+                    let _ = write!(line, "timeouts {}", from.diff(to).join(" "));
+                }
+                Action::SetXdpLimits { global, source } => {
+                    let _ = write!(
+                        line,
+                        "xdp global {global}, per source syn {} udp {} icmp {}",
+                        source[0], source[1], source[2]
+                    );
+                }
+            }
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> PolicyConfig {
+        PolicyConfig {
+            target: 90.0,
+            ceiling: 100_000,
+            original_max: 10_000,
+            original_timeouts: Timeouts::defaults(),
+            calm: Duration::from_secs(30),
+            source: [
+                Rate {
+                    rate: 40,
+                    burst: 80,
+                },
+                Rate { rate: 0, burst: 0 },
+                Rate { rate: 4, burst: 8 },
+            ],
+            global: Rate { rate: 0, burst: 0 },
+        }
+    }
+
+    fn obs(at_secs: u64, count: u64, max: u64) -> Observation {
+        Observation {
+            at: Duration::from_secs(at_secs),
+            count,
+            max,
+            stats: Stats::default(),
+            new_flows: 0,
+            admitted: 0,
+        }
+    }
+
+    fn run(cfg: &PolicyConfig, state: &State, o: &Observation) -> (Decision, State) {
+        let d = decide(cfg, state, o);
+        let next = d.next;
+        (d, next)
+    }
+
+    #[test]
+    fn a_kernel_drop_is_critical_at_once() {
+        let cfg = cfg();
+        let (_, s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        let mut o = obs(1, 100, 10_000);
+        o.stats.early_drop = 3;
+        let (d, _) = run(&cfg, &s, &o);
+        assert_eq!(d.level, Level::Critical);
+        assert_eq!(d.why, "the kernel dropped or failed 3 entries");
+        assert_eq!(d.next_tick, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn timeouts_never_grow_past_the_original() {
+        let mut original = Timeouts::defaults();
+        original.set(Timeout::TcpEstablished, 300);
+        for level in Level::ALL {
+            let t = level.timeouts(&original);
+            for kind in Timeout::ALL {
+                assert!(t.get(kind) <= original.get(kind), "{level:?} {kind:?}");
+            }
+        }
+        assert_eq!(
+            Level::Elevated
+                .timeouts(&original)
+                .get(Timeout::TcpEstablished),
+            300
+        );
+        assert_eq!(
+            Level::Critical.timeouts(&original).get(Timeout::TcpSynRecv),
+            5
+        );
+        assert_eq!(Level::Normal.timeouts(&original), original);
+    }
+
+    #[test]
+    fn max_rises_within_the_ceiling_and_falls_only_when_calm_and_above_the_count() {
+        let cfg = cfg();
+        let (_, mut s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        let (d, next) = run(&cfg, &s, &obs(1, 8_000, 10_000));
+        assert!(
+            matches!(d.actions[0], Action::SetMax { from: 10_000, to } if to > 10_000 && to <= 100_000),
+            "{:?}",
+            d.actions
+        );
+        s = next;
+        // Grows towards the ceiling, never past it.
+        for t in 2..20 {
+            let max = s.applied.max;
+            (_, s) = run(&cfg, &s, &obs(t, max * 9 / 10, max));
+        }
+        assert_eq!(s.applied.max, 100_000);
+        // The table stays full of live entries: calm or not, max does not
+        // drop below them.
+        for t in 20..2000 {
+            (_, s) = run(&cfg, &s, &obs(t, 45_000, s.applied.max));
+            assert!(
+                s.applied.max >= 45_000 + 4_500,
+                "max {} under the live count at {t}s",
+                s.applied.max
+            );
+        }
+        // Entries expire: back to the original, step by step.
+        for t in 2000..4000 {
+            (_, s) = run(&cfg, &s, &obs(t, 100, s.applied.max));
+        }
+        assert_eq!(s.applied.max, 10_000);
+        assert_eq!(s.level, Level::Normal);
+    }
+
+    #[test]
+    fn the_level_steps_down_one_at_a_time_after_calm() {
+        let cfg = cfg();
+        let (_, s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        let (d, mut s) = run(&cfg, &s, &obs(1, 8_700, 10_000));
+        assert_eq!(d.level, Level::Critical);
+        let mut levels = vec![];
+        for t in 2..200 {
+            let (d, next) = run(&cfg, &s, &obs(t, 100, s.applied.max));
+            if levels.last() != Some(&d.level) {
+                levels.push(d.level);
+            }
+            s = next;
+        }
+        assert_eq!(
+            levels,
+            [Level::Critical, Level::High, Level::Elevated, Level::Normal]
+        );
+    }
+
+    #[test]
+    fn the_operators_global_budget_caps_the_policys() {
+        let mut cfg = cfg();
+        cfg.global = Rate { rate: 7, burst: 9 };
+        let (d, _) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        assert_eq!(
+            d.actions,
+            [Action::SetXdpLimits {
+                global: Rate { rate: 7, burst: 9 },
+                source: cfg.source
+            }]
+        );
+    }
+
+    #[test]
+    fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
+        let cfg = cfg();
+        let (_, source) = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults());
+        assert_eq!(
+            source[0],
+            Rate {
+                rate: 10,
+                burst: 20
+            }
+        );
+        assert_eq!(
+            source[1],
+            Rate { rate: 0, burst: 0 },
+            "a class with no limit keeps none"
+        );
+        assert_eq!(source[2], Rate { rate: 1, burst: 2 });
+        let (_, high) = xdp_limits(&cfg, Level::High, 10_000, 0, &Timeouts::defaults());
+        assert_eq!(
+            high[0],
+            Rate {
+                rate: 20,
+                burst: 40
+            }
+        );
+    }
+
+    #[test]
+    fn the_budget_fits_the_headroom_by_littles_law_under_pressure() {
+        let cfg = cfg();
+        let timeouts = Level::High.timeouts(&Timeouts::defaults());
+        // 90% of 10,000 is 9,000; 3,000 in the table: 6,000 headroom. The
+        // longest new-flow timeout at high is 30 s.
+        let (global, _) = xdp_limits(&cfg, Level::High, 10_000, 3_000, &timeouts);
+        assert_eq!(timeouts.new_flow_lifetime(), 30);
+        assert_eq!(
+            global,
+            Rate {
+                rate: 200,
+                burst: 750
+            }
+        );
+        // No headroom left: next to nothing, but never 0 (which means
+        // unlimited to the data plane).
+        let (global, _) = xdp_limits(&cfg, Level::Critical, 10_000, 9_500, &timeouts);
+        assert_eq!(global, Rate { rate: 1, burst: 1 });
+    }
+
+    #[test]
+    fn the_log_line_says_what_it_saw_and_changed() {
+        let cfg = cfg();
+        let (_, s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        let (d, _) = run(&cfg, &s, &obs(1, 8_700, 10_000));
+        let line = d.describe(10_000);
+        assert!(
+            line.starts_with("level critical (fill 87%): fill 87% of 10000, +8600/s"),
+            "{line}"
+        );
+        assert!(line.contains("| nf_conntrack_max 10000 -> "), "{line}");
+        assert!(
+            line.contains("| timeouts syn_sent 120->10 syn_recv 60->5 established 432000->600"),
+            "{line}"
+        );
+        assert!(line.contains("| xdp global "), "{line}");
+    }
+}
