@@ -47,6 +47,39 @@ pub mod defaults {
     pub const BAN_WINDOW_SECS: u64 = 10;
     pub const BAN_DURATION_SECS: u64 = 60;
     pub const SUMMARY_INTERVAL_SECS: u64 = 5;
+    /// Fill of the conntrack table the controller keeps below, in percent.
+    pub const CONNTRACK_TARGET: u8 = 80;
+    /// Seconds of calm before the controller steps down a level.
+    pub const CALM_SECS: u64 = 30;
+}
+
+/// `--conntrack-buckets`: how the hash table is sized at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketPolicy {
+    /// At least a quarter of the highest nf_conntrack_max the memory allows
+    /// (chains of four at worst).
+    #[default]
+    Quarter,
+    /// At least as many buckets as that nf_conntrack_max (chains of one).
+    Equal,
+    /// Leave the hash table alone.
+    Keep,
+}
+
+/// The conntrack controller's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConntrackSettings {
+    /// Keep the table's fill below this, in percent.
+    pub target: f64,
+    /// Memory the table may use; None: the field guides' default.
+    pub memory_mib: Option<u64>,
+    pub buckets: BucketPolicy,
+    pub calm: Duration,
+    /// Decide and log, change nothing.
+    pub dry_run: bool,
+    /// Ports conntrack skips while guard runs.
+    pub notrack_ports: Vec<u16>,
 }
 
 /// `--mode`.
@@ -210,6 +243,31 @@ pub struct RawConfig {
     /// Seconds between summary lines; 0 turns them off [default: 5].
     #[arg(long, value_name = "SECS", help_heading = "Output")]
     pub summary_interval: Option<u64>,
+
+    /// Keep the conntrack table below this fill, in percent [default: 80].
+    #[arg(long, value_name = "PCT", help_heading = "Conntrack")]
+    pub conntrack_target: Option<u8>,
+    /// Memory the conntrack table may use, in MiB: the controller never
+    /// raises nf_conntrack_max past what it pays for [default: the field
+    /// guides' one entry per 32 KiB of RAM, at the real entry size].
+    #[arg(long, value_name = "MIB", help_heading = "Conntrack")]
+    pub conntrack_memory: Option<u64>,
+    /// Hash buckets at start-up, for the highest nf_conntrack_max the memory
+    /// allows [default: quarter].
+    #[arg(long, value_enum, value_name = "HOW", help_heading = "Conntrack")]
+    pub conntrack_buckets: Option<BucketPolicy>,
+    /// Seconds of calm before the controller steps down a level [default: 30].
+    #[arg(long, value_name = "SECS", help_heading = "Conntrack")]
+    pub calm: Option<u64>,
+    /// Log every decision of the controller but change nothing: no sysctl,
+    /// no hash size, no XDP limit.
+    #[arg(long, help_heading = "Conntrack")]
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A stateless port conntrack should skip while guard runs (NOTRACK in
+    /// the raw table, both directions, TCP and UDP); repeatable.
+    #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
+    pub notrack_port: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Error)]
@@ -258,7 +316,7 @@ impl fmt::Display for Rate {
 }
 
 /// Validated, defaulted configuration of `guard run`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub ifaces: Vec<String>,
     pub xdp_mode: ModeChoice,
@@ -284,6 +342,7 @@ pub struct Settings {
     pub max_prefixes: u32,
     pub max_udp_flows: u32,
     pub summary_interval: Duration,
+    pub conntrack: ConntrackSettings,
 }
 
 /// Where a value came from, for error messages.
@@ -445,6 +504,7 @@ impl Settings {
                 defaults::SUMMARY_INTERVAL_SECS,
                 0..=3600,
             )?,
+            conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
         })
     }
 
@@ -674,6 +734,61 @@ fn lists(l: &Layers<'_>) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
     Ok((allow, deny))
 }
 
+fn conntrack(l: &Layers<'_>, dry_run: bool) -> Result<ConntrackSettings, ConfigError> {
+    let (target, origin) = l.or(
+        "conntrack-target",
+        |r| r.conntrack_target,
+        defaults::CONNTRACK_TARGET,
+    );
+    if !(50..=95).contains(&target) {
+        return Err(invalid(
+            "conntrack-target",
+            target,
+            &origin,
+            "must be between 50 and 95 percent: the controller needs room to act before the table is full",
+        ));
+    }
+    let memory_mib = match l.get("conntrack-memory", |r| r.conntrack_memory) {
+        Some((0, origin)) => {
+            return Err(invalid(
+                "conntrack-memory",
+                0,
+                &origin,
+                "a table needs at least 1 MiB",
+            ));
+        }
+        other => other.map(|(mib, _)| mib),
+    };
+    let notrack_ports = match l.get("notrack-port", |r| r.notrack_port.clone()) {
+        Some((ports, origin)) => {
+            if let Some(zero) = ports.iter().find(|p| **p == 0) {
+                return Err(invalid(
+                    "notrack-port",
+                    zero,
+                    &origin,
+                    "port 0 is not a port",
+                ));
+            }
+            ports
+        }
+        None => Vec::new(),
+    };
+    Ok(ConntrackSettings {
+        notrack_ports,
+        target: f64::from(target),
+        memory_mib,
+        buckets: l
+            .or(
+                "conntrack-buckets",
+                |r| r.conntrack_buckets,
+                BucketPolicy::Quarter,
+            )
+            .0,
+        calm: seconds(l, "calm", |r| r.calm, defaults::CALM_SECS, 1..=3600)?,
+        dry_run,
+    })
+}
+
 fn nanos(d: Duration) -> u64 {
     d.as_secs().saturating_mul(NANOS_PER_SEC)
 }
@@ -845,7 +960,7 @@ mod tests {
             .command
         {
             Command::Run(run) => run.settings,
-            other @ Command::Stats(_) => panic!("parsed as {other:?}"),
+            other => panic!("parsed as {other:?}"),
         }
     }
 

@@ -6,14 +6,18 @@
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use guard_common::{
-    Event, FlowClass,
+    Event, FlowClass, SourceKey,
     bucket::NANOS_PER_SEC,
     state::{EVENT_BANNED, EVENT_LIMITED},
 };
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc::Sender,
+};
 
-/// Logs every event from `ring` until the task is dropped.
-pub async fn forward(iface: String, ring: RingBuf<MapData>) -> Result<()> {
+/// Logs every event from `ring` until the task is dropped, and hands
+/// banned sources to the controller through `bans`.
+pub async fn forward(iface: String, ring: RingBuf<MapData>, bans: Sender<SourceKey>) -> Result<()> {
     // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
     // buffer: the fd stays open and the same until the AsyncFd is dropped.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -25,6 +29,14 @@ pub async fn forward(iface: String, ring: RingBuf<MapData>) -> Result<()> {
         while let Some(item) = ring.next() {
             if let Some(event) = parse(&item) {
                 tracing::warn!("{iface}: {}", describe(&event));
+                // Full only if the controller is far behind; it would
+                // rather miss a cleanup than stall the data plane's reader.
+                if event.kind == EVENT_BANNED && bans.try_send(event.source).is_err() {
+                    tracing::warn!(
+                        "{iface}: too many bans at once; the entries of {} expire by themselves",
+                        event.source
+                    );
+                }
             } else {
                 tracing::error!(
                     "{iface}: an event of {} bytes, expected {}",

@@ -14,7 +14,7 @@ use guard_common::maps::{
 };
 
 use crate::{
-    config::Settings,
+    config::{Rate, Settings},
     exit::usage,
     iface::{self, AttachMode, Interface},
     maps,
@@ -161,6 +161,19 @@ impl Attached {
         self.ebpf
             .map(name)
             .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+    }
+
+    /// Writes new global and per-source limits into the running program.
+    pub fn set_limits(&mut self, global: Rate, source: [Rate; 3]) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(CONFIG)
+            .ok_or_else(|| anyhow!("the XDP object has no map {CONFIG}"))?;
+        let mut config = maps::read_config(map)?;
+        config.global = global.limit();
+        config.source = source.map(Rate::limit);
+        maps::write_config(map, &config)
+            .with_context(|| format!("setting the limits of {}", self.iface.name))
     }
 
     /// Takes the event ring buffer, for a reader task.

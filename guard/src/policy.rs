@@ -10,9 +10,11 @@
 //!   falls one step at a time, only after `calm` at a lower pressure, judged
 //!   against thresholds 10 points lower than the ones that raise it
 //!   (hysteresis, so it does not flap);
-//! - **`nf_conntrack_max`**: raised in steps under pressure, up to the
-//!   memory ceiling; lowered back towards the original when calm, never
-//!   below the live count plus a margin. (Buckets are sized at start-up by
+//! - **`nf_conntrack_max`**: raised in steps under pressure (or while the
+//!   XDP budget turns most new flows away and memory is left: a larger table
+//!   admits more, legitimate clients among them), up to the memory ceiling;
+//!   lowered back towards the original when calm, never below the live
+//!   count plus a margin. (Buckets are sized at start-up by
 //!   the controller, never here: a resize rehashes the table under locks.)
 //! - **timeouts**: the level's graded values (never longer than the
 //!   original), back step by step as the level falls;
@@ -255,6 +257,8 @@ const QUIET_RESET_FACTOR: u32 = 20;
 /// an attack is being held back at XDP: worth being elevated for.
 const ATTACK_RATE: f64 = 1000.0;
 const ATTACK_RATIO: f64 = 4.0;
+/// With an attack held back, the table grows from this fill on.
+const HELD_BACK_FILL: f64 = 25.0;
 
 #[expect(
     clippy::cast_precision_loss,
@@ -285,7 +289,7 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
     let level = next.level;
 
     let mut actions = Vec::new();
-    let max = next_max(cfg, state, obs, level, projected);
+    let max = next_max(cfg, state, obs, level, projected, held_back(&seen));
     if max != state.applied.max {
         actions.push(Action::SetMax {
             from: state.applied.max,
@@ -415,9 +419,7 @@ fn pressure(seen: &Seen, projected: f64, lower: f64) -> (Level, String) {
             );
         }
     }
-    let held_back = seen.new_flows_per_sec >= ATTACK_RATE
-        && seen.new_flows_per_sec >= ATTACK_RATIO * seen.admitted_per_sec.max(1.0);
-    if held_back {
+    if held_back(seen) {
         return (
             Level::Elevated,
             format!(
@@ -429,6 +431,12 @@ fn pressure(seen: &Seen, projected: f64, lower: f64) -> (Level, String) {
     (Level::Normal, format!("fill {:.0}%", seen.fill))
 }
 
+/// Whether XDP is turning away most new flows: an attack held back.
+fn held_back(seen: &Seen) -> bool {
+    seen.new_flows_per_sec >= ATTACK_RATE
+        && seen.new_flows_per_sec >= ATTACK_RATIO * seen.admitted_per_sec.max(1.0)
+}
+
 /// `nf_conntrack_max` for this tick.
 fn next_max(
     cfg: &PolicyConfig,
@@ -436,13 +444,19 @@ fn next_max(
     obs: &Observation,
     level: Level,
     projected: f64,
+    held_back: bool,
 ) -> u64 {
     let current = state.applied.max;
-    // Under pressure, with the table half full or heading past the target:
-    // room for the projected count at FILL_AFTER_RAISE, at least a 1.5x step.
-    if level > Level::Normal
-        && (percent(obs.count, obs.max) >= Level::Elevated.enter_fill() || projected >= cfg.target)
-    {
+    let fill = percent(obs.count, obs.max);
+    // Under pressure, with the table half full or heading past the target,
+    // or with the XDP budget turning new flows away while memory is left
+    // (a larger table means a larger budget, so more legitimate clients
+    // get through): room for the projected count at FILL_AFTER_RAISE, at
+    // least a 1.5x step.
+    let grow = fill >= Level::Elevated.enter_fill()
+        || projected >= cfg.target
+        || (held_back && fill >= HELD_BACK_FILL);
+    if level > Level::Normal && grow {
         let projected_count = f(obs.max) * projected / 100.0;
         let wanted = u(f(current) * 1.5).max(u(projected_count * 100.0 / FILL_AFTER_RAISE));
         return wanted.min(cfg.ceiling).max(current);

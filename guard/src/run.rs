@@ -1,23 +1,32 @@
-//! `guard run`: attach, report, and clean up on SIGINT/SIGTERM.
+//! `guard run`: attach, control conntrack, report, and put everything back
+//! on SIGINT/SIGTERM.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Result;
-use guard_common::{CounterBlock, maps::COUNTERS};
+use anyhow::{Context as _, Result};
+use guard_common::{Counter, CounterBlock, SourceKey, maps::COUNTERS};
 use tokio::{
     signal::unix::{SignalKind, signal},
-    time::{Instant, MissedTickBehavior, interval_at},
+    sync::mpsc,
+    time::{Instant, MissedTickBehavior, interval_at, sleep_until},
 };
 
 use crate::{
     cli::RunArgs,
     config::{self, Settings},
+    conntrack::knobs::{KnobError, Knobs},
+    controller::{Controller, XdpTotals},
     events,
     exit::usage,
     loader::{self, Attached, Request},
     netns::Scope,
     pins::{HostLock, Layout, RUNTIME_DIR},
-    preflight, stats,
+    preflight,
+    restore::{self, Record},
+    stats,
 };
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -40,35 +49,40 @@ pub fn run(args: &RunArgs) -> Result<()> {
 }
 
 async fn serve(settings: &Settings) -> Result<()> {
-    // Before anything is attached, so a signal during start-up still ends
-    // in the clean-up below rather than the default action.
+    // Before anything changes, so a signal during start-up still ends in
+    // the clean-up below rather than the default action.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
 
-    let _lock = HostLock::acquire(Path::new(RUNTIME_DIR)).map_err(usage)?;
+    let runtime_dir = PathBuf::from(RUNTIME_DIR);
+    let _lock = HostLock::acquire(&runtime_dir).map_err(usage)?;
+    recover(&runtime_dir)?;
     let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
-    let layout = Layout::default();
     tracing::info!("{}", settings.describe());
 
-    let mut attached: Vec<Attached> = Vec::new();
-    for iface in &settings.ifaces {
-        let mut a = loader::attach(&Request {
-            scope: &scope,
-            iface,
+    let mut controller = match Knobs::open(&scope) {
+        Ok(knobs) => Some(Controller::start(
+            knobs,
             settings,
-            layout: &layout,
-        })?;
-        tracing::info!(
-            "attached to {}{} in {} mode (program id {}); maps pinned at {}",
-            a.iface.name,
-            scope.suffix(),
-            a.mode,
-            a.prog_id,
-            a.pin_dir.display()
-        );
-        tokio::spawn(events::forward(a.iface.name.clone(), a.take_events()?));
-        attached.push(a);
-    }
+            settings.ifaces.len(),
+            runtime_dir.clone(),
+        )?),
+        Err(e @ KnobError::NotLoaded { .. }) => {
+            tracing::warn!("{e}; guard runs without its conntrack controller");
+            None
+        }
+        Err(e) => return Err(usage(e)),
+    };
+    let (bans, mut banned) = mpsc::channel::<SourceKey>(256);
+    let mut attached = match attach_all(settings, &scope, &bans) {
+        Ok(attached) => attached,
+        Err(e) => {
+            if let Some(c) = controller.take() {
+                c.restore();
+            }
+            return Err(e);
+        }
+    };
 
     let period = settings.summary_interval;
     let mut ticker = interval_at(
@@ -78,6 +92,7 @@ async fn serve(settings: &Settings) -> Result<()> {
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = vec![CounterBlock::ZERO; attached.len()];
     let mut last_at = Instant::now();
+    let mut next_control = Instant::now();
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
@@ -91,9 +106,111 @@ async fn serve(settings: &Settings) -> Result<()> {
                     *prev = now;
                 }
             }
+            () = sleep_until(next_control), if controller.is_some() => {
+                let Some(c) = controller.as_mut() else { continue };
+                next_control = Instant::now() + control(c, &mut attached);
+            }
+            Some(source) = banned.recv() => {
+                if let Some(c) = controller.as_ref() {
+                    c.source_banned(&source);
+                }
+            }
         }
     };
-    tracing::info!("{signal_name}: detaching");
+    tracing::info!("{signal_name}: restoring and detaching");
+    if let Some(c) = controller {
+        c.restore();
+    }
     drop(attached);
     Ok(())
+}
+
+/// A guard that died without restoring left its record: put its values
+/// back before starting over.
+fn recover(runtime_dir: &Path) -> Result<()> {
+    let Some(record) = Record::load(runtime_dir).map_err(usage)? else {
+        return Ok(());
+    };
+    tracing::warn!(
+        "guard pid {} did not exit cleanly: restoring the conntrack values it recorded",
+        record.pid
+    );
+    let report = restore::restore(&record);
+    for line in &report.restored {
+        tracing::info!("restored {line}");
+    }
+    for line in &report.problems {
+        tracing::warn!("{line}");
+    }
+    Record::remove(runtime_dir).map_err(usage)
+}
+
+fn attach_all(
+    settings: &Settings,
+    scope: &Scope,
+    bans: &mpsc::Sender<SourceKey>,
+) -> Result<Vec<Attached>> {
+    let layout = Layout::default();
+    let mut attached = Vec::new();
+    for iface in &settings.ifaces {
+        let mut a = loader::attach(&Request {
+            scope,
+            iface,
+            settings,
+            layout: &layout,
+        })?;
+        tracing::info!(
+            "attached to {}{} in {} mode (program id {}); maps pinned at {}",
+            a.iface.name,
+            scope.suffix(),
+            a.mode,
+            a.prog_id,
+            a.pin_dir.display()
+        );
+        tokio::spawn(events::forward(
+            a.iface.name.clone(),
+            a.take_events()?,
+            bans.clone(),
+        ));
+        attached.push(a);
+    }
+    Ok(attached)
+}
+
+/// One controller tick; returns when the next is due. A failed reading is
+/// logged and retried: the XDP side keeps protecting meanwhile.
+fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
+    let totals = match xdp_totals(attached) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return Duration::from_secs(1);
+        }
+    };
+    match c.tick(totals) {
+        Ok(tick) => {
+            if let Some((global, source)) = tick.limits {
+                for a in attached.iter_mut() {
+                    if let Err(e) = a.set_limits(global, source) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+            }
+            tick.next
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn xdp_totals(attached: &[Attached]) -> Result<XdpTotals> {
+    let mut totals = XdpTotals::default();
+    for a in attached {
+        let c = stats::sum_counters(a.map(COUNTERS)?).context("reading the XDP counters")?;
+        totals.new_flows += c.get(Counter::NewFlows);
+        totals.admitted += c.get(Counter::PassLimits) + c.get(Counter::PassAllowlist);
+    }
+    Ok(totals)
 }

@@ -1,0 +1,332 @@
+//! The conntrack controller: each tick reads the table and the XDP
+//! counters, asks the policy what to do, does it (or, in a dry run, only
+//! says so), and logs one line per decision. Its changes are recorded before
+//! the first one and undone on exit.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use guard_common::SourceKey;
+
+use crate::{
+    config::{BucketPolicy, Rate, Settings},
+    conntrack::{
+        Timeout, ctnetlink,
+        knobs::{self, BUCKETS, KnobError, Knobs, MAX, timeout_key},
+    },
+    exit::usage,
+    notrack,
+    policy::{self, Action, Observation, PolicyConfig, State},
+    restore::{self, Record},
+};
+
+/// Field guides' rule of thumb for nf_conntrack_max: RAM / 16384 / (64/32)
+/// on a 64-bit kernel, one entry per 32 KiB of RAM.
+const RAM_PER_ENTRY: u64 = 32 * 1024;
+/// Bytes per hash bucket (a pointer).
+const BUCKET_BYTES: u64 = 8;
+const MIB: u64 = 1024 * 1024;
+
+/// XDP counters the policy reads, summed over interfaces.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XdpTotals {
+    pub new_flows: u64,
+    pub admitted: u64,
+}
+
+/// What the run loop must do after a tick.
+pub struct Tick {
+    pub next: std::time::Duration,
+    /// New XDP limits to write into every attachment (global already
+    /// divided among them).
+    pub limits: Option<(Rate, [Rate; 3])>,
+}
+
+/// The ceiling on `nf_conntrack_max` from a memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub bytes: u64,
+    pub entry_bytes: u64,
+    pub ceiling: u64,
+}
+
+impl Budget {
+    /// `memory_mib`, or the field guides' default for `ram_bytes`, at the
+    /// real entry size; the hash table's buckets come off the top.
+    #[must_use]
+    pub fn new(memory_mib: Option<u64>, ram_bytes: u64, entry_bytes: u64, buckets: u64) -> Self {
+        let bucket_bytes = buckets * BUCKET_BYTES;
+        let bytes = memory_mib.map_or_else(
+            || (ram_bytes / RAM_PER_ENTRY) * entry_bytes + bucket_bytes,
+            |mib| mib * MIB,
+        );
+        Self {
+            bytes,
+            entry_bytes,
+            ceiling: bytes.saturating_sub(bucket_bytes) / entry_bytes.max(1),
+        }
+    }
+
+    #[must_use]
+    pub const fn mib(&self) -> u64 {
+        self.bytes.div_ceil(MIB)
+    }
+}
+
+pub struct Controller<'a> {
+    knobs: Knobs<'a>,
+    cfg: PolicyConfig,
+    state: State,
+    record: Record,
+    runtime_dir: PathBuf,
+    dry_run: bool,
+    interfaces: u64,
+    started: Instant,
+    /// Knobs already reported read-only: said once, then skipped.
+    read_only: BTreeSet<String>,
+}
+
+impl<'a> Controller<'a> {
+    /// Reads the table, checks the memory budget, records every original
+    /// value and sizes the hash buckets (start-up is the only time a resize
+    /// is cheap). Nothing is changed in a dry run.
+    pub fn start(
+        knobs: Knobs<'a>,
+        settings: &Settings,
+        interfaces: usize,
+        runtime_dir: PathBuf,
+    ) -> Result<Self> {
+        let table = knobs.table().context("reading the conntrack table")?;
+        let entry_bytes = knobs::entry_size().unwrap_or(320);
+        let ram = knobs::ram_bytes().context("reading MemTotal")?;
+        let ct = &settings.conntrack;
+        let budget = Budget::new(ct.memory_mib, ram, entry_bytes, table.buckets);
+        if budget.ceiling < table.max {
+            let needed = (table.max * entry_bytes + table.buckets * BUCKET_BYTES).div_ceil(MIB);
+            return Err(usage(anyhow!(
+                "`conntrack-memory = {}` allows {} entries of {entry_bytes} bytes, fewer than the table's \
+                 nf_conntrack_max {}: give at least {needed} MiB, or leave it unset for the field guides' \
+                 {} MiB",
+                budget.mib(),
+                budget.ceiling,
+                table.max,
+                Budget::new(None, ram, entry_bytes, table.buckets).mib()
+            )));
+        }
+        let record = Record {
+            pid: std::process::id(),
+            netns: knobs.scope().name().map(str::to_owned),
+            global: [
+                (MAX.to_owned(), table.max),
+                (BUCKETS.to_owned(), table.buckets),
+            ]
+            .into(),
+            local: Timeout::ALL
+                .iter()
+                .map(|t| (timeout_key(*t), u64::from(table.timeouts.get(*t))))
+                .collect(),
+            notrack: !ct.notrack_ports.is_empty(),
+        };
+        let cfg = PolicyConfig {
+            target: ct.target,
+            ceiling: budget.ceiling,
+            original_max: table.max,
+            original_timeouts: table.timeouts,
+            calm: ct.calm,
+            source: settings.source,
+            global: settings.global,
+        };
+        tracing::info!(
+            "conntrack{}: {table}; ceiling {} entries ({} MiB at {entry_bytes} bytes an entry); keeping fill below {:.0}%{}",
+            knobs.scope().suffix(),
+            budget.ceiling,
+            budget.mib(),
+            ct.target,
+            if ct.dry_run {
+                "; dry run: nothing will be changed"
+            } else {
+                ""
+            }
+        );
+        let mut controller = Self {
+            state: State::initial(&cfg),
+            knobs,
+            cfg,
+            record,
+            runtime_dir,
+            dry_run: ct.dry_run,
+            interfaces: u64::try_from(interfaces.max(1)).unwrap_or(1),
+            started: Instant::now(),
+            read_only: BTreeSet::new(),
+        };
+        if !controller.dry_run {
+            controller.record.save(&controller.runtime_dir)?;
+        }
+        controller.size_buckets(ct.buckets, table.buckets, budget.ceiling);
+        if !ct.notrack_ports.is_empty() {
+            if controller.dry_run {
+                tracing::info!(
+                    "dry run: would install notrack rules for {:?}",
+                    ct.notrack_ports
+                );
+            } else {
+                notrack::install(
+                    controller.knobs.scope(),
+                    &ct.notrack_ports,
+                    notrack::Proto::Both,
+                )?;
+                tracing::info!(
+                    "conntrack skips ports {:?}{} (table inet {})",
+                    ct.notrack_ports,
+                    controller.knobs.scope().suffix(),
+                    notrack::TABLE
+                );
+            }
+        }
+        Ok(controller)
+    }
+
+    fn size_buckets(&mut self, policy: BucketPolicy, current: u64, ceiling: u64) {
+        let wanted = match policy {
+            BucketPolicy::Keep => return,
+            BucketPolicy::Quarter => ceiling.div_ceil(4),
+            BucketPolicy::Equal => ceiling,
+        };
+        if current >= wanted {
+            return;
+        }
+        let verb = if self.dry_run { "would size" } else { "sizing" };
+        tracing::info!(
+            "{verb} nf_conntrack_buckets {current} -> {wanted} at start-up (a resize rehashes the whole table under locks: never under pressure)"
+        );
+        if !self.dry_run {
+            self.write(BUCKETS, wanted, false);
+        }
+    }
+
+    /// One tick: read, decide, act, log.
+    pub fn tick(&mut self, xdp: XdpTotals) -> Result<Tick> {
+        let table = self.knobs.table().context("reading the conntrack table")?;
+        let obs = Observation {
+            at: self.started.elapsed(),
+            count: table.count,
+            max: table.max,
+            stats: table.stats,
+            new_flows: xdp.new_flows,
+            admitted: xdp.admitted,
+        };
+        let decision = policy::decide(&self.cfg, &self.state, &obs);
+        let level_changed = decision.level != self.state.level;
+        if level_changed || !decision.actions.is_empty() {
+            let line = decision.describe(table.max);
+            if self.dry_run {
+                tracing::info!("dry run: {line}");
+            } else {
+                tracing::info!("{line}");
+            }
+        }
+        let mut limits = None;
+        for action in &decision.actions {
+            match action {
+                Action::SetMax { to, .. } if !self.dry_run => self.write(MAX, *to, false),
+                Action::SetTimeouts { from, to } if !self.dry_run => {
+                    for t in Timeout::ALL {
+                        if from.get(t) != to.get(t) {
+                            self.write(&timeout_key(t), u64::from(to.get(t)), true);
+                        }
+                    }
+                }
+                Action::SetXdpLimits { global, source } if !self.dry_run => {
+                    let share = |n: u64| (n / self.interfaces).max(1);
+                    let global = Rate {
+                        rate: share(global.rate),
+                        burst: u32::try_from(share(u64::from(global.burst))).unwrap_or(u32::MAX),
+                    };
+                    limits = Some((global, *source));
+                }
+                _ => {}
+            }
+        }
+        self.state = decision.next;
+        Ok(Tick {
+            next: decision.next_tick,
+            limits,
+        })
+    }
+
+    /// Writes a knob; a read-only one is reported once and skipped after.
+    fn write(&mut self, key: &str, value: u64, local: bool) {
+        if self.read_only.contains(key) {
+            return;
+        }
+        let result = if local {
+            self.knobs.set_local(key, value)
+        } else {
+            self.knobs.set_global(key, value)
+        };
+        match result {
+            Ok(()) => {}
+            Err(e @ KnobError::ReadOnly { .. }) => {
+                tracing::warn!("{e}: the controller goes on without it");
+                self.read_only.insert(key.to_owned());
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// A source was banned: free the table of its entries now rather than
+    /// when they time out.
+    pub fn source_banned(&self, source: &SourceKey) {
+        if self.dry_run {
+            tracing::info!("dry run: would delete the conntrack entries of {source}");
+            return;
+        }
+        let started = Instant::now();
+        match self.knobs.scope().run(|| ctnetlink::delete_source(source)) {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                "deleted {n} conntrack entries of banned {source} ({} ms)",
+                started.elapsed().as_millis()
+            ),
+            Ok(Err(e)) => tracing::error!("deleting the conntrack entries of {source}: {e}"),
+            Err(e) => tracing::error!("deleting the conntrack entries of {source}: {e}"),
+        }
+    }
+
+    /// Puts every recorded value back and removes the state file.
+    pub fn restore(self) {
+        if self.dry_run {
+            return;
+        }
+        let report = restore::restore(&self.record);
+        for line in &report.restored {
+            tracing::info!("restored {line}");
+        }
+        for line in &report.problems {
+            tracing::warn!("{line}");
+        }
+        if let Err(e) = Record::remove(&self.runtime_dir) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_is_the_field_guides_at_the_real_entry_size() {
+        let gib = 1024 * MIB;
+        let b = Budget::new(None, 24 * gib, 248, 262_144);
+        assert_eq!(b.ceiling, 24 * gib / RAM_PER_ENTRY);
+        assert_eq!(b.ceiling, 786_432);
+        assert_eq!(b.mib(), (786_432 * 248 + 262_144 * 8_u64).div_ceil(MIB));
+    }
+
+    #[test]
+    fn a_given_budget_pays_for_the_buckets_first() {
+        let b = Budget::new(Some(64), 0, 256, 1024 * 1024);
+        assert_eq!(b.ceiling, (64 * MIB - 8 * MIB) / 256);
+    }
+}
