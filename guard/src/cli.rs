@@ -34,6 +34,18 @@ pub enum Command {
     ///
     /// Exits 1 if no guard is running.
     Stats(StatsArgs),
+    /// Put back the conntrack values a guard changed and could not restore
+    /// (it was killed, or the host lost power mid-run).
+    ///
+    /// Reads /run/guard/state.json, which guard writes before its first
+    /// change. A running guard restores by itself when it stops.
+    Restore(RestoreArgs),
+    /// Show the recommended conntrack sizing, with reasons; write it with
+    /// --apply, make it survive a reboot with --persist.
+    Tune(TuneArgs),
+    /// Make conntrack skip stateless ports (nftables raw-table NOTRACK, both
+    /// directions).
+    Notrack(NotrackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,4 +100,43 @@ mod tests {
             "{msg}"
         );
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Remove the state file without restoring (after checking the sysctls
+    /// by hand, for a state file guard calls corrupt).
+    #[arg(long)]
+    pub discard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Write the recommended values now.
+    #[arg(long)]
+    pub apply: bool,
+    /// Write them to /etc/sysctl.d/90-guard-conntrack.conf and the hash
+    /// size to /etc/modprobe.d/guard-conntrack.conf, for every boot.
+    #[arg(long)]
+    pub persist: bool,
+    /// Tune the timeouts of this network namespace (nf_conntrack_max and the
+    /// hash size are global).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotrackArgs {
+    /// A port whose traffic conntrack should skip; repeatable.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Vec<u16>,
+    /// Which transport.
+    #[arg(long, value_enum, default_value_t = crate::notrack::Proto::Both)]
+    pub proto: crate::notrack::Proto,
+    /// Remove the notrack rules instead.
+    #[arg(long, conflicts_with = "port")]
+    pub remove: bool,
+    /// In this network namespace instead of the host's.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
 }

@@ -6,17 +6,21 @@
 pub mod cli;
 pub mod config;
 pub mod conntrack;
+pub mod controller;
 pub mod events;
 pub mod exit;
 pub mod iface;
 pub mod loader;
 pub mod maps;
 pub mod netns;
+pub mod notrack;
 pub mod pins;
 pub mod policy;
 pub mod preflight;
+pub mod restore;
 pub mod run;
 pub mod stats;
+pub mod tune;
 
 use anyhow::Result;
 
@@ -27,5 +31,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Stats(args) => stats::command(args),
+        Command::Restore(args) => restore::command(args),
+        Command::Tune(args) => tune::command(args),
+        Command::Notrack(args) => notrack::command(args),
     }
 }
