@@ -11,11 +11,11 @@ use std::{
 };
 
 use guard_tests::{
+    flood::Flood,
     guard_proc::{self, counters, pin_dir, start_on, stats, stats_after},
     net::{TestNet, VICTIM_ADDR},
     nft::Counters,
-    packet::{Packet, TCP_ACK, TCP_SYN},
-    raw::RawSender,
+    packet::{TCP_ACK, TCP_SYN},
     require,
     server::{EchoServer, connect_echo},
 };
@@ -30,36 +30,6 @@ fn server_addr() -> SocketAddr {
 
 fn spoofed(net: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 19, net, host))
-}
-
-/// Sends crafted frames from the attacker side to the victim's MAC, so the
-/// victim's kernel takes them as its own traffic.
-struct Flood {
-    sender: RawSender,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    victim: IpAddr,
-    sent: u64,
-}
-
-impl Flood {
-    fn new(net: &TestNet) -> Self {
-        Self {
-            sender: RawSender::open(&net.attacker, &net.attacker_if),
-            src_mac: net.mac(&net.attacker, &net.attacker_if),
-            dst_mac: net.mac(&net.victim, &net.victim_if),
-            victim: VICTIM_ADDR.parse().expect("address"),
-            sent: 0,
-        }
-    }
-
-    fn tcp(&mut self, src: IpAddr, sport: u16, flags: u8) {
-        let frame = Packet::tcp(src, self.victim, sport, PORT, flags)
-            .macs(self.src_mac, self.dst_mac)
-            .frame();
-        self.sender.send(&frame);
-        self.sent += 1;
-    }
 }
 
 /// Source rows of a stats document, by address.
@@ -144,7 +114,7 @@ fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through()
     let mut sport = 1024u16;
     while start.elapsed() < Duration::from_secs(3) {
         for src in &srcs {
-            flood.tcp(*src, sport, TCP_SYN);
+            flood.tcp(*src, sport, PORT, TCP_SYN);
         }
         sport = sport.wrapping_add(1).max(1024);
         thread::sleep(Duration::from_millis(5));
@@ -240,7 +210,7 @@ fn monitor_drops_nothing_and_counts_exactly_what_enforce_drops() {
         let start = Instant::now();
         for round in 0..20u16 {
             for host in 0..50u8 {
-                flood.tcp(spoofed(host % 4, host), 2000 + round, TCP_SYN);
+                flood.tcp(spoofed(host % 4, host), 2000 + round, PORT, TCP_SYN);
             }
         }
         assert!(
@@ -316,10 +286,10 @@ fn allowlisted_sources_are_never_limited_and_denylisted_never_pass() {
     );
     let mut flood = Flood::new(&net);
     for i in 0..200u16 {
-        flood.tcp(spoofed(1, 5), 3000 + i, TCP_SYN);
-        flood.tcp(spoofed(2, 5), 3000 + i, TCP_SYN);
-        flood.tcp(spoofed(2, 6), 3000 + i, TCP_ACK);
-        flood.tcp(spoofed(3, 5), 3000 + i, TCP_SYN);
+        flood.tcp(spoofed(1, 5), 3000 + i, PORT, TCP_SYN);
+        flood.tcp(spoofed(2, 5), 3000 + i, PORT, TCP_SYN);
+        flood.tcp(spoofed(2, 6), 3000 + i, PORT, TCP_ACK);
+        flood.tcp(spoofed(3, 5), 3000 + i, PORT, TCP_SYN);
     }
     let c = counters(&stats_after(&net, flood.sent));
     assert_eq!(
@@ -377,7 +347,7 @@ fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
     let mut flood = Flood::new(&net);
     let src = spoofed(0, 7);
     for i in 0..200u16 {
-        flood.tcp(src, 4000 + i, TCP_SYN);
+        flood.tcp(src, 4000 + i, PORT, TCP_SYN);
     }
     let during = stats_after(&net, flood.sent);
     let c = counters(&during);
@@ -402,7 +372,7 @@ fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
 
     thread::sleep(Duration::from_millis(2500));
     for i in 0..3u16 {
-        flood.tcp(src, 5000 + i, TCP_SYN);
+        flood.tcp(src, 5000 + i, PORT, TCP_SYN);
     }
     let c = counters(&stats_after(&net, flood.sent));
     assert_eq!(c["drop_banned"], 145, "still banned after the ban expired");

@@ -7,8 +7,11 @@
 //! They run serially (`cargo xtask test` passes `--test-threads=1`) because
 //! one guard runs per host and some tests change global kernel state.
 
+pub mod ct;
+pub mod flood;
 pub mod fuzz;
 pub mod guard_proc;
+pub mod host;
 pub mod model;
 pub mod net;
 pub mod nft;

@@ -1,0 +1,661 @@
+//! The conntrack controller end to end: a victim namespace with conntrack
+//! in use (an nftables `ct state` rule) and a real server, spoofed SYN
+//! floods from 198.19.0.0/16, a real client, and the table watched with
+//! conntrack-tools and /proc from outside guard.
+//!
+//! These tests change global knobs (`nf_conntrack_max`); each saves them
+//! first and puts them back on every exit path (`host::Saved`).
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    ct::{self, Count},
+    flood::{Flood, spoofed},
+    guard_proc::{self, pin_dir, start_on},
+    host::{self, Saved},
+    net::{TestNet, VICTIM_ADDR},
+    nft::Counters,
+    packet::TCP_SYN,
+    require,
+    server::{EchoServer, connect_echo},
+};
+
+const PORT: u16 = 8080;
+const MAX: &str = "net.netfilter.nf_conntrack_max";
+const BUCKETS: &str = "net.netfilter.nf_conntrack_buckets";
+const STATE_FILE: &str = "/run/guard/state.json";
+const TIMEOUTS: &[&str] = &[
+    "tcp_timeout_syn_sent",
+    "tcp_timeout_syn_recv",
+    "tcp_timeout_established",
+    "tcp_timeout_fin_wait",
+    "tcp_timeout_close_wait",
+    "tcp_timeout_last_ack",
+    "tcp_timeout_time_wait",
+    "tcp_timeout_unacknowledged",
+    "udp_timeout",
+    "udp_timeout_stream",
+    "icmp_timeout",
+    "icmpv6_timeout",
+    "generic_timeout",
+];
+
+fn timeout_key(name: &str) -> String {
+    format!("net.netfilter.nf_conntrack_{name}")
+}
+
+fn server_addr() -> SocketAddr {
+    SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT)
+}
+
+/// A victim with conntrack in use and a server on PORT.
+struct Victim {
+    net: TestNet,
+    _server: EchoServer,
+    _ct_rule: Counters,
+}
+
+impl Victim {
+    fn new() -> Self {
+        let net = TestNet::addressed();
+        // A `ct state` rule makes conntrack track this namespace.
+        let ct_rule = Counters::install(&net.victim, &[("new", "ct state new")]);
+        let server = EchoServer::start(&net.victim, server_addr());
+        Self {
+            net,
+            _server: server,
+            _ct_rule: ct_rule,
+        }
+    }
+
+    /// Every timeout of the victim namespace, by sysctl name.
+    fn timeouts(&self) -> Vec<(String, u64)> {
+        TIMEOUTS
+            .iter()
+            .map(|t| {
+                let key = timeout_key(t);
+                let v = ct::local_sysctl(&self.net.victim, &key);
+                (key, v)
+            })
+            .collect()
+    }
+}
+
+/// SYNs from 100 spoofed sources, one in each of 198.19.0-99.0/24, in
+/// turn, for `secs`: every source far above its limit.
+fn many_source_flood(flood: &mut Flood, secs: u64) {
+    let sources: Vec<std::net::IpAddr> = (0..100u8)
+        .map(|i| std::net::IpAddr::from([198, 19, i, 7]))
+        .collect();
+    let start = Instant::now();
+    let mut sport = 1024u16;
+    while start.elapsed() < Duration::from_secs(secs) {
+        for src in &sources {
+            flood.tcp(*src, sport, PORT, TCP_SYN);
+        }
+        sport = sport.checked_add(1).unwrap_or(1024);
+    }
+}
+
+/// `n` spoofed SYNs, two from each source, as fast as the sender goes.
+fn syn_flood(flood: &mut Flood, n: u32) {
+    for i in 0..n {
+        flood.tcp(
+            spoofed(i / 2),
+            10_000 + u16::try_from(i % 50_000).expect("port"),
+            PORT,
+            TCP_SYN,
+        );
+    }
+}
+
+/// Polls the victim's fill until stopped; the peak is count / max at the
+/// same moment.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak_permille: Arc<AtomicU64>,
+    peak_count: Arc<AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(ns: &str) -> Self {
+        let count = Count::open(ns);
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_permille = Arc::new(AtomicU64::new(0));
+        let peak_count = Arc::new(AtomicU64::new(0));
+        let (s, p, c) = (
+            Arc::clone(&stop),
+            Arc::clone(&peak_permille),
+            Arc::clone(&peak_count),
+        );
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let n = count.get();
+                let max = host::sysctl(MAX);
+                p.fetch_max(n * 1000 / max.max(1), Ordering::Relaxed);
+                c.fetch_max(n, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Self {
+            stop,
+            peak_permille,
+            peak_count,
+            thread: Some(thread),
+        }
+    }
+
+    /// (peak fill in permille, peak count).
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("sampler");
+        }
+        (
+            self.peak_permille.load(Ordering::Relaxed),
+            self.peak_count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn delta(
+    after: &std::collections::BTreeMap<String, u64>,
+    before: &std::collections::BTreeMap<String, u64>,
+    key: &str,
+) -> u64 {
+    after.get(key).copied().unwrap_or(0) - before.get(key).copied().unwrap_or(0)
+}
+
+/// The table fills without guard; with guard on the same flood (100
+/// sources, each far above its limit, for 3 s) it stays below 90% of max,
+/// the kernel drops nothing, and a real client connects throughout.
+#[test]
+fn the_table_fills_without_guard_and_stays_below_90_percent_with_it() {
+    let Some(_kernel) =
+        require::kernel("the_table_fills_without_guard_and_stays_below_90_percent_with_it")
+    else {
+        return;
+    };
+    let saved = Saved::new(&[MAX]);
+    host::set_sysctl(MAX, 4096);
+    let v = Victim::new();
+    let ns = v.net.victim.clone();
+    let mut flood = Flood::new(&v.net);
+
+    // Without guard.
+    let before = ct::stats(&ns);
+    let sampler = Sampler::start(&ns);
+    many_source_flood(&mut flood, 1);
+    thread::sleep(Duration::from_millis(300));
+    let (_, peak) = sampler.finish();
+    let after = ct::stats(&ns);
+    let (dropped, early) = (
+        delta(&after, &before, "drop"),
+        delta(&after, &before, "early_drop"),
+    );
+    eprintln!(
+        "without guard: {} SYNs, peak {peak} of 4096, drop +{dropped}, early_drop +{early}",
+        flood.sent
+    );
+    // The kernel counts the entry it then refuses: count can read max + 1.
+    assert!(peak >= 4096, "the flood should fill the table: peak {peak}");
+    assert!(dropped + early > 0, "a full table should drop");
+    ct::flush(&ns);
+
+    // With guard, the same flood for longer, while a client connects.
+    let guard = start_on(&v.net, &["--mode", "enforce", "--summary-interval", "0"]);
+    let before = ct::stats(&ns);
+    let sampler = Sampler::start(&ns);
+    let client_ns = v.net.attacker.clone();
+    let client = thread::spawn(move || {
+        (0..10)
+            .map(|_| {
+                thread::sleep(Duration::from_millis(300));
+                connect_echo(&client_ns, server_addr(), Duration::from_secs(5))
+            })
+            .collect::<Vec<_>>()
+    });
+    let sent = flood.sent;
+    many_source_flood(&mut flood, 3);
+    let results = client.join().expect("client");
+    let (peak_permille, peak) = sampler.finish();
+    let after = ct::stats(&ns);
+    eprintln!(
+        "with guard: {} SYNs, peak {peak} entries, peak fill {}.{}%, drop +{}, insert_failed +{}",
+        flood.sent - sent,
+        peak_permille / 10,
+        peak_permille % 10,
+        delta(&after, &before, "drop"),
+        delta(&after, &before, "insert_failed")
+    );
+    assert!(
+        peak_permille < 900,
+        "peak fill {peak_permille} permille with guard"
+    );
+    assert_eq!(
+        delta(&after, &before, "drop"),
+        0,
+        "the kernel dropped with guard"
+    );
+    assert_eq!(delta(&after, &before, "insert_failed"), 0);
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "legitimate connection {i} failed: {r:?}");
+    }
+    ct::flush(&ns);
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(
+        finished.stderr.contains("level "),
+        "no controller decision was logged:\n{finished}"
+    );
+    drop(saved);
+}
+
+/// Pushes the controller to change knobs: a flood it must hold back.
+fn provoke_changes(v: &Victim, original_timeouts: &[(String, u64)]) {
+    let mut flood = Flood::new(&v.net);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.timeouts() == original_timeouts {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never shortened a timeout"
+        );
+        syn_flood(&mut flood, 20_000);
+    }
+}
+
+/// After SIGTERM, and after SIGKILL followed by `guard restore`, every
+/// sysctl and the hash size are what they were before the run, exactly.
+#[test]
+fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() {
+    let Some(_kernel) = require::kernel(
+        "every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore",
+    ) else {
+        return;
+    };
+    assert!(
+        !Path::new(STATE_FILE).exists(),
+        "a guard state file already exists on this host"
+    );
+    let saved = Saved::new(&[MAX, BUCKETS]);
+    host::set_sysctl(MAX, 8192);
+    let v = Victim::new();
+    let timeouts = v.timeouts();
+    let originals = || (host::sysctl(MAX), host::sysctl(BUCKETS));
+    let before = originals();
+
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let guard = start_on(
+            &v.net,
+            &[
+                "--mode",
+                "enforce",
+                "--conntrack-memory",
+                "16",
+                "--summary-interval",
+                "0",
+            ],
+        );
+        assert!(
+            Path::new(STATE_FILE).exists(),
+            "no state file before the first change"
+        );
+        provoke_changes(&v, &timeouts);
+        // Entries live on after a flood; restoring nf_conntrack_max below
+        // them is refused by design, so empty the table first.
+        ct::flush(&v.net.victim);
+        let finished = guard.stop(signal);
+        if signal == libc::SIGKILL {
+            assert_ne!(v.timeouts(), timeouts, "SIGKILL: nothing to restore?");
+            assert!(
+                Path::new(STATE_FILE).exists(),
+                "SIGKILL: the state file is gone"
+            );
+            let out = guard_proc::run(&["restore"]);
+            out.assert_code(0);
+            assert!(
+                out.stdout
+                    .contains("restored net.netfilter.nf_conntrack_tcp_timeout_syn_recv"),
+                "{out}"
+            );
+        } else {
+            finished.assert_code(0);
+        }
+        assert_eq!(originals(), before, "after {signal}: max and buckets");
+        assert_eq!(v.timeouts(), timeouts, "after {signal}: timeouts");
+        assert!(
+            !Path::new(STATE_FILE).exists(),
+            "after {signal}: the state file remains"
+        );
+        assert!(!pin_dir(&v.net).exists());
+    }
+    let out = guard_proc::run(&["restore"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("nothing to restore"), "{out}");
+    drop(saved);
+}
+
+/// A banned source's entries are deleted through ctnetlink at once.
+#[test]
+fn a_banned_sources_entries_are_deleted() {
+    let Some(_kernel) = require::kernel("a_banned_sources_entries_are_deleted") else {
+        return;
+    };
+    let v = Victim::new();
+    let guard = start_on(
+        &v.net,
+        &[
+            "--mode",
+            "enforce",
+            "--syn-rate",
+            "1",
+            "--syn-burst",
+            "50",
+            "--ban-threshold",
+            "20",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    let mut flood = Flood::new(&v.net);
+    let src = spoofed(6);
+    for i in 0..50 {
+        flood.tcp(src, 20_000 + i, PORT, TCP_SYN);
+    }
+    let src_text = src.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ct::entries_from(&v.net.victim, &src_text) < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the burst did not create its 50 entries"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    for i in 50..100 {
+        flood.tcp(src, 20_000 + i, PORT, TCP_SYN);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ct::entries_from(&v.net.victim, &src_text) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the banned source's entries were not deleted:\n{}",
+            guard.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(
+        finished
+            .stderr
+            .contains(&format!("deleted 50 conntrack entries of banned {src}")),
+        "{finished}"
+    );
+}
+
+/// --dry-run logs decisions and changes nothing: no sysctl, no state file,
+/// no XDP budget.
+#[test]
+fn dry_run_decides_and_changes_nothing() {
+    let Some(_kernel) = require::kernel("dry_run_decides_and_changes_nothing") else {
+        return;
+    };
+    let saved = Saved::new(&[MAX]);
+    host::set_sysctl(MAX, 4096);
+    let v = Victim::new();
+    let timeouts = v.timeouts();
+    let guard = start_on(
+        &v.net,
+        &[
+            "--mode",
+            "enforce",
+            "--dry-run",
+            "--conntrack-memory",
+            "8",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    let mut flood = Flood::new(&v.net);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        syn_flood(&mut flood, 5_000);
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(host::sysctl(MAX), 4096);
+    assert_eq!(v.timeouts(), timeouts);
+    assert!(!Path::new(STATE_FILE).exists());
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(finished.stderr.contains("dry run: level "), "{finished}");
+    drop(saved);
+}
+
+/// Runs `script` in a private mount namespace (the host's mounts are not
+/// touched) and returns (exit code, stderr).
+fn in_private_mounts(script: &str) -> (Option<i32>, String) {
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .expect("unshare (util-linux)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_read_only_sysctl_is_reported_once_and_guard_goes_on() {
+    let Some(_kernel) = require::kernel("a_read_only_sysctl_is_reported_once_and_guard_goes_on")
+    else {
+        return;
+    };
+    let v = Victim::new();
+    let buckets = host::sysctl(BUCKETS);
+    // `equal` asks for more buckets at start-up; the file is read-only in
+    // this mount namespace, so the write fails and must be reported once.
+    let file = "/proc/sys/net/netfilter/nf_conntrack_buckets";
+    let script = format!(
+        "mount --bind {file} {file} && mount -o remount,bind,ro {file} && \
+         exec timeout --preserve-status -s TERM 3 {} run --netns {} --iface {} --conntrack-buckets equal --summary-interval 0",
+        guard_proc::guard_bin().display(),
+        v.net.victim,
+        v.net.victim_if
+    );
+    let (code, stderr) = in_private_mounts(&script);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("nf_conntrack_buckets is read-only").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("attached to"),
+        "guard stopped instead of going on:\n{stderr}"
+    );
+    assert_eq!(host::sysctl(BUCKETS), buckets);
+    assert!(!Path::new(STATE_FILE).exists());
+}
+
+#[test]
+fn missing_conntrack_is_said_plainly() {
+    let Some(_kernel) = require::kernel("missing_conntrack_is_said_plainly") else {
+        return;
+    };
+    let net = TestNet::silent();
+    let hide = "mount -t tmpfs none /proc/sys/net/netfilter";
+    let (code, stderr) = in_private_mounts(&format!(
+        "{hide} && exec {} tune",
+        guard_proc::guard_bin().display()
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nf_conntrack is not loaded") && stderr.contains("modprobe nf_conntrack"),
+        "{stderr}"
+    );
+    let (code, stderr) = in_private_mounts(&format!(
+        "{hide} && exec timeout --preserve-status -s TERM 2 {} run --netns {} --iface {} --summary-interval 0",
+        guard_proc::guard_bin().display(),
+        net.victim,
+        net.victim_if
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("guard runs without its conntrack controller"),
+        "{stderr}"
+    );
+    assert!(!Path::new(STATE_FILE).exists());
+}
+
+#[test]
+fn a_memory_budget_smaller_than_the_table_is_refused() {
+    let Some(_kernel) = require::kernel("a_memory_budget_smaller_than_the_table_is_refused") else {
+        return;
+    };
+    let v = Victim::new();
+    let out = guard_proc::run(&[
+        "run",
+        "--netns",
+        &v.net.victim,
+        "--iface",
+        &v.net.victim_if,
+        "--conntrack-memory",
+        "1",
+    ]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("`conntrack-memory = 1` allows")
+            && out.stderr.contains("give at least"),
+        "{out}"
+    );
+    assert!(!v.net.victim_link().contains("xdp"));
+    assert!(!Path::new(STATE_FILE).exists());
+}
+
+#[test]
+fn a_corrupt_state_file_stops_everything_until_discarded() {
+    let Some(_kernel) = require::kernel("a_corrupt_state_file_stops_everything_until_discarded")
+    else {
+        return;
+    };
+    assert!(
+        !Path::new(STATE_FILE).exists(),
+        "a guard state file already exists on this host"
+    );
+    let v = Victim::new();
+    std::fs::create_dir_all("/run/guard").expect("runtime dir");
+    std::fs::write(
+        STATE_FILE,
+        "{\"pid\": 7, \"global\": {\"net.netfilter.nf_conntrack_max\": ",
+    )
+    .expect("write");
+    let out = guard_proc::run(&["restore"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("is corrupt") && out.stderr.contains("--discard"),
+        "{out}"
+    );
+    let out = guard_proc::run(&["run", "--netns", &v.net.victim, "--iface", &v.net.victim_if]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("is corrupt"), "{out}");
+    assert!(
+        !v.net.victim_link().contains("xdp"),
+        "guard attached despite the corrupt state file"
+    );
+    let out = guard_proc::run(&["restore", "--discard"]);
+    out.assert_code(0);
+    assert!(!Path::new(STATE_FILE).exists());
+}
+
+#[test]
+fn tune_applies_and_persists_what_it_recommends() {
+    let Some(_kernel) = require::kernel("tune_applies_and_persists_what_it_recommends") else {
+        return;
+    };
+    let saved = Saved::new(&[MAX, BUCKETS]);
+    let v = Victim::new();
+    let established = timeout_key("tcp_timeout_established");
+    let out = guard_proc::run(&["tune", "--netns", &v.net.victim]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("net.netfilter.nf_conntrack_max") && out.stdout.contains("why"),
+        "{out}"
+    );
+    host::set_sysctl(MAX, 8192);
+    let out = guard_proc::run(&["tune", "--apply", "--netns", &v.net.victim]);
+    out.assert_code(0);
+    assert!(host::sysctl(MAX) > 8192, "{out}");
+    assert_eq!(ct::local_sysctl(&v.net.victim, &established), 86_400);
+    assert_eq!(
+        host::sysctl(BUCKETS),
+        saved.original(BUCKETS),
+        "buckets were already enough"
+    );
+    let out = guard_proc::run(&["tune", "--persist", "--netns", &v.net.victim]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("--persist writes /etc"), "{out}");
+    drop(saved);
+}
+
+#[test]
+fn notrack_rules_are_installed_and_removed_in_both_directions() {
+    let Some(_kernel) =
+        require::kernel("notrack_rules_are_installed_and_removed_in_both_directions")
+    else {
+        return;
+    };
+    let v = Victim::new();
+    let list = || {
+        Command::new("ip")
+            .args(["netns", "exec", &v.net.victim, "nft", "list", "ruleset"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .expect("nft")
+    };
+    let out = guard_proc::run(&[
+        "notrack",
+        "--netns",
+        &v.net.victim,
+        "--port",
+        "53",
+        "--port",
+        "8080",
+    ]);
+    out.assert_code(0);
+    let rules = list();
+    for rule in [
+        "udp dport { 53, 8080 } notrack",
+        "tcp sport { 53, 8080 } notrack",
+        "priority raw",
+    ] {
+        assert!(rules.contains(rule), "missing `{rule}`:\n{rules}");
+    }
+    // An established connection to a notracked port creates no entry.
+    ct::flush(&v.net.victim);
+    connect_echo(&v.net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("connect through notrack");
+    assert_eq!(
+        ct::entries_from(&v.net.victim, "198.18.0.1"),
+        0,
+        "conntrack tracked a notracked port"
+    );
+    guard_proc::run(&["notrack", "--netns", &v.net.victim, "--remove"]).assert_code(0);
+    assert!(!list().contains("guard_notrack"));
+    // And through guard run: installed at start, removed at exit.
+    let guard = start_on(&v.net, &["--notrack-port", "53", "--summary-interval", "0"]);
+    assert!(list().contains("guard_notrack"));
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(!list().contains("guard_notrack"), "{finished}");
+}

@@ -1,0 +1,50 @@
+//! Spoofed floods sent as frames from the attacker side to the victim's
+//! MAC, so the victim's kernel takes them as its own traffic. Sources come
+//! from 198.19.0.0/16, which the victim routes back over the veth.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::{
+    net::{TestNet, VICTIM_ADDR},
+    packet::Packet,
+    raw::RawSender,
+};
+
+/// The `i`-th spoofed source: 198.19.0.1 upwards.
+#[must_use]
+pub fn spoofed(i: u32) -> IpAddr {
+    let b = (i + 1).to_be_bytes();
+    IpAddr::V4(Ipv4Addr::new(198, 19, b[2], b[3]))
+}
+
+/// A frame sender aimed at the victim.
+pub struct Flood {
+    sender: RawSender,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    victim: IpAddr,
+    /// Frames sent so far.
+    pub sent: u64,
+}
+
+impl Flood {
+    #[must_use]
+    pub fn new(net: &TestNet) -> Self {
+        Self {
+            sender: RawSender::open(&net.attacker, &net.attacker_if),
+            src_mac: net.mac(&net.attacker, &net.attacker_if),
+            dst_mac: net.mac(&net.victim, &net.victim_if),
+            victim: VICTIM_ADDR.parse().expect("address"),
+            sent: 0,
+        }
+    }
+
+    /// One TCP segment from `src:sport` to the victim's `dport`.
+    pub fn tcp(&mut self, src: IpAddr, sport: u16, dport: u16, flags: u8) {
+        let frame = Packet::tcp(src, self.victim, sport, dport, flags)
+            .macs(self.src_mac, self.dst_mac)
+            .frame();
+        self.sender.send(&frame);
+        self.sent += 1;
+    }
+}
