@@ -24,6 +24,8 @@
 //!    skipped, with no entry, when the class's prefix limit is off) ->
 //!    `drop_prefix_limit`; then the global budget -> `drop_global_budget`.
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
+//!    A source going over its limit sends a "limited" event (once per
+//!    episode, under the event budget); a ban sends a "banned" event always.
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.
 //! A helper failure (a map lookup that cannot fail) passes the packet.

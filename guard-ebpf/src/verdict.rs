@@ -290,7 +290,7 @@ fn state(map: &LruHashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*m
     map.get_ptr_mut(key)
 }
 
-/// Sends an event, if the event budget allows.
+/// Sends an event, if the event budget allows (bans always).
 #[inline(always)]
 fn event(
     cfg: &DataplaneConfig,
@@ -301,10 +301,15 @@ fn event(
     now: u64,
     banned_until_ns: u64,
 ) {
-    let allowed = GLOBAL
-        .get_ptr_mut(GLOBAL_EVENTS)
-        // SAFETY: a map value of GUARD_GLOBAL.
-        .is_some_and(|p| take(unsafe { &mut *p }, &cfg.events, now, slots));
+    // Bans skip the event budget: each one costs its source `ban_threshold`
+    // over-limit drops, and userspace needs every one to free the table of
+    // that source's entries. "Limited" events are the ones a flood of
+    // sources could multiply.
+    let allowed = kind == EVENT_BANNED
+        || GLOBAL
+            .get_ptr_mut(GLOBAL_EVENTS)
+            // SAFETY: a map value of GUARD_GLOBAL.
+            .is_some_and(|p| take(unsafe { &mut *p }, &cfg.events, now, slots));
     if !allowed {
         bump(slots, Counter::EventsSuppressed);
         return;

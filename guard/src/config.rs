@@ -575,7 +575,11 @@ impl Settings {
             self.prefix_v4,
             self.prefix_v6,
             per(&self.prefix),
-            self.global,
+            if self.global.rate == 0 {
+                "budgeted by the conntrack controller".to_owned()
+            } else {
+                format!("{}, or less if the conntrack controller says so", self.global)
+            },
             bans,
             self.allow.len(),
             self.deny.len()

@@ -274,22 +274,34 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// A source was banned: free the table of its entries now rather than
-    /// when they time out.
-    pub fn source_banned(&self, source: &SourceKey) {
+    /// Sources were banned: free the table of their entries now rather
+    /// than when they time out (one dump for the whole batch).
+    pub fn sources_banned(&self, sources: &[SourceKey]) {
+        let names = || {
+            sources
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if self.dry_run {
-            tracing::info!("dry run: would delete the conntrack entries of {source}");
+            tracing::info!("dry run: would delete the conntrack entries of {}", names());
             return;
         }
         let started = Instant::now();
-        match self.knobs.scope().run(|| ctnetlink::delete_source(source)) {
+        match self
+            .knobs
+            .scope()
+            .run(|| ctnetlink::delete_sources(sources))
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(
-                "deleted {n} conntrack entries of banned {source} ({} ms)",
+                "deleted {n} conntrack entries of banned {} ({} ms)",
+                names(),
                 started.elapsed().as_millis()
             ),
-            Ok(Err(e)) => tracing::error!("deleting the conntrack entries of {source}: {e}"),
-            Err(e) => tracing::error!("deleting the conntrack entries of {source}: {e}"),
+            Ok(Err(e)) => tracing::error!("deleting the conntrack entries of {}: {e}", names()),
+            Err(e) => tracing::error!("deleting the conntrack entries of {}: {e}", names()),
         }
     }
 

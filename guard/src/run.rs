@@ -110,9 +110,14 @@ async fn serve(settings: &Settings) -> Result<()> {
                 let Some(c) = controller.as_mut() else { continue };
                 next_control = Instant::now() + control(c, &mut attached);
             }
-            Some(source) = banned.recv() => {
+            Some(first) = banned.recv() => {
+                // Bans come in bursts; one table dump serves them all.
+                let mut batch = vec![first];
+                while let Ok(more) = banned.try_recv() {
+                    batch.push(more);
+                }
                 if let Some(c) = controller.as_ref() {
-                    c.source_banned(&source);
+                    c.sources_banned(&batch);
                 }
             }
         }

@@ -633,11 +633,14 @@ impl Model {
         now: u64,
         banned_until_ns: u64,
     ) {
-        if take(
-            &mut self.global[GLOBAL_EVENTS as usize],
-            &self.config.events,
-            now,
-        ) {
+        // Bans are not rate-limited: each costs its source the ban threshold.
+        if kind == EVENT_BANNED
+            || take(
+                &mut self.global[GLOBAL_EVENTS as usize],
+                &self.config.events,
+                now,
+            )
+        {
             self.events.push(Event {
                 kind,
                 class: class as u32,
@@ -1359,6 +1362,34 @@ mod tests {
             assert_eq!(m.counters.get(Counter::NewFlows), 3);
             assert_eq!(m.counters.get(Counter::DropSourceLimit), 2);
         }
+    }
+
+    #[test]
+    fn bans_are_sent_whatever_the_event_budget() {
+        let mut cfg = syn_limited(1, 1);
+        cfg.ban_threshold = 2;
+        cfg.ban_window_ns = 10 * SEC;
+        cfg.ban_duration_ns = 60 * SEC;
+        cfg.events = Limit::new(1, 1);
+        let mut m = Model::new(cfg, Vec::new());
+        let (a, b) = (src4(), v4(198, 18, 0, 2));
+        // a: pass, limited (the budget's one event), banned; b the same,
+        // with the budget spent: its "limited" is suppressed, its ban is not.
+        run(
+            &mut m,
+            &[syn(a), syn(a), syn(a), syn(b), syn(b), syn(b)],
+            T0,
+        );
+        let kinds: Vec<(u32, SourceKey)> = m.events.iter().map(|e| (e.kind, e.source)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EVENT_LIMITED, key_of(a, 32)),
+                (EVENT_BANNED, key_of(a, 32)),
+                (EVENT_BANNED, key_of(b, 32))
+            ]
+        );
+        assert_eq!(m.counters.get(Counter::EventsSuppressed), 1);
     }
 
     #[test]

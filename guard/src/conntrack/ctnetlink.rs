@@ -76,15 +76,25 @@ fn add_stat(s: &mut Stats, kind: u16, v: u64) {
     *field = field.wrapping_add(v);
 }
 
-/// Deletes every entry whose original source lies in `source` (an address
-/// masked to a prefix). Returns how many were deleted; entries that vanish
-/// in between are not an error.
-pub fn delete_source(source: &SourceKey) -> io::Result<u64> {
-    let family = if source.ip().is_ipv4() {
-        NetfilterProtoFamily::IPv4
-    } else {
-        NetfilterProtoFamily::IPv6
-    };
+/// Deletes every entry whose original source lies in one of `sources`
+/// (addresses masked to prefixes), with one dump of the table per family.
+/// Returns how many were deleted; entries that vanish in between are not an
+/// error.
+pub fn delete_sources(sources: &[SourceKey]) -> io::Result<u64> {
+    let mut deleted = 0;
+    for (family, v4) in [
+        (NetfilterProtoFamily::IPv4, true),
+        (NetfilterProtoFamily::IPv6, false),
+    ] {
+        let wanted: Vec<&SourceKey> = sources.iter().filter(|k| k.ip().is_ipv4() == v4).collect();
+        if !wanted.is_empty() {
+            deleted += delete_family(family, &wanted)?;
+        }
+    }
+    Ok(deleted)
+}
+
+fn delete_family(family: NetfilterProtoFamily, sources: &[&SourceKey]) -> io::Result<u64> {
     let entries = request(
         family,
         ConntrackMessage::Get(Vec::new()),
@@ -102,7 +112,7 @@ pub fn delete_source(source: &SourceKey) -> io::Result<u64> {
         }) else {
             continue;
         };
-        if !original_source(&orig).is_some_and(|ip| in_prefix(ip, source)) {
+        if !original_source(&orig).is_some_and(|ip| sources.iter().any(|s| in_prefix(ip, s))) {
             continue;
         }
         match request(
