@@ -578,7 +578,10 @@ impl Settings {
             if self.global.rate == 0 {
                 "budgeted by the conntrack controller".to_owned()
             } else {
-                format!("{}, or less if the conntrack controller says so", self.global)
+                format!(
+                    "{}, or less if the conntrack controller says so",
+                    self.global
+                )
             },
             bans,
             self.allow.len(),

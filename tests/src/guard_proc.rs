@@ -226,11 +226,27 @@ impl Guard {
 }
 
 impl Drop for Guard {
+    /// A test that fails with guard still running stops it the way an
+    /// operator would: SIGTERM, so it restores what it changed (a killed
+    /// guard's state file would be restored by the next test's guard, long
+    /// after that test put the host back). SIGKILL only if it hangs.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: signals the child we started and still own.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
         }
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
