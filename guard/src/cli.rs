@@ -30,9 +30,12 @@ pub enum Command {
     /// on SIGINT/SIGTERM detaches and removes the pins. Exits 2, with nothing
     /// left attached or pinned, when it cannot start.
     Run(RunArgs),
-    /// Show the counters of a running guard, read from its pinned maps.
+    /// Show what a running guard sees: counters and rates, the conntrack
+    /// gauge and the controller's last decisions, the top sources and the
+    /// bans.
     ///
-    /// Exits 1 if no guard is running.
+    /// Reads its pinned maps and /run/guard/status.json. Exits 1 if no
+    /// guard is running.
     Stats(StatsArgs),
     /// Put back the conntrack values a guard changed and could not restore
     /// (it was killed, or the host lost power mid-run).
@@ -46,6 +49,12 @@ pub enum Command {
     /// Make conntrack skip stateless ports (nftables raw-table NOTRACK, both
     /// directions).
     Notrack(NotrackArgs),
+    /// Check this host's conntrack sizing, its kernel and a running guard;
+    /// print each finding with its fix.
+    ///
+    /// Exits like a Nagios plugin: 0 all OK, 1 a warning, 2 a critical
+    /// finding or an error.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,9 +83,18 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Show this many sources and prefixes with the most drops.
+    /// Show this many sources and prefixes in each top list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+
+    /// Seconds between the two readings rates are computed from; 0 reads
+    /// once and shows no rates.
+    #[arg(long, value_name = "SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub interval: u64,
+
+    /// A live full-screen view, refreshed every second; `q` quits.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[cfg(test)]

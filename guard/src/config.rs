@@ -292,7 +292,7 @@ pub enum ConfigError {
 }
 
 /// A rate and burst; `rate == 0` is no limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Rate {
     pub rate: u64,
     pub burst: u32,

@@ -3,7 +3,11 @@
 //! says so), and logs one line per decision. Its changes are recorded before
 //! the first one and undone on exit.
 
-use std::{collections::BTreeSet, path::PathBuf, time::Instant};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    path::PathBuf,
+    time::Instant,
+};
 
 use anyhow::{Context as _, Result, anyhow};
 use guard_common::SourceKey;
@@ -18,6 +22,7 @@ use crate::{
     notrack,
     policy::{self, Action, Observation, PolicyConfig, State},
     restore::{self, Record},
+    status::{self, Status},
 };
 
 /// Field guides' rule of thumb for nf_conntrack_max: RAM / 16384 / (64/32)
@@ -84,6 +89,8 @@ pub struct Controller<'a> {
     started: Instant,
     /// Knobs already reported read-only: said once, then skipped.
     read_only: BTreeSet<String>,
+    /// The last decisions, for the published status.
+    recent: VecDeque<status::Decision>,
 }
 
 impl<'a> Controller<'a> {
@@ -158,6 +165,7 @@ impl<'a> Controller<'a> {
             interfaces: u64::try_from(interfaces.max(1)).unwrap_or(1),
             started: Instant::now(),
             read_only: BTreeSet::new(),
+            recent: VecDeque::with_capacity(status::RECENT),
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
@@ -218,12 +226,18 @@ impl<'a> Controller<'a> {
         let decision = policy::decide(&self.cfg, &self.state, &obs);
         let level_changed = decision.level != self.state.level;
         if level_changed || !decision.actions.is_empty() {
-            let line = decision.describe(table.max);
+            let mut line = decision.describe(table.max);
             if self.dry_run {
-                tracing::info!("dry run: {line}");
-            } else {
-                tracing::info!("{line}");
+                line.insert_str(0, "dry run: ");
             }
+            tracing::info!("{line}");
+            if self.recent.len() == status::RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(status::Decision {
+                at: status::unix_now(),
+                line,
+            });
         }
         let mut limits = None;
         for action in &decision.actions {
@@ -248,10 +262,31 @@ impl<'a> Controller<'a> {
             }
         }
         self.state = decision.next;
+        self.publish(&table);
         Ok(Tick {
             next: decision.next_tick,
             limits,
         })
+    }
+
+    fn publish(&self, table: &crate::conntrack::Table) {
+        let applied = &self.state.applied;
+        Status {
+            pid: std::process::id(),
+            updated: status::unix_now(),
+            netns: self.knobs.scope().name().map(str::to_owned),
+            count: table.count,
+            max: table.max,
+            fill: crate::conntrack::percent(table.count, table.max),
+            target: self.cfg.target,
+            level: self.state.level.name().to_owned(),
+            dry_run: self.dry_run,
+            global: (applied.global.rate > 0).then_some(applied.global),
+            source: applied.source,
+            stats: table.stats,
+            recent: self.recent.clone(),
+        }
+        .publish(&self.runtime_dir);
     }
 
     /// Writes a knob; a read-only one is reported once and skipped after.
@@ -307,6 +342,7 @@ impl<'a> Controller<'a> {
 
     /// Puts every recorded value back and removes the state file.
     pub fn restore(self) {
+        Status::remove(&self.runtime_dir);
         if self.dry_run {
             return;
         }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod conntrack;
 pub mod controller;
+pub mod doctor;
 pub mod events;
 pub mod exit;
 pub mod iface;
@@ -20,19 +21,25 @@ pub mod preflight;
 pub mod restore;
 pub mod run;
 pub mod stats;
+pub mod status;
 pub mod tune;
+pub mod watch;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 
-/// Runs one parsed command line.
-pub fn dispatch(cli: &Cli) -> Result<()> {
-    match &cli.command {
+/// Runs one parsed command line and returns its exit code: 0, except for
+/// `guard doctor`, whose code is the worst finding's (Nagios style).
+pub fn dispatch(cli: &Cli) -> Result<u8> {
+    let done = match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Stats(args) => stats::command(args),
         Command::Restore(args) => restore::command(args),
         Command::Tune(args) => tune::command(args),
         Command::Notrack(args) => notrack::command(args),
-    }
+        // Nagios reads any failure to check as critical.
+        Command::Doctor(args) => return doctor::command(args).map_err(exit::usage),
+    };
+    done.map(|()| exit::Exit::Success.code())
 }

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     match guard::dispatch(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("guard: error: {err:#}");
             ExitCode::from(exit_of(&err).code())

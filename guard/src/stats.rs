@@ -1,7 +1,16 @@
-//! Reading the XDP counters, from a loaded map or from the pins of a
-//! running guard, and presenting them.
+//! Reading a running guard from a second process: the XDP counters and
+//! per-source maps from its pins, and the controller's published status.
+//!
+//! A [`Sample`] is one raw reading; [`snapshot`] turns one (or two, for
+//! rates) into what `guard stats` prints, `--json` emits and `--watch`
+//! draws.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Map, MapData, PerCpuArray};
@@ -12,46 +21,90 @@ use guard_common::{
 };
 use serde::Serialize;
 
-use crate::{cli::StatsArgs, maps, pins::Layout};
+use crate::{
+    cli::StatsArgs,
+    maps,
+    pins::{Layout, RUNTIME_DIR},
+    status::Status,
+};
 
-/// `guard stats`: the counters of every interface a running guard pinned.
+/// `guard stats`.
 pub fn command(args: &StatsArgs) -> Result<()> {
     let layout = Layout::default();
-    let mut found = Vec::new();
-    for (netns, iface, dir) in layout.list() {
-        if args
-            .netns
-            .as_ref()
-            .is_some_and(|want| netns.as_ref() != Some(want))
-            || args.iface.as_ref().is_some_and(|want| *want != iface)
-        {
-            continue;
-        }
-        let block = read_pinned(&dir)?;
-        let mut stats = InterfaceStats::new(iface, netns, &dir, &block);
-        let now = monotonic_ns();
-        stats.top_sources = top(&read_pinned_sources(&dir, SOURCES)?, args.top, now);
-        stats.top_prefixes = top(&read_pinned_sources(&dir, PREFIXES)?, args.top, now);
-        found.push(stats);
+    if args.watch {
+        return crate::watch::run(&layout, args);
     }
-    if found.is_empty() {
-        bail!(
-            "no guard is running{}: nothing is pinned under {} (start one with `guard run`)",
-            filter_suffix(args),
-            layout.root().display()
-        );
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "interfaces": found }))?
-        );
+    let first = Sample::take(&layout, args)?;
+    let second = if args.interval > 0 {
+        std::thread::sleep(Duration::from_secs(args.interval));
+        Some(Sample::take(&layout, args)?)
     } else {
-        for stats in &found {
-            print!("{}", stats.render());
-        }
+        None
+    };
+    let (prev, now) = match second {
+        Some(second) => (Some(&first), second),
+        None => (None, first.clone()),
+    };
+    let snap = snapshot(prev, &now, args.top, Status::read(Path::new(RUNTIME_DIR)));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&snap)?);
+    } else {
+        print!("{}", snap.render());
     }
     Ok(())
+}
+
+/// One reading of every guarded interface the filters select.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// CLOCK_MONOTONIC, ns.
+    pub at_ns: u64,
+    pub interfaces: Vec<InterfaceSample>,
+}
+
+#[derive(Clone, Debug)]
+pub struct InterfaceSample {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub pin_dir: PathBuf,
+    pub counters: CounterBlock,
+    pub sources: Vec<(SourceKey, SourceState)>,
+    pub prefixes: Vec<(SourceKey, SourceState)>,
+}
+
+impl Sample {
+    /// Reads the pins of a running guard; an error if there are none.
+    pub fn take(layout: &Layout, args: &StatsArgs) -> Result<Self> {
+        let mut interfaces = Vec::new();
+        for (netns, iface, dir) in layout.list() {
+            let other_ns = args
+                .netns
+                .as_ref()
+                .is_some_and(|want| netns.as_ref() != Some(want));
+            if other_ns || args.iface.as_ref().is_some_and(|want| *want != iface) {
+                continue;
+            }
+            interfaces.push(InterfaceSample {
+                counters: read_pinned(&dir)?,
+                sources: read_pinned_sources(&dir, SOURCES)?,
+                prefixes: read_pinned_sources(&dir, PREFIXES)?,
+                iface,
+                netns,
+                pin_dir: dir,
+            });
+        }
+        if interfaces.is_empty() {
+            bail!(
+                "no guard is running{}: nothing is pinned under {} (start one with `guard run`)",
+                filter_suffix(args),
+                layout.root().display()
+            );
+        }
+        Ok(Self {
+            at_ns: monotonic_ns(),
+            interfaces,
+        })
+    }
 }
 
 fn filter_suffix(args: &StatsArgs) -> String {
@@ -65,6 +118,164 @@ fn filter_suffix(args: &StatsArgs) -> String {
     s
 }
 
+/// What `guard stats` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// Seconds the rates are measured over; 0 when there are none.
+    pub interval_secs: f64,
+    pub interfaces: Vec<InterfaceStats>,
+    /// The controller's status, if it runs.
+    pub conntrack: Option<Status>,
+}
+
+/// One guarded interface.
+#[derive(Clone, Debug, Serialize)]
+pub struct InterfaceStats {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub pin_dir: String,
+    /// Every counter by its stable name.
+    pub counters: BTreeMap<&'static str, u64>,
+    /// Per second over the interval (empty without one).
+    pub rates: BTreeMap<&'static str, f64>,
+    /// Sources with the most drops.
+    pub top_sources: Vec<SourceRow>,
+    /// Sources with the most new flows per second (over the interval).
+    pub top_new_flow_sources: Vec<SourceRow>,
+    /// Prefixes with the most drops.
+    pub top_prefixes: Vec<SourceRow>,
+    /// Sources banned now, longest ban first.
+    pub bans: Vec<SourceRow>,
+}
+
+/// One source or prefix.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SourceRow {
+    pub source: String,
+    pub new_flows: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Over the interval, if there is one.
+    pub new_flows_per_sec: Option<f64>,
+    pub last_seen_secs_ago: f64,
+    /// Seconds left of a ban, if banned.
+    pub banned_secs: Option<f64>,
+}
+
+#[expect(clippy::cast_precision_loss, reason = "rates and seconds for people")]
+fn f(n: u64) -> f64 {
+    n as f64
+}
+
+fn secs(ns: u64) -> f64 {
+    f(ns) / f(NANOS_PER_SEC)
+}
+
+/// Builds the snapshot of `now`, with rates against `prev` if given.
+#[must_use]
+pub fn snapshot(
+    prev: Option<&Sample>,
+    now: &Sample,
+    top: usize,
+    conntrack: Option<Status>,
+) -> Snapshot {
+    let interval = prev.map_or(0.0, |p| secs(now.at_ns.saturating_sub(p.at_ns)));
+    let interfaces = now
+        .interfaces
+        .iter()
+        .map(|i| {
+            let before = prev.and_then(|p| {
+                p.interfaces
+                    .iter()
+                    .find(|b| b.iface == i.iface && b.netns == i.netns)
+            });
+            interface_stats(i, before, interval, top, now.at_ns)
+        })
+        .collect();
+    Snapshot {
+        interval_secs: interval,
+        interfaces,
+        conntrack,
+    }
+}
+
+fn interface_stats(
+    now: &InterfaceSample,
+    before: Option<&InterfaceSample>,
+    interval: f64,
+    top: usize,
+    now_ns: u64,
+) -> InterfaceStats {
+    let counters = Counter::ALL
+        .iter()
+        .map(|c| (c.name(), now.counters.get(*c)))
+        .collect();
+    let rates = match before {
+        Some(b) if interval > 0.0 => Counter::ALL
+            .iter()
+            .map(|c| {
+                let delta = now.counters.get(*c).wrapping_sub(b.counters.get(*c));
+                (c.name(), f(delta) / interval)
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let earlier: BTreeMap<&SourceKey, &SourceState> = before
+        .map(|b| b.sources.iter().map(|(k, v)| (k, v)).collect())
+        .unwrap_or_default();
+    let row = |(key, st): &(SourceKey, SourceState)| SourceRow {
+        source: key.to_string(),
+        new_flows: st.new_flows(),
+        passed: st.passed,
+        dropped: st.dropped,
+        new_flows_per_sec: (interval > 0.0).then(|| {
+            let old = earlier.get(key).map_or(0, |s| s.new_flows());
+            f(st.new_flows().saturating_sub(old)) / interval
+        }),
+        last_seen_secs_ago: secs(now_ns.saturating_sub(st.last_seen_ns)),
+        banned_secs: (st.banned_until_ns > now_ns).then(|| secs(st.banned_until_ns - now_ns)),
+    };
+    let rows: Vec<SourceRow> = now.sources.iter().map(row).collect();
+    let by = |key: fn(&SourceRow) -> (f64, u64), rows: &[SourceRow]| {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|a, b| {
+            key(b)
+                .partial_cmp(&key(a))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        sorted.truncate(top);
+        sorted
+    };
+    let prefix_rows: Vec<SourceRow> = now.prefixes.iter().map(row).collect();
+    let mut bans: Vec<SourceRow> = rows
+        .iter()
+        .filter(|r| r.banned_secs.is_some())
+        .cloned()
+        .collect();
+    bans.sort_by(|a, b| {
+        b.banned_secs
+            .partial_cmp(&a.banned_secs)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.source.cmp(&b.source))
+    });
+    InterfaceStats {
+        iface: now.iface.clone(),
+        netns: now.netns.clone(),
+        pin_dir: now.pin_dir.display().to_string(),
+        counters,
+        rates,
+        top_sources: by(|r| (f(r.dropped), r.new_flows), &rows),
+        top_new_flow_sources: if interval > 0.0 {
+            by(|r| (r.new_flows_per_sec.unwrap_or(0.0), r.dropped), &rows)
+        } else {
+            Vec::new()
+        },
+        top_prefixes: by(|r| (f(r.dropped), r.new_flows), &prefix_rows),
+        bans,
+    }
+}
+
 /// Reads a pinned per-source or per-prefix map.
 fn read_pinned_sources(dir: &Path, name: &str) -> Result<Vec<(SourceKey, SourceState)>> {
     let path = dir.join(name);
@@ -72,7 +283,8 @@ fn read_pinned_sources(dir: &Path, name: &str) -> Result<Vec<(SourceKey, SourceS
     maps::read_sources(&Map::LruHashMap(data))
 }
 
-/// Nanoseconds of CLOCK_MONOTONIC, the clock of the XDP program's times.
+/// Nanoseconds of CLOCK_MONOTONIC (the XDP program's coarse clock reads the
+/// same clock, a jiffy behind at most).
 #[must_use]
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -82,41 +294,6 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into a timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * NANOS_PER_SEC + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// One source or prefix in `guard stats`.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct SourceRow {
-    pub source: String,
-    pub new_flows: u64,
-    pub passed: u64,
-    pub dropped: u64,
-    pub last_seen_secs_ago: f64,
-    /// Seconds left of a ban, if banned.
-    pub banned_secs: Option<f64>,
-}
-
-/// The `n` entries with the most drops (then the most new flows).
-#[must_use]
-pub fn top(entries: &[(SourceKey, SourceState)], n: usize, now_ns: u64) -> Vec<SourceRow> {
-    let mut sorted: Vec<_> = entries.iter().collect();
-    sorted.sort_by(|(ka, a), (kb, b)| {
-        (b.dropped, b.new_flows(), ka).cmp(&(a.dropped, a.new_flows(), kb))
-    });
-    #[expect(clippy::cast_precision_loss, reason = "seconds for people to read")]
-    let secs = |ns: u64| ns as f64 / NANOS_PER_SEC as f64;
-    sorted
-        .into_iter()
-        .take(n)
-        .map(|(key, st)| SourceRow {
-            source: key.to_string(),
-            new_flows: st.new_flows(),
-            passed: st.passed,
-            dropped: st.dropped,
-            last_seen_secs_ago: secs(now_ns.saturating_sub(st.last_seen_ns)),
-            banned_secs: (st.banned_until_ns > now_ns).then(|| secs(st.banned_until_ns - now_ns)),
-        })
-        .collect()
 }
 
 /// Sums the per-CPU counter blocks of a `GUARD_COUNTERS` map.
@@ -148,11 +325,7 @@ pub fn summary_line(
 ) -> String {
     let packets = now.get(Counter::Packets);
     let delta = packets.wrapping_sub(prev.get(Counter::Packets));
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a rate for people to read; exact up to 2^53 packets"
-    )]
-    let rate = delta as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+    let rate = f(delta) / elapsed.as_secs_f64().max(f64::EPSILON);
     let mut line = format!("{iface}: {packets} pkts ({rate:.1}/s) |");
     for counter in Counter::CLASSES {
         let _ = write!(line, " {} {}", counter.name(), now.get(counter));
@@ -164,37 +337,56 @@ pub fn summary_line(
     line
 }
 
-/// One guarded interface in `guard stats` output.
-#[derive(Debug, Serialize)]
-pub struct InterfaceStats {
-    pub iface: String,
-    pub netns: Option<String>,
-    pub pin_dir: String,
-    /// Every counter by its stable name.
-    pub counters: std::collections::BTreeMap<&'static str, u64>,
-    /// Sources with the most drops.
-    pub top_sources: Vec<SourceRow>,
-    /// Prefixes with the most drops.
-    pub top_prefixes: Vec<SourceRow>,
+impl Snapshot {
+    /// The text form of `guard stats`.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(ct) = &self.conntrack {
+            let _ = writeln!(
+                out,
+                "conntrack{}: {} / {} entries ({:.1}%), level {}, keeping below {:.0}%{}",
+                ct.netns
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!(" (netns {n})")),
+                ct.count,
+                ct.max,
+                ct.fill,
+                ct.level,
+                ct.target,
+                if ct.dry_run { ", dry run" } else { "" }
+            );
+            if let Some(g) = ct.global {
+                let _ = writeln!(
+                    out,
+                    "  xdp global budget {g}, per source syn {} udp {} icmp {}",
+                    ct.source[0], ct.source[1], ct.source[2]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  kernel: drop {} early_drop {} insert_failed {} chaintoolong {}",
+                ct.stats.drop, ct.stats.early_drop, ct.stats.insert_failed, ct.stats.chaintoolong
+            );
+            for d in &ct.recent {
+                let _ = writeln!(
+                    out,
+                    "  {:>6.0}s ago: {}",
+                    (crate::status::unix_now() - d.at).max(0.0),
+                    d.line
+                );
+            }
+        }
+        for i in &self.interfaces {
+            out.push_str(&i.render());
+        }
+        out
+    }
 }
 
 impl InterfaceStats {
-    #[must_use]
-    pub fn new(iface: String, netns: Option<String>, pin_dir: &Path, block: &CounterBlock) -> Self {
-        Self {
-            iface,
-            netns,
-            pin_dir: pin_dir.display().to_string(),
-            counters: Counter::ALL
-                .iter()
-                .map(|c| (c.name(), block.get(*c)))
-                .collect(),
-            top_sources: Vec::new(),
-            top_prefixes: Vec::new(),
-        }
-    }
-
-    /// The human form: a header line, then one counter per line.
+    /// The human form: a header line, one counter per line (with its rate),
+    /// then the top sources and the bans.
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = self.iface.clone();
@@ -203,27 +395,34 @@ impl InterfaceStats {
         }
         let _ = writeln!(out, "  [{}]", self.pin_dir);
         for counter in Counter::ALL {
-            let _ = writeln!(
-                out,
-                "  {:<18} {:>14}",
-                counter.name(),
-                self.counters[counter.name()]
-            );
+            let name = counter.name();
+            let _ = write!(out, "  {name:<18} {:>14}", self.counters[name]);
+            if let Some(rate) = self.rates.get(name) {
+                let _ = write!(out, " {rate:>12.1}/s");
+            }
+            out.push('\n');
         }
-        for (title, rows) in [
-            ("sources", &self.top_sources),
-            ("prefixes", &self.top_prefixes),
-        ] {
+        let tables = [
+            ("sources by drops", &self.top_sources),
+            ("sources by new flows/s", &self.top_new_flow_sources),
+            ("prefixes by drops", &self.top_prefixes),
+            ("banned", &self.bans),
+        ];
+        for (title, rows) in tables {
             if rows.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "  top {title} by drops:");
+            let _ = writeln!(out, "  top {title}:");
             for row in rows {
                 let _ = write!(
                     out,
-                    "    {:<24} new {:>10}  passed {:>10}  dropped {:>10}  seen {:.1}s ago",
-                    row.source, row.new_flows, row.passed, row.dropped, row.last_seen_secs_ago
+                    "    {:<24} new {:>10}  passed {:>10}  dropped {:>10}",
+                    row.source, row.new_flows, row.passed, row.dropped
                 );
+                if let Some(r) = row.new_flows_per_sec {
+                    let _ = write!(out, "  {r:>8.1}/s");
+                }
+                let _ = write!(out, "  seen {:.1}s ago", row.last_seen_secs_ago);
                 if let Some(left) = row.banned_secs {
                     let _ = write!(out, "  BANNED {left:.0}s");
                 }
@@ -246,6 +445,39 @@ mod tests {
         b
     }
 
+    fn sample(
+        at_secs: u64,
+        counters: &[(Counter, u64)],
+        sources: Vec<(SourceKey, SourceState)>,
+    ) -> Sample {
+        Sample {
+            at_ns: at_secs * NANOS_PER_SEC,
+            interfaces: vec![InterfaceSample {
+                iface: "eth0".into(),
+                netns: Some("edge".into()),
+                pin_dir: PathBuf::from("/sys/fs/bpf/guard/netns/edge/eth0"),
+                counters: block(counters),
+                sources,
+                prefixes: Vec::new(),
+            }],
+        }
+    }
+
+    fn state(
+        passed: u64,
+        dropped: u64,
+        last_seen_secs: u64,
+        banned_until_secs: u64,
+    ) -> SourceState {
+        SourceState {
+            passed,
+            dropped,
+            last_seen_ns: last_seen_secs * NANOS_PER_SEC,
+            banned_until_ns: banned_until_secs * NANOS_PER_SEC,
+            ..SourceState::ZERO
+        }
+    }
+
     #[test]
     fn summary_has_rate_classes_and_attributes() {
         let prev = block(&[(Counter::Packets, 100)]);
@@ -261,50 +493,64 @@ mod tests {
     }
 
     #[test]
-    fn render_lists_every_counter() {
-        let stats = InterfaceStats::new(
-            "eth0".into(),
-            Some("edge".into()),
-            Path::new("/sys/fs/bpf/guard/netns/edge/eth0"),
-            &block(&[(Counter::Udp, 3)]),
+    fn rates_and_tops_come_from_two_samples() {
+        let (a, b, c) = (
+            SourceKey::v4([198, 18, 0, 1], 32),
+            SourceKey::v4([198, 18, 0, 2], 32),
+            SourceKey::v4([198, 18, 0, 3], 32),
         );
-        let text = stats.render();
-        assert!(text.starts_with("eth0 (netns edge)  [/sys/fs/bpf/guard/netns/edge/eth0]\n"));
-        assert_eq!(text.lines().count(), 1 + Counter::ALL.len());
+        let before = sample(
+            10,
+            &[(Counter::Packets, 100), (Counter::DropSourceLimit, 10)],
+            vec![(a, state(5, 0, 9, 0)), (b, state(5, 100, 9, 0))],
+        );
+        let now = sample(
+            12,
+            &[(Counter::Packets, 300), (Counter::DropSourceLimit, 50)],
+            vec![
+                (a, state(45, 0, 12, 0)),
+                (b, state(5, 120, 11, 40)),
+                (c, state(1, 0, 12, 0)),
+            ],
+        );
+        let snap = snapshot(Some(&before), &now, 2, None);
+        let i = &snap.interfaces[0];
+        assert!((snap.interval_secs - 2.0).abs() < 1e-9);
+        assert!((i.rates["packets"] - 100.0).abs() < 1e-9);
+        assert!((i.rates["drop_source_limit"] - 20.0).abs() < 1e-9);
+        assert_eq!(
+            i.top_sources
+                .iter()
+                .map(|r| r.source.as_str())
+                .collect::<Vec<_>>(),
+            ["198.18.0.2", "198.18.0.1"]
+        );
+        assert_eq!(i.top_new_flow_sources[0].source, "198.18.0.1");
+        assert_eq!(i.top_new_flow_sources[0].new_flows_per_sec, Some(20.0));
+        assert_eq!(i.bans.len(), 1);
+        assert_eq!(i.bans[0].banned_secs, Some(28.0));
+        let text = snap.render();
+        assert!(
+            text.contains("  packets                       300        100.0/s\n"),
+            "{text}"
+        );
+        assert!(text.contains("BANNED 28s"), "{text}");
+    }
+
+    #[test]
+    fn one_sample_has_no_rates() {
+        let now = sample(5, &[(Counter::Udp, 3)], Vec::new());
+        let snap = snapshot(None, &now, 10, None);
+        assert!(snap.interfaces[0].rates.is_empty());
+        assert!(snap.interfaces[0].top_new_flow_sources.is_empty());
+        let text = snap.render();
+        assert!(
+            text.starts_with("eth0 (netns edge)  [/sys/fs/bpf/guard/netns/edge/eth0]\n"),
+            "{text}"
+        );
         assert!(
             text.contains("\n  udp                             3\n"),
             "{text}"
         );
-    }
-}
-
-#[cfg(test)]
-mod top_tests {
-    use super::*;
-
-    #[test]
-    fn top_orders_by_drops_and_reports_bans() {
-        let s = |dropped, passed, banned_until_ns| SourceState {
-            dropped,
-            passed,
-            last_seen_ns: 9 * NANOS_PER_SEC,
-            banned_until_ns,
-            ..SourceState::ZERO
-        };
-        let entries = [
-            (SourceKey::v4([198, 18, 0, 1], 32), s(5, 10, 0)),
-            (
-                SourceKey::v4([198, 18, 0, 2], 32),
-                s(50, 60, 20 * NANOS_PER_SEC),
-            ),
-            (SourceKey::v4([198, 18, 0, 3], 32), s(5, 30, 0)),
-        ];
-        let rows = top(&entries, 2, 10 * NANOS_PER_SEC);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].source, "198.18.0.2");
-        assert_eq!(rows[0].banned_secs, Some(10.0));
-        assert_eq!(rows[1].source, "198.18.0.3");
-        assert!((rows[1].last_seen_secs_ago - 1.0).abs() < 1e-9);
-        assert_eq!(rows[1].banned_secs, None);
     }
 }

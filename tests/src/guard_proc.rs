@@ -34,9 +34,12 @@ pub fn start_on(net: &TestNet, extra: &[&str]) -> Guard {
 /// `guard stats --json` for the victim interface, as a user would read it.
 #[must_use]
 pub fn stats(net: &TestNet) -> serde_json::Value {
+    // One reading, no rates: tests poll this and must not wait a second.
     let out = run(&[
         "stats",
         "--json",
+        "--interval",
+        "0",
         "--top",
         "100000",
         "--netns",

@@ -168,7 +168,7 @@ impl Timeouts {
 
 /// The kernel's conntrack statistics, summed over CPUs (monotonic counters,
 /// per network namespace).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub found: u64,
     pub invalid: u64,
