@@ -49,6 +49,14 @@ pub enum Command {
     /// Make conntrack skip stateless ports (nftables raw-table NOTRACK, both
     /// directions).
     Notrack(NotrackArgs),
+    /// Always pass new flows from a CIDR: add, delete or list, on the
+    /// running guard at once and kept for the next start.
+    Allow(ListArgs),
+    /// Always drop packets from a CIDR: add, delete or list, on the running
+    /// guard at once and kept for the next start.
+    Deny(ListArgs),
+    /// Lift a source's ban at once.
+    Unban(UnbanArgs),
     /// Check this host's conntrack sizing, its kernel and a running guard;
     /// print each finding with its fix.
     ///
@@ -157,4 +165,29 @@ pub struct NotrackArgs {
     /// In this network namespace instead of the host's.
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+}
+
+/// What to do with a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListAction {
+    Add,
+    Del,
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// add, del or list.
+    #[arg(value_enum)]
+    pub action: ListAction,
+    /// The CIDR (or address) to add or delete.
+    #[arg(value_name = "CIDR", required_if_eq_any([("action", "add"), ("action", "del")]))]
+    pub cidr: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// The banned address (for an IPv6 source, any address in its /64).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
 }

@@ -243,6 +243,10 @@ pub struct RawConfig {
     /// Seconds between summary lines; 0 turns them off [default: 5].
     #[arg(long, value_name = "SECS", help_heading = "Output")]
     pub summary_interval: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default;
+    /// bind to loopback, e.g. 127.0.0.1:9369, unless others should scrape).
+    #[arg(long, value_name = "ADDR", help_heading = "Output")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Keep the conntrack table below this fill, in percent [default: 80].
     #[arg(long, value_name = "PCT", help_heading = "Conntrack")]
@@ -342,6 +346,7 @@ pub struct Settings {
     pub max_prefixes: u32,
     pub max_udp_flows: u32,
     pub summary_interval: Duration,
+    pub metrics: Option<std::net::SocketAddr>,
     pub conntrack: ConntrackSettings,
 }
 
@@ -504,8 +509,103 @@ impl Settings {
                 defaults::SUMMARY_INTERVAL_SECS,
                 0..=3600,
             )?,
+            metrics: l.get("metrics", |r| r.metrics).map(|(addr, _)| addr),
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
         })
+    }
+
+    /// Keys a reload cannot apply to a running guard, with their old and new
+    /// values, for the warning.
+    #[must_use]
+    pub fn restart_needed(&self, new: &Self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut check = |key: &str, old: String, new: String| {
+            if old != new {
+                keys.push(format!("{key} ({old} -> {new})"));
+            }
+        };
+        check("iface", self.ifaces.join(","), new.ifaces.join(","));
+        check(
+            "xdp-mode",
+            self.xdp_mode.to_string(),
+            new.xdp_mode.to_string(),
+        );
+        check(
+            "netns",
+            format!("{:?}", self.netns),
+            format!("{:?}", new.netns),
+        );
+        check(
+            "max-sources",
+            self.max_sources.to_string(),
+            new.max_sources.to_string(),
+        );
+        check(
+            "max-prefixes",
+            self.max_prefixes.to_string(),
+            new.max_prefixes.to_string(),
+        );
+        check(
+            "max-udp-flows",
+            self.max_udp_flows.to_string(),
+            new.max_udp_flows.to_string(),
+        );
+        check(
+            "conntrack-memory",
+            format!("{:?}", self.conntrack.memory_mib),
+            format!("{:?}", new.conntrack.memory_mib),
+        );
+        check(
+            "conntrack-buckets",
+            format!("{:?}", self.conntrack.buckets),
+            format!("{:?}", new.conntrack.buckets),
+        );
+        check(
+            "notrack-port",
+            format!("{:?}", self.conntrack.notrack_ports),
+            format!("{:?}", new.conntrack.notrack_ports),
+        );
+        check(
+            "dry-run",
+            self.conntrack.dry_run.to_string(),
+            new.conntrack.dry_run.to_string(),
+        );
+        check(
+            "metrics",
+            format!("{:?}", self.metrics),
+            format!("{:?}", new.metrics),
+        );
+        keys
+    }
+
+    /// Adds entries kept from live list changes (`guard allow|deny add`),
+    /// which `source` names in errors. The config's own entries win a
+    /// conflict only by being refused: the same range cannot be both.
+    pub fn merge_lists(
+        &mut self,
+        allow: Vec<IpNet>,
+        deny: Vec<IpNet>,
+        source: &Path,
+    ) -> Result<(), ConfigError> {
+        for net in allow {
+            if !self.allow.contains(&net) {
+                self.allow.push(net);
+            }
+        }
+        for net in deny {
+            if !self.deny.contains(&net) {
+                self.deny.push(net);
+            }
+        }
+        if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
+            return Err(invalid(
+                "allow/deny",
+                both,
+                &Origin::File(source.to_path_buf()),
+                "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
+            ));
+        }
+        Ok(())
     }
 
     /// The configuration the XDP program reads.

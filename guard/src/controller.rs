@@ -309,6 +309,17 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Takes a reloaded configuration: new target, calm and operator limits.
+    /// The next tick writes the XDP limits again on top of them.
+    pub fn reconfigure(&mut self, settings: &Settings) {
+        self.cfg.target = settings.conntrack.target;
+        self.cfg.calm = settings.conntrack.calm;
+        self.cfg.source = settings.source;
+        self.cfg.global = settings.global;
+        self.state.applied.source = settings.source;
+        self.state.applied.global = Rate { rate: 0, burst: 0 };
+    }
+
     /// Sources were banned: free the table of their entries now rather
     /// than when they time out (one dump for the whole batch).
     pub fn sources_banned(&self, sources: &[SourceKey]) {

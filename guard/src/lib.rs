@@ -11,8 +11,10 @@ pub mod doctor;
 pub mod events;
 pub mod exit;
 pub mod iface;
+pub mod lists;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod netns;
 pub mod notrack;
 pub mod pins;
@@ -38,6 +40,9 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Restore(args) => restore::command(args),
         Command::Tune(args) => tune::command(args),
         Command::Notrack(args) => notrack::command(args),
+        Command::Allow(args) => lists::command(lists::List::Allow, args),
+        Command::Deny(args) => lists::command(lists::List::Deny, args),
+        Command::Unban(args) => lists::unban(args),
         // Nagios reads any failure to check as critical.
         Command::Doctor(args) => return doctor::command(args).map_err(exit::usage),
     };

@@ -163,6 +163,13 @@ impl Attached {
             .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
     }
 
+    /// Writes a reloaded configuration (mode, limits, lists) into the running
+    /// program.
+    pub fn reconfigure(&mut self, settings: &Settings) -> Result<()> {
+        configure(&mut self.ebpf, settings)
+            .with_context(|| format!("reconfiguring {}", self.iface.name))
+    }
+
     /// Writes new global and per-source limits into the running program.
     pub fn set_limits(&mut self, global: Rate, source: [Rate; 3]) -> Result<()> {
         let map = self

@@ -21,7 +21,9 @@ use crate::{
     controller::{Controller, XdpTotals},
     events,
     exit::usage,
+    lists::{self, LISTS_FILE},
     loader::{self, Attached, Request},
+    metrics,
     netns::Scope,
     pins::{HostLock, Layout, RUNTIME_DIR},
     preflight,
@@ -30,40 +32,58 @@ use crate::{
 };
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => Some((config::read_file(path).map_err(usage)?, path.as_path())),
-        None => None,
-    };
-    let settings = Settings::resolve(
-        &args.settings,
-        file.as_ref().map(|(raw, path)| (raw, *path)),
-    )
-    .map_err(usage)?;
+    let settings = load_settings(args).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
     Layout::check_bpffs().map_err(usage)?;
     preflight::raise_memlock_rlimit();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(serve(&settings))
+        .block_on(serve(args, settings))
 }
 
-async fn serve(settings: &Settings) -> Result<()> {
+/// Flags over the config file over the defaults, plus the lists kept by
+/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP reloads.
+fn load_settings(args: &RunArgs) -> Result<Settings> {
+    let file = match &args.config {
+        Some(path) => Some((config::read_file(path)?, path.as_path())),
+        None => None,
+    };
+    let mut settings = Settings::resolve(
+        &args.settings,
+        file.as_ref().map(|(raw, path)| (raw, *path)),
+    )?;
+    let kept = Path::new(LISTS_FILE);
+    let (allow, deny) = lists::Saved::load(kept).and_then(|s| s.nets())?;
+    settings.merge_lists(allow, deny, kept)?;
+    Ok(settings)
+}
+
+async fn serve(args: &RunArgs, mut settings: Settings) -> Result<()> {
     // Before anything changes, so a signal during start-up still ends in
     // the clean-up below rather than the default action.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
 
     let runtime_dir = PathBuf::from(RUNTIME_DIR);
     let _lock = HostLock::acquire(&runtime_dir).map_err(usage)?;
     recover(&runtime_dir)?;
     let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
     tracing::info!("{}", settings.describe());
+    let _metrics = match settings.metrics {
+        Some(addr) => Some(
+            metrics::bind(addr, Layout::default(), runtime_dir.clone())
+                .await
+                .map_err(usage)?,
+        ),
+        None => None,
+    };
 
     let mut controller = match Knobs::open(&scope) {
         Ok(knobs) => Some(Controller::start(
             knobs,
-            settings,
+            &settings,
             settings.ifaces.len(),
             runtime_dir.clone(),
         )?),
@@ -74,7 +94,7 @@ async fn serve(settings: &Settings) -> Result<()> {
         Err(e) => return Err(usage(e)),
     };
     let (bans, mut banned) = mpsc::channel::<SourceKey>(256);
-    let mut attached = match attach_all(settings, &scope, &bans) {
+    let mut attached = match attach_all(&settings, &scope, &bans) {
         Ok(attached) => attached,
         Err(e) => {
             if let Some(c) = controller.take() {
@@ -97,6 +117,11 @@ async fn serve(settings: &Settings) -> Result<()> {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
+            _ = sighup.recv() => {
+                if reload(args, &mut settings, &mut attached, controller.as_mut()) {
+                    next_control = Instant::now();
+                }
+            }
             _ = ticker.tick(), if !period.is_zero() => {
                 let elapsed = last_at.elapsed();
                 last_at = Instant::now();
@@ -128,6 +153,69 @@ async fn serve(settings: &Settings) -> Result<()> {
     }
     drop(attached);
     Ok(())
+}
+
+/// SIGHUP: reads the config again and applies what a running guard can
+/// change (mode, limits, lists, the controller's target); an invalid file
+/// changes nothing. Returns whether anything was applied.
+fn reload(
+    args: &RunArgs,
+    settings: &mut Settings,
+    attached: &mut [Attached],
+    controller: Option<&mut Controller<'_>>,
+) -> bool {
+    let Some(path) = &args.config else {
+        tracing::warn!("SIGHUP: guard was started without --config; nothing to reload");
+        return false;
+    };
+    let new = match load_settings(args) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(
+                "SIGHUP: {} not reloaded, the running configuration stays: {e:#}",
+                path.display()
+            );
+            return false;
+        }
+    };
+    let ignored = settings.restart_needed(&new);
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "SIGHUP: these need a restart and stay as they are: {}",
+            ignored.join(", ")
+        );
+    }
+    // Keep what cannot change live, take the rest.
+    let mut applied = new;
+    applied.ifaces.clone_from(&settings.ifaces);
+    applied.xdp_mode = settings.xdp_mode;
+    applied.netns.clone_from(&settings.netns);
+    applied.max_sources = settings.max_sources;
+    applied.max_prefixes = settings.max_prefixes;
+    applied.max_udp_flows = settings.max_udp_flows;
+    applied.conntrack.memory_mib = settings.conntrack.memory_mib;
+    applied.conntrack.buckets = settings.conntrack.buckets;
+    applied
+        .conntrack
+        .notrack_ports
+        .clone_from(&settings.conntrack.notrack_ports);
+    applied.conntrack.dry_run = settings.conntrack.dry_run;
+    applied.metrics = settings.metrics;
+    for a in attached.iter_mut() {
+        if let Err(e) = a.reconfigure(&applied) {
+            tracing::error!("SIGHUP: {e:#}");
+        }
+    }
+    if let Some(c) = controller {
+        c.reconfigure(&applied);
+    }
+    tracing::info!(
+        "SIGHUP: reloaded {}: {}",
+        path.display(),
+        applied.describe()
+    );
+    *settings = applied;
+    true
 }
 
 /// A guard that died without restoring left its record: put its values

@@ -189,6 +189,28 @@ impl Guard {
         }
     }
 
+    /// Sends `signal` without waiting (SIGHUP, say).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        let pid = i32::try_from(child.id()).expect("pid fits i32");
+        // SAFETY: signals the child we started and still own.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits until guard's stderr contains `text`; panics with the log if
+    /// it does not within the timeout.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "guard never logged `{text}`:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What guard has written to stderr so far.
     #[must_use]
     pub fn stderr(&self) -> String {

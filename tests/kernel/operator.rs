@@ -1,0 +1,405 @@
+//! Operator tools end to end: metrics scraped over loopback, live
+//! allow/deny/unban changing the verdict of the next packet (and kept across
+//! a restart), SIGHUP with a valid and an invalid config, and the
+//! controller's status in `guard stats --json`.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    flood::Flood,
+    guard_proc::{self, Guard, counters, start_on, stats, stats_after},
+    net::TestNet,
+    nft::Counters,
+    packet::TCP_SYN,
+    require,
+};
+
+const PORT: u16 = 8080;
+const LISTS_FILE: &str = "/var/lib/guard/lists.toml";
+const SYN: &str = "tcp flags & (syn | ack) == syn";
+
+/// The lists file is host state: saved and put back, whatever happens.
+struct KeptLists(Option<Vec<u8>>);
+
+impl KeptLists {
+    fn save() -> Self {
+        let old = fs::read(LISTS_FILE).ok();
+        let _ = fs::remove_file(LISTS_FILE);
+        Self(old)
+    }
+}
+
+impl Drop for KeptLists {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(bytes) => {
+                let _ = fs::write(LISTS_FILE, bytes);
+            }
+            None => {
+                let _ = fs::remove_file(LISTS_FILE);
+            }
+        }
+    }
+}
+
+fn src(net: u8, host: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([198, 19, net, host])
+}
+
+/// Sends one SYN and waits until guard has counted it.
+fn syn(flood: &mut Flood, net: &TestNet, from: std::net::IpAddr) {
+    let sport = 1024 + u16::try_from(flood.sent % 60_000).expect("port");
+    flood.tcp(from, sport, PORT, TCP_SYN);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters(&stats(net))["tcp_syn"] < flood.sent {
+        assert!(
+            Instant::now() < deadline,
+            "guard did not count SYN {}",
+            flood.sent
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn guard_cmd(args: &[&str]) -> guard_proc::Finished {
+    let out = guard_proc::run(args);
+    out.assert_code(0);
+    out
+}
+
+#[test]
+fn allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart() {
+    let Some(_kernel) =
+        require::kernel("allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart")
+    else {
+        return;
+    };
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let flags = [
+        "--mode",
+        "enforce",
+        // One a second: no token comes back while a test step runs.
+        "--syn-rate",
+        "1",
+        "--syn-burst",
+        "2",
+        "--ban-threshold",
+        "3",
+        "--summary-interval",
+        "0",
+    ];
+    let guard = start_on(&net, &flags);
+    let mut flood = Flood::new(&net);
+
+    // Deny: the next SYN is dropped; deleted, the next one passes.
+    let (denied, limited, banned) = (src(5, 5), src(6, 6), src(7, 7));
+    syn(&mut flood, &net, denied);
+    assert_eq!(nft.packets("in"), 1);
+    let out = guard_cmd(&["deny", "add", "198.19.5.0/24"]);
+    assert!(
+        out.stdout.contains("in effect now") && out.stdout.contains(LISTS_FILE),
+        "{out}"
+    );
+    syn(&mut flood, &net, denied);
+    assert_eq!(nft.packets("in"), 1, "a denied SYN got in");
+    let listed = guard_cmd(&["deny", "list"]);
+    assert!(listed.stdout.contains("198.19.5.0/24"), "{listed}");
+
+    // Allow: a source over its limit gets in once allowlisted.
+    for _ in 0..2 {
+        syn(&mut flood, &net, limited);
+    }
+    let before = nft.packets("in");
+    syn(&mut flood, &net, limited);
+    assert_eq!(
+        nft.packets("in"),
+        before,
+        "over its burst, the SYN should drop"
+    );
+    guard_cmd(&["allow", "add", "198.19.6.6"]);
+    syn(&mut flood, &net, limited);
+    assert_eq!(
+        nft.packets("in"),
+        before + 1,
+        "an allowlisted SYN was dropped"
+    );
+
+    // Unban: a banned source gets in again at once.
+    for _ in 0..5 {
+        syn(&mut flood, &net, banned);
+    }
+    thread::sleep(Duration::from_millis(1100)); // its bucket refills; the ban stays
+    let before = nft.packets("in");
+    syn(&mut flood, &net, banned);
+    assert_eq!(nft.packets("in"), before, "a banned source's SYN got in");
+    let out = guard_cmd(&["unban", "198.19.7.7"]);
+    assert!(out.stdout.contains("unbanned 198.19.7.7"), "{out}");
+    syn(&mut flood, &net, banned);
+    assert_eq!(
+        nft.packets("in"),
+        before + 1,
+        "the unbanned source's SYN was dropped"
+    );
+
+    // A restart keeps the live lists.
+    guard.stop(libc::SIGTERM).assert_code(0);
+    let kept = fs::read_to_string(LISTS_FILE).expect("lists file");
+    assert!(
+        kept.contains("198.19.5.0/24") && kept.contains("198.19.6.6/32"),
+        "{kept}"
+    );
+    let guard = start_on(&net, &flags);
+    let mut flood = Flood::new(&net);
+    let before = nft.packets("in");
+    syn(&mut flood, &net, denied);
+    assert_eq!(
+        nft.packets("in"),
+        before,
+        "the deny was lost in the restart"
+    );
+    guard_cmd(&["deny", "del", "198.19.5.0/24"]);
+    syn(&mut flood, &net, denied);
+    assert_eq!(nft.packets("in"), before + 1, "a deleted deny still drops");
+    assert!(
+        !fs::read_to_string(LISTS_FILE)
+            .expect("lists file")
+            .contains("198.19.5.0/24")
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// `GET /metrics` over a plain TCP connection.
+fn scrape(port: u16) -> String {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// Samples of the exposition text: `name{labels}` -> value. Every
+/// non-comment line must parse.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in: {line}"));
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            name.starts_with("guard_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in: {line}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "no # EOF at the end");
+    samples
+}
+
+/// A counter or gauge sample that must be a whole number.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "checked to be a whole number below 2^53 first"
+)]
+fn whole(v: f64) -> u64 {
+    assert!(
+        (0.0..9_007_199_254_740_992.0).contains(&v) && v.fract() == 0.0,
+        "{v} is not a count"
+    );
+    v as u64
+}
+
+#[test]
+fn metrics_parse_and_match_the_counters() {
+    let Some(_kernel) = require::kernel("metrics_parse_and_match_the_counters") else {
+        return;
+    };
+    let net = TestNet::addressed();
+    let port = 19_000 + u16::try_from(std::process::id() % 1000).expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let guard = start_on(&net, &["--metrics", &addr, "--summary-interval", "0"]);
+    let mut flood = Flood::new(&net);
+    for i in 0..20u8 {
+        flood.tcp(src(1, i), 2000, PORT, TCP_SYN);
+    }
+    let expected = counters(&stats_after(&net, 20));
+    let samples = parse_metrics(&scrape(port));
+    let iface = format!("{}/{}", net.victim, net.victim_if);
+    for class in [
+        "tcp_syn",
+        "tcp_other",
+        "udp",
+        "icmp",
+        "ip_other",
+        "non_ip",
+        "malformed",
+    ] {
+        let series = format!("guard_packets_total{{iface=\"{iface}\",class=\"{class}\"}}");
+        let got = whole(
+            *samples
+                .get(&series)
+                .unwrap_or_else(|| panic!("no {series}")),
+        );
+        // Non-IP (ARP) can arrive between the two readings; SYNs cannot.
+        if class == "tcp_syn" {
+            assert_eq!(got, 20);
+        }
+        assert!(
+            got >= expected[class],
+            "{series} = {got}, stats said {}",
+            expected[class]
+        );
+    }
+    let new_flows = format!("guard_new_flows_total{{iface=\"{iface}\",kind=\"all\"}}");
+    assert_eq!(whole(samples[&new_flows]), 20);
+    // The controller's gauges, once it has ticked.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let s = parse_metrics(&scrape(port));
+        if s.contains_key("guard_conntrack_max_entries") || Instant::now() > deadline {
+            break s;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        whole(samples["guard_conntrack_max_entries"]),
+        guard_tests::host::sysctl("net.netfilter.nf_conntrack_max")
+    );
+    assert_eq!(whole(samples["guard_conntrack_pressure_level"]), 0);
+    assert!(samples.contains_key("guard_limit_source_new_flows_per_second{class=\"syn\"}"));
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("guard_rate_per_second{")),
+        "no rates on the second scrape"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+fn write_config(path: &Path, net: &TestNet, body: &str) {
+    fs::write(
+        path,
+        format!(
+            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsummary-interval = 0\n{body}",
+            net.victim_if, net.victim
+        ),
+    )
+    .expect("write config");
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_old_one_for_an_invalid_one() {
+    let Some(_kernel) =
+        require::kernel("sighup_applies_a_valid_config_and_keeps_the_old_one_for_an_invalid_one")
+    else {
+        return;
+    };
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let file = std::env::temp_dir().join(format!("guardt-{}-hup.toml", std::process::id()));
+    write_config(&file, &net, "syn-rate = 1\nsyn-burst = 1\n");
+    let file_arg = file.display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &file_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    let mut flood = Flood::new(&net);
+    let burst = |flood: &mut Flood, from| {
+        let before = nft.packets("in");
+        for _ in 0..5 {
+            syn(flood, &net, from);
+        }
+        nft.packets("in") - before
+    };
+    assert_eq!(
+        burst(&mut flood, src(2, 1)),
+        1,
+        "burst 1 from the first config"
+    );
+
+    write_config(
+        &file,
+        &net,
+        "syn-rate = 1\nsyn-burst = 4\ndeny = [\"198.19.9.0/24\"]\n",
+    );
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("SIGHUP: reloaded");
+    assert_eq!(burst(&mut flood, src(2, 2)), 4, "burst 4 after the reload");
+    assert_eq!(burst(&mut flood, src(9, 1)), 0, "the reloaded deny list");
+
+    write_config(&file, &net, "syn-rate = 1\nsyn-burst = 0\n");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("not reloaded");
+    assert_eq!(
+        burst(&mut flood, src(2, 3)),
+        4,
+        "an invalid file changed the running config"
+    );
+    assert!(
+        guard.stderr().contains("`syn-rate = 1, syn-burst = 0`")
+            || guard.stderr().contains("syn-burst"),
+        "{}",
+        guard.stderr()
+    );
+
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    fs::remove_file(&file).expect("remove config");
+}
+
+#[test]
+fn stats_json_carries_the_controller_status() {
+    let Some(_kernel) = require::kernel("stats_json_carries_the_controller_status") else {
+        return;
+    };
+    let net = TestNet::addressed();
+    let guard = start_on(&net, &["--summary-interval", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let out = loop {
+        let out = guard_proc::run(&["stats", "--json", "--interval", "1", "--netns", &net.victim]);
+        out.assert_code(0);
+        if out.stdout.contains("\"level\"") || Instant::now() > deadline {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(json["conntrack"]["level"], "normal", "{out}");
+    assert!(json["conntrack"]["max"].as_u64().is_some_and(|m| m > 0));
+    assert!(json["interval_secs"].as_f64().is_some_and(|s| s >= 1.0));
+    assert!(
+        json["interfaces"][0]["rates"]["packets"].is_number(),
+        "{out}"
+    );
+    let text = guard_proc::run(&["stats", "--interval", "0", "--netns", &net.victim]);
+    text.assert_code(0);
+    assert!(text.stdout.starts_with("conntrack (netns "), "{text}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
