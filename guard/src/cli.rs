@@ -63,6 +63,8 @@ pub enum Command {
     /// Exits like a Nagios plugin: 0 all OK, 1 a warning, 2 a critical
     /// finding or an error.
     Doctor(crate::doctor::DoctorArgs),
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -190,4 +192,24 @@ pub struct UnbanArgs {
     /// The banned address (for an IPv6 source, any address in its /64).
     #[arg(value_name = "ADDR")]
     pub addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// A completion script for SHELL, to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man pages for guard and each subcommand, into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }

@@ -1309,6 +1309,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guard.example.toml");
         let raw = read_file(&path).unwrap();
         let s = Settings::resolve(&RawConfig::default(), Some((&raw, &path))).unwrap();
-        assert_eq!(s.mode, Mode::Enforce);
+        assert_eq!(s.mode, Mode::Monitor, "a fresh install must not drop");
+        assert_eq!(s.ifaces, ["eth0"]);
     }
 }

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod doctor;
 pub mod events;
 pub mod exit;
+pub mod generate;
 pub mod iface;
 pub mod lists;
 pub mod loader;
@@ -43,6 +44,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Allow(args) => lists::command(lists::List::Allow, args),
         Command::Deny(args) => lists::command(lists::List::Deny, args),
         Command::Unban(args) => lists::unban(args),
+        Command::Generate(args) => generate::command(args),
         // Nagios reads any failure to check as critical.
         Command::Doctor(args) => return doctor::command(args).map_err(exit::usage),
     };

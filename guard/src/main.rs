@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             // netlink-packet-route warns about every link attribute newer
             // than itself; that is noise for guard's users.
@@ -15,8 +15,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    // Under systemd the journal stamps every line; JOURNAL_STREAM says so.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
     match guard::dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -9,6 +9,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod install;
 mod run;
 mod setup;
 mod test;
@@ -39,6 +40,9 @@ enum Command {
     Run(run::Options),
     /// Measure the XDP program per packet beside a trivial baseline (root).
     Bench(bench::Options),
+    /// Install the release binary, man pages, completions, the systemd unit
+    /// and an example config.
+    Install(install::Options),
     /// Run the whole test suite: lints, unit tests and kernel end-to-end tests.
     ///
     /// Kernel tests need root, BPF and network namespaces. With CI=true a
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(opts) => run::run(&opts),
         Command::Test(opts) => test::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
+        Command::Install(opts) => install::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
