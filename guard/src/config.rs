@@ -102,6 +102,29 @@ impl fmt::Display for Mode {
     }
 }
 
+/// `--source-limits`: how the per-source and per-prefix limits follow the
+/// conntrack controller's level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceLimits {
+    /// Ten times the configured limits while the table is calm, as
+    /// configured from the elevated level on: a busy source (a NAT, a flash
+    /// crowd) is not limited while the table has room; a flooding one is.
+    #[default]
+    Pressure,
+    /// As configured at every level.
+    Always,
+}
+
+impl fmt::Display for SourceLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pressure => "pressure",
+            Self::Always => "always",
+        })
+    }
+}
+
 /// Every key of `guard run`, as a flag (`--syn-rate 50`) and as a TOML key
 /// (`syn-rate = 50`). All optional here; see [`Settings`] for the defaults.
 #[derive(Clone, Debug, Default, clap::Args, Deserialize)]
@@ -135,6 +158,15 @@ pub struct RawConfig {
     /// [default: monitor].
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Limits")]
     pub mode: Option<Mode>,
+
+    /// How the per-source and per-prefix limits follow conntrack pressure:
+    /// pressure, ten times the configured ones while the table is calm and
+    /// as configured from the controller's elevated level on (a busy NAT
+    /// passes, a flooding source does not); always, as configured at every
+    /// level [default: pressure]. Without the controller (no conntrack,
+    /// --dry-run) they are as configured.
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "Limits")]
+    pub source_limits: Option<SourceLimits>,
 
     /// New TCP connections (SYN) per second from one source; 0 = no limit
     /// [default: 50].
@@ -303,6 +335,9 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// No limit.
+    pub const OFF: Self = Self { rate: 0, burst: 0 };
+
     #[must_use]
     pub const fn limit(self) -> Limit {
         Limit::new(self.rate, self.burst)
@@ -327,6 +362,7 @@ pub struct Settings {
     pub netns: Option<String>,
     pub force: bool,
     pub mode: Mode,
+    pub source_limits: SourceLimits,
     /// Per source and per prefix, by [`FlowClass`].
     pub source: [Rate; FLOW_CLASSES],
     pub prefix: [Rate; FLOW_CLASSES],
@@ -456,6 +492,9 @@ impl Settings {
             netns: l.get("netns", |r| r.netns.clone()).map(|(v, _)| v),
             force: flags.force || file.is_some_and(|(f, _)| f.force),
             mode: l.or("mode", |r| r.mode, Mode::Monitor).0,
+            source_limits: l
+                .or("source-limits", |r| r.source_limits, SourceLimits::Pressure)
+                .0,
             source: limits.source,
             prefix: limits.prefix,
             global: limits.global,
@@ -667,7 +706,7 @@ impl Settings {
             )
         };
         format!(
-            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; global: {}; bans: {}; allow {} deny {}",
+            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; allow {} deny {}",
             self.mode,
             self.source_prefix_v4,
             self.source_prefix_v6,
@@ -675,6 +714,10 @@ impl Settings {
             self.prefix_v4,
             self.prefix_v6,
             per(&self.prefix),
+            match self.source_limits {
+                SourceLimits::Pressure => "x10 while conntrack is calm",
+                SourceLimits::Always => "always",
+            },
             if self.global.rate == 0 {
                 "budgeted by the conntrack controller".to_owned()
             } else {
@@ -1302,6 +1345,23 @@ mod tests {
             err.to_string(),
             "`ban-window = 0` (from /etc/guard.toml): must be between 1 and 86400 seconds"
         );
+    }
+
+    #[test]
+    fn source_limits_default_to_pressure_and_take_a_flag_or_a_key() {
+        assert_eq!(
+            resolve(&["-i", "eth0"]).unwrap().source_limits,
+            SourceLimits::Pressure
+        );
+        let s = resolve_toml("iface = [\"eth0\"]\nsource-limits = \"always\"\n", &[]).unwrap();
+        assert_eq!(s.source_limits, SourceLimits::Always);
+        let s = resolve_toml(
+            "iface = [\"eth0\"]\nsource-limits = \"always\"\n",
+            &["--source-limits", "pressure"],
+        )
+        .unwrap();
+        assert_eq!(s.source_limits, SourceLimits::Pressure, "the flag wins");
+        assert!(s.describe().contains("applied x10 while conntrack is calm"));
     }
 
     #[test]

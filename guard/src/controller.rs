@@ -13,14 +13,14 @@ use anyhow::{Context as _, Result, anyhow};
 use guard_common::SourceKey;
 
 use crate::{
-    config::{BucketPolicy, Rate, Settings},
+    config::{BucketPolicy, Rate, Settings, SourceLimits},
     conntrack::{
         Timeout, ctnetlink,
         knobs::{self, BUCKETS, KnobError, Knobs, MAX, timeout_key},
     },
     exit::usage,
     notrack,
-    policy::{self, Action, Observation, PolicyConfig, State},
+    policy::{self, Action, Observation, PolicyConfig, State, XdpLimits},
     restore::{self, Record},
     status::{self, Status},
 };
@@ -44,7 +44,7 @@ pub struct Tick {
     pub next: std::time::Duration,
     /// New XDP limits to write into every attachment (global already
     /// divided among them).
-    pub limits: Option<(Rate, [Rate; 3])>,
+    pub limits: Option<XdpLimits>,
 }
 
 /// The ceiling on `nf_conntrack_max` from a memory budget.
@@ -141,6 +141,8 @@ impl<'a> Controller<'a> {
             original_timeouts: table.timeouts,
             calm: ct.calm,
             source: settings.source,
+            prefix: settings.prefix,
+            limits_always: settings.source_limits == SourceLimits::Always,
             global: settings.global,
         };
         tracing::info!(
@@ -250,13 +252,14 @@ impl<'a> Controller<'a> {
                         }
                     }
                 }
-                Action::SetXdpLimits { global, source } if !self.dry_run => {
+                Action::SetXdpLimits(wanted) if !self.dry_run => {
                     let share = |n: u64| (n / self.interfaces).max(1);
                     let global = Rate {
-                        rate: share(global.rate),
-                        burst: u32::try_from(share(u64::from(global.burst))).unwrap_or(u32::MAX),
+                        rate: share(wanted.global.rate),
+                        burst: u32::try_from(share(u64::from(wanted.global.burst)))
+                            .unwrap_or(u32::MAX),
                     };
-                    limits = Some((global, *source));
+                    limits = Some(XdpLimits { global, ..*wanted });
                 }
                 _ => {}
             }
@@ -281,8 +284,8 @@ impl<'a> Controller<'a> {
             target: self.cfg.target,
             level: self.state.level.name().to_owned(),
             dry_run: self.dry_run,
-            global: (applied.global.rate > 0).then_some(applied.global),
-            source: applied.source,
+            global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
+            source: applied.limits.source,
             stats: table.stats,
             recent: self.recent.clone(),
         }
@@ -315,9 +318,16 @@ impl<'a> Controller<'a> {
         self.cfg.target = settings.conntrack.target;
         self.cfg.calm = settings.conntrack.calm;
         self.cfg.source = settings.source;
+        self.cfg.prefix = settings.prefix;
+        self.cfg.limits_always = settings.source_limits == SourceLimits::Always;
         self.cfg.global = settings.global;
-        self.state.applied.source = settings.source;
-        self.state.applied.global = Rate { rate: 0, burst: 0 };
+        // The reload wrote the configured limits into the program: the next
+        // tick writes the level's again.
+        self.state.applied.limits = XdpLimits {
+            global: Rate::OFF,
+            source: settings.source,
+            prefix: settings.prefix,
+        };
     }
 
     /// Sources were banned: free the table of their entries now rather

@@ -20,6 +20,7 @@ use crate::{
     maps,
     netns::Scope,
     pins::{self, Layout},
+    policy::XdpLimits,
 };
 
 /// The XDP object built by `cargo xtask build`, embedded at compile time.
@@ -170,15 +171,17 @@ impl Attached {
             .with_context(|| format!("reconfiguring {}", self.iface.name))
     }
 
-    /// Writes new global and per-source limits into the running program.
-    pub fn set_limits(&mut self, global: Rate, source: [Rate; 3]) -> Result<()> {
+    /// Writes new global, per-source and per-prefix limits into the running
+    /// program.
+    pub fn set_limits(&mut self, limits: &XdpLimits) -> Result<()> {
         let map = self
             .ebpf
             .map_mut(CONFIG)
             .ok_or_else(|| anyhow!("the XDP object has no map {CONFIG}"))?;
         let mut config = maps::read_config(map)?;
-        config.global = global.limit();
-        config.source = source.map(Rate::limit);
+        config.global = limits.global.limit();
+        config.source = limits.source.map(Rate::limit);
+        config.prefix = limits.prefix.map(Rate::limit);
         maps::write_config(map, &config)
             .with_context(|| format!("setting the limits of {}", self.iface.name))
     }

@@ -23,7 +23,11 @@
 //!   sudden flood from filling the table between two ticks (half the
 //!   headroom at once, the rest over ten seconds); from elevated on it
 //!   follows Little's law: admitted per second x entry lifetime <= headroom.
-//!   Per-source rates are halved at high and quartered at critical.
+//!   Per-source and per-prefix limits are ten times the configured ones at
+//!   normal (as configured with `--source-limits always`), so a busy NAT is
+//!   not limited while the table has room but a flooding source still is;
+//!   as configured from elevated on; per-source rates are halved at high
+//!   and quartered at critical.
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -83,11 +87,13 @@ impl Level {
         }
     }
 
-    /// Per-source rates at this level, in percent of the configured ones.
+    /// Per-source rates at this level, in percent of the configured ones
+    /// (`calm` is the normal level's, see [`CALM_SCALE`]).
     #[must_use]
-    pub const fn source_scale(self) -> u64 {
+    pub const fn source_scale(self, calm: u64) -> u64 {
         match self {
-            Self::Normal | Self::Elevated => 100,
+            Self::Normal => calm,
+            Self::Elevated => 100,
             Self::High => 50,
             Self::Critical => 25,
         }
@@ -127,6 +133,14 @@ impl Level {
     }
 }
 
+/// Per-source and per-prefix limits at the normal level, in percent of the
+/// configured ones, with `--source-limits pressure`. Ten times: a NAT with
+/// many users (a flash crowd of a few hundred connections a second) passes,
+/// while a source flooding at thousands a second is still cut down and
+/// banned at once, before it can spend the global budget that legitimate
+/// clients need.
+pub const CALM_SCALE: u64 = 1000;
+
 /// What the policy is given once, at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
@@ -141,6 +155,9 @@ pub struct PolicyConfig {
     pub calm: Duration,
     /// The operator's limits (the XDP side is scaled from these).
     pub source: [Rate; 3],
+    pub prefix: [Rate; 3],
+    /// Whether those apply at normal too, or only under pressure.
+    pub limits_always: bool,
     /// The operator's global budget; `rate == 0` leaves it to the policy.
     pub global: Rate,
 }
@@ -164,8 +181,7 @@ pub struct Observation {
 pub struct Applied {
     pub max: u64,
     pub timeouts: Timeouts,
-    pub global: Rate,
-    pub source: [Rate; 3],
+    pub limits: XdpLimits,
     /// When `max` last changed.
     pub max_changed_at: Duration,
 }
@@ -198,12 +214,24 @@ impl State {
             applied: Applied {
                 max: cfg.original_max,
                 timeouts: cfg.original_timeouts,
-                global: Rate { rate: 0, burst: 0 },
-                source: cfg.source,
+                limits: XdpLimits {
+                    global: Rate::OFF,
+                    source: cfg.source,
+                    prefix: cfg.prefix,
+                },
                 max_changed_at: Duration::ZERO,
             },
         }
     }
+}
+
+/// The limits the XDP program applies; a rate of 0 is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpLimits {
+    pub global: Rate,
+    /// By flow class: SYN, UDP, ICMP echo.
+    pub source: [Rate; 3],
+    pub prefix: [Rate; 3],
 }
 
 /// A change to make.
@@ -211,7 +239,7 @@ impl State {
 pub enum Action {
     SetMax { from: u64, to: u64 },
     SetTimeouts { from: Timeouts, to: Timeouts },
-    SetXdpLimits { global: Rate, source: [Rate; 3] },
+    SetXdpLimits(XdpLimits),
 }
 
 /// What the policy saw, for the log line.
@@ -306,12 +334,16 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
         });
         next.applied.timeouts = timeouts;
     }
-    let (global, source) = xdp_limits(cfg, level, max, obs.count, &timeouts);
-    let first = state.applied.global.rate == 0;
-    if first || source != state.applied.source || needs_update(state.applied.global, global) {
-        actions.push(Action::SetXdpLimits { global, source });
-        next.applied.global = global;
-        next.applied.source = source;
+    let limits = xdp_limits(cfg, level, max, obs.count, &timeouts);
+    let applied = state.applied.limits;
+    let first = applied.global.rate == 0;
+    if first
+        || limits.source != applied.source
+        || limits.prefix != applied.prefix
+        || needs_update(applied.global, limits.global)
+    {
+        actions.push(Action::SetXdpLimits(limits));
+        next.applied.limits = limits;
     }
 
     Decision {
@@ -482,7 +514,7 @@ fn xdp_limits(
     max: u64,
     count: u64,
     timeouts: &Timeouts,
-) -> (Rate, [Rate; 3]) {
+) -> XdpLimits {
     let headroom = f(max) * cfg.target / 100.0 - f(count);
     // At normal: let half the headroom in at once and the rest over ten
     // seconds, so a sudden flood cannot fill the table between two ticks.
@@ -501,20 +533,29 @@ fn xdp_limits(
         global.rate = global.rate.min(cfg.global.rate);
         global.burst = global.burst.min(cfg.global.burst);
     }
-    let scale = level.source_scale();
-    let source = cfg.source.map(|r| {
-        if r.rate == 0 {
-            r
-        } else {
-            Rate {
-                rate: (r.rate * scale / 100).max(1),
-                burst: u32::try_from(u64::from(r.burst) * scale / 100)
-                    .unwrap_or(u32::MAX)
-                    .max(1),
+    let calm = if cfg.limits_always { 100 } else { CALM_SCALE };
+    let scaled = |scale: u64| {
+        move |r: Rate| {
+            if r.rate == 0 {
+                r
+            } else {
+                Rate {
+                    rate: (r.rate.saturating_mul(scale) / 100).max(1),
+                    burst: u32::try_from(u64::from(r.burst) * scale / 100)
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                }
             }
         }
-    });
-    (global, source)
+    };
+    // The prefix tier is relaxed when calm like the sources, but not
+    // tightened further under pressure: a prefix holds legitimate users too.
+    let prefix_scale = if level == Level::Normal { calm } else { 100 };
+    XdpLimits {
+        global,
+        source: cfg.source.map(scaled(level.source_scale(calm))),
+        prefix: cfg.prefix.map(scaled(prefix_scale)),
+    }
 }
 
 /// Whether the applied budget should become `wanted`: at once when it is
@@ -558,11 +599,15 @@ impl Decision {
                 Action::SetTimeouts { from, to } => {
                     let _ = write!(line, "timeouts {}", from.diff(to).join(" "));
                 }
-                Action::SetXdpLimits { global, source } => {
+                Action::SetXdpLimits(XdpLimits {
+                    global,
+                    source,
+                    prefix,
+                }) => {
                     let _ = write!(
                         line,
-                        "xdp global {global}, per source syn {} udp {} icmp {}",
-                        source[0], source[1], source[2]
+                        "xdp global {global}, per source syn {} udp {} icmp {}, per prefix syn {} udp {} icmp {}",
+                        source[0], source[1], source[2], prefix[0], prefix[1], prefix[2]
                     );
                 }
             }
@@ -590,6 +635,11 @@ mod tests {
                 Rate { rate: 0, burst: 0 },
                 Rate { rate: 4, burst: 8 },
             ],
+            prefix: [Rate {
+                rate: 400,
+                burst: 800,
+            }; 3],
+            limits_always: true,
             global: Rate { rate: 0, burst: 0 },
         }
     }
@@ -708,17 +758,62 @@ mod tests {
         let (d, _) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
         assert_eq!(
             d.actions,
-            [Action::SetXdpLimits {
+            [Action::SetXdpLimits(XdpLimits {
                 global: Rate { rate: 7, burst: 9 },
-                source: cfg.source
-            }]
+                source: cfg.source,
+                prefix: cfg.prefix,
+            })]
+        );
+    }
+
+    #[test]
+    fn limits_relax_when_calm_and_return_with_pressure() {
+        let mut cfg = cfg();
+        cfg.limits_always = false;
+        let calm = xdp_limits(&cfg, Level::Normal, 10_000, 0, &Timeouts::defaults());
+        let ten = |r: Rate| Rate {
+            rate: r.rate * 10,
+            burst: r.burst * 10,
+        };
+        assert_eq!(
+            calm.source,
+            [ten(cfg.source[0]), Rate::OFF, ten(cfg.source[2])]
+        );
+        assert_eq!(calm.prefix, cfg.prefix.map(ten));
+        assert!(calm.global.rate > 0, "the global budget stays");
+        let pressed = xdp_limits(&cfg, Level::Elevated, 10_000, 0, &Timeouts::defaults());
+        assert_eq!((pressed.source, pressed.prefix), (cfg.source, cfg.prefix));
+        let critical = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults());
+        assert_eq!(critical.prefix, cfg.prefix, "prefixes are not tightened");
+        // Through the policy: calm relaxes them, a filling table brings
+        // them back in the same tick that raises the level.
+        let (d, s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+        assert!(
+            matches!(d.actions.as_slice(), [Action::SetXdpLimits(l)] if l.source == calm.source),
+            "{:?}",
+            d.actions
+        );
+        assert!(
+            d.describe(10_000)
+                .contains("per source syn 400/s burst 800"),
+            "{}",
+            d.describe(10_000)
+        );
+        let (d, _) = run(&cfg, &s, &obs(1, 6_000, 10_000));
+        assert!(d.level >= Level::Elevated);
+        assert!(
+            d.actions
+                .iter()
+                .any(|a| matches!(a, Action::SetXdpLimits(l) if l.prefix == cfg.prefix)),
+            "{:?}",
+            d.actions
         );
     }
 
     #[test]
     fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
         let cfg = cfg();
-        let (_, source) = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults());
+        let source = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults()).source;
         assert_eq!(
             source[0],
             Rate {
@@ -732,7 +827,7 @@ mod tests {
             "a class with no limit keeps none"
         );
         assert_eq!(source[2], Rate { rate: 1, burst: 2 });
-        let (_, high) = xdp_limits(&cfg, Level::High, 10_000, 0, &Timeouts::defaults());
+        let high = xdp_limits(&cfg, Level::High, 10_000, 0, &Timeouts::defaults()).source;
         assert_eq!(
             high[0],
             Rate {
@@ -748,7 +843,7 @@ mod tests {
         let timeouts = Level::High.timeouts(&Timeouts::defaults());
         // 90% of 10,000 is 9,000; 3,000 in the table: 6,000 headroom. The
         // longest new-flow timeout at high is 30 s.
-        let (global, _) = xdp_limits(&cfg, Level::High, 10_000, 3_000, &timeouts);
+        let global = xdp_limits(&cfg, Level::High, 10_000, 3_000, &timeouts).global;
         assert_eq!(timeouts.new_flow_lifetime(), 30);
         assert_eq!(
             global,
@@ -759,7 +854,7 @@ mod tests {
         );
         // No headroom left: next to nothing, but never 0 (which means
         // unlimited to the data plane).
-        let (global, _) = xdp_limits(&cfg, Level::Critical, 10_000, 9_500, &timeouts);
+        let global = xdp_limits(&cfg, Level::Critical, 10_000, 9_500, &timeouts).global;
         assert_eq!(global, Rate { rate: 1, burst: 1 });
     }
 

@@ -282,9 +282,9 @@ fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
     };
     match c.tick(totals) {
         Ok(tick) => {
-            if let Some((global, source)) = tick.limits {
+            if let Some(limits) = tick.limits {
                 for a in attached.iter_mut() {
-                    if let Err(e) = a.set_limits(global, source) {
+                    if let Err(e) = a.set_limits(&limits) {
                         tracing::error!("{e:#}");
                     }
                 }

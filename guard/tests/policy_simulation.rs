@@ -159,8 +159,9 @@ impl Sim {
         match action {
             Action::SetMax { to, .. } => self.max = *to,
             Action::SetTimeouts { to, .. } => self.timeouts = *to,
-            Action::SetXdpLimits { global, .. } => {
-                self.budget = Some(*global);
+            Action::SetXdpLimits(limits) => {
+                let global = limits.global;
+                self.budget = Some(global);
                 self.tokens = self.tokens.min(f64::from(global.burst));
             }
         }
@@ -185,6 +186,21 @@ fn config() -> PolicyConfig {
             },
             Rate { rate: 5, burst: 10 },
         ],
+        prefix: [
+            Rate {
+                rate: 500,
+                burst: 1000,
+            },
+            Rate {
+                rate: 500,
+                burst: 1000,
+            },
+            Rate {
+                rate: 50,
+                burst: 100,
+            },
+        ],
+        limits_always: false,
         global: Rate { rate: 0, burst: 0 },
     }
 }
@@ -243,7 +259,7 @@ fn run(secs: u64, calm_secs: u64, trace: impl Fn(u64) -> Offered) -> Outcome {
                         out.max_changes += 1;
                     }
                     Action::SetTimeouts { .. } => out.kernel_changes += 1,
-                    Action::SetXdpLimits { .. } => out.xdp_updates += 1,
+                    Action::SetXdpLimits(_) => out.xdp_updates += 1,
                 }
             }
             *out.levels.entry(d.level).or_default() += 1;
@@ -288,9 +304,17 @@ fn assert_held_and_restored(name: &str, out: &Outcome, kernel: usize, xdp: usize
         Timeouts::defaults(),
         "{name}: timeouts not restored"
     );
+    // Back at normal, the limits are the relaxed calm ones again.
+    let calm = |r: Rate| Rate {
+        rate: r.rate * policy::CALM_SCALE / 100,
+        burst: u32::try_from(u64::from(r.burst) * policy::CALM_SCALE / 100).expect("fits"),
+    };
     assert_eq!(
-        out.state.applied.source,
-        config().source,
+        (
+            out.state.applied.limits.source,
+            out.state.applied.limits.prefix
+        ),
+        (config().source.map(calm), config().prefix.map(calm)),
         "{name}: per-source limits not relaxed"
     );
 }

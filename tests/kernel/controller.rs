@@ -358,6 +358,8 @@ fn a_banned_sources_entries_are_deleted() {
         &[
             "--mode",
             "enforce",
+            "--source-limits",
+            "always",
             "--syn-rate",
             "1",
             "--syn-burst",
@@ -658,4 +660,72 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert!(!list().contains("guard_notrack"), "{finished}");
+}
+
+/// guard's view of one source: (passed, dropped) new flows.
+fn source_row(net: &TestNet, source: &str) -> (u64, u64) {
+    let stats = guard_proc::stats(net);
+    stats["top_sources"]
+        .as_array()
+        .expect("top_sources")
+        .iter()
+        .find(|row| row["source"] == source)
+        .map_or((0, 0), |row| {
+            let n = |k: &str| row[k].as_u64().expect("a number");
+            (n("passed"), n("dropped"))
+        })
+}
+
+/// With the default `--source-limits pressure`, a busy source (a NAT) is
+/// not limited while the table has room (its limits are ten times the
+/// configured ones), and is once a flood fills it.
+#[test]
+fn a_busy_source_is_limited_only_under_pressure() {
+    let Some(_kernel) = require::kernel("a_busy_source_is_limited_only_under_pressure") else {
+        return;
+    };
+    let saved = Saved::new(&[MAX]);
+    host::set_sysctl(MAX, 4096);
+    let v = Victim::new();
+    // Default limits: 50 SYNs a second, burst 100, per source.
+    let guard = start_on(&v.net, &["--mode", "enforce", "--summary-interval", "0"]);
+    let mut flood = Flood::new(&v.net);
+    let burst = |flood: &mut Flood, src: std::net::IpAddr| {
+        for i in 0..300 {
+            flood.tcp(src, 30_000 + i, PORT, TCP_SYN);
+        }
+        thread::sleep(Duration::from_millis(300));
+    };
+
+    let calm: std::net::IpAddr = [198, 19, 250, 1].into();
+    burst(&mut flood, calm);
+    assert_eq!(
+        source_row(&v.net, "198.19.250.1"),
+        (300, 0),
+        "calm: three times its burst, all passed"
+    );
+    assert_eq!(ct::entries_from(&v.net.victim, "198.19.250.1"), 300);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !["level elevated", "level high", "level critical"]
+        .iter()
+        .any(|l| guard.stderr().contains(l))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the flood never raised the level:\n{}",
+            guard.stderr()
+        );
+        syn_flood(&mut flood, 5_000);
+    }
+    let pressed: std::net::IpAddr = [198, 19, 251, 1].into();
+    burst(&mut flood, pressed);
+    let (passed, dropped) = source_row(&v.net, "198.19.251.1");
+    assert_eq!(passed + dropped, 300);
+    assert!(
+        dropped >= 100,
+        "under pressure the same burst is limited: {passed} passed, {dropped} dropped"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+    drop(saved);
 }

@@ -85,6 +85,9 @@ fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through()
         &[
             "--mode",
             "enforce",
+            // These tests are about the limits themselves, at any pressure.
+            "--source-limits",
+            "always",
             "--syn-rate",
             "10",
             "--syn-burst",
@@ -198,6 +201,8 @@ fn monitor_drops_nothing_and_counts_exactly_what_enforce_drops() {
             &[
                 "--mode",
                 mode,
+                "--source-limits",
+                "always",
                 "--syn-rate",
                 "1",
                 "--syn-burst",
@@ -274,6 +279,9 @@ fn allowlisted_sources_are_never_limited_and_denylisted_never_pass() {
         &[
             "--mode",
             "enforce",
+            // These tests are about the limits themselves, at any pressure.
+            "--source-limits",
+            "always",
             "--syn-rate",
             "1",
             "--syn-burst",
@@ -332,6 +340,9 @@ fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
         &[
             "--mode",
             "enforce",
+            // These tests are about the limits themselves, at any pressure.
+            "--source-limits",
+            "always",
             "--syn-rate",
             "5",
             "--syn-burst",

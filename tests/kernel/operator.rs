@@ -88,6 +88,9 @@ fn allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart() {
     let flags = [
         "--mode",
         "enforce",
+        // Limited whatever the table's pressure.
+        "--source-limits",
+        "always",
         // One a second: no token comes back while a test step runs.
         "--syn-rate",
         "1",
@@ -308,7 +311,7 @@ fn write_config(path: &Path, net: &TestNet, body: &str) {
     fs::write(
         path,
         format!(
-            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsummary-interval = 0\n{body}",
+            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsource-limits = \"always\"\nsummary-interval = 0\n{body}",
             net.victim_if, net.victim
         ),
     )
