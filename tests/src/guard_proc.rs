@@ -211,6 +211,12 @@ impl Guard {
         }
     }
 
+    /// The process id while it runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What guard has written to stderr so far.
     #[must_use]
     pub fn stderr(&self) -> String {

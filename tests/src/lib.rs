@@ -12,6 +12,7 @@ pub mod flood;
 pub mod fuzz;
 pub mod guard_proc;
 pub mod host;
+pub mod lab;
 pub mod model;
 pub mod net;
 pub mod nft;

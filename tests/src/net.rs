@@ -44,7 +44,7 @@ impl TestNet {
     /// every packet the victim sees is one the test sent.
     #[must_use]
     pub fn silent() -> Self {
-        sweep_stale();
+        sweep_stale(PREFIX);
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let net = Self {
@@ -135,17 +135,7 @@ impl TestNet {
     /// The MAC address of `dev` in `ns`.
     #[must_use]
     pub fn mac(&self, ns: &str, dev: &str) -> [u8; 6] {
-        let out = ip_out(&["-n", ns, "-j", "link", "show", "dev", dev]);
-        let json: serde_json::Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("parsing `ip -j link` output {out}: {e}"));
-        let text = json[0]["address"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no address in {out}"));
-        let mut mac = [0u8; 6];
-        for (byte, part) in mac.iter_mut().zip(text.split(':')) {
-            *byte = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
-        }
-        mac
+        mac(ns, dev)
     }
 
     /// `ip -d link show` of the victim's interface (shows `xdp` while a
@@ -174,15 +164,16 @@ impl Drop for TestNet {
     }
 }
 
-/// Deletes namespaces of earlier test runs whose process is gone.
-fn sweep_stale() {
+/// Deletes namespaces named `<prefix><pid>-...` whose process is gone:
+/// what a killed earlier run left.
+pub fn sweep_stale(prefix: &str) {
     let Ok(entries) = fs::read_dir(guard::netns::NETNS_RUN_DIR) else {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
@@ -193,6 +184,22 @@ fn sweep_stale() {
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
         }
     }
+}
+
+/// The MAC address of `dev` in `ns`.
+#[must_use]
+pub fn mac(ns: &str, dev: &str) -> [u8; 6] {
+    let out = ip_out(&["-n", ns, "-j", "link", "show", "dev", dev]);
+    let json: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("parsing `ip -j link` output {out}: {e}"));
+    let text = json[0]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address in {out}"));
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
+    }
+    mac
 }
 
 /// Runs `ip` and panics with its output if it fails.

@@ -10,6 +10,7 @@ mod bench;
 mod build;
 mod cmd;
 mod install;
+mod lab;
 mod run;
 mod setup;
 mod test;
@@ -40,6 +41,10 @@ enum Command {
     Run(run::Options),
     /// Measure the XDP program per packet beside a trivial baseline (root).
     Bench(bench::Options),
+    /// Run the attack lab: every attack against every defence, report in
+    /// target/lab (root; takes about 15 minutes; `-- --demo` for the
+    /// two-minute live demo).
+    Lab(lab::Options),
     /// Install the release binary, man pages, completions, the systemd unit
     /// and an example config.
     Install(install::Options),
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Test(opts) => test::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Install(opts) => install::run(&opts),
+        Command::Lab(opts) => lab::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,584 @@
+//! The lab's report: a [`Summary`] of each [`Run`], a Markdown table per
+//! scenario with its plots, the raw runs as JSON (so a report can be
+//! rebuilt or re-plotted without re-running) and `summary.json`, the same
+//! numbers as the tables for scripts and tests that should not parse
+//! Markdown.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::plot;
+use super::sample::{Run, Second, count_f64};
+
+/// Fill, in percent, at which the table counts as full: under a flood the
+/// last few entries come and go as they are reaped, and a reading once a
+/// second can miss the moment it was at 100 %.
+pub const FULL_PCT: f64 = 99.0;
+
+/// The numbers of one run that go into the report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub defence: String,
+    /// Highest conntrack fill seen, percent.
+    pub peak_fill: f64,
+    /// Seconds from the attack's start until the table was full (fill at
+    /// [`FULL_PCT`] or the kernel's `drop` counter rising); `None` if it
+    /// never was.
+    pub time_to_full: Option<f64>,
+    /// New connections the kernel dropped because the table was full.
+    pub table_full_drops: u64,
+    pub early_drops: u64,
+    pub legit_attempts: u64,
+    /// Legitimate connections that succeeded, percent; `None` without
+    /// attempts.
+    pub legit_success: Option<f64>,
+    /// Connect latency of successful legitimate connections,
+    /// nearest-rank percentiles, milliseconds.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub attack_sent: u64,
+    /// guard's XDP drops (would-be drops in monitor mode); `None` without
+    /// guard.
+    pub xdp_dropped: Option<u64>,
+    /// Softirq CPU seconds over the whole run, all CPUs.
+    pub softirq_secs: f64,
+    /// Softirq CPU milliseconds per million attack packets: the receive
+    /// path's cost of the attack, comparable across runs of different
+    /// lengths; `None` when nothing was sent.
+    pub softirq_ms_per_mpkt: Option<f64>,
+    /// guard's CPU seconds over the whole run; `None` without guard.
+    pub guard_cpu_secs: Option<f64>,
+}
+
+/// One attack scenario and its runs against every defence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Section {
+    /// File-name safe (`syn-flood`): names this section's JSON and plots.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub runs: Vec<Run>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Markdown paragraph(s) under the report's title: machine, kernel,
+    /// generator, date, settings.
+    pub header: String,
+    pub sections: Vec<Section>,
+}
+
+/// Nearest-rank percentile `p` (0 to 100) of an ascending slice; `None`
+/// when it is empty.
+#[must_use]
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    let n = count_f64(sorted.len() as u64);
+    // The rank is the smallest k with k >= p·n/100; counting up to it
+    // avoids casting a float back to an index. Rank 0 (p = 0) is rank 1.
+    sorted
+        .iter()
+        .zip(1_u64..)
+        .find(|&(_, k)| count_f64(k) >= p * n / 100.0)
+        .map(|(&v, _)| v)
+        .or_else(|| sorted.last().copied())
+}
+
+/// Summarises one run for the report.
+#[must_use]
+pub fn summarize(run: &Run) -> Summary {
+    let samples = &run.samples;
+    let last = samples.last();
+
+    let peak_fill = samples.iter().map(Second::fill).fold(0.0, f64::max);
+
+    // Full is the first second at which the table reached FULL_PCT or the
+    // kernel started refusing new entries, whichever shows first: with
+    // fast reaping the count can hover just below the maximum while
+    // connections are already being dropped.
+    let mut prev_drop = 0;
+    let time_to_full = samples.iter().find_map(|s| {
+        let dropping = s.drop > prev_drop;
+        prev_drop = s.drop;
+        (s.t >= run.attack_start && (s.fill() >= FULL_PCT || dropping))
+            .then_some(s.t - run.attack_start)
+    });
+
+    let ok: u64 = samples.iter().map(|s| u64::from(s.legit_ok)).sum();
+    let legit_attempts: u64 = ok
+        + samples
+            .iter()
+            .map(|s| u64::from(s.legit_failed))
+            .sum::<u64>();
+    let legit_success =
+        (legit_attempts > 0).then(|| count_f64(ok) * 100.0 / count_f64(legit_attempts));
+
+    let mut connect_ms: Vec<f64> = samples
+        .iter()
+        .flat_map(|s| s.legit_connect_ms.iter().copied())
+        .collect();
+    connect_ms.sort_by(f64::total_cmp);
+
+    let attack_sent = last.map_or(0, |s| s.attack_sent);
+    // Folded from +0.0: `sum` of no floats is -0.0, which prints as
+    // "-0.00".
+    let softirq_secs = samples.iter().fold(0.0, |total, s| total + s.softirq_secs);
+    let guard_cpu_secs = samples
+        .iter()
+        .filter_map(|s| s.guard_cpu_secs)
+        .reduce(|a, b| a + b);
+
+    Summary {
+        defence: run.defence.clone(),
+        peak_fill,
+        time_to_full,
+        table_full_drops: last.map_or(0, |s| s.drop),
+        early_drops: last.map_or(0, |s| s.early_drop),
+        legit_attempts,
+        legit_success,
+        p50_ms: percentile(&connect_ms, 50.0),
+        p99_ms: percentile(&connect_ms, 99.0),
+        attack_sent,
+        xdp_dropped: last.and_then(|s| s.xdp_dropped),
+        softirq_secs,
+        softirq_ms_per_mpkt: (attack_sent > 0)
+            .then(|| softirq_secs * 1000.0 / (count_f64(attack_sent) / 1e6)),
+        guard_cpu_secs,
+    }
+}
+
+/// Placeholder for a value a run does not have.
+const ABSENT: &str = "–";
+
+/// `value` with `decimals` decimals, or [`ABSENT`].
+fn opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| ABSENT.to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// One scenario's part of `report.md`: title, description, a table with
+/// one row per run, its two plots and the runs' notes.
+#[must_use]
+pub fn markdown(section: &Section) -> String {
+    let mut out = format!(
+        "### {}\n\n{}\n\n\
+         | defence | peak fill % | time to full | table-full drops | early drops \
+         | legit success % | p50 / p99 connect ms | attack packets \
+         | softirq s (ms per M pkts) | guard CPU s |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        section.title.trim(),
+        section.description.trim(),
+    );
+    for s in section.runs.iter().map(summarize) {
+        let time_to_full = s
+            .time_to_full
+            .map_or_else(|| "never".to_owned(), |t| format!("{t:.1} s"));
+        let latency = match (s.p50_ms, s.p99_ms) {
+            (Some(p50), Some(p99)) => format!("{p50:.2} / {p99:.1}"),
+            _ => ABSENT.to_owned(),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {time_to_full} | {} | {} | {} | {latency} | {} | {:.2} ({}) | {} |",
+            s.defence,
+            s.peak_fill,
+            s.table_full_drops,
+            s.early_drops,
+            opt(s.legit_success, 1),
+            s.attack_sent,
+            s.softirq_secs,
+            opt(s.softirq_ms_per_mpkt, 1),
+            opt(s.guard_cpu_secs, 2),
+        );
+    }
+    let name = &section.name;
+    let _ = write!(
+        out,
+        "\n![conntrack fill]({name}-fill.svg)\n\n![legitimate success]({name}-legit.svg)\n"
+    );
+    let notes: Vec<(&str, &str)> = section
+        .runs
+        .iter()
+        .flat_map(|r| r.notes.iter().map(|n| (r.defence.as_str(), n.as_str())))
+        .collect();
+    if !notes.is_empty() {
+        out.push('\n');
+        for (defence, note) in notes {
+            let _ = writeln!(out, "- {defence}: {note}");
+        }
+    }
+    out
+}
+
+/// Every run's [`Summary`], by section name.
+#[must_use]
+pub fn summary_json(report: &Report) -> Value {
+    let sections = report
+        .sections
+        .iter()
+        .map(|section| {
+            let summaries = section
+                .runs
+                .iter()
+                .map(|run| {
+                    serde_json::to_value(summarize(run))
+                        .expect("a Summary has only strings, numbers and options")
+                })
+                .collect();
+            (section.name.clone(), Value::Array(summaries))
+        })
+        .collect();
+    Value::Object(sections)
+}
+
+/// Writes the report into `dir` (created if missing): `report.md`,
+/// `summary.json`, and per section `NAME.json` (its runs), `NAME-fill.svg`
+/// and `NAME-legit.svg`. Returns every path written.
+pub fn write(dir: &Path, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut put = |name: &str, contents: &str| -> anyhow::Result<()> {
+        let path = dir.join(name);
+        fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+
+    let mut md = format!("# guard attack lab\n\n{}\n", report.header.trim());
+    for section in &report.sections {
+        md.push('\n');
+        md.push_str(&markdown(section));
+    }
+    put("report.md", &md)?;
+
+    let summary =
+        serde_json::to_string_pretty(&summary_json(report)).context("serialising summary.json")?;
+    put("summary.json", &(summary + "\n"))?;
+
+    for section in &report.sections {
+        let name = format!("{}.json", section.name);
+        let runs = serde_json::to_string_pretty(&section.runs)
+            .with_context(|| format!("serialising {name}"))?;
+        put(&name, &(runs + "\n"))?;
+    }
+
+    for section in &report.sections {
+        let fill = dir.join(format!("{}-fill.svg", section.name));
+        plot::fill(&fill, &section.title, &section.runs)?;
+        written.push(fill);
+        let legit = dir.join(format!("{}-legit.svg", section.name));
+        plot::legit(&legit, &section.title, &section.runs)?;
+        written.push(legit);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::float_cmp,
+    reason = "the expected values are small integers and binary fractions, computed exactly"
+)]
+mod tests {
+    use super::*;
+
+    /// A second with a table of 100 entries, so `count` is the fill.
+    fn second(t: f64, count: u64, drop: u64) -> Second {
+        Second {
+            t,
+            count,
+            max: 100,
+            drop,
+            ..Second::default()
+        }
+    }
+
+    fn run(defence: &str, samples: Vec<Second>) -> Run {
+        Run {
+            scenario: "syn-flood".to_owned(),
+            defence: defence.to_owned(),
+            attack_start: 2.0,
+            attack_end: 4.0,
+            table: 100,
+            samples,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn time_to_full_from_fill() {
+        let r = run(
+            "defaults",
+            vec![
+                second(1.0, 0, 0),
+                second(2.0, 10, 0),
+                second(3.0, 60, 0),
+                second(4.5, 99, 0),
+                second(5.0, 100, 0),
+            ],
+        );
+        let s = summarize(&r);
+        assert_eq!(s.time_to_full, Some(2.5));
+        assert_eq!(s.peak_fill, 100.0);
+        assert_eq!(s.table_full_drops, 0);
+    }
+
+    #[test]
+    fn time_to_full_from_drops_first() {
+        let r = run(
+            "static",
+            vec![
+                second(1.0, 0, 0),
+                second(2.0, 50, 0),
+                second(3.0, 90, 7),
+                second(4.0, 99, 20),
+            ],
+        );
+        let s = summarize(&r);
+        assert_eq!(s.time_to_full, Some(1.0));
+        assert_eq!(s.table_full_drops, 20);
+    }
+
+    #[test]
+    fn drops_before_the_attack_do_not_count() {
+        // The drop seen at t = 1 is before the attack; the first sample
+        // inside it is compared with its own predecessor.
+        let r = run("defaults", vec![second(1.0, 0, 3), second(2.0, 0, 3)]);
+        assert_eq!(summarize(&r).time_to_full, None);
+        // A first sample inside the attack compares with zero.
+        let mut r = run("defaults", vec![second(2.0, 0, 1)]);
+        r.attack_start = 0.0;
+        assert_eq!(summarize(&r).time_to_full, Some(2.0));
+    }
+
+    #[test]
+    fn never_full() {
+        let r = run(
+            "guard-enforce",
+            vec![second(1.0, 1, 0), second(3.0, 5, 0), second(5.0, 2, 0)],
+        );
+        let s = summarize(&r);
+        assert_eq!(s.time_to_full, None);
+        assert_eq!(s.peak_fill, 5.0);
+    }
+
+    #[test]
+    fn empty_run() {
+        let s = summarize(&run("defaults", Vec::new()));
+        assert_eq!(s.peak_fill, 0.0);
+        assert_eq!(s.time_to_full, None);
+        assert_eq!(s.legit_attempts, 0);
+        assert_eq!(s.legit_success, None);
+        assert_eq!(s.p50_ms, None);
+        assert_eq!(s.xdp_dropped, None);
+        assert_eq!(s.softirq_ms_per_mpkt, None);
+        assert_eq!(s.guard_cpu_secs, None);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(5.0));
+        assert_eq!(percentile(&v, 90.0), Some(9.0));
+        assert_eq!(percentile(&v, 91.0), Some(10.0));
+        assert_eq!(percentile(&v, 99.0), Some(10.0));
+        assert_eq!(percentile(&v, 100.0), Some(10.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 99.0), Some(99.0));
+    }
+
+    #[test]
+    fn legit_and_latency() {
+        let mut a = second(1.0, 0, 0);
+        a.legit_ok = 3;
+        a.legit_failed = 1;
+        a.legit_connect_ms = vec![4.0, 1.0, 3.0];
+        let mut b = second(2.0, 0, 0);
+        b.legit_ok = 0;
+        b.legit_failed = 4;
+        let mut c = second(3.0, 0, 0);
+        c.legit_ok = 1;
+        c.legit_connect_ms = vec![2.0];
+        let s = summarize(&run("defaults", vec![a, b, c]));
+        assert_eq!(s.legit_attempts, 9);
+        assert_eq!(s.legit_success, Some(4.0 * 100.0 / 9.0));
+        assert_eq!(s.p50_ms, Some(2.0));
+        assert_eq!(s.p99_ms, Some(4.0));
+    }
+
+    #[test]
+    fn no_legit_attempts() {
+        let s = summarize(&run("defaults", vec![second(1.0, 0, 0)]));
+        assert_eq!(s.legit_attempts, 0);
+        assert_eq!(s.legit_success, None);
+        assert_eq!((s.p50_ms, s.p99_ms), (None, None));
+    }
+
+    #[test]
+    fn guard_cpu_and_xdp() {
+        let without = summarize(&run("static", vec![second(1.0, 0, 0)]));
+        assert_eq!(without.guard_cpu_secs, None);
+        assert_eq!(without.xdp_dropped, None);
+
+        let mut a = second(1.0, 0, 0);
+        a.guard_cpu_secs = Some(0.25);
+        a.xdp_dropped = Some(10);
+        // A second whose CPU reading is missing does not make it None.
+        let mut b = second(2.0, 0, 0);
+        b.xdp_dropped = Some(30);
+        let mut c = second(3.0, 0, 0);
+        c.guard_cpu_secs = Some(0.5);
+        c.xdp_dropped = Some(50);
+        let with = summarize(&run("guard-enforce", vec![a, b, c]));
+        assert_eq!(with.guard_cpu_secs, Some(0.75));
+        assert_eq!(with.xdp_dropped, Some(50));
+    }
+
+    #[test]
+    fn softirq_per_million_packets() {
+        let mut a = second(1.0, 0, 0);
+        a.softirq_secs = 0.5;
+        a.attack_sent = 1_000_000;
+        let mut b = second(2.0, 0, 0);
+        b.softirq_secs = 1.5;
+        b.attack_sent = 4_000_000;
+        b.early_drop = 12;
+        let s = summarize(&run("defaults", vec![a, b]));
+        assert_eq!(s.softirq_secs, 2.0);
+        assert_eq!(s.attack_sent, 4_000_000);
+        assert_eq!(s.softirq_ms_per_mpkt, Some(500.0));
+        assert_eq!(s.early_drops, 12);
+
+        let mut idle = second(1.0, 0, 0);
+        idle.softirq_secs = 0.5;
+        let s = summarize(&run("defaults", vec![idle]));
+        assert_eq!(s.softirq_ms_per_mpkt, None);
+    }
+
+    /// A section with a run that fills, one that does not and has guard,
+    /// and one with notes and no samples.
+    fn section() -> Section {
+        let mut full = second(3.0, 100, 5);
+        full.legit_ok = 1;
+        full.legit_failed = 3;
+        full.legit_connect_ms = vec![1.5];
+        full.attack_sent = 2_000_000;
+        full.early_drop = 9;
+        full.softirq_secs = 1.0;
+        let defaults = run(
+            "defaults",
+            vec![second(1.0, 0, 0), second(2.0, 40, 0), full],
+        );
+
+        let mut calm = second(3.0, 12, 0);
+        calm.legit_ok = 4;
+        calm.legit_connect_ms = vec![0.25, 0.5, 0.75, 2.0];
+        calm.attack_sent = 2_000_000;
+        calm.xdp_dropped = Some(1_999_000);
+        calm.guard_cpu_secs = Some(0.25);
+        let guard = run("guard-enforce", vec![second(1.0, 0, 0), calm]);
+
+        let mut broken = run("nftables", Vec::new());
+        broken.notes = vec!["nft not installed".to_owned()];
+
+        Section {
+            name: "syn-flood".to_owned(),
+            title: "SYN flood".to_owned(),
+            description: "Spoofed SYNs at line rate.".to_owned(),
+            runs: vec![defaults, guard, broken],
+        }
+    }
+
+    #[test]
+    fn markdown_table() {
+        let md = markdown(&section());
+        assert!(md.starts_with("### SYN flood\n\nSpoofed SYNs at line rate.\n\n"));
+        assert!(md.contains(
+            "| defence | peak fill % | time to full | table-full drops | early drops \
+             | legit success % | p50 / p99 connect ms | attack packets \
+             | softirq s (ms per M pkts) | guard CPU s |"
+        ));
+        assert!(md.contains(
+            "| defaults | 100.0 | 1.0 s | 5 | 9 | 25.0 | 1.50 / 1.5 | 2000000 | 1.00 (500.0) | – |"
+        ));
+        assert!(md.contains(
+            "| guard-enforce | 12.0 | never | 0 | 0 | 100.0 | 0.50 / 2.0 | 2000000 | 0.00 (0.0) | 0.25 |"
+        ));
+        assert!(md.contains("| nftables | 0.0 | never | 0 | 0 | – | – | 0 | 0.00 (–) | – |"));
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), 4, "header and one row per run:\n{md}");
+        assert!(md.contains("![conntrack fill](syn-flood-fill.svg)"));
+        assert!(md.contains("![legitimate success](syn-flood-legit.svg)"));
+        assert!(md.ends_with("\n- nftables: nft not installed\n"));
+    }
+
+    #[test]
+    fn markdown_without_notes() {
+        let mut s = section();
+        s.runs.truncate(2);
+        assert!(!markdown(&s).contains("\n- "));
+    }
+
+    #[test]
+    fn writes_everything() {
+        let dir = std::env::temp_dir().join(format!(
+            "guard-lab-report-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let section = section();
+        let report = Report {
+            header: "Machine: test.".to_owned(),
+            sections: vec![section.clone()],
+        };
+        let written = write(&dir, &report).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "report.md",
+                "summary.json",
+                "syn-flood.json",
+                "syn-flood-fill.svg",
+                "syn-flood-legit.svg"
+            ]
+        );
+
+        let md = fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(md.starts_with("# guard attack lab\n\nMachine: test.\n\n### SYN flood\n"));
+        assert!(md.contains(&markdown(&section)));
+
+        let summary: Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["syn-flood"][0]["defence"], "defaults");
+        assert_eq!(summary["syn-flood"][0]["table_full_drops"], 5);
+        assert_eq!(summary["syn-flood"][1]["time_to_full"], Value::Null);
+        assert_eq!(summary, summary_json(&report));
+
+        let runs: Vec<Run> =
+            serde_json::from_str(&fs::read_to_string(dir.join("syn-flood.json")).unwrap()).unwrap();
+        assert_eq!(runs, section.runs);
+
+        for svg in ["syn-flood-fill.svg", "syn-flood-legit.svg"] {
+            let text = fs::read_to_string(dir.join(svg)).unwrap();
+            assert!(text.starts_with("<svg"), "{svg}: {}", &text[..40]);
+            for defence in ["defaults", "guard-enforce", "nftables"] {
+                assert!(text.contains(defence), "{svg} lacks {defence}");
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

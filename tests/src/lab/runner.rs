@@ -1,0 +1,603 @@
+//! Runs the lab: every scenario against every defence, each on a fresh
+//! topology, sampled once a second, then the report.
+//!
+//! A run is a lead (legitimate traffic only), the attack window, and a tail
+//! (the attack stopped, recovery visible). Legitimate clients connect
+//! throughout. The global knobs the defences write are saved first and put
+//! back on every exit path (`host::Saved`, dropped on return, error and
+//! panic); namespaces go with each run's topology.
+
+use std::{
+    fs,
+    io::{Read as _, Seek as _, SeekFrom},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use guard_common::Counter;
+
+use super::{
+    defence::{self, BUCKETS, Defence, MAX},
+    report::{self, Report, Section},
+    sample::{Run, Second},
+    scenario::Scenario,
+    topology::{self, NAT, Topology, VICTIM_A, VICTIM_C},
+    traffic::{self, Frames, Helper, Running, Tally, Trafgen},
+};
+use crate::{ct::Count, guard_proc::Guard, host};
+
+/// Set by the lab binary's SIGINT handler: the current run ends at its
+/// next second, everything is cleaned up, and no further run starts.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The most frames a generated flood may send per second of attack: above
+/// what one trafgen core reaches here, so the bound never slows it, and a
+/// hard ceiling if it somehow ran on.
+const MAX_PPS: u64 = 2_000_000;
+/// The mixed scenario's generated rate, leaving CPU for the connection
+/// flood.
+const MIXED_PPS: u64 = 200_000;
+/// The flash crowd's connections per second from one address.
+const CROWD_RATE: u32 = 150;
+/// What the connection flood may try in one run.
+const CONN_ATTEMPTS: u64 = 200_000;
+/// The most connections the flood holds: one descriptor each, below the
+/// 20,000 a process may open here.
+const MAX_HELD: u64 = 18_000;
+/// Entry size assumed when the slab allocator does not say.
+const ASSUMED_ENTRY_BYTES: u64 = 320;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub scenarios: Vec<Scenario>,
+    pub defences: Vec<Defence>,
+    /// Legitimate traffic only, before the attack.
+    pub lead: Duration,
+    pub attack: Duration,
+    /// After the attack, to see recovery.
+    pub tail: Duration,
+    /// `nf_conntrack_max` every run starts from.
+    pub table: u64,
+    /// Legitimate connections a second, spread over the users' addresses.
+    pub legit_rate: u32,
+    /// Where the report goes.
+    pub out: PathBuf,
+    /// The `guard-lab` binary, for its helper modes (servers, connection
+    /// flood).
+    pub helper: PathBuf,
+}
+
+/// Runs every scenario against every defence and writes the report.
+pub fn run(opts: &Options) -> Result<Report> {
+    let _saved = host::Saved::new(&[MAX, BUCKETS]);
+    let original_buckets = host::sysctl(BUCKETS);
+    let entry_bytes = entry_bytes();
+    let mut report = Report {
+        header: header(opts, entry_bytes),
+        sections: Vec::new(),
+    };
+    for &scenario in &opts.scenarios {
+        let mut section = Section {
+            name: scenario.name().to_owned(),
+            title: scenario.title().to_owned(),
+            description: scenario.description().to_owned(),
+            runs: Vec::new(),
+        };
+        for &defence in &opts.defences {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            reset_globals(opts.table, original_buckets);
+            section.runs.push(run_one(
+                opts,
+                scenario,
+                &[(Duration::ZERO, defence)],
+                entry_bytes,
+            ));
+        }
+        report.sections.push(section);
+    }
+    report::write(&opts.out, &report)?;
+    Ok(report)
+}
+
+/// `cargo xtask lab --demo`: the SYN flood with no defence until the table
+/// is full, then guard switched on (enforce) while the flood goes on.
+pub fn demo(opts: &Options, guard_after: Duration) -> Result<Report> {
+    let _saved = host::Saved::new(&[MAX, BUCKETS]);
+    let entry_bytes = entry_bytes();
+    reset_globals(opts.table, host::sysctl(BUCKETS));
+    let run = run_one(
+        opts,
+        Scenario::SynFlood,
+        &[
+            (Duration::ZERO, Defence::Defaults),
+            (opts.lead + guard_after, Defence::GuardEnforce),
+        ],
+        entry_bytes,
+    );
+    let report = Report {
+        header: header(opts, entry_bytes),
+        sections: vec![Section {
+            name: "demo".to_owned(),
+            title: "Demo: spoofed SYN flood, guard switched on mid-attack".to_owned(),
+            description: format!(
+                "{} No defence at first; guard --mode enforce starts {} s into the attack.",
+                Scenario::SynFlood.description(),
+                guard_after.as_secs()
+            ),
+            runs: vec![run],
+        }],
+    };
+    report::write(&opts.out, &report)?;
+    Ok(report)
+}
+
+fn reset_globals(table: u64, buckets: u64) {
+    if host::sysctl(BUCKETS) != buckets {
+        host::set_sysctl(BUCKETS, buckets);
+    }
+    host::set_sysctl(MAX, table);
+}
+
+/// One scenario on a fresh topology. `defences` says which defence is in
+/// place from when (the demo switches once; a normal run has one).
+fn run_one(
+    opts: &Options,
+    scenario: Scenario,
+    defences: &[(Duration, Defence)],
+    entry_bytes: u64,
+) -> Run {
+    let label = defences
+        .iter()
+        .map(|(_, d)| d.name())
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    let topo = Topology::build();
+    let servers = traffic::servers(&opts.helper, &topo.victim);
+    let tally = Tally::default();
+    let users: Vec<_> = (0..topology::USERS).map(topology::user).collect();
+    let steady = traffic::clients(
+        &topo.clients,
+        Topology::tcp_server(VICTIM_C),
+        users,
+        opts.legit_rate,
+        tally.clone(),
+    );
+    let mut run = Run {
+        scenario: scenario.name().to_owned(),
+        defence: label.clone(),
+        attack_start: opts.lead.as_secs_f64(),
+        attack_end: (opts.lead + opts.attack).as_secs_f64(),
+        table: opts.table,
+        samples: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut applied: Option<defence::Applied> = None;
+    let mut pending: Vec<(Duration, Defence)> = defences.to_vec();
+    let mut sampler = Sampler::new(&topo);
+    let mut switch =
+        |at: Duration, applied: &mut Option<defence::Applied>, sampler: &mut Sampler| {
+            while let Some(i) = pending.iter().position(|(when, _)| *when <= at) {
+                let (_, d) = pending.remove(i);
+                drop(applied.take());
+                let a = defence::apply(d, &topo, opts.table, entry_bytes);
+                sampler.watch_guard(&topo, a.guard.as_ref().and_then(Guard::pid));
+                *applied = Some(a);
+                if at > Duration::ZERO {
+                    eprintln!("lab: {} is on", d.name());
+                }
+            }
+        };
+    // The first defence is in place before the clock starts.
+    switch(Duration::ZERO, &mut applied, &mut sampler);
+    let mut attack: Option<Attack> = None;
+    let total = opts.lead + opts.attack + opts.tail;
+    let start = Instant::now();
+    let mut second = 0u32;
+    loop {
+        let now = start.elapsed();
+        switch(now, &mut applied, &mut sampler);
+        if attack.is_none() && now >= opts.lead && now < opts.lead + opts.attack {
+            attack = Some(Attack::start(scenario, &topo, &tally, opts));
+        }
+        if now >= opts.lead + opts.attack
+            && let Some(a) = attack.take()
+            && let Some(note) = a.stop()
+        {
+            run.notes.push(note);
+        }
+        if now >= total || STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        second += 1;
+        let next = Duration::from_secs(u64::from(second));
+        thread::sleep(next.saturating_sub(start.elapsed()));
+        let s = sampler.sample(start.elapsed().as_secs_f64(), tally.take());
+        eprintln!("{}", live_line(&run, &label, &s));
+        run.samples.push(s);
+    }
+    if let Some(a) = attack.take()
+        && let Some(note) = a.stop()
+    {
+        run.notes.push(note);
+    }
+    if STOP.load(Ordering::Relaxed) {
+        run.notes
+            .push("interrupted (SIGINT): a partial run".to_owned());
+    }
+    // Attempts still in flight finish or time out, and land in the last
+    // second.
+    steady.stop();
+    if let Some(last) = run.samples.last_mut() {
+        let rest = tally.take();
+        last.legit_ok += rest.ok;
+        last.legit_failed += rest.failed;
+        last.legit_connect_ms.extend(rest.connect_ms);
+    }
+    if let Some(guard) = applied.take().and_then(|a| a.guard) {
+        let finished = guard.stop(libc::SIGTERM);
+        if !finished.status.success() {
+            run.notes.push(format!(
+                "guard exited with {}: {}",
+                finished.status,
+                finished.stderr.lines().last().unwrap_or_default()
+            ));
+        }
+    }
+    drop(servers);
+    drop(topo);
+    run
+}
+
+/// One console line per second: enough to watch the run.
+fn live_line(run: &Run, label: &str, s: &Second) -> String {
+    let phase = if s.t <= run.attack_start {
+        "lead  "
+    } else if s.t <= run.attack_end + 0.5 {
+        "ATTACK"
+    } else {
+        "tail  "
+    };
+    // Twenty cells of 5% each.
+    let bar: String = (0..20u32)
+        .map(|i| {
+            if f64::from(i) * 5.0 + 2.5 < s.fill() {
+                '#'
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let xdp = s
+        .xdp_dropped
+        .map_or_else(String::new, |d| format!(" xdp-drop {d}"));
+    format!(
+        "{}/{label} {:>4.0}s {phase} [{bar}] {:5.1}% {}/{} drop {} legit {}/{}{xdp}",
+        run.scenario,
+        s.t,
+        s.fill(),
+        s.count,
+        s.max,
+        s.drop,
+        s.legit_ok,
+        s.legit_ok + s.legit_failed,
+    )
+}
+
+/// The attack of one scenario, running.
+enum Attack {
+    Frames(Trafgen),
+    Conns(Helper),
+    Crowd(Running),
+    Mixed(Trafgen, Helper),
+}
+
+impl Attack {
+    fn start(scenario: Scenario, topo: &Topology, tally: &Tally, opts: &Options) -> Self {
+        let (dst, src) = topo.attack_macs();
+        let secs = opts.attack.as_secs().max(1);
+        let frames = |f: Frames, pps: Option<u64>| {
+            Trafgen::start(
+                &topo.attacker,
+                &topo.attacker_if,
+                &traffic::trafgen_config(f, dst, src),
+                pps.unwrap_or(MAX_PPS) * secs,
+                pps,
+            )
+        };
+        let conns = |sources: u8, max_open: u64| {
+            let sources: Vec<_> = (0..sources).map(topology::attacker_source).collect();
+            traffic::conn_flood(
+                &opts.helper,
+                &topo.attacker,
+                Topology::tcp_server(VICTIM_A),
+                &sources,
+                max_open.min(MAX_HELD),
+                CONN_ATTEMPTS,
+            )
+        };
+        match scenario {
+            Scenario::SynFlood => Self::Frames(frames(Frames::Syn, None)),
+            Scenario::UdpFlood => Self::Frames(frames(Frames::Udp, None)),
+            Scenario::ConnFlood => {
+                Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))
+            }
+            Scenario::FlashCrowd => Self::Crowd(traffic::clients(
+                &topo.clients,
+                Topology::tcp_server(VICTIM_C),
+                vec![NAT],
+                CROWD_RATE,
+                tally.clone(),
+            )),
+            Scenario::Mixed => Self::Mixed(
+                frames(Frames::SynAndUdp, Some(MIXED_PPS)),
+                conns(2, opts.table / 2),
+            ),
+        }
+    }
+
+    /// Stops the attack; a note if the generator failed.
+    fn stop(self) -> Option<String> {
+        match self {
+            Self::Frames(t) => t.stop().map(|e| format!("trafgen failed: {e}")),
+            Self::Conns(c) => {
+                c.stop();
+                None
+            }
+            Self::Crowd(r) => {
+                r.stop();
+                None
+            }
+            Self::Mixed(t, c) => {
+                c.stop();
+                t.stop().map(|e| format!("trafgen failed: {e}"))
+            }
+        }
+    }
+}
+
+/// Reads the victim's table, the attacker's transmit counter, guard's XDP
+/// counters and the CPU once a second. Cumulative values are relative to
+/// the first reading.
+struct Sampler {
+    count: Count,
+    ct_stat: fs::File,
+    attacker_dev: fs::File,
+    attacker_if: String,
+    pins: Vec<PathBuf>,
+    guard_pid: Option<u32>,
+    base: [u64; 4],
+    last_softirq: u64,
+    last_guard_cpu: Option<u64>,
+}
+
+impl Sampler {
+    fn new(topo: &Topology) -> Self {
+        let ct_stat = open_in(&topo.victim, "/proc/thread-self/net/stat/nf_conntrack");
+        let attacker_dev = open_in(&topo.attacker, "/proc/thread-self/net/dev");
+        let mut s = Self {
+            count: Count::open(&topo.victim),
+            ct_stat,
+            attacker_dev,
+            attacker_if: topo.attacker_if.clone(),
+            pins: Vec::new(),
+            guard_pid: None,
+            base: [0; 4],
+            last_softirq: softirq_ticks(&read("/proc/stat")).unwrap_or(0),
+            last_guard_cpu: None,
+        };
+        let (drop, early, failed) = s.ct_stats();
+        s.base = [drop, early, failed, s.attack_sent()];
+        s
+    }
+
+    /// guard started (or stopped): read its pins and its CPU from now on.
+    fn watch_guard(&mut self, topo: &Topology, pid: Option<u32>) {
+        self.guard_pid = pid;
+        self.last_guard_cpu = pid.and_then(process_ticks);
+        self.pins = if pid.is_some() {
+            [&topo.victim_a, &topo.victim_c]
+                .iter()
+                .map(|i| {
+                    Path::new("/sys/fs/bpf/guard/netns")
+                        .join(&topo.victim)
+                        .join(i)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
+
+    fn ct_stats(&mut self) -> (u64, u64, u64) {
+        let mut text = String::new();
+        let _ = self.ct_stat.seek(SeekFrom::Start(0));
+        let _ = self.ct_stat.read_to_string(&mut text);
+        guard::doctor::parse_stats(&text).map_or((0, 0, 0), |s| {
+            let get = |k| s.get(k).unwrap_or(0);
+            (get("drop"), get("early_drop"), get("insert_failed"))
+        })
+    }
+
+    fn attack_sent(&mut self) -> u64 {
+        let mut text = String::new();
+        let _ = self.attacker_dev.seek(SeekFrom::Start(0));
+        let _ = self.attacker_dev.read_to_string(&mut text);
+        tx_packets(&text, &self.attacker_if).unwrap_or(0)
+    }
+
+    fn sample(&mut self, t: f64, legit: traffic::Outcomes) -> Second {
+        let (drop, early, failed) = self.ct_stats();
+        let sent = self.attack_sent();
+        let softirq = softirq_ticks(&read("/proc/stat")).unwrap_or(self.last_softirq);
+        let softirq_secs = ticks_secs(softirq.saturating_sub(self.last_softirq));
+        self.last_softirq = softirq;
+        let guard_cpu = self.guard_pid.and_then(process_ticks);
+        let guard_cpu_secs = match (guard_cpu, self.last_guard_cpu) {
+            (Some(now), Some(before)) => Some(ticks_secs(now.saturating_sub(before))),
+            _ => None,
+        };
+        self.last_guard_cpu = guard_cpu;
+        let xdp = (!self.pins.is_empty()).then(|| {
+            self.pins
+                .iter()
+                .filter_map(|dir| guard::stats::read_pinned(dir).ok())
+                .fold((0, 0), |(passed, dropped), c| {
+                    let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
+                    (
+                        passed + c.get(Counter::Packets).saturating_sub(d),
+                        dropped + d,
+                    )
+                })
+        });
+        Second {
+            t,
+            count: self.count.get(),
+            max: host::sysctl(MAX),
+            drop: drop.saturating_sub(self.base[0]),
+            early_drop: early.saturating_sub(self.base[1]),
+            insert_failed: failed.saturating_sub(self.base[2]),
+            legit_ok: legit.ok,
+            legit_failed: legit.failed,
+            legit_connect_ms: legit.connect_ms,
+            attack_sent: sent.saturating_sub(self.base[3]),
+            xdp_passed: xdp.map(|(p, _)| p),
+            xdp_dropped: xdp.map(|(_, d)| d),
+            softirq_secs,
+            guard_cpu_secs,
+        }
+    }
+}
+
+/// A file opened inside `ns`: /proc/thread-self/net files opened there
+/// keep showing that namespace. (/proc/net is /proc/self/net, which follows
+/// the process's main thread, not the thread that opens it.)
+fn open_in(ns: &str, path: &str) -> fs::File {
+    guard::netns::Scope::open(Some(ns))
+        .unwrap_or_else(|e| panic!("netns {ns}: {e}"))
+        .run(|| fs::File::open(path))
+        .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
+        .unwrap_or_else(|e| panic!("{path} in {ns}: {e}"))
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Clock ticks (USER_HZ, 100 on Linux) to seconds.
+fn ticks_secs(ticks: u64) -> f64 {
+    crate::lab::sample::count_f64(ticks) / 100.0
+}
+
+/// Transmitted packets of `dev` in a /proc/net/dev text.
+#[must_use]
+pub fn tx_packets(text: &str, dev: &str) -> Option<u64> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(dev)?.strip_prefix(':'))?;
+    // Eight receive columns, then transmit bytes, transmit packets.
+    line.split_whitespace().nth(9)?.parse().ok()
+}
+
+/// The softirq ticks of all CPUs in a /proc/stat text.
+#[must_use]
+pub fn softirq_ticks(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    // cpu user nice system idle iowait irq softirq ...
+    line.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// utime + stime of a process, in ticks.
+fn process_ticks(pid: u32) -> Option<u64> {
+    stat_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// utime + stime from a /proc/PID/stat text (fields 14 and 15; the command
+/// name in parentheses may hold spaces, so fields count from its end).
+#[must_use]
+pub fn stat_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The slab allocator's conntrack entry size.
+fn entry_bytes() -> u64 {
+    fs::read_to_string("/sys/kernel/slab/nf_conntrack/object_size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(ASSUMED_ENTRY_BYTES)
+}
+
+/// The report's header: the machine, the kernel, the generator and the
+/// settings, so numbers are never read without their conditions.
+fn header(opts: &Options, entry_bytes: u64) -> String {
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let ram_gib = guard::doctor::parse_mem_total(&read("/proc/meminfo")).unwrap_or(0) >> 30;
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let trafgen = std::process::Command::new("trafgen")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "trafgen".to_owned());
+    format!(
+        "Machine: {cpu}, {cores} CPUs, {ram_gib} GiB; Linux {kernel}. Generator: {trafgen}, one core, \
+         into a veth pair (attacker, clients and victim share the machine). \
+         Every run starts from nf_conntrack_max = {} ({entry_bytes} B an entry) on a fresh set of \
+         namespaces: {} s of legitimate traffic only, {} s of attack, {} s after it. \
+         Legitimate clients: {} connections a second from {} addresses, each a connect, an echo and a close, \
+         given {} s. Softirq time is the whole machine's.",
+        opts.table,
+        opts.lead.as_secs(),
+        opts.attack.as_secs(),
+        opts.tail.as_secs(),
+        opts.legit_rate,
+        topology::USERS,
+        traffic::LEGIT_TIMEOUT.as_secs(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\ngl1a: 100 2 0 0 0 0 0 0 5400 100 0 0 0 0 0 0\n";
+        assert_eq!(tx_packets(text, "gl1a"), Some(100));
+        assert_eq!(tx_packets(text, "gl1"), None);
+    }
+
+    #[test]
+    fn parses_proc_stat() {
+        let text = "cpu  10 0 20 300 4 5 66 0 0 0\ncpu0 5 0 10 150 2 2 33 0 0 0\n";
+        assert_eq!(softirq_ticks(text), Some(66));
+    }
+
+    #[test]
+    fn parses_process_stat_with_spaces_in_the_name() {
+        let text =
+            "1234 (guard run x) S 1 1234 1234 0 -1 4194560 500 0 0 0 7 3 0 0 20 0 1 0 100 0 0";
+        assert_eq!(stat_ticks(text), Some(10));
+    }
+}

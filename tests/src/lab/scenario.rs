@@ -1,0 +1,103 @@
+//! The attacks. Each is bounded in time (the run's attack window) and in
+//! packets or connections, and stops by itself.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    SynFlood,
+    ConnFlood,
+    UdpFlood,
+    FlashCrowd,
+    Mixed,
+}
+
+impl Scenario {
+    pub const ALL: [Self; 5] = [
+        Self::SynFlood,
+        Self::ConnFlood,
+        Self::UdpFlood,
+        Self::FlashCrowd,
+        Self::Mixed,
+    ];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::SynFlood => "syn-flood",
+            Self::ConnFlood => "conn-flood",
+            Self::UdpFlood => "udp-flood",
+            Self::FlashCrowd => "flash-crowd",
+            Self::Mixed => "mixed",
+        }
+    }
+
+    #[must_use]
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::SynFlood => "Spoofed SYN flood",
+            Self::ConnFlood => "Connection flood",
+            Self::UdpFlood => "UDP flood",
+            Self::FlashCrowd => "Flash crowd behind a NAT",
+            Self::Mixed => "Mixed flood",
+        }
+    }
+
+    /// What the attack is, for the report.
+    #[must_use]
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::SynFlood => {
+                "TCP SYNs to the server's port from random sources of 198.19.0.0/16 (65,536 addresses, random ports), as fast as one trafgen core sends them. The victim answers each with a SYN-ACK (SYN cookies once its backlog overflows), so each SYN is a SYN_RECV conntrack entry."
+            }
+            Self::ConnFlood => {
+                "Four real sources open connections as fast as they can (512 in flight) and hold them: every one an ASSURED entry, which early_drop cannot evict. At most 1.5x the table's connections held (and never more than 18,000: one descriptor each), 200,000 attempts."
+            }
+            Self::UdpFlood => {
+                "UDP datagrams to the server's echo port from random sources and ports of 198.19.0.0/16: every datagram a new flow, answered by the server."
+            }
+            Self::FlashCrowd => {
+                "No attack: 150 new connections a second from one address (many users behind a NAT), each a complete visit. A defence should not treat it as an attacker."
+            }
+            Self::Mixed => {
+                "A spoofed SYN and UDP flood (alternating frames, 200,000 frames a second) together with a connection flood from two real sources."
+            }
+        }
+    }
+
+    /// Parses a name as [`Self::name`] gives it.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scenario `{name}`: one of {}",
+                    Self::ALL.map(Self::name).join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::parse(s.name()), Ok(s));
+        }
+        assert!(
+            Scenario::parse("slowloris")
+                .unwrap_err()
+                .contains("syn-flood")
+        );
+    }
+}

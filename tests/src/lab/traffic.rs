@@ -1,0 +1,608 @@
+//! The lab's traffic: the victim's servers, legitimate clients that measure
+//! what they get, a connection flood from real sources, and the frame
+//! generator (netsniff-ng's trafgen) for spoofed floods.
+//!
+//! The clients run on a thread inside their namespace, the servers and the
+//! connection flood in helper processes (see [`Helper`]); each with a
+//! single-threaded tokio runtime. A socket belongs to the namespace it was
+//! created in, so everything a component opens is in the right place, and
+//! one thread per component keeps the lab's own CPU use bounded on a
+//! two-core machine.
+
+use std::{
+    future::Future,
+    io::{BufRead as _, BufReader},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use guard::netns::Scope;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpSocket, TcpStream, UdpSocket},
+    sync::{Semaphore, watch},
+    time,
+};
+
+use super::topology::{TCP_PORT, UDP_PORT};
+
+/// How long a legitimate client waits for its connection and its echo:
+/// long enough for one SYN retransmission (after 1 s), as a browser would
+/// still wait.
+pub const LEGIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a client sends and expects back.
+const HELLO: &[u8] = b"guard-lab";
+
+/// A component running in a namespace until stopped.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Runs `task` on a new thread inside `ns`. `task` gets a receiver
+    /// that turns true when the component should stop; it reports readiness
+    /// (or why it could not start) through `ready`.
+    fn spawn<F, Fut>(ns: &str, name: &str, task: F) -> Self
+    where
+        F: FnOnce(watch::Receiver<bool>, mpsc::Sender<Result<(), String>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let (ready_tx, ready) = mpsc::channel();
+        let scope = Scope::open(Some(ns)).unwrap_or_else(|e| panic!("netns {ns}: {e}"));
+        let failed = ready_tx.clone();
+        let thread = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let entered = scope.run(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime");
+                    runtime.block_on(task(stopped, ready_tx));
+                });
+                if let Err(e) = entered {
+                    let _ = failed.send(Err(e.to_string()));
+                }
+            })
+            .expect("spawning a lab thread");
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{name} could not start: {e}"),
+            Err(mpsc::RecvError) => panic!("{name} ended before it started"),
+        }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the component and waits for its thread; its sockets close.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Resolves when `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A helper process: this lab's own binary in a helper mode (`guard-lab
+/// serve`, `guard-lab hold`), inside a namespace. The server and the
+/// connection flood each hold one socket per connection, and a process may
+/// have only 20,000 (the hard limit here, which root without
+/// CAP_SYS_RESOURCE cannot raise): separate processes give each side its
+/// own. Stopped with SIGTERM when dropped; it also dies with the lab
+/// (PR_SET_PDEATHSIG).
+pub struct Helper {
+    child: Child,
+    name: &'static str,
+}
+
+impl Helper {
+    /// Starts `bin` with `args` and waits for its `ready` line.
+    fn start(bin: &Path, args: &[String], name: &'static str) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} {}: {e}", bin.display(), args.join(" ")));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let out = child.wait_with_output().ok();
+            panic!(
+                "{name} ({} {}) did not start: {}",
+                bin.display(),
+                args.join(" "),
+                out.map_or_else(String::new, |o| String::from_utf8_lossy(&o.stderr)
+                    .into_owned())
+            );
+        }
+        Self { child, name }
+    }
+
+    /// Stops the helper; its sockets close with it.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            if let Ok(pid) = i32::try_from(self.child.id()) {
+                // SAFETY: signals a child this process started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            if matches!(self.child.try_wait(), Ok(None)) {
+                eprintln!("lab: {} ignored SIGTERM; killing it", self.name);
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The victim's servers, in a helper process in `ns`.
+#[must_use]
+pub fn servers(bin: &Path, ns: &str) -> Helper {
+    Helper::start(
+        bin,
+        &["serve".to_owned(), "--netns".to_owned(), ns.to_owned()],
+        "the servers",
+    )
+}
+
+/// A connection flood from `sources` in `ns`, in a helper process: real
+/// handshakes, every connection held (an ASSURED conntrack entry, which
+/// early_drop cannot evict) until stopped. Bounded: at most `max_open`
+/// held, `max_attempts` tried.
+#[must_use]
+pub fn conn_flood(
+    bin: &Path,
+    ns: &str,
+    target: SocketAddr,
+    sources: &[Ipv4Addr],
+    max_open: u64,
+    max_attempts: u64,
+) -> Helper {
+    let mut args = vec![
+        "hold".to_owned(),
+        "--netns".to_owned(),
+        ns.to_owned(),
+        "--target".to_owned(),
+        target.to_string(),
+        "--max-open".to_owned(),
+        max_open.to_string(),
+        "--max-attempts".to_owned(),
+        max_attempts.to_string(),
+    ];
+    for s in sources {
+        args.extend(["--source".to_owned(), s.to_string()]);
+    }
+    Helper::start(bin, &args, "the connection flood")
+}
+
+/// In a helper process, before anything else: moves this (still single)
+/// thread into namespace `ns`, so every socket and thread the helper makes
+/// is there, and asks to be ended with the lab.
+pub fn enter_helper(ns: &str) -> std::io::Result<()> {
+    // SAFETY: prctl with an integer argument.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let file = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))?;
+    // SAFETY: setns on a valid namespace fd, for the calling thread.
+    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Tells the lab the helper is ready.
+fn ready() {
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+}
+
+/// `guard-lab serve`: TCP echo on [`TCP_PORT`] that holds a connection until
+/// the client closes it, and UDP echo on [`UDP_PORT`]. Runs until killed.
+pub async fn serve() -> std::io::Result<()> {
+    let tcp = TcpSocket::new_v4()?;
+    tcp.set_reuseaddr(true)?;
+    tcp.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TCP_PORT)))?;
+    // The kernel caps the backlog at somaxconn (4096).
+    let listener = tcp.listen(4096)?;
+    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, UDP_PORT)).await?;
+    ready();
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(echo(stream));
+                }
+            }
+            received = udp.recv_from(&mut buf) => {
+                if let Ok((n, from)) = received {
+                    let _ = udp.try_send_to(&buf[..n], from);
+                }
+            }
+        }
+    }
+}
+
+/// Echoes until the client closes.
+async fn echo(mut stream: TcpStream) {
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `guard-lab hold`: the connection flood. Runs until killed.
+pub async fn hold(target: SocketAddr, sources: Vec<Ipv4Addr>, max_open: u64, max_attempts: u64) {
+    ready();
+    // Enough attempts in flight to reach thousands a second through a
+    // one-second connect timeout.
+    let slots = Arc::new(Semaphore::new(512));
+    let held = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(Mutex::new(Vec::new()));
+    let attempts = usize::try_from(max_attempts).unwrap_or(usize::MAX);
+    for source in sources.iter().cycle().take(attempts) {
+        if held.load(Ordering::Relaxed) >= max_open {
+            break;
+        }
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore stays open");
+        let (open, held, source) = (Arc::clone(&open), Arc::clone(&held), *source);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connected = time::timeout(Duration::from_secs(1), async {
+                let s = TcpSocket::new_v4()?;
+                s.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+                s.connect(target).await
+            })
+            .await;
+            if let Ok(Ok(stream)) = connected {
+                held.fetch_add(1, Ordering::Relaxed);
+                open.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(stream);
+            }
+        });
+    }
+    // Hold everything until killed.
+    std::future::pending::<()>().await;
+}
+
+/// What legitimate clients got in one interval.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcomes {
+    pub ok: u32,
+    pub failed: u32,
+    /// Connect latencies of the successful ones, in milliseconds.
+    pub connect_ms: Vec<f64>,
+}
+
+/// Outcomes shared between the clients and the sampler, which drains them
+/// once a second.
+#[derive(Clone, Debug, Default)]
+pub struct Tally(Arc<Mutex<Outcomes>>);
+
+impl Tally {
+    fn record(&self, result: Result<Duration, ()>) {
+        let mut o = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(connect) => {
+                o.ok += 1;
+                o.connect_ms.push(connect.as_secs_f64() * 1000.0);
+            }
+            Err(()) => o.failed += 1,
+        }
+    }
+
+    /// Everything recorded since the last call.
+    #[must_use]
+    pub fn take(&self) -> Outcomes {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Legitimate clients in `ns`: `rate` connections a second, taking their
+/// source addresses from `sources` in turn; each connects to `target`,
+/// sends a line, reads the echo and closes, within [`LEGIT_TIMEOUT`].
+#[must_use]
+pub fn clients(
+    ns: &str,
+    target: SocketAddr,
+    sources: Vec<Ipv4Addr>,
+    rate: u32,
+    tally: Tally,
+) -> Running {
+    assert!(
+        rate > 0 && !sources.is_empty(),
+        "clients need a rate and sources"
+    );
+    Running::spawn(ns, "lab-clients", move |stop, ready| async move {
+        let _ = ready.send(Ok(()));
+        let mut tick = time::interval(Duration::from_secs(1) / rate);
+        tick.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
+        let until = stopped(stop);
+        tokio::pin!(until);
+        for source in sources.iter().cycle() {
+            tokio::select! {
+                () = &mut until => break,
+                _ = tick.tick() => {
+                    let tally = tally.clone();
+                    let source = *source;
+                    tokio::spawn(async move {
+                        let result = time::timeout(LEGIT_TIMEOUT, visit(source, target))
+                            .await
+                            .map_err(|_| ())
+                            .and_then(|r| r.map_err(|_| ()));
+                        tally.record(result);
+                    });
+                }
+            }
+        }
+        // Attempts still in flight finish (or time out) before the thread
+        // ends, so every attempt is counted.
+        time::sleep(LEGIT_TIMEOUT).await;
+    })
+}
+
+/// One legitimate visit; returns the time the connect took.
+async fn visit(source: Ipv4Addr, target: SocketAddr) -> std::io::Result<Duration> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+    let start = Instant::now();
+    let mut stream = socket.connect(target).await?;
+    let connected = start.elapsed();
+    stream.write_all(HELLO).await?;
+    let mut buf = [0u8; HELLO.len()];
+    stream.read_exact(&mut buf).await?;
+    if buf != HELLO {
+        return Err(std::io::Error::other("the echo differs"));
+    }
+    Ok(connected)
+}
+
+/// What the frame generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// TCP SYNs to [`TCP_PORT`] from random sources of 198.19.0.0/16 and
+    /// random ports.
+    Syn,
+    /// UDP datagrams to [`UDP_PORT`] from random sources and ports: every
+    /// one a new flow.
+    Udp,
+    /// Both, alternating.
+    SynAndUdp,
+}
+
+/// trafgen's configuration for `frames` from `src_mac` to `dst_mac`.
+/// Sources are random within 198.19.0.0/16 (two random bytes after
+/// 198.19), never outside the benchmarking range.
+#[must_use]
+pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> String {
+    let macs: Vec<String> = dst_mac
+        .iter()
+        .chain(&src_mac)
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    let eth = format!("  {}, c16(0x0800),\n", macs.join(", "));
+    // IPv4 header: 20 bytes at offset 14, checksum over 14..33; the
+    // transport header starts at 34.
+    let ipv4 = |total: u16, proto: u8| {
+        format!(
+            "  0x45, 0x00, c16({total}), drnd(2), c16(0x4000), 64, {proto}, csumip(14, 33),\n  198, 19, drnd(2), 198, 18, 0, 2,\n"
+        )
+    };
+    let syn = format!(
+        "{{\n{eth}{}  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp(14, 34), c16(0)\n}}\n",
+        ipv4(40, 6)
+    );
+    let udp = format!(
+        "{{\n{eth}{}  drnd(2), c16({UDP_PORT}), c16(24), csumudp(14, 34),\n  \"guard-lab-flood!\"\n}}\n",
+        ipv4(44, 17)
+    );
+    match frames {
+        Frames::Syn => syn,
+        Frames::Udp => udp,
+        Frames::SynAndUdp => format!("{syn}{udp}"),
+    }
+}
+
+/// A running trafgen in the attacker namespace, bounded by a packet count;
+/// killed at the end of the attack window, or when dropped.
+pub struct Trafgen {
+    child: Child,
+    config: PathBuf,
+}
+
+impl Trafgen {
+    /// Starts trafgen on `dev` in `ns`: one process (one core), at most
+    /// `max_packets`, at `rate_pps` or as fast as it goes.
+    #[must_use]
+    pub fn start(
+        ns: &str,
+        dev: &str,
+        config: &str,
+        max_packets: u64,
+        rate_pps: Option<u64>,
+    ) -> Self {
+        let path = std::env::temp_dir().join(format!("{ns}-trafgen.cfg"));
+        std::fs::write(&path, config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Entered between fork and exec rather than through `ip netns
+        // exec`, which forks: the child must be trafgen itself, so that
+        // killing it stops the flood and closes its pipes.
+        let netns = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))
+            .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&netns);
+        let mut cmd = Command::new("trafgen");
+        cmd.args(["--dev", dev, "--conf"])
+            .arg(&path)
+            .args(["--num", &max_packets.to_string(), "--cpus", "1"])
+            // Leave the host's socket memory and IRQ affinity alone. A
+            // small TX ring: trafgen sends a whole ring per system call and
+            // cannot be killed inside it, so a large one outlives the attack
+            // window by seconds.
+            .args(["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"])
+            .args(["--ring-size", "1MiB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(pps) = rate_pps {
+            cmd.args(["--rate", &format!("{pps}pps")]);
+        }
+        // trafgen forks its sender: a group of its own lets one signal stop
+        // both.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // SAFETY: setns is a plain system call, safe between fork and exec;
+        // `netns` outlives the spawn.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting trafgen (netsniff-ng): {e}"));
+        Self {
+            child,
+            config: path,
+        }
+    }
+
+    /// Whether trafgen has ended by itself (sent its count, or failed).
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Stops trafgen; returns what it said on stderr if it failed.
+    #[must_use]
+    pub fn stop(mut self) -> Option<String> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Option<String> {
+        // trafgen finishes its --num before it looks at SIGINT, so the end
+        // of the attack window is a SIGKILL, to trafgen's process group
+        // (trafgen and the sender it forked, all started by this process).
+        let killed = matches!(self.child.try_wait(), Ok(None))
+            && i32::try_from(self.child.id())
+                // SAFETY: signals the process group of our own child.
+                .is_ok_and(|pgid| unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0);
+        let status = self.child.wait().ok();
+        let _ = std::fs::remove_file(&self.config);
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        // Killed is how it is stopped; only another failure is news.
+        let failed = !killed && status.is_some_and(|s| !s.success());
+        (failed && !err.trim().is_empty()).then_some(err)
+    }
+}
+
+impl Drop for Trafgen {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syn_config_has_the_range_the_ports_and_the_checksums() {
+        let cfg = trafgen_config(Frames::Syn, [0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2]);
+        assert!(
+            cfg.contains("0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("198, 19, drnd(2), 198, 18, 0, 2"), "{cfg}");
+        assert!(
+            cfg.contains("c16(8080)") && cfg.contains("0x50, 0x02"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("csumip(14, 33)") && cfg.contains("csumtcp(14, 34)"),
+            "{cfg}"
+        );
+        assert_eq!(cfg.matches('{').count(), 1);
+    }
+
+    #[test]
+    fn udp_lengths_match_the_payload() {
+        let cfg = trafgen_config(Frames::Udp, [0; 6], [0; 6]);
+        // 20 (IP) + 8 (UDP) + 16 (payload).
+        assert!(cfg.contains("c16(44)") && cfg.contains("c16(24)"), "{cfg}");
+        assert_eq!("guard-lab-flood!".len(), 16);
+        assert!(cfg.contains("csumudp(14, 34)"), "{cfg}");
+    }
+
+    #[test]
+    fn mixed_config_has_both_frames() {
+        let cfg = trafgen_config(Frames::SynAndUdp, [0; 6], [0; 6]);
+        assert_eq!(cfg.matches('{').count(), 2);
+    }
+
+    #[test]
+    fn tally_drains() {
+        let t = Tally::default();
+        t.record(Ok(Duration::from_millis(2)));
+        t.record(Err(()));
+        let o = t.take();
+        assert_eq!((o.ok, o.failed), (1, 1));
+        assert!((o.connect_ms[0] - 2.0).abs() < 1e-9);
+        assert_eq!(t.take(), Outcomes::default());
+    }
+}
