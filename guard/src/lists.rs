@@ -298,28 +298,26 @@ fn show(list: List, dirs: &[PathBuf], file: &Path) {
 
 /// The entries of `list` in a running guard's tries.
 fn pinned(dir: &Path, list: List) -> Result<Vec<IpNet>> {
-    let mut nets = Vec::new();
-    let v4 = Map::LpmTrie(MapData::from_pin(dir.join(LISTS_V4))?);
-    for entry in &LpmTrie::<_, [u8; 4], u8>::try_from(&v4)? {
-        let (key, action) = entry?;
-        if action == list.action() {
-            nets.push(IpNet::new(
-                IpAddr::from(key.data()),
-                u8::try_from(key.prefix_len())?,
-            )?);
-        }
-    }
-    let v6 = Map::LpmTrie(MapData::from_pin(dir.join(LISTS_V6))?);
-    for entry in &LpmTrie::<_, [u8; 16], u8>::try_from(&v6)? {
-        let (key, action) = entry?;
-        if action == list.action() {
-            nets.push(IpNet::new(
-                IpAddr::from(key.data()),
-                u8::try_from(key.prefix_len())?,
-            )?);
-        }
-    }
+    let mut nets = trie_entries::<[u8; 4]>(&dir.join(LISTS_V4), list)?;
+    nets.extend(trie_entries::<[u8; 16]>(&dir.join(LISTS_V6), list)?);
     nets.sort();
+    Ok(nets)
+}
+
+/// The entries of one pinned trie (IPv4 or IPv6 keys) that belong to
+/// `list`.
+fn trie_entries<K: aya::Pod + Into<IpAddr>>(pin: &Path, list: List) -> Result<Vec<IpNet>> {
+    let map = Map::LpmTrie(MapData::from_pin(pin)?);
+    let mut nets = Vec::new();
+    for entry in &LpmTrie::<_, K, u8>::try_from(&map)? {
+        let (key, action) = entry?;
+        if action == list.action() {
+            nets.push(IpNet::new(
+                key.data().into(),
+                u8::try_from(key.prefix_len())?,
+            )?);
+        }
+    }
     Ok(nets)
 }
 

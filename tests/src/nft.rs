@@ -29,7 +29,7 @@ impl Counters {
             let _ = writeln!(script, "  counter {name} {{ }}");
         }
         script.push_str("}\n");
-        nft(ns, &["-f", "-"], Some(&script));
+        let _ = nft(ns, &["-f", "-"], Some(&script));
         Self { ns: ns.to_owned() }
     }
 
@@ -59,7 +59,10 @@ impl Counters {
     }
 }
 
-fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> String {
+/// Runs `nft ARGS` in namespace `ns`, `stdin` as its input (a script for
+/// `-f -`); panics with nft's message if it fails.
+#[must_use]
+pub fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "nft"])
         .args(args)

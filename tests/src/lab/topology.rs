@@ -21,7 +21,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::net::{self, ip, sweep_stale};
+use crate::{
+    net::{self, ip, sweep_stale},
+    nft::nft,
+};
 
 const PREFIX: &str = "guardlab-";
 
@@ -115,9 +118,12 @@ impl Topology {
             "via",
             &ATTACKER_GW.to_string(),
         ]);
-        nft(
+        let _ = nft(
             &t.victim,
-            "table inet guardlab_ct {\n  chain input {\n    type filter hook input priority filter;\n    ct state new counter\n  }\n}\n",
+            &["-f", "-"],
+            Some(
+                "table inet guardlab_ct {\n  chain input {\n    type filter hook input priority filter;\n    ct state new counter\n  }\n}\n",
+            ),
         );
         t
     }
@@ -168,7 +174,7 @@ impl Topology {
 
     /// Applies an nftables script in the victim namespace.
     pub fn victim_nft(&self, script: &str) {
-        nft(&self.victim, script);
+        let _ = nft(&self.victim, &["-f", "-"], Some(script));
     }
 
     /// Writes a sysctl of the victim namespace (path below /proc/sys).
@@ -195,27 +201,4 @@ pub fn sysctl_in(ns: &str, key: &str, value: &str) {
         .run(|| std::fs::write(&path, value))
         .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
         .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
-}
-
-/// Runs an nftables script in `ns`.
-fn nft(ns: &str, script: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running nft");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("writing the nft script");
-    let out = child.wait_with_output().expect("waiting for nft");
-    assert!(
-        out.status.success(),
-        "nft in {ns} refused:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
