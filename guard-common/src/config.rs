@@ -57,7 +57,13 @@ pub const LISTS_V6: u32 = 1 << 1;
 pub const DENY_V4: u32 = 1 << 2;
 pub const DENY_V6: u32 = 1 << 3;
 
-/// Everything the XDP program is told. 168 bytes, no implicit padding.
+/// How many TCP ports SYN cookies can protect.
+pub const COOKIE_PORTS: usize = 8;
+
+/// [`DataplaneConfig::cookies`]: answer SYNs to the cookie ports from XDP.
+pub const COOKIES_ON: u8 = 1;
+
+/// Everything the XDP program is told. 200 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -84,6 +90,23 @@ pub struct DataplaneConfig {
     pub udp_flow_idle_ns: u64,
     pub ban_window_ns: u64,
     pub ban_duration_ns: u64,
+    /// How long a source that completed a cookie handshake stays verified:
+    /// its new flows skip the global budget meanwhile.
+    pub verified_ns: u64,
+    /// TCP ports (host order) whose SYNs are answered with SYN cookies while
+    /// `cookies` has [`COOKIES_ON`]; 0 ends the list.
+    pub cookie_ports: [u16; COOKIE_PORTS],
+    /// MSS advertised in the SYN-ACK, IPv4 and IPv6: what the kernel's
+    /// SYNPROXY rule says, since it completes the handshake.
+    pub cookie_mss4: u16,
+    pub cookie_mss6: u16,
+    /// Window scale advertised in the SYN-ACK (SYNPROXY's `wscale`).
+    pub cookie_wscale: u8,
+    /// TTL / hop limit of the SYN-ACK.
+    pub cookie_ttl: u8,
+    /// `COOKIES_*` bits.
+    pub cookies: u8,
+    pub reserved: u8,
 }
 
 impl DataplaneConfig {
@@ -104,7 +127,32 @@ impl DataplaneConfig {
         udp_flow_idle_ns: 0,
         ban_window_ns: 0,
         ban_duration_ns: 0,
+        verified_ns: 0,
+        cookie_ports: [0; COOKIE_PORTS],
+        cookie_mss4: 1460,
+        cookie_mss6: 1440,
+        cookie_wscale: 7,
+        cookie_ttl: 64,
+        cookies: 0,
+        reserved: 0,
     };
+
+    /// Whether SYNs to `port` (host order) get cookies now.
+    #[must_use]
+    #[inline(always)]
+    pub fn cookie_port(&self, port: u16) -> bool {
+        if self.cookies & COOKIES_ON == 0 || port == 0 {
+            return false;
+        }
+        let mut i = 0;
+        while i < COOKIE_PORTS {
+            if self.cookie_ports[i] == port {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 }
 
 #[cfg(feature = "user")]
@@ -112,4 +160,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 168);
+const _: () = assert!(size_of::<DataplaneConfig>() == 200);

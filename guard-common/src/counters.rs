@@ -73,6 +73,17 @@ pub enum Counter {
     /// A bucket update lost its compare-and-swap retries to other CPUs and
     /// was decided as over the limit.
     BucketContention = 23,
+    /// A SYN to a cookie port answered from XDP with a SYN cookie
+    /// (`XDP_TX`); it never reaches the kernel.
+    CookieSynAck = 24,
+    /// An ACK that completes a cookie handshake: a valid cookie, passed to
+    /// the kernel's SYNPROXY (unless the source's limits drop it).
+    CookieAckValid = 25,
+    /// Drop reason: an ACK to a cookie port with neither a valid cookie nor
+    /// a connection (forged, or too late).
+    DropCookieInvalid = 26,
+    /// A source seen for the first time (its state was created).
+    NewSources = 27,
 }
 
 impl Counter {
@@ -91,20 +102,24 @@ impl Counter {
     pub const ATTRIBUTES: [Self; 3] = [Self::Fragments, Self::Vlan, Self::Ipv6];
 
     /// Why a packet was (or in monitor mode would have been) dropped.
-    pub const DROP_REASONS: [Self; 6] = [
+    pub const DROP_REASONS: [Self; 7] = [
         Self::DropDenylist,
         Self::DropBanned,
         Self::DropSourceLimit,
         Self::DropPrefixLimit,
         Self::DropGlobalBudget,
         Self::DropMalformed,
+        Self::DropCookieInvalid,
     ];
+
+    /// The SYN-cookie path.
+    pub const COOKIES: [Self; 2] = [Self::CookieSynAck, Self::CookieAckValid];
 
     /// Why a new flow passed.
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 28] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -129,6 +144,10 @@ impl Counter {
         Self::EventsSent,
         Self::EventsSuppressed,
         Self::BucketContention,
+        Self::CookieSynAck,
+        Self::CookieAckValid,
+        Self::DropCookieInvalid,
+        Self::NewSources,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -159,6 +178,10 @@ impl Counter {
             Self::EventsSent => "events_sent",
             Self::EventsSuppressed => "events_suppressed",
             Self::BucketContention => "bucket_contention",
+            Self::CookieSynAck => "cookie_synack",
+            Self::CookieAckValid => "cookie_ack_valid",
+            Self::DropCookieInvalid => "drop_cookie_invalid",
+            Self::NewSources => "new_sources",
         }
     }
 

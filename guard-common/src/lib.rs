@@ -12,6 +12,7 @@
 
 pub mod bucket;
 pub mod config;
+pub mod cookie;
 pub mod counters;
 pub mod dissect;
 pub mod key;

@@ -31,6 +31,10 @@ pub struct SourceState {
     pub limited: u32,
     /// Banned until this time (0: not banned).
     pub banned_until_ns: u64,
+    /// Verified until this time: the source completed a SYN-cookie
+    /// handshake, so it is a real host; its new flows skip the global
+    /// budget (never the source's own limits) until then.
+    pub verified_until_ns: u64,
 }
 
 impl SourceState {
@@ -50,6 +54,7 @@ impl SourceState {
         window_drops: 0,
         limited: 0,
         banned_until_ns: 0,
+        verified_until_ns: 0,
     };
 }
 
@@ -85,5 +90,5 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
 }
 
-const _: () = assert!(size_of::<SourceState>() == 72);
+const _: () = assert!(size_of::<SourceState>() == 80);
 const _: () = assert!(size_of::<Event>() == 48);

@@ -36,6 +36,7 @@
 
 mod atomic;
 mod clock;
+mod cookie;
 mod dissect;
 mod maps;
 mod verdict;

@@ -50,3 +50,25 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map(name = "GUARD_TEST_CLOCK")]
 pub static TEST_CLOCK_NS: Array<u64> = Array::with_max_entries(1, 0);
+
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+/// The longest IP + TCP part of a SYN-ACK.
+pub const MAX_L34: usize =
+    IPV6_HLEN + guard_common::dissect::TCP_MIN_HLEN + guard_common::cookie::SYNACK_MAX_OPTIONS;
+
+/// Header copies for the SYN-cookie path (see `cookie.rs`).
+#[repr(C)]
+pub struct Scratch {
+    /// The SYN's (or ACK's) TCP header.
+    pub syn: [u8; guard_common::cookie::TCP_MAX_HLEN],
+    /// Its IP header.
+    pub ip: [u8; IPV6_HLEN],
+    /// The SYN-ACK's IP and TCP headers, as built.
+    pub out: [u8; MAX_L34],
+    /// The SYN-ACK's TCP options.
+    pub opts: [u8; guard_common::cookie::SYNACK_MAX_OPTIONS],
+}
+
+#[map(name = "GUARD_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -12,7 +12,8 @@ use aya_ebpf::{
 use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, SourceKey, SourceState,
     config::{
-        DENY_V4, DENY_V6, LISTS_V4 as HAS_V4, LISTS_V6 as HAS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS,
+        COOKIES_ON, DENY_V4, DENY_V6, LISTS_V4 as HAS_V4, LISTS_V6 as HAS_V6, MODE_ENFORCE,
+        UDP_FLOW_REFRESH_NS,
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
@@ -21,6 +22,7 @@ use guard_common::{
 
 use crate::{
     atomic, clock,
+    cookie::{self, Ack},
     dissect::{F_ECHO, Headers, load},
     maps::{CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, PREFIXES, SOURCES, UDP_FLOWS},
 };
@@ -55,6 +57,12 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     } else {
         (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
     };
+    if cfg.cookies & COOKIES_ON != 0
+        && cfg.mode == MODE_ENFORCE
+        && let Some(action) = cookies(ctx, h, cfg, slots, v4, has_lists)
+    {
+        return action;
+    }
     let candidate = match h.class {
         Counter::TcpSyn | Counter::Udp => true,
         Counter::Icmp => h.flags & F_ECHO != 0,
@@ -109,7 +117,72 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         remember_flow(flow.as_ref(), now);
         return XDP_PASS;
     }
-    limit(cfg, slots, &src, v4, class, now, flow.as_ref())
+    limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false)
+}
+
+/// The SYN-cookie path, for TCP to a cookie port; `None` sends the packet
+/// on the ordinary way.
+#[inline(always)]
+fn cookies(
+    ctx: &XdpContext,
+    h: &Headers,
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    v4: bool,
+    has_lists: bool,
+) -> Option<u32> {
+    if h.class != Counter::TcpSyn && h.class != Counter::TcpOther {
+        return None;
+    }
+    let t = cookie::tcp(ctx, h)?;
+    if !cfg.cookie_port(t.dport) {
+        return None;
+    }
+    if h.class == Counter::TcpSyn {
+        // A SYN the cookie path gives up on goes the ordinary way, which
+        // counts it: counted here only when this path decides.
+        if has_lists {
+            let src = source_addr(ctx, h)?;
+            if list_action(&src, v4) == LIST_DENY {
+                bump(slots, Counter::NewFlows);
+                return Some(reject(cfg, slots, Counter::DropDenylist));
+            }
+        }
+        let action = cookie::answer_syn(ctx, h, &t, cfg)?;
+        bump(slots, Counter::NewFlows);
+        bump(slots, Counter::CookieSynAck);
+        return Some(action);
+    }
+    match cookie::screen_ack(ctx, h, &t)? {
+        Ack::Known => Some(XDP_PASS),
+        Ack::Invalid => Some(reject(cfg, slots, Counter::DropCookieInvalid)),
+        Ack::Valid => {
+            bump(slots, Counter::CookieAckValid);
+            let src = source_addr(ctx, h)?;
+            if has_lists {
+                match list_action(&src, v4) {
+                    LIST_DENY => return Some(reject(cfg, slots, Counter::DropDenylist)),
+                    LIST_ALLOW => {
+                        bump(slots, Counter::PassAllowlist);
+                        return Some(XDP_PASS);
+                    }
+                    _ => {}
+                }
+            }
+            // The handshake makes a connection (SYNPROXY's conntrack entry):
+            // the source's SYN limits apply here, and it is verified.
+            Some(limit(
+                cfg,
+                slots,
+                &src,
+                v4,
+                FlowClass::Syn,
+                clock::now(),
+                None,
+                true,
+            ))
+        }
+    }
 }
 
 /// Drop in enforce mode, pass (and say so) in monitor mode; the reason is
@@ -126,8 +199,14 @@ fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
 }
 
 /// The per-source tier (with bans), the per-prefix tier and the global
-/// budget, in that order; the first that says no decides.
+/// budget, in that order; the first that says no decides. A verified
+/// source (one that completed a SYN-cookie handshake lately) skips the
+/// global budget; `verify` marks the source verified when admitted.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined into verdict; a struct would only rename them"
+)]
 fn limit(
     cfg: &DataplaneConfig,
     slots: &mut Slots,
@@ -136,6 +215,7 @@ fn limit(
     class: FlowClass,
     now: u64,
     flow: Option<&FlowKey>,
+    verify: bool,
 ) -> u32 {
     let c = class.index();
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
@@ -146,9 +226,12 @@ fn limit(
     } else {
         SourceKey::v6(*src, cfg.source_prefix_v6)
     };
-    let Some(st) = state(&SOURCES, &skey) else {
+    let Some((st, created)) = state(&SOURCES, &skey) else {
         return XDP_PASS;
     };
+    if created {
+        bump(slots, Counter::NewSources);
+    }
     // SAFETY: a pointer into a map value that stays valid for this run.
     // Buckets change only by compare-and-swap; the other fields are
     // statistics and ban bookkeeping, where a lost update between two CPUs
@@ -180,7 +263,7 @@ fn limit(
         } else {
             SourceKey::v6(*src, cfg.prefix_v6)
         };
-        let Some(p) = state(&PREFIXES, &pkey) else {
+        let Some((p, _)) = state(&PREFIXES, &pkey) else {
             return XDP_PASS;
         };
         // SAFETY: as for `st`.
@@ -197,7 +280,7 @@ fn limit(
         pst = Some(p);
     }
 
-    if !cfg.global.is_unlimited() {
+    if !cfg.global.is_unlimited() && !verify && st.verified_until_ns <= now {
         let admitted = GLOBAL
             .get_ptr_mut(GLOBAL_BUDGET)
             // SAFETY: a map value of GUARD_GLOBAL.
@@ -215,6 +298,9 @@ fn limit(
         p.passed = p.passed.wrapping_add(1);
     }
     st.passed = st.passed.wrapping_add(1);
+    if verify {
+        st.verified_until_ns = now.saturating_add(cfg.verified_ns);
+    }
     bump(slots, Counter::PassLimits);
     remember_flow(flow, now);
     XDP_PASS
@@ -279,15 +365,21 @@ fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) -> bool {
     false
 }
 
-/// The entry for `key`, created empty if missing.
+/// The entry for `key`, created empty if missing, and whether this call
+/// created it.
 #[inline(always)]
-fn state(map: &LruHashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut SourceState> {
+fn state(
+    map: &LruHashMap<SourceKey, SourceState>,
+    key: &SourceKey,
+) -> Option<(*mut SourceState, bool)> {
     if let Some(p) = map.get_ptr_mut(key) {
-        return Some(p);
+        return Some((p, false));
     }
     // Another CPU may insert the same key first; then the lookup finds it.
-    let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
-    map.get_ptr_mut(key)
+    let created = map
+        .insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST))
+        .is_ok();
+    map.get_ptr_mut(key).map(|p| (p, created))
 }
 
 /// Sends an event, if the event budget allows (bans always).

@@ -19,7 +19,10 @@ use std::{
 use guard_common::{
     DataplaneConfig, FlowClass, Limit,
     bucket::{MAX_BURST, MAX_RATE, NANOS_PER_SEC},
-    config::{DENY_V4, DENY_V6, FLOW_CLASSES, LISTS_V4, LISTS_V6, MODE_ENFORCE, MODE_MONITOR},
+    config::{
+        COOKIE_PORTS, DENY_V4, DENY_V6, FLOW_CLASSES, LISTS_V4, LISTS_V6, MODE_ENFORCE,
+        MODE_MONITOR,
+    },
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, MAX_LIST_ENTRIES},
 };
 use ipnet::IpNet;
@@ -51,6 +54,12 @@ pub mod defaults {
     pub const CONNTRACK_TARGET: u8 = 80;
     /// Seconds of calm before the controller steps down a level.
     pub const CALM_SECS: u64 = 30;
+    /// SYNPROXY's usual options: a full Ethernet MSS, window scale 7.
+    pub const COOKIE_MSS: u16 = 1460;
+    pub const COOKIE_WSCALE: u8 = 7;
+    /// Five minutes: longer than a flood wave, short enough that a
+    /// verified address reused by someone else soon loses the privilege.
+    pub const VERIFIED_SECS: u64 = 300;
 }
 
 /// `--conntrack-buckets`: how the hash table is sized at start-up.
@@ -80,6 +89,51 @@ pub struct ConntrackSettings {
     pub dry_run: bool,
     /// Ports conntrack skips while guard runs.
     pub notrack_ports: Vec<u16>,
+}
+
+/// `--syn-cookies`: whether SYNs to the cookie ports are answered from XDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieMode {
+    /// From the start, while guard runs (enforce mode).
+    Always,
+    /// When the controller sees a random-source SYN flood filling the
+    /// table; off again when it is over.
+    #[default]
+    Auto,
+    /// Never.
+    Never,
+}
+
+impl fmt::Display for CookieMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Always => "always",
+            Self::Auto => "auto",
+            Self::Never => "never",
+        })
+    }
+}
+
+/// SYN cookies: what XDP answers and what the kernel's SYNPROXY completes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CookieSettings {
+    pub mode: CookieMode,
+    /// The TCP ports protected (at most [`COOKIE_PORTS`]); none: cookies off.
+    pub ports: Vec<u16>,
+    /// MSS advertised over IPv4; IPv6 gets 20 bytes less.
+    pub mss: u16,
+    pub wscale: u8,
+    /// How long a source that completed a cookie handshake stays verified.
+    pub verified: Duration,
+}
+
+impl CookieSettings {
+    /// Whether cookies can ever be on.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.mode != CookieMode::Never && !self.ports.is_empty()
+    }
 }
 
 /// `--mode`.
@@ -304,6 +358,27 @@ pub struct RawConfig {
     /// the raw table, both directions, TCP and UDP); repeatable.
     #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
     pub notrack_port: Option<Vec<u16>>,
+
+    /// Answer SYNs to the cookie ports from XDP with SYN cookies: always,
+    /// auto (when the controller sees a random-source SYN flood), never
+    /// [default: auto]. The kernel's SYNPROXY (nftables rules guard
+    /// installs) completes the handshakes; needs enforce mode.
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "SYN cookies")]
+    pub syn_cookies: Option<CookieMode>,
+    /// A listening TCP port to protect with SYN cookies; repeatable, at most
+    /// 8. Without one, cookies stay off.
+    #[arg(long, value_name = "PORT", help_heading = "SYN cookies")]
+    pub cookie_port: Option<Vec<u16>>,
+    /// MSS the SYN-ACK advertises over IPv4 (IPv6: 20 less) [default: 1460].
+    #[arg(long, value_name = "BYTES", help_heading = "SYN cookies")]
+    pub cookie_mss: Option<u16>,
+    /// Window scale the SYN-ACK advertises [default: 7].
+    #[arg(long, value_name = "N", help_heading = "SYN cookies")]
+    pub cookie_wscale: Option<u8>,
+    /// Seconds a source that completed a cookie handshake stays verified:
+    /// its new flows skip the global budget [default: 300].
+    #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
+    pub verified_for: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -384,6 +459,7 @@ pub struct Settings {
     pub summary_interval: Duration,
     pub metrics: Option<std::net::SocketAddr>,
     pub conntrack: ConntrackSettings,
+    pub cookies: CookieSettings,
 }
 
 /// Where a value came from, for error messages.
@@ -550,6 +626,7 @@ impl Settings {
             )?,
             metrics: l.get("metrics", |r| r.metrics).map(|(addr, _)| addr),
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
+            cookies: cookies(&l)?,
         })
     }
 
@@ -613,6 +690,12 @@ impl Settings {
             "metrics",
             format!("{:?}", self.metrics),
             format!("{:?}", new.metrics),
+        );
+        // The SYNPROXY rules and the controller's switching follow these.
+        check(
+            "syn-cookies/cookie-port/cookie-mss/cookie-wscale/verified-for",
+            format!("{:?}", self.cookies),
+            format!("{:?}", new.cookies),
         );
         keys
     }
@@ -682,6 +765,22 @@ impl Settings {
             udp_flow_idle_ns: nanos(self.udp_flow_idle),
             ban_window_ns: nanos(self.ban_window),
             ban_duration_ns: nanos(self.ban_duration),
+            verified_ns: nanos(self.cookies.verified),
+            cookie_ports: {
+                let mut ports = [0; COOKIE_PORTS];
+                for (slot, port) in ports.iter_mut().zip(&self.cookies.ports) {
+                    *slot = *port;
+                }
+                ports
+            },
+            cookie_mss4: self.cookies.mss,
+            cookie_mss6: self.cookies.mss - 20,
+            cookie_wscale: self.cookies.wscale,
+            cookie_ttl: 64,
+            // `auto` is switched by the controller, together with the
+            // SYNPROXY rules that complete the handshakes.
+            cookies: 0,
+            reserved: 0,
         }
     }
 
@@ -936,6 +1035,78 @@ fn conntrack(l: &Layers<'_>, dry_run: bool) -> Result<ConntrackSettings, ConfigE
             .0,
         calm: seconds(l, "calm", |r| r.calm, defaults::CALM_SECS, 1..=3600)?,
         dry_run,
+    })
+}
+
+fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
+    let (mode, mode_origin) = l.or("syn-cookies", |r| r.syn_cookies, CookieMode::Auto);
+    let ports = match l.get("cookie-port", |r| r.cookie_port.clone()) {
+        Some((ports, origin)) => {
+            if let Some(zero) = ports.iter().find(|p| **p == 0) {
+                return Err(invalid(
+                    "cookie-port",
+                    zero,
+                    &origin,
+                    "port 0 is not a port",
+                ));
+            }
+            if ports.len() > COOKIE_PORTS {
+                return Err(invalid(
+                    "cookie-port",
+                    format!("{ports:?}"),
+                    &origin,
+                    format!("at most {COOKIE_PORTS} ports: the XDP program checks a fixed list"),
+                ));
+            }
+            let mut ports = ports;
+            ports.sort_unstable();
+            ports.dedup();
+            ports
+        }
+        None => Vec::new(),
+    };
+    if mode == CookieMode::Always && ports.is_empty() {
+        return Err(invalid(
+            "syn-cookies",
+            mode,
+            &mode_origin,
+            "cookies protect listening ports: name them with cookie-port",
+        ));
+    }
+    let (mss, origin) = l.or("cookie-mss", |r| r.cookie_mss, defaults::COOKIE_MSS);
+    if !(1240..=9000).contains(&mss) {
+        return Err(invalid(
+            "cookie-mss",
+            mss,
+            &origin,
+            "must be between 1240 (IPv6's minimum MTU, less headers) and 9000 (jumbo frames)",
+        ));
+    }
+    let (wscale, origin) = l.or(
+        "cookie-wscale",
+        |r| r.cookie_wscale,
+        defaults::COOKIE_WSCALE,
+    );
+    if wscale > 14 {
+        return Err(invalid(
+            "cookie-wscale",
+            wscale,
+            &origin,
+            "TCP window scale is at most 14",
+        ));
+    }
+    Ok(CookieSettings {
+        mode,
+        ports,
+        mss,
+        wscale,
+        verified: seconds(
+            l,
+            "verified-for",
+            |r| r.verified_for,
+            defaults::VERIFIED_SECS,
+            1..=86_400,
+        )?,
     })
 }
 

@@ -558,19 +558,25 @@ fn verifier_rejection_is_shown() {
     assert!(!pin_dir(&net).exists());
 }
 
-/// guard's own object with the program's first instruction replaced by
-/// `goto -1`, a loop the verifier must reject.
+/// guard's own object with the program's last instruction (its `exit`)
+/// replaced by `goto -1`, a loop the verifier must reject. The last one,
+/// not the first: that may be a call the loader relocates.
 fn object_with_unbounded_loop() -> Vec<u8> {
     let mut object = guard::loader::OBJECT.to_vec();
-    let offset = xdp_section_offset(&object);
+    let (start, size) = xdp_section(&object);
+    let offset = start + size - 8;
+    assert_eq!(
+        object[offset], 0x95,
+        "the xdp section does not end with exit"
+    );
     // BPF_JMP|BPF_JA, no registers, offset -1, imm 0.
     let ja_self: [u8; 8] = [0x05, 0x00, 0xff, 0xff, 0, 0, 0, 0];
     object[offset..offset + 8].copy_from_slice(&ja_self);
     object
 }
 
-/// File offset of the `xdp` section of a 64-bit little-endian ELF.
-fn xdp_section_offset(elf: &[u8]) -> usize {
+/// File offset and size of the `xdp` section of a 64-bit little-endian ELF.
+fn xdp_section(elf: &[u8]) -> (usize, usize) {
     let u16_at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
     let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().expect("4 bytes")) as usize;
     let u64_at = |o: usize| {
@@ -589,7 +595,7 @@ fn xdp_section_offset(elf: &[u8]) -> usize {
         let name_at = strtab + u32_at(sh);
         let name = elf[name_at..].split(|b| *b == 0).next().expect("name");
         if name == b"xdp" {
-            return u64_at(sh + 0x18);
+            return (u64_at(sh + 0x18), u64_at(sh + 0x20));
         }
     }
     panic!("guard's object has no xdp section");

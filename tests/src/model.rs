@@ -536,17 +536,20 @@ impl Model {
     fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
-        let mut source = self
-            .sources
-            .get(&source_key)
-            .copied()
-            .unwrap_or(SourceState::ZERO);
+        let mut source = self.sources.get(&source_key).copied().unwrap_or_else(|| {
+            self.counters.slots[Counter::NewSources.slot()] += 1;
+            SourceState::ZERO
+        });
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
         let c = class.index();
+        // A source verified by a SYN-cookie handshake skips the budget (the
+        // model sends no cookies, so none is verified here).
+        let budget =
+            |global: &mut u64| source.verified_until_ns > now || take(global, &cfg.global, now);
         if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
             // The prefix tier is off for this class: no entry, straight to
             // the global budget.
-            if !take(&mut self.global[GLOBAL_BUDGET as usize], &cfg.global, now) {
+            if !budget(&mut self.global[GLOBAL_BUDGET as usize]) {
                 outcome = Err(Counter::DropGlobalBudget);
             }
         } else if outcome.is_ok() {
@@ -559,7 +562,7 @@ impl Model {
             prefix.last_seen_ns = now;
             outcome = if !take(&mut prefix.tat[c], &cfg.prefix[c], now) {
                 Err(Counter::DropPrefixLimit)
-            } else if !take(&mut self.global[GLOBAL_BUDGET as usize], &cfg.global, now) {
+            } else if !budget(&mut self.global[GLOBAL_BUDGET as usize]) {
                 Err(Counter::DropGlobalBudget)
             } else {
                 Ok(())

@@ -16,9 +16,9 @@ use guard::{
     loader::{self, LoadOptions},
 };
 use guard_common::{
-    CounterBlock, Event, FlowKey, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, Event, FlowKey, SourceKey, SourceState,
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{COUNTERS, EVENTS, GLOBAL, PREFIXES, SOURCES, TEST_CLOCK, UDP_FLOWS},
+    maps::{CONFIG, COUNTERS, EVENTS, GLOBAL, PREFIXES, SOURCES, TEST_CLOCK, UDP_FLOWS},
     state::GLOBAL_SLOTS,
 };
 use ipnet::IpNet;
@@ -27,6 +27,7 @@ use crate::{model::ListEntry, testrun};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 
 /// `guard run` settings from flags (space-separated), as an operator would
 /// give them (an interface is required by the parser; it is not used here).
@@ -120,6 +121,12 @@ impl Program {
 
     /// Runs one frame at time `now` and returns the XDP action.
     pub fn run(&mut self, frame: &[u8], now: u64) -> u32 {
+        self.run_frame(frame, now).0
+    }
+
+    /// Runs one frame at time `now` and returns the XDP action and the
+    /// frame as the program left it (a reply, for `XDP_TX`).
+    pub fn run_frame(&mut self, frame: &[u8], now: u64) -> (u32, Vec<u8>) {
         let mut clock =
             Array::<_, u64>::try_from(self.ebpf.map_mut(TEST_CLOCK).expect("clock map"))
                 .expect("array");
@@ -128,7 +135,7 @@ impl Program {
         let outcome = testrun::run(fd.as_fd(), frame, 1)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
         self.drain_events();
-        outcome.action
+        (outcome.action, outcome.data_out)
     }
 
     /// Runs one frame `repeat` times on the kernel's clock; returns the
@@ -154,6 +161,22 @@ impl Program {
         self.ebpf
             .map(name)
             .unwrap_or_else(|| panic!("no map {name}"))
+    }
+
+    /// The configuration the program reads now.
+    #[must_use]
+    pub fn config(&self) -> DataplaneConfig {
+        let array = Array::<_, DataplaneConfig>::try_from(self.map(CONFIG)).expect("config map");
+        array.get(&0, 0).expect("reading the config")
+    }
+
+    /// Replaces the configuration, as the controller does at run time (to
+    /// switch SYN cookies on, say).
+    pub fn set_config(&mut self, config: &DataplaneConfig) {
+        let mut array =
+            Array::<_, DataplaneConfig>::try_from(self.ebpf.map_mut(CONFIG).expect("config map"))
+                .expect("config array");
+        array.set(0, *config, 0).expect("writing the config");
     }
 
     /// Counters summed over CPUs.

@@ -1,0 +1,499 @@
+//! SYN cookies at XDP speed, for the TCP ports the controller protects
+//! while a random-source SYN flood is under way.
+//!
+//! A SYN is answered here: the kernel computes the cookie with its own
+//! secret (`bpf_tcp_raw_gen_syncookie_*`), this module turns the frame into
+//! the SYN-ACK in place and sends it back out (`XDP_TX`). The kernel never
+//! sees the SYN, so conntrack makes no entry for it. The client's ACK goes
+//! to the kernel, where nftables' SYNPROXY (installed by guard) checks the
+//! cookie again and opens the connection to the real server. Here the ACK
+//! is only screened, cheaply: an ACK of a connection the kernel knows (a
+//! socket other than the listener) passes; otherwise its cookie must be
+//! valid, or it is dropped before it costs the stack anything.
+//!
+//! Only plain headers take this path: IPv4 without options, IPv6 without
+//! extension headers, no fragments, a SYN without payload. Anything else
+//! falls back to the ordinary verdict, and to SYNPROXY in the kernel.
+//!
+//! The headers are copied into a per-CPU scratch map value, not the stack:
+//! together they would pass the 512 bytes a BPF stack may hold, and map
+//! memory needs no zeroing (a `memset` the program could not call).
+
+use aya_ebpf::{
+    bindings::{
+        bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2, xdp_action::XDP_TX,
+    },
+    helpers::{
+        bpf_ktime_get_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use guard_common::{
+    DataplaneConfig,
+    cookie::{
+        OptionWalk, SynOptions, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_FLAG_RST,
+        TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_add, csum_fold, pseudo_header_sum,
+        write_synack_options,
+    },
+    dissect::TCP_MIN_HLEN,
+    key::AF_INET,
+};
+
+use aya_ebpf::cty::c_void;
+
+use crate::{
+    dissect::{F_FRAGMENT, Headers, load},
+    maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
+};
+
+/// `sk_state` of a listening socket (include/net/tcp_states.h).
+const TCP_LISTEN: u32 = 10;
+/// `BPF_F_CURRENT_NETNS`: -1 as a 32-bit value, the lookup then uses the
+/// namespace of the receiving device.
+const CURRENT_NETNS: u64 = 0xffff_ffff;
+
+/// A TCP packet that may take the cookie path.
+pub struct Tcp {
+    pub v4: bool,
+    pub flags: u8,
+    pub dport: u16,
+    /// TCP header length (doff * 4).
+    pub hlen: usize,
+    /// TCP segment length (IP payload).
+    pub seg_len: usize,
+}
+
+/// The TCP packet `h` describes, if its headers are plain enough for the
+/// cookie path.
+#[inline(always)]
+pub fn tcp(ctx: &XdpContext, h: &Headers) -> Option<Tcp> {
+    if h.flags & F_FRAGMENT != 0 {
+        return None;
+    }
+    let v4 = h.family == AF_INET;
+    let (ip_len, seg_len) = if v4 {
+        let ip = load::<[u8; 4]>(ctx, h.l3)?;
+        if ip[0] != 0x45 {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        (IPV4_HLEN, total.checked_sub(IPV4_HLEN)?)
+    } else {
+        let ip = load::<[u8; 8]>(ctx, h.l3)?;
+        (IPV6_HLEN, usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+    };
+    if h.l4 != h.l3 + ip_len {
+        return None;
+    }
+    let t = load::<[u8; 16]>(ctx, h.l4)?;
+    Some(Tcp {
+        v4,
+        flags: t[13],
+        dport: u16::from_be_bytes([t[2], t[3]]),
+        hlen: usize::from(t[12] >> 4) * 4,
+        seg_len,
+    })
+}
+
+/// This CPU's scratch space.
+#[inline(always)]
+fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: a per-CPU map value; XDP runs without preemption, so nothing
+    // else uses it while this program does.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`.
+#[inline(always)]
+fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
+    if n == 0 || n > buf.len() {
+        return false;
+    }
+    // SAFETY: the helper writes `n` bytes, which fit in `buf`.
+    unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr().cast(), n as u32) == 0 }
+}
+
+/// Writes one byte. Volatile, so that LLVM does not turn a loop of these
+/// into a `memcpy` or `memset` call, which a BPF program cannot make.
+#[inline(always)]
+fn put(buf: &mut [u8], i: usize, v: u8) {
+    if let Some(b) = buf.get_mut(i) {
+        // SAFETY: a valid, exclusive reference.
+        unsafe { core::ptr::write_volatile(b, v) };
+    }
+}
+
+/// Answers a SYN with a SYN-ACK carrying a cookie. `None` when the SYN
+/// cannot take this path (it then goes the ordinary way).
+#[inline(always)]
+pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig) -> Option<u32> {
+    // Data on a SYN (TCP Fast Open) would need its checksum summed too;
+    // the kernel's SYNPROXY handles those.
+    if t.seg_len != t.hlen || t.hlen < TCP_MIN_HLEN || t.hlen > TCP_MAX_HLEN {
+        return None;
+    }
+    let sc = scratch()?;
+    if !copy_in(ctx, h.l4, &mut sc.syn, t.hlen) {
+        return None;
+    }
+    let l34_len = if t.v4 {
+        if !copy_in(ctx, h.l3, &mut sc.ip, IPV4_HLEN) {
+            return None;
+        }
+        synack::<IPV4_HLEN>(sc, t.hlen, cfg.cookie_mss4, cfg)?
+    } else {
+        if !copy_in(ctx, h.l3, &mut sc.ip, IPV6_HLEN) {
+            return None;
+        }
+        synack::<IPV6_HLEN>(sc, t.hlen, cfg.cookie_mss6, cfg)?
+    };
+    if l34_len == 0 || l34_len > MAX_L34 {
+        return None;
+    }
+    // Back the way the SYN came: MACs swapped, any VLAN tags kept.
+    let macs = load::<[u8; 12]>(ctx, 0)?;
+    let mut swapped = [
+        macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
+        macs[4], macs[5],
+    ];
+    let reply = h.l3 + l34_len;
+    let have = ctx.data_end() - ctx.data();
+    let delta = reply as i64 - have as i64;
+    // SAFETY: helper calls on this program's context, with buffers at
+    // least as long as the lengths given.
+    unsafe {
+        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta as i32) != 0 {
+            return None;
+        }
+        if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_mut_ptr().cast(), 12) != 0
+            || bpf_xdp_store_bytes(
+                ctx.ctx,
+                h.l3 as u32,
+                sc.out.as_mut_ptr().cast(),
+                l34_len as u32,
+            ) != 0
+        {
+            return None;
+        }
+    }
+    Some(XDP_TX)
+}
+
+/// Builds in `sc.out` the SYN-ACK's IP and TCP headers for the SYN whose
+/// IP header (`IP` bytes: 20 for IPv4, 40 for IPv6) and TCP header (`hlen`
+/// bytes) are in `sc.ip` and `sc.syn`; returns their length. `None` if the
+/// IPv4 header checksum is wrong or the kernel issues no cookie.
+///
+/// The SYN's TCP checksum is not checked: a sender on this host (a veth
+/// peer, a container) leaves it to offload, so XDP sees only the
+/// pseudo-header's partial sum. A SYN-ACK to a corrupted SYN costs nothing:
+/// its ACK would not carry a valid cookie.
+#[inline(always)]
+fn synack<const IP: usize>(
+    sc: &mut Scratch,
+    hlen: usize,
+    mss: u16,
+    cfg: &DataplaneConfig,
+) -> Option<usize> {
+    let v4 = IP == IPV4_HLEN;
+    // Addresses: IPv4 at 12 and 16, IPv6 at 8 and 24.
+    let (src_at, addr_len) = if v4 { (12, 4) } else { (8, 16) };
+    let dst_at = src_at + addr_len;
+    if v4 && csum_fold(csum_add(0, sc.ip.get(..IP)?)) != 0 {
+        return None;
+    }
+    // SAFETY: the helper reads the IP header and `hlen` bytes of TCP
+    // header, all copied from the packet into the scratch space.
+    let value = unsafe {
+        if v4 {
+            bpf_tcp_raw_gen_syncookie_ipv4(
+                sc.ip.as_mut_ptr().cast(),
+                sc.syn.as_mut_ptr().cast(),
+                hlen as u32,
+            )
+        } else {
+            bpf_tcp_raw_gen_syncookie_ipv6(
+                sc.ip.as_mut_ptr().cast(),
+                sc.syn.as_mut_ptr().cast(),
+                hlen as u32,
+            )
+        }
+    };
+    if value < 0 {
+        return None;
+    }
+    let cookie = value as u32;
+    let syn = sc.syn.get(..hlen)?;
+    let (&[sp0, sp1, dp0, dp1, q0, q1, q2, q3], Some(&flags)) = (syn.get(..8)?, syn.get(13)) else {
+        return None;
+    };
+    let opts = syn_options(hlen);
+    let ecn = flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR;
+    // SAFETY: helper with no arguments.
+    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+    let ts = opts
+        .tsval
+        .map(|theirs| (cookie_tsval(now_ms, &opts, ecn), theirs));
+    // Window scaling and SACK only travel in the timestamp.
+    let wscale = opts.wscale.map(|_| cfg.cookie_wscale);
+    let n = write_synack_options(&mut sc.opts, mss, ts, opts.sack, wscale);
+    let tcp_len = TCP_MIN_HLEN + n;
+
+    // The IP header: addresses swapped, fresh TTL, no options.
+    let byte = |i: usize| sc.ip.get(i).copied().unwrap_or(0);
+    let head: [u8; 12] = if v4 {
+        let total = ((IP + tcp_len) as u16).to_be_bytes();
+        [
+            0x45,
+            0,
+            total[0],
+            total[1],
+            0,
+            0,
+            0x40,
+            0,
+            cfg.cookie_ttl,
+            byte(9),
+            0,
+            0,
+        ]
+    } else {
+        let payload = (tcp_len as u16).to_be_bytes();
+        [
+            0x60,
+            0,
+            0,
+            0,
+            payload[0],
+            payload[1],
+            byte(6),
+            cfg.cookie_ttl,
+            0,
+            0,
+            0,
+            0,
+        ]
+    };
+    let fixed = if v4 { 12 } else { 8 };
+    let mut i = 0;
+    while i < fixed {
+        put(&mut sc.out, i, head[i % 12]);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < addr_len {
+        let (s, d) = (byte(src_at + i), byte(dst_at + i));
+        put(&mut sc.out, src_at + i, d);
+        put(&mut sc.out, dst_at + i, s);
+        i += 1;
+    }
+    if v4 {
+        let c = csum_fold(csum_add(0, sc.out.get(..IPV4_HLEN)?)).to_be_bytes();
+        put(&mut sc.out, 10, c[0]);
+        put(&mut sc.out, 11, c[1]);
+    }
+
+    // The TCP header: ports swapped, the cookie as our sequence number,
+    // the SYN acknowledged; a zero window, as SYNPROXY's own SYN-ACK, so the
+    // client sends only its ACK until the server side is connected.
+    let seq = cookie.to_be_bytes();
+    let ack = u32::from_be_bytes([q0, q1, q2, q3])
+        .wrapping_add(1)
+        .to_be_bytes();
+    let ece = if ts.is_some() && ecn { TCP_FLAG_ECE } else { 0 };
+    let tcp_head = [
+        dp0,
+        dp1,
+        sp0,
+        sp1,
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
+        ack[0],
+        ack[1],
+        ack[2],
+        ack[3],
+        ((tcp_len / 4) as u8) << 4,
+        TCP_FLAG_SYN | TCP_FLAG_ACK | ece,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let mut i = 0;
+    while i < TCP_MIN_HLEN {
+        put(&mut sc.out, IP + i, tcp_head[i]);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < n {
+        put(
+            &mut sc.out,
+            IP + TCP_MIN_HLEN + i,
+            sc.opts.get(i).copied().unwrap_or(0),
+        );
+        i += 1;
+    }
+    let sum = {
+        let all = sc.out.get(..IP + tcp_len)?;
+        csum_fold(csum_add(
+            pseudo_header_sum(
+                all.get(src_at..dst_at)?,
+                all.get(dst_at..dst_at + addr_len)?,
+                tcp_len as u16,
+            ),
+            all.get(IP..)?,
+        ))
+    }
+    .to_be_bytes();
+    put(&mut sc.out, IP + 16, sum[0]);
+    put(&mut sc.out, IP + 17, sum[1]);
+    Some(IP + tcp_len)
+}
+
+/// What `bpf_loop` hands each step of the option walk.
+struct Walk {
+    walk: OptionWalk,
+    /// The SYN's TCP header length; the header is in the scratch space.
+    hlen: usize,
+}
+
+/// One option of the walk; 1 ends the loop.
+#[inline(never)]
+extern "C" fn option_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` that `syn_options` passed to bpf_loop.
+    let w = unsafe { &mut *ctx.cast::<Walk>() };
+    let Some(tcp) = scratch().and_then(|sc| sc.syn.get(..w.hlen)) else {
+        return 1;
+    };
+    i64::from(!w.walk.step(tcp))
+}
+
+/// The options of the SYN in the scratch space. Through `bpf_loop`: the
+/// verifier checks one step, not every path through forty.
+#[inline(always)]
+fn syn_options(hlen: usize) -> SynOptions {
+    let mut w = Walk {
+        walk: OptionWalk::START,
+        hlen,
+    };
+    // SAFETY: a callback of the signature bpf_loop expects and a context
+    // that lives through the call.
+    unsafe {
+        bpf_loop(
+            OptionWalk::MAX_STEPS,
+            option_step as *const () as *mut c_void,
+            (&raw mut w).cast(),
+            0,
+        );
+    }
+    w.walk.opts
+}
+
+/// What an ACK to a cookie port turned out to be.
+pub enum Ack {
+    /// Of a connection the kernel knows: let it through untouched.
+    Known,
+    /// The last ACK of a cookie handshake.
+    Valid,
+    /// Neither: forged, or its cookie expired.
+    Invalid,
+}
+
+/// Screens an ACK (no SYN, no RST) to a cookie port.
+#[inline(always)]
+pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
+    if t.flags & TCP_FLAG_ACK == 0 || t.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+        return None;
+    }
+    let ports = load::<[u8; 4]>(ctx, h.l4)?;
+    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    let dport = u16::from_ne_bytes([ports[2], ports[3]]);
+    // The lookup reads only the member of the family it is told the size
+    // of, so only that member is written.
+    let known = if t.v4 {
+        let a = load::<[u8; 8]>(ctx, h.l3 + 12)?;
+        let mut tuple = bpf_sock_tuple {
+            __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
+                ipv4: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+                    saddr: u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+                    daddr: u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+                    sport,
+                    dport,
+                },
+            },
+        };
+        connection(ctx, &mut tuple, 12)
+    } else {
+        let src = load::<[u8; 16]>(ctx, h.l3 + 8)?;
+        let dst = load::<[u8; 16]>(ctx, h.l3 + 24)?;
+        let mut tuple = bpf_sock_tuple {
+            __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
+                ipv6: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
+                    saddr: words(&src),
+                    daddr: words(&dst),
+                    sport,
+                    dport,
+                },
+            },
+        };
+        connection(ctx, &mut tuple, 36)
+    };
+    if known {
+        return Some(Ack::Known);
+    }
+    let sc = scratch()?;
+    let ip_len = if t.v4 { IPV4_HLEN } else { IPV6_HLEN };
+    if !copy_in(ctx, h.l3, &mut sc.ip, ip_len) || !copy_in(ctx, h.l4, &mut sc.syn, TCP_MIN_HLEN) {
+        return None;
+    }
+    // SAFETY: the helpers read the IP header and the fixed TCP header,
+    // copied from the packet into the scratch space.
+    let checked = unsafe {
+        if t.v4 {
+            bpf_tcp_raw_check_syncookie_ipv4(sc.ip.as_mut_ptr().cast(), sc.syn.as_mut_ptr().cast())
+        } else {
+            bpf_tcp_raw_check_syncookie_ipv6(sc.ip.as_mut_ptr().cast(), sc.syn.as_mut_ptr().cast())
+        }
+    };
+    Some(if checked == 0 {
+        Ack::Valid
+    } else {
+        Ack::Invalid
+    })
+}
+
+/// Sixteen address bytes as four words in network order.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+/// Whether the kernel has a socket for this 4-tuple other than the
+/// listener: an established, closing or half-open connection.
+#[inline(always)]
+fn connection(ctx: &XdpContext, tuple: &mut bpf_sock_tuple, size: u32) -> bool {
+    // SAFETY: a socket lookup with a tuple on the stack; a socket found is
+    // released before return, as the verifier demands.
+    unsafe {
+        let sk = bpf_skc_lookup_tcp(ctx.ctx.cast(), tuple, size, CURRENT_NETNS, 0);
+        if sk.is_null() {
+            return false;
+        }
+        let state = (*sk).state;
+        bpf_sk_release(sk.cast());
+        state != TCP_LISTEN
+    }
+}
