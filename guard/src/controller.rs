@@ -13,17 +13,55 @@ use anyhow::{Context as _, Result, anyhow};
 use guard_common::SourceKey;
 
 use crate::{
-    config::{BucketPolicy, Rate, Settings, SourceLimits},
+    config::{BucketPolicy, CookieMode, Mode, Rate, Settings, SourceLimits},
     conntrack::{
         Timeout, ctnetlink,
-        knobs::{self, BUCKETS, KnobError, Knobs, MAX, timeout_key},
+        knobs::{self, BUCKETS, KnobError, Knobs, MAX, TCP_LOOSE, timeout_key},
     },
     exit::usage,
     notrack,
-    policy::{self, Action, Observation, PolicyConfig, State, XdpLimits},
+    policy::{self, Action, Cookies, Observation, PolicyConfig, State, XdpLimits},
     restore::{self, Record},
     status::{self, Status},
+    synproxy,
 };
+
+/// What `--syn-cookies` comes to on this run. Cookies need a lone ACK to
+/// be invalid to conntrack (so that SYNPROXY sees it): when they may come
+/// on, `nf_conntrack_tcp_loose` is recorded to go back when they are off.
+fn arm_cookies(knobs: &Knobs<'_>, settings: &Settings, record: &mut Record) -> Cookies {
+    let cookies = cookie_policy(settings);
+    if cookies == Cookies::Never {
+        return cookies;
+    }
+    match knobs.local(TCP_LOOSE) {
+        Ok(v) => {
+            record.local.insert(TCP_LOOSE.to_owned(), v);
+            cookies
+        }
+        Err(e) => {
+            tracing::warn!("{e}: SYN cookies stay off");
+            Cookies::Never
+        }
+    }
+}
+
+/// What `--syn-cookies` asks for on this run.
+fn cookie_policy(settings: &Settings) -> Cookies {
+    let c = &settings.cookies;
+    if c.ports.is_empty() || c.mode == CookieMode::Never {
+        return Cookies::Never;
+    }
+    if settings.mode != Mode::Enforce {
+        tracing::info!("SYN cookies stay off in monitor mode: answering SYNs is not counting them");
+        return Cookies::Never;
+    }
+    match c.mode {
+        CookieMode::Always => Cookies::Always,
+        CookieMode::Auto => Cookies::Auto,
+        CookieMode::Never => Cookies::Never,
+    }
+}
 
 /// Field guides' rule of thumb for nf_conntrack_max: RAM / 16384 / (64/32)
 /// on a 64-bit kernel, one entry per 32 KiB of RAM.
@@ -37,6 +75,10 @@ const MIB: u64 = 1024 * 1024;
 pub struct XdpTotals {
     pub new_flows: u64,
     pub admitted: u64,
+    pub budget_drops: u64,
+    pub syns: u64,
+    pub new_sources: u64,
+    pub cookies_sent: u64,
 }
 
 /// What the run loop must do after a tick.
@@ -91,6 +133,9 @@ pub struct Controller<'a> {
     read_only: BTreeSet<String>,
     /// The last decisions, for the published status.
     recent: VecDeque<status::Decision>,
+    /// The SYN-cookie ports and the SYNPROXY options for them.
+    cookie_ports: Vec<u16>,
+    synproxy: synproxy::Options,
 }
 
 impl<'a> Controller<'a> {
@@ -120,7 +165,7 @@ impl<'a> Controller<'a> {
                 Budget::new(None, ram, entry_bytes, table.buckets).mib()
             )));
         }
-        let record = Record {
+        let mut record = Record {
             pid: std::process::id(),
             netns: knobs.scope().name().map(str::to_owned),
             global: [
@@ -133,7 +178,9 @@ impl<'a> Controller<'a> {
                 .map(|t| (timeout_key(*t), u64::from(table.timeouts.get(*t))))
                 .collect(),
             notrack: !ct.notrack_ports.is_empty(),
+            synproxy: false,
         };
+        let cookies = arm_cookies(&knobs, settings, &mut record);
         let cfg = PolicyConfig {
             target: ct.target,
             ceiling: budget.ceiling,
@@ -144,6 +191,7 @@ impl<'a> Controller<'a> {
             prefix: settings.prefix,
             limits_always: settings.source_limits == SourceLimits::Always,
             global: settings.global,
+            cookies,
         };
         tracing::info!(
             "conntrack{}: {table}; ceiling {} entries ({} MiB at {entry_bytes} bytes an entry); keeping fill below {:.0}%{}",
@@ -168,6 +216,11 @@ impl<'a> Controller<'a> {
             started: Instant::now(),
             read_only: BTreeSet::new(),
             recent: VecDeque::with_capacity(status::RECENT),
+            cookie_ports: settings.cookies.ports.clone(),
+            synproxy: synproxy::Options {
+                mss: settings.cookies.mss,
+                wscale: settings.cookies.wscale,
+            },
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
@@ -217,13 +270,23 @@ impl<'a> Controller<'a> {
     /// One tick: read, decide, act, log.
     pub fn tick(&mut self, xdp: XdpTotals) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
+        // Cookies are off in XDP since the last tick: their rules can go.
+        if self.record.synproxy && !self.state.applied.limits.cookies {
+            self.cookies_off();
+        }
         let obs = Observation {
             at: self.started.elapsed(),
             count: table.count,
             max: table.max,
             stats: table.stats,
-            new_flows: xdp.new_flows,
+            // A SYN answered with a cookie makes no entry: not a new flow
+            // the table has to hold.
+            new_flows: xdp.new_flows.saturating_sub(xdp.cookies_sent),
             admitted: xdp.admitted,
+            budget_drops: xdp.budget_drops,
+            syns: xdp.syns,
+            new_sources: xdp.new_sources,
+            cookies_sent: xdp.cookies_sent,
         };
         let decision = policy::decide(&self.cfg, &self.state, &obs);
         let level_changed = decision.level != self.state.level;
@@ -240,6 +303,23 @@ impl<'a> Controller<'a> {
                 at: status::unix_now(),
                 line,
             });
+        }
+        let mut decision = decision;
+        if decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::SetCookies { on: true, .. }))
+            && !self.dry_run
+            && !self.cookies_on()
+        {
+            // Without the rules the handshakes cannot complete: cookies
+            // stay off, and the next tick tries again.
+            decision.next.applied.limits.cookies = false;
+            for action in &mut decision.actions {
+                if let Action::SetXdpLimits(l) = action {
+                    l.cookies = false;
+                }
+            }
         }
         let mut limits = None;
         for action in &decision.actions {
@@ -286,6 +366,11 @@ impl<'a> Controller<'a> {
             dry_run: self.dry_run,
             global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
             source: applied.limits.source,
+            cookie_ports: if applied.limits.cookies {
+                self.cookie_ports.clone()
+            } else {
+                Vec::new()
+            },
             stats: table.stats,
             recent: self.recent.clone(),
         }
@@ -312,6 +397,48 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Installs the SYNPROXY rules and makes conntrack strict about lone
+    /// ACKs, before XDP starts answering SYNs; false if it could not.
+    fn cookies_on(&mut self) -> bool {
+        if !self.record.synproxy {
+            // Recorded first: a crash from here on is cleaned up by
+            // `guard restore`.
+            self.record.synproxy = true;
+            if let Err(e) = self.record.save(&self.runtime_dir) {
+                tracing::error!("{e}");
+            }
+        }
+        if let Err(e) = synproxy::install(self.knobs.scope(), &self.cookie_ports, self.synproxy) {
+            tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
+            return false;
+        }
+        self.write(TCP_LOOSE, 0, true);
+        tracing::info!(
+            "SYN cookies answer SYNs to ports {:?}{} (table inet {})",
+            self.cookie_ports,
+            self.knobs.scope().suffix(),
+            synproxy::TABLE
+        );
+        true
+    }
+
+    /// Removes the SYNPROXY rules and puts `tcp_loose` back, once XDP no
+    /// longer answers SYNs.
+    fn cookies_off(&mut self) {
+        match synproxy::remove(self.knobs.scope()) {
+            Ok(()) => {
+                self.record.synproxy = false;
+                if let Err(e) = self.record.save(&self.runtime_dir) {
+                    tracing::error!("{e}");
+                }
+            }
+            Err(e) => tracing::error!("removing the SYNPROXY rules: {e:#}"),
+        }
+        if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
+            self.write(TCP_LOOSE, loose, true);
+        }
+    }
+
     /// Takes a reloaded configuration: new target, calm and operator limits.
     /// The next tick writes the XDP limits again on top of them.
     pub fn reconfigure(&mut self, settings: &Settings) {
@@ -327,6 +454,7 @@ impl<'a> Controller<'a> {
             global: Rate::OFF,
             source: settings.source,
             prefix: settings.prefix,
+            cookies: false,
         };
     }
 

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod maps;
 pub mod metrics;
 pub mod netns;
+pub mod nft;
 pub mod notrack;
 pub mod pins;
 pub mod policy;
@@ -25,6 +26,7 @@ pub mod restore;
 pub mod run;
 pub mod stats;
 pub mod status;
+pub mod synproxy;
 pub mod tune;
 pub mod watch;
 

@@ -9,8 +9,9 @@ use aya::{
     maps::Map,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use guard_common::maps::{
-    CONFIG, EVENTS, LISTS_V4, LISTS_V6, PINNED, PREFIXES, SOURCES, UDP_FLOWS,
+use guard_common::{
+    config::COOKIES_ON,
+    maps::{CONFIG, EVENTS, LISTS_V4, LISTS_V6, PINNED, PREFIXES, SOURCES, UDP_FLOWS},
 };
 
 use crate::{
@@ -182,6 +183,7 @@ impl Attached {
         config.global = limits.global.limit();
         config.source = limits.source.map(Rate::limit);
         config.prefix = limits.prefix.map(Rate::limit);
+        config.cookies = if limits.cookies { COOKIES_ON } else { 0 };
         maps::write_config(map, &config)
             .with_context(|| format!("setting the limits of {}", self.iface.name))
     }

@@ -93,6 +93,33 @@ fn f(n: u64) -> f64 {
     n as f64
 }
 
+impl GuardCollector {
+    /// Sources verified by a SYN-cookie handshake, per interface: read
+    /// from the pinned source map at each scrape.
+    fn encode_verified(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "guard_verified_sources",
+            "Sources verified by a SYN-cookie handshake, now.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let now = stats::monotonic_ns();
+        for (netns, iface, dir) in self.layout.list() {
+            let Ok(sources) = stats::read_pinned_sources(&dir, guard_common::maps::SOURCES) else {
+                continue;
+            };
+            let verified = sources
+                .iter()
+                .filter(|(_, st)| st.verified_until_ns > now)
+                .count();
+            let name = netns.map_or_else(|| iface.clone(), |ns| format!("{ns}/{iface}"));
+            ConstGauge::new(f(u64::try_from(verified).unwrap_or(u64::MAX)))
+                .encode(family.encode_family(&[("iface", name.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for GuardCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now: Reading = self
@@ -116,6 +143,7 @@ impl Collector for GuardCollector {
             rates
         };
         encode_xdp(&mut encoder, &now, rates.as_ref())?;
+        self.encode_verified(&mut encoder)?;
         if let Some(status) = Status::read(&self.runtime_dir) {
             encode_controller(&mut encoder, &status)?;
         }
@@ -190,6 +218,25 @@ fn encode_xdp(
         "Packets dropped by reason (in monitor mode: that would have been).",
         "reason",
         &named(&Counter::DROP_REASONS, "drop_"),
+        now,
+    )?;
+    counters(
+        encoder,
+        "guard_syn_cookies",
+        "SYNs answered from XDP with a SYN cookie, and the ACKs that completed one.",
+        "outcome",
+        &[
+            (Counter::CookieSynAck, "synack"),
+            (Counter::CookieAckValid, "valid_ack"),
+        ],
+        now,
+    )?;
+    counters(
+        encoder,
+        "guard_new_sources",
+        "Sources seen for the first time.",
+        "kind",
+        &[(Counter::NewSources, "all")],
         now,
     )?;
     counters(
@@ -276,6 +323,12 @@ fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), 
         "guard_conntrack_pressure_level",
         "The controller's level: 0 normal, 1 elevated, 2 high, 3 critical.",
         level,
+    )?;
+    gauge(
+        encoder,
+        "guard_syn_cookies_active",
+        "1 while XDP answers SYNs to the cookie ports with SYN cookies.",
+        if s.cookie_ports.is_empty() { 0.0 } else { 1.0 },
     )?;
     gauge(
         encoder,

@@ -3,15 +3,17 @@
 //! server's UDP, say). They live in a table of their own, `inet
 //! guard_notrack`, which is replaced as a whole and removed as a whole.
 
-use std::{
-    fmt::Write as _,
-    io::Write as _,
-    process::{Command, Stdio},
+use std::fmt::Write as _;
+
+use anyhow::{Result, anyhow};
+
+use crate::{
+    cli::NotrackArgs,
+    exit::usage,
+    netns::Scope,
+    nft::{delete_table, nft},
+    preflight,
 };
-
-use anyhow::{Context as _, Result, anyhow, bail};
-
-use crate::{cli::NotrackArgs, exit::usage, netns::Scope, preflight};
 
 pub const TABLE: &str = "guard_notrack";
 
@@ -38,7 +40,8 @@ pub fn script(ports: &[u16], proto: Proto) -> String {
         Proto::Udp => &["udp"],
         Proto::Both => &["tcp", "udp"],
     };
-    let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
+    let mut s = delete_table(TABLE);
+    let _ = writeln!(s, "table inet {TABLE} {{");
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
     for p in protos {
         let _ = writeln!(s, "    {p} dport {{ {set} }} notrack");
@@ -51,35 +54,6 @@ pub fn script(ports: &[u16], proto: Proto) -> String {
     s
 }
 
-/// Runs `nft -f -` with `input` in the scope's namespace.
-fn nft(scope: &Scope, input: &str) -> Result<()> {
-    scope
-        .run(|| {
-            let mut child = Command::new("nft")
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("running nft (install nftables)")?;
-            child
-                .stdin
-                .take()
-                .context("nft stdin")?
-                .write_all(input.as_bytes())
-                .context("writing to nft")?;
-            let out = child.wait_with_output().context("waiting for nft")?;
-            if !out.status.success() {
-                bail!(
-                    "nft refused the rules: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        })
-        .map_err(|e| anyhow!(e))?
-}
-
 /// Installs (or replaces) the notrack rules.
 pub fn install(scope: &Scope, ports: &[u16], proto: Proto) -> Result<()> {
     nft(scope, &script(ports, proto))
@@ -87,10 +61,7 @@ pub fn install(scope: &Scope, ports: &[u16], proto: Proto) -> Result<()> {
 
 /// Removes the notrack rules; missing ones are fine.
 pub fn remove(scope: &Scope) -> Result<()> {
-    nft(
-        scope,
-        &format!("table inet {TABLE}\ndelete table inet {TABLE}\n"),
-    )
+    nft(scope, &delete_table(TABLE))
 }
 
 pub fn command(args: &NotrackArgs) -> Result<()> {

@@ -141,6 +141,17 @@ impl Level {
 /// clients need.
 pub const CALM_SCALE: u64 = 1000;
 
+/// `--syn-cookies` as the policy applies it: `Never` also when cookies
+/// cannot work (no cookie port, monitor mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cookies {
+    Never,
+    /// On when a random-source SYN flood fills the table, off when it is
+    /// over.
+    Auto,
+    Always,
+}
+
 /// What the policy is given once, at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
@@ -160,6 +171,7 @@ pub struct PolicyConfig {
     pub limits_always: bool,
     /// The operator's global budget; `rate == 0` leaves it to the policy.
     pub global: Rate,
+    pub cookies: Cookies,
 }
 
 /// One tick's reading.
@@ -174,6 +186,13 @@ pub struct Observation {
     /// that passed (each may create a conntrack entry).
     pub new_flows: u64,
     pub admitted: u64,
+    /// XDP, cumulative: new flows the global budget turned away, TCP SYNs
+    /// seen, sources seen for the first time, and SYNs answered with a
+    /// cookie.
+    pub budget_drops: u64,
+    pub syns: u64,
+    pub new_sources: u64,
+    pub cookies_sent: u64,
 }
 
 /// What has been applied (or, in a dry run, would have been).
@@ -199,6 +218,8 @@ pub struct State {
     pub last_escalation: Duration,
     pub last: Option<Observation>,
     pub applied: Applied,
+    /// Since when cookies, while on, have had little to answer.
+    pub cookies_quiet_since: Option<Duration>,
 }
 
 impl State {
@@ -211,6 +232,7 @@ impl State {
             escalations: 0,
             last_escalation: Duration::ZERO,
             last: None,
+            cookies_quiet_since: None,
             applied: Applied {
                 max: cfg.original_max,
                 timeouts: cfg.original_timeouts,
@@ -218,6 +240,7 @@ impl State {
                     global: Rate::OFF,
                     source: cfg.source,
                     prefix: cfg.prefix,
+                    cookies: false,
                 },
                 max_changed_at: Duration::ZERO,
             },
@@ -232,14 +255,29 @@ pub struct XdpLimits {
     /// By flow class: SYN, UDP, ICMP echo.
     pub source: [Rate; 3],
     pub prefix: [Rate; 3],
+    /// SYN cookies answer SYNs to the cookie ports.
+    pub cookies: bool,
 }
 
 /// A change to make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    SetMax { from: u64, to: u64 },
-    SetTimeouts { from: Timeouts, to: Timeouts },
+    SetMax {
+        from: u64,
+        to: u64,
+    },
+    SetTimeouts {
+        from: Timeouts,
+        to: Timeouts,
+    },
     SetXdpLimits(XdpLimits),
+    /// SYN cookies on or off, and why. On: the SYNPROXY rules first, then
+    /// the XDP flag (in the same tick's limits); off: the flag first, the
+    /// rules after.
+    SetCookies {
+        on: bool,
+        why: String,
+    },
 }
 
 /// What the policy saw, for the log line.
@@ -250,6 +288,10 @@ pub struct Seen {
     pub distress: Stats,
     pub new_flows_per_sec: f64,
     pub admitted_per_sec: f64,
+    pub budget_drops_per_sec: f64,
+    pub syns_per_sec: f64,
+    pub new_sources_per_sec: f64,
+    pub cookies_per_sec: f64,
 }
 
 /// The outcome of one tick.
@@ -287,6 +329,18 @@ const ATTACK_RATE: f64 = 1000.0;
 const ATTACK_RATIO: f64 = 4.0;
 /// With an attack held back, the table grows from this fill on.
 const HELD_BACK_FILL: f64 = 25.0;
+/// SYNs per second that, when most of them get past the per-source limits
+/// and are stopped only by the global budget (or come from sources never
+/// seen before), make a random-source SYN flood: per-source limits cannot
+/// stop it, each source sends a few. Cookies answer it. Off again after
+/// `calm` with fewer than half this many SYNs a second to answer.
+const COOKIE_SYN_RATE: f64 = 1000.0;
+const COOKIE_BUDGET_SHARE: f64 = 0.5;
+const COOKIE_NEW_SOURCE_SHARE: f64 = 0.25;
+/// While cookies may switch on, the global budget's burst is at most this
+/// share of `nf_conntrack_max`: what a flood can put in the table in the
+/// tick before cookies answer it.
+const ARMED_BURST_SHARE: f64 = 0.05;
 
 #[expect(
     clippy::cast_precision_loss,
@@ -334,12 +388,23 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
         });
         next.applied.timeouts = timeouts;
     }
-    let limits = xdp_limits(cfg, level, max, obs.count, &timeouts);
+    let (cookies_on, cookies_why) = cookies(cfg, state, &mut next, obs, &seen);
+    if let Some(why) = cookies_why {
+        actions.push(Action::SetCookies {
+            on: cookies_on,
+            why,
+        });
+    }
+    let limits = XdpLimits {
+        cookies: cookies_on,
+        ..xdp_limits(cfg, level, max, obs.count, &timeouts)
+    };
     let applied = state.applied.limits;
     let first = applied.global.rate == 0;
     if first
         || limits.source != applied.source
         || limits.prefix != applied.prefix
+        || limits.cookies != applied.cookies
         || needs_update(applied.global, limits.global)
     {
         actions.push(Action::SetXdpLimits(limits));
@@ -370,6 +435,10 @@ fn rates(state: &State, obs: &Observation) -> Seen {
             distress: Stats::default(),
             new_flows_per_sec: 0.0,
             admitted_per_sec: 0.0,
+            budget_drops_per_sec: 0.0,
+            syns_per_sec: 0.0,
+            new_sources_per_sec: 0.0,
+            cookies_per_sec: 0.0,
         };
     };
     let dt = obs.at.saturating_sub(last.at).as_secs_f64();
@@ -380,6 +449,70 @@ fn rates(state: &State, obs: &Observation) -> Seen {
         distress: obs.stats.since(&last.stats),
         new_flows_per_sec: per_sec(f(obs.new_flows.saturating_sub(last.new_flows))),
         admitted_per_sec: per_sec(f(obs.admitted.saturating_sub(last.admitted))),
+        budget_drops_per_sec: per_sec(f(obs.budget_drops.saturating_sub(last.budget_drops))),
+        syns_per_sec: per_sec(f(obs.syns.saturating_sub(last.syns))),
+        new_sources_per_sec: per_sec(f(obs.new_sources.saturating_sub(last.new_sources))),
+        cookies_per_sec: per_sec(f(obs.cookies_sent.saturating_sub(last.cookies_sent))),
+    }
+}
+
+/// Whether cookies should be on after this tick, with the reason for a
+/// change; updates the quiet clock in `next`.
+fn cookies(
+    cfg: &PolicyConfig,
+    state: &State,
+    next: &mut State,
+    obs: &Observation,
+    seen: &Seen,
+) -> (bool, Option<String>) {
+    let on = state.applied.limits.cookies;
+    match cfg.cookies {
+        Cookies::Never => (
+            false,
+            on.then(|| "SYN cookies are off by configuration".to_owned()),
+        ),
+        Cookies::Always => (true, (!on).then(|| "SYN cookies always on".to_owned())),
+        Cookies::Auto if !on => {
+            let spread = seen.budget_drops_per_sec >= seen.syns_per_sec * COOKIE_BUDGET_SHARE
+                || seen.new_sources_per_sec >= seen.syns_per_sec * COOKIE_NEW_SOURCE_SHARE;
+            let flood =
+                next.level >= Level::Elevated && seen.syns_per_sec >= COOKIE_SYN_RATE && spread;
+            next.cookies_quiet_since = None;
+            if flood {
+                (
+                    true,
+                    Some(format!(
+                        "SYN cookies on: a random-source SYN flood ({:.0} SYNs/s, {:.0} over the budget, {:.0} new sources/s) at level {}",
+                        seen.syns_per_sec,
+                        seen.budget_drops_per_sec,
+                        seen.new_sources_per_sec,
+                        next.level.name()
+                    )),
+                )
+            } else {
+                (false, None)
+            }
+        }
+        Cookies::Auto => {
+            if seen.cookies_per_sec >= COOKIE_SYN_RATE / 2.0 {
+                next.cookies_quiet_since = None;
+                return (true, None);
+            }
+            let since = *next.cookies_quiet_since.get_or_insert(obs.at);
+            if obs.at.saturating_sub(since) >= cfg.calm {
+                next.cookies_quiet_since = None;
+                (
+                    false,
+                    Some(format!(
+                        "SYN cookies off: {:.0} SYNs/s to answer for {}s",
+                        seen.cookies_per_sec,
+                        cfg.calm.as_secs()
+                    )),
+                )
+            } else {
+                (true, None)
+            }
+        }
     }
 }
 
@@ -533,6 +666,10 @@ fn xdp_limits(
         global.rate = global.rate.min(cfg.global.rate);
         global.burst = global.burst.min(cfg.global.burst);
     }
+    if cfg.cookies == Cookies::Auto {
+        let cap = u32::try_from(u((f(max) * ARMED_BURST_SHARE).floor()).max(1)).unwrap_or(u32::MAX);
+        global.burst = global.burst.min(cap);
+    }
     let calm = if cfg.limits_always { 100 } else { CALM_SCALE };
     let scaled = |scale: u64| {
         move |r: Rate| {
@@ -555,6 +692,7 @@ fn xdp_limits(
         global,
         source: cfg.source.map(scaled(level.source_scale(calm))),
         prefix: cfg.prefix.map(scaled(prefix_scale)),
+        cookies: false,
     }
 }
 
@@ -599,10 +737,12 @@ impl Decision {
                 Action::SetTimeouts { from, to } => {
                     let _ = write!(line, "timeouts {}", from.diff(to).join(" "));
                 }
+                Action::SetCookies { why, .. } => line.push_str(why),
                 Action::SetXdpLimits(XdpLimits {
                     global,
                     source,
                     prefix,
+                    ..
                 }) => {
                     let _ = write!(
                         line,
@@ -641,6 +781,7 @@ mod tests {
             }; 3],
             limits_always: true,
             global: Rate { rate: 0, burst: 0 },
+            cookies: Cookies::Never,
         }
     }
 
@@ -652,6 +793,10 @@ mod tests {
             stats: Stats::default(),
             new_flows: 0,
             admitted: 0,
+            budget_drops: 0,
+            syns: 0,
+            new_sources: 0,
+            cookies_sent: 0,
         }
     }
 
@@ -762,8 +907,133 @@ mod tests {
                 global: Rate { rate: 7, burst: 9 },
                 source: cfg.source,
                 prefix: cfg.prefix,
+                cookies: false,
             })]
         );
+    }
+
+    /// Observations a second apart of a SYN flood: `syns` a second, of
+    /// which `new` from sources never seen before, `answered` by cookies;
+    /// the table holding `count` of 10,000.
+    fn flood(at: u64, count: u64, syns: u64, new: u64, answered: u64) -> Observation {
+        Observation {
+            budget_drops: 0,
+            syns: syns * at,
+            new_sources: new * at,
+            cookies_sent: answered * at,
+            new_flows: syns * at,
+            admitted: 100 * at,
+            ..obs(at, count, 10_000)
+        }
+    }
+
+    fn cookies_switched(d: &Decision) -> Option<bool> {
+        d.actions.iter().find_map(|a| match a {
+            Action::SetCookies { on, .. } => Some(*on),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn cookies_answer_a_random_source_flood_and_stop_when_it_is_over() {
+        let cfg = PolicyConfig {
+            cookies: Cookies::Auto,
+            ..cfg()
+        };
+        let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
+        // 50,000 SYNs a second from 45,000 new sources, the table filling.
+        let (d, s) = run(&cfg, &s, &flood(1, 6_000, 50_000, 45_000, 0));
+        assert_eq!(cookies_switched(&d), Some(true), "{:?}", d.actions);
+        assert!(d.next.applied.limits.cookies);
+        assert!(
+            d.describe(10_000)
+                .contains("SYN cookies on: a random-source SYN flood")
+        );
+        // While SYNs keep coming, they stay on.
+        let (d, mut s) = run(&cfg, &s, &flood(2, 3_000, 50_000, 0, 50_000));
+        assert_eq!(cookies_switched(&d), None);
+        assert!(s.applied.limits.cookies);
+        // The flood stops: off only after `calm` with little to answer.
+        let quiet = |at| Observation {
+            cookies_sent: 100_000 + at,
+            syns: 100_000 + at,
+            ..flood(at, 100, 0, 0, 0)
+        };
+        let mut off_at = None;
+        for at in 3..=40 {
+            let (d, next) = run(&cfg, &s, &quiet(at));
+            s = next;
+            if cookies_switched(&d) == Some(false) {
+                off_at = Some(at);
+                break;
+            }
+        }
+        // Quiet from the tick at 3 s, `calm` is 30 s.
+        assert_eq!(off_at, Some(33));
+        assert!(!s.applied.limits.cookies);
+    }
+
+    #[test]
+    fn sources_that_repeat_but_pass_their_limits_are_a_random_source_flood_too() {
+        // 65,536 sources sending a few SYNs a second each: all seen after
+        // the first second, each under its limit, only the budget stops them.
+        let cfg = PolicyConfig {
+            cookies: Cookies::Auto,
+            ..cfg()
+        };
+        let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
+        let o = Observation {
+            budget_drops: 40_000,
+            ..flood(1, 6_000, 50_000, 0, 0)
+        };
+        let (d, _) = run(&cfg, &s, &o);
+        assert_eq!(cookies_switched(&d), Some(true), "{}", d.describe(10_000));
+    }
+
+    #[test]
+    fn armed_cookies_keep_the_budget_burst_small() {
+        let auto = PolicyConfig {
+            cookies: Cookies::Auto,
+            ..cfg()
+        };
+        let armed = xdp_limits(&auto, Level::Normal, 10_000, 0, &Timeouts::defaults());
+        let plain = xdp_limits(&cfg(), Level::Normal, 10_000, 0, &Timeouts::defaults());
+        assert_eq!(armed.global.burst, 500, "5% of 10,000");
+        assert!(plain.global.burst > 4_000);
+        assert_eq!(armed.global.rate, plain.global.rate);
+    }
+
+    #[test]
+    fn a_flood_from_few_sources_is_left_to_the_per_source_limits() {
+        let cfg = PolicyConfig {
+            cookies: Cookies::Auto,
+            ..cfg()
+        };
+        let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
+        let (d, _) = run(&cfg, &s, &flood(1, 6_000, 50_000, 20, 0));
+        assert!(d.level >= Level::Elevated);
+        assert_eq!(cookies_switched(&d), None);
+        // Nor a random-source trickle while the table is calm.
+        let (d, _) = run(&cfg, &s, &flood(1, 200, 500, 500, 0));
+        assert_eq!(cookies_switched(&d), None);
+    }
+
+    #[test]
+    fn always_and_never_mean_it() {
+        let always = PolicyConfig {
+            cookies: Cookies::Always,
+            ..cfg()
+        };
+        let (d, s) = run(&always, &State::initial(&always), &obs(0, 100, 10_000));
+        assert_eq!(cookies_switched(&d), Some(true));
+        let (d, _) = run(&always, &s, &obs(60, 100, 10_000));
+        assert_eq!(cookies_switched(&d), None);
+        assert!(d.next.applied.limits.cookies);
+        let never = cfg();
+        let (_, s) = run(&never, &State::initial(&never), &flood(0, 100, 0, 0, 0));
+        let (d, _) = run(&never, &s, &flood(1, 9_000, 50_000, 45_000, 0));
+        assert_eq!(cookies_switched(&d), None);
+        assert!(!d.next.applied.limits.cookies);
     }
 
     #[test]

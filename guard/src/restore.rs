@@ -26,7 +26,7 @@ use crate::{
     netns::Scope,
     notrack,
     pins::{self, HostLock, Layout, RUNTIME_DIR},
-    preflight,
+    preflight, synproxy,
 };
 
 /// The state file's name in the runtime directory.
@@ -62,6 +62,9 @@ pub struct Record {
     /// guard installed notrack rules in `netns`.
     #[serde(default)]
     pub notrack: bool,
+    /// guard installed SYNPROXY rules (SYN cookies) in `netns`.
+    #[serde(default)]
+    pub synproxy: bool,
 }
 
 impl Record {
@@ -224,6 +227,15 @@ pub fn restore(record: &Record) -> Report {
                 Err(e) => report.problems.push(format!("{e:#}")),
             }
         }
+        if record.synproxy {
+            match synproxy::remove(scope) {
+                Ok(()) => report.restored.push(format!(
+                    "SYNPROXY rules removed (table inet {})",
+                    synproxy::TABLE
+                )),
+                Err(e) => report.problems.push(format!("{e:#}")),
+            }
+        }
     }
     report
 }
@@ -307,6 +319,7 @@ mod tests {
             global: BTreeMap::from([(MAX.into(), 262_144)]),
             local: BTreeMap::from([("net.netfilter.nf_conntrack_udp_timeout".into(), 30)]),
             notrack: true,
+            synproxy: true,
         };
         record.save(&dir).unwrap();
         let mode = fs::metadata(dir.join(STATE_FILE))

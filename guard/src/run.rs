@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
 use guard_common::{Counter, CounterBlock, SourceKey, maps::COUNTERS};
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -16,7 +16,7 @@ use tokio::{
 
 use crate::{
     cli::RunArgs,
-    config::{self, Settings},
+    config::{self, CookieMode, Settings},
     conntrack::knobs::{KnobError, Knobs},
     controller::{Controller, XdpTotals},
     events,
@@ -88,6 +88,11 @@ async fn serve(args: &RunArgs, mut settings: Settings) -> Result<()> {
             runtime_dir.clone(),
         )?),
         Err(e @ KnobError::NotLoaded { .. }) => {
+            if settings.cookies.mode == CookieMode::Always && !settings.cookies.ports.is_empty() {
+                return Err(usage(anyhow!(
+                    "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
+                )));
+            }
             tracing::warn!("{e}; guard runs without its conntrack controller");
             None
         }
@@ -201,6 +206,7 @@ fn reload(
         .clone_from(&settings.conntrack.notrack_ports);
     applied.conntrack.dry_run = settings.conntrack.dry_run;
     applied.metrics = settings.metrics;
+    applied.cookies.clone_from(&settings.cookies);
     for a in attached.iter_mut() {
         if let Err(e) = a.reconfigure(&applied) {
             tracing::error!("SIGHUP: {e:#}");
@@ -304,6 +310,10 @@ fn xdp_totals(attached: &[Attached]) -> Result<XdpTotals> {
         let c = stats::sum_counters(a.map(COUNTERS)?).context("reading the XDP counters")?;
         totals.new_flows += c.get(Counter::NewFlows);
         totals.admitted += c.get(Counter::PassLimits) + c.get(Counter::PassAllowlist);
+        totals.budget_drops += c.get(Counter::DropGlobalBudget);
+        totals.syns += c.get(Counter::TcpSyn);
+        totals.new_sources += c.get(Counter::NewSources);
+        totals.cookies_sent += c.get(Counter::CookieSynAck);
     }
     Ok(totals)
 }

@@ -146,6 +146,8 @@ pub struct InterfaceStats {
     pub top_prefixes: Vec<SourceRow>,
     /// Sources banned now, longest ban first.
     pub bans: Vec<SourceRow>,
+    /// Sources verified by a SYN-cookie handshake, still verified now.
+    pub verified_sources: usize,
 }
 
 /// One source or prefix.
@@ -273,11 +275,16 @@ fn interface_stats(
         },
         top_prefixes: by(|r| (f(r.dropped), r.new_flows), &prefix_rows),
         bans,
+        verified_sources: now
+            .sources
+            .iter()
+            .filter(|(_, st)| st.verified_until_ns > now_ns)
+            .count(),
     }
 }
 
 /// Reads a pinned per-source or per-prefix map.
-fn read_pinned_sources(dir: &Path, name: &str) -> Result<Vec<(SourceKey, SourceState)>> {
+pub fn read_pinned_sources(dir: &Path, name: &str) -> Result<Vec<(SourceKey, SourceState)>> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
     maps::read_sources(&Map::LruHashMap(data))
@@ -368,6 +375,13 @@ impl Snapshot {
                 "  kernel: drop {} early_drop {} insert_failed {} chaintoolong {}",
                 ct.stats.drop, ct.stats.early_drop, ct.stats.insert_failed, ct.stats.chaintoolong
             );
+            if !ct.cookie_ports.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  SYN cookies on for ports {:?} (XDP answers SYNs, SYNPROXY completes)",
+                    ct.cookie_ports
+                );
+            }
             for d in &ct.recent {
                 let _ = writeln!(
                     out,
@@ -401,6 +415,13 @@ impl InterfaceStats {
                 let _ = write!(out, " {rate:>12.1}/s");
             }
             out.push('\n');
+        }
+        if self.verified_sources > 0 {
+            let _ = writeln!(
+                out,
+                "  verified sources   {:>14}  (completed a SYN-cookie handshake)",
+                self.verified_sources
+            );
         }
         let tables = [
             ("sources by drops", &self.top_sources),

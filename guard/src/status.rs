@@ -47,6 +47,9 @@ pub struct Status {
     pub global: Option<Rate>,
     /// Per-source limits applied, by class (syn, udp, icmp).
     pub source: [Rate; 3],
+    /// SYN cookies are answering SYNs to these ports (empty: off).
+    #[serde(default)]
+    pub cookie_ports: Vec<u16>,
     /// The kernel's statistics, cumulative.
     pub stats: Stats,
     /// The last decisions, oldest first.
@@ -110,6 +113,7 @@ mod tests {
                 rate: 50,
                 burst: 100,
             }; 3],
+            cookie_ports: Vec::new(),
             stats: Stats::default(),
             recent: VecDeque::from([Decision {
                 at: 1.0,

@@ -639,6 +639,7 @@ mod tests {
             top_new_flow_sources: Vec::new(),
             top_prefixes: Vec::new(),
             bans: Vec::new(),
+            verified_sources: 0,
         }
     }
 
@@ -661,6 +662,7 @@ mod tests {
                 rate: 50,
                 burst: 100,
             }; 3],
+            cookie_ports: Vec::new(),
             stats: Stats::default(),
             recent: VecDeque::from([Decision {
                 at: 990.0,

@@ -152,6 +152,11 @@ impl Sim {
             stats: self.stats,
             new_flows: self.new_flows,
             admitted: self.admitted,
+            // The simulated floods are per-source: cookies stay out of it.
+            budget_drops: 0,
+            syns: 0,
+            new_sources: 0,
+            cookies_sent: 0,
         }
     }
 
@@ -164,6 +169,7 @@ impl Sim {
                 self.budget = Some(global);
                 self.tokens = self.tokens.min(f64::from(global.burst));
             }
+            Action::SetCookies { .. } => {}
         }
     }
 }
@@ -202,6 +208,7 @@ fn config() -> PolicyConfig {
         ],
         limits_always: false,
         global: Rate { rate: 0, burst: 0 },
+        cookies: policy::Cookies::Never,
     }
 }
 
@@ -260,6 +267,7 @@ fn run(secs: u64, calm_secs: u64, trace: impl Fn(u64) -> Offered) -> Outcome {
                     }
                     Action::SetTimeouts { .. } => out.kernel_changes += 1,
                     Action::SetXdpLimits(_) => out.xdp_updates += 1,
+                    Action::SetCookies { .. } => {}
                 }
             }
             *out.levels.entry(d.level).or_default() += 1;

@@ -12,6 +12,9 @@ use super::{Table, Timeout, Timeouts, ctnetlink};
 use crate::netns::{NetnsError, Scope};
 
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";
+/// 1: a lone ACK of an unknown connection creates an entry ("picked up
+/// mid-stream"); 0: it is invalid. Per namespace.
+pub const TCP_LOOSE: &str = "net.netfilter.nf_conntrack_tcp_loose";
 pub const BUCKETS: &str = "net.netfilter.nf_conntrack_buckets";
 pub const COUNT: &str = "net.netfilter.nf_conntrack_count";
 
