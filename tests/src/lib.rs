@@ -17,6 +17,7 @@ pub mod model;
 pub mod net;
 pub mod nft;
 pub mod packet;
+pub mod peer;
 pub mod raw;
 pub mod require;
 pub mod server;

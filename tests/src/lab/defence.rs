@@ -46,15 +46,19 @@ pub enum Defence {
     GuardMonitor,
     /// guard dropping.
     GuardEnforce,
+    /// guard dropping, with SYN cookies for the TCP port when a
+    /// random-source SYN flood is under way.
+    GuardCookies,
 }
 
 impl Defence {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Defaults,
         Self::Static,
         Self::Nftables,
         Self::GuardMonitor,
         Self::GuardEnforce,
+        Self::GuardCookies,
     ];
 
     #[must_use]
@@ -65,6 +69,7 @@ impl Defence {
             Self::Nftables => "nftables",
             Self::GuardMonitor => "guard-monitor",
             Self::GuardEnforce => "guard-enforce",
+            Self::GuardCookies => "guard-cookies",
         }
     }
 
@@ -84,6 +89,9 @@ impl Defence {
             }
             Self::GuardEnforce => {
                 "guard --mode enforce: default limits (50/s burst 100 per source); conntrack controller with a memory budget of 4x the table"
+            }
+            Self::GuardCookies => {
+                "guard-enforce with --syn-cookies auto --cookie-port 8080: XDP answers SYNs with cookies (and SYNPROXY completes the handshakes) while a random-source SYN flood is under way"
             }
         }
     }
@@ -141,16 +149,22 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             topo.victim_nft(&nftables_script());
             Applied { guard: None }
         }
-        Defence::GuardMonitor | Defence::GuardEnforce => {
+        Defence::GuardMonitor | Defence::GuardEnforce | Defence::GuardCookies => {
             let mode = if defence == Defence::GuardMonitor {
                 "monitor"
             } else {
                 "enforce"
             };
+            let port = TCP_PORT.to_string();
+            let cookies: &[&str] = if defence == Defence::GuardCookies {
+                &["--syn-cookies", "auto", "--cookie-port", &port]
+            } else {
+                &[]
+            };
             let memory_mib =
                 (table * 4 * entry_bytes + host::sysctl(BUCKETS) * 8).div_ceil(1 << 20);
             let memory = memory_mib.to_string();
-            let mut guard = Guard::start(&[
+            let mut args = vec![
                 "run",
                 "--netns",
                 &topo.victim,
@@ -164,7 +178,9 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                 &memory,
                 "--summary-interval",
                 "0",
-            ]);
+            ];
+            args.extend_from_slice(cookies);
+            let mut guard = Guard::start(&args);
             guard.wait_for(
                 &Path::new("/sys/fs/bpf/guard/netns")
                     .join(&topo.victim)

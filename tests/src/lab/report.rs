@@ -45,6 +45,7 @@ pub struct Summary {
     /// guard's XDP drops (would-be drops in monitor mode); `None` without
     /// guard.
     pub xdp_dropped: Option<u64>,
+    pub cookies_sent: Option<u64>,
     /// Softirq CPU seconds over the whole run, all CPUs.
     pub softirq_secs: f64,
     /// Softirq CPU milliseconds per million attack packets: the receive
@@ -145,6 +146,7 @@ pub fn summarize(run: &Run) -> Summary {
         p99_ms: percentile(&connect_ms, 99.0),
         attack_sent,
         xdp_dropped: last.and_then(|s| s.xdp_dropped),
+        cookies_sent: last.and_then(|s| s.xdp_cookies),
         softirq_secs,
         softirq_ms_per_mpkt: (attack_sent > 0)
             .then(|| softirq_secs * 1000.0 / (count_f64(attack_sent) / 1e6)),
@@ -168,8 +170,8 @@ pub fn markdown(section: &Section) -> String {
         "### {}\n\n{}\n\n\
          | defence | peak fill % | time to full | table-full drops | early drops \
          | legit success % | p50 / p99 connect ms | attack packets \
-         | softirq s (ms per M pkts) | guard CPU s |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | softirq s (ms per M pkts) | guard CPU s | SYN cookies |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         section.title.trim(),
         section.description.trim(),
     );
@@ -184,7 +186,7 @@ pub fn markdown(section: &Section) -> String {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {time_to_full} | {} | {} | {} | {latency} | {} | {:.2} ({}) | {} |",
+            "| {} | {:.1} | {time_to_full} | {} | {} | {} | {latency} | {} | {:.2} ({}) | {} | {} |",
             s.defence,
             s.peak_fill,
             s.table_full_drops,
@@ -194,6 +196,9 @@ pub fn markdown(section: &Section) -> String {
             s.softirq_secs,
             opt(s.softirq_ms_per_mpkt, 1),
             opt(s.guard_cpu_secs, 2),
+            s.cookies_sent
+                .filter(|n| *n > 0)
+                .map_or_else(|| ABSENT.to_owned(), |n| n.to_string()),
         );
     }
     let name = &section.name;
@@ -503,15 +508,15 @@ mod tests {
         assert!(md.contains(
             "| defence | peak fill % | time to full | table-full drops | early drops \
              | legit success % | p50 / p99 connect ms | attack packets \
-             | softirq s (ms per M pkts) | guard CPU s |"
+             | softirq s (ms per M pkts) | guard CPU s | SYN cookies |"
         ));
         assert!(md.contains(
-            "| defaults | 100.0 | 1.0 s | 5 | 9 | 25.0 | 1.50 / 1.5 | 2000000 | 1.00 (500.0) | – |"
+            "| defaults | 100.0 | 1.0 s | 5 | 9 | 25.0 | 1.50 / 1.5 | 2000000 | 1.00 (500.0) | – | – |"
         ));
         assert!(md.contains(
-            "| guard-enforce | 12.0 | never | 0 | 0 | 100.0 | 0.50 / 2.0 | 2000000 | 0.00 (0.0) | 0.25 |"
+            "| guard-enforce | 12.0 | never | 0 | 0 | 100.0 | 0.50 / 2.0 | 2000000 | 0.00 (0.0) | 0.25 | – |"
         ));
-        assert!(md.contains("| nftables | 0.0 | never | 0 | 0 | – | – | 0 | 0.00 (–) | – |"));
+        assert!(md.contains("| nftables | 0.0 | never | 0 | 0 | – | – | 0 | 0.00 (–) | – | – |"));
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(rows.len(), 4, "header and one row per run:\n{md}");
         assert!(md.contains("![conntrack fill](syn-flood-fill.svg)"));

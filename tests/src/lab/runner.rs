@@ -275,6 +275,10 @@ fn live_line(run: &Run, label: &str, s: &Second) -> String {
     let xdp = s
         .xdp_dropped
         .map_or_else(String::new, |d| format!(" xdp-drop {d}"));
+    let xdp = match s.xdp_cookies {
+        Some(k) if k > 0 => format!("{xdp} cookies {k}"),
+        _ => xdp,
+    };
     format!(
         "{}/{label} {:>4.0}s {phase} [{bar}] {:5.1}% {}/{} drop {} legit {}/{}{xdp}",
         run.scenario,
@@ -446,11 +450,13 @@ impl Sampler {
             self.pins
                 .iter()
                 .filter_map(|dir| guard::stats::read_pinned(dir).ok())
-                .fold((0, 0), |(passed, dropped), c| {
+                .fold((0, 0, 0), |(passed, dropped, cookies), c| {
                     let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
+                    let k = c.get(Counter::CookieSynAck);
                     (
-                        passed + c.get(Counter::Packets).saturating_sub(d),
+                        passed + c.get(Counter::Packets).saturating_sub(d + k),
                         dropped + d,
+                        cookies + k,
                     )
                 })
         });
@@ -465,8 +471,9 @@ impl Sampler {
             legit_failed: legit.failed,
             legit_connect_ms: legit.connect_ms,
             attack_sent: sent.saturating_sub(self.base[3]),
-            xdp_passed: xdp.map(|(p, _)| p),
-            xdp_dropped: xdp.map(|(_, d)| d),
+            xdp_passed: xdp.map(|(p, _, _)| p),
+            xdp_dropped: xdp.map(|(_, d, _)| d),
+            xdp_cookies: xdp.map(|(_, _, k)| k),
             softirq_secs,
             guard_cpu_secs,
         }

@@ -36,6 +36,9 @@ pub struct Second {
     /// monitor mode, would have dropped). `None` when guard is not running.
     pub xdp_passed: Option<u64>,
     pub xdp_dropped: Option<u64>,
+    /// SYNs guard's XDP answered with a SYN cookie, cumulative.
+    #[serde(default)]
+    pub xdp_cookies: Option<u64>,
     /// CPU seconds spent in softirq during this second, all CPUs: where the
     /// victim's receive path runs (it includes the attacker's own transmit
     /// softirq: one machine runs both).

@@ -24,6 +24,7 @@ use std::{
 use crate::{
     net::{self, ip, sweep_stale},
     nft::nft,
+    peer::PassThrough,
 };
 
 const PREFIX: &str = "guardlab-";
@@ -72,6 +73,9 @@ pub struct Topology {
     /// The attacker's and the clients' interfaces.
     pub attacker_if: String,
     pub clients_if: String,
+    /// XDP_PASS on the attacker's and the clients' ends, so that frames the
+    /// victim's XDP sends back (SYN cookies) reach them, as over a NIC.
+    peers: Vec<PassThrough>,
 }
 
 impl Topology {
@@ -83,7 +87,7 @@ impl Topology {
         sweep_stale(PREFIX);
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let t = Self {
+        let mut t = Self {
             victim: format!("{PREFIX}{pid}-{n}-v"),
             attacker: format!("{PREFIX}{pid}-{n}-a"),
             clients: format!("{PREFIX}{pid}-{n}-c"),
@@ -91,6 +95,7 @@ impl Topology {
             victim_c: format!("gl{pid}{n}vc"),
             attacker_if: format!("gl{pid}{n}a"),
             clients_if: format!("gl{pid}{n}c"),
+            peers: Vec::new(),
         };
         for ns in [&t.victim, &t.attacker, &t.clients] {
             ip(&["netns", "add", ns]);
@@ -98,6 +103,10 @@ impl Topology {
         }
         t.pair(&t.attacker, &t.attacker_if, &t.victim_a);
         t.pair(&t.clients, &t.clients_if, &t.victim_c);
+        t.peers = vec![
+            PassThrough::attach(&t.attacker, &t.attacker_if),
+            PassThrough::attach(&t.clients, &t.clients_if),
+        ];
         Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW);
         for i in 0..ATTACKER_SOURCES {
             Self::addr(&t.attacker, &t.attacker_if, attacker_source(i));
@@ -185,6 +194,7 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        self.peers.clear();
         // Deleting a namespace deletes its veth ends, and with them the
         // peers.
         for ns in [&self.attacker, &self.clients, &self.victim] {
