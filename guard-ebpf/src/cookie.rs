@@ -25,7 +25,7 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2, xdp_action::XDP_TX,
     },
     helpers::{
-        bpf_ktime_get_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_csum_diff, bpf_ktime_get_coarse_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
         bpf_xdp_load_bytes, bpf_xdp_store_bytes,
@@ -36,10 +36,10 @@ use guard_common::{
     DataplaneConfig,
     cookie::{
         OptionWalk, SynOptions, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_FLAG_RST,
-        TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_add, csum_fold, pseudo_header_sum,
+        TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_fold, linux_syn_options,
         write_synack_options,
     },
-    dissect::TCP_MIN_HLEN,
+    dissect::{IPPROTO_TCP, TCP_MIN_HLEN},
     key::AF_INET,
 };
 
@@ -203,7 +203,7 @@ fn synack<const IP: usize>(
     // Addresses: IPv4 at 12 and 16, IPv6 at 8 and 24.
     let (src_at, addr_len) = if v4 { (12, 4) } else { (8, 16) };
     let dst_at = src_at + addr_len;
-    if v4 && csum_fold(csum_add(0, sc.ip.get(..IP)?)) != 0 {
+    if v4 && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
     // SAFETY: the helper reads the IP header and `hlen` bytes of TCP
@@ -231,10 +231,12 @@ fn synack<const IP: usize>(
     let (&[sp0, sp1, dp0, dp1, q0, q1, q2, q3], Some(&flags)) = (syn.get(..8)?, syn.get(13)) else {
         return None;
     };
-    let opts = syn_options(hlen);
+    let opts = linux_syn_options(syn).unwrap_or_else(|| syn_options(hlen));
     let ecn = flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR;
+    // Milliseconds for the TSval, from the coarse clock: its jiffy is finer
+    // than the 64 ms the option bits leave, and it is cheaper in a VM.
     // SAFETY: helper with no arguments.
-    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+    let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
     let ts = opts
         .tsval
         .map(|theirs| (cookie_tsval(now_ms, &opts, ecn), theirs));
@@ -292,7 +294,7 @@ fn synack<const IP: usize>(
         i += 1;
     }
     if v4 {
-        let c = csum_fold(csum_add(0, sc.out.get(..IPV4_HLEN)?)).to_be_bytes();
+        let c = csum_fold(sum(&mut sc.out, 0, IPV4_HLEN, 0)?).to_ne_bytes();
         put(&mut sc.out, 10, c[0]);
         put(&mut sc.out, 11, c[1]);
     }
@@ -341,21 +343,41 @@ fn synack<const IP: usize>(
         );
         i += 1;
     }
-    let sum = {
-        let all = sc.out.get(..IP + tcp_len)?;
-        csum_fold(csum_add(
-            pseudo_header_sum(
-                all.get(src_at..dst_at)?,
-                all.get(dst_at..dst_at + addr_len)?,
-                tcp_len as u16,
-            ),
-            all.get(IP..)?,
-        ))
-    }
-    .to_be_bytes();
-    put(&mut sc.out, IP + 16, sum[0]);
-    put(&mut sc.out, IP + 17, sum[1]);
+    // The pseudo-header: both addresses (already in place), the protocol
+    // and the length, as big-endian words added to a sum in memory order.
+    let pseudo = sum(&mut sc.out, src_at, 2 * addr_len, 0)?
+        + word(u16::from(IPPROTO_TCP))
+        + word(tcp_len as u16);
+    let c = csum_fold(sum(&mut sc.out, IP, tcp_len, pseudo)?).to_ne_bytes();
+    put(&mut sc.out, IP + 16, c[0]);
+    put(&mut sc.out, IP + 17, c[1]);
     Some(IP + tcp_len)
+}
+
+/// The one's-complement sum of `len` bytes (a multiple of 4) of `buf` from
+/// `from`, plus `seed`, in memory order: the kernel's `bpf_csum_diff`,
+/// which sums in native code what a BPF loop would take many times longer
+/// over. Store its folded result in memory order too (`to_ne_bytes`).
+#[inline(always)]
+fn sum(buf: &mut [u8], from: usize, len: usize, seed: u32) -> Option<u32> {
+    let bytes = buf.get_mut(from..from + len)?;
+    // SAFETY: the helper reads `len` bytes of `bytes`, which has them.
+    let s = unsafe {
+        bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            bytes.as_mut_ptr().cast(),
+            len as u32,
+            seed,
+        )
+    };
+    u32::try_from(s).ok()
+}
+
+/// A big-endian 16-bit word as it adds to a sum taken in memory order.
+#[inline(always)]
+fn word(v: u16) -> u32 {
+    u32::from(u16::from_ne_bytes(v.to_be_bytes()))
 }
 
 /// What `bpf_loop` hands each step of the option walk.
