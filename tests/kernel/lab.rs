@@ -76,7 +76,14 @@ fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {
             run.defence,
             run.samples.len()
         );
-        assert!(run.notes.is_empty(), "{}: {:?}", run.defence, run.notes);
+        // A generator restarted after a busy ring is fine; anything else
+        // went wrong.
+        assert!(
+            run.notes.iter().all(|n| n.starts_with("trafgen gave up")),
+            "{}: {:?}",
+            run.defence,
+            run.notes
+        );
     }
     assert!(
         defaults.attack_sent > 100_000,

@@ -3,8 +3,10 @@
 //! A veth delivers the frames an XDP program sends back out (`XDP_TX`, as
 //! the SYN-cookie path does) only to a peer whose receive side runs in NAPI
 //! mode, which it does when the peer has an XDP program of its own. A real
-//! NIC needs nothing of the sort; on the test wire the clients' end gets
-//! the trivial baseline program (`XDP_PASS`), attached while this lives.
+//! NIC needs nothing of the sort; on the test wire the far end gets one of
+//! two trivial programs from guard-ebpf, attached while this lives:
+//! `baseline` (`XDP_PASS`) for clients, `sink` (drops what goes to the
+//! spoofed range, as the Internet would absorb it) for an attacker.
 
 use std::path::PathBuf;
 
@@ -14,36 +16,45 @@ use aya::{
 };
 use guard::netns::Scope;
 
-/// The baseline program attached to one interface; detached when dropped.
+/// One of the far-end programs attached to an interface; detached when
+/// dropped.
 pub struct PassThrough {
     _ebpf: Ebpf,
 }
 
-/// The baseline object `cargo xtask build` leaves next to guard's.
-fn object() -> PathBuf {
-    std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/bpfel-unknown-none/release/baseline")
-        },
-        PathBuf::from,
-    )
+/// An object `cargo xtask build` leaves next to guard's.
+fn object(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bpfel-unknown-none/release")
+        .join(name)
 }
 
 impl PassThrough {
-    /// Attaches the baseline program, native mode, to `iface` in `ns`.
+    /// Attaches `XDP_PASS` (the baseline), native mode, to `iface` in `ns`.
     #[must_use]
     pub fn attach(ns: &str, iface: &str) -> Self {
-        let path = object();
+        Self::program(ns, iface, "baseline")
+    }
+
+    /// Attaches the sink: replies to spoofed sources are dropped on
+    /// arrival, the rest passes.
+    #[must_use]
+    pub fn sink(ns: &str, iface: &str) -> Self {
+        Self::program(ns, iface, "sink")
+    }
+
+    fn program(ns: &str, iface: &str, name: &str) -> Self {
+        let path = object(name);
         let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
             panic!("loading {}: {e} (run `cargo xtask build`)", path.display())
         });
         let prog: &mut Xdp = ebpf
-            .program_mut("baseline")
-            .expect("baseline program")
+            .program_mut(name)
+            .unwrap_or_else(|| panic!("no program {name} in {}", path.display()))
             .try_into()
             .expect("an XDP program");
-        prog.load().expect("verifying the baseline");
+        prog.load()
+            .unwrap_or_else(|e| panic!("verifying {name}: {e}"));
         Scope::open(Some(ns))
             .unwrap_or_else(|e| panic!("netns {ns}: {e}"))
             .run(|| prog.attach(iface, XdpMode::Driver))

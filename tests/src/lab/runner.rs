@@ -203,6 +203,8 @@ fn run_one(
         switch(now, &mut applied, &mut sampler);
         if attack.is_none() && now >= opts.lead && now < opts.lead + opts.attack {
             attack = Some(Attack::start(scenario, &topo, &tally, opts));
+        } else if let Some(a) = &mut attack {
+            a.tend();
         }
         if now >= opts.lead + opts.attack
             && let Some(a) = attack.take()
@@ -344,10 +346,17 @@ impl Attack {
         }
     }
 
+    /// Keeps the frame generator going through the window.
+    fn tend(&mut self) {
+        if let Self::Frames(t) | Self::Mixed(t, _) = self {
+            t.tend();
+        }
+    }
+
     /// Stops the attack; a note if the generator failed.
     fn stop(self) -> Option<String> {
         match self {
-            Self::Frames(t) => t.stop().map(|e| format!("trafgen failed: {e}")),
+            Self::Frames(t) => t.stop(),
             Self::Conns(c) => {
                 c.stop();
                 None
@@ -358,7 +367,7 @@ impl Attack {
             }
             Self::Mixed(t, c) => {
                 c.stop();
-                t.stop().map(|e| format!("trafgen failed: {e}"))
+                t.stop()
             }
         }
     }

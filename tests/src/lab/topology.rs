@@ -73,8 +73,10 @@ pub struct Topology {
     /// The attacker's and the clients' interfaces.
     pub attacker_if: String,
     pub clients_if: String,
-    /// XDP_PASS on the attacker's and the clients' ends, so that frames the
-    /// victim's XDP sends back (SYN cookies) reach them, as over a NIC.
+    /// XDP on the attacker's and the clients' ends: frames the victim's XDP
+    /// sends back (SYN cookies) reach them, as over a NIC, and replies to
+    /// spoofed sources are dropped on arrival at the attacker, as the
+    /// Internet would absorb them, not charged to the shared CPU.
     peers: Vec<PassThrough>,
 }
 
@@ -104,7 +106,7 @@ impl Topology {
         t.pair(&t.attacker, &t.attacker_if, &t.victim_a);
         t.pair(&t.clients, &t.clients_if, &t.victim_c);
         t.peers = vec![
-            PassThrough::attach(&t.attacker, &t.attacker_if),
+            PassThrough::sink(&t.attacker, &t.attacker_if),
             PassThrough::attach(&t.clients, &t.clients_if),
         ];
         Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW);

@@ -457,10 +457,19 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
 }
 
 /// A running trafgen in the attacker namespace, bounded by a packet count;
-/// killed at the end of the attack window, or when dropped.
+/// killed at the end of the attack window, or when dropped. trafgen gives
+/// up when a ring flush finds the veth busy (EAGAIN): [`Trafgen::tend`]
+/// starts it again, so one hiccup does not end the attack.
 pub struct Trafgen {
     child: Child,
     config: PathBuf,
+    ns: String,
+    dev: String,
+    max_packets: u64,
+    rate_pps: Option<u64>,
+    /// How often it gave up and was started again, and why the last time.
+    restarts: u32,
+    last_error: String,
 }
 
 impl Trafgen {
@@ -476,56 +485,39 @@ impl Trafgen {
     ) -> Self {
         let path = std::env::temp_dir().join(format!("{ns}-trafgen.cfg"));
         std::fs::write(&path, config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        // Entered between fork and exec rather than through `ip netns
-        // exec`, which forks: the child must be trafgen itself, so that
-        // killing it stops the flood and closes its pipes.
-        let netns = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))
-            .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&netns);
-        let mut cmd = Command::new("trafgen");
-        cmd.args(["--dev", dev, "--conf"])
-            .arg(&path)
-            .args(["--num", &max_packets.to_string(), "--cpus", "1"])
-            // Leave the host's socket memory and IRQ affinity alone. A
-            // small TX ring: trafgen sends a whole ring per system call and
-            // cannot be killed inside it, so a large one outlives the attack
-            // window by seconds.
-            .args(["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"])
-            .args(["--ring-size", "1MiB"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(pps) = rate_pps {
-            cmd.args(["--rate", &format!("{pps}pps")]);
-        }
-        // trafgen forks its sender: a group of its own lets one signal stop
-        // both.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        // SAFETY: setns is a plain system call, safe between fork and exec;
-        // `netns` outlives the spawn.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting trafgen (netsniff-ng): {e}"));
         Self {
-            child,
+            child: spawn_trafgen(ns, dev, &path, max_packets, rate_pps),
             config: path,
+            ns: ns.to_owned(),
+            dev: dev.to_owned(),
+            max_packets,
+            rate_pps,
+            restarts: 0,
+            last_error: String::new(),
         }
     }
 
-    /// Whether trafgen has ended by itself (sent its count, or failed).
-    pub fn finished(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+    /// Starts trafgen again if it gave up; call once a second during the
+    /// attack window.
+    pub fn tend(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if let Some(mut stderr) = self.child.stderr.take() {
+            self.last_error.clear();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut self.last_error);
+        }
+        self.restarts += 1;
+        self.child = spawn_trafgen(
+            &self.ns,
+            &self.dev,
+            &self.config,
+            self.max_packets,
+            self.rate_pps,
+        );
     }
 
-    /// Stops trafgen; returns what it said on stderr if it failed.
+    /// Stops trafgen; says so if it failed or had to be restarted.
     #[must_use]
     pub fn stop(mut self) -> Option<String> {
         self.halt()
@@ -547,8 +539,65 @@ impl Trafgen {
         }
         // Killed is how it is stopped; only another failure is news.
         let failed = !killed && status.is_some_and(|s| !s.success());
-        (failed && !err.trim().is_empty()).then_some(err)
+        let mut note =
+            (failed && !err.trim().is_empty()).then(|| format!("trafgen failed: {}", err.trim()));
+        if self.restarts > 0 {
+            let restarted = format!(
+                "trafgen gave up {} time(s) and was restarted ({})",
+                self.restarts,
+                self.last_error.trim()
+            );
+            note = Some(note.map_or(restarted.clone(), |n| format!("{n}; {restarted}")));
+        }
+        note
     }
+}
+
+/// Spawns trafgen inside `ns` (see [`Trafgen`]).
+fn spawn_trafgen(
+    ns: &str,
+    dev: &str,
+    config: &Path,
+    max_packets: u64,
+    rate_pps: Option<u64>,
+) -> Child {
+    // Entered between fork and exec rather than through `ip netns exec`,
+    // which forks: the child must be trafgen itself, so that killing it
+    // stops the flood and closes its pipes.
+    let netns = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))
+        .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&netns);
+    let mut cmd = Command::new("trafgen");
+    cmd.args(["--dev", dev, "--conf"])
+        .arg(config)
+        .args(["--num", &max_packets.to_string(), "--cpus", "1"])
+        // Leave the host's socket memory and IRQ affinity alone. A small
+        // TX ring: trafgen sends a whole ring per system call and cannot be
+        // killed inside it, so a large one outlives the attack window by
+        // seconds.
+        .args(["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"])
+        .args(["--ring-size", "1MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(pps) = rate_pps {
+        cmd.args(["--rate", &format!("{pps}pps")]);
+    }
+    // trafgen forks its sender: a group of its own lets one signal stop
+    // both.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // SAFETY: setns is a plain system call, safe between fork and exec;
+    // `netns` outlives the spawn.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting trafgen (netsniff-ng): {e}"))
 }
 
 impl Drop for Trafgen {
