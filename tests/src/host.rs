@@ -1,5 +1,6 @@
 //! Global kernel knobs a test changes: saved first, restored on every exit
-//! path (Drop runs when a test panics), and checked restored.
+//! path (Drop runs when a test panics) or, after a kill, by the next run,
+//! and checked restored.
 
 use std::fs;
 
@@ -23,17 +24,47 @@ pub fn set_sysctl(key: &str, value: u64) {
         .unwrap_or_else(|e| panic!("writing {value} to {key}: {e}"));
 }
 
+/// Where [`Saved`] keeps each original value until it is put back, so a run
+/// killed outright (SIGKILL, a lost VM session) is undone by the next one.
+/// Under /run: a reboot clears it and the sysctls alike.
+const RECORD_DIR: &str = "/run/guard-tests/saved-sysctls";
+
+fn record(key: &str) -> std::path::PathBuf {
+    std::path::Path::new(RECORD_DIR).join(key)
+}
+
 /// Saved global sysctls, put back when dropped.
 pub struct Saved {
     values: Vec<(String, u64)>,
 }
 
 impl Saved {
+    /// Saves `keys`. A record left by a run that never got to restore wins
+    /// over the current value: that value is the dead run's, not the host's.
     #[must_use]
     pub fn new(keys: &[&str]) -> Self {
-        Self {
-            values: keys.iter().map(|k| ((*k).to_owned(), sysctl(k))).collect(),
-        }
+        fs::create_dir_all(RECORD_DIR).unwrap_or_else(|e| panic!("creating {RECORD_DIR}: {e}"));
+        let values = keys
+            .iter()
+            .map(|k| {
+                let file = record(k);
+                let left = fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                let original = if let Some(value) = left {
+                    eprintln!("{k}: restoring {value}, left changed by a run that was killed");
+                    set_sysctl(k, value);
+                    value
+                } else {
+                    let value = sysctl(k);
+                    fs::write(&file, value.to_string())
+                        .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+                    value
+                };
+                ((*k).to_owned(), original)
+            })
+            .collect();
+        Self { values }
     }
 
     /// The saved value of `key`.
@@ -52,6 +83,8 @@ impl Drop for Saved {
             if sysctl(key) != *value {
                 set_sysctl(key, *value);
             }
+            // Only once the value is back: a failed write keeps the record.
+            let _ = fs::remove_file(record(key));
         }
     }
 }
