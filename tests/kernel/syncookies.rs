@@ -91,7 +91,8 @@ fn real_clients_connect_through_the_cookie_path() {
 /// The flood: SYNs from random sources of 198.19.0.0/16, as fast as
 /// one trafgen core sends them, against a 16,384-entry table, with guard
 /// deciding for itself (`--syn-cookies auto`). The table stays nearly
-/// empty, the kernel drops nothing, and legitimate clients get in.
+/// empty, the kernel drops nothing, and legitimate clients, on the same
+/// link and behind the same XDP program as the flood, get in.
 #[test]
 fn a_random_source_syn_flood_is_answered_with_cookies() {
     let Some(_kernel) = require::kernel("a_random_source_syn_flood_is_answered_with_cookies")

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = Scenario::parse)]
     scenario: Vec<Scenario>,
     /// Only this defence (repeatable): defaults, static, nftables,
-    /// guard-monitor, guard-enforce.
+    /// guard-monitor, guard-enforce, guard-cookies.
     #[arg(long, value_name = "NAME", value_parser = Defence::parse)]
     defence: Vec<Defence>,
     /// Seconds of legitimate traffic before the attack.

@@ -210,13 +210,22 @@ pub fn ip(args: &[&str]) {
 /// Runs `ip` and returns its stdout; panics with context if it fails.
 #[must_use]
 pub fn ip_out(args: &[&str]) -> String {
-    let out = Command::new("ip")
+    iproute2("ip", args)
+}
+
+/// Runs `tc` and panics with its output if it fails.
+pub fn tc(args: &[&str]) {
+    let _ = iproute2("tc", args);
+}
+
+fn iproute2(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
+        .unwrap_or_else(|e| panic!("running {tool} {}: {e}", args.join(" ")));
     assert!(
         out.status.success(),
-        "ip {} failed: {}",
+        "{tool} {} failed: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );

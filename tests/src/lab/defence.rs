@@ -170,8 +170,6 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                 &topo.victim,
                 "--iface",
                 &topo.victim_a,
-                "--iface",
-                &topo.victim_c,
                 "--mode",
                 mode,
                 "--conntrack-memory",
@@ -184,7 +182,7 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             guard.wait_for(
                 &Path::new("/sys/fs/bpf/guard/netns")
                     .join(&topo.victim)
-                    .join(&topo.victim_c)
+                    .join(&topo.victim_a)
                     .join(guard_common::maps::COUNTERS),
             );
             Applied { guard: Some(guard) }

@@ -24,10 +24,13 @@ use super::{
     report::{self, Report, Section},
     sample::{Run, Second},
     scenario::Scenario,
-    topology::{self, NAT, Topology, VICTIM_A, VICTIM_C},
+    topology::{self, NAT, Topology},
     traffic::{self, Frames, Helper, Running, Tally, Trafgen},
 };
 use crate::{ct::Count, guard_proc::Guard, host};
+
+/// How often the frame generator is checked, and restarted if it gave up.
+const TEND_EVERY: Duration = Duration::from_millis(20);
 
 /// Set by the lab binary's SIGINT handler: the current run ends at its
 /// next second, everything is cleaned up, and no further run starts.
@@ -161,8 +164,8 @@ fn run_one(
     let tally = Tally::default();
     let users: Vec<_> = (0..topology::USERS).map(topology::user).collect();
     let steady = traffic::clients(
-        &topo.clients,
-        Topology::tcp_server(VICTIM_C),
+        &topo.attacker,
+        Topology::tcp_server(),
         users,
         opts.legit_rate,
         tally.clone(),
@@ -203,8 +206,6 @@ fn run_one(
         switch(now, &mut applied, &mut sampler);
         if attack.is_none() && now >= opts.lead && now < opts.lead + opts.attack {
             attack = Some(Attack::start(scenario, &topo, &tally, opts));
-        } else if let Some(a) = &mut attack {
-            a.tend();
         }
         if now >= opts.lead + opts.attack
             && let Some(a) = attack.take()
@@ -217,7 +218,15 @@ fn run_one(
         }
         second += 1;
         let next = Duration::from_secs(u64::from(second));
-        thread::sleep(next.saturating_sub(start.elapsed()));
+        // Tended in between: trafgen gives up whenever the link stays busy,
+        // and waiting for the next sample to restart it left gaps of up to
+        // a second in the flood.
+        while let Some(left) = next.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) {
+            thread::sleep(left.min(TEND_EVERY));
+            if let Some(a) = &mut attack {
+                a.tend();
+            }
+        }
         let s = sampler.sample(start.elapsed().as_secs_f64(), tally.take());
         eprintln!("{}", live_line(&run, &label, &s));
         run.samples.push(s);
@@ -320,7 +329,7 @@ impl Attack {
             traffic::conn_flood(
                 &opts.helper,
                 &topo.attacker,
-                Topology::tcp_server(VICTIM_A),
+                Topology::tcp_server(),
                 &sources,
                 max_open.min(MAX_HELD),
                 CONN_ATTEMPTS,
@@ -333,8 +342,8 @@ impl Attack {
                 Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))
             }
             Scenario::FlashCrowd => Self::Crowd(traffic::clients(
-                &topo.clients,
-                Topology::tcp_server(VICTIM_C),
+                &topo.attacker,
+                Topology::tcp_server(),
                 vec![NAT],
                 CROWD_RATE,
                 tally.clone(),
@@ -381,7 +390,7 @@ struct Sampler {
     ct_stat: fs::File,
     attacker_dev: fs::File,
     attacker_if: String,
-    pins: Vec<PathBuf>,
+    pins: Option<PathBuf>,
     guard_pid: Option<u32>,
     base: [u64; 4],
     last_softirq: u64,
@@ -397,7 +406,7 @@ impl Sampler {
             ct_stat,
             attacker_dev,
             attacker_if: topo.attacker_if.clone(),
-            pins: Vec::new(),
+            pins: None,
             guard_pid: None,
             base: [0; 4],
             last_softirq: softirq_ticks(&read("/proc/stat")).unwrap_or(0),
@@ -412,18 +421,11 @@ impl Sampler {
     fn watch_guard(&mut self, topo: &Topology, pid: Option<u32>) {
         self.guard_pid = pid;
         self.last_guard_cpu = pid.and_then(process_ticks);
-        self.pins = if pid.is_some() {
-            [&topo.victim_a, &topo.victim_c]
-                .iter()
-                .map(|i| {
-                    Path::new("/sys/fs/bpf/guard/netns")
-                        .join(&topo.victim)
-                        .join(i)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        self.pins = pid.map(|_| {
+            Path::new("/sys/fs/bpf/guard/netns")
+                .join(&topo.victim)
+                .join(&topo.victim_a)
+        });
     }
 
     fn ct_stats(&mut self) -> (u64, u64, u64) {
@@ -455,20 +457,15 @@ impl Sampler {
             _ => None,
         };
         self.last_guard_cpu = guard_cpu;
-        let xdp = (!self.pins.is_empty()).then(|| {
-            self.pins
-                .iter()
-                .filter_map(|dir| guard::stats::read_pinned(dir).ok())
-                .fold((0, 0, 0), |(passed, dropped, cookies), c| {
-                    let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
-                    let k = c.get(Counter::CookieSynAck);
-                    (
-                        passed + c.get(Counter::Packets).saturating_sub(d + k),
-                        dropped + d,
-                        cookies + k,
-                    )
-                })
-        });
+        let xdp = self
+            .pins
+            .as_ref()
+            .and_then(|dir| guard::stats::read_pinned(dir).ok())
+            .map(|c| {
+                let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
+                let k = c.get(Counter::CookieSynAck);
+                (c.get(Counter::Packets).saturating_sub(d + k), d, k)
+            });
         Second {
             t,
             count: self.count.get(),

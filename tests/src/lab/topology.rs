@@ -1,13 +1,17 @@
-//! The lab's network: a victim namespace with conntrack in use, an attacker
-//! namespace and a clients namespace, each joined to the victim by its own
-//! veth pair, like an edge server with the Internet on one side.
+//! The lab's network: a victim namespace with conntrack in use, and the
+//! outside (the attacker namespace) joined to it by one veth pair, like an
+//! edge server's uplink: floods and legitimate users arrive the same way,
+//! through the same XDP program, and compete for the same link.
 //!
 //! ```text
 //!  attacker 198.18.0.1/24        victim 198.18.0.2/24 ── TCP :8080, UDP :5300
-//!  (+ .10-.13 real sources) ───── (routes 198.19.0.0/16 back to the attacker)
-//!  clients 198.18.1.1/24  ─────── victim 198.18.1.2/24
-//!  (+ .10-.25 users, .100 a NAT)
+//!  (+ .10-.13 real sources,  ─── (routes 198.19.0.0/16 back to the attacker)
+//!   .20-.35 users, .100 a NAT)
 //! ```
+//!
+//! The outside end has a FIFO queue (pfifo, 1000 frames) and the generator
+//! sends through it, so when the victim falls behind, users' packets wait
+//! behind the flood's as on a congested link rather than being refused.
 //!
 //! Rules of shared/notes/test-network.md: addresses only from
 //! 198.18.0.0/15, no default routes, spoofed sources (198.19.0.0/16) routed
@@ -22,7 +26,7 @@ use std::{
 };
 
 use crate::{
-    net::{self, ip, sweep_stale},
+    net::{self, ip, sweep_stale, tc},
     nft::nft,
     peer::PassThrough,
 };
@@ -31,10 +35,8 @@ const PREFIX: &str = "guardlab-";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The victim's address on the attacker side: floods aim here.
-pub const VICTIM_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-/// The victim's address on the clients side: legitimate traffic aims here.
-pub const VICTIM_C: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The victim's address: floods and legitimate traffic aim here.
+pub const VICTIM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The attacker's router address, where the spoofed range is routed.
 const ATTACKER_GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Spoofed flood sources.
@@ -52,32 +54,29 @@ pub fn attacker_source(i: u8) -> Ipv4Addr {
 /// How many real attacker sources exist.
 pub const ATTACKER_SOURCES: u8 = 4;
 
-/// Legitimate users, one address each: 198.18.1.10 upwards.
+/// Legitimate users, one address each: 198.18.0.20 upwards.
 #[must_use]
 pub fn user(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 1, 10 + i % USERS)
+    Ipv4Addr::new(198, 18, 0, 20 + i % USERS)
 }
 /// How many distinct user addresses exist.
 pub const USERS: u8 = 16;
 /// The address many users share behind a NAT (the flash crowd).
-pub const NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
+pub const NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 
-/// Three namespaces and two veth pairs; deleted when dropped.
+/// Two namespaces and a veth pair; deleted when dropped.
 pub struct Topology {
     pub victim: String,
     pub attacker: String,
-    pub clients: String,
-    /// The victim's interfaces: towards the attacker, towards the clients.
+    /// The victim's interface, towards the outside.
     pub victim_a: String,
-    pub victim_c: String,
-    /// The attacker's and the clients' interfaces.
+    /// The outside's interface.
     pub attacker_if: String,
-    pub clients_if: String,
-    /// XDP on the attacker's and the clients' ends: frames the victim's XDP
-    /// sends back (SYN cookies) reach them, as over a NIC, and replies to
-    /// spoofed sources are dropped on arrival at the attacker, as the
-    /// Internet would absorb them, not charged to the shared CPU.
-    peers: Vec<PassThrough>,
+    /// XDP on the outside end: frames the victim's XDP sends back (SYN
+    /// cookies) reach it, as over a NIC, and replies to spoofed sources are
+    /// dropped on arrival, as the Internet would absorb them, not charged to
+    /// the shared CPU.
+    sink: Option<PassThrough>,
 }
 
 impl Topology {
@@ -92,34 +91,37 @@ impl Topology {
         let mut t = Self {
             victim: format!("{PREFIX}{pid}-{n}-v"),
             attacker: format!("{PREFIX}{pid}-{n}-a"),
-            clients: format!("{PREFIX}{pid}-{n}-c"),
             victim_a: format!("gl{pid}{n}va"),
-            victim_c: format!("gl{pid}{n}vc"),
             attacker_if: format!("gl{pid}{n}a"),
-            clients_if: format!("gl{pid}{n}c"),
-            peers: Vec::new(),
+            sink: None,
         };
-        for ns in [&t.victim, &t.attacker, &t.clients] {
+        for ns in [&t.victim, &t.attacker] {
             ip(&["netns", "add", ns]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         t.pair(&t.attacker, &t.attacker_if, &t.victim_a);
-        t.pair(&t.clients, &t.clients_if, &t.victim_c);
-        t.peers = vec![
-            PassThrough::sink(&t.attacker, &t.attacker_if),
-            PassThrough::attach(&t.clients, &t.clients_if),
-        ];
+        t.sink = Some(PassThrough::sink(&t.attacker, &t.attacker_if));
+        tc(&[
+            "-n",
+            &t.attacker,
+            "qdisc",
+            "replace",
+            "dev",
+            &t.attacker_if,
+            "root",
+            "pfifo",
+            "limit",
+            "1000",
+        ]);
         Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW);
         for i in 0..ATTACKER_SOURCES {
             Self::addr(&t.attacker, &t.attacker_if, attacker_source(i));
         }
-        Self::addr(&t.victim, &t.victim_a, VICTIM_A);
-        Self::addr(&t.clients, &t.clients_if, Ipv4Addr::new(198, 18, 1, 1));
         for i in 0..USERS {
-            Self::addr(&t.clients, &t.clients_if, user(i));
+            Self::addr(&t.attacker, &t.attacker_if, user(i));
         }
-        Self::addr(&t.clients, &t.clients_if, NAT);
-        Self::addr(&t.victim, &t.victim_c, VICTIM_C);
+        Self::addr(&t.attacker, &t.attacker_if, NAT);
+        Self::addr(&t.victim, &t.victim_a, VICTIM);
         ip(&[
             "-n",
             &t.victim,
@@ -167,10 +169,10 @@ impl Topology {
         ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
     }
 
-    /// The TCP server the floods and the clients aim at, per side.
+    /// The TCP server the floods and the clients aim at.
     #[must_use]
-    pub const fn tcp_server(victim: Ipv4Addr) -> SocketAddr {
-        SocketAddr::new(std::net::IpAddr::V4(victim), TCP_PORT)
+    pub const fn tcp_server() -> SocketAddr {
+        SocketAddr::new(std::net::IpAddr::V4(VICTIM), TCP_PORT)
     }
 
     /// The victim's MAC on the attacker side and the attacker's own, for
@@ -196,10 +198,10 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        self.peers.clear();
+        self.sink = None;
         // Deleting a namespace deletes its veth ends, and with them the
-        // peers.
-        for ns in [&self.attacker, &self.clients, &self.victim] {
+        // peer.
+        for ns in [&self.attacker, &self.victim] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }

@@ -497,8 +497,8 @@ impl Trafgen {
         }
     }
 
-    /// Starts trafgen again if it gave up; call once a second during the
-    /// attack window.
+    /// Starts trafgen again if it gave up; call often during the attack
+    /// window.
     pub fn tend(&mut self) {
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
@@ -574,9 +574,10 @@ fn spawn_trafgen(
         // Leave the host's socket memory and IRQ affinity alone. A small
         // TX ring: trafgen sends a whole ring per system call and cannot be
         // killed inside it, so a large one outlives the attack window by
-        // seconds.
+        // seconds. Through the qdisc, so that the flood queues in the
+        // link's FIFO with the users' packets (see the topology).
         .args(["--no-sock-mem", "--notouch-irq", "--no-cpu-stats"])
-        .args(["--ring-size", "1MiB"])
+        .args(["--ring-size", "1MiB", "--qdisc-path"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(pps) = rate_pps {
