@@ -338,9 +338,9 @@ const COOKIE_SYN_RATE: f64 = 1000.0;
 const COOKIE_BUDGET_SHARE: f64 = 0.5;
 const COOKIE_NEW_SOURCE_SHARE: f64 = 0.25;
 /// While cookies may switch on, the global budget's burst is at most this
-/// share of `nf_conntrack_max`: what a flood can put in the table in the
-/// tick before cookies answer it.
-const ARMED_BURST_SHARE: f64 = 0.05;
+/// share of `nf_conntrack_max`: what a flood can put in the table at once,
+/// before the next tick switches cookies on.
+const ARMED_BURST_SHARE: f64 = 0.025;
 
 #[expect(
     clippy::cast_precision_loss,
@@ -416,7 +416,9 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
         seen,
         actions,
         why,
-        next_tick: if level == Level::Normal {
+        // Armed cookies tick fast too: what the budget admits before they
+        // answer a flood stays in the table, and grows with the tick.
+        next_tick: if level == Level::Normal && cfg.cookies != Cookies::Auto {
             Duration::from_secs(1)
         } else {
             Duration::from_millis(250)
@@ -998,9 +1000,28 @@ mod tests {
         };
         let armed = xdp_limits(&auto, Level::Normal, 10_000, 0, &Timeouts::defaults());
         let plain = xdp_limits(&cfg(), Level::Normal, 10_000, 0, &Timeouts::defaults());
-        assert_eq!(armed.global.burst, 500, "5% of 10,000");
+        assert_eq!(armed.global.burst, 250, "2.5% of 10,000");
         assert!(plain.global.burst > 4_000);
         assert_eq!(armed.global.rate, plain.global.rate);
+    }
+
+    #[test]
+    fn armed_cookies_tick_fast_while_calm() {
+        let auto = PolicyConfig {
+            cookies: Cookies::Auto,
+            ..cfg()
+        };
+        for (cfg, tick) in [(cfg(), 1000), (auto, 250)] {
+            let (_, s) = run(&cfg, &State::initial(&cfg), &obs(0, 100, 10_000));
+            let (d, _) = run(&cfg, &s, &obs(1, 100, 10_000));
+            assert_eq!(d.level, Level::Normal);
+            assert_eq!(
+                d.next_tick,
+                Duration::from_millis(tick),
+                "{:?}",
+                cfg.cookies
+            );
+        }
     }
 
     #[test]
