@@ -382,14 +382,13 @@ impl Attack {
     }
 }
 
-/// Reads the victim's table, the attacker's transmit counter, guard's XDP
+/// Reads the victim's table, the attack's packet counter, guard's XDP
 /// counters and the CPU once a second. Cumulative values are relative to
 /// the first reading.
 struct Sampler {
     count: Count,
     ct_stat: fs::File,
-    attacker_dev: fs::File,
-    attacker_if: String,
+    attacker: String,
     pins: Option<PathBuf>,
     guard_pid: Option<u32>,
     base: [u64; 4],
@@ -400,12 +399,10 @@ struct Sampler {
 impl Sampler {
     fn new(topo: &Topology) -> Self {
         let ct_stat = open_in(&topo.victim, "/proc/thread-self/net/stat/nf_conntrack");
-        let attacker_dev = open_in(&topo.attacker, "/proc/thread-self/net/dev");
         let mut s = Self {
             count: Count::open(&topo.victim),
             ct_stat,
-            attacker_dev,
-            attacker_if: topo.attacker_if.clone(),
+            attacker: topo.attacker.clone(),
             pins: None,
             guard_pid: None,
             base: [0; 4],
@@ -438,11 +435,8 @@ impl Sampler {
         })
     }
 
-    fn attack_sent(&mut self) -> u64 {
-        let mut text = String::new();
-        let _ = self.attacker_dev.seek(SeekFrom::Start(0));
-        let _ = self.attacker_dev.read_to_string(&mut text);
-        tx_packets(&text, &self.attacker_if).unwrap_or(0)
+    fn attack_sent(&self) -> u64 {
+        topology::attack_sent(&self.attacker)
     }
 
     fn sample(&mut self, t: f64, legit: traffic::Outcomes) -> Second {
@@ -504,16 +498,6 @@ fn read(path: &str) -> String {
 /// Clock ticks (USER_HZ, 100 on Linux) to seconds.
 fn ticks_secs(ticks: u64) -> f64 {
     crate::lab::sample::count_f64(ticks) / 100.0
-}
-
-/// Transmitted packets of `dev` in a /proc/net/dev text.
-#[must_use]
-pub fn tx_packets(text: &str, dev: &str) -> Option<u64> {
-    let line = text
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix(dev)?.strip_prefix(':'))?;
-    // Eight receive columns, then transmit bytes, transmit packets.
-    line.split_whitespace().nth(9)?.parse().ok()
 }
 
 /// The softirq ticks of all CPUs in a /proc/stat text.
@@ -593,13 +577,6 @@ fn header(opts: &Options, entry_bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_proc_net_dev() {
-        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\ngl1a: 100 2 0 0 0 0 0 0 5400 100 0 0 0 0 0 0\n";
-        assert_eq!(tx_packets(text, "gl1a"), Some(100));
-        assert_eq!(tx_packets(text, "gl1"), None);
-    }
 
     #[test]
     fn parses_proc_stat() {

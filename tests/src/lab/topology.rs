@@ -64,6 +64,34 @@ pub const USERS: u8 = 16;
 /// The address many users share behind a NAT (the flash crowd).
 pub const NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 
+/// The outside's nftables table and counter of the attack's packets.
+const TX_TABLE: &str = "guardlab_tx";
+const ATTACK_COUNTER: &str = "attack";
+
+/// The packet count in `nft -j list counter` output.
+#[must_use]
+pub fn counter_packets(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get("nftables")?
+        .as_array()?
+        .iter()
+        .find_map(|item| item.get("counter")?.get("packets")?.as_u64())
+}
+
+/// IPv4 packets the outside namespace `attacker` has put on the link from
+/// any address but the users' and the NAT's: the attack. Counted at the
+/// egress hook, before the qdisc, which never drops here (trafgen's socket
+/// buffer holds fewer frames than the FIFO).
+#[must_use]
+pub fn attack_sent(attacker: &str) -> u64 {
+    let out = nft(
+        attacker,
+        &["-j", "list", "counter", "netdev", TX_TABLE, ATTACK_COUNTER],
+        None,
+    );
+    counter_packets(&out).unwrap_or_else(|| panic!("no packet count in {out}"))
+}
+
 /// Two namespaces and a veth pair; deleted when dropped.
 pub struct Topology {
     pub victim: String,
@@ -122,6 +150,16 @@ impl Topology {
         }
         Self::addr(&t.attacker, &t.attacker_if, NAT);
         Self::addr(&t.victim, &t.victim_a, VICTIM);
+        let _ = nft(
+            &t.attacker,
+            &["-f", "-"],
+            Some(&format!(
+                "table netdev {TX_TABLE} {{\n  counter {ATTACK_COUNTER} {{}}\n  chain egress {{\n    type filter hook egress device \"{}\" priority 0;\n    ip saddr != {{ {}-{}, {NAT} }} counter name {ATTACK_COUNTER}\n  }}\n}}\n",
+                t.attacker_if,
+                user(0),
+                user(USERS - 1),
+            )),
+        );
         ip(&[
             "-n",
             &t.victim,
@@ -215,4 +253,17 @@ pub fn sysctl_in(ns: &str, key: &str, value: &str) {
         .run(|| std::fs::write(&path, value))
         .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
         .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_packets;
+
+    #[test]
+    fn reads_the_packets_of_a_named_counter() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"counter": {"family": "netdev", "name": "attack", "table": "guardlab_tx", "handle": 2, "packets": 1234, "bytes": 99000}}]}"#;
+        assert_eq!(counter_packets(json), Some(1234));
+        assert_eq!(counter_packets(r#"{"nftables": []}"#), None);
+        assert_eq!(counter_packets("nft: error"), None);
+    }
 }
