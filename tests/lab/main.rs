@@ -30,7 +30,8 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = Scenario::parse)]
     scenario: Vec<Scenario>,
     /// Only this defence (repeatable): defaults, static, nftables,
-    /// guard-monitor, guard-enforce, guard-cookies.
+    /// guard-monitor, guard-enforce, guard-cookies, oracle (the floor of
+    /// the spoofed floods, not a defence).
     #[arg(long, value_name = "NAME", value_parser = Defence::parse)]
     defence: Vec<Defence>,
     /// Seconds of legitimate traffic before the attack.

@@ -6,7 +6,9 @@
 //! NIC needs nothing of the sort; on the test wire the far end gets one of
 //! two trivial programs from guard-ebpf, attached while this lives:
 //! `baseline` (`XDP_PASS`) for clients, `sink` (drops what goes to the
-//! spoofed range, as the Internet would absorb it) for an attacker.
+//! spoofed range, as the Internet would absorb it) for an attacker. The
+//! lab's `oracle` (drops what comes from the spoofed range) is attached the
+//! same way, to the victim.
 
 use std::path::PathBuf;
 
@@ -33,18 +35,25 @@ impl PassThrough {
     /// Attaches `XDP_PASS` (the baseline), native mode, to `iface` in `ns`.
     #[must_use]
     pub fn attach(ns: &str, iface: &str) -> Self {
-        Self::program(ns, iface, "baseline")
+        Self::program(ns, iface, "baseline", "baseline")
     }
 
     /// Attaches the sink: replies to spoofed sources are dropped on
     /// arrival, the rest passes.
     #[must_use]
     pub fn sink(ns: &str, iface: &str) -> Self {
-        Self::program(ns, iface, "sink")
+        Self::program(ns, iface, "sink", "sink")
     }
 
-    fn program(ns: &str, iface: &str, name: &str) -> Self {
-        let path = object(name);
+    /// Attaches the lab's oracle: frames from spoofed sources are dropped,
+    /// the rest passes.
+    #[must_use]
+    pub fn oracle(ns: &str, iface: &str) -> Self {
+        Self::program(ns, iface, "sink", "oracle")
+    }
+
+    fn program(ns: &str, iface: &str, file: &str, name: &str) -> Self {
+        let path = object(file);
         let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
             panic!("loading {}: {e} (run `cargo xtask build`)", path.display())
         });
@@ -59,7 +68,7 @@ impl PassThrough {
             .unwrap_or_else(|e| panic!("netns {ns}: {e}"))
             .run(|| prog.attach(iface, XdpMode::Driver))
             .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
-            .unwrap_or_else(|e| panic!("attaching XDP_PASS to {iface} in {ns}: {e}"));
+            .unwrap_or_else(|e| panic!("attaching {name} to {iface} in {ns}: {e}"));
         Self { _ebpf: ebpf }
     }
 }

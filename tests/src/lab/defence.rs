@@ -8,7 +8,11 @@ use std::{fmt, path::Path};
 use crate::{
     guard_proc::Guard,
     host,
-    lab::topology::{TCP_PORT, Topology, UDP_PORT},
+    lab::{
+        scenario::Scenario,
+        topology::{TCP_PORT, Topology, UDP_PORT},
+    },
+    peer::PassThrough,
 };
 
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";
@@ -49,16 +53,20 @@ pub enum Defence {
     /// guard dropping, with SYN cookies for the TCP port when a
     /// random-source SYN flood is under way.
     GuardCookies,
+    /// Not a defence: the floor of the spoofed floods' per-frame cost, an
+    /// XDP program that drops the spoofed range, knowing it.
+    Oracle,
 }
 
 impl Defence {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Defaults,
         Self::Static,
         Self::Nftables,
         Self::GuardMonitor,
         Self::GuardEnforce,
         Self::GuardCookies,
+        Self::Oracle,
     ];
 
     #[must_use]
@@ -70,6 +78,7 @@ impl Defence {
             Self::GuardMonitor => "guard-monitor",
             Self::GuardEnforce => "guard-enforce",
             Self::GuardCookies => "guard-cookies",
+            Self::Oracle => "oracle",
         }
     }
 
@@ -93,7 +102,17 @@ impl Defence {
             Self::GuardCookies => {
                 "guard-enforce with --syn-cookies auto --cookie-port 8080: XDP answers SYNs with cookies (and SYNPROXY completes the handshakes) while a random-source SYN flood is under way"
             }
+            Self::Oracle => {
+                "not a defence, the floor: an XDP program that drops every frame from the spoofed range (knowing the attack); what the generator, the link and the least XDP can do cost; run for the spoofed floods only"
+            }
         }
+    }
+
+    /// Whether `scenario` is measured against this defence: the oracle
+    /// knows only the spoofed range.
+    #[must_use]
+    pub const fn measures(self, scenario: Scenario) -> bool {
+        !matches!(self, Self::Oracle) || scenario.spoofed()
     }
 
     /// Parses a name as [`Self::name`] gives it.
@@ -120,6 +139,17 @@ impl fmt::Display for Defence {
 /// changed). Namespace state goes with the topology.
 pub struct Applied {
     pub guard: Option<Guard>,
+    /// The oracle's program, detached when dropped.
+    _xdp: Option<PassThrough>,
+}
+
+impl Applied {
+    const fn nothing() -> Self {
+        Self {
+            guard: None,
+            _xdp: None,
+        }
+    }
 }
 
 /// Sets `defence` up on `topo`, whose table starts at `table` entries.
@@ -129,7 +159,11 @@ pub struct Applied {
 #[must_use]
 pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) -> Applied {
     match defence {
-        Defence::Defaults => Applied { guard: None },
+        Defence::Defaults => Applied::nothing(),
+        Defence::Oracle => Applied {
+            guard: None,
+            _xdp: Some(PassThrough::oracle(&topo.victim, &topo.victim_a)),
+        },
         Defence::Static => {
             let max = table * 4;
             host::set_sysctl(BUCKETS, max / 4);
@@ -140,14 +174,14 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                     &secs.to_string(),
                 );
             }
-            Applied { guard: None }
+            Applied::nothing()
         }
         Defence::Nftables => {
             topo.victim_sysctl("net/netfilter/nf_conntrack_tcp_loose", "0");
             topo.victim_sysctl("net/ipv4/tcp_syncookies", "1");
             topo.victim_sysctl("net/ipv4/tcp_timestamps", "1");
             topo.victim_nft(&nftables_script());
-            Applied { guard: None }
+            Applied::nothing()
         }
         Defence::GuardMonitor | Defence::GuardEnforce | Defence::GuardCookies => {
             let mode = if defence == Defence::GuardMonitor {
@@ -185,7 +219,10 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                     .join(&topo.victim_a)
                     .join(guard_common::maps::COUNTERS),
             );
-            Applied { guard: Some(guard) }
+            Applied {
+                guard: Some(guard),
+                _xdp: None,
+            }
         }
     }
 }

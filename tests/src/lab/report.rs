@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::defence::Defence;
 use super::plot;
 use super::sample::{Run, Second, count_f64};
 
@@ -175,7 +176,8 @@ pub fn markdown(section: &Section) -> String {
         section.title.trim(),
         section.description.trim(),
     );
-    for s in section.runs.iter().map(summarize) {
+    let summaries: Vec<Summary> = section.runs.iter().map(summarize).collect();
+    for s in &summaries {
         let time_to_full = s
             .time_to_full
             .map_or_else(|| "never".to_owned(), |t| format!("{t:.1} s"));
@@ -201,6 +203,9 @@ pub fn markdown(section: &Section) -> String {
                 .map_or_else(|| ABSENT.to_owned(), |n| n.to_string()),
         );
     }
+    if let Some(line) = above_floor(&summaries) {
+        let _ = write!(out, "\n{line}\n");
+    }
     let name = &section.name;
     let _ = write!(
         out,
@@ -218,6 +223,27 @@ pub fn markdown(section: &Section) -> String {
         }
     }
     out
+}
+
+/// Each run's softirq per million attack frames above the oracle's, when
+/// the section has an oracle run: what each defence itself costs a frame.
+fn above_floor(summaries: &[Summary]) -> Option<String> {
+    let floor = summaries
+        .iter()
+        .find(|s| s.defence == Defence::Oracle.name())?
+        .softirq_ms_per_mpkt?;
+    let rest: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.defence != Defence::Oracle.name())
+        .filter_map(|s| {
+            let ms = s.softirq_ms_per_mpkt?;
+            Some(format!("{} {:.1}", s.defence, ms - floor))
+        })
+        .collect();
+    Some(format!(
+        "Softirq ms per M attack packets above the oracle's floor of {floor:.1} (the generator, the link and the least XDP can do, in this run): {}.",
+        rest.join(", ")
+    ))
 }
 
 /// Every run's [`Summary`], by section name.
@@ -522,6 +548,19 @@ mod tests {
         assert!(md.contains("![conntrack fill](syn-flood-fill.svg)"));
         assert!(md.contains("![legitimate success](syn-flood-legit.svg)"));
         assert!(md.ends_with("\n- nftables: nft not installed\n"));
+    }
+
+    #[test]
+    fn markdown_with_the_oracle_floor() {
+        let mut s = section();
+        assert!(!markdown(&s).contains("oracle"));
+        let mut floor = second(3.0, 0, 0);
+        floor.attack_sent = 4_000_000;
+        floor.softirq_secs = 0.8;
+        s.runs.push(run("oracle", vec![floor]));
+        assert!(markdown(&s).contains(
+            "\nSoftirq ms per M attack packets above the oracle's floor of 200.0 (the generator, the link and the least XDP can do, in this run): defaults 300.0, guard-enforce -200.0.\n"
+        ));
     }
 
     #[test]

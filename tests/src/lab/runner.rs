@@ -89,7 +89,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             description: scenario.description().to_owned(),
             runs: Vec::new(),
         };
-        for &defence in &opts.defences {
+        for &defence in opts.defences.iter().filter(|d| d.measures(scenario)) {
             if STOP.load(Ordering::Relaxed) {
                 break;
             }

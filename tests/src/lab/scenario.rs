@@ -21,6 +21,12 @@ impl Scenario {
         Self::Mixed,
     ];
 
+    /// Whether the attack comes from spoofed sources (198.19.0.0/16).
+    #[must_use]
+    pub const fn spoofed(self) -> bool {
+        matches!(self, Self::SynFlood | Self::UdpFlood | Self::Mixed)
+    }
+
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
