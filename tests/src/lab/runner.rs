@@ -146,6 +146,21 @@ fn reset_globals(table: u64, buckets: u64) {
     host::set_sysctl(MAX, table);
 }
 
+/// Sleeps until `until`, tending the attack meanwhile: trafgen gives up
+/// whenever the link stays busy, and waiting for the next sample to
+/// restart it left gaps of up to a second in the flood.
+fn wait_tending(until: Instant, attack: &mut Option<Attack>) {
+    while let Some(left) = until
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+    {
+        thread::sleep(left.min(TEND_EVERY));
+        if let Some(a) = attack {
+            a.tend();
+        }
+    }
+}
+
 /// One scenario on a fresh topology. `defences` says which defence is in
 /// place from when (the demo switches once; a normal run has one).
 fn run_one(
@@ -217,16 +232,7 @@ fn run_one(
             break;
         }
         second += 1;
-        let next = Duration::from_secs(u64::from(second));
-        // Tended in between: trafgen gives up whenever the link stays busy,
-        // and waiting for the next sample to restart it left gaps of up to
-        // a second in the flood.
-        while let Some(left) = next.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) {
-            thread::sleep(left.min(TEND_EVERY));
-            if let Some(a) = &mut attack {
-                a.tend();
-            }
-        }
+        wait_tending(start + Duration::from_secs(u64::from(second)), &mut attack);
         let s = sampler.sample(start.elapsed().as_secs_f64(), tally.take());
         eprintln!("{}", live_line(&run, &label, &s));
         run.samples.push(s);
