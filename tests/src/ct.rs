@@ -5,19 +5,12 @@ use std::{collections::BTreeMap, fs, process::Command};
 
 use guard::netns::Scope;
 
+use crate::net::run_tool;
+
 fn conntrack(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "conntrack"])
-        .args(args)
-        .output()
-        .expect("conntrack (conntrack-tools)");
-    assert!(
-        out.status.success(),
-        "conntrack {} in {ns}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["netns", "exec", ns, "conntrack"];
+    all.extend_from_slice(args);
+    run_tool("ip", &all)
 }
 
 /// The table's statistics summed over CPUs (`conntrack -S`).

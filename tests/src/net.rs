@@ -210,15 +210,18 @@ pub fn ip(args: &[&str]) {
 /// Runs `ip` and returns its stdout; panics with context if it fails.
 #[must_use]
 pub fn ip_out(args: &[&str]) -> String {
-    iproute2("ip", args)
+    run_tool("ip", args)
 }
 
 /// Runs `tc` and panics with its output if it fails.
 pub fn tc(args: &[&str]) {
-    let _ = iproute2("tc", args);
+    let _ = run_tool("tc", args);
 }
 
-fn iproute2(tool: &str, args: &[&str]) -> String {
+/// Runs `tool ARGS` and returns its stdout; panics with its stderr if it
+/// fails.
+#[must_use]
+pub fn run_tool(tool: &str, args: &[&str]) -> String {
     let out = Command::new(tool)
         .args(args)
         .output()

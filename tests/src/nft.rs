@@ -36,17 +36,7 @@ impl Counters {
     /// Packets counted by `name`.
     #[must_use]
     pub fn packets(&self, name: &str) -> u64 {
-        let out = nft(
-            &self.ns,
-            &["-j", "list", "counter", "inet", "guardt", name],
-            None,
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft JSON {out}: {e}"));
-        json["nftables"]
-            .as_array()
-            .and_then(|items| items.iter().find_map(|i| i["counter"]["packets"].as_u64()))
-            .unwrap_or_else(|| panic!("no packets in {out}"))
+        counter_packets(&self.ns, "inet", "guardt", name)
     }
 
     /// Zeroes every counter.
@@ -57,6 +47,22 @@ impl Counters {
             None,
         );
     }
+}
+
+/// Packets counted by the named counter `name` of `family table` in `ns`.
+#[must_use]
+pub fn counter_packets(ns: &str, family: &str, table: &str, name: &str) -> u64 {
+    let out = nft(ns, &["-j", "list", "counter", family, table, name], None);
+    packets_in(&out).unwrap_or_else(|| panic!("no packet count in {out}"))
+}
+
+/// The packet count in `nft -j list counter` output.
+fn packets_in(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["nftables"]
+        .as_array()?
+        .iter()
+        .find_map(|item| item["counter"]["packets"].as_u64())
 }
 
 /// Runs `nft ARGS` in namespace `ns`, `stdin` as its input (a script for
@@ -92,4 +98,17 @@ pub fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> String {
         stdin.unwrap_or_default()
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packets_in;
+
+    #[test]
+    fn reads_the_packets_of_a_named_counter() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"counter": {"family": "netdev", "name": "attack", "table": "guardlab_tx", "handle": 2, "packets": 1234, "bytes": 99000}}]}"#;
+        assert_eq!(packets_in(json), Some(1234));
+        assert_eq!(packets_in(r#"{"nftables": []}"#), None);
+        assert_eq!(packets_in("nft: error"), None);
+    }
 }

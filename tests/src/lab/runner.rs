@@ -180,7 +180,7 @@ fn run_one(
     let users: Vec<_> = (0..topology::USERS).map(topology::user).collect();
     let steady = traffic::clients(
         &topo.attacker,
-        Topology::tcp_server(),
+        topology::TCP_SERVER,
         users,
         opts.legit_rate,
         tally.clone(),
@@ -335,7 +335,7 @@ impl Attack {
             traffic::conn_flood(
                 &opts.helper,
                 &topo.attacker,
-                Topology::tcp_server(),
+                topology::TCP_SERVER,
                 &sources,
                 max_open.min(MAX_HELD),
                 CONN_ATTEMPTS,
@@ -349,7 +349,7 @@ impl Attack {
             }
             Scenario::FlashCrowd => Self::Crowd(traffic::clients(
                 &topo.attacker,
-                Topology::tcp_server(),
+                topology::TCP_SERVER,
                 vec![NAT],
                 CROWD_RATE,
                 tally.clone(),

@@ -27,7 +27,7 @@ use std::{
 
 use crate::{
     net::{self, ip, sweep_stale, tc},
-    nft::nft,
+    nft::{self, nft},
     peer::PassThrough,
 };
 
@@ -43,6 +43,8 @@ const ATTACKER_GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const SPOOFED: &str = "198.19.0.0/16";
 /// The port of the TCP echo server.
 pub const TCP_PORT: u16 = 8080;
+/// The TCP server the floods and the clients aim at.
+pub const TCP_SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(VICTIM), TCP_PORT);
 /// The port of the UDP echo server.
 pub const UDP_PORT: u16 = 5300;
 
@@ -68,28 +70,13 @@ pub const NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const TX_TABLE: &str = "guardlab_tx";
 const ATTACK_COUNTER: &str = "attack";
 
-/// The packet count in `nft -j list counter` output.
-#[must_use]
-pub fn counter_packets(json: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v.get("nftables")?
-        .as_array()?
-        .iter()
-        .find_map(|item| item.get("counter")?.get("packets")?.as_u64())
-}
-
 /// IPv4 packets the outside namespace `attacker` has put on the link from
 /// any address but the users' and the NAT's: the attack. Counted at the
 /// egress hook, before the qdisc, which never drops here (trafgen's socket
 /// buffer holds fewer frames than the FIFO).
 #[must_use]
 pub fn attack_sent(attacker: &str) -> u64 {
-    let out = nft(
-        attacker,
-        &["-j", "list", "counter", "netdev", TX_TABLE, ATTACK_COUNTER],
-        None,
-    );
-    counter_packets(&out).unwrap_or_else(|| panic!("no packet count in {out}"))
+    nft::counter_packets(attacker, "netdev", TX_TABLE, ATTACK_COUNTER)
 }
 
 /// Two namespaces and a veth pair; deleted when dropped.
@@ -207,12 +194,6 @@ impl Topology {
         ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
     }
 
-    /// The TCP server the floods and the clients aim at.
-    #[must_use]
-    pub const fn tcp_server() -> SocketAddr {
-        SocketAddr::new(std::net::IpAddr::V4(VICTIM), TCP_PORT)
-    }
-
     /// The victim's MAC on the attacker side and the attacker's own, for
     /// frames that the generator builds.
     #[must_use]
@@ -253,17 +234,4 @@ pub fn sysctl_in(ns: &str, key: &str, value: &str) {
         .run(|| std::fs::write(&path, value))
         .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
         .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::counter_packets;
-
-    #[test]
-    fn reads_the_packets_of_a_named_counter() {
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"counter": {"family": "netdev", "name": "attack", "table": "guardlab_tx", "handle": 2, "packets": 1234, "bytes": 99000}}]}"#;
-        assert_eq!(counter_packets(json), Some(1234));
-        assert_eq!(counter_packets(r#"{"nftables": []}"#), None);
-        assert_eq!(counter_packets("nft: error"), None);
-    }
 }
