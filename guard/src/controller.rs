@@ -20,7 +20,7 @@ use crate::{
     },
     exit::usage,
     notrack,
-    policy::{self, Action, Cookies, Observation, PolicyConfig, State, XdpLimits},
+    policy::{self, Action, Cookies, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
     restore::{self, Record},
     status::{self, Status},
     synproxy,
@@ -69,17 +69,6 @@ const RAM_PER_ENTRY: u64 = 32 * 1024;
 /// Bytes per hash bucket (a pointer).
 const BUCKET_BYTES: u64 = 8;
 const MIB: u64 = 1024 * 1024;
-
-/// XDP counters the policy reads, summed over interfaces.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct XdpTotals {
-    pub new_flows: u64,
-    pub admitted: u64,
-    pub budget_drops: u64,
-    pub syns: u64,
-    pub new_sources: u64,
-    pub cookies_sent: u64,
-}
 
 /// What the run loop must do after a tick.
 pub struct Tick {
@@ -268,7 +257,7 @@ impl<'a> Controller<'a> {
     }
 
     /// One tick: read, decide, act, log.
-    pub fn tick(&mut self, xdp: XdpTotals) -> Result<Tick> {
+    pub fn tick(&mut self, xdp: XdpCounts) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
         // Cookies are off in XDP since the last tick: their rules can go.
         if self.record.synproxy && !self.state.applied.limits.cookies {
@@ -281,12 +270,10 @@ impl<'a> Controller<'a> {
             stats: table.stats,
             // A SYN answered with a cookie makes no entry: not a new flow
             // the table has to hold.
-            new_flows: xdp.new_flows.saturating_sub(xdp.cookies_sent),
-            admitted: xdp.admitted,
-            budget_drops: xdp.budget_drops,
-            syns: xdp.syns,
-            new_sources: xdp.new_sources,
-            cookies_sent: xdp.cookies_sent,
+            xdp: XdpCounts {
+                new_flows: xdp.new_flows.saturating_sub(xdp.cookies_sent),
+                ..xdp
+            },
         };
         let decision = policy::decide(&self.cfg, &self.state, &obs);
         let level_changed = decision.level != self.state.level;

@@ -182,13 +182,18 @@ pub struct Observation {
     pub count: u64,
     pub max: u64,
     pub stats: Stats,
-    /// XDP, cumulative over interfaces: new-flow packets seen, and those
-    /// that passed (each may create a conntrack entry).
+    pub xdp: XdpCounts,
+}
+
+/// XDP counters the policy reads, cumulative and summed over interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpCounts {
+    /// New-flow packets seen, and those that passed (each may create a
+    /// conntrack entry).
     pub new_flows: u64,
     pub admitted: u64,
-    /// XDP, cumulative: new flows the global budget turned away, TCP SYNs
-    /// seen, sources seen for the first time, and SYNs answered with a
-    /// cookie.
+    /// New flows the global budget turned away, TCP SYNs seen, sources seen
+    /// for the first time, and SYNs answered with a cookie.
     pub budget_drops: u64,
     pub syns: u64,
     pub new_sources: u64,
@@ -445,16 +450,17 @@ fn rates(state: &State, obs: &Observation) -> Seen {
     };
     let dt = obs.at.saturating_sub(last.at).as_secs_f64();
     let per_sec = |delta: f64| if dt > 0.0 { delta / dt } else { 0.0 };
+    let (now, then) = (&obs.xdp, &last.xdp);
     Seen {
         fill,
         growth_per_sec: per_sec(f(obs.count) - f(last.count)),
         distress: obs.stats.since(&last.stats),
-        new_flows_per_sec: per_sec(f(obs.new_flows.saturating_sub(last.new_flows))),
-        admitted_per_sec: per_sec(f(obs.admitted.saturating_sub(last.admitted))),
-        budget_drops_per_sec: per_sec(f(obs.budget_drops.saturating_sub(last.budget_drops))),
-        syns_per_sec: per_sec(f(obs.syns.saturating_sub(last.syns))),
-        new_sources_per_sec: per_sec(f(obs.new_sources.saturating_sub(last.new_sources))),
-        cookies_per_sec: per_sec(f(obs.cookies_sent.saturating_sub(last.cookies_sent))),
+        new_flows_per_sec: per_sec(f(now.new_flows.saturating_sub(then.new_flows))),
+        admitted_per_sec: per_sec(f(now.admitted.saturating_sub(then.admitted))),
+        budget_drops_per_sec: per_sec(f(now.budget_drops.saturating_sub(then.budget_drops))),
+        syns_per_sec: per_sec(f(now.syns.saturating_sub(then.syns))),
+        new_sources_per_sec: per_sec(f(now.new_sources.saturating_sub(then.new_sources))),
+        cookies_per_sec: per_sec(f(now.cookies_sent.saturating_sub(then.cookies_sent))),
     }
 }
 
@@ -793,12 +799,7 @@ mod tests {
             count,
             max,
             stats: Stats::default(),
-            new_flows: 0,
-            admitted: 0,
-            budget_drops: 0,
-            syns: 0,
-            new_sources: 0,
-            cookies_sent: 0,
+            xdp: XdpCounts::default(),
         }
     }
 
@@ -919,12 +920,14 @@ mod tests {
     /// the table holding `count` of 10,000.
     fn flood(at: u64, count: u64, syns: u64, new: u64, answered: u64) -> Observation {
         Observation {
-            budget_drops: 0,
-            syns: syns * at,
-            new_sources: new * at,
-            cookies_sent: answered * at,
-            new_flows: syns * at,
-            admitted: 100 * at,
+            xdp: XdpCounts {
+                budget_drops: 0,
+                syns: syns * at,
+                new_sources: new * at,
+                cookies_sent: answered * at,
+                new_flows: syns * at,
+                admitted: 100 * at,
+            },
             ..obs(at, count, 10_000)
         }
     }
@@ -956,10 +959,11 @@ mod tests {
         assert_eq!(cookies_switched(&d), None);
         assert!(s.applied.limits.cookies);
         // The flood stops: off only after `calm` with little to answer.
-        let quiet = |at| Observation {
-            cookies_sent: 100_000 + at,
-            syns: 100_000 + at,
-            ..flood(at, 100, 0, 0, 0)
+        let quiet = |at| {
+            let mut o = flood(at, 100, 0, 0, 0);
+            o.xdp.cookies_sent = 100_000 + at;
+            o.xdp.syns = 100_000 + at;
+            o
         };
         let mut off_at = None;
         for at in 3..=40 {
@@ -984,10 +988,8 @@ mod tests {
             ..cfg()
         };
         let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
-        let o = Observation {
-            budget_drops: 40_000,
-            ..flood(1, 6_000, 50_000, 0, 0)
-        };
+        let mut o = flood(1, 6_000, 50_000, 0, 0);
+        o.xdp.budget_drops = 40_000;
         let (d, _) = run(&cfg, &s, &o);
         assert_eq!(cookies_switched(&d), Some(true), "{}", d.describe(10_000));
     }

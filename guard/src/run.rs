@@ -18,7 +18,7 @@ use crate::{
     cli::RunArgs,
     config::{self, CookieMode, Settings},
     conntrack::knobs::{KnobError, Knobs},
-    controller::{Controller, XdpTotals},
+    controller::Controller,
     events,
     exit::usage,
     lists::{self, LISTS_FILE},
@@ -26,6 +26,7 @@ use crate::{
     metrics,
     netns::Scope,
     pins::{HostLock, Layout, RUNTIME_DIR},
+    policy::XdpCounts,
     preflight,
     restore::{self, Record},
     stats,
@@ -304,8 +305,8 @@ fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
     }
 }
 
-fn xdp_totals(attached: &[Attached]) -> Result<XdpTotals> {
-    let mut totals = XdpTotals::default();
+fn xdp_totals(attached: &[Attached]) -> Result<XdpCounts> {
+    let mut totals = XdpCounts::default();
     for a in attached {
         let c = stats::sum_counters(a.map(COUNTERS)?).context("reading the XDP counters")?;
         totals.new_flows += c.get(Counter::NewFlows);

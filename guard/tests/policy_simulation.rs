@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, time::Duration};
 use guard::{
     config::Rate,
     conntrack::{Stats, Timeouts},
-    policy::{self, Action, Level, Observation, PolicyConfig, State},
+    policy::{self, Action, Level, Observation, PolicyConfig, State, XdpCounts},
 };
 
 const STEP_MS: u64 = 50;
@@ -150,13 +150,12 @@ impl Sim {
             count: self.count,
             max: self.max,
             stats: self.stats,
-            new_flows: self.new_flows,
-            admitted: self.admitted,
             // The simulated floods are per-source: cookies stay out of it.
-            budget_drops: 0,
-            syns: 0,
-            new_sources: 0,
-            cookies_sent: 0,
+            xdp: XdpCounts {
+                new_flows: self.new_flows,
+                admitted: self.admitted,
+                ..XdpCounts::default()
+            },
         }
     }
 
