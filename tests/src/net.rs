@@ -23,8 +23,14 @@ pub const ATTACKER_ADDR: &str = "198.18.0.1";
 pub const VICTIM_ADDR: &str = "198.18.0.2";
 const ATTACKER_CIDR: &str = "198.18.0.1/24";
 const VICTIM_CIDR: &str = "198.18.0.2/24";
+pub const ATTACKER_ADDR6: &str = "2001:db8::1";
+pub const VICTIM_ADDR6: &str = "2001:db8::2";
+const ATTACKER_CIDR6: &str = "2001:db8::1/64";
+const VICTIM_CIDR6: &str = "2001:db8::2/64";
 /// Where spoofed flood sources come from.
 pub const SPOOFED_RANGE: &str = "198.19.0.0/16";
+/// Where spoofed IPv6 flood sources come from: 2^88 addresses, 2^24 /64s.
+pub const SPOOFED_RANGE6: &str = "2001:db8:ff00::/40";
 
 /// An attacker/client namespace and a victim namespace, joined by veth.
 pub struct TestNet {
@@ -39,9 +45,10 @@ pub struct TestNet {
 }
 
 impl TestNet {
-    /// A pair of namespaces with a silent link: no addresses and IPv6
-    /// disabled on the veth, so the kernel sends nothing of its own and
-    /// every packet the victim sees is one the test sent.
+    /// A pair of namespaces with a silent link: IPv6 on but no addresses
+    /// (not even link-local ones), no router solicitations, so the kernel
+    /// sends nothing of its own and every packet the victim sees is one the
+    /// test sent.
     #[must_use]
     pub fn silent() -> Self {
         sweep_stale(PREFIX);
@@ -77,21 +84,38 @@ impl TestNet {
             (&net.attacker, &net.attacker_if),
             (&net.victim, &net.victim_if),
         ] {
-            net.sysctl(ns, &format!("net/ipv6/conf/{dev}/disable_ipv6"), "1");
+            quiet_ipv6(ns, dev);
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         net
     }
 
-    /// A silent pair with IPv4 addresses: the attacker side 198.18.0.1/24,
-    /// the victim 198.18.0.2/24. The victim routes the spoofed range
-    /// 198.19.0.0/16 back over the veth, where the attacker's namespace
-    /// drops it (it forwards nothing): the victim answers spoofed SYNs with
-    /// SYN-ACKs as a real server would, and nothing leaves the pair.
+    /// A silent pair with addresses: the attacker side 198.18.0.1/24 and
+    /// 2001:db8::1/64, the victim 198.18.0.2/24 and 2001:db8::2/64 (no
+    /// DAD). The victim routes the spoofed ranges 198.19.0.0/16 and
+    /// 2001:db8:ff00::/40 back over the veth, where the attacker's namespace
+    /// drops them (it forwards nothing): the victim answers spoofed SYNs
+    /// with SYN-ACKs as a real server would, and nothing leaves the pair.
     #[must_use]
     pub fn addressed() -> Self {
         let net = Self::silent();
+        for (ns, dev, cidr) in [
+            (&net.attacker, &net.attacker_if, ATTACKER_CIDR6),
+            (&net.victim, &net.victim_if, VICTIM_CIDR6),
+        ] {
+            ip(&["-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+        }
+        ip(&[
+            "-n",
+            &net.victim,
+            "-6",
+            "route",
+            "add",
+            SPOOFED_RANGE6,
+            "via",
+            ATTACKER_ADDR6,
+        ]);
         ip(&[
             "-n",
             &net.attacker,
@@ -124,12 +148,7 @@ impl TestNet {
 
     /// Writes a per-namespace sysctl (path below /proc/sys).
     pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
-        let path = format!("/proc/sys/{key}");
-        Scope::open(Some(ns))
-            .unwrap_or_else(|e| panic!("opening netns {ns}: {e}"))
-            .run(|| fs::write(&path, value))
-            .unwrap_or_else(|e| panic!("entering netns {ns}: {e}"))
-            .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
+        write_sysctl(ns, key, value);
     }
 
     /// The MAC address of `dev` in `ns`.
@@ -162,6 +181,31 @@ impl Drop for TestNet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// IPv6 on `dev` in `ns`, without the traffic the kernel would send by
+/// itself: no link-local address (so no DAD and no MLD report for it), no
+/// router solicitations, no router advertisements taken. Call before the
+/// link is up.
+pub fn quiet_ipv6(ns: &str, dev: &str) {
+    for (key, value) in [
+        ("disable_ipv6", "0"),
+        ("addr_gen_mode", "1"),
+        ("accept_ra", "0"),
+        ("router_solicitations", "0"),
+    ] {
+        write_sysctl(ns, &format!("net/ipv6/conf/{dev}/{key}"), value);
+    }
+}
+
+/// Writes a per-namespace sysctl (path below /proc/sys).
+pub fn write_sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{key}");
+    Scope::open(Some(ns))
+        .unwrap_or_else(|e| panic!("opening netns {ns}: {e}"))
+        .run(|| fs::write(&path, value))
+        .unwrap_or_else(|e| panic!("entering netns {ns}: {e}"))
+        .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
 }
 
 /// Deletes namespaces named `<prefix><pid>-...` whose process is gone:

@@ -185,7 +185,7 @@ impl Topology {
             &self.victim,
         ]);
         for (space, dev) in [(ns, outer), (self.victim.as_str(), inner)] {
-            sysctl_in(space, &format!("net/ipv6/conf/{dev}/disable_ipv6"), "1");
+            net::quiet_ipv6(space, dev);
             ip(&["-n", space, "link", "set", dev, "up"]);
         }
     }
@@ -211,7 +211,7 @@ impl Topology {
 
     /// Writes a sysctl of the victim namespace (path below /proc/sys).
     pub fn victim_sysctl(&self, key: &str, value: &str) {
-        sysctl_in(&self.victim, key, value);
+        net::write_sysctl(&self.victim, key, value);
     }
 }
 
@@ -224,14 +224,4 @@ impl Drop for Topology {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-/// Writes `value` to /proc/sys/`key` inside `ns`.
-pub fn sysctl_in(ns: &str, key: &str, value: &str) {
-    let path = format!("/proc/sys/{key}");
-    guard::netns::Scope::open(Some(ns))
-        .unwrap_or_else(|e| panic!("netns {ns}: {e}"))
-        .run(|| std::fs::write(&path, value))
-        .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
-        .unwrap_or_else(|e| panic!("writing {value} to {path} in {ns}: {e}"));
 }
