@@ -19,6 +19,11 @@ pub enum FlowClass {
 
 pub const FLOW_CLASSES: usize = 3;
 
+/// The global budget's split among the classes, in percent of its rate
+/// and burst, by [`FlowClass`]: each class has a bucket of its own, so a
+/// UDP flood cannot starve handshakes, nor a SYN flood UDP clients.
+pub const BUDGET_SHARE_PERCENT: [u32; FLOW_CLASSES] = [50, 40, 10];
+
 impl FlowClass {
     pub const ALL: [Self; FLOW_CLASSES] = [Self::Syn, Self::Udp, Self::Icmp];
 
@@ -57,13 +62,17 @@ pub const LISTS_V6: u32 = 1 << 1;
 pub const DENY_V4: u32 = 1 << 2;
 pub const DENY_V6: u32 = 1 << 3;
 
-/// How many TCP ports SYN cookies can protect.
-pub const COOKIE_PORTS: usize = 8;
-
-/// [`DataplaneConfig::cookies`]: answer SYNs to the cookie ports from XDP.
+/// [`DataplaneConfig::cookies`]: some port in `GUARD_PORTS` is armed, so
+/// ACKs to ports are looked up there too (SYNs always are).
 pub const COOKIES_ON: u8 = 1;
 
-/// Everything the XDP program is told. 200 bytes, no implicit padding.
+/// [`DataplaneConfig::verify`]: the global budget has been dropping new
+/// flows, so an ACK from a source not yet verified is looked up among the
+/// host's sockets (a returning client proves itself real). Off while the
+/// budget has room, so ACKs cost nothing extra then.
+pub const VERIFY_ACKS: u8 = 1;
+
+/// Everything the XDP program is told. 216 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -83,19 +92,19 @@ pub struct DataplaneConfig {
     pub source: [Limit; FLOW_CLASSES],
     /// Per-prefix limits, by [`FlowClass`].
     pub prefix: [Limit; FLOW_CLASSES],
-    /// All new flows together; unlimited unless the controller sets it.
-    pub global: Limit,
+    /// The global budget, one bucket per [`FlowClass`] (its share of the
+    /// table's headroom), so a flood of one class cannot starve another;
+    /// unlimited unless the controller sets it.
+    pub global: [Limit; FLOW_CLASSES],
     /// Ring-buffer events, all sources together.
     pub events: Limit,
     pub udp_flow_idle_ns: u64,
     pub ban_window_ns: u64,
     pub ban_duration_ns: u64,
-    /// How long a source that completed a cookie handshake stays verified:
-    /// its new flows skip the global budget meanwhile.
+    /// How long a source proven real (a completed cookie handshake, or an
+    /// ACK of a connection this host knows) stays verified: its new flows
+    /// skip the global budget meanwhile.
     pub verified_ns: u64,
-    /// TCP ports (host order) whose SYNs are answered with SYN cookies while
-    /// `cookies` has [`COOKIES_ON`]; 0 ends the list.
-    pub cookie_ports: [u16; COOKIE_PORTS],
     /// MSS advertised in the SYN-ACK, IPv4 and IPv6: what the kernel's
     /// SYNPROXY rule says, since it completes the handshake.
     pub cookie_mss4: u16,
@@ -106,7 +115,8 @@ pub struct DataplaneConfig {
     pub cookie_ttl: u8,
     /// `COOKIES_*` bits.
     pub cookies: u8,
-    pub reserved: u8,
+    /// `VERIFY_*` bits.
+    pub verify: u8,
 }
 
 impl DataplaneConfig {
@@ -122,31 +132,32 @@ impl DataplaneConfig {
         ban_threshold: 0,
         source: [Limit::UNLIMITED; FLOW_CLASSES],
         prefix: [Limit::UNLIMITED; FLOW_CLASSES],
-        global: Limit::UNLIMITED,
+        global: [Limit::UNLIMITED; FLOW_CLASSES],
         events: Limit::UNLIMITED,
         udp_flow_idle_ns: 0,
         ban_window_ns: 0,
         ban_duration_ns: 0,
         verified_ns: 0,
-        cookie_ports: [0; COOKIE_PORTS],
         cookie_mss4: 1460,
         cookie_mss6: 1440,
         cookie_wscale: 7,
         cookie_ttl: 64,
         cookies: 0,
-        reserved: 0,
+        verify: 0,
     };
 
-    /// Whether SYNs to `port` (host order) get cookies now.
+    /// Whether the global budget binds now: the controller says it has
+    /// been dropping, and it limits some class. Then returning clients are
+    /// worth verifying.
     #[must_use]
     #[inline(always)]
-    pub fn cookie_port(&self, port: u16) -> bool {
-        if self.cookies & COOKIES_ON == 0 || port == 0 {
+    pub fn budget_binds(&self) -> bool {
+        if self.verify & VERIFY_ACKS == 0 {
             return false;
         }
         let mut i = 0;
-        while i < COOKIE_PORTS {
-            if self.cookie_ports[i] == port {
+        while i < FLOW_CLASSES {
+            if !self.global[i].is_unlimited() {
                 return true;
             }
             i += 1;
@@ -160,4 +171,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 200);
+const _: () = assert!(size_of::<DataplaneConfig>() == 216);

@@ -84,6 +84,9 @@ pub enum Counter {
     DropCookieInvalid = 26,
     /// A source seen for the first time (its state was created).
     NewSources = 27,
+    /// A source verified by an ACK of a connection the host knows (an
+    /// established or half-open socket), while the global budget binds.
+    VerifiedAck = 28,
 }
 
 impl Counter {
@@ -119,7 +122,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -148,6 +151,7 @@ impl Counter {
         Self::CookieAckValid,
         Self::DropCookieInvalid,
         Self::NewSources,
+        Self::VerifiedAck,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -182,6 +186,7 @@ impl Counter {
             Self::CookieAckValid => "cookie_ack_valid",
             Self::DropCookieInvalid => "drop_cookie_invalid",
             Self::NewSources => "new_sources",
+            Self::VerifiedAck => "verified_ack",
         }
     }
 

@@ -17,10 +17,12 @@ pub mod counters;
 pub mod dissect;
 pub mod key;
 pub mod maps;
+pub mod ports;
 pub mod state;
 
 pub use bucket::Limit;
 pub use config::{DataplaneConfig, FlowClass};
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use key::{FlowKey, SourceKey};
+pub use ports::PortCounts;
 pub use state::{Event, SourceState};

@@ -18,6 +18,11 @@ pub const LISTS_V6: &str = "GUARD_LISTS_V6";
 pub const GLOBAL: &str = "GUARD_GLOBAL";
 /// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow detection.
 pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
+/// Array indexed by TCP port -> a [`crate::ports`] entry (listener, slot,
+/// cookies armed).
+pub const PORTS: &str = "GUARD_PORTS";
+/// Per-CPU array of [`crate::ports::PortCounts`], by port slot.
+pub const PORT_COUNTS: &str = "GUARD_PORT_COUNTS";
 /// Ring buffer of [`crate::state::Event`].
 pub const EVENTS: &str = "GUARD_EVENTS";
 /// The test clock (see `TEST_CLOCK` in the XDP program).
@@ -27,12 +32,31 @@ pub const TEST_CLOCK: &str = "GUARD_TEST_CLOCK";
 /// management). The flow map, the ring buffer and the test clock stay
 /// private to the running guard.
 pub const PINNED: &[&str] = &[
-    COUNTERS, CONFIG, SOURCES, PREFIXES, LISTS_V4, LISTS_V6, GLOBAL,
+    COUNTERS,
+    CONFIG,
+    SOURCES,
+    PREFIXES,
+    LISTS_V4,
+    LISTS_V6,
+    GLOBAL,
+    PORTS,
+    PORT_COUNTS,
 ];
 
 /// Every map the object defines.
 pub const ALL: &[&str] = &[
-    COUNTERS, CONFIG, SOURCES, PREFIXES, LISTS_V4, LISTS_V6, GLOBAL, UDP_FLOWS, EVENTS, TEST_CLOCK,
+    COUNTERS,
+    CONFIG,
+    SOURCES,
+    PREFIXES,
+    LISTS_V4,
+    LISTS_V6,
+    GLOBAL,
+    PORTS,
+    PORT_COUNTS,
+    UDP_FLOWS,
+    EVENTS,
+    TEST_CLOCK,
 ];
 
 /// Default capacities; `guard run` can change them (`max-sources`, ...).

@@ -32,8 +32,9 @@ pub struct SourceState {
     /// Banned until this time (0: not banned).
     pub banned_until_ns: u64,
     /// Verified until this time: the source completed a SYN-cookie
-    /// handshake, so it is a real host; its new flows skip the global
-    /// budget (never the source's own limits) until then.
+    /// handshake or sent an ACK of a connection this host knows, so it is
+    /// a real host; its new flows skip the global budget (never the
+    /// source's own limits) until then.
     pub verified_until_ns: u64,
 }
 
@@ -59,9 +60,11 @@ impl SourceState {
 }
 
 /// Indices of the `GUARD_GLOBAL` array: bucket states shared by all CPUs.
+/// The global budget of [`crate::config::FlowClass`] `c` is at
+/// `GLOBAL_BUDGET + c`.
 pub const GLOBAL_BUDGET: u32 = 0;
-pub const GLOBAL_EVENTS: u32 = 1;
-pub const GLOBAL_SLOTS: u32 = 2;
+pub const GLOBAL_EVENTS: u32 = FLOW_CLASSES as u32;
+pub const GLOBAL_SLOTS: u32 = GLOBAL_EVENTS + 1;
 
 /// [`Event::kind`] values.
 pub const EVENT_LIMITED: u32 = 1;

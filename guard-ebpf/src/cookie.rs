@@ -429,18 +429,17 @@ pub enum Ack {
     Invalid,
 }
 
-/// Screens an ACK (no SYN, no RST) to a cookie port.
+/// Whether the kernel has a connection (not the listener) for this
+/// segment's 4-tuple: an established, closing or half-open socket. A
+/// spoofed source cannot name one it never opened.
 #[inline(always)]
-pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
-    if t.flags & TCP_FLAG_ACK == 0 || t.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
-        return None;
-    }
+pub fn known(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<bool> {
     let ports = load::<[u8; 4]>(ctx, h.l4)?;
     let sport = u16::from_ne_bytes([ports[0], ports[1]]);
     let dport = u16::from_ne_bytes([ports[2], ports[3]]);
     // The lookup reads only the member of the family it is told the size
     // of, so only that member is written.
-    let known = if t.v4 {
+    Some(if t.v4 {
         let a = load::<[u8; 8]>(ctx, h.l3 + 12)?;
         let mut tuple = bpf_sock_tuple {
             __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
@@ -467,8 +466,22 @@ pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
             },
         };
         connection(ctx, &mut tuple, 36)
-    };
-    if known {
+    })
+}
+
+/// The ACK of a handshake or of a connection: ACK set, SYN and RST clear.
+#[inline(always)]
+pub fn lone_ack(t: &Tcp) -> bool {
+    t.flags & TCP_FLAG_ACK != 0 && t.flags & (TCP_FLAG_SYN | TCP_FLAG_RST) == 0
+}
+
+/// Screens an ACK to an armed port (see the module doc).
+#[inline(always)]
+pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
+    if !lone_ack(t) {
+        return None;
+    }
+    if known(ctx, h, t)? {
         return Some(Ack::Known);
     }
     let sc = scratch()?;

@@ -7,11 +7,12 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, FlowKey, PortCounts, SourceKey, SourceState,
     maps::{
         DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, EVENTS_BYTES,
         MAX_LIST_ENTRIES,
     },
+    ports::{PORT_ENTRIES, PORT_SLOTS},
     state::GLOBAL_SLOTS,
 };
 
@@ -40,6 +41,12 @@ pub static LISTS_V6: LpmTrie<[u8; 16], u8> =
 
 #[map(name = "GUARD_GLOBAL")]
 pub static GLOBAL: Array<u64> = Array::with_max_entries(GLOBAL_SLOTS, 0);
+
+#[map(name = "GUARD_PORTS")]
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_ENTRIES, 0);
+
+#[map(name = "GUARD_PORT_COUNTS")]
+pub static PORT_COUNTS: PerCpuArray<PortCounts> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
 
 #[map(name = "GUARD_UDP_FLOWS")]
 pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =

@@ -17,6 +17,7 @@ use guard_common::{
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
+    ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS},
 };
 
@@ -24,7 +25,10 @@ use crate::{
     atomic, clock,
     cookie::{self, Ack},
     dissect::{F_ECHO, Headers, load},
-    maps::{CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, PREFIXES, SOURCES, UDP_FLOWS},
+    maps::{
+        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
+        UDP_FLOWS,
+    },
 };
 
 /// Compare-and-swap attempts on a shared bucket before the arrival is
@@ -57,11 +61,17 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     } else {
         (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
     };
-    if cfg.cookies & COOKIES_ON != 0
-        && cfg.mode == MODE_ENFORCE
-        && let Some(action) = cookies(ctx, h, cfg, slots, v4, has_lists)
+    // TCP to a listening port: SYNs are counted per port, and an armed
+    // port takes the cookie path. ACKs are looked up only while a port is
+    // armed.
+    if (h.class == Counter::TcpSyn
+        || (h.class == Counter::TcpOther && cfg.cookies & COOKIES_ON != 0))
+        && let Some(action) = port(ctx, h, cfg, slots, v4, has_lists)
     {
         return action;
+    }
+    if h.class == Counter::TcpOther && cfg.budget_binds() {
+        returning_client(ctx, h, cfg, slots, v4);
     }
     let candidate = match h.class {
         Counter::TcpSyn | Counter::Udp => true,
@@ -120,10 +130,11 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false)
 }
 
-/// The SYN-cookie path, for TCP to a cookie port; `None` sends the packet
-/// on the ordinary way.
+/// The port table's part, for a TCP segment: SYNs to a listening port are
+/// counted, and an armed port takes the SYN-cookie path (enforce mode
+/// only). `None` sends the packet on the ordinary way.
 #[inline(always)]
-fn cookies(
+fn port(
     ctx: &XdpContext,
     h: &Headers,
     cfg: &DataplaneConfig,
@@ -131,11 +142,21 @@ fn cookies(
     v4: bool,
     has_lists: bool,
 ) -> Option<u32> {
-    if h.class != Counter::TcpSyn && h.class != Counter::TcpOther {
+    let t = cookie::tcp(ctx, h)?;
+    let entry = *PORTS.get(u32::from(t.dport))?;
+    if entry & PORT_LISTEN == 0 {
         return None;
     }
-    let t = cookie::tcp(ctx, h)?;
-    if !cfg.cookie_port(t.dport) {
+    let counts = if h.class == Counter::TcpSyn {
+        PORT_COUNTS.get_ptr_mut(port_slot(entry))
+    } else {
+        None
+    };
+    if let Some(c) = counts {
+        // SAFETY: this CPU's value of a per-CPU array; XDP is not preempted.
+        unsafe { (*c).syns = (*c).syns.wrapping_add(1) };
+    }
+    if entry & PORT_COOKIES == 0 || cfg.mode != MODE_ENFORCE {
         return None;
     }
     if h.class == Counter::TcpSyn {
@@ -151,10 +172,20 @@ fn cookies(
         let action = cookie::answer_syn(ctx, h, &t, cfg)?;
         bump(slots, Counter::NewFlows);
         bump(slots, Counter::CookieSynAck);
+        if let Some(c) = counts {
+            // SAFETY: as above.
+            unsafe { (*c).cookies = (*c).cookies.wrapping_add(1) };
+        }
         return Some(action);
     }
     match cookie::screen_ack(ctx, h, &t)? {
-        Ack::Known => Some(XDP_PASS),
+        Ack::Known => {
+            if cfg.budget_binds() {
+                let src = source_addr(ctx, h)?;
+                verify(cfg, slots, &src, v4, clock::now());
+            }
+            Some(XDP_PASS)
+        }
         Ack::Invalid => Some(reject(cfg, slots, Counter::DropCookieInvalid)),
         Ack::Valid => {
             bump(slots, Counter::CookieAckValid);
@@ -221,11 +252,7 @@ fn limit(
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
         return XDP_PASS;
     };
-    let skey = if v4 {
-        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.source_prefix_v4)
-    } else {
-        SourceKey::v6(*src, cfg.source_prefix_v6)
-    };
+    let skey = source_key(cfg, src, v4);
     let Some((st, created)) = state(&SOURCES, &skey) else {
         return XDP_PASS;
     };
@@ -280,11 +307,12 @@ fn limit(
         pst = Some(p);
     }
 
-    if !cfg.global.is_unlimited() && !verify && st.verified_until_ns <= now {
+    let global = cfg.global.get(c).unwrap_or(&Limit::UNLIMITED);
+    if !global.is_unlimited() && !verify && st.verified_until_ns <= now {
         let admitted = GLOBAL
-            .get_ptr_mut(GLOBAL_BUDGET)
+            .get_ptr_mut(GLOBAL_BUDGET + class as u32)
             // SAFETY: a map value of GUARD_GLOBAL.
-            .is_none_or(|p| take(unsafe { &mut *p }, &cfg.global, now, slots));
+            .is_none_or(|p| take(unsafe { &mut *p }, global, now, slots));
         if !admitted {
             if let Some(p) = pst {
                 p.dropped = p.dropped.wrapping_add(1);
@@ -304,6 +332,69 @@ fn limit(
     bump(slots, Counter::PassLimits);
     remember_flow(flow, now);
     XDP_PASS
+}
+
+/// While the global budget binds, an ACK from a source not yet verified
+/// is looked up among the host's sockets: one that belongs to a connection
+/// (established or half-open) proves the source real, which a spoofed ACK
+/// cannot, and the source skips the global budget from then on. So
+/// clients that have connected keep connecting with cookies off.
+#[inline(always)]
+fn returning_client(
+    ctx: &XdpContext,
+    h: &Headers,
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    v4: bool,
+) {
+    let Some(t) = cookie::tcp(ctx, h) else {
+        return;
+    };
+    if !cookie::lone_ack(&t) {
+        return;
+    }
+    let Some(src) = source_addr(ctx, h) else {
+        return;
+    };
+    let now = clock::now();
+    if let Some(st) = SOURCES.get_ptr(&source_key(cfg, &src, v4))
+        // SAFETY: a map value of GUARD_SOURCES, read once.
+        && unsafe { (*st).verified_until_ns } > now
+    {
+        return;
+    }
+    if cookie::known(ctx, h, &t) == Some(true) {
+        verify(cfg, slots, &src, v4, now);
+    }
+}
+
+/// Marks a source verified for `verified_ns` from `now` (creating its
+/// state if the LRU map had dropped it).
+#[inline(always)]
+fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
+    let Some((st, created)) = state(&SOURCES, &source_key(cfg, src, v4)) else {
+        return;
+    };
+    if created {
+        bump(slots, Counter::NewSources);
+    }
+    // SAFETY: a map value of GUARD_SOURCES; a plain store (see SourceState).
+    let st = unsafe { &mut *st };
+    if st.verified_until_ns > now {
+        return;
+    }
+    bump(slots, Counter::VerifiedAck);
+    st.verified_until_ns = now.saturating_add(cfg.verified_ns);
+}
+
+/// The source's key in `GUARD_SOURCES`.
+#[inline(always)]
+fn source_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> SourceKey {
+    if v4 {
+        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.source_prefix_v4)
+    } else {
+        SourceKey::v6(*src, cfg.source_prefix_v6)
+    }
 }
 
 /// Ban accounting and the "limited" event for a source over its limit.

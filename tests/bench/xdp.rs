@@ -17,7 +17,6 @@ use std::{
 
 use aya::{Ebpf, programs::Xdp};
 use guard::config::Settings;
-use guard_common::config::COOKIES_ON;
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
@@ -207,10 +206,7 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
     };
     let port = |i: u32| 1024 + u16::try_from(i % 60_000).expect("port");
     let mut prog = Program::with_kernel_clock(settings);
-    let mut config = prog.config();
-    config.cookies = COOKIES_ON;
-    config.cookie_ports[0] = COOKIE_PORT;
-    prog.set_config(&config);
+    prog.arm_cookies(COOKIE_PORT);
     // Each SYN is answered in place, so the frame changes: distinct
     // frames, one run each.
     let syns: Vec<Vec<u8>> = (0..DISTINCT)

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use guard_common::{Counter, SourceKey, bucket::NANOS_PER_SEC, config::COOKIES_ON};
+use guard_common::{Counter, SourceKey, bucket::NANOS_PER_SEC};
 use guard_tests::{
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021AD, TPID_8021Q},
     require,
@@ -117,10 +117,7 @@ fn ts_options() -> Vec<u8> {
 /// [`PORT`], switched on as the controller does.
 fn with_cookies(flags: &str) -> Program {
     let mut program = Program::new(&xdp::settings(flags));
-    let mut cfg = program.config();
-    cfg.cookies = COOKIES_ON;
-    cfg.cookie_ports[0] = PORT;
-    program.set_config(&cfg);
+    program.arm_cookies(PORT);
     program
 }
 
@@ -630,7 +627,12 @@ fn fallbacks() -> Vec<Fallback> {
             true,
             other_port.frame(),
         ),
-        case("with cookies off", enforce, false, v4.frame()),
+        case(
+            "to a listening port whose cookies are off",
+            enforce,
+            false,
+            v4.frame(),
+        ),
         case(
             "in monitor mode with cookies on",
             "--mode monitor",
@@ -676,9 +678,7 @@ fn syns_the_cookie_path_cannot_take_go_the_ordinary_way() {
     for c in &fallbacks() {
         let mut program = with_cookies(c.flags);
         if !c.cookies {
-            let mut cfg = program.config();
-            cfg.cookies = 0;
-            program.set_config(&cfg);
+            program.disarm_cookies(PORT);
         }
         let (action, out) = program.run_frame(&c.frame, T0);
         let counters = program.counters();

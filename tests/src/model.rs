@@ -542,14 +542,17 @@ impl Model {
         });
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
         let c = class.index();
-        // A source verified by a SYN-cookie handshake skips the budget (the
-        // model sends no cookies, so none is verified here).
+        // A source verified by a SYN-cookie handshake or an ACK of a known
+        // connection skips the budget (the model sends no cookies and knows
+        // no sockets, so none is verified here). Each class has a bucket of
+        // its own.
         let budget =
-            |global: &mut u64| source.verified_until_ns > now || take(global, &cfg.global, now);
+            |global: &mut u64| source.verified_until_ns > now || take(global, &cfg.global[c], now);
+        let slot = (GLOBAL_BUDGET + class as u32) as usize;
         if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
             // The prefix tier is off for this class: no entry, straight to
             // the global budget.
-            if !budget(&mut self.global[GLOBAL_BUDGET as usize]) {
+            if !budget(&mut self.global[slot]) {
                 outcome = Err(Counter::DropGlobalBudget);
             }
         } else if outcome.is_ok() {
@@ -562,7 +565,7 @@ impl Model {
             prefix.last_seen_ns = now;
             outcome = if !take(&mut prefix.tat[c], &cfg.prefix[c], now) {
                 Err(Counter::DropPrefixLimit)
-            } else if !budget(&mut self.global[GLOBAL_BUDGET as usize]) {
+            } else if !budget(&mut self.global[slot]) {
                 Err(Counter::DropGlobalBudget)
             } else {
                 Ok(())
@@ -1210,7 +1213,7 @@ mod tests {
     fn a_prefix_tier_that_is_off_keeps_no_entries() {
         let mut cfg = syn_limited(1, 1);
         cfg.prefix[FlowClass::Syn.index()] = Limit::UNLIMITED;
-        cfg.global = Limit::new(1, 1);
+        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
         let mut m = Model::new(cfg, Vec::new());
         let (a, b) = (src4(), v4(198, 18, 1, 1));
         assert_eq!(run(&mut m, &[syn(a), syn(b)], T0), [Pass, Drop]);
@@ -1220,9 +1223,9 @@ mod tests {
     }
 
     #[test]
-    fn the_global_budget_limits_all_new_flows_together() {
+    fn the_global_budget_limits_all_new_flows_of_a_class_together() {
         let mut cfg = enforce();
-        cfg.global = Limit::new(1, 1);
+        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
         let mut m = Model::new(cfg, Vec::new());
         let (a, b) = (src4(), v4(203, 0, 113, 1));
         let frames = [syn(a), syn(b), tcp(b, TCP_ACK).frame()];
@@ -1233,6 +1236,27 @@ mod tests {
         assert_eq!(m.prefixes[&key_of(b, 24)].dropped, 1);
         assert!(m.events.is_empty());
         assert_eq!(m.packet(&syn(b), T0 + SEC), Pass);
+    }
+
+    #[test]
+    fn a_flood_of_one_class_leaves_the_other_classes_their_budget() {
+        let mut cfg = enforce();
+        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
+        let mut m = Model::new(cfg, Vec::new());
+        let (a, b) = (src4(), v4(203, 0, 113, 1));
+        // The UDP budget is spent by a's first flow, not the SYN budget.
+        let frames = [
+            udp(a, 1000).frame(),
+            udp(a, 1001).frame(),
+            syn(b),
+            udp(b, 1000).frame(),
+        ];
+        assert_eq!(run(&mut m, &frames, T0), [Pass, Drop, Pass, Drop]);
+        let udp_slot = (GLOBAL_BUDGET + FlowClass::Udp as u32) as usize;
+        let syn_slot = (GLOBAL_BUDGET + FlowClass::Syn as u32) as usize;
+        assert_eq!(m.global[udp_slot], T0 + SEC);
+        assert_eq!(m.global[syn_slot], T0 + SEC);
+        assert_eq!(m.counters.get(Counter::DropGlobalBudget), 2);
     }
 
     #[test]

@@ -16,9 +16,14 @@ use guard::{
     loader::{self, LoadOptions},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, Event, FlowKey, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState,
+    config::COOKIES_ON,
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{CONFIG, COUNTERS, EVENTS, GLOBAL, PREFIXES, SOURCES, TEST_CLOCK, UDP_FLOWS},
+    maps::{
+        CONFIG, COUNTERS, EVENTS, GLOBAL, PORT_COUNTS, PORTS, PREFIXES, SOURCES, TEST_CLOCK,
+        UDP_FLOWS,
+    },
+    ports::port_entry,
     state::GLOBAL_SLOTS,
 };
 use ipnet::IpNet;
@@ -177,6 +182,36 @@ impl Program {
             Array::<_, DataplaneConfig>::try_from(self.ebpf.map_mut(CONFIG).expect("config map"))
                 .expect("config array");
         array.set(0, *config, 0).expect("writing the config");
+    }
+
+    /// Writes one port's `GUARD_PORTS` entry, as the controller does.
+    pub fn set_port(&mut self, port: u16, entry: u32) {
+        guard::maps::write_port(self.ebpf.map_mut(PORTS).expect("ports map"), port, entry)
+            .expect("writing a port");
+    }
+
+    /// Arms SYN cookies for `port` (counter slot 0) as the controller does:
+    /// the port's entry, then the configuration's bit.
+    pub fn arm_cookies(&mut self, port: u16) {
+        self.set_port(port, port_entry(0, true));
+        let mut cfg = self.config();
+        cfg.cookies = COOKIES_ON;
+        self.set_config(&cfg);
+    }
+
+    /// Disarms `port` again (it keeps its listener entry), as the
+    /// controller does: the configuration's bit, then the port's entry.
+    pub fn disarm_cookies(&mut self, port: u16) {
+        let mut cfg = self.config();
+        cfg.cookies = 0;
+        self.set_config(&cfg);
+        self.set_port(port, port_entry(0, false));
+    }
+
+    /// The counters of port slot `slot`, summed over CPUs.
+    #[must_use]
+    pub fn port_counts(&self, slot: u32) -> PortCounts {
+        guard::maps::read_port_counts(self.map(PORT_COUNTS), slot).expect("port counts")
     }
 
     /// Counters summed over CPUs.

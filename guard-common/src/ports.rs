@@ -1,0 +1,81 @@
+//! The TCP port table: which local ports have a listener (and so may get
+//! SYN cookies), which are armed now, and the per-port SYN counters the
+//! controller reads to arm a port under a flood and disarm it after.
+//!
+//! `GUARD_PORTS` is an array indexed by the destination port (host order),
+//! so the program's lookup is one inlined bounds check and load; its value
+//! packs a counter slot and two bits. Only ports with a listener get a
+//! slot, in `GUARD_PORT_COUNTS` (per CPU).
+
+/// Counter slots: ports with a listener that guard tracks at once.
+pub const PORT_SLOTS: u32 = 256;
+/// Entries of `GUARD_PORTS`: every TCP port.
+pub const PORT_ENTRIES: u32 = 65_536;
+
+/// The port has a listener in the protected namespace; the low byte is its
+/// slot in `GUARD_PORT_COUNTS`.
+pub const PORT_LISTEN: u32 = 1 << 8;
+/// SYNs to the port are answered with SYN cookies (enforce mode only).
+pub const PORT_COOKIES: u32 = 1 << 9;
+const SLOT_MASK: u32 = 0xff;
+
+const _: () = assert!(PORT_SLOTS == SLOT_MASK + 1);
+
+/// The `GUARD_PORTS` value of a listening port.
+#[must_use]
+pub const fn port_entry(slot: u32, cookies: bool) -> u32 {
+    (slot & SLOT_MASK) | PORT_LISTEN | if cookies { PORT_COOKIES } else { 0 }
+}
+
+/// The counter slot of a `GUARD_PORTS` value with [`PORT_LISTEN`].
+#[must_use]
+#[inline(always)]
+pub const fn port_slot(entry: u32) -> u32 {
+    entry & SLOT_MASK
+}
+
+/// One port's counters on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounts {
+    /// SYNs to the port (any verdict, monitor mode too).
+    pub syns: u64,
+    /// SYNs answered with a cookie.
+    pub cookies: u64,
+}
+
+impl PortCounts {
+    pub const ZERO: Self = Self {
+        syns: 0,
+        cookies: 0,
+    };
+
+    /// Adds another CPU's counts.
+    pub fn accumulate(&mut self, other: &Self) {
+        self.syns = self.syns.wrapping_add(other.syns);
+        self.cookies = self.cookies.wrapping_add(other.cookies);
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two u64s, no padding.
+unsafe impl aya::Pod for PortCounts {}
+
+const _: () = assert!(size_of::<PortCounts>() == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_keeps_its_slot_and_bits() {
+        let e = port_entry(201, true);
+        assert_eq!(port_slot(e), 201);
+        assert_ne!(e & PORT_LISTEN, 0);
+        assert_ne!(e & PORT_COOKIES, 0);
+        let e = port_entry(0, false);
+        assert_eq!(port_slot(e), 0);
+        assert_eq!(e & PORT_COOKIES, 0);
+        assert_ne!(e, 0, "a listening port is never the empty entry");
+    }
+}

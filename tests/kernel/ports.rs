@@ -1,0 +1,212 @@
+//! The port table and returning clients, frame by frame through
+//! BPF_PROG_TEST_RUN.
+//!
+//! The controller writes `GUARD_PORTS` from the listening sockets it finds:
+//! SYNs to a listening port are counted in its slot, and only an armed port
+//! answers with cookies. While the global budget binds, an ACK of a
+//! connection the kernel knows verifies its source, so the source's next
+//! connections skip the budget; the connections here are real sockets on
+//! the loopback of the test's own namespace, where the program's socket
+//! lookup looks (BPF_PROG_TEST_RUN runs on that namespace's loopback).
+//! An ACK that matches no socket, as every spoofed one does, verifies
+//! nobody.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+
+use guard_common::{
+    Counter, SourceKey, bucket::NANOS_PER_SEC, config::VERIFY_ACKS, ports::port_entry,
+};
+use guard_tests::{
+    packet::{Packet, TCP_ACK, TCP_SYN},
+    require,
+    xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
+};
+
+const SEC: u64 = NANOS_PER_SEC;
+const T0: u64 = 1_000 * SEC;
+const ARMED: u16 = 8080;
+const LISTENING: u16 = 9090;
+/// Enforce mode with a global budget of one new flow of each class.
+const BUDGET: &str = "--mode enforce --global-rate 3 --global-burst 3";
+
+/// guard's program with [`BUDGET`], and the controller's word that the
+/// budget has been dropping (or not).
+fn budgeted(dropping: bool) -> Program {
+    let mut program = Program::new(&xdp::settings(BUDGET));
+    let mut cfg = program.config();
+    cfg.verify = if dropping { VERIFY_ACKS } else { 0 };
+    program.set_config(&cfg);
+    program
+}
+
+fn server() -> IpAddr {
+    Ipv4Addr::new(198, 18, 0, 2).into()
+}
+
+fn syn_from(src: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    Packet::tcp(src, server(), sport, dport, TCP_SYN).frame()
+}
+
+fn source_key(addr: IpAddr) -> SourceKey {
+    match addr {
+        IpAddr::V4(a) => SourceKey::v4(a.octets(), 32),
+        IpAddr::V6(a) => SourceKey::v6(a.octets(), 64),
+    }
+}
+
+#[test]
+fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
+    let Some(_kernel) =
+        require::kernel("syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies")
+    else {
+        return;
+    };
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    program.arm_cookies(ARMED);
+    program.set_port(LISTENING, port_entry(7, false));
+    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 1).into();
+
+    let (action, _) = program.run_frame(&syn_from(client, 40_000, ARMED), T0);
+    assert_eq!(action, XDP_TX, "a SYN to the armed port is answered");
+    let (action, out) = program.run_frame(&syn_from(client, 40_001, LISTENING), T0);
+    assert_eq!(action, XDP_PASS, "a SYN to a port that is not armed passes");
+    assert_eq!(out, syn_from(client, 40_001, LISTENING), "untouched");
+    let (action, _) = program.run_frame(&syn_from(client, 40_002, 7777), T0);
+    assert_eq!(
+        action, XDP_PASS,
+        "a SYN to a port without a listener passes"
+    );
+
+    let armed = program.port_counts(0);
+    assert_eq!((armed.syns, armed.cookies), (1, 1), "the armed port's slot");
+    let listening = program.port_counts(7);
+    assert_eq!((listening.syns, listening.cookies), (1, 0), "slot 7");
+    let c = program.counters();
+    assert_eq!(c.get(Counter::CookieSynAck), 1);
+    assert_eq!(c.get(Counter::PassLimits), 2);
+
+    // Disarmed, the port's SYNs go the ordinary way and are still counted.
+    program.disarm_cookies(ARMED);
+    let (action, _) = program.run_frame(&syn_from(client, 40_003, ARMED), T0);
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(program.port_counts(0).syns, 2);
+    assert_eq!(program.counters().get(Counter::CookieSynAck), 1);
+}
+
+/// A real, established connection on this namespace's loopback.
+struct Connection {
+    _listener: TcpListener,
+    client: TcpStream,
+    _accepted: TcpStream,
+}
+
+impl Connection {
+    fn open(addr: IpAddr) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(addr, 0)).expect("listening");
+        let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        Self {
+            _listener: listener,
+            client,
+            _accepted: accepted,
+        }
+    }
+
+    /// An ACK from the client to the server, as on the wire.
+    fn ack(&self) -> Vec<u8> {
+        let (c, s) = (
+            self.client.local_addr().expect("client"),
+            self.client.peer_addr().expect("server"),
+        );
+        Packet::tcp(c.ip(), s.ip(), c.port(), s.port(), TCP_ACK).frame()
+    }
+
+    fn client(&self) -> IpAddr {
+        self.client.local_addr().expect("client").ip()
+    }
+
+    fn server(&self) -> SocketAddr {
+        self.client.peer_addr().expect("server")
+    }
+}
+
+fn returning_client_is_verified(addr: IpAddr, stranger: IpAddr) {
+    let conn = Connection::open(addr);
+    let server = conn.server();
+    let syn = |src: IpAddr, sport: u16| {
+        Packet::tcp(src, server.ip(), sport, server.port(), TCP_SYN).frame()
+    };
+    let mut program = budgeted(true);
+    // A stranger spends the SYN budget; everyone else is over it now.
+    assert_eq!(program.run(&syn(stranger, 1000), T0), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1001), T0), XDP_DROP);
+    assert_eq!(program.run(&syn(conn.client(), 1002), T0), XDP_DROP);
+
+    // A spoofed ACK (the stranger's, to the real server port) matches no
+    // socket: nobody is verified, and the budget still binds for it.
+    let spoofed = Packet::tcp(stranger, server.ip(), 2000, server.port(), TCP_ACK).frame();
+    assert_eq!(
+        program.run(&spoofed, T0),
+        XDP_PASS,
+        "ACKs are never dropped here"
+    );
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
+    assert_eq!(program.run(&syn(stranger, 1003), T0), XDP_DROP);
+
+    // The client's ACK of its real connection verifies it: its next SYN
+    // skips the budget, which still drops the stranger's.
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    let state = program.sources()[&source_key(conn.client())];
+    assert!(state.verified_until_ns > T0, "{state:?}");
+    assert_eq!(program.run(&syn(conn.client(), 1004), T0), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1005), T0), XDP_DROP);
+    // Verified once: later ACKs do not count it again.
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+}
+
+#[test]
+fn an_ipv4_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody() {
+    let Some(_kernel) = require::kernel(
+        "an_ipv4_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody",
+    ) else {
+        return;
+    };
+    returning_client_is_verified(
+        Ipv4Addr::LOCALHOST.into(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+    );
+}
+
+#[test]
+fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody() {
+    let Some(_kernel) = require::kernel(
+        "an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody",
+    ) else {
+        return;
+    };
+    returning_client_is_verified(
+        Ipv6Addr::LOCALHOST.into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
+    );
+}
+
+/// While the budget has room (the controller has not seen it drop), or
+/// with no budget at all, ACKs cost no lookup and verify nobody.
+#[test]
+fn without_a_binding_budget_acks_verify_nobody() {
+    let Some(_kernel) = require::kernel("without_a_binding_budget_acks_verify_nobody") else {
+        return;
+    };
+    let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
+    let mut no_budget = Program::new(&xdp::settings("--mode enforce"));
+    let mut cfg = no_budget.config();
+    cfg.verify = VERIFY_ACKS;
+    no_budget.set_config(&cfg);
+    for mut program in [budgeted(false), no_budget] {
+        assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+        assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
+        assert!(program.sources().is_empty(), "no lookup, no state");
+    }
+}
