@@ -20,10 +20,11 @@ use guard_common::{
     DataplaneConfig, FlowClass, Limit,
     bucket::{MAX_BURST, MAX_RATE, NANOS_PER_SEC},
     config::{
-        COOKIE_PORTS, DENY_V4, DENY_V6, FLOW_CLASSES, LISTS_V4, LISTS_V6, MODE_ENFORCE,
+        BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, LISTS_V4, LISTS_V6, MODE_ENFORCE,
         MODE_MONITOR,
     },
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, MAX_LIST_ENTRIES},
+    ports::PORT_SLOTS,
 };
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -91,14 +92,15 @@ pub struct ConntrackSettings {
     pub notrack_ports: Vec<u16>,
 }
 
-/// `--syn-cookies`: whether SYNs to the cookie ports are answered from XDP.
+/// `--syn-cookies`: whether SYNs to listening ports are answered from XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CookieMode {
-    /// From the start, while guard runs (enforce mode).
+    /// From the start, for every protected port, while guard runs
+    /// (enforce mode).
     Always,
-    /// When the controller sees a random-source SYN flood filling the
-    /// table; off again when it is over.
+    /// Per port: on for a port under a random-source SYN flood that fills
+    /// the table, off again when it is over.
     #[default]
     Auto,
     /// Never.
@@ -119,21 +121,14 @@ impl fmt::Display for CookieMode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CookieSettings {
     pub mode: CookieMode,
-    /// The TCP ports protected (at most [`COOKIE_PORTS`]); none: cookies off.
+    /// `--cookie-port`: only these listening ports may get cookies; empty:
+    /// every listening port of the protected namespace.
     pub ports: Vec<u16>,
     /// MSS advertised over IPv4; IPv6 gets 20 bytes less.
     pub mss: u16,
     pub wscale: u8,
-    /// How long a source that completed a cookie handshake stays verified.
+    /// How long a source proven real stays verified.
     pub verified: Duration,
-}
-
-impl CookieSettings {
-    /// Whether cookies can ever be on.
-    #[must_use]
-    pub fn enabled(&self) -> bool {
-        self.mode != CookieMode::Never && !self.ports.is_empty()
-    }
 }
 
 /// `--mode`.
@@ -194,7 +189,8 @@ pub struct RawConfig {
     pub iface: Option<Vec<String>>,
 
     /// How to attach: native (driver) XDP, generic skb XDP, or native with a
-    /// fallback to skb [default: auto].
+    /// fallback to skb, and skb on a veth so SYN cookies' replies reach a
+    /// peer without an XDP program [default: auto].
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Attachment")]
     pub xdp_mode: Option<ModeChoice>,
 
@@ -359,14 +355,16 @@ pub struct RawConfig {
     #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
     pub notrack_port: Option<Vec<u16>>,
 
-    /// Answer SYNs to the cookie ports from XDP with SYN cookies: always,
-    /// auto (when the controller sees a random-source SYN flood), never
-    /// [default: auto]. The kernel's SYNPROXY (nftables rules guard
+    /// Answer SYNs to listening ports from XDP with SYN cookies: always,
+    /// auto (per port, for the ports under a random-source SYN flood),
+    /// never [default: auto]. The kernel's SYNPROXY (nftables rules guard
     /// installs) completes the handshakes; needs enforce mode.
     #[arg(long, value_enum, value_name = "WHEN", help_heading = "SYN cookies")]
     pub syn_cookies: Option<CookieMode>,
-    /// A listening TCP port to protect with SYN cookies; repeatable, at most
-    /// 8. Without one, cookies stay off.
+    /// Only this TCP port may get SYN cookies; repeatable. Without it every
+    /// port with a listening socket in the protected namespace may (found
+    /// through sock_diag and kept current); a port without a local listener
+    /// (forwarded, DNAT'ed) never gets cookies.
     #[arg(long, value_name = "PORT", help_heading = "SYN cookies")]
     pub cookie_port: Option<Vec<u16>>,
     /// MSS the SYN-ACK advertises over IPv4 (IPv6: 20 less) [default: 1460].
@@ -375,8 +373,9 @@ pub struct RawConfig {
     /// Window scale the SYN-ACK advertises [default: 7].
     #[arg(long, value_name = "N", help_heading = "SYN cookies")]
     pub cookie_wscale: Option<u8>,
-    /// Seconds a source that completed a cookie handshake stays verified:
-    /// its new flows skip the global budget [default: 300].
+    /// Seconds a source proven real (a completed cookie handshake, or an
+    /// ACK of a connection this host knows) stays verified: its new flows
+    /// skip the global budget [default: 300].
     #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
     pub verified_for: Option<u64>,
 }
@@ -416,6 +415,22 @@ impl Rate {
     #[must_use]
     pub const fn limit(self) -> Limit {
         Limit::new(self.rate, self.burst)
+    }
+
+    /// A global budget split into one bucket per class, each its
+    /// [`BUDGET_SHARE_PERCENT`] of the rate and burst (at least 1 of each).
+    #[must_use]
+    pub fn per_class(self) -> [Limit; FLOW_CLASSES] {
+        if self.rate == 0 {
+            return [Limit::UNLIMITED; FLOW_CLASSES];
+        }
+        BUDGET_SHARE_PERCENT.map(|pct| {
+            let share = |n: u64| (n * u64::from(pct) / 100).max(1);
+            Limit::new(
+                share(self.rate),
+                u32::try_from(share(u64::from(self.burst))).unwrap_or(u32::MAX),
+            )
+        })
     }
 }
 
@@ -760,27 +775,20 @@ impl Settings {
             ban_threshold: self.ban_threshold,
             source: self.source.map(Rate::limit),
             prefix: self.prefix.map(Rate::limit),
-            global: self.global.limit(),
+            global: self.global.per_class(),
             events: self.events.limit(),
             udp_flow_idle_ns: nanos(self.udp_flow_idle),
             ban_window_ns: nanos(self.ban_window),
             ban_duration_ns: nanos(self.ban_duration),
             verified_ns: nanos(self.cookies.verified),
-            cookie_ports: {
-                let mut ports = [0; COOKIE_PORTS];
-                for (slot, port) in ports.iter_mut().zip(&self.cookies.ports) {
-                    *slot = *port;
-                }
-                ports
-            },
             cookie_mss4: self.cookies.mss,
             cookie_mss6: self.cookies.mss - 20,
             cookie_wscale: self.cookies.wscale,
             cookie_ttl: 64,
-            // `auto` is switched by the controller, together with the
-            // SYNPROXY rules that complete the handshakes.
+            // Ports are armed by the controller (the port table), together
+            // with the SYNPROXY rules that complete the handshakes.
             cookies: 0,
-            reserved: 0,
+            verify: 0,
         }
     }
 
@@ -1039,7 +1047,7 @@ fn conntrack(l: &Layers<'_>, dry_run: bool) -> Result<ConntrackSettings, ConfigE
 }
 
 fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
-    let (mode, mode_origin) = l.or("syn-cookies", |r| r.syn_cookies, CookieMode::Auto);
+    let (mode, _) = l.or("syn-cookies", |r| r.syn_cookies, CookieMode::Auto);
     let ports = match l.get("cookie-port", |r| r.cookie_port.clone()) {
         Some((ports, origin)) => {
             if let Some(zero) = ports.iter().find(|p| **p == 0) {
@@ -1050,29 +1058,23 @@ fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
                     "port 0 is not a port",
                 ));
             }
-            if ports.len() > COOKIE_PORTS {
-                return Err(invalid(
-                    "cookie-port",
-                    format!("{ports:?}"),
-                    &origin,
-                    format!("at most {COOKIE_PORTS} ports: the XDP program checks a fixed list"),
-                ));
-            }
             let mut ports = ports;
             ports.sort_unstable();
             ports.dedup();
+            if ports.len() > PORT_SLOTS as usize {
+                return Err(invalid(
+                    "cookie-port",
+                    format!("{} ports", ports.len()),
+                    &origin,
+                    format!(
+                        "at most {PORT_SLOTS} ports: the XDP program counts SYNs per port in that many slots"
+                    ),
+                ));
+            }
             ports
         }
         None => Vec::new(),
     };
-    if mode == CookieMode::Always && ports.is_empty() {
-        return Err(invalid(
-            "syn-cookies",
-            mode,
-            &mode_origin,
-            "cookies protect listening ports: name them with cookie-port",
-        ));
-    }
     let (mss, origin) = l.or("cookie-mss", |r| r.cookie_mss, defaults::COOKIE_MSS);
     if !(1240..=9000).contains(&mss) {
         return Err(invalid(
@@ -1299,6 +1301,41 @@ mod tests {
     }
 
     #[test]
+    fn cookies_protect_every_listener_unless_narrowed() {
+        let s = resolve(&["-i", "eth0", "--syn-cookies", "always"]).unwrap();
+        assert!(s.cookies.ports.is_empty(), "always needs no port list");
+        let s = resolve(&["-i", "eth0", "--cookie-port", "443", "--cookie-port", "80"]).unwrap();
+        assert_eq!(s.cookies.ports, vec![80, 443]);
+        let mut args = vec!["-i", "eth0"];
+        let ports: Vec<String> = (1..=300).map(|p: u16| p.to_string()).collect();
+        for p in &ports {
+            args.extend(["--cookie-port", p.as_str()]);
+        }
+        let err = error(&args);
+        assert!(
+            err.contains("cookie-port") && err.contains("300 ports"),
+            "{err}"
+        );
+        assert!(error(&["-i", "eth0", "--cookie-port", "0"]).contains("port 0"));
+    }
+
+    #[test]
+    fn the_global_budget_is_split_among_the_classes() {
+        let per = Rate {
+            rate: 1000,
+            burst: 200,
+        }
+        .per_class();
+        assert_eq!(per[FlowClass::Syn.index()], Limit::new(500, 100));
+        assert_eq!(per[FlowClass::Udp.index()], Limit::new(400, 80));
+        assert_eq!(per[FlowClass::Icmp.index()], Limit::new(100, 20));
+        // Never a zero rate (which would mean "no limit") from a small budget.
+        let tiny = Rate { rate: 1, burst: 1 }.per_class();
+        assert!(tiny.iter().all(|l| *l == Limit::new(1, 1)));
+        assert!(Rate::OFF.per_class().iter().all(Limit::is_unlimited));
+    }
+
+    #[test]
     fn defaults_are_monitor_mode_with_the_documented_limits() {
         let s = resolve(&["-i", "eth0"]).unwrap();
         assert_eq!(s.mode, Mode::Monitor);
@@ -1320,7 +1357,7 @@ mod tests {
         let dp = s.dataplane();
         assert_eq!(dp.mode, MODE_MONITOR);
         assert_eq!(dp.source[0], Limit::new(50, 100));
-        assert!(dp.global.is_unlimited());
+        assert!(!dp.budget_binds());
         assert_eq!(dp.lists, 0);
         assert_eq!(
             (

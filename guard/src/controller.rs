@@ -4,13 +4,13 @@
 //! the first one and undone on exit.
 
 use std::{
-    collections::{BTreeSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     path::PathBuf,
     time::Instant,
 };
 
 use anyhow::{Context as _, Result, anyhow};
-use guard_common::SourceKey;
+use guard_common::{PortCounts, SourceKey};
 
 use crate::{
     config::{BucketPolicy, CookieMode, Mode, Rate, Settings, SourceLimits},
@@ -19,8 +19,9 @@ use crate::{
         knobs::{self, BUCKETS, KnobError, Knobs, MAX, TCP_LOOSE, timeout_key},
     },
     exit::usage,
-    notrack,
+    listeners, notrack,
     policy::{self, Action, Cookies, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
+    ports::PortTable,
     restore::{self, Record},
     status::{self, Status},
     synproxy,
@@ -49,7 +50,7 @@ fn arm_cookies(knobs: &Knobs<'_>, settings: &Settings, record: &mut Record) -> C
 /// What `--syn-cookies` asks for on this run.
 fn cookie_policy(settings: &Settings) -> Cookies {
     let c = &settings.cookies;
-    if c.ports.is_empty() || c.mode == CookieMode::Never {
+    if c.mode == CookieMode::Never {
         return Cookies::Never;
     }
     if settings.mode != Mode::Enforce {
@@ -76,6 +77,8 @@ pub struct Tick {
     /// New XDP limits to write into every attachment (global already
     /// divided among them).
     pub limits: Option<XdpLimits>,
+    /// A new port table (port -> `GUARD_PORTS` entry) for every attachment.
+    pub ports: Option<BTreeMap<u16, u32>>,
 }
 
 /// The ceiling on `nf_conntrack_max` from a memory budget.
@@ -109,6 +112,33 @@ impl Budget {
     }
 }
 
+/// The listening ports as the controller keeps them.
+struct Ports {
+    /// `--cookie-port`: only these listening ports may get cookies (empty:
+    /// all of them).
+    narrow: Vec<u16>,
+    /// Listening ports, their slots and which are armed.
+    table: PortTable,
+    /// The port table last handed out.
+    written: BTreeMap<u16, u32>,
+    /// Ports armed after the last tick, and the ports the SYNPROXY rules
+    /// cover: the armed ones and, for one tick more, those just disarmed.
+    armed: BTreeSet<u16>,
+    rules: BTreeSet<u16>,
+}
+
+impl Ports {
+    fn new(narrow: Vec<u16>) -> Self {
+        Self {
+            narrow,
+            table: PortTable::default(),
+            written: BTreeMap::new(),
+            armed: BTreeSet::new(),
+            rules: BTreeSet::new(),
+        }
+    }
+}
+
 pub struct Controller<'a> {
     knobs: Knobs<'a>,
     cfg: PolicyConfig,
@@ -122,8 +152,10 @@ pub struct Controller<'a> {
     read_only: BTreeSet<String>,
     /// The last decisions, for the published status.
     recent: VecDeque<status::Decision>,
-    /// The SYN-cookie ports and the SYNPROXY options for them.
-    cookie_ports: Vec<u16>,
+    ports: Ports,
+    /// Problems already reported once (listeners that cannot be read,
+    /// ports past the slots).
+    reported: BTreeSet<String>,
     synproxy: synproxy::Options,
 }
 
@@ -205,7 +237,8 @@ impl<'a> Controller<'a> {
             started: Instant::now(),
             read_only: BTreeSet::new(),
             recent: VecDeque::with_capacity(status::RECENT),
-            cookie_ports: settings.cookies.ports.clone(),
+            ports: Ports::new(settings.cookies.ports.clone()),
+            reported: BTreeSet::new(),
             synproxy: synproxy::Options {
                 mss: settings.cookies.mss,
                 wscale: settings.cookies.wscale,
@@ -256,13 +289,15 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// One tick: read, decide, act, log.
-    pub fn tick(&mut self, xdp: XdpCounts) -> Result<Tick> {
+    /// One tick: read, decide, act, log. `port_counts` are the port
+    /// table's counters, by port, summed over the attachments.
+    pub fn tick(
+        &mut self,
+        xdp: XdpCounts,
+        port_counts: &BTreeMap<u16, PortCounts>,
+    ) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
-        // Cookies are off in XDP since the last tick: their rules can go.
-        if self.record.synproxy && !self.state.applied.limits.cookies {
-            self.cookies_off();
-        }
+        self.refresh_listeners();
         let obs = Observation {
             at: self.started.elapsed(),
             count: table.count,
@@ -282,31 +317,7 @@ impl<'a> Controller<'a> {
             if self.dry_run {
                 line.insert_str(0, "dry run: ");
             }
-            tracing::info!("{line}");
-            if self.recent.len() == status::RECENT {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(status::Decision {
-                at: status::unix_now(),
-                line,
-            });
-        }
-        let mut decision = decision;
-        if decision
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::SetCookies { on: true, .. }))
-            && !self.dry_run
-            && !self.cookies_on()
-        {
-            // Without the rules the handshakes cannot complete: cookies
-            // stay off, and the next tick tries again.
-            decision.next.applied.limits.cookies = false;
-            for action in &mut decision.actions {
-                if let Action::SetXdpLimits(l) = action {
-                    l.cookies = false;
-                }
-            }
+            self.log_decision(line);
         }
         let mut limits = None;
         for action in &decision.actions {
@@ -331,12 +342,130 @@ impl<'a> Controller<'a> {
                 _ => {}
             }
         }
+        let flood = decision.next.applied.limits.cookies;
         self.state = decision.next;
+        self.arm_ports(obs.at, port_counts, flood);
         self.publish(&table);
+        let entries = self.ports.table.entries();
+        let ports = (entries != self.ports.written).then(|| {
+            self.ports.written.clone_from(&entries);
+            entries
+        });
         Ok(Tick {
             next: decision.next_tick,
             limits,
+            ports,
         })
+    }
+
+    fn log_decision(&mut self, line: String) {
+        tracing::info!("{line}");
+        if self.recent.len() == status::RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(status::Decision {
+            at: status::unix_now(),
+            line,
+        });
+    }
+
+    /// The listening ports of the protected namespace, narrowed by
+    /// `--cookie-port`, into the port table. A failed reading keeps the
+    /// last one.
+    fn refresh_listeners(&mut self) {
+        let found = self
+            .knobs
+            .scope()
+            .run(listeners::listening_ports)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from));
+        let listening = match found {
+            Ok(ports) => ports,
+            Err(e) => {
+                self.report_once(&format!(
+                    "reading the listening TCP ports (sock_diag): {e:#}"
+                ));
+                return;
+            }
+        };
+        let eligible: BTreeSet<u16> = listening
+            .into_iter()
+            .filter(|p| self.ports.narrow.is_empty() || self.ports.narrow.contains(p))
+            .collect();
+        let left_out = self.ports.table.set_eligible(&eligible);
+        if !left_out.is_empty() {
+            self.report_once(&format!(
+                "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
+                left_out.len(),
+                guard_common::ports::PORT_SLOTS
+            ));
+        }
+    }
+
+    fn report_once(&mut self, problem: &str) {
+        if !self.reported.contains(problem) {
+            tracing::warn!("{problem}");
+            self.reported.insert(problem.to_owned());
+        }
+    }
+
+    /// Arms and disarms ports, with the SYNPROXY rules that complete their
+    /// handshakes installed before a port is armed and removed a tick
+    /// after it is disarmed.
+    fn arm_ports(
+        &mut self,
+        at: std::time::Duration,
+        counts: &BTreeMap<u16, PortCounts>,
+        flood: bool,
+    ) {
+        let mode = if self.dry_run {
+            Cookies::Never
+        } else {
+            self.cfg.cookies
+        };
+        self.ports
+            .table
+            .step(at, counts, mode, flood, self.cfg.calm);
+        let armed = self.ports.table.armed();
+        // Against the last tick's, so that a port whose listener went away
+        // is reported too.
+        let on: Vec<u16> = armed.difference(&self.ports.armed).copied().collect();
+        let off: Vec<u16> = self.ports.armed.difference(&armed).copied().collect();
+        let rules: BTreeSet<u16> = armed.union(&self.ports.armed).copied().collect();
+        if rules != self.ports.rules {
+            if rules.is_empty() {
+                self.cookies_off();
+            } else if !self.cookies_on(&rules) {
+                // Without the rules the handshakes cannot complete: the
+                // ports stay as they were, and the next tick tries again.
+                self.ports.table.keep_armed(&self.ports.rules);
+                return;
+            }
+            self.ports.rules = rules;
+        }
+        if !on.is_empty() {
+            let why = if mode == Cookies::Always {
+                "always on".to_owned()
+            } else {
+                format!(
+                    "a random-source SYN flood aimed at {}",
+                    if on.len() == 1 { "it" } else { "them" }
+                )
+            };
+            self.log_decision(format!(
+                "SYN cookies on for port{} {}: {why}",
+                plural(on.len()),
+                list(&on),
+            ));
+        }
+        if !off.is_empty() {
+            self.log_decision(format!(
+                "SYN cookies off for port{} {}",
+                plural(off.len()),
+                list(&off)
+            ));
+        }
+        self.ports.armed = armed;
     }
 
     fn publish(&self, table: &crate::conntrack::Table) {
@@ -353,11 +482,7 @@ impl<'a> Controller<'a> {
             dry_run: self.dry_run,
             global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
             source: applied.limits.source,
-            cookie_ports: if applied.limits.cookies {
-                self.cookie_ports.clone()
-            } else {
-                Vec::new()
-            },
+            cookie_ports: self.ports.armed.iter().copied().collect(),
             stats: table.stats,
             recent: self.recent.clone(),
         }
@@ -384,9 +509,10 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Installs the SYNPROXY rules and makes conntrack strict about lone
-    /// ACKs, before XDP starts answering SYNs; false if it could not.
-    fn cookies_on(&mut self) -> bool {
+    /// Installs the SYNPROXY rules for `ports` and makes conntrack strict
+    /// about lone ACKs, before XDP starts answering SYNs; false if it could
+    /// not.
+    fn cookies_on(&mut self, ports: &BTreeSet<u16>) -> bool {
         if !self.record.synproxy {
             // Recorded first: a crash from here on is cleaned up by
             // `guard restore`.
@@ -395,14 +521,15 @@ impl<'a> Controller<'a> {
                 tracing::error!("{e}");
             }
         }
-        if let Err(e) = synproxy::install(self.knobs.scope(), &self.cookie_ports, self.synproxy) {
+        let ports: Vec<u16> = ports.iter().copied().collect();
+        if let Err(e) = synproxy::install(self.knobs.scope(), &ports, self.synproxy) {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
             return false;
         }
         self.write(TCP_LOOSE, 0, true);
         tracing::info!(
-            "SYN cookies answer SYNs to ports {:?}{} (table inet {})",
-            self.cookie_ports,
+            "SYNPROXY completes cookie handshakes to ports {}{} (table inet {})",
+            list(&ports),
             self.knobs.scope().suffix(),
             synproxy::TABLE
         );
@@ -442,6 +569,7 @@ impl<'a> Controller<'a> {
             source: settings.source,
             prefix: settings.prefix,
             cookies: false,
+            verify: false,
         };
     }
 
@@ -493,6 +621,18 @@ impl<'a> Controller<'a> {
             tracing::error!("{e}");
         }
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, XdpAttached},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use thiserror::Error;
@@ -143,6 +143,24 @@ pub fn xdp_attachment(iface: &Interface) -> Result<Option<Attachment>, IfaceErro
         prog_id,
         prog_name: program_name(prog_id),
         link_id: xdp_link_of(prog_id),
+    }))
+}
+
+/// Whether the interface is one end of a veth pair (a container's link).
+pub fn is_veth(iface: &Interface) -> Result<bool, IfaceError> {
+    let netlink_err = |source| IfaceError::Netlink {
+        index: iface.index,
+        source,
+    };
+    let mut msg = LinkMessage::default();
+    msg.header.index = iface.index;
+    let reply = request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST).map_err(netlink_err)?;
+    let Some(RouteNetlinkMessage::NewLink(link)) = reply else {
+        return Err(netlink_err(io::Error::other("no link in the reply")));
+    };
+    Ok(link.attributes.iter().any(|attr| {
+        matches!(attr, LinkAttribute::LinkInfo(infos)
+            if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
     }))
 }
 

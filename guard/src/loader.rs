@@ -1,7 +1,7 @@
 //! Loads guard's XDP object, attaches it to an interface, pins its maps,
 //! and undoes all of it when the [`Attached`] value is dropped.
 
-use std::{borrow::Cow, fmt, path::PathBuf};
+use std::{borrow::Cow, collections::BTreeMap, fmt, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -10,12 +10,17 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use guard_common::{
-    config::COOKIES_ON,
-    maps::{CONFIG, EVENTS, LISTS_V4, LISTS_V6, PINNED, PREFIXES, SOURCES, UDP_FLOWS},
+    PortCounts,
+    config::{COOKIES_ON, VERIFY_ACKS},
+    maps::{
+        CONFIG, EVENTS, LISTS_V4, LISTS_V6, PINNED, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
+        UDP_FLOWS,
+    },
+    ports::{PORT_COOKIES, port_slot},
 };
 
 use crate::{
-    config::{Rate, Settings},
+    config::{CookieMode, Rate, Settings},
     exit::usage,
     iface::{self, AttachMode, Interface},
     maps,
@@ -59,7 +64,9 @@ const VERIFIER_TAIL_LINES: usize = 20;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeChoice {
-    /// Native (driver) mode if the driver supports it, otherwise skb mode.
+    /// Native (driver) mode if the driver supports it, otherwise skb mode;
+    /// skb mode on a veth, where native mode would drop SYN cookies'
+    /// replies unless the peer runs an XDP program.
     #[default]
     Auto,
     /// Native mode only: fail if the driver has no XDP support.
@@ -153,6 +160,11 @@ pub struct Attached {
     pub mode: AttachMode,
     pub prog_id: u32,
     pub pin_dir: PathBuf,
+    /// Whether a SYN-ACK sent with `XDP_TX` reaches the client here (not on
+    /// a veth in native mode, whose peer may have no XDP program).
+    pub cookies_ok: bool,
+    /// The `GUARD_PORTS` entries written, by port.
+    ports: BTreeMap<u16, u32>,
     ebpf: Ebpf,
     link: Option<XdpLinkId>,
 }
@@ -169,7 +181,10 @@ impl Attached {
     /// program.
     pub fn reconfigure(&mut self, settings: &Settings) -> Result<()> {
         configure(&mut self.ebpf, settings)
-            .with_context(|| format!("reconfiguring {}", self.iface.name))
+            .with_context(|| format!("reconfiguring {}", self.iface.name))?;
+        // The port table stays; the configuration's bit follows it again.
+        let ports = std::mem::take(&mut self.ports);
+        self.set_ports(&ports)
     }
 
     /// Writes new global, per-source and per-prefix limits into the running
@@ -180,12 +195,72 @@ impl Attached {
             .map_mut(CONFIG)
             .ok_or_else(|| anyhow!("the XDP object has no map {CONFIG}"))?;
         let mut config = maps::read_config(map)?;
-        config.global = limits.global.limit();
+        config.global = limits.global.per_class();
         config.source = limits.source.map(Rate::limit);
         config.prefix = limits.prefix.map(Rate::limit);
-        config.cookies = if limits.cookies { COOKIES_ON } else { 0 };
+        config.verify = if limits.verify { VERIFY_ACKS } else { 0 };
         maps::write_config(map, &config)
             .with_context(|| format!("setting the limits of {}", self.iface.name))
+    }
+
+    /// Makes the port table `wanted` (port -> entry; a port missing has no
+    /// listener): writes what changed, and the configuration's cookie bit
+    /// when whether any port is armed changes. Where cookies cannot reach
+    /// the client, no port is armed.
+    pub fn set_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {
+        let mask = if self.cookies_ok {
+            u32::MAX
+        } else {
+            !PORT_COOKIES
+        };
+        let wanted: BTreeMap<u16, u32> = wanted.iter().map(|(&p, &e)| (p, e & mask)).collect();
+        let armed = |t: &BTreeMap<u16, u32>| t.values().any(|e| e & PORT_COOKIES != 0);
+        let (was_armed, now_armed) = (armed(&self.ports), armed(&wanted));
+        let name = self.iface.name.clone();
+        // Arming: the ports first, then the bit that makes ACKs look them
+        // up; disarming the other way round.
+        if now_armed && !was_armed {
+            self.write_ports(&wanted)?;
+        }
+        if now_armed != was_armed {
+            let map = self
+                .ebpf
+                .map_mut(CONFIG)
+                .ok_or_else(|| anyhow!("the XDP object has no map {CONFIG}"))?;
+            let mut config = maps::read_config(map)?;
+            config.cookies = if now_armed { COOKIES_ON } else { 0 };
+            maps::write_config(map, &config)
+                .with_context(|| format!("setting SYN cookies on {name}"))?;
+        }
+        self.write_ports(&wanted)
+    }
+
+    fn write_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(PORTS)
+            .ok_or_else(|| anyhow!("the XDP object has no map {PORTS}"))?;
+        for (&port, &entry) in wanted {
+            if self.ports.get(&port) != Some(&entry) {
+                maps::write_port(map, port, entry)?;
+            }
+        }
+        for &port in self.ports.keys() {
+            if !wanted.contains_key(&port) {
+                maps::write_port(map, port, 0)?;
+            }
+        }
+        self.ports.clone_from(wanted);
+        Ok(())
+    }
+
+    /// The counters of every port in the table, by port.
+    pub fn port_counts(&self) -> Result<BTreeMap<u16, PortCounts>> {
+        let map = self.map(PORT_COUNTS)?;
+        self.ports
+            .iter()
+            .map(|(&port, &entry)| Ok((port, maps::read_port_counts(map, port_slot(entry))?)))
+            .collect()
     }
 
     /// Takes the event ring buffer, for a reader task.
@@ -281,15 +356,28 @@ pub fn attach(req: &Request<'_>) -> Result<Attached> {
         .try_into()?;
     let prog_id = program.info()?.id();
 
+    let veth = scope.run(|| iface::is_veth(&iface)).map_err(usage)??;
     let (link, mode) = scope
-        .run(|| attach_mode(program, &iface, req.settings.xdp_mode, scope))
+        .run(|| attach_mode(program, &iface, req.settings.xdp_mode, veth, scope))
         .map_err(usage)?
         .map_err(usage)?;
+    let cookies_ok = !(veth && mode == AttachMode::Native);
+    if !cookies_ok && req.settings.cookies.mode != CookieMode::Never {
+        tracing::warn!(
+            "no SYN cookies on {}{}: it is a veth in native XDP mode, where a reply sent with \
+             XDP_TX is dropped unless the peer runs an XDP program; guard protects it without \
+             cookies (use --xdp-mode auto or skb for cookies)",
+            iface.name,
+            scope.suffix()
+        );
+    }
     let attached = Attached {
         iface,
         mode,
         prog_id,
         pin_dir,
+        cookies_ok,
+        ports: BTreeMap::new(),
         ebpf,
         link: Some(link),
     };
@@ -297,12 +385,22 @@ pub fn attach(req: &Request<'_>) -> Result<Attached> {
     Ok(attached)
 }
 
+/// Attaches in the mode `choice` asks for. `auto` takes skb mode on a
+/// veth: a veth hands a frame sent with `XDP_TX` to its peer only while
+/// the peer runs an XDP program, which guard neither owns nor sees change
+/// (a container's end has none), so native mode there would blackhole
+/// every SYN cookie; skb mode sends it through the veth like any packet.
+/// On a veth the frame is an skb already, so skb mode costs little more.
 fn attach_mode(
     program: &mut Xdp,
     iface: &Interface,
     choice: ModeChoice,
+    veth: bool,
     scope: &Scope,
 ) -> Result<(XdpLinkId, AttachMode)> {
+    if choice == ModeChoice::Auto && veth {
+        return program_attach(program, iface, XdpMode::Skb).map(|link| (link, AttachMode::Skb));
+    }
     match choice {
         ModeChoice::Native => program_attach(program, iface, XdpMode::Driver)
             .map(|link| (link, AttachMode::Native))

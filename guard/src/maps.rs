@@ -4,9 +4,9 @@
 //! maps alike.
 
 use anyhow::{Context as _, Result};
-use aya::maps::{Array, HashMap, LpmTrie, Map, lpm_trie::Key};
+use aya::maps::{Array, HashMap, LpmTrie, Map, PerCpuArray, lpm_trie::Key};
 use guard_common::{
-    DataplaneConfig, SourceKey, SourceState,
+    DataplaneConfig, PortCounts, SourceKey, SourceState,
     key::{LIST_ALLOW, LIST_DENY},
 };
 use ipnet::IpNet;
@@ -23,6 +23,28 @@ pub fn read_config(map: &Map) -> Result<DataplaneConfig> {
     let array =
         Array::<_, DataplaneConfig>::try_from(map).context("GUARD_CONFIG has the wrong type")?;
     array.get(&0, 0).context("reading GUARD_CONFIG")
+}
+
+/// Writes one port's `GUARD_PORTS` entry (0: no listener).
+pub fn write_port(map: &mut Map, port: u16, entry: u32) -> Result<()> {
+    let mut array = Array::<_, u32>::try_from(map).context("GUARD_PORTS has the wrong type")?;
+    array
+        .set(u32::from(port), entry, 0)
+        .with_context(|| format!("writing port {port} into GUARD_PORTS"))
+}
+
+/// One port slot's counters (`GUARD_PORT_COUNTS`), summed over the CPUs.
+pub fn read_port_counts(map: &Map, slot: u32) -> Result<PortCounts> {
+    let array = PerCpuArray::<_, PortCounts>::try_from(map)
+        .context("GUARD_PORT_COUNTS has the wrong type")?;
+    let per_cpu = array
+        .get(&slot, 0)
+        .with_context(|| format!("reading slot {slot} of GUARD_PORT_COUNTS"))?;
+    let mut total = PortCounts::ZERO;
+    for c in per_cpu.iter() {
+        total.accumulate(c);
+    }
+    Ok(total)
 }
 
 /// Fills the allow/deny tries (`GUARD_LISTS_V4`, `GUARD_LISTS_V6`).

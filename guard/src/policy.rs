@@ -225,6 +225,8 @@ pub struct State {
     pub applied: Applied,
     /// Since when cookies, while on, have had little to answer.
     pub cookies_quiet_since: Option<Duration>,
+    /// When the global budget last dropped new flows.
+    pub budget_dropped_at: Option<Duration>,
 }
 
 impl State {
@@ -238,6 +240,7 @@ impl State {
             last_escalation: Duration::ZERO,
             last: None,
             cookies_quiet_since: None,
+            budget_dropped_at: None,
             applied: Applied {
                 max: cfg.original_max,
                 timeouts: cfg.original_timeouts,
@@ -246,6 +249,7 @@ impl State {
                     source: cfg.source,
                     prefix: cfg.prefix,
                     cookies: false,
+                    verify: false,
                 },
                 max_changed_at: Duration::ZERO,
             },
@@ -260,8 +264,11 @@ pub struct XdpLimits {
     /// By flow class: SYN, UDP, ICMP echo.
     pub source: [Rate; 3],
     pub prefix: [Rate; 3],
-    /// SYN cookies answer SYNs to the cookie ports.
+    /// A random-source SYN flood is on: SYN cookies may answer the ports
+    /// it is aimed at (which ones is [`crate::ports`]'s decision).
     pub cookies: bool,
+    /// The budget has been dropping lately: ACKs verify returning clients.
+    pub verify: bool,
 }
 
 /// A change to make.
@@ -400,8 +407,16 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
             why,
         });
     }
+    if seen.budget_drops_per_sec > 0.0 {
+        next.budget_dropped_at = Some(obs.at);
+    }
     let limits = XdpLimits {
         cookies: cookies_on,
+        // Returning clients are verified from the first tick that sees the
+        // budget drop until it has been quiet for `calm`.
+        verify: next
+            .budget_dropped_at
+            .is_some_and(|at| obs.at.saturating_sub(at) < cfg.calm),
         ..xdp_limits(cfg, level, max, obs.count, &timeouts)
     };
     let applied = state.applied.limits;
@@ -410,6 +425,7 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
         || limits.source != applied.source
         || limits.prefix != applied.prefix
         || limits.cookies != applied.cookies
+        || limits.verify != applied.verify
         || needs_update(applied.global, limits.global)
     {
         actions.push(Action::SetXdpLimits(limits));
@@ -701,6 +717,7 @@ fn xdp_limits(
         source: cfg.source.map(scaled(level.source_scale(calm))),
         prefix: cfg.prefix.map(scaled(prefix_scale)),
         cookies: false,
+        verify: false,
     }
 }
 
@@ -911,8 +928,38 @@ mod tests {
                 source: cfg.source,
                 prefix: cfg.prefix,
                 cookies: false,
+                verify: false,
             })]
         );
+    }
+
+    #[test]
+    fn acks_verify_returning_clients_while_the_budget_drops_and_a_calm_after() {
+        let cfg = cfg();
+        let mut s = State::initial(&cfg);
+        let mut o = obs(0, 100, 10_000);
+        let (d, next) = run(&cfg, &s, &o);
+        assert!(!d.next.applied.limits.verify);
+        s = next;
+        // The budget drops: verified from this tick on.
+        o = obs(1, 100, 10_000);
+        o.xdp.budget_drops = 500;
+        let (d, next) = run(&cfg, &s, &o);
+        assert!(d.next.applied.limits.verify, "{:?}", d.actions);
+        s = next;
+        // No more drops: still on until `calm` has passed.
+        let calm = cfg.calm.as_secs();
+        for t in 2..=calm {
+            o = obs(t, 100, 10_000);
+            o.xdp.budget_drops = 500;
+            let (d, next) = run(&cfg, &s, &o);
+            assert!(d.next.applied.limits.verify, "at {t} s");
+            s = next;
+        }
+        o = obs(1 + calm, 100, 10_000);
+        o.xdp.budget_drops = 500;
+        let (d, _) = run(&cfg, &s, &o);
+        assert!(!d.next.applied.limits.verify);
     }
 
     /// Observations a second apart of a SYN flood: `syns` a second, of

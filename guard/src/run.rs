@@ -2,12 +2,13 @@
 //! on SIGINT/SIGTERM.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, anyhow};
-use guard_common::{Counter, CounterBlock, SourceKey, maps::COUNTERS};
+use guard_common::{Counter, CounterBlock, PortCounts, SourceKey, maps::COUNTERS};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -89,7 +90,7 @@ async fn serve(args: &RunArgs, mut settings: Settings) -> Result<()> {
             runtime_dir.clone(),
         )?),
         Err(e @ KnobError::NotLoaded { .. }) => {
-            if settings.cookies.mode == CookieMode::Always && !settings.cookies.ports.is_empty() {
+            if settings.cookies.mode == CookieMode::Always {
                 return Err(usage(anyhow!(
                     "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
                 )));
@@ -287,13 +288,29 @@ fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
             return Duration::from_secs(1);
         }
     };
-    match c.tick(totals) {
+    let mut ports = BTreeMap::<u16, PortCounts>::new();
+    for a in attached.iter() {
+        match a.port_counts() {
+            Ok(counts) => {
+                for (port, c) in counts {
+                    ports.entry(port).or_default().accumulate(&c);
+                }
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+    match c.tick(totals, &ports) {
         Ok(tick) => {
-            if let Some(limits) = tick.limits {
-                for a in attached.iter_mut() {
-                    if let Err(e) = a.set_limits(&limits) {
-                        tracing::error!("{e:#}");
-                    }
+            for a in attached.iter_mut() {
+                if let Some(limits) = &tick.limits
+                    && let Err(e) = a.set_limits(limits)
+                {
+                    tracing::error!("{e:#}");
+                }
+                if let Some(table) = &tick.ports
+                    && let Err(e) = a.set_ports(table)
+                {
+                    tracing::error!("{e:#}");
                 }
             }
             tick.next

@@ -419,7 +419,7 @@ impl InterfaceStats {
         if self.verified_sources > 0 {
             let _ = writeln!(
                 out,
-                "  verified sources   {:>14}  (completed a SYN-cookie handshake)",
+                "  verified sources   {:>14}  (a cookie handshake, or an ACK of a known connection)",
                 self.verified_sources
             );
         }

@@ -14,9 +14,8 @@ use guard_tests::{
         runner::{self, Options},
         scenario::Scenario,
     },
-    net::{TestNet, VICTIM_ADDR},
+    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
     nft::{Counters, nft},
-    peer::PassThrough,
     require,
     server::{EchoServer, connect_echo},
 };
@@ -26,6 +25,10 @@ const LOOSE: &str = "net.netfilter.nf_conntrack_tcp_loose";
 
 fn server_addr() -> SocketAddr {
     SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT)
+}
+
+fn server_addr6() -> SocketAddr {
+    SocketAddr::new(VICTIM_ADDR6.parse().expect("address"), PORT)
 }
 
 /// The SYNPROXY table guard installs, as nft lists it in `ns` (empty if
@@ -38,17 +41,27 @@ fn synproxy_table(ns: &str) -> String {
         .to_owned()
 }
 
+/// Whether `dev` in `ns` has an XDP program, as `ip -d link` shows it.
+fn has_xdp(ns: &str, dev: &str) -> bool {
+    ip_out(&["-n", ns, "-d", "link", "show", "dev", dev]).contains("prog/xdp")
+}
+
+/// Real IPv4 and IPv6 clients complete connections through the XDP cookie
+/// path on a veth whose peer has no XDP program (a container's link), with
+/// guard given no port: it finds the listener itself. A port without a
+/// listener never gets a cookie: the client is refused at once.
 #[test]
-fn real_clients_connect_through_the_cookie_path() {
-    let Some(_kernel) = require::kernel("real_clients_connect_through_the_cookie_path") else {
+fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
+    let Some(_kernel) =
+        require::kernel("real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer")
+    else {
         return;
     };
     let net = TestNet::addressed();
-    let _peer = PassThrough::attach(&net.attacker, &net.attacker_if);
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
+    let _server6 = EchoServer::start(&net.victim, server_addr6());
     let loose_before = ct::local_sysctl(&net.victim, LOOSE);
-    let port = PORT.to_string();
     let guard = start_on(
         &net,
         &[
@@ -56,28 +69,49 @@ fn real_clients_connect_through_the_cookie_path() {
             "enforce",
             "--syn-cookies",
             "always",
-            "--cookie-port",
-            &port,
             "--summary-interval",
             "0",
         ],
     );
-    guard.wait_for_log("SYN cookies answer SYNs");
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
     assert!(synproxy_table(&net.victim).contains("synproxy mss 1460 wscale 7"));
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
+    assert!(
+        !has_xdp(&net.attacker, &net.attacker_if),
+        "the client's end must have no XDP program"
+    );
+    assert!(
+        guard.stderr().contains("skb (generic) mode"),
+        "a veth is attached in skb mode:\n{}",
+        guard.stderr()
+    );
 
-    for i in 0..20 {
-        connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
-            panic!(
-                "connection {i} through the cookie path: {e}\n{}",
-                guard.stderr()
-            )
-        });
+    for addr in [server_addr(), server_addr6()] {
+        for i in 0..10 {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!(
+                    "connection {i} to {addr} through the cookie path: {e}\n{}",
+                    guard.stderr()
+                )
+            });
+        }
     }
     let c = counters(&stats(&net));
     assert!(c["cookie_synack"] >= 20, "{c:?}");
     assert!(c["cookie_ack_valid"] >= 20, "{c:?}");
+    assert!(c["ipv6"] >= 10, "{c:?}");
     assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+
+    // No listener on this port: refused by the kernel, not answered.
+    let closed = SocketAddr::new(server_addr().ip(), PORT + 1);
+    let refused = connect_echo(&net.attacker, closed, Duration::from_secs(3));
+    assert_eq!(
+        refused.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{refused:?}"
+    );
+    let after = counters(&stats(&net));
+    assert_eq!(after["cookie_synack"], c["cookie_synack"], "{after:?}");
 
     guard.stop(libc::SIGTERM).assert_code(0);
     assert_eq!(
@@ -86,6 +120,46 @@ fn real_clients_connect_through_the_cookie_path() {
         "the SYNPROXY rules were left"
     );
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
+/// A listener that comes up after guard is found within a few ticks and
+/// protected; one that goes away leaves the port table and the rules.
+#[test]
+fn listeners_are_followed_as_they_come_and_go() {
+    let Some(_kernel) = require::kernel("listeners_are_followed_as_they_come_and_go") else {
+        return;
+    };
+    let net = TestNet::addressed();
+    let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
+    let guard = start_on(
+        &net,
+        &[
+            "--mode",
+            "enforce",
+            "--syn-cookies",
+            "always",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    guard.wait_for_log("level normal");
+    assert_eq!(synproxy_table(&net.victim), "", "no listener, no rules");
+    let server = EchoServer::start(&net.victim, server_addr6());
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    connect_echo(&net.attacker, server_addr6(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("through the cookie path: {e}\n{}", guard.stderr()));
+    assert!(counters(&stats(&net))["cookie_synack"] >= 1);
+    drop(server);
+    guard.wait_for_log(&format!("SYN cookies off for port {PORT}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !synproxy_table(&net.victim).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rules outlived the listener"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// The flood: SYNs from random sources of 198.19.0.0/16, as fast as

@@ -1,0 +1,86 @@
+//! The TCP ports that have a listening socket in the calling thread's
+//! network namespace, through sock_diag (the `ss -ltn` query): the ports
+//! SYN cookies may protect. Call it through [`crate::netns::Scope::run`].
+//!
+//! A port whose only listeners are bound to loopback is left out: a SYN
+//! from the wire can never reach it, so SYNPROXY could not complete its
+//! handshake. A forwarded or DNAT'ed port has no listener here at all.
+
+use std::{collections::BTreeSet, io, net::IpAddr};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+/// Ports with a listener that the wire can reach, IPv4 and IPv6.
+pub fn listening_ports() -> io::Result<BTreeSet<u16>> {
+    let mut ports = BTreeSet::new();
+    for family in [AF_INET, AF_INET6] {
+        for (addr, port) in dump(family)? {
+            if !addr.is_loopback() {
+                ports.insert(port);
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// The bound address and port of every listening TCP socket of `family`.
+fn dump(family: u8) -> io::Result<Vec<(IpAddr, u16)>> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::LISTEN,
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
+        })
+        .into(),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut found = Vec::new();
+    let mut reply = vec![0; 64 * 1024];
+    loop {
+        let len = socket.recv(&mut &mut reply[..], 0)?;
+        let mut offset = 0;
+        while offset < len {
+            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&reply[offset..len])
+                .map_err(|e| io::Error::other(format!("malformed sock_diag reply: {e}")))?;
+            let size = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    let id = &r.header.socket_id;
+                    found.push((id.source_address, id.source_port));
+                }
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
+                _ => {}
+            }
+            if size == 0 {
+                break;
+            }
+            offset += size;
+        }
+    }
+}
