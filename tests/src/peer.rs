@@ -1,14 +1,8 @@
-//! The far end of a test veth, made able to receive what XDP sends back.
+//! The lab's `oracle` (drops what comes from the spoofed ranges), attached
+//! to the victim's interface in place of a defence while this lives.
 //!
-//! A veth delivers the frames an XDP program sends back out (`XDP_TX`, as
-//! the SYN-cookie path does) only to a peer whose receive side runs in NAPI
-//! mode, which it does when the peer has an XDP program of its own. A real
-//! NIC needs nothing of the sort; on the test wire the far end gets one of
-//! two trivial programs from guard-ebpf, attached while this lives:
-//! `baseline` (`XDP_PASS`) for clients, `sink` (drops what goes to the
-//! spoofed range, as the Internet would absorb it) for an attacker. The
-//! lab's `oracle` (drops what comes from the spoofed range) is attached the
-//! same way, to the victim.
+//! Nothing is attached to the far end of a test veth: guard must make its
+//! replies arrive there by itself, as on a container's link.
 
 use std::path::PathBuf;
 
@@ -18,8 +12,7 @@ use aya::{
 };
 use guard::netns::Scope;
 
-/// One of the far-end programs attached to an interface; detached when
-/// dropped.
+/// The oracle attached to an interface; detached when dropped.
 pub struct PassThrough {
     _ebpf: Ebpf,
 }
@@ -32,24 +25,11 @@ fn object(name: &str) -> PathBuf {
 }
 
 impl PassThrough {
-    /// Attaches `XDP_PASS` (the baseline), native mode, to `iface` in `ns`.
-    #[must_use]
-    pub fn attach(ns: &str, iface: &str) -> Self {
-        Self::program(ns, iface, "baseline", "baseline")
-    }
-
-    /// Attaches the sink: replies to spoofed sources are dropped on
-    /// arrival, the rest passes.
-    #[must_use]
-    pub fn sink(ns: &str, iface: &str) -> Self {
-        Self::program(ns, iface, "sink", "sink")
-    }
-
     /// Attaches the lab's oracle: frames from spoofed sources are dropped,
     /// the rest passes.
     #[must_use]
     pub fn oracle(ns: &str, iface: &str) -> Self {
-        Self::program(ns, iface, "sink", "oracle")
+        Self::program(ns, iface, "oracle", "oracle")
     }
 
     fn program(ns: &str, iface: &str, file: &str, name: &str) -> Self {

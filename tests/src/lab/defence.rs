@@ -48,24 +48,28 @@ pub enum Defence {
     Nftables,
     /// guard counting only (its conntrack controller still acts).
     GuardMonitor,
-    /// guard dropping.
+    /// guard dropping, without SYN cookies.
     GuardEnforce,
     /// guard dropping, with SYN cookies for the TCP port when a
     /// random-source SYN flood is under way.
     GuardCookies,
+    /// guard as a new user starts it: `--mode enforce` and nothing else
+    /// (no memory budget, no port: cookies for every listener).
+    GuardDefaults,
     /// Not a defence: the floor of the spoofed floods' per-frame cost, an
     /// XDP program that drops the spoofed range, knowing it.
     Oracle,
 }
 
 impl Defence {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Defaults,
         Self::Static,
         Self::Nftables,
         Self::GuardMonitor,
         Self::GuardEnforce,
         Self::GuardCookies,
+        Self::GuardDefaults,
         Self::Oracle,
     ];
 
@@ -78,6 +82,7 @@ impl Defence {
             Self::GuardMonitor => "guard-monitor",
             Self::GuardEnforce => "guard-enforce",
             Self::GuardCookies => "guard-cookies",
+            Self::GuardDefaults => "guard-defaults",
             Self::Oracle => "oracle",
         }
     }
@@ -97,10 +102,13 @@ impl Defence {
                 "guard --mode monitor: XDP counts, drops nothing; its conntrack controller acts (memory budget: 4x the table)"
             }
             Self::GuardEnforce => {
-                "guard --mode enforce: default limits (50/s burst 100 per source); conntrack controller with a memory budget of 4x the table"
+                "guard --mode enforce --syn-cookies never: default limits (50/s burst 100 per source); conntrack controller with a memory budget of 4x the table"
             }
             Self::GuardCookies => {
-                "guard-enforce with --syn-cookies auto --cookie-port 8080: XDP answers SYNs with cookies (and SYNPROXY completes the handshakes) while a random-source SYN flood is under way"
+                "guard --mode enforce --cookie-port 8080, memory budget 4x the table: XDP answers SYNs to that port with cookies (and SYNPROXY completes the handshakes) while a random-source SYN flood aims at it"
+            }
+            Self::GuardDefaults => {
+                "guard --mode enforce and nothing else: cookies per port for every listener, the field guides' memory budget"
             }
             Self::Oracle => {
                 "not a defence, the floor: an XDP program that drops every frame from the spoofed range (knowing the attack); what the generator, the link and the least XDP can do cost; run for the spoofed floods only"
@@ -183,18 +191,16 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             topo.victim_nft(&nftables_script());
             Applied::nothing()
         }
-        Defence::GuardMonitor | Defence::GuardEnforce | Defence::GuardCookies => {
+        Defence::GuardMonitor
+        | Defence::GuardEnforce
+        | Defence::GuardCookies
+        | Defence::GuardDefaults => {
             let mode = if defence == Defence::GuardMonitor {
                 "monitor"
             } else {
                 "enforce"
             };
             let port = TCP_PORT.to_string();
-            let cookies: &[&str] = if defence == Defence::GuardCookies {
-                &["--syn-cookies", "auto", "--cookie-port", &port]
-            } else {
-                &[]
-            };
             let memory_mib =
                 (table * 4 * entry_bytes + host::sysctl(BUCKETS) * 8).div_ceil(1 << 20);
             let memory = memory_mib.to_string();
@@ -206,12 +212,16 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                 &topo.victim_a,
                 "--mode",
                 mode,
-                "--conntrack-memory",
-                &memory,
                 "--summary-interval",
                 "0",
             ];
-            args.extend_from_slice(cookies);
+            let tuning: &[&str] = match defence {
+                Defence::GuardDefaults => &[],
+                Defence::GuardEnforce => &["--conntrack-memory", &memory, "--syn-cookies", "never"],
+                Defence::GuardCookies => &["--conntrack-memory", &memory, "--cookie-port", &port],
+                _ => &["--conntrack-memory", &memory],
+            };
+            args.extend_from_slice(tuning);
             let mut guard = Guard::start(&args);
             guard.wait_for(
                 &Path::new("/sys/fs/bpf/guard/netns")

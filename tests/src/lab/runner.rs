@@ -10,6 +10,7 @@
 use std::{
     fs,
     io::{Read as _, Seek as _, SeekFrom},
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     thread,
@@ -177,10 +178,24 @@ fn run_one(
     let topo = Topology::build();
     let servers = traffic::servers(&opts.helper, &topo.victim);
     let tally = Tally::default();
-    let users: Vec<_> = (0..topology::USERS).map(topology::user).collect();
+    let (users, server): (Vec<IpAddr>, _) = if scenario.ipv6() {
+        (
+            (0..topology::USERS)
+                .map(|i| topology::user6(i).into())
+                .collect(),
+            topology::TCP_SERVER6,
+        )
+    } else {
+        (
+            (0..topology::USERS)
+                .map(|i| topology::user(i).into())
+                .collect(),
+            topology::TCP_SERVER,
+        )
+    };
     let steady = traffic::clients(
         &topo.attacker,
-        topology::TCP_SERVER,
+        server,
         users,
         opts.legit_rate,
         tally.clone(),
@@ -343,6 +358,7 @@ impl Attack {
         };
         match scenario {
             Scenario::SynFlood => Self::Frames(frames(Frames::Syn, None)),
+            Scenario::SynFlood6 => Self::Frames(frames(Frames::Syn6, None)),
             Scenario::UdpFlood => Self::Frames(frames(Frames::Udp, None)),
             Scenario::ConnFlood => {
                 Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))
@@ -350,7 +366,7 @@ impl Attack {
             Scenario::FlashCrowd => Self::Crowd(traffic::clients(
                 &topo.attacker,
                 topology::TCP_SERVER,
-                vec![NAT],
+                vec![NAT.into()],
                 CROWD_RATE,
                 tally.clone(),
             )),

@@ -6,6 +6,7 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
     SynFlood,
+    SynFlood6,
     ConnFlood,
     UdpFlood,
     FlashCrowd,
@@ -13,24 +14,36 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::SynFlood,
+        Self::SynFlood6,
         Self::ConnFlood,
         Self::UdpFlood,
         Self::FlashCrowd,
         Self::Mixed,
     ];
 
-    /// Whether the attack comes from spoofed sources (198.19.0.0/16).
+    /// Whether the attack comes from spoofed sources (198.19.0.0/16 or
+    /// 2001:db8:ff00::/40).
     #[must_use]
     pub const fn spoofed(self) -> bool {
-        matches!(self, Self::SynFlood | Self::UdpFlood | Self::Mixed)
+        matches!(
+            self,
+            Self::SynFlood | Self::SynFlood6 | Self::UdpFlood | Self::Mixed
+        )
+    }
+
+    /// Whether it runs over IPv6: the flood and the legitimate users.
+    #[must_use]
+    pub const fn ipv6(self) -> bool {
+        matches!(self, Self::SynFlood6)
     }
 
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::SynFlood => "syn-flood",
+            Self::SynFlood6 => "syn-flood-v6",
             Self::ConnFlood => "conn-flood",
             Self::UdpFlood => "udp-flood",
             Self::FlashCrowd => "flash-crowd",
@@ -42,6 +55,7 @@ impl Scenario {
     pub const fn title(self) -> &'static str {
         match self {
             Self::SynFlood => "Spoofed SYN flood",
+            Self::SynFlood6 => "Spoofed SYN flood over IPv6",
             Self::ConnFlood => "Connection flood",
             Self::UdpFlood => "UDP flood",
             Self::FlashCrowd => "Flash crowd behind a NAT",
@@ -55,6 +69,9 @@ impl Scenario {
         match self {
             Self::SynFlood => {
                 "TCP SYNs to the server's port from random sources of 198.19.0.0/16 (65,536 addresses, random ports), as fast as one trafgen core sends them. The victim answers each with a SYN-ACK (SYN cookies once its backlog overflows), so each SYN is a SYN_RECV conntrack entry."
+            }
+            Self::SynFlood6 => {
+                "The spoofed SYN flood over IPv6: sources random within 2001:db8:ff00::/40 (2^24 /64s, random interface ids, so nearly every SYN is a new /64), as fast as one trafgen core sends them; the legitimate users connect over IPv6 too."
             }
             Self::ConnFlood => {
                 "Four real sources open connections as fast as they can (512 in flight) and hold them: every one an ASSURED entry, which early_drop cannot evict. At most 1.5x the table's connections held (and never more than 18,000: one descriptor each), 200,000 attempts."

@@ -5,22 +5,31 @@
 //!
 //! ```text
 //!  attacker 198.18.0.1/24        victim 198.18.0.2/24 ── TCP :8080, UDP :5300
-//!  (+ .10-.13 real sources,  ─── (routes 198.19.0.0/16 back to the attacker)
-//!   .20-.35 users, .100 a NAT)
+//!  (+ .10-.13 real sources,  ─── 2001:db8::2/64          (both families)
+//!   .20-.35 users, .100 a NAT;   (routes 198.19.0.0/16 and 2001:db8:ff00::/40
+//!   2001:db8::1/64, users         back to the attacker)
+//!   2001:db8::20-2f)
 //! ```
 //!
 //! The outside end has a FIFO queue (pfifo, 1000 frames) and the generator
 //! sends through it, so when the victim falls behind, users' packets wait
 //! behind the flood's as on a congested link rather than being refused.
 //!
+//! The outside's end has no XDP program, like a container's veth or a
+//! router that knows nothing of guard: what the victim's XDP sends back
+//! must reach it by itself. Replies to the spoofed ranges are dropped at
+//! its ingress hook (nftables, counted), as the Internet would absorb them,
+//! before the outside's stack spends the shared CPU on them.
+//!
 //! Rules of shared/notes/test-network.md: addresses only from
-//! 198.18.0.0/15, no default routes, spoofed sources (198.19.0.0/16) routed
-//! back to the attacker namespace, which forwards nothing. Names are unique
-//! per run; everything is deleted on drop, panics included, and namespaces
-//! of a killed run are swept when the next one starts.
+//! 198.18.0.0/15 and 2001:db8::/32, no default routes, spoofed sources
+//! (198.19.0.0/16, 2001:db8:ff00::/40) routed back to the attacker
+//! namespace, which forwards nothing. Names are unique per run; everything
+//! is deleted on drop, panics included, and namespaces of a killed run are
+//! swept when the next one starts.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -28,7 +37,6 @@ use std::{
 use crate::{
     net::{self, ip, sweep_stale, tc},
     nft::{self, nft},
-    peer::PassThrough,
 };
 
 const PREFIX: &str = "guardlab-";
@@ -37,14 +45,19 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The victim's address: floods and legitimate traffic aim here.
 pub const VICTIM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const VICTIM6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// The attacker's router address, where the spoofed range is routed.
 const ATTACKER_GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const ATTACKER_GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 /// Spoofed flood sources.
 pub const SPOOFED: &str = "198.19.0.0/16";
+/// Spoofed IPv6 flood sources: 2^24 /64s.
+pub const SPOOFED6: &str = "2001:db8:ff00::/40";
 /// The port of the TCP echo server.
 pub const TCP_PORT: u16 = 8080;
 /// The TCP server the floods and the clients aim at.
-pub const TCP_SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(VICTIM), TCP_PORT);
+pub const TCP_SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(VICTIM), TCP_PORT);
+pub const TCP_SERVER6: SocketAddr = SocketAddr::new(IpAddr::V6(VICTIM6), TCP_PORT);
 /// The port of the UDP echo server.
 pub const UDP_PORT: u16 = 5300;
 
@@ -61,6 +74,11 @@ pub const ATTACKER_SOURCES: u8 = 4;
 pub fn user(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 20 + i % USERS)
 }
+/// The same users over IPv6: 2001:db8::20 upwards.
+#[must_use]
+pub fn user6(i: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20 + u16::from(i % USERS))
+}
 /// How many distinct user addresses exist.
 pub const USERS: u8 = 16;
 /// The address many users share behind a NAT (the flash crowd).
@@ -69,11 +87,14 @@ pub const NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 /// The outside's nftables table and counter of the attack's packets.
 const TX_TABLE: &str = "guardlab_tx";
 const ATTACK_COUNTER: &str = "attack";
+/// Replies to the spoofed ranges, dropped where they arrive.
+const ABSORBED_COUNTER: &str = "absorbed";
 
-/// IPv4 packets the outside namespace `attacker` has put on the link from
-/// any address but the users' and the NAT's: the attack. Counted at the
-/// egress hook, before the qdisc, which never drops here (trafgen's socket
-/// buffer holds fewer frames than the FIFO).
+/// Packets the outside namespace `attacker` has put on the link from any
+/// IPv4 address but the users' and the NAT's, or from the spoofed IPv6
+/// range: the attack. Counted at the egress hook, before the qdisc, which
+/// never drops here (trafgen's socket buffer holds fewer frames than the
+/// FIFO).
 #[must_use]
 pub fn attack_sent(attacker: &str) -> u64 {
     nft::counter_packets(attacker, "netdev", TX_TABLE, ATTACK_COUNTER)
@@ -87,11 +108,6 @@ pub struct Topology {
     pub victim_a: String,
     /// The outside's interface.
     pub attacker_if: String,
-    /// XDP on the outside end: frames the victim's XDP sends back (SYN
-    /// cookies) reach it, as over a NIC, and replies to spoofed sources are
-    /// dropped on arrival, as the Internet would absorb them, not charged to
-    /// the shared CPU.
-    sink: Option<PassThrough>,
 }
 
 impl Topology {
@@ -103,19 +119,17 @@ impl Topology {
         sweep_stale(PREFIX);
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let mut t = Self {
+        let t = Self {
             victim: format!("{PREFIX}{pid}-{n}-v"),
             attacker: format!("{PREFIX}{pid}-{n}-a"),
             victim_a: format!("gl{pid}{n}va"),
             attacker_if: format!("gl{pid}{n}a"),
-            sink: None,
         };
         for ns in [&t.victim, &t.attacker] {
             ip(&["netns", "add", ns]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         t.pair(&t.attacker, &t.attacker_if, &t.victim_a);
-        t.sink = Some(PassThrough::sink(&t.attacker, &t.attacker_if));
         tc(&[
             "-n",
             &t.attacker,
@@ -137,25 +151,41 @@ impl Topology {
         }
         Self::addr(&t.attacker, &t.attacker_if, NAT);
         Self::addr(&t.victim, &t.victim_a, VICTIM);
+        Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW6);
+        for i in 0..USERS {
+            Self::addr(&t.attacker, &t.attacker_if, user6(i));
+        }
+        Self::addr(&t.victim, &t.victim_a, VICTIM6);
         let _ = nft(
             &t.attacker,
             &["-f", "-"],
             Some(&format!(
-                "table netdev {TX_TABLE} {{\n  counter {ATTACK_COUNTER} {{}}\n  chain egress {{\n    type filter hook egress device \"{}\" priority 0;\n    ip saddr != {{ {}-{}, {NAT} }} counter name {ATTACK_COUNTER}\n  }}\n}}\n",
-                t.attacker_if,
+                "table netdev {TX_TABLE} {{
+  counter {ATTACK_COUNTER} {{}}
+  counter {ABSORBED_COUNTER} {{}}
+  chain egress {{
+    type filter hook egress device \"{dev}\" priority 0;
+    ip saddr != {{ {}-{}, {NAT} }} counter name {ATTACK_COUNTER}
+    ip6 saddr {SPOOFED6} counter name {ATTACK_COUNTER}
+  }}
+  chain ingress {{
+    type filter hook ingress device \"{dev}\" priority 0;
+    ip daddr {SPOOFED} counter name {ABSORBED_COUNTER} drop
+    ip6 daddr {SPOOFED6} counter name {ABSORBED_COUNTER} drop
+  }}
+}}
+",
                 user(0),
                 user(USERS - 1),
+                dev = t.attacker_if,
             )),
         );
-        ip(&[
-            "-n",
-            &t.victim,
-            "route",
-            "add",
-            SPOOFED,
-            "via",
-            &ATTACKER_GW.to_string(),
-        ]);
+        for (range, gw) in [
+            (SPOOFED, ATTACKER_GW.to_string()),
+            (SPOOFED6, ATTACKER_GW6.to_string()),
+        ] {
+            ip(&["-n", &t.victim, "route", "add", range, "via", &gw]);
+        }
         let _ = nft(
             &t.victim,
             &["-f", "-"],
@@ -166,8 +196,8 @@ impl Topology {
         t
     }
 
-    /// A veth pair from `ns` to the victim, IPv6 off so the kernel sends
-    /// nothing of its own.
+    /// A veth pair from `ns` to the victim, with IPv6 on but quiet (no
+    /// link-local address, no router solicitations).
     fn pair(&self, ns: &str, outer: &str, inner: &str) {
         ip(&[
             "link",
@@ -190,8 +220,20 @@ impl Topology {
         }
     }
 
-    fn addr(ns: &str, dev: &str, addr: Ipv4Addr) {
-        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+    fn addr(ns: &str, dev: &str, addr: impl Into<IpAddr>) {
+        match addr.into() {
+            IpAddr::V4(a) => ip(&["-n", ns, "addr", "add", &format!("{a}/24"), "dev", dev]),
+            IpAddr::V6(a) => ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]),
+        }
     }
 
     /// The victim's MAC on the attacker side and the attacker's own, for
@@ -217,7 +259,6 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        self.sink = None;
         // Deleting a namespace deletes its veth ends, and with them the
         // peer.
         for ns in [&self.attacker, &self.victim] {

@@ -12,7 +12,7 @@
 use std::{
     future::Future,
     io::{BufRead as _, BufReader},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -244,14 +244,15 @@ fn ready() {
 }
 
 /// `guard-lab serve`: TCP echo on [`TCP_PORT`] that holds a connection until
-/// the client closes it, and UDP echo on [`UDP_PORT`]. Runs until killed.
+/// the client closes it, and UDP echo on [`UDP_PORT`], both over IPv4 and
+/// IPv6 (dual-stack sockets on `::`). Runs until killed.
 pub async fn serve() -> std::io::Result<()> {
-    let tcp = TcpSocket::new_v4()?;
+    let tcp = TcpSocket::new_v6()?;
     tcp.set_reuseaddr(true)?;
-    tcp.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TCP_PORT)))?;
+    tcp.bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, TCP_PORT)))?;
     // The kernel caps the backlog at somaxconn (4096).
     let listener = tcp.listen(4096)?;
-    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, UDP_PORT)).await?;
+    let udp = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, UDP_PORT)).await?;
     ready();
     let mut buf = [0u8; 512];
     loop {
@@ -302,7 +303,7 @@ pub async fn hold(target: SocketAddr, sources: Vec<Ipv4Addr>, max_open: u64, max
             let _permit = permit;
             let connected = time::timeout(Duration::from_secs(1), async {
                 let s = TcpSocket::new_v4()?;
-                s.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+                s.bind(SocketAddr::from((source, 0)))?;
                 s.connect(target).await
             })
             .await;
@@ -358,15 +359,51 @@ impl Tally {
 pub fn clients(
     ns: &str,
     target: SocketAddr,
-    sources: Vec<Ipv4Addr>,
+    sources: Vec<IpAddr>,
     rate: u32,
     tally: Tally,
 ) -> Running {
+    paced(ns, "lab-clients", sources, rate, tally, move |source| {
+        visit(source, target)
+    })
+}
+
+/// DNS-like clients: `rate` queries a second from `sources` in turn to the
+/// UDP echo server at `target`, each from a new socket (a new flow), sent
+/// again every second without an answer, as a stub resolver does; a query
+/// answered within [`LEGIT_TIMEOUT`] succeeds.
+#[must_use]
+pub fn dns_clients(
+    ns: &str,
+    target: SocketAddr,
+    sources: Vec<IpAddr>,
+    rate: u32,
+    tally: Tally,
+) -> Running {
+    paced(ns, "lab-dns", sources, rate, tally, move |source| {
+        query(source, target)
+    })
+}
+
+/// Starts `attempt(source)` `rate` times a second, sources in turn, each
+/// bounded by [`LEGIT_TIMEOUT`] and recorded in `tally`.
+fn paced<F, Fut>(
+    ns: &str,
+    name: &str,
+    sources: Vec<IpAddr>,
+    rate: u32,
+    tally: Tally,
+    attempt: F,
+) -> Running
+where
+    F: Fn(IpAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = std::io::Result<Duration>> + Send + 'static,
+{
     assert!(
         rate > 0 && !sources.is_empty(),
         "clients need a rate and sources"
     );
-    Running::spawn(ns, "lab-clients", move |stop, ready| async move {
+    Running::spawn(ns, name, move |stop, ready| async move {
         let _ = ready.send(Ok(()));
         let mut tick = time::interval(Duration::from_secs(1) / rate);
         tick.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
@@ -377,9 +414,9 @@ pub fn clients(
                 () = &mut until => break,
                 _ = tick.tick() => {
                     let tally = tally.clone();
-                    let source = *source;
+                    let visit = attempt(*source);
                     tokio::spawn(async move {
-                        let result = time::timeout(LEGIT_TIMEOUT, visit(source, target))
+                        let result = time::timeout(LEGIT_TIMEOUT, visit)
                             .await
                             .map_err(|_| ())
                             .and_then(|r| r.map_err(|_| ()));
@@ -395,9 +432,13 @@ pub fn clients(
 }
 
 /// One legitimate visit; returns the time the connect took.
-async fn visit(source: Ipv4Addr, target: SocketAddr) -> std::io::Result<Duration> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
+async fn visit(source: IpAddr, target: SocketAddr) -> std::io::Result<Duration> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
     let start = Instant::now();
     let mut stream = socket.connect(target).await?;
     let connected = start.elapsed();
@@ -410,12 +451,33 @@ async fn visit(source: Ipv4Addr, target: SocketAddr) -> std::io::Result<Duration
     Ok(connected)
 }
 
+/// One DNS-like query from a new socket; returns the time to the answer.
+async fn query(source: IpAddr, target: SocketAddr) -> std::io::Result<Duration> {
+    let socket = UdpSocket::bind(SocketAddr::new(source, 0)).await?;
+    socket.connect(target).await?;
+    let start = Instant::now();
+    let mut buf = [0u8; HELLO.len()];
+    loop {
+        socket.send(HELLO).await?;
+        if let Ok(received) = time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
+            let n = received?;
+            if buf[..n] != *HELLO {
+                return Err(std::io::Error::other("the echo differs"));
+            }
+            return Ok(start.elapsed());
+        }
+    }
+}
+
 /// What the frame generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frames {
     /// TCP SYNs to [`TCP_PORT`] from random sources of 198.19.0.0/16 and
     /// random ports.
     Syn,
+    /// The same over IPv6, from random sources of 2001:db8:ff00::/40: 2^24
+    /// /64s (three random bytes after 2001:db8:ff), random interface ids.
+    Syn6,
     /// UDP datagrams to [`UDP_PORT`] from random sources and ports: every
     /// one a new flow.
     Udp,
@@ -425,7 +487,7 @@ pub enum Frames {
 
 /// trafgen's configuration for `frames` from `src_mac` to `dst_mac`.
 /// Sources are random within 198.19.0.0/16 (two random bytes after
-/// 198.19), never outside the benchmarking range.
+/// 198.19) or 2001:db8:ff00::/40, never outside the documentation ranges.
 #[must_use]
 pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> String {
     let macs: Vec<String> = dst_mac
@@ -434,6 +496,7 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         .map(|b| format!("0x{b:02x}"))
         .collect();
     let eth = format!("  {}, c16(0x0800),\n", macs.join(", "));
+    let eth6 = format!("  {}, c16(0x86dd),\n", macs.join(", "));
     // IPv4 header: 20 bytes at offset 14, checksum over 14..33; the
     // transport header starts at 34.
     let ipv4 = |total: u16, proto: u8| {
@@ -449,8 +512,14 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         "{{\n{eth}{}  drnd(2), c16({UDP_PORT}), c16(24), csumudp(14, 34),\n  \"guard-lab-flood!\"\n}}\n",
         ipv4(44, 17)
     );
+    // IPv6 header: 40 bytes at offset 14; TCP at 54. The victim is
+    // 2001:db8::2.
+    let syn6 = format!(
+        "{{\n{eth6}  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n  0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4),\n  0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,\n  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n"
+    );
     match frames {
         Frames::Syn => syn,
+        Frames::Syn6 => syn6,
         Frames::Udp => udp,
         Frames::SynAndUdp => format!("{syn}{udp}"),
     }
@@ -628,6 +697,19 @@ mod tests {
             "{cfg}"
         );
         assert_eq!(cfg.matches('{').count(), 1);
+    }
+
+    #[test]
+    fn ipv6_syn_config_has_the_range_and_the_checksum() {
+        let cfg = trafgen_config(Frames::Syn6, [0; 6], [0; 6]);
+        assert!(cfg.contains("c16(0x86dd)"), "{cfg}");
+        assert!(
+            cfg.contains("0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4)"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("csumtcp6(14, 54)"), "{cfg}");
+        // 14 + 40 + 20 bytes: the payload length says 20.
+        assert!(cfg.contains("c16(20), 6, 64"), "{cfg}");
     }
 
     #[test]
