@@ -35,6 +35,11 @@ fn arm_cookies(knobs: &Knobs<'_>, settings: &Settings, record: &mut Record) -> C
     if cookies == Cookies::Never {
         return cookies;
     }
+    if record.local.contains_key(TCP_LOOSE) {
+        // Recorded before (at start, or by an earlier reload): the live
+        // value may be guard's own 0.
+        return cookies;
+    }
     match knobs.local(TCP_LOOSE) {
         Ok(v) => {
             record.local.insert(TCP_LOOSE.to_owned(), v);
@@ -562,6 +567,17 @@ impl<'a> Controller<'a> {
         self.cfg.prefix = settings.prefix;
         self.cfg.limits_always = settings.source_limits == SourceLimits::Always;
         self.cfg.global = settings.global;
+        // The mode may have changed: cookies come on in enforce mode and
+        // go off in monitor mode from the next tick.
+        let had_loose = self.record.local.contains_key(TCP_LOOSE);
+        self.cfg.cookies = arm_cookies(&self.knobs, settings, &mut self.record);
+        if !had_loose
+            && self.record.local.contains_key(TCP_LOOSE)
+            && !self.dry_run
+            && let Err(e) = self.record.save(&self.runtime_dir)
+        {
+            tracing::error!("{e}");
+        }
         // The reload wrote the configured limits into the program: the next
         // tick writes the level's again.
         self.state.applied.limits = XdpLimits {

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use guard_tests::{
     ct,
-    guard_proc::{counters, start_on, stats},
+    guard_proc::{Guard, counters, start_on, stats},
     host,
     lab::{
         defence::{BUCKETS, Defence, MAX},
@@ -160,6 +160,59 @@ fn listeners_are_followed_as_they_come_and_go() {
         std::thread::sleep(Duration::from_millis(100));
     }
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// An operator who deploys in monitor mode and switches to enforce with
+/// SIGHUP gets SYN cookies from then on, without a restart; back in
+/// monitor mode, they go off.
+#[test]
+fn a_reload_from_monitor_to_enforce_arms_cookies() {
+    let Some(_kernel) = require::kernel("a_reload_from_monitor_to_enforce_arms_cookies") else {
+        return;
+    };
+    let net = TestNet::addressed();
+    let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let file = std::env::temp_dir().join(format!("guardt-{}-mode.toml", std::process::id()));
+    let config = |mode: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"{mode}\"\nsyn-cookies = \"always\"\nsummary-interval = 0\n",
+                net.victim_if, net.victim
+            ),
+        )
+        .expect("writing the config");
+    };
+    config("monitor");
+    let file_arg = file.display().to_string();
+    let guard = Guard::start(&["run", "--config", &file_arg]);
+    guard.wait_for_log("SYN cookies stay off in monitor mode");
+    guard.wait_for_log("level normal");
+    assert_eq!(synproxy_table(&net.victim), "");
+
+    config("enforce");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("through the cookie path: {e}\n{}", guard.stderr()));
+    assert!(counters(&stats(&net))["cookie_synack"] >= 1);
+
+    config("monitor");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log(&format!("SYN cookies off for port {PORT}"));
+    let before = counters(&stats(&net))["cookie_synack"];
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("in monitor mode: {e}\n{}", guard.stderr()));
+    assert_eq!(counters(&stats(&net))["cookie_synack"], before);
+    let finished = guard.stop(libc::SIGTERM);
+    let _ = std::fs::remove_file(&file);
+    finished.assert_code(0);
+    assert_eq!(
+        synproxy_table(&net.victim),
+        "",
+        "the SYNPROXY rules were left"
+    );
 }
 
 /// A random-source SYN flood, as fast as one trafgen core sends it,
