@@ -94,12 +94,13 @@ fn f(n: u64) -> f64 {
 }
 
 impl GuardCollector {
-    /// Sources verified by a SYN-cookie handshake, per interface: read
+    /// Sources verified (a cookie handshake, or an ACK of a known
+    /// connection), per interface: read
     /// from the pinned source map at each scrape.
     fn encode_verified(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "guard_verified_sources",
-            "Sources verified by a SYN-cookie handshake, now.",
+            "Sources verified now, by a SYN-cookie handshake or an ACK of a connection the host knows.",
             None,
             MetricType::Gauge,
         )?;
@@ -170,6 +171,15 @@ fn counters(
     Ok(())
 }
 
+/// A counter family: name, help, the label that tells its members apart,
+/// and the members with their label values.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(Counter, &'static str)>,
+);
+
 fn encode_xdp(
     encoder: &mut DescriptorEncoder,
     now: &[(String, CounterBlock)],
@@ -180,76 +190,71 @@ fn encode_xdp(
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
             .collect()
     };
-    counters(
-        encoder,
-        "guard_packets",
-        "Packets seen by the XDP program, by class.",
-        "class",
-        &named(&Counter::CLASSES, ""),
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_packet_attributes",
-        "Packets with an attribute (fragment, VLAN tag, IPv6).",
-        "attribute",
-        &named(&Counter::ATTRIBUTES, ""),
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_new_flows",
-        "Packets that open a flow: SYN, a new UDP 5-tuple, an echo request.",
-        "kind",
-        &[(Counter::NewFlows, "all")],
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_passed_new_flows",
-        "New flows passed, by reason (monitor: passed only because of monitor mode).",
-        "reason",
-        &named(&Counter::PASS_REASONS, "pass_"),
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_dropped_packets",
-        "Packets dropped by reason (in monitor mode: that would have been).",
-        "reason",
-        &named(&Counter::DROP_REASONS, "drop_"),
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_syn_cookies",
-        "SYNs answered from XDP with a SYN cookie, and the ACKs that completed one.",
-        "outcome",
-        &[
-            (Counter::CookieSynAck, "synack"),
-            (Counter::CookieAckValid, "valid_ack"),
-        ],
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_new_sources",
-        "Sources seen for the first time.",
-        "kind",
-        &[(Counter::NewSources, "all")],
-        now,
-    )?;
-    counters(
-        encoder,
-        "guard_events",
-        "Ring-buffer events sent or suppressed by the event budget.",
-        "outcome",
-        &[
-            (Counter::EventsSent, "sent"),
-            (Counter::EventsSuppressed, "suppressed"),
-        ],
-        now,
-    )?;
+    let families: [Family; 9] = [
+        (
+            "guard_packets",
+            "Packets seen by the XDP program, by class.",
+            "class",
+            named(&Counter::CLASSES, ""),
+        ),
+        (
+            "guard_packet_attributes",
+            "Packets with an attribute (fragment, VLAN tag, IPv6).",
+            "attribute",
+            named(&Counter::ATTRIBUTES, ""),
+        ),
+        (
+            "guard_new_flows",
+            "Packets that open a flow: SYN, a new UDP 5-tuple, an echo request.",
+            "kind",
+            vec![(Counter::NewFlows, "all")],
+        ),
+        (
+            "guard_passed_new_flows",
+            "New flows passed, by reason (monitor: passed only because of monitor mode).",
+            "reason",
+            named(&Counter::PASS_REASONS, "pass_"),
+        ),
+        (
+            "guard_dropped_packets",
+            "Packets dropped by reason (in monitor mode: that would have been).",
+            "reason",
+            named(&Counter::DROP_REASONS, "drop_"),
+        ),
+        (
+            "guard_syn_cookies",
+            "SYNs answered from XDP with a SYN cookie, and the ACKs that completed one.",
+            "outcome",
+            vec![
+                (Counter::CookieSynAck, "synack"),
+                (Counter::CookieAckValid, "valid_ack"),
+            ],
+        ),
+        (
+            "guard_new_sources",
+            "Sources seen for the first time.",
+            "kind",
+            vec![(Counter::NewSources, "all")],
+        ),
+        (
+            "guard_verified_by_ack",
+            "Sources verified by an ACK of a connection the host knows, while the global budget dropped.",
+            "kind",
+            vec![(Counter::VerifiedAck, "all")],
+        ),
+        (
+            "guard_events",
+            "Ring-buffer events sent or suppressed by the event budget.",
+            "outcome",
+            vec![
+                (Counter::EventsSent, "sent"),
+                (Counter::EventsSuppressed, "suppressed"),
+            ],
+        ),
+    ];
+    for (name, help, label, members) in &families {
+        counters(encoder, name, help, label, members, now)?;
+    }
 
     let Some((elapsed, before)) = before.filter(|(secs, _)| *secs > 0.0) else {
         return Ok(());
@@ -327,7 +332,7 @@ fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), 
     gauge(
         encoder,
         "guard_syn_cookies_active",
-        "1 while XDP answers SYNs to the cookie ports with SYN cookies.",
+        "1 while XDP answers SYNs to some listening port with SYN cookies.",
         if s.cookie_ports.is_empty() { 0.0 } else { 1.0 },
     )?;
     gauge(
