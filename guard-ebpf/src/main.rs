@@ -1,13 +1,29 @@
 //! guard's XDP program.
 //!
 //! Verdict policy, in order (the reference model in `tests/src/model.rs`
-//! implements the same list):
+//! implements the same list, but for 3a and 3b: it keeps no port table and
+//! knows no sockets; `tests/kernel/cookies.rs` and `ports.rs` check those
+//! frame by frame):
 //! 1. Every packet is dissected once ([`dissect`]) and counted: `packets`,
 //!    one class, its attributes.
 //! 2. Malformed: dropped (`drop_malformed`). The kernel would drop most of
 //!    these itself; the rest (an IPv6 chain longer than the parser walks, a
 //!    first fragment without its transport header) are bypass attempts.
 //! 3. Not IP: passed.
+//! 3a. TCP to a port with a listener (`GUARD_PORTS`; ACKs looked up only
+//!    while some port is armed): a SYN is counted in the port's slot. If
+//!    the port is armed and the mode is enforce, the SYN-cookie path
+//!    decides (see `cookie.rs`): a SYN from a denied source is dropped,
+//!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
+//!    known connection passes (and, while the budget binds, verifies its
+//!    source), one with a valid cookie goes through the source's SYN
+//!    limits and verifies it, any other is dropped (`drop_cookie_invalid`).
+//!    A segment the path cannot take (options, fragments, data on a SYN)
+//!    goes on below.
+//! 3b. While the budget binds (the controller's `verify` bit: the global
+//!    budget has been dropping), an ACK from a source not yet verified is
+//!    looked up among the host's sockets; one of a connection verifies the
+//!    source (`verified_ack`). The ACK itself passes on below.
 //! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
 //!    (`GUARD_UDP_FLOWS`, LRU). Counted in `new_flows`.
@@ -22,7 +38,8 @@
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
 //!    accounting); then the prefix's bucket (`GUARD_PREFIXES`, /24 or /48;
 //!    skipped, with no entry, when the class's prefix limit is off) ->
-//!    `drop_prefix_limit`; then the global budget -> `drop_global_budget`.
+//!    `drop_prefix_limit`; then the global budget of the flow's class
+//!    (skipped by a verified source) -> `drop_global_budget`.
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
 //!    A source going over its limit sends a "limited" event (once per
 //!    episode, under the event budget); a ban sends a "banned" event always.

@@ -142,7 +142,8 @@ impl Level {
 pub const CALM_SCALE: u64 = 1000;
 
 /// `--syn-cookies` as the policy applies it: `Never` also when cookies
-/// cannot work (no cookie port, monitor mode).
+/// cannot work (monitor mode, no conntrack knob to make SYNPROXY see lone
+/// ACKs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cookies {
     Never,

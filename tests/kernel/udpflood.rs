@@ -10,7 +10,7 @@
 //! The global knobs are saved first and put back on every exit path.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -49,9 +49,7 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
     let topo = Topology::build();
     let _servers = traffic::servers(env!("CARGO_BIN_EXE_guard-lab").as_ref(), &topo.victim);
     let applied = defence::apply(Defence::GuardDefaults, &topo, TABLE, 320);
-    let users: Vec<IpAddr> = (0..topology::USERS)
-        .map(|i| topology::user(i).into())
-        .collect();
+    let (users, _) = topology::users(false);
     let (tcp, dns) = (Tally::default(), Tally::default());
     let tcp_clients = traffic::clients(&topo.attacker, TCP_SERVER, users.clone(), 25, tcp.clone());
     let dns_clients = traffic::dns_clients(

@@ -10,7 +10,6 @@
 use std::{
     fs,
     io::{Read as _, Seek as _, SeekFrom},
-    net::IpAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     thread,
@@ -178,21 +177,7 @@ fn run_one(
     let topo = Topology::build();
     let servers = traffic::servers(&opts.helper, &topo.victim);
     let tally = Tally::default();
-    let (users, server): (Vec<IpAddr>, _) = if scenario.ipv6() {
-        (
-            (0..topology::USERS)
-                .map(|i| topology::user6(i).into())
-                .collect(),
-            topology::TCP_SERVER6,
-        )
-    } else {
-        (
-            (0..topology::USERS)
-                .map(|i| topology::user(i).into())
-                .collect(),
-            topology::TCP_SERVER,
-        )
-    };
+    let (users, server) = topology::users(scenario.ipv6());
     let steady = traffic::clients(
         &topo.attacker,
         server,

@@ -79,6 +79,16 @@ pub fn user(i: u8) -> Ipv4Addr {
 pub fn user6(i: u8) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20 + u16::from(i % USERS))
 }
+/// The users' addresses and the TCP server they visit, over IPv6 or IPv4.
+#[must_use]
+pub fn users(ipv6: bool) -> (Vec<IpAddr>, SocketAddr) {
+    if ipv6 {
+        ((0..USERS).map(|i| user6(i).into()).collect(), TCP_SERVER6)
+    } else {
+        ((0..USERS).map(|i| user(i).into()).collect(), TCP_SERVER)
+    }
+}
+
 /// How many distinct user addresses exist.
 pub const USERS: u8 = 16;
 /// The address many users share behind a NAT (the flash crowd).
