@@ -82,8 +82,6 @@ pub struct Tick {
     /// New XDP limits to write into every attachment (global already
     /// divided among them).
     pub limits: Option<XdpLimits>,
-    /// A new port table (port -> `GUARD_PORTS` entry) for every attachment.
-    pub ports: Option<BTreeMap<u16, u32>>,
 }
 
 /// The ceiling on `nf_conntrack_max` from a memory budget.
@@ -295,11 +293,14 @@ impl<'a> Controller<'a> {
     }
 
     /// One tick: read, decide, act, log. `port_counts` are the port
-    /// table's counters, by port, summed over the attachments.
+    /// table's counters, by port, summed over the attachments;
+    /// `write_ports` puts a new port table (port -> `GUARD_PORTS` entry)
+    /// into every attachment, so that what is logged as armed is armed.
     pub fn tick(
         &mut self,
         xdp: XdpCounts,
         port_counts: &BTreeMap<u16, PortCounts>,
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
     ) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
         self.refresh_listeners();
@@ -349,17 +350,11 @@ impl<'a> Controller<'a> {
         }
         let flood = decision.next.applied.limits.cookies;
         self.state = decision.next;
-        self.arm_ports(obs.at, port_counts, flood);
+        self.arm_ports(obs.at, port_counts, flood, write_ports);
         self.publish(&table);
-        let entries = self.ports.table.entries();
-        let ports = (entries != self.ports.written).then(|| {
-            self.ports.written.clone_from(&entries);
-            entries
-        });
         Ok(Tick {
             next: decision.next_tick,
             limits,
-            ports,
         })
     }
 
@@ -422,6 +417,7 @@ impl<'a> Controller<'a> {
         at: std::time::Duration,
         counts: &BTreeMap<u16, PortCounts>,
         flood: bool,
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
     ) {
         let mode = if self.dry_run {
             Cookies::Never
@@ -431,23 +427,31 @@ impl<'a> Controller<'a> {
         self.ports
             .table
             .step(at, counts, mode, flood, self.cfg.calm);
-        let armed = self.ports.table.armed();
-        // Against the last tick's, so that a port whose listener went away
-        // is reported too.
-        let on: Vec<u16> = armed.difference(&self.ports.armed).copied().collect();
-        let off: Vec<u16> = self.ports.armed.difference(&armed).copied().collect();
+        let mut armed = self.ports.table.armed();
         let rules: BTreeSet<u16> = armed.union(&self.ports.armed).copied().collect();
         if rules != self.ports.rules {
             if rules.is_empty() {
                 self.cookies_off();
-            } else if !self.cookies_on(&rules) {
-                // Without the rules the handshakes cannot complete: the
-                // ports stay as they were, and the next tick tries again.
+                self.ports.rules = rules;
+            } else if self.cookies_on(&rules) {
+                self.ports.rules = rules;
+            } else {
+                // Without the rules the handshakes cannot complete: only the
+                // ports they already cover stay armed, and the next tick
+                // tries again.
                 self.ports.table.keep_armed(&self.ports.rules);
-                return;
+                armed = self.ports.table.armed();
             }
-            self.ports.rules = rules;
         }
+        let entries = self.ports.table.entries();
+        if entries != self.ports.written {
+            write_ports(&entries);
+            self.ports.written = entries;
+        }
+        // Against the last tick's, so that a port whose listener went away
+        // is reported too.
+        let on: Vec<u16> = armed.difference(&self.ports.armed).copied().collect();
+        let off: Vec<u16> = self.ports.armed.difference(&armed).copied().collect();
         if !on.is_empty() {
             let why = if mode == Cookies::Always {
                 "always on".to_owned()

@@ -106,8 +106,8 @@ impl fmt::Display for Attachment {
     }
 }
 
-/// The XDP program attached to the interface, if any.
-pub fn xdp_attachment(iface: &Interface) -> Result<Option<Attachment>, IfaceError> {
+/// The interface's rtnetlink description (`ip -d link show`).
+fn link(iface: &Interface) -> Result<LinkMessage, IfaceError> {
     let netlink_err = |source| IfaceError::Netlink {
         index: iface.index,
         source,
@@ -115,9 +115,15 @@ pub fn xdp_attachment(iface: &Interface) -> Result<Option<Attachment>, IfaceErro
     let mut msg = LinkMessage::default();
     msg.header.index = iface.index;
     let reply = request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST).map_err(netlink_err)?;
-    let Some(RouteNetlinkMessage::NewLink(link)) = reply else {
-        return Err(netlink_err(io::Error::other("no link in the reply")));
-    };
+    match reply {
+        Some(RouteNetlinkMessage::NewLink(link)) => Ok(link),
+        _ => Err(netlink_err(io::Error::other("no link in the reply"))),
+    }
+}
+
+/// The XDP program attached to the interface, if any.
+pub fn xdp_attachment(iface: &Interface) -> Result<Option<Attachment>, IfaceError> {
+    let link = link(iface)?;
     let mut mode = None;
     let mut prog_id = 0;
     for attr in &link.attributes {
@@ -148,17 +154,7 @@ pub fn xdp_attachment(iface: &Interface) -> Result<Option<Attachment>, IfaceErro
 
 /// Whether the interface is one end of a veth pair (a container's link).
 pub fn is_veth(iface: &Interface) -> Result<bool, IfaceError> {
-    let netlink_err = |source| IfaceError::Netlink {
-        index: iface.index,
-        source,
-    };
-    let mut msg = LinkMessage::default();
-    msg.header.index = iface.index;
-    let reply = request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST).map_err(netlink_err)?;
-    let Some(RouteNetlinkMessage::NewLink(link)) = reply else {
-        return Err(netlink_err(io::Error::other("no link in the reply")));
-    };
-    Ok(link.attributes.iter().any(|attr| {
+    Ok(link(iface)?.attributes.iter().any(|attr| {
         matches!(attr, LinkAttribute::LinkInfo(infos)
             if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
     }))

@@ -299,18 +299,20 @@ fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
             Err(e) => tracing::error!("{e:#}"),
         }
     }
-    match c.tick(totals, &ports) {
+    let mut write_ports = |table: &BTreeMap<u16, u32>| {
+        for a in attached.iter_mut() {
+            if let Err(e) = a.set_ports(table) {
+                tracing::error!("{e:#}");
+            }
+        }
+    };
+    match c.tick(totals, &ports, &mut write_ports) {
         Ok(tick) => {
-            for a in attached.iter_mut() {
-                if let Some(limits) = &tick.limits
-                    && let Err(e) = a.set_limits(limits)
-                {
-                    tracing::error!("{e:#}");
-                }
-                if let Some(table) = &tick.ports
-                    && let Err(e) = a.set_ports(table)
-                {
-                    tracing::error!("{e:#}");
+            if let Some(limits) = tick.limits {
+                for a in attached.iter_mut() {
+                    if let Err(e) = a.set_limits(&limits) {
+                        tracing::error!("{e:#}");
+                    }
                 }
             }
             tick.next

@@ -21,6 +21,15 @@ use guard_tests::{
 };
 
 const PORT: u16 = 8080;
+/// guard with cookies on for every listener from the start, no port named.
+const ALWAYS: &[&str] = &[
+    "--mode",
+    "enforce",
+    "--syn-cookies",
+    "always",
+    "--summary-interval",
+    "0",
+];
 const LOOSE: &str = "net.netfilter.nf_conntrack_tcp_loose";
 
 fn server_addr() -> SocketAddr {
@@ -62,17 +71,7 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     let _server = EchoServer::start(&net.victim, server_addr());
     let _server6 = EchoServer::start(&net.victim, server_addr6());
     let loose_before = ct::local_sysctl(&net.victim, LOOSE);
-    let guard = start_on(
-        &net,
-        &[
-            "--mode",
-            "enforce",
-            "--syn-cookies",
-            "always",
-            "--summary-interval",
-            "0",
-        ],
-    );
+    let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
     assert!(synproxy_table(&net.victim).contains("synproxy mss 1460 wscale 7"));
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
@@ -131,17 +130,7 @@ fn listeners_are_followed_as_they_come_and_go() {
     };
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
-    let guard = start_on(
-        &net,
-        &[
-            "--mode",
-            "enforce",
-            "--syn-cookies",
-            "always",
-            "--summary-interval",
-            "0",
-        ],
-    );
+    let guard = start_on(&net, ALWAYS);
     guard.wait_for_log("level normal");
     assert_eq!(synproxy_table(&net.victim), "", "no listener, no rules");
     let server = EchoServer::start(&net.victim, server_addr6());
