@@ -128,6 +128,9 @@ struct Ports {
     /// cover: the armed ones and, for one tick more, those just disarmed.
     armed: BTreeSet<u16>,
     rules: BTreeSet<u16>,
+    /// Whether some attachment can send SYN cookies (see
+    /// [`Controller::no_xdp_cookies`]).
+    xdp_cookies: bool,
 }
 
 impl Ports {
@@ -138,6 +141,7 @@ impl Ports {
             written: BTreeMap::new(),
             armed: BTreeSet::new(),
             rules: BTreeSet::new(),
+            xdp_cookies: true,
         }
     }
 }
@@ -562,6 +566,14 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// No attachment can send SYN cookies (each said why when attached):
+    /// no port is armed and no SYNPROXY rule installed for the life of
+    /// this run.
+    pub fn no_xdp_cookies(&mut self) {
+        self.ports.xdp_cookies = false;
+        self.cfg.cookies = Cookies::Never;
+    }
+
     /// Takes a reloaded configuration: new target, calm and operator limits.
     /// The next tick writes the XDP limits again on top of them.
     pub fn reconfigure(&mut self, settings: &Settings) {
@@ -574,7 +586,9 @@ impl<'a> Controller<'a> {
         // The mode may have changed: cookies come on in enforce mode and
         // go off in monitor mode from the next tick.
         let had_loose = self.record.local.contains_key(TCP_LOOSE);
-        self.cfg.cookies = arm_cookies(&self.knobs, settings, &mut self.record);
+        if self.ports.xdp_cookies {
+            self.cfg.cookies = arm_cookies(&self.knobs, settings, &mut self.record);
+        }
         if !had_loose
             && self.record.local.contains_key(TCP_LOOSE)
             && !self.dry_run

@@ -110,6 +110,11 @@ async fn serve(args: &RunArgs, mut settings: Settings) -> Result<()> {
             return Err(e);
         }
     };
+    if attached.iter().all(|a| !a.cookies_ok)
+        && let Some(c) = controller.as_mut()
+    {
+        c.no_xdp_cookies();
+    }
 
     let period = settings.summary_interval;
     let mut ticker = interval_at(

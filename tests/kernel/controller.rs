@@ -18,12 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use guard_common::SourceKey;
 use guard_tests::{
     ct::{self, Count},
-    flood::{Flood, spoofed},
+    flood::{Flood, spoofed, spoofed6},
     guard_proc::{self, pin_dir, start_on},
     host::{self, Saved},
-    net::{TestNet, VICTIM_ADDR},
+    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
     nft::Counters,
     packet::TCP_SYN,
     require,
@@ -58,10 +59,11 @@ fn server_addr() -> SocketAddr {
     SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT)
 }
 
-/// A victim with conntrack in use and a server on PORT.
+/// A victim with conntrack in use and a server on PORT, IPv4 and IPv6.
 struct Victim {
     net: TestNet,
     _server: EchoServer,
+    _server6: EchoServer,
     _ct_rule: Counters,
 }
 
@@ -71,9 +73,14 @@ impl Victim {
         // A `ct state` rule makes conntrack track this namespace.
         let ct_rule = Counters::install(&net.victim, &[("new", "ct state new")]);
         let server = EchoServer::start(&net.victim, server_addr());
+        let server6 = EchoServer::start(
+            &net.victim,
+            SocketAddr::new(VICTIM_ADDR6.parse().expect("address"), PORT),
+        );
         Self {
             net,
             _server: server,
+            _server6: server6,
             _ct_rule: ct_rule,
         }
     }
@@ -346,12 +353,9 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
     drop(saved);
 }
 
-/// A banned source's entries are deleted through ctnetlink at once.
-#[test]
-fn a_banned_sources_entries_are_deleted() {
-    let Some(_kernel) = require::kernel("a_banned_sources_entries_are_deleted") else {
-        return;
-    };
+/// A source that keeps flooding is banned, and its entries are deleted
+/// through ctnetlink at once (for IPv6, every entry of its /64).
+fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
     let v = Victim::new();
     let guard = start_on(
         &v.net,
@@ -371,7 +375,6 @@ fn a_banned_sources_entries_are_deleted() {
         ],
     );
     let mut flood = Flood::new(&v.net);
-    let src = spoofed(6);
     for i in 0..50 {
         flood.tcp(src, 20_000 + i, PORT, TCP_SYN);
     }
@@ -398,12 +401,32 @@ fn a_banned_sources_entries_are_deleted() {
     }
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
+    let key = match src {
+        std::net::IpAddr::V4(a) => SourceKey::v4(a.octets(), 32),
+        std::net::IpAddr::V6(a) => SourceKey::v6(a.octets(), 64),
+    };
     assert!(
         finished
             .stderr
-            .contains(&format!("deleted 50 conntrack entries of banned {src}")),
+            .contains(&format!("deleted 50 conntrack entries of banned {key}")),
         "{finished}"
     );
+}
+
+#[test]
+fn a_banned_sources_entries_are_deleted() {
+    let Some(_kernel) = require::kernel("a_banned_sources_entries_are_deleted") else {
+        return;
+    };
+    banned_source_entries_are_deleted(spoofed(6));
+}
+
+#[test]
+fn a_banned_ipv6_sources_entries_are_deleted() {
+    let Some(_kernel) = require::kernel("a_banned_ipv6_sources_entries_are_deleted") else {
+        return;
+    };
+    banned_source_entries_are_deleted(spoofed6(6));
 }
 
 /// --dry-run logs decisions and changes nothing: no sysctl, no state file,

@@ -121,6 +121,45 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
 }
 
+/// Asked for native mode on a veth, guard cannot make its SYN-ACKs reach
+/// a peer without an XDP program: it says so, arms no port, and keeps
+/// protecting; clients connect the ordinary way.
+#[test]
+fn native_mode_on_a_veth_protects_without_cookies_and_says_why() {
+    let Some(_kernel) =
+        require::kernel("native_mode_on_a_veth_protects_without_cookies_and_says_why")
+    else {
+        return;
+    };
+    let net = TestNet::addressed();
+    let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _server6 = EchoServer::start(&net.victim, server_addr6());
+    let mut args = ALWAYS.to_vec();
+    args.extend(["--xdp-mode", "native"]);
+    let guard = start_on(&net, &args);
+    guard.wait_for_log("no SYN cookies on");
+    assert!(
+        guard.stderr().contains("a veth in native XDP mode"),
+        "{}",
+        guard.stderr()
+    );
+    guard.wait_for_log("level normal");
+    for addr in [server_addr(), server_addr6()] {
+        connect_echo(&net.attacker, addr, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("to {addr} without cookies: {e}\n{}", guard.stderr()));
+    }
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    assert!(c["pass_limits"] >= 2, "{c:?}");
+    assert_eq!(
+        synproxy_table(&net.victim),
+        "",
+        "no cookies, no SYNPROXY rules"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// A listener that comes up after guard is found within a few ticks and
 /// protected; one that goes away leaves the port table and the rules.
 #[test]

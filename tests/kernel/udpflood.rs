@@ -2,7 +2,7 @@
 //! (`--mode enforce` and nothing else), on the lab's one-link topology
 //! (the far end without an XDP program): TCP users and DNS-like UDP
 //! clients (a new socket per query, retried every second as a stub
-//! resolver does) keep being served. The flood has a global budget of its
+//! resolver does), over IPv4 and IPv6, keep being served. The flood has a global budget of its
 //! own class, so it cannot spend the handshakes'; the users' addresses are
 //! verified by their TCP connections (an ACK of a connection the host
 //! knows), so their UDP queries skip the budget the flood exhausts.
@@ -10,7 +10,7 @@
 //! The global knobs are saved first and put back on every exit path.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -22,8 +22,8 @@ use guard_tests::{
     host::{self, Saved},
     lab::{
         defence::{self, BUCKETS, Defence, MAX},
-        topology::{self, TCP_SERVER, Topology, UDP_PORT, VICTIM},
-        traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Tally, Trafgen},
+        topology::{self, Topology, UDP_PORT, VICTIM, VICTIM6},
+        traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
     },
     require,
 };
@@ -35,6 +35,40 @@ const MAX_PPS: u64 = 2_000_000;
 
 fn percent(o: &Outcomes) -> f64 {
     f64::from(o.ok) * 100.0 / f64::from((o.ok + o.failed).max(1))
+}
+
+/// Users over IPv4 and over IPv6: TCP visits and DNS-like queries, each
+/// 25 a second, with a tally each.
+fn users(topo: &Topology) -> (Vec<Running>, Vec<(String, Tally)>) {
+    let mut tallies = Vec::new();
+    let mut clients = Vec::new();
+    for ipv6 in [false, true] {
+        let (users, server) = topology::users(ipv6);
+        let (tcp, dns) = (Tally::default(), Tally::default());
+        let victim = if ipv6 {
+            IpAddr::from(VICTIM6)
+        } else {
+            IpAddr::from(VICTIM)
+        };
+        clients.push(traffic::clients(
+            &topo.attacker,
+            server,
+            users.clone(),
+            25,
+            tcp.clone(),
+        ));
+        clients.push(traffic::dns_clients(
+            &topo.attacker,
+            SocketAddr::new(victim, UDP_PORT),
+            users,
+            25,
+            dns.clone(),
+        ));
+        let family = if ipv6 { "IPv6" } else { "IPv4" };
+        tallies.push((format!("TCP users over {family}"), tcp));
+        tallies.push((format!("DNS-like clients over {family}"), dns));
+    }
+    (clients, tallies)
 }
 
 #[test]
@@ -49,19 +83,13 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
     let topo = Topology::build();
     let _servers = traffic::servers(env!("CARGO_BIN_EXE_guard-lab").as_ref(), &topo.victim);
     let applied = defence::apply(Defence::GuardDefaults, &topo, TABLE, 320);
-    let (users, _) = topology::users(false);
-    let (tcp, dns) = (Tally::default(), Tally::default());
-    let tcp_clients = traffic::clients(&topo.attacker, TCP_SERVER, users.clone(), 25, tcp.clone());
-    let dns_clients = traffic::dns_clients(
-        &topo.attacker,
-        SocketAddr::new(VICTIM.into(), UDP_PORT),
-        users,
-        25,
-        dns.clone(),
-    );
+    let (clients, tallies) = users(&topo);
     // A lead of ordinary traffic: the users connect before the flood.
     thread::sleep(Duration::from_secs(2));
-    let lead = (tcp.take(), dns.take());
+    for (what, tally) in &tallies {
+        let lead = tally.take();
+        eprintln!("lead: {what} {:.1}%", percent(&lead));
+    }
     let count = Count::open(&topo.victim);
     let before = ct::stats(&topo.victim);
 
@@ -84,9 +112,13 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
     let sent = topology::attack_sent(&topo.attacker);
     // Attempts still in flight finish or time out.
     thread::sleep(LEGIT_TIMEOUT);
-    tcp_clients.stop();
-    dns_clients.stop();
-    let (tcp, dns) = (tcp.take(), dns.take());
+    for c in clients {
+        c.stop();
+    }
+    let outcomes: Vec<(String, Outcomes)> = tallies
+        .iter()
+        .map(|(what, tally)| (what.clone(), tally.take()))
+        .collect();
     let after = ct::stats(&topo.victim);
     let pins = Path::new("/sys/fs/bpf/guard/netns")
         .join(&topo.victim)
@@ -98,18 +130,15 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
     drop(topo);
     drop(saved);
 
-    eprintln!(
-        "udp flood: {sent} datagrams ({note:?}), peak {peak} of {TABLE}; lead: tcp {:.1}% dns {:.1}%; \
-         attack: tcp {}/{} ({:.1}%), dns {}/{} ({:.1}%)",
-        percent(&lead.0),
-        percent(&lead.1),
-        tcp.ok,
-        tcp.ok + tcp.failed,
-        percent(&tcp),
-        dns.ok,
-        dns.ok + dns.failed,
-        percent(&dns),
-    );
+    eprintln!("udp flood: {sent} datagrams ({note:?}), peak {peak} of {TABLE}");
+    for (what, o) in &outcomes {
+        eprintln!(
+            "  {what}: {}/{} ({:.1}%)",
+            o.ok,
+            o.ok + o.failed,
+            percent(o)
+        );
+    }
     assert!(sent > 1_000_000, "the flood sent only {sent}");
     // The budget really bound (the users competed with the flood for it),
     // and the users were verified by their connections.
@@ -126,15 +155,16 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
         "the kernel dropped entries"
     );
     assert!(peak * 2 < TABLE, "peak {peak} of {TABLE}:\n{log}");
-    assert!(tcp.ok + tcp.failed >= 150 && dns.ok + dns.failed >= 150);
-    assert!(
-        percent(&tcp) >= 99.0,
-        "TCP users served {:.1}%:\n{log}",
-        percent(&tcp)
-    );
-    assert!(
-        percent(&dns) >= 99.0,
-        "DNS-like clients served {:.1}%:\n{log}",
-        percent(&dns)
-    );
+    for (what, o) in &outcomes {
+        assert!(
+            o.ok + o.failed >= 150,
+            "{what}: only {} attempts",
+            o.ok + o.failed
+        );
+        assert!(
+            percent(o) >= 99.0,
+            "{what} served {:.1}%:\n{log}",
+            percent(o)
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! Spoofed floods sent as frames from the attacker side to the victim's
 //! MAC, so the victim's kernel takes them as its own traffic. Sources come
-//! from 198.19.0.0/16, which the victim routes back over the veth.
+//! from 198.19.0.0/16 or 2001:db8:ff00::/40, which the victim routes back
+//! over the veth.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{
-    net::{TestNet, VICTIM_ADDR},
+    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
     packet::Packet,
     raw::RawSender,
 };
@@ -17,12 +18,21 @@ pub fn spoofed(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 19, b[2], b[3]))
 }
 
+/// The `i`-th spoofed IPv6 source: one in each /64 of 2001:db8:ff00::/48.
+#[must_use]
+pub fn spoofed6(i: u32) -> IpAddr {
+    let b = (i + 1).to_be_bytes();
+    let net = u16::from_be_bytes([b[2], b[3]]);
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff00, net, 0, 0, 0, 7))
+}
+
 /// A frame sender aimed at the victim.
 pub struct Flood {
     sender: RawSender,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     victim: IpAddr,
+    victim6: IpAddr,
     /// Frames sent so far.
     pub sent: u64,
 }
@@ -35,13 +45,20 @@ impl Flood {
             src_mac: net.mac(&net.attacker, &net.attacker_if),
             dst_mac: net.mac(&net.victim, &net.victim_if),
             victim: VICTIM_ADDR.parse().expect("address"),
+            victim6: VICTIM_ADDR6.parse().expect("address"),
             sent: 0,
         }
     }
 
-    /// One TCP segment from `src:sport` to the victim's `dport`.
+    /// One TCP segment from `src:sport` to the victim's `dport`, over the
+    /// family of `src`.
     pub fn tcp(&mut self, src: IpAddr, sport: u16, dport: u16, flags: u8) {
-        let frame = Packet::tcp(src, self.victim, sport, dport, flags)
+        let dst = if src.is_ipv4() {
+            self.victim
+        } else {
+            self.victim6
+        };
+        let frame = Packet::tcp(src, dst, sport, dport, flags)
             .macs(self.src_mac, self.dst_mac)
             .frame();
         self.sender.send(&frame);
