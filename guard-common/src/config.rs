@@ -55,8 +55,8 @@ pub const MODE_ENFORCE: u32 = 1;
 
 /// [`DataplaneConfig::lists`] bits: which allow/deny tries hold entries, so
 /// the program skips lookups in empty ones.
-pub const LISTS_V4: u32 = 1;
-pub const LISTS_V6: u32 = 1 << 1;
+pub const HAS_LISTS_V4: u32 = 1;
+pub const HAS_LISTS_V6: u32 = 1 << 1;
 /// The family's trie holds a deny entry: look up every packet of that
 /// family, not only new flows, so a denied source never gets a packet in.
 pub const DENY_V4: u32 = 1 << 2;

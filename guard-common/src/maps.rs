@@ -3,6 +3,10 @@
 //! `#[map(name = ...)]` attributes (which take only literals); a loader test
 //! checks that the object defines every name listed here.
 
+/// The XDP program's name in the object (its function's name on the eBPF
+/// side), as `bpftool prog show` prints it.
+pub const PROGRAM: &str = "guard";
+
 /// Per-CPU [`crate::CounterBlock`], one entry.
 pub const COUNTERS: &str = "GUARD_COUNTERS";
 /// [`crate::config::DataplaneConfig`], one entry.

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, SourceKey, SourceState,
     config::{
-        COOKIES_ON, DENY_V4, DENY_V6, LISTS_V4 as HAS_V4, LISTS_V6 as HAS_V6, MODE_ENFORCE,
+        COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, MODE_ENFORCE,
         UDP_FLOW_REFRESH_NS,
     },
     dissect::IPPROTO_UDP,

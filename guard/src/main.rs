@@ -1,7 +1,7 @@
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-use guard::{cli::Cli, exit::exit_of};
+use guard::cli::{Cli, dispatch, exit::exit_of};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     } else {
         builder.init();
     }
-    match guard::dispatch(&cli) {
+    match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("guard: error: {err:#}");

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use guard::doctor::{self, DoctorArgs, Finding, LIVE_CHECKS, Level, Report};
+use guard::{
+    commands::doctor,
+    model::doctor::{Diagnosis, Finding, LIVE_CHECKS, Severity},
+};
 
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -11,15 +14,15 @@ fn fixture(case: &str) -> PathBuf {
         .join(case)
 }
 
-fn diagnose(case: &str) -> Report {
+fn diagnose(case: &str) -> Diagnosis {
     doctor::diagnose(&fixture(case)).unwrap()
 }
 
-fn level(report: &Report, check: &str) -> Level {
+fn level(report: &Diagnosis, check: &str) -> Severity {
     finding(report, check).level
 }
 
-fn finding<'a>(report: &'a Report, check: &str) -> &'a Finding {
+fn finding<'a>(report: &'a Diagnosis, check: &str) -> &'a Finding {
     report
         .findings
         .iter()
@@ -30,33 +33,29 @@ fn finding<'a>(report: &'a Report, check: &str) -> &'a Finding {
 /// The command's exit code, both as text and as JSON.
 fn exit_code(case: &str) -> u8 {
     let root = fixture(case);
-    let text = doctor::command(&DoctorArgs {
-        root: root.clone(),
-        json: false,
-    })
-    .unwrap();
-    let json = doctor::command(&DoctorArgs { root, json: true }).unwrap();
+    let text = doctor::command(&root, false).unwrap();
+    let json = doctor::command(&root, true).unwrap();
     assert_eq!(text, json);
     text
 }
 
 /// Every WARN and CRIT says how to fix it; OK and SKIP do not.
-fn assert_fixes(report: &Report) {
+fn assert_fixes(report: &Diagnosis) {
     for f in &report.findings {
         match f.level {
-            Level::Warn | Level::Crit => {
+            Severity::Warn | Severity::Crit => {
                 assert!(f.fix.as_deref().is_some_and(|x| !x.is_empty()), "{f}");
             }
-            Level::Ok | Level::Skip => assert_eq!(f.fix, None, "{f}"),
+            Severity::Ok | Severity::Skip => assert_eq!(f.fix, None, "{f}"),
         }
     }
 }
 
 /// Off `/`, exactly the live-only checks are skipped.
-fn assert_live_skipped(report: &Report) {
+fn assert_live_skipped(report: &Diagnosis) {
     for f in &report.findings {
         assert_eq!(
-            f.level == Level::Skip,
+            f.level == Severity::Skip,
             LIVE_CHECKS.contains(&f.check),
             "{f}"
         );
@@ -70,7 +69,7 @@ fn doctor_finds_a_healthy_machine_all_ok() {
     assert!(
         r.findings
             .iter()
-            .all(|f| f.level <= Level::Ok && f.fix.is_none()),
+            .all(|f| f.level <= Severity::Ok && f.fix.is_none()),
         "{}",
         r.render()
     );
@@ -96,10 +95,10 @@ fn doctor_warns_of_a_small_loose_table() {
     let r = diagnose("warned");
     assert_live_skipped(&r);
     for check in ["max", "buckets", "established", "tcp-loose"] {
-        assert_eq!(level(&r, check), Level::Warn, "{}", finding(&r, check));
+        assert_eq!(level(&r, check), Severity::Warn, "{}", finding(&r, check));
     }
     for check in ["conntrack", "table-full", "fill", "early-drop", "btf"] {
-        assert_eq!(level(&r, check), Level::Ok, "{}", finding(&r, check));
+        assert_eq!(level(&r, check), Severity::Ok, "{}", finding(&r, check));
     }
     assert_eq!(
         finding(&r, "max").fix.as_deref(),
@@ -113,7 +112,7 @@ fn doctor_warns_of_a_small_loose_table() {
             .starts_with("sysctl -w net.netfilter.nf_conntrack_tcp_loose=0")
     );
     assert_fixes(&r);
-    assert_eq!(r.worst(), Level::Warn);
+    assert_eq!(r.worst(), Severity::Warn);
     assert_eq!(exit_code("warned"), 1);
 }
 
@@ -121,7 +120,7 @@ fn doctor_warns_of_a_small_loose_table() {
 fn doctor_finds_a_full_table_critical() {
     let r = diagnose("critical");
     let table_full = finding(&r, "table-full");
-    assert_eq!(table_full.level, Level::Crit);
+    assert_eq!(table_full.level, Severity::Crit);
     assert_eq!(
         table_full.reason,
         "drop=12345 since boot, 2 \"table full\" lines in the kernel log"
@@ -134,14 +133,14 @@ fn doctor_finds_a_full_table_critical() {
             .contains("guard run --iface")
     );
     let fill = finding(&r, "fill");
-    assert_eq!(fill.level, Level::Crit);
+    assert_eq!(fill.level, Severity::Crit);
     assert!(
         fill.reason.starts_with("count=249037 of max=262144 (95%)"),
         "{fill}"
     );
-    assert_eq!(level(&r, "early-drop"), Level::Warn);
+    assert_eq!(level(&r, "early-drop"), Severity::Warn);
     for check in ["max", "buckets", "established", "tcp-loose"] {
-        assert_eq!(level(&r, check), Level::Ok, "{}", finding(&r, check));
+        assert_eq!(level(&r, check), Severity::Ok, "{}", finding(&r, check));
     }
     assert_fixes(&r);
     assert_eq!(exit_code("critical"), 2);
@@ -165,7 +164,7 @@ fn doctor_finds_a_full_table_critical() {
 fn doctor_without_conntrack_is_critical_with_the_modprobe_fix() {
     let r = diagnose("no-conntrack");
     let f = finding(&r, "conntrack");
-    assert_eq!(f.level, Level::Crit);
+    assert_eq!(f.level, Severity::Crit);
     assert_eq!(f.fix.as_deref(), Some("modprobe nf_conntrack"));
     assert!(r.facts.sysctls.is_empty());
     assert!(r.findings.iter().all(|f| f.check != "fill"));
@@ -184,16 +183,12 @@ fn doctor_refuses_a_root_that_is_not_a_directory() {
 fn doctor_diagnoses_this_host() {
     let r = doctor::diagnose(Path::new("/")).unwrap();
     for check in LIVE_CHECKS {
-        assert_ne!(level(&r, check), Level::Skip, "{}", finding(&r, check));
+        assert_ne!(level(&r, check), Severity::Skip, "{}", finding(&r, check));
     }
     assert_fixes(&r);
     assert!(r.exit_code() <= 2);
     assert!(r.render().contains("findings"));
     assert_eq!(r.json()["exit"], r.exit_code());
-    let code = doctor::command(&DoctorArgs {
-        root: "/".into(),
-        json: false,
-    })
-    .unwrap();
+    let code = doctor::command(Path::new("/"), false).unwrap();
     assert!(code <= 2);
 }

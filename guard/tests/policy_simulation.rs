@@ -12,9 +12,12 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use guard::{
-    config::Rate,
-    conntrack::{Stats, Timeouts},
-    policy::{self, Action, Level, Observation, PolicyConfig, State, XdpCounts},
+    config::{Rate, SynCookies},
+    model::{
+        conntrack::{Stats, Timeouts},
+        level::Level,
+        policy::{self, Action, Observation, PolicyConfig, State, XdpCounts},
+    },
 };
 
 const STEP_MS: u64 = 50;
@@ -136,11 +139,17 @@ impl Sim {
         let new_flow = u64::from(self.timeouts.new_flow_lifetime());
         self.insert(share(attack), new_flow);
         let legit_life = self.legit_hold_s
-            + u64::from(self.timeouts.get(guard::conntrack::Timeout::TcpTimeWait));
+            + u64::from(
+                self.timeouts
+                    .get(guard::model::conntrack::Timeout::TcpTimeWait),
+            );
         self.insert(share(legit), legit_life);
         self.insert(
             share(leak),
-            u64::from(self.timeouts.get(guard::conntrack::Timeout::TcpEstablished)),
+            u64::from(
+                self.timeouts
+                    .get(guard::model::conntrack::Timeout::TcpEstablished),
+            ),
         );
     }
 
@@ -207,7 +216,7 @@ fn config() -> PolicyConfig {
         ],
         limits_always: false,
         global: Rate { rate: 0, burst: 0 },
-        cookies: policy::Cookies::Never,
+        cookies: SynCookies::Never,
     }
 }
 
@@ -254,7 +263,7 @@ fn run(secs: u64, calm_secs: u64, trace: impl Fn(u64) -> Offered) -> Outcome {
         sim.step(offered);
         out.peak_fill = out
             .peak_fill
-            .max(guard::conntrack::percent(sim.count, sim.max));
+            .max(guard::model::conntrack::percent(sim.count, sim.max));
         if sim.now_ms >= next_tick_ms {
             let d = policy::decide(&cfg, &state, &sim.observe());
             for action in &d.actions {

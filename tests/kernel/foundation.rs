@@ -420,18 +420,19 @@ fn foreign_program_held_by_a_link_is_kept_unless_forced() {
         return;
     };
     let net = TestNet::silent();
-    let mut foreign = aya::Ebpf::load(guard::loader::OBJECT).expect("loading the foreign object");
+    let mut foreign =
+        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
     let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(guard::loader::PROGRAM)
+        .program_mut(guard_common::maps::PROGRAM)
         .expect("program")
         .try_into()
         .expect("xdp");
     prog.load().expect("load");
     let prog_id = prog.info().expect("info").id();
-    let scope = guard::netns::Scope::open(Some(&net.victim)).expect("netns");
+    let scope = guard::host::netns::Scope::open(Some(&net.victim)).expect("netns");
     scope
         .run(|| {
-            let index = guard::iface::lookup(&net.victim_if, "")
+            let index = guard::host::iface::lookup(&net.victim_if, "")
                 .expect("lookup")
                 .index;
             prog.attach_to_if_index(index, aya::programs::XdpMode::Skb)
@@ -479,9 +480,10 @@ fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
         return;
     };
     let net = TestNet::silent();
-    let mut foreign = aya::Ebpf::load(guard::loader::OBJECT).expect("loading the foreign object");
+    let mut foreign =
+        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
     let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(guard::loader::PROGRAM)
+        .program_mut(guard_common::maps::PROGRAM)
         .expect("program")
         .try_into()
         .expect("xdp");
@@ -543,7 +545,7 @@ fn verifier_rejection_is_shown() {
     std::fs::write(&rejected, object_with_unbounded_loop()).expect("write object");
     let out = std::process::Command::new(guard_proc::guard_bin())
         .args(["run", "--netns", &net.victim, "--iface", &net.victim_if])
-        .env(guard::loader::OBJECT_ENV, &rejected)
+        .env(guard::dataplane::loader::OBJECT_ENV, &rejected)
         .output()
         .expect("run guard");
     std::fs::remove_file(&rejected).expect("remove object");
@@ -563,7 +565,7 @@ fn verifier_rejection_is_shown() {
 /// instruction: that may be a call the loader relocates, and every exit is
 /// reached on some path.
 fn object_with_unbounded_loop() -> Vec<u8> {
-    let mut object = guard::loader::OBJECT.to_vec();
+    let mut object = guard::dataplane::loader::OBJECT.to_vec();
     let (start, size) = xdp_section(&object);
     let offset = (start..start + size)
         .step_by(8)

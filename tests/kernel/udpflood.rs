@@ -123,7 +123,9 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
     let pins = Path::new("/sys/fs/bpf/guard/netns")
         .join(&topo.victim)
         .join(&topo.victim_a);
-    let xdp = guard::stats::read_pinned(&pins).expect("guard's counters");
+    let xdp = guard::dataplane::handle::Dataplane::open_pinned(&pins)
+        .and_then(|d| d.counters())
+        .expect("guard's counters");
     let guard = applied.guard.expect("guard runs");
     let log = guard.stderr();
     drop(guard);

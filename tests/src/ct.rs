@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fs, process::Command};
 
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 
 use crate::net::run_tool;
 

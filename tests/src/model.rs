@@ -25,7 +25,7 @@ use std::{collections::HashMap, net::IpAddr};
 use guard_common::{
     Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, SourceKey,
     SourceState,
-    config::{DENY_V4, DENY_V6, LISTS_V4, LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
+    config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
         ICMP_MIN_HLEN, ICMPV6_ECHO_REQUEST, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
@@ -512,9 +512,9 @@ impl Model {
     /// whatever `lists` holds.
     fn list_action(&self, d: &Dissected, new_flow: bool) -> Option<u8> {
         let (any, deny) = if d.family == AF_INET {
-            (LISTS_V4, DENY_V4)
+            (HAS_LISTS_V4, DENY_V4)
         } else {
-            (LISTS_V6, DENY_V6)
+            (HAS_LISTS_V6, DENY_V6)
         };
         let lists = self.config.lists;
         if lists & deny == 0 && !(new_flow && lists & any != 0) {
@@ -1263,7 +1263,7 @@ mod tests {
     fn allowlisted_sources_bypass_every_limit() {
         let mut cfg = syn_limited(1, 1);
         cfg.source[FlowClass::Udp.index()] = Limit::new(1, 1);
-        cfg.lists = LISTS_V4;
+        cfg.lists = HAS_LISTS_V4;
         cfg.udp_flow_idle_ns = 30 * SEC;
         let allow = ListEntry::new(v4(198, 18, 0, 0), 24, LIST_ALLOW);
         let mut m = Model::new(cfg, vec![allow]);
@@ -1288,7 +1288,7 @@ mod tests {
     fn a_deny_entry_drops_every_packet_of_its_family() {
         let deny = ListEntry::new(v4(198, 18, 0, 0), 24, LIST_DENY);
         let mut cfg = enforce();
-        cfg.lists = LISTS_V4 | DENY_V4;
+        cfg.lists = HAS_LISTS_V4 | DENY_V4;
         let mut m = Model::new(cfg, vec![deny]);
         let later = udp(src4(), 1).fragment(Frag {
             offset: 16,
@@ -1309,7 +1309,7 @@ mod tests {
 
         // The program trusts the config's bits: without DENY_V4 only new
         // flows are looked up.
-        m.config.lists = LISTS_V4;
+        m.config.lists = HAS_LISTS_V4;
         let frames = [tcp(src4(), TCP_ACK).frame(), syn(src4())];
         assert_eq!(run(&mut m, &frames, T0), [Pass, Drop]);
         m.config.lists = 0;
@@ -1335,7 +1335,7 @@ mod tests {
         ];
         let frames: Vec<Vec<u8>> = sources.into_iter().map(syn).collect();
         let mut cfg = enforce();
-        cfg.lists = LISTS_V4 | LISTS_V6 | DENY_V4 | DENY_V6;
+        cfg.lists = HAS_LISTS_V4 | HAS_LISTS_V6 | DENY_V4 | DENY_V6;
         let expected = [Drop, Pass, Drop, Pass, Drop, Pass];
         for _ in 0..2 {
             let mut m = Model::new(cfg, lists.clone());

@@ -11,7 +11,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 
 /// Prefix of every namespace the tests create: `guardt-<pid>-<n>-{a,v}`.
 const PREFIX: &str = "guardt-";
@@ -211,7 +211,7 @@ pub fn write_sysctl(ns: &str, key: &str, value: &str) {
 /// Deletes namespaces named `<prefix><pid>-...` whose process is gone:
 /// what a killed earlier run left.
 pub fn sweep_stale(prefix: &str) {
-    let Ok(entries) = fs::read_dir(guard::netns::NETNS_RUN_DIR) else {
+    let Ok(entries) = fs::read_dir(guard::host::netns::NETNS_RUN_DIR) else {
         return;
     };
     for entry in entries.filter_map(Result::ok) {

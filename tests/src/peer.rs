@@ -10,7 +10,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 
 /// The oracle attached to an interface; detached when dropped.
 pub struct PassThrough {

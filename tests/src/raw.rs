@@ -6,7 +6,7 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 
 /// A raw socket bound to one interface. The socket belongs to the
 /// namespace it was created in, whichever thread later uses it.
@@ -22,7 +22,7 @@ impl RawSender {
         let scope = Scope::open(Some(ns)).unwrap_or_else(|e| panic!("netns {ns}: {e}"));
         scope
             .run(|| {
-                let index = guard::iface::lookup(iface, &scope.suffix())?.index;
+                let index = guard::host::iface::lookup(iface, &scope.suffix())?.index;
                 // Protocol 0: send only, so the socket never queues frames.
                 // SAFETY: plain socket(2) call.
                 let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };

@@ -49,7 +49,7 @@ fn missing() -> Vec<String> {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("not running as root".to_owned());
     }
-    if let Err(e) = guard::pins::Layout::check_bpffs() {
+    if let Err(e) = guard::dataplane::pins::Layout::check_bpffs() {
         missing.push(e.to_string());
     }
     if Command::new("ip").arg("-V").output().is_err() {

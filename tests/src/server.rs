@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 
 fn in_netns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
     Scope::open(Some(ns))

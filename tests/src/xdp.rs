@@ -6,23 +6,23 @@ use std::{collections::HashMap, os::fd::AsFd as _};
 
 use aya::{
     Ebpf,
-    maps::{Array, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, Map, MapData, RingBuf},
     programs::Xdp,
 };
 use clap::Parser as _;
 use guard::{
     cli::{Cli, Command},
     config::Settings,
-    loader::{self, LoadOptions},
+    dataplane::{
+        handle::Dataplane,
+        loader::{self, LoadOptions, Loaded},
+    },
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState,
     config::COOKIES_ON,
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{
-        CONFIG, COUNTERS, EVENTS, GLOBAL, PORT_COUNTS, PORTS, PREFIXES, SOURCES, TEST_CLOCK,
-        UDP_FLOWS,
-    },
+    maps::{EVENTS, PROGRAM, TEST_CLOCK, UDP_FLOWS},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -82,6 +82,8 @@ pub fn list_entries(settings: &Settings) -> Vec<ListEntry> {
 /// guard's program, configured from `settings`, on the test clock.
 pub struct Program {
     ebpf: Ebpf,
+    /// The maps guard reads and writes, through guard's own handle.
+    dataplane: Dataplane,
     events: RingBuf<MapData>,
     /// Events drained so far, in order.
     pub events_seen: Vec<Event>,
@@ -105,12 +107,17 @@ impl Program {
             test_clock,
             ..LoadOptions::new(settings)
         };
-        let mut ebpf = loader::load(&opts).unwrap_or_else(|e| panic!("loading: {e:#}"));
-        loader::configure(&mut ebpf, settings).unwrap_or_else(|e| panic!("configuring: {e:#}"));
+        let Loaded {
+            mut ebpf,
+            mut dataplane,
+        } = loader::load(&opts).unwrap_or_else(|e| panic!("loading: {e:#}"));
+        loader::configure(&mut dataplane, settings)
+            .unwrap_or_else(|e| panic!("configuring: {e:#}"));
         let events =
             RingBuf::try_from(ebpf.take_map(EVENTS).expect("events map")).expect("ring buffer");
         Self {
             ebpf,
+            dataplane,
             events,
             events_seen: Vec::new(),
         }
@@ -118,7 +125,7 @@ impl Program {
 
     fn program(&self) -> &Xdp {
         self.ebpf
-            .program(loader::PROGRAM)
+            .program(PROGRAM)
             .expect("program")
             .try_into()
             .expect("an XDP program")
@@ -171,22 +178,21 @@ impl Program {
     /// The configuration the program reads now.
     #[must_use]
     pub fn config(&self) -> DataplaneConfig {
-        let array = Array::<_, DataplaneConfig>::try_from(self.map(CONFIG)).expect("config map");
-        array.get(&0, 0).expect("reading the config")
+        self.dataplane.config().expect("reading the config")
     }
 
     /// Replaces the configuration, as the controller does at run time (to
     /// switch SYN cookies on, say).
     pub fn set_config(&mut self, config: &DataplaneConfig) {
-        let mut array =
-            Array::<_, DataplaneConfig>::try_from(self.ebpf.map_mut(CONFIG).expect("config map"))
-                .expect("config array");
-        array.set(0, *config, 0).expect("writing the config");
+        self.dataplane
+            .update_config(|c| *c = *config)
+            .expect("writing the config");
     }
 
     /// Writes one port's `GUARD_PORTS` entry, as the controller does.
     pub fn set_port(&mut self, port: u16, entry: u32) {
-        guard::maps::write_port(self.ebpf.map_mut(PORTS).expect("ports map"), port, entry)
+        self.dataplane
+            .write_port(port, entry)
             .expect("writing a port");
     }
 
@@ -211,23 +217,19 @@ impl Program {
     /// The counters of port slot `slot`, summed over CPUs.
     #[must_use]
     pub fn port_counts(&self, slot: u32) -> PortCounts {
-        guard::maps::read_port_counts(self.map(PORT_COUNTS), slot).expect("port counts")
+        self.dataplane.port_counts(slot).expect("port counts")
     }
 
     /// Counters summed over CPUs.
     #[must_use]
     pub fn counters(&self) -> CounterBlock {
-        let array = PerCpuArray::<_, CounterBlock>::try_from(self.map(COUNTERS)).expect("counters");
-        let mut total = CounterBlock::ZERO;
-        for block in array.get(&0, 0).expect("reading counters").iter() {
-            total.accumulate(block);
-        }
-        total
+        self.dataplane.counters().expect("reading counters")
     }
 
     #[must_use]
     pub fn sources(&self) -> HashMap<SourceKey, SourceState> {
-        guard::maps::read_sources(self.map(SOURCES))
+        self.dataplane
+            .sources()
             .expect("sources")
             .into_iter()
             .collect()
@@ -235,7 +237,8 @@ impl Program {
 
     #[must_use]
     pub fn prefixes(&self) -> HashMap<SourceKey, SourceState> {
-        guard::maps::read_sources(self.map(PREFIXES))
+        self.dataplane
+            .prefixes()
             .expect("prefixes")
             .into_iter()
             .collect()
@@ -250,13 +253,9 @@ impl Program {
 
     #[must_use]
     pub fn global(&self) -> [u64; GLOBAL_SLOTS as usize] {
-        let array = Array::<_, u64>::try_from(self.map(GLOBAL)).expect("global");
+        let slots = self.dataplane.global().expect("reading global");
         let mut out = [0; GLOBAL_SLOTS as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = array
-                .get(&u32::try_from(i).expect("small"), 0)
-                .expect("reading global");
-        }
+        out.copy_from_slice(&slots);
         out
     }
 }

@@ -436,7 +436,7 @@ impl Sampler {
         let mut text = String::new();
         let _ = self.ct_stat.seek(SeekFrom::Start(0));
         let _ = self.ct_stat.read_to_string(&mut text);
-        guard::doctor::parse_stats(&text).map_or((0, 0, 0), |s| {
+        guard::model::conntrack::parse_stats(&text).map_or((0, 0, 0), |s| {
             let get = |k| s.get(k).unwrap_or(0);
             (get("drop"), get("early_drop"), get("insert_failed"))
         })
@@ -461,7 +461,11 @@ impl Sampler {
         let xdp = self
             .pins
             .as_ref()
-            .and_then(|dir| guard::stats::read_pinned(dir).ok())
+            .and_then(|dir| {
+                guard::dataplane::handle::Dataplane::open_pinned(dir)
+                    .and_then(|d| d.counters())
+                    .ok()
+            })
             .map(|c| {
                 let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
                 let k = c.get(Counter::CookieSynAck);
@@ -491,7 +495,7 @@ impl Sampler {
 /// keep showing that namespace. (/proc/net is /proc/self/net, which follows
 /// the process's main thread, not the thread that opens it.)
 fn open_in(ns: &str, path: &str) -> fs::File {
-    guard::netns::Scope::open(Some(ns))
+    guard::host::netns::Scope::open(Some(ns))
         .unwrap_or_else(|e| panic!("netns {ns}: {e}"))
         .run(|| fs::File::open(path))
         .unwrap_or_else(|e| panic!("entering {ns}: {e}"))
@@ -551,7 +555,10 @@ fn header(opts: &Options, entry_bytes: u64) -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let ram_gib = guard::doctor::parse_mem_total(&read("/proc/meminfo")).unwrap_or(0) >> 30;
+    let ram_gib = guard::host::files::HostFiles::live()
+        .ram_bytes()
+        .unwrap_or(0)
+        >> 30;
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
     let trafgen = std::process::Command::new("trafgen")
         .arg("--version")

@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard::netns::Scope;
+use guard::host::netns::Scope;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpSocket, TcpStream, UdpSocket},
@@ -227,7 +227,7 @@ pub fn enter_helper(ns: &str) -> std::io::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let file = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))?;
+    let file = std::fs::File::open(Path::new(guard::host::netns::NETNS_RUN_DIR).join(ns))?;
     // SAFETY: setns on a valid namespace fd, for the calling thread.
     if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -633,7 +633,7 @@ fn spawn_trafgen(
     // Entered between fork and exec rather than through `ip netns exec`,
     // which forks: the child must be trafgen itself, so that killing it
     // stops the flood and closes its pipes.
-    let netns = std::fs::File::open(Path::new(guard::netns::NETNS_RUN_DIR).join(ns))
+    let netns = std::fs::File::open(Path::new(guard::host::netns::NETNS_RUN_DIR).join(ns))
         .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
     let fd = std::os::fd::AsRawFd::as_raw_fd(&netns);
     let mut cmd = Command::new("trafgen");

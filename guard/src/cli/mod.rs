@@ -1,0 +1,313 @@
+//! The command line: every command and argument struct, their help text,
+//! dispatch to the commands and the daemon, and exit codes. The keys of
+//! `guard run` are `config::RawConfig`, which clap and the config file
+//! share, so that each key is defined once; value enums derive clap's
+//! `ValueEnum` where they are defined. Nothing below imports this layer:
+//! dispatch hands the commands plain values.
+
+pub mod exit;
+pub mod generate;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    commands::{self, lists::List},
+    config::RawConfig,
+    daemon,
+    error::usage,
+    model::nft::Proto,
+};
+
+/// guard: an XDP SYN- and flood-guard that keeps the conntrack table from
+/// filling.
+///
+/// `guard run` attaches an XDP program to the given interfaces and counts
+/// every packet by class before netfilter sees it; `guard stats` reads the
+/// counters of a running guard from a second process.
+#[derive(Debug, Parser)]
+#[command(name = "guard", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only complicate clap's derive"
+)]
+pub enum Command {
+    /// Attach to interfaces and run until SIGINT or SIGTERM.
+    ///
+    /// Loads the XDP program, attaches it to each --iface, pins its maps
+    /// under /sys/fs/bpf/guard, prints a summary line every few seconds, and
+    /// on SIGINT/SIGTERM detaches and removes the pins. Exits 2, with nothing
+    /// left attached or pinned, when it cannot start.
+    Run(RunArgs),
+    /// Show what a running guard sees: counters and rates, the conntrack
+    /// gauge and the controller's last decisions, the top sources and the
+    /// bans.
+    ///
+    /// Reads its pinned maps and /run/guard/status.json. Exits 1 if no
+    /// guard is running.
+    Stats(StatsArgs),
+    /// Put back the conntrack values a guard changed and could not restore
+    /// (it was killed, or the host lost power mid-run).
+    ///
+    /// Reads /run/guard/state.json, which guard writes before its first
+    /// change. A running guard restores by itself when it stops.
+    Restore(RestoreArgs),
+    /// Show the recommended conntrack sizing, with reasons; write it with
+    /// --apply, make it survive a reboot with --persist.
+    Tune(TuneArgs),
+    /// Make conntrack skip stateless ports (nftables raw-table NOTRACK, both
+    /// directions).
+    Notrack(NotrackArgs),
+    /// Always pass new flows from a CIDR: add, delete or list, on the
+    /// running guard at once and kept for the next start.
+    Allow(ListArgs),
+    /// Always drop packets from a CIDR: add, delete or list, on the running
+    /// guard at once and kept for the next start.
+    Deny(ListArgs),
+    /// Lift a source's ban at once.
+    Unban(UnbanArgs),
+    /// Check this host's conntrack sizing, its kernel and a running guard;
+    /// print each finding with its fix.
+    ///
+    /// Exits like a Nagios plugin: 0 all OK, 1 a warning, 2 a critical
+    /// finding or an error.
+    Doctor(DoctorArgs),
+    /// Write shell completions or man pages (used by `cargo xtask install`).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Read settings from this TOML file. Its keys are the long flag names
+    /// (`syn-rate = 50`, `iface = ["eth0"]`); a flag given on the command
+    /// line overrides the file's value for that key.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub settings: RawConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only the interface with this name.
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only interfaces in this network namespace.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show this many sources and prefixes in each top list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Seconds between the two readings rates are computed from; 0 reads
+    /// once and shows no rates.
+    #[arg(long, value_name = "SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub interval: u64,
+
+    /// A live full-screen view, refreshed every second; `q` quits.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Remove the state file without restoring (after checking the sysctls
+    /// by hand, for a state file guard calls corrupt).
+    #[arg(long)]
+    pub discard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Write the recommended values now.
+    #[arg(long)]
+    pub apply: bool,
+    /// Write them to /etc/sysctl.d/90-guard-conntrack.conf and the hash
+    /// size to /etc/modprobe.d/guard-conntrack.conf, for every boot.
+    #[arg(long)]
+    pub persist: bool,
+    /// Tune the timeouts of this network namespace (nf_conntrack_max and the
+    /// hash size are global).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotrackArgs {
+    /// A port whose traffic conntrack should skip; repeatable.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Vec<u16>,
+    /// Which transport.
+    #[arg(long, value_enum, default_value_t = Proto::Both)]
+    pub proto: Proto,
+    /// Remove the notrack rules instead.
+    #[arg(long, conflicts_with = "port")]
+    pub remove: bool,
+    /// In this network namespace instead of the host's.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+/// What to do with a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListAction {
+    Add,
+    Del,
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// add, del or list.
+    #[arg(value_enum)]
+    pub action: ListAction,
+    /// The CIDR (or address) to add or delete.
+    #[arg(value_name = "CIDR", required_if_eq_any([("action", "add"), ("action", "del")]))]
+    pub cidr: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// The banned address (for an IPv6 source, any address in its /64).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// A completion script for SHELL, to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man pages for guard and each subcommand, into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Diagnose the conntrack table the way the field guides do: settings,
+/// memory, statistics, kernel log, and what to fix.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes follow the Nagios convention: 0 all OK, 1 a WARN, 2 a CRIT (or an error)."
+)]
+pub struct DoctorArgs {
+    /// Read /proc, /sys and /dev/kmsg under this directory instead of /;
+    /// the live-only checks (XDP, bpffs, privileges, running guard) are then
+    /// skipped.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Print the settings and the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one parsed command line and returns its exit code: 0, except for
+/// `guard doctor`, whose code is the worst finding's (Nagios style).
+pub fn dispatch(cli: &Cli) -> Result<u8> {
+    let done = match &cli.command {
+        Command::Run(args) => daemon::run::run(args.config.as_deref(), &args.settings),
+        Command::Stats(args) => commands::stats::command(&commands::stats::Options {
+            iface: args.iface.clone(),
+            netns: args.netns.clone(),
+            json: args.json,
+            top: args.top,
+            interval: args.interval,
+            watch: args.watch,
+        }),
+        Command::Restore(args) => commands::restore::command(args.discard),
+        Command::Tune(args) => {
+            commands::tune::command(args.apply, args.persist, args.netns.as_deref())
+        }
+        Command::Notrack(args) => {
+            commands::notrack::command(&args.port, args.proto, args.remove, args.netns.as_deref())
+        }
+        Command::Allow(args) => list(List::Allow, args),
+        Command::Deny(args) => list(List::Deny, args),
+        Command::Unban(args) => commands::lists::unban(&args.addr),
+        Command::Generate(args) => generate::command(args),
+        // Nagios reads any failure to check as critical.
+        Command::Doctor(args) => {
+            return commands::doctor::command(&args.root, args.json).map_err(usage);
+        }
+    };
+    done.map(|()| exit::Exit::Success.code())
+}
+
+fn list(list: List, args: &ListArgs) -> Result<()> {
+    let cidr = || {
+        args.cidr.as_deref().ok_or_else(|| {
+            usage(anyhow!(
+                "give the CIDR to {}",
+                if args.action == ListAction::Add {
+                    "add"
+                } else {
+                    "delete"
+                }
+            ))
+        })
+    };
+    match args.action {
+        ListAction::List => {
+            commands::lists::show(list);
+            Ok(())
+        }
+        ListAction::Add => commands::lists::edit(list, commands::lists::Edit::Add, cidr()?),
+        ListAction::Del => commands::lists::edit(list, commands::lists::Edit::Del, cidr()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, CommandFactory as _};
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn doctor_help_states_the_nagios_exit_codes() {
+        let mut cmd = DoctorArgs::augment_args(clap::Command::new("doctor"));
+        let help = cmd.render_help().to_string();
+        assert!(help.contains("Nagios"), "{help}");
+        assert!(help.contains("--root <DIR>"), "{help}");
+    }
+
+    #[test]
+    fn bad_mode_names_the_flag_and_choices() {
+        let err =
+            Cli::try_parse_from(["guard", "run", "-i", "eth0", "--xdp-mode", "fast"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--xdp-mode") && msg.contains("auto, native, skb"),
+            "{msg}"
+        );
+    }
+}

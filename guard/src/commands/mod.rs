@@ -1,0 +1,11 @@
+//! The short-lived commands: each reads or changes a running guard (through
+//! the pinned maps' handle and the status file) or the host, prints, and
+//! exits. They take plain values from the CLI.
+
+pub mod doctor;
+pub mod lists;
+pub mod notrack;
+pub mod restore;
+pub mod stats;
+pub mod tune;
+pub mod watch;

@@ -1,0 +1,135 @@
+//! `guard tune`: the field guides' manual procedure, done right, as one
+//! command. It shows the current and the recommended sizing with the reason
+//! for each; `--apply` writes it; `--persist` makes it survive a reboot.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::{
+    error::usage,
+    host::{atomic, conntrack::knobs::Knobs, files::HostFiles, netns::Scope, preflight},
+    model::{
+        conntrack::{BUCKETS, MAX, Timeout, timeout_key},
+        paths::{MODPROBE_FILE, SYSCTL_FILE},
+        sizing::{self, Recommendation, recommend, render},
+    },
+};
+
+/// `guard tune [--apply] [--persist] [--netns NAME]`.
+pub fn command(apply_now: bool, persist_now: bool, netns: Option<&str>) -> Result<()> {
+    if persist_now && netns.is_some() {
+        return Err(usage(anyhow!(
+            "--persist writes /etc, which sets the host's sysctls at boot, not a namespace's: drop --netns"
+        )));
+    }
+    if apply_now || persist_now {
+        preflight::check_privileges().map_err(usage)?;
+    }
+    let scope = Scope::open(netns).map_err(usage)?;
+    let knobs = Knobs::open(&scope).map_err(usage)?;
+    let host = HostFiles::live();
+    let recs = recommend(
+        knobs.global(MAX).map_err(usage)?,
+        knobs.global(BUCKETS).map_err(usage)?,
+        knobs
+            .local(&timeout_key(Timeout::TcpEstablished))
+            .map_err(usage)?,
+        host.ram_bytes()
+            .map_err(|e| anyhow!(e))
+            .context("reading MemTotal")?,
+        sizing::entry_bytes(host.conntrack_entry_bytes()),
+    );
+    print!("{}", render(&recs));
+    if apply_now {
+        apply(&knobs, &recs)?;
+    }
+    if persist_now {
+        persist(Path::new(SYSCTL_FILE), Path::new(MODPROBE_FILE), &recs)?;
+    }
+    if !apply_now && !persist_now && recs.iter().any(Recommendation::changes) {
+        println!("\nguard tune --apply writes these now; --persist makes them survive a reboot.");
+    }
+    Ok(())
+}
+
+fn apply(knobs: &Knobs<'_>, recs: &[Recommendation]) -> Result<()> {
+    let mut failed = 0;
+    for r in recs.iter().filter(|r| r.changes()) {
+        let written = if r.global {
+            knobs.set_global(&r.key, r.recommended)
+        } else {
+            knobs.set_local(&r.key, r.recommended)
+        };
+        match written {
+            Ok(()) => println!("set {} {} -> {}", r.key, r.current, r.recommended),
+            Err(e) => {
+                eprintln!("guard: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} value(s) could not be written");
+    }
+    Ok(())
+}
+
+/// Writes the sysctl.d and modprobe.d files. The hash size goes to
+/// modprobe.d: nf_conntrack can load after systemd-sysctl runs, and a
+/// module option sizes the table before any entry exists.
+pub fn persist(sysctl_file: &Path, modprobe_file: &Path, recs: &[Recommendation]) -> Result<()> {
+    let mut sysctl = String::from(
+        "# Written by `guard tune --persist`: conntrack sizing. Remove this file to go back to the kernel's defaults.\n",
+    );
+    let mut hashsize = None;
+    for r in recs {
+        if r.key == BUCKETS {
+            hashsize = Some(r.recommended);
+        } else {
+            let _ = writeln!(sysctl, "{} = {}", r.key, r.recommended);
+        }
+    }
+    atomic::write(sysctl_file, sysctl.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", sysctl_file.display()))?;
+    println!("wrote {}", sysctl_file.display());
+    if let Some(buckets) = hashsize {
+        let text = format!(
+            "# Written by `guard tune --persist`: the conntrack hash size.\noptions nf_conntrack hashsize={buckets}\n"
+        );
+        atomic::write(modprobe_file, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", modprobe_file.display()))?;
+        println!("wrote {}", modprobe_file.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    #[test]
+    fn persist_writes_sysctls_and_the_hash_size_apart() {
+        let dir = std::env::temp_dir().join(format!("guard-tune-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (s, m) = (dir.join("sysctl.conf"), dir.join("modprobe.conf"));
+        persist(&s, &m, &recommend(65_536, 16_384, 432_000, 24 * GIB, 248)).unwrap();
+        let sysctl = fs::read_to_string(&s).unwrap();
+        assert!(
+            sysctl.contains("net.netfilter.nf_conntrack_max = 786432\n"),
+            "{sysctl}"
+        );
+        assert!(sysctl.contains("net.netfilter.nf_conntrack_tcp_timeout_established = 86400\n"));
+        assert!(!sysctl.contains("buckets"));
+        assert!(
+            fs::read_to_string(&m)
+                .unwrap()
+                .contains("options nf_conntrack hashsize=196608\n")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,682 @@
+//! The `--watch` view, drawn: a pure function of a [`View`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use guard_common::Counter;
+use ratatui::{
+    Frame,
+    layout::{self, Constraint, Rect},
+    style::{Color, Style, Stylize as _},
+    text::{Line, Span},
+    widgets::{
+        Block, Cell, Gauge, Paragraph, RenderDirection, Row, Sparkline, SparklineBar, Table,
+    },
+};
+
+use crate::model::{as_f64, level::Level, stats::Snapshot};
+
+/// Points of history the sparklines keep: two minutes at one a second,
+/// wider than an 80-column terminal's half.
+const HISTORY: usize = 120;
+
+/// A controller status older than this is flagged: the controller ticks at
+/// least every second, so an older one means it stopped publishing.
+const STALE_SECS: f64 = 5.0;
+
+/// Width of the rates panel: the longest label ("  global_budget") and a
+/// value, inside the borders.
+const RATES_WIDTH: u16 = 28;
+
+/// Everything one frame shows.
+pub(super) struct View {
+    pub(super) snapshot: Snapshot,
+    pub(super) history: History,
+    /// Seconds since the Unix epoch when the snapshot was taken: how old
+    /// the controller's status and decisions are.
+    pub(super) now: f64,
+}
+
+/// The sparklines' data, oldest first, at most [`HISTORY`] points.
+#[derive(Default)]
+pub(super) struct History {
+    /// Drops per second, all reasons and interfaces.
+    drops: VecDeque<u64>,
+    /// Conntrack fill in tenths of a percent; `None` while no controller
+    /// publishes a status.
+    fill: VecDeque<Option<u64>>,
+}
+
+impl History {
+    /// Adds a snapshot's point; one without rates (the first) has none.
+    pub(super) fn record(&mut self, snap: &Snapshot) {
+        if !has_rates(snap) {
+            return;
+        }
+        if self.drops.len() == HISTORY {
+            self.drops.pop_front();
+            self.fill.pop_front();
+        }
+        self.drops.push_back(whole(drop_rate(snap)));
+        self.fill.push_back(
+            snap.conntrack
+                .as_ref()
+                .map(|ct| whole(ct.fill.clamp(0.0, 100.0) * 10.0)),
+        );
+    }
+}
+
+fn has_rates(snap: &Snapshot) -> bool {
+    snap.interval_secs > 0.0
+}
+
+/// A counter's rate summed over the interfaces.
+fn rate(snap: &Snapshot, counter: Counter) -> f64 {
+    snap.interfaces
+        .iter()
+        .filter_map(|i| i.rates.get(counter.name()))
+        .sum()
+}
+
+fn rate_of(snap: &Snapshot, counters: &[Counter]) -> f64 {
+    counters.iter().map(|c| rate(snap, *c)).sum()
+}
+
+fn drop_rate(snap: &Snapshot) -> f64 {
+    rate_of(snap, &Counter::DROP_REASONS)
+}
+
+#[expect(
+    clippy::cast_sign_loss,
+    reason = "clamped to zero first; the cast saturates above"
+)]
+fn whole(x: f64) -> u64 {
+    x.max(0.0).round() as u64
+}
+
+/// A rate in at most about six characters: `999.5`, `12.3k`, `4.5M`.
+fn compact(x: f64) -> String {
+    let (value, unit) = if x >= 1e9 {
+        (x / 1e9, "G")
+    } else if x >= 1e6 {
+        (x / 1e6, "M")
+    } else if x >= 1e3 {
+        (x / 1e3, "k")
+    } else {
+        (x, "")
+    };
+    format!("{value:.1}{unit}")
+}
+
+/// A count, exact below a million.
+fn count(n: u64) -> String {
+    if n < 1_000_000 {
+        n.to_string()
+    } else {
+        compact(as_f64(n))
+    }
+}
+
+const fn level_color(level: Level) -> Color {
+    match level {
+        Level::Normal => Color::Green,
+        Level::Elevated => Color::Yellow,
+        Level::High => Color::LightRed,
+        Level::Critical => Color::Red,
+    }
+}
+
+/// Draws one frame; whatever does not fit the area is cut off.
+pub(super) fn draw(frame: &mut Frame, view: &View) {
+    let [title, conntrack, history, body, decision] = layout::Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Length(5),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let [rates, sources] =
+        layout::Layout::horizontal([Constraint::Length(RATES_WIDTH), Constraint::Min(0)])
+            .areas(body);
+    draw_title(frame, title, &view.snapshot);
+    draw_conntrack(frame, conntrack, view);
+    draw_history(frame, history, view);
+    draw_rates(frame, rates, &view.snapshot);
+    draw_sources(frame, sources, &view.snapshot);
+    draw_decision(frame, decision, view);
+}
+
+/// "guard — <interfaces>" on the left; the level, dry run and how to quit
+/// on the right, or after the interfaces where both do not fit.
+fn draw_title(frame: &mut Frame, area: Rect, snap: &Snapshot) {
+    let ifaces = snap
+        .interfaces
+        .iter()
+        .map(|i| match &i.netns {
+            Some(ns) => format!("{} (netns {ns})", i.iface),
+            None => i.iface.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut left = Line::from(vec!["guard".bold(), Span::raw(" — "), Span::raw(ifaces)]);
+    let mut right = Vec::new();
+    if let Some(ct) = &snap.conntrack {
+        right.push(Span::styled(
+            format!("level {}", ct.level),
+            Style::new().fg(level_color(ct.level)).bold(),
+        ));
+        if ct.dry_run {
+            right.push(Span::raw(" · "));
+            right.push("dry run".yellow().bold());
+        }
+        right.push(Span::raw("  "));
+    }
+    right.push("q quits".dim());
+    let right = Line::from(right);
+    if usize::from(area.width) >= left.width() + 2 + right.width() {
+        frame.render_widget(left, area);
+        frame.render_widget(right.right_aligned(), area);
+    } else {
+        left.spans.push(Span::raw("  "));
+        left.spans.extend(right.spans);
+        frame.render_widget(left, area);
+    }
+}
+
+/// The fill gauge, labelled with the count, the fill and the target, in the
+/// level's color; the kernel's cumulative distress counters underneath.
+fn draw_conntrack(frame: &mut Frame, area: Rect, view: &View) {
+    let Some(ct) = &view.snapshot.conntrack else {
+        let block = Block::bordered().title("conntrack");
+        frame.render_widget(
+            Paragraph::new("conntrack controller not running")
+                .dim()
+                .block(block),
+            area,
+        );
+        return;
+    };
+    let title = match &ct.netns {
+        Some(ns) => format!("conntrack (netns {ns})"),
+        None => "conntrack".to_owned(),
+    };
+    let kernel = format!(
+        "kernel: drop {} early_drop {} insert_failed {} chaintoolong {}",
+        ct.stats.drop, ct.stats.early_drop, ct.stats.insert_failed, ct.stats.chaintoolong
+    );
+    let mut block = Block::bordered().title(title);
+    // Cut from its left, the line would start mid-word: all or nothing.
+    if kernel.len() + 2 <= usize::from(area.width) {
+        block = block.title_bottom(Line::from(kernel).right_aligned());
+    }
+    let age = view.now - ct.updated;
+    if age > STALE_SECS {
+        block = block.title(
+            Line::from(format!("status {age:.0}s old"))
+                .red()
+                .right_aligned(),
+        );
+    }
+    // The gauge asserts a ratio in 0..=1; a fill past 100% (the table
+    // shrunk under its entries) or a garbled one must not panic it.
+    let ratio = if ct.fill.is_finite() {
+        (ct.fill / 100.0).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let label = format!(
+        "{} / {} ({:.1}%) · target {:.0}%",
+        ct.count, ct.max, ct.fill, ct.target
+    );
+    let gauge = Gauge::default()
+        .block(block)
+        .gauge_style(Style::new().fg(level_color(ct.level)))
+        .use_unicode(true)
+        .ratio(ratio)
+        .label(label);
+    frame.render_widget(gauge, area);
+}
+
+/// Drops per second and conntrack fill, newest on the right.
+fn draw_history(frame: &mut Frame, area: Rect, view: &View) {
+    let snap = &view.snapshot;
+    let [drops, fill] = layout::Layout::horizontal([Constraint::Fill(1); 2]).areas(area);
+    let drops_now = if has_rates(snap) {
+        compact(drop_rate(snap))
+    } else {
+        "—".to_owned()
+    };
+    let fill_now = snap
+        .conntrack
+        .as_ref()
+        .map_or_else(|| "—".to_owned(), |ct| format!("{:.1}%", ct.fill));
+    frame.render_widget(
+        sparkline(
+            &view.history.drops,
+            format!("drops/s {drops_now}"),
+            Color::Red,
+            drops,
+        ),
+        drops,
+    );
+    // On an absolute scale: 100% at the top, not the largest point seen.
+    frame.render_widget(
+        sparkline(
+            &view.history.fill,
+            format!("conntrack fill {fill_now}"),
+            Color::Cyan,
+            fill,
+        )
+        .max(1000),
+        fill,
+    );
+}
+
+/// A bordered sparkline of as many of the newest `points` as fit `area`;
+/// only those set the scale.
+fn sparkline<'a, T>(
+    points: &'a VecDeque<T>,
+    title: String,
+    color: Color,
+    area: Rect,
+) -> Sparkline<'a>
+where
+    &'a T: Into<SparklineBar>,
+{
+    let fits = usize::from(area.width.saturating_sub(2));
+    Sparkline::default()
+        .block(Block::bordered().title(title))
+        .style(color)
+        .direction(RenderDirection::RightToLeft)
+        .data(points.iter().rev().take(fits))
+}
+
+/// Packets, new flows, passed and dropped per second, the drops by reason.
+fn draw_rates(frame: &mut Frame, area: Rect, snap: &Snapshot) {
+    let block = Block::bordered().title("per second");
+    if !has_rates(snap) {
+        frame.render_widget(Paragraph::new("measuring…").dim().block(block), area);
+        return;
+    }
+    let row = |label: &str, value: f64| Line::raw(format!("{label:<15}{:>9}", compact(value)));
+    let dropped = drop_rate(snap);
+    let mut lines = vec![
+        row("packets", rate(snap, Counter::Packets)),
+        row("new flows", rate(snap, Counter::NewFlows)),
+        row("  passed", rate_of(snap, &Counter::PASS_REASONS)),
+        if dropped > 0.0 {
+            row("dropped", dropped).red().bold()
+        } else {
+            row("dropped", dropped)
+        },
+    ];
+    for reason in Counter::DROP_REASONS {
+        let value = rate(snap, reason);
+        if value > 0.0 {
+            let name = reason.name().trim_start_matches("drop_");
+            lines.push(row(&format!("  {name}"), value).red());
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// One source over all interfaces.
+struct TopSource<'a> {
+    source: &'a str,
+    new_per_sec: Option<f64>,
+    dropped: u64,
+    banned_secs: Option<f64>,
+}
+
+/// The sources with the most drops, then the most new flows, summed over
+/// the interfaces they were seen on.
+fn top_sources(snap: &Snapshot) -> Vec<TopSource<'_>> {
+    let mut merged: BTreeMap<&str, TopSource<'_>> = BTreeMap::new();
+    for i in &snap.interfaces {
+        // An interface lists a source under both orders when it is high in
+        // both; it counts once.
+        let mut seen = BTreeSet::new();
+        for row in i.top_sources.iter().chain(&i.top_new_flow_sources) {
+            if !seen.insert(row.source.as_str()) {
+                continue;
+            }
+            let top = merged.entry(&row.source).or_insert(TopSource {
+                source: &row.source,
+                new_per_sec: None,
+                dropped: 0,
+                banned_secs: None,
+            });
+            top.dropped += row.dropped;
+            top.new_per_sec = match (top.new_per_sec, row.new_flows_per_sec) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            top.banned_secs = match (top.banned_secs, row.banned_secs) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let mut tops: Vec<_> = merged.into_values().collect();
+    tops.sort_by(|a, b| {
+        b.dropped
+            .cmp(&a.dropped)
+            .then_with(|| {
+                b.new_per_sec
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.new_per_sec.unwrap_or(0.0))
+            })
+            .then_with(|| a.source.cmp(b.source))
+    });
+    tops
+}
+
+fn right(text: String) -> Cell<'static> {
+    Cell::from(Line::from(text).right_aligned())
+}
+
+/// A column of the sources table after the address.
+struct Column {
+    header: &'static str,
+    width: u16,
+    cell: fn(&TopSource<'_>) -> String,
+}
+
+/// In the order they are given up when the table is narrow.
+const COLUMNS: [Column; 3] = [
+    Column {
+        header: "dropped",
+        width: 8,
+        cell: |t| count(t.dropped),
+    },
+    Column {
+        header: "new/s",
+        width: 7,
+        cell: |t| t.new_per_sec.map_or_else(String::new, compact),
+    },
+    Column {
+        header: "ban",
+        width: 6,
+        cell: |t| {
+            t.banned_secs
+                .map_or_else(String::new, |s| format!("{s:.0}s"))
+        },
+    },
+];
+
+/// Room an address gets before other columns are shown (an IPv4 one fits).
+const SOURCE_WIDTH: u16 = 15;
+
+/// The top sources: columns that do not fit are left out rather than
+/// squeezed into unreadable slivers.
+fn draw_sources(frame: &mut Frame, area: Rect, snap: &Snapshot) {
+    let mut room = area.width.saturating_sub(2 + SOURCE_WIDTH);
+    let columns: Vec<&Column> = COLUMNS
+        .iter()
+        .filter(|c| {
+            let fits = room > c.width;
+            if fits {
+                room -= c.width + 1;
+            }
+            fits
+        })
+        .collect();
+    let rows = top_sources(snap).into_iter().map(|t| {
+        let cells = std::iter::once(Cell::from(t.source.to_owned()))
+            .chain(columns.iter().map(|c| right((c.cell)(&t))));
+        let row = Row::new(cells);
+        if t.banned_secs.is_some() {
+            row.red()
+        } else {
+            row
+        }
+    });
+    let header = Row::new(
+        std::iter::once(Cell::from("source"))
+            .chain(columns.iter().map(|c| right(c.header.to_owned()))),
+    )
+    .bold();
+    let widths = std::iter::once(Constraint::Fill(1))
+        .chain(columns.iter().map(|c| Constraint::Length(c.width)));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::bordered().title("top sources"));
+    frame.render_widget(table, area);
+}
+
+/// The controller's last decision, cut at the width.
+fn draw_decision(frame: &mut Frame, area: Rect, view: &View) {
+    let Some(ct) = &view.snapshot.conntrack else {
+        return;
+    };
+    let text = ct.recent.back().map_or_else(
+        || "no controller decisions yet".to_owned(),
+        |d| format!("{:.0}s ago: {}", (view.now - d.at).max(0.0), d.line),
+    );
+    frame.render_widget(Paragraph::new(text).dim(), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use ratatui::{Terminal, backend::TestBackend};
+
+    use super::*;
+    use crate::{
+        config::Rate,
+        model::{
+            conntrack::Stats,
+            stats::{InterfaceStats, SourceRow},
+            status::{LoggedDecision, Status},
+        },
+    };
+
+    fn source(addr: &str, dropped: u64, new_per_sec: f64, banned_secs: Option<f64>) -> SourceRow {
+        SourceRow {
+            source: addr.to_owned(),
+            new_flows: 0,
+            passed: 0,
+            dropped,
+            new_flows_per_sec: Some(new_per_sec),
+            last_seen_secs_ago: 0.0,
+            banned_secs,
+        }
+    }
+
+    fn interface(
+        iface: &str,
+        rates: &[(Counter, f64)],
+        top_sources: Vec<SourceRow>,
+    ) -> InterfaceStats {
+        InterfaceStats {
+            iface: iface.to_owned(),
+            netns: None,
+            pin_dir: format!("/sys/fs/bpf/guard/host/{iface}"),
+            counters: BTreeMap::new(),
+            rates: rates.iter().map(|(c, r)| (c.name(), *r)).collect(),
+            top_sources,
+            top_new_flow_sources: Vec::new(),
+            top_prefixes: Vec::new(),
+            bans: Vec::new(),
+            verified_sources: 0,
+        }
+    }
+
+    fn status() -> Status {
+        Status {
+            pid: 42,
+            updated: 1000.0,
+            netns: None,
+            count: 52_000,
+            max: 65_536,
+            fill: 79.3,
+            target: 80.0,
+            level: Level::High,
+            dry_run: true,
+            global: Some(Rate {
+                rate: 5000,
+                burst: 10_000,
+            }),
+            source: [Rate {
+                rate: 50,
+                burst: 100,
+            }; 3],
+            cookie_ports: Vec::new(),
+            stats: Stats::default(),
+            recent: VecDeque::from([LoggedDecision {
+                at: 990.0,
+                line: "level high: fill 79.3%, lowering the source limits".into(),
+            }]),
+        }
+    }
+
+    fn view(conntrack: Option<Status>) -> View {
+        let rates = [
+            (Counter::Packets, 12_000.0),
+            (Counter::NewFlows, 900.0),
+            (Counter::PassLimits, 650.0),
+            (Counter::DropSourceLimit, 200.0),
+            (Counter::DropBanned, 50.0),
+        ];
+        let snapshot = Snapshot {
+            interval_secs: 1.0,
+            interfaces: vec![interface(
+                "eth0",
+                &rates,
+                vec![
+                    source("198.18.0.7", 1234, 310.0, Some(28.0)),
+                    source("198.18.0.9", 55, 12.0, None),
+                ],
+            )],
+            conntrack,
+        };
+        let mut history = History::default();
+        for _ in 0..30 {
+            history.record(&snapshot);
+        }
+        View {
+            snapshot,
+            history,
+            now: 1000.0,
+        }
+    }
+
+    /// The screen's text, one line per row.
+    fn render(view: &View, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| draw(frame, view)).unwrap();
+        let buffer = terminal.backend().buffer();
+        buffer
+            .content()
+            .chunks(usize::from(buffer.area.width.max(1)))
+            .map(|row| {
+                row.iter()
+                    .map(ratatui::buffer::Cell::symbol)
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shows_the_gauge_rates_sources_and_history_in_80x24() {
+        let text = render(&view(Some(status())), 80, 24);
+        assert!(text.contains("guard — eth0"), "{text}");
+        assert!(text.contains("level high · dry run"), "{text}");
+        assert!(
+            text.contains("52000 / 65536 (79.3%) · target 80%"),
+            "{text}"
+        );
+        assert!(text.contains("drops/s 250.0"), "{text}");
+        assert!(text.contains("conntrack fill 79.3%"), "{text}");
+        assert!(text.contains("packets            12.0k"), "{text}");
+        assert!(text.contains("dropped            250.0"), "{text}");
+        assert!(text.contains("  source_limit     200.0"), "{text}");
+        assert!(
+            !text.contains("denylist"),
+            "zero rates are left out: {text}"
+        );
+        assert!(text.contains("198.18.0.7"), "{text}");
+        assert!(text.contains("1234"), "{text}");
+        assert!(text.contains("28s"), "{text}");
+        assert!(text.contains("10s ago: level high: fill 79.3%"), "{text}");
+    }
+
+    #[test]
+    fn says_when_no_controller_runs() {
+        let text = render(&view(None), 80, 24);
+        assert!(text.contains("conntrack controller not running"), "{text}");
+        assert!(text.contains("conntrack fill —"), "{text}");
+        assert!(text.contains("198.18.0.7"), "{text}");
+    }
+
+    #[test]
+    fn flags_a_stale_status() {
+        let mut v = view(Some(status()));
+        v.now += 60.0;
+        assert!(render(&v, 80, 24).contains("status 60s old"));
+    }
+
+    #[test]
+    fn small_terminals_do_not_panic() {
+        let full = view(Some(status()));
+        let empty = View {
+            snapshot: Snapshot {
+                interval_secs: 0.0,
+                interfaces: Vec::new(),
+                conntrack: None,
+            },
+            history: History::default(),
+            now: 0.0,
+        };
+        for v in [&full, &empty] {
+            render(v, 20, 5);
+            for width in 1..=40 {
+                for height in 1..=12 {
+                    render(v, width, height);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sources_merge_across_interfaces_by_drops() {
+        let mut v = view(None);
+        v.snapshot.interfaces.push(interface(
+            "eth1",
+            &[],
+            vec![
+                source("198.18.0.9", 2000, 1.0, Some(5.0)),
+                source("198.18.0.7", 10, 1.0, None),
+            ],
+        ));
+        let tops = top_sources(&v.snapshot);
+        let got: Vec<_> = tops
+            .iter()
+            .map(|t| (t.source, t.dropped, t.banned_secs))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("198.18.0.9", 2055, Some(5.0)),
+                ("198.18.0.7", 1244, Some(28.0))
+            ]
+        );
+        assert_eq!(tops[1].new_per_sec, Some(311.0));
+    }
+
+    #[test]
+    fn history_is_bounded_and_skips_snapshots_without_rates() {
+        let mut v = view(Some(status()));
+        for _ in 0..HISTORY {
+            v.history.record(&v.snapshot);
+        }
+        assert_eq!(v.history.drops.len(), HISTORY);
+        assert_eq!(v.history.fill.back(), Some(&Some(793)));
+        v.snapshot.interval_secs = 0.0;
+        v.history = History::default();
+        v.history.record(&v.snapshot);
+        assert!(v.history.drops.is_empty());
+    }
+}

@@ -1,0 +1,52 @@
+//! `guard run`'s configuration: flags and a TOML file with the same keys.
+//!
+//! [`RawConfig`] is parsed twice, once by clap from the command line and
+//! once by serde from `--config FILE`; every field is optional there. A
+//! flag overrides the file's value for the same key (a list replaces the
+//! file's list). [`Settings::resolve`] then fills in defaults and validates
+//! everything into typed [`Settings`]; an error names the key, the value,
+//! where it came from, and why it is wrong, before anything on the host is
+//! touched.
+//!
+//! - [`raw`]: the keys as written (clap and serde);
+//! - [`resolve`]: defaults and validation, into [`Settings`];
+//! - [`settings`]: the validated values, what the XDP program gets from
+//!   them, and the one table of keys a reload cannot change.
+
+pub mod raw;
+pub mod resolve;
+pub mod settings;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+pub use raw::{
+    BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
+};
+pub use resolve::{parse_cidr, read_file};
+pub use settings::{ConntrackSettings, CookieSettings, Rate, Reload, Settings, list_bits};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("`{key} = {value}` ({origin}): {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("no interface to protect: give --iface IF, or `iface = [\"IF\"]` in the config file")]
+    NoInterface,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Every key of `guard run` as it is written, before validation: the
+//! flags and the TOML file share [`RawConfig`], so a key is defined (name,
+//! type, help text) once, and clap and serde both read it. The value enums
+//! derive clap's `ValueEnum` here for the same reason; the command tree
+//! itself is the CLI's.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Defaults, one place. The help text repeats them; a test checks it does.
+pub mod defaults {
+    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP echo.
+    pub const SOURCE: [(u64, u32); 3] = [(50, 100), (50, 100), (5, 10)];
+    /// Per prefix.
+    pub const PREFIX: [(u64, u32); 3] = [(500, 1000), (500, 1000), (50, 100)];
+    /// The global new-flow budget: 0 = no limit until the controller sets one.
+    pub const GLOBAL: (u64, u32) = (0, 0);
+    pub const EVENTS: (u64, u32) = (100, 100);
+    pub const SOURCE_PREFIX_V4: u8 = 32;
+    pub const SOURCE_PREFIX_V6: u8 = 64;
+    pub const PREFIX_V4: u8 = 24;
+    pub const PREFIX_V6: u8 = 48;
+    /// As nf_conntrack_udp_timeout.
+    pub const UDP_FLOW_IDLE_SECS: u64 = 30;
+    pub const BAN_THRESHOLD: u32 = 500;
+    pub const BAN_WINDOW_SECS: u64 = 10;
+    pub const BAN_DURATION_SECS: u64 = 60;
+    pub const SUMMARY_INTERVAL_SECS: u64 = 5;
+    /// Fill of the conntrack table the controller keeps below, in percent.
+    pub const CONNTRACK_TARGET: u8 = 80;
+    /// Seconds of calm before the controller steps down a level.
+    pub const CALM_SECS: u64 = 30;
+    /// SYNPROXY's usual options: a full Ethernet MSS, window scale 7.
+    pub const COOKIE_MSS: u16 = 1460;
+    pub const COOKIE_WSCALE: u8 = 7;
+    /// Five minutes: longer than a flood wave, short enough that a
+    /// verified address reused by someone else soon loses the privilege.
+    pub const VERIFIED_SECS: u64 = 300;
+}
+
+/// `--conntrack-buckets`: how the hash table is sized at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketPolicy {
+    /// At least a quarter of the highest nf_conntrack_max the memory allows
+    /// (chains of four at worst).
+    #[default]
+    Quarter,
+    /// At least as many buckets as that nf_conntrack_max (chains of one).
+    Equal,
+    /// Leave the hash table alone.
+    Keep,
+}
+
+/// `--xdp-mode`: how to attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeChoice {
+    /// Native (driver) mode if the driver supports it, otherwise skb mode;
+    /// skb mode on a veth, where native mode would drop SYN cookies'
+    /// replies unless the peer runs an XDP program.
+    #[default]
+    Auto,
+    /// Native mode only: fail if the driver has no XDP support.
+    Native,
+    /// Generic (skb) mode: works everywhere, after the kernel allocated an skb.
+    Skb,
+}
+
+impl fmt::Display for XdpModeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Skb => "skb",
+        })
+    }
+}
+
+/// `--syn-cookies`: whether SYNs to listening ports are answered from XDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynCookies {
+    /// From the start, for every protected port, while guard runs
+    /// (enforce mode).
+    Always,
+    /// Per port: on for a port under a random-source SYN flood that fills
+    /// the table, off again when it is over.
+    #[default]
+    Auto,
+    /// Never.
+    Never,
+}
+
+impl fmt::Display for SynCookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Always => "always",
+            Self::Auto => "auto",
+            Self::Never => "never",
+        })
+    }
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Count what would be dropped; drop nothing.
+    #[default]
+    Monitor,
+    /// Drop.
+    Enforce,
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Monitor => "monitor",
+            Self::Enforce => "enforce",
+        })
+    }
+}
+
+/// `--source-limits`: how the per-source and per-prefix limits follow the
+/// conntrack controller's level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceLimits {
+    /// Ten times the configured limits while the table is calm, as
+    /// configured from the elevated level on: a busy source (a NAT, a flash
+    /// crowd) is not limited while the table has room; a flooding one is.
+    #[default]
+    Pressure,
+    /// As configured at every level.
+    Always,
+}
+
+impl fmt::Display for SourceLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pressure => "pressure",
+            Self::Always => "always",
+        })
+    }
+}
+
+/// Every key of `guard run`, as a flag (`--syn-rate 50`) and as a TOML key
+/// (`syn-rate = 50`). All optional here; see [`Settings`](super::Settings) for the defaults.
+#[derive(Clone, Debug, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Interface to protect; repeat the flag for several.
+    #[arg(
+        long = "iface",
+        short = 'i',
+        value_name = "IF",
+        help_heading = "Attachment"
+    )]
+    pub iface: Option<Vec<String>>,
+
+    /// How to attach: native (driver) XDP, generic skb XDP, or native with a
+    /// fallback to skb, and skb on a veth so SYN cookies' replies reach a
+    /// peer without an XDP program [default: auto].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Attachment")]
+    pub xdp_mode: Option<XdpModeChoice>,
+
+    /// Protect interfaces inside this network namespace (a name from
+    /// `ip netns list`) instead of the host's.
+    #[arg(long, value_name = "NAME", help_heading = "Attachment")]
+    pub netns: Option<String>,
+
+    /// Replace an XDP program that someone else attached to an interface.
+    #[arg(long, help_heading = "Attachment")]
+    #[serde(default)]
+    pub force: bool,
+
+    /// monitor: count what would be dropped, drop nothing; enforce: drop
+    /// [default: monitor].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Limits")]
+    pub mode: Option<Enforcement>,
+
+    /// How the per-source and per-prefix limits follow conntrack pressure:
+    /// pressure, ten times the configured ones while the table is calm and
+    /// as configured from the controller's elevated level on (a busy NAT
+    /// passes, a flooding source does not); always, as configured at every
+    /// level [default: pressure]. Without the controller (no conntrack,
+    /// --dry-run) they are as configured.
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "Limits")]
+    pub source_limits: Option<SourceLimits>,
+
+    /// New TCP connections (SYN) per second from one source; 0 = no limit
+    /// [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub syn_rate: Option<u64>,
+    /// SYNs a source may send at once before the rate applies [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub syn_burst: Option<u32>,
+    /// New UDP flows per second from one source; 0 = no limit [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub udp_rate: Option<u64>,
+    /// Burst of new UDP flows from one source [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub udp_burst: Option<u32>,
+    /// ICMP/ICMPv6 echo requests per second from one source; 0 = no limit
+    /// [default: 5].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub icmp_rate: Option<u64>,
+    /// Burst of echo requests from one source [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub icmp_burst: Option<u32>,
+
+    /// SYNs per second from one prefix (see --prefix-v4/v6); 0 = no limit
+    /// [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_syn_rate: Option<u64>,
+    /// Burst of SYNs from one prefix [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_syn_burst: Option<u32>,
+    /// New UDP flows per second from one prefix; 0 = no limit [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_udp_rate: Option<u64>,
+    /// Burst of new UDP flows from one prefix [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_udp_burst: Option<u32>,
+    /// Echo requests per second from one prefix; 0 = no limit [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_icmp_rate: Option<u64>,
+    /// Burst of echo requests from one prefix [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_icmp_burst: Option<u32>,
+
+    /// New flows per second from all sources together; 0 = no limit
+    /// [default: 0].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub global_rate: Option<u64>,
+    /// Burst of the global new-flow budget [default: 0; must be at least 1
+    /// when global-rate is set].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub global_burst: Option<u32>,
+
+    /// Prefix length that makes one IPv4 source [default: 32].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub source_prefix_v4: Option<u8>,
+    /// Prefix length that makes one IPv6 source [default: 64].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub source_prefix_v6: Option<u8>,
+    /// Prefix length of the IPv4 prefix tier [default: 24].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub prefix_v4: Option<u8>,
+    /// Prefix length of the IPv6 prefix tier [default: 48].
+    #[arg(long, value_name = "LEN", help_heading = "Grouping")]
+    pub prefix_v6: Option<u8>,
+    /// Seconds without a packet after which a UDP 5-tuple counts as a new
+    /// flow again [default: 30].
+    #[arg(long, value_name = "SECS", help_heading = "Grouping")]
+    pub udp_flow_idle: Option<u64>,
+
+    /// Always pass new flows from this CIDR (or address); no limit applies.
+    /// Repeatable. The longest matching allow/deny prefix wins.
+    #[arg(long, value_name = "CIDR", help_heading = "Lists")]
+    pub allow: Option<Vec<String>>,
+    /// Always drop packets from this CIDR (or address). Repeatable.
+    #[arg(long, value_name = "CIDR", help_heading = "Lists")]
+    pub deny: Option<Vec<String>>,
+
+    /// Over-limit drops within --ban-window that ban a source; 0 = never ban
+    /// [default: 500].
+    #[arg(long, value_name = "N", help_heading = "Bans")]
+    pub ban_threshold: Option<u32>,
+    /// Seconds over which over-limit drops are counted [default: 10].
+    #[arg(long, value_name = "SECS", help_heading = "Bans")]
+    pub ban_window: Option<u64>,
+    /// Seconds a ban lasts; it expires by itself [default: 60].
+    #[arg(long, value_name = "SECS", help_heading = "Bans")]
+    pub ban_duration: Option<u64>,
+
+    /// Sources tracked at once (LRU: the least recently seen is forgotten)
+    /// [default: 131072].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_sources: Option<u32>,
+    /// Prefixes tracked at once [default: 32768].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_prefixes: Option<u32>,
+    /// UDP flows tracked at once [default: 131072].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub max_udp_flows: Option<u32>,
+    /// Events ("source limited", "source banned") per second, all sources
+    /// together; 0 = no limit [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub event_rate: Option<u64>,
+    /// Burst of events [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub event_burst: Option<u32>,
+
+    /// Seconds between summary lines; 0 turns them off [default: 5].
+    #[arg(long, value_name = "SECS", help_heading = "Output")]
+    pub summary_interval: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default;
+    /// bind to loopback, e.g. 127.0.0.1:9369, unless others should scrape).
+    #[arg(long, value_name = "ADDR", help_heading = "Output")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Keep the conntrack table below this fill, in percent [default: 80].
+    #[arg(long, value_name = "PCT", help_heading = "Conntrack")]
+    pub conntrack_target: Option<u8>,
+    /// Memory the conntrack table may use, in MiB: the controller never
+    /// raises nf_conntrack_max past what it pays for [default: the field
+    /// guides' one entry per 32 KiB of RAM, at the real entry size].
+    #[arg(long, value_name = "MIB", help_heading = "Conntrack")]
+    pub conntrack_memory: Option<u64>,
+    /// Hash buckets at start-up, for the highest nf_conntrack_max the memory
+    /// allows [default: quarter].
+    #[arg(long, value_enum, value_name = "HOW", help_heading = "Conntrack")]
+    pub conntrack_buckets: Option<BucketPolicy>,
+    /// Seconds of calm before the controller steps down a level [default: 30].
+    #[arg(long, value_name = "SECS", help_heading = "Conntrack")]
+    pub calm: Option<u64>,
+    /// Log every decision of the controller but change nothing: no sysctl,
+    /// no hash size, no XDP limit.
+    #[arg(long, help_heading = "Conntrack")]
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A stateless port conntrack should skip while guard runs (NOTRACK in
+    /// the raw table, both directions, TCP and UDP); repeatable.
+    #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
+    pub notrack_port: Option<Vec<u16>>,
+
+    /// Answer SYNs to listening ports from XDP with SYN cookies: always,
+    /// auto (per port, for the ports under a random-source SYN flood),
+    /// never [default: auto]. The kernel's SYNPROXY (nftables rules guard
+    /// installs) completes the handshakes; needs enforce mode.
+    #[arg(long, value_enum, value_name = "WHEN", help_heading = "SYN cookies")]
+    pub syn_cookies: Option<SynCookies>,
+    /// Only this TCP port may get SYN cookies; repeatable. Without it every
+    /// port with a listening socket in the protected namespace may (found
+    /// through sock_diag and kept current); a port without a local listener
+    /// (forwarded, DNAT'ed) never gets cookies.
+    #[arg(long, value_name = "PORT", help_heading = "SYN cookies")]
+    pub cookie_port: Option<Vec<u16>>,
+    /// MSS the SYN-ACK advertises over IPv4 (IPv6: 20 less) [default: 1460].
+    #[arg(long, value_name = "BYTES", help_heading = "SYN cookies")]
+    pub cookie_mss: Option<u16>,
+    /// Window scale the SYN-ACK advertises [default: 7].
+    #[arg(long, value_name = "N", help_heading = "SYN cookies")]
+    pub cookie_wscale: Option<u8>,
+    /// Seconds a source proven real (a completed cookie handshake, or an
+    /// ACK of a connection this host knows) stays verified: its new flows
+    /// skip the global budget [default: 300].
+    #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
+    pub verified_for: Option<u64>,
+}

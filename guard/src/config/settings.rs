@@ -1,0 +1,364 @@
+//! The validated configuration of `guard run`, what the XDP program gets
+//! from it, and which keys a running guard can change.
+
+use std::{fmt, path::Path, time::Duration};
+
+use guard_common::{
+    DataplaneConfig, FlowClass, Limit,
+    bucket::NANOS_PER_SEC,
+    config::{
+        BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
+        MODE_ENFORCE, MODE_MONITOR,
+    },
+};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::{
+    ConfigError,
+    raw::{BucketPolicy, Enforcement, SourceLimits, SynCookies, XdpModeChoice},
+    resolve::{Origin, invalid},
+};
+
+/// The conntrack controller's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConntrackSettings {
+    /// Keep the table's fill below this, in percent.
+    pub target: f64,
+    /// Memory the table may use; None: the field guides' default.
+    pub memory_mib: Option<u64>,
+    pub buckets: BucketPolicy,
+    pub calm: Duration,
+    /// Decide and log, change nothing.
+    pub dry_run: bool,
+    /// Ports conntrack skips while guard runs.
+    pub notrack_ports: Vec<u16>,
+}
+
+/// SYN cookies: what XDP answers and what the kernel's SYNPROXY completes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CookieSettings {
+    pub mode: SynCookies,
+    /// `--cookie-port`: only these listening ports may get cookies; empty:
+    /// every listening port of the protected namespace.
+    pub ports: Vec<u16>,
+    /// MSS advertised over IPv4; IPv6 gets 20 bytes less.
+    pub mss: u16,
+    pub wscale: u8,
+    /// How long a source proven real stays verified.
+    pub verified: Duration,
+}
+
+/// A rate and burst; `rate == 0` is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Rate {
+    pub rate: u64,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// No limit.
+    pub const OFF: Self = Self { rate: 0, burst: 0 };
+
+    #[must_use]
+    pub const fn limit(self) -> Limit {
+        Limit::new(self.rate, self.burst)
+    }
+
+    /// A global budget split into one bucket per class, each its
+    /// [`BUDGET_SHARE_PERCENT`] of the rate and burst (at least 1 of each).
+    #[must_use]
+    pub fn per_class(self) -> [Limit; FLOW_CLASSES] {
+        if self.rate == 0 {
+            return [Limit::UNLIMITED; FLOW_CLASSES];
+        }
+        BUDGET_SHARE_PERCENT.map(|pct| {
+            let share = |n: u64| (n * u64::from(pct) / 100).max(1);
+            Limit::new(
+                share(self.rate),
+                u32::try_from(share(u64::from(self.burst))).unwrap_or(u32::MAX),
+            )
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rate == 0 {
+            f.write_str("no limit")
+        } else {
+            write!(f, "{}/s burst {}", self.rate, self.burst)
+        }
+    }
+}
+
+/// Validated, defaulted configuration of `guard run`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub ifaces: Vec<String>,
+    pub xdp_mode: XdpModeChoice,
+    pub netns: Option<String>,
+    pub force: bool,
+    pub mode: Enforcement,
+    pub source_limits: SourceLimits,
+    /// Per source and per prefix, by [`FlowClass`].
+    pub source: [Rate; FLOW_CLASSES],
+    pub prefix: [Rate; FLOW_CLASSES],
+    pub global: Rate,
+    pub events: Rate,
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    pub udp_flow_idle: Duration,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub ban_threshold: u32,
+    pub ban_window: Duration,
+    pub ban_duration: Duration,
+    pub max_sources: u32,
+    pub max_prefixes: u32,
+    pub max_udp_flows: u32,
+    pub summary_interval: Duration,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub conntrack: ConntrackSettings,
+    pub cookies: CookieSettings,
+}
+
+impl Settings {
+    /// A reload: the new settings with every restart key kept at its
+    /// running value, and those keys that differ, old and new, for the
+    /// warning.
+    #[must_use]
+    pub fn reload(&self, new: Self) -> Reload {
+        let mut applied = new;
+        let mut kept = Vec::new();
+        for key in RESTART_KEYS {
+            let (old, new) = ((key.show)(self), (key.show)(&applied));
+            if old != new {
+                kept.push(format!("{} ({old} -> {new})", key.name));
+                (key.keep)(&mut applied, self);
+            }
+        }
+        Reload { applied, kept }
+    }
+
+    /// Adds entries kept from live list changes (`guard allow|deny add`),
+    /// which `source` names in errors. The config's own entries win a
+    /// conflict only by being refused: the same range cannot be both.
+    pub fn merge_lists(
+        &mut self,
+        allow: Vec<IpNet>,
+        deny: Vec<IpNet>,
+        source: &Path,
+    ) -> Result<(), ConfigError> {
+        for net in allow {
+            if !self.allow.contains(&net) {
+                self.allow.push(net);
+            }
+        }
+        for net in deny {
+            if !self.deny.contains(&net) {
+                self.deny.push(net);
+            }
+        }
+        if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
+            return Err(invalid(
+                "allow/deny",
+                both,
+                &Origin::File(source.to_path_buf()),
+                "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration the XDP program reads.
+    #[must_use]
+    pub fn dataplane(&self) -> DataplaneConfig {
+        DataplaneConfig {
+            mode: match self.mode {
+                Enforcement::Monitor => MODE_MONITOR,
+                Enforcement::Enforce => MODE_ENFORCE,
+            },
+            lists: list_bits(&self.allow, &self.deny),
+            source_prefix_v4: self.source_prefix_v4,
+            source_prefix_v6: self.source_prefix_v6,
+            prefix_v4: self.prefix_v4,
+            prefix_v6: self.prefix_v6,
+            ban_threshold: self.ban_threshold,
+            source: self.source.map(Rate::limit),
+            prefix: self.prefix.map(Rate::limit),
+            global: self.global.per_class(),
+            events: self.events.limit(),
+            udp_flow_idle_ns: nanos(self.udp_flow_idle),
+            ban_window_ns: nanos(self.ban_window),
+            ban_duration_ns: nanos(self.ban_duration),
+            verified_ns: nanos(self.cookies.verified),
+            cookie_mss4: self.cookies.mss,
+            cookie_mss6: self.cookies.mss - 20,
+            cookie_wscale: self.cookies.wscale,
+            cookie_ttl: 64,
+            // Ports are armed by the controller (the port table), together
+            // with the SYNPROXY rules that complete the handshakes.
+            cookies: 0,
+            verify: 0,
+        }
+    }
+
+    /// One line saying what guard will do, for the start-up log.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let per = |rates: &[Rate; FLOW_CLASSES]| {
+            FlowClass::ALL
+                .iter()
+                .map(|c| format!("{} {}", c.name(), rates[c.index()]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let bans = if self.ban_threshold == 0 {
+            "off".to_owned()
+        } else {
+            format!(
+                "{} drops in {}s -> {}s",
+                self.ban_threshold,
+                self.ban_window.as_secs(),
+                self.ban_duration.as_secs()
+            )
+        };
+        format!(
+            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; allow {} deny {}",
+            self.mode,
+            self.source_prefix_v4,
+            self.source_prefix_v6,
+            per(&self.source),
+            self.prefix_v4,
+            self.prefix_v6,
+            per(&self.prefix),
+            match self.source_limits {
+                SourceLimits::Pressure => "x10 while conntrack is calm",
+                SourceLimits::Always => "always",
+            },
+            if self.global.rate == 0 {
+                "budgeted by the conntrack controller".to_owned()
+            } else {
+                format!(
+                    "{}, or less if the conntrack controller says so",
+                    self.global
+                )
+            },
+            bans,
+            self.allow.len(),
+            self.deny.len()
+        )
+    }
+}
+
+/// A key a running guard cannot change (the interfaces, the maps' sizes,
+/// what the controller set up at start): how to show its value, and how to
+/// keep the running one when a reload brings another. The one list of them.
+struct RestartKey {
+    name: &'static str,
+    show: fn(&Settings) -> String,
+    keep: fn(&mut Settings, &Settings),
+}
+
+const RESTART_KEYS: &[RestartKey] = &[
+    RestartKey {
+        name: "iface",
+        show: |s| s.ifaces.join(","),
+        keep: |new, old| new.ifaces.clone_from(&old.ifaces),
+    },
+    RestartKey {
+        name: "xdp-mode",
+        show: |s| s.xdp_mode.to_string(),
+        keep: |new, old| new.xdp_mode = old.xdp_mode,
+    },
+    RestartKey {
+        name: "netns",
+        show: |s| format!("{:?}", s.netns),
+        keep: |new, old| new.netns.clone_from(&old.netns),
+    },
+    RestartKey {
+        name: "max-sources",
+        show: |s| s.max_sources.to_string(),
+        keep: |new, old| new.max_sources = old.max_sources,
+    },
+    RestartKey {
+        name: "max-prefixes",
+        show: |s| s.max_prefixes.to_string(),
+        keep: |new, old| new.max_prefixes = old.max_prefixes,
+    },
+    RestartKey {
+        name: "max-udp-flows",
+        show: |s| s.max_udp_flows.to_string(),
+        keep: |new, old| new.max_udp_flows = old.max_udp_flows,
+    },
+    RestartKey {
+        name: "conntrack-memory",
+        show: |s| format!("{:?}", s.conntrack.memory_mib),
+        keep: |new, old| new.conntrack.memory_mib = old.conntrack.memory_mib,
+    },
+    RestartKey {
+        name: "conntrack-buckets",
+        show: |s| format!("{:?}", s.conntrack.buckets),
+        keep: |new, old| new.conntrack.buckets = old.conntrack.buckets,
+    },
+    RestartKey {
+        name: "notrack-port",
+        show: |s| format!("{:?}", s.conntrack.notrack_ports),
+        keep: |new, old| {
+            new.conntrack
+                .notrack_ports
+                .clone_from(&old.conntrack.notrack_ports);
+        },
+    },
+    RestartKey {
+        name: "dry-run",
+        show: |s| s.conntrack.dry_run.to_string(),
+        keep: |new, old| new.conntrack.dry_run = old.conntrack.dry_run,
+    },
+    RestartKey {
+        name: "metrics",
+        show: |s| format!("{:?}", s.metrics),
+        keep: |new, old| new.metrics = old.metrics,
+    },
+    // The SYNPROXY rules and the controller's switching follow these.
+    RestartKey {
+        name: "syn-cookies/cookie-port/cookie-mss/cookie-wscale/verified-for",
+        show: |s| format!("{:?}", s.cookies),
+        keep: |new, old| new.cookies.clone_from(&old.cookies),
+    },
+];
+
+/// What a reload applies, and the restart keys it left as they were.
+#[derive(Debug)]
+pub struct Reload {
+    pub applied: Settings,
+    /// `key (old -> new)`, for each restart key the new file changes.
+    pub kept: Vec<String>,
+}
+
+/// The configuration's list bits: which tries hold entries and which hold
+/// a deny entry, so that the program looks up only what can match.
+#[must_use]
+pub fn list_bits(allow: &[IpNet], deny: &[IpNet]) -> u32 {
+    let mut bits = 0;
+    for (net, denied) in allow
+        .iter()
+        .map(|n| (n, false))
+        .chain(deny.iter().map(|n| (n, true)))
+    {
+        bits |= match (net, denied) {
+            (IpNet::V4(_), false) => HAS_LISTS_V4,
+            (IpNet::V4(_), true) => HAS_LISTS_V4 | DENY_V4,
+            (IpNet::V6(_), false) => HAS_LISTS_V6,
+            (IpNet::V6(_), true) => HAS_LISTS_V6 | DENY_V6,
+        };
+    }
+    bits
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(NANOS_PER_SEC)
+}

@@ -1,0 +1,327 @@
+//! The configuration layer as `guard run` sees it: flags over a file over
+//! the defaults.
+
+use clap::{CommandFactory as _, Parser as _};
+
+use super::*;
+use std::path::Path;
+
+use guard_common::{
+    FlowClass, Limit,
+    bucket::NANOS_PER_SEC,
+    config::{DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_MONITOR},
+    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
+};
+use ipnet::IpNet;
+
+/// The keys as `guard run` parses them (the CLI flattens the same struct).
+#[derive(Debug, clap::Parser)]
+#[command(name = "guard-run")]
+struct Run {
+    #[command(flatten)]
+    raw: RawConfig,
+}
+
+fn flags(extra: &[&str]) -> RawConfig {
+    let mut argv = vec!["guard-run"];
+    argv.extend_from_slice(extra);
+    Run::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .raw
+}
+
+fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+    Settings::resolve(&flags(args), None)
+}
+
+fn resolve_toml(toml: &str, args: &[&str]) -> Result<Settings, ConfigError> {
+    let file: RawConfig = toml::from_str(toml).unwrap_or_else(|e| panic!("{e}"));
+    Settings::resolve(&flags(args), Some((&file, Path::new("/etc/guard.toml"))))
+}
+
+fn error(args: &[&str]) -> String {
+    resolve(args).unwrap_err().to_string()
+}
+
+#[test]
+fn cookies_protect_every_listener_unless_narrowed() {
+    let s = resolve(&["-i", "eth0", "--syn-cookies", "always"]).unwrap();
+    assert!(s.cookies.ports.is_empty(), "always needs no port list");
+    let s = resolve(&["-i", "eth0", "--cookie-port", "443", "--cookie-port", "80"]).unwrap();
+    assert_eq!(s.cookies.ports, vec![80, 443]);
+    let mut args = vec!["-i", "eth0"];
+    let ports: Vec<String> = (1..=300).map(|p: u16| p.to_string()).collect();
+    for p in &ports {
+        args.extend(["--cookie-port", p.as_str()]);
+    }
+    let err = error(&args);
+    assert!(
+        err.contains("cookie-port") && err.contains("300 ports"),
+        "{err}"
+    );
+    assert!(error(&["-i", "eth0", "--cookie-port", "0"]).contains("port 0"));
+}
+
+#[test]
+fn the_global_budget_is_split_among_the_classes() {
+    let per = Rate {
+        rate: 1000,
+        burst: 200,
+    }
+    .per_class();
+    assert_eq!(per[FlowClass::Syn.index()], Limit::new(500, 100));
+    assert_eq!(per[FlowClass::Udp.index()], Limit::new(400, 80));
+    assert_eq!(per[FlowClass::Icmp.index()], Limit::new(100, 20));
+    // Never a zero rate (which would mean "no limit") from a small budget.
+    let tiny = Rate { rate: 1, burst: 1 }.per_class();
+    assert!(tiny.iter().all(|l| *l == Limit::new(1, 1)));
+    assert!(Rate::OFF.per_class().iter().all(Limit::is_unlimited));
+}
+
+#[test]
+fn defaults_are_monitor_mode_with_the_documented_limits() {
+    let s = resolve(&["-i", "eth0"]).unwrap();
+    assert_eq!(s.mode, Enforcement::Monitor);
+    assert_eq!(
+        s.source[FlowClass::Syn.index()],
+        Rate {
+            rate: 50,
+            burst: 100
+        }
+    );
+    assert_eq!(
+        s.prefix[FlowClass::Icmp.index()],
+        Rate {
+            rate: 50,
+            burst: 100
+        }
+    );
+    assert_eq!(s.global.rate, 0);
+    let dp = s.dataplane();
+    assert_eq!(dp.mode, MODE_MONITOR);
+    assert_eq!(dp.source[0], Limit::new(50, 100));
+    assert!(!dp.budget_binds());
+    assert_eq!(dp.lists, 0);
+    assert_eq!(
+        (
+            dp.source_prefix_v4,
+            dp.source_prefix_v6,
+            dp.prefix_v4,
+            dp.prefix_v6
+        ),
+        (32, 64, 24, 48)
+    );
+    assert_eq!(dp.udp_flow_idle_ns, 30 * NANOS_PER_SEC);
+}
+
+#[test]
+fn help_states_every_default() {
+    let help = Run::command().render_long_help().to_string();
+    let mut expected: Vec<String> = Vec::new();
+    for (rate, burst) in defaults::SOURCE.iter().chain(&defaults::PREFIX) {
+        expected.push(format!("[default: {rate}]"));
+        expected.push(format!("[default: {burst}]"));
+    }
+    for n in [
+        u64::from(defaults::SOURCE_PREFIX_V4),
+        u64::from(defaults::SOURCE_PREFIX_V6),
+        u64::from(defaults::PREFIX_V4),
+        u64::from(defaults::PREFIX_V6),
+        defaults::UDP_FLOW_IDLE_SECS,
+        u64::from(defaults::BAN_THRESHOLD),
+        defaults::BAN_WINDOW_SECS,
+        defaults::BAN_DURATION_SECS,
+        defaults::SUMMARY_INTERVAL_SECS,
+        u64::from(DEFAULT_MAX_SOURCES),
+        u64::from(DEFAULT_MAX_PREFIXES),
+        u64::from(DEFAULT_MAX_UDP_FLOWS),
+        defaults::EVENTS.0,
+    ] {
+        expected.push(format!("[default: {n}]"));
+    }
+    for e in expected {
+        assert!(help.contains(&e), "help lacks {e}:\n{help}");
+    }
+}
+
+#[test]
+fn flags_override_the_file_and_lists_replace() {
+    let toml = r#"
+        iface = ["eth0", "eth1"]
+        mode = "enforce"
+        syn-rate = 10
+        syn-burst = 20
+        allow = ["198.18.0.0/24"]
+        deny = ["2001:db8:bad::/48"]
+    "#;
+    let s = resolve_toml(toml, &["--syn-rate", "30", "--allow", "198.19.0.1"]).unwrap();
+    assert_eq!(s.ifaces, ["eth0", "eth1"]);
+    assert_eq!(s.mode, Enforcement::Enforce);
+    assert_eq!(
+        s.source[0],
+        Rate {
+            rate: 30,
+            burst: 20
+        }
+    );
+    assert_eq!(s.allow, ["198.19.0.1/32".parse::<IpNet>().unwrap()]);
+    let dp = s.dataplane();
+    assert_eq!(dp.lists, HAS_LISTS_V4 | HAS_LISTS_V6 | DENY_V6);
+}
+
+#[test]
+fn rate_zero_with_burst_zero_is_refused_with_both_keys() {
+    let msg = error(&["-i", "eth0", "--syn-rate", "0", "--syn-burst", "0"]);
+    assert_eq!(
+        msg,
+        "`syn-rate = 0, syn-burst = 0` (from --syn-burst): a rate of 0 means no limit but a burst \
+         of 0 admits nothing; to not limit, set syn-rate = 0 alone; to drop a source, use deny"
+    );
+    // Rate 0 alone turns the limit off.
+    let s = resolve(&["-i", "eth0", "--syn-rate", "0"]).unwrap();
+    assert!(s.dataplane().source[0].is_unlimited());
+}
+
+#[test]
+fn burst_zero_is_refused() {
+    assert_eq!(
+        error(&["-i", "eth0", "--prefix-udp-burst", "0"]),
+        "`prefix-udp-burst = 0` (from --prefix-udp-burst): a burst of 0 admits nothing; it must \
+         be between 1 and 4294967295"
+    );
+    assert!(
+        error(&["-i", "eth0", "--global-rate", "1000"])
+            .starts_with("`global-burst = 0` (the default)")
+    );
+}
+
+#[test]
+fn rate_above_one_per_nanosecond_is_refused() {
+    assert!(
+        error(&["-i", "x", "--udp-rate", "1000000001"])
+            .starts_with("`udp-rate = 1000000001` (from --udp-rate): more than")
+    );
+}
+
+#[test]
+fn prefix_lengths_are_range_checked() {
+    assert_eq!(
+        error(&["-i", "x", "--source-prefix-v6", "129"]),
+        "`source-prefix-v6 = 129` (from --source-prefix-v6): a prefix length must be between 1 and 128"
+    );
+    assert_eq!(
+        error(&["-i", "x", "--prefix-v4", "0"]),
+        "`prefix-v4 = 0` (from --prefix-v4): a prefix length must be between 1 and 32"
+    );
+    assert_eq!(
+        error(&["-i", "x", "--source-prefix-v4", "16"]),
+        "`source-prefix-v4 = 16` (from --source-prefix-v4): shorter than prefix-v4 = 24: a source \
+         must be at least as specific as its prefix"
+    );
+}
+
+#[test]
+fn malformed_cidrs_are_refused_with_the_reason() {
+    let cases = [
+        (
+            "198.18.0.0/33",
+            "prefix length `33` is not between 0 and 32",
+        ),
+        (
+            "2001:db8::/129",
+            "prefix length `129` is not between 0 and 128",
+        ),
+        (
+            "198.18.0.300",
+            "`198.18.0.300` is not an IPv4 or IPv6 address",
+        ),
+        (
+            "198.18.0.1/24",
+            "host bits are set after /24: did you mean 198.18.0.0/24?",
+        ),
+        ("bogus/8", "`bogus` is not an IPv4 or IPv6 address"),
+    ];
+    for (cidr, reason) in cases {
+        assert_eq!(
+            error(&["-i", "x", "--deny", cidr]),
+            format!("`deny = {cidr}` (from --deny): {reason}")
+        );
+    }
+}
+
+#[test]
+fn the_same_range_in_allow_and_deny_is_refused() {
+    let msg = error(&[
+        "-i",
+        "x",
+        "--allow",
+        "198.18.0.0/24",
+        "--deny",
+        "198.18.0.0/24",
+    ]);
+    assert!(msg.contains("also in allow"), "{msg}");
+}
+
+#[test]
+fn an_interface_twice_or_none_is_refused() {
+    assert_eq!(
+        error(&["-i", "eth0", "-i", "eth1", "-i", "eth0"]),
+        "`iface = eth0` (from --iface): listed twice: list each interface once"
+    );
+    assert!(matches!(resolve(&[]), Err(ConfigError::NoInterface)));
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused_with_the_key() {
+    let err = toml::from_str::<RawConfig>("iface = [\"eth0\"]\nsyn-rat = 5\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("unknown field `syn-rat`") && msg.contains("line 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_file_value_of_the_wrong_type_names_the_key() {
+    let err = toml::from_str::<RawConfig>("syn-burst = -1\n").unwrap_err();
+    assert!(err.to_string().contains("syn-burst"), "{err}");
+}
+
+#[test]
+fn errors_from_the_file_name_the_file() {
+    let err = resolve_toml("iface = [\"eth0\"]\nban-window = 0\n", &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`ban-window = 0` (from /etc/guard.toml): must be between 1 and 86400 seconds"
+    );
+}
+
+#[test]
+fn source_limits_default_to_pressure_and_take_a_flag_or_a_key() {
+    assert_eq!(
+        resolve(&["-i", "eth0"]).unwrap().source_limits,
+        SourceLimits::Pressure
+    );
+    let s = resolve_toml("iface = [\"eth0\"]\nsource-limits = \"always\"\n", &[]).unwrap();
+    assert_eq!(s.source_limits, SourceLimits::Always);
+    let s = resolve_toml(
+        "iface = [\"eth0\"]\nsource-limits = \"always\"\n",
+        &["--source-limits", "pressure"],
+    )
+    .unwrap();
+    assert_eq!(s.source_limits, SourceLimits::Pressure, "the flag wins");
+    assert!(s.describe().contains("applied x10 while conntrack is calm"));
+}
+
+#[test]
+fn the_example_config_parses_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guard.example.toml");
+    let raw = read_file(&path).unwrap();
+    let s = Settings::resolve(&RawConfig::default(), Some((&raw, &path))).unwrap();
+    assert_eq!(
+        s.mode,
+        Enforcement::Monitor,
+        "a fresh install must not drop"
+    );
+    assert_eq!(s.ifaces, ["eth0"]);
+}

@@ -1,0 +1,637 @@
+//! The conntrack controller: each tick reads the table and the XDP
+//! counters, asks the policy what to do, does it (or, in a dry run, only
+//! says so), and logs one line per decision. Its changes are recorded before
+//! the first one and undone on exit.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use guard_common::{PortCounts, SourceKey};
+
+use crate::{
+    config::{BucketPolicy, Enforcement, Rate, Settings, SourceLimits, SynCookies},
+    error::usage,
+    host::{
+        clock::unix_now,
+        conntrack::{
+            ctnetlink,
+            knobs::{KnobError, Knobs},
+        },
+        files::HostFiles,
+        listeners, notrack,
+        restore::{self, Record},
+        status_file, synproxy,
+    },
+    model::{
+        conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
+        nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
+        policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
+        ports::PortTable,
+        sizing::{self, Budget, MIB},
+        status::{self, LoggedDecision, Status},
+    },
+};
+
+/// What `--syn-cookies` comes to on this run. Cookies need a lone ACK to
+/// be invalid to conntrack (so that SYNPROXY sees it): when they may come
+/// on, `nf_conntrack_tcp_loose` is recorded to go back when they are off.
+fn arm_cookies(knobs: &Knobs<'_>, settings: &Settings, record: &mut Record) -> SynCookies {
+    let cookies = cookie_policy(settings);
+    if cookies == SynCookies::Never {
+        return cookies;
+    }
+    if record.local.contains_key(TCP_LOOSE) {
+        // Recorded before (at start, or by an earlier reload): the live
+        // value may be guard's own 0.
+        return cookies;
+    }
+    match knobs.local(TCP_LOOSE) {
+        Ok(v) => {
+            record.local.insert(TCP_LOOSE.to_owned(), v);
+            cookies
+        }
+        Err(e) => {
+            tracing::warn!("{e}: SYN cookies stay off");
+            SynCookies::Never
+        }
+    }
+}
+
+/// What `--syn-cookies` asks for on this run.
+fn cookie_policy(settings: &Settings) -> SynCookies {
+    let c = &settings.cookies;
+    if c.mode == SynCookies::Never {
+        return SynCookies::Never;
+    }
+    if settings.mode != Enforcement::Enforce {
+        tracing::info!("SYN cookies stay off in monitor mode: answering SYNs is not counting them");
+        return SynCookies::Never;
+    }
+    c.mode
+}
+
+/// What the run loop must do after a tick.
+pub struct Tick {
+    pub next: std::time::Duration,
+    /// New XDP limits to write into every attachment (global already
+    /// divided among them).
+    pub limits: Option<XdpLimits>,
+}
+
+/// The listening ports as the controller keeps them.
+struct Ports {
+    /// `--cookie-port`: only these listening ports may get cookies (empty:
+    /// all of them).
+    narrow: Vec<u16>,
+    /// Listening ports, their slots and which are armed.
+    table: PortTable,
+    /// The port table last handed out.
+    written: BTreeMap<u16, u32>,
+    /// Ports armed after the last tick, and the ports the SYNPROXY rules
+    /// cover: the armed ones and, for one tick more, those just disarmed.
+    armed: BTreeSet<u16>,
+    rules: BTreeSet<u16>,
+    /// Whether some attachment can send SYN cookies (see
+    /// [`Controller::no_xdp_cookies`]).
+    xdp_cookies: bool,
+}
+
+impl Ports {
+    fn new(narrow: Vec<u16>) -> Self {
+        Self {
+            narrow,
+            table: PortTable::default(),
+            written: BTreeMap::new(),
+            armed: BTreeSet::new(),
+            rules: BTreeSet::new(),
+            xdp_cookies: true,
+        }
+    }
+}
+
+pub struct Controller<'a> {
+    knobs: Knobs<'a>,
+    cfg: PolicyConfig,
+    state: State,
+    record: Record,
+    runtime_dir: PathBuf,
+    dry_run: bool,
+    interfaces: u64,
+    started: Instant,
+    /// Knobs already reported read-only: said once, then skipped.
+    read_only: BTreeSet<String>,
+    /// The last decisions, for the published status.
+    recent: VecDeque<LoggedDecision>,
+    ports: Ports,
+    /// Problems already reported once (listeners that cannot be read,
+    /// ports past the slots).
+    reported: BTreeSet<String>,
+    synproxy: SynproxyOptions,
+}
+
+impl<'a> Controller<'a> {
+    /// Reads the table, checks the memory budget, records every original
+    /// value and sizes the hash buckets (start-up is the only time a resize
+    /// is cheap). Nothing is changed in a dry run.
+    pub fn start(
+        knobs: Knobs<'a>,
+        settings: &Settings,
+        interfaces: usize,
+        runtime_dir: PathBuf,
+    ) -> Result<Self> {
+        let table = knobs.table().context("reading the conntrack table")?;
+        let host = HostFiles::live();
+        let entry_bytes = sizing::entry_bytes(host.conntrack_entry_bytes());
+        let ram = host
+            .ram_bytes()
+            .map_err(|e| anyhow!(e))
+            .context("reading MemTotal")?;
+        let ct = &settings.conntrack;
+        let budget = Budget::new(ct.memory_mib, ram, entry_bytes, table.buckets);
+        if budget.ceiling < table.max {
+            let needed = sizing::table_bytes(table.max, table.buckets, entry_bytes).div_ceil(MIB);
+            return Err(usage(anyhow!(
+                "`conntrack-memory = {}` allows {} entries of {entry_bytes} bytes, fewer than the table's \
+                 nf_conntrack_max {}: give at least {needed} MiB, or leave it unset for the field guides' \
+                 {} MiB",
+                budget.mib(),
+                budget.ceiling,
+                table.max,
+                Budget::new(None, ram, entry_bytes, table.buckets).mib()
+            )));
+        }
+        let mut record = Record {
+            pid: std::process::id(),
+            netns: knobs.scope().name().map(str::to_owned),
+            global: [
+                (MAX.to_owned(), table.max),
+                (BUCKETS.to_owned(), table.buckets),
+            ]
+            .into(),
+            local: Timeout::ALL
+                .iter()
+                .map(|t| (timeout_key(*t), u64::from(table.timeouts.get(*t))))
+                .collect(),
+            notrack: !ct.notrack_ports.is_empty(),
+            synproxy: false,
+        };
+        let cookies = arm_cookies(&knobs, settings, &mut record);
+        let cfg = PolicyConfig {
+            target: ct.target,
+            ceiling: budget.ceiling,
+            original_max: table.max,
+            original_timeouts: table.timeouts,
+            calm: ct.calm,
+            source: settings.source,
+            prefix: settings.prefix,
+            limits_always: settings.source_limits == SourceLimits::Always,
+            global: settings.global,
+            cookies,
+        };
+        tracing::info!(
+            "conntrack{}: {table}; ceiling {} entries ({} MiB at {entry_bytes} bytes an entry); keeping fill below {:.0}%{}",
+            knobs.scope().suffix(),
+            budget.ceiling,
+            budget.mib(),
+            ct.target,
+            if ct.dry_run {
+                "; dry run: nothing will be changed"
+            } else {
+                ""
+            }
+        );
+        let mut controller = Self {
+            state: State::initial(&cfg),
+            knobs,
+            cfg,
+            record,
+            runtime_dir,
+            dry_run: ct.dry_run,
+            interfaces: u64::try_from(interfaces.max(1)).unwrap_or(1),
+            started: Instant::now(),
+            read_only: BTreeSet::new(),
+            recent: VecDeque::with_capacity(status::RECENT),
+            ports: Ports::new(settings.cookies.ports.clone()),
+            reported: BTreeSet::new(),
+            synproxy: SynproxyOptions {
+                mss: settings.cookies.mss,
+                wscale: settings.cookies.wscale,
+            },
+        };
+        if !controller.dry_run {
+            controller.record.save(&controller.runtime_dir)?;
+        }
+        controller.size_buckets(ct.buckets, table.buckets, budget.ceiling);
+        if !ct.notrack_ports.is_empty() {
+            if controller.dry_run {
+                tracing::info!(
+                    "dry run: would install notrack rules for {:?}",
+                    ct.notrack_ports
+                );
+            } else {
+                notrack::install(controller.knobs.scope(), &ct.notrack_ports, Proto::Both)?;
+                tracing::info!(
+                    "conntrack skips ports {:?}{} (table inet {})",
+                    ct.notrack_ports,
+                    controller.knobs.scope().suffix(),
+                    NOTRACK_TABLE
+                );
+            }
+        }
+        Ok(controller)
+    }
+
+    fn size_buckets(&mut self, policy: BucketPolicy, current: u64, ceiling: u64) {
+        let wanted = match policy {
+            BucketPolicy::Keep => return,
+            BucketPolicy::Quarter => sizing::quarter(ceiling),
+            BucketPolicy::Equal => ceiling,
+        };
+        if current >= wanted {
+            return;
+        }
+        let verb = if self.dry_run { "would size" } else { "sizing" };
+        tracing::info!(
+            "{verb} nf_conntrack_buckets {current} -> {wanted} at start-up (a resize rehashes the whole table under locks: never under pressure)"
+        );
+        if !self.dry_run {
+            self.write(BUCKETS, wanted, false);
+        }
+    }
+
+    /// One tick: read, decide, act, log. `port_counts` are the port
+    /// table's counters, by port, summed over the attachments;
+    /// `write_ports` puts a new port table (port -> `GUARD_PORTS` entry)
+    /// into every attachment, so that what is logged as armed is armed.
+    pub fn tick(
+        &mut self,
+        xdp: XdpCounts,
+        port_counts: &BTreeMap<u16, PortCounts>,
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
+    ) -> Result<Tick> {
+        let table = self.knobs.table().context("reading the conntrack table")?;
+        self.refresh_listeners();
+        let obs = Observation {
+            at: self.started.elapsed(),
+            count: table.count,
+            max: table.max,
+            stats: table.stats,
+            // A SYN answered with a cookie makes no entry: not a new flow
+            // the table has to hold.
+            xdp: XdpCounts {
+                new_flows: xdp.new_flows.saturating_sub(xdp.cookies_sent),
+                ..xdp
+            },
+        };
+        let decision = policy::decide(&self.cfg, &self.state, &obs);
+        let level_changed = decision.level != self.state.level;
+        if level_changed || !decision.actions.is_empty() {
+            let mut line = decision.describe(table.max);
+            if self.dry_run {
+                line.insert_str(0, "dry run: ");
+            }
+            self.log_decision(line);
+        }
+        let mut limits = None;
+        for action in &decision.actions {
+            match action {
+                Action::SetMax { to, .. } if !self.dry_run => self.write(MAX, *to, false),
+                Action::SetTimeouts { from, to } if !self.dry_run => {
+                    for t in Timeout::ALL {
+                        if from.get(t) != to.get(t) {
+                            self.write(&timeout_key(t), u64::from(to.get(t)), true);
+                        }
+                    }
+                }
+                Action::SetXdpLimits(wanted) if !self.dry_run => {
+                    let share = |n: u64| (n / self.interfaces).max(1);
+                    let global = Rate {
+                        rate: share(wanted.global.rate),
+                        burst: u32::try_from(share(u64::from(wanted.global.burst)))
+                            .unwrap_or(u32::MAX),
+                    };
+                    limits = Some(XdpLimits { global, ..*wanted });
+                }
+                _ => {}
+            }
+        }
+        let flood = decision.next.applied.limits.cookies;
+        self.state = decision.next;
+        self.arm_ports(obs.at, port_counts, flood, write_ports);
+        self.publish(&table);
+        Ok(Tick {
+            next: decision.next_tick,
+            limits,
+        })
+    }
+
+    fn log_decision(&mut self, line: String) {
+        tracing::info!("{line}");
+        if self.recent.len() == status::RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(LoggedDecision {
+            at: unix_now(),
+            line,
+        });
+    }
+
+    /// The listening ports of the protected namespace, narrowed by
+    /// `--cookie-port`, into the port table. A failed reading keeps the
+    /// last one.
+    fn refresh_listeners(&mut self) {
+        let found = self
+            .knobs
+            .scope()
+            .run(listeners::listening_ports)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from));
+        let listening = match found {
+            Ok(ports) => ports,
+            Err(e) => {
+                self.report_once(&format!(
+                    "reading the listening TCP ports (sock_diag): {e:#}"
+                ));
+                return;
+            }
+        };
+        let eligible: BTreeSet<u16> = listening
+            .into_iter()
+            .filter(|p| self.ports.narrow.is_empty() || self.ports.narrow.contains(p))
+            .collect();
+        let left_out = self.ports.table.set_eligible(&eligible);
+        if !left_out.is_empty() {
+            self.report_once(&format!(
+                "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
+                left_out.len(),
+                guard_common::ports::PORT_SLOTS
+            ));
+        }
+    }
+
+    fn report_once(&mut self, problem: &str) {
+        if !self.reported.contains(problem) {
+            tracing::warn!("{problem}");
+            self.reported.insert(problem.to_owned());
+        }
+    }
+
+    /// Arms and disarms ports, with the SYNPROXY rules that complete their
+    /// handshakes installed before a port is armed and removed a tick
+    /// after it is disarmed.
+    fn arm_ports(
+        &mut self,
+        at: std::time::Duration,
+        counts: &BTreeMap<u16, PortCounts>,
+        flood: bool,
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
+    ) {
+        let mode = if self.dry_run {
+            SynCookies::Never
+        } else {
+            self.cfg.cookies
+        };
+        self.ports
+            .table
+            .step(at, counts, mode, flood, self.cfg.calm);
+        let mut armed = self.ports.table.armed();
+        let rules: BTreeSet<u16> = armed.union(&self.ports.armed).copied().collect();
+        if rules != self.ports.rules {
+            if rules.is_empty() {
+                self.cookies_off();
+                self.ports.rules = rules;
+            } else if self.cookies_on(&rules) {
+                self.ports.rules = rules;
+            } else {
+                // Without the rules the handshakes cannot complete: only the
+                // ports they already cover stay armed, and the next tick
+                // tries again.
+                self.ports.table.keep_armed(&self.ports.rules);
+                armed = self.ports.table.armed();
+            }
+        }
+        let entries = self.ports.table.entries();
+        if entries != self.ports.written {
+            write_ports(&entries);
+            self.ports.written = entries;
+        }
+        // Against the last tick's, so that a port whose listener went away
+        // is reported too.
+        let on: Vec<u16> = armed.difference(&self.ports.armed).copied().collect();
+        let off: Vec<u16> = self.ports.armed.difference(&armed).copied().collect();
+        if !on.is_empty() {
+            let why = if mode == SynCookies::Always {
+                "always on".to_owned()
+            } else {
+                format!(
+                    "a random-source SYN flood aimed at {}",
+                    if on.len() == 1 { "it" } else { "them" }
+                )
+            };
+            self.log_decision(format!(
+                "SYN cookies on for port{} {}: {why}",
+                plural(on.len()),
+                list(&on),
+            ));
+        }
+        if !off.is_empty() {
+            self.log_decision(format!(
+                "SYN cookies off for port{} {}",
+                plural(off.len()),
+                list(&off)
+            ));
+        }
+        self.ports.armed = armed;
+    }
+
+    fn publish(&self, table: &Table) {
+        let applied = &self.state.applied;
+        let status = Status {
+            pid: std::process::id(),
+            updated: unix_now(),
+            netns: self.knobs.scope().name().map(str::to_owned),
+            count: table.count,
+            max: table.max,
+            fill: percent(table.count, table.max),
+            target: self.cfg.target,
+            level: self.state.level,
+            dry_run: self.dry_run,
+            global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
+            source: applied.limits.source,
+            cookie_ports: self.ports.armed.iter().copied().collect(),
+            stats: table.stats,
+            recent: self.recent.clone(),
+        };
+        status_file::publish(&self.runtime_dir, &status);
+    }
+
+    /// Writes a knob; a read-only one is reported once and skipped after.
+    fn write(&mut self, key: &str, value: u64, local: bool) {
+        if self.read_only.contains(key) {
+            return;
+        }
+        let result = if local {
+            self.knobs.set_local(key, value)
+        } else {
+            self.knobs.set_global(key, value)
+        };
+        match result {
+            Ok(()) => {}
+            Err(e @ KnobError::ReadOnly { .. }) => {
+                tracing::warn!("{e}: the controller goes on without it");
+                self.read_only.insert(key.to_owned());
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// Installs the SYNPROXY rules for `ports` and makes conntrack strict
+    /// about lone ACKs, before XDP starts answering SYNs; false if it could
+    /// not.
+    fn cookies_on(&mut self, ports: &BTreeSet<u16>) -> bool {
+        if !self.record.synproxy {
+            // Recorded first: a crash from here on is cleaned up by
+            // `guard restore`.
+            self.record.synproxy = true;
+            if let Err(e) = self.record.save(&self.runtime_dir) {
+                tracing::error!("{e}");
+            }
+        }
+        let ports: Vec<u16> = ports.iter().copied().collect();
+        if let Err(e) = synproxy::install(self.knobs.scope(), &ports, self.synproxy) {
+            tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
+            return false;
+        }
+        self.write(TCP_LOOSE, 0, true);
+        tracing::info!(
+            "SYNPROXY completes cookie handshakes to ports {}{} (table inet {})",
+            list(&ports),
+            self.knobs.scope().suffix(),
+            SYNPROXY_TABLE
+        );
+        true
+    }
+
+    /// Removes the SYNPROXY rules and puts `tcp_loose` back, once XDP no
+    /// longer answers SYNs.
+    fn cookies_off(&mut self) {
+        match synproxy::remove(self.knobs.scope()) {
+            Ok(()) => {
+                self.record.synproxy = false;
+                if let Err(e) = self.record.save(&self.runtime_dir) {
+                    tracing::error!("{e}");
+                }
+            }
+            Err(e) => tracing::error!("removing the SYNPROXY rules: {e:#}"),
+        }
+        if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
+            self.write(TCP_LOOSE, loose, true);
+        }
+    }
+
+    /// No attachment can send SYN cookies (each said why when attached):
+    /// no port is armed and no SYNPROXY rule installed for the life of
+    /// this run.
+    pub fn no_xdp_cookies(&mut self) {
+        self.ports.xdp_cookies = false;
+        self.cfg.cookies = SynCookies::Never;
+    }
+
+    /// Takes a reloaded configuration: new target, calm and operator limits.
+    /// The next tick writes the XDP limits again on top of them.
+    pub fn reconfigure(&mut self, settings: &Settings) {
+        self.cfg.target = settings.conntrack.target;
+        self.cfg.calm = settings.conntrack.calm;
+        self.cfg.source = settings.source;
+        self.cfg.prefix = settings.prefix;
+        self.cfg.limits_always = settings.source_limits == SourceLimits::Always;
+        self.cfg.global = settings.global;
+        // The mode may have changed: cookies come on in enforce mode and
+        // go off in monitor mode from the next tick.
+        let had_loose = self.record.local.contains_key(TCP_LOOSE);
+        if self.ports.xdp_cookies {
+            self.cfg.cookies = arm_cookies(&self.knobs, settings, &mut self.record);
+        }
+        if !had_loose
+            && self.record.local.contains_key(TCP_LOOSE)
+            && !self.dry_run
+            && let Err(e) = self.record.save(&self.runtime_dir)
+        {
+            tracing::error!("{e}");
+        }
+        // The reload wrote the configured limits into the program: the next
+        // tick writes the level's again.
+        self.state.applied.limits = XdpLimits {
+            global: Rate::OFF,
+            source: settings.source,
+            prefix: settings.prefix,
+            cookies: false,
+            verify: false,
+        };
+    }
+
+    /// Sources were banned: free the table of their entries now rather
+    /// than when they time out (one dump for the whole batch).
+    pub fn sources_banned(&self, sources: &[SourceKey]) {
+        let names = || {
+            sources
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.dry_run {
+            tracing::info!("dry run: would delete the conntrack entries of {}", names());
+            return;
+        }
+        let started = Instant::now();
+        match self
+            .knobs
+            .scope()
+            .run(|| ctnetlink::delete_sources(sources))
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                "deleted {n} conntrack entries of banned {} ({} ms)",
+                names(),
+                started.elapsed().as_millis()
+            ),
+            Ok(Err(e)) => tracing::error!("deleting the conntrack entries of {}: {e}", names()),
+            Err(e) => tracing::error!("deleting the conntrack entries of {}: {e}", names()),
+        }
+    }
+
+    /// Puts every recorded value back and removes the state file.
+    pub fn restore(self) {
+        status_file::remove(&self.runtime_dir);
+        if self.dry_run {
+            return;
+        }
+        let report = restore::restore(&self.record);
+        for line in &report.restored {
+            tracing::info!("restored {line}");
+        }
+        for line in &report.problems {
+            tracing::warn!("{line}");
+        }
+        if let Err(e) = Record::remove(&self.runtime_dir) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,375 @@
+//! `guard run --metrics ADDR`: a Prometheus endpoint at `/metrics`.
+//!
+//! Nothing is counted twice: at each scrape a collector reads the XDP
+//! counters from the pins and the controller's published status, the same
+//! sources `guard stats` reads, and encodes them (prometheus-client, the
+//! Prometheus project's Rust client; OpenMetrics text). Counters end in
+//! `_total`; units are in the names. Rates per second are measured between
+//! two scrapes; `rate()` over the counters is the Prometheus way to get
+//! them too.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result};
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use guard_common::{Counter, CounterBlock};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+
+use crate::{
+    dataplane::{handle::Dataplane, pins::Layout},
+    host::{
+        clock::{monotonic_ns, unix_now},
+        status_file,
+    },
+    model::{as_f64 as f, status::Status},
+};
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Binds `addr` (before anything is attached, so a taken port is a start-up
+/// error) and serves `/metrics` until the task is dropped.
+pub async fn bind(
+    addr: SocketAddr,
+    layout: Layout,
+    runtime_dir: PathBuf,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "--metrics {addr} is reachable from other hosts: bind to 127.0.0.1 unless you mean it"
+        );
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(GuardCollector {
+        layout,
+        runtime_dir,
+        last: Mutex::new(None),
+    }));
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Arc::new(registry));
+    tracing::info!("metrics at http://{addr}/metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint: {e}");
+        }
+    }))
+}
+
+async fn scrape(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    let mut body = String::new();
+    match encode(&mut body, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Each interface's counters, named `iface` or `netns/iface`.
+type Reading = Vec<(String, CounterBlock)>;
+
+/// Reads the pins and the status at each scrape.
+#[derive(Debug)]
+struct GuardCollector {
+    layout: Layout,
+    runtime_dir: PathBuf,
+    /// The previous scrape's counters, for rates.
+    last: Mutex<Option<(Instant, Reading)>>,
+}
+
+impl GuardCollector {
+    /// Sources verified (a cookie handshake, or an ACK of a known
+    /// connection), per interface: read
+    /// from the pinned source map at each scrape.
+    fn encode_verified(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "guard_verified_sources",
+            "Sources verified now, by a SYN-cookie handshake or an ACK of a connection the host knows.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let now = monotonic_ns();
+        for (netns, iface, dir) in self.layout.list() {
+            let Ok(sources) = Dataplane::open_pinned(&dir).and_then(|d| d.sources()) else {
+                continue;
+            };
+            let verified = sources
+                .iter()
+                .filter(|(_, st)| st.verified_until_ns > now)
+                .count();
+            let name = netns.map_or_else(|| iface.clone(), |ns| format!("{ns}/{iface}"));
+            ConstGauge::new(f(u64::try_from(verified).unwrap_or(u64::MAX)))
+                .encode(family.encode_family(&[("iface", name.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for GuardCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now: Reading = self
+            .layout
+            .list()
+            .into_iter()
+            .filter_map(|(netns, iface, dir)| {
+                let name = netns.map_or(iface.clone(), |ns| format!("{ns}/{iface}"));
+                Dataplane::open_pinned(&dir)
+                    .and_then(|d| d.counters())
+                    .ok()
+                    .map(|c| (name, c))
+            })
+            .collect();
+        let rates = {
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rates = last
+                .as_ref()
+                .map(|(at, before)| (at.elapsed().as_secs_f64(), before.clone()));
+            *last = Some((Instant::now(), now.clone()));
+            rates
+        };
+        encode_xdp(&mut encoder, &now, rates.as_ref())?;
+        self.encode_verified(&mut encoder)?;
+        if let Some(status) = status_file::read(&self.runtime_dir) {
+            encode_controller(&mut encoder, &status)?;
+        }
+        Ok(())
+    }
+}
+
+/// One counter family with an `iface` label and one more label per counter.
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    members: &[(Counter, &str)],
+    now: &[(String, CounterBlock)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (iface, block) in now {
+        for (counter, value) in members {
+            let labels = [("iface", iface.as_str()), (label, *value)];
+            ConstCounter::new(block.get(*counter)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A counter family: name, help, the label that tells its members apart,
+/// and the members with their label values.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(Counter, &'static str)>,
+);
+
+fn encode_xdp(
+    encoder: &mut DescriptorEncoder,
+    now: &[(String, CounterBlock)],
+    before: Option<&(f64, Vec<(String, CounterBlock)>)>,
+) -> Result<(), std::fmt::Error> {
+    let named = |list: &[Counter], strip: &str| -> Vec<(Counter, &'static str)> {
+        list.iter()
+            .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
+            .collect()
+    };
+    let families: [Family; 9] = [
+        (
+            "guard_packets",
+            "Packets seen by the XDP program, by class.",
+            "class",
+            named(&Counter::CLASSES, ""),
+        ),
+        (
+            "guard_packet_attributes",
+            "Packets with an attribute (fragment, VLAN tag, IPv6).",
+            "attribute",
+            named(&Counter::ATTRIBUTES, ""),
+        ),
+        (
+            "guard_new_flows",
+            "Packets that open a flow: SYN, a new UDP 5-tuple, an echo request.",
+            "kind",
+            vec![(Counter::NewFlows, "all")],
+        ),
+        (
+            "guard_passed_new_flows",
+            "New flows passed, by reason (monitor: passed only because of monitor mode).",
+            "reason",
+            named(&Counter::PASS_REASONS, "pass_"),
+        ),
+        (
+            "guard_dropped_packets",
+            "Packets dropped by reason (in monitor mode: that would have been).",
+            "reason",
+            named(&Counter::DROP_REASONS, "drop_"),
+        ),
+        (
+            "guard_syn_cookies",
+            "SYNs answered from XDP with a SYN cookie, and the ACKs that completed one.",
+            "outcome",
+            vec![
+                (Counter::CookieSynAck, "synack"),
+                (Counter::CookieAckValid, "valid_ack"),
+            ],
+        ),
+        (
+            "guard_new_sources",
+            "Sources seen for the first time.",
+            "kind",
+            vec![(Counter::NewSources, "all")],
+        ),
+        (
+            "guard_verified_by_ack",
+            "Sources verified by an ACK of a connection the host knows, while the global budget dropped.",
+            "kind",
+            vec![(Counter::VerifiedAck, "all")],
+        ),
+        (
+            "guard_events",
+            "Ring-buffer events sent or suppressed by the event budget.",
+            "outcome",
+            vec![
+                (Counter::EventsSent, "sent"),
+                (Counter::EventsSuppressed, "suppressed"),
+            ],
+        ),
+    ];
+    for (name, help, label, members) in &families {
+        counters(encoder, name, help, label, members, now)?;
+    }
+
+    let Some((elapsed, before)) = before.filter(|(secs, _)| *secs > 0.0) else {
+        return Ok(());
+    };
+    let mut family = encoder.encode_descriptor(
+        "guard_rate_per_second",
+        "Per second since the previous scrape: packets, new flows, drops.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (iface, block) in now {
+        let Some((_, old)) = before.iter().find(|(i, _)| i == iface) else {
+            continue;
+        };
+        let delta = |c: Counter| block.get(c).wrapping_sub(old.get(c));
+        let drops: u64 = Counter::DROP_REASONS.iter().map(|c| delta(*c)).sum();
+        for (what, n) in [
+            ("packets", delta(Counter::Packets)),
+            ("new_flows", delta(Counter::NewFlows)),
+            ("dropped", drops),
+        ] {
+            let labels = [("iface", iface.as_str()), ("what", what)];
+            ConstGauge::new(f(n) / elapsed).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), std::fmt::Error> {
+    gauge(
+        encoder,
+        "guard_conntrack_entries",
+        "Entries in the conntrack table.",
+        f(s.count),
+    )?;
+    gauge(
+        encoder,
+        "guard_conntrack_max_entries",
+        "nf_conntrack_max.",
+        f(s.max),
+    )?;
+    gauge(
+        encoder,
+        "guard_conntrack_fill_ratio",
+        "Entries / nf_conntrack_max.",
+        s.fill / 100.0,
+    )?;
+    gauge(
+        encoder,
+        "guard_conntrack_target_fill_ratio",
+        "The fill the controller keeps the table below.",
+        s.target / 100.0,
+    )?;
+    let level = f64::from(s.level.rank());
+    gauge(
+        encoder,
+        "guard_conntrack_pressure_level",
+        "The controller's level: 0 normal, 1 elevated, 2 high, 3 critical.",
+        level,
+    )?;
+    gauge(
+        encoder,
+        "guard_syn_cookies_active",
+        "1 while XDP answers SYNs to some listening port with SYN cookies.",
+        if s.cookie_ports.is_empty() { 0.0 } else { 1.0 },
+    )?;
+    gauge(
+        encoder,
+        "guard_status_age_seconds",
+        "Seconds since the controller last published its status.",
+        (unix_now() - s.updated).max(0.0),
+    )?;
+    let mut kernel = encoder.encode_descriptor(
+        "guard_conntrack_kernel_events",
+        "The kernel's conntrack counters that mean trouble.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (event, n) in [
+        ("drop", s.stats.drop),
+        ("early_drop", s.stats.early_drop),
+        ("insert_failed", s.stats.insert_failed),
+        ("chaintoolong", s.stats.chaintoolong),
+    ] {
+        ConstCounter::new(n).encode(kernel.encode_family(&[("event", event)])?)?;
+    }
+    if let Some(global) = s.global {
+        gauge(
+            encoder,
+            "guard_limit_global_new_flows_per_second",
+            "The XDP global new-flow budget the controller set (per interface).",
+            f(global.rate),
+        )?;
+        gauge(
+            encoder,
+            "guard_limit_global_burst_new_flows",
+            "Its burst.",
+            f(u64::from(global.burst)),
+        )?;
+    }
+    let mut source = encoder.encode_descriptor(
+        "guard_limit_source_new_flows_per_second",
+        "Per-source rate limits in force, by class (0: none).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (class, rate) in ["syn", "udp", "icmp"].iter().zip(s.source.iter()) {
+        ConstGauge::new(f(rate.rate)).encode(source.encode_family(&[("class", *class)])?)?;
+    }
+    Ok(())
+}

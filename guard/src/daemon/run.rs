@@ -1,0 +1,294 @@
+//! `guard run`: attach, control conntrack, report, and put everything back
+//! on SIGINT/SIGTERM.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use guard_common::{Counter, CounterBlock, PortCounts, SourceKey};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    time::{Instant, MissedTickBehavior, interval_at, sleep_until},
+};
+
+use super::{controller::Controller, metrics, reload};
+use crate::{
+    config::{self, RawConfig, Settings, SynCookies},
+    dataplane::{
+        events,
+        loader::{self, Attached, Request},
+        pins::Layout,
+    },
+    error::usage,
+    host::{
+        conntrack::knobs::{KnobError, Knobs},
+        kept_lists::KeptLists,
+        lock::HostLock,
+        netns::Scope,
+        preflight,
+        restore::{self, Record},
+    },
+    model::{
+        paths::{LISTS_FILE, RUNTIME_DIR},
+        policy::XdpCounts,
+        stats::summary_line,
+    },
+};
+
+/// Where `guard run` takes its settings from: `--config FILE`, if given,
+/// under the flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Sources<'a> {
+    pub config: Option<&'a Path>,
+    pub flags: &'a RawConfig,
+}
+
+/// `guard run`.
+pub fn run(config: Option<&Path>, flags: &RawConfig) -> Result<()> {
+    let sources = Sources { config, flags };
+    let settings = load_settings(sources).map_err(usage)?;
+    preflight::check_privileges().map_err(usage)?;
+    Layout::check_bpffs().map_err(usage)?;
+    preflight::raise_memlock_rlimit();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(sources, settings))
+}
+
+/// Flags over the config file over the defaults, plus the lists kept by
+/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP reloads.
+pub(super) fn load_settings(sources: Sources<'_>) -> Result<Settings> {
+    let file = match sources.config {
+        Some(path) => Some((config::read_file(path)?, path)),
+        None => None,
+    };
+    let mut settings =
+        Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
+    let kept = Path::new(LISTS_FILE);
+    let (allow, deny) = KeptLists::load(kept).and_then(|s| s.nets())?;
+    settings.merge_lists(allow, deny, kept)?;
+    Ok(settings)
+}
+
+async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
+    // Before anything changes, so a signal during start-up still ends in
+    // the clean-up below rather than the default action.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+
+    let runtime_dir = PathBuf::from(RUNTIME_DIR);
+    let _lock = HostLock::acquire(&runtime_dir).map_err(usage)?;
+    recover(&runtime_dir)?;
+    let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
+    tracing::info!("{}", settings.describe());
+    let _metrics = match settings.metrics {
+        Some(addr) => Some(
+            metrics::bind(addr, Layout::default(), runtime_dir.clone())
+                .await
+                .map_err(usage)?,
+        ),
+        None => None,
+    };
+
+    let mut controller = match Knobs::open(&scope) {
+        Ok(knobs) => Some(Controller::start(
+            knobs,
+            &settings,
+            settings.ifaces.len(),
+            runtime_dir.clone(),
+        )?),
+        Err(e @ KnobError::NotLoaded { .. }) => {
+            if settings.cookies.mode == SynCookies::Always {
+                return Err(usage(anyhow!(
+                    "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
+                )));
+            }
+            tracing::warn!("{e}; guard runs without its conntrack controller");
+            None
+        }
+        Err(e) => return Err(usage(e)),
+    };
+    let (bans, mut banned) = mpsc::channel::<SourceKey>(256);
+    let mut attached = match attach_all(&settings, &scope, &bans) {
+        Ok(attached) => attached,
+        Err(e) => {
+            if let Some(c) = controller.take() {
+                c.restore();
+            }
+            return Err(e);
+        }
+    };
+    if attached.iter().all(|a| !a.cookies_ok)
+        && let Some(c) = controller.as_mut()
+    {
+        c.no_xdp_cookies();
+    }
+
+    let period = settings.summary_interval;
+    let mut ticker = interval_at(
+        Instant::now() + period,
+        period.max(Duration::from_millis(1)),
+    );
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last = vec![CounterBlock::ZERO; attached.len()];
+    let mut last_at = Instant::now();
+    let mut next_control = Instant::now();
+    let signal_name = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sighup.recv() => {
+                if reload::reload(sources, &mut settings, &mut attached, controller.as_mut()) {
+                    next_control = Instant::now();
+                }
+            }
+            _ = ticker.tick(), if !period.is_zero() => {
+                let elapsed = last_at.elapsed();
+                last_at = Instant::now();
+                for (a, prev) in attached.iter().zip(last.iter_mut()) {
+                    let now = a.dataplane.counters()?;
+                    tracing::info!("{}", summary_line(&a.iface.name, &now, prev, elapsed));
+                    *prev = now;
+                }
+            }
+            () = sleep_until(next_control), if controller.is_some() => {
+                let Some(c) = controller.as_mut() else { continue };
+                next_control = Instant::now() + control(c, &mut attached);
+            }
+            Some(first) = banned.recv() => {
+                // Bans come in bursts; one table dump serves them all.
+                let mut batch = vec![first];
+                while let Ok(more) = banned.try_recv() {
+                    batch.push(more);
+                }
+                if let Some(c) = controller.as_ref() {
+                    c.sources_banned(&batch);
+                }
+            }
+        }
+    };
+    tracing::info!("{signal_name}: restoring and detaching");
+    if let Some(c) = controller {
+        c.restore();
+    }
+    drop(attached);
+    Ok(())
+}
+
+/// A guard that died without restoring left its record: put its values
+/// back before starting over.
+fn recover(runtime_dir: &Path) -> Result<()> {
+    let Some(record) = Record::load(runtime_dir).map_err(usage)? else {
+        return Ok(());
+    };
+    tracing::warn!(
+        "guard pid {} did not exit cleanly: restoring the conntrack values it recorded",
+        record.pid
+    );
+    let report = restore::restore(&record);
+    for line in &report.restored {
+        tracing::info!("restored {line}");
+    }
+    for line in &report.problems {
+        tracing::warn!("{line}");
+    }
+    Record::remove(runtime_dir).map_err(usage)
+}
+
+fn attach_all(
+    settings: &Settings,
+    scope: &Scope,
+    bans: &mpsc::Sender<SourceKey>,
+) -> Result<Vec<Attached>> {
+    let layout = Layout::default();
+    let mut attached = Vec::new();
+    for iface in &settings.ifaces {
+        let mut a = loader::attach(&Request {
+            scope,
+            iface,
+            settings,
+            layout: &layout,
+        })?;
+        tracing::info!(
+            "attached to {}{} in {} mode (program id {}); maps pinned at {}",
+            a.iface.name,
+            scope.suffix(),
+            a.mode,
+            a.prog_id,
+            a.pin_dir.display()
+        );
+        tokio::spawn(events::forward(
+            a.iface.name.clone(),
+            a.take_events()?,
+            bans.clone(),
+        ));
+        attached.push(a);
+    }
+    Ok(attached)
+}
+
+/// One controller tick; returns when the next is due. A failed reading is
+/// logged and retried: the XDP side keeps protecting meanwhile.
+fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
+    let totals = match xdp_totals(attached) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return Duration::from_secs(1);
+        }
+    };
+    let mut ports = BTreeMap::<u16, PortCounts>::new();
+    for a in attached.iter() {
+        match a.port_counts() {
+            Ok(counts) => {
+                for (port, c) in counts {
+                    ports.entry(port).or_default().accumulate(&c);
+                }
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+    let mut write_ports = |table: &BTreeMap<u16, u32>| {
+        for a in attached.iter_mut() {
+            if let Err(e) = a.set_ports(table) {
+                tracing::error!("{e:#}");
+            }
+        }
+    };
+    match c.tick(totals, &ports, &mut write_ports) {
+        Ok(tick) => {
+            if let Some(limits) = tick.limits {
+                for a in attached.iter_mut() {
+                    if let Err(e) = a.set_limits(&limits) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+            }
+            tick.next
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn xdp_totals(attached: &[Attached]) -> Result<XdpCounts> {
+    let mut totals = XdpCounts::default();
+    for a in attached {
+        let c = a.dataplane.counters().context("reading the XDP counters")?;
+        totals.new_flows += c.get(Counter::NewFlows);
+        totals.admitted += c.get(Counter::PassLimits) + c.get(Counter::PassAllowlist);
+        totals.budget_drops += c.get(Counter::DropGlobalBudget);
+        totals.syns += c.get(Counter::TcpSyn);
+        totals.new_sources += c.get(Counter::NewSources);
+        totals.cookies_sent += c.get(Counter::CookieSynAck);
+    }
+    Ok(totals)
+}

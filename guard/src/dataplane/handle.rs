@@ -1,0 +1,341 @@
+//! [`Dataplane`]: the one reader and writer of the XDP program's pinned
+//! maps. `guard run` holds one per attachment (taken from the object it
+//! loaded); `guard stats`, the list commands and metrics open one from the
+//! pins. Every write goes through here, and every read-modify-write holds
+//! the host's map-write lock ([`WRITE_LOCK`] in the runtime directory), so
+//! the controller, a SIGHUP and list commands in other shells never undo
+//! each other's changes.
+
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
+};
+use guard_common::{
+    CounterBlock, DataplaneConfig, PortCounts, SourceKey, SourceState,
+    bucket::NANOS_PER_SEC,
+    key::{LIST_ALLOW, LIST_DENY},
+    maps::{CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, PORT_COUNTS, PORTS, PREFIXES, SOURCES},
+};
+use ipnet::IpNet;
+
+use crate::{config::list_bits, host::lock::FileLock, model::paths::RUNTIME_DIR};
+
+/// The lock every map write holds, in the runtime directory.
+pub const WRITE_LOCK: &str = "maps.lock";
+
+/// The allow and deny lists as the tries hold them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+/// The pinned maps of one attachment.
+pub struct Dataplane {
+    config: Array<MapData, DataplaneConfig>,
+    lists_v4: LpmTrie<MapData, [u8; 4], u8>,
+    lists_v6: LpmTrie<MapData, [u8; 16], u8>,
+    ports: Array<MapData, u32>,
+    port_counts: PerCpuArray<MapData, PortCounts>,
+    counters: PerCpuArray<MapData, CounterBlock>,
+    sources: HashMap<MapData, SourceKey, SourceState>,
+    prefixes: HashMap<MapData, SourceKey, SourceState>,
+    global: Array<MapData, u64>,
+}
+
+/// Where a map comes from: a loaded object, or a pin.
+trait Source {
+    fn map(&mut self, name: &str) -> Result<Map>;
+}
+
+impl Source for Ebpf {
+    fn map(&mut self, name: &str) -> Result<Map> {
+        self.take_map(name)
+            .ok_or_else(|| anyhow!("the XDP object has no map {name} (or it was taken)"))
+    }
+}
+
+/// A pin directory, with the kind of each map (a pin does not say).
+struct Pins<'a>(&'a Path);
+
+impl Source for Pins<'_> {
+    fn map(&mut self, name: &str) -> Result<Map> {
+        let path = self.0.join(name);
+        let data =
+            MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(match name {
+            CONFIG | PORTS | GLOBAL => Map::Array(data),
+            LISTS_V4 | LISTS_V6 => Map::LpmTrie(data),
+            PORT_COUNTS | COUNTERS => Map::PerCpuArray(data),
+            _ => Map::LruHashMap(data),
+        })
+    }
+}
+
+fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    source: &mut impl Source,
+    name: &str,
+) -> Result<T> {
+    T::try_from(source.map(name)?).with_context(|| format!("{name} has the wrong type"))
+}
+
+impl Dataplane {
+    /// Takes the maps out of a freshly loaded object (the program keeps
+    /// them: it holds its own references).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Self::from_source(ebpf)
+    }
+
+    /// Opens the maps a running guard pinned in `dir`.
+    pub fn open_pinned(dir: &Path) -> Result<Self> {
+        Self::from_source(&mut Pins(dir))
+    }
+
+    fn from_source(s: &mut impl Source) -> Result<Self> {
+        Ok(Self {
+            config: typed(s, CONFIG)?,
+            lists_v4: typed(s, LISTS_V4)?,
+            lists_v6: typed(s, LISTS_V6)?,
+            ports: typed(s, PORTS)?,
+            port_counts: typed(s, PORT_COUNTS)?,
+            counters: typed(s, COUNTERS)?,
+            sources: typed(s, SOURCES)?,
+            prefixes: typed(s, PREFIXES)?,
+            global: typed(s, GLOBAL)?,
+        })
+    }
+
+    /// Pins every map in `dir`, for other processes.
+    pub fn pin(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let maps = [
+            (CONFIG, self.config.map()),
+            (LISTS_V4, self.lists_v4.map()),
+            (LISTS_V6, self.lists_v6.map()),
+            (PORTS, self.ports.map()),
+            (PORT_COUNTS, self.port_counts.map()),
+            (COUNTERS, self.counters.map()),
+            (SOURCES, self.sources.map()),
+            (PREFIXES, self.prefixes.map()),
+            (GLOBAL, self.global.map()),
+        ];
+        for (name, map) in maps {
+            let path = dir.join(name);
+            map.pin(&path)
+                .with_context(|| format!("pinning {name} at {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The configuration the program reads now.
+    pub fn config(&self) -> Result<DataplaneConfig> {
+        self.config.get(&0, 0).context("reading GUARD_CONFIG")
+    }
+
+    /// Changes the configuration: read, `change`, write, under the write
+    /// lock, so no other writer's change in between is lost.
+    pub fn update_config(&mut self, change: impl FnOnce(&mut DataplaneConfig)) -> Result<()> {
+        let _lock = write_lock()?;
+        self.update_config_locked(change)
+    }
+
+    fn update_config_locked(&mut self, change: impl FnOnce(&mut DataplaneConfig)) -> Result<()> {
+        let mut config = self.config()?;
+        change(&mut config);
+        self.config
+            .set(0, config, 0)
+            .context("writing GUARD_CONFIG")
+    }
+
+    /// The allow and deny entries in the tries, sorted.
+    pub fn lists(&self) -> Result<Lists> {
+        let mut lists = Lists::default();
+        for entry in &self.lists_v4 {
+            let (key, action) = entry.context("reading GUARD_LISTS_V4")?;
+            push(
+                &mut lists,
+                IpAddr::from(key.data()),
+                key.prefix_len(),
+                action,
+            )?;
+        }
+        for entry in &self.lists_v6 {
+            let (key, action) = entry.context("reading GUARD_LISTS_V6")?;
+            push(
+                &mut lists,
+                IpAddr::from(key.data()),
+                key.prefix_len(),
+                action,
+            )?;
+        }
+        lists.allow.sort();
+        lists.deny.sort();
+        Ok(lists)
+    }
+
+    /// Makes the tries hold exactly `lists`, and the configuration's list
+    /// bits say so: entries no longer listed stop matching at once.
+    pub fn replace_lists(&mut self, lists: &Lists) -> Result<()> {
+        let _lock = write_lock()?;
+        self.replace_lists_locked(lists)
+    }
+
+    /// Reads the lists, lets `edit` change them, and writes the result, all
+    /// under the write lock: two editors in two processes both land.
+    pub fn edit_lists<R>(&mut self, edit: impl FnOnce(&mut Lists) -> R) -> Result<R> {
+        let _lock = write_lock()?;
+        let mut lists = self.lists()?;
+        let out = edit(&mut lists);
+        self.replace_lists_locked(&lists)?;
+        Ok(out)
+    }
+
+    fn replace_lists_locked(&mut self, wanted: &Lists) -> Result<()> {
+        let want: BTreeMap<IpNet, u8> = wanted
+            .allow
+            .iter()
+            .map(|n| (*n, LIST_ALLOW))
+            .chain(wanted.deny.iter().map(|n| (*n, LIST_DENY)))
+            .collect();
+        let have = self.lists()?;
+        let have: BTreeMap<IpNet, u8> = have
+            .allow
+            .iter()
+            .map(|n| (*n, LIST_ALLOW))
+            .chain(have.deny.iter().map(|n| (*n, LIST_DENY)))
+            .collect();
+        // New entries first, then the bits that make the program look
+        // them up, then the entries that go: a lookup never misses an
+        // entry that stays.
+        for (net, action) in &want {
+            if have.get(net) != Some(action) {
+                self.insert_list_entry(net, *action)?;
+            }
+        }
+        let bits = list_bits(&wanted.allow, &wanted.deny);
+        self.update_config_locked(|c| c.lists = bits)?;
+        for net in have.keys().filter(|n| !want.contains_key(n)) {
+            self.remove_list_entry(net)?;
+        }
+        Ok(())
+    }
+
+    fn insert_list_entry(&mut self, net: &IpNet, action: u8) -> Result<()> {
+        let len = u32::from(net.prefix_len());
+        match net {
+            IpNet::V4(n) => self
+                .lists_v4
+                .insert(&Key::new(len, n.network().octets()), action, 0),
+            IpNet::V6(n) => self
+                .lists_v6
+                .insert(&Key::new(len, n.network().octets()), action, 0),
+        }
+        .with_context(|| format!("adding {net} to the allow/deny lists"))
+    }
+
+    fn remove_list_entry(&mut self, net: &IpNet) -> Result<()> {
+        let len = u32::from(net.prefix_len());
+        match net {
+            IpNet::V4(n) => self.lists_v4.remove(&Key::new(len, n.network().octets())),
+            IpNet::V6(n) => self.lists_v6.remove(&Key::new(len, n.network().octets())),
+        }
+        .with_context(|| format!("removing {net} from the allow/deny lists"))
+    }
+
+    /// Writes one port's `GUARD_PORTS` entry (0: no listener).
+    pub fn write_port(&mut self, port: u16, entry: u32) -> Result<()> {
+        self.ports
+            .set(u32::from(port), entry, 0)
+            .with_context(|| format!("writing port {port} into GUARD_PORTS"))
+    }
+
+    /// One port slot's counters, summed over the CPUs.
+    pub fn port_counts(&self, slot: u32) -> Result<PortCounts> {
+        let per_cpu = self
+            .port_counts
+            .get(&slot, 0)
+            .with_context(|| format!("reading slot {slot} of GUARD_PORT_COUNTS"))?;
+        let mut total = PortCounts::ZERO;
+        for c in per_cpu.iter() {
+            total.accumulate(c);
+        }
+        Ok(total)
+    }
+
+    /// The counters, summed over the CPUs.
+    pub fn counters(&self) -> Result<CounterBlock> {
+        let per_cpu = self.counters.get(&0, 0).context("reading GUARD_COUNTERS")?;
+        let mut total = CounterBlock::ZERO;
+        for block in per_cpu.iter() {
+            total.accumulate(block);
+        }
+        Ok(total)
+    }
+
+    /// Every source the program remembers.
+    pub fn sources(&self) -> Result<Vec<(SourceKey, SourceState)>> {
+        self.sources
+            .iter()
+            .collect::<Result<_, _>>()
+            .context("reading GUARD_SOURCES")
+    }
+
+    /// Every prefix the program remembers.
+    pub fn prefixes(&self) -> Result<Vec<(SourceKey, SourceState)>> {
+        self.prefixes
+            .iter()
+            .collect::<Result<_, _>>()
+            .context("reading GUARD_PREFIXES")
+    }
+
+    /// The global budget's buckets, by slot (GCRA state).
+    pub fn global(&self) -> Result<Vec<u64>> {
+        self.global
+            .iter()
+            .collect::<Result<_, _>>()
+            .context("reading GUARD_GLOBAL")
+    }
+
+    /// Lifts the ban of the source holding `addr` (grouped as the program
+    /// groups sources); returns the seconds that were left, if it was
+    /// banned at `now_ns`.
+    pub fn unban(&mut self, addr: IpAddr, now_ns: u64) -> Result<Option<(SourceKey, u64)>> {
+        let _lock = write_lock()?;
+        let config = self.config()?;
+        let key = match addr {
+            IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
+            IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
+        };
+        let Ok(mut state) = self.sources.get(&key, 0) else {
+            return Ok(None);
+        };
+        if state.banned_until_ns <= now_ns {
+            return Ok(None);
+        }
+        let left = (state.banned_until_ns - now_ns) / NANOS_PER_SEC;
+        state.banned_until_ns = 0;
+        state.window_drops = 0;
+        state.limited = 0;
+        self.sources
+            .insert(key, state, 0)
+            .context("writing GUARD_SOURCES")?;
+        Ok(Some((key, left)))
+    }
+}
+
+fn push(lists: &mut Lists, addr: IpAddr, len: u32, action: u8) -> Result<()> {
+    let net = IpNet::new(addr, u8::try_from(len)?)?;
+    match action {
+        LIST_DENY => lists.deny.push(net),
+        _ => lists.allow.push(net),
+    }
+    Ok(())
+}
+
+fn write_lock() -> Result<FileLock> {
+    let path = Path::new(RUNTIME_DIR).join(WRITE_LOCK);
+    FileLock::exclusive(&path).context("taking the map-write lock")
+}

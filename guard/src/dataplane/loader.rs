@@ -1,0 +1,409 @@
+//! Loads guard's XDP object, attaches it to an interface, pins its maps,
+//! and undoes all of it when the [`Attached`] value is dropped. The maps
+//! are the [`Dataplane`] handle's from the moment the object is loaded.
+
+use std::{borrow::Cow, collections::BTreeMap, path::PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use guard_common::{
+    PortCounts,
+    config::{COOKIES_ON, VERIFY_ACKS},
+    maps::{EVENTS, PREFIXES, PROGRAM, SOURCES, UDP_FLOWS},
+    ports::{PORT_COOKIES, port_slot},
+};
+
+use super::{
+    handle::{Dataplane, Lists},
+    pins::{self, Layout},
+};
+use crate::{
+    config::{Rate, Settings, SynCookies, XdpModeChoice},
+    error::usage,
+    host::{
+        iface::{self, Interface},
+        netns::Scope,
+    },
+    model::{policy::XdpLimits, xdp::XdpAttachMode},
+};
+
+/// The XDP object built by `cargo xtask build`, embedded at compile time.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("GUARD_EBPF_OBJECT"));
+
+/// Names an XDP object file to load instead of the embedded one: for
+/// working on the XDP program without rebuilding guard.
+pub const OBJECT_ENV: &str = "GUARD_XDP_OBJECT";
+
+/// The object to load: [`OBJECT`], unless [`OBJECT_ENV`] names another.
+fn object() -> Result<Cow<'static, [u8]>> {
+    let Some(path) = std::env::var_os(OBJECT_ENV) else {
+        return Ok(Cow::Borrowed(OBJECT));
+    };
+    tracing::warn!(
+        "loading the XDP object from {} ({OBJECT_ENV} is set)",
+        PathBuf::from(&path).display()
+    );
+    std::fs::read(&path).map(Cow::Owned).map_err(|e| {
+        usage(anyhow!(e).context(format!(
+            "reading {OBJECT_ENV}={}",
+            PathBuf::from(&path).display()
+        )))
+    })
+}
+
+/// Verifier log lines shown when the kernel rejects the program: the
+/// reason is at the end.
+const VERIFIER_TAIL_LINES: usize = 20;
+
+/// How to load the object.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub max_sources: u32,
+    pub max_prefixes: u32,
+    pub max_udp_flows: u32,
+    /// Read time from the `GUARD_TEST_CLOCK` map instead of the kernel's
+    /// clock: for the differential tests only.
+    pub test_clock: bool,
+}
+
+impl LoadOptions {
+    #[must_use]
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            max_sources: settings.max_sources,
+            max_prefixes: settings.max_prefixes,
+            max_udp_flows: settings.max_udp_flows,
+            test_clock: false,
+        }
+    }
+}
+
+/// A loaded object: the program (with the maps only it and the tests use)
+/// and the handle of the maps guard reads and writes.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub dataplane: Dataplane,
+}
+
+/// Loads the object and verifies its program; nothing is attached yet.
+///
+/// A verifier rejection is a [`usage`] error ending with the verifier's
+/// last lines.
+pub fn load(opts: &LoadOptions) -> Result<Loaded> {
+    let object = object()?;
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(SOURCES, opts.max_sources)
+        .map_max_entries(PREFIXES, opts.max_prefixes)
+        .map_max_entries(UDP_FLOWS, opts.max_udp_flows);
+    if opts.test_clock {
+        loader.override_global("TEST_CLOCK", &1u8, true);
+    }
+    let mut ebpf = loader
+        .load(&object)
+        .map_err(|e| usage(anyhow!(e).context("loading guard's XDP object (creating its maps)")))?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
+        .try_into()?;
+    program.load().map_err(|e| usage(load_error(e)))?;
+    let dataplane = Dataplane::take(&mut ebpf)?;
+    Ok(Loaded { ebpf, dataplane })
+}
+
+/// Writes the settings into a program's maps: the configuration and the
+/// lists. The run-time parts of the configuration (the controller's limits
+/// and bits) are its to write again; SYN cookies stay as armed.
+pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
+    dataplane.replace_lists(&Lists {
+        allow: settings.allow.clone(),
+        deny: settings.deny.clone(),
+    })?;
+    let wanted = settings.dataplane();
+    dataplane.update_config(|c| {
+        let cookies = c.cookies;
+        *c = wanted;
+        c.cookies = cookies;
+    })
+}
+
+/// What `attach` needs to know.
+pub struct Request<'a> {
+    pub scope: &'a Scope,
+    pub iface: &'a str,
+    pub settings: &'a Settings,
+    pub layout: &'a Layout,
+}
+
+/// guard attached to one interface. Dropping it detaches the program and
+/// removes the pinned maps.
+pub struct Attached {
+    pub iface: Interface,
+    pub mode: XdpAttachMode,
+    pub prog_id: u32,
+    pub pin_dir: PathBuf,
+    /// Whether a SYN-ACK sent with `XDP_TX` reaches the client here (not on
+    /// a veth in native mode, whose peer may have no XDP program).
+    pub cookies_ok: bool,
+    /// The `GUARD_PORTS` entries written, by port.
+    ports: BTreeMap<u16, u32>,
+    pub dataplane: Dataplane,
+    ebpf: Ebpf,
+    link: Option<XdpLinkId>,
+}
+
+impl Attached {
+    /// Writes a reloaded configuration (mode, limits, lists) into the running
+    /// program.
+    pub fn reconfigure(&mut self, settings: &Settings) -> Result<()> {
+        configure(&mut self.dataplane, settings)
+            .with_context(|| format!("reconfiguring {}", self.iface.name))
+    }
+
+    /// Writes new global, per-source and per-prefix limits into the running
+    /// program.
+    pub fn set_limits(&mut self, limits: &XdpLimits) -> Result<()> {
+        self.dataplane
+            .update_config(|c| {
+                c.global = limits.global.per_class();
+                c.source = limits.source.map(Rate::limit);
+                c.prefix = limits.prefix.map(Rate::limit);
+                c.verify = if limits.verify { VERIFY_ACKS } else { 0 };
+            })
+            .with_context(|| format!("setting the limits of {}", self.iface.name))
+    }
+
+    /// Makes the port table `wanted` (port -> entry; a port missing has no
+    /// listener): writes what changed, and the configuration's cookie bit
+    /// when whether any port is armed changes. Where cookies cannot reach
+    /// the client, no port is armed.
+    pub fn set_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {
+        let mask = if self.cookies_ok {
+            u32::MAX
+        } else {
+            !PORT_COOKIES
+        };
+        let wanted: BTreeMap<u16, u32> = wanted.iter().map(|(&p, &e)| (p, e & mask)).collect();
+        let armed = |t: &BTreeMap<u16, u32>| t.values().any(|e| e & PORT_COOKIES != 0);
+        let (was_armed, now_armed) = (armed(&self.ports), armed(&wanted));
+        let name = self.iface.name.clone();
+        // Arming: the ports first, then the bit that makes ACKs look them
+        // up; disarming the other way round.
+        if now_armed && !was_armed {
+            self.write_ports(&wanted)?;
+        }
+        if now_armed != was_armed {
+            self.dataplane
+                .update_config(|c| c.cookies = if now_armed { COOKIES_ON } else { 0 })
+                .with_context(|| format!("setting SYN cookies on {name}"))?;
+        }
+        self.write_ports(&wanted)
+    }
+
+    fn write_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {
+        for (&port, &entry) in wanted {
+            if self.ports.get(&port) != Some(&entry) {
+                self.dataplane.write_port(port, entry)?;
+            }
+        }
+        for &port in self.ports.keys() {
+            if !wanted.contains_key(&port) {
+                self.dataplane.write_port(port, 0)?;
+            }
+        }
+        self.ports.clone_from(wanted);
+        Ok(())
+    }
+
+    /// The counters of every port in the table, by port.
+    pub fn port_counts(&self) -> Result<BTreeMap<u16, PortCounts>> {
+        self.ports
+            .iter()
+            .map(|(&port, &entry)| Ok((port, self.dataplane.port_counts(port_slot(entry))?)))
+            .collect()
+    }
+
+    /// Takes the event ring buffer, for a reader task.
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS)
+            .ok_or_else(|| anyhow!("the XDP object has no map {EVENTS} (or it was taken)"))?;
+        aya::maps::RingBuf::try_from(map).context("GUARD_EVENTS is not a ring buffer")
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            let detached = self
+                .ebpf
+                .program_mut(PROGRAM)
+                .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                .map(|p| p.detach(link));
+            match detached {
+                Some(Ok(())) => tracing::info!("detached from {}", self.iface.name),
+                Some(Err(e)) => tracing::error!("detaching from {}: {e}", self.iface.name),
+                None => tracing::error!("detaching from {}: program missing", self.iface.name),
+            }
+        }
+        if let Err(e) = pins::remove_dir(&self.pin_dir) {
+            tracing::error!("{:#}", anyhow::Error::from(e));
+        }
+    }
+}
+
+/// Loads the program and attaches it to `req.iface`, with its maps pinned.
+///
+/// Errors that mean "cannot start" (no such interface, someone else's
+/// program, verifier rejection, unsupported mode) are [`usage`] errors. On
+/// any error nothing stays attached or pinned.
+pub fn attach(req: &Request<'_>) -> Result<Attached> {
+    let scope = req.scope;
+    let iface = scope
+        .run(|| iface::lookup(req.iface, &scope.suffix()))
+        .map_err(usage)?
+        .map_err(usage)?;
+    let existing = scope
+        .run(|| iface::xdp_attachment(&iface))
+        .map_err(usage)??;
+    if let Some(existing) = existing {
+        if !req.settings.force {
+            return Err(usage(anyhow!(
+                "interface {}{} already has an XDP program: {existing}; guard does not replace it \
+                 (stop its owner, or pass --force to replace it)",
+                iface.name,
+                scope.suffix()
+            )));
+        }
+        tracing::warn!(
+            "--force: detaching {existing} from {}{}",
+            iface.name,
+            scope.suffix()
+        );
+        scope
+            .run(|| iface::detach(&iface, &existing))
+            .map_err(usage)??;
+    }
+
+    let pin_dir = req.layout.iface_dir(scope.name(), &iface.name);
+    if pin_dir.exists() {
+        // The caller holds the host lock, so these are a dead run's.
+        tracing::warn!(
+            "removing stale pins from an earlier run: {}",
+            pin_dir.display()
+        );
+        pins::remove_dir(&pin_dir)?;
+    }
+
+    let Loaded {
+        mut ebpf,
+        mut dataplane,
+    } = load(&LoadOptions::new(req.settings))?;
+    configure(&mut dataplane, req.settings)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
+        .try_into()?;
+    let prog_id = program.info()?.id();
+
+    let veth = scope.run(|| iface::is_veth(&iface)).map_err(usage)??;
+    let (link, mode) = scope
+        .run(|| attach_mode(program, &iface, req.settings.xdp_mode, veth, scope))
+        .map_err(usage)?
+        .map_err(usage)?;
+    let cookies_ok = !(veth && mode == XdpAttachMode::Native);
+    if !cookies_ok && req.settings.cookies.mode != SynCookies::Never {
+        tracing::warn!(
+            "no SYN cookies on {}{}: it is a veth in native XDP mode, where a reply sent with \
+             XDP_TX is dropped unless the peer runs an XDP program; guard protects it without \
+             cookies (use --xdp-mode auto or skb for cookies)",
+            iface.name,
+            scope.suffix()
+        );
+    }
+    let attached = Attached {
+        iface,
+        mode,
+        prog_id,
+        pin_dir,
+        cookies_ok,
+        ports: BTreeMap::new(),
+        dataplane,
+        ebpf,
+        link: Some(link),
+    };
+    attached.dataplane.pin(&attached.pin_dir)?;
+    Ok(attached)
+}
+
+/// Attaches in the mode `choice` asks for. `auto` takes skb mode on a
+/// veth: a veth hands a frame sent with `XDP_TX` to its peer only while
+/// the peer runs an XDP program, which guard neither owns nor sees change
+/// (a container's end has none), so native mode there would blackhole
+/// every SYN cookie; skb mode sends it through the veth like any packet.
+/// On a veth the frame is an skb already, so skb mode costs little more.
+fn attach_mode(
+    program: &mut Xdp,
+    iface: &Interface,
+    choice: XdpModeChoice,
+    veth: bool,
+    scope: &Scope,
+) -> Result<(XdpLinkId, XdpAttachMode)> {
+    if choice == XdpModeChoice::Auto && veth {
+        return program_attach(program, iface, XdpMode::Skb).map(|link| (link, XdpAttachMode::Skb));
+    }
+    match choice {
+        XdpModeChoice::Native => program_attach(program, iface, XdpMode::Driver)
+            .map(|link| (link, XdpAttachMode::Native))
+            .with_context(|| {
+                format!(
+                    "native XDP on {}{}: the driver may not support it; try --xdp-mode skb",
+                    iface.name,
+                    scope.suffix()
+                )
+            }),
+        XdpModeChoice::Skb => {
+            program_attach(program, iface, XdpMode::Skb).map(|link| (link, XdpAttachMode::Skb))
+        }
+        XdpModeChoice::Auto => match program_attach(program, iface, XdpMode::Driver) {
+            Ok(link) => Ok((link, XdpAttachMode::Native)),
+            Err(err) => {
+                tracing::warn!(
+                    "native XDP is not available on {}{} ({err:#}); falling back to skb mode",
+                    iface.name,
+                    scope.suffix()
+                );
+                program_attach(program, iface, XdpMode::Skb).map(|link| (link, XdpAttachMode::Skb))
+            }
+        },
+    }
+}
+
+fn program_attach(program: &mut Xdp, iface: &Interface, mode: XdpMode) -> Result<XdpLinkId> {
+    program
+        .attach_to_if_index(iface.index, mode)
+        .map_err(|e| anyhow!(e).context(format!("attaching to {} in {mode:?} mode", iface.name)))
+}
+
+/// Turns a load failure into a message that ends with the verifier's
+/// reason rather than a multi-kilobyte log.
+fn load_error(err: ProgramError) -> anyhow::Error {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(VERIFIER_TAIL_LINES)..].join("\n  ");
+            anyhow!(
+                "the kernel rejected guard's XDP program ({io_error}); last verifier lines:\n  {tail}"
+            )
+        }
+        other => anyhow!(other).context("loading guard's XDP program"),
+    }
+}

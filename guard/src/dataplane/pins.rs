@@ -1,0 +1,157 @@
+//! Where a running guard pins its maps in bpffs, for other processes
+//! (`guard stats`, the list commands, metrics).
+//!
+//! Layout, one directory per guarded interface:
+//! `/sys/fs/bpf/guard/host/<iface>/<MAP>` for the initial namespace and
+//! `/sys/fs/bpf/guard/netns/<name>/<iface>/<MAP>` for a named one.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::model::paths::BPFFS;
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, Error)]
+pub enum PinError {
+    #[error(
+        "{BPFFS} is not a mounted bpf filesystem: mount it with `mount -t bpf bpf {BPFFS}` (or run `cargo xtask setup`)"
+    )]
+    NoBpffs,
+    #[error("cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinError {
+    let path = path.to_path_buf();
+    move |source| PinError::Io { what, path, source }
+}
+
+/// The pin directory root (normally `/sys/fs/bpf/guard`).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            root: Path::new(BPFFS).join("guard"),
+        }
+    }
+}
+
+impl Layout {
+    /// Checks that bpffs is mounted where the layout lives.
+    pub fn check_bpffs() -> Result<(), PinError> {
+        if is_bpffs(Path::new(BPFFS)) {
+            Ok(())
+        } else {
+            Err(PinError::NoBpffs)
+        }
+    }
+
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    #[must_use]
+    pub fn iface_dir(&self, netns: Option<&str>, iface: &str) -> PathBuf {
+        match netns {
+            None => self.root.join("host").join(iface),
+            Some(ns) => self.root.join("netns").join(ns).join(iface),
+        }
+    }
+
+    /// Every pinned interface directory: `(netns, iface, dir)`.
+    #[must_use]
+    pub fn list(&self) -> Vec<(Option<String>, String, PathBuf)> {
+        let mut found = Vec::new();
+        for (iface, dir) in subdirs(&self.root.join("host")) {
+            found.push((None, iface, dir));
+        }
+        for (ns, ns_dir) in subdirs(&self.root.join("netns")) {
+            for (iface, dir) in subdirs(&ns_dir) {
+                found.push((Some(ns.clone()), iface, dir));
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .collect()
+}
+
+/// Removes a pin directory and its pins, then any parents it leaves empty
+/// up to the layout root. Missing is fine.
+pub fn remove_dir(dir: &Path) -> Result<(), PinError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry.map_err(io_err("list", dir))?.path();
+                fs::remove_file(&path).map_err(io_err("unpin", &path))?;
+            }
+            fs::remove_dir(dir).map_err(io_err("remove", dir))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("list", dir)(e)),
+    }
+    // Parents: host/, netns/<ns>/, netns/, guard/. Failing because they are
+    // not empty (another interface) is expected.
+    let mut parent = dir.parent();
+    while let Some(p) = parent {
+        if p == Path::new(BPFFS) || fs::remove_dir(p).is_err() {
+            break;
+        }
+        parent = p.parent();
+    }
+    Ok(())
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills a zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &raw mut buf) == 0 && buf.f_type == BPF_FS_MAGIC
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_separates_host_and_namespaces() {
+        let layout = Layout::default();
+        assert_eq!(
+            layout.iface_dir(None, "eth0"),
+            Path::new("/sys/fs/bpf/guard/host/eth0")
+        );
+        assert_eq!(
+            layout.iface_dir(Some("edge"), "eth0"),
+            Path::new("/sys/fs/bpf/guard/netns/edge/eth0")
+        );
+    }
+}

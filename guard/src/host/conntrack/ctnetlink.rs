@@ -1,0 +1,249 @@
+//! ctnetlink: the kernel's conntrack statistics (with `chaintoolong`, which
+//! /proc/net/stat/nf_conntrack does not show) and deleting the entries of a
+//! banned source, so the table is freed now rather than when they time out.
+//!
+//! Runs in the calling thread's network namespace: go through
+//! [`crate::netns::Scope::run`] for a named one.
+
+use std::{io, net::IpAddr};
+
+use guard_common::SourceKey;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla as _,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+    conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use crate::model::conntrack::Stats;
+
+/// IPCTNL_MSG_CT_GET_STATS_CPU: one message of CTA_STATS_* per CPU.
+const IPCTNL_MSG_CT_GET_STATS_CPU: u8 = 4;
+
+/// The netlink attribute type without its flag bits.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// The statistics of the calling thread's namespace, summed over CPUs.
+pub fn stats() -> io::Result<Stats> {
+    let replies = request(
+        NetfilterProtoFamily::Unspec,
+        ConntrackMessage::Other {
+            message_type: IPCTNL_MSG_CT_GET_STATS_CPU,
+            attributes: Vec::new(),
+        },
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
+    let mut total = Stats::default();
+    for reply in replies {
+        let NetfilterMessageInner::Conntrack(ConntrackMessage::Other { attributes, .. }) =
+            reply.inner
+        else {
+            continue;
+        };
+        for nla in attributes {
+            let mut value = vec![0u8; nla.value_len()];
+            nla.emit_value(&mut value);
+            let Ok(bytes) = <[u8; 4]>::try_from(value.as_slice()) else {
+                continue;
+            };
+            add_stat(
+                &mut total,
+                nla.kind() & NLA_TYPE_MASK,
+                u64::from(u32::from_be_bytes(bytes)),
+            );
+        }
+    }
+    Ok(total)
+}
+
+/// Adds one CTA_STATS_* value (include/uapi/linux/netfilter/nfnetlink_conntrack.h).
+fn add_stat(s: &mut Stats, kind: u16, v: u64) {
+    let field = match kind {
+        2 => &mut s.found,
+        4 => &mut s.invalid,
+        8 => &mut s.insert,
+        9 => &mut s.insert_failed,
+        10 => &mut s.drop,
+        11 => &mut s.early_drop,
+        12 => &mut s.error,
+        13 => &mut s.search_restart,
+        14 => &mut s.clash_resolve,
+        15 => &mut s.chaintoolong,
+        _ => return,
+    };
+    *field = field.wrapping_add(v);
+}
+
+/// Deletes every entry whose original source lies in one of `sources`
+/// (addresses masked to prefixes), with one dump of the table per family.
+/// Returns how many were deleted; entries that vanish in between are not an
+/// error.
+pub fn delete_sources(sources: &[SourceKey]) -> io::Result<u64> {
+    let mut deleted = 0;
+    for (family, v4) in [
+        (NetfilterProtoFamily::IPv4, true),
+        (NetfilterProtoFamily::IPv6, false),
+    ] {
+        let wanted: Vec<&SourceKey> = sources.iter().filter(|k| k.ip().is_ipv4() == v4).collect();
+        if !wanted.is_empty() {
+            deleted += delete_family(family, &wanted)?;
+        }
+    }
+    Ok(deleted)
+}
+
+fn delete_family(family: NetfilterProtoFamily, sources: &[&SourceKey]) -> io::Result<u64> {
+    let entries = request(
+        family,
+        ConntrackMessage::Get(Vec::new()),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )?;
+    let mut deleted = 0;
+    for entry in entries {
+        let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attributes)) = entry.inner
+        else {
+            continue;
+        };
+        let Some(orig) = attributes.into_iter().find_map(|a| match a {
+            ConntrackAttribute::CtaTupleOrig(t) => Some(t),
+            _ => None,
+        }) else {
+            continue;
+        };
+        if !original_source(&orig).is_some_and(|ip| sources.iter().any(|s| in_prefix(ip, s))) {
+            continue;
+        }
+        match request(
+            family,
+            ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(orig)]),
+            NLM_F_REQUEST | NLM_F_ACK,
+        ) {
+            Ok(_) => deleted += 1,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+fn original_source(tuple: &[Tuple]) -> Option<IpAddr> {
+    tuple.iter().find_map(|t| match t {
+        Tuple::Ip(ip) => ip.iter().find_map(|i| match i {
+            IPTuple::SourceAddress(a) => Some(*a),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Whether `ip` masked to the key's prefix length is the key.
+fn in_prefix(ip: IpAddr, key: &SourceKey) -> bool {
+    let of_ip = match ip {
+        IpAddr::V4(a) => SourceKey::v4(a.octets(), key.prefix_len),
+        IpAddr::V6(a) => SourceKey::v6(a.octets(), key.prefix_len),
+    };
+    of_ip == *key
+}
+
+/// Sends one request and collects the messages of its reply, up to the end
+/// of a dump or the acknowledgement.
+fn request(
+    family: NetfilterProtoFamily,
+    message: ConntrackMessage,
+    flags: u16,
+) -> io::Result<Vec<NetfilterMessage>> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(family, 0, 0),
+            message,
+        )),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let dump = flags & NLM_F_DUMP != 0;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 256 * 1024];
+    loop {
+        let len = socket.recv(&mut &mut rx[..], 0)?;
+        let mut offset = 0;
+        while offset < len {
+            let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[offset..len])
+                .map_err(|e| io::Error::other(format!("malformed ctnetlink reply: {e}")))?;
+            let size = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(err) => {
+                    return match err.code {
+                        None => Ok(out),
+                        Some(_) => Err(err.to_io()),
+                    };
+                }
+                NetlinkPayload::InnerMessage(inner) => {
+                    out.push(inner);
+                    if !dump && flags & NLM_F_ACK == 0 {
+                        return Ok(out);
+                    }
+                }
+                _ => {}
+            }
+            if size == 0 {
+                break;
+            }
+            offset += size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_attributes_land_in_their_fields() {
+        let mut s = Stats::default();
+        for (kind, v) in [(9, 1), (10, 2), (11, 3), (15, 4), (2, 5), (1, 99), (3, 99)] {
+            add_stat(&mut s, kind, v);
+        }
+        add_stat(&mut s, 10, 10);
+        assert_eq!(
+            (
+                s.insert_failed,
+                s.drop,
+                s.early_drop,
+                s.chaintoolong,
+                s.found
+            ),
+            (1, 12, 3, 4, 5)
+        );
+        assert_eq!(s.distress(), 1 + 12 + 3 + 4);
+    }
+
+    #[test]
+    fn prefix_matching_follows_the_key() {
+        let key = SourceKey::v6(
+            "2001:db8:1:2::"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        );
+        assert!(in_prefix("2001:db8:1:2::99".parse().unwrap(), &key));
+        assert!(!in_prefix("2001:db8:1:3::1".parse().unwrap(), &key));
+        assert!(!in_prefix("198.18.0.1".parse().unwrap(), &key));
+        let v4 = SourceKey::v4([198, 18, 0, 7], 32);
+        assert!(in_prefix("198.18.0.7".parse().unwrap(), &v4));
+        assert!(!in_prefix("198.18.0.8".parse().unwrap(), &v4));
+    }
+}

@@ -1,0 +1,248 @@
+//! Network interfaces: lookup, and who has XDP attached to them.
+//!
+//! Everything here acts in the calling thread's network namespace: call it
+//! through [`super::netns::Scope::run`].
+
+use std::{ffi::CString, io, os::fd::FromRawFd as _, os::fd::OwnedFd};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, XdpAttached},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use thiserror::Error;
+
+use crate::model::xdp::{XdpAttachMode, XdpAttachment};
+
+#[derive(Debug, Error)]
+pub enum IfaceError {
+    #[error("interface `{name}` does not exist{scope} (`ip link` lists them)")]
+    NotFound { name: String, scope: String },
+    #[error("interface name `{0}` is not valid")]
+    BadName(String),
+    #[error("netlink request about interface index {index} failed")]
+    Netlink {
+        index: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("detaching program {prog_id} from interface index {index} failed")]
+    Detach {
+        index: u32,
+        prog_id: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An interface, resolved in its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+}
+
+/// Resolves an interface name; `scope` is only used in the error message.
+pub fn lookup(name: &str, scope: &str) -> Result<Interface, IfaceError> {
+    let c_name = CString::new(name).map_err(|_| IfaceError::BadName(name.to_owned()))?;
+    // SAFETY: c_name is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(IfaceError::NotFound {
+            name: name.to_owned(),
+            scope: scope.to_owned(),
+        });
+    }
+    Ok(Interface {
+        name: name.to_owned(),
+        index,
+    })
+}
+
+/// The XDP program attached to the interface, if any.
+pub fn xdp_attachment(iface: &Interface) -> Result<Option<XdpAttachment>, IfaceError> {
+    let link = link(iface)?;
+    let mut mode = None;
+    let mut prog_id = 0;
+    for attr in &link.attributes {
+        let LinkAttribute::Xdp(xdp) = attr else {
+            continue;
+        };
+        for nla in xdp {
+            match nla {
+                LinkXdp::Attached(XdpAttached::Driver) => mode = Some(XdpAttachMode::Native),
+                LinkXdp::Attached(XdpAttached::SocketBuffer) => mode = Some(XdpAttachMode::Skb),
+                LinkXdp::Attached(XdpAttached::Hardware) => mode = Some(XdpAttachMode::Hardware),
+                LinkXdp::Attached(XdpAttached::Multiple) => mode = Some(XdpAttachMode::Multiple),
+                LinkXdp::ProgId(id) => prog_id = *id,
+                _ => {}
+            }
+        }
+    }
+    let Some(mode) = mode else {
+        return Ok(None);
+    };
+    Ok(Some(XdpAttachment {
+        mode,
+        prog_id,
+        prog_name: program_name(prog_id),
+        link_id: xdp_link_of(prog_id),
+    }))
+}
+
+/// Whether the interface is one end of a veth pair (a container's link).
+pub fn is_veth(iface: &Interface) -> Result<bool, IfaceError> {
+    Ok(link(iface)?.attributes.iter().any(|attr| {
+        matches!(attr, LinkAttribute::LinkInfo(infos)
+            if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
+    }))
+}
+
+/// Removes a program that someone else attached (`guard run --force`).
+pub fn detach(iface: &Interface, attachment: &XdpAttachment) -> Result<(), IfaceError> {
+    let detach_err = |source| IfaceError::Detach {
+        index: iface.index,
+        prog_id: attachment.prog_id,
+        source,
+    };
+    if let Some(link_id) = attachment.link_id {
+        return detach_link(link_id).map_err(detach_err);
+    }
+    let flags = match attachment.mode {
+        XdpAttachMode::Native => XDP_FLAGS_DRV_MODE,
+        XdpAttachMode::Skb => XDP_FLAGS_SKB_MODE,
+        XdpAttachMode::Hardware => XDP_FLAGS_HW_MODE,
+        XdpAttachMode::Multiple => 0,
+    };
+    let mut msg = LinkMessage::default();
+    msg.header.index = iface.index;
+    msg.attributes.push(LinkAttribute::Xdp(vec![
+        LinkXdp::Fd(-1),
+        LinkXdp::Flags(flags),
+    ]));
+    request(RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)
+        .map(drop)
+        .map_err(detach_err)
+}
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+
+fn program_name(prog_id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == prog_id)
+        .and_then(|p| p.name_as_str().map(str::to_owned))
+}
+
+fn xdp_link_of(prog_id: u32) -> Option<u32> {
+    aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .find(|l| {
+            l.program_id() == prog_id
+                && matches!(l.link_type(), Ok(aya::programs::links::LinkType::Xdp))
+        })
+        .map(|l| l.id())
+}
+
+/// Sends one rtnetlink request and returns the message of its reply
+/// (`None` for a bare acknowledgement).
+fn request(payload: RouteNetlinkMessage, flags: u16) -> io::Result<Option<RouteNetlinkMessage>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+    packet.header.flags = flags;
+    packet.header.sequence_number = 1;
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut reply = vec![0; 64 * 1024];
+    let len = socket.recv(&mut &mut reply[..], 0)?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..len])
+        .map_err(|e| io::Error::other(format!("malformed netlink reply: {e}")))?;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(inner) => Ok(Some(inner)),
+        NetlinkPayload::Error(err) => match err.code {
+            None => Ok(None),
+            Some(_) => Err(err.to_io()),
+        },
+        other => Err(io::Error::other(format!(
+            "unexpected netlink reply: {other:?}"
+        ))),
+    }
+}
+
+/// `BPF_LINK_GET_FD_BY_ID` then `BPF_LINK_DETACH`: aya has no public call
+/// for a link that another process owns.
+fn detach_link(link_id: u32) -> io::Result<()> {
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    // Both commands read a u32 at the start of `union bpf_attr`; the rest
+    // must be zero.
+    let mut attr = [0u8; 16];
+    attr[..4].copy_from_slice(&link_id.to_ne_bytes());
+    // SAFETY: bpf(2) reads `size` bytes from a buffer we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_GET_FD_BY_ID,
+            attr.as_ptr(),
+            attr.len(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: the kernel just returned this fd to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut attr = [0u8; 16];
+    attr[..4].copy_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&fd).to_ne_bytes());
+    // SAFETY: as above.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, attr.as_ptr(), attr.len()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The interface's rtnetlink description (`ip -d link show`).
+fn link(iface: &Interface) -> Result<LinkMessage, IfaceError> {
+    let netlink_err = |source| IfaceError::Netlink {
+        index: iface.index,
+        source,
+    };
+    let mut msg = LinkMessage::default();
+    msg.header.index = iface.index;
+    let reply = request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST).map_err(netlink_err)?;
+    match reply {
+        Some(RouteNetlinkMessage::NewLink(link)) => Ok(link),
+        _ => Err(netlink_err(io::Error::other("no link in the reply"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_interface_names_the_interface_and_scope() {
+        let err = lookup("guard-no-such0", " in netns lab").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "interface `guard-no-such0` does not exist in netns lab (`ip link` lists them)"
+        );
+    }
+
+    #[test]
+    fn loopback_resolves() {
+        assert_eq!(lookup("lo", "").unwrap().index, 1);
+    }
+}

@@ -1,0 +1,158 @@
+//! flock(2) locks: the host-wide one that lets one guard run per host, and
+//! short exclusive ones that serialise the writers of a shared resource
+//! across processes (the maps, the kept lists). The kernel releases a lock
+//! when its process dies, so none can be left behind.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Read as _, Seek as _, Write as _},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LockError {
+    #[error(
+        "another guard is running (pid {pid}); one guard manages a host: give it every interface with repeated --iface"
+    )]
+    Locked { pid: String },
+    #[error("cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LockError {
+    let path = path.to_path_buf();
+    move |source| LockError::Io { what, path, source }
+}
+
+fn open(path: &Path) -> Result<File, LockError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("open", path))
+}
+
+/// The host-wide lock: one guard per host, because the conntrack knobs it
+/// drives are global. Held until dropped.
+#[derive(Debug)]
+pub struct HostLock {
+    _file: File,
+}
+
+impl HostLock {
+    /// The lock file's name in the runtime directory; it holds the pid.
+    pub const FILE: &str = "guard.lock";
+
+    pub fn acquire(runtime_dir: &Path) -> Result<Self, LockError> {
+        let path = runtime_dir.join(Self::FILE);
+        let mut file = open(&path)?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(LockError::Locked {
+                pid: pid.trim().to_owned(),
+            });
+        }
+        file.set_len(0).map_err(io_err("truncate", &path))?;
+        file.rewind().map_err(io_err("rewind", &path))?;
+        writeln!(file, "{}", std::process::id()).map_err(io_err("write", &path))?;
+        Ok(Self { _file: file })
+    }
+
+    /// The pid written in the lock file, read rather than locked: taking
+    /// the lock, even for a moment, could make a guard starting then fail.
+    #[must_use]
+    pub fn holder(runtime_dir: &Path) -> Option<u32> {
+        fs::read_to_string(runtime_dir.join(Self::FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// An exclusive lock on `path`, waited for, held until dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn exclusive(path: &Path) -> Result<Self, LockError> {
+        let file = open(path)?;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Self { _file: file });
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err("lock", path)(err));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("guard-lock-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn second_lock_names_the_holder() {
+        let dir = dir("host");
+        let first = HostLock::acquire(&dir).unwrap();
+        // flock locks belong to the open file description, so a second
+        // open in the same process conflicts like another process would.
+        let err = HostLock::acquire(&dir).unwrap_err();
+        assert!(
+            matches!(&err, LockError::Locked { pid } if *pid == std::process::id().to_string()),
+            "{err}"
+        );
+        assert_eq!(HostLock::holder(&dir), Some(std::process::id()));
+        drop(first);
+        HostLock::acquire(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_lock_waits_for_the_holder() {
+        let dir = dir("file");
+        let path = dir.join("x.lock");
+        let held = FileLock::exclusive(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let _lock = FileLock::exclusive(&path).unwrap();
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the second lock was granted while the first was held"
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

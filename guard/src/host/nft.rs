@@ -1,0 +1,40 @@
+//! Running nftables scripts in a network namespace: the NOTRACK and
+//! SYNPROXY tables guard installs are each replaced and removed as a whole.
+
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use super::netns::Scope;
+
+/// Runs `nft -f -` with `input` in the scope's namespace.
+pub fn nft(scope: &Scope, input: &str) -> Result<()> {
+    scope
+        .run(|| {
+            let mut child = Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("running nft (install nftables)")?;
+            child
+                .stdin
+                .take()
+                .context("nft stdin")?
+                .write_all(input.as_bytes())
+                .context("writing to nft")?;
+            let out = child.wait_with_output().context("waiting for nft")?;
+            if !out.status.success() {
+                bail!(
+                    "nft refused the rules: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow!(e))?
+}

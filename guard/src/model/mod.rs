@@ -1,0 +1,24 @@
+//! Pure logic: no I/O, no clock, no kernel. The controller's policy and
+//! level, the port table, conntrack sizing, doctor's rules, the statistics
+//! shown to people, and the plain data the layers above exchange. Tested
+//! without a kernel.
+
+pub mod conntrack;
+pub mod doctor;
+pub mod level;
+pub mod nft;
+pub mod paths;
+pub mod policy;
+pub mod ports;
+pub mod sizing;
+pub mod stats;
+pub mod status;
+pub mod xdp;
+
+/// A counter as a float, for rates and percentages shown to people and for
+/// the policy's arithmetic (counts stay far below 2^53).
+#[expect(clippy::cast_precision_loss, reason = "rates and fills, not counts")]
+#[must_use]
+pub const fn as_f64(n: u64) -> f64 {
+    n as f64
+}

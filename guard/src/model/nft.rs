@@ -1,0 +1,139 @@
+//! The text of the nftables tables guard installs, each replaced and
+//! removed whole: `inet guard_notrack` (conntrack skips stateless ports)
+//! and `inet guard_synproxy` (the kernel half of SYN cookies: netfilter's
+//! SYNPROXY completes the handshakes whose SYN-ACK the XDP program sent).
+//!
+//! SYNPROXY: SYNs to the cookie ports are untracked (a SYN that still
+//! reaches the kernel, one XDP could not answer, is answered by SYNPROXY
+//! itself), and an ACK conntrack does not know (with
+//! `nf_conntrack_tcp_loose` 0, which the controller sets while cookies are
+//! on) goes to SYNPROXY, which checks its cookie with the same kernel
+//! secret and opens the connection to the real server. Invalid packets to
+//! those ports are dropped.
+
+use std::fmt::Write as _;
+
+pub const NOTRACK_TABLE: &str = "guard_notrack";
+pub const SYNPROXY_TABLE: &str = "guard_synproxy";
+
+/// The script that removes `table` (family inet) if it exists: declaring
+/// it first makes the delete succeed when it is missing.
+#[must_use]
+pub fn delete_table(table: &str) -> String {
+    format!("table inet {table}\ndelete table inet {table}\n")
+}
+
+/// Which transport `--proto` covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    #[default]
+    Both,
+}
+
+/// The nftables script for `ports`: the table is created (if missing),
+/// deleted and defined again in one transaction, so it is replaced whole.
+#[must_use]
+pub fn notrack_script(ports: &[u16], proto: Proto) -> String {
+    let set = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let protos: &[&str] = match proto {
+        Proto::Tcp => &["tcp"],
+        Proto::Udp => &["udp"],
+        Proto::Both => &["tcp", "udp"],
+    };
+    let mut s = delete_table(NOTRACK_TABLE);
+    let _ = writeln!(s, "table inet {NOTRACK_TABLE} {{");
+    s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
+    for p in protos {
+        let _ = writeln!(s, "    {p} dport {{ {set} }} notrack");
+    }
+    s.push_str("  }\n  chain output {\n    type filter hook output priority raw;\n");
+    for p in protos {
+        let _ = writeln!(s, "    {p} sport {{ {set} }} notrack");
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+/// What SYNPROXY needs to agree with the XDP side on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynproxyOptions {
+    /// MSS over IPv4; IPv6 gets 20 less.
+    pub mss: u16,
+    pub wscale: u8,
+}
+
+/// The nftables script for `ports`.
+#[must_use]
+pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
+    let set = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = delete_table(SYNPROXY_TABLE);
+    let _ = writeln!(s, "table inet {SYNPROXY_TABLE} {{");
+    s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
+    let _ = writeln!(
+        s,
+        "    tcp dport {{ {set} }} tcp flags & (fin | syn | rst | ack) == syn notrack"
+    );
+    s.push_str("  }\n  chain input {\n    type filter hook input priority filter;\n");
+    for (family, mss) in [("ipv4", opts.mss), ("ipv6", opts.mss - 20)] {
+        let _ = writeln!(
+            s,
+            "    meta nfproto {family} tcp dport {{ {set} }} ct state invalid,untracked synproxy mss {mss} wscale {} timestamp sack-perm",
+            opts.wscale
+        );
+    }
+    let _ = writeln!(s, "    tcp dport {{ {set} }} ct state invalid drop");
+    s.push_str("  }\n}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_replaces_the_table_and_covers_both_directions() {
+        let s = notrack_script(&[53, 123], Proto::Udp);
+        assert!(s.starts_with("table inet guard_notrack\ndelete table inet guard_notrack\n"));
+        assert!(s.contains(
+            "type filter hook prerouting priority raw;\n    udp dport { 53, 123 } notrack\n"
+        ));
+        assert!(s.contains(
+            "type filter hook output priority raw;\n    udp sport { 53, 123 } notrack\n"
+        ));
+        assert!(!s.contains("tcp dport") && !s.contains("tcp sport"));
+        assert_eq!(
+            notrack_script(&[80], Proto::Both)
+                .matches("} notrack\n")
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn the_script_untracks_syns_and_proxies_both_families() {
+        let s = synproxy_script(
+            &[80, 443],
+            SynproxyOptions {
+                mss: 1460,
+                wscale: 7,
+            },
+        );
+        assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
+        assert!(s.contains(
+            "type filter hook prerouting priority raw;\n    tcp dport { 80, 443 } tcp flags & (fin | syn | rst | ack) == syn notrack\n"
+        ));
+        assert!(s.contains("meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"));
+        assert!(s.contains("meta nfproto ipv6 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1440 wscale 7"));
+        assert!(s.ends_with("    tcp dport { 80, 443 } ct state invalid drop\n  }\n}\n"));
+    }
+}

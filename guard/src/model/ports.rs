@@ -1,0 +1,319 @@
+//! The port table's contents, decided without I/O: a counter slot for each
+//! listening port that may get SYN cookies, and which of them are armed.
+//!
+//! The policy says whether a random-source SYN flood is on
+//! ([`super::policy::XdpLimits::cookies`]); this module says which ports
+//! it is aimed at. Under `--syn-cookies auto` a port is armed while the
+//! flood is on and the port gets a real share of the SYNs, and disarmed
+//! when its cookies have been quiet for `calm` or the flood is over; a
+//! port the flood spares keeps its SYNs on the ordinary path. `always`
+//! arms every port, `never` none.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use guard_common::{
+    PortCounts,
+    ports::{PORT_SLOTS, port_entry},
+};
+
+use super::as_f64 as f;
+use crate::config::SynCookies;
+
+/// A port is armed when it gets at least this share of the SYNs to
+/// listening ports, and at least this many a second.
+const ARM_SHARE: f64 = 0.1;
+const ARM_RATE: f64 = 100.0;
+/// An armed port answering fewer cookies a second than this is quiet.
+const QUIET_RATE: f64 = 100.0;
+
+#[derive(Clone, Debug, Default)]
+pub struct PortTable {
+    /// Ports that may get cookies, and their counter slot.
+    slots: BTreeMap<u16, u32>,
+    /// Armed ports, and since when each has been quiet.
+    armed: BTreeMap<u16, Option<Duration>>,
+    /// Each port's counts at the last step, for rates.
+    last: BTreeMap<u16, PortCounts>,
+    last_at: Option<Duration>,
+}
+
+impl PortTable {
+    /// Takes the ports that may get cookies now (listeners, narrowed by
+    /// `--cookie-port`). A port keeps its slot while it stays; new ones
+    /// take the lowest free slots; past [`PORT_SLOTS`] ports, the rest
+    /// are returned and left out.
+    pub fn set_eligible(&mut self, ports: &BTreeSet<u16>) -> Vec<u16> {
+        self.slots.retain(|p, _| ports.contains(p));
+        self.armed.retain(|p, _| ports.contains(p));
+        self.last.retain(|p, _| ports.contains(p));
+        let mut used: BTreeSet<u32> = self.slots.values().copied().collect();
+        let mut left_out = Vec::new();
+        for &port in ports {
+            if self.slots.contains_key(&port) {
+                continue;
+            }
+            match (0..PORT_SLOTS).find(|s| !used.contains(s)) {
+                Some(slot) => {
+                    used.insert(slot);
+                    self.slots.insert(port, slot);
+                }
+                None => left_out.push(port),
+            }
+        }
+        left_out
+    }
+
+    #[must_use]
+    pub fn armed(&self) -> BTreeSet<u16> {
+        self.armed.keys().copied().collect()
+    }
+
+    /// The `GUARD_PORTS` value of every port in the table.
+    #[must_use]
+    pub fn entries(&self) -> BTreeMap<u16, u32> {
+        self.slots
+            .iter()
+            .map(|(&port, &slot)| (port, port_entry(slot, self.armed.contains_key(&port))))
+            .collect()
+    }
+
+    /// Keeps armed only the ports in `ports` (what the SYNPROXY rules
+    /// cover, when installing new ones failed).
+    pub fn keep_armed(&mut self, ports: &BTreeSet<u16>) {
+        self.armed.retain(|p, _| ports.contains(p));
+    }
+
+    /// One step at time `at`: `counts` are each port's cumulative counters
+    /// (by port), `flood` the policy's verdict.
+    pub fn step(
+        &mut self,
+        at: Duration,
+        counts: &BTreeMap<u16, PortCounts>,
+        cookies: SynCookies,
+        flood: bool,
+        calm: Duration,
+    ) {
+        let rates = self.rates(at, counts);
+        match cookies {
+            SynCookies::Never => self.armed.clear(),
+            SynCookies::Always => {
+                for &port in self.slots.keys() {
+                    self.armed.entry(port).or_insert(None);
+                }
+            }
+            SynCookies::Auto if !flood => self.armed.clear(),
+            SynCookies::Auto => {
+                let total: f64 = rates.values().map(|r| r.0).sum();
+                for (&port, &(syns, answered)) in &rates {
+                    match self.armed.get_mut(&port) {
+                        None if syns >= ARM_RATE && syns >= total * ARM_SHARE => {
+                            self.armed.insert(port, None);
+                        }
+                        None => {}
+                        Some(quiet) if answered >= QUIET_RATE => *quiet = None,
+                        Some(quiet) => {
+                            quiet.get_or_insert(at);
+                        }
+                    }
+                }
+                self.armed
+                    .retain(|_, quiet| quiet.is_none_or(|since| at.saturating_sub(since) < calm));
+            }
+        }
+    }
+
+    /// SYNs and cookies a second per port since the last step.
+    fn rates(
+        &mut self,
+        at: Duration,
+        counts: &BTreeMap<u16, PortCounts>,
+    ) -> BTreeMap<u16, (f64, f64)> {
+        let dt = self
+            .last_at
+            .map_or(0.0, |last| at.saturating_sub(last).as_secs_f64());
+        let mut rates = BTreeMap::new();
+        for port in self.slots.keys() {
+            let now = counts.get(port).copied().unwrap_or_default();
+            if let Some(then) = self.last.get(port)
+                && dt > 0.0
+            {
+                let per_sec = |a: u64, b: u64| f(a.saturating_sub(b)) / dt;
+                rates.insert(
+                    *port,
+                    (
+                        per_sec(now.syns, then.syns),
+                        per_sec(now.cookies, then.cookies),
+                    ),
+                );
+            }
+            self.last.insert(*port, now);
+        }
+        self.last_at = Some(at);
+        rates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guard_common::ports::{PORT_COOKIES, port_slot};
+
+    use super::*;
+
+    const CALM: Duration = Duration::from_secs(5);
+
+    /// Each port's counter slot, as the table's entries carry it.
+    fn slots(t: &PortTable) -> BTreeMap<u16, u32> {
+        t.entries()
+            .into_iter()
+            .map(|(p, e)| (p, port_slot(e)))
+            .collect()
+    }
+
+    fn ports(list: &[u16]) -> BTreeSet<u16> {
+        list.iter().copied().collect()
+    }
+
+    fn counts(list: &[(u16, u64, u64)]) -> BTreeMap<u16, PortCounts> {
+        list.iter()
+            .map(|&(p, syns, cookies)| (p, PortCounts { syns, cookies }))
+            .collect()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn ports_keep_their_slots_and_new_ones_take_free_slots() {
+        let mut t = PortTable::default();
+        assert!(t.set_eligible(&ports(&[22, 80, 443])).is_empty());
+        let first = slots(&t);
+        t.set_eligible(&ports(&[80, 443, 8080]));
+        assert_eq!(slots(&t)[&80], first[&80]);
+        assert_eq!(slots(&t)[&443], first[&443]);
+        assert_eq!(slots(&t)[&8080], first[&22], "22's slot is free again");
+        let entries = t.entries();
+        assert_eq!(port_slot(entries[&8080]), first[&22]);
+    }
+
+    #[test]
+    fn ports_past_the_slots_are_left_out() {
+        let mut t = PortTable::default();
+        let many: BTreeSet<u16> = (1..=u16::try_from(PORT_SLOTS).unwrap() + 2).collect();
+        assert_eq!(t.set_eligible(&many).len(), 2);
+        assert_eq!(slots(&t).len(), PORT_SLOTS as usize);
+    }
+
+    #[test]
+    fn auto_arms_only_the_ports_under_the_flood() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[22, 80, 443]));
+        t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
+        // 80 takes the flood; 443 a little ordinary traffic; 22 nothing.
+        t.step(
+            secs(1),
+            &counts(&[(80, 50_000, 0), (443, 40, 0)]),
+            SynCookies::Auto,
+            true,
+            CALM,
+        );
+        assert_eq!(t.armed(), ports(&[80]));
+        assert_ne!(t.entries()[&80] & PORT_COOKIES, 0);
+        assert_eq!(t.entries()[&443] & PORT_COOKIES, 0);
+        // No flood verdict: nothing is armed however busy a port is.
+        let mut calm = PortTable::default();
+        calm.set_eligible(&ports(&[80]));
+        calm.step(secs(0), &counts(&[]), SynCookies::Auto, false, CALM);
+        calm.step(
+            secs(1),
+            &counts(&[(80, 50_000, 0)]),
+            SynCookies::Auto,
+            false,
+            CALM,
+        );
+        assert!(calm.armed().is_empty());
+    }
+
+    #[test]
+    fn an_armed_port_is_disarmed_after_calm_quiet_or_when_the_flood_ends() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[80]));
+        t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
+        t.step(
+            secs(1),
+            &counts(&[(80, 10_000, 0)]),
+            SynCookies::Auto,
+            true,
+            CALM,
+        );
+        assert_eq!(t.armed(), ports(&[80]));
+        // Busy answering: stays armed.
+        t.step(
+            secs(2),
+            &counts(&[(80, 20_000, 10_000)]),
+            SynCookies::Auto,
+            true,
+            CALM,
+        );
+        assert_eq!(t.armed(), ports(&[80]));
+        // Quiet from 3 s on: disarmed once quiet for CALM.
+        for s in 3..8 {
+            t.step(
+                secs(s),
+                &counts(&[(80, 20_000, 10_000)]),
+                SynCookies::Auto,
+                true,
+                CALM,
+            );
+            assert_eq!(t.armed(), ports(&[80]), "at {s} s");
+        }
+        t.step(
+            secs(8),
+            &counts(&[(80, 20_000, 10_000)]),
+            SynCookies::Auto,
+            true,
+            CALM,
+        );
+        assert!(t.armed().is_empty());
+        // Armed again, then the flood verdict ends: all off at once.
+        t.step(
+            secs(9),
+            &counts(&[(80, 40_000, 10_000)]),
+            SynCookies::Auto,
+            true,
+            CALM,
+        );
+        assert_eq!(t.armed(), ports(&[80]));
+        t.step(
+            secs(10),
+            &counts(&[(80, 60_000, 30_000)]),
+            SynCookies::Auto,
+            false,
+            CALM,
+        );
+        assert!(t.armed().is_empty());
+    }
+
+    #[test]
+    fn always_arms_every_port_and_never_none() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[22, 80]));
+        t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
+        assert_eq!(t.armed(), ports(&[22, 80]));
+        t.step(secs(1), &counts(&[]), SynCookies::Never, true, CALM);
+        assert!(t.armed().is_empty());
+    }
+
+    #[test]
+    fn a_listener_that_goes_away_leaves_the_armed_set() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[22, 80]));
+        t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
+        t.set_eligible(&ports(&[80]));
+        assert_eq!(t.armed(), ports(&[80]));
+        assert!(!t.entries().contains_key(&22));
+    }
+}
