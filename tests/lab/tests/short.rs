@@ -5,16 +5,13 @@
 
 use std::{fs, time::Duration};
 
-use guard_tests::{
-    host,
-    lab::{
-        defence::{BUCKETS, Defence, MAX},
-        report::summarize,
-        runner::{self, Options},
-        scenario::Scenario,
-    },
-    require,
+use guard_lab::{
+    defence::{BUCKETS, Defence, MAX},
+    report::summarize,
+    runner::{self, Options},
+    scenario::Scenario,
 };
+use guard_tests::{host, require};
 
 #[test]
 fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {

@@ -17,14 +17,14 @@ use std::{
 };
 
 use guard_common::Counter;
+use guard_lab::{
+    defence::{self, BUCKETS, Defence, MAX},
+    topology::{self, Topology, UDP_PORT, VICTIM, VICTIM6},
+    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
+};
 use guard_tests::{
     ct::{self, Count},
     host::{self, Saved},
-    lab::{
-        defence::{self, BUCKETS, Defence, MAX},
-        topology::{self, Topology, UDP_PORT, VICTIM, VICTIM6},
-        traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
-    },
     require,
 };
 
