@@ -8,9 +8,9 @@ use std::{net::SocketAddr, time::Duration};
 use guard_tests::{
     ct,
     guard_proc::{Guard, counters, start_on, stats},
+    kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
     nft::{Counters, nft},
-    require,
     server::{EchoServer, connect_echo},
 };
 
@@ -55,11 +55,7 @@ fn has_xdp(ns: &str, dev: &str) -> bool {
 /// listener never gets a cookie: the client is refused at once.
 #[test]
 fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
-    let Some(_kernel) =
-        require::kernel("real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -120,11 +116,7 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
 /// protecting; clients connect the ordinary way.
 #[test]
 fn native_mode_on_a_veth_protects_without_cookies_and_says_why() {
-    let Some(_kernel) =
-        require::kernel("native_mode_on_a_veth_protects_without_cookies_and_says_why")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -158,9 +150,7 @@ fn native_mode_on_a_veth_protects_without_cookies_and_says_why() {
 /// protected; one that goes away leaves the port table and the rules.
 #[test]
 fn listeners_are_followed_as_they_come_and_go() {
-    let Some(_kernel) = require::kernel("listeners_are_followed_as_they_come_and_go") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let guard = start_on(&net, ALWAYS);
@@ -189,9 +179,7 @@ fn listeners_are_followed_as_they_come_and_go() {
 /// monitor mode, they go off.
 #[test]
 fn a_reload_from_monitor_to_enforce_arms_cookies() {
-    let Some(_kernel) = require::kernel("a_reload_from_monitor_to_enforce_arms_cookies") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());

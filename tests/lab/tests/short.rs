@@ -11,15 +11,11 @@ use guard_lab::{
     runner::{self, Options},
     scenario::Scenario,
 };
-use guard_tests::{host, require};
+use guard_tests::{host, kernel_test};
 
 #[test]
 fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {
-    let Some(_kernel) =
-        require::kernel("short_lab_fills_the_table_without_a_defence_and_not_with_guard")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     assert!(
         std::process::Command::new("trafgen")
             .arg("--version")

@@ -11,7 +11,7 @@ use guard_lab::{
     runner::{self, Options},
     scenario::Scenario,
 };
-use guard_tests::{host, require};
+use guard_tests::{host, kernel_test};
 
 /// A random-source SYN flood, as fast as one trafgen core sends it,
 /// against a 16,384-entry table, with guard started as a new user would
@@ -71,20 +71,12 @@ fn random_source_syn_flood_is_answered_with_cookies(scenario: Scenario) {
 
 #[test]
 fn a_random_source_ipv4_syn_flood_is_answered_with_cookies_by_default() {
-    let Some(_kernel) =
-        require::kernel("a_random_source_ipv4_syn_flood_is_answered_with_cookies_by_default")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     random_source_syn_flood_is_answered_with_cookies(Scenario::SynFlood);
 }
 
 #[test]
 fn a_random_source_ipv6_syn_flood_is_answered_with_cookies_by_default() {
-    let Some(_kernel) =
-        require::kernel("a_random_source_ipv6_syn_flood_is_answered_with_cookies_by_default")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     random_source_syn_flood_is_answered_with_cookies(Scenario::SynFlood6);
 }
