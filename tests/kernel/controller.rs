@@ -24,10 +24,10 @@ use guard_tests::{
     flood::{Flood, spoofed, spoofed6},
     guard_proc::{self, pin_dir, start_on},
     host::{self, Saved},
+    kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
     nft::Counters,
     packet::TCP_SYN,
-    require,
     server::{EchoServer, connect_echo},
 };
 
@@ -189,11 +189,7 @@ fn delta(
 /// the kernel drops nothing, and a real client connects throughout.
 #[test]
 fn the_table_fills_without_guard_and_stays_below_90_percent_with_it() {
-    let Some(_kernel) =
-        require::kernel("the_table_fills_without_guard_and_stays_below_90_percent_with_it")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let saved = Saved::new(&[MAX]);
     host::set_sysctl(MAX, 4096);
     let v = Victim::new();
@@ -286,11 +282,7 @@ fn provoke_changes(v: &Victim, original_timeouts: &[(String, u64)]) {
 /// sysctl and the hash size are what they were before the run, exactly.
 #[test]
 fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() {
-    let Some(_kernel) = require::kernel(
-        "every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore",
-    ) else {
-        return;
-    };
+    let _kernel = kernel_test!();
     assert!(
         !Path::new(STATE_FILE).exists(),
         "a guard state file already exists on this host"
@@ -415,17 +407,13 @@ fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
 
 #[test]
 fn a_banned_sources_entries_are_deleted() {
-    let Some(_kernel) = require::kernel("a_banned_sources_entries_are_deleted") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     banned_source_entries_are_deleted(spoofed(6));
 }
 
 #[test]
 fn a_banned_ipv6_sources_entries_are_deleted() {
-    let Some(_kernel) = require::kernel("a_banned_ipv6_sources_entries_are_deleted") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     banned_source_entries_are_deleted(spoofed6(6));
 }
 
@@ -433,9 +421,7 @@ fn a_banned_ipv6_sources_entries_are_deleted() {
 /// no XDP budget.
 #[test]
 fn dry_run_decides_and_changes_nothing() {
-    let Some(_kernel) = require::kernel("dry_run_decides_and_changes_nothing") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let saved = Saved::new(&[MAX]);
     host::set_sysctl(MAX, 4096);
     let v = Victim::new();
@@ -482,10 +468,7 @@ fn in_private_mounts(script: &str) -> (Option<i32>, String) {
 
 #[test]
 fn a_read_only_sysctl_is_reported_once_and_guard_goes_on() {
-    let Some(_kernel) = require::kernel("a_read_only_sysctl_is_reported_once_and_guard_goes_on")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let v = Victim::new();
     let buckets = host::sysctl(BUCKETS);
     // `equal` asks for more buckets at start-up; the file is read-only in
@@ -515,9 +498,7 @@ fn a_read_only_sysctl_is_reported_once_and_guard_goes_on() {
 
 #[test]
 fn missing_conntrack_is_said_plainly() {
-    let Some(_kernel) = require::kernel("missing_conntrack_is_said_plainly") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let hide = "mount -t tmpfs none /proc/sys/net/netfilter";
     let (code, stderr) = in_private_mounts(&format!(
@@ -545,9 +526,7 @@ fn missing_conntrack_is_said_plainly() {
 
 #[test]
 fn a_memory_budget_smaller_than_the_table_is_refused() {
-    let Some(_kernel) = require::kernel("a_memory_budget_smaller_than_the_table_is_refused") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let v = Victim::new();
     let out = guard_proc::run(&[
         "run",
@@ -570,10 +549,7 @@ fn a_memory_budget_smaller_than_the_table_is_refused() {
 
 #[test]
 fn a_corrupt_state_file_stops_everything_until_discarded() {
-    let Some(_kernel) = require::kernel("a_corrupt_state_file_stops_everything_until_discarded")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     assert!(
         !Path::new(STATE_FILE).exists(),
         "a guard state file already exists on this host"
@@ -605,9 +581,7 @@ fn a_corrupt_state_file_stops_everything_until_discarded() {
 
 #[test]
 fn tune_applies_and_persists_what_it_recommends() {
-    let Some(_kernel) = require::kernel("tune_applies_and_persists_what_it_recommends") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let saved = Saved::new(&[MAX, BUCKETS]);
     let v = Victim::new();
     let established = timeout_key("tcp_timeout_established");
@@ -635,11 +609,7 @@ fn tune_applies_and_persists_what_it_recommends() {
 
 #[test]
 fn notrack_rules_are_installed_and_removed_in_both_directions() {
-    let Some(_kernel) =
-        require::kernel("notrack_rules_are_installed_and_removed_in_both_directions")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let v = Victim::new();
     let list = || {
         Command::new("ip")
@@ -704,9 +674,7 @@ fn source_row(net: &TestNet, source: &str) -> (u64, u64) {
 /// configured ones), and is once a flood fills it.
 #[test]
 fn a_busy_source_is_limited_only_under_pressure() {
-    let Some(_kernel) = require::kernel("a_busy_source_is_limited_only_under_pressure") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let saved = Saved::new(&[MAX]);
     host::set_sysctl(MAX, 4096);
     let v = Victim::new();

@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard_common::{Counter, SourceKey, bucket::NANOS_PER_SEC};
 use guard_tests::{
+    kernel_test,
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021AD, TPID_8021Q},
-    require,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -429,29 +429,19 @@ fn linux_syn_is_answered(family: Family, vlans: &[u16]) {
 
 #[test]
 fn an_ipv4_syn_with_linux_options_is_answered_with_a_cookie_synack() {
-    let Some(_kernel) =
-        require::kernel("an_ipv4_syn_with_linux_options_is_answered_with_a_cookie_synack")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     linux_syn_is_answered(Family::V4, &[]);
 }
 
 #[test]
 fn an_ipv6_syn_with_linux_options_is_answered_with_a_cookie_synack() {
-    let Some(_kernel) =
-        require::kernel("an_ipv6_syn_with_linux_options_is_answered_with_a_cookie_synack")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     linux_syn_is_answered(Family::V6, &[]);
 }
 
 #[test]
 fn the_synack_keeps_one_or_two_vlan_tags() {
-    let Some(_kernel) = require::kernel("the_synack_keeps_one_or_two_vlan_tags") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     for family in [Family::V4, Family::V6] {
         linux_syn_is_answered(family, &[TPID_8021Q]);
         linux_syn_is_answered(family, &[TPID_8021AD, TPID_8021Q]);
@@ -460,11 +450,7 @@ fn the_synack_keeps_one_or_two_vlan_tags() {
 
 #[test]
 fn a_syn_without_options_gets_only_the_mss_and_the_frame_grows() {
-    let Some(_kernel) =
-        require::kernel("a_syn_without_options_gets_only_the_mss_and_the_frame_grows")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut program = with_cookies("--mode enforce");
     let syn = syn(Family::V4, &[]);
     assert_eq!(syn.frame().len(), 14 + 20 + 20);
@@ -486,10 +472,7 @@ fn a_syn_without_options_gets_only_the_mss_and_the_frame_grows() {
 
 #[test]
 fn a_syn_with_timestamps_only_gets_nops_and_no_window_scale() {
-    let Some(_kernel) = require::kernel("a_syn_with_timestamps_only_gets_nops_and_no_window_scale")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut program = with_cookies("--mode enforce");
     let s = answer(
         &mut program,
@@ -513,11 +496,7 @@ fn a_syn_with_timestamps_only_gets_nops_and_no_window_scale() {
 
 #[test]
 fn without_timestamps_neither_sack_nor_window_scale_is_offered() {
-    let Some(_kernel) =
-        require::kernel("without_timestamps_neither_sack_nor_window_scale_is_offered")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut program = with_cookies("--mode enforce");
     // MSS, SACK-permitted, NOP, window scale 7: no timestamps to carry them.
     let options = [2, 4, 0x05, 0xb4, 4, 2, 1, 3, 3, 7];
@@ -533,9 +512,7 @@ fn without_timestamps_neither_sack_nor_window_scale_is_offered() {
 
 #[test]
 fn ecn_setup_is_accepted_only_with_timestamps() {
-    let Some(_kernel) = require::kernel("ecn_setup_is_accepted_only_with_timestamps") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut program = with_cookies("--mode enforce");
     let mut ecn_syn = syn(Family::V4, &linux_options(Family::V4));
     if let L4::Tcp { flags, .. } = &mut ecn_syn.l4 {
@@ -560,10 +537,7 @@ fn ecn_setup_is_accepted_only_with_timestamps() {
 /// SYN-ACK's own checksum is computed afresh, and is right.
 #[test]
 fn a_syn_with_a_wrong_tcp_checksum_is_answered_all_the_same() {
-    let Some(_kernel) = require::kernel("a_syn_with_a_wrong_tcp_checksum_is_answered_all_the_same")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     for family in [Family::V4, Family::V6] {
         let mut program = with_cookies("--mode enforce");
         let mut syn = syn(family, &linux_options(family));
@@ -670,10 +644,7 @@ fn fallbacks() -> Vec<Fallback> {
 
 #[test]
 fn syns_the_cookie_path_cannot_take_go_the_ordinary_way() {
-    let Some(_kernel) = require::kernel("syns_the_cookie_path_cannot_take_go_the_ordinary_way")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut wrong = Vec::new();
     for c in &fallbacks() {
         let mut program = with_cookies(c.flags);
@@ -787,45 +758,31 @@ fn forged_acks_are_dropped(family: Family) {
 
 #[test]
 fn the_last_ack_of_an_ipv4_cookie_handshake_passes_and_verifies_its_source() {
-    let Some(_kernel) =
-        require::kernel("the_last_ack_of_an_ipv4_cookie_handshake_passes_and_verifies_its_source")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     the_last_ack_passes(Family::V4);
 }
 
 #[test]
 fn the_last_ack_of_an_ipv6_cookie_handshake_passes_and_verifies_its_source() {
-    let Some(_kernel) =
-        require::kernel("the_last_ack_of_an_ipv6_cookie_handshake_passes_and_verifies_its_source")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     the_last_ack_passes(Family::V6);
 }
 
 #[test]
 fn forged_ipv4_acks_to_a_cookie_port_are_dropped() {
-    let Some(_kernel) = require::kernel("forged_ipv4_acks_to_a_cookie_port_are_dropped") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     forged_acks_are_dropped(Family::V4);
 }
 
 #[test]
 fn forged_ipv6_acks_to_a_cookie_port_are_dropped() {
-    let Some(_kernel) = require::kernel("forged_ipv6_acks_to_a_cookie_port_are_dropped") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     forged_acks_are_dropped(Family::V6);
 }
 
 #[test]
 fn a_denylisted_source_gets_no_synack() {
-    let Some(_kernel) = require::kernel("a_denylisted_source_gets_no_synack") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     for family in [Family::V4, Family::V6] {
         let mut program = with_cookies(DENY_FLAGS);
         let frame = segment(

@@ -21,9 +21,9 @@ use std::{
 use guard_common::{Counter, CounterBlock, bucket::NANOS_PER_SEC};
 use guard_tests::{
     fuzz::{self, Rng},
+    kernel_test,
     model::{self, Model, Verdict},
     packet::{Ext, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
-    require,
     xdp::{self, Program, XDP_DROP, XDP_PASS},
 };
 
@@ -131,11 +131,7 @@ fn v4(last: u8) -> IpAddr {
 
 #[test]
 fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
-    let Some(_kernel) =
-        require::kernel("a_syn_flood_over_many_sources_vlans_and_extension_headers")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut pair = Pair::new(
         "--mode enforce --syn-rate 10 --syn-burst 5 --prefix-syn-rate 40 --prefix-syn-burst 20 --global-rate 200 --global-burst 50 --ban-threshold 15 --ban-window 2 --ban-duration 1 --event-rate 20 --event-burst 5",
     );
@@ -173,9 +169,7 @@ fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
 
 #[test]
 fn udp_flows_echo_requests_and_the_fast_path() {
-    let Some(_kernel) = require::kernel("udp_flows_echo_requests_and_the_fast_path") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut pair = Pair::new(
         "--mode enforce --udp-rate 5 --udp-burst 3 --icmp-rate 2 --icmp-burst 2 --udp-flow-idle 5",
     );
@@ -214,9 +208,7 @@ fn udp_flows_echo_requests_and_the_fast_path() {
 
 #[test]
 fn allow_and_deny_longest_prefix_wins() {
-    let Some(_kernel) = require::kernel("allow_and_deny_longest_prefix_wins") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut pair = Pair::new(
         "--mode enforce --syn-rate 1 --syn-burst 1 --deny 198.19.0.0/16 --allow 198.19.0.0/24 --deny 198.19.0.128/25 --allow 2001:db8:1::/48 --deny 2001:db8:1:2::/64",
     );
@@ -247,9 +239,7 @@ fn allow_and_deny_longest_prefix_wins() {
 
 #[test]
 fn monitor_counts_exactly_what_enforce_drops() {
-    let Some(_kernel) = require::kernel("monitor_counts_exactly_what_enforce_drops") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let limits = "--syn-rate 5 --syn-burst 3 --udp-rate 5 --udp-burst 2 --ban-threshold 10 --deny 198.19.3.0/24";
     let mut enforce = Pair::new(&format!("--mode enforce {limits}"));
     let mut monitor = Pair::new(&format!("--mode monitor {limits}"));
@@ -294,9 +284,7 @@ fn monitor_counts_exactly_what_enforce_drops() {
 
 #[test]
 fn random_mixes_agree() {
-    let Some(_kernel) = require::kernel("random_mixes_agree") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     for seed in 10..14 {
         // Odd seeds turn the prefix tier off for UDP and ICMP.
         let prefix_off = if seed % 2 == 1 {
@@ -334,9 +322,7 @@ fn random_mixes_agree() {
 /// frame counted and dropped.
 #[test]
 fn robustness_against_100k_random_and_broken_frames() {
-    let Some(_kernel) = require::kernel("robustness_against_100k_random_and_broken_frames") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut pair = Pair::new("--mode enforce");
     let mut rng = Rng::new(99);
     let sources = fuzz::sources(&mut rng, 200, 100);

@@ -13,10 +13,10 @@ use std::{
 use guard_common::Counter;
 use guard_tests::{
     guard_proc::{self, Finished, counters, pin_dir, start_on, stats, stats_after},
+    kernel_test,
     net::TestNet,
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
     raw::RawSender,
-    require,
 };
 
 const V4_SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -246,9 +246,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn counters_equal_what_was_sent() {
-    let Some(_kernel) = require::kernel("counters_equal_what_was_sent") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let guard = start_on(&net, &["--summary-interval", "1"]);
     let before = counters(&stats(&net));
@@ -301,9 +299,7 @@ fn counters_equal_what_was_sent() {
 
 #[test]
 fn sigint_detaches_and_unpins() {
-    let Some(_kernel) = require::kernel("sigint_detaches_and_unpins") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let guard = start_on(&net, &[]);
     assert!(net.victim_link().contains("xdp"), "not attached");
@@ -314,9 +310,7 @@ fn sigint_detaches_and_unpins() {
 
 #[test]
 fn missing_interface_is_refused_with_exit_2() {
-    let Some(_kernel) = require::kernel("missing_interface_is_refused_with_exit_2") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", "nosuch0"]);
     out.assert_code(2);
@@ -336,9 +330,7 @@ fn missing_interface_is_refused_with_exit_2() {
 
 #[test]
 fn second_guard_is_refused() {
-    let Some(_kernel) = require::kernel("second_guard_is_refused") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let guard = start_on(&net, &[]);
     let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
@@ -353,9 +345,7 @@ fn second_guard_is_refused() {
 
 #[test]
 fn stats_without_a_running_guard_exits_1() {
-    let Some(_kernel) = require::kernel("stats_without_a_running_guard_exits_1") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let out = guard_proc::run(&["stats", "--netns", &net.victim]);
     out.assert_code(1);
@@ -364,9 +354,7 @@ fn stats_without_a_running_guard_exits_1() {
 
 #[test]
 fn unprivileged_run_is_refused() {
-    let Some(_kernel) = require::kernel("unprivileged_run_is_refused") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let out = std::process::Command::new("setpriv")
         .args([
@@ -387,9 +375,7 @@ fn unprivileged_run_is_refused() {
 
 #[test]
 fn missing_bpffs_is_refused() {
-    let Some(_kernel) = require::kernel("missing_bpffs_is_refused") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     // A private mount namespace where /sys/fs/bpf is not mounted; the
     // host's mount is not touched.
@@ -415,10 +401,7 @@ fn missing_bpffs_is_refused() {
 /// Someone else's program, held by a BPF link in this test process.
 #[test]
 fn foreign_program_held_by_a_link_is_kept_unless_forced() {
-    let Some(_kernel) = require::kernel("foreign_program_held_by_a_link_is_kept_unless_forced")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let mut foreign =
         aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
@@ -474,11 +457,7 @@ fn foreign_program_held_by_a_link_is_kept_unless_forced() {
 /// and most XDP tools do), which stays after its loader exits.
 #[test]
 fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
-    let Some(_kernel) =
-        require::kernel("foreign_program_attached_by_netlink_is_kept_unless_forced")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let mut foreign =
         aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
@@ -537,9 +516,7 @@ fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
 /// exits 2 and leaves nothing attached.
 #[test]
 fn verifier_rejection_is_shown() {
-    let Some(_kernel) = require::kernel("verifier_rejection_is_shown") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let rejected = std::env::temp_dir().join(format!("guardt-{}-rejected.o", std::process::id()));
     std::fs::write(&rejected, object_with_unbounded_loop()).expect("write object");

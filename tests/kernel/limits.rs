@@ -13,10 +13,10 @@ use std::{
 use guard_tests::{
     flood::Flood,
     guard_proc::{self, counters, pin_dir, start_on, stats, stats_after},
+    kernel_test,
     net::{TestNet, VICTIM_ADDR},
     nft::Counters,
     packet::{TCP_ACK, TCP_SYN},
-    require,
     server::{EchoServer, connect_echo},
 };
 
@@ -72,11 +72,7 @@ fn stop_clean(guard: guard_proc::Guard, net: &TestNet) -> guard_proc::Finished {
 /// not stricter than configured either.
 #[test]
 fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through() {
-    let Some(_kernel) = require::kernel(
-        "flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through",
-    ) else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let (rate, burst) = (10.0, 20.0);
     let net = TestNet::addressed();
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -183,11 +179,7 @@ fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through()
 /// on timing, and the two runs are comparable to the packet.
 #[test]
 fn monitor_drops_nothing_and_counts_exactly_what_enforce_drops() {
-    let Some(_kernel) =
-        require::kernel("monitor_drops_nothing_and_counts_exactly_what_enforce_drops")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let nft = Counters::install(
         &net.victim,
@@ -260,11 +252,7 @@ fn monitor_drops_nothing_and_counts_exactly_what_enforce_drops() {
 /// packet in, SYN or not.
 #[test]
 fn allowlisted_sources_are_never_limited_and_denylisted_never_pass() {
-    let Some(_kernel) =
-        require::kernel("allowlisted_sources_are_never_limited_and_denylisted_never_pass")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let nft = Counters::install(
         &net.victim,
@@ -325,11 +313,7 @@ fn allowlisted_sources_are_never_limited_and_denylisted_never_pass() {
 /// and the log, and it expires by itself.
 #[test]
 fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
-    let Some(_kernel) =
-        require::kernel("a_source_that_keeps_flooding_is_banned_until_the_ban_expires")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let nft = Counters::install(
         &net.victim,
@@ -403,10 +387,7 @@ fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
 /// nothing attached or pinned.
 #[test]
 fn bad_configuration_is_refused_before_anything_changes() {
-    let Some(_kernel) = require::kernel("bad_configuration_is_refused_before_anything_changes")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::silent();
     let file = std::env::temp_dir().join(format!("guardt-{}.toml", std::process::id()));
     std::fs::write(

@@ -16,10 +16,10 @@ use std::{
 use guard_tests::{
     flood::Flood,
     guard_proc::{self, Guard, counters, start_on, stats, stats_after},
+    kernel_test,
     net::TestNet,
     nft::Counters,
     packet::TCP_SYN,
-    require,
 };
 
 const PORT: u16 = 8080;
@@ -77,11 +77,7 @@ fn guard_cmd(args: &[&str]) -> guard_proc::Finished {
 
 #[test]
 fn allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart() {
-    let Some(_kernel) =
-        require::kernel("allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let _kept = KeptLists::save();
     let net = TestNet::addressed();
     let nft = Counters::install(&net.victim, &[("in", SYN)]);
@@ -242,9 +238,7 @@ fn whole(v: f64) -> u64 {
 
 #[test]
 fn metrics_parse_and_match_the_counters() {
-    let Some(_kernel) = require::kernel("metrics_parse_and_match_the_counters") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let port = 19_000 + u16::try_from(std::process::id() % 1000).expect("port");
     let addr = format!("127.0.0.1:{port}");
@@ -320,11 +314,7 @@ fn write_config(path: &Path, net: &TestNet, body: &str) {
 
 #[test]
 fn sighup_applies_a_valid_config_and_keeps_the_old_one_for_an_invalid_one() {
-    let Some(_kernel) =
-        require::kernel("sighup_applies_a_valid_config_and_keeps_the_old_one_for_an_invalid_one")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let _kept = KeptLists::save();
     let net = TestNet::addressed();
     let nft = Counters::install(&net.victim, &[("in", SYN)]);
@@ -379,9 +369,7 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_for_an_invalid_one() {
 
 #[test]
 fn stats_json_carries_the_controller_status() {
-    let Some(_kernel) = require::kernel("stats_json_carries_the_controller_status") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let guard = start_on(&net, &["--summary-interval", "0"]);
     let deadline = Instant::now() + Duration::from_secs(5);

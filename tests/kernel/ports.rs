@@ -17,8 +17,8 @@ use guard_common::{
     Counter, SourceKey, bucket::NANOS_PER_SEC, config::VERIFY_ACKS, ports::port_entry,
 };
 use guard_tests::{
+    kernel_test,
     packet::{Packet, TCP_ACK, TCP_SYN},
-    require,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -56,11 +56,7 @@ fn source_key(addr: IpAddr) -> SourceKey {
 
 #[test]
 fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
-    let Some(_kernel) =
-        require::kernel("syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let mut program = Program::new(&xdp::settings("--mode enforce"));
     program.arm_cookies(ARMED);
     program.set_port(LISTENING, port_entry(7, false));
@@ -168,11 +164,7 @@ fn returning_client_is_verified(addr: IpAddr, stranger: IpAddr) {
 
 #[test]
 fn an_ipv4_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody() {
-    let Some(_kernel) = require::kernel(
-        "an_ipv4_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody",
-    ) else {
-        return;
-    };
+    let _kernel = kernel_test!();
     returning_client_is_verified(
         Ipv4Addr::LOCALHOST.into(),
         Ipv4Addr::new(198, 19, 3, 3).into(),
@@ -181,11 +173,7 @@ fn an_ipv4_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobod
 
 #[test]
 fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody() {
-    let Some(_kernel) = require::kernel(
-        "an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobody",
-    ) else {
-        return;
-    };
+    let _kernel = kernel_test!();
     returning_client_is_verified(
         Ipv6Addr::LOCALHOST.into(),
         Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
@@ -196,9 +184,7 @@ fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobod
 /// with no budget at all, ACKs cost no lookup and verify nobody.
 #[test]
 fn without_a_binding_budget_acks_verify_nobody() {
-    let Some(_kernel) = require::kernel("without_a_binding_budget_acks_verify_nobody") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
     let mut no_budget = Program::new(&xdp::settings("--mode enforce"));
     let mut cfg = no_budget.config();

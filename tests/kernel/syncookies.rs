@@ -1,22 +1,16 @@
 //! SYN cookies end to end: real clients complete real connections through
-//! the XDP cookie path and the kernel's SYNPROXY, and a random-source SYN
-//! flood is answered with cookies while the table stays nearly empty.
+//! the XDP cookie path and the kernel's SYNPROXY. The random-source SYN
+//! floods answered with cookies run on the lab's topology, so they are the
+//! lab crate's tests (`tests/lab/tests/synflood.rs`).
 
 use std::{net::SocketAddr, time::Duration};
 
 use guard_tests::{
     ct,
     guard_proc::{Guard, counters, start_on, stats},
-    host,
-    lab::{
-        defence::{BUCKETS, Defence, MAX},
-        report::summarize,
-        runner::{self, Options},
-        scenario::Scenario,
-    },
+    kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
     nft::{Counters, nft},
-    require,
     server::{EchoServer, connect_echo},
 };
 
@@ -61,11 +55,7 @@ fn has_xdp(ns: &str, dev: &str) -> bool {
 /// listener never gets a cookie: the client is refused at once.
 #[test]
 fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
-    let Some(_kernel) =
-        require::kernel("real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -126,11 +116,7 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
 /// protecting; clients connect the ordinary way.
 #[test]
 fn native_mode_on_a_veth_protects_without_cookies_and_says_why() {
-    let Some(_kernel) =
-        require::kernel("native_mode_on_a_veth_protects_without_cookies_and_says_why")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -164,9 +150,7 @@ fn native_mode_on_a_veth_protects_without_cookies_and_says_why() {
 /// protected; one that goes away leaves the port table and the rules.
 #[test]
 fn listeners_are_followed_as_they_come_and_go() {
-    let Some(_kernel) = require::kernel("listeners_are_followed_as_they_come_and_go") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let guard = start_on(&net, ALWAYS);
@@ -195,9 +179,7 @@ fn listeners_are_followed_as_they_come_and_go() {
 /// monitor mode, they go off.
 #[test]
 fn a_reload_from_monitor_to_enforce_arms_cookies() {
-    let Some(_kernel) = require::kernel("a_reload_from_monitor_to_enforce_arms_cookies") else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
@@ -241,80 +223,4 @@ fn a_reload_from_monitor_to_enforce_arms_cookies() {
         "",
         "the SYNPROXY rules were left"
     );
-}
-
-/// A random-source SYN flood, as fast as one trafgen core sends it,
-/// against a 16,384-entry table, with guard started as a new user would
-/// (`--mode enforce` and nothing else) on a veth whose far end has no XDP
-/// program. The table stays under 10%, the kernel drops nothing, and
-/// legitimate clients, on the same link and behind the same XDP program as
-/// the flood, get in.
-fn random_source_syn_flood_is_answered_with_cookies(scenario: Scenario) {
-    let before = (host::sysctl(MAX), host::sysctl(BUCKETS));
-    let out = std::env::temp_dir().join(format!(
-        "guardt-{}-cookies-{}",
-        std::process::id(),
-        scenario.name()
-    ));
-    let report = runner::run(&Options {
-        scenarios: vec![scenario],
-        defences: vec![Defence::GuardDefaults],
-        lead: Duration::from_secs(2),
-        attack: Duration::from_secs(8),
-        tail: Duration::from_secs(2),
-        table: 16_384,
-        legit_rate: 25,
-        out: out.clone(),
-        helper: env!("CARGO_BIN_EXE_guard-lab").into(),
-    })
-    .expect("the lab runs");
-    assert_eq!((host::sysctl(MAX), host::sysctl(BUCKETS)), before);
-    let run = &report.sections[0].runs[0];
-    let s = summarize(run);
-    let _ = std::fs::remove_dir_all(&out);
-    assert!(
-        s.attack_sent > 1_000_000,
-        "the flood sent only {}",
-        s.attack_sent
-    );
-    // The fill is of the table guard started from: it may raise max.
-    let peak = run.samples.iter().map(|x| x.count).max().unwrap_or(0);
-    assert!(
-        peak * 10 < run.table,
-        "peak {peak} entries of {} (10% is the bound): {s:?}",
-        run.table
-    );
-    assert_eq!(s.table_full_drops, 0, "{s:?}");
-    let success = s.legit_success.unwrap_or(0.0);
-    assert!(success >= 99.0, "legitimate success {success:.1}%: {s:?}");
-    let cookies: u64 = run
-        .samples
-        .iter()
-        .filter_map(|x| x.xdp_cookies)
-        .max()
-        .unwrap_or(0);
-    assert!(
-        cookies > 100_000,
-        "cookies answered only {cookies} SYNs: {s:?}"
-    );
-}
-
-#[test]
-fn a_random_source_ipv4_syn_flood_is_answered_with_cookies_by_default() {
-    let Some(_kernel) =
-        require::kernel("a_random_source_ipv4_syn_flood_is_answered_with_cookies_by_default")
-    else {
-        return;
-    };
-    random_source_syn_flood_is_answered_with_cookies(Scenario::SynFlood);
-}
-
-#[test]
-fn a_random_source_ipv6_syn_flood_is_answered_with_cookies_by_default() {
-    let Some(_kernel) =
-        require::kernel("a_random_source_ipv6_syn_flood_is_answered_with_cookies_by_default")
-    else {
-        return;
-    };
-    random_source_syn_flood_is_answered_with_cookies(Scenario::SynFlood6);
 }

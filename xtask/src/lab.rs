@@ -25,7 +25,7 @@ pub fn run(opts: &Options) -> Result<()> {
     setup::run(&setup::Options::default())?;
     let linker_dir = setup::toolchain()?;
     let object = build::build_ebpf(&linker_dir)?;
-    build::build_userspace(true, &object, &["guard", "guard-tests"])?;
+    build::build_userspace(true, &object, &["guard", "guard-lab"])?;
     let release = cmd::target_dir().join("release");
     let mut lab = Command::new(release.join("guard-lab"));
     if !opts

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::{build, cmd, setup};
 
 /// Userspace packages; guard-ebpf builds only for the bpf target.
-const HOST_PACKAGES: &[&str] = &["guard", "guard-common", "guard-tests", "xtask"];
+const HOST_PACKAGES: &[&str] = &["guard", "guard-common", "guard-tests", "guard-lab", "xtask"];
 
 #[derive(Debug, Default, clap::Args)]
 pub struct Options {
@@ -60,17 +60,22 @@ pub fn run(opts: &Options) -> Result<()> {
             .env("GUARD_EBPF_OBJECT", &object),
         &mut tally,
     )?;
-    // The harness's own unit tests, the reference model's, then the kernel
-    // tests, one at a time.
-    cmd::run_tests(
-        cmd::cargo(None)
-            .args(["test", "--package", "guard-tests"])
-            .args(["--", "--test-threads=1"])
-            .args(&filter)
-            .env("GUARD_EBPF_OBJECT", &object)
-            .env("GUARD_BIN", cmd::target_dir().join("debug/guard")),
-        &mut tally,
-    )?;
+    // The harness's own unit tests, the reference model's, then its kernel
+    // tests, one at a time; then the same for the lab (guard-lab: its unit
+    // tests, then the kernel tests that run on its topology, a short lab
+    // and the UDP and SYN floods). Cargo runs one test binary at a time, so
+    // no two kernel tests ever overlap.
+    for package in ["guard-tests", "guard-lab"] {
+        cmd::run_tests(
+            cmd::cargo(None)
+                .args(["test", "--package", package])
+                .args(["--", "--test-threads=1"])
+                .args(&filter)
+                .env("GUARD_EBPF_OBJECT", &object)
+                .env("GUARD_BIN", cmd::target_dir().join("debug/guard")),
+            &mut tally,
+        )?;
+    }
     // One closing line with the totals of every run above.
     println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
     if tally.passed == 0 {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use guard_tests::lab::{
+use guard_lab::{
     defence::Defence,
     report,
     runner::{self, Options, STOP},

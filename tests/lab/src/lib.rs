@@ -3,9 +3,11 @@
 //!
 //! [`topology`] builds the namespaces, [`traffic`] the servers, clients and
 //! floods, [`defence`] sets up what is measured, [`runner`] runs and samples
-//! ([`sample`]), and [`report`] and [`plot`] write the results.
+//! ([`sample`]), and [`report`] and [`plot`] write the results. [`peer`]
+//! attaches the oracle. The harness under it is `guard-tests`.
 
 pub mod defence;
+pub mod peer;
 pub mod plot;
 pub mod report;
 pub mod runner;

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use super::sample::{Run, Second};
+use crate::sample::{Run, Second};
 
 /// Plot size in pixels.
 const SIZE: (u32, u32) = (800, 400);

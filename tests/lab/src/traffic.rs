@@ -32,7 +32,7 @@ use tokio::{
     time,
 };
 
-use super::topology::{TCP_PORT, UDP_PORT};
+use crate::topology::{TCP_PORT, UDP_PORT};
 
 /// How long a legitimate client waits for its connection and its echo:
 /// long enough for one SYN retransmission (after 1 s), as a browser would

@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::defence::Defence;
-use super::plot;
-use super::sample::{Run, Second, count_f64};
+use crate::defence::Defence;
+use crate::plot;
+use crate::sample::{Run, Second, count_f64};
 
 /// Fill, in percent, at which the table counts as full: under a flood the
 /// last few entries come and go as they are reaped, and a reading once a

@@ -20,7 +20,7 @@ pub struct PassThrough {
 /// An object `cargo xtask build` leaves next to guard's.
 fn object(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bpfel-unknown-none/release")
+        .join("../../target/bpfel-unknown-none/release")
         .join(name)
 }
 

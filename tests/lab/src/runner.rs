@@ -18,8 +18,9 @@ use std::{
 
 use anyhow::Result;
 use guard_common::Counter;
+use guard_tests::{ct::Count, guard_proc::Guard, host};
 
-use super::{
+use crate::{
     defence::{self, BUCKETS, Defence, MAX},
     report::{self, Report, Section},
     sample::{Run, Second},
@@ -27,7 +28,6 @@ use super::{
     topology::{self, NAT, Topology},
     traffic::{self, Frames, Helper, Running, Tally, Trafgen},
 };
-use crate::{ct::Count, guard_proc::Guard, host};
 
 /// How often the frame generator is checked, and restarted if it gave up.
 const TEND_EVERY: Duration = Duration::from_millis(20);
@@ -508,7 +508,7 @@ fn read(path: &str) -> String {
 
 /// Clock ticks (USER_HZ, 100 on Linux) to seconds.
 fn ticks_secs(ticks: u64) -> f64 {
-    crate::lab::sample::count_f64(ticks) / 100.0
+    crate::sample::count_f64(ticks) / 100.0
 }
 
 /// The softirq ticks of all CPUs in a /proc/stat text.

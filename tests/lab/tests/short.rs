@@ -5,24 +5,17 @@
 
 use std::{fs, time::Duration};
 
-use guard_tests::{
-    host,
-    lab::{
-        defence::{BUCKETS, Defence, MAX},
-        report::summarize,
-        runner::{self, Options},
-        scenario::Scenario,
-    },
-    require,
+use guard_lab::{
+    defence::{BUCKETS, Defence, MAX},
+    report::summarize,
+    runner::{self, Options},
+    scenario::Scenario,
 };
+use guard_tests::{host, kernel_test};
 
 #[test]
 fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {
-    let Some(_kernel) =
-        require::kernel("short_lab_fills_the_table_without_a_defence_and_not_with_guard")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     assert!(
         std::process::Command::new("trafgen")
             .arg("--version")

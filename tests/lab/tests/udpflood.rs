@@ -17,15 +17,15 @@ use std::{
 };
 
 use guard_common::Counter;
+use guard_lab::{
+    defence::{self, BUCKETS, Defence, MAX},
+    topology::{self, Topology, UDP_PORT, VICTIM, VICTIM6},
+    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
+};
 use guard_tests::{
     ct::{self, Count},
     host::{self, Saved},
-    lab::{
-        defence::{self, BUCKETS, Defence, MAX},
-        topology::{self, Topology, UDP_PORT, VICTIM, VICTIM6},
-        traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
-    },
-    require,
+    kernel_test,
 };
 
 const TABLE: u64 = 16_384;
@@ -73,11 +73,7 @@ fn users(topo: &Topology) -> (Vec<Running>, Vec<(String, Tally)>) {
 
 #[test]
 fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
-    let Some(_kernel) =
-        require::kernel("a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served")
-    else {
-        return;
-    };
+    let _kernel = kernel_test!();
     let saved = Saved::new(&[MAX, BUCKETS]);
     host::set_sysctl(MAX, TABLE);
     let topo = Topology::build();

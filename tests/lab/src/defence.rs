@@ -5,14 +5,12 @@
 
 use std::{fmt, path::Path};
 
+use guard_tests::{guard_proc::Guard, host};
+
 use crate::{
-    guard_proc::Guard,
-    host,
-    lab::{
-        scenario::Scenario,
-        topology::{TCP_PORT, Topology, UDP_PORT},
-    },
     peer::PassThrough,
+    scenario::Scenario,
+    topology::{TCP_PORT, Topology, UDP_PORT},
 };
 
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";

@@ -34,7 +34,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::{
+use guard_tests::{
     net::{self, ip, sweep_stale, tc},
     nft::{self, nft},
 };
