@@ -11,6 +11,7 @@ mod build;
 mod cmd;
 mod install;
 mod lab;
+mod layers;
 mod run;
 mod setup;
 mod test;

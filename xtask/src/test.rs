@@ -1,12 +1,13 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 //!
-//! Order: setup, build (eBPF then userspace), lints (fmt, clippy with
-//! warnings denied), unit tests, then the kernel end-to-end tests, which
-//! run one at a time because they share the host's kernel state.
+//! Order: guard's import layering (a second, no build needed), setup,
+//! build (eBPF then userspace), lints (fmt, clippy with warnings denied),
+//! unit tests, then the kernel end-to-end tests, which run one at a time
+//! because they share the host's kernel state.
 
 use anyhow::{Result, bail};
 
-use crate::{build, cmd, setup};
+use crate::{build, cmd, layers, setup};
 
 /// Userspace packages; guard-ebpf builds only for the bpf target.
 const HOST_PACKAGES: &[&str] = &["guard", "guard-common", "guard-tests", "guard-lab", "xtask"];
@@ -21,6 +22,7 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
+    layers::check(&cmd::workspace_root().join("guard/src"))?;
     setup::run(&setup::Options::default())?;
     let linker_dir = setup::toolchain()?;
     let object = build::build_ebpf(&linker_dir)?;

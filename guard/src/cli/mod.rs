@@ -230,15 +230,24 @@ pub struct DoctorArgs {
 /// `guard doctor`, whose code is the worst finding's (Nagios style).
 pub fn dispatch(cli: &Cli) -> Result<u8> {
     let done = match &cli.command {
-        Command::Run(args) => daemon::run::run(args.config.as_deref(), &args.settings),
-        Command::Stats(args) => commands::stats::command(&commands::stats::Options {
-            iface: args.iface.clone(),
-            netns: args.netns.clone(),
-            json: args.json,
-            top: args.top,
-            interval: args.interval,
-            watch: args.watch,
+        Command::Run(args) => daemon::run::run(daemon::reload::Sources {
+            config: args.config.as_deref(),
+            flags: &args.settings,
         }),
+        Command::Stats(args) => {
+            let opts = commands::stats::Options {
+                iface: args.iface.clone(),
+                netns: args.netns.clone(),
+                json: args.json,
+                top: args.top,
+                interval: args.interval,
+            };
+            if args.watch {
+                commands::watch::run(&opts)
+            } else {
+                commands::stats::command(&opts)
+            }
+        }
         Command::Restore(args) => commands::restore::command(args.discard),
         Command::Tune(args) => {
             commands::tune::command(args.apply, args.persist, args.netns.as_deref())

@@ -30,16 +30,11 @@ pub struct Options {
     pub top: usize,
     /// Seconds between the two readings; 0 reads once.
     pub interval: u64,
-    /// The full-screen view.
-    pub watch: bool,
 }
 
-/// `guard stats`.
+/// `guard stats` (`--watch` is [`super::watch`]).
 pub fn command(opts: &Options) -> Result<()> {
     let layout = Layout::default();
-    if opts.watch {
-        return super::watch::run(&layout, opts);
-    }
     let first = take_sample(&layout, opts)?;
     let second = if opts.interval > 0 {
         std::thread::sleep(Duration::from_secs(opts.interval));

@@ -13,40 +13,17 @@
 //! - [`settings`]: the validated values, what the XDP program gets from
 //!   them, and the one table of keys a reload cannot change.
 
+pub mod error;
 pub mod raw;
 pub mod resolve;
 pub mod settings;
 
-use std::path::PathBuf;
-
-use thiserror::Error;
-
+pub use error::ConfigError;
 pub use raw::{
     BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
 };
 pub use resolve::{parse_cidr, read_file};
 pub use settings::{ConntrackSettings, CookieSettings, Rate, Reload, Settings, list_bits};
-
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read the config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("`{key} = {value}` ({origin}): {reason}")]
-    Invalid {
-        key: String,
-        value: String,
-        origin: String,
-        reason: String,
-    },
-    #[error("no interface to protect: give --iface IF, or `iface = [\"IF\"]` in the config file")]
-    NoInterface,
-}
 
 #[cfg(test)]
 mod tests;

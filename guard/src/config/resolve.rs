@@ -19,7 +19,7 @@ use guard_common::{
 use ipnet::IpNet;
 
 use super::{
-    ConfigError,
+    error::ConfigError,
     raw::{
         BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
     },
@@ -28,7 +28,7 @@ use super::{
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug)]
-pub(super) enum Origin {
+enum Origin {
     Default,
     Flag(&'static str),
     File(PathBuf),
@@ -73,7 +73,7 @@ impl Layers<'_> {
     }
 }
 
-pub(super) fn invalid(
+fn invalid(
     key: &str,
     value: impl fmt::Display,
     origin: &Origin,
@@ -192,6 +192,36 @@ impl Settings {
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
             cookies: cookies(&l)?,
         })
+    }
+
+    /// Adds entries kept from live list changes (`guard allow|deny add`),
+    /// which `source` names in errors. The config's own entries win a
+    /// conflict only by being refused: the same range cannot be both.
+    pub fn merge_lists(
+        &mut self,
+        allow: Vec<IpNet>,
+        deny: Vec<IpNet>,
+        source: &Path,
+    ) -> Result<(), ConfigError> {
+        for net in allow {
+            if !self.allow.contains(&net) {
+                self.allow.push(net);
+            }
+        }
+        for net in deny {
+            if !self.deny.contains(&net) {
+                self.deny.push(net);
+            }
+        }
+        if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
+            return Err(invalid(
+                "allow/deny",
+                both,
+                &Origin::File(source.to_path_buf()),
+                "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The validated configuration of `guard run`, what the XDP program gets
 //! from it, and which keys a running guard can change.
 
-use std::{fmt, path::Path, time::Duration};
+use std::{fmt, time::Duration};
 
 use guard_common::{
     DataplaneConfig, FlowClass, Limit,
@@ -14,11 +14,7 @@ use guard_common::{
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{
-    ConfigError,
-    raw::{BucketPolicy, Enforcement, SourceLimits, SynCookies, XdpModeChoice},
-    resolve::{Origin, invalid},
-};
+use super::raw::{BucketPolicy, Enforcement, SourceLimits, SynCookies, XdpModeChoice};
 
 /// The conntrack controller's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,36 +137,6 @@ impl Settings {
             }
         }
         Reload { applied, kept }
-    }
-
-    /// Adds entries kept from live list changes (`guard allow|deny add`),
-    /// which `source` names in errors. The config's own entries win a
-    /// conflict only by being refused: the same range cannot be both.
-    pub fn merge_lists(
-        &mut self,
-        allow: Vec<IpNet>,
-        deny: Vec<IpNet>,
-        source: &Path,
-    ) -> Result<(), ConfigError> {
-        for net in allow {
-            if !self.allow.contains(&net) {
-                self.allow.push(net);
-            }
-        }
-        for net in deny {
-            if !self.deny.contains(&net) {
-                self.deny.push(net);
-            }
-        }
-        if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
-            return Err(invalid(
-                "allow/deny",
-                both,
-                &Origin::File(source.to_path_buf()),
-                "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
-            ));
-        }
-        Ok(())
     }
 
     /// The configuration the XDP program reads.

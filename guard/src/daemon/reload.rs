@@ -1,15 +1,40 @@
-//! SIGHUP: the configuration read again and applied to a running guard.
+//! `guard run`'s settings, from their sources: read at start, and read
+//! again and applied to the running guard at SIGHUP.
 
 use std::path::Path;
 
-use super::{
-    controller::Controller,
-    run::{Sources, load_settings},
-};
+use anyhow::Result;
+
+use super::controller::Controller;
 use crate::{
-    config::Settings, dataplane::loader::Attached, host::kept_lists::KeptLists,
+    config::{self, RawConfig, Settings},
+    dataplane::loader::Attached,
+    host::kept_lists::KeptLists,
     model::paths::LISTS_FILE,
 };
+
+/// Where `guard run` takes its settings from: `--config FILE`, if given,
+/// under the flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Sources<'a> {
+    pub config: Option<&'a Path>,
+    pub flags: &'a RawConfig,
+}
+
+/// Flags over the config file over the defaults, plus the lists kept by
+/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP reloads.
+pub fn load_settings(sources: Sources<'_>) -> Result<Settings> {
+    let file = match sources.config {
+        Some(path) => Some((config::read_file(path)?, path)),
+        None => None,
+    };
+    let mut settings =
+        Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
+    let kept = Path::new(LISTS_FILE);
+    let (allow, deny) = KeptLists::load(kept).and_then(|s| s.nets())?;
+    settings.merge_lists(allow, deny, kept)?;
+    Ok(settings)
+}
 
 /// Reads the config again and applies what a running guard can change
 /// (mode, limits, lists, the controller's target); the keys that need a

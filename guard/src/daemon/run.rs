@@ -15,9 +15,13 @@ use tokio::{
     time::{Instant, MissedTickBehavior, interval_at, sleep_until},
 };
 
-use super::{controller::Controller, metrics, reload};
+use super::{
+    controller::Controller,
+    metrics,
+    reload::{self, Sources, load_settings},
+};
 use crate::{
-    config::{self, RawConfig, Settings, SynCookies},
+    config::{Settings, SynCookies},
     dataplane::{
         events,
         loader::{self, Attached, Request},
@@ -26,30 +30,16 @@ use crate::{
     error::usage,
     host::{
         conntrack::knobs::{KnobError, Knobs},
-        kept_lists::KeptLists,
         lock::HostLock,
         netns::Scope,
         preflight,
         restore::{self, Record},
     },
-    model::{
-        paths::{LISTS_FILE, RUNTIME_DIR},
-        policy::XdpCounts,
-        stats::summary_line,
-    },
+    model::{paths::RUNTIME_DIR, policy::XdpCounts, stats::summary_line},
 };
 
-/// Where `guard run` takes its settings from: `--config FILE`, if given,
-/// under the flags.
-#[derive(Clone, Copy, Debug)]
-pub struct Sources<'a> {
-    pub config: Option<&'a Path>,
-    pub flags: &'a RawConfig,
-}
-
 /// `guard run`.
-pub fn run(config: Option<&Path>, flags: &RawConfig) -> Result<()> {
-    let sources = Sources { config, flags };
+pub fn run(sources: Sources<'_>) -> Result<()> {
     let settings = load_settings(sources).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
     Layout::check_bpffs().map_err(usage)?;
@@ -58,21 +48,6 @@ pub fn run(config: Option<&Path>, flags: &RawConfig) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(serve(sources, settings))
-}
-
-/// Flags over the config file over the defaults, plus the lists kept by
-/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP reloads.
-pub(super) fn load_settings(sources: Sources<'_>) -> Result<Settings> {
-    let file = match sources.config {
-        Some(path) => Some((config::read_file(path)?, path)),
-        None => None,
-    };
-    let mut settings =
-        Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
-    let kept = Path::new(LISTS_FILE);
-    let (allow, deny) = KeptLists::load(kept).and_then(|s| s.nets())?;
-    settings.merge_lists(allow, deny, kept)?;
-    Ok(settings)
 }
 
 async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {

@@ -38,7 +38,8 @@ use crate::{
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the live view until `q`, Esc or Ctrl-C.
-pub fn run(layout: &Layout, opts: &Options) -> Result<()> {
+pub fn run(opts: &Options) -> Result<()> {
+    let layout = &Layout::default();
     // Read once before taking over the terminal, so "no guard is running"
     // is printed like `guard stats` prints it.
     let mut prev = take_sample(layout, opts)?;

@@ -58,7 +58,7 @@
 
 mod report;
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use guard_common::maps::PROGRAM;
 use serde::Serialize;
@@ -69,8 +69,6 @@ use super::{
     sizing::{self, Budget, ESTABLISHED_SECS},
     xdp::XdpAttachment,
 };
-
-pub use report::Diagnosis;
 
 /// The kernel's log line when the table is full (nf_conntrack_core.c).
 const TABLE_FULL: &str = "nf_conntrack: table full, dropping packet";
@@ -583,6 +581,14 @@ fn human_secs(secs: u64) -> String {
     } else {
         format!("{secs}s")
     }
+}
+
+/// The facts, what the rules make of them, and where they were read.
+#[derive(Clone, Debug)]
+pub struct Diagnosis {
+    pub root: PathBuf,
+    pub facts: Facts,
+    pub findings: Vec<Finding>,
 }
 
 #[cfg(test)]

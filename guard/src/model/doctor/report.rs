@@ -1,19 +1,11 @@
 //! The diagnosis as people and programs read it: text and JSON.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Facts, Finding, Group, SIZING, Severity};
+use super::{Diagnosis, Group, SIZING, Severity};
 use crate::model::sizing::MIB;
-
-/// The facts, what the rules make of them, and where they were read.
-#[derive(Clone, Debug)]
-pub struct Diagnosis {
-    pub root: PathBuf,
-    pub facts: Facts,
-    pub findings: Vec<Finding>,
-}
 
 impl Diagnosis {
     /// The worst level found.
