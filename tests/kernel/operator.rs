@@ -16,6 +16,7 @@ use std::{
 use guard_tests::{
     flood::Flood,
     guard_proc::{self, Guard, counters, start_on, stats, stats_after},
+    host::{KeptLists, LISTS_FILE},
     kernel_test,
     net::TestNet,
     nft::Counters,
@@ -23,32 +24,7 @@ use guard_tests::{
 };
 
 const PORT: u16 = 8080;
-const LISTS_FILE: &str = "/var/lib/guard/lists.toml";
 const SYN: &str = "tcp flags & (syn | ack) == syn";
-
-/// The lists file is host state: saved and put back, whatever happens.
-struct KeptLists(Option<Vec<u8>>);
-
-impl KeptLists {
-    fn save() -> Self {
-        let old = fs::read(LISTS_FILE).ok();
-        let _ = fs::remove_file(LISTS_FILE);
-        Self(old)
-    }
-}
-
-impl Drop for KeptLists {
-    fn drop(&mut self) {
-        match &self.0 {
-            Some(bytes) => {
-                let _ = fs::write(LISTS_FILE, bytes);
-            }
-            None => {
-                let _ = fs::remove_file(LISTS_FILE);
-            }
-        }
-    }
-}
 
 fn src(net: u8, host: u8) -> std::net::IpAddr {
     std::net::IpAddr::from([198, 19, net, host])

@@ -88,3 +88,33 @@ impl Drop for Saved {
         }
     }
 }
+
+/// The kept lists file `guard allow|deny` writes (guard's
+/// `model::paths::LISTS_FILE`).
+pub const LISTS_FILE: &str = guard::model::paths::LISTS_FILE;
+
+/// The lists file is host state: moved aside for a test and put back when
+/// dropped, whatever happens.
+pub struct KeptLists(Option<Vec<u8>>);
+
+impl KeptLists {
+    #[must_use]
+    pub fn save() -> Self {
+        let old = fs::read(LISTS_FILE).ok();
+        let _ = fs::remove_file(LISTS_FILE);
+        Self(old)
+    }
+}
+
+impl Drop for KeptLists {
+    fn drop(&mut self) {
+        match &self.0 {
+            Some(bytes) => {
+                let _ = fs::write(LISTS_FILE, bytes);
+            }
+            None => {
+                let _ = fs::remove_file(LISTS_FILE);
+            }
+        }
+    }
+}

@@ -325,3 +325,30 @@ fn the_example_config_parses_and_validates() {
     );
     assert_eq!(s.ifaces, ["eth0"]);
 }
+
+#[test]
+fn a_reload_keeps_every_restart_key_and_says_which() {
+    let old = resolve(&["-i", "eth0", "--syn-rate", "10", "--max-sources", "4096"]).unwrap();
+    let new = resolve(&[
+        "-i",
+        "eth1",
+        "--syn-rate",
+        "20",
+        "--max-sources",
+        "8192",
+        "--deny",
+        "198.18.5.0/24",
+    ])
+    .unwrap();
+    let reload = old.reload(new);
+    assert_eq!(reload.applied.ifaces, ["eth0"]);
+    assert_eq!(reload.applied.max_sources, 4096);
+    assert_eq!(reload.applied.source[FlowClass::Syn.index()].rate, 20);
+    assert_eq!(reload.applied.deny.len(), 1, "the lists are live");
+    assert_eq!(
+        reload.kept,
+        ["iface (eth0 -> eth1)", "max-sources (4096 -> 8192)"]
+    );
+    let same = old.reload(old.clone());
+    assert!(same.kept.is_empty() && same.applied == old);
+}

@@ -1,0 +1,193 @@
+//! The allow and deny lists have one writer path: a SIGHUP makes the
+//! running tries exactly the reloaded lists (an entry taken out of the file
+//! stops matching at once), and list commands racing from several shells,
+//! while the controller writes the configuration every tick, lose nothing.
+
+use std::{
+    fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    flood::Flood,
+    guard_proc::{self, Guard, counters, stats},
+    host::{KeptLists, LISTS_FILE},
+    kernel_test,
+    net::TestNet,
+    nft::Counters,
+    packet::TCP_SYN,
+};
+
+const PORT: u16 = 8080;
+const SYN: &str = "tcp flags & (syn | ack) == syn";
+/// Entries each racing shell adds.
+const EACH: u8 = 15;
+
+/// Sends one SYN from `from` and waits until guard has counted it; returns
+/// whether it reached the victim's stack.
+fn passes(flood: &mut Flood, net: &TestNet, nft: &Counters, from: IpAddr) -> bool {
+    let before = nft.packets("in");
+    let sport = 1024 + u16::try_from(flood.sent % 60_000).expect("port");
+    flood.tcp(from, sport, PORT, TCP_SYN);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters(&stats(net))["tcp_syn"] < flood.sent {
+        assert!(Instant::now() < deadline, "guard did not count the SYN");
+        thread::sleep(Duration::from_millis(20));
+    }
+    nft.packets("in") > before
+}
+
+fn addr(text: &str) -> IpAddr {
+    text.parse().expect("address")
+}
+
+/// A config file for `net`, removed when dropped.
+struct Config(PathBuf);
+
+impl Config {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("guardt-{}-{name}.toml", std::process::id())))
+    }
+
+    fn write(&self, net: &TestNet, deny: &[&str]) {
+        let deny: Vec<String> = deny.iter().map(|d| format!("\"{d}\"")).collect();
+        fs::write(
+            &self.0,
+            format!(
+                "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsummary-interval = 0\ndeny = [{}]\n",
+                net.victim_if,
+                net.victim,
+                deny.join(", ")
+            ),
+        )
+        .expect("writing the config");
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The entries `guard deny list` shows as running.
+fn running_denies() -> Vec<String> {
+    let out = guard_proc::run(&["deny", "list"]);
+    out.assert_code(0);
+    out.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("deny (running"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn sighup_takes_entries_removed_from_the_file_out_of_the_running_lists() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let config = Config::new("hup-lists");
+    config.write(
+        &net,
+        &["198.19.1.1/32", "198.19.5.0/24", "2001:db8:ff00:7::/64"],
+    );
+    let config_arg = config.path().display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &config_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    let mut flood = Flood::new(&net);
+    let (customer, blocked, customer6) = (
+        addr("198.19.1.1"),
+        addr("198.19.5.9"),
+        addr("2001:db8:ff00:7::7"),
+    );
+    assert!(!passes(&mut flood, &net, &nft, customer));
+    assert!(!passes(&mut flood, &net, &nft, blocked));
+    assert!(!passes(&mut flood, &net, &nft, customer6));
+    // Added live: kept in the lists file, so a reload keeps it.
+    guard_proc::run(&["deny", "add", "198.19.8.0/24"]).assert_code(0);
+
+    config.write(&net, &["198.19.5.0/24"]);
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("SIGHUP: reloaded");
+    assert_eq!(
+        running_denies(),
+        ["198.19.5.0/24", "198.19.8.0/24"],
+        "the running lists after the reload"
+    );
+    assert!(
+        passes(&mut flood, &net, &nft, customer),
+        "a deny taken out of the file still drops after SIGHUP"
+    );
+    assert!(
+        passes(&mut flood, &net, &nft, customer6),
+        "an IPv6 deny taken out of the file still drops after SIGHUP"
+    );
+    assert!(!passes(&mut flood, &net, &nft, blocked));
+    assert!(
+        !passes(&mut flood, &net, &nft, addr("198.19.8.1")),
+        "the reload lost a deny kept by `guard deny add`"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+#[test]
+fn list_commands_racing_from_three_shells_lose_nothing() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let config = Config::new("race-lists");
+    config.write(&net, &[]);
+    let config_arg = config.path().display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &config_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+
+    // Three shells, one per list and family, each adding its entries one
+    // command at a time while the others do; the controller writes the
+    // configuration map every tick meanwhile.
+    let v4: Vec<String> = (0..EACH)
+        .map(|i| format!("198.19.{}.0/24", 100 + i))
+        .collect();
+    let v6: Vec<String> = (0..EACH)
+        .map(|i| format!("2001:db8:ff00:{:x}::/64", 100 + u16::from(i)))
+        .collect();
+    let allow: Vec<String> = (0..EACH)
+        .map(|i| format!("198.19.200.{}/32", i + 1))
+        .collect();
+    thread::scope(|s| {
+        for (list, entries) in [("deny", &v4), ("deny", &v6), ("allow", &allow)] {
+            s.spawn(move || {
+                for cidr in entries {
+                    guard_proc::run(&[list, "add", cidr]).assert_code(0);
+                }
+            });
+        }
+    });
+
+    let mut want: Vec<String> = v4.iter().chain(&v6).cloned().collect();
+    want.sort_by_key(|c| c.parse::<ipnet::IpNet>().expect("cidr"));
+    assert_eq!(running_denies(), want, "deny entries lost in the race");
+    let kept = fs::read_to_string(LISTS_FILE).expect("the lists file");
+    for cidr in v4.iter().chain(&v6).chain(&allow) {
+        assert!(
+            kept.contains(&format!("\"{cidr}\"")),
+            "{cidr} lost from {LISTS_FILE}:\n{kept}"
+        );
+    }
+    let mut flood = Flood::new(&net);
+    assert!(!passes(&mut flood, &net, &nft, addr("198.19.114.1")));
+    assert!(!passes(&mut flood, &net, &nft, addr("2001:db8:ff00:72::7")));
+    assert!(passes(&mut flood, &net, &nft, addr("198.19.200.15")));
+    assert!(passes(&mut flood, &net, &nft, addr("198.19.99.1")));
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
