@@ -8,17 +8,15 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
 };
 
 use guard_tests::{
     flood::Flood,
-    guard_proc::{self, Guard, counters, stats},
+    guard_proc::{self, Guard},
     host::{KeptLists, LISTS_FILE},
     kernel_test,
     net::TestNet,
     nft::Counters,
-    packet::TCP_SYN,
 };
 
 const PORT: u16 = 8080;
@@ -30,13 +28,7 @@ const EACH: u8 = 15;
 /// whether it reached the victim's stack.
 fn passes(flood: &mut Flood, net: &TestNet, nft: &Counters, from: IpAddr) -> bool {
     let before = nft.packets("in");
-    let sport = 1024 + u16::try_from(flood.sent % 60_000).expect("port");
-    flood.tcp(from, sport, PORT, TCP_SYN);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while counters(&stats(net))["tcp_syn"] < flood.sent {
-        assert!(Instant::now() < deadline, "guard did not count the SYN");
-        thread::sleep(Duration::from_millis(20));
-    }
+    flood.counted_syn(net, from, PORT);
     nft.packets("in") > before
 }
 

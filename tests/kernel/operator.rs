@@ -15,7 +15,7 @@ use std::{
 
 use guard_tests::{
     flood::Flood,
-    guard_proc::{self, Guard, counters, start_on, stats, stats_after},
+    guard_proc::{self, Guard, counters, start_on, stats_after},
     host::{KeptLists, LISTS_FILE},
     kernel_test,
     net::TestNet,
@@ -32,17 +32,7 @@ fn src(net: u8, host: u8) -> std::net::IpAddr {
 
 /// Sends one SYN and waits until guard has counted it.
 fn syn(flood: &mut Flood, net: &TestNet, from: std::net::IpAddr) {
-    let sport = 1024 + u16::try_from(flood.sent % 60_000).expect("port");
-    flood.tcp(from, sport, PORT, TCP_SYN);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while counters(&stats(net))["tcp_syn"] < flood.sent {
-        assert!(
-            Instant::now() < deadline,
-            "guard did not count SYN {}",
-            flood.sent
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    flood.counted_syn(net, from, PORT);
 }
 
 fn guard_cmd(args: &[&str]) -> guard_proc::Finished {

@@ -3,11 +3,16 @@
 //! from 198.19.0.0/16 or 2001:db8:ff00::/40, which the victim routes back
 //! over the veth.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    thread,
+    time::{Duration, Instant},
+};
 
 use crate::{
+    guard_proc::{counters, stats},
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
-    packet::Packet,
+    packet::{Packet, TCP_SYN},
     raw::RawSender,
 };
 
@@ -47,6 +52,23 @@ impl Flood {
             victim: VICTIM_ADDR.parse().expect("address"),
             victim6: VICTIM_ADDR6.parse().expect("address"),
             sent: 0,
+        }
+    }
+
+    /// One SYN from `from` to the victim's `dport`, waited for until the
+    /// guard running on `net` has counted it (its `tcp_syn` counter reaches
+    /// the frames sent, so every frame sent must be a SYN).
+    pub fn counted_syn(&mut self, net: &TestNet, from: IpAddr, dport: u16) {
+        let sport = 1024 + u16::try_from(self.sent % 60_000).expect("port");
+        self.tcp(from, sport, dport, TCP_SYN);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counters(&stats(net))["tcp_syn"] < self.sent {
+            assert!(
+                Instant::now() < deadline,
+                "guard did not count SYN {}",
+                self.sent
+            );
+            thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -153,24 +153,8 @@ impl Dataplane {
     /// The allow and deny entries in the tries, sorted.
     pub fn lists(&self) -> Result<Lists> {
         let mut lists = Lists::default();
-        for entry in &self.lists_v4 {
-            let (key, action) = entry.context("reading GUARD_LISTS_V4")?;
-            push(
-                &mut lists,
-                IpAddr::from(key.data()),
-                key.prefix_len(),
-                action,
-            )?;
-        }
-        for entry in &self.lists_v6 {
-            let (key, action) = entry.context("reading GUARD_LISTS_V6")?;
-            push(
-                &mut lists,
-                IpAddr::from(key.data()),
-                key.prefix_len(),
-                action,
-            )?;
-        }
+        read_trie(&self.lists_v4, &mut lists).context("reading GUARD_LISTS_V4")?;
+        read_trie(&self.lists_v6, &mut lists).context("reading GUARD_LISTS_V6")?;
         lists.allow.sort();
         lists.deny.sort();
         Ok(lists)
@@ -194,19 +178,8 @@ impl Dataplane {
     }
 
     fn replace_lists_locked(&mut self, wanted: &Lists) -> Result<()> {
-        let want: BTreeMap<IpNet, u8> = wanted
-            .allow
-            .iter()
-            .map(|n| (*n, LIST_ALLOW))
-            .chain(wanted.deny.iter().map(|n| (*n, LIST_DENY)))
-            .collect();
-        let have = self.lists()?;
-        let have: BTreeMap<IpNet, u8> = have
-            .allow
-            .iter()
-            .map(|n| (*n, LIST_ALLOW))
-            .chain(have.deny.iter().map(|n| (*n, LIST_DENY)))
-            .collect();
+        let want = wanted.by_net();
+        let have = self.lists()?.by_net();
         // New entries first, then the bits that make the program look
         // them up, then the entries that go: a lookup never misses an
         // entry that stays.
@@ -326,11 +299,29 @@ impl Dataplane {
     }
 }
 
-fn push(lists: &mut Lists, addr: IpAddr, len: u32, action: u8) -> Result<()> {
-    let net = IpNet::new(addr, u8::try_from(len)?)?;
-    match action {
-        LIST_DENY => lists.deny.push(net),
-        _ => lists.allow.push(net),
+impl Lists {
+    /// Each entry with its trie value (allow or deny).
+    fn by_net(&self) -> BTreeMap<IpNet, u8> {
+        self.allow
+            .iter()
+            .map(|n| (*n, LIST_ALLOW))
+            .chain(self.deny.iter().map(|n| (*n, LIST_DENY)))
+            .collect()
+    }
+}
+
+/// Adds the entries of one trie (IPv4 or IPv6 keys) to `lists`.
+fn read_trie<K: aya::Pod + Into<IpAddr>>(
+    trie: &LpmTrie<MapData, K, u8>,
+    lists: &mut Lists,
+) -> Result<()> {
+    for entry in trie {
+        let (key, action) = entry?;
+        let net = IpNet::new(key.data().into(), u8::try_from(key.prefix_len())?)?;
+        match action {
+            LIST_DENY => lists.deny.push(net),
+            _ => lists.allow.push(net),
+        }
     }
     Ok(())
 }
