@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow};
 use guard_common::{PortCounts, SourceKey};
 
 use crate::{
-    config::{BucketPolicy, Enforcement, Rate, Settings, SourceLimits, SynCookies},
+    config::{BucketPolicy, Rate, Settings, SourceLimits, SynCookies},
     error::usage,
     host::{
         clock::unix_now,
@@ -30,48 +30,43 @@ use crate::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
-        ports::PortTable,
+        ports::{PortTable, cookie_mode},
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
     },
 };
 
-/// What `--syn-cookies` comes to on this run. Cookies need a lone ACK to
-/// be invalid to conntrack (so that SYNPROXY sees it): when they may come
-/// on, `nf_conntrack_tcp_loose` is recorded to go back when they are off.
-fn arm_cookies(knobs: &Knobs<'_>, settings: &Settings, record: &mut Record) -> SynCookies {
-    let cookies = cookie_policy(settings);
-    if cookies == SynCookies::Never {
-        return cookies;
-    }
-    if record.local.contains_key(TCP_LOOSE) {
+/// What `--syn-cookies` comes to on this run ([`cookie_mode`]), said once
+/// when it cannot be honoured. Cookies need a lone ACK to be invalid to
+/// conntrack (so that SYNPROXY sees it): when they may come on,
+/// `nf_conntrack_tcp_loose` is recorded to go back when they are off.
+fn decide_cookies(
+    knobs: &Knobs<'_>,
+    settings: &Settings,
+    xdp_can_reply: bool,
+    record: &mut Record,
+) -> SynCookies {
+    let decided = cookie_mode(settings.cookies.mode, settings.mode, xdp_can_reply, || {
         // Recorded before (at start, or by an earlier reload): the live
         // value may be guard's own 0.
-        return cookies;
-    }
-    match knobs.local(TCP_LOOSE) {
-        Ok(v) => {
-            record.local.insert(TCP_LOOSE.to_owned(), v);
-            cookies
+        if record.local.contains_key(TCP_LOOSE) {
+            return true;
         }
-        Err(e) => {
-            tracing::warn!("{e}: SYN cookies stay off");
-            SynCookies::Never
+        match knobs.local(TCP_LOOSE) {
+            Ok(v) => {
+                record.local.insert(TCP_LOOSE.to_owned(), v);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
         }
-    }
-}
-
-/// What `--syn-cookies` asks for on this run.
-fn cookie_policy(settings: &Settings) -> SynCookies {
-    let c = &settings.cookies;
-    if c.mode == SynCookies::Never {
-        return SynCookies::Never;
-    }
-    if settings.mode != Enforcement::Enforce {
-        tracing::info!("SYN cookies stay off in monitor mode: answering SYNs is not counting them");
-        return SynCookies::Never;
-    }
-    c.mode
+    });
+    decided.unwrap_or_else(|off| {
+        tracing::info!("SYN cookies stay off {off}");
+        SynCookies::Never
+    })
 }
 
 /// What the run loop must do after a tick.
@@ -96,8 +91,8 @@ struct Ports {
     armed: BTreeSet<u16>,
     rules: BTreeSet<u16>,
     /// Whether some attachment can send SYN cookies (see
-    /// [`Controller::no_xdp_cookies`]).
-    xdp_cookies: bool,
+    /// [`Controller::xdp_can_reply`]).
+    xdp_can_reply: bool,
 }
 
 impl Ports {
@@ -108,7 +103,7 @@ impl Ports {
             written: BTreeMap::new(),
             armed: BTreeSet::new(),
             rules: BTreeSet::new(),
-            xdp_cookies: true,
+            xdp_can_reply: true,
         }
     }
 }
@@ -179,7 +174,7 @@ impl<'a> Controller<'a> {
             notrack: !ct.notrack_ports.is_empty(),
             synproxy: false,
         };
-        let cookies = arm_cookies(&knobs, settings, &mut record);
+        let cookies = decide_cookies(&knobs, settings, true, &mut record);
         let cfg = PolicyConfig {
             target: ct.target,
             ceiling: budget.ceiling,
@@ -533,12 +528,14 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// No attachment can send SYN cookies (each said why when attached):
-    /// no port is armed and no SYNPROXY rule installed for the life of
-    /// this run.
-    pub fn no_xdp_cookies(&mut self) {
-        self.ports.xdp_cookies = false;
-        self.cfg.cookies = SynCookies::Never;
+    /// Whether any attachment can send SYN cookies (each said why not
+    /// when attached). If none can, no port is armed and no SYNPROXY rule
+    /// installed for the life of this run.
+    pub fn xdp_can_reply(&mut self, can: bool, settings: &Settings) {
+        self.ports.xdp_can_reply = can;
+        if !can {
+            self.cfg.cookies = decide_cookies(&self.knobs, settings, false, &mut self.record);
+        }
     }
 
     /// Takes a reloaded configuration: new target, calm and operator limits.
@@ -553,9 +550,12 @@ impl<'a> Controller<'a> {
         // The mode may have changed: cookies come on in enforce mode and
         // go off in monitor mode from the next tick.
         let had_loose = self.record.local.contains_key(TCP_LOOSE);
-        if self.ports.xdp_cookies {
-            self.cfg.cookies = arm_cookies(&self.knobs, settings, &mut self.record);
-        }
+        self.cfg.cookies = decide_cookies(
+            &self.knobs,
+            settings,
+            self.ports.xdp_can_reply,
+            &mut self.record,
+        );
         if !had_loose
             && self.record.local.contains_key(TCP_LOOSE)
             && !self.dry_run

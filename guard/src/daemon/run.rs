@@ -99,10 +99,8 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             return Err(e);
         }
     };
-    if attached.iter().all(|a| !a.cookies_ok)
-        && let Some(c) = controller.as_mut()
-    {
-        c.no_xdp_cookies();
+    if let Some(c) = controller.as_mut() {
+        c.xdp_can_reply(attached.iter().any(|a| a.cookies_ok), &settings);
     }
 
     let period = settings.summary_interval;

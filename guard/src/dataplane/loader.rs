@@ -27,7 +27,10 @@ use crate::{
         iface::{self, Interface},
         netns::Scope,
     },
-    model::{policy::XdpLimits, xdp::XdpAttachMode},
+    model::{
+        policy::XdpLimits,
+        xdp::{self, XdpAttachMode},
+    },
 };
 
 /// The XDP object built by `cargo xtask build`, embedded at compile time.
@@ -315,7 +318,7 @@ pub fn attach(req: &Request<'_>) -> Result<Attached> {
         .run(|| attach_mode(program, &iface, req.settings.xdp_mode, veth, scope))
         .map_err(usage)?
         .map_err(usage)?;
-    let cookies_ok = !(veth && mode == XdpAttachMode::Native);
+    let cookies_ok = xdp::can_reply(mode, veth);
     if !cookies_ok && req.settings.cookies.mode != SynCookies::Never {
         tracing::warn!(
             "no SYN cookies on {}{}: it is a veth in native XDP mode, where a reply sent with \

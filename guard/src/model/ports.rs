@@ -20,7 +20,55 @@ use guard_common::{
 };
 
 use super::as_f64 as f;
-use crate::config::SynCookies;
+use crate::config::{Enforcement, SynCookies};
+
+/// Why SYN cookies stay off on a run although `--syn-cookies` asks for
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookiesOff {
+    Monitor,
+    /// No attachment can send a reply with `XDP_TX` (each said why).
+    NoXdpReply,
+    /// `nf_conntrack_tcp_loose` cannot be read, so not set to 0 either:
+    /// SYNPROXY would never see the handshakes' ACKs.
+    NoLooseKnob,
+}
+
+impl std::fmt::Display for CookiesOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Monitor => "in monitor mode: answering SYNs is not counting them",
+            Self::NoXdpReply => "because no attachment can send a SYN-ACK with XDP_TX",
+            Self::NoLooseKnob => {
+                "nf_conntrack_tcp_loose cannot be read, so SYNPROXY could not see the ACKs"
+            }
+        })
+    }
+}
+
+/// What `--syn-cookies` comes to on this run: the one place that says
+/// whether cookies can be on. `loose_knob` is asked last, and only when
+/// everything else allows them (the caller records the knob's value then).
+pub fn cookie_mode(
+    asked: SynCookies,
+    enforcement: Enforcement,
+    xdp_can_reply: bool,
+    loose_knob: impl FnOnce() -> bool,
+) -> Result<SynCookies, CookiesOff> {
+    if asked == SynCookies::Never {
+        return Ok(SynCookies::Never);
+    }
+    if enforcement != Enforcement::Enforce {
+        return Err(CookiesOff::Monitor);
+    }
+    if !xdp_can_reply {
+        return Err(CookiesOff::NoXdpReply);
+    }
+    if !loose_knob() {
+        return Err(CookiesOff::NoLooseKnob);
+    }
+    Ok(asked)
+}
 
 /// A port is armed when it gets at least this share of the SYNs to
 /// listening ports, and at least this many a second.
@@ -315,5 +363,47 @@ mod tests {
         t.set_eligible(&ports(&[80]));
         assert_eq!(t.armed(), ports(&[80]));
         assert!(!t.entries().contains_key(&22));
+    }
+
+    #[test]
+    fn cookies_are_on_only_when_every_condition_holds() {
+        let knob_asked = std::cell::Cell::new(false);
+        let knob = |ok: bool| {
+            let asked = &knob_asked;
+            move || {
+                asked.set(true);
+                ok
+            }
+        };
+        let on = cookie_mode(SynCookies::Auto, Enforcement::Enforce, true, knob(true));
+        assert_eq!(on, Ok(SynCookies::Auto));
+        assert!(knob_asked.replace(false));
+        for (asked, enforcement, xdp, want) in [
+            (
+                SynCookies::Never,
+                Enforcement::Enforce,
+                true,
+                Ok(SynCookies::Never),
+            ),
+            (
+                SynCookies::Always,
+                Enforcement::Monitor,
+                true,
+                Err(CookiesOff::Monitor),
+            ),
+            (
+                SynCookies::Always,
+                Enforcement::Enforce,
+                false,
+                Err(CookiesOff::NoXdpReply),
+            ),
+        ] {
+            assert_eq!(cookie_mode(asked, enforcement, xdp, knob(true)), want);
+            assert!(!knob_asked.get(), "the knob was read for {want:?}");
+        }
+        assert_eq!(
+            cookie_mode(SynCookies::Always, Enforcement::Enforce, true, knob(false)),
+            Err(CookiesOff::NoLooseKnob)
+        );
     }
 }

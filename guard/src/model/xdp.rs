@@ -23,6 +23,14 @@ impl fmt::Display for XdpAttachMode {
     }
 }
 
+/// Whether a frame sent with `XDP_TX` reaches the peer: not on a veth in
+/// native mode, whose peer gets it only while it runs an XDP program of
+/// its own, which guard neither owns nor sees change.
+#[must_use]
+pub fn can_reply(mode: XdpAttachMode, veth: bool) -> bool {
+    !(veth && mode == XdpAttachMode::Native)
+}
+
 /// The XDP program found on an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XdpAttachment {
