@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, fmt};
 
+use super::as_f64;
+
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";
 /// 1: a lone ACK of an unknown connection creates an entry ("picked up
 /// mid-stream"); 0: it is invalid. Per namespace.
@@ -238,13 +240,9 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         return 0.0;
     }
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a percentage for people and thresholds"
-    )]
-    let p = part as f64 * 100.0 / whole as f64;
-    p
+    as_f64(part) * 100.0 / as_f64(whole)
 }
+
 /// The kernel's conntrack statistics, from `/proc/net/stat/nf_conntrack`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
