@@ -30,12 +30,17 @@ use crate::{
     error::usage,
     host::{
         conntrack::knobs::{KnobError, Knobs},
+        kept_lists::KeptLists,
         lock::HostLock,
         netns::Scope,
         preflight,
         restore::{self, Record},
     },
-    model::{paths::RUNTIME_DIR, policy::XdpCounts, stats::summary_line},
+    model::{
+        paths::{LISTS_FILE, RUNTIME_DIR},
+        policy::XdpCounts,
+        stats::summary_line,
+    },
 };
 
 /// `guard run`.
@@ -90,7 +95,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         Err(e) => return Err(usage(e)),
     };
     let (bans, mut banned) = mpsc::channel::<SourceKey>(256);
-    let mut attached = match attach_all(&settings, &scope, &bans) {
+    let mut attached = match attach_all(sources, &mut settings, &scope, &bans) {
         Ok(attached) => attached,
         Err(e) => {
             if let Some(c) = controller.take() {
@@ -174,11 +179,18 @@ fn recover(runtime_dir: &Path) -> Result<()> {
     Record::remove(runtime_dir).map_err(usage)
 }
 
+/// Attaches to every interface. The kept lists' lock is held from reading
+/// them again to pinning the maps: a list command lands before (and its
+/// entry is read here) or after (and it finds the pins), never in between.
 fn attach_all(
-    settings: &Settings,
+    sources: Sources<'_>,
+    settings: &mut Settings,
     scope: &Scope,
     bans: &mpsc::Sender<SourceKey>,
 ) -> Result<Vec<Attached>> {
+    let _lock = KeptLists::lock(Path::new(LISTS_FILE))?;
+    *settings = load_settings(sources).map_err(usage)?;
+    let settings = &*settings;
     let layout = Layout::default();
     let mut attached = Vec::new();
     for iface in &settings.ifaces {
