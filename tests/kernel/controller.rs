@@ -681,7 +681,7 @@ fn a_busy_source_is_limited_only_under_pressure() {
     // Default limits: 50 SYNs a second, burst 100, per source. This test is
     // about the per-source tier: with SYN cookies possible the global
     // burst is capped at 2.5% of the table (102 SYNs at once here, 51 for
-    // the SYN class), below this burst of 300 (see policy::ARMED_BURST_SHARE).
+    // the SYN class), below this burst of 300 (see model::policy::ARMED_BURST_SHARE).
     let guard = start_on(
         &v.net,
         &[

@@ -9,7 +9,8 @@
 //! ordinary way, untouched and counted once.
 //!
 //! Cookies are switched on through the data-plane config, as the controller
-//! does (`cookies` and `cookie_ports`); the MSS, window scale, TTL and
+//! does (the `cookies` bit and the port's `GUARD_PORTS` entry,
+//! `Program::arm_cookies`); the MSS, window scale, TTL and
 //! verified time are the settings' defaults (1460/1440, 7, 64, 300 s). The
 //! program's limits run on the test clock; the cookie and the SYN-ACK's
 //! TSval use the kernel's clocks (a cookie is valid for two minutes, far

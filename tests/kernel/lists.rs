@@ -10,6 +10,10 @@ use std::{
     thread,
 };
 
+use guard::{
+    host::lock::FileLock,
+    model::paths::{MAPS_LOCK, RUNTIME_DIR},
+};
 use guard_tests::{
     flood::Flood,
     guard_proc::{self, Guard},
@@ -182,4 +186,35 @@ fn list_commands_racing_from_three_shells_lose_nothing() {
     assert!(passes(&mut flood, &net, &nft, addr("198.19.200.15")));
     assert!(passes(&mut flood, &net, &nft, addr("198.19.99.1")));
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+#[test]
+fn a_stopped_list_command_holding_the_map_lock_does_not_stop_guard() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let config = Config::new("stuck-lock");
+    config.write(&net, &["198.19.1.1/32"]);
+    let config_arg = config.path().display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &config_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    let mut flood = Flood::new(&net);
+    let customer = addr("198.19.1.1");
+    assert!(!passes(&mut flood, &net, &nft, customer));
+
+    // As a `guard deny add` suspended with Ctrl-Z would: the map-write
+    // lock held, and never let go while the test looks.
+    let held = FileLock::exclusive(&Path::new(RUNTIME_DIR).join(MAPS_LOCK)).expect("the lock");
+    config.write(&net, &[]);
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("writing the maps without it");
+    guard.wait_for_log("SIGHUP: reloaded");
+    assert!(
+        passes(&mut flood, &net, &nft, customer),
+        "the reload did not reach the maps while the lock was held"
+    );
+    let stopped = guard.stop(libc::SIGTERM);
+    drop(held);
+    stopped.assert_code(0);
 }

@@ -42,7 +42,8 @@ const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 const IPV6_FRAG_HLEN: usize = 8;
 
-/// An allow/deny entry of the LPM tries, as the loader writes them.
+/// An allow/deny entry of the LPM tries, as `Dataplane::replace_lists`
+/// writes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListEntry {
     /// [`AF_INET`] or [`AF_INET6`]: the trie that holds it.
@@ -374,7 +375,7 @@ fn tally(state: &mut SourceState, outcome: Result<(), Counter>) {
 #[derive(Clone, Debug)]
 pub struct Model {
     pub config: DataplaneConfig,
-    /// The entries of both tries, in the order the loader writes them.
+    /// The entries of both tries (longest prefix wins, whatever the order).
     pub lists: Vec<ListEntry>,
     /// All CPUs' counters summed (the model is one CPU).
     pub counters: CounterBlock,

@@ -14,11 +14,14 @@ use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    commands::{self, lists::List},
+    commands,
     config::RawConfig,
     daemon,
     error::usage,
-    model::nft::Proto,
+    model::{
+        lists::{Edit, List},
+        nft::Proto,
+    },
 };
 
 /// guard: an XDP SYN- and flood-guard that keeps the conntrack table from
@@ -285,8 +288,8 @@ fn list(list: List, args: &ListArgs) -> Result<()> {
             commands::lists::show(list);
             Ok(())
         }
-        ListAction::Add => commands::lists::edit(list, commands::lists::Edit::Add, cidr()?),
-        ListAction::Del => commands::lists::edit(list, commands::lists::Edit::Del, cidr()?),
+        ListAction::Add => commands::lists::edit(list, Edit::Add, cidr()?),
+        ListAction::Del => commands::lists::edit(list, Edit::Del, cidr()?),
     }
 }
 

@@ -10,9 +10,9 @@ use crate::{
     host::{
         lock::HostLock,
         preflight,
-        restore::{Record, STATE_FILE, restore},
+        restore::{Record, restore},
     },
-    model::paths::RUNTIME_DIR,
+    model::paths::{RUNTIME_DIR, STATE_FILE},
 };
 
 /// `guard restore`.

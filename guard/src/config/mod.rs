@@ -23,7 +23,9 @@ pub use raw::{
     BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
 };
 pub use resolve::{parse_cidr, read_file};
-pub use settings::{ConntrackSettings, CookieSettings, Rate, Reload, Settings, list_bits};
+pub use settings::{
+    ConntrackSettings, CookieSettings, Rate, Reload, Settings, list_bits, list_overflow,
+};
 
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ use super::{
     raw::{
         BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
     },
-    settings::{ConntrackSettings, CookieSettings, Rate, Settings},
+    settings::{ConntrackSettings, CookieSettings, Rate, Settings, list_overflow},
 };
 
 /// Where a value came from, for error messages.
@@ -196,7 +196,8 @@ impl Settings {
 
     /// Adds entries kept from live list changes (`guard allow|deny add`),
     /// which `source` names in errors. The config's own entries win a
-    /// conflict only by being refused: the same range cannot be both.
+    /// conflict only by being refused: the same range cannot be both; and
+    /// the merged lists must still fit the tries.
     pub fn merge_lists(
         &mut self,
         allow: Vec<IpNet>,
@@ -213,12 +214,23 @@ impl Settings {
                 self.deny.push(net);
             }
         }
+        let origin = Origin::File(source.to_path_buf());
         if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
             return Err(invalid(
                 "allow/deny",
                 both,
-                &Origin::File(source.to_path_buf()),
+                &origin,
                 "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
+            ));
+        }
+        if let Some((family, n)) = list_overflow(&self.allow, &self.deny) {
+            return Err(invalid(
+                "allow/deny",
+                format!("{n} {family} entries"),
+                &origin,
+                format!(
+                    "the config's and the kept lists together hold at most {MAX_LIST_ENTRIES} entries per family"
+                ),
             ));
         }
         Ok(())
@@ -355,23 +367,14 @@ fn lists(l: &Layers<'_>) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
             "also in allow: an address range is either allowed or denied",
         ));
     }
-    for v4 in [true, false] {
-        let n = allow
-            .iter()
-            .chain(&deny)
-            .filter(|net| matches!(net, IpNet::V4(_)) == v4)
-            .count();
-        if n > MAX_LIST_ENTRIES as usize {
-            let (_, origin) = l.or("allow", |r| r.allow.clone(), Vec::new());
-            return Err(invalid(
-                "allow",
-                format!("{n} IPv{} entries", if v4 { 4 } else { 6 }),
-                &origin,
-                format!(
-                    "allow and deny together hold at most {MAX_LIST_ENTRIES} entries per family"
-                ),
-            ));
-        }
+    if let Some((family, n)) = list_overflow(&allow, &deny) {
+        let (_, origin) = l.or("allow", |r| r.allow.clone(), Vec::new());
+        return Err(invalid(
+            "allow",
+            format!("{n} {family} entries"),
+            &origin,
+            format!("allow and deny together hold at most {MAX_LIST_ENTRIES} entries per family"),
+        ));
     }
     Ok((allow, deny))
 }

@@ -10,6 +10,7 @@ use guard_common::{
         BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
         MODE_ENFORCE, MODE_MONITOR,
     },
+    maps::MAX_LIST_ENTRIES,
 };
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -323,6 +324,21 @@ pub fn list_bits(allow: &[IpNet], deny: &[IpNet]) -> u32 {
         };
     }
     bits
+}
+
+/// The first family (`"IPv4"` or `"IPv6"`) whose allow and deny entries
+/// together are more than its trie holds, with their number.
+#[must_use]
+pub fn list_overflow(allow: &[IpNet], deny: &[IpNet]) -> Option<(&'static str, usize)> {
+    let v4 = allow
+        .iter()
+        .chain(deny)
+        .filter(|n| matches!(n, IpNet::V4(_)))
+        .count();
+    let v6 = allow.len() + deny.len() - v4;
+    [("IPv4", v4), ("IPv6", v6)]
+        .into_iter()
+        .find(|(_, n)| *n > MAX_LIST_ENTRIES as usize)
 }
 
 fn nanos(d: Duration) -> u64 {

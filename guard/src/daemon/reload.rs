@@ -1,5 +1,6 @@
-//! `guard run`'s settings, from their sources: read at start, and read
-//! again and applied to the running guard at SIGHUP.
+//! `guard run`'s settings, from their sources: read at start (the lists
+//! once more while attaching, under their lock), and read again and
+//! applied to the running guard at SIGHUP.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use super::controller::Controller;
 use crate::{
     config::{self, RawConfig, Settings},
     dataplane::loader::Attached,
-    host::kept_lists::KeptLists,
+    host::kept_lists,
     model::paths::LISTS_FILE,
 };
 
@@ -31,8 +32,8 @@ pub fn load_settings(sources: Sources<'_>) -> Result<Settings> {
     let mut settings =
         Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
     let kept = Path::new(LISTS_FILE);
-    let (allow, deny) = KeptLists::load(kept).and_then(|s| s.nets())?;
-    settings.merge_lists(allow, deny, kept)?;
+    let lists = kept_lists::load(kept)?;
+    settings.merge_lists(lists.allow, lists.deny, kept)?;
     Ok(settings)
 }
 
@@ -53,7 +54,7 @@ pub fn reload(
     };
     // The kept lists are read and applied under their lock, so a list
     // command running meanwhile lands before or after, never in between.
-    let loaded = KeptLists::lock(Path::new(LISTS_FILE)).and_then(|lock| {
+    let loaded = kept_lists::lock(Path::new(LISTS_FILE)).and_then(|lock| {
         let new = load_settings(sources)?;
         Ok::<_, anyhow::Error>((lock, new))
     });

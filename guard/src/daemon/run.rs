@@ -30,7 +30,7 @@ use crate::{
     error::usage,
     host::{
         conntrack::knobs::{KnobError, Knobs},
-        kept_lists::KeptLists,
+        kept_lists,
         lock::HostLock,
         netns::Scope,
         preflight,
@@ -188,8 +188,12 @@ fn attach_all(
     scope: &Scope,
     bans: &mpsc::Sender<SourceKey>,
 ) -> Result<Vec<Attached>> {
-    let _lock = KeptLists::lock(Path::new(LISTS_FILE))?;
-    *settings = load_settings(sources).map_err(usage)?;
+    let _lock = kept_lists::lock(Path::new(LISTS_FILE))?;
+    // Only the lists: every other key stays as the controller started
+    // with it (a restart key changed meanwhile waits for a restart).
+    let fresh = load_settings(sources).map_err(usage)?;
+    settings.allow = fresh.allow;
+    settings.deny = fresh.deny;
     let settings = &*settings;
     let layout = Layout::default();
     let mut attached = Vec::new();

@@ -1,5 +1,6 @@
 //! Events from the XDP program (a source started being limited, a source
-//! was banned), read from its ring buffer and logged one line each. The
+//! was banned), read from its ring buffer and logged one line each; bans
+//! also go to the controller. The
 //! program rate-limits them (`event-rate`), so a flood of distinct sources
 //! cannot flood the log.
 

@@ -2,38 +2,45 @@
 //! maps. `guard run` holds one per attachment (taken from the object it
 //! loaded); `guard stats`, the list commands and metrics open one from the
 //! pins. Every write goes through here, and every read-modify-write holds
-//! the host's map-write lock ([`WRITE_LOCK`] in the runtime directory), so
-//! the controller, a SIGHUP and list commands in other shells never undo
-//! each other's changes.
+//! the host's map-write lock (`model::paths::MAPS_LOCK`), so the
+//! controller, a SIGHUP and list commands in other shells never undo each
+//! other's changes.
+//!
+//! `guard run` waits for the lock at most [`DAEMON_LOCK_WAIT`]: a writer
+//! holds it for milliseconds, so one holding it longer is stopped (a
+//! suspended shell) or hung, and the daemon writes without it rather than
+//! stop protecting. Commands wait as long as it takes (Ctrl-C ends them).
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
+    maps::MapError,
     maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, PortCounts, SourceKey, SourceState,
     bucket::NANOS_PER_SEC,
-    key::{LIST_ALLOW, LIST_DENY},
+    key::LIST_DENY,
     maps::{CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, PORT_COUNTS, PORTS, PREFIXES, SOURCES},
 };
 use ipnet::IpNet;
 
-use crate::{config::list_bits, host::lock::FileLock, model::paths::RUNTIME_DIR};
+use crate::{
+    config::list_bits,
+    host::lock::FileLock,
+    model::{
+        lists::Lists,
+        paths::{MAPS_LOCK, RUNTIME_DIR},
+    },
+};
 
-/// The lock every map write holds, in the runtime directory.
-pub const WRITE_LOCK: &str = "maps.lock";
+/// How long `guard run` waits for the map-write lock before it writes
+/// without it.
+pub const DAEMON_LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// The allow and deny lists as the tries hold them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Lists {
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
-}
-
-/// The pinned maps of one attachment.
+/// The maps of one attachment (pinned once attached).
 pub struct Dataplane {
     config: Array<MapData, DataplaneConfig>,
     lists_v4: LpmTrie<MapData, [u8; 4], u8>,
@@ -44,6 +51,9 @@ pub struct Dataplane {
     sources: HashMap<MapData, SourceKey, SourceState>,
     prefixes: HashMap<MapData, SourceKey, SourceState>,
     global: Array<MapData, u64>,
+    /// The daemon's handle waits for the write lock at most
+    /// [`DAEMON_LOCK_WAIT`]; a command's, as long as it takes.
+    bounded_wait: bool,
 }
 
 /// Where a map comes from: a loaded object, or a pin.
@@ -75,10 +85,7 @@ impl Source for Pins<'_> {
     }
 }
 
-fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
-    source: &mut impl Source,
-    name: &str,
-) -> Result<T> {
+fn typed<T: TryFrom<Map, Error = MapError>>(source: &mut impl Source, name: &str) -> Result<T> {
     T::try_from(source.map(name)?).with_context(|| format!("{name} has the wrong type"))
 }
 
@@ -86,15 +93,15 @@ impl Dataplane {
     /// Takes the maps out of a freshly loaded object (the program keeps
     /// them: it holds its own references).
     pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        Self::from_source(ebpf)
+        Self::from_source(ebpf, true)
     }
 
     /// Opens the maps a running guard pinned in `dir`.
     pub fn open_pinned(dir: &Path) -> Result<Self> {
-        Self::from_source(&mut Pins(dir))
+        Self::from_source(&mut Pins(dir), false)
     }
 
-    fn from_source(s: &mut impl Source) -> Result<Self> {
+    fn from_source(s: &mut impl Source, bounded_wait: bool) -> Result<Self> {
         Ok(Self {
             config: typed(s, CONFIG)?,
             lists_v4: typed(s, LISTS_V4)?,
@@ -105,7 +112,27 @@ impl Dataplane {
             sources: typed(s, SOURCES)?,
             prefixes: typed(s, PREFIXES)?,
             global: typed(s, GLOBAL)?,
+            bounded_wait,
         })
+    }
+
+    /// The map-write lock; `None` when the daemon gave up waiting.
+    fn write_lock(&self) -> Result<Option<FileLock>> {
+        let path = Path::new(RUNTIME_DIR).join(MAPS_LOCK);
+        if !self.bounded_wait {
+            return Ok(Some(
+                FileLock::exclusive(&path).context("taking the map-write lock")?,
+            ));
+        }
+        let lock = FileLock::exclusive_within(&path, DAEMON_LOCK_WAIT)
+            .context("taking the map-write lock")?;
+        if lock.is_none() {
+            tracing::warn!(
+                "{} has been held for over {DAEMON_LOCK_WAIT:?} (a stopped `guard allow|deny|unban`?): writing the maps without it",
+                path.display()
+            );
+        }
+        Ok(lock)
     }
 
     /// Pins every map in `dir`, for other processes.
@@ -138,7 +165,7 @@ impl Dataplane {
     /// Changes the configuration: read, `change`, write, under the write
     /// lock, so no other writer's change in between is lost.
     pub fn update_config(&mut self, change: impl FnOnce(&mut DataplaneConfig)) -> Result<()> {
-        let _lock = write_lock()?;
+        let _lock = self.write_lock()?;
         self.update_config_locked(change)
     }
 
@@ -163,37 +190,70 @@ impl Dataplane {
     /// Makes the tries hold exactly `lists`, and the configuration's list
     /// bits say so: entries no longer listed stop matching at once.
     pub fn replace_lists(&mut self, lists: &Lists) -> Result<()> {
-        let _lock = write_lock()?;
-        self.replace_lists_locked(lists)
+        let _lock = self.write_lock()?;
+        let have = self.lists()?;
+        self.replace_lists_locked(&have, lists)
     }
 
     /// Reads the lists, lets `edit` change them, and writes the result, all
     /// under the write lock: two editors in two processes both land.
     pub fn edit_lists<R>(&mut self, edit: impl FnOnce(&mut Lists) -> R) -> Result<R> {
-        let _lock = write_lock()?;
-        let mut lists = self.lists()?;
+        let _lock = self.write_lock()?;
+        let have = self.lists()?;
+        let mut lists = have.clone();
         let out = edit(&mut lists);
-        self.replace_lists_locked(&lists)?;
+        self.replace_lists_locked(&have, &lists)?;
         Ok(out)
     }
 
-    fn replace_lists_locked(&mut self, wanted: &Lists) -> Result<()> {
-        let want = wanted.by_net();
-        let have = self.lists()?.by_net();
-        // New entries first, then the bits that make the program look
-        // them up, then the entries that go: a lookup never misses an
-        // entry that stays.
-        for (net, action) in &want {
-            if have.get(net) != Some(action) {
-                self.insert_list_entry(net, *action)?;
+    /// From `have` (what the tries hold) to `wanted`: the entries that go
+    /// first (so a trie near its capacity still takes the new ones), then
+    /// the new and changed ones, then the bits that make the program look
+    /// them up. An entry that stays is never missing. If a write fails,
+    /// the tries are put back to `have`, as far as the kernel lets.
+    fn replace_lists_locked(&mut self, have: &Lists, wanted: &Lists) -> Result<()> {
+        wanted.check_capacity().map_err(anyhow::Error::msg)?;
+        let (have_by, want_by) = (have.by_net(), wanted.by_net());
+        let mut done = Vec::new();
+        let mut step = |d: &mut Self, net: IpNet, to: Option<u8>| {
+            match to {
+                Some(action) => d.insert_list_entry(&net, action),
+                None => d.remove_list_entry(&net),
+            }
+            .map(|()| done.push(net))
+        };
+        let changes = have_by
+            .keys()
+            .filter(|n| !want_by.contains_key(n))
+            .map(|n| (*n, None))
+            .chain(
+                want_by
+                    .iter()
+                    .filter(|(n, a)| have_by.get(n) != Some(a))
+                    .map(|(n, a)| (*n, Some(*a))),
+            )
+            .collect::<Vec<_>>();
+        let mut result = Ok(());
+        for (net, to) in changes {
+            result = step(self, net, to);
+            if result.is_err() {
+                break;
             }
         }
-        let bits = list_bits(&wanted.allow, &wanted.deny);
-        self.update_config_locked(|c| c.lists = bits)?;
-        for net in have.keys().filter(|n| !want.contains_key(n)) {
-            self.remove_list_entry(net)?;
+        if let Err(e) = result {
+            for net in done {
+                let back = match have_by.get(&net) {
+                    Some(action) => self.insert_list_entry(&net, *action),
+                    None => self.remove_list_entry(&net),
+                };
+                if let Err(undo) = back {
+                    tracing::error!("putting the lists back: {undo:#}");
+                }
+            }
+            return Err(e);
         }
-        Ok(())
+        let bits = list_bits(&wanted.allow, &wanted.deny);
+        self.update_config_locked(|c| c.lists = bits)
     }
 
     fn insert_list_entry(&mut self, net: &IpNet, action: u8) -> Result<()> {
@@ -276,14 +336,16 @@ impl Dataplane {
     /// groups sources); returns the seconds that were left, if it was
     /// banned at `now_ns`.
     pub fn unban(&mut self, addr: IpAddr, now_ns: u64) -> Result<Option<(SourceKey, u64)>> {
-        let _lock = write_lock()?;
+        let _lock = self.write_lock()?;
         let config = self.config()?;
         let key = match addr {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        let Ok(mut state) = self.sources.get(&key, 0) else {
-            return Ok(None);
+        let mut state = match self.sources.get(&key, 0) {
+            Ok(state) => state,
+            Err(MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(e).context("reading GUARD_SOURCES"),
         };
         if state.banned_until_ns <= now_ns {
             return Ok(None);
@@ -296,17 +358,6 @@ impl Dataplane {
             .insert(key, state, 0)
             .context("writing GUARD_SOURCES")?;
         Ok(Some((key, left)))
-    }
-}
-
-impl Lists {
-    /// Each entry with its trie value (allow or deny).
-    fn by_net(&self) -> BTreeMap<IpNet, u8> {
-        self.allow
-            .iter()
-            .map(|n| (*n, LIST_ALLOW))
-            .chain(self.deny.iter().map(|n| (*n, LIST_DENY)))
-            .collect()
     }
 }
 
@@ -324,9 +375,4 @@ fn read_trie<K: aya::Pod + Into<IpAddr>>(
         }
     }
     Ok(())
-}
-
-fn write_lock() -> Result<FileLock> {
-    let path = Path::new(RUNTIME_DIR).join(WRITE_LOCK);
-    FileLock::exclusive(&path).context("taking the map-write lock")
 }

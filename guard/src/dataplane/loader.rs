@@ -17,7 +17,7 @@ use guard_common::{
 };
 
 use super::{
-    handle::{Dataplane, Lists},
+    handle::Dataplane,
     pins::{self, Layout},
 };
 use crate::{
@@ -28,6 +28,7 @@ use crate::{
         netns::Scope,
     },
     model::{
+        lists::Lists,
         policy::XdpLimits,
         xdp::{self, XdpAttachMode},
     },
@@ -166,8 +167,8 @@ impl Attached {
             .with_context(|| format!("reconfiguring {}", self.iface.name))
     }
 
-    /// Writes new global, per-source and per-prefix limits into the running
-    /// program.
+    /// Writes new global, per-source and per-prefix limits, and the
+    /// `verify` bit, into the running program.
     pub fn set_limits(&mut self, limits: &XdpLimits) -> Result<()> {
         self.dataplane
             .update_config(|c| {

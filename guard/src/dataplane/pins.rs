@@ -12,7 +12,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::model::paths::BPFFS;
+use crate::model::paths::{BPFFS, PIN_ROOT};
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -45,7 +45,7 @@ pub struct Layout {
 impl Default for Layout {
     fn default() -> Self {
         Self {
-            root: Path::new(BPFFS).join("guard"),
+            root: Path::new(BPFFS).join(PIN_ROOT),
         }
     }
 }

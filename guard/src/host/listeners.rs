@@ -1,6 +1,6 @@
 //! The TCP ports that have a listening socket in the calling thread's
 //! network namespace, through sock_diag (the `ss -ltn` query): the ports
-//! SYN cookies may protect. Call it through [`crate::netns::Scope::run`].
+//! SYN cookies may protect. Call it through [`crate::host::netns::Scope::run`].
 //!
 //! A port whose only listeners are bound to loopback is left out: a SYN
 //! from the wire can never reach it, so SYNPROXY could not complete its

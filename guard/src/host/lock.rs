@@ -8,9 +8,12 @@ use std::{
     io::{self, Read as _, Seek as _, Write as _},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use thiserror::Error;
+
+use crate::model::paths::HOST_LOCK;
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -53,11 +56,8 @@ pub struct HostLock {
 }
 
 impl HostLock {
-    /// The lock file's name in the runtime directory; it holds the pid.
-    pub const FILE: &str = "guard.lock";
-
     pub fn acquire(runtime_dir: &Path) -> Result<Self, LockError> {
-        let path = runtime_dir.join(Self::FILE);
+        let path = runtime_dir.join(HOST_LOCK);
         let mut file = open(&path)?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -77,7 +77,7 @@ impl HostLock {
     /// the lock, even for a moment, could make a guard starting then fail.
     #[must_use]
     pub fn holder(runtime_dir: &Path) -> Option<u32> {
-        fs::read_to_string(runtime_dir.join(Self::FILE))
+        fs::read_to_string(runtime_dir.join(HOST_LOCK))
             .ok()?
             .trim()
             .parse()
@@ -92,6 +92,7 @@ pub struct FileLock {
 }
 
 impl FileLock {
+    /// Waits for the lock as long as it takes.
     pub fn exclusive(path: &Path) -> Result<Self, LockError> {
         let file = open(path)?;
         loop {
@@ -103,6 +104,28 @@ impl FileLock {
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(io_err("lock", path)(err));
             }
+        }
+    }
+
+    /// Waits for the lock at most `wait`: `None` if another process still
+    /// holds it then (a stopped or hung one; a live writer holds it for
+    /// milliseconds).
+    pub fn exclusive_within(path: &Path, wait: Duration) -> Result<Option<Self>, LockError> {
+        let file = open(path)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Some(Self { _file: file }));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err("lock", path)(err));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -146,13 +169,23 @@ mod tests {
             })
         };
         assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(200))
-                .is_err(),
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
             "the second lock was granted while the first was held"
         );
+        assert!(
+            FileLock::exclusive_within(&path, Duration::from_millis(50))
+                .unwrap()
+                .is_none(),
+            "a bounded wait was granted the held lock"
+        );
         drop(held);
-        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
         waiter.join().unwrap();
+        assert!(
+            FileLock::exclusive_within(&path, Duration::from_millis(50))
+                .unwrap()
+                .is_some()
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,10 +24,8 @@ use super::{
 use crate::model::{
     conntrack::{COUNT, MAX},
     nft::{NOTRACK_TABLE, SYNPROXY_TABLE},
+    paths::STATE_FILE,
 };
-
-/// The state file's name in the runtime directory.
-pub const STATE_FILE: &str = "state.json";
 
 #[derive(Debug, Error)]
 pub enum RecordError {

@@ -3,8 +3,9 @@
 //! history of drops and fill, packet rates, the top sources and the
 //! controller's last decision.
 //!
-//! [`run`] owns the terminal and the sampling; [`draw`] is a pure function
-//! of a [`draw::View`], so the layout is tested on ratatui's `TestBackend`.
+//! [`run`] owns the terminal and the sampling; `draw` (in `draw.rs`) is a
+//! pure function of a `View`, so the layout is tested on ratatui's
+//! `TestBackend`.
 
 mod draw;
 

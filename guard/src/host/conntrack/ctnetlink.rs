@@ -3,7 +3,7 @@
 //! banned source, so the table is freed now rather than when they time out.
 //!
 //! Runs in the calling thread's network namespace: go through
-//! [`crate::netns::Scope::run`] for a named one.
+//! [`crate::host::netns::Scope::run`] for a named one.
 
 use std::{io, net::IpAddr};
 

@@ -20,6 +20,8 @@ pub enum KnobError {
         "nf_conntrack is not loaded{scope} ({MAX} does not exist): load it with `modprobe nf_conntrack`"
     )]
     NotLoaded { scope: String },
+    /// A write the host does not allow (a child namespace's global knob, a
+    /// read-only /proc/sys): the controller reports it once and goes on.
     #[error("{key} is read-only{scope} ({source})")]
     ReadOnly {
         key: String,
@@ -48,15 +50,6 @@ pub enum KnobError {
     },
     #[error(transparent)]
     Netns(#[from] NetnsError),
-}
-
-impl KnobError {
-    /// A write the host does not allow (a child namespace's global knob, a
-    /// read-only /proc/sys): reported once, then the controller goes on.
-    #[must_use]
-    pub const fn is_read_only(&self) -> bool {
-        matches!(self, Self::ReadOnly { .. })
-    }
 }
 
 fn read(key: &str, scope: &str) -> Result<u64, KnobError> {
@@ -202,7 +195,7 @@ mod tests {
             " in netns x",
             SysctlError::IoError(io::Error::from_raw_os_error(libc::EROFS)),
         );
-        assert!(err.is_read_only());
+        assert!(matches!(err, KnobError::ReadOnly { .. }));
         assert_eq!(
             err.to_string(),
             "net.netfilter.nf_conntrack_max is read-only in netns x (Read-only file system (os error 30))"

@@ -162,7 +162,7 @@ pub struct XdpLimits {
     pub source: [Rate; 3],
     pub prefix: [Rate; 3],
     /// A random-source SYN flood is on: SYN cookies may answer the ports
-    /// it is aimed at (which ones is [`crate::ports`]'s decision).
+    /// it is aimed at (which ones is [`super::ports`]'s decision).
     pub cookies: bool,
     /// The budget has been dropping lately: ACKs verify returning clients.
     pub verify: bool,
