@@ -214,14 +214,6 @@ impl Dataplane {
     fn replace_lists_locked(&mut self, have: &Lists, wanted: &Lists) -> Result<()> {
         wanted.check_capacity().map_err(anyhow::Error::msg)?;
         let (have_by, want_by) = (have.by_net(), wanted.by_net());
-        let mut done = Vec::new();
-        let mut step = |d: &mut Self, net: IpNet, to: Option<u8>| {
-            match to {
-                Some(action) => d.insert_list_entry(&net, action),
-                None => d.remove_list_entry(&net),
-            }
-            .map(|()| done.push(net))
-        };
         let changes = have_by
             .keys()
             .filter(|n| !want_by.contains_key(n))
@@ -233,12 +225,17 @@ impl Dataplane {
                     .map(|(n, a)| (*n, Some(*a))),
             )
             .collect::<Vec<_>>();
+        let mut done = Vec::new();
         let mut result = Ok(());
         for (net, to) in changes {
-            result = step(self, net, to);
+            result = match to {
+                Some(action) => self.insert_list_entry(&net, action),
+                None => self.remove_list_entry(&net),
+            };
             if result.is_err() {
                 break;
             }
+            done.push(net);
         }
         if let Err(e) = result {
             for net in done {
