@@ -76,6 +76,10 @@ fn doctor_finds_a_healthy_machine_all_ok() {
     assert_eq!(r.exit_code(), 0);
     assert_eq!(exit_code("healthy"), 0);
     let text = r.render();
+    assert!(
+        text.starts_with("GUARD OK - ") && text.lines().next().unwrap().ends_with("checks OK"),
+        "{text}"
+    );
     for section in [
         "sizing",
         "TCP timeouts",
@@ -170,6 +174,30 @@ fn doctor_without_conntrack_is_critical_with_the_modprobe_fix() {
     assert!(r.findings.iter().all(|f| f.check != "fill"));
     assert_fixes(&r);
     assert_eq!(exit_code("no-conntrack"), 2);
+    assert_eq!(r.status_line(), "GUARD CRITICAL - 1 critical (conntrack)");
+}
+
+/// The binary as Nagios runs it: a status line first, and 3 (UNKNOWN)
+/// when doctor cannot check at all.
+#[test]
+fn the_binary_prints_a_nagios_status_line_and_exits_3_when_it_cannot_check() {
+    let run = |root: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
+            .args(["doctor", "--root"])
+            .arg(root)
+            .output()
+            .expect("running guard doctor");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&fixture("warned"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("GUARD WARNING - "), "{out}");
+    let (code, out) = run(&fixture("no-such-case"));
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.starts_with("GUARD UNKNOWN - --root "), "{out}");
 }
 
 #[test]

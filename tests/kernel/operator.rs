@@ -243,6 +243,13 @@ fn metrics_parse_and_match_the_counters() {
     }
     let new_flows = format!("guard_new_flows_total{{iface=\"{iface}\",kind=\"all\"}}");
     assert_eq!(whole(samples[&new_flows]), 20);
+    // What enforces there: guard started with its defaults (monitor), in
+    // skb mode on this veth.
+    let info = format!(
+        "guard_info{{iface=\"{iface}\",mode=\"monitor\",xdp_mode=\"skb\",version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(samples.get(&info).copied(), Some(1.0), "no {info}");
     // The controller's gauges, once it has ticked.
     let deadline = Instant::now() + Duration::from_secs(5);
     let samples = loop {
@@ -359,4 +366,176 @@ fn stats_json_carries_the_controller_status() {
     text.assert_code(0);
     assert!(text.stdout.starts_with("conntrack (netns "), "{text}");
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+fn status_json() -> serde_json::Value {
+    let out = guard_proc::run(&["status", "--json"]);
+    out.assert_code(0);
+    serde_json::from_str(&out.stdout).expect("guard status --json")
+}
+
+/// The finding `check` of `guard doctor --json` on this host.
+fn doctor_finding(check: &str) -> serde_json::Value {
+    let out = guard_proc::run(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("doctor --json");
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == check)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
+}
+
+#[test]
+fn status_says_what_enforces_and_doctor_warns_in_monitor_mode() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let file = std::env::temp_dir().join(format!("guardt-{}-status.toml", std::process::id()));
+    write_config(&file, &net, "");
+    let file_arg = file.display().to_string();
+    let guard = Guard::start(&["run", "--config", &file_arg]);
+    // guard.json is written once guard is attached and its controller
+    // runs (the pins come a little before).
+    let pid = u64::from(guard.pid().expect("running"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let out = guard_proc::run(&["status", "--json"]);
+        if out.status.success() {
+            let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+            if status["pid"] == pid {
+                break status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "guard status never showed pid {pid}: {out}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["mode"], "enforce", "{status}");
+    assert_eq!(status["config"], file_arg.as_str(), "{status}");
+    let attached = &status["interfaces"][0];
+    assert_eq!(attached["iface"], net.victim_if.as_str(), "{status}");
+    assert_eq!(attached["netns"], net.victim.as_str(), "{status}");
+    // A veth: auto attaches in skb mode, so that cookies reach the peer.
+    assert_eq!(attached["xdp_mode"], "skb", "{status}");
+    assert!(
+        attached["prog_id"].as_u64().expect("prog id") > 0,
+        "{status}"
+    );
+    let text = guard_proc::run(&["status"]);
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains(&format!(
+            "{} (netns {}): enforce (drops), skb (generic) XDP",
+            net.victim_if, net.victim
+        )),
+        "{text}"
+    );
+    let skb = doctor_finding("enforcing");
+    assert_eq!(skb["level"], "WARN", "{skb}");
+    assert!(
+        skb["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("skb (generic)"),
+        "{skb}"
+    );
+
+    fs::write(
+        &file,
+        fs::read_to_string(&file)
+            .expect("config")
+            .replace("mode = \"enforce\"", "mode = \"monitor\""),
+    )
+    .expect("rewrite config");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("SIGHUP: reloaded");
+    assert_eq!(status_json()["mode"], "monitor");
+    let monitor = doctor_finding("enforcing");
+    assert_eq!(monitor["level"], "WARN", "{monitor}");
+    assert!(
+        monitor["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("monitor mode"),
+        "{monitor}"
+    );
+
+    guard.stop(libc::SIGTERM).assert_code(0);
+    let gone = guard_proc::run(&["status"]);
+    gone.assert_code(1);
+    assert!(gone.stderr.contains("no guard is running"), "{gone}");
+    fs::remove_file(&file).expect("remove config");
+}
+
+/// systemd's side of `Type=notify`: a datagram socket guard writes to.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn bind() -> Self {
+        let path = std::env::temp_dir().join(format!("guardt-{}-notify.sock", std::process::id()));
+        let _ = fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self { socket, path }
+    }
+
+    /// The next notification, or a panic after the timeout.
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self
+            .socket
+            .recv(&mut buf)
+            .expect("a notification from guard");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let file = std::env::temp_dir().join(format!("guardt-{}-notify.toml", std::process::id()));
+    write_config(&file, &net, "");
+    let notify = NotifySocket::bind();
+    let file_arg = file.display().to_string();
+    let mut guard = Guard::start_with_env(
+        &["run", "--config", &file_arg],
+        &[("NOTIFY_SOCKET", notify.path.as_os_str())],
+    );
+    let ready = notify.next();
+    // Ready only once attached: the pins are there when systemd hears it.
+    assert!(guard_proc::pin_dir(&net).join("GUARD_COUNTERS").exists());
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!(
+            "STATUS=enforce on {} (skb (generic) XDP)",
+            net.victim_if
+        )),
+        "{ready}"
+    );
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    guard.signal(libc::SIGHUP);
+    assert_eq!(notify.next().trim_end(), "RELOADING=1");
+    let reloaded = notify.next();
+    assert!(reloaded.lines().any(|l| l == "READY=1"), "{reloaded}");
+    let stopped = guard.stop(libc::SIGTERM);
+    assert_eq!(notify.next().trim_end(), "STOPPING=1");
+    stopped.assert_code(0);
+    fs::remove_file(&file).expect("remove config");
 }

@@ -21,13 +21,15 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the kernel tests and the attack lab call:
 /// `ip` (netns, veth), `nft` (conntrack rules), `conntrack` (table stats),
-/// `bpftool` (inspection, BPF_PROG_TEST_RUN by hand), `trafgen` (floods).
+/// `bpftool` (inspection, BPF_PROG_TEST_RUN by hand), `trafgen` (floods),
+/// `systemd-analyze` (the unit's checks).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("nftables", "nft"),
     ("conntrack", "conntrack"),
     ("bpftool", "bpftool"),
     ("netsniff-ng", "trafgen"),
+    ("systemd", "systemd-analyze"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

@@ -14,6 +14,8 @@ pub enum Exit {
     /// interface, privileges, bpffs, a program already attached, a
     /// verifier rejection). Nothing was left changed on the host.
     Usage = 2,
+    /// `guard doctor` only, as Nagios reads it: it could not check.
+    Unknown = 3,
 }
 
 impl Exit {

@@ -38,10 +38,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per process; boxing would only complicate clap's derive"
-)]
 pub enum Command {
     /// Attach to interfaces and run until SIGINT or SIGTERM.
     ///
@@ -50,6 +46,20 @@ pub enum Command {
     /// on SIGINT/SIGTERM detaches and removes the pins. Exits 2, with nothing
     /// left attached or pinned, when it cannot start.
     Run(RunArgs),
+    /// Check what `guard run` would start with (flags, --config file, the
+    /// kept lists) without touching the host.
+    ///
+    /// Takes the same flags as `guard run`. Prints what guard would do and
+    /// exits 0, or names the key, the value and why, and exits 2. The
+    /// systemd unit runs it before a start and before a reload.
+    CheckConfig(RunArgs),
+    /// Show what the running guard is, per interface: enforce or monitor,
+    /// XDP attach mode and program, SYN cookies, the controller's level,
+    /// config file and uptime.
+    ///
+    /// Reads /run/guard/guard.json and status.json. Exits 1 if no guard is
+    /// running.
+    Status(StatusArgs),
     /// Show what a running guard sees: counters and rates, the conntrack
     /// gauge and the controller's last decisions, the top sources and the
     /// bans.
@@ -80,8 +90,8 @@ pub enum Command {
     /// Check this host's conntrack sizing, its kernel and a running guard;
     /// print each finding with its fix.
     ///
-    /// Exits like a Nagios plugin: 0 all OK, 1 a warning, 2 a critical
-    /// finding or an error.
+    /// Prints a Nagios status line first, and exits like a Nagios plugin: 0
+    /// all OK, 1 a warning, 2 a critical finding, 3 if it could not check.
     Doctor(DoctorArgs),
     /// Write shell completions or man pages (used by `cargo xtask install`).
     Generate(GenerateArgs),
@@ -97,6 +107,22 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub settings: RawConfig,
+}
+
+impl RunArgs {
+    fn sources(&self) -> daemon::reload::Sources<'_> {
+        daemon::reload::Sources {
+            config: self.config.as_deref(),
+            flags: &self.settings,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,7 +241,7 @@ pub enum Generate {
 /// memory, statistics, kernel log, and what to fix.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes follow the Nagios convention: 0 all OK, 1 a WARN, 2 a CRIT (or an error)."
+    after_help = "Exit codes follow the Nagios convention: 0 all OK, 1 a WARN, 2 a CRIT, 3 UNKNOWN (doctor itself could not check). The first line is the status line: GUARD OK|WARNING|CRITICAL|UNKNOWN - ..."
 )]
 pub struct DoctorArgs {
     /// Read /proc, /sys and /dev/kmsg under this directory instead of /;
@@ -233,10 +259,8 @@ pub struct DoctorArgs {
 /// `guard doctor`, whose code is the worst finding's (Nagios style).
 pub fn dispatch(cli: &Cli) -> Result<u8> {
     let done = match &cli.command {
-        Command::Run(args) => daemon::run::run(daemon::reload::Sources {
-            config: args.config.as_deref(),
-            flags: &args.settings,
-        }),
+        Command::Run(args) => daemon::run::run(args.sources()),
+        Command::CheckConfig(args) => commands::check_config::command(args.sources()),
         Command::Stats(args) => {
             let opts = commands::stats::Options {
                 iface: args.iface.clone(),
@@ -251,6 +275,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
                 commands::stats::command(&opts)
             }
         }
+        Command::Status(args) => commands::status::command(args.json),
         Command::Restore(args) => commands::restore::command(args.discard),
         Command::Tune(args) => {
             commands::tune::command(args.apply, args.persist, args.netns.as_deref())
@@ -262,9 +287,15 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Deny(args) => list(List::Deny, args),
         Command::Unban(args) => commands::lists::unban(&args.addr),
         Command::Generate(args) => generate::command(args),
-        // Nagios reads any failure to check as critical.
+        // Nagios reads a plugin that cannot check as UNKNOWN (3), on its
+        // status line.
         Command::Doctor(args) => {
-            return commands::doctor::command(&args.root, args.json).map_err(usage);
+            return Ok(
+                commands::doctor::command(&args.root, args.json).unwrap_or_else(|e| {
+                    println!("GUARD UNKNOWN - {e:#}");
+                    exit::Exit::Unknown.code()
+                }),
+            );
         }
     };
     done.map(|()| exit::Exit::Success.code())

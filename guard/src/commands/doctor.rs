@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     dataplane::pins::Layout,
-    host::{files::HostFiles, iface, lock::HostLock, preflight},
+    host::{files::HostFiles, iface, lock::HostLock, preflight, status_file},
     model::{
         doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
         paths::RUNTIME_DIR,
@@ -79,6 +79,7 @@ fn gather_live(files: &HostFiles) -> Live {
                 None => iface,
             })
             .collect(),
+        run: status_file::read_run(Path::new(RUNTIME_DIR)),
     }
 }
 

@@ -2,10 +2,12 @@
 //! the pinned maps' handle and the status file) or the host, prints, and
 //! exits. They take plain values from the CLI.
 
+pub mod check_config;
 pub mod doctor;
 pub mod lists;
 pub mod notrack;
 pub mod restore;
 pub mod stats;
+pub mod status;
 pub mod tune;
 pub mod watch;

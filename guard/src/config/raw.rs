@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Defaults, one place. The help text repeats them; a test checks it does.
 pub mod defaults {
@@ -104,7 +104,7 @@ impl fmt::Display for SynCookies {
 }
 
 /// `--mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
     /// Count what would be dropped; drop nothing.

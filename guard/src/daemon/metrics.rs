@@ -26,12 +26,17 @@ use prometheus_client::{
 };
 
 use crate::{
+    config::Enforcement,
     dataplane::{handle::Dataplane, pins::Layout},
     host::{
         clock::{monotonic_ns, unix_now},
         status_file,
     },
-    model::{as_f64 as f, status::Status},
+    model::{
+        as_f64 as f,
+        status::{RunStatus, Status},
+        xdp::XdpAttachMode,
+    },
 };
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -145,6 +150,9 @@ impl Collector for GuardCollector {
         self.encode_verified(&mut encoder)?;
         if let Some(status) = status_file::read(&self.runtime_dir) {
             encode_controller(&mut encoder, &status)?;
+        }
+        if let Some(run) = status_file::read_run(&self.runtime_dir) {
+            encode_info(&mut encoder, &run)?;
         }
         Ok(())
     }
@@ -288,6 +296,42 @@ fn gauge(
     value: f64,
 ) -> Result<(), std::fmt::Error> {
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// `guard_info`: 1 per interface, labelled with what enforces there, so a
+/// dashboard or an alert can tell a guard that drops from one that only
+/// counts.
+fn encode_info(encoder: &mut DescriptorEncoder, run: &RunStatus) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "guard_info",
+        "1 per guarded interface: version, mode (enforce drops, monitor only counts) and XDP attach mode.",
+        None,
+        MetricType::Gauge,
+    )?;
+    let mode = match run.mode {
+        Enforcement::Enforce => "enforce",
+        Enforcement::Monitor => "monitor",
+    };
+    for a in &run.interfaces {
+        let iface = a
+            .netns
+            .as_ref()
+            .map_or_else(|| a.iface.clone(), |ns| format!("{ns}/{}", a.iface));
+        let xdp_mode = match a.xdp_mode {
+            XdpAttachMode::Native => "native",
+            XdpAttachMode::Skb => "skb",
+            XdpAttachMode::Hardware => "hardware",
+            XdpAttachMode::Multiple => "multiple",
+        };
+        let labels = [
+            ("iface", iface.as_str()),
+            ("mode", mode),
+            ("xdp_mode", xdp_mode),
+            ("version", run.version.as_str()),
+        ];
+        ConstGauge::new(1.0).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), std::fmt::Error> {

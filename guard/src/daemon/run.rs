@@ -29,17 +29,20 @@ use crate::{
     },
     error::usage,
     host::{
+        clock::unix_now,
         conntrack::knobs::{KnobError, Knobs},
         kept_lists,
         lock::HostLock,
         netns::Scope,
-        preflight,
+        notify, preflight,
         restore::{self, Record},
+        status_file,
     },
     model::{
         paths::{LISTS_FILE, RUNTIME_DIR},
         policy::XdpCounts,
         stats::summary_line,
+        status::{AttachedStatus, RunStatus},
     },
 };
 
@@ -107,34 +110,24 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     if let Some(c) = controller.as_mut() {
         c.xdp_can_reply(attached.iter().any(|a| a.cookies_ok), &settings);
     }
-
-    let period = settings.summary_interval;
-    let mut ticker = interval_at(
-        Instant::now() + period,
-        period.max(Duration::from_millis(1)),
-    );
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last = vec![CounterBlock::ZERO; attached.len()];
-    let mut last_at = Instant::now();
+    let published = Published::new(&runtime_dir, sources);
+    published.run(&settings, &attached);
+    notify::ready(&systemd_status(&settings, &attached));
+    let mut summary = Summary::new(settings.summary_interval, attached.len());
     let mut next_control = Instant::now();
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
             _ = sighup.recv() => {
+                notify::reloading();
                 if reload::reload(sources, &mut settings, &mut attached, controller.as_mut()) {
                     next_control = Instant::now();
+                    published.run(&settings, &attached);
                 }
+                notify::ready(&systemd_status(&settings, &attached));
             }
-            _ = ticker.tick(), if !period.is_zero() => {
-                let elapsed = last_at.elapsed();
-                last_at = Instant::now();
-                for (a, prev) in attached.iter().zip(last.iter_mut()) {
-                    let now = a.dataplane.counters()?;
-                    tracing::info!("{}", summary_line(&a.iface.name, &now, prev, elapsed));
-                    *prev = now;
-                }
-            }
+            _ = summary.ticker.tick(), if summary.on => summary.log(&attached)?,
             () = sleep_until(next_control), if controller.is_some() => {
                 let Some(c) = controller.as_mut() else { continue };
                 next_control = Instant::now() + control(c, &mut attached);
@@ -152,11 +145,110 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         }
     };
     tracing::info!("{signal_name}: restoring and detaching");
+    notify::stopping();
+    drop(published);
     if let Some(c) = controller {
         c.restore();
     }
     drop(attached);
     Ok(())
+}
+
+/// The summary line every `--summary-interval` (0: none).
+struct Summary {
+    on: bool,
+    ticker: tokio::time::Interval,
+    last: Vec<CounterBlock>,
+    last_at: Instant,
+}
+
+impl Summary {
+    fn new(period: Duration, interfaces: usize) -> Self {
+        let mut ticker = interval_at(
+            Instant::now() + period,
+            period.max(Duration::from_millis(1)),
+        );
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            on: !period.is_zero(),
+            ticker,
+            last: vec![CounterBlock::ZERO; interfaces],
+            last_at: Instant::now(),
+        }
+    }
+
+    fn log(&mut self, attached: &[Attached]) -> Result<()> {
+        let elapsed = self.last_at.elapsed();
+        self.last_at = Instant::now();
+        for (a, prev) in attached.iter().zip(self.last.iter_mut()) {
+            let now = a.dataplane.counters()?;
+            tracing::info!("{}", summary_line(&a.iface.name, &now, prev, elapsed));
+            *prev = now;
+        }
+        Ok(())
+    }
+}
+
+/// What this guard is, in the runtime directory for `guard status`,
+/// metrics and doctor: written at start and at every reload, removed when
+/// dropped (on every way out of the run loop).
+struct Published {
+    dir: PathBuf,
+    config: Option<String>,
+    started: f64,
+}
+
+impl Published {
+    fn new(dir: &Path, sources: Sources<'_>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            config: sources
+                .config
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+                .map(|p| p.display().to_string()),
+            started: unix_now(),
+        }
+    }
+
+    fn run(&self, settings: &Settings, attached: &[Attached]) {
+        let run = RunStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: self.started,
+            config: self.config.clone(),
+            mode: settings.mode,
+            interfaces: attached
+                .iter()
+                .map(|a| AttachedStatus {
+                    iface: a.iface.name.clone(),
+                    netns: settings.netns.clone(),
+                    xdp_mode: a.mode,
+                    prog_id: a.prog_id,
+                    cookies_possible: a.cookies_ok,
+                })
+                .collect(),
+        };
+        status_file::publish_run(&self.dir, &run);
+    }
+}
+
+/// One line for `systemctl status`: what enforces where.
+fn systemd_status(settings: &Settings, attached: &[Attached]) -> String {
+    format!(
+        "{} on {}",
+        settings.mode,
+        attached
+            .iter()
+            .map(|a| format!("{} ({} XDP)", a.iface.name, a.mode))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        status_file::remove_run(&self.dir);
+    }
 }
 
 /// A guard that died without restoring left its record: put its values

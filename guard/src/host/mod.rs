@@ -14,6 +14,7 @@ pub mod listeners;
 pub mod lock;
 pub mod netns;
 pub mod nft;
+pub mod notify;
 pub mod notrack;
 pub mod preflight;
 pub mod restore;

@@ -1,32 +1,62 @@
-//! The status file: the controller's [`Status`], written after every tick
-//! (atomically: readers never see half of it) and removed when guard
-//! stops. A failure to write is logged, not fatal: the status is for
-//! people watching, the controller goes on.
+//! The status files in the runtime directory: the run loop's
+//! [`RunStatus`] (`guard.json`, at start and at every SIGHUP) and the
+//! controller's [`Status`] (`status.json`, after every tick), each written
+//! atomically (readers never see half of one) and removed when guard
+//! stops. A failure to write is logged, not fatal: they are for people
+//! and tools watching; guard goes on protecting.
 
 use std::{fs, path::Path};
 
-use super::atomic;
-use crate::model::{paths::STATUS_FILE, status::Status};
+use serde::{Serialize, de::DeserializeOwned};
 
-/// Writes `status` into the runtime directory `dir`.
-pub fn publish(dir: &Path, status: &Status) {
-    let written = serde_json::to_vec(status)
+use super::atomic;
+use crate::model::{
+    paths::{RUN_FILE, STATUS_FILE},
+    status::{RunStatus, Status},
+};
+
+fn publish_file(dir: &Path, name: &str, value: &impl Serialize) {
+    let written = serde_json::to_vec(value)
         .map_err(std::io::Error::other)
-        .and_then(|json| atomic::write(&dir.join(STATUS_FILE), &json, 0o644));
+        .and_then(|json| atomic::write(&dir.join(name), &json, 0o644));
     if let Err(e) = written {
-        tracing::debug!("publishing the controller status: {e}");
+        tracing::debug!("publishing {}: {e}", dir.join(name).display());
     }
 }
 
-/// The status of a running guard, if it publishes one.
+fn read_file<T: DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    let text = fs::read_to_string(dir.join(name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the controller's `status` into the runtime directory `dir`.
+pub fn publish(dir: &Path, status: &Status) {
+    publish_file(dir, STATUS_FILE, status);
+}
+
+/// The controller's status of a running guard, if it publishes one.
 #[must_use]
 pub fn read(dir: &Path) -> Option<Status> {
-    let text = fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+    read_file(dir, STATUS_FILE)
 }
 
 pub fn remove(dir: &Path) {
     let _ = fs::remove_file(dir.join(STATUS_FILE));
+}
+
+/// Writes what the running guard is.
+pub fn publish_run(dir: &Path, run: &RunStatus) {
+    publish_file(dir, RUN_FILE, run);
+}
+
+/// What the running guard is, if one runs.
+#[must_use]
+pub fn read_run(dir: &Path) -> Option<RunStatus> {
+    read_file(dir, RUN_FILE)
+}
+
+pub fn remove_run(dir: &Path) {
+    let _ = fs::remove_file(dir.join(RUN_FILE));
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub const LISTS_FILE: &str = "/var/lib/guard/lists.toml";
 /// guard per host, holding its pid); the lock every read-modify-write of
 /// the maps holds.
 pub const STATUS_FILE: &str = "status.json";
+/// In [`RUNTIME_DIR`]: what the running guard is (`guard status`).
+pub const RUN_FILE: &str = "guard.json";
 pub const STATE_FILE: &str = "state.json";
 pub const HOST_LOCK: &str = "guard.lock";
 pub const MAPS_LOCK: &str = "maps.lock";

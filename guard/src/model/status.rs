@@ -1,13 +1,14 @@
-//! The controller's status: what it last saw and did, published for other
-//! processes (`guard stats`, `--watch`, metrics) by `host::status_file`
-//! after every tick.
+//! What a running guard publishes for other processes (`guard status`,
+//! `guard stats`, `--watch`, metrics, doctor) through `host::status_file`:
+//! [`RunStatus`], what it is (written at start and at every SIGHUP), and
+//! [`Status`], what its controller last saw and did (every tick).
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use super::{conntrack::Stats, level::Level};
-use crate::config::Rate;
+use super::{conntrack::Stats, level::Level, xdp::XdpAttachMode};
+use crate::config::{Enforcement, Rate};
 
 /// Decision lines kept in the status.
 pub const RECENT: usize = 8;
@@ -46,4 +47,187 @@ pub struct Status {
     pub stats: Stats,
     /// The last decisions, oldest first.
     pub recent: VecDeque<LoggedDecision>,
+}
+
+/// What a running guard is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub pid: u32,
+    pub version: String,
+    /// Seconds since the Unix epoch, when it started.
+    pub started: f64,
+    /// The `--config` file, if it was given one.
+    pub config: Option<String>,
+    pub mode: Enforcement,
+    pub interfaces: Vec<AttachedStatus>,
+}
+
+/// One interface guard is attached to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttachedStatus {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub xdp_mode: XdpAttachMode,
+    pub prog_id: u32,
+    /// Whether this attachment can answer SYNs with cookies (not a veth in
+    /// native mode).
+    pub cookies_possible: bool,
+}
+
+/// `guard status --json`: what is running and enforcing, in one document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusReport {
+    #[serde(flatten)]
+    pub run: RunStatus,
+    pub uptime_secs: f64,
+    /// The controller's level; none without conntrack (no controller).
+    pub level: Option<Level>,
+    /// Ports whose SYNs are answered with cookies now.
+    pub cookie_ports: Vec<u16>,
+}
+
+impl StatusReport {
+    /// The report of `run`, with the controller's `status` if it publishes
+    /// one, at `now` (seconds since the Unix epoch).
+    #[must_use]
+    pub fn new(run: RunStatus, status: Option<&Status>, now: f64) -> Self {
+        Self {
+            uptime_secs: (now - run.started).max(0.0),
+            level: status.map(|s| s.level),
+            cookie_ports: status.map(|s| s.cookie_ports.clone()).unwrap_or_default(),
+            run,
+        }
+    }
+
+    /// `guard status`: a header line, then one line per interface.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let run = &self.run;
+        let mut out = format!(
+            "guard {} (pid {}), up {}, {}\n",
+            run.version,
+            run.pid,
+            duration(self.uptime_secs),
+            run.config
+                .as_ref()
+                .map_or_else(|| "no config file".to_owned(), |c| format!("config {c}"))
+        );
+        let level = self.level.map_or_else(
+            || "no conntrack controller".to_owned(),
+            |l| format!("level {l}"),
+        );
+        let cookies = if self.cookie_ports.is_empty() {
+            "SYN cookies off".to_owned()
+        } else {
+            format!(
+                "SYN cookies on for ports {}",
+                self.cookie_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        for a in &run.interfaces {
+            let _ = write!(out, "  {}", a.iface);
+            if let Some(ns) = &a.netns {
+                let _ = write!(out, " (netns {ns})");
+            }
+            let _ = writeln!(
+                out,
+                ": {}, {} XDP (program {}), {level}, {}",
+                match run.mode {
+                    Enforcement::Enforce => "enforce (drops)",
+                    Enforcement::Monitor => "monitor (counts, drops nothing)",
+                },
+                a.xdp_mode,
+                a.prog_id,
+                if a.cookies_possible {
+                    cookies.clone()
+                } else {
+                    "no SYN cookies here (a veth in native mode)".to_owned()
+                }
+            );
+        }
+        out
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `7s`.
+fn duration(secs: f64) -> String {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a non-negative uptime in whole seconds"
+    )]
+    let s = secs.max(0.0) as u64;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {}s", s % 60),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: Enforcement) -> RunStatus {
+        RunStatus {
+            pid: 42,
+            version: "0.1.0".into(),
+            started: 1000.0,
+            config: Some("/etc/guard.toml".into()),
+            mode,
+            interfaces: vec![
+                AttachedStatus {
+                    iface: "eth0".into(),
+                    netns: None,
+                    xdp_mode: XdpAttachMode::Native,
+                    prog_id: 57,
+                    cookies_possible: true,
+                },
+                AttachedStatus {
+                    iface: "veth1".into(),
+                    netns: Some("edge".into()),
+                    xdp_mode: XdpAttachMode::Native,
+                    prog_id: 58,
+                    cookies_possible: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn status_says_per_interface_what_enforces_and_how() {
+        let report = StatusReport::new(
+            run(Enforcement::Enforce),
+            None,
+            1000.0 + 3.0 * 3600.0 + 120.0,
+        );
+        assert_eq!(
+            report.render(),
+            "guard 0.1.0 (pid 42), up 3h 2m, config /etc/guard.toml\n\
+             \x20 eth0: enforce (drops), native XDP (program 57), no conntrack controller, SYN cookies off\n\
+             \x20 veth1 (netns edge): enforce (drops), native XDP (program 58), no conntrack controller, no SYN cookies here (a veth in native mode)\n"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["mode"], "enforce");
+        assert_eq!(json["interfaces"][0]["xdp_mode"], "native");
+        assert_eq!(json["uptime_secs"], 10_920.0);
+        let monitor = StatusReport::new(run(Enforcement::Monitor), None, 1000.0).render();
+        assert!(
+            monitor.contains("monitor (counts, drops nothing)"),
+            "{monitor}"
+        );
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(7.9), "7s");
+        assert_eq!(duration(250.0), "4m 10s");
+        assert_eq!(duration(3.0 * 86_400.0 + 4.0 * 3600.0 + 5.0), "3d 4h");
+    }
 }

@@ -13,7 +13,10 @@ use ratatui::{
     },
 };
 
-use crate::model::{as_f64, level::Level, stats::Snapshot};
+use crate::{
+    config::Enforcement,
+    model::{as_f64, level::Level, stats::Snapshot, status::RunStatus, xdp::XdpAttachMode},
+};
 
 /// Points of history the sparklines keep: two minutes at one a second,
 /// wider than an 80-column terminal's half.
@@ -34,6 +37,8 @@ pub(super) struct View {
     /// Seconds since the Unix epoch when the snapshot was taken: how old
     /// the controller's status and decisions are.
     pub(super) now: f64,
+    /// What the running guard is: whether it drops, how it is attached.
+    pub(super) run: Option<RunStatus>,
 }
 
 /// The sparklines' data, oldest first, at most [`HISTORY`] points.
@@ -138,7 +143,7 @@ pub(super) fn draw(frame: &mut Frame, view: &View) {
     let [rates, sources] =
         layout::Layout::horizontal([Constraint::Length(RATES_WIDTH), Constraint::Min(0)])
             .areas(body);
-    draw_title(frame, title, &view.snapshot);
+    draw_title(frame, title, view);
     draw_conntrack(frame, conntrack, view);
     draw_history(frame, history, view);
     draw_rates(frame, rates, &view.snapshot);
@@ -148,7 +153,8 @@ pub(super) fn draw(frame: &mut Frame, view: &View) {
 
 /// "guard — <interfaces>" on the left; the level, dry run and how to quit
 /// on the right, or after the interfaces where both do not fit.
-fn draw_title(frame: &mut Frame, area: Rect, snap: &Snapshot) {
+fn draw_title(frame: &mut Frame, area: Rect, view: &View) {
+    let snap = &view.snapshot;
     let ifaces = snap
         .interfaces
         .iter()
@@ -160,6 +166,22 @@ fn draw_title(frame: &mut Frame, area: Rect, snap: &Snapshot) {
         .join(", ");
     let mut left = Line::from(vec!["guard".bold(), Span::raw(" — "), Span::raw(ifaces)]);
     let mut right = Vec::new();
+    if let Some(run) = &view.run {
+        right.push(match run.mode {
+            Enforcement::Enforce => "enforce".green().bold(),
+            Enforcement::Monitor => "monitor: drops nothing".yellow().bold(),
+        });
+        let mut modes: Vec<String> = run
+            .interfaces
+            .iter()
+            .map(|a| match a.xdp_mode {
+                XdpAttachMode::Skb => "skb".to_owned(),
+                other => other.to_string(),
+            })
+            .collect();
+        modes.dedup();
+        right.push(Span::raw(format!(" · {} XDP  ", modes.join("/"))));
+    }
     if let Some(ct) = &snap.conntrack {
         right.push(Span::styled(
             format!("level {}", ct.level),
@@ -468,7 +490,7 @@ mod tests {
         model::{
             conntrack::Stats,
             stats::{InterfaceStats, SourceRow},
-            status::{LoggedDecision, Status},
+            status::{AttachedStatus, LoggedDecision, Status},
         },
     };
 
@@ -559,6 +581,20 @@ mod tests {
             snapshot,
             history,
             now: 1000.0,
+            run: Some(RunStatus {
+                pid: 7,
+                version: "0.1.0".into(),
+                started: 0.0,
+                config: None,
+                mode: Enforcement::Monitor,
+                interfaces: vec![AttachedStatus {
+                    iface: "eth0".into(),
+                    netns: None,
+                    xdp_mode: XdpAttachMode::Skb,
+                    prog_id: 9,
+                    cookies_possible: true,
+                }],
+            }),
         }
     }
 
@@ -583,6 +619,7 @@ mod tests {
     fn shows_the_gauge_rates_sources_and_history_in_80x24() {
         let text = render(&view(Some(status())), 80, 24);
         assert!(text.contains("guard — eth0"), "{text}");
+        assert!(text.contains("monitor: drops nothing · skb XDP"), "{text}");
         assert!(text.contains("level high · dry run"), "{text}");
         assert!(
             text.contains("52000 / 65536 (79.3%) · target 80%"),
@@ -629,6 +666,7 @@ mod tests {
             },
             history: History::default(),
             now: 0.0,
+            run: None,
         };
         for v in [&full, &empty] {
             render(v, 20, 5);

@@ -49,6 +49,7 @@ pub fn run(opts: &Options) -> Result<()> {
         snapshot: snapshot(None, &prev, opts.top, status_file::read(runtime)),
         history: History::default(),
         now: unix_now(),
+        run: status_file::read_run(runtime),
     };
     let mut screen = Screen::enter().context("setting up the terminal")?;
     let mut next = Instant::now() + REFRESH;
@@ -62,6 +63,7 @@ pub fn run(opts: &Options) -> Result<()> {
             view.snapshot = snapshot(Some(&prev), &now, opts.top, status_file::read(runtime));
             view.history.record(&view.snapshot);
             view.now = unix_now();
+            view.run = status_file::read_run(runtime);
             prev = now;
             next = Instant::now() + REFRESH;
         }

@@ -67,15 +67,17 @@ use super::{
     conntrack::{CpuStats, percent},
     paths::BPFFS,
     sizing::{self, Budget, ESTABLISHED_SECS},
-    xdp::XdpAttachment,
+    status::RunStatus,
+    xdp::{XdpAttachMode, XdpAttachment},
 };
+use crate::config::Enforcement;
 
 /// The kernel's log line when the table is full (nf_conntrack_core.c).
 const TABLE_FULL: &str = "nf_conntrack: table full, dropping packet";
 const DAY_SECS: u64 = 86_400;
 
 /// The live-only checks, skipped when `--root` is not `/`.
-pub const LIVE_CHECKS: [&str; 4] = ["xdp", "bpffs", "privileges", "guard"];
+pub const LIVE_CHECKS: [&str; 5] = ["xdp", "bpffs", "privileges", "guard", "enforcing"];
 
 const FIX_FULL: &str =
     "run guard (guard run --iface IF) or raise nf_conntrack_max (guard tune --apply)";
@@ -223,7 +225,7 @@ pub fn count_table_full(log: &str) -> u64 {
 }
 
 /// What this host (or the tree under `--root`) says, read once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
     /// Every readable `nf_conntrack_*` sysctl, by its name after the
     /// prefix, trimmed.
@@ -281,7 +283,7 @@ pub struct Memory {
 }
 
 /// The live-only facts about this host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Live {
     /// Every interface and its XDP program, or why it could not be asked.
     pub xdp: Vec<(String, Result<Option<XdpAttachment>, String>)>,
@@ -291,6 +293,8 @@ pub struct Live {
     pub guard_pid: Option<u32>,
     /// Pinned interface directories (`eth0`, `netns edge/eth0`).
     pub pinned: Vec<String>,
+    /// What the running guard published about itself, if one runs.
+    pub run: Option<RunStatus>,
 }
 
 /// Every rule, in report order.
@@ -344,6 +348,7 @@ pub fn evaluate(facts: &Facts) -> Vec<Finding> {
             out.push(bpffs(&live.bpffs));
             out.push(privileges(&live.privileges));
             out.push(running(live.guard_pid, &live.pinned));
+            out.push(enforcing(live.run.as_ref()));
         }
         None => out.extend(LIVE_CHECKS.map(|c| Finding::skip(c, "live-only: --root is not /"))),
     }
@@ -570,6 +575,47 @@ fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
             "guard restore",
         ),
     }
+}
+
+/// Whether the running guard drops, and where it sees packets late.
+fn enforcing(run: Option<&RunStatus>) -> Finding {
+    let Some(run) = run else {
+        return Finding::ok("enforcing", "no guard running");
+    };
+    if run.mode == Enforcement::Monitor {
+        return Finding::warn(
+            "enforcing",
+            "guard runs in monitor mode: it counts what it would drop and drops nothing",
+            "set mode = \"enforce\" in its config and reload (systemctl reload guard), or run it with --mode enforce",
+        );
+    }
+    let skb: Vec<&str> = run
+        .interfaces
+        .iter()
+        .filter(|a| a.xdp_mode == XdpAttachMode::Skb)
+        .map(|a| a.iface.as_str())
+        .collect();
+    if !skb.is_empty() {
+        return Finding::warn(
+            "enforcing",
+            format!(
+                "guard enforces, in skb (generic) XDP mode on {}: the kernel builds an skb for every packet before guard sees it (on a veth that is what SYN cookies need)",
+                skb.join(", ")
+            ),
+            "--xdp-mode native, where the driver supports it (not on a veth)",
+        );
+    }
+    Finding::ok(
+        "enforcing",
+        format!(
+            "guard enforces in native XDP mode on {}",
+            run.interfaces
+                .iter()
+                .map(|a| a.iface.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }
 
 /// `5d`, `1h`, `90s`.

@@ -24,13 +24,54 @@ impl Diagnosis {
         self.worst().exit_code()
     }
 
-    /// The human report: the settings grouped, memory, statistics, kernel
-    /// log, then one line per finding.
+    /// The first line, as a Nagios plugin's: `GUARD OK - ...`, or the state
+    /// and the checks that made it.
+    #[must_use]
+    pub fn status_line(&self) -> String {
+        let named = |level: Severity| {
+            self.findings
+                .iter()
+                .filter(|f| f.level == level)
+                .map(|f| f.check)
+                .collect::<Vec<_>>()
+        };
+        let (crit, warn) = (named(Severity::Crit), named(Severity::Warn));
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if !crit.is_empty() {
+            parts.push(format!(
+                "{} ({})",
+                count(crit.len(), "critical", "critical"),
+                crit.join(", ")
+            ));
+        }
+        if !warn.is_empty() {
+            parts.push(format!(
+                "{} ({})",
+                count(warn.len(), "warning", "warnings"),
+                warn.join(", ")
+            ));
+        }
+        let state = match self.worst() {
+            Severity::Skip | Severity::Ok => "OK",
+            Severity::Warn => "WARNING",
+            Severity::Crit => "CRITICAL",
+        };
+        if parts.is_empty() {
+            parts.push(count(named(Severity::Ok).len(), "check OK", "checks OK"));
+        }
+        format!("GUARD {state} - {}", parts.join(", "))
+    }
+
+    /// The human report: the Nagios status line, the settings grouped,
+    /// memory, statistics, kernel log, then one line per finding.
     #[must_use]
     pub fn render(&self) -> String {
         let f = &self.facts;
         let mut out = format!(
-            "conntrack under {}: net.netfilter.nf_conntrack_*\n",
+            "{}\nconntrack under {}: net.netfilter.nf_conntrack_*\n",
+            self.status_line(),
             self.root.display()
         );
         for group in Group::ALL {

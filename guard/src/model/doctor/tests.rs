@@ -210,6 +210,7 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
         privileges: Err("no caps".into()),
         guard_pid: None,
         pinned: vec!["eth1".into()],
+        run: None,
     };
     let findings = evaluate(&Facts {
         live: Some(live),
@@ -230,6 +231,40 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
     );
     assert_eq!(running(Some(9), &["eth1".into()]).level, Severity::Ok);
     assert_eq!(running(None, &[]).level, Severity::Ok);
+}
+
+#[test]
+fn a_guard_in_monitor_or_skb_mode_warns() {
+    use crate::{
+        config::Enforcement,
+        model::status::{AttachedStatus, RunStatus},
+    };
+    let run = |mode, xdp_mode| RunStatus {
+        pid: 7,
+        version: "0.1.0".into(),
+        started: 0.0,
+        config: None,
+        mode,
+        interfaces: vec![AttachedStatus {
+            iface: "eth0".into(),
+            netns: None,
+            xdp_mode,
+            prog_id: 9,
+            cookies_possible: true,
+        }],
+    };
+    assert_eq!(enforcing(None).level, Severity::Ok);
+    let native = enforcing(Some(&run(Enforcement::Enforce, XdpAttachMode::Native)));
+    assert_eq!(native.level, Severity::Ok, "{native}");
+    let monitor = enforcing(Some(&run(Enforcement::Monitor, XdpAttachMode::Native)));
+    assert_eq!(monitor.level, Severity::Warn);
+    assert!(monitor.reason.contains("drops nothing"), "{monitor}");
+    let skb = enforcing(Some(&run(Enforcement::Enforce, XdpAttachMode::Skb)));
+    assert_eq!(skb.level, Severity::Warn);
+    assert!(
+        skb.reason.contains("skb (generic) XDP mode on eth0"),
+        "{skb}"
+    );
 }
 
 #[test]

@@ -1,0 +1,33 @@
+//! `guard status`: at a glance, what the running guard is and whether it
+//! drops: per interface its mode, XDP attach mode, program, SYN cookies and
+//! the controller's level, with the config file and the uptime.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::{
+    host::{clock::unix_now, status_file},
+    model::{
+        paths::{RUN_FILE, RUNTIME_DIR},
+        status::StatusReport,
+    },
+};
+
+/// `guard status [--json]`; an error (exit 1) if no guard runs.
+pub fn command(json: bool) -> Result<()> {
+    let dir = Path::new(RUNTIME_DIR);
+    let Some(run) = status_file::read_run(dir) else {
+        bail!(
+            "no guard is running: {} does not exist (start one with `guard run`)",
+            dir.join(RUN_FILE).display()
+        );
+    };
+    let report = StatusReport::new(run, status_file::read(dir).as_ref(), unix_now());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
