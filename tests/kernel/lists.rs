@@ -218,3 +218,36 @@ fn a_stopped_list_command_holding_the_map_lock_does_not_stop_guard() {
     drop(held);
     stopped.assert_code(0);
 }
+
+#[test]
+fn a_half_written_kept_lists_file_does_not_stop_guard() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    fs::create_dir_all(Path::new(LISTS_FILE).parent().expect("a directory")).expect("mkdir");
+    fs::write(LISTS_FILE, "deny = [\"198.19.1.1/32\", \"198.19.").expect("a torn file");
+    let config = Config::new("torn-lists");
+    config.write(&net, &["198.19.5.0/24"]);
+    let config_arg = config.path().display().to_string();
+    let checked = guard_proc::run(&["check-config", "--config", &config_arg]);
+    checked.assert_code(0);
+    assert!(
+        checked.stderr.contains("the kept lists are left out"),
+        "{checked}"
+    );
+    let mut guard = Guard::start(&["run", "--config", &config_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    guard.wait_for_log("the kept lists are left out");
+    let mut flood = Flood::new(&net);
+    assert!(
+        !passes(&mut flood, &net, &nft, addr("198.19.5.9")),
+        "the config's deny"
+    );
+    assert!(passes(&mut flood, &net, &nft, addr("198.19.1.1")));
+    // The torn file is not overwritten by a list command: it says why.
+    let add = guard_proc::run(&["deny", "add", "198.19.8.0/24"]);
+    add.assert_code(2);
+    assert!(add.stderr.contains("not a valid lists file"), "{add}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}

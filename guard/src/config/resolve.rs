@@ -195,45 +195,51 @@ impl Settings {
     }
 
     /// Adds entries kept from live list changes (`guard allow|deny add`),
-    /// which `source` names in errors. The config's own entries win a
-    /// conflict only by being refused: the same range cannot be both; and
-    /// the merged lists must still fit the tries.
+    /// which `source` names in errors. A kept entry that the config puts on
+    /// the other list is left out (the config wins) and returned, for a
+    /// warning; the merged lists must still fit the tries.
     pub fn merge_lists(
         &mut self,
         allow: Vec<IpNet>,
         deny: Vec<IpNet>,
         source: &Path,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<IpNet>, ConfigError> {
+        let mut skipped = Vec::new();
+        let (config_allow, config_deny) = (self.allow.clone(), self.deny.clone());
         for net in allow {
-            if !self.allow.contains(&net) {
+            if config_deny.contains(&net) {
+                skipped.push(net);
+            } else if !self.allow.contains(&net) {
                 self.allow.push(net);
             }
         }
         for net in deny {
-            if !self.deny.contains(&net) {
+            if config_allow.contains(&net) {
+                skipped.push(net);
+            } else if !self.deny.contains(&net) {
                 self.deny.push(net);
             }
         }
-        let origin = Origin::File(source.to_path_buf());
-        if let Some(both) = self.allow.iter().find(|n| self.deny.contains(n)) {
-            return Err(invalid(
-                "allow/deny",
-                both,
-                &origin,
-                "both allowed and denied once the config and the kept lists are merged: `guard allow del` or `guard deny del` it",
-            ));
-        }
+        // A file edited by hand may hold a range on both lists: deny wins.
+        let deny = &self.deny;
+        self.allow.retain(|n| {
+            let both = deny.contains(n);
+            if both {
+                skipped.push(*n);
+            }
+            !both
+        });
         if let Some((family, n)) = list_overflow(&self.allow, &self.deny) {
             return Err(invalid(
                 "allow/deny",
                 format!("{n} {family} entries"),
-                &origin,
+                &Origin::File(source.to_path_buf()),
                 format!(
                     "the config's and the kept lists together hold at most {MAX_LIST_ENTRIES} entries per family"
                 ),
             ));
         }
-        Ok(())
+        Ok(skipped)
     }
 }
 

@@ -31,9 +31,29 @@ pub fn load_settings(sources: Sources<'_>) -> Result<Settings> {
     };
     let mut settings =
         Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
+    // The kept lists must never stop guard from starting (a restart loop
+    // at boot): unreadable, corrupt or too long, guard starts with the
+    // config's lists and says so.
     let kept = Path::new(LISTS_FILE);
-    let lists = kept_lists::load(kept)?;
-    settings.merge_lists(lists.allow, lists.deny, kept)?;
+    let config_lists = (settings.allow.clone(), settings.deny.clone());
+    let merged = kept_lists::load(kept)
+        .and_then(|lists| Ok(settings.merge_lists(lists.allow, lists.deny, kept)?));
+    match merged {
+        Ok(skipped) => {
+            for net in skipped {
+                tracing::warn!(
+                    "{}: {net} is kept on the other list than the config puts it: the config wins",
+                    kept.display()
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}: the kept lists are left out, the config's apply (fix the file, or remove it)"
+            );
+            (settings.allow, settings.deny) = config_lists;
+        }
+    }
     Ok(settings)
 }
 
