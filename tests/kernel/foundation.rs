@@ -12,7 +12,7 @@ use std::{
 
 use guard_common::Counter;
 use guard_tests::{
-    guard_proc::{self, Finished, counters, pin_dir, start_on, stats, stats_after},
+    guard_proc::{self, Finished, Guard, counters, pin_dir, start_on, stats, stats_after},
     kernel_test,
     net::TestNet,
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
@@ -374,27 +374,33 @@ fn unprivileged_run_is_refused() {
 }
 
 #[test]
-fn missing_bpffs_is_refused() {
+fn a_missing_bpffs_is_mounted_as_under_ip_netns_exec() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    // A private mount namespace where /sys/fs/bpf is not mounted; the
-    // host's mount is not touched.
-    let script = format!(
-        "umount /sys/fs/bpf && exec {} run --netns {} --iface {}",
-        guard_proc::guard_bin().display(),
-        net.victim,
-        net.victim_if
+    // `ip netns exec` gives guard a mount namespace and a /sys of its own,
+    // with nothing mounted on /sys/fs/bpf; the host's mounts stay as they
+    // are.
+    let guard = Guard::start_in_netns(
+        &net.victim,
+        &["run", "--iface", &net.victim_if, "--summary-interval", "0"],
     );
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare (util-linux)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    guard.wait_for_log("attached to");
     assert!(
-        stderr.contains("is not a mounted bpf filesystem"),
-        "{stderr}"
+        guard
+            .stderr()
+            .contains("mounted the bpf filesystem at /sys/fs/bpf"),
+        "{}",
+        guard.stderr()
     );
+    assert!(net.victim_link().contains("xdp"), "{}", net.victim_link());
+    assert!(
+        !Path::new("/sys/fs/bpf/guard/host")
+            .join(&net.victim_if)
+            .exists(),
+        "the pins went to the host's bpffs, not guard's own mount"
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
     assert!(!net.victim_link().contains("xdp"));
 }
 

@@ -153,9 +153,29 @@ impl Guard {
     /// Starts `guard` with `args` and these environment variables.
     #[must_use]
     pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
-        let mut child = Command::new(guard_bin())
-            .args(args)
-            .envs(env.iter().copied())
+        Self::start_command(
+            Command::new(guard_bin())
+                .args(args)
+                .envs(env.iter().copied()),
+            args,
+        )
+    }
+
+    /// Starts guard in network namespace `ns` the way an operator would
+    /// from a shell: `ip netns exec NS guard ARGS` (a mount namespace and a
+    /// /sys of its own, with no bpffs).
+    #[must_use]
+    pub fn start_in_netns(ns: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", ns])
+            .arg(guard_bin())
+            .args(args);
+        Self::start_command(&mut command, args)
+    }
+
+    fn start_command(command: &mut Command, args: &[&str]) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

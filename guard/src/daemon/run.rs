@@ -39,7 +39,7 @@ use crate::{
         status_file,
     },
     model::{
-        paths::{LISTS_FILE, RUNTIME_DIR},
+        paths::{BPFFS, LISTS_FILE, RUNTIME_DIR},
         policy::XdpCounts,
         stats::summary_line,
         status::{AttachedStatus, RunStatus},
@@ -50,7 +50,9 @@ use crate::{
 pub fn run(sources: Sources<'_>) -> Result<()> {
     let settings = load_settings(sources).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
-    Layout::check_bpffs().map_err(usage)?;
+    if Layout::ensure_bpffs().map_err(usage)? {
+        tracing::info!("mounted the bpf filesystem at {BPFFS}: it was not mounted here");
+    }
     preflight::raise_memlock_rlimit();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -60,6 +60,30 @@ impl Layout {
         }
     }
 
+    /// Mounts bpffs where it belongs when it is missing, as bpftool does
+    /// (a shell from `ip netns exec` has a /sys of its own without it);
+    /// returns whether it mounted it.
+    pub fn ensure_bpffs() -> Result<bool, PinError> {
+        if Self::check_bpffs().is_ok() {
+            return Ok(false);
+        }
+        let target = std::ffi::CString::new(BPFFS).map_err(|_| PinError::NoBpffs)?;
+        // SAFETY: NUL-terminated strings we own; no data argument.
+        let mounted = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                target.as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if mounted != 0 {
+            return Err(PinError::NoBpffs);
+        }
+        Self::check_bpffs().map(|()| true)
+    }
+
     #[must_use]
     pub fn root(&self) -> &Path {
         &self.root
