@@ -591,6 +591,12 @@ fn tune_applies_and_persists_what_it_recommends() {
         out.stdout.contains("net.netfilter.nf_conntrack_max") && out.stdout.contains("why"),
         "{out}"
     );
+    let json = guard_proc::run(&["tune", "--json", "--netns", &v.net.victim]);
+    json.assert_code(0);
+    let recs: serde_json::Value = serde_json::from_str(&json.stdout).expect("tune --json");
+    assert_eq!(recs[0]["key"], MAX, "{recs}");
+    assert_eq!(recs[0]["current"], host::sysctl(MAX), "{recs}");
+    assert!(recs[0]["why"].is_string(), "{recs}");
     host::set_sysctl(MAX, 8192);
     let out = guard_proc::run(&["tune", "--apply", "--netns", &v.net.victim]);
     out.assert_code(0);

@@ -166,10 +166,15 @@ pub struct TuneArgs {
     /// Write the recommended values now.
     #[arg(long)]
     pub apply: bool,
-    /// Write them to /etc/sysctl.d/90-guard-conntrack.conf and the hash
-    /// size to /etc/modprobe.d/guard-conntrack.conf, for every boot.
+    /// Write them to /etc/sysctl.d/90-guard-conntrack.conf, the hash size
+    /// to /etc/modprobe.d/guard-conntrack.conf, and nf_conntrack to
+    /// /etc/modules-load.d/guard-conntrack.conf (so it is loaded before the
+    /// sysctls are applied), for every boot.
     #[arg(long)]
     pub persist: bool,
+    /// Print the recommendations as JSON (key, current, recommended, why).
+    #[arg(long)]
+    pub json: bool,
     /// Tune the timeouts of this network namespace (nf_conntrack_max and the
     /// hash size are global).
     #[arg(long, value_name = "NAME")]
@@ -277,9 +282,12 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Status(args) => commands::status::command(args.json),
         Command::Restore(args) => commands::restore::command(args.discard),
-        Command::Tune(args) => {
-            commands::tune::command(args.apply, args.persist, args.netns.as_deref())
-        }
+        Command::Tune(args) => commands::tune::command(commands::tune::Options {
+            apply: args.apply,
+            persist: args.persist,
+            netns: args.netns.as_deref(),
+            json: args.json,
+        }),
         Command::Notrack(args) => {
             commands::notrack::command(&args.port, args.proto, args.remove, args.netns.as_deref())
         }

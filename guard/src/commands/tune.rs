@@ -11,13 +11,29 @@ use crate::{
     host::{atomic, conntrack::knobs::Knobs, files::HostFiles, netns::Scope, preflight},
     model::{
         conntrack::{BUCKETS, MAX, Timeout, timeout_key},
-        paths::{MODPROBE_FILE, SYSCTL_FILE},
+        paths::{MODPROBE_FILE, MODULES_LOAD_FILE, SYSCTL_FILE},
         sizing::{self, Recommendation, recommend, render},
     },
 };
 
-/// `guard tune [--apply] [--persist] [--netns NAME]`.
-pub fn command(apply_now: bool, persist_now: bool, netns: Option<&str>) -> Result<()> {
+/// What `guard tune` was asked to do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    pub apply: bool,
+    pub persist: bool,
+    pub netns: Option<&'a str>,
+    /// The recommendations as JSON, on stdout.
+    pub json: bool,
+}
+
+/// `guard tune [--apply] [--persist] [--netns NAME] [--json]`.
+pub fn command(opts: Options<'_>) -> Result<()> {
+    let Options {
+        apply: apply_now,
+        persist: persist_now,
+        netns,
+        json,
+    } = opts;
     if persist_now && netns.is_some() {
         return Err(usage(anyhow!(
             "--persist writes /etc, which sets the host's sysctls at boot, not a namespace's: drop --netns"
@@ -40,14 +56,25 @@ pub fn command(apply_now: bool, persist_now: bool, netns: Option<&str>) -> Resul
             .context("reading MemTotal")?,
         sizing::entry_bytes(host.conntrack_entry_bytes()),
     );
-    print!("{}", render(&recs));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&recs)?);
+    } else {
+        print!("{}", render(&recs));
+    }
     if apply_now {
         apply(&knobs, &recs)?;
     }
     if persist_now {
-        persist(Path::new(SYSCTL_FILE), Path::new(MODPROBE_FILE), &recs)?;
+        persist(
+            &Persisted {
+                sysctl: Path::new(SYSCTL_FILE),
+                modprobe: Path::new(MODPROBE_FILE),
+                modules_load: Path::new(MODULES_LOAD_FILE),
+            },
+            &recs,
+        )?;
     }
-    if !apply_now && !persist_now && recs.iter().any(Recommendation::changes) {
+    if !json && !apply_now && !persist_now && recs.iter().any(Recommendation::changes) {
         println!("\nguard tune --apply writes these now; --persist makes them survive a reboot.");
     }
     Ok(())
@@ -77,8 +104,11 @@ fn apply(knobs: &Knobs<'_>, recs: &[Recommendation]) -> Result<()> {
 
 /// Writes the sysctl.d and modprobe.d files. The hash size goes to
 /// modprobe.d: nf_conntrack can load after systemd-sysctl runs, and a
-/// module option sizes the table before any entry exists.
-pub fn persist(sysctl_file: &Path, modprobe_file: &Path, recs: &[Recommendation]) -> Result<()> {
+/// module option sizes the table before any entry exists. modules-load.d
+/// loads nf_conntrack before systemd-sysctl runs, so that its sysctls exist
+/// when they are applied.
+pub fn persist(files: &Persisted<'_>, recs: &[Recommendation]) -> Result<()> {
+    let (sysctl_file, modprobe_file) = (files.sysctl, files.modprobe);
     let mut sysctl = String::from(
         "# Written by `guard tune --persist`: conntrack sizing. Remove this file to go back to the kernel's defaults.\n",
     );
@@ -101,7 +131,21 @@ pub fn persist(sysctl_file: &Path, modprobe_file: &Path, recs: &[Recommendation]
             .with_context(|| format!("writing {}", modprobe_file.display()))?;
         println!("wrote {}", modprobe_file.display());
     }
+    atomic::write(
+        files.modules_load,
+        b"# Written by `guard tune --persist`: load conntrack before its sysctls are applied.\nnf_conntrack\n",
+        0o644,
+    )
+    .with_context(|| format!("writing {}", files.modules_load.display()))?;
+    println!("wrote {}", files.modules_load.display());
     Ok(())
+}
+
+/// Where `--persist` writes.
+pub struct Persisted<'a> {
+    pub sysctl: &'a Path,
+    pub modprobe: &'a Path,
+    pub modules_load: &'a Path,
 }
 
 #[cfg(test)]
@@ -116,8 +160,17 @@ mod tests {
     fn persist_writes_sysctls_and_the_hash_size_apart() {
         let dir = std::env::temp_dir().join(format!("guard-tune-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let (s, m) = (dir.join("sysctl.conf"), dir.join("modprobe.conf"));
-        persist(&s, &m, &recommend(65_536, 16_384, 432_000, 24 * GIB, 248)).unwrap();
+        let (s, m, l) = (
+            dir.join("sysctl.conf"),
+            dir.join("modprobe.conf"),
+            dir.join("modules-load.conf"),
+        );
+        let files = Persisted {
+            sysctl: &s,
+            modprobe: &m,
+            modules_load: &l,
+        };
+        persist(&files, &recommend(65_536, 16_384, 432_000, 24 * GIB, 248)).unwrap();
         let sysctl = fs::read_to_string(&s).unwrap();
         assert!(
             sysctl.contains("net.netfilter.nf_conntrack_max = 786432\n"),
@@ -130,6 +183,8 @@ mod tests {
                 .unwrap()
                 .contains("options nf_conntrack hashsize=196608\n")
         );
+        let modules = fs::read_to_string(&l).unwrap();
+        assert!(modules.ends_with("\nnf_conntrack\n"), "{modules}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,3 +25,6 @@ pub const PIN_ROOT: &str = "guard";
 /// `guard tune --persist`.
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-guard-conntrack.conf";
 pub const MODPROBE_FILE: &str = "/etc/modprobe.d/guard-conntrack.conf";
+/// Loads nf_conntrack at boot before systemd-sysctl, so the conntrack
+/// sysctls `--persist` writes exist when they are applied.
+pub const MODULES_LOAD_FILE: &str = "/etc/modules-load.d/guard-conntrack.conf";

@@ -70,7 +70,7 @@ impl Budget {
 pub const ESTABLISHED_SECS: u64 = 86_400;
 
 /// One recommended value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Recommendation {
     pub key: String,
     /// Of the initial namespace (max, buckets) or the protected one.
