@@ -265,12 +265,21 @@ fn metrics_parse_and_match_the_counters() {
     );
     assert_eq!(whole(samples["guard_conntrack_pressure_level"]), 0);
     assert!(samples.contains_key("guard_limit_source_new_flows_per_second{class=\"syn\"}"));
+    // Counters, not rates: Prometheus computes those.
+    assert!(
+        !samples.keys().any(|k| k.contains("per_second{what")),
+        "a computed rate"
+    );
     assert!(
         samples
             .keys()
-            .any(|k| k.starts_with("guard_rate_per_second{")),
-        "no rates on the second scrape"
+            .any(|k| k.starts_with("guard_dropped_packets_total{")
+                && k.contains(&format!("iface=\"{iface}\""))
+                && k.contains("mode=\"monitor\"")),
+        "monitor mode's would-be drops are not labelled so"
     );
+    let bans = format!("guard_banned_sources{{iface=\"{iface}\"}}");
+    assert_eq!(samples.get(&bans).copied(), Some(0.0), "no {bans}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 

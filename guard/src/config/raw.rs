@@ -37,6 +37,8 @@ pub mod defaults {
     /// Five minutes: longer than a flood wave, short enough that a
     /// verified address reused by someone else soon loses the privilege.
     pub const VERIFIED_SECS: u64 = 300;
+    /// Where `--metrics` alone serves: loopback, a port of its own.
+    pub const METRICS: &str = "127.0.0.1:9369";
 }
 
 /// `--conntrack-buckets`: how the hash table is sized at start-up.
@@ -297,9 +299,16 @@ pub struct RawConfig {
     /// Seconds between summary lines; 0 turns them off [default: 5].
     #[arg(long, value_name = "SECS", help_heading = "Output")]
     pub summary_interval: Option<u64>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (off by default;
-    /// bind to loopback, e.g. 127.0.0.1:9369, unless others should scrape).
-    #[arg(long, value_name = "ADDR", help_heading = "Output")]
+    /// Serve Prometheus metrics at http://ADDR/metrics; `--metrics` alone
+    /// serves them at 127.0.0.1:9369 (off without the flag; bind to
+    /// loopback unless others should scrape).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = defaults::METRICS,
+        help_heading = "Output"
+    )]
     pub metrics: Option<std::net::SocketAddr>,
 
     /// Keep the conntrack table below this fill, in percent [default: 80].

@@ -398,3 +398,12 @@ fn kept_entries_yield_to_the_config_and_deny_wins_within_them() {
         ]
     );
 }
+
+#[test]
+fn metrics_alone_serve_on_loopback_at_the_default_port() {
+    let s = resolve(&["-i", "eth0", "--metrics"]).unwrap();
+    assert_eq!(s.metrics, Some(defaults::METRICS.parse().unwrap()));
+    let s = resolve(&["-i", "eth0", "--metrics", "127.0.0.1:9999"]).unwrap();
+    assert_eq!(s.metrics, Some("127.0.0.1:9999".parse().unwrap()));
+    assert_eq!(resolve(&["-i", "eth0"]).unwrap().metrics, None);
+}

@@ -8,16 +8,11 @@
 //! two scrapes; `rate()` over the counters is the Prometheus way to get
 //! them too.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use guard_common::{Counter, CounterBlock};
+use guard_common::{Counter, CounterBlock, SourceState};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
@@ -60,7 +55,6 @@ pub async fn bind(
     registry.register_collector(Box::new(GuardCollector {
         layout,
         runtime_dir,
-        last: Mutex::new(None),
     }));
     let app = Router::new()
         .route("/metrics", get(scrape))
@@ -81,97 +75,95 @@ async fn scrape(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     }
 }
 
-/// Each interface's counters, named `iface` or `netns/iface`.
-type Reading = Vec<(String, CounterBlock)>;
+/// One interface's reading at a scrape: its label (`iface` or
+/// `netns/iface`), counters, and the sources banned and verified now.
+struct Reading {
+    iface: String,
+    counters: CounterBlock,
+    banned: u64,
+    verified: u64,
+}
 
-/// Reads the pins and the status at each scrape.
+/// Reads the pins and the status files at each scrape. Counters are
+/// exported as counters: rates are Prometheus's to compute.
 #[derive(Debug)]
 struct GuardCollector {
     layout: Layout,
     runtime_dir: PathBuf,
-    /// The previous scrape's counters, for rates.
-    last: Mutex<Option<(Instant, Reading)>>,
 }
 
 impl GuardCollector {
-    /// Sources verified (a cookie handshake, or an ACK of a known
-    /// connection), per interface: read
-    /// from the pinned source map at each scrape.
-    fn encode_verified(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "guard_verified_sources",
-            "Sources verified now, by a SYN-cookie handshake or an ACK of a connection the host knows.",
-            None,
-            MetricType::Gauge,
-        )?;
+    /// Every guarded interface, one open of its pins each.
+    fn read(&self) -> Vec<Reading> {
         let now = monotonic_ns();
-        for (netns, iface, dir) in self.layout.list() {
-            let Ok(sources) = Dataplane::open_pinned(&dir).and_then(|d| d.sources()) else {
-                continue;
-            };
-            let verified = sources
-                .iter()
-                .filter(|(_, st)| st.verified_until_ns > now)
-                .count();
-            let name = netns.map_or_else(|| iface.clone(), |ns| format!("{ns}/{iface}"));
-            ConstGauge::new(f(u64::try_from(verified).unwrap_or(u64::MAX)))
-                .encode(family.encode_family(&[("iface", name.as_str())])?)?;
-        }
-        Ok(())
+        self.layout
+            .list()
+            .into_iter()
+            .filter_map(|(netns, iface, dir)| {
+                let dataplane = Dataplane::open_pinned(&dir).ok()?;
+                let sources = dataplane.sources().ok()?;
+                let count = |f: &dyn Fn(&SourceState) -> bool| {
+                    u64::try_from(sources.iter().filter(|(_, st)| f(st)).count())
+                        .unwrap_or(u64::MAX)
+                };
+                Some(Reading {
+                    iface: netns.map_or_else(|| iface.clone(), |ns| format!("{ns}/{iface}")),
+                    counters: dataplane.counters().ok()?,
+                    banned: count(&|st| st.banned_until_ns > now),
+                    verified: count(&|st| st.verified_until_ns > now),
+                })
+            })
+            .collect()
     }
 }
 
 impl Collector for GuardCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let now: Reading = self
-            .layout
-            .list()
-            .into_iter()
-            .filter_map(|(netns, iface, dir)| {
-                let name = netns.map_or(iface.clone(), |ns| format!("{ns}/{iface}"));
-                Dataplane::open_pinned(&dir)
-                    .and_then(|d| d.counters())
-                    .ok()
-                    .map(|c| (name, c))
-            })
-            .collect();
-        let rates = {
-            let mut last = self
-                .last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let rates = last
-                .as_ref()
-                .map(|(at, before)| (at.elapsed().as_secs_f64(), before.clone()));
-            *last = Some((Instant::now(), now.clone()));
-            rates
-        };
-        encode_xdp(&mut encoder, &now, rates.as_ref())?;
-        self.encode_verified(&mut encoder)?;
+        let now = self.read();
+        let run = status_file::read_run(&self.runtime_dir);
+        encode_xdp(&mut encoder, &now, run.as_ref().map(|r| r.mode))?;
+        for (name, help, value) in [
+            (
+                "guard_banned_sources",
+                "Sources banned now.",
+                (|r: &Reading| r.banned) as fn(&Reading) -> u64,
+            ),
+            (
+                "guard_verified_sources",
+                "Sources verified now, by a SYN-cookie handshake or an ACK of a connection the host knows.",
+                |r: &Reading| r.verified,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for r in &now {
+                ConstGauge::new(f(value(r)))
+                    .encode(family.encode_family(&[("iface", r.iface.as_str())])?)?;
+            }
+        }
         if let Some(status) = status_file::read(&self.runtime_dir) {
             encode_controller(&mut encoder, &status)?;
         }
-        if let Some(run) = status_file::read_run(&self.runtime_dir) {
+        if let Some(run) = run {
             encode_info(&mut encoder, &run)?;
         }
         Ok(())
     }
 }
 
-/// One counter family with an `iface` label and one more label per counter.
+/// One counter family with an `iface` label, one more label per counter,
+/// and `extra` labels on every member.
 fn counters(
     encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    label: &str,
-    members: &[(Counter, &str)],
-    now: &[(String, CounterBlock)],
+    (name, help, label, members): &Family,
+    extra: &[(&str, &str)],
+    now: &[Reading],
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (iface, block) in now {
+    for r in now {
         for (counter, value) in members {
-            let labels = [("iface", iface.as_str()), (label, *value)];
-            ConstCounter::new(block.get(*counter)).encode(family.encode_family(&labels)?)?;
+            let mut labels = vec![("iface", r.iface.as_str()), (*label, *value)];
+            labels.extend_from_slice(extra);
+            ConstCounter::new(r.counters.get(*counter)).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
@@ -186,10 +178,12 @@ type Family = (
     Vec<(Counter, &'static str)>,
 );
 
+/// The XDP counters. Drops carry `mode`: in monitor mode they are the
+/// packets that would have been dropped, and passed.
 fn encode_xdp(
     encoder: &mut DescriptorEncoder,
-    now: &[(String, CounterBlock)],
-    before: Option<&(f64, Vec<(String, CounterBlock)>)>,
+    now: &[Reading],
+    mode: Option<Enforcement>,
 ) -> Result<(), std::fmt::Error> {
     let named = |list: &[Counter], strip: &str| -> Vec<(Counter, &'static str)> {
         list.iter()
@@ -223,7 +217,7 @@ fn encode_xdp(
         ),
         (
             "guard_dropped_packets",
-            "Packets dropped by reason (in monitor mode: that would have been).",
+            "Packets dropped by reason; with mode=\"monitor\", packets that would have been dropped and were passed.",
             "reason",
             named(&Counter::DROP_REASONS, "drop_"),
         ),
@@ -258,33 +252,17 @@ fn encode_xdp(
             ],
         ),
     ];
-    for (name, help, label, members) in &families {
-        counters(encoder, name, help, label, members, now)?;
-    }
-
-    let Some((elapsed, before)) = before.filter(|(secs, _)| *secs > 0.0) else {
-        return Ok(());
+    let mode = match mode {
+        Some(Enforcement::Monitor) => "monitor",
+        Some(Enforcement::Enforce) | None => "enforce",
     };
-    let mut family = encoder.encode_descriptor(
-        "guard_rate_per_second",
-        "Per second since the previous scrape: packets, new flows, drops.",
-        None,
-        MetricType::Gauge,
-    )?;
-    for (iface, block) in now {
-        let Some((_, old)) = before.iter().find(|(i, _)| i == iface) else {
-            continue;
+    for family in &families {
+        let extra: &[(&str, &str)] = if family.0 == "guard_dropped_packets" {
+            &[("mode", mode)]
+        } else {
+            &[]
         };
-        let delta = |c: Counter| block.get(c).wrapping_sub(old.get(c));
-        let drops: u64 = Counter::DROP_REASONS.iter().map(|c| delta(*c)).sum();
-        for (what, n) in [
-            ("packets", delta(Counter::Packets)),
-            ("new_flows", delta(Counter::NewFlows)),
-            ("dropped", drops),
-        ] {
-            let labels = [("iface", iface.as_str()), ("what", what)];
-            ConstGauge::new(f(n) / elapsed).encode(family.encode_family(&labels)?)?;
-        }
+        counters(encoder, family, extra, now)?;
     }
     Ok(())
 }
