@@ -48,7 +48,7 @@ fn systemd_analyze_verifies_the_unit() {
     let man = dir.join("man");
     let status = Command::new(bin())
         .args(["generate", "man"])
-        .arg(man.join("man1"))
+        .arg(man.join("man8"))
         .status()
         .unwrap();
     assert!(status.success());

@@ -14,7 +14,7 @@ use crate::{build, cmd};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Where the binary and the man pages go (bin/, share/man/man1/).
+    /// Where the binary and the man pages go (bin/, share/man/man8/).
     #[arg(long, default_value = "/usr/local")]
     prefix: PathBuf,
     /// Stage everything under this directory instead of / (for packages).
@@ -32,7 +32,7 @@ pub fn run(opts: &Options) -> Result<()> {
     copy(&artifacts.guard, &bin)?;
     set_mode(&bin, 0o755)?;
 
-    let mandir = under(&opts.prefix.join("share/man/man1"));
+    let mandir = under(&opts.prefix.join("share/man/man8"));
     cmd::run(
         Command::new(&artifacts.guard)
             .args(["generate", "man"])
