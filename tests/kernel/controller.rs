@@ -656,6 +656,26 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
     // And through guard run: installed at start, removed at exit.
     let guard = start_on(&v.net, &["--notrack-port", "53", "--summary-interval", "0"]);
     assert!(list().contains("guard_notrack"));
+    // A `flush ruleset` (what Debian's nftables.service does on reload)
+    // takes it: guard sees it gone at its next tick and installs it again.
+    let flushed = Command::new("ip")
+        .args(["netns", "exec", &v.net.victim, "nft", "flush", "ruleset"])
+        .status()
+        .expect("nft");
+    assert!(flushed.success());
+    guard.wait_for_log("guard_notrack in netns");
+    assert!(
+        guard
+            .stderr()
+            .contains("was gone (a `flush ruleset`?): installed it again"),
+        "{}",
+        guard.stderr()
+    );
+    assert!(list().contains("table inet guard_notrack"), "{}", list());
+    let out = guard_proc::run(&["stats", "--json", "--interval", "0"]);
+    out.assert_code(0);
+    let stats: serde_json::Value = serde_json::from_str(&out.stdout).expect("stats --json");
+    assert_eq!(stats["conntrack"]["nft_reinstalled"], 1, "{stats}");
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert!(!list().contains("guard_notrack"), "{finished}");

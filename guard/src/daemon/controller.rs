@@ -22,7 +22,7 @@ use crate::{
             knobs::{KnobError, Knobs},
         },
         files::HostFiles,
-        listeners, notrack,
+        listeners, nft, notrack,
         restore::{self, Record},
         status_file, synproxy,
     },
@@ -126,6 +126,10 @@ pub struct Controller<'a> {
     /// ports past the slots).
     reported: BTreeSet<String>,
     synproxy: SynproxyOptions,
+    /// Ports the notrack table covers for this run (empty: no table).
+    notrack_ports: Vec<u16>,
+    /// Tables found gone (a `flush ruleset`) and installed again.
+    nft_reinstalled: u64,
 }
 
 impl<'a> Controller<'a> {
@@ -216,28 +220,33 @@ impl<'a> Controller<'a> {
                 mss: settings.cookies.mss,
                 wscale: settings.cookies.wscale,
             },
+            notrack_ports: Vec::new(),
+            nft_reinstalled: 0,
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
         }
         controller.size_buckets(ct.buckets, table.buckets, budget.ceiling);
-        if !ct.notrack_ports.is_empty() {
-            if controller.dry_run {
-                tracing::info!(
-                    "dry run: would install notrack rules for {:?}",
-                    ct.notrack_ports
-                );
-            } else {
-                notrack::install(controller.knobs.scope(), &ct.notrack_ports, Proto::Both)?;
-                tracing::info!(
-                    "conntrack skips ports {:?}{} (table inet {})",
-                    ct.notrack_ports,
-                    controller.knobs.scope().suffix(),
-                    NOTRACK_TABLE
-                );
-            }
-        }
+        controller.install_notrack(&ct.notrack_ports)?;
         Ok(controller)
+    }
+
+    /// `--notrack-port`: conntrack skips these ports while guard runs.
+    fn install_notrack(&mut self, ports: &[u16]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        if self.dry_run {
+            tracing::info!("dry run: would install notrack rules for {ports:?}");
+            return Ok(());
+        }
+        notrack::install(self.knobs.scope(), ports, Proto::Both)?;
+        self.notrack_ports = ports.to_vec();
+        tracing::info!(
+            "conntrack skips ports {ports:?}{} (table inet {NOTRACK_TABLE})",
+            self.knobs.scope().suffix(),
+        );
+        Ok(())
     }
 
     fn size_buckets(&mut self, policy: BucketPolicy, current: u64, ceiling: u64) {
@@ -317,6 +326,7 @@ impl<'a> Controller<'a> {
         let flood = decision.next.applied.limits.cookies;
         self.state = decision.next;
         self.arm_ports(obs.at, port_counts, flood, write_ports);
+        self.keep_tables();
         self.publish(&table);
         Ok(Tick {
             next: decision.next_tick,
@@ -458,10 +468,53 @@ impl<'a> Controller<'a> {
             global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
             source: applied.limits.source,
             cookie_ports: self.ports.armed.iter().copied().collect(),
+            nft_reinstalled: self.nft_reinstalled,
             stats: table.stats,
             recent: self.recent.clone(),
         };
         status_file::publish(&self.runtime_dir, &status);
+    }
+
+    /// Installs again a table of guard's that is gone: Debian's
+    /// nftables.service, say, runs `flush ruleset` on reload, which would
+    /// silently take the notrack rules or SYN cookies' SYNPROXY with it.
+    fn keep_tables(&mut self) {
+        let wanted = [
+            (NOTRACK_TABLE, !self.notrack_ports.is_empty()),
+            (SYNPROXY_TABLE, !self.ports.rules.is_empty()),
+        ];
+        if wanted.iter().all(|(_, on)| !on) {
+            return;
+        }
+        let tables = match nft::inet_tables(self.knobs.scope()) {
+            Ok(tables) => tables,
+            Err(e) => {
+                self.report_once(&format!("listing the nftables tables: {e:#}"));
+                return;
+            }
+        };
+        for (table, on) in wanted {
+            if !on || tables.iter().any(|t| t == table) {
+                continue;
+            }
+            let scope = self.knobs.scope();
+            let installed = if table == NOTRACK_TABLE {
+                notrack::install(scope, &self.notrack_ports, Proto::Both)
+            } else {
+                let ports: Vec<u16> = self.ports.rules.iter().copied().collect();
+                synproxy::install(scope, &ports, self.synproxy)
+            };
+            match installed {
+                Ok(()) => {
+                    self.nft_reinstalled += 1;
+                    tracing::warn!(
+                        "nftables table inet {table}{} was gone (a `flush ruleset`?): installed it again",
+                        scope.suffix()
+                    );
+                }
+                Err(e) => tracing::error!("installing table inet {table} again: {e:#}"),
+            }
+        }
     }
 
     /// Writes a knob; a read-only one is reported once and skipped after.

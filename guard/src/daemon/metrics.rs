@@ -356,20 +356,28 @@ fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), 
         "Seconds since the controller last published its status.",
         (unix_now() - s.updated).max(0.0),
     )?;
-    let mut kernel = encoder.encode_descriptor(
-        "guard_conntrack_kernel_events",
-        "The kernel's conntrack counters that mean trouble.",
+    {
+        let mut kernel = encoder.encode_descriptor(
+            "guard_conntrack_kernel_events",
+            "The kernel's conntrack counters that mean trouble.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (event, n) in [
+            ("drop", s.stats.drop),
+            ("early_drop", s.stats.early_drop),
+            ("insert_failed", s.stats.insert_failed),
+            ("chaintoolong", s.stats.chaintoolong),
+        ] {
+            ConstCounter::new(n).encode(kernel.encode_family(&[("event", event)])?)?;
+        }
+    }
+    ConstCounter::new(s.nft_reinstalled).encode(encoder.encode_descriptor(
+        "guard_nft_tables_reinstalled",
+        "guard's nftables tables found gone (a `flush ruleset`) and installed again.",
         None,
         MetricType::Counter,
-    )?;
-    for (event, n) in [
-        ("drop", s.stats.drop),
-        ("early_drop", s.stats.early_drop),
-        ("insert_failed", s.stats.insert_failed),
-        ("chaintoolong", s.stats.chaintoolong),
-    ] {
-        ConstCounter::new(n).encode(kernel.encode_family(&[("event", event)])?)?;
-    }
+    )?)?;
     if let Some(global) = s.global {
         gauge(
             encoder,

@@ -10,6 +10,30 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::netns::Scope;
 
+/// The `inet` tables of the scope's namespace.
+pub fn inet_tables(scope: &Scope) -> Result<Vec<String>> {
+    scope
+        .run(|| {
+            let out = Command::new("nft")
+                .args(["list", "tables", "inet"])
+                .stdin(Stdio::null())
+                .output()
+                .context("running nft (install nftables)")?;
+            if !out.status.success() {
+                bail!(
+                    "nft list tables: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("table inet "))
+                .map(str::to_owned)
+                .collect())
+        })
+        .map_err(|e| anyhow!(e))?
+}
+
 /// Runs `nft -f -` with `input` in the scope's namespace.
 pub fn nft(scope: &Scope, input: &str) -> Result<()> {
     scope

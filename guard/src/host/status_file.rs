@@ -89,6 +89,7 @@ mod tests {
                 burst: 100,
             }; 3],
             cookie_ports: Vec::new(),
+            nft_reinstalled: 0,
             stats: Stats::default(),
             recent: VecDeque::from([LoggedDecision {
                 at: 1.0,

@@ -43,6 +43,10 @@ pub struct Status {
     /// SYN cookies are answering SYNs to these ports (empty: off).
     #[serde(default)]
     pub cookie_ports: Vec<u16>,
+    /// guard's nftables tables found gone (a `flush ruleset`) and
+    /// installed again, since start.
+    #[serde(default)]
+    pub nft_reinstalled: u64,
     /// The kernel's statistics, cumulative.
     pub stats: Stats,
     /// The last decisions, oldest first.
