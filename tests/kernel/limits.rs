@@ -170,6 +170,18 @@ fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through()
         finished.stderr.contains("is over its syn limit"),
         "no 'limited' event was logged:\n{finished}"
     );
+    // Each source sat at its limit for 3 s, crossing it ten times a second:
+    // said once per interval (10 s without summaries), not each time.
+    for src in &srcs {
+        let said = finished
+            .stderr
+            .matches(&format!(" {src} is over its syn limit"))
+            .count();
+        assert!(
+            (1..=2).contains(&said),
+            "{src} over its limit said {said} times:\n{finished}"
+        );
+    }
 }
 
 /// The same burst-only flood through monitor and then enforce: monitor

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow};
-use guard_common::{Counter, CounterBlock, PortCounts, SourceKey};
+use guard_common::{Counter, CounterBlock, PortCounts, SourceKey, state::EVENT_BANNED};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     config::{Settings, SynCookies},
     dataplane::{
-        events,
+        events::{self, Tagged},
         loader::{self, Attached, Request},
         pins::Layout,
     },
@@ -39,6 +39,7 @@ use crate::{
         status_file,
     },
     model::{
+        offenders::{Offenders, describe_top},
         paths::{BPFFS, LISTS_FILE, RUNTIME_DIR},
         policy::XdpCounts,
         stats::summary_line,
@@ -99,8 +100,8 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         }
         Err(e) => return Err(usage(e)),
     };
-    let (bans, mut banned) = mpsc::channel::<SourceKey>(256);
-    let mut attached = match attach_all(sources, &mut settings, &scope, &bans) {
+    let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
+    let mut attached = match attach_all(sources, &mut settings, &scope, &events_tx) {
         Ok(attached) => attached,
         Err(e) => {
             if let Some(c) = controller.take() {
@@ -115,7 +116,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let published = Published::new(&runtime_dir, sources);
     published.run(&settings, &attached);
     notify::ready(&systemd_status(&settings, &attached));
-    let mut summary = Summary::new(settings.summary_interval, attached.len());
+    let mut summary = Summary::new(settings.summary_interval, &attached);
     let mut next_control = Instant::now();
     let signal_name = loop {
         tokio::select! {
@@ -129,19 +130,21 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 }
                 notify::ready(&systemd_status(&settings, &attached));
             }
-            _ = summary.ticker.tick(), if summary.on => summary.log(&attached)?,
+            _ = summary.ticker.tick() => summary.log(&attached)?,
             () = sleep_until(next_control), if controller.is_some() => {
                 let Some(c) = controller.as_mut() else { continue };
                 next_control = Instant::now() + control(c, &mut attached);
             }
-            Some(first) = banned.recv() => {
-                // Bans come in bursts; one table dump serves them all.
+            Some(first) = events.recv() => {
+                // Events come in bursts: one conntrack dump serves every
+                // ban of the batch.
                 let mut batch = vec![first];
-                while let Ok(more) = banned.try_recv() {
+                while let Ok(more) = events.try_recv() {
                     batch.push(more);
                 }
-                if let Some(c) = controller.as_ref() {
-                    c.sources_banned(&batch);
+                let banned = summary.events(&batch);
+                if let (Some(c), false) = (controller.as_ref(), banned.is_empty()) {
+                    c.sources_banned(&banned);
                 }
             }
         }
@@ -156,35 +159,72 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// The summary line every `--summary-interval` (0: none).
+/// The summary line every `--summary-interval` (0: none), with each
+/// interface's sources over their limits; and the events' log, which says
+/// a limited source once per interval (every 10 s without summaries).
 struct Summary {
     on: bool,
     ticker: tokio::time::Interval,
     last: Vec<CounterBlock>,
     last_at: Instant,
+    /// By interface name, in attachment order.
+    offenders: Vec<(String, Offenders)>,
 }
 
 impl Summary {
-    fn new(period: Duration, interfaces: usize) -> Self {
-        let mut ticker = interval_at(
-            Instant::now() + period,
-            period.max(Duration::from_millis(1)),
-        );
+    fn new(period: Duration, attached: &[Attached]) -> Self {
+        let on = !period.is_zero();
+        let period = if on { period } else { Duration::from_secs(10) };
+        let mut ticker = interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
-            on: !period.is_zero(),
+            on,
             ticker,
-            last: vec![CounterBlock::ZERO; interfaces],
+            last: vec![CounterBlock::ZERO; attached.len()],
             last_at: Instant::now(),
+            offenders: attached
+                .iter()
+                .map(|a| (a.iface.name.clone(), Offenders::default()))
+                .collect(),
         }
+    }
+
+    /// Logs a batch of events: every ban, a limited source once per
+    /// interval. Returns the banned sources.
+    fn events(&mut self, batch: &[Tagged]) -> Vec<SourceKey> {
+        let mut banned = Vec::new();
+        for (iface, event) in batch {
+            if event.kind == EVENT_BANNED {
+                tracing::warn!("{iface}: {}", events::describe(event));
+                banned.push(event.source);
+            } else if let Some((_, o)) = self.offenders.iter_mut().find(|(i, _)| i == iface)
+                && o.limited(event.source)
+            {
+                tracing::warn!("{iface}: {}", events::describe(event));
+            }
+        }
+        banned
     }
 
     fn log(&mut self, attached: &[Attached]) -> Result<()> {
         let elapsed = self.last_at.elapsed();
         self.last_at = Instant::now();
-        for (a, prev) in attached.iter().zip(self.last.iter_mut()) {
+        for ((a, prev), (_, offenders)) in attached
+            .iter()
+            .zip(self.last.iter_mut())
+            .zip(self.offenders.iter_mut())
+        {
+            let top = offenders.take_top(3);
+            if !self.on {
+                continue;
+            }
             let now = a.dataplane.counters()?;
-            tracing::info!("{}", summary_line(&a.iface.name, &now, prev, elapsed));
+            let mut line = summary_line(&a.iface.name, &now, prev, elapsed);
+            if let Some(tail) = describe_top(&top) {
+                line.push_str(" | ");
+                line.push_str(&tail);
+            }
+            tracing::info!("{line}");
             *prev = now;
         }
         Ok(())
@@ -280,7 +320,7 @@ fn attach_all(
     sources: Sources<'_>,
     settings: &mut Settings,
     scope: &Scope,
-    bans: &mpsc::Sender<SourceKey>,
+    events: &mpsc::Sender<Tagged>,
 ) -> Result<Vec<Attached>> {
     let _lock = kept_lists::lock(Path::new(LISTS_FILE))?;
     // Only the lists: every other key stays as the controller started
@@ -309,7 +349,7 @@ fn attach_all(
         tokio::spawn(events::forward(
             a.iface.name.clone(),
             a.take_events()?,
-            bans.clone(),
+            events.clone(),
         ));
         attached.push(a);
     }

@@ -7,7 +7,7 @@
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use guard_common::{
-    Event, FlowClass, SourceKey,
+    Event, FlowClass,
     bucket::NANOS_PER_SEC,
     state::{EVENT_BANNED, EVENT_LIMITED},
 };
@@ -16,9 +16,12 @@ use tokio::{
     sync::mpsc::Sender,
 };
 
-/// Logs every event from `ring` until the task is dropped, and hands
-/// banned sources to the controller through `bans`.
-pub async fn forward(iface: String, ring: RingBuf<MapData>, bans: Sender<SourceKey>) -> Result<()> {
+/// An event and the interface it came from.
+pub type Tagged = (String, Event);
+
+/// Hands every event from `ring` to the run loop (which logs them and
+/// gives bans to the controller) until the task is dropped.
+pub async fn forward(iface: String, ring: RingBuf<MapData>, events: Sender<Tagged>) -> Result<()> {
     // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
     // buffer: the fd stays open and the same until the AsyncFd is dropped.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -29,13 +32,12 @@ pub async fn forward(iface: String, ring: RingBuf<MapData>, bans: Sender<SourceK
         let ring = ready.get_inner_mut();
         while let Some(item) = ring.next() {
             if let Some(event) = parse(&item) {
-                tracing::warn!("{iface}: {}", describe(&event));
-                // Full only if the controller is far behind; it would
-                // rather miss a cleanup than stall the data plane's reader.
-                if event.kind == EVENT_BANNED && bans.try_send(event.source).is_err() {
+                // Full only if the run loop is far behind; it would rather
+                // miss a line or a cleanup than stall the ring's reader.
+                if events.try_send((iface.clone(), event)).is_err() && event.kind == EVENT_BANNED {
                     tracing::warn!(
-                        "{iface}: too many bans at once; the entries of {} expire by themselves",
-                        event.source
+                        "{iface}: {}; too many events at once: its conntrack entries expire by themselves",
+                        describe(&event)
                     );
                 }
             } else {
@@ -65,7 +67,7 @@ pub fn describe(event: &Event) -> String {
         .map_or("unknown", |c| c.name());
     match event.kind {
         EVENT_LIMITED => format!(
-            "{} is over its {class} limit: dropping its excess new flows (counted, not logged)",
+            "{} is over its {class} limit: dropping its excess new flows (said once per summary interval; the summary line counts them)",
             event.source
         ),
         EVENT_BANNED => format!(
@@ -98,7 +100,7 @@ mod tests {
         };
         assert_eq!(
             describe(&e),
-            "198.18.0.7 is over its syn limit: dropping its excess new flows (counted, not logged)"
+            "198.18.0.7 is over its syn limit: dropping its excess new flows (said once per summary interval; the summary line counts them)"
         );
         e.kind = EVENT_BANNED;
         e.class = FlowClass::Udp as u32;

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod level;
 pub mod lists;
 pub mod nft;
+pub mod offenders;
 pub mod paths;
 pub mod policy;
 pub mod ports;
