@@ -170,9 +170,13 @@ fn flooding_sources_get_rate_times_time_plus_burst_and_the_client_gets_through()
         finished.stderr.contains("is over its syn limit"),
         "no 'limited' event was logged:\n{finished}"
     );
-    // Each source sat at its limit for 3 s, crossing it ten times a second:
-    // said once per interval (10 s without summaries), not each time.
-    for src in &srcs {
+    assert_said_once_per_interval(&srcs, &finished);
+}
+
+/// Each source sat at its limit for 3 s, crossing it ten times a second:
+/// it is said once per interval (10 s without summaries), not each time.
+fn assert_said_once_per_interval(srcs: &[IpAddr], finished: &guard_proc::Finished) {
+    for src in srcs {
         let said = finished
             .stderr
             .matches(&format!(" {src} is over its syn limit"))

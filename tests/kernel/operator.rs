@@ -548,3 +548,116 @@ fn systemd_hears_ready_reloading_and_stopping() {
     stopped.assert_code(0);
     fs::remove_file(&file).expect("remove config");
 }
+
+/// journald's side of its native protocol: the socket guard's log layer
+/// writes to, bound where the test can read it.
+struct Journal {
+    socket: std::os::unix::net::UnixDatagram,
+    dir: std::path::PathBuf,
+}
+
+impl Journal {
+    fn bind() -> Self {
+        let dir = std::env::temp_dir().join(format!("guardt-{}-journal", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("journal dir");
+        let socket =
+            std::os::unix::net::UnixDatagram::bind(dir.join("socket")).expect("journal socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self { socket, dir }
+    }
+
+    /// The next entry whose MESSAGE contains `text`, as its fields; the
+    /// panic says what `guard` wrote elsewhere.
+    fn entry(&self, text: &str, guard: &Guard) -> BTreeMap<String, String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut seen = Vec::new();
+        loop {
+            let n = self.socket.recv(&mut buf).unwrap_or_else(|e| {
+                panic!(
+                    "no journal entry with `{text}` ({e}) among {seen:?}; guard's stderr:\n{}",
+                    guard.stderr()
+                )
+            });
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let fields = journal_fields(&buf[..n]);
+            if fields.get("MESSAGE").is_some_and(|m| m.contains(text)) {
+                return fields;
+            }
+        }
+    }
+}
+
+/// The fields of one entry in journald's native protocol: `KEY=VALUE\n`,
+/// or `KEY\n`, a 64-bit little-endian length, the value and `\n`.
+fn journal_fields(mut data: &[u8]) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    while let Some(end) = data.iter().position(|&b| b == b'\n' || b == b'=') {
+        let key = String::from_utf8_lossy(&data[..end]).into_owned();
+        let value;
+        if data[end] == b'=' {
+            let rest = &data[end + 1..];
+            let stop = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            value = String::from_utf8_lossy(&rest[..stop]).into_owned();
+            data = rest.get(stop + 1..).unwrap_or_default();
+        } else {
+            let rest = &data[end + 1..];
+            let len = usize::try_from(u64::from_le_bytes(rest[..8].try_into().expect("a length")))
+                .expect("a length");
+            value = String::from_utf8_lossy(&rest[8..8 + len]).into_owned();
+            data = rest.get(8 + len + 1..).unwrap_or_default();
+        }
+        fields.insert(key, value);
+    }
+    fields
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn under_systemd_bans_reach_the_journal_with_their_priority_and_fields() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let journal = Journal::bind();
+    // A mount namespace of its own where /run/systemd/journal is the
+    // test's directory: guard's journald layer finds its socket there.
+    let script = format!(
+        "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && \
+         mount --bind {} /run/systemd/journal && exec {} run --netns {} --iface {} \
+         --mode enforce --source-limits always --syn-rate 1 --syn-burst 2 \
+         --ban-threshold 3 --summary-interval 0",
+        journal.dir.display(),
+        guard_proc::guard_bin().display(),
+        net.victim,
+        net.victim_if
+    );
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("JOURNAL_STREAM", "8:1");
+    let guard = Guard::start_command(&mut command, &["run"]);
+    let attached = journal.entry("attached to", &guard);
+    assert_eq!(attached["PRIORITY"], "6", "{attached:?}");
+    assert_eq!(attached["SYSLOG_IDENTIFIER"], "guard", "{attached:?}");
+    let mut flood = Flood::new(&net);
+    for _ in 0..6 {
+        flood.counted_syn(&net, src(7, 7), PORT);
+    }
+    let ban = journal.entry("banned for", &guard);
+    assert_eq!(ban["PRIORITY"], "4", "a ban is a warning: {ban:?}");
+    assert_eq!(ban["IFACE"], net.victim_if, "{ban:?}");
+    assert_eq!(ban["SRC"], "198.19.7.7", "{ban:?}");
+    assert!(
+        guard.stderr().is_empty(),
+        "logs went to stderr: {}",
+        guard.stderr()
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}

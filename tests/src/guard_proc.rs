@@ -174,7 +174,9 @@ impl Guard {
         Self::start_command(&mut command, args)
     }
 
-    fn start_command(command: &mut Command, args: &[&str]) -> Self {
+    /// Starts `command`, which runs guard with `args` (for messages).
+    #[must_use]
+    pub fn start_command(command: &mut Command, args: &[&str]) -> Self {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

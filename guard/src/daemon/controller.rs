@@ -28,6 +28,7 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
+        level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{PortTable, cookie_mode},
@@ -298,7 +299,7 @@ impl<'a> Controller<'a> {
             if self.dry_run {
                 line.insert_str(0, "dry run: ");
             }
-            self.log_decision(line);
+            self.log_decision(decision.level, line);
         }
         let mut limits = None;
         for action in &decision.actions {
@@ -334,8 +335,10 @@ impl<'a> Controller<'a> {
         })
     }
 
-    fn log_decision(&mut self, line: String) {
-        tracing::info!("{line}");
+    /// Logs a decision (with the pressure level as a field: journald's
+    /// LEVEL) and keeps it for the status.
+    fn log_decision(&mut self, level: Level, line: String) {
+        tracing::info!(level = level.name(), "{line}");
         if self.recent.len() == status::RECENT {
             self.recent.pop_front();
         }
@@ -437,18 +440,24 @@ impl<'a> Controller<'a> {
                     if on.len() == 1 { "it" } else { "them" }
                 )
             };
-            self.log_decision(format!(
-                "SYN cookies on for port{} {}: {why}",
-                plural(on.len()),
-                list(&on),
-            ));
+            self.log_decision(
+                self.state.level,
+                format!(
+                    "SYN cookies on for port{} {}: {why}",
+                    plural(on.len()),
+                    list(&on),
+                ),
+            );
         }
         if !off.is_empty() {
-            self.log_decision(format!(
-                "SYN cookies off for port{} {}",
-                plural(off.len()),
-                list(&off)
-            ));
+            self.log_decision(
+                self.state.level,
+                format!(
+                    "SYN cookies off for port{} {}",
+                    plural(off.len()),
+                    list(&off)
+                ),
+            );
         }
         self.ports.armed = armed;
     }

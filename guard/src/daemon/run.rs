@@ -194,13 +194,14 @@ impl Summary {
     fn events(&mut self, batch: &[Tagged]) -> Vec<SourceKey> {
         let mut banned = Vec::new();
         for (iface, event) in batch {
+            let src = event.source.to_string();
             if event.kind == EVENT_BANNED {
-                tracing::warn!("{iface}: {}", events::describe(event));
+                tracing::warn!(iface, src, "{iface}: {}", events::describe(event));
                 banned.push(event.source);
             } else if let Some((_, o)) = self.offenders.iter_mut().find(|(i, _)| i == iface)
                 && o.limited(event.source)
             {
-                tracing::warn!("{iface}: {}", events::describe(event));
+                tracing::warn!(iface, src, "{iface}: {}", events::describe(event));
             }
         }
         banned
