@@ -251,3 +251,90 @@ fn a_half_written_kept_lists_file_does_not_stop_guard() {
     assert!(add.stderr.contains("not a valid lists file"), "{add}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }
+
+/// Runs a shell command line as fail2ban or CrowdSec would, with guard
+/// first on the PATH.
+fn shell(line: &str) -> guard_proc::Finished {
+    let bin_dir = guard_proc::guard_bin()
+        .parent()
+        .expect("a directory")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", line])
+        .env("PATH", path)
+        .output()
+        .expect("sh");
+    guard_proc::Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The `key = value` of deploy/fail2ban/action.d/guard.conf.
+fn fail2ban_action(key: &str) -> String {
+    let conf = include_str!("../../deploy/fail2ban/action.d/guard.conf");
+    conf.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in the action file"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn fail2ban_and_crowdsec_drive_the_deny_list_with_their_own_command_shapes() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let config = Config::new("adapters");
+    config.write(&net, &[]);
+    let config_arg = config.path().display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &config_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    let mut flood = Flood::new(&net);
+
+    // fail2ban: its action's lines, <ip> filled in, run by a shell.
+    let (jailed, decided) = (addr("198.19.4.4"), addr("198.19.6.6"));
+    shell(&fail2ban_action("actionban").replace("<ip>", "198.19.4.4")).assert_code(0);
+    assert!(!passes(&mut flood, &net, &nft, jailed), "fail2ban's ban");
+    shell(&fail2ban_action("actionunban").replace("<ip>", "198.19.4.4")).assert_code(0);
+    assert!(passes(&mut flood, &net, &nft, jailed), "fail2ban's unban");
+
+    // CrowdSec's custom bouncer: `add|del <ip> <duration> <reason> <json>`
+    // through the wrapper deploy/ installs.
+    let wrapper = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/crowdsec/guard-crowdsec"
+    );
+    let decision = r#"{"duration":"4h","origin":"crowdsec","scenario":"crowdsecurity/ssh-bf","scope":"Ip","type":"ban","value":"198.19.6.6"}"#;
+    let add = shell(&format!(
+        "sh {wrapper} add 198.19.6.6 4h crowdsecurity/ssh-bf '{decision}'"
+    ));
+    add.assert_code(0);
+    assert!(add.stdout.contains("crowdsecurity/ssh-bf"), "{add}");
+    assert!(
+        !passes(&mut flood, &net, &nft, decided),
+        "CrowdSec's decision"
+    );
+    assert!(
+        fs::read_to_string(LISTS_FILE)
+            .expect("kept")
+            .contains("198.19.6.6/32"),
+        "a decision is kept across a guard restart"
+    );
+    shell(&format!(
+        "sh {wrapper} del 198.19.6.6 4h crowdsecurity/ssh-bf '{decision}'"
+    ))
+    .assert_code(0);
+    assert!(
+        passes(&mut flood, &net, &nft, decided),
+        "CrowdSec's deletion"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}

@@ -35,6 +35,25 @@ fn syn(flood: &mut Flood, net: &TestNet, from: std::net::IpAddr) {
     flood.counted_syn(net, from, PORT);
 }
 
+/// `guard bans` lists `source`, with time left and why, text and JSON.
+fn assert_banned_now(source: &str) {
+    let bans = guard_cmd(&["bans", "--json"]);
+    let bans: serde_json::Value = serde_json::from_str(&bans.stdout).expect("bans --json");
+    assert_eq!(bans[0]["source"], source, "{bans}");
+    assert!(
+        bans[0]["seconds_left"].as_f64().expect("secs") > 0.0,
+        "{bans}"
+    );
+    assert!(
+        bans[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("limits"),
+        "{bans}"
+    );
+    assert!(guard_cmd(&["bans"]).stdout.contains(source));
+}
+
 fn guard_cmd(args: &[&str]) -> guard_proc::Finished {
     let out = guard_proc::run(args);
     out.assert_code(0);
@@ -107,8 +126,13 @@ fn allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart() {
     let before = nft.packets("in");
     syn(&mut flood, &net, banned);
     assert_eq!(nft.packets("in"), before, "a banned source's SYN got in");
+    assert_banned_now("198.19.7.7");
     let out = guard_cmd(&["unban", "198.19.7.7"]);
     assert!(out.stdout.contains("unbanned 198.19.7.7"), "{out}");
+    assert!(
+        guard_cmd(&["bans"]).stdout.contains("no source is banned"),
+        "unbanned, still listed"
+    );
     syn(&mut flood, &net, banned);
     assert_eq!(
         nft.packets("in"),

@@ -87,6 +87,18 @@ pub enum Command {
     Deny(ListArgs),
     /// Lift a source's ban at once.
     Unban(UnbanArgs),
+    /// CrowdSec's custom bouncer interface: `add|del IP DURATION REASON
+    /// JSON`, a decision made a deny entry (kept, so it survives a guard
+    /// restart) or taken out.
+    ///
+    /// CrowdSec deletes a decision when it expires, so guard follows its
+    /// duration; deploy/crowdsec has the bouncer's config.
+    Crowdsec(CrowdsecArgs),
+    /// List the sources banned now, on every guarded interface, with the
+    /// time left and why.
+    ///
+    /// Exits 1 if no guard is running.
+    Bans(BansArgs),
     /// Check this host's conntrack sizing, its kernel and a running guard;
     /// print each finding with its fix.
     ///
@@ -116,6 +128,39 @@ impl RunArgs {
             flags: &self.settings,
         }
     }
+}
+
+/// What CrowdSec asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrowdsecAction {
+    Add,
+    Del,
+}
+
+#[derive(Debug, Args)]
+pub struct CrowdsecArgs {
+    /// add or del.
+    #[arg(value_enum)]
+    pub action: CrowdsecAction,
+    /// The decision's address or range.
+    #[arg(value_name = "IP")]
+    pub ip: String,
+    /// The decision's duration (CrowdSec deletes it when it expires).
+    #[arg(value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// The scenario behind the decision.
+    #[arg(value_name = "REASON")]
+    pub reason: Option<String>,
+    /// The whole decision, as CrowdSec passes it.
+    #[arg(value_name = "JSON")]
+    pub json: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BansArgs {
+    /// Print one JSON array instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +339,26 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Allow(args) => list(List::Allow, args),
         Command::Deny(args) => list(List::Deny, args),
         Command::Unban(args) => commands::lists::unban(&args.addr),
+        Command::Bans(args) => commands::bans::command(args.json),
+        Command::Crowdsec(args) => {
+            if let Some(reason) = &args.reason {
+                println!(
+                    "crowdsec: {} {} ({reason}, {})",
+                    if args.action == CrowdsecAction::Add {
+                        "deny"
+                    } else {
+                        "undeny"
+                    },
+                    args.ip,
+                    args.duration.as_deref().unwrap_or("no duration")
+                );
+            }
+            let edit = match args.action {
+                CrowdsecAction::Add => Edit::Add,
+                CrowdsecAction::Del => Edit::Del,
+            };
+            commands::lists::edit(List::Deny, edit, &args.ip)
+        }
         Command::Generate(args) => generate::command(args),
         // Nagios reads a plugin that cannot check as UNKNOWN (3), on its
         // status line.

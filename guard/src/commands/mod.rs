@@ -2,6 +2,7 @@
 //! the pinned maps' handle and the status file) or the host, prints, and
 //! exits. They take plain values from the CLI.
 
+pub mod bans;
 pub mod check_config;
 pub mod doctor;
 pub mod lists;
