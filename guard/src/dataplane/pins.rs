@@ -12,7 +12,10 @@ use std::{
 
 use thiserror::Error;
 
-use crate::model::paths::{BPFFS, PIN_ROOT};
+use crate::{
+    error::{PathError, path_err},
+    model::paths::{BPFFS, PIN_ROOT},
+};
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -22,18 +25,8 @@ pub enum PinError {
         "{BPFFS} is not a mounted bpf filesystem: mount it with `mount -t bpf bpf {BPFFS}` (or run `cargo xtask setup`)"
     )]
     NoBpffs,
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinError {
-    let path = path.to_path_buf();
-    move |source| PinError::Io { what, path, source }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// The pin directory root (normally `/sys/fs/bpf/guard`).
@@ -131,13 +124,13 @@ pub fn remove_dir(dir: &Path) -> Result<(), PinError> {
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries {
-                let path = entry.map_err(io_err("list", dir))?.path();
-                fs::remove_file(&path).map_err(io_err("unpin", &path))?;
+                let path = entry.map_err(path_err("list", dir))?.path();
+                fs::remove_file(&path).map_err(path_err("unpin", &path))?;
             }
-            fs::remove_dir(dir).map_err(io_err("remove", dir))?;
+            fs::remove_dir(dir).map_err(path_err("remove", dir))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("list", dir)(e)),
+        Err(e) => return Err(path_err("list", dir)(e).into()),
     }
     // Parents: host/, netns/<ns>/, netns/, guard/. Failing because they are
     // not empty (another interface) is expected.

@@ -7,13 +7,16 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read as _, Seek as _, Write as _},
     os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use thiserror::Error;
 
-use crate::model::paths::HOST_LOCK;
+use crate::{
+    error::{PathError, path_err},
+    model::paths::HOST_LOCK,
+};
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -21,31 +24,22 @@ pub enum LockError {
         "another guard is running (pid {pid}); one guard manages a host: give it every interface with repeated --iface"
     )]
     Locked { pid: String },
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LockError {
-    let path = path.to_path_buf();
-    move |source| LockError::Io { what, path, source }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 fn open(path: &Path) -> Result<File, LockError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        fs::create_dir_all(dir).map_err(path_err("create", dir))?;
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(io_err("open", path))
+        .map_err(path_err("open", path))?;
+    Ok(file)
 }
 
 /// The host-wide lock: one guard per host, because the conntrack knobs it
@@ -67,9 +61,9 @@ impl HostLock {
                 pid: pid.trim().to_owned(),
             });
         }
-        file.set_len(0).map_err(io_err("truncate", &path))?;
-        file.rewind().map_err(io_err("rewind", &path))?;
-        writeln!(file, "{}", std::process::id()).map_err(io_err("write", &path))?;
+        file.set_len(0).map_err(path_err("truncate", &path))?;
+        file.rewind().map_err(path_err("rewind", &path))?;
+        writeln!(file, "{}", std::process::id()).map_err(path_err("write", &path))?;
         Ok(Self { _file: file })
     }
 
@@ -102,7 +96,7 @@ impl FileLock {
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
-                return Err(io_err("lock", path)(err));
+                return Err(path_err("lock", path)(err).into());
             }
         }
     }
@@ -120,7 +114,7 @@ impl FileLock {
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted {
-                return Err(io_err("lock", path)(err));
+                return Err(path_err("lock", path)(err).into());
             }
             if Instant::now() >= deadline {
                 return Ok(None);
@@ -134,7 +128,7 @@ impl FileLock {
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> PathBuf {
+    fn dir(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("guard-lock-{name}-{}", std::process::id()))
     }
 
