@@ -21,13 +21,15 @@ pub fn pin_dir(net: &TestNet) -> PathBuf {
 }
 
 /// Starts `guard run` on the victim interface with `extra` flags and waits
-/// until it is attached.
+/// until it is ready: attached, and its controller's first tick done
+/// (it publishes guard.json then).
 #[must_use]
 pub fn start_on(net: &TestNet, extra: &[&str]) -> Guard {
     let mut args = vec!["run", "--netns", &net.victim, "--iface", &net.victim_if];
     args.extend_from_slice(extra);
     let mut guard = Guard::start(&args);
     guard.wait_for(&pin_dir(net).join("GUARD_COUNTERS"));
+    guard.wait_ready();
     guard
 }
 
@@ -212,6 +214,23 @@ impl Guard {
                 "guard {}: {} did not appear within {TIMEOUT:?}:\n{}",
                 self.args.join(" "),
                 path.display(),
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until guard has published that it runs (guard.json with its
+    /// pid): attached, and its controller's first tick done.
+    pub fn wait_ready(&self) {
+        let pid = self.pid().expect("running");
+        let deadline = Instant::now() + TIMEOUT;
+        while guard::host::status_file::read_run(Path::new(guard::model::paths::RUNTIME_DIR))
+            .is_none_or(|run| run.pid != pid)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "guard never said it was ready:\n{}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(20));

@@ -110,14 +110,18 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             return Err(e);
         }
     };
+    // The first tick before guard says it is ready: until then the program
+    // holds the configured limits, not the level's (ten times them while
+    // the table is calm).
+    let mut next_control = Instant::now();
     if let Some(c) = controller.as_mut() {
         c.xdp_can_reply(attached.iter().any(|a| a.cookies_ok), &settings);
+        next_control += control(c, &mut attached);
     }
     let published = Published::new(&runtime_dir, sources);
     published.run(&settings, &attached);
     notify::ready(&systemd_status(&settings, &attached));
     let mut summary = Summary::new(settings.summary_interval, &attached);
-    let mut next_control = Instant::now();
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
