@@ -61,7 +61,8 @@ pub fn load_settings(sources: Sources<'_>) -> Result<Settings> {
 /// (mode, limits, lists, the controller's target); the keys that need a
 /// restart keep their running values, with a warning; an invalid file
 /// changes nothing. The lists are replaced, so an entry taken out of the
-/// file stops matching at once. Returns whether anything was applied.
+/// file stops matching at once. Returns whether anything was applied;
+/// the caller publishes the new state, then calls [`log_reloaded`].
 pub fn reload(
     sources: Sources<'_>,
     settings: &mut Settings,
@@ -104,11 +105,18 @@ pub fn reload(
     if let Some(c) = controller {
         c.reconfigure(&applied);
     }
-    tracing::info!(
-        "SIGHUP: reloaded {}: {}",
-        path.display(),
-        applied.describe()
-    );
     *settings = applied;
     true
+}
+
+/// The line that says a reload took; logged once its state is published,
+/// so `guard status` read after it shows the new configuration.
+pub fn log_reloaded(sources: Sources<'_>, settings: &Settings) {
+    if let Some(path) = sources.config {
+        tracing::info!(
+            "SIGHUP: reloaded {}: {}",
+            path.display(),
+            settings.describe()
+        );
+    }
 }

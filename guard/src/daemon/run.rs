@@ -131,6 +131,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 if reload::reload(sources, &mut settings, &mut attached, controller.as_mut()) {
                     next_control = Instant::now();
                     published.run(&settings, &attached);
+                    reload::log_reloaded(sources, &settings);
                 }
                 notify::ready(&systemd_status(&settings, &attached));
             }
