@@ -69,7 +69,8 @@ pub const ALL: &[&str] = &[
 pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
 pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
 pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;
-/// Entries per allow/deny trie.
-pub const MAX_LIST_ENTRIES: u32 = 16_384;
+/// Entries per allow/deny trie (`list-capacity`). The tries allocate a
+/// node per entry as it comes, so a large ceiling costs nothing unused.
+pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use guard_common::{
     CounterBlock, DataplaneConfig, FlowKey, PortCounts, SourceKey, SourceState,
     maps::{
-        DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, EVENTS_BYTES,
-        MAX_LIST_ENTRIES,
+        DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
+        EVENTS_BYTES,
     },
     ports::{PORT_ENTRIES, PORT_SLOTS},
     state::GLOBAL_SLOTS,
@@ -33,11 +33,11 @@ pub static PREFIXES: LruHashMap<SourceKey, SourceState> =
 // The kernel requires BPF_F_NO_PREALLOC for LPM tries.
 #[map(name = "GUARD_LISTS_V4")]
 pub static LISTS_V4: LpmTrie<[u8; 4], u8> =
-    LpmTrie::with_max_entries(MAX_LIST_ENTRIES, BPF_F_NO_PREALLOC);
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "GUARD_LISTS_V6")]
 pub static LISTS_V6: LpmTrie<[u8; 16], u8> =
-    LpmTrie::with_max_entries(MAX_LIST_ENTRIES, BPF_F_NO_PREALLOC);
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "GUARD_GLOBAL")]
 pub static GLOBAL: Array<u64> = Array::with_max_entries(GLOBAL_SLOTS, 0);

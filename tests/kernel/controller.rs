@@ -680,10 +680,10 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
         let stats: serde_json::Value = serde_json::from_str(&out.stdout).expect("stats --json");
         stats["conntrack"]["nft_reinstalled"].clone()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let mut seen = reinstalled();
-    while seen != 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    while seen != 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
         seen = reinstalled();
     }
     assert_eq!(seen, 1, "status never counted the reinstall");

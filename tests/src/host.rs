@@ -93,27 +93,34 @@ impl Drop for Saved {
 /// `model::paths::LISTS_FILE`).
 pub const LISTS_FILE: &str = guard::model::paths::LISTS_FILE;
 
-/// The lists file is host state: moved aside for a test and put back when
-/// dropped, whatever happens.
-pub struct KeptLists(Option<Vec<u8>>);
+/// The runtime lists file (`--no-save`).
+pub const RUNTIME_LISTS_FILE: &str = guard::model::paths::RUNTIME_LISTS_FILE;
+
+/// The lists files are host state: moved aside for a test and put back
+/// when dropped, whatever happens.
+pub struct KeptLists([Option<Vec<u8>>; 2]);
 
 impl KeptLists {
     #[must_use]
     pub fn save() -> Self {
-        let old = fs::read(LISTS_FILE).ok();
-        let _ = fs::remove_file(LISTS_FILE);
-        Self(old)
+        Self([LISTS_FILE, RUNTIME_LISTS_FILE].map(|path| {
+            let old = fs::read(path).ok();
+            let _ = fs::remove_file(path);
+            old
+        }))
     }
 }
 
 impl Drop for KeptLists {
     fn drop(&mut self) {
-        match &self.0 {
-            Some(bytes) => {
-                let _ = fs::write(LISTS_FILE, bytes);
-            }
-            None => {
-                let _ = fs::remove_file(LISTS_FILE);
+        for (path, old) in [LISTS_FILE, RUNTIME_LISTS_FILE].iter().zip(&self.0) {
+            match old {
+                Some(bytes) => {
+                    let _ = fs::write(path, bytes);
+                }
+                None => {
+                    let _ = fs::remove_file(path);
+                }
             }
         }
     }

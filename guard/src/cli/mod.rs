@@ -251,13 +251,33 @@ pub enum ListAction {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  guard deny add 198.51.100.7 --for 1h --reason 'ssh brute force'\n  curl -s https://www.spamhaus.org/drop/drop.txt | guard deny add --file - --reason spamhaus-drop\n  guard allow add 203.0.113.0/24 --no-save"
+)]
 pub struct ListArgs {
     /// add, del or list.
     #[arg(value_enum)]
     pub action: ListAction,
-    /// The CIDR (or address) to add or delete.
-    #[arg(value_name = "CIDR", required_if_eq_any([("action", "add"), ("action", "del")]))]
-    pub cidr: Option<String>,
+    /// The CIDRs (or addresses) to add or delete.
+    #[arg(value_name = "CIDR")]
+    pub cidrs: Vec<String>,
+    /// Also the entries of FILE, one per line (the first word of each;
+    /// `#` and `;` start comments); `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Take the entries out again after DURATION (`90s`, `15m`, `4h`, `2d`,
+    /// `1h30m`); the running guard does it, and a restart keeps the time.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Why, shown by `guard deny list` and `guard bans` and in the log
+    /// when the entries expire.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Change the running guards and keep the entries only in
+    /// /run/guard/lists.toml: a restart of guard keeps them, a reboot
+    /// does not.
+    #[arg(long)]
+    pub no_save: bool,
 }
 
 #[derive(Debug, Args)]
@@ -357,7 +377,18 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
                 CrowdsecAction::Add => Edit::Add,
                 CrowdsecAction::Del => Edit::Del,
             };
-            commands::lists::edit(List::Deny, edit, &args.ip)
+            // guard times the decision itself too, so it ends even if
+            // CrowdSec's `del` never comes (the bouncer was down).
+            let reason = args.reason.as_ref().map(|r| format!("crowdsec: {r}"));
+            commands::lists::edit(&commands::lists::Request {
+                list: List::Deny,
+                edit,
+                cidrs: std::slice::from_ref(&args.ip),
+                file: None,
+                duration: args.duration.as_deref().filter(|_| edit == Edit::Add),
+                reason: reason.as_deref(),
+                save: true,
+            })
         }
         Command::Generate(args) => generate::command(args),
         // Nagios reads a plugin that cannot check as UNKNOWN (3), on its
@@ -375,26 +406,54 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
 }
 
 fn list(list: List, args: &ListArgs) -> Result<()> {
-    let cidr = || {
-        args.cidr.as_deref().ok_or_else(|| {
-            usage(anyhow!(
-                "give the CIDR to {}",
-                if args.action == ListAction::Add {
-                    "add"
-                } else {
-                    "delete"
-                }
-            ))
-        })
-    };
-    match args.action {
+    let edit = match args.action {
         ListAction::List => {
+            if let Some(flag) = [
+                (!args.cidrs.is_empty()).then_some("a CIDR"),
+                args.file.as_ref().map(|_| "--file"),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            {
+                return Err(usage(anyhow!("`{} list` takes no {flag}", list.name())));
+            }
             commands::lists::show(list);
-            Ok(())
+            return Ok(());
         }
-        ListAction::Add => commands::lists::edit(list, Edit::Add, cidr()?),
-        ListAction::Del => commands::lists::edit(list, Edit::Del, cidr()?),
+        ListAction::Add => Edit::Add,
+        ListAction::Del => Edit::Del,
+    };
+    if args.action != ListAction::Add
+        && let Some(flag) = [
+            args.duration.as_ref().map(|_| "--for"),
+            args.reason.as_ref().map(|_| "--reason"),
+            args.no_save.then_some("--no-save"),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return Err(usage(anyhow!(
+            "{flag} goes with `{} add`: a delete takes the entry out wherever it is kept",
+            list.name()
+        )));
     }
+    if args.cidrs.is_empty() && args.file.is_none() {
+        return Err(usage(anyhow!(
+            "give the CIDRs to {}, or --file with one per line",
+            if edit == Edit::Add { "add" } else { "delete" }
+        )));
+    }
+    commands::lists::edit(&commands::lists::Request {
+        list,
+        edit,
+        cidrs: &args.cidrs,
+        file: args.file.as_deref(),
+        duration: args.duration.as_deref(),
+        reason: args.reason.as_deref(),
+        save: !args.no_save,
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::{
 /// `guard check-config [--config FILE] [FLAGS]`: prints what guard would do
 /// and exits 0, or names the bad key and exits 2.
 pub fn command(sources: Sources<'_>) -> Result<()> {
-    let settings = load_settings(sources).map_err(usage)?;
+    let (settings, _) = load_settings(sources).map_err(usage)?;
     match sources.config {
         Some(path) => println!("{}: OK", path.display()),
         None => println!("flags: OK"),

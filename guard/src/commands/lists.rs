@@ -1,25 +1,36 @@
 //! Live list management: `guard allow|deny add|del|list` and `guard unban`
 //! act on a running guard through its pinned maps and take effect with the
-//! next packet. Allow and deny changes are also kept in the lists file,
-//! which `guard run` loads at every start (and at SIGHUP), so a restart
-//! keeps them. The file and every running guard's tries are changed under
-//! the file's lock, so two commands racing from two shells both land.
+//! next packet. Allow and deny changes are also kept, in the saved lists
+//! file or (`--no-save`) the runtime one, which `guard run` loads at every
+//! start and SIGHUP; an entry given `--for` is taken out by the running
+//! guard when its time is up. The files and every running guard's tries
+//! are changed under the files' lock, so two commands racing from two
+//! shells both land.
 
 use std::{
+    fs,
+    io::Read as _,
     net::IpAddr,
     path::{Path, PathBuf},
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context as _, Result, anyhow};
+use guard_common::maps::DEFAULT_LIST_CAPACITY;
+use ipnet::IpNet;
 
 use crate::{
     config::parse_cidr,
     dataplane::{handle::Dataplane, pins::Layout},
     error::usage,
-    host::{clock::monotonic_ns, kept_lists, preflight},
+    host::{
+        clock::{monotonic_ns, unix_now_secs},
+        kept_lists, preflight,
+    },
     model::{
-        lists::{Edit, List},
-        paths::LISTS_FILE,
+        duration,
+        lists::{Edit, List, Note, Store, parse_entries},
+        paths::{LISTS_FILE, RUNTIME_LISTS_FILE},
     },
 };
 
@@ -31,41 +42,160 @@ fn pinned_dirs() -> Vec<PathBuf> {
         .collect()
 }
 
-/// `guard allow|deny add|del CIDR`. The kept file is written first: it is
-/// what a reload rebuilds the running lists from.
-pub fn edit(list: List, edit: Edit, text: &str) -> Result<()> {
+/// What `guard allow|deny add|del` was given.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub list: List,
+    pub edit: Edit,
+    pub cidrs: &'a [String],
+    /// One entry per line; `-` is standard input.
+    pub file: Option<&'a Path>,
+    /// `--for`: how long the entries hold.
+    pub duration: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// Kept in the saved file (else the runtime one).
+    pub save: bool,
+}
+
+/// `guard allow|deny add|del CIDR... [--file F]`. The kept file is written
+/// first: it is what a reload rebuilds the running lists from.
+pub fn edit(req: &Request<'_>) -> Result<()> {
     preflight::check_privileges().map_err(usage)?;
-    let net = parse_cidr(text).map_err(|e| usage(anyhow!("`{text}`: {e}")))?;
-    let file = Path::new(LISTS_FILE);
-    let _lock = kept_lists::lock(file)?;
-    let mut kept = kept_lists::load(file).map_err(usage)?;
-    kept.apply(list, edit, net);
-    kept.check_capacity()
-        .map_err(|e| usage(anyhow!("cannot add {net} to the {}list: {e}", list.name())))?;
-    kept_lists::save(file, &kept)?;
-    let dirs = pinned_dirs();
-    for dir in &dirs {
-        let there = Dataplane::open_pinned(dir)
-            .and_then(|mut d| d.edit_lists(|lists| lists.apply(list, edit, net)))
+    let nets = entries(req)?;
+    let expires = req
+        .duration
+        .map(|text| {
+            duration::parse(text)
+                .map(|d| unix_now_secs() + d.as_secs().max(1))
+                .map_err(|e| usage(anyhow!("--for `{text}`: {e}")))
+        })
+        .transpose()?;
+    let note = Note {
+        expires,
+        reason: req.reason.map(str::to_owned),
+    };
+    let (list, edit) = (req.list, req.edit);
+    let _lock = kept_lists::lock()?;
+    let before = kept_lists::load_store().map_err(usage)?;
+    let mut store = before.clone();
+    store.apply(list, edit, &nets, &note, req.save);
+    let mut running = pinned_dirs()
+        .into_iter()
+        .map(|dir| {
+            let d = Dataplane::open_pinned(&dir)
+                .with_context(|| format!("opening the lists pinned in {}", dir.display()))?;
+            Ok((dir, d))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    check_room(&store, &running, list, &nets)?;
+    kept_lists::save_store(&before, &store)?;
+    let what = describe(list, &nets);
+    for (dir, d) in &mut running {
+        let changed = d
+            .edit_lists(|lists| lists.apply(list, edit, &nets))
             .with_context(|| format!("updating the lists pinned in {}", dir.display()))?;
-        let what = match (edit, there) {
-            (Edit::Add, _) => format!("added {net} to the {}list", list.name()),
-            (Edit::Del, true) => format!("deleted {net} from the {}list", list.name()),
-            (Edit::Del, false) => format!("{net} was not in the {}list", list.name()),
+        let done = match (edit, nets.len(), changed) {
+            (Edit::Add, 1, _) => format!("added {what} to the {}list", list.name()),
+            (Edit::Add, _, n) => format!("added {what} ({n} new) to the {}list", list.name()),
+            (Edit::Del, 1, 0) => format!("{what} was not in the {}list", list.name()),
+            (Edit::Del, 1, _) => format!("deleted {what} from the {}list", list.name()),
+            (Edit::Del, _, n) => format!("deleted {n} of {what} from the {}list", list.name()),
         };
-        println!("{what} of {}: in effect now", dir.display());
+        println!("{done} of {}: in effect now", dir.display());
     }
-    if dirs.is_empty() {
-        println!("no guard is running: kept in {LISTS_FILE} for the next start");
+    let kept_in = if req.save {
+        format!("kept in {LISTS_FILE}, which guard run loads at every start")
     } else {
-        println!("kept in {LISTS_FILE}, which guard run loads at every start");
+        format!("kept in {RUNTIME_LISTS_FILE} only (--no-save): gone at reboot")
+    };
+    let kept_in = if edit == Edit::Del {
+        "taken out of the kept lists".to_owned()
+    } else {
+        kept_in
+    };
+    if running.is_empty() {
+        println!("no guard is running: {kept_in}");
+    } else {
+        println!("{kept_in}");
+    }
+    if let (Edit::Add, Some(at)) = (edit, expires) {
+        println!(
+            "guard takes {} out at {} ({} from now)",
+            if nets.len() == 1 { "it" } else { "them" },
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(at)),
+            duration::short(at.saturating_sub(unix_now_secs()))
+        );
     }
     if edit == Edit::Del {
         println!(
-            "(an entry that also stands in guard run's --config or flags comes back at the next start)"
+            "(an entry that also stands in guard run's --config or flags stays: the config wins)"
         );
     }
     Ok(())
+}
+
+/// The entries given on the command line and in `--file`.
+fn entries(req: &Request<'_>) -> Result<Vec<IpNet>> {
+    let mut nets = req
+        .cidrs
+        .iter()
+        .map(|text| parse_cidr(text).map_err(|e| usage(anyhow!("`{text}`: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = req.file {
+        let (text, name) = if path == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the entries from standard input")?;
+            (text, "stdin".to_owned())
+        } else {
+            let text = fs::read_to_string(path)
+                .map_err(|e| usage(anyhow!("--file {}: {e}", path.display())))?;
+            (text, path.display().to_string())
+        };
+        nets.extend(parse_entries(&text, &name).map_err(|e| usage(anyhow!("--file {e}")))?);
+    }
+    if nets.is_empty() {
+        return Err(usage(anyhow!(
+            "no entries: give CIDRs, or --file with one per line"
+        )));
+    }
+    Ok(nets)
+}
+
+/// Refuses, before anything is written, an add that the kept files or a
+/// running guard's tries cannot hold.
+fn check_room(
+    store: &Store,
+    running: &[(PathBuf, Dataplane)],
+    list: List,
+    nets: &[IpNet],
+) -> Result<()> {
+    let full = |e: String| {
+        usage(anyhow!(
+            "cannot add {} to the {}list: {e}",
+            describe(list, nets),
+            list.name()
+        ))
+    };
+    let mut capacity = DEFAULT_LIST_CAPACITY;
+    for (dir, d) in running {
+        let there = d.list_capacity()?;
+        capacity = capacity.min(there);
+        let mut lists = d
+            .lists()
+            .with_context(|| format!("reading the lists pinned in {}", dir.display()))?;
+        lists.apply(list, Edit::Add, nets);
+        lists.check_capacity(there).map_err(full)?;
+    }
+    store.all().lists.check_capacity(capacity).map_err(full)
+}
+
+fn describe(list: List, nets: &[IpNet]) -> String {
+    match nets {
+        [one] => one.to_string(),
+        _ => format!("{} {} entries", nets.len(), list.name()),
+    }
 }
 
 /// `guard allow|deny list`.
@@ -85,23 +215,48 @@ pub fn show(list: List) {
     if dirs.is_empty() {
         println!("no guard is running");
     }
-    let file = Path::new(LISTS_FILE);
-    match kept_lists::load(file) {
-        Ok(kept) => {
-            let entries: Vec<String> = kept.entries(list).iter().map(ToString::to_string).collect();
-            println!(
-                "{} (kept in {}, loaded at start): {}",
-                list.name(),
-                file.display(),
-                if entries.is_empty() {
-                    "none".to_owned()
-                } else {
-                    entries.join(", ")
-                }
-            );
+    let now = unix_now_secs();
+    match kept_lists::load_store() {
+        Ok(store) => {
+            for (kept, file) in [
+                (&store.saved, LISTS_FILE),
+                (&store.runtime, RUNTIME_LISTS_FILE),
+            ] {
+                let entries: Vec<String> = kept
+                    .lists
+                    .entries(list)
+                    .iter()
+                    .map(|net| match kept.notes.get(net) {
+                        Some(note) => format!("{net} ({})", describe_note(note, now)),
+                        None => net.to_string(),
+                    })
+                    .collect();
+                println!(
+                    "{} (kept in {file}): {}",
+                    list.name(),
+                    if entries.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        entries.join(", ")
+                    }
+                );
+            }
         }
         Err(e) => println!("{e:#}"),
     }
+}
+
+/// `12m left: ssh brute force`.
+#[must_use]
+pub fn describe_note(note: &Note, now: u64) -> String {
+    let left = note
+        .left(now)
+        .map(|s| format!("{} left", duration::short(s)));
+    [left, note.reason.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// `guard unban ADDR`: lifts a ban at once, on every guarded interface.

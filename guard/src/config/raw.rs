@@ -288,6 +288,10 @@ pub struct RawConfig {
     /// UDP flows tracked at once [default: 131072].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_udp_flows: Option<u32>,
+    /// Allow and deny entries per address family: the config's, the kept
+    /// lists' and live adds together [default: 65536].
+    #[arg(long, value_name = "N", help_heading = "Capacity")]
+    pub list_capacity: Option<u32>,
     /// Events ("source limited", "source banned") per second, all sources
     /// together; 0 = no limit [default: 100].
     #[arg(long, value_name = "N", help_heading = "Capacity")]

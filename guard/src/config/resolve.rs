@@ -13,7 +13,9 @@ use std::{
 use guard_common::{
     bucket::{MAX_BURST, MAX_RATE},
     config::FLOW_CLASSES,
-    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS, MAX_LIST_ENTRIES},
+    maps::{
+        DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
+    },
     ports::PORT_SLOTS,
 };
 use ipnet::IpNet;
@@ -125,7 +127,13 @@ impl Settings {
         let ifaces = interfaces(&l)?;
         let limits = limits(&l)?;
         let grouping = grouping(&l)?;
-        let (allow, deny) = lists(&l)?;
+        let list_capacity = capacity(
+            &l,
+            "list-capacity",
+            |r| r.list_capacity,
+            DEFAULT_LIST_CAPACITY,
+        )?;
+        let (allow, deny) = lists(&l, list_capacity)?;
         Ok(Self {
             ifaces,
             xdp_mode: l.or("xdp-mode", |r| r.xdp_mode, XdpModeChoice::Auto).0,
@@ -181,6 +189,7 @@ impl Settings {
                 |r| r.max_udp_flows,
                 DEFAULT_MAX_UDP_FLOWS,
             )?,
+            list_capacity,
             summary_interval: seconds(
                 &l,
                 "summary-interval",
@@ -192,54 +201,6 @@ impl Settings {
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
             cookies: cookies(&l)?,
         })
-    }
-
-    /// Adds entries kept from live list changes (`guard allow|deny add`),
-    /// which `source` names in errors. A kept entry that the config puts on
-    /// the other list is left out (the config wins) and returned, for a
-    /// warning; the merged lists must still fit the tries.
-    pub fn merge_lists(
-        &mut self,
-        allow: Vec<IpNet>,
-        deny: Vec<IpNet>,
-        source: &Path,
-    ) -> Result<Vec<IpNet>, ConfigError> {
-        let mut skipped = Vec::new();
-        let (config_allow, config_deny) = (self.allow.clone(), self.deny.clone());
-        for net in allow {
-            if config_deny.contains(&net) {
-                skipped.push(net);
-            } else if !self.allow.contains(&net) {
-                self.allow.push(net);
-            }
-        }
-        for net in deny {
-            if config_allow.contains(&net) {
-                skipped.push(net);
-            } else if !self.deny.contains(&net) {
-                self.deny.push(net);
-            }
-        }
-        // A file edited by hand may hold a range on both lists: deny wins.
-        let deny = &self.deny;
-        self.allow.retain(|n| {
-            let both = deny.contains(n);
-            if both {
-                skipped.push(*n);
-            }
-            !both
-        });
-        if let Some((family, n)) = list_overflow(&self.allow, &self.deny) {
-            return Err(invalid(
-                "allow/deny",
-                format!("{n} {family} entries"),
-                &Origin::File(source.to_path_buf()),
-                format!(
-                    "the config's and the kept lists together hold at most {MAX_LIST_ENTRIES} entries per family"
-                ),
-            ));
-        }
-        Ok(skipped)
     }
 }
 
@@ -361,7 +322,7 @@ fn grouping(l: &Layers<'_>) -> Result<Grouping, ConfigError> {
     })
 }
 
-fn lists(l: &Layers<'_>) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
+fn lists(l: &Layers<'_>, capacity: u32) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
     let allow = cidrs(l, "allow", |r| r.allow.clone())?;
     let deny = cidrs(l, "deny", |r| r.deny.clone())?;
     if let Some(both) = allow.iter().find(|net| deny.contains(net)) {
@@ -373,13 +334,15 @@ fn lists(l: &Layers<'_>) -> Result<(Vec<IpNet>, Vec<IpNet>), ConfigError> {
             "also in allow: an address range is either allowed or denied",
         ));
     }
-    if let Some((family, n)) = list_overflow(&allow, &deny) {
+    if let Some((family, n)) = list_overflow(&allow, &deny, capacity) {
         let (_, origin) = l.or("allow", |r| r.allow.clone(), Vec::new());
         return Err(invalid(
             "allow",
             format!("{n} {family} entries"),
             &origin,
-            format!("allow and deny together hold at most {MAX_LIST_ENTRIES} entries per family"),
+            format!(
+                "allow and deny together hold at most {capacity} entries per family (list-capacity)"
+            ),
         ));
     }
     Ok((allow, deny))

@@ -10,7 +10,6 @@ use guard_common::{
         BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
         MODE_ENFORCE, MODE_MONITOR,
     },
-    maps::MAX_LIST_ENTRIES,
 };
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -116,6 +115,7 @@ pub struct Settings {
     pub max_sources: u32,
     pub max_prefixes: u32,
     pub max_udp_flows: u32,
+    pub list_capacity: u32,
     pub summary_interval: Duration,
     pub metrics: Option<std::net::SocketAddr>,
     pub conntrack: ConntrackSettings,
@@ -262,6 +262,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         keep: |new, old| new.max_udp_flows = old.max_udp_flows,
     },
     RestartKey {
+        name: "list-capacity",
+        show: |s| s.list_capacity.to_string(),
+        keep: |new, old| new.list_capacity = old.list_capacity,
+    },
+    RestartKey {
         name: "conntrack-memory",
         show: |s| format!("{:?}", s.conntrack.memory_mib),
         keep: |new, old| new.conntrack.memory_mib = old.conntrack.memory_mib,
@@ -327,9 +332,13 @@ pub fn list_bits(allow: &[IpNet], deny: &[IpNet]) -> u32 {
 }
 
 /// The first family (`"IPv4"` or `"IPv6"`) whose allow and deny entries
-/// together are more than its trie holds, with their number.
+/// together are more than its trie holds (`capacity`), with their number.
 #[must_use]
-pub fn list_overflow(allow: &[IpNet], deny: &[IpNet]) -> Option<(&'static str, usize)> {
+pub fn list_overflow(
+    allow: &[IpNet],
+    deny: &[IpNet],
+    capacity: u32,
+) -> Option<(&'static str, usize)> {
     let v4 = allow
         .iter()
         .chain(deny)
@@ -338,7 +347,7 @@ pub fn list_overflow(allow: &[IpNet], deny: &[IpNet]) -> Option<(&'static str, u
     let v6 = allow.len() + deny.len() - v4;
     [("IPv4", v4), ("IPv6", v6)]
         .into_iter()
-        .find(|(_, n)| *n > MAX_LIST_ENTRIES as usize)
+        .find(|(_, n)| *n > capacity as usize)
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -354,52 +354,6 @@ fn a_reload_keeps_every_restart_key_and_says_which() {
 }
 
 #[test]
-fn kept_entries_yield_to_the_config_and_deny_wins_within_them() {
-    let mut s = resolve(&[
-        "-i",
-        "eth0",
-        "--deny",
-        "198.18.5.0/24",
-        "--allow",
-        "198.18.6.0/24",
-    ])
-    .unwrap();
-    let net = |t: &str| t.parse::<IpNet>().unwrap();
-    let skipped = s
-        .merge_lists(
-            vec![
-                net("198.18.5.0/24"),
-                net("198.18.7.0/24"),
-                net("198.18.9.0/24"),
-            ],
-            vec![
-                net("198.18.6.0/24"),
-                net("198.18.8.0/24"),
-                net("198.18.9.0/24"),
-            ],
-            Path::new("/var/lib/guard/lists.toml"),
-        )
-        .unwrap();
-    assert_eq!(
-        skipped,
-        [
-            net("198.18.5.0/24"),
-            net("198.18.6.0/24"),
-            net("198.18.9.0/24")
-        ]
-    );
-    assert_eq!(s.allow, [net("198.18.6.0/24"), net("198.18.7.0/24")]);
-    assert_eq!(
-        s.deny,
-        [
-            net("198.18.5.0/24"),
-            net("198.18.8.0/24"),
-            net("198.18.9.0/24")
-        ]
-    );
-}
-
-#[test]
 fn metrics_alone_serve_on_loopback_at_the_default_port() {
     let s = resolve(&["-i", "eth0", "--metrics"]).unwrap();
     assert_eq!(s.metrics, Some(defaults::METRICS.parse().unwrap()));

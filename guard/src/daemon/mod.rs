@@ -1,8 +1,10 @@
 //! `guard run`: the run loop and its signals ([`run`]), SIGHUP
-//! ([`reload`]), the conntrack controller ([`controller`]) and the
-//! Prometheus endpoint ([`metrics`]).
+//! ([`reload`]), the conntrack controller ([`controller`]), the kept
+//! lists and their expiry ([`kept`]) and the Prometheus endpoint
+//! ([`metrics`]).
 
 pub mod controller;
+pub mod kept;
 pub mod metrics;
 pub mod reload;
 pub mod run;

@@ -6,12 +6,14 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::controller::Controller;
+use super::{
+    controller::Controller,
+    kept::{self, KeptLists},
+};
 use crate::{
     config::{self, RawConfig, Settings},
     dataplane::loader::Attached,
     host::kept_lists,
-    model::paths::LISTS_FILE,
 };
 
 /// Where `guard run` takes its settings from: `--config FILE`, if given,
@@ -23,38 +25,17 @@ pub struct Sources<'a> {
 }
 
 /// Flags over the config file over the defaults, plus the lists kept by
-/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP reloads.
-pub fn load_settings(sources: Sources<'_>) -> Result<Settings> {
+/// `guard allow|deny`: what `guard run` starts with, and what SIGHUP
+/// reloads; with what the run loop needs to follow the kept lists.
+pub fn load_settings(sources: Sources<'_>) -> Result<(Settings, KeptLists)> {
     let file = match sources.config {
         Some(path) => Some((config::read_file(path)?, path)),
         None => None,
     };
     let mut settings =
         Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
-    // The kept lists must never stop guard from starting (a restart loop
-    // at boot): unreadable, corrupt or too long, guard starts with the
-    // config's lists and says so.
-    let kept = Path::new(LISTS_FILE);
-    let config_lists = (settings.allow.clone(), settings.deny.clone());
-    let merged = kept_lists::load(kept)
-        .and_then(|lists| Ok(settings.merge_lists(lists.allow, lists.deny, kept)?));
-    match merged {
-        Ok(skipped) => {
-            for net in skipped {
-                tracing::warn!(
-                    "{}: {net} is kept on the other list than the config puts it: the config wins",
-                    kept.display()
-                );
-            }
-        }
-        Err(e) => {
-            tracing::warn!(
-                "{e:#}: the kept lists are left out, the config's apply (fix the file, or remove it)"
-            );
-            (settings.allow, settings.deny) = config_lists;
-        }
-    }
-    Ok(settings)
+    let kept = kept::merge(&mut settings);
+    Ok((settings, kept))
 }
 
 /// Reads the config again and applies what a running guard can change
@@ -68,6 +49,7 @@ pub fn reload(
     settings: &mut Settings,
     attached: &mut [Attached],
     controller: Option<&mut Controller<'_>>,
+    kept: &mut KeptLists,
 ) -> bool {
     let Some(path) = sources.config else {
         tracing::warn!("SIGHUP: guard was started without --config; nothing to reload");
@@ -75,11 +57,11 @@ pub fn reload(
     };
     // The kept lists are read and applied under their lock, so a list
     // command running meanwhile lands before or after, never in between.
-    let loaded = kept_lists::lock(Path::new(LISTS_FILE)).and_then(|lock| {
+    let loaded = kept_lists::lock().and_then(|lock| {
         let new = load_settings(sources)?;
         Ok::<_, anyhow::Error>((lock, new))
     });
-    let (_lock, new) = match loaded {
+    let (_lock, (new, new_kept)) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::error!(
@@ -106,6 +88,7 @@ pub fn reload(
         c.reconfigure(&applied);
     }
     *settings = applied;
+    *kept = new_kept;
     true
 }
 

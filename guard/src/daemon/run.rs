@@ -17,6 +17,7 @@ use tokio::{
 
 use super::{
     controller::Controller,
+    kept::KeptLists,
     metrics,
     reload::{self, Sources, load_settings},
 };
@@ -40,7 +41,7 @@ use crate::{
     },
     model::{
         offenders::{Offenders, describe_top},
-        paths::{BPFFS, LISTS_FILE, RUNTIME_DIR},
+        paths::{BPFFS, RUNTIME_DIR},
         policy::XdpCounts,
         stats::summary_line,
         status::{AttachedStatus, RunStatus},
@@ -49,7 +50,7 @@ use crate::{
 
 /// `guard run`.
 pub fn run(sources: Sources<'_>) -> Result<()> {
-    let settings = load_settings(sources).map_err(usage)?;
+    let (settings, _) = load_settings(sources).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
     if Layout::ensure_bpffs().map_err(usage)? {
         tracing::info!("mounted the bpf filesystem at {BPFFS}: it was not mounted here");
@@ -101,7 +102,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         Err(e) => return Err(usage(e)),
     };
     let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
-    let mut attached = match attach_all(sources, &mut settings, &scope, &events_tx) {
+    let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, &events_tx) {
         Ok(attached) => attached,
         Err(e) => {
             if let Some(c) = controller.take() {
@@ -122,13 +123,15 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     published.run(&settings, &attached);
     notify::ready(&systemd_status(&settings, &attached));
     let mut summary = Summary::new(settings.summary_interval, &attached);
+    let mut kept_ticker = tokio::time::interval(Duration::from_secs(1));
+    kept_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
             _ = sighup.recv() => {
                 notify::reloading();
-                if reload::reload(sources, &mut settings, &mut attached, controller.as_mut()) {
+                if reload::reload(sources, &mut settings, &mut attached, controller.as_mut(), &mut kept) {
                     next_control = Instant::now();
                     published.run(&settings, &attached);
                     reload::log_reloaded(sources, &settings);
@@ -136,6 +139,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 notify::ready(&systemd_status(&settings, &attached));
             }
             _ = summary.ticker.tick() => summary.log(&attached)?,
+            _ = kept_ticker.tick() => kept.tick(&mut settings, &mut attached),
             () = sleep_until(next_control), if controller.is_some() => {
                 let Some(c) = controller.as_mut() else { continue };
                 next_control = Instant::now() + control(c, &mut attached);
@@ -327,11 +331,11 @@ fn attach_all(
     settings: &mut Settings,
     scope: &Scope,
     events: &mpsc::Sender<Tagged>,
-) -> Result<Vec<Attached>> {
-    let _lock = kept_lists::lock(Path::new(LISTS_FILE))?;
+) -> Result<(Vec<Attached>, KeptLists)> {
+    let _lock = kept_lists::lock()?;
     // Only the lists: every other key stays as the controller started
     // with it (a restart key changed meanwhile waits for a restart).
-    let fresh = load_settings(sources).map_err(usage)?;
+    let (fresh, kept) = load_settings(sources).map_err(usage)?;
     settings.allow = fresh.allow;
     settings.deny = fresh.deny;
     let settings = &*settings;
@@ -359,7 +363,7 @@ fn attach_all(
         ));
         attached.push(a);
     }
-    Ok(attached)
+    Ok((attached, kept))
 }
 
 /// One controller tick; returns when the next is due. A failed reading is

@@ -212,7 +212,9 @@ impl Dataplane {
     /// them up. An entry that stays is never missing. If a write fails,
     /// the tries are put back to `have`, as far as the kernel lets.
     fn replace_lists_locked(&mut self, have: &Lists, wanted: &Lists) -> Result<()> {
-        wanted.check_capacity().map_err(anyhow::Error::msg)?;
+        wanted
+            .check_capacity(self.list_capacity()?)
+            .map_err(anyhow::Error::msg)?;
         let (have_by, want_by) = (have.by_net(), wanted.by_net());
         let changes = have_by
             .keys()
@@ -251,6 +253,16 @@ impl Dataplane {
         }
         let bits = list_bits(&wanted.allow, &wanted.deny);
         self.update_config_locked(|c| c.lists = bits)
+    }
+
+    /// Entries each trie holds, as the running program was loaded with.
+    pub fn list_capacity(&self) -> Result<u32> {
+        Ok(self
+            .lists_v4
+            .map()
+            .info()
+            .context("reading GUARD_LISTS_V4's size")?
+            .max_entries())
     }
 
     fn insert_list_entry(&mut self, net: &IpNet, action: u8) -> Result<()> {

@@ -12,7 +12,7 @@ use aya::{
 use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
-    maps::{EVENTS, PREFIXES, PROGRAM, SOURCES, UDP_FLOWS},
+    maps::{EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SOURCES, UDP_FLOWS},
     ports::{PORT_COOKIES, port_slot},
 };
 
@@ -68,6 +68,7 @@ pub struct LoadOptions {
     pub max_sources: u32,
     pub max_prefixes: u32,
     pub max_udp_flows: u32,
+    pub list_capacity: u32,
     /// Read time from the `GUARD_TEST_CLOCK` map instead of the kernel's
     /// clock: for the differential tests only.
     pub test_clock: bool,
@@ -80,6 +81,7 @@ impl LoadOptions {
             max_sources: settings.max_sources,
             max_prefixes: settings.max_prefixes,
             max_udp_flows: settings.max_udp_flows,
+            list_capacity: settings.list_capacity,
             test_clock: false,
         }
     }
@@ -102,7 +104,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     loader
         .map_max_entries(SOURCES, opts.max_sources)
         .map_max_entries(PREFIXES, opts.max_prefixes)
-        .map_max_entries(UDP_FLOWS, opts.max_udp_flows);
+        .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
+        .map_max_entries(LISTS_V4, opts.list_capacity)
+        .map_max_entries(LISTS_V6, opts.list_capacity);
     if opts.test_clock {
         loader.override_global("TEST_CLOCK", &1u8, true);
     }
@@ -162,6 +166,13 @@ pub struct Attached {
 impl Attached {
     /// Writes a reloaded configuration (mode, limits, lists) into the running
     /// program.
+    /// Makes the allow and deny tries hold `lists`, and only them.
+    pub fn set_lists(&mut self, lists: &Lists) -> Result<()> {
+        self.dataplane
+            .replace_lists(lists)
+            .with_context(|| format!("updating the lists of {}", self.iface.name))
+    }
+
     pub fn reconfigure(&mut self, settings: &Settings) -> Result<()> {
         configure(&mut self.dataplane, settings)
             .with_context(|| format!("reconfiguring {}", self.iface.name))

@@ -1,15 +1,12 @@
 //! The allow and deny lists as guard keeps them: in the kept lists file,
 //! in a running guard's tries, and in the edits the list commands make.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use guard_common::{
-    key::{LIST_ALLOW, LIST_DENY},
-    maps::MAX_LIST_ENTRIES,
-};
+use guard_common::key::{LIST_ALLOW, LIST_DENY};
 use ipnet::IpNet;
 
-use crate::config::list_overflow;
+use crate::config::{list_overflow, parse_cidr};
 
 /// Which list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,24 +62,27 @@ impl Lists {
         }
     }
 
-    /// Applies one edit; returns whether a deleted entry was there. Adding
-    /// to one list takes the range out of the other: a range is allowed or
-    /// denied, never both.
-    pub fn apply(&mut self, list: List, edit: Edit, net: IpNet) -> bool {
+    /// Applies one edit to each of `nets`; returns how many were added
+    /// anew or, for a delete, were there. Adding to one list takes the
+    /// range out of the other: a range is allowed or denied, never both.
+    /// Sets, not scans: a 20,000-entry blocklist loads in one pass.
+    pub fn apply(&mut self, list: List, edit: Edit, nets: &[IpNet]) -> usize {
+        let given: HashSet<IpNet> = nets.iter().copied().collect();
         match edit {
             Edit::Add => {
-                self.entries_mut(list.other()).retain(|n| *n != net);
+                self.entries_mut(list.other())
+                    .retain(|n| !given.contains(n));
                 let entries = self.entries_mut(list);
-                if !entries.contains(&net) {
-                    entries.push(net);
-                }
-                true
+                let mut have: HashSet<IpNet> = entries.iter().copied().collect();
+                let before = entries.len();
+                entries.extend(nets.iter().filter(|n| have.insert(**n)));
+                entries.len() - before
             }
             Edit::Del => {
                 let entries = self.entries_mut(list);
-                let there = entries.contains(&net);
-                entries.retain(|n| *n != net);
-                there
+                let before = entries.len();
+                entries.retain(|n| !given.contains(n));
+                before - entries.len()
             }
         }
     }
@@ -98,13 +98,187 @@ impl Lists {
     }
 
     /// An error if a family has more entries than its trie holds.
-    pub fn check_capacity(&self) -> Result<(), String> {
-        match list_overflow(&self.allow, &self.deny) {
+    pub fn check_capacity(&self, capacity: u32) -> Result<(), String> {
+        match list_overflow(&self.allow, &self.deny, capacity) {
             None => Ok(()),
             Some((family, n)) => Err(format!(
-                "{n} {family} allow and deny entries: a trie holds {MAX_LIST_ENTRIES}"
+                "{n} {family} allow and deny entries: a trie holds {capacity} (list-capacity)"
             )),
         }
+    }
+
+    /// The config's lists with the kept ones added. A kept entry that the
+    /// config puts on the other list is left out (the config wins), and so
+    /// is an allow entry also kept as a deny entry (deny wins: a file
+    /// edited by hand may hold both); the ones left out are returned, for
+    /// a warning.
+    #[must_use]
+    pub fn merged(config: &Self, kept: &Self) -> (Self, Vec<IpNet>) {
+        let set = |nets: &[IpNet]| nets.iter().copied().collect::<HashSet<IpNet>>();
+        let (config_allow, config_deny) = (set(&config.allow), set(&config.deny));
+        let kept_deny = set(&kept.deny);
+        let mut skipped = Vec::new();
+        let mut out = config.clone();
+        let mut allow = config_allow.clone();
+        for net in &kept.allow {
+            if config_deny.contains(net) || (kept_deny.contains(net) && !config_allow.contains(net))
+            {
+                skipped.push(*net);
+            } else if allow.insert(*net) {
+                out.allow.push(*net);
+            }
+        }
+        let mut deny = config_deny;
+        for net in &kept.deny {
+            if config_allow.contains(net) {
+                skipped.push(*net);
+            } else if deny.insert(*net) {
+                out.deny.push(*net);
+            }
+        }
+        (out, skipped)
+    }
+}
+
+/// Entries from a file, one per line: the first word of each line, so
+/// plain lists, `ADDR # comment` and Spamhaus' `CIDR ; SBL123` all read;
+/// blank lines and lines starting with `#` or `;` are skipped. An error
+/// names the line (`source:N`).
+pub fn parse_entries(text: &str, source: &str) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(word) = line.split_whitespace().next() else {
+            continue;
+        };
+        if word.starts_with('#') || word.starts_with(';') {
+            continue;
+        }
+        let word = word.trim_end_matches([';', ',']);
+        nets.push(parse_cidr(word).map_err(|e| format!("{source}:{}: `{word}`: {e}", n + 1))?);
+    }
+    Ok(nets)
+}
+
+/// What a list command said about an entry: until when it holds (unix
+/// seconds; none is for good) and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Note {
+    pub expires: Option<u64>,
+    pub reason: Option<String>,
+}
+
+impl Note {
+    /// Seconds left at `now`, if it expires.
+    #[must_use]
+    pub fn left(&self, now: u64) -> Option<u64> {
+        self.expires.map(|at| at.saturating_sub(now))
+    }
+}
+
+/// Entries kept by the list commands, each with its note.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub lists: Lists,
+    pub notes: BTreeMap<IpNet, Note>,
+}
+
+impl Kept {
+    /// Applies an edit; an added entry takes `note` (a re-add renews it),
+    /// a deleted one loses its note. Returns what [`Lists::apply`] does.
+    pub fn apply(&mut self, list: List, edit: Edit, nets: &[IpNet], note: &Note) -> usize {
+        let n = self.lists.apply(list, edit, nets);
+        for net in nets {
+            if edit == Edit::Add && *note != Note::default() {
+                self.notes.insert(*net, note.clone());
+            } else {
+                self.notes.remove(net);
+            }
+        }
+        n
+    }
+
+    /// Takes out every entry whose time is up at `now`; returns them.
+    pub fn expire(&mut self, now: u64) -> Vec<(List, IpNet, Note)> {
+        let due: Vec<(IpNet, Note)> = self
+            .notes
+            .iter()
+            .filter(|(_, note)| note.expires.is_some_and(|at| at <= now))
+            .map(|(net, note)| (*net, note.clone()))
+            .collect();
+        let mut gone = Vec::new();
+        for (net, note) in due {
+            self.notes.remove(&net);
+            for list in [List::Allow, List::Deny] {
+                if self.lists.apply(list, Edit::Del, &[net]) > 0 {
+                    gone.push((list, net, note.clone()));
+                }
+            }
+        }
+        gone
+    }
+
+    /// When the next entry expires (unix seconds).
+    #[must_use]
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.notes.values().filter_map(|n| n.expires).min()
+    }
+}
+
+/// The two places list commands keep entries: saved (read at every start,
+/// for good) and runtime (`--no-save`: the running guards and their
+/// restarts until the runtime directory goes, at reboot or when the unit
+/// stops). An entry lives in one of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Store {
+    pub saved: Kept,
+    pub runtime: Kept,
+}
+
+impl Store {
+    /// An add goes where `save` says and leaves the other place; a delete
+    /// takes the entry out of both.
+    pub fn apply(&mut self, list: List, edit: Edit, nets: &[IpNet], note: &Note, save: bool) {
+        let (to, other) = if save {
+            (&mut self.saved, &mut self.runtime)
+        } else {
+            (&mut self.runtime, &mut self.saved)
+        };
+        match edit {
+            Edit::Add => {
+                for l in [List::Allow, List::Deny] {
+                    other.apply(l, Edit::Del, nets, &Note::default());
+                }
+                to.apply(list, edit, nets, note);
+            }
+            Edit::Del => {
+                to.apply(list, edit, nets, note);
+                other.apply(list, edit, nets, note);
+            }
+        }
+    }
+
+    /// Both places as one.
+    #[must_use]
+    pub fn all(&self) -> Kept {
+        let mut all = self.saved.clone();
+        for list in [List::Allow, List::Deny] {
+            all.lists
+                .apply(list, Edit::Add, self.runtime.lists.entries(list));
+        }
+        all.notes.extend(
+            self.runtime
+                .notes
+                .iter()
+                .map(|(net, note)| (*net, note.clone())),
+        );
+        all
+    }
+
+    /// [`Kept::expire`] in both places.
+    pub fn expire(&mut self, now: u64) -> Vec<(List, IpNet, Note)> {
+        let mut gone = self.saved.expire(now);
+        gone.extend(self.runtime.expire(now));
+        gone
     }
 }
 
@@ -122,25 +296,145 @@ mod tests {
             allow: vec![net("198.18.0.0/24")],
             deny: vec![net("198.18.5.0/24")],
         };
-        assert!(lists.apply(List::Deny, Edit::Add, net("198.18.0.0/24")));
+        assert_eq!(
+            lists.apply(List::Deny, Edit::Add, &[net("198.18.0.0/24")]),
+            1
+        );
         assert!(lists.allow.is_empty());
         assert_eq!(lists.deny, [net("198.18.5.0/24"), net("198.18.0.0/24")]);
-        assert!(lists.apply(List::Deny, Edit::Del, net("198.18.5.0/24")));
-        assert!(!lists.apply(List::Deny, Edit::Del, net("198.18.5.0/24")));
+        assert_eq!(
+            lists.apply(List::Deny, Edit::Del, &[net("198.18.5.0/24")]),
+            1
+        );
+        assert_eq!(
+            lists.apply(List::Deny, Edit::Del, &[net("198.18.5.0/24")]),
+            0
+        );
         assert_eq!(lists.deny, [net("198.18.0.0/24")]);
     }
 
     #[test]
+    fn a_bulk_add_keeps_order_and_drops_repeats() {
+        let mut lists = Lists::default();
+        let nets = [
+            net("198.18.0.1/32"),
+            net("198.18.0.2/32"),
+            net("198.18.0.1/32"),
+        ];
+        assert_eq!(lists.apply(List::Deny, Edit::Add, &nets), 2);
+        assert_eq!(lists.apply(List::Deny, Edit::Add, &nets), 0);
+        assert_eq!(lists.deny, nets[..2]);
+    }
+
+    #[test]
+    fn entry_files_read_the_first_word_of_each_line() {
+        let text =
+            "# firehol\n198.18.0.1\n\n198.18.4.0/24 ; SBL123\n  2001:db8::/48  # v6\n; end\n";
+        assert_eq!(
+            parse_entries(text, "-").unwrap(),
+            [
+                net("198.18.0.1/32"),
+                net("198.18.4.0/24"),
+                net("2001:db8::/48")
+            ]
+        );
+        let err = parse_entries("198.18.0.1\n198.18.0.300\n", "bl.txt").unwrap_err();
+        assert!(err.starts_with("bl.txt:2: `198.18.0.300`"), "{err}");
+    }
+
+    #[test]
     fn capacity_is_per_family() {
+        let capacity = 1024;
         let mut lists = Lists {
-            allow: (0..=MAX_LIST_ENTRIES)
+            allow: (0..=capacity)
                 .map(|i| IpNet::new([10, (i >> 8) as u8, i as u8, 0].into(), 24).unwrap())
                 .collect(),
             deny: Vec::new(),
         };
-        assert!(lists.check_capacity().unwrap_err().contains("IPv4"));
+        let err = lists.check_capacity(capacity).unwrap_err();
+        assert!(
+            err.contains("IPv4") && err.contains("list-capacity"),
+            "{err}"
+        );
         lists.allow.pop();
         lists.deny.push(net("2001:db8::/48"));
-        lists.check_capacity().unwrap();
+        lists.check_capacity(capacity).unwrap();
+    }
+
+    #[test]
+    fn kept_entries_yield_to_the_config_and_deny_wins_within_them() {
+        let config = Lists {
+            allow: vec![net("198.18.1.0/24")],
+            deny: vec![net("198.18.2.0/24")],
+        };
+        let kept = Lists {
+            allow: vec![
+                net("198.18.2.0/24"),
+                net("198.18.3.0/24"),
+                net("198.18.4.0/24"),
+            ],
+            deny: vec![
+                net("198.18.1.0/24"),
+                net("198.18.3.0/24"),
+                net("198.18.2.0/24"),
+            ],
+        };
+        let (merged, skipped) = Lists::merged(&config, &kept);
+        assert_eq!(merged.allow, [net("198.18.1.0/24"), net("198.18.4.0/24")]);
+        assert_eq!(merged.deny, [net("198.18.2.0/24"), net("198.18.3.0/24")]);
+        assert_eq!(
+            skipped,
+            [
+                net("198.18.2.0/24"),
+                net("198.18.3.0/24"),
+                net("198.18.1.0/24")
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_expire_at_their_time_and_take_their_notes() {
+        let mut kept = Kept::default();
+        let timed = Note {
+            expires: Some(100),
+            reason: Some("ssh brute force".into()),
+        };
+        kept.apply(List::Deny, Edit::Add, &[net("198.18.0.7/32")], &timed);
+        kept.apply(
+            List::Deny,
+            Edit::Add,
+            &[net("198.18.0.8/32")],
+            &Note::default(),
+        );
+        assert_eq!(kept.next_expiry(), Some(100));
+        assert_eq!(timed.left(40), Some(60));
+        assert!(kept.expire(99).is_empty());
+        assert_eq!(
+            kept.expire(100),
+            [(List::Deny, net("198.18.0.7/32"), timed)]
+        );
+        assert_eq!(kept.lists.deny, [net("198.18.0.8/32")]);
+        assert!(kept.notes.is_empty() && kept.next_expiry().is_none());
+    }
+
+    #[test]
+    fn an_entry_lives_in_one_place_and_a_delete_takes_it_from_both() {
+        let mut store = Store::default();
+        let a = [net("198.18.0.7/32")];
+        let note = Note {
+            expires: Some(50),
+            reason: None,
+        };
+        store.apply(List::Deny, Edit::Add, &a, &note, false);
+        assert_eq!(store.runtime.lists.deny, a);
+        assert_eq!(store.all().notes[&a[0]], note);
+        // Made permanent: it moves, and loses its expiry.
+        store.apply(List::Deny, Edit::Add, &a, &Note::default(), true);
+        assert!(store.runtime.lists.deny.is_empty() && store.runtime.notes.is_empty());
+        assert_eq!(store.saved.lists.deny, a);
+        assert!(store.expire(1_000).is_empty());
+        store.apply(List::Deny, Edit::Add, &a, &note, false);
+        store.apply(List::Deny, Edit::Del, &a, &Note::default(), true);
+        assert_eq!(store.all(), Kept::default());
     }
 }

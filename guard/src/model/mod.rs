@@ -5,6 +5,7 @@
 
 pub mod conntrack;
 pub mod doctor;
+pub mod duration;
 pub mod level;
 pub mod lists;
 pub mod nft;

@@ -9,6 +9,9 @@ pub const RUNTIME_DIR: &str = "/run/guard";
 /// Allow and deny entries kept by `guard allow|deny add|del` between runs;
 /// changed under `.lists.toml.lock` beside it.
 pub const LISTS_FILE: &str = "/var/lib/guard/lists.toml";
+/// Entries added with `--no-save`: the same format, in [`RUNTIME_DIR`], so
+/// they last through a restart of guard but not a reboot.
+pub const RUNTIME_LISTS_FILE: &str = "/run/guard/lists.toml";
 /// In [`RUNTIME_DIR`]: the controller's status; the original values of
 /// everything guard changed, until they are restored; the host lock (one
 /// guard per host, holding its pid); the lock every read-modify-write of
