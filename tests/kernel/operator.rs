@@ -685,3 +685,149 @@ fn under_systemd_bans_reach_the_journal_with_their_priority_and_fields() {
     );
     guard.stop(libc::SIGTERM).assert_code(0);
 }
+
+/// Every system call name that the unit's `SystemCallFilter=` allows:
+/// its groups expanded by systemd itself.
+fn unit_syscall_allowlist() -> std::collections::BTreeSet<String> {
+    fn expand(group: &str, seen: &mut std::collections::BTreeSet<String>) {
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["syscall-filter", group])
+            .output()
+            .expect("systemd-analyze");
+        assert!(
+            out.status.success(),
+            "systemd-analyze syscall-filter {group}"
+        );
+        for word in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+            if word.is_empty() || word.starts_with('#') || word == group {
+                continue;
+            }
+            if word.starts_with('@') {
+                if !seen.contains(word) {
+                    seen.insert(word.to_owned());
+                    expand(word, seen);
+                }
+            } else {
+                seen.insert(word.to_owned());
+            }
+        }
+    }
+    let unit = include_str!("../../deploy/guard.service");
+    let mut allowed = std::collections::BTreeSet::new();
+    for line in unit.lines() {
+        let Some(value) = line.strip_prefix("SystemCallFilter=") else {
+            continue;
+        };
+        assert!(!value.starts_with('~'), "an allowlist is expected: {line}");
+        for item in value.split_whitespace() {
+            if item.starts_with('@') {
+                expand(item, &mut allowed);
+            } else {
+                allowed.insert(item.to_owned());
+            }
+        }
+    }
+    allowed.retain(|s| !s.starts_with('@'));
+    assert!(allowed.len() > 100, "the unit has no SystemCallFilter=");
+    allowed
+}
+
+/// The system call names in an `strace -f` log.
+fn traced_syscalls(path: &Path) -> std::collections::BTreeSet<String> {
+    fs::read_to_string(path)
+        .expect("the trace")
+        .lines()
+        .filter_map(|line| {
+            let call = line.split_once(' ')?.1.trim_start();
+            let name: String = call
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty() && call[name.len()..].starts_with('(')).then_some(name)
+        })
+        .collect()
+}
+
+/// The unit's `SystemCallFilter=` allows every system call that the
+/// processes it runs make (guard run through a start, a ban with its
+/// conntrack entries deleted, SYNPROXY and notrack rules, a scrape, a
+/// SIGHUP, an expiry and a stop; check-config; restore), traced with
+/// strace: a call it missed would fail with EPERM under systemd.
+#[test]
+fn the_units_syscall_filter_allows_every_call_guard_makes() {
+    let _kernel = kernel_test!();
+    let _kept = KeptLists::save();
+    let allowed = unit_syscall_allowlist();
+    let net = TestNet::addressed();
+    let dir = std::env::temp_dir().join(format!("guardt-{}-strace", std::process::id()));
+    fs::create_dir_all(&dir).expect("trace dir");
+    let file = dir.join("guard.toml");
+    let port = 19_000 + u16::try_from(std::process::id() % 1000).expect("port") + 1;
+    write_config(
+        &file,
+        &net,
+        &format!(
+            "syn-rate = 1\nsyn-burst = 1\nban-threshold = 3\nsyn-cookies = \"always\"\nnotrack-port = [53]\nmetrics = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let file_arg = file.display().to_string();
+    let strace = |name: &str| {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-qq", "-o"])
+            .arg(dir.join(name))
+            .arg(guard_proc::guard_bin());
+        command
+    };
+    let run_traced = |name: &str, args: &[&str]| {
+        let out = strace(name).args(args).output().expect("strace");
+        assert!(out.status.success(), "guard {args:?} under strace: {out:?}");
+    };
+    run_traced("check-config", &["check-config", "--config", &file_arg]);
+
+    let mut traced = strace("run");
+    traced.args(["run", "--config", &file_arg]);
+    let guard = Guard::start_command(&mut traced, &["run", "--config", &file_arg]);
+    // Signals go to guard itself, not to strace, which would detach.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some(run) =
+            guard::host::status_file::read_run(Path::new(guard::model::paths::RUNTIME_DIR))
+        {
+            break i32::try_from(run.pid).expect("pid");
+        }
+        assert!(Instant::now() < deadline, "{}", guard.stderr());
+        thread::sleep(Duration::from_millis(50));
+    };
+    let signal = |sig: i32| {
+        // SAFETY: the guard this test started, under strace.
+        unsafe { libc::kill(pid, sig) };
+    };
+    let mut flood = Flood::new(&net);
+    for _ in 0..10 {
+        flood.tcp(src(7, 7), 2000, PORT, TCP_SYN);
+    }
+    guard.wait_for_log("banned");
+    scrape(port);
+    signal(libc::SIGHUP);
+    guard.wait_for_log("SIGHUP: reloaded");
+    guard_cmd(&["deny", "add", "198.19.8.8", "--for", "1s"]);
+    guard.wait_for_log("its time is up");
+    signal(libc::SIGTERM);
+    // strace exits with guard; signal 0 only waits.
+    guard.stop(0).assert_code(0);
+    let restore = strace("restore").arg("restore").output().expect("strace");
+    assert!(restore.status.success(), "{restore:?}");
+
+    let mut missing = std::collections::BTreeSet::new();
+    for name in ["check-config", "run", "restore"] {
+        let calls = traced_syscalls(&dir.join(name));
+        assert!(calls.contains("exit_group"), "{name}: an empty trace");
+        missing.extend(calls.difference(&allowed).cloned());
+    }
+    let _ = fs::remove_dir_all(&dir);
+    assert!(
+        missing.is_empty(),
+        "deploy/guard.service's SystemCallFilter= lacks {missing:?}"
+    );
+}

@@ -102,6 +102,23 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     let after = counters(&stats(&net));
     assert_eq!(after["cookie_synack"], c["cookie_synack"], "{after:?}");
 
+    // `flush ruleset` (Debian's nftables.service on reload) takes the
+    // SYNPROXY rules that complete the cookie handshakes: guard installs
+    // them again at its next tick, and clients keep connecting.
+    let flushed = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.victim, "nft", "flush", "ruleset"])
+        .status()
+        .expect("nft");
+    assert!(flushed.success());
+    guard.wait_for_log("table inet guard_synproxy in netns");
+    assert!(
+        synproxy_table(&net.victim).contains("synproxy mss 1460 wscale 7"),
+        "{}",
+        guard.stderr()
+    );
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection through the cookie path after the flush");
+
     guard.stop(libc::SIGTERM).assert_code(0);
     assert_eq!(
         synproxy_table(&net.victim),

@@ -22,7 +22,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the kernel tests and the attack lab call:
 /// `ip` (netns, veth), `nft` (conntrack rules), `conntrack` (table stats),
 /// `bpftool` (inspection, BPF_PROG_TEST_RUN by hand), `trafgen` (floods),
-/// `systemd-analyze` (the unit's checks).
+/// `systemd-analyze` (the unit's checks), `strace` (the unit's system call
+/// filter, checked against what guard calls).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("nftables", "nft"),
@@ -30,6 +31,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("netsniff-ng", "trafgen"),
     ("systemd", "systemd-analyze"),
+    ("strace", "strace"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
