@@ -25,4 +25,4 @@ pub use config::{DataplaneConfig, FlowClass};
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use key::{FlowKey, SourceKey};
 pub use ports::PortCounts;
-pub use state::{Event, SourceState};
+pub use state::{Event, Marks, SourceState};

@@ -15,6 +15,10 @@ pub const CONFIG: &str = "GUARD_CONFIG";
 pub const SOURCES: &str = "GUARD_SOURCES";
 /// The same for the second tier, per prefix.
 pub const PREFIXES: &str = "GUARD_PREFIXES";
+/// LRU hash [`crate::key::SourceKey`] -> [`crate::state::Marks`]: the
+/// verified and banned sources, apart from [`SOURCES`], where a flood of
+/// new sources cannot evict them (only a verification or a ban inserts).
+pub const MARKS: &str = "GUARD_MARKS";
 /// LPM tries, address -> [`crate::key::LIST_ALLOW`] / [`crate::key::LIST_DENY`].
 pub const LISTS_V4: &str = "GUARD_LISTS_V4";
 pub const LISTS_V6: &str = "GUARD_LISTS_V6";
@@ -40,6 +44,7 @@ pub const PINNED: &[&str] = &[
     CONFIG,
     SOURCES,
     PREFIXES,
+    MARKS,
     LISTS_V4,
     LISTS_V6,
     GLOBAL,
@@ -53,6 +58,7 @@ pub const ALL: &[&str] = &[
     CONFIG,
     SOURCES,
     PREFIXES,
+    MARKS,
     LISTS_V4,
     LISTS_V6,
     GLOBAL,
@@ -69,6 +75,9 @@ pub const ALL: &[&str] = &[
 pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
 pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
 pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;
+/// Verified and banned sources kept apart ([`MARKS`]): 65,536 entries of
+/// 20 + 16 bytes, about 6 MiB preallocated with the LRU's own overhead.
+pub const MAX_MARKS: u32 = 65_536;
 /// Entries per allow/deny trie (`list-capacity`). The tries allocate a
 /// node per entry as it comes, so a large ceiling costs nothing unused.
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;

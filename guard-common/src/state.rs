@@ -59,6 +59,16 @@ impl SourceState {
     };
 }
 
+/// What must outlive a source's entry in `GUARD_SOURCES`, which a flood of
+/// new sources churns: until when it is verified and banned. Written when
+/// either is set; read back when the source's entry is created again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub verified_until_ns: u64,
+    pub banned_until_ns: u64,
+}
+
 /// Indices of the `GUARD_GLOBAL` array: bucket states shared by all CPUs.
 /// The global budget of [`crate::config::FlowClass`] `c` is at
 /// `GLOBAL_BUDGET + c`.
@@ -91,7 +101,10 @@ mod pod {
     unsafe impl aya::Pod for super::SourceState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Marks {}
 }
 
 const _: () = assert!(size_of::<SourceState>() == 80);
 const _: () = assert!(size_of::<Event>() == 48);
+const _: () = assert!(size_of::<Marks>() == 16);

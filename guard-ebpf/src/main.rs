@@ -43,6 +43,14 @@
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
 //!    A source going over its limit sends a "limited" event (once per
 //!    episode, under the event budget); a ban sends a "banned" event always.
+//!    A source with no state would pass its own tier (a full bucket, no
+//!    ban), so for it the prefix and the global budget decide first, and
+//!    its state is created (`new_sources`) only when they admit it: a
+//!    packet they drop costs no insert. A verified or banned source is
+//!    also kept in `GUARD_MARKS`, which only verifications and bans insert
+//!    into; a source whose state a flood of new sources churned out of
+//!    `GUARD_SOURCES` gets both back from there at its next new flow (the
+//!    model's maps never evict, so it has no marks).
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.
 //! A helper failure (a map lookup that cannot fail) passes the packet.

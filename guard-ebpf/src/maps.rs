@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, PortCounts, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey, SourceState,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
-        EVENTS_BYTES,
+        EVENTS_BYTES, MAX_MARKS,
     },
     ports::{PORT_ENTRIES, PORT_SLOTS},
     state::GLOBAL_SLOTS,
@@ -25,6 +25,9 @@ pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 #[map(name = "GUARD_SOURCES")]
 pub static SOURCES: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+#[map(name = "GUARD_MARKS")]
+pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MAX_MARKS, 0);
 
 #[map(name = "GUARD_PREFIXES")]
 pub static PREFIXES: LruHashMap<SourceKey, SourceState> =

@@ -10,7 +10,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::{
-    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, SourceKey, SourceState,
+    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, Marks, SourceKey,
+    SourceState,
     config::{
         COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, MODE_ENFORCE,
         UDP_FLOW_REFRESH_NS,
@@ -26,7 +27,7 @@ use crate::{
     cookie::{self, Ack},
     dissect::{F_ECHO, Headers, load},
     maps::{
-        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
+        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
         UDP_FLOWS,
     },
 };
@@ -233,6 +234,11 @@ fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
 /// budget, in that order; the first that says no decides. A verified
 /// source (one that completed a SYN-cookie handshake lately) skips the
 /// global budget; `verify` marks the source verified when admitted.
+///
+/// A source with no entry and no marks would pass its own tier (a full
+/// bucket, no ban), so the other two decide first and only a packet they
+/// admit creates its entry: the packets of a random-source flood, which
+/// the budget drops once it binds, cost no insert.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -253,12 +259,48 @@ fn limit(
         return XDP_PASS;
     };
     let skey = source_key(cfg, src, v4);
-    let Some((st, created)) = state(&SOURCES, &skey) else {
-        return XDP_PASS;
+    let st = match SOURCES.get_ptr_mut(&skey) {
+        Some(p) => p,
+        // SAFETY: a map value of GUARD_MARKS, only tested.
+        None if unsafe { MARKS.get(&skey) }.is_none() => {
+            let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
+                Ok(pst) => pst,
+                Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
+            };
+            if !verify && !global_admits(cfg, slots, class, now) {
+                if let Some(p) = pst {
+                    p.dropped = p.dropped.wrapping_add(1);
+                }
+                return reject(cfg, slots, Counter::DropGlobalBudget);
+            }
+            let Some((st, created)) = state(&SOURCES, &skey) else {
+                return XDP_PASS;
+            };
+            // SAFETY: as for `st` below.
+            let st = unsafe { &mut *st };
+            if created {
+                bump(slots, Counter::NewSources);
+            }
+            st.last_seen_ns = now;
+            // A full bucket: the token is there (another CPU may have
+            // created the entry an instant before and taken one too).
+            if let Some(tat) = st.tat.get_mut(c) {
+                let _ = take(tat, source_limit, now, slots);
+            }
+            return admitted(cfg, slots, st, pst, &skey, verify, now, flow);
+        }
+        None => {
+            let Some((p, created)) = state(&SOURCES, &skey) else {
+                return XDP_PASS;
+            };
+            if created {
+                bump(slots, Counter::NewSources);
+                // SAFETY: as for `st` below.
+                recall(&skey, unsafe { &mut *p });
+            }
+            p
+        }
     };
-    if created {
-        bump(slots, Counter::NewSources);
-    }
     // SAFETY: a pointer into a map value that stays valid for this run.
     // Buckets change only by compare-and-swap; the other fields are
     // statistics and ban bookkeeping, where a lost update between two CPUs
@@ -281,53 +323,93 @@ fn limit(
     if st.limited != 0 {
         st.limited = 0;
     }
-
-    // The prefix tier, unless its limit for this class is off.
-    let mut pst = None;
-    if !prefix_limit.is_unlimited() {
-        let pkey = if v4 {
-            SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
-        } else {
-            SourceKey::v6(*src, cfg.prefix_v6)
-        };
-        let Some((p, _)) = state(&PREFIXES, &pkey) else {
-            return XDP_PASS;
-        };
-        // SAFETY: as for `st`.
-        let p = unsafe { &mut *p };
-        p.last_seen_ns = now;
-        let Some(ptat) = p.tat.get_mut(c) else {
-            return XDP_PASS;
-        };
-        if !take(ptat, prefix_limit, now, slots) {
+    let Ok(pst) = prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) else {
+        st.dropped = st.dropped.wrapping_add(1);
+        return reject(cfg, slots, Counter::DropPrefixLimit);
+    };
+    if !verify && st.verified_until_ns <= now && !global_admits(cfg, slots, class, now) {
+        if let Some(p) = pst {
             p.dropped = p.dropped.wrapping_add(1);
-            st.dropped = st.dropped.wrapping_add(1);
-            return reject(cfg, slots, Counter::DropPrefixLimit);
         }
-        pst = Some(p);
+        st.dropped = st.dropped.wrapping_add(1);
+        return reject(cfg, slots, Counter::DropGlobalBudget);
     }
+    admitted(cfg, slots, st, pst, &skey, verify, now, flow)
+}
 
-    let global = cfg.global.get(c).unwrap_or(&Limit::UNLIMITED);
-    if !global.is_unlimited() && !verify && st.verified_until_ns <= now {
-        let admitted = GLOBAL
+/// The prefix tier, unless its limit for this class is off: `Ok` with the
+/// prefix's state when it admits (`None` when off), `Err` when it drops
+/// (counted in the prefix's state).
+#[inline(always)]
+fn prefix_tier(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    src: &[u8; 16],
+    v4: bool,
+    class: FlowClass,
+    limit: &Limit,
+    now: u64,
+) -> Result<Option<&'static mut SourceState>, ()> {
+    if limit.is_unlimited() {
+        return Ok(None);
+    }
+    let pkey = if v4 {
+        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
+    } else {
+        SourceKey::v6(*src, cfg.prefix_v6)
+    };
+    let Some((p, _)) = state(&PREFIXES, &pkey) else {
+        return Ok(None);
+    };
+    // SAFETY: a map value of GUARD_PREFIXES, valid for this run; see `st`.
+    let p = unsafe { &mut *p };
+    p.last_seen_ns = now;
+    let Some(ptat) = p.tat.get_mut(class.index()) else {
+        return Ok(None);
+    };
+    if take(ptat, limit, now, slots) {
+        Ok(Some(p))
+    } else {
+        p.dropped = p.dropped.wrapping_add(1);
+        Err(())
+    }
+}
+
+/// Whether the global budget of `class` has a token (always, when off).
+#[inline(always)]
+fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, class: FlowClass, now: u64) -> bool {
+    let global = cfg.global.get(class.index()).unwrap_or(&Limit::UNLIMITED);
+    global.is_unlimited()
+        || GLOBAL
             .get_ptr_mut(GLOBAL_BUDGET + class as u32)
             // SAFETY: a map value of GUARD_GLOBAL.
-            .is_none_or(|p| take(unsafe { &mut *p }, global, now, slots));
-        if !admitted {
-            if let Some(p) = pst {
-                p.dropped = p.dropped.wrapping_add(1);
-            }
-            st.dropped = st.dropped.wrapping_add(1);
-            return reject(cfg, slots, Counter::DropGlobalBudget);
-        }
-    }
+            .is_none_or(|p| take(unsafe { &mut *p }, global, now, slots))
+}
 
+/// A new flow every tier admitted: counted, the source verified if
+/// `verify`, the UDP flow remembered.
+#[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined into limit; a struct would only rename them"
+)]
+fn admitted(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    st: &mut SourceState,
+    pst: Option<&mut SourceState>,
+    skey: &SourceKey,
+    verify: bool,
+    now: u64,
+    flow: Option<&FlowKey>,
+) -> u32 {
     if let Some(p) = pst {
         p.passed = p.passed.wrapping_add(1);
     }
     st.passed = st.passed.wrapping_add(1);
     if verify {
         st.verified_until_ns = now.saturating_add(cfg.verified_ns);
+        mark(skey, st);
     }
     bump(slots, Counter::PassLimits);
     remember_flow(flow, now);
@@ -372,19 +454,46 @@ fn returning_client(
 /// state if the LRU map had dropped it).
 #[inline(always)]
 fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
-    let Some((st, created)) = state(&SOURCES, &source_key(cfg, src, v4)) else {
+    let key = source_key(cfg, src, v4);
+    let Some((st, created)) = state(&SOURCES, &key) else {
         return;
     };
-    if created {
-        bump(slots, Counter::NewSources);
-    }
     // SAFETY: a map value of GUARD_SOURCES; a plain store (see SourceState).
     let st = unsafe { &mut *st };
+    if created {
+        bump(slots, Counter::NewSources);
+        recall(&key, st);
+    }
     if st.verified_until_ns > now {
         return;
     }
     bump(slots, Counter::VerifiedAck);
     st.verified_until_ns = now.saturating_add(cfg.verified_ns);
+    mark(&key, st);
+}
+
+/// Keeps a source's verification and ban in `GUARD_MARKS`, which only
+/// this inserts into: a flood of new sources churns `GUARD_SOURCES`, not
+/// this.
+#[inline(always)]
+fn mark(key: &SourceKey, st: &SourceState) {
+    let marks = Marks {
+        verified_until_ns: st.verified_until_ns,
+        banned_until_ns: st.banned_until_ns,
+    };
+    // Full, the LRU forgets its oldest verification or ban: the bound.
+    let _ = MARKS.insert(key, &marks, 0);
+}
+
+/// A source whose entry was just created (again): its verification and
+/// ban come back from `GUARD_MARKS`.
+#[inline(always)]
+fn recall(key: &SourceKey, st: &mut SourceState) {
+    // SAFETY: a map value of GUARD_MARKS, copied out at once.
+    if let Some(m) = unsafe { MARKS.get(key) } {
+        st.verified_until_ns = m.verified_until_ns;
+        st.banned_until_ns = m.banned_until_ns;
+    }
 }
 
 /// The source's key in `GUARD_SOURCES`.
@@ -416,6 +525,7 @@ fn over_source_limit(
     if cfg.ban_threshold != 0 && st.window_drops >= cfg.ban_threshold {
         st.banned_until_ns = now.saturating_add(cfg.ban_duration_ns);
         st.window_drops = 0;
+        mark(key, st);
         // Being banned is being limited: no "limited" event on top.
         st.limited = 1;
         event(

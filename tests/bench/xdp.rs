@@ -192,6 +192,21 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
         2.5,
     ));
     drop(prog);
+
+    // A random-source flood once the global budget binds: every SYN from
+    // a source never seen, every one dropped by the budget.
+    let spent = xdp::settings("--mode enforce --global-rate 1 --global-burst 1");
+    let prog = Program::with_kernel_clock(&spent);
+    let _ = prog.time(&syn(src4(50_000)).frame(), 1);
+    let spoofed: Vec<Vec<u8>> = (30_000..30_000 + DISTINCT)
+        .map(|i| syn(src4(i)).frame())
+        .collect();
+    rows.push(row(
+        "SYN, new source, budget spent (dropped)*",
+        distinct(&prog, base, &spoofed),
+        3.0,
+    ));
+    drop(prog);
     rows.extend(cookie_rows(base, repeat, &open));
     rows
 }

@@ -14,7 +14,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 
 use guard_common::{
-    Counter, SourceKey, bucket::NANOS_PER_SEC, config::VERIFY_ACKS, ports::port_entry,
+    Counter, Limit, SourceKey,
+    bucket::NANOS_PER_SEC,
+    config::{FLOW_CLASSES, VERIFY_ACKS},
+    ports::port_entry,
 };
 use guard_tests::{
     kernel_test,
@@ -195,4 +198,120 @@ fn without_a_binding_budget_acks_verify_nobody() {
         assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
         assert!(program.sources().is_empty(), "no lookup, no state");
     }
+}
+
+/// More sources than `GUARD_SOURCES` holds churn it (the LRU forgets the
+/// least recently seen), but a verified source stays verified and a banned
+/// one banned: both are kept apart in `GUARD_MARKS`, which only a
+/// verification or a ban inserts into, and come back at the source's next
+/// packet.
+fn verified_and_banned_survive_churn(
+    client: IpAddr,
+    banned: IpAddr,
+    flood: impl Fn(u32) -> IpAddr,
+) {
+    const MAX_SOURCES: u32 = 1024;
+    let conn = Connection::open(client);
+    let server = conn.server();
+    let syn = |src: IpAddr, sport: u16| {
+        Packet::tcp(src, server.ip(), sport, server.port(), TCP_SYN).frame()
+    };
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --max-sources {MAX_SOURCES} --syn-rate 1 --syn-burst 1 --ban-threshold 3 --ban-duration 600"
+    )));
+    let mut cfg = program.config();
+    cfg.verify = VERIFY_ACKS;
+    program.set_config(&cfg);
+
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    assert_eq!(program.run(&syn(conn.client(), 1000), T0), XDP_PASS);
+    // The banned source: one SYN in its limit, three over it.
+    for sport in 0..4 {
+        program.run(&syn(banned, 2000 + sport), T0);
+    }
+    let key = |a: IpAddr| source_key(a);
+    let before = program.sources();
+    assert!(before[&key(banned)].banned_until_ns > T0, "not banned");
+    assert_eq!(before[&key(conn.client())].passed, 1);
+
+    // Eight times the map, spread over the whole range, admitted (the
+    // budget off for a moment), so each one takes an entry.
+    let t = T0 + SEC;
+    let budget = program.config();
+    let mut open = budget;
+    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    program.set_config(&open);
+    for i in 0..MAX_SOURCES * 8 {
+        assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
+    }
+    program.set_config(&budget);
+    let after = program.sources();
+    let (c, b) = (&after[&key(conn.client())], &after[&key(banned)]);
+    assert!(
+        c.passed == 0 && b.dropped == 0,
+        "the flood did not churn them out of GUARD_SOURCES: {c:?} {b:?}"
+    );
+    assert!(
+        c.verified_until_ns > t && b.banned_until_ns > t,
+        "{c:?} {b:?}"
+    );
+
+    // The budget spent, a stranger is dropped, the verified client passes,
+    // the banned source is dropped as banned.
+    let mut sport = 3001;
+    while program.run(&syn(flood(sport.into()), sport), t) == XDP_PASS {
+        sport += 1;
+        assert!(sport < 3010, "the budget never ran out");
+    }
+    let c0 = program.counters();
+    assert_eq!(
+        program.run(&syn(conn.client(), 1001), t),
+        XDP_PASS,
+        "the verified client was forgotten"
+    );
+    assert_eq!(program.run(&syn(banned, 2010), t), XDP_DROP);
+    let c1 = program.counters();
+    assert_eq!(
+        c1.get(Counter::DropBanned) - c0.get(Counter::DropBanned),
+        1,
+        "the ban was forgotten"
+    );
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+
+    // While the budget drops them, a flood of new sources takes no entry:
+    // a spoofed packet costs lookups, not an insert.
+    let held = program.sources().len();
+    let new_sources = program.counters().get(Counter::NewSources);
+    for i in 0..MAX_SOURCES * 8 {
+        let src = flood(MAX_SOURCES * 8 + i);
+        assert_eq!(program.run(&syn(src, 4000), t), XDP_DROP);
+    }
+    assert_eq!(program.sources().len(), held);
+    assert_eq!(program.counters().get(Counter::NewSources), new_sources);
+}
+
+#[test]
+fn verified_and_banned_ipv4_sources_survive_a_flood_over_the_whole_range() {
+    let _kernel = kernel_test!();
+    // 198.18.0.0/15 in strides of 16: every one of its 512 /24s.
+    verified_and_banned_survive_churn(
+        Ipv4Addr::LOCALHOST.into(),
+        Ipv4Addr::new(198, 19, 250, 9).into(),
+        |i| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i * 16).into(),
+    );
+}
+
+#[test]
+fn verified_and_banned_ipv6_sources_survive_a_flood_over_many_64s() {
+    let _kernel = kernel_test!();
+    // A /64 each, spread over 2001:db8::/32.
+    verified_and_banned_survive_churn(
+        Ipv6Addr::LOCALHOST.into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 9, 0, 0, 0, 9).into(),
+        |i| {
+            let i = i.wrapping_mul(2_654_435_761);
+            Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1).into()
+        },
+    );
 }

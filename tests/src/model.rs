@@ -537,10 +537,8 @@ impl Model {
     fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
-        let mut source = self.sources.get(&source_key).copied().unwrap_or_else(|| {
-            self.counters.slots[Counter::NewSources.slot()] += 1;
-            SourceState::ZERO
-        });
+        let known = self.sources.get(&source_key).copied();
+        let mut source = known.unwrap_or(SourceState::ZERO);
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
         let c = class.index();
         // A source verified by a SYN-cookie handshake or an ACK of a known
@@ -573,6 +571,13 @@ impl Model {
             };
             tally(&mut prefix, outcome);
             self.prefixes.insert(prefix_key, prefix);
+        }
+        // A new source's entry is made only when the prefix tier and the
+        // budget admit it (its own tier always does: a full bucket, no
+        // ban): a flood the budget drops costs the program no insert.
+        if known.is_none() {
+            outcome?;
+            self.counters.slots[Counter::NewSources.slot()] += 1;
         }
         tally(&mut source, outcome);
         self.sources.insert(source_key, source);

@@ -20,10 +20,12 @@ use aya::{
     maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, PortCounts, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SourceState,
     bucket::NANOS_PER_SEC,
     key::LIST_DENY,
-    maps::{CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, PORT_COUNTS, PORTS, PREFIXES, SOURCES},
+    maps::{
+        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
+    },
 };
 use ipnet::IpNet;
 
@@ -49,6 +51,7 @@ pub struct Dataplane {
     port_counts: PerCpuArray<MapData, PortCounts>,
     counters: PerCpuArray<MapData, CounterBlock>,
     sources: HashMap<MapData, SourceKey, SourceState>,
+    marks: HashMap<MapData, SourceKey, Marks>,
     prefixes: HashMap<MapData, SourceKey, SourceState>,
     global: Array<MapData, u64>,
     /// The daemon's handle waits for the write lock at most
@@ -110,6 +113,7 @@ impl Dataplane {
             port_counts: typed(s, PORT_COUNTS)?,
             counters: typed(s, COUNTERS)?,
             sources: typed(s, SOURCES)?,
+            marks: typed(s, MARKS)?,
             prefixes: typed(s, PREFIXES)?,
             global: typed(s, GLOBAL)?,
             bounded_wait,
@@ -146,6 +150,7 @@ impl Dataplane {
             (PORT_COUNTS, self.port_counts.map()),
             (COUNTERS, self.counters.map()),
             (SOURCES, self.sources.map()),
+            (MARKS, self.marks.map()),
             (PREFIXES, self.prefixes.map()),
             (GLOBAL, self.global.map()),
         ];
@@ -318,11 +323,30 @@ impl Dataplane {
     }
 
     /// Every source the program remembers.
+    /// Every source the program holds: those of `GUARD_SOURCES`, and the
+    /// verified or banned ones a flood churned out of it, which `GUARD_MARKS`
+    /// keeps (the program restores them at their next packet).
     pub fn sources(&self) -> Result<Vec<(SourceKey, SourceState)>> {
-        self.sources
+        let mut sources: Vec<(SourceKey, SourceState)> = self
+            .sources
             .iter()
             .collect::<Result<_, _>>()
-            .context("reading GUARD_SOURCES")
+            .context("reading GUARD_SOURCES")?;
+        let held: std::collections::HashSet<SourceKey> = sources.iter().map(|(k, _)| *k).collect();
+        for entry in &self.marks {
+            let (key, marks) = entry.context("reading GUARD_MARKS")?;
+            if !held.contains(&key) {
+                sources.push((
+                    key,
+                    SourceState {
+                        verified_until_ns: marks.verified_until_ns,
+                        banned_until_ns: marks.banned_until_ns,
+                        ..SourceState::ZERO
+                    },
+                ));
+            }
+        }
+        Ok(sources)
     }
 
     /// Every prefix the program remembers.
@@ -351,22 +375,40 @@ impl Dataplane {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        let mut state = match self.sources.get(&key, 0) {
-            Ok(state) => state,
-            Err(MapError::KeyNotFound) => return Ok(None),
+        let state = match self.sources.get(&key, 0) {
+            Ok(state) => Some(state),
+            Err(MapError::KeyNotFound) => None,
             Err(e) => return Err(e).context("reading GUARD_SOURCES"),
         };
-        if state.banned_until_ns <= now_ns {
+        let marks = match self.marks.get(&key, 0) {
+            Ok(marks) => Some(marks),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(e).context("reading GUARD_MARKS"),
+        };
+        let until = state
+            .map(|s| s.banned_until_ns)
+            .max(marks.map(|m| m.banned_until_ns))
+            .unwrap_or(0);
+        if until <= now_ns {
             return Ok(None);
         }
-        let left = (state.banned_until_ns - now_ns) / NANOS_PER_SEC;
-        state.banned_until_ns = 0;
-        state.window_drops = 0;
-        state.limited = 0;
-        self.sources
-            .insert(key, state, 0)
-            .context("writing GUARD_SOURCES")?;
-        Ok(Some((key, left)))
+        // Both copies: the one in GUARD_MARKS would ban it again once a
+        // flood churned its GUARD_SOURCES entry out.
+        if let Some(mut m) = marks {
+            m.banned_until_ns = 0;
+            self.marks
+                .insert(key, m, 0)
+                .context("writing GUARD_MARKS")?;
+        }
+        if let Some(mut s) = state {
+            s.banned_until_ns = 0;
+            s.window_drops = 0;
+            s.limited = 0;
+            self.sources
+                .insert(key, s, 0)
+                .context("writing GUARD_SOURCES")?;
+        }
+        Ok(Some((key, (until - now_ns) / NANOS_PER_SEC)))
     }
 }
 
