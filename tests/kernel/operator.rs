@@ -304,6 +304,13 @@ fn metrics_parse_and_match_the_counters() {
     );
     let bans = format!("guard_banned_sources{{iface=\"{iface}\"}}");
     assert_eq!(samples.get(&bans).copied(), Some(0.0), "no {bans}");
+    // One CPU, one packet at a time: no bucket was ever contended.
+    let contention = format!("guard_bucket_contention_total{{iface=\"{iface}\",kind=\"all\"}}");
+    assert_eq!(
+        samples.get(&contention).copied(),
+        Some(0.0),
+        "no {contention}"
+    );
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 

@@ -190,7 +190,7 @@ fn encode_xdp(
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
             .collect()
     };
-    let families: [Family; 9] = [
+    let families: [Family; 10] = [
         (
             "guard_packets",
             "Packets seen by the XDP program, by class.",
@@ -241,6 +241,12 @@ fn encode_xdp(
             "Sources verified by an ACK of a connection the host knows, while the global budget dropped.",
             "kind",
             vec![(Counter::VerifiedAck, "all")],
+        ),
+        (
+            "guard_bucket_contention",
+            "Arrivals decided over the limit because other CPUs kept changing a shared bucket (global, prefix or source) through every compare-and-swap retry.",
+            "kind",
+            vec![(Counter::BucketContention, "all")],
         ),
         (
             "guard_events",
