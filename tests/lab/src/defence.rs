@@ -54,13 +54,16 @@ pub enum Defence {
     /// guard as a new user starts it: `--mode enforce` and nothing else
     /// (no memory budget, no port: cookies for every listener).
     GuardDefaults,
+    /// guard-defaults with a source map 64 times too small for a
+    /// random-source flood (`--max-sources 1024`): what LRU churn costs.
+    GuardSmallMap,
     /// Not a defence: the floor of the spoofed floods' per-frame cost, an
     /// XDP program that drops the spoofed range, knowing it.
     Oracle,
 }
 
 impl Defence {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Defaults,
         Self::Static,
         Self::Nftables,
@@ -68,6 +71,7 @@ impl Defence {
         Self::GuardEnforce,
         Self::GuardCookies,
         Self::GuardDefaults,
+        Self::GuardSmallMap,
         Self::Oracle,
     ];
 
@@ -81,6 +85,7 @@ impl Defence {
             Self::GuardEnforce => "guard-enforce",
             Self::GuardCookies => "guard-cookies",
             Self::GuardDefaults => "guard-defaults",
+            Self::GuardSmallMap => "guard-small-map",
             Self::Oracle => "oracle",
         }
     }
@@ -107,6 +112,9 @@ impl Defence {
             }
             Self::GuardDefaults => {
                 "guard --mode enforce and nothing else: cookies per port for every listener, the field guides' memory budget"
+            }
+            Self::GuardSmallMap => {
+                "guard --mode enforce --max-sources 1024: the defaults with a source map far smaller than the flood's sources, so that its entries churn"
             }
             Self::Oracle => {
                 "not a defence, the floor: an XDP program that drops every frame from the spoofed range (knowing the attack); what the generator, the link and the least XDP can do cost; run for the spoofed floods only"
@@ -192,7 +200,8 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
         Defence::GuardMonitor
         | Defence::GuardEnforce
         | Defence::GuardCookies
-        | Defence::GuardDefaults => {
+        | Defence::GuardDefaults
+        | Defence::GuardSmallMap => {
             let mode = if defence == Defence::GuardMonitor {
                 "monitor"
             } else {
@@ -215,6 +224,7 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             ];
             let tuning: &[&str] = match defence {
                 Defence::GuardDefaults => &[],
+                Defence::GuardSmallMap => &["--max-sources", "1024"],
                 Defence::GuardEnforce => &["--conntrack-memory", &memory, "--syn-cookies", "never"],
                 Defence::GuardCookies => &["--conntrack-memory", &memory, "--cookie-port", &port],
                 _ => &["--conntrack-memory", &memory],

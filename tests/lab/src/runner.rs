@@ -328,6 +328,7 @@ impl Attack {
                 &traffic::trafgen_config(f, dst, src),
                 pps.unwrap_or(MAX_PPS) * secs,
                 pps,
+                scenario.cpus(),
             )
         };
         let conns = |sources: u8, max_open: u64| {
@@ -344,6 +345,8 @@ impl Attack {
         match scenario {
             Scenario::SynFlood => Self::Frames(frames(Frames::Syn, None)),
             Scenario::SynFlood6 => Self::Frames(frames(Frames::Syn6, None)),
+            Scenario::SynFloodWide => Self::Frames(frames(Frames::SynWide, None)),
+            Scenario::SynFlood6Wide => Self::Frames(frames(Frames::Syn6Wide, None)),
             Scenario::UdpFlood => Self::Frames(frames(Frames::Udp, None)),
             Scenario::ConnFlood => {
                 Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum Scenario {
     SynFlood,
     SynFlood6,
+    SynFloodWide,
+    SynFlood6Wide,
     ConnFlood,
     UdpFlood,
     FlashCrowd,
@@ -14,9 +16,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::SynFlood,
         Self::SynFlood6,
+        Self::SynFloodWide,
+        Self::SynFlood6Wide,
         Self::ConnFlood,
         Self::UdpFlood,
         Self::FlashCrowd,
@@ -29,14 +33,31 @@ impl Scenario {
     pub const fn spoofed(self) -> bool {
         matches!(
             self,
-            Self::SynFlood | Self::SynFlood6 | Self::UdpFlood | Self::Mixed
+            Self::SynFlood
+                | Self::SynFlood6
+                | Self::SynFloodWide
+                | Self::SynFlood6Wide
+                | Self::UdpFlood
+                | Self::Mixed
         )
+    }
+
+    /// CPUs the flood is sent from: the wide floods come from two, on the
+    /// two queues of the link, so that the XDP program's shared buckets
+    /// are taken from two CPUs at once.
+    #[must_use]
+    pub const fn cpus(self) -> u32 {
+        if matches!(self, Self::SynFloodWide | Self::SynFlood6Wide) {
+            2
+        } else {
+            1
+        }
     }
 
     /// Whether it runs over IPv6: the flood and the legitimate users.
     #[must_use]
     pub const fn ipv6(self) -> bool {
-        matches!(self, Self::SynFlood6)
+        matches!(self, Self::SynFlood6 | Self::SynFlood6Wide)
     }
 
     #[must_use]
@@ -44,6 +65,8 @@ impl Scenario {
         match self {
             Self::SynFlood => "syn-flood",
             Self::SynFlood6 => "syn-flood-v6",
+            Self::SynFloodWide => "syn-flood-wide",
+            Self::SynFlood6Wide => "syn-flood-v6-wide",
             Self::ConnFlood => "conn-flood",
             Self::UdpFlood => "udp-flood",
             Self::FlashCrowd => "flash-crowd",
@@ -56,6 +79,8 @@ impl Scenario {
         match self {
             Self::SynFlood => "Spoofed SYN flood",
             Self::SynFlood6 => "Spoofed SYN flood over IPv6",
+            Self::SynFloodWide => "Spoofed SYN flood from the whole range, two CPUs",
+            Self::SynFlood6Wide => "Spoofed IPv6 SYN flood from the whole /32, two CPUs",
             Self::ConnFlood => "Connection flood",
             Self::UdpFlood => "UDP flood",
             Self::FlashCrowd => "Flash crowd behind a NAT",
@@ -72,6 +97,12 @@ impl Scenario {
             }
             Self::SynFlood6 => {
                 "The spoofed SYN flood over IPv6: sources random within 2001:db8:ff00::/40 (2^24 /64s, random interface ids, so nearly every SYN is a new /64), as fast as one trafgen core sends them; the legitimate users connect over IPv6 too."
+            }
+            Self::SynFloodWide => {
+                "TCP SYNs from random sources over all of 198.18.0.0/15 (131,072 addresses in 512 /24s, random ports), sent from two trafgen cores onto the two queues of the link, so that the XDP program runs on two CPUs at once and shares its buckets."
+            }
+            Self::SynFlood6Wide => {
+                "TCP SYNs over IPv6 from random sources over all of 2001:db8::/32 (2^32 /64s: every SYN a new /64 and nearly every one a new /48), from two trafgen cores onto the two queues of the link; the legitimate users connect over IPv6."
             }
             Self::ConnFlood => {
                 "Four real sources open connections as fast as they can (512 in flight) and hold them: every one an ASSURED entry, which early_drop cannot evict. At most 1.5x the table's connections held (and never more than 18,000: one descriptor each), 200,000 attempts."

@@ -6,12 +6,14 @@
 //! ```text
 //!  attacker 198.18.0.1/24        victim 198.18.0.2/24 ── TCP :8080, UDP :5300
 //!  (+ .10-.13 real sources,  ─── 2001:db8::2/64          (both families)
-//!   .20-.35 users, .100 a NAT;   (routes 198.19.0.0/16 and 2001:db8:ff00::/40
-//!   2001:db8::1/64, users         back to the attacker)
-//!   2001:db8::20-2f)
+//!   .20-.35 users, .100 a NAT;   (routes 198.18.0.0/15 and 2001:db8::/32
+//!   2001:db8::1/64, users         back to the attacker; the link's /24
+//!   2001:db8::20-2f)              and /64 stay on the link)
 //! ```
 //!
-//! The outside end has a FIFO queue (pfifo, 1000 frames) and the generator
+//! Each veth end has two queues, so a flood sent from two CPUs reaches the
+//! victim's XDP program on two CPUs, sharing its buckets. Each of the
+//! outside end's queues has a FIFO (pfifo, 1000 frames) and the generator
 //! sends through it, so when the victim falls behind, users' packets wait
 //! behind the flood's as on a congested link rather than being refused.
 //!
@@ -53,6 +55,12 @@ const ATTACKER_GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub const SPOOFED: &str = "198.19.0.0/16";
 /// Spoofed IPv6 flood sources: 2^24 /64s.
 pub const SPOOFED6: &str = "2001:db8:ff00::/40";
+/// The wide floods' sources: all of the documentation ranges, routed back
+/// to the attacker too (the link's own /24 and /64 stay on the link).
+pub const SPOOFED_WIDE: &str = "198.18.0.0/15";
+pub const SPOOFED6_WIDE: &str = "2001:db8::/32";
+/// Queues of each veth end: the wide floods come from two CPUs at once.
+pub const QUEUES: u32 = 2;
 /// The port of the TCP echo server.
 pub const TCP_PORT: u16 = 8080;
 /// The TCP server the floods and the clients aim at.
@@ -140,6 +148,9 @@ impl Topology {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         t.pair(&t.attacker, &t.attacker_if, &t.victim_a);
+        // One FIFO per transmit queue, under mq: a sender on CPU n goes
+        // through queue n and on to the victim on that CPU, so two CPUs
+        // never meet at one qdisc.
         tc(&[
             "-n",
             &t.attacker,
@@ -148,10 +159,25 @@ impl Topology {
             "dev",
             &t.attacker_if,
             "root",
-            "pfifo",
-            "limit",
-            "1000",
+            "handle",
+            "1:",
+            "mq",
         ]);
+        for queue in 1..=QUEUES {
+            tc(&[
+                "-n",
+                &t.attacker,
+                "qdisc",
+                "replace",
+                "dev",
+                &t.attacker_if,
+                "parent",
+                &format!("1:{queue}"),
+                "pfifo",
+                "limit",
+                "1000",
+            ]);
+        }
         Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW);
         for i in 0..ATTACKER_SOURCES {
             Self::addr(&t.attacker, &t.attacker_if, attacker_source(i));
@@ -176,12 +202,12 @@ impl Topology {
   chain egress {{
     type filter hook egress device \"{dev}\" priority 0;
     ip saddr != {{ {}-{}, {NAT} }} counter name {ATTACK_COUNTER}
-    ip6 saddr {SPOOFED6} counter name {ATTACK_COUNTER}
+    ip6 saddr {SPOOFED6_WIDE} ip6 saddr != 2001:db8::/64 counter name {ATTACK_COUNTER}
   }}
   chain ingress {{
     type filter hook ingress device \"{dev}\" priority 0;
-    ip daddr {SPOOFED} counter name {ABSORBED_COUNTER} drop
-    ip6 daddr {SPOOFED6} counter name {ABSORBED_COUNTER} drop
+    ip daddr 198.18.1.0-198.19.255.255 counter name {ABSORBED_COUNTER} drop
+    ip6 daddr {SPOOFED6_WIDE} ip6 daddr != 2001:db8::/64 counter name {ABSORBED_COUNTER} drop
   }}
 }}
 ",
@@ -191,8 +217,8 @@ impl Topology {
             )),
         );
         for (range, gw) in [
-            (SPOOFED, ATTACKER_GW.to_string()),
-            (SPOOFED6, ATTACKER_GW6.to_string()),
+            (SPOOFED_WIDE, ATTACKER_GW.to_string()),
+            (SPOOFED6_WIDE, ATTACKER_GW6.to_string()),
         ] {
             ip(&["-n", &t.victim, "route", "add", range, "via", &gw]);
         }
@@ -209,11 +235,16 @@ impl Topology {
     /// A veth pair from `ns` to the victim, with IPv6 on but quiet (no
     /// link-local address, no router solicitations).
     fn pair(&self, ns: &str, outer: &str, inner: &str) {
+        let queues = QUEUES.to_string();
         ip(&[
             "link",
             "add",
             "name",
             outer,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
             "netns",
             ns,
             "type",
@@ -221,6 +252,10 @@ impl Topology {
             "peer",
             "name",
             inner,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
             "netns",
             &self.victim,
         ]);

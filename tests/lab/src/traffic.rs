@@ -483,11 +483,17 @@ pub enum Frames {
     Udp,
     /// Both, alternating.
     SynAndUdp,
+    /// SYNs from random sources over all of 198.18.0.0/15: 131,072
+    /// addresses in 512 /24s.
+    SynWide,
+    /// SYNs from random sources over all of 2001:db8::/32: 2^32 /64s.
+    Syn6Wide,
 }
 
 /// trafgen's configuration for `frames` from `src_mac` to `dst_mac`.
 /// Sources are random within 198.19.0.0/16 (two random bytes after
-/// 198.19) or 2001:db8:ff00::/40, never outside the documentation ranges.
+/// 198.19) or 2001:db8:ff00::/40, or for the wide floods 198.18.0.0/15 and
+/// 2001:db8::/32: never outside the documentation ranges.
 #[must_use]
 pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> String {
     let macs: Vec<String> = dst_mac
@@ -499,11 +505,12 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
     let eth6 = format!("  {}, c16(0x86dd),\n", macs.join(", "));
     // IPv4 header: 20 bytes at offset 14, checksum over 14..33; the
     // transport header starts at 34.
-    let ipv4 = |total: u16, proto: u8| {
+    let ipv4_from = |total: u16, proto: u8, source: &str| {
         format!(
-            "  0x45, 0x00, c16({total}), drnd(2), c16(0x4000), 64, {proto}, csumip(14, 33),\n  198, 19, drnd(2), 198, 18, 0, 2,\n"
+            "  0x45, 0x00, c16({total}), drnd(2), c16(0x4000), 64, {proto}, csumip(14, 33),\n  {source}, 198, 18, 0, 2,\n"
         )
     };
+    let ipv4 = |total: u16, proto: u8| ipv4_from(total, proto, "198, 19, drnd(2)");
     let syn = format!(
         "{{\n{eth}{}  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp(14, 34), c16(0)\n}}\n",
         ipv4(40, 6)
@@ -514,14 +521,26 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
     );
     // IPv6 header: 40 bytes at offset 14; TCP at 54. The victim is
     // 2001:db8::2.
-    let syn6 = format!(
-        "{{\n{eth6}  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n  0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4),\n  0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,\n  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n"
+    let tcp_syn = format!(
+        "  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp(14, 34), c16(0)\n}}\n"
     );
+    // The third byte alternates 18 and 19: the whole /15.
+    let syn_wide = format!(
+        "{{\n{eth}{}{tcp_syn}",
+        ipv4_from(40, 6, "198, dinc(18, 19), drnd(2)")
+    );
+    let syn6_from = |source: &str| {
+        format!(
+            "{{\n{eth6}  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n  {source},\n  0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,\n  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n"
+        )
+    };
     match frames {
         Frames::Syn => syn,
-        Frames::Syn6 => syn6,
+        Frames::Syn6 => syn6_from("0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4)"),
         Frames::Udp => udp,
         Frames::SynAndUdp => format!("{syn}{udp}"),
+        Frames::SynWide => syn_wide,
+        Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
     }
 }
 
@@ -536,14 +555,16 @@ pub struct Trafgen {
     dev: String,
     max_packets: u64,
     rate_pps: Option<u64>,
+    cpus: u32,
     /// How often it gave up and was started again, and why the last time.
     restarts: u32,
     last_error: String,
 }
 
 impl Trafgen {
-    /// Starts trafgen on `dev` in `ns`: one process (one core), at most
-    /// `max_packets`, at `rate_pps` or as fast as it goes.
+    /// Starts trafgen on `dev` in `ns`: one sender per CPU of `cpus` (the
+    /// first ones), at most `max_packets` in all, at `rate_pps` or as fast
+    /// as it goes.
     #[must_use]
     pub fn start(
         ns: &str,
@@ -551,16 +572,18 @@ impl Trafgen {
         config: &str,
         max_packets: u64,
         rate_pps: Option<u64>,
+        cpus: u32,
     ) -> Self {
         let path = std::env::temp_dir().join(format!("{ns}-trafgen.cfg"));
         std::fs::write(&path, config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Self {
-            child: spawn_trafgen(ns, dev, &path, max_packets, rate_pps),
+            child: spawn_trafgen(ns, dev, &path, max_packets, rate_pps, cpus),
             config: path,
             ns: ns.to_owned(),
             dev: dev.to_owned(),
             max_packets,
             rate_pps,
+            cpus,
             restarts: 0,
             last_error: String::new(),
         }
@@ -572,6 +595,9 @@ impl Trafgen {
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
+        // With several CPUs, one sender may give up while the others send
+        // on, holding the pipe open: the group goes before its error is read.
+        self.kill_group();
         if let Some(mut stderr) = self.child.stderr.take() {
             self.last_error.clear();
             let _ = std::io::Read::read_to_string(&mut stderr, &mut self.last_error);
@@ -583,7 +609,16 @@ impl Trafgen {
             &self.config,
             self.max_packets,
             self.rate_pps,
+            self.cpus,
         );
+    }
+
+    /// SIGKILL to trafgen's process group (trafgen and its senders, one
+    /// per CPU); whether any was there to kill.
+    fn kill_group(&self) -> bool {
+        i32::try_from(self.child.id())
+            // SAFETY: signals the process group of our own child.
+            .is_ok_and(|pgid| unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0)
     }
 
     /// Stops trafgen; says so if it failed or had to be restarted.
@@ -596,10 +631,9 @@ impl Trafgen {
         // trafgen finishes its --num before it looks at SIGINT, so the end
         // of the attack window is a SIGKILL, to trafgen's process group
         // (trafgen and the sender it forked, all started by this process).
-        let killed = matches!(self.child.try_wait(), Ok(None))
-            && i32::try_from(self.child.id())
-                // SAFETY: signals the process group of our own child.
-                .is_ok_and(|pgid| unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0);
+        // The senders of every CPU too, even when the first has exited.
+        let running = matches!(self.child.try_wait(), Ok(None));
+        let killed = self.kill_group() || running;
         let status = self.child.wait().ok();
         let _ = std::fs::remove_file(&self.config);
         let mut err = String::new();
@@ -629,6 +663,7 @@ fn spawn_trafgen(
     config: &Path,
     max_packets: u64,
     rate_pps: Option<u64>,
+    cpus: u32,
 ) -> Child {
     // Entered between fork and exec rather than through `ip netns exec`,
     // which forks: the child must be trafgen itself, so that killing it
@@ -639,7 +674,12 @@ fn spawn_trafgen(
     let mut cmd = Command::new("trafgen");
     cmd.args(["--dev", dev, "--conf"])
         .arg(config)
-        .args(["--num", &max_packets.to_string(), "--cpus", "1"])
+        .args([
+            "--num",
+            &max_packets.to_string(),
+            "--cpus",
+            &cpus.to_string(),
+        ])
         // Leave the host's socket memory and IRQ affinity alone. A small
         // TX ring: trafgen sends a whole ring per system call and cannot be
         // killed inside it, so a large one outlives the attack window by

@@ -96,6 +96,7 @@ fn a_random_source_udp_flood_leaves_tcp_users_and_dns_clients_served() {
         &traffic::trafgen_config(Frames::Udp, dst, src),
         MAX_PPS * ATTACK.as_secs(),
         None,
+        1,
     );
     let start = Instant::now();
     let mut peak = 0;
