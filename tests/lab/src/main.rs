@@ -25,13 +25,15 @@ use guard_lab::{
 struct Args {
     #[command(subcommand)]
     helper: Option<Helper>,
-    /// Only this scenario (repeatable): syn-flood, conn-flood, udp-flood,
-    /// flash-crowd, mixed.
+    /// Only this scenario (repeatable): syn-flood, syn-flood-v6,
+    /// syn-flood-wide, syn-flood-v6-wide (both from two CPUs), conn-flood,
+    /// udp-flood, flash-crowd, mixed.
     #[arg(long, value_name = "NAME", value_parser = Scenario::parse)]
     scenario: Vec<Scenario>,
     /// Only this defence (repeatable): defaults, static, nftables,
-    /// guard-monitor, guard-enforce, guard-cookies, oracle (the floor of
-    /// the spoofed floods, not a defence).
+    /// guard-monitor, guard-enforce, guard-cookies, guard-defaults,
+    /// guard-small-map, oracle (the floor of the spoofed floods, not a
+    /// defence).
     #[arg(long, value_name = "NAME", value_parser = Defence::parse)]
     defence: Vec<Defence>,
     /// Seconds of legitimate traffic before the attack.
