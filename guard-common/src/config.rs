@@ -72,7 +72,13 @@ pub const COOKIES_ON: u8 = 1;
 /// budget has room, so ACKs cost nothing extra then.
 pub const VERIFY_ACKS: u8 = 1;
 
-/// Everything the XDP program is told. 216 bytes, no implicit padding.
+/// [`DataplaneConfig::reject`]: an over-limit SYN from a verified source
+/// is answered with a RST (under [`DataplaneConfig::rst`]) rather than
+/// dropped in silence. Never for an unverified source: it may be spoofed,
+/// and the RST would be backscatter.
+pub const REJECT_RST: u32 = 1;
+
+/// Everything the XDP program is told. 240 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -117,6 +123,11 @@ pub struct DataplaneConfig {
     pub cookies: u8,
     /// `VERIFY_*` bits.
     pub verify: u8,
+    /// `REJECT_*` bits.
+    pub reject: u32,
+    pub pad: u32,
+    /// The RSTs of [`REJECT_RST`], all sources together.
+    pub rst: Limit,
 }
 
 impl DataplaneConfig {
@@ -144,6 +155,9 @@ impl DataplaneConfig {
         cookie_ttl: 64,
         cookies: 0,
         verify: 0,
+        reject: 0,
+        pad: 0,
+        rst: Limit::UNLIMITED,
     };
 
     /// Whether the global budget binds now: the controller says it has
@@ -171,4 +185,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 216);
+const _: () = assert!(size_of::<DataplaneConfig>() == 240);

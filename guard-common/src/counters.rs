@@ -87,6 +87,10 @@ pub enum Counter {
     /// A source verified by an ACK of a connection the host knows (an
     /// established or half-open socket), while the global budget binds.
     VerifiedAck = 28,
+    /// An over-limit SYN from a verified source answered with a RST from
+    /// XDP (`reject = "rst"`), so the client fails fast; also counted as
+    /// its drop reason.
+    RstSent = 29,
 }
 
 impl Counter {
@@ -122,7 +126,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -152,6 +156,7 @@ impl Counter {
         Self::DropCookieInvalid,
         Self::NewSources,
         Self::VerifiedAck,
+        Self::RstSent,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -187,6 +192,7 @@ impl Counter {
             Self::DropCookieInvalid => "drop_cookie_invalid",
             Self::NewSources => "new_sources",
             Self::VerifiedAck => "verified_ack",
+            Self::RstSent => "rst_sent",
         }
     }
 

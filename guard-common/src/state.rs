@@ -74,7 +74,9 @@ pub struct Marks {
 /// `GLOBAL_BUDGET + c`.
 pub const GLOBAL_BUDGET: u32 = 0;
 pub const GLOBAL_EVENTS: u32 = FLOW_CLASSES as u32;
-pub const GLOBAL_SLOTS: u32 = GLOBAL_EVENTS + 1;
+/// The RST budget of `reject = "rst"`.
+pub const GLOBAL_RST: u32 = GLOBAL_EVENTS + 1;
+pub const GLOBAL_SLOTS: u32 = GLOBAL_RST + 1;
 
 /// [`Event::kind`] values.
 pub const EVENT_LIMITED: u32 = 1;

@@ -151,10 +151,43 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
         }
         synack::<IPV6_HLEN>(sc, t.hlen, cfg.cookie_mss6, cfg)?
     };
+    send_back(ctx, h, sc, l34_len)
+}
+
+/// Answers a SYN with a RST (`reject = "rst"`): RST|ACK, sequence 0, the
+/// SYN's sequence + 1 acknowledged, as a closed port's answer is, so the
+/// client gives up at once. `None` when the SYN cannot take this path.
+#[inline(always)]
+pub fn answer_rst(ctx: &XdpContext, h: &Headers, cfg: &DataplaneConfig) -> Option<u32> {
+    let t = tcp(ctx, h)?;
+    if t.hlen < TCP_MIN_HLEN {
+        return None;
+    }
+    let sc = scratch()?;
+    if !copy_in(ctx, h.l4, &mut sc.syn, TCP_MIN_HLEN) {
+        return None;
+    }
+    let l34_len = if t.v4 {
+        if !copy_in(ctx, h.l3, &mut sc.ip, IPV4_HLEN) {
+            return None;
+        }
+        rst::<IPV4_HLEN>(sc, cfg)?
+    } else {
+        if !copy_in(ctx, h.l3, &mut sc.ip, IPV6_HLEN) {
+            return None;
+        }
+        rst::<IPV6_HLEN>(sc, cfg)?
+    };
+    send_back(ctx, h, sc, l34_len)
+}
+
+/// Sends back the way the packet came the IP and TCP headers built in
+/// `sc.out`: MACs swapped, any VLAN tags kept, the frame cut to fit.
+#[inline(always)]
+fn send_back(ctx: &XdpContext, h: &Headers, sc: &mut Scratch, l34_len: usize) -> Option<u32> {
     if l34_len == 0 || l34_len > MAX_L34 {
         return None;
     }
-    // Back the way the SYN came: MACs swapped, any VLAN tags kept.
     let macs = load::<[u8; 12]>(ctx, 0)?;
     let mut swapped = [
         macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
@@ -183,6 +216,52 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
     Some(XDP_TX)
 }
 
+/// Builds in `sc.out` the RST's IP and TCP headers for the SYN in `sc.ip`
+/// and `sc.syn`; returns their length. `None` if the IPv4 header checksum
+/// is wrong.
+#[inline(always)]
+fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize> {
+    if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
+        return None;
+    }
+    let &[sp0, sp1, dp0, dp1, q0, q1, q2, q3] = sc.syn.get(..8)? else {
+        return None;
+    };
+    let ack = u32::from_be_bytes([q0, q1, q2, q3])
+        .wrapping_add(1)
+        .to_be_bytes();
+    reply_ip::<IP>(sc, TCP_MIN_HLEN, cfg.cookie_ttl)?;
+    let head = [
+        dp0,
+        dp1,
+        sp0,
+        sp1,
+        0,
+        0,
+        0,
+        0,
+        ack[0],
+        ack[1],
+        ack[2],
+        ack[3],
+        ((TCP_MIN_HLEN / 4) as u8) << 4,
+        TCP_FLAG_RST | TCP_FLAG_ACK,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let mut i = 0;
+    while i < TCP_MIN_HLEN {
+        put(&mut sc.out, IP + i, head[i]);
+        i += 1;
+    }
+    tcp_checksum::<IP>(sc, TCP_MIN_HLEN)?;
+    Some(IP + TCP_MIN_HLEN)
+}
+
 /// Builds in `sc.out` the SYN-ACK's IP and TCP headers for the SYN whose
 /// IP header (`IP` bytes: 20 for IPv4, 40 for IPv6) and TCP header (`hlen`
 /// bytes) are in `sc.ip` and `sc.syn`; returns their length. `None` if the
@@ -200,9 +279,6 @@ fn synack<const IP: usize>(
     cfg: &DataplaneConfig,
 ) -> Option<usize> {
     let v4 = IP == IPV4_HLEN;
-    // Addresses: IPv4 at 12 and 16, IPv6 at 8 and 24.
-    let (src_at, addr_len) = if v4 { (12, 4) } else { (8, 16) };
-    let dst_at = src_at + addr_len;
     if v4 && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
@@ -245,59 +321,7 @@ fn synack<const IP: usize>(
     let n = write_synack_options(&mut sc.opts, mss, ts, opts.sack, wscale);
     let tcp_len = TCP_MIN_HLEN + n;
 
-    // The IP header: addresses swapped, fresh TTL, no options.
-    let byte = |i: usize| sc.ip.get(i).copied().unwrap_or(0);
-    let head: [u8; 12] = if v4 {
-        let total = ((IP + tcp_len) as u16).to_be_bytes();
-        [
-            0x45,
-            0,
-            total[0],
-            total[1],
-            0,
-            0,
-            0x40,
-            0,
-            cfg.cookie_ttl,
-            byte(9),
-            0,
-            0,
-        ]
-    } else {
-        let payload = (tcp_len as u16).to_be_bytes();
-        [
-            0x60,
-            0,
-            0,
-            0,
-            payload[0],
-            payload[1],
-            byte(6),
-            cfg.cookie_ttl,
-            0,
-            0,
-            0,
-            0,
-        ]
-    };
-    let fixed = if v4 { 12 } else { 8 };
-    let mut i = 0;
-    while i < fixed {
-        put(&mut sc.out, i, head[i % 12]);
-        i += 1;
-    }
-    let mut i = 0;
-    while i < addr_len {
-        let (s, d) = (byte(src_at + i), byte(dst_at + i));
-        put(&mut sc.out, src_at + i, d);
-        put(&mut sc.out, dst_at + i, s);
-        i += 1;
-    }
-    if v4 {
-        let c = csum_fold(sum(&mut sc.out, 0, IPV4_HLEN, 0)?).to_ne_bytes();
-        put(&mut sc.out, 10, c[0]);
-        put(&mut sc.out, 11, c[1]);
-    }
+    reply_ip::<IP>(sc, tcp_len, cfg.cookie_ttl)?;
 
     // The TCP header: ports swapped, the cookie as our sequence number,
     // the SYN acknowledged; a zero window, as SYNPROXY's own SYN-ACK, so the
@@ -343,6 +367,79 @@ fn synack<const IP: usize>(
         );
         i += 1;
     }
+    tcp_checksum::<IP>(sc, tcp_len)?;
+    Some(IP + tcp_len)
+}
+
+/// Writes in `sc.out` the IP header of a reply to the packet whose IP
+/// header is in `sc.ip` (`IP` bytes: 20 for IPv4, 40 for IPv6), carrying
+/// `tcp_len` bytes of TCP: addresses swapped, TTL `ttl`, no options.
+#[inline(always)]
+fn reply_ip<const IP: usize>(sc: &mut Scratch, tcp_len: usize, ttl: u8) -> Option<()> {
+    let v4 = IP == IPV4_HLEN;
+    // Addresses: IPv4 at 12 and 16, IPv6 at 8 and 24.
+    let (src_at, addr_len) = if v4 { (12, 4) } else { (8, 16) };
+    let dst_at = src_at + addr_len;
+    let byte = |i: usize| sc.ip.get(i).copied().unwrap_or(0);
+    let head: [u8; 12] = if v4 {
+        let total = ((IP + tcp_len) as u16).to_be_bytes();
+        [
+            0x45,
+            0,
+            total[0],
+            total[1],
+            0,
+            0,
+            0x40,
+            0,
+            ttl,
+            byte(9),
+            0,
+            0,
+        ]
+    } else {
+        let payload = (tcp_len as u16).to_be_bytes();
+        [
+            0x60,
+            0,
+            0,
+            0,
+            payload[0],
+            payload[1],
+            byte(6),
+            ttl,
+            0,
+            0,
+            0,
+            0,
+        ]
+    };
+    let fixed = if v4 { 12 } else { 8 };
+    let mut i = 0;
+    while i < fixed {
+        put(&mut sc.out, i, head[i % 12]);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < addr_len {
+        let (s, d) = (byte(src_at + i), byte(dst_at + i));
+        put(&mut sc.out, src_at + i, d);
+        put(&mut sc.out, dst_at + i, s);
+        i += 1;
+    }
+    if v4 {
+        let c = csum_fold(sum(&mut sc.out, 0, IPV4_HLEN, 0)?).to_ne_bytes();
+        put(&mut sc.out, 10, c[0]);
+        put(&mut sc.out, 11, c[1]);
+    }
+    Some(())
+}
+
+/// Sums the TCP header of `tcp_len` bytes after the IP header in `sc.out`
+/// with its pseudo-header and writes the checksum.
+#[inline(always)]
+fn tcp_checksum<const IP: usize>(sc: &mut Scratch, tcp_len: usize) -> Option<()> {
+    let (src_at, addr_len) = if IP == IPV4_HLEN { (12, 4) } else { (8, 16) };
     // The pseudo-header: both addresses (already in place), the protocol
     // and the length, as big-endian words added to a sum in memory order.
     let pseudo = sum(&mut sc.out, src_at, 2 * addr_len, 0)?
@@ -351,7 +448,7 @@ fn synack<const IP: usize>(
     let c = csum_fold(sum(&mut sc.out, IP, tcp_len, pseudo)?).to_ne_bytes();
     put(&mut sc.out, IP + 16, c[0]);
     put(&mut sc.out, IP + 17, c[1]);
-    Some(IP + tcp_len)
+    Some(())
 }
 
 /// The one's-complement sum of `len` bytes (a multiple of 4) of `buf` from

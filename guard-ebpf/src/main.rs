@@ -1,8 +1,8 @@
 //! guard's XDP program.
 //!
 //! Verdict policy, in order (the reference model in `tests/src/model.rs`
-//! implements the same list, but for 3a and 3b: it keeps no port table and
-//! knows no sockets; `tests/kernel/cookies.rs` and `ports.rs` check those
+//! implements the same list, but for 3a, 3b and the RST of step 7: it keeps
+//! no port table and knows no sockets, so no source of its is verified; `tests/kernel/cookies.rs` and `ports.rs` check those
 //! frame by frame):
 //! 1. Every packet is dissected once ([`dissect`]) and counted: `packets`,
 //!    one class, its attributes.
@@ -41,6 +41,10 @@
 //!    `drop_prefix_limit`; then the global budget of the flow's class
 //!    (skipped by a verified source) -> `drop_global_budget`.
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
+//!    With `reject = "rst"`, a SYN over a verified source's own limit is
+//!    answered with a RST|ACK from XDP (`rst_sent`, under the RST budget;
+//!    in enforce mode; counted as `drop_source_limit` too): a real client
+//!    fails at once. An unverified source is never answered (backscatter).
 //!    A source going over its limit sends a "limited" event (once per
 //!    episode, under the event budget); a ban sends a "banned" event always.
 //!    A source with no state would pass its own tier (a full bucket, no

@@ -14,12 +14,12 @@ use guard_common::{
     SourceState,
     config::{
         COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, MODE_ENFORCE,
-        UDP_FLOW_REFRESH_NS,
+        REJECT_RST, UDP_FLOW_REFRESH_NS,
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
-    state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS},
+    state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
 
 use crate::{
@@ -128,8 +128,18 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         remember_flow(flow.as_ref(), now);
         return XDP_PASS;
     }
-    limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false)
+    match limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false) {
+        SEND_RST => cookie::answer_rst(ctx, h, cfg).map_or(XDP_DROP, |action| {
+            bump(slots, Counter::RstSent);
+            action
+        }),
+        action => action,
+    }
 }
+
+/// What [`limit`] returns for an over-limit SYN to be answered with a RST:
+/// not an XDP action, [`verdict`] builds the RST.
+const SEND_RST: u32 = u32::MAX;
 
 /// The port table's part, for a TCP segment: SYNs to a listening port are
 /// counted, and an armed port takes the SYN-cookie path (enforce mode
@@ -318,7 +328,19 @@ fn limit(
     if !take(tat, source_limit, now, slots) {
         over_source_limit(cfg, slots, st, &skey, class, now);
         st.dropped = st.dropped.wrapping_add(1);
-        return reject(cfg, slots, Counter::DropSourceLimit);
+        let action = reject(cfg, slots, Counter::DropSourceLimit);
+        // A real client (verified) is told at once, not left retransmitting;
+        // never an unverified source, which may be spoofed.
+        let answer = action == XDP_DROP
+            && cfg.reject & REJECT_RST != 0
+            && class == FlowClass::Syn
+            && !verify
+            && st.verified_until_ns > now
+            && GLOBAL
+                .get_ptr_mut(GLOBAL_RST)
+                // SAFETY: a map value of GUARD_GLOBAL.
+                .is_some_and(|p| take(unsafe { &mut *p }, &cfg.rst, now, slots));
+        return if answer { SEND_RST } else { action };
     }
     if st.limited != 0 {
         st.limited = 0;

@@ -315,3 +315,129 @@ fn verified_and_banned_ipv6_sources_survive_a_flood_over_many_64s() {
         },
     );
 }
+
+/// The one's-complement checksum of a TCP segment with its pseudo-header:
+/// 0 when the segment's own checksum is right.
+fn tcp_checksum(src: IpAddr, dst: IpAddr, segment: &[u8]) -> u16 {
+    let mut pseudo = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&u16::try_from(segment.len()).expect("len").to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&u32::try_from(segment.len()).expect("len").to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 6]);
+        }
+        _ => panic!("mixed families"),
+    }
+    guard_tests::packet::checksum(&[&pseudo, segment])
+}
+
+/// With `--reject rst`, a verified client's SYN over its own limit is
+/// answered with a RST (RST|ACK, its sequence + 1 acknowledged, checksums
+/// right, back the way it came), at most 100 at once; an unverified
+/// source's is dropped in silence, as it may be spoofed; and without the
+/// flag the verified client's is dropped too.
+fn over_limit_syn_of_a_verified_client_gets_a_rst(addr: IpAddr, stranger: IpAddr) {
+    let conn = Connection::open(addr);
+    let server = conn.server();
+    let client = conn.client();
+    let syn = |src: IpAddr, sport: u16| {
+        Packet::tcp(src, server.ip(), sport, server.port(), TCP_SYN).frame()
+    };
+    let limits = "--syn-rate 1 --syn-burst 1 --ban-threshold 0";
+    let mut program = Program::new(&xdp::settings(&format!("{BUDGET} {limits} --reject rst")));
+    let mut cfg = program.config();
+    cfg.verify = VERIFY_ACKS;
+    program.set_config(&cfg);
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+
+    assert_eq!(program.run(&syn(client, 1000), T0), XDP_PASS);
+    let sent = syn(client, 1001);
+    let (action, rst) = program.run_frame(&sent, T0);
+    assert_eq!(action, XDP_TX, "a verified client's over-limit SYN");
+    assert_eq!(rst[..6], sent[6..12], "back to the sender's MAC");
+    assert_eq!(rst[6..12], sent[..6]);
+    let (l3, ip_len) = if addr.is_ipv4() { (14, 20) } else { (14, 40) };
+    let tcp = &rst[l3 + ip_len..];
+    assert_eq!(tcp.len(), 20, "a bare TCP header: {rst:02x?}");
+    let syn_tcp = &sent[l3 + ip_len..];
+    assert_eq!(
+        tcp[..2],
+        syn_tcp[2..4],
+        "source port: the SYN's destination"
+    );
+    assert_eq!(tcp[2..4], syn_tcp[..2]);
+    assert_eq!(tcp[4..8], [0; 4], "sequence 0");
+    let seq = u32::from_be_bytes(syn_tcp[4..8].try_into().expect("seq"));
+    assert_eq!(
+        u32::from_be_bytes(tcp[8..12].try_into().expect("ack")),
+        seq.wrapping_add(1)
+    );
+    assert_eq!(tcp[13], 0x14, "RST|ACK");
+    assert_eq!(tcp_checksum(server.ip(), client, tcp), 0, "TCP checksum");
+    if addr.is_ipv4() {
+        let ip = &rst[l3..l3 + ip_len];
+        assert_eq!(guard_tests::packet::checksum(&[ip]), 0, "IPv4 checksum");
+        assert_eq!(ip[12..16], sent[l3 + 16..l3 + 20], "addresses swapped");
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 40);
+    } else {
+        assert_eq!(
+            rst[l3 + 8..l3 + 24],
+            sent[l3 + 24..l3 + 40],
+            "addresses swapped"
+        );
+        assert_eq!(u16::from_be_bytes([rst[l3 + 4], rst[l3 + 5]]), 20);
+    }
+    let c = program.counters();
+    assert_eq!(
+        (c.get(Counter::RstSent), c.get(Counter::DropSourceLimit)),
+        (1, 1)
+    );
+
+    // At most 100 at once (one sent already), then silence.
+    let answered = (0..150)
+        .filter(|i| program.run(&syn(client, 2000 + i), T0) == XDP_TX)
+        .count();
+    assert_eq!(answered, 99);
+    assert_eq!(program.counters().get(Counter::RstSent), 100);
+
+    // A stranger is never answered: it may be spoofed.
+    let t = T0 + 10 * SEC;
+    assert_eq!(program.run(&syn(stranger, 3000), t), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 3001), t), XDP_DROP);
+
+    // Without --reject rst, the verified client's is dropped too.
+    let mut quiet = Program::new(&xdp::settings(&format!("{BUDGET} {limits}")));
+    let mut quiet_cfg = quiet.config();
+    quiet_cfg.verify = VERIFY_ACKS;
+    quiet.set_config(&quiet_cfg);
+    assert_eq!(quiet.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(quiet.run(&syn(client, 1000), T0), XDP_PASS);
+    assert_eq!(quiet.run(&syn(client, 1001), T0), XDP_DROP);
+    assert_eq!(quiet.counters().get(Counter::RstSent), 0);
+}
+
+#[test]
+fn an_ipv4_verified_clients_over_limit_syn_gets_a_rst() {
+    let _kernel = kernel_test!();
+    over_limit_syn_of_a_verified_client_gets_a_rst(
+        Ipv4Addr::LOCALHOST.into(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+    );
+}
+
+#[test]
+fn an_ipv6_verified_clients_over_limit_syn_gets_a_rst() {
+    let _kernel = kernel_test!();
+    over_limit_syn_of_a_verified_client_gets_a_rst(
+        Ipv6Addr::LOCALHOST.into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
+    );
+}

@@ -80,6 +80,26 @@ impl fmt::Display for XdpModeChoice {
     }
 }
 
+/// `--reject`: how an over-limit SYN from a verified source is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reject {
+    /// Dropped in silence: the client retransmits.
+    #[default]
+    Drop,
+    /// Answered with a RST from XDP, so the client fails at once.
+    Rst,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Drop => "drop",
+            Self::Rst => "rst",
+        })
+    }
+}
+
 /// `--syn-cookies`: whether SYNs to listening ports are answered from XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -232,6 +252,14 @@ pub struct RawConfig {
     /// Burst of echo requests from one prefix [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub prefix_icmp_burst: Option<u32>,
+
+    /// How a SYN from a verified source (one that completed a handshake
+    /// lately) over its own limit is refused: drop, or rst (a RST sent from
+    /// XDP, at most 100 a second in all, so a real client fails fast
+    /// instead of retransmitting). An unverified source is always dropped:
+    /// it may be spoofed, and a RST would be backscatter [default: drop].
+    #[arg(long, value_enum, value_name = "HOW", help_heading = "Limits")]
+    pub reject: Option<Reject>,
 
     /// New flows per second from all sources together; 0 = no limit
     /// [default: 0].

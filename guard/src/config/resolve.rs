@@ -23,7 +23,8 @@ use ipnet::IpNet;
 use super::{
     error::ConfigError,
     raw::{
-        BucketPolicy, Enforcement, RawConfig, SourceLimits, SynCookies, XdpModeChoice, defaults,
+        BucketPolicy, Enforcement, RawConfig, Reject, SourceLimits, SynCookies, XdpModeChoice,
+        defaults,
     },
     settings::{ConntrackSettings, CookieSettings, Rate, Settings, list_overflow},
 };
@@ -200,6 +201,7 @@ impl Settings {
             metrics: l.get("metrics", |r| r.metrics).map(|(addr, _)| addr),
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
             cookies: cookies(&l)?,
+            reject: l.or("reject", |r| r.reject, Reject::Drop).0,
         })
     }
 }

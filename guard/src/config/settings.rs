@@ -8,13 +8,13 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{
         BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
-        MODE_ENFORCE, MODE_MONITOR,
+        MODE_ENFORCE, MODE_MONITOR, REJECT_RST,
     },
 };
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::raw::{BucketPolicy, Enforcement, SourceLimits, SynCookies, XdpModeChoice};
+use super::raw::{BucketPolicy, Enforcement, Reject, SourceLimits, SynCookies, XdpModeChoice};
 
 /// The conntrack controller's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +120,13 @@ pub struct Settings {
     pub metrics: Option<std::net::SocketAddr>,
     pub conntrack: ConntrackSettings,
     pub cookies: CookieSettings,
+    pub reject: Reject,
 }
+
+/// The RSTs of `reject = "rst"`, all sources together: a second's worth
+/// of refused clients, never a reflector.
+pub const RST_RATE: u64 = 100;
+pub const RST_BURST: u32 = 100;
 
 impl Settings {
     /// A reload: the new settings with every restart key kept at its
@@ -170,6 +176,12 @@ impl Settings {
             // with the SYNPROXY rules that complete the handshakes.
             cookies: 0,
             verify: 0,
+            reject: match self.reject {
+                Reject::Drop => 0,
+                Reject::Rst => REJECT_RST,
+            },
+            pad: 0,
+            rst: Limit::new(RST_RATE, RST_BURST),
         }
     }
 
@@ -194,7 +206,7 @@ impl Settings {
             )
         };
         format!(
-            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; allow {} deny {}",
+            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; reject: {}; allow {} deny {}",
             self.mode,
             self.source_prefix_v4,
             self.source_prefix_v6,
@@ -215,6 +227,10 @@ impl Settings {
                 )
             },
             bans,
+            match self.reject {
+                Reject::Drop => "drop",
+                Reject::Rst => "RST to verified sources (100/s)",
+            },
             self.allow.len(),
             self.deny.len()
         )

@@ -361,3 +361,16 @@ fn metrics_alone_serve_on_loopback_at_the_default_port() {
     assert_eq!(s.metrics, Some("127.0.0.1:9999".parse().unwrap()));
     assert_eq!(resolve(&["-i", "eth0"]).unwrap().metrics, None);
 }
+
+#[test]
+fn reject_rst_is_off_by_default_and_reaches_the_program_when_asked() {
+    let quiet = resolve(&["-i", "eth0"]).unwrap().dataplane();
+    assert_eq!(quiet.reject, 0);
+    let s = resolve(&["-i", "eth0", "--reject", "rst"]).unwrap();
+    let cfg = s.dataplane();
+    assert_eq!(cfg.reject, guard_common::config::REJECT_RST);
+    assert_eq!(cfg.rst, Limit::new(100, 100));
+    assert!(s.describe().contains("reject: RST to verified sources"));
+    let err = Run::try_parse_from(["guard-run", "-i", "eth0", "--reject", "reset"]).unwrap_err();
+    assert!(err.to_string().contains("--reject") && err.to_string().contains("drop, rst"));
+}

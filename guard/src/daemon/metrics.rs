@@ -190,7 +190,7 @@ fn encode_xdp(
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
             .collect()
     };
-    let families: [Family; 10] = [
+    let families: [Family; 11] = [
         (
             "guard_packets",
             "Packets seen by the XDP program, by class.",
@@ -247,6 +247,12 @@ fn encode_xdp(
             "Arrivals decided over the limit because other CPUs kept changing a shared bucket (global, prefix or source) through every compare-and-swap retry.",
             "kind",
             vec![(Counter::BucketContention, "all")],
+        ),
+        (
+            "guard_rst_sent",
+            "Over-limit SYNs from verified sources answered with a RST from XDP (reject = \"rst\").",
+            "kind",
+            vec![(Counter::RstSent, "all")],
         ),
         (
             "guard_events",

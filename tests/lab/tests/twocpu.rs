@@ -30,7 +30,11 @@ fn per_cpu(pin_dir: &Path) -> Vec<CounterBlock> {
     let data = MapData::from_pin(pin_dir.join(COUNTERS)).expect("the counters' pin");
     let map: PerCpuArray<MapData, CounterBlock> =
         PerCpuArray::try_from(Map::PerCpuArray(data)).expect("a per-CPU array");
-    map.get(&0, 0).expect("the counters").iter().copied().collect()
+    map.get(&0, 0)
+        .expect("the counters")
+        .iter()
+        .copied()
+        .collect()
 }
 
 fn total(blocks: &[CounterBlock], counter: Counter) -> u64 {
@@ -48,7 +52,10 @@ fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
         "trafgen (netsniff-ng) is not installed: run `cargo xtask setup`"
     );
     let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    assert!(cpus >= 2, "this test needs two CPUs, the machine has {cpus}");
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs, the machine has {cpus}"
+    );
     let topo = Topology::build();
     let (rate, burst) = (RATE.to_string(), BURST.to_string());
     let mut guard = Guard::start(&[
