@@ -22,6 +22,7 @@ use guard_common::{Counter, SourceKey, bucket::NANOS_PER_SEC};
 use guard_tests::{
     kernel_test,
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021AD, TPID_8021Q},
+    wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -173,7 +174,7 @@ fn with_data(syn: &Packet, data: &[u8]) -> Packet {
     let mut bytes = syn.l4_bytes();
     bytes.extend_from_slice(data);
     bytes[16..18].fill(0);
-    let sum = packet::checksum(&[&pseudo_header(syn.src, syn.dst, bytes.len()), &bytes]);
+    let sum = packet::checksum(&[&tcp_pseudo_header(syn.src, syn.dst, bytes.len()), &bytes]);
     bytes[16..18].copy_from_slice(&sum.to_be_bytes());
     let mut p = syn.clone();
     p.l4 = L4::Raw { proto: 6, bytes };
@@ -184,28 +185,6 @@ fn with_data(syn: &Packet, data: &[u8]) -> Packet {
 fn corrupted(mut frame: Vec<u8>, at: usize) -> Vec<u8> {
     frame[at] ^= 0xff;
     frame
-}
-
-/// The TCP pseudo-header (RFC 9293 3.1, RFC 8200 8.1), written here
-/// independently of the packet builder and the program.
-fn pseudo_header(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Vec<u8> {
-    let mut p = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(&[0, 6]);
-            p.extend_from_slice(&u16::try_from(tcp_len).expect("short").to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(&u32::try_from(tcp_len).expect("short").to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0, 6]);
-        }
-        _ => panic!("mixed address families"),
-    }
-    p
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -363,7 +342,7 @@ fn answer(program: &mut Program, syn: &Packet, flags: u8, now: u64) -> SynAck {
     assert_eq!(be16(tcp, 14), 0, "window");
     assert_eq!(be16(tcp, 18), 0, "urgent pointer");
     assert_eq!(
-        packet::checksum(&[&pseudo_header(syn.dst, syn.src, tcp_len), tcp]),
+        packet::checksum(&[&tcp_pseudo_header(syn.dst, syn.src, tcp_len), tcp]),
         0,
         "TCP checksum: {tcp:02x?}"
     );
@@ -552,7 +531,7 @@ fn a_syn_with_a_wrong_tcp_checksum_is_answered_all_the_same() {
         let s = parse_synack(out);
         let (src, dst) = (family.server(), family.client());
         assert_eq!(
-            packet::checksum(&[&pseudo_header(src, dst, s.tcp().len()), s.tcp()]),
+            packet::checksum(&[&tcp_pseudo_header(src, dst, s.tcp().len()), s.tcp()]),
             0,
             "{family:?}: the SYN-ACK's TCP checksum"
         );

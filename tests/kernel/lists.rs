@@ -269,11 +269,7 @@ fn shell(line: &str) -> guard_proc::Finished {
         .env("PATH", path)
         .output()
         .expect("sh");
-    guard_proc::Finished {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    out.into()
 }
 
 /// The `key = value` of deploy/fail2ban/action.d/guard.conf.
@@ -500,11 +496,7 @@ fn run_with_stdin(args: &[&str], input: &str) -> guard_proc::Finished {
         .write_all(input.as_bytes())
         .expect("writing the entries");
     let out = child.wait_with_output().expect("guard");
-    guard_proc::Finished {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    out.into()
 }
 
 #[test]

@@ -22,6 +22,7 @@ use guard_common::{
 use guard_tests::{
     kernel_test,
     packet::{Packet, TCP_ACK, TCP_SYN},
+    wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -319,23 +320,7 @@ fn verified_and_banned_ipv6_sources_survive_a_flood_over_many_64s() {
 /// The one's-complement checksum of a TCP segment with its pseudo-header:
 /// 0 when the segment's own checksum is right.
 fn tcp_checksum(src: IpAddr, dst: IpAddr, segment: &[u8]) -> u16 {
-    let mut pseudo = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, 6]);
-            pseudo.extend_from_slice(&u16::try_from(segment.len()).expect("len").to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&u32::try_from(segment.len()).expect("len").to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 6]);
-        }
-        _ => panic!("mixed families"),
-    }
-    guard_tests::packet::checksum(&[&pseudo, segment])
+    guard_tests::packet::checksum(&[&tcp_pseudo_header(src, dst, segment.len()), segment])
 }
 
 /// With `--reject rst`, a verified client's SYN over its own limit is

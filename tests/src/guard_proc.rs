@@ -112,6 +112,16 @@ impl Finished {
     }
 }
 
+impl From<std::process::Output> for Finished {
+    fn from(out: std::process::Output) -> Self {
+        Self {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for Finished {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -130,11 +140,7 @@ pub fn run(args: &[&str]) -> Finished {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("starting {}: {e}", guard_bin().display()));
-    Finished {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    out.into()
 }
 
 /// A `guard run` in the background.

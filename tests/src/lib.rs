@@ -22,6 +22,7 @@ pub mod raw;
 pub mod require;
 pub mod server;
 pub mod testrun;
+pub mod wire;
 pub mod xdp;
 
 pub use guard_proc::guard_bin;

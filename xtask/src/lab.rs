@@ -10,7 +10,7 @@ use crate::{build, cmd, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Arguments for the lab: `--demo`, `--scenario syn-flood`,
+    /// Arguments for the lab: `--demo`, `--soak`, `--scenario syn-flood`,
     /// `--defence guard-enforce`, `--attack 15`, `--table 16384`, `--out
     /// DIR`; `cargo xtask lab -- --help` lists them all.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -58,6 +58,11 @@ struct Args {
     /// then guard is switched on and the fill falls (under two minutes).
     #[arg(long, conflicts_with_all = ["scenario", "defence"])]
     demo: bool,
+    /// Ten minutes of the wide SYN flood from two CPUs against guard as a
+    /// new user starts it: guard's memory, its maps' and its CPU plotted
+    /// (soak-*.svg), the first and last minute compared.
+    #[arg(long, conflicts_with_all = ["scenario", "defence", "demo"])]
+    soak: bool,
 }
 
 /// The lab's own helper processes, started by the lab itself.
@@ -164,7 +169,12 @@ fn main() -> ExitCode {
         out: args.out,
         helper,
     };
-    let result = if args.demo {
+    let result = if args.soak {
+        opts.lead = Duration::from_secs(5);
+        opts.attack = Duration::from_secs(600);
+        opts.tail = Duration::from_secs(10);
+        runner::soak(&opts)
+    } else if args.demo {
         // 20 s to fill and stay full, then guard for the rest of the
         // attack; the tail shows the table emptying.
         opts.lead = Duration::from_secs(3);

@@ -66,7 +66,30 @@ pub fn legit(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
     plot.draw(path, runs, Second::legit_success)
 }
 
-/// What differs between the two plots.
+/// Any per-second value of `runs` over time, to `path`; the axis runs from
+/// 0 to a quarter above the largest value, so a flat line reads flat.
+pub fn series(
+    path: &Path,
+    caption: &str,
+    y_desc: &'static str,
+    runs: &[Run],
+    value: impl Fn(&Second) -> Option<f64>,
+) -> anyhow::Result<()> {
+    let peak = runs
+        .iter()
+        .flat_map(|r| &r.samples)
+        .filter_map(&value)
+        .fold(0.0, f64::max);
+    let plot = Plot {
+        caption: caption.to_owned(),
+        y_max: (peak * 1.25).max(1.0),
+        y_desc,
+        legend_at: SeriesLabelPosition::LowerRight,
+    };
+    plot.draw(path, runs, value)
+}
+
+/// What differs between the plots.
 struct Plot {
     caption: String,
     y_max: f64,

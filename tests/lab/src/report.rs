@@ -337,6 +337,7 @@ mod tests {
             table: 100,
             samples,
             notes: Vec::new(),
+            decisions_by_minute: Vec::new(),
         }
     }
 

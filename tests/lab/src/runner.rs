@@ -22,8 +22,9 @@ use guard_tests::{ct::Count, guard_proc::Guard, host};
 
 use crate::{
     defence::{self, BUCKETS, Defence, MAX},
+    plot,
     report::{self, Report, Section},
-    sample::{Run, Second},
+    sample::{Run, Second, count_f64},
     scenario::Scenario,
     topology::{self, NAT, Topology},
     traffic::{self, Frames, Helper, Running, Tally, Trafgen},
@@ -139,6 +140,98 @@ pub fn demo(opts: &Options, guard_after: Duration) -> Result<Report> {
     Ok(report)
 }
 
+/// `cargo xtask lab --soak`: the wide SYN flood from two CPUs for
+/// `opts.attack` against guard as a new user starts it, with guard's
+/// memory, its maps' and its CPU plotted over the run, and the first and
+/// the last minute of the attack compared in the run's notes: flat is
+/// what a long flood must look like.
+pub fn soak(opts: &Options) -> Result<Report> {
+    let _saved = host::Saved::new(&[MAX, BUCKETS]);
+    let entry_bytes = entry_bytes();
+    reset_globals(opts.table, host::sysctl(BUCKETS));
+    let scenario = Scenario::SynFloodWide;
+    let mut run = run_one(
+        opts,
+        scenario,
+        &[(Duration::ZERO, Defence::GuardDefaults)],
+        entry_bytes,
+    );
+    run.notes.extend(soak_notes(&run));
+    let report = Report {
+        header: header(opts, entry_bytes),
+        sections: vec![Section {
+            name: "soak".to_owned(),
+            title: format!("Soak: {} for {} s", scenario.title(), opts.attack.as_secs()),
+            description: scenario.description().to_owned(),
+            runs: vec![run],
+        }],
+    };
+    report::write(&opts.out, &report)?;
+    let runs = &report.sections[0].runs;
+    let kib_to_mib = |k: Option<u64>| k.map(|k| count_f64(k) / 1024.0);
+    plot::series(
+        &opts.out.join("soak-memory.svg"),
+        "Soak: guard's resident memory",
+        "MiB",
+        runs,
+        |s| kib_to_mib(s.guard_rss_kib),
+    )?;
+    plot::series(
+        &opts.out.join("soak-maps.svg"),
+        "Soak: guard's BPF maps",
+        "MiB",
+        runs,
+        |s| kib_to_mib(s.guard_maps_kib),
+    )?;
+    plot::series(
+        &opts.out.join("soak-cpu.svg"),
+        "Soak: guard's CPU",
+        "% of one CPU",
+        runs,
+        |s| s.guard_cpu_secs.map(|c| c * 100.0),
+    )?;
+    Ok(report)
+}
+
+/// The first and the last minute of the attack side by side, and the
+/// controller's decisions per minute.
+fn soak_notes(run: &Run) -> Vec<String> {
+    let minute = |from: f64| -> Vec<&Second> {
+        run.samples
+            .iter()
+            .filter(|s| s.t > from && s.t <= from + 60.0)
+            .collect()
+    };
+    let mean = |v: &[&Second], f: &dyn Fn(&Second) -> Option<f64>| {
+        let xs: Vec<f64> = v.iter().filter_map(|s| f(s)).collect();
+        #[expect(clippy::cast_precision_loss, reason = "at most 60 samples")]
+        let n = xs.len().max(1) as f64;
+        xs.iter().sum::<f64>() / n
+    };
+    let describe = |v: &[&Second]| {
+        format!(
+            "RSS {:.1} MiB, maps {:.1} MiB, guard CPU {:.1}%, fill {:.1}%, users {:.1}%",
+            mean(v, &|s| s.guard_rss_kib.map(|k| count_f64(k) / 1024.0)),
+            mean(v, &|s| s.guard_maps_kib.map(|k| count_f64(k) / 1024.0)),
+            mean(v, &|s| s.guard_cpu_secs.map(|c| c * 100.0)),
+            mean(v, &|s| Some(s.fill())),
+            mean(v, &Second::legit_success),
+        )
+    };
+    let first = minute(run.attack_start);
+    let last = minute((run.attack_end - 60.0).max(run.attack_start));
+    let decisions = &run.decisions_by_minute;
+    vec![
+        format!("first minute of the attack: {}", describe(&first)),
+        format!("last minute of the attack: {}", describe(&last)),
+        format!(
+            "controller decisions: {} in all, at most {} in any minute",
+            decisions.iter().sum::<u32>(),
+            decisions.iter().max().copied().unwrap_or(0)
+        ),
+    ]
+}
+
 fn reset_globals(table: u64, buckets: u64) {
     if host::sysctl(BUCKETS) != buckets {
         host::set_sysctl(BUCKETS, buckets);
@@ -193,6 +286,7 @@ fn run_one(
         table: opts.table,
         samples: Vec::new(),
         notes: Vec::new(),
+        decisions_by_minute: Vec::new(),
     };
     let mut applied: Option<defence::Applied> = None;
     let mut pending: Vec<(Duration, Defence)> = defences.to_vec();
@@ -257,6 +351,7 @@ fn run_one(
     }
     if let Some(guard) = applied.take().and_then(|a| a.guard) {
         let finished = guard.stop(libc::SIGTERM);
+        run.decisions_by_minute = decisions_by_minute(&finished.stderr);
         if !finished.status.success() {
             run.notes.push(format!(
                 "guard exited with {}: {}",
@@ -490,8 +585,72 @@ impl Sampler {
             xdp_cookies: xdp.map(|(_, _, k)| k),
             softirq_secs,
             guard_cpu_secs,
+            guard_rss_kib: self.guard_pid.and_then(rss_kib),
+            guard_maps_kib: self.guard_pid.and_then(maps_kib),
         }
     }
+}
+
+/// The controller's decisions in guard's log (the lines with its `level`
+/// field), counted by the minute of their timestamps.
+#[must_use]
+pub fn decisions_by_minute(log: &str) -> Vec<u32> {
+    let mut minutes: Vec<(&str, u32)> = Vec::new();
+    for line in log.lines().filter(|l| l.contains(" level=\"")) {
+        let minute = line.get(..16).unwrap_or_default();
+        match minutes.last_mut() {
+            Some((m, n)) if *m == minute => *n += 1,
+            _ => minutes.push((minute, 1)),
+        }
+    }
+    minutes.into_iter().map(|(_, n)| n).collect()
+}
+
+/// A process's resident memory, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    vm_rss_kib(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// `VmRSS` from a /proc/PID/status text, KiB.
+#[must_use]
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The memlock of every BPF map a process holds a descriptor of, each map
+/// once, KiB.
+fn maps_kib(pid: u32) -> Option<u64> {
+    let mut seen = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()? {
+        let Ok(entry) = entry else { continue };
+        if let Some((id, bytes)) = fs::read_to_string(entry.path())
+            .ok()
+            .as_deref()
+            .and_then(map_memlock)
+        {
+            seen.insert(id, bytes);
+        }
+    }
+    Some(seen.values().sum::<u64>() / 1024)
+}
+
+/// A BPF map's id and memlock bytes from its fdinfo text; `None` for any
+/// other descriptor.
+#[must_use]
+pub fn map_memlock(fdinfo: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("map_id:")?, field("memlock:")?))
 }
 
 /// A file opened inside `ns`: /proc/thread-self/net files opened there
@@ -511,7 +670,7 @@ fn read(path: &str) -> String {
 
 /// Clock ticks (USER_HZ, 100 on Linux) to seconds.
 fn ticks_secs(ticks: u64) -> f64 {
-    crate::sample::count_f64(ticks) / 100.0
+    count_f64(ticks) / 100.0
 }
 
 /// The softirq ticks of all CPUs in a /proc/stat text.
@@ -606,5 +765,25 @@ mod tests {
         let text =
             "1234 (guard run x) S 1 1234 1234 0 -1 4194560 500 0 0 0 7 3 0 0 20 0 1 0 100 0 0";
         assert_eq!(stat_ticks(text), Some(10));
+    }
+
+    #[test]
+    fn decisions_are_counted_by_minute() {
+        let log = "2026-12-02T09:10:01.1Z  INFO level normal (fill 0%): x level=\"normal\"\n\
+                   2026-12-02T09:10:05.1Z  INFO gsc0: 1 pkts\n\
+                   2026-12-02T09:10:09.1Z  INFO level elevated (fill 60%): y level=\"elevated\"\n\
+                   2026-12-02T09:13:00.0Z  INFO level normal (fill 1%): z level=\"normal\"\n";
+        assert_eq!(decisions_by_minute(log), [2, 1]);
+        assert!(decisions_by_minute("").is_empty());
+    }
+
+    #[test]
+    fn rss_and_map_memory_are_read_from_proc() {
+        let status = "Name:\tguard\nVmPeak:\t  99999 kB\nVmRSS:\t   12345 kB\nThreads:\t2\n";
+        assert_eq!(vm_rss_kib(status), Some(12_345));
+        assert_eq!(vm_rss_kib("Name:\tguard\n"), None);
+        let map = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1045\nmap_type:\t9\nkey_size:\t20\nvalue_size:\t80\nmax_entries:\t131072\nmap_flags:\t0x0\nmap_extra:\t0x0\nmemlock:\t22021056\nmap_id:\t88\nfrozen:\t0\n";
+        assert_eq!(map_memlock(map), Some((88, 22_021_056)));
+        assert_eq!(map_memlock("pos:\t0\nflags:\t02\nmnt_id:\t15\n"), None);
     }
 }

@@ -46,6 +46,13 @@ pub struct Second {
     /// CPU seconds guard's process used in this second; `None` without
     /// guard.
     pub guard_cpu_secs: Option<f64>,
+    /// guard's resident memory (VmRSS), KiB; `None` without guard.
+    #[serde(default)]
+    pub guard_rss_kib: Option<u64>,
+    /// What guard's BPF maps take (the kernel's memlock of each map guard
+    /// holds, once per map), KiB; `None` without guard.
+    #[serde(default)]
+    pub guard_maps_kib: Option<u64>,
 }
 
 impl Second {
@@ -84,6 +91,10 @@ pub struct Run {
     /// generator that fell short of its packet count, a defence that could
     /// not be set up).
     pub notes: Vec<String>,
+    /// The conntrack controller's decisions guard logged, by minute of the
+    /// clock (minutes with none left out); empty without guard.
+    #[serde(default)]
+    pub decisions_by_minute: Vec<u32>,
 }
 
 /// A count as a float, for percentages and plots (counts here stay far

@@ -544,6 +544,14 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
     }
 }
 
+/// Fails the test at once, saying how to fix it, when trafgen is missing.
+pub fn require_trafgen() {
+    assert!(
+        Command::new("trafgen").arg("--version").output().is_ok(),
+        "trafgen (netsniff-ng) is not installed: run `cargo xtask setup`"
+    );
+}
+
 /// A running trafgen in the attacker namespace, bounded by a packet count;
 /// killed at the end of the attack window, or when dropped. trafgen gives
 /// up when a ring flush finds the veth busy (EAGAIN): [`Trafgen::tend`]

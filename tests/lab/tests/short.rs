@@ -10,19 +10,14 @@ use guard_lab::{
     report::summarize,
     runner::{self, Options},
     scenario::Scenario,
+    traffic,
 };
 use guard_tests::{host, kernel_test};
 
 #[test]
 fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {
     let _kernel = kernel_test!();
-    assert!(
-        std::process::Command::new("trafgen")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "trafgen (netsniff-ng) is not installed: run `cargo xtask setup`"
-    );
+    traffic::require_trafgen();
     let before = (host::sysctl(MAX), host::sysctl(BUCKETS));
     let out = std::env::temp_dir().join(format!("guardt-{}-lab", std::process::id()));
     let opts = Options {

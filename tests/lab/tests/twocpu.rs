@@ -44,13 +44,7 @@ fn total(blocks: &[CounterBlock], counter: Counter) -> u64 {
 #[test]
 fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
     let _kernel = kernel_test!();
-    assert!(
-        std::process::Command::new("trafgen")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "trafgen (netsniff-ng) is not installed: run `cargo xtask setup`"
-    );
+    traffic::require_trafgen();
     let cpus = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     assert!(
         cpus >= 2,
