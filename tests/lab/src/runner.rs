@@ -591,12 +591,26 @@ impl Sampler {
     }
 }
 
-/// The controller's decisions in guard's log (the lines with its `level`
-/// field), counted by the minute of their timestamps.
+/// The controller's decisions in guard's log, counted by the minute of
+/// their timestamps. On stderr guard leaves the `level` field out, so they
+/// are known by how they read: a level line (`level normal (fill 3%): …`,
+/// `dry run: level …`) or SYN cookies turned on or off for ports.
 #[must_use]
 pub fn decisions_by_minute(log: &str) -> Vec<u32> {
+    let decision = |line: &&str| {
+        line.split_once("  INFO ").is_some_and(|(_, message)| {
+            [
+                "level ",
+                "dry run: level ",
+                "SYN cookies on for port",
+                "SYN cookies off for port",
+            ]
+            .iter()
+            .any(|start| message.starts_with(start))
+        })
+    };
     let mut minutes: Vec<(&str, u32)> = Vec::new();
-    for line in log.lines().filter(|l| l.contains(" level=\"")) {
+    for line in log.lines().filter(decision) {
         let minute = line.get(..16).unwrap_or_default();
         match minutes.last_mut() {
             Some((m, n)) if *m == minute => *n += 1,
@@ -769,10 +783,11 @@ mod tests {
 
     #[test]
     fn decisions_are_counted_by_minute() {
-        let log = "2026-12-02T09:10:01.1Z  INFO level normal (fill 0%): x level=\"normal\"\n\
+        let log = "2026-12-02T09:10:01.1Z  INFO level normal (fill 0%): fill 0% of 16384\n\
                    2026-12-02T09:10:05.1Z  INFO gsc0: 1 pkts\n\
-                   2026-12-02T09:10:09.1Z  INFO level elevated (fill 60%): y level=\"elevated\"\n\
-                   2026-12-02T09:13:00.0Z  INFO level normal (fill 1%): z level=\"normal\"\n";
+                   2026-12-02T09:10:09.1Z  INFO SYN cookies on for port 8080: a flood\n\
+                   2026-12-02T09:10:09.2Z  INFO attached to gsc0 (the level is not a decision)\n\
+                   2026-12-02T09:13:00.0Z  INFO level elevated (fill 61%): fill 61% of 16384\n";
         assert_eq!(decisions_by_minute(log), [2, 1]);
         assert!(decisions_by_minute("").is_empty());
     }
