@@ -15,6 +15,8 @@ use std::{
     path::PathBuf,
 };
 
+mod peers;
+
 use aya::{Ebpf, programs::Xdp};
 use guard::config::Settings;
 use guard_tests::{
@@ -244,6 +246,84 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
     ]
 }
 
+/// guard's rows that xdp-filter does the same work for: guard's case, the
+/// peer's, and whether the peer has a rule that drops the frame.
+const COMPARABLE: [(&str, &str, bool); 3] = [
+    (
+        "established TCP (fast path)",
+        "established TCP, no rule: pass",
+        false,
+    ),
+    (
+        "SYN, known source, under its limit",
+        "SYN, no rule: pass",
+        false,
+    ),
+    ("SYN over its limit (dropped)", "SYN, a rule: drop", true),
+];
+
+/// xdp-filter beside guard, against the same baseline in the same run;
+/// the last column is guard's ratio over the cheapest peer's.
+fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
+    println!(
+        "\nPeers in the same run, each against the same baseline: xdp-filter 1.3.1 (Debian's libxdp1), alw variants\n"
+    );
+    let established = Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK).frame();
+    let syn = Packet::tcp(src4(7), dst4(), 40000, 80, TCP_SYN).frame();
+    let titles: Vec<String> = peers::VARIANTS
+        .iter()
+        .map(|v| format!("xdp-filter {v}"))
+        .collect();
+    println!(
+        "| case | guard | {} | guard / cheapest |",
+        titles.join(" | ")
+    );
+    println!("|---|---:|{}---:|", "---:|".repeat(titles.len()));
+    for (guard_case, case, drops) in COMPARABLE {
+        let Some(guard) = rows.iter().find(|r| r.case == guard_case) else {
+            continue;
+        };
+        let frame = if guard_case.starts_with("established") {
+            &established
+        } else {
+            &syn
+        };
+        let mut cells = Vec::new();
+        let mut cheapest = f64::INFINITY;
+        for variant in peers::VARIANTS {
+            let measured = peers::XdpFilter::load(variant).and_then(|mut peer| {
+                if drops {
+                    peer.drop_rule(80, src4(7))?;
+                }
+                let want = if drops { 1 } else { 2 };
+                let got = peer.action(frame);
+                if got != want {
+                    return Err(format!("xdp-filter {variant} returned {got}, not {want}"));
+                }
+                let ns = median((0..TRIALS).map(|_| peer.time(frame, repeat)).collect());
+                let baseline = median((0..TRIALS).map(|_| base.time(frame, repeat)).collect());
+                Ok(ns / baseline)
+            });
+            match measured {
+                Ok(ratio) => {
+                    cheapest = cheapest.min(ratio);
+                    cells.push(format!("{ratio:.2}x"));
+                }
+                Err(e) => {
+                    println!("(peers not measured: {e})");
+                    return;
+                }
+            }
+        }
+        println!(
+            "| {case} | {:.2}x | {} | {:.2} |",
+            guard.ns / guard.baseline,
+            cells.join(" | "),
+            guard.ns / guard.baseline / cheapest
+        );
+    }
+}
+
 /// The port SYN cookies protect in the benchmark.
 const COOKIE_PORT: u16 = 8080;
 
@@ -269,7 +349,8 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000_000);
-    let rows = measure(&Baseline::load(), repeat);
+    let base = Baseline::load();
+    let rows = measure(&base, repeat);
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -304,4 +385,5 @@ fn main() {
             r.case, r.ns, r.baseline
         );
     }
+    peer_table(&base, repeat, &rows);
 }
