@@ -84,27 +84,21 @@ impl XdpFilter {
 
     /// The kernel's average ns per run of `frame`, `repeat` times.
     pub fn time(&self, frame: &[u8], repeat: u32) -> u32 {
-        let prog: &Xdp = self
-            .ebpf
-            .program(&self.name)
-            .expect("loaded")
-            .try_into()
-            .expect("xdp");
-        testrun::run(prog.fd().expect("fd").as_fd(), frame, repeat)
-            .expect("test run")
-            .duration_ns
+        self.run(frame, repeat).duration_ns
     }
 
     /// The XDP action for `frame` (1 drop, 2 pass).
     pub fn action(&self, frame: &[u8]) -> u32 {
+        self.run(frame, 1).action
+    }
+
+    fn run(&self, frame: &[u8], repeat: u32) -> testrun::Outcome {
         let prog: &Xdp = self
             .ebpf
             .program(&self.name)
             .expect("loaded")
             .try_into()
             .expect("xdp");
-        testrun::run(prog.fd().expect("fd").as_fd(), frame, 1)
-            .expect("test run")
-            .action
+        testrun::run(prog.fd().expect("fd").as_fd(), frame, repeat).expect("test run")
     }
 }
