@@ -8,12 +8,19 @@
 //! `../shared/notes/peers.md` facts): with no rule they pass, with a rule
 //! on the destination port (`tcp`, `all`) or the source address (`ip`)
 //! they drop. `tcp` looks up the port, `ip` the addresses, `all` the MACs,
-//! the addresses and the ports.
+//! the addresses and the ports. Their maps are pinned by name (libbpf's
+//! `pinning` attribute, which aya honours): each load pins them in a
+//! directory of its own, removed with it, so no rule outlives a case.
 
-use std::{net::IpAddr, os::fd::AsFd as _, path::Path};
+use std::{
+    net::IpAddr,
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::Xdp,
     util::nr_cpus,
@@ -29,10 +36,19 @@ const TCP: u64 = 4;
 /// The variants measured, cheapest first.
 pub const VARIANTS: [&str; 3] = ["tcp", "ip", "all"];
 
-/// One xdp-filter program, loaded.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// One xdp-filter program, loaded, with its maps pinned in `pins`.
 pub struct XdpFilter {
     ebpf: Ebpf,
     name: String,
+    pins: PathBuf,
+}
+
+impl Drop for XdpFilter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pins);
+    }
 }
 
 impl XdpFilter {
@@ -46,14 +62,32 @@ impl XdpFilter {
                 path.display()
             ));
         }
-        let mut ebpf = Ebpf::load_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pins = Path::new("/sys/fs/bpf").join(format!(
+            "guard-bench-peer-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&pins).map_err(|e| format!("{}: {e}", pins.display()))?;
+        let loaded = EbpfLoader::new()
+            .default_map_pin_directory(&pins)
+            .load_file(&path)
+            .map_err(|e| format!("{}: {e}", path.display()));
+        let mut filter = Self {
+            ebpf: loaded.inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&pins);
+            })?,
+            name,
+            pins,
+        };
+        let ebpf = &mut filter.ebpf;
+        let name = filter.name.clone();
         let prog: &mut Xdp = ebpf
             .program_mut(&name)
             .ok_or_else(|| format!("no program {name}"))?
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
         prog.load().map_err(|e| format!("verifying {name}: {e}"))?;
-        Ok(Self { ebpf, name })
+        Ok(filter)
     }
 
     /// A drop rule for TCP to `port` (`tcp`, `all`) or for the source
