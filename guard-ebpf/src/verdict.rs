@@ -271,45 +271,46 @@ fn limit(
     let skey = source_key(cfg, src, v4);
     let st = match SOURCES.get_ptr_mut(&skey) {
         Some(p) => p,
-        // SAFETY: a map value of GUARD_MARKS, only tested.
-        None if unsafe { MARKS.get(&skey) }.is_none() => {
-            let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
-                Ok(pst) => pst,
-                Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
-            };
-            if !verify && !global_admits(cfg, slots, class, now) {
-                if let Some(p) = pst {
-                    p.dropped = p.dropped.wrapping_add(1);
+        None => match marks(&skey) {
+            Some(m) => {
+                let Some((p, created)) = create(&SOURCES, &skey) else {
+                    return XDP_PASS;
+                };
+                if created {
+                    bump(slots, Counter::NewSources);
+                    // SAFETY: as for `st` below.
+                    recall(unsafe { &mut *p }, &m);
                 }
-                return reject(cfg, slots, Counter::DropGlobalBudget);
+                p
             }
-            let Some((st, created)) = state(&SOURCES, &skey) else {
-                return XDP_PASS;
-            };
-            // SAFETY: as for `st` below.
-            let st = unsafe { &mut *st };
-            if created {
-                bump(slots, Counter::NewSources);
-            }
-            st.last_seen_ns = now;
-            // A full bucket: the token is there (another CPU may have
-            // created the entry an instant before and taken one too).
-            if let Some(tat) = st.tat.get_mut(c) {
-                let _ = take(tat, source_limit, now, slots);
-            }
-            return admitted(cfg, slots, st, pst, &skey, verify, now, flow);
-        }
-        None => {
-            let Some((p, created)) = state(&SOURCES, &skey) else {
-                return XDP_PASS;
-            };
-            if created {
-                bump(slots, Counter::NewSources);
+            None => {
+                let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
+                    Ok(pst) => pst,
+                    Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
+                };
+                if !verify && !global_admits(cfg, slots, class, now) {
+                    if let Some(p) = pst {
+                        p.dropped = p.dropped.wrapping_add(1);
+                    }
+                    return reject(cfg, slots, Counter::DropGlobalBudget);
+                }
+                let Some((st, created)) = create(&SOURCES, &skey) else {
+                    return XDP_PASS;
+                };
                 // SAFETY: as for `st` below.
-                recall(&skey, unsafe { &mut *p });
+                let st = unsafe { &mut *st };
+                if created {
+                    bump(slots, Counter::NewSources);
+                }
+                st.last_seen_ns = now;
+                // A full bucket: the token is there (another CPU may have
+                // created the entry an instant before and taken one too).
+                if let Some(tat) = st.tat.get_mut(c) {
+                    let _ = take(tat, source_limit, now, slots);
+                }
+                return admitted(cfg, slots, st, pst, &skey, verify, now, flow);
             }
-            p
-        }
+        },
     };
     // SAFETY: a pointer into a map value that stays valid for this run.
     // Buckets change only by compare-and-swap; the other fields are
@@ -484,7 +485,9 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
     let st = unsafe { &mut *st };
     if created {
         bump(slots, Counter::NewSources);
-        recall(&key, st);
+        if let Some(m) = marks(&key) {
+            recall(st, &m);
+        }
     }
     if st.verified_until_ns > now {
         return;
@@ -507,15 +510,19 @@ fn mark(key: &SourceKey, st: &SourceState) {
     let _ = MARKS.insert(key, &marks, 0);
 }
 
-/// A source whose entry was just created (again): its verification and
-/// ban come back from `GUARD_MARKS`.
+/// A source's marks, if it was verified or banned.
 #[inline(always)]
-fn recall(key: &SourceKey, st: &mut SourceState) {
+fn marks(key: &SourceKey) -> Option<Marks> {
     // SAFETY: a map value of GUARD_MARKS, copied out at once.
-    if let Some(m) = unsafe { MARKS.get(key) } {
-        st.verified_until_ns = m.verified_until_ns;
-        st.banned_until_ns = m.banned_until_ns;
-    }
+    unsafe { MARKS.get(key) }.copied()
+}
+
+/// A source whose entry was just created (again): its verification and
+/// ban come back from its marks.
+#[inline(always)]
+fn recall(st: &mut SourceState, m: &Marks) {
+    st.verified_until_ns = m.verified_until_ns;
+    st.banned_until_ns = m.banned_until_ns;
 }
 
 /// The source's key in `GUARD_SOURCES`.
@@ -595,10 +602,20 @@ fn state(
     map: &LruHashMap<SourceKey, SourceState>,
     key: &SourceKey,
 ) -> Option<(*mut SourceState, bool)> {
-    if let Some(p) = map.get_ptr_mut(key) {
-        return Some((p, false));
+    match map.get_ptr_mut(key) {
+        Some(p) => Some((p, false)),
+        None => create(map, key),
     }
-    // Another CPU may insert the same key first; then the lookup finds it.
+}
+
+/// The entry for `key`, which a lookup just missed, created empty, and
+/// whether this call created it. Another CPU may insert the same key
+/// first; then the lookup after the insert finds that one.
+#[inline(always)]
+fn create(
+    map: &LruHashMap<SourceKey, SourceState>,
+    key: &SourceKey,
+) -> Option<(*mut SourceState, bool)> {
     let created = map
         .insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST))
         .is_ok();
