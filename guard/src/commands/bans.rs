@@ -77,7 +77,7 @@ pub fn command(json: bool) -> Result<()> {
 }
 
 /// The kept deny entries that carry a time or a reason.
-fn noted_denies(store: &Store, now: u64) -> impl Iterator<Item = Ban> {
+fn noted_denies(store: &Store, now: u64) -> Vec<Ban> {
     let all = store.all();
     all.lists
         .deny
@@ -97,8 +97,7 @@ fn noted_denies(store: &Store, now: u64) -> impl Iterator<Item = Ban> {
                     .unwrap_or_else(|| describe_note(note, now)),
             })
         })
-        .collect::<Vec<_>>()
-        .into_iter()
+        .collect()
 }
 
 fn render(bans: &[Ban]) -> String {
@@ -191,7 +190,7 @@ mod tests {
             &Note::default(),
             true,
         );
-        let bans: Vec<Ban> = noted_denies(&store, 1_000).collect();
+        let bans = noted_denies(&store, 1_000);
         assert_eq!(bans.len(), 1);
         assert_eq!(bans[0].source, "198.18.0.7/32");
         assert_eq!(bans[0].seconds_left, Some(100.0));

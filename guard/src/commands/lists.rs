@@ -87,7 +87,9 @@ pub fn edit(req: &Request<'_>) -> Result<()> {
             Ok((dir, d))
         })
         .collect::<Result<Vec<_>>>()?;
-    check_room(&store, &running, list, &nets)?;
+    if edit == Edit::Add {
+        check_room(&store, &running, list, &nets)?;
+    }
     kept_lists::save_store(&before, &store)?;
     let what = describe(list, &nets);
     for (dir, d) in &mut running {
@@ -103,15 +105,12 @@ pub fn edit(req: &Request<'_>) -> Result<()> {
         };
         println!("{done} of {}: in effect now", dir.display());
     }
-    let kept_in = if req.save {
-        format!("kept in {LISTS_FILE}, which guard run loads at every start")
-    } else {
-        format!("kept in {RUNTIME_LISTS_FILE} only (--no-save): gone at reboot")
-    };
-    let kept_in = if edit == Edit::Del {
-        "taken out of the kept lists".to_owned()
-    } else {
-        kept_in
+    let kept_in = match (edit, req.save) {
+        (Edit::Del, _) => "taken out of the kept lists".to_owned(),
+        (Edit::Add, true) => format!("kept in {LISTS_FILE}, which guard run loads at every start"),
+        (Edit::Add, false) => {
+            format!("kept in {RUNTIME_LISTS_FILE} only (--no-save): gone at reboot")
+        }
     };
     if running.is_empty() {
         println!("no guard is running: {kept_in}");
@@ -164,7 +163,8 @@ fn entries(req: &Request<'_>) -> Result<Vec<IpNet>> {
 }
 
 /// Refuses, before anything is written, an add that the kept files or a
-/// running guard's tries cannot hold.
+/// running guard's tries cannot hold. (A delete only makes room: it is
+/// never refused for a file that is already too long.)
 fn check_room(
     store: &Store,
     running: &[(PathBuf, Dataplane)],

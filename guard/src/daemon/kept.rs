@@ -52,19 +52,14 @@ pub fn merge(settings: &mut Settings) -> KeptLists {
         next_due: None,
         reported: None,
     };
-    match kept_lists::load_store() {
-        Ok(mut store) => {
-            store.expire(unix_now_secs());
-            kept.next_due = store.all().next_expiry();
-            if let Err(e) = kept.apply_to(settings, &store) {
-                kept.report(&format!(
-                    "{e:#}: the kept lists are left out, the config's apply (fix the file, or remove it)"
-                ));
-            }
-        }
-        Err(e) => kept.report(&format!(
+    let merged = kept_lists::load_store().and_then(|mut store| {
+        store.expire(unix_now_secs());
+        kept.apply_to(settings, &store)
+    });
+    if let Err(e) = merged {
+        kept.report(&format!(
             "{e:#}: the kept lists are left out, the config's apply (fix the file, or remove it)"
-        )),
+        ));
     }
     kept
 }
@@ -100,7 +95,6 @@ impl KeptLists {
             tracing::info!("{} {net}{why}: its time is up, taken out", list.name());
         }
         kept_lists::save_store(&before, &store)?;
-        self.next_due = store.all().next_expiry();
         self.apply_to(settings, &store)?;
         for a in attached.iter_mut() {
             a.set_lists(&Lists {
@@ -112,9 +106,12 @@ impl KeptLists {
         Ok(())
     }
 
-    /// Makes `settings`' lists the config's plus `store`'s entries.
-    fn apply_to(&self, settings: &mut Settings, store: &Store) -> Result<()> {
-        let (lists, skipped) = Lists::merged(&self.config, &store.all().lists);
+    /// Makes `settings`' lists the config's plus `store`'s entries, and
+    /// notes when the next of them expires.
+    fn apply_to(&mut self, settings: &mut Settings, store: &Store) -> Result<()> {
+        let all = store.all();
+        self.next_due = all.next_expiry();
+        let (lists, skipped) = Lists::merged(&self.config, &all.lists);
         lists
             .check_capacity(settings.list_capacity)
             .map_err(|e| anyhow::anyhow!("{LISTS_FILE} and the config: {e}"))?;

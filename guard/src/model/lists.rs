@@ -197,22 +197,29 @@ impl Kept {
         n
     }
 
-    /// Takes out every entry whose time is up at `now`; returns them.
+    /// Takes out every entry whose time is up at `now`; returns them. One
+    /// pass over each list, however many expire at once (a blocklist
+    /// added with `--for` expires whole).
     pub fn expire(&mut self, now: u64) -> Vec<(List, IpNet, Note)> {
-        let due: Vec<(IpNet, Note)> = self
-            .notes
-            .iter()
-            .filter(|(_, note)| note.expires.is_some_and(|at| at <= now))
-            .map(|(net, note)| (*net, note.clone()))
-            .collect();
-        let mut gone = Vec::new();
-        for (net, note) in due {
-            self.notes.remove(&net);
-            for list in [List::Allow, List::Deny] {
-                if self.lists.apply(list, Edit::Del, &[net]) > 0 {
-                    gone.push((list, net, note.clone()));
-                }
+        let mut due = BTreeMap::new();
+        self.notes.retain(|net, note| {
+            let up = note.expires.is_some_and(|at| at <= now);
+            if up {
+                due.insert(*net, note.clone());
             }
+            !up
+        });
+        let mut gone = Vec::new();
+        for list in [List::Allow, List::Deny] {
+            self.lists
+                .entries_mut(list)
+                .retain(|net| match due.get(net) {
+                    Some(note) => {
+                        gone.push((list, *net, note.clone()));
+                        false
+                    }
+                    None => true,
+                });
         }
         gone
     }
@@ -226,8 +233,8 @@ impl Kept {
 
 /// The two places list commands keep entries: saved (read at every start,
 /// for good) and runtime (`--no-save`: the running guards and their
-/// restarts until the runtime directory goes, at reboot or when the unit
-/// stops). An entry lives in one of them.
+/// restarts until the runtime directory goes at reboot; the unit keeps it
+/// across a stop). An entry lives in one of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
     pub saved: Kept,
@@ -415,6 +422,33 @@ mod tests {
         );
         assert_eq!(kept.lists.deny, [net("198.18.0.8/32")]);
         assert!(kept.notes.is_empty() && kept.next_expiry().is_none());
+    }
+
+    #[test]
+    fn a_whole_blocklist_expires_at_once() {
+        let mut kept = Kept::default();
+        let nets: Vec<IpNet> = (0..20_000u32)
+            .map(|i| IpNet::new(std::net::Ipv4Addr::from(0xc612_0000 + i).into(), 32).unwrap())
+            .collect();
+        let timed = Note {
+            expires: Some(10),
+            reason: Some("blocklist".into()),
+        };
+        kept.apply(List::Deny, Edit::Add, &nets, &timed);
+        kept.apply(
+            List::Allow,
+            Edit::Add,
+            &[net("203.0.113.0/24")],
+            &Note::default(),
+        );
+        let gone = kept.expire(10);
+        assert_eq!(gone.len(), 20_000);
+        assert!(
+            gone.iter()
+                .all(|(list, _, note)| *list == List::Deny && *note == timed)
+        );
+        assert!(kept.lists.deny.is_empty() && kept.notes.is_empty());
+        assert_eq!(kept.lists.allow, [net("203.0.113.0/24")]);
     }
 
     #[test]
