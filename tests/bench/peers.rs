@@ -1,9 +1,9 @@
-//! Peers measured in the same run as guard, against the same baseline:
+//! Peers measured in the same run as guard, against the same baseline.
+//! A benchmark only: where a peer is missing the bench says so and goes
+//! on, and nothing in CI installs one.
+//!
 //! xdp-filter's programs as Debian's libxdp1 package ships them
 //! (`/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_*.o`; `apt-get install libxdp1`).
-//! A benchmark only: where the objects are missing the bench says so and
-//! goes on, and nothing in CI installs them.
-//!
 //! `alw` programs drop what a rule matches and pass the rest (the
 //! `../shared/notes/peers.md` facts): with no rule they pass, with a rule
 //! on the destination port (`tcp`, `all`) or the source address (`ip`)
@@ -11,18 +11,24 @@
 //! the addresses and the ports. Their maps are pinned by name (libbpf's
 //! `pinning` attribute, which aya honours): each load pins them in a
 //! directory of its own, removed with it, so no rule outlives a case.
+//!
+//! The kernel's xdp_synproxy selftest program, built at bench time from
+//! Debian's linux-source package (its source is never in this repository)
+//! and loaded by bpftool: it calls conntrack kfuncs, which aya 0.14 cannot
+//! relocate.
 
 use std::{
     net::IpAddr,
     os::fd::AsFd as _,
     path::{Path, PathBuf},
+    process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{PerCpuArray, PerCpuHashMap, PerCpuValues},
-    programs::Xdp,
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{ProgramFd, ProgramInfo, Xdp},
     util::nr_cpus,
 };
 use guard_tests::testrun;
@@ -38,17 +44,34 @@ pub const VARIANTS: [&str; 3] = ["tcp", "ip", "all"];
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// One xdp-filter program, loaded, with its maps pinned in `pins`.
+/// A bpffs directory of this process's own, removed with everything pinned
+/// in it when dropped.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new() -> Result<Self, String> {
+        let dir = Path::new("/sys/fs/bpf").join(format!(
+            "guard-bench-peer-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One xdp-filter program, loaded, with its maps pinned in a directory
+/// of their own.
 pub struct XdpFilter {
     ebpf: Ebpf,
     name: String,
-    pins: PathBuf,
-}
-
-impl Drop for XdpFilter {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    _pins: PinDir,
 }
 
 impl XdpFilter {
@@ -62,32 +85,22 @@ impl XdpFilter {
                 path.display()
             ));
         }
-        let pins = Path::new("/sys/fs/bpf").join(format!(
-            "guard-bench-peer-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&pins).map_err(|e| format!("{}: {e}", pins.display()))?;
-        let loaded = EbpfLoader::new()
-            .default_map_pin_directory(&pins)
+        let pins = PinDir::new()?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&pins.0)
             .load_file(&path)
-            .map_err(|e| format!("{}: {e}", path.display()));
-        let mut filter = Self {
-            ebpf: loaded.inspect_err(|_| {
-                let _ = std::fs::remove_dir_all(&pins);
-            })?,
-            name,
-            pins,
-        };
-        let ebpf = &mut filter.ebpf;
-        let name = filter.name.clone();
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let prog: &mut Xdp = ebpf
             .program_mut(&name)
             .ok_or_else(|| format!("no program {name}"))?
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
         prog.load().map_err(|e| format!("verifying {name}: {e}"))?;
-        Ok(filter)
+        Ok(Self {
+            ebpf,
+            name,
+            _pins: pins,
+        })
     }
 
     /// A drop rule for TCP to `port` (`tcp`, `all`) or for the source
@@ -135,4 +148,141 @@ impl XdpFilter {
             .expect("xdp");
         testrun::run(prog.fd().expect("fd").as_fd(), frame, repeat).expect("test run")
     }
+}
+
+/// The selftest's source, inside the linux-source tarball's top directory.
+const SYNPROXY_C: &str = "tools/testing/selftests/bpf/progs/xdp_synproxy_kern.c";
+const SYNPROXY_INSTALL: &str =
+    "install with `apt-get install linux-source-6.12 clang-14 libbpf-dev bpftool`";
+/// The selftest includes the kernel tree's `bpf_compiler.h`, which the
+/// tarball lacks; its four loop pragmas are all the selftest takes from it.
+const BPF_COMPILER_H: &str = r#"#define __bench_str(x) #x
+#define __pragma_loop_unroll _Pragma("clang loop unroll(enable)")
+#define __pragma_loop_unroll_count(N) _Pragma(__bench_str(clang loop unroll_count(N)))
+#define __pragma_loop_unroll_full _Pragma("clang loop unroll(full)")
+#define __pragma_loop_no_unroll _Pragma("clang loop unroll(disable)")
+"#;
+
+/// The kernel's xdp_synproxy program (its `syncookie_xdp`), loaded, with
+/// `allowed_ports` = the one port and `values` left zero (MSS 1460, window
+/// scale 7, TTL 64). Nothing stays pinned: the fd keeps it and its maps.
+pub struct XdpSynproxy(ProgramFd);
+
+impl XdpSynproxy {
+    pub fn load(port: u16) -> Result<Self, String> {
+        let object = build_synproxy().map_err(|e| format!("{e}; {SYNPROXY_INSTALL}"))?;
+        let pins = PinDir::new()?;
+        let (progs, maps) = (pins.0.join("progs"), pins.0.join("maps"));
+        std::fs::create_dir_all(&maps).map_err(|e| format!("{}: {e}", maps.display()))?;
+        output(
+            Command::new("bpftool")
+                .args(["prog", "loadall"])
+                .arg(&object)
+                .arg(&progs)
+                .arg("pinmaps")
+                .arg(&maps),
+        )?;
+        let prog = ProgramInfo::from_pin(progs.join("syncookie_xdp"))
+            .and_then(|p| p.fd())
+            .map_err(|e| format!("syncookie_xdp: {e}"))?;
+        let mut ports: Array<_, u16> = MapData::from_pin(maps.join("allowed_ports"))
+            .and_then(Map::from_map_data)
+            .and_then(Array::try_from)
+            .map_err(|e| format!("allowed_ports: {e}"))?;
+        ports
+            .set(0, port, 0)
+            .map_err(|e| format!("allowed_ports: {e}"))?;
+        // `pins` goes now: the fd keeps the program and its maps.
+        Ok(Self(prog))
+    }
+
+    /// The kernel's ns for one run of `frame`. One run only: the program
+    /// rewrites a SYN into its SYN-ACK and grows the frame's tail in place,
+    /// so the kernel's repeat loop would feed it its own output.
+    pub fn time(&self, frame: &[u8]) -> u32 {
+        self.run(frame).duration_ns
+    }
+
+    /// The XDP action for `frame` (1 drop, 2 pass, 3 tx).
+    pub fn action(&self, frame: &[u8]) -> u32 {
+        self.run(frame).action
+    }
+
+    fn run(&self, frame: &[u8]) -> testrun::Outcome {
+        testrun::run(self.0.as_fd(), frame, 1).expect("test run")
+    }
+}
+
+/// Builds xdp_synproxy from `/usr/src/linux-source-*.tar.*` (the last by
+/// name, if several) into the bench's scratch directory; returns the
+/// object.
+fn build_synproxy() -> Result<PathBuf, String> {
+    let tarball = std::fs::read_dir("/usr/src")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("linux-source-") && n.contains(".tar."))
+        .max()
+        .ok_or("no /usr/src/linux-source-*.tar.*")?;
+    let top = &tarball[..tarball.find(".tar.").expect("filtered")];
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdp_synproxy");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    output(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(Path::new("/usr/src").join(&tarball))
+            .arg("-C")
+            .arg(&dir)
+            .arg(format!("{top}/{SYNPROXY_C}")),
+    )?;
+    write("bpf_compiler.h", BPF_COMPILER_H.as_bytes())?;
+    write(
+        "vmlinux.h",
+        &output(Command::new("bpftool").args([
+            "btf",
+            "dump",
+            "file",
+            "/sys/kernel/btf/vmlinux",
+            "format",
+            "c",
+        ]))?,
+    )?;
+    let object = dir.join("xdp_synproxy_kern.o");
+    // The selftests' own flags (peers.md): BPF v3, x86 for CO-RE.
+    output(
+        Command::new("clang-14")
+            .args([
+                "-O2",
+                "-g",
+                "-target",
+                "bpf",
+                "-mcpu=v3",
+                "-D__TARGET_ARCH_x86",
+            ])
+            .arg("-I")
+            .arg(&dir)
+            .args(["-I", "/usr/include/x86_64-linux-gnu", "-c"])
+            .arg(dir.join(top).join(SYNPROXY_C))
+            .arg("-o")
+            .arg(&object),
+    )?;
+    Ok(object)
+}
+
+/// Runs `cmd` and returns its stdout; on failure, its first line of stderr.
+fn output(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{program} failed: {}",
+            stderr.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok(out.stdout)
 }

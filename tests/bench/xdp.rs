@@ -22,7 +22,7 @@ use guard::config::Settings;
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
-    xdp::{self, Program},
+    xdp::{self, Program, XDP_DROP, XDP_TX},
 };
 
 const TRIALS: usize = 5;
@@ -94,26 +94,35 @@ fn repeated(prog: &Program, base: &Baseline, frame: &[u8], repeat: u32) -> (f64,
     (ns, baseline)
 }
 
-fn distinct(prog: &Program, base: &Baseline, frames: &[Vec<u8>]) -> (f64, f64) {
-    let avg = |f: &dyn Fn(&[u8]) -> u32| {
-        let total: u64 = frames.iter().map(|fr| u64::from(f(fr))).sum();
-        #[expect(clippy::cast_precision_loss, reason = "an average of small numbers")]
-        let avg = total as f64 / frames.len() as f64;
-        avg
-    };
-    (avg(&|f| prog.time(f, 1)), avg(&|f| base.time(f, 1)))
+/// The average of `time` over `frames`, each run once.
+fn once_each(frames: &[Vec<u8>], time: impl Fn(&[u8]) -> u32) -> f64 {
+    let total: u64 = frames.iter().map(|f| u64::from(time(f))).sum();
+    #[expect(clippy::cast_precision_loss, reason = "an average of small numbers")]
+    let avg = total as f64 / frames.len() as f64;
+    avg
 }
 
-/// Runs every case and returns its row.
-fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
-    // Limits so high every new flow is admitted: the known-source path with
-    // its bucket updates, never the drop path.
-    let open = xdp::settings(
+fn distinct(prog: &Program, base: &Baseline, frames: &[Vec<u8>]) -> (f64, f64) {
+    (
+        once_each(frames, |f| prog.time(f, 1)),
+        once_each(frames, |f| base.time(f, 1)),
+    )
+}
+
+/// Limits so high every new flow is admitted: the known-source path with
+/// its bucket updates, never the drop path.
+fn open_settings() -> Settings {
+    xdp::settings(
         "--mode enforce --syn-rate 1000000000 --syn-burst 4294967295 \
          --prefix-syn-rate 1000000000 --prefix-syn-burst 4294967295 \
          --udp-rate 1000000000 --udp-burst 4294967295 \
          --prefix-udp-rate 1000000000 --prefix-udp-burst 4294967295",
-    );
+    )
+}
+
+/// Runs every case and returns its row.
+fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
+    let open = open_settings();
     let tight = xdp::settings("--mode enforce --syn-rate 1 --syn-burst 1 --ban-threshold 0");
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
     let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
@@ -221,29 +230,85 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
         baseline,
         target: f64::NAN,
     };
-    let port = |i: u32| 1024 + u16::try_from(i % 60_000).expect("port");
     let mut prog = Program::with_kernel_clock(settings);
     prog.arm_cookies(COOKIE_PORT);
-    // Each SYN is answered in place, so the frame changes: distinct
-    // frames, one run each.
-    let syns: Vec<Vec<u8>> = (0..DISTINCT)
-        .map(|i| linux_syn(src4(200 + i), port(i)).frame())
-        .collect();
     vec![
-        row(
-            "SYN to a cookie port (SYN-ACK sent)*",
-            distinct(&prog, base, &syns),
-        ),
+        row(COOKIE_SYN, distinct(&prog, base, &cookie_syns())),
         row(
             "forged ACK to a cookie port (dropped)",
-            repeated(
-                &prog,
-                base,
-                &Packet::tcp(src4(9), dst4(), 40000, COOKIE_PORT, TCP_ACK).frame(),
-                repeat,
-            ),
+            repeated(&prog, base, &forged_ack(), repeat),
         ),
     ]
+}
+
+const COOKIE_SYN: &str = "SYN to a cookie port (SYN-ACK sent)*";
+
+/// Linux SYNs to [`COOKIE_PORT`] from distinct sources and ports: each is
+/// answered in place, so the frame changes and the kernel's repeat loop
+/// cannot be used.
+fn cookie_syns() -> Vec<Vec<u8>> {
+    let port = |i: u32| 1024 + u16::try_from(i % 60_000).expect("port");
+    (0..DISTINCT)
+        .map(|i| linux_syn(src4(200 + i), port(i)).frame())
+        .collect()
+}
+
+/// An ACK to [`COOKIE_PORT`] that no SYN-ACK of ours answered.
+fn forged_ack() -> Vec<u8> {
+    Packet::tcp(src4(9), dst4(), 40000, COOKIE_PORT, TCP_ACK).frame()
+}
+
+/// guard's cookie rows beside the kernel's xdp_synproxy selftest program,
+/// on the same frames. xdp_synproxy rewrites a SYN in place and grows
+/// every frame's tail, so the kernel's repeat loop would feed it its own
+/// output (an ACK run 1,000 times returns XDP_ABORTED once the tail is
+/// full): every frame runs once, for guard, the peer and the baseline
+/// alike, and the ACK row runs guard's one forged ACK 20,000 times.
+fn synproxy_table(base: &Baseline) {
+    println!(
+        "\nThe kernel's xdp_synproxy selftest (built from Debian's linux-source), same baseline, {DISTINCT} frames run once each\n"
+    );
+    let peer = match peers::XdpSynproxy::load(COOKIE_PORT) {
+        Ok(peer) => peer,
+        Err(e) => {
+            println!("(xdp_synproxy not measured: {e})");
+            return;
+        }
+    };
+    let mut prog = Program::with_kernel_clock(&open_settings());
+    prog.arm_cookies(COOKIE_PORT);
+    let acks = vec![forged_ack(); DISTINCT as usize];
+    println!("| case | guard | xdp_synproxy | guard / xdp_synproxy | target |");
+    println!("|---|---:|---:|---:|---:|");
+    for (case, frames, want, target) in [
+        (COOKIE_SYN, cookie_syns(), XDP_TX, Some(0.8)),
+        (
+            "forged ACK to a cookie port (dropped)*",
+            acks,
+            XDP_DROP,
+            None,
+        ),
+    ] {
+        let guard_action = prog.run(&frames[0], 0);
+        let wrong = frames.iter().filter(|f| peer.action(f) != want).count();
+        if guard_action != want || wrong > 0 {
+            // Different work: no ratio.
+            println!(
+                "| {case} | – | – | not comparable: action {want} expected, guard returned {guard_action}, xdp_synproxy another on {wrong} of {} frames | – |",
+                frames.len()
+            );
+            continue;
+        }
+        let baseline = once_each(&frames, |f| base.time(f, 1));
+        let guard = once_each(&frames, |f| prog.time(f, 1)) / baseline;
+        let synproxy = once_each(&frames, |f| peer.time(f)) / baseline;
+        let ratio = guard / synproxy;
+        let target = target.map_or_else(
+            || "–".to_owned(),
+            |t| format!("<= {t:.1}{}", if ratio <= t { "" } else { " (over)" }),
+        );
+        println!("| {case} | {guard:.2}x | {synproxy:.2}x | {ratio:.2} | {target} |");
+    }
 }
 
 /// guard's rows that xdp-filter does the same work for: guard's case, the
@@ -386,4 +451,5 @@ fn main() {
         );
     }
     peer_table(&base, repeat, &rows);
+    synproxy_table(&base);
 }
