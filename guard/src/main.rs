@@ -29,7 +29,7 @@ fn init_logs() {
         // netlink-packet-route warns about every link attribute newer than
         // itself; that is noise for guard's users.
         EnvFilter::try_from_env("GUARD_LOG")
-            .unwrap_or_else(|_| EnvFilter::new("info,netlink_packet_route=error"))
+            .unwrap_or_else(|_| EnvFilter::new("info,netlink_packet_route=error,async_nats=warn"))
     };
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     if under_systemd && let Ok(journald) = tracing_journald::layer() {

@@ -165,6 +165,7 @@ impl Sim {
                 admitted: self.admitted,
                 ..XdpCounts::default()
             },
+            neighbours: Level::Normal,
         }
     }
 

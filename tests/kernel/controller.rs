@@ -8,7 +8,6 @@
 
 use std::{
     net::SocketAddr,
-    path::Path,
     process::Command,
     sync::{
         Arc,
@@ -34,7 +33,16 @@ use guard_tests::{
 const PORT: u16 = 8080;
 const MAX: &str = "net.netfilter.nf_conntrack_max";
 const BUCKETS: &str = "net.netfilter.nf_conntrack_buckets";
-const STATE_FILE: &str = "/run/guard/state.json";
+/// The state files of every guard on the host (tests run one at a time,
+/// so any is this test's).
+fn state_files() -> Vec<std::path::PathBuf> {
+    guard::host::instances::all()
+        .into_iter()
+        .map(|i| i.dir.join("state.json"))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 const TIMEOUTS: &[&str] = &[
     "tcp_timeout_syn_sent",
     "tcp_timeout_syn_recv",
@@ -284,7 +292,7 @@ fn provoke_changes(v: &Victim, original_timeouts: &[(String, u64)]) {
 fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() {
     let _kernel = kernel_test!();
     assert!(
-        !Path::new(STATE_FILE).exists(),
+        state_files().is_empty(),
         "a guard state file already exists on this host"
     );
     let saved = Saved::new(&[MAX, BUCKETS]);
@@ -307,7 +315,7 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
             ],
         );
         assert!(
-            Path::new(STATE_FILE).exists(),
+            !state_files().is_empty(),
             "no state file before the first change"
         );
         provoke_changes(&v, &timeouts);
@@ -317,10 +325,7 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
         let finished = guard.stop(signal);
         if signal == libc::SIGKILL {
             assert_ne!(v.timeouts(), timeouts, "SIGKILL: nothing to restore?");
-            assert!(
-                Path::new(STATE_FILE).exists(),
-                "SIGKILL: the state file is gone"
-            );
+            assert!(!state_files().is_empty(), "SIGKILL: the state file is gone");
             let out = guard_proc::run(&["restore"]);
             out.assert_code(0);
             assert!(
@@ -334,7 +339,7 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
         assert_eq!(originals(), before, "after {signal}: max and buckets");
         assert_eq!(v.timeouts(), timeouts, "after {signal}: timeouts");
         assert!(
-            !Path::new(STATE_FILE).exists(),
+            state_files().is_empty(),
             "after {signal}: the state file remains"
         );
         assert!(!pin_dir(&v.net).exists());
@@ -446,7 +451,7 @@ fn dry_run_decides_and_changes_nothing() {
     thread::sleep(Duration::from_millis(500));
     assert_eq!(host::sysctl(MAX), 4096);
     assert_eq!(v.timeouts(), timeouts);
-    assert!(!Path::new(STATE_FILE).exists());
+    assert!(state_files().is_empty());
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert!(finished.stderr.contains("dry run: level "), "{finished}");
@@ -493,7 +498,7 @@ fn a_read_only_sysctl_is_reported_once_and_guard_goes_on() {
         "guard stopped instead of going on:\n{stderr}"
     );
     assert_eq!(host::sysctl(BUCKETS), buckets);
-    assert!(!Path::new(STATE_FILE).exists());
+    assert!(state_files().is_empty());
 }
 
 #[test]
@@ -521,7 +526,7 @@ fn missing_conntrack_is_said_plainly() {
         stderr.contains("guard runs without its conntrack controller"),
         "{stderr}"
     );
-    assert!(!Path::new(STATE_FILE).exists());
+    assert!(state_files().is_empty());
 }
 
 #[test]
@@ -544,20 +549,21 @@ fn a_memory_budget_smaller_than_the_table_is_refused() {
         "{out}"
     );
     assert!(!v.net.victim_link().contains("xdp"));
-    assert!(!Path::new(STATE_FILE).exists());
+    assert!(state_files().is_empty());
 }
 
 #[test]
 fn a_corrupt_state_file_stops_everything_until_discarded() {
     let _kernel = kernel_test!();
     assert!(
-        !Path::new(STATE_FILE).exists(),
+        state_files().is_empty(),
         "a guard state file already exists on this host"
     );
     let v = Victim::new();
-    std::fs::create_dir_all("/run/guard").expect("runtime dir");
+    let dir = guard::model::paths::runtime_dir(Some(&v.net.victim));
+    std::fs::create_dir_all(&dir).expect("runtime dir");
     std::fs::write(
-        STATE_FILE,
+        dir.join("state.json"),
         "{\"pid\": 7, \"global\": {\"net.netfilter.nf_conntrack_max\": ",
     )
     .expect("write");
@@ -576,7 +582,7 @@ fn a_corrupt_state_file_stops_everything_until_discarded() {
     );
     let out = guard_proc::run(&["restore", "--discard"]);
     out.assert_code(0);
-    assert!(!Path::new(STATE_FILE).exists());
+    assert!(state_files().is_empty());
 }
 
 #[test]

@@ -798,8 +798,10 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
     // Signals go to guard itself, not to strace, which would detach.
     let deadline = Instant::now() + Duration::from_secs(20);
     let pid = loop {
-        if let Some(run) =
-            guard::host::status_file::read_run(Path::new(guard::model::paths::RUNTIME_DIR))
+        if let Some(run) = guard::host::instances::all()
+            .into_iter()
+            .filter(|i| i.pid.is_some())
+            .find_map(|i| guard::host::status_file::read_run(&i.dir))
         {
             break i32::try_from(run.pid).expect("pid");
         }

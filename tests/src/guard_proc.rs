@@ -83,6 +83,16 @@ pub fn stats_after(net: &TestNet, packets: u64) -> serde_json::Value {
 /// How long guard may take to attach, and to exit after a signal.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What the guard with `pid` published that it runs (guard.json), in
+/// whichever namespace's runtime directory it keeps.
+#[must_use]
+pub fn run_status(pid: u32) -> Option<guard::model::status::RunStatus> {
+    guard::host::instances::all()
+        .into_iter()
+        .filter_map(|i| guard::host::status_file::read_run(&i.dir))
+        .find(|run| run.pid == pid)
+}
+
 /// The guard binary under test: `GUARD_BIN`, or the one next to this test
 /// executable's `deps/` directory.
 #[must_use]
@@ -231,9 +241,7 @@ impl Guard {
     pub fn wait_ready(&self) {
         let pid = self.pid().expect("running");
         let deadline = Instant::now() + TIMEOUT;
-        while guard::host::status_file::read_run(Path::new(guard::model::paths::RUNTIME_DIR))
-            .is_none_or(|run| run.pid != pid)
-        {
+        while run_status(pid).is_none() {
             assert!(
                 Instant::now() < deadline,
                 "guard never said it was ready:\n{}",

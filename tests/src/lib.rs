@@ -15,6 +15,7 @@ pub mod fuzz;
 pub mod guard_proc;
 pub mod host;
 pub mod model;
+pub mod nats;
 pub mod net;
 pub mod nft;
 pub mod packet;

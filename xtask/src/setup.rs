@@ -32,6 +32,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("netsniff-ng", "trafgen"),
     ("systemd", "systemd-analyze"),
     ("strace", "strace"),
+    // The fleet tests' own server (JetStream, loopback only).
+    ("nats-server", "nats-server"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

@@ -57,22 +57,26 @@ pub enum Command {
     /// XDP attach mode and program, SYN cookies, the controller's level,
     /// config file and uptime.
     ///
-    /// Reads /run/guard/guard.json and status.json. Exits 1 if no guard is
-    /// running.
+    /// Reads guard.json and status.json in /run/guard (a guard of a named
+    /// namespace: /run/guard/netns/NAME). Exits 1 if no guard is running.
     Status(StatusArgs),
     /// Show what a running guard sees: counters and rates, the conntrack
     /// gauge and the controller's last decisions, the top sources and the
     /// bans.
     ///
-    /// Reads its pinned maps and /run/guard/status.json. Exits 1 if no
-    /// guard is running.
+    /// Reads its pinned maps and its status.json. Exits 1 if no guard is
+    /// running.
     Stats(StatsArgs),
     /// Put back the conntrack values a guard changed and could not restore
     /// (it was killed, or the host lost power mid-run).
     ///
-    /// Reads /run/guard/state.json, which guard writes before its first
-    /// change. A running guard restores by itself when it stops.
+    /// Reads the state.json guard writes before its first change. A running
+    /// guard restores by itself when it stops.
     Restore(RestoreArgs),
+    /// The fleet a guard started with --fleet shares bans and pressure
+    /// with: `guard fleet status` shows every member.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Show the recommended conntrack sizing, with reasons; write it with
     /// --apply, make it survive a reboot with --persist.
     Tune(TuneArgs),
@@ -163,11 +167,23 @@ pub struct BansArgs {
     pub json: bool,
 }
 
+/// `guard fleet ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum FleetCommand {
+    /// Every member as this guard sees it: last seen, level, conntrack
+    /// fill, bans contributed; the link to NATS and the bans taken from
+    /// peers. Exits 1 if no guard runs or it is in no fleet.
+    Status(StatusArgs),
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The guard of this network namespace (needed when several run).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +192,8 @@ pub struct StatsArgs {
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub iface: Option<String>,
 
-    /// Only interfaces in this network namespace.
+    /// Only interfaces in this network namespace, and the status of its
+    /// guard (needed when several run).
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
 
@@ -204,6 +221,10 @@ pub struct RestoreArgs {
     /// by hand, for a state file guard calls corrupt).
     #[arg(long)]
     pub discard: bool,
+    /// Only the guard of this network namespace (default: every guard
+    /// that is gone and left something behind).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -345,8 +366,11 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
                 commands::stats::command(&opts)
             }
         }
-        Command::Status(args) => commands::status::command(args.json),
-        Command::Restore(args) => commands::restore::command(args.discard),
+        Command::Status(args) => commands::status::command(args.json, args.netns.as_deref()),
+        Command::Fleet(FleetCommand::Status(args)) => {
+            commands::fleet::status(args.json, args.netns.as_deref())
+        }
+        Command::Restore(args) => commands::restore::command(args.discard, args.netns.as_deref()),
         Command::Tune(args) => commands::tune::command(commands::tune::Options {
             apply: args.apply,
             persist: args.persist,

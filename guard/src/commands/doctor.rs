@@ -9,11 +9,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     dataplane::pins::Layout,
-    host::{files::HostFiles, iface, lock::HostLock, preflight, status_file},
-    model::{
-        doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
-        paths::RUNTIME_DIR,
-    },
+    host::{files::HostFiles, iface, instances, preflight, status_file},
+    model::doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
 };
 
 /// Reads everything under `root` and evaluates it. The live-only checks run
@@ -79,12 +76,16 @@ fn gather_live(files: &HostFiles) -> Live {
                 None => iface,
             })
             .collect(),
-        run: status_file::read_run(Path::new(RUNTIME_DIR)),
+        run: instances::choose(None)
+            .ok()
+            .and_then(|dir| status_file::read_run(&dir)),
     }
 }
 
 /// The pid in the host lock, if that process is alive and is guard.
 fn running_guard(files: &HostFiles) -> Option<u32> {
-    let pid = HostLock::holder(Path::new(RUNTIME_DIR))?;
-    (files.process_name(pid)? == "guard").then_some(pid)
+    instances::all()
+        .into_iter()
+        .filter_map(|i| i.pid)
+        .find(|pid| files.process_name(*pid).as_deref() == Some("guard"))
 }

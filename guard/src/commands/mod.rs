@@ -5,6 +5,7 @@
 pub mod bans;
 pub mod check_config;
 pub mod doctor;
+pub mod fleet;
 pub mod lists;
 pub mod notrack;
 pub mod restore;

@@ -2,7 +2,7 @@
 //! maps and its status file) once or twice, and prints the snapshot
 //! `model::stats` makes of the readings.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Result, bail};
 
@@ -10,12 +10,9 @@ use crate::{
     dataplane::{handle::Dataplane, pins::Layout},
     host::{
         clock::{monotonic_ns, unix_now},
-        status_file,
+        instances, status_file,
     },
-    model::{
-        paths::RUNTIME_DIR,
-        stats::{InterfaceSample, Sample, snapshot},
-    },
+    model::stats::{InterfaceSample, Sample, snapshot},
 };
 
 /// What `guard stats` was asked for.
@@ -50,7 +47,7 @@ pub fn command(opts: &Options) -> Result<()> {
         prev,
         &now,
         opts.top,
-        status_file::read(Path::new(RUNTIME_DIR)),
+        status_file::read(&instances::choose(opts.netns.as_deref())?),
     );
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&snap)?);

@@ -2,21 +2,17 @@
 //! drops: per interface its mode, XDP attach mode, program, SYN cookies and
 //! the controller's level, with the config file and the uptime.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 
 use crate::{
-    host::{clock::unix_now, status_file},
-    model::{
-        paths::{RUN_FILE, RUNTIME_DIR},
-        status::StatusReport,
-    },
+    host::{clock::unix_now, instances, status_file},
+    model::{paths::RUN_FILE, status::StatusReport},
 };
 
-/// `guard status [--json]`; an error (exit 1) if no guard runs.
-pub fn command(json: bool) -> Result<()> {
-    let dir = Path::new(RUNTIME_DIR);
+/// `guard status [--json] [--netns NAME]`; an error (exit 1) if no guard
+/// runs.
+pub fn command(json: bool, netns: Option<&str>) -> Result<()> {
+    let dir = &instances::choose(netns)?;
     let Some(run) = status_file::read_run(dir) else {
         bail!(
             "no guard is running: {} does not exist (start one with `guard run`)",

@@ -24,7 +24,8 @@ pub use raw::{
 };
 pub use resolve::{parse_cidr, read_file};
 pub use settings::{
-    ConntrackSettings, CookieSettings, Rate, Reload, Settings, list_bits, list_overflow,
+    ConntrackSettings, CookieSettings, FleetSettings, Rate, Reload, Settings, list_bits,
+    list_overflow,
 };
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub mod defaults {
     pub const VERIFIED_SECS: u64 = 300;
     /// Where `--metrics` alone serves: loopback, a port of its own.
     pub const METRICS: &str = "127.0.0.1:9369";
+    /// The fleet's key-value bucket.
+    pub const FLEET_BUCKET: &str = "guard";
+    /// Bans taken from peers a second (a reconnect's backlog waits its turn).
+    pub const FLEET_RATE: u32 = 100;
 }
 
 /// `--conntrack-buckets`: how the hash table is sized at start-up.
@@ -391,4 +395,40 @@ pub struct RawConfig {
     /// skip the global budget [default: 300].
     #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
     pub verified_for: Option<u64>,
+
+    /// Join a fleet through this NATS server (nats://HOST:PORT, tls://
+    /// for TLS; several comma-separated): share bans and pressure with
+    /// the other guards of the fleet. Off without it.
+    #[arg(long, value_name = "URL", help_heading = "Fleet")]
+    pub fleet: Option<String>,
+    /// NATS credentials file (a user JWT and its NKey seed).
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    pub fleet_creds: Option<std::path::PathBuf>,
+    /// CA certificate(s) the NATS server's certificate must chain to; TLS
+    /// is then required.
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    pub fleet_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate for mutual TLS (with --fleet-tls-key).
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    pub fleet_tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "FILE", help_heading = "Fleet")]
+    pub fleet_tls_key: Option<std::path::PathBuf>,
+    /// This guard's name in the fleet: the origin of its bans [default:
+    /// the host name, with `-NETNS` for a guard of a named namespace].
+    #[arg(long, value_name = "NAME", help_heading = "Fleet")]
+    pub fleet_name: Option<String>,
+    /// The JetStream key-value bucket the fleet shares: bans in
+    /// `BUCKET-decisions`, members' reports in `BUCKET-members`; nothing
+    /// outside them is applied [default: guard].
+    #[arg(long, value_name = "NAME", help_heading = "Fleet")]
+    pub fleet_bucket: Option<String>,
+    /// Never apply a peer's ban that overlaps this CIDR; repeatable. A
+    /// guard's own config, so one bad member cannot blackhole it.
+    #[arg(long, value_name = "CIDR", help_heading = "Fleet")]
+    pub fleet_allow: Option<Vec<String>>,
+    /// Bans taken from peers a second, at most; the rest wait their turn
+    /// [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Fleet")]
+    pub fleet_rate: Option<u32>,
 }

@@ -121,6 +121,23 @@ pub struct Settings {
     pub conntrack: ConntrackSettings,
     pub cookies: CookieSettings,
     pub reject: Reject,
+    /// `--fleet`: off when `None`.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// Joining a fleet through NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSettings {
+    pub server: String,
+    pub creds: Option<std::path::PathBuf>,
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key, for mutual TLS.
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// This member's name.
+    pub member: String,
+    pub bucket: String,
+    pub allow: Vec<IpNet>,
+    pub rate: u32,
 }
 
 /// The RSTs of `reject = "rst"`, all sources together: a second's worth
@@ -310,6 +327,11 @@ const RESTART_KEYS: &[RestartKey] = &[
         name: "metrics",
         show: |s| format!("{:?}", s.metrics),
         keep: |new, old| new.metrics = old.metrics,
+    },
+    RestartKey {
+        name: "fleet/fleet-*",
+        show: |s| format!("{:?}", s.fleet),
+        keep: |new, old| new.fleet.clone_from(&old.fleet),
     },
     // The SYNPROXY rules and the controller's switching follow these.
     RestartKey {

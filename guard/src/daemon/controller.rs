@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Instant,
 };
 
@@ -22,7 +22,9 @@ use crate::{
             knobs::{KnobError, Knobs},
         },
         files::HostFiles,
-        listeners, nft, notrack,
+        listeners,
+        lock::PidLock,
+        nft, notrack,
         restore::{self, Record},
         status_file, synproxy,
     },
@@ -30,6 +32,7 @@ use crate::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
         level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
+        paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{PortTable, cookie_mode},
         sizing::{self, Budget, MIB},
@@ -131,6 +134,26 @@ pub struct Controller<'a> {
     notrack_ports: Vec<u16>,
     /// Tables found gone (a `flush ruleset`) and installed again.
     nft_reinstalled: u64,
+    /// The knobs lock, while this guard is the one that drives the global
+    /// knobs (`nf_conntrack_max`, the hash size); `None` while another
+    /// guard on the host does.
+    globals: Option<PidLock>,
+    /// The highest level among the fleet's other members (`--fleet`).
+    neighbours: Level,
+}
+
+/// Takes the host's knobs lock if no other guard holds it; says who does
+/// otherwise, if `say`.
+fn take_globals(say: bool) -> Option<PidLock> {
+    let path = Path::new(RUNTIME_DIR).join(KNOBS_LOCK);
+    let taken = PidLock::acquire(&path, "").ok();
+    if taken.is_none() && say {
+        tracing::info!(
+            "nf_conntrack_max and the hash size are global, and another guard here drives them (pid {}): this one drives its namespace's timeouts and its XDP limits, and takes them over if that guard stops",
+            PidLock::holder(&path).map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        );
+    }
+    taken
 }
 
 impl<'a> Controller<'a> {
@@ -164,14 +187,19 @@ impl<'a> Controller<'a> {
                 Budget::new(None, ram, entry_bytes, table.buckets).mib()
             )));
         }
+        let globals = take_globals(true);
         let mut record = Record {
             pid: std::process::id(),
             netns: knobs.scope().name().map(str::to_owned),
-            global: [
-                (MAX.to_owned(), table.max),
-                (BUCKETS.to_owned(), table.buckets),
-            ]
-            .into(),
+            global: if globals.is_some() {
+                [
+                    (MAX.to_owned(), table.max),
+                    (BUCKETS.to_owned(), table.buckets),
+                ]
+                .into()
+            } else {
+                BTreeMap::new()
+            },
             local: Timeout::ALL
                 .iter()
                 .map(|t| (timeout_key(*t), u64::from(table.timeouts.get(*t))))
@@ -223,6 +251,8 @@ impl<'a> Controller<'a> {
             },
             notrack_ports: Vec::new(),
             nft_reinstalled: 0,
+            globals,
+            neighbours: Level::Normal,
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
@@ -291,6 +321,7 @@ impl<'a> Controller<'a> {
                 new_flows: xdp.new_flows.saturating_sub(xdp.cookies_sent),
                 ..xdp
             },
+            neighbours: self.neighbours,
         };
         let decision = policy::decide(&self.cfg, &self.state, &obs);
         let level_changed = decision.level != self.state.level;
@@ -527,8 +558,9 @@ impl<'a> Controller<'a> {
     }
 
     /// Writes a knob; a read-only one is reported once and skipped after.
+    /// A global one only while this guard holds the knobs lock.
     fn write(&mut self, key: &str, value: u64, local: bool) {
-        if self.read_only.contains(key) {
+        if self.read_only.contains(key) || (!local && !self.own_globals()) {
             return;
         }
         let result = if local {
@@ -667,7 +699,50 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Puts every recorded value back and removes the state file.
+    /// The fleet's other members' highest level, and who is at it; said
+    /// when it changes.
+    pub fn set_neighbours(&mut self, neighbours: Option<&(Level, String)>) {
+        let level = neighbours.map_or(Level::Normal, |(l, _)| *l);
+        if level != self.neighbours {
+            match neighbours {
+                Some((l, who)) if *l >= Level::High => tracing::info!(
+                    "fleet: {who} is at {l}: this guard holds itself at elevated at least until the fleet calms"
+                ),
+                _ => tracing::info!("fleet: the neighbours are at {level}"),
+            }
+        }
+        self.neighbours = level;
+    }
+
+    /// True while this guard drives the global knobs; takes them over,
+    /// recording their values first, when the guard that drove them has
+    /// stopped (and put them back).
+    fn own_globals(&mut self) -> bool {
+        if self.globals.is_some() {
+            return true;
+        }
+        let Some(lock) = take_globals(false) else {
+            return false;
+        };
+        let (Ok(max), Ok(buckets)) = (self.knobs.global(MAX), self.knobs.global(BUCKETS)) else {
+            return false;
+        };
+        self.record.global = [(MAX.to_owned(), max), (BUCKETS.to_owned(), buckets)].into();
+        if !self.dry_run
+            && let Err(e) = self.record.save(&self.runtime_dir)
+        {
+            tracing::error!("{e:#}: leaving the global knobs alone");
+            return false;
+        }
+        tracing::info!(
+            "took over nf_conntrack_max ({max}) and the hash size ({buckets}): the guard that drove them stopped"
+        );
+        self.globals = Some(lock);
+        true
+    }
+
+    /// Puts every recorded value back and removes the state file; the
+    /// global knobs' lock goes last, after their values are back.
     pub fn restore(self) {
         status_file::remove(&self.runtime_dir);
         if self.dry_run {

@@ -6,7 +6,7 @@
 //! command, CrowdSec, an editor) is applied. The config's own entries
 //! always stay: it wins over the kept lists.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Result;
 use ipnet::IpNet;
@@ -16,7 +16,7 @@ use crate::{
     dataplane::loader::Attached,
     host::{clock::unix_now_secs, kept_lists},
     model::{
-        lists::{Lists, Store},
+        lists::{Edit, List, Lists, Store},
         paths::LISTS_FILE,
     },
 };
@@ -34,6 +34,11 @@ pub struct KeptLists {
     next_due: Option<u64>,
     /// The last problem reported, so a broken file is said once.
     reported: Option<String>,
+    /// The files as last applied.
+    store: Store,
+    /// Peers' bans in force (`--fleet`): deny entries under the config's
+    /// and the files'.
+    fleet: Vec<IpNet>,
 }
 
 /// Adds the kept entries not yet expired to `settings`' lists (which hold
@@ -51,6 +56,8 @@ pub fn merge(settings: &mut Settings) -> KeptLists {
         stamp: kept_lists::stamp(),
         next_due: None,
         reported: None,
+        store: Store::default(),
+        fleet: Vec::new(),
     };
     let merged = kept_lists::load_store().and_then(|mut store| {
         store.expire(unix_now_secs());
@@ -109,8 +116,12 @@ impl KeptLists {
     /// Makes `settings`' lists the config's plus `store`'s entries, and
     /// notes when the next of them expires.
     fn apply_to(&mut self, settings: &mut Settings, store: &Store) -> Result<()> {
-        let all = store.all();
+        self.store = store.clone();
+        let mut all = store.all();
         self.next_due = all.next_expiry();
+        // A peer's ban never lands on an allowed net (the fleet judged it
+        // against the allow lists); here it only joins the denies.
+        all.lists.apply(List::Deny, Edit::Add, &self.fleet);
         let (lists, skipped) = Lists::merged(&self.config, &all.lists);
         lists
             .check_capacity(settings.list_capacity)
@@ -121,6 +132,40 @@ impl KeptLists {
         settings.allow = lists.allow;
         settings.deny = lists.deny;
         Ok(())
+    }
+
+    /// Makes the peers' bans in force `nets`, in the lists and the tries.
+    pub fn set_fleet(
+        &mut self,
+        nets: Vec<IpNet>,
+        settings: &mut Settings,
+        attached: &mut [Attached],
+    ) -> Result<()> {
+        self.fleet = nets;
+        let store = self.store.clone();
+        self.apply_to(settings, &store)?;
+        for a in attached.iter_mut() {
+            a.set_lists(&Lists {
+                allow: settings.allow.clone(),
+                deny: settings.deny.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The deny entries of the files that expire: until when (unix
+    /// seconds), and why. The fleet shares them.
+    #[must_use]
+    pub fn timed_denies(&self) -> BTreeMap<IpNet, (u64, Option<String>)> {
+        let all = self.store.all();
+        all.lists
+            .entries(List::Deny)
+            .iter()
+            .filter_map(|net| {
+                let note = all.notes.get(net)?;
+                Some((*net, (note.expires?, note.reason.clone())))
+            })
+            .collect()
     }
 
     fn report(&mut self, problem: &str) {

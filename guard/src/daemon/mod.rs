@@ -4,6 +4,7 @@
 //! ([`metrics`]).
 
 pub mod controller;
+pub mod fleet;
 pub mod kept;
 pub mod metrics;
 pub mod reload;

@@ -17,6 +17,7 @@ use tokio::{
 
 use super::{
     controller::Controller,
+    fleet::{self, Fleet},
     kept::KeptLists,
     metrics,
     reload::{self, Sources, load_settings},
@@ -30,10 +31,10 @@ use crate::{
     },
     error::usage,
     host::{
-        clock::unix_now,
+        clock::{unix_now, unix_now_ms},
         conntrack::knobs::{KnobError, Knobs},
-        kept_lists,
-        lock::HostLock,
+        instances, kept_lists,
+        lock::PidLock,
         netns::Scope,
         notify, preflight,
         restore::{self, Record},
@@ -41,7 +42,7 @@ use crate::{
     },
     model::{
         offenders::{Offenders, describe_top},
-        paths::{BPFFS, RUNTIME_DIR},
+        paths::{BPFFS, runtime_dir},
         policy::XdpCounts,
         stats::summary_line,
         status::{AttachedStatus, RunStatus},
@@ -69,38 +70,22 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
 
-    let runtime_dir = PathBuf::from(RUNTIME_DIR);
-    let _lock = HostLock::acquire(&runtime_dir).map_err(usage)?;
+    // One guard per network namespace: several run side by side, each
+    // with its own runtime directory (ARCHITECTURE.md says how they share
+    // the global conntrack knobs).
+    let runtime_dir = runtime_dir(settings.netns.as_deref());
+    let _lock = PidLock::instance(&runtime_dir).map_err(usage)?;
     recover(&runtime_dir)?;
     let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
     tracing::info!("{}", settings.describe());
     let _metrics = match settings.metrics {
-        Some(addr) => Some(
-            metrics::bind(addr, Layout::default(), runtime_dir.clone())
-                .await
-                .map_err(usage)?,
-        ),
+        Some(addr) => Some(metrics::bind(addr, Layout::default(), runtime_dir.clone()).await),
         None => None,
-    };
+    }
+    .transpose()
+    .map_err(usage)?;
 
-    let mut controller = match Knobs::open(&scope) {
-        Ok(knobs) => Some(Controller::start(
-            knobs,
-            &settings,
-            settings.ifaces.len(),
-            runtime_dir.clone(),
-        )?),
-        Err(e @ KnobError::NotLoaded { .. }) => {
-            if settings.cookies.mode == SynCookies::Always {
-                return Err(usage(anyhow!(
-                    "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
-                )));
-            }
-            tracing::warn!("{e}; guard runs without its conntrack controller");
-            None
-        }
-        Err(e) => return Err(usage(e)),
-    };
+    let mut controller = start_controller(&scope, &settings, &runtime_dir)?;
     let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
     let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, &events_tx) {
         Ok(attached) => attached,
@@ -125,6 +110,10 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let mut summary = Summary::new(settings.summary_interval, &attached);
     let mut kept_ticker = tokio::time::interval(Duration::from_secs(1));
     kept_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut fleet = settings
+        .fleet
+        .as_ref()
+        .map(|f| Fleet::start(f, &settings.allow, runtime_dir.clone()));
     let signal_name = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
@@ -132,6 +121,13 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             _ = sighup.recv() => {
                 notify::reloading();
                 if reload::reload(sources, &mut settings, &mut attached, controller.as_mut(), &mut kept) {
+                    // The reload rebuilt the lists from the files: the
+                    // peers' bans join them again.
+                    if let Some(f) = fleet.as_ref()
+                        && let Err(e) = kept.set_fleet(f.nets(), &mut settings, &mut attached)
+                    {
+                        tracing::error!("fleet: {e:#}");
+                    }
                     next_control = Instant::now();
                     published.run(&settings, &attached);
                     reload::log_reloaded(sources, &settings);
@@ -139,9 +135,23 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 notify::ready(&systemd_status(&settings, &attached));
             }
             _ = summary.ticker.tick() => summary.log(&attached)?,
-            _ = kept_ticker.tick() => kept.tick(&mut settings, &mut attached),
+            _ = kept_ticker.tick() => {
+                kept.tick(&mut settings, &mut attached);
+                if let Some(f) = fleet.as_mut() {
+                    f.kept_denies(&kept.timed_denies());
+                    let change = f.tick();
+                    fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
+                }
+            }
+            Some(msg) = next_message(fleet.as_mut()) => {
+                if let Some(f) = fleet.as_mut() {
+                    let change = f.handle(msg);
+                    fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
+                }
+            }
             () = sleep_until(next_control), if controller.is_some() => {
                 let Some(c) = controller.as_mut() else { continue };
+                c.set_neighbours(fleet.as_ref().and_then(Fleet::neighbours).as_ref());
                 next_control = Instant::now() + control(c, &mut attached);
             }
             Some(first) = events.recv() => {
@@ -151,10 +161,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 while let Ok(more) = events.try_recv() {
                     batch.push(more);
                 }
-                let banned = summary.events(&batch);
-                if let (Some(c), false) = (controller.as_ref(), banned.is_empty()) {
-                    c.sources_banned(&banned);
-                }
+                on_events(&batch, &mut summary, controller.as_ref(), fleet.as_mut(), &settings);
             }
         }
     };
@@ -165,7 +172,100 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         c.restore();
     }
     drop(attached);
+    if settings.netns.is_some() {
+        instances::remove(&runtime_dir);
+    }
     Ok(())
+}
+
+/// The conntrack controller, or none where conntrack is not loaded.
+fn start_controller<'a>(
+    scope: &'a Scope,
+    settings: &Settings,
+    runtime_dir: &Path,
+) -> Result<Option<Controller<'a>>> {
+    match Knobs::open(scope) {
+        Ok(knobs) => Ok(Some(Controller::start(
+            knobs,
+            settings,
+            settings.ifaces.len(),
+            runtime_dir.to_path_buf(),
+        )?)),
+        Err(e @ KnobError::NotLoaded { .. }) => {
+            if settings.cookies.mode == SynCookies::Always {
+                return Err(usage(anyhow!(
+                    "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
+                )));
+            }
+            tracing::warn!("{e}; guard runs without its conntrack controller");
+            Ok(None)
+        }
+        Err(e) => Err(usage(e)),
+    }
+}
+
+/// A batch of events: logged, banned sources' conntrack entries deleted,
+/// and the fleet told.
+fn on_events(
+    batch: &[Tagged],
+    summary: &mut Summary,
+    controller: Option<&Controller<'_>>,
+    fleet: Option<&mut Fleet>,
+    settings: &Settings,
+) {
+    let banned = summary.events(batch);
+    if let (Some(c), false) = (controller, banned.is_empty()) {
+        c.sources_banned(&banned);
+    }
+    if let Some(f) = fleet {
+        let until = unix_now_ms()
+            .saturating_add(u64::try_from(settings.ban_duration.as_millis()).unwrap_or(u64::MAX));
+        for (_, event) in batch {
+            if event.kind == EVENT_BANNED {
+                f.banned(&event.source, until, &events::describe(event));
+            } else {
+                f.limited(&event.source);
+            }
+        }
+    }
+}
+
+/// The fleet link's next message; never, without a fleet.
+async fn next_message(fleet: Option<&mut Fleet>) -> Option<fleet::In> {
+    match fleet {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts the peers' bans in force into the lists and the maps, and frees
+/// the conntrack table of the new ones' entries.
+fn fleet_changed(
+    fleet: &Fleet,
+    change: &fleet::Change,
+    kept: &mut KeptLists,
+    settings: &mut Settings,
+    attached: &mut [Attached],
+    controller: Option<&Controller<'_>>,
+) {
+    if !change.any() {
+        return;
+    }
+    if let Err(e) = kept.set_fleet(fleet.nets(), settings, attached) {
+        tracing::error!("fleet: the peers' bans are not applied: {e:#}");
+        return;
+    }
+    if let (Some(c), false) = (controller, change.added.is_empty()) {
+        let keys: Vec<SourceKey> = change
+            .added
+            .iter()
+            .map(|net| match net {
+                ipnet::IpNet::V4(n) => SourceKey::v4(n.addr().octets(), n.prefix_len()),
+                ipnet::IpNet::V6(n) => SourceKey::v6(n.addr().octets(), n.prefix_len()),
+            })
+            .collect();
+        c.sources_banned(&keys);
+    }
 }
 
 /// The summary line every `--summary-interval` (0: none), with each

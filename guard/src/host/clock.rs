@@ -33,3 +33,12 @@ pub fn unix_now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// Milliseconds since the epoch: the fleet's decisions carry them, so a
+/// peer's ban can be timed from when it was made to when it is applied.
+#[must_use]
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,5 +1,6 @@
-//! flock(2) locks: the host-wide one that lets one guard run per host, and
-//! short exclusive ones that serialise the writers of a shared resource
+//! flock(2) locks: the instance lock that lets one guard run per network
+//! namespace, the knobs lock that gives the host's global conntrack knobs
+//! one writer at a time, and short exclusive ones that serialise the writers of a shared resource
 //! across processes (the maps, the kept lists). The kernel releases a lock
 //! when its process dies, so none can be left behind.
 
@@ -20,10 +21,8 @@ use crate::{
 
 #[derive(Debug, Error)]
 pub enum LockError {
-    #[error(
-        "another guard is running (pid {pid}); one guard manages a host: give it every interface with repeated --iface"
-    )]
-    Locked { pid: String },
+    #[error("another guard is running (pid {pid}){hint}")]
+    Locked { pid: String, hint: &'static str },
     #[error(transparent)]
     Io(#[from] PathError),
 }
@@ -42,40 +41,55 @@ fn open(path: &Path) -> Result<File, LockError> {
     Ok(file)
 }
 
-/// The host-wide lock: one guard per host, because the conntrack knobs it
-/// drives are global. Held until dropped.
+/// A lock taken without waiting that names its holder: the pid is written
+/// in the file. Held until dropped.
 #[derive(Debug)]
-pub struct HostLock {
+pub struct PidLock {
     _file: File,
 }
 
-impl HostLock {
-    pub fn acquire(runtime_dir: &Path) -> Result<Self, LockError> {
-        let path = runtime_dir.join(HOST_LOCK);
-        let mut file = open(&path)?;
+impl PidLock {
+    /// The instance lock in a guard's runtime directory: one guard per
+    /// network namespace, since the namespace's conntrack timeouts, nft
+    /// tables and pins are its alone.
+    pub fn instance(runtime_dir: &Path) -> Result<Self, LockError> {
+        Self::acquire(
+            &runtime_dir.join(HOST_LOCK),
+            "; one guard per network namespace: give it every interface there with repeated --iface",
+        )
+    }
+
+    /// Takes the lock at `path`, or says who holds it (`hint` is added to
+    /// the message).
+    pub fn acquire(path: &Path, hint: &'static str) -> Result<Self, LockError> {
+        let mut file = open(path)?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             return Err(LockError::Locked {
                 pid: pid.trim().to_owned(),
+                hint,
             });
         }
-        file.set_len(0).map_err(path_err("truncate", &path))?;
-        file.rewind().map_err(path_err("rewind", &path))?;
-        writeln!(file, "{}", std::process::id()).map_err(path_err("write", &path))?;
+        file.set_len(0).map_err(path_err("truncate", path))?;
+        file.rewind().map_err(path_err("rewind", path))?;
+        writeln!(file, "{}", std::process::id()).map_err(path_err("write", path))?;
         Ok(Self { _file: file })
     }
 
-    /// The pid written in the lock file, read rather than locked: taking
-    /// the lock, even for a moment, could make a guard starting then fail.
+    /// The pid written in the lock file at `path`, read rather than
+    /// locked: taking the lock, even for a moment, could make a guard
+    /// starting then fail.
     #[must_use]
-    pub fn holder(runtime_dir: &Path) -> Option<u32> {
-        fs::read_to_string(runtime_dir.join(HOST_LOCK))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    pub fn holder(path: &Path) -> Option<u32> {
+        fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
+    /// [`Self::holder`] of the instance lock in `runtime_dir`.
+    #[must_use]
+    pub fn instance_holder(runtime_dir: &Path) -> Option<u32> {
+        Self::holder(&runtime_dir.join(HOST_LOCK))
     }
 }
 
@@ -135,17 +149,21 @@ mod tests {
     #[test]
     fn second_lock_names_the_holder() {
         let dir = dir("host");
-        let first = HostLock::acquire(&dir).unwrap();
+        let first = PidLock::instance(&dir).unwrap();
         // flock locks belong to the open file description, so a second
         // open in the same process conflicts like another process would.
-        let err = HostLock::acquire(&dir).unwrap_err();
+        let err = PidLock::instance(&dir).unwrap_err();
         assert!(
-            matches!(&err, LockError::Locked { pid } if *pid == std::process::id().to_string()),
+            matches!(&err, LockError::Locked { pid, .. } if *pid == std::process::id().to_string()),
             "{err}"
         );
-        assert_eq!(HostLock::holder(&dir), Some(std::process::id()));
+        assert!(
+            err.to_string().contains("one guard per network namespace"),
+            "{err}"
+        );
+        assert_eq!(PidLock::instance_holder(&dir), Some(std::process::id()));
         drop(first);
-        HostLock::acquire(&dir).unwrap();
+        PidLock::instance(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod conntrack;
 pub mod files;
 pub mod iface;
+pub mod instances;
 pub mod kept_lists;
 pub mod listeners;
 pub mod lock;

@@ -1,6 +1,7 @@
 //! The status files in the runtime directory: the run loop's
 //! [`RunStatus`] (`guard.json`, at start and at every SIGHUP) and the
-//! controller's [`Status`] (`status.json`, after every tick), each written
+//! controller's [`Status`] (`status.json`, after every tick) and the
+//! fleet's [`View`] (`fleet.json`, every second with `--fleet`), each written
 //! atomically (readers never see half of one) and removed when guard
 //! stops. A failure to write is logged, not fatal: they are for people
 //! and tools watching; guard goes on protecting.
@@ -11,7 +12,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::atomic;
 use crate::model::{
-    paths::{RUN_FILE, STATUS_FILE},
+    fleet::View,
+    paths::{FLEET_FILE, RUN_FILE, STATUS_FILE},
     status::{RunStatus, Status},
 };
 
@@ -57,6 +59,16 @@ pub fn read_run(dir: &Path) -> Option<RunStatus> {
 
 pub fn remove_run(dir: &Path) {
     let _ = fs::remove_file(dir.join(RUN_FILE));
+}
+
+/// Writes what the running guard knows of its fleet.
+pub fn publish_fleet(dir: &Path, view: &View) {
+    publish_file(dir, FLEET_FILE, view);
+}
+
+#[must_use]
+pub fn read_fleet(dir: &Path) -> Option<View> {
+    read_file(dir, FLEET_FILE)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod conntrack;
 pub mod doctor;
 pub mod duration;
+pub mod fleet;
 pub mod level;
 pub mod lists;
 pub mod nft;

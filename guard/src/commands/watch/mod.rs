@@ -11,7 +11,6 @@ mod draw;
 
 use std::{
     io::{self, Stdout},
-    path::Path,
     sync::{
         Once,
         atomic::{self, AtomicBool},
@@ -31,8 +30,8 @@ use self::draw::{History, View, draw};
 use super::stats::{Options, take_sample};
 use crate::{
     dataplane::pins::Layout,
-    host::{clock::unix_now, status_file},
-    model::{paths::RUNTIME_DIR, stats::snapshot},
+    host::{clock::unix_now, instances, status_file},
+    model::stats::snapshot,
 };
 
 /// Time between two samples; the rates are per second over it.
@@ -44,7 +43,7 @@ pub fn run(opts: &Options) -> Result<()> {
     // Read once before taking over the terminal, so "no guard is running"
     // is printed like `guard stats` prints it.
     let mut prev = take_sample(layout, opts)?;
-    let runtime = Path::new(RUNTIME_DIR);
+    let runtime = &instances::choose(opts.netns.as_deref())?;
     let mut view = View {
         snapshot: snapshot(None, &prev, opts.top, status_file::read(runtime)),
         history: History::default(),

@@ -80,6 +80,9 @@ pub struct Observation {
     pub max: u64,
     pub stats: Stats,
     pub xdp: XdpCounts,
+    /// The highest level among the fleet's other members (normal without
+    /// a fleet).
+    pub neighbours: Level,
 }
 
 /// XDP counters the policy reads, cumulative and summed over interfaces.
@@ -437,7 +440,13 @@ fn step_level(
     seen: &Seen,
     projected: f64,
 ) -> (State, String) {
-    let (raw, why) = pressure(seen, projected, 0.0);
+    let (raw, why) = match pressure(seen, projected, 0.0) {
+        (raw, _) if raw < neighbour_floor(obs.neighbours) => (
+            neighbour_floor(obs.neighbours),
+            format!("a neighbour in the fleet is at {}", obs.neighbours),
+        ),
+        pressure => pressure,
+    };
     let mut next = *state;
     next.last = Some(*obs);
     if obs.at.saturating_sub(state.last_escalation) >= cfg.calm * QUIET_RESET_FACTOR {
@@ -468,6 +477,21 @@ fn step_level(
         next.calm_since = Some(since);
     }
     (next, why)
+}
+
+/// The level a neighbour's holds this guard at: elevated while one is at
+/// high or critical. One level early: the configured per-source limits
+/// apply instead of ten times them, and the timeouts shorten a step, which
+/// costs users nothing. SYN cookies are not armed on a neighbour's word:
+/// they change how every handshake completes, and need this host's own
+/// evidence (a few seconds of it, as before).
+#[must_use]
+pub fn neighbour_floor(neighbours: Level) -> Level {
+    if neighbours >= Level::High {
+        Level::Elevated
+    } else {
+        Level::Normal
+    }
 }
 
 /// The level the readings call for, with thresholds lowered by `lower`

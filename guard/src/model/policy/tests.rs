@@ -35,6 +35,7 @@ fn obs(at_secs: u64, count: u64, max: u64) -> Observation {
         max,
         stats: Stats::default(),
         xdp: XdpCounts::default(),
+        neighbours: Level::Normal,
     }
 }
 
@@ -432,4 +433,64 @@ fn the_log_line_says_what_it_saw_and_changed() {
         "{line}"
     );
     assert!(line.contains("| xdp global "), "{line}");
+}
+
+/// A neighbour at high holds a calm guard at elevated (a tighter budget),
+/// and it steps down after the calm once the neighbours do; a neighbour
+/// only elevated changes nothing.
+#[test]
+fn a_neighbour_under_attack_holds_a_calm_guard_at_elevated() {
+    let cfg = cfg();
+    let mut state = State::initial(&cfg);
+    let (d, next) = run(
+        &cfg,
+        &state,
+        &Observation {
+            neighbours: Level::Elevated,
+            ..obs(1, 0, 10_000)
+        },
+    );
+    assert_eq!(d.level, Level::Normal);
+    state = next;
+    let (d, next) = run(
+        &cfg,
+        &state,
+        &Observation {
+            neighbours: Level::High,
+            ..obs(2, 0, 10_000)
+        },
+    );
+    assert_eq!(d.level, Level::Elevated);
+    let calm_limits = xdp_limits_of(&state);
+    let held = next.applied.limits;
+    assert!(
+        held.global.rate < calm_limits.global.rate,
+        "elevated applies a tighter budget: {held:?} vs {calm_limits:?}"
+    );
+    assert!(!held.cookies, "cookies are not armed on a neighbour's word");
+    state = next;
+    let (d, next) = run(
+        &cfg,
+        &state,
+        &Observation {
+            neighbours: Level::Critical,
+            ..obs(3, 0, 10_000)
+        },
+    );
+    assert_eq!(
+        d.level,
+        Level::Elevated,
+        "one level early, not the neighbour's"
+    );
+    state = next;
+    let calm = cfg.calm.as_secs();
+    let (d, _) = run(&cfg, &state, &obs(4, 0, 10_000));
+    assert_eq!(d.level, Level::Elevated, "not before the calm");
+    let (_, next) = run(&cfg, &state, &obs(4, 0, 10_000));
+    let (d, _) = run(&cfg, &next, &obs(5 + calm, 0, 10_000));
+    assert_eq!(d.level, Level::Normal, "after the calm");
+}
+
+fn xdp_limits_of(state: &State) -> XdpLimits {
+    state.applied.limits
 }

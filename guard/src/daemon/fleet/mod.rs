@@ -1,0 +1,438 @@
+//! `--fleet` in the run loop: this guard's bans go out to the fleet, and
+//! the peers' come in, judged (`model::fleet::judge`: origin, expiry,
+//! width, the fleet allowlist), paced by the ceiling, and handed to the
+//! kept lists as deny entries, which put them in the maps. Everything is
+//! timed here by the decisions' own clock, so expiry needs no network:
+//! cut off, a guard keeps what it has, drops what expires, and keeps its
+//! own bans in the link's outbox until it is back.
+
+mod link;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
+
+use bytes::Bytes;
+use guard_common::SourceKey;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+pub use self::link::In;
+use self::link::Out;
+use crate::{
+    config::FleetSettings,
+    host::{clock::unix_now_ms, status_file},
+    model::{
+        fleet::{
+            Ceiling, DELAYS, Decision, Member, Refusal, Report, Rules, TopSource, View, judge,
+            neighbours,
+        },
+        level::Level,
+    },
+};
+
+/// A peer's ban is never taken for longer than a day.
+const LONGEST_MS: u64 = 24 * 3600 * 1000;
+/// Members report every two seconds.
+const REPORT_EVERY_MS: u64 = 2000;
+/// Bans waiting for the ceiling, at most; beyond, they are refused.
+const WAITING_MAX: usize = 65_536;
+
+/// What changed in the peers' bans in force here.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// Newly in force: drop them, and delete their conntrack entries.
+    pub added: Vec<IpNet>,
+    /// Something left (expired, deleted, or replaced).
+    pub removed: bool,
+}
+
+impl Change {
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.removed || !self.added.is_empty()
+    }
+}
+
+/// The run loop's side of the fleet.
+pub struct Fleet {
+    settings: FleetSettings,
+    out: mpsc::UnboundedSender<Out>,
+    input: mpsc::Receiver<In>,
+    rules: Rules,
+    ceiling: Ceiling,
+    /// Peers' bans in force here, by key.
+    in_force: BTreeMap<String, (Decision, IpNet)>,
+    /// Peers' bans waiting for the ceiling, by key.
+    waiting: BTreeMap<String, Bytes>,
+    /// The origin of every ban in the bucket, by key.
+    origins: BTreeMap<String, String>,
+    /// This guard's bans, by key: until when (unix ms).
+    own: BTreeMap<String, u64>,
+    /// Timed deny entries of the kept lists, as published.
+    kept: BTreeMap<IpNet, u64>,
+    members: BTreeMap<String, Report>,
+    /// Limited events by source since the last report.
+    limited: BTreeMap<String, u64>,
+    view: View,
+    runtime_dir: PathBuf,
+    next_report_ms: u64,
+    /// Refusal kinds already logged: one line each, then counters.
+    said: BTreeSet<&'static str>,
+    /// The cut off from NATS has been said.
+    cut_off: bool,
+}
+
+impl Fleet {
+    /// Starts the link. `allow` is this guard's own allow list: a peer's
+    /// ban that overlaps it is refused like one in the fleet allowlist.
+    pub fn start(settings: &FleetSettings, allow: &[IpNet], runtime_dir: PathBuf) -> Self {
+        let (tx, input) = mpsc::channel(4096);
+        let out = link::spawn(settings.clone(), tx);
+        let now = unix_now_ms();
+        tracing::info!(
+            "fleet: member {} of bucket {} through {}; peers' bans at most {}/s, never over the fleet allowlist ({} entries)",
+            settings.member,
+            settings.bucket,
+            settings.server,
+            settings.rate,
+            settings.allow.len()
+        );
+        Self {
+            rules: Rules {
+                me: settings.member.clone(),
+                allow: settings.allow.iter().chain(allow).copied().collect(),
+                widest_v4: 16,
+                widest_v6: 32,
+                longest_ms: LONGEST_MS,
+            },
+            ceiling: Ceiling::new(settings.rate, settings.rate.saturating_mul(2), now),
+            settings: settings.clone(),
+            out,
+            input,
+            in_force: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            own: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            members: BTreeMap::new(),
+            limited: BTreeMap::new(),
+            view: View {
+                member: settings.member.clone(),
+                server: settings.server.clone(),
+                bucket: settings.bucket.clone(),
+                since_ms: now,
+                ..View::default()
+            },
+            runtime_dir,
+            next_report_ms: now,
+            said: BTreeSet::new(),
+            cut_off: false,
+        }
+    }
+
+    /// The next message from the link (for the run loop's `select!`).
+    pub async fn recv(&mut self) -> Option<In> {
+        self.input.recv().await
+    }
+
+    /// Every peer ban in force here.
+    #[must_use]
+    pub fn nets(&self) -> Vec<IpNet> {
+        self.in_force.values().map(|(_, net)| *net).collect()
+    }
+
+    /// The highest level among the other members heard from lately.
+    #[must_use]
+    pub fn neighbours(&self) -> Option<(Level, String)> {
+        let reports: Vec<Report> = self.members.values().cloned().collect();
+        neighbours(&reports, &self.settings.member, unix_now_ms())
+    }
+
+    /// A message from the link.
+    pub fn handle(&mut self, msg: In) -> Change {
+        let mut change = Change::default();
+        let now = unix_now_ms();
+        match msg {
+            In::Link(state) => self.link(&state, now),
+            In::Current(keys) => {
+                // Bans deleted while this guard was away.
+                let keys: BTreeSet<String> = keys.into_iter().collect();
+                let before = self.in_force.len();
+                self.in_force.retain(|k, _| keys.contains(k));
+                self.waiting.retain(|k, _| keys.contains(k));
+                self.origins.retain(|k, _| keys.contains(k));
+                change.removed = self.in_force.len() != before;
+            }
+            In::Decision { key, value: None } => {
+                self.origins.remove(&key);
+                self.waiting.remove(&key);
+                if let Some((d, net)) = self.in_force.remove(&key) {
+                    tracing::info!("fleet: deny {net} from {} taken back", d.origin);
+                    change.removed = true;
+                }
+            }
+            In::Decision {
+                key,
+                value: Some(value),
+            } => self.decision(key, &value, now, &mut change),
+            In::Member(value) => match serde_json::from_slice::<Report>(&value) {
+                Ok(report) => {
+                    self.members.insert(report.member.clone(), report);
+                }
+                Err(e) => self.refused(&Refusal::Malformed(format!("a member's report: {e}"))),
+            },
+            In::Flushed { published, pending } => {
+                self.view.published += published;
+                self.view.pending = pending;
+            }
+        }
+        change
+    }
+
+    fn link(&mut self, state: &Result<(), String>, now: u64) {
+        match state {
+            Ok(()) => {
+                if !self.view.connected {
+                    tracing::info!(
+                        "fleet: connected to {}; {} write(s) of this guard's to publish",
+                        self.settings.server,
+                        self.view.pending
+                    );
+                }
+                self.cut_off = false;
+            }
+            // Once per cut: the link reports every failed try.
+            Err(e) if !self.cut_off => {
+                tracing::warn!(
+                    "fleet: cut off from {} ({e}): protecting this host with what it has; its bans are published when it is back",
+                    self.settings.server
+                );
+                self.cut_off = true;
+            }
+            Err(_) => {}
+        }
+        if state.is_ok() != self.view.connected {
+            self.view.since_ms = now;
+        }
+        self.view.connected = state.is_ok();
+    }
+
+    fn decision(&mut self, key: String, value: &[u8], now: u64, change: &mut Change) {
+        match judge(&key, value, &self.rules, now) {
+            Ok((d, net)) => {
+                self.origins.insert(key.clone(), d.origin.clone());
+                // The same ban again (a resync): nothing to do.
+                if self
+                    .in_force
+                    .get(&key)
+                    .is_some_and(|(old, _)| old.until_ms == d.until_ms)
+                {
+                    return;
+                }
+                if !self.ceiling.take(now) {
+                    if self.waiting.len() < WAITING_MAX {
+                        self.waiting.insert(key, Bytes::copy_from_slice(value));
+                    } else {
+                        self.refused(&Refusal::OverCeiling);
+                    }
+                    return;
+                }
+                self.apply(key, d, net, now, change);
+            }
+            Err(Refusal::Own) => {
+                self.origins.insert(key, self.settings.member.clone());
+            }
+            Err(Refusal::Expired) => {
+                // Anyone may clear a ban whose time is up.
+                self.origins.remove(&key);
+                let _ = self.out.send(Out::Delete { key });
+            }
+            Err(refusal) => {
+                if let Ok(d) = serde_json::from_slice::<Decision>(value) {
+                    self.origins.insert(key, d.origin);
+                }
+                self.refused(&refusal);
+            }
+        }
+    }
+
+    fn apply(&mut self, key: String, d: Decision, net: IpNet, now: u64, change: &mut Change) {
+        let delay = now.saturating_sub(d.made_ms);
+        tracing::info!(
+            "fleet: deny {net} from {} ({}), {} s left; {delay} ms after it was made",
+            d.origin,
+            d.reason,
+            d.until_ms.saturating_sub(now) / 1000
+        );
+        if self.view.delays_ms.len() == DELAYS {
+            self.view.delays_ms.remove(0);
+        }
+        self.view.delays_ms.push(delay);
+        self.view.applied += 1;
+        if let Some((_, old)) = self.in_force.insert(key, (d, net)) {
+            change.removed |= old != net;
+        }
+        change.added.push(net);
+    }
+
+    fn refused(&mut self, refusal: &Refusal) {
+        let kind = refusal.kind();
+        *self.view.refused.entry(kind.to_owned()).or_default() += 1;
+        if self.said.insert(kind) {
+            tracing::warn!(
+                "fleet: a peer's decision refused: {refusal} (said once for this kind; `guard fleet status` counts them)"
+            );
+        }
+    }
+
+    /// Once a second: expire, let waiting bans in under the ceiling,
+    /// report, and publish the view.
+    pub fn tick(&mut self) -> Change {
+        let now = unix_now_ms();
+        let mut change = Change::default();
+        let before = self.in_force.len();
+        self.in_force.retain(|_, (d, net)| {
+            let live = d.until_ms > now;
+            if !live {
+                tracing::info!("fleet: deny {net} from {}: its time is up", d.origin);
+            }
+            live
+        });
+        change.removed = self.in_force.len() != before;
+        let expired: Vec<String> = self
+            .own
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.own.remove(&key);
+            let _ = self.out.send(Out::Delete { key });
+        }
+        while let Some(entry) = self.waiting.first_entry() {
+            if !self.ceiling.take(now) {
+                break;
+            }
+            let (key, value) = entry.remove_entry();
+            // Judged again: it may have expired while it waited.
+            if let Ok((d, net)) = judge(&key, &value, &self.rules, now) {
+                self.apply(key, d, net, now, &mut change);
+            }
+        }
+        if now >= self.next_report_ms {
+            self.next_report_ms = now + REPORT_EVERY_MS;
+            self.report(now);
+        }
+        self.publish_view(now);
+        change
+    }
+
+    fn report(&mut self, now: u64) {
+        let status = status_file::read(&self.runtime_dir);
+        let mut top: Vec<TopSource> = std::mem::take(&mut self.limited)
+            .into_iter()
+            .map(|(source, limited)| TopSource { source, limited })
+            .collect();
+        top.sort_by(|a, b| b.limited.cmp(&a.limited).then(a.source.cmp(&b.source)));
+        top.truncate(5);
+        let report = Report {
+            member: self.settings.member.clone(),
+            level: status.as_ref().map_or(Level::Normal, |s| s.level),
+            fill: status.as_ref().map_or(0.0, |s| s.fill),
+            count: status.as_ref().map_or(0, |s| s.count),
+            max: status.as_ref().map_or(0, |s| s.max),
+            top,
+            at_ms: now,
+        };
+        if let Ok(json) = serde_json::to_vec(&report) {
+            let _ = self.out.send(Out::Report(json.into()));
+        }
+        self.members.insert(report.member.clone(), report);
+    }
+
+    fn publish_view(&mut self, now: u64) {
+        let mut bans: BTreeMap<&str, usize> = BTreeMap::new();
+        for origin in self.origins.values() {
+            *bans.entry(origin).or_default() += 1;
+        }
+        self.members
+            .retain(|_, r| now.saturating_sub(r.at_ms) < 60_000);
+        self.view.members = self
+            .members
+            .values()
+            .map(|r| Member {
+                bans: bans.get(r.member.as_str()).copied().unwrap_or(0),
+                report: r.clone(),
+            })
+            .collect();
+        self.view.active = self.in_force.len();
+        self.view.at_ms = now;
+        status_file::publish_fleet(&self.runtime_dir, &self.view);
+    }
+
+    /// This guard banned `source` until `until_ms`: the fleet hears of it.
+    pub fn banned(&mut self, source: &SourceKey, until_ms: u64, reason: &str) {
+        let net = format!("{}/{}", source.ip(), source.prefix_len);
+        self.publish(&net, until_ms, reason);
+    }
+
+    /// A limited event of `source`, for the report's top sources.
+    pub fn limited(&mut self, source: &SourceKey) {
+        *self.limited.entry(source.to_string()).or_default() += 1;
+    }
+
+    /// The kept lists' timed deny entries (`guard deny add --for`, a
+    /// CrowdSec decision): the new ones are published, the ones taken out
+    /// early are taken back.
+    pub fn kept_denies(&mut self, timed: &BTreeMap<IpNet, (u64, Option<String>)>) {
+        let now = unix_now_ms();
+        for (net, (until_s, reason)) in timed {
+            let until_ms = until_s.saturating_mul(1000);
+            if self.kept.get(net) != Some(&until_ms) && until_ms > now {
+                self.publish(
+                    &net.to_string(),
+                    until_ms,
+                    reason.as_deref().unwrap_or("operator"),
+                );
+            }
+        }
+        let gone: Vec<IpNet> = self
+            .kept
+            .keys()
+            .filter(|net| !timed.contains_key(net))
+            .copied()
+            .collect();
+        for net in gone {
+            let key = crate::model::fleet::key(&net.to_string());
+            if self.own.remove(&key).is_some_and(|until| until > now) {
+                let _ = self.out.send(Out::Delete { key });
+            }
+        }
+        self.kept = timed
+            .iter()
+            .map(|(net, (until, _))| (*net, until.saturating_mul(1000)))
+            .collect();
+    }
+
+    fn publish(&mut self, net: &str, until_ms: u64, reason: &str) {
+        let d = Decision {
+            net: net.to_owned(),
+            reason: reason.to_owned(),
+            origin: self.settings.member.clone(),
+            made_ms: unix_now_ms(),
+            until_ms,
+        };
+        let key = d.key();
+        let Ok(value) = serde_json::to_vec(&d) else {
+            return;
+        };
+        self.own.insert(key.clone(), until_ms);
+        let _ = self.out.send(Out::Put {
+            key,
+            value: value.into(),
+            until_ms,
+        });
+    }
+}

@@ -1,0 +1,91 @@
+//! The guards running on this host: one per network namespace, each with
+//! its runtime directory (`model::paths::runtime_dir`). The commands that
+//! read a running guard's state pick one here.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Result, bail};
+
+use super::lock::PidLock;
+use crate::model::paths::{
+    FLEET_FILE, HOST_LOCK, NETNS_DIR, RUN_FILE, RUNTIME_DIR, STATUS_FILE, runtime_dir,
+};
+
+/// A guard's runtime directory, and the guard that holds it, if alive.
+#[derive(Debug)]
+pub struct Instance {
+    pub netns: Option<String>,
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+}
+
+impl Instance {
+    fn at(netns: Option<String>) -> Self {
+        let dir = runtime_dir(netns.as_deref());
+        let pid = PidLock::instance_holder(&dir)
+            .filter(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        Self { netns, dir, pid }
+    }
+
+    /// "the host" or "netns NAME", for messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        self.netns
+            .as_deref()
+            .map_or_else(|| "the host".to_owned(), |ns| format!("netns {ns}"))
+    }
+}
+
+/// The host's instance and every namespace's that has a directory.
+#[must_use]
+pub fn all() -> Vec<Instance> {
+    let mut names: Vec<String> = fs::read_dir(Path::new(RUNTIME_DIR).join(NETNS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    std::iter::once(Instance::at(None))
+        .chain(names.into_iter().map(|n| Instance::at(Some(n))))
+        .collect()
+}
+
+/// The runtime directory a command reads: the one of `netns` when given;
+/// otherwise the only guard running (the host's when none runs). Several
+/// running and none chosen is an error that names them.
+pub fn choose(netns: Option<&str>) -> Result<PathBuf> {
+    if netns.is_some() {
+        return Ok(runtime_dir(netns));
+    }
+    let running: Vec<Instance> = all().into_iter().filter(|i| i.pid.is_some()).collect();
+    match running.as_slice() {
+        [] => Ok(runtime_dir(None)),
+        [one] => Ok(one.dir.clone()),
+        several => bail!(
+            "{} guards are running ({}): choose one with --netns NAME",
+            several.len(),
+            several
+                .iter()
+                .map(Instance::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Removes a namespace guard's runtime directory when it stops (or when
+/// `guard restore` cleans up after it): what it published, then the lock
+/// file, while still held (a guard starting now fails on it rather than
+/// losing its directory), then the directory if nothing is left in it (a
+/// state file whose values could not all be put back stays).
+pub fn remove(dir: &Path) {
+    for file in [RUN_FILE, STATUS_FILE, FLEET_FILE, HOST_LOCK] {
+        let _ = fs::remove_file(dir.join(file));
+    }
+    let _ = fs::remove_dir(dir);
+}

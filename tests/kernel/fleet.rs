@@ -1,0 +1,288 @@
+//! `--fleet` end to end: several guards on this host, each protecting its
+//! own victim namespace, joined through a nats-server of the test's own
+//! (JetStream, loopback). A source banned by one guard's data plane is
+//! dropped by the others' data planes: real frames in, their counters
+//! read back.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    flood::Flood,
+    guard_proc::{self, Guard, counters, start_on, stats_after},
+    kernel_test,
+    nats::NatsServer,
+    net::TestNet,
+    packet::TCP_SYN,
+};
+
+const PORT: u16 = 8080;
+
+fn attacker(host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 19, 0, host))
+}
+
+/// One member: its namespaces, its guard, its frames.
+struct Member {
+    net: TestNet,
+    guard: Guard,
+    flood: Flood,
+}
+
+impl Member {
+    /// A member whose sources may send `syn_rate` SYNs a second (and as
+    /// many at once) before it bans them itself.
+    fn start(name: &str, url: &str, syn_rate: &str, extra: &[&str]) -> Self {
+        let net = TestNet::addressed();
+        let mut args = vec![
+            "--mode",
+            "enforce",
+            "--summary-interval",
+            "0",
+            // Bans come from the limits, at any pressure.
+            "--source-limits",
+            "always",
+            "--syn-rate",
+            syn_rate,
+            "--syn-burst",
+            syn_rate,
+            "--ban-threshold",
+            "20",
+            "--ban-window",
+            "10",
+            "--fleet",
+            url,
+            "--fleet-name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let guard = start_on(&net, &args);
+        guard.wait_ready();
+        let flood = Flood::new(&net);
+        Self { net, guard, flood }
+    }
+
+    /// `guard fleet status --json` of this member.
+    fn view(&self) -> serde_json::Value {
+        let out = guard_proc::run(&["fleet", "status", "--json", "--netns", &self.net.victim]);
+        out.assert_code(0);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    fn wait_view(&self, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let view = self.view();
+            if ok(&view) {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {view:#}\n{}",
+                self.guard.stderr()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `n` SYNs from `src` and returns the counters once guard has
+    /// seen them.
+    fn syns(&mut self, src: IpAddr, n: u16) -> std::collections::BTreeMap<String, u64> {
+        for i in 0..n {
+            self.flood.tcp(src, 1000 + i, PORT, TCP_SYN);
+        }
+        counters(&stats_after(&self.net, self.flood.sent))
+    }
+
+    /// Banned by its own limits (a member started with a SYN rate of 5).
+    fn ban(&mut self, src: IpAddr) {
+        let c = self.syns(src, 40);
+        assert!(c["drop_banned"] > 0, "{c:?}\n{}", self.guard.stderr());
+    }
+
+    /// One SYN from `src` at a time until the data plane drops one for
+    /// the deny list; how long that took. (A member with a high SYN rate,
+    /// so that it does not ban the source itself meanwhile.)
+    fn time_to_deny(&mut self, src: IpAddr, from: Instant) -> Duration {
+        loop {
+            let c = self.syns(src, 1);
+            if c["drop_denylist"] > 0 {
+                return from.elapsed();
+            }
+            assert!(
+                from.elapsed() < Duration::from_secs(10),
+                "{src} never denied: {c:?}\n{}",
+                self.guard.stderr()
+            );
+        }
+    }
+
+    fn stop(self) -> String {
+        let finished = self.guard.stop(libc::SIGTERM);
+        finished.assert_code(0);
+        finished.stderr
+    }
+}
+
+fn members(view: &serde_json::Value) -> Vec<String> {
+    view["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["report"]["member"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// A ban made by A's data plane is dropped by B's and C's within a second
+/// (measured from A's own drop of it, printed); `guard fleet status`
+/// shows the three members and who contributed the ban; when the ban's
+/// time is up it is gone everywhere: B and C pass the source again.
+#[test]
+fn a_ban_on_one_guard_drops_at_the_others_within_a_second_and_expires_everywhere() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "4"]);
+    let mut b = Member::start("edge-b", &url, "1000", &[]);
+    let mut c = Member::start("edge-c", &url, "1000", &[]);
+    for m in [&a, &b, &c] {
+        m.wait_view("three members seen", |v| {
+            members(v).len() == 3 && v["connected"] == true
+        });
+    }
+    let x = attacker(7);
+    // The source is known to B and C before the ban: their verdict moves
+    // from "pass" to "deny", not from nothing.
+    for m in [&mut b, &mut c] {
+        assert_eq!(m.syns(x, 1)["pass_limits"], 1);
+    }
+    a.ban(x);
+    let banned_at = Instant::now();
+    let at_b = b.time_to_deny(x, banned_at);
+    let at_c = c.time_to_deny(x, banned_at);
+    println!("a ban on edge-a dropped at edge-b after {at_b:?}, at edge-c after {at_c:?}");
+    assert!(
+        at_b < Duration::from_secs(1) && at_c < Duration::from_secs(1),
+        "the fleet took {at_b:?} and {at_c:?} (at most 1 s)"
+    );
+    // The view is written every second.
+    b.wait_view("edge-a's ban in force and counted", |v| {
+        v["active"] == 1
+            && v["members"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m["report"]["member"] == "edge-a" && m["bans"] == 1)
+            })
+    });
+    let text = guard_proc::run(&["fleet", "status", "--netns", &b.net.victim]);
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains("edge-a")
+            && text.stdout.contains("edge-c")
+            && text.stdout.contains("connected"),
+        "{text}"
+    );
+
+    // The ban lasts 4 s; then B and C pass the source again.
+    for m in [&b, &c] {
+        m.wait_view("the ban expired", |v| v["active"] == 0);
+    }
+    for m in [&mut b, &mut c] {
+        let before = m.syns(x, 0)["drop_denylist"];
+        let after = m.syns(x, 1);
+        assert_eq!(
+            after["drop_denylist"], before,
+            "still denied after the ban: {after:?}"
+        );
+    }
+    let b_log = b.stop();
+    assert!(
+        b_log.contains("fleet: deny 198.19.0.7/32 from edge-a"),
+        "{b_log}"
+    );
+    assert!(b_log.contains("its time is up"), "{b_log}");
+    c.stop();
+    a.stop();
+}
+
+/// B's fleet allowlist covers the source: A's ban reaches B (and is
+/// counted as refused), and B keeps passing the source.
+#[test]
+fn the_fleet_allowlist_overrides_a_peers_ban() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &[]);
+    let mut b = Member::start("edge-b", &url, "1000", &["--fleet-allow", "198.19.0.0/24"]);
+    b.wait_view("both members seen", |v| members(v).len() == 2);
+    let x = attacker(9);
+    a.ban(x);
+    b.wait_view("the ban arrived and was refused", |v| {
+        v["refused"]["allowlisted"].as_u64() >= Some(1)
+    });
+    let c = b.syns(x, 3);
+    assert_eq!(c["drop_denylist"], 0, "{c:?}");
+    assert!(c["pass_limits"] >= 3, "{c:?}");
+    assert_eq!(b.view()["active"], 0);
+    let log = b.stop();
+    assert!(
+        log.contains("overlaps 198.19.0.0/24 in the fleet allowlist"),
+        "{log}"
+    );
+    a.stop();
+}
+
+/// nats-server goes away: both guards say so, A's next ban still drops
+/// at A, and B, cut off, does not know it. nats-server comes back: both
+/// reconnect, A's ban made while cut off reaches B, and nothing is done
+/// twice (one ban applied at B, one published by A).
+#[test]
+fn cut_off_from_nats_each_guard_keeps_protecting_and_converges_when_it_is_back() {
+    let _kernel = kernel_test!();
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "60"]);
+    let mut b = Member::start("edge-b", &url, "1000", &[]);
+    for m in [&a, &b] {
+        m.wait_view("both members seen", |v| members(v).len() == 2);
+    }
+    nats.stop();
+    for m in [&a, &b] {
+        m.wait_view("cut off", |v| v["connected"] == false);
+    }
+    let x = attacker(11);
+    a.ban(x);
+    let c = a.syns(x, 3);
+    assert!(c["drop_banned"] >= 3, "A stopped protecting: {c:?}");
+    thread::sleep(Duration::from_millis(500));
+    let c = b.syns(x, 1);
+    assert_eq!(
+        c["drop_denylist"], 0,
+        "B heard of the ban with NATS down: {c:?}"
+    );
+    a.wait_view("the ban waits to be published", |v| v["pending"] == 1);
+
+    nats.restart();
+    let back = Instant::now();
+    b.time_to_deny(x, back);
+    println!(
+        "after nats-server came back, edge-b dropped the ban made while cut off after {:?}",
+        back.elapsed()
+    );
+    let va = a.wait_view("A reconnected", |v| {
+        v["connected"] == true && v["pending"] == 0
+    });
+    assert_eq!(va["published"], 1, "{va:#}");
+    let vb = b.wait_view("B reconnected", |v| v["connected"] == true);
+    assert_eq!(vb["applied"], 1, "applied twice after the resync: {vb:#}");
+    let log_b = b.stop();
+    assert_eq!(
+        log_b.matches("cut off from").count(),
+        1,
+        "said once: {log_b}"
+    );
+    let log_a = a.stop();
+    assert!(log_a.contains("fleet: connected to"), "{log_a}");
+}
