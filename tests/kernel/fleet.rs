@@ -12,7 +12,7 @@ use std::{
 
 use guard_tests::{
     flood::Flood,
-    guard_proc::{self, Guard, counters, start_on, stats_after},
+    guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     kernel_test,
     nats::NatsServer,
     net::TestNet,
@@ -244,14 +244,25 @@ fn cut_off_from_nats_each_guard_keeps_protecting_and_converges_when_it_is_back()
     let mut nats = NatsServer::start();
     let url = nats.url();
     let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "60"]);
-    let mut b = Member::start("edge-b", &url, "1000", &[]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics}");
+    let mut b = Member::start("edge-b", &url, "1000", &["--metrics", &metrics_addr]);
     for m in [&a, &b] {
         m.wait_view("both members seen", |v| members(v).len() == 2);
     }
+    assert!(scrape(metrics).contains("guard_fleet_connected 1"));
     nats.stop();
     for m in [&a, &b] {
         m.wait_view("cut off", |v| v["connected"] == false);
     }
+    let text = scrape(metrics);
+    assert!(
+        text.contains("guard_fleet_connected 0") && text.contains("guard_fleet_members "),
+        "{text}"
+    );
     let x = attacker(11);
     a.ban(x);
     let c = a.syns(x, 3);
@@ -285,4 +296,75 @@ fn cut_off_from_nats_each_guard_keeps_protecting_and_converges_when_it_is_back()
     );
     let log_a = a.stop();
     assert!(log_a.contains("fleet: connected to"), "{log_a}");
+}
+
+/// A hundred bans made one after another on A all reach B, each applied
+/// once; B's view keeps how long each took from A's decision to B's maps
+/// (one clock: the same host), printed as p50/p99 for BENCHMARKS.md.
+#[test]
+fn a_hundred_bans_reach_a_peer_each_once() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "120"]);
+    let b = Member::start("edge-b", &url, "1000", &[]);
+    b.wait_view("both members seen", |v| members(v).len() == 2);
+    for i in 0..100u8 {
+        a.ban(IpAddr::V4(Ipv4Addr::new(198, 19, 1, i)));
+    }
+    let view = b.wait_view("a hundred bans applied", |v| {
+        v["active"] == 100 && v["applied"] == 100
+    });
+    let mut delays: Vec<u64> = view["delays_ms"]
+        .as_array()
+        .expect("delays")
+        .iter()
+        .map(|d| d.as_u64().expect("ms"))
+        .collect();
+    delays.sort_unstable();
+    assert_eq!(delays.len(), 100, "{view:#}");
+    println!(
+        "fleet propagation over 100 bans (decision on edge-a to edge-b's maps): p50 {} ms, p99 {} ms, max {} ms",
+        delays[49], delays[98], delays[99]
+    );
+    let text = guard_proc::run(&["fleet", "status", "--netns", &b.net.victim]);
+    assert!(text.stdout.contains("over 100"), "{text}");
+    b.stop();
+    a.stop();
+}
+
+/// Mutual TLS: a member with the fleet's CA and a client certificate
+/// joins; one with the CA but no certificate is refused by the server,
+/// says it is cut off, and is never counted as a member.
+#[test]
+fn a_member_joins_over_mutual_tls_and_one_without_a_certificate_cannot() {
+    let _kernel = kernel_test!();
+    let (nats, tls) = NatsServer::start_tls();
+    let url = nats.url();
+    let (ca, cert, key) = (
+        tls.ca.display().to_string(),
+        tls.cert.display().to_string(),
+        tls.key.display().to_string(),
+    );
+    let a = Member::start(
+        "edge-a",
+        &url,
+        "5",
+        &[
+            "--fleet-tls-ca",
+            &ca,
+            "--fleet-tls-cert",
+            &cert,
+            "--fleet-tls-key",
+            &key,
+        ],
+    );
+    a.wait_view("connected over TLS", |v| v["connected"] == true);
+    let b = Member::start("edge-b", &url, "5", &["--fleet-tls-ca", &ca]);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(b.view()["connected"], false, "{:#}", b.view());
+    assert_eq!(members(&a.view()), vec!["edge-a".to_owned()]);
+    let log = b.stop();
+    assert_eq!(log.matches("fleet: cut off from").count(), 1, "{log}");
+    a.stop();
 }

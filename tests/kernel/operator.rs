@@ -6,8 +6,6 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{Read as _, Write as _},
-    net::TcpStream,
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -15,7 +13,7 @@ use std::{
 
 use guard_tests::{
     flood::Flood,
-    guard_proc::{self, Guard, counters, start_on, stats_after},
+    guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     host::{KeptLists, LISTS_FILE},
     kernel_test,
     net::TestNet,
@@ -165,25 +163,6 @@ fn allow_deny_and_unban_decide_the_next_packet_and_survive_a_restart() {
             .contains("198.19.5.0/24")
     );
     guard.stop(libc::SIGTERM).assert_code(0);
-}
-
-/// `GET /metrics` over a plain TCP connection.
-fn scrape(port: u16) -> String {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_lowercase()
-            .contains("content-type: application/openmetrics-text"),
-        "{head}"
-    );
-    body.to_owned()
 }
 
 /// Samples of the exposition text: `name{labels}` -> value. Every
@@ -812,12 +791,15 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
         // SAFETY: the guard this test started, under strace.
         unsafe { libc::kill(pid, sig) };
     };
+    // If the test fails, SIGTERM reaches strace, which detaches and
+    // leaves guard running: stop guard itself first.
+    let _stop = StopOnDrop(pid);
     let mut flood = Flood::new(&net);
     for _ in 0..10 {
         flood.tcp(src(7, 7), 2000, PORT, TCP_SYN);
     }
     guard.wait_for_log("banned");
-    scrape(port);
+    let _ = scrape(port);
     signal(libc::SIGHUP);
     guard.wait_for_log("SIGHUP: reloaded");
     guard_cmd(&["deny", "add", "198.19.8.8", "--for", "1s"]);
@@ -839,4 +821,18 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
         missing.is_empty(),
         "deploy/guard.service's SystemCallFilter= lacks {missing:?}"
     );
+}
+
+/// Sends SIGTERM to a guard the test started under strace, when dropped
+/// (a no-op once it has exited: its pid is then gone or not a guard).
+struct StopOnDrop(i32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let comm = fs::read_to_string(format!("/proc/{}/comm", self.0)).unwrap_or_default();
+        if comm.trim() == "guard" {
+            // SAFETY: the guard this test started, still running.
+            unsafe { libc::kill(self.0, libc::SIGTERM) };
+        }
+    }
 }

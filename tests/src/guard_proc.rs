@@ -3,6 +3,8 @@
 //! failing test never leaves a guard attached.
 
 use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -358,4 +360,24 @@ fn collect(mut pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> 
         }
     });
     buf
+}
+
+/// `GET /metrics` over a plain TCP connection.
+#[must_use]
+pub fn scrape(port: u16) -> String {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    body.to_owned()
 }

@@ -15,6 +15,16 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     child: Option<Child>,
+    /// With mutual TLS: the server's own flags.
+    tls: Vec<String>,
+}
+
+/// The files of a test PKI made with openssl: a CA, and a client
+/// certificate and key it signed.
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl NatsServer {
@@ -22,24 +32,116 @@ impl NatsServer {
     /// use it need it, as they need BPF).
     #[must_use]
     pub fn start() -> Self {
+        let mut server = Self::new();
+        server.restart();
+        server
+    }
+
+    /// One that takes TLS connections only, from clients with a
+    /// certificate of its CA; and that CA and a client certificate.
+    #[must_use]
+    pub fn start_tls() -> (Self, ClientTls) {
+        let mut server = Self::new();
+        let dir = server.store.join("pki");
+        std::fs::create_dir_all(&dir).expect("the PKI directory");
+        let path = |name: &str| dir.join(name);
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=guard test CA",
+                "-keyout",
+            ],
+            &[path("ca.key"), "-out".into(), path("ca.pem")],
+        );
+        for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            openssl(
+                &[
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                ],
+                &[
+                    path(&format!("{name}.key")),
+                    "-out".into(),
+                    path(&format!("{name}.csr")),
+                ],
+            );
+            let ext = path(&format!("{name}.ext"));
+            std::fs::write(
+                &ext,
+                format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+            )
+            .expect("the extensions file");
+            openssl(
+                &["x509", "-req", "-days", "1", "-CAcreateserial", "-in"],
+                &[
+                    path(&format!("{name}.csr")),
+                    "-CA".into(),
+                    path("ca.pem"),
+                    "-CAkey".into(),
+                    path("ca.key"),
+                    "-extfile".into(),
+                    ext,
+                    "-out".into(),
+                    path(&format!("{name}.pem")),
+                ],
+            );
+        }
+        server.tls = [
+            "--tlsverify".into(),
+            "--tlscert".into(),
+            path("server.pem"),
+            "--tlskey".into(),
+            path("server.key"),
+            "--tlscacert".into(),
+            path("ca.pem"),
+        ]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+        server.restart();
+        let tls = ClientTls {
+            ca: path("ca.pem"),
+            cert: path("client.pem"),
+            key: path("client.key"),
+        };
+        (server, tls)
+    }
+
+    fn new() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
         let store = std::env::temp_dir().join(format!("guard-nats-{}-{port}", std::process::id()));
-        let mut server = Self {
+        Self {
             port,
             store,
             child: None,
-        };
-        server.restart();
-        server
+            tls: Vec::new(),
+        }
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://127.0.0.1:PORT`, or `tls://` for a TLS server.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_empty() { "nats" } else { "tls" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops it (SIGTERM, then waits), as an outage would.
@@ -66,6 +168,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.store)
+            .args(&self.tls)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -82,6 +185,21 @@ impl NatsServer {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Runs openssl with `args` then `paths`; panics with its output if it
+/// fails.
+fn openssl(args: &[&str], paths: &[PathBuf]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .args(paths)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} {paths:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for NatsServer {

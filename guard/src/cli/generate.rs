@@ -65,7 +65,7 @@ fn daemon_sections() -> String {
         ),
         (
             runtime(HOST_LOCK),
-            "The host lock: one guard per host; holds its pid.",
+            "The instance lock: one guard per network namespace; holds its pid. A guard of --netns NAME keeps these files in /run/guard/netns/NAME instead.",
         ),
         (
             runtime(STATE_FILE),

@@ -578,12 +578,15 @@ fn capacity(
     Ok(n)
 }
 
-/// A fleet member's or bucket's name: one NATS key token.
-fn nats_name(text: &str) -> bool {
+/// A fleet bucket's name (part of a NATS stream name), or with `dots`, a
+/// member's (a NATS key: a node name like `ip-10-0-0-1.ec2.internal`).
+fn nats_name(text: &str, dots: bool) -> bool {
     (1..=64).contains(&text.len())
+        && !text.starts_with('.')
+        && !text.ends_with('.')
         && text
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.'))
 }
 
 /// The host name, made a fleet member's name.
@@ -703,11 +706,15 @@ fn fleet(l: &Layers<'_>, netns: Option<&str>) -> Result<Option<FleetSettings>, C
     }
     let tls_client = tls_pair(cert, key, &origin)?;
     let name = |found: Option<(String, Origin)>, key: &str, default: String| match found {
-        Some((name, origin)) if !nats_name(&name) => Err(invalid(
+        Some((name, origin)) if !nats_name(&name, key == "fleet-name") => Err(invalid(
             key,
             &name,
             &origin,
-            "1 to 64 letters, digits, `-` or `_` (it is part of NATS keys)",
+            if key == "fleet-name" {
+                "1 to 64 letters, digits, `-`, `_` or inner `.` (it is a NATS key)"
+            } else {
+                "1 to 64 letters, digits, `-` or `_` (it names NATS streams)"
+            },
         )),
         Some((name, _)) => Ok(name),
         None => Ok(default),

@@ -374,3 +374,69 @@ fn reject_rst_is_off_by_default_and_reaches_the_program_when_asked() {
     let err = Run::try_parse_from(["guard-run", "-i", "eth0", "--reject", "reset"]).unwrap_err();
     assert!(err.to_string().contains("--reject") && err.to_string().contains("drop, rst"));
 }
+
+#[test]
+fn the_fleet_is_off_by_default_and_its_keys_name_their_problems() {
+    assert_eq!(resolve(&["-i", "eth0"]).unwrap().fleet, None);
+    let f = resolve(&["-i", "eth0", "--fleet", "nats://127.0.0.1:4222"])
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!(
+        (f.bucket.as_str(), f.rate, f.allow.len()),
+        (defaults::FLEET_BUCKET, defaults::FLEET_RATE, 0)
+    );
+    assert!(!f.member.is_empty(), "the host name by default");
+    let f = resolve_toml(
+        "fleet = \"tls://a:4222,tls://b:4222\"\nfleet-name = \"ip-10-0-0-1.ec2.internal\"\nfleet-allow = [\"203.0.113.0/24\"]\n",
+        &["-i", "eth0"],
+    )
+    .unwrap()
+    .fleet
+    .unwrap();
+    assert_eq!(f.member, "ip-10-0-0-1.ec2.internal");
+    assert_eq!(f.allow, vec!["203.0.113.0/24".parse::<IpNet>().unwrap()]);
+
+    for (args, want) in [
+        (
+            vec!["--fleet", "127.0.0.1:4222"],
+            "`fleet = 127.0.0.1:4222` (from --fleet): each server is nats://HOST:PORT",
+        ),
+        (
+            vec!["--fleet-creds", "/nonexistent/x.creds"],
+            "`fleet-creds = /nonexistent/x.creds` (from --fleet-creds): no such file",
+        ),
+        (
+            vec!["--fleet-name", "edge-a"],
+            "`fleet-name = (set)` (from --fleet-name): only means something with --fleet",
+        ),
+        (
+            vec!["--fleet", "nats://a:1", "--fleet-name", "a b"],
+            "`fleet-name = a b` (from --fleet-name): 1 to 64 letters",
+        ),
+        (
+            vec!["--fleet", "nats://a:1", "--fleet-bucket", "a.b"],
+            "`fleet-bucket = a.b` (from --fleet-bucket): 1 to 64 letters, digits, `-` or `_`",
+        ),
+        (
+            vec!["--fleet", "nats://a:1", "--fleet-rate", "0"],
+            "`fleet-rate = 0` (from --fleet-rate): 0 would take no ban",
+        ),
+        (
+            vec!["--fleet", "nats://a:1", "--fleet-tls-cert", "/etc/hostname"],
+            "needs --fleet-tls-key",
+        ),
+    ] {
+        let mut argv = vec!["-i", "eth0"];
+        argv.extend(args);
+        let err = error(&argv);
+        assert!(err.contains(want), "{argv:?}: {err}");
+    }
+    let err = resolve_toml("fleet-allow = [\"198.18.0.0/15\"]\n", &["-i", "eth0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`fleet-allow = (set)` (from /etc/guard.toml)"),
+        "{err}"
+    );
+}

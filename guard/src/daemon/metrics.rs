@@ -29,6 +29,7 @@ use crate::{
     },
     model::{
         as_f64 as f,
+        fleet::{self, View},
         status::{RunStatus, Status},
         xdp::XdpAttachMode,
     },
@@ -146,8 +147,69 @@ impl Collector for GuardCollector {
         if let Some(run) = run {
             encode_info(&mut encoder, &run)?;
         }
+        if let Some(view) = status_file::read_fleet(&self.runtime_dir) {
+            encode_fleet(&mut encoder, &view)?;
+        }
         Ok(())
     }
+}
+
+/// `--fleet`: the link, the members, and the decisions.
+fn encode_fleet(encoder: &mut DescriptorEncoder, v: &View) -> Result<(), std::fmt::Error> {
+    let fresh = |m: &&fleet::Member| v.at_ms.saturating_sub(m.report.at_ms) < fleet::STALE_MS;
+    for (name, help, value) in [
+        (
+            "guard_fleet_connected",
+            "1 while connected to the fleet's NATS server, 0 while cut off (protecting alone).",
+            u64::from(v.connected),
+        ),
+        (
+            "guard_fleet_members",
+            "Members of the fleet heard from in the last 10 s, this one included.",
+            u64::try_from(v.members.iter().filter(fresh).count()).unwrap_or(u64::MAX),
+        ),
+        (
+            "guard_fleet_bans_active",
+            "Peers' bans in force here.",
+            u64::try_from(v.active).unwrap_or(u64::MAX),
+        ),
+        (
+            "guard_fleet_pending_writes",
+            "This guard's decisions not yet written to the fleet (cut off, or failing).",
+            u64::try_from(v.pending).unwrap_or(u64::MAX),
+        ),
+    ] {
+        gauge(encoder, name, help, f(value))?;
+    }
+    for (name, help, value) in [
+        (
+            "guard_fleet_decisions_applied",
+            "Peers' bans applied here.",
+            v.applied,
+        ),
+        (
+            "guard_fleet_decisions_published",
+            "This guard's bans written to the fleet.",
+            v.published,
+        ),
+    ] {
+        ConstCounter::new(value).encode(encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            MetricType::Counter,
+        )?)?;
+    }
+    let mut refused = encoder.encode_descriptor(
+        "guard_fleet_decisions_refused",
+        "Peers' decisions not applied, by why: malformed, too_wide, allowlisted, over_ceiling.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in &v.refused {
+        ConstCounter::new(*n).encode(refused.encode_family(&[("reason", reason.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// One counter family with an `iface` label, one more label per counter,

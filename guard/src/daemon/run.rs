@@ -145,7 +145,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             }
             Some(msg) = next_message(fleet.as_mut()) => {
                 if let Some(f) = fleet.as_mut() {
-                    let change = f.handle(msg);
+                    let change = f.handle_all(msg);
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
                 }
             }

@@ -25,8 +25,11 @@ pub struct Instance {
 impl Instance {
     fn at(netns: Option<String>) -> Self {
         let dir = runtime_dir(netns.as_deref());
-        let pid = PidLock::instance_holder(&dir)
-            .filter(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        // The pid in a stale lock file may be another process's by now:
+        // a guard's only.
+        let pid = PidLock::instance_holder(&dir).filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
+        });
         Self { netns, dir, pid }
     }
 

@@ -31,6 +31,8 @@ const MEMBERS_MAX_AGE: Duration = Duration::from_secs(60);
 /// A write that takes longer is retried from the outbox later.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a guard waits for a connection before saying it is cut off.
+const CONNECT_GRACE: Duration = Duration::from_secs(3);
 
 /// What the run loop asks the link to write.
 #[derive(Debug)]
@@ -113,10 +115,22 @@ async fn run(
     let js = jetstream::new(client);
     let mut outbox = Outbox::default();
     loop {
-        // Until connected, the outbox only fills.
+        // Until connected, the outbox only fills. async-nats retries on
+        // its own and says nothing of a server it cannot reach: after a
+        // grace period the run loop hears that it is cut off.
+        let grace = tokio::time::sleep(CONNECT_GRACE);
+        tokio::pin!(grace);
+        let mut told = false;
         while !*state.borrow_and_update() {
             tokio::select! {
                 changed = state.changed() => if changed.is_err() { return },
+                () = &mut grace, if !told => {
+                    told = true;
+                    let why = format!("no connection within {}s; retrying", CONNECT_GRACE.as_secs());
+                    if to_loop.send(In::Link(Err(why))).await.is_err() {
+                        return;
+                    }
+                }
                 o = out.recv() => match o {
                     Some(o) => {
                         outbox.add(o);

@@ -150,8 +150,21 @@ impl Fleet {
         neighbours(&reports, &self.settings.member, unix_now_ms())
     }
 
+    /// A message from the link and every one queued behind it: one
+    /// change for the batch, so a burst of bans costs one write of the
+    /// lists and one conntrack dump, not one each.
+    pub fn handle_all(&mut self, first: In) -> Change {
+        let mut change = self.handle(first);
+        while let Ok(msg) = self.input.try_recv() {
+            let more = self.handle(msg);
+            change.removed |= more.removed;
+            change.added.extend(more.added);
+        }
+        change
+    }
+
     /// A message from the link.
-    pub fn handle(&mut self, msg: In) -> Change {
+    fn handle(&mut self, msg: In) -> Change {
         let mut change = Change::default();
         let now = unix_now_ms();
         match msg {
@@ -169,7 +182,12 @@ impl Fleet {
                 self.origins.remove(&key);
                 self.waiting.remove(&key);
                 if let Some((d, net)) = self.in_force.remove(&key) {
-                    tracing::info!("fleet: deny {net} from {} taken back", d.origin);
+                    // Its origin (or anyone) deletes a ban whose time is up.
+                    if d.until_ms <= now + 1000 {
+                        tracing::info!("fleet: deny {net} from {}: its time is up", d.origin);
+                    } else {
+                        tracing::info!("fleet: deny {net} from {} taken back", d.origin);
+                    }
                     change.removed = true;
                 }
             }
