@@ -208,7 +208,8 @@ fn a_ban_on_one_guard_drops_at_the_others_within_a_second_and_expires_everywhere
 }
 
 /// B's fleet allowlist covers the source: A's ban reaches B (and is
-/// counted as refused), and B keeps passing the source.
+/// counted as refused), and B keeps passing the source. A ban B applied is
+/// lifted when the source is allowed on B's host afterwards.
 #[test]
 fn the_fleet_allowlist_overrides_a_peers_ban() {
     let _kernel = kernel_test!();
@@ -222,13 +223,35 @@ fn the_fleet_allowlist_overrides_a_peers_ban() {
     b.wait_view("the ban arrived and was refused", |v| {
         v["refused"]["allowlisted"].as_u64() >= Some(1)
     });
-    let c = b.syns(x, 3);
-    assert_eq!(c["drop_denylist"], 0, "{c:?}");
-    assert!(c["pass_limits"] >= 3, "{c:?}");
+    let seen = b.syns(x, 3);
+    assert_eq!(seen["drop_denylist"], 0, "{seen:?}");
+    assert!(seen["pass_limits"] >= 3, "{seen:?}");
     assert_eq!(b.view()["active"], 0);
+
+    // A ban outside the fleet allowlist is applied, and lifted when the
+    // operator allows the source on this host.
+    let other = IpAddr::V4(Ipv4Addr::new(198, 19, 1, 9));
+    a.ban(other);
+    b.time_to_deny(other, Instant::now());
+    b.wait_view("the ban in force", |v| v["active"] == 1);
+    guard_proc::run(&["allow", "add", "198.19.1.9"]).assert_code(0);
+    b.wait_view("the ban lifted by the allow list", |v| v["active"] == 0);
+    let before = b.syns(other, 0);
+    let after = b.syns(other, 2);
+    assert_eq!(after["drop_denylist"], before["drop_denylist"], "{after:?}");
+    assert_eq!(
+        after["pass_allowlist"],
+        before["pass_allowlist"] + 2,
+        "{after:?}"
+    );
+    guard_proc::run(&["allow", "del", "198.19.1.9"]).assert_code(0);
     let log = b.stop();
     assert!(
         log.contains("overlaps 198.19.0.0/24 in the fleet allowlist"),
+        "{log}"
+    );
+    assert!(
+        log.contains("lifted: it overlaps the allow list now"),
         "{log}"
     );
     a.stop();

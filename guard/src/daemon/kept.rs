@@ -16,6 +16,7 @@ use crate::{
     dataplane::loader::Attached,
     host::{clock::unix_now_secs, kept_lists},
     model::{
+        fleet::overlap,
         lists::{Edit, List, Lists, Store},
         paths::LISTS_FILE,
     },
@@ -102,13 +103,7 @@ impl KeptLists {
             tracing::info!("{} {net}{why}: its time is up, taken out", list.name());
         }
         kept_lists::save_store(&before, &store)?;
-        self.apply_to(settings, &store)?;
-        for a in attached.iter_mut() {
-            a.set_lists(&Lists {
-                allow: settings.allow.clone(),
-                deny: settings.deny.clone(),
-            })?;
-        }
+        self.put(settings, attached, &store)?;
         self.reported = None;
         Ok(())
     }
@@ -117,12 +112,19 @@ impl KeptLists {
     /// notes when the next of them expires.
     fn apply_to(&mut self, settings: &mut Settings, store: &Store) -> Result<()> {
         self.store = store.clone();
-        let mut all = store.all();
+        let all = store.all();
         self.next_due = all.next_expiry();
-        // A peer's ban never lands on an allowed net (the fleet judged it
-        // against the allow lists); here it only joins the denies.
-        all.lists.apply(List::Deny, Edit::Add, &self.fleet);
-        let (lists, skipped) = Lists::merged(&self.config, &all.lists);
+        let (mut lists, skipped) = Lists::merged(&self.config, &all.lists);
+        // Peers' bans join the denies last, and never where the allow list
+        // is: an allow entry wins over the fleet (the fleet lifts such a
+        // ban at its next tick; until then it is left out here).
+        let fleet: Vec<IpNet> = self
+            .fleet
+            .iter()
+            .filter(|net| overlap(&lists.allow, net).is_none())
+            .copied()
+            .collect();
+        lists.apply(List::Deny, Edit::Add, &fleet);
         lists
             .check_capacity(settings.list_capacity)
             .map_err(|e| anyhow::anyhow!("{LISTS_FILE} and the config: {e}"))?;
@@ -143,7 +145,18 @@ impl KeptLists {
     ) -> Result<()> {
         self.fleet = nets;
         let store = self.store.clone();
-        self.apply_to(settings, &store)?;
+        self.put(settings, attached, &store)
+    }
+
+    /// Makes `settings`' lists the config's plus `store`'s and the
+    /// fleet's, and the running tries those lists.
+    fn put(
+        &mut self,
+        settings: &mut Settings,
+        attached: &mut [Attached],
+        store: &Store,
+    ) -> Result<()> {
+        self.apply_to(settings, store)?;
         for a in attached.iter_mut() {
             a.set_lists(&Lists {
                 allow: settings.allow.clone(),

@@ -138,8 +138,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             _ = kept_ticker.tick() => {
                 kept.tick(&mut settings, &mut attached);
                 if let Some(f) = fleet.as_mut() {
-                    f.kept_denies(&kept.timed_denies());
-                    let change = f.tick();
+                    let change = f.tick(&kept.timed_denies(), &settings.allow);
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
                 }
             }

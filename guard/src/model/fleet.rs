@@ -145,12 +145,8 @@ pub fn judge(
     if net.prefix_len() < widest {
         return Err(Refusal::TooWide(net));
     }
-    if let Some(allow) = rules
-        .allow
-        .iter()
-        .find(|a| a.contains(&net) || net.contains(*a))
-    {
-        return Err(Refusal::Allowed { net, allow: *allow });
+    if let Some(allow) = overlap(&rules.allow, &net) {
+        return Err(Refusal::Allowed { net, allow });
     }
     let decision = Decision {
         until_ms: decision
@@ -159,6 +155,16 @@ pub fn judge(
         ..decision
     };
     Ok((decision, net))
+}
+
+/// The allow entry `net` overlaps (inside it, or around it), if any: a
+/// peer's ban there is never applied.
+#[must_use]
+pub fn overlap(allow: &[IpNet], net: &IpNet) -> Option<IpNet> {
+    allow
+        .iter()
+        .find(|a| a.contains(net) || net.contains(*a))
+        .copied()
 }
 
 /// A token bucket over decisions taken from peers: `rate` a second, at

@@ -26,7 +26,7 @@ use crate::{
     model::{
         fleet::{
             Ceiling, DELAYS, Decision, Member, Refusal, Report, Rules, TopSource, View, judge,
-            neighbours,
+            neighbours, overlap,
         },
         level::Level,
     },
@@ -58,6 +58,8 @@ impl Change {
 /// The run loop's side of the fleet.
 pub struct Fleet {
     settings: FleetSettings,
+    /// This guard's own allow list, as last given.
+    local_allow: Vec<IpNet>,
     out: mpsc::UnboundedSender<Out>,
     input: mpsc::Receiver<In>,
     rules: Rules,
@@ -100,6 +102,7 @@ impl Fleet {
             settings.allow.len()
         );
         Self {
+            local_allow: allow.to_vec(),
             rules: Rules {
                 me: settings.member.clone(),
                 allow: settings.allow.iter().chain(allow).copied().collect(),
@@ -130,6 +133,30 @@ impl Fleet {
             said: BTreeSet::new(),
             cut_off: false,
         }
+    }
+
+    /// This guard's allow list changed (a reload, `guard allow add`): peers'
+    /// bans in force that now overlap it are lifted, like those refused.
+    fn set_local_allow(&mut self, allow: &[IpNet]) -> Change {
+        let mut change = Change::default();
+        if allow == self.local_allow.as_slice() {
+            return change;
+        }
+        self.local_allow = allow.to_vec();
+        self.rules.allow = self.settings.allow.iter().chain(allow).copied().collect();
+        let rules = &self.rules;
+        self.in_force.retain(|_, (d, net)| {
+            let allowed = overlap(&rules.allow, net).is_some();
+            if allowed {
+                tracing::info!(
+                    "fleet: deny {net} from {} lifted: it overlaps the allow list now",
+                    d.origin
+                );
+                change.removed = true;
+            }
+            !allowed
+        });
+        change
     }
 
     /// The next message from the link (for the run loop's `select!`).
@@ -305,11 +332,18 @@ impl Fleet {
         }
     }
 
-    /// Once a second: expire, let waiting bans in under the ceiling,
-    /// report, and publish the view.
-    pub fn tick(&mut self) -> Change {
+    /// Once a second, with the kept lists' timed denies and this guard's
+    /// allow list as they are now: publish the new denies, lift bans the
+    /// allow list now covers, expire, let waiting bans in under the
+    /// ceiling, report, and publish the view.
+    pub fn tick(
+        &mut self,
+        timed: &BTreeMap<IpNet, (u64, Option<String>)>,
+        allow: &[IpNet],
+    ) -> Change {
+        self.kept_denies(timed);
+        let mut change = self.set_local_allow(allow);
         let now = unix_now_ms();
-        let mut change = Change::default();
         let before = self.in_force.len();
         self.in_force.retain(|_, (d, net)| {
             let live = d.until_ms > now;
@@ -318,7 +352,7 @@ impl Fleet {
             }
             live
         });
-        change.removed = self.in_force.len() != before;
+        change.removed |= self.in_force.len() != before;
         let expired: Vec<String> = self
             .own
             .iter()
@@ -404,7 +438,7 @@ impl Fleet {
     /// The kept lists' timed deny entries (`guard deny add --for`, a
     /// CrowdSec decision): the new ones are published, the ones taken out
     /// early are taken back.
-    pub fn kept_denies(&mut self, timed: &BTreeMap<IpNet, (u64, Option<String>)>) {
+    fn kept_denies(&mut self, timed: &BTreeMap<IpNet, (u64, Option<String>)>) {
         let now = unix_now_ms();
         for (net, (until_s, reason)) in timed {
             let until_ms = until_s.saturating_mul(1000);
