@@ -87,9 +87,10 @@ pub enum Counter {
     /// A source verified by an ACK of a connection the host knows (an
     /// established or half-open socket), while the global budget binds.
     VerifiedAck = 28,
-    /// An over-limit SYN from a verified source answered with a RST from
-    /// XDP (`reject = "rst"`), so the client fails fast; also counted as
-    /// its drop reason.
+    /// A RST sent from XDP so a real client fails fast: to an over-limit
+    /// SYN from a verified source (`reject = "rst"`), or to a cookie
+    /// handshake's ACK over its source's limit; also counted as its drop
+    /// reason.
     RstSent = 29,
 }
 

@@ -154,9 +154,10 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
     send_back(ctx, h, sc, l34_len)
 }
 
-/// Answers a SYN with a RST (`reject = "rst"`): RST|ACK, sequence 0, the
-/// SYN's sequence + 1 acknowledged, as a closed port's answer is, so the
-/// client gives up at once. `None` when the SYN cannot take this path.
+/// Answers a SYN (`reject = "rst"`) or a cookie handshake's ACK over its
+/// source's limit with a RST, as a closed port's answer is, so the client
+/// gives up at once (see [`rst`]). `None` when the segment cannot take
+/// this path.
 #[inline(always)]
 pub fn answer_rst(ctx: &XdpContext, h: &Headers, cfg: &DataplaneConfig) -> Option<u32> {
     let t = tcp(ctx, h)?;
@@ -216,36 +217,43 @@ fn send_back(ctx: &XdpContext, h: &Headers, sc: &mut Scratch, l34_len: usize) ->
     Some(XDP_TX)
 }
 
-/// Builds in `sc.out` the RST's IP and TCP headers for the SYN in `sc.ip`
-/// and `sc.syn`; returns their length. `None` if the IPv4 header checksum
-/// is wrong.
+/// Builds in `sc.out` the RST's IP and TCP headers for the segment in
+/// `sc.ip` and `sc.syn`; returns their length. `None` if the IPv4 header
+/// checksum is wrong. As RFC 9293 says: to a SYN, RST|ACK acknowledging
+/// it; to an ACK (a cookie handshake's), a bare RST at the sequence number
+/// it acknowledges.
 #[inline(always)]
 fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize> {
     if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
-    let &[sp0, sp1, dp0, dp1, q0, q1, q2, q3] = sc.syn.get(..8)? else {
+    let &[sp0, sp1, dp0, dp1, q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(..14)? else {
         return None;
     };
-    let ack = u32::from_be_bytes([q0, q1, q2, q3])
-        .wrapping_add(1)
-        .to_be_bytes();
+    let (seq, ack, flags) = if flags & TCP_FLAG_ACK != 0 {
+        ([a0, a1, a2, a3], [0; 4], TCP_FLAG_RST)
+    } else {
+        let ack = u32::from_be_bytes([q0, q1, q2, q3])
+            .wrapping_add(1)
+            .to_be_bytes();
+        ([0; 4], ack, TCP_FLAG_RST | TCP_FLAG_ACK)
+    };
     reply_ip::<IP>(sc, TCP_MIN_HLEN, cfg.cookie_ttl)?;
     let head = [
         dp0,
         dp1,
         sp0,
         sp1,
-        0,
-        0,
-        0,
-        0,
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
         ack[0],
         ack[1],
         ack[2],
         ack[3],
         ((TCP_MIN_HLEN / 4) as u8) << 4,
-        TCP_FLAG_RST | TCP_FLAG_ACK,
+        flags,
         0,
         0,
         0,

@@ -128,18 +128,33 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         remember_flow(flow.as_ref(), now);
         return XDP_PASS;
     }
-    match limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false) {
-        SEND_RST => cookie::answer_rst(ctx, h, cfg).map_or(XDP_DROP, |action| {
-            bump(slots, Counter::RstSent);
-            action
-        }),
-        action => action,
-    }
+    let action = limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false);
+    answered(ctx, h, cfg, slots, action)
 }
 
-/// What [`limit`] returns for an over-limit SYN to be answered with a RST:
-/// not an XDP action, [`verdict`] builds the RST.
+/// What [`limit`] returns for an over-limit SYN (or cookie handshake's
+/// ACK) to be answered with a RST: not an XDP action, [`answered`] builds
+/// the RST.
 const SEND_RST: u32 = u32::MAX;
+
+/// `action`, with [`SEND_RST`] made a RST sent back (or a drop if the
+/// frame cannot take one).
+#[inline(always)]
+fn answered(
+    ctx: &XdpContext,
+    h: &Headers,
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    action: u32,
+) -> u32 {
+    if action != SEND_RST {
+        return action;
+    }
+    cookie::answer_rst(ctx, h, cfg).map_or(XDP_DROP, |action| {
+        bump(slots, Counter::RstSent);
+        action
+    })
+}
 
 /// The port table's part, for a TCP segment: SYNs to a listening port are
 /// counted, and an armed port takes the SYN-cookie path (enforce mode
@@ -213,7 +228,7 @@ fn port(
             }
             // The handshake makes a connection (SYNPROXY's conntrack entry):
             // the source's SYN limits apply here, and it is verified.
-            Some(limit(
+            let action = limit(
                 cfg,
                 slots,
                 &src,
@@ -222,7 +237,8 @@ fn port(
                 clock::now(),
                 None,
                 true,
-            ))
+            );
+            Some(answered(ctx, h, cfg, slots, action))
         }
     }
 }
@@ -330,13 +346,15 @@ fn limit(
         over_source_limit(cfg, slots, st, &skey, class, now);
         st.dropped = st.dropped.wrapping_add(1);
         let action = reject(cfg, slots, Counter::DropSourceLimit);
-        // A real client (verified) is told at once, not left retransmitting;
-        // never an unverified source, which may be spoofed.
+        // A real client is told at once: a verified one's SYN, with
+        // `--reject rst`, rather than left retransmitting; a cookie
+        // handshake's ACK always (`verify`: the cookie proves the address),
+        // whose client would otherwise hold a connection that never comes.
+        // Never an unverified source's SYN, which may be spoofed.
+        let proven = verify || (cfg.reject & REJECT_RST != 0 && st.verified_until_ns > now);
         let answer = action == XDP_DROP
-            && cfg.reject & REJECT_RST != 0
             && class == FlowClass::Syn
-            && !verify
-            && st.verified_until_ns > now
+            && proven
             && GLOBAL
                 .get_ptr_mut(GLOBAL_RST)
                 // SAFETY: a map value of GUARD_GLOBAL.

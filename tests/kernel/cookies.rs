@@ -787,3 +787,69 @@ fn a_denylisted_source_gets_no_synack() {
         );
     }
 }
+
+/// A cookie handshake's ACK over its source's SYN limit makes no
+/// connection, and the client, which counts it made, would wait on one
+/// that never comes: it gets a bare RST at the sequence number it
+/// acknowledged (RFC 9293), its ports and addresses swapped. The cookie
+/// proves the address, so this is no reflector, with or without
+/// `--reject rst`.
+fn an_ack_over_the_limit_gets_a_rst(family: Family) {
+    let mut program = with_cookies(
+        "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --ban-threshold 0",
+    );
+    let syn = syn(family, &linux_options(family));
+    let synack = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
+    let ack = client_ack(&syn, &synack, family.client(), synack.seq().wrapping_add(1));
+    assert_eq!(
+        program.run_frame(&ack.frame(), T0).0,
+        XDP_PASS,
+        "the first connection"
+    );
+
+    // A second connection in the same instant: the SYN is answered (the
+    // cookie path keeps no state), its ACK is over the limit.
+    let synack = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
+    let acked = synack.seq().wrapping_add(1);
+    let ack = client_ack(&syn, &synack, family.client(), acked).frame();
+    let (action, out) = program.run_frame(&ack, T0);
+    assert_eq!(action, XDP_TX, "the second ACK: {ack:02x?}");
+    let rst = parse_synack(out);
+    let tcp = &rst.frame[rst.l4..];
+    assert_eq!(tcp.len(), 20, "a bare TCP header: {tcp:02x?}");
+    assert_eq!(tcp[13], 0x04, "RST alone");
+    assert_eq!(
+        be32(tcp, 4),
+        acked,
+        "at the sequence number the ACK acknowledged"
+    );
+    assert_eq!(be32(tcp, 8), 0, "acknowledging nothing");
+    assert_eq!((be16(tcp, 0), be16(tcp, 2)), (PORT, CLIENT_PORT));
+    assert_eq!(rst.frame[0..6], ack[6..12], "back to the client's MAC");
+    let csum = packet::checksum(&[
+        &tcp_pseudo_header(family.server(), family.client(), tcp.len()),
+        tcp,
+    ]);
+    assert_eq!(csum, 0, "the TCP checksum: {tcp:02x?}");
+    assert_counters(
+        &program,
+        &[
+            (Counter::CookieAckValid, 2),
+            (Counter::PassLimits, 1),
+            (Counter::DropSourceLimit, 1),
+            (Counter::RstSent, 1),
+        ],
+    );
+}
+
+#[test]
+fn an_ipv4_cookie_ack_over_its_sources_limit_gets_a_rst() {
+    let _kernel = kernel_test!();
+    an_ack_over_the_limit_gets_a_rst(Family::V4);
+}
+
+#[test]
+fn an_ipv6_cookie_ack_over_its_sources_limit_gets_a_rst() {
+    let _kernel = kernel_test!();
+    an_ack_over_the_limit_gets_a_rst(Family::V6);
+}

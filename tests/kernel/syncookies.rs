@@ -241,3 +241,40 @@ fn a_reload_from_monitor_to_enforce_arms_cookies() {
         "the SYNPROXY rules were left"
     );
 }
+
+/// A real client over its own SYN limit while its port takes cookies: its
+/// second connection's handshake completes on its side (the cookie
+/// SYN-ACK), but its ACK would make one connection too many. XDP answers
+/// that ACK with a RST, so the client learns at once (ECONNRESET) instead
+/// of holding a connection that never comes until it times out.
+#[test]
+fn a_client_over_its_limit_behind_cookies_is_reset_not_left_hanging() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let mut args = ALWAYS.to_vec();
+    args.extend([
+        "--source-limits",
+        "always",
+        "--syn-rate",
+        "1",
+        "--syn-burst",
+        "1",
+        "--ban-threshold",
+        "0",
+    ]);
+    let guard = start_on(&net, &args);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("the first connection: {e}\n{}", guard.stderr()));
+    let second = connect_echo(&net.attacker, server_addr(), Duration::from_secs(3));
+    let c = counters(&stats(&net));
+    assert_eq!(
+        second.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{second:?} {c:?}\n{}",
+        guard.stderr()
+    );
+    assert_eq!((c["rst_sent"], c["drop_source_limit"]), (1, 1), "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}

@@ -312,7 +312,7 @@ fn encode_xdp(
         ),
         (
             "guard_rst_sent",
-            "Over-limit SYNs from verified sources answered with a RST from XDP (reject = \"rst\").",
+            "RSTs sent from XDP: over-limit SYNs from verified sources (reject = \"rst\") and cookie handshakes' ACKs over their source's limit.",
             "kind",
             vec![(Counter::RstSent, "all")],
         ),
