@@ -303,8 +303,10 @@ async fn session(
     }
 }
 
-/// Writes what the outbox holds, in key order, until a write fails (the
-/// rest waits for the next try). Bans whose time is up are not written.
+/// Writes what the outbox holds, all at once: each write waits for the
+/// server's acknowledgement, and a burst of bans one after another would
+/// queue each behind the last one's round trip. What fails stays for the
+/// next try; bans whose time is up are not written.
 async fn flush(
     s: &FleetSettings,
     decisions: &Store,
@@ -313,24 +315,29 @@ async fn flush(
     to_loop: &mpsc::Sender<In>,
 ) {
     let now = crate::host::clock::unix_now_ms();
-    let mut published = 0;
-    while let Some((key, write)) = outbox.writes.pop_first() {
-        let done = match &write {
-            Some((_, until)) if *until <= now => continue,
+    let writes: Vec<(String, Option<(Bytes, u64)>)> = std::mem::take(&mut outbox.writes)
+        .into_iter()
+        .filter(|(_, w)| w.as_ref().is_none_or(|(_, until)| *until > now))
+        .collect();
+    let done = futures_util::future::join_all(writes.iter().map(|(key, write)| async move {
+        match write {
             Some((value, _)) => {
-                tokio::time::timeout(WRITE_TIMEOUT, decisions.put(&key, value.clone()))
+                tokio::time::timeout(WRITE_TIMEOUT, decisions.put(key, value.clone()))
                     .await
-                    .map(|r| r.map(drop).map_err(|e| e.to_string()))
+                    .is_ok_and(|r| r.is_ok())
             }
-            None => tokio::time::timeout(WRITE_TIMEOUT, decisions.delete(&key))
+            None => tokio::time::timeout(WRITE_TIMEOUT, decisions.delete(key))
                 .await
-                .map(|r| r.map_err(|e| e.to_string())),
-        };
-        if let Ok(Ok(())) = done {
+                .is_ok_and(|r| r.is_ok()),
+        }
+    }))
+    .await;
+    let mut published = 0;
+    for ((key, write), written) in writes.into_iter().zip(done) {
+        if written {
             published += u64::from(write.is_some());
         } else {
             outbox.writes.insert(key, write);
-            break;
         }
     }
     if let Some(report) = outbox.report.take()
