@@ -5,18 +5,21 @@
 //! read back.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     thread,
     time::{Duration, Instant},
 };
 
 use guard_tests::{
+    ct,
     flood::Flood,
     guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     kernel_test,
     nats::NatsServer,
-    net::TestNet,
+    net::{TestNet, VICTIM_ADDR},
+    nft::Counters,
     packet::TCP_SYN,
+    server::EchoServer,
 };
 
 const PORT: u16 = 8080;
@@ -137,7 +140,8 @@ fn members(view: &serde_json::Value) -> Vec<String> {
 }
 
 /// A ban made by A's data plane is dropped by B's and C's within a second
-/// (measured from A's own drop of it, printed); `guard fleet status`
+/// (measured from A's own drop of it, printed), and frees their conntrack
+/// tables of the source's entries; `guard fleet status`
 /// shows the three members and who contributed the ban; when the ban's
 /// time is up it is gone everywhere: B and C pass the source again.
 #[test]
@@ -154,16 +158,44 @@ fn a_ban_on_one_guard_drops_at_the_others_within_a_second_and_expires_everywhere
         });
     }
     let x = attacker(7);
+    // A rule that needs conntrack, so B's and C's namespaces track, and a
+    // server whose half-open connections the ban must free.
+    let _tracked = [&b, &c].map(|m| Counters::install(&m.net.victim, &[("new", "ct state new")]));
+    let _servers = [&b, &c].map(|m| {
+        EchoServer::start(
+            &m.net.victim,
+            SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT),
+        )
+    });
     // The source is known to B and C before the ban: their verdict moves
-    // from "pass" to "deny", not from nothing.
+    // from "pass" to "deny", not from nothing; and its SYN left a
+    // conntrack entry in each, which the ban must free.
     for m in [&mut b, &mut c] {
         assert_eq!(m.syns(x, 1)["pass_limits"], 1);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ct::entries_from(&m.net.victim, "198.19.0.7") == 0 {
+            assert!(Instant::now() < deadline, "no conntrack entry for the SYN");
+            thread::sleep(Duration::from_millis(50));
+        }
     }
     a.ban(x);
     let banned_at = Instant::now();
     let at_b = b.time_to_deny(x, banned_at);
     let at_c = c.time_to_deny(x, banned_at);
     println!("a ban on edge-a dropped at edge-b after {at_b:?}, at edge-c after {at_c:?}");
+    // Deleted right after the maps take the ban (entries of a refused
+    // connection would live 10 s more on their own).
+    for m in [&b, &c] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ct::entries_from(&m.net.victim, "198.19.0.7") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the banned source's conntrack entries stayed:\n{}",
+                m.guard.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
     assert!(
         at_b < Duration::from_secs(1) && at_c < Duration::from_secs(1),
         "the fleet took {at_b:?} and {at_c:?} (at most 1 s)"
