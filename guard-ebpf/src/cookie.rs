@@ -227,45 +227,20 @@ fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize
     if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
-    let &[sp0, sp1, dp0, dp1, q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(..14)? else {
+    let &[q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(4..14)? else {
         return None;
     };
     let (seq, ack, flags) = if flags & TCP_FLAG_ACK != 0 {
         ([a0, a1, a2, a3], [0; 4], TCP_FLAG_RST)
     } else {
-        let ack = u32::from_be_bytes([q0, q1, q2, q3])
-            .wrapping_add(1)
-            .to_be_bytes();
-        ([0; 4], ack, TCP_FLAG_RST | TCP_FLAG_ACK)
+        (
+            [0; 4],
+            acknowledging([q0, q1, q2, q3]),
+            TCP_FLAG_RST | TCP_FLAG_ACK,
+        )
     };
     reply_ip::<IP>(sc, TCP_MIN_HLEN, cfg.cookie_ttl)?;
-    let head = [
-        dp0,
-        dp1,
-        sp0,
-        sp1,
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        ack[0],
-        ack[1],
-        ack[2],
-        ack[3],
-        ((TCP_MIN_HLEN / 4) as u8) << 4,
-        flags,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    let mut i = 0;
-    while i < TCP_MIN_HLEN {
-        put(&mut sc.out, IP + i, head[i]);
-        i += 1;
-    }
+    reply_tcp::<IP>(sc, seq, ack, TCP_MIN_HLEN, flags)?;
     tcp_checksum::<IP>(sc, TCP_MIN_HLEN)?;
     Some(IP + TCP_MIN_HLEN)
 }
@@ -312,7 +287,7 @@ fn synack<const IP: usize>(
     }
     let cookie = value as u32;
     let syn = sc.syn.get(..hlen)?;
-    let (&[sp0, sp1, dp0, dp1, q0, q1, q2, q3], Some(&flags)) = (syn.get(..8)?, syn.get(13)) else {
+    let (&[q0, q1, q2, q3], Some(&flags)) = (syn.get(4..8)?, syn.get(13)) else {
         return None;
     };
     let opts = linux_syn_options(syn).unwrap_or_else(|| syn_options(hlen));
@@ -334,12 +309,51 @@ fn synack<const IP: usize>(
     // The TCP header: ports swapped, the cookie as our sequence number,
     // the SYN acknowledged; a zero window, as SYNPROXY's own SYN-ACK, so the
     // client sends only its ACK until the server side is connected.
-    let seq = cookie.to_be_bytes();
-    let ack = u32::from_be_bytes([q0, q1, q2, q3])
-        .wrapping_add(1)
-        .to_be_bytes();
     let ece = if ts.is_some() && ecn { TCP_FLAG_ECE } else { 0 };
-    let tcp_head = [
+    reply_tcp::<IP>(
+        sc,
+        cookie.to_be_bytes(),
+        acknowledging([q0, q1, q2, q3]),
+        tcp_len,
+        TCP_FLAG_SYN | TCP_FLAG_ACK | ece,
+    )?;
+    let mut i = 0;
+    while i < n {
+        put(
+            &mut sc.out,
+            IP + TCP_MIN_HLEN + i,
+            sc.opts.get(i).copied().unwrap_or(0),
+        );
+        i += 1;
+    }
+    tcp_checksum::<IP>(sc, tcp_len)?;
+    Some(IP + tcp_len)
+}
+
+/// The acknowledgement number of a reply to a SYN with sequence number
+/// `seq` (big-endian): the SYN counts one.
+#[inline(always)]
+fn acknowledging(seq: [u8; 4]) -> [u8; 4] {
+    u32::from_be_bytes(seq).wrapping_add(1).to_be_bytes()
+}
+
+/// Writes in `sc.out`, after the `IP` bytes of IP header, a reply's TCP
+/// header without options: the ports of the segment in `sc.syn` swapped,
+/// `seq` and `ack`, the data offset of `tcp_len` bytes, `flags`, and a
+/// zero window, checksum and urgent pointer (the checksum is
+/// [`tcp_checksum`]'s).
+#[inline(always)]
+fn reply_tcp<const IP: usize>(
+    sc: &mut Scratch,
+    seq: [u8; 4],
+    ack: [u8; 4],
+    tcp_len: usize,
+    flags: u8,
+) -> Option<()> {
+    let &[sp0, sp1, dp0, dp1] = sc.syn.get(..4)? else {
+        return None;
+    };
+    let head = [
         dp0,
         dp1,
         sp0,
@@ -353,7 +367,7 @@ fn synack<const IP: usize>(
         ack[2],
         ack[3],
         ((tcp_len / 4) as u8) << 4,
-        TCP_FLAG_SYN | TCP_FLAG_ACK | ece,
+        flags,
         0,
         0,
         0,
@@ -363,20 +377,10 @@ fn synack<const IP: usize>(
     ];
     let mut i = 0;
     while i < TCP_MIN_HLEN {
-        put(&mut sc.out, IP + i, tcp_head[i]);
+        put(&mut sc.out, IP + i, head[i]);
         i += 1;
     }
-    let mut i = 0;
-    while i < n {
-        put(
-            &mut sc.out,
-            IP + TCP_MIN_HLEN + i,
-            sc.opts.get(i).copied().unwrap_or(0),
-        );
-        i += 1;
-    }
-    tcp_checksum::<IP>(sc, tcp_len)?;
-    Some(IP + tcp_len)
+    Some(())
 }
 
 /// Writes in `sc.out` the IP header of a reply to the packet whose IP
