@@ -37,6 +37,9 @@ pub struct KeptLists {
     reported: Option<String>,
     /// The files as last applied.
     store: Store,
+    /// Their deny entries that expire, as [`KeptLists::timed_denies`]
+    /// gives them: found when the files are applied, not every second.
+    timed: BTreeMap<IpNet, (u64, Option<String>)>,
     /// Peers' bans in force (`--fleet`): deny entries under the config's
     /// and the files'.
     fleet: Vec<IpNet>,
@@ -58,11 +61,12 @@ pub fn merge(settings: &mut Settings) -> KeptLists {
         next_due: None,
         reported: None,
         store: Store::default(),
+        timed: BTreeMap::new(),
         fleet: Vec::new(),
     };
     let merged = kept_lists::load_store().and_then(|mut store| {
         store.expire(unix_now_secs());
-        kept.apply_to(settings, &store)
+        kept.apply_to(settings, store)
     });
     if let Err(e) = merged {
         kept.report(&format!(
@@ -103,17 +107,27 @@ impl KeptLists {
             tracing::info!("{} {net}{why}: its time is up, taken out", list.name());
         }
         kept_lists::save_store(&before, &store)?;
-        self.put(settings, attached, &store)?;
+        self.put(settings, attached, store)?;
         self.reported = None;
         Ok(())
     }
 
     /// Makes `settings`' lists the config's plus `store`'s entries, and
-    /// notes when the next of them expires.
-    fn apply_to(&mut self, settings: &mut Settings, store: &Store) -> Result<()> {
-        self.store = store.clone();
-        let all = store.all();
+    /// notes when the next of them expires and which of them are timed
+    /// denies.
+    fn apply_to(&mut self, settings: &mut Settings, store: Store) -> Result<()> {
+        self.store = store;
+        let all = self.store.all();
         self.next_due = all.next_expiry();
+        self.timed = all
+            .lists
+            .entries(List::Deny)
+            .iter()
+            .filter_map(|net| {
+                let note = all.notes.get(net)?;
+                Some((*net, (note.expires?, note.reason.clone())))
+            })
+            .collect();
         let (mut lists, skipped) = Lists::merged(&self.config, &all.lists);
         // Peers' bans join the denies last, and never where the allow list
         // is: an allow entry wins over the fleet (the fleet lifts such a
@@ -144,8 +158,8 @@ impl KeptLists {
         attached: &mut [Attached],
     ) -> Result<()> {
         self.fleet = nets;
-        let store = self.store.clone();
-        self.put(settings, attached, &store)
+        let store = std::mem::take(&mut self.store);
+        self.put(settings, attached, store)
     }
 
     /// Makes `settings`' lists the config's plus `store`'s and the
@@ -154,7 +168,7 @@ impl KeptLists {
         &mut self,
         settings: &mut Settings,
         attached: &mut [Attached],
-        store: &Store,
+        store: Store,
     ) -> Result<()> {
         self.apply_to(settings, store)?;
         for a in attached.iter_mut() {
@@ -169,16 +183,8 @@ impl KeptLists {
     /// The deny entries of the files that expire: until when (unix
     /// seconds), and why. The fleet shares them.
     #[must_use]
-    pub fn timed_denies(&self) -> BTreeMap<IpNet, (u64, Option<String>)> {
-        let all = self.store.all();
-        all.lists
-            .entries(List::Deny)
-            .iter()
-            .filter_map(|net| {
-                let note = all.notes.get(net)?;
-                Some((*net, (note.expires?, note.reason.clone())))
-            })
-            .collect()
+    pub const fn timed_denies(&self) -> &BTreeMap<IpNet, (u64, Option<String>)> {
+        &self.timed
     }
 
     fn report(&mut self, problem: &str) {

@@ -138,7 +138,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             _ = kept_ticker.tick() => {
                 kept.tick(&mut settings, &mut attached);
                 if let Some(f) = fleet.as_mut() {
-                    let change = f.tick(&kept.timed_denies(), &settings.allow);
+                    let change = f.tick(kept.timed_denies(), &settings.allow);
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
                 }
             }
