@@ -78,7 +78,12 @@ pub const VERIFY_ACKS: u8 = 1;
 /// and the RST would be backscatter.
 pub const REJECT_RST: u32 = 1;
 
-/// Everything the XDP program is told. 240 bytes, no implicit padding.
+/// [`DataplaneConfig::sample`]: send samples of new flows (and, for
+/// contrast, of verified sources' new flows and known UDP flows) to the
+/// `GUARD_SAMPLES` ring, under [`DataplaneConfig::samples`] per kind.
+pub const SAMPLE_ON: u32 = 1;
+
+/// Everything the XDP program is told. 248 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -125,9 +130,16 @@ pub struct DataplaneConfig {
     pub verify: u8,
     /// `REJECT_*` bits.
     pub reject: u32,
-    pub pad: u32,
+    /// `SAMPLE_*` bits.
+    pub sample: u32,
     /// The RSTs of [`REJECT_RST`], all sources together.
     pub rst: Limit,
+    /// Samples per second and CPU of each group (new flows; contrast).
+    pub sample_rate: u32,
+    /// A packet is considered for a sample when this CPU's packet count
+    /// has no bit of the mask set (0: every packet): under a flood most
+    /// packets then skip the fingerprint.
+    pub sample_mask: u32,
 }
 
 impl DataplaneConfig {
@@ -156,8 +168,10 @@ impl DataplaneConfig {
         cookies: 0,
         verify: 0,
         reject: 0,
-        pad: 0,
+        sample: 0,
         rst: Limit::UNLIMITED,
+        sample_rate: 0,
+        sample_mask: 0,
     };
 
     /// Whether the global budget binds now: the controller says it has
@@ -185,4 +199,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 240);
+const _: () = assert!(size_of::<DataplaneConfig>() == 248);

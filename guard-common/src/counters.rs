@@ -92,7 +92,17 @@ pub enum Counter {
     /// handshake's ACK over its source's limit; also counted as its drop
     /// reason.
     RstSent = 29,
+    /// Drop reason: the packet matched an attack signature
+    /// ([`crate::fingerprint`]); each signature's hits are counted too, in
+    /// [`SIG_HIT_SLOT`]` + its slot`.
+    DropSignature = 30,
 }
+
+/// Slot of signature 0's hit counter (matches, in monitor mode too); the
+/// table's [`crate::fingerprint::MAX_SIGS`] slots follow.
+pub const SIG_HIT_SLOT: usize = 40;
+const _: () = assert!(SIG_HIT_SLOT + crate::fingerprint::MAX_SIGS <= COUNTER_SLOTS);
+const _: () = assert!(Counter::ALL.len() <= SIG_HIT_SLOT);
 
 impl Counter {
     /// The mutually exclusive classes; exactly one per packet.
@@ -110,7 +120,8 @@ impl Counter {
     pub const ATTRIBUTES: [Self; 3] = [Self::Fragments, Self::Vlan, Self::Ipv6];
 
     /// Why a packet was (or in monitor mode would have been) dropped.
-    pub const DROP_REASONS: [Self; 7] = [
+    pub const DROP_REASONS: [Self; 8] = [
+        Self::DropSignature,
         Self::DropDenylist,
         Self::DropBanned,
         Self::DropSourceLimit,
@@ -127,7 +138,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -158,6 +169,7 @@ impl Counter {
         Self::NewSources,
         Self::VerifiedAck,
         Self::RstSent,
+        Self::DropSignature,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -194,6 +206,7 @@ impl Counter {
             Self::NewSources => "new_sources",
             Self::VerifiedAck => "verified_ack",
             Self::RstSent => "rst_sent",
+            Self::DropSignature => "drop_signature",
         }
     }
 
@@ -218,6 +231,12 @@ impl CounterBlock {
     #[must_use]
     pub const fn get(&self, counter: Counter) -> u64 {
         self.slots[counter.slot()]
+    }
+
+    /// The hits of the signature in table slot `slot`.
+    #[must_use]
+    pub const fn sig_hits(&self, slot: usize) -> u64 {
+        self.slots[SIG_HIT_SLOT + slot]
     }
 
     /// Adds another block slot by slot (summing the CPUs). Wrapping, like

@@ -15,6 +15,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod dissect;
+pub mod fingerprint;
 pub mod key;
 pub mod maps;
 pub mod ports;

@@ -33,6 +33,10 @@ pub const PORTS: &str = "GUARD_PORTS";
 pub const PORT_COUNTS: &str = "GUARD_PORT_COUNTS";
 /// Ring buffer of [`crate::state::Event`].
 pub const EVENTS: &str = "GUARD_EVENTS";
+/// The attack signatures, one [`crate::fingerprint::SigTable`] entry.
+pub const SIGS: &str = "GUARD_SIGS";
+/// Ring buffer of [`crate::fingerprint::Sample`].
+pub const SAMPLES: &str = "GUARD_SAMPLES";
 /// The test clock (see `TEST_CLOCK` in the XDP program).
 pub const TEST_CLOCK: &str = "GUARD_TEST_CLOCK";
 
@@ -50,6 +54,7 @@ pub const PINNED: &[&str] = &[
     GLOBAL,
     PORTS,
     PORT_COUNTS,
+    SIGS,
 ];
 
 /// Every map the object defines.
@@ -66,6 +71,8 @@ pub const ALL: &[&str] = &[
     PORT_COUNTS,
     UDP_FLOWS,
     EVENTS,
+    SIGS,
+    SAMPLES,
     TEST_CLOCK,
 ];
 
@@ -83,3 +90,6 @@ pub const MAX_MARKS: u32 = 65_536;
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// The sample ring: 64 KiB holds 1,600 samples, more than a second of the
+/// largest sample rate the daemon sets.
+pub const SAMPLES_BYTES: u32 = 64 * 1024;

@@ -109,7 +109,7 @@ fn scratch() -> Option<&'static mut Scratch> {
 
 /// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`.
 #[inline(always)]
-fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
+pub(crate) fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
     if n == 0 || n > buf.len() {
         return false;
     }

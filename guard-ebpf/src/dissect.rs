@@ -63,7 +63,60 @@ pub struct Headers {
     pub l3: usize,
     /// Offset of the transport header (valid for TCP, UDP and ICMP classes).
     pub l4: usize,
+    /// Offset of the IP packet's end (valid with `l4`): bytes past it are
+    /// link padding.
+    pub l3_end: usize,
 }
+
+impl Headers {
+    /// Class, flags and family in one scalar, for a global function's
+    /// arguments.
+    #[inline(always)]
+    pub fn packed(&self) -> u32 {
+        (self.class as u32) | (u32::from(self.flags) << 8) | (u32::from(self.family) << 16)
+    }
+
+    /// The headers again from [`Headers::packed`] and the offsets, with
+    /// the bounds a global function's verifier needs (its arguments are
+    /// any u32): masked, not compared, since LLVM drops a mask it can
+    /// prove redundant and the verifier then loses the bound on a copy.
+    #[inline(always)]
+    pub fn unpacked(l3: u32, l4: u32, l3_end: u32, packed: u32) -> Self {
+        let class = match packed & 0xff {
+            c if c == Counter::TcpSyn as u32 => Counter::TcpSyn,
+            c if c == Counter::TcpOther as u32 => Counter::TcpOther,
+            c if c == Counter::Udp as u32 => Counter::Udp,
+            c if c == Counter::Icmp as u32 => Counter::Icmp,
+            c if c == Counter::IpOther as u32 => Counter::IpOther,
+            c if c == Counter::NonIp as u32 => Counter::NonIp,
+            _ => Counter::Malformed,
+        };
+        Self {
+            class,
+            flags: (packed >> 8) as u8,
+            family: (packed >> 16) as u8,
+            l3: (l3 & MAX_OFFSET) as usize,
+            l4: (l4 & MAX_OFFSET) as usize,
+            l3_end: (l3_end & MAX_OFFSET) as usize,
+        }
+    }
+
+    /// A packet that may open a flow: a TCP SYN, UDP, an echo request.
+    #[inline(always)]
+    pub fn may_open_flow(&self) -> bool {
+        match self.class {
+            Counter::TcpSyn | Counter::Udp => true,
+            Counter::Icmp => self.flags & F_ECHO != 0,
+            _ => false,
+        }
+    }
+}
+
+/// The largest header offset the program deals in, as a mask: 16 KiB,
+/// past any jumbo frame's headers, and small enough that an offset plus a
+/// header's length stays under the verifier's 64 KiB bound on packet
+/// offsets (past it, a bounds check proves nothing to the verifier).
+pub const MAX_OFFSET: u32 = 0x3fff;
 
 /// The packet address `offset` bytes in, hidden from LLVM's arithmetic.
 ///
@@ -115,6 +168,7 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
         family: 0,
         l3: 0,
         l4: 0,
+        l3_end: 0,
     };
     let Some(eth_type) = load::<[u8; 2]>(ctx, ETH_HLEN - 2) else {
         return h;
@@ -172,6 +226,7 @@ fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         return;
     }
     h.l4 = l3 + ihl;
+    h.l3_end = l3_end;
     let proto = ip[9];
     h.class = if proto == IPPROTO_ICMP {
         icmp(ctx, h, l3_end, ICMP_ECHO_REQUEST)
@@ -245,6 +300,7 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         return;
     }
     h.l4 = off;
+    h.l3_end = l3_end;
     h.class = if next == IPPROTO_ICMPV6 {
         icmp(ctx, h, l3_end, ICMPV6_ECHO_REQUEST)
     } else {

@@ -10,6 +10,13 @@
 //!    these itself; the rest (an IPv6 chain longer than the parser walks, a
 //!    first fragment without its transport header) are bypass attempts.
 //! 3. Not IP: passed.
+//! 3-. A packet that may open a flow (a TCP SYN, UDP, an echo request) is
+//!    fingerprinted while a signature is installed, or when it may be
+//!    sampled (`fingerprint.rs`): one that matches an attack signature is
+//!    dropped (`drop_signature`, and the signature's hit counter) before
+//!    the cookie path and any per-source state; a signature's monitor bit
+//!    only counts, and an allowlisted source is never dropped by one. A
+//!    sampled packet's fingerprint goes to `GUARD_SAMPLES` for the learner.
 //! 3a. TCP to a port with a listener (`GUARD_PORTS`; ACKs looked up only
 //!    while some port is armed): a SYN is counted in the port's slot. If
 //!    the port is armed and the mode is enforce, the SYN-cookie path
@@ -55,6 +62,10 @@
 //!    into; a source whose state a flood of new sources churned out of
 //!    `GUARD_SOURCES` gets both back from there at its next new flow (the
 //!    model's maps never evict, so it has no marks).
+//! The signature check and the rest of the verdict are global functions
+//! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
+//! any offsets, rather than once for every way the dissect step ends, and
+//! their stacks are not added together.
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.
 //! A helper failure (a map lookup that cannot fail) passes the packet.
@@ -67,14 +78,19 @@ mod atomic;
 mod clock;
 mod cookie;
 mod dissect;
+mod fingerprint;
 mod maps;
 mod verdict;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{xdp_action, xdp_md},
+    macros::xdp,
+    programs::XdpContext,
+};
 use guard_common::Counter;
 
 use crate::{
-    dissect::{F_FRAGMENT, F_IPV6, F_VLAN},
+    dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers},
     maps::COUNTERS,
     verdict::bump,
 };
@@ -99,6 +115,32 @@ pub fn guard(ctx: XdpContext) -> u32 {
     if h.flags & F_FRAGMENT != 0 {
         bump(slots, Counter::Fragments);
     }
+    let packed = h.packed();
+    let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);
+    if h.may_open_flow() {
+        let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
+        if action != fingerprint::NO_MATCH {
+            return action;
+        }
+    }
+    guard_verdict(ctx.ctx, l3, l4, packed)
+}
+
+/// The verdict for a dissected packet, as a global function: the verifier
+/// checks it once, for any offsets, rather than once for every way the
+/// dissect step can end; and its stack is not added to the signature
+/// check's, which together would pass the verifier's 512 bytes.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn guard_verdict(ctx: *mut xdp_md, l3: u32, l4: u32, packed: u32) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    // The IP packet's end is the signature check's alone.
+    let h = Headers::unpacked(l3, l4, 0, packed);
+    let Some(block) = COUNTERS.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: as in `guard`.
+    let slots = unsafe { &mut (*block).slots };
     verdict::verdict(&ctx, &h, slots)
 }
 

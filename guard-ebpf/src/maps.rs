@@ -4,13 +4,14 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey, SourceState,
+    fingerprint::SigTable,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
-        EVENTS_BYTES, MAX_MARKS,
+        EVENTS_BYTES, MAX_MARKS, SAMPLES_BYTES,
     },
     ports::{PORT_ENTRIES, PORT_SLOTS},
     state::GLOBAL_SLOTS,
@@ -58,6 +59,12 @@ pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
 #[map(name = "GUARD_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
+#[map(name = "GUARD_SIGS")]
+pub static SIGS: Array<SigTable> = Array::with_max_entries(1, 0);
+
+#[map(name = "GUARD_SAMPLES")]
+pub static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
+
 #[map(name = "GUARD_TEST_CLOCK")]
 pub static TEST_CLOCK_NS: Array<u64> = Array::with_max_entries(1, 0);
 
@@ -67,7 +74,8 @@ pub const IPV6_HLEN: usize = 40;
 pub const MAX_L34: usize =
     IPV6_HLEN + guard_common::dissect::TCP_MIN_HLEN + guard_common::cookie::SYNACK_MAX_OPTIONS;
 
-/// Header copies for the SYN-cookie path (see `cookie.rs`).
+/// Header copies for the SYN-cookie path (see `cookie.rs`), and the
+/// fingerprint.
 #[repr(C)]
 pub struct Scratch {
     /// The SYN's (or ACK's) TCP header.
@@ -78,6 +86,32 @@ pub struct Scratch {
     pub out: [u8; MAX_L34],
     /// The SYN-ACK's TCP options.
     pub opts: [u8; guard_common::cookie::SYNACK_MAX_OPTIONS],
+    /// The signature check's and the sampling's (`fingerprint.rs`).
+    pub screen: Screen,
+}
+
+/// What `fingerprint::guard_screen` works in: its stack, added to the
+/// program's, would pass the verifier's 512 bytes.
+#[repr(C)]
+pub struct Screen {
+    /// The packet's first bytes, which the fingerprint is read from.
+    pub pkt: [u8; crate::fingerprint::FP_COPY],
+    pub fp: guard_common::fingerprint::Fingerprint,
+    /// Lookup keys.
+    pub key4: Key<[u8; 4]>,
+    pub key6: Key<[u8; 16]>,
+    pub source: SourceKey,
+    pub flow: FlowKey,
+    /// This CPU's sample budget.
+    pub budget: SampleBudget,
+}
+
+#[repr(C)]
+pub struct SampleBudget {
+    /// The second (CLOCK_MONOTONIC_COARSE) the counts are of.
+    pub second: u64,
+    pub new: u32,
+    pub contrast: u32,
 }
 
 #[map(name = "GUARD_SCRATCH")]

@@ -62,6 +62,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     } else {
         (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
     };
+    let candidate = h.may_open_flow();
     // TCP to a listening port: SYNs are counted per port, and an armed
     // port takes the cookie path. ACKs are looked up only while a port is
     // armed.
@@ -74,11 +75,6 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     if h.class == Counter::TcpOther && cfg.budget_binds() {
         returning_client(ctx, h, cfg, slots, v4);
     }
-    let candidate = match h.class {
-        Counter::TcpSyn | Counter::Udp => true,
-        Counter::Icmp => h.flags & F_ECHO != 0,
-        _ => false,
-    };
     // The fast path: cannot open a flow, and no deny entry to look up.
     if !candidate && !has_deny {
         return XDP_PASS;
@@ -158,7 +154,8 @@ fn answered(
 
 /// The port table's part, for a TCP segment: SYNs to a listening port are
 /// counted, and an armed port takes the SYN-cookie path (enforce mode
-/// only). `None` sends the packet on the ordinary way.
+/// only). `None`
+/// sends the packet on the ordinary way.
 #[inline(always)]
 fn port(
     ctx: &XdpContext,
@@ -246,7 +243,7 @@ fn port(
 /// Drop in enforce mode, pass (and say so) in monitor mode; the reason is
 /// counted either way.
 #[inline(always)]
-fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
+pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
     bump(slots, reason);
     if cfg.mode == MODE_ENFORCE {
         XDP_DROP
@@ -545,7 +542,7 @@ fn recall(st: &mut SourceState, m: &Marks) {
 
 /// The source's key in `GUARD_SOURCES`.
 #[inline(always)]
-fn source_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> SourceKey {
+pub(crate) fn source_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> SourceKey {
     if v4 {
         SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.source_prefix_v4)
     } else {
@@ -592,7 +589,7 @@ fn over_source_limit(
 
 /// Takes a token from a bucket shared by all CPUs.
 #[inline(always)]
-fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) -> bool {
+pub(crate) fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) -> bool {
     if limit.is_unlimited() {
         return true;
     }
@@ -682,7 +679,7 @@ fn event(
 
 /// The source address, IPv4 in the first four bytes.
 #[inline(always)]
-fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<[u8; 16]> {
+pub(crate) fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<[u8; 16]> {
     if h.family == AF_INET {
         let a = load::<[u8; 4]>(ctx, h.l3 + 12)?;
         Some([a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
@@ -692,7 +689,7 @@ fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<[u8; 16]> {
 }
 
 #[inline(always)]
-fn list_action(src: &[u8; 16], v4: bool) -> u8 {
+pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
     let found = if v4 {
         LISTS_V4.get(Key::new(32, [src[0], src[1], src[2], src[3]]))
     } else {
@@ -723,7 +720,7 @@ fn udp_flow_key(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<FlowKey
 
 /// Whether the flow was seen within `idle` ns; refreshes its time.
 #[inline(always)]
-fn udp_flow_known(key: &FlowKey, now: u64, idle: u64) -> bool {
+pub(crate) fn udp_flow_known(key: &FlowKey, now: u64, idle: u64) -> bool {
     let Some(last) = UDP_FLOWS.get_ptr_mut(key) else {
         return false;
     };

@@ -21,8 +21,9 @@ use guard::{
 use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState,
     config::COOKIES_ON,
+    fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, PROGRAM, TEST_CLOCK, UDP_FLOWS},
+    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -85,6 +86,7 @@ pub struct Program {
     /// The maps guard reads and writes, through guard's own handle.
     dataplane: Dataplane,
     events: RingBuf<MapData>,
+    samples: RingBuf<MapData>,
     /// Events drained so far, in order.
     pub events_seen: Vec<Event>,
 }
@@ -115,10 +117,13 @@ impl Program {
             .unwrap_or_else(|e| panic!("configuring: {e:#}"));
         let events =
             RingBuf::try_from(ebpf.take_map(EVENTS).expect("events map")).expect("ring buffer");
+        let samples =
+            RingBuf::try_from(ebpf.take_map(SAMPLES).expect("samples map")).expect("ring buffer");
         Self {
             ebpf,
             dataplane,
             events,
+            samples,
             events_seen: Vec::new(),
         }
     }
@@ -212,6 +217,39 @@ impl Program {
         cfg.cookies = 0;
         self.set_config(&cfg);
         self.set_port(port, port_entry(0, false));
+    }
+
+    /// The samples the program sent since the last call.
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        while let Some(item) = self.samples.next() {
+            assert_eq!(item.len(), size_of::<Sample>(), "a sample's size");
+            // SAFETY: the length matches and Sample is plain data.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Sample>()) });
+        }
+        out
+    }
+
+    /// Installs attack signature `sig` (monitor: count only), as `guard
+    /// sigs add` does; its slot.
+    pub fn add_signature(&mut self, sig: Signature, monitor: bool) -> usize {
+        self.dataplane
+            .edit_sigs(|t| {
+                let meta = SigMeta {
+                    id: t.next_id(),
+                    ..SigMeta::default()
+                };
+                t.install(sig, meta, monitor)
+            })
+            .expect("writing the signatures")
+            .expect("a free slot")
+    }
+
+    /// Takes every signature out.
+    pub fn clear_signatures(&mut self) {
+        self.dataplane
+            .edit_sigs(|t| *t = SigTable::EMPTY)
+            .expect("writing the signatures");
     }
 
     /// The counters of port slot `slot`, summed over CPUs.

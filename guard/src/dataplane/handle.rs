@@ -22,9 +22,11 @@ use aya::{
 use guard_common::{
     CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SourceState,
     bucket::NANOS_PER_SEC,
+    fingerprint::SigTable,
     key::LIST_DENY,
     maps::{
-        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
+        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SIGS,
+        SOURCES,
     },
 };
 use ipnet::IpNet;
@@ -54,6 +56,7 @@ pub struct Dataplane {
     marks: HashMap<MapData, SourceKey, Marks>,
     prefixes: HashMap<MapData, SourceKey, SourceState>,
     global: Array<MapData, u64>,
+    sigs: Array<MapData, SigTable>,
     /// The daemon's handle waits for the write lock at most
     /// [`DAEMON_LOCK_WAIT`]; a command's, as long as it takes.
     bounded_wait: bool,
@@ -80,7 +83,7 @@ impl Source for Pins<'_> {
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         Ok(match name {
-            CONFIG | PORTS | GLOBAL => Map::Array(data),
+            CONFIG | PORTS | GLOBAL | SIGS => Map::Array(data),
             LISTS_V4 | LISTS_V6 => Map::LpmTrie(data),
             PORT_COUNTS | COUNTERS => Map::PerCpuArray(data),
             _ => Map::LruHashMap(data),
@@ -104,6 +107,12 @@ impl Dataplane {
         Self::from_source(&mut Pins(dir), false)
     }
 
+    /// The same, for the daemon's own tasks: it waits for the write lock
+    /// at most [`DAEMON_LOCK_WAIT`], as the handle it loaded does.
+    pub fn open_pinned_daemon(dir: &Path) -> Result<Self> {
+        Self::from_source(&mut Pins(dir), true)
+    }
+
     fn from_source(s: &mut impl Source, bounded_wait: bool) -> Result<Self> {
         Ok(Self {
             config: typed(s, CONFIG)?,
@@ -116,6 +125,7 @@ impl Dataplane {
             marks: typed(s, MARKS)?,
             prefixes: typed(s, PREFIXES)?,
             global: typed(s, GLOBAL)?,
+            sigs: typed(s, SIGS)?,
             bounded_wait,
         })
     }
@@ -153,6 +163,7 @@ impl Dataplane {
             (MARKS, self.marks.map()),
             (PREFIXES, self.prefixes.map()),
             (GLOBAL, self.global.map()),
+            (SIGS, self.sigs.map()),
         ];
         for (name, map) in maps {
             let path = dir.join(name);
@@ -180,6 +191,21 @@ impl Dataplane {
         self.config
             .set(0, config, 0)
             .context("writing GUARD_CONFIG")
+    }
+
+    /// The attack signatures the program checks.
+    pub fn sigs(&self) -> Result<SigTable> {
+        self.sigs.get(&0, 0).context("reading GUARD_SIGS")
+    }
+
+    /// Changes the signature table: read, `edit`, write, under the write
+    /// lock (operators' commands and the daemon both write it).
+    pub fn edit_sigs<R>(&mut self, edit: impl FnOnce(&mut SigTable) -> R) -> Result<R> {
+        let _lock = self.write_lock()?;
+        let mut table = self.sigs()?;
+        let out = edit(&mut table);
+        self.sigs.set(0, table, 0).context("writing GUARD_SIGS")?;
+        Ok(out)
     }
 
     /// The allow and deny entries in the tries, sorted.

@@ -1,0 +1,186 @@
+//! Attack signatures in the XDP program, frame by frame through
+//! BPF_PROG_TEST_RUN: the fingerprint the program computes is the one
+//! userspace computes from the same frame (`Fingerprint::of`, which the
+//! learner and `guard sigs` rely on), a matching new flow is dropped
+//! before any per-source state, and monitor bits, monitor mode and the
+//! allow list are honoured.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use guard::model::fingerprint::parse;
+use guard_common::{
+    Counter,
+    bucket::NANOS_PER_SEC,
+    config::SAMPLE_ON,
+    fingerprint::{Fingerprint, SAMPLE_NEW},
+};
+use guard_tests::{
+    kernel_test,
+    packet::{Ext, L4, Packet, TCP_SYN},
+    xdp::{self, Program, XDP_DROP, XDP_PASS},
+};
+
+const T0: u64 = 1_000 * NANOS_PER_SEC;
+/// The flood's trait: a 44-byte UDP packet to 5353 whose payload starts
+/// with de ad be ef.
+const FLOOD: &str = "udp dport 5353 len 44 payload[0..4]=deadbeef";
+
+fn server4() -> IpAddr {
+    Ipv4Addr::new(198, 18, 0, 2).into()
+}
+
+fn flood_payload(i: u32) -> Vec<u8> {
+    let mut p = vec![0xde, 0xad, 0xbe, 0xef];
+    p.extend_from_slice(&i.to_be_bytes());
+    p.extend_from_slice(&[7; 8]);
+    p
+}
+
+fn spoofed(i: u32) -> IpAddr {
+    Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8).into()
+}
+
+/// The fingerprint userspace computes for `p`'s frame.
+fn userspace_fingerprint(p: &Packet) -> Fingerprint {
+    let frame = p.frame();
+    let ip = &frame[14 + 4 * p.vlans.len()..];
+    let ip_len = if p.src.is_ipv4() {
+        usize::from(u16::from_be_bytes([ip[2], ip[3]]))
+    } else {
+        40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]))
+    };
+    let l4 = ip_len - p.l4_bytes().len();
+    let proto = match (&p.l4, p.src) {
+        (L4::Tcp { .. }, _) => 6,
+        (L4::Udp { .. }, _) => 17,
+        (_, IpAddr::V4(_)) => 1,
+        (_, IpAddr::V6(_)) => 58,
+    };
+    Fingerprint::of(ip, l4, proto).expect("a fingerprint")
+}
+
+#[test]
+fn the_program_fingerprints_as_userspace_does() {
+    let _k = kernel_test!();
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    let mut cfg = program.config();
+    cfg.sample = SAMPLE_ON;
+    cfg.sample_rate = 1_000;
+    cfg.sample_mask = 0;
+    program.set_config(&cfg);
+    let v6 = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 1));
+    let server6 = v6(0xffff);
+    let mut syn_with_options = Packet::tcp(spoofed(1), server4(), 40000, 443, TCP_SYN);
+    if let L4::Tcp { options, .. } = &mut syn_with_options.l4 {
+        *options = vec![
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+    }
+    let mut packets = vec![
+        Packet::udp(spoofed(1), server4(), 1000, 5353, &flood_payload(1)),
+        Packet::udp(spoofed(2), server4(), 1001, 53, &[]),
+        Packet::udp(spoofed(3), server4(), 1002, 53, &[1, 2, 3]),
+        Packet::udp(
+            spoofed(4),
+            server4(),
+            1003,
+            53,
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        ),
+        Packet::udp(spoofed(5), server4(), 1004, 53, &[9; 40]),
+        Packet::udp(v6(1), server6, 1005, 53, &[1, 2, 3, 4, 5]),
+        Packet::udp(v6(2), server6, 1006, 53, &[5; 16]).ext(Ext::HopByHop),
+        Packet::udp(spoofed(6), server4(), 1007, 53, &[8; 20]).vlan(0x8100),
+        Packet::tcp(spoofed(7), server4(), 40001, 80, TCP_SYN),
+        Packet::tcp(v6(3), server6, 40002, 80, TCP_SYN).ext(Ext::DestOpts),
+        Packet::echo(spoofed(8), server4(), 77),
+        Packet::echo(v6(4), server6, 78),
+        syn_with_options,
+    ];
+    packets[2].ipv4_options = vec![1, 1, 1, 0];
+    for (i, p) in packets.iter().enumerate() {
+        // Each at its own second: the per-CPU sample budget is a second's.
+        program.run(&p.frame(), T0 + i as u64 * NANOS_PER_SEC);
+        let samples = program.take_samples();
+        assert_eq!(samples.len(), 1, "packet {i}: one sample");
+        assert_eq!(samples[0].kind, SAMPLE_NEW, "packet {i}");
+        assert_eq!(
+            samples[0].fp.bytes(),
+            userspace_fingerprint(p).bytes(),
+            "packet {i}: the program's fingerprint and userspace's"
+        );
+    }
+}
+
+#[test]
+fn a_signature_drops_its_flood_before_any_source_state() {
+    let _k = kernel_test!();
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    let slot = program.add_signature(parse(FLOOD).expect("the signature"), false);
+    for i in 0..500 {
+        let p = Packet::udp(
+            spoofed(i),
+            server4(),
+            2000 + i as u16,
+            5353,
+            &flood_payload(i),
+        );
+        assert_eq!(program.run(&p.frame(), T0), XDP_DROP, "flood packet {i}");
+    }
+    let c = program.counters();
+    assert_eq!(c.get(Counter::DropSignature), 500);
+    assert_eq!(c.sig_hits(slot), 500);
+    assert_eq!(
+        c.get(Counter::NewSources),
+        0,
+        "no source state for the flood"
+    );
+    assert!(program.sources().is_empty());
+    assert!(program.udp_flows().is_empty());
+    // A user to the same port with another payload, or the same payload at
+    // another length, is not the flood.
+    let user = Packet::udp(spoofed(9999), server4(), 3000, 5353, b"\x12\x34query");
+    assert_eq!(program.run(&user.frame(), T0), XDP_PASS);
+    let mut longer = flood_payload(1);
+    longer.push(0);
+    let other = Packet::udp(spoofed(9998), server4(), 3001, 5353, &longer);
+    assert_eq!(program.run(&other.frame(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::DropSignature), 500);
+    program.clear_signatures();
+    let p = Packet::udp(spoofed(1), server4(), 2001, 5353, &flood_payload(1));
+    assert_eq!(
+        program.run(&p.frame(), T0),
+        XDP_PASS,
+        "taken out: it matches no more"
+    );
+}
+
+#[test]
+fn monitor_bits_monitor_mode_and_the_allow_list_pass_matches() {
+    let _k = kernel_test!();
+    let flood = |i: u32| Packet::udp(spoofed(i), server4(), 2000, 5353, &flood_payload(i)).frame();
+    // A signature's monitor bit: hits counted, the packet goes on to the
+    // limits (and creates its source).
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    let slot = program.add_signature(parse(FLOOD).unwrap(), true);
+    assert_eq!(program.run(&flood(1), T0), XDP_PASS);
+    let c = program.counters();
+    assert_eq!((c.sig_hits(slot), c.get(Counter::DropSignature)), (1, 0));
+    assert_eq!(c.get(Counter::NewSources), 1);
+    // Monitor mode: counted as a signature drop, passed.
+    let mut program = Program::new(&xdp::settings("--mode monitor"));
+    program.add_signature(parse(FLOOD).unwrap(), false);
+    assert_eq!(program.run(&flood(1), T0), XDP_PASS);
+    let c = program.counters();
+    assert_eq!(c.get(Counter::DropSignature), 1);
+    assert_eq!(c.get(Counter::PassMonitor), 1);
+    // An allowlisted source is never dropped by a signature.
+    let mut program = Program::new(&xdp::settings("--mode enforce --allow 198.19.0.0/24"));
+    program.add_signature(parse(FLOOD).unwrap(), false);
+    assert_eq!(
+        program.run(&flood(5), T0),
+        XDP_PASS,
+        "198.19.0.5 is allowed"
+    );
+    assert_eq!(program.run(&flood(300), T0), XDP_DROP, "198.19.1.44 is not");
+}
