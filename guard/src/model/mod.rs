@@ -6,7 +6,9 @@
 pub mod conntrack;
 pub mod doctor;
 pub mod duration;
+pub mod fingerprint;
 pub mod fleet;
+pub mod learner;
 pub mod level;
 pub mod lists;
 pub mod nft;

@@ -1,0 +1,279 @@
+//! The fingerprint learner's session on one interface, pure: samples in,
+//! once a second what to install and what to expire out. The daemon does
+//! the I/O (`daemon::fingerprints`); `model::fingerprint` finds and checks
+//! the signatures.
+//!
+//! - Contrast: samples of verified sources' new flows and of known UDP
+//!   flows, always; and the new flows of a second without a flood (the
+//!   picture of normal new flows). Verified sources' samples are also kept
+//!   apart: a signature that matches one is never installed.
+//! - Attack: the new flows of a second with a flood, one second's window
+//!   at a time. Which a second was is known at its end, so its new flows
+//!   wait in the window till then.
+//! - A signature learned from one window is checked on the next (a fresh
+//!   sample) before it is installed.
+//! - A learned signature expires after [`QUIET_SECS`] seconds in a row in
+//!   which it matched fewer than [`QUIET_HITS`] packets: the flood ended,
+//!   or changed.
+
+use std::collections::VecDeque;
+
+use guard_common::fingerprint::{
+    Fingerprint, SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Signature,
+};
+
+use super::fingerprint::{Learned, Thresholds, check, learn};
+
+/// Contrast samples kept (the newest).
+pub const CONTRAST_KEPT: usize = 4096;
+/// Verified sources' samples kept (the newest).
+pub const VERIFIED_KEPT: usize = 1024;
+/// Attack samples kept of one second's window.
+pub const WINDOW_KEPT: usize = 4096;
+/// A learned signature matching fewer packets than this a second...
+pub const QUIET_HITS: u64 = 10;
+/// ...for this many seconds in a row is taken out.
+pub const QUIET_SECS: u32 = 5;
+
+/// An installed signature as the session sees it each second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Installed {
+    pub id: u32,
+    /// Whether it may expire: learned, and not pinned.
+    pub expires: bool,
+    /// Packets it matched in the last second.
+    pub hits: u64,
+}
+
+/// What the session asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Install this signature, learned and checked; `share` is what it
+    /// matched of the fresh attack sample.
+    Install { sig: Signature, share: f64 },
+    /// Take out signature `id`: it has stopped matching.
+    Expire { id: u32 },
+}
+
+/// One interface's learner.
+#[derive(Debug, Default)]
+pub struct Session {
+    thresholds: Thresholds,
+    contrast: VecDeque<Fingerprint>,
+    verified: VecDeque<Fingerprint>,
+    window: Vec<Fingerprint>,
+    /// Learned from the last window, to be checked on this one.
+    pending: Option<Learned>,
+    /// Quiet seconds in a row, by signature id.
+    quiet: Vec<(u32, u32)>,
+}
+
+impl Session {
+    #[must_use]
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            thresholds,
+            ..Self::default()
+        }
+    }
+
+    /// One sample from the program. A new flow waits in the second's
+    /// window until the tick says whether the second was a flood's.
+    pub fn sample(&mut self, kind: u32, fp: Fingerprint) {
+        match kind {
+            SAMPLE_NEW if self.window.len() < WINDOW_KEPT => self.window.push(fp),
+            SAMPLE_VERIFIED => {
+                keep(&mut self.verified, fp, VERIFIED_KEPT);
+                keep(&mut self.contrast, fp, CONTRAST_KEPT);
+            }
+            SAMPLE_ESTABLISHED => keep(&mut self.contrast, fp, CONTRAST_KEPT),
+            _ => {}
+        }
+    }
+
+    /// The second is over: what to install (a signature learned from the
+    /// previous window that holds on this one) and what to expire.
+    pub fn tick(&mut self, flood: bool, installed: &[Installed]) -> Vec<Action> {
+        let mut actions = self.expiries(installed);
+        let window = std::mem::take(&mut self.window);
+        if !flood {
+            // A calm second's new flows are the picture of normal ones.
+            for fp in window {
+                keep(&mut self.contrast, fp, CONTRAST_KEPT);
+            }
+            self.pending = None;
+            return actions;
+        }
+        let contrast: Vec<Fingerprint> = self.contrast.iter().copied().collect();
+        let verified: Vec<Fingerprint> = self.verified.iter().copied().collect();
+        if let Some(pending) = self.pending.take()
+            && let Ok(shares) = check(
+                &pending.signature,
+                &window,
+                &contrast,
+                &verified,
+                &self.thresholds,
+            )
+        {
+            actions.push(Action::Install {
+                sig: pending.signature,
+                share: shares.attack,
+            });
+            return actions;
+        }
+        self.pending = learn(&window, &contrast, &self.thresholds)
+            .filter(|l| !verified.iter().any(|fp| l.signature.matches(fp)));
+        actions
+    }
+
+    fn expiries(&mut self, installed: &[Installed]) -> Vec<Action> {
+        self.quiet
+            .retain(|(id, _)| installed.iter().any(|i| i.id == *id));
+        let mut out = Vec::new();
+        for sig in installed.iter().filter(|i| i.expires) {
+            let at = self
+                .quiet
+                .iter()
+                .position(|(id, _)| *id == sig.id)
+                .unwrap_or_else(|| {
+                    self.quiet.push((sig.id, 0));
+                    self.quiet.len() - 1
+                });
+            let quiet = &mut self.quiet[at].1;
+            *quiet = if sig.hits < QUIET_HITS { *quiet + 1 } else { 0 };
+            if *quiet >= QUIET_SECS {
+                out.push(Action::Expire { id: sig.id });
+            }
+        }
+        out
+    }
+}
+
+fn keep(q: &mut VecDeque<Fingerprint>, fp: Fingerprint, cap: usize) {
+    if q.len() == cap {
+        q.pop_front();
+    }
+    q.push_back(fp);
+}
+
+/// Whether there is a flood, for the learner: the pressure level is above
+/// normal, or the limits dropped at least [`FLOOD_DROPS`] new flows in the
+/// last second.
+#[must_use]
+pub fn flood(level_above_normal: bool, limit_drops_last_second: u64) -> bool {
+    level_above_normal || limit_drops_last_second >= FLOOD_DROPS
+}
+
+/// New flows the limits drop in a second that make a flood for the
+/// learner: a few clients over their limit are not one.
+pub const FLOOD_DROPS: u64 = 200;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP fingerprint: `payload` first bytes, `len` IP length, `n`
+    /// varies the source port.
+    fn udp(payload: [u8; 4], len: u16, n: u16) -> Fingerprint {
+        let mut ip = vec![0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, 17];
+        ip.extend_from_slice(&[0; 10]);
+        ip.extend_from_slice(&n.to_be_bytes());
+        ip.extend_from_slice(&5353u16.to_be_bytes());
+        ip.extend_from_slice(&(len - 20).to_be_bytes());
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(&payload);
+        ip.extend_from_slice(&n.to_be_bytes());
+        ip.resize(usize::from(len), 0x11);
+        Fingerprint::of(&ip, 20, 17).unwrap()
+    }
+
+    fn user(n: u16) -> Fingerprint {
+        let b = n.to_be_bytes();
+        udp([b[1], b[0], 1, 0], 40 + n % 30, n)
+    }
+
+    #[test]
+    fn learns_then_checks_on_a_fresh_window_then_installs_once() {
+        let mut s = Session::new(Thresholds::default());
+        for n in 0..500 {
+            s.sample(SAMPLE_NEW, user(n));
+        }
+        assert!(s.tick(false, &[]).is_empty(), "a calm second");
+        let flood_second = |s: &mut Session, seed: u16| {
+            for n in 0..400 {
+                s.sample(SAMPLE_NEW, udp([0xde, 0xad, 0xbe, 0xef], 44, seed + n));
+            }
+            s.tick(true, &[])
+        };
+        assert!(
+            flood_second(&mut s, 0).is_empty(),
+            "learned, not yet checked"
+        );
+        let actions = flood_second(&mut s, 1000);
+        let [Action::Install { sig, share }] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert!(*share >= 0.9);
+        assert!(sig.matches(&udp([0xde, 0xad, 0xbe, 0xef], 44, 7)));
+        assert!((0..500).all(|n| !sig.matches(&user(n))));
+    }
+
+    #[test]
+    fn a_signature_that_matches_a_verified_source_is_never_installed() {
+        let mut s = Session::new(Thresholds::default());
+        for n in 0..500 {
+            s.sample(SAMPLE_NEW, user(n));
+        }
+        assert!(s.tick(false, &[]).is_empty(), "a calm second");
+        s.sample(SAMPLE_VERIFIED, udp([0xde, 0xad, 0xbe, 0xef], 44, 9));
+        for second in 0..4 {
+            for n in 0..400 {
+                s.sample(
+                    SAMPLE_NEW,
+                    udp([0xde, 0xad, 0xbe, 0xef], 44, second * 1000 + n),
+                );
+            }
+            assert!(s.tick(true, &[]).is_empty(), "second {second}");
+        }
+    }
+
+    #[test]
+    fn no_flood_no_learning_and_quiet_signatures_expire() {
+        let mut s = Session::new(Thresholds::default());
+        for n in 0..2000 {
+            s.sample(SAMPLE_NEW, udp([0xde, 0xad, 0xbe, 0xef], 44, n));
+        }
+        assert!(s.tick(false, &[]).is_empty());
+        let busy = Installed {
+            id: 3,
+            expires: true,
+            hits: 1000,
+        };
+        let quiet = Installed { hits: 0, ..busy };
+        let pinned = Installed {
+            id: 4,
+            expires: false,
+            hits: 0,
+        };
+        for _ in 0..10 {
+            assert!(s.tick(false, &[busy, pinned]).is_empty());
+        }
+        for second in 1..QUIET_SECS {
+            assert!(
+                s.tick(false, &[quiet, pinned]).is_empty(),
+                "second {second}"
+            );
+        }
+        assert_eq!(
+            s.tick(false, &[quiet, pinned]),
+            vec![Action::Expire { id: 3 }]
+        );
+    }
+
+    #[test]
+    fn a_flood_is_pressure_or_many_limit_drops() {
+        assert!(flood(true, 0));
+        assert!(flood(false, FLOOD_DROPS));
+        assert!(!flood(false, FLOOD_DROPS - 1));
+    }
+}
