@@ -103,6 +103,14 @@ pub enum Command {
     ///
     /// Exits 1 if no guard is running.
     Bans(BansArgs),
+    /// Attack signatures: list them (with their hits), add one, or take
+    /// one out, on every guarded interface. A signature is a conjunction
+    /// of packet traits the XDP program drops on before any per-source
+    /// state: `udp dport 5353 len 44 ttl 64 payload[0..4]=deadbeef`.
+    ///
+    /// Exits 1 if no guard is running, 2 for a signature it cannot read.
+    #[command(subcommand)]
+    Sigs(SigsCommand),
     /// Check this host's conntrack sizing, its kernel and a running guard;
     /// print each finding with its fix.
     ///
@@ -165,6 +173,37 @@ pub struct BansArgs {
     /// Print one JSON array instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `guard sigs ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SigsCommand {
+    /// Every signature installed: number, origin, drop or monitor, hits,
+    /// age and its traits.
+    List {
+        /// Print one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a signature on every guarded interface; it never expires.
+    /// Words: tcp, udp, icmp, icmp6, ip4, ip6; fields ttl, tos, id, len,
+    /// sport, dport, win (TCP), ulen (UDP), seq (ICMP), flags, hlen, each
+    /// `NAME N` or `NAME A-B` (an aligned range); `payload[A..B]=HEX`
+    /// (TCP: `opts[A..B]=HEX`, the bytes after the fixed header), A..B
+    /// within 0..16.
+    Add {
+        /// The signature, as one argument (quote it).
+        #[arg(value_name = "SIGNATURE")]
+        signature: String,
+        /// Count its matches only; drop nothing.
+        #[arg(long)]
+        monitor: bool,
+    },
+    /// Take out signature ID on every guarded interface.
+    Rm {
+        #[arg(value_name = "ID")]
+        id: u32,
+    },
 }
 
 /// `guard fleet ...`.
@@ -384,6 +423,11 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Deny(args) => list(List::Deny, args),
         Command::Unban(args) => commands::lists::unban(&args.addr),
         Command::Bans(args) => commands::bans::command(args.json),
+        Command::Sigs(SigsCommand::List { json }) => commands::sigs::list(*json),
+        Command::Sigs(SigsCommand::Add { signature, monitor }) => {
+            commands::sigs::add(signature, *monitor)
+        }
+        Command::Sigs(SigsCommand::Rm { id }) => commands::sigs::rm(*id),
         Command::Crowdsec(args) => {
             if let Some(reason) = &args.reason {
                 println!(

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod lists;
 pub mod notrack;
 pub mod restore;
+pub mod sigs;
 pub mod stats;
 pub mod status;
 pub mod tune;

@@ -20,7 +20,8 @@ pub mod settings;
 
 pub use error::ConfigError;
 pub use raw::{
-    BucketPolicy, Enforcement, RawConfig, Reject, SourceLimits, SynCookies, XdpModeChoice, defaults,
+    BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
+    XdpModeChoice, defaults,
 };
 pub use resolve::{parse_cidr, read_file};
 pub use settings::{

@@ -104,6 +104,30 @@ impl fmt::Display for Reject {
     }
 }
 
+/// `--fingerprints`: what guard does with the attack signatures it learns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fingerprints {
+    /// Learns nothing and samples nothing; operators' signatures still
+    /// apply.
+    Off,
+    /// Learns and installs signatures that only count their matches.
+    Monitor,
+    /// Learns and installs signatures that drop their matches.
+    #[default]
+    Enforce,
+}
+
+impl fmt::Display for Fingerprints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Monitor => "monitor",
+            Self::Enforce => "enforce",
+        })
+    }
+}
+
 /// `--syn-cookies`: whether SYNs to listening ports are answered from XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -264,6 +288,15 @@ pub struct RawConfig {
     /// it may be spoofed, and a RST would be backscatter [default: drop].
     #[arg(long, value_enum, value_name = "HOW", help_heading = "Limits")]
     pub reject: Option<Reject>,
+
+    /// Attack fingerprints: while there is a flood, learn what its new
+    /// flows share that normal traffic does not (a fixed length, TTL, IP
+    /// ID, port, payload prefix, TCP options...) and drop on it before any
+    /// per-source state, as a signature that expires when it stops
+    /// matching. monitor installs them to count only; off learns nothing
+    /// (`guard sigs add` still works) [default: enforce].
+    #[arg(long, value_enum, value_name = "WHAT", help_heading = "Limits")]
+    pub fingerprints: Option<Fingerprints>,
 
     /// New flows per second from all sources together; 0 = no limit
     /// [default: 0].

@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use super::{
     error::ConfigError,
     raw::{
-        BucketPolicy, Enforcement, RawConfig, Reject, SourceLimits, SynCookies, XdpModeChoice,
-        defaults,
+        BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
+        XdpModeChoice, defaults,
     },
     settings::{ConntrackSettings, CookieSettings, FleetSettings, Rate, Settings, list_overflow},
 };
@@ -204,6 +204,9 @@ impl Settings {
             conntrack: conntrack(&l, flags.dry_run || file.is_some_and(|(f, _)| f.dry_run))?,
             cookies: cookies(&l)?,
             reject: l.or("reject", |r| r.reject, Reject::Drop).0,
+            fingerprints: l
+                .or("fingerprints", |r| r.fingerprints, Fingerprints::Enforce)
+                .0,
         })
     }
 }

@@ -8,13 +8,15 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{
         BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
-        MODE_ENFORCE, MODE_MONITOR, REJECT_RST,
+        MODE_ENFORCE, MODE_MONITOR, REJECT_RST, SAMPLE_ON,
     },
 };
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::raw::{BucketPolicy, Enforcement, Reject, SourceLimits, SynCookies, XdpModeChoice};
+use super::raw::{
+    BucketPolicy, Enforcement, Fingerprints, Reject, SourceLimits, SynCookies, XdpModeChoice,
+};
 
 /// The conntrack controller's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +123,7 @@ pub struct Settings {
     pub conntrack: ConntrackSettings,
     pub cookies: CookieSettings,
     pub reject: Reject,
+    pub fingerprints: Fingerprints,
     /// `--fleet`: off when `None`.
     pub fleet: Option<FleetSettings>,
 }
@@ -139,6 +142,11 @@ pub struct FleetSettings {
     pub allow: Vec<IpNet>,
     pub rate: u32,
 }
+
+/// Samples a second per CPU of each group (new flows; contrast) for the
+/// fingerprint learner: enough for its windows (`model::fingerprint`),
+/// few enough to cost nothing to read.
+pub const SAMPLE_RATE: u32 = 500;
 
 /// The RSTs of `reject = "rst"`, all sources together: a second's worth
 /// of refused clients, never a reflector.
@@ -197,8 +205,14 @@ impl Settings {
                 Reject::Drop => 0,
                 Reject::Rst => REJECT_RST,
             },
-            pad: 0,
+            sample: if self.fingerprints == Fingerprints::Off {
+                0
+            } else {
+                SAMPLE_ON
+            },
             rst: Limit::new(RST_RATE, RST_BURST),
+            sample_rate: SAMPLE_RATE,
+            sample_mask: 0,
         }
     }
 
@@ -223,7 +237,7 @@ impl Settings {
             )
         };
         format!(
-            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; reject: {}; allow {} deny {}",
+            "mode {}; per source (/{} /{}): {}; per prefix (/{} /{}): {}; applied {}; global: {}; bans: {}; reject: {}; fingerprints: {}; allow {} deny {}",
             self.mode,
             self.source_prefix_v4,
             self.source_prefix_v6,
@@ -248,6 +262,7 @@ impl Settings {
                 Reject::Drop => "drop",
                 Reject::Rst => "RST to verified sources (100/s)",
             },
+            self.fingerprints,
             self.allow.len(),
             self.deny.len()
         )
@@ -264,6 +279,11 @@ struct RestartKey {
 }
 
 const RESTART_KEYS: &[RestartKey] = &[
+    RestartKey {
+        name: "fingerprints",
+        show: |s| s.fingerprints.to_string(),
+        keep: |new, old| new.fingerprints = old.fingerprints,
+    },
     RestartKey {
         name: "iface",
         show: |s| s.ifaces.join(","),

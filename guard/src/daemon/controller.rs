@@ -625,6 +625,12 @@ impl<'a> Controller<'a> {
     /// Whether any attachment can send SYN cookies (each said why not
     /// when attached). If none can, no port is armed and no SYNPROXY rule
     /// installed for the life of this run.
+    /// The pressure level now.
+    #[must_use]
+    pub fn level(&self) -> Level {
+        self.state.level
+    }
+
     pub fn xdp_can_reply(&mut self, can: bool, settings: &Settings) {
         self.ports.xdp_can_reply = can;
         if !can {

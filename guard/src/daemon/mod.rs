@@ -4,6 +4,7 @@
 //! ([`metrics`]).
 
 pub mod controller;
+pub mod fingerprints;
 pub mod fleet;
 pub mod kept;
 pub mod metrics;

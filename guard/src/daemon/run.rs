@@ -11,19 +11,20 @@ use anyhow::{Context as _, Result, anyhow};
 use guard_common::{Counter, CounterBlock, PortCounts, SourceKey, state::EVENT_BANNED};
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::{Instant, MissedTickBehavior, interval_at, sleep_until},
 };
 
 use super::{
     controller::Controller,
+    fingerprints,
     fleet::{self, Fleet},
     kept::KeptLists,
     metrics,
     reload::{self, Sources, load_settings},
 };
 use crate::{
-    config::{Settings, SynCookies},
+    config::{Fingerprints, Settings, SynCookies},
     dataplane::{
         events::{self, Tagged},
         loader::{self, Attached, Request},
@@ -41,6 +42,7 @@ use crate::{
         status_file,
     },
     model::{
+        level::Level,
         offenders::{Offenders, describe_top},
         paths::{BPFFS, runtime_dir},
         policy::XdpCounts,
@@ -78,16 +80,13 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     recover(&runtime_dir)?;
     let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
     tracing::info!("{}", settings.describe());
-    let _metrics = match settings.metrics {
-        Some(addr) => Some(metrics::bind(addr, Layout::default(), runtime_dir.clone()).await),
-        None => None,
-    }
-    .transpose()
-    .map_err(usage)?;
+    let _metrics = serve_metrics(&settings, &runtime_dir).await?;
 
     let mut controller = start_controller(&scope, &settings, &runtime_dir)?;
     let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
-    let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, &events_tx) {
+    let (level_tx, level) = watch::channel(Level::Normal);
+    let to = (&events_tx, &level);
+    let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, to) {
         Ok(attached) => attached,
         Err(e) => {
             if let Some(c) = controller.take() {
@@ -102,7 +101,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let mut next_control = Instant::now();
     if let Some(c) = controller.as_mut() {
         c.xdp_can_reply(attached.iter().any(|a| a.cookies_ok), &settings);
-        next_control += control(c, &mut attached);
+        next_control += control(c, &mut attached, &level_tx);
     }
     let published = Published::new(&runtime_dir, sources);
     published.run(&settings, &attached);
@@ -151,7 +150,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             () = sleep_until(next_control), if controller.is_some() => {
                 let Some(c) = controller.as_mut() else { continue };
                 c.set_neighbours(fleet.as_ref().and_then(Fleet::neighbours).as_ref());
-                next_control = Instant::now() + control(c, &mut attached);
+                next_control = Instant::now() + control(c, &mut attached, &level_tx);
             }
             Some(first) = events.recv() => {
                 // Events come in bursts: one conntrack dump serves every
@@ -175,6 +174,21 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         instances::remove(&runtime_dir);
     }
     Ok(())
+}
+
+/// The metrics endpoint, if asked for; it serves until dropped.
+async fn serve_metrics(
+    settings: &Settings,
+    runtime_dir: &Path,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    match settings.metrics {
+        Some(addr) => Ok(Some(
+            metrics::bind(addr, Layout::default(), runtime_dir.to_path_buf())
+                .await
+                .map_err(usage)?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The conntrack controller, or none where conntrack is not loaded.
@@ -429,7 +443,7 @@ fn attach_all(
     sources: Sources<'_>,
     settings: &mut Settings,
     scope: &Scope,
-    events: &mpsc::Sender<Tagged>,
+    (events, level): (&mpsc::Sender<Tagged>, &watch::Receiver<Level>),
 ) -> Result<(Vec<Attached>, KeptLists)> {
     let _lock = kept_lists::lock()?;
     // Only the lists: every other key stays as the controller started
@@ -460,6 +474,21 @@ fn attach_all(
             a.take_events()?,
             events.clone(),
         ));
+        if settings.fingerprints != Fingerprints::Off {
+            let learner = fingerprints::learn(
+                a.iface.name.clone(),
+                a.take_samples()?,
+                a.pin_dir.clone(),
+                settings.fingerprints,
+                level.clone(),
+            );
+            let iface = a.iface.name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = learner.await {
+                    tracing::error!("{iface}: fingerprints stopped: {e:#}");
+                }
+            });
+        }
         attached.push(a);
     }
     Ok((attached, kept))
@@ -467,7 +496,17 @@ fn attach_all(
 
 /// One controller tick; returns when the next is due. A failed reading is
 /// logged and retried: the XDP side keeps protecting meanwhile.
-fn control(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
+fn control(
+    c: &mut Controller<'_>,
+    attached: &mut [Attached],
+    level: &watch::Sender<Level>,
+) -> Duration {
+    let next = tick(c, attached);
+    level.send_replace(c.level());
+    next
+}
+
+fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
     let totals = match xdp_totals(attached) {
         Ok(t) => t,
         Err(e) => {

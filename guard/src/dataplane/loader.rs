@@ -12,7 +12,7 @@ use aya::{
 use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
-    maps::{EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SOURCES, UDP_FLOWS},
+    maps::{EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCES, UDP_FLOWS},
     ports::{PORT_COOKIES, port_slot},
 };
 
@@ -248,6 +248,15 @@ impl Attached {
             .take_map(EVENTS)
             .ok_or_else(|| anyhow!("the XDP object has no map {EVENTS} (or it was taken)"))?;
         aya::maps::RingBuf::try_from(map).context("GUARD_EVENTS is not a ring buffer")
+    }
+
+    /// The fingerprint samples' ring buffer (once).
+    pub fn take_samples(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
+        let map = self
+            .ebpf
+            .take_map(SAMPLES)
+            .ok_or_else(|| anyhow!("the XDP object has no map {SAMPLES} (or it was taken)"))?;
+        aya::maps::RingBuf::try_from(map).context("GUARD_SAMPLES is not a ring buffer")
     }
 }
 

@@ -57,13 +57,16 @@ pub enum Defence {
     /// guard-defaults with a source map 64 times too small for a
     /// random-source flood (`--max-sources 1024`): what LRU churn costs.
     GuardSmallMap,
+    /// guard-defaults without attack fingerprints (`--fingerprints off`):
+    /// what the limits and the budget do alone.
+    GuardNoFingerprints,
     /// Not a defence: the floor of the spoofed floods' per-frame cost, an
     /// XDP program that drops the spoofed range, knowing it.
     Oracle,
 }
 
 impl Defence {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Defaults,
         Self::Static,
         Self::Nftables,
@@ -72,6 +75,7 @@ impl Defence {
         Self::GuardCookies,
         Self::GuardDefaults,
         Self::GuardSmallMap,
+        Self::GuardNoFingerprints,
         Self::Oracle,
     ];
 
@@ -86,6 +90,7 @@ impl Defence {
             Self::GuardCookies => "guard-cookies",
             Self::GuardDefaults => "guard-defaults",
             Self::GuardSmallMap => "guard-small-map",
+            Self::GuardNoFingerprints => "guard-no-fingerprints",
             Self::Oracle => "oracle",
         }
     }
@@ -115,6 +120,9 @@ impl Defence {
             }
             Self::GuardSmallMap => {
                 "guard --mode enforce --max-sources 1024: the defaults with a source map far smaller than the flood's sources, so that its entries churn"
+            }
+            Self::GuardNoFingerprints => {
+                "guard --mode enforce --fingerprints off: the defaults without attack signatures, the limits and the budget alone"
             }
             Self::Oracle => {
                 "not a defence, the floor: an XDP program that drops every frame from the spoofed range (knowing the attack); what the generator, the link and the least XDP can do cost; run for the spoofed floods only"
@@ -201,7 +209,8 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
         | Defence::GuardEnforce
         | Defence::GuardCookies
         | Defence::GuardDefaults
-        | Defence::GuardSmallMap => {
+        | Defence::GuardSmallMap
+        | Defence::GuardNoFingerprints => {
             let mode = if defence == Defence::GuardMonitor {
                 "monitor"
             } else {
@@ -225,6 +234,7 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             let tuning: &[&str] = match defence {
                 Defence::GuardDefaults => &[],
                 Defence::GuardSmallMap => &["--max-sources", "1024"],
+                Defence::GuardNoFingerprints => &["--fingerprints", "off"],
                 Defence::GuardEnforce => &["--conntrack-memory", &memory, "--syn-cookies", "never"],
                 Defence::GuardCookies => &["--conntrack-memory", &memory, "--cookie-port", &port],
                 _ => &["--conntrack-memory", &memory],

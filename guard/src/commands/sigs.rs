@@ -1,0 +1,182 @@
+//! `guard sigs list|add|rm`: the attack signatures the XDP program drops
+//! on before any per-source state, on every guarded interface.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use anyhow::{Result, anyhow};
+use guard_common::fingerprint::{MAX_SIGS, SIG_LEARNED, SIG_OPERATOR, SigMeta, SigTable};
+use serde::Serialize;
+
+use crate::{
+    dataplane::{handle::Dataplane, pins::Layout},
+    error::usage,
+    host::{clock::unix_now_ms, preflight},
+    model::fingerprint::{describe, parse},
+};
+
+/// One signature on one interface.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub iface: String,
+    pub netns: Option<String>,
+    pub id: u32,
+    /// `learned` or `operator`.
+    pub origin: &'static str,
+    /// Whether it expires (a learned one that was not pinned).
+    pub pinned: bool,
+    /// `drop` or `monitor` (counts its matches only).
+    pub action: &'static str,
+    /// Packets it matched since it was installed.
+    pub hits: u64,
+    pub age_secs: u64,
+    pub signature: String,
+}
+
+/// The guarded interfaces: (netns, iface, pin directory).
+fn attached() -> Result<Vec<(Option<String>, String, PathBuf)>> {
+    let found = Layout::default().list();
+    if found.is_empty() {
+        return Err(anyhow!("no guard is running"));
+    }
+    Ok(found)
+}
+
+/// Every installed signature, by interface then slot.
+pub fn rows() -> Result<Vec<Row>> {
+    let now = unix_now_ms();
+    let mut rows = Vec::new();
+    for (netns, iface, dir) in attached()? {
+        let d = Dataplane::open_pinned(&dir)?;
+        let (table, counters) = (d.sigs()?, d.counters()?);
+        for slot in table.slots() {
+            let meta = &table.meta[slot];
+            rows.push(Row {
+                iface: iface.clone(),
+                netns: netns.clone(),
+                id: meta.id,
+                origin: if meta.origin == SIG_LEARNED {
+                    "learned"
+                } else {
+                    "operator"
+                },
+                pinned: meta.pinned != 0,
+                action: if table.monitor & (1 << slot) == 0 {
+                    "drop"
+                } else {
+                    "monitor"
+                },
+                hits: counters.sig_hits(slot).wrapping_sub(meta.hits_base),
+                age_secs: now.saturating_sub(meta.since_ms) / 1000,
+                signature: describe(&table.sigs[slot]),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// `guard sigs list [--json]`.
+pub fn list(json: bool) -> Result<()> {
+    let rows = rows()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render(&rows));
+    }
+    Ok(())
+}
+
+fn render(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "no signatures installed\n".to_owned();
+    }
+    let mut out = String::new();
+    for r in rows {
+        let at = r
+            .netns
+            .as_ref()
+            .map_or_else(|| r.iface.clone(), |ns| format!("{ns}/{}", r.iface));
+        let _ = writeln!(
+            out,
+            "sig {} on {at}: {} ({} {}, {}, {} hits, {}s): {}",
+            r.id,
+            r.action,
+            r.origin,
+            if r.pinned { "pinned" } else { "expires" },
+            if r.action == "drop" {
+                "dropping"
+            } else {
+                "counting"
+            },
+            r.hits,
+            r.age_secs,
+            r.signature
+        );
+    }
+    out
+}
+
+/// `guard sigs add SIGNATURE [--monitor]`: on every interface, under the
+/// same number; an operator's signature never expires.
+pub fn add(text: &str, monitor: bool) -> Result<()> {
+    preflight::check_privileges().map_err(usage)?;
+    let sig = parse(text).map_err(|e| usage(anyhow!("signature `{text}`: {e}")))?;
+    let found = attached()?;
+    let mut handles = Vec::new();
+    for (_, _, dir) in &found {
+        handles.push(Dataplane::open_pinned(dir)?);
+    }
+    let id = handles
+        .iter()
+        .map(|d| d.sigs().map(|t| t.next_id()))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+    for ((_, iface, _), d) in found.iter().zip(handles.iter_mut()) {
+        let base = d.counters()?;
+        let installed = d.edit_sigs(|t| {
+            let slot = free_slot(t)?;
+            let meta = SigMeta {
+                id,
+                origin: SIG_OPERATOR,
+                pinned: 1,
+                since_ms: unix_now_ms(),
+                hits_base: base.sig_hits(slot),
+                ..SigMeta::default()
+            };
+            t.install(sig, meta, monitor)
+        })?;
+        if installed.is_none() {
+            return Err(anyhow!(
+                "{iface}: the signature table is full ({MAX_SIGS}) or already holds `{}`",
+                describe(&sig)
+            ));
+        }
+    }
+    println!(
+        "sig {id}: {} {}",
+        if monitor { "counting" } else { "dropping" },
+        describe(&sig)
+    );
+    Ok(())
+}
+
+/// The slot [`SigTable::install`] will take.
+fn free_slot(t: &SigTable) -> Option<usize> {
+    (0..MAX_SIGS).find(|i| t.active & (1 << i) == 0)
+}
+
+/// `guard sigs rm ID`: on every interface.
+pub fn rm(id: u32) -> Result<()> {
+    preflight::check_privileges().map_err(usage)?;
+    let mut removed = false;
+    for (_, _, dir) in attached()? {
+        let mut d = Dataplane::open_pinned(&dir)?;
+        removed |= d.edit_sigs(|t| t.remove(id))?.is_some();
+    }
+    if !removed {
+        return Err(anyhow!("no signature {id} is installed"));
+    }
+    println!("sig {id}: removed");
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Attack fingerprints on one interface, the I/O around the learner
+//! (`model::learner`): the program's samples in, once a second the
+//! learner's decisions into `GUARD_SIGS` (through the data plane's handle)
+//! and one log line each; and the sample mask kept so the program
+//! considers about [`CONSIDERED_PER_SAMPLE`] packets for each sample it
+//! may send.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use guard_common::{
+    Counter, CounterBlock,
+    fingerprint::{MAX_SIGS, SIG_LEARNED, Sample, SigMeta},
+};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::watch,
+    time::{MissedTickBehavior, interval},
+};
+
+use crate::{
+    config::{Fingerprints, settings::SAMPLE_RATE},
+    dataplane::handle::Dataplane,
+    host::clock::unix_now_ms,
+    model::{
+        fingerprint::{Thresholds, describe},
+        learner::{Action, Installed, Session, flood},
+        level::Level,
+    },
+};
+
+/// Packets the program considers (fingerprints) for each sample it may
+/// send a second, under a flood: enough to fill the budget, few enough
+/// that most flood packets skip the fingerprint.
+const CONSIDERED_PER_SAMPLE: u64 = 8;
+
+/// Runs the learner of the interface whose maps are pinned in `pin_dir`
+/// until the task is dropped. `level` is the controller's pressure level.
+pub async fn learn(
+    iface: String,
+    ring: RingBuf<MapData>,
+    pin_dir: PathBuf,
+    mode: Fingerprints,
+    level: watch::Receiver<Level>,
+) -> Result<()> {
+    let mut dataplane = Dataplane::open_pinned_daemon(&pin_dir)?;
+    // SAFETY: as in `events::forward`: the AsyncFd owns the ring buffer,
+    // which owns its fd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the sample ring buffer")?;
+    let mut session = Session::new(Thresholds::default());
+    let mut ticker = interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last = dataplane.counters()?;
+    loop {
+        tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut ready = ready.context("waiting for samples")?;
+                let ring = ready.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    if let Some(s) = parse(&item) {
+                        session.sample(s.kind, s.fp);
+                    }
+                }
+                ready.clear_ready();
+            }
+            _ = ticker.tick() => {
+                match second(&iface, &mut dataplane, &mut session, &last, *level.borrow() != Level::Normal, mode) {
+                    Ok(now) => last = now,
+                    Err(e) => tracing::error!("{iface}: fingerprints: {e:#}"),
+                }
+            }
+        }
+    }
+}
+
+/// Tells the learner whether the second was a flood's, installs and
+/// expires what it says; returns the counters read.
+fn second(
+    iface: &str,
+    dataplane: &mut Dataplane,
+    session: &mut Session,
+    last: &CounterBlock,
+    pressure: bool,
+    mode: Fingerprints,
+) -> Result<CounterBlock> {
+    let now = dataplane.counters()?;
+    let delta = |c: Counter| now.get(c).wrapping_sub(last.get(c));
+    let drops = [
+        Counter::DropSourceLimit,
+        Counter::DropPrefixLimit,
+        Counter::DropGlobalBudget,
+        Counter::DropBanned,
+    ]
+    .into_iter()
+    .map(delta)
+    .sum();
+    let flooding = flood(pressure, drops);
+    let table = dataplane.sigs()?;
+    let installed: Vec<Installed> = table
+        .slots()
+        .map(|slot| Installed {
+            id: table.meta[slot].id,
+            expires: table.meta[slot].origin == SIG_LEARNED && table.meta[slot].pinned == 0,
+            hits: now.sig_hits(slot).wrapping_sub(last.sig_hits(slot)),
+        })
+        .collect();
+    for action in session.tick(flooding, &installed) {
+        match action {
+            Action::Install { sig, share } => {
+                let id = dataplane.edit_sigs(|t| {
+                    let id = t.next_id();
+                    let slot = (0..MAX_SIGS).find(|i| t.active & (1 << i) == 0)?;
+                    let meta = SigMeta {
+                        id,
+                        origin: SIG_LEARNED,
+                        since_ms: unix_now_ms(),
+                        hits_base: now.sig_hits(slot),
+                        share_ppm: ppm(share),
+                        ..SigMeta::default()
+                    };
+                    t.install(sig, meta, mode == Fingerprints::Monitor)
+                        .map(|_| id)
+                })?;
+                if let Some(id) = id {
+                    tracing::info!(
+                        "{iface}: sig {id}: {}: {:.1}% of new flows{}",
+                        describe(&sig),
+                        share * 100.0,
+                        if mode == Fingerprints::Monitor {
+                            " (monitor: counting, not dropping)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Action::Expire { id } => {
+                if dataplane.edit_sigs(|t| t.remove(id))?.is_some() {
+                    tracing::info!("{iface}: sig {id}: expired, it stopped matching");
+                }
+            }
+        }
+    }
+    let mask = sample_mask(delta(Counter::Packets));
+    if dataplane.config()?.sample_mask != mask {
+        dataplane.update_config(|c| c.sample_mask = mask)?;
+    }
+    Ok(now)
+}
+
+/// The sample mask for `packets` a second: a power of two less one, so
+/// that about [`CONSIDERED_PER_SAMPLE`] packets are considered for each
+/// sample the budget allows.
+fn sample_mask(packets: u64) -> u32 {
+    let per = (packets / (CONSIDERED_PER_SAMPLE * u64::from(SAMPLE_RATE))).max(1);
+    u32::try_from(per.next_power_of_two() - 1).unwrap_or(u32::MAX)
+}
+
+/// A share in parts per million (0 to 1,000,000).
+fn ppm(share: f64) -> u32 {
+    let ppm = (share.clamp(0.0, 1.0) * 1e6).round();
+    #[expect(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_truncation,
+        reason = "clamped to 0..=1e6"
+    )]
+    let ppm = ppm as u32;
+    ppm
+}
+
+fn parse(bytes: &[u8]) -> Option<Sample> {
+    (bytes.len() == size_of::<Sample>())
+        // SAFETY: the length matches and Sample is plain data (aya::Pod).
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Sample>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_keeps_the_considered_packets_near_a_multiple_of_the_budget() {
+        assert_eq!(sample_mask(0), 0);
+        assert_eq!(sample_mask(1000), 0);
+        let rate = CONSIDERED_PER_SAMPLE * u64::from(SAMPLE_RATE);
+        assert_eq!(sample_mask(rate * 3), 3);
+        assert_eq!(sample_mask(rate * 1000), 1023);
+    }
+}
