@@ -65,15 +65,18 @@ pub extern "C" fn guard_screen(
     };
     // SAFETY: this CPU's counter block, as in `main.rs`.
     let slots = unsafe { &mut (*block).slots };
-    if !sampling(cfg, slots) && !armed() {
-        return NO_MATCH;
-    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return NO_MATCH;
     };
     // SAFETY: this CPU's scratch value; XDP is not preempted, and the
     // cookie path uses the other fields.
     let sc = unsafe { &mut (*scratch).screen };
+    // Sampling: only while this CPU's budget has room this second, so a
+    // flood past it costs a clock read here, not a fingerprint.
+    let sampled = sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now());
+    if !sampled && !armed() {
+        return NO_MATCH;
+    }
     let ctx = XdpContext::new(ctx);
     // As `Headers::packed` wrote them.
     let class = packed & 0xff;
@@ -110,7 +113,7 @@ pub extern "C" fn guard_screen(
             return reject(cfg, slots, Counter::DropSignature);
         }
     }
-    if listed == 0 && sampling(cfg, slots) {
+    if listed == 0 && sampled {
         sample(cfg, sc, l4 - l3, class, v4);
     }
     NO_MATCH
@@ -251,7 +254,7 @@ fn sample(cfg: &DataplaneConfig, sc: &mut Screen, l4: usize, class: u32, v4: boo
     } else {
         SAMPLE_NEW
     };
-    if !budget(cfg, &mut sc.budget, kind, now) {
+    if !budget(cfg, &mut sc.budget, kind) {
         return;
     }
     if let Some(mut entry) = SAMPLES.reserve::<Sample>(0) {
@@ -265,6 +268,13 @@ fn sample(cfg: &DataplaneConfig, sc: &mut Screen, l4: usize, class: u32, v4: boo
         }
         entry.submit(0);
     }
+}
+
+/// Whether [`guard_screen`] has work for this packet: a signature is
+/// installed, or the packet passes the sample mask.
+#[inline(always)]
+pub fn wanted(slots: &Slots) -> bool {
+    CONFIG.get(0).is_some_and(|cfg| sampling(cfg, slots)) || armed()
 }
 
 /// Whether any signature is installed.
@@ -284,17 +294,12 @@ pub fn sampling(cfg: &DataplaneConfig, slots: &Slots) -> bool {
             .is_some_and(|n| n & u64::from(cfg.sample_mask) == 0)
 }
 
-/// Whether this CPU's sample budget of `kind`'s group (new flows;
-/// contrast) has room this second: per CPU, so no compare-and-swap loop,
-/// and so the whole machine sends at most the CPUs' count times the rate.
+/// Takes one from this CPU's sample budget of `kind`'s group (new flows;
+/// contrast) for this second ([`room`] started it), if it has one: per
+/// CPU, so no compare-and-swap loop, and the whole machine sends at most
+/// the CPUs' count times the rate.
 #[inline(always)]
-fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32, now: u64) -> bool {
-    let second = now / NANOS_PER_SEC;
-    if b.second != second {
-        b.second = second;
-        b.new = 0;
-        b.contrast = 0;
-    }
+fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32) -> bool {
     let count = if kind == SAMPLE_NEW {
         &mut b.new
     } else {
@@ -306,6 +311,28 @@ fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32, now: u64) -> b
     *count += 1;
     true
 }
+
+/// Whether this CPU's sample budget has room this second: for a new
+/// flow, or, one packet in [`CONTRAST_EVERY`], for the contrast. Which of
+/// the two a packet is takes lookups, which only a packet asked pays: so
+/// while only the contrast has room, most packets do not ask. (Under a
+/// flood the daemon's sample mask already keeps most packets from asking.)
+#[inline(always)]
+fn room(cfg: &DataplaneConfig, slots: &Slots, b: &mut SampleBudget, now: u64) -> bool {
+    let second = now / NANOS_PER_SEC;
+    if b.second != second {
+        b.second = second;
+        b.new = 0;
+        b.contrast = 0;
+    }
+    let nth = slots
+        .get(Counter::Packets.slot())
+        .is_some_and(|n| n % CONTRAST_EVERY == 0);
+    b.new < cfg.sample_rate || (b.contrast < cfg.sample_rate && nth)
+}
+
+/// See [`room`].
+const CONTRAST_EVERY: u64 = 64;
 
 /// Whether the source is verified now (its state, or its marks if a flood
 /// churned the state out). Only sampled packets pay these lookups.

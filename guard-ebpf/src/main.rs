@@ -117,7 +117,9 @@ pub fn guard(ctx: XdpContext) -> u32 {
     }
     let packed = h.packed();
     let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);
-    if h.may_open_flow() {
+    // The call only when it has work: a signature installed, or this
+    // packet chosen for a sample.
+    if h.may_open_flow() && fingerprint::wanted(slots) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
         if action != fingerprint::NO_MATCH {
             return action;

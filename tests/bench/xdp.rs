@@ -18,7 +18,7 @@ use std::{
 mod peers;
 
 use aya::{Ebpf, programs::Xdp};
-use guard::config::Settings;
+use guard::{config::Settings, model::fingerprint::parse};
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
@@ -120,6 +120,19 @@ fn open_settings() -> Settings {
     )
 }
 
+/// guard's program with `settings` and the sample mask `guard run` keeps
+/// at a million packets a second (`daemon::fingerprints`): it considers
+/// one packet in 256 for a fingerprint sample. Without the daemon the mask
+/// is 0 and every packet that may open a flow would be fingerprinted
+/// while the sample budget has room, which only a calm host sees.
+fn program(settings: &Settings) -> Program {
+    let mut prog = Program::with_kernel_clock(settings);
+    let mut cfg = prog.config();
+    cfg.sample_mask = 255;
+    prog.set_config(&cfg);
+    prog
+}
+
 /// Runs every case and returns its row.
 fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     let open = open_settings();
@@ -133,7 +146,7 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
         target,
     };
 
-    let prog = Program::with_kernel_clock(&open);
+    let prog = program(&open);
     let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
     let mut rows = vec![
         row(
@@ -196,7 +209,7 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     ));
     drop(prog);
 
-    let prog = Program::with_kernel_clock(&tight);
+    let prog = program(&tight);
     rows.push(row(
         "SYN over its limit (dropped)",
         repeated(&prog, base, &syn(src4(7)).frame(), repeat),
@@ -207,7 +220,7 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     // A random-source flood once the global budget binds: every SYN from
     // a source never seen, every one dropped by the budget.
     let spent = xdp::settings("--mode enforce --global-rate 1 --global-burst 1");
-    let prog = Program::with_kernel_clock(&spent);
+    let prog = program(&spent);
     let _ = prog.time(&syn(src4(50_000)).frame(), 1);
     let spoofed: Vec<Vec<u8>> = (30_000..30_000 + DISTINCT)
         .map(|i| syn(src4(i)).frame())
@@ -218,8 +231,46 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
         3.0,
     ));
     drop(prog);
+
+    let known_syn = rows[1].ns / rows[1].baseline;
+    rows.extend(signature_rows(base, repeat, &open, known_syn));
     rows.extend(cookie_rows(base, repeat, &open));
     rows
+}
+
+/// Attack signatures: a flood packet a signature matches is dropped
+/// before any per-source state, so one frame repeated is every flood
+/// packet's cost. Target: no more than a known source's SYN
+/// (`known_syn`, this run's ratio).
+fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: f64) -> Vec<Row> {
+    let row = |case, (ns, baseline): (f64, f64)| Row {
+        case,
+        ns,
+        baseline,
+        target: known_syn,
+    };
+    let mut prog = program(settings);
+    let flood_sig = parse("udp dport 5353 len 44 payload[0..4]=deadbeef").expect("signature");
+    prog.add_signature(flood_sig, false);
+    let syn_sig = parse("tcp dport 80 win 64240 hlen 20").expect("signature");
+    prog.add_signature(syn_sig, false);
+    let mut payload = vec![0xde, 0xad, 0xbe, 0xef];
+    payload.resize(16, 7);
+    let flood = Packet::udp(src4(60_001), dst4(), 3000, 5353, &payload).frame();
+    let syn = Packet::tcp(src4(60_002), dst4(), 40000, 80, TCP_SYN).frame();
+    for frame in [&flood, &syn] {
+        assert_eq!(prog.run(frame, 0), XDP_DROP, "a signature matches");
+    }
+    vec![
+        row(
+            "UDP flood packet, a signature matches (dropped)",
+            repeated(&prog, base, &flood, repeat),
+        ),
+        row(
+            "SYN, a signature matches (dropped)",
+            repeated(&prog, base, &syn, repeat),
+        ),
+    ]
 }
 
 /// The SYN-cookie path: cookies on for [`COOKIE_PORT`].
@@ -230,7 +281,7 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
         baseline,
         target: f64::NAN,
     };
-    let mut prog = Program::with_kernel_clock(settings);
+    let mut prog = program(settings);
     prog.arm_cookies(COOKIE_PORT);
     vec![
         row(COOKIE_SYN, distinct(&prog, base, &cookie_syns())),
@@ -275,7 +326,7 @@ fn synproxy_table(base: &Baseline) {
             return;
         }
     };
-    let mut prog = Program::with_kernel_clock(&open_settings());
+    let mut prog = program(&open_settings());
     prog.arm_cookies(COOKIE_PORT);
     let acks = vec![forged_ack(); DISTINCT as usize];
     println!("| case | guard | xdp_synproxy | guard / xdp_synproxy | target |");

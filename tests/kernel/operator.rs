@@ -836,3 +836,51 @@ impl Drop for StopOnDrop {
         }
     }
 }
+
+/// The port the operator's signature in the test below names.
+const MARKED_PORT: u16 = 8081;
+
+#[test]
+fn an_operators_signature_drops_at_once_shows_everywhere_and_comes_out() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let _guard = start_on(&net, &["--mode", "enforce", "--summary-interval", "0"]);
+    let mut flood = Flood::new(&net);
+
+    let bad = guard_proc::run(&["sigs", "add", "tcp dport 70000"]);
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("70000"), "{bad}");
+    // The harness's SYNs carry a 64240 window and no options.
+    let added = guard_cmd(&["sigs", "add", "tcp dport 8081 win 64240 hlen 20"]);
+    assert!(
+        added.stdout.contains("sig 1: dropping tcp") && added.stdout.contains("dport 8081"),
+        "{added}"
+    );
+    syn(&mut flood, &net, src(1, 1));
+    assert_eq!(nft.packets("in"), 1, "the unmarked port's SYN gets in");
+    flood.counted_syn(&net, src(1, 2), MARKED_PORT);
+    assert_eq!(nft.packets("in"), 1, "the signature's SYN got in");
+
+    let list = guard_cmd(&["sigs", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).expect("sigs list --json");
+    assert_eq!(rows[0]["id"], 1, "{rows}");
+    assert_eq!(rows[0]["origin"], "operator", "{rows}");
+    assert_eq!(rows[0]["action"], "drop", "{rows}");
+    assert_eq!(rows[0]["hits"], 1, "{rows}");
+    let stats = guard_proc::stats(&net);
+    assert_eq!(counters(&stats)["drop_signature"], 1, "{stats}");
+    assert_eq!(stats["signatures"][0]["hits"], 1, "{stats}");
+    let glance = guard_cmd(&["status", "--netns", &net.victim]);
+    assert!(glance.stdout.contains("sig 1 on"), "{glance}");
+
+    guard_cmd(&["sigs", "rm", "1"]);
+    guard_proc::run(&["sigs", "rm", "1"]).assert_code(1);
+    flood.counted_syn(&net, src(1, 3), MARKED_PORT);
+    assert_eq!(nft.packets("in"), 2, "taken out, it drops nothing");
+    assert!(
+        guard_cmd(&["sigs", "list"])
+            .stdout
+            .contains("no signatures")
+    );
+}

@@ -99,8 +99,9 @@ fn the_program_fingerprints_as_userspace_does() {
     ];
     packets[2].ipv4_options = vec![1, 1, 1, 0];
     for (i, p) in packets.iter().enumerate() {
+        let at = T0 + i as u64 * NANOS_PER_SEC;
         // Each at its own second: the per-CPU sample budget is a second's.
-        program.run(&p.frame(), T0 + i as u64 * NANOS_PER_SEC);
+        program.run(&p.frame(), at);
         let samples = program.take_samples();
         assert_eq!(samples.len(), 1, "packet {i}: one sample");
         assert_eq!(samples[0].kind, SAMPLE_NEW, "packet {i}");

@@ -74,6 +74,7 @@ pub fn take_sample(layout: &Layout, opts: &Options) -> Result<Sample> {
             counters: dataplane.counters()?,
             sources: dataplane.sources()?,
             prefixes: dataplane.prefixes()?,
+            sigs: dataplane.sigs()?,
             iface,
             netns,
             pin_dir: dir,

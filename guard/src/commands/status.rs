@@ -1,9 +1,11 @@
 //! `guard status`: at a glance, what the running guard is and whether it
 //! drops: per interface its mode, XDP attach mode, program, SYN cookies and
-//! the controller's level, with the config file and the uptime.
+//! the controller's level, with the config file and the uptime; and the
+//! attack signatures installed.
 
 use anyhow::{Result, bail};
 
+use super::sigs;
 use crate::{
     host::{clock::unix_now, instances, status_file},
     model::{paths::RUN_FILE, status::StatusReport},
@@ -19,7 +21,19 @@ pub fn command(json: bool, netns: Option<&str>) -> Result<()> {
             dir.join(RUN_FILE).display()
         );
     };
-    let report = StatusReport::new(run, status_file::read(dir).as_ref(), unix_now());
+    let mut report = StatusReport::new(run, status_file::read(dir).as_ref(), unix_now());
+    // The pins may be gone between the files and here (a guard stopping).
+    report.signatures = sigs::rows()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.netns.as_deref() == netns)
+        .map(|r| {
+            format!(
+                "sig {} on {} ({} {}, {} hits): {}",
+                r.id, r.iface, r.origin, r.action, r.hits, r.signature
+            )
+        })
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

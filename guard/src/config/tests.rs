@@ -376,6 +376,25 @@ fn reject_rst_is_off_by_default_and_reaches_the_program_when_asked() {
 }
 
 #[test]
+fn fingerprints_sample_by_default_and_off_samples_nothing() {
+    use guard_common::config::SAMPLE_ON;
+    let s = resolve(&["-i", "eth0"]).unwrap();
+    assert_eq!(s.fingerprints, Fingerprints::Enforce);
+    assert_eq!(s.dataplane().sample, SAMPLE_ON);
+    assert!(s.dataplane().sample_rate > 0);
+    assert!(s.describe().contains("fingerprints: enforce"));
+    let monitor = resolve(&["-i", "eth0", "--fingerprints", "monitor"]).unwrap();
+    assert_eq!(monitor.dataplane().sample, SAMPLE_ON);
+    let off = resolve(&["-i", "eth0", "--fingerprints", "off"]).unwrap();
+    assert_eq!(off.dataplane().sample, 0);
+    let err = Run::try_parse_from(["guard-run", "-i", "eth0", "--fingerprints", "on"]).unwrap_err();
+    assert!(
+        err.to_string().contains("--fingerprints")
+            && err.to_string().contains("off, monitor, enforce")
+    );
+}
+
+#[test]
 fn the_fleet_is_off_by_default_and_its_keys_name_their_problems() {
     assert_eq!(resolve(&["-i", "eth0"]).unwrap().fleet, None);
     let f = resolve(&["-i", "eth0", "--fleet", "nats://127.0.0.1:4222"])

@@ -12,7 +12,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use guard_common::{Counter, CounterBlock, SourceState};
+use guard_common::{
+    Counter, CounterBlock, SourceState,
+    fingerprint::{SIG_LEARNED, SigTable},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
@@ -29,6 +32,7 @@ use crate::{
     },
     model::{
         as_f64 as f,
+        fingerprint::describe,
         fleet::{self, View},
         status::{RunStatus, Status},
         xdp::XdpAttachMode,
@@ -83,6 +87,7 @@ struct Reading {
     counters: CounterBlock,
     banned: u64,
     verified: u64,
+    sigs: SigTable,
 }
 
 /// Reads the pins and the status files at each scrape. Counters are
@@ -112,6 +117,7 @@ impl GuardCollector {
                     counters: dataplane.counters().ok()?,
                     banned: count(&|st| st.banned_until_ns > now),
                     verified: count(&|st| st.verified_until_ns > now),
+                    sigs: dataplane.sigs().ok()?,
                 })
             })
             .collect()
@@ -141,6 +147,7 @@ impl Collector for GuardCollector {
                     .encode(family.encode_family(&[("iface", r.iface.as_str())])?)?;
             }
         }
+        encode_signatures(&mut encoder, &now)?;
         if let Some(status) = status_file::read(&self.runtime_dir) {
             encode_controller(&mut encoder, &status)?;
         }
@@ -242,6 +249,47 @@ type Family = (
 
 /// The XDP counters. Drops carry `mode`: in monitor mode they are the
 /// packets that would have been dropped, and passed.
+/// Each installed attack signature's hits since it was installed, with
+/// its number, origin, action and traits as labels.
+fn encode_signatures(
+    encoder: &mut DescriptorEncoder,
+    now: &[Reading],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "guard_signature_hits",
+        "Packets an attack signature matched since it was installed (dropped, unless its action is monitor).",
+        None,
+        MetricType::Counter,
+    )?;
+    for r in now {
+        for slot in r.sigs.slots() {
+            let meta = &r.sigs.meta[slot];
+            let id = meta.id.to_string();
+            let origin = if meta.origin == SIG_LEARNED {
+                "learned"
+            } else {
+                "operator"
+            };
+            let action = if r.sigs.monitor & (1 << slot) == 0 {
+                "drop"
+            } else {
+                "monitor"
+            };
+            let text = describe(&r.sigs.sigs[slot]);
+            let labels = [
+                ("iface", r.iface.as_str()),
+                ("id", id.as_str()),
+                ("origin", origin),
+                ("action", action),
+                ("signature", text.as_str()),
+            ];
+            ConstCounter::new(r.counters.sig_hits(slot).wrapping_sub(meta.hits_base))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 fn encode_xdp(
     encoder: &mut DescriptorEncoder,
     now: &[Reading],

@@ -6,10 +6,14 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration};
 
-use guard_common::{Counter, CounterBlock, SourceKey, SourceState, bucket::NANOS_PER_SEC};
+use guard_common::{
+    Counter, CounterBlock, SourceKey, SourceState,
+    bucket::NANOS_PER_SEC,
+    fingerprint::{SIG_LEARNED, SigTable},
+};
 use serde::Serialize;
 
-use super::{as_f64 as f, status::Status};
+use super::{as_f64 as f, fingerprint::describe, status::Status};
 
 /// One reading of every guarded interface the filters select.
 #[derive(Clone, Debug)]
@@ -27,6 +31,7 @@ pub struct InterfaceSample {
     pub counters: CounterBlock,
     pub sources: Vec<(SourceKey, SourceState)>,
     pub prefixes: Vec<(SourceKey, SourceState)>,
+    pub sigs: SigTable,
 }
 
 /// What `guard stats` shows.
@@ -59,6 +64,55 @@ pub struct InterfaceStats {
     pub bans: Vec<SourceRow>,
     /// Sources verified by a SYN-cookie handshake, still verified now.
     pub verified_sources: usize,
+    /// The attack signatures installed.
+    pub signatures: Vec<SigRow>,
+}
+
+/// One attack signature.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SigRow {
+    pub id: u32,
+    /// `learned` or `operator`.
+    pub origin: &'static str,
+    /// `drop` or `monitor`.
+    pub action: &'static str,
+    /// Packets matched since it was installed.
+    pub hits: u64,
+    /// Over the interval, if there is one.
+    pub hits_per_sec: Option<f64>,
+    pub signature: String,
+}
+
+/// The signature rows of a reading, with rates against `before`.
+fn sig_rows(now: &InterfaceSample, before: Option<&InterfaceSample>, interval: f64) -> Vec<SigRow> {
+    let t = &now.sigs;
+    t.slots()
+        .map(|slot| {
+            let meta = &t.meta[slot];
+            let hits = now.counters.sig_hits(slot);
+            let earlier = before
+                .filter(|b| b.sigs.active & (1 << slot) != 0 && b.sigs.meta[slot].id == meta.id)
+                .map(|b| b.counters.sig_hits(slot));
+            SigRow {
+                id: meta.id,
+                origin: if meta.origin == SIG_LEARNED {
+                    "learned"
+                } else {
+                    "operator"
+                },
+                action: if t.monitor & (1 << slot) == 0 {
+                    "drop"
+                } else {
+                    "monitor"
+                },
+                hits: hits.wrapping_sub(meta.hits_base),
+                hits_per_sec: earlier
+                    .filter(|_| interval > 0.0)
+                    .map(|e| f(hits.wrapping_sub(e)) / interval),
+                signature: describe(&t.sigs[slot]),
+            }
+        })
+        .collect()
 }
 
 /// One source or prefix.
@@ -186,6 +240,7 @@ fn interface_stats(
             .iter()
             .filter(|(_, st)| st.verified_until_ns > now_ns)
             .count(),
+        signatures: sig_rows(now, before, interval),
     }
 }
 
@@ -286,6 +341,20 @@ impl InterfaceStats {
                 self.verified_sources
             );
         }
+        if !self.signatures.is_empty() {
+            let _ = writeln!(out, "  attack signatures:");
+            for r in &self.signatures {
+                let _ = write!(
+                    out,
+                    "    sig {} ({} {}): {} hits",
+                    r.id, r.origin, r.action, r.hits
+                );
+                if let Some(rate) = r.hits_per_sec {
+                    let _ = write!(out, " ({rate:.1}/s)");
+                }
+                let _ = writeln!(out, ": {}", r.signature);
+            }
+        }
         let tables = [
             ("sources by drops", &self.top_sources),
             ("sources by new flows/s", &self.top_new_flow_sources),
@@ -343,6 +412,7 @@ mod tests {
                 counters: block(counters),
                 sources,
                 prefixes: Vec::new(),
+                sigs: SigTable::EMPTY,
             }],
         }
     }

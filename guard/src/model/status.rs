@@ -88,6 +88,9 @@ pub struct StatusReport {
     pub level: Option<Level>,
     /// Ports whose SYNs are answered with cookies now.
     pub cookie_ports: Vec<u16>,
+    /// The attack signatures installed, one line each (`guard sigs list`
+    /// has them in full).
+    pub signatures: Vec<String>,
 }
 
 impl StatusReport {
@@ -99,6 +102,7 @@ impl StatusReport {
             uptime_secs: (now - run.started).max(0.0),
             level: status.map(|s| s.level),
             cookie_ports: status.map(|s| s.cookie_ports.clone()).unwrap_or_default(),
+            signatures: Vec::new(),
             run,
         }
     }
@@ -152,6 +156,12 @@ impl StatusReport {
                     "no SYN cookies here (a veth in native mode)".to_owned()
                 }
             );
+        }
+        if self.signatures.is_empty() {
+            out.push_str("  no attack signatures\n");
+        }
+        for line in &self.signatures {
+            let _ = writeln!(out, "  {line}");
         }
         out
     }
@@ -215,7 +225,15 @@ mod tests {
             report.render(),
             "guard 0.1.0 (pid 42), up 3h 2m, config /etc/guard.toml\n\
              \x20 eth0: enforce (drops), native XDP (program 57), no conntrack controller, SYN cookies off\n\
-             \x20 veth1 (netns edge): enforce (drops), native XDP (program 58), no conntrack controller, no SYN cookies here (a veth in native mode)\n"
+             \x20 veth1 (netns edge): enforce (drops), native XDP (program 58), no conntrack controller, no SYN cookies here (a veth in native mode)\n\
+             \x20 no attack signatures\n"
+        );
+        let mut with_sig = report.clone();
+        with_sig.signatures = vec!["sig 1 on eth0 (learned drop, 9 hits): udp ip4 len 44".into()];
+        assert!(
+            with_sig
+                .render()
+                .ends_with("\n  sig 1 on eth0 (learned drop, 9 hits): udp ip4 len 44\n")
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["mode"], "enforce");

@@ -522,6 +522,7 @@ mod tests {
             top_prefixes: Vec::new(),
             bans: Vec::new(),
             verified_sources: 0,
+            signatures: Vec::new(),
         }
     }
 
