@@ -272,7 +272,7 @@ impl SigTable {
         if (0..MAX_SIGS).any(|i| self.active & (1 << i) != 0 && self.sigs[i] == sig) {
             return None;
         }
-        let slot = (0..MAX_SIGS).find(|i| self.active & (1 << i) == 0)?;
+        let slot = self.free_slot()?;
         self.sigs[slot] = sig;
         self.meta[slot] = meta;
         self.active |= 1 << slot;
@@ -292,6 +292,40 @@ impl SigTable {
         self.sigs[slot] = Signature::EMPTY;
         self.meta[slot] = Self::EMPTY.meta[slot];
         Some(slot)
+    }
+
+    /// Pins the signature numbered `id` (it no longer expires): its
+    /// slot, if one held it.
+    pub fn pin(&mut self, id: u32) -> Option<usize> {
+        let slot = self.slots().find(|&i| self.meta[i].id == id)?;
+        self.meta[slot].pinned = 1;
+        Some(slot)
+    }
+
+    /// The slot [`SigTable::install`] takes next, if any is free.
+    #[must_use]
+    pub fn free_slot(&self) -> Option<usize> {
+        (0..MAX_SIGS).find(|i| self.active & (1 << i) == 0)
+    }
+
+    /// How a slot's signature came: `learned` or `operator`.
+    #[must_use]
+    pub fn origin_name(&self, slot: usize) -> &'static str {
+        if self.meta[slot].origin == SIG_LEARNED {
+            "learned"
+        } else {
+            "operator"
+        }
+    }
+
+    /// What a slot's signature does: `drop`, or `monitor` (counts only).
+    #[must_use]
+    pub fn action_name(&self, slot: usize) -> &'static str {
+        if self.monitor & (1 << slot) == 0 {
+            "drop"
+        } else {
+            "monitor"
+        }
     }
 
     /// The active slots, in order.
@@ -461,6 +495,9 @@ mod tests {
             "full"
         );
         assert_eq!(t.next_id(), 9);
+        assert_eq!(t.pin(2), Some(1));
+        assert_eq!(t.meta[1].pinned, 1);
+        assert_eq!(t.pin(99), None);
         assert_eq!(t.remove(1), Some(0));
         assert_eq!(t.remove(1), None);
         assert_eq!((t.active & 1, t.monitor), (0, 0));

@@ -874,6 +874,9 @@ fn an_operators_signature_drops_at_once_shows_everywhere_and_comes_out() {
     let glance = guard_cmd(&["status", "--netns", &net.victim]);
     assert!(glance.stdout.contains("sig 1 on"), "{glance}");
 
+    let pinned = guard_cmd(&["sigs", "pin", "1"]);
+    assert!(pinned.stdout.contains("sig 1: pinned"), "{pinned}");
+    guard_proc::run(&["sigs", "pin", "7"]).assert_code(1);
     guard_cmd(&["sigs", "rm", "1"]);
     guard_proc::run(&["sigs", "rm", "1"]).assert_code(1);
     flood.counted_syn(&net, src(1, 3), MARKED_PORT);

@@ -103,8 +103,8 @@ pub enum Command {
     ///
     /// Exits 1 if no guard is running.
     Bans(BansArgs),
-    /// Attack signatures: list them (with their hits), add one, or take
-    /// one out, on every guarded interface. A signature is a conjunction
+    /// Attack signatures: list them (with their hits), add one, pin a
+    /// learned one, or take one out, on every guarded interface. A signature is a conjunction
     /// of packet traits the XDP program drops on before any per-source
     /// state: `udp dport 5353 len 44 ttl 64 payload[0..4]=deadbeef`.
     ///
@@ -198,6 +198,12 @@ pub enum SigsCommand {
         /// Count its matches only; drop nothing.
         #[arg(long)]
         monitor: bool,
+    },
+    /// Keep learned signature ID until it is taken out (it no longer
+    /// expires when it stops matching), on every guarded interface.
+    Pin {
+        #[arg(value_name = "ID")]
+        id: u32,
     },
     /// Take out signature ID on every guarded interface.
     Rm {
@@ -427,6 +433,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Sigs(SigsCommand::Add { signature, monitor }) => {
             commands::sigs::add(signature, *monitor)
         }
+        Command::Sigs(SigsCommand::Pin { id }) => commands::sigs::pin(*id),
         Command::Sigs(SigsCommand::Rm { id }) => commands::sigs::rm(*id),
         Command::Crowdsec(args) => {
             if let Some(reason) = &args.reason {

@@ -1,10 +1,10 @@
-//! `guard sigs list|add|rm`: the attack signatures the XDP program drops
+//! `guard sigs list|add|pin|rm`: the attack signatures the XDP program drops
 //! on before any per-source state, on every guarded interface.
 
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{Result, anyhow};
-use guard_common::fingerprint::{MAX_SIGS, SIG_LEARNED, SIG_OPERATOR, SigMeta, SigTable};
+use guard_common::fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable};
 use serde::Serialize;
 
 use crate::{
@@ -54,17 +54,9 @@ pub fn rows() -> Result<Vec<Row>> {
                 iface: iface.clone(),
                 netns: netns.clone(),
                 id: meta.id,
-                origin: if meta.origin == SIG_LEARNED {
-                    "learned"
-                } else {
-                    "operator"
-                },
+                origin: table.origin_name(slot),
                 pinned: meta.pinned != 0,
-                action: if table.monitor & (1 << slot) == 0 {
-                    "drop"
-                } else {
-                    "monitor"
-                },
+                action: table.action_name(slot),
                 hits: counters.sig_hits(slot).wrapping_sub(meta.hits_base),
                 age_secs: now.saturating_sub(meta.since_ms) / 1000,
                 signature: describe(&table.sigs[slot]),
@@ -135,7 +127,7 @@ pub fn add(text: &str, monitor: bool) -> Result<()> {
     for ((_, iface, _), d) in found.iter().zip(handles.iter_mut()) {
         let base = d.counters()?;
         let installed = d.edit_sigs(|t| {
-            let slot = free_slot(t)?;
+            let slot = t.free_slot()?;
             let meta = SigMeta {
                 id,
                 origin: SIG_OPERATOR,
@@ -161,22 +153,33 @@ pub fn add(text: &str, monitor: bool) -> Result<()> {
     Ok(())
 }
 
-/// The slot [`SigTable::install`] will take.
-fn free_slot(t: &SigTable) -> Option<usize> {
-    (0..MAX_SIGS).find(|i| t.active & (1 << i) == 0)
+/// `guard sigs pin ID`: a learned signature stays until it is taken out,
+/// on every interface.
+pub fn pin(id: u32) -> Result<()> {
+    everywhere(id, SigTable::pin)?;
+    println!("sig {id}: pinned (it stays until `guard sigs rm {id}`)");
+    Ok(())
 }
 
 /// `guard sigs rm ID`: on every interface.
 pub fn rm(id: u32) -> Result<()> {
-    preflight::check_privileges().map_err(usage)?;
-    let mut removed = false;
-    for (_, _, dir) in attached()? {
-        let mut d = Dataplane::open_pinned(&dir)?;
-        removed |= d.edit_sigs(|t| t.remove(id))?.is_some();
-    }
-    if !removed {
-        return Err(anyhow!("no signature {id} is installed"));
-    }
+    everywhere(id, SigTable::remove)?;
     println!("sig {id}: removed");
     Ok(())
+}
+
+/// Applies `edit` to signature `id` on every interface; an error if no
+/// interface held it.
+fn everywhere(id: u32, edit: fn(&mut SigTable, u32) -> Option<usize>) -> Result<()> {
+    preflight::check_privileges().map_err(usage)?;
+    let mut found = false;
+    for (_, _, dir) in attached()? {
+        let mut d = Dataplane::open_pinned(&dir)?;
+        found |= d.edit_sigs(|t| edit(t, id))?.is_some();
+    }
+    if found {
+        Ok(())
+    } else {
+        Err(anyhow!("no signature {id} is installed"))
+    }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use guard_common::{
     Counter, CounterBlock,
-    fingerprint::{MAX_SIGS, SIG_LEARNED, Sample, SigMeta},
+    fingerprint::{SIG_LEARNED, Sample, SigMeta},
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -25,7 +25,7 @@ use crate::{
     host::clock::unix_now_ms,
     model::{
         fingerprint::{Thresholds, describe},
-        learner::{Action, Installed, Session, flood},
+        learner::{Action, Installed, Session, calm_rate, flood},
         level::Level,
     },
 };
@@ -54,6 +54,7 @@ pub async fn learn(
     let mut ticker = interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = dataplane.counters()?;
+    let mut calm = 0.0;
     loop {
         tokio::select! {
             ready = fd.readable_mut() => {
@@ -67,7 +68,8 @@ pub async fn learn(
                 ready.clear_ready();
             }
             _ = ticker.tick() => {
-                match second(&iface, &mut dataplane, &mut session, &last, *level.borrow() != Level::Normal, mode) {
+                let pressure = *level.borrow() != Level::Normal;
+                match second(&iface, &mut dataplane, &mut session, (&last, &mut calm), pressure, mode) {
                     Ok(now) => last = now,
                     Err(e) => tracing::error!("{iface}: fingerprints: {e:#}"),
                 }
@@ -82,7 +84,7 @@ fn second(
     iface: &str,
     dataplane: &mut Dataplane,
     session: &mut Session,
-    last: &CounterBlock,
+    (last, calm): (&CounterBlock, &mut f64),
     pressure: bool,
     mode: Fingerprints,
 ) -> Result<CounterBlock> {
@@ -97,7 +99,9 @@ fn second(
     .into_iter()
     .map(delta)
     .sum();
-    let flooding = flood(pressure, drops);
+    let new_flows = delta(Counter::NewFlows);
+    let flooding = flood(pressure, drops, new_flows, *calm);
+    *calm = calm_rate(*calm, new_flows, flooding);
     let table = dataplane.sigs()?;
     let installed: Vec<Installed> = table
         .slots()
@@ -112,7 +116,7 @@ fn second(
             Action::Install { sig, share } => {
                 let id = dataplane.edit_sigs(|t| {
                     let id = t.next_id();
-                    let slot = (0..MAX_SIGS).find(|i| t.active & (1 << i) == 0)?;
+                    let slot = t.free_slot()?;
                     let meta = SigMeta {
                         id,
                         origin: SIG_LEARNED,

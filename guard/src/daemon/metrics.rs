@@ -12,10 +12,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use guard_common::{
-    Counter, CounterBlock, SourceState,
-    fingerprint::{SIG_LEARNED, SigTable},
-};
+use guard_common::{Counter, CounterBlock, SourceState, fingerprint::SigTable};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
@@ -265,16 +262,7 @@ fn encode_signatures(
         for slot in r.sigs.slots() {
             let meta = &r.sigs.meta[slot];
             let id = meta.id.to_string();
-            let origin = if meta.origin == SIG_LEARNED {
-                "learned"
-            } else {
-                "operator"
-            };
-            let action = if r.sigs.monitor & (1 << slot) == 0 {
-                "drop"
-            } else {
-                "monitor"
-            };
+            let (origin, action) = (r.sigs.origin_name(slot), r.sigs.action_name(slot));
             let text = describe(&r.sigs.sigs[slot]);
             let labels = [
                 ("iface", r.iface.as_str()),

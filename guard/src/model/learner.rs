@@ -5,7 +5,8 @@
 //!
 //! - Contrast: samples of verified sources' new flows and of known UDP
 //!   flows, always; and the new flows of a second without a flood (the
-//!   picture of normal new flows). Verified sources' samples are also kept
+//!   picture of normal new flows), once the second after it was calm too
+//!   (a flood's first packets may fall in a second that looked calm). Verified sources' samples are also kept
 //!   apart: a signature that matches one is never installed.
 //! - Attack: the new flows of a second with a flood, one second's window
 //!   at a time. Which a second was is known at its end, so its new flows
@@ -22,7 +23,10 @@ use guard_common::fingerprint::{
     Fingerprint, SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Signature,
 };
 
-use super::fingerprint::{Learned, Thresholds, check, learn};
+use super::{
+    as_f64,
+    fingerprint::{Learned, Thresholds, check, learn},
+};
 
 /// Contrast samples kept (the newest).
 pub const CONTRAST_KEPT: usize = 4096;
@@ -62,6 +66,11 @@ pub struct Session {
     contrast: VecDeque<Fingerprint>,
     verified: VecDeque<Fingerprint>,
     window: Vec<Fingerprint>,
+    /// The last calm second's new flows, which join the contrast only once
+    /// the next second is calm too: a flood's first packets arrive in a
+    /// second that may end before the flood is seen, and in the contrast
+    /// they would veto the flood's own signature.
+    probation: Vec<Fingerprint>,
     /// Learned from the last window, to be checked on this one.
     pending: Option<Learned>,
     /// Quiet seconds in a row, by signature id.
@@ -97,13 +106,15 @@ impl Session {
         let mut actions = self.expiries(installed);
         let window = std::mem::take(&mut self.window);
         if !flood {
-            // A calm second's new flows are the picture of normal ones.
-            for fp in window {
+            // Calm seconds' new flows are the picture of normal ones: the
+            // one before this, now that this was calm too.
+            for fp in std::mem::replace(&mut self.probation, window) {
                 keep(&mut self.contrast, fp, CONTRAST_KEPT);
             }
             self.pending = None;
             return actions;
         }
+        self.probation.clear();
         let contrast: Vec<Fingerprint> = self.contrast.iter().copied().collect();
         let verified: Vec<Fingerprint> = self.verified.iter().copied().collect();
         if let Some(pending) = self.pending.take()
@@ -157,16 +168,34 @@ fn keep(q: &mut VecDeque<Fingerprint>, fp: Fingerprint, cap: usize) {
 }
 
 /// Whether there is a flood, for the learner: the pressure level is above
-/// normal, or the limits dropped at least [`FLOOD_DROPS`] new flows in the
-/// last second.
+/// normal, the limits dropped at least [`FLOOD_DROPS`] new flows in the
+/// last second, or the new flows came at least [`FLOOD_NEW_FLOWS`] a
+/// second and [`FLOOD_JUMP`] times the calm rate (`calm`, per second).
+/// The last sees a flood in its first second, before the table fills.
 #[must_use]
-pub fn flood(level_above_normal: bool, limit_drops_last_second: u64) -> bool {
-    level_above_normal || limit_drops_last_second >= FLOOD_DROPS
+pub fn flood(level_above_normal: bool, limit_drops: u64, new_flows: u64, calm: f64) -> bool {
+    level_above_normal
+        || limit_drops >= FLOOD_DROPS
+        || (new_flows >= FLOOD_NEW_FLOWS && as_f64(new_flows) >= FLOOD_JUMP * calm)
+}
+
+/// The calm new-flow rate after a second of `new_flows`: a slow moving
+/// average of calm seconds (a flood's seconds leave it as it was).
+#[must_use]
+pub fn calm_rate(calm: f64, new_flows: u64, flood: bool) -> f64 {
+    if flood {
+        calm
+    } else {
+        calm + (as_f64(new_flows) - calm) / 16.0
+    }
 }
 
 /// New flows the limits drop in a second that make a flood for the
 /// learner: a few clients over their limit are not one.
 pub const FLOOD_DROPS: u64 = 200;
+/// New flows a second, and times the calm rate, that make a flood.
+pub const FLOOD_NEW_FLOWS: u64 = 5_000;
+pub const FLOOD_JUMP: f64 = 10.0;
 
 #[cfg(test)]
 mod tests {
@@ -199,6 +228,7 @@ mod tests {
             s.sample(SAMPLE_NEW, user(n));
         }
         assert!(s.tick(false, &[]).is_empty(), "a calm second");
+        assert!(s.tick(false, &[]).is_empty(), "and another");
         let flood_second = |s: &mut Session, seed: u16| {
             for n in 0..400 {
                 s.sample(SAMPLE_NEW, udp([0xde, 0xad, 0xbe, 0xef], 44, seed + n));
@@ -225,6 +255,7 @@ mod tests {
             s.sample(SAMPLE_NEW, user(n));
         }
         assert!(s.tick(false, &[]).is_empty(), "a calm second");
+        assert!(s.tick(false, &[]).is_empty(), "and another");
         s.sample(SAMPLE_VERIFIED, udp([0xde, 0xad, 0xbe, 0xef], 44, 9));
         for second in 0..4 {
             for n in 0..400 {
@@ -235,6 +266,36 @@ mod tests {
             }
             assert!(s.tick(true, &[]).is_empty(), "second {second}");
         }
+    }
+
+    #[test]
+    fn a_floods_first_packets_in_a_calm_looking_second_do_not_veto_it() {
+        let mut s = Session::new(Thresholds::default());
+        for n in 0..500 {
+            s.sample(SAMPLE_NEW, user(n));
+        }
+        assert!(s.tick(false, &[]).is_empty());
+        assert!(s.tick(false, &[]).is_empty());
+        let flood = |n: u16| udp([0xde, 0xad, 0xbe, 0xef], 44, n);
+        // The flood starts late in a second that ends calm.
+        for n in 0..300 {
+            s.sample(SAMPLE_NEW, flood(n));
+        }
+        assert!(s.tick(false, &[]).is_empty());
+        let mut installed = false;
+        for second in 1..=2 {
+            for n in 0..400 {
+                s.sample(SAMPLE_NEW, flood(second * 1000 + n));
+            }
+            installed |= s
+                .tick(true, &[])
+                .iter()
+                .any(|a| matches!(a, Action::Install { .. }));
+        }
+        assert!(
+            installed,
+            "learned in the first flood second, installed in the second"
+        );
     }
 
     #[test]
@@ -271,9 +332,18 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_is_pressure_or_many_limit_drops() {
-        assert!(flood(true, 0));
-        assert!(flood(false, FLOOD_DROPS));
-        assert!(!flood(false, FLOOD_DROPS - 1));
+    fn a_flood_is_pressure_many_limit_drops_or_a_jump_in_new_flows() {
+        assert!(flood(true, 0, 0, 0.0));
+        assert!(flood(false, FLOOD_DROPS, 0, 0.0));
+        assert!(!flood(false, FLOOD_DROPS - 1, 0, 0.0));
+        assert!(flood(false, 0, FLOOD_NEW_FLOWS, 100.0));
+        assert!(!flood(false, 0, FLOOD_NEW_FLOWS - 1, 0.0), "too few");
+        assert!(!flood(false, 0, 20_000, 2_500.0), "a busy host's normal");
+        let mut calm = 0.0;
+        for _ in 0..100 {
+            calm = calm_rate(calm, 1_000, false);
+        }
+        assert!((calm - 1_000.0).abs() < 10.0);
+        assert!((calm_rate(calm, 1_000_000, true) - calm).abs() < f64::EPSILON);
     }
 }

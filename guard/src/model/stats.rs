@@ -7,9 +7,7 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration};
 
 use guard_common::{
-    Counter, CounterBlock, SourceKey, SourceState,
-    bucket::NANOS_PER_SEC,
-    fingerprint::{SIG_LEARNED, SigTable},
+    Counter, CounterBlock, SourceKey, SourceState, bucket::NANOS_PER_SEC, fingerprint::SigTable,
 };
 use serde::Serialize;
 
@@ -95,16 +93,8 @@ fn sig_rows(now: &InterfaceSample, before: Option<&InterfaceSample>, interval: f
                 .map(|b| b.counters.sig_hits(slot));
             SigRow {
                 id: meta.id,
-                origin: if meta.origin == SIG_LEARNED {
-                    "learned"
-                } else {
-                    "operator"
-                },
-                action: if t.monitor & (1 << slot) == 0 {
-                    "drop"
-                } else {
-                    "monitor"
-                },
+                origin: t.origin_name(slot),
+                action: t.action_name(slot),
                 hits: hits.wrapping_sub(meta.hits_base),
                 hits_per_sec: earlier
                     .filter(|_| interval > 0.0)

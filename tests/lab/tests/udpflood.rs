@@ -35,6 +35,7 @@ use guard_tests::{
 
 const TABLE: u64 = 16_384;
 const ATTACK: Duration = Duration::from_secs(8);
+const LEAD: Duration = Duration::from_secs(5);
 /// A signature is learned in two seconds of flood (one to learn, one to
 /// check on a fresh sample) and installed at the next tick: "within a few
 /// seconds".
@@ -107,8 +108,11 @@ fn run(defence: Defence, watch_sigs: bool) -> Run {
     let _servers = traffic::servers(env!("CARGO_BIN_EXE_guard-lab").as_ref(), &topo.victim);
     let applied = defence::apply(defence, &topo, TABLE, 320);
     let (clients, tallies) = users(&topo);
-    // A lead of ordinary traffic: the users connect before the flood.
-    thread::sleep(Duration::from_secs(2));
+    // A lead of ordinary traffic: the users connect before the flood, and
+    // the fingerprint learner sees what normal new flows look like (it
+    // needs 100 samples of them, a calm second's only after the next
+    // second is calm too).
+    thread::sleep(LEAD);
     for (what, tally) in &tallies {
         let lead = tally.take();
         eprintln!("lead: {what} {:.1}%", percent(&lead));
