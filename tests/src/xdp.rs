@@ -13,6 +13,7 @@ use clap::Parser as _;
 use guard::{
     cli::{Cli, Command},
     config::Settings,
+    dataplane::events::record,
     dataplane::{
         handle::Dataplane,
         loader::{self, LoadOptions, Loaded},
@@ -167,9 +168,7 @@ impl Program {
 
     fn drain_events(&mut self) {
         while let Some(item) = self.events.next() {
-            assert_eq!(item.len(), size_of::<Event>(), "event of the wrong size");
-            // SAFETY: the program writes exactly one Event per record.
-            let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+            let event = record::<Event>(&item).expect("event of the wrong size");
             self.events_seen.push(event);
         }
     }
@@ -223,9 +222,7 @@ impl Program {
     pub fn take_samples(&mut self) -> Vec<Sample> {
         let mut out = Vec::new();
         while let Some(item) = self.samples.next() {
-            assert_eq!(item.len(), size_of::<Sample>(), "a sample's size");
-            // SAFETY: the length matches and Sample is plain data.
-            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Sample>()) });
+            out.push(record::<Sample>(&item).expect("a sample's size"));
         }
         out
     }

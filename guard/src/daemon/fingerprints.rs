@@ -14,14 +14,13 @@ use guard_common::{
     fingerprint::{SIG_LEARNED, Sample, SigMeta},
 };
 use tokio::{
-    io::{Interest, unix::AsyncFd},
     sync::watch,
     time::{MissedTickBehavior, interval},
 };
 
 use crate::{
     config::{Fingerprints, settings::SAMPLE_RATE},
-    dataplane::handle::Dataplane,
+    dataplane::{events, handle::Dataplane},
     host::clock::unix_now_ms,
     model::{
         fingerprint::{Thresholds, describe},
@@ -45,11 +44,7 @@ pub async fn learn(
     level: watch::Receiver<Level>,
 ) -> Result<()> {
     let mut dataplane = Dataplane::open_pinned_daemon(&pin_dir)?;
-    // SAFETY: as in `events::forward`: the AsyncFd owns the ring buffer,
-    // which owns its fd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("watching the sample ring buffer")?;
+    let mut fd = events::watch(ring, "sample")?;
     let mut session = Session::new(Thresholds::default());
     let mut ticker = interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -61,7 +56,7 @@ pub async fn learn(
                 let mut ready = ready.context("waiting for samples")?;
                 let ring = ready.get_inner_mut();
                 while let Some(item) = ring.next() {
-                    if let Some(s) = parse(&item) {
+                    if let Some(s) = events::record::<Sample>(&item) {
                         session.sample(s.kind, s.fp);
                     }
                 }
@@ -173,12 +168,6 @@ fn ppm(share: f64) -> u32 {
     )]
     let ppm = ppm as u32;
     ppm
-}
-
-fn parse(bytes: &[u8]) -> Option<Sample> {
-    (bytes.len() == size_of::<Sample>())
-        // SAFETY: the length matches and Sample is plain data (aya::Pod).
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Sample>()) })
 }
 
 #[cfg(test)]

@@ -22,16 +22,12 @@ pub type Tagged = (String, Event);
 /// Hands every event from `ring` to the run loop (which logs them and
 /// gives bans to the controller) until the task is dropped.
 pub async fn forward(iface: String, ring: RingBuf<MapData>, events: Sender<Tagged>) -> Result<()> {
-    // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
-    // buffer: the fd stays open and the same until the AsyncFd is dropped.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("watching the event ring buffer")?;
+    let mut fd = watch(ring, "event")?;
     loop {
         let mut ready = fd.readable_mut().await.context("waiting for events")?;
         let ring = ready.get_inner_mut();
         while let Some(item) = ring.next() {
-            if let Some(event) = parse(&item) {
+            if let Some(event) = record::<Event>(&item) {
                 // Full only if the run loop is far behind; it would rather
                 // miss a line or a cleanup than stall the ring's reader.
                 if events.try_send((iface.clone(), event)).is_err() && event.kind == EVENT_BANNED {
@@ -52,10 +48,22 @@ pub async fn forward(iface: String, ring: RingBuf<MapData>, events: Sender<Tagge
     }
 }
 
-fn parse(bytes: &[u8]) -> Option<Event> {
-    (bytes.len() == size_of::<Event>())
-        // SAFETY: the length matches and Event is plain data (aya::Pod).
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+/// A ring buffer registered with tokio, for a reader task; `what` names
+/// its records in errors.
+pub fn watch(ring: RingBuf<MapData>, what: &str) -> Result<AsyncFd<RingBuf<MapData>>> {
+    // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
+    // buffer: the fd stays open and the same until the AsyncFd is dropped.
+    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .with_context(|| format!("watching the {what} ring buffer"))
+}
+
+/// One ring-buffer record as `T`, if it is `T`'s size.
+#[must_use]
+pub fn record<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == size_of::<T>())
+        // SAFETY: the length matches and T is plain data (aya::Pod).
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 /// The log line for an event.
@@ -113,7 +121,7 @@ mod tests {
 
     #[test]
     fn parse_checks_the_size() {
-        assert!(parse(&[0; 3]).is_none());
-        assert!(parse(&[0; size_of::<Event>()]).is_some());
+        assert!(record::<Event>(&[0; 3]).is_none());
+        assert!(record::<Event>(&[0; size_of::<Event>()]).is_some());
     }
 }

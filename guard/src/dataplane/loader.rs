@@ -243,20 +243,21 @@ impl Attached {
 
     /// Takes the event ring buffer, for a reader task.
     pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
-        let map = self
-            .ebpf
-            .take_map(EVENTS)
-            .ok_or_else(|| anyhow!("the XDP object has no map {EVENTS} (or it was taken)"))?;
-        aya::maps::RingBuf::try_from(map).context("GUARD_EVENTS is not a ring buffer")
+        self.take_ring(EVENTS)
     }
 
-    /// The fingerprint samples' ring buffer (once).
+    /// Takes the fingerprint samples' ring buffer, for the learner.
     pub fn take_samples(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
+        self.take_ring(SAMPLES)
+    }
+
+    /// Takes ring buffer `name` out of the object (once).
+    fn take_ring(&mut self, name: &str) -> Result<aya::maps::RingBuf<aya::maps::MapData>> {
         let map = self
             .ebpf
-            .take_map(SAMPLES)
-            .ok_or_else(|| anyhow!("the XDP object has no map {SAMPLES} (or it was taken)"))?;
-        aya::maps::RingBuf::try_from(map).context("GUARD_SAMPLES is not a ring buffer")
+            .take_map(name)
+            .ok_or_else(|| anyhow!("the XDP object has no map {name} (or it was taken)"))?;
+        aya::maps::RingBuf::try_from(map).with_context(|| format!("{name} is not a ring buffer"))
     }
 }
 
