@@ -11,8 +11,8 @@ use guard_common::{
     dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
     fingerprint::{
         FP_DPORT, FP_FAMILY, FP_IP_ID, FP_IP_LEN, FP_L4_HLEN, FP_LEN, FP_PAYLOAD, FP_PAYLOAD_LEN,
-        FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, SAMPLE_ESTABLISHED,
-        SAMPLE_NEW, SAMPLE_VERIFIED, Sample,
+        FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, Fingerprint,
+        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample,
     },
     key::{AF_INET, AF_INET6, LIST_ALLOW},
 };
@@ -39,11 +39,24 @@ pub const FP_COPY: usize = 128;
 /// What [`screen`] returns when no signature decides: not an XDP action.
 pub const NO_MATCH: u32 = u32::MAX;
 
+/// A bit of [`guard_screen`]'s `packed` argument (above what
+/// `Headers::packed` uses): the verdict found the packet a verified
+/// source's admitted new flow. Sample it for the contrast, no signature
+/// check (it passed that already).
+pub const SCREEN_VERIFIED: u32 = 1 << 24;
+
 /// The signature check and the sampling, for a packet that may open a
 /// flow: the action when an installed signature decides (a drop, or a
 /// pass in monitor mode), else [`NO_MATCH`] (none matches, the one that
 /// matches only counts, its monitor bit, or the source is on the allow
 /// list), after the packet was sampled if it is chosen.
+///
+/// With [`SCREEN_VERIFIED`], called after the verdict instead: only a
+/// contrast sample, under the contrast budget and without the sample mask.
+/// The mask thins a flood's packets, and with them the few a verified
+/// user sends; the contrast they give is what lets a signature be learned
+/// during a flood at all, and the verdict has already paid for knowing
+/// the source is verified.
 ///
 /// A global function: the verifier checks it once, on its own, and each
 /// call only against its signature. Inlined, or as a static function, it
@@ -71,10 +84,15 @@ pub extern "C" fn guard_screen(
     // SAFETY: this CPU's scratch value; XDP is not preempted, and the
     // cookie path uses the other fields.
     let sc = unsafe { &mut (*scratch).screen };
+    let verified = packed & SCREEN_VERIFIED != 0;
     // Sampling: only while this CPU's budget has room this second, so a
     // flood past it costs a clock read here, not a fingerprint.
-    let sampled = sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now());
-    if !sampled && !armed() {
+    let sampled = if verified {
+        cfg.sample & SAMPLE_ON != 0 && contrast_room(cfg, &mut sc.budget, clock::now())
+    } else {
+        sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now())
+    };
+    if !sampled && (verified || !armed()) {
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
@@ -95,6 +113,10 @@ pub extern "C" fn guard_screen(
         return NO_MATCH;
     }
     if !of(sc, ip_len, l4 - l3, class, v4) {
+        return NO_MATCH;
+    }
+    if verified {
+        submit(&mut sc.budget, &sc.fp, cfg, SAMPLE_VERIFIED);
         return NO_MATCH;
     }
     let has_lists = if v4 { HAS_LISTS_V4 } else { HAS_LISTS_V6 };
@@ -254,7 +276,13 @@ fn sample(cfg: &DataplaneConfig, sc: &mut Screen, l4: usize, class: u32, v4: boo
     } else {
         SAMPLE_NEW
     };
-    if !budget(cfg, &mut sc.budget, kind) {
+    submit(&mut sc.budget, &sc.fp, cfg, kind);
+}
+
+/// Sends `fp` as a sample of `kind`, if its group's budget has one left.
+#[inline(always)]
+fn submit(b: &mut SampleBudget, fp: &Fingerprint, cfg: &DataplaneConfig, kind: u32) {
+    if !budget(cfg, b, kind) {
         return;
     }
     if let Some(mut entry) = SAMPLES.reserve::<Sample>(0) {
@@ -264,17 +292,16 @@ fn sample(cfg: &DataplaneConfig, sc: &mut Screen, l4: usize, class: u32, v4: boo
         unsafe {
             (*p).kind = kind;
             (*p).pad = 0;
-            (*p).fp = sc.fp;
+            (*p).fp = *fp;
         }
         entry.submit(0);
     }
 }
 
-/// Whether [`guard_screen`] has work for this packet: a signature is
-/// installed, or the packet passes the sample mask.
+/// Whether this packet is considered for a sample (see [`sampling`]).
 #[inline(always)]
-pub fn wanted(slots: &Slots) -> bool {
-    CONFIG.get(0).is_some_and(|cfg| sampling(cfg, slots)) || armed()
+pub fn considered(slots: &Slots) -> bool {
+    CONFIG.get(0).is_some_and(|cfg| sampling(cfg, slots))
 }
 
 /// Whether any signature is installed.
@@ -319,12 +346,7 @@ fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32) -> bool {
 /// flood the daemon's sample mask already keeps most packets from asking.)
 #[inline(always)]
 fn room(cfg: &DataplaneConfig, slots: &Slots, b: &mut SampleBudget, now: u64) -> bool {
-    let second = now / NANOS_PER_SEC;
-    if b.second != second {
-        b.second = second;
-        b.new = 0;
-        b.contrast = 0;
-    }
+    this_second(b, now);
     let nth = slots
         .get(Counter::Packets.slot())
         .is_some_and(|n| n % CONTRAST_EVERY == 0);
@@ -333,6 +355,24 @@ fn room(cfg: &DataplaneConfig, slots: &Slots, b: &mut SampleBudget, now: u64) ->
 
 /// See [`room`].
 const CONTRAST_EVERY: u64 = 64;
+
+/// Whether this CPU's contrast budget has room this second.
+#[inline(always)]
+fn contrast_room(cfg: &DataplaneConfig, b: &mut SampleBudget, now: u64) -> bool {
+    this_second(b, now);
+    b.contrast < cfg.sample_rate
+}
+
+/// Starts the budget's counts afresh when `now` is in a new second.
+#[inline(always)]
+fn this_second(b: &mut SampleBudget, now: u64) {
+    let second = now / NANOS_PER_SEC;
+    if b.second != second {
+        b.second = second;
+        b.new = 0;
+        b.contrast = 0;
+    }
+}
 
 /// Whether the source is verified now (its state, or its marks if a flood
 /// churned the state out). Only sampled packets pay these lookups.

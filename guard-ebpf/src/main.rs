@@ -16,7 +16,9 @@
 //!    dropped (`drop_signature`, and the signature's hit counter) before
 //!    the cookie path and any per-source state; a signature's monitor bit
 //!    only counts, and an allowlisted source is never dropped by one. A
-//!    sampled packet's fingerprint goes to `GUARD_SAMPLES` for the learner.
+//!    sampled packet's fingerprint goes to `GUARD_SAMPLES` for the learner;
+//!    so does, after step 7, a verified source's admitted new flow that
+//!    the sample mask skipped (the contrast, under its own budget).
 //! 3a. TCP to a port with a listener (`GUARD_PORTS`; ACKs looked up only
 //!    while some port is armed): a SYN is counted in the port's slot. If
 //!    the port is armed and the mode is enforce, the SYN-cookie path
@@ -92,7 +94,7 @@ use guard_common::Counter;
 use crate::{
     dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers},
     maps::COUNTERS,
-    verdict::bump,
+    verdict::{VERIFIED_FLOW, bump},
 };
 
 #[xdp]
@@ -119,13 +121,30 @@ pub fn guard(ctx: XdpContext) -> u32 {
     let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);
     // The call only when it has work: a signature installed, or this
     // packet chosen for a sample.
-    if h.may_open_flow() && fingerprint::wanted(slots) {
+    let candidate = h.may_open_flow();
+    let considered = candidate && fingerprint::considered(slots);
+    if candidate && (considered || fingerprint::armed()) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
         if action != fingerprint::NO_MATCH {
             return action;
         }
     }
-    guard_verdict(ctx.ctx, l3, l4, packed)
+    let action = guard_verdict(ctx.ctx, l3, l4, packed);
+    if action & VERIFIED_FLOW == 0 {
+        return action;
+    }
+    // A verified source's new flow, which the sample mask did not let the
+    // call above sample: a contrast sample now, under its own budget.
+    if !considered {
+        let _ = fingerprint::guard_screen(
+            ctx.ctx,
+            l3,
+            l4,
+            l3_end,
+            packed | fingerprint::SCREEN_VERIFIED,
+        );
+    }
+    action & !VERIFIED_FLOW
 }
 
 /// The verdict for a dissected packet, as a global function: the verifier

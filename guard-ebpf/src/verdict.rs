@@ -32,6 +32,10 @@ use crate::{
     },
 };
 
+/// A bit of the verdict's result, above the XDP actions: the packet is an
+/// admitted new flow of a verified source.
+pub const VERIFIED_FLOW: u32 = 1 << 8;
+
 /// Compare-and-swap attempts on a shared bucket before the arrival is
 /// decided as over the limit (and counted in `bucket_contention`).
 const BUCKET_CAS_RETRIES: usize = 4;
@@ -425,7 +429,9 @@ fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, class: FlowClass, now
 }
 
 /// A new flow every tier admitted: counted, the source verified if
-/// `verify`, the UDP flow remembered.
+/// `verify`, the UDP flow remembered. A new flow of a source already
+/// verified comes back as `XDP_PASS | VERIFIED_FLOW`, for the contrast
+/// sample (`main.rs`).
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -445,13 +451,18 @@ fn admitted(
         p.passed = p.passed.wrapping_add(1);
     }
     st.passed = st.passed.wrapping_add(1);
+    let verified = !verify && st.verified_until_ns > now;
     if verify {
         st.verified_until_ns = now.saturating_add(cfg.verified_ns);
         mark(skey, st);
     }
     bump(slots, Counter::PassLimits);
     remember_flow(flow, now);
-    XDP_PASS
+    if verified {
+        XDP_PASS | VERIFIED_FLOW
+    } else {
+        XDP_PASS
+    }
 }
 
 /// While the global budget binds, an ACK from a source not yet verified

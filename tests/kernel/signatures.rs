@@ -12,12 +12,12 @@ use guard_common::{
     Counter,
     bucket::NANOS_PER_SEC,
     config::SAMPLE_ON,
-    fingerprint::{Fingerprint, SAMPLE_NEW},
+    fingerprint::{Fingerprint, SAMPLE_NEW, SAMPLE_VERIFIED},
 };
 use guard_tests::{
     kernel_test,
-    packet::{Ext, L4, Packet, TCP_SYN},
-    xdp::{self, Program, XDP_DROP, XDP_PASS},
+    packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN},
+    xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
 const T0: u64 = 1_000 * NANOS_PER_SEC;
@@ -184,4 +184,86 @@ fn monitor_bits_monitor_mode_and_the_allow_list_pass_matches() {
         "198.19.0.5 is allowed"
     );
     assert_eq!(program.run(&flood(300), T0), XDP_DROP, "198.19.1.44 is not");
+}
+
+/// A cookie handshake from `src` to port 80 (armed): its ACK verifies the
+/// source.
+fn verified_by_handshake(program: &mut Program, src: IpAddr, now: u64) {
+    let segment = |flags, seq, ack| {
+        Packet::new(
+            src,
+            server4(),
+            L4::Tcp {
+                sport: 40000,
+                dport: 80,
+                flags,
+                seq,
+                ack,
+                options: Vec::new(),
+            },
+        )
+        .frame()
+    };
+    let (action, synack) = program.run_frame(&segment(TCP_SYN, 7, 0), now);
+    assert_eq!(action, XDP_TX, "the cookie SYN-ACK");
+    // The cookie: the SYN-ACK's sequence number (Ethernet 14, IPv4 20).
+    let cookie = u32::from_be_bytes(synack[38..42].try_into().unwrap());
+    let ack = segment(TCP_ACK, 8, cookie.wrapping_add(1));
+    assert_eq!(program.run(&ack, now), XDP_PASS, "the handshake's ACK");
+    assert_eq!(program.counters().get(Counter::CookieAckValid), 1);
+}
+
+/// Under a flood the sample mask keeps almost every packet from being
+/// considered for a sample, and a verified user's few with them. Their
+/// new flows are the contrast a signature is checked against, so they are
+/// sampled after the verdict (which knows the source is verified) under
+/// the contrast budget, mask or not; a stranger's are not.
+#[test]
+fn a_verified_sources_new_flows_are_contrast_samples_the_mask_does_not_thin() {
+    let _k = kernel_test!();
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    program.arm_cookies(80);
+    let mut cfg = program.config();
+    cfg.sample = SAMPLE_ON;
+    cfg.sample_rate = 1_000;
+    // No packet passes the mask: a heavy flood's setting, and more.
+    cfg.sample_mask = u32::MAX;
+    program.set_config(&cfg);
+    let user = spoofed(4242);
+    verified_by_handshake(&mut program, user, T0);
+    assert!(
+        program.take_samples().is_empty(),
+        "the handshake: no sample"
+    );
+    let now = T0 + NANOS_PER_SEC;
+    for i in 0..20 {
+        let stranger = Packet::udp(spoofed(100 + i), server4(), 1000, 53, b"query");
+        assert_eq!(program.run(&stranger.frame(), now), XDP_PASS);
+    }
+    assert!(program.take_samples().is_empty(), "strangers: the mask");
+    let flows = [
+        Packet::udp(user, server4(), 2000, 53, b"query"),
+        Packet::udp(user, server4(), 2001, 53, b"another query"),
+        Packet::tcp(user, server4(), 40001, 8080, TCP_SYN),
+    ];
+    for p in &flows {
+        assert_eq!(program.run(&p.frame(), now), XDP_PASS);
+    }
+    // A known UDP flow's next packet is no new flow: no sample.
+    assert_eq!(program.run(&flows[0].frame(), now), XDP_PASS);
+    let samples = program.take_samples();
+    assert_eq!(samples.len(), flows.len(), "{samples:?}");
+    for (s, p) in samples.iter().zip(&flows) {
+        assert_eq!(s.kind, SAMPLE_VERIFIED);
+        assert_eq!(s.fp.bytes(), userspace_fingerprint(p).bytes());
+    }
+    // The contrast budget bounds them: this CPU's, a second's.
+    cfg.sample_rate = 2;
+    program.set_config(&cfg);
+    let later = now + NANOS_PER_SEC;
+    for i in 0..10 {
+        let p = Packet::udp(user, server4(), 3000 + i, 53, b"query");
+        assert_eq!(program.run(&p.frame(), later), XDP_PASS);
+    }
+    assert_eq!(program.take_samples().len(), 2, "the budget: 2 a second");
 }
