@@ -328,6 +328,15 @@ impl SigTable {
         }
     }
 
+    /// The packets slot `slot`'s signature matched since it was installed:
+    /// the slot's counter in `counters` less its value then.
+    #[must_use]
+    pub const fn hits(&self, slot: usize, counters: &crate::CounterBlock) -> u64 {
+        counters
+            .sig_hits(slot)
+            .wrapping_sub(self.meta[slot].hits_base)
+    }
+
     /// The active slots, in order.
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
         (0..MAX_SIGS).filter(|i| self.active & (1 << i) != 0)

@@ -57,7 +57,7 @@ pub fn rows() -> Result<Vec<Row>> {
                 origin: table.origin_name(slot),
                 pinned: meta.pinned != 0,
                 action: table.action_name(slot),
-                hits: counters.sig_hits(slot).wrapping_sub(meta.hits_base),
+                hits: table.hits(slot, &counters),
                 age_secs: now.saturating_sub(meta.since_ms) / 1000,
                 signature: describe(&table.sigs[slot]),
             });

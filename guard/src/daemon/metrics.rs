@@ -244,8 +244,6 @@ type Family = (
     Vec<(Counter, &'static str)>,
 );
 
-/// The XDP counters. Drops carry `mode`: in monitor mode they are the
-/// packets that would have been dropped, and passed.
 /// Each installed attack signature's hits since it was installed, with
 /// its number, origin, action and traits as labels.
 fn encode_signatures(
@@ -271,13 +269,15 @@ fn encode_signatures(
                 ("action", action),
                 ("signature", text.as_str()),
             ];
-            ConstCounter::new(r.counters.sig_hits(slot).wrapping_sub(meta.hits_base))
+            ConstCounter::new(r.sigs.hits(slot, &r.counters))
                 .encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
 }
 
+/// The XDP counters. Drops carry `mode`: in monitor mode they are the
+/// packets that would have been dropped, and passed.
 fn encode_xdp(
     encoder: &mut DescriptorEncoder,
     now: &[Reading],

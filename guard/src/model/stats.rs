@@ -74,6 +74,9 @@ pub struct SigRow {
     pub origin: &'static str,
     /// `drop` or `monitor`.
     pub action: &'static str,
+    /// Whether it stays (an operator's, or a learned one pinned) rather
+    /// than expiring once its flood is over.
+    pub pinned: bool,
     /// Packets matched since it was installed.
     pub hits: u64,
     /// Over the interval, if there is one.
@@ -95,7 +98,8 @@ fn sig_rows(now: &InterfaceSample, before: Option<&InterfaceSample>, interval: f
                 id: meta.id,
                 origin: t.origin_name(slot),
                 action: t.action_name(slot),
-                hits: hits.wrapping_sub(meta.hits_base),
+                pinned: meta.pinned != 0,
+                hits: t.hits(slot, &now.counters),
                 hits_per_sec: earlier
                     .filter(|_| interval > 0.0)
                     .map(|e| f(hits.wrapping_sub(e)) / interval),

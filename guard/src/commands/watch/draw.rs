@@ -15,7 +15,13 @@ use ratatui::{
 
 use crate::{
     config::Enforcement,
-    model::{as_f64, level::Level, stats::Snapshot, status::RunStatus, xdp::XdpAttachMode},
+    model::{
+        as_f64,
+        level::Level,
+        stats::{SigRow, Snapshot},
+        status::RunStatus,
+        xdp::XdpAttachMode,
+    },
 };
 
 /// Points of history the sparklines keep: two minutes at one a second,
@@ -29,6 +35,10 @@ const STALE_SECS: f64 = 5.0;
 /// Width of the rates panel: the longest label ("  global_budget") and a
 /// value, inside the borders.
 const RATES_WIDTH: u16 = 28;
+
+/// Rows the rates and sources keep however many signatures there are:
+/// the rates panel's first four lines.
+const BODY_MIN: u16 = 6;
 
 /// Everything one frame shows.
 pub(super) struct View {
@@ -132,11 +142,13 @@ const fn level_color(level: Level) -> Color {
 
 /// Draws one frame; whatever does not fit the area is cut off.
 pub(super) fn draw(frame: &mut Frame, view: &View) {
-    let [title, conntrack, history, body, decision] = layout::Layout::vertical([
+    let sigs = sig_lines(&view.snapshot);
+    let [title, conntrack, history, signatures, body, decision] = layout::Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(3),
         Constraint::Length(5),
-        Constraint::Min(0),
+        Constraint::Length(sigs_height(&sigs)),
+        Constraint::Min(BODY_MIN),
         Constraint::Length(1),
     ])
     .areas(frame.area());
@@ -146,6 +158,7 @@ pub(super) fn draw(frame: &mut Frame, view: &View) {
     draw_title(frame, title, view);
     draw_conntrack(frame, conntrack, view);
     draw_history(frame, history, view);
+    draw_signatures(frame, signatures, &sigs, view.snapshot.interfaces.len() > 1);
     draw_rates(frame, rates, &view.snapshot);
     draw_sources(frame, sources, &view.snapshot);
     draw_decision(frame, decision, view);
@@ -397,15 +410,36 @@ fn right(text: String) -> Cell<'static> {
     Cell::from(Line::from(text).right_aligned())
 }
 
-/// A column of the sources table after the address.
-struct Column {
+/// A table's column after the first: `F` fills a cell from a row.
+struct Column<F> {
     header: &'static str,
     width: u16,
-    cell: fn(&TopSource<'_>) -> String,
+    cell: F,
 }
 
-/// In the order they are given up when the table is narrow.
-const COLUMNS: [Column; 3] = [
+/// The first columns that fit `room` beside the table's fixed ones: the
+/// others are left out rather than squeezed into unreadable slivers, and
+/// none is shown without those before it.
+fn fitting<'c, F: 'c>(
+    columns: impl IntoIterator<Item = &'c Column<F>>,
+    mut room: u16,
+) -> Vec<&'c Column<F>> {
+    columns
+        .into_iter()
+        .take_while(|c| {
+            let fits = room > c.width;
+            if fits {
+                room -= c.width + 1;
+            }
+            fits
+        })
+        .collect()
+}
+
+type SourceCell = fn(&TopSource<'_>) -> String;
+
+/// The sources table's, in the order they are given up when it is narrow.
+const COLUMNS: [Column<SourceCell>; 3] = [
     Column {
         header: "dropped",
         width: 8,
@@ -429,20 +463,9 @@ const COLUMNS: [Column; 3] = [
 /// Room an address gets before other columns are shown (an IPv4 one fits).
 const SOURCE_WIDTH: u16 = 15;
 
-/// The top sources: columns that do not fit are left out rather than
-/// squeezed into unreadable slivers.
+/// The top sources, with the columns that fit.
 fn draw_sources(frame: &mut Frame, area: Rect, snap: &Snapshot) {
-    let mut room = area.width.saturating_sub(2 + SOURCE_WIDTH);
-    let columns: Vec<&Column> = COLUMNS
-        .iter()
-        .filter(|c| {
-            let fits = room > c.width;
-            if fits {
-                room -= c.width + 1;
-            }
-            fits
-        })
-        .collect();
+    let columns = fitting(&COLUMNS, area.width.saturating_sub(2 + SOURCE_WIDTH));
     let rows = top_sources(snap).into_iter().map(|t| {
         let cells = std::iter::once(Cell::from(t.source.to_owned()))
             .chain(columns.iter().map(|c| right((c.cell)(&t))));
@@ -466,6 +489,134 @@ fn draw_sources(frame: &mut Frame, area: Rect, snap: &Snapshot) {
     frame.render_widget(table, area);
 }
 
+/// One installed signature on one interface.
+struct SigLine<'a> {
+    /// `iface` or `netns/iface`, as `guard sigs list` names it.
+    at: String,
+    row: &'a SigRow,
+}
+
+/// Every interface's signatures, interface by interface, by number: an
+/// order that holds still from one frame to the next.
+fn sig_lines(snap: &Snapshot) -> Vec<SigLine<'_>> {
+    snap.interfaces
+        .iter()
+        .flat_map(|i| {
+            let at = i
+                .netns
+                .as_ref()
+                .map_or_else(|| i.iface.clone(), |ns| format!("{ns}/{}", i.iface));
+            let mut rows: Vec<_> = i.signatures.iter().collect();
+            rows.sort_by_key(|r| r.id);
+            rows.into_iter().map(move |row| SigLine {
+                at: at.clone(),
+                row,
+            })
+        })
+        .collect()
+}
+
+/// Rows the signatures take: their table (borders and header around a row
+/// each), or the one line saying there are none.
+fn sigs_height(sigs: &[SigLine<'_>]) -> u16 {
+    if sigs.is_empty() {
+        1
+    } else {
+        u16::try_from(sigs.len()).map_or(u16::MAX, |n| n.saturating_add(3))
+    }
+}
+
+type SigCell = fn(&SigLine<'_>) -> String;
+
+/// The signatures table's after the number, in the order they are given up
+/// when it is narrow.
+const SIG_COLUMNS: [Column<SigCell>; 5] = [
+    Column {
+        header: "action",
+        width: 7,
+        cell: |s| s.row.action.to_owned(),
+    },
+    Column {
+        header: "hits/s",
+        width: 7,
+        cell: |s| s.row.hits_per_sec.map_or_else(String::new, compact),
+    },
+    Column {
+        header: "hits",
+        width: 8,
+        cell: |s| count(s.row.hits),
+    },
+    Column {
+        header: "origin",
+        width: 8,
+        cell: |s| s.row.origin.to_owned(),
+    },
+    Column {
+        header: "pinned",
+        width: 6,
+        cell: |s| if s.row.pinned { "yes" } else { "no" }.to_owned(),
+    },
+];
+
+/// Room the signature's text gets before other columns are shown.
+const SIG_TEXT_WIDTH: u16 = 20;
+
+/// Width of the signature number's column.
+const SIG_ID_WIDTH: u16 = 3;
+
+/// The installed signatures, one row each on every interface (the
+/// interface's name only when there are several), in red while one drops
+/// packets and in yellow while a monitoring one matches.
+fn draw_signatures(frame: &mut Frame, area: Rect, sigs: &[SigLine<'_>], several: bool) {
+    if sigs.is_empty() {
+        frame.render_widget(Paragraph::new("no signatures installed").dim(), area);
+        return;
+    }
+    let iface = Column::<SigCell> {
+        header: "iface",
+        width: sigs
+            .iter()
+            .map(|s| u16::try_from(s.at.len()).unwrap_or(u16::MAX))
+            .max()
+            .unwrap_or(0),
+        cell: |s| s.at.clone(),
+    };
+    let columns = fitting(
+        several.then_some(&iface).into_iter().chain(&SIG_COLUMNS),
+        area.width
+            .saturating_sub(2 + SIG_ID_WIDTH + 1 + SIG_TEXT_WIDTH),
+    );
+    let rows = sigs.iter().map(|s| {
+        let cells = std::iter::once(right(s.row.id.to_string()))
+            .chain(columns.iter().map(|c| right((c.cell)(s))))
+            .chain(std::iter::once(Cell::from(s.row.signature.clone())));
+        let row = Row::new(cells);
+        match s.row.hits_per_sec {
+            Some(rate) if rate > 0.0 && s.row.action == "monitor" => row.yellow(),
+            Some(rate) if rate > 0.0 => row.red(),
+            _ => row,
+        }
+    });
+    let header = Row::new(
+        std::iter::once(right("id".to_owned()))
+            .chain(columns.iter().map(|c| right(c.header.to_owned())))
+            .chain(std::iter::once(Cell::from("signature"))),
+    )
+    .bold();
+    let widths = std::iter::once(Constraint::Length(SIG_ID_WIDTH))
+        .chain(columns.iter().map(|c| Constraint::Length(c.width)))
+        .chain(std::iter::once(Constraint::Fill(1)));
+    let mut block = Block::bordered().title("signatures");
+    // Rows cut off at the bottom are counted, so none goes unseen.
+    let hidden = sigs
+        .len()
+        .saturating_sub(usize::from(area.height.saturating_sub(3)));
+    if hidden > 0 {
+        block = block.title(Line::from(format!("{hidden} more")).right_aligned());
+    }
+    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
 /// The controller's last decision, cut at the width.
 fn draw_decision(frame: &mut Frame, area: Rect, view: &View) {
     let Some(ct) = &view.snapshot.conntrack else {
@@ -482,14 +633,14 @@ fn draw_decision(frame: &mut Frame, area: Rect, view: &View) {
 mod tests {
     use std::collections::VecDeque;
 
-    use ratatui::{Terminal, backend::TestBackend};
+    use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
     use super::*;
     use crate::{
         config::Rate,
         model::{
             conntrack::Stats,
-            stats::{InterfaceStats, SourceRow},
+            stats::{InterfaceStats, SigRow, SourceRow},
             status::{AttachedStatus, LoggedDecision, Status},
         },
     };
@@ -504,6 +655,33 @@ mod tests {
             last_seen_secs_ago: 0.0,
             banned_secs,
         }
+    }
+
+    fn sig(id: u32, action: &'static str, hits: u64, per_sec: f64, text: &str) -> SigRow {
+        let operator = action == "monitor";
+        SigRow {
+            id,
+            origin: if operator { "operator" } else { "learned" },
+            action,
+            pinned: operator,
+            hits,
+            hits_per_sec: Some(per_sec),
+            signature: text.to_owned(),
+        }
+    }
+
+    /// A learned signature dropping a flood, and an operator's that counts.
+    fn signatures() -> Vec<SigRow> {
+        vec![
+            sig(3, "monitor", 12, 2.0, "tcp syn win 1024"),
+            sig(
+                1,
+                "drop",
+                1_234_567,
+                4200.0,
+                "udp ip4 ttl 64 len 44 dport 5353 payload[0..4]=deadbeef",
+            ),
+        ]
     }
 
     fn interface(
@@ -600,11 +778,25 @@ mod tests {
         }
     }
 
-    /// The screen's text, one line per row.
-    fn render(view: &View, width: u16, height: u16) -> String {
+    /// A view drawing the fixture's signatures, whose drops the rates
+    /// count too.
+    fn with_signatures() -> View {
+        let mut v = view(Some(status()));
+        let eth0 = &mut v.snapshot.interfaces[0];
+        eth0.signatures = signatures();
+        eth0.rates.insert(Counter::DropSignature.name(), 4200.0);
+        v
+    }
+
+    fn screen(view: &View, width: u16, height: u16) -> Buffer {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal.draw(|frame| draw(frame, view)).unwrap();
-        let buffer = terminal.backend().buffer();
+        terminal.backend().buffer().clone()
+    }
+
+    /// The screen's text, one line per row.
+    fn render(view: &View, width: u16, height: u16) -> String {
+        let buffer = screen(view, width, height);
         buffer
             .content()
             .chunks(usize::from(buffer.area.width.max(1)))
@@ -718,5 +910,105 @@ mod tests {
         v.history = History::default();
         v.history.record(&v.snapshot);
         assert!(v.history.drops.is_empty());
+    }
+
+    #[test]
+    fn signatures_show_their_rate_total_action_and_origin() {
+        let v = with_signatures();
+        let text = render(&v, 80, 24);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
+        };
+        let header = at("│ id  action  hits/s     hits   origin pinned signature");
+        assert_eq!(
+            lines[header - 1],
+            format!("┌signatures{}┐", "─".repeat(68)),
+            "{text}"
+        );
+        // By number; the drop's text is cut at the border, as the screen
+        // cuts a long field.
+        assert_eq!(
+            lines[header + 1],
+            "│  1    drop    4.2k     1.2M  learned     no udp ip4 ttl 64 len 44 dport 5353 │",
+            "{text}"
+        );
+        assert_eq!(
+            lines[header + 2],
+            "│  3 monitor     2.0       12 operator    yes tcp syn win 1024                 │",
+            "{text}"
+        );
+        assert!(text.contains("  signature         4.2k"), "{text}");
+        let buffer = screen(&v, 80, 24);
+        let fg = |row: usize| buffer[(40, u16::try_from(row).unwrap())].fg;
+        assert_eq!(fg(header + 1), Color::Red, "dropping now");
+        assert_eq!(fg(header + 2), Color::Yellow, "counting now");
+    }
+
+    #[test]
+    fn quiet_signatures_are_not_coloured_and_the_first_frame_has_no_rate() {
+        let mut v = with_signatures();
+        for s in &mut v.snapshot.interfaces[0].signatures {
+            s.hits_per_sec = Some(0.0);
+        }
+        let buffer = screen(&v, 80, 24);
+        let text = render(&v, 80, 24);
+        let row = text.lines().position(|l| l.contains("│  1 ")).unwrap();
+        assert_eq!(buffer[(40, u16::try_from(row).unwrap())].fg, Color::Reset);
+        for s in &mut v.snapshot.interfaces[0].signatures {
+            s.hits_per_sec = None;
+        }
+        let text = render(&v, 80, 24);
+        assert!(
+            text.contains("│  1    drop             1.2M  learned"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn says_when_no_signatures_are_installed() {
+        let text = render(&view(Some(status())), 80, 24);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[9].starts_with("no signatures installed "),
+            "one line under the history: {text}"
+        );
+        assert!(!text.contains("┌signatures"), "{text}");
+    }
+
+    #[test]
+    fn narrow_signatures_keep_the_action_and_rate_and_name_interfaces() {
+        let mut v = with_signatures();
+        let text = render(&v, 50, 24);
+        assert!(
+            text.contains("│ id  action  hits/s signature"),
+            "columns are given up from the right: {text}"
+        );
+        let mut eth1 = interface("eth1", &[], Vec::new());
+        eth1.netns = Some("edge".into());
+        eth1.signatures = vec![sig(1, "drop", 7, 1.0, "udp dport 53")];
+        v.snapshot.interfaces.push(eth1);
+        let text = render(&v, 100, 30);
+        assert!(text.contains("│ id     iface  action"), "{text}");
+        assert!(text.contains("│  1      eth0    drop"), "{text}");
+        assert!(text.contains("│  1 edge/eth1    drop"), "{text}");
+    }
+
+    #[test]
+    fn signatures_that_do_not_fit_are_counted() {
+        let mut v = with_signatures();
+        v.snapshot.interfaces[0].signatures =
+            (1..=8).map(|id| sig(id, "drop", 1, 1.0, "udp")).collect();
+        let text = render(&v, 80, 24);
+        assert!(text.contains("3 more┐"), "{text}");
+        assert!(text.contains("│  5 "), "{text}");
+        assert!(!text.contains("│  6 "), "{text}");
+        assert!(
+            text.contains("packets            12.0k"),
+            "the rates keep room: {text}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `guard stats --watch`: a live full-screen view of a running guard,
 //! refreshed every second: the conntrack fill against its target, the
-//! history of drops and fill, packet rates, the top sources and the
-//! controller's last decision.
+//! history of drops and fill, the attack signatures and their hits, packet
+//! rates, the top sources and the controller's last decision.
 //!
 //! [`run`] owns the terminal and the sampling; `draw` (in `draw.rs`) is a
 //! pure function of a `View`, so the layout is tested on ratatui's
