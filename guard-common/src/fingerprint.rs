@@ -55,6 +55,22 @@ pub const FP_PAYLOAD: usize = 16;
 /// Payload bytes in a fingerprint.
 pub const FP_PAYLOAD_LEN: usize = FP_LEN - FP_PAYLOAD;
 
+/// Bytes of the IP packet the XDP program copies to take a fingerprint:
+/// the longest IPv4 header (60) and the TCP header's fixed part (20) and
+/// payload (16) fit.
+pub const FP_COPY: usize = 128;
+
+/// Whether the XDP program takes a fingerprint of an IP packet `ip_len`
+/// bytes long whose payload (after the transport header's fixed part)
+/// starts `start` bytes in: not when those 16 bytes lie past its copy
+/// ([`FP_COPY`]) and the packet does too (IPv6 extension headers can push
+/// them there). Such a packet still meets its per-source limits.
+#[inline(always)]
+#[must_use]
+pub const fn within_copy(ip_len: usize, start: usize) -> bool {
+    start + FP_PAYLOAD_LEN <= FP_COPY || ip_len <= FP_COPY
+}
+
 /// The traits of one packet, as the words a [`Signature`] masks (the
 /// bytes of the layout in memory order: [`Fingerprint::bytes`]).
 #[repr(C)]

@@ -10,9 +10,9 @@ use guard_common::{
     counters::SIG_HIT_SLOT,
     dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
     fingerprint::{
-        FP_DPORT, FP_FAMILY, FP_IP_ID, FP_IP_LEN, FP_L4_HLEN, FP_LEN, FP_PAYLOAD, FP_PAYLOAD_LEN,
-        FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, Fingerprint,
-        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample,
+        FP_COPY, FP_DPORT, FP_FAMILY, FP_IP_ID, FP_IP_LEN, FP_L4_HLEN, FP_LEN, FP_PAYLOAD,
+        FP_PAYLOAD_LEN, FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, Fingerprint,
+        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample, within_copy,
     },
     key::{AF_INET, AF_INET6, LIST_ALLOW},
 };
@@ -29,12 +29,6 @@ use crate::{
 };
 
 type Slots = [u64; COUNTER_SLOTS];
-
-/// Bytes of the IP packet copied for the fingerprint: the longest IPv4
-/// header (60) and the TCP header's fixed part (20) and payload (16) fit;
-/// an IPv6 packet whose extension headers push the payload's first 16
-/// bytes past it is not fingerprinted (its per-source limits still apply).
-pub const FP_COPY: usize = 128;
 
 /// What [`screen`] returns when no signature decides: not an XDP action.
 pub const NO_MATCH: u32 = u32::MAX;
@@ -177,7 +171,7 @@ fn of(sc: &mut Screen, ip_len: usize, l4: usize, class: u32, v4: bool) -> bool {
     }
     let fixed = if tcp { TCP_MIN_HLEN } else { UDP_HLEN };
     let start = l4 + fixed;
-    if start + FP_PAYLOAD_LEN > FP_COPY && ip_len > FP_COPY {
+    if !within_copy(ip_len, start) {
         return false;
     }
     // Byte by byte from the copy into the map value: nothing held in

@@ -95,7 +95,7 @@ pub struct Scratch {
 #[repr(C)]
 pub struct Screen {
     /// The packet's first bytes, which the fingerprint is read from.
-    pub pkt: [u8; crate::fingerprint::FP_COPY],
+    pub pkt: [u8; guard_common::fingerprint::FP_COPY],
     pub fp: guard_common::fingerprint::Fingerprint,
     /// Lookup keys.
     pub key4: Key<[u8; 4]>,

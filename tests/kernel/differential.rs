@@ -7,9 +7,15 @@
 //! bucket states and the events, exactly. Timing is the test's to choose,
 //! so these scenarios may depend on nanoseconds and still be exact.
 //!
-//! Then the robustness run: 100,000 random and broken frames, on which the
-//! program must never fail, must count every malformed frame as malformed
-//! and must drop it (the documented rule, enforce mode).
+//! Attack signatures are installed in both (the same table): scenarios
+//! with signatures near the traffic's own fingerprints check the signature
+//! step's place in the verdict, its hit counters, monitor bits, the allow
+//! list's exemption and monitor mode.
+//!
+//! Then the robustness runs: 100,000 random and broken frames, and 50,000
+//! more with signatures that match some of them, on which the program must
+//! never fail, must count every malformed frame as malformed and must drop
+//! it (the documented rule, enforce mode), never as a signature's match.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,9 +24,14 @@ use std::{
     net::IpAddr,
 };
 
-use guard_common::{Counter, CounterBlock, bucket::NANOS_PER_SEC};
+use guard::model::fingerprint::parse;
+use guard_common::{
+    Counter, CounterBlock,
+    bucket::NANOS_PER_SEC,
+    fingerprint::{MAX_SIGS, SigMeta, SigTable},
+};
 use guard_tests::{
-    fuzz::{self, Rng},
+    fuzz::{self, Made, Rng},
     kernel_test,
     model::{self, Model, Verdict},
     packet::{Ext, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
@@ -47,6 +58,12 @@ impl Pair {
             model: Model::new(settings.dataplane(), xdp::list_entries(&settings)),
             sent: 0,
         }
+    }
+
+    /// Installs `table` in both.
+    fn set_sigs(&mut self, table: &SigTable) {
+        self.program.set_signatures(table);
+        self.model.sigs = *table;
     }
 
     fn packet(&mut self, frame: &[u8], now: u64) -> u32 {
@@ -89,10 +106,12 @@ impl Pair {
     }
 }
 
-fn by_name(block: &CounterBlock) -> BTreeMap<&'static str, u64> {
+/// Every counter by name, the signatures' hit counters included.
+fn by_name(block: &CounterBlock) -> BTreeMap<String, u64> {
     Counter::ALL
         .iter()
-        .map(|c| (c.name(), block.get(*c)))
+        .map(|c| (c.name().to_owned(), block.get(*c)))
+        .chain((0..MAX_SIGS).map(|s| (format!("sig_hits[{s}]"), block.sig_hits(s))))
         .collect()
 }
 
@@ -328,26 +347,9 @@ fn robustness_against_100k_random_and_broken_frames() {
     let sources = fuzz::sources(&mut rng, 200, 100);
     let mut now = T0;
     let mut malformed = 0u64;
-    let oddities = fuzz::oddities();
     for i in 0..100_000usize {
         now += rng.below(100_000);
-        let frame = match rng.below(10) {
-            0 => oddities[i % oddities.len()].clone(),
-            1 => {
-                // Noise: random bytes of random length (at least Ethernet).
-                let len = 14 + rng.index(120);
-                (0..len).map(|_| rng.byte()).collect()
-            }
-            2..=6 => {
-                let src = rng.pick(&sources);
-                let valid = fuzz::valid(&mut rng, src);
-                fuzz::broken(&mut rng, &valid)
-            }
-            _ => {
-                let src = rng.pick(&sources);
-                fuzz::valid(&mut rng, src)
-            }
-        };
+        let (_, frame) = fuzz::mixed(&mut rng, &sources, fuzz::valid);
         let is_malformed = model::dissect(&frame).class == Counter::Malformed;
         let action = pair.packet(&frame, now);
         assert!(
@@ -371,4 +373,220 @@ fn robustness_against_100k_random_and_broken_frames() {
         "too few malformed frames to mean much: {malformed}"
     );
     pair.assert_same_state();
+}
+
+/// What the signatures did to a run's frames, from the program's counters
+/// frame by frame.
+#[derive(Debug, Default)]
+struct SigOutcomes {
+    /// Matched and counted as a signature drop.
+    dropped: u64,
+    /// Matched a slot with its monitor bit: counted only.
+    monitored: u64,
+    /// Matched a dropping slot, not dropped: an allowlisted source.
+    allowed: u64,
+}
+
+impl SigOutcomes {
+    /// The frame that took the counters from `before` to `after` under
+    /// `table`; whether a signature matched it.
+    fn count(&mut self, table: &SigTable, before: &CounterBlock, after: &CounterBlock) -> bool {
+        let Some(slot) = (0..MAX_SIGS).find(|&s| after.sig_hits(s) != before.sig_hits(s)) else {
+            return false;
+        };
+        if after.get(Counter::DropSignature) != before.get(Counter::DropSignature) {
+            self.dropped += 1;
+        } else if table.monitor & (1 << slot) != 0 {
+            self.monitored += 1;
+        } else {
+            self.allowed += 1;
+        }
+        true
+    }
+
+    fn assert_all_seen(&self) {
+        assert!(
+            self.dropped > 0 && self.monitored > 0 && self.allowed > 0,
+            "the signatures did not do everything they can: {self:?}"
+        );
+    }
+}
+
+/// A full signature table: an operator's IPv6 SYN signature, then
+/// signatures near the fingerprints of frames of `make`
+/// ([`fuzz::signature`]), three in ten of them monitor-only.
+fn sig_table(rng: &mut Rng, mut make: impl FnMut(&mut Rng) -> Vec<u8>) -> SigTable {
+    let mut table = SigTable::EMPTY;
+    let install = |table: &mut SigTable, sig, monitor| {
+        let meta = SigMeta {
+            id: table.next_id(),
+            ..SigMeta::default()
+        };
+        table.install(sig, meta, monitor);
+    };
+    // Drops SYNs the program does not fingerprint, had it taken their
+    // fingerprint: a model that takes one sees a drop the program does not.
+    install(
+        &mut table,
+        parse("ip6 tcp ttl 64").expect("a signature"),
+        false,
+    );
+    while table.free_slot().is_some() {
+        let frame = make(rng);
+        if let Some(fp) = model::dissect(&frame).fingerprint(&frame) {
+            let monitor = rng.percent(30);
+            install(&mut table, fuzz::signature(rng, &fp), monitor);
+        }
+    }
+    table
+}
+
+/// Attack signatures in random mixes: frames that may open a flow (SYNs
+/// with option blocks, random options or data; UDP with payloads of 0 to
+/// 40 bytes; echo requests; IPv4 and IPv6, VLAN tags, IPv4 options,
+/// extension headers, first fragments) and other traffic, a few broken,
+/// from allowlisted, denied and other sources. The same frames run in
+/// enforce and in monitor mode; each run replaces its table twice.
+#[test]
+fn signatures_in_random_mixes_agree() {
+    let _kernel = kernel_test!();
+    let limits = "--syn-rate 20 --syn-burst 4 --udp-rate 10 --udp-burst 3 --icmp-rate 2 --icmp-burst 1 --prefix-syn-rate 50 --prefix-syn-burst 10 --global-rate 300 --global-burst 20 --ban-threshold 25 --ban-window 1 --ban-duration 2 --udp-flow-idle 1 --event-rate 50 --event-burst 10 --allow 198.19.1.0/24 --allow 2001:db8:1::/48 --deny 198.19.2.0/25";
+    let mut outcomes = SigOutcomes::default();
+    let mut unfingerprinted = 0u64;
+    for seed in 20..24 {
+        let mut enforce = Pair::new(&format!("--mode enforce {limits}"));
+        let mut monitor = Pair::new(&format!("--mode monitor {limits}"));
+        let mut rng = Rng::new(seed);
+        let sources = fuzz::sources(&mut rng, 40, 20);
+        let mut now = T0;
+        let mut dropped = 0u64;
+        for _ in 0..3 {
+            let table = sig_table(&mut rng, |rng| {
+                let src = rng.pick(&sources);
+                fuzz::opener(rng, src)
+            });
+            enforce.set_sigs(&table);
+            monitor.set_sigs(&table);
+            for _ in 0..1500 {
+                now += if rng.percent(2) {
+                    rng.below(2 * SEC)
+                } else {
+                    rng.below(MS)
+                };
+                let src = rng.pick(&sources);
+                let frame = if rng.percent(70) {
+                    fuzz::opener(&mut rng, src)
+                } else {
+                    fuzz::valid(&mut rng, src)
+                };
+                let frame = if rng.percent(5) {
+                    fuzz::broken(&mut rng, &frame)
+                } else {
+                    frame
+                };
+                let d = model::dissect(&frame);
+                if d.may_open_flow() && d.fingerprint(&frame).is_none() {
+                    unfingerprinted += 1;
+                }
+                let before = enforce.program.counters();
+                if enforce.packet(&frame, now) == XDP_DROP {
+                    dropped += 1;
+                }
+                outcomes.count(&table, &before, &enforce.program.counters());
+                assert_eq!(
+                    monitor.packet(&frame, now),
+                    XDP_PASS,
+                    "monitor dropped a packet"
+                );
+            }
+        }
+        enforce.assert_same_state();
+        monitor.assert_same_state();
+        let (e, m) = (enforce.program.counters(), monitor.program.counters());
+        assert_eq!(m.get(Counter::PassMonitor), dropped);
+        let mut m_but_pass = by_name(&m);
+        m_but_pass.remove(Counter::PassMonitor.name());
+        let mut e_but_pass = by_name(&e);
+        e_but_pass.remove(Counter::PassMonitor.name());
+        assert_eq!(e_but_pass, m_but_pass, "enforce vs monitor");
+    }
+    outcomes.assert_all_seen();
+    assert!(
+        unfingerprinted > 0,
+        "no frame had its fingerprinted bytes past the copy"
+    );
+    eprintln!("signatures in random mixes: {outcomes:?}, {unfingerprinted} not fingerprinted");
+}
+
+/// The signature matcher fuzzed: 50,000 random and broken frames (from
+/// frames that may open a flow, half of them, and from any traffic), under
+/// tables of signatures near some of them (broken ones too), replaced every
+/// 10,000 frames, with allowlisted ranges. No error, every verdict and
+/// counter as the model's, and every malformed frame counted and dropped
+/// as malformed: no signature ever sees one.
+#[test]
+fn the_signature_matcher_against_random_and_broken_frames() {
+    let _kernel = kernel_test!();
+    let mut pair = Pair::new("--mode enforce --allow 198.19.3.0/24 --allow 2001:db8:2::/48");
+    let mut rng = Rng::new(77);
+    let sources = fuzz::sources(&mut rng, 200, 100);
+    let make: fn(&mut Rng, IpAddr) -> Vec<u8> = |rng, src| {
+        if rng.percent(50) {
+            fuzz::opener(rng, src)
+        } else {
+            fuzz::valid(rng, src)
+        }
+    };
+    let mut now = T0;
+    let (mut malformed, mut dropped, mut broken_matched) = (0u64, 0u64, 0u64);
+    let mut outcomes = SigOutcomes::default();
+    let mut table = SigTable::EMPTY;
+    let mut before = pair.program.counters();
+    for i in 0..50_000usize {
+        if i % 10_000 == 0 {
+            table = sig_table(&mut rng, |rng| fuzz::mixed(rng, &sources, make).1);
+            pair.set_sigs(&table);
+        }
+        now += rng.below(100_000);
+        let (origin, frame) = fuzz::mixed(&mut rng, &sources, make);
+        let is_malformed = model::dissect(&frame).class == Counter::Malformed;
+        let action = pair.packet(&frame, now);
+        let after = pair.program.counters();
+        assert!(
+            action == XDP_PASS || action == XDP_DROP,
+            "frame {i}: action {action}"
+        );
+        if action == XDP_DROP {
+            dropped += 1;
+        }
+        let matched = outcomes.count(&table, &before, &after);
+        if is_malformed {
+            malformed += 1;
+            assert_eq!(action, XDP_DROP, "malformed frame {i} not dropped");
+            assert!(!matched, "malformed frame {i} matched: {frame:02x?}");
+        }
+        if matched && origin == Made::Broken {
+            broken_matched += 1;
+        }
+        before = after;
+    }
+    let counters = pair.program.counters();
+    assert_eq!(counters.get(Counter::Packets), 50_000);
+    assert_eq!(counters.get(Counter::Malformed), malformed);
+    assert_eq!(counters.get(Counter::DropMalformed), malformed);
+    let drops: u64 = Counter::DROP_REASONS.iter().map(|r| counters.get(*r)).sum();
+    assert_eq!(drops, dropped, "one reason per drop");
+    assert!(
+        malformed > 10_000,
+        "too few malformed frames to mean much: {malformed}"
+    );
+    outcomes.assert_all_seen();
+    assert!(
+        broken_matched > 0,
+        "no broken frame matched a signature: {outcomes:?}"
+    );
+    pair.assert_same_state();
+    eprintln!(
+        "signature fuzz: {outcomes:?}, {broken_matched} broken frames matched, {malformed} malformed"
+    );
 }

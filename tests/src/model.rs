@@ -2,23 +2,27 @@
 //!
 //! [`Model`] holds everything the program keeps between packets (the
 //! counters, the per-source and per-prefix maps, the UDP flow map and the
-//! two global buckets) plus the events it sends, and [`Model::packet`]
-//! applies the verdict policy written in `guard-ebpf/src/main.rs` to one
-//! frame; [`dissect`] follows the parsing rules of
-//! `guard-ebpf/src/dissect.rs`. The differential tests run the same frames
-//! at the same instants through the real program (BPF_PROG_TEST_RUN with the
-//! test clock) and through the model, and require the same verdicts and the
-//! same final state.
+//! two global buckets) plus the events it sends and the attack signatures
+//! it is given, and [`Model::packet`] applies the verdict policy written in
+//! `guard-ebpf/src/main.rs` to one frame; [`dissect`] follows the parsing
+//! rules of `guard-ebpf/src/dissect.rs`. The differential tests run the
+//! same frames at the same instants through the real program
+//! (BPF_PROG_TEST_RUN with the test clock) and through the model, and
+//! require the same verdicts and the same final state.
 //!
 //! The model is written independently of the eBPF code, in safe Rust over a
 //! byte slice, so that a slip in one shows up as a difference from the
 //! other. What both sides must agree on by construction comes from
 //! guard-common: the token bucket ([`Limit::admit`]), the key masking
-//! ([`SourceKey`]), the map types, the counters and the constants.
+//! ([`SourceKey`]), the fingerprint ([`Fingerprint::of`]) and the
+//! signature matcher ([`SigTable::find`]), the map types, the counters and
+//! the constants. The model's part of the signature check is where it
+//! stands in the verdict and what it counts.
 //!
 //! It models one CPU (a compare-and-swap never loses, so
 //! `bucket_contention` stays 0), maps that never evict, a ring buffer that
-//! never fills, and one clock reading per packet.
+//! never fills, and one clock reading per packet. It takes no samples for
+//! the learner.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -26,6 +30,7 @@ use guard_common::{
     Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, SourceKey,
     SourceState,
     config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
+    counters::SIG_HIT_SLOT,
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
         ICMP_MIN_HLEN, ICMPV6_ECHO_REQUEST, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
@@ -33,6 +38,7 @@ use guard_common::{
         IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
         UDP_HLEN,
     },
+    fingerprint::{Fingerprint, SigTable, within_copy},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
@@ -121,6 +127,14 @@ pub struct Dissected {
     /// Ports of a packet of class TCP or UDP, else 0.
     pub sport: u16,
     pub dport: u16,
+    /// Valid for the classes TCP, UDP and ICMP: the offsets in the frame of
+    /// the IP header, of the transport header and of the IP packet's end
+    /// (bytes past it are link padding), and the transport protocol (past
+    /// any IPv6 extension headers).
+    pub l3: usize,
+    pub l4: usize,
+    pub l3_end: usize,
+    pub proto: u8,
 }
 
 impl Dissected {
@@ -149,6 +163,36 @@ impl Dissected {
             SourceKey::v6(self.src, v6_len)
         }
     }
+
+    /// A packet that may open a flow: a TCP SYN, UDP, an echo request.
+    #[must_use]
+    pub fn may_open_flow(&self) -> bool {
+        match self.class {
+            Counter::TcpSyn | Counter::Udp => true,
+            Counter::Icmp => self.echo,
+            _ => false,
+        }
+    }
+
+    /// The fingerprint the program takes of this packet (`frame`'s): none
+    /// for a packet that cannot open a flow, or whose fingerprinted
+    /// payload bytes lie past the program's copy of it (`within_copy`).
+    #[must_use]
+    pub fn fingerprint(&self, frame: &[u8]) -> Option<Fingerprint> {
+        if !self.may_open_flow() {
+            return None;
+        }
+        let fixed = match self.proto {
+            IPPROTO_TCP => TCP_MIN_HLEN,
+            IPPROTO_UDP => UDP_HLEN,
+            _ => ICMP_MIN_HLEN,
+        };
+        let l4 = self.l4 - self.l3;
+        if !within_copy(self.l3_end - self.l3, l4 + fixed) {
+            return None;
+        }
+        Fingerprint::of(&frame[self.l3..], l4, self.proto)
+    }
 }
 
 /// Dissects one Ethernet frame (the rules are in `guard-ebpf/src/dissect.rs`).
@@ -165,6 +209,10 @@ pub fn dissect(frame: &[u8]) -> Dissected {
         dst: [0; 16],
         sport: 0,
         dport: 0,
+        l3: 0,
+        l4: 0,
+        l3_end: 0,
+        proto: 0,
     };
     // `None` from the parsers means malformed; attributes found before the
     // fault stay set, as the program counts them.
@@ -224,6 +272,7 @@ fn ipv4(frame: &[u8], l3: usize, d: &mut Dissected) -> Option<Counter> {
     }
     // Bytes past the total length are link padding, never transport bytes.
     let packet = frame.get(..l3 + total)?;
+    (d.l3, d.l3_end) = (l3, packet.len());
     d.family = AF_INET;
     d.src = v4_in_16([ip[12], ip[13], ip[14], ip[15]]);
     d.dst = v4_in_16([ip[16], ip[17], ip[18], ip[19]]);
@@ -244,6 +293,7 @@ fn ipv6(frame: &[u8], l3: usize, d: &mut Dissected) -> Option<Counter> {
     }
     let end = l3 + IPV6_HLEN + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let packet = frame.get(..end)?;
+    (d.l3, d.l3_end) = (l3, packet.len());
     d.family = AF_INET6;
     d.src.copy_from_slice(&ip[8..24]);
     d.dst.copy_from_slice(&ip[24..40]);
@@ -307,6 +357,7 @@ fn is_ipv6_ext(next: u8) -> bool {
 /// The transport header at `l4`; `packet` ends where the IP packet ends,
 /// so every header must fit within the IP payload.
 fn transport(packet: &[u8], l4: usize, proto: u8, d: &mut Dissected) -> Option<Counter> {
+    (d.l4, d.proto) = (l4, proto);
     // ICMP counts only in IPv4 and ICMPv6 only in IPv6; the other is IpOther.
     let (icmp, echo_request) = if d.family == AF_INET {
         (IPPROTO_ICMP, ICMP_ECHO_REQUEST)
@@ -362,6 +413,16 @@ fn take(tat: &mut u64, limit: &Limit, now: u64) -> bool {
     }
 }
 
+/// The bits of `config.lists` for `family`'s trie: it holds entries, it
+/// holds a deny entry.
+fn list_bits(family: u8) -> (u32, u32) {
+    if family == AF_INET {
+        (HAS_LISTS_V4, DENY_V4)
+    } else {
+        (HAS_LISTS_V6, DENY_V6)
+    }
+}
+
 /// Charges a limit decision to a source's or prefix's statistics.
 fn tally(state: &mut SourceState, outcome: Result<(), Counter>) {
     if outcome.is_ok() {
@@ -387,6 +448,8 @@ pub struct Model {
     pub global: [u64; GLOBAL_SLOTS as usize],
     /// Events in the order the program sends them.
     pub events: Vec<Event>,
+    /// `GUARD_SIGS`, as written to the program.
+    pub sigs: SigTable,
 }
 
 impl Model {
@@ -402,6 +465,7 @@ impl Model {
             udp_flows: HashMap::new(),
             global: [0; GLOBAL_SLOTS as usize],
             events: Vec::new(),
+            sigs: SigTable::EMPTY,
         }
     }
 
@@ -423,7 +487,7 @@ impl Model {
         match d.class {
             Counter::Malformed => self.reject(Counter::DropMalformed),
             Counter::NonIp => Verdict::Pass,
-            _ => self.ip(&d, now),
+            _ => self.screen(frame, &d).unwrap_or_else(|| self.ip(&d, now)),
         }
     }
 
@@ -442,6 +506,27 @@ impl Model {
             self.bump(Counter::PassMonitor);
             Verdict::Pass
         }
+    }
+
+    /// Step 3-, the signature check: the first signature by slot that
+    /// matches the packet's fingerprint counts a hit in its slot, and drops
+    /// the packet unless the slot's monitor bit is set or the source is on
+    /// the allow list. `None` leaves the verdict to the steps after it,
+    /// which a dropped packet never reaches (no new flow, no source state).
+    /// The program's samples are not modelled: their one write, a UDP
+    /// flow's refresh, is the one the verdict's lookup makes next anyway.
+    fn screen(&mut self, frame: &[u8], d: &Dissected) -> Option<Verdict> {
+        let slot = self.sigs.find(&d.fingerprint(frame)?)?;
+        let hits = &mut self.counters.slots[SIG_HIT_SLOT + slot];
+        *hits = hits.wrapping_add(1);
+        // Looked up whenever the family's trie holds entries: whether the
+        // packet is a new flow is not known yet.
+        let (any, _) = list_bits(d.family);
+        let allowed = self.config.lists & any != 0 && self.longest_match(d) == Some(LIST_ALLOW);
+        if self.sigs.monitor & (1 << slot) != 0 || allowed {
+            return None;
+        }
+        Some(self.reject(Counter::DropSignature))
     }
 
     /// Steps 4 to 7 of the policy, for a well-formed IP packet.
@@ -512,15 +597,16 @@ impl Model {
     /// The tries are consulted per `config.lists`, as the program does,
     /// whatever `lists` holds.
     fn list_action(&self, d: &Dissected, new_flow: bool) -> Option<u8> {
-        let (any, deny) = if d.family == AF_INET {
-            (HAS_LISTS_V4, DENY_V4)
-        } else {
-            (HAS_LISTS_V6, DENY_V6)
-        };
+        let (any, deny) = list_bits(d.family);
         let lists = self.config.lists;
         if lists & deny == 0 && !(new_flow && lists & any != 0) {
             return None;
         }
+        self.longest_match(d)
+    }
+
+    /// The action of the longest prefix in `lists` holding the source.
+    fn longest_match(&self, d: &Dissected) -> Option<u8> {
         // `max_by_key` keeps the last of equal maxima: a later entry for the
         // same prefix replaces an earlier one, as a map update does.
         self.lists
@@ -675,6 +761,7 @@ mod tests {
     use guard_common::{
         bucket::{MAX_BURST, MAX_RATE},
         config::{FLOW_CLASSES, MODE_MONITOR},
+        fingerprint::{FP_DPORT, FP_LEN, FP_PROTO, SigMeta, Signature},
     };
 
     use super::{
@@ -1284,6 +1371,90 @@ mod tests {
         // Not on the list: limited.
         let other = v4(198, 18, 1, 1);
         assert_eq!(run(&mut m, &[syn(other), syn(other)], T0), [Pass, Drop]);
+    }
+
+    /// A table of one signature on `frame`'s transport and destination
+    /// port.
+    fn sig_on_dport(frame: &[u8], monitor: bool) -> SigTable {
+        let fp = dissect(frame).fingerprint(frame).expect("a fingerprint");
+        let mut mask = [0u8; FP_LEN];
+        mask[FP_PROTO] = 0xff;
+        mask[FP_DPORT..FP_DPORT + 2].fill(0xff);
+        let mut table = SigTable::EMPTY;
+        let sig = Signature::from_bytes(&mask, &fp.bytes());
+        assert_eq!(table.install(sig, SigMeta::default(), monitor), Some(0));
+        table
+    }
+
+    #[test]
+    fn a_signature_drops_before_any_state_and_counts_its_hits() {
+        let mut cfg = enforce();
+        cfg.udp_flow_idle_ns = 30 * SEC;
+        let mut m = Model::new(cfg, Vec::new());
+        let flood = udp(src4(), 1000).frame();
+        let other = Packet::udp(src4(), dst_for(src4()), 1000, 54, &[7; 40]).frame();
+        m.sigs = sig_on_dport(&flood, false);
+        assert_eq!(run(&mut m, &[flood.clone(), other], T0), [Drop, Pass]);
+        let c = m.counters;
+        assert_eq!((c.get(Counter::DropSignature), c.sig_hits(0)), (1, 1));
+        assert_eq!(c.get(Counter::NewFlows), 1, "only the other flow");
+        assert_eq!((m.sources.len(), m.udp_flows.len()), (1, 1));
+        // A monitor bit only counts: the flow goes on to the limits.
+        m.sigs = sig_on_dport(&flood, true);
+        assert_eq!(m.packet(&flood, T0), Pass);
+        let c = m.counters;
+        assert_eq!((c.get(Counter::DropSignature), c.sig_hits(0)), (1, 2));
+        assert_eq!((c.get(Counter::NewFlows), m.udp_flows.len()), (2, 2));
+        // A known flow's packets are checked too.
+        m.sigs = sig_on_dport(&flood, false);
+        assert_eq!(m.packet(&flood, T0), Drop);
+        assert_eq!(m.counters.get(Counter::NewFlows), 2);
+    }
+
+    #[test]
+    fn the_allow_list_and_monitor_mode_pass_a_match() {
+        let flood = udp(src4(), 1000).frame();
+        let mut cfg = enforce();
+        cfg.lists = HAS_LISTS_V4;
+        let allow = ListEntry::new(v4(198, 18, 0, 0), 24, LIST_ALLOW);
+        let mut m = Model::new(cfg, vec![allow]);
+        m.sigs = sig_on_dport(&flood, false);
+        assert_eq!(m.packet(&flood, T0), Pass);
+        let c = m.counters;
+        assert_eq!(c.sig_hits(0), 1, "the hit is counted");
+        assert_eq!(c.get(Counter::DropSignature), 0);
+        assert_eq!(c.get(Counter::PassAllowlist), 1);
+
+        cfg.mode = MODE_MONITOR;
+        cfg.lists = 0;
+        let mut m = Model::new(cfg, Vec::new());
+        m.sigs = sig_on_dport(&flood, false);
+        assert_eq!(m.packet(&flood, T0), Pass);
+        let c = m.counters;
+        assert_eq!(c.get(Counter::DropSignature), 1);
+        assert_eq!(c.get(Counter::PassMonitor), 1);
+        assert_eq!(c.get(Counter::NewFlows), 0, "as enforce: no further");
+        assert!(m.sources.is_empty() && m.udp_flows.is_empty());
+    }
+
+    #[test]
+    fn bytes_past_the_programs_copy_leave_a_packet_unfingerprinted() {
+        let mut p = tcp(src6(), TCP_SYN);
+        for _ in 0..7 {
+            p = p.ext(Ext::DestOpts);
+        }
+        // 116 bytes: the fingerprinted bytes run to 132, zeros past the end.
+        let f = p.frame();
+        assert!(dissect(&f).fingerprint(&f).is_some());
+        // 132 bytes: past the 128 copied.
+        if let L4::Tcp { options, .. } = &mut p.l4 {
+            *options = vec![1; 16];
+        }
+        let f = p.frame();
+        assert!(dissect(&f).fingerprint(&f).is_none());
+        // Not a packet that opens a flow.
+        let f = tcp(src4(), TCP_ACK).frame();
+        assert!(dissect(&f).fingerprint(&f).is_none());
     }
 
     #[test]

@@ -244,8 +244,13 @@ impl Program {
 
     /// Takes every signature out.
     pub fn clear_signatures(&mut self) {
+        self.set_signatures(&SigTable::EMPTY);
+    }
+
+    /// Replaces the whole signature table (monitor bits included).
+    pub fn set_signatures(&mut self, table: &SigTable) {
         self.dataplane
-            .edit_sigs(|t| *t = SigTable::EMPTY)
+            .edit_sigs(|t| *t = *table)
             .expect("writing the signatures");
     }
 
