@@ -25,15 +25,17 @@ use guard_lab::{
 struct Args {
     #[command(subcommand)]
     helper: Option<Helper>,
-    /// Only this scenario (repeatable): syn-flood, syn-flood-v6,
-    /// syn-flood-wide, syn-flood-v6-wide (both from two CPUs), conn-flood,
-    /// udp-flood, flash-crowd, mixed.
+    /// Only this scenario (repeatable): syn-flood, syn-flood-random,
+    /// syn-flood-v6, syn-flood-wide, syn-flood-v6-wide (both from two
+    /// CPUs), conn-flood, udp-flood, udp-flood-random, flash-crowd, mixed.
+    /// The -random floods randomise the traits the fixed ones share, so
+    /// that no signature tells them from the users.
     #[arg(long, value_name = "NAME", value_parser = Scenario::parse)]
     scenario: Vec<Scenario>,
     /// Only this defence (repeatable): defaults, static, nftables,
     /// guard-monitor, guard-enforce, guard-cookies, guard-defaults,
-    /// guard-small-map, oracle (the floor of the spoofed floods, not a
-    /// defence).
+    /// guard-small-map, guard-no-fingerprints, oracle (the floor of the
+    /// spoofed floods, not a defence).
     #[arg(long, value_name = "NAME", value_parser = Defence::parse)]
     defence: Vec<Defence>,
     /// Seconds of legitimate traffic before the attack.

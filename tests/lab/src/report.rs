@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::defence::Defence;
 use crate::plot;
 use crate::sample::{Run, Second, count_f64};
+use crate::traffic::LEGIT_TIMEOUT;
 
 /// Fill, in percent, at which the table counts as full: under a flood the
 /// last few entries come and go as they are reaped, and a reading once a
@@ -34,10 +35,13 @@ pub struct Summary {
     /// New connections the kernel dropped because the table was full.
     pub table_full_drops: u64,
     pub early_drops: u64,
+    /// The TCP users' connections, and the share that succeeded, percent
+    /// (`None` without attempts).
     pub legit_attempts: u64,
-    /// Legitimate connections that succeeded, percent; `None` without
-    /// attempts.
     pub legit_success: Option<f64>,
+    /// The DNS-like users' queries, and the share answered, percent.
+    pub legit_udp_attempts: u64,
+    pub legit_udp_success: Option<f64>,
     /// Connect latency of successful legitimate connections,
     /// nearest-rank percentiles, milliseconds.
     pub p50_ms: Option<f64>,
@@ -55,6 +59,15 @@ pub struct Summary {
     pub softirq_ms_per_mpkt: Option<f64>,
     /// guard's CPU seconds over the whole run; `None` without guard.
     pub guard_cpu_secs: Option<f64>,
+    /// Packets guard's signatures dropped; `None` without guard.
+    pub sig_dropped: Option<u64>,
+    /// Seconds from the attack's start to the first reading with a learned
+    /// signature installed; `None` if there was none.
+    pub time_to_sig: Option<f64>,
+    /// The users' failed requests a learned signature may have caused: an
+    /// upper bound on its false positives ([`sig_legend`]); `None` without
+    /// guard.
+    pub failed_under_sig: Option<u64>,
 }
 
 /// One attack scenario and its runs against every defence.
@@ -111,14 +124,10 @@ pub fn summarize(run: &Run) -> Summary {
             .then_some(s.t - run.attack_start)
     });
 
-    let ok: u64 = samples.iter().map(|s| u64::from(s.legit_ok)).sum();
-    let legit_attempts: u64 = ok
-        + samples
-            .iter()
-            .map(|s| u64::from(s.legit_failed))
-            .sum::<u64>();
-    let legit_success =
-        (legit_attempts > 0).then(|| count_f64(ok) * 100.0 / count_f64(legit_attempts));
+    let (legit_attempts, legit_success) =
+        attempts_and_success(samples, |s| (s.legit_ok, s.legit_failed));
+    let (legit_udp_attempts, legit_udp_success) =
+        attempts_and_success(samples, |s| (s.legit_udp_ok, s.legit_udp_failed));
 
     let mut connect_ms: Vec<f64> = samples
         .iter()
@@ -143,6 +152,8 @@ pub fn summarize(run: &Run) -> Summary {
         early_drops: last.map_or(0, |s| s.early_drop),
         legit_attempts,
         legit_success,
+        legit_udp_attempts,
+        legit_udp_success,
         p50_ms: percentile(&connect_ms, 50.0),
         p99_ms: percentile(&connect_ms, 99.0),
         attack_sent,
@@ -152,7 +163,55 @@ pub fn summarize(run: &Run) -> Summary {
         softirq_ms_per_mpkt: (attack_sent > 0)
             .then(|| softirq_secs * 1000.0 / (count_f64(attack_sent) / 1e6)),
         guard_cpu_secs,
+        sig_dropped: last.and_then(|s| s.xdp_sig_dropped),
+        time_to_sig: samples
+            .iter()
+            .find(|s| s.t >= run.attack_start && s.sigs.is_some_and(|n| n > 0))
+            .map(|s| s.t - run.attack_start),
+        failed_under_sig: failed_under_sig(samples),
     }
+}
+
+/// Attempts over all `samples`, and the share that succeeded in percent
+/// (`None` without attempts); `outcomes` gives a second's (ok, failed).
+fn attempts_and_success(
+    samples: &[Second],
+    outcomes: impl Fn(&Second) -> (u32, u32),
+) -> (u64, Option<f64>) {
+    let (ok, failed) = samples
+        .iter()
+        .map(outcomes)
+        .fold((0, 0), |(ok, failed), (o, f)| {
+            (ok + u64::from(o), failed + u64::from(f))
+        });
+    let attempts = ok + failed;
+    (
+        attempts,
+        (attempts > 0).then(|| count_f64(ok) * 100.0 / count_f64(attempts)),
+    )
+}
+
+/// The users' failed requests, TCP and DNS-like, in the seconds
+/// [`sig_legend`] says; `None` without guard.
+fn failed_under_sig(samples: &[Second]) -> Option<u64> {
+    if samples.iter().all(|s| s.sigs.is_none()) {
+        return None;
+    }
+    let installed: Vec<bool> = samples
+        .iter()
+        .map(|s| s.sigs.is_some_and(|n| n > 0))
+        .collect();
+    // The readings at a second's start and end, and those of the
+    // LEGIT_TIMEOUT seconds before.
+    let reach = usize::try_from(LEGIT_TIMEOUT.as_secs()).unwrap_or(usize::MAX) + 1;
+    Some(
+        samples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| installed[i.saturating_sub(reach)..=*i].contains(&true))
+            .map(|(_, s)| u64::from(s.legit_failed) + u64::from(s.legit_udp_failed))
+            .sum(),
+    )
 }
 
 /// Placeholder for a value a run does not have.
@@ -170,9 +229,10 @@ pub fn markdown(section: &Section) -> String {
     let mut out = format!(
         "### {}\n\n{}\n\n\
          | defence | peak fill % | time to full | table-full drops | early drops \
-         | legit success % | p50 / p99 connect ms | attack packets \
-         | softirq s (ms per M pkts) | guard CPU s | SYN cookies |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | legit TCP % | legit UDP % | p50 / p99 connect ms | attack packets \
+         | softirq s (ms per M pkts) | guard CPU s | SYN cookies \
+         | sig drops | time to sig | user failures under a sig |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         section.title.trim(),
         section.description.trim(),
     );
@@ -185,22 +245,30 @@ pub fn markdown(section: &Section) -> String {
             (Some(p50), Some(p99)) => format!("{p50:.2} / {p99:.1}"),
             _ => ABSENT.to_owned(),
         };
+        let count = |n: Option<u64>| n.map_or_else(|| ABSENT.to_owned(), |n| n.to_string());
+        // Without guard there is no signature to wait for.
+        let time_to_sig = match (s.sig_dropped, s.time_to_sig) {
+            (None, _) => ABSENT.to_owned(),
+            (Some(_), None) => "never".to_owned(),
+            (Some(_), Some(t)) => format!("{t:.1} s"),
+        };
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {time_to_full} | {} | {} | {} | {latency} | {} | {:.2} ({}) | {} | {} |",
+            "| {} | {:.1} | {time_to_full} | {} | {} | {} | {} | {latency} | {} | {:.2} ({}) | {} | {} | {} | {time_to_sig} | {} |",
             s.defence,
             s.peak_fill,
             s.table_full_drops,
             s.early_drops,
             opt(s.legit_success, 1),
+            opt(s.legit_udp_success, 1),
             s.attack_sent,
             s.softirq_secs,
             opt(s.softirq_ms_per_mpkt, 1),
             opt(s.guard_cpu_secs, 2),
-            s.cookies_sent
-                .filter(|n| *n > 0)
-                .map_or_else(|| ABSENT.to_owned(), |n| n.to_string()),
+            count(s.cookies_sent.filter(|n| *n > 0)),
+            count(s.sig_dropped),
+            count(s.failed_under_sig),
         );
     }
     if let Some(line) = above_floor(&summaries) {
@@ -246,6 +314,19 @@ fn above_floor(summaries: &[Summary]) -> Option<String> {
     ))
 }
 
+/// What the signature columns count, under the report's header.
+fn sig_legend() -> String {
+    format!(
+        "Sig drops: packets guard's signatures dropped, the flood's but for false positives. \
+         Time to sig: from the attack's start to the first reading (once a second) with a learned \
+         signature installed. User failures under a sig: the users' failed TCP connections and \
+         queries in the seconds a learned signature was read installed, at the second's start or \
+         end, and the {} s after, when a request whose packets it dropped would have timed out; an \
+         upper bound on the signatures' false positives, since the flood makes requests fail too.",
+        LEGIT_TIMEOUT.as_secs()
+    )
+}
+
 /// Every run's [`Summary`], by section name.
 #[must_use]
 pub fn summary_json(report: &Report) -> Value {
@@ -280,7 +361,11 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
         Ok(())
     };
 
-    let mut md = format!("# guard attack lab\n\n{}\n", report.header.trim());
+    let mut md = format!(
+        "# guard attack lab\n\n{}\n\n{}\n",
+        report.header.trim(),
+        sig_legend()
+    );
     for section in &report.sections {
         md.push('\n');
         md.push_str(&markdown(section));
@@ -474,6 +559,57 @@ mod tests {
     }
 
     #[test]
+    fn udp_users_apart_from_tcp() {
+        let mut a = second(1.0, 0, 0);
+        a.legit_ok = 2;
+        a.legit_udp_ok = 3;
+        a.legit_udp_failed = 1;
+        let s = summarize(&run("defaults", vec![a]));
+        assert_eq!((s.legit_attempts, s.legit_success), (2, Some(100.0)));
+        assert_eq!((s.legit_udp_attempts, s.legit_udp_success), (4, Some(75.0)));
+    }
+
+    #[test]
+    fn signatures_their_time_and_the_failures_under_them() {
+        let without = summarize(&run("static", vec![second(1.0, 0, 0)]));
+        assert_eq!(
+            (
+                without.sig_dropped,
+                without.time_to_sig,
+                without.failed_under_sig
+            ),
+            (None, None, None)
+        );
+        // The attack starts at 2; a signature is read at 4 and 5, gone at
+        // 6. Every second fails one TCP and one DNS-like request.
+        let samples: Vec<Second> = (1..=12_u32)
+            .map(|t| {
+                let mut s = second(f64::from(t), 0, 0);
+                s.legit_failed = 1;
+                s.legit_udp_failed = 1;
+                s.sigs = Some(u32::from((4..=5).contains(&t)));
+                s.xdp_sig_dropped = Some(if t < 4 { 0 } else { 700 });
+                s
+            })
+            .collect();
+        let s = summarize(&run("guard-defaults", samples.clone()));
+        assert_eq!(s.sig_dropped, Some(700));
+        assert_eq!(s.time_to_sig, Some(2.0));
+        // Seconds 4 to 9 count: read at 4 and 5, and the 3 s timeout
+        // after the second that ended at 6, whose start had one.
+        assert_eq!(s.failed_under_sig, Some(12));
+        let none: Vec<Second> = samples
+            .into_iter()
+            .map(|mut s| {
+                s.sigs = Some(0);
+                s
+            })
+            .collect();
+        let s = summarize(&run("guard-no-fingerprints", none));
+        assert_eq!((s.time_to_sig, s.failed_under_sig), (None, Some(0)));
+    }
+
+    #[test]
     fn softirq_per_million_packets() {
         let mut a = second(1.0, 0, 0);
         a.softirq_secs = 0.5;
@@ -500,6 +636,8 @@ mod tests {
         let mut full = second(3.0, 100, 5);
         full.legit_ok = 1;
         full.legit_failed = 3;
+        full.legit_udp_ok = 2;
+        full.legit_udp_failed = 2;
         full.legit_connect_ms = vec![1.5];
         full.attack_sent = 2_000_000;
         full.early_drop = 9;
@@ -514,8 +652,13 @@ mod tests {
         calm.legit_connect_ms = vec![0.25, 0.5, 0.75, 2.0];
         calm.attack_sent = 2_000_000;
         calm.xdp_dropped = Some(1_999_000);
+        calm.xdp_sig_dropped = Some(1_500_000);
+        calm.sigs = Some(1);
+        calm.legit_udp_failed = 1;
         calm.guard_cpu_secs = Some(0.25);
-        let guard = run("guard-enforce", vec![second(1.0, 0, 0), calm]);
+        let mut lead = second(1.0, 0, 0);
+        lead.sigs = Some(0);
+        let guard = run("guard-enforce", vec![lead, calm]);
 
         let mut broken = run("nftables", Vec::new());
         broken.notes = vec!["nft not installed".to_owned()];
@@ -534,16 +677,19 @@ mod tests {
         assert!(md.starts_with("### SYN flood\n\nSpoofed SYNs at line rate.\n\n"));
         assert!(md.contains(
             "| defence | peak fill % | time to full | table-full drops | early drops \
-             | legit success % | p50 / p99 connect ms | attack packets \
-             | softirq s (ms per M pkts) | guard CPU s | SYN cookies |"
+             | legit TCP % | legit UDP % | p50 / p99 connect ms | attack packets \
+             | softirq s (ms per M pkts) | guard CPU s | SYN cookies \
+             | sig drops | time to sig | user failures under a sig |"
         ));
         assert!(md.contains(
-            "| defaults | 100.0 | 1.0 s | 5 | 9 | 25.0 | 1.50 / 1.5 | 2000000 | 1.00 (500.0) | – | – |"
+            "| defaults | 100.0 | 1.0 s | 5 | 9 | 25.0 | 50.0 | 1.50 / 1.5 | 2000000 | 1.00 (500.0) | – | – | – | – | – |"
         ));
         assert!(md.contains(
-            "| guard-enforce | 12.0 | never | 0 | 0 | 100.0 | 0.50 / 2.0 | 2000000 | 0.00 (0.0) | 0.25 | – |"
+            "| guard-enforce | 12.0 | never | 0 | 0 | 100.0 | 0.0 | 0.50 / 2.0 | 2000000 | 0.00 (0.0) | 0.25 | – | 1500000 | 1.0 s | 1 |"
         ));
-        assert!(md.contains("| nftables | 0.0 | never | 0 | 0 | – | – | 0 | 0.00 (–) | – | – |"));
+        assert!(md.contains(
+            "| nftables | 0.0 | never | 0 | 0 | – | – | – | 0 | 0.00 (–) | – | – | – | – | – |"
+        ));
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(rows.len(), 4, "header and one row per run:\n{md}");
         assert!(md.contains("![conntrack fill](syn-flood-fill.svg)"));
@@ -603,7 +749,9 @@ mod tests {
         );
 
         let md = fs::read_to_string(dir.join("report.md")).unwrap();
-        assert!(md.starts_with("# guard attack lab\n\nMachine: test.\n\n### SYN flood\n"));
+        assert!(md.starts_with("# guard attack lab\n\nMachine: test.\n\nSig drops: "));
+        assert!(md.contains("upper bound"));
+        assert!(md.contains("too.\n\n### SYN flood\n"));
         assert!(md.contains(&markdown(&section)));
 
         let summary: Value =

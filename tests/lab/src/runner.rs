@@ -10,6 +10,7 @@
 use std::{
     fs,
     io::{Read as _, Seek as _, SeekFrom},
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     thread,
@@ -17,7 +18,11 @@ use std::{
 };
 
 use anyhow::Result;
-use guard_common::Counter;
+use guard::{dataplane::handle::Dataplane, model::fingerprint::describe};
+use guard_common::{
+    Counter,
+    fingerprint::{SIG_LEARNED, SigTable},
+};
 use guard_tests::{ct::Count, guard_proc::Guard, host};
 
 use crate::{
@@ -26,8 +31,8 @@ use crate::{
     report::{self, Report, Section},
     sample::{Run, Second, count_f64},
     scenario::Scenario,
-    topology::{self, NAT, Topology},
-    traffic::{self, Frames, Helper, Running, Tally, Trafgen},
+    topology::{self, NAT, Topology, UDP_PORT},
+    traffic::{self, Frames, Helper, Outcomes, Running, Tally, Trafgen},
 };
 
 /// How often the frame generator is checked, and restarted if it gave up.
@@ -269,15 +274,7 @@ fn run_one(
         .join(" -> ");
     let topo = Topology::build();
     let servers = traffic::servers(&opts.helper, &topo.victim);
-    let tally = Tally::default();
-    let (users, server) = topology::users(scenario.ipv6());
-    let steady = traffic::clients(
-        &topo.attacker,
-        server,
-        users,
-        opts.legit_rate,
-        tally.clone(),
-    );
+    let users = Users::start(&topo, scenario, opts.legit_rate);
     let mut run = Run {
         scenario: scenario.name().to_owned(),
         defence: label.clone(),
@@ -314,7 +311,7 @@ fn run_one(
         let now = start.elapsed();
         switch(now, &mut applied, &mut sampler);
         if attack.is_none() && now >= opts.lead && now < opts.lead + opts.attack {
-            attack = Some(Attack::start(scenario, &topo, &tally, opts));
+            attack = Some(Attack::start(scenario, &topo, &users.tcp, opts));
         }
         if now >= opts.lead + opts.attack
             && let Some(a) = attack.take()
@@ -327,7 +324,11 @@ fn run_one(
         }
         second += 1;
         wait_tending(start + Duration::from_secs(u64::from(second)), &mut attack);
-        let s = sampler.sample(start.elapsed().as_secs_f64(), tally.take());
+        let s = sampler.sample(
+            start.elapsed().as_secs_f64(),
+            users.tcp.take(),
+            &users.udp.take(),
+        );
         eprintln!("{}", live_line(&run, &label, &s));
         run.samples.push(s);
     }
@@ -340,15 +341,8 @@ fn run_one(
         run.notes
             .push("interrupted (SIGINT): a partial run".to_owned());
     }
-    // Attempts still in flight finish or time out, and land in the last
-    // second.
-    steady.stop();
-    if let Some(last) = run.samples.last_mut() {
-        let rest = tally.take();
-        last.legit_ok += rest.ok;
-        last.legit_failed += rest.failed;
-        last.legit_connect_ms.extend(rest.connect_ms);
-    }
+    users.stop(run.samples.last_mut());
+    run.notes.extend(sampler.sig_notes(run.attack_start));
     if let Some(guard) = applied.take().and_then(|a| a.guard) {
         let finished = guard.stop(libc::SIGTERM);
         run.decisions_by_minute = decisions_by_minute(&finished.stderr);
@@ -363,6 +357,46 @@ fn run_one(
     drop(servers);
     drop(topo);
     run
+}
+
+/// The legitimate users of a run: TCP visits and DNS-like queries, from
+/// the same addresses, over the scenario's family, each with its tally.
+struct Users {
+    clients: [Running; 2],
+    tcp: Tally,
+    udp: Tally,
+}
+
+impl Users {
+    fn start(topo: &Topology, scenario: Scenario, rate: u32) -> Self {
+        let (tcp, udp) = (Tally::default(), Tally::default());
+        let (addresses, server) = topology::users(scenario.ipv6());
+        let clients = [
+            traffic::clients(&topo.attacker, server, addresses.clone(), rate, tcp.clone()),
+            traffic::dns_clients(
+                &topo.attacker,
+                SocketAddr::new(server.ip(), UDP_PORT),
+                addresses,
+                rate,
+                udp.clone(),
+            ),
+        ];
+        Self { clients, tcp, udp }
+    }
+
+    /// Stops the clients; attempts still in flight finish or time out, and
+    /// land in `last`, the run's last second.
+    fn stop(self, last: Option<&mut Second>) {
+        Running::stop_all(self.clients);
+        if let Some(last) = last {
+            let (tcp, udp) = (self.tcp.take(), self.udp.take());
+            last.legit_ok += tcp.ok;
+            last.legit_failed += tcp.failed;
+            last.legit_connect_ms.extend(tcp.connect_ms);
+            last.legit_udp_ok += udp.ok;
+            last.legit_udp_failed += udp.failed;
+        }
+    }
 }
 
 /// One console line per second: enough to watch the run.
@@ -391,8 +425,12 @@ fn live_line(run: &Run, label: &str, s: &Second) -> String {
         Some(k) if k > 0 => format!("{xdp} cookies {k}"),
         _ => xdp,
     };
+    let xdp = match (s.sigs, s.xdp_sig_dropped) {
+        (Some(n), Some(d)) if n > 0 || d > 0 => format!("{xdp} sigs {n} sig-drop {d}"),
+        _ => xdp,
+    };
     format!(
-        "{}/{label} {:>4.0}s {phase} [{bar}] {:5.1}% {}/{} drop {} legit {}/{}{xdp}",
+        "{}/{label} {:>4.0}s {phase} [{bar}] {:5.1}% {}/{} drop {} legit {}/{} dns {}/{}{xdp}",
         run.scenario,
         s.t,
         s.fill(),
@@ -401,6 +439,8 @@ fn live_line(run: &Run, label: &str, s: &Second) -> String {
         s.drop,
         s.legit_ok,
         s.legit_ok + s.legit_failed,
+        s.legit_udp_ok,
+        s.legit_udp_ok + s.legit_udp_failed,
     )
 }
 
@@ -439,10 +479,12 @@ impl Attack {
         };
         match scenario {
             Scenario::SynFlood => Self::Frames(frames(Frames::Syn, None)),
+            Scenario::SynFloodRandom => Self::Frames(frames(Frames::SynRandom, None)),
             Scenario::SynFlood6 => Self::Frames(frames(Frames::Syn6, None)),
             Scenario::SynFloodWide => Self::Frames(frames(Frames::SynWide, None)),
             Scenario::SynFlood6Wide => Self::Frames(frames(Frames::Syn6Wide, None)),
             Scenario::UdpFlood => Self::Frames(frames(Frames::Udp, None)),
+            Scenario::UdpFloodRandom => Self::Frames(frames(Frames::UdpRandom, None)),
             Scenario::ConnFlood => {
                 Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))
             }
@@ -488,8 +530,8 @@ impl Attack {
 }
 
 /// Reads the victim's table, the attack's packet counter, guard's XDP
-/// counters and the CPU once a second. Cumulative values are relative to
-/// the first reading.
+/// counters and signatures, and the CPU once a second. Cumulative values
+/// are relative to the first reading.
 struct Sampler {
     count: Count,
     ct_stat: fs::File,
@@ -499,6 +541,9 @@ struct Sampler {
     base: [u64; 4],
     last_softirq: u64,
     last_guard_cpu: Option<u64>,
+    /// Every learned signature read: id, when first read, and the line
+    /// that describes it with what it matched when learned.
+    learned: Vec<(u32, f64, String)>,
 }
 
 impl Sampler {
@@ -513,6 +558,7 @@ impl Sampler {
             base: [0; 4],
             last_softirq: softirq_ticks(&read("/proc/stat")).unwrap_or(0),
             last_guard_cpu: None,
+            learned: Vec::new(),
         };
         let (drop, early, failed) = s.ct_stats();
         s.base = [drop, early, failed, s.attack_sent()];
@@ -544,7 +590,42 @@ impl Sampler {
         topology::attack_sent(&self.attacker)
     }
 
-    fn sample(&mut self, t: f64, legit: traffic::Outcomes) -> Second {
+    /// The learned signatures in `table`, read at `t`: how many, each new
+    /// one remembered.
+    fn learned_sigs(&mut self, t: f64, table: &SigTable) -> u32 {
+        let mut n = 0;
+        for slot in table.slots() {
+            let meta = &table.meta[slot];
+            if meta.origin != SIG_LEARNED {
+                continue;
+            }
+            n += 1;
+            if !self.learned.iter().any(|(id, ..)| *id == meta.id) {
+                let line = format!(
+                    "{}: {:.1}% of new flows",
+                    describe(&table.sigs[slot]),
+                    f64::from(meta.share_ppm) / 1e4
+                );
+                self.learned.push((meta.id, t, line));
+            }
+        }
+        n
+    }
+
+    /// A note per learned signature, for the run's report.
+    fn sig_notes(&self, attack_start: f64) -> Vec<String> {
+        self.learned
+            .iter()
+            .map(|(id, t, line)| {
+                format!(
+                    "signature {id} first read {:+.0} s from the attack's start: {line}",
+                    t - attack_start
+                )
+            })
+            .collect()
+    }
+
+    fn sample(&mut self, t: f64, tcp: Outcomes, udp: &Outcomes) -> Second {
         let (drop, early, failed) = self.ct_stats();
         let sent = self.attack_sent();
         let softirq = softirq_ticks(&read("/proc/stat")).unwrap_or(self.last_softirq);
@@ -556,19 +637,20 @@ impl Sampler {
             _ => None,
         };
         self.last_guard_cpu = guard_cpu;
-        let xdp = self
+        let dataplane = self
             .pins
             .as_ref()
-            .and_then(|dir| {
-                guard::dataplane::handle::Dataplane::open_pinned(dir)
-                    .and_then(|d| d.counters())
-                    .ok()
-            })
-            .map(|c| {
-                let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
-                let k = c.get(Counter::CookieSynAck);
-                (c.get(Counter::Packets).saturating_sub(d + k), d, k)
-            });
+            .and_then(|dir| Dataplane::open_pinned(dir).ok());
+        let counters = dataplane.as_ref().and_then(|d| d.counters().ok());
+        let xdp = counters.as_ref().map(|c| {
+            let d: u64 = Counter::DROP_REASONS.iter().map(|r| c.get(*r)).sum();
+            let k = c.get(Counter::CookieSynAck);
+            (c.get(Counter::Packets).saturating_sub(d + k), d, k)
+        });
+        let sigs = dataplane
+            .as_ref()
+            .and_then(|d| d.sigs().ok())
+            .map(|table| self.learned_sigs(t, &table));
         Second {
             t,
             count: self.count.get(),
@@ -576,13 +658,17 @@ impl Sampler {
             drop: drop.saturating_sub(self.base[0]),
             early_drop: early.saturating_sub(self.base[1]),
             insert_failed: failed.saturating_sub(self.base[2]),
-            legit_ok: legit.ok,
-            legit_failed: legit.failed,
-            legit_connect_ms: legit.connect_ms,
+            legit_ok: tcp.ok,
+            legit_failed: tcp.failed,
+            legit_connect_ms: tcp.connect_ms,
+            legit_udp_ok: udp.ok,
+            legit_udp_failed: udp.failed,
             attack_sent: sent.saturating_sub(self.base[3]),
             xdp_passed: xdp.map(|(p, _, _)| p),
             xdp_dropped: xdp.map(|(_, d, _)| d),
             xdp_cookies: xdp.map(|(_, _, k)| k),
+            xdp_sig_dropped: counters.map(|c| c.get(Counter::DropSignature)),
+            sigs,
             softirq_secs,
             guard_cpu_secs,
             guard_rss_kib: self.guard_pid.and_then(rss_kib),
@@ -752,14 +838,15 @@ fn header(opts: &Options, entry_bytes: u64) -> String {
          into a veth pair (attacker, clients and victim share the machine). \
          Every run starts from nf_conntrack_max = {} ({entry_bytes} B an entry) on a fresh set of \
          namespaces: {} s of legitimate traffic only, {} s of attack, {} s after it. \
-         Legitimate clients: {} connections a second from {} addresses, each a connect, an echo and a close, \
-         given {} s. Softirq time is the whole machine's.",
+         Legitimate users, from {} addresses: {} TCP connections a second, each a connect, an echo and a close, \
+         and as many DNS-like queries, each from a new UDP socket and sent again every second until answered; \
+         each given {} s. Softirq time is the whole machine's.",
         opts.table,
         opts.lead.as_secs(),
         opts.attack.as_secs(),
         opts.tail.as_secs(),
-        opts.legit_rate,
         topology::USERS,
+        opts.legit_rate,
         traffic::LEGIT_TIMEOUT.as_secs(),
     )
 }

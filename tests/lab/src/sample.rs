@@ -22,13 +22,20 @@ pub struct Second {
     pub early_drop: u64,
     /// `insert_failed`, cumulative.
     pub insert_failed: u64,
-    /// Legitimate connections that completed (connect, echo) in this second.
+    /// The TCP users' connections that completed (connect, echo) in this
+    /// second.
     pub legit_ok: u32,
-    /// Legitimate connections that failed or timed out in this second.
+    /// The TCP users' connections that failed or timed out in this second.
     pub legit_failed: u32,
     /// Connect latencies of this second's successful legitimate
     /// connections, in milliseconds.
     pub legit_connect_ms: Vec<f64>,
+    /// The DNS-like users' queries answered in this second.
+    #[serde(default)]
+    pub legit_udp_ok: u32,
+    /// The DNS-like users' queries left unanswered in this second.
+    #[serde(default)]
+    pub legit_udp_failed: u32,
     /// Packets the attacker sent, cumulative (frames for generated floods,
     /// connection attempts for a connection flood).
     pub attack_sent: u64,
@@ -39,6 +46,12 @@ pub struct Second {
     /// SYNs guard's XDP answered with a SYN cookie, cumulative.
     #[serde(default)]
     pub xdp_cookies: Option<u64>,
+    /// Of `xdp_dropped`, the packets a signature matched, cumulative.
+    #[serde(default)]
+    pub xdp_sig_dropped: Option<u64>,
+    /// Learned signatures installed at the reading; `None` without guard.
+    #[serde(default)]
+    pub sigs: Option<u32>,
     /// CPU seconds spent in softirq during this second, all CPUs: where the
     /// victim's receive path runs (it includes the attacker's own transmit
     /// softirq: one machine runs both).
@@ -66,7 +79,7 @@ impl Second {
         }
     }
 
-    /// Share of this second's legitimate connections that succeeded, in
+    /// Share of this second's TCP users' connections that succeeded, in
     /// percent; `None` when none were attempted.
     #[must_use]
     pub fn legit_success(&self) -> Option<f64> {

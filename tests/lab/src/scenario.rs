@@ -6,23 +6,27 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
     SynFlood,
+    SynFloodRandom,
     SynFlood6,
     SynFloodWide,
     SynFlood6Wide,
     ConnFlood,
     UdpFlood,
+    UdpFloodRandom,
     FlashCrowd,
     Mixed,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::SynFlood,
+        Self::SynFloodRandom,
         Self::SynFlood6,
         Self::SynFloodWide,
         Self::SynFlood6Wide,
         Self::ConnFlood,
         Self::UdpFlood,
+        Self::UdpFloodRandom,
         Self::FlashCrowd,
         Self::Mixed,
     ];
@@ -34,10 +38,12 @@ impl Scenario {
         matches!(
             self,
             Self::SynFlood
+                | Self::SynFloodRandom
                 | Self::SynFlood6
                 | Self::SynFloodWide
                 | Self::SynFlood6Wide
                 | Self::UdpFlood
+                | Self::UdpFloodRandom
                 | Self::Mixed
         )
     }
@@ -64,11 +70,13 @@ impl Scenario {
     pub const fn name(self) -> &'static str {
         match self {
             Self::SynFlood => "syn-flood",
+            Self::SynFloodRandom => "syn-flood-random",
             Self::SynFlood6 => "syn-flood-v6",
             Self::SynFloodWide => "syn-flood-wide",
             Self::SynFlood6Wide => "syn-flood-v6-wide",
             Self::ConnFlood => "conn-flood",
             Self::UdpFlood => "udp-flood",
+            Self::UdpFloodRandom => "udp-flood-random",
             Self::FlashCrowd => "flash-crowd",
             Self::Mixed => "mixed",
         }
@@ -78,11 +86,13 @@ impl Scenario {
     pub const fn title(self) -> &'static str {
         match self {
             Self::SynFlood => "Spoofed SYN flood",
+            Self::SynFloodRandom => "Spoofed SYN flood with randomised traits",
             Self::SynFlood6 => "Spoofed SYN flood over IPv6",
             Self::SynFloodWide => "Spoofed SYN flood from the whole range, two CPUs",
             Self::SynFlood6Wide => "Spoofed IPv6 SYN flood from the whole /32, two CPUs",
             Self::ConnFlood => "Connection flood",
             Self::UdpFlood => "UDP flood",
+            Self::UdpFloodRandom => "UDP flood with randomised traits",
             Self::FlashCrowd => "Flash crowd behind a NAT",
             Self::Mixed => "Mixed flood",
         }
@@ -93,7 +103,10 @@ impl Scenario {
     pub const fn description(self) -> &'static str {
         match self {
             Self::SynFlood => {
-                "TCP SYNs to the server's port from random sources of 198.19.0.0/16 (65,536 addresses, random ports), as fast as one trafgen core sends them. The victim answers each with a SYN-ACK (SYN cookies once its backlog overflows), so each SYN is a SYN_RECV conntrack entry."
+                "TCP SYNs to the server's port from random sources of 198.19.0.0/16 (65,536 addresses, random ports), as fast as one trafgen core sends them. The victim answers each with a SYN-ACK (SYN cookies once its backlog overflows), so each SYN is a SYN_RECV conntrack entry. Its traits are fixed: every SYN 40 bytes, TTL 64, window 64240, no TCP options (the users' Linux SYNs carry options), which a signature can tell from the users."
+            }
+            Self::SynFloodRandom => {
+                "The spoofed SYN flood with no trait a signature could take without taking the users: random TTL (0-255), IP ID, window and sequence number, and five TCP option layouts in turn (none, MSS alone, Windows', Linux's as the users send them, macOS's; random timestamps). The learner should stay silent."
             }
             Self::SynFlood6 => {
                 "The spoofed SYN flood over IPv6: sources random within 2001:db8:ff00::/40 (2^24 /64s, random interface ids, so nearly every SYN is a new /64), as fast as one trafgen core sends them; the legitimate users connect over IPv6 too."
@@ -108,7 +121,10 @@ impl Scenario {
                 "Four real sources open connections as fast as they can (512 in flight) and hold them: every one an ASSURED entry, which early_drop cannot evict. At most 1.5x the table's connections held (and never more than 18,000: one descriptor each), 200,000 attempts."
             }
             Self::UdpFlood => {
-                "UDP datagrams to the server's echo port from random sources and ports of 198.19.0.0/16: every datagram a new flow, answered by the server."
+                "UDP datagrams to the server's echo port from random sources and ports of 198.19.0.0/16: every datagram a new flow, answered by the server. Its traits are fixed: every datagram 44 bytes, TTL 64, the same 16-byte payload (\"guard-lab-flood!\"), which a signature can tell from the users' queries."
+            }
+            Self::UdpFloodRandom => {
+                "The UDP flood with no trait a signature could take without taking the users' queries: random TTL (0-255), IP ID and payload bytes, and five lengths in turn, the shortest as long as the users' queries. The learner should stay silent."
             }
             Self::FlashCrowd => {
                 "No attack: 150 new connections a second from one address (many users behind a NAT), each a complete visit. A defence should not treat it as an attacker."

@@ -91,6 +91,16 @@ impl Running {
         self.halt();
     }
 
+    /// Stops several components together, so that they wait out their
+    /// attempts in flight at the same time rather than one after another.
+    pub fn stop_all(all: impl IntoIterator<Item = Self>) {
+        let all: Vec<Self> = all.into_iter().collect();
+        for r in &all {
+            let _ = r.stop.send(true);
+        }
+        drop(all);
+    }
+
     fn halt(&mut self) {
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
@@ -488,7 +498,43 @@ pub enum Frames {
     SynWide,
     /// SYNs from random sources over all of 2001:db8::/32: 2^32 /64s.
     Syn6Wide,
+    /// [`Frames::Syn`] with random TTL and window, in the layouts of
+    /// [`SYN_OPTIONS`] in turn.
+    SynRandom,
+    /// [`Frames::Udp`] with random TTL and payload, in the lengths of
+    /// [`UDP_PAYLOADS`] in turn.
+    UdpRandom,
 }
+
+/// The TCP options of the randomised SYN flood's frames and their lengths:
+/// none, MSS alone, Windows', Linux's (the users': MSS 1460, SACK
+/// permitted, timestamps, window scale) and macOS's, with random
+/// timestamps. trafgen sends its frames in turn, so each layout is a fifth
+/// of the flood and a predicate covering 90% of it covers every layout,
+/// the users' among them. Five, an odd number: guard samples every 2^k-th
+/// packet of a CPU, which a power of two of layouts would alias to one.
+pub const SYN_OPTIONS: [(&str, usize); 5] = [
+    ("", 0),
+    ("0x02, 0x04, 0x05, 0xb4", 4),
+    (
+        "0x02, 0x04, 0x05, 0xb4, 0x01, 0x03, 0x03, 0x08, 0x01, 0x01, 0x04, 0x02",
+        12,
+    ),
+    (
+        "0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, drnd(4), c32(0), 0x01, 0x03, 0x03, 0x07",
+        20,
+    ),
+    (
+        "0x02, 0x04, 0x05, 0xb4, 0x01, 0x03, 0x03, 0x06, 0x01, 0x01, 0x08, 0x0a, drnd(4), c32(0), 0x04, 0x02, 0x00, 0x00",
+        24,
+    ),
+];
+
+/// Payload bytes of the randomised UDP flood's frames, a fifth of the
+/// flood each (as [`SYN_OPTIONS`]): the shortest as long as the users'
+/// queries, so that no length predicate covering 90% of the flood leaves
+/// them out. Short, as trafgen draws each random byte on its own.
+pub const UDP_PAYLOADS: [usize; 5] = [HELLO.len(), 16, 32, 64, 128];
 
 /// trafgen's configuration for `frames` from `src_mac` to `dst_mac`.
 /// Sources are random within 198.19.0.0/16 (two random bytes after
@@ -505,12 +551,15 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
     let eth6 = format!("  {}, c16(0x86dd),\n", macs.join(", "));
     // IPv4 header: 20 bytes at offset 14, checksum over 14..33; the
     // transport header starts at 34.
-    let ipv4_from = |total: u16, proto: u8, source: &str| {
+    let ipv4_from = |total: usize, ttl: &str, proto: u8, source: &str| {
         format!(
-            "  0x45, 0x00, c16({total}), drnd(2), c16(0x4000), 64, {proto}, csumip(14, 33),\n  {source}, 198, 18, 0, 2,\n"
+            "  0x45, 0x00, c16({total}), drnd(2), c16(0x4000), {ttl}, {proto}, csumip(14, 33),\n  {source}, 198, 18, 0, 2,\n"
         )
     };
-    let ipv4 = |total: u16, proto: u8| ipv4_from(total, proto, "198, 19, drnd(2)");
+    let ipv4 = |total: usize, proto: u8| ipv4_from(total, "64", proto, "198, 19, drnd(2)");
+    // Any TTL, the users' 64 among them.
+    let ipv4_random =
+        |total: usize, proto: u8| ipv4_from(total, "drnd()", proto, "198, 19, drnd(2)");
     let syn = format!(
         "{{\n{eth}{}  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp(14, 34), c16(0)\n}}\n",
         ipv4(40, 6)
@@ -527,8 +576,36 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
     // The third byte alternates 18 and 19: the whole /15.
     let syn_wide = format!(
         "{{\n{eth}{}{tcp_syn}",
-        ipv4_from(40, 6, "198, dinc(18, 19), drnd(2)")
+        ipv4_from(40, "64", 6, "198, dinc(18, 19), drnd(2)")
     );
+    let syn_random = SYN_OPTIONS
+        .iter()
+        .map(|(options, len)| {
+            let tcp = 20 + len;
+            let options = if options.is_empty() {
+                String::new()
+            } else {
+                format!(",\n  {options}")
+            };
+            format!(
+                "{{\n{eth}{}  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x{:x}0, 0x02, drnd(2), csumtcp(14, 34), c16(0){options}\n}}\n",
+                ipv4_random(20 + tcp, 6),
+                tcp / 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .concat();
+    let udp_random = UDP_PAYLOADS
+        .iter()
+        .map(|len| {
+            format!(
+                "{{\n{eth}{}  drnd(2), c16({UDP_PORT}), c16({}), csumudp(14, 34),\n  drnd({len})\n}}\n",
+                ipv4_random(28 + len, 17),
+                8 + len
+            )
+        })
+        .collect::<Vec<_>>()
+        .concat();
     let syn6_from = |source: &str| {
         format!(
             "{{\n{eth6}  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n  {source},\n  0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,\n  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n"
@@ -541,6 +618,8 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         Frames::SynAndUdp => format!("{syn}{udp}"),
         Frames::SynWide => syn_wide,
         Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
+        Frames::SynRandom => syn_random,
+        Frames::UdpRandom => udp_random,
     }
 }
 
@@ -726,6 +805,8 @@ impl Drop for Trafgen {
 
 #[cfg(test)]
 mod tests {
+    use guard_common::fingerprint::Fingerprint;
+
     use super::*;
 
     #[test]
@@ -773,6 +854,243 @@ mod tests {
     fn mixed_config_has_both_frames() {
         let cfg = trafgen_config(Frames::SynAndUdp, [0; 6], [0; 6]);
         assert_eq!(cfg.matches('{').count(), 2);
+    }
+
+    /// One frame of a trafgen config: its bytes (`None` where trafgen
+    /// writes them as it sends: random bytes, counters, checksums) and its
+    /// checksums with their offsets.
+    #[derive(Debug)]
+    struct Template {
+        bytes: Vec<Option<u8>>,
+        csums: Vec<(usize, String)>,
+    }
+
+    impl Template {
+        fn word(&self, at: usize) -> u16 {
+            match self.bytes[at..at + 2] {
+                [Some(hi), Some(lo)] => u16::from_be_bytes([hi, lo]),
+                _ => panic!("no fixed word at {at}: {self:?}"),
+            }
+        }
+    }
+
+    /// The frames of a config, read as trafgen reads the part of its
+    /// language the lab writes.
+    fn templates(cfg: &str) -> Vec<Template> {
+        let mut tokens = Vec::new();
+        let (mut token, mut depth, mut quoted) = (String::new(), 0, false);
+        for c in cfg.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => depth -= 1,
+                _ => {}
+            }
+            let brace = c == '{' || c == '}';
+            if !quoted && depth == 0 && (c == ',' || c.is_whitespace() || brace) {
+                if !token.is_empty() {
+                    tokens.push(std::mem::take(&mut token));
+                }
+                if brace {
+                    tokens.push(c.to_string());
+                }
+            } else {
+                token.push(c);
+            }
+        }
+        let number = |n: &str| {
+            n.strip_prefix("0x")
+                .map_or_else(|| n.parse(), |hex| u64::from_str_radix(hex, 16))
+                .unwrap_or_else(|e| panic!("`{n}`: {e}"))
+        };
+        let mut frames = Vec::new();
+        let mut frame = None;
+        for t in tokens {
+            match t.as_str() {
+                "{" => {
+                    frame = Some(Template {
+                        bytes: Vec::new(),
+                        csums: Vec::new(),
+                    });
+                    continue;
+                }
+                "}" => {
+                    frames.extend(frame.take());
+                    continue;
+                }
+                _ => {}
+            }
+            let f = frame
+                .as_mut()
+                .unwrap_or_else(|| panic!("`{t}` outside a frame"));
+            if let Some(text) = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                f.bytes.extend(text.bytes().map(Some));
+            } else if let Some((name, args)) = t.strip_suffix(')').and_then(|t| t.split_once('(')) {
+                match name {
+                    "c16" => f
+                        .bytes
+                        .extend(number(args).to_be_bytes()[6..].iter().map(|b| Some(*b))),
+                    "c32" => f
+                        .bytes
+                        .extend(number(args).to_be_bytes()[4..].iter().map(|b| Some(*b))),
+                    "drnd" if args.is_empty() => f.bytes.push(None),
+                    "drnd" => f.bytes.extend(vec![None; number(args) as usize]),
+                    "dinc" => f.bytes.push(None),
+                    _ if name.starts_with("csum") => {
+                        f.csums.push((f.bytes.len(), name.to_owned()));
+                        f.bytes.extend([None, None]);
+                    }
+                    _ => panic!("`{t}`"),
+                }
+            } else {
+                f.bytes.push(Some(number(&t) as u8));
+            }
+        }
+        assert!(frame.is_none(), "a frame left open:\n{cfg}");
+        frames
+    }
+
+    #[test]
+    fn every_ipv4_frame_adds_up_and_carries_its_checksums() {
+        for frames in [
+            Frames::Syn,
+            Frames::Udp,
+            Frames::SynAndUdp,
+            Frames::SynWide,
+            Frames::SynRandom,
+            Frames::UdpRandom,
+        ] {
+            let cfg = trafgen_config(frames, [0; 6], [0; 6]);
+            for t in templates(&cfg) {
+                let len = t.bytes.len();
+                assert_eq!(usize::from(t.word(16)), len - 14, "{frames:?}: IP length");
+                assert_eq!(t.bytes[26], Some(198), "{frames:?}: source");
+                assert_eq!(t.bytes[28..30], [None, None], "{frames:?}: source");
+                assert_eq!(
+                    t.bytes[30..34],
+                    [Some(198), Some(18), Some(0), Some(2)],
+                    "{frames:?}: destination"
+                );
+                let (l4_len, (at, csum)) = match t.bytes[23] {
+                    Some(6) => (usize::from(t.bytes[46].unwrap() >> 4) * 4, (50, "csumtcp")),
+                    Some(17) => (usize::from(t.word(38)), (40, "csumudp")),
+                    other => panic!("{frames:?}: protocol {other:?}"),
+                };
+                assert_eq!(l4_len, len - 34, "{frames:?}: transport length:\n{cfg}");
+                assert_eq!(
+                    t.csums,
+                    [(24, "csumip".to_owned()), (at, csum.to_owned())],
+                    "{frames:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_randomised_frames_vary_in_turn_and_include_the_users_own() {
+        let syn = templates(&trafgen_config(Frames::SynRandom, [0; 6], [0; 6]));
+        let udp = templates(&trafgen_config(Frames::UdpRandom, [0; 6], [0; 6]));
+        assert_eq!(
+            (syn.len(), udp.len()),
+            (SYN_OPTIONS.len(), UDP_PAYLOADS.len())
+        );
+        for t in syn.iter().chain(&udp) {
+            // TTL and IP ID.
+            assert_eq!(t.bytes[22], None);
+            assert_eq!(t.bytes[18..20], [None, None]);
+        }
+        for t in &syn {
+            // Sequence number and window.
+            assert!(t.bytes[38..42].iter().all(Option::is_none));
+            assert_eq!(t.bytes[48..50], [None, None]);
+        }
+        let mut lengths: Vec<usize> = syn.iter().map(|t| t.bytes.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        assert_eq!(
+            lengths.len(),
+            SYN_OPTIONS.len(),
+            "every layout its own length"
+        );
+        for t in &udp {
+            assert!(t.bytes[42..].iter().all(Option::is_none), "random payload");
+        }
+        assert!(udp.iter().any(|t| t.bytes.len() == 42 + HELLO.len()));
+    }
+
+    /// What guard fingerprints of an IPv4 frame.
+    fn fingerprint(frame: &[u8]) -> Fingerprint {
+        Fingerprint::of(&frame[14..], 20, frame[23]).unwrap()
+    }
+
+    /// What the lab's Linux users send first, as guard fingerprints it:
+    /// SYNs (options as Linux sends them on this link: MSS 1460, SACK
+    /// permitted, timestamps, window scale) and DNS-like queries.
+    fn users() -> Vec<Fingerprint> {
+        use guard_tests::packet::{L4, Packet, TCP_SYN};
+        let (user, victim) = (
+            IpAddr::from(crate::topology::user(0)),
+            IpAddr::from(crate::topology::VICTIM),
+        );
+        (0..300_u16)
+            .flat_map(|i| {
+                let [a, b] = i.to_be_bytes();
+                let options = vec![
+                    2, 4, 5, 0xb4, 4, 2, 8, 10, a, b, a, b, 0, 0, 0, 0, 1, 3, 3, 7,
+                ];
+                let syn = Packet::new(
+                    user,
+                    victim,
+                    L4::Tcp {
+                        sport: 33_000 + i,
+                        dport: TCP_PORT,
+                        flags: TCP_SYN,
+                        seq: u32::from(i),
+                        ack: 0,
+                        options,
+                    },
+                );
+                let query = Packet::udp(user, victim, 40_000 + i, UDP_PORT, HELLO);
+                [syn, query]
+            })
+            .map(|p| fingerprint(&p.frame()))
+            .collect()
+    }
+
+    /// guard's learner, with the users as its picture of normal traffic
+    /// and trafgen's frames in turn, random where trafgen draws bytes, as
+    /// guard samples them under a flood: every 2^k-th.
+    #[test]
+    fn the_learner_takes_the_fixed_floods_and_not_the_randomised_ones() {
+        use guard::model::fingerprint::{Thresholds, learn};
+        let users = users();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        };
+        for (frames, learnable) in [
+            (Frames::Syn, true),
+            (Frames::Udp, true),
+            (Frames::SynRandom, false),
+            (Frames::UdpRandom, false),
+        ] {
+            let templates = templates(&trafgen_config(frames, [0; 6], [0; 6]));
+            let flood: Vec<_> = (0..1000)
+                .map(|i| {
+                    let frame: Vec<u8> = templates[i * 8 % templates.len()]
+                        .bytes
+                        .iter()
+                        .map(|b| b.unwrap_or_else(&mut random))
+                        .collect();
+                    fingerprint(&frame)
+                })
+                .collect();
+            let learned = learn(&flood, &users, &Thresholds::default());
+            assert_eq!(learned.is_some(), learnable, "{frames:?}: {learned:?}");
+        }
     }
 
     #[test]

@@ -64,10 +64,12 @@ fn short_lab_fills_the_table_without_a_defence_and_not_with_guard() {
             run.defence,
             run.samples.len()
         );
-        // A generator restarted after a busy ring is fine; anything else
-        // went wrong.
+        // A generator restarted after a busy ring is fine, and so is a
+        // signature guard learned; anything else went wrong.
         assert!(
-            run.notes.iter().all(|n| n.starts_with("trafgen gave up")),
+            run.notes
+                .iter()
+                .all(|n| n.starts_with("trafgen gave up") || n.starts_with("signature ")),
             "{}: {:?}",
             run.defence,
             run.notes
