@@ -17,7 +17,7 @@ use std::{
 
 mod peers;
 
-use aya::{Ebpf, programs::Xdp};
+use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use guard::{config::Settings, model::fingerprint::parse};
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
@@ -42,34 +42,47 @@ fn median(mut v: Vec<u32>) -> f64 {
     f64::from(v[v.len() / 2])
 }
 
-/// The trivial program, loaded.
-struct Baseline(Ebpf);
+/// A yardstick program, loaded: the trivial one (`baseline`), or the
+/// floor of a limiter with guard's state (`floor`). Both are built beside
+/// guard's program.
+struct Baseline(Ebpf, &'static str);
 
 impl Baseline {
-    fn load() -> Self {
-        let path = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
+    fn load(name: &'static str) -> Self {
+        Self::load_with(name, None)
+    }
+
+    /// `name`, with its `PARTS` global set to `parts` if given (the floor's).
+    fn load_with(name: &'static str, parts: Option<u8>) -> Self {
+        let baseline = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
             || {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                     .join("../target/bpfel-unknown-none/release/baseline")
             },
             PathBuf::from,
         );
-        let mut ebpf = Ebpf::load_file(&path).unwrap_or_else(|e| {
+        let path = baseline.with_file_name(name);
+        let mut loader = EbpfLoader::new();
+        if let Some(parts) = &parts {
+            loader.override_global("PARTS", parts, true);
+        }
+        let mut ebpf = loader.load_file(&path).unwrap_or_else(|e| {
             panic!("loading {}: {e} (run `cargo xtask build`)", path.display())
         });
         let prog: &mut Xdp = ebpf
-            .program_mut("baseline")
-            .expect("baseline program")
+            .program_mut(name)
+            .expect("the program")
             .try_into()
             .expect("xdp");
-        prog.load().expect("verifying the baseline");
-        Self(ebpf)
+        prog.load()
+            .unwrap_or_else(|e| panic!("verifying {name}: {e}"));
+        Self(ebpf, name)
     }
 
     fn time(&self, frame: &[u8], repeat: u32) -> u32 {
         let prog: &Xdp = self
             .0
-            .program("baseline")
+            .program(self.1)
             .expect("program")
             .try_into()
             .expect("xdp");
@@ -440,6 +453,51 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
     }
 }
 
+/// The floor program on the known-source SYN's frame: what guard's state
+/// alone costs (see `guard-ebpf/src/bin/floor.rs`), whole and in parts.
+fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
+    // The floor's `PARTS` bits.
+    const PREFIX: u8 = 1;
+    const CAS: u8 = 2;
+    const PLAIN: u8 = 4;
+    const NO_LOOKUP: u8 = 8;
+    const NO_CLOCK: u8 = 16;
+    const COARSE: u8 = 32;
+    let frame = Packet::tcp(src4(1), dst4(), 40000, 80, TCP_SYN).frame();
+    [
+        ("floor: the address and the keys", NO_LOOKUP | NO_CLOCK),
+        ("floor: and the coarse clock's helper", NO_LOOKUP | COARSE),
+        (
+            "floor: and the clock read once a jiffy (guard's)",
+            NO_LOOKUP,
+        ),
+        ("floor: 1 LRU lookup", 0),
+        ("floor: 2 LRU lookups", PREFIX),
+        (
+            "floor: a SYN's state (2 LRU lookups, 3 compare-and-swaps)",
+            PREFIX | CAS,
+        ),
+        (
+            "floor: the same in hashes without LRU",
+            PREFIX | CAS | PLAIN,
+        ),
+    ]
+    .into_iter()
+    .map(|(case, parts)| {
+        let floor = Baseline::load_with("floor", Some(parts));
+        let _ = floor.time(&frame, 1);
+        let ns = median((0..TRIALS).map(|_| floor.time(&frame, repeat)).collect());
+        let baseline = median((0..TRIALS).map(|_| base.time(&frame, repeat)).collect());
+        Row {
+            case,
+            ns,
+            baseline,
+            target: f64::NAN,
+        }
+    })
+    .collect()
+}
+
 /// The port SYN cookies protect in the benchmark.
 const COOKIE_PORT: u16 = 8080;
 
@@ -465,8 +523,9 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000_000);
-    let base = Baseline::load();
-    let rows = measure(&base, repeat);
+    let base = Baseline::load("baseline");
+    let mut rows = measure(&base, repeat);
+    rows.extend(floor_rows(&base, repeat));
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -1,0 +1,178 @@
+//! The benchmark's floor for a limiter with guard's state: what any XDP
+//! program pays that keeps an exact bucket per source and per prefix and a
+//! global one, with nothing else. For an IPv4 TCP frame without VLAN tags
+//! it reads the source address at its fixed offset, looks up the source's
+//! entry and the /24's in LRU hashes of guard's key and value types
+//! (inserting them the first time), and takes a token from each of the
+//! three buckets by compare-and-swap. No parsing, no counters, no config,
+//! no clock but guard's (the coarse clock, read once a jiffy per CPU).
+//! `cargo xtask bench` reports it beside guard's known-source SYN: the part
+//! of guard's cost that is its state, and, with [`PARTS`], how that part
+//! divides.
+#![no_std]
+#![no_main]
+#![feature(asm_experimental_arch)]
+
+#[path = "../atomic.rs"]
+mod atomic;
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    macros::{map, xdp},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use guard_common::{SourceKey, SourceState};
+
+/// What the program does, set by the loader (.rodata, a constant to the
+/// verifier): [`PREFIX`] adds the prefix's lookup to the source's,
+/// [`CAS`] the three compare-and-swaps, [`PLAIN`] uses hashes without LRU,
+/// [`NO_LOOKUP`] stops before any lookup (the address, the clock, the
+/// keys), [`NO_CLOCK`] reads no clock, [`COARSE`] calls the coarse clock's
+/// helper every time instead of once a jiffy.
+#[unsafe(no_mangle)]
+static PARTS: u8 = PREFIX | CAS;
+
+const PREFIX: u8 = 1;
+const CAS: u8 = 2;
+const PLAIN: u8 = 4;
+const NO_LOOKUP: u8 = 8;
+const NO_CLOCK: u8 = 16;
+const COARSE: u8 = 32;
+
+#[map(name = "FLOOR_SOURCES")]
+static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(65_536, 0);
+
+#[map(name = "FLOOR_PREFIXES")]
+static PREFIXES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(16_384, 0);
+
+#[map(name = "FLOOR_PLAIN_SOURCES")]
+static PLAIN_SOURCES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(65_536, 0);
+
+#[map(name = "FLOOR_PLAIN_PREFIXES")]
+static PLAIN_PREFIXES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(16_384, 0);
+
+/// This CPU's jiffy and the coarse clock read in it, as guard's
+/// `clock.rs` keeps them.
+#[map(name = "FLOOR_CLOCK")]
+static CLOCK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "FLOOR_GLOBAL")]
+static GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
+
+/// One token a microsecond: never binds in the bench.
+const INTERVAL_NS: u64 = 1_000;
+
+#[xdp]
+pub fn floor(ctx: XdpContext) -> u32 {
+    // SAFETY: reading a plain static; volatile so the compiler does not
+    // fold the value the loader patches.
+    let parts = unsafe { core::ptr::read_volatile(&raw const PARTS) };
+    // Ethernet (14) then IPv4: the source address at 26.
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 30 > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: bounds checked above.
+    let src = unsafe { *((start + 26) as *const [u8; 4]) };
+    let now = if parts & NO_CLOCK != 0 {
+        1
+    } else if parts & COARSE != 0 {
+        // SAFETY: a helper with no arguments.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        cached_clock()
+    };
+    let (source, prefix) = (SourceKey::v4(src, 32), SourceKey::v4(src, 24));
+    if parts & NO_LOOKUP != 0 {
+        // Kept, so the compiler cannot leave out what came before.
+        return if source.addr[0] == prefix.addr[1] && now == 0 {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        };
+    }
+    let bucket = |map_lru, map_plain, key| {
+        if parts & PLAIN != 0 {
+            entry_plain(map_plain, key)
+        } else {
+            entry(map_lru, key)
+        }
+    };
+    let take = |p: Option<*mut u64>| p.is_some_and(|p| parts & CAS == 0 || take(p, now));
+    let admitted = take(bucket(&SOURCES, &PLAIN_SOURCES, &source))
+        && (parts & PREFIX == 0 || take(bucket(&PREFIXES, &PLAIN_PREFIXES, &prefix)))
+        && (parts & CAS == 0 || take(GLOBAL.get_ptr_mut(0)));
+    if admitted {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// The coarse clock, its helper called once a jiffy on each CPU.
+#[inline(always)]
+fn cached_clock() -> u64 {
+    // SAFETY: helpers with no arguments.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(c) = CLOCK.get_ptr_mut(0) else {
+        // SAFETY: as above.
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: this CPU's value; XDP is not preempted.
+    let c = unsafe { &mut *c };
+    if c[0] != jiffies || c[1] == 0 {
+        // SAFETY: as above.
+        *c = [jiffies, unsafe { bpf_ktime_get_coarse_ns() }];
+    }
+    c[1]
+}
+
+/// The first bucket of `key`'s entry, created if missing.
+#[inline(always)]
+fn entry(map: &LruHashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut u64> {
+    let p = match map.get_ptr_mut(key) {
+        Some(p) => p,
+        None => {
+            let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
+            map.get_ptr_mut(key)?
+        }
+    };
+    // SAFETY: a map value, valid for this run.
+    Some(unsafe { &raw mut (*p).tat[0] })
+}
+
+/// [`entry`] in a hash without LRU.
+#[inline(always)]
+fn entry_plain(map: &HashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut u64> {
+    let p = match map.get_ptr_mut(key) {
+        Some(p) => p,
+        None => {
+            let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
+            map.get_ptr_mut(key)?
+        }
+    };
+    // SAFETY: a map value, valid for this run.
+    Some(unsafe { &raw mut (*p).tat[0] })
+}
+
+/// A GCRA bucket's token, by compare-and-swap.
+#[inline(always)]
+fn take(p: *mut u64, now: u64) -> bool {
+    // SAFETY: p points to a u64 in a map value; other CPUs write it.
+    let seen = unsafe { core::ptr::read_volatile(p) };
+    let next = if seen > now { seen } else { now } + INTERVAL_NS;
+    // SAFETY: as above.
+    unsafe { atomic::cmpxchg(p, seen, next) == seen }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
