@@ -16,6 +16,7 @@ pub mod cookie;
 pub mod counters;
 pub mod dissect;
 pub mod fingerprint;
+pub mod floor;
 pub mod key;
 pub mod maps;
 pub mod ports;

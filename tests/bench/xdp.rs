@@ -456,13 +456,7 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
 /// The floor program on the known-source SYN's frame: what guard's state
 /// alone costs (see `guard-ebpf/src/bin/floor.rs`), whole and in parts.
 fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
-    // The floor's `PARTS` bits.
-    const PREFIX: u8 = 1;
-    const CAS: u8 = 2;
-    const PLAIN: u8 = 4;
-    const NO_LOOKUP: u8 = 8;
-    const NO_CLOCK: u8 = 16;
-    const COARSE: u8 = 32;
+    use guard_common::floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX};
     let frame = Packet::tcp(src4(1), dst4(), 40000, 80, TCP_SYN).frame();
     [
         ("floor: the address and the keys", NO_LOOKUP | NO_CLOCK),

@@ -23,23 +23,31 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use guard_common::{SourceKey, SourceState};
+use guard_common::{
+    SourceKey, SourceState,
+    floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX},
+};
 
 /// What the program does, set by the loader (.rodata, a constant to the
-/// verifier): [`PREFIX`] adds the prefix's lookup to the source's,
-/// [`CAS`] the three compare-and-swaps, [`PLAIN`] uses hashes without LRU,
-/// [`NO_LOOKUP`] stops before any lookup (the address, the clock, the
-/// keys), [`NO_CLOCK`] reads no clock, [`COARSE`] calls the coarse clock's
-/// helper every time instead of once a jiffy.
+/// verifier): the bits of `guard_common::floor`.
 #[unsafe(no_mangle)]
 static PARTS: u8 = PREFIX | CAS;
 
-const PREFIX: u8 = 1;
-const CAS: u8 = 2;
-const PLAIN: u8 = 4;
-const NO_LOOKUP: u8 = 8;
-const NO_CLOCK: u8 = 16;
-const COARSE: u8 = 32;
+/// The first bucket of `key`'s entry in `$map`, created if missing: the
+/// same code for the LRU and the plain hash, which share no trait.
+macro_rules! bucket_of {
+    ($map:expr, $key:expr) => {{
+        let p = match $map.get_ptr_mut($key) {
+            Some(p) => Some(p),
+            None => {
+                let _ = $map.insert($key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
+                $map.get_ptr_mut($key)
+            }
+        };
+        // SAFETY: a map value, valid for this run.
+        p.map(|p| unsafe { &raw mut (*p).tat[0] })
+    }};
+}
 
 #[map(name = "FLOOR_SOURCES")]
 static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(65_536, 0);
@@ -93,11 +101,13 @@ pub fn floor(ctx: XdpContext) -> u32 {
             xdp_action::XDP_PASS
         };
     }
-    let bucket = |map_lru, map_plain, key| {
+    let bucket = |lru: &LruHashMap<SourceKey, SourceState>,
+                  plain: &HashMap<SourceKey, SourceState>,
+                  key: &SourceKey| {
         if parts & PLAIN != 0 {
-            entry_plain(map_plain, key)
+            bucket_of!(plain, key)
         } else {
-            entry(map_lru, key)
+            bucket_of!(lru, key)
         }
     };
     let take = |p: Option<*mut u64>| p.is_some_and(|p| parts & CAS == 0 || take(p, now));
@@ -127,34 +137,6 @@ fn cached_clock() -> u64 {
         *c = [jiffies, unsafe { bpf_ktime_get_coarse_ns() }];
     }
     c[1]
-}
-
-/// The first bucket of `key`'s entry, created if missing.
-#[inline(always)]
-fn entry(map: &LruHashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut u64> {
-    let p = match map.get_ptr_mut(key) {
-        Some(p) => p,
-        None => {
-            let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
-            map.get_ptr_mut(key)?
-        }
-    };
-    // SAFETY: a map value, valid for this run.
-    Some(unsafe { &raw mut (*p).tat[0] })
-}
-
-/// [`entry`] in a hash without LRU.
-#[inline(always)]
-fn entry_plain(map: &HashMap<SourceKey, SourceState>, key: &SourceKey) -> Option<*mut u64> {
-    let p = match map.get_ptr_mut(key) {
-        Some(p) => p,
-        None => {
-            let _ = map.insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST));
-            map.get_ptr_mut(key)?
-        }
-    };
-    // SAFETY: a map value, valid for this run.
-    Some(unsafe { &raw mut (*p).tat[0] })
 }
 
 /// A GCRA bucket's token, by compare-and-swap.
