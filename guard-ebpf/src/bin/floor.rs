@@ -26,6 +26,7 @@ use aya_ebpf::{
 use guard_common::{
     SourceKey, SourceState,
     floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX},
+    key::{AF_INET, mask32},
 };
 
 /// What the program does, set by the loader (.rodata, a constant to the
@@ -92,7 +93,7 @@ pub fn floor(ctx: XdpContext) -> u32 {
     } else {
         cached_clock()
     };
-    let (source, prefix) = (SourceKey::v4(src, 32), SourceKey::v4(src, 24));
+    let (source, prefix) = (key(src, 32), key(src, 24));
     if parts & NO_LOOKUP != 0 {
         // Kept, so the compiler cannot leave out what came before.
         return if source.addr[0] == prefix.addr[1] && now == 0 {
@@ -119,6 +120,25 @@ pub fn floor(ctx: XdpContext) -> u32 {
     } else {
         xdp_action::XDP_DROP
     }
+}
+
+/// `SourceKey::v4(src, len)`, written as five words: built field by field
+/// on the stack, LLVM zeroes the address's tail through a call to a
+/// byte-by-byte `memset`, which guard's own verdict does not pay (its
+/// keys are built in place), and which would inflate the floor.
+#[inline(always)]
+fn key(src: [u8; 4], len: u8) -> SourceKey {
+    let masked = u32::from_be_bytes(src) & mask32(len);
+    let words: [u32; 5] = [
+        u32::from_le_bytes([AF_INET, len, 0, 0]),
+        u32::from_ne_bytes(masked.to_be_bytes()),
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: SourceKey is repr(C), 20 bytes of u8 fields: any bytes are
+    // a value, and these are the ones `SourceKey::v4` gives.
+    unsafe { core::mem::transmute::<[u32; 5], SourceKey>(words) }
 }
 
 /// The coarse clock, its helper called once a jiffy on each CPU.
