@@ -370,6 +370,16 @@ pub fn mixed(
     }
 }
 
+/// `frame`, [`broken`] one time in twenty.
+#[must_use]
+pub fn sometimes_broken(rng: &mut Rng, frame: Vec<u8>) -> Vec<u8> {
+    if rng.percent(5) {
+        broken(rng, &frame)
+    } else {
+        frame
+    }
+}
+
 /// `frame` broken in one of the ways an attacker (or a bug) breaks frames:
 /// cut at or near a header boundary, a bad IHL, a bogus IPv6 extension
 /// chain, a total length that lies, a zero-length payload, random bytes.
