@@ -83,6 +83,7 @@ mod cookie;
 mod dissect;
 mod fingerprint;
 mod maps;
+mod tick_clock;
 mod verdict;
 
 use aya_ebpf::{

@@ -89,14 +89,7 @@ pub struct Scratch {
     /// The signature check's and the sampling's (`fingerprint.rs`).
     pub screen: Screen,
     /// This CPU's reading of the clock (`clock.rs`).
-    pub clock: ClockCache,
-}
-
-/// The coarse clock as this CPU last read it, and the jiffy it read it in.
-#[repr(C)]
-pub struct ClockCache {
-    pub jiffies: u64,
-    pub ns: u64,
+    pub clock: crate::tick_clock::TickClock,
 }
 
 /// What `fingerprint::guard_screen` works in: its stack, added to the

@@ -15,10 +15,12 @@
 
 #[path = "../atomic.rs"]
 mod atomic;
+#[path = "../tick_clock.rs"]
+mod tick_clock;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -28,6 +30,7 @@ use guard_common::{
     floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX},
     key::{AF_INET, mask32},
 };
+use tick_clock::TickClock;
 
 /// What the program does, set by the loader (.rodata, a constant to the
 /// verifier): the bits of `guard_common::floor`.
@@ -62,10 +65,9 @@ static PLAIN_SOURCES: HashMap<SourceKey, SourceState> = HashMap::with_max_entrie
 #[map(name = "FLOOR_PLAIN_PREFIXES")]
 static PLAIN_PREFIXES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(16_384, 0);
 
-/// This CPU's jiffy and the coarse clock read in it, as guard's
-/// `clock.rs` keeps them.
+/// This CPU's jiffy and the coarse clock read in it, as guard keeps them.
 #[map(name = "FLOOR_CLOCK")]
-static CLOCK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static CLOCK: PerCpuArray<TickClock> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "FLOOR_GLOBAL")]
 static GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
@@ -141,22 +143,15 @@ fn key(src: [u8; 4], len: u8) -> SourceKey {
     unsafe { core::mem::transmute::<[u32; 5], SourceKey>(words) }
 }
 
-/// The coarse clock, its helper called once a jiffy on each CPU.
+/// The coarse clock as guard reads it: its helper once a jiffy per CPU.
 #[inline(always)]
 fn cached_clock() -> u64 {
-    // SAFETY: helpers with no arguments.
-    let jiffies = unsafe { bpf_jiffies64() };
-    let Some(c) = CLOCK.get_ptr_mut(0) else {
-        // SAFETY: as above.
-        return unsafe { bpf_ktime_get_coarse_ns() };
-    };
-    // SAFETY: this CPU's value; XDP is not preempted.
-    let c = unsafe { &mut *c };
-    if c[0] != jiffies || c[1] == 0 {
-        // SAFETY: as above.
-        *c = [jiffies, unsafe { bpf_ktime_get_coarse_ns() }];
+    match CLOCK.get_ptr_mut(0) {
+        // SAFETY: this CPU's value; XDP is not preempted.
+        Some(c) => unsafe { (*c).now() },
+        // SAFETY: a helper with no arguments.
+        None => unsafe { bpf_ktime_get_coarse_ns() },
     }
-    c[1]
 }
 
 /// A GCRA bucket's token, by compare-and-swap.
