@@ -9,21 +9,24 @@
 //! touched.
 //!
 //! - [`raw`]: the keys as written (clap and serde);
+//! - [`cidr`]: CIDR text, for every list;
 //! - [`resolve`]: defaults and validation, into [`Settings`];
 //! - [`settings`]: the validated values, what the XDP program gets from
 //!   them, and the one table of keys a reload cannot change.
 
+pub mod cidr;
 pub mod error;
 pub mod raw;
 pub mod resolve;
 pub mod settings;
 
+pub use cidr::parse_cidr;
 pub use error::ConfigError;
 pub use raw::{
     BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
     XdpModeChoice, defaults,
 };
-pub use resolve::{parse_cidr, read_file};
+pub use resolve::read_file;
 pub use settings::{
     ConntrackSettings, CookieSettings, FleetSettings, Rate, Reload, Settings, list_bits,
     list_overflow,

@@ -34,44 +34,13 @@ use crate::{
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
-        ports::{PortTable, cookie_mode},
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
     },
 };
 
-/// What `--syn-cookies` comes to on this run ([`cookie_mode`]), said once
-/// when it cannot be honoured. Cookies need a lone ACK to be invalid to
-/// conntrack (so that SYNPROXY sees it): when they may come on,
-/// `nf_conntrack_tcp_loose` is recorded to go back when they are off.
-fn decide_cookies(
-    knobs: &Knobs<'_>,
-    settings: &Settings,
-    xdp_can_reply: bool,
-    record: &mut Record,
-) -> SynCookies {
-    let decided = cookie_mode(settings.cookies.mode, settings.mode, xdp_can_reply, || {
-        // Recorded before (at start, or by an earlier reload): the live
-        // value may be guard's own 0.
-        if record.local.contains_key(TCP_LOOSE) {
-            return true;
-        }
-        match knobs.local(TCP_LOOSE) {
-            Ok(v) => {
-                record.local.insert(TCP_LOOSE.to_owned(), v);
-                true
-            }
-            Err(e) => {
-                tracing::warn!("{e}");
-                false
-            }
-        }
-    });
-    decided.unwrap_or_else(|off| {
-        tracing::info!("SYN cookies stay off {off}");
-        SynCookies::Never
-    })
-}
+mod cookies;
+use cookies::{Ports, decide_cookies, list};
 
 /// What the run loop must do after a tick.
 pub struct Tick {
@@ -79,37 +48,6 @@ pub struct Tick {
     /// New XDP limits to write into every attachment (global already
     /// divided among them).
     pub limits: Option<XdpLimits>,
-}
-
-/// The listening ports as the controller keeps them.
-struct Ports {
-    /// `--cookie-port`: only these listening ports may get cookies (empty:
-    /// all of them).
-    narrow: Vec<u16>,
-    /// Listening ports, their slots and which are armed.
-    table: PortTable,
-    /// The port table last handed out.
-    written: BTreeMap<u16, u32>,
-    /// Ports armed after the last tick, and the ports the SYNPROXY rules
-    /// cover: the armed ones and, for one tick more, those just disarmed.
-    armed: BTreeSet<u16>,
-    rules: BTreeSet<u16>,
-    /// Whether some attachment can send SYN cookies (see
-    /// [`Controller::xdp_can_reply`]).
-    xdp_can_reply: bool,
-}
-
-impl Ports {
-    fn new(narrow: Vec<u16>) -> Self {
-        Self {
-            narrow,
-            table: PortTable::default(),
-            written: BTreeMap::new(),
-            armed: BTreeSet::new(),
-            rules: BTreeSet::new(),
-            xdp_can_reply: true,
-        }
-    }
 }
 
 pub struct Controller<'a> {
@@ -398,17 +336,8 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        let eligible: BTreeSet<u16> = listening
-            .into_iter()
-            .filter(|p| self.ports.narrow.is_empty() || self.ports.narrow.contains(p))
-            .collect();
-        let left_out = self.ports.table.set_eligible(&eligible);
-        if !left_out.is_empty() {
-            self.report_once(&format!(
-                "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
-                left_out.len(),
-                guard_common::ports::PORT_SLOTS
-            ));
+        if let Some(problem) = self.ports.listening(listening) {
+            self.report_once(&problem);
         }
     }
 
@@ -458,37 +387,8 @@ impl<'a> Controller<'a> {
             write_ports(&entries);
             self.ports.written = entries;
         }
-        // Against the last tick's, so that a port whose listener went away
-        // is reported too.
-        let on: Vec<u16> = armed.difference(&self.ports.armed).copied().collect();
-        let off: Vec<u16> = self.ports.armed.difference(&armed).copied().collect();
-        if !on.is_empty() {
-            let why = if mode == SynCookies::Always {
-                "always on".to_owned()
-            } else {
-                format!(
-                    "a random-source SYN flood aimed at {}",
-                    if on.len() == 1 { "it" } else { "them" }
-                )
-            };
-            self.log_decision(
-                self.state.level,
-                format!(
-                    "SYN cookies on for port{} {}: {why}",
-                    plural(on.len()),
-                    list(&on),
-                ),
-            );
-        }
-        if !off.is_empty() {
-            self.log_decision(
-                self.state.level,
-                format!(
-                    "SYN cookies off for port{} {}",
-                    plural(off.len()),
-                    list(&off)
-                ),
-            );
+        for line in self.ports.changes(&armed, mode) {
+            self.log_decision(self.state.level, line);
         }
         self.ports.armed = armed;
     }
@@ -622,15 +522,15 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Whether any attachment can send SYN cookies (each said why not
-    /// when attached). If none can, no port is armed and no SYNPROXY rule
-    /// installed for the life of this run.
     /// The pressure level now.
     #[must_use]
     pub fn level(&self) -> Level {
         self.state.level
     }
 
+    /// Whether any attachment can send SYN cookies (each said why not
+    /// when attached). If none can, no port is armed and no SYNPROXY rule
+    /// installed for the life of this run.
     pub fn xdp_can_reply(&mut self, can: bool, settings: &Settings) {
         self.ports.xdp_can_reply = can;
         if !can {
@@ -765,16 +665,4 @@ impl<'a> Controller<'a> {
             tracing::error!("{e}");
         }
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn list(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

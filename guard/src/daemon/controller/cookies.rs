@@ -1,0 +1,142 @@
+//! SYN cookies as the controller keeps them: what `--syn-cookies` comes
+//! to on this run, the listening ports that may get cookies, which are
+//! armed, and the lines that say so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guard_common::ports::PORT_SLOTS;
+
+use crate::{
+    config::{Settings, SynCookies},
+    host::{conntrack::knobs::Knobs, restore::Record},
+    model::{
+        conntrack::TCP_LOOSE,
+        ports::{PortTable, cookie_mode},
+    },
+};
+
+/// What `--syn-cookies` comes to on this run ([`cookie_mode`]), said once
+/// when it cannot be honoured. Cookies need a lone ACK to be invalid to
+/// conntrack (so that SYNPROXY sees it): when they may come on,
+/// `nf_conntrack_tcp_loose` is recorded to go back when they are off.
+pub(super) fn decide_cookies(
+    knobs: &Knobs<'_>,
+    settings: &Settings,
+    xdp_can_reply: bool,
+    record: &mut Record,
+) -> SynCookies {
+    let decided = cookie_mode(settings.cookies.mode, settings.mode, xdp_can_reply, || {
+        // Recorded before (at start, or by an earlier reload): the live
+        // value may be guard's own 0.
+        if record.local.contains_key(TCP_LOOSE) {
+            return true;
+        }
+        match knobs.local(TCP_LOOSE) {
+            Ok(v) => {
+                record.local.insert(TCP_LOOSE.to_owned(), v);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        }
+    });
+    decided.unwrap_or_else(|off| {
+        tracing::info!("SYN cookies stay off {off}");
+        SynCookies::Never
+    })
+}
+
+/// The listening ports as the controller keeps them.
+pub(super) struct Ports {
+    /// `--cookie-port`: only these listening ports may get cookies (empty:
+    /// all of them).
+    pub(super) narrow: Vec<u16>,
+    /// Listening ports, their slots and which are armed.
+    pub(super) table: PortTable,
+    /// The port table last handed out.
+    pub(super) written: BTreeMap<u16, u32>,
+    /// Ports armed after the last tick, and the ports the SYNPROXY rules
+    /// cover: the armed ones and, for one tick more, those just disarmed.
+    pub(super) armed: BTreeSet<u16>,
+    pub(super) rules: BTreeSet<u16>,
+    /// Whether some attachment can send SYN cookies (see
+    /// [`Controller::xdp_can_reply`]).
+    pub(super) xdp_can_reply: bool,
+}
+
+impl Ports {
+    pub(super) fn new(narrow: Vec<u16>) -> Self {
+        Self {
+            narrow,
+            table: PortTable::default(),
+            written: BTreeMap::new(),
+            armed: BTreeSet::new(),
+            rules: BTreeSet::new(),
+            xdp_can_reply: true,
+        }
+    }
+
+    /// Takes the protected namespace's listening ports, narrowed by
+    /// `--cookie-port`, into the port table; the problem to report if some
+    /// did not fit.
+    pub(super) fn listening(&mut self, listening: BTreeSet<u16>) -> Option<String> {
+        let eligible: BTreeSet<u16> = listening
+            .into_iter()
+            .filter(|p| self.narrow.is_empty() || self.narrow.contains(p))
+            .collect();
+        let left_out = self.table.set_eligible(&eligible);
+        (!left_out.is_empty()).then(|| {
+            format!(
+                "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
+                left_out.len(),
+                PORT_SLOTS
+            )
+        })
+    }
+
+    /// The lines that say which ports were armed and disarmed since the
+    /// last tick: against the last tick's, so that a port whose listener
+    /// went away is reported too.
+    pub(super) fn changes(&self, armed: &BTreeSet<u16>, mode: SynCookies) -> Vec<String> {
+        let on: Vec<u16> = armed.difference(&self.armed).copied().collect();
+        let off: Vec<u16> = self.armed.difference(armed).copied().collect();
+        let mut lines = Vec::new();
+        if !on.is_empty() {
+            let why = if mode == SynCookies::Always {
+                "always on".to_owned()
+            } else {
+                format!(
+                    "a random-source SYN flood aimed at {}",
+                    if on.len() == 1 { "it" } else { "them" }
+                )
+            };
+            lines.push(format!(
+                "SYN cookies on for port{} {}: {why}",
+                plural(on.len()),
+                list(&on),
+            ));
+        }
+        if !off.is_empty() {
+            lines.push(format!(
+                "SYN cookies off for port{} {}",
+                plural(off.len()),
+                list(&off)
+            ));
+        }
+        lines
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub(super) fn list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
