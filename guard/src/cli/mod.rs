@@ -398,7 +398,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Run(args) => daemon::run::run(args.sources()),
         Command::CheckConfig(args) => commands::check_config::command(args.sources()),
         Command::Stats(args) => {
-            let opts = commands::stats::Options {
+            let opts = commands::stats::StatsOptions {
                 iface: args.iface.clone(),
                 netns: args.netns.clone(),
                 json: args.json,
@@ -416,7 +416,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
             commands::fleet::status(args.json, args.netns.as_deref())
         }
         Command::Restore(args) => commands::restore::command(args.discard, args.netns.as_deref()),
-        Command::Tune(args) => commands::tune::command(commands::tune::Options {
+        Command::Tune(args) => commands::tune::command(commands::tune::TuneOptions {
             apply: args.apply,
             persist: args.persist,
             netns: args.netns.as_deref(),
@@ -455,7 +455,7 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
             // guard times the decision itself too, so it ends even if
             // CrowdSec's `del` never comes (the bouncer was down).
             let reason = args.reason.as_ref().map(|r| format!("crowdsec: {r}"));
-            commands::lists::edit(&commands::lists::Request {
+            commands::lists::edit(&commands::lists::ListEdit {
                 list: List::Deny,
                 edit,
                 cidrs: std::slice::from_ref(&args.ip),
@@ -520,7 +520,7 @@ fn list(list: List, args: &ListArgs) -> Result<()> {
             if edit == Edit::Add { "add" } else { "delete" }
         )));
     }
-    commands::lists::edit(&commands::lists::Request {
+    commands::lists::edit(&commands::lists::ListEdit {
         list,
         edit,
         cidrs: &args.cidrs,

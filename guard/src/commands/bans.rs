@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     lists::describe_note,
-    stats::{Options, take_sample},
+    stats::{StatsOptions, take_sample},
 };
 use crate::{
     dataplane::pins::Layout,
@@ -40,7 +40,7 @@ pub struct Ban {
 
 /// `guard bans [--json]`; an error (exit 1) if no guard runs.
 pub fn command(json: bool) -> Result<()> {
-    let opts = Options {
+    let opts = StatsOptions {
         iface: None,
         netns: None,
         json,

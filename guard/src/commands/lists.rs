@@ -44,7 +44,7 @@ fn pinned_dirs() -> Vec<PathBuf> {
 
 /// What `guard allow|deny add|del` was given.
 #[derive(Debug)]
-pub struct Request<'a> {
+pub struct ListEdit<'a> {
     pub list: List,
     pub edit: Edit,
     pub cidrs: &'a [String],
@@ -59,7 +59,7 @@ pub struct Request<'a> {
 
 /// `guard allow|deny add|del CIDR... [--file F]`. The kept file is written
 /// first: it is what a reload rebuilds the running lists from.
-pub fn edit(req: &Request<'_>) -> Result<()> {
+pub fn edit(req: &ListEdit<'_>) -> Result<()> {
     preflight::check_privileges().map_err(usage)?;
     let nets = entries(req)?;
     let expires = req
@@ -134,7 +134,7 @@ pub fn edit(req: &Request<'_>) -> Result<()> {
 }
 
 /// The entries given on the command line and in `--file`.
-fn entries(req: &Request<'_>) -> Result<Vec<IpNet>> {
+fn entries(req: &ListEdit<'_>) -> Result<Vec<IpNet>> {
     let mut nets = req
         .cidrs
         .iter()

@@ -17,7 +17,7 @@ use crate::{
 
 /// What `guard stats` was asked for.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct StatsOptions {
     /// Only the interface with this name.
     pub iface: Option<String>,
     /// Only interfaces in this network namespace.
@@ -30,7 +30,7 @@ pub struct Options {
 }
 
 /// `guard stats` (`--watch` is [`super::watch`]).
-pub fn command(opts: &Options) -> Result<()> {
+pub fn command(opts: &StatsOptions) -> Result<()> {
     let layout = Layout::default();
     let first = take_sample(&layout, opts)?;
     let second = if opts.interval > 0 {
@@ -59,7 +59,7 @@ pub fn command(opts: &Options) -> Result<()> {
 
 /// Reads the pins of a running guard, the interfaces `opts` selects; an
 /// error if there are none.
-pub fn take_sample(layout: &Layout, opts: &Options) -> Result<Sample> {
+pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
     let mut interfaces = Vec::new();
     for (netns, iface, dir) in layout.list() {
         let other_ns = opts
@@ -93,7 +93,7 @@ pub fn take_sample(layout: &Layout, opts: &Options) -> Result<Sample> {
     })
 }
 
-fn filter_suffix(opts: &Options) -> String {
+fn filter_suffix(opts: &StatsOptions) -> String {
     let mut s = String::new();
     if let Some(iface) = &opts.iface {
         let _ = write!(s, " on {iface}");

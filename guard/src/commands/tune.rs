@@ -18,7 +18,7 @@ use crate::{
 
 /// What `guard tune` was asked to do.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Options<'a> {
+pub struct TuneOptions<'a> {
     pub apply: bool,
     pub persist: bool,
     pub netns: Option<&'a str>,
@@ -27,8 +27,8 @@ pub struct Options<'a> {
 }
 
 /// `guard tune [--apply] [--persist] [--netns NAME] [--json]`.
-pub fn command(opts: Options<'_>) -> Result<()> {
-    let Options {
+pub fn command(opts: TuneOptions<'_>) -> Result<()> {
+    let TuneOptions {
         apply: apply_now,
         persist: persist_now,
         netns,

@@ -24,7 +24,7 @@ use crate::{
     host::clock::unix_now_ms,
     model::{
         fingerprint::{Thresholds, describe},
-        learner::{Action, Installed, Session, calm_rate, flood},
+        learner::{Installed, Session, SigChange, calm_rate, flood},
         level::Level,
     },
 };
@@ -108,7 +108,7 @@ fn second(
         .collect();
     for action in session.tick(flooding, &installed) {
         match action {
-            Action::Install { sig, share } => {
+            SigChange::Install { sig, share } => {
                 let id = dataplane.edit_sigs(|t| {
                     let id = t.next_id();
                     let slot = t.free_slot()?;
@@ -136,7 +136,7 @@ fn second(
                     );
                 }
             }
-            Action::Expire { id } => {
+            SigChange::Expire { id } => {
                 if dataplane.edit_sigs(|t| t.remove(id))?.is_some() {
                     tracing::info!("{iface}: sig {id}: expired, it stopped matching");
                 }

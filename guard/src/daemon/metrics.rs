@@ -30,7 +30,7 @@ use crate::{
     model::{
         as_f64 as f,
         fingerprint::describe,
-        fleet::{self, View},
+        fleet::{self, FleetView},
         status::{RunStatus, Status},
         xdp::XdpAttachMode,
     },
@@ -159,7 +159,7 @@ impl Collector for GuardCollector {
 }
 
 /// `--fleet`: the link, the members, and the decisions.
-fn encode_fleet(encoder: &mut DescriptorEncoder, v: &View) -> Result<(), std::fmt::Error> {
+fn encode_fleet(encoder: &mut DescriptorEncoder, v: &FleetView) -> Result<(), std::fmt::Error> {
     let fresh = |m: &&fleet::Member| v.at_ms.saturating_sub(m.report.at_ms) < fleet::STALE_MS;
     for (name, help, value) in [
         (

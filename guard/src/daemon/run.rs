@@ -27,7 +27,7 @@ use crate::{
     config::{Fingerprints, Settings, SynCookies},
     dataplane::{
         events::{self, Tagged},
-        loader::{self, Attached, Request},
+        loader::{self, AttachRequest, Attached},
         pins::Layout,
     },
     error::usage,
@@ -455,7 +455,7 @@ fn attach_all(
     let layout = Layout::default();
     let mut attached = Vec::new();
     for iface in &settings.ifaces {
-        let mut a = loader::attach(&Request {
+        let mut a = loader::attach(&AttachRequest {
             scope,
             iface,
             settings,

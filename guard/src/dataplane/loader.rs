@@ -139,7 +139,7 @@ pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
 }
 
 /// What `attach` needs to know.
-pub struct Request<'a> {
+pub struct AttachRequest<'a> {
     pub scope: &'a Scope,
     pub iface: &'a str,
     pub settings: &'a Settings,
@@ -286,7 +286,7 @@ impl Drop for Attached {
 /// Errors that mean "cannot start" (no such interface, someone else's
 /// program, verifier rejection, unsupported mode) are [`usage`] errors. On
 /// any error nothing stays attached or pinned.
-pub fn attach(req: &Request<'_>) -> Result<Attached> {
+pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
     let scope = req.scope;
     let iface = scope
         .run(|| iface::lookup(req.iface, &scope.suffix()))

@@ -1,7 +1,7 @@
 //! The status files in the runtime directory: the run loop's
 //! [`RunStatus`] (`guard.json`, at start and at every SIGHUP) and the
 //! controller's [`Status`] (`status.json`, after every tick) and the
-//! fleet's [`View`] (`fleet.json`, every second with `--fleet`), each written
+//! fleet's [`FleetView`] (`fleet.json`, every second with `--fleet`), each written
 //! atomically (readers never see half of one) and removed when guard
 //! stops. A failure to write is logged, not fatal: they are for people
 //! and tools watching; guard goes on protecting.
@@ -12,7 +12,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::atomic;
 use crate::model::{
-    fleet::View,
+    fleet::FleetView,
     paths::{FLEET_FILE, RUN_FILE, STATUS_FILE},
     status::{RunStatus, Status},
 };
@@ -62,12 +62,12 @@ pub fn remove_run(dir: &Path) {
 }
 
 /// Writes what the running guard knows of its fleet.
-pub fn publish_fleet(dir: &Path, view: &View) {
+pub fn publish_fleet(dir: &Path, view: &FleetView) {
     publish_file(dir, FLEET_FILE, view);
 }
 
 #[must_use]
-pub fn read_fleet(dir: &Path) -> Option<View> {
+pub fn read_fleet(dir: &Path) -> Option<FleetView> {
     read_file(dir, FLEET_FILE)
 }
 

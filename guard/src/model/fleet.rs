@@ -21,7 +21,7 @@ pub const STALE_MS: u64 = 10_000;
 /// One ban shared with the fleet: the value of its key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Decision {
+pub struct SharedBan {
     /// What is denied, as a CIDR.
     pub net: String,
     pub reason: String,
@@ -32,7 +32,7 @@ pub struct Decision {
     pub until_ms: u64,
 }
 
-impl Decision {
+impl SharedBan {
     /// The key the decision is stored under.
     #[must_use]
     pub fn key(&self) -> String {
@@ -64,7 +64,7 @@ pub struct Rules {
 
 /// Why a peer's decision is not applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum BanRefusal {
     /// This guard made it.
     Own,
     /// Its time is up.
@@ -80,7 +80,7 @@ pub enum Refusal {
     OverCeiling,
 }
 
-impl Refusal {
+impl BanRefusal {
     /// For the counters: one word per kind.
     #[must_use]
     pub const fn kind(&self) -> &'static str {
@@ -95,7 +95,7 @@ impl Refusal {
     }
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for BanRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Own => f.write_str("this guard's own"),
@@ -121,34 +121,34 @@ pub fn judge(
     value: &[u8],
     rules: &Rules,
     now_ms: u64,
-) -> Result<(Decision, IpNet), Refusal> {
-    let decision: Decision =
-        serde_json::from_slice(value).map_err(|e| Refusal::Malformed(format!("`{key}`: {e}")))?;
+) -> Result<(SharedBan, IpNet), BanRefusal> {
+    let decision: SharedBan = serde_json::from_slice(value)
+        .map_err(|e| BanRefusal::Malformed(format!("`{key}`: {e}")))?;
     if decision.key() != key {
-        return Err(Refusal::Malformed(format!(
+        return Err(BanRefusal::Malformed(format!(
             "`{key}` holds a decision about {}",
             decision.net
         )));
     }
     let net = parse_cidr(&decision.net)
-        .map_err(|e| Refusal::Malformed(format!("`{key}`: {}: {e}", decision.net)))?;
+        .map_err(|e| BanRefusal::Malformed(format!("`{key}`: {}: {e}", decision.net)))?;
     if decision.origin == rules.me {
-        return Err(Refusal::Own);
+        return Err(BanRefusal::Own);
     }
     if decision.until_ms <= now_ms {
-        return Err(Refusal::Expired);
+        return Err(BanRefusal::Expired);
     }
     let widest = match net {
         IpNet::V4(_) => rules.widest_v4,
         IpNet::V6(_) => rules.widest_v6,
     };
     if net.prefix_len() < widest {
-        return Err(Refusal::TooWide(net));
+        return Err(BanRefusal::TooWide(net));
     }
     if let Some(allow) = overlap(&rules.allow, &net) {
-        return Err(Refusal::Allowed { net, allow });
+        return Err(BanRefusal::Allowed { net, allow });
     }
-    let decision = Decision {
+    let decision = SharedBan {
         until_ms: decision
             .until_ms
             .min(now_ms.saturating_add(rules.longest_ms)),
@@ -216,13 +216,13 @@ pub struct Report {
     pub count: u64,
     pub max: u64,
     /// The sources it limited most since its last report, busiest first.
-    pub top: Vec<TopSource>,
+    pub top: Vec<FleetSource>,
     /// Unix milliseconds.
     pub at_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopSource {
+pub struct FleetSource {
     pub source: String,
     pub limited: u64,
 }
@@ -240,7 +240,7 @@ pub fn neighbours(reports: &[Report], me: &str, now_ms: u64) -> Option<(Level, S
 /// What this guard knows of its fleet, as `guard fleet status` shows it
 /// (written by the running guard to its runtime directory).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct View {
+pub struct FleetView {
     pub member: String,
     pub server: String,
     pub bucket: String,
@@ -272,7 +272,7 @@ pub struct Member {
     pub bans: usize,
 }
 
-impl View {
+impl FleetView {
     /// The `q`-th quantile (0..=1) of the delays kept, if any.
     #[must_use]
     pub fn delay_quantile(&self, q: f64) -> Option<u64> {
@@ -388,7 +388,7 @@ mod tests {
     }
 
     fn ban(net: &str, origin: &str, until_ms: u64) -> (String, Vec<u8>) {
-        let d = Decision {
+        let d = SharedBan {
             net: net.into(),
             reason: "flood".into(),
             origin: origin.into(),
@@ -424,38 +424,44 @@ mod tests {
     fn own_expired_wide_allowlisted_and_forged_bans_are_refused() {
         let r = rules();
         let (k, v) = ban("198.18.0.7/32", "edge-a", 9_000);
-        assert_eq!(judge(&k, &v, &r, 2_000), Err(Refusal::Own));
+        assert_eq!(judge(&k, &v, &r, 2_000), Err(BanRefusal::Own));
         let (k, v) = ban("198.18.0.7/32", "edge-b", 2_000);
-        assert_eq!(judge(&k, &v, &r, 2_000), Err(Refusal::Expired));
+        assert_eq!(judge(&k, &v, &r, 2_000), Err(BanRefusal::Expired));
         let (k, v) = ban("198.0.0.0/8", "edge-b", 9_000);
-        assert!(matches!(judge(&k, &v, &r, 2_000), Err(Refusal::TooWide(_))));
+        assert!(matches!(
+            judge(&k, &v, &r, 2_000),
+            Err(BanRefusal::TooWide(_))
+        ));
         let (k, v) = ban("2001::/16", "edge-b", 9_000);
-        assert!(matches!(judge(&k, &v, &r, 2_000), Err(Refusal::TooWide(_))));
+        assert!(matches!(
+            judge(&k, &v, &r, 2_000),
+            Err(BanRefusal::TooWide(_))
+        ));
         // Inside the allowlist, and around it: both refused.
         let (k, v) = ban("198.18.7.9/32", "edge-b", 9_000);
         assert!(matches!(
             judge(&k, &v, &r, 2_000),
-            Err(Refusal::Allowed { .. })
+            Err(BanRefusal::Allowed { .. })
         ));
         let (k, v) = ban("198.18.0.0/16", "edge-b", 9_000);
         assert!(matches!(
             judge(&k, &v, &r, 2_000),
-            Err(Refusal::Allowed { .. })
+            Err(BanRefusal::Allowed { .. })
         ));
         // A value under another ban's key.
         let (_, v) = ban("198.18.0.7/32", "edge-b", 9_000);
         assert!(matches!(
             judge("deny.198.18.0.8/32", &v, &r, 2_000),
-            Err(Refusal::Malformed(_))
+            Err(BanRefusal::Malformed(_))
         ));
         assert!(matches!(
             judge("deny.x", b"{\"net\": 1}", &r, 2_000),
-            Err(Refusal::Malformed(_))
+            Err(BanRefusal::Malformed(_))
         ));
         let (k, v) = ban("198.18.0.1/24", "edge-b", 9_000);
         assert!(matches!(
             judge(&k, &v, &r, 2_000),
-            Err(Refusal::Malformed(_))
+            Err(BanRefusal::Malformed(_))
         ));
     }
 
@@ -500,7 +506,7 @@ mod tests {
 
     #[test]
     fn the_view_gives_quantiles_and_renders_members() {
-        let view = View {
+        let view = FleetView {
             member: "edge-a".into(),
             server: "nats://127.0.0.1:4222".into(),
             bucket: "guard".into(),
@@ -513,7 +519,7 @@ mod tests {
                     fill: 72.5,
                     count: 7,
                     max: 10,
-                    top: vec![TopSource {
+                    top: vec![FleetSource {
                         source: "198.18.0.7".into(),
                         limited: 40,
                     }],
@@ -522,7 +528,7 @@ mod tests {
                 bans: 3,
             }],
             delays_ms: (1..=100).collect(),
-            ..View::default()
+            ..FleetView::default()
         };
         assert_eq!(view.delay_quantile(0.5), Some(51));
         assert_eq!(view.delay_quantile(0.99), Some(99));

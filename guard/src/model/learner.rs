@@ -51,7 +51,7 @@ pub struct Installed {
 
 /// What the session asks for.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum SigChange {
     /// Install this signature, learned and checked; `share` is what it
     /// matched of the fresh attack sample.
     Install { sig: Signature, share: f64 },
@@ -102,7 +102,7 @@ impl Session {
 
     /// The second is over: what to install (a signature learned from the
     /// previous window that holds on this one) and what to expire.
-    pub fn tick(&mut self, flood: bool, installed: &[Installed]) -> Vec<Action> {
+    pub fn tick(&mut self, flood: bool, installed: &[Installed]) -> Vec<SigChange> {
         let mut actions = self.expiries(installed);
         let window = std::mem::take(&mut self.window);
         if !flood {
@@ -126,7 +126,7 @@ impl Session {
                 &self.thresholds,
             )
         {
-            actions.push(Action::Install {
+            actions.push(SigChange::Install {
                 sig: pending.signature,
                 share: shares.attack,
             });
@@ -137,7 +137,7 @@ impl Session {
         actions
     }
 
-    fn expiries(&mut self, installed: &[Installed]) -> Vec<Action> {
+    fn expiries(&mut self, installed: &[Installed]) -> Vec<SigChange> {
         self.quiet
             .retain(|(id, _)| installed.iter().any(|i| i.id == *id));
         let mut out = Vec::new();
@@ -153,7 +153,7 @@ impl Session {
             let quiet = &mut self.quiet[at].1;
             *quiet = if sig.hits < QUIET_HITS { *quiet + 1 } else { 0 };
             if *quiet >= QUIET_SECS {
-                out.push(Action::Expire { id: sig.id });
+                out.push(SigChange::Expire { id: sig.id });
             }
         }
         out
@@ -240,7 +240,7 @@ mod tests {
             "learned, not yet checked"
         );
         let actions = flood_second(&mut s, 1000);
-        let [Action::Install { sig, share }] = actions.as_slice() else {
+        let [SigChange::Install { sig, share }] = actions.as_slice() else {
             panic!("{actions:?}");
         };
         assert!(*share >= 0.9);
@@ -290,7 +290,7 @@ mod tests {
             installed |= s
                 .tick(true, &[])
                 .iter()
-                .any(|a| matches!(a, Action::Install { .. }));
+                .any(|a| matches!(a, SigChange::Install { .. }));
         }
         assert!(
             installed,
@@ -327,7 +327,7 @@ mod tests {
         }
         assert_eq!(
             s.tick(false, &[quiet, pinned]),
-            vec![Action::Expire { id: 3 }]
+            vec![SigChange::Expire { id: 3 }]
         );
     }
 

@@ -1,4 +1,4 @@
-//! The `--watch` view, drawn: a pure function of a [`View`].
+//! The `--watch` view, drawn: a pure function of a [`WatchView`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -41,7 +41,7 @@ const RATES_WIDTH: u16 = 28;
 const BODY_MIN: u16 = 6;
 
 /// Everything one frame shows.
-pub(super) struct View {
+pub(super) struct WatchView {
     pub(super) snapshot: Snapshot,
     pub(super) history: History,
     /// Seconds since the Unix epoch when the snapshot was taken: how old
@@ -141,7 +141,7 @@ const fn level_color(level: Level) -> Color {
 }
 
 /// Draws one frame; whatever does not fit the area is cut off.
-pub(super) fn draw(frame: &mut Frame, view: &View) {
+pub(super) fn draw(frame: &mut Frame, view: &WatchView) {
     let sigs = sig_lines(&view.snapshot);
     let [title, conntrack, history, signatures, body, decision] = layout::Layout::vertical([
         Constraint::Length(1),
@@ -166,7 +166,7 @@ pub(super) fn draw(frame: &mut Frame, view: &View) {
 
 /// "guard — <interfaces>" on the left; the level, dry run and how to quit
 /// on the right, or after the interfaces where both do not fit.
-fn draw_title(frame: &mut Frame, area: Rect, view: &View) {
+fn draw_title(frame: &mut Frame, area: Rect, view: &WatchView) {
     let snap = &view.snapshot;
     let ifaces = snap
         .interfaces
@@ -220,7 +220,7 @@ fn draw_title(frame: &mut Frame, area: Rect, view: &View) {
 
 /// The fill gauge, labelled with the count, the fill and the target, in the
 /// level's color; the kernel's cumulative distress counters underneath.
-fn draw_conntrack(frame: &mut Frame, area: Rect, view: &View) {
+fn draw_conntrack(frame: &mut Frame, area: Rect, view: &WatchView) {
     let Some(ct) = &view.snapshot.conntrack else {
         let block = Block::bordered().title("conntrack");
         frame.render_widget(
@@ -273,7 +273,7 @@ fn draw_conntrack(frame: &mut Frame, area: Rect, view: &View) {
 }
 
 /// Drops per second and conntrack fill, newest on the right.
-fn draw_history(frame: &mut Frame, area: Rect, view: &View) {
+fn draw_history(frame: &mut Frame, area: Rect, view: &WatchView) {
     let snap = &view.snapshot;
     let [drops, fill] = layout::Layout::horizontal([Constraint::Fill(1); 2]).areas(area);
     let drops_now = if has_rates(snap) {
@@ -618,7 +618,7 @@ fn draw_signatures(frame: &mut Frame, area: Rect, sigs: &[SigLine<'_>], several:
 }
 
 /// The controller's last decision, cut at the width.
-fn draw_decision(frame: &mut Frame, area: Rect, view: &View) {
+fn draw_decision(frame: &mut Frame, area: Rect, view: &WatchView) {
     let Some(ct) = &view.snapshot.conntrack else {
         return;
     };

@@ -4,7 +4,7 @@
 //! rates, the top sources and the controller's last decision.
 //!
 //! [`run`] owns the terminal and the sampling; `draw` (in `draw.rs`) is a
-//! pure function of a `View`, so the layout is tested on ratatui's
+//! pure function of a `WatchView`, so the layout is tested on ratatui's
 //! `TestBackend`.
 
 mod draw;
@@ -26,8 +26,8 @@ use crossterm::{
 };
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use self::draw::{History, View, draw};
-use super::stats::{Options, take_sample};
+use self::draw::{History, WatchView, draw};
+use super::stats::{StatsOptions, take_sample};
 use crate::{
     dataplane::pins::Layout,
     host::{clock::unix_now, instances, status_file},
@@ -38,13 +38,13 @@ use crate::{
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the live view until `q`, Esc or Ctrl-C.
-pub fn run(opts: &Options) -> Result<()> {
+pub fn run(opts: &StatsOptions) -> Result<()> {
     let layout = &Layout::default();
     // Read once before taking over the terminal, so "no guard is running"
     // is printed like `guard stats` prints it.
     let mut prev = take_sample(layout, opts)?;
     let runtime = &instances::choose(opts.netns.as_deref())?;
-    let mut view = View {
+    let mut view = WatchView {
         snapshot: snapshot(None, &prev, opts.top, status_file::read(runtime)),
         history: History::default(),
         now: unix_now(),

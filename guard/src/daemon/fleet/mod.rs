@@ -25,8 +25,8 @@ use crate::{
     host::{clock::unix_now_ms, status_file},
     model::{
         fleet::{
-            Ceiling, DELAYS, Decision, Member, Refusal, Report, Rules, TopSource, View, judge,
-            neighbours, overlap,
+            BanRefusal, Ceiling, DELAYS, FleetSource, FleetView, Member, Report, Rules, SharedBan,
+            judge, neighbours, overlap,
         },
         level::Level,
     },
@@ -65,7 +65,7 @@ pub struct Fleet {
     rules: Rules,
     ceiling: Ceiling,
     /// Peers' bans in force here, by key.
-    in_force: BTreeMap<String, (Decision, IpNet)>,
+    in_force: BTreeMap<String, (SharedBan, IpNet)>,
     /// Peers' bans waiting for the ceiling, by key.
     waiting: BTreeMap<String, Bytes>,
     /// The origin of every ban in the bucket, by key.
@@ -77,7 +77,7 @@ pub struct Fleet {
     members: BTreeMap<String, Report>,
     /// Limited events by source since the last report.
     limited: BTreeMap<String, u64>,
-    view: View,
+    view: FleetView,
     runtime_dir: PathBuf,
     next_report_ms: u64,
     /// Refusal kinds already logged: one line each, then counters.
@@ -121,12 +121,12 @@ impl Fleet {
             kept: BTreeMap::new(),
             members: BTreeMap::new(),
             limited: BTreeMap::new(),
-            view: View {
+            view: FleetView {
                 member: settings.member.clone(),
                 server: settings.server.clone(),
                 bucket: settings.bucket.clone(),
                 since_ms: now,
-                ..View::default()
+                ..FleetView::default()
             },
             runtime_dir,
             next_report_ms: now,
@@ -226,7 +226,7 @@ impl Fleet {
                 Ok(report) => {
                     self.members.insert(report.member.clone(), report);
                 }
-                Err(e) => self.refused(&Refusal::Malformed(format!("a member's report: {e}"))),
+                Err(e) => self.refused(&BanRefusal::Malformed(format!("a member's report: {e}"))),
             },
             In::Flushed { published, pending } => {
                 self.view.published += published;
@@ -280,22 +280,22 @@ impl Fleet {
                     if self.waiting.len() < WAITING_MAX {
                         self.waiting.insert(key, Bytes::copy_from_slice(value));
                     } else {
-                        self.refused(&Refusal::OverCeiling);
+                        self.refused(&BanRefusal::OverCeiling);
                     }
                     return;
                 }
                 self.apply(key, d, net, now, change);
             }
-            Err(Refusal::Own) => {
+            Err(BanRefusal::Own) => {
                 self.origins.insert(key, self.settings.member.clone());
             }
-            Err(Refusal::Expired) => {
+            Err(BanRefusal::Expired) => {
                 // Anyone may clear a ban whose time is up.
                 self.origins.remove(&key);
                 let _ = self.out.send(Out::Delete { key });
             }
             Err(refusal) => {
-                if let Ok(d) = serde_json::from_slice::<Decision>(value) {
+                if let Ok(d) = serde_json::from_slice::<SharedBan>(value) {
                     self.origins.insert(key, d.origin);
                 }
                 self.refused(&refusal);
@@ -303,7 +303,7 @@ impl Fleet {
         }
     }
 
-    fn apply(&mut self, key: String, d: Decision, net: IpNet, now: u64, change: &mut Change) {
+    fn apply(&mut self, key: String, d: SharedBan, net: IpNet, now: u64, change: &mut Change) {
         let delay = now.saturating_sub(d.made_ms);
         tracing::info!(
             "fleet: deny {net} from {} ({}), {} s left; {delay} ms after it was made",
@@ -322,7 +322,7 @@ impl Fleet {
         change.added.push(net);
     }
 
-    fn refused(&mut self, refusal: &Refusal) {
+    fn refused(&mut self, refusal: &BanRefusal) {
         let kind = refusal.kind();
         *self.view.refused.entry(kind.to_owned()).or_default() += 1;
         if self.said.insert(kind) {
@@ -383,9 +383,9 @@ impl Fleet {
 
     fn report(&mut self, now: u64) {
         let status = status_file::read(&self.runtime_dir);
-        let mut top: Vec<TopSource> = std::mem::take(&mut self.limited)
+        let mut top: Vec<FleetSource> = std::mem::take(&mut self.limited)
             .into_iter()
-            .map(|(source, limited)| TopSource { source, limited })
+            .map(|(source, limited)| FleetSource { source, limited })
             .collect();
         top.sort_by(|a, b| b.limited.cmp(&a.limited).then(a.source.cmp(&b.source)));
         top.truncate(5);
@@ -469,7 +469,7 @@ impl Fleet {
     }
 
     fn publish(&mut self, net: &str, until_ms: u64, reason: &str) {
-        let d = Decision {
+        let d = SharedBan {
             net: net.to_owned(),
             reason: reason.to_owned(),
             origin: self.settings.member.clone(),

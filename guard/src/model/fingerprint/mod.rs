@@ -258,7 +258,7 @@ pub fn learn(attack: &[Fingerprint], contrast: &[Fingerprint], t: &Thresholds) -
 
 /// Why a signature is not installed.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Refusal {
+pub enum SigRefusal {
     TooFewAttack {
         have: usize,
         need: usize,
@@ -281,7 +281,7 @@ pub enum Refusal {
     },
 }
 
-impl fmt::Display for Refusal {
+impl fmt::Display for SigRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooFewAttack { have, need } => {
@@ -311,7 +311,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-impl std::error::Error for Refusal {}
+impl std::error::Error for SigRefusal {}
 
 /// Checks a signature on samples it was not learned from before it is
 /// installed: what it matches of them, or why it must not be installed
@@ -323,32 +323,32 @@ pub fn check(
     contrast: &[Fingerprint],
     verified: &[Fingerprint],
     t: &Thresholds,
-) -> Result<Shares, Refusal> {
+) -> Result<Shares, SigRefusal> {
     if attack.len() < t.min_attack {
-        return Err(Refusal::TooFewAttack {
+        return Err(SigRefusal::TooFewAttack {
             have: attack.len(),
             need: t.min_attack,
         });
     }
     if contrast.len() < t.min_contrast {
-        return Err(Refusal::TooFewContrast {
+        return Err(SigRefusal::TooFewContrast {
             have: contrast.len(),
             need: t.min_contrast,
         });
     }
     let verified_hits = verified.iter().filter(|fp| sig.matches(fp)).count();
     if verified_hits > 0 {
-        return Err(Refusal::Verified(verified_hits));
+        return Err(SigRefusal::Verified(verified_hits));
     }
     let shares = Shares::of(sig, attack, contrast);
     if shares.attack < t.coverage {
-        return Err(Refusal::Coverage {
+        return Err(SigRefusal::Coverage {
             share: shares.attack,
             need: t.coverage,
         });
     }
     if shares.contrast > t.max_contrast {
-        return Err(Refusal::Contrast {
+        return Err(SigRefusal::Contrast {
             share: shares.contrast,
             max: t.max_contrast,
         });

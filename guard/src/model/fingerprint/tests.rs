@@ -281,7 +281,7 @@ fn check_refuses_what_it_must() {
     let mut verified = sample(500, 19, |r| dns(r, 53));
     verified.push(sample(1, 20, |r| crafted(r, [0xde, 0xad, 0xbe, 0xef], 44))[0]);
     let refusal = check(&sig, &attack, &contrast, &verified, &t).unwrap_err();
-    assert_eq!(refusal, Refusal::Verified(1));
+    assert_eq!(refusal, SigRefusal::Verified(1));
     assert!(
         refusal.to_string().contains("verified sources"),
         "{refusal}"
@@ -296,7 +296,7 @@ fn check_refuses_what_it_must() {
     });
     let refusal = check(&sig, &half, &contrast, &[], &t).unwrap_err();
     assert!(
-        matches!(refusal, Refusal::Coverage { share, .. } if share < 0.6),
+        matches!(refusal, SigRefusal::Coverage { share, .. } if share < 0.6),
         "{refusal}"
     );
     assert!(
@@ -306,12 +306,12 @@ fn check_refuses_what_it_must() {
 
     let any = parse("udp").unwrap();
     let refusal = check(&any, &attack, &contrast, &[], &t).unwrap_err();
-    assert!(matches!(refusal, Refusal::Contrast { .. }), "{refusal}");
+    assert!(matches!(refusal, SigRefusal::Contrast { .. }), "{refusal}");
 
     let refusal = check(&sig, &attack[..150], &contrast, &[], &t).unwrap_err();
     assert_eq!(
         refusal,
-        Refusal::TooFewAttack {
+        SigRefusal::TooFewAttack {
             have: 150,
             need: 200
         }
@@ -323,7 +323,7 @@ fn check_refuses_what_it_must() {
     let refusal = check(&sig, &attack, &contrast[..50], &[], &t).unwrap_err();
     assert_eq!(
         refusal,
-        Refusal::TooFewContrast {
+        SigRefusal::TooFewContrast {
             have: 50,
             need: 100
         }

@@ -96,7 +96,7 @@ fn status() -> Status {
     }
 }
 
-fn view(conntrack: Option<Status>) -> View {
+fn view(conntrack: Option<Status>) -> WatchView {
     let rates = [
         (Counter::Packets, 12_000.0),
         (Counter::NewFlows, 900.0),
@@ -120,7 +120,7 @@ fn view(conntrack: Option<Status>) -> View {
     for _ in 0..30 {
         history.record(&snapshot);
     }
-    View {
+    WatchView {
         snapshot,
         history,
         now: 1000.0,
@@ -143,7 +143,7 @@ fn view(conntrack: Option<Status>) -> View {
 
 /// A view drawing the fixture's signatures, whose drops the rates
 /// count too.
-fn with_signatures() -> View {
+fn with_signatures() -> WatchView {
     let mut v = view(Some(status()));
     let eth0 = &mut v.snapshot.interfaces[0];
     eth0.signatures = signatures();
@@ -151,14 +151,14 @@ fn with_signatures() -> View {
     v
 }
 
-fn screen(view: &View, width: u16, height: u16) -> Buffer {
+fn screen(view: &WatchView, width: u16, height: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| draw(frame, view)).unwrap();
     terminal.backend().buffer().clone()
 }
 
 /// The screen's text, one line per row.
-fn render(view: &View, width: u16, height: u16) -> String {
+fn render(view: &WatchView, width: u16, height: u16) -> String {
     let buffer = screen(view, width, height);
     buffer
         .content()
@@ -215,7 +215,7 @@ fn flags_a_stale_status() {
 #[test]
 fn small_terminals_do_not_panic() {
     let full = view(Some(status()));
-    let empty = View {
+    let empty = WatchView {
         snapshot: Snapshot {
             interval_secs: 0.0,
             interfaces: Vec::new(),
