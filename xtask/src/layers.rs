@@ -1,4 +1,5 @@
-//! `cargo xtask test`'s first check: guard's modules import one way.
+//! `cargo xtask test`'s first check: guard's modules import one way, and
+//! no type name (struct, enum, trait) names two types.
 //!
 //! guard/src is split into layers (see ARCHITECTURE.md), top to bottom
 //! [`LAYERS`]. A module may import from its own layer or from one below it,
@@ -96,6 +97,36 @@ fn problems(files: &BTreeMap<String, String>) -> Vec<String> {
     }
     for cycle in cycles(&graph) {
         out.push(format!("cycle: {}", cycle.join(" -> ")));
+    }
+    for (name, modules) in names(files) {
+        if modules.len() > 1 {
+            out.push(format!(
+                "type {name} is declared in {}: one name, one type",
+                modules.into_iter().collect::<Vec<_>>().join(" and ")
+            ));
+        }
+    }
+    out
+}
+
+/// Each struct, enum and trait name, with the modules that declare it;
+/// test modules are left out (their fixtures may share names).
+fn names(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, text) in files {
+        if module.rsplit("::").next() == Some("tests") {
+            continue;
+        }
+        let code = strip(text);
+        let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+        let tokens = tokenize(code);
+        for pair in tokens.windows(2) {
+            if matches!(pair[0].as_str(), "struct" | "enum" | "trait") && is_ident(&pair[1]) {
+                out.entry(pair[1].clone())
+                    .or_default()
+                    .insert(module.clone());
+            }
+        }
     }
     out
 }
@@ -537,6 +568,23 @@ mod tests {
         assert_eq!(
             problems(&files),
             ["cycle: model::a -> model::b -> model::c -> model::a"]
+        );
+    }
+
+    #[test]
+    fn a_name_for_two_types_is_named() {
+        let files = tree(&[
+            ("model", "pub mod a; pub mod b;"),
+            (
+                "model::a",
+                "pub struct Decision;\n#[cfg(test)] mod tests { struct Rng; }",
+            ),
+            ("model::b", "pub(crate) enum Decision { A }\nstruct Rng;"),
+            ("model::b::tests", "struct Rng;"),
+        ]);
+        assert_eq!(
+            problems(&files),
+            ["type Decision is declared in model::a and model::b: one name, one type"]
         );
     }
 
