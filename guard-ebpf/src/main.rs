@@ -46,10 +46,14 @@
 //! 7. A new flow goes through the source's state (`GUARD_SOURCES`, keyed by
 //!    the address masked to /32 or /64): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
-//!    accounting); then the prefix's bucket (`GUARD_PREFIXES`, /24 or /48;
-//!    skipped, with no entry, when the class's prefix limit is off) ->
-//!    `drop_prefix_limit`; then the global budget of the flow's class
-//!    (skipped by a verified source) -> `drop_global_budget`.
+//!    accounting); then, unless the source is verified, no token in the
+//!    global budget of the flow's class -> `drop_global_budget` (only
+//!    looked at here: the prefix is neither looked up nor charged for a
+//!    packet the budget drops); then the prefix's bucket (`GUARD_PREFIXES`,
+//!    /24 or /48; skipped, with no entry, when the class's prefix limit is
+//!    off) -> `drop_prefix_limit`; then the budget's token is taken (a
+//!    verified source skips it; another CPU may have taken the last one
+//!    meanwhile -> `drop_global_budget`).
 //!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
 //!    With `reject = "rst"`, a SYN over a verified source's own limit is
 //!    answered with a RST|ACK from XDP (`rst_sent`, under the RST budget;
@@ -58,7 +62,7 @@
 //!    A source going over its limit sends a "limited" event (once per
 //!    episode, under the event budget); a ban sends a "banned" event always.
 //!    A source with no state would pass its own tier (a full bucket, no
-//!    ban), so for it the prefix and the global budget decide first, and
+//!    ban), so for it the global budget and the prefix decide first, and
 //!    its state is created (`new_sources`) only when they admit it: a
 //!    packet they drop costs no insert. A verified or banned source is
 //!    also kept in `GUARD_MARKS`, which only verifications and bans insert

@@ -301,6 +301,11 @@ fn limit(
                 p
             }
             None => {
+                // The budget is looked at before the prefix: a flood the
+                // budget drops costs no prefix lookup, and no prefix token.
+                if !verify && !global_room(cfg, class, now) {
+                    return reject(cfg, slots, Counter::DropGlobalBudget);
+                }
                 let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
                     Ok(pst) => pst,
                     Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
@@ -365,11 +370,16 @@ fn limit(
     if st.limited != 0 {
         st.limited = 0;
     }
+    let budgeted = !verify && st.verified_until_ns <= now;
+    if budgeted && !global_room(cfg, class, now) {
+        st.dropped = st.dropped.wrapping_add(1);
+        return reject(cfg, slots, Counter::DropGlobalBudget);
+    }
     let Ok(pst) = prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) else {
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropPrefixLimit);
     };
-    if !verify && st.verified_until_ns <= now && !global_admits(cfg, slots, class, now) {
+    if budgeted && !global_admits(cfg, slots, class, now) {
         if let Some(p) = pst {
             p.dropped = p.dropped.wrapping_add(1);
         }
@@ -415,6 +425,23 @@ fn prefix_tier(
         p.dropped = p.dropped.wrapping_add(1);
         Err(())
     }
+}
+
+/// Whether the global budget of `class` has a token now, without taking
+/// it (always, when off): a read of the shared bucket, no write.
+#[inline(always)]
+fn global_room(cfg: &DataplaneConfig, class: FlowClass, now: u64) -> bool {
+    let global = cfg.global.get(class.index()).unwrap_or(&Limit::UNLIMITED);
+    global.is_unlimited()
+        || GLOBAL
+            .get_ptr(GLOBAL_BUDGET + class as u32)
+            // SAFETY: a map value of GUARD_GLOBAL; volatile because other
+            // CPUs write it.
+            .is_none_or(|p| {
+                global
+                    .admit(unsafe { core::ptr::read_volatile(p) }, now)
+                    .is_some()
+            })
 }
 
 /// Whether the global budget of `class` has a token (always, when off).

@@ -205,7 +205,7 @@ fn v4(last: u8) -> IpAddr {
 fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
     let _kernel = kernel_test!();
     let mut pair = Pair::new(
-        "--mode enforce --syn-rate 10 --syn-burst 5 --prefix-syn-rate 40 --prefix-syn-burst 20 --global-rate 200 --global-burst 50 --ban-threshold 15 --ban-window 2 --ban-duration 1 --event-rate 20 --event-burst 5",
+        "--mode enforce --syn-rate 10 --syn-burst 5 --prefix-syn-rate 40 --prefix-syn-burst 20 --global-rate 600 --global-burst 100 --ban-threshold 15 --ban-window 2 --ban-duration 1 --event-rate 20 --event-burst 5",
     );
     let mut rng = Rng::new(1);
     let sources = fuzz::sources(&mut rng, 64, 32);

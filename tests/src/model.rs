@@ -616,10 +616,12 @@ impl Model {
             .map(|e| e.action)
     }
 
-    /// The source tier, then the prefix tier (unless its limit for the
-    /// class is off) and the global budget; `Err` is the drop reason. The
-    /// outcome is charged to the source, and to the prefix when its tier
-    /// was reached (only then is its entry made).
+    /// The source tier; then, for a source not verified, whether the
+    /// global budget has a token (a look, no take: a packet it drops
+    /// never reaches the prefix); then the prefix tier (unless its limit
+    /// for the class is off) and the budget's token; `Err` is the drop
+    /// reason. The outcome is charged to the source, and to the prefix
+    /// when its tier was reached (only then is its entry made).
     fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
@@ -631,10 +633,13 @@ impl Model {
         // connection skips the budget (the model sends no cookies and knows
         // no sockets, so none is verified here). Each class has a bucket of
         // its own.
-        let budget =
-            |global: &mut u64| source.verified_until_ns > now || take(global, &cfg.global[c], now);
+        let verified = source.verified_until_ns > now;
+        let budget = |global: &mut u64| verified || take(global, &cfg.global[c], now);
         let slot = (GLOBAL_BUDGET + class as u32) as usize;
-        if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
+        let room = verified || cfg.global[c].admit(self.global[slot], now).is_some();
+        if outcome.is_ok() && !room {
+            outcome = Err(Counter::DropGlobalBudget);
+        } else if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
             // The prefix tier is off for this class: no entry, straight to
             // the global budget.
             if !budget(&mut self.global[slot]) {
@@ -1322,7 +1327,8 @@ mod tests {
         assert_eq!(m.global[GLOBAL_BUDGET as usize], T0 + SEC);
         assert_eq!(m.counters.get(Counter::DropGlobalBudget), 1);
         assert!(!m.sources.contains_key(&key_of(b, 32)));
-        assert_eq!(m.prefixes[&key_of(b, 24)].dropped, 1);
+        // The budget dropped `b` before its prefix was looked at.
+        assert!(!m.prefixes.contains_key(&key_of(b, 24)));
         assert!(m.events.is_empty());
         assert_eq!(m.packet(&syn(b), T0 + SEC), Pass);
     }

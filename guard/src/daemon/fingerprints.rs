@@ -143,6 +143,9 @@ fn second(
             }
         }
     }
+    if let Some(note) = session.note() {
+        tracing::debug!("{iface}: learner: {note}");
+    }
     let mask = sample_mask(delta(Counter::Packets));
     if dataplane.config()?.sample_mask != mask {
         dataplane.update_config(|c| c.sample_mask = mask)?;

@@ -17,7 +17,7 @@
 //!   which it matched fewer than [`QUIET_HITS`] packets: the flood ended,
 //!   or changed.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, fmt::Write as _};
 
 use guard_common::fingerprint::{
     Fingerprint, SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Signature,
@@ -75,6 +75,8 @@ pub struct Session {
     pending: Option<Learned>,
     /// Quiet seconds in a row, by signature id.
     quiet: Vec<(u32, u32)>,
+    /// What the last flood second came to, when it installed nothing.
+    note: Option<String>,
 }
 
 impl Session {
@@ -105,6 +107,7 @@ impl Session {
     pub fn tick(&mut self, flood: bool, installed: &[Installed]) -> Vec<SigChange> {
         let mut actions = self.expiries(installed);
         let window = std::mem::take(&mut self.window);
+        self.note = None;
         if !flood {
             // Calm seconds' new flows are the picture of normal ones: the
             // one before this, now that this was calm too.
@@ -117,24 +120,50 @@ impl Session {
         self.probation.clear();
         let contrast: Vec<Fingerprint> = self.contrast.iter().copied().collect();
         let verified: Vec<Fingerprint> = self.verified.iter().copied().collect();
-        if let Some(pending) = self.pending.take()
-            && let Ok(shares) = check(
+        let mut note = format!(
+            "{} attack, {} contrast, {} verified samples",
+            window.len(),
+            contrast.len(),
+            verified.len()
+        );
+        if let Some(pending) = self.pending.take() {
+            match check(
                 &pending.signature,
                 &window,
                 &contrast,
                 &verified,
                 &self.thresholds,
-            )
-        {
-            actions.push(SigChange::Install {
-                sig: pending.signature,
-                share: shares.attack,
-            });
-            return actions;
+            ) {
+                Ok(shares) => {
+                    actions.push(SigChange::Install {
+                        sig: pending.signature,
+                        share: shares.attack,
+                    });
+                    return actions;
+                }
+                Err(refusal) => {
+                    let _ = write!(note, "; the last one learned: {refusal}");
+                }
+            }
         }
-        self.pending = learn(&window, &contrast, &self.thresholds)
-            .filter(|l| !verified.iter().any(|fp| l.signature.matches(fp)));
+        self.pending = learn(&window, &contrast, &self.thresholds);
+        match &self.pending {
+            Some(l) if verified.iter().any(|fp| l.signature.matches(fp)) => {
+                note.push_str("; learned one that a verified source's flow matches");
+                self.pending = None;
+            }
+            Some(_) => note.push_str("; learned one, to check on the next second"),
+            None => note.push_str("; learned nothing"),
+        }
+        self.note = Some(note);
         actions
+    }
+
+    /// What the last flood second came to when it installed nothing (the
+    /// samples it had, why a signature was refused), for the debug log.
+    #[must_use]
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     fn expiries(&mut self, installed: &[Installed]) -> Vec<SigChange> {

@@ -240,7 +240,10 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
                 _ => &["--conntrack-memory", &memory],
             };
             args.extend_from_slice(tuning);
-            let mut guard = Guard::start(&args);
+            // The learner's debug line (what each flood second that
+            // installed nothing came to) is in the log a failure prints.
+            let log = std::ffi::OsStr::new("info,guard::daemon::fingerprints=debug");
+            let mut guard = Guard::start_with_env(&args, &[("GUARD_LOG", log)]);
             guard.wait_for(
                 &Path::new("/sys/fs/bpf/guard/netns")
                     .join(&topo.victim)
