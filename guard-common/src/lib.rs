@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod floor;
 pub mod key;
 pub mod maps;
+pub mod marked;
 pub mod ports;
 pub mod state;
 

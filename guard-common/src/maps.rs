@@ -19,6 +19,10 @@ pub const PREFIXES: &str = "GUARD_PREFIXES";
 /// verified and banned sources, apart from [`SOURCES`], where a flood of
 /// new sources cannot evict them (only a verification or a ban inserts).
 pub const MARKS: &str = "GUARD_MARKS";
+/// Array of [`crate::marked::MARKED_WORDS`] u64: a bit per source ever
+/// written into [`MARKS`] ([`crate::marked`]), so that most sources with
+/// no marks are known to have none without a lookup.
+pub const MARKED: &str = "GUARD_MARKED";
 /// LPM tries, address -> [`crate::key::LIST_ALLOW`] / [`crate::key::LIST_DENY`].
 pub const LISTS_V4: &str = "GUARD_LISTS_V4";
 pub const LISTS_V6: &str = "GUARD_LISTS_V6";

@@ -1,4 +1,4 @@
-//! Compare-and-swap on map values.
+//! Compare-and-swap and atomic OR on map values.
 //!
 //! Rust's atomics do not help here: the bpf target is single-threaded to
 //! LLVM, which lowers atomic read-modify-write to plain loads and stores.
@@ -26,4 +26,22 @@ pub unsafe fn cmpxchg(p: *mut u64, old: u64, new: u64) -> u64 {
         );
     }
     prev
+}
+
+/// Atomic OR (BPF_ATOMIC | BPF_OR, Linux 5.12+): `*p |= bits`, without
+/// losing another CPU's bits set at the same time.
+///
+/// # Safety
+/// `p` must point to a u64 in a map value.
+#[inline(always)]
+pub unsafe fn or(p: *mut u64, bits: u64) {
+    // SAFETY: the caller guarantees p is a valid map-value pointer.
+    unsafe {
+        asm!(
+            "lock *(u64 *)({p} + 0) |= {bits}",
+            p = in(reg) p,
+            bits = in(reg) bits,
+            options(nostack),
+        );
+    }
 }

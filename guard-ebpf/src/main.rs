@@ -42,7 +42,9 @@
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed
 //!    (`pass_allowlist`), no limit applies.
 //! 6. Every other packet that is not a new flow is passed: the fast path,
-//!    no per-source lookup.
+//!    no per-source lookup. The entry passes those that no step above
+//!    acts on either (no deny entry, no armed port, the budget not
+//!    binding) before the signature check and the verdict's call.
 //! 7. A new flow goes through the source's state (`GUARD_SOURCES`, keyed by
 //!    the address masked to /32 or /64): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
@@ -68,7 +70,10 @@
 //!    also kept in `GUARD_MARKS`, which only verifications and bans insert
 //!    into; a source whose state a flood of new sources churned out of
 //!    `GUARD_SOURCES` gets both back from there at its next new flow (the
-//!    model's maps never evict, so it has no marks).
+//!    model's maps never evict, so it has no marks). `GUARD_MARKED` holds
+//!    a bit per source ever marked: a source whose bit is clear is not
+//!    looked up in `GUARD_MARKS`, so a spoofed flood the budget drops
+//!    costs one hash lookup (`GUARD_SOURCES`), not two.
 //! The signature check and the rest of the verdict are global functions
 //! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
 //! any offsets, rather than once for every way the dissect step ends, and
@@ -99,8 +104,8 @@ use guard_common::Counter;
 
 use crate::{
     dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers},
-    maps::COUNTERS,
-    verdict::{VERIFIED_FLOW, bump},
+    maps::{CONFIG, COUNTERS},
+    verdict::{VERIFIED_FLOW, bump, untouched},
 };
 
 #[xdp]
@@ -122,6 +127,10 @@ pub fn guard(ctx: XdpContext) -> u32 {
     }
     if h.flags & F_FRAGMENT != 0 {
         bump(slots, Counter::Fragments);
+    }
+    // The fast path: nothing below would act on it.
+    if CONFIG.get(0).is_none_or(|cfg| untouched(cfg, &h)) {
+        return xdp_action::XDP_PASS;
     }
     let packed = h.packed();
     let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);

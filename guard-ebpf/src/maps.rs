@@ -13,6 +13,7 @@ use guard_common::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
         EVENTS_BYTES, MAX_MARKS, SAMPLES_BYTES,
     },
+    marked::MARKED_WORDS,
     ports::{PORT_ENTRIES, PORT_SLOTS},
     state::GLOBAL_SLOTS,
 };
@@ -29,6 +30,9 @@ pub static SOURCES: LruHashMap<SourceKey, SourceState> =
 
 #[map(name = "GUARD_MARKS")]
 pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MAX_MARKS, 0);
+
+#[map(name = "GUARD_MARKED")]
+pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_WORDS, 0);
 
 #[map(name = "GUARD_PREFIXES")]
 pub static PREFIXES: LruHashMap<SourceKey, SourceState> =

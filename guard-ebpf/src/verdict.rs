@@ -18,6 +18,7 @@ use guard_common::{
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
+    marked::marked_bit,
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
@@ -27,8 +28,8 @@ use crate::{
     cookie::{self, Ack},
     dissect::{F_ECHO, Headers, load},
     maps::{
-        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SOURCES,
-        UDP_FLOWS,
+        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, PREFIXES,
+        SOURCES, UDP_FLOWS,
     },
 };
 
@@ -49,6 +50,31 @@ pub fn bump(slots: &mut Slots, counter: Counter) {
     }
 }
 
+/// Whether the family's tries hold entries, and a deny entry.
+#[inline(always)]
+fn lists(cfg: &DataplaneConfig, v4: bool) -> (bool, bool) {
+    if v4 {
+        (cfg.lists & HAS_V4 != 0, cfg.lists & DENY_V4 != 0)
+    } else {
+        (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
+    }
+}
+
+/// Whether [`verdict`] would pass this packet untouched: not IP, or a
+/// packet that cannot open a flow, with no deny entry to look up, that is
+/// not a TCP segment the cookie path (a port armed) or the ACK check (the
+/// budget binding) looks at. The entry returns at once for these, without
+/// the call.
+#[inline(always)]
+pub fn untouched(cfg: &DataplaneConfig, h: &Headers) -> bool {
+    match h.class {
+        Counter::NonIp => true,
+        Counter::Malformed | Counter::TcpSyn => false,
+        Counter::TcpOther if cfg.cookies & COOKIES_ON != 0 || cfg.budget_binds() => false,
+        _ => !h.may_open_flow() && !lists(cfg, h.family == AF_INET).1,
+    }
+}
+
 /// Decides, counts the reason, and returns the XDP action.
 #[inline(always)]
 pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
@@ -61,11 +87,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         _ => {}
     }
     let v4 = h.family == AF_INET;
-    let (has_lists, has_deny) = if v4 {
-        (cfg.lists & HAS_V4 != 0, cfg.lists & DENY_V4 != 0)
-    } else {
-        (cfg.lists & HAS_V6 != 0, cfg.lists & DENY_V6 != 0)
-    };
+    let (has_lists, has_deny) = lists(cfg, v4);
     let candidate = h.may_open_flow();
     // TCP to a listening port: SYNs are counted per port, and an armed
     // port takes the cookie path. ACKs are looked up only while a port is
@@ -561,11 +583,23 @@ fn mark(key: &SourceKey, st: &SourceState) {
     };
     // Full, the LRU forgets its oldest verification or ban: the bound.
     let _ = MARKS.insert(key, &marks, 0);
+    let (word, bit) = marked_bit(key);
+    if let Some(p) = MARKED.get_ptr_mut(word) {
+        // SAFETY: a u64 of GUARD_MARKED; other CPUs set bits in it too.
+        unsafe { atomic::or(p, bit) };
+    }
 }
 
-/// A source's marks, if it was verified or banned.
+/// A source's marks, if it was verified or banned: looked up only when its
+/// bit in `GUARD_MARKED` is set (a clear bit: never marked).
 #[inline(always)]
 fn marks(key: &SourceKey) -> Option<Marks> {
+    let (word, bit) = marked_bit(key);
+    let p = MARKED.get_ptr(word)?;
+    // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set bits.
+    if unsafe { core::ptr::read_volatile(p) } & bit == 0 {
+        return None;
+    }
     // SAFETY: a map value of GUARD_MARKS, copied out at once.
     unsafe { MARKS.get(key) }.copied()
 }

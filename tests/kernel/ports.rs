@@ -201,6 +201,9 @@ fn without_a_binding_budget_acks_verify_nobody() {
     }
 }
 
+/// `--max-sources` of the churn tests: a map a flood overflows quickly.
+const MAX_SOURCES: u32 = 1024;
+
 /// More sources than `GUARD_SOURCES` holds churn it (the LRU forgets the
 /// least recently seen), but a verified source stays verified and a banned
 /// one banned: both are kept apart in `GUARD_MARKS`, which only a
@@ -211,7 +214,6 @@ fn verified_and_banned_survive_churn(
     banned: IpAddr,
     flood: impl Fn(u32) -> IpAddr,
 ) {
-    const MAX_SOURCES: u32 = 1024;
     let conn = Connection::open(client);
     let server = conn.server();
     let syn = |src: IpAddr, sport: u16| {
@@ -271,6 +273,10 @@ fn verified_and_banned_survive_churn(
         XDP_PASS,
         "the verified client was forgotten"
     );
+    assert!(
+        program.marked(&key(conn.client())) && program.marked(&key(banned)),
+        "a verification and a ban set their GUARD_MARKED bits"
+    );
     assert_eq!(program.run(&syn(banned, 2010), t), XDP_DROP);
     let c1 = program.counters();
     assert_eq!(
@@ -290,6 +296,65 @@ fn verified_and_banned_survive_churn(
     }
     assert_eq!(program.sources().len(), held);
     assert_eq!(program.counters().get(Counter::NewSources), new_sources);
+}
+
+/// `GUARD_MARKS` is looked up only for a source whose `GUARD_MARKED` bit
+/// is set: with the bit cleared by hand, a verified client churned out of
+/// `GUARD_SOURCES` is a stranger to the spent budget; set again, it is
+/// known and passes.
+#[test]
+fn the_marked_bit_decides_whether_marks_are_looked_up() {
+    let _kernel = kernel_test!();
+    let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
+    let server = conn.server();
+    let syn = |src: IpAddr, sport: u16| {
+        Packet::tcp(src, server.ip(), sport, server.port(), TCP_SYN).frame()
+    };
+    let flood =
+        |i: u32| -> IpAddr { Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i).into() };
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --max-sources {MAX_SOURCES}"
+    )));
+    let budget = program.config();
+    let mut verifying = budget;
+    verifying.verify = VERIFY_ACKS;
+    program.set_config(&verifying);
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    let client = source_key(conn.client());
+    assert!(program.marked(&client), "the verification set no bit");
+    assert_eq!(program.run(&syn(conn.client(), 999), T0), XDP_PASS);
+
+    // Churn the client out of GUARD_SOURCES with the budget open, then
+    // spend the budget.
+    let t = T0 + SEC;
+    let mut open = budget;
+    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    program.set_config(&open);
+    for i in 0..MAX_SOURCES * 4 {
+        assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
+    }
+    program.set_config(&budget);
+    // What `sources()` shows of a churned-out source comes from its marks
+    // alone (no packet passed).
+    assert_eq!(program.sources()[&client].passed, 0, "not churned out");
+    let mut i = MAX_SOURCES * 4;
+    while program.run(&syn(flood(i), 3000), t) == XDP_PASS {
+        i += 1;
+        assert!(i < MAX_SOURCES * 4 + 10, "the budget never ran out");
+    }
+
+    program.set_marked(&client, false);
+    assert_eq!(
+        program.run(&syn(conn.client(), 1000), t),
+        XDP_DROP,
+        "without its bit the client's marks were still looked up"
+    );
+    program.set_marked(&client, true);
+    assert_eq!(
+        program.run(&syn(conn.client(), 1001), t),
+        XDP_PASS,
+        "with its bit the client's marks were not found"
+    );
 }
 
 #[test]

@@ -24,7 +24,8 @@ use guard_common::{
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
+    maps::{EVENTS, MARKED, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
+    marked::marked_bit,
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -282,6 +283,26 @@ impl Program {
             .expect("prefixes")
             .into_iter()
             .collect()
+    }
+
+    /// Whether `key`'s bit in `GUARD_MARKED` is set.
+    #[must_use]
+    pub fn marked(&self, key: &SourceKey) -> bool {
+        let (word, bit) = marked_bit(key);
+        let map = Array::<_, u64>::try_from(self.map(MARKED)).expect("marked");
+        map.get(&word, 0).expect("reading GUARD_MARKED") & bit != 0
+    }
+
+    /// Sets or clears `key`'s bit in `GUARD_MARKED`, as no run of the
+    /// program does: a test's way to show what the bit decides.
+    pub fn set_marked(&mut self, key: &SourceKey, on: bool) {
+        let (word, bit) = marked_bit(key);
+        let mut map =
+            Array::<_, u64>::try_from(self.ebpf.map_mut(MARKED).expect("no map GUARD_MARKED"))
+                .expect("marked");
+        let now = map.get(&word, 0).expect("reading GUARD_MARKED");
+        let next = if on { now | bit } else { now & !bit };
+        map.set(word, next, 0).expect("writing GUARD_MARKED");
     }
 
     #[must_use]
