@@ -25,7 +25,7 @@ use guard_common::{
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{EVENTS, MARKED, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
-    marked::marked_bit,
+    marked::{MARKED_WORDS, marked_bit},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -297,12 +297,23 @@ impl Program {
     /// program does: a test's way to show what the bit decides.
     pub fn set_marked(&mut self, key: &SourceKey, on: bool) {
         let (word, bit) = marked_bit(key);
-        let mut map =
-            Array::<_, u64>::try_from(self.ebpf.map_mut(MARKED).expect("no map GUARD_MARKED"))
-                .expect("marked");
+        let mut map = self.marked_map();
         let now = map.get(&word, 0).expect("reading GUARD_MARKED");
         let next = if on { now | bit } else { now & !bit };
         map.set(word, next, 0).expect("writing GUARD_MARKED");
+    }
+
+    /// Sets every bit of `GUARD_MARKED`: every source is looked up in
+    /// `GUARD_MARKS`, as before the filter (the bench's same-run contrast).
+    pub fn mark_all(&mut self) {
+        let mut map = self.marked_map();
+        for word in 0..MARKED_WORDS {
+            map.set(word, u64::MAX, 0).expect("writing GUARD_MARKED");
+        }
+    }
+
+    fn marked_map(&mut self) -> Array<&mut MapData, u64> {
+        Array::try_from(self.ebpf.map_mut(MARKED).expect("no map GUARD_MARKED")).expect("marked")
     }
 
     #[must_use]
