@@ -39,6 +39,15 @@ const SRC: u64 = 1;
 const DST: u64 = 2;
 const TCP: u64 = 4;
 
+/// What an xdp-filter rule matches.
+#[derive(Clone, Copy, Debug)]
+pub enum Rule {
+    /// TCP to a destination port.
+    Port,
+    /// A source address.
+    Source,
+}
+
 /// The variants measured, cheapest first.
 pub const VARIANTS: [&str; 3] = ["tcp", "ip", "all"];
 
@@ -103,28 +112,34 @@ impl XdpFilter {
         })
     }
 
-    /// A drop rule for TCP to `port` (`tcp`, `all`) or for the source
-    /// `src` (`ip`), whichever this variant looks up.
-    pub fn drop_rule(&mut self, port: u16, src: IpAddr) -> Result<(), String> {
+    /// A drop rule of `rule`'s kind: for TCP to `port` (`tcp`, `all`) or
+    /// for the source `src` (`ip`, `all`); an error if this variant has no
+    /// map for it.
+    pub fn drop_rule(&mut self, rule: Rule, port: u16, src: IpAddr) -> Result<(), String> {
         let cpus = nr_cpus().map_err(|(what, e)| format!("{what}: {e}"))?;
         let per_cpu = |v: u64| PerCpuValues::try_from(vec![v; cpus]).map_err(|e| e.to_string());
-        if let Some(map) = self.ebpf.map_mut("filter_ports") {
-            let mut ports: PerCpuArray<_, u64> =
-                PerCpuArray::try_from(map).map_err(|e| e.to_string())?;
-            // The port in network order, as the u32 key's first two bytes.
-            let [hi, lo] = port.to_be_bytes();
-            let key = u32::from_le_bytes([hi, lo, 0, 0]);
-            ports
-                .set(key, per_cpu(DST | TCP)?, 0)
-                .map_err(|e| e.to_string())?;
-        } else if let (Some(map), IpAddr::V4(a)) = (self.ebpf.map_mut("filter_ipv4"), src) {
-            let mut addrs: PerCpuHashMap<_, u32, u64> =
-                PerCpuHashMap::try_from(map).map_err(|e| e.to_string())?;
-            addrs
-                .insert(u32::from_ne_bytes(a.octets()), per_cpu(SRC)?, 0)
-                .map_err(|e| e.to_string())?;
-        } else {
-            return Err(format!("{} has no rule map for this case", self.name));
+        let missing = || format!("{} has no rule map for {rule:?}", self.name);
+        match (rule, src) {
+            (Rule::Port, _) => {
+                let map = self.ebpf.map_mut("filter_ports").ok_or_else(missing)?;
+                let mut ports: PerCpuArray<_, u64> =
+                    PerCpuArray::try_from(map).map_err(|e| e.to_string())?;
+                // The port in network order, as the u32 key's first two bytes.
+                let [hi, lo] = port.to_be_bytes();
+                let key = u32::from_le_bytes([hi, lo, 0, 0]);
+                ports
+                    .set(key, per_cpu(DST | TCP)?, 0)
+                    .map_err(|e| e.to_string())?;
+            }
+            (Rule::Source, IpAddr::V4(a)) => {
+                let map = self.ebpf.map_mut("filter_ipv4").ok_or_else(missing)?;
+                let mut addrs: PerCpuHashMap<_, u32, u64> =
+                    PerCpuHashMap::try_from(map).map_err(|e| e.to_string())?;
+                addrs
+                    .insert(u32::from_ne_bytes(a.octets()), per_cpu(SRC)?, 0)
+                    .map_err(|e| e.to_string())?;
+            }
+            (Rule::Source, IpAddr::V6(_)) => return Err(missing()),
         }
         Ok(())
     }

@@ -230,6 +230,16 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     ));
     drop(prog);
 
+    let denied = xdp::settings(&format!("--mode enforce --deny {}/32", src4(7)));
+    let prog = program(&denied);
+    // Its target is in the peers' table: at most their source-address rule.
+    rows.push(row(
+        DENIED_SYN,
+        repeated(&prog, base, &syn(src4(7)).frame(), repeat),
+        f64::NAN,
+    ));
+    drop(prog);
+
     rows.extend(spent_rows(base));
 
     let known_syn = rows[1].ns / rows[1].baseline;
@@ -397,24 +407,53 @@ fn synproxy_table(base: &Baseline) {
     }
 }
 
-/// guard's rows that xdp-filter does the same work for: guard's case, the
-/// peer's, and whether the peer has a rule that drops the frame.
-const COMPARABLE: [(&str, &str, bool); 3] = [
-    (
-        "established TCP (fast path)",
-        "established TCP, no rule: pass",
-        false,
-    ),
-    (
-        "SYN, known source, under its limit",
-        "SYN, no rule: pass",
-        false,
-    ),
-    ("SYN over its limit (dropped)", "SYN, a rule: drop", true),
+/// guard's SYN from a denied source: the row that the peers' source-address
+/// rule does the same work as.
+const DENIED_SYN: &str = "SYN from a denied source (dropped)";
+
+/// A comparable row: guard's case, the peer's, the rule the peers get
+/// (none: they pass the frame), and the variants that do the same work
+/// (the others print "–" and are left out of the cheapest).
+struct Comparable {
+    guard: &'static str,
+    peer: &'static str,
+    rule: Option<peers::Rule>,
+    variants: &'static [&'static str],
+}
+
+const COMPARABLE: [Comparable; 4] = [
+    Comparable {
+        guard: "established TCP (fast path)",
+        peer: "established TCP, no rule: pass",
+        rule: None,
+        variants: &peers::VARIANTS,
+    },
+    Comparable {
+        guard: "SYN, known source, under its limit",
+        peer: "SYN, no rule: pass",
+        rule: None,
+        variants: &peers::VARIANTS,
+    },
+    // No peer limits a rate; a rule on the destination port is their
+    // cheapest drop, kept beside the earlier tables.
+    Comparable {
+        guard: "SYN over its limit (dropped)",
+        peer: "SYN, a port rule: drop",
+        rule: Some(peers::Rule::Port),
+        variants: &["tcp", "all"],
+    },
+    // The same work: a rule on the source address decides the drop.
+    Comparable {
+        guard: DENIED_SYN,
+        peer: "SYN, a source-address rule: drop",
+        rule: Some(peers::Rule::Source),
+        variants: &["ip", "all"],
+    },
 ];
 
 /// xdp-filter beside guard, against the same baseline in the same run;
-/// the last column is guard's ratio over the cheapest peer's.
+/// the last column is guard's ratio over the cheapest peer's that does
+/// the row's work.
 fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
     println!(
         "\nPeers in the same run, each against the same baseline: xdp-filter 1.3.1 (Debian's libxdp1), alw variants\n"
@@ -430,11 +469,11 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
         titles.join(" | ")
     );
     println!("|---|---:|{}---:|", "---:|".repeat(titles.len()));
-    for (guard_case, case, drops) in COMPARABLE {
-        let Some(guard) = rows.iter().find(|r| r.case == guard_case) else {
+    for row in &COMPARABLE {
+        let Some(guard) = rows.iter().find(|r| r.case == row.guard) else {
             continue;
         };
-        let frame = if guard_case.starts_with("established") {
+        let frame = if row.guard.starts_with("established") {
             &established
         } else {
             &syn
@@ -442,11 +481,15 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
         let mut cells = Vec::new();
         let mut cheapest = f64::INFINITY;
         for variant in peers::VARIANTS {
+            if !row.variants.contains(&variant) {
+                cells.push("–".to_owned());
+                continue;
+            }
             let measured = peers::XdpFilter::load(variant).and_then(|mut peer| {
-                if drops {
-                    peer.drop_rule(80, src4(7))?;
+                if let Some(rule) = row.rule {
+                    peer.drop_rule(rule, 80, src4(7))?;
                 }
-                let want = if drops { 1 } else { 2 };
+                let want = if row.rule.is_some() { 1 } else { 2 };
                 let got = peer.action(frame);
                 if got != want {
                     return Err(format!("xdp-filter {variant} returned {got}, not {want}"));
@@ -467,7 +510,8 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
             }
         }
         println!(
-            "| {case} | {:.2}x | {} | {:.2} |",
+            "| {} | {:.2}x | {} | {:.2} |",
+            row.peer,
             guard.ns / guard.baseline,
             cells.join(" | "),
             guard.ns / guard.baseline / cheapest
