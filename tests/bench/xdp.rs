@@ -2,12 +2,14 @@
 //! trivial baseline program measured in the same run.
 //!
 //! Each row runs one frame through BPF_PROG_TEST_RUN `GUARD_BENCH_REPEAT`
-//! times (default 1,000,000) and takes the kernel's average ns per run; the
-//! median of five trials is reported. Rows that need a different frame on
-//! every run (a new source, a new UDP flow) cannot use the kernel's repeat
-//! loop: they run 20,000 distinct frames once each, and their ratio is to
-//! the baseline measured the same way. A benchmark, not a test: it asserts
-//! nothing about speed.
+//! times (default 1,000,000) and takes the kernel's average ns per run, in
+//! five trials that each time the program and then the baseline; the
+//! medians are reported, and the ratio is the median of the trials'
+//! ratios. Rows that need a different frame on every run (a new source, a
+//! new UDP flow) cannot use the kernel's repeat loop: they run 20,000
+//! distinct frames once each, in five slices, each through the program and
+//! then the baseline. A benchmark, not a test: it asserts nothing about
+//! speed.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -37,9 +39,37 @@ fn dst4() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))
 }
 
-fn median(mut v: Vec<u32>) -> f64 {
-    v.sort_unstable();
-    f64::from(v[v.len() / 2])
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A program's time per run beside the baseline's.
+#[derive(Clone, Copy)]
+struct Timing {
+    /// Medians of the trials.
+    ns: f64,
+    baseline: f64,
+    /// The median of each trial's ratio: the program and the baseline run
+    /// in turn, so drift on the machine (a VM's steal time, a clock
+    /// change) moves both sides of a trial alike.
+    ratio: f64,
+}
+
+/// [`TRIALS`] trials, each timing the program and then the baseline.
+fn paired(mut trial: impl FnMut() -> (f64, f64)) -> Timing {
+    let (mut ns, mut baseline, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..TRIALS {
+        let (a, b) = trial();
+        ns.push(a);
+        baseline.push(b);
+        ratio.push(a / b);
+    }
+    Timing {
+        ns: median(ns),
+        baseline: median(baseline),
+        ratio: median(ratio),
+    }
 }
 
 /// A yardstick program, loaded: the trivial one (`baseline`), or the
@@ -94,17 +124,19 @@ impl Baseline {
 
 struct Row {
     case: &'static str,
-    ns: f64,
-    baseline: f64,
+    t: Timing,
     target: f64,
 }
 
-fn repeated(prog: &Program, base: &Baseline, frame: &[u8], repeat: u32) -> (f64, f64) {
+fn repeated(prog: &Program, base: &Baseline, frame: &[u8], repeat: u32) -> Timing {
     // Warm up: the first run creates state (source entries, flows).
     let _ = prog.time(frame, 1);
-    let ns = median((0..TRIALS).map(|_| prog.time(frame, repeat)).collect());
-    let baseline = median((0..TRIALS).map(|_| base.time(frame, repeat)).collect());
-    (ns, baseline)
+    paired(|| {
+        (
+            f64::from(prog.time(frame, repeat)),
+            f64::from(base.time(frame, repeat)),
+        )
+    })
 }
 
 /// The average of `time` over `frames`, each run once.
@@ -115,11 +147,17 @@ fn once_each(frames: &[Vec<u8>], time: impl Fn(&[u8]) -> u32) -> f64 {
     avg
 }
 
-fn distinct(prog: &Program, base: &Baseline, frames: &[Vec<u8>]) -> (f64, f64) {
-    (
-        once_each(frames, |f| prog.time(f, 1)),
-        once_each(frames, |f| base.time(f, 1)),
-    )
+/// `frames` in [`TRIALS`] slices, each run through the program and then
+/// the baseline.
+fn distinct(prog: &Program, base: &Baseline, frames: &[Vec<u8>]) -> Timing {
+    let mut slices = frames.chunks(frames.len().div_ceil(TRIALS));
+    paired(|| {
+        let slice = slices.next().expect("a slice for each trial");
+        (
+            once_each(slice, |f| prog.time(f, 1)),
+            once_each(slice, |f| base.time(f, 1)),
+        )
+    })
 }
 
 /// Limits so high every new flow is admitted: the known-source path with
@@ -152,12 +190,7 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     let tight = xdp::settings("--mode enforce --syn-rate 1 --syn-burst 1 --ban-threshold 0");
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
     let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
-    let row = |case, (ns, baseline): (f64, f64), target| Row {
-        case,
-        ns,
-        baseline,
-        target,
-    };
+    let row = |case, t, target| Row { case, t, target };
 
     let prog = program(&open);
     let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
@@ -242,7 +275,7 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
 
     rows.extend(spent_rows(base));
 
-    let known_syn = rows[1].ns / rows[1].baseline;
+    let known_syn = rows[1].t.ratio;
     rows.extend(signature_rows(base, repeat, &open, known_syn));
     rows.extend(cookie_rows(base, repeat, &open));
     rows
@@ -252,10 +285,9 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// source never seen, every one dropped by the budget; then the same with
 /// the marked filter defeated, in the same run.
 fn spent_rows(base: &Baseline) -> Vec<Row> {
-    let row = |case, (ns, baseline): (f64, f64)| Row {
+    let row = |case, t| Row {
         case,
-        ns,
-        baseline,
+        t,
         target: 3.0,
     };
     let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
@@ -288,10 +320,9 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
 /// packet's cost. Target: no more than a known source's SYN
 /// (`known_syn`, this run's ratio).
 fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: f64) -> Vec<Row> {
-    let row = |case, (ns, baseline): (f64, f64)| Row {
+    let row = |case, t| Row {
         case,
-        ns,
-        baseline,
+        t,
         target: known_syn,
     };
     let mut prog = program(settings);
@@ -320,10 +351,9 @@ fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: 
 
 /// The SYN-cookie path: cookies on for [`COOKIE_PORT`].
 fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
-    let row = |case, (ns, baseline): (f64, f64)| Row {
+    let row = |case, t| Row {
         case,
-        ns,
-        baseline,
+        t,
         target: f64::NAN,
     };
     let mut prog = program(settings);
@@ -395,10 +425,18 @@ fn synproxy_table(base: &Baseline) {
             );
             continue;
         }
-        let baseline = once_each(&frames, |f| base.time(f, 1));
-        let guard = once_each(&frames, |f| prog.time(f, 1)) / baseline;
-        let synproxy = once_each(&frames, |f| peer.time(f)) / baseline;
-        let ratio = guard / synproxy;
+        // Each slice of frames through the baseline, guard and the peer in
+        // turn; the medians of the slices' ratios.
+        let (mut guards, mut peers, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for slice in frames.chunks(frames.len().div_ceil(TRIALS)) {
+            let baseline = once_each(slice, |f| base.time(f, 1));
+            let guard = once_each(slice, |f| prog.time(f, 1));
+            let synproxy = once_each(slice, |f| peer.time(f));
+            guards.push(guard / baseline);
+            peers.push(synproxy / baseline);
+            ratios.push(guard / synproxy);
+        }
+        let (guard, synproxy, ratio) = (median(guards), median(peers), median(ratios));
         let target = target.map_or_else(
             || "–".to_owned(),
             |t| format!("<= {t:.1}{}", if ratio <= t { "" } else { " (over)" }),
@@ -494,9 +532,13 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
                 if got != want {
                     return Err(format!("xdp-filter {variant} returned {got}, not {want}"));
                 }
-                let ns = median((0..TRIALS).map(|_| peer.time(frame, repeat)).collect());
-                let baseline = median((0..TRIALS).map(|_| base.time(frame, repeat)).collect());
-                Ok(ns / baseline)
+                let t = paired(|| {
+                    (
+                        f64::from(peer.time(frame, repeat)),
+                        f64::from(base.time(frame, repeat)),
+                    )
+                });
+                Ok(t.ratio)
             });
             match measured {
                 Ok(ratio) => {
@@ -512,9 +554,9 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
         println!(
             "| {} | {:.2}x | {} | {:.2} |",
             row.peer,
-            guard.ns / guard.baseline,
+            guard.t.ratio,
             cells.join(" | "),
-            guard.ns / guard.baseline / cheapest
+            guard.t.ratio / cheapest
         );
     }
 }
@@ -546,12 +588,15 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
     .map(|(case, parts)| {
         let floor = Baseline::load_with("floor", Some(parts));
         let _ = floor.time(&frame, 1);
-        let ns = median((0..TRIALS).map(|_| floor.time(&frame, repeat)).collect());
-        let baseline = median((0..TRIALS).map(|_| base.time(&frame, repeat)).collect());
+        let t = paired(|| {
+            (
+                f64::from(floor.time(&frame, repeat)),
+                f64::from(base.time(&frame, repeat)),
+            )
+        });
         Row {
             case,
-            ns,
-            baseline,
+            t,
             target: f64::NAN,
         }
     })
@@ -602,12 +647,12 @@ fn main() {
         kernel.trim()
     );
     println!(
-        "BPF_PROG_TEST_RUN, median of {TRIALS} trials of {repeat} runs; * rows: {DISTINCT} distinct frames, one run each\n"
+        "BPF_PROG_TEST_RUN, {TRIALS} trials of {repeat} runs, guard and the baseline in turn, medians (ratio: of the trials' ratios); * rows: {DISTINCT} distinct frames in {TRIALS} slices, one run each\n"
     );
     println!("| case | guard ns/pkt | baseline ns/pkt | ratio | target |");
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
-        let ratio = r.ns / r.baseline;
+        let ratio = r.t.ratio;
         let (verdict, target) = if r.target.is_nan() {
             ("", "–".to_owned())
         } else if ratio <= r.target {
@@ -617,7 +662,7 @@ fn main() {
         };
         println!(
             "| {} | {:.1} | {:.1} | {ratio:.2}x{verdict} | {target} |",
-            r.case, r.ns, r.baseline
+            r.case, r.t.ns, r.t.baseline
         );
     }
     peer_table(&base, repeat, &rows);
