@@ -10,7 +10,7 @@ use guard_tests::{
     guard_proc::{Guard, counters, start_on, stats},
     kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
-    nft::{Counters, nft},
+    nft::{Counters, counter_packets, nft},
     server::{EchoServer, connect_echo},
 };
 
@@ -126,6 +126,54 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
         "the SYNPROXY rules were left"
     );
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
+/// An operator's firewall of the common shape: an input chain at the
+/// `filter` priority that drops what conntrack calls invalid, and counts
+/// the connections to the server's port it lets through.
+const OPERATOR_FIREWALL: &str = "table inet operator_fw {
+  counter reached { }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    ct state invalid drop
+    tcp dport 8080 counter name \"reached\"
+  }
+}
+";
+
+/// A firewall that drops invalid packets, loaded while cookies are on (a
+/// reload during an attack), is newer than guard's SYNPROXY chain: chains
+/// of one priority run newest first. A cookie handshake's ACK is invalid
+/// to conntrack until SYNPROXY takes it, so SYNPROXY must still see it
+/// first, and real clients keep connecting.
+#[test]
+fn a_firewall_dropping_invalid_packets_loaded_after_the_cookies_leaves_them_working() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _server6 = EchoServer::start(&net.victim, server_addr6());
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let _ = nft(&net.victim, &["-f", "-"], Some(OPERATOR_FIREWALL));
+
+    for addr in [server_addr(), server_addr6()] {
+        for i in 0..5 {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!(
+                    "connection {i} to {addr} with the operator's firewall loaded last: {e}\n{}\n{}",
+                    nft(&net.victim, &["list", "ruleset"], None),
+                    guard.stderr()
+                )
+            });
+        }
+    }
+    let c = counters(&stats(&net));
+    assert!(c["cookie_ack_valid"] >= 10, "{c:?}");
+    // The operator's chain was in the path: SYNPROXY's own SYNs to the
+    // server, and the connections' packets after them, went through it.
+    let reached = counter_packets(&net.victim, "inet", "operator_fw", "reached");
+    assert!(reached >= 10, "the operator's chain saw {reached} packets");
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// Asked for native mode on a veth, guard cannot make its SYN-ACKs reach

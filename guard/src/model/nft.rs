@@ -10,6 +10,14 @@
 //! on) goes to SYNPROXY, which checks its cookie with the same kernel
 //! secret and opens the connection to the real server. Invalid packets to
 //! those ports are dropped.
+//!
+//! The input chain runs at `filter - 1`: after conntrack and DNAT, and
+//! before every chain at `filter` (iptables' INPUT, ufw, an operator's
+//! `inet filter`), whatever order they were loaded in. Chains of one
+//! priority run newest first, so at `filter` a firewall with
+//! `ct state invalid drop` loaded after guard armed a port (a reload
+//! during the attack) dropped every cookie handshake's ACK before
+//! SYNPROXY saw it.
 
 use std::fmt::Write as _;
 
@@ -83,7 +91,7 @@ pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
         s,
         "    tcp dport {{ {set} }} tcp flags & (fin | syn | rst | ack) == syn notrack"
     );
-    s.push_str("  }\n  chain input {\n    type filter hook input priority filter;\n");
+    s.push_str("  }\n  chain input {\n    type filter hook input priority filter - 1;\n");
     for (family, mss) in [("ipv4", opts.mss), ("ipv6", opts.mss - 20)] {
         let _ = writeln!(
             s,
@@ -132,7 +140,9 @@ mod tests {
         assert!(s.contains(
             "type filter hook prerouting priority raw;\n    tcp dport { 80, 443 } tcp flags & (fin | syn | rst | ack) == syn notrack\n"
         ));
-        assert!(s.contains("meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"));
+        assert!(s.contains(
+            "chain input {\n    type filter hook input priority filter - 1;\n    meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
+        ));
         assert!(s.contains("meta nfproto ipv6 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport { 80, 443 } ct state invalid drop\n  }\n}\n"));
     }
