@@ -176,6 +176,47 @@ fn a_firewall_dropping_invalid_packets_loaded_after_the_cookies_leaves_them_work
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// The mangle-table rule of iptables anti-DDoS guides, in nft: invalid
+/// packets dropped at prerouting, after conntrack and before any input
+/// chain.
+const EARLY_DROP: &str = "table ip early_fw {
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    ct state invalid drop
+  }
+}
+";
+
+/// A rule that drops invalid packets before guard's SYNPROXY chain breaks
+/// every cookie handshake, as it breaks any SYNPROXY: guard names the
+/// chain when cookies come on, and clients connect once it is gone.
+#[test]
+fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "table ip early_fw chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid before guard's SYNPROXY chain",
+        net.victim
+    ));
+    // What the warning says: the handshake does not complete.
+    let broken = connect_echo(&net.attacker, server_addr(), Duration::from_secs(2));
+    assert!(
+        broken.is_err(),
+        "a cookie handshake completed past the early drop"
+    );
+    let _ = nft(&net.victim, &["delete", "table", "ip", "early_fw"], None);
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "a connection once the early drop is gone: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// Asked for native mode on a veth, guard cannot make its SYN-ACKs reach
 /// a peer without an XDP program: it says so, arms no port, and keeps
 /// protecting; clients connect the ordinary way.

@@ -34,6 +34,26 @@ pub fn inet_tables(scope: &Scope) -> Result<Vec<String>> {
         .map_err(|e| anyhow!(e))?
 }
 
+/// The scope's whole ruleset as `nft -j list ruleset` prints it.
+pub fn ruleset_json(scope: &Scope) -> Result<String> {
+    scope
+        .run(|| {
+            let out = Command::new("nft")
+                .args(["-j", "list", "ruleset"])
+                .stdin(Stdio::null())
+                .output()
+                .context("running nft (install nftables)")?;
+            if !out.status.success() {
+                bail!(
+                    "nft -j list ruleset: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .map_err(|e| anyhow!(e))?
+}
+
 /// Runs `nft -f -` with `input` in the scope's namespace.
 pub fn nft(scope: &Scope, input: &str) -> Result<()> {
     scope

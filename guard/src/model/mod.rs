@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod doctor;
 pub mod duration;
 pub mod fingerprint;
+pub mod firewall;
 pub mod fleet;
 pub mod learner;
 pub mod level;

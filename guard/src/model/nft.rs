@@ -23,6 +23,8 @@ use std::fmt::Write as _;
 
 pub const NOTRACK_TABLE: &str = "guard_notrack";
 pub const SYNPROXY_TABLE: &str = "guard_synproxy";
+/// The SYNPROXY input chain's priority: `filter - 1` (see above).
+pub const SYNPROXY_PRIORITY: i64 = -1;
 
 /// The script that removes `table` (family inet) if it exists: declaring
 /// it first makes the delete succeed when it is missing.
@@ -91,7 +93,10 @@ pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
         s,
         "    tcp dport {{ {set} }} tcp flags & (fin | syn | rst | ack) == syn notrack"
     );
-    s.push_str("  }\n  chain input {\n    type filter hook input priority filter - 1;\n");
+    let _ = writeln!(
+        s,
+        "  }}\n  chain input {{\n    type filter hook input priority {SYNPROXY_PRIORITY};"
+    );
     for (family, mss) in [("ipv4", opts.mss), ("ipv6", opts.mss - 20)] {
         let _ = writeln!(
             s,
@@ -141,7 +146,7 @@ mod tests {
             "type filter hook prerouting priority raw;\n    tcp dport { 80, 443 } tcp flags & (fin | syn | rst | ack) == syn notrack\n"
         ));
         assert!(s.contains(
-            "chain input {\n    type filter hook input priority filter - 1;\n    meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
+            "chain input {\n    type filter hook input priority -1;\n    meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
         ));
         assert!(s.contains("meta nfproto ipv6 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport { 80, 443 } ct state invalid drop\n  }\n}\n"));

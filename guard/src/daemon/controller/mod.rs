@@ -30,6 +30,7 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
+        firewall::invalid_drops_before_synproxy,
         level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
@@ -502,7 +503,25 @@ impl<'a> Controller<'a> {
             self.knobs.scope().suffix(),
             SYNPROXY_TABLE
         );
+        self.check_firewall();
         true
+    }
+
+    /// Says, once per chain, which of the host's own rules drop the
+    /// cookie handshakes' ACKs before SYNPROXY sees them.
+    fn check_firewall(&mut self) {
+        let scope = self.knobs.scope();
+        let suffix = scope.suffix();
+        match nft::ruleset_json(scope) {
+            Ok(json) => {
+                for chain in invalid_drops_before_synproxy(&json) {
+                    self.report_once(&format!(
+                        "{chain}{suffix} drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections will fail; move that rule to priority filter or later"
+                    ));
+                }
+            }
+            Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),
+        }
     }
 
     /// Removes the SYNPROXY rules and puts `tcp_loose` back, once XDP no
