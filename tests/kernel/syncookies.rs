@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use guard_tests::{
     ct,
-    guard_proc::{Guard, counters, start_on, stats},
+    guard_proc::{self, Guard, counters, start_on, stats},
     kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
     nft::{Counters, counter_packets, nft},
@@ -215,6 +215,41 @@ fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
         )
     });
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A guard killed and not yet reaped by its parent (as in a container
+/// without an init) is a zombie: its locks, links and programs are gone.
+/// `guard restore`, with no namespace named, finds the namespace it left
+/// changed and puts back its SYNPROXY rules and `tcp_loose`.
+#[test]
+fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let loose_before = ct::local_sysctl(&net.victim, LOOSE);
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
+    let pid = guard.pid().expect("running");
+    guard.signal(libc::SIGKILL);
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "guard {pid} is not a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = guard_proc::run(&["restore"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("restored SYNPROXY rules removed"),
+        "{out}"
+    );
+    assert_eq!(synproxy_table(&net.victim), "", "{out}");
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before, "{out}");
+    drop(guard);
 }
 
 /// Asked for native mode on a veth, guard cannot make its SYN-ACKs reach

@@ -26,9 +26,12 @@ impl Instance {
     fn at(netns: Option<String>) -> Self {
         let dir = runtime_dir(netns.as_deref());
         // The pid in a stale lock file may be another process's by now:
-        // a guard's only.
+        // a guard's only, and not a zombie (killed, not yet reaped by its
+        // parent, as in a container without an init: its locks, links and
+        // programs are gone already).
         let pid = PidLock::instance_holder(&dir).filter(|pid| {
             fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
+                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| alive(&s))
         });
         Self { netns, dir, pid }
     }
@@ -40,6 +43,14 @@ impl Instance {
             .as_deref()
             .map_or_else(|| "the host".to_owned(), |ns| format!("netns {ns}"))
     }
+}
+
+/// Whether a process whose `/proc/PID/stat` reads `stat` still runs: its
+/// state, after the command's closing parenthesis, is not zombie or dead.
+fn alive(stat: &str) -> bool {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
 }
 
 /// The host's instance and every namespace's that has a directory.
@@ -91,4 +102,20 @@ pub fn remove(dir: &Path) {
         let _ = fs::remove_file(dir.join(file));
     }
     let _ = fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alive;
+
+    #[test]
+    fn a_zombie_or_dead_process_is_not_alive() {
+        assert!(alive("6027 (guard) S 1 6027 6027 0 -1 4194560"));
+        assert!(alive("6027 (guard) R 1"));
+        assert!(!alive("6027 (guard) Z 1 6027 6027 0 -1 4227084"));
+        assert!(!alive("6027 (guard) X 1"));
+        // A command may hold a parenthesis: the state follows the last.
+        assert!(!alive("6027 (gu) ard) Z 1"));
+        assert!(!alive(""));
+    }
 }
