@@ -11,7 +11,7 @@ use guard_tests::{
     kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
     nft::{Counters, counter_packets, nft},
-    server::{EchoServer, connect_echo},
+    server::{EchoServer, connect, connect_echo, echo_roundtrip},
 };
 
 const PORT: u16 = 8080;
@@ -304,15 +304,81 @@ fn listeners_are_followed_as_they_come_and_go() {
     assert!(counters(&stats(&net))["cookie_synack"] >= 1);
     drop(server);
     guard.wait_for_log(&format!("SYN cookies off for port {PORT}"));
+    // The port leaves the rules; the table stays, dormant, for the
+    // connections SYNPROXY made, until guard stops.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !synproxy_table(&net.victim).is_empty() {
+    while synproxy_table(&net.victim).contains("elements") {
         assert!(
             std::time::Instant::now() < deadline,
             "the rules outlived the listener"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(synproxy_table(&net.victim).contains("synproxy mss 1460"));
     guard.stop(libc::SIGTERM).assert_code(0);
+    assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
+}
+
+/// Connections SYNPROXY made while a port took cookies live on after the
+/// cookies go off: SYNPROXY translates their timestamps for as long as
+/// they live (without it the client's PAWS check drops the server's
+/// segments whenever the two clocks' offset goes the wrong way), so its
+/// table stays, with no port, until guard stops.
+#[test]
+fn connections_made_through_cookies_live_on_after_the_cookies_go_off() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let file = std::env::temp_dir().join(format!("guardt-{}-live.toml", std::process::id()));
+    let config = |mode: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"{mode}\"\nsyn-cookies = \"always\"\nsummary-interval = 0\n",
+                net.victim_if, net.victim
+            ),
+        )
+        .expect("writing the config");
+    };
+    config("enforce");
+    let file_arg = file.display().to_string();
+    let guard = Guard::start(&["run", "--config", &file_arg]);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    // Eight connections: each has its own timestamp offset, and each
+    // stalls with even odds once its timestamps are no longer translated.
+    let mut conns: Vec<_> = (0..8)
+        .map(|i| {
+            let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", guard.stderr()));
+            echo_roundtrip(&mut c, b"before").expect("an echo through the cookie path");
+            c
+        })
+        .collect();
+    assert!(counters(&stats(&net))["cookie_ack_valid"] >= 8);
+
+    config("monitor");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log(&format!("SYN cookies off for port {PORT}"));
+    guard.wait_for_log("SYNPROXY covers no port");
+    let dormant = synproxy_table(&net.victim);
+    assert!(
+        dormant.contains("synproxy mss 1460") && !dormant.contains("elements"),
+        "{dormant}"
+    );
+    let data = vec![7u8; 32 * 1024];
+    for (i, c) in conns.iter_mut().enumerate() {
+        echo_roundtrip(c, &data).unwrap_or_else(|e| {
+            panic!(
+                "connection {i} after the cookies went off: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    drop(conns);
+    let finished = guard.stop(libc::SIGTERM);
+    let _ = std::fs::remove_file(&file);
+    finished.assert_code(0);
+    assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
 }
 
 /// An operator who deploys in monitor mode and switches to enforce with

@@ -81,16 +81,28 @@ impl Drop for EchoServer {
 /// One legitimate connection from namespace `ns`: connect, send, read the
 /// echo. Returns the time to connect.
 pub fn connect_echo(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<Duration> {
-    let (mut stream, connected) = in_netns(ns, || {
-        let start = Instant::now();
-        TcpStream::connect_timeout(&addr, timeout).map(|s| (s, start.elapsed()))
-    })?;
+    let start = Instant::now();
+    let mut stream = connect(ns, addr, timeout)?;
+    let connected = start.elapsed();
+    echo_roundtrip(&mut stream, b"guard-test")?;
+    Ok(connected)
+}
+
+/// A connection from namespace `ns`, its reads timing out after `timeout`.
+pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = in_netns(ns, || TcpStream::connect_timeout(&addr, timeout))?;
     stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(b"guard-test")?;
-    let mut buf = [0u8; 10];
+    Ok(stream)
+}
+
+/// Sends `data` to an [`EchoServer`] and reads it back (at most the
+/// socket buffers' worth: it is sent whole before anything is read).
+pub fn echo_roundtrip(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+    stream.write_all(data)?;
+    let mut buf = vec![0u8; data.len()];
     stream.read_exact(&mut buf)?;
-    if &buf != b"guard-test" {
+    if buf != data {
         return Err(io::Error::other("the echo differs from what was sent"));
     }
-    Ok(connected)
+    Ok(())
 }

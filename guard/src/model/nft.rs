@@ -78,21 +78,28 @@ pub struct SynproxyOptions {
     pub wscale: u8,
 }
 
-/// The nftables script for `ports`.
+/// The nftables script for `ports`, the armed ones, in the set `armed`.
+/// With no port it is the dormant table: its rules match nothing, but its
+/// SYNPROXY statements keep netfilter's SYNPROXY hooks in place, which
+/// translate the timestamps of every connection SYNPROXY made for as long
+/// as it lives. Without them such a connection stalls (the client's PAWS
+/// check drops the server's segments), so the table stays, dormant, from
+/// the first armed port until guard stops.
 #[must_use]
 pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
-    let set = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
     let mut s = delete_table(SYNPROXY_TABLE);
     let _ = writeln!(s, "table inet {SYNPROXY_TABLE} {{");
-    s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
-    let _ = writeln!(
-        s,
-        "    tcp dport {{ {set} }} tcp flags & (fin | syn | rst | ack) == syn notrack"
-    );
+    s.push_str("  set armed {\n    type inet_service;\n");
+    if !ports.is_empty() {
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "    elements = {{ {set} }}");
+    }
+    s.push_str("  }\n  chain prerouting {\n    type filter hook prerouting priority raw;\n");
+    s.push_str("    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n");
     let _ = writeln!(
         s,
         "  }}\n  chain input {{\n    type filter hook input priority {SYNPROXY_PRIORITY};"
@@ -100,12 +107,11 @@ pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
     for (family, mss) in [("ipv4", opts.mss), ("ipv6", opts.mss - 20)] {
         let _ = writeln!(
             s,
-            "    meta nfproto {family} tcp dport {{ {set} }} ct state invalid,untracked synproxy mss {mss} wscale {} timestamp sack-perm",
+            "    meta nfproto {family} tcp dport @armed ct state invalid,untracked synproxy mss {mss} wscale {} timestamp sack-perm",
             opts.wscale
         );
     }
-    let _ = writeln!(s, "    tcp dport {{ {set} }} ct state invalid drop");
-    s.push_str("  }\n}\n");
+    s.push_str("    tcp dport @armed ct state invalid drop\n  }\n}\n");
     s
 }
 
@@ -134,21 +140,26 @@ mod tests {
 
     #[test]
     fn the_script_untracks_syns_and_proxies_both_families() {
-        let s = synproxy_script(
-            &[80, 443],
-            SynproxyOptions {
-                mss: 1460,
-                wscale: 7,
-            },
-        );
+        let opts = SynproxyOptions {
+            mss: 1460,
+            wscale: 7,
+        };
+        let s = synproxy_script(&[80, 443], opts);
         assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
+        assert!(
+            s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
+        );
         assert!(s.contains(
-            "type filter hook prerouting priority raw;\n    tcp dport { 80, 443 } tcp flags & (fin | syn | rst | ack) == syn notrack\n"
+            "type filter hook prerouting priority raw;\n    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n"
         ));
         assert!(s.contains(
-            "chain input {\n    type filter hook input priority -1;\n    meta nfproto ipv4 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
+            "chain input {\n    type filter hook input priority -1;\n    meta nfproto ipv4 tcp dport @armed ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
         ));
-        assert!(s.contains("meta nfproto ipv6 tcp dport { 80, 443 } ct state invalid,untracked synproxy mss 1440 wscale 7"));
-        assert!(s.ends_with("    tcp dport { 80, 443 } ct state invalid drop\n  }\n}\n"));
+        assert!(s.contains("meta nfproto ipv6 tcp dport @armed ct state invalid,untracked synproxy mss 1440 wscale 7"));
+        assert!(s.ends_with("    tcp dport @armed ct state invalid drop\n  }\n}\n"));
+        // Dormant: the same rules over an empty set.
+        let dormant = synproxy_script(&[], opts);
+        assert!(dormant.contains("  set armed {\n    type inet_service;\n  }\n"));
+        assert_eq!(dormant.matches(" synproxy mss ").count(), 2);
     }
 }

@@ -422,7 +422,8 @@ impl<'a> Controller<'a> {
     fn keep_tables(&mut self) {
         let wanted = [
             (NOTRACK_TABLE, !self.notrack_ports.is_empty()),
-            (SYNPROXY_TABLE, !self.ports.rules.is_empty()),
+            // Dormant too: it keeps the connections SYNPROXY made working.
+            (SYNPROXY_TABLE, self.record.synproxy),
         ];
         if wanted.iter().all(|(_, on)| !on) {
             return;
@@ -524,17 +525,18 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Removes the SYNPROXY rules and puts `tcp_loose` back, once XDP no
-    /// longer answers SYNs.
+    /// Once XDP no longer answers SYNs: the SYNPROXY table goes dormant (no
+    /// port, its hooks kept for the connections SYNPROXY made, see
+    /// `model::nft::synproxy_script`) and `tcp_loose` goes back. The table
+    /// itself goes when guard stops.
     fn cookies_off(&mut self) {
-        match synproxy::remove(self.knobs.scope()) {
-            Ok(()) => {
-                self.record.synproxy = false;
-                if let Err(e) = self.record.save(&self.runtime_dir) {
-                    tracing::error!("{e}");
-                }
-            }
-            Err(e) => tracing::error!("removing the SYNPROXY rules: {e:#}"),
+        let scope = self.knobs.scope();
+        match synproxy::install(scope, &[], self.synproxy) {
+            Ok(()) => tracing::info!(
+                "SYNPROXY covers no port{}; its table stays until guard stops, for the connections it made (table inet {SYNPROXY_TABLE})",
+                scope.suffix()
+            ),
+            Err(e) => tracing::error!("emptying the SYNPROXY rules: {e:#}"),
         }
         if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
             self.write(TCP_LOOSE, loose, true);
