@@ -9,8 +9,11 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     dataplane::pins::Layout,
-    host::{files::HostFiles, iface, instances, preflight, status_file},
-    model::doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
+    host::{files::HostFiles, iface, instances, netns::Scope, nft, preflight, status_file},
+    model::{
+        doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
+        firewall::invalid_drops_before_synproxy,
+    },
 };
 
 /// Reads everything under `root` and evaluates it. The live-only checks run
@@ -79,6 +82,9 @@ fn gather_live(files: &HostFiles) -> Live {
         run: instances::choose(None)
             .ok()
             .and_then(|dir| status_file::read_run(&dir)),
+        firewall: nft::ruleset_json(&Scope::Host)
+            .map(|json| invalid_drops_before_synproxy(&json))
+            .map_err(|e| format!("{e:#}")),
     }
 }
 

@@ -77,7 +77,14 @@ const TABLE_FULL: &str = "nf_conntrack: table full, dropping packet";
 const DAY_SECS: u64 = 86_400;
 
 /// The live-only checks, skipped when `--root` is not `/`.
-pub const LIVE_CHECKS: [&str; 5] = ["xdp", "bpffs", "privileges", "guard", "enforcing"];
+pub const LIVE_CHECKS: [&str; 6] = [
+    "xdp",
+    "bpffs",
+    "privileges",
+    "guard",
+    "enforcing",
+    "firewall",
+];
 
 const FIX_FULL: &str =
     "run guard (guard run --iface IF) or raise nf_conntrack_max (guard tune --apply)";
@@ -295,6 +302,10 @@ pub struct Live {
     pub pinned: Vec<String>,
     /// What the running guard published about itself, if one runs.
     pub run: Option<RunStatus>,
+    /// The host's nftables chains that drop invalid packets before guard's
+    /// SYNPROXY chain (`model::firewall`), or why the ruleset could not be
+    /// read.
+    pub firewall: Result<Vec<String>, String>,
 }
 
 /// Every rule, in report order.
@@ -349,6 +360,7 @@ pub fn evaluate(facts: &Facts) -> Vec<Finding> {
             out.push(privileges(&live.privileges));
             out.push(running(live.guard_pid, &live.pinned));
             out.push(enforcing(live.run.as_ref()));
+            out.push(firewall(&live.firewall));
         }
         None => out.extend(LIVE_CHECKS.map(|c| Finding::skip(c, "live-only: --root is not /"))),
     }
@@ -578,6 +590,29 @@ fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
 }
 
 /// Whether the running guard drops, and where it sees packets late.
+/// Whether the host's firewall would drop SYN cookies' handshakes: their
+/// ACK is invalid to conntrack until SYNPROXY takes it.
+fn firewall(found: &Result<Vec<String>, String>) -> Finding {
+    match found {
+        Err(e) => Finding::skip(
+            "firewall",
+            format!("the nftables ruleset could not be read ({e})"),
+        ),
+        Ok(chains) if chains.is_empty() => Finding::ok(
+            "firewall",
+            "no nftables rule drops invalid packets before guard's SYNPROXY chain",
+        ),
+        Ok(chains) => Finding::warn(
+            "firewall",
+            format!(
+                "{} drops what conntrack calls invalid before guard's SYNPROXY chain: a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections would fail",
+                chains.join("; ")
+            ),
+            "move that rule to priority filter or later (guard's SYNPROXY chain runs at filter - 1)",
+        ),
+    }
+}
+
 fn enforcing(run: Option<&RunStatus>) -> Finding {
     let Some(run) = run else {
         return Finding::ok("enforcing", "no guard running");

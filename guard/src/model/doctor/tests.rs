@@ -211,6 +211,9 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
         guard_pid: None,
         pinned: vec!["eth1".into()],
         run: None,
+        firewall: Ok(vec![
+            "table ip mangle chain prerouting (hook prerouting, priority -150)".into(),
+        ]),
     };
     let findings = evaluate(&Facts {
         live: Some(live),
@@ -229,6 +232,14 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
         find(&findings, "guard").fix.as_deref(),
         Some("guard restore")
     );
+    let fw = find(&findings, "firewall");
+    assert_eq!(fw.level, Severity::Warn);
+    assert!(
+        fw.reason.starts_with("table ip mangle chain prerouting"),
+        "{fw}"
+    );
+    assert_eq!(firewall(&Ok(Vec::new())).level, Severity::Ok);
+    assert_eq!(firewall(&Err("no nft".into())).level, Severity::Skip);
     assert_eq!(running(Some(9), &["eth1".into()]).level, Severity::Ok);
     assert_eq!(running(None, &[]).level, Severity::Ok);
 }
