@@ -12,6 +12,11 @@ use serde_json::Value;
 
 use super::nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE};
 
+/// What such a chain does, after its name, for the log and for doctor.
+pub const CONSEQUENCE: &str = "drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections fail";
+/// What to do about it.
+pub const FIX: &str = "move that rule to priority filter or later";
+
 /// Conntrack's priority on the prerouting hook: a chain at or below it runs
 /// before conntrack, where `ct state` says nothing about the connection.
 const CONNTRACK_PRIORITY: i64 = -200;

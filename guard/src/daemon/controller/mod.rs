@@ -30,7 +30,7 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
-        firewall::invalid_drops_before_synproxy,
+        firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
         level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
@@ -516,9 +516,7 @@ impl<'a> Controller<'a> {
         match nft::ruleset_json(scope) {
             Ok(json) => {
                 for chain in invalid_drops_before_synproxy(&json) {
-                    self.report_once(&format!(
-                        "{chain}{suffix} drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections will fail; move that rule to priority filter or later"
-                    ));
+                    self.report_once(&format!("{chain}{suffix} {CONSEQUENCE}; {FIX}"));
                 }
             }
             Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),

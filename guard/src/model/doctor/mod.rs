@@ -65,6 +65,7 @@ use serde::Serialize;
 
 use super::{
     conntrack::{CpuStats, percent},
+    firewall,
     paths::BPFFS,
     sizing::{self, Budget, ESTABLISHED_SECS},
     status::RunStatus,
@@ -604,11 +605,8 @@ fn firewall(found: &Result<Vec<String>, String>) -> Finding {
         ),
         Ok(chains) => Finding::warn(
             "firewall",
-            format!(
-                "{} drops what conntrack calls invalid before guard's SYNPROXY chain: a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections would fail",
-                chains.join("; ")
-            ),
-            "move that rule to priority filter or later (guard's SYNPROXY chain runs at filter - 1)",
+            format!("{} {}", chains.join("; "), firewall::CONSEQUENCE),
+            firewall::FIX,
         ),
     }
 }
