@@ -295,8 +295,12 @@ fn listeners_are_followed_as_they_come_and_go() {
     let net = TestNet::addressed();
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let guard = start_on(&net, ALWAYS);
-    guard.wait_for_log("level normal");
-    assert_eq!(synproxy_table(&net.victim), "", "no listener, no rules");
+    guard.wait_for_log("SYNPROXY table in place, no port yet");
+    let dormant = synproxy_table(&net.victim);
+    assert!(
+        dormant.contains("synproxy mss 1460") && !dormant.contains("elements"),
+        "no listener, no port in the rules: {dormant}"
+    );
     let server = EchoServer::start(&net.victim, server_addr6());
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
     connect_echo(&net.attacker, server_addr6(), Duration::from_secs(3))
@@ -379,6 +383,42 @@ fn connections_made_through_cookies_live_on_after_the_cookies_go_off() {
     let _ = std::fs::remove_file(&file);
     finished.assert_code(0);
     assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
+}
+
+/// A guard restarted (an upgrade, a key that needs a restart) takes the
+/// SYNPROXY table with it when it stops, and the connections its SYNPROXY
+/// completed stall. The next guard puts the table back, with no port, at
+/// its first tick where cookies may come on, armed or not: those
+/// connections carry on.
+#[test]
+fn connections_made_through_cookies_carry_on_across_a_restart() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let first = start_on(&net, ALWAYS);
+    first.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let mut conns: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", first.stderr()));
+            echo_roundtrip(&mut c, b"before").expect("an echo through the cookie path");
+            c
+        })
+        .collect();
+    first.stop(libc::SIGTERM).assert_code(0);
+    assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
+
+    // Cookies by default: nothing arms a port without a flood.
+    let second = start_on(&net, &["--mode", "enforce", "--summary-interval", "0"]);
+    second.wait_for_log("SYNPROXY table in place, no port yet");
+    let data = vec![7u8; 32 * 1024];
+    for (i, c) in conns.iter_mut().enumerate() {
+        echo_roundtrip(c, &data).unwrap_or_else(|e| {
+            panic!("connection {i} after the restart: {e}\n{}", second.stderr())
+        });
+    }
+    drop(conns);
+    second.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// An operator who deploys in monitor mode and switches to enforce with

@@ -60,7 +60,8 @@ impl EchoServer {
 
 fn echo(mut stream: TcpStream) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // A client may hold its connection idle across a guard restart.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf = [0u8; 256];
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 || stream.write_all(&buf[..n]).is_err() {

@@ -8,12 +8,30 @@ use guard_common::ports::PORT_SLOTS;
 
 use crate::{
     config::{Settings, SynCookies},
-    host::{conntrack::knobs::Knobs, restore::Record},
+    host::{conntrack::knobs::Knobs, netns::Scope, nft, restore::Record},
     model::{
         conntrack::TCP_LOOSE,
+        firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
         ports::{PortTable, cookie_mode},
     },
 };
+
+/// A warning for each chain of the scope's ruleset that drops the cookie
+/// handshakes' ACKs before SYNPROXY sees them (none if the ruleset cannot
+/// be read: said at debug level).
+pub(super) fn early_invalid_drops(scope: &Scope) -> Vec<String> {
+    let suffix = scope.suffix();
+    match nft::ruleset_json(scope) {
+        Ok(json) => invalid_drops_before_synproxy(&json)
+            .into_iter()
+            .map(|chain| format!("{chain}{suffix} {CONSEQUENCE}; {FIX}"))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("reading the nftables ruleset: {e:#}");
+            Vec::new()
+        }
+    }
+}
 
 /// What `--syn-cookies` comes to on this run ([`cookie_mode`]), said once
 /// when it cannot be honoured. Cookies need a lone ACK to be invalid to

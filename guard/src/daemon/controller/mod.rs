@@ -30,7 +30,6 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
-        firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
         level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
@@ -41,7 +40,7 @@ use crate::{
 };
 
 mod cookies;
-use cookies::{Ports, decide_cookies, list};
+use cookies::{Ports, decide_cookies, early_invalid_drops, list};
 
 /// What the run loop must do after a tick.
 pub struct Tick {
@@ -364,6 +363,9 @@ impl<'a> Controller<'a> {
         } else {
             self.cfg.cookies
         };
+        if mode != SynCookies::Never && !self.record.synproxy {
+            self.synproxy_dormant();
+        }
         self.ports
             .table
             .step(at, counts, mode, flood, self.cfg.calm);
@@ -480,18 +482,36 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Installs the SYNPROXY rules for `ports` and makes conntrack strict
-    /// about lone ACKs, before XDP starts answering SYNs; false if it could
-    /// not.
-    fn cookies_on(&mut self, ports: &BTreeSet<u16>) -> bool {
+    /// Records the SYNPROXY table first: `guard restore` cleans up a crash.
+    fn record_synproxy(&mut self) {
         if !self.record.synproxy {
-            // Recorded first: a crash from here on is cleaned up by
-            // `guard restore`.
             self.record.synproxy = true;
             if let Err(e) = self.record.save(&self.runtime_dir) {
                 tracing::error!("{e}");
             }
         }
+    }
+
+    /// The SYNPROXY table with no port, from the first tick cookies may come
+    /// on: the connections a previous guard's SYNPROXY completed (a restart)
+    /// get their timestamps translated again.
+    fn synproxy_dormant(&mut self) {
+        self.record_synproxy();
+        let scope = self.knobs.scope();
+        match synproxy::install(scope, &[], self.synproxy) {
+            Ok(()) => tracing::info!(
+                "SYNPROXY table in place, no port yet{}: connections SYNPROXY completed before keep working (table inet {SYNPROXY_TABLE})",
+                scope.suffix()
+            ),
+            Err(e) => tracing::error!("installing the SYNPROXY table: {e:#}"),
+        }
+    }
+
+    /// Installs the SYNPROXY rules for `ports` and makes conntrack strict
+    /// about lone ACKs, before XDP starts answering SYNs; false if it could
+    /// not.
+    fn cookies_on(&mut self, ports: &BTreeSet<u16>) -> bool {
+        self.record_synproxy();
         let ports: Vec<u16> = ports.iter().copied().collect();
         if let Err(e) = synproxy::install(self.knobs.scope(), &ports, self.synproxy) {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
@@ -511,15 +531,8 @@ impl<'a> Controller<'a> {
     /// Says, once per chain, which of the host's own rules drop the
     /// cookie handshakes' ACKs before SYNPROXY sees them.
     fn check_firewall(&mut self) {
-        let scope = self.knobs.scope();
-        let suffix = scope.suffix();
-        match nft::ruleset_json(scope) {
-            Ok(json) => {
-                for chain in invalid_drops_before_synproxy(&json) {
-                    self.report_once(&format!("{chain}{suffix} {CONSEQUENCE}; {FIX}"));
-                }
-            }
-            Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),
+        for warning in early_invalid_drops(self.knobs.scope()) {
+            self.report_once(&warning);
         }
     }
 
