@@ -295,7 +295,7 @@ impl<'a> Controller<'a> {
         }
         let flood = decision.next.applied.limits.cookies;
         self.state = decision.next;
-        self.arm_ports(obs.at, port_counts, flood, write_ports);
+        self.arm_ports(obs.at, port_counts, flood, obs.count, write_ports);
         self.keep_tables();
         self.publish(&table);
         Ok(Tick {
@@ -348,14 +348,14 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Arms and disarms ports, with the SYNPROXY rules that complete their
-    /// handshakes installed before a port is armed and removed a tick
-    /// after it is disarmed.
+    /// Arms and disarms ports, a port in the SYNPROXY rules from before it
+    /// is armed until a tick after it is disarmed.
     fn arm_ports(
         &mut self,
         at: std::time::Duration,
         counts: &BTreeMap<u16, PortCounts>,
         flood: bool,
+        entries: u64,
         write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
     ) {
         let mode = if self.dry_run {
@@ -363,7 +363,9 @@ impl<'a> Controller<'a> {
         } else {
             self.cfg.cookies
         };
-        if mode != SynCookies::Never && !self.record.synproxy {
+        // No conntrack entry: no connection of a previous SYNPROXY to carry
+        // on, and the table would turn conntrack on where nothing uses it.
+        if mode != SynCookies::Never && !self.record.synproxy && entries > 0 {
             self.synproxy_dormant();
         }
         self.ports
@@ -492,9 +494,8 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// The SYNPROXY table with no port, from the first tick cookies may come
-    /// on: the connections a previous guard's SYNPROXY completed (a restart)
-    /// get their timestamps translated again.
+    /// The SYNPROXY table with no port before any is armed: the connections
+    /// a previous guard's SYNPROXY completed get their timestamps again.
     fn synproxy_dormant(&mut self) {
         self.record_synproxy();
         let scope = self.knobs.scope();
@@ -536,10 +537,9 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Once XDP no longer answers SYNs: the SYNPROXY table goes dormant (no
-    /// port, its hooks kept for the connections SYNPROXY made, see
-    /// `model::nft::synproxy_script`) and `tcp_loose` goes back. The table
-    /// itself goes when guard stops.
+    /// Once XDP no longer answers SYNs: `tcp_loose` goes back, and the
+    /// SYNPROXY table stays with no port until guard stops (why:
+    /// `model::nft::synproxy_script`).
     fn cookies_off(&mut self) {
         let scope = self.knobs.scope();
         match synproxy::install(scope, &[], self.synproxy) {
