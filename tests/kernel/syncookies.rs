@@ -44,6 +44,19 @@ fn synproxy_table(ns: &str) -> String {
         .to_owned()
 }
 
+/// A config file for guard on `net`'s victim in `mode`, cookies always on:
+/// what a SIGHUP reloads.
+fn write_config(file: &std::path::Path, net: &TestNet, mode: &str) {
+    std::fs::write(
+        file,
+        format!(
+            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"{mode}\"\nsyn-cookies = \"always\"\nsummary-interval = 0\n",
+            net.victim_if, net.victim
+        ),
+    )
+    .expect("writing the config");
+}
+
 /// Whether `dev` in `ns` has an XDP program, as `ip -d link` shows it.
 fn has_xdp(ns: &str, dev: &str) -> bool {
     ip_out(&["-n", ns, "-d", "link", "show", "dev", dev]).contains("prog/xdp")
@@ -334,16 +347,7 @@ fn connections_made_through_cookies_live_on_after_the_cookies_go_off() {
     let net = TestNet::addressed();
     let _server = EchoServer::start(&net.victim, server_addr());
     let file = std::env::temp_dir().join(format!("guardt-{}-live.toml", std::process::id()));
-    let config = |mode: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"{mode}\"\nsyn-cookies = \"always\"\nsummary-interval = 0\n",
-                net.victim_if, net.victim
-            ),
-        )
-        .expect("writing the config");
-    };
+    let config = |mode: &str| write_config(&file, &net, mode);
     config("enforce");
     let file_arg = file.display().to_string();
     let guard = Guard::start(&["run", "--config", &file_arg]);
@@ -431,16 +435,7 @@ fn a_reload_from_monitor_to_enforce_arms_cookies() {
     let _ct = Counters::install(&net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(&net.victim, server_addr());
     let file = std::env::temp_dir().join(format!("guardt-{}-mode.toml", std::process::id()));
-    let config = |mode: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"{mode}\"\nsyn-cookies = \"always\"\nsummary-interval = 0\n",
-                net.victim_if, net.victim
-            ),
-        )
-        .expect("writing the config");
-    };
+    let config = |mode: &str| write_config(&file, &net, mode);
     config("monitor");
     let file_arg = file.display().to_string();
     let guard = Guard::start(&["run", "--config", &file_arg]);

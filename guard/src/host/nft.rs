@@ -12,40 +12,31 @@ use super::netns::Scope;
 
 /// The `inet` tables of the scope's namespace.
 pub fn inet_tables(scope: &Scope) -> Result<Vec<String>> {
-    scope
-        .run(|| {
-            let out = Command::new("nft")
-                .args(["list", "tables", "inet"])
-                .stdin(Stdio::null())
-                .output()
-                .context("running nft (install nftables)")?;
-            if !out.status.success() {
-                bail!(
-                    "nft list tables: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("table inet "))
-                .map(str::to_owned)
-                .collect())
-        })
-        .map_err(|e| anyhow!(e))?
+    Ok(listed(scope, &["list", "tables", "inet"])?
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("table inet "))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// The scope's whole ruleset as `nft -j list ruleset` prints it.
 pub fn ruleset_json(scope: &Scope) -> Result<String> {
+    listed(scope, &["-j", "list", "ruleset"])
+}
+
+/// What `nft ARGS` prints in the scope's namespace.
+fn listed(scope: &Scope, args: &[&str]) -> Result<String> {
     scope
         .run(|| {
             let out = Command::new("nft")
-                .args(["-j", "list", "ruleset"])
+                .args(args)
                 .stdin(Stdio::null())
                 .output()
                 .context("running nft (install nftables)")?;
             if !out.status.success() {
                 bail!(
-                    "nft -j list ruleset: {}",
+                    "nft {}: {}",
+                    args.join(" "),
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
