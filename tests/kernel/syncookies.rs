@@ -3,7 +3,10 @@
 //! floods answered with cookies run on the lab's topology, so they are the
 //! lab crate's tests (`tests/lab/tests/synflood.rs`).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
 
 use guard_tests::{
     ct,
@@ -336,6 +339,27 @@ fn listeners_are_followed_as_they_come_and_go() {
     assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
 }
 
+/// `n` connections to the server through the cookie path, each echoed once.
+fn cookie_connections(net: &TestNet, n: usize, guard: &Guard) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", guard.stderr()));
+            echo_roundtrip(&mut c, b"before").expect("an echo through the cookie path");
+            c
+        })
+        .collect()
+}
+
+/// 32 KiB echoed on each of `conns`; `when` names the moment in a failure.
+fn echo_on_each(conns: &mut [TcpStream], when: &str, guard: &Guard) {
+    let data = vec![7u8; 32 * 1024];
+    for (i, c) in conns.iter_mut().enumerate() {
+        echo_roundtrip(c, &data)
+            .unwrap_or_else(|e| panic!("connection {i} {when}: {e}\n{}", guard.stderr()));
+    }
+}
+
 /// Connections SYNPROXY made while a port took cookies live on after the
 /// cookies go off: SYNPROXY translates their timestamps for as long as
 /// they live (without it the client's PAWS check drops the server's
@@ -352,16 +376,8 @@ fn connections_made_through_cookies_live_on_after_the_cookies_go_off() {
     let file_arg = file.display().to_string();
     let guard = Guard::start(&["run", "--config", &file_arg]);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    // Eight connections: each has its own timestamp offset, and each
-    // stalls with even odds once its timestamps are no longer translated.
-    let mut conns: Vec<_> = (0..8)
-        .map(|i| {
-            let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3))
-                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", guard.stderr()));
-            echo_roundtrip(&mut c, b"before").expect("an echo through the cookie path");
-            c
-        })
-        .collect();
+    // Eight connections, each with its own timestamp offset.
+    let mut conns = cookie_connections(&net, 8, &guard);
     assert!(counters(&stats(&net))["cookie_ack_valid"] >= 8);
 
     config("monitor");
@@ -373,15 +389,7 @@ fn connections_made_through_cookies_live_on_after_the_cookies_go_off() {
         dormant.contains("synproxy mss 1460") && !dormant.contains("elements"),
         "{dormant}"
     );
-    let data = vec![7u8; 32 * 1024];
-    for (i, c) in conns.iter_mut().enumerate() {
-        echo_roundtrip(c, &data).unwrap_or_else(|e| {
-            panic!(
-                "connection {i} after the cookies went off: {e}\n{}",
-                guard.stderr()
-            )
-        });
-    }
+    echo_on_each(&mut conns, "after the cookies went off", &guard);
     drop(conns);
     let finished = guard.stop(libc::SIGTERM);
     let _ = std::fs::remove_file(&file);
@@ -401,26 +409,14 @@ fn connections_made_through_cookies_carry_on_across_a_restart() {
     let _server = EchoServer::start(&net.victim, server_addr());
     let first = start_on(&net, ALWAYS);
     first.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let mut conns: Vec<_> = (0..4)
-        .map(|i| {
-            let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3))
-                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", first.stderr()));
-            echo_roundtrip(&mut c, b"before").expect("an echo through the cookie path");
-            c
-        })
-        .collect();
+    let mut conns = cookie_connections(&net, 4, &first);
     first.stop(libc::SIGTERM).assert_code(0);
     assert_eq!(synproxy_table(&net.victim), "", "the table outlived guard");
 
     // Cookies by default: nothing arms a port without a flood.
     let second = start_on(&net, &["--mode", "enforce", "--summary-interval", "0"]);
     second.wait_for_log("SYNPROXY table in place, no port yet");
-    let data = vec![7u8; 32 * 1024];
-    for (i, c) in conns.iter_mut().enumerate() {
-        echo_roundtrip(c, &data).unwrap_or_else(|e| {
-            panic!("connection {i} after the restart: {e}\n{}", second.stderr())
-        });
-    }
+    echo_on_each(&mut conns, "after the restart", &second);
     drop(conns);
     second.stop(libc::SIGTERM).assert_code(0);
 }

@@ -366,7 +366,10 @@ impl<'a> Controller<'a> {
         // No conntrack entry: no connection of a previous SYNPROXY to carry
         // on, and the table would turn conntrack on where nothing uses it.
         if mode != SynCookies::Never && !self.record.synproxy && entries > 0 {
-            self.synproxy_dormant();
+            self.synproxy_no_port(
+                "SYNPROXY table in place, no port yet",
+                ": connections SYNPROXY completed before keep working",
+            );
         }
         self.ports
             .table
@@ -494,17 +497,18 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// The SYNPROXY table with no port before any is armed: the connections
-    /// a previous guard's SYNPROXY completed get their timestamps again.
-    fn synproxy_dormant(&mut self) {
+    /// The SYNPROXY table with no port in it, kept for the connections
+    /// SYNPROXY completed (`model::nft::synproxy_script`); logged as
+    /// `head`, the scope, `tail`.
+    fn synproxy_no_port(&mut self, head: &str, tail: &str) {
         self.record_synproxy();
         let scope = self.knobs.scope();
         match synproxy::install(scope, &[], self.synproxy) {
             Ok(()) => tracing::info!(
-                "SYNPROXY table in place, no port yet{}: connections SYNPROXY completed before keep working (table inet {SYNPROXY_TABLE})",
+                "{head}{}{tail} (table inet {SYNPROXY_TABLE})",
                 scope.suffix()
             ),
-            Err(e) => tracing::error!("installing the SYNPROXY table: {e:#}"),
+            Err(e) => tracing::error!("installing the SYNPROXY table with no port: {e:#}"),
         }
     }
 
@@ -541,14 +545,10 @@ impl<'a> Controller<'a> {
     /// SYNPROXY table stays with no port until guard stops (why:
     /// `model::nft::synproxy_script`).
     fn cookies_off(&mut self) {
-        let scope = self.knobs.scope();
-        match synproxy::install(scope, &[], self.synproxy) {
-            Ok(()) => tracing::info!(
-                "SYNPROXY covers no port{}; its table stays until guard stops, for the connections it made (table inet {SYNPROXY_TABLE})",
-                scope.suffix()
-            ),
-            Err(e) => tracing::error!("emptying the SYNPROXY rules: {e:#}"),
-        }
+        self.synproxy_no_port(
+            "SYNPROXY covers no port",
+            "; its table stays until guard stops, for the connections it made",
+        );
         if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
             self.write(TCP_LOOSE, loose, true);
         }

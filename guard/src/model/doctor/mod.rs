@@ -590,7 +590,6 @@ fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
     }
 }
 
-/// Whether the running guard drops, and where it sees packets late.
 /// Whether the host's firewall would drop SYN cookies' handshakes: their
 /// ACK is invalid to conntrack until SYNPROXY takes it.
 fn firewall(found: &Result<Vec<String>, String>) -> Finding {
@@ -611,6 +610,7 @@ fn firewall(found: &Result<Vec<String>, String>) -> Finding {
     }
 }
 
+/// Whether the running guard drops, and where it sees packets late.
 fn enforcing(run: Option<&RunStatus>) -> Finding {
     let Some(run) = run else {
         return Finding::ok("enforcing", "no guard running");
