@@ -381,8 +381,8 @@ pub enum Generate {
 )]
 pub struct DoctorArgs {
     /// Read /proc, /sys and /dev/kmsg under this directory instead of /;
-    /// the live-only checks (XDP, bpffs, privileges, running guard) are then
-    /// skipped.
+    /// the live-only checks (XDP, bpffs, privileges, running guard, its
+    /// mode, the firewall's rules) are then skipped.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 
