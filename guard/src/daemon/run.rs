@@ -139,6 +139,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 if let Some(f) = fleet.as_mut() {
                     let change = f.tick(kept.timed_denies(), &settings.allow);
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
+                    f.publish_view();
                 }
             }
             Some(msg) = next_message(fleet.as_mut()) => {

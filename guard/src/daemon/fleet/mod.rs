@@ -335,7 +335,9 @@ impl Fleet {
     /// Once a second, with the kept lists' timed denies and this guard's
     /// allow list as they are now: publish the new denies, lift bans the
     /// allow list now covers, expire, let waiting bans in under the
-    /// ceiling, report, and publish the view.
+    /// ceiling, and report. The caller applies the change to the data
+    /// plane and then publishes the view, so the view never shows a ban
+    /// gone that the maps still drop.
     pub fn tick(
         &mut self,
         timed: &BTreeMap<IpNet, (u64, Option<String>)>,
@@ -377,7 +379,6 @@ impl Fleet {
             self.next_report_ms = now + REPORT_EVERY_MS;
             self.report(now);
         }
-        self.publish_view(now);
         change
     }
 
@@ -404,7 +405,10 @@ impl Fleet {
         self.members.insert(report.member.clone(), report);
     }
 
-    fn publish_view(&mut self, now: u64) {
+    /// Writes `guard fleet status`'s view: call it once the data plane
+    /// holds what `tick` returned.
+    pub fn publish_view(&mut self) {
+        let now = unix_now_ms();
         let mut bans: BTreeMap<&str, usize> = BTreeMap::new();
         for origin in self.origins.values() {
             *bans.entry(origin).or_default() += 1;
