@@ -83,7 +83,7 @@ pub const REJECT_RST: u32 = 1;
 /// `GUARD_SAMPLES` ring, under [`DataplaneConfig::samples`] per kind.
 pub const SAMPLE_ON: u32 = 1;
 
-/// Everything the XDP program is told. 248 bytes, no implicit padding.
+/// Everything the XDP program is told. 256 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -140,6 +140,10 @@ pub struct DataplaneConfig {
     /// has no bit of the mask set (0: every packet): under a flood most
     /// packets then skip the fingerprint.
     pub sample_mask: u32,
+    /// The seed of [`crate::slots::slot_index`]: chosen at random when the
+    /// program is loaded, and kept for its life (the tables' slots depend
+    /// on it).
+    pub slot_seed: u64,
 }
 
 impl DataplaneConfig {
@@ -172,6 +176,7 @@ impl DataplaneConfig {
         rst: Limit::UNLIMITED,
         sample_rate: 0,
         sample_mask: 0,
+        slot_seed: 0,
     };
 
     /// Whether the global budget binds now: the controller says it has
@@ -199,4 +204,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 248);
+const _: () = assert!(size_of::<DataplaneConfig>() == 256);

@@ -16,3 +16,6 @@ pub const NO_LOOKUP: u8 = 8;
 pub const NO_CLOCK: u8 = 16;
 /// The coarse clock's helper every time, not once a jiffy.
 pub const COARSE: u8 = 32;
+/// Direct-mapped slots as guard's tables keep them ([`crate::slots`])
+/// instead of hashes.
+pub const ARRAY: u8 = 64;

@@ -11,8 +11,9 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
 
-/// Key of the per-source and per-prefix maps (20 bytes).
-#[repr(C)]
+/// Key of the per-source and per-prefix tables (20 bytes). Aligned to 4
+/// so that it reads as five words ([`SourceKey::words`]).
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
     /// [`AF_INET`] or [`AF_INET6`].
@@ -30,13 +31,39 @@ impl SourceKey {
     pub fn v4(addr: [u8; 4], prefix_len: u8) -> Self {
         let len = if prefix_len > 32 { 32 } else { prefix_len };
         let masked = u32::from_be_bytes(addr) & mask32(len);
-        let b = masked.to_be_bytes();
-        Self {
-            family: AF_INET,
-            prefix_len: len,
-            pad: [0; 2],
-            addr: [b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        }
+        // Built as words: built field by field, the address's zero tail
+        // becomes a call to a byte-wise `memset` in the XDP program.
+        Self::from_words([
+            u32::from_ne_bytes([AF_INET, len, 0, 0]),
+            u32::from_ne_bytes(masked.to_be_bytes()),
+            0,
+            0,
+            0,
+        ])
+    }
+
+    /// The key whose [`SourceKey::words`] are `words`.
+    #[inline(always)]
+    #[must_use]
+    const fn from_words(words: [u32; 5]) -> Self {
+        // SAFETY: 20 bytes each, and any bytes are a SourceKey (u8 fields
+        // only); the key's alignment (4) is the words'.
+        unsafe { core::mem::transmute::<[u32; 5], Self>(words) }
+    }
+
+    /// The key as five native-endian words: what the XDP program compares
+    /// (an array `==` there is a byte-wise call).
+    #[inline(always)]
+    #[must_use]
+    pub const fn words(&self) -> [u32; 5] {
+        let a = &self.addr;
+        [
+            u32::from_ne_bytes([self.family, self.prefix_len, self.pad[0], self.pad[1]]),
+            u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+            u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+            u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+            u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+        ]
     }
 
     /// `addr/prefix_len` (prefix lengths above 128 are taken as 128).
@@ -44,12 +71,16 @@ impl SourceKey {
     #[must_use]
     pub fn v6(addr: [u8; 16], prefix_len: u8) -> Self {
         let len = if prefix_len > 128 { 128 } else { prefix_len };
-        Self {
-            family: AF_INET6,
-            prefix_len: len,
-            pad: [0; 2],
-            addr: mask128(addr, len),
-        }
+        let a = mask128(addr, len);
+        // As words, as `v4`: fewer registers in the XDP program's verdict,
+        // whose stack is nearly all used.
+        Self::from_words([
+            u32::from_ne_bytes([AF_INET6, len, 0, 0]),
+            u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+            u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+            u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+            u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+        ])
     }
 
     /// The network address.

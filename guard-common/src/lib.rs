@@ -21,6 +21,7 @@ pub mod key;
 pub mod maps;
 pub mod marked;
 pub mod ports;
+pub mod slots;
 pub mod state;
 
 pub use bucket::Limit;

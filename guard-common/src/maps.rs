@@ -11,7 +11,9 @@ pub const PROGRAM: &str = "guard";
 pub const COUNTERS: &str = "GUARD_COUNTERS";
 /// [`crate::config::DataplaneConfig`], one entry.
 pub const CONFIG: &str = "GUARD_CONFIG";
-/// LRU hash [`crate::key::SourceKey`] -> [`crate::state::SourceState`], per source.
+/// Direct-mapped array of [`crate::slots::Slot`] (a
+/// [`crate::key::SourceKey`] and its [`crate::state::SourceState`]), per
+/// source ([`crate::slots`]).
 pub const SOURCES: &str = "GUARD_SOURCES";
 /// The same for the second tier, per prefix.
 pub const PREFIXES: &str = "GUARD_PREFIXES";
@@ -81,8 +83,10 @@ pub const ALL: &[&str] = &[
 ];
 
 /// Default capacities; `guard run` can change them (`max-sources`, ...).
-/// LRU maps evict the least recently used entry when full, so an attacker
-/// with more sources than this costs a fixed amount of memory.
+/// The source and prefix tables are arrays of this many slots (a key takes
+/// its slot over from the key there), the UDP flow map an LRU hash (it
+/// evicts the least recently used flow when full): an attacker with more
+/// sources than this costs a fixed amount of memory.
 pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
 pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
 pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;

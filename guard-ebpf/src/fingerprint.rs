@@ -22,9 +22,9 @@ use crate::{
     cookie::copy_in,
     dissect::MAX_OFFSET,
     maps::{
-        CONFIG, COUNTERS, LISTS_V4, LISTS_V6, MARKS, SAMPLES, SCRATCH, SIGS, SOURCES, SampleBudget,
-        Screen,
+        CONFIG, COUNTERS, LISTS_V4, LISTS_V6, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget, Screen,
     },
+    slots::Table,
     verdict::{reject, udp_flow_known},
 };
 
@@ -393,7 +393,9 @@ fn verified(cfg: &DataplaneConfig, sc: &mut Screen, v4: bool, now: u64) -> bool 
         };
     }
     // SAFETY: map values read once.
-    let state = unsafe { SOURCES.get(&sc.source) }.map(|s| s.verified_until_ns);
+    let state = Table::Sources
+        .find(&sc.source, cfg.slot_seed)
+        .map(|s| unsafe { (*s).verified_until_ns });
     let until = state.or_else(|| unsafe { MARKS.get(&sc.source) }.map(|m| m.verified_until_ns));
     until.is_some_and(|u| u > now)
 }

@@ -45,8 +45,9 @@
 //!    no per-source lookup. The entry passes those that no step above
 //!    acts on either (no deny entry, no armed port, the budget not
 //!    binding) before the signature check and the verdict's call.
-//! 7. A new flow goes through the source's state (`GUARD_SOURCES`, keyed by
-//!    the address masked to /32 or /64): banned -> `drop_banned`; no token in
+//! 7. A new flow goes through the source's state (`GUARD_SOURCES`, a
+//!    direct-mapped table of slots keyed by the address masked to /32 or
+//!    /64, `guard_common::slots`): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
 //!    accounting); then, unless the source is verified, no token in the
 //!    global budget of the flow's class -> `drop_global_budget` (only
@@ -65,19 +66,21 @@
 //!    episode, under the event budget); a ban sends a "banned" event always.
 //!    A source with no state would pass its own tier (a full bucket, no
 //!    ban), so for it the global budget and the prefix decide first, and
-//!    its state is created (`new_sources`) only when they admit it: a
-//!    packet they drop costs no insert. A verified or banned source is
+//!    its slot is taken (`new_sources`) only when they admit it: a
+//!    packet they drop writes nothing. A verified or banned source is
 //!    also kept in `GUARD_MARKS`, which only verifications and bans insert
-//!    into; a source whose state a flood of new sources churned out of
-//!    `GUARD_SOURCES` gets both back from there at its next new flow (the
-//!    model's maps never evict, so it has no marks). `GUARD_MARKED` holds
-//!    a bit per source ever marked: a source whose bit is clear is not
-//!    looked up in `GUARD_MARKS`, so a spoofed flood the budget drops
-//!    costs one hash lookup (`GUARD_SOURCES`), not two.
+//!    into; a source whose slot another source took over gets both back
+//!    from there at its next new flow (so does the model's, which keeps
+//!    the same slots and bans). `GUARD_MARKED` holds a bit per source ever
+//!    marked: a source whose bit is clear is not looked up in
+//!    `GUARD_MARKS`, so a spoofed flood the budget drops costs one slot
+//!    read and no hash lookup.
 //! The signature check and the rest of the verdict are global functions
 //! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
 //! any offsets, rather than once for every way the dissect step ends, and
-//! their stacks are not added together.
+//! their stacks are not added together. The verdict's stack is within a
+//! few words of the verifier's 512 bytes (with the entry's): keys that
+//! live long go in the per-CPU scratch value.
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.
 //! A helper failure (a map lookup that cannot fail) passes the packet.
@@ -92,6 +95,7 @@ mod cookie;
 mod dissect;
 mod fingerprint;
 mod maps;
+mod slots;
 mod tick_clock;
 mod verdict;
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey,
     fingerprint::SigTable,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
@@ -15,6 +15,7 @@ use guard_common::{
     },
     marked::MARKED_WORDS,
     ports::{PORT_ENTRIES, PORT_SLOTS},
+    slots::Slot,
     state::GLOBAL_SLOTS,
 };
 
@@ -25,8 +26,7 @@ pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1
 pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "GUARD_SOURCES")]
-pub static SOURCES: LruHashMap<SourceKey, SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+pub static SOURCES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_SOURCES, 0);
 
 #[map(name = "GUARD_MARKS")]
 pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MAX_MARKS, 0);
@@ -35,8 +35,7 @@ pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MA
 pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_WORDS, 0);
 
 #[map(name = "GUARD_PREFIXES")]
-pub static PREFIXES: LruHashMap<SourceKey, SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_PREFIXES, 0);
+pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, 0);
 
 // The kernel requires BPF_F_NO_PREALLOC for LPM tries.
 #[map(name = "GUARD_LISTS_V4")]
@@ -94,6 +93,10 @@ pub struct Scratch {
     pub screen: Screen,
     /// This CPU's reading of the clock (`clock.rs`).
     pub clock: crate::tick_clock::TickClock,
+    /// The source's key and the UDP flow's in the verdict (`verdict.rs`):
+    /// on the stack they would pass the verifier's 512 bytes.
+    pub source: SourceKey,
+    pub flow: FlowKey,
 }
 
 /// What `fingerprint::guard_screen` works in: its stack, added to the

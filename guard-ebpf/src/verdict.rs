@@ -2,11 +2,8 @@
 //! `main.rs`'s module doc).
 
 use aya_ebpf::{
-    bindings::{
-        BPF_NOEXIST,
-        xdp_action::{XDP_DROP, XDP_PASS},
-    },
-    maps::{LruHashMap, lpm_trie::Key},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    maps::lpm_trie::Key,
     programs::XdpContext,
 };
 use guard_common::{
@@ -28,9 +25,10 @@ use crate::{
     cookie::{self, Ack},
     dissect::{F_ECHO, Headers, load},
     maps::{
-        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, PREFIXES,
-        SOURCES, UDP_FLOWS,
+        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
+        UDP_FLOWS,
     },
+    slots::{Table, take_over},
 };
 
 /// A bit of the verdict's result, above the XDP actions: the packet is an
@@ -118,10 +116,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         Counter::Udp => {
             let t = clock::now();
             now = Some(t);
-            let key = udp_flow_key(ctx, h, &src);
-            match key {
-                Some(k) if !udp_flow_known(&k, t, cfg.udp_flow_idle_ns) => {
-                    flow = key;
+            match scratch_flow(ctx, h, &src) {
+                Some(k) if !udp_flow_known(k, t, cfg.udp_flow_idle_ns) => {
+                    flow = Some(k);
                     Some(FlowClass::Udp)
                 }
                 _ => None,
@@ -147,10 +144,10 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let now = now.unwrap_or_else(clock::now);
     if listed == LIST_ALLOW {
         bump(slots, Counter::PassAllowlist);
-        remember_flow(flow.as_ref(), now);
+        remember_flow(flow, now);
         return XDP_PASS;
     }
-    let action = limit(cfg, slots, &src, v4, class, now, flow.as_ref(), false);
+    let action = limit(cfg, slots, &src, v4, class, now, flow, false);
     answered(ctx, h, cfg, slots, action)
 }
 
@@ -307,19 +304,20 @@ fn limit(
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
         return XDP_PASS;
     };
-    let skey = source_key(cfg, src, v4);
-    let st = match SOURCES.get_ptr_mut(&skey) {
-        Some(p) => p,
-        None => match marks(&skey) {
+    let Some(skey) = scratch_key(cfg, src, v4) else {
+        return XDP_PASS;
+    };
+    let Some(found) = Table::Sources.lookup(skey, cfg.slot_seed) else {
+        return XDP_PASS;
+    };
+    let st = match found {
+        Ok(p) => p,
+        Err(slot) => match marks(skey) {
             Some(m) => {
-                let Some((p, created)) = create(&SOURCES, &skey) else {
-                    return XDP_PASS;
-                };
-                if created {
-                    bump(slots, Counter::NewSources);
-                    // SAFETY: as for `st` below.
-                    recall(unsafe { &mut *p }, &m);
-                }
+                let p = take_over(slot, skey);
+                bump(slots, Counter::NewSources);
+                // SAFETY: as for `st` below.
+                recall(unsafe { &mut *p }, m);
                 p
             }
             None => {
@@ -338,21 +336,16 @@ fn limit(
                     }
                     return reject(cfg, slots, Counter::DropGlobalBudget);
                 }
-                let Some((st, created)) = create(&SOURCES, &skey) else {
-                    return XDP_PASS;
-                };
                 // SAFETY: as for `st` below.
-                let st = unsafe { &mut *st };
-                if created {
-                    bump(slots, Counter::NewSources);
-                }
+                let st = unsafe { &mut *take_over(slot, skey) };
+                bump(slots, Counter::NewSources);
                 st.last_seen_ns = now;
                 // A full bucket: the token is there (another CPU may have
-                // created the entry an instant before and taken one too).
+                // taken the slot an instant before and taken one too).
                 if let Some(tat) = st.tat.get_mut(c) {
                     let _ = take(tat, source_limit, now, slots);
                 }
-                return admitted(cfg, slots, st, pst, &skey, verify, now, flow);
+                return admitted(cfg, slots, st, pst, skey, verify, now, flow);
             }
         },
     };
@@ -371,7 +364,7 @@ fn limit(
         return XDP_PASS;
     };
     if !take(tat, source_limit, now, slots) {
-        over_source_limit(cfg, slots, st, &skey, class, now);
+        over_source_limit(cfg, slots, st, skey, class, now);
         st.dropped = st.dropped.wrapping_add(1);
         let action = reject(cfg, slots, Counter::DropSourceLimit);
         // A real client is told at once: a verified one's SYN, with
@@ -408,7 +401,7 @@ fn limit(
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropGlobalBudget);
     }
-    admitted(cfg, slots, st, pst, &skey, verify, now, flow)
+    admitted(cfg, slots, st, pst, skey, verify, now, flow)
 }
 
 /// The prefix tier, unless its limit for this class is off: `Ok` with the
@@ -432,10 +425,10 @@ fn prefix_tier(
     } else {
         SourceKey::v6(*src, cfg.prefix_v6)
     };
-    let Some((p, _)) = state(&PREFIXES, &pkey) else {
+    let Some((p, _)) = Table::Prefixes.claim(&pkey, cfg.slot_seed) else {
         return Ok(None);
     };
-    // SAFETY: a map value of GUARD_PREFIXES, valid for this run; see `st`.
+    // SAFETY: a slot of GUARD_PREFIXES, valid for this run; see `st`.
     let p = unsafe { &mut *p };
     p.last_seen_ns = now;
     let Some(ptat) = p.tat.get_mut(class.index()) else {
@@ -537,8 +530,11 @@ fn returning_client(
         return;
     };
     let now = clock::now();
-    if let Some(st) = SOURCES.get_ptr(&source_key(cfg, &src, v4))
-        // SAFETY: a map value of GUARD_SOURCES, read once.
+    let Some(key) = scratch_key(cfg, &src, v4) else {
+        return;
+    };
+    if let Some(st) = Table::Sources.find(key, cfg.slot_seed)
+        // SAFETY: a slot of GUARD_SOURCES, read once.
         && unsafe { (*st).verified_until_ns } > now
     {
         return;
@@ -552,16 +548,18 @@ fn returning_client(
 /// state if the LRU map had dropped it).
 #[inline(always)]
 fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
-    let key = source_key(cfg, src, v4);
-    let Some((st, created)) = state(&SOURCES, &key) else {
+    let Some(key) = scratch_key(cfg, src, v4) else {
         return;
     };
-    // SAFETY: a map value of GUARD_SOURCES; a plain store (see SourceState).
+    let Some((st, created)) = Table::Sources.claim(key, cfg.slot_seed) else {
+        return;
+    };
+    // SAFETY: a slot of GUARD_SOURCES; a plain store (see SourceState).
     let st = unsafe { &mut *st };
     if created {
         bump(slots, Counter::NewSources);
-        if let Some(m) = marks(&key) {
-            recall(st, &m);
+        if let Some(m) = marks(key) {
+            recall(st, m);
         }
     }
     if st.verified_until_ns > now {
@@ -569,7 +567,7 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
     }
     bump(slots, Counter::VerifiedAck);
     st.verified_until_ns = now.saturating_add(cfg.verified_ns);
-    mark(&key, st);
+    mark(key, st);
 }
 
 /// Keeps a source's verification and ban in `GUARD_MARKS`, which only
@@ -591,25 +589,39 @@ fn mark(key: &SourceKey, st: &SourceState) {
 }
 
 /// A source's marks, if it was verified or banned: looked up only when its
-/// bit in `GUARD_MARKED` is set (a clear bit: never marked).
+/// bit in `GUARD_MARKED` is set (a clear bit: never marked). A pointer,
+/// not a copy: the verdict's stack is nearly all used.
 #[inline(always)]
-fn marks(key: &SourceKey) -> Option<Marks> {
+fn marks(key: &SourceKey) -> Option<*const Marks> {
     let (word, bit) = marked_bit(key);
     let p = MARKED.get_ptr(word)?;
     // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set bits.
     if unsafe { core::ptr::read_volatile(p) } & bit == 0 {
         return None;
     }
-    // SAFETY: a map value of GUARD_MARKS, copied out at once.
-    unsafe { MARKS.get(key) }.copied()
+    MARKS.get_ptr(key)
 }
 
 /// A source whose entry was just created (again): its verification and
 /// ban come back from its marks.
 #[inline(always)]
-fn recall(st: &mut SourceState, m: &Marks) {
+fn recall(st: &mut SourceState, m: *const Marks) {
+    // SAFETY: a map value of GUARD_MARKS, valid for this run; read once.
+    let m = unsafe { &*m };
     st.verified_until_ns = m.verified_until_ns;
     st.banned_until_ns = m.banned_until_ns;
+}
+
+/// The source's key in `GUARD_SOURCES`, written in this CPU's scratch
+/// value: on the stack it would pass the verifier's 512 bytes.
+#[inline(always)]
+fn scratch_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> Option<&'static SourceKey> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
+    // else in this run writes the field.
+    let key = unsafe { &mut (*scratch).source };
+    *key = source_key(cfg, src, v4);
+    Some(key)
 }
 
 /// The source's key in `GUARD_SOURCES`.
@@ -682,33 +694,6 @@ pub(crate) fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) 
     false
 }
 
-/// The entry for `key`, created empty if missing, and whether this call
-/// created it.
-#[inline(always)]
-fn state(
-    map: &LruHashMap<SourceKey, SourceState>,
-    key: &SourceKey,
-) -> Option<(*mut SourceState, bool)> {
-    match map.get_ptr_mut(key) {
-        Some(p) => Some((p, false)),
-        None => create(map, key),
-    }
-}
-
-/// The entry for `key`, which a lookup just missed, created empty, and
-/// whether this call created it. Another CPU may insert the same key
-/// first; then the lookup after the insert finds that one.
-#[inline(always)]
-fn create(
-    map: &LruHashMap<SourceKey, SourceState>,
-    key: &SourceKey,
-) -> Option<(*mut SourceState, bool)> {
-    let created = map
-        .insert(key, &SourceState::ZERO, u64::from(BPF_NOEXIST))
-        .is_ok();
-    map.get_ptr_mut(key).map(|p| (p, created))
-}
-
 /// Sends an event, if the event budget allows (bans always).
 #[inline(always)]
 fn event(
@@ -768,6 +753,20 @@ pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
         LISTS_V6.get(Key::new(128, *src))
     };
     found.copied().unwrap_or(0)
+}
+
+/// The UDP flow's key, written in this CPU's scratch value: it stays
+/// live through the limits, and on the stack would pass the verifier's
+/// 512 bytes.
+#[inline(always)]
+fn scratch_flow(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<&'static FlowKey> {
+    let key = udp_flow_key(ctx, h, src)?;
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
+    // else in this run writes the field.
+    let flow = unsafe { &mut (*scratch).flow };
+    *flow = key;
+    Some(flow)
 }
 
 #[inline(always)]

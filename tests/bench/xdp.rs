@@ -564,7 +564,7 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
 /// The floor program on the known-source SYN's frame: what guard's state
 /// alone costs (see `guard-ebpf/src/bin/floor.rs`), whole and in parts.
 fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
-    use guard_common::floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX};
+    use guard_common::floor::{ARRAY, CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX};
     let frame = Packet::tcp(src4(1), dst4(), 40000, 80, TCP_SYN).frame();
     [
         ("floor: the address and the keys", NO_LOOKUP | NO_CLOCK),
@@ -582,6 +582,12 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
         (
             "floor: the same in hashes without LRU",
             PREFIX | CAS | PLAIN,
+        ),
+        ("floor: 1 direct-mapped slot", ARRAY),
+        ("floor: 2 direct-mapped slots", PREFIX | ARRAY),
+        (
+            "floor: a SYN's state in direct-mapped slots",
+            PREFIX | CAS | ARRAY,
         ),
     ]
     .into_iter()

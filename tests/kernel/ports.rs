@@ -204,11 +204,28 @@ fn without_a_binding_budget_acks_verify_nobody() {
 /// `--max-sources` of the churn tests: a map a flood overflows quickly.
 const MAX_SOURCES: u32 = 1024;
 
-/// More sources than `GUARD_SOURCES` holds churn it (the LRU forgets the
-/// least recently seen), but a verified source stays verified and a banned
-/// one banned: both are kept apart in `GUARD_MARKS`, which only a
-/// verification or a ban inserts into, and come back at the source's next
-/// packet.
+/// The first source from `flood(from..)` whose key takes `target`'s slot
+/// in `GUARD_SOURCES` over: a churn that surely reaches `target`.
+fn collider(
+    program: &Program,
+    target: &SourceKey,
+    flood: impl Fn(u32) -> IpAddr,
+    from: u32,
+) -> IpAddr {
+    let slot = program.source_slot(target);
+    // One key in MAX_SOURCES takes a given slot: 64 times as many keys
+    // all miss it with odds of e^-64.
+    (from..from + 64 * MAX_SOURCES)
+        .map(&flood)
+        .find(|a| program.source_slot(&source_key(*a)) == slot)
+        .expect("a key for every slot")
+}
+
+/// More sources than `GUARD_SOURCES` holds churn it (a source takes its
+/// slot over from the one that held it), but a verified source stays
+/// verified and a banned one banned: both are kept apart in `GUARD_MARKS`,
+/// which only a verification or a ban inserts into, and come back at the
+/// source's next packet.
 fn verified_and_banned_survive_churn(
     client: IpAddr,
     banned: IpAddr,
@@ -247,6 +264,11 @@ fn verified_and_banned_survive_churn(
     program.set_config(&open);
     for i in 0..MAX_SOURCES * 8 {
         assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
+    }
+    // And surely through the two sources' slots.
+    for target in [key(conn.client()), key(banned)] {
+        let src = collider(&program, &target, &flood, MAX_SOURCES * 8);
+        assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
     }
     program.set_config(&budget);
     let after = program.sources();
@@ -333,6 +355,8 @@ fn the_marked_bit_decides_whether_marks_are_looked_up() {
     for i in 0..MAX_SOURCES * 4 {
         assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
     }
+    let src = collider(&program, &client, flood, MAX_SOURCES * 4);
+    assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
     program.set_config(&budget);
     // What `sources()` shows of a churned-out source comes from its marks
     // alone (no packet passed).

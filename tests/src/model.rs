@@ -20,14 +20,16 @@
 //! stands in the verdict and what it counts.
 //!
 //! It models one CPU (a compare-and-swap never loses, so
-//! `bucket_contention` stays 0), maps that never evict, a ring buffer that
-//! never fills, and one clock reading per packet. It takes no samples for
-//! the learner.
+//! `bucket_contention` stays 0), the source and prefix tables as the
+//! program's direct-mapped slots (a key takes its slot over from the key
+//! that held it, `guard_common::slots`), the other maps as maps that never
+//! evict, a ring buffer that never fills, and one clock reading per
+//! packet. It takes no samples for the learner.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use guard_common::{
-    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, SourceKey,
+    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, Marks, SourceKey,
     SourceState,
     config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
     counters::SIG_HIT_SLOT,
@@ -40,6 +42,8 @@ use guard_common::{
     },
     fingerprint::{Fingerprint, SigTable, within_copy},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
+    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES},
+    slots::slot_index,
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
 
@@ -432,6 +436,23 @@ fn tally(state: &mut SourceState, outcome: Result<(), Counter>) {
     }
 }
 
+/// `key` into its `slot` of a direct-mapped table, taking the slot over
+/// from the key that held it.
+fn put(
+    table: &mut HashMap<SourceKey, SourceState>,
+    owners: &mut HashMap<u32, SourceKey>,
+    slot: u32,
+    key: SourceKey,
+    state: SourceState,
+) {
+    if let Some(old) = owners.insert(slot, key)
+        && old != key
+    {
+        table.remove(&old);
+    }
+    table.insert(key, state);
+}
+
 /// The program's state, and the model of its verdicts.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -440,8 +461,21 @@ pub struct Model {
     pub lists: Vec<ListEntry>,
     /// All CPUs' counters summed (the model is one CPU).
     pub counters: CounterBlock,
+    /// The keys the tables' slots hold, and their state.
     pub sources: HashMap<SourceKey, SourceState>,
     pub prefixes: HashMap<SourceKey, SourceState>,
+    /// The tables' sizes (`--max-sources`, `--max-prefixes`).
+    pub source_slots: u32,
+    pub prefix_slots: u32,
+    /// Which key holds each slot of the two tables.
+    source_owners: HashMap<u32, SourceKey>,
+    prefix_owners: HashMap<u32, SourceKey>,
+    /// `GUARD_MARKS`: the bans, kept apart from the source table (the model
+    /// verifies no source).
+    pub marks: HashMap<SourceKey, Marks>,
+    /// Sources that came back from their marks after losing their slot
+    /// (for the tests: the program has no such counter).
+    pub recalled: u64,
     /// UDP 5-tuple -> last-seen time.
     pub udp_flows: HashMap<FlowKey, u64>,
     /// Bucket states indexed by `GLOBAL_BUDGET` and `GLOBAL_EVENTS`.
@@ -462,6 +496,12 @@ impl Model {
             counters: CounterBlock::ZERO,
             sources: HashMap::new(),
             prefixes: HashMap::new(),
+            source_slots: DEFAULT_MAX_SOURCES,
+            prefix_slots: DEFAULT_MAX_PREFIXES,
+            source_owners: HashMap::new(),
+            prefix_owners: HashMap::new(),
+            marks: HashMap::new(),
+            recalled: 0,
             udp_flows: HashMap::new(),
             global: [0; GLOBAL_SLOTS as usize],
             events: Vec::new(),
@@ -625,7 +665,18 @@ impl Model {
     fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
-        let known = self.sources.get(&source_key).copied();
+        // A source out of the table but with marks comes back with them,
+        // and is known from then on.
+        let known = self.sources.get(&source_key).copied().or_else(|| {
+            let m = self.marks.get(&source_key)?;
+            self.counters.slots[Counter::NewSources.slot()] += 1;
+            self.recalled += 1;
+            Some(SourceState {
+                verified_until_ns: m.verified_until_ns,
+                banned_until_ns: m.banned_until_ns,
+                ..SourceState::ZERO
+            })
+        });
         let mut source = known.unwrap_or(SourceState::ZERO);
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
         let c = class.index();
@@ -661,7 +712,14 @@ impl Model {
                 Ok(())
             };
             tally(&mut prefix, outcome);
-            self.prefixes.insert(prefix_key, prefix);
+            let slot = slot_index(&prefix_key, cfg.slot_seed, self.prefix_slots);
+            put(
+                &mut self.prefixes,
+                &mut self.prefix_owners,
+                slot,
+                prefix_key,
+                prefix,
+            );
         }
         // A new source's entry is made only when the prefix tier and the
         // budget admit it (its own tier always does: a full bucket, no
@@ -671,8 +729,30 @@ impl Model {
             self.counters.slots[Counter::NewSources.slot()] += 1;
         }
         tally(&mut source, outcome);
-        self.sources.insert(source_key, source);
+        let slot = slot_index(&source_key, cfg.slot_seed, self.source_slots);
+        put(
+            &mut self.sources,
+            &mut self.source_owners,
+            slot,
+            source_key,
+            source,
+        );
         outcome
+    }
+
+    /// What `guard stats` reads as the sources: the table's, and the
+    /// marked ones it no longer holds (their marks alone).
+    #[must_use]
+    pub fn sources_held(&self) -> HashMap<SourceKey, SourceState> {
+        let mut held = self.sources.clone();
+        for (key, m) in &self.marks {
+            held.entry(*key).or_insert(SourceState {
+                verified_until_ns: m.verified_until_ns,
+                banned_until_ns: m.banned_until_ns,
+                ..SourceState::ZERO
+            });
+        }
+        held
     }
 
     /// The ban check and the source's bucket for `class`.
@@ -718,6 +798,13 @@ impl Model {
         if threshold != 0 && source.window_drops >= threshold {
             source.banned_until_ns = now.saturating_add(self.config.ban_duration_ns);
             source.window_drops = 0;
+            self.marks.insert(
+                key,
+                Marks {
+                    verified_until_ns: source.verified_until_ns,
+                    banned_until_ns: source.banned_until_ns,
+                },
+            );
             // Being banned is being limited: no "limited" event on top.
             source.limited = 1;
             self.event(EVENT_BANNED, class, key, now, source.banned_until_ns);

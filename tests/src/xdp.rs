@@ -285,6 +285,12 @@ impl Program {
             .collect()
     }
 
+    /// The slot of `key` in `GUARD_SOURCES`: the keys that take it over.
+    #[must_use]
+    pub fn source_slot(&self, key: &SourceKey) -> u32 {
+        self.dataplane.source_slot(key).expect("reading the config")
+    }
+
     /// Whether `key`'s bit in `GUARD_MARKED` is set.
     #[must_use]
     pub fn marked(&self, key: &SourceKey) -> bool {

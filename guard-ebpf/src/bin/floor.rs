@@ -3,7 +3,8 @@
 //! global one, with nothing else. For an IPv4 TCP frame without VLAN tags
 //! it reads the source address at its fixed offset, looks up the source's
 //! entry and the /24's in LRU hashes of guard's key and value types
-//! (inserting them the first time), and takes a token from each of the
+//! (inserting them the first time), or with [`ARRAY`] in direct-mapped
+//! slots as guard keeps them now, and takes a token from each of the
 //! three buckets by compare-and-swap. No parsing, no counters, no config,
 //! no clock but guard's (the coarse clock, read once a jiffy per CPU).
 //! `cargo xtask bench` reports it beside guard's known-source SYN: the part
@@ -29,8 +30,9 @@ use aya_ebpf::{
 };
 use guard_common::{
     SourceKey, SourceState,
-    floor::{CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX},
-    key::{AF_INET, mask32},
+    config::FLOW_CLASSES,
+    floor::{ARRAY, CAS, COARSE, NO_CLOCK, NO_LOOKUP, PLAIN, PREFIX},
+    slots::{Slot, slot_index},
 };
 use tick_clock::TickClock;
 
@@ -60,6 +62,26 @@ static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entrie
 
 #[map(name = "FLOOR_PREFIXES")]
 static PREFIXES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(16_384, 0);
+
+#[map(name = "FLOOR_SLOT_SOURCES")]
+static SLOT_SOURCES: Array<Slot> = Array::with_max_entries(65_536, 0);
+
+#[map(name = "FLOOR_SLOT_PREFIXES")]
+static SLOT_PREFIXES: Array<Slot> = Array::with_max_entries(16_384, 0);
+
+/// The first bucket of `key`'s slot, as guard finds it
+/// (`guard_common::slots`), taken over when it holds another key.
+#[inline(always)]
+fn slot_bucket(map: &Array<Slot>, key: &SourceKey, entries: u32) -> Option<*mut u64> {
+    // SAFETY: a map value, valid for this run.
+    let slot = unsafe { &mut *map.get_ptr_mut(slot_index(key, 0, entries))? };
+    let (k, w) = (slot.key.words(), key.words());
+    if k[0] != w[0] || k[1] != w[1] || k[2] != w[2] || k[3] != w[3] || k[4] != w[4] {
+        slot.key = *key;
+        slot.state.tat = [0; FLOW_CLASSES];
+    }
+    Some(&raw mut slot.state.tat[0])
+}
 
 #[map(name = "FLOOR_PLAIN_SOURCES")]
 static PLAIN_SOURCES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(65_536, 0);
@@ -97,7 +119,7 @@ pub fn floor(ctx: XdpContext) -> u32 {
     } else {
         cached_clock()
     };
-    let (source, prefix) = (key(src, 32), key(src, 24));
+    let (source, prefix) = (SourceKey::v4(src, 32), SourceKey::v4(src, 24));
     if parts & NO_LOOKUP != 0 {
         // Kept, so the compiler cannot leave out what came before.
         return if source.addr[0] == prefix.addr[1] && now == 0 {
@@ -106,43 +128,34 @@ pub fn floor(ctx: XdpContext) -> u32 {
             xdp_action::XDP_PASS
         };
     }
-    let bucket = |lru: &LruHashMap<SourceKey, SourceState>,
-                  plain: &HashMap<SourceKey, SourceState>,
-                  key: &SourceKey| {
-        if parts & PLAIN != 0 {
-            bucket_of!(plain, key)
+    let bucket = |prefix: bool, key: &SourceKey| {
+        if parts & ARRAY != 0 {
+            if prefix {
+                slot_bucket(&SLOT_PREFIXES, key, 16_384)
+            } else {
+                slot_bucket(&SLOT_SOURCES, key, 65_536)
+            }
+        } else if parts & PLAIN != 0 {
+            if prefix {
+                bucket_of!(PLAIN_PREFIXES, key)
+            } else {
+                bucket_of!(PLAIN_SOURCES, key)
+            }
+        } else if prefix {
+            bucket_of!(PREFIXES, key)
         } else {
-            bucket_of!(lru, key)
+            bucket_of!(SOURCES, key)
         }
     };
     let take = |p: Option<*mut u64>| p.is_some_and(|p| parts & CAS == 0 || take(p, now));
-    let admitted = take(bucket(&SOURCES, &PLAIN_SOURCES, &source))
-        && (parts & PREFIX == 0 || take(bucket(&PREFIXES, &PLAIN_PREFIXES, &prefix)))
+    let admitted = take(bucket(false, &source))
+        && (parts & PREFIX == 0 || take(bucket(true, &prefix)))
         && (parts & CAS == 0 || take(GLOBAL.get_ptr_mut(0)));
     if admitted {
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
     }
-}
-
-/// `SourceKey::v4(src, len)`, written as five words: built field by field
-/// on the stack, LLVM zeroes the address's tail through a call to a
-/// byte-by-byte `memset`, which guard's own verdict does not pay (its
-/// keys are built in place), and which would inflate the floor.
-#[inline(always)]
-fn key(src: [u8; 4], len: u8) -> SourceKey {
-    let masked = u32::from_be_bytes(src) & mask32(len);
-    let words: [u32; 5] = [
-        u32::from_le_bytes([AF_INET, len, 0, 0]),
-        u32::from_ne_bytes(masked.to_be_bytes()),
-        0,
-        0,
-        0,
-    ];
-    // SAFETY: SourceKey is repr(C), 20 bytes of u8 fields: any bytes are
-    // a value, and these are the ones `SourceKey::v4` gives.
-    unsafe { core::mem::transmute::<[u32; 5], SourceKey>(words) }
 }
 
 /// The coarse clock as guard reads it: its helper once a jiffy per CPU.

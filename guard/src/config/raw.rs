@@ -343,8 +343,8 @@ pub struct RawConfig {
     #[arg(long, value_name = "SECS", help_heading = "Bans")]
     pub ban_duration: Option<u64>,
 
-    /// Sources tracked at once (LRU: the least recently seen is forgotten)
-    /// [default: 131072].
+    /// Sources tracked at once (one slot each, chosen by a hash: a new
+    /// source takes its slot over from the one there) [default: 131072].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_sources: Option<u32>,
     /// Prefixes tracked at once [default: 32768].

@@ -213,6 +213,8 @@ impl Settings {
             rst: Limit::new(RST_RATE, RST_BURST),
             sample_rate: SAMPLE_RATE,
             sample_mask: 0,
+            // The loader's, for the program's life.
+            slot_seed: 0,
         }
     }
 

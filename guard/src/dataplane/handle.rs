@@ -28,6 +28,7 @@ use guard_common::{
         CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SIGS,
         SOURCES,
     },
+    slots::{Slot, slot_index},
 };
 use ipnet::IpNet;
 
@@ -52,9 +53,9 @@ pub struct Dataplane {
     ports: Array<MapData, u32>,
     port_counts: PerCpuArray<MapData, PortCounts>,
     counters: PerCpuArray<MapData, CounterBlock>,
-    sources: HashMap<MapData, SourceKey, SourceState>,
+    sources: Array<MapData, Slot>,
     marks: HashMap<MapData, SourceKey, Marks>,
-    prefixes: HashMap<MapData, SourceKey, SourceState>,
+    prefixes: Array<MapData, Slot>,
     global: Array<MapData, u64>,
     sigs: Array<MapData, SigTable>,
     /// The daemon's handle waits for the write lock at most
@@ -83,7 +84,7 @@ impl Source for Pins<'_> {
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         Ok(match name {
-            CONFIG | PORTS | GLOBAL | SIGS => Map::Array(data),
+            CONFIG | PORTS | GLOBAL | SIGS | SOURCES | PREFIXES => Map::Array(data),
             LISTS_V4 | LISTS_V6 => Map::LpmTrie(data),
             PORT_COUNTS | COUNTERS => Map::PerCpuArray(data),
             _ => Map::LruHashMap(data),
@@ -348,16 +349,11 @@ impl Dataplane {
         Ok(total)
     }
 
-    /// Every source the program remembers.
     /// Every source the program holds: those of `GUARD_SOURCES`, and the
     /// verified or banned ones a flood churned out of it, which `GUARD_MARKS`
     /// keeps (the program restores them at their next packet).
     pub fn sources(&self) -> Result<Vec<(SourceKey, SourceState)>> {
-        let mut sources: Vec<(SourceKey, SourceState)> = self
-            .sources
-            .iter()
-            .collect::<Result<_, _>>()
-            .context("reading GUARD_SOURCES")?;
+        let mut sources = used(&self.sources).context("reading GUARD_SOURCES")?;
         let held: std::collections::HashSet<SourceKey> = sources.iter().map(|(k, _)| *k).collect();
         for entry in &self.marks {
             let (key, marks) = entry.context("reading GUARD_MARKS")?;
@@ -375,12 +371,18 @@ impl Dataplane {
         Ok(sources)
     }
 
+    /// The slot of `key` in `GUARD_SOURCES`.
+    pub fn source_slot(&self, key: &SourceKey) -> Result<u32> {
+        Ok(slot_index(
+            key,
+            self.config()?.slot_seed,
+            self.sources.len(),
+        ))
+    }
+
     /// Every prefix the program remembers.
     pub fn prefixes(&self) -> Result<Vec<(SourceKey, SourceState)>> {
-        self.prefixes
-            .iter()
-            .collect::<Result<_, _>>()
-            .context("reading GUARD_PREFIXES")
+        used(&self.prefixes).context("reading GUARD_PREFIXES")
     }
 
     /// The global budget's buckets, by slot (GCRA state).
@@ -401,11 +403,12 @@ impl Dataplane {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        let state = match self.sources.get(&key, 0) {
-            Ok(state) => Some(state),
-            Err(MapError::KeyNotFound) => None,
-            Err(e) => return Err(e).context("reading GUARD_SOURCES"),
-        };
+        let index = self.source_slot(&key)?;
+        let slot = self
+            .sources
+            .get(&index, 0)
+            .context("reading GUARD_SOURCES")?;
+        let state = (slot.key == key).then_some(slot.state);
         let marks = match self.marks.get(&key, 0) {
             Ok(marks) => Some(marks),
             Err(MapError::KeyNotFound) => None,
@@ -426,16 +429,29 @@ impl Dataplane {
                 .insert(key, m, 0)
                 .context("writing GUARD_MARKS")?;
         }
-        if let Some(mut s) = state {
-            s.banned_until_ns = 0;
-            s.window_drops = 0;
-            s.limited = 0;
+        if state.is_some() {
+            let mut s = slot;
+            s.state.banned_until_ns = 0;
+            s.state.window_drops = 0;
+            s.state.limited = 0;
             self.sources
-                .insert(key, s, 0)
+                .set(index, s, 0)
                 .context("writing GUARD_SOURCES")?;
         }
         Ok(Some((key, (until - now_ns) / NANOS_PER_SEC)))
     }
+}
+
+/// The keys and states of a table's used slots.
+fn used(table: &Array<MapData, Slot>) -> Result<Vec<(SourceKey, SourceState)>, MapError> {
+    let mut entries = Vec::new();
+    for slot in table.iter() {
+        let slot = slot?;
+        if slot.used() {
+            entries.push((slot.key, slot.state));
+        }
+    }
+    Ok(entries)
 }
 
 /// Adds the entries of one trie (IPv4 or IPv6 keys) to `lists`.

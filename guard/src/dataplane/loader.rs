@@ -2,7 +2,12 @@
 //! and undoes all of it when the [`Attached`] value is dropped. The maps
 //! are the [`Dataplane`] handle's from the moment the object is loaded.
 
-use std::{borrow::Cow, collections::BTreeMap, path::PathBuf};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    hash::{BuildHasher as _, RandomState},
+    path::PathBuf,
+};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -107,6 +112,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
+    // The direct-mapped tables' sizes, which the program maps keys onto.
+    loader
+        .override_global("SOURCE_SLOTS", &opts.max_sources, true)
+        .override_global("PREFIX_SLOTS", &opts.max_prefixes, true);
     if opts.test_clock {
         loader.override_global("TEST_CLOCK", &1u8, true);
     }
@@ -118,7 +127,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
         .try_into()?;
     program.load().map_err(|e| usage(load_error(e)))?;
-    let dataplane = Dataplane::take(&mut ebpf)?;
+    let mut dataplane = Dataplane::take(&mut ebpf)?;
+    // A seed no sender can know, so none can choose which sources share a
+    // slot (`guard_common::slots`).
+    let seed = RandomState::new().hash_one(std::process::id());
+    dataplane.update_config(|c| c.slot_seed = seed)?;
     Ok(Loaded { ebpf, dataplane })
 }
 
@@ -132,9 +145,10 @@ pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
     })?;
     let wanted = settings.dataplane();
     dataplane.update_config(|c| {
-        let cookies = c.cookies;
+        let (cookies, seed) = (c.cookies, c.slot_seed);
         *c = wanted;
         c.cookies = cookies;
+        c.slot_seed = seed;
     })
 }
 
