@@ -2,7 +2,7 @@
 //! (`guard_common::maps`), which the loader uses too.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -25,8 +25,10 @@ pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1
 #[map(name = "GUARD_CONFIG")]
 pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 
+// Both tables are mappable: `guard stats` and metrics read every slot,
+// which one syscall per slot would take a quarter of a second to do.
 #[map(name = "GUARD_SOURCES")]
-pub static SOURCES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+pub static SOURCES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_SOURCES, BPF_F_MMAPABLE);
 
 #[map(name = "GUARD_MARKS")]
 pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MAX_MARKS, 0);
@@ -35,7 +37,7 @@ pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MA
 pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_WORDS, 0);
 
 #[map(name = "GUARD_PREFIXES")]
-pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, 0);
+pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, BPF_F_MMAPABLE);
 
 // The kernel requires BPF_F_NO_PREALLOC for LPM tries.
 #[map(name = "GUARD_LISTS_V4")]
