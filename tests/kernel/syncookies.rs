@@ -12,9 +12,9 @@ use guard_tests::{
     ct,
     guard_proc::{self, Guard, counters, start_on, stats},
     kernel_test,
-    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out},
+    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
     nft::{Counters, counter_packets, nft},
-    server::{EchoServer, connect, connect_echo, echo_roundtrip},
+    server::{EchoServer, connect, connect_echo, echo_roundtrip, peer_wscale},
 };
 
 const PORT: u16 = 8080;
@@ -60,6 +60,15 @@ fn write_config(file: &std::path::Path, net: &TestNet, mode: &str) {
     .expect("writing the config");
 }
 
+/// The window scale of the server on `net`'s victim (listening on
+/// [`server_addr`]): that of a connection from its own namespace, which no
+/// XDP program or SYNPROXY rule sees.
+fn own_wscale(net: &TestNet) -> u8 {
+    let local =
+        connect(&net.victim, server_addr(), Duration::from_secs(3)).expect("a local connection");
+    peer_wscale(&local)
+}
+
 /// Whether `dev` in `ns` has an XDP program, as `ip -d link` shows it.
 fn has_xdp(ns: &str, dev: &str) -> bool {
     ip_out(&["-n", ns, "-d", "link", "show", "dev", dev]).contains("prog/xdp")
@@ -77,9 +86,10 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     let _server = EchoServer::start(&net.victim, server_addr());
     let _server6 = EchoServer::start(&net.victim, server_addr6());
     let loose_before = ct::local_sysctl(&net.victim, LOOSE);
+    let rule = format!("synproxy mss 1460 wscale {}", own_wscale(&net));
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    assert!(synproxy_table(&net.victim).contains("synproxy mss 1460 wscale 7"));
+    assert!(synproxy_table(&net.victim).contains(&rule));
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
     assert!(
         !has_xdp(&net.attacker, &net.attacker_if),
@@ -128,7 +138,7 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     assert!(flushed.success());
     guard.wait_for_log("table inet guard_synproxy in netns");
     assert!(
-        synproxy_table(&net.victim).contains("synproxy mss 1460 wscale 7"),
+        synproxy_table(&net.victim).contains(&rule),
         "{}",
         guard.stderr()
     );
@@ -142,6 +152,53 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
         "the SYNPROXY rules were left"
     );
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
+/// A server with receive buffers tuned past Linux's defaults (a 64 MiB
+/// `net.ipv4.tcp_rmem` maximum: window scale 11) gets cookies with its own
+/// scale. SYNPROXY does not translate windows, so a client of a cookie
+/// handshake must read the server's windows at the scale the server
+/// uses: the same as a client that connects to it directly.
+#[test]
+fn cookies_advertise_the_servers_own_window_scale() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _ = run_tool(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.victim,
+            "sysctl",
+            "-qw",
+            "net.ipv4.tcp_rmem=4096 131072 67108864",
+        ],
+    );
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let own = own_wscale(&net);
+    assert!(own >= 11, "64 MiB buffers give scale 11, not {own}");
+
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    assert!(
+        guard
+            .stderr()
+            .contains(&format!("window scale {own}, the server's own")),
+        "{}",
+        guard.stderr()
+    );
+    assert!(synproxy_table(&net.victim).contains(&format!("wscale {own}")));
+    let mut c = connect(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "a connection through the cookie path: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    assert_eq!(peer_wscale(&c), own, "the cookie SYN-ACK's scale");
+    echo_roundtrip(&mut c, &vec![9u8; 64 * 1024]).expect("an echo through the cookie path");
+    assert!(counters(&stats(&net))["cookie_ack_valid"] >= 1);
+    drop(c);
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// An operator's firewall of the common shape: an input chain at the

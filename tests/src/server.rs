@@ -107,3 +107,26 @@ pub fn echo_roundtrip(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The window scale the other end advertised on `stream`'s handshake, as
+/// the kernel keeps it (`TCP_INFO`'s `tcpi_snd_wscale`).
+#[must_use]
+pub fn peer_wscale(stream: &TcpStream) -> u8 {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a zeroed tcp_info (integers only) is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>()).expect("small");
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", io::Error::last_os_error());
+    // Two 4-bit fields: the send scale (the peer's) in the low half.
+    info.tcpi_snd_rcv_wscale & 0x0f
+}

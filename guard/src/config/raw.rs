@@ -31,9 +31,11 @@ pub mod defaults {
     pub const CONNTRACK_TARGET: u8 = 80;
     /// Seconds of calm before the controller steps down a level.
     pub const CALM_SECS: u64 = 30;
-    /// SYNPROXY's usual options: a full Ethernet MSS, window scale 7.
+    /// SYNPROXY's usual MSS: a full Ethernet frame's.
     pub const COOKIE_MSS: u16 = 1460;
-    pub const COOKIE_WSCALE: u8 = 7;
+    /// The window scale of Linux's default buffers (a 6 MiB
+    /// `net.ipv4.tcp_rmem` maximum), until `guard run` reads the host's.
+    pub const LINUX_WSCALE: u8 = 7;
     /// Five minutes: longer than a flood wave, short enough that a
     /// verified address reused by someone else soon loses the privilege.
     pub const VERIFIED_SECS: u64 = 300;
@@ -420,7 +422,8 @@ pub struct RawConfig {
     /// MSS the SYN-ACK advertises over IPv4 (IPv6: 20 less) [default: 1460].
     #[arg(long, value_name = "BYTES", help_heading = "SYN cookies")]
     pub cookie_mss: Option<u16>,
-    /// Window scale the SYN-ACK advertises [default: 7].
+    /// Window scale the SYN-ACK advertises [default: the server's own,
+    /// from net.ipv4.tcp_rmem and net.core.rmem_max in its namespace].
     #[arg(long, value_name = "N", help_heading = "SYN cookies")]
     pub cookie_wscale: Option<u8>,
     /// Seconds a source proven real (a completed cookie handshake, or an

@@ -42,9 +42,22 @@ pub struct CookieSettings {
     pub ports: Vec<u16>,
     /// MSS advertised over IPv4; IPv6 gets 20 bytes less.
     pub mss: u16,
-    pub wscale: u8,
+    /// `--cookie-wscale`; `None`: the server's own ([`Self::host_wscale`]).
+    pub wscale: Option<u8>,
+    /// The window scale the protected namespace's listeners advertise
+    /// (`model::tcp::server_wscale`): a fact of the host, which `guard run`
+    /// reads at start; until then Linux's default.
+    pub host_wscale: u8,
     /// How long a source proven real stays verified.
     pub verified: Duration,
+}
+
+impl CookieSettings {
+    /// The window scale the cookie SYN-ACK and SYNPROXY advertise.
+    #[must_use]
+    pub fn wscale(&self) -> u8 {
+        self.wscale.unwrap_or(self.host_wscale)
+    }
 }
 
 /// A rate and burst; `rate == 0` is no limit.
@@ -160,6 +173,8 @@ impl Settings {
     #[must_use]
     pub fn reload(&self, new: Self) -> Reload {
         let mut applied = new;
+        // A fact of the host, read at start, not of the file.
+        applied.cookies.host_wscale = self.cookies.host_wscale;
         let mut kept = Vec::new();
         for key in RESTART_KEYS {
             let (old, new) = ((key.show)(self), (key.show)(&applied));
@@ -195,7 +210,7 @@ impl Settings {
             verified_ns: nanos(self.cookies.verified),
             cookie_mss4: self.cookies.mss,
             cookie_mss6: self.cookies.mss - 20,
-            cookie_wscale: self.cookies.wscale,
+            cookie_wscale: self.cookies.wscale(),
             cookie_ttl: 64,
             // Ports are armed by the controller (the port table), together
             // with the SYNPROXY rules that complete the handshakes.

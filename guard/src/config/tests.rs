@@ -43,6 +43,29 @@ fn error(args: &[&str]) -> String {
     resolve(args).unwrap_err().to_string()
 }
 
+/// Unset, the cookies' window scale is the server's, which `guard run`
+/// reads at start (Linux's default until then); set, it is the
+/// operator's, and a reload keeps the host's reading.
+#[test]
+fn the_cookie_window_scale_follows_the_server_unless_set() {
+    let mut s = resolve(&["-i", "eth0"]).unwrap();
+    assert_eq!((s.cookies.wscale, s.cookies.wscale()), (None, 7));
+    s.cookies.host_wscale = 9;
+    assert_eq!(s.cookies.wscale(), 9);
+    let reload = s.reload(resolve(&["-i", "eth0"]).unwrap());
+    assert!(reload.kept.is_empty(), "{:?}", reload.kept);
+    assert_eq!(reload.applied.cookies.wscale(), 9);
+    assert_eq!(reload.applied.dataplane().cookie_wscale, 9);
+
+    let set = resolve(&["-i", "eth0", "--cookie-wscale", "5"]).unwrap();
+    assert_eq!(set.cookies.wscale(), 5);
+    let err = error(&["-i", "eth0", "--cookie-wscale", "15"]);
+    assert!(
+        err.contains("cookie-wscale") && err.contains("15") && err.contains("at most 14"),
+        "{err}"
+    );
+}
+
 #[test]
 fn cookies_protect_every_listener_unless_narrowed() {
     let s = resolve(&["-i", "eth0", "--syn-cookies", "always"]).unwrap();

@@ -39,7 +39,7 @@ use crate::{
         netns::Scope,
         notify, preflight,
         restore::{self, Record},
-        status_file,
+        status_file, synproxy,
     },
     model::{
         level::Level,
@@ -79,6 +79,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let _lock = PidLock::instance(&runtime_dir).map_err(usage)?;
     recover(&runtime_dir)?;
     let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
+    cookie_wscale(&scope, &mut settings);
     tracing::info!("{}", settings.describe());
     let _metrics = serve_metrics(&settings, &runtime_dir).await?;
 
@@ -175,6 +176,37 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         instances::remove(&runtime_dir);
     }
     Ok(())
+}
+
+/// The window scale SYN cookies advertise: the server's own unless the
+/// operator set one (`model::tcp` says why they must agree).
+fn cookie_wscale(scope: &Scope, settings: &mut Settings) {
+    if settings.cookies.mode == SynCookies::Never {
+        return;
+    }
+    match synproxy::host_wscale(scope) {
+        Ok((host, rmem, core)) => {
+            settings.cookies.host_wscale = host;
+            match settings.cookies.wscale {
+                None => tracing::info!(
+                    "SYN cookies advertise window scale {host}, the server's own (net.ipv4.tcp_rmem max {rmem}, net.core.rmem_max {core})"
+                ),
+                Some(set) if set != host => tracing::warn!(
+                    "--cookie-wscale {set} differs from the server's own window scale {host} (net.ipv4.tcp_rmem max {rmem}, net.core.rmem_max {core}): SYNPROXY does not translate windows, so clients of cookie handshakes {}; leave --cookie-wscale unset to follow the server",
+                    if set > host {
+                        "will send past the server's window and stall"
+                    } else {
+                        "will see smaller windows than the server offers"
+                    }
+                ),
+                Some(_) => {}
+            }
+        }
+        Err(e) => tracing::warn!(
+            "SYN cookies advertise window scale {}: {e:#}",
+            settings.cookies.wscale()
+        ),
+    }
 }
 
 /// The metrics endpoint, if asked for; it serves until dropped.

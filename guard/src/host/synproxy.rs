@@ -1,10 +1,40 @@
 //! The kernel half of SYN cookies: installs and removes netfilter's
-//! SYNPROXY rules (their text and why they are so: `model::nft`).
+//! SYNPROXY rules (their text and why they are so: `model::nft`), and
+//! reads the window scale the server's own handshakes carry.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, anyhow};
+use sysctl::{Ctl, Sysctl as _};
 
 use super::{netns::Scope, nft::nft};
-use crate::model::nft::{SYNPROXY_TABLE, SynproxyOptions, delete_table, synproxy_script};
+use crate::model::{
+    nft::{SYNPROXY_TABLE, SynproxyOptions, delete_table, synproxy_script},
+    tcp::{server_wscale, tcp_rmem_max},
+};
+
+/// The window scale the namespace's listeners advertise, with the two
+/// sysctls it comes from (`net.ipv4.tcp_rmem`'s maximum, `net.core.rmem_max`).
+pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
+    let read = |key: &str| -> Result<String> {
+        Ctl::new(key)
+            .and_then(|c| c.value_string())
+            .with_context(|| format!("reading {key}{}", scope.suffix()))
+    };
+    scope.run(|| {
+        let text = read("net.ipv4.tcp_rmem")?;
+        let rmem = tcp_rmem_max(&text).ok_or_else(|| {
+            anyhow!(
+                "net.ipv4.tcp_rmem holds `{}`, not three numbers",
+                text.trim()
+            )
+        })?;
+        let core = read("net.core.rmem_max")?;
+        let core: u64 = core
+            .trim()
+            .parse()
+            .with_context(|| format!("net.core.rmem_max holds `{}`", core.trim()))?;
+        Ok((server_wscale(rmem, core), rmem, core))
+    })?
+}
 
 /// Installs (or replaces) the SYNPROXY rules.
 pub fn install(scope: &Scope, ports: &[u16], opts: SynproxyOptions) -> Result<()> {

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod sizing;
 pub mod stats;
 pub mod status;
+pub mod tcp;
 pub mod xdp;
 
 /// A counter as a float, for rates and percentages shown to people and for

@@ -386,16 +386,14 @@ fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
             "must be between 1240 (IPv6's minimum MTU, less headers) and 9000 (jumbo frames)",
         ));
     }
-    let (wscale, origin) = l.or(
-        "cookie-wscale",
-        |r| r.cookie_wscale,
-        defaults::COOKIE_WSCALE,
-    );
-    if wscale > 14 {
+    let wscale = l.get("cookie-wscale", |r| r.cookie_wscale);
+    if let Some((wscale, origin)) = &wscale
+        && *wscale > 14
+    {
         return Err(invalid(
             "cookie-wscale",
             wscale,
-            &origin,
+            origin,
             "TCP window scale is at most 14",
         ));
     }
@@ -403,7 +401,8 @@ fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
         mode,
         ports,
         mss,
-        wscale,
+        wscale: wscale.map(|(w, _)| w),
+        host_wscale: defaults::LINUX_WSCALE,
         verified: seconds(
             l,
             "verified-for",

@@ -185,7 +185,7 @@ impl<'a> Controller<'a> {
             reported: BTreeSet::new(),
             synproxy: SynproxyOptions {
                 mss: settings.cookies.mss,
-                wscale: settings.cookies.wscale,
+                wscale: settings.cookies.wscale(),
             },
             notrack_ports: Vec::new(),
             nft_reinstalled: 0,

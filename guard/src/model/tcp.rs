@@ -1,0 +1,75 @@
+//! What the protected server's TCP stack advertises, where SYN cookies
+//! must say the same.
+//!
+//! SYNPROXY does not translate window scales: the client keeps the scale
+//! of the cookie SYN-ACK, the server uses its own. A cookie scale above
+//! the server's makes the client read every window larger than it is and
+//! send past it (the server drops those segments, and uploads stall); a
+//! scale below it makes the client read the windows smaller (a tuned
+//! server runs slower than it would). So the cookie scale follows the
+//! server's unless the operator sets one.
+
+/// The largest window Linux lets a connection offer (`65535 << 14`, the
+/// kernel's `window_clamp` when nothing sets one).
+const MAX_WINDOW: u64 = 65_535 << 14;
+
+/// The window scale Linux gives a listener's connections
+/// (`tcp_select_initial_window`): from the largest receive buffer a
+/// connection may grow to, the larger of `net.ipv4.tcp_rmem`'s maximum and
+/// `net.core.rmem_max`, how far above 2^15 bytes it is as a power of two
+/// (0 to 14). A listener that sets its own `SO_RCVBUF` may use less.
+#[must_use]
+pub fn server_wscale(tcp_rmem_max: u64, rmem_max: u64) -> u8 {
+    let space = tcp_rmem_max.max(rmem_max).min(MAX_WINDOW);
+    let log2 = space.checked_ilog2().unwrap_or(0);
+    u8::try_from(log2.saturating_sub(15).min(14)).unwrap_or(14)
+}
+
+/// The maximum of `net.ipv4.tcp_rmem` ("min default max"), if it reads
+/// as three numbers.
+#[must_use]
+pub fn tcp_rmem_max(text: &str) -> Option<u64> {
+    let fields: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match fields[..] {
+        [_, _, max] => Some(max),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scales measured on Linux 6.18 (TCP_INFO of an accepted
+    /// connection) for these buffers, rmem_max 4 MiB.
+    #[test]
+    fn follows_the_largest_receive_buffer_as_linux_does() {
+        let mib = 1 << 20;
+        assert_eq!(server_wscale(6 * mib, 4 * mib), 7);
+        assert_eq!(server_wscale(16 * mib, 4 * mib), 9);
+        assert_eq!(server_wscale(256 * 1024, 4 * mib), 7);
+        assert_eq!(server_wscale(64 * mib, 4 * mib), 11);
+        // Debian's defaults: rmem_max 208 KiB, tcp_rmem max 6 MiB.
+        assert_eq!(server_wscale(6 * mib, 212_992), 7);
+    }
+
+    #[test]
+    fn stays_within_what_tcp_allows() {
+        assert_eq!(server_wscale(0, 0), 0);
+        assert_eq!(server_wscale(4096, 4096), 0);
+        assert_eq!(server_wscale(u64::MAX, 0), 14);
+        assert_eq!(server_wscale(1 << 40, 1 << 40), 14);
+    }
+
+    #[test]
+    fn reads_the_maximum_of_tcp_rmem() {
+        assert_eq!(tcp_rmem_max("4096\t131072\t6291456\n"), Some(6_291_456));
+        assert_eq!(tcp_rmem_max("4096 131072"), None);
+        assert_eq!(tcp_rmem_max("4096 x 6291456"), None);
+        assert_eq!(tcp_rmem_max(""), None);
+    }
+}
