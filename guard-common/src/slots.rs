@@ -9,8 +9,9 @@
 //! Why not a hash map: the XDP program finds a slot with an inlined array
 //! index and a compare of the key, where a hash map's lookup is a helper
 //! call that hashes 20 bytes and walks a bucket. On the floor program
-//! (`cargo xtask bench`) two slots and three compare-and-swaps cost 2.9
-//! baselines, two LRU lookups and the same swaps 4.6.
+//! (`cargo xtask bench`) two slots and three compare-and-swaps cost
+//! 2.2-2.5 baselines, two LRU lookups and the same swaps 4.7-4.8
+//! (BENCHMARKS.md).
 //!
 //! What a collision costs: the evicted source's buckets start full again
 //! when it comes back, and its counters restart. Its verification and ban
@@ -31,17 +32,6 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub const EMPTY: Self = Self {
-        key: SourceKey {
-            family: 0,
-            prefix_len: 0,
-            pad: [0; 2],
-            addr: [0; 16],
-        },
-        pad: 0,
-        state: SourceState::ZERO,
-    };
-
     /// Whether the slot holds a key (a table entry never written has
     /// family 0).
     #[must_use]
