@@ -204,21 +204,40 @@ fn without_a_binding_budget_acks_verify_nobody() {
 /// `--max-sources` of the churn tests: a map a flood overflows quickly.
 const MAX_SOURCES: u32 = 1024;
 
-/// The first source from `flood(from..)` whose key takes `target`'s slot
-/// in `GUARD_SOURCES` over: a churn that surely reaches `target`.
-fn collider(
-    program: &Program,
-    target: &SourceKey,
-    flood: impl Fn(u32) -> IpAddr,
-    from: u32,
-) -> IpAddr {
+/// Where the churn tests' flood indices for strangers (sources never
+/// sent before) and for colliders start: apart from the floods' own
+/// (below `MAX_SOURCES * 16`) and from each other. A source the flood
+/// sent may still hold its slot, and is no stranger.
+const STRANGERS: u32 = MAX_SOURCES * 32;
+const COLLIDERS: u32 = MAX_SOURCES * 128;
+
+/// The first source from `flood(COLLIDERS..)` whose key takes `target`'s
+/// slot in `GUARD_SOURCES` over: a churn that surely reaches `target`.
+fn collider(program: &Program, target: &SourceKey, flood: impl Fn(u32) -> IpAddr) -> IpAddr {
     let slot = program.source_slot(target);
     // One key in MAX_SOURCES takes a given slot: 64 times as many keys
     // all miss it with odds of e^-64.
-    (from..from + 64 * MAX_SOURCES)
+    (COLLIDERS..COLLIDERS + 64 * MAX_SOURCES)
         .map(&flood)
         .find(|a| program.source_slot(&source_key(*a)) == slot)
         .expect("a key for every slot")
+}
+
+/// SYNs from strangers (`syn_from(STRANGERS + k)`) until one is dropped,
+/// which must be the global budget's doing.
+fn spend_budget(program: &mut Program, t: u64, syn_from: impl Fn(u32) -> Vec<u8>) {
+    for k in 0..10 {
+        let budget_drops = program.counters().get(Counter::DropGlobalBudget);
+        if program.run(&syn_from(STRANGERS + k), t) != XDP_PASS {
+            assert_eq!(
+                program.counters().get(Counter::DropGlobalBudget),
+                budget_drops + 1,
+                "a stranger was dropped, but not by the budget"
+            );
+            return;
+        }
+    }
+    panic!("the budget never ran out");
 }
 
 /// More sources than `GUARD_SOURCES` holds churn it (a source takes its
@@ -267,7 +286,7 @@ fn verified_and_banned_survive_churn(
     }
     // And surely through the two sources' slots.
     for target in [key(conn.client()), key(banned)] {
-        let src = collider(&program, &target, &flood, MAX_SOURCES * 8);
+        let src = collider(&program, &target, &flood);
         assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
     }
     program.set_config(&budget);
@@ -284,11 +303,7 @@ fn verified_and_banned_survive_churn(
 
     // The budget spent, a stranger is dropped, the verified client passes,
     // the banned source is dropped as banned.
-    let mut sport = 3001;
-    while program.run(&syn(flood(sport.into()), sport), t) == XDP_PASS {
-        sport += 1;
-        assert!(sport < 3010, "the budget never ran out");
-    }
+    spend_budget(&mut program, t, |i| syn(flood(i), 3001));
     let c0 = program.counters();
     assert_eq!(
         program.run(&syn(conn.client(), 1001), t),
@@ -355,17 +370,13 @@ fn the_marked_bit_decides_whether_marks_are_looked_up() {
     for i in 0..MAX_SOURCES * 4 {
         assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
     }
-    let src = collider(&program, &client, flood, MAX_SOURCES * 4);
+    let src = collider(&program, &client, flood);
     assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
     program.set_config(&budget);
     // What `sources()` shows of a churned-out source comes from its marks
     // alone (no packet passed).
     assert_eq!(program.sources()[&client].passed, 0, "not churned out");
-    let mut i = MAX_SOURCES * 4;
-    while program.run(&syn(flood(i), 3000), t) == XDP_PASS {
-        i += 1;
-        assert!(i < MAX_SOURCES * 4 + 10, "the budget never ran out");
-    }
+    spend_budget(&mut program, t, |i| syn(flood(i), 3000));
 
     program.set_marked(&client, false);
     assert_eq!(
