@@ -45,7 +45,7 @@ impl SourceKey {
     /// The key whose [`SourceKey::words`] are `words`.
     #[inline(always)]
     #[must_use]
-    const fn from_words(words: [u32; 5]) -> Self {
+    pub const fn from_words(words: [u32; 5]) -> Self {
         // SAFETY: 20 bytes each, and any bytes are a SourceKey (u8 fields
         // only); the key's alignment (4) is the words'.
         unsafe { core::mem::transmute::<[u32; 5], Self>(words) }
@@ -56,14 +56,23 @@ impl SourceKey {
     #[inline(always)]
     #[must_use]
     pub const fn words(&self) -> [u32; 5] {
-        let a = &self.addr;
+        let a = addr_words(&self.addr);
         [
             u32::from_ne_bytes([self.family, self.prefix_len, self.pad[0], self.pad[1]]),
-            u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-            u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-            u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-            u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+            a[0],
+            a[1],
+            a[2],
+            a[3],
         ]
+    }
+
+    /// Equality as five word compares: in the XDP program `==` on the
+    /// address arrays is a call to a byte-wise `bcmp`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn same(&self, other: &Self) -> bool {
+        let (a, b) = (self.words(), other.words());
+        a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
     }
 
     /// `addr/prefix_len` (prefix lengths above 128 are taken as 128).
@@ -71,15 +80,15 @@ impl SourceKey {
     #[must_use]
     pub fn v6(addr: [u8; 16], prefix_len: u8) -> Self {
         let len = if prefix_len > 128 { 128 } else { prefix_len };
-        let a = mask128(addr, len);
         // As words, as `v4`: fewer registers in the XDP program's verdict,
         // whose stack is nearly all used.
+        let a = addr_words(&mask128(addr, len));
         Self::from_words([
             u32::from_ne_bytes([AF_INET6, len, 0, 0]),
-            u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-            u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-            u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-            u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+            a[0],
+            a[1],
+            a[2],
+            a[3],
         ])
     }
 
@@ -116,6 +125,17 @@ pub const fn mask32(len: u8) -> u32 {
     } else {
         u32::MAX << (32 - len as u32)
     }
+}
+
+/// A 16-byte address as four native-endian words.
+#[inline(always)]
+const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
 }
 
 /// The top `len` bits set (len <= 64).

@@ -47,7 +47,7 @@ impl Table {
     pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, *mut Slot>> {
         let slot = self.slot(key, seed)?;
         // SAFETY: a map value of the table, valid for this run.
-        Some(if same(unsafe { &(*slot).key }, key) {
+        Some(if unsafe { &(*slot).key }.same(key) {
             Ok(unsafe { &raw mut (*slot).state })
         } else {
             Err(slot)
@@ -80,17 +80,11 @@ pub fn take_over(slot: *mut Slot, key: &SourceKey) -> *mut SourceState {
     // SAFETY: a map value of the table, valid for this run; other CPUs
     // may write it meanwhile (see above).
     let slot = unsafe { &mut *slot };
-    slot.key = *key;
+    // Through words: a plain copy from the per-CPU scratch value, which
+    // may alias the slot as far as LLVM knows, is a byte-wise `memmove`.
+    slot.key = SourceKey::from_words(key.words());
     clear(&mut slot.state);
     &raw mut slot.state
-}
-
-/// Key equality as five word compares (`==` on the arrays would call a
-/// byte-wise `bcmp`).
-#[inline(always)]
-fn same(a: &SourceKey, b: &SourceKey) -> bool {
-    let (a, b) = (a.words(), b.words());
-    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
 }
 
 /// Fresh state, field by field, with volatile stores: LLVM would merge

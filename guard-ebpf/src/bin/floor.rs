@@ -75,8 +75,7 @@ static SLOT_PREFIXES: Array<Slot> = Array::with_max_entries(16_384, 0);
 fn slot_bucket(map: &Array<Slot>, key: &SourceKey, entries: u32) -> Option<*mut u64> {
     // SAFETY: a map value, valid for this run.
     let slot = unsafe { &mut *map.get_ptr_mut(slot_index(key, 0, entries))? };
-    let (k, w) = (slot.key.words(), key.words());
-    if k[0] != w[0] || k[1] != w[1] || k[2] != w[2] || k[3] != w[3] || k[4] != w[4] {
+    if !slot.key.same(key) {
         slot.key = *key;
         slot.state.tat = [0; FLOW_CLASSES];
     }
