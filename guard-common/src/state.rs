@@ -59,14 +59,27 @@ impl SourceState {
     };
 }
 
-/// What must outlive a source's entry in `GUARD_SOURCES`, which a flood of
-/// new sources churns: until when it is verified and banned. Written when
-/// either is set; read back when the source's entry is created again.
+/// What must outlive a source's slot in `GUARD_SOURCES`, which a flood of
+/// new sources takes over: until when it is verified and banned. Written
+/// when either is set; read back when the source takes a slot again.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
     pub verified_until_ns: u64,
     pub banned_until_ns: u64,
+}
+
+impl Marks {
+    /// The state of a source known by its marks alone: fresh buckets and
+    /// counters, its verification and ban.
+    #[must_use]
+    pub const fn state(&self) -> SourceState {
+        SourceState {
+            verified_until_ns: self.verified_until_ns,
+            banned_until_ns: self.banned_until_ns,
+            ..SourceState::ZERO
+        }
+    }
 }
 
 /// Indices of the `GUARD_GLOBAL` array: bucket states shared by all CPUs.

@@ -248,7 +248,7 @@ fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
     pair.assert_same_state();
 }
 
-/// Tables of the smallest size and five times as many sources, spread
+/// Tables of the smallest size and about seven times as many sources, spread
 /// over all of 198.18.0.0/15 and over /64s of 2001:db8::/32: sources and
 /// prefixes take each other's slots over, and banned sources that lost
 /// theirs come back banned from their marks. The model keeps the tables

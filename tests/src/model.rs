@@ -671,11 +671,7 @@ impl Model {
             let m = self.marks.get(&source_key)?;
             self.counters.slots[Counter::NewSources.slot()] += 1;
             self.recalled += 1;
-            Some(SourceState {
-                verified_until_ns: m.verified_until_ns,
-                banned_until_ns: m.banned_until_ns,
-                ..SourceState::ZERO
-            })
+            Some(m.state())
         });
         let mut source = known.unwrap_or(SourceState::ZERO);
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
@@ -746,11 +742,7 @@ impl Model {
     pub fn sources_held(&self) -> HashMap<SourceKey, SourceState> {
         let mut held = self.sources.clone();
         for (key, m) in &self.marks {
-            held.entry(*key).or_insert(SourceState {
-                verified_until_ns: m.verified_until_ns,
-                banned_until_ns: m.banned_until_ns,
-                ..SourceState::ZERO
-            });
+            held.entry(*key).or_insert(m.state());
         }
         held
     }

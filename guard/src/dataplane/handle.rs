@@ -363,14 +363,7 @@ impl Dataplane {
         for entry in &self.marks {
             let (key, marks) = entry.context("reading GUARD_MARKS")?;
             if !held.contains(&key) {
-                sources.push((
-                    key,
-                    SourceState {
-                        verified_until_ns: marks.verified_until_ns,
-                        banned_until_ns: marks.banned_until_ns,
-                        ..SourceState::ZERO
-                    },
-                ));
+                sources.push((key, marks.state()));
             }
         }
         Ok(sources)
@@ -378,11 +371,12 @@ impl Dataplane {
 
     /// The slot of `key` in `GUARD_SOURCES`.
     pub fn source_slot(&self, key: &SourceKey) -> Result<u32> {
-        Ok(slot_index(
-            key,
-            self.config()?.slot_seed,
-            self.sources.len(),
-        ))
+        Ok(self.slot_of(key, &self.config()?))
+    }
+
+    /// The same, with the configuration (its seed) already read.
+    fn slot_of(&self, key: &SourceKey, config: &DataplaneConfig) -> u32 {
+        slot_index(key, config.slot_seed, self.sources.len())
     }
 
     /// Every prefix the program remembers.
@@ -408,12 +402,12 @@ impl Dataplane {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        let index = self.source_slot(&key)?;
+        let index = self.slot_of(&key, &config);
         let slot = self
             .sources
             .get(&index, 0)
             .context("reading GUARD_SOURCES")?;
-        let state = (slot.key == key).then_some(slot.state);
+        let state = slot.key.same(&key).then_some(slot.state);
         let marks = match self.marks.get(&key, 0) {
             Ok(marks) => Some(marks),
             Err(MapError::KeyNotFound) => None,

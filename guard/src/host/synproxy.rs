@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result, anyhow};
 use sysctl::{Ctl, Sysctl as _};
 
-use super::{netns::Scope, nft::nft};
+use super::{conntrack::knobs, netns::Scope, nft::nft};
 use crate::model::{
     nft::{SYNPROXY_TABLE, SynproxyOptions, delete_table, synproxy_script},
     tcp::{server_wscale, tcp_rmem_max},
@@ -14,24 +14,18 @@ use crate::model::{
 /// The window scale the namespace's listeners advertise, with the two
 /// sysctls it comes from (`net.ipv4.tcp_rmem`'s maximum, `net.core.rmem_max`).
 pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
-    let read = |key: &str| -> Result<String> {
-        Ctl::new(key)
-            .and_then(|c| c.value_string())
-            .with_context(|| format!("reading {key}{}", scope.suffix()))
-    };
+    let suffix = scope.suffix();
     scope.run(|| {
-        let text = read("net.ipv4.tcp_rmem")?;
+        let text = Ctl::new("net.ipv4.tcp_rmem")
+            .and_then(|c| c.value_string())
+            .with_context(|| format!("reading net.ipv4.tcp_rmem{suffix}"))?;
         let rmem = tcp_rmem_max(&text).ok_or_else(|| {
             anyhow!(
-                "net.ipv4.tcp_rmem holds `{}`, not three numbers",
+                "net.ipv4.tcp_rmem{suffix} holds `{}`, not three numbers",
                 text.trim()
             )
         })?;
-        let core = read("net.core.rmem_max")?;
-        let core: u64 = core
-            .trim()
-            .parse()
-            .with_context(|| format!("net.core.rmem_max holds `{}`", core.trim()))?;
+        let core = knobs::read("net.core.rmem_max", &suffix)?;
         Ok((server_wscale(rmem, core), rmem, core))
     })?
 }

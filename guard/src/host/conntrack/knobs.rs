@@ -52,7 +52,9 @@ pub enum KnobError {
     Netns(#[from] NetnsError),
 }
 
-fn read(key: &str, scope: &str) -> Result<u64, KnobError> {
+/// A numeric sysctl of the calling thread's namespace; `scope` names that
+/// namespace in errors.
+pub(crate) fn read(key: &str, scope: &str) -> Result<u64, KnobError> {
     let value = Ctl::new(key)
         .and_then(|ctl| ctl.value_string())
         .map_err(|e| classify(key, scope, e))?;
