@@ -48,6 +48,16 @@ impl Slot {
 #[inline(always)]
 #[must_use]
 pub const fn slot_index(key: &SourceKey, seed: u64, entries: u32) -> u32 {
+    slot_place(key, seed, entries).0
+}
+
+/// `key`'s slot ([`slot_index`]) and its tag: 16 bits of one more
+/// product of the same hash, whose high half takes every bit of it (the
+/// slot's index is the hash's high bits, so keys that share a slot share
+/// those), never 0 (no key).
+#[inline(always)]
+#[must_use]
+pub const fn slot_place(key: &SourceKey, seed: u64, entries: u32) -> (u32, u16) {
     // From the key's words: the XDP program reads them as such.
     let w = key.words();
     let lo = w[1] as u64 | (w[2] as u64) << 32;
@@ -55,7 +65,31 @@ pub const fn slot_index(key: &SourceKey, seed: u64, entries: u32) -> u32 {
     let x = (lo ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ hi;
     let x = (x ^ ((w[0] as u64) << 32)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let x = x ^ (x >> 31);
-    (((x >> 32) * entries as u64) >> 32) as u32
+    let index = (((x >> 32) * entries as u64) >> 32) as u32;
+    let tag = (x.wrapping_mul(0x94d0_49bb_1331_11eb) >> 48) as u16 | 1;
+    (index, tag)
+}
+
+/// Tags in a [`TagLine`].
+pub const TAGS_PER_LINE: u32 = 32;
+
+/// 32 consecutive slots' tags ([`slot_place`]; 0: no key), one cache line
+/// of `GUARD_SOURCE_TAGS` or `GUARD_PREFIX_TAGS`. The program reads a
+/// key's tag before its slot, and a tag that differs means the slot holds
+/// another key: a flood of new sources reads a line of the small tag
+/// array (a 64th of the table), where the 104-byte slots it would miss
+/// in are spread over the whole table. A tag that matches only sends the
+/// program on to compare the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TagLine {
+    pub tags: [u16; TAGS_PER_LINE as usize],
+}
+
+/// Lines of tags for a table of `entries` slots.
+#[must_use]
+pub const fn tag_lines(entries: u32) -> u32 {
+    entries.div_ceil(TAGS_PER_LINE)
 }
 
 #[cfg(feature = "user")]
@@ -64,6 +98,7 @@ pub const fn slot_index(key: &SourceKey, seed: u64, entries: u32) -> u32 {
 unsafe impl aya::Pod for Slot {}
 
 const _: () = assert!(size_of::<Slot>() == 104);
+const _: () = assert!(size_of::<TagLine>() == 64);
 
 #[cfg(test)]
 mod tests {
@@ -129,6 +164,33 @@ mod tests {
                 assert!(slot_index(&key, u64::from(i) * 77, entries) < entries);
             }
         }
+    }
+
+    /// Keys that share a slot almost never share a tag (a 15-bit tag:
+    /// 1 in 32,768 for random keys), and no tag is 0.
+    #[test]
+    fn keys_that_share_a_slot_have_their_own_tags() {
+        let n = 1 << 17;
+        let mut by_slot: HashMap<u32, Vec<u16>> = HashMap::new();
+        for i in 0..(1u32 << 20) {
+            let key = SourceKey::v4((0xc612_0000 ^ i).to_be_bytes(), 32);
+            let (slot, tag) = slot_place(&key, 3, n);
+            assert_ne!(tag, 0);
+            by_slot.entry(slot).or_default().push(tag);
+        }
+        let (mut pairs, mut same) = (0u64, 0u64);
+        for tags in by_slot.values() {
+            for (i, a) in tags.iter().enumerate() {
+                for b in &tags[i + 1..] {
+                    pairs += 1;
+                    same += u64::from(a == b);
+                }
+            }
+        }
+        assert!(
+            pairs > 100_000 && same * 4096 < pairs,
+            "{same} of {pairs} pairs share a tag"
+        );
     }
 
     /// The seed decides which keys share a slot.

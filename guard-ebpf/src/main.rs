@@ -73,8 +73,9 @@
 //!    from there at its next new flow (so does the model's, which keeps
 //!    the same slots and bans). `GUARD_MARKED` holds a bit per source ever
 //!    marked: a source whose bit is clear is not looked up in
-//!    `GUARD_MARKS`, so a spoofed flood the budget drops costs one slot
-//!    read and no hash lookup.
+//!    `GUARD_MARKS`, so a spoofed flood the budget drops costs one tag
+//!    read (a slot's tag, kept apart from it: `slots.rs`), one bit's, and
+//!    no hash lookup.
 //! The signature check and the rest of the verdict are global functions
 //! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
 //! any offsets, rather than once for every way the dissect step ends, and

@@ -15,7 +15,7 @@ use guard_common::{
     },
     marked::MARKED_WORDS,
     ports::{PORT_ENTRIES, PORT_SLOTS},
-    slots::Slot,
+    slots::{Slot, TagLine, tag_lines},
     state::GLOBAL_SLOTS,
 };
 
@@ -38,6 +38,14 @@ pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_WORDS, 0);
 
 #[map(name = "GUARD_PREFIXES")]
 pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, BPF_F_MMAPABLE);
+
+// The tables' tags (`guard_common::slots::TagLine`), read before a slot.
+#[map(name = "GUARD_SOURCE_TAGS")]
+pub static SOURCE_TAGS: Array<TagLine> = Array::with_max_entries(tag_lines(DEFAULT_MAX_SOURCES), 0);
+
+#[map(name = "GUARD_PREFIX_TAGS")]
+pub static PREFIX_TAGS: Array<TagLine> =
+    Array::with_max_entries(tag_lines(DEFAULT_MAX_PREFIXES), 0);
 
 // The kernel requires BPF_F_NO_PREALLOC for LPM tries.
 #[map(name = "GUARD_LISTS_V4")]

@@ -1,14 +1,15 @@
 //! Finding and taking over slots of the direct-mapped tables
-//! (`guard_common::slots` says why they are arrays).
+//! (`guard_common::slots` says why they are arrays, and why each slot's
+//! tag is kept apart).
 
 use aya_ebpf::maps::Array;
 use guard_common::{
     SourceKey, SourceState,
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES},
-    slots::{Slot, slot_index},
+    slots::{Slot, TAGS_PER_LINE, TagLine, slot_place},
 };
 
-use crate::maps::{PREFIXES, SOURCES};
+use crate::maps::{PREFIX_TAGS, PREFIXES, SOURCE_TAGS, SOURCES};
 
 /// The tables' sizes, set by the loader with their `max_entries` (.rodata:
 /// constants to the verifier and the JIT).
@@ -24,33 +25,56 @@ pub enum Table {
     Prefixes,
 }
 
+/// A slot that holds another key (or none), and where its tag is: what
+/// [`take_over`] needs.
+pub struct Vacancy {
+    slot: *mut Slot,
+    tag: *mut u16,
+    value: u16,
+}
+
 impl Table {
+    /// `key`'s slot, its tag's place and the key's tag. The slot's memory
+    /// is not read here.
     #[inline(always)]
-    fn slot(self, key: &SourceKey, seed: u64) -> Option<*mut Slot> {
+    fn place(self, key: &SourceKey, seed: u64) -> Option<Vacancy> {
         // SAFETY: reading plain statics; volatile so the compiler does not
         // fold the values the loader patches.
-        let (map, entries): (&Array<Slot>, u32) = match self {
-            Self::Sources => (&SOURCES, unsafe {
+        let (map, tags, entries): (&Array<Slot>, &Array<TagLine>, u32) = match self {
+            Self::Sources => (&SOURCES, &SOURCE_TAGS, unsafe {
                 core::ptr::read_volatile(&raw const SOURCE_SLOTS)
             }),
-            Self::Prefixes => (&PREFIXES, unsafe {
+            Self::Prefixes => (&PREFIXES, &PREFIX_TAGS, unsafe {
                 core::ptr::read_volatile(&raw const PREFIX_SLOTS)
             }),
         };
-        map.get_ptr_mut(slot_index(key, seed, entries))
+        let (index, value) = slot_place(key, seed, entries);
+        let line = tags.get_ptr_mut(index / TAGS_PER_LINE)?;
+        // SAFETY: a map value of the tag array, valid for this run; the
+        // index is masked into the line.
+        let tag = unsafe { &raw mut (*line).tags[(index % TAGS_PER_LINE) as usize] };
+        Some(Vacancy {
+            slot: map.get_ptr_mut(index)?,
+            tag,
+            value,
+        })
     }
 
     /// `key`'s slot: `Ok` with the key's state when the slot holds it,
-    /// `Err` with the slot when it holds another key (or none), for
-    /// [`take_over`].
+    /// `Err` when it holds another key (or none), for [`take_over`]. The
+    /// slot is read only when its tag is the key's.
     #[inline(always)]
-    pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, *mut Slot>> {
-        let slot = self.slot(key, seed)?;
-        // SAFETY: a map value of the table, valid for this run.
-        Some(if unsafe { &(*slot).key }.same(key) {
-            Ok(unsafe { &raw mut (*slot).state })
+    pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, Vacancy>> {
+        let place = self.place(key, seed)?;
+        // SAFETY: map values, valid for this run; volatile because other
+        // CPUs write the tag.
+        let held = unsafe { core::ptr::read_volatile(place.tag) } == place.value
+            && unsafe { &(*place.slot).key }.same(key);
+        Some(if held {
+            // SAFETY: as above.
+            Ok(unsafe { &raw mut (*place.slot).state })
         } else {
-            Err(slot)
+            Err(place)
         })
     }
 
@@ -66,24 +90,28 @@ impl Table {
     pub fn claim(self, key: &SourceKey, seed: u64) -> Option<(*mut SourceState, bool)> {
         Some(match self.lookup(key, seed)? {
             Ok(state) => (state, false),
-            Err(slot) => (take_over(slot, key), true),
+            Err(vacancy) => (take_over(&vacancy, key), true),
         })
     }
 }
 
-/// `slot`, which [`Table::lookup`] found holding another key, taken over
-/// for `key`: the key written, the state zeroed. Two CPUs taking one slot
-/// at once may mix their writes: the state is a rate limiter's, which such
-/// a race leaves fresh.
+/// The slot of `vacancy`, which [`Table::lookup`] found holding another
+/// key, taken over for `key`: the key and its tag written, the state
+/// zeroed. Two CPUs taking one slot at once may mix their writes: the
+/// state is a rate limiter's, which such a race leaves fresh, and a tag
+/// left not matching the key only makes the next packet take the slot
+/// over again.
 #[inline(always)]
-pub fn take_over(slot: *mut Slot, key: &SourceKey) -> *mut SourceState {
+pub fn take_over(vacancy: &Vacancy, key: &SourceKey) -> *mut SourceState {
     // SAFETY: a map value of the table, valid for this run; other CPUs
     // may write it meanwhile (see above).
-    let slot = unsafe { &mut *slot };
+    let slot = unsafe { &mut *vacancy.slot };
     // Through words: a plain copy from the per-CPU scratch value, which
     // may alias the slot as far as LLVM knows, is a byte-wise `memmove`.
     slot.key = SourceKey::from_words(key.words());
     clear(&mut slot.state);
+    // SAFETY: a u16 of the tag array, valid for this run.
+    unsafe { core::ptr::write_volatile(vacancy.tag, vacancy.value) };
     &raw mut slot.state
 }
 

@@ -312,9 +312,9 @@ fn limit(
     };
     let st = match found {
         Ok(p) => p,
-        Err(slot) => match marks(skey) {
+        Err(vacancy) => match marks(skey) {
             Some(m) => {
-                let p = take_over(slot, skey);
+                let p = take_over(&vacancy, skey);
                 bump(slots, Counter::NewSources);
                 // SAFETY: as for `st` below.
                 recall(unsafe { &mut *p }, m);
@@ -337,7 +337,7 @@ fn limit(
                     return reject(cfg, slots, Counter::DropGlobalBudget);
                 }
                 // SAFETY: as for `st` below.
-                let st = unsafe { &mut *take_over(slot, skey) };
+                let st = unsafe { &mut *take_over(&vacancy, skey) };
                 bump(slots, Counter::NewSources);
                 st.last_seen_ns = now;
                 // A full bucket: the token is there (another CPU may have

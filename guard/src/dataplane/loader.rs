@@ -17,8 +17,12 @@ use aya::{
 use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
-    maps::{EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCES, UDP_FLOWS},
+    maps::{
+        EVENTS, LISTS_V4, LISTS_V6, PREFIX_TAGS, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
+        UDP_FLOWS,
+    },
     ports::{PORT_COOKIES, port_slot},
+    slots::tag_lines,
 };
 
 use super::{
@@ -109,6 +113,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     loader
         .map_max_entries(SOURCES, opts.max_sources)
         .map_max_entries(PREFIXES, opts.max_prefixes)
+        .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
+        .map_max_entries(PREFIX_TAGS, tag_lines(opts.max_prefixes))
         .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
