@@ -25,7 +25,7 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2, xdp_action::XDP_TX,
     },
     helpers::{
-        bpf_csum_diff, bpf_ktime_get_coarse_ns, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_csum_diff, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
         bpf_xdp_load_bytes, bpf_xdp_store_bytes,
@@ -293,9 +293,10 @@ fn synack<const IP: usize>(
     let opts = linux_syn_options(syn).unwrap_or_else(|| syn_options(hlen));
     let ecn = flags & (TCP_FLAG_ECE | TCP_FLAG_CWR) == TCP_FLAG_ECE | TCP_FLAG_CWR;
     // Milliseconds for the TSval, from the coarse clock: its jiffy is finer
-    // than the 64 ms the option bits leave, and it is cheaper in a VM.
-    // SAFETY: helper with no arguments.
-    let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
+    // than the 64 ms the option bits leave. This CPU's reading of it, whose
+    // helper is called once a jiffy; the kernel's clock even when the
+    // limits run on the test clock.
+    let now_ms = (sc.clock.now() / 1_000_000) as u32;
     let ts = opts
         .tsval
         .map(|theirs| (cookie_tsval(now_ms, &opts, ecn), theirs));
@@ -452,12 +453,11 @@ fn reply_ip<const IP: usize>(sc: &mut Scratch, tcp_len: usize, ttl: u8) -> Optio
 #[inline(always)]
 fn tcp_checksum<const IP: usize>(sc: &mut Scratch, tcp_len: usize) -> Option<()> {
     let (src_at, addr_len) = if IP == IPV4_HLEN { (12, 4) } else { (8, 16) };
-    // The pseudo-header: both addresses (already in place), the protocol
-    // and the length, as big-endian words added to a sum in memory order.
-    let pseudo = sum(&mut sc.out, src_at, 2 * addr_len, 0)?
-        + word(u16::from(IPPROTO_TCP))
-        + word(tcp_len as u16);
-    let c = csum_fold(sum(&mut sc.out, IP, tcp_len, pseudo)?).to_ne_bytes();
+    // The pseudo-header: both addresses, which end the IP header just
+    // before the TCP header (one sum over both), then the protocol and the
+    // length, as big-endian words added to a sum in memory order.
+    let pseudo = word(u16::from(IPPROTO_TCP)) + word(tcp_len as u16);
+    let c = csum_fold(sum(&mut sc.out, src_at, 2 * addr_len + tcp_len, pseudo)?).to_ne_bytes();
     put(&mut sc.out, IP + 16, c[0]);
     put(&mut sc.out, IP + 17, c[1]);
     Some(())
