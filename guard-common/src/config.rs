@@ -83,7 +83,7 @@ pub const REJECT_RST: u32 = 1;
 /// `GUARD_SAMPLES` ring, under [`DataplaneConfig::samples`] per kind.
 pub const SAMPLE_ON: u32 = 1;
 
-/// Everything the XDP program is told. 256 bytes, no implicit padding.
+/// Everything the XDP program is told. 264 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -144,6 +144,11 @@ pub struct DataplaneConfig {
     /// program is loaded, and kept for its life (the tables' slots depend
     /// on it).
     pub slot_seed: u64,
+    /// The half of `GUARD_MARKED` the program reads (0 or 1;
+    /// [`crate::marked`]): `guard run`'s to switch, when it has rebuilt
+    /// the other.
+    pub marked_half: u32,
+    pub pad: u32,
 }
 
 impl DataplaneConfig {
@@ -177,6 +182,8 @@ impl DataplaneConfig {
         sample_rate: 0,
         sample_mask: 0,
         slot_seed: 0,
+        marked_half: 0,
+        pad: 0,
     };
 
     /// Whether the global budget binds now: the controller says it has
@@ -204,4 +211,4 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 256);
+const _: () = assert!(size_of::<DataplaneConfig>() == 264);

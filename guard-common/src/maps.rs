@@ -26,9 +26,9 @@ pub const PREFIX_TAGS: &str = "GUARD_PREFIX_TAGS";
 /// verified and banned sources, apart from [`SOURCES`], where a flood of
 /// new sources cannot evict them (only a verification or a ban inserts).
 pub const MARKS: &str = "GUARD_MARKS";
-/// Array of [`crate::marked::MARKED_WORDS`] u64: a bit per source ever
-/// written into [`MARKS`] ([`crate::marked`]), so that most sources with
-/// no marks are known to have none without a lookup.
+/// Array of [`crate::marked::MARKED_ENTRIES`] u64, two halves: a bit per
+/// source written into [`MARKS`] ([`crate::marked`]), so that most
+/// sources with no marks are known to have none without a lookup.
 pub const MARKED: &str = "GUARD_MARKED";
 /// LPM tries, address -> [`crate::key::LIST_ALLOW`] / [`crate::key::LIST_DENY`].
 pub const LISTS_V4: &str = "GUARD_LISTS_V4";
@@ -60,6 +60,7 @@ pub const PINNED: &[&str] = &[
     SOURCES,
     PREFIXES,
     MARKS,
+    MARKED,
     LISTS_V4,
     LISTS_V6,
     GLOBAL,

@@ -1,23 +1,38 @@
 //! The marked filter: one bit per hash of a [`SourceKey`], set whenever a
-//! source is written into `GUARD_MARKS` (verified or banned), never
-//! cleared. A source whose bit is clear has no marks, so a flood of new
-//! sources the budget drops pays no `GUARD_MARKS` lookup: one array word
-//! read instead of a hash lookup. A set bit only sends the packet to the
-//! lookup, so a bit shared by two keys costs time, never a verdict.
+//! source is written into `GUARD_MARKS` (verified or banned). A source
+//! whose bit is clear has no marks, so a flood of new sources the budget
+//! drops pays no `GUARD_MARKS` lookup: one array word read instead of a
+//! hash lookup. A set bit only sends the packet to the lookup, so a bit
+//! shared by two keys costs time, never a verdict.
 //!
-//! Bits accumulate over a run: with `n` sources ever marked, a new
-//! source's bit is set by chance with probability about
-//! `1 - exp(-n / MARKED_BITS)` (3% at 65,536 marked sources, 38% at a
-//! million), and such a packet costs what it cost before the filter.
+//! Bits accumulate: with `n` sources marked since the bits were last
+//! cleared, a new source's bit is set by chance with probability about
+//! `1 - exp(-n / MARKED_BITS)`, and such a packet costs what it cost
+//! before the filter. So the map holds two halves: the program reads the
+//! one `DataplaneConfig::marked_half` names and sets each bit in both.
+//! When the half read has [`REFRESH_AT_BITS`] set, `guard run` clears the
+//! other, sets in it the bits of the marks in force (read from
+//! `GUARD_MARKS`), and switches the program to it. A mark made meanwhile
+//! sets its own bit in the half being rebuilt, after the clear, or is in
+//! `GUARD_MARKS` before the rebuild reads it: either half, once complete,
+//! holds the bit of every mark in force.
 
 use crate::key::SourceKey;
 
-/// Words of 64 bits in `GUARD_MARKED`: 2 Mi bits, 256 KiB.
+/// Words of 64 bits in a half of `GUARD_MARKED`: 2 Mi bits, 256 KiB.
 pub const MARKED_WORDS: u32 = 1 << 15;
-/// Bits in `GUARD_MARKED`.
+/// Bits in one half.
 pub const MARKED_BITS: u64 = MARKED_WORDS as u64 * 64;
+/// Words in the map: two halves.
+pub const MARKED_ENTRIES: u32 = 2 * MARKED_WORDS;
+/// Bits set in the half read at which `guard run` rebuilds the other: 1
+/// in 16, so a spoofed source pays a `GUARD_MARKS` lookup at most 1 time
+/// in 16. The marks in force (at most `MAX_MARKS`, 65,536) set at most
+/// 3.1% of the bits: a half this full holds mostly marks gone by.
+pub const REFRESH_AT_BITS: u64 = MARKED_BITS / 16;
 
-/// Where `key`'s bit is: the word's index and the bit's mask within it.
+/// Where `key`'s bit is: the word's index in a half and the bit's mask
+/// within it.
 /// A multiplicative hash of the key's address, prefix length and family;
 /// the product's high bits, which every input bit reaches, pick the bit.
 #[inline(always)]

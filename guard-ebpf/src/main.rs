@@ -71,9 +71,10 @@
 //!    also kept in `GUARD_MARKS`, which only verifications and bans insert
 //!    into; a source whose slot another source took over gets both back
 //!    from there at its next new flow (so does the model's, which keeps
-//!    the same slots and bans). `GUARD_MARKED` holds a bit per source ever
-//!    marked: a source whose bit is clear is not looked up in
-//!    `GUARD_MARKS`, so a spoofed flood the budget drops costs one tag
+//!    the same slots and bans). `GUARD_MARKED` holds a bit per source
+//!    marked (in two halves; `guard run` rebuilds the one not read from
+//!    the marks in force, and switches): a source whose bit is clear is
+//!    not looked up in `GUARD_MARKS`, so a spoofed flood the budget drops costs one tag
 //!    read (a slot's tag, kept apart from it: `slots.rs`), one bit's, and
 //!    no hash lookup.
 //! The signature check and the rest of the verdict are global functions

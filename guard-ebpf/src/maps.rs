@@ -13,7 +13,7 @@ use guard_common::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
         EVENTS_BYTES, MAX_MARKS, SAMPLES_BYTES,
     },
-    marked::MARKED_WORDS,
+    marked::MARKED_ENTRIES,
     ports::{PORT_ENTRIES, PORT_SLOTS},
     slots::{Slot, TagLine, tag_lines},
     state::GLOBAL_SLOTS,
@@ -34,7 +34,9 @@ pub static SOURCES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_SOURCES, B
 pub static MARKS: LruHashMap<SourceKey, Marks> = LruHashMap::with_max_entries(MAX_MARKS, 0);
 
 #[map(name = "GUARD_MARKED")]
-pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_WORDS, 0);
+// Mappable: `guard run` clears and sets bits of the half it rebuilds with
+// atomic operations, which another CPU's atomic OR here does not undo.
+pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_ENTRIES, BPF_F_MMAPABLE);
 
 #[map(name = "GUARD_PREFIXES")]
 pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, BPF_F_MMAPABLE);

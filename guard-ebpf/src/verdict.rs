@@ -15,7 +15,7 @@ use guard_common::{
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
-    marked::marked_bit,
+    marked::{MARKED_WORDS, marked_bit},
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
@@ -312,7 +312,7 @@ fn limit(
     };
     let st = match found {
         Ok(p) => p,
-        Err(vacancy) => match marks(skey) {
+        Err(vacancy) => match marks(cfg, skey) {
             Some(m) => {
                 let p = take_over(&vacancy, skey);
                 bump(slots, Counter::NewSources);
@@ -558,7 +558,7 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
     let st = unsafe { &mut *st };
     if created {
         bump(slots, Counter::NewSources);
-        if let Some(m) = marks(key) {
+        if let Some(m) = marks(cfg, key) {
             recall(st, m);
         }
     }
@@ -581,20 +581,31 @@ fn mark(key: &SourceKey, st: &SourceState) {
     };
     // Full, the LRU forgets its oldest verification or ban: the bound.
     let _ = MARKS.insert(key, &marks, 0);
+    // In both halves, after the insert: a rebuild of the half not read
+    // either sees the mark or keeps this bit (`guard_common::marked`).
     let (word, bit) = marked_bit(key);
-    if let Some(p) = MARKED.get_ptr_mut(word) {
-        // SAFETY: a u64 of GUARD_MARKED; other CPUs set bits in it too.
-        unsafe { atomic::or(p, bit) };
+    for half in [0, MARKED_WORDS] {
+        if let Some(p) = MARKED.get_ptr_mut(half + word) {
+            // SAFETY: a u64 of GUARD_MARKED; other CPUs and `guard run`
+            // write it too, atomically.
+            unsafe { atomic::or(p, bit) };
+        }
     }
 }
 
 /// A source's marks, if it was verified or banned: looked up only when its
-/// bit in `GUARD_MARKED` is set (a clear bit: never marked). A pointer,
+/// bit is set in the half of `GUARD_MARKED` read (a clear bit: no marks
+/// made since that half was last rebuilt, none in force before). A pointer,
 /// not a copy: the verdict's stack is nearly all used.
 #[inline(always)]
-fn marks(key: &SourceKey) -> Option<*const Marks> {
+fn marks(cfg: &DataplaneConfig, key: &SourceKey) -> Option<*const Marks> {
     let (word, bit) = marked_bit(key);
-    let p = MARKED.get_ptr(word)?;
+    let half = if cfg.marked_half == 0 {
+        0
+    } else {
+        MARKED_WORDS
+    };
+    let p = MARKED.get_ptr(half + word)?;
     // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set bits.
     if unsafe { core::ptr::read_volatile(p) } & bit == 0 {
         return None;

@@ -392,6 +392,127 @@ fn the_marked_bit_decides_whether_marks_are_looked_up() {
     );
 }
 
+/// Once 1 in 16 bits of the half of `GUARD_MARKED` the program reads are
+/// set, `guard run` rebuilds the other half from the marks in force and
+/// switches to it: the bits of marks gone by are cleared, those of a
+/// verified client and a banned source kept, and both still come back
+/// from `GUARD_MARKS` when a flood has taken their slots. A mark made
+/// later sets its bit in the half now read.
+#[test]
+fn the_marked_filter_is_rebuilt_from_the_marks_in_force() {
+    let _kernel = kernel_test!();
+    let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
+    let server = conn.server();
+    let syn = |src: IpAddr, sport: u16| {
+        Packet::tcp(src, server.ip(), sport, server.port(), TCP_SYN).frame()
+    };
+    let flood =
+        |i: u32| -> IpAddr { Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i).into() };
+    let (gone, banned, late): (IpAddr, IpAddr, IpAddr) = (
+        Ipv4Addr::new(198, 19, 1, 1).into(),
+        Ipv4Addr::new(198, 19, 2, 2).into(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+    );
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --max-sources {MAX_SOURCES} --syn-rate 1 --syn-burst 1 --ban-threshold 3 --ban-duration 600"
+    )));
+    let budget = program.config();
+    let mut verifying = budget;
+    verifying.verify = VERIFY_ACKS;
+    program.set_config(&verifying);
+    let ban = |program: &mut Program, src: IpAddr, t: u64| {
+        for sport in 0..4 {
+            program.run(&syn(src, 2000 + sport), t);
+        }
+        assert!(program.sources()[&source_key(src)].banned_until_ns > t);
+    };
+    // A ban that ends at T0 + 600 s; a verification (300 s) and a ban
+    // made at T0 + 500 s, in force at T0 + 700 s.
+    ban(&mut program, gone, T0);
+    let t1 = T0 + 500 * SEC;
+    assert_eq!(program.run(&conn.ack(), t1), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    ban(&mut program, banned, t1);
+    let t = T0 + 700 * SEC;
+    let (gone, banned, client) = (
+        source_key(gone),
+        source_key(banned),
+        source_key(conn.client()),
+    );
+    assert!(program.marked(&gone) && program.marked(&banned) && program.marked(&client));
+    assert_eq!(
+        program.refresh_marked(t),
+        None,
+        "rebuilt with three bits set"
+    );
+
+    // Bits of sources marked long ago: every one.
+    program.mark_all();
+    let (before, after) = program.refresh_marked(t).expect("not rebuilt");
+    assert_eq!(before, 1 << 21, "every bit of the half read");
+    assert!(
+        (1..=2).contains(&after),
+        "{after} bits set after the rebuild"
+    );
+    assert_eq!(
+        program.config().marked_half,
+        1,
+        "the program was not switched"
+    );
+    assert!(
+        program.marked(&client) && program.marked(&banned),
+        "a mark in force lost its bit"
+    );
+    assert!(!program.marked(&gone), "an ended ban kept its bit");
+
+    // The two churned out of GUARD_SOURCES, the budget spent: both come
+    // back from their marks through the rebuilt half.
+    let mut open = budget;
+    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    open.marked_half = 1;
+    program.set_config(&open);
+    for target in [client, banned] {
+        let src = collider(&program, &target, flood);
+        assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
+    }
+    let mut spent = budget;
+    spent.marked_half = 1;
+    program.set_config(&spent);
+    assert_eq!(program.sources()[&client].passed, 0, "not churned out");
+    spend_budget(&mut program, t, |i| syn(flood(i), 3000));
+    // The half left behind still has every bit set: without its bit in
+    // the half read, the client is a stranger.
+    program.set_marked(&client, false);
+    assert_eq!(
+        program.run(&syn(conn.client(), 999), t),
+        XDP_DROP,
+        "the program read the half left behind"
+    );
+    program.set_marked(&client, true);
+    assert_eq!(
+        program.run(&syn(conn.client(), 1000), t),
+        XDP_PASS,
+        "the verified client was forgotten"
+    );
+    let banned_drops = program.counters().get(Counter::DropBanned);
+    assert_eq!(
+        program.run(&syn(Ipv4Addr::new(198, 19, 2, 2).into(), 2100), t),
+        XDP_DROP
+    );
+    assert_eq!(
+        program.counters().get(Counter::DropBanned),
+        banned_drops + 1,
+        "the ban was forgotten"
+    );
+
+    // A ban made now sets its bit in the half the program reads.
+    let mut open_again = spent;
+    open_again.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    program.set_config(&open_again);
+    ban(&mut program, late, t);
+    assert!(program.marked(&source_key(late)));
+}
+
 #[test]
 fn verified_and_banned_ipv4_sources_survive_a_flood_over_the_whole_range() {
     let _kernel = kernel_test!();

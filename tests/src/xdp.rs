@@ -24,8 +24,7 @@ use guard_common::{
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, MARKED, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
-    marked::{MARKED_WORDS, marked_bit},
+    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -291,35 +290,34 @@ impl Program {
         self.dataplane.source_slot(key).expect("reading the config")
     }
 
-    /// Whether `key`'s bit in `GUARD_MARKED` is set.
+    /// Whether `key`'s bit in `GUARD_MARKED` is set, in the half the
+    /// program reads.
     #[must_use]
     pub fn marked(&self, key: &SourceKey) -> bool {
-        let (word, bit) = marked_bit(key);
-        let map = Array::<_, u64>::try_from(self.map(MARKED)).expect("marked");
-        map.get(&word, 0).expect("reading GUARD_MARKED") & bit != 0
+        self.dataplane.marked(key).expect("reading GUARD_MARKED")
     }
 
-    /// Sets or clears `key`'s bit in `GUARD_MARKED`, as no run of the
-    /// program does: a test's way to show what the bit decides.
+    /// Sets or clears `key`'s bit in the half of `GUARD_MARKED` the
+    /// program reads, as no run of it does: a test's way to show what the
+    /// bit decides.
     pub fn set_marked(&mut self, key: &SourceKey, on: bool) {
-        let (word, bit) = marked_bit(key);
-        let mut map = self.marked_map();
-        let now = map.get(&word, 0).expect("reading GUARD_MARKED");
-        let next = if on { now | bit } else { now & !bit };
-        map.set(word, next, 0).expect("writing GUARD_MARKED");
+        self.dataplane
+            .set_marked(key, on)
+            .expect("writing GUARD_MARKED");
     }
 
     /// Sets every bit of `GUARD_MARKED`: every source is looked up in
     /// `GUARD_MARKS`, as before the filter (the bench's same-run contrast).
     pub fn mark_all(&mut self) {
-        let mut map = self.marked_map();
-        for word in 0..MARKED_WORDS {
-            map.set(word, u64::MAX, 0).expect("writing GUARD_MARKED");
-        }
+        self.dataplane.mark_all().expect("writing GUARD_MARKED");
     }
 
-    fn marked_map(&mut self) -> Array<&mut MapData, u64> {
-        Array::try_from(self.ebpf.map_mut(MARKED).expect("no map GUARD_MARKED")).expect("marked")
+    /// `guard run`'s refresh of `GUARD_MARKED` at the test clock's `now`
+    /// (`Dataplane::refresh_marked`).
+    pub fn refresh_marked(&mut self, now: u64) -> Option<(u64, u64)> {
+        self.dataplane
+            .refresh_marked(now)
+            .expect("refreshing GUARD_MARKED")
     }
 
     #[must_use]

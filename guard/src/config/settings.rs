@@ -230,6 +230,9 @@ impl Settings {
             sample_mask: 0,
             // The loader's, for the program's life.
             slot_seed: 0,
+            // `guard run`'s to switch (`Dataplane::refresh_marked`).
+            marked_half: 0,
+            pad: 0,
         }
     }
 

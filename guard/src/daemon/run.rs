@@ -32,7 +32,7 @@ use crate::{
     },
     error::usage,
     host::{
-        clock::{unix_now, unix_now_ms},
+        clock::{monotonic_ns, unix_now, unix_now_ms},
         conntrack::knobs::{KnobError, Knobs},
         instances, kept_lists,
         lock::PidLock,
@@ -540,6 +540,7 @@ fn control(
 }
 
 fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
+    refresh_marked(attached);
     let totals = match xdp_totals(attached) {
         Ok(t) => t,
         Err(e) => {
@@ -579,6 +580,22 @@ fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
         Err(e) => {
             tracing::error!("{e:#}");
             Duration::from_secs(1)
+        }
+    }
+}
+
+/// Rebuilds an attachment's marked filter once 1 in 16 of its bits are
+/// set (`Dataplane::refresh_marked`): sources marked long ago would
+/// otherwise send ever more spoofed packets to a `GUARD_MARKS` lookup.
+fn refresh_marked(attached: &mut [Attached]) {
+    for a in attached {
+        match a.dataplane.refresh_marked(monotonic_ns()) {
+            Ok(Some((before, after))) => tracing::info!(
+                "{}: the marked filter had {before} bits set; rebuilt from the marks in force: {after}",
+                a.iface.name
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!("{}: refreshing the marked filter: {e:#}", a.iface.name),
         }
     }
 }

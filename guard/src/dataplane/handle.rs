@@ -15,6 +15,7 @@ use std::{
     net::IpAddr,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     path::Path,
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -30,9 +31,10 @@ use guard_common::{
     fingerprint::SigTable,
     key::LIST_DENY,
     maps::{
-        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKS, PORT_COUNTS, PORTS, PREFIXES, SIGS,
-        SOURCES,
+        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, PREFIXES,
+        SIGS, SOURCES,
     },
+    marked::{MARKED_ENTRIES, MARKED_WORDS, REFRESH_AT_BITS, marked_bit},
     slots::{Slot, slot_index},
 };
 use ipnet::IpNet;
@@ -60,6 +62,7 @@ pub struct Dataplane {
     counters: PerCpuArray<MapData, CounterBlock>,
     sources: Array<MapData, Slot>,
     marks: HashMap<MapData, SourceKey, Marks>,
+    marked: Array<MapData, u64>,
     prefixes: Array<MapData, Slot>,
     global: Array<MapData, u64>,
     sigs: Array<MapData, SigTable>,
@@ -89,7 +92,7 @@ impl Source for Pins<'_> {
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         Ok(match name {
-            CONFIG | PORTS | GLOBAL | SIGS | SOURCES | PREFIXES => Map::Array(data),
+            CONFIG | PORTS | GLOBAL | SIGS | SOURCES | PREFIXES | MARKED => Map::Array(data),
             LISTS_V4 | LISTS_V6 => Map::LpmTrie(data),
             PORT_COUNTS | COUNTERS => Map::PerCpuArray(data),
             _ => Map::LruHashMap(data),
@@ -129,6 +132,7 @@ impl Dataplane {
             counters: typed(s, COUNTERS)?,
             sources: typed(s, SOURCES)?,
             marks: typed(s, MARKS)?,
+            marked: typed(s, MARKED)?,
             prefixes: typed(s, PREFIXES)?,
             global: typed(s, GLOBAL)?,
             sigs: typed(s, SIGS)?,
@@ -167,6 +171,7 @@ impl Dataplane {
             (COUNTERS, self.counters.map()),
             (SOURCES, self.sources.map()),
             (MARKS, self.marks.map()),
+            (MARKED, self.marked.map()),
             (PREFIXES, self.prefixes.map()),
             (GLOBAL, self.global.map()),
             (SIGS, self.sigs.map()),
@@ -441,12 +446,125 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    /// The words of `GUARD_MARKED`, both halves, through a shared mapping:
+    /// the program sets bits in them meanwhile, with atomic ORs.
+    fn with_marked<R>(&self, f: impl FnOnce(&[AtomicU64]) -> R) -> Result<R> {
+        let words = MARKED_ENTRIES as usize;
+        let mapping = Mapping::of(
+            self.marked.map().fd().as_fd(),
+            words * size_of::<u64>(),
+            true,
+        )
+        .context("mapping GUARD_MARKED")?;
+        // SAFETY: the mapping holds `words` u64s (an array's values start
+        // at its offset 0, 8 bytes each) and outlives `f`; AtomicU64 has
+        // u64's layout, and every writer (the program, this) writes them
+        // atomically.
+        let words = unsafe { std::slice::from_raw_parts(mapping.0.cast::<AtomicU64>(), words) };
+        Ok(f(words))
+    }
+
+    /// Whether `key`'s bit is set in the half of `GUARD_MARKED` the
+    /// program reads.
+    pub fn marked(&self, key: &SourceKey) -> Result<bool> {
+        let read = half(self.config()?.marked_half);
+        let (word, bit) = marked_bit(key);
+        self.with_marked(|w| w[read + word as usize].load(Ordering::Relaxed) & bit != 0)
+    }
+
+    /// Sets `key`'s bit in the half of `GUARD_MARKED` the program reads,
+    /// or clears it, as the program never does: for tests that show what
+    /// the bit decides.
+    pub fn set_marked(&self, key: &SourceKey, on: bool) -> Result<()> {
+        let read = half(self.config()?.marked_half);
+        let (word, bit) = marked_bit(key);
+        self.with_marked(|w| {
+            let w = &w[read + word as usize];
+            if on {
+                w.fetch_or(bit, Ordering::Relaxed);
+            } else {
+                w.fetch_and(!bit, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Sets every bit of both halves: every source is then looked up in
+    /// `GUARD_MARKS` (the bench's contrast, the refresh tests' start).
+    pub fn mark_all(&self) -> Result<()> {
+        self.with_marked(|w| {
+            for x in w {
+                x.store(u64::MAX, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// When the half of `GUARD_MARKED` the program reads has
+    /// [`REFRESH_AT_BITS`] set, rebuilds the other from the marks in force
+    /// at `now_ns` (CLOCK_MONOTONIC) and switches the program to it
+    /// (`guard_common::marked` says why no mark made meanwhile is lost).
+    /// Returns the bits set in the half read before and after, if it did.
+    pub fn refresh_marked(&mut self, now_ns: u64) -> Result<Option<(u64, u64)>> {
+        let _lock = self.write_lock()?;
+        let read = half(self.config()?.marked_half);
+        let other = MARKED_WORDS as usize - read;
+        let before = self.with_marked(|w| ones(&w[read..read + MARKED_WORDS as usize]))?;
+        if before < REFRESH_AT_BITS {
+            return Ok(None);
+        }
+        self.with_marked(|w| {
+            for x in &w[other..other + MARKED_WORDS as usize] {
+                x.store(0, Ordering::Relaxed);
+            }
+        })?;
+        // The clear before the read of the marks: a mark the read misses
+        // set its bit after the clear.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // Marks ending within a second are kept: the program's coarse
+        // clock may be a jiffy behind this one.
+        let horizon = now_ns.saturating_sub(NANOS_PER_SEC);
+        let mut in_force = Vec::new();
+        for entry in &self.marks {
+            let (key, m) = entry.context("reading GUARD_MARKS")?;
+            if m.verified_until_ns > horizon || m.banned_until_ns > horizon {
+                in_force.push(key);
+            }
+        }
+        let after = self.with_marked(|w| {
+            for key in &in_force {
+                let (word, bit) = marked_bit(key);
+                w[other + word as usize].fetch_or(bit, Ordering::Relaxed);
+            }
+            ones(&w[other..other + MARKED_WORDS as usize])
+        })?;
+        self.update_config_locked(|c| c.marked_half = u32::from(c.marked_half == 0))?;
+        Ok(Some((before, after)))
+    }
+}
+
+/// The first word of the half of `GUARD_MARKED` that `marked_half` names.
+fn half(marked_half: u32) -> usize {
+    if marked_half == 0 {
+        0
+    } else {
+        MARKED_WORDS as usize
+    }
+}
+
+/// Bits set in `words`.
+fn ones(words: &[AtomicU64]) -> u64 {
+    words
+        .iter()
+        .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+        .sum()
+}
+
 /// The keys and states of a table's used slots, read through a read-only
 /// mapping of the table (`BPF_F_MMAPABLE`): one syscall per slot would
 /// take a quarter of a second for the default 131,072.
 fn used(table: &Array<MapData, Slot>) -> Result<Vec<(SourceKey, SourceState)>> {
     let slots = usize::try_from(table.len())?;
-    let mapping = Mapping::of(table.map().fd().as_fd(), slots * size_of::<Slot>())?;
+    let mapping = Mapping::of(table.map().fd().as_fd(), slots * size_of::<Slot>(), false)?;
     let base = mapping.0.cast::<Slot>();
     let mut entries = Vec::new();
     for i in 0..slots {
@@ -463,18 +581,24 @@ fn used(table: &Array<MapData, Slot>) -> Result<Vec<(SourceKey, SourceState)>> {
     Ok(entries)
 }
 
-/// A read-only shared mapping of a BPF map's values, unmapped on drop.
+/// A shared mapping of a BPF map's values, unmapped on drop.
 struct Mapping(*const libc::c_void, usize);
 
 impl Mapping {
-    fn of(fd: BorrowedFd<'_>, len: usize) -> Result<Self> {
-        // SAFETY: a fresh mapping of `len` bytes of the map, read-only;
-        // the kernel checks `len` against the map's size.
+    /// `len` bytes of the map behind `fd`, read-only unless `writable`.
+    fn of(fd: BorrowedFd<'_>, len: usize, writable: bool) -> Result<Self> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh mapping of `len` bytes of the map; the kernel
+        // checks `len` against the map's size.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,

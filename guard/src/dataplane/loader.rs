@@ -151,10 +151,11 @@ pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
     })?;
     let wanted = settings.dataplane();
     dataplane.update_config(|c| {
-        let (cookies, seed) = (c.cookies, c.slot_seed);
+        let (cookies, seed, marked_half) = (c.cookies, c.slot_seed, c.marked_half);
         *c = wanted;
         c.cookies = cookies;
         c.slot_seed = seed;
+        c.marked_half = marked_half;
     })
 }
 
