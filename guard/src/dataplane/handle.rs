@@ -505,13 +505,15 @@ impl Dataplane {
     /// (`guard_common::marked` says why no mark made meanwhile is lost).
     /// Returns the bits set in the half read before and after, if it did.
     pub fn refresh_marked(&mut self, now_ns: u64) -> Result<Option<(u64, u64)>> {
-        let _lock = self.write_lock()?;
+        // Only this switches halves: the lock is taken only for a rebuild,
+        // not at every tick's count.
         let read = half(self.config()?.marked_half);
         let other = MARKED_WORDS as usize - read;
         let before = self.with_marked(|w| ones(&w[read..read + MARKED_WORDS as usize]))?;
         if before < REFRESH_AT_BITS {
             return Ok(None);
         }
+        let _lock = self.write_lock()?;
         self.with_marked(|w| {
             for x in &w[other..other + MARKED_WORDS as usize] {
                 x.store(0, Ordering::Relaxed);
