@@ -290,6 +290,59 @@ fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// The same drop behind a jump from an early chain.
+const JUMP_DROP: &str = "table ip early_jump {
+  chain checks {
+    ct state invalid drop
+  }
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    meta l4proto tcp jump checks
+  }
+}
+";
+
+/// An early drop reached through a jump, and the anti-DDoS guides' own
+/// iptables rule as iptables-nft writes it (an `xt` match, whose state
+/// only nft's text listing shows): guard names both.
+#[test]
+fn an_invalid_drop_behind_a_jump_or_from_iptables_nft_is_named() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    // Cookies come on for a listening port.
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _ = nft(&net.victim, &["-f", "-"], Some(JUMP_DROP));
+    let _ = run_tool(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.victim,
+            "iptables",
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "INVALID",
+            "-j",
+            "DROP",
+        ],
+    );
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "table ip early_jump chain prerouting (hook prerouting, priority -150), through chain checks in netns {} drops what conntrack calls invalid",
+        net.victim
+    ));
+    guard.wait_for_log(&format!(
+        "table ip mangle chain PREROUTING (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid",
+        net.victim
+    ));
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// A guard killed and not yet reaped by its parent (as in a container
 /// without an init) is a zombie: its locks, links and programs are gone.
 /// `guard restore`, with no namespace named, finds the namespace it left

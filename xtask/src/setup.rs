@@ -23,7 +23,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// `ip` (netns, veth), `nft` (conntrack rules), `conntrack` (table stats),
 /// `bpftool` (inspection, BPF_PROG_TEST_RUN by hand), `trafgen` (floods),
 /// `systemd-analyze` (the unit's checks), `strace` (the unit's system call
-/// filter, checked against what guard calls).
+/// filter, checked against what guard calls), `iptables` (rules written the
+/// iptables way, which guard reads).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("nftables", "nft"),
@@ -34,6 +35,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("strace", "strace"),
     // The fleet tests' own server (JetStream, loopback only).
     ("nats-server", "nats-server"),
+    // iptables-nft, for the rules of iptables guides that guard must read
+    // in the nftables ruleset.
+    ("iptables", "iptables"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

@@ -82,8 +82,8 @@ fn gather_live(files: &HostFiles) -> Live {
         run: instances::choose(None)
             .ok()
             .and_then(|dir| status_file::read_run(&dir)),
-        firewall: nft::ruleset_json(&Scope::Host)
-            .map(|json| invalid_drops_before_synproxy(&json))
+        firewall: nft::ruleset(&Scope::Host)
+            .map(|(json, listing)| invalid_drops_before_synproxy(&json, &listing))
             .map_err(|e| format!("{e:#}")),
     }
 }

@@ -19,9 +19,14 @@ pub fn inet_tables(scope: &Scope) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The scope's whole ruleset as `nft -j list ruleset` prints it.
-pub fn ruleset_json(scope: &Scope) -> Result<String> {
-    listed(scope, &["-j", "list", "ruleset"])
+/// The scope's whole ruleset as `nft -j list ruleset` prints it, and as
+/// `nft -a list ruleset` does (the text translates iptables-nft's `xt`
+/// matches, which the JSON leaves opaque; `-a`: each rule's handle).
+pub fn ruleset(scope: &Scope) -> Result<(String, String)> {
+    Ok((
+        listed(scope, &["-j", "list", "ruleset"])?,
+        listed(scope, &["-a", "list", "ruleset"])?,
+    ))
 }
 
 /// What `nft ARGS` prints in the scope's namespace.

@@ -1,12 +1,16 @@
 //! What the host's own nftables ruleset does to guard's SYN cookies, read
-//! from `nft -j list ruleset`: a rule that drops the packets conntrack
-//! calls invalid, in a chain that runs before guard's SYNPROXY chain,
-//! drops every cookie handshake's ACK (invalid to conntrack until SYNPROXY
-//! takes it), so no cookie connection completes.
+//! from `nft -j list ruleset` and `nft -a list ruleset`: a rule that drops
+//! the packets conntrack calls invalid, in a chain that runs before
+//! guard's SYNPROXY chain (or a chain that one jumps to), drops every
+//! cookie handshake's ACK (invalid to conntrack until SYNPROXY takes it),
+//! so no cookie connection completes.
 //!
-//! Only base chains and native nft rules are read: a rule reached by a
-//! jump, or an iptables rule (legacy, or iptables-nft's `xt` matches,
-//! whose conntrack state the JSON does not show), is not seen.
+//! iptables-nft writes `-m conntrack --ctstate INVALID` (and `-m state`) as
+//! an `xt` match, which the JSON shows without its state; the text listing
+//! translates it, so such a rule is read there, by its handle. Rules of
+//! iptables-legacy are not in nftables and are not seen.
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -21,18 +25,47 @@ pub const FIX: &str = "move that rule to priority filter or later";
 /// before conntrack, where `ct state` says nothing about the connection.
 const CONNTRACK_PRIORITY: i64 = -200;
 
+/// How deep jumps are followed (nftables itself allows 16).
+const MAX_JUMPS: usize = 16;
+
+/// A rule of the JSON, with where it is.
+struct Rule<'a> {
+    family: &'a str,
+    table: &'a str,
+    chain: &'a str,
+    handle: Option<i64>,
+    expr: &'a [Value],
+}
+
 /// The chains holding a rule that drops (or rejects) invalid packets
 /// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
-/// chain NAME (hook H, priority P)`. Empty if the JSON cannot be read.
+/// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
+/// is in a chain it jumps to. `json` is `nft -j list ruleset`, `listing`
+/// `nft -a list ruleset` (for iptables-nft's rules). Empty if the JSON
+/// cannot be read.
 #[must_use]
-pub fn invalid_drops_before_synproxy(ruleset: &str) -> Vec<String> {
-    let Ok(v) = serde_json::from_str::<Value>(ruleset) else {
+pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(json) else {
         return Vec::new();
     };
     let Some(items) = v["nftables"].as_array() else {
         return Vec::new();
     };
-    let mut early = Vec::new();
+    let texts = rule_texts(listing);
+    let rules: Vec<Rule<'_>> = items
+        .iter()
+        .filter_map(|i| {
+            let r = i.get("rule")?;
+            Some(Rule {
+                family: r["family"].as_str()?,
+                table: r["table"].as_str()?,
+                chain: r["chain"].as_str()?,
+                handle: r["handle"].as_i64(),
+                expr: r["expr"].as_array()?,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
     for chain in items.iter().filter_map(|i| i.get("chain")) {
         let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
             chain["family"].as_str(),
@@ -50,39 +83,91 @@ pub fn invalid_drops_before_synproxy(ruleset: &str) -> Vec<String> {
             "input" => prio <= SYNPROXY_PRIORITY,
             _ => false,
         };
-        if before
-            && matches!(family, "ip" | "ip6" | "inet")
-            && !(family == "inet" && table == SYNPROXY_TABLE)
+        if !before
+            || !matches!(family, "ip" | "ip6" | "inet")
+            || (family == "inet" && table == SYNPROXY_TABLE)
         {
-            early.push((family, table, name, hook, prio));
+            continue;
         }
-    }
-    let mut out = Vec::new();
-    for (family, table, name, hook, prio) in early {
-        let drops = items.iter().filter_map(|i| i.get("rule")).any(|r| {
-            r["family"].as_str() == Some(family)
-                && r["table"].as_str() == Some(table)
-                && r["chain"].as_str() == Some(name)
-                && drops_invalid(&r["expr"])
-        });
-        if drops {
+        let mut seen = BTreeSet::new();
+        if let Some(found) = dropping_chain(&rules, &texts, family, table, name, &mut seen, 0) {
+            let via = match found {
+                Found::Here => String::new(),
+                Found::Through(c) => format!(", through chain {c}"),
+            };
             out.push(format!(
-                "table {family} {table} chain {name} (hook {hook}, priority {prio})"
+                "table {family} {table} chain {name} (hook {hook}, priority {prio}){via}"
             ));
         }
     }
     out
 }
 
-/// Whether a rule's expressions match `ct state invalid` (alone or in a
-/// set) and end in a drop or a reject.
-fn drops_invalid(expr: &Value) -> bool {
-    let Some(expr) = expr.as_array() else {
+/// Where a chain's invalid drop is.
+enum Found<'a> {
+    Here,
+    /// In this chain, reached by a jump or a goto.
+    Through(&'a str),
+}
+
+/// Whether `chain`, or a chain it jumps or goes to, holds a rule that
+/// drops invalid packets, and where.
+fn dropping_chain<'a>(
+    rules: &[Rule<'a>],
+    texts: &HashMap<(String, String, i64), String>,
+    family: &str,
+    table: &str,
+    chain: &'a str,
+    seen: &mut BTreeSet<&'a str>,
+    depth: usize,
+) -> Option<Found<'a>> {
+    if depth > MAX_JUMPS || !seen.insert(chain) {
+        return None;
+    }
+    let own = rules
+        .iter()
+        .filter(|r| r.family == family && r.table == table && r.chain == chain);
+    for rule in own.clone() {
+        let text = rule
+            .handle
+            .and_then(|h| texts.get(&(family.to_owned(), table.to_owned(), h)));
+        if drops_invalid(rule.expr, text.map(String::as_str)) {
+            return Some(Found::Here);
+        }
+    }
+    for rule in own {
+        for target in rule.expr.iter().filter_map(|e| {
+            e.get("jump")
+                .or_else(|| e.get("goto"))
+                .and_then(|j| j["target"].as_str())
+        }) {
+            if let Some(found) =
+                dropping_chain(rules, texts, family, table, target, seen, depth + 1)
+            {
+                return Some(Found::Through(match found {
+                    Found::Here => target,
+                    Found::Through(c) => c,
+                }));
+            }
+        }
+    }
+    None
+}
+
+/// Whether a rule matches `ct state invalid` (alone or in a set, not
+/// negated) and ends in a drop or a reject. A rule with an iptables `xt`
+/// match is read in its `text` from the listing.
+fn drops_invalid(expr: &[Value], text: Option<&str>) -> bool {
+    let drops = expr
+        .iter()
+        .any(|e| e.get("drop").is_some() || e.get("reject").is_some());
+    if !drops {
         return false;
-    };
-    let invalid = expr.iter().any(|e| {
+    }
+    let native = expr.iter().any(|e| {
         let m = &e["match"];
         m["left"]["ct"]["key"].as_str() == Some("state")
+            && matches!(m["op"].as_str(), Some("==" | "in"))
             && match &m["right"] {
                 Value::String(s) => s == "invalid",
                 Value::Object(o) => o
@@ -93,10 +178,50 @@ fn drops_invalid(expr: &Value) -> bool {
                 _ => false,
             }
     });
-    invalid
-        && expr
-            .iter()
-            .any(|e| e.get("drop").is_some() || e.get("reject").is_some())
+    let xt = expr.iter().any(|e| e.get("xt").is_some());
+    native || (xt && text.is_some_and(text_matches_invalid))
+}
+
+/// Whether a rule's text tests `ct state` for a list holding `invalid`,
+/// not negated (`!=`, or iptables' translated `!`).
+fn text_matches_invalid(text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(3)
+        .any(|w| w[0] == "ct" && w[1] == "state" && w[2].split(',').any(|s| s == "invalid"))
+}
+
+/// The listing's rules by family, table and handle: `nft -a list ruleset`
+/// ends each rule's line with `# handle N`, and a table's handles are its
+/// own.
+fn rule_texts(listing: &str) -> HashMap<(String, String, i64), String> {
+    let mut texts = HashMap::new();
+    let mut table: Option<(String, String)> = None;
+    for line in listing.lines() {
+        let line = line.trim();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["table", family, name, ..] = words.as_slice() {
+            table = Some(((*family).to_owned(), (*name).to_owned()));
+            continue;
+        }
+        if words
+            .first()
+            .is_some_and(|w| matches!(*w, "chain" | "set" | "map" | "}"))
+        {
+            continue;
+        }
+        let (Some((family, name)), Some((rule, handle))) = (&table, line.rsplit_once("# handle "))
+        else {
+            continue;
+        };
+        if let Ok(handle) = handle.trim().parse() {
+            texts.insert(
+                (family.clone(), name.clone(), handle),
+                rule.trim().to_owned(),
+            );
+        }
+    }
+    texts
 }
 
 #[cfg(test)]
@@ -118,12 +243,93 @@ mod tests {
     const INVALID_REJECT: &str = r#"[{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"reject": null}]"#;
     const INVALID_ACCEPT: &str = r#"[{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"accept": null}]"#;
     const ESTABLISHED_DROP: &str = r#"[{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "established"}}, {"drop": null}]"#;
+    const NOT_INVALID_DROP: &str = r#"[{"match": {"op": "!=", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"drop": null}]"#;
+
+    /// What nft 1.0.6 prints for rules iptables-nft 1.8.9 made in a
+    /// namespace: `iptables -t mangle -N MCHK`, `-A MCHK -m conntrack
+    /// --ctstate INVALID,UNTRACKED -j DROP`, `-A PREROUTING -p tcp -j
+    /// MCHK`, `-A PREROUTING -m conntrack ! --ctstate INVALID -j DROP`, and
+    /// `-A PREROUTING -m state --state INVALID -j DROP` (handle 6): the
+    /// JSON (`-j`) and the listing (`-a`).
+    const IPTABLES_JSON: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "mangle", "handle": 1}}, {"chain": {"family": "ip", "table": "mangle", "name": "MCHK", "handle": 1}}, {"chain": {"family": "ip", "table": "mangle", "name": "PREROUTING", "handle": 3, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}, {"rule": {"family": "ip", "table": "mangle", "chain": "MCHK", "handle": 2, "expr": [{"xt": {"type": "match", "name": "conntrack"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}, {"rule": {"family": "ip", "table": "mangle", "chain": "PREROUTING", "handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"counter": {"packets": 0, "bytes": 0}}, {"jump": {"target": "MCHK"}}]}}, {"rule": {"family": "ip", "table": "mangle", "chain": "PREROUTING", "handle": 5, "expr": [{"xt": {"type": "match", "name": "conntrack"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}, {"rule": {"family": "ip", "table": "mangle", "chain": "PREROUTING", "handle": 6, "expr": [{"xt": {"type": "match", "name": "conntrack"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}]}"#;
+    const IPTABLES_LISTING: &str = "table ip mangle { # handle 1
+	chain MCHK { # handle 1
+		ct state invalid,untracked counter packets 0 bytes 0 drop # handle 2
+	}
+
+	chain PREROUTING { # handle 3
+		type filter hook prerouting priority mangle; policy accept;
+		meta l4proto tcp counter packets 0 bytes 0 jump MCHK # handle 4
+		ct state ! invalid counter packets 0 bytes 0 drop # handle 5
+		ct state invalid counter packets 0 bytes 0 drop # handle 6
+	}
+}
+";
+
+    /// The same ruleset with only some of its rules: `keep` holds the
+    /// handles kept.
+    fn iptables_with(keep: &[i64]) -> String {
+        let mut v: Value = serde_json::from_str(IPTABLES_JSON).unwrap();
+        v["nftables"].as_array_mut().unwrap().retain(|i| {
+            i.get("rule")
+                .is_none_or(|r| keep.contains(&r["handle"].as_i64().unwrap()))
+        });
+        v.to_string()
+    }
+
+    #[test]
+    fn an_iptables_nft_invalid_drop_is_read_from_the_listing() {
+        let found = invalid_drops_before_synproxy(&iptables_with(&[6]), IPTABLES_LISTING);
+        assert_eq!(
+            found,
+            ["table ip mangle chain PREROUTING (hook prerouting, priority -150)"]
+        );
+        // Without the listing, an xt match says nothing.
+        assert!(invalid_drops_before_synproxy(&iptables_with(&[6]), "").is_empty());
+        // A negated state is no invalid drop.
+        assert!(invalid_drops_before_synproxy(&iptables_with(&[5]), IPTABLES_LISTING).is_empty());
+    }
+
+    #[test]
+    fn an_invalid_drop_in_a_chain_jumped_to_is_found() {
+        let found = invalid_drops_before_synproxy(&iptables_with(&[2, 4]), IPTABLES_LISTING);
+        assert_eq!(
+            found,
+            [
+                "table ip mangle chain PREROUTING (hook prerouting, priority -150), through chain MCHK"
+            ]
+        );
+        // The chain alone, jumped to by no early chain, is not reported.
+        assert!(invalid_drops_before_synproxy(&iptables_with(&[2]), IPTABLES_LISTING).is_empty());
+    }
+
+    #[test]
+    fn jumps_in_a_loop_end() {
+        let json = r#"{"nftables": [
+            {"chain": {"family": "inet", "table": "t", "name": "base", "hook": "prerouting", "prio": -150}},
+            {"chain": {"family": "inet", "table": "t", "name": "a"}},
+            {"chain": {"family": "inet", "table": "t", "name": "b"}},
+            {"rule": {"family": "inet", "table": "t", "chain": "base", "expr": [{"jump": {"target": "a"}}]}},
+            {"rule": {"family": "inet", "table": "t", "chain": "a", "expr": [{"goto": {"target": "b"}}]}},
+            {"rule": {"family": "inet", "table": "t", "chain": "b", "expr": [{"jump": {"target": "a"}}]}}]}"#;
+        assert!(invalid_drops_before_synproxy(json, "").is_empty());
+        let dropping = json.replace(
+            r#""chain": "b", "expr": [{"jump": {"target": "a"}}]"#,
+            &format!(r#""chain": "b", "expr": {INVALID_DROP}"#),
+        );
+        assert_eq!(
+            invalid_drops_before_synproxy(&dropping, ""),
+            ["table inet t chain base (hook prerouting, priority -150), through chain b"]
+        );
+    }
 
     #[test]
     fn an_invalid_drop_after_conntrack_on_prerouting_is_found() {
         for rule in [INVALID_DROP, SET_DROP, INVALID_REJECT] {
-            let found =
-                invalid_drops_before_synproxy(&ruleset("ip", "mangle", "prerouting", -150, rule));
+            let found = invalid_drops_before_synproxy(
+                &ruleset("ip", "mangle", "prerouting", -150, rule),
+                "",
+            );
             assert_eq!(
                 found,
                 ["table ip mangle chain c (hook prerouting, priority -150)"],
@@ -135,8 +341,10 @@ mod tests {
     #[test]
     fn an_invalid_drop_on_input_before_or_at_guards_priority_is_found() {
         for prio in [-150, -10, SYNPROXY_PRIORITY] {
-            let found =
-                invalid_drops_before_synproxy(&ruleset("inet", "fw", "input", prio, INVALID_DROP));
+            let found = invalid_drops_before_synproxy(
+                &ruleset("inet", "fw", "input", prio, INVALID_DROP),
+                "",
+            );
             assert_eq!(found.len(), 1, "priority {prio}");
         }
     }
@@ -151,10 +359,11 @@ mod tests {
             ("prerouting", -300, INVALID_DROP),
             ("prerouting", -150, INVALID_ACCEPT),
             ("prerouting", -150, ESTABLISHED_DROP),
+            ("prerouting", -150, NOT_INVALID_DROP),
             ("forward", -150, INVALID_DROP),
             ("output", -150, INVALID_DROP),
         ] {
-            let found = invalid_drops_before_synproxy(&ruleset("inet", "fw", hook, prio, rule));
+            let found = invalid_drops_before_synproxy(&ruleset("inet", "fw", hook, prio, rule), "");
             assert!(found.is_empty(), "{hook} {prio} {rule}: {found:?}");
         }
     }
@@ -168,14 +377,14 @@ mod tests {
             SYNPROXY_PRIORITY,
             INVALID_DROP,
         );
-        assert!(invalid_drops_before_synproxy(&own).is_empty());
+        assert!(invalid_drops_before_synproxy(&own, "").is_empty());
         let bridge = ruleset("bridge", "b", "prerouting", -150, INVALID_DROP);
-        assert!(invalid_drops_before_synproxy(&bridge).is_empty());
+        assert!(invalid_drops_before_synproxy(&bridge, "").is_empty());
     }
 
     #[test]
     fn an_unreadable_ruleset_reports_nothing() {
-        assert!(invalid_drops_before_synproxy("").is_empty());
-        assert!(invalid_drops_before_synproxy("{\"nftables\": 3}").is_empty());
+        assert!(invalid_drops_before_synproxy("", "").is_empty());
+        assert!(invalid_drops_before_synproxy("{\"nftables\": 3}", "").is_empty());
     }
 }

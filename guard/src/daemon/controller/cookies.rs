@@ -21,8 +21,8 @@ use crate::{
 /// be read: said at debug level).
 pub(super) fn early_invalid_drops(scope: &Scope) -> Vec<String> {
     let suffix = scope.suffix();
-    match nft::ruleset_json(scope) {
-        Ok(json) => invalid_drops_before_synproxy(&json)
+    match nft::ruleset(scope) {
+        Ok((json, listing)) => invalid_drops_before_synproxy(&json, &listing)
             .into_iter()
             .map(|chain| format!("{chain}{suffix} {CONSEQUENCE}; {FIX}"))
             .collect(),
