@@ -7,8 +7,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, Result};
-use aya::maps::{MapData, RingBuf};
+use anyhow::Result;
 use guard_common::{
     Counter, CounterBlock,
     fingerprint::{SIG_LEARNED, Sample, SigMeta},
@@ -20,7 +19,7 @@ use tokio::{
 
 use crate::{
     config::{Fingerprints, settings::SAMPLE_RATE},
-    dataplane::{events, handle::Dataplane},
+    dataplane::{events::Records, handle::Dataplane},
     host::clock::unix_now_ms,
     model::{
         fingerprint::{Thresholds, describe},
@@ -38,13 +37,12 @@ const CONSIDERED_PER_SAMPLE: u64 = 8;
 /// until the task is dropped. `level` is the controller's pressure level.
 pub async fn learn(
     iface: String,
-    ring: RingBuf<MapData>,
+    mut samples: Records<Sample>,
     pin_dir: PathBuf,
     mode: Fingerprints,
     level: watch::Receiver<Level>,
 ) -> Result<()> {
     let mut dataplane = Dataplane::open_pinned_daemon(&pin_dir)?;
-    let mut fd = events::watch(ring, "sample")?;
     let mut session = Session::new(Thresholds::default());
     let mut ticker = interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -52,15 +50,10 @@ pub async fn learn(
     let mut calm = 0.0;
     loop {
         tokio::select! {
-            ready = fd.readable_mut() => {
-                let mut ready = ready.context("waiting for samples")?;
-                let ring = ready.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    if let Some(s) = events::record::<Sample>(&item) {
-                        session.sample(s.kind, s.fp);
-                    }
+            batch = samples.next() => {
+                for s in batch? {
+                    session.sample(s.kind, s.fp);
                 }
-                ready.clear_ready();
             }
             _ = ticker.tick() => {
                 let pressure = *level.borrow() != Level::Normal;

@@ -510,7 +510,7 @@ fn attach_all(
         if settings.fingerprints != Fingerprints::Off {
             let learner = fingerprints::learn(
                 a.iface.name.clone(),
-                a.take_samples()?,
+                events::Records::new(a.take_samples()?, &a.iface.name, "sample")?,
                 a.pin_dir.clone(),
                 settings.fingerprints,
                 level.clone(),

@@ -1,8 +1,10 @@
-//! Events from the XDP program (a source started being limited, a source
-//! was banned), read from its ring buffer and logged one line each; bans
-//! also go to the controller. The
-//! program rate-limits them (`event-rate`), so a flood of distinct sources
-//! cannot flood the log.
+//! The program's ring buffers, read: events (a source started being
+//! limited, a source was banned), logged one line each, bans also handed
+//! to the controller; and fingerprint samples, for the learner
+//! ([`Records`]). The program rate-limits events (`event-rate`), so a
+//! flood of distinct sources cannot flood the log.
+
+use std::marker::PhantomData;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
@@ -22,40 +24,75 @@ pub type Tagged = (String, Event);
 /// Hands every event from `ring` to the run loop (which logs them and
 /// gives bans to the controller) until the task is dropped.
 pub async fn forward(iface: String, ring: RingBuf<MapData>, events: Sender<Tagged>) -> Result<()> {
-    let mut fd = watch(ring, "event")?;
+    let mut records = Records::<Event>::new(ring, &iface, "event")?;
     loop {
-        let mut ready = fd.readable_mut().await.context("waiting for events")?;
+        for event in records.next().await? {
+            // Full only if the run loop is far behind; it would rather
+            // miss a line or a cleanup than stall the ring's reader.
+            if events.try_send((iface.clone(), event)).is_err() && event.kind == EVENT_BANNED {
+                tracing::warn!(
+                    "{iface}: {}; too many events at once: its conntrack entries expire by themselves",
+                    describe(&event)
+                );
+            }
+        }
+    }
+}
+
+/// The records of one of the program's ring buffers, as `T`, for a reader
+/// task: the events, or the fingerprint samples.
+pub struct Records<T> {
+    fd: AsyncFd<RingBuf<MapData>>,
+    /// The interface and what a record is, for errors.
+    iface: String,
+    what: &'static str,
+    record: PhantomData<T>,
+}
+
+impl<T: aya::Pod> Records<T> {
+    /// `ring`, registered with tokio.
+    pub fn new(ring: RingBuf<MapData>, iface: &str, what: &'static str) -> Result<Self> {
+        // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the
+        // ring buffer: the fd stays open and the same until the AsyncFd is
+        // dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
+            .with_context(|| format!("watching the {what} ring buffer"))?;
+        Ok(Self {
+            fd,
+            iface: iface.to_owned(),
+            what,
+            record: PhantomData,
+        })
+    }
+
+    /// Every record the ring holds, once it holds one. A record of another
+    /// size is said and skipped. Cancel-safe: nothing is read before the
+    /// ring is ready.
+    pub async fn next(&mut self) -> Result<Vec<T>> {
+        let mut ready = self
+            .fd
+            .readable_mut()
+            .await
+            .with_context(|| format!("waiting for the {} ring buffer", self.what))?;
         let ring = ready.get_inner_mut();
+        let mut out = Vec::new();
         while let Some(item) = ring.next() {
-            if let Some(event) = record::<Event>(&item) {
-                // Full only if the run loop is far behind; it would rather
-                // miss a line or a cleanup than stall the ring's reader.
-                if events.try_send((iface.clone(), event)).is_err() && event.kind == EVENT_BANNED {
-                    tracing::warn!(
-                        "{iface}: {}; too many events at once: its conntrack entries expire by themselves",
-                        describe(&event)
-                    );
-                }
+            if let Some(r) = record::<T>(&item) {
+                out.push(r);
             } else {
                 tracing::error!(
-                    "{iface}: an event of {} bytes, expected {}",
+                    "{}: a {} of {} bytes, expected {}",
+                    self.iface,
+                    self.what,
                     item.len(),
-                    size_of::<Event>()
+                    size_of::<T>()
                 );
             }
         }
         ready.clear_ready();
+        Ok(out)
     }
-}
-
-/// A ring buffer registered with tokio, for a reader task; `what` names
-/// its records in errors.
-pub fn watch(ring: RingBuf<MapData>, what: &str) -> Result<AsyncFd<RingBuf<MapData>>> {
-    // SAFETY: the ring buffer owns its map fd, and AsyncFd owns the ring
-    // buffer: the fd stays open and the same until the AsyncFd is dropped.
-    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .with_context(|| format!("watching the {what} ring buffer"))
 }
 
 /// One ring-buffer record as `T`, if it is `T`'s size.
