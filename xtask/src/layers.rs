@@ -68,7 +68,12 @@ fn read_tree(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) -> R
             if segments.last().is_some_and(|s| s == "mod") {
                 segments.pop();
             }
-            if segments == ["lib"] || segments == ["main"] {
+            // The binary's root is a crate of its own, which reaches the
+            // library only through `guard::cli`: not a module of the tree.
+            if segments == ["main"] {
+                continue;
+            }
+            if segments == ["lib"] {
                 segments.clear();
             }
             let text =

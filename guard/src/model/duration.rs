@@ -42,6 +42,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 
 /// Ten years: longer is a typo, and a deny entry without `--for` lasts
 /// for good anyway.
+/// Seconds in a day.
+pub const DAY_SECS: u64 = 86_400;
+
 const MAX_SECS: f64 = 10.0 * 365.0 * 86_400.0;
 
 fn unit_secs(unit: &str) -> Option<f64> {
@@ -70,7 +73,12 @@ fn nonzero(d: Duration) -> Result<Duration, String> {
 /// `12m`, `3h20m`, `2d4h`.
 #[must_use]
 pub fn short(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / DAY_SECS,
+        secs / 3_600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+    );
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m"),

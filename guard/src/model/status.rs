@@ -7,7 +7,7 @@ use std::{collections::VecDeque, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use super::{conntrack::Stats, level::Level, xdp::XdpAttachMode};
+use super::{conntrack::Stats, duration::DAY_SECS, level::Level, xdp::XdpAttachMode};
 use crate::config::{Enforcement, Rate};
 
 /// Decision lines kept in the status.
@@ -175,7 +175,7 @@ fn duration(secs: f64) -> String {
         reason = "a non-negative uptime in whole seconds"
     )]
     let s = secs.max(0.0) as u64;
-    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    let (d, h, m) = (s / DAY_SECS, s / 3600 % 24, s / 60 % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m {}s", s % 60),

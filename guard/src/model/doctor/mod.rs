@@ -65,6 +65,7 @@ use serde::Serialize;
 
 use super::{
     conntrack::{CpuStats, percent},
+    duration::DAY_SECS,
     firewall,
     paths::BPFFS,
     sizing::{self, Budget, ESTABLISHED_SECS},
@@ -75,7 +76,6 @@ use crate::config::Enforcement;
 
 /// The kernel's log line when the table is full (nf_conntrack_core.c).
 const TABLE_FULL: &str = "nf_conntrack: table full, dropping packet";
-const DAY_SECS: u64 = 86_400;
 
 /// The live-only checks, skipped when `--root` is not `/`.
 pub const LIVE_CHECKS: [&str; 6] = [
@@ -453,7 +453,8 @@ fn max_for_ram(max: u64, memory: Option<Memory>) -> Finding {
         Finding::warn(
             "max",
             format!(
-                "{now}: below the field guides' {guides} for {ram} MiB of RAM (one entry per 32 KiB)"
+                "{now}: below the field guides' {guides} for {ram} MiB of RAM (one entry per {} KiB)",
+                sizing::RAM_PER_ENTRY / 1024
             ),
             "guard tune --apply",
         )
@@ -470,7 +471,7 @@ fn buckets(max: u64, buckets: Option<u64>) -> Finding {
         return Finding::skip("buckets", "no nf_conntrack_buckets");
     };
     let reason = format!("buckets={buckets} for max={max}");
-    if buckets.saturating_mul(4) < max {
+    if buckets < sizing::quarter(max) {
         Finding::warn(
             "buckets",
             format!(

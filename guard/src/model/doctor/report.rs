@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{Diagnosis, Group, SIZING, Severity};
-use crate::model::sizing::MIB;
+use crate::model::sizing::{MIB, RAM_PER_ENTRY};
 
 impl Diagnosis {
     /// The worst level found.
@@ -107,8 +107,9 @@ impl Diagnosis {
                 let _ = writeln!(out, "    {:<36} {} MiB", "RAM", ram / MIB);
                 let _ = writeln!(
                     out,
-                    "    {:<36} {guides} (one entry per 32 KiB of RAM)",
-                    "field guides' max"
+                    "    {:<36} {guides} (one entry per {} KiB of RAM)",
+                    "field guides' max",
+                    RAM_PER_ENTRY / 1024
                 );
             }
         }
