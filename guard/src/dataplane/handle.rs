@@ -522,8 +522,8 @@ impl Dataplane {
         // The clear before the read of the marks: a mark the read misses
         // set its bit after the clear.
         std::sync::atomic::fence(Ordering::SeqCst);
-        // Marks ending within a second are kept: the program's coarse
-        // clock may be a jiffy behind this one.
+        // Marks that ended less than a second ago are kept: the program's
+        // coarse clock may be a jiffy behind this one.
         let horizon = now_ns.saturating_sub(NANOS_PER_SEC);
         let mut in_force = Vec::new();
         for entry in &self.marks {
