@@ -31,6 +31,14 @@ pub const MARKED_ENTRIES: u32 = 2 * MARKED_WORDS;
 /// 3.1% of the bits: a half this full holds mostly marks gone by.
 pub const REFRESH_AT_BITS: u64 = MARKED_BITS / 16;
 
+/// The first word of the half that `DataplaneConfig::marked_half` names
+/// (0 or 1): where the program reads, and what `guard run` switches.
+#[inline(always)]
+#[must_use]
+pub const fn half_start(marked_half: u32) -> u32 {
+    if marked_half == 0 { 0 } else { MARKED_WORDS }
+}
+
 /// Where `key`'s bit is: the word's index in a half and the bit's mask
 /// within it.
 /// A multiplicative hash of the key's address, prefix length and family;

@@ -74,9 +74,9 @@
 //!    the same slots and bans). `GUARD_MARKED` holds a bit per source
 //!    marked (in two halves; `guard run` rebuilds the one not read from
 //!    the marks in force, and switches): a source whose bit is clear is
-//!    not looked up in `GUARD_MARKS`, so a spoofed flood the budget drops costs one tag
-//!    read (a slot's tag, kept apart from it: `slots.rs`), one bit's, and
-//!    no hash lookup.
+//!    not looked up in `GUARD_MARKS`, so a spoofed flood the budget drops
+//!    costs one tag read (a slot's tag, kept apart from it: `slots.rs`),
+//!    one bit's, and no hash lookup.
 //! The signature check and the rest of the verdict are global functions
 //! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
 //! any offsets, rather than once for every way the dissect step ends, and

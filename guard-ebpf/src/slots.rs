@@ -25,9 +25,9 @@ pub enum Table {
     Prefixes,
 }
 
-/// A slot that holds another key (or none), and where its tag is: what
-/// [`take_over`] needs.
-pub struct Vacancy {
+/// A key's slot, where the slot's tag is, and the key's tag: what
+/// [`take_over`] needs of a slot that holds another key (or none).
+pub struct Place {
     slot: *mut Slot,
     tag: *mut u16,
     value: u16,
@@ -37,7 +37,7 @@ impl Table {
     /// `key`'s slot, its tag's place and the key's tag. The slot's memory
     /// is not read here.
     #[inline(always)]
-    fn place(self, key: &SourceKey, seed: u64) -> Option<Vacancy> {
+    fn place(self, key: &SourceKey, seed: u64) -> Option<Place> {
         // SAFETY: reading plain statics; volatile so the compiler does not
         // fold the values the loader patches.
         let (map, tags, entries): (&Array<Slot>, &Array<TagLine>, u32) = match self {
@@ -53,7 +53,7 @@ impl Table {
         // SAFETY: a map value of the tag array, valid for this run; the
         // index is masked into the line.
         let tag = unsafe { &raw mut (*line).tags[(index % TAGS_PER_LINE) as usize] };
-        Some(Vacancy {
+        Some(Place {
             slot: map.get_ptr_mut(index)?,
             tag,
             value,
@@ -64,7 +64,7 @@ impl Table {
     /// `Err` when it holds another key (or none), for [`take_over`]. The
     /// slot is read only when its tag is the key's.
     #[inline(always)]
-    pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, Vacancy>> {
+    pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, Place>> {
         let place = self.place(key, seed)?;
         // SAFETY: map values, valid for this run; volatile because other
         // CPUs write the tag.
@@ -90,28 +90,28 @@ impl Table {
     pub fn claim(self, key: &SourceKey, seed: u64) -> Option<(*mut SourceState, bool)> {
         Some(match self.lookup(key, seed)? {
             Ok(state) => (state, false),
-            Err(vacancy) => (take_over(&vacancy, key), true),
+            Err(place) => (take_over(&place, key), true),
         })
     }
 }
 
-/// The slot of `vacancy`, which [`Table::lookup`] found holding another
+/// The slot of `place`, which [`Table::lookup`] found holding another
 /// key, taken over for `key`: the key and its tag written, the state
 /// zeroed. Two CPUs taking one slot at once may mix their writes: the
 /// state is a rate limiter's, which such a race leaves fresh, and a tag
 /// left not matching the key only makes the next packet take the slot
 /// over again.
 #[inline(always)]
-pub fn take_over(vacancy: &Vacancy, key: &SourceKey) -> *mut SourceState {
+pub fn take_over(place: &Place, key: &SourceKey) -> *mut SourceState {
     // SAFETY: a map value of the table, valid for this run; other CPUs
     // may write it meanwhile (see above).
-    let slot = unsafe { &mut *vacancy.slot };
+    let slot = unsafe { &mut *place.slot };
     // Through words: a plain copy from the per-CPU scratch value, which
     // may alias the slot as far as LLVM knows, is a byte-wise `memmove`.
     slot.key = SourceKey::from_words(key.words());
     clear(&mut slot.state);
     // SAFETY: a u16 of the tag array, valid for this run.
-    unsafe { core::ptr::write_volatile(vacancy.tag, vacancy.value) };
+    unsafe { core::ptr::write_volatile(place.tag, place.value) };
     &raw mut slot.state
 }
 

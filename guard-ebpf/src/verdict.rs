@@ -15,7 +15,7 @@ use guard_common::{
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
-    marked::{MARKED_WORDS, marked_bit},
+    marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
@@ -312,9 +312,9 @@ fn limit(
     };
     let st = match found {
         Ok(p) => p,
-        Err(vacancy) => match marks(cfg, skey) {
+        Err(place) => match marks(cfg, skey) {
             Some(m) => {
-                let p = take_over(&vacancy, skey);
+                let p = take_over(&place, skey);
                 bump(slots, Counter::NewSources);
                 // SAFETY: as for `st` below.
                 recall(unsafe { &mut *p }, m);
@@ -337,7 +337,7 @@ fn limit(
                     return reject(cfg, slots, Counter::DropGlobalBudget);
                 }
                 // SAFETY: as for `st` below.
-                let st = unsafe { &mut *take_over(&vacancy, skey) };
+                let st = unsafe { &mut *take_over(&place, skey) };
                 bump(slots, Counter::NewSources);
                 st.last_seen_ns = now;
                 // A full bucket: the token is there (another CPU may have
@@ -600,12 +600,7 @@ fn mark(key: &SourceKey, st: &SourceState) {
 #[inline(always)]
 fn marks(cfg: &DataplaneConfig, key: &SourceKey) -> Option<*const Marks> {
     let (word, bit) = marked_bit(key);
-    let half = if cfg.marked_half == 0 {
-        0
-    } else {
-        MARKED_WORDS
-    };
-    let p = MARKED.get_ptr(half + word)?;
+    let p = MARKED.get_ptr(half_start(cfg.marked_half) + word)?;
     // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set bits.
     if unsafe { core::ptr::read_volatile(p) } & bit == 0 {
         return None;

@@ -34,7 +34,7 @@ use guard_common::{
         CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, PREFIXES,
         SIGS, SOURCES,
     },
-    marked::{MARKED_ENTRIES, MARKED_WORDS, REFRESH_AT_BITS, marked_bit},
+    marked::{MARKED_ENTRIES, MARKED_WORDS, REFRESH_AT_BITS, half_start, marked_bit},
     slots::{Slot, slot_index},
 };
 use ipnet::IpNet;
@@ -468,7 +468,7 @@ impl Dataplane {
     /// Whether `key`'s bit is set in the half of `GUARD_MARKED` the
     /// program reads.
     pub fn marked(&self, key: &SourceKey) -> Result<bool> {
-        let read = half(self.config()?.marked_half);
+        let read = half_start(self.config()?.marked_half) as usize;
         let (word, bit) = marked_bit(key);
         self.with_marked(|w| w[read + word as usize].load(Ordering::Relaxed) & bit != 0)
     }
@@ -477,7 +477,7 @@ impl Dataplane {
     /// or clears it, as the program never does: for tests that show what
     /// the bit decides.
     pub fn set_marked(&self, key: &SourceKey, on: bool) -> Result<()> {
-        let read = half(self.config()?.marked_half);
+        let read = half_start(self.config()?.marked_half) as usize;
         let (word, bit) = marked_bit(key);
         self.with_marked(|w| {
             let w = &w[read + word as usize];
@@ -507,7 +507,7 @@ impl Dataplane {
     pub fn refresh_marked(&mut self, now_ns: u64) -> Result<Option<(u64, u64)>> {
         // Only this switches halves: the lock is taken only for a rebuild,
         // not at every tick's count.
-        let read = half(self.config()?.marked_half);
+        let read = half_start(self.config()?.marked_half) as usize;
         let other = MARKED_WORDS as usize - read;
         let before = self.with_marked(|w| ones(&w[read..read + MARKED_WORDS as usize]))?;
         if before < REFRESH_AT_BITS {
@@ -541,15 +541,6 @@ impl Dataplane {
         })?;
         self.update_config_locked(|c| c.marked_half = u32::from(c.marked_half == 0))?;
         Ok(Some((before, after)))
-    }
-}
-
-/// The first word of the half of `GUARD_MARKED` that `marked_half` names.
-fn half(marked_half: u32) -> usize {
-    if marked_half == 0 {
-        0
-    } else {
-        MARKED_WORDS as usize
     }
 }
 
