@@ -46,10 +46,11 @@ pub const fn half_start(marked_half: u32) -> u32 {
 #[inline(always)]
 #[must_use]
 pub const fn marked_bit(key: &SourceKey) -> (u32, u64) {
-    let a = &key.addr;
-    let lo = u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-    let hi = u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
-    let tag = ((key.family as u64) << 8) | key.prefix_len as u64;
+    // From the key's words, as the XDP program reads them.
+    let w = key.words();
+    let lo = w[1] as u64 | (w[2] as u64) << 32;
+    let hi = w[3] as u64 | (w[4] as u64) << 32;
+    let tag = w[0] as u64;
     let x = (lo ^ hi.rotate_left(31) ^ (tag << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let word = (x >> 43) as u32 & (MARKED_WORDS - 1);

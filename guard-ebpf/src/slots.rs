@@ -106,9 +106,15 @@ pub fn take_over(place: &Place, key: &SourceKey) -> *mut SourceState {
     // SAFETY: a map value of the table, valid for this run; other CPUs
     // may write it meanwhile (see above).
     let slot = unsafe { &mut *place.slot };
-    // Through words: a plain copy from the per-CPU scratch value, which
-    // may alias the slot as far as LLVM knows, is a byte-wise `memmove`.
-    slot.key = SourceKey::from_words(key.words());
+    // Word by word, volatile: a plain copy from the per-CPU scratch value,
+    // which may alias the slot as far as LLVM knows, is a byte-wise
+    // `memmove`.
+    let dst = (&raw mut slot.key).cast::<u32>();
+    for (i, word) in key.words().into_iter().enumerate() {
+        // SAFETY: the key's five words, in the slot; SourceKey is aligned
+        // to 4 (`guard_common::key`).
+        unsafe { core::ptr::write_volatile(dst.add(i), word) };
+    }
     clear(&mut slot.state);
     // SAFETY: a u16 of the tag array, valid for this run.
     unsafe { core::ptr::write_volatile(place.tag, place.value) };
