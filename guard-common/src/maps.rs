@@ -17,11 +17,10 @@ pub const CONFIG: &str = "GUARD_CONFIG";
 pub const SOURCES: &str = "GUARD_SOURCES";
 /// The same for the second tier, per prefix.
 pub const PREFIXES: &str = "GUARD_PREFIXES";
-/// Arrays of [`crate::slots::TagLine`]: the tags of the keys in
-/// [`SOURCES`] and [`PREFIXES`], which the program reads before a slot.
-/// Only the program uses them.
+/// Array of [`crate::slots::TagLine`]: the tags of the keys in
+/// [`SOURCES`], which the program reads before a slot. Only the program
+/// uses it.
 pub const SOURCE_TAGS: &str = "GUARD_SOURCE_TAGS";
-pub const PREFIX_TAGS: &str = "GUARD_PREFIX_TAGS";
 /// LRU hash [`crate::key::SourceKey`] -> [`crate::state::Marks`]: the
 /// verified and banned sources, apart from [`SOURCES`], where a flood of
 /// new sources cannot evict them (only a verification or a ban inserts).
@@ -76,7 +75,6 @@ pub const ALL: &[&str] = &[
     SOURCES,
     PREFIXES,
     SOURCE_TAGS,
-    PREFIX_TAGS,
     MARKS,
     LISTS_V4,
     LISTS_V6,

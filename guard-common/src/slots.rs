@@ -74,12 +74,14 @@ pub const fn slot_place(key: &SourceKey, seed: u64, entries: u32) -> (u32, u16) 
 pub const TAGS_PER_LINE: u32 = 32;
 
 /// 32 consecutive slots' tags ([`slot_place`]; 0: no key), one cache line
-/// of `GUARD_SOURCE_TAGS` or `GUARD_PREFIX_TAGS`. The program reads a
-/// key's tag before its slot, and a tag that differs means the slot holds
-/// another key: a flood of new sources reads a line of the small tag
-/// array (a 64th of the table), where the 104-byte slots it would miss
-/// in are spread over the whole table. A tag that matches only sends the
-/// program on to compare the key.
+/// of `GUARD_SOURCE_TAGS`. The program reads a source's tag before its
+/// slot, and a tag that differs means the slot holds another source: a
+/// flood of new sources, which the global budget drops before any
+/// prefix, reads a line of the small tag array (a 64th of the table),
+/// where the 104-byte slots it would miss in are spread over the whole
+/// table. A tag that matches only sends the program on to compare the
+/// key. Prefixes have no tags: the program looks a prefix up only to
+/// take a token from it, so it reads or takes over the slot either way.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TagLine {

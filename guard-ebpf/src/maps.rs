@@ -41,13 +41,9 @@ pub static MARKED: Array<u64> = Array::with_max_entries(MARKED_ENTRIES, BPF_F_MM
 #[map(name = "GUARD_PREFIXES")]
 pub static PREFIXES: Array<Slot> = Array::with_max_entries(DEFAULT_MAX_PREFIXES, BPF_F_MMAPABLE);
 
-// The tables' tags (`guard_common::slots::TagLine`), read before a slot.
+// The sources' tags (`guard_common::slots::TagLine`), read before a slot.
 #[map(name = "GUARD_SOURCE_TAGS")]
 pub static SOURCE_TAGS: Array<TagLine> = Array::with_max_entries(tag_lines(DEFAULT_MAX_SOURCES), 0);
-
-#[map(name = "GUARD_PREFIX_TAGS")]
-pub static PREFIX_TAGS: Array<TagLine> =
-    Array::with_max_entries(tag_lines(DEFAULT_MAX_PREFIXES), 0);
 
 // The kernel requires BPF_F_NO_PREALLOC for LPM tries.
 #[map(name = "GUARD_LISTS_V4")]

@@ -1,6 +1,6 @@
 //! Finding and taking over slots of the direct-mapped tables
-//! (`guard_common::slots` says why they are arrays, and why each slot's
-//! tag is kept apart).
+//! (`guard_common::slots` says why they are arrays, and why a source's
+//! slot has its tag kept apart while a prefix's has none).
 
 use aya_ebpf::maps::Array;
 use guard_common::{
@@ -9,7 +9,7 @@ use guard_common::{
     slots::{Slot, TAGS_PER_LINE, TagLine, slot_place},
 };
 
-use crate::maps::{PREFIX_TAGS, PREFIXES, SOURCE_TAGS, SOURCES};
+use crate::maps::{PREFIXES, SOURCE_TAGS, SOURCES};
 
 /// The tables' sizes, set by the loader with their `max_entries` (.rodata:
 /// constants to the verifier and the JIT).
@@ -25,8 +25,9 @@ pub enum Table {
     Prefixes,
 }
 
-/// A key's slot, where the slot's tag is, and the key's tag: what
-/// [`take_over`] needs of a slot that holds another key (or none).
+/// A key's slot, where the slot's tag is (null: a table without tags),
+/// and the key's tag: what [`take_over`] needs of a slot that holds
+/// another key (or none).
 pub struct Place {
     slot: *mut Slot,
     tag: *mut u16,
@@ -40,19 +41,24 @@ impl Table {
     fn place(self, key: &SourceKey, seed: u64) -> Option<Place> {
         // SAFETY: reading plain statics; volatile so the compiler does not
         // fold the values the loader patches.
-        let (map, tags, entries): (&Array<Slot>, &Array<TagLine>, u32) = match self {
-            Self::Sources => (&SOURCES, &SOURCE_TAGS, unsafe {
+        let (map, tags, entries): (&Array<Slot>, Option<&Array<TagLine>>, u32) = match self {
+            Self::Sources => (&SOURCES, Some(&SOURCE_TAGS), unsafe {
                 core::ptr::read_volatile(&raw const SOURCE_SLOTS)
             }),
-            Self::Prefixes => (&PREFIXES, &PREFIX_TAGS, unsafe {
+            Self::Prefixes => (&PREFIXES, None, unsafe {
                 core::ptr::read_volatile(&raw const PREFIX_SLOTS)
             }),
         };
         let (index, value) = slot_place(key, seed, entries);
-        let line = tags.get_ptr_mut(index / TAGS_PER_LINE)?;
-        // SAFETY: a map value of the tag array, valid for this run; the
-        // index is masked into the line.
-        let tag = unsafe { &raw mut (*line).tags[(index % TAGS_PER_LINE) as usize] };
+        let tag = match tags {
+            Some(tags) => {
+                let line = tags.get_ptr_mut(index / TAGS_PER_LINE)?;
+                // SAFETY: a map value of the tag array, valid for this
+                // run; the index is masked into the line.
+                unsafe { &raw mut (*line).tags[(index % TAGS_PER_LINE) as usize] }
+            }
+            None => core::ptr::null_mut(),
+        };
         Some(Place {
             slot: map.get_ptr_mut(index)?,
             tag,
@@ -61,14 +67,15 @@ impl Table {
     }
 
     /// `key`'s slot: `Ok` with the key's state when the slot holds it,
-    /// `Err` when it holds another key (or none), for [`take_over`]. The
-    /// slot is read only when its tag is the key's.
+    /// `Err` when it holds another key (or none), for [`take_over`]. A
+    /// slot with a tag is read only when its tag is the key's.
     #[inline(always)]
     pub fn lookup(self, key: &SourceKey, seed: u64) -> Option<Result<*mut SourceState, Place>> {
         let place = self.place(key, seed)?;
         // SAFETY: map values, valid for this run; volatile because other
         // CPUs write the tag.
-        let held = unsafe { core::ptr::read_volatile(place.tag) } == place.value
+        let held = (place.tag.is_null()
+            || unsafe { core::ptr::read_volatile(place.tag) } == place.value)
             && unsafe { &(*place.slot).key }.same(key);
         Some(if held {
             // SAFETY: as above.
@@ -116,8 +123,10 @@ pub fn take_over(place: &Place, key: &SourceKey) -> *mut SourceState {
         unsafe { core::ptr::write_volatile(dst.add(i), word) };
     }
     clear(&mut slot.state);
-    // SAFETY: a u16 of the tag array, valid for this run.
-    unsafe { core::ptr::write_volatile(place.tag, place.value) };
+    if !place.tag.is_null() {
+        // SAFETY: a u16 of the tag array, valid for this run.
+        unsafe { core::ptr::write_volatile(place.tag, place.value) };
+    }
     &raw mut slot.state
 }
 

@@ -18,8 +18,7 @@ use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
     maps::{
-        EVENTS, LISTS_V4, LISTS_V6, PREFIX_TAGS, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
-        UDP_FLOWS,
+        EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES, UDP_FLOWS,
     },
     ports::{PORT_COOKIES, port_slot},
     slots::tag_lines,
@@ -114,7 +113,6 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .map_max_entries(SOURCES, opts.max_sources)
         .map_max_entries(PREFIXES, opts.max_prefixes)
         .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
-        .map_max_entries(PREFIX_TAGS, tag_lines(opts.max_prefixes))
         .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
