@@ -2,7 +2,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 
-use crate::maps::{SCRATCH, TEST_CLOCK_NS};
+use crate::maps::{SCRATCH, Scratch, TEST_CLOCK_NS};
 
 /// Set to 1 by the loader only for the differential tests: time then comes
 /// from the `GUARD_TEST_CLOCK` map, which the test sets before each packet,
@@ -20,15 +20,21 @@ static TEST_CLOCK: u8 = 0;
 /// ([`crate::tick_clock::TickClock`], kept in the CPU's scratch value).
 #[inline(always)]
 pub fn now() -> u64 {
+    match SCRATCH.get_ptr_mut(0) {
+        Some(scratch) => now_in(scratch),
+        // SAFETY: a helper with no arguments.
+        None => unsafe { bpf_ktime_get_coarse_ns() },
+    }
+}
+
+/// [`now`], with this CPU's scratch value already looked up.
+#[inline(always)]
+pub fn now_in(scratch: *mut Scratch) -> u64 {
     // SAFETY: reading a plain static; volatile so the compiler does not
     // fold the value the loader patches.
     if unsafe { core::ptr::read_volatile(&raw const TEST_CLOCK) } != 0 {
         return TEST_CLOCK_NS.get(0).copied().unwrap_or(0);
     }
-    match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's scratch value; XDP is not preempted.
-        Some(scratch) => unsafe { (*scratch).clock.now() },
-        // SAFETY: a helper with no arguments.
-        None => unsafe { bpf_ktime_get_coarse_ns() },
-    }
+    // SAFETY: this CPU's scratch value; XDP is not preempted.
+    unsafe { (*scratch).clock.now() }
 }

@@ -60,7 +60,6 @@ const CURRENT_NETNS: u64 = 0xffff_ffff;
 pub struct Tcp {
     pub v4: bool,
     pub flags: u8,
-    pub dport: u16,
     /// TCP header length (doff * 4).
     pub hlen: usize,
     /// TCP segment length (IP payload).
@@ -89,12 +88,12 @@ pub fn tcp(ctx: &XdpContext, h: &Headers) -> Option<Tcp> {
     if h.l4 != h.l3 + ip_len {
         return None;
     }
-    let t = load::<[u8; 16]>(ctx, h.l4)?;
+    // Data offset and flags.
+    let t = load::<[u8; 2]>(ctx, h.l4 + 12)?;
     Some(Tcp {
         v4,
-        flags: t[13],
-        dport: u16::from_be_bytes([t[2], t[3]]),
-        hlen: usize::from(t[12] >> 4) * 4,
+        flags: t[1],
+        hlen: usize::from(t[0] >> 4) * 4,
         seg_len,
     })
 }

@@ -292,12 +292,6 @@ fn submit(b: &mut SampleBudget, fp: &Fingerprint, cfg: &DataplaneConfig, kind: u
     }
 }
 
-/// Whether this packet is considered for a sample (see [`sampling`]).
-#[inline(always)]
-pub fn considered(slots: &Slots) -> bool {
-    CONFIG.get(0).is_some_and(|cfg| sampling(cfg, slots))
-}
-
 /// Whether any signature is installed.
 #[inline(always)]
 pub fn armed() -> bool {

@@ -80,9 +80,9 @@
 //! The signature check and the rest of the verdict are global functions
 //! (`guard_screen`, `guard_verdict`): the verifier checks each once, for
 //! any offsets, rather than once for every way the dissect step ends, and
-//! their stacks are not added together. The verdict's stack is within a
-//! few words of the verifier's 512 bytes (with the entry's): keys that
-//! live long go in the per-CPU scratch value.
+//! their stacks are not added together. The verdict's stack and the
+//! entry's stay within the verifier's 512 bytes because keys that live
+//! long go in the per-CPU scratch value.
 //! In monitor mode every "drop" above is counted the same way and the packet
 //! passes (`pass_monitor`): the counters say exactly what enforce would do.
 //! A helper failure (a map lookup that cannot fail) passes the packet.
@@ -135,7 +135,10 @@ pub fn guard(ctx: XdpContext) -> u32 {
         bump(slots, Counter::Fragments);
     }
     // The fast path: nothing below would act on it.
-    if CONFIG.get(0).is_none_or(|cfg| untouched(cfg, &h)) {
+    let Some(cfg) = CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    if untouched(cfg, &h) {
         return xdp_action::XDP_PASS;
     }
     let packed = h.packed();
@@ -143,7 +146,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
     // The call only when it has work: a signature installed, or this
     // packet chosen for a sample.
     let candidate = h.may_open_flow();
-    let considered = candidate && fingerprint::considered(slots);
+    let considered = candidate && fingerprint::sampling(cfg, slots);
     if candidate && (considered || fingerprint::armed()) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
         if action != fingerprint::NO_MATCH {

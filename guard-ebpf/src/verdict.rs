@@ -23,10 +23,10 @@ use guard_common::{
 use crate::{
     atomic, clock,
     cookie::{self, Ack},
-    dissect::{F_ECHO, Headers, load},
+    dissect::{F_ECHO, F_FRAGMENT, Headers, load},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
-        UDP_FLOWS,
+        Scratch, UDP_FLOWS,
     },
     slots::{Table, take_over},
 };
@@ -106,6 +106,10 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let Some(src) = source_addr(ctx, h) else {
         return XDP_PASS;
     };
+    // Looked up once for the clock and the keys below.
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return XDP_PASS;
+    };
 
     // Read once, and only on paths that need it.
     let mut now = None;
@@ -114,9 +118,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         Counter::TcpSyn => Some(FlowClass::Syn),
         Counter::Icmp if h.flags & F_ECHO != 0 => Some(FlowClass::Icmp),
         Counter::Udp => {
-            let t = clock::now();
+            let t = clock::now_in(scratch);
             now = Some(t);
-            match scratch_flow(ctx, h, &src) {
+            match scratch_flow(ctx, h, &src, scratch) {
                 Some(k) if !udp_flow_known(k, t, cfg.udp_flow_idle_ns) => {
                     flow = Some(k);
                     Some(FlowClass::Udp)
@@ -141,13 +145,14 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let Some(class) = class else {
         return XDP_PASS;
     };
-    let now = now.unwrap_or_else(clock::now);
+    let now = now.unwrap_or_else(|| clock::now_in(scratch));
     if listed == LIST_ALLOW {
         bump(slots, Counter::PassAllowlist);
         remember_flow(flow, now);
         return XDP_PASS;
     }
-    let action = limit(cfg, slots, &src, v4, class, now, flow, false);
+    let skey = scratch_key(scratch, cfg, &src, v4);
+    let action = limit(cfg, slots, skey, &src, v4, class, now, flow, false);
     answered(ctx, h, cfg, slots, action)
 }
 
@@ -188,8 +193,13 @@ fn port(
     v4: bool,
     has_lists: bool,
 ) -> Option<u32> {
-    let t = cookie::tcp(ctx, h)?;
-    let entry = *PORTS.get(u32::from(t.dport))?;
+    // The destination port alone for the table; the rest of the headers
+    // only on the cookie path, which most ports are not on.
+    if h.flags & F_FRAGMENT != 0 {
+        return None;
+    }
+    let dport = load::<[u8; 2]>(ctx, h.l4 + 2)?;
+    let entry = *PORTS.get(u32::from(u16::from_be_bytes(dport)))?;
     if entry & PORT_LISTEN == 0 {
         return None;
     }
@@ -205,6 +215,7 @@ fn port(
     if entry & PORT_COOKIES == 0 || cfg.mode != MODE_ENFORCE {
         return None;
     }
+    let t = cookie::tcp(ctx, h)?;
     if h.class == Counter::TcpSyn {
         // A SYN the cookie path gives up on goes the ordinary way, which
         // counts it: counted here only when this path decides.
@@ -248,13 +259,16 @@ fn port(
             }
             // The handshake makes a connection (SYNPROXY's conntrack entry):
             // the source's SYN limits apply here, and it is verified.
+            let scratch = SCRATCH.get_ptr_mut(0)?;
+            let skey = scratch_key(scratch, cfg, &src, v4);
             let action = limit(
                 cfg,
                 slots,
+                skey,
                 &src,
                 v4,
                 FlowClass::Syn,
-                clock::now(),
+                clock::now_in(scratch),
                 None,
                 true,
             );
@@ -293,6 +307,7 @@ pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) 
 fn limit(
     cfg: &DataplaneConfig,
     slots: &mut Slots,
+    skey: &SourceKey,
     src: &[u8; 16],
     v4: bool,
     class: FlowClass,
@@ -302,9 +317,6 @@ fn limit(
 ) -> u32 {
     let c = class.index();
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
-        return XDP_PASS;
-    };
-    let Some(skey) = scratch_key(cfg, src, v4) else {
         return XDP_PASS;
     };
     let Some(found) = Table::Sources.lookup(skey, cfg.slot_seed) else {
@@ -529,10 +541,11 @@ fn returning_client(
     let Some(src) = source_addr(ctx, h) else {
         return;
     };
-    let now = clock::now();
-    let Some(key) = scratch_key(cfg, &src, v4) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    let now = clock::now_in(scratch);
+    let key = scratch_key(scratch, cfg, &src, v4);
     if let Some(st) = Table::Sources.find(key, cfg.slot_seed)
         // SAFETY: a slot of GUARD_SOURCES, read once.
         && unsafe { (*st).verified_until_ns } > now
@@ -544,13 +557,14 @@ fn returning_client(
     }
 }
 
-/// Marks a source verified for `verified_ns` from `now` (creating its
-/// state if the LRU map had dropped it).
+/// Marks a source verified for `verified_ns` from `now` (taking its slot
+/// over if another source holds it).
 #[inline(always)]
 fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
-    let Some(key) = scratch_key(cfg, src, v4) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    let key = scratch_key(scratch, cfg, src, v4);
     let Some((st, created)) = Table::Sources.claim(key, cfg.slot_seed) else {
         return;
     };
@@ -596,7 +610,7 @@ fn mark(key: &SourceKey, st: &SourceState) {
 /// A source's marks, if it was verified or banned: looked up only when its
 /// bit is set in the half of `GUARD_MARKED` read (a clear bit: no marks
 /// made since that half was last rebuilt, none in force before). A pointer,
-/// not a copy: the verdict's stack is nearly all used.
+/// not a copy: the verdict's stack is scarce.
 #[inline(always)]
 fn marks(cfg: &DataplaneConfig, key: &SourceKey) -> Option<*const Marks> {
     let (word, bit) = marked_bit(key);
@@ -621,13 +635,17 @@ fn recall(st: &mut SourceState, m: *const Marks) {
 /// The source's key in `GUARD_SOURCES`, written in this CPU's scratch
 /// value: on the stack it would pass the verifier's 512 bytes.
 #[inline(always)]
-fn scratch_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> Option<&'static SourceKey> {
-    let scratch = SCRATCH.get_ptr_mut(0)?;
+fn scratch_key(
+    scratch: *mut Scratch,
+    cfg: &DataplaneConfig,
+    src: &[u8; 16],
+    v4: bool,
+) -> &'static SourceKey {
     // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
     // else in this run writes the field.
     let key = unsafe { &mut (*scratch).source };
     *key = source_key(cfg, src, v4);
-    Some(key)
+    key
 }
 
 /// The source's key in `GUARD_SOURCES`.
@@ -765,9 +783,13 @@ pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
 /// live through the limits, and on the stack would pass the verifier's
 /// 512 bytes.
 #[inline(always)]
-fn scratch_flow(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<&'static FlowKey> {
+fn scratch_flow(
+    ctx: &XdpContext,
+    h: &Headers,
+    src: &[u8; 16],
+    scratch: *mut Scratch,
+) -> Option<&'static FlowKey> {
     let key = udp_flow_key(ctx, h, src)?;
-    let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
     // else in this run writes the field.
     let flow = unsafe { &mut (*scratch).flow };
