@@ -106,7 +106,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use guard_common::Counter;
+use guard_common::{Counter, CounterBlock};
 
 use crate::{
     dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers},
@@ -153,7 +153,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
             return action;
         }
     }
-    let action = guard_verdict(ctx.ctx, l3, l4, packed);
+    let action = guard_verdict(ctx.ctx, l3, l4, packed, block);
     if action & VERIFIED_FLOW == 0 {
         return action;
     }
@@ -175,16 +175,25 @@ pub fn guard(ctx: XdpContext) -> u32 {
 /// checks it once, for any offsets, rather than once for every way the
 /// dissect step can end; and its stack is not added to the signature
 /// check's, which together would pass the verifier's 512 bytes.
+/// `block` is this CPU's counters, which the entry looked up: the
+/// verifier takes a pointer to a struct of numbers as memory of the
+/// struct's size, which may be null.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_verdict(ctx: *mut xdp_md, l3: u32, l4: u32, packed: u32) -> u32 {
+pub extern "C" fn guard_verdict(
+    ctx: *mut xdp_md,
+    l3: u32,
+    l4: u32,
+    packed: u32,
+    block: *mut CounterBlock,
+) -> u32 {
     let ctx = XdpContext::new(ctx);
     // The IP packet's end is the signature check's alone.
     let h = Headers::unpacked(l3, l4, 0, packed);
-    let Some(block) = COUNTERS.get_ptr_mut(0) else {
+    if block.is_null() {
         return xdp_action::XDP_PASS;
-    };
-    // SAFETY: as in `guard`.
+    }
+    // SAFETY: as in `guard`, whose lookup it is.
     let slots = unsafe { &mut (*block).slots };
     verdict::verdict(&ctx, &h, slots)
 }
