@@ -18,6 +18,7 @@ use std::{
 };
 
 mod peers;
+mod profile;
 
 use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use guard::{config::Settings, model::fingerprint::parse};
@@ -609,6 +610,47 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
     .collect()
 }
 
+/// What `cargo xtask bench --profile CASE` runs: the program, its frames
+/// and the runs of each per test run. The cases are rows of the table:
+/// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
+/// (a known flow) and `spent` (new sources once the budget binds).
+fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
+    let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
+    let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
+    let one = |p: Packet| vec![p.frame()];
+    let (settings, frames, repeat) = match case {
+        "established" => (
+            open_settings(),
+            one(Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK)),
+            100_000,
+        ),
+        "syn" => (open_settings(), one(syn(src4(1))), 100_000),
+        "syn6" => (
+            open_settings(),
+            one(Packet::tcp(v6, v6_dst, 40000, 80, TCP_SYN)),
+            100_000,
+        ),
+        "udp" => (
+            open_settings(),
+            one(Packet::udp(src4(3), dst4(), 5000, 53, b"q")),
+            100_000,
+        ),
+        "spent" => (
+            xdp::settings("--mode enforce --global-rate 1 --global-burst 1"),
+            (100..100 + DISTINCT)
+                .map(|i| syn(src4(i)).frame())
+                .collect(),
+            1,
+        ),
+        other => panic!("no profile case {other:?}: established, syn, syn6, udp or spent"),
+    };
+    let prog = program(&settings);
+    // The first run creates the state a known source or flow has.
+    let _ = prog.time(&frames[0], 1);
+    (prog, frames, repeat)
+}
+
 /// The port SYN cookies protect in the benchmark.
 const COOKIE_PORT: u16 = 8080;
 
@@ -634,6 +676,15 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000_000);
+    if let Ok(case) = std::env::var("GUARD_BENCH_PROFILE") {
+        let seconds = std::env::var("GUARD_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        let (prog, frames, repeat) = profile_case(&case);
+        profile::run(&prog, &frames, repeat, seconds, 40);
+        return;
+    }
     let base = Baseline::load("baseline");
     let mut rows = measure(&base, repeat);
     rows.extend(floor_rows(&base, repeat));

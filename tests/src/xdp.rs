@@ -2,7 +2,10 @@
 //! through BPF_PROG_TEST_RUN with a controlled clock, and its maps read
 //! back: what the differential, robustness and benchmark runs work on.
 
-use std::{collections::HashMap, os::fd::AsFd as _};
+use std::{
+    collections::HashMap,
+    os::fd::{AsFd as _, BorrowedFd},
+};
 
 use aya::{
     Ebpf,
@@ -127,6 +130,12 @@ impl Program {
             samples,
             events_seen: Vec::new(),
         }
+    }
+
+    /// The loaded program's descriptor.
+    #[must_use]
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.program().fd().expect("program fd").as_fd()
     }
 
     fn program(&self) -> &Xdp {

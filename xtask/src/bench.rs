@@ -3,6 +3,7 @@
 //! Markdown table; BENCHMARKS.md keeps the last published one.
 
 use anyhow::Result;
+use clap::ValueEnum as _;
 
 use crate::{build, cmd, setup};
 
@@ -11,17 +12,51 @@ pub struct Options {
     /// Runs of each frame per trial.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
+    /// Instead of the table: where one case's time goes in the program,
+    /// by source line (perf samples on the JIT image; needs `perf`).
+    #[arg(long, value_enum, value_name = "CASE")]
+    profile: Option<Case>,
+    /// How long `--profile` samples.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECONDS",
+        requires = "profile",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    seconds: u32,
+}
+
+/// A case `--profile` runs: a row of the table.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Case {
+    /// Established TCP: the fast path.
+    Established,
+    /// A known source's SYN under its limits.
+    Syn,
+    /// The same over IPv6.
+    Syn6,
+    /// A UDP packet of a known flow.
+    Udp,
+    /// SYNs from new sources once the global budget binds (dropped).
+    Spent,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
     let linker_dir = setup::toolchain()?;
     let object = build::build_ebpf(&linker_dir)?;
     let baseline = object.with_file_name("baseline");
-    cmd::run(
-        cmd::cargo(None)
-            .args(["bench", "--package", "guard-tests", "--bench", "xdp"])
-            .env("GUARD_EBPF_OBJECT", &object)
-            .env("GUARD_BASELINE_OBJECT", &baseline)
-            .env("GUARD_BENCH_REPEAT", opts.repeat.to_string()),
-    )
+    let mut bench = cmd::cargo(None);
+    bench
+        .args(["bench", "--package", "guard-tests", "--bench", "xdp"])
+        .env("GUARD_EBPF_OBJECT", &object)
+        .env("GUARD_BASELINE_OBJECT", &baseline)
+        .env("GUARD_BENCH_REPEAT", opts.repeat.to_string());
+    if let Some(case) = opts.profile {
+        let name = case.to_possible_value().map(|v| v.get_name().to_owned());
+        bench
+            .env("GUARD_BENCH_PROFILE", name.unwrap_or_default())
+            .env("GUARD_BENCH_SECONDS", opts.seconds.to_string());
+    }
+    cmd::run(&mut bench)
 }
