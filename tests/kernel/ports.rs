@@ -93,6 +93,41 @@ fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
     assert_eq!(program.counters().get(Counter::CookieSynAck), 1);
 }
 
+/// A SYN with IPv4 options reaches the listener all the same, so its
+/// port counts it; the cookie path leaves it to the kernel (its reply is
+/// built for a plain header).
+#[test]
+fn a_syn_with_ip_options_is_counted_at_its_port_and_left_to_the_kernel() {
+    let _kernel = kernel_test!();
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    program.arm_cookies(ARMED);
+    program.set_port(LISTENING, port_entry(7, false));
+    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 1).into();
+    let with_options = |sport, dport| {
+        let mut p = Packet::tcp(client, server(), sport, dport, TCP_SYN);
+        // Four NOPs.
+        p.ipv4_options = vec![1; 4];
+        p.frame()
+    };
+
+    let (action, out) = program.run_frame(&with_options(40_000, ARMED), T0);
+    assert_eq!(action, XDP_PASS, "not answered with a cookie");
+    assert_eq!(out, with_options(40_000, ARMED), "untouched");
+    let (action, _) = program.run_frame(&with_options(40_001, LISTENING), T0);
+    assert_eq!(action, XDP_PASS);
+
+    let armed = program.port_counts(0);
+    assert_eq!((armed.syns, armed.cookies), (1, 0), "the armed port's slot");
+    assert_eq!(program.port_counts(7).syns, 1, "slot 7");
+    let c = program.counters();
+    assert_eq!(c.get(Counter::CookieSynAck), 0);
+    assert_eq!(
+        c.get(Counter::PassLimits),
+        2,
+        "both went through the limits"
+    );
+}
+
 /// A real, established connection on this namespace's loopback.
 struct Connection {
     _listener: TcpListener,
