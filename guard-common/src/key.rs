@@ -30,12 +30,11 @@ impl SourceKey {
     #[must_use]
     pub fn v4(addr: [u8; 4], prefix_len: u8) -> Self {
         let len = if prefix_len > 32 { 32 } else { prefix_len };
-        let masked = u32::from_be_bytes(addr) & mask32(len);
         // Built as words: built field by field, the address's zero tail
         // becomes a call to a byte-wise `memset` in the XDP program.
         Self::from_words([
             u32::from_ne_bytes([AF_INET, len, 0, 0]),
-            u32::from_ne_bytes(masked.to_be_bytes()),
+            u32::from_ne_bytes(addr) & ne_mask32(len),
             0,
             0,
             0,
@@ -77,15 +76,25 @@ impl SourceKey {
     #[must_use]
     pub fn v6(addr: [u8; 16], prefix_len: u8) -> Self {
         let len = if prefix_len > 128 { 128 } else { prefix_len };
-        // As words, as `v4`: fewer registers in the XDP program's verdict,
-        // whose stack is nearly all used.
-        let a = addr_words(&mask128(addr, len));
+        // As words, as `v4`, each masked in the address's own byte order:
+        // no byte swaps of the address in the XDP program.
+        let a = addr_words(&addr);
+        let bits = |word: u8| {
+            let from = word * 32;
+            if len <= from {
+                0
+            } else if len - from >= 32 {
+                32
+            } else {
+                len - from
+            }
+        };
         Self::from_words([
             u32::from_ne_bytes([AF_INET6, len, 0, 0]),
-            a[0],
-            a[1],
-            a[2],
-            a[3],
+            a[0] & ne_mask32(bits(0)),
+            a[1] & ne_mask32(bits(1)),
+            a[2] & ne_mask32(bits(2)),
+            a[3] & ne_mask32(bits(3)),
         ])
     }
 
@@ -124,6 +133,13 @@ pub const fn mask32(len: u8) -> u32 {
     }
 }
 
+/// [`mask32`] for a word read in native byte order from four bytes in
+/// network order.
+#[inline(always)]
+const fn ne_mask32(len: u8) -> u32 {
+    u32::from_ne_bytes(mask32(len).to_be_bytes())
+}
+
 /// A 16-byte address as four native-endian words.
 #[inline(always)]
 const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
@@ -132,35 +148,6 @@ const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
         u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
         u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ]
-}
-
-/// The top `len` bits set (len <= 64).
-#[inline(always)]
-#[must_use]
-const fn mask64(len: u8) -> u64 {
-    if len == 0 {
-        0
-    } else {
-        u64::MAX << (64 - len as u32)
-    }
-}
-
-/// `addr` with all but its top `len` bits cleared (len <= 128).
-#[inline(always)]
-#[must_use]
-pub fn mask128(addr: [u8; 16], len: u8) -> [u8; 16] {
-    let (hi_len, lo_len) = if len >= 64 { (64, len - 64) } else { (len, 0) };
-    let hi = u64::from_be_bytes([
-        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
-    ]) & mask64(hi_len);
-    let lo = u64::from_be_bytes([
-        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
-    ]) & mask64(lo_len);
-    let (h, l) = (hi.to_be_bytes(), lo.to_be_bytes());
-    [
-        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
-        l[7],
     ]
 }
 
@@ -206,16 +193,21 @@ mod tests {
     }
 
     #[test]
-    fn v6_masks_across_the_64_bit_boundary() {
+    fn v6_masks_across_word_boundaries() {
         let addr = [0xff; 16];
-        assert_eq!(mask128(addr, 0), [0; 16]);
-        assert_eq!(mask128(addr, 128), addr);
-        let m = mask128(addr, 68);
+        let masked = |len| SourceKey::v6(addr, len).addr;
+        assert_eq!(masked(0), [0; 16]);
+        assert_eq!(masked(128), addr);
+        let m = masked(68);
         assert_eq!(m[..8], [0xff; 8]);
         assert_eq!(m[8], 0xf0);
         assert!(m[9..].iter().all(|b| *b == 0));
-        let m = mask128(addr, 12);
+        let m = masked(12);
         assert_eq!(m[..2], [0xff, 0xf0]);
+        assert!(m[2..].iter().all(|b| *b == 0));
+        let m = masked(32);
+        assert_eq!(m[..4], [0xff; 4]);
+        assert!(m[4..].iter().all(|b| *b == 0));
     }
 
     #[test]
