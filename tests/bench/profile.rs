@@ -27,7 +27,9 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
 
 /// The part of `struct bpf_prog_info` (include/uapi/linux/bpf.h) read
-/// here, in its layout; the kernel fills at most the size given.
+/// here, in its layout; the kernel fills at most the size given. It ends
+/// on a whole field: padding would be bytes the kernel reads (a count of
+/// tags to write) but nothing here sets.
 #[repr(C)]
 #[derive(Default)]
 struct ProgInfo {
@@ -61,6 +63,8 @@ struct ProgInfo {
     nr_jited_line_info: u32,
     line_info_rec_size: u32,
     jited_line_info_rec_size: u32,
+    nr_prog_tags: u32,
+    prog_tags: u64,
 }
 
 /// `struct bpf_line_info`.

@@ -320,6 +320,9 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
 /// before any per-source state, so one frame repeated is every flood
 /// packet's cost. Target: no more than a known source's SYN
 /// (`known_syn`, this run's ratio).
+/// The signature the SYN rows of the signature check match.
+const SYN_SIGNATURE: &str = "tcp dport 80 win 64240 hlen 20";
+
 fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: f64) -> Vec<Row> {
     let row = |case, t| Row {
         case,
@@ -329,7 +332,7 @@ fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: 
     let mut prog = program(settings);
     let flood_sig = parse("udp dport 5353 len 44 payload[0..4]=deadbeef").expect("signature");
     prog.add_signature(flood_sig, false);
-    let syn_sig = parse("tcp dport 80 win 64240 hlen 20").expect("signature");
+    let syn_sig = parse(SYN_SIGNATURE).expect("signature");
     prog.add_signature(syn_sig, false);
     let mut payload = vec![0xde, 0xad, 0xbe, 0xef];
     payload.resize(16, 7);
@@ -613,7 +616,8 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// What `cargo xtask bench --profile CASE` runs: the program, its frames
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
-/// (a known flow) and `spent` (new sources once the budget binds).
+/// (a known flow), `spent` (new sources once the budget binds) and
+/// `signature` (a SYN a signature drops).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
     let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
@@ -643,9 +647,15 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
                 .collect(),
             1,
         ),
-        other => panic!("no profile case {other:?}: established, syn, syn6, udp or spent"),
+        "signature" => (open_settings(), one(syn(src4(60_002))), 100_000),
+        other => {
+            panic!("no profile case {other:?}: established, syn, syn6, udp, spent or signature")
+        }
     };
-    let prog = program(&settings);
+    let mut prog = program(&settings);
+    if case == "signature" {
+        prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
+    }
     // The first run creates the state a known source or flow has.
     let _ = prog.time(&frames[0], 1);
     (prog, frames, repeat)

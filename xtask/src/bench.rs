@@ -40,6 +40,8 @@ enum Case {
     Udp,
     /// SYNs from new sources once the global budget binds (dropped).
     Spent,
+    /// A SYN an attack signature drops.
+    Signature,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
