@@ -86,7 +86,8 @@ pub extern "C" fn guard_screen(
     } else {
         sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now())
     };
-    if !sampled && (verified || !armed()) {
+    let table = SIGS.get(0);
+    if !sampled && (verified || table.is_none_or(|t| t.active == 0)) {
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
@@ -119,7 +120,7 @@ pub extern "C" fn guard_screen(
     } else {
         0
     };
-    if let Some(table) = SIGS.get(0)
+    if let Some(table) = table
         && let Some(slot) = table.find(&sc.fp)
     {
         if let Some(hits) = slots.get_mut(SIG_HIT_SLOT + slot) {
@@ -222,15 +223,37 @@ fn of(sc: &mut Screen, ip_len: usize, l4: usize, class: u32, v4: bool) -> bool {
         fp[FP_TCP_FLAGS] = 0;
         fp[FP_L4_HLEN] = UDP_HLEN as u8;
     }
-    for i in 0..FP_PAYLOAD_LEN {
-        fp[FP_PAYLOAD + i] = at(pkt, start + i);
-    }
-    // Zeros past the packet's end (the copy's bytes there are an earlier
-    // packet's). Little-endian words: the first bytes are the low ones.
+    // The payload as two words, zeros past the packet's end (the copy's
+    // bytes there are an earlier packet's); none read when there is none,
+    // as on most SYNs. Little-endian words: the first bytes are the low
+    // ones.
     let avail = ip_len.saturating_sub(start);
-    sc.fp.words[2] &= low_bytes(avail);
-    sc.fp.words[3] &= low_bytes(avail.saturating_sub(8));
+    let (lo, hi) = if avail == 0 {
+        (0, 0)
+    } else {
+        (
+            word_at(pkt, start) & low_bytes(avail),
+            word_at(pkt, start + 8) & low_bytes(avail.saturating_sub(8)),
+        )
+    };
+    sc.fp.words[FP_PAYLOAD / 8] = lo;
+    sc.fp.words[FP_PAYLOAD / 8 + 1] = hi;
     true
+}
+
+// The payload is the fingerprint's last two words.
+const _: () = assert!(FP_PAYLOAD % 8 == 0 && FP_PAYLOAD_LEN == 16 && FP_PAYLOAD + 16 == FP_LEN);
+
+/// Eight bytes of the copy from `i`, little-endian (0 past its end): one
+/// bounds check for the eight where they fit.
+#[inline(always)]
+fn word_at(pkt: &[u8; FP_COPY], i: usize) -> u64 {
+    match pkt.get(i..i + 8) {
+        Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) => {
+            u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
+        }
+        _ => (0..8).fold(0, |w, k| w | u64::from(at(pkt, i + k)) << (8 * k)),
+    }
 }
 
 /// A mask of the low `n` bytes of a word (all of it from 8 on).
