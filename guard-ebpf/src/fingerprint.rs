@@ -12,7 +12,7 @@ use guard_common::{
     fingerprint::{
         FP_COPY, FP_DPORT, FP_FAMILY, FP_IP_ID, FP_IP_LEN, FP_L4_HLEN, FP_LEN, FP_PAYLOAD,
         FP_PAYLOAD_LEN, FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, Fingerprint,
-        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample, within_copy,
+        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample, SigTable, within_copy,
     },
     key::{AF_INET, AF_INET6, LIST_ALLOW},
 };
@@ -87,7 +87,7 @@ pub extern "C" fn guard_screen(
         sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now())
     };
     let table = SIGS.get(0);
-    if !sampled && (verified || table.is_none_or(|t| t.active == 0)) {
+    if !sampled && (verified || !has_active(table)) {
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
@@ -318,7 +318,13 @@ fn submit(b: &mut SampleBudget, fp: &Fingerprint, cfg: &DataplaneConfig, kind: u
 /// Whether any signature is installed.
 #[inline(always)]
 pub fn armed() -> bool {
-    SIGS.get(0).is_some_and(|t| t.active != 0)
+    has_active(SIGS.get(0))
+}
+
+/// Whether the signature table, looked up, has an active signature.
+#[inline(always)]
+fn has_active(table: Option<&SigTable>) -> bool {
+    table.is_some_and(|t| t.active != 0)
 }
 
 /// Whether this packet is considered for a sample: sampling is on and
