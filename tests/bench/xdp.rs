@@ -12,7 +12,7 @@
 //! speed.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
     os::fd::AsFd as _,
     path::PathBuf,
 };
@@ -38,6 +38,56 @@ fn src4(i: u32) -> IpAddr {
 
 fn dst4() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))
+}
+
+/// The frames of the table's rows, which `--profile` runs too.
+mod frames {
+    use super::{DISTINCT, dst4, src4};
+    use guard_tests::packet::{Packet, TCP_ACK, TCP_SYN};
+    use std::net::{IpAddr, Ipv6Addr};
+
+    /// A SYN from `src` to port 80.
+    pub fn syn(src: IpAddr) -> Packet {
+        Packet::tcp(src, dst4(), 40000, 80, TCP_SYN)
+    }
+
+    /// An ACK of an established connection.
+    pub fn established() -> Packet {
+        Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK)
+    }
+
+    /// A known source's SYN (known once it has run once).
+    pub fn known_syn() -> Packet {
+        syn(src4(1))
+    }
+
+    /// The same over IPv6.
+    pub fn known_syn6() -> Packet {
+        Packet::tcp(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+            40000,
+            80,
+            TCP_SYN,
+        )
+    }
+
+    /// A packet of a known UDP flow (known once it has run once).
+    pub fn known_udp() -> Packet {
+        Packet::udp(src4(3), dst4(), 5000, 53, b"q")
+    }
+
+    /// SYNs from [`DISTINCT`] sources from the `from`th on.
+    pub fn spoofed(from: u32) -> Vec<Vec<u8>> {
+        (from..from + DISTINCT)
+            .map(|i| syn(src4(i)).frame())
+            .collect()
+    }
+
+    /// The SYN the signature rows' SYN signature matches.
+    pub fn signature_syn() -> Packet {
+        syn(src4(60_002))
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -189,36 +239,24 @@ fn program(settings: &Settings) -> Program {
 fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     let open = open_settings();
     let tight = xdp::settings("--mode enforce --syn-rate 1 --syn-burst 1 --ban-threshold 0");
-    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
-    let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
     let row = |case, t, target| Row { case, t, target };
 
     let prog = program(&open);
-    let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
+    let syn = frames::syn;
     let mut rows = vec![
         row(
             "established TCP (fast path)",
-            repeated(
-                &prog,
-                base,
-                &Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK).frame(),
-                repeat,
-            ),
+            repeated(&prog, base, &frames::established().frame(), repeat),
             1.3,
         ),
         row(
             "SYN, known source, under its limit",
-            repeated(&prog, base, &syn(src4(1)).frame(), repeat),
+            repeated(&prog, base, &frames::known_syn().frame(), repeat),
             2.5,
         ),
         row(
             "IPv6 SYN, known source",
-            repeated(
-                &prog,
-                base,
-                &Packet::tcp(v6, v6_dst, 40000, 80, TCP_SYN).frame(),
-                repeat,
-            ),
+            repeated(&prog, base, &frames::known_syn6().frame(), repeat),
             2.5,
         ),
         row(
@@ -228,18 +266,11 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
         ),
         row(
             "UDP, known flow",
-            repeated(
-                &prog,
-                base,
-                &Packet::udp(src4(3), dst4(), 5000, 53, b"q").frame(),
-                repeat,
-            ),
+            repeated(&prog, base, &frames::known_udp().frame(), repeat),
             2.5,
         ),
     ];
-    let syns: Vec<Vec<u8>> = (100..100 + DISTINCT)
-        .map(|i| syn(src4(i)).frame())
-        .collect();
+    let syns = frames::spoofed(100);
     rows.push(row(
         "SYN, new source (map insert)*",
         distinct(&prog, base, &syns),
@@ -282,6 +313,15 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     rows
 }
 
+/// guard's program with a global budget of one SYN, spent.
+fn spent_program() -> Program {
+    let prog = program(&xdp::settings(
+        "--mode enforce --global-rate 1 --global-burst 1",
+    ));
+    let _ = prog.time(&frames::syn(src4(50_000)).frame(), 1);
+    prog
+}
+
 /// A random-source flood once the global budget binds: every SYN from a
 /// source never seen, every one dropped by the budget; then the same with
 /// the marked filter defeated, in the same run.
@@ -291,17 +331,10 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
         t,
         target: 3.0,
     };
-    let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
-    let spent = xdp::settings("--mode enforce --global-rate 1 --global-burst 1");
-    let mut prog = program(&spent);
-    let _ = prog.time(&syn(src4(50_000)).frame(), 1);
+    let mut prog = spent_program();
     // Sources never seen before each row: no row finds the last one's in
     // the cache.
-    let spoofed = |from: u32| -> Vec<Vec<u8>> {
-        (from..from + DISTINCT)
-            .map(|i| syn(src4(i)).frame())
-            .collect()
-    };
+    let spoofed = frames::spoofed;
     let mut out = vec![row(
         "SYN, new source, budget spent (dropped)*",
         distinct(&prog, base, &spoofed(0)),
@@ -316,13 +349,13 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
     out
 }
 
+/// The signature the SYN rows of the signature check match.
+const SYN_SIGNATURE: &str = "tcp dport 80 win 64240 hlen 20";
+
 /// Attack signatures: a flood packet a signature matches is dropped
 /// before any per-source state, so one frame repeated is every flood
 /// packet's cost. Target: no more than a known source's SYN
 /// (`known_syn`, this run's ratio).
-/// The signature the SYN rows of the signature check match.
-const SYN_SIGNATURE: &str = "tcp dport 80 win 64240 hlen 20";
-
 fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: f64) -> Vec<Row> {
     let row = |case, t| Row {
         case,
@@ -337,7 +370,7 @@ fn signature_rows(base: &Baseline, repeat: u32, settings: &Settings, known_syn: 
     let mut payload = vec![0xde, 0xad, 0xbe, 0xef];
     payload.resize(16, 7);
     let flood = Packet::udp(src4(60_001), dst4(), 3000, 5353, &payload).frame();
-    let syn = Packet::tcp(src4(60_002), dst4(), 40000, 80, TCP_SYN).frame();
+    let syn = frames::signature_syn().frame();
     for frame in [&flood, &syn] {
         assert_eq!(prog.run(frame, 0), XDP_DROP, "a signature matches");
     }
@@ -619,43 +652,30 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// (a known flow), `spent` (new sources once the budget binds) and
 /// `signature` (a SYN a signature drops).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
-    let syn = |src| Packet::tcp(src, dst4(), 40000, 80, TCP_SYN);
-    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9));
-    let v6_dst = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2));
     let one = |p: Packet| vec![p.frame()];
-    let (settings, frames, repeat) = match case {
+    let (prog, frames, repeat) = match case {
         "established" => (
-            open_settings(),
-            one(Packet::tcp(src4(0), dst4(), 40000, 80, TCP_ACK)),
+            program(&open_settings()),
+            one(frames::established()),
             100_000,
         ),
-        "syn" => (open_settings(), one(syn(src4(1))), 100_000),
+        "syn" => (program(&open_settings()), one(frames::known_syn()), 100_000),
         "syn6" => (
-            open_settings(),
-            one(Packet::tcp(v6, v6_dst, 40000, 80, TCP_SYN)),
+            program(&open_settings()),
+            one(frames::known_syn6()),
             100_000,
         ),
-        "udp" => (
-            open_settings(),
-            one(Packet::udp(src4(3), dst4(), 5000, 53, b"q")),
-            100_000,
-        ),
-        "spent" => (
-            xdp::settings("--mode enforce --global-rate 1 --global-burst 1"),
-            (100..100 + DISTINCT)
-                .map(|i| syn(src4(i)).frame())
-                .collect(),
-            1,
-        ),
-        "signature" => (open_settings(), one(syn(src4(60_002))), 100_000),
+        "udp" => (program(&open_settings()), one(frames::known_udp()), 100_000),
+        "spent" => (spent_program(), frames::spoofed(0), 1),
+        "signature" => {
+            let mut prog = program(&open_settings());
+            prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
+            (prog, one(frames::signature_syn()), 100_000)
+        }
         other => {
             panic!("no profile case {other:?}: established, syn, syn6, udp, spent or signature")
         }
     };
-    let mut prog = program(&settings);
-    if case == "signature" {
-        prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
-    }
     // The first run creates the state a known source or flow has.
     let _ = prog.time(&frames[0], 1);
     (prog, frames, repeat)
