@@ -58,13 +58,19 @@ fn source_key(addr: IpAddr) -> SourceKey {
     }
 }
 
-#[test]
-fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
-    let _kernel = kernel_test!();
+/// guard in enforce mode with cookies on for `ARMED` (counter slot 0) and
+/// `LISTENING` listening in slot 7; and a client's address.
+fn armed_and_listening() -> (Program, IpAddr) {
     let mut program = Program::new(&xdp::settings("--mode enforce"));
     program.arm_cookies(ARMED);
     program.set_port(LISTENING, port_entry(7, false));
-    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 1).into();
+    (program, Ipv4Addr::new(198, 18, 0, 1).into())
+}
+
+#[test]
+fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
+    let _kernel = kernel_test!();
+    let (mut program, client) = armed_and_listening();
 
     let (action, _) = program.run_frame(&syn_from(client, 40_000, ARMED), T0);
     assert_eq!(action, XDP_TX, "a SYN to the armed port is answered");
@@ -99,10 +105,7 @@ fn syns_to_a_listening_port_are_counted_and_only_an_armed_port_gets_cookies() {
 #[test]
 fn a_syn_with_ip_options_is_counted_at_its_port_and_left_to_the_kernel() {
     let _kernel = kernel_test!();
-    let mut program = Program::new(&xdp::settings("--mode enforce"));
-    program.arm_cookies(ARMED);
-    program.set_port(LISTENING, port_entry(7, false));
-    let client: IpAddr = Ipv4Addr::new(198, 18, 0, 1).into();
+    let (mut program, client) = armed_and_listening();
     let with_options = |sport, dport| {
         let mut p = Packet::tcp(client, server(), sport, dport, TCP_SYN);
         // Four NOPs.
