@@ -79,6 +79,9 @@ impl SourceKey {
         // As words, as `v4`, each masked in the address's own byte order:
         // no byte swaps of the address in the XDP program.
         let a = addr_words(&addr);
+        // Bits of the prefix in each word. As branches: written as
+        // `saturating_sub(..).min(32)` the verdict is 200 BPF instructions
+        // longer.
         let bits = |word: u8| {
             let from = word * 32;
             if len <= from {
