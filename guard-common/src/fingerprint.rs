@@ -55,22 +55,6 @@ pub const FP_PAYLOAD: usize = 16;
 /// Payload bytes in a fingerprint.
 pub const FP_PAYLOAD_LEN: usize = FP_LEN - FP_PAYLOAD;
 
-/// Bytes of the IP packet the XDP program copies to take a fingerprint:
-/// the longest IPv4 header (60) and the TCP header's fixed part (20) and
-/// payload (16) fit.
-pub const FP_COPY: usize = 128;
-
-/// Whether the XDP program takes a fingerprint of an IP packet `ip_len`
-/// bytes long whose payload (after the transport header's fixed part)
-/// starts `start` bytes in: not when those 16 bytes lie past its copy
-/// ([`FP_COPY`]) and the packet does too (IPv6 extension headers can push
-/// them there). Such a packet still meets its per-source limits.
-#[inline(always)]
-#[must_use]
-pub const fn within_copy(ip_len: usize, start: usize) -> bool {
-    start + FP_PAYLOAD_LEN <= FP_COPY || ip_len <= FP_COPY
-}
-
 /// The traits of one packet, as the words a [`Signature`] masks (the
 /// bytes of the layout in memory order: [`Fingerprint::bytes`]).
 #[repr(C)]
@@ -165,6 +149,101 @@ impl Fingerprint {
         }
         Some(Self::from_bytes(&bytes))
     }
+}
+
+/// The fingerprint's words from the words the XDP program reads of a
+/// packet: eight bytes each, in memory order as a little-endian load
+/// gives them, so a field is a shift and a mask away. One read per word
+/// instead of one per byte; [`Fingerprint::of`] is the reference the
+/// tests hold these to.
+pub mod reads {
+    use super::FP_PAYLOAD_LEN;
+    use crate::{
+        dissect::{ICMP_MIN_HLEN, IPPROTO_TCP, IPPROTO_UDP, UDP_HLEN},
+        key::{AF_INET, AF_INET6},
+    };
+
+    /// Word 0 (family to IP length) from the IP header's first 16 bytes,
+    /// the transport (`proto`, after any IPv6 extension headers) and the
+    /// datagram's length.
+    #[inline(always)]
+    #[must_use]
+    pub const fn ip(v4: bool, ip: [u64; 2], proto: u8, ip_len: u16) -> u64 {
+        let (family, ttl, tos, id) = if v4 {
+            (
+                AF_INET,
+                ip[1] & 0xff,
+                (ip[0] >> 8) & 0xff,
+                (ip[0] >> 32) & 0xffff,
+            )
+        } else {
+            // The traffic class straddles the first two bytes.
+            (
+                AF_INET6,
+                ip[0] >> 56,
+                ((ip[0] << 4) & 0xf0) | ((ip[0] >> 12) & 0x0f),
+                (ip[0] >> 16) & 0xffff,
+            )
+        };
+        family as u64
+            | (proto as u64) << 8
+            | ttl << 16
+            | tos << 24
+            | id << 32
+            | (ip_len.swap_bytes() as u64) << 48
+    }
+
+    /// Bytes of the transport header [`transport`] reads: TCP's first 16,
+    /// UDP's and ICMP's 8.
+    #[inline(always)]
+    #[must_use]
+    pub const fn transport_len(proto: u8) -> usize {
+        if proto == IPPROTO_TCP { 16 } else { 8 }
+    }
+
+    /// Word 1 (ports to header length) from the transport header's first
+    /// bytes ([`transport_len`]; `l4[1]` is TCP's alone).
+    #[inline(always)]
+    #[must_use]
+    pub const fn transport(proto: u8, l4: [u64; 2]) -> u64 {
+        if proto == IPPROTO_TCP {
+            // Ports; the window; the flags; the data offset in bytes,
+            // (byte 12 >> 4) * 4.
+            (l4[0] & 0xffff_ffff)
+                | (l4[1] >> 48) << 32
+                | ((l4[1] >> 40) & 0xff) << 48
+                | ((l4[1] >> 32) & 0xf0) << 54
+        } else if proto == IPPROTO_UDP {
+            (l4[0] & 0xffff_ffff_ffff) | (UDP_HLEN as u64) << 56
+        } else {
+            // Type and code, then identifier and sequence past the checksum.
+            (l4[0] & 0xffff) | (l4[0] >> 32) << 16 | (ICMP_MIN_HLEN as u64) << 56
+        }
+    }
+
+    /// Words 2 and 3 from the 16 bytes at the payload's start, of which
+    /// the datagram has `avail`: the rest (link padding, or whatever the
+    /// frame holds next) are zeroed.
+    #[inline(always)]
+    #[must_use]
+    pub const fn payload(w: [u64; 2], avail: usize) -> [u64; 2] {
+        [
+            w[0] & low_bytes(avail),
+            w[1] & low_bytes(avail.saturating_sub(8)),
+        ]
+    }
+
+    /// A mask of a word's low `n` bytes (all of it from 8 on).
+    #[inline(always)]
+    const fn low_bytes(n: usize) -> u64 {
+        if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << ((8 * n) & 63)) - 1
+        }
+    }
+
+    const _: () = assert!(FP_PAYLOAD_LEN == 16);
 }
 
 /// Signatures the table holds; a slot's hits are counted in

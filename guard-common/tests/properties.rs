@@ -1,9 +1,12 @@
-//! Property tests: the token bucket and the key encoding hold their
-//! promises at every rate, burst, time and address, extremes included.
+//! Property tests: the token bucket, the key encoding and the XDP side's
+//! fingerprint reads hold their promises at every rate, burst, time,
+//! address and packet, extremes included.
 
 use guard_common::{
     SourceKey,
     bucket::{Limit, MAX_BURST, MAX_RATE, NANOS_PER_SEC},
+    dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
+    fingerprint::{Fingerprint, reads},
 };
 use proptest::prelude::*;
 
@@ -106,5 +109,60 @@ proptest! {
         prop_assert_eq!(&key.addr[..4], &(u32::from_be_bytes(addr) & keep).to_be_bytes()[..]);
         prop_assert!(key.addr[4..].iter().all(|b| *b == 0));
         prop_assert_eq!(key.prefix_len, len);
+    }
+
+    /// The fingerprint the XDP program assembles from its word reads is
+    /// the reference's, for any header bytes, transport, payload length
+    /// and bytes past the datagram (link padding, or the frame's end,
+    /// where the program reads what it has and zeros the rest).
+    #[test]
+    fn word_reads_give_the_reference_fingerprint(
+        v4 in any::<bool>(),
+        transport in 0usize..3,
+        header in any::<[u8; 60]>(),
+        payload in prop::collection::vec(any::<u8>(), 0..40),
+        past in prop::collection::vec(any::<u8>(), 0..24),
+    ) {
+        let proto = match (transport, v4) {
+            (0, _) => IPPROTO_TCP,
+            (1, _) => IPPROTO_UDP,
+            (_, true) => IPPROTO_ICMP,
+            (_, false) => IPPROTO_ICMPV6,
+        };
+        let (ip_hlen, fixed) = (if v4 { 20 } else { 40 }, if proto == IPPROTO_TCP { TCP_MIN_HLEN } else { UDP_HLEN });
+        let mut ip = header[..ip_hlen + fixed].to_vec();
+        ip.extend_from_slice(&payload);
+        let ip_len = ip.len() as u16;
+        if v4 {
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        } else {
+            ip[0] = 0x60 | (ip[0] & 0x0f);
+            ip[4..6].copy_from_slice(&(ip_len - 40).to_be_bytes());
+        }
+        let mut frame = ip.clone();
+        frame.extend_from_slice(&past);
+        let word = |at: usize| {
+            let mut b = [0xa5u8; 8];
+            for (i, v) in b.iter_mut().enumerate() {
+                if let Some(x) = frame.get(at + i) {
+                    *v = *x;
+                }
+            }
+            u64::from_le_bytes(b)
+        };
+        let l4 = ip_hlen;
+        let start = l4 + fixed;
+        let [p0, p1] = reads::payload([word(start), word(start + 8)], ip.len() - start);
+        let l4_words = [word(l4), if reads::transport_len(proto) > 8 { word(l4 + 8) } else { 0 }];
+        let read = Fingerprint {
+            words: [
+                reads::ip(v4, [word(0), word(8)], proto, ip_len),
+                reads::transport(proto, l4_words),
+                p0,
+                p1,
+            ],
+        };
+        prop_assert_eq!(Some(read), Fingerprint::of(&frame, l4, proto));
     }
 }
