@@ -46,7 +46,7 @@ use guard_common::{
 use aya_ebpf::cty::c_void;
 
 use crate::{
-    dissect::{F_FRAGMENT, Headers, load},
+    dissect::{F_FRAGMENT, Headers, load, opaque},
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
 };
 
@@ -107,8 +107,11 @@ fn scratch() -> Option<&'static mut Scratch> {
 }
 
 /// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`.
+/// The length is checked as the helper's argument, whatever LLVM knows of
+/// it from the caller's checks.
 #[inline(always)]
 pub(crate) fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
+    let n = opaque(n);
     if n == 0 || n > buf.len() {
         return false;
     }

@@ -126,33 +126,88 @@ pub const MAX_OFFSET: u32 = 0x3fff;
 /// asm the comparison stays one between packet pointers.
 #[inline(always)]
 fn at(ctx: &XdpContext, offset: usize) -> usize {
-    let mut p = ctx.data() + offset;
-    // SAFETY: a register move onto itself; it only makes `p` opaque. (A
-    // truly empty asm would leave two BTF line records on one instruction,
-    // which the kernel rejects.)
-    unsafe { asm!("{0} = {0}", inout(reg) p, options(nomem, nostack, preserves_flags)) };
-    p
+    opaque(ctx.data() + offset)
 }
+
+/// `v`, of which LLVM knows nothing more: so it keeps a check that the
+/// verifier needs on this register but LLVM can prove from another.
+#[inline(always)]
+pub fn opaque(mut v: usize) -> usize {
+    // SAFETY: a register move onto itself. (A truly empty asm would leave
+    // two BTF line records on one instruction, which the kernel rejects.)
+    unsafe { asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The packet's end, read from the context at each use. LLVM would keep
+/// one read in a register and may copy it with a 32-bit move (the field
+/// is a u32), and the verifier no longer knows the copy for the packet's
+/// end; behind the asm each check compares against a fresh read.
+#[inline(always)]
+fn end(ctx: &XdpContext) -> usize {
+    let end: usize;
+    // SAFETY: reads `data_end` (checked below to be 4 bytes in) from the
+    // context the program was given.
+    unsafe {
+        asm!(
+            "{0} = *(u32 *)({1} + 4)",
+            out(reg) end,
+            in(reg) ctx.ctx,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    end
+}
+
+const _: () = assert!(core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data_end) == 4);
 
 /// Whether the first `end` bytes of the packet are all there.
 #[inline(always)]
 fn within(ctx: &XdpContext, end: usize) -> bool {
-    at(ctx, end) <= ctx.data_end()
+    at(ctx, end) <= self::end(ctx)
 }
 
 /// Copies `T` from `offset` bytes into the packet, if it is all there.
 ///
-/// The one place packet memory is read. `T` is a byte array: packet fields
-/// have no alignment guarantee.
+/// Packet memory is read here and in [`words`] only. `T` is a byte array:
+/// packet fields have no alignment guarantee.
 #[inline(always)]
 pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     let p = at(ctx, offset);
-    if p + size_of::<T>() > ctx.data_end() {
+    if p + size_of::<T>() > end(ctx) {
         return None;
     }
     // SAFETY: the whole of T lies before data_end, checked above on the
     // same pointer the read uses; read_unaligned needs no alignment.
     Some(unsafe { core::ptr::read_unaligned(p as *const T) })
+}
+
+/// `N` words from `offset` bytes into the packet, if they are all there,
+/// each one 8-byte read: its bytes in memory order, so little-endian on
+/// this target. (`load` reads byte by byte, since LLVM takes BPF to have
+/// no misaligned loads. The verifier allows them on packet memory where
+/// the kernel has efficient unaligned access, as on x86-64 and arm64;
+/// elsewhere it refuses the program at load.)
+#[inline(always)]
+pub fn words<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u64; N]> {
+    let p = at(ctx, offset);
+    if p + 8 * N > end(ctx) {
+        return None;
+    }
+    let mut w = [0u64; N];
+    for (i, w) in w.iter_mut().enumerate() {
+        // SAFETY: the eight bytes lie before data_end, checked above on the
+        // same pointer; the asm only reads them.
+        unsafe {
+            asm!(
+                "{0} = *(u64 *)({1} + 0)",
+                out(reg) *w,
+                in(reg) p + 8 * i,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+    }
+    Some(w)
 }
 
 #[inline(always)]

@@ -10,22 +10,19 @@ use guard_common::{
     counters::SIG_HIT_SLOT,
     dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
     fingerprint::{
-        FP_COPY, FP_DPORT, FP_FAMILY, FP_IP_ID, FP_IP_LEN, FP_L4_HLEN, FP_LEN, FP_PAYLOAD,
-        FP_PAYLOAD_LEN, FP_PROTO, FP_SPORT, FP_TCP_FLAGS, FP_TOS, FP_TTL, FP_WINDOW, Fingerprint,
-        SAMPLE_ESTABLISHED, SAMPLE_NEW, SAMPLE_VERIFIED, Sample, SigTable, within_copy,
+        FP_LEN, FP_PAYLOAD, FP_PAYLOAD_LEN, Fingerprint, SAMPLE_ESTABLISHED, SAMPLE_NEW,
+        SAMPLE_VERIFIED, Sample, SigTable, reads,
     },
-    key::{AF_INET, AF_INET6, LIST_ALLOW},
+    key::{AF_INET, LIST_ALLOW},
 };
 
 use crate::{
     clock,
     cookie::copy_in,
-    dissect::MAX_OFFSET,
-    maps::{
-        CONFIG, COUNTERS, LISTS_V4, LISTS_V6, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget, Screen,
-    },
+    dissect::{Headers, words},
+    maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget, Screen},
     slots::Table,
-    verdict::{reject, udp_flow_known},
+    verdict::{list_action, reject, source_addr, source_key, udp_flow_key, udp_flow_known},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -56,8 +53,8 @@ pub const SCREEN_VERIFIED: u32 = 1 << 24;
 /// call only against its signature. Inlined, or as a static function, it
 /// would be verified again for every path that reaches it, which the rest
 /// of the program already has enough of to come near the verifier's
-/// limit. So it takes only the context and scalars, reads the packet
-/// through a copy, and looks up its own maps.
+/// limit. So it takes only the context and scalars, and looks up its
+/// own maps.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn guard_screen(
@@ -91,32 +88,18 @@ pub extern "C" fn guard_screen(
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
-    // As `Headers::packed` wrote them.
-    let class = packed & 0xff;
-    let v4 = (packed >> 16) & 0xff == u32::from(AF_INET);
-    // Bounded by masks, as `Headers::unpacked` says why.
-    let (l3, l4, l3_end) = (
-        (l3 & MAX_OFFSET) as usize,
-        (l4 & MAX_OFFSET) as usize,
-        (l3_end & MAX_OFFSET) as usize,
-    );
-    if l3 > l4 || l4 > l3_end {
-        return NO_MATCH;
-    }
-    let ip_len = l3_end - l3;
-    if !copy_in(&ctx, l3, &mut sc.pkt, ip_len.min(FP_COPY)) {
-        return NO_MATCH;
-    }
-    if !of(sc, ip_len, l4 - l3, class, v4) {
+    let h = Headers::unpacked(l3, l4, l3_end, packed);
+    if h.l3 > h.l4 || h.l4 > h.l3_end || !of(&ctx, &h, &mut sc.fp) {
         return NO_MATCH;
     }
     if verified {
         submit(&mut sc.budget, &sc.fp, cfg, SAMPLE_VERIFIED);
         return NO_MATCH;
     }
+    let v4 = h.family == AF_INET;
     let has_lists = if v4 { HAS_LISTS_V4 } else { HAS_LISTS_V6 };
     let listed = if cfg.lists & has_lists != 0 {
-        listed(sc, v4)
+        source_addr(&ctx, &h).map_or(0, |src| list_action(&src, v4))
     } else {
         0
     };
@@ -131,164 +114,87 @@ pub extern "C" fn guard_screen(
         }
     }
     if listed == 0 && sampled {
-        sample(cfg, sc, l4 - l3, class, v4);
+        sample(cfg, sc, &ctx, &h);
     }
     NO_MATCH
 }
 
-/// The allow/deny action for the copied packet's source.
+/// Writes the fingerprint of the packet's IP datagram into `fp`, from a
+/// few word reads of the packet (`reads` says which); false if it has
+/// none (not a transport that opens flows, or headers not there).
 #[inline(always)]
-fn listed(sc: &mut Screen, v4: bool) -> u8 {
-    let found = if v4 {
-        sc.key4.prefix_len = 32;
-        for i in 0..4 {
-            sc.key4.data[i] = at(&sc.pkt, 12 + i);
-        }
-        LISTS_V4.get(&sc.key4)
-    } else {
-        sc.key6.prefix_len = 128;
-        for i in 0..16 {
-            sc.key6.data[i] = at(&sc.pkt, 8 + i);
-        }
-        LISTS_V6.get(&sc.key6)
+fn of(ctx: &XdpContext, h: &Headers, fp: &mut Fingerprint) -> bool {
+    let v4 = h.family == AF_INET;
+    let proto = match h.class {
+        Counter::TcpSyn | Counter::TcpOther => IPPROTO_TCP,
+        Counter::Udp => IPPROTO_UDP,
+        Counter::Icmp if v4 => IPPROTO_ICMP,
+        Counter::Icmp => IPPROTO_ICMPV6,
+        _ => return false,
     };
-    found.copied().unwrap_or(0)
-}
-
-/// Byte `i` of the copy (0 past it).
-#[inline(always)]
-fn at(pkt: &[u8; FP_COPY], i: usize) -> u8 {
-    pkt.get(i).copied().unwrap_or(0)
-}
-
-/// Writes the fingerprint of the copied IP packet (`ip_len` bytes long,
-/// its transport header `l4` bytes in) into `fp`; false if it has none.
-#[inline(always)]
-fn of(sc: &mut Screen, ip_len: usize, l4: usize, class: u32, v4: bool) -> bool {
-    let tcp = class == Counter::TcpSyn as u32 || class == Counter::TcpOther as u32;
-    let udp = class == Counter::Udp as u32;
-    if !tcp && !udp && class != Counter::Icmp as u32 {
+    let l4 = if reads::transport_len(proto) > 8 {
+        words::<2>(ctx, h.l4)
+    } else {
+        words::<1>(ctx, h.l4).map(|[w]| [w, 0])
+    };
+    let (Some(ip), Some(l4)) = (words::<2>(ctx, h.l3), l4) else {
         return false;
-    }
-    let fixed = if tcp { TCP_MIN_HLEN } else { UDP_HLEN };
-    let start = l4 + fixed;
-    if !within_copy(ip_len, start) {
-        return false;
-    }
-    // Byte by byte from the copy into the map value: nothing held in
-    // registers, so nothing spilled to the few stack bytes this call has.
-    let pkt = &sc.pkt;
-    // SAFETY: the words' memory as the fingerprint's bytes (same size, u8
-    // has no alignment).
-    let fp = unsafe { &mut *sc.fp.words.as_mut_ptr().cast::<[u8; FP_LEN]>() };
-    fp[FP_FAMILY] = if v4 { AF_INET } else { AF_INET6 };
-    fp[FP_PROTO] = if tcp {
-        IPPROTO_TCP
-    } else if udp {
-        IPPROTO_UDP
-    } else if v4 {
-        IPPROTO_ICMP
-    } else {
-        IPPROTO_ICMPV6
     };
-    if v4 {
-        fp[FP_TTL] = at(pkt, 8);
-        fp[FP_TOS] = at(pkt, 1);
-        fp[FP_IP_ID] = at(pkt, 4);
-        fp[FP_IP_ID + 1] = at(pkt, 5);
+    let ip_len = h.l3_end - h.l3;
+    fp.words[0] = reads::ip(v4, ip, proto, ip_len as u16);
+    fp.words[1] = reads::transport(proto, l4);
+    // The payload: none on most SYNs, so nothing read.
+    let fixed = if proto == IPPROTO_TCP {
+        TCP_MIN_HLEN
     } else {
-        fp[FP_TTL] = at(pkt, 7);
-        fp[FP_TOS] = (at(pkt, 0) << 4) | (at(pkt, 1) >> 4);
-        fp[FP_IP_ID] = at(pkt, 2);
-        fp[FP_IP_ID + 1] = at(pkt, 3);
-    }
-    fp[FP_IP_LEN] = (ip_len >> 8) as u8;
-    fp[FP_IP_LEN + 1] = ip_len as u8;
-    if tcp {
-        for i in 0..4 {
-            fp[FP_SPORT + i] = at(pkt, l4 + i);
-        }
-        fp[FP_WINDOW] = at(pkt, l4 + 14);
-        fp[FP_WINDOW + 1] = at(pkt, l4 + 15);
-        fp[FP_TCP_FLAGS] = at(pkt, l4 + 13);
-        fp[FP_L4_HLEN] = (at(pkt, l4 + 12) >> 4) * 4;
-    } else {
-        // UDP: ports and length. ICMP: type, code, identifier, sequence.
-        let icmp = !udp;
-        fp[FP_SPORT] = at(pkt, l4);
-        fp[FP_SPORT + 1] = at(pkt, l4 + 1);
-        for i in 0..4 {
-            fp[FP_DPORT + i] = at(pkt, l4 + 2 + i + usize::from(icmp) * 2);
-        }
-        fp[FP_TCP_FLAGS] = 0;
-        fp[FP_L4_HLEN] = UDP_HLEN as u8;
-    }
-    // The payload as two words, zeros past the packet's end (the copy's
-    // bytes there are an earlier packet's); none read when there is none,
-    // as on most SYNs. Little-endian words: the first bytes are the low
-    // ones.
-    let avail = ip_len.saturating_sub(start);
-    let (lo, hi) = if avail == 0 {
-        (0, 0)
-    } else {
-        (
-            word_at(pkt, start) & low_bytes(avail),
-            word_at(pkt, start + 8) & low_bytes(avail.saturating_sub(8)),
-        )
+        UDP_HLEN
     };
-    sc.fp.words[FP_PAYLOAD / 8] = lo;
-    sc.fp.words[FP_PAYLOAD / 8 + 1] = hi;
+    let start = h.l4 + fixed;
+    let avail = h.l3_end.saturating_sub(start);
+    let payload = if avail == 0 {
+        [0, 0]
+    } else if let Some(w) = words::<2>(ctx, start) {
+        w
+    } else {
+        match tail(ctx, start, avail) {
+            Some(w) => w,
+            None => return false,
+        }
+    };
+    let [lo, hi] = reads::payload(payload, avail);
+    fp.words[FP_PAYLOAD / 8] = lo;
+    fp.words[FP_PAYLOAD / 8 + 1] = hi;
     true
 }
 
 // The payload is the fingerprint's last two words.
 const _: () = assert!(FP_PAYLOAD % 8 == 0 && FP_PAYLOAD_LEN == 16 && FP_PAYLOAD + 16 == FP_LEN);
 
-/// Eight bytes of the copy from `i`, little-endian (0 past its end): one
-/// bounds check for the eight where they fit.
+/// The payload's first bytes when the frame ends within 16 bytes of its
+/// start (a short datagram without link padding), or has them outside
+/// its linear part: the helper copies what there is, zeros after it.
 #[inline(always)]
-fn word_at(pkt: &[u8; FP_COPY], i: usize) -> u64 {
-    match pkt.get(i..i + 8) {
-        Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) => {
-            u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
-        }
-        _ => (0..8).fold(0, |w, k| w | u64::from(at(pkt, i + k)) << (8 * k)),
-    }
-}
-
-/// A mask of the low `n` bytes of a word (all of it from 8 on).
-#[inline(always)]
-fn low_bytes(n: usize) -> u64 {
-    if n >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << ((8 * n) & 63)) - 1
-    }
+fn tail(ctx: &XdpContext, start: usize, avail: usize) -> Option<[u64; 2]> {
+    let mut w = [0u64; 2];
+    // SAFETY: the words' 16 bytes as bytes (u8 has no alignment).
+    let bytes = unsafe { &mut *w.as_mut_ptr().cast::<[u8; FP_PAYLOAD_LEN]>() };
+    copy_in(ctx, start, bytes, avail.min(FP_PAYLOAD_LEN)).then_some(w)
 }
 
 /// Sends the fingerprint as a sample, under its group's budget: a packet
 /// of a known UDP flow, else a new flow, from a verified source or not.
 #[inline(always)]
-fn sample(cfg: &DataplaneConfig, sc: &mut Screen, l4: usize, class: u32, v4: bool) {
+fn sample(cfg: &DataplaneConfig, sc: &mut Screen, ctx: &XdpContext, h: &Headers) {
     let now = clock::now();
-    let (saddr, daddr, n) = if v4 { (12, 16, 4) } else { (8, 24, 16) };
-    let established = class == Counter::Udp as u32 && {
-        let f = &mut sc.flow;
-        f.family = if v4 { AF_INET } else { AF_INET6 };
-        f.proto = IPPROTO_UDP;
-        f.sport = u16::from_be_bytes([at(&sc.pkt, l4), at(&sc.pkt, l4 + 1)]);
-        f.dport = u16::from_be_bytes([at(&sc.pkt, l4 + 2), at(&sc.pkt, l4 + 3)]);
-        f.pad = 0;
-        for i in 0..16 {
-            let inside = i < n;
-            f.saddr[i] = if inside { at(&sc.pkt, saddr + i) } else { 0 };
-            f.daddr[i] = if inside { at(&sc.pkt, daddr + i) } else { 0 };
-        }
-        udp_flow_known(&sc.flow, now, cfg.udp_flow_idle_ns)
+    let Some(src) = source_addr(ctx, h) else {
+        return;
     };
+    let established = h.class == Counter::Udp
+        && udp_flow_key(ctx, h, &src)
+            .is_some_and(|flow| udp_flow_known(&flow, now, cfg.udp_flow_idle_ns));
     let kind = if established {
         SAMPLE_ESTABLISHED
-    } else if verified(cfg, sc, v4, now) {
+    } else if verified(cfg, &src, h.family == AF_INET, now) {
         SAMPLE_VERIFIED
     } else {
         SAMPLE_NEW
@@ -394,31 +300,12 @@ fn this_second(b: &mut SampleBudget, now: u64) {
 /// Whether the source is verified now (its state, or its marks if a flood
 /// churned the state out). Only sampled packets pay these lookups.
 #[inline(always)]
-fn verified(cfg: &DataplaneConfig, sc: &mut Screen, v4: bool, now: u64) -> bool {
-    // The key written in place (`SourceKey::v4`/`v6`'s masking), off the
-    // stack.
-    let (from, len, bits) = if v4 {
-        (12, 4, cfg.source_prefix_v4.min(32))
-    } else {
-        (8, 16, cfg.source_prefix_v6.min(128))
-    };
-    let k = &mut sc.source;
-    k.family = if v4 { AF_INET } else { AF_INET6 };
-    k.prefix_len = bits;
-    k.pad = [0; 2];
-    for i in 0..16 {
-        let kept = u32::from(bits).saturating_sub(8 * i as u32).min(8);
-        let mask = (0xff00u32 >> kept) as u8;
-        k.addr[i] = if i < len {
-            at(&sc.pkt, from + i) & mask
-        } else {
-            0
-        };
-    }
+fn verified(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool, now: u64) -> bool {
+    let key = source_key(cfg, src, v4);
     // SAFETY: map values read once.
     let state = Table::Sources
-        .find(&sc.source, cfg.slot_seed)
+        .find(&key, cfg.slot_seed)
         .map(|s| unsafe { (*s).verified_until_ns });
-    let until = state.or_else(|| unsafe { MARKS.get(&sc.source) }.map(|m| m.verified_until_ns));
+    let until = state.or_else(|| unsafe { MARKS.get(&key) }.map(|m| m.verified_until_ns));
     until.is_some_and(|u| u > now)
 }

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey,
@@ -107,18 +107,11 @@ pub struct Scratch {
     pub flow: FlowKey,
 }
 
-/// What `fingerprint::guard_screen` works in: its stack, added to the
-/// program's, would pass the verifier's 512 bytes.
+/// What `fingerprint::guard_screen` keeps between calls, and the
+/// fingerprint it sends as a sample.
 #[repr(C)]
 pub struct Screen {
-    /// The packet's first bytes, which the fingerprint is read from.
-    pub pkt: [u8; guard_common::fingerprint::FP_COPY],
     pub fp: guard_common::fingerprint::Fingerprint,
-    /// Lookup keys.
-    pub key4: Key<[u8; 4]>,
-    pub key6: Key<[u8; 16]>,
-    pub source: SourceKey,
-    pub flow: FlowKey,
     /// This CPU's sample budget.
     pub budget: SampleBudget,
 }

@@ -798,7 +798,7 @@ fn scratch_flow(
 }
 
 #[inline(always)]
-fn udp_flow_key(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<FlowKey> {
+pub(crate) fn udp_flow_key(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<FlowKey> {
     let ports = load::<[u8; 4]>(ctx, h.l4)?;
     let daddr = if h.family == AF_INET {
         let a = load::<[u8; 4]>(ctx, h.l3 + 16)?;

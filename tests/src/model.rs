@@ -40,7 +40,7 @@ use guard_common::{
         IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
         UDP_HLEN,
     },
-    fingerprint::{Fingerprint, SigTable, within_copy},
+    fingerprint::{Fingerprint, SigTable},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES},
     slots::slot_index,
@@ -179,23 +179,13 @@ impl Dissected {
     }
 
     /// The fingerprint the program takes of this packet (`frame`'s): none
-    /// for a packet that cannot open a flow, or whose fingerprinted
-    /// payload bytes lie past the program's copy of it (`within_copy`).
+    /// for a packet that cannot open a flow.
     #[must_use]
     pub fn fingerprint(&self, frame: &[u8]) -> Option<Fingerprint> {
         if !self.may_open_flow() {
             return None;
         }
-        let fixed = match self.proto {
-            IPPROTO_TCP => TCP_MIN_HLEN,
-            IPPROTO_UDP => UDP_HLEN,
-            _ => ICMP_MIN_HLEN,
-        };
-        let l4 = self.l4 - self.l3;
-        if !within_copy(self.l3_end - self.l3, l4 + fixed) {
-            return None;
-        }
-        Fingerprint::of(&frame[self.l3..], l4, self.proto)
+        Fingerprint::of(&frame[self.l3..], self.l4 - self.l3, self.proto)
     }
 }
 
