@@ -122,11 +122,26 @@ pub const MAX_OFFSET: u32 = 0x3fff;
 ///
 /// Without the barrier LLVM rewrites `data + off + n > data_end` into
 /// `off + n > data_end - data`, a comparison of plain numbers from which the
-/// verifier learns nothing, and rejects the read that follows. Behind the
-/// asm the comparison stays one between packet pointers.
+/// verifier learns nothing, and rejects the read that follows. It may also
+/// keep one read of `data` in a register and copy it with a 32-bit move
+/// (the field is a u32), and the verifier does not know the copy for a
+/// packet pointer. So the read and the addition are both in the asm.
 #[inline(always)]
 fn at(ctx: &XdpContext, offset: usize) -> usize {
-    opaque(ctx.data() + offset)
+    let p: usize;
+    // SAFETY: reads `data` (checked below to be the first field) from the
+    // context the program was given.
+    unsafe {
+        asm!(
+            "{0} = *(u32 *)({1} + 0)",
+            "{0} += {2}",
+            out(reg) p,
+            in(reg) ctx.ctx,
+            in(reg) offset,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    p
 }
 
 /// `v`, of which LLVM knows nothing more: so it keeps a check that the
@@ -139,10 +154,8 @@ pub fn opaque(mut v: usize) -> usize {
     v
 }
 
-/// The packet's end, read from the context at each use. LLVM would keep
-/// one read in a register and may copy it with a 32-bit move (the field
-/// is a u32), and the verifier no longer knows the copy for the packet's
-/// end; behind the asm each check compares against a fresh read.
+/// The packet's end, read from the context at each use, for the reason
+/// [`at`] reads `data` in asm.
 #[inline(always)]
 fn end(ctx: &XdpContext) -> usize {
     let end: usize;
@@ -159,7 +172,10 @@ fn end(ctx: &XdpContext) -> usize {
     end
 }
 
-const _: () = assert!(core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data_end) == 4);
+const _: () = assert!(
+    core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data) == 0
+        && core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data_end) == 4
+);
 
 /// Whether the first `end` bytes of the packet are all there.
 #[inline(always)]

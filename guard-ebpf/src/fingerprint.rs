@@ -20,14 +20,15 @@ use crate::{
     clock,
     cookie::copy_in,
     dissect::{Headers, words},
-    maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget, Screen},
+    maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     slots::Table,
     verdict::{list_action, reject, source_addr, source_key, udp_flow_key, udp_flow_known},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
 
-/// What [`screen`] returns when no signature decides: not an XDP action.
+/// What [`guard_screen`] returns when no signature decides: not an XDP
+/// action.
 pub const NO_MATCH: u32 = u32::MAX;
 
 /// A bit of [`guard_screen`]'s `packed` argument (above what
@@ -69,31 +70,22 @@ pub extern "C" fn guard_screen(
     };
     // SAFETY: this CPU's counter block, as in `main.rs`.
     let slots = unsafe { &mut (*block).slots };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return NO_MATCH;
-    };
-    // SAFETY: this CPU's scratch value; XDP is not preempted, and the
-    // cookie path uses the other fields.
-    let sc = unsafe { &mut (*scratch).screen };
     let verified = packed & SCREEN_VERIFIED != 0;
-    // Sampling: only while this CPU's budget has room this second, so a
-    // flood past it costs a clock read here, not a fingerprint.
-    let sampled = if verified {
-        cfg.sample & SAMPLE_ON != 0 && contrast_room(cfg, &mut sc.budget, clock::now())
-    } else {
-        sampling(cfg, slots) && room(cfg, slots, &mut sc.budget, clock::now())
-    };
+    let budget = chosen(cfg, slots, verified);
     let table = SIGS.get(0);
-    if !sampled && (verified || !has_active(table)) {
+    if budget.is_none() && (verified || !has_active(table)) {
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
     let h = Headers::unpacked(l3, l4, l3_end, packed);
-    if h.l3 > h.l4 || h.l4 > h.l3_end || !of(&ctx, &h, &mut sc.fp) {
+    let mut fp = Fingerprint::ZERO;
+    if h.l3 > h.l4 || h.l4 > h.l3_end || !of(&ctx, &h, &mut fp) {
         return NO_MATCH;
     }
     if verified {
-        submit(&mut sc.budget, &sc.fp, cfg, SAMPLE_VERIFIED);
+        if let Some(b) = budget {
+            submit(b, &fp, cfg, SAMPLE_VERIFIED);
+        }
         return NO_MATCH;
     }
     let v4 = h.family == AF_INET;
@@ -104,7 +96,7 @@ pub extern "C" fn guard_screen(
         0
     };
     if let Some(table) = table
-        && let Some(slot) = table.find(&sc.fp)
+        && let Some(slot) = table.find(&fp)
     {
         if let Some(hits) = slots.get_mut(SIG_HIT_SLOT + slot) {
             *hits = hits.wrapping_add(1);
@@ -113,10 +105,44 @@ pub extern "C" fn guard_screen(
             return reject(cfg, slots, Counter::DropSignature);
         }
     }
-    if listed == 0 && sampled {
-        sample(cfg, sc, &ctx, &h);
+    if listed == 0
+        && let Some(b) = budget
+    {
+        sample(cfg, b, &fp, &ctx, &h);
     }
     NO_MATCH
+}
+
+/// This CPU's sample budget if the packet is chosen for a sample: only
+/// while the budget has room this second, so a flood past it costs a
+/// clock read, not a fingerprint; and a packet the mask passes over
+/// (the contrast has none) does not look the budget up.
+#[inline(always)]
+fn chosen(
+    cfg: &DataplaneConfig,
+    slots: &Slots,
+    verified: bool,
+) -> Option<&'static mut SampleBudget> {
+    let asked = if verified {
+        cfg.sample & SAMPLE_ON != 0
+    } else {
+        sampling(cfg, slots)
+    };
+    if !asked {
+        return None;
+    }
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and no other
+    // path uses this field.
+    let b = SCRATCH
+        .get_ptr_mut(0)
+        .map(|p| unsafe { &mut (*p).samples })?;
+    let now = clock::now();
+    let room = if verified {
+        contrast_room(cfg, b, now)
+    } else {
+        room(cfg, slots, b, now)
+    };
+    room.then_some(b)
 }
 
 /// Writes the fingerprint of the packet's IP datagram into `fp`, from a
@@ -184,7 +210,13 @@ fn tail(ctx: &XdpContext, start: usize, avail: usize) -> Option<[u64; 2]> {
 /// Sends the fingerprint as a sample, under its group's budget: a packet
 /// of a known UDP flow, else a new flow, from a verified source or not.
 #[inline(always)]
-fn sample(cfg: &DataplaneConfig, sc: &mut Screen, ctx: &XdpContext, h: &Headers) {
+fn sample(
+    cfg: &DataplaneConfig,
+    b: &mut SampleBudget,
+    fp: &Fingerprint,
+    ctx: &XdpContext,
+    h: &Headers,
+) {
     let now = clock::now();
     let Some(src) = source_addr(ctx, h) else {
         return;
@@ -199,7 +231,7 @@ fn sample(cfg: &DataplaneConfig, sc: &mut Screen, ctx: &XdpContext, h: &Headers)
     } else {
         SAMPLE_NEW
     };
-    submit(&mut sc.budget, &sc.fp, cfg, kind);
+    submit(b, fp, cfg, kind);
 }
 
 /// Sends `fp` as a sample of `kind`, if its group's budget has one left.

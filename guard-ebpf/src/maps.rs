@@ -85,8 +85,9 @@ pub const IPV6_HLEN: usize = 40;
 pub const MAX_L34: usize =
     IPV6_HLEN + guard_common::dissect::TCP_MIN_HLEN + guard_common::cookie::SYNACK_MAX_OPTIONS;
 
-/// Header copies for the SYN-cookie path (see `cookie.rs`), and the
-/// fingerprint.
+/// This CPU's working space: header copies for the SYN-cookie path (see
+/// `cookie.rs`), the sample budget, the clock's reading and the verdict's
+/// keys.
 #[repr(C)]
 pub struct Scratch {
     /// The SYN's (or ACK's) TCP header.
@@ -97,23 +98,14 @@ pub struct Scratch {
     pub out: [u8; MAX_L34],
     /// The SYN-ACK's TCP options.
     pub opts: [u8; guard_common::cookie::SYNACK_MAX_OPTIONS],
-    /// The signature check's and the sampling's (`fingerprint.rs`).
-    pub screen: Screen,
+    /// This CPU's sample budget (`fingerprint.rs`).
+    pub samples: SampleBudget,
     /// This CPU's reading of the clock (`clock.rs`).
     pub clock: crate::tick_clock::TickClock,
     /// The source's key and the UDP flow's in the verdict (`verdict.rs`):
     /// on the stack they would pass the verifier's 512 bytes.
     pub source: SourceKey,
     pub flow: FlowKey,
-}
-
-/// What `fingerprint::guard_screen` keeps between calls, and the
-/// fingerprint it sends as a sample.
-#[repr(C)]
-pub struct Screen {
-    pub fp: guard_common::fingerprint::Fingerprint,
-    /// This CPU's sample budget.
-    pub budget: SampleBudget,
 }
 
 #[repr(C)]
