@@ -649,8 +649,9 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// What `cargo xtask bench --profile CASE` runs: the program, its frames
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
-/// (a known flow), `spent` (new sources once the budget binds) and
-/// `signature` (a SYN a signature drops).
+/// (a known flow), `spent` (new sources once the budget binds),
+/// `signature` (a SYN a signature drops) and `cookie` (SYNs answered with
+/// SYN-ACKs).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
     let one = |p: Packet| vec![p.frame()];
     let (prog, frames, repeat) = match case {
@@ -672,9 +673,14 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
             prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
             (prog, one(frames::signature_syn()), 100_000)
         }
-        other => {
-            panic!("no profile case {other:?}: established, syn, syn6, udp, spent or signature")
+        "cookie" => {
+            let mut prog = program(&open_settings());
+            prog.arm_cookies(COOKIE_PORT);
+            (prog, cookie_syns(), 1)
         }
+        other => panic!(
+            "no profile case {other:?}: established, syn, syn6, udp, spent, signature or cookie"
+        ),
     };
     // The first run creates the state a known source or flow has.
     let _ = prog.time(&frames[0], 1);

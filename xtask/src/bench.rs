@@ -42,6 +42,8 @@ enum Case {
     Spent,
     /// A SYN an attack signature drops.
     Signature,
+    /// SYNs to a cookie port from new sources (answered with SYN-ACKs).
+    Cookie,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
