@@ -91,6 +91,19 @@ impl Member {
         }
     }
 
+    /// Waits until guard's log says `needle`.
+    fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.guard.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never said {needle:?}:\n{}",
+                self.guard.stderr()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends `n` SYNs from `src` and returns the counters once guard has
     /// seen them.
     fn syns(&mut self, src: IpAddr, n: u16) -> std::collections::BTreeMap<String, u64> {
@@ -416,7 +429,9 @@ fn a_member_joins_over_mutual_tls_and_one_without_a_certificate_cannot() {
     );
     a.wait_view("connected over TLS", |v| v["connected"] == true);
     let b = Member::start("edge-b", &url, "5", &["--fleet-tls-ca", &ca]);
-    thread::sleep(Duration::from_secs(3));
+    // Said once the link's grace (3 s from its start) has passed without
+    // a connection: a fixed sleep in the test raced it.
+    b.wait_log("fleet: cut off from");
     assert_eq!(b.view()["connected"], false, "{:#}", b.view());
     assert_eq!(members(&a.view()), vec!["edge-a".to_owned()]);
     let log = b.stop();
