@@ -837,6 +837,38 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// In monitor mode (guard's default) an operator's `drop` signature
+/// counts its matches and lets them in, and every view says so rather
+/// than "dropping".
+#[test]
+fn an_operators_signature_in_monitor_mode_counts_and_says_so() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let nft = Counters::install(&net.victim, &[("in", SYN)]);
+    let _guard = start_on(&net, &["--summary-interval", "0"]);
+    let mut flood = Flood::new(&net);
+    let added = guard_cmd(&["sigs", "add", "tcp dport 8081 win 64240 hlen 20"]);
+    assert!(
+        added.stdout.contains("sig 1: counting tcp") && added.stdout.contains("monitor mode"),
+        "{added}"
+    );
+    flood.counted_syn(&net, src(1, 2), MARKED_PORT);
+    assert_eq!(nft.packets("in"), 1, "monitor mode dropped the match");
+    let list = guard_cmd(&["sigs", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).expect("sigs list --json");
+    assert_eq!(rows[0]["action"], "drop", "{rows}");
+    assert_eq!(rows[0]["drops"], false, "{rows}");
+    assert_eq!(rows[0]["hits"], 1, "{rows}");
+    let text = guard_cmd(&["sigs", "list"]);
+    assert!(
+        text.stdout.contains("counting: guard is in monitor mode"),
+        "{text}"
+    );
+    let stats = guard_proc::stats(&net);
+    assert_eq!(counters(&stats)["drop_signature"], 1, "{stats}");
+    assert_eq!(counters(&stats)["pass_monitor"], 1, "{stats}");
+}
+
 /// The port the operator's signature in the test below names.
 const MARKED_PORT: u16 = 8081;
 
@@ -867,6 +899,7 @@ fn an_operators_signature_drops_at_once_shows_everywhere_and_comes_out() {
     assert_eq!(rows[0]["id"], 1, "{rows}");
     assert_eq!(rows[0]["origin"], "operator", "{rows}");
     assert_eq!(rows[0]["action"], "drop", "{rows}");
+    assert_eq!(rows[0]["drops"], true, "{rows}");
     assert_eq!(rows[0]["hits"], 1, "{rows}");
     let stats = guard_proc::stats(&net);
     assert_eq!(counters(&stats)["drop_signature"], 1, "{stats}");

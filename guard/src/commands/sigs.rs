@@ -4,7 +4,10 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{Result, anyhow};
-use guard_common::fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable};
+use guard_common::{
+    config::MODE_ENFORCE,
+    fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable},
+};
 use serde::Serialize;
 
 use crate::{
@@ -26,10 +29,27 @@ pub struct Row {
     pub pinned: bool,
     /// `drop` or `monitor` (counts its matches only).
     pub action: &'static str,
+    /// Whether its matches are dropped now: a `drop` signature while guard
+    /// enforces (in monitor mode guard drops nothing).
+    pub drops: bool,
     /// Packets it matched since it was installed.
     pub hits: u64,
     pub age_secs: u64,
     pub signature: String,
+}
+
+impl Row {
+    /// What it does to a match now, in words.
+    #[must_use]
+    pub fn effect(&self) -> &'static str {
+        if self.drops {
+            "dropping"
+        } else if self.action == "drop" {
+            "counting: guard is in monitor mode"
+        } else {
+            "counting"
+        }
+    }
 }
 
 /// The guarded interfaces: (netns, iface, pin directory).
@@ -48,6 +68,7 @@ pub fn rows() -> Result<Vec<Row>> {
     for (netns, iface, dir) in attached()? {
         let d = Dataplane::open_pinned(&dir)?;
         let (table, counters) = (d.sigs()?, d.counters()?);
+        let enforcing = d.config()?.mode == MODE_ENFORCE;
         for slot in table.slots() {
             let meta = &table.meta[slot];
             rows.push(Row {
@@ -57,6 +78,7 @@ pub fn rows() -> Result<Vec<Row>> {
                 origin: table.origin_name(slot),
                 pinned: meta.pinned != 0,
                 action: table.action_name(slot),
+                drops: enforcing && table.monitor & (1 << slot) == 0,
                 hits: table.hits(slot, &counters),
                 age_secs: now.saturating_sub(meta.since_ms) / 1000,
                 signature: describe(&table.sigs[slot]),
@@ -94,11 +116,7 @@ fn render(rows: &[Row]) -> String {
             r.action,
             r.origin,
             if r.pinned { "pinned" } else { "expires" },
-            if r.action == "drop" {
-                "dropping"
-            } else {
-                "counting"
-            },
+            r.effect(),
             r.hits,
             r.age_secs,
             r.signature
@@ -145,11 +163,21 @@ pub fn add(text: &str, monitor: bool) -> Result<()> {
             ));
         }
     }
-    println!(
-        "sig {id}: {} {}",
-        if monitor { "counting" } else { "dropping" },
-        describe(&sig)
-    );
+    let enforcing = handles
+        .iter()
+        .map(|d| d.config().map(|c| c.mode == MODE_ENFORCE))
+        .collect::<Result<Vec<_>>>()?;
+    let (verb, why) = if monitor {
+        ("counting", "")
+    } else if enforcing.iter().all(|e| *e) {
+        ("dropping", "")
+    } else {
+        (
+            "counting",
+            " (guard is in monitor mode: it drops once guard runs with --mode enforce)",
+        )
+    };
+    println!("sig {id}: {verb} {}{why}", describe(&sig));
     Ok(())
 }
 

@@ -29,8 +29,14 @@ pub fn command(json: bool, netns: Option<&str>) -> Result<()> {
         .filter(|r| r.netns.as_deref() == netns)
         .map(|r| {
             format!(
-                "sig {} on {} ({} {}, {} hits): {}",
-                r.id, r.iface, r.origin, r.action, r.hits, r.signature
+                "sig {} on {} ({} {}, {}, {} hits): {}",
+                r.id,
+                r.iface,
+                r.origin,
+                r.action,
+                r.effect(),
+                r.hits,
+                r.signature
             )
         })
         .collect();

@@ -10,6 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Result;
 use guard_common::{
     Counter, CounterBlock,
+    config::MODE_ENFORCE,
     fingerprint::{SIG_LEARNED, Sample, SigMeta},
 };
 use tokio::{
@@ -117,15 +118,17 @@ fn second(
                         .map(|_| id)
                 })?;
                 if let Some(id) = id {
+                    let counting = if mode == Fingerprints::Monitor {
+                        " (monitor: counting, not dropping)"
+                    } else if dataplane.config()?.mode != MODE_ENFORCE {
+                        " (guard is in monitor mode: counting, not dropping)"
+                    } else {
+                        ""
+                    };
                     tracing::info!(
-                        "{iface}: sig {id}: {}: {:.1}% of new flows{}",
+                        "{iface}: sig {id}: {}: {:.1}% of new flows{counting}",
                         describe(&sig),
                         share * 100.0,
-                        if mode == Fingerprints::Monitor {
-                            " (monitor: counting, not dropping)"
-                        } else {
-                            ""
-                        }
                     );
                 }
             }
