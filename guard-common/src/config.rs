@@ -186,6 +186,14 @@ impl DataplaneConfig {
         pad: 0,
     };
 
+    /// Whether the program drops what it rejects ([`MODE_ENFORCE`]); in
+    /// monitor mode it passes everything and counts.
+    #[must_use]
+    #[inline(always)]
+    pub const fn enforcing(&self) -> bool {
+        self.mode == MODE_ENFORCE
+    }
+
     /// Whether the global budget binds now: the controller says it has
     /// been dropping, and it limits some class. Then returning clients are
     /// worth verifying.

@@ -4,10 +4,7 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{Result, anyhow};
-use guard_common::{
-    config::MODE_ENFORCE,
-    fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable},
-};
+use guard_common::fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable};
 use serde::Serialize;
 
 use crate::{
@@ -68,7 +65,7 @@ pub fn rows() -> Result<Vec<Row>> {
     for (netns, iface, dir) in attached()? {
         let d = Dataplane::open_pinned(&dir)?;
         let (table, counters) = (d.sigs()?, d.counters()?);
-        let enforcing = d.config()?.mode == MODE_ENFORCE;
+        let enforcing = d.config()?.enforcing();
         for slot in table.slots() {
             let meta = &table.meta[slot];
             rows.push(Row {
@@ -165,7 +162,7 @@ pub fn add(text: &str, monitor: bool) -> Result<()> {
     }
     let enforcing = handles
         .iter()
-        .map(|d| d.config().map(|c| c.mode == MODE_ENFORCE))
+        .map(|d| d.config().map(|c| c.enforcing()))
         .collect::<Result<Vec<_>>>()?;
     let (verb, why) = if monitor {
         ("counting", "")

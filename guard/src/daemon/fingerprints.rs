@@ -10,7 +10,6 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Result;
 use guard_common::{
     Counter, CounterBlock,
-    config::MODE_ENFORCE,
     fingerprint::{SIG_LEARNED, Sample, SigMeta},
 };
 use tokio::{
@@ -120,7 +119,7 @@ fn second(
                 if let Some(id) = id {
                     let counting = if mode == Fingerprints::Monitor {
                         " (monitor: counting, not dropping)"
-                    } else if dataplane.config()?.mode != MODE_ENFORCE {
+                    } else if !dataplane.config()?.enforcing() {
                         " (guard is in monitor mode: counting, not dropping)"
                     } else {
                         ""
