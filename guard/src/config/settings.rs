@@ -282,7 +282,13 @@ impl Settings {
                 Reject::Drop => "drop",
                 Reject::Rst => "RST to verified sources (100/s)",
             },
-            self.fingerprints,
+            match (self.fingerprints, self.mode) {
+                // A learned signature that would drop only counts its
+                // matches while guard itself is in monitor mode.
+                (Fingerprints::Enforce, Enforcement::Monitor) =>
+                    "enforce (counting only: mode monitor)".to_owned(),
+                (f, _) => f.to_string(),
+            },
             self.allow.len(),
             self.deny.len()
         )

@@ -405,7 +405,12 @@ fn fingerprints_sample_by_default_and_off_samples_nothing() {
     assert_eq!(s.fingerprints, Fingerprints::Enforce);
     assert_eq!(s.dataplane().sample, SAMPLE_ON);
     assert!(s.dataplane().sample_rate > 0);
-    assert!(s.describe().contains("fingerprints: enforce"));
+    assert!(
+        s.describe()
+            .contains("fingerprints: enforce (counting only: mode monitor)")
+    );
+    let enforcing = resolve(&["-i", "eth0", "--mode", "enforce"]).unwrap();
+    assert!(enforcing.describe().contains("fingerprints: enforce;"));
     let monitor = resolve(&["-i", "eth0", "--fingerprints", "monitor"]).unwrap();
     assert_eq!(monitor.dataplane().sample, SAMPLE_ON);
     let off = resolve(&["-i", "eth0", "--fingerprints", "off"]).unwrap();
