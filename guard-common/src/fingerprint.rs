@@ -118,30 +118,27 @@ impl Fingerprint {
         };
         b[FP_PROTO] = proto;
         let end = end.min(ip.len());
-        let fixed = match proto {
+        match proto {
             IPPROTO_TCP => {
                 let t = ip.get(l4..l4 + TCP_MIN_HLEN)?;
                 b[FP_SPORT..FP_SPORT + 4].copy_from_slice(&t[0..4]);
                 b[FP_WINDOW..FP_WINDOW + 2].copy_from_slice(&t[14..16]);
                 b[FP_TCP_FLAGS] = t[13];
                 b[FP_L4_HLEN] = (t[12] >> 4) * 4;
-                TCP_MIN_HLEN
             }
             IPPROTO_ICMP | IPPROTO_ICMPV6 => {
                 let t = ip.get(l4..l4 + ICMP_MIN_HLEN)?;
                 b[FP_SPORT..FP_SPORT + 2].copy_from_slice(&t[0..2]);
                 b[FP_DPORT..FP_DPORT + 4].copy_from_slice(&t[4..8]);
                 b[FP_L4_HLEN] = ICMP_MIN_HLEN as u8;
-                ICMP_MIN_HLEN
             }
             _ => {
                 let t = ip.get(l4..l4 + UDP_HLEN)?;
                 b[FP_SPORT..FP_SPORT + 6].copy_from_slice(&t[0..6]);
                 b[FP_L4_HLEN] = UDP_HLEN as u8;
-                UDP_HLEN
             }
-        };
-        let start = l4 + fixed;
+        }
+        let start = l4 + reads::fixed_len(proto);
         let mut i = 0;
         while i < FP_PAYLOAD_LEN && start + i < end {
             b[FP_PAYLOAD + i] = ip[start + i];
@@ -159,7 +156,7 @@ impl Fingerprint {
 pub mod reads {
     use super::FP_PAYLOAD_LEN;
     use crate::{
-        dissect::{ICMP_MIN_HLEN, IPPROTO_TCP, IPPROTO_UDP, UDP_HLEN},
+        dissect::{ICMP_MIN_HLEN, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
         key::{AF_INET, AF_INET6},
     };
 
@@ -199,6 +196,19 @@ pub mod reads {
     #[must_use]
     pub const fn transport_len(proto: u8) -> usize {
         if proto == IPPROTO_TCP { 16 } else { 8 }
+    }
+
+    /// The transport header's fixed length, where the fingerprint's
+    /// payload starts: TCP's 20 bytes (options are not payload), UDP's
+    /// and ICMP's 8.
+    #[inline(always)]
+    #[must_use]
+    pub const fn fixed_len(proto: u8) -> usize {
+        match proto {
+            IPPROTO_TCP => TCP_MIN_HLEN,
+            IPPROTO_UDP => UDP_HLEN,
+            _ => ICMP_MIN_HLEN,
+        }
     }
 
     /// Word 1 (ports to header length) from the transport header's first

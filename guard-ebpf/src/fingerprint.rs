@@ -8,7 +8,7 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{HAS_LISTS_V4, HAS_LISTS_V6, SAMPLE_ON},
     counters::SIG_HIT_SLOT,
-    dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN},
+    dissect::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     fingerprint::{
         FP_LEN, FP_PAYLOAD, FP_PAYLOAD_LEN, Fingerprint, SAMPLE_ESTABLISHED, SAMPLE_NEW,
         SAMPLE_VERIFIED, Sample, SigTable, reads,
@@ -170,12 +170,7 @@ fn of(ctx: &XdpContext, h: &Headers, fp: &mut Fingerprint) -> bool {
     fp.words[0] = reads::ip(v4, ip, proto, ip_len as u16);
     fp.words[1] = reads::transport(proto, l4);
     // The payload: none on most SYNs, so nothing read.
-    let fixed = if proto == IPPROTO_TCP {
-        TCP_MIN_HLEN
-    } else {
-        UDP_HLEN
-    };
-    let start = h.l4 + fixed;
+    let start = h.l4 + reads::fixed_len(proto);
     let avail = h.l3_end.saturating_sub(start);
     let payload = if avail == 0 {
         [0, 0]

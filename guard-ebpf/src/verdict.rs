@@ -10,8 +10,8 @@ use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, Marks, SourceKey,
     SourceState,
     config::{
-        COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, MODE_ENFORCE,
-        REJECT_RST, UDP_FLOW_REFRESH_NS,
+        COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, REJECT_RST,
+        UDP_FLOW_REFRESH_NS,
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
@@ -212,7 +212,7 @@ fn port(
         // SAFETY: this CPU's value of a per-CPU array; XDP is not preempted.
         unsafe { (*c).syns = (*c).syns.wrapping_add(1) };
     }
-    if entry & PORT_COOKIES == 0 || cfg.mode != MODE_ENFORCE {
+    if entry & PORT_COOKIES == 0 || !cfg.enforcing() {
         return None;
     }
     let t = cookie::tcp(ctx, h)?;
@@ -282,7 +282,7 @@ fn port(
 #[inline(always)]
 pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) -> u32 {
     bump(slots, reason);
-    if cfg.mode == MODE_ENFORCE {
+    if cfg.enforcing() {
         XDP_DROP
     } else {
         bump(slots, Counter::PassMonitor);
