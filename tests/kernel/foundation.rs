@@ -352,6 +352,35 @@ fn stats_without_a_running_guard_exits_1() {
     assert!(out.stderr.contains("no guard is running in netns"), "{out}");
 }
 
+/// A shell from `ip netns exec` has a /sys of its own, without the
+/// host's bpffs: a running guard's pins are not there, and `guard stats`
+/// says why rather than only that no guard runs.
+#[test]
+fn stats_from_an_ip_netns_exec_shell_says_why_it_sees_no_guard() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let guard = start_on(&net, &[]);
+    let out: Finished = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.victim])
+        .arg(guard_proc::guard_bin())
+        .arg("stats")
+        .output()
+        .expect("ip netns exec")
+        .into();
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("not a bpf filesystem here")
+            && out.stderr.contains("guard run --netns NAME"),
+        "{out}"
+    );
+    // From the host's shell the same guard is found.
+    let host = guard_proc::run(&["stats", "--netns", &net.victim]);
+    host.assert_code(0);
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
 #[test]
 fn unprivileged_run_is_refused() {
     let _kernel = kernel_test!();
@@ -385,12 +414,11 @@ fn a_missing_bpffs_is_mounted_as_under_ip_netns_exec() {
         &["run", "--iface", &net.victim_if, "--summary-interval", "0"],
     );
     guard.wait_for_log("attached to");
+    let stderr = guard.stderr();
     assert!(
-        guard
-            .stderr()
-            .contains("mounted the bpf filesystem at /sys/fs/bpf"),
-        "{}",
-        guard.stderr()
+        stderr.contains("mounted a bpf filesystem at /sys/fs/bpf")
+            && stderr.contains("only from this mount namespace"),
+        "{stderr}"
     );
     assert!(net.victim_link().contains("xdp"), "{}", net.victim_link());
     assert!(

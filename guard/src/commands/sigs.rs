@@ -51,9 +51,10 @@ impl Row {
 
 /// The guarded interfaces: (netns, iface, pin directory).
 fn attached() -> Result<Vec<(Option<String>, String, PathBuf)>> {
-    let found = Layout::default().list();
+    let layout = Layout::default();
+    let found = layout.list();
     if found.is_empty() {
-        return Err(anyhow!("no guard is running"));
+        return Err(anyhow!("no guard is running: {}", layout.nothing_pinned()));
     }
     Ok(found)
 }

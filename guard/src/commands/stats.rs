@@ -82,9 +82,9 @@ pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
     }
     if interfaces.is_empty() {
         bail!(
-            "no guard is running{}: nothing is pinned under {} (start one with `guard run`)",
+            "no guard is running{}: {} (start one with `guard run`)",
             filter_suffix(opts),
-            layout.root().display()
+            layout.nothing_pinned()
         );
     }
     Ok(Sample {

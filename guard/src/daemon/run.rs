@@ -56,7 +56,11 @@ pub fn run(sources: Sources<'_>) -> Result<()> {
     let (settings, _) = load_settings(sources).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
     if Layout::ensure_bpffs().map_err(usage)? {
-        tracing::info!("mounted the bpf filesystem at {BPFFS}: it was not mounted here");
+        // As under `ip netns exec`, which gives each command a /sys of
+        // its own: the pins are seen from this mount namespace only.
+        tracing::warn!(
+            "mounted a bpf filesystem at {BPFFS}, which was not mounted here: `guard stats` and the other commands see this guard only from this mount namespace (to guard a namespace's interface from the host, run `guard run --netns NAME --iface IF` there)"
+        );
     }
     preflight::raise_memlock_rlimit();
     tokio::runtime::Builder::new_current_thread()

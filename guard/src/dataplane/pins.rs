@@ -77,6 +77,21 @@ impl Layout {
         Self::check_bpffs().map(|()| true)
     }
 
+    /// Why [`Layout::list`] finds nothing, for "no guard is running": a
+    /// shell from `ip netns exec` has a /sys of its own, whose
+    /// /sys/fs/bpf holds none of the host's pins (and a guard started
+    /// there mounts a bpffs only its own mount namespace sees).
+    #[must_use]
+    pub fn nothing_pinned(&self) -> String {
+        let pinned = format!("nothing is pinned under {}", self.root.display());
+        if Self::check_bpffs().is_ok() {
+            return pinned;
+        }
+        format!(
+            "{pinned}; {BPFFS} is not a bpf filesystem here (a shell from `ip netns exec` has a /sys of its own): run guard's commands from the host's shell, and `guard run --netns NAME` for a namespace's interface"
+        )
+    }
+
     #[must_use]
     pub fn root(&self) -> &Path {
         &self.root
