@@ -201,6 +201,59 @@ fn cookies_advertise_the_servers_own_window_scale() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// Docker's way of publishing a port, in small: the nat rules send the
+/// port's connections elsewhere (here a REDIRECT to another local port),
+/// and something listens on the port itself too (docker-proxy). A cookie
+/// handshake's first packet the kernel sees is its ACK, which nat does not
+/// translate: SYNPROXY would complete it to the local listener instead.
+/// So guard gives that port no cookies, says why, and its connections go
+/// where the rules send them.
+const PUBLISHED: &str = "table ip publish {
+  counter redirected { }
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    tcp dport 8080 redirect to :8081
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    tcp dport 8081 tcp flags & (syn | ack) == syn counter name \"redirected\"
+  }
+}
+";
+
+#[test]
+fn a_port_the_nat_rules_rewrite_gets_no_cookies_and_its_connections_go_where_they_send_them() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _proxy = EchoServer::start(&net.victim, server_addr());
+    let target = SocketAddr::new(server_addr().ip(), PORT + 1);
+    let _service = EchoServer::start(&net.victim, target);
+    let _ = nft(&net.victim, &["-f", "-"], Some(PUBLISHED));
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "port {PORT} gets no SYN cookies: table ip publish chain pre rewrites it"
+    ));
+    // The other listener has cookies: they are on, just not for this port.
+    guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));
+    for i in 0..5 {
+        connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
+            panic!(
+                "connection {i} to the published port: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    let redirected = counter_packets(&net.victim, "ip", "publish", "redirected");
+    assert_eq!(
+        redirected, 5,
+        "SYNs that reached the port the rules send to"
+    );
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// An operator's firewall of the common shape: an input chain at the
 /// `filter` priority that drops what conntrack calls invalid, and counts
 /// the connections to the server's port it lets through.

@@ -26,33 +26,32 @@ pub const FIX: &str = "move that rule to priority filter or later";
 const CONNTRACK_PRIORITY: i64 = -200;
 
 /// How deep jumps are followed (nftables itself allows 16).
-const MAX_JUMPS: usize = 16;
+pub(super) const MAX_JUMPS: usize = 16;
 
 /// A rule of the JSON, with where it is.
-struct Rule<'a> {
-    family: &'a str,
-    table: &'a str,
-    chain: &'a str,
-    handle: Option<i64>,
-    expr: &'a [Value],
+pub(super) struct Rule<'a> {
+    pub(super) family: &'a str,
+    pub(super) table: &'a str,
+    pub(super) chain: &'a str,
+    pub(super) handle: Option<i64>,
+    pub(super) expr: &'a [Value],
 }
 
-/// The chains holding a rule that drops (or rejects) invalid packets
-/// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
-/// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
-/// is in a chain it jumps to. `json` is `nft -j list ruleset`, `listing`
-/// `nft -a list ruleset` (for iptables-nft's rules). Empty if the JSON
-/// cannot be read.
-#[must_use]
-pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
-    let Ok(v) = serde_json::from_str::<Value>(json) else {
-        return Vec::new();
-    };
-    let Some(items) = v["nftables"].as_array() else {
-        return Vec::new();
-    };
-    let texts = rule_texts(listing);
-    let rules: Vec<Rule<'_>> = items
+/// The items of `nft -j list ruleset` (none if it cannot be read).
+pub(super) fn items(json: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|mut v| v.get_mut("nftables").map(Value::take))
+        .and_then(|v| match v {
+            Value::Array(items) => Some(items),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The rules among `items`.
+pub(super) fn rules(items: &[Value]) -> Vec<Rule<'_>> {
+    items
         .iter()
         .filter_map(|i| {
             let r = i.get("rule")?;
@@ -64,7 +63,29 @@ pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
                 expr: r["expr"].as_array()?,
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The chains `rule` jumps or goes to.
+pub(super) fn targets<'a>(rule: &Rule<'a>) -> impl Iterator<Item = &'a str> {
+    rule.expr.iter().filter_map(|e| {
+        e.get("jump")
+            .or_else(|| e.get("goto"))
+            .and_then(|j| j["target"].as_str())
+    })
+}
+
+/// The chains holding a rule that drops (or rejects) invalid packets
+/// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
+/// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
+/// is in a chain it jumps to. `json` is `nft -j list ruleset`, `listing`
+/// `nft -a list ruleset` (for iptables-nft's rules). Empty if the JSON
+/// cannot be read.
+#[must_use]
+pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
+    let items = items(json);
+    let texts = rule_texts(listing);
+    let rules = rules(&items);
     let mut out = Vec::new();
     for chain in items.iter().filter_map(|i| i.get("chain")) {
         let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
@@ -136,11 +157,7 @@ fn dropping_chain<'a>(
         }
     }
     for rule in own {
-        for target in rule.expr.iter().filter_map(|e| {
-            e.get("jump")
-                .or_else(|| e.get("goto"))
-                .and_then(|j| j["target"].as_str())
-        }) {
+        for target in targets(rule) {
             if let Some(found) =
                 dropping_chain(rules, texts, family, table, target, seen, depth + 1)
             {
@@ -194,7 +211,7 @@ fn text_matches_invalid(text: &str) -> bool {
 /// The listing's rules by family, table and handle: `nft -a list ruleset`
 /// ends each rule's line with `# handle N`, and a table's handles are its
 /// own.
-fn rule_texts(listing: &str) -> HashMap<(String, String, i64), String> {
+pub(super) fn rule_texts(listing: &str) -> HashMap<(String, String, i64), String> {
     let mut texts = HashMap::new();
     let mut table: Option<(String, String)> = None;
     for line in listing.lines() {

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod learner;
 pub mod level;
 pub mod lists;
+pub mod nat;
 pub mod nft;
 pub mod offenders;
 pub mod paths;

@@ -2,7 +2,10 @@
 //! to on this run, the listening ports that may get cookies, which are
 //! armed, and the lines that say so.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
 
 use guard_common::ports::PORT_SLOTS;
 
@@ -12,6 +15,7 @@ use crate::{
     model::{
         conntrack::TCP_LOOSE,
         firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
+        nat::{Rewrites, rewrites},
         ports::{PortTable, cookie_mode},
     },
 };
@@ -82,7 +86,17 @@ pub(super) struct Ports {
     /// Whether some attachment can send SYN cookies (see
     /// [`Controller::xdp_can_reply`]).
     pub(super) xdp_can_reply: bool,
+    /// The ports the namespace's nat rules rewrite, which get no cookies
+    /// (`model::nat` says why), and when and for which listening ports
+    /// they were last read.
+    pub(super) nat: Rewrites,
+    nat_read: Option<(BTreeSet<u16>, Instant)>,
 }
+
+/// How long the nat rules read stay current while the listening ports do
+/// not change (a port published anew brings its listener, docker-proxy,
+/// and is read at once).
+const NAT_REREAD: Duration = Duration::from_secs(30);
 
 impl Ports {
     pub(super) fn new(narrow: Vec<u16>) -> Self {
@@ -93,25 +107,57 @@ impl Ports {
             armed: BTreeSet::new(),
             rules: BTreeSet::new(),
             xdp_can_reply: true,
+            nat: Rewrites::default(),
+            nat_read: None,
+        }
+    }
+
+    /// Reads the scope's nat rules again if the listening ports changed
+    /// since the last reading, or it is [`NAT_REREAD`] old. A ruleset that
+    /// cannot be read keeps the last reading (said at debug level).
+    pub(super) fn read_nat(&mut self, scope: &Scope, listening: &BTreeSet<u16>, now: Instant) {
+        let fresh = self
+            .nat_read
+            .as_ref()
+            .is_some_and(|(ports, at)| ports == listening && now.duration_since(*at) < NAT_REREAD);
+        if fresh {
+            return;
+        }
+        self.nat_read = Some((listening.clone(), now));
+        match nft::ruleset(scope) {
+            Ok((json, listing)) => self.nat = rewrites(&json, &listing),
+            Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
         }
     }
 
     /// Takes the protected namespace's listening ports, narrowed by
-    /// `--cookie-port`, into the port table; the problem to report if some
-    /// did not fit.
-    pub(super) fn listening(&mut self, listening: BTreeSet<u16>) -> Option<String> {
+    /// `--cookie-port`, less those the nat rules rewrite, into the port
+    /// table; the problems to report (each rewritten port, and the ports
+    /// that did not fit).
+    pub(super) fn listening(&mut self, listening: BTreeSet<u16>) -> Vec<String> {
+        let mut problems = Vec::new();
         let eligible: BTreeSet<u16> = listening
             .into_iter()
             .filter(|p| self.narrow.is_empty() || self.narrow.contains(p))
+            .filter(|&p| match self.nat.rewriting(p) {
+                Some(at) => {
+                    problems.push(format!(
+                        "port {p} gets no SYN cookies: {at} rewrites it (DNAT or REDIRECT), and SYNPROXY completes handshakes to a listener here only; it keeps the per-source limits and the global budget"
+                    ));
+                    false
+                }
+                None => true,
+            })
             .collect();
         let left_out = self.table.set_eligible(&eligible);
-        (!left_out.is_empty()).then(|| {
-            format!(
+        if !left_out.is_empty() {
+            problems.push(format!(
                 "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
                 left_out.len(),
                 PORT_SLOTS
-            )
-        })
+            ));
+        }
+        problems
     }
 
     /// The lines that say which ports were armed and disarmed since the

@@ -336,7 +336,9 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        if let Some(problem) = self.ports.listening(listening) {
+        self.ports
+            .read_nat(self.knobs.scope(), &listening, Instant::now());
+        for problem in self.ports.listening(listening) {
             self.report_once(&problem);
         }
     }

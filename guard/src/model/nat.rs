@@ -1,0 +1,370 @@
+//! The TCP ports that the host's nat rules rewrite on the prerouting hook
+//! (DNAT, REDIRECT: Docker's published ports, kube-proxy's NodePorts, a
+//! transparent proxy), read from `nft -j list ruleset` and `nft -a list
+//! ruleset`. Such a port must not get SYN cookies even when something
+//! listens on it here too (docker-proxy does): netfilter translates a
+//! connection at its first packet, and a cookie handshake's first packet
+//! the kernel sees is its ACK, which is not translated. SYNPROXY then
+//! completes it to the local listener instead of where the rules send the
+//! port's connections, and the XDP program, which finds no local socket
+//! for a translated connection, takes its later ACKs for bad cookies.
+//!
+//! A chain is followed through jumps and gotos with the ports of the rules
+//! that led there; a translating rule with no port of its own, reached
+//! without one, may rewrite any TCP port. A rule for UDP only is no
+//! concern of cookies.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::firewall::{MAX_JUMPS, Rule, items, rule_texts, rules, targets};
+
+/// Inclusive ranges of ports; `None`: every port.
+type Ports = Option<Vec<(u16, u16)>>;
+
+/// Where the nat rules rewrite TCP ports: each rule as `table FAMILY NAME
+/// chain NAME`, with its ports or every port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrites {
+    /// A rule that may rewrite any TCP port, if one does.
+    pub all: Option<String>,
+    /// Ranges of ports a rule rewrites, and the rule's place.
+    pub ranges: Vec<(u16, u16, String)>,
+}
+
+impl Rewrites {
+    /// The place of a rule that rewrites `port`, if one does.
+    #[must_use]
+    pub fn rewriting(&self, port: u16) -> Option<&str> {
+        self.all.as_deref().or_else(|| {
+            self.ranges
+                .iter()
+                .find(|(lo, hi, _)| (*lo..=*hi).contains(&port))
+                .map(|(_, _, at)| at.as_str())
+        })
+    }
+}
+
+/// How many rules the walk looks at, at most: a ruleset of kube-proxy's
+/// size reaches a chain by a few paths each.
+const MAX_VISITS: usize = 100_000;
+
+/// The rewrites of `json` (`nft -j list ruleset`); `listing` (`nft -a
+/// list ruleset`) gives the ports of rules whose match JSON leaves opaque
+/// (iptables' `-m multiport`). Nothing if the JSON cannot be read.
+#[must_use]
+pub fn rewrites(json: &str, listing: &str) -> Rewrites {
+    let items = items(json);
+    let walk = Walk {
+        rules: rules(&items),
+        texts: rule_texts(listing),
+    };
+    let mut out = Rewrites::default();
+    let mut visits = 0;
+    for chain in items.iter().filter_map(|i| i.get("chain")) {
+        let (Some(family), Some(table), Some(name)) = (
+            chain["family"].as_str(),
+            chain["table"].as_str(),
+            chain["name"].as_str(),
+        ) else {
+            continue;
+        };
+        if chain["type"].as_str() != Some("nat")
+            || chain["hook"].as_str() != Some("prerouting")
+            || !matches!(family, "ip" | "ip6" | "inet")
+        {
+            continue;
+        }
+        let mut path = Vec::new();
+        walk.chain(family, table, name, &None, &mut path, &mut visits, &mut out);
+    }
+    out
+}
+
+struct Walk<'a> {
+    rules: Vec<Rule<'a>>,
+    texts: HashMap<(String, String, i64), String>,
+}
+
+impl<'a> Walk<'a> {
+    /// Records the rewriting rules of `chain`, reached with `ports`, and
+    /// follows its jumps; `path` holds the chains on the way (a loop ends).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the walk's place and its accumulators"
+    )]
+    fn chain(
+        &self,
+        family: &str,
+        table: &str,
+        chain: &'a str,
+        ports: &Ports,
+        path: &mut Vec<&'a str>,
+        visits: &mut usize,
+        out: &mut Rewrites,
+    ) {
+        if path.len() > MAX_JUMPS || path.contains(&chain) {
+            return;
+        }
+        path.push(chain);
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.family == family && r.table == table && r.chain == chain)
+        {
+            *visits += 1;
+            if *visits > MAX_VISITS {
+                break;
+            }
+            let text = rule
+                .handle
+                .and_then(|h| self.texts.get(&(family.to_owned(), table.to_owned(), h)))
+                .map(String::as_str);
+            if udp_only(rule.expr) {
+                continue;
+            }
+            let ports = intersect(ports, &own_ports(rule.expr, text));
+            if ports.as_ref().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            if translates(rule.expr) {
+                let at = format!("table {family} {table} chain {chain}");
+                match &ports {
+                    None => {
+                        out.all.get_or_insert(at);
+                    }
+                    Some(ranges) => out
+                        .ranges
+                        .extend(ranges.iter().map(|&(lo, hi)| (lo, hi, at.clone()))),
+                }
+            }
+            for target in targets(rule) {
+                self.chain(family, table, target, &ports, path, visits, out);
+            }
+        }
+        path.pop();
+    }
+}
+
+/// Whether the rule rewrites the destination: nft's `dnat` or `redirect`,
+/// iptables' DNAT or REDIRECT target.
+fn translates(expr: &[Value]) -> bool {
+    expr.iter().any(|e| {
+        e.get("dnat").is_some()
+            || e.get("redirect").is_some()
+            || (e["xt"]["type"].as_str() == Some("target")
+                && matches!(e["xt"]["name"].as_str(), Some("DNAT" | "REDIRECT")))
+    })
+}
+
+/// Whether the rule matches UDP packets alone (`udp dport ...`, `meta
+/// l4proto udp`).
+fn udp_only(expr: &[Value]) -> bool {
+    expr.iter().any(|e| {
+        let m = &e["match"];
+        let equal = matches!(m["op"].as_str(), Some("==" | "in"));
+        equal
+            && (m["left"]["payload"]["protocol"].as_str() == Some("udp")
+                || (m["left"]["meta"]["key"].as_str() == Some("l4proto")
+                    && (m["right"].as_str() == Some("udp") || m["right"].as_u64() == Some(17))))
+    })
+}
+
+/// The destination ports the rule itself matches (`None`: any): a native
+/// `tcp dport` (or `th dport`) match, equal to a port, a range or a set;
+/// else, for a rule with an iptables match, the `dport` of its listing.
+/// A negated match is taken as any port.
+fn own_ports(expr: &[Value], text: Option<&str>) -> Ports {
+    let mut found: Ports = None;
+    for e in expr {
+        let m = &e["match"];
+        let left = &m["left"]["payload"];
+        if left["field"].as_str() != Some("dport")
+            || !matches!(left["protocol"].as_str(), Some("tcp" | "th"))
+            || !matches!(m["op"].as_str(), Some("==" | "in"))
+        {
+            continue;
+        }
+        // Ports it cannot read (a named set, `@ports`): any port.
+        let ranges = json_ports(&m["right"])?;
+        found = intersect(&found, &Some(ranges));
+    }
+    if found.is_none()
+        && expr
+            .iter()
+            .any(|e| e["xt"]["type"].as_str() == Some("match"))
+    {
+        return text.and_then(text_ports);
+    }
+    found
+}
+
+/// A port, a range or a set of them in the JSON.
+fn json_ports(v: &Value) -> Option<Vec<(u16, u16)>> {
+    let port = |v: &Value| v.as_u64().and_then(|p| u16::try_from(p).ok());
+    let one = |v: &Value| -> Option<(u16, u16)> {
+        if let Some(p) = port(v) {
+            return Some((p, p));
+        }
+        let r = v["range"].as_array()?;
+        Some((port(r.first()?)?, port(r.get(1)?)?))
+    };
+    match v.get("set").and_then(Value::as_array) {
+        Some(set) => set.iter().map(one).collect(),
+        None => one(v).map(|r| vec![r]),
+    }
+}
+
+/// The ports after `dport` in a rule's listing: `8080`, `9000-9010` or
+/// `{ 80, 443-444 }`; any port for a negated match.
+fn text_ports(text: &str) -> Ports {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "dport")?;
+    let mut rest = words.get(at + 1..)?.iter();
+    let first = rest.next()?;
+    let items: Vec<&str> = if *first == "{" {
+        rest.take_while(|w| **w != "}")
+            .map(|w| w.trim_end_matches(','))
+            .collect()
+    } else {
+        vec![first]
+    };
+    items
+        .into_iter()
+        .map(|w| {
+            let (lo, hi) = w.split_once('-').unwrap_or((w, w));
+            Some((lo.parse().ok()?, hi.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The ports in both (`None`: any).
+fn intersect(a: &Ports, b: &Ports) -> Ports {
+    match (a, b) {
+        (None, x) | (x, None) => x.clone(),
+        (Some(a), Some(b)) => {
+            let mut out = BTreeSet::new();
+            for &(alo, ahi) in a {
+                for &(blo, bhi) in b {
+                    let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+                    if lo <= hi {
+                        out.insert((lo, hi));
+                    }
+                }
+            }
+            Some(out.into_iter().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What nft 1.0.6 prints for Docker's rules as iptables-nft 1.8.9
+    /// writes them (`-t nat -N DOCKER`, `-A PREROUTING -m addrtype
+    /// --dst-type LOCAL -j DOCKER`, `-A DOCKER ! -i docker0 -p tcp -m tcp
+    /// --dport 8080 -j DNAT --to-destination 172.17.0.2:80`, `-A DOCKER -p
+    /// tcp --dport 9000:9010 -j REDIRECT --to-ports 80`).
+    const DOCKER_JSON: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "nat", "handle": 1}}, {"chain": {"family": "ip", "table": "nat", "name": "DOCKER", "handle": 1}}, {"chain": {"family": "ip", "table": "nat", "name": "PREROUTING", "handle": 2, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"rule": {"family": "ip", "table": "nat", "chain": "DOCKER", "handle": 4, "expr": [{"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "docker0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"counter": {"packets": 0, "bytes": 0}}, {"xt": {"type": "target", "name": "DNAT"}}]}}, {"rule": {"family": "ip", "table": "nat", "chain": "DOCKER", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"range": [9000, 9010]}}}, {"counter": {"packets": 0, "bytes": 0}}, {"xt": {"type": "target", "name": "REDIRECT"}}]}}, {"rule": {"family": "ip", "table": "nat", "chain": "PREROUTING", "handle": 3, "expr": [{"xt": {"type": "match", "name": "addrtype"}}, {"counter": {"packets": 0, "bytes": 0}}, {"jump": {"target": "DOCKER"}}]}}]}"#;
+
+    /// A native chain of one rule on `hook`, of `type`.
+    fn native(kind: &str, hook: &str, rule: &str) -> String {
+        format!(
+            r#"{{"nftables": [
+            {{"chain": {{"family": "inet", "table": "t", "name": "c", "type": "{kind}", "hook": "{hook}", "prio": -100}}}},
+            {{"rule": {{"family": "inet", "table": "t", "chain": "c", "expr": {rule}}}}}]}}"#
+        )
+    }
+
+    const DPORT_SET_DNAT: &str = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [80, {"range": [443, 444]}]}}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+
+    #[test]
+    fn dockers_published_ports_are_rewritten() {
+        let r = rewrites(DOCKER_JSON, "");
+        assert_eq!(r.rewriting(8080), Some("table ip nat chain DOCKER"));
+        assert_eq!(r.rewriting(9005), Some("table ip nat chain DOCKER"));
+        assert_eq!(r.rewriting(9011), None);
+        assert_eq!(r.rewriting(80), None);
+        assert_eq!(r.all, None);
+    }
+
+    #[test]
+    fn a_native_dnat_rewrites_its_ports_only_on_the_nat_prerouting_hook() {
+        let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "");
+        assert_eq!(r.rewriting(80), Some("table inet t chain c"));
+        assert_eq!(r.rewriting(444), Some("table inet t chain c"));
+        assert_eq!(r.rewriting(445), None);
+        for (kind, hook) in [("nat", "output"), ("filter", "prerouting")] {
+            assert_eq!(
+                rewrites(&native(kind, hook, DPORT_SET_DNAT), ""),
+                Rewrites::default()
+            );
+        }
+    }
+
+    #[test]
+    fn a_rewrite_without_a_port_takes_them_all_but_not_for_udp() {
+        let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"redirect": {"port": 3128}}]"#;
+        let r = rewrites(&native("nat", "prerouting", any), "");
+        assert_eq!(r.rewriting(22), Some("table inet t chain c"));
+        let udp = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+        assert_eq!(
+            rewrites(&native("nat", "prerouting", udp), ""),
+            Rewrites::default()
+        );
+        // A negated port is any port; so is a named set, whose ports the
+        // rule does not hold.
+        let not = DPORT_SET_DNAT.replace(r#""op": "==""#, r#""op": "!=""#);
+        let named =
+            DPORT_SET_DNAT.replace(r#"{"set": [80, {"range": [443, 444]}]}"#, r#""@published""#);
+        for rule in [not, named] {
+            assert!(
+                rewrites(&native("nat", "prerouting", &rule), "")
+                    .all
+                    .is_some(),
+                "{rule}"
+            );
+        }
+    }
+
+    /// kube-proxy's way: the port is matched where the chain is jumped
+    /// to, the DNAT at the end of the path has none of its own.
+    #[test]
+    fn the_ports_of_the_jumps_on_the_way_narrow_a_portless_rewrite() {
+        let json = r#"{"nftables": [
+            {"chain": {"family": "ip", "table": "nat", "name": "PREROUTING", "type": "nat", "hook": "prerouting", "prio": -100}},
+            {"chain": {"family": "ip", "table": "nat", "name": "NODEPORTS"}},
+            {"chain": {"family": "ip", "table": "nat", "name": "SEP"}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "PREROUTING", "expr": [{"jump": {"target": "NODEPORTS"}}]}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "NODEPORTS", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 30080}}, {"jump": {"target": "SEP"}}]}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "NODEPORTS", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 30053}}, {"jump": {"target": "SEP"}}]}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"jump": {"target": "PREROUTING"}}]}}]}"#;
+        let r = rewrites(json, "");
+        assert_eq!(r.all, None);
+        assert_eq!(r.rewriting(30080), Some("table ip nat chain SEP"));
+        assert_eq!(r.rewriting(30053), None);
+    }
+
+    #[test]
+    fn an_iptables_multiport_match_is_read_from_the_listing() {
+        let json = DOCKER_JSON.replace(
+            r#"{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}"#,
+            r#"{"xt": {"type": "match", "name": "multiport"}}"#,
+        );
+        let listing = "table ip nat { # handle 1\n\tchain DOCKER { # handle 1\n\t\tiifname != \"docker0\" tcp dport { 8080, 8443-8444 } counter packets 0 bytes 0 dnat to 172.17.0.2:80 # handle 4\n\t}\n}\n";
+        let r = rewrites(&json, listing);
+        assert_eq!(r.all, None);
+        assert!([8080, 8443, 8444].iter().all(|&p| r.rewriting(p).is_some()));
+        assert_eq!(r.rewriting(8081), None);
+        // Without the listing the rule may rewrite any port.
+        assert!(rewrites(&json, "").all.is_some());
+    }
+
+    #[test]
+    fn unreadable_json_rewrites_nothing() {
+        assert_eq!(rewrites("not json", ""), Rewrites::default());
+    }
+}
