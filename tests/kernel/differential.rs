@@ -52,8 +52,18 @@ struct Pair {
 impl Pair {
     /// `flags` as for `guard run`, space-separated.
     fn new(flags: &str) -> Self {
+        Self::seeded(flags, None)
+    }
+
+    /// The same, with `seed` for the slot seed the loader draws at random.
+    fn seeded(flags: &str, seed: Option<u64>) -> Self {
         let settings = xdp::settings(flags);
-        let program = Program::new(&settings);
+        let mut program = Program::new(&settings);
+        if let Some(seed) = seed {
+            let mut cfg = program.config();
+            cfg.slot_seed = seed;
+            program.set_config(&cfg);
+        }
         // The program's own configuration: its slot seed too.
         let mut model = Model::new(program.config(), xdp::list_entries(&settings));
         model.source_slots = settings.max_sources;
@@ -136,9 +146,14 @@ struct Twins {
 impl Twins {
     /// `limits`: `guard run` flags but the mode.
     fn new(limits: &str) -> Self {
+        let enforce = Pair::new(&format!("--mode enforce {limits}"));
+        // One slot seed for both: with seeds of their own, two sources (or
+        // prefixes) could share a slot in one and not the other, and the
+        // twins' limits part ways (about one run in twenty).
+        let seed = enforce.program.config().slot_seed;
         Self {
-            enforce: Pair::new(&format!("--mode enforce {limits}")),
-            monitor: Pair::new(&format!("--mode monitor {limits}")),
+            enforce,
+            monitor: Pair::seeded(&format!("--mode monitor {limits}"), Some(seed)),
             dropped: 0,
         }
     }
