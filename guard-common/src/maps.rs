@@ -34,8 +34,12 @@ pub const LISTS_V4: &str = "GUARD_LISTS_V4";
 pub const LISTS_V6: &str = "GUARD_LISTS_V6";
 /// Array of GCRA states shared by all CPUs ([`crate::state::GLOBAL_BUDGET`], ...).
 pub const GLOBAL: &str = "GUARD_GLOBAL";
-/// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow detection.
+/// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow
+/// detection: IPv6 flows.
 pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
+/// The same for IPv4 flows, keyed by [`crate::key::FlowKey4`] (a name
+/// the kernel keeps whole: 15 characters at most).
+pub const UDP_FLOWS4: &str = "GUARD_UDP_FLOW4";
 /// Array indexed by TCP port -> a [`crate::ports`] entry (listener, slot,
 /// cookies armed).
 pub const PORTS: &str = "GUARD_PORTS";
@@ -51,7 +55,7 @@ pub const SAMPLES: &str = "GUARD_SAMPLES";
 pub const TEST_CLOCK: &str = "GUARD_TEST_CLOCK";
 
 /// Maps the loader pins for other processes (`guard stats`, list
-/// management). The flow map, the ring buffer and the test clock stay
+/// management). The flow maps, the ring buffers and the test clock stay
 /// private to the running guard.
 pub const PINNED: &[&str] = &[
     COUNTERS,
@@ -82,6 +86,7 @@ pub const ALL: &[&str] = &[
     PORTS,
     PORT_COUNTS,
     UDP_FLOWS,
+    UDP_FLOWS4,
     EVENTS,
     SIGS,
     SAMPLES,

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use guard_common::{
-    COUNTER_SLOTS, Counter, DataplaneConfig,
+    COUNTER_SLOTS, Counter, DataplaneConfig, FlowKey,
     bucket::NANOS_PER_SEC,
     config::{HAS_LISTS_V4, HAS_LISTS_V6, SAMPLE_ON},
     counters::SIG_HIT_SLOT,
@@ -22,7 +22,7 @@ use crate::{
     dissect::{Headers, words},
     maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     slots::Table,
-    verdict::{list_action, reject, source_addr, source_key, udp_flow_key, udp_flow_known},
+    verdict::{Flow, list_action, reject, source_addr, source_key},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -216,9 +216,10 @@ fn sample(
     let Some(src) = source_addr(ctx, h) else {
         return;
     };
+    let mut place = FlowKey::default();
     let established = h.class == Counter::Udp
-        && udp_flow_key(ctx, h, &src)
-            .is_some_and(|flow| udp_flow_known(&flow, now, cfg.udp_flow_idle_ns));
+        && Flow::of(ctx, h, &src, &mut place)
+            .is_some_and(|flow| flow.known(now, cfg.udp_flow_idle_ns));
     let kind = if established {
         SAMPLE_ESTABLISHED
     } else if verified(cfg, &src, h.family == AF_INET, now) {

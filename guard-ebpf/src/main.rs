@@ -36,7 +36,8 @@
 //!    source (`verified_ack`). The ACK itself passes on below.
 //! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
-//!    (`GUARD_UDP_FLOWS`, LRU). Counted in `new_flows`.
+//!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6; LRU).
+//!    Counted in `new_flows`.
 //! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
 //!    flows, and for every packet of a family whose trie holds a deny entry.
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed

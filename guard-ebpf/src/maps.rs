@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey,
+    CounterBlock, DataplaneConfig, FlowKey, FlowKey4, Marks, PortCounts, SourceKey,
     fingerprint::SigTable,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
@@ -67,6 +67,10 @@ pub static PORT_COUNTS: PerCpuArray<PortCounts> = PerCpuArray::with_max_entries(
 pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
     LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
 
+#[map(name = "GUARD_UDP_FLOW4")]
+pub static UDP_FLOWS4: LruHashMap<FlowKey4, u64> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
+
 #[map(name = "GUARD_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
@@ -102,8 +106,9 @@ pub struct Scratch {
     pub samples: SampleBudget,
     /// This CPU's reading of the clock (`clock.rs`).
     pub clock: crate::tick_clock::TickClock,
-    /// The source's key and the UDP flow's in the verdict (`verdict.rs`):
-    /// on the stack they would pass the verifier's 512 bytes.
+    /// The source's key and an IPv6 UDP flow's in the verdict
+    /// (`verdict.rs`): on the stack they would pass the verifier's 512
+    /// bytes.
     pub source: SourceKey,
     pub flow: FlowKey,
 }

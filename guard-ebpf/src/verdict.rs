@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::{
-    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, Limit, Marks, SourceKey,
+    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, FlowKey4, Limit, Marks, SourceKey,
     SourceState,
     config::{
         COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, REJECT_RST,
@@ -26,7 +26,7 @@ use crate::{
     dissect::{F_ECHO, F_FRAGMENT, Headers, load},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
-        Scratch, UDP_FLOWS,
+        Scratch, UDP_FLOWS, UDP_FLOWS4,
     },
     slots::{Table, take_over},
 };
@@ -120,9 +120,12 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         Counter::Udp => {
             let t = clock::now_in(scratch);
             now = Some(t);
-            match scratch_flow(ctx, h, &src, scratch) {
-                Some(k) if !udp_flow_known(k, t, cfg.udp_flow_idle_ns) => {
-                    flow = Some(k);
+            // SAFETY: this CPU's scratch value; XDP is not preempted,
+            // and nothing else in this run writes the field.
+            let place = unsafe { &mut (*scratch).flow };
+            match Flow::of(ctx, h, &src, place) {
+                Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
+                    flow = Some(f);
                     Some(FlowClass::Udp)
                 }
                 _ => None,
@@ -148,11 +151,11 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let now = now.unwrap_or_else(|| clock::now_in(scratch));
     if listed == LIST_ALLOW {
         bump(slots, Counter::PassAllowlist);
-        remember_flow(flow, now);
+        remember(flow.as_ref(), now);
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
-    let action = limit(cfg, slots, skey, &src, v4, class, now, flow, false);
+    let action = limit(cfg, slots, skey, &src, v4, class, now, flow.as_ref(), false);
     answered(ctx, h, cfg, slots, action)
 }
 
@@ -312,7 +315,7 @@ fn limit(
     v4: bool,
     class: FlowClass,
     now: u64,
-    flow: Option<&FlowKey>,
+    flow: Option<&Flow<'_>>,
     verify: bool,
 ) -> u32 {
     let c = class.index();
@@ -499,7 +502,7 @@ fn admitted(
     skey: &SourceKey,
     verify: bool,
     now: u64,
-    flow: Option<&FlowKey>,
+    flow: Option<&Flow<'_>>,
 ) -> u32 {
     if let Some(p) = pst {
         p.passed = p.passed.wrapping_add(1);
@@ -511,7 +514,7 @@ fn admitted(
         mark(skey, st);
     }
     bump(slots, Counter::PassLimits);
-    remember_flow(flow, now);
+    remember(flow, now);
     if verified {
         XDP_PASS | VERIFIED_FLOW
     } else {
@@ -779,65 +782,86 @@ pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
     found.copied().unwrap_or(0)
 }
 
-/// The UDP flow's key, written in this CPU's scratch value: it stays
-/// live through the limits, and on the stack would pass the verifier's
-/// 512 bytes.
-#[inline(always)]
-fn scratch_flow(
-    ctx: &XdpContext,
-    h: &Headers,
-    src: &[u8; 16],
-    scratch: *mut Scratch,
-) -> Option<&'static FlowKey> {
-    let key = udp_flow_key(ctx, h, src)?;
-    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
-    // else in this run writes the field.
-    let flow = unsafe { &mut (*scratch).flow };
-    *flow = key;
-    Some(flow)
+/// A UDP datagram's flow, as its family's flow map keys it: IPv4 flows in
+/// `GUARD_UDP_FLOW4` (a 12-byte key: the map hashes it whole at every
+/// UDP packet), IPv6 flows in `GUARD_UDP_FLOWS`, whose 40-byte key is
+/// written in a place the caller gives (the verdict's is in the scratch
+/// value: on the stack it would pass the verifier's 512 bytes). A struct,
+/// not an enum of the two: LLVM packed such an enum's tag beside the
+/// pointer and shifted the pointer, which the verifier refuses.
+#[derive(Clone, Copy)]
+pub(crate) struct Flow<'a> {
+    v4: Option<FlowKey4>,
+    v6: &'a FlowKey,
 }
 
+impl<'a> Flow<'a> {
+    #[inline(always)]
+    pub(crate) fn of(
+        ctx: &XdpContext,
+        h: &Headers,
+        src: &[u8; 16],
+        place: &'a mut FlowKey,
+    ) -> Option<Self> {
+        let ports = load::<[u8; 4]>(ctx, h.l4)?;
+        let sport = u16::from_be_bytes([ports[0], ports[1]]);
+        let dport = u16::from_be_bytes([ports[2], ports[3]]);
+        if h.family == AF_INET {
+            let v4 = FlowKey4 {
+                saddr: [src[0], src[1], src[2], src[3]],
+                daddr: load::<[u8; 4]>(ctx, h.l3 + 16)?,
+                sport,
+                dport,
+            };
+            return Some(Self {
+                v4: Some(v4),
+                v6: place,
+            });
+        }
+        *place = FlowKey {
+            family: h.family,
+            proto: IPPROTO_UDP,
+            sport,
+            dport,
+            pad: 0,
+            saddr: *src,
+            daddr: load::<[u8; 16]>(ctx, h.l3 + 24)?,
+        };
+        Some(Self {
+            v4: None,
+            v6: place,
+        })
+    }
+
+    /// Whether the flow was seen within `idle` ns; refreshes its time.
+    #[inline(always)]
+    pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
+        let last = match &self.v4 {
+            Some(key) => UDP_FLOWS4.get_ptr_mut(key),
+            None => UDP_FLOWS.get_ptr_mut(self.v6),
+        };
+        let Some(last) = last else {
+            return false;
+        };
+        // SAFETY: a map value of a flow map.
+        let last = unsafe { &mut *last };
+        let age = now.saturating_sub(*last);
+        if age > idle {
+            return false;
+        }
+        if age > UDP_FLOW_REFRESH_NS {
+            *last = now;
+        }
+        true
+    }
+}
+
+/// Remembers an admitted UDP flow, if the packet is one.
 #[inline(always)]
-pub(crate) fn udp_flow_key(ctx: &XdpContext, h: &Headers, src: &[u8; 16]) -> Option<FlowKey> {
-    let ports = load::<[u8; 4]>(ctx, h.l4)?;
-    let daddr = if h.family == AF_INET {
-        let a = load::<[u8; 4]>(ctx, h.l3 + 16)?;
-        [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    } else {
-        load::<[u8; 16]>(ctx, h.l3 + 24)?
+fn remember(flow: Option<&Flow<'_>>, now: u64) {
+    let _ = match flow {
+        Some(Flow { v4: Some(key), .. }) => UDP_FLOWS4.insert(key, &now, 0),
+        Some(Flow { v4: None, v6 }) => UDP_FLOWS.insert(*v6, &now, 0),
+        None => Ok(()),
     };
-    Some(FlowKey {
-        family: h.family,
-        proto: IPPROTO_UDP,
-        sport: u16::from_be_bytes([ports[0], ports[1]]),
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
-        pad: 0,
-        saddr: *src,
-        daddr,
-    })
-}
-
-/// Whether the flow was seen within `idle` ns; refreshes its time.
-#[inline(always)]
-pub(crate) fn udp_flow_known(key: &FlowKey, now: u64, idle: u64) -> bool {
-    let Some(last) = UDP_FLOWS.get_ptr_mut(key) else {
-        return false;
-    };
-    // SAFETY: a map value of GUARD_UDP_FLOWS.
-    let last = unsafe { &mut *last };
-    let age = now.saturating_sub(*last);
-    if age > idle {
-        return false;
-    }
-    if age > UDP_FLOW_REFRESH_NS {
-        *last = now;
-    }
-    true
-}
-
-#[inline(always)]
-fn remember_flow(flow: Option<&FlowKey>, now: u64) {
-    if let Some(key) = flow {
-        let _ = UDP_FLOWS.insert(key, &now, 0);
-    }
 }

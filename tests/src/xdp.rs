@@ -23,11 +23,11 @@ use guard::{
     },
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState,
+    CounterBlock, DataplaneConfig, Event, FlowKey, FlowKey4, PortCounts, SourceKey, SourceState,
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS},
+    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -329,11 +329,21 @@ impl Program {
             .expect("refreshing GUARD_MARKED")
     }
 
+    /// The UDP flows of both families' maps, IPv4's widened to the
+    /// reference model's one key.
     #[must_use]
     pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
-        let map =
+        let v6 =
             aya::maps::HashMap::<_, FlowKey, u64>::try_from(self.map(UDP_FLOWS)).expect("flows");
-        map.iter().collect::<Result<_, _>>().expect("reading flows")
+        let v4 = aya::maps::HashMap::<_, FlowKey4, u64>::try_from(self.map(UDP_FLOWS4))
+            .expect("IPv4 flows");
+        let mut flows: HashMap<FlowKey, u64> =
+            v6.iter().collect::<Result<_, _>>().expect("reading flows");
+        for entry in &v4 {
+            let (key, last) = entry.expect("reading IPv4 flows");
+            flows.insert(key.widened(), last);
+        }
+        flows
     }
 
     #[must_use]

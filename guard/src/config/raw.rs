@@ -352,7 +352,7 @@ pub struct RawConfig {
     /// Prefixes tracked at once [default: 32768].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_prefixes: Option<u32>,
-    /// UDP flows tracked at once [default: 131072].
+    /// UDP flows tracked at once, per address family [default: 131072].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_udp_flows: Option<u32>,
     /// Allow and deny entries per address family: the config's, the kept

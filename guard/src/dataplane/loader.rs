@@ -19,6 +19,7 @@ use guard_common::{
     config::{COOKIES_ON, VERIFY_ACKS},
     maps::{
         EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES, UDP_FLOWS,
+        UDP_FLOWS4,
     },
     ports::{PORT_COOKIES, port_slot},
     slots::tag_lines,
@@ -114,6 +115,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .map_max_entries(PREFIXES, opts.max_prefixes)
         .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
         .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
+        .map_max_entries(UDP_FLOWS4, opts.max_udp_flows)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
     // The direct-mapped tables' sizes, which the program maps keys onto.
