@@ -48,6 +48,8 @@ pub async fn learn(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = dataplane.counters()?;
     let mut calm = 0.0;
+    // The packets of the second before the last, for the sample mask.
+    let mut before = 0;
     loop {
         tokio::select! {
             batch = samples.next() => {
@@ -57,7 +59,7 @@ pub async fn learn(
             }
             _ = ticker.tick() => {
                 let pressure = *level.borrow() != Level::Normal;
-                match second(&iface, &mut dataplane, &mut session, (&last, &mut calm), pressure, mode) {
+                match second(&iface, &mut dataplane, &mut session, (&last, &mut calm, &mut before), pressure, mode) {
                     Ok(now) => last = now,
                     Err(e) => tracing::error!("{iface}: fingerprints: {e:#}"),
                 }
@@ -72,7 +74,7 @@ fn second(
     iface: &str,
     dataplane: &mut Dataplane,
     session: &mut Session,
-    (last, calm): (&CounterBlock, &mut f64),
+    (last, calm, before): (&CounterBlock, &mut f64, &mut u64),
     pressure: bool,
     mode: Fingerprints,
 ) -> Result<CounterBlock> {
@@ -141,17 +143,24 @@ fn second(
     if let Some(note) = session.note() {
         tracing::debug!("{iface}: learner: {note}");
     }
-    let mask = sample_mask(delta(Counter::Packets));
+    let packets = delta(Counter::Packets);
+    let mask = sample_mask(packets, *before);
+    *before = packets;
     if dataplane.config()?.sample_mask != mask {
         dataplane.update_config(|c| c.sample_mask = mask)?;
     }
     Ok(now)
 }
 
-/// The sample mask for `packets` a second: a power of two less one, so
-/// that about [`CONSIDERED_PER_SAMPLE`] packets are considered for each
-/// sample the budget allows.
-fn sample_mask(packets: u64) -> u32 {
+/// The sample mask for `packets` in the last second and `before` in the
+/// one before it: a power of two less one, so that about
+/// [`CONSIDERED_PER_SAMPLE`] packets are considered for each sample the
+/// budget allows, at the smaller of the two rates. A flood's first second
+/// may carry a burst (a generator's queue let go at once) several times
+/// its rate, and a mask sized for it left the next second too few samples
+/// to check a signature on, which then took two seconds more to learn.
+fn sample_mask(packets: u64, before: u64) -> u32 {
+    let packets = packets.min(before);
     let per = (packets / (CONSIDERED_PER_SAMPLE * u64::from(SAMPLE_RATE))).max(1);
     u32::try_from(per.next_power_of_two() - 1).unwrap_or(u32::MAX)
 }
@@ -174,10 +183,20 @@ mod tests {
 
     #[test]
     fn the_mask_keeps_the_considered_packets_near_a_multiple_of_the_budget() {
-        assert_eq!(sample_mask(0), 0);
-        assert_eq!(sample_mask(1000), 0);
+        assert_eq!(sample_mask(0, 0), 0);
+        assert_eq!(sample_mask(1000, 1000), 0);
         let rate = CONSIDERED_PER_SAMPLE * u64::from(SAMPLE_RATE);
-        assert_eq!(sample_mask(rate * 3), 3);
-        assert_eq!(sample_mask(rate * 1000), 1023);
+        assert_eq!(sample_mask(rate * 3, rate * 3), 3);
+        assert_eq!(sample_mask(rate * 1000, rate * 1000), 1023);
+    }
+
+    /// A flood's first second, a burst after calm, does not size the mask
+    /// for the next: the smaller of the two seconds does.
+    #[test]
+    fn a_burst_does_not_size_the_mask_alone() {
+        let rate = CONSIDERED_PER_SAMPLE * u64::from(SAMPLE_RATE);
+        assert_eq!(sample_mask(rate * 1000, 1000), 0);
+        assert_eq!(sample_mask(rate * 3, rate * 1000), 3);
+        assert_eq!(sample_mask(rate * 1000, rate * 3), 3);
     }
 }
