@@ -336,8 +336,11 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        self.ports
-            .read_nat(self.knobs.scope(), &listening, Instant::now());
+        // Only a port that may get cookies needs its nat rules known.
+        if !self.dry_run && self.cfg.cookies != SynCookies::Never {
+            self.ports
+                .read_nat(self.knobs.scope(), &listening, Instant::now());
+        }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
         }
