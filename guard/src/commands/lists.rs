@@ -267,7 +267,10 @@ pub fn unban(text: &str) -> Result<()> {
         .map_err(|_| usage(anyhow!("`{text}` is not an IPv4 or IPv6 address")))?;
     let dirs = pinned_dirs();
     if dirs.is_empty() {
-        return Err(anyhow!("no guard is running: nothing to unban"));
+        return Err(anyhow!(
+            "no guard is running: nothing to unban ({})",
+            Layout::default().nothing_pinned()
+        ));
     }
     let now = monotonic_ns();
     let (mut lifted, mut failed) = (false, Vec::new());
