@@ -84,8 +84,9 @@ pub enum Counter {
     DropCookieInvalid = 26,
     /// A source seen for the first time (its state was created).
     NewSources = 27,
-    /// A source verified by an ACK of a connection the host knows (an
-    /// established or half-open socket), while the global budget binds.
+    /// A source verified by an ACK of a connection the host knows (a
+    /// socket past its handshake: established or closing), while the
+    /// global budget binds.
     VerifiedAck = 28,
     /// A RST sent from XDP so a real client fails fast: to an over-limit
     /// SYN from a verified source (`reject = "rst"`), or to a cookie

@@ -50,8 +50,14 @@ use crate::{
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
 };
 
-/// `sk_state` of a listening socket (include/net/tcp_states.h).
+/// `sk_state` values (include/net/tcp_states.h) of sockets whose 4-tuple
+/// a sender can name without having received anything from this host:
+/// our own connection attempt, a child before its handshake completed, the
+/// listener, and a request socket (the SYN alone made it).
+const TCP_SYN_SENT: u32 = 2;
+const TCP_SYN_RECV: u32 = 3;
 const TCP_LISTEN: u32 = 10;
+const TCP_NEW_SYN_RECV: u32 = 12;
 /// `BPF_F_CURRENT_NETNS`: -1 as a 32-bit value, the lookup then uses the
 /// namespace of the receiving device.
 const CURRENT_NETNS: u64 = 0xffff_ffff;
@@ -533,18 +539,31 @@ fn syn_options(hlen: usize) -> SynOptions {
 /// What an ACK to a cookie port turned out to be.
 pub enum Ack {
     /// Of a connection the kernel knows: let it through untouched.
-    Known,
+    Known(Socket),
     /// The last ACK of a cookie handshake.
     Valid,
     /// Neither: forged, or its cookie expired.
     Invalid,
 }
 
-/// Whether the kernel has a connection (not the listener) for this
-/// segment's 4-tuple: an established, closing or half-open socket. A
-/// spoofed source cannot name one it never opened.
+/// What the kernel holds for a segment's 4-tuple, other than its listener.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Socket {
+    /// Nothing (or only the listener).
+    None,
+    /// A connection whose handshake has not completed: a request socket,
+    /// which a SYN alone makes. A spoofed source whose SYN got through
+    /// can name its tuple, so it lets the ACK through and proves nothing.
+    HalfOpen,
+    /// An established or closing connection: its peer completed a
+    /// handshake, answering this host's sequence number, which a spoofed
+    /// source never sees. Proof that the source is real.
+    Connected,
+}
+
+/// The kernel's socket for this segment's 4-tuple ([`Socket`]).
 #[inline(always)]
-pub fn known(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<bool> {
+pub fn known(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Socket> {
     let ports = load::<[u8; 4]>(ctx, h.l4)?;
     let sport = u16::from_ne_bytes([ports[0], ports[1]]);
     let dport = u16::from_ne_bytes([ports[2], ports[3]]);
@@ -592,8 +611,9 @@ pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
     if !lone_ack(t) {
         return None;
     }
-    if known(ctx, h, t)? {
-        return Some(Ack::Known);
+    let socket = known(ctx, h, t)?;
+    if socket != Socket::None {
+        return Some(Ack::Known(socket));
     }
     let sc = scratch()?;
     let ip_len = if t.v4 { IPV4_HLEN } else { IPV6_HLEN };
@@ -627,19 +647,22 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// Whether the kernel has a socket for this 4-tuple other than the
-/// listener: an established, closing or half-open connection.
+/// The socket the kernel has for this 4-tuple, by its state.
 #[inline(always)]
-fn connection(ctx: &XdpContext, tuple: &mut bpf_sock_tuple, size: u32) -> bool {
+fn connection(ctx: &XdpContext, tuple: &mut bpf_sock_tuple, size: u32) -> Socket {
     // SAFETY: a socket lookup with a tuple on the stack; a socket found is
     // released before return, as the verifier demands.
     unsafe {
         let sk = bpf_skc_lookup_tcp(ctx.ctx.cast(), tuple, size, CURRENT_NETNS, 0);
         if sk.is_null() {
-            return false;
+            return Socket::None;
         }
         let state = (*sk).state;
         bpf_sk_release(sk.cast());
-        state != TCP_LISTEN
+        match state {
+            TCP_LISTEN => Socket::None,
+            TCP_NEW_SYN_RECV | TCP_SYN_RECV | TCP_SYN_SENT => Socket::HalfOpen,
+            _ => Socket::Connected,
+        }
     }
 }

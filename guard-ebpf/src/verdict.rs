@@ -22,7 +22,7 @@ use guard_common::{
 
 use crate::{
     atomic, clock,
-    cookie::{self, Ack},
+    cookie::{self, Ack, Socket},
     dissect::{F_ECHO, F_FRAGMENT, Headers, load},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
@@ -239,8 +239,8 @@ fn port(
         return Some(action);
     }
     match cookie::screen_ack(ctx, h, &t)? {
-        Ack::Known => {
-            if cfg.budget_binds() {
+        Ack::Known(socket) => {
+            if socket == Socket::Connected && cfg.budget_binds() {
                 let src = source_addr(ctx, h)?;
                 verify(cfg, slots, &src, v4, clock::now());
             }
@@ -523,10 +523,11 @@ fn admitted(
 }
 
 /// While the global budget binds, an ACK from a source not yet verified
-/// is looked up among the host's sockets: one that belongs to a connection
-/// (established or half-open) proves the source real, which a spoofed ACK
-/// cannot, and the source skips the global budget from then on. So
-/// clients that have connected keep connecting with cookies off.
+/// is looked up among the host's sockets: one of a connection whose
+/// handshake completed proves the source real, which a spoofed ACK cannot,
+/// and the source skips the global budget from then on. So clients that
+/// have connected keep connecting with cookies off. A half-open connection
+/// proves nothing: a spoofed SYN the budget let through makes one.
 #[inline(always)]
 fn returning_client(
     ctx: &XdpContext,
@@ -555,7 +556,7 @@ fn returning_client(
     {
         return;
     }
-    if cookie::known(ctx, h, &t) == Some(true) {
+    if cookie::known(ctx, h, &t) == Some(Socket::Connected) {
         verify(cfg, slots, &src, v4, now);
     }
 }

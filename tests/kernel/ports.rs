@@ -222,6 +222,92 @@ fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobod
     );
 }
 
+/// A connection the server side holds half-open: its listener defers
+/// accepting (`TCP_DEFER_ACCEPT`), so the client's handshake ACK, which
+/// carries no data, leaves a request socket, as a spoofed SYN the budget
+/// let through does until its SYN-ACKs give up.
+struct HalfOpen {
+    listener: TcpListener,
+    client: TcpStream,
+}
+
+impl HalfOpen {
+    fn open(addr: IpAddr) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(addr, 0)).expect("listening");
+        let secs: libc::c_int = 30;
+        // SAFETY: setsockopt on the listener's own fd with an int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&listener),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&raw const secs).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "TCP_DEFER_ACCEPT: {}",
+            std::io::Error::last_os_error()
+        );
+        let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        Self { listener, client }
+    }
+
+    /// The client's next segment: the server's side completes.
+    fn complete(&mut self) -> TcpStream {
+        std::io::Write::write_all(&mut self.client, b"x").expect("write");
+        self.listener.accept().expect("accept").0
+    }
+
+    fn ack(&self) -> Vec<u8> {
+        let (c, s) = (
+            self.client.local_addr().expect("client"),
+            self.client.peer_addr().expect("server"),
+        );
+        Packet::tcp(c.ip(), s.ip(), c.port(), s.port(), TCP_ACK).frame()
+    }
+}
+
+/// An ACK that names a half-open connection passes and verifies nobody:
+/// a flood can follow each spoofed SYN the budget admits with an ACK of
+/// the same tuple. Once the handshake has completed, the same ACK
+/// verifies its source.
+fn a_half_open_connection_proves_nothing(addr: IpAddr) {
+    let mut conn = HalfOpen::open(addr);
+    let client = conn.client.local_addr().expect("client").ip();
+    let mut program = budgeted(true);
+    for _ in 0..3 {
+        assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    }
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
+    assert!(
+        program
+            .sources()
+            .get(&source_key(client))
+            .is_none_or(|s| s.verified_until_ns <= T0),
+        "a half-open connection's ACK verified its source"
+    );
+
+    let _accepted = conn.complete();
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    assert!(program.sources()[&source_key(client)].verified_until_ns > T0);
+}
+
+#[test]
+fn an_ipv4_ack_of_a_half_open_connection_verifies_nobody() {
+    let _kernel = kernel_test!();
+    a_half_open_connection_proves_nothing(Ipv4Addr::LOCALHOST.into());
+}
+
+#[test]
+fn an_ipv6_ack_of_a_half_open_connection_verifies_nobody() {
+    let _kernel = kernel_test!();
+    a_half_open_connection_proves_nothing(Ipv6Addr::LOCALHOST.into());
+}
+
 /// While the budget has room (the controller has not seen it drop), or
 /// with no budget at all, ACKs cost no lookup and verify nobody.
 #[test]
