@@ -201,6 +201,40 @@ impl FlowKey4 {
     }
 }
 
+/// Key of the SYN-ACK map (`GUARD_SYNACKS`): a SYN-ACK this host sent, by
+/// the client it went to and the ports, as its ACK names them. 24 bytes.
+/// The value is the acknowledgement number the client's ACK must carry
+/// (the SYN-ACK's sequence number plus one), which only a host that
+/// received the SYN-ACK knows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SynAckKey {
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+    pub pad: u8,
+    /// The client's port and this host's, in host byte order.
+    pub client_port: u16,
+    pub server_port: u16,
+    pub pad2: u16,
+    /// The client's address; IPv4 in the first four bytes, the rest zero.
+    pub client: [u8; 16],
+}
+
+impl SynAckKey {
+    #[inline(always)]
+    #[must_use]
+    pub const fn new(family: u8, client: [u8; 16], client_port: u16, server_port: u16) -> Self {
+        Self {
+            family,
+            pad: 0,
+            client_port,
+            server_port,
+            pad2: 0,
+            client,
+        }
+    }
+}
+
 /// Data of the allow/deny LPM tries: the action for the longest match.
 pub const LIST_ALLOW: u8 = 1;
 pub const LIST_DENY: u8 = 2;
@@ -215,7 +249,11 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above (two 4-byte arrays, two u16s: no padding).
     unsafe impl aya::Pod for super::FlowKey4 {}
+    // SAFETY: as above (two u8s, three u16s, 16 bytes: no padding).
+    unsafe impl aya::Pod for super::SynAckKey {}
 }
+
+const _: () = assert!(size_of::<SynAckKey>() == 24);
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,6 @@ pub mod state;
 pub use bucket::Limit;
 pub use config::{DataplaneConfig, FlowClass};
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
-pub use key::{FlowKey, FlowKey4, SourceKey};
+pub use key::{FlowKey, FlowKey4, SourceKey, SynAckKey};
 pub use ports::PortCounts;
 pub use state::{Event, Marks, SourceState};

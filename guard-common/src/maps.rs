@@ -7,6 +7,10 @@
 /// side), as `bpftool prog show` prints it.
 pub const PROGRAM: &str = "guard";
 
+/// The egress program's name: it records the SYN-ACKs the host sends
+/// ([`SYNACKS`]) while the global budget binds.
+pub const SYNACK_PROGRAM: &str = "guard_synack";
+
 /// Per-CPU [`crate::CounterBlock`], one entry.
 pub const COUNTERS: &str = "GUARD_COUNTERS";
 /// [`crate::config::DataplaneConfig`], one entry.
@@ -40,6 +44,10 @@ pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
 /// The same for IPv4 flows, keyed by [`crate::key::FlowKey4`] (a name
 /// the kernel keeps whole: 15 characters at most).
 pub const UDP_FLOWS4: &str = "GUARD_UDP_FLOW4";
+/// LRU hash [`crate::key::SynAckKey`] -> the acknowledgement number the
+/// client's ACK must carry: the SYN-ACKs the host sent while the global
+/// budget binds, written by [`SYNACK_PROGRAM`], read by the XDP program.
+pub const SYNACKS: &str = "GUARD_SYNACKS";
 /// Array indexed by TCP port -> a [`crate::ports`] entry (listener, slot,
 /// cookies armed).
 pub const PORTS: &str = "GUARD_PORTS";
@@ -87,6 +95,7 @@ pub const ALL: &[&str] = &[
     PORT_COUNTS,
     UDP_FLOWS,
     UDP_FLOWS4,
+    SYNACKS,
     EVENTS,
     SIGS,
     SAMPLES,
@@ -104,6 +113,11 @@ pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;
 /// Verified and banned sources kept apart ([`MARKS`]): 65,536 entries of
 /// 20 + 16 bytes, about 6 MiB preallocated with the LRU's own overhead.
 pub const MAX_MARKS: u32 = 65_536;
+/// SYN-ACKs remembered ([`SYNACKS`]): a client answers within its round
+/// trip, so this is seconds of SYN-ACKs even at the budget's and the
+/// verified sources' rate. 65,536 entries of 24 + 4 bytes, 6 MiB
+/// preallocated with the LRU's overhead.
+pub const MAX_SYNACKS: u32 = 65_536;
 /// Entries per allow/deny trie (`list-capacity`). The tries allocate a
 /// node per entry as it comes, so a large ceiling costs nothing unused.
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;

@@ -31,9 +31,12 @@
 //!    A segment the path cannot take (options, fragments, data on a SYN)
 //!    goes on below.
 //! 3b. While the budget binds (the controller's `verify` bit: the global
-//!    budget has been dropping), an ACK from a source not yet verified is
-//!    looked up among the host's sockets; one of a connection verifies the
-//!    source (`verified_ack`). The ACK itself passes on below.
+//!    budget has been dropping), an ACK from a source not yet verified
+//!    verifies it (`verified_ack`) if it acknowledges a SYN-ACK the host
+//!    sent (`GUARD_SYNACKS`, which the egress program `guard_synack`
+//!    fills, `synack.rs`: also a connection the nat rules send to a
+//!    container) or names an established or closing socket of the host's;
+//!    a half-open one proves nothing. The ACK itself passes on below.
 //! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
 //!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6; LRU).
@@ -99,13 +102,14 @@ mod dissect;
 mod fingerprint;
 mod maps;
 mod slots;
+mod synack;
 mod tick_clock;
 mod verdict;
 
 use aya_ebpf::{
-    bindings::{xdp_action, xdp_md},
-    macros::xdp,
-    programs::XdpContext,
+    bindings::{TC_ACT_UNSPEC, xdp_action, xdp_md},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use guard_common::{Counter, CounterBlock};
 
@@ -170,6 +174,16 @@ pub fn guard(ctx: XdpContext) -> u32 {
         );
     }
     action & !VERIFIED_FLOW
+}
+
+/// The egress program: remembers the SYN-ACKs the interface sends while the
+/// budget binds (`synack.rs`). It only watches: `TC_ACT_UNSPEC` (tcx's
+/// "next") leaves the packet to the programs after it, and passes it when
+/// there are none.
+#[classifier]
+pub fn guard_synack(ctx: TcContext) -> i32 {
+    let _ = synack::record(&ctx);
+    TC_ACT_UNSPEC
 }
 
 /// The verdict for a dissected packet, as a global function: the verifier

@@ -7,11 +7,11 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, FlowKey4, Marks, PortCounts, SourceKey,
+    CounterBlock, DataplaneConfig, FlowKey, FlowKey4, Marks, PortCounts, SourceKey, SynAckKey,
     fingerprint::SigTable,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
-        EVENTS_BYTES, MAX_MARKS, SAMPLES_BYTES,
+        EVENTS_BYTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
     },
     marked::MARKED_ENTRIES,
     ports::{PORT_ENTRIES, PORT_SLOTS},
@@ -71,6 +71,9 @@ pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
 pub static UDP_FLOWS4: LruHashMap<FlowKey4, u64> =
     LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
 
+#[map(name = "GUARD_SYNACKS")]
+pub static SYNACKS: LruHashMap<SynAckKey, u32> = LruHashMap::with_max_entries(MAX_SYNACKS, 0);
+
 #[map(name = "GUARD_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
@@ -111,6 +114,8 @@ pub struct Scratch {
     /// bytes.
     pub source: SourceKey,
     pub flow: FlowKey,
+    /// The SYN-ACK an ACK answers, looked up in `GUARD_SYNACKS`.
+    pub synack: SynAckKey,
 }
 
 #[repr(C)]

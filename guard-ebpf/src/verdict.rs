@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, FlowKey4, Limit, Marks, SourceKey,
-    SourceState,
+    SourceState, SynAckKey,
     config::{
         COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, REJECT_RST,
         UDP_FLOW_REFRESH_NS,
@@ -26,7 +26,7 @@ use crate::{
     dissect::{F_ECHO, F_FRAGMENT, Headers, load},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
-        Scratch, UDP_FLOWS, UDP_FLOWS4,
+        SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
     },
     slots::{Table, take_over},
 };
@@ -523,10 +523,12 @@ fn admitted(
 }
 
 /// While the global budget binds, an ACK from a source not yet verified
-/// is looked up among the host's sockets: one of a connection whose
-/// handshake completed proves the source real, which a spoofed ACK cannot,
-/// and the source skips the global budget from then on. So clients that
-/// have connected keep connecting with cookies off. A half-open connection
+/// proves the source real if it acknowledges a SYN-ACK the host sent (the
+/// handshake's last ACK, also of a connection the nat rules send to a
+/// container, which has no socket here) or names a connection of the
+/// host's whose handshake completed; a spoofed ACK can do neither. The
+/// source skips the global budget from then on, so clients that have
+/// connected keep connecting with cookies off. A half-open connection
 /// proves nothing: a spoofed SYN the budget let through makes one.
 #[inline(always)]
 fn returning_client(
@@ -556,9 +558,36 @@ fn returning_client(
     {
         return;
     }
-    if cookie::known(ctx, h, &t) == Some(Socket::Connected) {
+    if answers_synack(ctx, h, scratch, &src) || cookie::known(ctx, h, &t) == Some(Socket::Connected)
+    {
         verify(cfg, slots, &src, v4, now);
     }
+}
+
+/// Whether this ACK acknowledges a SYN-ACK the host sent while the budget
+/// binds (`GUARD_SYNACKS`, `synack.rs`): its acknowledgement number is the
+/// SYN-ACK's sequence number plus one, which a spoofed source never saw.
+/// The key goes in the scratch value: the verdict's stack is full.
+#[inline(always)]
+fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &[u8; 16]) -> bool {
+    // Ports, sequence and acknowledgement numbers.
+    let Some(tcp) = load::<[u8; 12]>(ctx, h.l4) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
+    // else in this run writes the field.
+    let key = unsafe { &mut (*scratch).synack };
+    *key = SynAckKey::new(
+        h.family,
+        *src,
+        u16::from_be_bytes([tcp[0], tcp[1]]),
+        u16::from_be_bytes([tcp[2], tcp[3]]),
+    );
+    let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+    // SAFETY: a value of GUARD_SYNACKS, read once.
+    SYNACKS
+        .get_ptr(key)
+        .is_some_and(|expected| unsafe { core::ptr::read_volatile(expected) } == ack)
 }
 
 /// Marks a source verified for `verified_ns` from `now` (taking its slot

@@ -25,7 +25,7 @@ use guard_tests::{
     host::{self, Saved},
     kernel_test,
     net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
-    nft::Counters,
+    nft::{Counters, nft},
     packet::TCP_SYN,
     server::{EchoServer, connect_echo},
 };
@@ -779,4 +779,122 @@ fn a_busy_source_is_limited_only_under_pressure() {
     );
     guard.stop(libc::SIGTERM).assert_code(0);
     drop(saved);
+}
+
+/// The victim's nat rule for [`a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood`]:
+/// connections to PORT go to PORT + 1, as a published port's go to its
+/// container.
+const REDIRECT: &str = "table ip publish {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    tcp dport 8080 redirect to :8081
+  }
+}
+";
+
+/// Spoofed SYNs to PORT at about 20,000/s, one new source each, until
+/// `stop` (at most a minute).
+fn background_flood(mut flood: Flood, stop: Arc<AtomicBool>) -> thread::JoinHandle<Flood> {
+    thread::spawn(move || {
+        let start = Instant::now();
+        let mut i = 0u32;
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+            for _ in 0..200 {
+                let sport = 1024 + u16::try_from(i % 60_000).expect("port");
+                flood.tcp(spoofed(i % 60_000), sport, PORT, TCP_SYN);
+                i += 1;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        flood
+    })
+}
+
+/// Waits until guard's counter `name` on `net` reaches `at_least`.
+fn wait_counter(net: &TestNet, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = guard_proc::counters(&guard_proc::stats(net))[name];
+        if n >= at_least {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {n}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port the nat rules rewrite (a REDIRECT here, as a container's
+/// published port is DNAT'ed) has no socket of its own for a connection,
+/// so the ACK check's socket lookup cannot verify its clients. While the
+/// budget binds, guard's egress program remembers the SYN-ACKs the host
+/// sends, and the client's handshake ACK, which answers one, verifies it:
+/// through a flood that keeps the budget spent (about 10 SYNs a second
+/// admitted of 20,000), every one of its next connections gets through,
+/// and the flood is still dropped.
+#[test]
+fn a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let target = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
+    let _service = EchoServer::start(&net.victim, target);
+    let _ = nft(&net.victim, &["-f", "-"], Some(REDIRECT));
+    let guard = start_on(
+        &net,
+        &[
+            "--mode",
+            "enforce",
+            "--syn-cookies",
+            "never",
+            "--global-rate",
+            "20",
+            "--global-burst",
+            "20",
+            "--summary-interval",
+            "0",
+        ],
+    );
+
+    // The flood spends the budget; the controller sees it drop and has
+    // returning clients verified (for --calm, 30 s, after the last drop).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = background_flood(Flood::new(&net), stop.clone());
+    wait_counter(&net, "drop_global_budget", 1000);
+    thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    let flood = flooding.join().expect("flood");
+
+    // A pause refills the budget: the client's first connection gets
+    // through it and is verified by its handshake's last ACK.
+    thread::sleep(Duration::from_millis(1500));
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(5)).unwrap_or_else(|e| {
+        panic!(
+            "the first connection, the budget refilled: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    wait_counter(&net, "verified_ack", 1);
+
+    let dropped = wait_counter(&net, "drop_global_budget", 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = background_flood(flood, stop.clone());
+    wait_counter(&net, "drop_global_budget", dropped + 1000);
+    let results: Vec<_> = (0..10)
+        .map(|_| connect_echo(&net.attacker, server_addr(), Duration::from_millis(2500)))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let flood = flooding.join().expect("flood");
+    for (i, r) in results.iter().enumerate() {
+        assert!(
+            r.is_ok(),
+            "connection {i} of the verified client during the flood: {r:?}\n{}",
+            guard.stderr()
+        );
+    }
+    let c = guard_proc::counters(&guard_proc::stats(&net));
+    assert!(
+        c["drop_global_budget"] > dropped + 1000,
+        "the flood ({} SYNs) was not dropped: {c:?}",
+        flood.sent
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
 }

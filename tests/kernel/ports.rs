@@ -17,11 +17,12 @@ use guard_common::{
     Counter, Limit, SourceKey,
     bucket::NANOS_PER_SEC,
     config::{FLOW_CLASSES, VERIFY_ACKS},
+    key::{AF_INET, AF_INET6},
     ports::port_entry,
 };
 use guard_tests::{
     kernel_test,
-    packet::{Packet, TCP_ACK, TCP_SYN},
+    packet::{L4, Packet, TCP_ACK, TCP_RST, TCP_SYN},
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -306,6 +307,112 @@ fn an_ipv4_ack_of_a_half_open_connection_verifies_nobody() {
 fn an_ipv6_ack_of_a_half_open_connection_verifies_nobody() {
     let _kernel = kernel_test!();
     a_half_open_connection_proves_nothing(Ipv6Addr::LOCALHOST.into());
+}
+
+/// A TCP segment with its sequence and acknowledgement numbers.
+fn segment(src: IpAddr, dst: IpAddr, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport: ports.0,
+        dport: ports.1,
+        flags,
+        seq,
+        ack,
+        options: Vec::new(),
+    };
+    Packet::new(src, dst, l4).frame()
+}
+
+/// What the egress program returns: tcx's "next", the packet untouched.
+const TCX_NEXT: i32 = -1;
+
+/// A connection the nat rules send to a container has no socket here (nor
+/// has this one: no listener on its port). The client's ACK verifies it
+/// by acknowledging the SYN-ACK the host sent, which the egress program
+/// remembered while the budget binds; an ACK with another number, or from
+/// another address, verifies nobody.
+fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr) {
+    const ISN: u32 = u32::MAX; // the acknowledgement wraps to 0
+    let (cport, sport) = (40_000, 8080);
+    let synack = segment(server, client, (sport, cport), TCP_SYN | TCP_ACK, ISN, 77);
+    let family = if client.is_ipv4() { AF_INET } else { AF_INET6 };
+    let mut client16 = [0u8; 16];
+    match client {
+        IpAddr::V4(a) => client16[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => client16 = a.octets(),
+    }
+
+    // While the budget has room, nothing is remembered.
+    let mut calm = budgeted(false);
+    assert_eq!(calm.run_egress(&synack), TCX_NEXT);
+    assert!(calm.synacks().is_empty());
+
+    let mut program = budgeted(true);
+    // Segments that are not SYN-ACKs are not remembered.
+    for flags in [
+        TCP_ACK,
+        TCP_SYN,
+        TCP_RST | TCP_ACK,
+        TCP_SYN | TCP_ACK | TCP_RST,
+    ] {
+        assert_eq!(
+            program.run_egress(&segment(server, client, (sport, cport), flags, 5, 6)),
+            TCX_NEXT
+        );
+    }
+    assert!(program.synacks().is_empty(), "{:?}", program.synacks());
+    assert_eq!(program.run_egress(&synack), TCX_NEXT);
+    assert_eq!(
+        program.synacks(),
+        [((family, client16, cport, sport), 0)]
+            .into_iter()
+            .collect()
+    );
+
+    // The stranger spends the budget; the client is over it too.
+    let syn = |src: IpAddr, port: u16| segment(src, server, (port, sport), TCP_SYN, 1, 0);
+    assert_eq!(program.run(&syn(stranger, 1000), T0), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1001), T0), XDP_DROP);
+    assert_eq!(program.run(&syn(client, 1002), T0), XDP_DROP);
+
+    // Spoofed ACKs: the right tuple with a guessed number, and the right
+    // number from another address.
+    let ack = |src: IpAddr, n: u32| segment(src, server, (cport, sport), TCP_ACK, 1, n);
+    for forged in [ack(client, 1), ack(client, ISN), ack(stranger, 0)] {
+        assert_eq!(
+            program.run(&forged, T0),
+            XDP_PASS,
+            "ACKs are never dropped here"
+        );
+    }
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
+    assert_eq!(program.run(&syn(client, 1003), T0), XDP_DROP);
+
+    // The client's ACK: verified, and its next SYN skips the budget.
+    assert_eq!(program.run(&ack(client, 0), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    assert!(program.sources()[&source_key(client)].verified_until_ns > T0);
+    assert_eq!(program.run(&syn(client, 1004), T0), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1005), T0), XDP_DROP);
+}
+
+#[test]
+fn an_ipv4_ack_of_a_synack_the_host_sent_verifies_its_source() {
+    let _kernel = kernel_test!();
+    an_answered_synack_verifies(
+        Ipv4Addr::new(198, 18, 7, 9).into(),
+        server(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+    );
+}
+
+#[test]
+fn an_ipv6_ack_of_a_synack_the_host_sent_verifies_its_source() {
+    let _kernel = kernel_test!();
+    an_answered_synack_verifies(
+        Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 9).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
+    );
 }
 
 /// While the budget has room (the controller has not seen it drop), or

@@ -3,14 +3,14 @@
 //! back: what the differential, robustness and benchmark runs work on.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     os::fd::{AsFd as _, BorrowedFd},
 };
 
 use aya::{
     Ebpf,
     maps::{Array, Map, MapData, RingBuf},
-    programs::Xdp,
+    programs::{SchedClassifier, Xdp},
 };
 use clap::Parser as _;
 use guard::{
@@ -24,10 +24,11 @@ use guard::{
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, FlowKey4, PortCounts, SourceKey, SourceState,
+    SynAckKey,
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, PROGRAM, SAMPLES, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
+    maps::{EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
     ports::port_entry,
     state::GLOBAL_SLOTS,
 };
@@ -163,6 +164,35 @@ impl Program {
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
         self.drain_events();
         (outcome.action, outcome.data_out)
+    }
+
+    /// Runs one frame through the egress program (`guard_synack`), as the
+    /// interface sending it would; returns its tc action.
+    pub fn run_egress(&mut self, frame: &[u8]) -> i32 {
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(SYNACK_PROGRAM)
+            .expect("egress program")
+            .try_into()
+            .expect("a classifier");
+        let fd = program.fd().expect("program fd");
+        let outcome = testrun::run(fd.as_fd(), frame, 1)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (egress): {e}"));
+        outcome.action.cast_signed()
+    }
+
+    /// The SYN-ACKs the egress program remembers, with the acknowledgement
+    /// each one's ACK must carry.
+    #[must_use]
+    pub fn synacks(&self) -> BTreeMap<(u8, [u8; 16], u16, u16), u32> {
+        let map =
+            aya::maps::HashMap::<_, SynAckKey, u32>::try_from(self.map(SYNACKS)).expect("hash map");
+        map.iter()
+            .map(|e| {
+                let (k, v) = e.expect("reading GUARD_SYNACKS");
+                ((k.family, k.client, k.client_port, k.server_port), v)
+            })
+            .collect()
     }
 
     /// Runs one frame `repeat` times on the kernel's clock; returns the

@@ -1,6 +1,7 @@
-//! Loads guard's XDP object, attaches it to an interface, pins its maps,
-//! and undoes all of it when the [`Attached`] value is dropped. The maps
-//! are the [`Dataplane`] handle's from the moment the object is loaded.
+//! Loads guard's XDP object, attaches it to an interface (the XDP program
+//! on ingress, the SYN-ACK recorder on egress), pins its maps, and undoes
+//! all of it when the [`Attached`] value is dropped. The maps are the
+//! [`Dataplane`] handle's from the moment the object is loaded.
 
 use std::{
     borrow::Cow,
@@ -12,14 +13,18 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        tc::{SchedClassifierLinkId, TcAttachOptions},
+        xdp::XdpLinkId,
+    },
 };
 use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
     maps::{
-        EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES, UDP_FLOWS,
-        UDP_FLOWS4,
+        EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
+        SYNACK_PROGRAM, UDP_FLOWS, UDP_FLOWS4,
     },
     ports::{PORT_COOKIES, port_slot},
     slots::tag_lines,
@@ -133,6 +138,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
         .try_into()?;
     program.load().map_err(|e| usage(load_error(e)))?;
+    let synack: &mut SchedClassifier = ebpf
+        .program_mut(SYNACK_PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{SYNACK_PROGRAM}`"))?
+        .try_into()?;
+    synack.load().map_err(|e| usage(load_error(e)))?;
     let mut dataplane = Dataplane::take(&mut ebpf)?;
     // A seed no sender can know, so none can choose which sources share a
     // slot (`guard_common::slots`).
@@ -182,6 +192,9 @@ pub struct Attached {
     pub dataplane: Dataplane,
     ebpf: Ebpf,
     link: Option<XdpLinkId>,
+    /// The SYN-ACK recorder's tcx link on the interface's egress, if the
+    /// kernel took it.
+    egress: Option<SchedClassifierLinkId>,
 }
 
 impl Attached {
@@ -284,6 +297,18 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
+        if let Some(link) = self.egress.take()
+            && let Some(Err(e)) = self
+                .ebpf
+                .program_mut(SYNACK_PROGRAM)
+                .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+                .map(|p| p.detach(link))
+        {
+            tracing::error!(
+                "detaching the SYN-ACK recorder from {}: {e}",
+                self.iface.name
+            );
+        }
         if let Some(link) = self.link.take() {
             let detached = self
                 .ebpf
@@ -371,6 +396,18 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
             scope.suffix()
         );
     }
+    let egress = scope
+        .run(|| attach_egress(&mut ebpf, &iface))
+        .map_err(usage)?
+        .map_err(|e| {
+            tracing::warn!(
+                "{}{}: {e:#}; returning clients are verified by their sockets alone (not those of \
+                 a port the nat rules send elsewhere, nor at a handshake's last ACK)",
+                iface.name,
+                scope.suffix()
+            );
+        })
+        .ok();
     let attached = Attached {
         iface,
         mode,
@@ -381,6 +418,7 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         dataplane,
         ebpf,
         link: Some(link),
+        egress,
     };
     attached.dataplane.pin(&attached.pin_dir)?;
     Ok(attached)
@@ -427,6 +465,24 @@ fn attach_mode(
             }
         },
     }
+}
+
+/// Attaches the SYN-ACK recorder to `iface`'s egress through tcx (Linux
+/// 6.6 and later): a link of its own among any others' programs, which
+/// closes with guard's process, so even a killed guard leaves no filter
+/// behind, and no qdisc is added or removed.
+fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> Result<SchedClassifierLinkId> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(SYNACK_PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{SYNACK_PROGRAM}`"))?
+        .try_into()?;
+    program
+        .attach_with_options(
+            &iface.name,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|e| anyhow!(e).context("attaching the SYN-ACK recorder to egress (tcx)"))
 }
 
 fn program_attach(program: &mut Xdp, iface: &Interface, mode: XdpMode) -> Result<XdpLinkId> {
