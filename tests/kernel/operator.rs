@@ -440,12 +440,19 @@ fn status_says_what_enforces_and_doctor_warns_in_monitor_mode() {
     assert_eq!(attached["netns"], net.victim.as_str(), "{status}");
     // A veth: auto attaches in skb mode, so that cookies reach the peer.
     assert_eq!(attached["xdp_mode"], "skb", "{status}");
-    assert!(
-        attached["prog_id"].as_u64().expect("prog id") > 0,
-        "{status}"
-    );
+    let prog_id = attached["prog_id"].as_u64().expect("prog id");
+    assert!(prog_id > 0, "{status}");
+    // The SYN-ACK recorder on the veth's egress (tcx: this kernel has it).
+    let egress = attached["egress_prog_id"].as_u64().expect("egress prog id");
+    assert!(egress > 0 && egress != prog_id, "{status}");
     let text = guard_proc::run(&["status"]);
     text.assert_code(0);
+    assert!(
+        text.stdout.contains(&format!(
+            "XDP (program {prog_id}) + tcx egress (program {egress})"
+        )),
+        "{text}"
+    );
     assert!(
         text.stdout.contains(&format!(
             "{} (netns {}): enforce (drops), skb (generic) XDP",

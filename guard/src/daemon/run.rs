@@ -426,6 +426,7 @@ impl Published {
                     netns: settings.netns.clone(),
                     xdp_mode: a.mode,
                     prog_id: a.prog_id,
+                    egress_prog_id: a.egress_prog_id,
                     cookies_possible: a.cookies_ok,
                 })
                 .collect(),

@@ -183,6 +183,8 @@ pub struct Attached {
     pub iface: Interface,
     pub mode: XdpAttachMode,
     pub prog_id: u32,
+    /// The SYN-ACK recorder's program id, when attached to egress.
+    pub egress_prog_id: Option<u32>,
     pub pin_dir: PathBuf,
     /// Whether a SYN-ACK sent with `XDP_TX` reaches the client here (not on
     /// a veth in native mode, whose peer may have no XDP program).
@@ -408,10 +410,15 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
             );
         })
         .ok();
+    let egress_prog_id = egress.as_ref().and_then(|_| {
+        let p: &SchedClassifier = ebpf.program(SYNACK_PROGRAM)?.try_into().ok()?;
+        p.info().ok().map(|i| i.id())
+    });
     let attached = Attached {
         iface,
         mode,
         prog_id,
+        egress_prog_id,
         pin_dir,
         cookies_ok,
         ports: BTreeMap::new(),

@@ -73,6 +73,11 @@ pub struct AttachedStatus {
     pub netns: Option<String>,
     pub xdp_mode: XdpAttachMode,
     pub prog_id: u32,
+    /// The egress program that remembers the SYN-ACKs sent (for the ACK
+    /// check), if the kernel took its tcx link; none in a status file from
+    /// before it.
+    #[serde(default)]
+    pub egress_prog_id: Option<u32>,
     /// Whether this attachment can answer SYNs with cookies (not a veth in
     /// native mode).
     pub cookies_possible: bool,
@@ -141,9 +146,13 @@ impl StatusReport {
             if let Some(ns) = &a.netns {
                 let _ = write!(out, " (netns {ns})");
             }
+            let egress = a.egress_prog_id.map_or_else(
+                || ", no egress program (no tcx)".to_owned(),
+                |id| format!(" + tcx egress (program {id})"),
+            );
             let _ = writeln!(
                 out,
-                ": {}, {} XDP (program {}), {level}, {}",
+                ": {}, {} XDP (program {}){egress}, {level}, {}",
                 match run.mode {
                     Enforcement::Enforce => "enforce (drops)",
                     Enforcement::Monitor => "monitor (counts, drops nothing)",
@@ -201,6 +210,7 @@ mod tests {
                     netns: None,
                     xdp_mode: XdpAttachMode::Native,
                     prog_id: 57,
+                    egress_prog_id: Some(61),
                     cookies_possible: true,
                 },
                 AttachedStatus {
@@ -208,6 +218,7 @@ mod tests {
                     netns: Some("edge".into()),
                     xdp_mode: XdpAttachMode::Native,
                     prog_id: 58,
+                    egress_prog_id: None,
                     cookies_possible: false,
                 },
             ],
@@ -224,8 +235,8 @@ mod tests {
         assert_eq!(
             report.render(),
             "guard 0.1.0 (pid 42), up 3h 2m, config /etc/guard.toml\n\
-             \x20 eth0: enforce (drops), native XDP (program 57), no conntrack controller, SYN cookies off\n\
-             \x20 veth1 (netns edge): enforce (drops), native XDP (program 58), no conntrack controller, no SYN cookies here (a veth in native mode)\n\
+             \x20 eth0: enforce (drops), native XDP (program 57) + tcx egress (program 61), no conntrack controller, SYN cookies off\n\
+             \x20 veth1 (netns edge): enforce (drops), native XDP (program 58), no egress program (no tcx), no conntrack controller, no SYN cookies here (a veth in native mode)\n\
              \x20 no attack signatures\n"
         );
         let mut with_sig = report.clone();

@@ -261,6 +261,7 @@ fn a_guard_in_monitor_or_skb_mode_warns() {
             netns: None,
             xdp_mode,
             prog_id: 9,
+            egress_prog_id: Some(10),
             cookies_possible: true,
         }],
     };

@@ -135,6 +135,7 @@ fn view(conntrack: Option<Status>) -> WatchView {
                 netns: None,
                 xdp_mode: XdpAttachMode::Skb,
                 prog_id: 9,
+                egress_prog_id: Some(10),
                 cookies_possible: true,
             }],
         }),
