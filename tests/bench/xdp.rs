@@ -8,8 +8,9 @@
 //! ratios. Rows that need a different frame on every run (a new source, a
 //! new UDP flow) cannot use the kernel's repeat loop: they run 20,000
 //! distinct frames once each, in five slices, each through the program and
-//! then the baseline. A benchmark, not a test: it asserts nothing about
-//! speed.
+//! then the baseline. The last table does the same for the egress program
+//! (`guard_synack`) beside a trivial classifier. A benchmark, not a test:
+//! it asserts nothing about speed.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -20,8 +21,12 @@ use std::{
 mod peers;
 mod profile;
 
-use aya::{Ebpf, EbpfLoader, programs::Xdp};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{SchedClassifier, Xdp},
+};
 use guard::{config::Settings, model::fingerprint::parse};
+use guard_common::config::VERIFY_ACKS;
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
@@ -760,4 +765,91 @@ fn main() {
     }
     peer_table(&base, repeat, &rows);
     synproxy_table(&base);
+    egress_table(repeat);
+}
+
+/// The trivial classifier (`baseline_tc`), the egress program's yardstick.
+struct TcBaseline(Ebpf);
+
+impl TcBaseline {
+    fn load() -> Self {
+        let path = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
+            || {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../target/bpfel-unknown-none/release/baseline")
+            },
+            PathBuf::from,
+        );
+        let mut ebpf = EbpfLoader::new()
+            .load_file(&path)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut("baseline_tc")
+            .expect("baseline_tc")
+            .try_into()
+            .expect("a classifier");
+        prog.load().expect("verifying baseline_tc");
+        Self(ebpf)
+    }
+
+    fn time(&self, frame: &[u8], repeat: u32) -> u32 {
+        let prog: &SchedClassifier = self
+            .0
+            .program("baseline_tc")
+            .expect("program")
+            .try_into()
+            .expect("a classifier");
+        testrun::run(prog.fd().expect("fd").as_fd(), frame, repeat)
+            .expect("test run")
+            .duration_ns
+    }
+}
+
+/// What the egress program (`guard_synack`, on every packet the
+/// interface sends) costs beside a trivial classifier: a segment leaving
+/// while the budget has room (the common case: it only reads the
+/// configuration), the same while the budget binds (it reads the headers),
+/// and a SYN-ACK then (remembered: an LRU insert).
+fn egress_table(repeat: u32) {
+    let base = TcBaseline::load();
+    let calm = program(&open_settings());
+    let mut binding = program(&xdp::settings(
+        "--mode enforce --global-rate 1000000 --global-burst 1000000",
+    ));
+    let mut cfg = binding.config();
+    cfg.verify = VERIFY_ACKS;
+    binding.set_config(&cfg);
+    let (server, client) = (dst4(), src4(7));
+    let segment = |flags| Packet::tcp(server, client, 8080, 40_000, flags).frame();
+    let rows = [
+        (
+            "a segment leaving, the budget not binding",
+            &calm,
+            segment(TCP_ACK),
+        ),
+        (
+            "a segment leaving, the budget binding",
+            &binding,
+            segment(TCP_ACK),
+        ),
+        (
+            "a SYN-ACK leaving, the budget binding (remembered)",
+            &binding,
+            segment(TCP_SYN | TCP_ACK),
+        ),
+    ];
+    println!("\n| egress program (guard_synack) | ns/pkt | trivial classifier ns/pkt | ratio |");
+    println!("|---|---:|---:|---:|");
+    for (case, prog, frame) in rows {
+        let t = paired(|| {
+            (
+                f64::from(prog.time_egress(&frame, repeat)),
+                f64::from(base.time(&frame, repeat)),
+            )
+        });
+        println!(
+            "| {case} | {:.1} | {:.1} | {:.2}x |",
+            t.ns, t.baseline, t.ratio
+        );
+    }
 }

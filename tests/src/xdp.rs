@@ -169,16 +169,28 @@ impl Program {
     /// Runs one frame through the egress program (`guard_synack`), as the
     /// interface sending it would; returns its tc action.
     pub fn run_egress(&mut self, frame: &[u8]) -> i32 {
+        let outcome = testrun::run(self.egress_fd(), frame, 1)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (egress): {e}"));
+        outcome.action.cast_signed()
+    }
+
+    /// Runs one frame `repeat` times through the egress program; returns
+    /// the kernel's average ns per run (for benchmarks).
+    #[must_use]
+    pub fn time_egress(&self, frame: &[u8], repeat: u32) -> u32 {
+        testrun::run(self.egress_fd(), frame, repeat)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (egress): {e}"))
+            .duration_ns
+    }
+
+    fn egress_fd(&self) -> BorrowedFd<'_> {
         let program: &SchedClassifier = self
             .ebpf
             .program(SYNACK_PROGRAM)
             .expect("egress program")
             .try_into()
             .expect("a classifier");
-        let fd = program.fd().expect("program fd");
-        let outcome = testrun::run(fd.as_fd(), frame, 1)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (egress): {e}"));
-        outcome.action.cast_signed()
+        program.fd().expect("program fd").as_fd()
     }
 
     /// The SYN-ACKs the egress program remembers, with the acknowledgement

@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: guard's XDP program per packet beside a trivial
-//! baseline, through BPF_PROG_TEST_RUN (needs root). Results print as a
-//! Markdown table; BENCHMARKS.md keeps the last published one.
+//! `cargo xtask bench`: guard's XDP program (and its egress program) per
+//! packet beside a trivial baseline, through BPF_PROG_TEST_RUN (needs
+//! root). Results print as Markdown tables; BENCHMARKS.md keeps the last
+//! published ones.
 
 use anyhow::Result;
 use clap::ValueEnum as _;
