@@ -434,15 +434,41 @@ impl Dataplane {
                 .context("writing GUARD_MARKS")?;
         }
         if state.is_some() {
-            let mut s = slot;
-            s.state.banned_until_ns = 0;
-            s.state.window_drops = 0;
-            s.state.limited = 0;
-            self.sources
-                .set(index, s, 0)
-                .context("writing GUARD_SOURCES")?;
+            self.clear_ban(index, &key)?;
         }
         Ok(Some((key, (until - now_ns) / NANOS_PER_SEC)))
+    }
+
+    /// Clears the ban fields of slot `index`, if it still holds `key`,
+    /// through a shared mapping of the table: the program updates the
+    /// slot's buckets and counters meanwhile, which a write of the whole
+    /// slot (the map update syscall) would put back to what was read.
+    fn clear_ban(&self, index: u32, key: &SourceKey) -> Result<()> {
+        let slots = usize::try_from(self.sources.len())?;
+        let index = usize::try_from(index)?;
+        anyhow::ensure!(index < slots, "slot {index} of {slots}");
+        let mapping = Mapping::of(
+            self.sources.map().fd().as_fd(),
+            slots * size_of::<Slot>(),
+            true,
+        )
+        .context("mapping GUARD_SOURCES")?;
+        // SAFETY: slot `index` lies inside the mapping (as in `used`);
+        // each field is written alone, volatile, as the program writes
+        // them (plain stores: a lost update between the two is a ban
+        // statistic, `SourceState` says why that is harmless).
+        unsafe {
+            let slot = mapping.0.cast::<Slot>().cast_mut().add(index);
+            // The program may have given the slot to another source since
+            // it was read.
+            if !(&raw const (*slot).key).read_volatile().same(key) {
+                return Ok(());
+            }
+            (&raw mut (*slot).state.banned_until_ns).write_volatile(0);
+            (&raw mut (*slot).state.window_drops).write_volatile(0);
+            (&raw mut (*slot).state.limited).write_volatile(0);
+        }
+        Ok(())
     }
 }
 
