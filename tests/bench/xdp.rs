@@ -89,6 +89,14 @@ mod frames {
             .collect()
     }
 
+    /// ACKs from [`DISTINCT`] sources from the `from`th on, of no
+    /// connection: a spoofed ACK flood.
+    pub fn spoofed_acks(from: u32) -> Vec<Vec<u8>> {
+        (from..from + DISTINCT)
+            .map(|i| Packet::tcp(src4(i), dst4(), 40000, 80, TCP_ACK).frame())
+            .collect()
+    }
+
     /// The SYN the signature rows' SYN signature matches.
     pub fn signature_syn() -> Packet {
         syn(src4(60_002))
@@ -351,6 +359,17 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
         "the same, every marked bit set (a GUARD_MARKS lookup each)*",
         distinct(&prog, base, &spoofed(DISTINCT)),
     ));
+    // The controller's word that the budget drops: ACKs from sources not
+    // verified are checked (the source's slot, the SYN-ACKs remembered,
+    // the host's sockets), as in a spoofed ACK flood during a SYN flood.
+    let mut cfg = prog.config();
+    cfg.verify = VERIFY_ACKS;
+    prog.set_config(&cfg);
+    out.push(Row {
+        case: "ACK, new source, budget binding (the ACK check)*",
+        t: distinct(&prog, base, &frames::spoofed_acks(2 * DISTINCT)),
+        target: f64::NAN,
+    });
     out
 }
 
