@@ -26,7 +26,8 @@
 //!    decides (see `cookie.rs`): a SYN from a denied source is dropped,
 //!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
 //!    known connection passes (and, while the budget binds, verifies its
-//!    source), one with a valid cookie goes through the source's SYN
+//!    source if the connection is past its handshake), one with a valid
+//!    cookie goes through the source's SYN
 //!    limits and verifies it, any other is dropped (`drop_cookie_invalid`).
 //!    A segment the path cannot take (options, fragments, data on a SYN)
 //!    goes on below.
