@@ -48,6 +48,16 @@ impl FlowClass {
 /// while `now - last_seen <= udp_flow_idle_ns`.
 pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
+/// Socket lookups a CPU makes for the ACK check in a second, at most
+/// (while the budget binds, for ACKs from unverified sources that answer
+/// no SYN-ACK the host remembers). A lookup that misses, as a spoofed
+/// ACK's does, is the dearest step of any packet (BENCHMARKS.md: 500-850
+/// ns here), so a spoofed ACK flood beside a SYN flood would cost that per
+/// packet; 50,000 a second is at most a few percent of a CPU. A real
+/// client sends many ACKs, and its handshake's is checked by the SYN-ACK
+/// it answers, which is not rationed.
+pub const ACK_LOOKUPS_PER_SEC: u32 = 50_000;
+
 /// `monitor` counts what would be dropped and drops nothing.
 pub const MODE_MONITOR: u32 = 0;
 /// `enforce` drops.

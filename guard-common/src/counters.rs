@@ -97,6 +97,9 @@ pub enum Counter {
     /// ([`crate::fingerprint`]); each signature's hits are counted too, in
     /// [`SIG_HIT_SLOT`]` + its slot`.
     DropSignature = 30,
+    /// An ACK not checked against the host's sockets: this CPU had made
+    /// its [`crate::config::ACK_LOOKUPS_PER_SEC`] lookups this second.
+    AckLookupsSkipped = 31,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -139,7 +142,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 32] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -171,6 +174,7 @@ impl Counter {
         Self::VerifiedAck,
         Self::RstSent,
         Self::DropSignature,
+        Self::AckLookupsSkipped,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -208,6 +212,7 @@ impl Counter {
             Self::VerifiedAck => "verified_ack",
             Self::RstSent => "rst_sent",
             Self::DropSignature => "drop_signature",
+            Self::AckLookupsSkipped => "ack_lookups_skipped",
         }
     }
 

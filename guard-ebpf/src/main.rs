@@ -37,7 +37,9 @@
 //!    sent (`GUARD_SYNACKS`, which the egress program `guard_synack`
 //!    fills, `synack.rs`: also a connection the nat rules send to a
 //!    container) or names an established or closing socket of the host's;
-//!    a half-open one proves nothing. The ACK itself passes on below.
+//!    a half-open one proves nothing. The socket lookups are rationed per
+//!    CPU and second (`ACK_LOOKUPS_PER_SEC`; `ack_lookups_skipped`). The
+//!    ACK itself passes on below.
 //! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
 //!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6; LRU).

@@ -116,6 +116,15 @@ pub struct Scratch {
     pub flow: FlowKey,
     /// The SYN-ACK an ACK answers, looked up in `GUARD_SYNACKS`.
     pub synack: SynAckKey,
+    /// This CPU's socket lookups for the ACK check (`verdict.rs`).
+    pub ack_lookups: LookupBudget,
+}
+
+#[repr(C)]
+pub struct LookupBudget {
+    /// The second (CLOCK_MONOTONIC_COARSE) the count is of.
+    pub second: u64,
+    pub used: u64,
 }
 
 #[repr(C)]

@@ -9,9 +9,10 @@ use aya_ebpf::{
 use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, FlowKey4, Limit, Marks, SourceKey,
     SourceState, SynAckKey,
+    bucket::NANOS_PER_SEC,
     config::{
-        COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6, REJECT_RST,
-        UDP_FLOW_REFRESH_NS,
+        ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
+        HAS_LISTS_V6 as HAS_V6, REJECT_RST, UDP_FLOW_REFRESH_NS,
     },
     dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
@@ -558,10 +559,36 @@ fn returning_client(
     {
         return;
     }
-    if answers_synack(ctx, h, scratch, &src) || cookie::known(ctx, h, &t) == Some(Socket::Connected)
-    {
+    if answers_synack(ctx, h, scratch, &src) {
+        verify(cfg, slots, &src, v4, now);
+        return;
+    }
+    if !lookup_allowed(scratch, now) {
+        bump(slots, Counter::AckLookupsSkipped);
+        return;
+    }
+    if cookie::known(ctx, h, &t) == Some(Socket::Connected) {
         verify(cfg, slots, &src, v4, now);
     }
+}
+
+/// Whether this CPU may make another socket lookup for the ACK check this
+/// second ([`ACK_LOOKUPS_PER_SEC`]), counting it if so.
+#[inline(always)]
+fn lookup_allowed(scratch: *mut Scratch, now: u64) -> bool {
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
+    // else in this run writes the field.
+    let b = unsafe { &mut (*scratch).ack_lookups };
+    let second = now / NANOS_PER_SEC;
+    if b.second != second {
+        b.second = second;
+        b.used = 0;
+    }
+    if b.used >= u64::from(ACK_LOOKUPS_PER_SEC) {
+        return false;
+    }
+    b.used += 1;
+    true
 }
 
 /// Whether this ACK acknowledges a SYN-ACK the host sent while the budget

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use guard_common::{
     Counter, Limit, SourceKey,
     bucket::NANOS_PER_SEC,
-    config::{FLOW_CLASSES, VERIFY_ACKS},
+    config::{ACK_LOOKUPS_PER_SEC, FLOW_CLASSES, VERIFY_ACKS},
     key::{AF_INET, AF_INET6},
     ports::port_entry,
 };
@@ -221,6 +221,71 @@ fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobod
         Ipv6Addr::LOCALHOST.into(),
         Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
     );
+}
+
+/// Pins the calling thread to its current CPU: the program's per-CPU
+/// state stays the same across the runs of one test.
+fn pin_to_this_cpu() {
+    // SAFETY: sched_getcpu takes nothing; sched_setaffinity on this
+    // thread (0) with a set of one valid CPU.
+    unsafe {
+        let cpu = usize::try_from(libc::sched_getcpu()).expect("a CPU");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The ACK check's socket lookups are rationed per CPU and second: once a
+/// spoofed ACK flood has spent them, a real client's ACK is not looked up
+/// (and counted so) until the next second, when it verifies the client.
+/// An ACK that answers a SYN-ACK the host sent is checked whatever the
+/// ration.
+#[test]
+fn the_ack_checks_socket_lookups_are_rationed_per_cpu_and_second() {
+    let _kernel = kernel_test!();
+    pin_to_this_cpu();
+    let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
+    let server = conn.server();
+    let stranger: IpAddr = Ipv4Addr::new(198, 19, 3, 3).into();
+    let spoofed = Packet::tcp(stranger, server.ip(), 2000, server.port(), TCP_ACK).frame();
+    let mut program = budgeted(true);
+    assert_eq!(program.run(&spoofed, T0), XDP_PASS);
+    // The rest of this second's lookups, in one run of the kernel's loop.
+    let _ = program.time(&spoofed, ACK_LOOKUPS_PER_SEC - 1);
+    assert_eq!(program.counters().get(Counter::AckLookupsSkipped), 0);
+
+    assert_eq!(program.run(&conn.ack(), T0), XDP_PASS);
+    let c = program.counters();
+    assert_eq!(c.get(Counter::AckLookupsSkipped), 1);
+    assert_eq!(c.get(Counter::VerifiedAck), 0);
+
+    // A handshake's ACK that answers a remembered SYN-ACK is not rationed.
+    let client: IpAddr = Ipv4Addr::new(198, 18, 7, 9).into();
+    let synack = segment(
+        server.ip(),
+        client,
+        (server.port(), 40_000),
+        TCP_SYN | TCP_ACK,
+        41,
+        7,
+    );
+    assert_eq!(program.run_egress(&synack), TCX_NEXT);
+    let answer = segment(client, server.ip(), (40_000, server.port()), TCP_ACK, 7, 42);
+    assert_eq!(program.run(&answer, T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+
+    // The next second, the real client's ACK is looked up again.
+    assert_eq!(program.run(&conn.ack(), T0 + SEC), XDP_PASS);
+    let c = program.counters();
+    assert_eq!(c.get(Counter::VerifiedAck), 2);
+    assert_eq!(c.get(Counter::AckLookupsSkipped), 1);
+    assert!(program.sources()[&source_key(conn.client())].verified_until_ns > T0);
 }
 
 /// A connection the server side holds half-open: its listener defers

@@ -288,7 +288,7 @@ fn encode_xdp(
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
             .collect()
     };
-    let families: [Family; 11] = [
+    let families: [Family; 12] = [
         (
             "guard_packets",
             "Packets seen by the XDP program, by class.",
@@ -336,9 +336,15 @@ fn encode_xdp(
         ),
         (
             "guard_verified_by_ack",
-            "Sources verified by an ACK of a connection the host knows, while the global budget dropped.",
+            "Sources verified by an ACK that answers a SYN-ACK the host sent or names a connection it knows, while the global budget dropped.",
             "kind",
             vec![(Counter::VerifiedAck, "all")],
+        ),
+        (
+            "guard_ack_lookups_skipped",
+            "ACKs not looked up among the host's sockets for the returning-client check: the CPU had made its lookups for the second.",
+            "kind",
+            vec![(Counter::AckLookupsSkipped, "all")],
         ),
         (
             "guard_bucket_contention",
