@@ -136,6 +136,17 @@ fn paired(mut trial: impl FnMut() -> (f64, f64)) -> Timing {
     }
 }
 
+/// The yardsticks' object (`baseline`), built beside guard's.
+fn baseline_object() -> PathBuf {
+    std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/bpfel-unknown-none/release/baseline")
+        },
+        PathBuf::from,
+    )
+}
+
 /// A yardstick program, loaded: the trivial one (`baseline`), or the
 /// floor of a limiter with guard's state (`floor`). Both are built beside
 /// guard's program.
@@ -148,14 +159,7 @@ impl Baseline {
 
     /// `name`, with its `PARTS` global set to `parts` if given (the floor's).
     fn load_with(name: &'static str, parts: Option<u8>) -> Self {
-        let baseline = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
-            || {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/bpfel-unknown-none/release/baseline")
-            },
-            PathBuf::from,
-        );
-        let path = baseline.with_file_name(name);
+        let path = baseline_object().with_file_name(name);
         let mut loader = EbpfLoader::new();
         if let Some(parts) = &parts {
             loader.override_global("PARTS", parts, true);
@@ -359,12 +363,10 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
         "the same, every marked bit set (a GUARD_MARKS lookup each)*",
         distinct(&prog, base, &spoofed(DISTINCT)),
     ));
-    // The controller's word that the budget drops: ACKs from sources not
-    // verified are checked (the source's slot, the SYN-ACKs remembered,
-    // the host's sockets), as in a spoofed ACK flood during a SYN flood.
-    let mut cfg = prog.config();
-    cfg.verify = VERIFY_ACKS;
-    prog.set_config(&cfg);
+    // ACKs from sources not verified are checked (the source's slot, the
+    // SYN-ACKs remembered, the host's sockets), as in a spoofed ACK flood
+    // during a SYN flood.
+    says_budget_drops(&mut prog);
     out.push(Row {
         case: "ACK, new source, budget binding (the ACK check)*",
         t: distinct(&prog, base, &frames::spoofed_acks(2 * DISTINCT)),
@@ -787,18 +789,20 @@ fn main() {
     egress_table(repeat);
 }
 
+/// Sets the controller's word that the global budget has been dropping
+/// (`verify`): the ACK check and the SYN-ACK recorder then work.
+fn says_budget_drops(prog: &mut Program) {
+    let mut cfg = prog.config();
+    cfg.verify = VERIFY_ACKS;
+    prog.set_config(&cfg);
+}
+
 /// The trivial classifier (`baseline_tc`), the egress program's yardstick.
 struct TcBaseline(Ebpf);
 
 impl TcBaseline {
     fn load() -> Self {
-        let path = std::env::var_os("GUARD_BASELINE_OBJECT").map_or_else(
-            || {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/bpfel-unknown-none/release/baseline")
-            },
-            PathBuf::from,
-        );
+        let path = baseline_object();
         let mut ebpf = EbpfLoader::new()
             .load_file(&path)
             .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
@@ -835,9 +839,7 @@ fn egress_table(repeat: u32) {
     let mut binding = program(&xdp::settings(
         "--mode enforce --global-rate 1000000 --global-burst 1000000",
     ));
-    let mut cfg = binding.config();
-    cfg.verify = VERIFY_ACKS;
-    binding.set_config(&cfg);
+    says_budget_drops(&mut binding);
     let (server, client) = (dst4(), src4(7));
     let segment = |flags| Packet::tcp(server, client, 8080, 40_000, flags).frame();
     let rows = [
