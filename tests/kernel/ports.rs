@@ -132,6 +132,16 @@ fn a_syn_with_ip_options_is_counted_at_its_port_and_left_to_the_kernel() {
     );
 }
 
+/// An ACK from `client`'s end of its connection to the server, as on the
+/// wire.
+fn ack_of(client: &TcpStream) -> Vec<u8> {
+    let (c, s) = (
+        client.local_addr().expect("client"),
+        client.peer_addr().expect("server"),
+    );
+    Packet::tcp(c.ip(), s.ip(), c.port(), s.port(), TCP_ACK).frame()
+}
+
 /// A real, established connection on this namespace's loopback.
 struct Connection {
     _listener: TcpListener,
@@ -153,11 +163,7 @@ impl Connection {
 
     /// An ACK from the client to the server, as on the wire.
     fn ack(&self) -> Vec<u8> {
-        let (c, s) = (
-            self.client.local_addr().expect("client"),
-            self.client.peer_addr().expect("server"),
-        );
-        Packet::tcp(c.ip(), s.ip(), c.port(), s.port(), TCP_ACK).frame()
+        ack_of(&self.client)
     }
 
     fn client(&self) -> IpAddr {
@@ -328,11 +334,7 @@ impl HalfOpen {
     }
 
     fn ack(&self) -> Vec<u8> {
-        let (c, s) = (
-            self.client.local_addr().expect("client"),
-            self.client.peer_addr().expect("server"),
-        );
-        Packet::tcp(c.ip(), s.ip(), c.port(), s.port(), TCP_ACK).frame()
+        ack_of(&self.client)
     }
 }
 

@@ -133,16 +133,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let mut ebpf = loader
         .load(&object)
         .map_err(|e| usage(anyhow!(e).context("loading guard's XDP object (creating its maps)")))?;
-    let program: &mut Xdp = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
-        .try_into()?;
+    let program = xdp_program(&mut ebpf)?;
     program.load().map_err(|e| usage(load_error(e)))?;
-    let synack: &mut SchedClassifier = ebpf
-        .program_mut(SYNACK_PROGRAM)
-        .ok_or_else(|| anyhow!("the XDP object has no program `{SYNACK_PROGRAM}`"))?
-        .try_into()?;
-    synack.load().map_err(|e| usage(load_error(e)))?;
+    synack_program(&mut ebpf)?
+        .load()
+        .map_err(|e| usage(load_error(e)))?;
     let mut dataplane = Dataplane::take(&mut ebpf)?;
     // A seed no sender can know, so none can choose which sources share a
     // slot (`guard_common::slots`).
@@ -377,10 +372,7 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         mut dataplane,
     } = load(&LoadOptions::new(req.settings))?;
     configure(&mut dataplane, req.settings)?;
-    let program: &mut Xdp = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
-        .try_into()?;
+    let program = xdp_program(&mut ebpf)?;
     let prog_id = program.info()?.id();
 
     let veth = scope.run(|| iface::is_veth(&iface)).map_err(usage)??;
@@ -474,16 +466,28 @@ fn attach_mode(
     }
 }
 
+/// The object's XDP program.
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{PROGRAM}`"))?
+        .try_into()?)
+}
+
+/// The object's egress program, the SYN-ACK recorder.
+fn synack_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(SYNACK_PROGRAM)
+        .ok_or_else(|| anyhow!("the XDP object has no program `{SYNACK_PROGRAM}`"))?
+        .try_into()?)
+}
+
 /// Attaches the SYN-ACK recorder to `iface`'s egress through tcx (Linux
 /// 6.6 and later): a link of its own among any others' programs, which
 /// closes with guard's process, so even a killed guard leaves no filter
 /// behind, and no qdisc is added or removed.
 fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> Result<SchedClassifierLinkId> {
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(SYNACK_PROGRAM)
-        .ok_or_else(|| anyhow!("the XDP object has no program `{SYNACK_PROGRAM}`"))?
-        .try_into()?;
-    program
+    synack_program(ebpf)?
         .attach_with_options(
             &iface.name,
             TcAttachType::Egress,
