@@ -13,7 +13,9 @@ pub enum FlowClass {
     Syn = 0,
     /// The first UDP packet of a 5-tuple not seen within `udp_flow_idle_ns`.
     Udp = 1,
-    /// ICMP echo request, ICMPv6 echo request.
+    /// An ICMP or ICMPv6 query conntrack opens an entry for: an echo,
+    /// timestamp, information or address mask request; an ICMPv6 echo
+    /// request or node information query.
     Icmp = 2,
 }
 

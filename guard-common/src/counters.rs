@@ -46,7 +46,7 @@ pub enum Counter {
     Vlan = 9,
     /// Attribute: IPv6.
     Ipv6 = 10,
-    /// Attribute: opens a flow (SYN, a new UDP 5-tuple, an echo request).
+    /// Attribute: opens a flow (SYN, a new UDP 5-tuple, an ICMP query).
     NewFlows = 11,
     /// Pass reason: a new flow from an allowlisted source.
     PassAllowlist = 12,

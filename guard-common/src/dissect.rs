@@ -40,4 +40,28 @@ pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
 
 pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIMESTAMP_REQUEST: u8 = 13;
+pub const ICMP_INFO_REQUEST: u8 = 15;
+pub const ICMP_ADDRESS_MASK_REQUEST: u8 = 17;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_NODE_INFO_QUERY: u8 = 139;
+
+/// Whether an ICMP (`v4`) or ICMPv6 message of type `kind` opens a
+/// conntrack entry, so a new flow: the queries conntrack tracks
+/// (`valid_new` in the kernel's nf_conntrack_proto_icmp.c and
+/// nf_conntrack_proto_icmpv6.c), echo requests and the rest. A flood of
+/// timestamp requests fills the table as echo requests do.
+#[must_use]
+pub const fn icmp_opens_flow(v4: bool, kind: u8) -> bool {
+    if v4 {
+        matches!(
+            kind,
+            ICMP_ECHO_REQUEST
+                | ICMP_TIMESTAMP_REQUEST
+                | ICMP_INFO_REQUEST
+                | ICMP_ADDRESS_MASK_REQUEST
+        )
+    } else {
+        matches!(kind, ICMPV6_ECHO_REQUEST | ICMPV6_NODE_INFO_QUERY)
+    }
+}

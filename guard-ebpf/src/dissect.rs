@@ -21,8 +21,9 @@
 //!   data offset (>= 5 words), UDP 8 bytes with a length field between 8
 //!   and the payload (a first fragment only needs the 8 bytes), ICMP/ICMPv6
 //!   8 bytes. Other protocols (and ICMP inside IPv6) are `IpOther`.
-//! - An ICMP echo request (type 8) or ICMPv6 echo request (type 128) sets
-//!   [`F_ECHO`]: it opens a flow.
+//! - An ICMP or ICMPv6 query that conntrack opens an entry for (an echo
+//!   request and the like: `guard_common::dissect::icmp_opens_flow`) sets
+//!   [`F_QUERY`]: it opens a flow.
 
 use core::{arch::asm, mem::size_of};
 
@@ -30,11 +31,10 @@ use aya_ebpf::programs::XdpContext;
 use guard_common::{
     Counter,
     dissect::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
-        ICMP_MIN_HLEN, ICMPV6_ECHO_REQUEST, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
-        IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP,
-        IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
-        UDP_HLEN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
+        IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -43,8 +43,11 @@ use guard_common::{
 pub const F_VLAN: u8 = 1;
 pub const F_IPV6: u8 = 2;
 pub const F_FRAGMENT: u8 = 4;
-/// An ICMP or ICMPv6 echo request.
-pub const F_ECHO: u8 = 8;
+/// An ICMP or ICMPv6 query that opens a flow (an echo request, ...).
+pub const F_QUERY: u8 = 8;
+/// The top bit of `flags`, which the dissect step never sets: free for a
+/// call's own use (`fingerprint::SCREEN_VERIFIED`).
+pub const F_CALLER: u8 = 0x80;
 
 const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
@@ -61,19 +64,25 @@ pub struct Headers {
     pub family: u8,
     /// Offset of the IP header.
     pub l3: usize,
-    /// Offset of the transport header (valid for TCP, UDP and ICMP classes).
+    /// Offset of the transport header: 0 for a later fragment, and for
+    /// the malformed and non-IP classes.
     pub l4: usize,
     /// Offset of the IP packet's end (valid with `l4`): bytes past it are
     /// link padding.
     pub l3_end: usize,
+    /// The IP protocol of the transport header (valid with `l4`).
+    pub proto: u8,
 }
 
 impl Headers {
-    /// Class, flags and family in one scalar, for a global function's
-    /// arguments.
+    /// Class, flags, family and protocol in one scalar, for a global
+    /// function's arguments.
     #[inline(always)]
     pub fn packed(&self) -> u32 {
-        (self.class as u32) | (u32::from(self.flags) << 8) | (u32::from(self.family) << 16)
+        (self.class as u32)
+            | (u32::from(self.flags) << 8)
+            | (u32::from(self.family) << 16)
+            | (u32::from(self.proto) << 24)
     }
 
     /// The headers again from [`Headers::packed`] and the offsets, with
@@ -98,17 +107,29 @@ impl Headers {
             l3: (l3 & MAX_OFFSET) as usize,
             l4: (l4 & MAX_OFFSET) as usize,
             l3_end: (l3_end & MAX_OFFSET) as usize,
+            proto: (packed >> 24) as u8,
         }
     }
 
-    /// A packet that may open a flow: a TCP SYN, UDP, an echo request.
+    /// A packet that may open a flow: a TCP SYN, UDP, an ICMP query, or
+    /// a datagram of another protocol (not a later fragment), which
+    /// conntrack tracks by its addresses and protocol (GRE, ESP, SCTP,
+    /// any protocol it has no handler for).
     #[inline(always)]
     pub fn may_open_flow(&self) -> bool {
         match self.class {
             Counter::TcpSyn | Counter::Udp => true,
-            Counter::Icmp => self.flags & F_ECHO != 0,
+            Counter::Icmp => self.flags & F_QUERY != 0,
+            Counter::IpOther => self.l4 != 0,
             _ => false,
         }
+    }
+
+    /// A packet the signature check and the sampling look at: one that
+    /// may open a flow of TCP, UDP or ICMP, which a fingerprint describes.
+    #[inline(always)]
+    pub fn screened(&self) -> bool {
+        self.class != Counter::IpOther && self.may_open_flow()
     }
 }
 
@@ -240,6 +261,7 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
         l3: 0,
         l4: 0,
         l3_end: 0,
+        proto: 0,
     };
     let Some(eth_type) = load::<[u8; 2]>(ctx, ETH_HLEN - 2) else {
         return h;
@@ -299,8 +321,9 @@ fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
     h.l4 = l3 + ihl;
     h.l3_end = l3_end;
     let proto = ip[9];
+    h.proto = proto;
     h.class = if proto == IPPROTO_ICMP {
-        icmp(ctx, h, l3_end, ICMP_ECHO_REQUEST)
+        icmp(ctx, h, l3_end, true)
     } else {
         transport(ctx, proto, h.l4, l3_end, h.flags)
     };
@@ -372,8 +395,9 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
     }
     h.l4 = off;
     h.l3_end = l3_end;
+    h.proto = next;
     h.class = if next == IPPROTO_ICMPV6 {
-        icmp(ctx, h, l3_end, ICMPV6_ECHO_REQUEST)
+        icmp(ctx, h, l3_end, false)
     } else {
         transport(ctx, next, off, l3_end, h.flags)
     };
@@ -392,17 +416,17 @@ fn is_ipv6_ext(next: u8) -> bool {
     )
 }
 
-/// ICMP or ICMPv6 (whose echo request type is `echo`).
+/// ICMP (`v4`) or ICMPv6.
 #[inline(always)]
-fn icmp(ctx: &XdpContext, h: &mut Headers, l3_end: usize, echo: u8) -> Counter {
+fn icmp(ctx: &XdpContext, h: &mut Headers, l3_end: usize, v4: bool) -> Counter {
     let Some(head) = load::<[u8; ICMP_MIN_HLEN]>(ctx, h.l4) else {
         return Counter::Malformed;
     };
     if h.l4 + ICMP_MIN_HLEN > l3_end {
         return Counter::Malformed;
     }
-    if head[0] == echo {
-        h.flags |= F_ECHO;
+    if icmp_opens_flow(v4, head[0]) {
+        h.flags |= F_QUERY;
     }
     Counter::Icmp
 }

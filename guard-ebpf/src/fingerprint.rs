@@ -19,7 +19,7 @@ use guard_common::{
 use crate::{
     clock,
     cookie::copy_in,
-    dissect::{Headers, words},
+    dissect::{F_CALLER, Headers, words},
     maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     slots::Table,
     verdict::{Flow, list_action, reject, source_addr, source_key},
@@ -31,11 +31,11 @@ type Slots = [u64; COUNTER_SLOTS];
 /// action.
 pub const NO_MATCH: u32 = u32::MAX;
 
-/// A bit of [`guard_screen`]'s `packed` argument (above what
-/// `Headers::packed` uses): the verdict found the packet a verified
-/// source's admitted new flow. Sample it for the contrast, no signature
-/// check (it passed that already).
-pub const SCREEN_VERIFIED: u32 = 1 << 24;
+/// A bit of [`guard_screen`]'s `packed` argument (the flags' bit the
+/// dissect step leaves free, `F_CALLER`): the verdict found the packet a
+/// verified source's admitted new flow. Sample it for the contrast, no
+/// signature check (it passed that already).
+pub const SCREEN_VERIFIED: u32 = (F_CALLER as u32) << 8;
 
 /// The signature check and the sampling, for a packet that may open a
 /// flow: the action when an installed signature decides (a drop, or a

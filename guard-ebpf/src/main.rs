@@ -11,7 +11,7 @@
 //!    these itself; the rest (an IPv6 chain longer than the parser walks, a
 //!    first fragment without its transport header) are bypass attempts.
 //! 3. Not IP: passed.
-//! 3-. A packet that may open a flow (a TCP SYN, UDP, an echo request) is
+//! 3-. A packet that may open a flow (a TCP SYN, UDP, an ICMP query) is
 //!    fingerprinted while a signature is installed, or when it may be
 //!    sampled (`fingerprint.rs`): one that matches an attack signature is
 //!    dropped (`drop_signature`, and the signature's hit counter) before
@@ -40,10 +40,15 @@
 //!    a half-open one proves nothing. The socket lookups are rationed per
 //!    CPU and second (`ACK_LOOKUPS_PER_SEC`; `ack_lookups_skipped`). The
 //!    ACK itself passes on below.
-//! 4. New-flow packets: TCP SYN without ACK, ICMP/ICMPv6 echo requests, and
+//! 4. New-flow packets: TCP SYN without ACK, the ICMP/ICMPv6 queries
+//!    conntrack opens entries for (echo requests and the like:
+//!    `guard_common::dissect::icmp_opens_flow`),
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
-//!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6; LRU).
-//!    Counted in `new_flows`.
+//!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6; LRU), and
+//!    datagrams of any other IP protocol (GRE, ESP, SCTP, ...; not a later
+//!    fragment) whose addresses and protocol were not seen within it,
+//!    which conntrack tracks alike (remembered in `GUARD_UDP_FLOWS`,
+//!    ports 0, and limited as UDP). Counted in `new_flows`.
 //! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
 //!    flows, and for every packet of a family whose trie holds a deny entry.
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed
@@ -153,7 +158,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
     let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);
     // The call only when it has work: a signature installed, or this
     // packet chosen for a sample.
-    let candidate = h.may_open_flow();
+    let candidate = h.screened();
     let considered = candidate && fingerprint::sampling(cfg, slots);
     if candidate && (considered || fingerprint::armed()) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
@@ -167,7 +172,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
     }
     // A verified source's new flow, which the sample mask did not let the
     // call above sample: a contrast sample now, under its own budget.
-    if !considered {
+    if candidate && !considered {
         let _ = fingerprint::guard_screen(
             ctx.ctx,
             l3,

@@ -14,7 +14,6 @@ use guard_common::{
         ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
         HAS_LISTS_V6 as HAS_V6, REJECT_RST, UDP_FLOW_REFRESH_NS,
     },
-    dissect::IPPROTO_UDP,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
@@ -24,7 +23,7 @@ use guard_common::{
 use crate::{
     atomic, clock,
     cookie::{self, Ack, Socket},
-    dissect::{F_ECHO, F_FRAGMENT, Headers, load},
+    dissect::{F_FRAGMENT, F_QUERY, Headers, load},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
         SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
@@ -117,8 +116,10 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let mut flow = None;
     let class = match h.class {
         Counter::TcpSyn => Some(FlowClass::Syn),
-        Counter::Icmp if h.flags & F_ECHO != 0 => Some(FlowClass::Icmp),
-        Counter::Udp => {
+        Counter::Icmp if h.flags & F_QUERY != 0 => Some(FlowClass::Icmp),
+        // UDP, and the protocols conntrack tracks alike: a flow is new
+        // until it passes once.
+        Counter::Udp | Counter::IpOther if candidate => {
             let t = clock::now_in(scratch);
             now = Some(t);
             // SAFETY: this CPU's scratch value; XDP is not preempted,
@@ -839,13 +840,15 @@ pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
     found.copied().unwrap_or(0)
 }
 
-/// A UDP datagram's flow, as its family's flow map keys it: IPv4 flows in
+/// A datagram's flow, as its flow map keys it: IPv4 UDP flows in
 /// `GUARD_UDP_FLOW4` (a 12-byte key: the map hashes it whole at every
-/// UDP packet), IPv6 flows in `GUARD_UDP_FLOWS`, whose 40-byte key is
-/// written in a place the caller gives (the verdict's is in the scratch
-/// value: on the stack it would pass the verifier's 512 bytes). A struct,
-/// not an enum of the two: LLVM packed such an enum's tag beside the
-/// pointer and shifted the pointer, which the verifier refuses.
+/// UDP packet); IPv6 UDP flows, and the flows of other protocols
+/// (addresses and protocol, no ports) of both families, in
+/// `GUARD_UDP_FLOWS`, whose 40-byte key is written in a place the caller
+/// gives (the verdict's is in the scratch value: on the stack it would
+/// pass the verifier's 512 bytes). A struct, not an enum of the two: LLVM
+/// packed such an enum's tag beside the pointer and shifted the pointer,
+/// which the verifier refuses.
 #[derive(Clone, Copy)]
 pub(crate) struct Flow<'a> {
     v4: Option<FlowKey4>,
@@ -860,10 +863,17 @@ impl<'a> Flow<'a> {
         src: &[u8; 16],
         place: &'a mut FlowKey,
     ) -> Option<Self> {
-        let ports = load::<[u8; 4]>(ctx, h.l4)?;
-        let sport = u16::from_be_bytes([ports[0], ports[1]]);
-        let dport = u16::from_be_bytes([ports[2], ports[3]]);
-        if h.family == AF_INET {
+        let v4 = h.family == AF_INET;
+        let (sport, dport) = if h.class == Counter::Udp {
+            let ports = load::<[u8; 4]>(ctx, h.l4)?;
+            (
+                u16::from_be_bytes([ports[0], ports[1]]),
+                u16::from_be_bytes([ports[2], ports[3]]),
+            )
+        } else {
+            (0, 0)
+        };
+        if v4 && h.class == Counter::Udp {
             let v4 = FlowKey4 {
                 saddr: [src[0], src[1], src[2], src[3]],
                 daddr: load::<[u8; 4]>(ctx, h.l3 + 16)?,
@@ -875,14 +885,20 @@ impl<'a> Flow<'a> {
                 v6: place,
             });
         }
+        let daddr = if v4 {
+            let a = load::<[u8; 4]>(ctx, h.l3 + 16)?;
+            [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        } else {
+            load::<[u8; 16]>(ctx, h.l3 + 24)?
+        };
         *place = FlowKey {
             family: h.family,
-            proto: IPPROTO_UDP,
+            proto: h.proto,
             sport,
             dport,
             pad: 0,
             saddr: *src,
-            daddr: load::<[u8; 16]>(ctx, h.l3 + 24)?,
+            daddr,
         };
         Some(Self {
             v4: None,

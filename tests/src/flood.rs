@@ -75,14 +75,23 @@ impl Flood {
     /// One TCP segment from `src:sport` to the victim's `dport`, over the
     /// family of `src`.
     pub fn tcp(&mut self, src: IpAddr, sport: u16, dport: u16, flags: u8) {
-        let dst = if src.is_ipv4() {
+        let dst = self.victim_for(src);
+        self.send(&Packet::tcp(src, dst, sport, dport, flags));
+    }
+
+    /// The victim's address in the family of `src`.
+    #[must_use]
+    pub fn victim_for(&self, src: IpAddr) -> IpAddr {
+        if src.is_ipv4() {
             self.victim
         } else {
             self.victim6
-        };
-        let frame = Packet::tcp(src, dst, sport, dport, flags)
-            .macs(self.src_mac, self.dst_mac)
-            .frame();
+        }
+    }
+
+    /// `packet`, addressed to the victim's MAC.
+    pub fn send(&mut self, packet: &Packet) {
+        let frame = packet.clone().macs(self.src_mac, self.dst_mac).frame();
         self.sender.send(&frame);
         self.sent += 1;
     }

@@ -99,8 +99,9 @@ pub fn victim(src: IpAddr) -> IpAddr {
 }
 
 /// A well-formed frame of a random kind from `src`: SYNs most often, then
-/// UDP (from a few ports, so flows repeat), echo requests and replies,
-/// established-flow TCP, fragments, VLAN tags and IPv6 extension headers.
+/// UDP (from a few ports, so flows repeat), echo requests and replies, the
+/// other ICMP queries, established-flow TCP, fragments, VLAN tags and IPv6
+/// extension headers.
 pub fn valid(rng: &mut Rng, src: IpAddr) -> Vec<u8> {
     let dst = victim(src);
     let mut packet = match rng.below(10) {
@@ -115,24 +116,22 @@ pub fn valid(rng: &mut Rng, src: IpAddr) -> Vec<u8> {
             Packet::tcp(src, dst, rng.port(), 80, flags)
         }
         8 => {
-            // An echo reply: ICMP, but no new flow.
-            let mut p = Packet::echo(src, dst, 1);
-            if let L4::EchoRequest { .. } = p.l4 {
-                let kind = if src.is_ipv4() { 0 } else { 129 };
-                let mut bytes = p.l4_bytes();
-                bytes[0] = kind;
-                p.l4 = L4::Raw {
-                    proto: if src.is_ipv4() { 1 } else { 58 },
-                    bytes,
-                };
-            }
-            p
+            // An echo reply (no new flow), or another query conntrack
+            // opens an entry for (a new flow).
+            let kinds: &[u8] = if src.is_ipv4() {
+                &[0, 13, 15, 17]
+            } else {
+                &[129, 139]
+            };
+            Packet::icmp(src, dst, kinds[rng.index(kinds.len())], 1)
         }
+        // GRE, ESP, SCTP, a protocol conntrack has no handler for: flows by
+        // addresses and protocol.
         _ => Packet::new(
             src,
             dst,
             L4::Raw {
-                proto: 47,
+                proto: [47, 50, 132, 253][rng.index(4)],
                 bytes: vec![0; 8],
             },
         ),

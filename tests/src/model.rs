@@ -34,11 +34,10 @@ use guard_common::{
     config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
     counters::SIG_HIT_SLOT,
     dissect::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
-        ICMP_MIN_HLEN, ICMPV6_ECHO_REQUEST, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT,
-        IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP,
-        IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
-        UDP_HLEN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
+        IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
+        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
     },
     fingerprint::{Fingerprint, SigTable},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
@@ -120,8 +119,8 @@ pub struct Dissected {
     pub ipv6: bool,
     /// An IPv4 or IPv6 fragment, first or later.
     pub fragment: bool,
-    /// An ICMP or ICMPv6 echo request.
-    pub echo: bool,
+    /// An ICMP or ICMPv6 query that opens a flow (an echo request, ...).
+    pub query: bool,
     /// [`AF_INET`] or [`AF_INET6`] once the IP header is valid, else 0.
     pub family: u8,
     /// Source and destination addresses once the IP header is valid; IPv4
@@ -142,14 +141,17 @@ pub struct Dissected {
 }
 
 impl Dissected {
-    /// The key of this packet's UDP flow in `GUARD_UDP_FLOWS`.
+    /// The key of this datagram's flow (UDP, or another protocol's, by
+    /// addresses and protocol alone) in `GUARD_UDP_FLOWS`; the program
+    /// keeps IPv4 UDP flows in `GUARD_UDP_FLOW4`.
     #[must_use]
-    pub fn udp_flow_key(&self) -> FlowKey {
+    pub fn flow_key(&self) -> FlowKey {
+        let udp = self.class == Counter::Udp;
         FlowKey {
             family: self.family,
-            proto: IPPROTO_UDP,
-            sport: self.sport,
-            dport: self.dport,
+            proto: self.proto,
+            sport: if udp { self.sport } else { 0 },
+            dport: if udp { self.dport } else { 0 },
             pad: 0,
             saddr: self.src,
             daddr: self.dst,
@@ -168,21 +170,25 @@ impl Dissected {
         }
     }
 
-    /// A packet that may open a flow: a TCP SYN, UDP, an echo request.
+    /// A packet that may open a flow: a TCP SYN, UDP, an ICMP query, or a
+    /// datagram of another protocol that is not a later fragment (conntrack
+    /// tracks it by addresses and protocol).
     #[must_use]
     pub fn may_open_flow(&self) -> bool {
         match self.class {
             Counter::TcpSyn | Counter::Udp => true,
-            Counter::Icmp => self.echo,
+            Counter::Icmp => self.query,
+            Counter::IpOther => self.l4 != 0,
             _ => false,
         }
     }
 
     /// The fingerprint the program takes of this packet (`frame`'s): none
-    /// for a packet that cannot open a flow.
+    /// for a packet that cannot open a flow, nor for another protocol's,
+    /// which a fingerprint has no fields for.
     #[must_use]
     pub fn fingerprint(&self, frame: &[u8]) -> Option<Fingerprint> {
-        if !self.may_open_flow() {
+        if !self.may_open_flow() || self.class == Counter::IpOther {
             return None;
         }
         Fingerprint::of(&frame[self.l3..], self.l4 - self.l3, self.proto)
@@ -197,7 +203,7 @@ pub fn dissect(frame: &[u8]) -> Dissected {
         vlan: false,
         ipv6: false,
         fragment: false,
-        echo: false,
+        query: false,
         family: 0,
         src: [0; 16],
         dst: [0; 16],
@@ -353,14 +359,11 @@ fn is_ipv6_ext(next: u8) -> bool {
 fn transport(packet: &[u8], l4: usize, proto: u8, d: &mut Dissected) -> Option<Counter> {
     (d.l4, d.proto) = (l4, proto);
     // ICMP counts only in IPv4 and ICMPv6 only in IPv6; the other is IpOther.
-    let (icmp, echo_request) = if d.family == AF_INET {
-        (IPPROTO_ICMP, ICMP_ECHO_REQUEST)
-    } else {
-        (IPPROTO_ICMPV6, ICMPV6_ECHO_REQUEST)
-    };
+    let v4 = d.family == AF_INET;
+    let icmp = if v4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
     if proto == icmp {
         let head: [u8; ICMP_MIN_HLEN] = read(packet, l4)?;
-        d.echo = head[0] == echo_request;
+        d.query = icmp_opens_flow(v4, head[0]);
         return Some(Counter::Icmp);
     }
     match proto {
@@ -592,8 +595,13 @@ impl Model {
     fn new_flow(&mut self, d: &Dissected, now: u64) -> Option<FlowClass> {
         match d.class {
             Counter::TcpSyn => Some(FlowClass::Syn),
-            Counter::Icmp if d.echo => Some(FlowClass::Icmp),
-            Counter::Udp if !self.udp_flow_known(&d.udp_flow_key(), now) => Some(FlowClass::Udp),
+            Counter::Icmp if d.query => Some(FlowClass::Icmp),
+            // Other protocols' datagrams are limited as UDP's.
+            Counter::Udp | Counter::IpOther
+                if d.may_open_flow() && !self.udp_flow_known(&d.flow_key(), now) =>
+            {
+                Some(FlowClass::Udp)
+            }
             _ => None,
         }
     }
@@ -617,7 +625,7 @@ impl Model {
     /// A passed UDP new flow is known from now on.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
         if class == FlowClass::Udp {
-            self.udp_flows.insert(d.udp_flow_key(), now);
+            self.udp_flows.insert(d.flow_key(), now);
         }
     }
 
@@ -936,7 +944,7 @@ mod tests {
         assert_eq!((d.family, d.sport, d.dport), (AF_INET, 40_000, 80));
         assert_eq!(d.src, v4_in_16([198, 18, 0, 1]));
         assert_eq!(d.dst, v4_in_16(DST4.octets()));
-        assert!(!d.vlan && !d.ipv6 && !d.fragment && !d.echo);
+        assert!(!d.vlan && !d.ipv6 && !d.fragment && !d.query);
         assert_eq!(
             class(&tcp(src4(), TCP_SYN | TCP_ACK).frame()),
             Counter::TcpOther
@@ -945,13 +953,40 @@ mod tests {
     }
 
     #[test]
-    fn udp_and_icmp_echo_requests() {
+    fn udp_and_icmp_queries() {
         let d = dissect(&udp(src4(), 5353).frame());
         assert_eq!((d.class, d.sport, d.dport), (Counter::Udp, 5353, 53));
         let echo = dissect(&Packet::echo(src4(), dst_for(src4()), 1).frame());
-        assert_eq!((echo.class, echo.echo), (Counter::Icmp, true));
+        assert_eq!((echo.class, echo.query), (Counter::Icmp, true));
         let reply = dissect(&raw(src4(), IPPROTO_ICMP, &[0, 0, 0, 0, 0, 1, 0, 1]).frame());
-        assert_eq!((reply.class, reply.echo), (Counter::Icmp, false));
+        assert_eq!((reply.class, reply.query), (Counter::Icmp, false));
+        // The other queries conntrack opens entries for; errors and
+        // replies open none.
+        for (kind, opens) in [
+            (13, true),
+            (14, false),
+            (15, true),
+            (17, true),
+            (3, false),
+            (11, false),
+        ] {
+            let d = dissect(&Packet::icmp(src4(), dst_for(src4()), kind, 1).frame());
+            assert_eq!((d.class, d.query), (Counter::Icmp, opens), "type {kind}");
+        }
+        for (kind, opens) in [
+            (139, true),
+            (140, false),
+            (129, false),
+            (1, false),
+            (135, false),
+        ] {
+            let d = dissect(&Packet::icmp(src6(), dst_for(src6()), kind, 1).frame());
+            assert_eq!(
+                (d.class, d.query),
+                (Counter::Icmp, opens),
+                "ICMPv6 type {kind}"
+            );
+        }
         // Shorter than the 8-byte ICMP header.
         assert_eq!(
             class(&raw(src4(), IPPROTO_ICMP, &[8; 7]).frame()),
@@ -980,7 +1015,7 @@ mod tests {
                 .ext(Ext::DestOpts)
                 .frame(),
         );
-        assert_eq!((echo.class, echo.echo), (Counter::Icmp, true));
+        assert_eq!((echo.class, echo.query), (Counter::Icmp, true));
         // ICMP (v4) inside IPv6 is just another protocol.
         assert_eq!(
             class(&raw(src6(), IPPROTO_ICMP, &[8; 8]).frame()),
@@ -1441,7 +1476,7 @@ mod tests {
         assert_eq!(m.counters.get(Counter::PassAllowlist), 4);
         assert_eq!(m.counters.get(Counter::NewFlows), 4);
         assert!(m.sources.is_empty() && m.prefixes.is_empty());
-        let flow = dissect(&udp(src4(), 1).frame()).udp_flow_key();
+        let flow = dissect(&udp(src4(), 1).frame()).flow_key();
         assert_eq!(m.udp_flows.get(&flow), Some(&T0));
         // Not on the list: limited.
         let other = v4(198, 18, 1, 1);
@@ -1601,7 +1636,7 @@ mod tests {
         let mut m = Model::new(cfg, Vec::new());
         let p = udp(src4(), 1000);
         let f = p.frame();
-        let key = dissect(&f).udp_flow_key();
+        let key = dissect(&f).flow_key();
         let mut step = |now: u64| {
             assert_eq!(m.packet(&f, now), Pass);
             (m.counters.get(Counter::NewFlows), m.udp_flows[&key])
@@ -1620,6 +1655,51 @@ mod tests {
         let reply = Packet::udp(DST4.into(), src4(), 53, 1000, &[]).frame();
         m.packet(&reply, t);
         assert_eq!(m.counters.get(Counter::NewFlows), 3);
+    }
+
+    #[test]
+    fn other_protocols_open_flows_by_addresses_and_protocol_under_udp_limits() {
+        let mut cfg = enforce();
+        cfg.source[FlowClass::Udp.index()] = Limit::new(1, 2);
+        cfg.udp_flow_idle_ns = 5 * SEC;
+        let mut m = Model::new(cfg, Vec::new());
+        // GRE, ESP, SCTP and a protocol nothing handles: a flow each.
+        let gre = raw(src4(), 47, &[0; 8]).frame();
+        let esp = raw(src4(), 50, &[1; 16]).frame();
+        let d = dissect(&gre);
+        assert!(d.may_open_flow() && d.fingerprint(&gre).is_none());
+        assert_eq!(
+            run(&mut m, &[gre.clone(), gre.clone(), esp.clone(), gre], T0),
+            [Pass; 4],
+            "a known flow passes whatever the limit"
+        );
+        assert_eq!(m.counters.get(Counter::NewFlows), 2);
+        let key = d.flow_key();
+        assert_eq!((key.proto, key.sport, key.dport), (47, 0, 0));
+        assert_eq!(m.udp_flows.get(&key), Some(&T0));
+        // The source's UDP burst (2) is spent: a third protocol is not.
+        let sctp = raw(src4(), 132, &[2; 12]).frame();
+        assert_eq!(m.packet(&sctp, T0), Drop);
+        assert_eq!(m.counters.get(Counter::DropSourceLimit), 1);
+        // IPv6 alike; a later fragment opens nothing (conntrack sees the
+        // datagram whole).
+        let v6 = raw(src6(), 253, &[3; 8]).frame();
+        assert_eq!(m.packet(&v6, T0), Pass);
+        let later4 = raw(src4(), 253, &[3; 16]).fragment(Frag {
+            offset: 8,
+            more: false,
+            len: 8,
+        });
+        let later6 = raw(src6(), 253, &[3; 8]).ext(Ext::Fragment {
+            offset: 16,
+            more: false,
+        });
+        for later in [later4, later6] {
+            let d = dissect(&later.frame());
+            assert_eq!((d.class, d.may_open_flow()), (Counter::IpOther, false));
+            assert_eq!(m.packet(&later.frame(), T0), Pass);
+        }
+        assert_eq!(m.counters.get(Counter::NewFlows), 4);
     }
 
     #[test]

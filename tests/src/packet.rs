@@ -31,8 +31,10 @@ pub enum L4 {
         dport: u16,
         payload: Vec<u8>,
     },
-    /// ICMP echo request (ICMPv6 echo request under IPv6).
-    EchoRequest { id: u16, seq: u16 },
+    /// An ICMP message (ICMPv6 under IPv6) of type `kind` with an
+    /// identifier and sequence number, as echo and timestamp requests
+    /// have: checksummed.
+    Icmp { kind: u8, id: u16, seq: u16 },
     /// Any protocol, bytes as given (no checksum).
     Raw { proto: u8, bytes: Vec<u8> },
 }
@@ -121,7 +123,14 @@ impl Packet {
 
     #[must_use]
     pub fn echo(src: IpAddr, dst: IpAddr, id: u16) -> Self {
-        Self::new(src, dst, L4::EchoRequest { id, seq: 1 })
+        let kind = if src.is_ipv4() { 8 } else { 128 };
+        Self::icmp(src, dst, kind, id)
+    }
+
+    /// An ICMP message of type `kind` (ICMPv6 for IPv6 addresses).
+    #[must_use]
+    pub fn icmp(src: IpAddr, dst: IpAddr, kind: u8, id: u16) -> Self {
+        Self::new(src, dst, L4::Icmp { kind, id, seq: 1 })
     }
 
     #[must_use]
@@ -192,9 +201,8 @@ impl Packet {
                 b.extend_from_slice(payload);
                 b
             }
-            L4::EchoRequest { id, seq } => {
-                let kind = if self.src.is_ipv4() { 8 } else { 128 };
-                let mut b = vec![kind, 0, 0, 0];
+            L4::Icmp { kind, id, seq } => {
+                let mut b = vec![*kind, 0, 0, 0];
                 b.extend_from_slice(&id.to_be_bytes());
                 b.extend_from_slice(&seq.to_be_bytes());
                 b.extend_from_slice(b"guard-echo");
@@ -205,7 +213,7 @@ impl Packet {
         let csum_at = match self.l4 {
             L4::Tcp { .. } => 16,
             L4::Udp { .. } => 6,
-            L4::EchoRequest { .. } => 2,
+            L4::Icmp { .. } => 2,
             L4::Raw { .. } => unreachable!("returned above"),
         };
         let pseudo = matches!(self.l4, L4::Tcp { .. } | L4::Udp { .. }) || self.src.is_ipv6();
@@ -222,8 +230,8 @@ impl Packet {
         match (&self.l4, self.src) {
             (L4::Tcp { .. }, _) => 6,
             (L4::Udp { .. }, _) => 17,
-            (L4::EchoRequest { .. }, IpAddr::V4(_)) => 1,
-            (L4::EchoRequest { .. }, IpAddr::V6(_)) => 58,
+            (L4::Icmp { .. }, IpAddr::V4(_)) => 1,
+            (L4::Icmp { .. }, IpAddr::V6(_)) => 58,
             (L4::Raw { proto, .. }, _) => *proto,
         }
     }

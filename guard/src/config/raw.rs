@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Defaults, one place. The help text repeats them; a test checks it does.
 pub mod defaults {
-    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP echo.
+    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP queries.
     pub const SOURCE: [(u64, u32); 3] = [(50, 100), (50, 100), (5, 10)];
     /// Per prefix.
     pub const PREFIX: [(u64, u32); 3] = [(500, 1000), (500, 1000), (50, 100)];
@@ -249,17 +249,18 @@ pub struct RawConfig {
     /// SYNs a source may send at once before the rate applies [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub syn_burst: Option<u32>,
-    /// New UDP flows per second from one source; 0 = no limit [default: 50].
+    /// New UDP flows per second from one source (and new flows of other IP
+    /// protocols: GRE, ESP, SCTP, ...); 0 = no limit [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub udp_rate: Option<u64>,
     /// Burst of new UDP flows from one source [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub udp_burst: Option<u32>,
-    /// ICMP/ICMPv6 echo requests per second from one source; 0 = no limit
-    /// [default: 5].
+    /// ICMP/ICMPv6 queries (echo, timestamp, ... requests: those conntrack
+    /// tracks) per second from one source; 0 = no limit [default: 5].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub icmp_rate: Option<u64>,
-    /// Burst of echo requests from one source [default: 10].
+    /// Burst of ICMP queries from one source [default: 10].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub icmp_burst: Option<u32>,
 
@@ -276,10 +277,10 @@ pub struct RawConfig {
     /// Burst of new UDP flows from one prefix [default: 1000].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub prefix_udp_burst: Option<u32>,
-    /// Echo requests per second from one prefix; 0 = no limit [default: 50].
+    /// ICMP queries per second from one prefix; 0 = no limit [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub prefix_icmp_rate: Option<u64>,
-    /// Burst of echo requests from one prefix [default: 100].
+    /// Burst of ICMP queries from one prefix [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub prefix_icmp_burst: Option<u32>,
 

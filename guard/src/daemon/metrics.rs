@@ -303,7 +303,7 @@ fn encode_xdp(
         ),
         (
             "guard_new_flows",
-            "Packets that open a flow: SYN, a new UDP 5-tuple, an echo request.",
+            "Packets that open a flow: SYN, a new UDP 5-tuple, an ICMP query (echo request, ...).",
             "kind",
             vec![(Counter::NewFlows, "all")],
         ),

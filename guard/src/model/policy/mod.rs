@@ -161,7 +161,7 @@ impl State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpLimits {
     pub global: Rate,
-    /// By flow class: SYN, UDP, ICMP echo.
+    /// By flow class: SYN, UDP, ICMP queries.
     pub source: [Rate; 3],
     pub prefix: [Rate; 3],
     /// A random-source SYN flood is on: SYN cookies may answer the ports
