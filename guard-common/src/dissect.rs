@@ -23,18 +23,36 @@ pub const IPPROTO_HOPOPTS: u8 = 0;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_DCCP: u8 = 33;
 pub const IPPROTO_ROUTING: u8 = 43;
 pub const IPPROTO_FRAGMENT: u8 = 44;
 pub const IPPROTO_AH: u8 = 51;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 pub const IPPROTO_MH: u8 = 135;
+pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_UDPLITE: u8 = 136;
 
 /// Minimum transport header bytes the parser needs in the packet (and, for
 /// a first fragment, in that fragment) before it classifies it.
 pub const TCP_MIN_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 pub const ICMP_MIN_HLEN: usize = 8;
+/// A source and a destination port, the first bytes of the transport
+/// header of every protocol [`keyed_by_ports`] names.
+pub const PORTS_LEN: usize = 4;
+
+/// Whether conntrack keys a flow of `proto` by its ports as well as its
+/// addresses (UDP, UDP-Lite, SCTP, DCCP: each has its own handler); any
+/// other protocol but TCP and ICMP it keys by the addresses alone, so one
+/// source can open an entry per port pair only with these.
+#[must_use]
+pub const fn keyed_by_ports(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP | IPPROTO_DCCP
+    )
+}
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;

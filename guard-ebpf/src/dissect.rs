@@ -20,7 +20,9 @@
 //! - Transport headers must fit within the IP payload: TCP 20 bytes and its
 //!   data offset (>= 5 words), UDP 8 bytes with a length field between 8
 //!   and the payload (a first fragment only needs the 8 bytes), ICMP/ICMPv6
-//!   8 bytes. Other protocols (and ICMP inside IPv6) are `IpOther`.
+//!   8 bytes; SCTP, DCCP and UDP-Lite their ports (4 bytes), by which
+//!   conntrack keys their flows. Other protocols (and ICMP inside IPv6) are
+//!   `IpOther`, as are SCTP, DCCP and UDP-Lite.
 //! - An ICMP or ICMPv6 query that conntrack opens an entry for (an echo
 //!   request and the like: `guard_common::dissect::icmp_opens_flow`) sets
 //!   [`F_QUERY`]: it opens a flow.
@@ -34,7 +36,8 @@ use guard_common::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
+        PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
+        keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -462,6 +465,15 @@ fn transport(ctx: &XdpContext, proto: u8, l4: usize, l3_end: usize, flags: u8) -
                 Counter::Malformed
             } else {
                 Counter::Udp
+            }
+        }
+        // SCTP, DCCP, UDP-Lite: their flows are keyed by ports too, which
+        // must be there.
+        p if keyed_by_ports(p) => {
+            if l4 + PORTS_LEN > l3_end {
+                Counter::Malformed
+            } else {
+                Counter::IpOther
             }
         }
         _ => Counter::IpOther,

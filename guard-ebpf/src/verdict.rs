@@ -14,6 +14,7 @@ use guard_common::{
         ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
         HAS_LISTS_V6 as HAS_V6, REJECT_RST, UDP_FLOW_REFRESH_NS,
     },
+    dissect::keyed_by_ports,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
@@ -864,7 +865,7 @@ impl<'a> Flow<'a> {
         place: &'a mut FlowKey,
     ) -> Option<Self> {
         let v4 = h.family == AF_INET;
-        let (sport, dport) = if h.class == Counter::Udp {
+        let (sport, dport) = if keyed_by_ports(h.proto) {
             let ports = load::<[u8; 4]>(ctx, h.l4)?;
             (
                 u16::from_be_bytes([ports[0], ports[1]]),

@@ -125,16 +125,20 @@ pub fn valid(rng: &mut Rng, src: IpAddr) -> Vec<u8> {
             };
             Packet::icmp(src, dst, kinds[rng.index(kinds.len())], 1)
         }
-        // GRE, ESP, SCTP, a protocol conntrack has no handler for: flows by
-        // addresses and protocol.
-        _ => Packet::new(
-            src,
-            dst,
-            L4::Raw {
-                proto: [47, 50, 132, 253][rng.index(4)],
-                bytes: vec![0; 8],
-            },
-        ),
+        // GRE, ESP, a protocol conntrack has no handler for: flows by
+        // addresses and protocol; SCTP, by ports too (a few, so flows
+        // repeat).
+        _ => {
+            let sport = u8::try_from(rng.below(3)).expect("small");
+            Packet::new(
+                src,
+                dst,
+                L4::Raw {
+                    proto: [47, 50, 132, 253][rng.index(4)],
+                    bytes: vec![0, sport, 0, 80, 0, 0, 0, 0],
+                },
+            )
+        }
     };
     if rng.percent(15) {
         packet = packet.vlan(TPID_8021Q);

@@ -37,7 +37,8 @@ use guard_common::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-        TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
+        PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
+        keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
@@ -142,16 +143,17 @@ pub struct Dissected {
 
 impl Dissected {
     /// The key of this datagram's flow (UDP, or another protocol's, by
-    /// addresses and protocol alone) in `GUARD_UDP_FLOWS`; the program
-    /// keeps IPv4 UDP flows in `GUARD_UDP_FLOW4`.
+    /// addresses, protocol and, where conntrack keys them by ports, ports)
+    /// in `GUARD_UDP_FLOWS`; the program keeps IPv4 UDP flows in
+    /// `GUARD_UDP_FLOW4`.
     #[must_use]
     pub fn flow_key(&self) -> FlowKey {
-        let udp = self.class == Counter::Udp;
+        let ported = keyed_by_ports(self.proto);
         FlowKey {
             family: self.family,
             proto: self.proto,
-            sport: if udp { self.sport } else { 0 },
-            dport: if udp { self.dport } else { 0 },
+            sport: if ported { self.sport } else { 0 },
+            dport: if ported { self.dport } else { 0 },
             pad: 0,
             saddr: self.src,
             daddr: self.dst,
@@ -393,6 +395,14 @@ fn transport(packet: &[u8], l4: usize, proto: u8, d: &mut Dissected) -> Option<C
             d.sport = u16::from_be_bytes([udp[0], udp[1]]);
             d.dport = u16::from_be_bytes([udp[2], udp[3]]);
             Some(Counter::Udp)
+        }
+        // SCTP, DCCP, UDP-Lite: flows keyed by ports too, which must be
+        // there.
+        p if keyed_by_ports(p) => {
+            let ports: [u8; PORTS_LEN] = read(packet, l4)?;
+            d.sport = u16::from_be_bytes([ports[0], ports[1]]);
+            d.dport = u16::from_be_bytes([ports[2], ports[3]]);
+            Some(Counter::IpOther)
         }
         _ => Some(Counter::IpOther),
     }
@@ -1681,6 +1691,16 @@ mod tests {
         let sctp = raw(src4(), 132, &[2; 12]).frame();
         assert_eq!(m.packet(&sctp, T0), Drop);
         assert_eq!(m.counters.get(Counter::DropSourceLimit), 1);
+        // SCTP, DCCP and UDP-Lite flows are keyed by their ports too, as
+        // conntrack keys them: a port pair is a flow.
+        let d = dissect(&sctp);
+        assert_eq!((d.flow_key().sport, d.flow_key().dport), (0x0202, 0x0202));
+        for proto in [33, 132, 136] {
+            let d = dissect(&raw(src6(), proto, &[0, 1, 0, 2]).frame());
+            assert_eq!((d.class, d.flow_key().dport), (Counter::IpOther, 2));
+            let short = raw(src6(), proto, &[0, 1, 0]).frame();
+            assert_eq!(class(&short), Counter::Malformed, "protocol {proto}");
+        }
         // IPv6 alike; a later fragment opens nothing (conntrack sees the
         // datagram whole).
         let v6 = raw(src6(), 253, &[3; 8]).frame();
