@@ -48,7 +48,7 @@ fn dst4() -> IpAddr {
 /// The frames of the table's rows, which `--profile` runs too.
 mod frames {
     use super::{DISTINCT, dst4, src4};
-    use guard_tests::packet::{Packet, TCP_ACK, TCP_SYN};
+    use guard_tests::packet::{L4, Packet, TCP_ACK, TCP_SYN};
     use std::net::{IpAddr, Ipv6Addr};
 
     /// A SYN from `src` to port 80.
@@ -80,6 +80,12 @@ mod frames {
     /// A packet of a known UDP flow (known once it has run once).
     pub fn known_udp() -> Packet {
         Packet::udp(src4(3), dst4(), 5000, 53, b"q")
+    }
+
+    /// A GRE datagram: a flow by addresses and protocol, as a tunnel's.
+    pub fn known_gre() -> Packet {
+        let bytes = vec![0, 0, 0x08, 0, 0x45, 0, 0, 20];
+        Packet::new(src4(4), dst4(), L4::Raw { proto: 47, bytes })
     }
 
     /// SYNs from [`DISTINCT`] sources from the `from`th on.
@@ -285,6 +291,11 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
             "UDP, known flow",
             repeated(&prog, base, &frames::known_udp().frame(), repeat),
             2.5,
+        ),
+        row(
+            "GRE, known flow (addresses and protocol)",
+            repeated(&prog, base, &frames::known_gre().frame(), repeat),
+            f64::NAN,
         ),
     ];
     let syns = frames::spoofed(100);
