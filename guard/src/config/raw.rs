@@ -322,8 +322,8 @@ pub struct RawConfig {
     /// Prefix length of the IPv6 prefix tier [default: 48].
     #[arg(long, value_name = "LEN", help_heading = "Grouping")]
     pub prefix_v6: Option<u8>,
-    /// Seconds without a packet after which a UDP 5-tuple counts as a new
-    /// flow again [default: 30].
+    /// Seconds without a packet after which a UDP 5-tuple (or another
+    /// protocol's flow) counts as a new flow again [default: 30].
     #[arg(long, value_name = "SECS", help_heading = "Grouping")]
     pub udp_flow_idle: Option<u64>,
 
@@ -353,7 +353,8 @@ pub struct RawConfig {
     /// Prefixes tracked at once [default: 32768].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_prefixes: Option<u32>,
-    /// UDP flows tracked at once, per address family [default: 131072].
+    /// UDP flows tracked at once, per address family (other protocols'
+    /// flows share the IPv6 map) [default: 131072].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_udp_flows: Option<u32>,
     /// Allow and deny entries per address family: the config's, the kept
