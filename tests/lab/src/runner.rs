@@ -485,6 +485,7 @@ impl Attack {
             Scenario::SynFlood6Wide => Self::Frames(frames(Frames::Syn6Wide, None)),
             Scenario::UdpFlood => Self::Frames(frames(Frames::Udp, None)),
             Scenario::UdpFloodRandom => Self::Frames(frames(Frames::UdpRandom, None)),
+            Scenario::QueryFlood => Self::Frames(frames(Frames::QueriesAndGre, None)),
             Scenario::ConnFlood => {
                 Self::Conns(conns(topology::ATTACKER_SOURCES, opts.table * 3 / 2))
             }

@@ -13,12 +13,13 @@ pub enum Scenario {
     ConnFlood,
     UdpFlood,
     UdpFloodRandom,
+    QueryFlood,
     FlashCrowd,
     Mixed,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::SynFlood,
         Self::SynFloodRandom,
         Self::SynFlood6,
@@ -27,6 +28,7 @@ impl Scenario {
         Self::ConnFlood,
         Self::UdpFlood,
         Self::UdpFloodRandom,
+        Self::QueryFlood,
         Self::FlashCrowd,
         Self::Mixed,
     ];
@@ -44,6 +46,7 @@ impl Scenario {
                 | Self::SynFlood6Wide
                 | Self::UdpFlood
                 | Self::UdpFloodRandom
+                | Self::QueryFlood
                 | Self::Mixed
         )
     }
@@ -77,6 +80,7 @@ impl Scenario {
             Self::ConnFlood => "conn-flood",
             Self::UdpFlood => "udp-flood",
             Self::UdpFloodRandom => "udp-flood-random",
+            Self::QueryFlood => "query-flood",
             Self::FlashCrowd => "flash-crowd",
             Self::Mixed => "mixed",
         }
@@ -93,6 +97,7 @@ impl Scenario {
             Self::ConnFlood => "Connection flood",
             Self::UdpFlood => "UDP flood",
             Self::UdpFloodRandom => "UDP flood with randomised traits",
+            Self::QueryFlood => "ICMP query and GRE flood",
             Self::FlashCrowd => "Flash crowd behind a NAT",
             Self::Mixed => "Mixed flood",
         }
@@ -125,6 +130,9 @@ impl Scenario {
             }
             Self::UdpFloodRandom => {
                 "The UDP flood with no trait a signature could take without taking the users' queries: random TTL (0-255), IP ID and payload bytes, and five lengths in turn, the shortest as long as the users' queries. The learner should stay silent."
+            }
+            Self::QueryFlood => {
+                "Neither SYNs nor UDP: ICMP timestamp requests and GRE datagrams in turn, from random sources of 198.19.0.0/16, as fast as one trafgen core sends them. Conntrack opens an entry for each: an ICMP query's lives 30 s, a GRE datagram's (one per pair of addresses, conntrack's generic tracking) 600 s. A defence that limits only SYNs and UDP lets it fill the table."
             }
             Self::FlashCrowd => {
                 "No attack: 150 new connections a second from one address (many users behind a NAT), each a complete visit. A defence should not treat it as an attacker."

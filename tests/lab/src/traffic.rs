@@ -504,6 +504,10 @@ pub enum Frames {
     /// [`Frames::Udp`] with random TTL and payload, in the lengths of
     /// [`UDP_PAYLOADS`] in turn.
     UdpRandom,
+    /// ICMP timestamp requests (random identifiers) and GRE datagrams, in
+    /// turn, from random sources of 198.19.0.0/16: each opens a conntrack
+    /// entry, and neither is a SYN or UDP.
+    QueriesAndGre,
 }
 
 /// The TCP options of the randomised SYN flood's frames and their lengths:
@@ -611,6 +615,13 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
             "{{\n{eth6}  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n  {source},\n  0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,\n  drnd(2), c16({TCP_PORT}), drnd(4), c32(0), 0x50, 0x02, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n"
         )
     };
+    // ICMP type 13, code 0, checksum, identifier, sequence number, three
+    // timestamps; GRE: no flags, IPv4 inside, four bytes of it.
+    let queries_and_gre = format!(
+        "{{\n{eth}{}  13, 0, csumip(34, 53), drnd(2), c16(1), drnd(12)\n}}\n{{\n{eth}{}  c16(0), c16(0x0800), drnd(4)\n}}\n",
+        ipv4(40, 1),
+        ipv4(28, 47)
+    );
     match frames {
         Frames::Syn => syn,
         Frames::Syn6 => syn6_from("0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4)"),
@@ -620,6 +631,7 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
         Frames::SynRandom => syn_random,
         Frames::UdpRandom => udp_random,
+        Frames::QueriesAndGre => queries_and_gre,
     }
 }
 
@@ -959,6 +971,7 @@ mod tests {
             Frames::SynWide,
             Frames::SynRandom,
             Frames::UdpRandom,
+            Frames::QueriesAndGre,
         ] {
             let cfg = trafgen_config(frames, [0; 6], [0; 6]);
             for t in templates(&cfg) {
@@ -971,17 +984,22 @@ mod tests {
                     [Some(198), Some(18), Some(0), Some(2)],
                     "{frames:?}: destination"
                 );
-                let (l4_len, (at, csum)) = match t.bytes[23] {
-                    Some(6) => (usize::from(t.bytes[46].unwrap() >> 4) * 4, (50, "csumtcp")),
-                    Some(17) => (usize::from(t.word(38)), (40, "csumudp")),
+                // The transport's length as it says, and its checksum.
+                let (l4_len, l4_csum) = match t.bytes[23] {
+                    Some(6) => (
+                        usize::from(t.bytes[46].unwrap() >> 4) * 4,
+                        Some((50, "csumtcp")),
+                    ),
+                    Some(17) => (usize::from(t.word(38)), Some((40, "csumudp"))),
+                    // A timestamp request: 20 bytes, the internet checksum.
+                    Some(1) => (20, Some((36, "csumip"))),
+                    Some(47) => (8, None),
                     other => panic!("{frames:?}: protocol {other:?}"),
                 };
                 assert_eq!(l4_len, len - 34, "{frames:?}: transport length:\n{cfg}");
-                assert_eq!(
-                    t.csums,
-                    [(24, "csumip".to_owned()), (at, csum.to_owned())],
-                    "{frames:?}"
-                );
+                let mut csums = vec![(24, "csumip".to_owned())];
+                csums.extend(l4_csum.map(|(at, name)| (at, name.to_owned())));
+                assert_eq!(t.csums, csums, "{frames:?}");
             }
         }
     }
