@@ -137,7 +137,8 @@ impl Timeouts {
     }
 
     /// The longest an unreplied new flow's entry lives: what a spoofed SYN,
-    /// a one-packet UDP flow or an unanswered echo costs the table.
+    /// a one-packet UDP flow, an unanswered ICMP query or another
+    /// protocol's datagram costs the table.
     #[must_use]
     pub fn new_flow_lifetime(&self) -> u32 {
         [
@@ -146,6 +147,7 @@ impl Timeouts {
             Timeout::Udp,
             Timeout::Icmp,
             Timeout::Icmpv6,
+            Timeout::Generic,
         ]
         .iter()
         .map(|t| self.get(*t))

@@ -84,7 +84,10 @@ impl Level {
     const fn timeout(self, t: Timeout) -> u32 {
         use Timeout as T;
         let [elevated, high, critical] = match t {
-            T::TcpSynSent | T::TcpFinWait | T::TcpTimeWait => [60, 30, 10],
+            // Another protocol's unreplied datagram (a new flow guard admits
+            // under the budget, generic) lives no longer than a half-open
+            // TCP one.
+            T::TcpSynSent | T::TcpFinWait | T::TcpTimeWait | T::Generic => [60, 30, 10],
             T::TcpSynRecv => [30, 15, 5],
             T::TcpEstablished => [86_400, 3_600, 600],
             T::TcpCloseWait => [30, 15, 10],
@@ -92,7 +95,6 @@ impl Level {
             T::TcpUnacknowledged => [120, 60, 30],
             T::UdpStream => [60, 30, 15],
             T::Icmp | T::Icmpv6 => [15, 10, 5],
-            T::Generic => [300, 120, 30],
         };
         match self {
             Self::Normal => u32::MAX,

@@ -396,6 +396,30 @@ fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
     );
 }
 
+/// guard admits another protocol's datagrams as new flows under the
+/// budget, so the budget's lifetime covers their generic entries; graded,
+/// those live no longer than a half-open TCP entry, which keeps the budget
+/// for SYNs where it was.
+#[test]
+fn generic_entries_count_in_the_budgets_lifetime_and_are_graded_down() {
+    assert_eq!(Timeouts::defaults().new_flow_lifetime(), 600);
+    for level in [Level::Elevated, Level::High, Level::Critical] {
+        let t = level.timeouts(&Timeouts::defaults());
+        assert!(
+            t.get(Timeout::Generic) <= t.get(Timeout::TcpSynSent),
+            "{level:?}"
+        );
+        assert_eq!(
+            t.new_flow_lifetime(),
+            t.get(Timeout::TcpSynSent),
+            "{level:?}"
+        );
+        let mut long = t;
+        long.set(Timeout::Generic, 900);
+        assert_eq!(long.new_flow_lifetime(), 900, "{level:?}");
+    }
+}
+
 #[test]
 fn the_budget_fits_the_headroom_by_littles_law_under_pressure() {
     let cfg = cfg();
