@@ -22,7 +22,7 @@
 use crate::{key::SourceKey, state::SourceState};
 
 /// One entry of the tables: the key that owns it (family 0: never
-/// used) and its state. 104 bytes, no implicit padding.
+/// used) and its state. 112 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
@@ -77,8 +77,8 @@ pub const TAGS_PER_LINE: u32 = 32;
 /// of `GUARD_SOURCE_TAGS`. The program reads a source's tag before its
 /// slot, and a tag that differs means the slot holds another source: a
 /// flood of new sources, which the global budget drops before any
-/// prefix, reads a line of the small tag array (a 64th of the table),
-/// where the 104-byte slots it would miss in are spread over the whole
+/// prefix, reads a line of the small tag array (a 56th of the table),
+/// where the 112-byte slots it would miss in are spread over the whole
 /// table. A tag that matches only sends the program on to compare the
 /// key. Prefixes have no tags: the program looks a prefix up only to
 /// take a token from it, so it reads or takes over the slot either way.
@@ -99,7 +99,7 @@ pub const fn tag_lines(entries: u32) -> u32 {
 // (explicit `pad`; size checked below).
 unsafe impl aya::Pod for Slot {}
 
-const _: () = assert!(size_of::<Slot>() == 104);
+const _: () = assert!(size_of::<Slot>() == 112);
 const _: () = assert!(size_of::<TagLine>() == 64);
 
 #[cfg(test)]

@@ -120,6 +120,6 @@ mod pod {
     unsafe impl aya::Pod for super::Marks {}
 }
 
-const _: () = assert!(size_of::<SourceState>() == 80);
+const _: () = assert!(size_of::<SourceState>() == 88);
 const _: () = assert!(size_of::<Event>() == 48);
 const _: () = assert!(size_of::<Marks>() == 16);

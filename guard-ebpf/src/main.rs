@@ -48,7 +48,8 @@
 //!    datagrams of any other IP protocol (GRE, ESP, SCTP, ...; not a later
 //!    fragment) whose addresses and protocol were not seen within it,
 //!    which conntrack tracks alike (remembered in `GUARD_UDP_FLOWS`,
-//!    ports 0, and limited as UDP). Counted in `new_flows`.
+//!    ports 0 unless conntrack keys them by ports; class `other`).
+//!    Counted in `new_flows`.
 //! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
 //!    flows, and for every packet of a family whose trie holds a deny entry.
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed

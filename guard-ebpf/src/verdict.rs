@@ -129,7 +129,11 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
             match Flow::of(ctx, h, &src, place) {
                 Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
                     flow = Some(f);
-                    Some(FlowClass::Udp)
+                    Some(if h.class == Counter::Udp {
+                        FlowClass::Udp
+                    } else {
+                        FlowClass::Other
+                    })
                 }
                 _ => None,
             }

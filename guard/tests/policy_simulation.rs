@@ -200,6 +200,7 @@ fn config() -> PolicyConfig {
                 burst: 100,
             },
             Rate { rate: 5, burst: 10 },
+            Rate { rate: 5, burst: 10 },
         ],
         prefix: [
             Rate {
@@ -209,6 +210,10 @@ fn config() -> PolicyConfig {
             Rate {
                 rate: 500,
                 burst: 1000,
+            },
+            Rate {
+                rate: 50,
+                burst: 100,
             },
             Rate {
                 rate: 50,

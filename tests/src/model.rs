@@ -606,11 +606,15 @@ impl Model {
         match d.class {
             Counter::TcpSyn => Some(FlowClass::Syn),
             Counter::Icmp if d.query => Some(FlowClass::Icmp),
-            // Other protocols' datagrams are limited as UDP's.
+            // Other protocols' datagrams: flows as UDP's, a class apart.
             Counter::Udp | Counter::IpOther
                 if d.may_open_flow() && !self.udp_flow_known(&d.flow_key(), now) =>
             {
-                Some(FlowClass::Udp)
+                Some(if d.class == Counter::Udp {
+                    FlowClass::Udp
+                } else {
+                    FlowClass::Other
+                })
             }
             _ => None,
         }
@@ -632,9 +636,9 @@ impl Model {
         true
     }
 
-    /// A passed UDP new flow is known from now on.
+    /// A passed new flow of UDP or another protocol is known from now on.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
-        if class == FlowClass::Udp {
+        if matches!(class, FlowClass::Udp | FlowClass::Other) {
             self.udp_flows.insert(d.flow_key(), now);
         }
     }
@@ -1668,9 +1672,9 @@ mod tests {
     }
 
     #[test]
-    fn other_protocols_open_flows_by_addresses_and_protocol_under_udp_limits() {
+    fn other_protocols_open_flows_by_addresses_and_protocol_in_a_class_apart() {
         let mut cfg = enforce();
-        cfg.source[FlowClass::Udp.index()] = Limit::new(1, 2);
+        cfg.source[FlowClass::Other.index()] = Limit::new(1, 2);
         cfg.udp_flow_idle_ns = 5 * SEC;
         let mut m = Model::new(cfg, Vec::new());
         // GRE, ESP, SCTP and a protocol nothing handles: a flow each.
@@ -1687,10 +1691,12 @@ mod tests {
         let key = d.flow_key();
         assert_eq!((key.proto, key.sport, key.dport), (47, 0, 0));
         assert_eq!(m.udp_flows.get(&key), Some(&T0));
-        // The source's UDP burst (2) is spent: a third protocol is not.
+        // The source's burst (2) is spent: a third protocol is not, and
+        // UDP, a class apart, still is.
         let sctp = raw(src4(), 132, &[2; 12]).frame();
         assert_eq!(m.packet(&sctp, T0), Drop);
         assert_eq!(m.counters.get(Counter::DropSourceLimit), 1);
+        assert_eq!(m.packet(&udp(src4(), 7).frame(), T0), Pass);
         // SCTP, DCCP and UDP-Lite flows are keyed by their ports too, as
         // conntrack keys them: a port pair is a flow.
         let d = dissect(&sctp);
@@ -1719,7 +1725,7 @@ mod tests {
             assert_eq!((d.class, d.may_open_flow()), (Counter::IpOther, false));
             assert_eq!(m.packet(&later.frame(), T0), Pass);
         }
-        assert_eq!(m.counters.get(Counter::NewFlows), 4);
+        assert_eq!(m.counters.get(Counter::NewFlows), 5);
     }
 
     #[test]

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Defaults, one place. The help text repeats them; a test checks it does.
 pub mod defaults {
-    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP queries.
-    pub const SOURCE: [(u64, u32); 3] = [(50, 100), (50, 100), (5, 10)];
+    /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP
+    /// queries, new flows of other IP protocols (few hosts open many).
+    pub const SOURCE: [(u64, u32); 4] = [(50, 100), (50, 100), (5, 10), (5, 10)];
     /// Per prefix.
-    pub const PREFIX: [(u64, u32); 3] = [(500, 1000), (500, 1000), (50, 100)];
+    pub const PREFIX: [(u64, u32); 4] = [(500, 1000), (500, 1000), (50, 100), (50, 100)];
     /// The global new-flow budget: 0 = no limit until the controller sets one.
     pub const GLOBAL: (u64, u32) = (0, 0);
     pub const EVENTS: (u64, u32) = (100, 100);
@@ -249,8 +250,7 @@ pub struct RawConfig {
     /// SYNs a source may send at once before the rate applies [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub syn_burst: Option<u32>,
-    /// New UDP flows per second from one source (and new flows of other IP
-    /// protocols: GRE, ESP, SCTP, ...); 0 = no limit [default: 50].
+    /// New UDP flows per second from one source; 0 = no limit [default: 50].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub udp_rate: Option<u64>,
     /// Burst of new UDP flows from one source [default: 100].
@@ -263,6 +263,14 @@ pub struct RawConfig {
     /// Burst of ICMP queries from one source [default: 10].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub icmp_burst: Option<u32>,
+    /// New flows of other IP protocols (GRE, ESP, SCTP, ...: conntrack
+    /// opens an entry for each) per second from one source; 0 = no limit
+    /// [default: 5].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub other_rate: Option<u64>,
+    /// Burst of new flows of other protocols from one source [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub other_burst: Option<u32>,
 
     /// SYNs per second from one prefix (see --prefix-v4/v6); 0 = no limit
     /// [default: 500].
@@ -283,6 +291,13 @@ pub struct RawConfig {
     /// Burst of ICMP queries from one prefix [default: 100].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub prefix_icmp_burst: Option<u32>,
+    /// New flows of other protocols per second from one prefix; 0 = no
+    /// limit [default: 50].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_other_rate: Option<u64>,
+    /// Burst of new flows of other protocols from one prefix [default: 100].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub prefix_other_burst: Option<u32>,
 
     /// How a SYN from a verified source (one that completed a handshake
     /// lately) over its own limit is refused: drop, or rst (a RST sent from

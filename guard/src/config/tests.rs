@@ -93,8 +93,9 @@ fn the_global_budget_is_split_among_the_classes() {
     }
     .per_class();
     assert_eq!(per[FlowClass::Syn.index()], Limit::new(500, 100));
-    assert_eq!(per[FlowClass::Udp.index()], Limit::new(400, 80));
+    assert_eq!(per[FlowClass::Udp.index()], Limit::new(350, 70));
     assert_eq!(per[FlowClass::Icmp.index()], Limit::new(100, 20));
+    assert_eq!(per[FlowClass::Other.index()], Limit::new(50, 10));
     // Never a zero rate (which would mean "no limit") from a small budget.
     let tiny = Rate { rate: 1, burst: 1 }.per_class();
     assert!(tiny.iter().all(|l| *l == Limit::new(1, 1)));
@@ -118,6 +119,19 @@ fn defaults_are_monitor_mode_with_the_documented_limits() {
             rate: 50,
             burst: 100
         }
+    );
+    assert_eq!(
+        (
+            s.source[FlowClass::Other.index()],
+            s.prefix[FlowClass::Other.index()]
+        ),
+        (
+            Rate { rate: 5, burst: 10 },
+            Rate {
+                rate: 50,
+                burst: 100
+            }
+        )
     );
     assert_eq!(s.global.rate, 0);
     let dp = s.dataplane();

@@ -12,7 +12,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, Result};
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use guard_common::{Counter, CounterBlock, SourceState, fingerprint::SigTable};
+use guard_common::{Counter, CounterBlock, FlowClass, SourceState, fingerprint::SigTable};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _, text::encode},
@@ -514,8 +514,8 @@ fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), 
         None,
         MetricType::Gauge,
     )?;
-    for (class, rate) in ["syn", "udp", "icmp"].iter().zip(s.source.iter()) {
-        ConstGauge::new(f(rate.rate)).encode(source.encode_family(&[("class", *class)])?)?;
+    for (class, rate) in FlowClass::ALL.iter().zip(s.source.iter()) {
+        ConstGauge::new(f(rate.rate)).encode(source.encode_family(&[("class", class.name())])?)?;
     }
     Ok(())
 }

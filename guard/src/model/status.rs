@@ -8,6 +8,8 @@ use std::{collections::VecDeque, fmt::Write as _};
 use serde::{Deserialize, Serialize};
 
 use super::{conntrack::Stats, duration::DAY_SECS, level::Level, xdp::XdpAttachMode};
+use guard_common::config::FLOW_CLASSES;
+
 use crate::config::{Enforcement, Rate};
 
 /// Decision lines kept in the status.
@@ -38,8 +40,8 @@ pub struct Status {
     pub dry_run: bool,
     /// The XDP global budget applied (per interface), if any yet.
     pub global: Option<Rate>,
-    /// Per-source limits applied, by class (syn, udp, icmp).
-    pub source: [Rate; 3],
+    /// Per-source limits applied, by class (syn, udp, icmp, other).
+    pub source: [Rate; FLOW_CLASSES],
     /// SYN cookies are answering SYNs to these ports (empty: off).
     #[serde(default)]
     pub cookie_ports: Vec<u16>,

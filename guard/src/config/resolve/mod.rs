@@ -182,6 +182,9 @@ fn limits(l: &Layers<'_>) -> Result<Limits, ConfigError> {
             rate_pair(l, "icmp-rate", "icmp-burst", defaults::SOURCE[2], |r| {
                 (r.icmp_rate, r.icmp_burst)
             })?,
+            rate_pair(l, "other-rate", "other-burst", defaults::SOURCE[3], |r| {
+                (r.other_rate, r.other_burst)
+            })?,
         ],
         prefix: [
             rate_pair(
@@ -204,6 +207,13 @@ fn limits(l: &Layers<'_>) -> Result<Limits, ConfigError> {
                 "prefix-icmp-burst",
                 defaults::PREFIX[2],
                 |r| (r.prefix_icmp_rate, r.prefix_icmp_burst),
+            )?,
+            rate_pair(
+                l,
+                "prefix-other-rate",
+                "prefix-other-burst",
+                defaults::PREFIX[3],
+                |r| (r.prefix_other_rate, r.prefix_other_burst),
             )?,
         ],
         global: rate_pair(l, "global-rate", "global-burst", defaults::GLOBAL, |r| {

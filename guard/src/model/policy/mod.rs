@@ -36,6 +36,8 @@ use super::{
     conntrack::{Stats, Timeouts, percent},
     level::Level,
 };
+use guard_common::config::FLOW_CLASSES;
+
 use crate::config::{Rate, SynCookies};
 
 /// Per-source and per-prefix limits at the normal level, in percent of the
@@ -59,8 +61,8 @@ pub struct PolicyConfig {
     /// Time at a lower pressure before the level steps down.
     pub calm: Duration,
     /// The operator's limits (the XDP side is scaled from these).
-    pub source: [Rate; 3],
-    pub prefix: [Rate; 3],
+    pub source: [Rate; FLOW_CLASSES],
+    pub prefix: [Rate; FLOW_CLASSES],
     /// Whether those apply at normal too, or only under pressure.
     pub limits_always: bool,
     /// The operator's global budget; `rate == 0` leaves it to the policy.
@@ -161,9 +163,9 @@ impl State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpLimits {
     pub global: Rate,
-    /// By flow class: SYN, UDP, ICMP queries.
-    pub source: [Rate; 3],
-    pub prefix: [Rate; 3],
+    /// By flow class: SYN, UDP, ICMP queries, other protocols.
+    pub source: [Rate; FLOW_CLASSES],
+    pub prefix: [Rate; FLOW_CLASSES],
     /// A random-source SYN flood is on: SYN cookies may answer the ports
     /// it is aimed at (which ones is [`super::ports`]'s decision).
     pub cookies: bool,

@@ -17,11 +17,12 @@ fn cfg() -> PolicyConfig {
             },
             Rate { rate: 0, burst: 0 },
             Rate { rate: 4, burst: 8 },
+            Rate { rate: 2, burst: 4 },
         ],
         prefix: [Rate {
             rate: 400,
             burst: 800,
-        }; 3],
+        }; 4],
         limits_always: true,
         global: Rate { rate: 0, burst: 0 },
         cookies: SynCookies::Never,
@@ -336,7 +337,12 @@ fn limits_relax_when_calm_and_return_with_pressure() {
     };
     assert_eq!(
         calm.source,
-        [ten(cfg.source[0]), Rate::OFF, ten(cfg.source[2])]
+        [
+            ten(cfg.source[0]),
+            Rate::OFF,
+            ten(cfg.source[2]),
+            ten(cfg.source[3])
+        ]
     );
     assert_eq!(calm.prefix, cfg.prefix.map(ten));
     assert!(calm.global.rate > 0, "the global budget stays");

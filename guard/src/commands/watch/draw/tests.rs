@@ -85,7 +85,7 @@ fn status() -> Status {
         source: [Rate {
             rate: 50,
             burst: 100,
-        }; 3],
+        }; 4],
         cookie_ports: Vec::new(),
         nft_reinstalled: 0,
         stats: Stats::default(),
