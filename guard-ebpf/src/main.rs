@@ -70,7 +70,8 @@
 //!    off) -> `drop_prefix_limit`; then the budget's token is taken (a
 //!    verified source skips it; another CPU may have taken the last one
 //!    meanwhile -> `drop_global_budget`).
-//!    Otherwise passed (`pass_limits`), and a UDP flow is remembered.
+//!    Otherwise passed (`pass_limits`), and a datagram's flow (UDP or
+//!    another protocol's) is remembered.
 //!    With `reject = "rst"`, a SYN over a verified source's own limit is
 //!    answered with a RST|ACK from XDP (`rst_sent`, under the RST budget;
 //!    in enforce mode; counted as `drop_source_limit` too): a real client

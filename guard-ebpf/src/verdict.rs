@@ -493,7 +493,7 @@ fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, class: FlowClass, now
 }
 
 /// A new flow every tier admitted: counted, the source verified if
-/// `verify`, the UDP flow remembered. A new flow of a source already
+/// `verify`, a datagram's flow remembered. A new flow of a source already
 /// verified comes back as `XDP_PASS | VERIFIED_FLOW`, for the contrast
 /// sample (`main.rs`).
 #[inline(always)]
