@@ -43,8 +43,8 @@ enum Command {
     /// Measure the XDP program per packet beside a trivial baseline (root).
     Bench(bench::Options),
     /// Run the attack lab: every attack against every defence, report in
-    /// target/lab (root; takes about 20 minutes; `-- --demo` for the
-    /// two-minute live demo).
+    /// target/lab (root; about an hour, half a minute a run; `-- --demo`
+    /// for the two-minute live demo).
     Lab(lab::Options),
     /// Install the release binary, man pages, completions, the systemd unit
     /// and an example config.
