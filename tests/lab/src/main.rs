@@ -27,7 +27,8 @@ struct Args {
     helper: Option<Helper>,
     /// Only this scenario (repeatable): syn-flood, syn-flood-random,
     /// syn-flood-v6, syn-flood-wide, syn-flood-v6-wide (both from two
-    /// CPUs), conn-flood, udp-flood, udp-flood-random, flash-crowd, mixed.
+    /// CPUs), conn-flood, udp-flood, udp-flood-random, query-flood,
+    /// flash-crowd, mixed.
     /// The -random floods randomise the traits the fixed ones share, so
     /// that no signature tells them from the users.
     #[arg(long, value_name = "NAME", value_parser = Scenario::parse)]
@@ -201,6 +202,42 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("guard-lab: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The help of `--scenario` and `--defence` names every one the parser
+    /// takes.
+    #[test]
+    fn help_names_every_scenario_and_defence() {
+        let cmd = Args::command();
+        let help = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let (scenarios, defences) = (help("scenario"), help("defence"));
+        for s in Scenario::ALL {
+            assert!(
+                scenarios.contains(s.name()),
+                "{} not in: {scenarios}",
+                s.name()
+            );
+        }
+        for d in Defence::ALL {
+            assert!(
+                defences.contains(d.name()),
+                "{} not in: {defences}",
+                d.name()
+            );
         }
     }
 }
