@@ -210,24 +210,82 @@ fn within(ctx: &XdpContext, end: usize) -> bool {
 /// Copies `T` from `offset` bytes into the packet, if it is all there.
 ///
 /// Packet memory is read here and in [`words`] only. `T` is a byte array:
-/// packet fields have no alignment guarantee.
+/// packet fields have no alignment guarantee. It is read in the widest
+/// loads that fit (8, 4, 2, 1 bytes): left to itself LLVM takes BPF to
+/// have no misaligned loads and reads it a byte at a time, with a shift
+/// and an or for every byte of a field, on every packet's path. (The
+/// verifier allows misaligned loads of packet memory where the kernel has
+/// efficient unaligned access, as on x86-64 and arm64; elsewhere it
+/// refuses the program at load.)
 #[inline(always)]
 pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    const { assert!(size_of::<T>() <= 8 * LOAD_WORDS) };
     let p = at(ctx, offset);
     if p + size_of::<T>() > end(ctx) {
         return None;
     }
-    // SAFETY: the whole of T lies before data_end, checked above on the
-    // same pointer the read uses; read_unaligned needs no alignment.
-    Some(unsafe { core::ptr::read_unaligned(p as *const T) })
+    let n = size_of::<T>();
+    let mut buf = core::mem::MaybeUninit::<[u64; LOAD_WORDS]>::uninit();
+    let words = buf.as_mut_ptr().cast::<u64>();
+    // SAFETY (the reads): the bytes at `p .. p + n` lie before data_end,
+    // checked above on the same pointer; the asm only reads them, and a
+    // narrower word is zero-extended, so its bytes in memory order are its
+    // low bytes. (The writes): within `buf`, which holds `n` bytes.
+    unsafe {
+        for k in 0..n / 8 {
+            words.add(k).write(read_at::<8>(p + 8 * k));
+        }
+        let (base, tail) = (n - n % 8, n % 8);
+        if tail != 0 {
+            let mut w = 0;
+            let mut j = 0;
+            if tail & 4 != 0 {
+                w = read_at::<4>(p + base);
+                j = 4;
+            }
+            if tail & 2 != 0 {
+                w |= read_at::<2>(p + base + j) << (8 * j);
+                j += 2;
+            }
+            if tail & 1 != 0 {
+                w |= read_at::<1>(p + base + j) << (8 * j);
+            }
+            words.add(n / 8).write(w);
+        }
+        // T is a byte array of the `n` bytes written, in memory order.
+        Some(core::ptr::read_unaligned(buf.as_ptr().cast::<T>()))
+    }
+}
+
+/// The most words [`load`] reads: an IPv6 header.
+const LOAD_WORDS: usize = 5;
+
+/// `W` bytes (1, 2, 4 or 8) at packet address `p`, zero-extended.
+///
+/// # Safety
+/// They must lie before data_end, checked on this pointer.
+#[inline(always)]
+unsafe fn read_at<const W: usize>(p: usize) -> u64 {
+    let w: u64;
+    // SAFETY: the caller's.
+    unsafe {
+        match W {
+            8 => asm!("{0} = *(u64 *)({1} + 0)", out(reg) w, in(reg) p,
+                options(pure, readonly, nostack, preserves_flags)),
+            4 => asm!("{0} = *(u32 *)({1} + 0)", out(reg) w, in(reg) p,
+                options(pure, readonly, nostack, preserves_flags)),
+            2 => asm!("{0} = *(u16 *)({1} + 0)", out(reg) w, in(reg) p,
+                options(pure, readonly, nostack, preserves_flags)),
+            _ => asm!("{0} = *(u8 *)({1} + 0)", out(reg) w, in(reg) p,
+                options(pure, readonly, nostack, preserves_flags)),
+        }
+    }
+    w
 }
 
 /// `N` words from `offset` bytes into the packet, if they are all there,
 /// each one 8-byte read: its bytes in memory order, so little-endian on
-/// this target. (`load` reads byte by byte, since LLVM takes BPF to have
-/// no misaligned loads. The verifier allows them on packet memory where
-/// the kernel has efficient unaligned access, as on x86-64 and arm64;
-/// elsewhere it refuses the program at load.)
+/// this target.
 #[inline(always)]
 pub fn words<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u64; N]> {
     let p = at(ctx, offset);
@@ -237,15 +295,8 @@ pub fn words<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u64; N]
     let mut w = [0u64; N];
     for (i, w) in w.iter_mut().enumerate() {
         // SAFETY: the eight bytes lie before data_end, checked above on the
-        // same pointer; the asm only reads them.
-        unsafe {
-            asm!(
-                "{0} = *(u64 *)({1} + 0)",
-                out(reg) *w,
-                in(reg) p + 8 * i,
-                options(pure, readonly, nostack, preserves_flags)
-            );
-        }
+        // same pointer.
+        *w = unsafe { read_at::<8>(p + 8 * i) };
     }
     Some(w)
 }
