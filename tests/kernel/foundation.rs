@@ -328,6 +328,49 @@ fn missing_interface_is_refused_with_exit_2() {
     );
 }
 
+/// A device without an Ethernet header (tun, WireGuard, GRE, ...) hands
+/// XDP bare IP packets, which guard's program would misread as frames:
+/// refused with exit 2, the link type named, nothing attached.
+#[test]
+fn interface_without_ethernet_header_is_refused() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let status = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &net.victim,
+            "tuntap",
+            "add",
+            "mode",
+            "tun",
+            "name",
+            "gtun0",
+        ])
+        .status()
+        .expect("ip tuntap");
+    assert!(status.success(), "ip tuntap add: {status}");
+    let out = Guard::start(&["run", "--netns", &net.victim, "--iface", "gtun0"]).exited();
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "interface gtun0 in netns {} has no Ethernet header (link type NONE",
+            net.victim
+        )) && out.stderr.contains("run guard on the Ethernet interface"),
+        "{out}"
+    );
+    let link = std::process::Command::new("ip")
+        .args(["-n", &net.victim, "link", "show", "gtun0"])
+        .output()
+        .expect("ip link");
+    assert!(link.status.success());
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+    assert!(
+        !Path::new("/sys/fs/bpf/guard/netns")
+            .join(&net.victim)
+            .exists()
+    );
+}
+
 #[test]
 fn second_guard_is_refused() {
     let _kernel = kernel_test!();

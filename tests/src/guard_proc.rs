@@ -287,6 +287,27 @@ impl Guard {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
+    /// Waits for guard to exit by itself (a refusal, say); if it still
+    /// runs after the timeout, stops it and panics with its log: a test of
+    /// a refusal fails rather than hangs when guard starts after all.
+    #[must_use]
+    pub fn exited(mut self) -> Finished {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if child.try_wait().expect("try_wait").is_some() {
+                // Signal 0 sends nothing: this collects the exit and output.
+                return self.stop(0);
+            }
+            if Instant::now() > deadline {
+                let args = self.args.join(" ");
+                let finished = self.stop(libc::SIGTERM);
+                panic!("guard {args} still ran after {TIMEOUT:?}:\n{finished}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `signal` and waits for guard to exit.
     #[must_use]
     pub fn stop(mut self, signal: i32) -> Finished {

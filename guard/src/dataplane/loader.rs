@@ -335,6 +335,15 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         .run(|| iface::lookup(req.iface, &scope.suffix()))
         .map_err(usage)?
         .map_err(usage)?;
+    if let Some(link_type) = scope.run(|| iface::non_ethernet(&iface)).map_err(usage)?? {
+        return Err(usage(anyhow!(
+            "interface {}{} has no Ethernet header (link type {link_type}: a tun, WireGuard, \
+             GRE, IPIP or PPP device hands XDP bare IP packets), and guard's XDP program parses \
+             Ethernet frames; run guard on the Ethernet interface the packets arrive on",
+            iface.name,
+            scope.suffix()
+        )));
+    }
     let existing = scope
         .run(|| iface::xdp_attachment(&iface))
         .map_err(usage)??;

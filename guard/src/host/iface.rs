@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, XdpAttached},
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage, LinkXdp, XdpAttached},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use thiserror::Error;
@@ -99,6 +99,18 @@ pub fn is_veth(iface: &Interface) -> Result<bool, IfaceError> {
         matches!(attr, LinkAttribute::LinkInfo(infos)
             if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
     }))
+}
+
+/// The interface's link-layer type when its frames do not start with an
+/// Ethernet header, as guard's XDP program expects: a tun or WireGuard
+/// device (`NONE`), a GRE or IPIP tunnel, PPP, raw IP hand their packets
+/// to XDP from the IP header on. `None` for Ethernet and loopback (whose
+/// frames carry an Ethernet header too).
+pub fn non_ethernet(iface: &Interface) -> Result<Option<String>, IfaceError> {
+    Ok(match link(iface)?.header.link_layer_type {
+        LinkLayerType::Ether | LinkLayerType::Loopback => None,
+        other => Some(other.to_string()),
+    })
 }
 
 /// Removes a program that someone else attached (`guard run --force`).
