@@ -140,14 +140,17 @@ pub fn guard(ctx: XdpContext) -> u32 {
     let slots = unsafe { &mut (*block).slots };
     bump(slots, Counter::Packets);
     bump(slots, h.class);
-    if h.flags & F_VLAN != 0 {
-        bump(slots, Counter::Vlan);
-    }
-    if h.flags & F_IPV6 != 0 {
-        bump(slots, Counter::Ipv6);
-    }
-    if h.flags & F_FRAGMENT != 0 {
-        bump(slots, Counter::Fragments);
+    // One test for the common packet, which has none of the attributes.
+    if h.flags & (F_VLAN | F_IPV6 | F_FRAGMENT) != 0 {
+        if h.flags & F_VLAN != 0 {
+            bump(slots, Counter::Vlan);
+        }
+        if h.flags & F_IPV6 != 0 {
+            bump(slots, Counter::Ipv6);
+        }
+        if h.flags & F_FRAGMENT != 0 {
+            bump(slots, Counter::Fragments);
+        }
     }
     // The fast path: nothing below would act on it.
     let Some(cfg) = CONFIG.get(0) else {
