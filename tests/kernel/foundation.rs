@@ -308,6 +308,68 @@ fn sigint_detaches_and_unpins() {
     assert_clean(&net, &finished);
 }
 
+/// The guarded interface deleted and made again under its name (a link
+/// that a container runtime or a script recreates): guard says it is gone,
+/// in its log and its status, attaches again to the new one in the mode it
+/// had, with its maps kept (the counters go on from where they were), and
+/// leaves nothing behind when stopped.
+#[test]
+fn a_deleted_interface_is_followed_and_guarded_again() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let guard = start_on(&net, &[]);
+    let pid = guard.pid().expect("running");
+    let gone = |want: bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = guard_proc::run_status(pid).expect("guard's status");
+            if run.interfaces.iter().all(|a| a.gone == want) {
+                return run;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "status never said gone = {want}: {run:?}\n{}",
+                guard.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (s4, d4) = v4();
+    let syn = Packet::tcp(s4, d4, 40000, 80, TCP_SYN).frame();
+    let send = |n: u64| {
+        let sender = RawSender::open(&net.attacker, &net.attacker_if);
+        for _ in 0..n {
+            sender.send(&syn);
+        }
+    };
+
+    send(5);
+    assert_eq!(counters(&stats_after(&net, 5))["packets"], 5);
+    guard_tests::net::ip(&["-n", &net.victim, "link", "del", &net.victim_if]);
+    gone(true);
+    guard.wait_for_log(&format!(
+        "{} in netns {} was deleted: nothing is guarded there",
+        net.victim_if, net.victim
+    ));
+    let out = guard_proc::run(&["status", "--netns", &net.victim]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("gone (deleted)"), "{out}");
+
+    net.link();
+    gone(false);
+    guard.wait_for_log("is back");
+    assert!(
+        net.victim_link().contains("xdpgeneric"),
+        "not attached again:\n{}",
+        net.victim_link()
+    );
+    send(5);
+    assert_eq!(counters(&stats_after(&net, 10))["packets"], 10);
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
 #[test]
 fn missing_interface_is_refused_with_exit_2() {
     let _kernel = kernel_test!();

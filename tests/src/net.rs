@@ -62,33 +62,39 @@ impl TestNet {
         };
         for ns in [&net.attacker, &net.victim] {
             ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
+        net.link();
+        net
+    }
+
+    /// Makes the silent veth pair between the namespaces (again, after a
+    /// test deleted it).
+    pub fn link(&self) {
         // Created directly inside the namespaces: nothing ever appears
         // among the host's own interfaces.
         ip(&[
             "link",
             "add",
             "name",
-            &net.attacker_if,
+            &self.attacker_if,
             "netns",
-            &net.attacker,
+            &self.attacker,
             "type",
             "veth",
             "peer",
             "name",
-            &net.victim_if,
+            &self.victim_if,
             "netns",
-            &net.victim,
+            &self.victim,
         ]);
         for (ns, dev) in [
-            (&net.attacker, &net.attacker_if),
-            (&net.victim, &net.victim_if),
+            (&self.attacker, &self.attacker_if),
+            (&self.victim, &self.victim_if),
         ] {
             quiet_ipv6(ns, dev);
             ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        net
     }
 
     /// A silent pair with addresses: the attacker side 198.18.0.1/24 and

@@ -27,7 +27,7 @@ use crate::{
     config::{Fingerprints, Settings, SynCookies},
     dataplane::{
         events::{self, Tagged},
-        loader::{self, AttachRequest, Attached},
+        loader::{self, AttachRequest, Attached, Followed},
         pins::Layout,
     },
     error::usage,
@@ -140,6 +140,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             }
             _ = summary.ticker.tick() => summary.log(&attached)?,
             _ = kept_ticker.tick() => {
+                follow(&scope, &mut attached, &published, &settings);
                 kept.tick(&mut settings, &mut attached);
                 if let Some(f) = fleet.as_mut() {
                     let change = f.tick(kept.timed_denies(), &settings.allow);
@@ -428,10 +429,42 @@ impl Published {
                     prog_id: a.prog_id,
                     egress_prog_id: a.egress_prog_id,
                     cookies_possible: a.cookies_ok,
+                    gone: a.gone,
                 })
                 .collect(),
         };
         status_file::publish_run(&self.dir, &run);
+    }
+}
+
+/// Follows every guarded interface by its name (`Attached::follow`),
+/// saying what changed, in the log, the status file and to systemd.
+fn follow(scope: &Scope, attached: &mut [Attached], published: &Published, settings: &Settings) {
+    let mut changed = false;
+    for a in &mut *attached {
+        let Some(followed) = a.follow(scope) else {
+            continue;
+        };
+        changed = true;
+        let name = format!("{}{}", a.iface.name, scope.suffix());
+        match followed {
+            Followed::Gone => tracing::error!(
+                "{name} was deleted: nothing is guarded there until an interface of that name comes back, which guard attaches to again"
+            ),
+            Followed::Back => tracing::info!(
+                "{name} is back (index {}): attached again in {} mode, its sources, bans and counters kept",
+                a.iface.index,
+                a.mode
+            ),
+            Followed::Refused(e) => tracing::error!(
+                "{name} is back (index {}) but guard could not attach to it: {e:#}",
+                a.iface.index
+            ),
+        }
+    }
+    if changed {
+        published.run(settings, attached);
+        notify::ready(&systemd_status(settings, attached));
     }
 }
 
@@ -442,7 +475,11 @@ fn systemd_status(settings: &Settings, attached: &[Attached]) -> String {
         settings.mode,
         attached
             .iter()
-            .map(|a| format!("{} ({} XDP)", a.iface.name, a.mode))
+            .map(|a| if a.gone {
+                format!("{} (gone)", a.iface.name)
+            } else {
+                format!("{} ({} XDP)", a.iface.name, a.mode)
+            })
             .collect::<Vec<_>>()
             .join(", ")
     )

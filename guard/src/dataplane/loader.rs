@@ -192,6 +192,24 @@ pub struct Attached {
     /// The SYN-ACK recorder's tcx link on the interface's egress, if the
     /// kernel took it.
     egress: Option<SchedClassifierLinkId>,
+    /// The interface was deleted ([`Attached::follow`]): the links are
+    /// released, the maps kept for an interface of the same name.
+    pub gone: bool,
+}
+
+/// What became of a guarded interface since the last look
+/// ([`Attached::follow`]).
+#[derive(Debug)]
+pub enum Followed {
+    /// Deleted (a container stopped, a link recreated): nothing is guarded
+    /// under its name until it comes back.
+    Gone,
+    /// An interface of the same name again: the program is attached to it,
+    /// with its maps (sources, bans, lists, counters) as they were.
+    Back,
+    /// An interface of the same name again, which the program could not
+    /// take (why); the next one of the name is tried.
+    Refused(anyhow::Error),
 }
 
 impl Attached {
@@ -261,6 +279,86 @@ impl Attached {
             }
         }
         self.ports.clone_from(wanted);
+        Ok(())
+    }
+
+    /// Follows the interface by its name, as an operator names it: once it
+    /// is deleted the links are released and it is [`Followed::Gone`]; when
+    /// an interface of the name appears (a new index) the program attaches
+    /// to it in the mode it had, and the egress recorder with it. `None`
+    /// when nothing changed, or when the lookup itself failed.
+    pub fn follow(&mut self, scope: &Scope) -> Option<Followed> {
+        let found = match scope.run(|| iface::lookup(&self.iface.name, "")) {
+            Ok(Ok(found)) => Some(found),
+            Ok(Err(iface::IfaceError::NotFound { .. })) => None,
+            _ => return None,
+        };
+        match found {
+            Some(found) if found.index == self.iface.index => None,
+            None if self.gone => None,
+            None => {
+                self.release();
+                Some(Followed::Gone)
+            }
+            Some(found) => {
+                self.release();
+                self.iface = found;
+                Some(match self.reattach(scope) {
+                    Ok(()) => {
+                        self.gone = false;
+                        Followed::Back
+                    }
+                    Err(e) => Followed::Refused(e),
+                })
+            }
+        }
+    }
+
+    /// Lets go of the links of an interface that is gone (the kernel has
+    /// detached them already): their descriptors, nothing more.
+    fn release(&mut self) {
+        self.gone = true;
+        if let Some(link) = self.egress.take()
+            && let Ok(p) = synack_program(&mut self.ebpf)
+        {
+            let _ = p.detach(link);
+        }
+        if let Some(link) = self.link.take()
+            && let Ok(p) = xdp_program(&mut self.ebpf)
+        {
+            let _ = p.detach(link);
+        }
+    }
+
+    /// Attaches the loaded program to `self.iface` again, as [`attach`]
+    /// did to the one of this name before.
+    fn reattach(&mut self, scope: &Scope) -> Result<()> {
+        let iface = self.iface.clone();
+        let name = format!("{}{}", iface.name, scope.suffix());
+        if let Some(link_type) = scope.run(|| iface::non_ethernet(&iface))?? {
+            return Err(anyhow!(
+                "{name} has no Ethernet header (link type {link_type})"
+            ));
+        }
+        if let Some(existing) = scope.run(|| iface::xdp_attachment(&iface))?? {
+            return Err(anyhow!(
+                "{name} already has an XDP program: {existing}; guard does not replace it"
+            ));
+        }
+        let mode = match self.mode {
+            XdpAttachMode::Native => XdpMode::Driver,
+            _ => XdpMode::Skb,
+        };
+        let program = xdp_program(&mut self.ebpf)?;
+        self.link = Some(scope.run(|| program_attach(program, &iface, mode))??);
+        self.egress = scope
+            .run(|| attach_egress(&mut self.ebpf, &iface))?
+            .map_err(|e| tracing::warn!("{name}: {e:#}"))
+            .ok();
+        self.egress_prog_id = match self.egress {
+            Some(_) => synack_program(&mut self.ebpf)?.info().ok().map(|i| i.id()),
+            None => None,
+        };
         Ok(())
     }
 
@@ -427,6 +525,7 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         ebpf,
         link: Some(link),
         egress,
+        gone: false,
     };
     attached.dataplane.pin(&attached.pin_dir)?;
     Ok(attached)

@@ -83,6 +83,10 @@ pub struct AttachedStatus {
     /// Whether this attachment can answer SYNs with cookies (not a veth in
     /// native mode).
     pub cookies_possible: bool,
+    /// The interface was deleted while guard ran: nothing is attached under
+    /// its name until one of that name comes back (guard attaches again).
+    #[serde(default)]
+    pub gone: bool,
 }
 
 /// `guard status --json`: what is running and enforcing, in one document.
@@ -147,6 +151,13 @@ impl StatusReport {
             let _ = write!(out, "  {}", a.iface);
             if let Some(ns) = &a.netns {
                 let _ = write!(out, " (netns {ns})");
+            }
+            if a.gone {
+                let _ = writeln!(
+                    out,
+                    ": gone (deleted), nothing guarded; guard attaches again when an interface of this name comes back"
+                );
+                continue;
             }
             let egress = a.egress_prog_id.map_or_else(
                 || ", no egress program (no tcx)".to_owned(),
@@ -214,6 +225,7 @@ mod tests {
                     prog_id: 57,
                     egress_prog_id: Some(61),
                     cookies_possible: true,
+                    gone: false,
                 },
                 AttachedStatus {
                     iface: "veth1".into(),
@@ -222,6 +234,7 @@ mod tests {
                     prog_id: 58,
                     egress_prog_id: None,
                     cookies_possible: false,
+                    gone: false,
                 },
             ],
         }
@@ -252,6 +265,13 @@ mod tests {
         assert_eq!(json["mode"], "enforce");
         assert_eq!(json["interfaces"][0]["xdp_mode"], "native");
         assert_eq!(json["uptime_secs"], 10_920.0);
+        let mut gone = run(Enforcement::Enforce);
+        gone.interfaces[1].gone = true;
+        assert!(
+            StatusReport::new(gone, None, 1000.0).render().contains(
+                "\n  veth1 (netns edge): gone (deleted), nothing guarded; guard attaches again when an interface of this name comes back\n"
+            )
+        );
         let monitor = StatusReport::new(run(Enforcement::Monitor), None, 1000.0).render();
         assert!(
             monitor.contains("monitor (counts, drops nothing)"),

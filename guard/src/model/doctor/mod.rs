@@ -616,6 +616,22 @@ fn enforcing(run: Option<&RunStatus>) -> Finding {
     let Some(run) = run else {
         return Finding::ok("enforcing", "no guard running");
     };
+    let gone: Vec<&str> = run
+        .interfaces
+        .iter()
+        .filter(|a| a.gone)
+        .map(|a| a.iface.as_str())
+        .collect();
+    if !gone.is_empty() {
+        return Finding::crit(
+            "enforcing",
+            format!(
+                "{} deleted while guard ran: nothing is guarded there",
+                gone.join(", ")
+            ),
+            "bring the interface back under the same name (guard attaches again by itself), or restart guard with the interfaces it should guard",
+        );
+    }
     if run.mode == Enforcement::Monitor {
         return Finding::warn(
             "enforcing",

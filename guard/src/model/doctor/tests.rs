@@ -263,6 +263,7 @@ fn a_guard_in_monitor_or_skb_mode_warns() {
             prog_id: 9,
             egress_prog_id: Some(10),
             cookies_possible: true,
+            gone: false,
         }],
     };
     assert_eq!(enforcing(None).level, Severity::Ok);
@@ -276,6 +277,16 @@ fn a_guard_in_monitor_or_skb_mode_warns() {
     assert!(
         skb.reason.contains("skb (generic) XDP mode on eth0"),
         "{skb}"
+    );
+    // An interface deleted under a running guard outranks the mode.
+    let mut gone = run(Enforcement::Monitor, XdpAttachMode::Native);
+    gone.interfaces[0].gone = true;
+    let gone = enforcing(Some(&gone));
+    assert_eq!(gone.level, Severity::Crit);
+    assert!(
+        gone.reason
+            .contains("eth0 deleted while guard ran: nothing is guarded there"),
+        "{gone}"
     );
 }
 

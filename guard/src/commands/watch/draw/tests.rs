@@ -137,6 +137,7 @@ fn view(conntrack: Option<Status>) -> WatchView {
                 prog_id: 9,
                 egress_prog_id: Some(10),
                 cookies_possible: true,
+                gone: false,
             }],
         }),
     }
