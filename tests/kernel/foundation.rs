@@ -317,8 +317,13 @@ fn sigint_detaches_and_unpins() {
 fn a_deleted_interface_is_followed_and_guarded_again() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    let guard = start_on(&net, &[]);
+    let port = 20_000 + u16::try_from(std::process::id() % 1000).expect("port");
+    let guard = start_on(&net, &["--metrics", &format!("127.0.0.1:{port}")]);
     let pid = guard.pid().expect("running");
+    let attached = format!(
+        "guard_attached{{iface=\"{}/{}\"}} ",
+        net.victim, net.victim_if
+    );
     let gone = |want: bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -354,6 +359,10 @@ fn a_deleted_interface_is_followed_and_guarded_again() {
     let out = guard_proc::run(&["status", "--netns", &net.victim]);
     out.assert_code(0);
     assert!(out.stdout.contains("gone (deleted)"), "{out}");
+    assert!(
+        guard_proc::scrape(port).contains(&format!("{attached}0")),
+        "no {attached}0"
+    );
 
     net.link();
     gone(false);
@@ -362,6 +371,10 @@ fn a_deleted_interface_is_followed_and_guarded_again() {
         net.victim_link().contains("xdpgeneric"),
         "not attached again:\n{}",
         net.victim_link()
+    );
+    assert!(
+        guard_proc::scrape(port).contains(&format!("{attached}1")),
+        "no {attached}1"
     );
     send(5);
     assert_eq!(counters(&stats_after(&net, 10))["packets"], 10);

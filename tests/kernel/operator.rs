@@ -253,6 +253,8 @@ fn metrics_parse_and_match_the_counters() {
         env!("CARGO_PKG_VERSION")
     );
     assert_eq!(samples.get(&info).copied(), Some(1.0), "no {info}");
+    let attached = format!("guard_attached{{iface=\"{iface}\"}}");
+    assert_eq!(samples.get(&attached).copied(), Some(1.0), "no {attached}");
     // The controller's gauges, once it has ticked.
     let deadline = Instant::now() + Duration::from_secs(5);
     let samples = loop {

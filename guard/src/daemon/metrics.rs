@@ -150,6 +150,7 @@ impl Collector for GuardCollector {
         }
         if let Some(run) = run {
             encode_info(&mut encoder, &run)?;
+            encode_attached(&mut encoder, &run)?;
         }
         if let Some(view) = status_file::read_fleet(&self.runtime_dir) {
             encode_fleet(&mut encoder, &view)?;
@@ -424,6 +425,29 @@ fn encode_info(encoder: &mut DescriptorEncoder, run: &RunStatus) -> Result<(), s
             ("version", run.version.as_str()),
         ];
         ConstGauge::new(1.0).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// `guard_attached`: 1 per interface guard's program is attached to, 0
+/// for one deleted under it (until one of its name comes back).
+fn encode_attached(
+    encoder: &mut DescriptorEncoder,
+    run: &RunStatus,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "guard_attached",
+        "1 while guard's program is attached to the interface, 0 once the interface was deleted (guard attaches again when one of its name comes back).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for a in &run.interfaces {
+        let iface = a
+            .netns
+            .as_ref()
+            .map_or_else(|| a.iface.clone(), |ns| format!("{ns}/{}", a.iface));
+        let up = if a.gone { 0.0 } else { 1.0 };
+        ConstGauge::new(up).encode(family.encode_family(&[("iface", iface.as_str())])?)?;
     }
     Ok(())
 }
