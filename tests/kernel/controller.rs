@@ -630,6 +630,40 @@ fn missing_conntrack_is_said_plainly() {
     assert!(state_files().is_empty());
 }
 
+/// nf_conntrack loaded after guard started (a firewall's or a container
+/// runtime's first rule loads it): guard finds it within a second and
+/// starts its controller, which ticks, and which leaves the namespace's
+/// timeouts as they were, and no state file, when guard stops.
+#[test]
+fn conntrack_loaded_after_the_start_starts_the_controller() {
+    let _kernel = kernel_test!();
+    let v = Victim::new();
+    let before = v.timeouts();
+    let (code, stderr) = in_private_mounts(&format!(
+        "mount -t tmpfs none /proc/sys/net/netfilter && \
+         {{ {} run --netns {} --iface {} --summary-interval 0 & pid=$!; \
+         sleep 3; umount /proc/sys/net/netfilter; sleep 3; kill -TERM $pid; wait $pid; }}",
+        guard_proc::guard_bin().display(),
+        v.net.victim,
+        v.net.victim_if
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    let without = stderr
+        .find("guard runs without its conntrack controller until nf_conntrack is loaded")
+        .unwrap_or_else(|| panic!("no warning at the start:\n{stderr}"));
+    let starts = stderr
+        .find(&format!(
+            "nf_conntrack is loaded in netns {}: the conntrack controller starts",
+            v.net.victim
+        ))
+        .unwrap_or_else(|| panic!("the controller never started:\n{stderr}"));
+    assert!(without < starts, "{stderr}");
+    // Its first tick: the level line.
+    assert!(stderr[starts..].contains("level normal"), "{stderr}");
+    assert_eq!(v.timeouts(), before);
+    assert!(state_files().is_empty());
+}
+
 #[test]
 fn a_memory_budget_smaller_than_the_table_is_refused() {
     let _kernel = kernel_test!();

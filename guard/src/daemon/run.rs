@@ -154,10 +154,11 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
                 }
             }
-            () = sleep_until(next_control), if controller.is_some() => {
-                let Some(c) = controller.as_mut() else { continue };
-                c.set_neighbours(fleet.as_ref().and_then(Fleet::neighbours).as_ref());
-                next_control = Instant::now() + control(c, &mut attached, &level_tx);
+            () = sleep_until(next_control) => {
+                let conntrack = (&mut controller, &scope, runtime_dir.as_path());
+                let neighbours = fleet.as_ref().and_then(Fleet::neighbours);
+                next_control = Instant::now()
+                    + conntrack_tick(conntrack, &settings, &mut attached, &level_tx, neighbours.as_ref());
             }
             Some(first) = events.recv() => {
                 // Events come in bursts: one conntrack dump serves every
@@ -248,11 +249,61 @@ fn start_controller<'a>(
                     "`syn-cookies = always` needs conntrack: the kernel's SYNPROXY completes the handshakes ({e})"
                 )));
             }
-            tracing::warn!("{e}; guard runs without its conntrack controller");
+            tracing::warn!(
+                "{e}; guard runs without its conntrack controller until nf_conntrack is loaded (a firewall or a container runtime loads it with its first rule; guard looks every second)"
+            );
             Ok(None)
         }
         Err(e) => Err(usage(e)),
     }
+}
+
+/// One tick of the conntrack controller; returns when the next is due.
+/// Without one, since nf_conntrack was not loaded when guard started, it
+/// looks for conntrack instead, and starts the controller (and its first
+/// tick) once it is there: a controller that cannot start then is said
+/// once a minute.
+fn conntrack_tick<'a>(
+    (controller, scope, runtime_dir): (&mut Option<Controller<'a>>, &'a Scope, &Path),
+    settings: &Settings,
+    attached: &mut [Attached],
+    level: &watch::Sender<Level>,
+    neighbours: Option<&(Level, String)>,
+) -> Duration {
+    if controller.is_none() {
+        let started = match Knobs::open(scope) {
+            Err(KnobError::NotLoaded { .. }) => return Duration::from_secs(1),
+            Ok(knobs) => Controller::start(
+                knobs,
+                settings,
+                settings.ifaces.len(),
+                runtime_dir.to_path_buf(),
+            ),
+            Err(e) => Err(e.into()),
+        };
+        match started {
+            Ok(c) => {
+                tracing::info!(
+                    "nf_conntrack is loaded{}: the conntrack controller starts",
+                    scope.suffix()
+                );
+                controller
+                    .insert(c)
+                    .xdp_can_reply(attached.iter().any(|a| a.cookies_ok), settings);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "nf_conntrack is loaded, but the conntrack controller cannot start: {e:#}"
+                );
+                return Duration::from_secs(60);
+            }
+        }
+    }
+    let Some(c) = controller.as_mut() else {
+        return Duration::from_secs(1);
+    };
+    c.set_neighbours(neighbours);
+    control(c, attached, level)
 }
 
 /// A batch of events: logged, banned sources' conntrack entries deleted,
