@@ -446,6 +446,32 @@ fn interface_without_ethernet_header_is_refused() {
     );
 }
 
+/// A bridge hands XDP only the frames it passes up to this host, not
+/// those it forwards between its ports: guard attaches and says so.
+#[test]
+fn a_bridge_is_guarded_with_a_warning() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    for args in [
+        &["-n", &net.victim, "link", "add", "gbr0", "type", "bridge"][..],
+        &["-n", &net.victim, "link", "set", "gbr0", "up"][..],
+    ] {
+        guard_tests::net::ip(args);
+    }
+    let mut guard = Guard::start(&["run", "--netns", &net.victim, "--iface", "gbr0"]);
+    let pins = Path::new("/sys/fs/bpf/guard/netns")
+        .join(&net.victim)
+        .join("gbr0");
+    guard.wait_for(&pins.join("GUARD_COUNTERS"));
+    guard.wait_for_log(&format!(
+        "gbr0 in netns {} is a bridge: guard sees the frames it hands to this host's own stack, not those it forwards between its ports",
+        net.victim
+    ));
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(!pins.exists(), "{finished}");
+}
+
 #[test]
 fn second_guard_is_refused() {
     let _kernel = kernel_test!();

@@ -335,11 +335,7 @@ impl Attached {
     fn reattach(&mut self, scope: &Scope) -> Result<()> {
         let iface = self.iface.clone();
         let name = format!("{}{}", iface.name, scope.suffix());
-        if let Some(link_type) = scope.run(|| iface::non_ethernet(&iface))?? {
-            return Err(anyhow!(
-                "{name} has no Ethernet header (link type {link_type})"
-            ));
-        }
+        check_link(scope, &iface)?;
         if let Some(existing) = scope.run(|| iface::xdp_attachment(&iface))?? {
             return Err(anyhow!(
                 "{name} already has an XDP program: {existing}; guard does not replace it"
@@ -433,15 +429,7 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         .run(|| iface::lookup(req.iface, &scope.suffix()))
         .map_err(usage)?
         .map_err(usage)?;
-    if let Some(link_type) = scope.run(|| iface::non_ethernet(&iface)).map_err(usage)?? {
-        return Err(usage(anyhow!(
-            "interface {}{} has no Ethernet header (link type {link_type}: a tun, WireGuard, \
-             GRE, IPIP or PPP device hands XDP bare IP packets), and guard's XDP program parses \
-             Ethernet frames; run guard on the Ethernet interface the packets arrive on",
-            iface.name,
-            scope.suffix()
-        )));
-    }
+    check_link(scope, &iface).map_err(usage)?;
     let existing = scope
         .run(|| iface::xdp_attachment(&iface))
         .map_err(usage)??;
@@ -529,6 +517,27 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
     };
     attached.dataplane.pin(&attached.pin_dir)?;
     Ok(attached)
+}
+
+/// Refuses an interface whose frames have no Ethernet header, and says
+/// what guard does not see on a bridge (the README's caveats).
+fn check_link(scope: &Scope, iface: &Interface) -> Result<()> {
+    let name = format!("{}{}", iface.name, scope.suffix());
+    if let Some(link_type) = scope.run(|| iface::non_ethernet(iface))?? {
+        return Err(anyhow!(
+            "interface {name} has no Ethernet header (link type {link_type}: a tun, WireGuard, GRE, \
+             IPIP or PPP device hands XDP bare IP packets), and guard's XDP program parses \
+             Ethernet frames; run guard on the Ethernet interface the packets arrive on"
+        ));
+    }
+    if scope.run(|| iface::is_bridge(iface))?? {
+        tracing::warn!(
+            "{name} is a bridge: guard sees the frames it hands to this host's own stack, not \
+             those it forwards between its ports (containers', VMs'); to guard those, run guard \
+             on the interface they arrive on"
+        );
+    }
+    Ok(())
 }
 
 /// Attaches in the mode `choice` asks for. `auto` takes skb mode on a

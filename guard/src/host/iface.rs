@@ -95,9 +95,18 @@ pub fn xdp_attachment(iface: &Interface) -> Result<Option<XdpAttachment>, IfaceE
 
 /// Whether the interface is one end of a veth pair (a container's link).
 pub fn is_veth(iface: &Interface) -> Result<bool, IfaceError> {
+    is_kind(iface, &InfoKind::Veth)
+}
+
+/// Whether the interface is a bridge (`docker0`, a VM host's `br0`).
+pub fn is_bridge(iface: &Interface) -> Result<bool, IfaceError> {
+    is_kind(iface, &InfoKind::Bridge)
+}
+
+fn is_kind(iface: &Interface, kind: &InfoKind) -> Result<bool, IfaceError> {
     Ok(link(iface)?.attributes.iter().any(|attr| {
         matches!(attr, LinkAttribute::LinkInfo(infos)
-            if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
+            if infos.iter().any(|i| matches!(i, LinkInfo::Kind(k) if k == kind)))
     }))
 }
 
