@@ -31,7 +31,7 @@ use crate::{
         as_f64 as f,
         fingerprint::describe,
         fleet::{self, FleetView},
-        status::{RunStatus, Status},
+        status::{AttachedStatus, RunStatus, Status},
         xdp::XdpAttachMode,
     },
 };
@@ -408,10 +408,7 @@ fn encode_info(encoder: &mut DescriptorEncoder, run: &RunStatus) -> Result<(), s
         Enforcement::Monitor => "monitor",
     };
     for a in &run.interfaces {
-        let iface = a
-            .netns
-            .as_ref()
-            .map_or_else(|| a.iface.clone(), |ns| format!("{ns}/{}", a.iface));
+        let iface = iface_label(a);
         let xdp_mode = match a.xdp_mode {
             XdpAttachMode::Native => "native",
             XdpAttachMode::Skb => "skb",
@@ -442,14 +439,18 @@ fn encode_attached(
         MetricType::Gauge,
     )?;
     for a in &run.interfaces {
-        let iface = a
-            .netns
-            .as_ref()
-            .map_or_else(|| a.iface.clone(), |ns| format!("{ns}/{}", a.iface));
+        let iface = iface_label(a);
         let up = if a.gone { 0.0 } else { 1.0 };
         ConstGauge::new(up).encode(family.encode_family(&[("iface", iface.as_str())])?)?;
     }
     Ok(())
+}
+
+/// An interface's `iface` label: `eth0`, or `NETNS/eth0`.
+fn iface_label(a: &AttachedStatus) -> String {
+    a.netns
+        .as_ref()
+        .map_or_else(|| a.iface.clone(), |ns| format!("{ns}/{}", a.iface))
 }
 
 fn encode_controller(encoder: &mut DescriptorEncoder, s: &Status) -> Result<(), std::fmt::Error> {
