@@ -383,6 +383,100 @@ fn a_deleted_interface_is_followed_and_guarded_again() {
     assert_clean(&net, &finished);
 }
 
+/// An interface that comes back under its name with someone else's
+/// program on it is not taken from them: guard says why, and attaches
+/// once that program is gone.
+#[test]
+fn a_returning_interface_is_taken_only_once_it_is_free() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let guard = start_on(&net, &[]);
+    let ip = guard_tests::net::ip;
+    ip(&["-n", &net.victim, "link", "del", &net.victim_if]);
+    guard.wait_for_log("was deleted");
+    // The new link gets its name only once the other program holds it:
+    // guard sees it under the name at once, never free before.
+    let spare = format!("{}x", net.victim_if);
+    ip(&[
+        "link",
+        "add",
+        "name",
+        &net.attacker_if,
+        "netns",
+        &net.attacker,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &spare,
+        "netns",
+        &net.victim,
+    ]);
+    let mut foreign =
+        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
+    let prog: &mut aya::programs::Xdp = foreign
+        .program_mut(guard_common::maps::PROGRAM)
+        .expect("program")
+        .try_into()
+        .expect("xdp");
+    prog.load().expect("load");
+    let prog_id = prog.info().expect("info").id();
+    let scope = guard::host::netns::Scope::open(Some(&net.victim)).expect("netns");
+    scope
+        .run(|| {
+            let index = guard::host::iface::lookup(&spare, "")
+                .expect("lookup")
+                .index;
+            prog.attach_to_if_index(index, aya::programs::XdpMode::Skb)
+        })
+        .expect("enter netns")
+        .expect("attach the foreign program");
+    ip(&[
+        "-n",
+        &net.victim,
+        "link",
+        "set",
+        &spare,
+        "name",
+        &net.victim_if,
+    ]);
+    guard.wait_for_log(&format!(
+        "is back (index {}) but guard could not attach to it",
+        scope
+            .run(|| guard::host::iface::lookup(&net.victim_if, "")
+                .expect("lookup")
+                .index)
+            .expect("enter netns")
+    ));
+    assert!(
+        guard
+            .stderr()
+            .contains(&format!("program id {prog_id} `guard`"))
+    );
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        net.victim_link().contains(&format!("id {prog_id} ")),
+        "the other program was replaced:\n{}",
+        net.victim_link()
+    );
+    assert!(
+        !guard.stderr().contains("attached again"),
+        "{}",
+        guard.stderr()
+    );
+
+    drop(foreign);
+    guard.wait_for_log("attached again in skb (generic) mode");
+    let link = net.victim_link();
+    assert!(
+        link.contains("xdpgeneric") && !link.contains(&format!("id {prog_id} ")),
+        "{link}"
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
+}
+
 #[test]
 fn missing_interface_is_refused_with_exit_2() {
     let _kernel = kernel_test!();

@@ -208,7 +208,7 @@ pub enum Followed {
     /// with its maps (sources, bans, lists, counters) as they were.
     Back,
     /// An interface of the same name again, which the program could not
-    /// take (why); the next one of the name is tried.
+    /// take (why); it is tried again at every look, quietly.
     Refused(anyhow::Error),
 }
 
@@ -285,8 +285,9 @@ impl Attached {
     /// Follows the interface by its name, as an operator names it: once it
     /// is deleted the links are released and it is [`Followed::Gone`]; when
     /// an interface of the name appears (a new index) the program attaches
-    /// to it in the mode it had, and the egress recorder with it. `None`
-    /// when nothing changed, or when the lookup itself failed.
+    /// to it in the mode it had, and the egress recorder with it (or, if
+    /// it cannot, tries again every call). `None` when nothing changed, or
+    /// when the lookup itself failed.
     pub fn follow(&mut self, scope: &Scope) -> Option<Followed> {
         let found = match scope.run(|| iface::lookup(&self.iface.name, "")) {
             Ok(Ok(found)) => Some(found),
@@ -294,7 +295,14 @@ impl Attached {
             _ => return None,
         };
         match found {
-            Some(found) if found.index == self.iface.index => None,
+            Some(found) if found.index == self.iface.index && !self.gone => None,
+            // The one guard could not take when it came back (someone
+            // else's program on it): tried again each second, said once
+            // it takes.
+            Some(found) if found.index == self.iface.index => self.reattach(scope).ok().map(|()| {
+                self.gone = false;
+                Followed::Back
+            }),
             None if self.gone => None,
             None => {
                 self.release();
@@ -335,12 +343,14 @@ impl Attached {
     fn reattach(&mut self, scope: &Scope) -> Result<()> {
         let iface = self.iface.clone();
         let name = format!("{}{}", iface.name, scope.suffix());
-        check_link(scope, &iface)?;
+        // Someone else's program first: while it stays, this is retried
+        // every second, and the bridge's warning would repeat.
         if let Some(existing) = scope.run(|| iface::xdp_attachment(&iface))?? {
             return Err(anyhow!(
                 "{name} already has an XDP program: {existing}; guard does not replace it"
             ));
         }
+        check_link(scope, &iface)?;
         let mode = match self.mode {
             XdpAttachMode::Native => XdpMode::Driver,
             _ => XdpMode::Skb,
