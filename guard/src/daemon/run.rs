@@ -480,7 +480,7 @@ impl Published {
                     prog_id: a.prog_id,
                     egress_prog_id: a.egress_prog_id,
                     cookies_possible: a.cookies_ok,
-                    gone: a.gone,
+                    gone: a.gone(),
                 })
                 .collect(),
         };
@@ -526,7 +526,7 @@ fn systemd_status(settings: &Settings, attached: &[Attached]) -> String {
         settings.mode,
         attached
             .iter()
-            .map(|a| if a.gone {
+            .map(|a| if a.gone() {
                 format!("{} (gone)", a.iface.name)
             } else {
                 format!("{} ({} XDP)", a.iface.name, a.mode)

@@ -192,9 +192,6 @@ pub struct Attached {
     /// The SYN-ACK recorder's tcx link on the interface's egress, if the
     /// kernel took it.
     egress: Option<SchedClassifierLinkId>,
-    /// The interface was deleted ([`Attached::follow`]): the links are
-    /// released, the maps kept for an interface of the same name.
-    pub gone: bool,
 }
 
 /// What became of a guarded interface since the last look
@@ -213,6 +210,14 @@ pub enum Followed {
 }
 
 impl Attached {
+    /// Whether the interface was deleted ([`Attached::follow`]) and guard
+    /// is attached to none of its name: the links are released, the maps
+    /// kept for an interface of the same name.
+    #[must_use]
+    pub const fn gone(&self) -> bool {
+        self.link.is_none()
+    }
+
     /// Writes a reloaded configuration (mode, limits, lists) into the running
     /// program.
     /// Makes the allow and deny tries hold `lists`, and only them.
@@ -294,16 +299,16 @@ impl Attached {
             Ok(Err(iface::IfaceError::NotFound { .. })) => None,
             _ => return None,
         };
+        let gone = self.gone();
         match found {
-            Some(found) if found.index == self.iface.index && !self.gone => None,
+            Some(found) if found.index == self.iface.index && !gone => None,
             // The one guard could not take when it came back (someone
             // else's program on it): tried again each second, said once
             // it takes.
-            Some(found) if found.index == self.iface.index => self.reattach(scope).ok().map(|()| {
-                self.gone = false;
-                Followed::Back
-            }),
-            None if self.gone => None,
+            Some(found) if found.index == self.iface.index => {
+                self.reattach(scope).ok().map(|()| Followed::Back)
+            }
+            None if gone => None,
             None => {
                 self.release();
                 Some(Followed::Gone)
@@ -312,10 +317,7 @@ impl Attached {
                 self.release();
                 self.iface = found;
                 Some(match self.reattach(scope) {
-                    Ok(()) => {
-                        self.gone = false;
-                        Followed::Back
-                    }
+                    Ok(()) => Followed::Back,
                     Err(e) => Followed::Refused(e),
                 })
             }
@@ -325,7 +327,6 @@ impl Attached {
     /// Lets go of the links of an interface that is gone (the kernel has
     /// detached them already): their descriptors, nothing more.
     fn release(&mut self) {
-        self.gone = true;
         if let Some(link) = self.egress.take()
             && let Ok(p) = synack_program(&mut self.ebpf)
         {
@@ -361,10 +362,11 @@ impl Attached {
             .run(|| attach_egress(&mut self.ebpf, &iface))?
             .map_err(|e| tracing::warn!("{name}: {e:#}"))
             .ok();
-        self.egress_prog_id = match self.egress {
-            Some(_) => synack_program(&mut self.ebpf)?.info().ok().map(|i| i.id()),
-            None => None,
-        };
+        self.egress_prog_id = self
+            .egress
+            .as_ref()
+            .and_then(|_| synack_program(&mut self.ebpf).ok()?.info().ok())
+            .map(|i| i.id());
         Ok(())
     }
 
@@ -523,7 +525,6 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         ebpf,
         link: Some(link),
         egress,
-        gone: false,
     };
     attached.dataplane.pin(&attached.pin_dir)?;
     Ok(attached)
