@@ -32,6 +32,41 @@ fn v6() -> (IpAddr, IpAddr) {
     (V6_SRC.into(), V6_DST.into())
 }
 
+/// Where guard pins the maps of the victim namespace's interfaces.
+fn netns_pins(net: &TestNet) -> PathBuf {
+    Path::new("/sys/fs/bpf/guard/netns").join(&net.victim)
+}
+
+/// The index of `dev` in namespace `ns`.
+fn index_of(ns: &str, dev: &str) -> u32 {
+    guard::host::netns::Scope::open(Some(ns))
+        .expect("netns")
+        .run(|| guard::host::iface::lookup(dev, "").expect("lookup").index)
+        .expect("enter netns")
+}
+
+/// Someone else's program (guard's own object, loaded by this process)
+/// attached to `dev` in `ns` in skb mode through a BPF link this process
+/// holds, so dropping the object detaches it; and its program id.
+fn foreign_program(ns: &str, dev: &str) -> (aya::Ebpf, u32) {
+    let mut foreign =
+        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
+    let prog: &mut aya::programs::Xdp = foreign
+        .program_mut(guard_common::maps::PROGRAM)
+        .expect("program")
+        .try_into()
+        .expect("xdp");
+    prog.load().expect("load");
+    let prog_id = prog.info().expect("info").id();
+    let index = index_of(ns, dev);
+    guard::host::netns::Scope::open(Some(ns))
+        .expect("netns")
+        .run(|| prog.attach_to_if_index(index, aya::programs::XdpMode::Skb))
+        .expect("enter netns")
+        .expect("attach the foreign program");
+    (foreign, prog_id)
+}
+
 /// Checks that guard is gone from the interface and from bpffs.
 fn assert_clean(net: &TestNet, finished: &Finished) {
     let link = net.victim_link();
@@ -412,25 +447,7 @@ fn a_returning_interface_is_taken_only_once_it_is_free() {
         "netns",
         &net.victim,
     ]);
-    let mut foreign =
-        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
-    let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(guard_common::maps::PROGRAM)
-        .expect("program")
-        .try_into()
-        .expect("xdp");
-    prog.load().expect("load");
-    let prog_id = prog.info().expect("info").id();
-    let scope = guard::host::netns::Scope::open(Some(&net.victim)).expect("netns");
-    scope
-        .run(|| {
-            let index = guard::host::iface::lookup(&spare, "")
-                .expect("lookup")
-                .index;
-            prog.attach_to_if_index(index, aya::programs::XdpMode::Skb)
-        })
-        .expect("enter netns")
-        .expect("attach the foreign program");
+    let (foreign, prog_id) = foreign_program(&net.victim, &spare);
     ip(&[
         "-n",
         &net.victim,
@@ -442,11 +459,7 @@ fn a_returning_interface_is_taken_only_once_it_is_free() {
     ]);
     guard.wait_for_log(&format!(
         "is back (index {}) but guard could not attach to it",
-        scope
-            .run(|| guard::host::iface::lookup(&net.victim_if, "")
-                .expect("lookup")
-                .index)
-            .expect("enter netns")
+        index_of(&net.victim, &net.victim_if)
     ));
     assert!(
         guard
@@ -490,11 +503,7 @@ fn missing_interface_is_refused_with_exit_2() {
         )),
         "{out}"
     );
-    assert!(
-        !Path::new("/sys/fs/bpf/guard/netns")
-            .join(&net.victim)
-            .exists()
-    );
+    assert!(!netns_pins(&net).exists());
 }
 
 /// A device without an Ethernet header (tun, WireGuard, GRE, ...) hands
@@ -504,20 +513,16 @@ fn missing_interface_is_refused_with_exit_2() {
 fn interface_without_ethernet_header_is_refused() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    let status = std::process::Command::new("ip")
-        .args([
-            "-n",
-            &net.victim,
-            "tuntap",
-            "add",
-            "mode",
-            "tun",
-            "name",
-            "gtun0",
-        ])
-        .status()
-        .expect("ip tuntap");
-    assert!(status.success(), "ip tuntap add: {status}");
+    guard_tests::net::ip(&[
+        "-n",
+        &net.victim,
+        "tuntap",
+        "add",
+        "mode",
+        "tun",
+        "name",
+        "gtun0",
+    ]);
     let out = Guard::start(&["run", "--netns", &net.victim, "--iface", "gtun0"]).exited();
     out.assert_code(2);
     assert!(
@@ -527,17 +532,10 @@ fn interface_without_ethernet_header_is_refused() {
         )) && out.stderr.contains("run guard on the Ethernet interface"),
         "{out}"
     );
-    let link = std::process::Command::new("ip")
-        .args(["-n", &net.victim, "link", "show", "gtun0"])
-        .output()
-        .expect("ip link");
-    assert!(link.status.success());
-    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
     assert!(
-        !Path::new("/sys/fs/bpf/guard/netns")
-            .join(&net.victim)
-            .exists()
+        !guard_tests::net::ip_out(&["-n", &net.victim, "link", "show", "gtun0"]).contains("xdp")
     );
+    assert!(!netns_pins(&net).exists());
 }
 
 /// A bridge hands XDP only the frames it passes up to this host, not
@@ -553,9 +551,7 @@ fn a_bridge_is_guarded_with_a_warning() {
         guard_tests::net::ip(args);
     }
     let mut guard = Guard::start(&["run", "--netns", &net.victim, "--iface", "gbr0"]);
-    let pins = Path::new("/sys/fs/bpf/guard/netns")
-        .join(&net.victim)
-        .join("gbr0");
+    let pins = netns_pins(&net).join("gbr0");
     guard.wait_for(&pins.join("GUARD_COUNTERS"));
     guard.wait_for_log(&format!(
         "gbr0 in netns {} is a bridge: guard sees the frames it hands to this host's own stack, not those it forwards between its ports",
@@ -675,25 +671,7 @@ fn a_missing_bpffs_is_mounted_as_under_ip_netns_exec() {
 fn foreign_program_held_by_a_link_is_kept_unless_forced() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    let mut foreign =
-        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
-    let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(guard_common::maps::PROGRAM)
-        .expect("program")
-        .try_into()
-        .expect("xdp");
-    prog.load().expect("load");
-    let prog_id = prog.info().expect("info").id();
-    let scope = guard::host::netns::Scope::open(Some(&net.victim)).expect("netns");
-    scope
-        .run(|| {
-            let index = guard::host::iface::lookup(&net.victim_if, "")
-                .expect("lookup")
-                .index;
-            prog.attach_to_if_index(index, aya::programs::XdpMode::Skb)
-        })
-        .expect("enter netns")
-        .expect("attach the foreign program");
+    let (_foreign, prog_id) = foreign_program(&net.victim, &net.victim_if);
 
     let out = guard_proc::run(&["run", "--netns", &net.victim, "--iface", &net.victim_if]);
     out.assert_code(2);
