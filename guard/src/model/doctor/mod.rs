@@ -69,7 +69,7 @@ use super::{
     firewall,
     paths::BPFFS,
     sizing::{self, Budget, ESTABLISHED_SECS},
-    status::RunStatus,
+    status::{AttachedStatus, RunStatus},
     xdp::{XdpAttachMode, XdpAttachment},
 };
 use crate::config::Enforcement;
@@ -616,19 +616,11 @@ fn enforcing(run: Option<&RunStatus>) -> Finding {
     let Some(run) = run else {
         return Finding::ok("enforcing", "no guard running");
     };
-    let gone: Vec<&str> = run
-        .interfaces
-        .iter()
-        .filter(|a| a.gone)
-        .map(|a| a.iface.as_str())
-        .collect();
+    let gone = ifaces(run, |a| a.gone);
     if !gone.is_empty() {
         return Finding::crit(
             "enforcing",
-            format!(
-                "{} deleted while guard ran: nothing is guarded there",
-                gone.join(", ")
-            ),
+            format!("{gone} deleted while guard ran: nothing is guarded there"),
             "bring the interface back under the same name (guard attaches again by itself), or restart guard with the interfaces it should guard",
         );
     }
@@ -639,18 +631,12 @@ fn enforcing(run: Option<&RunStatus>) -> Finding {
             "set mode = \"enforce\" in its config and reload (systemctl reload guard), or run it with --mode enforce",
         );
     }
-    let skb: Vec<&str> = run
-        .interfaces
-        .iter()
-        .filter(|a| a.xdp_mode == XdpAttachMode::Skb)
-        .map(|a| a.iface.as_str())
-        .collect();
+    let skb = ifaces(run, |a| a.xdp_mode == XdpAttachMode::Skb);
     if !skb.is_empty() {
         return Finding::warn(
             "enforcing",
             format!(
-                "guard enforces, in skb (generic) XDP mode on {}: the kernel builds an skb for every packet before guard sees it (on a veth that is what SYN cookies need)",
-                skb.join(", ")
+                "guard enforces, in skb (generic) XDP mode on {skb}: the kernel builds an skb for every packet before guard sees it (on a veth that is what SYN cookies need)"
             ),
             "--xdp-mode native, where the driver supports it (not on a veth)",
         );
@@ -659,13 +645,20 @@ fn enforcing(run: Option<&RunStatus>) -> Finding {
         "enforcing",
         format!(
             "guard enforces in native XDP mode on {}",
-            run.interfaces
-                .iter()
-                .map(|a| a.iface.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            ifaces(run, |_| true)
         ),
     )
+}
+
+/// The names of the running guard's interfaces that `which` picks, joined
+/// with commas; empty for none.
+fn ifaces(run: &RunStatus, which: impl Fn(&AttachedStatus) -> bool) -> String {
+    run.interfaces
+        .iter()
+        .filter(|a| which(a))
+        .map(|a| a.iface.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `5d`, `1h`, `90s`.
