@@ -205,6 +205,11 @@ impl fmt::Display for SourceLimits {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawConfig {
     /// Interface to protect; repeat the flag for several.
+    ///
+    /// An Ethernet device: a tun, WireGuard or GRE device is refused, and
+    /// on a bridge guard sees only the frames for this host. guard follows
+    /// it by name: once deleted it is shown gone, and guard attaches again
+    /// to the next interface of that name.
     #[arg(
         long = "iface",
         short = 'i',
