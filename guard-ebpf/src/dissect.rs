@@ -308,6 +308,9 @@ fn be16(b: [u8; 2]) -> u16 {
 
 #[inline(always)]
 pub fn dissect(ctx: &XdpContext) -> Headers {
+    if let Some(h) = plain(ctx) {
+        return h;
+    }
     let mut h = Headers {
         class: Counter::Malformed,
         flags: 0,
@@ -346,6 +349,110 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
         _ => h.class = Counter::NonIp,
     }
     h
+}
+
+/// The commonest frames, untagged TCP over IPv4 without options or over
+/// IPv6 without extension headers, not fragments, in three loads after
+/// one bounds check (two for IPv6); `None` for any other frame, and for
+/// one of these that breaks a rule, which the general walk then takes (it
+/// gives the same headers for the frames this takes). LLVM compiles the
+/// general walk into a chain of bounds checks that stores its partial
+/// results before each one; these frames skip all of that.
+#[inline(always)]
+fn plain(ctx: &XdpContext) -> Option<Headers> {
+    let p = at(ctx, 0);
+    if p + PLAIN_TCP4_LEN > end(ctx) {
+        return None;
+    }
+    // SAFETY: within the first PLAIN_TCP4_LEN bytes, checked above on the
+    // same pointer. A word's first byte in memory is its lowest
+    // (little-endian): the EtherType's bytes, then the IP header's first.
+    let head = unsafe { read_at::<8>(p + ETH_HLEN - 2) };
+    match head as u16 {
+        0x0008 => plain_tcp4(ctx, p, head),
+        0xdd86 => plain_tcp6(ctx, p),
+        _ => None,
+    }
+}
+
+const PLAIN_TCP4_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
+const _: () = assert!(
+    ETH_P_IP.to_be() == 0x0008 && ETH_P_IPV6.to_be() == 0xdd86,
+    "the EtherTypes as the little-endian word reads them"
+);
+
+/// IPv4 for [`plain`]: `head` the word it read at the EtherType.
+#[inline(always)]
+fn plain_tcp4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
+    const L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
+    // SAFETY: within the bytes `plain` checked on `p`.
+    let frag_proto = unsafe { read_at::<4>(p + ETH_HLEN + 6) };
+    // Version 4 and IHL 5; no fragment offset nor MF; TCP.
+    if (head >> 16) as u8 != 0x45 || frag_proto & 0xff00_ff3f != u64::from(IPPROTO_TCP) << 24 {
+        return None;
+    }
+    let l3_end = ETH_HLEN + usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
+    let class = plain_tcp(ctx, p, L4, l3_end)?;
+    Some(Headers {
+        class,
+        flags: 0,
+        family: AF_INET,
+        l3: ETH_HLEN,
+        l4: L4,
+        l3_end,
+        proto: IPPROTO_TCP,
+    })
+}
+
+/// IPv6 for [`plain`].
+#[inline(always)]
+fn plain_tcp6(ctx: &XdpContext, p: usize) -> Option<Headers> {
+    const L4: usize = ETH_HLEN + IPV6_HLEN;
+    if p + L4 + TCP_MIN_HLEN > end(ctx) {
+        return None;
+    }
+    // SAFETY: within the bytes checked just above on `p`.
+    let ip = unsafe { read_at::<8>(p + ETH_HLEN) };
+    // Version 6; the next header TCP.
+    if ip as u8 >> 4 != 6 || (ip >> 48) as u8 != IPPROTO_TCP {
+        return None;
+    }
+    let l3_end = L4 + usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
+    let class = plain_tcp(ctx, p, L4, l3_end)?;
+    Some(Headers {
+        class,
+        flags: F_IPV6,
+        family: AF_INET6,
+        l3: ETH_HLEN,
+        l4: L4,
+        l3_end,
+        proto: IPPROTO_TCP,
+    })
+}
+
+/// The class of the TCP header `l4` bytes into the packet at `p` (its
+/// first `TCP_MIN_HLEN` bytes checked on `p` by the caller: the verifier
+/// knows the bound for that pointer only), if it and the IP packet it
+/// ends at `l3_end` are whole.
+#[inline(always)]
+fn plain_tcp(ctx: &XdpContext, p: usize, l4: usize, l3_end: usize) -> Option<Counter> {
+    // SAFETY: within the bytes the caller checked.
+    let off_flags = unsafe { read_at::<2>(p + l4 + 12) };
+    let doff = usize::from(off_flags as u8 >> 4) * 4;
+    if doff < TCP_MIN_HLEN || l4 + doff > l3_end || !within(ctx, l3_end) {
+        return None;
+    }
+    Some(tcp_class((off_flags >> 8) as u8))
+}
+
+/// A SYN without ACK opens a connection; every other segment is in one.
+#[inline(always)]
+fn tcp_class(tcp_flags: u8) -> Counter {
+    if tcp_flags & TCP_FLAG_SYN != 0 && tcp_flags & TCP_FLAG_ACK == 0 {
+        Counter::TcpSyn
+    } else {
+        Counter::TcpOther
+    }
 }
 
 #[inline(always)]
@@ -497,12 +604,7 @@ fn transport(ctx: &XdpContext, proto: u8, l4: usize, l3_end: usize, flags: u8) -
             if doff < TCP_MIN_HLEN || l4 + doff > l3_end {
                 return Counter::Malformed;
             }
-            let tcp_flags = tcp[13];
-            if tcp_flags & TCP_FLAG_SYN != 0 && tcp_flags & TCP_FLAG_ACK == 0 {
-                Counter::TcpSyn
-            } else {
-                Counter::TcpOther
-            }
+            tcp_class(tcp[13])
         }
         IPPROTO_UDP => {
             let Some(udp) = load::<[u8; UDP_HLEN]>(ctx, l4) else {
