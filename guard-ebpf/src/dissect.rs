@@ -351,31 +351,33 @@ pub fn dissect(ctx: &XdpContext) -> Headers {
     h
 }
 
-/// The commonest frames, untagged TCP over IPv4 without options or over
-/// IPv6 without extension headers, not fragments, in three loads after
-/// one bounds check (two for IPv6); `None` for any other frame, and for
-/// one of these that breaks a rule, which the general walk then takes (it
-/// gives the same headers for the frames this takes). LLVM compiles the
-/// general walk into a chain of bounds checks that stores its partial
+/// The commonest frames, untagged TCP or UDP over IPv4 without options or
+/// over IPv6 without extension headers, not fragments, in a few loads
+/// after two bounds checks; `None` for any other frame, and
+/// for one of these that breaks a rule, which the general walk then takes
+/// (it gives the same headers for the frames this takes). LLVM compiles
+/// the general walk into a chain of bounds checks that stores its partial
 /// results before each one; these frames skip all of that.
 #[inline(always)]
 fn plain(ctx: &XdpContext) -> Option<Headers> {
     let p = at(ctx, 0);
-    if p + PLAIN_TCP4_LEN > end(ctx) {
+    if p + PLAIN_LEN > end(ctx) {
         return None;
     }
-    // SAFETY: within the first PLAIN_TCP4_LEN bytes, checked above on the
-    // same pointer. A word's first byte in memory is its lowest
+    // SAFETY: within the first PLAIN_LEN bytes, checked above on the same
+    // pointer (as are `plain4`'s and `plain6`'s reads of the IP header). A word's first byte in memory is its lowest
     // (little-endian): the EtherType's bytes, then the IP header's first.
     let head = unsafe { read_at::<8>(p + ETH_HLEN - 2) };
     match head as u16 {
-        0x0008 => plain_tcp4(ctx, p, head),
-        0xdd86 => plain_tcp6(ctx, p),
+        0x0008 => plain4(ctx, p, head),
+        0xdd86 => plain6(ctx, p),
         _ => None,
     }
 }
 
-const PLAIN_TCP4_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
+/// The bytes every frame [`plain`] takes has: an IPv4 header without
+/// options and a UDP header (a small datagram is not padded on a veth).
+const PLAIN_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
 const _: () = assert!(
     ETH_P_IP.to_be() == 0x0008 && ETH_P_IPV6.to_be() == 0xdd86,
     "the EtherTypes as the little-endian word reads them"
@@ -383,16 +385,17 @@ const _: () = assert!(
 
 /// IPv4 for [`plain`]: `head` the word it read at the EtherType.
 #[inline(always)]
-fn plain_tcp4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
+fn plain4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
     const L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
     // SAFETY: within the bytes `plain` checked on `p`.
     let frag_proto = unsafe { read_at::<4>(p + ETH_HLEN + 6) };
-    // Version 4 and IHL 5; no fragment offset nor MF; TCP.
-    if (head >> 16) as u8 != 0x45 || frag_proto & 0xff00_ff3f != u64::from(IPPROTO_TCP) << 24 {
+    // Version 4 and IHL 5; no fragment offset nor MF.
+    if (head >> 16) as u8 != 0x45 || frag_proto & 0xff3f != 0 {
         return None;
     }
+    let proto = (frag_proto >> 24) as u8;
     let l3_end = ETH_HLEN + usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
-    let class = plain_tcp(ctx, p, L4, l3_end)?;
+    let class = plain_l4(ctx, p, proto, L4, l3_end)?;
     Some(Headers {
         class,
         flags: 0,
@@ -400,25 +403,22 @@ fn plain_tcp4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
         l3: ETH_HLEN,
         l4: L4,
         l3_end,
-        proto: IPPROTO_TCP,
+        proto,
     })
 }
 
 /// IPv6 for [`plain`].
 #[inline(always)]
-fn plain_tcp6(ctx: &XdpContext, p: usize) -> Option<Headers> {
+fn plain6(ctx: &XdpContext, p: usize) -> Option<Headers> {
     const L4: usize = ETH_HLEN + IPV6_HLEN;
-    if p + L4 + TCP_MIN_HLEN > end(ctx) {
-        return None;
-    }
-    // SAFETY: within the bytes checked just above on `p`.
+    // SAFETY: within the bytes `plain` checked on `p`.
     let ip = unsafe { read_at::<8>(p + ETH_HLEN) };
-    // Version 6; the next header TCP.
-    if ip as u8 >> 4 != 6 || (ip >> 48) as u8 != IPPROTO_TCP {
+    if ip as u8 >> 4 != 6 {
         return None;
     }
+    let proto = (ip >> 48) as u8;
     let l3_end = L4 + usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
-    let class = plain_tcp(ctx, p, L4, l3_end)?;
+    let class = plain_l4(ctx, p, proto, L4, l3_end)?;
     Some(Headers {
         class,
         flags: F_IPV6,
@@ -426,23 +426,43 @@ fn plain_tcp6(ctx: &XdpContext, p: usize) -> Option<Headers> {
         l3: ETH_HLEN,
         l4: L4,
         l3_end,
-        proto: IPPROTO_TCP,
+        proto,
     })
 }
 
-/// The class of the TCP header `l4` bytes into the packet at `p` (its
-/// first `TCP_MIN_HLEN` bytes checked on `p` by the caller: the verifier
-/// knows the bound for that pointer only), if it and the IP packet it
-/// ends at `l3_end` are whole.
+/// The class of the TCP or UDP header `l4` bytes into the packet at `p`
+/// (the bounds checked on `p`: the verifier knows them for that pointer
+/// only), if it and the IP packet it ends at `l3_end` are whole.
 #[inline(always)]
-fn plain_tcp(ctx: &XdpContext, p: usize, l4: usize, l3_end: usize) -> Option<Counter> {
-    // SAFETY: within the bytes the caller checked.
-    let off_flags = unsafe { read_at::<2>(p + l4 + 12) };
-    let doff = usize::from(off_flags as u8 >> 4) * 4;
-    if doff < TCP_MIN_HLEN || l4 + doff > l3_end || !within(ctx, l3_end) {
-        return None;
-    }
-    Some(tcp_class((off_flags >> 8) as u8))
+fn plain_l4(ctx: &XdpContext, p: usize, proto: u8, l4: usize, l3_end: usize) -> Option<Counter> {
+    let class = match proto {
+        IPPROTO_TCP => {
+            if p + l4 + TCP_MIN_HLEN > end(ctx) {
+                return None;
+            }
+            // SAFETY: within the bytes checked just above.
+            let off_flags = unsafe { read_at::<2>(p + l4 + 12) };
+            let doff = usize::from(off_flags as u8 >> 4) * 4;
+            if doff < TCP_MIN_HLEN || l4 + doff > l3_end {
+                return None;
+            }
+            tcp_class((off_flags >> 8) as u8)
+        }
+        IPPROTO_UDP => {
+            if p + l4 + UDP_HLEN > end(ctx) {
+                return None;
+            }
+            // SAFETY: as above.
+            let len = unsafe { read_at::<2>(p + l4 + 4) };
+            let ulen = usize::from(be16([len as u8, (len >> 8) as u8]));
+            if ulen < UDP_HLEN || l4 + ulen > l3_end {
+                return None;
+            }
+            Counter::Udp
+        }
+        _ => return None,
+    };
+    within(ctx, l3_end).then_some(class)
 }
 
 /// A SYN without ACK opens a connection; every other segment is in one.

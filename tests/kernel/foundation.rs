@@ -125,6 +125,32 @@ fn cases() -> Vec<Case> {
     v6_cut.truncate(14 + 30);
     let mut len_lies = udp4.frame();
     len_lies[16..18].copy_from_slice(&2000u16.to_be_bytes()); // total length past the frame
+    // Untagged TCP and UDP, which the program takes by a shortcut, with
+    // each of its rules broken once (and the fields it lets be).
+    let byte = |mut f: Vec<u8>, at: usize, set: u8| {
+        f[at] = set;
+        f
+    };
+    let syn = syn4.frame();
+    let tcp_off = 14 + 20 + 12;
+    let mut tcp_len_lies = syn.clone();
+    tcp_len_lies[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    let mut tcp_len_short = syn.clone();
+    tcp_len_short[16..18].copy_from_slice(&30u16.to_be_bytes()); // shorter than its headers
+    let mut padded = syn.clone();
+    padded.extend_from_slice(&[0; 6]); // link padding past the IP packet
+    let ack6 = Packet::tcp(s6, d6, 40000, 443, TCP_ACK).frame();
+    let mut ack6_len_lies = ack6.clone();
+    ack6_len_lies[18..20].copy_from_slice(&2000u16.to_be_bytes());
+    let mut ack6_cut = ack6.clone();
+    ack6_cut.truncate(14 + 40 + 10);
+    let udp_len = |f: &Vec<u8>, at: usize, len: u16| {
+        let mut f = f.clone();
+        f[at..at + 2].copy_from_slice(&len.to_be_bytes());
+        f
+    };
+    let udp = udp4.frame();
+    let udp6 = Packet::udp(s6, d6, 5000, 53, &[0xab; 40]).frame();
 
     vec![
         case("IPv4 SYN", syn4.frame(), "tcp_syn", &[]),
@@ -266,6 +292,86 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         case("IPv6 header truncated", v6_cut, "malformed", &["ipv6"]),
+        case(
+            "IPv4 SYN, total length past the frame",
+            tcp_len_lies,
+            "malformed",
+            &[],
+        ),
+        case(
+            "IPv4 SYN, total length short of its headers",
+            tcp_len_short,
+            "malformed",
+            &[],
+        ),
+        case(
+            "TCP data offset past the IP packet",
+            byte(syn.clone(), tcp_off, 0xf0),
+            "malformed",
+            &[],
+        ),
+        case(
+            "TCP data offset below 5 words",
+            byte(syn.clone(), tcp_off, 0x40),
+            "malformed",
+            &[],
+        ),
+        case(
+            "IPv4 SYN with DF and the reserved bit",
+            byte(syn.clone(), 20, 0xc0),
+            "tcp_syn",
+            &[],
+        ),
+        case(
+            "IPv4 SYN, first fragment (MF)",
+            byte(syn.clone(), 20, 0x20),
+            "tcp_syn",
+            &["fragments"],
+        ),
+        case(
+            "IPv4 TCP, later fragment",
+            byte(syn.clone(), 21, 3),
+            "ip_other",
+            &["fragments"],
+        ),
+        case("IPv4 SYN, link padding", padded, "tcp_syn", &[]),
+        case("IPv6 ACK", ack6, "tcp_other", &["ipv6"]),
+        case(
+            "IPv6 ACK, payload length past the frame",
+            ack6_len_lies,
+            "malformed",
+            &["ipv6"],
+        ),
+        case(
+            "UDP length past the IP packet",
+            udp_len(&udp, 14 + 20 + 4, 49),
+            "malformed",
+            &[],
+        ),
+        case(
+            "UDP length below its header",
+            udp_len(&udp, 14 + 20 + 4, 7),
+            "malformed",
+            &[],
+        ),
+        case(
+            "IPv6 UDP length past the payload",
+            udp_len(&udp6, 14 + 40 + 4, 49),
+            "malformed",
+            &["ipv6"],
+        ),
+        case(
+            "IPv6 UDP, payload length past the frame",
+            udp_len(&udp6, 14 + 4, 2000),
+            "malformed",
+            &["ipv6"],
+        ),
+        case(
+            "IPv6 ACK, TCP header truncated",
+            ack6_cut,
+            "malformed",
+            &["ipv6"],
+        ),
         case(
             "three VLAN tags",
             syn4.clone()
