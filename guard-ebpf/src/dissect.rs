@@ -365,14 +365,40 @@ fn plain(ctx: &XdpContext) -> Option<Headers> {
         return None;
     }
     // SAFETY: within the first PLAIN_LEN bytes, checked above on the same
-    // pointer (as are `plain4`'s and `plain6`'s reads of the IP header). A word's first byte in memory is its lowest
-    // (little-endian): the EtherType's bytes, then the IP header's first.
+    // pointer (as are `plain4`'s and `plain6`'s reads of the IP header).
+    // A word's first byte in memory is its lowest (little-endian): the
+    // EtherType's bytes, then the IP header's first.
     let head = unsafe { read_at::<8>(p + ETH_HLEN - 2) };
     match head as u16 {
-        0x0008 => plain4(ctx, p, head),
-        0xdd86 => plain6(ctx, p),
+        0x0008 => plain_ip(ctx, p, AF_INET, IPV4_MIN_HLEN, plain4(p, head)?),
+        0xdd86 => plain_ip(ctx, p, AF_INET6, IPV6_HLEN, plain6(p)?),
         _ => None,
     }
+}
+
+/// The headers of a frame whose IP header of `ip_len` bytes [`plain4`] or
+/// [`plain6`] took (`ip`: the IP packet's end and the protocol), if its
+/// transport header is whole. Inlined with constant arguments, so each
+/// family's path keeps its own offsets.
+#[inline(always)]
+fn plain_ip(
+    ctx: &XdpContext,
+    p: usize,
+    family: u8,
+    ip_len: usize,
+    (l3_end, proto): (usize, u8),
+) -> Option<Headers> {
+    let l4 = ETH_HLEN + ip_len;
+    let class = plain_l4(ctx, p, proto, l4, l3_end)?;
+    Some(Headers {
+        class,
+        flags: if family == AF_INET6 { F_IPV6 } else { 0 },
+        family,
+        l3: ETH_HLEN,
+        l4,
+        l3_end,
+        proto,
+    })
 }
 
 /// The bytes every frame [`plain`] takes has: an IPv4 header without
@@ -383,51 +409,32 @@ const _: () = assert!(
     "the EtherTypes as the little-endian word reads them"
 );
 
-/// IPv4 for [`plain`]: `head` the word it read at the EtherType.
+/// The IPv4 header for [`plain`] (`head` the word it read at the
+/// EtherType): the IP packet's end and the protocol, if it is version 4
+/// without options and not a fragment.
 #[inline(always)]
-fn plain4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
-    const L4: usize = ETH_HLEN + IPV4_MIN_HLEN;
+fn plain4(p: usize, head: u64) -> Option<(usize, u8)> {
     // SAFETY: within the bytes `plain` checked on `p`.
     let frag_proto = unsafe { read_at::<4>(p + ETH_HLEN + 6) };
     // Version 4 and IHL 5; no fragment offset nor MF.
     if (head >> 16) as u8 != 0x45 || frag_proto & 0xff3f != 0 {
         return None;
     }
-    let proto = (frag_proto >> 24) as u8;
-    let l3_end = ETH_HLEN + usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
-    let class = plain_l4(ctx, p, proto, L4, l3_end)?;
-    Some(Headers {
-        class,
-        flags: 0,
-        family: AF_INET,
-        l3: ETH_HLEN,
-        l4: L4,
-        l3_end,
-        proto,
-    })
+    let tot_len = usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
+    Some((ETH_HLEN + tot_len, (frag_proto >> 24) as u8))
 }
 
-/// IPv6 for [`plain`].
+/// The IPv6 header for [`plain`]: the IP packet's end and the next
+/// header, if it is version 6.
 #[inline(always)]
-fn plain6(ctx: &XdpContext, p: usize) -> Option<Headers> {
-    const L4: usize = ETH_HLEN + IPV6_HLEN;
+fn plain6(p: usize) -> Option<(usize, u8)> {
     // SAFETY: within the bytes `plain` checked on `p`.
     let ip = unsafe { read_at::<8>(p + ETH_HLEN) };
     if ip as u8 >> 4 != 6 {
         return None;
     }
-    let proto = (ip >> 48) as u8;
-    let l3_end = L4 + usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
-    let class = plain_l4(ctx, p, proto, L4, l3_end)?;
-    Some(Headers {
-        class,
-        flags: F_IPV6,
-        family: AF_INET6,
-        l3: ETH_HLEN,
-        l4: L4,
-        l3_end,
-        proto,
-    })
+    let payload = usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
+    Some((ETH_HLEN + IPV6_HLEN + payload, (ip >> 48) as u8))
 }
 
 /// The class of the TCP or UDP header `l4` bytes into the packet at `p`
