@@ -30,7 +30,7 @@ use guard_common::config::VERIFY_ACKS;
 use guard_tests::{
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
-    xdp::{self, Program, XDP_DROP, XDP_TX},
+    xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
 const TRIALS: usize = 5;
@@ -606,7 +606,11 @@ fn peer_table(base: &Baseline, repeat: u32, rows: &[Row]) {
         } else {
             &syn
         };
-        let want = if row.rule.is_some() { 1 } else { 2 };
+        let want = if row.rule.is_some() {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
         let mut prog = program(&(row.settings)());
         // Twice: the first run creates the source's state, and spends the
         // one-SYN limit of the over-limit row.

@@ -45,18 +45,30 @@ fn index_of(ns: &str, dev: &str) -> u32 {
         .expect("enter netns")
 }
 
-/// Someone else's program (guard's own object, loaded by this process)
-/// attached to `dev` in `ns` in skb mode through a BPF link this process
-/// holds, so dropping the object detaches it; and its program id.
-fn foreign_program(ns: &str, dev: &str) -> (aya::Ebpf, u32) {
+/// Someone else's program: guard's own object, loaded by this process,
+/// not attached; its XDP program is [`xdp_of`]'s.
+fn foreign_loaded() -> aya::Ebpf {
     let mut foreign =
         aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
-    let prog: &mut aya::programs::Xdp = foreign
+    xdp_of(&mut foreign).load().expect("load");
+    foreign
+}
+
+/// The XDP program of an object [`foreign_loaded`] gave.
+fn xdp_of(foreign: &mut aya::Ebpf) -> &mut aya::programs::Xdp {
+    foreign
         .program_mut(guard_common::maps::PROGRAM)
         .expect("program")
         .try_into()
-        .expect("xdp");
-    prog.load().expect("load");
+        .expect("xdp")
+}
+
+/// Someone else's program ([`foreign_loaded`]) attached to `dev` in `ns`
+/// in skb mode through a BPF link this process holds, so dropping the
+/// object detaches it; and its program id.
+fn foreign_program(ns: &str, dev: &str) -> (aya::Ebpf, u32) {
+    let mut foreign = foreign_loaded();
+    let prog = xdp_of(&mut foreign);
     let prog_id = prog.info().expect("info").id();
     let index = index_of(ns, dev);
     guard::host::netns::Scope::open(Some(ns))
@@ -815,14 +827,8 @@ fn foreign_program_held_by_a_link_is_kept_unless_forced() {
 fn foreign_program_attached_by_netlink_is_kept_unless_forced() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    let mut foreign =
-        aya::Ebpf::load(guard::dataplane::loader::OBJECT).expect("loading the foreign object");
-    let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(guard_common::maps::PROGRAM)
-        .expect("program")
-        .try_into()
-        .expect("xdp");
-    prog.load().expect("load");
+    let mut foreign = foreign_loaded();
+    let prog = xdp_of(&mut foreign);
     let prog_id = prog.info().expect("info").id();
     let pin = PathBuf::from(format!("/sys/fs/bpf/guardt-{}-prog", std::process::id()));
     let _ = std::fs::remove_file(&pin);
