@@ -370,78 +370,27 @@ fn plain(ctx: &XdpContext) -> Option<Headers> {
     // EtherType's bytes, then the IP header's first.
     let head = unsafe { read_at::<8>(p + ETH_HLEN - 2) };
     match head as u16 {
-        0x0008 => plain_ip(ctx, p, AF_INET, IPV4_MIN_HLEN, plain4(p, head)?),
-        0xdd86 => plain_ip(ctx, p, AF_INET6, IPV6_HLEN, plain6(p)?),
+        0x0008 => plain4(ctx, p, head),
+        0xdd86 => plain6(ctx, p),
         _ => None,
     }
 }
 
 /// The headers of a frame whose IP header of `ip_len` bytes [`plain4`] or
-/// [`plain6`] took (`ip`: the IP packet's end and the protocol), if its
-/// transport header is whole. Inlined with constant arguments, so each
-/// family's path keeps its own offsets.
+/// [`plain6`] took (the IP packet ends at `l3_end`; `proto` follows it),
+/// if it carries a whole TCP or UDP header. Inlined with constant
+/// arguments, so each family's path keeps its own offsets. The bounds are
+/// checked on `p`: the verifier knows them for that pointer only.
 #[inline(always)]
 fn plain_ip(
     ctx: &XdpContext,
     p: usize,
     family: u8,
     ip_len: usize,
-    (l3_end, proto): (usize, u8),
+    l3_end: usize,
+    proto: u8,
 ) -> Option<Headers> {
     let l4 = ETH_HLEN + ip_len;
-    let class = plain_l4(ctx, p, proto, l4, l3_end)?;
-    Some(Headers {
-        class,
-        flags: if family == AF_INET6 { F_IPV6 } else { 0 },
-        family,
-        l3: ETH_HLEN,
-        l4,
-        l3_end,
-        proto,
-    })
-}
-
-/// The bytes every frame [`plain`] takes has: an IPv4 header without
-/// options and a UDP header (a small datagram is not padded on a veth).
-const PLAIN_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
-const _: () = assert!(
-    ETH_P_IP.to_be() == 0x0008 && ETH_P_IPV6.to_be() == 0xdd86,
-    "the EtherTypes as the little-endian word reads them"
-);
-
-/// The IPv4 header for [`plain`] (`head` the word it read at the
-/// EtherType): the IP packet's end and the protocol, if it is version 4
-/// without options and not a fragment.
-#[inline(always)]
-fn plain4(p: usize, head: u64) -> Option<(usize, u8)> {
-    // SAFETY: within the bytes `plain` checked on `p`.
-    let frag_proto = unsafe { read_at::<4>(p + ETH_HLEN + 6) };
-    // Version 4 and IHL 5; no fragment offset nor MF.
-    if (head >> 16) as u8 != 0x45 || frag_proto & 0xff3f != 0 {
-        return None;
-    }
-    let tot_len = usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
-    Some((ETH_HLEN + tot_len, (frag_proto >> 24) as u8))
-}
-
-/// The IPv6 header for [`plain`]: the IP packet's end and the next
-/// header, if it is version 6.
-#[inline(always)]
-fn plain6(p: usize) -> Option<(usize, u8)> {
-    // SAFETY: within the bytes `plain` checked on `p`.
-    let ip = unsafe { read_at::<8>(p + ETH_HLEN) };
-    if ip as u8 >> 4 != 6 {
-        return None;
-    }
-    let payload = usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
-    Some((ETH_HLEN + IPV6_HLEN + payload, (ip >> 48) as u8))
-}
-
-/// The class of the TCP or UDP header `l4` bytes into the packet at `p`
-/// (the bounds checked on `p`: the verifier knows them for that pointer
-/// only), if it and the IP packet it ends at `l3_end` are whole.
-#[inline(always)]
-fn plain_l4(ctx: &XdpContext, p: usize, proto: u8, l4: usize, l3_end: usize) -> Option<Counter> {
     let class = match proto {
         IPPROTO_TCP => {
             if p + l4 + TCP_MIN_HLEN > end(ctx) {
@@ -469,7 +418,54 @@ fn plain_l4(ctx: &XdpContext, p: usize, proto: u8, l4: usize, l3_end: usize) -> 
         }
         _ => return None,
     };
-    within(ctx, l3_end).then_some(class)
+    if !within(ctx, l3_end) {
+        return None;
+    }
+    Some(Headers {
+        class,
+        flags: if family == AF_INET6 { F_IPV6 } else { 0 },
+        family,
+        l3: ETH_HLEN,
+        l4,
+        l3_end,
+        proto,
+    })
+}
+
+/// The bytes every frame [`plain`] takes has: an IPv4 header without
+/// options and a UDP header (a small datagram is not padded on a veth).
+const PLAIN_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
+const _: () = assert!(
+    ETH_P_IP.to_be() == 0x0008 && ETH_P_IPV6.to_be() == 0xdd86,
+    "the EtherTypes as the little-endian word reads them"
+);
+
+/// IPv4 for [`plain`] (`head` the word it read at the EtherType): version
+/// 4 without options and not a fragment.
+#[inline(always)]
+fn plain4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
+    // SAFETY: within the bytes `plain` checked on `p`.
+    let frag_proto = unsafe { read_at::<4>(p + ETH_HLEN + 6) };
+    // Version 4 and IHL 5; no fragment offset nor MF.
+    if (head >> 16) as u8 != 0x45 || frag_proto & 0xff3f != 0 {
+        return None;
+    }
+    let tot_len = usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
+    let proto = (frag_proto >> 24) as u8;
+    plain_ip(ctx, p, AF_INET, IPV4_MIN_HLEN, ETH_HLEN + tot_len, proto)
+}
+
+/// IPv6 for [`plain`]: version 6, the next header TCP or UDP.
+#[inline(always)]
+fn plain6(ctx: &XdpContext, p: usize) -> Option<Headers> {
+    // SAFETY: within the bytes `plain` checked on `p`.
+    let ip = unsafe { read_at::<8>(p + ETH_HLEN) };
+    if ip as u8 >> 4 != 6 {
+        return None;
+    }
+    let payload = usize::from(be16([(ip >> 32) as u8, (ip >> 40) as u8]));
+    let (l3_end, proto) = (ETH_HLEN + IPV6_HLEN + payload, (ip >> 48) as u8);
+    plain_ip(ctx, p, AF_INET6, IPV6_HLEN, l3_end, proto)
 }
 
 /// A SYN without ACK opens a connection; every other segment is in one.
