@@ -17,18 +17,22 @@
 //!
 //! The headers are copied into a per-CPU scratch map value, not the stack:
 //! together they would pass the 512 bytes a BPF stack may hold, and map
-//! memory needs no zeroing (a `memset` the program could not call).
+//! memory needs no zeroing (a `memset` the program could not call). They
+//! are copied, and the reply written back, in 8-byte words straight from
+//! and to the packet (`packet::Span`), not by the helpers that copy packet
+//! bytes: those cost a call and a copy each, five per SYN-ACK.
 
 use aya_ebpf::{
     bindings::{
         bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
-        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2, xdp_action::XDP_TX,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
+        xdp_action::{XDP_DROP, XDP_TX},
     },
     helpers::{
         bpf_csum_diff, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_xdp_load_bytes,
     },
     programs::XdpContext,
 };
@@ -46,8 +50,9 @@ use guard_common::{
 use aya_ebpf::cty::c_void;
 
 use crate::{
-    dissect::{F_FRAGMENT, Headers, load, opaque},
+    dissect::{F_FRAGMENT, Headers},
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
+    packet::{Span, load, opaque},
 };
 
 /// `sk_state` values (include/net/tcp_states.h) of sockets whose 4-tuple
@@ -136,7 +141,12 @@ fn put(buf: &mut [u8], i: usize, v: u8) {
 }
 
 /// Answers a SYN with a SYN-ACK carrying a cookie. `None` when the SYN
-/// cannot take this path (it then goes the ordinary way).
+/// cannot take this path (it then goes the ordinary way, unchanged).
+///
+/// The SYN's TCP header is read whole, whatever its length, as the
+/// longest one could be: where the frame is shorter it first grows (as
+/// xdp_synproxy's does), which also leaves room for the longest reply;
+/// the frame is cut to the reply at the end.
 #[inline(always)]
 pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig) -> Option<u32> {
     // Data on a SYN (TCP Fast Open) would need its checksum summed too;
@@ -145,21 +155,40 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
         return None;
     }
     let sc = scratch()?;
-    if !copy_in(ctx, h.l4, &mut sc.syn, t.hlen) {
+    let grow = (h.l4 + TCP_MAX_HLEN).saturating_sub(ctx.data_end() - ctx.data());
+    // SAFETY: a helper call on this program's context.
+    if grow != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow as i32) } != 0 {
         return None;
     }
-    let l34_len = if t.v4 {
-        if !copy_in(ctx, h.l3, &mut sc.ip, IPV4_HLEN) {
-            return None;
-        }
-        synack::<IPV4_HLEN>(sc, t.hlen, cfg.cookie_mss4, cfg)?
+    let built = if t.v4 {
+        read_in::<IPV4_HLEN, TCP_MAX_HLEN>(ctx, h, sc)
+            .and_then(|()| synack::<IPV4_HLEN>(sc, t.hlen, cfg.cookie_mss4, cfg))
     } else {
-        if !copy_in(ctx, h.l3, &mut sc.ip, IPV6_HLEN) {
-            return None;
-        }
-        synack::<IPV6_HLEN>(sc, t.hlen, cfg.cookie_mss6, cfg)?
+        read_in::<IPV6_HLEN, TCP_MAX_HLEN>(ctx, h, sc)
+            .and_then(|()| synack::<IPV6_HLEN>(sc, t.hlen, cfg.cookie_mss6, cfg))
     };
-    send_back(ctx, h, sc, l34_len)
+    let Some(l34_len) = built else {
+        // Nothing was written: the frame shrinks back to the SYN as it came.
+        // SAFETY: as above.
+        let _ = unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(grow as i32)) };
+        return None;
+    };
+    // The frame holds the longest TCP header after either IP header, and
+    // so the longest reply.
+    send_back::<MAX_L34>(ctx, h, sc, l34_len)
+}
+
+/// Copies the segment's IP header (`IP` bytes: no options) and the first
+/// `TCP` bytes from its TCP header into the scratch space.
+#[inline(always)]
+fn read_in<const IP: usize, const TCP: usize>(
+    ctx: &XdpContext,
+    h: &Headers,
+    sc: &mut Scratch,
+) -> Option<()> {
+    Span::<IP>::at(ctx, h.l3)?.copy_to(&mut sc.ip);
+    Span::<TCP>::at(ctx, h.l4)?.copy_to(&mut sc.syn);
+    Some(())
 }
 
 /// Answers a SYN (`reject = "rst"`) or a cookie handshake's ACK over its
@@ -173,54 +202,46 @@ pub fn answer_rst(ctx: &XdpContext, h: &Headers, cfg: &DataplaneConfig) -> Optio
         return None;
     }
     let sc = scratch()?;
-    if !copy_in(ctx, h.l4, &mut sc.syn, TCP_MIN_HLEN) {
-        return None;
-    }
-    let l34_len = if t.v4 {
-        if !copy_in(ctx, h.l3, &mut sc.ip, IPV4_HLEN) {
-            return None;
-        }
-        rst::<IPV4_HLEN>(sc, cfg)?
+    // The RST is no longer than the segment's headers: it is written over
+    // them.
+    if t.v4 {
+        read_in::<IPV4_HLEN, TCP_MIN_HLEN>(ctx, h, sc)?;
+        let l34_len = rst::<IPV4_HLEN>(sc, cfg)?;
+        send_back::<{ IPV4_HLEN + TCP_MIN_HLEN }>(ctx, h, sc, l34_len)
     } else {
-        if !copy_in(ctx, h.l3, &mut sc.ip, IPV6_HLEN) {
-            return None;
-        }
-        rst::<IPV6_HLEN>(sc, cfg)?
-    };
-    send_back(ctx, h, sc, l34_len)
+        read_in::<IPV6_HLEN, TCP_MIN_HLEN>(ctx, h, sc)?;
+        let l34_len = rst::<IPV6_HLEN>(sc, cfg)?;
+        send_back::<{ IPV6_HLEN + TCP_MIN_HLEN }>(ctx, h, sc, l34_len)
+    }
 }
 
 /// Sends back the way the packet came the IP and TCP headers built in
-/// `sc.out`: MACs swapped, any VLAN tags kept, the frame cut to fit.
+/// `sc.out` (`l34_len` bytes): written over the first `LEN` bytes from
+/// the IP header, which the frame must hold, MACs swapped, any VLAN tags
+/// kept, the frame cut to the reply.
 #[inline(always)]
-fn send_back(ctx: &XdpContext, h: &Headers, sc: &mut Scratch, l34_len: usize) -> Option<u32> {
-    if l34_len == 0 || l34_len > MAX_L34 {
+fn send_back<const LEN: usize>(
+    ctx: &XdpContext,
+    h: &Headers,
+    sc: &mut Scratch,
+    l34_len: usize,
+) -> Option<u32> {
+    if l34_len == 0 || l34_len > LEN {
         return None;
     }
-    let macs = load::<[u8; 12]>(ctx, 0)?;
-    let mut swapped = [
-        macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
-        macs[4], macs[5],
-    ];
-    let reply = h.l3 + l34_len;
-    let have = ctx.data_end() - ctx.data();
-    let delta = reply as i64 - have as i64;
-    // SAFETY: helper calls on this program's context, with buffers at
-    // least as long as the lengths given.
-    unsafe {
-        if delta != 0 && bpf_xdp_adjust_tail(ctx.ctx, delta as i32) != 0 {
-            return None;
-        }
-        if bpf_xdp_store_bytes(ctx.ctx, 0, swapped.as_mut_ptr().cast(), 12) != 0
-            || bpf_xdp_store_bytes(
-                ctx.ctx,
-                h.l3 as u32,
-                sc.out.as_mut_ptr().cast(),
-                l34_len as u32,
-            ) != 0
-        {
-            return None;
-        }
+    let l34 = Span::<LEN>::at(ctx, h.l3)?;
+    let macs = Span::<12>::at(ctx, 0)?;
+    l34.copy_from(&sc.out);
+    // Destination and source swapped: bytes 0-5 and 6-11 change places.
+    let (lo, hi) = (macs.get::<8>(0), macs.get::<4>(8));
+    macs.set::<8>(0, (lo >> 48) | (hi << 16) | (lo << 48));
+    macs.set::<4>(8, lo >> 16);
+    let cut = (h.l3 + l34_len) as i64 - (ctx.data_end() - ctx.data()) as i64;
+    // SAFETY: a helper call on this program's context. The reply is never
+    // longer than the frame, and a frame only fails to shrink below its
+    // Ethernet header: the frame, already rewritten, is dropped then.
+    if cut != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, cut as i32) } != 0 {
+        return Some(XDP_DROP);
     }
     Some(XDP_TX)
 }
@@ -232,7 +253,7 @@ fn send_back(ctx: &XdpContext, h: &Headers, sc: &mut Scratch, l34_len: usize) ->
 /// it acknowledges.
 #[inline(always)]
 fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize> {
-    if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
+    if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip.0, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
     let &[q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(4..14)? else {
@@ -270,7 +291,7 @@ fn synack<const IP: usize>(
     cfg: &DataplaneConfig,
 ) -> Option<usize> {
     let v4 = IP == IPV4_HLEN;
-    if v4 && csum_fold(sum(&mut sc.ip, 0, IPV4_HLEN, 0)?) != 0 {
+    if v4 && csum_fold(sum(&mut sc.ip.0, 0, IPV4_HLEN, 0)?) != 0 {
         return None;
     }
     // SAFETY: the helper reads the IP header and `hlen` bytes of TCP
@@ -329,7 +350,7 @@ fn synack<const IP: usize>(
     let mut i = 0;
     while i < n {
         put(
-            &mut sc.out,
+            &mut sc.out.0,
             IP + TCP_MIN_HLEN + i,
             sc.opts.get(i).copied().unwrap_or(0),
         );
@@ -386,7 +407,7 @@ fn reply_tcp<const IP: usize>(
     ];
     let mut i = 0;
     while i < TCP_MIN_HLEN {
-        put(&mut sc.out, IP + i, head[i]);
+        put(&mut sc.out.0, IP + i, head[i]);
         i += 1;
     }
     Some(())
@@ -438,20 +459,20 @@ fn reply_ip<const IP: usize>(sc: &mut Scratch, tcp_len: usize, ttl: u8) -> Optio
     let fixed = if v4 { 12 } else { 8 };
     let mut i = 0;
     while i < fixed {
-        put(&mut sc.out, i, head[i % 12]);
+        put(&mut sc.out.0, i, head[i % 12]);
         i += 1;
     }
     let mut i = 0;
     while i < addr_len {
         let (s, d) = (byte(src_at + i), byte(dst_at + i));
-        put(&mut sc.out, src_at + i, d);
-        put(&mut sc.out, dst_at + i, s);
+        put(&mut sc.out.0, src_at + i, d);
+        put(&mut sc.out.0, dst_at + i, s);
         i += 1;
     }
     if v4 {
-        let c = csum_fold(sum(&mut sc.out, 0, IPV4_HLEN, 0)?).to_ne_bytes();
-        put(&mut sc.out, 10, c[0]);
-        put(&mut sc.out, 11, c[1]);
+        let c = csum_fold(sum(&mut sc.out.0, 0, IPV4_HLEN, 0)?).to_ne_bytes();
+        put(&mut sc.out.0, 10, c[0]);
+        put(&mut sc.out.0, 11, c[1]);
     }
     Some(())
 }
@@ -465,9 +486,9 @@ fn tcp_checksum<const IP: usize>(sc: &mut Scratch, tcp_len: usize) -> Option<()>
     // before the TCP header (one sum over both), then the protocol and the
     // length, as big-endian words added to a sum in memory order.
     let pseudo = word(u16::from(IPPROTO_TCP)) + word(tcp_len as u16);
-    let c = csum_fold(sum(&mut sc.out, src_at, 2 * addr_len + tcp_len, pseudo)?).to_ne_bytes();
-    put(&mut sc.out, IP + 16, c[0]);
-    put(&mut sc.out, IP + 17, c[1]);
+    let c = csum_fold(sum(&mut sc.out.0, src_at, 2 * addr_len + tcp_len, pseudo)?).to_ne_bytes();
+    put(&mut sc.out.0, IP + 16, c[0]);
+    put(&mut sc.out.0, IP + 17, c[1]);
     Some(())
 }
 
@@ -616,9 +637,10 @@ pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
         return Some(Ack::Known(socket));
     }
     let sc = scratch()?;
-    let ip_len = if t.v4 { IPV4_HLEN } else { IPV6_HLEN };
-    if !copy_in(ctx, h.l3, &mut sc.ip, ip_len) || !copy_in(ctx, h.l4, &mut sc.syn, TCP_MIN_HLEN) {
-        return None;
+    if t.v4 {
+        read_in::<IPV4_HLEN, TCP_MIN_HLEN>(ctx, h, sc)?;
+    } else {
+        read_in::<IPV6_HLEN, TCP_MIN_HLEN>(ctx, h, sc)?;
     }
     // SAFETY: the helpers read the IP header and the fixed TCP header,
     // copied from the packet into the scratch space.

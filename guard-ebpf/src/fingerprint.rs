@@ -19,8 +19,9 @@ use guard_common::{
 use crate::{
     clock,
     cookie::copy_in,
-    dissect::{F_CALLER, Headers, words},
+    dissect::{F_CALLER, Headers},
     maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
+    packet::words,
     slots::Table,
     verdict::{Flow, list_action, reject, source_addr, source_key},
 };

@@ -111,6 +111,7 @@ mod cookie;
 mod dissect;
 mod fingerprint;
 mod maps;
+mod packet;
 mod slots;
 mod synack;
 mod tick_clock;

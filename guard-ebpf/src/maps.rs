@@ -19,6 +19,8 @@ use guard_common::{
     state::GLOBAL_SLOTS,
 };
 
+use crate::packet::Words;
+
 #[map(name = "GUARD_COUNTERS")]
 pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
 
@@ -98,11 +100,11 @@ pub const MAX_L34: usize =
 #[repr(C)]
 pub struct Scratch {
     /// The SYN's (or ACK's) TCP header.
-    pub syn: [u8; guard_common::cookie::TCP_MAX_HLEN],
+    pub syn: Words<{ guard_common::cookie::TCP_MAX_HLEN }>,
     /// Its IP header.
-    pub ip: [u8; IPV6_HLEN],
+    pub ip: Words<IPV6_HLEN>,
     /// The SYN-ACK's IP and TCP headers, as built.
-    pub out: [u8; MAX_L34],
+    pub out: Words<MAX_L34>,
     /// The SYN-ACK's TCP options.
     pub opts: [u8; guard_common::cookie::SYNACK_MAX_OPTIONS],
     /// This CPU's sample budget (`fingerprint.rs`).

@@ -24,11 +24,12 @@ use guard_common::{
 use crate::{
     atomic, clock,
     cookie::{self, Ack, Socket},
-    dissect::{F_FRAGMENT, F_QUERY, Headers, load},
+    dissect::{F_FRAGMENT, F_QUERY, Headers},
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
         SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
     },
+    packet::load,
     slots::{Table, take_over},
 };
 
