@@ -450,6 +450,32 @@ fn a_syn_without_options_gets_only_the_mss_and_the_frame_grows() {
     assert_counters(&program, &[(Counter::CookieSynAck, 2)]);
 }
 
+/// The longest TCP header, the program's whole read of it: Linux's
+/// options, then twenty NOPs (a layout only the option walk reads), behind
+/// two VLAN tags. The frame needs no room added; the reply is Linux's,
+/// and the frame is cut to it.
+#[test]
+fn a_syn_with_the_longest_tcp_header_is_answered_and_the_frame_cut() {
+    let _kernel = kernel_test!();
+    for family in [Family::V4, Family::V6] {
+        let mut program = with_cookies("--mode enforce");
+        let mut options = linux_options(family);
+        options.resize(40, 1);
+        let syn = syn(family, &options).vlan(TPID_8021AD).vlan(TPID_8021Q);
+        let ip_hlen = if syn.src.is_ipv4() { 20 } else { 40 };
+        assert_eq!(syn.frame().len(), 14 + 8 + ip_hlen + 60);
+        let s = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
+        assert_eq!(s.doff(), 10, "{family:?}: data offset");
+        assert_eq!(s.frame.len(), 14 + 8 + ip_hlen + 40, "{family:?}");
+        assert_eq!(
+            s.options(),
+            linux_synack_options(family.mss(), s.tsval()),
+            "{family:?}"
+        );
+        assert_counters(&program, &[(Counter::CookieSynAck, 1)]);
+    }
+}
+
 #[test]
 fn a_syn_with_timestamps_only_gets_nops_and_no_window_scale() {
     let _kernel = kernel_test!();
