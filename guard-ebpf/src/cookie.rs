@@ -20,7 +20,7 @@
 //! memory needs no zeroing (a `memset` the program could not call). They
 //! are copied, and the reply written back, in 8-byte words straight from
 //! and to the packet (`packet::Span`), not by the helpers that copy packet
-//! bytes: those cost a call and a copy each, five per SYN-ACK.
+//! bytes: those cost a call and a copy each, four per SYN-ACK.
 
 use aya_ebpf::{
     bindings::{
