@@ -32,7 +32,6 @@ use aya_ebpf::{
         bpf_csum_diff, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes,
     },
     programs::XdpContext,
 };
@@ -52,7 +51,7 @@ use aya_ebpf::cty::c_void;
 use crate::{
     dissect::{F_FRAGMENT, Headers},
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
-    packet::{Span, load, opaque},
+    packet::{Span, load},
 };
 
 /// `sk_state` values (include/net/tcp_states.h) of sockets whose 4-tuple
@@ -115,19 +114,6 @@ fn scratch() -> Option<&'static mut Scratch> {
     // SAFETY: a per-CPU map value; XDP runs without preemption, so nothing
     // else uses it while this program does.
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
-/// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`.
-/// The length is checked as the helper's argument, whatever LLVM knows of
-/// it from the caller's checks.
-#[inline(always)]
-pub(crate) fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
-    let n = opaque(n);
-    if n == 0 || n > buf.len() {
-        return false;
-    }
-    // SAFETY: the helper writes `n` bytes, which fit in `buf`.
-    unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr().cast(), n as u32) == 0 }
 }
 
 /// Writes one byte. Volatile, so that LLVM does not turn a loop of these

@@ -18,10 +18,9 @@ use guard_common::{
 
 use crate::{
     clock,
-    cookie::copy_in,
     dissect::{F_CALLER, Headers},
     maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
-    packet::words,
+    packet::{copy_in, words},
     slots::Table,
     verdict::{Flow, list_action, reject, source_addr, source_key},
 };

@@ -1,11 +1,12 @@
 //! Packet memory, read and written: only here. Each access is a load or
 //! store of 1, 2, 4 or 8 bytes at an address checked against the packet's
 //! end on the same register, in the shapes the verifier follows (see
-//! [`at`]).
+//! [`at`]); bytes whose length is known only at run time are copied by
+//! the helper ([`copy_in`]).
 
 use core::{arch::asm, mem::size_of};
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
 
 /// The packet address `offset` bytes in, hidden from LLVM's arithmetic.
 ///
@@ -164,6 +165,21 @@ pub fn words<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u64; N]
         *w = unsafe { read_at::<8>(p + 8 * i) };
     }
     Some(w)
+}
+
+/// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`,
+/// by the helper: for a length known only at run time, or bytes outside
+/// the frame's linear part.
+/// The length is checked as the helper's argument, whatever LLVM knows of
+/// it from the caller's checks.
+#[inline(always)]
+pub fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
+    let n = opaque(n);
+    if n == 0 || n > buf.len() {
+        return false;
+    }
+    // SAFETY: the helper writes `n` bytes, which fit in `buf`.
+    unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr().cast(), n as u32) == 0 }
 }
 
 /// Writes the `W` (1, 2, 4 or 8) low bytes of `v` at packet address `p`.
