@@ -169,9 +169,8 @@ pub fn words<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u64; N]
 
 /// Copies `n` (at most `buf.len()`) packet bytes from `offset` into `buf`,
 /// by the helper: for a length known only at run time, or bytes outside
-/// the frame's linear part.
-/// The length is checked as the helper's argument, whatever LLVM knows of
-/// it from the caller's checks.
+/// the frame's linear part. The length is checked as the helper's
+/// argument, whatever LLVM knows of it from the caller's checks.
 #[inline(always)]
 pub fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> bool {
     let n = opaque(n);
