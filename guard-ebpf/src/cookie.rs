@@ -155,8 +155,10 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
     };
     let Some(l34_len) = built else {
         // Nothing was written: the frame shrinks back to the SYN as it came.
-        // SAFETY: as above.
-        let _ = unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(grow as i32)) };
+        if grow != 0 {
+            // SAFETY: as above.
+            let _ = unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(grow as i32)) };
+        }
         return None;
     };
     // The frame holds the longest TCP header after either IP header, and

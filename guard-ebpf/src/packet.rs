@@ -37,7 +37,7 @@ pub(crate) fn at(ctx: &XdpContext, offset: usize) -> usize {
 /// `v`, of which LLVM knows nothing more: so it keeps a check that the
 /// verifier needs on this register but LLVM can prove from another.
 #[inline(always)]
-pub fn opaque(mut v: usize) -> usize {
+fn opaque(mut v: usize) -> usize {
     // SAFETY: a register move onto itself. (A truly empty asm would leave
     // two BTF line records on one instruction, which the kernel rejects.)
     unsafe { asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags)) };
@@ -75,11 +75,11 @@ pub(crate) fn within(ctx: &XdpContext, end: usize) -> bool {
 
 /// Copies `T` from `offset` bytes into the packet, if it is all there.
 ///
-/// `T` is a byte array:
-/// packet fields have no alignment guarantee. It is read in the widest
-/// loads that fit (8, 4, 2, 1 bytes): left to itself LLVM takes BPF to
-/// have no misaligned loads and reads it a byte at a time, with a shift
-/// and an or for every byte of a field, on every packet's path. (The
+/// `T` is a byte array: packet fields have no alignment guarantee. It is
+/// read in the widest loads that fit (8, 4, 2, 1 bytes): left to itself
+/// LLVM takes BPF to have no misaligned loads and reads it a byte at a
+/// time, with a shift and an or for every byte of a field, on every
+/// packet's path. (The
 /// verifier allows misaligned loads of packet memory where the kernel has
 /// efficient unaligned access, as on x86-64 and arm64; elsewhere it
 /// refuses the program at load.)
@@ -210,12 +210,14 @@ pub struct Words<const N: usize>(pub [u8; N]);
 impl<const N: usize> core::ops::Deref for Words<N> {
     type Target = [u8; N];
 
+    #[inline(always)]
     fn deref(&self) -> &[u8; N] {
         &self.0
     }
 }
 
 impl<const N: usize> core::ops::DerefMut for Words<N> {
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut [u8; N] {
         &mut self.0
     }

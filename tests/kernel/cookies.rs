@@ -33,7 +33,9 @@ const T0: u64 = 1_000 * SEC;
 const PORT: u16 = 8080;
 const CLIENT_PORT: u16 = 40_000;
 const SYN_SEQ: u32 = 0x1122_3344;
-const CLIENT_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+// Every byte differs from the server's: the SYN-ACK's MACs, swapped, are
+// checked byte for byte.
+const CLIENT_MAC: [u8; 6] = [0x06, 0x11, 0x22, 0x33, 0x44, 0x55];
 const SERVER_MAC: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
 
 const TCP_ECE: u8 = 0x40;
@@ -852,6 +854,7 @@ fn an_ack_over_the_limit_gets_a_rst(family: Family) {
     assert_eq!(be32(tcp, 8), 0, "acknowledging nothing");
     assert_eq!((be16(tcp, 0), be16(tcp, 2)), (PORT, CLIENT_PORT));
     assert_eq!(rst.frame[0..6], ack[6..12], "back to the client's MAC");
+    assert_eq!(rst.frame[6..12], ack[0..6], "from the server's MAC");
     let csum = packet::checksum(&[
         &tcp_pseudo_header(family.server(), family.client(), tcp.len()),
         tcp,
