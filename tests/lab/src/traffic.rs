@@ -338,6 +338,20 @@ pub struct Outcomes {
     pub connect_ms: Vec<f64>,
 }
 
+impl Outcomes {
+    /// Attempts made: those that succeeded and those that failed.
+    #[must_use]
+    pub const fn attempts(&self) -> u32 {
+        self.ok + self.failed
+    }
+
+    /// The share that succeeded, in percent (0 without attempts).
+    #[must_use]
+    pub fn percent(&self) -> f64 {
+        f64::from(self.ok) * 100.0 / f64::from(self.attempts().max(1))
+    }
+}
+
 /// Outcomes shared between the clients and the sampler, which drains them
 /// once a second.
 #[derive(Clone, Debug, Default)]

@@ -46,10 +46,6 @@ const FORGET_WITHIN: Duration = Duration::from_secs(8);
 /// Above what one trafgen core sends here: the bound never slows it.
 const MAX_PPS: u64 = 2_000_000;
 
-fn percent(o: &Outcomes) -> f64 {
-    f64::from(o.ok) * 100.0 / f64::from((o.ok + o.failed).max(1))
-}
-
 /// Users over IPv4 and over IPv6: TCP visits and DNS-like queries, each
 /// 25 a second, with a tally each.
 fn users(topo: &Topology) -> (Vec<Running>, Vec<(String, Tally)>) {
@@ -115,7 +111,7 @@ fn run(defence: Defence, watch_sigs: bool) -> Run {
     thread::sleep(LEAD);
     for (what, tally) in &tallies {
         let lead = tally.take();
-        eprintln!("lead: {what} {:.1}%", percent(&lead));
+        eprintln!("lead: {what} {:.1}%", lead.percent());
     }
     let count = Count::open(&topo.victim);
     let before = ct::stats(&topo.victim);
@@ -193,12 +189,7 @@ fn assert_served(r: &Run) {
         r.sent, r.peak
     );
     for (what, o) in &r.outcomes {
-        eprintln!(
-            "  {what}: {}/{} ({:.1}%)",
-            o.ok,
-            o.ok + o.failed,
-            percent(o)
-        );
+        eprintln!("  {what}: {}/{} ({:.1}%)", o.ok, o.attempts(), o.percent());
     }
     let log = &r.log;
     assert!(r.sent > 1_000_000, "the flood sent only {}", r.sent);
@@ -206,14 +197,14 @@ fn assert_served(r: &Run) {
     assert!(r.peak * 2 < TABLE, "peak {} of {TABLE}:\n{log}", r.peak);
     for (what, o) in &r.outcomes {
         assert!(
-            o.ok + o.failed >= 150,
+            o.attempts() >= 150,
             "{what}: only {} attempts",
-            o.ok + o.failed
+            o.attempts()
         );
         assert!(
-            percent(o) >= 99.0,
+            o.percent() >= 99.0,
             "{what} served {:.1}%:\n{log}",
-            percent(o)
+            o.percent()
         );
     }
 }
