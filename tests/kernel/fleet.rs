@@ -18,7 +18,7 @@ use guard_tests::{
     nats::NatsServer,
     net::{TestNet, VICTIM_ADDR},
     nft::Counters,
-    packet::TCP_SYN,
+    packet::{L4, Packet, TCP_SYN},
     server::EchoServer,
 };
 
@@ -249,6 +249,87 @@ fn a_ban_on_one_guard_drops_at_the_others_within_a_second_and_expires_everywhere
     );
     assert!(b_log.contains("its time is up"), "{b_log}");
     c.stop();
+    a.stop();
+}
+
+/// A flood that names X's address gets X banned by A, and by B through
+/// the fleet. A's fingerprint learner finds the flood's signature (its
+/// SYNs carry no options; the calm seconds' did), and the signature,
+/// which now drops the flood before any per-source state, lifts the ban
+/// the flood earned: A takes it back from the fleet, and B passes X again
+/// long before the ban's own time is up.
+#[test]
+fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &[]);
+    let mut b = Member::start("edge-b", &url, "1000", &[]);
+    for m in [&a, &b] {
+        m.wait_view("two members seen", |v| {
+            members(v).len() == 2 && v["connected"] == true
+        });
+    }
+    // Calm seconds of ordinary SYNs (a stack's options: MSS, SACK), one
+    // each from 150 sources: the learner's picture of normal new flows,
+    // which joins it once the next second is calm too.
+    for i in 0..150u16 {
+        let src = IpAddr::V4(Ipv4Addr::new(
+            198,
+            19,
+            1 + (i / 200) as u8,
+            (i % 200) as u8 + 1,
+        ));
+        let mut syn = Packet::tcp(src, a.flood.victim_for(src), 40_000 + i, PORT, TCP_SYN);
+        if let L4::Tcp { options, .. } = &mut syn.l4 {
+            *options = vec![2, 4, 0x05, 0xb4, 4, 2, 1, 1];
+        }
+        a.flood.send(&syn);
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_secs(3));
+    // The flood: bare SYNs from X, 3,000 a second, until A lifts the ban.
+    let x = attacker(9);
+    let start = Instant::now();
+    let mut sport = 1024u16;
+    while !a.guard.stderr().contains("lifted 1 ban made during it") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no ban lifted:\n{}",
+            a.guard.stderr()
+        );
+        for _ in 0..30 {
+            a.flood.tcp(x, sport, PORT, TCP_SYN);
+            sport = sport.wrapping_add(1).max(1024);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let lifted_at = Instant::now();
+    let log = a.guard.stderr();
+    assert!(log.contains("198.19.0.9 banned"), "{log}");
+    assert!(log.contains("sig 1: tcp"), "{log}");
+    // B had the ban from the fleet, and has it no more.
+    let b_log = b.guard.stderr();
+    assert!(
+        b_log.contains("fleet: deny 198.19.0.9/32 from edge-a"),
+        "{b_log}"
+    );
+    b.wait_view("the ban taken back", |v| v["active"] == 0);
+    let before = b.syns(x, 0)["drop_denylist"];
+    let after = b.syns(x, 1);
+    assert_eq!(
+        after["drop_denylist"],
+        before,
+        "B still denies X: {after:?}\n{}",
+        b.guard.stderr()
+    );
+    // Well within the ban's 60 s.
+    assert!(
+        lifted_at.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        lifted_at.elapsed()
+    );
+    b.stop();
     a.stop();
 }
 

@@ -1,7 +1,9 @@
 //! Attack fingerprints on one interface, the I/O around the learner
 //! (`model::learner`): the program's samples in, once a second the
 //! learner's decisions into `GUARD_SIGS` (through the data plane's handle)
-//! and one log line each; and the sample mask kept so the program
+//! and one log line each; a signature that drops its flood lifts the bans
+//! made since the flood began (`model::bans` says why), which go to the
+//! run loop for the fleet; and the sample mask kept so the program
 //! considers about [`CONSIDERED_PER_SAMPLE`] packets for each sample it
 //! may send.
 
@@ -9,19 +11,20 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use guard_common::{
-    Counter, CounterBlock,
+    Counter, CounterBlock, SourceKey,
     fingerprint::{SIG_LEARNED, Sample, SigMeta},
 };
 use tokio::{
-    sync::watch,
+    sync::{mpsc, watch},
     time::{MissedTickBehavior, interval},
 };
 
 use crate::{
     config::{Fingerprints, settings::SAMPLE_RATE},
     dataplane::{events::Records, handle::Dataplane},
-    host::clock::unix_now_ms,
+    host::clock::{monotonic_ns, unix_now_ms},
     model::{
+        bans::{FLOOD_LEAD_NS, made_since},
         fingerprint::{Thresholds, describe},
         learner::{Installed, Session, SigChange, calm_rate, flood},
         level::Level,
@@ -33,23 +36,41 @@ use crate::{
 /// that most flood packets skip the fingerprint.
 const CONSIDERED_PER_SAMPLE: u64 = 8;
 
+/// What the learner keeps from one second to the next.
+struct Seconds {
+    /// The counters at the last tick.
+    last: CounterBlock,
+    /// The calm average of new flows a second (`learner::calm_rate`).
+    calm: f64,
+    /// The packets of the second before the last, for the sample mask.
+    before: u64,
+    /// While a flood lasts, when it may have begun (CLOCK_MONOTONIC ns).
+    flood_since: Option<u64>,
+}
+
 /// Runs the learner of the interface whose maps are pinned in `pin_dir`
-/// until the task is dropped. `level` is the controller's pressure level.
+/// until the task is dropped. `level` is the controller's pressure level;
+/// the bans a signature lifts go to `lifted`.
 pub async fn learn(
     iface: String,
     mut samples: Records<Sample>,
     pin_dir: PathBuf,
     mode: Fingerprints,
-    level: watch::Receiver<Level>,
+    (level, lifted): (
+        watch::Receiver<Level>,
+        mpsc::UnboundedSender<Vec<SourceKey>>,
+    ),
 ) -> Result<()> {
     let mut dataplane = Dataplane::open_pinned_daemon(&pin_dir)?;
     let mut session = Session::new(Thresholds::default());
     let mut ticker = interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last = dataplane.counters()?;
-    let mut calm = 0.0;
-    // The packets of the second before the last, for the sample mask.
-    let mut before = 0;
+    let mut kept = Seconds {
+        last: dataplane.counters()?,
+        calm: 0.0,
+        before: 0,
+        flood_since: None,
+    };
     loop {
         tokio::select! {
             batch = samples.next() => {
@@ -59,8 +80,12 @@ pub async fn learn(
             }
             _ = ticker.tick() => {
                 let pressure = *level.borrow() != Level::Normal;
-                match second(&iface, &mut dataplane, &mut session, (&last, &mut calm, &mut before), pressure, mode) {
-                    Ok(now) => last = now,
+                match second(&iface, &mut dataplane, &mut session, &mut kept, pressure, mode) {
+                    Ok(keys) if !keys.is_empty() => {
+                        // No receiver: guard is stopping.
+                        let _ = lifted.send(keys);
+                    }
+                    Ok(_) => {}
                     Err(e) => tracing::error!("{iface}: fingerprints: {e:#}"),
                 }
             }
@@ -69,16 +94,17 @@ pub async fn learn(
 }
 
 /// Tells the learner whether the second was a flood's, installs and
-/// expires what it says; returns the counters read.
+/// expires what it says; returns the bans lifted.
 fn second(
     iface: &str,
     dataplane: &mut Dataplane,
     session: &mut Session,
-    (last, calm, before): (&CounterBlock, &mut f64, &mut u64),
+    kept: &mut Seconds,
     pressure: bool,
     mode: Fingerprints,
-) -> Result<CounterBlock> {
+) -> Result<Vec<SourceKey>> {
     let now = dataplane.counters()?;
+    let last = &kept.last;
     let delta = |c: Counter| now.get(c).wrapping_sub(last.get(c));
     let drops = [
         Counter::DropSourceLimit,
@@ -90,8 +116,14 @@ fn second(
     .map(delta)
     .sum();
     let new_flows = delta(Counter::NewFlows);
-    let flooding = flood(pressure, drops, new_flows, *calm);
-    *calm = calm_rate(*calm, new_flows, flooding);
+    let flooding = flood(pressure, drops, new_flows, kept.calm);
+    kept.calm = calm_rate(kept.calm, new_flows, flooding);
+    let now_ns = monotonic_ns();
+    kept.flood_since = flooding.then(|| {
+        kept.flood_since
+            .unwrap_or(now_ns.saturating_sub(FLOOD_LEAD_NS))
+    });
+    let mut lifted = Vec::new();
     let table = dataplane.sigs()?;
     let installed: Vec<Installed> = table
         .slots()
@@ -131,6 +163,11 @@ fn second(
                         describe(&sig),
                         share * 100.0,
                     );
+                    if counting.is_empty()
+                        && let Some(since) = kept.flood_since
+                    {
+                        lifted.extend(lift_bans(iface, dataplane, id, since, now_ns)?);
+                    }
                 }
             }
             SigChange::Expire { id } => {
@@ -144,12 +181,47 @@ fn second(
         tracing::debug!("{iface}: learner: {note}");
     }
     let packets = delta(Counter::Packets);
-    let mask = sample_mask(packets, *before);
-    *before = packets;
+    let mask = sample_mask(packets, kept.before);
+    kept.before = packets;
     if dataplane.config()?.sample_mask != mask {
         dataplane.update_config(|c| c.sample_mask = mask)?;
     }
-    Ok(now)
+    kept.last = now;
+    Ok(lifted)
+}
+
+/// Signature `id` drops the flood that began at `since_ns`: lifts the bans
+/// made since then, says so, and returns them.
+fn lift_bans(
+    iface: &str,
+    dataplane: &mut Dataplane,
+    id: u32,
+    since_ns: u64,
+    now_ns: u64,
+) -> Result<Vec<SourceKey>> {
+    let ban_ns = dataplane.config()?.ban_duration_ns;
+    let mut lifted = Vec::new();
+    for key in made_since(&dataplane.sources()?, since_ns, now_ns, ban_ns) {
+        if dataplane.unban_key(&key, now_ns)?.is_some() {
+            lifted.push(key);
+        }
+    }
+    if !lifted.is_empty() {
+        let shown: Vec<String> = lifted.iter().take(5).map(ToString::to_string).collect();
+        let more = lifted.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let n = lifted.len();
+        let s = if n == 1 { "" } else { "s" };
+        tracing::warn!(
+            "{iface}: sig {id} drops the flood before any per-source limit: lifted {n} ban{s} made during it ({}{more}); a spoofed flood's bans name addresses its sender does not own",
+            shown.join(", "),
+        );
+    }
+    Ok(lifted)
 }
 
 /// The sample mask for `packets` in the last second and `before` in the

@@ -90,7 +90,8 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let mut controller = start_controller(&scope, &settings, &runtime_dir)?;
     let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
     let (level_tx, level) = watch::channel(Level::Normal);
-    let to = (&events_tx, &level);
+    let (lifted_tx, mut lifted) = mpsc::unbounded_channel::<Vec<SourceKey>>();
+    let to = (&events_tx, &level, &lifted_tx);
     let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, to) {
         Ok(attached) => attached,
         Err(e) => {
@@ -161,14 +162,11 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                     + conntrack_tick(conntrack, &settings, &mut attached, &level_tx, neighbours.as_ref());
             }
             Some(first) = events.recv() => {
-                // Events come in bursts: one conntrack dump serves every
-                // ban of the batch.
-                let mut batch = vec![first];
-                while let Ok(more) = events.try_recv() {
-                    batch.push(more);
-                }
+                let batch = batch(first, &mut events);
                 on_events(&batch, &mut summary, controller.as_ref(), fleet.as_mut(), &settings);
             }
+            // Bans a signature lifted: the fleet takes them back.
+            Some(keys) = lifted.recv() => fleet.iter_mut().for_each(|f| f.lifted(&keys)),
         }
     };
     tracing::info!("{signal_name}: restoring and detaching");
@@ -304,6 +302,16 @@ fn conntrack_tick<'a>(
     };
     c.set_neighbours(neighbours);
     control(c, attached, level)
+}
+
+/// `first` and the events waiting behind it: they come in bursts, and one
+/// conntrack dump serves every ban of a batch.
+fn batch(first: Tagged, events: &mut mpsc::Receiver<Tagged>) -> Vec<Tagged> {
+    let mut batch = vec![first];
+    while let Ok(more) = events.try_recv() {
+        batch.push(more);
+    }
+    batch
 }
 
 /// A batch of events: logged, banned sources' conntrack entries deleted,
@@ -569,7 +577,11 @@ fn attach_all(
     sources: Sources<'_>,
     settings: &mut Settings,
     scope: &Scope,
-    (events, level): (&mpsc::Sender<Tagged>, &watch::Receiver<Level>),
+    (events, level, lifted): (
+        &mpsc::Sender<Tagged>,
+        &watch::Receiver<Level>,
+        &mpsc::UnboundedSender<Vec<SourceKey>>,
+    ),
 ) -> Result<(Vec<Attached>, KeptLists)> {
     let _lock = kept_lists::lock()?;
     // Only the lists: every other key stays as the controller started
@@ -606,7 +618,7 @@ fn attach_all(
                 events::Records::new(a.take_samples()?, &a.iface.name, "sample")?,
                 a.pin_dir.clone(),
                 settings.fingerprints,
-                level.clone(),
+                (level.clone(), lifted.clone()),
             );
             let iface = a.iface.name.clone();
             tokio::spawn(async move {

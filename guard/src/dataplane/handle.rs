@@ -401,19 +401,26 @@ impl Dataplane {
     /// groups sources); returns the seconds that were left, if it was
     /// banned at `now_ns`.
     pub fn unban(&mut self, addr: IpAddr, now_ns: u64) -> Result<Option<(SourceKey, u64)>> {
-        let _lock = self.write_lock()?;
         let config = self.config()?;
         let key = match addr {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        let index = self.slot_of(&key, &config);
+        Ok(self.unban_key(&key, now_ns)?.map(|left| (key, left)))
+    }
+
+    /// Lifts the ban of the source `key` (a key as the program groups
+    /// sources); returns the seconds that were left, if it was banned at
+    /// `now_ns`.
+    pub fn unban_key(&mut self, key: &SourceKey, now_ns: u64) -> Result<Option<u64>> {
+        let _lock = self.write_lock()?;
+        let index = self.slot_of(key, &self.config()?);
         let slot = self
             .sources
             .get(&index, 0)
             .context("reading GUARD_SOURCES")?;
-        let state = slot.key.same(&key).then_some(slot.state);
-        let marks = match self.marks.get(&key, 0) {
+        let state = slot.key.same(key).then_some(slot.state);
+        let marks = match self.marks.get(key, 0) {
             Ok(marks) => Some(marks),
             Err(MapError::KeyNotFound) => None,
             Err(e) => return Err(e).context("reading GUARD_MARKS"),
@@ -434,9 +441,9 @@ impl Dataplane {
                 .context("writing GUARD_MARKS")?;
         }
         if state.is_some() {
-            self.clear_ban(index, &key)?;
+            self.clear_ban(index, key)?;
         }
-        Ok(Some((key, (until - now_ns) / NANOS_PER_SEC)))
+        Ok(Some((until - now_ns) / NANOS_PER_SEC))
     }
 
     /// Clears the ban fields of slot `index`, if it still holds `key`,

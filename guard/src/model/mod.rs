@@ -3,6 +3,7 @@
 //! shown to people, and the plain data the layers above exchange. Tested
 //! without a kernel.
 
+pub mod bans;
 pub mod conntrack;
 pub mod doctor;
 pub mod duration;

@@ -32,7 +32,7 @@ use tokio::{
     time,
 };
 
-use crate::topology::{TCP_PORT, UDP_PORT};
+use crate::topology::{TCP_PORT, UDP_PORT, user};
 
 /// How long a legitimate client waits for its connection and its echo:
 /// long enough for one SYN retransmission (after 1 s), as a browser would
@@ -507,6 +507,9 @@ pub enum Frames {
     Udp,
     /// Both, alternating.
     SynAndUdp,
+    /// [`Frames::Syn`] from one address, the first user's
+    /// ([`crate::topology::user`]): a flood that names a real client.
+    SynNamingUser,
     /// SYNs from random sources over all of 198.18.0.0/15: 131,072
     /// addresses in 512 /24s.
     SynWide,
@@ -557,7 +560,8 @@ pub const UDP_PAYLOADS: [usize; 5] = [HELLO.len(), 16, 32, 64, 128];
 /// trafgen's configuration for `frames` from `src_mac` to `dst_mac`.
 /// Sources are random within 198.19.0.0/16 (two random bytes after
 /// 198.19) or 2001:db8:ff00::/40, or for the wide floods 198.18.0.0/15 and
-/// 2001:db8::/32: never outside the documentation ranges.
+/// 2001:db8::/32, or one user's address: never outside the documentation
+/// ranges.
 #[must_use]
 pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> String {
     let macs: Vec<String> = dst_mac
@@ -641,6 +645,13 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         Frames::Syn6 => syn6_from("0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4)"),
         Frames::Udp => udp,
         Frames::SynAndUdp => format!("{syn}{udp}"),
+        Frames::SynNamingUser => {
+            let [a, b, c, d] = user(0).octets();
+            format!(
+                "{{\n{eth}{}{tcp_syn}",
+                ipv4_from(40, "64", 6, &format!("{a}, {b}, {c}, {d}"))
+            )
+        }
         Frames::SynWide => syn_wide,
         Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
         Frames::SynRandom => syn_random,
@@ -882,6 +893,19 @@ mod tests {
         assert_eq!(cfg.matches('{').count(), 2);
     }
 
+    #[test]
+    fn the_flood_naming_a_user_comes_from_its_address_alone() {
+        let cfg = trafgen_config(Frames::SynNamingUser, [0; 6], [0; 6]);
+        let frames = templates(&cfg);
+        assert_eq!(frames.len(), 1, "{cfg}");
+        let t = &frames[0];
+        let source: Vec<Option<u8>> = user(0).octets().into_iter().map(Some).collect();
+        assert_eq!(t.bytes[26..30], source[..], "{cfg}");
+        assert_eq!(usize::from(t.word(16)), t.bytes.len() - 14, "{cfg}");
+        // A SYN, its TCP header without options.
+        assert_eq!(t.bytes[46..48], [Some(0x50), Some(0x02)], "{cfg}");
+    }
+
     /// One frame of a trafgen config: its bytes (`None` where trafgen
     /// writes them as it sends: random bytes, counters, checksums) and its
     /// checksums with their offsets.
@@ -1060,10 +1084,7 @@ mod tests {
     /// permitted, timestamps, window scale) and DNS-like queries.
     fn users() -> Vec<Fingerprint> {
         use guard_tests::packet::{L4, Packet, TCP_SYN};
-        let (user, victim) = (
-            IpAddr::from(crate::topology::user(0)),
-            IpAddr::from(crate::topology::VICTIM),
-        );
+        let (user, victim) = (IpAddr::from(user(0)), IpAddr::from(crate::topology::VICTIM));
         (0..300_u16)
             .flat_map(|i| {
                 let [a, b] = i.to_be_bytes();

@@ -430,8 +430,20 @@ impl Fleet {
 
     /// This guard banned `source` until `until_ms`: the fleet hears of it.
     pub fn banned(&mut self, source: &SourceKey, until_ms: u64, reason: &str) {
-        let net = format!("{}/{}", source.ip(), source.prefix_len);
-        self.publish(&net, until_ms, reason);
+        self.publish(&net_of(source), until_ms, reason);
+    }
+
+    /// This guard lifted its bans of `sources` (a signature drops the
+    /// flood that earned them, `model::bans`): the fleet's copies of them
+    /// are taken back.
+    pub fn lifted(&mut self, sources: &[SourceKey]) {
+        let now = unix_now_ms();
+        for source in sources {
+            let key = crate::model::fleet::key(&net_of(source));
+            if self.own.remove(&key).is_some_and(|until| until > now) {
+                let _ = self.out.send(Out::Delete { key });
+            }
+        }
     }
 
     /// A limited event of `source`, for the report's top sources.
@@ -491,4 +503,9 @@ impl Fleet {
             until_ms,
         });
     }
+}
+
+/// The network a ban of `source` names in the bucket.
+fn net_of(source: &SourceKey) -> String {
+    format!("{}/{}", source.ip(), source.prefix_len)
 }

@@ -1,0 +1,228 @@
+//! A SYN flood that names one real client's address (its sender spoofs
+//! it: it cannot receive the replies), against guard as a new user starts
+//! it (`--mode enforce` and nothing else). The flood bans the address, as
+//! a ban must (its packets are all the program has to go on); the
+//! fingerprint learner then finds the flood's signature, the signature
+//! drops it before any per-source state, and the ban the flood earned is
+//! lifted: the client connects again while the flood goes on, and the
+//! other users never stop. The global knobs are saved first and put back
+//! on every exit path.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use guard::{dataplane::handle::Dataplane, host::clock::monotonic_ns};
+use guard_common::{Counter, SourceKey};
+use guard_lab::{
+    defence::{self, BUCKETS, Defence, MAX},
+    topology::{self, Topology},
+    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Tally, Trafgen},
+};
+use guard_tests::{
+    host::{self, Saved},
+    kernel_test,
+};
+
+const TABLE: u64 = 16_384;
+const LEAD: Duration = Duration::from_secs(5);
+const ATTACK: Duration = Duration::from_secs(12);
+/// A signature is learned in two seconds of flood and installed at the
+/// next tick (as in `udpflood.rs`).
+const LEARN_WITHIN: Duration = Duration::from_secs(4);
+/// Above what one trafgen core sends here: the bound never slows it.
+const MAX_PPS: u64 = 2_000_000;
+
+/// Whether the program holds a ban of `key` now.
+fn banned(dataplane: &Dataplane, key: &SourceKey) -> bool {
+    let now = monotonic_ns();
+    dataplane
+        .sources()
+        .expect("guard's sources")
+        .iter()
+        .any(|(k, st)| k.same(key) && st.banned_until_ns > now)
+}
+
+/// What the flood showed.
+struct Run {
+    /// The flood's frames guard dropped: by signature, ban, source limit.
+    drops: [u64; 3],
+    /// Whether the named client was banned before the signature came.
+    was_banned: bool,
+    /// Whether it was banned when the flood ended.
+    still_banned: bool,
+    /// When the signature was installed, from the flood's start.
+    learned_after: Option<Duration>,
+    /// The named client's attempts begun after the signature.
+    mine: Outcomes,
+    /// The other users' attempts during the flood.
+    theirs: Outcomes,
+    log: String,
+}
+
+/// The users for [`LEAD`], then the flood naming the first for
+/// [`ATTACK`], then the users' last attempts.
+fn run() -> Run {
+    let saved = Saved::new(&[MAX, BUCKETS]);
+    host::set_sysctl(MAX, TABLE);
+    let topo = Topology::build();
+    let _servers = traffic::servers(env!("CARGO_BIN_EXE_guard-lab").as_ref(), &topo.victim);
+    let applied = defence::apply(Defence::GuardDefaults, &topo, TABLE, 320);
+    let (users, server) = topology::users(false);
+    let named = topology::user(0);
+    let key = SourceKey::v4(named.octets(), 32);
+    assert_eq!(users[0], IpAddr::from(named));
+    // The named client visits ten times a second, the others 25 in all.
+    let (mine, theirs) = (Tally::default(), Tally::default());
+    let clients = [
+        traffic::clients(&topo.attacker, server, vec![users[0]], 10, mine.clone()),
+        traffic::clients(
+            &topo.attacker,
+            server,
+            users[1..].to_vec(),
+            25,
+            theirs.clone(),
+        ),
+    ];
+    // The learner's picture of normal new flows (`udpflood.rs` says why).
+    thread::sleep(LEAD);
+    let lead = mine.take();
+    assert_eq!(lead.failed, 0, "before the flood: {lead:?}");
+    let _ = theirs.take();
+
+    let pins = Path::new("/sys/fs/bpf/guard/netns")
+        .join(&topo.victim)
+        .join(&topo.victim_a);
+    let dataplane = Dataplane::open_pinned(&pins).expect("guard's maps");
+    let installed = || dataplane.sigs().expect("the signatures").active != 0;
+    let (dst, src) = topo.attack_macs();
+    let mut flood = Trafgen::start(
+        &topo.attacker,
+        &topo.attacker_if,
+        &traffic::trafgen_config(Frames::SynNamingUser, dst, src),
+        MAX_PPS * ATTACK.as_secs(),
+        None,
+        1,
+    );
+    let start = Instant::now();
+    let (mut was_banned, mut learned_after, mut after_lift) = (false, None, None);
+    while start.elapsed() < ATTACK {
+        flood.tend();
+        if learned_after.is_none() {
+            was_banned |= banned(&dataplane, &key);
+            if installed() {
+                learned_after = Some(start.elapsed());
+            }
+        }
+        // Every attempt that ends from here on began after the signature
+        // was installed, and with it the ban lifted.
+        if let Some(at) = learned_after
+            && after_lift.is_none()
+            && start.elapsed() >= at + LEGIT_TIMEOUT
+        {
+            let _ = mine.take();
+            after_lift = Some(start.elapsed());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let note = flood.stop();
+    eprintln!("trafgen: {note:?}");
+    let still_banned = banned(&dataplane, &key);
+    // Attempts still in flight finish or time out.
+    thread::sleep(LEGIT_TIMEOUT);
+    for c in clients {
+        c.stop();
+    }
+    let (mine, theirs) = (mine.take(), theirs.take());
+    let xdp = dataplane.counters().expect("guard's counters");
+    let log = applied.guard.as_ref().expect("guard runs").stderr();
+    drop(dataplane);
+    drop(applied);
+    drop(topo);
+    drop(saved);
+
+    let drops = [
+        Counter::DropSignature,
+        Counter::DropBanned,
+        Counter::DropSourceLimit,
+    ]
+    .map(|c| xdp.get(c));
+    eprintln!("counted from {after_lift:?}");
+    Run {
+        drops,
+        was_banned,
+        still_banned,
+        learned_after,
+        mine,
+        theirs,
+        log,
+    }
+}
+
+#[test]
+fn a_flood_naming_a_client_bans_it_until_its_signature_lifts_the_ban() {
+    let _kernel = kernel_test!();
+    let r = run();
+    let (drops, log) = (r.drops, &r.log);
+    let (mine, theirs) = (&r.mine, &r.theirs);
+    let named = topology::user(0);
+    eprintln!(
+        "banned {}, signature after {:?}; \
+         drops (signature, banned, source limit) {drops:?}; named client after the lift \
+         {}/{} ({:.1}%); other users {}/{} ({:.1}%)",
+        r.was_banned,
+        r.learned_after,
+        mine.ok,
+        mine.attempts(),
+        mine.percent(),
+        theirs.ok,
+        theirs.attempts(),
+        theirs.percent()
+    );
+    let sent: u64 = drops.iter().sum();
+    assert!(
+        sent > 1_000_000,
+        "the flood was dropped {sent} times:\n{log}"
+    );
+    assert!(
+        r.was_banned,
+        "the flood did not ban {named} (nothing to lift):\n{log}"
+    );
+    let learned = r
+        .learned_after
+        .unwrap_or_else(|| panic!("no signature was learned:\n{log}"));
+    assert!(
+        learned <= LEARN_WITHIN,
+        "the signature came after {learned:?}:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("lifted 1 ban made during it") && l.contains(&named.to_string())),
+        "no line says the ban was lifted:\n{log}"
+    );
+    assert!(!r.still_banned, "{named} was banned again:\n{log}");
+    // The signature, not the ban, dropped the flood from then on.
+    assert!(
+        drops[0] * 2 > sent,
+        "the signature dropped {} of {sent}:\n{log}",
+        drops[0]
+    );
+    assert!(
+        mine.attempts() >= 40,
+        "the named client made {} attempts after the lift",
+        mine.attempts()
+    );
+    assert!(
+        mine.percent() >= 99.0,
+        "the named client connected {:.1}% after the lift:\n{log}",
+        mine.percent()
+    );
+    assert!(
+        theirs.percent() >= 99.0,
+        "the other users were served {:.1}%:\n{log}",
+        theirs.percent()
+    );
+}
