@@ -36,6 +36,9 @@ use crate::{
 /// that most flood packets skip the fingerprint.
 const CONSIDERED_PER_SAMPLE: u64 = 8;
 
+/// The bans a signature lifted on an interface: its name, the sources.
+pub type Lifted = (String, Vec<SourceKey>);
+
 /// What the learner keeps from one second to the next.
 struct Seconds {
     /// The counters at the last tick.
@@ -44,22 +47,24 @@ struct Seconds {
     calm: f64,
     /// The packets of the second before the last, for the sample mask.
     before: u64,
-    /// While a flood lasts, when it may have begun (CLOCK_MONOTONIC ns).
+    /// When the last second ended (CLOCK_MONOTONIC ns): ticks may come
+    /// late.
+    last_ns: u64,
+    /// While a flood lasts, from when its bans are lifted by the next
+    /// signature: when it may have begun, or the last lift (CLOCK_MONOTONIC
+    /// ns).
     flood_since: Option<u64>,
 }
 
 /// Runs the learner of the interface whose maps are pinned in `pin_dir`
 /// until the task is dropped. `level` is the controller's pressure level;
-/// the bans a signature lifts go to `lifted`.
+/// the bans a signature lifts go to `lifted`, with the interface's name.
 pub async fn learn(
     iface: String,
     mut samples: Records<Sample>,
     pin_dir: PathBuf,
     mode: Fingerprints,
-    (level, lifted): (
-        watch::Receiver<Level>,
-        mpsc::UnboundedSender<Vec<SourceKey>>,
-    ),
+    (level, lifted): (watch::Receiver<Level>, mpsc::UnboundedSender<Lifted>),
 ) -> Result<()> {
     let mut dataplane = Dataplane::open_pinned_daemon(&pin_dir)?;
     let mut session = Session::new(Thresholds::default());
@@ -69,6 +74,7 @@ pub async fn learn(
         last: dataplane.counters()?,
         calm: 0.0,
         before: 0,
+        last_ns: monotonic_ns(),
         flood_since: None,
     };
     loop {
@@ -83,7 +89,7 @@ pub async fn learn(
                 match second(&iface, &mut dataplane, &mut session, &mut kept, pressure, mode) {
                     Ok(keys) if !keys.is_empty() => {
                         // No receiver: guard is stopping.
-                        let _ = lifted.send(keys);
+                        let _ = lifted.send((iface.clone(), keys));
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!("{iface}: fingerprints: {e:#}"),
@@ -119,10 +125,9 @@ fn second(
     let flooding = flood(pressure, drops, new_flows, kept.calm);
     kept.calm = calm_rate(kept.calm, new_flows, flooding);
     let now_ns = monotonic_ns();
-    kept.flood_since = flooding.then(|| {
-        kept.flood_since
-            .unwrap_or(now_ns.saturating_sub(FLOOD_LEAD_NS))
-    });
+    let began = kept.last_ns.saturating_sub(FLOOD_LEAD_NS);
+    kept.flood_since = flooding.then(|| kept.flood_since.unwrap_or(began));
+    kept.last_ns = now_ns;
     let mut lifted = Vec::new();
     let table = dataplane.sigs()?;
     let installed: Vec<Installed> = table
@@ -167,6 +172,10 @@ fn second(
                         && let Some(since) = kept.flood_since
                     {
                         lifted.extend(lift_bans(iface, dataplane, id, since, now_ns)?);
+                        // A later signature of this flood lifts only the
+                        // bans made after this one: a real sender banned
+                        // again on fresh evidence stays banned.
+                        kept.flood_since = Some(now_ns);
                     }
                 }
             }
@@ -191,7 +200,8 @@ fn second(
 }
 
 /// Signature `id` drops the flood that began at `since_ns`: lifts the bans
-/// made since then, says so, and returns them.
+/// made since then, says so, and returns them. A ban that cannot be lifted
+/// is said and left.
 fn lift_bans(
     iface: &str,
     dataplane: &mut Dataplane,
@@ -200,10 +210,13 @@ fn lift_bans(
     now_ns: u64,
 ) -> Result<Vec<SourceKey>> {
     let ban_ns = dataplane.config()?.ban_duration_ns;
+    let made = made_since(&dataplane.sources()?, since_ns, now_ns, ban_ns);
     let mut lifted = Vec::new();
-    for key in made_since(&dataplane.sources()?, since_ns, now_ns, ban_ns) {
-        if dataplane.unban_key(&key, now_ns)?.is_some() {
-            lifted.push(key);
+    for result in dataplane.unban_keys(&made, now_ns)? {
+        match result {
+            Ok(Some((key, _))) => lifted.push(key),
+            Ok(None) => {}
+            Err(e) => tracing::error!("{iface}: sig {id}: a ban is not lifted: {e:#}"),
         }
     }
     if !lifted.is_empty() {
@@ -217,7 +230,7 @@ fn lift_bans(
         let n = lifted.len();
         let s = if n == 1 { "" } else { "s" };
         tracing::warn!(
-            "{iface}: sig {id} drops the flood before any per-source limit: lifted {n} ban{s} made during it ({}{more}); a spoofed flood's bans name addresses its sender does not own",
+            "{iface}: sig {id} drops what it matches of the flood before any per-source limit: lifted {n} ban{s} made during it ({}{more}); a spoofed flood's bans name addresses its sender does not own",
             shown.join(", "),
         );
     }

@@ -90,7 +90,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let mut controller = start_controller(&scope, &settings, &runtime_dir)?;
     let (events_tx, mut events) = mpsc::channel::<Tagged>(1024);
     let (level_tx, level) = watch::channel(Level::Normal);
-    let (lifted_tx, mut lifted) = mpsc::unbounded_channel::<Vec<SourceKey>>();
+    let (lifted_tx, mut lifted) = mpsc::unbounded_channel::<fingerprints::Lifted>();
     let to = (&events_tx, &level, &lifted_tx);
     let (mut attached, mut kept) = match attach_all(sources, &mut settings, &scope, to) {
         Ok(attached) => attached,
@@ -165,8 +165,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 let batch = batch(first, &mut events);
                 on_events(&batch, &mut summary, controller.as_ref(), fleet.as_mut(), &settings);
             }
-            // Bans a signature lifted: the fleet takes them back.
-            Some(keys) = lifted.recv() => fleet.iter_mut().for_each(|f| f.lifted(&keys)),
+            Some(keys) = lifted.recv() => take_back(fleet.as_mut(), &attached, keys),
         }
     };
     tracing::info!("{signal_name}: restoring and detaching");
@@ -332,12 +331,38 @@ fn on_events(
             .saturating_add(u64::try_from(settings.ban_duration.as_millis()).unwrap_or(u64::MAX));
         for (_, event) in batch {
             if event.kind == EVENT_BANNED {
-                f.banned(&event.source, until, &events::describe(event));
+                f.banned(
+                    &event.source,
+                    event.time_ns,
+                    until,
+                    &events::describe(event),
+                );
             } else {
                 f.limited(&event.source);
             }
         }
     }
+}
+
+/// Bans a signature lifted on `iface`: the fleet takes back those no other
+/// interface of this guard holds (one it cannot read is taken to).
+fn take_back(
+    fleet: Option<&mut Fleet>,
+    attached: &[Attached],
+    (iface, keys): fingerprints::Lifted,
+) {
+    let Some(f) = fleet else {
+        return;
+    };
+    let now = monotonic_ns();
+    let held = |key: &SourceKey| {
+        attached
+            .iter()
+            .filter(|a| a.iface.name != iface)
+            .any(|a| a.dataplane.banned(key, now).unwrap_or(true))
+    };
+    let keys: Vec<SourceKey> = keys.into_iter().filter(|k| !held(k)).collect();
+    f.lifted(&keys, now);
 }
 
 /// The fleet link's next message; never, without a fleet.
@@ -580,7 +605,7 @@ fn attach_all(
     (events, level, lifted): (
         &mpsc::Sender<Tagged>,
         &watch::Receiver<Level>,
-        &mpsc::UnboundedSender<Vec<SourceKey>>,
+        &mpsc::UnboundedSender<fingerprints::Lifted>,
     ),
 ) -> Result<(Vec<Attached>, KeptLists)> {
     let _lock = kept_lists::lock()?;

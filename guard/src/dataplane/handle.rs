@@ -48,6 +48,10 @@ use crate::{
     },
 };
 
+/// A source whose ban was lifted, with the seconds that were left; `None`
+/// if it was not banned.
+pub type Unbanned = Option<(SourceKey, u64)>;
+
 /// How long `guard run` waits for the map-write lock before it writes
 /// without it.
 pub const DAEMON_LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -400,74 +404,125 @@ impl Dataplane {
     /// Lifts the ban of the source holding `addr` (grouped as the program
     /// groups sources); returns the seconds that were left, if it was
     /// banned at `now_ns`.
-    pub fn unban(&mut self, addr: IpAddr, now_ns: u64) -> Result<Option<(SourceKey, u64)>> {
+    pub fn unban(&mut self, addr: IpAddr, now_ns: u64) -> Result<Unbanned> {
         let config = self.config()?;
         let key = match addr {
             IpAddr::V4(a) => SourceKey::v4(a.octets(), config.source_prefix_v4),
             IpAddr::V6(a) => SourceKey::v6(a.octets(), config.source_prefix_v6),
         };
-        Ok(self.unban_key(&key, now_ns)?.map(|left| (key, left)))
+        self.unban_keys(&[key], now_ns)?.pop().unwrap_or(Ok(None))
     }
 
-    /// Lifts the ban of the source `key` (a key as the program groups
-    /// sources); returns the seconds that were left, if it was banned at
-    /// `now_ns`.
-    pub fn unban_key(&mut self, key: &SourceKey, now_ns: u64) -> Result<Option<u64>> {
+    /// Lifts the bans of `keys` (keys as the program groups sources),
+    /// under one lock and one mapping of the table: for each key, in
+    /// order, the seconds that were left if it was banned at `now_ns`, or
+    /// why it could not be lifted.
+    pub fn unban_keys(&mut self, keys: &[SourceKey], now_ns: u64) -> Result<Vec<Result<Unbanned>>> {
         let _lock = self.write_lock()?;
+        let config = self.config()?;
+        let slots = Slots::map(&self.sources, true)?;
+        let mut lifted = Vec::with_capacity(keys.len());
+        for key in keys {
+            let index = self.slot_of(key, &config);
+            let left = self.lift(&slots, index, key, now_ns);
+            lifted.push(left.map(|left| left.map(|left| (*key, left))));
+        }
+        Ok(lifted)
+    }
+
+    /// Whether `key` is banned at `now_ns`, in its slot or its marks.
+    pub fn banned(&self, key: &SourceKey, now_ns: u64) -> Result<bool> {
+        let slots = Slots::map(&self.sources, false)?;
         let index = self.slot_of(key, &self.config()?);
-        let slot = self
-            .sources
-            .get(&index, 0)
-            .context("reading GUARD_SOURCES")?;
-        let state = slot.key.same(key).then_some(slot.state);
-        let marks = match self.marks.get(key, 0) {
-            Ok(marks) => Some(marks),
-            Err(MapError::KeyNotFound) => None,
-            Err(e) => return Err(e).context("reading GUARD_MARKS"),
+        Ok(self.ban_of(&slots, index, key)? > now_ns)
+    }
+
+    /// When `key`'s ban ends (0: none): the later of its slot's, if slot
+    /// `index` holds it, and its marks'.
+    fn ban_of(&self, slots: &Slots, index: u32, key: &SourceKey) -> Result<u64> {
+        let slot = slots.get(index)?;
+        let in_slot = if slot.key.same(key) {
+            slot.state.banned_until_ns
+        } else {
+            0
         };
-        let until = state
-            .map(|s| s.banned_until_ns)
-            .max(marks.map(|m| m.banned_until_ns))
-            .unwrap_or(0);
+        Ok(in_slot.max(self.marks_of(key)?.map_or(0, |m| m.banned_until_ns)))
+    }
+
+    fn marks_of(&self, key: &SourceKey) -> Result<Option<Marks>> {
+        match self.marks.get(key, 0) {
+            Ok(marks) => Ok(Some(marks)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading GUARD_MARKS"),
+        }
+    }
+
+    /// Lifts `key`'s ban (slot `index`); the seconds that were left.
+    fn lift(
+        &mut self,
+        slots: &Slots,
+        index: u32,
+        key: &SourceKey,
+        now_ns: u64,
+    ) -> Result<Option<u64>> {
+        let until = self.ban_of(slots, index, key)?;
         if until <= now_ns {
             return Ok(None);
         }
         // Both copies: the one in GUARD_MARKS would ban it again once a
-        // flood churned its GUARD_SOURCES entry out.
-        if let Some(mut m) = marks {
+        // flood churned its GUARD_SOURCES entry out. The marks first: the
+        // program may bring them back into the slot until they are
+        // cleared, so the slot is cleared after, whoever held it before.
+        if let Some(mut m) = self.marks_of(key)? {
             m.banned_until_ns = 0;
             self.marks
                 .insert(key, m, 0)
                 .context("writing GUARD_MARKS")?;
         }
-        if state.is_some() {
-            self.clear_ban(index, key)?;
-        }
+        slots.clear_ban(index, key)?;
         Ok(Some((until - now_ns) / NANOS_PER_SEC))
     }
+}
 
-    /// Clears the ban fields of slot `index`, if it still holds `key`,
-    /// through a shared mapping of the table: the program updates the
-    /// slot's buckets and counters meanwhile, which a write of the whole
-    /// slot (the map update syscall) would put back to what was read.
+/// `GUARD_SOURCES` through a shared mapping: the program updates slots'
+/// buckets and counters meanwhile, which a write of a whole slot (the map
+/// update syscall) would put back to what was read.
+struct Slots {
+    mapping: Mapping,
+    len: usize,
+}
+
+impl Slots {
+    fn map(table: &Array<MapData, Slot>, writable: bool) -> Result<Self> {
+        let len = usize::try_from(table.len())?;
+        let mapping = Mapping::of(table.map().fd().as_fd(), len * size_of::<Slot>(), writable)
+            .context("mapping GUARD_SOURCES")?;
+        Ok(Self { mapping, len })
+    }
+
+    fn at(&self, index: u32) -> Result<*mut Slot> {
+        let i = usize::try_from(index)?;
+        anyhow::ensure!(i < self.len, "slot {i} of {}", self.len);
+        // SAFETY: slot i lies inside the mapping (as in `used`).
+        Ok(unsafe { self.mapping.0.cast::<Slot>().cast_mut().add(i) })
+    }
+
+    /// Slot `index`, read volatile: the program writes it meanwhile.
+    fn get(&self, index: u32) -> Result<Slot> {
+        // SAFETY: `at` checked the index; a slot read mid-write is a
+        // statistic a moment old, as a syscall's copy would be.
+        Ok(unsafe { self.at(index)?.read_volatile() })
+    }
+
+    /// Clears the ban fields of slot `index`, if it holds `key`. Each
+    /// field is written alone, volatile, as the program writes them
+    /// (plain stores: a lost update between the two is a ban statistic,
+    /// `SourceState` says why that is harmless).
     fn clear_ban(&self, index: u32, key: &SourceKey) -> Result<()> {
-        let slots = usize::try_from(self.sources.len())?;
-        let index = usize::try_from(index)?;
-        anyhow::ensure!(index < slots, "slot {index} of {slots}");
-        let mapping = Mapping::of(
-            self.sources.map().fd().as_fd(),
-            slots * size_of::<Slot>(),
-            true,
-        )
-        .context("mapping GUARD_SOURCES")?;
-        // SAFETY: slot `index` lies inside the mapping (as in `used`);
-        // each field is written alone, volatile, as the program writes
-        // them (plain stores: a lost update between the two is a ban
-        // statistic, `SourceState` says why that is harmless).
+        let slot = self.at(index)?;
+        // SAFETY: `at` checked the index; the mapping is writable (only
+        // `unban_keys` clears).
         unsafe {
-            let slot = mapping.0.cast::<Slot>().cast_mut().add(index);
-            // The program may have given the slot to another source since
-            // it was read.
             if !(&raw const (*slot).key).read_volatile().same(key) {
                 return Ok(());
             }

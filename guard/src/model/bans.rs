@@ -12,13 +12,15 @@
 
 use guard_common::{SourceKey, SourceState};
 
-/// How long before the first second seen as a flood's the flood may have
-/// begun: that second is known at its end, and the flood's first packets
-/// may fall in the second before it.
-pub const FLOOD_LEAD_NS: u64 = 2_000_000_000;
+/// How long before the start of the first second judged a flood's the
+/// flood may have begun: its first packets may fall in the second before,
+/// which did not look like one.
+pub const FLOOD_LEAD_NS: u64 = 1_000_000_000;
 
 /// The sources banned at `now_ns` whose ban was made at `since_ns` or
-/// later: bans last `ban_ns` (the data plane keeps only their end).
+/// later. The data plane keeps a ban's end only; its start is taken as
+/// the end less `ban_ns`, the ban's length now (a reload that shortened
+/// it makes older bans look newer).
 #[must_use]
 pub fn made_since(
     sources: &[(SourceKey, SourceState)],

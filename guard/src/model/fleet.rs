@@ -167,6 +167,24 @@ pub fn overlap(allow: &[IpNet], net: &IpNet) -> Option<IpNet> {
         .copied()
 }
 
+/// Whether this member takes back the decision under a key when its data
+/// plane's ban there is lifted: only its own ban (`own_until_ms`, what it
+/// published) still in force at `now_ms`, unless an operator's timed deny
+/// of this member's holds the same network (`operators`: one key for
+/// both) or the bucket's last writer of the key (`origin`) is a peer.
+#[must_use]
+pub fn takes_back(
+    own_until_ms: Option<u64>,
+    operators: bool,
+    origin: Option<&str>,
+    me: &str,
+    now_ms: u64,
+) -> bool {
+    own_until_ms.is_some_and(|until| until > now_ms)
+        && !operators
+        && origin.is_none_or(|origin| origin == me)
+}
+
 /// A token bucket over decisions taken from peers: `rate` a second, at
 /// most `burst` at once.
 #[derive(Clone, Debug)]
@@ -376,6 +394,19 @@ fn format_secs(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lifted_ban_is_taken_back_only_while_it_is_this_members_own() {
+        let me = "edge-a";
+        assert!(takes_back(Some(2_000), false, None, me, 1_000));
+        assert!(takes_back(Some(2_000), false, Some(me), me, 1_000));
+        // Expired (anyone clears it), or never published.
+        assert!(!takes_back(Some(1_000), false, None, me, 1_000));
+        assert!(!takes_back(None, false, None, me, 1_000));
+        // An operator's timed deny holds the key, or a peer wrote it since.
+        assert!(!takes_back(Some(2_000), true, Some(me), me, 1_000));
+        assert!(!takes_back(Some(2_000), false, Some("edge-b"), me, 1_000));
+    }
 
     fn rules() -> Rules {
         Rules {

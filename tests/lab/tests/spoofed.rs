@@ -20,7 +20,7 @@ use guard_common::{Counter, SourceKey};
 use guard_lab::{
     defence::{self, BUCKETS, Defence, MAX},
     topology::{self, Topology},
-    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Tally, Trafgen},
+    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
 };
 use guard_tests::{
     host::{self, Saved},
@@ -56,15 +56,16 @@ struct Run {
     still_banned: bool,
     /// When the signature was installed, from the flood's start.
     learned_after: Option<Duration>,
-    /// The named client's attempts begun after the signature.
+    /// The named client's attempts that began after the signature and
+    /// ended before the flood did.
     mine: Outcomes,
-    /// The other users' attempts during the flood.
+    /// The other users' attempts that ended during the flood.
     theirs: Outcomes,
     log: String,
 }
 
 /// The users for [`LEAD`], then the flood naming the first for
-/// [`ATTACK`], then the users' last attempts.
+/// [`ATTACK`].
 fn run() -> Run {
     let saved = Saved::new(&[MAX, BUCKETS]);
     host::set_sysctl(MAX, TABLE);
@@ -128,15 +129,11 @@ fn run() -> Run {
         }
         thread::sleep(Duration::from_millis(50));
     }
+    let (mine, theirs) = (mine.take(), theirs.take());
     let note = flood.stop();
     eprintln!("trafgen: {note:?}");
     let still_banned = banned(&dataplane, &key);
-    // Attempts still in flight finish or time out.
-    thread::sleep(LEGIT_TIMEOUT);
-    for c in clients {
-        c.stop();
-    }
-    let (mine, theirs) = (mine.take(), theirs.take());
+    Running::stop_all(clients);
     let xdp = dataplane.counters().expect("guard's counters");
     let log = applied.guard.as_ref().expect("guard runs").stderr();
     drop(dataplane);
@@ -212,12 +209,12 @@ fn a_flood_naming_a_client_bans_it_until_its_signature_lifts_the_ban() {
     );
     assert!(
         mine.attempts() >= 40,
-        "the named client made {} attempts after the lift",
+        "the named client made {} attempts after the lift, during the flood",
         mine.attempts()
     );
     assert!(
         mine.percent() >= 99.0,
-        "the named client connected {:.1}% after the lift:\n{log}",
+        "the named client connected {:.1}% after the lift, during the flood:\n{log}",
         mine.percent()
     );
     assert!(

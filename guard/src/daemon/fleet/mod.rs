@@ -26,7 +26,7 @@ use crate::{
     model::{
         fleet::{
             BanRefusal, Ceiling, DELAYS, FleetSource, FleetView, Member, Report, Rules, SharedBan,
-            judge, neighbours, overlap,
+            judge, neighbours, overlap, takes_back,
         },
         level::Level,
     },
@@ -34,6 +34,9 @@ use crate::{
 
 /// A peer's ban is never taken for longer than a day.
 const LONGEST_MS: u64 = 24 * 3600 * 1000;
+/// How long a lift is remembered against the ban's event arriving after
+/// it: events are read within milliseconds.
+const LIFTS_KEPT_NS: u64 = 600 * 1_000_000_000;
 /// Members report every two seconds.
 const REPORT_EVERY_MS: u64 = 2000;
 /// Bans waiting for the ceiling, at most; beyond, they are refused.
@@ -72,6 +75,10 @@ pub struct Fleet {
     origins: BTreeMap<String, String>,
     /// This guard's bans, by key: until when (unix ms).
     own: BTreeMap<String, u64>,
+    /// This guard's data-plane bans a signature lifted, by key: when
+    /// (CLOCK_MONOTONIC ns). A ban's event still on its way is not
+    /// published after it.
+    lifted_at: BTreeMap<String, u64>,
     /// Timed deny entries of the kept lists, as published.
     kept: BTreeMap<IpNet, u64>,
     members: BTreeMap<String, Report>,
@@ -118,6 +125,7 @@ impl Fleet {
             waiting: BTreeMap::new(),
             origins: BTreeMap::new(),
             own: BTreeMap::new(),
+            lifted_at: BTreeMap::new(),
             kept: BTreeMap::new(),
             members: BTreeMap::new(),
             limited: BTreeMap::new(),
@@ -428,19 +436,42 @@ impl Fleet {
         status_file::publish_fleet(&self.runtime_dir, &self.view);
     }
 
-    /// This guard banned `source` until `until_ms`: the fleet hears of it.
-    pub fn banned(&mut self, source: &SourceKey, until_ms: u64, reason: &str) {
-        self.publish(&net_of(source), until_ms, reason);
+    /// This guard's data plane banned `source` at `made_ns` (its clock,
+    /// CLOCK_MONOTONIC) until `until_ms`: the fleet hears of it, unless a
+    /// signature lifted the ban meanwhile.
+    pub fn banned(&mut self, source: &SourceKey, made_ns: u64, until_ms: u64, reason: &str) {
+        let net = net_of(source);
+        let key = crate::model::fleet::key(&net);
+        if self.lifted_at.get(&key).is_some_and(|&at| at >= made_ns) {
+            return;
+        }
+        self.publish(&net, until_ms, reason);
     }
 
-    /// This guard lifted its bans of `sources` (a signature drops the
-    /// flood that earned them, `model::bans`): the fleet's copies of them
-    /// are taken back.
-    pub fn lifted(&mut self, sources: &[SourceKey]) {
+    /// This guard's data plane lifted its bans of `sources` at `now_ns`
+    /// (CLOCK_MONOTONIC; a signature drops the flood that earned them,
+    /// `model::bans`): the fleet's copies are taken back
+    /// (`model::fleet::takes_back` says which).
+    pub fn lifted(&mut self, sources: &[SourceKey], now_ns: u64) {
         let now = unix_now_ms();
+        self.lifted_at
+            .retain(|_, &mut at| now_ns.saturating_sub(at) < LIFTS_KEPT_NS);
         for source in sources {
-            let key = crate::model::fleet::key(&net_of(source));
-            if self.own.remove(&key).is_some_and(|until| until > now) {
+            let net = net_of(source);
+            let key = crate::model::fleet::key(&net);
+            self.lifted_at.insert(key.clone(), now_ns);
+            let operators = net
+                .parse::<IpNet>()
+                .is_ok_and(|net| self.kept.contains_key(&net));
+            let origin = self.origins.get(&key).map(String::as_str);
+            if takes_back(
+                self.own.get(&key).copied(),
+                operators,
+                origin,
+                &self.settings.member,
+                now,
+            ) {
+                self.own.remove(&key);
                 let _ = self.out.send(Out::Delete { key });
             }
         }
