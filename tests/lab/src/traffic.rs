@@ -32,7 +32,7 @@ use tokio::{
     time,
 };
 
-use crate::topology::{TCP_PORT, UDP_PORT, user};
+use crate::topology::{TCP_PORT, UDP_PORT, user, user6};
 
 /// How long a legitimate client waits for its connection and its echo:
 /// long enough for one SYN retransmission (after 1 s), as a browser would
@@ -510,6 +510,9 @@ pub enum Frames {
     /// [`Frames::Syn`] from one address, the first user's
     /// ([`crate::topology::user`]): a flood that names a real client.
     SynNamingUser,
+    /// The same over IPv6, from the first user's IPv6 address
+    /// ([`crate::topology::user6`]).
+    SynNamingUser6,
     /// SYNs from random sources over all of 198.18.0.0/15: 131,072
     /// addresses in 512 /24s.
     SynWide,
@@ -651,6 +654,14 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
                 "{{\n{eth}{}{tcp_syn}",
                 ipv4_from(40, "64", 6, &format!("{a}, {b}, {c}, {d}"))
             )
+        }
+        Frames::SynNamingUser6 => {
+            let source: Vec<String> = user6(0)
+                .octets()
+                .iter()
+                .map(|b| format!("0x{b:02x}"))
+                .collect();
+            syn6_from(&source.join(", "))
         }
         Frames::SynWide => syn_wide,
         Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
@@ -904,6 +915,14 @@ mod tests {
         assert_eq!(usize::from(t.word(16)), t.bytes.len() - 14, "{cfg}");
         // A SYN, its TCP header without options.
         assert_eq!(t.bytes[46..48], [Some(0x50), Some(0x02)], "{cfg}");
+        let cfg = trafgen_config(Frames::SynNamingUser6, [0; 6], [0; 6]);
+        let frames = templates(&cfg);
+        assert_eq!(frames.len(), 1, "{cfg}");
+        let t = &frames[0];
+        let source: Vec<Option<u8>> = user6(0).octets().into_iter().map(Some).collect();
+        assert_eq!(t.bytes[22..38], source[..], "{cfg}");
+        assert_eq!(usize::from(t.word(18)), t.bytes.len() - 54, "{cfg}");
+        assert_eq!(t.bytes[66..68], [Some(0x50), Some(0x02)], "{cfg}");
     }
 
     /// One frame of a trafgen config: its bytes (`None` where trafgen
