@@ -3,7 +3,7 @@
 //! knobs a defence writes (`nf_conntrack_max`, the hash size) are saved by
 //! the runner before the first run and put back after the last.
 
-use std::{fmt, path::Path};
+use std::{fmt, time::Duration};
 
 use guard_tests::{guard_proc::Guard, host};
 
@@ -15,6 +15,21 @@ use crate::{
 
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";
 pub const BUCKETS: &str = "net.netfilter.nf_conntrack_buckets";
+/// guard learns a flood's signature in two seconds (one to learn, one to
+/// check it on a fresh sample) and installs it at the next tick: "within
+/// a few seconds".
+pub const LEARN_WITHIN: Duration = Duration::from_secs(4);
+
+/// Fails the test unless a signature was installed within
+/// [`LEARN_WITHIN`] of the flood's start (`learned_after`); `log` is
+/// guard's.
+pub fn assert_learned(learned_after: Option<Duration>, log: &str) {
+    let learned = learned_after.unwrap_or_else(|| panic!("no signature was learned:\n{log}"));
+    assert!(
+        learned <= LEARN_WITHIN,
+        "the signature came after {learned:?}:\n{log}"
+    );
+}
 
 /// The field guides' static timeouts (seconds): what a hardened
 /// sysctl.conf sets.
@@ -244,12 +259,7 @@ pub fn apply(defence: Defence, topo: &Topology, table: u64, entry_bytes: u64) ->
             // installed nothing came to) is in the log a failure prints.
             let log = std::ffi::OsStr::new("info,guard::daemon::fingerprints=debug");
             let mut guard = Guard::start_with_env(&args, &[("GUARD_LOG", log)]);
-            guard.wait_for(
-                &Path::new("/sys/fs/bpf/guard/netns")
-                    .join(&topo.victim)
-                    .join(&topo.victim_a)
-                    .join(guard_common::maps::COUNTERS),
-            );
+            guard.wait_for(&topo.guard_pins().join(guard_common::maps::COUNTERS));
             Applied {
                 guard: Some(guard),
                 _xdp: None,

@@ -11,7 +11,7 @@ use std::{
     fs,
     io::{Read as _, Seek as _, SeekFrom},
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
@@ -32,7 +32,7 @@ use crate::{
     sample::{Run, Second, count_f64},
     scenario::Scenario,
     topology::{self, NAT, Topology, UDP_PORT},
-    traffic::{self, Frames, Helper, Outcomes, Running, Tally, Trafgen},
+    traffic::{self, Frames, Helper, MAX_PPS_PER_CORE, Outcomes, Running, Tally, Trafgen},
 };
 
 /// How often the frame generator is checked, and restarted if it gave up.
@@ -42,10 +42,6 @@ const TEND_EVERY: Duration = Duration::from_millis(20);
 /// next second, everything is cleaned up, and no further run starts.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
-/// The most frames a generated flood may send per second of attack: above
-/// what one trafgen core reaches here, so the bound never slows it, and a
-/// hard ceiling if it somehow ran on.
-const MAX_PPS: u64 = 2_000_000;
 /// The mixed scenario's generated rate, leaving CPU for the connection
 /// flood.
 const MIXED_PPS: u64 = 200_000;
@@ -461,7 +457,7 @@ impl Attack {
                 &topo.attacker,
                 &topo.attacker_if,
                 &traffic::trafgen_config(f, dst, src),
-                pps.unwrap_or(MAX_PPS) * secs,
+                pps.unwrap_or(MAX_PPS_PER_CORE) * secs,
                 pps,
                 scenario.cpus(),
             )
@@ -570,11 +566,7 @@ impl Sampler {
     fn watch_guard(&mut self, topo: &Topology, pid: Option<u32>) {
         self.guard_pid = pid;
         self.last_guard_cpu = pid.and_then(process_ticks);
-        self.pins = pid.map(|_| {
-            Path::new("/sys/fs/bpf/guard/netns")
-                .join(&topo.victim)
-                .join(&topo.victim_a)
-        });
+        self.pins = pid.map(|_| topo.guard_pins());
     }
 
     fn ct_stats(&mut self) -> (u64, u64, u64) {

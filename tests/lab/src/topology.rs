@@ -32,10 +32,12 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use guard::dataplane::pins::Layout;
 use guard_tests::{
     net::{self, ip, sweep_stale, tc},
     nft::{self, nft},
@@ -279,6 +281,12 @@ impl Topology {
                 "nodad",
             ]),
         }
+    }
+
+    /// Where guard pins its maps for the victim's interface.
+    #[must_use]
+    pub fn guard_pins(&self) -> PathBuf {
+        Layout::default().iface_dir(Some(&self.victim), &self.victim_a)
     }
 
     /// The victim's MAC on the attacker side and the attacker's own, for

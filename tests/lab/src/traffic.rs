@@ -38,6 +38,11 @@ use crate::topology::{TCP_PORT, UDP_PORT, user, user6};
 /// long enough for one SYN retransmission (after 1 s), as a browser would
 /// still wait.
 pub const LEGIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The most frames a flood may send a second for each trafgen core: above
+/// what one core reaches here, so the bound never slows it, and a hard
+/// ceiling if it somehow ran on.
+pub const MAX_PPS_PER_CORE: u64 = 2_000_000;
 /// What a client sends and expects back.
 const HELLO: &[u8] = b"guard-lab";
 
@@ -349,6 +354,21 @@ impl Outcomes {
     #[must_use]
     pub fn percent(&self) -> f64 {
         f64::from(self.ok) * 100.0 / f64::from(self.attempts().max(1))
+    }
+
+    /// Fails the test unless `what` made at least `attempts` attempts and
+    /// 99% of them succeeded; `log` (guard's) goes with the failure.
+    pub fn assert_served(&self, what: &str, attempts: u32, log: &str) {
+        assert!(
+            self.attempts() >= attempts,
+            "{what}: only {} attempts",
+            self.attempts()
+        );
+        assert!(
+            self.percent() >= 99.0,
+            "{what} served {:.1}%:\n{log}",
+            self.percent()
+        );
     }
 }
 

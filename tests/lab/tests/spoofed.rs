@@ -13,7 +13,6 @@
 
 use std::{
     net::IpAddr,
-    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -23,7 +22,7 @@ use guard_common::{Counter, SourceKey};
 use guard_lab::{
     defence::{self, BUCKETS, Defence, MAX},
     topology::{self, Topology},
-    traffic::{self, Frames, LEGIT_TIMEOUT, Outcomes, Running, Tally, Trafgen},
+    traffic::{self, Frames, LEGIT_TIMEOUT, MAX_PPS_PER_CORE, Outcomes, Running, Tally, Trafgen},
 };
 use guard_tests::{
     host::{self, Saved},
@@ -33,11 +32,6 @@ use guard_tests::{
 const TABLE: u64 = 16_384;
 const LEAD: Duration = Duration::from_secs(5);
 const ATTACK: Duration = Duration::from_secs(12);
-/// A signature is learned in two seconds of flood and installed at the
-/// next tick (as in `udpflood.rs`).
-const LEARN_WITHIN: Duration = Duration::from_secs(4);
-/// Above what one trafgen core sends here: the bound never slows it.
-const MAX_PPS: u64 = 2_000_000;
 
 /// Whether the program holds a ban of `key` now.
 fn banned(dataplane: &Dataplane, key: &SourceKey) -> bool {
@@ -101,9 +95,7 @@ fn run(ipv6: bool) -> Run {
     assert_eq!(lead.failed, 0, "before the flood: {lead:?}");
     let _ = theirs.take();
 
-    let pins = Path::new("/sys/fs/bpf/guard/netns")
-        .join(&topo.victim)
-        .join(&topo.victim_a);
+    let pins = topo.guard_pins();
     let dataplane = Dataplane::open_pinned(&pins).expect("guard's maps");
     let installed = || dataplane.sigs().expect("the signatures").active != 0;
     let (dst, src) = topo.attack_macs();
@@ -111,7 +103,7 @@ fn run(ipv6: bool) -> Run {
         &topo.attacker,
         &topo.attacker_if,
         &traffic::trafgen_config(frames, dst, src),
-        MAX_PPS * ATTACK.as_secs(),
+        2 * MAX_PPS_PER_CORE * ATTACK.as_secs(),
         None,
         // Onto both queues of the link, as a NIC's RSS spreads a flood
         // whose ports vary. From one core the flood reaches one CPU,
@@ -208,13 +200,7 @@ fn assert_lifted(r: &Run) {
         r.was_banned,
         "the flood did not ban {named} (nothing to lift):\n{log}"
     );
-    let learned = r
-        .learned_after
-        .unwrap_or_else(|| panic!("no signature was learned:\n{log}"));
-    assert!(
-        learned <= LEARN_WITHIN,
-        "the signature came after {learned:?}:\n{log}"
-    );
+    defence::assert_learned(r.learned_after, log);
     assert!(
         log.lines()
             .any(|l| l.contains("lifted 1 ban made during it") && l.contains(&named)),
@@ -227,21 +213,12 @@ fn assert_lifted(r: &Run) {
         "the signature dropped {} of {sent}:\n{log}",
         drops[0]
     );
-    assert!(
-        mine.attempts() >= 40,
-        "the named client made {} attempts after the lift, during the flood",
-        mine.attempts()
+    mine.assert_served(
+        "the named client, after the lift, during the flood",
+        40,
+        log,
     );
-    assert!(
-        mine.percent() >= 99.0,
-        "the named client connected {:.1}% after the lift, during the flood:\n{log}",
-        mine.percent()
-    );
-    assert!(
-        theirs.percent() >= 99.0,
-        "the other users were served {:.1}%:\n{log}",
-        theirs.percent()
-    );
+    theirs.assert_served("the other users, during the flood", 100, log);
 }
 
 #[test]

@@ -15,15 +15,13 @@ use aya::maps::{Map, MapData, PerCpuArray};
 use guard_common::{Counter, CounterBlock, maps::COUNTERS};
 use guard_lab::{
     topology::Topology,
-    traffic::{self, Frames, Trafgen},
+    traffic::{self, Frames, MAX_PPS_PER_CORE, Trafgen},
 };
 use guard_tests::{guard_proc::Guard, kernel_test};
 
 const RATE: u64 = 2_000;
 const BURST: u64 = 100;
 const ATTACK: Duration = Duration::from_secs(5);
-/// Above what two trafgen cores send here: the bound never slows them.
-const MAX_PPS: u64 = 4_000_000;
 
 /// guard's counters, per CPU, read from its pin.
 fn per_cpu(pin_dir: &Path) -> Vec<CounterBlock> {
@@ -69,9 +67,7 @@ fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
         "--summary-interval",
         "0",
     ]);
-    let pins = Path::new("/sys/fs/bpf/guard/netns")
-        .join(&topo.victim)
-        .join(&topo.victim_a);
+    let pins = topo.guard_pins();
     guard.wait_for(&pins.join(COUNTERS));
     guard.wait_ready();
 
@@ -82,7 +78,7 @@ fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
         &topo.attacker,
         &topo.attacker_if,
         &traffic::trafgen_config(Frames::SynWide, dst, src),
-        MAX_PPS * ATTACK.as_secs(),
+        2 * MAX_PPS_PER_CORE * ATTACK.as_secs(),
         None,
         2,
     );
