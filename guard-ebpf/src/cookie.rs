@@ -31,7 +31,7 @@ use aya_ebpf::{
     helpers::{
         bpf_csum_diff, bpf_loop, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
-        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
     },
     programs::XdpContext,
 };
@@ -51,7 +51,7 @@ use aya_ebpf::cty::c_void;
 use crate::{
     dissect::{F_FRAGMENT, Headers},
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
-    packet::{Span, load},
+    packet::{self, Span, load},
 };
 
 /// `sk_state` values (include/net/tcp_states.h) of sockets whose 4-tuple
@@ -141,9 +141,9 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
         return None;
     }
     let sc = scratch()?;
-    let grow = (h.l4 + TCP_MAX_HLEN).saturating_sub(ctx.data_end() - ctx.data());
-    // SAFETY: a helper call on this program's context.
-    if grow != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow as i32) } != 0 {
+    let (came, room) = (packet::len(ctx), h.l4 + TCP_MAX_HLEN);
+    let grown = came < room;
+    if grown && !packet::set_len(ctx, room) {
         return None;
     }
     let built = if t.v4 {
@@ -155,9 +155,8 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
     };
     let Some(l34_len) = built else {
         // Nothing was written: the frame shrinks back to the SYN as it came.
-        if grow != 0 {
-            // SAFETY: as above.
-            let _ = unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(grow as i32)) };
+        if grown {
+            let _ = packet::set_len(ctx, came);
         }
         return None;
     };
@@ -224,11 +223,10 @@ fn send_back<const LEN: usize>(
     let (lo, hi) = (macs.get::<8>(0), macs.get::<4>(8));
     macs.set::<8>(0, (lo >> 48) | (hi << 16) | (lo << 48));
     macs.set::<4>(8, lo >> 16);
-    let cut = (h.l3 + l34_len) as i64 - (ctx.data_end() - ctx.data()) as i64;
-    // SAFETY: a helper call on this program's context. The reply is never
-    // longer than the frame, and a frame only fails to shrink below its
-    // Ethernet header: the frame, already rewritten, is dropped then.
-    if cut != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, cut as i32) } != 0 {
+    // The reply is never longer than the frame, and a frame only fails to
+    // shrink below its Ethernet header: the frame, already rewritten, is
+    // dropped then.
+    if !packet::set_len(ctx, h.l3 + l34_len) {
         return Some(XDP_DROP);
     }
     Some(XDP_TX)

@@ -2,11 +2,15 @@
 //! store of 1, 2, 4 or 8 bytes at an address checked against the packet's
 //! end on the same register, in the shapes the verifier follows (see
 //! [`at`]); bytes whose length is known only at run time are copied by
-//! the helper ([`copy_in`]).
+//! the helper ([`copy_in`]). The frame's length changes here too
+//! ([`set_len`]).
 
 use core::{arch::asm, mem::size_of};
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
 
 /// The packet address `offset` bytes in, hidden from LLVM's arithmetic.
 ///
@@ -179,6 +183,22 @@ pub fn copy_in(ctx: &XdpContext, offset: usize, buf: &mut [u8], n: usize) -> boo
     }
     // SAFETY: the helper writes `n` bytes, which fit in `buf`.
     unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.as_mut_ptr().cast(), n as u32) == 0 }
+}
+
+/// The frame's length.
+#[inline(always)]
+pub fn len(ctx: &XdpContext) -> usize {
+    ctx.data_end() - ctx.data()
+}
+
+/// Makes the frame `new_len` bytes long, growing it into its tailroom or
+/// cutting its tail (`bpf_xdp_adjust_tail`; no call when it is that long
+/// already); whether it is now. Every bound checked before is void after.
+#[inline(always)]
+pub fn set_len(ctx: &XdpContext, new_len: usize) -> bool {
+    let delta = new_len as i64 - len(ctx) as i64;
+    // SAFETY: a helper call on this program's context.
+    delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } == 0
 }
 
 /// Writes the `W` (1, 2, 4 or 8) low bytes of `v` at packet address `p`.
