@@ -345,7 +345,8 @@ fn on_events(
 }
 
 /// Bans a signature lifted on `iface`: the fleet takes back those no other
-/// interface of this guard holds (one it cannot read is taken to).
+/// interface of this guard still bans (one whose maps cannot be read
+/// counts as banning it).
 fn take_back(
     fleet: Option<&mut Fleet>,
     attached: &[Attached],

@@ -420,7 +420,7 @@ impl Dataplane {
     pub fn unban_keys(&mut self, keys: &[SourceKey], now_ns: u64) -> Result<Vec<Result<Unbanned>>> {
         let _lock = self.write_lock()?;
         let config = self.config()?;
-        let slots = Slots::map(&self.sources, true)?;
+        let slots = Slots::map(&self.sources, true).context("mapping GUARD_SOURCES")?;
         let mut lifted = Vec::with_capacity(keys.len());
         for key in keys {
             let index = self.slot_of(key, &config);
@@ -432,29 +432,27 @@ impl Dataplane {
 
     /// Whether `key` is banned at `now_ns`, in its slot or its marks.
     pub fn banned(&self, key: &SourceKey, now_ns: u64) -> Result<bool> {
-        let slots = Slots::map(&self.sources, false)?;
+        let slots = Slots::map(&self.sources, false).context("mapping GUARD_SOURCES")?;
         let index = self.slot_of(key, &self.config()?);
-        Ok(self.ban_of(&slots, index, key)? > now_ns)
+        Ok(self.ban_of(&slots, index, key)?.0 > now_ns)
     }
 
-    /// When `key`'s ban ends (0: none): the later of its slot's, if slot
-    /// `index` holds it, and its marks'.
-    fn ban_of(&self, slots: &Slots, index: u32, key: &SourceKey) -> Result<u64> {
+    /// When `key`'s ban ends (0: none), the later of its slot's, if slot
+    /// `index` holds it, and its marks'; and its marks.
+    fn ban_of(&self, slots: &Slots, index: u32, key: &SourceKey) -> Result<(u64, Option<Marks>)> {
         let slot = slots.get(index)?;
         let in_slot = if slot.key.same(key) {
             slot.state.banned_until_ns
         } else {
             0
         };
-        Ok(in_slot.max(self.marks_of(key)?.map_or(0, |m| m.banned_until_ns)))
-    }
-
-    fn marks_of(&self, key: &SourceKey) -> Result<Option<Marks>> {
-        match self.marks.get(key, 0) {
-            Ok(marks) => Ok(Some(marks)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("reading GUARD_MARKS"),
-        }
+        let marks = match self.marks.get(key, 0) {
+            Ok(marks) => Some(marks),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(e).context("reading GUARD_MARKS"),
+        };
+        let until = in_slot.max(marks.map_or(0, |m| m.banned_until_ns));
+        Ok((until, marks))
     }
 
     /// Lifts `key`'s ban (slot `index`); the seconds that were left.
@@ -465,7 +463,7 @@ impl Dataplane {
         key: &SourceKey,
         now_ns: u64,
     ) -> Result<Option<u64>> {
-        let until = self.ban_of(slots, index, key)?;
+        let (until, marks) = self.ban_of(slots, index, key)?;
         if until <= now_ns {
             return Ok(None);
         }
@@ -473,7 +471,7 @@ impl Dataplane {
         // flood churned its GUARD_SOURCES entry out. The marks first: the
         // program may bring them back into the slot until they are
         // cleared, so the slot is cleared after, whoever held it before.
-        if let Some(mut m) = self.marks_of(key)? {
+        if let Some(mut m) = marks {
             m.banned_until_ns = 0;
             self.marks
                 .insert(key, m, 0)
@@ -484,9 +482,10 @@ impl Dataplane {
     }
 }
 
-/// `GUARD_SOURCES` through a shared mapping: the program updates slots'
-/// buckets and counters meanwhile, which a write of a whole slot (the map
-/// update syscall) would put back to what was read.
+/// A table of slots (`GUARD_SOURCES`, `GUARD_PREFIXES`) through a shared
+/// mapping (`BPF_F_MMAPABLE`): the program updates slots' buckets and
+/// counters meanwhile, which a write of a whole slot (the map update
+/// syscall) would put back to what was read.
 struct Slots {
     mapping: Mapping,
     len: usize,
@@ -495,15 +494,16 @@ struct Slots {
 impl Slots {
     fn map(table: &Array<MapData, Slot>, writable: bool) -> Result<Self> {
         let len = usize::try_from(table.len())?;
-        let mapping = Mapping::of(table.map().fd().as_fd(), len * size_of::<Slot>(), writable)
-            .context("mapping GUARD_SOURCES")?;
+        let mapping = Mapping::of(table.map().fd().as_fd(), len * size_of::<Slot>(), writable)?;
         Ok(Self { mapping, len })
     }
 
     fn at(&self, index: u32) -> Result<*mut Slot> {
         let i = usize::try_from(index)?;
         anyhow::ensure!(i < self.len, "slot {i} of {}", self.len);
-        // SAFETY: slot i lies inside the mapping (as in `used`).
+        // SAFETY: slot i lies inside the mapping: the array's values start
+        // at its offset 0, each `size_of::<Slot>()` bytes (a multiple of
+        // 8, the kernel's stride).
         Ok(unsafe { self.mapping.0.cast::<Slot>().cast_mut().add(i) })
     }
 
@@ -644,17 +644,10 @@ fn ones(words: &[AtomicU64]) -> u64 {
 /// mapping of the table (`BPF_F_MMAPABLE`): one syscall per slot would
 /// take a quarter of a second for the default 131,072.
 fn used(table: &Array<MapData, Slot>) -> Result<Vec<(SourceKey, SourceState)>> {
-    let slots = usize::try_from(table.len())?;
-    let mapping = Mapping::of(table.map().fd().as_fd(), slots * size_of::<Slot>(), false)?;
-    let base = mapping.0.cast::<Slot>();
+    let slots = Slots::map(table, false)?;
     let mut entries = Vec::new();
-    for i in 0..slots {
-        // SAFETY: slot i lies inside the mapping (the array's values start
-        // at its offset 0, each `size_of::<Slot>()` bytes: a multiple of
-        // 8, the kernel's stride); volatile, since the XDP program writes
-        // slots meanwhile (a slot read mid-write is a statistic a moment
-        // old, as a syscall's copy would be).
-        let slot = unsafe { base.add(i).read_volatile() };
+    for i in 0..table.len() {
+        let slot = slots.get(i)?;
         if slot.used() {
             entries.push((slot.key, slot.state));
         }
