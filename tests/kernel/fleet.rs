@@ -274,12 +274,7 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
     // each from 150 sources: the learner's picture of normal new flows,
     // which joins it once the next second is calm too.
     for i in 0..150u16 {
-        let src = IpAddr::V4(Ipv4Addr::new(
-            198,
-            19,
-            1 + (i / 200) as u8,
-            (i % 200) as u8 + 1,
-        ));
+        let src = IpAddr::V4(Ipv4Addr::new(198, 19, 1, i as u8 + 1));
         let mut syn = Packet::tcp(src, a.flood.victim_for(src), 40_000 + i, PORT, TCP_SYN);
         if let L4::Tcp { options, .. } = &mut syn.l4 {
             *options = vec![2, 4, 0x05, 0xb4, 4, 2, 1, 1];

@@ -587,13 +587,16 @@ pub const UDP_PAYLOADS: [usize; 5] = [HELLO.len(), 16, 32, 64, 128];
 /// ranges.
 #[must_use]
 pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> String {
-    let macs: Vec<String> = dst_mac
-        .iter()
-        .chain(&src_mac)
-        .map(|b| format!("0x{b:02x}"))
-        .collect();
-    let eth = format!("  {}, c16(0x0800),\n", macs.join(", "));
-    let eth6 = format!("  {}, c16(0x86dd),\n", macs.join(", "));
+    // Fixed bytes, as trafgen reads them.
+    let bytes = |b: &[u8]| {
+        b.iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let macs = bytes(&[dst_mac, src_mac].concat());
+    let eth = format!("  {macs}, c16(0x0800),\n");
+    let eth6 = format!("  {macs}, c16(0x86dd),\n");
     // IPv4 header: 20 bytes at offset 14, checksum over 14..33; the
     // transport header starts at 34.
     let ipv4_from = |total: usize, ttl: &str, proto: u8, source: &str| {
@@ -668,21 +671,11 @@ pub fn trafgen_config(frames: Frames, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Str
         Frames::Syn6 => syn6_from("0x20, 0x01, 0x0d, 0xb8, 0xff, drnd(3), drnd(4), drnd(4)"),
         Frames::Udp => udp,
         Frames::SynAndUdp => format!("{syn}{udp}"),
-        Frames::SynNamingUser => {
-            let [a, b, c, d] = user(0).octets();
-            format!(
-                "{{\n{eth}{}{tcp_syn}",
-                ipv4_from(40, "64", 6, &format!("{a}, {b}, {c}, {d}"))
-            )
-        }
-        Frames::SynNamingUser6 => {
-            let source: Vec<String> = user6(0)
-                .octets()
-                .iter()
-                .map(|b| format!("0x{b:02x}"))
-                .collect();
-            syn6_from(&source.join(", "))
-        }
+        Frames::SynNamingUser => format!(
+            "{{\n{eth}{}{tcp_syn}",
+            ipv4_from(40, "64", 6, &bytes(&user(0).octets()))
+        ),
+        Frames::SynNamingUser6 => syn6_from(&bytes(&user6(0).octets())),
         Frames::SynWide => syn_wide,
         Frames::Syn6Wide => syn6_from("0x20, 0x01, 0x0d, 0xb8, drnd(4), drnd(4), drnd(4)"),
         Frames::SynRandom => syn_random,
