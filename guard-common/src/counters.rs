@@ -252,6 +252,16 @@ impl CounterBlock {
             *a = a.wrapping_add(*b);
         }
     }
+
+    /// The CPUs' blocks summed.
+    #[must_use]
+    pub fn total(per_cpu: &[Self]) -> Self {
+        let mut sum = Self::ZERO;
+        for block in per_cpu {
+            sum.accumulate(block);
+        }
+        sum
+    }
 }
 
 impl Default for CounterBlock {

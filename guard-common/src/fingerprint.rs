@@ -488,7 +488,9 @@ pub const SAMPLE_ESTABLISHED: u32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
     pub kind: u32,
-    pub pad: u32,
+    /// The CPU that took it: each CPU has its own sample budget, so the
+    /// learner weighs a CPU's samples by what that CPU saw.
+    pub cpu: u32,
     pub fp: Fingerprint,
 }
 

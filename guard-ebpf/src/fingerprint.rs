@@ -2,7 +2,7 @@
 //! (the layout is `guard_common::fingerprint`'s), the signature check, and
 //! the samples the learner reads.
 
-use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_md, helpers::bpf_get_smp_processor_id, programs::XdpContext};
 use guard_common::{
     COUNTER_SLOTS, Counter, DataplaneConfig, FlowKey,
     bucket::NANOS_PER_SEC,
@@ -239,10 +239,11 @@ fn submit(b: &mut SampleBudget, fp: &Fingerprint, cfg: &DataplaneConfig, kind: u
     if let Some(mut entry) = SAMPLES.reserve::<Sample>(0) {
         let p = entry.as_mut_ptr();
         // SAFETY: the reserved record, written field by field so the
-        // fingerprint is copied straight from the scratch map.
+        // fingerprint is copied straight from the scratch map; the helper
+        // only reads which CPU runs this (XDP does not migrate).
         unsafe {
             (*p).kind = kind;
-            (*p).pad = 0;
+            (*p).cpu = bpf_get_smp_processor_id();
             (*p).fp = *fp;
         }
         entry.submit(0);

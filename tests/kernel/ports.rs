@@ -21,7 +21,7 @@ use guard_common::{
     ports::port_entry,
 };
 use guard_tests::{
-    kernel_test,
+    cpu, kernel_test,
     packet::{L4, Packet, TCP_ACK, TCP_RST, TCP_SYN},
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
@@ -229,24 +229,6 @@ fn an_ipv6_ack_of_a_known_connection_verifies_its_source_and_a_spoofed_one_nobod
     );
 }
 
-/// Pins the calling thread to its current CPU: the program's per-CPU
-/// state stays the same across the runs of one test.
-fn pin_to_this_cpu() {
-    // SAFETY: sched_getcpu takes nothing; sched_setaffinity on this
-    // thread (0) with a set of one valid CPU.
-    unsafe {
-        let cpu = usize::try_from(libc::sched_getcpu()).expect("a CPU");
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// The ACK check's socket lookups are rationed per CPU and second: once a
 /// spoofed ACK flood has spent them, a real client's ACK is not looked up
 /// (and counted so) until the next second, when it verifies the client.
@@ -255,7 +237,8 @@ fn pin_to_this_cpu() {
 #[test]
 fn the_ack_checks_socket_lookups_are_rationed_per_cpu_and_second() {
     let _kernel = kernel_test!();
-    pin_to_this_cpu();
+    // The program's per-CPU state stays the same across the runs.
+    cpu::pin_here();
     let conn = Connection::open(Ipv4Addr::LOCALHOST.into());
     let server = conn.server();
     let stranger: IpAddr = Ipv4Addr::new(198, 19, 3, 3).into();

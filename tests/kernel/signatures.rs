@@ -15,7 +15,7 @@ use guard_common::{
     fingerprint::{Fingerprint, SAMPLE_NEW, SAMPLE_VERIFIED},
 };
 use guard_tests::{
-    kernel_test,
+    cpu, kernel_test,
     packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN},
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -109,6 +109,44 @@ fn the_program_fingerprints_as_userspace_does() {
             samples[0].fp.bytes(),
             userspace_fingerprint(p).bytes(),
             "packet {i}: the program's fingerprint and userspace's"
+        );
+    }
+}
+
+/// Each CPU samples under a budget of its own, and the learner weighs a
+/// CPU's samples by the new flows that CPU counted: a sample names the CPU
+/// that took it, whose counters are read by that number.
+#[test]
+fn a_sample_names_the_cpu_whose_new_flows_it_is_of() {
+    let _k = kernel_test!();
+    let cpus = cpu::allowed();
+    assert!(
+        cpus.len() >= 2 || std::env::var_os("CI").is_none(),
+        "this test needs two CPUs, has {cpus:?}"
+    );
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    let mut cfg = program.config();
+    cfg.sample = SAMPLE_ON;
+    cfg.sample_rate = 1_000;
+    cfg.sample_mask = 0;
+    program.set_config(&cfg);
+    for (i, &on) in cpus.iter().enumerate() {
+        cpu::pin(on);
+        let flows = i + 1;
+        for n in 0..flows {
+            let p = Packet::udp(spoofed((100 * i + n) as u32), server4(), 1000, 53, b"query");
+            assert_eq!(program.run(&p.frame(), T0), XDP_PASS);
+        }
+        let samples = program.take_samples();
+        assert_eq!(samples.len(), flows, "CPU {on}");
+        assert!(
+            samples.iter().all(|s| s.cpu as usize == on),
+            "CPU {on}: {samples:?}"
+        );
+        assert_eq!(
+            program.counters_per_cpu()[on].get(Counter::NewFlows),
+            flows as u64,
+            "CPU {on}"
         );
     }
 }

@@ -9,6 +9,7 @@
 //! starts with `let _kernel = kernel_test!();` ([`require`]): skipped
 //! where it cannot run, failed instead under CI, serialised while it runs.
 
+pub mod cpu;
 pub mod ct;
 pub mod flood;
 pub mod fuzz;

@@ -317,6 +317,12 @@ impl Program {
         self.dataplane.counters().expect("reading counters")
     }
 
+    /// Each CPU's counters, by CPU number.
+    #[must_use]
+    pub fn counters_per_cpu(&self) -> Vec<CounterBlock> {
+        self.dataplane.counters_per_cpu().expect("reading counters")
+    }
+
     #[must_use]
     pub fn sources(&self) -> HashMap<SourceKey, SourceState> {
         self.dataplane

@@ -26,7 +26,7 @@ use crate::{
     model::{
         bans::{FLOOD_LEAD_NS, made_since},
         fingerprint::{Thresholds, describe},
-        learner::{Installed, Session, SigChange, calm_rate, flood},
+        learner::{Installed, Seen, Session, SigChange, calm_rate, flood},
         level::Level,
     },
 };
@@ -41,8 +41,10 @@ pub type Lifted = (String, Vec<SourceKey>);
 
 /// What the learner keeps from one second to the next.
 struct Seconds {
-    /// The counters at the last tick.
-    last: CounterBlock,
+    /// Each CPU's counters at the last tick.
+    last: Vec<CounterBlock>,
+    /// The sample mask the program used this second.
+    mask: u32,
     /// The calm average of new flows a second (`learner::calm_rate`).
     calm: f64,
     /// The packets of the second before the last, for the sample mask.
@@ -71,7 +73,8 @@ pub async fn learn(
     let mut ticker = interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut kept = Seconds {
-        last: dataplane.counters()?,
+        last: dataplane.counters_per_cpu()?,
+        mask: dataplane.config()?.sample_mask,
         calm: 0.0,
         before: 0,
         last_ns: monotonic_ns(),
@@ -81,7 +84,7 @@ pub async fn learn(
         tokio::select! {
             batch = samples.next() => {
                 for s in batch? {
-                    session.sample(s.kind, s.fp);
+                    session.sample(s.kind, s.cpu, s.fp);
                 }
             }
             _ = ticker.tick() => {
@@ -109,8 +112,11 @@ fn second(
     pressure: bool,
     mode: Fingerprints,
 ) -> Result<Vec<SourceKey>> {
-    let now = dataplane.counters()?;
-    let last = &kept.last;
+    let per_cpu = dataplane.counters_per_cpu()?;
+    let (now, last) = (
+        CounterBlock::total(&per_cpu),
+        CounterBlock::total(&kept.last),
+    );
     let delta = |c: Counter| now.get(c).wrapping_sub(last.get(c));
     let drops = [
         Counter::DropSourceLimit,
@@ -138,7 +144,13 @@ fn second(
             hits: now.sig_hits(slot).wrapping_sub(last.sig_hits(slot)),
         })
         .collect();
-    for action in session.tick(flooding, &installed) {
+    let new_flows = new_flows_by_cpu(&per_cpu, &kept.last);
+    let seen = Seen {
+        new_flows: &new_flows,
+        every: u64::from(kept.mask) + 1,
+        budget: SAMPLE_RATE,
+    };
+    for action in session.tick(flooding, &seen, &installed) {
         match action {
             SigChange::Install { sig, share } => {
                 let id = dataplane.edit_sigs(|t| {
@@ -195,8 +207,20 @@ fn second(
     if dataplane.config()?.sample_mask != mask {
         dataplane.update_config(|c| c.sample_mask = mask)?;
     }
-    kept.last = now;
+    kept.mask = mask;
+    kept.last = per_cpu;
     Ok(lifted)
+}
+
+/// The new flows each CPU saw between two readings of the counters.
+fn new_flows_by_cpu(now: &[CounterBlock], last: &[CounterBlock]) -> Vec<u64> {
+    now.iter()
+        .zip(last)
+        .map(|(n, l)| {
+            n.get(Counter::NewFlows)
+                .wrapping_sub(l.get(Counter::NewFlows))
+        })
+        .collect()
 }
 
 /// Signature `id` drops the flood that began at `since_ns`: lifts the bans

@@ -355,12 +355,14 @@ impl Dataplane {
 
     /// The counters, summed over the CPUs.
     pub fn counters(&self) -> Result<CounterBlock> {
+        Ok(CounterBlock::total(&self.counters_per_cpu()?))
+    }
+
+    /// Each CPU's counters, by CPU number (the program's
+    /// `bpf_get_smp_processor_id`).
+    pub fn counters_per_cpu(&self) -> Result<Vec<CounterBlock>> {
         let per_cpu = self.counters.get(&0, 0).context("reading GUARD_COUNTERS")?;
-        let mut total = CounterBlock::ZERO;
-        for block in per_cpu.iter() {
-            total.accumulate(block);
-        }
-        Ok(total)
+        Ok(per_cpu.iter().copied().collect())
     }
 
     /// Every source the program holds: those of `GUARD_SOURCES`, and the
