@@ -103,7 +103,11 @@ pub struct Event {
     /// The [`crate::config::FlowClass`] whose limit it exceeded.
     pub class: u32,
     pub source: SourceKey,
-    pub pad: u32,
+    /// 1 when the program made it in monitor mode: it passed what it would
+    /// have dropped, and a ban is not carried out beyond the program's
+    /// counters (the source's conntrack entries stay, the fleet is not
+    /// told).
+    pub monitor: u32,
     pub time_ns: u64,
     /// For [`EVENT_BANNED`]: when the ban ends.
     pub banned_until_ns: u64,

@@ -817,7 +817,7 @@ fn event(
         kind,
         class: class as u32,
         source: *source,
-        pad: 0,
+        monitor: u32::from(!cfg.enforcing()),
         time_ns: now,
         banned_until_ns,
     });

@@ -451,6 +451,14 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
     drop(saved);
 }
 
+/// The program's key of `src`: its /32, or its /64.
+fn key_of(src: std::net::IpAddr) -> SourceKey {
+    match src {
+        std::net::IpAddr::V4(a) => SourceKey::v4(a.octets(), 32),
+        std::net::IpAddr::V6(a) => SourceKey::v6(a.octets(), 64),
+    }
+}
+
 /// A source that keeps flooding is banned, and its entries are deleted
 /// through ctnetlink at once (for IPv6, every entry of its /64).
 fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
@@ -499,10 +507,7 @@ fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
     }
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
-    let key = match src {
-        std::net::IpAddr::V4(a) => SourceKey::v4(a.octets(), 32),
-        std::net::IpAddr::V6(a) => SourceKey::v6(a.octets(), 64),
-    };
+    let key = key_of(src);
     assert!(
         finished
             .stderr
@@ -521,6 +526,64 @@ fn a_banned_sources_entries_are_deleted() {
 fn a_banned_ipv6_sources_entries_are_deleted() {
     let _kernel = kernel_test!();
     banned_source_entries_are_deleted(spoofed6(6));
+}
+
+/// Monitor mode drops nothing, and deletes nothing either: a source that
+/// enforce would ban is named with what enforce would do, and its
+/// connections stay in the table.
+#[test]
+fn a_source_monitor_mode_would_ban_keeps_its_entries() {
+    let _kernel = kernel_test!();
+    let v = Victim::new();
+    let guard = start_on(
+        &v.net,
+        &[
+            "--mode",
+            "monitor",
+            "--source-limits",
+            "always",
+            "--syn-rate",
+            "1",
+            "--syn-burst",
+            "50",
+            "--ban-threshold",
+            "20",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    let src = spoofed(6);
+    let mut flood = Flood::new(&v.net);
+    for i in 0..100 {
+        flood.tcp(src, 20_000 + i, PORT, TCP_SYN);
+    }
+    let src_text = src.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !guard.stderr().contains("enforce would ban it") {
+        assert!(
+            Instant::now() < deadline,
+            "no line says the source would be banned:\n{}",
+            guard.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // An enforcing guard deletes them within milliseconds of that line.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ct::entries_from(&v.net.victim, &src_text),
+        100,
+        "monitor mode passed every SYN, and keeps their entries:\n{}",
+        guard.stderr()
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(
+        finished.stderr.contains(&format!(
+            "{} kept exceeding its syn limit: enforce would ban it for 60s and delete its conntrack entries; monitor mode passes it and keeps them",
+            key_of(src)
+        )) && !finished.stderr.contains("conntrack entries of banned"),
+        "{finished}"
+    );
 }
 
 /// --dry-run logs decisions and changes nothing: no sysctl, no state file,

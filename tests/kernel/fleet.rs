@@ -39,10 +39,15 @@ impl Member {
     /// A member whose sources may send `syn_rate` SYNs a second (and as
     /// many at once) before it bans them itself.
     fn start(name: &str, url: &str, syn_rate: &str, extra: &[&str]) -> Self {
+        Self::start_in("enforce", name, url, syn_rate, extra)
+    }
+
+    /// [`Member::start`] in `mode`.
+    fn start_in(mode: &str, name: &str, url: &str, syn_rate: &str, extra: &[&str]) -> Self {
         let net = TestNet::addressed();
         let mut args = vec![
             "--mode",
-            "enforce",
+            mode,
             "--summary-interval",
             "0",
             // Bans come from the limits, at any pressure.
@@ -325,6 +330,78 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
         lifted_at.elapsed()
     );
     b.stop();
+    a.stop();
+}
+
+/// A member in monitor mode drops nothing and deletes nothing, and its
+/// fleet's members do not drop for it: a source it would ban is not
+/// published, and B goes on passing it; a ban B makes is counted at A,
+/// and A keeps the source's conntrack entries.
+#[test]
+fn a_member_in_monitor_mode_neither_publishes_bans_nor_deletes_for_them() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start_in("monitor", "edge-a", &url, "5", &[]);
+    let mut b = Member::start("edge-b", &url, "5", &[]);
+    for m in [&a, &b] {
+        m.wait_view("two members seen", |v| {
+            members(v).len() == 2 && v["connected"] == true
+        });
+    }
+    let _tracked = Counters::install(&a.net.victim, &[("new", "ct state new")]);
+    let _server = EchoServer::start(
+        &a.net.victim,
+        SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT),
+    );
+    // Y's SYN leaves a conntrack entry at A; then B bans Y.
+    let y = attacker(9);
+    assert_eq!(a.syns(y, 1)["pass_limits"], 1);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ct::entries_from(&a.net.victim, "198.19.0.9") == 0 {
+        assert!(Instant::now() < deadline, "no conntrack entry for the SYN");
+        thread::sleep(Duration::from_millis(50));
+    }
+    b.ban(y);
+    a.wait_log("fleet: deny 198.19.0.9/32 from edge-b");
+    let at_a = a.syns(y, 1);
+    assert_eq!(at_a["drop_denylist"], 1, "{at_a:?}");
+    // An enforcing member deletes them within a second of the ban (the
+    // first test).
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ct::entries_from(&a.net.victim, "198.19.0.9"),
+        1,
+        "A keeps Y's entry (both SYNs' flow):\n{}",
+        a.guard.stderr()
+    );
+    let x = attacker(8);
+    let before = a.syns(x, 0);
+    let counted = a.syns(x, 40);
+    let passed = |c: &std::collections::BTreeMap<String, u64>| c["pass_limits"] + c["pass_monitor"];
+    assert!(
+        counted["drop_banned"] > 0,
+        "{counted:?}\n{}",
+        a.guard.stderr()
+    );
+    assert_eq!(
+        passed(&counted) - passed(&before),
+        40,
+        "all passed: {counted:?}"
+    );
+    a.wait_log("198.19.0.8 kept exceeding its syn limit: enforce would ban it");
+    // A published ban is in force at B within a second (the first test).
+    thread::sleep(Duration::from_secs(2));
+    let before = b.syns(x, 0);
+    let after = b.syns(x, 1);
+    assert_eq!(after["drop_denylist"], 0, "B denies X: {after:?}");
+    assert_eq!(
+        after["pass_limits"] - before["pass_limits"],
+        1,
+        "B passes X: {after:?}"
+    );
+    let b_log = b.stop();
+    assert!(!b_log.contains("fleet: deny 198.19.0.8"), "{b_log}");
     a.stop();
 }
 

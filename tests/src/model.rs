@@ -839,7 +839,7 @@ impl Model {
                 kind,
                 class: class as u32,
                 source,
-                pad: 0,
+                monitor: u32::from(self.config.mode != MODE_ENFORCE),
                 time_ns: now,
                 banned_until_ns,
             });
@@ -1313,7 +1313,7 @@ mod tests {
             kind: EVENT_LIMITED,
             class: FlowClass::Syn as u32,
             source: key,
-            pad: 0,
+            monitor: 0,
             time_ns: T0,
             banned_until_ns: 0,
         };

@@ -24,7 +24,7 @@ use super::{
     reload::{self, Sources, load_settings},
 };
 use crate::{
-    config::{Fingerprints, Settings, SynCookies},
+    config::{Enforcement, Fingerprints, Settings, SynCookies},
     dataplane::{
         events::{self, Tagged},
         loader::{self, AttachRequest, Attached, Followed},
@@ -314,7 +314,9 @@ fn batch(first: Tagged, events: &mut mpsc::Receiver<Tagged>) -> Vec<Tagged> {
 }
 
 /// A batch of events: logged, banned sources' conntrack entries deleted,
-/// and the fleet told.
+/// and the fleet told. A ban made in monitor mode is only logged: the
+/// program passed its packets, and its source's connections and the
+/// fleet's members are left alone too.
 fn on_events(
     batch: &[Tagged],
     summary: &mut Summary,
@@ -330,14 +332,14 @@ fn on_events(
         let until = unix_now_ms()
             .saturating_add(u64::try_from(settings.ban_duration.as_millis()).unwrap_or(u64::MAX));
         for (_, event) in batch {
-            if event.kind == EVENT_BANNED {
+            if event.kind == EVENT_BANNED && event.monitor == 0 {
                 f.banned(
                     &event.source,
                     event.time_ns,
                     until,
                     &events::describe(event),
                 );
-            } else {
+            } else if event.kind != EVENT_BANNED {
                 f.limited(&event.source);
             }
         }
@@ -375,7 +377,7 @@ async fn next_message(fleet: Option<&mut Fleet>) -> Option<fleet::In> {
 }
 
 /// Puts the peers' bans in force into the lists and the maps, and frees
-/// the conntrack table of the new ones' entries.
+/// the conntrack table of the new ones' entries (in enforce mode).
 fn fleet_changed(
     fleet: &Fleet,
     change: &fleet::Change,
@@ -389,6 +391,11 @@ fn fleet_changed(
     }
     if let Err(e) = kept.set_fleet(fleet.nets(), settings, attached) {
         tracing::error!("fleet: the peers' bans are not applied: {e:#}");
+        return;
+    }
+    // Monitor mode passes the peers' bans' packets, and keeps their
+    // connections too.
+    if settings.mode == Enforcement::Monitor {
         return;
     }
     if let (Some(c), false) = (controller, change.added.is_empty()) {
@@ -435,14 +442,16 @@ impl Summary {
     }
 
     /// Logs a batch of events: every ban, a limited source once per
-    /// interval. Returns the banned sources.
+    /// interval. Returns the sources banned in enforce mode.
     fn events(&mut self, batch: &[Tagged]) -> Vec<SourceKey> {
         let mut banned = Vec::new();
         for (iface, event) in batch {
             let src = event.source.to_string();
             if event.kind == EVENT_BANNED {
                 tracing::warn!(iface, src, "{iface}: {}", events::describe(event));
-                banned.push(event.source);
+                if event.monitor == 0 {
+                    banned.push(event.source);
+                }
             } else if let Some((_, o)) = self.offenders.iter_mut().find(|(i, _)| i == iface)
                 && o.limited(event.source)
             {

@@ -110,20 +110,25 @@ pub fn describe(event: &Event) -> String {
         .iter()
         .find(|c| c.index() as u64 == u64::from(event.class))
         .map_or("unknown", |c| c.name());
-    match event.kind {
-        EVENT_LIMITED => format!(
-            "{} is over its {class} limit: dropping its excess new flows (said once per summary interval; the summary line counts them)",
-            event.source
+    let secs = event
+        .banned_until_ns
+        .saturating_sub(event.time_ns)
+        .div_ceil(NANOS_PER_SEC);
+    let source = event.source;
+    match (event.kind, event.monitor != 0) {
+        (EVENT_LIMITED, false) => format!(
+            "{source} is over its {class} limit: dropping its excess new flows (said once per summary interval; the summary line counts them)"
         ),
-        EVENT_BANNED => format!(
-            "{} banned for {}s: it kept exceeding its {class} limit",
-            event.source,
-            event
-                .banned_until_ns
-                .saturating_sub(event.time_ns)
-                .div_ceil(NANOS_PER_SEC)
+        (EVENT_LIMITED, true) => format!(
+            "{source} is over its {class} limit: enforce would drop its excess new flows; monitor mode passes them (said once per summary interval; the summary line counts them)"
         ),
-        other => format!("{}: unknown event kind {other}", event.source),
+        (EVENT_BANNED, false) => {
+            format!("{source} banned for {secs}s: it kept exceeding its {class} limit")
+        }
+        (EVENT_BANNED, true) => format!(
+            "{source} kept exceeding its {class} limit: enforce would ban it for {secs}s and delete its conntrack entries; monitor mode passes it and keeps them"
+        ),
+        (other, _) => format!("{source}: unknown event kind {other}"),
     }
 }
 
@@ -139,7 +144,7 @@ mod tests {
             kind: EVENT_LIMITED,
             class: FlowClass::Syn as u32,
             source: SourceKey::v4([198, 18, 0, 7], 32),
-            pad: 0,
+            monitor: 0,
             time_ns: 5 * NANOS_PER_SEC,
             banned_until_ns: 0,
         };
@@ -154,6 +159,13 @@ mod tests {
             describe(&e),
             "198.18.0.7 banned for 60s: it kept exceeding its udp limit"
         );
+        e.monitor = 1;
+        assert_eq!(
+            describe(&e),
+            "198.18.0.7 kept exceeding its udp limit: enforce would ban it for 60s and delete its conntrack entries; monitor mode passes it and keeps them"
+        );
+        e.kind = EVENT_LIMITED;
+        assert!(describe(&e).contains("monitor mode passes them"));
     }
 
     #[test]
