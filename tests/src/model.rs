@@ -1291,7 +1291,15 @@ mod tests {
         counters.slots[Counter::PassMonitor.slot()] = 0;
         assert_eq!(counters, enforce.counters);
         assert_eq!(monitor.sources, enforce.sources);
-        assert_eq!(monitor.events, enforce.events);
+        // The same events, each saying it was made in monitor mode.
+        assert!(!monitor.events.is_empty());
+        assert!(monitor.events.iter().all(|e| e.monitor == 1));
+        let unmarked: Vec<_> = monitor
+            .events
+            .iter()
+            .map(|e| Event { monitor: 0, ..*e })
+            .collect();
+        assert_eq!(unmarked, enforce.events);
         assert_eq!(enforce.counters.get(Counter::DropMalformed), 1);
         assert_eq!(enforce.counters.get(Counter::DropSourceLimit), 1);
     }
