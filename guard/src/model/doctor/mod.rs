@@ -44,7 +44,9 @@
 //! - `established` WARN: `tcp_timeout_established` above a day (the
 //!   kernel's five days keep the entries of peers that left without a FIN).
 //! - `tcp-loose` WARN: `nf_conntrack_tcp_loose` = 1, a lone ACK creates an
-//!   entry, and guard's XDP program limits SYNs, not ACKs.
+//!   entry, and guard's XDP program limits SYNs, not ACKs. The host's RST
+//!   removes it at once; one forwarded to a host that stays silent lives
+//!   300 s.
 //! - `btf` WARN: no `/sys/kernel/btf/vmlinux`; guard needs a kernel with
 //!   BTF.
 //! - live: `bpffs` WARN when /sys/fs/bpf is not a bpf filesystem,
@@ -508,7 +510,7 @@ fn tcp_loose(loose: Option<u64>) -> Finding {
         Some(v) => Finding::warn(
             "tcp-loose",
             format!(
-                "tcp_loose={v}: a lone ACK of a connection conntrack does not know creates an entry, so an ACK flood fills the table past guard's SYN limits"
+                "tcp_loose={v}: a lone ACK of a connection conntrack does not know creates an entry; the RST this host (or a forwarded-to host) answers removes it at once, but an ACK flood this host forwards to a destination that stays silent fills the table past guard's SYN limits, 300 s an entry"
             ),
             "sysctl -w net.netfilter.nf_conntrack_tcp_loose=0 (trade-off: connections established before a conntrack flush, a module reload or a firewall failover are then invalid instead of picked up mid-stream; keep 1 where failover of established flows matters)",
         ),
