@@ -466,15 +466,14 @@ fn key_of(src: std::net::IpAddr) -> SourceKey {
     }
 }
 
-/// A source that keeps flooding is banned, and its entries are deleted
-/// through ctnetlink at once (for IPv6, every entry of its /64).
-fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
-    let v = Victim::new();
-    let guard = start_on(
+/// guard in `mode` on the victim, banning a source after 20 of its SYNs
+/// over a limit of 1 a second (50 at once), at any pressure.
+fn quick_to_ban(v: &Victim, mode: &str) -> guard_proc::Guard {
+    start_on(
         &v.net,
         &[
             "--mode",
-            "enforce",
+            mode,
             "--source-limits",
             "always",
             "--syn-rate",
@@ -486,7 +485,14 @@ fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
             "--summary-interval",
             "0",
         ],
-    );
+    )
+}
+
+/// A source that keeps flooding is banned, and its entries are deleted
+/// through ctnetlink at once (for IPv6, every entry of its /64).
+fn banned_source_entries_are_deleted(src: std::net::IpAddr) {
+    let v = Victim::new();
+    let guard = quick_to_ban(&v, "enforce");
     let mut flood = Flood::new(&v.net);
     for i in 0..50 {
         flood.tcp(src, 20_000 + i, PORT, TCP_SYN);
@@ -542,23 +548,7 @@ fn a_banned_ipv6_sources_entries_are_deleted() {
 fn a_source_monitor_mode_would_ban_keeps_its_entries() {
     let _kernel = kernel_test!();
     let v = Victim::new();
-    let guard = start_on(
-        &v.net,
-        &[
-            "--mode",
-            "monitor",
-            "--source-limits",
-            "always",
-            "--syn-rate",
-            "1",
-            "--syn-burst",
-            "50",
-            "--ban-threshold",
-            "20",
-            "--summary-interval",
-            "0",
-        ],
-    );
+    let guard = quick_to_ban(&v, "monitor");
     let src = spoofed(6);
     let mut flood = Flood::new(&v.net);
     for i in 0..100 {

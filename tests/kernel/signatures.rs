@@ -40,6 +40,18 @@ fn spoofed(i: u32) -> IpAddr {
     Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8).into()
 }
 
+/// The program in enforce mode, sampling every new flow (1,000 a second
+/// and CPU).
+fn sampling_every_new_flow() -> Program {
+    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    let mut cfg = program.config();
+    cfg.sample = SAMPLE_ON;
+    cfg.sample_rate = 1_000;
+    cfg.sample_mask = 0;
+    program.set_config(&cfg);
+    program
+}
+
 /// The fingerprint userspace computes for `p`'s frame.
 fn userspace_fingerprint(p: &Packet) -> Fingerprint {
     let frame = p.frame();
@@ -62,12 +74,7 @@ fn userspace_fingerprint(p: &Packet) -> Fingerprint {
 #[test]
 fn the_program_fingerprints_as_userspace_does() {
     let _k = kernel_test!();
-    let mut program = Program::new(&xdp::settings("--mode enforce"));
-    let mut cfg = program.config();
-    cfg.sample = SAMPLE_ON;
-    cfg.sample_rate = 1_000;
-    cfg.sample_mask = 0;
-    program.set_config(&cfg);
+    let mut program = sampling_every_new_flow();
     let v6 = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 1));
     let server6 = v6(0xffff);
     let mut syn_with_options = Packet::tcp(spoofed(1), server4(), 40000, 443, TCP_SYN);
@@ -124,12 +131,7 @@ fn a_sample_names_the_cpu_whose_new_flows_it_is_of() {
         cpus.len() >= 2 || std::env::var_os("CI").is_none(),
         "this test needs two CPUs, has {cpus:?}"
     );
-    let mut program = Program::new(&xdp::settings("--mode enforce"));
-    let mut cfg = program.config();
-    cfg.sample = SAMPLE_ON;
-    cfg.sample_rate = 1_000;
-    cfg.sample_mask = 0;
-    program.set_config(&cfg);
+    let mut program = sampling_every_new_flow();
     for (i, &on) in cpus.iter().enumerate() {
         cpu::pin(on);
         let flows = i + 1;
