@@ -180,9 +180,16 @@ pub fn takes_back(
     me: &str,
     now_ms: u64,
 ) -> bool {
-    own_until_ms.is_some_and(|until| until > now_ms)
-        && !operators
-        && origin.is_none_or(|origin| origin == me)
+    own_until_ms.is_some_and(|until| until > now_ms) && !operators && written_last_by_me(origin, me)
+}
+
+/// Whether the bucket's last writer of a key (`origin`; unknown counts as
+/// this member) is this member, which may then delete it: members that
+/// ban the same network write the same key, and a peer's later ban there
+/// may outlast this member's own.
+#[must_use]
+pub fn written_last_by_me(origin: Option<&str>, me: &str) -> bool {
+    origin.is_none_or(|origin| origin == me)
 }
 
 /// A token bucket over decisions taken from peers: `rate` a second, at
@@ -394,6 +401,15 @@ fn format_secs(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A's ban of a network expires while B's later ban of it is in the
+    /// bucket: A must not delete B's.
+    #[test]
+    fn only_the_last_writer_of_a_key_deletes_it() {
+        assert!(written_last_by_me(None, "edge-a"));
+        assert!(written_last_by_me(Some("edge-a"), "edge-a"));
+        assert!(!written_last_by_me(Some("edge-b"), "edge-a"));
+    }
 
     #[test]
     fn a_lifted_ban_is_taken_back_only_while_it_is_this_members_own() {

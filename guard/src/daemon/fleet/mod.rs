@@ -26,7 +26,7 @@ use crate::{
     model::{
         fleet::{
             BanRefusal, Ceiling, DELAYS, FleetSource, FleetView, Member, Report, Rules, SharedBan,
-            judge, neighbours, overlap, takes_back,
+            judge, neighbours, overlap, takes_back, written_last_by_me,
         },
         level::Level,
     },
@@ -371,7 +371,10 @@ impl Fleet {
             .collect();
         for key in expired {
             self.own.remove(&key);
-            let _ = self.out.send(Out::Delete { key });
+            let origin = self.origins.get(&key).map(String::as_str);
+            if written_last_by_me(origin, &self.settings.member) {
+                let _ = self.out.send(Out::Delete { key });
+            }
         }
         while let Some(entry) = self.waiting.first_entry() {
             if !self.ceiling.take(now) {
@@ -505,7 +508,9 @@ impl Fleet {
             .collect();
         for net in gone {
             let key = crate::model::fleet::key(&net.to_string());
-            if self.own.remove(&key).is_some_and(|until| until > now) {
+            let origin = self.origins.get(&key).map(String::as_str);
+            let mine = written_last_by_me(origin, &self.settings.member);
+            if self.own.remove(&key).is_some_and(|until| until > now) && mine {
                 let _ = self.out.send(Out::Delete { key });
             }
         }
