@@ -405,6 +405,60 @@ fn a_member_in_monitor_mode_neither_publishes_bans_nor_deletes_for_them() {
     a.stop();
 }
 
+/// A (bans of 3 s) and B (8 s) ban X from the same burst, each before it
+/// hears of the other's: two writes under one key, in an order the test
+/// does not control. Whichever lands last, the bucket ends with B's, and
+/// C drops X until B's ban is up, not A's.
+#[test]
+fn when_two_members_ban_a_source_the_fleet_keeps_the_ban_that_ends_last() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "3"]);
+    let mut b = Member::start("edge-b", &url, "5", &["--ban-duration", "8"]);
+    let mut c = Member::start("edge-c", &url, "1000", &[]);
+    for m in [&a, &b, &c] {
+        m.wait_view("three members seen", |v| {
+            members(v).len() == 3 && v["connected"] == true
+        });
+    }
+    let x = attacker(5);
+    // Both bursts within a millisecond or two; a peer's ban takes tens.
+    for m in [&mut a, &mut b] {
+        for i in 0..40 {
+            m.flood.tcp(x, 1000 + i, PORT, TCP_SYN);
+        }
+    }
+    let banned_at = Instant::now();
+    a.wait_log("198.19.0.5 banned for 3s");
+    b.wait_log("198.19.0.5 banned for 8s");
+    c.time_to_deny(x, banned_at);
+    // Past A's end, well before B's.
+    let until = banned_at + Duration::from_secs(5);
+    thread::sleep(until.saturating_duration_since(Instant::now()));
+    let before = c.syns(x, 0)["drop_denylist"];
+    let after = c.syns(x, 1)["drop_denylist"];
+    assert_eq!(
+        after,
+        before + 1,
+        "C stopped dropping X with A's ban:\nA: {}\nB: {}\nC: {}",
+        a.guard.stderr(),
+        b.guard.stderr(),
+        c.guard.stderr()
+    );
+    // And passes it once B's is up.
+    c.wait_view("B's ban expired", |v| v["active"] == 0);
+    assert!(
+        banned_at.elapsed() >= Duration::from_secs(7),
+        "{:?}",
+        banned_at.elapsed()
+    );
+    let c_log = c.stop();
+    assert!(c_log.contains("from edge-b"), "{c_log}");
+    b.stop();
+    a.stop();
+}
+
 /// B's fleet allowlist covers the source: A's ban reaches B (and is
 /// counted as refused), and B keeps passing the source. A ban B applied is
 /// lifted when the source is allowed on B's host afterwards.

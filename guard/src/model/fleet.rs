@@ -192,6 +192,17 @@ pub fn written_last_by_me(origin: Option<&str>, me: &str) -> bool {
     origin.is_none_or(|origin| origin == me)
 }
 
+/// Whether this member writes its own decision under a key again when a
+/// peer's lands there: its own (`own_until_ms`, what it published) ends
+/// after the peer's at `theirs_until_ms` and is still in force at
+/// `now_ms`. Members that ban the same network write the same key and the
+/// last writer's stays, so without this a shorter ban written last would
+/// cut the fleet's drop of the source short.
+#[must_use]
+pub fn outlasts(own_until_ms: Option<u64>, theirs_until_ms: u64, now_ms: u64) -> bool {
+    own_until_ms.is_some_and(|until| until > theirs_until_ms && until > now_ms)
+}
+
 /// A token bucket over decisions taken from peers: `rate` a second, at
 /// most `burst` at once.
 #[derive(Clone, Debug)]
@@ -401,6 +412,15 @@ fn format_secs(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ban_that_ends_later_is_written_again_over_a_shorter_one() {
+        assert!(outlasts(Some(9_000), 5_000, 1_000));
+        assert!(!outlasts(Some(5_000), 9_000, 1_000), "theirs ends later");
+        assert!(!outlasts(Some(5_000), 5_000, 1_000), "the same end");
+        assert!(!outlasts(Some(900), 500, 1_000), "ours is over");
+        assert!(!outlasts(None, 5_000, 1_000), "none of ours");
+    }
 
     /// A's ban of a network expires while B's later ban of it is in the
     /// bucket: A must not delete B's.

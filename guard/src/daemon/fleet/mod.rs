@@ -26,7 +26,7 @@ use crate::{
     model::{
         fleet::{
             BanRefusal, Ceiling, DELAYS, FleetSource, FleetView, Member, Report, Rules, SharedBan,
-            judge, neighbours, overlap, takes_back, written_last_by_me,
+            judge, neighbours, outlasts, overlap, takes_back, written_last_by_me,
         },
         level::Level,
     },
@@ -73,8 +73,9 @@ pub struct Fleet {
     waiting: BTreeMap<String, Bytes>,
     /// The origin of every ban in the bucket, by key.
     origins: BTreeMap<String, String>,
-    /// This guard's bans, by key: until when (unix ms).
-    own: BTreeMap<String, u64>,
+    /// This guard's bans, by key: until when (unix ms), and the value
+    /// published.
+    own: BTreeMap<String, (u64, Bytes)>,
     /// This guard's data-plane bans a signature lifted, by key: when
     /// (CLOCK_MONOTONIC ns). A ban's event still on its way is not
     /// published after it.
@@ -275,6 +276,22 @@ impl Fleet {
     fn decision(&mut self, key: String, value: &[u8], now: u64, change: &mut Change) {
         match judge(&key, value, &self.rules, now) {
             Ok((d, net)) => {
+                let own = self.own.get(&key);
+                if outlasts(own.map(|(until, _)| *until), d.until_ms, now)
+                    && let Some((until_ms, value)) = own.cloned()
+                {
+                    // A peer's shorter ban of the same network: ours goes
+                    // back in, and this member's data plane drops the
+                    // source meanwhile anyway.
+                    self.origins
+                        .insert(key.clone(), self.settings.member.clone());
+                    let _ = self.out.send(Out::Put {
+                        key,
+                        value,
+                        until_ms,
+                    });
+                    return;
+                }
                 self.origins.insert(key.clone(), d.origin.clone());
                 // The same ban again (a resync): nothing to do.
                 if self
@@ -366,7 +383,7 @@ impl Fleet {
         let expired: Vec<String> = self
             .own
             .iter()
-            .filter(|(_, until)| **until <= now)
+            .filter(|(_, (until, _))| *until <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
@@ -468,7 +485,7 @@ impl Fleet {
                 .is_ok_and(|net| self.kept.contains_key(&net));
             let origin = self.origins.get(&key).map(String::as_str);
             if takes_back(
-                self.own.get(&key).copied(),
+                self.own.get(&key).map(|(until, _)| *until),
                 operators,
                 origin,
                 &self.settings.member,
@@ -510,7 +527,7 @@ impl Fleet {
             let key = crate::model::fleet::key(&net.to_string());
             let origin = self.origins.get(&key).map(String::as_str);
             let mine = written_last_by_me(origin, &self.settings.member);
-            if self.own.remove(&key).is_some_and(|until| until > now) && mine {
+            if self.own.remove(&key).is_some_and(|(until, _)| until > now) && mine {
                 let _ = self.out.send(Out::Delete { key });
             }
         }
@@ -532,10 +549,11 @@ impl Fleet {
         let Ok(value) = serde_json::to_vec(&d) else {
             return;
         };
-        self.own.insert(key.clone(), until_ms);
+        let value = Bytes::from(value);
+        self.own.insert(key.clone(), (until_ms, value.clone()));
         let _ = self.out.send(Out::Put {
             key,
-            value: value.into(),
+            value,
             until_ms,
         });
     }
