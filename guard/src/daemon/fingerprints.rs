@@ -43,8 +43,6 @@ pub type Lifted = (String, Vec<SourceKey>);
 struct Seconds {
     /// Each CPU's counters at the last tick.
     last: Vec<CounterBlock>,
-    /// The sample mask the program used this second.
-    mask: u32,
     /// The calm average of new flows a second (`learner::calm_rate`).
     calm: f64,
     /// The packets of the second before the last, for the sample mask.
@@ -74,7 +72,6 @@ pub async fn learn(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut kept = Seconds {
         last: dataplane.counters_per_cpu()?,
-        mask: dataplane.config()?.sample_mask,
         calm: 0.0,
         before: 0,
         last_ns: monotonic_ns(),
@@ -113,6 +110,9 @@ fn second(
     mode: Fingerprints,
 ) -> Result<Vec<SourceKey>> {
     let per_cpu = dataplane.counters_per_cpu()?;
+    // The configuration the program ran this second under: its sample
+    // mask, its mode.
+    let config = dataplane.config()?;
     let (now, last) = (
         CounterBlock::total(&per_cpu),
         CounterBlock::total(&kept.last),
@@ -147,7 +147,7 @@ fn second(
     let new_flows = new_flows_by_cpu(&per_cpu, &kept.last);
     let seen = Seen {
         new_flows: &new_flows,
-        every: u64::from(kept.mask) + 1,
+        every: u64::from(config.sample_mask) + 1,
         budget: SAMPLE_RATE,
     };
     for action in session.tick(flooding, &seen, &installed) {
@@ -170,7 +170,7 @@ fn second(
                 if let Some(id) = id {
                     let counting = if mode == Fingerprints::Monitor {
                         " (monitor: counting, not dropping)"
-                    } else if !dataplane.config()?.enforcing() {
+                    } else if !config.enforcing() {
                         " (guard is in monitor mode: counting, not dropping)"
                     } else {
                         ""
@@ -204,10 +204,9 @@ fn second(
     let packets = delta(Counter::Packets);
     let mask = sample_mask(packets, kept.before);
     kept.before = packets;
-    if dataplane.config()?.sample_mask != mask {
+    if config.sample_mask != mask {
         dataplane.update_config(|c| c.sample_mask = mask)?;
     }
-    kept.mask = mask;
     kept.last = per_cpu;
     Ok(lifted)
 }

@@ -332,15 +332,15 @@ fn on_events(
         let until = unix_now_ms()
             .saturating_add(u64::try_from(settings.ban_duration.as_millis()).unwrap_or(u64::MAX));
         for (_, event) in batch {
-            if event.kind == EVENT_BANNED && event.monitor == 0 {
+            if event.kind != EVENT_BANNED {
+                f.limited(&event.source);
+            } else if event.monitor == 0 {
                 f.banned(
                     &event.source,
                     event.time_ns,
                     until,
                     &events::describe(event),
                 );
-            } else if event.kind != EVENT_BANNED {
-                f.limited(&event.source);
             }
         }
     }

@@ -171,16 +171,16 @@ pub fn overlap(allow: &[IpNet], net: &IpNet) -> Option<IpNet> {
 /// plane's ban there is lifted: only its own ban (`own_until_ms`, what it
 /// published) still in force at `now_ms`, unless an operator's timed deny
 /// of this member's holds the same network (`operators`: one key for
-/// both) or the bucket's last writer of the key (`origin`) is a peer.
+/// both) or a peer wrote the key last (`written_last` false:
+/// [`written_last_by_me`]).
 #[must_use]
 pub fn takes_back(
     own_until_ms: Option<u64>,
     operators: bool,
-    origin: Option<&str>,
-    me: &str,
+    written_last: bool,
     now_ms: u64,
 ) -> bool {
-    own_until_ms.is_some_and(|until| until > now_ms) && !operators && written_last_by_me(origin, me)
+    own_until_ms.is_some_and(|until| until > now_ms) && !operators && written_last
 }
 
 /// Whether the bucket's last writer of a key (`origin`; unknown counts as
@@ -434,14 +434,15 @@ mod tests {
     #[test]
     fn a_lifted_ban_is_taken_back_only_while_it_is_this_members_own() {
         let me = "edge-a";
-        assert!(takes_back(Some(2_000), false, None, me, 1_000));
-        assert!(takes_back(Some(2_000), false, Some(me), me, 1_000));
+        let mine = |origin| written_last_by_me(origin, me);
+        assert!(takes_back(Some(2_000), false, mine(None), 1_000));
+        assert!(takes_back(Some(2_000), false, mine(Some(me)), 1_000));
         // Expired (anyone clears it), or never published.
-        assert!(!takes_back(Some(1_000), false, None, me, 1_000));
-        assert!(!takes_back(None, false, None, me, 1_000));
+        assert!(!takes_back(Some(1_000), false, mine(None), 1_000));
+        assert!(!takes_back(None, false, mine(None), 1_000));
         // An operator's timed deny holds the key, or a peer wrote it since.
-        assert!(!takes_back(Some(2_000), true, Some(me), me, 1_000));
-        assert!(!takes_back(Some(2_000), false, Some("edge-b"), me, 1_000));
+        assert!(!takes_back(Some(2_000), true, mine(Some(me)), 1_000));
+        assert!(!takes_back(Some(2_000), false, mine(Some("edge-b")), 1_000));
     }
 
     fn rules() -> Rules {

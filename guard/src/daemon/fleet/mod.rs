@@ -388,8 +388,7 @@ impl Fleet {
             .collect();
         for key in expired {
             self.own.remove(&key);
-            let origin = self.origins.get(&key).map(String::as_str);
-            if written_last_by_me(origin, &self.settings.member) {
+            if self.wrote_last(&key) {
                 let _ = self.out.send(Out::Delete { key });
             }
         }
@@ -483,12 +482,10 @@ impl Fleet {
             let operators = net
                 .parse::<IpNet>()
                 .is_ok_and(|net| self.kept.contains_key(&net));
-            let origin = self.origins.get(&key).map(String::as_str);
             if takes_back(
                 self.own.get(&key).map(|(until, _)| *until),
                 operators,
-                origin,
-                &self.settings.member,
+                self.wrote_last(&key),
                 now,
             ) {
                 self.own.remove(&key);
@@ -525,8 +522,7 @@ impl Fleet {
             .collect();
         for net in gone {
             let key = crate::model::fleet::key(&net.to_string());
-            let origin = self.origins.get(&key).map(String::as_str);
-            let mine = written_last_by_me(origin, &self.settings.member);
+            let mine = self.wrote_last(&key);
             if self.own.remove(&key).is_some_and(|(until, _)| until > now) && mine {
                 let _ = self.out.send(Out::Delete { key });
             }
@@ -535,6 +531,13 @@ impl Fleet {
             .iter()
             .map(|(net, (until, _))| (*net, until.saturating_mul(1000)))
             .collect();
+    }
+
+    /// Whether this member wrote `key` last in the bucket (or no writer is
+    /// known), and so may delete it.
+    fn wrote_last(&self, key: &str) -> bool {
+        let origin = self.origins.get(key).map(String::as_str);
+        written_last_by_me(origin, &self.settings.member)
     }
 
     fn publish(&mut self, net: &str, until_ms: u64, reason: &str) {
