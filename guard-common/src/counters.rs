@@ -100,6 +100,10 @@ pub enum Counter {
     /// An ACK not checked against the host's sockets: this CPU had made
     /// its [`crate::config::ACK_LOOKUPS_PER_SEC`] lookups this second.
     AckLookupsSkipped = 31,
+    /// A source verified because the host sent it data or a FIN of a TCP
+    /// connection (the egress program: only a completed handshake makes
+    /// either), whether or not the budget binds. Kept in the source's slot.
+    VerifiedReply = 32,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -142,7 +146,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -175,6 +179,7 @@ impl Counter {
         Self::RstSent,
         Self::DropSignature,
         Self::AckLookupsSkipped,
+        Self::VerifiedReply,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -213,6 +218,7 @@ impl Counter {
             Self::RstSent => "rst_sent",
             Self::DropSignature => "drop_signature",
             Self::AckLookupsSkipped => "ack_lookups_skipped",
+            Self::VerifiedReply => "verified_reply",
         }
     }
 

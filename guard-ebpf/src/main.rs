@@ -39,7 +39,10 @@
 //!    container) or names an established or closing socket of the host's;
 //!    a half-open one proves nothing. The socket lookups are rationed per
 //!    CPU and second (`ACK_LOOKUPS_PER_SEC`; `ack_lookups_skipped`). The
-//!    ACK itself passes on below.
+//!    ACK itself passes on below. At any time, budget binding or not, the
+//!    egress program verifies a client the host sends data or a FIN of a
+//!    TCP connection to (`verified_reply`; in its slot only), so clients
+//!    served before a flood skip the budget from its start.
 //! 4. New-flow packets: TCP SYN without ACK, the ICMP/ICMPv6 queries
 //!    conntrack opens entries for (echo requests and the like:
 //!    `guard_common::dissect::icmp_opens_flow`),
@@ -190,7 +193,8 @@ pub fn guard(ctx: XdpContext) -> u32 {
     action & !VERIFIED_FLOW
 }
 
-/// The egress program: remembers the SYN-ACKs the interface sends while the
+/// The egress program: verifies the clients the interface sends data or a
+/// FIN of a connection to, and remembers the SYN-ACKs it sends while the
 /// budget binds (`synack.rs`). It only watches: `TC_ACT_UNSPEC` (tcx's
 /// "next") leaves the packet to the programs after it, and passes it when
 /// there are none.

@@ -632,9 +632,36 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
         return;
     };
     let key = scratch_key(scratch, cfg, src, v4);
-    let Some((st, created)) = Table::Sources.claim(key, cfg.slot_seed) else {
-        return;
-    };
+    if let Some(st) = verified_now(cfg, slots, key, now) {
+        bump(slots, Counter::VerifiedAck);
+        mark(key, st);
+    }
+}
+
+/// A source the host sent data or a FIN of a TCP connection to (the
+/// egress program, `synack.rs`), verified for `verified_ns` from `now` in
+/// its slot only: not in `GUARD_MARKS`, where a busy server's clients,
+/// every one of them verified this way, would push the bans out. A flood
+/// that takes the slot over takes this with it; the client's next
+/// handshake verifies it for good.
+#[inline(always)]
+pub(crate) fn verify_reply(cfg: &DataplaneConfig, slots: &mut Slots, key: &SourceKey, now: u64) {
+    if verified_now(cfg, slots, key, now).is_some() {
+        bump(slots, Counter::VerifiedReply);
+    }
+}
+
+/// The source's state, its slot taken over if another source holds it
+/// (a source taken back gets its marks back), verified for `verified_ns`
+/// from `now`; `None` if it was verified already.
+#[inline(always)]
+fn verified_now<'a>(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    key: &SourceKey,
+    now: u64,
+) -> Option<&'a mut SourceState> {
+    let (st, created) = Table::Sources.claim(key, cfg.slot_seed)?;
     // SAFETY: a slot of GUARD_SOURCES; a plain store (see SourceState).
     let st = unsafe { &mut *st };
     if created {
@@ -644,11 +671,10 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
         }
     }
     if st.verified_until_ns > now {
-        return;
+        return None;
     }
-    bump(slots, Counter::VerifiedAck);
     st.verified_until_ns = now.saturating_add(cfg.verified_ns);
-    mark(key, st);
+    Some(st)
 }
 
 /// Keeps a source's verification and ban in `GUARD_MARKS`, which only

@@ -872,10 +872,10 @@ impl TcBaseline {
 }
 
 /// What the egress program (`guard_synack`, on every packet the
-/// interface sends) costs beside a trivial classifier: a segment leaving
-/// while the budget has room (the common case: it only reads the
-/// configuration), the same while the budget binds (it reads the headers),
-/// and a SYN-ACK then (remembered: an LRU insert).
+/// interface sends) costs beside a trivial classifier: a pure ACK leaving
+/// (its headers read), a segment with data (its client's slot looked up,
+/// and found verified: the first run verifies it), the same while the
+/// budget binds, and a SYN-ACK then (remembered: an LRU insert).
 fn egress_table(repeat: u32) {
     let base = TcBaseline::load();
     let calm = program(&open_settings());
@@ -885,16 +885,26 @@ fn egress_table(repeat: u32) {
     says_budget_drops(&mut binding);
     let (server, client) = (dst4(), src4(7));
     let segment = |flags| Packet::tcp(server, client, 8080, 40_000, flags).frame();
+    let data = {
+        let mut bytes = Packet::tcp(server, client, 8080, 40_000, TCP_ACK).l4_bytes();
+        bytes.extend_from_slice(&[0x55; 512]);
+        Packet::new(server, client, L4::Raw { proto: 6, bytes }).frame()
+    };
     let rows = [
         (
-            "a segment leaving, the budget not binding",
+            "a pure ACK leaving, the budget not binding",
             &calm,
             segment(TCP_ACK),
         ),
         (
-            "a segment leaving, the budget binding",
+            "data leaving, the budget not binding (its client verified)",
+            &calm,
+            data.clone(),
+        ),
+        (
+            "data leaving, the budget binding (its client verified)",
             &binding,
-            segment(TCP_ACK),
+            data,
         ),
         (
             "a SYN-ACK leaving, the budget binding (remembered)",

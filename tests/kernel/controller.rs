@@ -1030,24 +1030,7 @@ fn wait_counter(net: &TestNet, name: &str, at_least: u64) -> u64 {
 fn a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
-    let target = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
-    let _service = EchoServer::start(&net.victim, target);
-    let _ = nft(&net.victim, &["-f", "-"], Some(REDIRECT));
-    let guard = start_on(
-        &net,
-        &[
-            "--mode",
-            "enforce",
-            "--syn-cookies",
-            "never",
-            "--global-rate",
-            "20",
-            "--global-burst",
-            "20",
-            "--summary-interval",
-            "0",
-        ],
-    );
+    let (_service, guard) = rewritten_port(&net);
 
     // The flood spends the budget; the controller sees it drop and has
     // returning clients verified (for --calm, 30 s, after the last drop).
@@ -1091,5 +1074,71 @@ fn a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood() {
         "the flood ({} SYNs) was not dropped: {c:?}",
         flood.sent
     );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// An echo server behind a port the nat rules rewrite (`REDIRECT`), and
+/// guard in enforce mode without cookies and with a budget of 20 SYNs a
+/// second, which a flood of 20,000 keeps spent.
+fn rewritten_port(net: &TestNet) -> (EchoServer, guard_proc::Guard) {
+    let target = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
+    let service = EchoServer::start(&net.victim, target);
+    let _ = nft(&net.victim, &["-f", "-"], Some(REDIRECT));
+    let guard = start_on(
+        net,
+        &[
+            "--mode",
+            "enforce",
+            "--syn-cookies",
+            "never",
+            "--global-rate",
+            "20",
+            "--global-burst",
+            "20",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    (service, guard)
+}
+
+/// A client the host served before any flood (the echo's data, leaving
+/// through guard's egress program, verifies it) connects through a flood
+/// from its first SYN, with no handshake of the flood's to verify it: at
+/// 20 SYNs a second admitted of 20,000, one of its SYNs would get through
+/// the budget about once in a thousand tries, and each connection waits
+/// 2.5 s, through one retransmit.
+#[test]
+fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let (_service, guard) = rewritten_port(&net);
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the connection before the flood: {e}\n{}", guard.stderr()));
+    wait_counter(&net, "verified_reply", 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = background_flood(Flood::new(&net), stop.clone());
+    wait_counter(&net, "drop_global_budget", 1000);
+    let results: Vec<_> = (0..10)
+        .map(|_| connect_echo(&net.attacker, server_addr(), Duration::from_millis(2500)))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let flood = flooding.join().expect("flood");
+    for (i, r) in results.iter().enumerate() {
+        assert!(
+            r.is_ok(),
+            "connection {i} of the client served before the flood: {r:?}\n{}",
+            guard.stderr()
+        );
+    }
+    let c = guard_proc::counters(&guard_proc::stats(&net));
+    assert!(
+        c["drop_global_budget"] > 1000,
+        "the flood ({} SYNs) was not dropped: {c:?}",
+        flood.sent
+    );
+    // Verified by the reply alone: the ACK check had nothing to do.
+    assert_eq!(c["verified_ack"], 0, "{c:?}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }

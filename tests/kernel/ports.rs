@@ -22,7 +22,7 @@ use guard_common::{
 };
 use guard_tests::{
     cpu, kernel_test,
-    packet::{L4, Packet, TCP_ACK, TCP_RST, TCP_SYN},
+    packet::{L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021Q},
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -264,7 +264,7 @@ fn the_ack_checks_socket_lookups_are_rationed_per_cpu_and_second() {
         41,
         7,
     );
-    assert_eq!(program.run_egress(&synack), TCX_NEXT);
+    assert_eq!(program.run_egress(&synack, T0), TCX_NEXT);
     let answer = segment(client, server.ip(), (40_000, server.port()), TCP_ACK, 7, 42);
     assert_eq!(program.run(&answer, T0), XDP_PASS);
     assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
@@ -393,7 +393,7 @@ fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr)
 
     // While the budget has room, nothing is remembered.
     let mut calm = budgeted(false);
-    assert_eq!(calm.run_egress(&synack), TCX_NEXT);
+    assert_eq!(calm.run_egress(&synack, T0), TCX_NEXT);
     assert!(calm.synacks().is_empty());
 
     let mut program = budgeted(true);
@@ -405,12 +405,12 @@ fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr)
         TCP_SYN | TCP_ACK | TCP_RST,
     ] {
         assert_eq!(
-            program.run_egress(&segment(server, client, (sport, cport), flags, 5, 6)),
+            program.run_egress(&segment(server, client, (sport, cport), flags, 5, 6), T0),
             TCX_NEXT
         );
     }
     assert!(program.synacks().is_empty(), "{:?}", program.synacks());
-    assert_eq!(program.run_egress(&synack), TCX_NEXT);
+    assert_eq!(program.run_egress(&synack, T0), TCX_NEXT);
     assert_eq!(
         program.synacks(),
         [((family, client16, cport, sport), 0)]
@@ -463,6 +463,138 @@ fn an_ipv6_ack_of_a_synack_the_host_sent_verifies_its_source() {
         Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
         Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
     );
+}
+
+/// A segment `server` sends `client` with `options` and `data` after its
+/// header (the IP lengths count them; the checksum does not, which the
+/// egress program does not read).
+fn sent(client: IpAddr, server: IpAddr, flags: u8, options: &[u8], data: &[u8]) -> Packet {
+    let l4 = L4::Tcp {
+        sport: 8080,
+        dport: 40_000,
+        flags,
+        seq: 5,
+        ack: 6,
+        options: options.to_vec(),
+    };
+    let mut bytes = Packet::new(server, client, l4).l4_bytes();
+    bytes.extend_from_slice(data);
+    Packet::new(server, client, L4::Raw { proto: 6, bytes })
+}
+
+/// Any time, budget binding or not, a segment the host sends that only a
+/// connection past its handshake sends (data, or a FIN) verifies its
+/// destination: a client served before a flood skips the budget from the
+/// flood's first SYN, though it sends no ACK the check could look at in
+/// between (a published port's client, whose connections end before the
+/// next one starts). What a half-open connection or no connection sends
+/// (a SYN-ACK, a pure ACK, with a timestamp too, a RST) verifies nobody.
+fn a_reply_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr, other: IpAddr) {
+    const TIMESTAMP: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    let mut program = budgeted(false);
+    for frame in [
+        sent(client, server, TCP_ACK, &[], &[]).frame(),
+        sent(client, server, TCP_ACK, &TIMESTAMP, &[]).frame(),
+        sent(client, server, TCP_SYN | TCP_ACK, &[], &[]).frame(),
+        sent(client, server, TCP_SYN | TCP_ACK, &[], b"fast open").frame(),
+        sent(client, server, TCP_RST | TCP_ACK, &[], &[]).frame(),
+        sent(client, server, TCP_RST | TCP_ACK, &[], b"why").frame(),
+        sent(client, server, TCP_RST | TCP_ACK | TCP_FIN, &[], &[]).frame(),
+    ] {
+        assert_eq!(program.run_egress(&frame, T0), TCX_NEXT);
+    }
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 0);
+    assert!(
+        program
+            .sources()
+            .get(&source_key(client))
+            .is_none_or(|s| s.verified_until_ns <= T0),
+        "verified by a segment a half-open connection sends"
+    );
+
+    // A response's data verifies the client, once; a FIN another.
+    let response = sent(client, server, TCP_ACK, &TIMESTAMP, b"HTTP/1.1 200 OK\r\n").frame();
+    assert_eq!(program.run_egress(&response, T0), TCX_NEXT);
+    assert_eq!(program.run_egress(&response, T0), TCX_NEXT);
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 1);
+    let fin = sent(other, server, TCP_FIN | TCP_ACK, &[], &[]).frame();
+    assert_eq!(program.run_egress(&fin, T0), TCX_NEXT);
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 2);
+    for addr in [client, other] {
+        let state = program.sources()[&source_key(addr)];
+        assert!(state.verified_until_ns > T0, "{addr}: {state:?}");
+    }
+    // In the slots only: not marked (nor in GUARD_MARKS, where the bans
+    // are kept).
+    for addr in [client, other] {
+        assert!(!program.marked(&source_key(addr)), "{addr} marked");
+    }
+
+    // The flood: the stranger spends the budget, the clients skip it.
+    let mut cfg = program.config();
+    cfg.verify = VERIFY_ACKS;
+    program.set_config(&cfg);
+    let syn = |src: IpAddr, sport: u16| Packet::tcp(src, server, sport, 8080, TCP_SYN).frame();
+    assert_eq!(program.run(&syn(stranger, 1000), T0 + SEC), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1001), T0 + SEC), XDP_DROP);
+    assert_eq!(program.run(&syn(client, 1002), T0 + SEC), XDP_PASS);
+    assert_eq!(program.run(&syn(other, 1003), T0 + SEC), XDP_PASS);
+    assert_eq!(program.run(&syn(stranger, 1004), T0 + SEC), XDP_DROP);
+}
+
+#[test]
+fn an_ipv4_client_the_host_sent_data_or_a_fin_is_verified_before_any_flood() {
+    let _kernel = kernel_test!();
+    a_reply_verifies(
+        Ipv4Addr::new(198, 18, 7, 9).into(),
+        server(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+        Ipv4Addr::new(198, 18, 7, 10).into(),
+    );
+}
+
+#[test]
+fn an_ipv6_client_the_host_sent_data_or_a_fin_is_verified_before_any_flood() {
+    let _kernel = kernel_test!();
+    a_reply_verifies(
+        Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 9).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 8, 0, 0, 0, 0, 9).into(),
+    );
+}
+
+/// The egress program reads the commonest frames (untagged, IPv4 without
+/// options) in one piece and the rest field by field: a tagged frame, or
+/// one with IPv4 options, is read alike, and a datagram verifies nobody.
+#[test]
+fn a_reply_in_a_tagged_frame_or_with_ipv4_options_verifies_too() {
+    let _kernel = kernel_test!();
+    let server6: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into();
+    let client = |i: u8| -> IpAddr { Ipv4Addr::new(198, 18, 9, i).into() };
+    let client6: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1).into();
+    let data = |client: IpAddr, server: IpAddr| sent(client, server, TCP_ACK, &[], b"data");
+    let mut with_options = data(client(2), server());
+    with_options.ipv4_options = vec![1, 1, 1, 0]; // NOPs, then the end
+    let mut program = budgeted(false);
+    let frames = [
+        data(client(1), server()).vlan(TPID_8021Q).frame(),
+        with_options.frame(),
+        data(client6, server6).vlan(TPID_8021Q).frame(),
+    ];
+    for frame in &frames {
+        assert_eq!(program.run_egress(frame, T0), TCX_NEXT);
+    }
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 3);
+    for addr in [client(1), client(2), client6] {
+        assert!(
+            program.sources()[&source_key(addr)].verified_until_ns > T0,
+            "{addr}"
+        );
+    }
+    let datagram = Packet::udp(server(), client(3), 53, 40_000, b"an answer").frame();
+    assert_eq!(program.run_egress(&datagram, T0), TCX_NEXT);
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 3);
 }
 
 /// While the budget has room (the controller has not seen it drop), or

@@ -155,10 +155,7 @@ impl Program {
     /// Runs one frame at time `now` and returns the XDP action and the
     /// frame as the program left it (a reply, for `XDP_TX`).
     pub fn run_frame(&mut self, frame: &[u8], now: u64) -> (u32, Vec<u8>) {
-        let mut clock =
-            Array::<_, u64>::try_from(self.ebpf.map_mut(TEST_CLOCK).expect("clock map"))
-                .expect("array");
-        clock.set(0, now, 0).expect("setting the test clock");
+        self.set_clock(now);
         let fd = self.program().fd().expect("program fd");
         let outcome = testrun::run(fd.as_fd(), frame, 1)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
@@ -166,9 +163,17 @@ impl Program {
         (outcome.action, outcome.data_out)
     }
 
-    /// Runs one frame through the egress program (`guard_synack`), as the
-    /// interface sending it would; returns its tc action.
-    pub fn run_egress(&mut self, frame: &[u8]) -> i32 {
+    fn set_clock(&mut self, now: u64) {
+        let mut clock =
+            Array::<_, u64>::try_from(self.ebpf.map_mut(TEST_CLOCK).expect("clock map"))
+                .expect("array");
+        clock.set(0, now, 0).expect("setting the test clock");
+    }
+
+    /// Runs one frame through the egress program (`guard_synack`) at time
+    /// `now`, as the interface sending it would; returns its tc action.
+    pub fn run_egress(&mut self, frame: &[u8], now: u64) -> i32 {
+        self.set_clock(now);
         let outcome = testrun::run(self.egress_fd(), frame, 1)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (egress): {e}"));
         outcome.action.cast_signed()

@@ -284,12 +284,30 @@ fn encode_xdp(
     now: &[Reading],
     mode: Option<Enforcement>,
 ) -> Result<(), std::fmt::Error> {
+    let mode = match mode {
+        Some(Enforcement::Monitor) => "monitor",
+        Some(Enforcement::Enforce) | None => "enforce",
+    };
+    for family in &xdp_families() {
+        let extra: &[(&str, &str)] = if family.0 == "guard_dropped_packets" {
+            &[("mode", mode)]
+        } else {
+            &[]
+        };
+        counters(encoder, family, extra, now)?;
+    }
+    Ok(())
+}
+
+/// The XDP counters' metric families: name, help, label, and the counter
+/// behind each label value.
+fn xdp_families() -> [Family; 13] {
     let named = |list: &[Counter], strip: &str| -> Vec<(Counter, &'static str)> {
         list.iter()
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
             .collect()
     };
-    let families: [Family; 12] = [
+    [
         (
             "guard_packets",
             "Packets seen by the XDP program, by class.",
@@ -342,6 +360,12 @@ fn encode_xdp(
             vec![(Counter::VerifiedAck, "all")],
         ),
         (
+            "guard_verified_by_reply",
+            "Sources verified because the host sent them data or a FIN of a TCP connection, budget binding or not.",
+            "kind",
+            vec![(Counter::VerifiedReply, "all")],
+        ),
+        (
             "guard_ack_lookups_skipped",
             "ACKs not looked up among the host's sockets for the returning-client check: the CPU had made its lookups for the second.",
             "kind",
@@ -368,20 +392,7 @@ fn encode_xdp(
                 (Counter::EventsSuppressed, "suppressed"),
             ],
         ),
-    ];
-    let mode = match mode {
-        Some(Enforcement::Monitor) => "monitor",
-        Some(Enforcement::Enforce) | None => "enforce",
-    };
-    for family in &families {
-        let extra: &[(&str, &str)] = if family.0 == "guard_dropped_packets" {
-            &[("mode", mode)]
-        } else {
-            &[]
-        };
-        counters(encoder, family, extra, now)?;
-    }
-    Ok(())
+    ]
 }
 
 fn gauge(

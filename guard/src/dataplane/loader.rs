@@ -503,7 +503,8 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
         .map_err(|e| {
             tracing::warn!(
                 "{}{}: {e:#}; returning clients are verified by their sockets alone (not those of \
-                 a port the nat rules send elsewhere, nor at a handshake's last ACK)",
+                 a port the nat rules send elsewhere, nor at a handshake's last ACK, nor \
+                 by what the host sent them before a flood)",
                 iface.name,
                 scope.suffix()
             );

@@ -331,7 +331,7 @@ impl InterfaceStats {
         if self.verified_sources > 0 {
             let _ = writeln!(
                 out,
-                "  verified sources   {:>14}  (a cookie handshake, or an ACK of a known connection)",
+                "  verified sources   {:>14}  (a cookie handshake, an ACK of a known connection, or data sent to it)",
                 self.verified_sources
             );
         }
