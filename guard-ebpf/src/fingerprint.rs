@@ -19,10 +19,10 @@ use guard_common::{
 use crate::{
     clock,
     dissect::{F_CALLER, Headers},
-    maps::{CONFIG, COUNTERS, MARKS, SAMPLES, SCRATCH, SIGS, SampleBudget},
+    maps::{CONFIG, COUNTERS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     packet::{copy_in, words},
     slots::Table,
-    verdict::{Flow, list_action, reject, source_addr, source_key},
+    verdict::{Flow, list_action, marks, reject, source_addr, source_key},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -78,6 +78,13 @@ pub extern "C" fn guard_screen(
     }
     let ctx = XdpContext::new(ctx);
     let h = Headers::unpacked(l3, l4, l3_end, packed);
+    // The contrast: only a proven source's admitted new flows.
+    if verified
+        && !source_addr(&ctx, &h)
+            .is_some_and(|src| proven(cfg, &src, h.family == AF_INET, clock::now()))
+    {
+        return NO_MATCH;
+    }
     let mut fp = Fingerprint::ZERO;
     if h.l3 > h.l4 || h.l4 > h.l3_end || !of(&ctx, &h, &mut fp) {
         return NO_MATCH;
@@ -203,7 +210,8 @@ fn tail(ctx: &XdpContext, start: usize, avail: usize) -> Option<[u64; 2]> {
 }
 
 /// Sends the fingerprint as a sample, under its group's budget: a packet
-/// of a known UDP flow, else a new flow, from a verified source or not.
+/// of a known UDP flow, or a new flow of a source not proven (a proven
+/// source's are sampled after the verdict, if it admits them).
 #[inline(always)]
 fn sample(
     cfg: &DataplaneConfig,
@@ -222,8 +230,10 @@ fn sample(
             .is_some_and(|flow| flow.known(now, cfg.udp_flow_idle_ns));
     let kind = if established {
         SAMPLE_ESTABLISHED
-    } else if verified(cfg, &src, h.family == AF_INET, now) {
-        SAMPLE_VERIFIED
+    } else if proven(cfg, &src, h.family == AF_INET, now) {
+        // Sampled after the verdict, and only if it admits the flow
+        // (`main.rs`): one over the source's limit is a flood's.
+        return;
     } else {
         SAMPLE_NEW
     };
@@ -326,15 +336,22 @@ fn this_second(b: &mut SampleBudget, now: u64) {
     }
 }
 
-/// Whether the source is verified now (its state, or its marks if a flood
-/// churned the state out). Only sampled packets pay these lookups.
+/// Whether the source is proven now (verified, and its verification kept
+/// in its marks: a cookie handshake, an ACK check; not the host's replies
+/// alone, `verdict::verify_reply`), and neither over its limit nor
+/// banned: its flows are normal traffic for the learner. A flood that
+/// spoofs such a source is over its limit at once, and its packets are
+/// the attack's. Only sampled packets pay these lookups.
 #[inline(always)]
-fn verified(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool, now: u64) -> bool {
+fn proven(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool, now: u64) -> bool {
     let key = source_key(cfg, src, v4);
+    let Some(m) = marks(cfg, &key) else {
+        return false;
+    };
     // SAFETY: map values read once.
-    let state = Table::Sources
+    let limited = Table::Sources
         .find(&key, cfg.slot_seed)
-        .map(|s| unsafe { (*s).verified_until_ns });
-    let until = state.or_else(|| unsafe { MARKS.get(&key) }.map(|m| m.verified_until_ns));
-    until.is_some_and(|u| u > now)
+        .is_some_and(|s| unsafe { (*s).limited } != 0);
+    let m = unsafe { &*m };
+    m.verified_until_ns > now && m.banned_until_ns <= now && !limited
 }

@@ -17,9 +17,12 @@
 //!    dropped (`drop_signature`, and the signature's hit counter) before
 //!    the cookie path and any per-source state; a signature's monitor bit
 //!    only counts, and an allowlisted source is never dropped by one. A
-//!    sampled packet's fingerprint goes to `GUARD_SAMPLES` for the learner;
-//!    so does, after step 7, a verified source's admitted new flow that
-//!    the sample mask skipped (the contrast, under its own budget).
+//!    sampled packet's fingerprint goes to `GUARD_SAMPLES` for the learner,
+//!    but a proven source's new flow (verified, and kept in its marks: a
+//!    cookie handshake or an ACK check, not the host's replies alone),
+//!    which goes there after step 7 if admitted, mask or not (the
+//!    contrast, under its own budget). A flood that spoofs a proven source
+//!    is over its limit: its flows are sampled as any others.
 //! 3a. TCP to a port with a listener (`GUARD_PORTS`; ACKs looked up only
 //!    while some port is armed): a SYN is counted in the port's slot. If
 //!    the port is armed and the mode is enforce, the SYN-cookie path
@@ -179,9 +182,10 @@ pub fn guard(ctx: XdpContext) -> u32 {
     if action & VERIFIED_FLOW == 0 {
         return action;
     }
-    // A verified source's new flow, which the sample mask did not let the
-    // call above sample: a contrast sample now, under its own budget.
-    if candidate && !considered {
+    // A verified source's admitted new flow: a contrast sample now, under
+    // its own budget, whether or not the mask let the call above consider
+    // it (which leaves a proven source's flows to this call).
+    if candidate {
         let _ = fingerprint::guard_screen(
             ctx.ctx,
             l3,

@@ -560,9 +560,12 @@ fn returning_client(
     };
     let now = clock::now_in(scratch);
     let key = scratch_key(scratch, cfg, &src, v4);
+    // Proven already (verified, and marked: not by the host's replies
+    // alone).
     if let Some(st) = Table::Sources.find(key, cfg.slot_seed)
         // SAFETY: a slot of GUARD_SOURCES, read once.
         && unsafe { (*st).verified_until_ns } > now
+        && is_marked(cfg, key)
     {
         return;
     }
@@ -625,14 +628,18 @@ fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &[u
 }
 
 /// Marks a source verified for `verified_ns` from `now` (taking its slot
-/// over if another source holds it).
+/// over if another source holds it), and proven: in `GUARD_MARKS` too
+/// (also a source the host's replies had verified in its slot alone).
 #[inline(always)]
 fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let key = scratch_key(scratch, cfg, src, v4);
-    if let Some(st) = verified_now(cfg, slots, key, now) {
+    let Some((st, newly)) = verified_now(cfg, slots, key, now) else {
+        return;
+    };
+    if newly || !is_marked(cfg, key) {
         bump(slots, Counter::VerifiedAck);
         mark(key, st);
     }
@@ -640,27 +647,30 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, no
 
 /// A source the host sent data or a FIN of a TCP connection to (the
 /// egress program, `synack.rs`), verified for `verified_ns` from `now` in
-/// its slot only: not in `GUARD_MARKS`, where a busy server's clients,
-/// every one of them verified this way, would push the bans out. A flood
-/// that takes the slot over takes this with it; the client's next
-/// handshake verifies it for good.
+/// its slot only: it skips the global budget, but is not proven (not in
+/// `GUARD_MARKS`, where a busy server's clients, every one of them
+/// verified this way, would push the bans out; nor a source whose flows
+/// the learner takes for normal ones: a flood that spoofs a client served
+/// lately would veto its own signature). A flood that takes the slot over
+/// takes this with it; the client's next handshake, or its ACK while the
+/// budget binds, proves it.
 #[inline(always)]
 pub(crate) fn verify_reply(cfg: &DataplaneConfig, slots: &mut Slots, key: &SourceKey, now: u64) {
-    if verified_now(cfg, slots, key, now).is_some() {
+    if verified_now(cfg, slots, key, now).is_some_and(|(_, newly)| newly) {
         bump(slots, Counter::VerifiedReply);
     }
 }
 
 /// The source's state, its slot taken over if another source holds it
 /// (a source taken back gets its marks back), verified for `verified_ns`
-/// from `now`; `None` if it was verified already.
+/// from `now`; and whether it was not verified already.
 #[inline(always)]
 fn verified_now<'a>(
     cfg: &DataplaneConfig,
     slots: &mut Slots,
     key: &SourceKey,
     now: u64,
-) -> Option<&'a mut SourceState> {
+) -> Option<(&'a mut SourceState, bool)> {
     let (st, created) = Table::Sources.claim(key, cfg.slot_seed)?;
     // SAFETY: a slot of GUARD_SOURCES; a plain store (see SourceState).
     let st = unsafe { &mut *st };
@@ -671,10 +681,10 @@ fn verified_now<'a>(
         }
     }
     if st.verified_until_ns > now {
-        return None;
+        return Some((st, false));
     }
     st.verified_until_ns = now.saturating_add(cfg.verified_ns);
-    Some(st)
+    Some((st, true))
 }
 
 /// Keeps a source's verification and ban in `GUARD_MARKS`, which only
@@ -705,14 +715,24 @@ fn mark(key: &SourceKey, st: &SourceState) {
 /// made since that half was last rebuilt, none in force before). A pointer,
 /// not a copy: the verdict's stack is scarce.
 #[inline(always)]
-fn marks(cfg: &DataplaneConfig, key: &SourceKey) -> Option<*const Marks> {
-    let (word, bit) = marked_bit(key);
-    let p = MARKED.get_ptr(half_start(cfg.marked_half) + word)?;
-    // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set bits.
-    if unsafe { core::ptr::read_volatile(p) } & bit == 0 {
+pub(crate) fn marks(cfg: &DataplaneConfig, key: &SourceKey) -> Option<*const Marks> {
+    if !is_marked(cfg, key) {
         return None;
     }
     MARKS.get_ptr(key)
+}
+
+/// Whether `key`'s bit is set in the half of `GUARD_MARKED` read: it may
+/// have marks (a few percent of the unmarked share a bit with a marked
+/// source).
+#[inline(always)]
+fn is_marked(cfg: &DataplaneConfig, key: &SourceKey) -> bool {
+    let (word, bit) = marked_bit(key);
+    MARKED
+        .get_ptr(half_start(cfg.marked_half) + word)
+        // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set
+        // bits.
+        .is_some_and(|p| unsafe { core::ptr::read_volatile(p) } & bit != 0)
 }
 
 /// A source whose entry was just created (again): its verification and

@@ -540,6 +540,16 @@ fn a_reply_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr, other: IpA
     assert_eq!(program.run(&syn(client, 1002), T0 + SEC), XDP_PASS);
     assert_eq!(program.run(&syn(other, 1003), T0 + SEC), XDP_PASS);
     assert_eq!(program.run(&syn(stranger, 1004), T0 + SEC), XDP_DROP);
+
+    // The client's handshake ACK proves it (marks it), as the host's
+    // replies alone do not.
+    let synack = segment(server, client, (8080, 40_001), TCP_SYN | TCP_ACK, 41, 7);
+    assert_eq!(program.run_egress(&synack, T0 + SEC), TCX_NEXT);
+    let answer = segment(client, server, (40_001, 8080), TCP_ACK, 7, 42);
+    assert_eq!(program.run(&answer, T0 + SEC), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
+    assert!(program.marked(&source_key(client)), "{client} not marked");
+    assert!(!program.marked(&source_key(other)), "{other} marked");
 }
 
 #[test]

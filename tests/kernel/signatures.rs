@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard::model::fingerprint::parse;
 use guard_common::{
-    Counter,
+    Counter, SourceKey,
     bucket::NANOS_PER_SEC,
     config::SAMPLE_ON,
     fingerprint::{Fingerprint, SAMPLE_NEW, SAMPLE_VERIFIED},
@@ -251,6 +251,70 @@ fn verified_by_handshake(program: &mut Program, src: IpAddr, now: u64) {
     let ack = segment(TCP_ACK, 8, cookie.wrapping_add(1));
     assert_eq!(program.run(&ack, now), XDP_PASS, "the handshake's ACK");
     assert_eq!(program.counters().get(Counter::CookieAckValid), 1);
+}
+
+/// The contrast is a proven source's admitted new flows only. A client
+/// the host's replies alone verified may be one a flood spoofs (its
+/// address is no secret): its new flows are sampled as any stranger's.
+/// A proven source's over its limit (a flood spoofing it) are not
+/// contrast either: the first one the verdict drops is not sampled, the
+/// next ones are the attack's.
+#[test]
+fn a_source_the_host_replied_to_or_over_its_limit_is_no_contrast() {
+    let _k = kernel_test!();
+    let mut program = Program::new(&xdp::settings("--mode enforce --syn-rate 1 --syn-burst 2"));
+    program.arm_cookies(80);
+    let mut cfg = program.config();
+    cfg.sample = SAMPLE_ON;
+    cfg.sample_rate = 1_000;
+    cfg.sample_mask = 0;
+    program.set_config(&cfg);
+    let kinds = |program: &mut Program| -> Vec<u32> {
+        program.take_samples().iter().map(|s| s.kind).collect()
+    };
+    let syn = |src: IpAddr, sport: u16| Packet::tcp(src, server4(), sport, 8080, TCP_SYN).frame();
+
+    // Served: a response's data leaves for it.
+    let served = spoofed(7);
+    let mut response = Packet::tcp(server4(), served, 8080, 40_000, TCP_ACK).l4_bytes();
+    response.extend_from_slice(b"HTTP/1.1 200 OK");
+    let response = Packet::new(
+        server4(),
+        served,
+        L4::Raw {
+            proto: 6,
+            bytes: response,
+        },
+    );
+    program.run_egress(&response.frame(), T0);
+    assert!(program.sources()[&source_key4(served)].verified_until_ns > T0);
+    assert_eq!(program.run(&syn(served, 1000), T0), XDP_PASS);
+    assert_eq!(kinds(&mut program), [SAMPLE_NEW]);
+
+    // Proven by a cookie handshake (whose ACK takes a token): its next
+    // SYN is contrast, then it is over its limit.
+    let user = spoofed(8);
+    verified_by_handshake(&mut program, user, T0);
+    assert_eq!(
+        kinds(&mut program),
+        [SAMPLE_NEW],
+        "its SYN, a stranger's then"
+    );
+    assert_eq!(program.run(&syn(user, 1001), T0), XDP_PASS);
+    assert_eq!(kinds(&mut program), [SAMPLE_VERIFIED]);
+    assert_eq!(program.run(&syn(user, 1002), T0), XDP_DROP);
+    assert!(program.take_samples().is_empty(), "dropped: no contrast");
+    for sport in 1003..1006 {
+        assert_eq!(program.run(&syn(user, sport), T0), XDP_DROP);
+    }
+    assert_eq!(kinds(&mut program), [SAMPLE_NEW; 3]);
+}
+
+fn source_key4(addr: IpAddr) -> SourceKey {
+    let IpAddr::V4(a) = addr else {
+        panic!("{addr}: IPv4 only")
+    };
+    SourceKey::v4(a.octets(), 32)
 }
 
 /// Under a flood the sample mask keeps almost every packet from being
