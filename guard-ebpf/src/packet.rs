@@ -1,41 +1,122 @@
 //! Packet memory, read and written: only here. Each access is a load or
 //! store of 1, 2, 4 or 8 bytes at an address checked against the packet's
 //! end on the same register, in the shapes the verifier follows (see
-//! [`at`]); bytes whose length is known only at run time are copied by
-//! the helper ([`copy_in`]). The frame's length changes here too
-//! ([`set_len`]).
+//! [`Frame::at`]); bytes whose length is known only at run time are
+//! copied by the helper ([`copy_in`]). The frame's length changes here too
+//! ([`set_len`]). XDP's frames, and tc's (the egress program's, which
+//! reads only).
 
 use core::{arch::asm, mem::size_of};
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 
-/// The packet address `offset` bytes in, hidden from LLVM's arithmetic.
-///
-/// Without the barrier LLVM rewrites `data + off + n > data_end` into
-/// `off + n > data_end - data`, a comparison of plain numbers from which the
-/// verifier learns nothing, and rejects the read that follows. It may also
-/// keep one read of `data` in a register and copy it with a 32-bit move
-/// (the field is a u32), and the verifier does not know the copy for a
-/// packet pointer. So the read and the addition are both in the asm.
+/// A program's context, whose packet bounds the program reads: XDP's
+/// `xdp_md`, or tc's `__sk_buff` (its linear part).
+pub(crate) trait Frame {
+    /// The packet address `offset` bytes in, hidden from LLVM's
+    /// arithmetic.
+    ///
+    /// Without the barrier LLVM rewrites `data + off + n > data_end` into
+    /// `off + n > data_end - data`, a comparison of plain numbers from
+    /// which the verifier learns nothing, and rejects the read that
+    /// follows. It may also keep one read of `data` in a register and
+    /// copy it with a 32-bit move (the field is a u32), and the verifier
+    /// does not know the copy for a packet pointer. So the read and the
+    /// addition are both in the asm (whose offsets into the context must
+    /// be constants of the instruction: the verifier refuses arithmetic
+    /// on the context's pointer).
+    fn at(&self, offset: usize) -> usize;
+    /// The packet's end, read from the context at each use, for the
+    /// reason [`Frame::at`] reads `data` in asm.
+    fn end(&self) -> usize;
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn at(&self, offset: usize) -> usize {
+        let p: usize;
+        // SAFETY: reads `data` (checked below to be the first field) from
+        // the context the program was given.
+        unsafe {
+            asm!(
+                "{0} = *(u32 *)({1} + 0)",
+                "{0} += {2}",
+                out(reg) p,
+                in(reg) self.ctx,
+                in(reg) offset,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        let end: usize;
+        // SAFETY: reads `data_end` (checked below to be 4 bytes in) from
+        // the context the program was given.
+        unsafe {
+            asm!(
+                "{0} = *(u32 *)({1} + 4)",
+                out(reg) end,
+                in(reg) self.ctx,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+        end
+    }
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn at(&self, offset: usize) -> usize {
+        let p: usize;
+        // SAFETY: reads `data` (checked below to be 76 bytes in) from the
+        // context the program was given.
+        unsafe {
+            asm!(
+                "{0} = *(u32 *)({1} + 76)",
+                "{0} += {2}",
+                out(reg) p,
+                in(reg) self.skb.skb,
+                in(reg) offset,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        let end: usize;
+        // SAFETY: reads `data_end` (checked below to be 80 bytes in) from
+        // the context the program was given.
+        unsafe {
+            asm!(
+                "{0} = *(u32 *)({1} + 80)",
+                out(reg) end,
+                in(reg) self.skb.skb,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+        }
+        end
+    }
+}
+
+const _: () = assert!(
+    core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data) == 0
+        && core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data_end) == 4
+        && core::mem::offset_of!(aya_ebpf::bindings::__sk_buff, data) == 76
+        && core::mem::offset_of!(aya_ebpf::bindings::__sk_buff, data_end) == 80
+);
+
+/// [`Frame::at`], for the XDP program's many callers.
 #[inline(always)]
 pub(crate) fn at(ctx: &XdpContext, offset: usize) -> usize {
-    let p: usize;
-    // SAFETY: reads `data` (checked below to be the first field) from the
-    // context the program was given.
-    unsafe {
-        asm!(
-            "{0} = *(u32 *)({1} + 0)",
-            "{0} += {2}",
-            out(reg) p,
-            in(reg) ctx.ctx,
-            in(reg) offset,
-            options(pure, readonly, nostack, preserves_flags)
-        );
-    }
-    p
+    ctx.at(offset)
 }
 
 /// `v`, of which LLVM knows nothing more: so it keeps a check that the
@@ -48,28 +129,11 @@ fn opaque(mut v: usize) -> usize {
     v
 }
 
-/// The packet's end, read from the context at each use, for the reason
-/// [`at`] reads `data` in asm.
+/// [`Frame::end`], for the XDP program's many callers.
 #[inline(always)]
 pub(crate) fn end(ctx: &XdpContext) -> usize {
-    let end: usize;
-    // SAFETY: reads `data_end` (checked below to be 4 bytes in) from the
-    // context the program was given.
-    unsafe {
-        asm!(
-            "{0} = *(u32 *)({1} + 4)",
-            out(reg) end,
-            in(reg) ctx.ctx,
-            options(pure, readonly, nostack, preserves_flags)
-        );
-    }
-    end
+    ctx.end()
 }
-
-const _: () = assert!(
-    core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data) == 0
-        && core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data_end) == 4
-);
 
 /// Whether the first `end` bytes of the packet are all there.
 #[inline(always)]
@@ -88,10 +152,10 @@ pub(crate) fn within(ctx: &XdpContext, end: usize) -> bool {
 /// efficient unaligned access, as on x86-64 and arm64; elsewhere it
 /// refuses the program at load.)
 #[inline(always)]
-pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+pub fn load<T: Copy>(ctx: &impl Frame, offset: usize) -> Option<T> {
     const { assert!(size_of::<T>() <= 8 * LOAD_WORDS) };
-    let p = at(ctx, offset);
-    if p + size_of::<T>() > end(ctx) {
+    let p = ctx.at(offset);
+    if p + size_of::<T>() > ctx.end() {
         return None;
     }
     let n = size_of::<T>();

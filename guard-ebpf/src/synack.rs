@@ -22,8 +22,8 @@
 //!   socket lookup, which finds no local socket for a connection the nat
 //!   rules send elsewhere and proves nothing for a half-open one.
 //!
-//! Headers are read with `bpf_skb_load_bytes` (an skb leaving may not be
-//! linear).
+//! Headers are read in place from the skb's linear part, where the stack
+//! writes them, and with `bpf_skb_load_bytes` when they are not there.
 
 use aya_ebpf::programs::TcContext;
 use guard_common::{
@@ -39,6 +39,7 @@ use guard_common::{
 use crate::{
     clock,
     maps::{CONFIG, COUNTERS, SYNACKS},
+    packet::load,
     verdict::{source_key, verify_reply},
 };
 
@@ -92,97 +93,87 @@ struct Segment {
     tcp: [u8; 14],
 }
 
-/// Bytes every TCP frame has: Ethernet, and IPv4 and TCP without options
-/// (or Ethernet and IPv6's fixed header).
-const HEAD: usize = ETH_HLEN + 40;
+/// A read past the skb's linear part (or its end).
+struct Short;
+
+/// Reads `T` at an offset of the frame leaving.
+trait Reader {
+    fn get<T: Copy>(&self, offset: usize) -> Result<T, Short>;
+}
+
+/// In place, from the linear part, where the stack writes the headers
+/// of what it sends: a few instructions a read.
+struct InPlace<'a>(&'a TcContext);
+
+impl Reader for InPlace<'_> {
+    #[inline(always)]
+    fn get<T: Copy>(&self, offset: usize) -> Result<T, Short> {
+        load(self.0, offset).ok_or(Short)
+    }
+}
+
+/// By `bpf_skb_load_bytes`, from anywhere in the skb: about 25 ns a read
+/// (`cargo xtask bench`, the egress table), so only when a header is not
+/// in the linear part.
+struct Copied<'a>(&'a TcContext);
+
+impl Reader for Copied<'_> {
+    #[inline(always)]
+    fn get<T: Copy>(&self, offset: usize) -> Result<T, Short> {
+        self.0.load::<T>(offset).map_err(|_| Short)
+    }
+}
 
 impl Segment {
-    /// The segment `ctx` sends, if it is TCP. Each `bpf_skb_load_bytes`
-    /// costs about 25 ns (`cargo xtask bench`, the egress table), and the
-    /// program reads every packet sent: the commonest frames, untagged
-    /// IPv4 without options and untagged IPv6, in one read and two.
+    /// The segment `ctx` sends, if it is TCP.
     #[inline(always)]
     fn read(ctx: &TcContext) -> Option<Self> {
-        let head = ctx.load::<[u8; HEAD]>(0).ok()?;
-        let ip = ETH_HLEN;
-        match u16::from_be_bytes([head[ip - 2], head[ip - 1]]) {
-            ETH_P_IP if head[ip] == 0x45 => {
-                if !first_tcp_fragment(&head[ip..ip + 20]) {
-                    return None;
-                }
-                let mut tcp = [0u8; 14];
-                tcp.copy_from_slice(&head[ip + 20..ip + 34]);
-                Some(Self {
-                    family: AF_INET,
-                    client: v4(&head[ip + 16..ip + 20]),
-                    l4: ip + 20,
-                    tcp,
-                })
-            }
-            // TCP right after the fixed header, as the stack sends it.
-            ETH_P_IPV6 => {
-                if head[ip + 6] != IPPROTO_TCP {
-                    return None;
-                }
-                let mut client = [0u8; 16];
-                client.copy_from_slice(&head[ip + 24..ip + 40]);
-                Some(Self {
-                    family: AF_INET6,
-                    client,
-                    l4: ip + 40,
-                    tcp: ctx.load::<[u8; 14]>(ip + 40).ok()?,
-                })
-            }
-            _ => Self::tagged_or_with_options(ctx),
+        match Self::parse(&InPlace(ctx)) {
+            Ok(segment) => segment,
+            Err(Short) => Self::parse(&Copied(ctx)).ok().flatten(),
         }
     }
 
-    /// The rest: a VLAN tag, IPv4 options (or not TCP over IPv4).
+    /// `Ok(None)`: not a TCP segment the program looks at.
     #[inline(always)]
-    fn tagged_or_with_options(ctx: &TcContext) -> Option<Self> {
+    fn parse(r: &impl Reader) -> Result<Option<Self>, Short> {
         let mut l3 = ETH_HLEN;
-        let mut proto = u16::from_be_bytes(ctx.load::<[u8; 2]>(l3 - 2).ok()?);
+        let mut proto = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
         if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
             l3 += 4;
-            proto = u16::from_be_bytes(ctx.load::<[u8; 2]>(l3 - 2).ok()?);
+            proto = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
         }
         let (family, l4, client) = match proto {
             ETH_P_IP => {
-                let ip = ctx.load::<[u8; 20]>(l3).ok()?;
+                let ip = r.get::<[u8; 20]>(l3)?;
                 let ihl = usize::from(ip[0] & 0x0f) * 4;
-                if ip[0] >> 4 != 4 || ihl < 20 || !first_tcp_fragment(&ip) {
-                    return None;
+                // A segment is never a fragment past the first as the
+                // stack sends it.
+                let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+                if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_TCP || frag != 0 {
+                    return Ok(None);
                 }
-                (AF_INET, l3 + ihl, v4(&ip[16..20]))
+                let mut client = [0u8; 16];
+                client[..4].copy_from_slice(&ip[16..20]);
+                (AF_INET, l3 + ihl, client)
             }
             ETH_P_IPV6 => {
-                if ctx.load::<u8>(l3 + 6).ok()? != IPPROTO_TCP {
-                    return None;
+                let ip = r.get::<[u8; 40]>(l3)?;
+                // TCP right after the fixed header, as the stack sends it.
+                if ip[6] != IPPROTO_TCP {
+                    return Ok(None);
                 }
-                (AF_INET6, l3 + 40, ctx.load::<[u8; 16]>(l3 + 24).ok()?)
+                let mut client = [0u8; 16];
+                client.copy_from_slice(&ip[24..40]);
+                (AF_INET6, l3 + 40, client)
             }
-            _ => return None,
+            _ => return Ok(None),
         };
-        Some(Self {
+        Ok(Some(Self {
             family,
             client,
             l4,
-            tcp: ctx.load::<[u8; 14]>(l4).ok()?,
-        })
+            tcp: r.get::<[u8; 14]>(l4)?,
+        }))
     }
-}
-
-/// Whether an IPv4 header carries TCP and its header: not a fragment
-/// past the first (a segment is never one as the stack sends it).
-#[inline(always)]
-fn first_tcp_fragment(ip: &[u8]) -> bool {
-    ip.len() >= 20 && ip[9] == IPPROTO_TCP && u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0
-}
-
-/// An IPv4 address in the first four bytes of sixteen.
-#[inline(always)]
-fn v4(addr: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[..4].copy_from_slice(&addr[..4]);
-    a
 }
