@@ -408,7 +408,13 @@ fn limit(
     if st.limited != 0 {
         st.limited = 0;
     }
-    let budgeted = !verify && st.verified_until_ns <= now;
+    // A verified source skips the budget once it binds (before, it has
+    // room for every real client; and a flood that spoofs a client served
+    // lately would pass its whole burst at calm's generous limits), and
+    // while the source keeps within its own limit (such a flood gets its
+    // burst past the budget, not its rate).
+    let budgeted =
+        !verify && (st.verified_until_ns <= now || !cfg.budget_binds() || went_over(cfg, st, now));
     if budgeted && !global_room(cfg, class, now) {
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropGlobalBudget);
@@ -806,6 +812,13 @@ fn over_source_limit(
         st.limited = 1;
         event(cfg, slots, EVENT_LIMITED, class, key, now, 0);
     }
+}
+
+/// Whether the source went over its own limit within the ban window (its
+/// over-limit drops are counted there; a ban starts the count again).
+#[inline(always)]
+fn went_over(cfg: &DataplaneConfig, st: &SourceState, now: u64) -> bool {
+    st.window_drops != 0 && now.saturating_sub(st.window_start_ns) <= cfg.ban_window_ns
 }
 
 /// Takes a token from a bucket shared by all CPUs.

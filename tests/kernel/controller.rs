@@ -1118,10 +1118,12 @@ fn rewritten_port(net: &TestNet) -> (EchoServer, guard_proc::Guard) {
 
 /// A client the host served before any flood (the echo's data, leaving
 /// through guard's egress program, verifies it) connects through a flood
-/// from its first SYN, with no handshake of the flood's to verify it: at
-/// 20 SYNs a second admitted of 20,000, one of its SYNs would get through
-/// the budget about once in a thousand tries, and each connection waits
-/// 2.5 s, through one retransmit.
+/// every time, though no handshake of its got through the budget to be
+/// checked: at 20 SYNs a second admitted of 20,000, one of its SYNs would
+/// get through about once in a thousand tries, and each connection waits
+/// 2.5 s, through one retransmit (a SYN that comes before the controller
+/// has seen the budget bind meets it, as everyone's: the retransmit skips
+/// it).
 #[test]
 fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
     let _kernel = kernel_test!();
@@ -1137,7 +1139,6 @@ fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
         &guard,
         "the client served before the flood",
     );
-    // Verified by the reply alone: the ACK check had nothing to do.
-    assert_eq!(c["verified_ack"], 0, "{c:?}");
+    assert!(c["verified_reply"] >= 1, "{c:?}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }

@@ -574,6 +574,59 @@ fn an_ipv6_client_the_host_sent_data_or_a_fin_is_verified_before_any_flood() {
     );
 }
 
+/// A verified source skips the global budget only while it keeps within
+/// its own limit: once over it (a flood that spoofs a client served
+/// lately), its new flows meet the budget like anyone's until its
+/// over-limit drops are a ban window old.
+#[test]
+fn a_verified_source_over_its_own_limit_meets_the_budget() {
+    let _kernel = kernel_test!();
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --syn-rate 1 --syn-burst 3"
+    )));
+    let mut cfg = program.config();
+    cfg.verify = VERIFY_ACKS;
+    program.set_config(&cfg);
+    let (client, stranger) = (
+        Ipv4Addr::new(198, 18, 7, 9).into(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+    );
+    let response = sent(client, server(), TCP_ACK, &[], b"data").frame();
+    assert_eq!(program.run_egress(&response, T0), TCX_NEXT);
+    let syn = |src: IpAddr, sport: u16| syn_from(src, sport, 8080);
+    let spend = |program: &mut Program, now: u64| {
+        assert_eq!(program.run(&syn(stranger, 1000), now), XDP_PASS);
+        assert_eq!(program.run(&syn(stranger, 1001), now), XDP_DROP);
+    };
+
+    // Within its limit (a burst of 3) the client skips the spent budget.
+    spend(&mut program, T0);
+    for sport in 2000..2003 {
+        assert_eq!(program.run(&syn(client, sport), T0), XDP_PASS);
+    }
+    assert_eq!(
+        program.run(&syn(client, 2003), T0),
+        XDP_DROP,
+        "over its limit"
+    );
+    let c = program.counters();
+    assert_eq!(c.get(Counter::DropSourceLimit), 1);
+
+    // A second on, its bucket has a token, and the budget decides.
+    spend(&mut program, T0 + SEC);
+    let budget_drops = program.counters().get(Counter::DropGlobalBudget);
+    assert_eq!(program.run(&syn(client, 2004), T0 + SEC), XDP_DROP);
+    assert_eq!(
+        program.counters().get(Counter::DropGlobalBudget),
+        budget_drops + 1
+    );
+
+    // A ban window (10 s) after its over-limit drop, it skips it again.
+    let later = T0 + 11 * SEC;
+    spend(&mut program, later);
+    assert_eq!(program.run(&syn(client, 2005), later), XDP_PASS);
+}
+
 /// The egress program reads the commonest frames (untagged, IPv4 without
 /// options) in one piece and the rest field by field: a tagged frame, or
 /// one with IPv4 options, is read alike, and a datagram verifies nobody.
@@ -799,7 +852,8 @@ fn the_marked_bit_decides_whether_marks_are_looked_up() {
     }
     let src = collider(&program, &client, flood);
     assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
-    program.set_config(&budget);
+    // The budget back, binding (a verified source skips it only then).
+    program.set_config(&verifying);
     // What `sources()` shows of a churned-out source comes from its marks
     // alone (no packet passed).
     assert_eq!(program.sources()[&client].passed, 0, "not churned out");
@@ -913,7 +967,8 @@ fn the_marked_filter_is_rebuilt_from_the_marks_in_force() {
         let src = collider(&program, &target, flood);
         assert_eq!(program.run(&syn(src, 3000), t), XDP_PASS);
     }
-    let mut spent = budget;
+    // The budget back, binding (a verified source skips it only then).
+    let mut spent = verifying;
     spent.marked_half = 1;
     program.set_config(&spent);
     assert_eq!(program.sources()[&client].passed, 0, "not churned out");
