@@ -448,9 +448,10 @@ pub struct RawConfig {
     /// from net.ipv4.tcp_rmem and net.core.rmem_max in its namespace].
     #[arg(long, value_name = "N", help_heading = "SYN cookies")]
     pub cookie_wscale: Option<u8>,
-    /// Seconds a source proven real (a completed cookie handshake, or an
-    /// ACK of a connection this host knows) stays verified: its new flows
-    /// skip the global budget [default: 300].
+    /// Seconds a source proven real (a completed cookie handshake, an ACK
+    /// of a connection this host knows, data or a FIN this host sent it)
+    /// stays verified: its new flows skip the global budget while it
+    /// binds, unless the source itself goes over its limit [default: 300].
     #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
     pub verified_for: Option<u64>,
 
