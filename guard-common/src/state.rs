@@ -45,6 +45,15 @@ impl SourceState {
         self.passed.wrapping_add(self.dropped)
     }
 
+    /// Whether the source went over its own limit within the ban window
+    /// of `window_ns`: its over-limit drops are still counted in the
+    /// current window (a ban starts the count again).
+    #[must_use]
+    #[inline(always)]
+    pub const fn over_limit_within(&self, window_ns: u64, now: u64) -> bool {
+        self.window_drops != 0 && now.saturating_sub(self.window_start_ns) <= window_ns
+    }
+
     /// A source seen for the first time: full buckets, no history.
     pub const ZERO: Self = Self {
         tat: [0; FLOW_CLASSES],

@@ -34,77 +34,54 @@ pub(crate) trait Frame {
     fn end(&self) -> usize;
 }
 
-impl Frame for XdpContext {
-    #[inline(always)]
-    fn at(&self, offset: usize) -> usize {
-        let p: usize;
-        // SAFETY: reads `data` (checked below to be the first field) from
-        // the context the program was given.
-        unsafe {
-            asm!(
-                "{0} = *(u32 *)({1} + 0)",
-                "{0} += {2}",
-                out(reg) p,
-                in(reg) self.ctx,
-                in(reg) offset,
-                options(pure, readonly, nostack, preserves_flags)
-            );
-        }
-        p
-    }
+/// [`Frame`] for a context type whose pointer is `$ptr` and whose `data`
+/// and `data_end` are u32 fields at `$data` and `$end` (checked below).
+macro_rules! frame {
+    ($ctx:ty, |$c:ident| $ptr:expr, $data:literal, $end:literal) => {
+        impl Frame for $ctx {
+            #[inline(always)]
+            fn at(&self, offset: usize) -> usize {
+                let $c = self;
+                let p: usize;
+                // SAFETY: reads `data` from the context the program was
+                // given.
+                unsafe {
+                    asm!(
+                        "{0} = *(u32 *)({1} + {data})",
+                        "{0} += {2}",
+                        out(reg) p,
+                        in(reg) $ptr,
+                        in(reg) offset,
+                        data = const $data,
+                        options(pure, readonly, nostack, preserves_flags)
+                    );
+                }
+                p
+            }
 
-    #[inline(always)]
-    fn end(&self) -> usize {
-        let end: usize;
-        // SAFETY: reads `data_end` (checked below to be 4 bytes in) from
-        // the context the program was given.
-        unsafe {
-            asm!(
-                "{0} = *(u32 *)({1} + 4)",
-                out(reg) end,
-                in(reg) self.ctx,
-                options(pure, readonly, nostack, preserves_flags)
-            );
+            #[inline(always)]
+            fn end(&self) -> usize {
+                let $c = self;
+                let end: usize;
+                // SAFETY: reads `data_end` from the context the program
+                // was given.
+                unsafe {
+                    asm!(
+                        "{0} = *(u32 *)({1} + {end})",
+                        out(reg) end,
+                        in(reg) $ptr,
+                        end = const $end,
+                        options(pure, readonly, nostack, preserves_flags)
+                    );
+                }
+                end
+            }
         }
-        end
-    }
+    };
 }
 
-impl Frame for TcContext {
-    #[inline(always)]
-    fn at(&self, offset: usize) -> usize {
-        let p: usize;
-        // SAFETY: reads `data` (checked below to be 76 bytes in) from the
-        // context the program was given.
-        unsafe {
-            asm!(
-                "{0} = *(u32 *)({1} + 76)",
-                "{0} += {2}",
-                out(reg) p,
-                in(reg) self.skb.skb,
-                in(reg) offset,
-                options(pure, readonly, nostack, preserves_flags)
-            );
-        }
-        p
-    }
-
-    #[inline(always)]
-    fn end(&self) -> usize {
-        let end: usize;
-        // SAFETY: reads `data_end` (checked below to be 80 bytes in) from
-        // the context the program was given.
-        unsafe {
-            asm!(
-                "{0} = *(u32 *)({1} + 80)",
-                out(reg) end,
-                in(reg) self.skb.skb,
-                options(pure, readonly, nostack, preserves_flags)
-            );
-        }
-        end
-    }
-}
+frame!(XdpContext, |c| c.ctx, 0, 4);
+frame!(TcContext, |c| c.skb.skb, 76, 80);
 
 const _: () = assert!(
     core::mem::offset_of!(aya_ebpf::bindings::xdp_md, data) == 0

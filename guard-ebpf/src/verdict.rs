@@ -413,8 +413,10 @@ fn limit(
     // lately would pass its whole burst at calm's generous limits), and
     // while the source keeps within its own limit (such a flood gets its
     // burst past the budget, not its rate).
-    let budgeted =
-        !verify && (st.verified_until_ns <= now || !cfg.budget_binds() || went_over(cfg, st, now));
+    let budgeted = !verify
+        && (st.verified_until_ns <= now
+            || !cfg.budget_binds()
+            || st.over_limit_within(cfg.ban_window_ns, now));
     if budgeted && !global_room(cfg, class, now) {
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropGlobalBudget);
@@ -788,7 +790,7 @@ fn over_source_limit(
     now: u64,
 ) {
     // A window opens at the first over-limit drop after the last one closed.
-    if st.window_drops == 0 || now.saturating_sub(st.window_start_ns) > cfg.ban_window_ns {
+    if !st.over_limit_within(cfg.ban_window_ns, now) {
         st.window_start_ns = now;
         st.window_drops = 0;
     }
@@ -812,13 +814,6 @@ fn over_source_limit(
         st.limited = 1;
         event(cfg, slots, EVENT_LIMITED, class, key, now, 0);
     }
-}
-
-/// Whether the source went over its own limit within the ban window (its
-/// over-limit drops are counted there; a ban starts the count again).
-#[inline(always)]
-fn went_over(cfg: &DataplaneConfig, st: &SourceState, now: u64) -> bool {
-    st.window_drops != 0 && now.saturating_sub(st.window_start_ns) <= cfg.ban_window_ns
 }
 
 /// Takes a token from a bucket shared by all CPUs.

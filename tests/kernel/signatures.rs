@@ -43,7 +43,12 @@ fn spoofed(i: u32) -> IpAddr {
 /// The program in enforce mode, sampling every new flow (1,000 a second
 /// and CPU).
 fn sampling_every_new_flow() -> Program {
-    let mut program = Program::new(&xdp::settings("--mode enforce"));
+    sampling_every_new_flow_with("--mode enforce")
+}
+
+/// The same with these settings.
+fn sampling_every_new_flow_with(flags: &str) -> Program {
+    let mut program = Program::new(&xdp::settings(flags));
     let mut cfg = program.config();
     cfg.sample = SAMPLE_ON;
     cfg.sample_rate = 1_000;
@@ -262,13 +267,8 @@ fn verified_by_handshake(program: &mut Program, src: IpAddr, now: u64) {
 #[test]
 fn a_source_the_host_replied_to_or_over_its_limit_is_no_contrast() {
     let _k = kernel_test!();
-    let mut program = Program::new(&xdp::settings("--mode enforce --syn-rate 1 --syn-burst 2"));
+    let mut program = sampling_every_new_flow_with("--mode enforce --syn-rate 1 --syn-burst 2");
     program.arm_cookies(80);
-    let mut cfg = program.config();
-    cfg.sample = SAMPLE_ON;
-    cfg.sample_rate = 1_000;
-    cfg.sample_mask = 0;
-    program.set_config(&cfg);
     let kinds = |program: &mut Program| -> Vec<u32> {
         program.take_samples().iter().map(|s| s.kind).collect()
     };

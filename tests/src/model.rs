@@ -688,11 +688,13 @@ impl Model {
         let mut source = known.unwrap_or(SourceState::ZERO);
         let mut outcome = self.source_tier(&mut source, source_key, class, now);
         let c = class.index();
-        // A source verified by a SYN-cookie handshake or an ACK of a known
-        // connection skips the budget (the model sends no cookies and knows
-        // no sockets, so none is verified here). Each class has a bucket of
-        // its own.
-        let verified = source.verified_until_ns > now;
+        // A verified source skips the budget while it binds and the source
+        // keeps within its own limit, as the program's (the model sends no
+        // cookies and knows no sockets, so none is verified here). Each
+        // class has a bucket of its own.
+        let verified = source.verified_until_ns > now
+            && cfg.budget_binds()
+            && !source.over_limit_within(cfg.ban_window_ns, now);
         let budget = |global: &mut u64| verified || take(global, &cfg.global[c], now);
         let slot = (GLOBAL_BUDGET + class as u32) as usize;
         let room = verified || cfg.global[c].admit(self.global[slot], now).is_some();
@@ -791,9 +793,7 @@ impl Model {
         now: u64,
     ) {
         // A window opens at the first over-limit drop after the last closed.
-        if source.window_drops == 0
-            || now.saturating_sub(source.window_start_ns) > self.config.ban_window_ns
-        {
+        if !source.over_limit_within(self.config.ban_window_ns, now) {
             source.window_start_ns = now;
             source.window_drops = 0;
         }
