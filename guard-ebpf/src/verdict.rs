@@ -363,12 +363,16 @@ fn limit(
                 let st = unsafe { &mut *take_over(&place, skey) };
                 bump(slots, Counter::NewSources);
                 st.last_seen_ns = now;
-                // A full bucket: the token is there (another CPU may have
-                // taken the slot an instant before and taken one too).
-                if let Some(tat) = st.tat.get_mut(c) {
-                    let _ = take(tat, source_limit, now, slots);
+                // A full bucket: the token is there, taken with a plain
+                // store. A compare-and-swap would wait for the slot's cache
+                // line, which a new source's slot seldom is in (its
+                // writes above wait in the store buffer); a token lost to
+                // another CPU taking the slot at the same instant is the
+                // race `take_over` already allows.
+                if let (Some(tat), Some(next)) = (st.tat.get_mut(c), source_limit.admit(0, now)) {
+                    *tat = next;
                 }
-                return admitted(cfg, slots, st, pst, skey, verify, now, flow);
+                return admitted(cfg, slots, st, pst, skey, verify, now, flow, true);
             }
         },
     };
@@ -432,7 +436,7 @@ fn limit(
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropGlobalBudget);
     }
-    admitted(cfg, slots, st, pst, skey, verify, now, flow)
+    admitted(cfg, slots, st, pst, skey, verify, now, flow, false)
 }
 
 /// The prefix tier, unless its limit for this class is off: `Ok` with the
@@ -504,7 +508,9 @@ fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, class: FlowClass, now
 /// A new flow every tier admitted: counted, the source verified if
 /// `verify`, a datagram's flow remembered. A new flow of a source already
 /// verified comes back as `XDP_PASS | VERIFIED_FLOW`, for the contrast
-/// sample (`main.rs`).
+/// sample (`main.rs`). `fresh`: the source's slot was just taken over,
+/// its state zeroed, and is written here without being read (a load
+/// would wait for the slot's cache line).
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -519,12 +525,17 @@ fn admitted(
     verify: bool,
     now: u64,
     flow: Option<&Flow<'_>>,
+    fresh: bool,
 ) -> u32 {
     if let Some(p) = pst {
         p.passed = p.passed.wrapping_add(1);
     }
-    st.passed = st.passed.wrapping_add(1);
-    let verified = !verify && st.verified_until_ns > now;
+    if fresh {
+        st.passed = 1;
+    } else {
+        st.passed = st.passed.wrapping_add(1);
+    }
+    let verified = !verify && !fresh && st.verified_until_ns > now;
     if verify {
         st.verified_until_ns = now.saturating_add(cfg.verified_ns);
         mark(skey, st);

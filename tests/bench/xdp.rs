@@ -95,6 +95,16 @@ mod frames {
             .collect()
     }
 
+    /// SYNs from every address of 198.18.0.0/15: as many sources as the
+    /// default table has slots, so that most find their slot taken by
+    /// another when they come round again (the new-source path).
+    pub fn wide() -> Vec<Vec<u8>> {
+        (0..1u32 << 17)
+            // 198.18.0.0 and the 17 bits of the /15 after it.
+            .map(|i| syn(IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 | i))).frame())
+            .collect()
+    }
+
     /// ACKs from [`DISTINCT`] sources from the `from`th on, of no
     /// connection: a spoofed ACK flood.
     pub fn spoofed_acks(from: u32) -> Vec<Vec<u8>> {
@@ -718,7 +728,8 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// What `cargo xtask bench --profile CASE` runs: the program, its frames
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
-/// (a known flow), `spent` (new sources once the budget binds),
+/// (a known flow), `new` (sources the table does not hold, admitted), `spent` (new
+/// sources once the budget binds),
 /// `signature` (a SYN a signature drops) and `cookie` (SYNs answered with
 /// SYN-ACKs).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
@@ -737,6 +748,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
         ),
         "udp" => (program(&open_settings()), one(frames::known_udp()), 100_000),
         "spent" => (spent_program(), frames::spoofed(0), 1),
+        "new" => (program(&open_settings()), frames::wide(), 1),
         "signature" => {
             let mut prog = program(&open_settings());
             prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
@@ -748,7 +760,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
             (prog, cookie_syns(), 1)
         }
         other => panic!(
-            "no profile case {other:?}: established, syn, syn6, udp, spent, signature or cookie"
+            "no profile case {other:?}: established, syn, syn6, udp, new, spent, signature or cookie"
         ),
     };
     // The first run creates the state a known source or flow has.

@@ -39,6 +39,9 @@ enum Case {
     Syn6,
     /// A UDP packet of a known flow.
     Udp,
+    /// SYNs from sources the table does not hold, admitted (most take a
+    /// slot another source held).
+    New,
     /// SYNs from new sources once the global budget binds (dropped).
     Spent,
     /// A SYN an attack signature drops.
