@@ -70,8 +70,8 @@ pub enum Counter {
     EventsSent = 21,
     /// An event was not sent: over the event rate, or the ring was full.
     EventsSuppressed = 22,
-    /// A bucket update lost its compare-and-swap retries to other CPUs and
-    /// was decided as over the limit.
+    /// A compare-and-swap on a shared bucket lost to another CPU's update
+    /// (retried, or made an atomic add: no arrival is dropped for it).
     BucketContention = 23,
     /// A SYN to a cookie port answered from XDP with a SYN cookie
     /// (`XDP_TX`); it never reaches the kernel.

@@ -37,8 +37,9 @@ use crate::{
 /// admitted new flow of a verified source.
 pub const VERIFIED_FLOW: u32 = 1 << 8;
 
-/// Compare-and-swap attempts on a shared bucket before the arrival is
-/// decided as over the limit (and counted in `bucket_contention`).
+/// Compare-and-swap attempts on a full shared bucket before [`take`]
+/// adds its interval instead: by then other CPUs have taken from it, so it
+/// is not full any more.
 const BUCKET_CAS_RETRIES: usize = 4;
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -827,7 +828,18 @@ fn over_source_limit(
     }
 }
 
-/// Takes a token from a bucket shared by all CPUs.
+/// Takes a token from a bucket shared by all CPUs: exactly GCRA's
+/// decision, in the order the CPUs' updates land, and never a drop for
+/// another CPU's update alone.
+///
+/// A full bucket (its time behind `now`) is set to `now` plus the interval
+/// by compare-and-swap; one that lost to another CPU's update reads again
+/// (`bucket_contention` counts each loss). A bucket that is not full
+/// (as any is that a CPU took from in the same instant) needs no
+/// compare: GCRA's next time is its time plus the interval, which an
+/// atomic add makes whatever the other CPUs add meanwhile, and the time
+/// the add returns decides. An add whose token others took first is
+/// given back.
 #[inline(always)]
 pub(crate) fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) -> bool {
     if limit.is_unlimited() {
@@ -841,12 +853,22 @@ pub(crate) fn take(state: &mut u64, limit: &Limit, now: u64, slots: &mut Slots) 
         let Some(next) = limit.admit(seen, now) else {
             return false;
         };
+        if seen >= now {
+            break;
+        }
         // SAFETY: as above.
         if unsafe { atomic::cmpxchg(p, seen, next) } == seen {
             return true;
         }
+        bump(slots, Counter::BucketContention);
     }
-    bump(slots, Counter::BucketContention);
+    // SAFETY: as above.
+    let before = unsafe { atomic::fetch_add(p, limit.interval_ns) };
+    if limit.admit(before, now).is_some() {
+        return true;
+    }
+    // SAFETY: as above.
+    unsafe { atomic::fetch_add(p, limit.interval_ns.wrapping_neg()) };
     false
 }
 

@@ -1,23 +1,29 @@
 //! The data plane end to end: guard in a namespace, a real server behind
 //! it, spoofed SYN floods from 198.19.0.0/16 sent as frames, a real client
 //! from 198.18.0.1, and nftables counters in the victim namespace saying
-//! what actually got past XDP into the kernel.
+//! what actually got past XDP into the kernel. And the buckets those
+//! limits live in, taken by two CPUs at once through BPF_PROG_TEST_RUN.
 
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Barrier,
     thread,
     time::{Duration, Instant},
 };
 
+use guard_common::{Counter, CounterBlock, FlowClass, bucket::NANOS_PER_SEC};
 use guard_tests::{
+    cpu,
     flood::Flood,
     guard_proc::{self, counters, pin_dir, start_on, stats, stats_after},
     kernel_test,
     net::{TestNet, VICTIM_ADDR},
     nft::Counters,
-    packet::{TCP_ACK, TCP_SYN},
+    packet::{Packet, TCP_ACK, TCP_SYN},
     server::{EchoServer, connect_echo},
+    testrun,
+    xdp::{self, Program, XDP_PASS},
 };
 
 const PORT: u16 = 8080;
@@ -481,4 +487,156 @@ fn bad_configuration_is_refused_before_anything_changes() {
         assert!(!pin_dir(&net).exists());
     }
     std::fs::remove_file(&file).expect("remove config");
+}
+
+/// Runs `frame` `runs` times on each of two CPUs at once, and `during`
+/// on this thread once both are about to start; checks the runs
+/// overlapped for most of their time. Returns the counters after, when
+/// each CPU's runs ended, and what `during` returned.
+fn on_two_cpus<R>(
+    prog: &Program,
+    frame: &[u8],
+    runs: u32,
+    during: impl FnOnce() -> R,
+) -> (CounterBlock, [Instant; 2], R) {
+    let cpus = cpu::allowed();
+    assert!(
+        cpus.len() >= 2,
+        "this test needs two CPUs, it may use {cpus:?}"
+    );
+    let syns = prog.counters().get(Counter::TcpSyn);
+    let fd = prog.fd();
+    let started = Barrier::new(3);
+    let (spans, during): (Vec<(Instant, Instant)>, R) = thread::scope(|s| {
+        let threads: Vec<_> = cpus[..2]
+            .iter()
+            .map(|&on| {
+                let started = &started;
+                s.spawn(move || {
+                    cpu::pin(on);
+                    started.wait();
+                    let start = Instant::now();
+                    testrun::run(fd, frame, runs).expect("BPF_PROG_TEST_RUN");
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        started.wait();
+        let during = during();
+        let spans = threads
+            .into_iter()
+            .map(|t| t.join().expect("a run's thread"))
+            .collect();
+        (spans, during)
+    });
+    let overlap = spans[0]
+        .1
+        .min(spans[1].1)
+        .saturating_duration_since(spans[0].0.max(spans[1].0));
+    let longest = (spans[0].1 - spans[0].0).max(spans[1].1 - spans[1].0);
+    assert!(
+        overlap * 2 > longest,
+        "the runs hardly overlapped: {overlap:?} of {longest:?}"
+    );
+    let c = prog.counters();
+    let by_cpu: Vec<u64> = prog
+        .counters_per_cpu()
+        .iter()
+        .map(|b| b.get(Counter::TcpSyn))
+        .collect();
+    println!(
+        "two CPUs: {} SYNs (by CPU {by_cpu:?}), {} admitted, {} compare-and-swaps lost to the other CPU",
+        c.get(Counter::TcpSyn),
+        c.get(Counter::PassLimits),
+        c.get(Counter::BucketContention)
+    );
+    assert_eq!(c.get(Counter::TcpSyn) - syns, 2 * u64::from(runs));
+    (c, [spans[0].1, spans[1].1], during)
+}
+
+/// Two CPUs taking tokens from the same buckets at once (one source's
+/// SYNs, so its own bucket, its prefix's and the global budget, every one
+/// with room): every arrival is admitted, however often one CPU's
+/// compare-and-swap loses to the other's (`bucket_contention` counts
+/// those). Contention is not a reason to drop.
+#[test]
+fn two_cpus_taking_the_same_buckets_drop_nothing() {
+    let _kernel = kernel_test!();
+    // A token every nanosecond and the largest burst: room for far more
+    // than the runs below, in every tier.
+    let prog = Program::with_kernel_clock(&xdp::settings(
+        "--mode enforce --syn-cookies never --syn-rate 1000000000 --syn-burst 4294967295 \
+         --prefix-syn-rate 1000000000 --prefix-syn-burst 4294967295 \
+         --global-rate 1000000000 --global-burst 4294967295",
+    ));
+    let frame = Packet::tcp(spoofed(7, 7), server_addr().ip(), 40000, PORT, TCP_SYN).frame();
+    let (c, _, ()) = on_two_cpus(&prog, &frame, 3_000_000, || ());
+    for reason in [
+        Counter::DropSourceLimit,
+        Counter::DropPrefixLimit,
+        Counter::DropGlobalBudget,
+    ] {
+        assert_eq!(c.get(reason), 0, "{reason:?}");
+    }
+    assert_eq!(c.get(Counter::PassLimits), 2 * 3_000_000);
+}
+
+/// Two CPUs taking one source's tokens at once while the test's clock
+/// steps on, each step a hundred tokens more, which both CPUs race for:
+/// the bucket admits exactly its burst and the steps' tokens, not one
+/// more or less, and its time moves by exactly one interval per arrival
+/// admitted (an add that lost the last token to the other CPU is given
+/// back), whichever CPU took each.
+#[test]
+fn two_cpus_racing_for_each_token_get_exactly_what_the_bucket_allows() {
+    // More than all the steps add: a pause of the runs (a VM's CPU taken
+    // away for milliseconds) leaves the steps' tokens in the bucket, where
+    // a full bucket would lose them.
+    const BURST: u64 = 100_000;
+    const STEP: u64 = 100;
+    const RUNS: u32 = 10_000_000;
+    const NOW: u64 = 1_000 * NANOS_PER_SEC;
+    let _kernel = kernel_test!();
+    // One token a second, on a clock the test moves.
+    let mut prog = Program::new(&xdp::settings(&format!(
+        "--mode enforce --syn-cookies never --syn-rate 1 --syn-burst {BURST} \
+         --ban-threshold 0 --prefix-syn-rate 1000000000 --prefix-syn-burst 4294967295"
+    )));
+    let frame = Packet::tcp(spoofed(7, 8), server_addr().ip(), 40000, PORT, TCP_SYN).frame();
+    // The clock set, and the source's burst taken (and one SYN over it):
+    // a bucket that is not full, where every step's tokens stay.
+    assert_eq!(prog.run(&frame, NOW), XDP_PASS);
+    let _ = prog.time(&frame, u32::try_from(BURST).expect("a burst"));
+    assert_eq!(prog.counters().get(Counter::PassLimits), BURST);
+    let mut clock = prog.clock();
+    // Steps for the first 150 ms of runs that take several times that on
+    // any machine: the last step's tokens are all taken before they end.
+    let (c, ends, (steps, last_step)) = on_two_cpus(&prog, &frame, RUNS, || {
+        let start = Instant::now();
+        let mut steps = 0;
+        while start.elapsed() < Duration::from_millis(150) {
+            thread::sleep(Duration::from_micros(100));
+            steps += 1;
+            clock.set(NOW + steps * STEP * NANOS_PER_SEC);
+        }
+        (steps, Instant::now())
+    });
+    assert!(
+        ends.iter().all(|end| *end > last_step),
+        "the runs ended before the clock stopped stepping"
+    );
+    let admitted = BURST + steps * STEP;
+    println!("{steps} steps of the clock: {admitted} tokens");
+    assert_eq!(c.get(Counter::PassLimits), admitted);
+    assert_eq!(
+        c.get(Counter::DropSourceLimit),
+        1 + BURST + 2 * u64::from(RUNS) - admitted
+    );
+    let sources = prog.sources();
+    let st = sources.values().next().expect("the source's state");
+    assert_eq!(
+        st.tat[FlowClass::Syn.index()],
+        NOW + admitted * NANOS_PER_SEC,
+        "the bucket's time, against one interval per token from the first"
+    );
 }

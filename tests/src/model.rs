@@ -19,7 +19,7 @@
 //! the constants. The model's part of the signature check is where it
 //! stands in the verdict and what it counts.
 //!
-//! It models one CPU (a compare-and-swap never loses, so
+//! It models one CPU (a bucket's update never meets another CPU's, so
 //! `bucket_contention` stays 0), the source and prefix tables as the
 //! program's direct-mapped slots (a key takes its slot over from the key
 //! that held it, `guard_common::slots`), the other maps as maps that never

@@ -36,6 +36,16 @@ use ipnet::IpNet;
 
 use crate::{model::ListEntry, testrun};
 
+/// The test clock of a [`Program`], apart from it ([`Program::clock`]).
+pub struct Clock(Array<MapData, u64>);
+
+impl Clock {
+    /// Sets the time every packet from now on reads.
+    pub fn set(&mut self, now: u64) {
+        self.0.set(0, now, 0).expect("setting the test clock");
+    }
+}
+
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
@@ -161,6 +171,22 @@ impl Program {
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
         self.drain_events();
         (outcome.action, outcome.data_out)
+    }
+
+    /// A handle on the test clock that another thread can set while runs
+    /// go on (the program reads the clock at each packet).
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        let Map::Array(data) = self.map(TEST_CLOCK) else {
+            panic!("{TEST_CLOCK} is not an array");
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the clock's descriptor");
+        let data = MapData::from_fd(fd).expect("the clock map");
+        Clock(Array::try_from(Map::Array(data)).expect("an array"))
     }
 
     fn set_clock(&mut self, now: u64) {

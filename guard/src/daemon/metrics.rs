@@ -373,7 +373,7 @@ fn xdp_families() -> [Family; 13] {
         ),
         (
             "guard_bucket_contention",
-            "Arrivals decided over the limit because other CPUs kept changing a shared bucket (global, prefix or source) through every compare-and-swap retry.",
+            "Compare-and-swaps on a shared bucket (global, prefix or source) lost to another CPU's update; each is retried or made an atomic add, and no arrival is dropped for it.",
             "kind",
             vec![(Counter::BucketContention, "all")],
         ),
