@@ -6,8 +6,9 @@
 //! tolerance `tau = (burst - 1) * T`. GCRA keeps one number per bucket, the
 //! theoretical arrival time (TAT), instead of a token count and a refill
 //! time, so the XDP program can update a bucket shared by all CPUs with one
-//! compare-and-swap, and the arithmetic is integer-only: no division on the
-//! packet path.
+//! atomic instruction (a compare-and-swap; or, while the bucket is not
+//! full, an add of `T`), and the arithmetic is integer-only: no division on
+//! the packet path.
 //!
 //! An arrival at `now` is admitted iff `max(TAT, now) - now <= tau`; then
 //! `TAT = max(TAT, now) + T`. A fresh bucket has `TAT = 0` (full).

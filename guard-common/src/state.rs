@@ -5,7 +5,8 @@ use crate::{config::FLOW_CLASSES, key::SourceKey};
 /// State of one source (or one prefix) in `GUARD_SOURCES` /
 /// `GUARD_PREFIXES`. Prefix entries use only the buckets and statistics.
 ///
-/// The buckets are exact: they change only by compare-and-swap. The
+/// The buckets are exact: they change only by atomic instructions
+/// (compare-and-swap, or an atomic add while not full). The
 /// statistics are plain increments (an atomic add costs more than the rest
 /// of a known source's path): two CPUs counting the same source in the same
 /// instant can lose one count. Every new flow that reaches a tier ends
@@ -14,7 +15,7 @@ use crate::{config::FLOW_CLASSES, key::SourceKey};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
     /// Bucket state (GCRA TAT) per [`crate::config::FlowClass`]; updated
-    /// with compare-and-swap.
+    /// atomically (the XDP program's `verdict::take`).
     pub tat: [u64; FLOW_CLASSES],
     /// New flows passed (in monitor mode: that would have passed).
     pub passed: u64,

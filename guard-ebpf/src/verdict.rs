@@ -378,7 +378,7 @@ fn limit(
         },
     };
     // SAFETY: a pointer into a map value that stays valid for this run.
-    // Buckets change only by compare-and-swap; the other fields are
+    // Buckets change only atomically (`take`); the other fields are
     // statistics and ban bookkeeping, where a lost update between two CPUs
     // is harmless (see SourceState).
     let st = unsafe { &mut *st };

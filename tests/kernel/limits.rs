@@ -66,8 +66,8 @@ fn stop_clean(guard: guard_proc::Guard, net: &TestNet) -> guard_proc::Finished {
 /// real client connects under its own limit.
 ///
 /// Bound: a source's bucket admits at most `burst + rate * T`, T being the
-/// time from its first to its last packet in XDP (GCRA is exact, and
-/// compare-and-swap rules out races between CPUs). The test measures T from
+/// time from its first to its last packet in XDP (GCRA is exact, and its
+/// atomic updates rule out races between CPUs). The test measures T from
 /// before the first send to after the last. The program's clock is the
 /// coarse monotonic clock, which trails real time by up to a jiffy (4 ms at
 /// HZ=250), and XDP runs a few microseconds after sendto returns, so the

@@ -409,7 +409,7 @@ fn transport(packet: &[u8], l4: usize, proto: u8, d: &mut Dissected) -> Option<C
 }
 
 /// Takes a token from a bucket: `limit.admit`, whose answer the program
-/// stores with a compare-and-swap that never loses on one CPU.
+/// stores atomically, as one CPU alone would (`verdict::take`).
 fn take(tat: &mut u64, limit: &Limit, now: u64) -> bool {
     match limit.admit(*tat, now) {
         Some(next) => {
