@@ -333,6 +333,50 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
     a.stop();
 }
 
+/// An operator who lifts a ban with `guard unban` on the member whose
+/// data plane made it lifts it in the fleet too: A takes its ban back,
+/// and B passes the source again long before the ban's own 60 s are up.
+#[test]
+fn a_ban_an_operator_lifts_with_guard_unban_is_taken_back_from_the_fleet() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut a = Member::start("edge-a", &url, "5", &[]);
+    let mut b = Member::start("edge-b", &url, "1000", &[]);
+    for m in [&a, &b] {
+        m.wait_view("two members seen", |v| {
+            members(v).len() == 2 && v["connected"] == true
+        });
+    }
+    let x = attacker(11);
+    a.ban(x);
+    b.time_to_deny(x, Instant::now());
+    b.wait_view("edge-a's ban in force", |v| v["active"] == 1);
+    let out = guard_proc::run(&["unban", &x.to_string()]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("unbanned 198.19.0.11 on"), "{out}");
+    let lifted_at = Instant::now();
+    a.wait_log("fleet: 198.19.0.11 is no longer banned here, before its time");
+    b.wait_view("the ban taken back", |v| v["active"] == 0);
+    let before = b.syns(x, 0)["drop_denylist"];
+    let after = b.syns(x, 1);
+    assert_eq!(
+        after["drop_denylist"],
+        before,
+        "B still denies X: {after:?}\n{}",
+        b.guard.stderr()
+    );
+    // Within the run loop's second and the fleet's round trip, far from
+    // the ban's 60 s.
+    assert!(
+        lifted_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        lifted_at.elapsed()
+    );
+    b.stop();
+    a.stop();
+}
+
 /// A member in monitor mode drops nothing and deletes nothing, and its
 /// fleet's members do not drop for it: a source it would ban is not
 /// published, and B goes on passing it; a ban B makes is counted at A,

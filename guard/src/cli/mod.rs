@@ -90,7 +90,8 @@ pub enum Command {
     /// Always drop packets from a CIDR: add, delete or list, on the running
     /// guard at once and kept for the next start.
     Deny(ListArgs),
-    /// Lift a source's ban at once.
+    /// Lift a source's ban at once (with --fleet, the running guard takes
+    /// its copy in the fleet back within a second).
     Unban(UnbanArgs),
     /// CrowdSec's custom bouncer interface: `add|del IP DURATION REASON
     /// JSON`, a decision made a deny entry (kept, so it survives a guard

@@ -144,6 +144,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                 follow(&scope, &mut attached, &published, &settings);
                 kept.tick(&mut settings, &mut attached);
                 if let Some(f) = fleet.as_mut() {
+                    unbanned_here(f, &attached);
                     let change = f.tick(kept.timed_denies(), &settings.allow);
                     fleet_changed(f, &change, &mut kept, &mut settings, &mut attached, controller.as_ref());
                     f.publish_view();
@@ -365,7 +366,45 @@ fn take_back(
             .any(|a| a.dataplane.banned(key, now).unwrap_or(true))
     };
     let keys: Vec<SourceKey> = keys.into_iter().filter(|k| !held(k)).collect();
-    f.lifted(&keys, now);
+    let _ = f.lifted(&keys, now);
+}
+
+/// This guard's bans in the fleet that none of its interfaces holds any
+/// more before their time (an operator's `guard unban`): the fleet takes
+/// them back, as it does a ban a signature lifted. Maps that cannot be
+/// read count as holding every ban.
+fn unbanned_here(fleet: &mut Fleet, attached: &[Attached]) {
+    let keys = fleet.own_bans();
+    if keys.is_empty() {
+        return;
+    }
+    let now = monotonic_ns();
+    let mut held = vec![false; keys.len()];
+    for a in attached {
+        let Ok(bans) = a.dataplane.banned_keys(&keys, now) else {
+            return;
+        };
+        for (h, banned) in held.iter_mut().zip(bans) {
+            *h |= banned;
+        }
+    }
+    let lifted: Vec<SourceKey> = keys
+        .into_iter()
+        .zip(held)
+        .filter_map(|(key, h)| (!h).then_some(key))
+        .collect();
+    let taken = fleet.lifted(&lifted, now);
+    for (key, taken) in lifted.iter().zip(taken) {
+        if taken {
+            tracing::info!(
+                "fleet: {key} is no longer banned here, before its time (`guard unban`, or its marks pushed out by newer ones): its ban is taken back from the fleet"
+            );
+        } else {
+            tracing::info!(
+                "fleet: {key} is no longer banned here, before its time (`guard unban`, or its marks pushed out by newer ones): the fleet keeps an operator's or a peer's ban of it"
+            );
+        }
+    }
 }
 
 /// The fleet link's next message; never, without a fleet.

@@ -434,9 +434,17 @@ impl Dataplane {
 
     /// Whether `key` is banned at `now_ns`, in its slot or its marks.
     pub fn banned(&self, key: &SourceKey, now_ns: u64) -> Result<bool> {
+        Ok(self.banned_keys(&[*key], now_ns)?.pop().unwrap_or(false))
+    }
+
+    /// Whether each of `keys` is banned at `now_ns`, under one mapping of
+    /// the table.
+    pub fn banned_keys(&self, keys: &[SourceKey], now_ns: u64) -> Result<Vec<bool>> {
         let slots = Slots::map(&self.sources, false).context("mapping GUARD_SOURCES")?;
-        let index = self.slot_of(key, &self.config()?);
-        Ok(self.ban_of(&slots, index, key)?.0 > now_ns)
+        let config = self.config()?;
+        keys.iter()
+            .map(|key| Ok(self.ban_of(&slots, self.slot_of(key, &config), key)?.0 > now_ns))
+            .collect()
     }
 
     /// When `key`'s ban ends (0: none), the later of its slot's, if slot

@@ -41,6 +41,9 @@ const LIFTS_KEPT_NS: u64 = 600 * 1_000_000_000;
 const REPORT_EVERY_MS: u64 = 2000;
 /// Bans waiting for the ceiling, at most; beyond, they are refused.
 const WAITING_MAX: usize = 65_536;
+/// A ban of this guard's with less time left is left to expire: its end
+/// in the data plane and in the bucket differ by the event's way here.
+const ENDING_MS: u64 = 2000;
 
 /// What changed in the peers' bans in force here.
 #[derive(Debug, Default)]
@@ -76,6 +79,8 @@ pub struct Fleet {
     /// This guard's bans, by key: until when (unix ms), and the value
     /// published.
     own: BTreeMap<String, (u64, Bytes)>,
+    /// The sources of those its data plane made, by key.
+    own_sources: BTreeMap<String, SourceKey>,
     /// This guard's data-plane bans a signature lifted, by key: when
     /// (CLOCK_MONOTONIC ns). A ban's event still on its way is not
     /// published after it.
@@ -126,6 +131,7 @@ impl Fleet {
             waiting: BTreeMap::new(),
             origins: BTreeMap::new(),
             own: BTreeMap::new(),
+            own_sources: BTreeMap::new(),
             lifted_at: BTreeMap::new(),
             kept: BTreeMap::new(),
             members: BTreeMap::new(),
@@ -465,33 +471,55 @@ impl Fleet {
             return;
         }
         self.publish(&net, until_ms, reason);
+        self.own_sources.insert(key, *source);
+    }
+
+    /// The sources of this guard's data-plane bans in the bucket that have
+    /// more than a moment left: if no interface holds one any more, it was
+    /// lifted here before its time (`guard unban`), and the caller hands
+    /// it to [`Fleet::lifted`].
+    pub fn own_bans(&mut self) -> Vec<SourceKey> {
+        let own = &self.own;
+        self.own_sources.retain(|key, _| own.contains_key(key));
+        let ending = unix_now_ms().saturating_add(ENDING_MS);
+        self.own_sources
+            .iter()
+            .filter(|(key, _)| own.get(*key).is_some_and(|(until, _)| *until > ending))
+            .map(|(_, source)| *source)
+            .collect()
     }
 
     /// This guard's data plane lifted its bans of `sources` at `now_ns`
     /// (CLOCK_MONOTONIC; a signature drops the flood that earned them,
-    /// `model::bans`): the fleet's copies are taken back
-    /// (`model::fleet::takes_back` says which).
-    pub fn lifted(&mut self, sources: &[SourceKey], now_ns: u64) {
+    /// `model::bans`, or an operator's `guard unban`): the fleet's copies
+    /// are taken back
+    /// (`model::fleet::takes_back` says which). Returns whether each was.
+    pub fn lifted(&mut self, sources: &[SourceKey], now_ns: u64) -> Vec<bool> {
         let now = unix_now_ms();
         self.lifted_at
             .retain(|_, &mut at| now_ns.saturating_sub(at) < LIFTS_KEPT_NS);
+        let mut taken = Vec::with_capacity(sources.len());
         for source in sources {
             let net = net_of(source);
             let key = crate::model::fleet::key(&net);
             self.lifted_at.insert(key.clone(), now_ns);
+            self.own_sources.remove(&key);
             let operators = net
                 .parse::<IpNet>()
                 .is_ok_and(|net| self.kept.contains_key(&net));
-            if takes_back(
+            let back = takes_back(
                 self.own.get(&key).map(|(until, _)| *until),
                 operators,
                 self.wrote_last(&key),
                 now,
-            ) {
+            );
+            if back {
                 self.own.remove(&key);
                 let _ = self.out.send(Out::Delete { key });
             }
+            taken.push(back);
         }
+        taken
     }
 
     /// A limited event of `source`, for the report's top sources.
