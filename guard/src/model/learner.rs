@@ -33,7 +33,7 @@ use guard_common::fingerprint::{
 
 use super::{
     as_f64,
-    fingerprint::{Learned, Thresholds, check, learn},
+    fingerprint::{Learned, SigRefusal, Thresholds, check, learn},
 };
 
 /// Contrast samples kept (the newest).
@@ -46,6 +46,10 @@ pub const WINDOW_KEPT: usize = 4096;
 pub const QUIET_HITS: u64 = 10;
 /// ...for this many seconds in a row is taken out.
 pub const QUIET_SECS: u32 = 5;
+/// Flood seconds in a row too thin to check a learned signature on (a
+/// pulsed flood's pause, a sender restarting) that it waits through for
+/// one that is not.
+pub const THIN_WAITED: u32 = 2;
 
 /// An installed signature as the session sees it each second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub struct Session {
     probation: Vec<Fingerprint>,
     /// Learned from the last window, to be checked on this one.
     pending: Option<Learned>,
+    /// Seconds too thin to check it on that `pending` has waited through.
+    thin: u32,
     /// Quiet seconds in a row, by signature id.
     quiet: Vec<(u32, u32)>,
     /// What the last flood second came to, when it installed nothing.
@@ -167,12 +173,22 @@ impl Session {
                     });
                     return actions;
                 }
+                // Neither for it nor against it: it waits for a second
+                // with samples enough (the thin one would teach nothing).
+                Err(refusal @ SigRefusal::TooFewAttack { .. }) if self.thin < THIN_WAITED => {
+                    self.thin += 1;
+                    let _ = write!(note, "; the last one learned waits: {refusal}");
+                    self.pending = Some(pending);
+                    self.note = Some(note);
+                    return actions;
+                }
                 Err(refusal) => {
                     let _ = write!(note, "; the last one learned: {refusal}");
                 }
             }
         }
         self.pending = learn(&window, &contrast, &self.thresholds);
+        self.thin = 0;
         match &self.pending {
             Some(l) if verified.iter().any(|fp| l.signature.matches(fp)) => {
                 note.push_str("; learned one that a verified source's flow matches");
@@ -387,6 +403,70 @@ mod tests {
         assert!(*share >= 0.9);
         assert!(sig.matches(&udp([0xde, 0xad, 0xbe, 0xef], 44, 7)));
         assert!((0..500).all(|n| !sig.matches(&user(n))));
+    }
+
+    /// A flood that pauses for a second (or two) after the second its
+    /// signature was learned in: the signature waits, and is installed on
+    /// the next second with samples enough, not learned anew a second
+    /// later. A third thin second in a row lets it go.
+    #[test]
+    fn a_learned_signature_waits_through_thin_seconds_for_its_check() {
+        let flood_second = |s: &mut Session, seed: u32, n: u16| {
+            let seed = u16::try_from(seed).expect("a seed");
+            for i in 0..n {
+                s.sample(
+                    SAMPLE_NEW,
+                    0,
+                    udp([0xde, 0xad, 0xbe, 0xef], 44, seed.wrapping_add(i)),
+                );
+            }
+            s.tick(true, &ONE_CPU, &[])
+        };
+        let calm = |s: &mut Session| {
+            for n in 0..500 {
+                s.sample(SAMPLE_NEW, 0, user(n));
+            }
+            assert!(s.tick(false, &ONE_CPU, &[]).is_empty(), "a calm second");
+            assert!(s.tick(false, &ONE_CPU, &[]).is_empty(), "and another");
+        };
+        for thin in 1..=THIN_WAITED {
+            let mut s = Session::new(Thresholds::default());
+            calm(&mut s);
+            assert!(flood_second(&mut s, 0, 400).is_empty(), "learned");
+            for k in 0..thin {
+                assert!(
+                    flood_second(&mut s, 1000 + k, 3).is_empty(),
+                    "a thin second"
+                );
+                assert!(
+                    s.note().is_some_and(|n| n.contains("waits")),
+                    "{:?}",
+                    s.note()
+                );
+            }
+            let actions = flood_second(&mut s, 2000, 400);
+            assert!(
+                matches!(actions.as_slice(), [SigChange::Install { .. }]),
+                "after {thin} thin seconds: {actions:?} ({:?})",
+                s.note()
+            );
+        }
+        let mut s = Session::new(Thresholds::default());
+        calm(&mut s);
+        assert!(flood_second(&mut s, 0, 400).is_empty(), "learned");
+        for k in 0..=THIN_WAITED {
+            assert!(flood_second(&mut s, 1000 + k, 3).is_empty());
+        }
+        assert!(
+            s.note()
+                .is_some_and(|n| n.contains("the last one learned: only 3 attack samples")),
+            "{:?}",
+            s.note()
+        );
+        assert!(
+            flood_second(&mut s, 2000, 400).is_empty(),
+            "let go: learned anew, to check on the next second"
+        );
     }
 
     #[test]
