@@ -141,10 +141,38 @@ impl Member {
         }
     }
 
+    /// The peer's ban of `src` taken back, `within` of `since`: gone from
+    /// the view, and the next SYN from `src` is not denied.
+    fn passes_again(&mut self, src: IpAddr, since: Instant, within: Duration) {
+        self.wait_view("the ban taken back", |v| v["active"] == 0);
+        let before = self.syns(src, 0)["drop_denylist"];
+        let after = self.syns(src, 1);
+        assert_eq!(
+            after["drop_denylist"],
+            before,
+            "{src} still denied: {after:?}\n{}",
+            self.guard.stderr()
+        );
+        assert!(
+            since.elapsed() < within,
+            "taken back after {:?}",
+            since.elapsed()
+        );
+    }
+
     fn stop(self) -> String {
         let finished = self.guard.stop(libc::SIGTERM);
         finished.assert_code(0);
         finished.stderr
+    }
+}
+
+/// Waits until each of `all` is connected and sees them all.
+fn joined(all: &[&Member]) {
+    for m in all {
+        m.wait_view("every member seen", |v| {
+            members(v).len() == all.len() && v["connected"] == true
+        });
     }
 }
 
@@ -170,11 +198,7 @@ fn a_ban_on_one_guard_drops_at_the_others_within_a_second_and_expires_everywhere
     let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "4"]);
     let mut b = Member::start("edge-b", &url, "1000", &[]);
     let mut c = Member::start("edge-c", &url, "1000", &[]);
-    for m in [&a, &b, &c] {
-        m.wait_view("three members seen", |v| {
-            members(v).len() == 3 && v["connected"] == true
-        });
-    }
+    joined(&[&a, &b, &c]);
     let x = attacker(7);
     // A rule that needs conntrack, so B's and C's namespaces track, and a
     // server whose half-open connections the ban must free.
@@ -270,11 +294,7 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
     let url = nats.url();
     let mut a = Member::start("edge-a", &url, "5", &[]);
     let mut b = Member::start("edge-b", &url, "1000", &[]);
-    for m in [&a, &b] {
-        m.wait_view("two members seen", |v| {
-            members(v).len() == 2 && v["connected"] == true
-        });
-    }
+    joined(&[&a, &b]);
     // Calm seconds of ordinary SYNs (a stack's options: MSS, SACK), one
     // each from 150 sources: the learner's picture of normal new flows,
     // which joins it once the next second is calm too.
@@ -314,21 +334,8 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
         b_log.contains("fleet: deny 198.19.0.9/32 from edge-a"),
         "{b_log}"
     );
-    b.wait_view("the ban taken back", |v| v["active"] == 0);
-    let before = b.syns(x, 0)["drop_denylist"];
-    let after = b.syns(x, 1);
-    assert_eq!(
-        after["drop_denylist"],
-        before,
-        "B still denies X: {after:?}\n{}",
-        b.guard.stderr()
-    );
     // Well within the ban's 60 s.
-    assert!(
-        lifted_at.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        lifted_at.elapsed()
-    );
+    b.passes_again(x, lifted_at, Duration::from_secs(20));
     b.stop();
     a.stop();
 }
@@ -343,11 +350,7 @@ fn a_ban_an_operator_lifts_with_guard_unban_is_taken_back_from_the_fleet() {
     let url = nats.url();
     let mut a = Member::start("edge-a", &url, "5", &[]);
     let mut b = Member::start("edge-b", &url, "1000", &[]);
-    for m in [&a, &b] {
-        m.wait_view("two members seen", |v| {
-            members(v).len() == 2 && v["connected"] == true
-        });
-    }
+    joined(&[&a, &b]);
     let x = attacker(11);
     a.ban(x);
     b.time_to_deny(x, Instant::now());
@@ -357,22 +360,9 @@ fn a_ban_an_operator_lifts_with_guard_unban_is_taken_back_from_the_fleet() {
     assert!(out.stdout.contains("unbanned 198.19.0.11 on"), "{out}");
     let lifted_at = Instant::now();
     a.wait_log("fleet: 198.19.0.11 is no longer banned here, before its time");
-    b.wait_view("the ban taken back", |v| v["active"] == 0);
-    let before = b.syns(x, 0)["drop_denylist"];
-    let after = b.syns(x, 1);
-    assert_eq!(
-        after["drop_denylist"],
-        before,
-        "B still denies X: {after:?}\n{}",
-        b.guard.stderr()
-    );
     // Within the run loop's second and the fleet's round trip, far from
     // the ban's 60 s.
-    assert!(
-        lifted_at.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        lifted_at.elapsed()
-    );
+    b.passes_again(x, lifted_at, Duration::from_secs(10));
     b.stop();
     a.stop();
 }
@@ -388,11 +378,7 @@ fn a_member_in_monitor_mode_neither_publishes_bans_nor_deletes_for_them() {
     let url = nats.url();
     let mut a = Member::start_in("monitor", "edge-a", &url, "5", &[]);
     let mut b = Member::start("edge-b", &url, "5", &[]);
-    for m in [&a, &b] {
-        m.wait_view("two members seen", |v| {
-            members(v).len() == 2 && v["connected"] == true
-        });
-    }
+    joined(&[&a, &b]);
     let _tracked = Counters::install(&a.net.victim, &[("new", "ct state new")]);
     let _server = EchoServer::start(
         &a.net.victim,
@@ -461,11 +447,7 @@ fn when_two_members_ban_a_source_the_fleet_keeps_the_ban_that_ends_last() {
     let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "3"]);
     let mut b = Member::start("edge-b", &url, "5", &["--ban-duration", "8"]);
     let mut c = Member::start("edge-c", &url, "1000", &[]);
-    for m in [&a, &b, &c] {
-        m.wait_view("three members seen", |v| {
-            members(v).len() == 3 && v["connected"] == true
-        });
-    }
+    joined(&[&a, &b, &c]);
     let x = attacker(5);
     // Both bursts within a millisecond or two; a peer's ban takes tens.
     for m in [&mut a, &mut b] {
