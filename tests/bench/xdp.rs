@@ -728,10 +728,9 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// What `cargo xtask bench --profile CASE` runs: the program, its frames
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
-/// (a known flow), `new` (sources the table does not hold, admitted), `spent` (new
-/// sources once the budget binds),
-/// `signature` (a SYN a signature drops) and `cookie` (SYNs answered with
-/// SYN-ACKs).
+/// (a known flow), `new` (sources the table does not hold, admitted),
+/// `spent` (new sources once the budget binds), `signature` (a SYN a
+/// signature drops) and `cookie` (SYNs answered with SYN-ACKs).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
     let one = |p: Packet| vec![p.frame()];
     let (prog, frames, repeat) = match case {

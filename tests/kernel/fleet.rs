@@ -167,6 +167,15 @@ impl Member {
     }
 }
 
+/// Edge A, which bans a source over 5 SYNs a second, and edge B, which
+/// bans nothing itself (1,000 a second), joined.
+fn banner_and_peer(url: &str) -> (Member, Member) {
+    let a = Member::start("edge-a", url, "5", &[]);
+    let b = Member::start("edge-b", url, "1000", &[]);
+    joined(&[&a, &b]);
+    (a, b)
+}
+
 /// Waits until each of `all` is connected and sees them all.
 fn joined(all: &[&Member]) {
     for m in all {
@@ -292,9 +301,7 @@ fn a_ban_its_floods_signature_lifts_is_taken_back_from_the_fleet() {
     let _kernel = kernel_test!();
     let nats = NatsServer::start();
     let url = nats.url();
-    let mut a = Member::start("edge-a", &url, "5", &[]);
-    let mut b = Member::start("edge-b", &url, "1000", &[]);
-    joined(&[&a, &b]);
+    let (mut a, mut b) = banner_and_peer(&url);
     // Calm seconds of ordinary SYNs (a stack's options: MSS, SACK), one
     // each from 150 sources: the learner's picture of normal new flows,
     // which joins it once the next second is calm too.
@@ -348,9 +355,7 @@ fn a_ban_an_operator_lifts_with_guard_unban_is_taken_back_from_the_fleet() {
     let _kernel = kernel_test!();
     let nats = NatsServer::start();
     let url = nats.url();
-    let mut a = Member::start("edge-a", &url, "5", &[]);
-    let mut b = Member::start("edge-b", &url, "1000", &[]);
-    joined(&[&a, &b]);
+    let (mut a, mut b) = banner_and_peer(&url);
     let x = attacker(11);
     a.ban(x);
     b.time_to_deny(x, Instant::now());

@@ -348,8 +348,7 @@ fn on_events(
 }
 
 /// Bans a signature lifted on `iface`: the fleet takes back those no other
-/// interface of this guard still bans (one whose maps cannot be read
-/// counts as banning it).
+/// interface of this guard still bans.
 fn take_back(
     fleet: Option<&mut Fleet>,
     attached: &[Attached],
@@ -359,52 +358,48 @@ fn take_back(
         return;
     };
     let now = monotonic_ns();
-    let held = |key: &SourceKey| {
-        attached
-            .iter()
-            .filter(|a| a.iface.name != iface)
-            .any(|a| a.dataplane.banned(key, now).unwrap_or(true))
-    };
-    let keys: Vec<SourceKey> = keys.into_iter().filter(|k| !held(k)).collect();
-    let _ = f.lifted(&keys, now);
+    let others: Vec<&Attached> = attached.iter().filter(|a| a.iface.name != iface).collect();
+    let _ = f.lifted(&unheld(&others, keys, now), now);
 }
 
 /// This guard's bans in the fleet that none of its interfaces holds any
 /// more before their time (an operator's `guard unban`): the fleet takes
-/// them back, as it does a ban a signature lifted. Maps that cannot be
-/// read count as holding every ban.
+/// them back, as it does a ban a signature lifted.
 fn unbanned_here(fleet: &mut Fleet, attached: &[Attached]) {
     let keys = fleet.own_bans();
     if keys.is_empty() {
         return;
     }
     let now = monotonic_ns();
-    let mut held = vec![false; keys.len()];
-    for a in attached {
-        let Ok(bans) = a.dataplane.banned_keys(&keys, now) else {
-            return;
-        };
-        for (h, banned) in held.iter_mut().zip(bans) {
-            *h |= banned;
-        }
-    }
-    let lifted: Vec<SourceKey> = keys
-        .into_iter()
-        .zip(held)
-        .filter_map(|(key, h)| (!h).then_some(key))
-        .collect();
+    let lifted = unheld(&attached.iter().collect::<Vec<_>>(), keys, now);
     let taken = fleet.lifted(&lifted, now);
     for (key, taken) in lifted.iter().zip(taken) {
-        if taken {
-            tracing::info!(
-                "fleet: {key} is no longer banned here, before its time (`guard unban`, or its marks pushed out by newer ones): its ban is taken back from the fleet"
-            );
+        let fleet_side = if taken {
+            "its ban is taken back from the fleet"
         } else {
-            tracing::info!(
-                "fleet: {key} is no longer banned here, before its time (`guard unban`, or its marks pushed out by newer ones): the fleet keeps an operator's or a peer's ban of it"
-            );
+            "the fleet keeps an operator's or a peer's ban of it"
+        };
+        tracing::info!(
+            "fleet: {key} is no longer banned here, before its time (`guard unban`, or its marks pushed out by newer ones): {fleet_side}"
+        );
+    }
+}
+
+/// Of `keys`, those none of `interfaces` bans at `now` (one whose maps
+/// cannot be read counts as banning them all), each read under one
+/// mapping of its table.
+fn unheld(interfaces: &[&Attached], keys: Vec<SourceKey>, now: u64) -> Vec<SourceKey> {
+    let mut held = vec![false; keys.len()];
+    for a in interfaces {
+        match a.dataplane.banned_keys(&keys, now) {
+            Ok(bans) => held.iter_mut().zip(bans).for_each(|(h, b)| *h |= b),
+            Err(_) => return Vec::new(),
         }
     }
+    keys.into_iter()
+        .zip(held)
+        .filter_map(|(key, h)| (!h).then_some(key))
+        .collect()
 }
 
 /// The fleet link's next message; never, without a fleet.

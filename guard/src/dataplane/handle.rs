@@ -432,13 +432,8 @@ impl Dataplane {
         Ok(lifted)
     }
 
-    /// Whether `key` is banned at `now_ns`, in its slot or its marks.
-    pub fn banned(&self, key: &SourceKey, now_ns: u64) -> Result<bool> {
-        Ok(self.banned_keys(&[*key], now_ns)?.pop().unwrap_or(false))
-    }
-
-    /// Whether each of `keys` is banned at `now_ns`, under one mapping of
-    /// the table.
+    /// Whether each of `keys` is banned at `now_ns`, in its slot or its
+    /// marks, under one mapping of the table.
     pub fn banned_keys(&self, keys: &[SourceKey], now_ns: u64) -> Result<Vec<bool>> {
         let slots = Slots::map(&self.sources, false).context("mapping GUARD_SOURCES")?;
         let config = self.config()?;
