@@ -240,9 +240,9 @@ fn reset_globals(table: u64, buckets: u64) {
     host::set_sysctl(MAX, table);
 }
 
-/// Sleeps until `until`, tending the attack meanwhile: trafgen gives up
-/// whenever the link stays busy, and waiting for the next sample to
-/// restart it left gaps of up to a second in the flood.
+/// Sleeps until `until`, tending the attack meanwhile: should trafgen give
+/// up (`Trafgen`), waiting for the next sample to restart it would leave
+/// a gap of up to a second in the flood.
 fn wait_tending(until: Instant, attack: &mut Option<Attack>) {
     while let Some(left) = until
         .checked_duration_since(Instant::now())

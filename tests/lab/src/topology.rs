@@ -13,9 +13,14 @@
 //!
 //! Each veth end has two queues, so a flood sent from two CPUs reaches the
 //! victim's XDP program on two CPUs, sharing its buckets. Each of the
-//! outside end's queues has a FIFO (pfifo, 1000 frames) and the generator
+//! outside end's queues has a FIFO (pfifo, 100 frames) and the generator
 //! sends through it, so when the victim falls behind, users' packets wait
 //! behind the flood's as on a congested link rather than being refused.
+//! Not deeper: a frame in the FIFO is still charged to the generator's
+//! socket, whose send buffer (the namespace's `net.core.wmem_default`,
+//! 208 KiB, which only the host's namespace may change) holds a few
+//! hundred of the flood's frames. With 1000 a queue it filled, the ring
+//! flush failed with EAGAIN and trafgen gave up, in most two-CPU floods.
 //!
 //! The outside's end has no XDP program, like a container's veth or a
 //! router that knows nothing of guard: what the victim's XDP sends back
@@ -177,7 +182,7 @@ impl Topology {
                 &format!("1:{queue}"),
                 "pfifo",
                 "limit",
-                "1000",
+                "100",
             ]);
         }
         Self::addr(&t.attacker, &t.attacker_if, ATTACKER_GW);

@@ -694,8 +694,10 @@ pub fn require_trafgen() {
 
 /// A running trafgen in the attacker namespace, bounded by a packet count;
 /// killed at the end of the attack window, or when dropped. trafgen gives
-/// up when a ring flush finds the veth busy (EAGAIN): [`Trafgen::tend`]
-/// starts it again, so one hiccup does not end the attack.
+/// up when a ring flush fails (but for ENOBUFS, a frame the qdisc dropped),
+/// which the topology's short FIFOs keep from happening on its link:
+/// should it happen anyway, [`Trafgen::tend`] starts it again, so one
+/// hiccup does not end the attack.
 pub struct Trafgen {
     child: Child,
     config: PathBuf,
