@@ -621,6 +621,12 @@ fn missing_interface_is_refused_with_exit_2() {
         )),
         "{out}"
     );
+    // Refused before the conntrack controller starts (it sizes the hash
+    // buckets at once) or the settings are announced.
+    assert!(
+        !out.stderr.contains("keeping fill below") && !out.stderr.contains("per source"),
+        "{out}"
+    );
     assert!(!netns_pins(&net).exists());
 }
 

@@ -82,7 +82,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let runtime_dir = runtime_dir(settings.netns.as_deref());
     let _lock = PidLock::instance(&runtime_dir).map_err(usage)?;
     recover(&runtime_dir)?;
-    let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
+    let scope = open_scope(&settings)?;
     cookie_wscale(&scope, &mut settings);
     tracing::info!("{}", settings.describe());
     let _metrics = serve_metrics(&settings, &runtime_dir).await?;
@@ -180,6 +180,17 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         instances::remove(&runtime_dir);
     }
     Ok(())
+}
+
+/// The namespace guard runs in, and in it every interface named one guard
+/// can attach to: refused before anything is said or changed (the
+/// controller, once started, sets conntrack's knobs).
+fn open_scope(settings: &Settings) -> Result<Scope> {
+    let scope = Scope::open(settings.netns.as_deref()).map_err(usage)?;
+    for name in &settings.ifaces {
+        loader::attachable(&scope, name)?;
+    }
+    Ok(scope)
 }
 
 /// The window scale SYN cookies advertise: the server's own unless the

@@ -351,7 +351,8 @@ impl Attached {
                 "{name} already has an XDP program: {existing}; guard does not replace it"
             ));
         }
-        check_link(scope, &iface)?;
+        ethernet(scope, &iface)?;
+        warn_bridge(scope, &iface)?;
         let mode = match self.mode {
             XdpAttachMode::Native => XdpMode::Driver,
             _ => XdpMode::Skb,
@@ -437,11 +438,8 @@ impl Drop for Attached {
 /// any error nothing stays attached or pinned.
 pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
     let scope = req.scope;
-    let iface = scope
-        .run(|| iface::lookup(req.iface, &scope.suffix()))
-        .map_err(usage)?
-        .map_err(usage)?;
-    check_link(scope, &iface).map_err(usage)?;
+    let iface = attachable(scope, req.iface)?;
+    warn_bridge(scope, &iface).map_err(usage)?;
     let existing = scope
         .run(|| iface::xdp_attachment(&iface))
         .map_err(usage)??;
@@ -531,17 +529,36 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
     Ok(attached)
 }
 
-/// Refuses an interface whose frames have no Ethernet header, and says
-/// what guard does not see on a bridge (the README's caveats).
-fn check_link(scope: &Scope, iface: &Interface) -> Result<()> {
-    let name = format!("{}{}", iface.name, scope.suffix());
+/// The interface `name` of `scope`, if guard can attach to it: it exists,
+/// and its frames have an Ethernet header. Its errors are [`usage`]
+/// errors, and it changes nothing: `guard run` asks it of every interface
+/// before anything on the host changes.
+pub fn attachable(scope: &Scope, name: &str) -> Result<Interface> {
+    let iface = scope
+        .run(|| iface::lookup(name, &scope.suffix()))
+        .map_err(usage)?
+        .map_err(usage)?;
+    ethernet(scope, &iface).map_err(usage)?;
+    Ok(iface)
+}
+
+/// Refuses an interface whose frames have no Ethernet header.
+fn ethernet(scope: &Scope, iface: &Interface) -> Result<()> {
     if let Some(link_type) = scope.run(|| iface::non_ethernet(iface))?? {
         return Err(anyhow!(
-            "interface {name} has no Ethernet header (link type {link_type}: a tun, WireGuard, GRE, \
+            "interface {}{} has no Ethernet header (link type {link_type}: a tun, WireGuard, GRE, \
              IPIP or PPP device hands XDP bare IP packets), and guard's XDP program parses \
-             Ethernet frames; run guard on the Ethernet interface the packets arrive on"
+             Ethernet frames; run guard on the Ethernet interface the packets arrive on",
+            iface.name,
+            scope.suffix()
         ));
     }
+    Ok(())
+}
+
+/// Says what guard does not see on a bridge (the README's caveats).
+fn warn_bridge(scope: &Scope, iface: &Interface) -> Result<()> {
+    let name = format!("{}{}", iface.name, scope.suffix());
     if scope.run(|| iface::is_bridge(iface))?? {
         tracing::warn!(
             "{name} is a bridge: guard sees the frames it hands to this host's own stack, not \
