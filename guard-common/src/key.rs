@@ -29,12 +29,20 @@ impl SourceKey {
     #[inline(always)]
     #[must_use]
     pub fn v4(addr: [u8; 4], prefix_len: u8) -> Self {
+        Self::v4_word(u32::from_ne_bytes(addr), prefix_len)
+    }
+
+    /// [`SourceKey::v4`] of the address's four bytes read as one word in
+    /// memory order, as the XDP program carries it.
+    #[inline(always)]
+    #[must_use]
+    pub fn v4_word(addr: u32, prefix_len: u8) -> Self {
         let len = if prefix_len > 32 { 32 } else { prefix_len };
         // Built as words: built field by field, the address's zero tail
         // becomes a call to a byte-wise `memset` in the XDP program.
         Self::from_words([
             u32::from_ne_bytes([AF_INET, len, 0, 0]),
-            u32::from_ne_bytes(addr) & ne_mask32(len),
+            addr & ne_mask32(len),
             0,
             0,
             0,
@@ -75,10 +83,17 @@ impl SourceKey {
     #[inline(always)]
     #[must_use]
     pub fn v6(addr: [u8; 16], prefix_len: u8) -> Self {
+        Self::v6_words(addr_words(&addr), prefix_len)
+    }
+
+    /// [`SourceKey::v6`] of the address's sixteen bytes read as four words
+    /// in memory order, as the XDP program carries it.
+    #[inline(always)]
+    #[must_use]
+    pub fn v6_words(a: [u32; 4], prefix_len: u8) -> Self {
         let len = if prefix_len > 128 { 128 } else { prefix_len };
         // As words, as `v4`, each masked in the address's own byte order:
         // no byte swaps of the address in the XDP program.
-        let a = addr_words(&addr);
         // Bits of the prefix in each word. As branches: written as
         // `saturating_sub(..).min(32)` the verdict is 200 BPF instructions
         // longer.

@@ -22,7 +22,7 @@ use crate::{
     maps::{CONFIG, COUNTERS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     packet::{copy_in, words},
     slots::Table,
-    verdict::{Flow, list_action, marks, reject, source_addr, source_key},
+    verdict::{Addr, Flow, list_action, marks, reject, source_addr, source_key},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -343,7 +343,7 @@ fn this_second(b: &mut SampleBudget, now: u64) {
 /// spoofs such a source is over its limit at once, and its packets are
 /// the attack's. Only sampled packets pay these lookups.
 #[inline(always)]
-fn proven(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool, now: u64) -> bool {
+fn proven(cfg: &DataplaneConfig, src: &Addr, v4: bool, now: u64) -> bool {
     let key = source_key(cfg, src, v4);
     let Some(m) = marks(cfg, &key) else {
         return false;

@@ -40,7 +40,7 @@ use crate::{
     clock,
     maps::{CONFIG, COUNTERS, SYNACKS},
     packet::load,
-    verdict::{source_key, verify_reply},
+    verdict::{Addr, addr_bytes, source_key, verify_reply},
 };
 
 /// Verifies the destination of a segment of an established connection,
@@ -75,7 +75,7 @@ pub fn record(ctx: &TcContext) -> Option<()> {
     }
     let key = SynAckKey::new(
         family,
-        client,
+        addr_bytes(&client),
         u16::from_be_bytes([tcp[2], tcp[3]]),
         u16::from_be_bytes([tcp[0], tcp[1]]),
     );
@@ -84,11 +84,11 @@ pub fn record(ctx: &TcContext) -> Option<()> {
 }
 
 /// A TCP segment leaving: its family, its destination (IPv4 in the first
-/// four bytes), where its TCP header starts, and the header's first 14
+/// word), where its TCP header starts, and the header's first 14
 /// bytes (ports, sequence number, header length, flags).
 struct Segment {
     family: u8,
-    client: [u8; 16],
+    client: Addr,
     l4: usize,
     tcp: [u8; 14],
 }
@@ -153,19 +153,15 @@ impl Segment {
                 if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_TCP || frag != 0 {
                     return Ok(None);
                 }
-                let mut client = [0u8; 16];
-                client[..4].copy_from_slice(&ip[16..20]);
-                (AF_INET, l3 + ihl, client)
+                let client = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+                (AF_INET, l3 + ihl, [client, 0, 0, 0])
             }
             ETH_P_IPV6 => {
-                let ip = r.get::<[u8; 40]>(l3)?;
                 // TCP right after the fixed header, as the stack sends it.
-                if ip[6] != IPPROTO_TCP {
+                if r.get::<u8>(l3 + 6)? != IPPROTO_TCP {
                     return Ok(None);
                 }
-                let mut client = [0u8; 16];
-                client.copy_from_slice(&ip[24..40]);
-                (AF_INET6, l3 + 40, client)
+                (AF_INET6, l3 + 40, r.get::<Addr>(l3 + 24)?)
             }
             _ => return Ok(None),
         };

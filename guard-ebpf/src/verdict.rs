@@ -320,7 +320,7 @@ fn limit(
     cfg: &DataplaneConfig,
     slots: &mut Slots,
     skey: &SourceKey,
-    src: &[u8; 16],
+    src: &Addr,
     v4: bool,
     class: FlowClass,
     now: u64,
@@ -447,7 +447,7 @@ fn limit(
 fn prefix_tier(
     cfg: &DataplaneConfig,
     slots: &mut Slots,
-    src: &[u8; 16],
+    src: &Addr,
     v4: bool,
     class: FlowClass,
     limit: &Limit,
@@ -457,9 +457,9 @@ fn prefix_tier(
         return Ok(None);
     }
     let pkey = if v4 {
-        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.prefix_v4)
+        SourceKey::v4_word(src[0], cfg.prefix_v4)
     } else {
-        SourceKey::v6(*src, cfg.prefix_v6)
+        SourceKey::v6_words(*src, cfg.prefix_v6)
     };
     let Some((p, _)) = Table::Prefixes.claim(&pkey, cfg.slot_seed) else {
         return Ok(None);
@@ -626,7 +626,7 @@ fn lookup_allowed(scratch: *mut Scratch, now: u64) -> bool {
 /// SYN-ACK's sequence number plus one, which a spoofed source never saw.
 /// The key goes in the scratch value: the verdict's stack is full.
 #[inline(always)]
-fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &[u8; 16]) -> bool {
+fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &Addr) -> bool {
     // Ports, sequence and acknowledgement numbers.
     let Some(tcp) = load::<[u8; 12]>(ctx, h.l4) else {
         return false;
@@ -636,7 +636,7 @@ fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &[u
     let key = unsafe { &mut (*scratch).synack };
     *key = SynAckKey::new(
         h.family,
-        *src,
+        addr_bytes(src),
         u16::from_be_bytes([tcp[0], tcp[1]]),
         u16::from_be_bytes([tcp[2], tcp[3]]),
     );
@@ -651,7 +651,7 @@ fn answers_synack(ctx: &XdpContext, h: &Headers, scratch: *mut Scratch, src: &[u
 /// over if another source holds it), and proven: in `GUARD_MARKS` too
 /// (also a source the host's replies had verified in its slot alone).
 #[inline(always)]
-fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &[u8; 16], v4: bool, now: u64) {
+fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &Addr, v4: bool, now: u64) {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -771,7 +771,7 @@ fn recall(st: &mut SourceState, m: *const Marks) {
 fn scratch_key(
     scratch: *mut Scratch,
     cfg: &DataplaneConfig,
-    src: &[u8; 16],
+    src: &Addr,
     v4: bool,
 ) -> &'static SourceKey {
     // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
@@ -783,11 +783,11 @@ fn scratch_key(
 
 /// The source's key in `GUARD_SOURCES`.
 #[inline(always)]
-pub(crate) fn source_key(cfg: &DataplaneConfig, src: &[u8; 16], v4: bool) -> SourceKey {
+pub(crate) fn source_key(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> SourceKey {
     if v4 {
-        SourceKey::v4([src[0], src[1], src[2], src[3]], cfg.source_prefix_v4)
+        SourceKey::v4_word(src[0], cfg.source_prefix_v4)
     } else {
-        SourceKey::v6(*src, cfg.source_prefix_v6)
+        SourceKey::v6_words(*src, cfg.source_prefix_v6)
     }
 }
 
@@ -914,21 +914,34 @@ fn event(
 
 /// The source address, IPv4 in the first four bytes.
 #[inline(always)]
-pub(crate) fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<[u8; 16]> {
+pub(crate) fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<Addr> {
     if h.family == AF_INET {
-        let a = load::<[u8; 4]>(ctx, h.l3 + 12)?;
-        Some([a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        Some([load::<u32>(ctx, h.l3 + 12)?, 0, 0, 0])
     } else {
-        load::<[u8; 16]>(ctx, h.l3 + 8)
+        load::<Addr>(ctx, h.l3 + 8)
     }
 }
 
+/// A source address as four words read from the packet in memory order
+/// (an IPv4 address in the first, the others 0). Words, not bytes: LLVM
+/// keeps each byte of a byte array in a stack slot of its own, and every
+/// key built from it then costs a load, a shift and an or per byte.
+pub(crate) type Addr = [u32; 4];
+
+/// `src`'s bytes in memory order, for the keys that take bytes (the LPM
+/// tries', a flow's, a SYN-ACK's).
 #[inline(always)]
-pub(crate) fn list_action(src: &[u8; 16], v4: bool) -> u8 {
+pub(crate) fn addr_bytes(src: &Addr) -> [u8; 16] {
+    // SAFETY: sixteen bytes either way, and any bytes are a byte array.
+    unsafe { core::mem::transmute::<Addr, [u8; 16]>(*src) }
+}
+
+#[inline(always)]
+pub(crate) fn list_action(src: &Addr, v4: bool) -> u8 {
     let found = if v4 {
-        LISTS_V4.get(Key::new(32, [src[0], src[1], src[2], src[3]]))
+        LISTS_V4.get(Key::new(32, src[0].to_ne_bytes()))
     } else {
-        LISTS_V6.get(Key::new(128, *src))
+        LISTS_V6.get(Key::new(128, addr_bytes(src)))
     };
     found.copied().unwrap_or(0)
 }
@@ -953,7 +966,7 @@ impl<'a> Flow<'a> {
     pub(crate) fn of(
         ctx: &XdpContext,
         h: &Headers,
-        src: &[u8; 16],
+        src: &Addr,
         place: &'a mut FlowKey,
     ) -> Option<Self> {
         let v4 = h.family == AF_INET;
@@ -968,7 +981,7 @@ impl<'a> Flow<'a> {
         };
         if v4 && h.class == Counter::Udp {
             let v4 = FlowKey4 {
-                saddr: [src[0], src[1], src[2], src[3]],
+                saddr: src[0].to_ne_bytes(),
                 daddr: load::<[u8; 4]>(ctx, h.l3 + 16)?,
                 sport,
                 dport,
@@ -990,7 +1003,7 @@ impl<'a> Flow<'a> {
             sport,
             dport,
             pad: 0,
-            saddr: *src,
+            saddr: addr_bytes(src),
             daddr,
         };
         Some(Self {
