@@ -912,16 +912,6 @@ fn event(
     bump(slots, Counter::EventsSent);
 }
 
-/// The source address, IPv4 in the first four bytes.
-#[inline(always)]
-pub(crate) fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<Addr> {
-    if h.family == AF_INET {
-        Some([load::<u32>(ctx, h.l3 + 12)?, 0, 0, 0])
-    } else {
-        load::<Addr>(ctx, h.l3 + 8)
-    }
-}
-
 /// A source address as four words read from the packet in memory order
 /// (an IPv4 address in the first, the others 0). Words, not bytes: LLVM
 /// keeps each byte of a byte array in a stack slot of its own, and every
@@ -934,6 +924,16 @@ pub(crate) type Addr = [u32; 4];
 pub(crate) fn addr_bytes(src: &Addr) -> [u8; 16] {
     // SAFETY: sixteen bytes either way, and any bytes are a byte array.
     unsafe { core::mem::transmute::<Addr, [u8; 16]>(*src) }
+}
+
+/// The packet's source address.
+#[inline(always)]
+pub(crate) fn source_addr(ctx: &XdpContext, h: &Headers) -> Option<Addr> {
+    if h.family == AF_INET {
+        Some([load::<u32>(ctx, h.l3 + 12)?, 0, 0, 0])
+    } else {
+        load::<Addr>(ctx, h.l3 + 8)
+    }
 }
 
 #[inline(always)]
