@@ -369,8 +369,8 @@ fn take_back(
         return;
     };
     let now = monotonic_ns();
-    let others: Vec<&Attached> = attached.iter().filter(|a| a.iface.name != iface).collect();
-    let _ = f.lifted(&unheld(&others, keys, now), now);
+    let others = attached.iter().filter(|a| a.iface.name != iface);
+    let _ = f.lifted(&unheld(others, keys, now), now);
 }
 
 /// This guard's bans in the fleet that none of its interfaces holds any
@@ -382,7 +382,7 @@ fn unbanned_here(fleet: &mut Fleet, attached: &[Attached]) {
         return;
     }
     let now = monotonic_ns();
-    let lifted = unheld(&attached.iter().collect::<Vec<_>>(), keys, now);
+    let lifted = unheld(attached, keys, now);
     let taken = fleet.lifted(&lifted, now);
     for (key, taken) in lifted.iter().zip(taken) {
         let fleet_side = if taken {
@@ -399,7 +399,11 @@ fn unbanned_here(fleet: &mut Fleet, attached: &[Attached]) {
 /// Of `keys`, those none of `interfaces` bans at `now` (one whose maps
 /// cannot be read counts as banning them all), each read under one
 /// mapping of its table.
-fn unheld(interfaces: &[&Attached], keys: Vec<SourceKey>, now: u64) -> Vec<SourceKey> {
+fn unheld<'a>(
+    interfaces: impl IntoIterator<Item = &'a Attached>,
+    keys: Vec<SourceKey>,
+    now: u64,
+) -> Vec<SourceKey> {
     let mut held = vec![false; keys.len()];
     for a in interfaces {
         match a.dataplane.banned_keys(&keys, now) {
