@@ -290,6 +290,27 @@ mod tests {
         assert_eq!(r.all, None);
     }
 
+    /// Docker 29's nftables backend (`"firewall-backend": "nftables"`)
+    /// for a container publishing 8080 to its port 80: its published ports
+    /// are native `dnat` rules in a regular chain that the prerouting chain
+    /// jumps to, and its verdict maps dispatch only the filter and
+    /// postrouting chains. `../../tests/fixtures/nat/docker-nftables.nft`,
+    /// loaded in a scratch namespace by nft 1.0.6, printed these (`nft -j
+    /// list ruleset`, `nft -a list ruleset`).
+    #[test]
+    fn dockers_nftables_backend_publishes_through_a_jump() {
+        let r = rewrites(
+            include_str!("../../tests/fixtures/nat/docker-nftables.json"),
+            include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
+        );
+        assert_eq!(
+            r.rewriting(8080),
+            Some("table ip docker-bridges chain nat-prerouting-and-output")
+        );
+        assert_eq!(r.all, None);
+        assert_eq!(r.rewriting(80), None);
+    }
+
     #[test]
     fn a_native_dnat_rewrites_its_ports_only_on_the_nat_prerouting_hook() {
         let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "");
