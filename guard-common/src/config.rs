@@ -155,9 +155,9 @@ pub struct DataplaneConfig {
     pub rst: Limit,
     /// Samples per second and CPU of each group (new flows; contrast).
     pub sample_rate: u32,
-    /// A packet is considered for a sample when this CPU's packet count
-    /// has no bit of the mask set (0: every packet): under a flood most
-    /// packets then skip the fingerprint.
+    /// A packet is considered for a sample when this CPU's count of its
+    /// class has no bit of the mask set (0: every packet): under a flood
+    /// most packets then skip the fingerprint.
     pub sample_mask: u32,
     /// The seed of [`crate::slots::slot_index`]: chosen at random when the
     /// program is loaded, and kept for its life (the tables' slots depend

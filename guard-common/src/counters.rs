@@ -4,8 +4,10 @@
 //! per-CPU array, so a packet costs one map lookup however many counters it
 //! bumps. Userspace sums the blocks of all CPUs.
 //!
-//! Every packet increments [`Counter::Packets`] and exactly one *class*
-//! counter ([`Counter::CLASSES`]); the classes therefore sum to `Packets`.
+//! Every packet increments exactly one *class* counter
+//! ([`Counter::CLASSES`]), so [`Counter::Packets`] is their sum, which
+//! [`CounterBlock::get`] computes: the program does not count it too (an
+//! increment less on every packet), and its slot is left unused.
 //! *Attribute* counters ([`Counter::ATTRIBUTES`]) are counted in addition.
 //!
 //! Verdicts: every decision to drop is counted under its reason
@@ -21,7 +23,7 @@ pub const COUNTER_SLOTS: usize = 48;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Counter {
-    /// Every packet the program saw.
+    /// Every packet the program saw: the classes' sum ([`CounterBlock::get`]).
     Packets = 0,
     /// Class: TCP with SYN set and ACK clear (a connection attempt).
     TcpSyn = 1,
@@ -240,9 +242,19 @@ impl CounterBlock {
         slots: [0; COUNTER_SLOTS],
     };
 
+    /// `counter`'s count; [`Counter::Packets`] the classes' sum.
     #[must_use]
     pub const fn get(&self, counter: Counter) -> u64 {
-        self.slots[counter.slot()]
+        if !matches!(counter, Counter::Packets) {
+            return self.slots[counter.slot()];
+        }
+        let mut sum = 0u64;
+        let mut i = 0;
+        while i < Counter::CLASSES.len() {
+            sum = sum.wrapping_add(self.slots[Counter::CLASSES[i].slot()]);
+            i += 1;
+        }
+        sum
     }
 
     /// The hits of the signature in table slot `slot`.
@@ -305,6 +317,17 @@ mod tests {
             assert!(!seen[c.slot()], "{c:?} listed twice");
             seen[c.slot()] = true;
         }
+    }
+
+    #[test]
+    fn packets_are_the_classes_sum() {
+        let mut b = CounterBlock::ZERO;
+        b.slots[Counter::TcpSyn.slot()] = 3;
+        b.slots[Counter::Malformed.slot()] = u64::MAX;
+        b.slots[Counter::Vlan.slot()] = 9;
+        b.slots[Counter::Packets.slot()] = 1000;
+        // An attribute is not a class, and the slot is not read.
+        assert_eq!(b.get(Counter::Packets), 2);
     }
 
     #[test]

@@ -71,13 +71,13 @@ pub extern "C" fn guard_screen(
     // SAFETY: this CPU's counter block, as in `main.rs`.
     let slots = unsafe { &mut (*block).slots };
     let verified = packed & SCREEN_VERIFIED != 0;
-    let budget = chosen(cfg, slots, verified);
+    let h = Headers::unpacked(l3, l4, l3_end, packed);
+    let budget = chosen(cfg, slots, h.class, verified);
     let table = SIGS.get(0);
     if budget.is_none() && (verified || !has_active(table)) {
         return NO_MATCH;
     }
     let ctx = XdpContext::new(ctx);
-    let h = Headers::unpacked(l3, l4, l3_end, packed);
     // The contrast: only a proven source's admitted new flows.
     if verified
         && !source_addr(&ctx, &h)
@@ -128,12 +128,13 @@ pub extern "C" fn guard_screen(
 fn chosen(
     cfg: &DataplaneConfig,
     slots: &Slots,
+    class: Counter,
     verified: bool,
 ) -> Option<&'static mut SampleBudget> {
     let asked = if verified {
         cfg.sample & SAMPLE_ON != 0
     } else {
-        sampling(cfg, slots)
+        sampling(cfg, slots, class)
     };
     if !asked {
         return None;
@@ -147,7 +148,7 @@ fn chosen(
     let room = if verified {
         contrast_room(cfg, b, now)
     } else {
-        room(cfg, slots, b, now)
+        room(cfg, slots, class, b, now)
     };
     room.then_some(b)
 }
@@ -273,13 +274,13 @@ fn has_active(table: Option<&SigTable>) -> bool {
 }
 
 /// Whether this packet is considered for a sample: sampling is on and
-/// this CPU's packet count passes the mask, which keeps most packets of
-/// a flood off the shared sample buckets.
+/// this CPU's count of the packet's class passes the mask, which keeps
+/// most packets of a flood off the shared sample buckets.
 #[inline(always)]
-pub fn sampling(cfg: &DataplaneConfig, slots: &Slots) -> bool {
+pub fn sampling(cfg: &DataplaneConfig, slots: &Slots, class: Counter) -> bool {
     cfg.sample & SAMPLE_ON != 0
         && slots
-            .get(Counter::Packets.slot())
+            .get(class.slot())
             .is_some_and(|n| n & u64::from(cfg.sample_mask) == 0)
 }
 
@@ -302,15 +303,22 @@ fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32) -> bool {
 }
 
 /// Whether this CPU's sample budget has room this second: for a new
-/// flow, or, one packet in [`CONTRAST_EVERY`], for the contrast. Which of
+/// flow, or, one packet of the class in [`CONTRAST_EVERY`], for the
+/// contrast. Which of
 /// the two a packet is takes lookups, which only a packet asked pays: so
 /// while only the contrast has room, most packets do not ask. (Under a
 /// flood the daemon's sample mask already keeps most packets from asking.)
 #[inline(always)]
-fn room(cfg: &DataplaneConfig, slots: &Slots, b: &mut SampleBudget, now: u64) -> bool {
+fn room(
+    cfg: &DataplaneConfig,
+    slots: &Slots,
+    class: Counter,
+    b: &mut SampleBudget,
+    now: u64,
+) -> bool {
     this_second(b, now);
     let nth = slots
-        .get(Counter::Packets.slot())
+        .get(class.slot())
         .is_some_and(|n| n % CONTRAST_EVERY == 0);
     b.new < cfg.sample_rate || (b.contrast < cfg.sample_rate && nth)
 }

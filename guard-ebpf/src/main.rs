@@ -5,8 +5,8 @@
 //! of step 7: it sends no samples, keeps no port table and knows no
 //! sockets, so no source of its is verified; `tests/kernel/signatures.rs`,
 //! `cookies.rs` and `ports.rs` check those frame by frame):
-//! 1. Every packet is dissected once ([`dissect`]) and counted: `packets`,
-//!    one class, its attributes.
+//! 1. Every packet is dissected once ([`dissect`]) and counted: one class
+//!    (`packets` is their sum), its attributes.
 //! 2. Malformed: dropped (`drop_malformed`). The kernel would drop most of
 //!    these itself; the rest (an IPv6 chain longer than the parser walks, a
 //!    first fragment without its transport header) are bypass attempts.
@@ -138,14 +138,18 @@ use crate::{
 
 #[xdp]
 pub fn guard(ctx: XdpContext) -> u32 {
-    let h = dissect::dissect(&ctx);
+    // The lookups before the headers are read: to LLVM each is a helper
+    // call, which clobbers the registers the headers would be in.
     let Some(block) = COUNTERS.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };
+    let Some(cfg) = CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let h = dissect::dissect(&ctx);
     // SAFETY: the map value is this CPU's block; XDP runs with preemption
     // (and migration) disabled, so nothing else writes it meanwhile.
     let slots = unsafe { &mut (*block).slots };
-    bump(slots, Counter::Packets);
     bump(slots, h.class);
     // One test for the common packet, which has none of the attributes.
     if h.flags & (F_VLAN | F_IPV6 | F_FRAGMENT) != 0 {
@@ -160,9 +164,6 @@ pub fn guard(ctx: XdpContext) -> u32 {
         }
     }
     // The fast path: nothing below would act on it.
-    let Some(cfg) = CONFIG.get(0) else {
-        return xdp_action::XDP_PASS;
-    };
     if untouched(cfg, &h) {
         return xdp_action::XDP_PASS;
     }
@@ -171,7 +172,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
     // The call only when it has work: a signature installed, or this
     // packet chosen for a sample.
     let candidate = h.screened();
-    let considered = candidate && fingerprint::sampling(cfg, slots);
+    let considered = candidate && fingerprint::sampling(cfg, slots, h.class);
     if candidate && (considered || fingerprint::armed()) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);
         if action != fingerprint::NO_MATCH {

@@ -516,7 +516,6 @@ impl Model {
     /// program would and returns its verdict.
     pub fn packet(&mut self, frame: &[u8], now: u64) -> Verdict {
         let d = dissect(frame);
-        self.bump(Counter::Packets);
         self.bump(d.class);
         for (set, attribute) in [
             (d.vlan, Counter::Vlan),

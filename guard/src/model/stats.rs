@@ -428,9 +428,10 @@ mod tests {
 
     #[test]
     fn summary_has_rate_classes_and_attributes() {
-        let prev = block(&[(Counter::Packets, 100)]);
+        // 150 packets: the classes' sum.
+        let prev = block(&[(Counter::TcpOther, 100)]);
         let now = block(&[
-            (Counter::Packets, 150),
+            (Counter::TcpOther, 143),
             (Counter::TcpSyn, 7),
             (Counter::Vlan, 2),
         ]);
@@ -449,12 +450,12 @@ mod tests {
         );
         let before = sample(
             10,
-            &[(Counter::Packets, 100), (Counter::DropSourceLimit, 10)],
+            &[(Counter::TcpOther, 100), (Counter::DropSourceLimit, 10)],
             vec![(a, state(5, 0, 9, 0)), (b, state(5, 100, 9, 0))],
         );
         let now = sample(
             12,
-            &[(Counter::Packets, 300), (Counter::DropSourceLimit, 50)],
+            &[(Counter::TcpOther, 300), (Counter::DropSourceLimit, 50)],
             vec![
                 (a, state(45, 0, 12, 0)),
                 (b, state(5, 120, 11, 40)),
