@@ -106,6 +106,13 @@ pub enum Counter {
     /// connection (the egress program: only a completed handshake makes
     /// either), whether or not the budget binds. Kept in the source's slot.
     VerifiedReply = 32,
+    /// A SYN to a port armed for cookies, in enforce mode, that the cookie
+    /// path could not answer from its headers (IPv4 options, IPv6
+    /// extension headers, data, a wrong IPv4 header checksum; or the frame
+    /// could not grow to the reply's length): it went the ordinary way,
+    /// to the limits and the kernel's SYNPROXY. A fragment is not looked
+    /// up in the port table, so not counted here.
+    CookieUnanswered = 33,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -148,7 +155,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -182,6 +189,7 @@ impl Counter {
         Self::DropSignature,
         Self::AckLookupsSkipped,
         Self::VerifiedReply,
+        Self::CookieUnanswered,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -221,6 +229,7 @@ impl Counter {
             Self::DropSignature => "drop_signature",
             Self::AckLookupsSkipped => "ack_lookups_skipped",
             Self::VerifiedReply => "verified_reply",
+            Self::CookieUnanswered => "cookie_unanswered",
         }
     }
 

@@ -215,20 +215,30 @@ fn port(
     if entry & PORT_LISTEN == 0 {
         return None;
     }
-    let counts = if h.class == Counter::TcpSyn {
-        PORT_COUNTS.get_ptr_mut(port_slot(entry))
+    let syn = h.class == Counter::TcpSyn;
+    // Null rather than an `Option`: LLVM spilled the pointer of a `None`
+    // undefined, which the verifier refuses to read back.
+    let counts = if syn {
+        PORT_COUNTS
+            .get_ptr_mut(port_slot(entry))
+            .unwrap_or(core::ptr::null_mut())
     } else {
-        None
+        core::ptr::null_mut()
     };
-    if let Some(c) = counts {
+    if !counts.is_null() {
         // SAFETY: this CPU's value of a per-CPU array; XDP is not preempted.
-        unsafe { (*c).syns = (*c).syns.wrapping_add(1) };
+        unsafe { (*counts).syns = (*counts).syns.wrapping_add(1) };
     }
     if entry & PORT_COOKIES == 0 || !cfg.enforcing() {
         return None;
     }
-    let t = cookie::tcp(ctx, h)?;
-    if h.class == Counter::TcpSyn {
+    let Some(t) = cookie::tcp(ctx, h) else {
+        if syn {
+            bump(slots, Counter::CookieUnanswered);
+        }
+        return None;
+    };
+    if syn {
         // A SYN the cookie path gives up on goes the ordinary way, which
         // counts it: counted here only when this path decides.
         if has_lists {
@@ -238,12 +248,15 @@ fn port(
                 return Some(reject(cfg, slots, Counter::DropDenylist));
             }
         }
-        let action = cookie::answer_syn(ctx, h, &t, cfg)?;
+        let Some(action) = cookie::answer_syn(ctx, h, &t, cfg) else {
+            bump(slots, Counter::CookieUnanswered);
+            return None;
+        };
         bump(slots, Counter::NewFlows);
         bump(slots, Counter::CookieSynAck);
-        if let Some(c) = counts {
+        if !counts.is_null() {
             // SAFETY: as above.
-            unsafe { (*c).cookies = (*c).cookies.wrapping_add(1) };
+            unsafe { (*counts).cookies = (*counts).cookies.wrapping_add(1) };
         }
         return Some(action);
     }

@@ -340,11 +340,12 @@ fn xdp_families() -> [Family; 13] {
         ),
         (
             "guard_syn_cookies",
-            "SYNs answered from XDP with a SYN cookie, and the ACKs that completed one.",
+            "SYNs answered from XDP with a SYN cookie, the ACKs that completed one, and SYNs to a cookie port it could not answer (their headers), which went on to the limits and the kernel's SYNPROXY.",
             "outcome",
             vec![
                 (Counter::CookieSynAck, "synack"),
                 (Counter::CookieAckValid, "valid_ack"),
+                (Counter::CookieUnanswered, "unanswered"),
             ],
         ),
         (
