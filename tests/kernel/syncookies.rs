@@ -221,17 +221,51 @@ const PUBLISHED: &str = "table ip publish {
 }
 ";
 
+/// [`PUBLISHED`] as kube-proxy's nftables mode writes its rules: the port
+/// found through a verdict map keyed by protocol and port, the
+/// translation in the chain it goes to, which names no port.
+const PUBLISHED_BY_VMAP: &str = "table ip publish {
+  counter redirected { }
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    meta l4proto . th dport vmap { udp . 8080 : goto other, tcp . 8080 : goto svc }
+  }
+  chain svc {
+    meta l4proto tcp redirect to :8081
+  }
+  chain other {
+    meta l4proto udp redirect to :8082
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    tcp dport 8081 tcp flags & (syn | ack) == syn counter name \"redirected\"
+  }
+}
+";
+
 #[test]
 fn a_port_the_nat_rules_rewrite_gets_no_cookies_and_its_connections_go_where_they_send_them() {
+    published_port_keeps_its_connections(PUBLISHED, "pre");
+}
+
+#[test]
+fn a_port_a_nat_verdict_map_sends_on_gets_no_cookies_and_its_connections_go_there() {
+    published_port_keeps_its_connections(PUBLISHED_BY_VMAP, "svc");
+}
+
+/// With `rules` loaded, guard says that chain `rewriter` of table `ip
+/// publish` rewrites the port and gives it no cookies, and five
+/// connections to it reach the port the rules send them to.
+fn published_port_keeps_its_connections(rules: &str, rewriter: &str) {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _proxy = EchoServer::start(&net.victim, server_addr());
     let target = SocketAddr::new(server_addr().ip(), PORT + 1);
     let _service = EchoServer::start(&net.victim, target);
-    let _ = nft(&net.victim, &["-f", "-"], Some(PUBLISHED));
+    let _ = nft(&net.victim, &["-f", "-"], Some(rules));
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!(
-        "port {PORT} gets no SYN cookies: table ip publish chain pre rewrites it"
+        "port {PORT} gets no SYN cookies: table ip publish chain {rewriter} rewrites it"
     ));
     // The other listener has cookies: they are on, just not for this port.
     guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));

@@ -10,9 +10,11 @@
 //! for a translated connection, takes its later ACKs for bad cookies.
 //!
 //! A chain is followed through jumps and gotos with the ports of the rules
-//! that led there; a translating rule with no port of its own, reached
-//! without one, may rewrite any TCP port. A rule for UDP only is no
-//! concern of cookies.
+//! that led there, and through verdict maps (kube-proxy's nftables mode
+//! dispatches services by `ip daddr . meta l4proto . th dport vmap`) with
+//! the port each element's key names; a translating rule with no port of
+//! its own, reached without one, may rewrite any TCP port. A rule or a
+//! map element for UDP only is no concern of cookies.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -57,6 +59,7 @@ const MAX_VISITS: usize = 100_000;
 pub fn rewrites(json: &str, listing: &str) -> Rewrites {
     let items = items(json);
     let walk = Walk {
+        items: &items,
         rules: rules(&items),
         texts: rule_texts(listing),
     };
@@ -83,13 +86,14 @@ pub fn rewrites(json: &str, listing: &str) -> Rewrites {
 }
 
 struct Walk<'a> {
+    items: &'a [Value],
     rules: Vec<Rule<'a>>,
     texts: HashMap<(String, String, i64), String>,
 }
 
 impl<'a> Walk<'a> {
     /// Records the rewriting rules of `chain`, reached with `ports`, and
-    /// follows its jumps; `path` holds the chains on the way (a loop ends).
+    /// follows its jumps and its verdict maps' branches; `path` holds the chains on the way (a loop ends).
     #[expect(
         clippy::too_many_arguments,
         reason = "the walk's place and its accumulators"
@@ -142,9 +146,91 @@ impl<'a> Walk<'a> {
             for target in targets(rule) {
                 self.chain(family, table, target, &ports, path, visits, out);
             }
+            for (target, key) in self.branches(rule) {
+                let Some(own) = key_ports(&key) else {
+                    continue;
+                };
+                let ports = intersect(&ports, &own);
+                if ports.as_ref().is_none_or(|p| !p.is_empty()) {
+                    self.chain(family, table, target, &ports, path, visits, out);
+                }
+            }
         }
         path.pop();
     }
+
+    /// The branches of the rule's verdict maps, inline or named (`@name`,
+    /// in the rule's table): each element's chain, with the map's key
+    /// expressions paired with the element's values (a concatenation in
+    /// its parts).
+    fn branches(&self, rule: &Rule<'a>) -> Vec<(&'a str, Vec<(&'a Value, &'a Value)>)> {
+        let mut out = Vec::new();
+        for vmap in rule.expr.iter().filter_map(|e| e.get("vmap")) {
+            let elems = match &vmap["data"] {
+                Value::String(name) => name
+                    .strip_prefix('@')
+                    .and_then(|name| self.map_elems(rule.family, rule.table, name)),
+                data => data["set"].as_array(),
+            };
+            let keys = parts(&vmap["key"]);
+            for elem in elems.into_iter().flatten() {
+                let (Some(value), Some(verdict)) = (elem.get(0), elem.get(1)) else {
+                    continue;
+                };
+                // An element with a comment or a timeout wraps its value.
+                let value = value.get("elem").map_or(value, |e| &e["val"]);
+                let target = verdict
+                    .get("jump")
+                    .or_else(|| verdict.get("goto"))
+                    .and_then(|j| j["target"].as_str());
+                if let Some(target) = target {
+                    out.push((target, keys.iter().copied().zip(parts(value)).collect()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The elements of the named map `name` of `family`'s `table`.
+    fn map_elems(&self, family: &str, table: &str, name: &str) -> Option<&'a Vec<Value>> {
+        self.items.iter().find_map(|i| {
+            let m = i.get("map")?;
+            (m["family"] == family && m["table"] == table && m["name"] == name)
+                .then(|| m["elem"].as_array())
+                .flatten()
+        })
+    }
+}
+
+/// A key or a value in its parts: a concatenation's, or itself alone.
+fn parts(v: &Value) -> Vec<&Value> {
+    match v.get("concat").and_then(Value::as_array) {
+        Some(parts) => parts.iter().collect(),
+        None => vec![v],
+    }
+}
+
+/// The destination ports a verdict map's element names (`Some(None)`: any
+/// port, its key has none), or `None` if the element is for UDP only:
+/// `key` pairs the map's key expressions with the element's values.
+fn key_ports(key: &[(&Value, &Value)]) -> Option<Ports> {
+    let mut ports = None;
+    for (expr, value) in key {
+        let payload = &expr["payload"];
+        let l4proto = expr["meta"]["key"].as_str() == Some("l4proto");
+        if (l4proto && (value.as_str() == Some("udp") || value.as_u64() == Some(17)))
+            || payload["protocol"].as_str() == Some("udp")
+        {
+            return None;
+        }
+        if payload["field"].as_str() == Some("dport")
+            && matches!(payload["protocol"].as_str(), Some("tcp" | "th"))
+        {
+            // A value it cannot read (a prefix, a named set): any port.
+            ports = intersect(&ports, &json_ports(value));
+        }
+    }
+    Some(ports)
 }
 
 /// Whether the rule rewrites the destination: nft's `dnat` or `redirect`,
@@ -311,6 +397,37 @@ mod tests {
         assert_eq!(r.rewriting(80), None);
     }
 
+    /// kube-proxy's nftables mode: every translation is reached through
+    /// verdict maps, whose keys hold the ports.
+    /// `../../tests/fixtures/nat/kube-proxy-nftables.nft`, loaded as the
+    /// Docker fixture was.
+    #[test]
+    fn kube_proxys_services_are_found_through_its_verdict_maps() {
+        let r = rewrites(
+            include_str!("../../tests/fixtures/nat/kube-proxy-nftables.json"),
+            include_str!("../../tests/fixtures/nat/kube-proxy-nftables.txt"),
+        );
+        let endpoint = |name: &str| format!("table ip kube-proxy chain endpoint-{name}");
+        // A ClusterIP's port, an external IP's, a NodePort.
+        assert_eq!(
+            r.rewriting(443),
+            Some(endpoint("1111-default/kubernetes/tcp/https__198.18.11.1/6443").as_str())
+        );
+        assert_eq!(
+            r.rewriting(8443),
+            Some(endpoint("4444-web/front/tcp/https__198.18.11.4/8443").as_str())
+        );
+        assert_eq!(
+            r.rewriting(30080),
+            Some(endpoint("5555-web/app/tcp/http__198.18.11.5/80").as_str())
+        );
+        // UDP services, an endpoint's own port, and any other port: none.
+        for port in [53, 30053, 80, 6443, 22] {
+            assert_eq!(r.rewriting(port), None, "port {port}");
+        }
+        assert_eq!(r.all, None);
+    }
+
     #[test]
     fn a_native_dnat_rewrites_its_ports_only_on_the_nat_prerouting_hook() {
         let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "");
@@ -367,6 +484,24 @@ mod tests {
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(30080), Some("table ip nat chain SEP"));
         assert_eq!(r.rewriting(30053), None);
+    }
+
+    #[test]
+    fn an_inline_verdict_map_narrows_by_each_elements_port() {
+        // `tcp dport vmap { 80 : jump WEB, 8000-8010 : jump WEB }` and `udp
+        // dport vmap { 53 : jump WEB }` before a portless dnat in WEB.
+        let json = r#"{"nftables": [
+            {"chain": {"family": "inet", "table": "t", "name": "pre", "type": "nat", "hook": "prerouting", "prio": -100}},
+            {"chain": {"family": "inet", "table": "t", "name": "WEB"}},
+            {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[80, {"jump": {"target": "WEB"}}], [{"range": [8000, 8010]}, {"jump": {"target": "WEB"}}]]}}}]}},
+            {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "udp", "field": "dport"}}, "data": {"set": [[53, {"jump": {"target": "WEB"}}]]}}}]}},
+            {"rule": {"family": "inet", "table": "t", "chain": "WEB", "expr": [{"dnat": {"family": "ip", "addr": "198.18.5.2"}}]}}]}"#;
+        let r = rewrites(json, "");
+        assert_eq!(r.all, None);
+        assert_eq!(r.rewriting(80), Some("table inet t chain WEB"));
+        assert_eq!(r.rewriting(8005), Some("table inet t chain WEB"));
+        assert_eq!(r.rewriting(53), None);
+        assert_eq!(r.rewriting(81), None);
     }
 
     #[test]
