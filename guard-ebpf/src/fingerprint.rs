@@ -304,10 +304,10 @@ fn budget(cfg: &DataplaneConfig, b: &mut SampleBudget, kind: u32) -> bool {
 
 /// Whether this CPU's sample budget has room this second: for a new
 /// flow, or, one packet of the class in [`CONTRAST_EVERY`], for the
-/// contrast. Which of
-/// the two a packet is takes lookups, which only a packet asked pays: so
-/// while only the contrast has room, most packets do not ask. (Under a
-/// flood the daemon's sample mask already keeps most packets from asking.)
+/// contrast. Which of the two a packet is takes lookups, which only a
+/// packet asked pays: so while only the contrast has room, most packets
+/// do not ask. (Under a flood the daemon's sample mask already keeps most
+/// packets from asking.)
 #[inline(always)]
 fn room(
     cfg: &DataplaneConfig,

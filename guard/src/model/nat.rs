@@ -93,7 +93,8 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     /// Records the rewriting rules of `chain`, reached with `ports`, and
-    /// follows its jumps and its verdict maps' branches; `path` holds the chains on the way (a loop ends).
+    /// follows its jumps and its verdict maps' branches; `path` holds the
+    /// chains on the way (a loop ends).
     #[expect(
         clippy::too_many_arguments,
         reason = "the walk's place and its accumulators"
