@@ -217,16 +217,10 @@ fn parts(v: &Value) -> Vec<&Value> {
 fn key_ports(key: &[(&Value, &Value)]) -> Option<Ports> {
     let mut ports = None;
     for (expr, value) in key {
-        let payload = &expr["payload"];
-        let l4proto = expr["meta"]["key"].as_str() == Some("l4proto");
-        if (l4proto && (value.as_str() == Some("udp") || value.as_u64() == Some(17)))
-            || payload["protocol"].as_str() == Some("udp")
-        {
+        if udp_alone(expr, value) {
             return None;
         }
-        if payload["field"].as_str() == Some("dport")
-            && matches!(payload["protocol"].as_str(), Some("tcp" | "th"))
-        {
+        if tcp_dport(expr) {
             // A value it cannot read (a prefix, a named set): any port.
             ports = intersect(&ports, &json_ports(value));
         }
@@ -250,12 +244,24 @@ fn translates(expr: &[Value]) -> bool {
 fn udp_only(expr: &[Value]) -> bool {
     expr.iter().any(|e| {
         let m = &e["match"];
-        let equal = matches!(m["op"].as_str(), Some("==" | "in"));
-        equal
-            && (m["left"]["payload"]["protocol"].as_str() == Some("udp")
-                || (m["left"]["meta"]["key"].as_str() == Some("l4proto")
-                    && (m["right"].as_str() == Some("udp") || m["right"].as_u64() == Some(17))))
+        matches!(m["op"].as_str(), Some("==" | "in")) && udp_alone(&m["left"], &m["right"])
     })
+}
+
+/// Whether `left` equal to `right` (a rule's match, or a verdict map's
+/// key and an element's value) holds for UDP packets alone: a field of
+/// the UDP header, or `meta l4proto udp`.
+fn udp_alone(left: &Value, right: &Value) -> bool {
+    left["payload"]["protocol"].as_str() == Some("udp")
+        || (left["meta"]["key"].as_str() == Some("l4proto")
+            && (right.as_str() == Some("udp") || right.as_u64() == Some(17)))
+}
+
+/// Whether `left` is a TCP destination port (`tcp dport`, `th dport`).
+fn tcp_dport(left: &Value) -> bool {
+    let payload = &left["payload"];
+    payload["field"].as_str() == Some("dport")
+        && matches!(payload["protocol"].as_str(), Some("tcp" | "th"))
 }
 
 /// The destination ports the rule itself matches (`None`: any): a native
@@ -266,11 +272,7 @@ fn own_ports(expr: &[Value], text: Option<&str>) -> Ports {
     let mut found: Ports = None;
     for e in expr {
         let m = &e["match"];
-        let left = &m["left"]["payload"];
-        if left["field"].as_str() != Some("dport")
-            || !matches!(left["protocol"].as_str(), Some("tcp" | "th"))
-            || !matches!(m["op"].as_str(), Some("==" | "in"))
-        {
+        if !tcp_dport(&m["left"]) || !matches!(m["op"].as_str(), Some("==" | "in")) {
             continue;
         }
         // Ports it cannot read (a named set, `@ports`): any port.
