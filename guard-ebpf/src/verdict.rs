@@ -469,11 +469,7 @@ fn prefix_tier(
     if limit.is_unlimited() {
         return Ok(None);
     }
-    let pkey = if v4 {
-        SourceKey::v4_word(src[0], cfg.prefix_v4)
-    } else {
-        SourceKey::v6_words(*src, cfg.prefix_v6)
-    };
+    let pkey = masked(src, v4, cfg.prefix_v4, cfg.prefix_v6);
     let Some((p, _)) = Table::Prefixes.claim(&pkey, cfg.slot_seed) else {
         return Ok(None);
     };
@@ -797,10 +793,16 @@ fn scratch_key(
 /// The source's key in `GUARD_SOURCES`.
 #[inline(always)]
 pub(crate) fn source_key(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> SourceKey {
+    masked(src, v4, cfg.source_prefix_v4, cfg.source_prefix_v6)
+}
+
+/// `src` masked to its family's prefix length, as a key.
+#[inline(always)]
+fn masked(src: &Addr, v4: bool, len_v4: u8, len_v6: u8) -> SourceKey {
     if v4 {
-        SourceKey::v4_word(src[0], cfg.source_prefix_v4)
+        SourceKey::v4_word(src[0], len_v4)
     } else {
-        SourceKey::v6_words(*src, cfg.source_prefix_v6)
+        SourceKey::v6_words(*src, len_v6)
     }
 }
 
