@@ -389,16 +389,36 @@ const JUMP_DROP: &str = "table ip early_jump {
 }
 ";
 
-/// An early drop reached through a jump, and the anti-DDoS guides' own
+/// The drop as verdict maps write it: the common `ct state vmap`, and a
+/// chain a port's map element jumps to (`{PORT}` is the server's).
+const VMAP_DROPS: &str = "table inet early_vmap {
+  chain checks {
+    ct state invalid drop
+  }
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    ct state vmap { established : accept, related : accept, invalid : drop }
+  }
+  chain input {
+    type filter hook input priority mangle; policy accept;
+    tcp dport vmap { {PORT} : jump checks }
+  }
+}
+";
+
+/// An early drop reached through a jump, the anti-DDoS guides' own
 /// iptables rule as iptables-nft writes it (an `xt` match, whose state
-/// only nft's text listing shows): guard names both.
+/// only nft's text listing shows), and the drops verdict maps make: guard
+/// names them all.
 #[test]
-fn an_invalid_drop_behind_a_jump_or_from_iptables_nft_is_named() {
+fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_nft_is_named() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     // Cookies come on for a listening port.
     let _server = EchoServer::start(&net.victim, server_addr());
     let _ = nft(&net.victim, &["-f", "-"], Some(JUMP_DROP));
+    let vmaps = VMAP_DROPS.replace("{PORT}", &PORT.to_string());
+    let _ = nft(&net.victim, &["-f", "-"], Some(&vmaps));
     let _ = run_tool(
         "ip",
         &[
@@ -425,6 +445,14 @@ fn an_invalid_drop_behind_a_jump_or_from_iptables_nft_is_named() {
     ));
     guard.wait_for_log(&format!(
         "table ip mangle chain PREROUTING (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid",
+        net.victim
+    ));
+    guard.wait_for_log(&format!(
+        "table inet early_vmap chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid",
+        net.victim
+    ));
+    guard.wait_for_log(&format!(
+        "table inet early_vmap chain input (hook input, priority -150), through chain checks in netns {} drops what conntrack calls invalid",
         net.victim
     ));
     guard.stop(libc::SIGTERM).assert_code(0);

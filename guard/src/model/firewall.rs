@@ -1,20 +1,22 @@
 //! What the host's own nftables ruleset does to guard's SYN cookies, read
 //! from `nft -j list ruleset` and `nft -a list ruleset`: a rule that drops
 //! the packets conntrack calls invalid, in a chain that runs before
-//! guard's SYNPROXY chain (or a chain that one jumps to), drops every
-//! cookie handshake's ACK (invalid to conntrack until SYNPROXY takes it),
-//! so no cookie connection completes.
-//!
-//! iptables-nft writes `-m conntrack --ctstate INVALID` (and `-m state`) as
-//! an `xt` match, which the JSON shows without its state; the text listing
-//! translates it, so such a rule is read there, by its handle. Rules of
-//! iptables-legacy are not in nftables and are not seen.
+//! guard's SYNPROXY chain (or a chain that one reaches by a jump, a goto
+//! or a verdict map), drops every cookie handshake's ACK (invalid to
+//! conntrack until SYNPROXY takes it), so no cookie connection completes.
+//! The rule may be a match (`ct state invalid drop`; iptables-nft's `-m
+//! conntrack --ctstate INVALID` and `-m state`, read from the listing) or
+//! a verdict map's element (`ct state vmap { invalid : drop, ... }`).
+//! Rules of iptables-legacy are not in nftables and are not seen.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE};
+use super::{
+    nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE},
+    ruleset::{MAX_JUMPS, Rule, Ruleset, drops, items, targets},
+};
 
 /// What such a chain does, after its name, for the log and for doctor.
 pub const CONSEQUENCE: &str = "drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections fail";
@@ -25,69 +27,18 @@ pub const FIX: &str = "move that rule to priority filter or later";
 /// before conntrack, where `ct state` says nothing about the connection.
 const CONNTRACK_PRIORITY: i64 = -200;
 
-/// How deep jumps are followed (nftables itself allows 16).
-pub(super) const MAX_JUMPS: usize = 16;
-
-/// A rule of the JSON, with where it is.
-pub(super) struct Rule<'a> {
-    pub(super) family: &'a str,
-    pub(super) table: &'a str,
-    pub(super) chain: &'a str,
-    pub(super) handle: Option<i64>,
-    pub(super) expr: &'a [Value],
-}
-
-/// The items of `nft -j list ruleset` (none if it cannot be read).
-pub(super) fn items(json: &str) -> Vec<Value> {
-    serde_json::from_str::<Value>(json)
-        .ok()
-        .and_then(|mut v| v.get_mut("nftables").map(Value::take))
-        .and_then(|v| match v {
-            Value::Array(items) => Some(items),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// The rules among `items`.
-pub(super) fn rules(items: &[Value]) -> Vec<Rule<'_>> {
-    items
-        .iter()
-        .filter_map(|i| {
-            let r = i.get("rule")?;
-            Some(Rule {
-                family: r["family"].as_str()?,
-                table: r["table"].as_str()?,
-                chain: r["chain"].as_str()?,
-                handle: r["handle"].as_i64(),
-                expr: r["expr"].as_array()?,
-            })
-        })
-        .collect()
-}
-
-/// The chains `rule` jumps or goes to.
-pub(super) fn targets<'a>(rule: &Rule<'a>) -> impl Iterator<Item = &'a str> {
-    rule.expr.iter().filter_map(|e| {
-        e.get("jump")
-            .or_else(|| e.get("goto"))
-            .and_then(|j| j["target"].as_str())
-    })
-}
-
 /// The chains holding a rule that drops (or rejects) invalid packets
 /// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
 /// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
-/// is in a chain it jumps to. `json` is `nft -j list ruleset`, `listing`
+/// is in a chain it reaches. `json` is `nft -j list ruleset`, `listing`
 /// `nft -a list ruleset` (for iptables-nft's rules). Empty if the JSON
 /// cannot be read.
 #[must_use]
 pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
     let items = items(json);
-    let texts = rule_texts(listing);
-    let rules = rules(&items);
+    let set = Ruleset::new(&items, listing);
     let mut out = Vec::new();
-    for chain in items.iter().filter_map(|i| i.get("chain")) {
+    for chain in set.chains() {
         let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
             chain["family"].as_str(),
             chain["table"].as_str(),
@@ -111,7 +62,7 @@ pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
             continue;
         }
         let mut seen = BTreeSet::new();
-        if let Some(found) = dropping_chain(&rules, &texts, family, table, name, &mut seen, 0) {
+        if let Some(found) = dropping_chain(&set, family, table, name, &mut seen, 0) {
             let via = match found {
                 Found::Here => String::new(),
                 Found::Through(c) => format!(", through chain {c}"),
@@ -134,8 +85,7 @@ enum Found<'a> {
 /// Whether `chain`, or a chain it jumps or goes to, holds a rule that
 /// drops invalid packets, and where.
 fn dropping_chain<'a>(
-    rules: &[Rule<'a>],
-    texts: &HashMap<(String, String, i64), String>,
+    set: &Ruleset<'a>,
     family: &str,
     table: &str,
     chain: &'a str,
@@ -145,22 +95,21 @@ fn dropping_chain<'a>(
     if depth > MAX_JUMPS || !seen.insert(chain) {
         return None;
     }
-    let own = rules
-        .iter()
-        .filter(|r| r.family == family && r.table == table && r.chain == chain);
+    let own = set.rules_of(family, table, chain);
     for rule in own.clone() {
-        let text = rule
-            .handle
-            .and_then(|h| texts.get(&(family.to_owned(), table.to_owned(), h)));
-        if drops_invalid(rule.expr, text.map(String::as_str)) {
+        if drops_invalid(set, rule) {
             return Some(Found::Here);
         }
     }
     for rule in own {
-        for target in targets(rule) {
-            if let Some(found) =
-                dropping_chain(rules, texts, family, table, target, seen, depth + 1)
-            {
+        // A verdict map's branch for UDP alone never sees a cookie ACK.
+        let branches = set
+            .elements(rule)
+            .into_iter()
+            .filter(|e| !e.udp_alone())
+            .filter_map(|e| e.target());
+        for target in targets(rule).chain(branches) {
+            if let Some(found) = dropping_chain(set, family, table, target, seen, depth + 1) {
                 return Some(Found::Through(match found {
                     Found::Here => target,
                     Found::Through(c) => c,
@@ -171,32 +120,52 @@ fn dropping_chain<'a>(
     None
 }
 
-/// Whether a rule matches `ct state invalid` (alone or in a set, not
-/// negated) and ends in a drop or a reject. A rule with an iptables `xt`
-/// match is read in its `text` from the listing.
-fn drops_invalid(expr: &[Value], text: Option<&str>) -> bool {
-    let drops = expr
-        .iter()
-        .any(|e| e.get("drop").is_some() || e.get("reject").is_some());
-    if !drops {
+/// Whether a rule drops (or rejects) what conntrack calls invalid: it
+/// matches `ct state invalid` (alone or in a set, not negated) and ends in
+/// a drop, or an element of its `ct state` verdict map for `invalid`
+/// drops. A rule with an iptables `xt` match is read in its text from the
+/// listing.
+fn drops_invalid(set: &Ruleset<'_>, rule: &Rule<'_>) -> bool {
+    let by_map = set.elements(rule).iter().any(|e| {
+        e.drops()
+            && e.key
+                .iter()
+                .any(|(left, value)| ct_state(left) && names_invalid(value))
+    });
+    if by_map {
+        return true;
+    }
+    let expr = rule.expr;
+    if !expr.iter().any(drops) {
         return false;
     }
     let native = expr.iter().any(|e| {
         let m = &e["match"];
-        m["left"]["ct"]["key"].as_str() == Some("state")
+        ct_state(&m["left"])
             && matches!(m["op"].as_str(), Some("==" | "in"))
-            && match &m["right"] {
-                Value::String(s) => s == "invalid",
-                Value::Object(o) => o
-                    .get("set")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("invalid"))),
-                Value::Array(a) => a.iter().any(|x| x.as_str() == Some("invalid")),
-                _ => false,
-            }
+            && names_invalid(&m["right"])
     });
     let xt = expr.iter().any(|e| e.get("xt").is_some());
-    native || (xt && text.is_some_and(text_matches_invalid))
+    native || (xt && set.text(rule).is_some_and(text_matches_invalid))
+}
+
+/// Whether an expression is `ct state`.
+fn ct_state(v: &Value) -> bool {
+    v["ct"]["key"].as_str() == Some("state")
+}
+
+/// Whether a state, or a set or list of them, holds `invalid`.
+fn names_invalid(v: &Value) -> bool {
+    let one = |x: &Value| x.as_str() == Some("invalid");
+    match v {
+        Value::String(_) => one(v),
+        Value::Object(o) => o
+            .get("set")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(one)),
+        Value::Array(a) => a.iter().any(one),
+        _ => false,
+    }
 }
 
 /// Whether a rule's text tests `ct state` for a list holding `invalid`,
@@ -206,39 +175,6 @@ fn text_matches_invalid(text: &str) -> bool {
     words
         .windows(3)
         .any(|w| w[0] == "ct" && w[1] == "state" && w[2].split(',').any(|s| s == "invalid"))
-}
-
-/// The listing's rules by family, table and handle: `nft -a list ruleset`
-/// ends each rule's line with `# handle N`, and a table's handles are its
-/// own.
-pub(super) fn rule_texts(listing: &str) -> HashMap<(String, String, i64), String> {
-    let mut texts = HashMap::new();
-    let mut table: Option<(String, String)> = None;
-    for line in listing.lines() {
-        let line = line.trim();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let ["table", family, name, ..] = words.as_slice() {
-            table = Some(((*family).to_owned(), (*name).to_owned()));
-            continue;
-        }
-        if words
-            .first()
-            .is_some_and(|w| matches!(*w, "chain" | "set" | "map" | "}"))
-        {
-            continue;
-        }
-        let (Some((family, name)), Some((rule, handle))) = (&table, line.rsplit_once("# handle "))
-        else {
-            continue;
-        };
-        if let Ok(handle) = handle.trim().parse() {
-            texts.insert(
-                (family.clone(), name.clone(), handle),
-                rule.trim().to_owned(),
-            );
-        }
-    }
-    texts
 }
 
 #[cfg(test)]
@@ -318,6 +254,81 @@ mod tests {
         );
         // The chain alone, jumped to by no early chain, is not reported.
         assert!(invalid_drops_before_synproxy(&iptables_with(&[2]), IPTABLES_LISTING).is_empty());
+    }
+
+    /// What nft 1.0.6 prints (`-j`) for a chain at priority mangle with
+    /// `ct state vmap { invalid : drop, established : accept, related :
+    /// accept }` (handle 6), `tcp dport vmap { 22 : jump ssh, 8080 : jump
+    /// web }` (8) and `ip daddr . meta l4proto . th dport vmap @early`
+    /// (9, the named map's element `198.18.0.1 . tcp . 80 : goto web`),
+    /// where chain web holds `ct state invalid drop` (10).
+    const VMAP_JSON: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "fw", "handle": 1}}, {"map": {"family": "inet", "name": "early", "table": "fw", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 4, "map": "verdict", "elem": [[{"concat": ["198.18.0.1", "tcp", 80]}, {"goto": {"target": "web"}}]]}}, {"chain": {"family": "inet", "table": "fw", "name": "pre", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}, {"chain": {"family": "inet", "table": "fw", "name": "web", "handle": 2}}, {"chain": {"family": "inet", "table": "fw", "name": "ssh", "handle": 3}}, {"rule": {"family": "inet", "table": "fw", "chain": "pre", "handle": 6, "expr": [{"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [["invalid", {"drop": null}], ["established", {"accept": null}], ["related", {"accept": null}]]}}}]}}, {"rule": {"family": "inet", "table": "fw", "chain": "pre", "handle": 8, "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[22, {"jump": {"target": "ssh"}}], [8080, {"jump": {"target": "web"}}]]}}}]}}, {"rule": {"family": "inet", "table": "fw", "chain": "pre", "handle": 9, "expr": [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]}, "data": "@early"}}]}}, {"rule": {"family": "inet", "table": "fw", "chain": "web", "handle": 10, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "fw", "chain": "ssh", "handle": 11, "expr": [{"accept": null}]}}]}"#;
+
+    /// [`VMAP_JSON`] with only the rules of `keep`'s handles.
+    fn vmaps_with(keep: &[i64]) -> String {
+        edited_vmaps_with(&[], keep)
+    }
+
+    /// [`VMAP_JSON`] with each `(from, to)` of `edits` replaced, and only
+    /// the rules of `keep`'s handles.
+    fn edited_vmaps_with(edits: &[(&str, &str)], keep: &[i64]) -> String {
+        let json = edits
+            .iter()
+            .fold(VMAP_JSON.to_owned(), |j, (from, to)| j.replace(from, to));
+        let mut v: Value = serde_json::from_str(&json).unwrap();
+        v["nftables"].as_array_mut().unwrap().retain(|i| {
+            i.get("rule")
+                .is_none_or(|r| keep.contains(&r["handle"].as_i64().unwrap()))
+        });
+        v.to_string()
+    }
+
+    #[test]
+    fn a_ct_state_verdict_map_that_drops_invalid_is_found() {
+        let pre = "table inet fw chain pre (hook prerouting, priority -150)";
+        assert_eq!(invalid_drops_before_synproxy(&vmaps_with(&[6]), ""), [pre]);
+        let invalid_drop = r#"["invalid", {"drop": null}]"#;
+        // Invalid packets accepted; only established ones dropped.
+        for edits in [
+            [(invalid_drop, r#"["invalid", {"accept": null}]"#)],
+            [(
+                r#""established", {"accept": null}"#,
+                r#""invalid", {"accept": null}], ["established", {"drop": null}"#,
+            )],
+        ] {
+            let json = edited_vmaps_with(
+                &[edits[0], (invalid_drop, r#"["new", {"accept": null}]"#)],
+                &[6],
+            );
+            assert!(
+                invalid_drops_before_synproxy(&json, "").is_empty(),
+                "{edits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_drop_reached_by_a_verdict_map_is_found() {
+        let through =
+            ["table inet fw chain pre (hook prerouting, priority -150), through chain web"];
+        // An inline map's element, and a named map's.
+        assert_eq!(
+            invalid_drops_before_synproxy(&vmaps_with(&[8, 10]), ""),
+            through
+        );
+        assert_eq!(
+            invalid_drops_before_synproxy(&vmaps_with(&[9, 10]), ""),
+            through
+        );
+        // The chain alone, or reached by a map for UDP only, is not.
+        assert!(invalid_drops_before_synproxy(&vmaps_with(&[10]), "").is_empty());
+        let udp = edited_vmaps_with(
+            &[(r#""protocol": "tcp""#, r#""protocol": "udp""#)],
+            &[8, 10],
+        );
+        assert!(invalid_drops_before_synproxy(&udp, "").is_empty());
+        let by_proto = edited_vmaps_with(&[(r#""tcp", 80"#, r#""udp", 80"#)], &[9, 10]);
+        assert!(invalid_drops_before_synproxy(&by_proto, "").is_empty());
     }
 
     #[test]

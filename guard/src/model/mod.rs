@@ -19,6 +19,7 @@ pub mod offenders;
 pub mod paths;
 pub mod policy;
 pub mod ports;
+mod ruleset;
 pub mod sizing;
 pub mod stats;
 pub mod status;

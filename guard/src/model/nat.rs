@@ -16,11 +16,11 @@
 //! its own, reached without one, may rewrite any TCP port. A rule or a
 //! map element for UDP only is no concern of cookies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::firewall::{MAX_JUMPS, Rule, items, rule_texts, rules, targets};
+use super::ruleset::{MAX_JUMPS, Ruleset, items, targets, udp_alone};
 
 /// Inclusive ranges of ports; `None`: every port.
 type Ports = Option<Vec<(u16, u16)>>;
@@ -58,14 +58,10 @@ const MAX_VISITS: usize = 100_000;
 #[must_use]
 pub fn rewrites(json: &str, listing: &str) -> Rewrites {
     let items = items(json);
-    let walk = Walk {
-        items: &items,
-        rules: rules(&items),
-        texts: rule_texts(listing),
-    };
+    let walk = Walk(Ruleset::new(&items, listing));
     let mut out = Rewrites::default();
     let mut visits = 0;
-    for chain in items.iter().filter_map(|i| i.get("chain")) {
+    for chain in walk.0.chains() {
         let (Some(family), Some(table), Some(name)) = (
             chain["family"].as_str(),
             chain["table"].as_str(),
@@ -85,11 +81,7 @@ pub fn rewrites(json: &str, listing: &str) -> Rewrites {
     out
 }
 
-struct Walk<'a> {
-    items: &'a [Value],
-    rules: Vec<Rule<'a>>,
-    texts: HashMap<(String, String, i64), String>,
-}
+struct Walk<'a>(Ruleset<'a>);
 
 impl<'a> Walk<'a> {
     /// Records the rewriting rules of `chain`, reached with `ports`, and
@@ -113,23 +105,15 @@ impl<'a> Walk<'a> {
             return;
         }
         path.push(chain);
-        for rule in self
-            .rules
-            .iter()
-            .filter(|r| r.family == family && r.table == table && r.chain == chain)
-        {
+        for rule in self.0.rules_of(family, table, chain) {
             *visits += 1;
             if *visits > MAX_VISITS {
                 break;
             }
-            let text = rule
-                .handle
-                .and_then(|h| self.texts.get(&(family.to_owned(), table.to_owned(), h)))
-                .map(String::as_str);
             if udp_only(rule.expr) {
                 continue;
             }
-            let ports = intersect(ports, &own_ports(rule.expr, text));
+            let ports = intersect(ports, &own_ports(rule.expr, self.0.text(rule)));
             if ports.as_ref().is_some_and(Vec::is_empty) {
                 continue;
             }
@@ -147,8 +131,8 @@ impl<'a> Walk<'a> {
             for target in targets(rule) {
                 self.chain(family, table, target, &ports, path, visits, out);
             }
-            for (target, key) in self.branches(rule) {
-                let Some(own) = key_ports(&key) else {
+            for element in self.0.elements(rule) {
+                let (Some(target), Some(own)) = (element.target(), key_ports(&element.key)) else {
                     continue;
                 };
                 let ports = intersect(&ports, &own);
@@ -158,56 +142,6 @@ impl<'a> Walk<'a> {
             }
         }
         path.pop();
-    }
-
-    /// The branches of the rule's verdict maps, inline or named (`@name`,
-    /// in the rule's table): each element's chain, with the map's key
-    /// expressions paired with the element's values (a concatenation in
-    /// its parts).
-    fn branches(&self, rule: &Rule<'a>) -> Vec<(&'a str, Vec<(&'a Value, &'a Value)>)> {
-        let mut out = Vec::new();
-        for vmap in rule.expr.iter().filter_map(|e| e.get("vmap")) {
-            let elems = match &vmap["data"] {
-                Value::String(name) => name
-                    .strip_prefix('@')
-                    .and_then(|name| self.map_elems(rule.family, rule.table, name)),
-                data => data["set"].as_array(),
-            };
-            let keys = parts(&vmap["key"]);
-            for elem in elems.into_iter().flatten() {
-                let (Some(value), Some(verdict)) = (elem.get(0), elem.get(1)) else {
-                    continue;
-                };
-                // An element with a comment or a timeout wraps its value.
-                let value = value.get("elem").map_or(value, |e| &e["val"]);
-                let target = verdict
-                    .get("jump")
-                    .or_else(|| verdict.get("goto"))
-                    .and_then(|j| j["target"].as_str());
-                if let Some(target) = target {
-                    out.push((target, keys.iter().copied().zip(parts(value)).collect()));
-                }
-            }
-        }
-        out
-    }
-
-    /// The elements of the named map `name` of `family`'s `table`.
-    fn map_elems(&self, family: &str, table: &str, name: &str) -> Option<&'a Vec<Value>> {
-        self.items.iter().find_map(|i| {
-            let m = i.get("map")?;
-            (m["family"] == family && m["table"] == table && m["name"] == name)
-                .then(|| m["elem"].as_array())
-                .flatten()
-        })
-    }
-}
-
-/// A key or a value in its parts: a concatenation's, or itself alone.
-fn parts(v: &Value) -> Vec<&Value> {
-    match v.get("concat").and_then(Value::as_array) {
-        Some(parts) => parts.iter().collect(),
-        None => vec![v],
     }
 }
 
@@ -246,15 +180,6 @@ fn udp_only(expr: &[Value]) -> bool {
         let m = &e["match"];
         matches!(m["op"].as_str(), Some("==" | "in")) && udp_alone(&m["left"], &m["right"])
     })
-}
-
-/// Whether `left` equal to `right` (a rule's match, or a verdict map's
-/// key and an element's value) holds for UDP packets alone: a field of
-/// the UDP header, or `meta l4proto udp`.
-fn udp_alone(left: &Value, right: &Value) -> bool {
-    left["payload"]["protocol"].as_str() == Some("udp")
-        || (left["meta"]["key"].as_str() == Some("l4proto")
-            && (right.as_str() == Some("udp") || right.as_u64() == Some(17)))
 }
 
 /// Whether `left` is a TCP destination port (`tcp dport`, `th dport`).
