@@ -16,7 +16,7 @@ use guard_tests::{
     guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     host::{KeptLists, LISTS_FILE},
     kernel_test,
-    net::TestNet,
+    net::{TestNet, run_tool},
     nft::Counters,
     packet::TCP_SYN,
 };
@@ -766,6 +766,15 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
         ),
     );
     let file_arg = file.display().to_string();
+    // iptables-legacy's tables, which guard reads with its save tool.
+    for rule in [
+        "-t nat -A PREROUTING -p tcp --dport 9 -j REDIRECT --to-ports 10",
+        "-t mangle -A INPUT -m conntrack --ctstate INVALID -j ACCEPT",
+    ] {
+        let mut args = vec!["netns", "exec", &net.victim, "iptables-legacy"];
+        args.extend(rule.split(' '));
+        let _ = run_tool("ip", &args);
+    }
     let strace = |name: &str| {
         let mut command = std::process::Command::new("strace");
         command
@@ -819,6 +828,11 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
     let restore = strace("restore").arg("restore").output().expect("strace");
     assert!(restore.status.success(), "{restore:?}");
 
+    let run_trace = fs::read_to_string(dir.join("run")).unwrap_or_default();
+    assert!(
+        run_trace.contains("iptables-legacy-save"),
+        "guard run never read iptables-legacy's tables"
+    );
     let mut missing = std::collections::BTreeSet::new();
     for name in ["check-config", "run", "restore"] {
         let calls = traced_syscalls(&dir.join(name));

@@ -243,29 +243,106 @@ const PUBLISHED_BY_VMAP: &str = "table ip publish {
 }
 ";
 
+/// [`PUBLISHED`]'s counter alone: the rewrite is iptables-legacy's, which
+/// nftables does not show (older distributions, and Docker on them).
+const COUNTED: &str = "table ip publish {
+  counter redirected { }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    tcp dport 8081 tcp flags & (syn | ack) == syn counter name \"redirected\"
+  }
+}
+";
+
 #[test]
 fn a_port_the_nat_rules_rewrite_gets_no_cookies_and_its_connections_go_where_they_send_them() {
-    published_port_keeps_its_connections(PUBLISHED, "pre");
+    published_port_keeps_its_connections(PUBLISHED, &[], "table ip publish chain pre");
 }
 
 #[test]
 fn a_port_a_nat_verdict_map_sends_on_gets_no_cookies_and_its_connections_go_there() {
-    published_port_keeps_its_connections(PUBLISHED_BY_VMAP, "svc");
+    published_port_keeps_its_connections(PUBLISHED_BY_VMAP, &[], "table ip publish chain svc");
 }
 
-/// With `rules` loaded, guard says that chain `rewriter` of table `ip
-/// publish` rewrites the port and gives it no cookies, and five
-/// connections to it reach the port the rules send them to.
-fn published_port_keeps_its_connections(rules: &str, rewriter: &str) {
+#[test]
+fn a_port_iptables_legacy_rewrites_gets_no_cookies_and_its_connections_go_there() {
+    let redirect = format!(
+        "-t nat -A PREROUTING -p tcp -m tcp --dport {PORT} -j REDIRECT --to-ports {}",
+        PORT + 1
+    );
+    published_port_keeps_its_connections(
+        COUNTED,
+        &redirect.split(' ').collect::<Vec<_>>(),
+        "iptables-legacy table nat chain PREROUTING",
+    );
+}
+
+/// Without CAP_NET_RAW (a unit that leaves it out), iptables-legacy's nat
+/// table cannot be read: guard says so, and what that may cost, rather
+/// than arm cookies in silence on ports it may rewrite.
+#[test]
+fn an_iptables_legacy_nat_table_guard_cannot_read_is_reported() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _ = run_tool(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.victim,
+            "iptables-legacy",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "--dport",
+            "9",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "10",
+        ],
+    );
+    let mut args = vec!["run", "--netns", &net.victim, "--iface", &net.victim_if];
+    args.extend_from_slice(ALWAYS);
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--bounding-set", "-net_raw", "--"])
+        .arg(guard_proc::guard_bin())
+        .args(&args);
+    let guard = Guard::start_command(&mut command, &args);
+    guard.wait_for_log(&format!(
+        "iptables-legacy's nat table in netns {} could not be read",
+        net.victim
+    ));
+    guard.wait_for_log(
+        "a port its rules rewrite may get SYN cookies, and then its connections fail",
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// With `rules` loaded, and `legacy` given to iptables-legacy (if not
+/// empty), guard says that the chain at `at` rewrites the port and gives
+/// it no cookies, and five connections to it reach the port the rules
+/// send them to.
+fn published_port_keeps_its_connections(rules: &str, legacy: &[&str], at: &str) {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _proxy = EchoServer::start(&net.victim, server_addr());
     let target = SocketAddr::new(server_addr().ip(), PORT + 1);
     let _service = EchoServer::start(&net.victim, target);
     let _ = nft(&net.victim, &["-f", "-"], Some(rules));
+    if !legacy.is_empty() {
+        let mut args = vec!["netns", "exec", &net.victim, "iptables-legacy"];
+        args.extend_from_slice(legacy);
+        let _ = run_tool("ip", &args);
+    }
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!(
-        "port {PORT} gets no SYN cookies: table ip publish chain {rewriter} rewrites it"
+        "port {PORT} gets no SYN cookies: {at} rewrites it"
     ));
     // The other listener has cookies: they are on, just not for this port.
     guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));
@@ -408,10 +485,11 @@ const VMAP_DROPS: &str = "table inet early_vmap {
 
 /// An early drop reached through a jump, the anti-DDoS guides' own
 /// iptables rule as iptables-nft writes it (an `xt` match, whose state
-/// only nft's text listing shows), and the drops verdict maps make: guard
-/// names them all.
+/// only nft's text listing shows) and as iptables-legacy does (in the
+/// kernel's xtables, which nft does not show), and the drops verdict maps
+/// make: guard names them all.
 #[test]
-fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_nft_is_named() {
+fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_is_named() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     // Cookies come on for a listening port.
@@ -438,7 +516,30 @@ fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_nft_is_named() {
             "DROP",
         ],
     );
+    let _ = run_tool(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.victim,
+            "iptables-legacy",
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "state",
+            "--state",
+            "INVALID",
+            "-j",
+            "DROP",
+        ],
+    );
     let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "iptables-legacy table mangle chain PREROUTING (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid",
+        net.victim
+    ));
     guard.wait_for_log(&format!(
         "table ip early_jump chain prerouting (hook prerouting, priority -150), through chain checks in netns {} drops what conntrack calls invalid",
         net.victim

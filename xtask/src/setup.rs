@@ -35,8 +35,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("strace", "strace"),
     // The fleet tests' own server (JetStream, loopback only).
     ("nats-server", "nats-server"),
-    // iptables-nft, for the rules of iptables guides that guard must read
-    // in the nftables ruleset.
+    // iptables-nft and iptables-legacy, for the rules of iptables guides
+    // and older Docker hosts that guard must read (in the nftables ruleset;
+    // with iptables-legacy-save).
     ("iptables", "iptables"),
 ];
 

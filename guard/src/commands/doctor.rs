@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     dataplane::pins::Layout,
-    host::{files::HostFiles, iface, instances, netns::Scope, nft, preflight, status_file},
+    host::{
+        files::HostFiles, iface, instances, netns::Scope, nft, preflight, status_file, xtables,
+    },
     model::{
         doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
         firewall::invalid_drops_before_synproxy,
@@ -82,8 +84,11 @@ fn gather_live(files: &HostFiles) -> Live {
         run: instances::choose(None)
             .ok()
             .and_then(|dir| status_file::read_run(&dir)),
-        firewall: nft::ruleset(&Scope::Host)
-            .map(|(json, listing)| invalid_drops_before_synproxy(&json, &listing))
+        firewall: xtables::legacy(&Scope::Host, &["mangle"])
+            .and_then(|legacy| {
+                let (json, listing) = nft::ruleset(&Scope::Host)?;
+                Ok(invalid_drops_before_synproxy(&json, &listing, &legacy))
+            })
             .map_err(|e| format!("{e:#}")),
     }
 }

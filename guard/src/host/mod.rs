@@ -21,3 +21,4 @@ pub mod preflight;
 pub mod restore;
 pub mod status_file;
 pub mod synproxy;
+pub mod xtables;

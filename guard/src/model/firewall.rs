@@ -7,7 +7,9 @@
 //! The rule may be a match (`ct state invalid drop`; iptables-nft's `-m
 //! conntrack --ctstate INVALID` and `-m state`, read from the listing) or
 //! a verdict map's element (`ct state vmap { invalid : drop, ... }`).
-//! Rules of iptables-legacy are not in nftables and are not seen.
+//! iptables-legacy's rules, which nftables does not show, are read from
+//! its save (`xtables`): its mangle table's prerouting and input chains
+//! run at priority mangle (-150), after conntrack and before guard's.
 
 use std::collections::BTreeSet;
 
@@ -16,12 +18,17 @@ use serde_json::Value;
 use super::{
     nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE},
     ruleset::{MAX_JUMPS, Rule, Ruleset, drops, items, targets},
+    xtables::{Save, Tables},
 };
 
 /// What such a chain does, after its name, for the log and for doctor.
 pub const CONSEQUENCE: &str = "drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections fail";
 /// What to do about it.
-pub const FIX: &str = "move that rule to priority filter or later";
+pub const FIX: &str =
+    "move that rule to priority filter or later (for iptables, to the filter table)";
+
+/// The priority of iptables' mangle chains.
+const MANGLE_PRIORITY: i64 = -150;
 
 /// Conntrack's priority on the prerouting hook: a chain at or below it runs
 /// before conntrack, where `ct state` says nothing about the connection.
@@ -30,11 +37,12 @@ const CONNTRACK_PRIORITY: i64 = -200;
 /// The chains holding a rule that drops (or rejects) invalid packets
 /// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
 /// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
-/// is in a chain it reaches. `json` is `nft -j list ruleset`, `listing`
-/// `nft -a list ruleset` (for iptables-nft's rules). Empty if the JSON
-/// cannot be read.
+/// is in a chain it reaches; iptables-legacy's begin with its tool's name.
+/// `json` is `nft -j list ruleset`, `listing` `nft -a list ruleset` (for
+/// iptables-nft's rules), `legacy` iptables-legacy's mangle tables. Nothing
+/// from nftables if the JSON cannot be read.
 #[must_use]
-pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
+pub fn invalid_drops_before_synproxy(json: &str, listing: &str, legacy: &[Save]) -> Vec<String> {
     let items = items(json);
     let set = Ruleset::new(&items, listing);
     let mut out = Vec::new();
@@ -63,13 +71,23 @@ pub fn invalid_drops_before_synproxy(json: &str, listing: &str) -> Vec<String> {
         }
         let mut seen = BTreeSet::new();
         if let Some(found) = dropping_chain(&set, family, table, name, &mut seen, 0) {
-            let via = match found {
-                Found::Here => String::new(),
-                Found::Through(c) => format!(", through chain {c}"),
-            };
             out.push(format!(
-                "table {family} {table} chain {name} (hook {hook}, priority {prio}){via}"
+                "table {family} {table} chain {name} (hook {hook}, priority {prio}){}",
+                found.via()
             ));
+        }
+    }
+    for save in legacy {
+        let tables = Tables::parse(&save.text);
+        for (chain, hook) in [("PREROUTING", "prerouting"), ("INPUT", "input")] {
+            let mut seen = BTreeSet::new();
+            if let Some(found) = legacy_dropping_chain(&tables, chain, &mut seen, 0) {
+                out.push(format!(
+                    "{} table mangle chain {chain} (hook {hook}, priority {MANGLE_PRIORITY}){}",
+                    save.tool(),
+                    found.via()
+                ));
+            }
         }
     }
     out
@@ -80,6 +98,50 @@ enum Found<'a> {
     Here,
     /// In this chain, reached by a jump or a goto.
     Through(&'a str),
+}
+
+impl<'a> Found<'a> {
+    /// The words that say where, after the chain's name.
+    fn via(&self) -> String {
+        match self {
+            Found::Here => String::new(),
+            Found::Through(c) => format!(", through chain {c}"),
+        }
+    }
+
+    /// Found in `target`, which a chain reached.
+    fn through(self, target: &'a str) -> Self {
+        match self {
+            Found::Here => Found::Through(target),
+            through @ Found::Through(_) => through,
+        }
+    }
+}
+
+/// [`dropping_chain`] for a chain of iptables-legacy's mangle table.
+fn legacy_dropping_chain<'a>(
+    tables: &'a Tables,
+    chain: &'a str,
+    seen: &mut BTreeSet<&'a str>,
+    depth: usize,
+) -> Option<Found<'a>> {
+    if depth > MAX_JUMPS || !seen.insert(chain) {
+        return None;
+    }
+    let own = tables.rules_of("mangle", chain);
+    for rule in own.clone() {
+        if matches!(rule.target(), Some("DROP" | "REJECT")) && rule.matches_state("INVALID") {
+            return Some(Found::Here);
+        }
+    }
+    for rule in own {
+        if let Some(target) = tables.jump(rule)
+            && let Some(found) = legacy_dropping_chain(tables, target, seen, depth + 1)
+        {
+            return Some(found.through(target));
+        }
+    }
+    None
 }
 
 /// Whether `chain`, or a chain it jumps or goes to, holds a rule that
@@ -110,10 +172,7 @@ fn dropping_chain<'a>(
             .filter_map(|e| e.target());
         for target in targets(rule).chain(branches) {
             if let Some(found) = dropping_chain(set, family, table, target, seen, depth + 1) {
-                return Some(Found::Through(match found {
-                    Found::Here => target,
-                    Found::Through(c) => c,
-                }));
+                return Some(found.through(target));
             }
         }
     }
@@ -181,6 +240,43 @@ fn text_matches_invalid(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// What the walk finds in nftables' ruleset alone.
+    fn found_in(json: &str, listing: &str) -> Vec<String> {
+        invalid_drops_before_synproxy(json, listing, &[])
+    }
+
+    /// iptables-legacy's mangle table: the anti-DDoS guides' drop at
+    /// prerouting, and one behind a jump from input, both named with the
+    /// tool; a negated state is no drop.
+    #[test]
+    fn iptables_legacys_invalid_drops_are_read_from_its_save() {
+        let legacy = [Save {
+            family: "ip",
+            text: include_str!("../../tests/fixtures/iptables-legacy.save").to_owned(),
+        }];
+        assert_eq!(
+            invalid_drops_before_synproxy("", "", &legacy),
+            [
+                "iptables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)",
+                "iptables-legacy table mangle chain INPUT (hook input, priority -150), through chain CHECKS"
+            ]
+        );
+        let negated = "*mangle\n-A PREROUTING -m conntrack ! --ctstate INVALID -j DROP\n-A PREROUTING -m conntrack --ctstate INVALID -j ACCEPT\nCOMMIT\n";
+        let six = [Save {
+            family: "ip6",
+            text: negated.to_owned(),
+        }];
+        assert!(invalid_drops_before_synproxy("", "", &six).is_empty());
+        let dropping = [Save {
+            family: "ip6",
+            text: negated.replace("-j ACCEPT", "-j DROP"),
+        }];
+        assert_eq!(
+            invalid_drops_before_synproxy("", "", &dropping),
+            ["ip6tables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)"]
+        );
+    }
+
     /// `nft -j list ruleset` of nft 1.0.6 for a chain and one rule.
     fn ruleset(family: &str, table: &str, hook: &str, prio: i64, rule: &str) -> String {
         format!(
@@ -232,20 +328,20 @@ mod tests {
 
     #[test]
     fn an_iptables_nft_invalid_drop_is_read_from_the_listing() {
-        let found = invalid_drops_before_synproxy(&iptables_with(&[6]), IPTABLES_LISTING);
+        let found = found_in(&iptables_with(&[6]), IPTABLES_LISTING);
         assert_eq!(
             found,
             ["table ip mangle chain PREROUTING (hook prerouting, priority -150)"]
         );
         // Without the listing, an xt match says nothing.
-        assert!(invalid_drops_before_synproxy(&iptables_with(&[6]), "").is_empty());
+        assert!(found_in(&iptables_with(&[6]), "").is_empty());
         // A negated state is no invalid drop.
-        assert!(invalid_drops_before_synproxy(&iptables_with(&[5]), IPTABLES_LISTING).is_empty());
+        assert!(found_in(&iptables_with(&[5]), IPTABLES_LISTING).is_empty());
     }
 
     #[test]
     fn an_invalid_drop_in_a_chain_jumped_to_is_found() {
-        let found = invalid_drops_before_synproxy(&iptables_with(&[2, 4]), IPTABLES_LISTING);
+        let found = found_in(&iptables_with(&[2, 4]), IPTABLES_LISTING);
         assert_eq!(
             found,
             [
@@ -253,7 +349,7 @@ mod tests {
             ]
         );
         // The chain alone, jumped to by no early chain, is not reported.
-        assert!(invalid_drops_before_synproxy(&iptables_with(&[2]), IPTABLES_LISTING).is_empty());
+        assert!(found_in(&iptables_with(&[2]), IPTABLES_LISTING).is_empty());
     }
 
     /// What nft 1.0.6 prints (`-j`) for a chain at priority mangle with
@@ -286,7 +382,7 @@ mod tests {
     #[test]
     fn a_ct_state_verdict_map_that_drops_invalid_is_found() {
         let pre = "table inet fw chain pre (hook prerouting, priority -150)";
-        assert_eq!(invalid_drops_before_synproxy(&vmaps_with(&[6]), ""), [pre]);
+        assert_eq!(found_in(&vmaps_with(&[6]), ""), [pre]);
         let invalid_drop = r#"["invalid", {"drop": null}]"#;
         // Invalid packets accepted; only established ones dropped.
         for edits in [
@@ -300,10 +396,7 @@ mod tests {
                 &[edits[0], (invalid_drop, r#"["new", {"accept": null}]"#)],
                 &[6],
             );
-            assert!(
-                invalid_drops_before_synproxy(&json, "").is_empty(),
-                "{edits:?}"
-            );
+            assert!(found_in(&json, "").is_empty(), "{edits:?}");
         }
     }
 
@@ -312,23 +405,17 @@ mod tests {
         let through =
             ["table inet fw chain pre (hook prerouting, priority -150), through chain web"];
         // An inline map's element, and a named map's.
-        assert_eq!(
-            invalid_drops_before_synproxy(&vmaps_with(&[8, 10]), ""),
-            through
-        );
-        assert_eq!(
-            invalid_drops_before_synproxy(&vmaps_with(&[9, 10]), ""),
-            through
-        );
+        assert_eq!(found_in(&vmaps_with(&[8, 10]), ""), through);
+        assert_eq!(found_in(&vmaps_with(&[9, 10]), ""), through);
         // The chain alone, or reached by a map for UDP only, is not.
-        assert!(invalid_drops_before_synproxy(&vmaps_with(&[10]), "").is_empty());
+        assert!(found_in(&vmaps_with(&[10]), "").is_empty());
         let udp = edited_vmaps_with(
             &[(r#""protocol": "tcp""#, r#""protocol": "udp""#)],
             &[8, 10],
         );
-        assert!(invalid_drops_before_synproxy(&udp, "").is_empty());
+        assert!(found_in(&udp, "").is_empty());
         let by_proto = edited_vmaps_with(&[(r#""tcp", 80"#, r#""udp", 80"#)], &[9, 10]);
-        assert!(invalid_drops_before_synproxy(&by_proto, "").is_empty());
+        assert!(found_in(&by_proto, "").is_empty());
     }
 
     #[test]
@@ -340,13 +427,13 @@ mod tests {
             {"rule": {"family": "inet", "table": "t", "chain": "base", "expr": [{"jump": {"target": "a"}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "a", "expr": [{"goto": {"target": "b"}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "b", "expr": [{"jump": {"target": "a"}}]}}]}"#;
-        assert!(invalid_drops_before_synproxy(json, "").is_empty());
+        assert!(found_in(json, "").is_empty());
         let dropping = json.replace(
             r#""chain": "b", "expr": [{"jump": {"target": "a"}}]"#,
             &format!(r#""chain": "b", "expr": {INVALID_DROP}"#),
         );
         assert_eq!(
-            invalid_drops_before_synproxy(&dropping, ""),
+            found_in(&dropping, ""),
             ["table inet t chain base (hook prerouting, priority -150), through chain b"]
         );
     }
@@ -354,10 +441,7 @@ mod tests {
     #[test]
     fn an_invalid_drop_after_conntrack_on_prerouting_is_found() {
         for rule in [INVALID_DROP, SET_DROP, INVALID_REJECT] {
-            let found = invalid_drops_before_synproxy(
-                &ruleset("ip", "mangle", "prerouting", -150, rule),
-                "",
-            );
+            let found = found_in(&ruleset("ip", "mangle", "prerouting", -150, rule), "");
             assert_eq!(
                 found,
                 ["table ip mangle chain c (hook prerouting, priority -150)"],
@@ -369,10 +453,7 @@ mod tests {
     #[test]
     fn an_invalid_drop_on_input_before_or_at_guards_priority_is_found() {
         for prio in [-150, -10, SYNPROXY_PRIORITY] {
-            let found = invalid_drops_before_synproxy(
-                &ruleset("inet", "fw", "input", prio, INVALID_DROP),
-                "",
-            );
+            let found = found_in(&ruleset("inet", "fw", "input", prio, INVALID_DROP), "");
             assert_eq!(found.len(), 1, "priority {prio}");
         }
     }
@@ -391,7 +472,7 @@ mod tests {
             ("forward", -150, INVALID_DROP),
             ("output", -150, INVALID_DROP),
         ] {
-            let found = invalid_drops_before_synproxy(&ruleset("inet", "fw", hook, prio, rule), "");
+            let found = found_in(&ruleset("inet", "fw", hook, prio, rule), "");
             assert!(found.is_empty(), "{hook} {prio} {rule}: {found:?}");
         }
     }
@@ -405,14 +486,14 @@ mod tests {
             SYNPROXY_PRIORITY,
             INVALID_DROP,
         );
-        assert!(invalid_drops_before_synproxy(&own, "").is_empty());
+        assert!(found_in(&own, "").is_empty());
         let bridge = ruleset("bridge", "b", "prerouting", -150, INVALID_DROP);
-        assert!(invalid_drops_before_synproxy(&bridge, "").is_empty());
+        assert!(found_in(&bridge, "").is_empty());
     }
 
     #[test]
     fn an_unreadable_ruleset_reports_nothing() {
-        assert!(invalid_drops_before_synproxy("", "").is_empty());
-        assert!(invalid_drops_before_synproxy("{\"nftables\": 3}", "").is_empty());
+        assert!(found_in("", "").is_empty());
+        assert!(found_in("{\"nftables\": 3}", "").is_empty());
     }
 }

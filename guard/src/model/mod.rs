@@ -25,6 +25,7 @@ pub mod stats;
 pub mod status;
 pub mod tcp;
 pub mod xdp;
+pub mod xtables;
 
 /// A counter as a float, for rates and percentages shown to people and for
 /// the policy's arithmetic (counts stay far below 2^53).

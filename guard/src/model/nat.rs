@@ -20,7 +20,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::ruleset::{MAX_JUMPS, Ruleset, items, targets, udp_alone};
+use super::{
+    ruleset::{MAX_JUMPS, Ruleset, items, targets, udp_alone},
+    xtables::{Save, Tables},
+};
 
 /// Inclusive ranges of ports; `None`: every port.
 type Ports = Option<Vec<(u16, u16)>>;
@@ -36,6 +39,18 @@ pub struct Rewrites {
 }
 
 impl Rewrites {
+    /// Records a rule at `at` that rewrites `ports`.
+    fn record(&mut self, ports: &Ports, at: String) {
+        match ports {
+            None => {
+                self.all.get_or_insert(at);
+            }
+            Some(ranges) => self
+                .ranges
+                .extend(ranges.iter().map(|&(lo, hi)| (lo, hi, at.clone()))),
+        }
+    }
+
     /// The place of a rule that rewrites `port`, if one does.
     #[must_use]
     pub fn rewriting(&self, port: u16) -> Option<&str> {
@@ -52,11 +67,12 @@ impl Rewrites {
 /// size reaches a chain by a few paths each.
 const MAX_VISITS: usize = 100_000;
 
-/// The rewrites of `json` (`nft -j list ruleset`); `listing` (`nft -a
-/// list ruleset`) gives the ports of rules whose match JSON leaves opaque
-/// (iptables' `-m multiport`). Nothing if the JSON cannot be read.
+/// The rewrites of `json` (`nft -j list ruleset`) and of iptables-legacy's
+/// `legacy` nat tables; `listing` (`nft -a list ruleset`) gives the ports
+/// of rules whose match JSON leaves opaque (iptables-nft's `-m
+/// multiport`). Nothing from nftables if the JSON cannot be read.
 #[must_use]
-pub fn rewrites(json: &str, listing: &str) -> Rewrites {
+pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
     let items = items(json);
     let walk = Walk(Ruleset::new(&items, listing));
     let mut out = Rewrites::default();
@@ -78,7 +94,43 @@ pub fn rewrites(json: &str, listing: &str) -> Rewrites {
         let mut path = Vec::new();
         walk.chain(family, table, name, &None, &mut path, &mut visits, &mut out);
     }
+    for save in legacy {
+        let tables = Tables::parse(&save.text);
+        let mut path = Vec::new();
+        legacy_chain(save, &tables, "PREROUTING", &None, &mut path, &mut out);
+    }
     out
+}
+
+/// [`Walk::chain`] for a chain of iptables-legacy's nat table.
+fn legacy_chain<'a>(
+    save: &Save,
+    tables: &'a Tables,
+    chain: &'a str,
+    ports: &Ports,
+    path: &mut Vec<&'a str>,
+    out: &mut Rewrites,
+) {
+    if path.len() > MAX_JUMPS || path.contains(&chain) {
+        return;
+    }
+    path.push(chain);
+    for rule in tables.rules_of("nat", chain) {
+        if !rule.may_be_tcp() {
+            continue;
+        }
+        let ports = intersect(ports, &rule.dports());
+        if ports.as_ref().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        if matches!(rule.target(), Some("DNAT" | "REDIRECT")) {
+            out.record(&ports, format!("{} table nat chain {chain}", save.tool()));
+        }
+        if let Some(next) = tables.jump(rule) {
+            legacy_chain(save, tables, next, &ports, path, out);
+        }
+    }
+    path.pop();
 }
 
 struct Walk<'a>(Ruleset<'a>);
@@ -118,15 +170,7 @@ impl<'a> Walk<'a> {
                 continue;
             }
             if translates(rule.expr) {
-                let at = format!("table {family} {table} chain {chain}");
-                match &ports {
-                    None => {
-                        out.all.get_or_insert(at);
-                    }
-                    Some(ranges) => out
-                        .ranges
-                        .extend(ranges.iter().map(|&(lo, hi)| (lo, hi, at.clone()))),
-                }
+                out.record(&ports, format!("table {family} {table} chain {chain}"));
             }
             for target in targets(rule) {
                 self.chain(family, table, target, &ports, path, visits, out);
@@ -296,7 +340,7 @@ mod tests {
 
     #[test]
     fn dockers_published_ports_are_rewritten() {
-        let r = rewrites(DOCKER_JSON, "");
+        let r = rewrites(DOCKER_JSON, "", &[]);
         assert_eq!(r.rewriting(8080), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9005), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9011), None);
@@ -316,6 +360,7 @@ mod tests {
         let r = rewrites(
             include_str!("../../tests/fixtures/nat/docker-nftables.json"),
             include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
+            &[],
         );
         assert_eq!(
             r.rewriting(8080),
@@ -334,6 +379,7 @@ mod tests {
         let r = rewrites(
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.json"),
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.txt"),
+            &[],
         );
         let endpoint = |name: &str| format!("table ip kube-proxy chain endpoint-{name}");
         // A ClusterIP's port, an external IP's, a NodePort.
@@ -356,15 +402,51 @@ mod tests {
         assert_eq!(r.all, None);
     }
 
+    /// iptables-legacy's nat table, which nft does not show: Docker's
+    /// published TCP ports and kube-proxy's ClusterIP and NodePort are
+    /// found with the ports of the jumps on their way; the UDP ones are
+    /// not. The ip6tables save has one of its own.
+    #[test]
+    fn iptables_legacys_nat_rules_are_read_from_its_save() {
+        let legacy = [
+            Save {
+                family: "ip",
+                text: include_str!("../../tests/fixtures/iptables-legacy.save").to_owned(),
+            },
+            Save {
+                family: "ip6",
+                text: "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 8443 -j DNAT --to-destination [2001:db8::5]:443\nCOMMIT\n".to_owned(),
+            },
+        ];
+        let r = rewrites("", "", &legacy);
+        let chain = |name: &str| format!("iptables-legacy table nat chain {name}");
+        assert_eq!(r.rewriting(8080), Some(chain("DOCKER").as_str()));
+        assert_eq!(r.rewriting(5432), Some(chain("DOCKER").as_str()));
+        assert_eq!(r.rewriting(443), Some(chain("KUBE-SEP-AAAA").as_str()));
+        assert_eq!(r.rewriting(30080), Some(chain("KUBE-SEP-DDDD").as_str()));
+        assert_eq!(
+            r.rewriting(8443),
+            Some("ip6tables-legacy table nat chain PREROUTING")
+        );
+        for port in [53, 5353, 80, 6443, 22] {
+            assert_eq!(r.rewriting(port), None, "port {port}");
+        }
+        assert_eq!(r.all, None);
+        // Read beside nftables' rules, not instead of them.
+        let both = rewrites(DOCKER_JSON, "", &legacy);
+        assert_eq!(both.rewriting(9005), Some("table ip nat chain DOCKER"));
+        assert_eq!(both.rewriting(30080), Some(chain("KUBE-SEP-DDDD").as_str()));
+    }
+
     #[test]
     fn a_native_dnat_rewrites_its_ports_only_on_the_nat_prerouting_hook() {
-        let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "");
+        let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "", &[]);
         assert_eq!(r.rewriting(80), Some("table inet t chain c"));
         assert_eq!(r.rewriting(444), Some("table inet t chain c"));
         assert_eq!(r.rewriting(445), None);
         for (kind, hook) in [("nat", "output"), ("filter", "prerouting")] {
             assert_eq!(
-                rewrites(&native(kind, hook, DPORT_SET_DNAT), ""),
+                rewrites(&native(kind, hook, DPORT_SET_DNAT), "", &[]),
                 Rewrites::default()
             );
         }
@@ -373,11 +455,11 @@ mod tests {
     #[test]
     fn a_rewrite_without_a_port_takes_them_all_but_not_for_udp() {
         let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"redirect": {"port": 3128}}]"#;
-        let r = rewrites(&native("nat", "prerouting", any), "");
+        let r = rewrites(&native("nat", "prerouting", any), "", &[]);
         assert_eq!(r.rewriting(22), Some("table inet t chain c"));
         let udp = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
         assert_eq!(
-            rewrites(&native("nat", "prerouting", udp), ""),
+            rewrites(&native("nat", "prerouting", udp), "", &[]),
             Rewrites::default()
         );
         // A negated port is any port; so is a named set, whose ports the
@@ -387,7 +469,7 @@ mod tests {
             DPORT_SET_DNAT.replace(r#"{"set": [80, {"range": [443, 444]}]}"#, r#""@published""#);
         for rule in [not, named] {
             assert!(
-                rewrites(&native("nat", "prerouting", &rule), "")
+                rewrites(&native("nat", "prerouting", &rule), "", &[])
                     .all
                     .is_some(),
                 "{rule}"
@@ -408,7 +490,7 @@ mod tests {
             {"rule": {"family": "ip", "table": "nat", "chain": "NODEPORTS", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 30053}}, {"jump": {"target": "SEP"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"jump": {"target": "PREROUTING"}}]}}]}"#;
-        let r = rewrites(json, "");
+        let r = rewrites(json, "", &[]);
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(30080), Some("table ip nat chain SEP"));
         assert_eq!(r.rewriting(30053), None);
@@ -424,7 +506,7 @@ mod tests {
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[80, {"jump": {"target": "WEB"}}], [{"range": [8000, 8010]}, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "udp", "field": "dport"}}, "data": {"set": [[53, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "WEB", "expr": [{"dnat": {"family": "ip", "addr": "198.18.5.2"}}]}}]}"#;
-        let r = rewrites(json, "");
+        let r = rewrites(json, "", &[]);
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(80), Some("table inet t chain WEB"));
         assert_eq!(r.rewriting(8005), Some("table inet t chain WEB"));
@@ -439,16 +521,16 @@ mod tests {
             r#"{"xt": {"type": "match", "name": "multiport"}}"#,
         );
         let listing = "table ip nat { # handle 1\n\tchain DOCKER { # handle 1\n\t\tiifname != \"docker0\" tcp dport { 8080, 8443-8444 } counter packets 0 bytes 0 dnat to 172.17.0.2:80 # handle 4\n\t}\n}\n";
-        let r = rewrites(&json, listing);
+        let r = rewrites(&json, listing, &[]);
         assert_eq!(r.all, None);
         assert!([8080, 8443, 8444].iter().all(|&p| r.rewriting(p).is_some()));
         assert_eq!(r.rewriting(8081), None);
         // Without the listing the rule may rewrite any port.
-        assert!(rewrites(&json, "").all.is_some());
+        assert!(rewrites(&json, "", &[]).all.is_some());
     }
 
     #[test]
     fn unreadable_json_rewrites_nothing() {
-        assert_eq!(rewrites("not json", ""), Rewrites::default());
+        assert_eq!(rewrites("not json", "", &[]), Rewrites::default());
     }
 }

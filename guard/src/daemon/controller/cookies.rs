@@ -11,29 +11,51 @@ use guard_common::ports::PORT_SLOTS;
 
 use crate::{
     config::{Settings, SynCookies},
-    host::{conntrack::knobs::Knobs, netns::Scope, nft, restore::Record},
+    host::{conntrack::knobs::Knobs, netns::Scope, nft, restore::Record, xtables},
     model::{
         conntrack::TCP_LOOSE,
         firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
         nat::{Rewrites, rewrites},
         ports::{PortTable, cookie_mode},
+        xtables::Save,
     },
 };
 
-/// A warning for each chain of the scope's ruleset that drops the cookie
-/// handshakes' ACKs before SYNPROXY sees them (none if the ruleset cannot
-/// be read: said at debug level).
+/// A warning for each chain of the scope's rules that drops the cookie
+/// handshakes' ACKs before SYNPROXY sees them (none if the nftables
+/// ruleset cannot be read: said at debug level), and one if
+/// iptables-legacy's mangle table cannot be read.
 pub(super) fn early_invalid_drops(scope: &Scope) -> Vec<String> {
     let suffix = scope.suffix();
+    let (legacy, unread) = legacy_tables(
+        scope,
+        "mangle",
+        "a rule of it that drops invalid packets before guard's SYNPROXY chain would go unnamed",
+    );
+    let mut warnings: Vec<String> = unread.into_iter().collect();
     match nft::ruleset(scope) {
-        Ok((json, listing)) => invalid_drops_before_synproxy(&json, &listing)
-            .into_iter()
-            .map(|chain| format!("{chain}{suffix} {CONSEQUENCE}; {FIX}"))
-            .collect(),
-        Err(e) => {
-            tracing::debug!("reading the nftables ruleset: {e:#}");
-            Vec::new()
-        }
+        Ok((json, listing)) => warnings.extend(
+            invalid_drops_before_synproxy(&json, &listing, &legacy)
+                .into_iter()
+                .map(|chain| format!("{chain}{suffix} {CONSEQUENCE}; {FIX}")),
+        ),
+        Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),
+    }
+    warnings
+}
+
+/// The scope's iptables-legacy `table`, if it has one; when it cannot be
+/// read, none and a warning that says what is missed for it (`missed`).
+fn legacy_tables(scope: &Scope, table: &str, missed: &str) -> (Vec<Save>, Option<String>) {
+    match xtables::legacy(scope, &[table]) {
+        Ok(saves) => (saves, None),
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
+                "iptables-legacy's {table} table{} could not be read ({e:#}): {missed}",
+                scope.suffix()
+            )),
+        ),
     }
 }
 
@@ -114,20 +136,33 @@ impl Ports {
 
     /// Reads the scope's nat rules again if the listening ports changed
     /// since the last reading, or it is [`NAT_REREAD`] old. A ruleset that
-    /// cannot be read keeps the last reading (said at debug level).
-    pub(super) fn read_nat(&mut self, scope: &Scope, listening: &BTreeSet<u16>, now: Instant) {
+    /// cannot be read keeps the last reading (said at debug level);
+    /// iptables-legacy's nat table that cannot be read is a problem to
+    /// report.
+    pub(super) fn read_nat(
+        &mut self,
+        scope: &Scope,
+        listening: &BTreeSet<u16>,
+        now: Instant,
+    ) -> Option<String> {
         let fresh = self
             .nat_read
             .as_ref()
             .is_some_and(|(ports, at)| ports == listening && now.duration_since(*at) < NAT_REREAD);
         if fresh {
-            return;
+            return None;
         }
         self.nat_read = Some((listening.clone(), now));
+        let (legacy, unread) = legacy_tables(
+            scope,
+            "nat",
+            "a port its rules rewrite may get SYN cookies, and then its connections fail",
+        );
         match nft::ruleset(scope) {
-            Ok((json, listing)) => self.nat = rewrites(&json, &listing),
+            Ok((json, listing)) => self.nat = rewrites(&json, &listing, &legacy),
             Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
         }
+        unread
     }
 
     /// Takes the protected namespace's listening ports, narrowed by

@@ -337,9 +337,13 @@ impl<'a> Controller<'a> {
             }
         };
         // Only a port that may get cookies needs its nat rules known.
-        if !self.dry_run && self.cfg.cookies != SynCookies::Never {
-            self.ports
-                .read_nat(self.knobs.scope(), &listening, Instant::now());
+        if !self.dry_run
+            && self.cfg.cookies != SynCookies::Never
+            && let Some(problem) =
+                self.ports
+                    .read_nat(self.knobs.scope(), &listening, Instant::now())
+        {
+            self.report_once(&problem);
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);

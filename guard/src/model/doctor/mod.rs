@@ -599,11 +599,11 @@ fn firewall(found: &Result<Vec<String>, String>) -> Finding {
     match found {
         Err(e) => Finding::skip(
             "firewall",
-            format!("the nftables ruleset could not be read ({e})"),
+            format!("the firewall's rules could not be read ({e})"),
         ),
         Ok(chains) if chains.is_empty() => Finding::ok(
             "firewall",
-            "no nftables rule drops invalid packets before guard's SYNPROXY chain",
+            "no nftables or iptables-legacy rule drops invalid packets before guard's SYNPROXY chain",
         ),
         Ok(chains) => Finding::warn(
             "firewall",
