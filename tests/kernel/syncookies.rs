@@ -154,6 +154,68 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
 }
 
+/// A listener bound to the wildcard address, as most servers are: its
+/// cookie handshakes' ACKs are untracked by socket lookup, so conntrack
+/// stays loose about lone ACKs while the port is armed. A connection made
+/// before guard whose conntrack entry is then gone (flushed, or expired at
+/// a level's short timeout) goes on, where with `tcp_loose` 0 SYNPROXY
+/// dropped its next segment. New clients connect through cookies, over
+/// IPv4 and IPv6. A listener bound to one address, armed too, makes
+/// conntrack strict again.
+#[test]
+fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let any = SocketAddr::new("::".parse().expect("address"), PORT);
+    let _server = EchoServer::start(&net.victim, any);
+    let loose_before = ct::local_sysctl(&net.victim, LOOSE);
+    assert_eq!(loose_before, 1, "the kernel's default");
+    let mut early = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection before guard");
+    echo_roundtrip(&mut early, b"before").expect("an echo before guard");
+
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    assert!(
+        synproxy_table(&net.victim).contains("socket wildcard 1 notrack"),
+        "{}",
+        synproxy_table(&net.victim)
+    );
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+    for addr in [server_addr(), server_addr6()] {
+        for i in 0..5 {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!(
+                    "connection {i} to {addr} through the cookie path: {e}\n{}",
+                    guard.stderr()
+                )
+            });
+        }
+    }
+    let c = counters(&stats(&net));
+    assert!(c["cookie_ack_valid"] >= 10, "{c:?}");
+
+    ct::flush(&net.victim);
+    echo_roundtrip(&mut early, b"after the flush").unwrap_or_else(|e| {
+        panic!(
+            "the connection whose entry is gone: {e}\n{}",
+            guard.stderr()
+        )
+    });
+
+    let bound = SocketAddr::new(server_addr().ip(), PORT + 1);
+    let _bound_server = EchoServer::start(&net.victim, bound);
+    guard.wait_for_log(&format!(
+        "nf_conntrack_tcp_loose 0 for port {} (a listener bound to one address)",
+        PORT + 1
+    ));
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
+    connect_echo(&net.attacker, bound, Duration::from_secs(3))
+        .expect("a connection to the bound listener through the cookie path");
+    guard.stop(libc::SIGTERM).assert_code(0);
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
 /// A server with receive buffers tuned past Linux's defaults (a 64 MiB
 /// `net.ipv4.tcp_rmem` maximum: window scale 11) gets cookies with its own
 /// scale. SYNPROXY does not translate windows, so a client of a cookie

@@ -1,12 +1,14 @@
 //! The TCP ports that have a listening socket in the calling thread's
 //! network namespace, through sock_diag (the `ss -ltn` query): the ports
-//! SYN cookies may protect. Call it through [`crate::host::netns::Scope::run`].
+//! SYN cookies may protect, and which are bound to one address
+//! (`model::ports::Listening`). Call it through
+//! [`crate::host::netns::Scope::run`].
 //!
 //! A port whose only listeners are bound to loopback is left out: a SYN
 //! from the wire can never reach it, so SYNPROXY could not complete its
 //! handshake. A forwarded or DNAT'ed port has no listener here at all.
 
-use std::{collections::BTreeSet, io, net::IpAddr};
+use std::{io, net::IpAddr};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -18,17 +20,13 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-/// Ports with a listener that the wire can reach, IPv4 and IPv6.
-pub fn listening_ports() -> io::Result<BTreeSet<u16>> {
-    let mut ports = BTreeSet::new();
-    for family in [AF_INET, AF_INET6] {
-        for (addr, port) in dump(family)? {
-            if !addr.is_loopback() {
-                ports.insert(port);
-            }
-        }
-    }
-    Ok(ports)
+use crate::model::ports::Listening;
+
+/// The listening ports, IPv4 and IPv6 (what they are: [`Listening`]).
+pub fn listening_ports() -> io::Result<Listening> {
+    let mut sockets = dump(AF_INET)?;
+    sockets.extend(dump(AF_INET6)?);
+    Ok(Listening::of(&sockets))
 }
 
 /// The bound address and port of every listening TCP socket of `family`.

@@ -30,9 +30,10 @@ pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
     })?
 }
 
-/// Installs (or replaces) the SYNPROXY rules.
-pub fn install(scope: &Scope, ports: &[u16], opts: SynproxyOptions) -> Result<()> {
-    nft(scope, &synproxy_script(ports, opts))
+/// Installs (or replaces) the SYNPROXY rules for the armed `ports`, of
+/// which `wild` have listeners bound to the wildcard address alone.
+pub fn install(scope: &Scope, ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> Result<()> {
+    nft(scope, &synproxy_script(ports, wild, opts))
 }
 
 /// Removes them; missing ones are fine.

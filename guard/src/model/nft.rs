@@ -5,11 +5,13 @@
 //!
 //! SYNPROXY: SYNs to the cookie ports are untracked (a SYN that still
 //! reaches the kernel, one XDP could not answer, is answered by SYNPROXY
-//! itself), and an ACK conntrack does not know (with
-//! `nf_conntrack_tcp_loose` 0, which the controller sets while cookies are
-//! on) goes to SYNPROXY, which checks its cookie with the same kernel
-//! secret and opens the connection to the real server. Invalid packets to
-//! those ports are dropped.
+//! itself), and a cookie handshake's ACK goes to SYNPROXY, which checks
+//! its cookie with the same kernel secret and opens the connection to the
+//! real server. The ACK is untracked when the port's listeners are all
+//! bound to the wildcard address (its socket lookup finds the listener,
+//! see [`synproxy_script`]), else invalid: conntrack does not know it, with
+//! `nf_conntrack_tcp_loose` 0, which the controller sets only while such a
+//! port is armed. Invalid packets to those ports are dropped.
 //!
 //! The input chain runs at `filter - 1`: after conntrack and DNAT, and
 //! before every chain at `filter` (iptables' INPUT, ufw, an operator's
@@ -78,28 +80,57 @@ pub struct SynproxyOptions {
     pub wscale: u8,
 }
 
-/// The nftables script for `ports`, the armed ones, in the set `armed`.
-/// With no port it is the dormant table: its rules match nothing, but its
-/// SYNPROXY statements keep netfilter's SYNPROXY hooks in place, which
-/// translate the timestamps of every connection SYNPROXY made for as long
-/// as it lives. Without them such a connection stalls (the client's PAWS
-/// check drops the server's segments), so the table stays, dormant, from
-/// the first armed port until guard stops.
+/// The nftables script for `ports`, the armed ones, in the set `armed`,
+/// and `wild`, those of them whose listeners are all bound to the
+/// wildcard address, in the set `wild`. With no port it is the dormant
+/// table: its rules match nothing, but its SYNPROXY statements keep
+/// netfilter's SYNPROXY hooks in place, which translate the timestamps of
+/// every connection SYNPROXY made for as long as it lives. Without them
+/// such a connection stalls (the client's PAWS check drops the server's
+/// segments), so the table stays, dormant, from the first armed port until
+/// guard stops.
+///
+/// A lone ACK to a `wild` port whose socket lookup finds the listener
+/// (bound to the wildcard: no connection's socket is) is a cookie
+/// handshake's, and is untracked so that SYNPROXY takes it; a connection's
+/// own finds its socket and is tracked as ever. Conntrack may then stay
+/// loose about lone ACKs (`tcp_loose` 1), so a connection whose entry is
+/// gone (flushed, or expired at a level's short timeout) is picked up
+/// again rather than dropped as invalid. A listener bound to one address
+/// has a connection's address, so for its port conntrack must be strict
+/// (`tcp_loose` 0) for the ACK to be invalid, and SYNPROXY's.
 #[must_use]
-pub fn synproxy_script(ports: &[u16], opts: SynproxyOptions) -> String {
+pub fn synproxy_script(ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> String {
+    let list = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut s = delete_table(SYNPROXY_TABLE);
     let _ = writeln!(s, "table inet {SYNPROXY_TABLE} {{");
     s.push_str("  set armed {\n    type inet_service;\n");
     if !ports.is_empty() {
-        let set = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(s, "    elements = {{ {set} }}");
+        let _ = writeln!(s, "    elements = {{ {} }}", list(ports));
     }
-    s.push_str("  }\n  chain prerouting {\n    type filter hook prerouting priority raw;\n");
+    s.push_str("  }\n");
+    // Only with a port in it: the rule needs nft_socket, which an old
+    // kernel may lack (the controller then arms with no `wild` port).
+    if !wild.is_empty() {
+        let _ = writeln!(
+            s,
+            "  set wild {{\n    type inet_service;\n    elements = {{ {} }}\n  }}",
+            list(wild)
+        );
+    }
+    s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
     s.push_str("    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n");
+    if !wild.is_empty() {
+        s.push_str(
+            "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 notrack\n",
+        );
+    }
     let _ = writeln!(
         s,
         "  }}\n  chain input {{\n    type filter hook input priority {SYNPROXY_PRIORITY};"
@@ -144,7 +175,7 @@ mod tests {
             mss: 1460,
             wscale: 7,
         };
-        let s = synproxy_script(&[80, 443], opts);
+        let s = synproxy_script(&[80, 443], &[], opts);
         assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
         assert!(
             s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
@@ -158,8 +189,24 @@ mod tests {
         assert!(s.contains("meta nfproto ipv6 tcp dport @armed ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport @armed ct state invalid drop\n  }\n}\n"));
         // Dormant: the same rules over an empty set.
-        let dormant = synproxy_script(&[], opts);
+        let dormant = synproxy_script(&[], &[], opts);
         assert!(dormant.contains("  set armed {\n    type inet_service;\n  }\n"));
         assert_eq!(dormant.matches(" synproxy mss ").count(), 2);
+        // No port bound to the wildcard alone: no socket lookup (nor
+        // nft_socket) at all.
+        assert!(!s.contains("socket") && !dormant.contains("socket"));
+    }
+
+    #[test]
+    fn a_wildcard_ports_cookie_acks_are_untracked_by_socket_lookup() {
+        let opts = SynproxyOptions {
+            mss: 1460,
+            wscale: 7,
+        };
+        let s = synproxy_script(&[80, 443], &[80], opts);
+        assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
+        assert!(s.contains(
+            "== syn notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 notrack\n  }\n"
+        ));
     }
 }

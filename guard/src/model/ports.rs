@@ -11,6 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     time::Duration,
 };
 
@@ -76,6 +77,39 @@ const ARM_SHARE: f64 = 0.1;
 const ARM_RATE: f64 = 100.0;
 /// An armed port answering fewer cookies a second than this is quiet.
 const QUIET_RATE: f64 = 100.0;
+
+/// The namespace's listening TCP ports, as SYN cookies see them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// Ports with a listener the wire can reach (one bound to loopback
+    /// alone cannot: no SYNPROXY handshake could complete to it).
+    pub ports: BTreeSet<u16>,
+    /// Those of them with a listener bound to one address rather than the
+    /// wildcard. A socket lookup finds such a listener with the same
+    /// address as a connection's socket, so netfilter cannot tell a cookie
+    /// handshake's ACK to it from a packet of a connection whose conntrack
+    /// entry is gone (`model::nft::synproxy_script`), and conntrack must be
+    /// strict about lone ACKs (`tcp_loose` 0) while one is armed.
+    pub bound: BTreeSet<u16>,
+}
+
+impl Listening {
+    /// From each listening socket's bound address and port.
+    #[must_use]
+    pub fn of(sockets: &[(IpAddr, u16)]) -> Self {
+        let mut out = Self::default();
+        for &(addr, port) in sockets {
+            if addr.is_loopback() {
+                continue;
+            }
+            out.ports.insert(port);
+            if !addr.is_unspecified() {
+                out.bound.insert(port);
+            }
+        }
+        out
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PortTable {
@@ -211,6 +245,24 @@ mod tests {
     use super::*;
 
     const CALM: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_port_bound_to_one_address_is_told_apart_from_the_wildcards() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let l = Listening::of(&[
+            (ip("0.0.0.0"), 80),
+            (ip("::"), 80),
+            (ip("::"), 443),
+            (ip("198.18.0.2"), 443),
+            (ip("2001:db8::2"), 8443),
+            (ip("127.0.0.1"), 5432),
+            (ip("::1"), 6379),
+            (ip("127.0.0.1"), 22),
+            (ip("0.0.0.0"), 22),
+        ]);
+        assert_eq!(l.ports, BTreeSet::from([22, 80, 443, 8443]));
+        assert_eq!(l.bound, BTreeSet::from([443, 8443]));
+    }
 
     /// Each port's counter slot, as the table's entries carry it.
     fn slots(t: &PortTable) -> BTreeMap<u16, u32> {

@@ -16,7 +16,7 @@ use crate::{
         conntrack::TCP_LOOSE,
         firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
         nat::{Rewrites, rewrites},
-        ports::{PortTable, cookie_mode},
+        ports::{Listening, PortTable, cookie_mode},
         xtables::Save,
     },
 };
@@ -102,9 +102,17 @@ pub(super) struct Ports {
     /// The port table last handed out.
     pub(super) written: BTreeMap<u16, u32>,
     /// Ports armed after the last tick, and the ports the SYNPROXY rules
-    /// cover: the armed ones and, for one tick more, those just disarmed.
+    /// cover: the armed ones and, for one tick more, those just disarmed;
+    /// `wild`, those of the rules' ports whose cookie ACKs the rules
+    /// untrack by socket lookup (`model::nft::synproxy_script`).
     pub(super) armed: BTreeSet<u16>,
     pub(super) rules: BTreeSet<u16>,
+    pub(super) wild: BTreeSet<u16>,
+    /// Listening ports bound to one address (`Listening::bound`).
+    pub(super) bound: BTreeSet<u16>,
+    /// Whether nftables' socket expression works here (nft_socket); if
+    /// not, no port is `wild`.
+    pub(super) socket_lookup: bool,
     /// Whether some attachment can send SYN cookies (see
     /// [`Controller::xdp_can_reply`]).
     pub(super) xdp_can_reply: bool,
@@ -128,6 +136,9 @@ impl Ports {
             written: BTreeMap::new(),
             armed: BTreeSet::new(),
             rules: BTreeSet::new(),
+            wild: BTreeSet::new(),
+            bound: BTreeSet::new(),
+            socket_lookup: true,
             xdp_can_reply: true,
             nat: Rewrites::default(),
             nat_read: None,
@@ -169,9 +180,11 @@ impl Ports {
     /// `--cookie-port`, less those the nat rules rewrite, into the port
     /// table; the problems to report (each rewritten port, and the ports
     /// that did not fit).
-    pub(super) fn listening(&mut self, listening: BTreeSet<u16>) -> Vec<String> {
+    pub(super) fn listening(&mut self, listening: Listening) -> Vec<String> {
         let mut problems = Vec::new();
+        self.bound = listening.bound;
         let eligible: BTreeSet<u16> = listening
+            .ports
             .into_iter()
             .filter(|p| self.narrow.is_empty() || self.narrow.contains(p))
             .filter(|&p| match self.nat.rewriting(p) {
@@ -193,6 +206,15 @@ impl Ports {
             ));
         }
         problems
+    }
+
+    /// The ports of `rules` whose cookie ACKs the rules may untrack by
+    /// socket lookup: all of them but those bound to one address.
+    pub(super) fn wild(&self, rules: &BTreeSet<u16>) -> BTreeSet<u16> {
+        if !self.socket_lookup {
+            return BTreeSet::new();
+        }
+        rules.difference(&self.bound).copied().collect()
     }
 
     /// The lines that say which ports were armed and disarmed since the

@@ -341,7 +341,7 @@ impl<'a> Controller<'a> {
             && self.cfg.cookies != SynCookies::Never
             && let Some(problem) =
                 self.ports
-                    .read_nat(self.knobs.scope(), &listening, Instant::now())
+                    .read_nat(self.knobs.scope(), &listening.ports, Instant::now())
         {
             self.report_once(&problem);
         }
@@ -385,11 +385,12 @@ impl<'a> Controller<'a> {
             .step(at, counts, mode, flood, self.cfg.calm);
         let mut armed = self.ports.table.armed();
         let rules: BTreeSet<u16> = armed.union(&self.ports.armed).copied().collect();
-        if rules != self.ports.rules {
+        let wild = self.ports.wild(&rules);
+        if rules != self.ports.rules || wild != self.ports.wild {
             if rules.is_empty() {
                 self.cookies_off();
                 self.ports.rules = rules;
-            } else if self.cookies_on(&rules) {
+            } else if self.cookies_on(&rules, wild) {
                 self.ports.rules = rules;
             } else {
                 // Without the rules the handshakes cannot complete: only the
@@ -460,7 +461,8 @@ impl<'a> Controller<'a> {
                 notrack::install(scope, &self.notrack_ports, Proto::Both)
             } else {
                 let ports: Vec<u16> = self.ports.rules.iter().copied().collect();
-                synproxy::install(scope, &ports, self.synproxy)
+                let wild: Vec<u16> = self.ports.wild.iter().copied().collect();
+                synproxy::install(scope, &ports, &wild, self.synproxy)
             };
             match installed {
                 Ok(()) => {
@@ -512,7 +514,7 @@ impl<'a> Controller<'a> {
     fn synproxy_no_port(&mut self, head: &str, tail: &str) {
         self.record_synproxy();
         let scope = self.knobs.scope();
-        match synproxy::install(scope, &[], self.synproxy) {
+        match synproxy::install(scope, &[], &[], self.synproxy) {
             Ok(()) => tracing::info!(
                 "{head}{}{tail} (table inet {SYNPROXY_TABLE})",
                 scope.suffix()
@@ -521,23 +523,57 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Installs the SYNPROXY rules for `ports` and makes conntrack strict
-    /// about lone ACKs, before XDP starts answering SYNs; false if it could
-    /// not.
-    fn cookies_on(&mut self, ports: &BTreeSet<u16>) -> bool {
+    /// Installs the SYNPROXY rules for `ports` (`wild`: those whose cookie
+    /// ACKs they untrack by socket lookup) before XDP starts answering
+    /// SYNs, and makes conntrack strict about lone ACKs while a port not
+    /// `wild` is among them; false if it could not.
+    fn cookies_on(&mut self, ports: &BTreeSet<u16>, mut wild: BTreeSet<u16>) -> bool {
         self.record_synproxy();
-        let ports: Vec<u16> = ports.iter().copied().collect();
-        if let Err(e) = synproxy::install(self.knobs.scope(), &ports, self.synproxy) {
+        let list_of = |set: &BTreeSet<u16>| set.iter().copied().collect::<Vec<u16>>();
+        let scope = self.knobs.scope();
+        let mut installed =
+            synproxy::install(scope, &list_of(ports), &list_of(&wild), self.synproxy);
+        if let Err(e) = &installed
+            && !wild.is_empty()
+        {
+            // An old kernel without nft_socket: every port strict, from now.
+            self.report_once(&format!(
+                "nftables' socket expression is unavailable{} ({e:#}): conntrack is strict about lone ACKs (nf_conntrack_tcp_loose 0) while any port is armed",
+                scope.suffix()
+            ));
+            self.ports.socket_lookup = false;
+            wild.clear();
+            installed = synproxy::install(self.knobs.scope(), &list_of(ports), &[], self.synproxy);
+        }
+        if let Err(e) = installed {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
             return false;
         }
-        self.write(TCP_LOOSE, 0, true);
+        let strict: Vec<u16> = ports.difference(&wild).copied().collect();
+        let loose = if strict.is_empty() {
+            self.record.local.get(TCP_LOOSE).copied()
+        } else {
+            Some(0)
+        };
+        if let Some(loose) = loose {
+            self.write(TCP_LOOSE, loose, true);
+        }
+        let strictly = if strict.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; nf_conntrack_tcp_loose 0 for port{} {} (a listener bound to one address)",
+                if strict.len() == 1 { "" } else { "s" },
+                list(&strict)
+            )
+        };
         tracing::info!(
-            "SYNPROXY completes cookie handshakes to ports {}{} (table inet {})",
-            list(&ports),
+            "SYNPROXY completes cookie handshakes to ports {}{} (table inet {}){strictly}",
+            list(&list_of(ports)),
             self.knobs.scope().suffix(),
             SYNPROXY_TABLE
         );
+        self.ports.wild = wild;
         self.check_firewall();
         true
     }
@@ -558,6 +594,7 @@ impl<'a> Controller<'a> {
             "SYNPROXY covers no port",
             "; its table stays until guard stops, for the connections it made",
         );
+        self.ports.wild.clear();
         if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
             self.write(TCP_LOOSE, loose, true);
         }
