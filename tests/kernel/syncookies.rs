@@ -177,7 +177,7 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
     assert!(
-        synproxy_table(&net.victim).contains("socket wildcard 1 notrack"),
+        synproxy_table(&net.victim).contains("socket wildcard 1 fib daddr type local notrack"),
         "{}",
         synproxy_table(&net.victim)
     );

@@ -93,7 +93,10 @@ pub struct SynproxyOptions {
 /// A lone ACK to a `wild` port whose socket lookup finds the listener
 /// (bound to the wildcard: no connection's socket is) is a cookie
 /// handshake's, and is untracked so that SYNPROXY takes it; a connection's
-/// own finds its socket and is tracked as ever. Conntrack may then stay
+/// own finds its socket and is tracked as ever. The lookup finds a
+/// wildcard listener for any destination, so the ACK must be for an
+/// address of this host too: one this host forwards (a routed container
+/// or pod on the same port) stays tracked. Conntrack may then stay
 /// loose about lone ACKs (`tcp_loose` 1), so a connection whose entry is
 /// gone (flushed, or expired at a level's short timeout) is picked up
 /// again rather than dropped as invalid. A listener bound to one address
@@ -128,7 +131,7 @@ pub fn synproxy_script(ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> St
     s.push_str("    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n");
     if !wild.is_empty() {
         s.push_str(
-            "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 notrack\n",
+            "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n",
         );
     }
     let _ = writeln!(
@@ -206,7 +209,7 @@ mod tests {
         let s = synproxy_script(&[80, 443], &[80], opts);
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         assert!(s.contains(
-            "== syn notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 notrack\n  }\n"
+            "== syn notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
     }
 }
