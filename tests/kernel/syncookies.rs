@@ -516,6 +516,58 @@ fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// Untracked packets dropped at prerouting, as [`EARLY_DROP`] drops
+/// invalid ones.
+const UNTRACKED_DROP: &str = "table ip early_untracked {
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    ct state untracked drop
+  }
+}
+";
+
+/// A listener bound to the wildcard address gets cookie ACKs untracked,
+/// not invalid: an early invalid drop leaves its handshakes alone, and
+/// guard does not name it; an early untracked drop fails them, and guard
+/// names that one.
+#[test]
+fn a_wildcard_listeners_cookies_fail_only_on_an_early_untracked_drop() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let any = SocketAddr::new("0.0.0.0".parse().expect("address"), PORT);
+    let _server = EchoServer::start(&net.victim, any);
+    let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
+    let _ = nft(&net.victim, &["-f", "-"], Some(UNTRACKED_DROP));
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "table ip early_untracked chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack leaves untracked before guard's SYNPROXY chain",
+        net.victim
+    ));
+    let broken = connect_echo(&net.attacker, server_addr(), Duration::from_secs(2));
+    assert!(
+        broken.is_err(),
+        "a cookie handshake completed past the early untracked drop"
+    );
+    let _ = nft(
+        &net.victim,
+        &["delete", "table", "ip", "early_untracked"],
+        None,
+    );
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "a connection past the early invalid drop: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    assert!(counters(&stats(&net))["cookie_ack_valid"] >= 1);
+    assert!(
+        !guard.stderr().contains("table ip early_fw"),
+        "the invalid drop, which these handshakes pass, was named:\n{}",
+        guard.stderr()
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// The same drop behind a jump from an early chain.
 const JUMP_DROP: &str = "table ip early_jump {
   chain checks {

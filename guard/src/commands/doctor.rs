@@ -14,7 +14,7 @@ use crate::{
     },
     model::{
         doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
-        firewall::invalid_drops_before_synproxy,
+        firewall::{AckState, drops_before_synproxy},
     },
 };
 
@@ -87,7 +87,14 @@ fn gather_live(files: &HostFiles) -> Live {
         firewall: xtables::legacy(&Scope::Host, &["mangle"])
             .and_then(|legacy| {
                 let (json, listing) = nft::ruleset(&Scope::Host)?;
-                Ok(invalid_drops_before_synproxy(&json, &listing, &legacy))
+                Ok([AckState::Invalid, AckState::Untracked]
+                    .into_iter()
+                    .flat_map(|state| {
+                        drops_before_synproxy(&json, &listing, &legacy, state)
+                            .into_iter()
+                            .map(move |chain| (chain, state))
+                    })
+                    .collect())
             })
             .map_err(|e| format!("{e:#}")),
     }

@@ -1,15 +1,16 @@
-//! What the host's own nftables ruleset does to guard's SYN cookies, read
-//! from `nft -j list ruleset` and `nft -a list ruleset`: a rule that drops
-//! the packets conntrack calls invalid, in a chain that runs before
-//! guard's SYNPROXY chain (or a chain that one reaches by a jump, a goto
-//! or a verdict map), drops every cookie handshake's ACK (invalid to
-//! conntrack until SYNPROXY takes it), so no cookie connection completes.
-//! The rule may be a match (`ct state invalid drop`; iptables-nft's `-m
-//! conntrack --ctstate INVALID` and `-m state`, read from the listing) or
-//! a verdict map's element (`ct state vmap { invalid : drop, ... }`).
-//! iptables-legacy's rules, which nftables does not show, are read from
-//! its save (`xtables`): its mangle table's prerouting and input chains
-//! run at priority mangle (-150), after conntrack and before guard's.
+//! What the host's own rules do to guard's SYN cookies, read from `nft -j
+//! list ruleset` and `nft -a list ruleset`: a rule that drops the packets
+//! conntrack calls invalid (or leaves untracked), in a chain that runs
+//! before guard's SYNPROXY chain (or a chain that one reaches by a jump, a
+//! goto or a verdict map), drops the cookie handshakes' ACKs that are
+//! invalid (or untracked) until SYNPROXY takes them ([`AckState`]), so
+//! those cookie connections never complete. The rule may be a match (`ct
+//! state invalid drop`; iptables-nft's `-m conntrack --ctstate INVALID`
+//! and `-m state`, read from the listing) or a verdict map's element (`ct
+//! state vmap { invalid : drop, ... }`). iptables-legacy's rules, which
+//! nftables does not show, are read from its save (`xtables`): its mangle
+//! table's prerouting and input chains run at priority mangle (-150),
+//! after conntrack and before guard's.
 
 use std::collections::BTreeSet;
 
@@ -21,8 +22,41 @@ use super::{
     xtables::{Save, Tables},
 };
 
-/// What such a chain does, after its name, for the log and for doctor.
-pub const CONSEQUENCE: &str = "drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK is invalid until SYNPROXY takes it, so cookie connections fail";
+/// What a cookie handshake's ACK is to conntrack until SYNPROXY takes it:
+/// untracked for a port whose listeners are bound to the wildcard address,
+/// invalid for one with a listener bound to one address (why:
+/// `model::nft::synproxy_script`). A rule dropping that state before
+/// guard's SYNPROXY chain fails those handshakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckState {
+    Invalid,
+    Untracked,
+}
+
+impl AckState {
+    /// The state as nftables names it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Untracked => "untracked",
+        }
+    }
+
+    /// What a chain dropping it does, after the chain's name, for the log
+    /// and for doctor.
+    #[must_use]
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Self::Invalid => {
+                "drops what conntrack calls invalid before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK to a port with a listener bound to one address is invalid until SYNPROXY takes it, so cookie connections to such a port fail"
+            }
+            Self::Untracked => {
+                "drops what conntrack leaves untracked before guard's SYNPROXY chain (input, priority filter - 1): a SYN-cookie handshake's ACK to a port whose listeners are bound to the wildcard address is untracked until SYNPROXY takes it, so cookie connections to such a port fail"
+            }
+        }
+    }
+}
 /// What to do about it.
 pub const FIX: &str =
     "move that rule to priority filter or later (for iptables, to the filter table)";
@@ -34,7 +68,7 @@ const MANGLE_PRIORITY: i64 = -150;
 /// before conntrack, where `ct state` says nothing about the connection.
 const CONNTRACK_PRIORITY: i64 = -200;
 
-/// The chains holding a rule that drops (or rejects) invalid packets
+/// The chains holding a rule that drops (or rejects) packets in `state`
 /// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
 /// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
 /// is in a chain it reaches; iptables-legacy's begin with its tool's name.
@@ -42,7 +76,12 @@ const CONNTRACK_PRIORITY: i64 = -200;
 /// iptables-nft's rules), `legacy` iptables-legacy's mangle tables. Nothing
 /// from nftables if the JSON cannot be read.
 #[must_use]
-pub fn invalid_drops_before_synproxy(json: &str, listing: &str, legacy: &[Save]) -> Vec<String> {
+pub fn drops_before_synproxy(
+    json: &str,
+    listing: &str,
+    legacy: &[Save],
+    state: AckState,
+) -> Vec<String> {
     let items = items(json);
     let set = Ruleset::new(&items, listing);
     let mut out = Vec::new();
@@ -70,7 +109,7 @@ pub fn invalid_drops_before_synproxy(json: &str, listing: &str, legacy: &[Save])
             continue;
         }
         let mut seen = BTreeSet::new();
-        if let Some(found) = dropping_chain(&set, family, table, name, &mut seen, 0) {
+        if let Some(found) = dropping_chain(&set, family, table, name, state, &mut seen, 0) {
             out.push(format!(
                 "table {family} {table} chain {name} (hook {hook}, priority {prio}){}",
                 found.via()
@@ -81,7 +120,7 @@ pub fn invalid_drops_before_synproxy(json: &str, listing: &str, legacy: &[Save])
         let tables = Tables::parse(&save.text);
         for (chain, hook) in [("PREROUTING", "prerouting"), ("INPUT", "input")] {
             let mut seen = BTreeSet::new();
-            if let Some(found) = legacy_dropping_chain(&tables, chain, &mut seen, 0) {
+            if let Some(found) = legacy_dropping_chain(&tables, chain, state, &mut seen, 0) {
                 out.push(format!(
                     "{} table mangle chain {chain} (hook {hook}, priority {MANGLE_PRIORITY}){}",
                     save.tool(),
@@ -122,6 +161,7 @@ impl<'a> Found<'a> {
 fn legacy_dropping_chain<'a>(
     tables: &'a Tables,
     chain: &'a str,
+    state: AckState,
     seen: &mut BTreeSet<&'a str>,
     depth: usize,
 ) -> Option<Found<'a>> {
@@ -130,13 +170,15 @@ fn legacy_dropping_chain<'a>(
     }
     let own = tables.rules_of("mangle", chain);
     for rule in own.clone() {
-        if matches!(rule.target(), Some("DROP" | "REJECT")) && rule.matches_state("INVALID") {
+        if matches!(rule.target(), Some("DROP" | "REJECT"))
+            && rule.matches_state(&state.name().to_ascii_uppercase())
+        {
             return Some(Found::Here);
         }
     }
     for rule in own {
         if let Some(target) = tables.jump(rule)
-            && let Some(found) = legacy_dropping_chain(tables, target, seen, depth + 1)
+            && let Some(found) = legacy_dropping_chain(tables, target, state, seen, depth + 1)
         {
             return Some(found.through(target));
         }
@@ -151,6 +193,7 @@ fn dropping_chain<'a>(
     family: &str,
     table: &str,
     chain: &'a str,
+    state: AckState,
     seen: &mut BTreeSet<&'a str>,
     depth: usize,
 ) -> Option<Found<'a>> {
@@ -159,7 +202,7 @@ fn dropping_chain<'a>(
     }
     let own = set.rules_of(family, table, chain);
     for rule in own.clone() {
-        if drops_invalid(set, rule) {
+        if drops_state(set, rule, state) {
             return Some(Found::Here);
         }
     }
@@ -171,7 +214,8 @@ fn dropping_chain<'a>(
             .filter(|e| !e.udp_alone())
             .filter_map(|e| e.target());
         for target in targets(rule).chain(branches) {
-            if let Some(found) = dropping_chain(set, family, table, target, seen, depth + 1) {
+            if let Some(found) = dropping_chain(set, family, table, target, state, seen, depth + 1)
+            {
                 return Some(found.through(target));
             }
         }
@@ -179,17 +223,17 @@ fn dropping_chain<'a>(
     None
 }
 
-/// Whether a rule drops (or rejects) what conntrack calls invalid: it
-/// matches `ct state invalid` (alone or in a set, not negated) and ends in
-/// a drop, or an element of its `ct state` verdict map for `invalid`
-/// drops. A rule with an iptables `xt` match is read in its text from the
-/// listing.
-fn drops_invalid(set: &Ruleset<'_>, rule: &Rule<'_>) -> bool {
+/// Whether a rule drops (or rejects) packets in `state`: it matches `ct
+/// state` for it (alone or in a set, not negated) and ends in a drop, or
+/// an element of its `ct state` verdict map for it drops. A rule with an
+/// iptables `xt` match is read in its text from the listing.
+fn drops_state(set: &Ruleset<'_>, rule: &Rule<'_>, state: AckState) -> bool {
+    let name = state.name();
     let by_map = set.elements(rule).iter().any(|e| {
         e.drops()
             && e.key
                 .iter()
-                .any(|(left, value)| ct_state(left) && names_invalid(value))
+                .any(|(left, value)| ct_state(left) && names(value, name))
     });
     if by_map {
         return true;
@@ -202,10 +246,10 @@ fn drops_invalid(set: &Ruleset<'_>, rule: &Rule<'_>) -> bool {
         let m = &e["match"];
         ct_state(&m["left"])
             && matches!(m["op"].as_str(), Some("==" | "in"))
-            && names_invalid(&m["right"])
+            && names(&m["right"], name)
     });
     let xt = expr.iter().any(|e| e.get("xt").is_some());
-    native || (xt && set.text(rule).is_some_and(text_matches_invalid))
+    native || (xt && set.text(rule).is_some_and(|t| text_matches(t, name)))
 }
 
 /// Whether an expression is `ct state`.
@@ -213,9 +257,9 @@ fn ct_state(v: &Value) -> bool {
     v["ct"]["key"].as_str() == Some("state")
 }
 
-/// Whether a state, or a set or list of them, holds `invalid`.
-fn names_invalid(v: &Value) -> bool {
-    let one = |x: &Value| x.as_str() == Some("invalid");
+/// Whether a state, or a set or list of them, holds `state`.
+fn names(v: &Value, state: &str) -> bool {
+    let one = |x: &Value| x.as_str() == Some(state);
     match v {
         Value::String(_) => one(v),
         Value::Object(o) => o
@@ -227,22 +271,22 @@ fn names_invalid(v: &Value) -> bool {
     }
 }
 
-/// Whether a rule's text tests `ct state` for a list holding `invalid`,
+/// Whether a rule's text tests `ct state` for a list holding `state`,
 /// not negated (`!=`, or iptables' translated `!`).
-fn text_matches_invalid(text: &str) -> bool {
+fn text_matches(text: &str, state: &str) -> bool {
     let words: Vec<&str> = text.split_whitespace().collect();
     words
         .windows(3)
-        .any(|w| w[0] == "ct" && w[1] == "state" && w[2].split(',').any(|s| s == "invalid"))
+        .any(|w| w[0] == "ct" && w[1] == "state" && w[2].split(',').any(|s| s == state))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// What the walk finds in nftables' ruleset alone.
+    /// What the walk finds in nftables' ruleset alone, for invalid ACKs.
     fn found_in(json: &str, listing: &str) -> Vec<String> {
-        invalid_drops_before_synproxy(json, listing, &[])
+        drops_before_synproxy(json, listing, &[], AckState::Invalid)
     }
 
     /// iptables-legacy's mangle table: the anti-DDoS guides' drop at
@@ -255,7 +299,7 @@ mod tests {
             text: include_str!("../../tests/fixtures/iptables-legacy.save").to_owned(),
         }];
         assert_eq!(
-            invalid_drops_before_synproxy("", "", &legacy),
+            drops_before_synproxy("", "", &legacy, AckState::Invalid),
             [
                 "iptables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)",
                 "iptables-legacy table mangle chain INPUT (hook input, priority -150), through chain CHECKS"
@@ -266,13 +310,13 @@ mod tests {
             family: "ip6",
             text: negated.to_owned(),
         }];
-        assert!(invalid_drops_before_synproxy("", "", &six).is_empty());
+        assert!(drops_before_synproxy("", "", &six, AckState::Invalid).is_empty());
         let dropping = [Save {
             family: "ip6",
             text: negated.replace("-j ACCEPT", "-j DROP"),
         }];
         assert_eq!(
-            invalid_drops_before_synproxy("", "", &dropping),
+            drops_before_synproxy("", "", &dropping, AckState::Invalid),
             ["ip6tables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)"]
         );
     }
@@ -448,6 +492,35 @@ mod tests {
                 "{rule}"
             );
         }
+    }
+
+    /// A wildcard port's cookie ACK is untracked, not invalid: only a rule
+    /// that drops untracked packets fails it.
+    #[test]
+    fn an_untracked_drop_is_found_for_untracked_acks_alone() {
+        let untracked = |json: &str, legacy: &[Save]| {
+            drops_before_synproxy(json, "", legacy, AckState::Untracked)
+        };
+        let set = ruleset("ip", "mangle", "prerouting", -150, SET_DROP);
+        assert_eq!(
+            untracked(&set, &[]),
+            ["table ip mangle chain c (hook prerouting, priority -150)"]
+        );
+        let invalid_only = ruleset("ip", "mangle", "prerouting", -150, INVALID_DROP);
+        assert!(untracked(&invalid_only, &[]).is_empty());
+        assert_eq!(found_in(&invalid_only, "").len(), 1);
+        // iptables-legacy: the INPUT chain's jump to `INVALID,UNTRACKED`,
+        // not PREROUTING's `INVALID`.
+        let legacy = [Save {
+            family: "ip",
+            text: include_str!("../../tests/fixtures/iptables-legacy.save").to_owned(),
+        }];
+        assert_eq!(
+            untracked("", &legacy),
+            [
+                "iptables-legacy table mangle chain INPUT (hook input, priority -150), through chain CHECKS"
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::{
     host::{conntrack::knobs::Knobs, netns::Scope, nft, restore::Record, xtables},
     model::{
         conntrack::TCP_LOOSE,
-        firewall::{CONSEQUENCE, FIX, invalid_drops_before_synproxy},
+        firewall::{AckState, FIX, drops_before_synproxy},
         nat::{Rewrites, rewrites},
         ports::{Listening, PortTable, cookie_mode},
         xtables::Save,
@@ -22,23 +22,27 @@ use crate::{
 };
 
 /// A warning for each chain of the scope's rules that drops the cookie
-/// handshakes' ACKs before SYNPROXY sees them (none if the nftables
-/// ruleset cannot be read: said at debug level), and one if
+/// handshakes' ACKs in one of `states` before SYNPROXY sees them (none if
+/// the nftables ruleset cannot be read: said at debug level), and one if
 /// iptables-legacy's mangle table cannot be read.
-pub(super) fn early_invalid_drops(scope: &Scope) -> Vec<String> {
+pub(super) fn early_drops(scope: &Scope, states: &[AckState]) -> Vec<String> {
     let suffix = scope.suffix();
     let (legacy, unread) = legacy_tables(
         scope,
         "mangle",
-        "a rule of it that drops invalid packets before guard's SYNPROXY chain would go unnamed",
+        "a rule of it that drops cookie handshakes' ACKs before guard's SYNPROXY chain would go unnamed",
     );
     let mut warnings: Vec<String> = unread.into_iter().collect();
     match nft::ruleset(scope) {
-        Ok((json, listing)) => warnings.extend(
-            invalid_drops_before_synproxy(&json, &listing, &legacy)
-                .into_iter()
-                .map(|chain| format!("{chain}{suffix} {CONSEQUENCE}; {FIX}")),
-        ),
+        Ok((json, listing)) => {
+            for &state in states {
+                warnings.extend(
+                    drops_before_synproxy(&json, &listing, &legacy, state)
+                        .into_iter()
+                        .map(|chain| format!("{chain}{suffix} {}; {FIX}", state.consequence())),
+                );
+            }
+        }
         Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),
     }
     warnings

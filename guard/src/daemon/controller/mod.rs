@@ -30,6 +30,7 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
+        firewall::AckState,
         level::Level,
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
@@ -40,7 +41,7 @@ use crate::{
 };
 
 mod cookies;
-use cookies::{Ports, decide_cookies, early_invalid_drops, list};
+use cookies::{Ports, decide_cookies, early_drops, list};
 
 /// What the run loop must do after a tick.
 pub struct Tick {
@@ -573,15 +574,22 @@ impl<'a> Controller<'a> {
             self.knobs.scope().suffix(),
             SYNPROXY_TABLE
         );
+        let states: Vec<AckState> = [
+            (!strict.is_empty()).then_some(AckState::Invalid),
+            (!wild.is_empty()).then_some(AckState::Untracked),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         self.ports.wild = wild;
-        self.check_firewall();
+        self.check_firewall(&states);
         true
     }
 
     /// Says, once per chain, which of the host's own rules drop the
-    /// cookie handshakes' ACKs before SYNPROXY sees them.
-    fn check_firewall(&mut self) {
-        for warning in early_invalid_drops(self.knobs.scope()) {
+    /// cookie handshakes' ACKs, in `states`, before SYNPROXY sees them.
+    fn check_firewall(&mut self, states: &[AckState]) {
+        for warning in early_drops(self.knobs.scope(), states) {
             self.report_once(&warning);
         }
     }

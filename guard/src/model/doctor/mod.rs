@@ -305,10 +305,10 @@ pub struct Live {
     pub pinned: Vec<String>,
     /// What the running guard published about itself, if one runs.
     pub run: Option<RunStatus>,
-    /// The host's nftables chains that drop invalid packets before guard's
-    /// SYNPROXY chain (`model::firewall`), or why the ruleset could not be
-    /// read.
-    pub firewall: Result<Vec<String>, String>,
+    /// The host's chains that drop cookie handshakes' ACKs before guard's
+    /// SYNPROXY chain, each with the state it drops (`model::firewall`),
+    /// or why the rules could not be read.
+    pub firewall: Result<Vec<(String, firewall::AckState)>, String>,
 }
 
 /// Every rule, in report order.
@@ -595,7 +595,7 @@ fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
 
 /// Whether the host's firewall would drop SYN cookies' handshakes: their
 /// ACK is invalid to conntrack until SYNPROXY takes it.
-fn firewall(found: &Result<Vec<String>, String>) -> Finding {
+fn firewall(found: &Result<Vec<(String, firewall::AckState)>, String>) -> Finding {
     match found {
         Err(e) => Finding::skip(
             "firewall",
@@ -603,11 +603,15 @@ fn firewall(found: &Result<Vec<String>, String>) -> Finding {
         ),
         Ok(chains) if chains.is_empty() => Finding::ok(
             "firewall",
-            "no nftables or iptables-legacy rule drops invalid packets before guard's SYNPROXY chain",
+            "no nftables or iptables-legacy rule drops invalid or untracked packets before guard's SYNPROXY chain",
         ),
         Ok(chains) => Finding::warn(
             "firewall",
-            format!("{} {}", chains.join("; "), firewall::CONSEQUENCE),
+            chains
+                .iter()
+                .map(|(chain, state)| format!("{chain} {}", state.consequence()))
+                .collect::<Vec<_>>()
+                .join("; "),
             firewall::FIX,
         ),
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::model::{
     conntrack::{STAT_6_18, parse_stats},
+    firewall::AckState,
     sizing::ASSUMED_ENTRY_BYTES,
     xdp::{XdpAttachMode, XdpAttachment},
 };
@@ -211,9 +212,10 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
         guard_pid: None,
         pinned: vec!["eth1".into()],
         run: None,
-        firewall: Ok(vec![
+        firewall: Ok(vec![(
             "table ip mangle chain prerouting (hook prerouting, priority -150)".into(),
-        ]),
+            AckState::Invalid,
+        )]),
     };
     let findings = evaluate(&Facts {
         live: Some(live),
@@ -235,7 +237,9 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
     let fw = find(&findings, "firewall");
     assert_eq!(fw.level, Severity::Warn);
     assert!(
-        fw.reason.starts_with("table ip mangle chain prerouting"),
+        fw.reason.starts_with(
+            "table ip mangle chain prerouting (hook prerouting, priority -150) drops what conntrack calls invalid"
+        ),
         "{fw}"
     );
     assert_eq!(firewall(&Ok(Vec::new())).level, Severity::Ok);
