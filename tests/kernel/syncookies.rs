@@ -496,24 +496,32 @@ fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
     let _server = EchoServer::start(&net.victim, server_addr());
     let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
     let guard = start_on(&net, ALWAYS);
+    named_early_drop_fails_handshakes_until_gone(&net, &guard, "early_fw", "calls invalid");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// What guard says of table `ip TABLE`, an early drop of what conntrack
+/// `drops` (`calls invalid`, `leaves untracked`), holds: it names the
+/// table, a cookie handshake fails, and once the table is deleted one
+/// completes.
+fn named_early_drop_fails_handshakes_until_gone(
+    net: &TestNet,
+    guard: &Guard,
+    table: &str,
+    drops: &str,
+) {
     guard.wait_for_log(&format!(
-        "table ip early_fw chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack calls invalid before guard's SYNPROXY chain",
+        "table ip {table} chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack {drops} before guard's SYNPROXY chain",
         net.victim
     ));
-    // What the warning says: the handshake does not complete.
     let broken = connect_echo(&net.attacker, server_addr(), Duration::from_secs(2));
     assert!(
         broken.is_err(),
-        "a cookie handshake completed past the early drop"
+        "a cookie handshake completed past the early drop in {table}"
     );
-    let _ = nft(&net.victim, &["delete", "table", "ip", "early_fw"], None);
-    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
-        panic!(
-            "a connection once the early drop is gone: {e}\n{}",
-            guard.stderr()
-        )
-    });
-    guard.stop(libc::SIGTERM).assert_code(0);
+    let _ = nft(&net.victim, &["delete", "table", "ip", table], None);
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("a connection once {table} is gone: {e}\n{}", guard.stderr()));
 }
 
 /// Untracked packets dropped at prerouting, as [`EARLY_DROP`] drops
@@ -539,26 +547,13 @@ fn a_wildcard_listeners_cookies_fail_only_on_an_early_untracked_drop() {
     let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
     let _ = nft(&net.victim, &["-f", "-"], Some(UNTRACKED_DROP));
     let guard = start_on(&net, ALWAYS);
-    guard.wait_for_log(&format!(
-        "table ip early_untracked chain prerouting (hook prerouting, priority -150) in netns {} drops what conntrack leaves untracked before guard's SYNPROXY chain",
-        net.victim
-    ));
-    let broken = connect_echo(&net.attacker, server_addr(), Duration::from_secs(2));
-    assert!(
-        broken.is_err(),
-        "a cookie handshake completed past the early untracked drop"
+    // The connection at the end passed the early invalid drop.
+    named_early_drop_fails_handshakes_until_gone(
+        &net,
+        &guard,
+        "early_untracked",
+        "leaves untracked",
     );
-    let _ = nft(
-        &net.victim,
-        &["delete", "table", "ip", "early_untracked"],
-        None,
-    );
-    connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
-        panic!(
-            "a connection past the early invalid drop: {e}\n{}",
-            guard.stderr()
-        )
-    });
     assert!(counters(&stats(&net))["cookie_ack_valid"] >= 1);
     assert!(
         !guard.stderr().contains("table ip early_fw"),

@@ -362,7 +362,12 @@ mod tests {
     /// The same ruleset with only some of its rules: `keep` holds the
     /// handles kept.
     fn iptables_with(keep: &[i64]) -> String {
-        let mut v: Value = serde_json::from_str(IPTABLES_JSON).unwrap();
+        with_rules(IPTABLES_JSON, keep)
+    }
+
+    /// `json` with only the rules of `keep`'s handles.
+    fn with_rules(json: &str, keep: &[i64]) -> String {
+        let mut v: Value = serde_json::from_str(json).unwrap();
         v["nftables"].as_array_mut().unwrap().retain(|i| {
             i.get("rule")
                 .is_none_or(|r| keep.contains(&r["handle"].as_i64().unwrap()))
@@ -415,12 +420,7 @@ mod tests {
         let json = edits
             .iter()
             .fold(VMAP_JSON.to_owned(), |j, (from, to)| j.replace(from, to));
-        let mut v: Value = serde_json::from_str(&json).unwrap();
-        v["nftables"].as_array_mut().unwrap().retain(|i| {
-            i.get("rule")
-                .is_none_or(|r| keep.contains(&r["handle"].as_i64().unwrap()))
-        });
-        v.to_string()
+        with_rules(&json, keep)
     }
 
     #[test]
