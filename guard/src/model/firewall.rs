@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{
     nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE},
     ruleset::{MAX_JUMPS, Rule, Ruleset, drops, items, targets},
-    xtables::{Save, Tables},
+    xtables::{Save, SavedRule, Tables},
 };
 
 /// What a cookie handshake's ACK is to conntrack until SYNPROXY takes it:
@@ -108,8 +108,7 @@ pub fn drops_before_synproxy(
         {
             continue;
         }
-        let mut seen = BTreeSet::new();
-        if let Some(found) = dropping_chain(&set, family, table, name, state, &mut seen, 0) {
+        if let Some(found) = dropping_chain(&set, family, table, name, state) {
             out.push(format!(
                 "table {family} {table} chain {name} (hook {hook}, priority {prio}){}",
                 found.via()
@@ -119,8 +118,7 @@ pub fn drops_before_synproxy(
     for save in legacy {
         let tables = Tables::parse(&save.text);
         for (chain, hook) in [("PREROUTING", "prerouting"), ("INPUT", "input")] {
-            let mut seen = BTreeSet::new();
-            if let Some(found) = legacy_dropping_chain(&tables, chain, state, &mut seen, 0) {
+            if let Some(found) = legacy_dropping_chain(&tables, chain, state) {
                 out.push(format!(
                     "{} table mangle chain {chain} (hook {hook}, priority {MANGLE_PRIORITY}){}",
                     save.tool(),
@@ -157,70 +155,86 @@ impl<'a> Found<'a> {
     }
 }
 
+/// How a walk from a chain goes on: the chain's rules in order, whether
+/// a rule drops what is looked for, and the chains a rule leads to.
+struct Graph<'g, 'a, R> {
+    rules: &'g dyn Fn(&'a str) -> Vec<R>,
+    drops: &'g dyn Fn(&R) -> bool,
+    next: &'g dyn Fn(&R) -> Vec<&'a str>,
+}
+
+impl<'a, R> Graph<'_, 'a, R> {
+    /// Whether `chain`, or a chain it leads to (each once, at most
+    /// [`MAX_JUMPS`] deep), holds a dropping rule, and where.
+    fn find(
+        &self,
+        chain: &'a str,
+        seen: &mut BTreeSet<&'a str>,
+        depth: usize,
+    ) -> Option<Found<'a>> {
+        if depth > MAX_JUMPS || !seen.insert(chain) {
+            return None;
+        }
+        let own = (self.rules)(chain);
+        if own.iter().any(|r| (self.drops)(r)) {
+            return Some(Found::Here);
+        }
+        for rule in &own {
+            for target in (self.next)(rule) {
+                if let Some(found) = self.find(target, seen, depth + 1) {
+                    return Some(found.through(target));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether `chain` of `family`'s `table`, or a chain it reaches by a jump,
+/// a goto or a verdict map's element, drops packets in `state`, and where.
+fn dropping_chain<'a>(
+    set: &'a Ruleset<'a>,
+    family: &'a str,
+    table: &'a str,
+    chain: &'a str,
+    state: AckState,
+) -> Option<Found<'a>> {
+    let rules = |c: &'a str| set.rules_of(family, table, c).collect::<Vec<_>>();
+    let drops = |r: &&Rule<'a>| drops_state(set, r, state);
+    let next = |r: &&Rule<'a>| {
+        // A verdict map's branch for UDP alone never sees a cookie ACK.
+        let branches = set
+            .elements(r)
+            .into_iter()
+            .filter(|e| !e.udp_alone())
+            .filter_map(|e| e.target());
+        targets(r).chain(branches).collect()
+    };
+    Graph {
+        rules: &rules,
+        drops: &drops,
+        next: &next,
+    }
+    .find(chain, &mut BTreeSet::new(), 0)
+}
+
 /// [`dropping_chain`] for a chain of iptables-legacy's mangle table.
 fn legacy_dropping_chain<'a>(
     tables: &'a Tables,
     chain: &'a str,
     state: AckState,
-    seen: &mut BTreeSet<&'a str>,
-    depth: usize,
 ) -> Option<Found<'a>> {
-    if depth > MAX_JUMPS || !seen.insert(chain) {
-        return None;
+    let upper = state.name().to_ascii_uppercase();
+    let rules = |c: &'a str| tables.rules_of("mangle", c).collect::<Vec<_>>();
+    let drops =
+        |r: &&SavedRule| matches!(r.target(), Some("DROP" | "REJECT")) && r.matches_state(&upper);
+    let next = |r: &&'a SavedRule| tables.jump(r).into_iter().collect();
+    Graph {
+        rules: &rules,
+        drops: &drops,
+        next: &next,
     }
-    let own = tables.rules_of("mangle", chain);
-    for rule in own.clone() {
-        if matches!(rule.target(), Some("DROP" | "REJECT"))
-            && rule.matches_state(&state.name().to_ascii_uppercase())
-        {
-            return Some(Found::Here);
-        }
-    }
-    for rule in own {
-        if let Some(target) = tables.jump(rule)
-            && let Some(found) = legacy_dropping_chain(tables, target, state, seen, depth + 1)
-        {
-            return Some(found.through(target));
-        }
-    }
-    None
-}
-
-/// Whether `chain`, or a chain it jumps or goes to, holds a rule that
-/// drops invalid packets, and where.
-fn dropping_chain<'a>(
-    set: &Ruleset<'a>,
-    family: &str,
-    table: &str,
-    chain: &'a str,
-    state: AckState,
-    seen: &mut BTreeSet<&'a str>,
-    depth: usize,
-) -> Option<Found<'a>> {
-    if depth > MAX_JUMPS || !seen.insert(chain) {
-        return None;
-    }
-    let own = set.rules_of(family, table, chain);
-    for rule in own.clone() {
-        if drops_state(set, rule, state) {
-            return Some(Found::Here);
-        }
-    }
-    for rule in own {
-        // A verdict map's branch for UDP alone never sees a cookie ACK.
-        let branches = set
-            .elements(rule)
-            .into_iter()
-            .filter(|e| !e.udp_alone())
-            .filter_map(|e| e.target());
-        for target in targets(rule).chain(branches) {
-            if let Some(found) = dropping_chain(set, family, table, target, state, seen, depth + 1)
-            {
-                return Some(found.through(target));
-            }
-        }
-    }
-    None
+    .find(chain, &mut BTreeSet::new(), 0)
 }
 
 /// Whether a rule drops (or rejects) packets in `state`: it matches `ct

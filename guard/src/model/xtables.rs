@@ -26,7 +26,7 @@ impl Save {
 }
 
 /// A rule: its table, its chain and its arguments after `-A CHAIN`.
-pub(super) struct SavedRule {
+pub struct SavedRule {
     pub(super) table: String,
     pub(super) chain: String,
     args: Vec<String>,
