@@ -531,6 +531,13 @@ impl<'a> Controller<'a> {
     fn cookies_on(&mut self, ports: &BTreeSet<u16>, mut wild: BTreeSet<u16>) -> bool {
         self.record_synproxy();
         let list_of = |set: &BTreeSet<u16>| set.iter().copied().collect::<Vec<u16>>();
+        // Strict before rules that no longer untrack a port's cookie ACKs
+        // (its listener now bound to one address): an ACK between the two
+        // would be tracked, and SYNPROXY would never see it. Loose again
+        // only after rules that untrack them all.
+        if ports.difference(&wild).next().is_some() {
+            self.write(TCP_LOOSE, 0, true);
+        }
         let scope = self.knobs.scope();
         let mut installed =
             synproxy::install(scope, &list_of(ports), &list_of(&wild), self.synproxy);
@@ -548,6 +555,18 @@ impl<'a> Controller<'a> {
         }
         if let Err(e) = installed {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
+            // The rules in place stay: loose again if none of theirs is
+            // strict.
+            if self
+                .ports
+                .rules
+                .difference(&self.ports.wild)
+                .next()
+                .is_none()
+                && let Some(&loose) = self.record.local.get(TCP_LOOSE)
+            {
+                self.write(TCP_LOOSE, loose, true);
+            }
             return false;
         }
         let strict: Vec<u16> = ports.difference(&wild).copied().collect();
