@@ -87,14 +87,12 @@ fn gather_live(files: &HostFiles) -> Live {
         firewall: xtables::legacy(&Scope::Host, &["mangle"])
             .and_then(|legacy| {
                 let (json, listing) = nft::ruleset(&Scope::Host)?;
-                Ok([AckState::Invalid, AckState::Untracked]
-                    .into_iter()
-                    .flat_map(|state| {
-                        drops_before_synproxy(&json, &listing, &legacy, state)
-                            .into_iter()
-                            .map(move |chain| (chain, state))
-                    })
-                    .collect())
+                Ok(drops_before_synproxy(
+                    &json,
+                    &listing,
+                    &legacy,
+                    &[AckState::Invalid, AckState::Untracked],
+                ))
             })
             .map_err(|e| format!("{e:#}")),
     }

@@ -2,6 +2,8 @@
 //! SYNPROXY rules (their text and why they are so: `model::nft`), and
 //! reads the window scale the server's own handshakes carry.
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context as _, Result, anyhow};
 use sysctl::{Ctl, Sysctl as _};
 
@@ -32,8 +34,14 @@ pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
 
 /// Installs (or replaces) the SYNPROXY rules for the armed `ports`, of
 /// which `wild` have listeners bound to the wildcard address alone.
-pub fn install(scope: &Scope, ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> Result<()> {
-    nft(scope, &synproxy_script(ports, wild, opts))
+pub fn install(
+    scope: &Scope,
+    ports: &BTreeSet<u16>,
+    wild: &BTreeSet<u16>,
+    opts: SynproxyOptions,
+) -> Result<()> {
+    let list = |set: &BTreeSet<u16>| set.iter().copied().collect::<Vec<u16>>();
+    nft(scope, &synproxy_script(&list(ports), &list(wild), opts))
 }
 
 /// Removes them; missing ones are fine.

@@ -68,62 +68,77 @@ const MANGLE_PRIORITY: i64 = -150;
 /// before conntrack, where `ct state` says nothing about the connection.
 const CONNTRACK_PRIORITY: i64 = -200;
 
-/// The chains holding a rule that drops (or rejects) packets in `state`
-/// before guard's SYNPROXY chain sees them, each as `table FAMILY NAME
-/// chain NAME (hook H, priority P)`, and `, through chain J` when the rule
-/// is in a chain it reaches; iptables-legacy's begin with its tool's name.
-/// `json` is `nft -j list ruleset`, `listing` `nft -a list ruleset` (for
-/// iptables-nft's rules), `legacy` iptables-legacy's mangle tables. Nothing
-/// from nftables if the JSON cannot be read.
+/// The chains holding a rule that drops (or rejects) packets in one of
+/// `states` before guard's SYNPROXY chain sees them, with the state, each
+/// as `table FAMILY NAME chain NAME (hook H, priority P)`, and `, through
+/// chain J` when the rule is in a chain it reaches; iptables-legacy's
+/// begin with its tool's name. `json` is `nft -j list ruleset`, `listing`
+/// `nft -a list ruleset` (for iptables-nft's rules), `legacy`
+/// iptables-legacy's mangle tables; each is read once. Nothing from
+/// nftables if the JSON cannot be read.
 #[must_use]
 pub fn drops_before_synproxy(
     json: &str,
     listing: &str,
     legacy: &[Save],
-    state: AckState,
-) -> Vec<String> {
+    states: &[AckState],
+) -> Vec<(String, AckState)> {
     let items = items(json);
     let set = Ruleset::new(&items, listing);
+    let early: Vec<(&str, &str, &str, &str, i64)> = set
+        .chains()
+        .filter_map(|chain| {
+            let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
+                chain["family"].as_str(),
+                chain["table"].as_str(),
+                chain["name"].as_str(),
+                chain["hook"].as_str(),
+                chain["prio"].as_i64(),
+            ) else {
+                return None;
+            };
+            let before = match hook {
+                "prerouting" => prio > CONNTRACK_PRIORITY,
+                // Of one priority the newest chain runs first: a chain at
+                // guard's own may run before it.
+                "input" => prio <= SYNPROXY_PRIORITY,
+                _ => false,
+            };
+            (before
+                && matches!(family, "ip" | "ip6" | "inet")
+                && !(family == "inet" && table == SYNPROXY_TABLE))
+                .then_some((family, table, name, hook, prio))
+        })
+        .collect();
+    let saves: Vec<(&Save, Tables)> = legacy
+        .iter()
+        .map(|save| (save, Tables::parse(&save.text)))
+        .collect();
     let mut out = Vec::new();
-    for chain in set.chains() {
-        let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
-            chain["family"].as_str(),
-            chain["table"].as_str(),
-            chain["name"].as_str(),
-            chain["hook"].as_str(),
-            chain["prio"].as_i64(),
-        ) else {
-            continue;
-        };
-        let before = match hook {
-            "prerouting" => prio > CONNTRACK_PRIORITY,
-            // Of one priority the newest chain runs first: a chain at
-            // guard's own may run before it.
-            "input" => prio <= SYNPROXY_PRIORITY,
-            _ => false,
-        };
-        if !before
-            || !matches!(family, "ip" | "ip6" | "inet")
-            || (family == "inet" && table == SYNPROXY_TABLE)
-        {
-            continue;
-        }
-        if let Some(found) = dropping_chain(&set, family, table, name, state) {
-            out.push(format!(
-                "table {family} {table} chain {name} (hook {hook}, priority {prio}){}",
-                found.via()
-            ));
-        }
-    }
-    for save in legacy {
-        let tables = Tables::parse(&save.text);
-        for (chain, hook) in [("PREROUTING", "prerouting"), ("INPUT", "input")] {
-            if let Some(found) = legacy_dropping_chain(&tables, chain, state) {
-                out.push(format!(
-                    "{} table mangle chain {chain} (hook {hook}, priority {MANGLE_PRIORITY}){}",
-                    save.tool(),
-                    found.via()
+    for &state in states {
+        for &(family, table, name, hook, prio) in &early {
+            if let Some(found) = dropping_chain(&set, family, table, name, state) {
+                out.push((
+                    format!(
+                        "table {family} {table} chain {name} (hook {hook}, priority {prio}){}",
+                        found.via()
+                    ),
+                    state,
                 ));
+            }
+        }
+        for (save, tables) in &saves {
+            for (chain, hook) in [("PREROUTING", "prerouting"), ("INPUT", "input")] {
+                if let Some(found) = legacy_dropping_chain(tables, chain, state) {
+                    out.push((
+                        format!(
+                            "{} table mangle chain {chain} (hook {hook}, priority {MANGLE_PRIORITY}){}",
+                            save.tool(),
+                            found.via()
+                        ),
+                        state,
+                    ));
+                }
             }
         }
     }
@@ -300,7 +315,18 @@ mod tests {
 
     /// What the walk finds in nftables' ruleset alone, for invalid ACKs.
     fn found_in(json: &str, listing: &str) -> Vec<String> {
-        drops_before_synproxy(json, listing, &[], AckState::Invalid)
+        chains(json, listing, &[], AckState::Invalid)
+    }
+
+    /// The chains the walk finds for `state` alone.
+    fn chains(json: &str, listing: &str, legacy: &[Save], state: AckState) -> Vec<String> {
+        drops_before_synproxy(json, listing, legacy, &[state])
+            .into_iter()
+            .map(|(chain, found)| {
+                assert_eq!(found, state);
+                chain
+            })
+            .collect()
     }
 
     /// iptables-legacy's mangle table: the anti-DDoS guides' drop at
@@ -313,7 +339,7 @@ mod tests {
             text: include_str!("../../tests/fixtures/iptables-legacy.save").to_owned(),
         }];
         assert_eq!(
-            drops_before_synproxy("", "", &legacy, AckState::Invalid),
+            chains("", "", &legacy, AckState::Invalid),
             [
                 "iptables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)",
                 "iptables-legacy table mangle chain INPUT (hook input, priority -150), through chain CHECKS"
@@ -324,13 +350,13 @@ mod tests {
             family: "ip6",
             text: negated.to_owned(),
         }];
-        assert!(drops_before_synproxy("", "", &six, AckState::Invalid).is_empty());
+        assert!(chains("", "", &six, AckState::Invalid).is_empty());
         let dropping = [Save {
             family: "ip6",
             text: negated.replace("-j ACCEPT", "-j DROP"),
         }];
         assert_eq!(
-            drops_before_synproxy("", "", &dropping, AckState::Invalid),
+            chains("", "", &dropping, AckState::Invalid),
             ["ip6tables-legacy table mangle chain PREROUTING (hook prerouting, priority -150)"]
         );
     }
@@ -512,9 +538,7 @@ mod tests {
     /// that drops untracked packets fails it.
     #[test]
     fn an_untracked_drop_is_found_for_untracked_acks_alone() {
-        let untracked = |json: &str, legacy: &[Save]| {
-            drops_before_synproxy(json, "", legacy, AckState::Untracked)
-        };
+        let untracked = |json: &str, legacy: &[Save]| chains(json, "", legacy, AckState::Untracked);
         let set = ruleset("ip", "mangle", "prerouting", -150, SET_DROP);
         assert_eq!(
             untracked(&set, &[]),

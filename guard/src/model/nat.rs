@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{
-    ruleset::{MAX_JUMPS, Ruleset, items, targets, udp_alone},
+    ruleset::{Element, MAX_JUMPS, Ruleset, items, targets, udp_alone},
     xtables::{Save, Tables},
 };
 
@@ -176,7 +176,7 @@ impl<'a> Walk<'a> {
                 self.chain(family, table, target, &ports, path, visits, out);
             }
             for element in self.0.elements(rule) {
-                let (Some(target), Some(own)) = (element.target(), key_ports(&element.key)) else {
+                let (Some(target), Some(own)) = (element.target(), key_ports(&element)) else {
                     continue;
                 };
                 let ports = intersect(&ports, &own);
@@ -190,14 +190,13 @@ impl<'a> Walk<'a> {
 }
 
 /// The destination ports a verdict map's element names (`Some(None)`: any
-/// port, its key has none), or `None` if the element is for UDP only:
-/// `key` pairs the map's key expressions with the element's values.
-fn key_ports(key: &[(&Value, &Value)]) -> Option<Ports> {
+/// port, its key has none), or `None` if the element is for UDP only.
+fn key_ports(element: &Element<'_>) -> Option<Ports> {
+    if element.udp_alone() {
+        return None;
+    }
     let mut ports = None;
-    for (expr, value) in key {
-        if udp_alone(expr, value) {
-            return None;
-        }
+    for (expr, value) in &element.key {
         if tcp_dport(expr) {
             // A value it cannot read (a prefix, a named set): any port.
             ports = intersect(&ports, &json_ports(value));

@@ -34,15 +34,11 @@ pub(super) fn early_drops(scope: &Scope, states: &[AckState]) -> Vec<String> {
     );
     let mut warnings: Vec<String> = unread.into_iter().collect();
     match nft::ruleset(scope) {
-        Ok((json, listing)) => {
-            for &state in states {
-                warnings.extend(
-                    drops_before_synproxy(&json, &listing, &legacy, state)
-                        .into_iter()
-                        .map(|chain| format!("{chain}{suffix} {}; {FIX}", state.consequence())),
-                );
-            }
-        }
+        Ok((json, listing)) => warnings.extend(
+            drops_before_synproxy(&json, &listing, &legacy, states)
+                .into_iter()
+                .map(|(chain, state)| format!("{chain}{suffix} {}; {FIX}", state.consequence())),
+        ),
         Err(e) => tracing::debug!("reading the nftables ruleset: {e:#}"),
     }
     warnings

@@ -461,9 +461,7 @@ impl<'a> Controller<'a> {
             let installed = if table == NOTRACK_TABLE {
                 notrack::install(scope, &self.notrack_ports, Proto::Both)
             } else {
-                let ports: Vec<u16> = self.ports.rules.iter().copied().collect();
-                let wild: Vec<u16> = self.ports.wild.iter().copied().collect();
-                synproxy::install(scope, &ports, &wild, self.synproxy)
+                synproxy::install(scope, &self.ports.rules, &self.ports.wild, self.synproxy)
             };
             match installed {
                 Ok(()) => {
@@ -515,7 +513,8 @@ impl<'a> Controller<'a> {
     fn synproxy_no_port(&mut self, head: &str, tail: &str) {
         self.record_synproxy();
         let scope = self.knobs.scope();
-        match synproxy::install(scope, &[], &[], self.synproxy) {
+        let none = BTreeSet::new();
+        match synproxy::install(scope, &none, &none, self.synproxy) {
             Ok(()) => tracing::info!(
                 "{head}{}{tail} (table inet {SYNPROXY_TABLE})",
                 scope.suffix()
@@ -530,17 +529,15 @@ impl<'a> Controller<'a> {
     /// `wild` is among them; false if it could not.
     fn cookies_on(&mut self, ports: &BTreeSet<u16>, mut wild: BTreeSet<u16>) -> bool {
         self.record_synproxy();
-        let list_of = |set: &BTreeSet<u16>| set.iter().copied().collect::<Vec<u16>>();
         // Strict before rules that no longer untrack a port's cookie ACKs
         // (its listener now bound to one address): an ACK between the two
         // would be tracked, and SYNPROXY would never see it. Loose again
         // only after rules that untrack them all.
         if ports.difference(&wild).next().is_some() {
-            self.write(TCP_LOOSE, 0, true);
+            self.strict_acks(true);
         }
         let scope = self.knobs.scope();
-        let mut installed =
-            synproxy::install(scope, &list_of(ports), &list_of(&wild), self.synproxy);
+        let mut installed = synproxy::install(scope, ports, &wild, self.synproxy);
         if let Err(e) = &installed
             && !wild.is_empty()
         {
@@ -551,33 +548,23 @@ impl<'a> Controller<'a> {
             ));
             self.ports.socket_lookup = false;
             wild.clear();
-            installed = synproxy::install(self.knobs.scope(), &list_of(ports), &[], self.synproxy);
+            installed = synproxy::install(self.knobs.scope(), ports, &wild, self.synproxy);
         }
         if let Err(e) = installed {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
             // The rules in place stay: loose again if none of theirs is
             // strict.
-            if self
+            let strict = self
                 .ports
                 .rules
                 .difference(&self.ports.wild)
                 .next()
-                .is_none()
-                && let Some(&loose) = self.record.local.get(TCP_LOOSE)
-            {
-                self.write(TCP_LOOSE, loose, true);
-            }
+                .is_some();
+            self.strict_acks(strict);
             return false;
         }
         let strict: Vec<u16> = ports.difference(&wild).copied().collect();
-        let loose = if strict.is_empty() {
-            self.record.local.get(TCP_LOOSE).copied()
-        } else {
-            Some(0)
-        };
-        if let Some(loose) = loose {
-            self.write(TCP_LOOSE, loose, true);
-        }
+        self.strict_acks(!strict.is_empty());
         let strictly = if strict.is_empty() {
             String::new()
         } else {
@@ -589,7 +576,7 @@ impl<'a> Controller<'a> {
         };
         tracing::info!(
             "SYNPROXY completes cookie handshakes to ports {}{} (table inet {}){strictly}",
-            list(&list_of(ports)),
+            list(&ports.iter().copied().collect::<Vec<_>>()),
             self.knobs.scope().suffix(),
             SYNPROXY_TABLE
         );
@@ -603,6 +590,20 @@ impl<'a> Controller<'a> {
         self.ports.wild = wild;
         self.check_firewall(&states);
         true
+    }
+
+    /// Conntrack strict about lone ACKs (`tcp_loose` 0), for the cookie
+    /// ACKs of a port the SYNPROXY rules do not untrack, or back to the
+    /// value recorded before guard changed it.
+    fn strict_acks(&mut self, strict: bool) {
+        let loose = if strict {
+            Some(0)
+        } else {
+            self.record.local.get(TCP_LOOSE).copied()
+        };
+        if let Some(loose) = loose {
+            self.write(TCP_LOOSE, loose, true);
+        }
     }
 
     /// Says, once per chain, which of the host's own rules drop the
@@ -622,9 +623,7 @@ impl<'a> Controller<'a> {
             "; its table stays until guard stops, for the connections it made",
         );
         self.ports.wild.clear();
-        if let Some(&loose) = self.record.local.get(TCP_LOOSE) {
-            self.write(TCP_LOOSE, loose, true);
-        }
+        self.strict_acks(false);
     }
 
     /// The pressure level now.
