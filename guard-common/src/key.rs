@@ -158,9 +158,11 @@ const fn ne_mask32(len: u8) -> u32 {
     u32::from_ne_bytes(mask32(len).to_be_bytes())
 }
 
-/// A 16-byte address as four native-endian words.
+/// A 16-byte address as four native-endian words (the layout of the
+/// kernel's `__u32 [4]` address fields).
+#[must_use]
 #[inline(always)]
-const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+pub const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
     [
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),

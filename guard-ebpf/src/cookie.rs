@@ -11,6 +11,10 @@
 //! socket other than the listener) passes; otherwise its cookie must be
 //! valid, or it is dropped before it costs the stack anything.
 //!
+//! Only segments for this host: one it routes on to another machine (a
+//! routed container's or pod's port that the host listens on too) is not
+//! answered or screened here (`route.rs`), and goes the ordinary way.
+//!
 //! Only plain headers take this path: IPv4 without options, IPv6 without
 //! extension headers, no fragments, a SYN without payload. Anything else
 //! falls back to the ordinary verdict, and to SYNPROXY in the kernel.
@@ -43,7 +47,7 @@ use guard_common::{
         write_synack_options,
     },
     dissect::{IPPROTO_TCP, TCP_MIN_HLEN},
-    key::AF_INET,
+    key::{AF_INET, addr_words},
 };
 
 use aya_ebpf::cty::c_void;
@@ -52,6 +56,7 @@ use crate::{
     dissect::{F_FRAGMENT, Headers},
     maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
     packet::{self, Span, load},
+    route,
 };
 
 /// `sk_state` values (include/net/tcp_states.h) of sockets whose 4-tuple
@@ -595,8 +600,8 @@ pub fn known(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Socket> {
         let mut tuple = bpf_sock_tuple {
             __bindgen_anon_1: bpf_sock_tuple__bindgen_ty_1 {
                 ipv6: bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
-                    saddr: words(&src),
-                    daddr: words(&dst),
+                    saddr: addr_words(&src),
+                    daddr: addr_words(&dst),
                     sport,
                     dport,
                 },
@@ -622,6 +627,10 @@ pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
     if socket != Socket::None {
         return Some(Ack::Known(socket));
     }
+    // A connection this host routes on names no socket here.
+    if route::routed_on(ctx, h, t.v4) {
+        return None;
+    }
     let sc = scratch()?;
     if t.v4 {
         read_in::<IPV4_HLEN, TCP_MIN_HLEN>(ctx, h, sc)?;
@@ -642,17 +651,6 @@ pub fn screen_ack(ctx: &XdpContext, h: &Headers, t: &Tcp) -> Option<Ack> {
     } else {
         Ack::Invalid
     })
-}
-
-/// Sixteen address bytes as four words in network order.
-#[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ]
 }
 
 /// The socket the kernel has for this 4-tuple, by its state.

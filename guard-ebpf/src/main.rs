@@ -26,7 +26,9 @@
 //! 3a. TCP to a port with a listener (`GUARD_PORTS`; ACKs looked up only
 //!    while some port is armed): a SYN is counted in the port's slot. If
 //!    the port is armed and the mode is enforce, the SYN-cookie path
-//!    decides (see `cookie.rs`): a SYN from a denied source is dropped,
+//!    decides (see `cookie.rs`), for a segment to this host (one the host
+//!    routes on to another machine goes on below, `route.rs`): a SYN from
+//!    a denied source is dropped,
 //!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
 //!    known connection passes (and, while the budget binds, verifies its
 //!    source if the connection is past its handshake), one with a valid
@@ -118,6 +120,7 @@ mod dissect;
 mod fingerprint;
 mod maps;
 mod packet;
+mod route;
 mod slots;
 mod synack;
 mod tick_clock;

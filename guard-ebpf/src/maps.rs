@@ -95,8 +95,8 @@ pub const MAX_L34: usize =
     IPV6_HLEN + guard_common::dissect::TCP_MIN_HLEN + guard_common::cookie::SYNACK_MAX_OPTIONS;
 
 /// This CPU's working space: header copies for the SYN-cookie path (see
-/// `cookie.rs`), the sample budget, the clock's reading and the verdict's
-/// keys.
+/// `cookie.rs`), the sample budget, the clock's reading, the verdict's
+/// keys and the route lookup's parameters.
 #[repr(C)]
 pub struct Scratch {
     /// The SYN's (or ACK's) TCP header.
@@ -120,6 +120,8 @@ pub struct Scratch {
     pub synack: SynAckKey,
     /// This CPU's socket lookups for the ACK check (`verdict.rs`).
     pub ack_lookups: LookupBudget,
+    /// The FIB lookups and their answers (`route.rs`).
+    pub routes: crate::route::Routes,
 }
 
 #[repr(C)]

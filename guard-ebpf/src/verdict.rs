@@ -30,6 +30,7 @@ use crate::{
         SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
     },
     packet::load,
+    route,
     slots::{Table, take_over},
 };
 
@@ -239,6 +240,11 @@ fn port(
         return None;
     };
     if syn {
+        // A SYN for a machine this host routes to is not this host's to
+        // answer (`route.rs`); it goes the ordinary way.
+        if route::routed_on(ctx, h, v4) {
+            return None;
+        }
         // A SYN the cookie path gives up on goes the ordinary way, which
         // counts it: counted here only when this path decides.
         if has_lists {

@@ -9,10 +9,10 @@ use std::{
 };
 
 use guard_tests::{
-    ct,
+    cpu, ct,
     guard_proc::{self, Guard, counters, start_on, stats},
     kernel_test,
-    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
+    net::{BEHIND_ADDR, BEHIND_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
     nft::{Counters, counter_packets, nft},
     server::{EchoServer, connect, connect_echo, echo_roundtrip, peer_wscale},
 };
@@ -214,6 +214,108 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
         .expect("a connection to the bound listener through the cookie path");
     guard.stop(libc::SIGTERM).assert_code(0);
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
+/// A router's firewall of the common shape (Calico's, an edge router's):
+/// packets conntrack calls invalid are not forwarded.
+const ROUTER_FIREWALL: &str = "table inet router_fw {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ct state invalid drop
+  }
+}
+";
+
+/// A host that routes to a machine with an address of its own (a routed
+/// container or pod, no NAT) that serves a port the host listens on too.
+/// While the port is armed, clients of the machine behind keep
+/// connecting to it, over IPv4 and IPv6, and connections made before
+/// guard go on: its segments name no socket of the host's, and its
+/// SYNs are tracked as ever, so the router's firewall forwards their
+/// answers. The host's own address gets cookies, and so does the
+/// machine's once the address is the host's.
+#[test]
+fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let behind = net.behind();
+    let _ = nft(&net.victim, &["-f", "-"], Some(ROUTER_FIREWALL));
+    let any = SocketAddr::new("::".parse().expect("address"), PORT);
+    let _own = EchoServer::start(&net.victim, any);
+    let routed = SocketAddr::new(BEHIND_ADDR.parse().expect("address"), PORT);
+    let routed6 = SocketAddr::new(BEHIND_ADDR6.parse().expect("address"), PORT);
+    let _pod = EchoServer::start(&behind.ns, routed);
+    let _pod6 = EchoServer::start(&behind.ns, routed6);
+    let mut early = [routed, routed6].map(|addr| {
+        let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("a connection to {addr} before guard: {e}"));
+        echo_roundtrip(&mut c, b"before").expect("an echo before guard");
+        c
+    });
+
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    for addr in [routed, routed6] {
+        for i in 0..5 {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!(
+                    "connection {i} to {addr}, routed on by the host: {e}\n{}",
+                    guard.stderr()
+                )
+            });
+        }
+    }
+    for c in &mut early {
+        echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
+            panic!(
+                "a routed connection made before guard: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+
+    for addr in [server_addr(), server_addr6()] {
+        connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+            panic!(
+                "a connection to the host's own {addr}: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 2, "{c:?}");
+    assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
+
+    // The machine's address comes to the host (a service address moving
+    // over): once the CPU's remembered answer for it has expired (0.1 s),
+    // its SYNs get cookies. Pinned, so that the answer remembered is the
+    // one the SYN after the move meets (a veth delivers on the sender's
+    // CPU).
+    cpu::pin_here();
+    connect_echo(&net.attacker, routed, Duration::from_secs(3)).expect("a routed connection");
+    assert_eq!(counters(&stats(&net))["cookie_synack"], 2);
+    let _ = ip_out(&[
+        "-n",
+        &net.victim,
+        "addr",
+        "add",
+        &format!("{BEHIND_ADDR}/32"),
+        "dev",
+        "lo",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    connect_echo(&net.attacker, routed, Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "a connection to {routed}, now the host's own: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 3, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// A server with receive buffers tuned past Linux's defaults (a 64 MiB

@@ -189,6 +189,100 @@ impl Drop for TestNet {
     }
 }
 
+/// Addresses of [`TestNet::behind`]: the victim's side of the second link
+/// and the machine behind it.
+const ROUTER_CIDR: &str = "198.18.1.1/24";
+const ROUTER_ADDR6: &str = "2001:db8:1::1";
+const ROUTER_CIDR6: &str = "2001:db8:1::1/64";
+pub const BEHIND_ADDR: &str = "198.18.1.2";
+const BEHIND_CIDR: &str = "198.18.1.2/24";
+pub const BEHIND_ADDR6: &str = "2001:db8:1::2";
+const BEHIND_CIDR6: &str = "2001:db8:1::2/64";
+
+/// A third namespace that the victim routes to, as a host routes to a
+/// container or pod with an address of its own (no NAT): linked to the
+/// victim by a second veth pair, the victim forwarding (in its namespace
+/// only), the attacker routing [`BEHIND_ADDR`]'s /24 and
+/// [`BEHIND_ADDR6`]'s /64 through the victim. Deleted on drop.
+pub struct Behind {
+    pub ns: String,
+}
+
+impl TestNet {
+    /// The namespace behind the victim (see [`Behind`]).
+    #[must_use]
+    pub fn behind(&self) -> Behind {
+        let behind = Behind {
+            ns: self.victim.replace("-v", "-b"),
+        };
+        ip(&["netns", "add", &behind.ns]);
+        ip(&["-n", &behind.ns, "link", "set", "lo", "up"]);
+        let (near, far) = (
+            self.victim_if.replace('v', "r"),
+            self.victim_if.replace('v', "b"),
+        );
+        ip(&[
+            "link",
+            "add",
+            "name",
+            &near,
+            "netns",
+            &self.victim,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &far,
+            "netns",
+            &behind.ns,
+        ]);
+        for (ns, dev, cidr, cidr6) in [
+            (&self.victim, &near, ROUTER_CIDR, ROUTER_CIDR6),
+            (&behind.ns, &far, BEHIND_CIDR, BEHIND_CIDR6),
+        ] {
+            quiet_ipv6(ns, dev);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+            ip(&["-n", ns, "-6", "addr", "add", cidr6, "dev", dev, "nodad"]);
+        }
+        // A router solicits a forwarded packet's next hop from its
+        // link-local address, which these quiet links have none of: the
+        // victim is told the machine's instead.
+        let far_mac = mac(&behind.ns, &far).map(|b| format!("{b:02x}")).join(":");
+        ip(&[
+            "-n",
+            &self.victim,
+            "-6",
+            "neigh",
+            "add",
+            BEHIND_ADDR6,
+            "lladdr",
+            &far_mac,
+            "dev",
+            &near,
+            "nud",
+            "permanent",
+        ]);
+        write_sysctl(&self.victim, "net/ipv4/ip_forward", "1");
+        write_sysctl(&self.victim, "net/ipv6/conf/all/forwarding", "1");
+        for (ns, to, via) in [
+            (&self.attacker, "198.18.1.0/24", VICTIM_ADDR),
+            (&self.attacker, "2001:db8:1::/64", VICTIM_ADDR6),
+            (&behind.ns, "198.18.0.0/24", "198.18.1.1"),
+            (&behind.ns, "2001:db8::/64", ROUTER_ADDR6),
+        ] {
+            ip(&["-n", ns, "route", "add", to, "via", via]);
+        }
+        behind
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
 /// IPv6 on `dev` in `ns`, without the traffic the kernel would send by
 /// itself: no link-local address (so no DAD and no MLD report for it), no
 /// router solicitations, no router advertisements taken. Call before the

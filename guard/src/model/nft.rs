@@ -3,9 +3,11 @@
 //! and `inet guard_synproxy` (the kernel half of SYN cookies: netfilter's
 //! SYNPROXY completes the handshakes whose SYN-ACK the XDP program sent).
 //!
-//! SYNPROXY: SYNs to the cookie ports are untracked (a SYN that still
-//! reaches the kernel, one XDP could not answer, is answered by SYNPROXY
-//! itself), and a cookie handshake's ACK goes to SYNPROXY, which checks
+//! SYNPROXY: SYNs to the cookie ports of this host's addresses are
+//! untracked (a SYN that still reaches the kernel, one XDP could not
+//! answer, is answered by SYNPROXY itself; one the host routes on to a
+//! machine behind it, on the same port, is tracked and forwarded as
+//! ever), and a cookie handshake's ACK goes to SYNPROXY, which checks
 //! its cookie with the same kernel secret and opens the connection to the
 //! real server. The ACK is untracked when the port's listeners are all
 //! bound to the wildcard address (its socket lookup finds the listener,
@@ -128,7 +130,9 @@ pub fn synproxy_script(ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> St
         );
     }
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
-    s.push_str("    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n");
+    s.push_str(
+        "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn fib daddr type local notrack\n",
+    );
     if !wild.is_empty() {
         s.push_str(
             "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n",
@@ -184,7 +188,7 @@ mod tests {
             s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
         );
         assert!(s.contains(
-            "type filter hook prerouting priority raw;\n    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn notrack\n"
+            "type filter hook prerouting priority raw;\n    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn fib daddr type local notrack\n"
         ));
         assert!(s.contains(
             "chain input {\n    type filter hook input priority -1;\n    meta nfproto ipv4 tcp dport @armed ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm"
@@ -209,7 +213,7 @@ mod tests {
         let s = synproxy_script(&[80, 443], &[80], opts);
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         assert!(s.contains(
-            "== syn notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
+            "== syn fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
     }
 }
