@@ -28,6 +28,7 @@ use aya::{
 use guard::{config::Settings, model::fingerprint::parse};
 use guard_common::config::VERIFY_ACKS;
 use guard_tests::{
+    net::ip,
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     testrun,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
@@ -453,6 +454,10 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
     vec![
         row(COOKIE_SYN, distinct(&prog, base, &cookie_syns())),
         row(
+            COOKIE_SYN_FORWARDING,
+            on_a_forwarding_host(|| distinct(&prog, base, &cookie_syns())),
+        ),
+        row(
             "forged ACK to a cookie port (dropped)",
             repeated(&prog, base, &forged_ack(), repeat),
         ),
@@ -460,6 +465,34 @@ fn cookie_rows(base: &Baseline, repeat: u32, settings: &Settings) -> Vec<Row> {
 }
 
 const COOKIE_SYN: &str = "SYN to a cookie port (SYN-ACK sent)*";
+const COOKIE_SYN_FORWARDING: &str = "SYN to a cookie port, the host forwarding (SYN-ACK sent)*";
+
+/// Runs `f` on a thread in a network namespace of its own, which forwards
+/// and has the frames' destination on its loopback (the device test runs
+/// come in by): guard's cookie path then asks the FIB whether the SYN is
+/// this host's (`route.rs`), as on a router or a container host. Where
+/// the host does not forward, the kernel answers before any route lookup.
+/// The namespace goes with the thread.
+fn on_a_forwarding_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare(2) moves this thread alone into a new
+            // namespace; nothing else is passed.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            for key in ["ipv4/conf/all/forwarding", "ipv6/conf/all/forwarding"] {
+                let path = format!("/proc/sys/net/{key}");
+                std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+            // Children take this thread's namespace.
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["addr", "add", &format!("{}/32", dst4()), "dev", "lo"]);
+            f()
+        })
+        .join()
+        .expect("the forwarding host's thread")
+    })
+}
 
 /// Linux SYNs to [`COOKIE_PORT`] from distinct sources and ports: each is
 /// answered in place, so the frame changes and the kernel's repeat loop
@@ -498,13 +531,21 @@ fn synproxy_table(base: &Baseline) {
     let acks = vec![forged_ack(); DISTINCT as usize];
     println!("| case | guard | xdp_synproxy | guard / xdp_synproxy | target |");
     println!("|---|---:|---:|---:|---:|");
-    for (case, frames, want, target) in [
-        (COOKIE_SYN, cookie_syns(), XDP_TX, Some(0.8)),
+    for (case, frames, want, target, forwarding) in [
+        (COOKIE_SYN, cookie_syns(), XDP_TX, Some(0.8), false),
+        (
+            COOKIE_SYN_FORWARDING,
+            cookie_syns(),
+            XDP_TX,
+            Some(0.8),
+            true,
+        ),
         (
             "forged ACK to a cookie port (dropped)*",
             acks,
             XDP_DROP,
             None,
+            false,
         ),
     ] {
         let guard_action = prog.run(&frames[0], 0);
@@ -519,16 +560,23 @@ fn synproxy_table(base: &Baseline) {
         }
         // Each slice of frames through the baseline, guard and the peer in
         // turn; the medians of the slices' ratios.
-        let (mut guards, mut peers, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for slice in frames.chunks(frames.len().div_ceil(TRIALS)) {
-            let baseline = once_each(slice, |f| base.time(f, 1));
-            let guard = once_each(slice, |f| prog.time(f, 1));
-            let synproxy = once_each(slice, |f| peer.time(f));
-            guards.push(guard / baseline);
-            peers.push(synproxy / baseline);
-            ratios.push(guard / synproxy);
-        }
-        let (guard, synproxy, ratio) = (median(guards), median(peers), median(ratios));
+        let trials = || {
+            let (mut guards, mut peers, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for slice in frames.chunks(frames.len().div_ceil(TRIALS)) {
+                let baseline = once_each(slice, |f| base.time(f, 1));
+                let guard = once_each(slice, |f| prog.time(f, 1));
+                let synproxy = once_each(slice, |f| peer.time(f));
+                guards.push(guard / baseline);
+                peers.push(synproxy / baseline);
+                ratios.push(guard / synproxy);
+            }
+            (median(guards), median(peers), median(ratios))
+        };
+        let (guard, synproxy, ratio) = if forwarding {
+            on_a_forwarding_host(trials)
+        } else {
+            trials()
+        };
         let target = target.map_or_else(
             || "–".to_owned(),
             |t| format!("<= {t:.1}{}", if ratio <= t { "" } else { " (over)" }),
