@@ -53,13 +53,16 @@ impl<'a> Element<'a> {
 pub(super) struct Ruleset<'a> {
     items: &'a [Value],
     rules: Vec<Rule<'a>>,
+    /// Each chain's rules, in order, by index: the walks look chains up by
+    /// name, once for each jump, and kube-proxy's rules have thousands.
+    by_chain: HashMap<(&'a str, &'a str, &'a str), Vec<usize>>,
     texts: HashMap<(String, String, i64), String>,
 }
 
 impl<'a> Ruleset<'a> {
     /// `items` from [`items`]; `listing` is `nft -a list ruleset`.
     pub(super) fn new(items: &'a [Value], listing: &str) -> Self {
-        let rules = items
+        let rules: Vec<Rule<'a>> = items
             .iter()
             .filter_map(|i| {
                 let r = i.get("rule")?;
@@ -72,9 +75,17 @@ impl<'a> Ruleset<'a> {
                 })
             })
             .collect();
+        let mut by_chain: HashMap<_, Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            by_chain
+                .entry((r.family, r.table, r.chain))
+                .or_default()
+                .push(i);
+        }
         Self {
             items,
             rules,
+            by_chain,
             texts: rule_texts(listing),
         }
     }
@@ -91,9 +102,13 @@ impl<'a> Ruleset<'a> {
         table: &'s str,
         chain: &'s str,
     ) -> impl Iterator<Item = &'s Rule<'a>> + Clone {
-        self.rules
-            .iter()
-            .filter(move |r| r.family == family && r.table == table && r.chain == chain)
+        // The map's keys read as the shorter-lived names asked for.
+        let by_chain: &HashMap<(&str, &str, &str), Vec<usize>> = &self.by_chain;
+        by_chain
+            .get(&(family, table, chain))
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.rules.get(i))
     }
 
     /// The rule's line in the listing, without its handle.

@@ -6,6 +6,8 @@
 //! rules and anti-DDoS guides' mangle rules there. The walks that read
 //! nftables (`nat`, `firewall`) read these too.
 
+use std::collections::HashMap;
+
 /// One tool's output: `family` is `ip` (iptables) or `ip6` (ip6tables).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Save {
@@ -25,23 +27,25 @@ impl Save {
     }
 }
 
-/// A rule: its table, its chain and its arguments after `-A CHAIN`.
+/// A rule: its table and its arguments after `-A CHAIN` (its chain is
+/// where [`Tables`] keeps it).
 pub struct SavedRule {
     pub(super) table: String,
-    pub(super) chain: String,
     args: Vec<String>,
 }
 
-/// The rules of a save, and the chains each table declares.
+/// The rules of a save, and each table's chains (declared, or holding
+/// rules) with their rules, in order, by index: the walks look chains up
+/// by name, once for each jump, and kube-proxy's rules have thousands.
 pub(super) struct Tables {
     rules: Vec<SavedRule>,
-    chains: Vec<(String, String)>,
+    chains: HashMap<String, HashMap<String, Vec<usize>>>,
 }
 
 impl Tables {
     pub(super) fn parse(text: &str) -> Self {
         let mut rules = Vec::new();
-        let mut chains = Vec::new();
+        let mut chains: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
         let mut table = String::new();
         for line in text.lines() {
             let line = line.trim();
@@ -49,7 +53,11 @@ impl Tables {
                 name.clone_into(&mut table);
             } else if let Some(decl) = line.strip_prefix(':') {
                 if let Some(name) = decl.split_whitespace().next() {
-                    chains.push((table.clone(), name.to_owned()));
+                    chains
+                        .entry(table.clone())
+                        .or_default()
+                        .entry(name.to_owned())
+                        .or_default();
                 }
             } else if let Some(rest) = line.strip_prefix("-A ") {
                 let mut args = words(rest);
@@ -57,9 +65,14 @@ impl Tables {
                     continue;
                 }
                 let chain = args.remove(0);
+                chains
+                    .entry(table.clone())
+                    .or_default()
+                    .entry(chain)
+                    .or_default()
+                    .push(rules.len());
                 rules.push(SavedRule {
                     table: table.clone(),
-                    chain,
                     args,
                 });
             }
@@ -70,23 +83,26 @@ impl Tables {
     /// The rules of `table`'s `chain`, in order.
     pub(super) fn rules_of<'s>(
         &'s self,
-        table: &'s str,
-        chain: &'s str,
+        table: &str,
+        chain: &str,
     ) -> impl Iterator<Item = &'s SavedRule> + Clone {
-        self.rules
-            .iter()
-            .filter(move |r| r.table == table && r.chain == chain)
+        self.chains
+            .get(table)
+            .and_then(|t| t.get(chain))
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.rules.get(i))
     }
 
     /// The chain of `table` the rule jumps or goes to (`-j`, `-g`), if it
-    /// names one the table declares (not a target such as DROP).
+    /// names one of the table's (not a target such as DROP).
     pub(super) fn jump<'s>(&'s self, rule: &'s SavedRule) -> Option<&'s str> {
         let (target, _) = rule
             .value(&["-j", "--jump"])
             .or(rule.value(&["-g", "--goto"]))?;
         self.chains
-            .iter()
-            .any(|(t, c)| *t == rule.table && c == target)
+            .get(&rule.table)
+            .is_some_and(|t| t.contains_key(target))
             .then_some(target)
     }
 }
