@@ -16,7 +16,7 @@
 //! its own, reached without one, may rewrite any TCP port. A rule or a
 //! map element for UDP only is no concern of cookies.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, hash_map::Entry};
 
 use serde_json::Value;
 
@@ -63,9 +63,56 @@ impl Rewrites {
     }
 }
 
-/// How many rules the walk looks at, at most: a ruleset of kube-proxy's
-/// size reaches a chain by a few paths each.
-const MAX_VISITS: usize = 100_000;
+/// How many rules the walks look at, at most: kube-proxy's rules for
+/// 10,000 services of three endpoints are about 100,000 (iptables mode),
+/// each chain reached once with its ports ([`Visits`]). Past it the walk
+/// gives up, and every port is taken as rewritten: a port the rules send
+/// elsewhere that got cookies would lose every connection while armed,
+/// where a port without them keeps the limits and the budget.
+const MAX_VISITS: usize = 250_000;
+
+/// What the walks have looked at: how many rules, and each chain reached
+/// with its ports, at the least depth. A chain reached again with the
+/// same ports, no deeper, adds nothing: kube-proxy's rules jump to one
+/// masquerade-marking chain from every service and endpoint, and a chain
+/// reached by many paths would otherwise be walked once for each.
+#[derive(Default)]
+struct Visits {
+    rules: usize,
+    walked: HashMap<(String, Ports), usize>,
+}
+
+impl Visits {
+    /// Whether `chain` (named with its table), reached with `ports` at
+    /// `depth`, is to be walked: not if it was with these ports, at this
+    /// depth or less (which left its jumps as much room).
+    fn first(&mut self, chain: String, ports: &Ports, depth: usize) -> bool {
+        match self.walked.entry((chain, ports.clone())) {
+            Entry::Occupied(e) if *e.get() <= depth => false,
+            Entry::Occupied(mut e) => {
+                e.insert(depth);
+                true
+            }
+            Entry::Vacant(e) => {
+                e.insert(depth);
+                true
+            }
+        }
+    }
+
+    /// Counts a rule looked at: `false` past [`MAX_VISITS`], when every
+    /// port is recorded as rewritten and the walk stops.
+    fn rule(&mut self, out: &mut Rewrites) -> bool {
+        self.rules += 1;
+        if self.rules <= MAX_VISITS {
+            return true;
+        }
+        out.all.get_or_insert_with(|| {
+            format!("a nat rule past the first {MAX_VISITS} (more than guard follows)")
+        });
+        false
+    }
+}
 
 /// The rewrites of `json` (`nft -j list ruleset`) and of iptables-legacy's
 /// `legacy` nat tables; `listing` (`nft -a list ruleset`) gives the ports
@@ -76,7 +123,7 @@ pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
     let items = items(json);
     let walk = Walk(Ruleset::new(&items, listing));
     let mut out = Rewrites::default();
-    let mut visits = 0;
+    let mut visits = Visits::default();
     for chain in walk.0.chains() {
         let (Some(family), Some(table), Some(name)) = (
             chain["family"].as_str(),
@@ -97,7 +144,15 @@ pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
     for save in legacy {
         let tables = Tables::parse(&save.text);
         let mut path = Vec::new();
-        legacy_chain(save, &tables, "PREROUTING", &None, &mut path, &mut out);
+        legacy_chain(
+            save,
+            &tables,
+            "PREROUTING",
+            &None,
+            &mut path,
+            &mut visits,
+            &mut out,
+        );
     }
     out
 }
@@ -109,13 +164,20 @@ fn legacy_chain<'a>(
     chain: &'a str,
     ports: &Ports,
     path: &mut Vec<&'a str>,
+    visits: &mut Visits,
     out: &mut Rewrites,
 ) {
-    if path.len() > MAX_JUMPS || path.contains(&chain) {
+    if path.len() > MAX_JUMPS
+        || path.contains(&chain)
+        || !visits.first(format!("{} {chain}", save.tool()), ports, path.len())
+    {
         return;
     }
     path.push(chain);
     for rule in tables.rules_of("nat", chain) {
+        if !visits.rule(out) {
+            break;
+        }
         if !rule.may_be_tcp() {
             continue;
         }
@@ -127,7 +189,7 @@ fn legacy_chain<'a>(
             out.record(&ports, format!("{} table nat chain {chain}", save.tool()));
         }
         if let Some(next) = tables.jump(rule) {
-            legacy_chain(save, tables, next, &ports, path, out);
+            legacy_chain(save, tables, next, &ports, path, visits, out);
         }
     }
     path.pop();
@@ -150,16 +212,18 @@ impl<'a> Walk<'a> {
         chain: &'a str,
         ports: &Ports,
         path: &mut Vec<&'a str>,
-        visits: &mut usize,
+        visits: &mut Visits,
         out: &mut Rewrites,
     ) {
-        if path.len() > MAX_JUMPS || path.contains(&chain) {
+        if path.len() > MAX_JUMPS
+            || path.contains(&chain)
+            || !visits.first(format!("{family} {table} {chain}"), ports, path.len())
+        {
             return;
         }
         path.push(chain);
         for rule in self.0.rules_of(family, table, chain) {
-            *visits += 1;
-            if *visits > MAX_VISITS {
+            if !visits.rule(out) {
                 break;
             }
             if udp_only(rule.expr) {
@@ -317,6 +381,8 @@ fn intersect(a: &Ports, b: &Ports) -> Ports {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     /// What nft 1.0.6 prints for Docker's rules as iptables-nft 1.8.9
@@ -526,6 +592,74 @@ mod tests {
         assert_eq!(r.rewriting(8081), None);
         // Without the listing the rule may rewrite any port.
         assert!(rewrites(&json, "", &[]).all.is_some());
+    }
+
+    /// An iptables-legacy nat table declaring `chains` (and PREROUTING),
+    /// with `rules`.
+    fn legacy_nat(chains: &[&str], rules: impl Iterator<Item = String>) -> [Save; 1] {
+        let mut text = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n");
+        for c in chains {
+            let _ = writeln!(text, ":{c} - [0:0]");
+        }
+        for r in rules {
+            text.push_str(&r);
+            text.push('\n');
+        }
+        text.push_str("COMMIT\n");
+        [Save { family: "ip", text }]
+    }
+
+    /// Three layers of 300 chains' jumps to the next (300^3 paths to the
+    /// last): each chain is walked once with its ports, and the last
+    /// one's DNAT is found with the port of the first jumps.
+    #[test]
+    fn a_chain_reached_by_many_paths_is_walked_once() {
+        let jumps = |from: &'static str, to: &'static str| {
+            (0..300).map(move |_| format!("-A {from} -p tcp -j {to}"))
+        };
+        let first = (0..300).map(|_| "-A PREROUTING -p tcp -m tcp --dport 8080 -j A".to_owned());
+        let legacy = legacy_nat(
+            &["A", "B", "C"],
+            first
+                .chain(jumps("A", "B"))
+                .chain(jumps("B", "C"))
+                .chain(std::iter::once(
+                    "-A C -p tcp -j DNAT --to-destination 198.18.5.2:80".to_owned(),
+                )),
+        );
+        let r = rewrites("", "", &legacy);
+        assert_eq!(r.all, None);
+        assert_eq!(r.rewriting(8080), Some("iptables-legacy table nat chain C"));
+        assert_eq!(r.rewriting(80), None);
+    }
+
+    /// More rules than the walk follows: every port is taken as
+    /// rewritten, so none gets cookies a rule past the limit could send
+    /// elsewhere.
+    #[test]
+    fn past_the_rules_the_walk_follows_every_port_is_rewritten() {
+        let legacy = legacy_nat(
+            &[],
+            (0..=MAX_VISITS)
+                .map(|i| {
+                    format!(
+                        "-A PREROUTING -s 198.18.{}.{}/32 -j ACCEPT",
+                        i / 250 % 250,
+                        i % 250
+                    )
+                })
+                .chain(std::iter::once(
+                    "-A PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 80".to_owned(),
+                )),
+        );
+        let r = rewrites("", "", &legacy);
+        assert!(
+            r.all
+                .as_deref()
+                .is_some_and(|at| at.contains("more than guard follows")),
+            "{r:?}"
+        );
+        assert!(r.rewriting(22).is_some());
     }
 
     #[test]
