@@ -13,8 +13,9 @@
 //! answers at once (`FWD_DISABLED`), before any route lookup; one that
 //! does walks its rules and tables, about a baseline program's cost
 //! again on a cookie SYN (`cargo xtask bench`). So each CPU remembers
-//! the answer for a few destinations, for [`REMEMBERED_NS`]: a flood
-//! sends its SYNs to a handful of addresses. The answer depends on the
+//! the answer for [`REMEMBERED`] destinations, for [`REMEMBERED_NS`]: a
+//! flood sends its SYNs to a handful of addresses, and one spread over a
+//! routed /24 still finds each of them remembered. The answer depends on the
 //! destination alone, since the local table's rule comes first (a source,
 //! port or mark can route a packet elsewhere, but not make it local).
 
@@ -38,8 +39,10 @@ const KERNEL_AF_INET6: u8 = 10;
 /// How long a CPU keeps a destination's answer: an address or route
 /// added or removed is seen this late at most.
 const REMEMBERED_NS: u64 = 100_000_000;
-/// Destinations each CPU remembers, direct-mapped (a power of two).
-const REMEMBERED: usize = 8;
+/// Destinations each CPU remembers, direct-mapped by the address's last
+/// byte (an IPv4 address's last octet: a /24 takes every way once);
+/// 8 KiB a CPU.
+const REMEMBERED: usize = 256;
 
 /// This CPU's lookups: the FIB's parameters (and results), and the
 /// answers remembered.
