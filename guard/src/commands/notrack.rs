@@ -5,7 +5,10 @@ use anyhow::{Result, anyhow};
 use crate::{
     error::usage,
     host::{netns::Scope, notrack, preflight},
-    model::nft::{NOTRACK_TABLE, Proto},
+    model::{
+        nft::{NOTRACK_TABLE, Proto},
+        ports::port_list,
+    },
 };
 
 /// `guard notrack --port P... [--proto P] | --remove [--netns NAME]`.
@@ -28,11 +31,7 @@ pub fn command(ports: &[u16], proto: Proto, remove: bool, netns: Option<&str>) -
             Proto::Udp => "UDP",
             Proto::Both => "TCP and UDP",
         },
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        port_list(ports.iter().copied()),
         scope.suffix()
     );
     Ok(())

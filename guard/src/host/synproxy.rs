@@ -40,8 +40,7 @@ pub fn install(
     wild: &BTreeSet<u16>,
     opts: SynproxyOptions,
 ) -> Result<()> {
-    let list = |set: &BTreeSet<u16>| set.iter().copied().collect::<Vec<u16>>();
-    nft(scope, &synproxy_script(&list(ports), &list(wild), opts))
+    nft(scope, &synproxy_script(ports, wild, opts))
 }
 
 /// Removes them; missing ones are fine.

@@ -23,7 +23,9 @@
 //! during the attack) dropped every cookie handshake's ACK before
 //! SYNPROXY saw it.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeSet, fmt::Write as _};
+
+use super::ports::port_list;
 
 pub const NOTRACK_TABLE: &str = "guard_notrack";
 pub const SYNPROXY_TABLE: &str = "guard_synproxy";
@@ -50,11 +52,7 @@ pub enum Proto {
 /// deleted and defined again in one transaction, so it is replaced whole.
 #[must_use]
 pub fn notrack_script(ports: &[u16], proto: Proto) -> String {
-    let set = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let set = port_list(ports.iter().copied());
     let protos: &[&str] = match proto {
         Proto::Tcp => &["tcp"],
         Proto::Udp => &["udp"],
@@ -105,14 +103,12 @@ pub struct SynproxyOptions {
 /// has a connection's address, so for its port conntrack must be strict
 /// (`tcp_loose` 0) for the ACK to be invalid, and SYNPROXY's.
 #[must_use]
-pub fn synproxy_script(ports: &[u16], wild: &[u16], opts: SynproxyOptions) -> String {
-    let list = |ports: &[u16]| {
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+pub fn synproxy_script(
+    ports: &BTreeSet<u16>,
+    wild: &BTreeSet<u16>,
+    opts: SynproxyOptions,
+) -> String {
+    let list = |ports: &BTreeSet<u16>| port_list(ports.iter().copied());
     let mut s = delete_table(SYNPROXY_TABLE);
     let _ = writeln!(s, "table inet {SYNPROXY_TABLE} {{");
     s.push_str("  set armed {\n    type inet_service;\n");
@@ -182,7 +178,8 @@ mod tests {
             mss: 1460,
             wscale: 7,
         };
-        let s = synproxy_script(&[80, 443], &[], opts);
+        let none = BTreeSet::new();
+        let s = synproxy_script(&BTreeSet::from([80, 443]), &none, opts);
         assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
         assert!(
             s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
@@ -196,7 +193,7 @@ mod tests {
         assert!(s.contains("meta nfproto ipv6 tcp dport @armed ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport @armed ct state invalid drop\n  }\n}\n"));
         // Dormant: the same rules over an empty set.
-        let dormant = synproxy_script(&[], &[], opts);
+        let dormant = synproxy_script(&none, &none, opts);
         assert!(dormant.contains("  set armed {\n    type inet_service;\n  }\n"));
         assert_eq!(dormant.matches(" synproxy mss ").count(), 2);
         // No port bound to the wildcard alone: no socket lookup (nor
@@ -210,7 +207,7 @@ mod tests {
             mss: 1460,
             wscale: 7,
         };
-        let s = synproxy_script(&[80, 443], &[80], opts);
+        let s = synproxy_script(&BTreeSet::from([80, 443]), &BTreeSet::from([80]), opts);
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         assert!(s.contains(
             "== syn fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"

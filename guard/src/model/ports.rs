@@ -78,6 +78,17 @@ const ARM_RATE: f64 = 100.0;
 /// An armed port answering fewer cookies a second than this is quiet.
 const QUIET_RATE: f64 = 100.0;
 
+/// Ports as the log, the status and the nftables sets write them:
+/// `80, 443`.
+#[must_use]
+pub fn port_list(ports: impl IntoIterator<Item = u16>) -> String {
+    ports
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The namespace's listening TCP ports, as SYN cookies see them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listening {

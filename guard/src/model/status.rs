@@ -7,7 +7,9 @@ use std::{collections::VecDeque, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use super::{conntrack::Stats, duration::DAY_SECS, level::Level, xdp::XdpAttachMode};
+use super::{
+    conntrack::Stats, duration::DAY_SECS, level::Level, ports::port_list, xdp::XdpAttachMode,
+};
 use guard_common::config::FLOW_CLASSES;
 
 use crate::config::{Enforcement, Rate};
@@ -140,11 +142,7 @@ impl StatusReport {
         } else {
             format!(
                 "SYN cookies on for ports {}",
-                self.cookie_ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                port_list(self.cookie_ports.iter().copied())
             )
         };
         for a in &run.interfaces {

@@ -29,7 +29,7 @@ impl Save {
 
 /// A rule: its table and its arguments after `-A CHAIN` (its chain is
 /// where [`Tables`] keeps it).
-pub struct SavedRule {
+pub(super) struct SavedRule {
     pub(super) table: String,
     args: Vec<String>,
 }

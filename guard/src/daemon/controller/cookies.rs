@@ -16,7 +16,7 @@ use crate::{
         conntrack::TCP_LOOSE,
         firewall::{AckState, FIX, drops_before_synproxy},
         nat::{Rewrites, rewrites},
-        ports::{Listening, PortTable, cookie_mode},
+        ports::{Listening, PortTable, cookie_mode, port_list},
         xtables::Save,
     },
 };
@@ -236,28 +236,20 @@ impl Ports {
             lines.push(format!(
                 "SYN cookies on for port{} {}: {why}",
                 plural(on.len()),
-                list(&on),
+                port_list(on.iter().copied()),
             ));
         }
         if !off.is_empty() {
             lines.push(format!(
                 "SYN cookies off for port{} {}",
                 plural(off.len()),
-                list(&off)
+                port_list(off.iter().copied())
             ));
         }
         lines
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(super) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-pub(super) fn list(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -35,13 +35,14 @@ use crate::{
         nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
+        ports::port_list,
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
     },
 };
 
 mod cookies;
-use cookies::{Ports, decide_cookies, early_drops, list};
+use cookies::{Ports, decide_cookies, early_drops, plural};
 
 /// What the run loop must do after a tick.
 pub struct Tick {
@@ -570,13 +571,13 @@ impl<'a> Controller<'a> {
         } else {
             format!(
                 "; nf_conntrack_tcp_loose 0 for port{} {} (a listener bound to one address)",
-                if strict.len() == 1 { "" } else { "s" },
-                list(&strict)
+                plural(strict.len()),
+                port_list(strict.iter().copied())
             )
         };
         tracing::info!(
             "SYNPROXY completes cookie handshakes to ports {}{} (table inet {}){strictly}",
-            list(&ports.iter().copied().collect::<Vec<_>>()),
+            port_list(ports.iter().copied()),
             self.knobs.scope().suffix(),
             SYNPROXY_TABLE
         );
