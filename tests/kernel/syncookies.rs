@@ -216,15 +216,14 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
 }
 
-/// A router's firewall of the common shape (Calico's, an edge router's):
-/// packets conntrack calls invalid are not forwarded.
-const ROUTER_FIREWALL: &str = "table inet router_fw {
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    ct state invalid drop
-  }
+/// Table `table` (`FAMILY NAME`) with a chain on `hook` at `priority`
+/// that drops the packets conntrack puts in `state`: the rule of
+/// firewalls and anti-DDoS guides, `ct state invalid drop`.
+fn state_drop(table: &str, hook: &str, priority: &str, state: &str) -> String {
+    format!(
+        "table {table} {{\n  chain {hook} {{\n    type filter hook {hook} priority {priority}; policy accept;\n    ct state {state} drop\n  }}\n}}\n"
+    )
 }
-";
 
 /// A host that routes to a machine with an address of its own (a routed
 /// container or pod, no NAT) that serves a port the host listens on too.
@@ -239,7 +238,10 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let behind = net.behind();
-    let _ = nft(&net.victim, &["-f", "-"], Some(ROUTER_FIREWALL));
+    // A router's firewall of the common shape (Calico's, an edge
+    // router's): packets conntrack calls invalid are not forwarded.
+    let router_firewall = state_drop("inet router_fw", "forward", "filter", "invalid");
+    let _ = nft(&net.victim, &["-f", "-"], Some(&router_firewall));
     let any = SocketAddr::new("::".parse().expect("address"), PORT);
     let _own = EchoServer::start(&net.victim, any);
     let routed = SocketAddr::new(BEHIND_ADDR.parse().expect("address"), PORT);
@@ -577,16 +579,12 @@ fn a_firewall_dropping_invalid_packets_loaded_after_the_cookies_leaves_them_work
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
-/// The mangle-table rule of iptables anti-DDoS guides, in nft: invalid
+/// The mangle-table rule of iptables anti-DDoS guides, in nft: `state`
 /// packets dropped at prerouting, after conntrack and before any input
-/// chain.
-const EARLY_DROP: &str = "table ip early_fw {
-  chain prerouting {
-    type filter hook prerouting priority mangle; policy accept;
-    ct state invalid drop
-  }
+/// chain, in table `ip TABLE`.
+fn early_drop(table: &str, state: &str) -> String {
+    state_drop(&format!("ip {table}"), "prerouting", "mangle", state)
 }
-";
 
 /// A rule that drops invalid packets before guard's SYNPROXY chain breaks
 /// every cookie handshake, as it breaks any SYNPROXY: guard names the
@@ -596,7 +594,11 @@ fn an_invalid_drop_before_synproxy_is_named_when_cookies_come_on() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _server = EchoServer::start(&net.victim, server_addr());
-    let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
+    let _ = nft(
+        &net.victim,
+        &["-f", "-"],
+        Some(&early_drop("early_fw", "invalid")),
+    );
     let guard = start_on(&net, ALWAYS);
     named_early_drop_fails_handshakes_until_gone(&net, &guard, "early_fw", "calls invalid");
     guard.stop(libc::SIGTERM).assert_code(0);
@@ -626,16 +628,6 @@ fn named_early_drop_fails_handshakes_until_gone(
         .unwrap_or_else(|e| panic!("a connection once {table} is gone: {e}\n{}", guard.stderr()));
 }
 
-/// Untracked packets dropped at prerouting, as [`EARLY_DROP`] drops
-/// invalid ones.
-const UNTRACKED_DROP: &str = "table ip early_untracked {
-  chain prerouting {
-    type filter hook prerouting priority mangle; policy accept;
-    ct state untracked drop
-  }
-}
-";
-
 /// A listener bound to the wildcard address gets cookie ACKs untracked,
 /// not invalid: an early invalid drop leaves its handshakes alone, and
 /// guard does not name it; an early untracked drop fails them, and guard
@@ -646,8 +638,9 @@ fn a_wildcard_listeners_cookies_fail_only_on_an_early_untracked_drop() {
     let net = TestNet::addressed();
     let any = SocketAddr::new("0.0.0.0".parse().expect("address"), PORT);
     let _server = EchoServer::start(&net.victim, any);
-    let _ = nft(&net.victim, &["-f", "-"], Some(EARLY_DROP));
-    let _ = nft(&net.victim, &["-f", "-"], Some(UNTRACKED_DROP));
+    for (table, state) in [("early_fw", "invalid"), ("early_untracked", "untracked")] {
+        let _ = nft(&net.victim, &["-f", "-"], Some(&early_drop(table, state)));
+    }
     let guard = start_on(&net, ALWAYS);
     // The connection at the end passed the early invalid drop.
     named_early_drop_fails_handshakes_until_gone(
