@@ -69,6 +69,19 @@ fn own_wscale(net: &TestNet) -> u8 {
     peer_wscale(&local)
 }
 
+/// `n` connections from the attacker's side to each of `addrs`, each
+/// echoing once; one that fails panics, with `what` the connection is
+/// and guard's log.
+fn connect_each(net: &TestNet, guard: &Guard, addrs: &[SocketAddr], n: usize, what: &str) {
+    for &addr in addrs {
+        for i in 0..n {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!("connection {i} to {addr} ({what}): {e}\n{}", guard.stderr())
+            });
+        }
+    }
+}
+
 /// Whether `dev` in `ns` has an XDP program, as `ip -d link` shows it.
 fn has_xdp(ns: &str, dev: &str) -> bool {
     ip_out(&["-n", ns, "-d", "link", "show", "dev", dev]).contains("prog/xdp")
@@ -101,16 +114,13 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
         guard.stderr()
     );
 
-    for addr in [server_addr(), server_addr6()] {
-        for i in 0..10 {
-            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
-                panic!(
-                    "connection {i} to {addr} through the cookie path: {e}\n{}",
-                    guard.stderr()
-                )
-            });
-        }
-    }
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        10,
+        "through the cookie path",
+    );
     let c = counters(&stats(&net));
     assert!(c["cookie_synack"] >= 20, "{c:?}");
     assert!(c["cookie_ack_valid"] >= 20, "{c:?}");
@@ -182,16 +192,13 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
         synproxy_table(&net.victim)
     );
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
-    for addr in [server_addr(), server_addr6()] {
-        for i in 0..5 {
-            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
-                panic!(
-                    "connection {i} to {addr} through the cookie path: {e}\n{}",
-                    guard.stderr()
-                )
-            });
-        }
-    }
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        5,
+        "through the cookie path",
+    );
     let c = counters(&stats(&net));
     assert!(c["cookie_ack_valid"] >= 10, "{c:?}");
 
@@ -257,16 +264,7 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
 
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    for addr in [routed, routed6] {
-        for i in 0..5 {
-            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
-                panic!(
-                    "connection {i} to {addr}, routed on by the host: {e}\n{}",
-                    guard.stderr()
-                )
-            });
-        }
-    }
+    connect_each(&net, &guard, &[routed, routed6], 5, "routed on by the host");
     for c in &mut early {
         echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
             panic!(
@@ -279,14 +277,13 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
     assert_eq!(c["cookie_synack"], 0, "{c:?}");
     assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
 
-    for addr in [server_addr(), server_addr6()] {
-        connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
-            panic!(
-                "a connection to the host's own {addr}: {e}\n{}",
-                guard.stderr()
-            )
-        });
-    }
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        1,
+        "the host's own",
+    );
     let c = counters(&stats(&net));
     assert_eq!(c["cookie_synack"], 2, "{c:?}");
     assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
@@ -512,14 +509,7 @@ fn published_port_keeps_its_connections(rules: &str, legacy: &[&str], at: &str) 
     ));
     // The other listener has cookies: they are on, just not for this port.
     guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));
-    for i in 0..5 {
-        connect_echo(&net.attacker, server_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
-            panic!(
-                "connection {i} to the published port: {e}\n{}",
-                guard.stderr()
-            )
-        });
-    }
+    connect_each(&net, &guard, &[server_addr()], 5, "the published port");
     let redirected = counter_packets(&net.victim, "ip", "publish", "redirected");
     assert_eq!(
         redirected, 5,
