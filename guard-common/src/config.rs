@@ -151,7 +151,8 @@ pub struct DataplaneConfig {
     pub reject: u32,
     /// `SAMPLE_*` bits.
     pub sample: u32,
-    /// The RSTs of [`REJECT_RST`], all sources together.
+    /// The RSTs sent from XDP ([`REJECT_RST`]'s and those refusing cookie
+    /// handshakes' ACKs), all sources together.
     pub rst: Limit,
     /// Samples per second and CPU of each group (new flows; contrast).
     pub sample_rate: u32,

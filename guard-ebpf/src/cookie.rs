@@ -183,8 +183,8 @@ fn read_in<const IP: usize, const TCP: usize>(
     Some(())
 }
 
-/// Answers a SYN (`reject = "rst"`) or a cookie handshake's ACK over its
-/// source's limit with a RST, as a closed port's answer is, so the client
+/// Answers a SYN (`reject = "rst"`) or a cookie handshake's ACK the limits
+/// drop with a RST, as a closed port's answer is, so the client
 /// gives up at once (see [`rst`]). `None` when the segment cannot take
 /// this path.
 #[inline(always)]

@@ -32,8 +32,8 @@
 //!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
 //!    known connection passes (and, while the budget binds, verifies its
 //!    source if the connection is past its handshake), one with a valid
-//!    cookie goes through the source's SYN
-//!    limits and verifies it, any other is dropped (`drop_cookie_invalid`).
+//!    cookie goes through the source's SYN limits and verifies it (one
+//!    they drop is answered with a RST, `rst_sent`), any other is dropped (`drop_cookie_invalid`).
 //!    A segment the path cannot take (options, fragments, data on a SYN)
 //!    goes on below.
 //! 3b. While the budget binds (the controller's `verify` bit: the global

@@ -169,9 +169,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     answered(ctx, h, cfg, slots, action)
 }
 
-/// What [`limit`] returns for an over-limit SYN (or cookie handshake's
-/// ACK) to be answered with a RST: not an XDP action, [`answered`] builds
-/// the RST.
+/// What [`limit`] (a SYN over a verified source's limit) or the cookie
+/// path (a handshake's ACK the limits drop) gives [`answered`] for a RST:
+/// not an XDP action.
 const SEND_RST: u32 = u32::MAX;
 
 /// `action`, with [`SEND_RST`] made a RST sent back (or a drop if the
@@ -292,18 +292,20 @@ fn port(
             // the source's SYN limits apply here, and it is verified.
             let scratch = SCRATCH.get_ptr_mut(0)?;
             let skey = scratch_key(scratch, cfg, &src, v4);
-            let action = limit(
+            let now = clock::now_in(scratch);
+            let action = limit(cfg, slots, skey, &src, v4, FlowClass::Syn, now, None, true);
+            // Dropped (banned, or over its own or its prefix's limit), the
+            // ACK makes no connection, and the client, which counts it
+            // made, would hold one that never comes: it is told at once.
+            // The cookie proves the address, so this is no reflector.
+            let refused = action == XDP_DROP && rst_budget(cfg, slots, now);
+            Some(answered(
+                ctx,
+                h,
                 cfg,
                 slots,
-                skey,
-                &src,
-                v4,
-                FlowClass::Syn,
-                clock::now_in(scratch),
-                None,
-                true,
-            );
-            Some(answered(ctx, h, cfg, slots, action))
+                if refused { SEND_RST } else { action },
+            ))
         }
     }
 }
@@ -414,19 +416,16 @@ fn limit(
         over_source_limit(cfg, slots, st, skey, class, now);
         st.dropped = st.dropped.wrapping_add(1);
         let action = reject(cfg, slots, Counter::DropSourceLimit);
-        // A real client is told at once: a verified one's SYN, with
-        // `--reject rst`, rather than left retransmitting; a cookie
-        // handshake's ACK always (`verify`: the cookie proves the address),
-        // whose client would otherwise hold a connection that never comes.
-        // Never an unverified source's SYN, which may be spoofed.
-        let proven = verify || (cfg.reject & REJECT_RST != 0 && st.verified_until_ns > now);
+        // A verified source's SYN, with `--reject rst`, is told at once
+        // rather than left retransmitting; never an unverified source's,
+        // which may be spoofed. (A cookie handshake's ACK, `verify`, is
+        // answered by the caller, whatever tier drops it.)
         let answer = action == XDP_DROP
             && class == FlowClass::Syn
-            && proven
-            && GLOBAL
-                .get_ptr_mut(GLOBAL_RST)
-                // SAFETY: a map value of GUARD_GLOBAL.
-                .is_some_and(|p| take(unsafe { &mut *p }, &cfg.rst, now, slots));
+            && !verify
+            && cfg.reject & REJECT_RST != 0
+            && st.verified_until_ns > now
+            && rst_budget(cfg, slots, now);
         return if answer { SEND_RST } else { action };
     }
     if st.limited != 0 {
@@ -457,6 +456,16 @@ fn limit(
         return reject(cfg, slots, Counter::DropGlobalBudget);
     }
     admitted(cfg, slots, st, pst, skey, verify, now, flow, false)
+}
+
+/// Whether the RST budget (`reject`'s and the cookie path's, all sources
+/// together) has a token, taking it.
+#[inline(always)]
+fn rst_budget(cfg: &DataplaneConfig, slots: &mut Slots, now: u64) -> bool {
+    GLOBAL
+        .get_ptr_mut(GLOBAL_RST)
+        // SAFETY: a map value of GUARD_GLOBAL.
+        .is_some_and(|p| take(unsafe { &mut *p }, &cfg.rst, now, slots))
 }
 
 /// The prefix tier, unless its limit for this class is off: `Ok` with the

@@ -815,16 +815,15 @@ fn a_denylisted_source_gets_no_synack() {
     }
 }
 
-/// A cookie handshake's ACK over its source's SYN limit makes no
-/// connection, and the client, which counts it made, would wait on one
-/// that never comes: it gets a bare RST at the sequence number it
-/// acknowledged (RFC 9293), its ports and addresses swapped. The cookie
-/// proves the address, so this is no reflector, with or without
-/// `--reject rst`.
-fn an_ack_over_the_limit_gets_a_rst(family: Family) {
-    let mut program = with_cookies(
-        "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --ban-threshold 0",
-    );
+/// A cookie handshake's ACK the limits drop makes no connection, and the
+/// client, which counts it made, would wait on one that never comes: it
+/// gets a bare RST at the sequence number it acknowledged (RFC 9293), its
+/// ports and addresses swapped. The cookie proves the address, so this is
+/// no reflector, with or without `--reject rst`. The first handshake
+/// passes; each of the `refused` after it, in the same instant, gets a
+/// RST (the cookie path keeps no state: every SYN is answered).
+fn a_dropped_ack_gets_a_rst(family: Family, flags: &str, refused: usize, want: &[(Counter, u64)]) {
+    let mut program = with_cookies(flags);
     let syn = syn(family, &linux_options(family));
     let synack = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
     let ack = client_ack(&syn, &synack, family.client(), synack.seq().wrapping_add(1));
@@ -834,33 +833,40 @@ fn an_ack_over_the_limit_gets_a_rst(family: Family) {
         "the first connection"
     );
 
-    // A second connection in the same instant: the SYN is answered (the
-    // cookie path keeps no state), its ACK is over the limit.
-    let synack = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
-    let acked = synack.seq().wrapping_add(1);
-    let ack = client_ack(&syn, &synack, family.client(), acked).frame();
-    let (action, out) = program.run_frame(&ack, T0);
-    assert_eq!(action, XDP_TX, "the second ACK: {ack:02x?}");
-    let rst = parse_synack(out);
-    let tcp = &rst.frame[rst.l4..];
-    assert_eq!(tcp.len(), 20, "a bare TCP header: {tcp:02x?}");
-    assert_eq!(tcp[13], 0x04, "RST alone");
-    assert_eq!(
-        be32(tcp, 4),
-        acked,
-        "at the sequence number the ACK acknowledged"
-    );
-    assert_eq!(be32(tcp, 8), 0, "acknowledging nothing");
-    assert_eq!((be16(tcp, 0), be16(tcp, 2)), (PORT, CLIENT_PORT));
-    assert_eq!(rst.frame[0..6], ack[6..12], "back to the client's MAC");
-    assert_eq!(rst.frame[6..12], ack[0..6], "from the server's MAC");
-    let csum = packet::checksum(&[
-        &tcp_pseudo_header(family.server(), family.client(), tcp.len()),
-        tcp,
-    ]);
-    assert_eq!(csum, 0, "the TCP checksum: {tcp:02x?}");
-    assert_counters(
-        &program,
+    for n in 1..=refused {
+        let synack = answer(&mut program, &syn, TCP_SYN | TCP_ACK, T0);
+        let acked = synack.seq().wrapping_add(1);
+        let ack = client_ack(&syn, &synack, family.client(), acked).frame();
+        let (action, out) = program.run_frame(&ack, T0);
+        assert_eq!(action, XDP_TX, "refused ACK {n}: {ack:02x?}");
+        let rst = parse_synack(out);
+        let tcp = &rst.frame[rst.l4..];
+        assert_eq!(tcp.len(), 20, "a bare TCP header: {tcp:02x?}");
+        assert_eq!(tcp[13], 0x04, "RST alone");
+        assert_eq!(
+            be32(tcp, 4),
+            acked,
+            "at the sequence number the ACK acknowledged"
+        );
+        assert_eq!(be32(tcp, 8), 0, "acknowledging nothing");
+        assert_eq!((be16(tcp, 0), be16(tcp, 2)), (PORT, CLIENT_PORT));
+        assert_eq!(rst.frame[0..6], ack[6..12], "back to the client's MAC");
+        assert_eq!(rst.frame[6..12], ack[0..6], "from the server's MAC");
+        let csum = packet::checksum(&[
+            &tcp_pseudo_header(family.server(), family.client(), tcp.len()),
+            tcp,
+        ]);
+        assert_eq!(csum, 0, "the TCP checksum: {tcp:02x?}");
+    }
+    assert_counters(&program, want);
+}
+
+/// The source's own SYN limit.
+fn an_ack_over_the_limit_gets_a_rst(family: Family) {
+    a_dropped_ack_gets_a_rst(
+        family,
+        "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --ban-threshold 0",
+        1,
         &[
             (Counter::CookieAckValid, 2),
             (Counter::PassLimits, 1),
@@ -880,4 +886,41 @@ fn an_ipv4_cookie_ack_over_its_sources_limit_gets_a_rst() {
 fn an_ipv6_cookie_ack_over_its_sources_limit_gets_a_rst() {
     let _kernel = kernel_test!();
     an_ack_over_the_limit_gets_a_rst(Family::V6);
+}
+
+/// A client whose address a flood named gets banned with it; a cookie
+/// handshake proves the client real but not innocent, so the ban holds,
+/// and the client is refused at once rather than left waiting.
+#[test]
+fn a_banned_sources_cookie_ack_gets_a_rst() {
+    let _kernel = kernel_test!();
+    a_dropped_ack_gets_a_rst(
+        Family::V4,
+        "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --ban-threshold 1",
+        2,
+        &[
+            (Counter::CookieAckValid, 3),
+            (Counter::PassLimits, 1),
+            (Counter::DropSourceLimit, 1),
+            (Counter::DropBanned, 1),
+            (Counter::RstSent, 2),
+        ],
+    );
+}
+
+#[test]
+fn a_cookie_ack_over_its_prefixs_limit_gets_a_rst() {
+    let _kernel = kernel_test!();
+    a_dropped_ack_gets_a_rst(
+        Family::V6,
+        "--mode enforce --source-limits always --prefix-syn-rate 1 --prefix-syn-burst 1 \
+         --ban-threshold 0",
+        1,
+        &[
+            (Counter::CookieAckValid, 2),
+            (Counter::PassLimits, 1),
+            (Counter::DropPrefixLimit, 1),
+            (Counter::RstSent, 1),
+        ],
+    );
 }
