@@ -886,8 +886,13 @@ fn main() {
             r.case, r.t.ns, r.t.baseline
         );
     }
-    peer_table(&base, repeat, &rows);
-    synproxy_table(&base);
+    // `cargo xtask bench --without-peers`.
+    if std::env::var_os("GUARD_BENCH_WITHOUT_PEERS").is_some() {
+        println!("\n(peers not measured: --without-peers)");
+    } else {
+        peer_table(&base, repeat, &rows);
+        synproxy_table(&base);
+    }
     egress_table(repeat);
 }
 

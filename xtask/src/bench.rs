@@ -8,13 +8,30 @@ use clap::ValueEnum as _;
 
 use crate::{build, cmd, setup};
 
+/// Debian packages the peers come from (`tests/bench/peers.rs`): xdp-filter's
+/// objects, and what builds the kernel's xdp_synproxy selftest from its
+/// source. Installed for the bench only: never a dependency of the tests.
+const PEER_PACKAGES: &[(&str, &str)] = &[
+    ("libxdp1", "xdp-filter's objects"),
+    ("linux-source-6.12", "xdp_synproxy's source"),
+    ("clang-14", "xdp_synproxy's build"),
+    ("libbpf-dev", "xdp_synproxy's headers"),
+    ("bpftool", "vmlinux.h, loading the peers"),
+];
+
 #[derive(Debug, Default, clap::Args)]
 pub struct Options {
     /// Runs of each frame per trial.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
+    /// Measures guard alone: neither installs nor runs the peers
+    /// (xdp-filter, the kernel's xdp_synproxy), whose packages the bench
+    /// otherwise installs with apt-get when they are missing.
+    #[arg(long, conflicts_with = "profile")]
+    without_peers: bool,
     /// Instead of the table: where one case's time goes in the program,
-    /// by source line (perf samples on the JIT image; needs `perf`).
+    /// by source line (perf samples on the JIT image; installs Debian's
+    /// `linux-perf` when `perf` is missing).
     #[arg(long, value_enum, value_name = "CASE")]
     profile: Option<Case>,
     /// How long `--profile` samples.
@@ -52,6 +69,16 @@ enum Case {
 
 pub fn run(opts: &Options) -> Result<()> {
     let linker_dir = setup::toolchain()?;
+    if opts.profile.is_some() {
+        setup::step("perf", || setup::ensure_packages(&[("linux-perf", "perf")]))?;
+    } else if !opts.without_peers {
+        // The peers are the bench's yardstick, not guard's: a machine that
+        // cannot install them still gets guard's rows (the tables say what
+        // is missing).
+        if let Err(e) = setup::step("peers' packages", || setup::ensure_packages(PEER_PACKAGES)) {
+            eprintln!("setup: peers' packages  FAILED  {e:#}; measuring without them");
+        }
+    }
     let object = build::build_ebpf(&linker_dir)?;
     let baseline = object.with_file_name("baseline");
     let mut bench = cmd::cargo(None);
@@ -60,6 +87,9 @@ pub fn run(opts: &Options) -> Result<()> {
         .env("GUARD_EBPF_OBJECT", &object)
         .env("GUARD_BASELINE_OBJECT", &baseline)
         .env("GUARD_BENCH_REPEAT", opts.repeat.to_string());
+    if opts.without_peers {
+        bench.env("GUARD_BENCH_WITHOUT_PEERS", "1");
+    }
     if let Some(case) = opts.profile {
         let name = case.to_possible_value().map(|v| v.get_name().to_owned());
         bench

@@ -47,14 +47,14 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 #[derive(Debug, Default, clap::Args)]
 pub struct Options {}
 
-enum Outcome {
+pub enum Outcome {
     Present(String),
     Done(String),
 }
 
 pub fn run(_opts: &Options) -> Result<()> {
     toolchain()?;
-    step("debian packages", ensure_packages)?;
+    step("debian packages", || ensure_packages(DEBIAN_PACKAGES))?;
     step("bpffs", ensure_bpffs)?;
     Ok(())
 }
@@ -72,7 +72,7 @@ pub fn toolchain() -> Result<PathBuf> {
     Ok(linker_dir)
 }
 
-fn step(name: &str, f: impl FnOnce() -> Result<Outcome>) -> Result<()> {
+pub fn step(name: &str, f: impl FnOnce() -> Result<Outcome>) -> Result<()> {
     match f().with_context(|| format!("setup step `{name}`"))? {
         Outcome::Present(what) => eprintln!("setup: {name:<20} ok      {what}"),
         Outcome::Done(what) => eprintln!("setup: {name:<20} DONE    {what}"),
@@ -181,8 +181,10 @@ fn llvm_major(file_name: &str) -> Option<u32> {
         .ok()
 }
 
-fn ensure_packages() -> Result<Outcome> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Installs those of `packages` (each with the tool it is for) that are
+/// missing, with apt-get.
+pub fn ensure_packages(packages: &[(&str, &str)]) -> Result<Outcome> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(pkg, _)| {
             !cmd::probe("dpkg-query", ["-W", "-f", "${db:Status-Abbrev}", pkg])
@@ -191,7 +193,7 @@ fn ensure_packages() -> Result<Outcome> {
         .map(|(pkg, _)| *pkg)
         .collect();
     let names = || {
-        DEBIAN_PACKAGES
+        packages
             .iter()
             .map(|(pkg, tool)| format!("{pkg} ({tool})"))
             .collect::<Vec<_>>()
@@ -202,7 +204,7 @@ fn ensure_packages() -> Result<Outcome> {
     }
     if !cmd::is_root() {
         bail!(
-            "missing {}: installing them needs root (run `sudo -E cargo xtask setup`)",
+            "missing {}: installing them needs root (run the command again with `sudo -E`)",
             missing.join(" ")
         );
     }
