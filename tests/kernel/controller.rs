@@ -24,13 +24,15 @@ use guard_tests::{
     guard_proc::{self, pin_dir, start_on},
     host::{self, Saved},
     kernel_test,
-    net::{TestNet, VICTIM_ADDR, VICTIM_ADDR6},
+    net::{ATTACKER_ADDR, TestNet, VICTIM_ADDR, VICTIM_ADDR6},
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
     server::{EchoServer, connect_echo},
 };
 
 const PORT: u16 = 8080;
+/// A port nothing on the victim listens on.
+const CLOSED_PORT: u16 = 9;
 const MAX: &str = "net.netfilter.nf_conntrack_max";
 const BUCKETS: &str = "net.netfilter.nf_conntrack_buckets";
 /// The state files of every guard on the host (tests run one at a time,
@@ -971,6 +973,71 @@ fn a_busy_source_is_limited_only_under_pressure() {
     assert!(
         dropped >= 100,
         "under pressure the same burst is limited: {passed} passed, {dropped} dropped"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+    drop(saved);
+}
+
+/// A busy NAT served before a random-source flood keeps its rate through
+/// it while the table has room. The flood raises the level (an attack held
+/// back at XDP: cookies answer it, so it puts nothing in the table), which
+/// shortens the timeouts and arms cookies, but the per-source limits stay
+/// at ten times the configured ones: the NAT's burst of three times the
+/// configured burst, to a port the cookies do not cover, all passes. (With
+/// the limits tightened for the held-back flood, two thirds of it were
+/// dropped, and a NAT that kept it up was banned.)
+#[test]
+fn a_busy_nat_keeps_its_rate_through_a_flood_held_back_while_the_table_has_room() {
+    let _kernel = kernel_test!();
+    let saved = Saved::new(&[MAX]);
+    host::set_sysctl(MAX, 16_384);
+    let v = Victim::new();
+    let guard = start_on(&v.net, &["--mode", "enforce", "--summary-interval", "0"]);
+    connect_echo(&v.net.attacker, server_addr(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the NAT's connection before the flood: {e}"));
+    wait_counter(&v.net, "verified_reply", 1);
+
+    let sampler = Sampler::start(&v.net.victim);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = background_flood(Flood::new(&v.net), Arc::clone(&stop));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !guard.stderr().contains("SYN cookies on for port 8080") {
+        assert!(
+            Instant::now() < deadline,
+            "cookies never answered the flood:\n{}",
+            guard.stderr()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // A few of the controller's ticks with the flood answered.
+    thread::sleep(Duration::from_secs(1));
+    let nat: std::net::IpAddr = ATTACKER_ADDR.parse().expect("address");
+    let (passed, dropped) = source_row(&v.net, ATTACKER_ADDR);
+    let mut burst = Flood::new(&v.net);
+    for i in 0..300 {
+        burst.tcp(nat, 40_000 + i, CLOSED_PORT, TCP_SYN);
+    }
+    thread::sleep(Duration::from_millis(300));
+    let (passed_after, dropped_after) = source_row(&v.net, ATTACKER_ADDR);
+    stop.store(true, Ordering::Relaxed);
+    drop(flooder.join().expect("the flood"));
+
+    let (peak_permille, _) = sampler.finish();
+    assert!(
+        peak_permille < 400,
+        "the table kept room: {peak_permille} permille at its peak\n{}",
+        guard.stderr()
+    );
+    assert_eq!(
+        (passed_after - passed, dropped_after - dropped),
+        (300, 0),
+        "the NAT's burst during the flood\n{}",
+        guard.stderr()
+    );
+    assert!(
+        guard.stderr().contains("level elevated"),
+        "the flood raised the level:\n{}",
+        guard.stderr()
     );
     guard.stop(libc::SIGTERM).assert_code(0);
     drop(saved);

@@ -181,9 +181,11 @@ impl fmt::Display for Enforcement {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceLimits {
-    /// Ten times the configured limits while the table is calm, as
-    /// configured from the elevated level on: a busy source (a NAT, a flash
-    /// crowd) is not limited while the table has room; a flooding one is.
+    /// Ten times the configured limits while the table is calm (also while
+    /// a flood XDP holds back raises the level), as configured once the
+    /// table itself reaches the elevated level: a busy source (a NAT, a
+    /// flash crowd) is not limited while the table has room; a flooding
+    /// one is.
     #[default]
     Pressure,
     /// As configured at every level.
@@ -241,8 +243,8 @@ pub struct RawConfig {
 
     /// How the per-source and per-prefix limits follow conntrack pressure:
     /// pressure, ten times the configured ones while the table is calm and
-    /// as configured from the controller's elevated level on (a busy NAT
-    /// passes, a flooding source does not); always, as configured at every
+    /// as configured once its fill or growth reaches the controller's
+    /// elevated level (a busy NAT passes, a flooding source does not); always, as configured at every
     /// level [default: pressure]. Without the controller (no conntrack,
     /// --dry-run) they are as configured.
     #[arg(long, value_enum, value_name = "WHEN", help_heading = "Limits")]

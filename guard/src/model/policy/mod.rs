@@ -304,6 +304,20 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
     if seen.budget_drops_per_sec > 0.0 {
         next.budget_dropped_at = Some(obs.at);
     }
+    // The per-source and per-prefix limits follow the table. An attack XDP
+    // holds back while the table has room (below the elevated level's
+    // thresholds, less the hysteresis) raises the level for the timeouts,
+    // the budget and cookies, but leaves those limits calm: they do
+    // nothing against a random-source flood, and tightened they cut a busy
+    // NAT, served until then, down to a tenth and banned it.
+    let limits_level = if level == Level::Elevated
+        && neighbour_floor(obs.neighbours) == Level::Normal
+        && table_pressure(&seen, projected, HYSTERESIS).is_none()
+    {
+        Level::Normal
+    } else {
+        level
+    };
     let limits = XdpLimits {
         cookies: cookies_on,
         // Returning clients are verified from the first tick that sees the
@@ -311,7 +325,7 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
         verify: next
             .budget_dropped_at
             .is_some_and(|at| obs.at.saturating_sub(at) < cfg.calm),
-        ..xdp_limits(cfg, level, max, obs.count, &timeouts)
+        ..xdp_limits(cfg, level, limits_level, max, obs.count, &timeouts)
     };
     let applied = state.applied.limits;
     let first = applied.global.rate == 0;
@@ -499,29 +513,8 @@ pub fn neighbour_floor(neighbours: Level) -> Level {
 /// The level the readings call for, with thresholds lowered by `lower`
 /// points, and why.
 fn pressure(seen: &Seen, projected: f64, lower: f64) -> (Level, String) {
-    let distress = seen.distress.distress();
-    if distress > 0 {
-        return (
-            Level::Critical,
-            format!("the kernel dropped or failed {distress} entries"),
-        );
-    }
-    for level in Level::ALL.into_iter().rev() {
-        if level == Level::Normal {
-            break;
-        }
-        if seen.fill >= level.enter_fill() - lower {
-            return (level, format!("fill {:.0}%", seen.fill));
-        }
-        if projected >= level.enter_projected() - lower {
-            return (
-                level,
-                format!(
-                    "fill {:.0}% heading for {projected:.0}% in {HORIZON_SECS}s",
-                    seen.fill
-                ),
-            );
-        }
+    if let Some(table) = table_pressure(seen, projected, lower) {
+        return table;
     }
     if held_back(seen) {
         return (
@@ -533,6 +526,36 @@ fn pressure(seen: &Seen, projected: f64, lower: f64) -> (Level, String) {
         );
     }
     (Level::Normal, format!("fill {:.0}%", seen.fill))
+}
+
+/// The level the table's own readings call for (the kernel's drops, the
+/// fill, its growth), with thresholds lowered by `lower` points, and why;
+/// `None` when they call for none above normal.
+fn table_pressure(seen: &Seen, projected: f64, lower: f64) -> Option<(Level, String)> {
+    let distress = seen.distress.distress();
+    if distress > 0 {
+        return Some((
+            Level::Critical,
+            format!("the kernel dropped or failed {distress} entries"),
+        ));
+    }
+    Level::ALL.into_iter().rev().find_map(|level| {
+        if level == Level::Normal {
+            None
+        } else if seen.fill >= level.enter_fill() - lower {
+            Some((level, format!("fill {:.0}%", seen.fill)))
+        } else if projected >= level.enter_projected() - lower {
+            Some((
+                level,
+                format!(
+                    "fill {:.0}% heading for {projected:.0}% in {HORIZON_SECS}s",
+                    seen.fill
+                ),
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether XDP is turning away most new flows: an attack held back.
@@ -579,10 +602,12 @@ fn next_max(
     current
 }
 
-/// The XDP limits at `level` for a table of `max` holding `count`.
+/// The XDP limits at `level` for a table of `max` holding `count`, the
+/// per-source and per-prefix ones at `limits_level`.
 fn xdp_limits(
     cfg: &PolicyConfig,
     level: Level,
+    limits_level: Level,
     max: u64,
     count: u64,
     timeouts: &Timeouts,
@@ -626,10 +651,14 @@ fn xdp_limits(
     };
     // The prefix tier is relaxed when calm like the sources, but not
     // tightened further under pressure: a prefix holds legitimate users too.
-    let prefix_scale = if level == Level::Normal { calm } else { 100 };
+    let prefix_scale = if limits_level == Level::Normal {
+        calm
+    } else {
+        100
+    };
     XdpLimits {
         global,
-        source: cfg.source.map(scaled(level.source_scale(calm))),
+        source: cfg.source.map(scaled(limits_level.source_scale(calm))),
         prefix: cfg.prefix.map(scaled(prefix_scale)),
         cookies: false,
         verify: false,

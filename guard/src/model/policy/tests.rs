@@ -267,8 +267,22 @@ fn armed_cookies_keep_the_budget_burst_small() {
         cookies: SynCookies::Auto,
         ..cfg()
     };
-    let armed = xdp_limits(&auto, Level::Normal, 10_000, 0, &Timeouts::defaults());
-    let plain = xdp_limits(&cfg(), Level::Normal, 10_000, 0, &Timeouts::defaults());
+    let armed = xdp_limits(
+        &auto,
+        Level::Normal,
+        Level::Normal,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
+    let plain = xdp_limits(
+        &cfg(),
+        Level::Normal,
+        Level::Normal,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
     assert_eq!(armed.global.burst, 250, "2.5% of 10,000");
     assert!(plain.global.burst > 4_000);
     assert_eq!(armed.global.rate, plain.global.rate);
@@ -330,7 +344,14 @@ fn always_and_never_mean_it() {
 fn limits_relax_when_calm_and_return_with_pressure() {
     let mut cfg = cfg();
     cfg.limits_always = false;
-    let calm = xdp_limits(&cfg, Level::Normal, 10_000, 0, &Timeouts::defaults());
+    let calm = xdp_limits(
+        &cfg,
+        Level::Normal,
+        Level::Normal,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
     let ten = |r: Rate| Rate {
         rate: r.rate * 10,
         burst: r.burst * 10,
@@ -346,9 +367,23 @@ fn limits_relax_when_calm_and_return_with_pressure() {
     );
     assert_eq!(calm.prefix, cfg.prefix.map(ten));
     assert!(calm.global.rate > 0, "the global budget stays");
-    let pressed = xdp_limits(&cfg, Level::Elevated, 10_000, 0, &Timeouts::defaults());
+    let pressed = xdp_limits(
+        &cfg,
+        Level::Elevated,
+        Level::Elevated,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
     assert_eq!((pressed.source, pressed.prefix), (cfg.source, cfg.prefix));
-    let critical = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults());
+    let critical = xdp_limits(
+        &cfg,
+        Level::Critical,
+        Level::Critical,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
     assert_eq!(critical.prefix, cfg.prefix, "prefixes are not tightened");
     // Through the policy: calm relaxes them, a filling table brings
     // them back in the same tick that raises the level.
@@ -378,7 +413,15 @@ fn limits_relax_when_calm_and_return_with_pressure() {
 #[test]
 fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
     let cfg = cfg();
-    let source = xdp_limits(&cfg, Level::Critical, 10_000, 0, &Timeouts::defaults()).source;
+    let source = xdp_limits(
+        &cfg,
+        Level::Critical,
+        Level::Critical,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    )
+    .source;
     assert_eq!(
         source[0],
         Rate {
@@ -392,7 +435,15 @@ fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
         "a class with no limit keeps none"
     );
     assert_eq!(source[2], Rate { rate: 1, burst: 2 });
-    let high = xdp_limits(&cfg, Level::High, 10_000, 0, &Timeouts::defaults()).source;
+    let high = xdp_limits(
+        &cfg,
+        Level::High,
+        Level::High,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    )
+    .source;
     assert_eq!(
         high[0],
         Rate {
@@ -432,7 +483,7 @@ fn the_budget_fits_the_headroom_by_littles_law_under_pressure() {
     let timeouts = Level::High.timeouts(&Timeouts::defaults());
     // 90% of 10,000 is 9,000; 3,000 in the table: 6,000 headroom. The
     // longest new-flow timeout at high is 30 s.
-    let global = xdp_limits(&cfg, Level::High, 10_000, 3_000, &timeouts).global;
+    let global = xdp_limits(&cfg, Level::High, Level::High, 10_000, 3_000, &timeouts).global;
     assert_eq!(timeouts.new_flow_lifetime(), 30);
     assert_eq!(
         global,
@@ -443,7 +494,15 @@ fn the_budget_fits_the_headroom_by_littles_law_under_pressure() {
     );
     // No headroom left: next to nothing, but never 0 (which means
     // unlimited to the data plane).
-    let global = xdp_limits(&cfg, Level::Critical, 10_000, 9_500, &timeouts).global;
+    let global = xdp_limits(
+        &cfg,
+        Level::Critical,
+        Level::Critical,
+        10_000,
+        9_500,
+        &timeouts,
+    )
+    .global;
     assert_eq!(global, Rate { rate: 1, burst: 1 });
 }
 
@@ -523,4 +582,66 @@ fn a_neighbour_under_attack_holds_a_calm_guard_at_elevated() {
 
 fn xdp_limits_of(state: &State) -> XdpLimits {
     state.applied.limits
+}
+
+/// A random-source flood XDP holds back while the table has room raises
+/// the level (the timeouts, the budget), but the per-source and
+/// per-prefix limits stay calm: a busy NAT served at ten times the
+/// configured rate keeps it. Once the table itself fills, they tighten in
+/// the same tick; and when the table empties while the level waits out its
+/// calm, they relax again.
+#[test]
+fn an_attack_held_back_leaves_the_per_source_limits_calm_while_the_table_has_room() {
+    let mut cfg = cfg();
+    cfg.limits_always = false;
+    let calm = xdp_limits(
+        &cfg,
+        Level::Normal,
+        Level::Normal,
+        10_000,
+        0,
+        &Timeouts::defaults(),
+    );
+    let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
+    assert_eq!(s.applied.limits.source, calm.source);
+
+    // 50,000 SYNs a second, 100 admitted: held back, the table at 2%.
+    let (d, s) = run(&cfg, &s, &flood(1, 200, 50_000, 45_000, 0));
+    assert_eq!(d.level, Level::Elevated, "{}", d.describe(10_000));
+    assert!(d.why.contains("an attack held back"), "{}", d.why);
+    assert!(
+        d.next.applied.timeouts != State::initial(&cfg).applied.timeouts,
+        "the timeouts shorten"
+    );
+    assert_eq!(
+        (s.applied.limits.source, s.applied.limits.prefix),
+        (calm.source, calm.prefix),
+        "{}",
+        d.describe(10_000)
+    );
+
+    // Over half a minute the table fills past the elevated level's 50%:
+    // the configured limits.
+    let (d, s) = run(&cfg, &s, &flood(31, 5_400, 50_000, 45_000, 0));
+    assert_eq!(d.level, Level::Elevated, "{}", d.describe(10_000));
+    assert_eq!(
+        (s.applied.limits.source, s.applied.limits.prefix),
+        (cfg.source, cfg.prefix)
+    );
+    // Back to 45%, within the hysteresis: still tight.
+    let (_, s) = run(&cfg, &s, &flood(61, 4_500, 50_000, 45_000, 0));
+    assert_eq!(s.applied.limits.source, cfg.source);
+    // Down to 10%, the flood still held back, the level still elevated:
+    // calm again.
+    let (d, s) = run(&cfg, &s, &flood(91, 1_000, 50_000, 45_000, 0));
+    assert_eq!(d.level, Level::Elevated);
+    assert_eq!(s.applied.limits.source, calm.source);
+
+    // A neighbour at high holds the configured limits, the table empty.
+    let held = Observation {
+        neighbours: Level::High,
+        ..flood(121, 100, 50_000, 45_000, 0)
+    };
+    let (_, s) = run(&cfg, &s, &held);
+    assert_eq!(s.applied.limits.source, cfg.source);
 }
