@@ -40,6 +40,11 @@ fn obs(at_secs: u64, count: u64, max: u64) -> Observation {
     }
 }
 
+/// The XDP limits at `level` for an empty table of 10,000.
+fn limits_at(cfg: &PolicyConfig, level: Level) -> XdpLimits {
+    xdp_limits(cfg, level, level, 10_000, 0, &Timeouts::defaults())
+}
+
 fn run(cfg: &PolicyConfig, state: &State, o: &Observation) -> (Decision, State) {
     let d = decide(cfg, state, o);
     let next = d.next;
@@ -267,22 +272,8 @@ fn armed_cookies_keep_the_budget_burst_small() {
         cookies: SynCookies::Auto,
         ..cfg()
     };
-    let armed = xdp_limits(
-        &auto,
-        Level::Normal,
-        Level::Normal,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
-    let plain = xdp_limits(
-        &cfg(),
-        Level::Normal,
-        Level::Normal,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
+    let armed = limits_at(&auto, Level::Normal);
+    let plain = limits_at(&cfg(), Level::Normal);
     assert_eq!(armed.global.burst, 250, "2.5% of 10,000");
     assert!(plain.global.burst > 4_000);
     assert_eq!(armed.global.rate, plain.global.rate);
@@ -344,14 +335,7 @@ fn always_and_never_mean_it() {
 fn limits_relax_when_calm_and_return_with_pressure() {
     let mut cfg = cfg();
     cfg.limits_always = false;
-    let calm = xdp_limits(
-        &cfg,
-        Level::Normal,
-        Level::Normal,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
+    let calm = limits_at(&cfg, Level::Normal);
     let ten = |r: Rate| Rate {
         rate: r.rate * 10,
         burst: r.burst * 10,
@@ -367,23 +351,9 @@ fn limits_relax_when_calm_and_return_with_pressure() {
     );
     assert_eq!(calm.prefix, cfg.prefix.map(ten));
     assert!(calm.global.rate > 0, "the global budget stays");
-    let pressed = xdp_limits(
-        &cfg,
-        Level::Elevated,
-        Level::Elevated,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
+    let pressed = limits_at(&cfg, Level::Elevated);
     assert_eq!((pressed.source, pressed.prefix), (cfg.source, cfg.prefix));
-    let critical = xdp_limits(
-        &cfg,
-        Level::Critical,
-        Level::Critical,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
+    let critical = limits_at(&cfg, Level::Critical);
     assert_eq!(critical.prefix, cfg.prefix, "prefixes are not tightened");
     // Through the policy: calm relaxes them, a filling table brings
     // them back in the same tick that raises the level.
@@ -413,15 +383,7 @@ fn limits_relax_when_calm_and_return_with_pressure() {
 #[test]
 fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
     let cfg = cfg();
-    let source = xdp_limits(
-        &cfg,
-        Level::Critical,
-        Level::Critical,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    )
-    .source;
+    let source = limits_at(&cfg, Level::Critical).source;
     assert_eq!(
         source[0],
         Rate {
@@ -435,15 +397,7 @@ fn per_source_limits_shrink_at_high_and_critical_but_off_stays_off() {
         "a class with no limit keeps none"
     );
     assert_eq!(source[2], Rate { rate: 1, burst: 2 });
-    let high = xdp_limits(
-        &cfg,
-        Level::High,
-        Level::High,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    )
-    .source;
+    let high = limits_at(&cfg, Level::High).source;
     assert_eq!(
         high[0],
         Rate {
@@ -594,14 +548,7 @@ fn xdp_limits_of(state: &State) -> XdpLimits {
 fn an_attack_held_back_leaves_the_per_source_limits_calm_while_the_table_has_room() {
     let mut cfg = cfg();
     cfg.limits_always = false;
-    let calm = xdp_limits(
-        &cfg,
-        Level::Normal,
-        Level::Normal,
-        10_000,
-        0,
-        &Timeouts::defaults(),
-    );
+    let calm = limits_at(&cfg, Level::Normal);
     let (_, s) = run(&cfg, &State::initial(&cfg), &flood(0, 100, 0, 0, 0));
     assert_eq!(s.applied.limits.source, calm.source);
 
