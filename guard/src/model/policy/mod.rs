@@ -304,20 +304,19 @@ pub fn decide(cfg: &PolicyConfig, state: &State, obs: &Observation) -> Decision 
     if seen.budget_drops_per_sec > 0.0 {
         next.budget_dropped_at = Some(obs.at);
     }
-    // The per-source and per-prefix limits follow the table. An attack XDP
-    // holds back while the table has room (below the elevated level's
-    // thresholds, less the hysteresis) raises the level for the timeouts,
-    // the budget and cookies, but leaves those limits calm: they do
-    // nothing against a random-source flood, and tightened they cut a busy
-    // NAT, served until then, down to a tenth and banned it.
-    let limits_level = if level == Level::Elevated
-        && neighbour_floor(obs.neighbours) == Level::Normal
-        && table_pressure(&seen, projected, HYSTERESIS).is_none()
-    {
-        Level::Normal
-    } else {
-        level
-    };
+    // The per-source and per-prefix limits follow this table. An attack
+    // XDP holds back while the table has room (below the elevated level's
+    // thresholds, less the hysteresis), or a neighbour's, raises the level
+    // for the timeouts, the budget and cookies, but leaves those limits
+    // calm: they do nothing against a random-source flood, and tightened
+    // they cut a busy NAT, served until then, down to a tenth and banned
+    // it (fleet-wide, once published).
+    let limits_level =
+        if level == Level::Elevated && table_pressure(&seen, projected, HYSTERESIS).is_none() {
+            Level::Normal
+        } else {
+            level
+        };
     let limits = XdpLimits {
         cookies: cookies_on,
         // Returning clients are verified from the first tick that sees the
@@ -496,9 +495,9 @@ fn step_level(
 }
 
 /// The level a neighbour's holds this guard at: elevated while one is at
-/// high or critical. One level early: the configured per-source limits
-/// apply instead of ten times them, and the timeouts shorten a step, which
-/// costs users nothing. SYN cookies are not armed on a neighbour's word:
+/// high or critical. One level early: the budget tightens and the
+/// timeouts shorten a step, which costs users nothing (the per-source
+/// limits follow this guard's own table, see `decide`). SYN cookies are not armed on a neighbour's word:
 /// they change how every handshake completes, and need this host's own
 /// evidence (a few seconds of it, as before).
 #[must_use]
