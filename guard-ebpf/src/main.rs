@@ -33,7 +33,8 @@
 //!    known connection passes (and, while the budget binds, verifies its
 //!    source if the connection is past its handshake), one with a valid
 //!    cookie goes through the source's SYN limits and verifies it (one
-//!    they drop is answered with a RST, `rst_sent`), any other is dropped (`drop_cookie_invalid`).
+//!    they drop is answered with a RST, `rst_sent`), any other is dropped
+//!    (`drop_cookie_invalid`).
 //!    A segment the path cannot take (options, fragments, data on a SYN)
 //!    goes on below.
 //! 3b. While the budget binds (the controller's `verify` bit: the global

@@ -1000,15 +1000,7 @@ fn a_busy_nat_keeps_its_rate_through_a_flood_held_back_while_the_table_has_room(
     let sampler = Sampler::start(&v.net.victim);
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = background_flood(Flood::new(&v.net), Arc::clone(&stop));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !guard.stderr().contains("SYN cookies on for port 8080") {
-        assert!(
-            Instant::now() < deadline,
-            "cookies never answered the flood:\n{}",
-            guard.stderr()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    guard.wait_for_log("SYN cookies on for port 8080");
     // A few of the controller's ticks with the flood answered.
     thread::sleep(Duration::from_secs(1));
     let nat: std::net::IpAddr = ATTACKER_ADDR.parse().expect("address");

@@ -497,9 +497,10 @@ fn step_level(
 /// The level a neighbour's holds this guard at: elevated while one is at
 /// high or critical. One level early: the budget tightens and the
 /// timeouts shorten a step, which costs users nothing (the per-source
-/// limits follow this guard's own table, see `decide`). SYN cookies are not armed on a neighbour's word:
-/// they change how every handshake completes, and need this host's own
-/// evidence (a few seconds of it, as before).
+/// limits follow this guard's own table, see `decide`). SYN cookies are
+/// not armed on a neighbour's word: they change how every handshake
+/// completes, and need this host's own evidence (a few seconds of it, as
+/// before).
 #[must_use]
 pub fn neighbour_floor(neighbours: Level) -> Level {
     if neighbours >= Level::High {
