@@ -27,7 +27,9 @@
 //!    while some port is armed): a SYN is counted in the port's slot. If
 //!    the port is armed and the mode is enforce, the SYN-cookie path
 //!    decides (see `cookie.rs`), for a segment to this host (one the host
-//!    routes on to another machine goes on below, `route.rs`): a SYN from
+//!    routes on to another machine goes on below, `route.rs`; so does a
+//!    SYN from a source verified lately whose 4-tuple names a connection
+//!    the host holds, in TIME_WAIT, which the kernel reopens): a SYN from
 //!    a denied source is dropped,
 //!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
 //!    known connection passes (and, while the budget binds, verifies its

@@ -245,10 +245,20 @@ fn port(
         if route::routed_on(ctx, h, v4) {
             return None;
         }
+        let src = source_addr(ctx, h)?;
+        // A SYN for a connection the host still holds is the kernel's: a
+        // server that closed first keeps the connection in TIME_WAIT for a
+        // minute, and reopens it for the client's next SYN from the same
+        // port, where the ACK of a cookie's handshake would reach that old
+        // socket and go nowhere. Only a source verified lately can have
+        // one: the socket is looked up for it alone.
+        if connected_lately(cfg, &src, v4) && cookie::known(ctx, h, &t) != Some(Socket::None) {
+            bump(slots, Counter::CookieUnanswered);
+            return None;
+        }
         // A SYN the cookie path gives up on goes the ordinary way, which
         // counts it: counted here only when this path decides.
         if has_lists {
-            let src = source_addr(ctx, h)?;
             if list_action(&src, v4) == LIST_DENY {
                 bump(slots, Counter::NewFlows);
                 return Some(reject(cfg, slots, Counter::DropDenylist));
@@ -308,6 +318,24 @@ fn port(
             ))
         }
     }
+}
+
+/// Whether `src` was verified lately, by its slot or its marks: only such
+/// a source can hold a connection of this host's (the egress program
+/// verifies every client the host sends data or a FIN to, and a cookie
+/// handshake verifies its client). A spoofed flood's sources were not.
+#[inline(always)]
+fn connected_lately(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> bool {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    let key = scratch_key(scratch, cfg, src, v4);
+    let now = clock::now_in(scratch);
+    Table::Sources
+        .find(key, cfg.slot_seed)
+        // SAFETY: a slot of GUARD_SOURCES, read once.
+        .is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
+        || is_marked(cfg, key)
 }
 
 /// Drop in enforce mode, pass (and say so) in monitor mode; the reason is

@@ -14,7 +14,7 @@ use guard_tests::{
     kernel_test,
     net::{BEHIND_ADDR, BEHIND_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
     nft::{Counters, counter_packets, nft},
-    server::{EchoServer, connect, connect_echo, echo_roundtrip, peer_wscale},
+    server::{EchoServer, connect, connect_echo, echo_roundtrip, greeted_from, peer_wscale},
 };
 
 const PORT: u16 = 8080;
@@ -1018,4 +1018,93 @@ fn a_client_over_its_limit_behind_cookies_is_reset_not_left_hanging() {
     );
     assert_eq!((c["rst_sent"], c["drop_source_limit"]), (1, 1), "{c:?}");
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A client reconnecting from the port of its last connection, which the
+/// server closed first and so holds in TIME_WAIT (a minute on Linux), as a
+/// busy client of an HTTP server that closes after its response does. The
+/// kernel reopens such a connection for a new SYN. Through a cookie's
+/// handshake the ACK went to SYNPROXY only if conntrack found it out of
+/// the old connection's window, else to the old socket, and the client
+/// waited for nothing (nginx behind guard, by hand: every such client).
+/// Its SYN now goes the ordinary way, where the listener is bound to the
+/// wildcard (conntrack loose) or to one address (strict).
+fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketAddr]) {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _servers: Vec<EchoServer> = listen
+        .iter()
+        .map(|&addr| EchoServer::greeting(&net.victim, addr))
+        .collect();
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let timeout = Duration::from_secs(3);
+    for (i, &server) in clients.iter().enumerate() {
+        let port = 41_000 + u16::try_from(i).expect("few");
+        // The first connection: a cookie's handshake, which verifies the
+        // client.
+        let before = counters(&stats(&net));
+        greeted_from(&net.attacker, port, server, timeout).unwrap_or_else(|e| {
+            panic!("the first connection to {server}: {e}\n{}", guard.stderr())
+        });
+        let first = counters(&stats(&net));
+        assert_eq!(
+            first["cookie_synack"],
+            before["cookie_synack"] + 1,
+            "{first:?}"
+        );
+        let waiting = run_tool(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &net.victim,
+                "ss",
+                "-Htn",
+                "state",
+                "time-wait",
+            ],
+        );
+        assert!(
+            waiting
+                .split_whitespace()
+                .any(|peer| peer.ends_with(&format!(":{port}"))),
+            "the server holds no TIME_WAIT for port {port}: {waiting}"
+        );
+        greeted_from(&net.attacker, port, server, timeout).unwrap_or_else(|e| {
+            panic!(
+                "reconnecting to {server} from port {port} of a connection in TIME_WAIT: {e}\n{:?}\n{}",
+                counters(&stats(&net)),
+                guard.stderr()
+            )
+        });
+        let again = counters(&stats(&net));
+        assert_eq!(
+            (again["cookie_synack"], again["cookie_unanswered"]),
+            (first["cookie_synack"], first["cookie_unanswered"] + 1),
+            "{again:?}"
+        );
+        // A new port of the same, verified, client still gets a cookie.
+        greeted_from(&net.attacker, port + 100, server, timeout)
+            .unwrap_or_else(|e| panic!("a new port to {server}: {e}\n{}", guard.stderr()));
+        assert_eq!(
+            counters(&stats(&net))["cookie_synack"],
+            again["cookie_synack"] + 1
+        );
+    }
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+#[test]
+fn a_client_reconnects_from_a_port_in_time_wait_at_a_wildcard_listener() {
+    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
+    reconnects_from_a_port_in_time_wait(&[any], &[server_addr(), server_addr6()]);
+}
+
+#[test]
+fn a_client_reconnects_from_a_port_in_time_wait_at_a_bound_listener() {
+    reconnects_from_a_port_in_time_wait(
+        &[server_addr(), server_addr6()],
+        &[server_addr(), server_addr6()],
+    );
 }

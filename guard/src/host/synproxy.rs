@@ -33,14 +33,16 @@ pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
 }
 
 /// Installs (or replaces) the SYNPROXY rules for the armed `ports`, of
-/// which `wild` have listeners bound to the wildcard address alone.
+/// which `wild` have listeners bound to the wildcard address alone;
+/// `socket_lookup`: whether the rules may look sockets up (nft_socket).
 pub fn install(
     scope: &Scope,
     ports: &BTreeSet<u16>,
     wild: &BTreeSet<u16>,
+    socket_lookup: bool,
     opts: SynproxyOptions,
 ) -> Result<()> {
-    nft(scope, &synproxy_script(ports, wild, opts))
+    nft(scope, &synproxy_script(ports, wild, socket_lookup, opts))
 }
 
 /// Removes them; missing ones are fine.

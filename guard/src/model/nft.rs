@@ -102,10 +102,19 @@ pub struct SynproxyOptions {
 /// again rather than dropped as invalid. A listener bound to one address
 /// has a connection's address, so for its port conntrack must be strict
 /// (`tcp_loose` 0) for the ACK to be invalid, and SYNPROXY's.
+///
+/// With `socket_lookup` (nftables' socket expression works here), a SYN
+/// is untracked only when its lookup finds a full socket, the listener
+/// (`socket wildcard` is 0 or 1 for any). A SYN for a connection the host
+/// holds in TIME_WAIT, which the XDP program sends the ordinary way, is
+/// tracked: SYNPROXY, which takes untracked SYNs, leaves it to the kernel,
+/// which reopens that connection. Untracked, SYNPROXY answered it, and
+/// the client's ACK went to the old socket.
 #[must_use]
 pub fn synproxy_script(
     ports: &BTreeSet<u16>,
     wild: &BTreeSet<u16>,
+    socket_lookup: bool,
     opts: SynproxyOptions,
 ) -> String {
     let list = |ports: &BTreeSet<u16>| port_list(ports.iter().copied());
@@ -116,8 +125,13 @@ pub fn synproxy_script(
         let _ = writeln!(s, "    elements = {{ {} }}", list(ports));
     }
     s.push_str("  }\n");
-    // Only with a port in it: the rule needs nft_socket, which an old
-    // kernel may lack (the controller then arms with no `wild` port).
+    // Only with a port in it, and nft_socket, which an old kernel may
+    // lack: its rule needs the socket lookup.
+    let wild = if socket_lookup {
+        wild
+    } else {
+        &BTreeSet::new()
+    };
     if !wild.is_empty() {
         let _ = writeln!(
             s,
@@ -126,8 +140,14 @@ pub fn synproxy_script(
         );
     }
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
-    s.push_str(
-        "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn fib daddr type local notrack\n",
+    let listener = if socket_lookup {
+        "socket wildcard 0-1 "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn {listener}fib daddr type local notrack"
     );
     if !wild.is_empty() {
         s.push_str(
@@ -179,7 +199,7 @@ mod tests {
             wscale: 7,
         };
         let none = BTreeSet::new();
-        let s = synproxy_script(&BTreeSet::from([80, 443]), &none, opts);
+        let s = synproxy_script(&BTreeSet::from([80, 443]), &none, false, opts);
         assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
         assert!(
             s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
@@ -193,11 +213,10 @@ mod tests {
         assert!(s.contains("meta nfproto ipv6 tcp dport @armed ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport @armed ct state invalid drop\n  }\n}\n"));
         // Dormant: the same rules over an empty set.
-        let dormant = synproxy_script(&none, &none, opts);
+        let dormant = synproxy_script(&none, &none, false, opts);
         assert!(dormant.contains("  set armed {\n    type inet_service;\n  }\n"));
         assert_eq!(dormant.matches(" synproxy mss ").count(), 2);
-        // No port bound to the wildcard alone: no socket lookup (nor
-        // nft_socket) at all.
+        // Without nft_socket: no socket lookup at all.
         assert!(!s.contains("socket") && !dormant.contains("socket"));
     }
 
@@ -207,10 +226,34 @@ mod tests {
             mss: 1460,
             wscale: 7,
         };
-        let s = synproxy_script(&BTreeSet::from([80, 443]), &BTreeSet::from([80]), opts);
+        let s = synproxy_script(
+            &BTreeSet::from([80, 443]),
+            &BTreeSet::from([80]),
+            true,
+            opts,
+        );
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         assert!(s.contains(
-            "== syn fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
+            "== syn socket wildcard 0-1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
+    }
+
+    #[test]
+    fn a_syn_is_untracked_only_for_a_listener_where_sockets_can_be_looked_up() {
+        let opts = SynproxyOptions {
+            mss: 1460,
+            wscale: 7,
+        };
+        let none = BTreeSet::new();
+        // Every port bound to one address: no `wild` set, but the SYNs
+        // still looked up.
+        let s = synproxy_script(&BTreeSet::from([22]), &none, true, opts);
+        assert!(s.contains(
+            "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n  }\n"
+        ));
+        assert!(!s.contains("set wild") && !s.contains("@wild"));
+        // Without nft_socket, `wild` is ignored: its rule needs the lookup.
+        let old = synproxy_script(&BTreeSet::from([80]), &BTreeSet::from([80]), false, opts);
+        assert!(!old.contains("socket") && !old.contains("wild"));
     }
 }

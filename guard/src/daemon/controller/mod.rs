@@ -458,12 +458,15 @@ impl<'a> Controller<'a> {
             if !on || tables.iter().any(|t| t == table) {
                 continue;
             }
-            let scope = self.knobs.scope();
             let installed = if table == NOTRACK_TABLE {
-                notrack::install(scope, &self.notrack_ports, Proto::Both)
+                notrack::install(self.knobs.scope(), &self.notrack_ports, Proto::Both)
             } else {
-                synproxy::install(scope, &self.ports.rules, &self.ports.wild, self.synproxy)
+                let (rules, mut wild) = (self.ports.rules.clone(), self.ports.wild.clone());
+                let installed = self.install_synproxy(&rules, &mut wild);
+                self.ports.wild = wild;
+                installed
             };
+            let scope = self.knobs.scope();
             match installed {
                 Ok(()) => {
                     self.nft_reinstalled += 1;
@@ -513,15 +516,36 @@ impl<'a> Controller<'a> {
     /// `head`, the scope, `tail`.
     fn synproxy_no_port(&mut self, head: &str, tail: &str) {
         self.record_synproxy();
-        let scope = self.knobs.scope();
-        let none = BTreeSet::new();
-        match synproxy::install(scope, &none, &none, self.synproxy) {
+        match self.install_synproxy(&BTreeSet::new(), &mut BTreeSet::new()) {
             Ok(()) => tracing::info!(
                 "{head}{}{tail} (table inet {SYNPROXY_TABLE})",
-                scope.suffix()
+                self.knobs.scope().suffix()
             ),
             Err(e) => tracing::error!("installing the SYNPROXY table with no port: {e:#}"),
         }
+    }
+
+    /// Installs (or replaces) the SYNPROXY rules for `ports`, of which
+    /// `wild` have their cookie ACKs untracked by socket lookup. Where
+    /// nftables cannot look sockets up (an old kernel without nft_socket),
+    /// said once, the rules make none from then on, and `wild` is cleared:
+    /// every port strict.
+    fn install_synproxy(&mut self, ports: &BTreeSet<u16>, wild: &mut BTreeSet<u16>) -> Result<()> {
+        let lookup = self.ports.socket_lookup;
+        let installed = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy);
+        let Err(e) = installed else {
+            return Ok(());
+        };
+        if !lookup {
+            return Err(e);
+        }
+        self.report_once(&format!(
+            "nftables' socket expression is unavailable{} ({e:#}): conntrack is strict about lone ACKs (nf_conntrack_tcp_loose 0) while any port is armed",
+            self.knobs.scope().suffix()
+        ));
+        self.ports.socket_lookup = false;
+        wild.clear();
+        synproxy::install(self.knobs.scope(), ports, wild, false, self.synproxy)
     }
 
     /// Installs the SYNPROXY rules for `ports` (`wild`: those whose cookie
@@ -537,21 +561,7 @@ impl<'a> Controller<'a> {
         if ports.difference(&wild).next().is_some() {
             self.strict_acks(true);
         }
-        let scope = self.knobs.scope();
-        let mut installed = synproxy::install(scope, ports, &wild, self.synproxy);
-        if let Err(e) = &installed
-            && !wild.is_empty()
-        {
-            // An old kernel without nft_socket: every port strict, from now.
-            self.report_once(&format!(
-                "nftables' socket expression is unavailable{} ({e:#}): conntrack is strict about lone ACKs (nf_conntrack_tcp_loose 0) while any port is armed",
-                scope.suffix()
-            ));
-            self.ports.socket_lookup = false;
-            wild.clear();
-            installed = synproxy::install(self.knobs.scope(), ports, &wild, self.synproxy);
-        }
-        if let Err(e) = installed {
+        if let Err(e) = self.install_synproxy(ports, &mut wild) {
             tracing::error!("installing the SYNPROXY rules for SYN cookies: {e:#}");
             // The rules in place stay: loose again if none of theirs is
             // strict.
