@@ -67,6 +67,17 @@ pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
 /// it answers, which is not rationed.
 pub const ACK_LOOKUPS_PER_SEC: u32 = 50_000;
 
+/// Socket lookups a CPU makes in a second, at most, for SYNs to a cookie
+/// port from sources not verified lately (whether a connection the host
+/// holds in TIME_WAIT names the SYN's 4-tuple: the kernel reopens it). A
+/// verified source's SYN is always looked up: only a source that had a
+/// connection can have one in TIME_WAIT, and the egress program verifies
+/// every client the host sends data to. This catches the rest while a
+/// port is calm (a connection made before guard started, a verification
+/// whose slot another source took) at under a millisecond of a CPU a
+/// second; a spoofed flood spends it at once, and pays no more lookups.
+pub const SYN_LOOKUPS_PER_SEC: u32 = 1_000;
+
 /// `monitor` counts what would be dropped and drops nothing.
 pub const MODE_MONITOR: u32 = 0;
 /// `enforce` drops.

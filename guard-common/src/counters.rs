@@ -110,10 +110,11 @@ pub enum Counter {
     /// path could not answer from its headers (IPv4 options, IPv6
     /// extension headers, data, a wrong IPv4 header checksum; or the frame
     /// could not grow to the reply's length): it went the ordinary way,
-    /// to the limits and the kernel's SYNPROXY. Also a SYN, from a source
-    /// verified lately, for a connection the host still holds (in
-    /// TIME_WAIT, the server having closed first), which the kernel
-    /// reopens. A fragment is not looked up in the port table, so not
+    /// to the limits and the kernel's SYNPROXY. Also a SYN for a
+    /// connection the host still holds (in TIME_WAIT, the server having
+    /// closed first), which the kernel reopens (looked up for a source
+    /// verified lately, or within
+    /// [`crate::config::SYN_LOOKUPS_PER_SEC`]). A fragment is not looked up in the port table, so not
     /// counted here.
     CookieUnanswered = 33,
 }

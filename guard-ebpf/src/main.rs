@@ -28,8 +28,9 @@
 //!    the port is armed and the mode is enforce, the SYN-cookie path
 //!    decides (see `cookie.rs`), for a segment to this host (one the host
 //!    routes on to another machine goes on below, `route.rs`; so does a
-//!    SYN from a source verified lately whose 4-tuple names a connection
-//!    the host holds, in TIME_WAIT, which the kernel reopens): a SYN from
+//!    SYN whose 4-tuple names a connection the host holds, in TIME_WAIT,
+//!    which the kernel reopens, looked up for a source verified lately
+//!    or within the CPU's `SYN_LOOKUPS_PER_SEC`): a SYN from
 //!    a denied source is dropped,
 //!    any other is answered with a cookie SYN-ACK (`XDP_TX`); an ACK of a
 //!    known connection passes (and, while the budget binds, verifies its

@@ -118,8 +118,10 @@ pub struct Scratch {
     pub flow: FlowKey,
     /// The SYN-ACK an ACK answers, looked up in `GUARD_SYNACKS`.
     pub synack: SynAckKey,
-    /// This CPU's socket lookups for the ACK check (`verdict.rs`).
+    /// This CPU's socket lookups for the ACK check, and for SYNs to a
+    /// cookie port from sources not verified lately (`verdict.rs`).
     pub ack_lookups: LookupBudget,
+    pub syn_lookups: LookupBudget,
     /// The FIB lookups and their answers (`route.rs`).
     pub routes: crate::route::Routes,
 }

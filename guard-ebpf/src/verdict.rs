@@ -12,7 +12,7 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{
         ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
-        HAS_LISTS_V6 as HAS_V6, REJECT_RST, UDP_FLOW_REFRESH_NS,
+        HAS_LISTS_V6 as HAS_V6, REJECT_RST, SYN_LOOKUPS_PER_SEC, UDP_FLOW_REFRESH_NS,
     },
     dissect::keyed_by_ports,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
@@ -26,8 +26,8 @@ use crate::{
     cookie::{self, Ack, Socket},
     dissect::{F_FRAGMENT, F_QUERY, Headers},
     maps::{
-        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, SCRATCH,
-        SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
+        CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, LookupBudget, MARKED, MARKS, PORT_COUNTS,
+        PORTS, SCRATCH, SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
     },
     packet::load,
     route,
@@ -250,9 +250,8 @@ fn port(
         // server that closed first keeps the connection in TIME_WAIT for a
         // minute, and reopens it for the client's next SYN from the same
         // port, where the ACK of a cookie's handshake would reach that old
-        // socket and go nowhere. Only a source verified lately can have
-        // one: the socket is looked up for it alone.
-        if connected_lately(cfg, &src, v4) && cookie::known(ctx, h, &t) != Some(Socket::None) {
+        // socket and go nowhere.
+        if may_hold_connection(cfg, &src, v4) && cookie::known(ctx, h, &t) != Some(Socket::None) {
             bump(slots, Counter::CookieUnanswered);
             return None;
         }
@@ -320,22 +319,31 @@ fn port(
     }
 }
 
-/// Whether `src` was verified lately, by its slot or its marks: only such
-/// a source can hold a connection of this host's (the egress program
-/// verifies every client the host sends data or a FIN to, and a cookie
-/// handshake verifies its client). A spoofed flood's sources were not.
+/// Whether to look a SYN from `src` up among the host's sockets: always
+/// for a source verified lately, by its slot or its marks (the egress
+/// program verifies every client the host sends data or a FIN to, a
+/// cookie handshake its client), which alone can hold a connection here;
+/// for any other within this CPU's ration, [`SYN_LOOKUPS_PER_SEC`].
 #[inline(always)]
-fn connected_lately(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> bool {
+fn may_hold_connection(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
     let key = scratch_key(scratch, cfg, src, v4);
     let now = clock::now_in(scratch);
-    Table::Sources
+    let verified = Table::Sources
         .find(key, cfg.slot_seed)
         // SAFETY: a slot of GUARD_SOURCES, read once.
         .is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
-        || is_marked(cfg, key)
+        || is_marked(cfg, key);
+    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
+    // else in this run writes the field.
+    verified
+        || lookup_allowed(
+            unsafe { &mut (*scratch).syn_lookups },
+            SYN_LOOKUPS_PER_SEC,
+            now,
+        )
 }
 
 /// Drop in enforce mode, pass (and say so) in monitor mode; the reason is
@@ -645,7 +653,12 @@ fn returning_client(
         verify(cfg, slots, &src, v4, now);
         return;
     }
-    if !lookup_allowed(scratch, now) {
+    // SAFETY: as for `syn_lookups` in `may_hold_connection`.
+    if !lookup_allowed(
+        unsafe { &mut (*scratch).ack_lookups },
+        ACK_LOOKUPS_PER_SEC,
+        now,
+    ) {
         bump(slots, Counter::AckLookupsSkipped);
         return;
     }
@@ -654,19 +667,16 @@ fn returning_client(
     }
 }
 
-/// Whether this CPU may make another socket lookup for the ACK check this
-/// second ([`ACK_LOOKUPS_PER_SEC`]), counting it if so.
+/// Whether this CPU may make another socket lookup of `b`'s kind this
+/// second (`per_sec` a second), counting it if so.
 #[inline(always)]
-fn lookup_allowed(scratch: *mut Scratch, now: u64) -> bool {
-    // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
-    // else in this run writes the field.
-    let b = unsafe { &mut (*scratch).ack_lookups };
+fn lookup_allowed(b: &mut LookupBudget, per_sec: u32, now: u64) -> bool {
     let second = now / NANOS_PER_SEC;
     if b.second != second {
         b.second = second;
         b.used = 0;
     }
-    if b.used >= u64::from(ACK_LOOKUPS_PER_SEC) {
+    if b.used >= u64::from(per_sec) {
         return false;
     }
     b.used += 1;

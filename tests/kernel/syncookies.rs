@@ -1028,7 +1028,9 @@ fn a_client_over_its_limit_behind_cookies_is_reset_not_left_hanging() {
 /// the old connection's window, else to the old socket, and the client
 /// waited for nothing (nginx behind guard, by hand: every such client).
 /// Its SYN now goes the ordinary way, where the listener is bound to the
-/// wildcard (conntrack loose) or to one address (strict).
+/// wildcard (conntrack loose) or to one address (strict): a verified
+/// client's always, and one whose connection was made before guard
+/// started, not verified, through the CPU's ration of lookups.
 fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketAddr]) {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
@@ -1036,13 +1038,18 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
         .iter()
         .map(|&addr| EchoServer::greeting(&net.victim, addr))
         .collect();
+    let timeout = Duration::from_secs(3);
+    let early = |i: usize| 40_000 + u16::try_from(i).expect("few");
+    for (i, &server) in clients.iter().enumerate() {
+        greeted_from(&net.attacker, early(i), server, timeout)
+            .unwrap_or_else(|e| panic!("a connection to {server} before guard: {e}"));
+    }
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let timeout = Duration::from_secs(3);
     for (i, &server) in clients.iter().enumerate() {
+        reconnect(&net, &guard, early(i), server, "made before guard started");
+        // A cookie's handshake, which verifies the client, then again.
         let port = 41_000 + u16::try_from(i).expect("few");
-        // The first connection: a cookie's handshake, which verifies the
-        // client.
         let before = counters(&stats(&net));
         greeted_from(&net.attacker, port, server, timeout).unwrap_or_else(|e| {
             panic!("the first connection to {server}: {e}\n{}", guard.stderr())
@@ -1053,38 +1060,9 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
             before["cookie_synack"] + 1,
             "{first:?}"
         );
-        let waiting = run_tool(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &net.victim,
-                "ss",
-                "-Htn",
-                "state",
-                "time-wait",
-            ],
-        );
-        assert!(
-            waiting
-                .split_whitespace()
-                .any(|peer| peer.ends_with(&format!(":{port}"))),
-            "the server holds no TIME_WAIT for port {port}: {waiting}"
-        );
-        greeted_from(&net.attacker, port, server, timeout).unwrap_or_else(|e| {
-            panic!(
-                "reconnecting to {server} from port {port} of a connection in TIME_WAIT: {e}\n{:?}\n{}",
-                counters(&stats(&net)),
-                guard.stderr()
-            )
-        });
+        reconnect(&net, &guard, port, server, "made through a cookie");
+        // A new port of the same client still gets a cookie.
         let again = counters(&stats(&net));
-        assert_eq!(
-            (again["cookie_synack"], again["cookie_unanswered"]),
-            (first["cookie_synack"], first["cookie_unanswered"] + 1),
-            "{again:?}"
-        );
-        // A new port of the same, verified, client still gets a cookie.
         greeted_from(&net.attacker, port + 100, server, timeout)
             .unwrap_or_else(|e| panic!("a new port to {server}: {e}\n{}", guard.stderr()));
         assert_eq!(
@@ -1093,6 +1071,44 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
         );
     }
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A connection from `port` to `server` while the server holds the last
+/// one from that port (`what`) in TIME_WAIT: it is greeted, its SYN went
+/// the ordinary way, and got no cookie.
+fn reconnect(net: &TestNet, guard: &Guard, port: u16, server: SocketAddr, what: &str) {
+    let waiting = run_tool(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &net.victim,
+            "ss",
+            "-Htn",
+            "state",
+            "time-wait",
+        ],
+    );
+    assert!(
+        waiting
+            .split_whitespace()
+            .any(|peer| peer.ends_with(&format!(":{port}"))),
+        "the server holds no TIME_WAIT for port {port} ({what}): {waiting}"
+    );
+    let before = counters(&stats(net));
+    greeted_from(&net.attacker, port, server, Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "reconnecting to {server} from port {port}, its last connection {what} in TIME_WAIT: {e}\n{:?}\n{}",
+            counters(&stats(net)),
+            guard.stderr()
+        )
+    });
+    let after = counters(&stats(net));
+    assert_eq!(
+        (after["cookie_synack"], after["cookie_unanswered"]),
+        (before["cookie_synack"], before["cookie_unanswered"] + 1),
+        "{what}: {after:?}"
+    );
 }
 
 #[test]
