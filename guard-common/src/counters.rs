@@ -114,8 +114,8 @@ pub enum Counter {
     /// connection the host still holds (in TIME_WAIT, the server having
     /// closed first), which the kernel reopens (looked up for a source
     /// verified lately, or within
-    /// [`crate::config::SYN_LOOKUPS_PER_SEC`]). A fragment is not looked up in the port table, so not
-    /// counted here.
+    /// [`crate::config::SYN_LOOKUPS_PER_SEC`]). A fragment is not looked
+    /// up in the port table, so not counted here.
     CookieUnanswered = 33,
 }
 

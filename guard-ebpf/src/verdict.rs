@@ -331,11 +331,7 @@ fn may_hold_connection(cfg: &DataplaneConfig, src: &Addr, v4: bool) -> bool {
     };
     let key = scratch_key(scratch, cfg, src, v4);
     let now = clock::now_in(scratch);
-    let verified = Table::Sources
-        .find(key, cfg.slot_seed)
-        // SAFETY: a slot of GUARD_SOURCES, read once.
-        .is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
-        || is_marked(cfg, key);
+    let verified = slot_verified(cfg, key, now) || is_marked(cfg, key);
     // SAFETY: this CPU's scratch value; XDP is not preempted, and nothing
     // else in this run writes the field.
     verified
@@ -642,11 +638,7 @@ fn returning_client(
     let key = scratch_key(scratch, cfg, &src, v4);
     // Proven already (verified, and marked: not by the host's replies
     // alone).
-    if let Some(st) = Table::Sources.find(key, cfg.slot_seed)
-        // SAFETY: a slot of GUARD_SOURCES, read once.
-        && unsafe { (*st).verified_until_ns } > now
-        && is_marked(cfg, key)
-    {
+    if slot_verified(cfg, key, now) && is_marked(cfg, key) {
         return;
     }
     if answers_synack(ctx, h, scratch, &src) {
@@ -815,6 +807,15 @@ fn is_marked(cfg: &DataplaneConfig, key: &SourceKey) -> bool {
         // SAFETY: a u64 of GUARD_MARKED; volatile because other CPUs set
         // bits.
         .is_some_and(|p| unsafe { core::ptr::read_volatile(p) } & bit != 0)
+}
+
+/// Whether `key`'s slot holds it, verified at `now`.
+#[inline(always)]
+fn slot_verified(cfg: &DataplaneConfig, key: &SourceKey, now: u64) -> bool {
+    Table::Sources
+        .find(key, cfg.slot_seed)
+        // SAFETY: a slot of GUARD_SOURCES, read once.
+        .is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
 }
 
 /// A source whose entry was just created (again): its verification and

@@ -4,7 +4,6 @@
 use std::{
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -123,85 +122,22 @@ pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
 /// greeting to the end, then closes. Connecting and each read time out
 /// after `timeout`.
 pub fn greeted_from(ns: &str, port: u16, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    let stream = in_netns(ns, || -> io::Result<TcpStream> {
-        let (family, local): (libc::c_int, SocketAddr) = if addr.is_ipv4() {
-            (
-                libc::AF_INET,
-                (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
-            )
-        } else {
-            (
-                libc::AF_INET6,
-                (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
-            )
-        };
-        // SAFETY: a plain socket(2); the descriptor is owned at once.
-        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor just opened, owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let stream = TcpStream::from(fd);
-        // std binds only listeners: the port is set with bind(2) here, the
-        // connect left to std.
-        let (raw, len) = sockaddr(local);
-        // SAFETY: `raw` holds a sockaddr of `len` bytes.
-        if unsafe { libc::bind(stream.as_raw_fd(), (&raw const raw).cast(), len) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(stream)
+    use socket2::{Domain, Socket, Type};
+    let socket = in_netns(ns, || {
+        Socket::new(Domain::for_address(addr), Type::STREAM, None)
     })?;
-    connect_bound(&stream, addr, timeout)?;
+    let local = match addr {
+        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+    };
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    let mut stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(timeout))?;
     let mut got = Vec::new();
-    (&stream).read_to_end(&mut got)?;
+    stream.read_to_end(&mut got)?;
     if got != GREETING {
         return Err(io::Error::other(format!("greeted with {got:?}")));
-    }
-    Ok(())
-}
-
-/// `addr` as a `sockaddr_storage` and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut raw: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than, and aligned for,
-            // sockaddr_in.
-            let sin = unsafe { &mut *(&raw mut raw).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&raw mut raw).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (raw, libc::socklen_t::try_from(len).expect("small"))
-}
-
-/// connect(2) on a bound socket, giving up after `timeout` (Linux ends a
-/// blocking connect at its send timeout).
-fn connect_bound(stream: &TcpStream, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
-    stream.set_write_timeout(Some(timeout))?;
-    let (raw, len) = sockaddr(addr);
-    // SAFETY: `raw` holds a sockaddr of `len` bytes.
-    if unsafe { libc::connect(stream.as_raw_fd(), (&raw const raw).cast(), len) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EINPROGRESS) {
-            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
-        } else {
-            e
-        });
     }
     Ok(())
 }
@@ -222,6 +158,7 @@ pub fn echo_roundtrip(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
 /// the kernel keeps it (`TCP_INFO`'s `tcpi_snd_wscale`).
 #[must_use]
 pub fn peer_wscale(stream: &TcpStream) -> u8 {
+    use std::os::fd::AsRawFd as _;
     // SAFETY: a zeroed tcp_info (integers only) is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>()).expect("small");

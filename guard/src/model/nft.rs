@@ -173,6 +173,11 @@ pub fn synproxy_script(
 mod tests {
     use super::*;
 
+    const OPTS: SynproxyOptions = SynproxyOptions {
+        mss: 1460,
+        wscale: 7,
+    };
+
     #[test]
     fn the_script_replaces_the_table_and_covers_both_directions() {
         let s = notrack_script(&[53, 123], Proto::Udp);
@@ -194,12 +199,8 @@ mod tests {
 
     #[test]
     fn the_script_untracks_syns_and_proxies_both_families() {
-        let opts = SynproxyOptions {
-            mss: 1460,
-            wscale: 7,
-        };
         let none = BTreeSet::new();
-        let s = synproxy_script(&BTreeSet::from([80, 443]), &none, false, opts);
+        let s = synproxy_script(&BTreeSet::from([80, 443]), &none, false, OPTS);
         assert!(s.starts_with("table inet guard_synproxy\ndelete table inet guard_synproxy\n"));
         assert!(
             s.contains("  set armed {\n    type inet_service;\n    elements = { 80, 443 }\n  }\n")
@@ -213,7 +214,7 @@ mod tests {
         assert!(s.contains("meta nfproto ipv6 tcp dport @armed ct state invalid,untracked synproxy mss 1440 wscale 7"));
         assert!(s.ends_with("    tcp dport @armed ct state invalid drop\n  }\n}\n"));
         // Dormant: the same rules over an empty set.
-        let dormant = synproxy_script(&none, &none, false, opts);
+        let dormant = synproxy_script(&none, &none, false, OPTS);
         assert!(dormant.contains("  set armed {\n    type inet_service;\n  }\n"));
         assert_eq!(dormant.matches(" synproxy mss ").count(), 2);
         // Without nft_socket: no socket lookup at all.
@@ -222,15 +223,11 @@ mod tests {
 
     #[test]
     fn a_wildcard_ports_cookie_acks_are_untracked_by_socket_lookup() {
-        let opts = SynproxyOptions {
-            mss: 1460,
-            wscale: 7,
-        };
         let s = synproxy_script(
             &BTreeSet::from([80, 443]),
             &BTreeSet::from([80]),
             true,
-            opts,
+            OPTS,
         );
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         assert!(s.contains(
@@ -240,20 +237,16 @@ mod tests {
 
     #[test]
     fn a_syn_is_untracked_only_for_a_listener_where_sockets_can_be_looked_up() {
-        let opts = SynproxyOptions {
-            mss: 1460,
-            wscale: 7,
-        };
         let none = BTreeSet::new();
         // Every port bound to one address: no `wild` set, but the SYNs
         // still looked up.
-        let s = synproxy_script(&BTreeSet::from([22]), &none, true, opts);
+        let s = synproxy_script(&BTreeSet::from([22]), &none, true, OPTS);
         assert!(s.contains(
             "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n  }\n"
         ));
         assert!(!s.contains("set wild") && !s.contains("@wild"));
         // Without nft_socket, `wild` is ignored: its rule needs the lookup.
-        let old = synproxy_script(&BTreeSet::from([80]), &BTreeSet::from([80]), false, opts);
+        let old = synproxy_script(&BTreeSet::from([80]), &BTreeSet::from([80]), false, OPTS);
         assert!(!old.contains("socket") && !old.contains("wild"));
     }
 }
