@@ -14,7 +14,10 @@ use guard_tests::{
     kernel_test,
     net::{BEHIND_ADDR, BEHIND_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
     nft::{Counters, counter_packets, nft},
-    server::{EchoServer, connect, connect_echo, echo_roundtrip, greeted_from, peer_wscale},
+    server::{
+        EchoServer, connect, connect_echo, connect_from, echo_roundtrip, forget, greeted_from,
+        peer_wscale,
+    },
 };
 
 const PORT: u16 = 8080;
@@ -1123,4 +1126,88 @@ fn a_client_reconnects_from_a_port_in_time_wait_at_a_bound_listener() {
         &[server_addr(), server_addr6()],
         &[server_addr(), server_addr6()],
     );
+}
+
+/// A client that lost a connection the server still holds (it crashed,
+/// lost its network, or a NAT gave its port to another of its users) and
+/// connects again from the same port. Without guard the kernel answers
+/// the SYN with an ACK of the old connection, which the client resets,
+/// and its next SYN connects. Behind cookies SYNPROXY answered that SYN
+/// (it was untracked), the client's ACK went to the old connection, and
+/// the client waited for nothing; at a wildcard listener, where nftables
+/// tells the listener from a connection, the SYN now goes to the kernel.
+/// Once for a connection made before guard started, once for one made
+/// through a cookie.
+#[test]
+fn a_client_that_lost_its_connection_reconnects_from_its_port_at_a_wildcard_listener() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
+    let _server = EchoServer::start(&net.victim, any);
+    let timeout = Duration::from_secs(3);
+    let servers = [server_addr(), server_addr6()];
+    let open = |port: u16, server: SocketAddr, what: &str| {
+        let mut stream = connect_from(&net.attacker, port, server, timeout)
+            .unwrap_or_else(|e| panic!("{what} to {server} from port {port}: {e}"));
+        echo_roundtrip(&mut stream, b"guard-test")
+            .unwrap_or_else(|e| panic!("{what} to {server} from port {port}: {e}"));
+        stream
+    };
+    let early: Vec<_> = servers
+        .iter()
+        .zip(42_000..)
+        .map(|(&server, port)| (port, server, open(port, server, "before guard")))
+        .collect();
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let cookie = servers.iter().zip(42_100..).map(|(&server, port)| {
+        let before = counters(&stats(&net))["cookie_synack"];
+        let stream = open(port, server, "through a cookie");
+        assert_eq!(counters(&stats(&net))["cookie_synack"], before + 1);
+        (port, server, stream)
+    });
+    let lost: Vec<_> = early
+        .into_iter()
+        .chain(cookie.collect::<Vec<_>>())
+        .collect();
+    for (port, server, stream) in lost {
+        forget(stream);
+        let held = run_tool(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &net.victim,
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+            ],
+        );
+        assert!(
+            held.split_whitespace()
+                .any(|peer| peer.ends_with(&format!(":{port}"))),
+            "the server holds no connection from port {port}: {held}"
+        );
+        let before = counters(&stats(&net));
+        let mut again = connect_from(&net.attacker, port, server, timeout)
+            .and_then(|mut s| echo_roundtrip(&mut s, b"again").map(|()| s))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "reconnecting to {server} from port {port}, which the server still holds: {e}\n{:?}\n{}",
+                    counters(&stats(&net)),
+                    guard.stderr()
+                )
+            });
+        echo_roundtrip(&mut again, b"once more").expect("the new connection");
+        // Its first SYN went to the kernel; once the client reset the old
+        // connection, its next got a cookie.
+        let after = counters(&stats(&net));
+        assert_eq!(
+            (after["cookie_unanswered"], after["cookie_synack"]),
+            (before["cookie_unanswered"] + 1, before["cookie_synack"] + 1),
+            "port {port}: {after:?}"
+        );
+    }
+    guard.stop(libc::SIGTERM).assert_code(0);
 }

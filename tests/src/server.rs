@@ -118,10 +118,14 @@ pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
 }
 
 /// A connection from namespace `ns` and local port `port` (the family's
-/// unspecified address) to [`EchoServer::greeting`] at `addr`: reads its
-/// greeting to the end, then closes. Connecting and each read time out
-/// after `timeout`.
-pub fn greeted_from(ns: &str, port: u16, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
+/// unspecified address) to `addr`. Connecting and each read time out after
+/// `timeout`.
+pub fn connect_from(
+    ns: &str,
+    port: u16,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = in_netns(ns, || {
         Socket::new(Domain::for_address(addr), Type::STREAM, None)
@@ -132,14 +136,40 @@ pub fn greeted_from(ns: &str, port: u16, addr: SocketAddr, timeout: Duration) ->
     };
     socket.bind(&local.into())?;
     socket.connect_timeout(&addr.into(), timeout)?;
-    let mut stream = TcpStream::from(socket);
+    let stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+/// [`connect_from`] to [`EchoServer::greeting`] at `addr`: reads its
+/// greeting to the end, then closes.
+pub fn greeted_from(ns: &str, port: u16, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
     let mut got = Vec::new();
-    stream.read_to_end(&mut got)?;
+    connect_from(ns, port, addr, timeout)?.read_to_end(&mut got)?;
     if got != GREETING {
         return Err(io::Error::other(format!("greeted with {got:?}")));
     }
     Ok(())
+}
+
+/// Closes `stream` without a word to its peer, as a client that crashed,
+/// or a NAT that gave its port to another, leaves the server's end open:
+/// in repair mode (`TCP_REPAIR`) the kernel sends neither FIN nor RST.
+pub fn forget(stream: TcpStream) {
+    use std::os::fd::AsRawFd as _;
+    let on: libc::c_int = 1;
+    // SAFETY: a setsockopt on an open socket with an int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_REPAIR,
+            (&raw const on).cast(),
+            libc::socklen_t::try_from(size_of::<libc::c_int>()).expect("small"),
+        )
+    };
+    assert_eq!(rc, 0, "TCP_REPAIR: {}", io::Error::last_os_error());
+    drop(stream);
 }
 
 /// Sends `data` to an [`EchoServer`] and reads it back (at most the

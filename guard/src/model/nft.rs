@@ -7,7 +7,8 @@
 //! untracked (a SYN that still reaches the kernel, one XDP could not
 //! answer, is answered by SYNPROXY itself; one the host routes on to a
 //! machine behind it, on the same port, is tracked and forwarded as
-//! ever), and a cookie handshake's ACK goes to SYNPROXY, which checks
+//! ever, and so, to the kernel, is one for a connection the host holds:
+//! see [`synproxy_script`]), and a cookie handshake's ACK goes to SYNPROXY, which checks
 //! its cookie with the same kernel secret and opens the connection to the
 //! real server. The ACK is untracked when the port's listeners are all
 //! bound to the wildcard address (its socket lookup finds the listener,
@@ -104,12 +105,18 @@ pub struct SynproxyOptions {
 /// (`tcp_loose` 0) for the ACK to be invalid, and SYNPROXY's.
 ///
 /// With `socket_lookup` (nftables' socket expression works here), a SYN
-/// is untracked only when its lookup finds a full socket, the listener
-/// (`socket wildcard` is 0 or 1 for any). A SYN for a connection the host
-/// holds in TIME_WAIT, which the XDP program sends the ordinary way, is
-/// tracked: SYNPROXY, which takes untracked SYNs, leaves it to the kernel,
-/// which reopens that connection. Untracked, SYNPROXY answered it, and
-/// the client's ACK went to the old socket.
+/// is untracked only when its lookup finds the listener. The XDP program
+/// sends a SYN for a connection the host holds the ordinary way; tracked,
+/// SYNPROXY, which takes untracked SYNs, leaves it to the kernel, which
+/// reopens a connection in TIME_WAIT, and answers one its peer lost (a
+/// client that crashed, a NAT that gave the port to another) with a
+/// challenge ACK, which the client resets before it tries again.
+/// Untracked, SYNPROXY answered it, and the client's ACK went to the old
+/// socket: the client waited for nothing. At a `wild` port the listener
+/// is told apart exactly (`socket wildcard 1`); at a port bound to one
+/// address a connection's socket has the listener's `wildcard` 0, so
+/// there only a TIME_WAIT socket (not a full socket, no match) is told
+/// apart.
 #[must_use]
 pub fn synproxy_script(
     ports: &BTreeSet<u16>,
@@ -140,19 +147,22 @@ pub fn synproxy_script(
         );
     }
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
-    let listener = if socket_lookup {
-        "socket wildcard 0-1 "
-    } else {
-        ""
+    let (bound, listener) = match (socket_lookup, wild.is_empty()) {
+        (false, _) => ("", ""),
+        (true, true) => ("", "socket wildcard 0-1 "),
+        (true, false) => ("tcp dport != @wild ", "socket wildcard 0-1 "),
     };
     let _ = writeln!(
         s,
-        "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn {listener}fib daddr type local notrack"
+        "    tcp dport @armed {bound}tcp flags & (fin | syn | rst | ack) == syn {listener}fib daddr type local notrack"
     );
     if !wild.is_empty() {
-        s.push_str(
-            "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n",
-        );
+        for flag in ["syn", "ack"] {
+            let _ = writeln!(
+                s,
+                "    tcp dport @wild tcp flags & (fin | syn | rst | ack) == {flag} socket wildcard 1 fib daddr type local notrack"
+            );
+        }
     }
     let _ = writeln!(
         s,
@@ -230,8 +240,10 @@ mod tests {
             OPTS,
         );
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
+        // A wild port's SYN only for the wildcard listener (a connection's
+        // socket has `wildcard` 0); another armed port's for any full socket.
         assert!(s.contains(
-            "== syn socket wildcard 0-1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
+            "priority raw;\n    tcp dport @armed tcp dport != @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
     }
 
