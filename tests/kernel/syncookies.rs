@@ -1076,28 +1076,25 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// Asserts that the server holds a connection from the client's `port` in
+/// `state` (as `ss` names it) after `what`.
+fn server_holds(net: &TestNet, state: &str, port: u16, what: &str) {
+    let held = run_tool(
+        "ip",
+        &["netns", "exec", &net.victim, "ss", "-Htn", "state", state],
+    );
+    assert!(
+        held.split_whitespace()
+            .any(|peer| peer.ends_with(&format!(":{port}"))),
+        "the server holds no {state} connection from port {port} ({what}): {held}"
+    );
+}
+
 /// A connection from `port` to `server` while the server holds the last
 /// one from that port (`what`) in TIME_WAIT: it is greeted, its SYN went
 /// the ordinary way, and got no cookie.
 fn reconnect(net: &TestNet, guard: &Guard, port: u16, server: SocketAddr, what: &str) {
-    let waiting = run_tool(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &net.victim,
-            "ss",
-            "-Htn",
-            "state",
-            "time-wait",
-        ],
-    );
-    assert!(
-        waiting
-            .split_whitespace()
-            .any(|peer| peer.ends_with(&format!(":{port}"))),
-        "the server holds no TIME_WAIT for port {port} ({what}): {waiting}"
-    );
+    server_holds(net, "time-wait", port, what);
     let before = counters(&stats(net));
     greeted_from(&net.attacker, port, server, Duration::from_secs(3)).unwrap_or_else(|e| {
         panic!(
@@ -1172,23 +1169,7 @@ fn a_client_that_lost_its_connection_reconnects_from_its_port_at_a_wildcard_list
         .collect();
     for (port, server, stream) in lost {
         forget(stream);
-        let held = run_tool(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &net.victim,
-                "ss",
-                "-Htn",
-                "state",
-                "established",
-            ],
-        );
-        assert!(
-            held.split_whitespace()
-                .any(|peer| peer.ends_with(&format!(":{port}"))),
-            "the server holds no connection from port {port}: {held}"
-        );
+        server_holds(&net, "established", port, "its client forgot it");
         let before = counters(&stats(&net));
         let mut again = connect_from(&net.attacker, port, server, timeout)
             .and_then(|mut s| echo_roundtrip(&mut s, b"again").map(|()| s))
