@@ -1192,3 +1192,61 @@ fn a_client_that_lost_its_connection_reconnects_from_its_port_at_a_wildcard_list
     }
     guard.stop(libc::SIGTERM).assert_code(0);
 }
+
+/// The `TcpExt` counter `name` of namespace `ns` (`/proc/net/netstat`),
+/// if its kernel has one.
+fn tcp_ext(ns: &str, name: &str) -> Option<u64> {
+    let text = guard::host::netns::Scope::open(Some(ns))
+        .expect("netns")
+        .run(|| std::fs::read_to_string("/proc/thread-self/net/netstat"))
+        .expect("entering netns")
+        .expect("/proc/net/netstat");
+    let mut rows = text.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (rows.next()?, rows.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// A server whose TCP checks a handshake's last ACK against its SYN-ACKs'
+/// timestamps (Linux 6.18: `TcpExtTSEcrRejected`) rejects the ACK with
+/// which SYNPROXY completes its side of a cookie's handshake, and answers
+/// it with an ACK whose newer timestamp, when its clock has ticked, the
+/// client echoes in a first segment the server rejects too: that client
+/// waits for the SYN-ACK's retransmission. The rules drop SYNPROXY's ACK,
+/// so the server rejects nothing and each client's first segment completes
+/// the handshake. A kernel without the check gets no such rule.
+#[test]
+fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
+    let _server = EchoServer::start(&net.victim, any);
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let rule = "iifname \"lo\" tcp dport @armed";
+    let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
+        assert!(!synproxy_table(&net.victim).contains(rule));
+        guard.stop(libc::SIGTERM).assert_code(0);
+        return;
+    };
+    assert!(
+        synproxy_table(&net.victim).contains(rule),
+        "{}",
+        synproxy_table(&net.victim)
+    );
+    let synacks = counters(&stats(&net))["cookie_synack"];
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        10,
+        "through a cookie",
+    );
+    assert_eq!(counters(&stats(&net))["cookie_synack"], synacks + 20);
+    assert_eq!(
+        tcp_ext(&net.victim, "TSEcrRejected"),
+        Some(before),
+        "the server rejected handshake ACKs"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}

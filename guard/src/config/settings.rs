@@ -48,6 +48,10 @@ pub struct CookieSettings {
     /// (`model::tcp::server_wscale`): a fact of the host, which `guard run`
     /// reads at start; until then Linux's default.
     pub host_wscale: u8,
+    /// Whether that namespace's TCP checks a handshake's last ACK against
+    /// its SYN-ACKs' timestamps (`model::tcp::checks_tsecr`): a fact of the
+    /// host, which `guard run` reads at start; until then no.
+    pub tsecr_checked: bool,
     /// How long a source proven real stays verified.
     pub verified: Duration,
 }
@@ -173,8 +177,9 @@ impl Settings {
     #[must_use]
     pub fn reload(&self, new: Self) -> Reload {
         let mut applied = new;
-        // A fact of the host, read at start, not of the file.
+        // Facts of the host, read at start, not of the file.
         applied.cookies.host_wscale = self.cookies.host_wscale;
+        applied.cookies.tsecr_checked = self.cookies.tsecr_checked;
         let mut kept = Vec::new();
         for key in RESTART_KEYS {
             let (old, new) = ((key.show)(self), (key.show)(&applied));

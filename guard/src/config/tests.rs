@@ -45,16 +45,18 @@ fn error(args: &[&str]) -> String {
 
 /// Unset, the cookies' window scale is the server's, which `guard run`
 /// reads at start (Linux's default until then); set, it is the
-/// operator's, and a reload keeps the host's reading.
+/// operator's, and a reload keeps the host's readings.
 #[test]
 fn the_cookie_window_scale_follows_the_server_unless_set() {
     let mut s = resolve(&["-i", "eth0"]).unwrap();
     assert_eq!((s.cookies.wscale, s.cookies.wscale()), (None, 7));
     s.cookies.host_wscale = 9;
+    s.cookies.tsecr_checked = true;
     assert_eq!(s.cookies.wscale(), 9);
     let reload = s.reload(resolve(&["-i", "eth0"]).unwrap());
     assert!(reload.kept.is_empty(), "{:?}", reload.kept);
     assert_eq!(reload.applied.cookies.wscale(), 9);
+    assert!(reload.applied.cookies.tsecr_checked, "a fact of the host");
     assert_eq!(reload.applied.dataplane().cookie_wscale, 9);
 
     let set = resolve(&["-i", "eth0", "--cookie-wscale", "5"]).unwrap();

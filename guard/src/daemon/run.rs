@@ -83,7 +83,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     let _lock = PidLock::instance(&runtime_dir).map_err(usage)?;
     recover(&runtime_dir)?;
     let scope = open_scope(&settings)?;
-    cookie_wscale(&scope, &mut settings);
+    host_cookie_facts(&scope, &mut settings);
     tracing::info!("{}", settings.describe());
     let _metrics = serve_metrics(&settings, &runtime_dir).await?;
 
@@ -194,8 +194,10 @@ fn open_scope(settings: &Settings) -> Result<Scope> {
 }
 
 /// The window scale SYN cookies advertise: the server's own unless the
-/// operator set one (`model::tcp` says why they must agree).
-fn cookie_wscale(scope: &Scope, settings: &mut Settings) {
+/// operator set one (`model::tcp` says why they must agree); and whether
+/// the server's TCP checks a handshake's last ACK against its SYN-ACKs'
+/// timestamps (`model::tcp::checks_tsecr`).
+fn host_cookie_facts(scope: &Scope, settings: &mut Settings) {
     if settings.cookies.mode == SynCookies::Never {
         return;
     }
@@ -220,6 +222,19 @@ fn cookie_wscale(scope: &Scope, settings: &mut Settings) {
         Err(e) => tracing::warn!(
             "SYN cookies advertise window scale {}: {e:#}",
             settings.cookies.wscale()
+        ),
+    }
+    match synproxy::tsecr_checked(scope) {
+        Ok(checked) => {
+            settings.cookies.tsecr_checked = checked;
+            if checked {
+                tracing::info!(
+                    "the server's TCP checks a handshake's timestamps (TcpExtTSEcrRejected): the SYNPROXY rules drop SYNPROXY's own ACK to it, which it would reject, and a client's first segment completes the handshake"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            "{e:#}: SYNPROXY's own ACK to the server is left to pass, as on a kernel that accepts it"
         ),
     }
 }

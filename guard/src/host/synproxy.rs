@@ -10,7 +10,7 @@ use sysctl::{Ctl, Sysctl as _};
 use super::{conntrack::knobs, netns::Scope, nft::nft};
 use crate::model::{
     nft::{SYNPROXY_TABLE, SynproxyOptions, delete_table, synproxy_script},
-    tcp::{server_wscale, tcp_rmem_max},
+    tcp::{checks_tsecr, server_wscale, tcp_rmem_max},
 };
 
 /// The window scale the namespace's listeners advertise, with the two
@@ -29,6 +29,18 @@ pub fn host_wscale(scope: &Scope) -> Result<(u8, u64, u64)> {
         })?;
         let core = knobs::read("net.core.rmem_max", &suffix)?;
         Ok((server_wscale(rmem, core), rmem, core))
+    })?
+}
+
+/// Whether the namespace's TCP checks a handshake's last ACK against its
+/// SYN-ACKs' timestamps (`model::tcp::checks_tsecr`), from its
+/// `/proc/net/netstat`.
+pub fn tsecr_checked(scope: &Scope) -> Result<bool> {
+    let suffix = scope.suffix();
+    scope.run(|| {
+        std::fs::read_to_string("/proc/thread-self/net/netstat")
+            .map(|text| checks_tsecr(&text))
+            .with_context(|| format!("reading /proc/net/netstat{suffix}"))
     })?
 }
 

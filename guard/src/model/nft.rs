@@ -14,7 +14,9 @@
 //! bound to the wildcard address (its socket lookup finds the listener,
 //! see [`synproxy_script`]), else invalid: conntrack does not know it, with
 //! `nf_conntrack_tcp_loose` 0, which the controller sets only while such a
-//! port is armed. Invalid packets to those ports are dropped.
+//! port is armed. Invalid packets to those ports are dropped. So is
+//! SYNPROXY's own ACK to the server where the server's TCP would reject
+//! it (see [`synproxy_script`]).
 //!
 //! The input chain runs at `filter - 1`: after conntrack and DNAT, and
 //! before every chain at `filter` (iptables' INPUT, ufw, an operator's
@@ -79,6 +81,10 @@ pub struct SynproxyOptions {
     /// MSS over IPv4; IPv6 gets 20 less.
     pub mss: u16,
     pub wscale: u8,
+    /// Drop the ACK with which SYNPROXY completes the server's side of a
+    /// handshake, where the server's TCP rejects it
+    /// (`model::tcp::checks_tsecr`; see [`synproxy_script`]).
+    pub drop_own_ack: bool,
 }
 
 /// The nftables script for `ports`, the armed ones, in the set `armed`,
@@ -117,6 +123,19 @@ pub struct SynproxyOptions {
 /// address a connection's socket has the listener's `wildcard` 0, so
 /// there only a TIME_WAIT socket (not a full socket, no match) is told
 /// apart.
+///
+/// With `opts.drop_own_ack`, the ACK SYNPROXY sends the server to complete
+/// its side of a handshake is dropped on its way in (it comes over `lo`
+/// from a client's address: nothing else does). Such a server's TCP
+/// rejects it when it carries timestamps (SYNPROXY has shifted its TSecr
+/// by the connection's offset) and answers with an ACK of its own, which
+/// SYNPROXY passes to the client; when the server's millisecond clock has
+/// ticked since its SYN-ACK, the client echoes that ACK's newer TSval in
+/// its first segment, which the server rejects too, and the connection
+/// waits for the SYN-ACK's retransmission (1.7 s by hand, about one
+/// connection in a hundred). Unanswered, the client echoes the TSval of
+/// the handshake, and its first segment completes the server's side. A
+/// server that speaks first waits for that retransmission either way.
 #[must_use]
 pub fn synproxy_script(
     ports: &BTreeSet<u16>,
@@ -164,6 +183,11 @@ pub fn synproxy_script(
             );
         }
     }
+    if opts.drop_own_ack {
+        s.push_str(
+            "    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack tcp option timestamp exists fib saddr type != local drop\n",
+        );
+    }
     let _ = writeln!(
         s,
         "  }}\n  chain input {{\n    type filter hook input priority {SYNPROXY_PRIORITY};"
@@ -186,6 +210,7 @@ mod tests {
     const OPTS: SynproxyOptions = SynproxyOptions {
         mss: 1460,
         wscale: 7,
+        drop_own_ack: false,
     };
 
     #[test]
@@ -245,6 +270,20 @@ mod tests {
         assert!(s.contains(
             "priority raw;\n    tcp dport @armed tcp dport != @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
+    }
+
+    #[test]
+    fn synproxys_own_ack_is_dropped_only_where_the_server_rejects_it() {
+        let ports = BTreeSet::from([80]);
+        let drop = SynproxyOptions {
+            drop_own_ack: true,
+            ..OPTS
+        };
+        let s = synproxy_script(&ports, &ports, true, drop);
+        assert!(s.contains(
+            "== ack socket wildcard 1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack tcp option timestamp exists fib saddr type != local drop\n  }\n  chain input"
+        ));
+        assert!(!synproxy_script(&ports, &ports, true, OPTS).contains("iifname"));
     }
 
     #[test]

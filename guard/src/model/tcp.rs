@@ -40,9 +40,36 @@ pub fn tcp_rmem_max(text: &str) -> Option<u64> {
     }
 }
 
+/// Whether the TCP of the namespace whose `/proc/net/netstat` this is
+/// checks a handshake's last ACK against the timestamps of its own
+/// SYN-ACKs: the check came with its counter, `TcpExt: TSEcrRejected`
+/// (Linux commit 3ba075278c11, in 6.18 and in stable backports). Such a
+/// TCP rejects the ACK with which SYNPROXY completes the server's side of
+/// a handshake (SYNPROXY shifts that ACK's TSecr by the connection's
+/// timestamp offset on its way out), and answers it with an ACK of its
+/// own (`model::nft::synproxy_script` says what follows).
+#[must_use]
+pub fn checks_tsecr(netstat: &str) -> bool {
+    netstat
+        .lines()
+        .find(|line| line.starts_with("TcpExt:"))
+        .is_some_and(|header| header.split_whitespace().any(|f| f == "TSEcrRejected"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tsecr_check_is_known_by_its_counter() {
+        let newer = "TcpExt: SyncookiesSent BeyondWindow TSEcrRejected PAWSOldAck\nTcpExt: 0 0 7 0\nIpExt: InNoRoutes\nIpExt: 0\n";
+        assert!(checks_tsecr(newer));
+        let older = "TcpExt: SyncookiesSent PAWSEstab DelayedACKs\nTcpExt: 0 0 0\n";
+        assert!(!checks_tsecr(older));
+        // Only the TcpExt header counts; an empty or foreign file is no.
+        assert!(!checks_tsecr("IpExt: TSEcrRejected\nIpExt: 0\n"));
+        assert!(!checks_tsecr(""));
+    }
 
     /// The scales measured on Linux 6.18 (TCP_INFO of an accepted
     /// connection) for these buffers, rmem_max 4 MiB.

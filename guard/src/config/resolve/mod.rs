@@ -413,6 +413,7 @@ fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
         mss,
         wscale: wscale.map(|(w, _)| w),
         host_wscale: defaults::LINUX_WSCALE,
+        tsecr_checked: false,
         verified: seconds(
             l,
             "verified-for",

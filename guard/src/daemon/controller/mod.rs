@@ -188,6 +188,7 @@ impl<'a> Controller<'a> {
             synproxy: SynproxyOptions {
                 mss: settings.cookies.mss,
                 wscale: settings.cookies.wscale(),
+                drop_own_ack: settings.cookies.tsecr_checked,
             },
             notrack_ports: Vec::new(),
             nft_reinstalled: 0,
@@ -527,10 +528,23 @@ impl<'a> Controller<'a> {
 
     /// Installs (or replaces) the SYNPROXY rules for `ports`, of which
     /// `wild` have their cookie ACKs untracked by socket lookup. Where
-    /// nftables cannot look sockets up (an old kernel without nft_socket),
-    /// said once, the rules make none from then on, and `wild` is cleared:
-    /// every port strict.
+    /// nftables cannot match the rule that drops SYNPROXY's own ACK (an
+    /// nft without TCP option matches), or cannot look sockets up (an old
+    /// kernel without nft_socket), said once, the rules go without it from
+    /// then on; without the lookup `wild` is cleared: every port strict.
     fn install_synproxy(&mut self, ports: &BTreeSet<u16>, wild: &mut BTreeSet<u16>) -> Result<()> {
+        if self.synproxy.drop_own_ack {
+            let lookup = self.ports.socket_lookup;
+            let Err(e) = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy)
+            else {
+                return Ok(());
+            };
+            self.report_once(&format!(
+                "the SYNPROXY rule that drops SYNPROXY's own ACK to the server could not be installed{} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission",
+                self.knobs.scope().suffix()
+            ));
+            self.synproxy.drop_own_ack = false;
+        }
         let lookup = self.ports.socket_lookup;
         let installed = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy);
         let Err(e) = installed else {
