@@ -758,8 +758,10 @@ fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_is_named() {
 
 /// A guard killed and not yet reaped by its parent (as in a container
 /// without an init) is a zombie: its locks, links and programs are gone.
-/// `guard restore`, with no namespace named, finds the namespace it left
-/// changed and puts back its SYNPROXY rules and `tcp_loose`.
+/// `guard status` and `guard stats` say it is gone (its files and pins
+/// stay), and `guard restore`, with no namespace named, finds the
+/// namespace it left changed, puts back its SYNPROXY rules and
+/// `tcp_loose`, and removes what it left.
 #[test]
 fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
     let _kernel = kernel_test!();
@@ -780,6 +782,13 @@ fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let gone = format!("(pid {pid}), which wrote");
+    let status = guard_proc::run(&["status", "--netns", &net.victim]);
+    status.assert_code(1);
+    assert!(status.stderr.contains(&gone), "{status}");
+    let pins = guard_proc::run(&["stats", "--netns", &net.victim]);
+    pins.assert_code(1);
+    assert!(pins.stderr.contains("are a guard's that is gone"), "{pins}");
     let out = guard_proc::run(&["restore"]);
     out.assert_code(0);
     assert!(
@@ -788,6 +797,9 @@ fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
     );
     assert_eq!(synproxy_table(&net.victim), "", "{out}");
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before, "{out}");
+    let status = guard_proc::run(&["status", "--netns", &net.victim]);
+    status.assert_code(1);
+    assert!(status.stderr.contains("does not exist"), "{status}");
     drop(guard);
 }
 

@@ -8,11 +8,9 @@ use crate::host::{clock::unix_now_ms, instances, status_file};
 /// `guard fleet status [--json] [--netns NAME]`; an error (exit 1) if no
 /// guard runs, or it is in no fleet.
 pub fn status(json: bool, netns: Option<&str>) -> Result<()> {
-    let dir = &instances::choose(netns)?;
-    let Some(run) = status_file::read_run(dir) else {
-        bail!("no guard is running (start one with `guard run --fleet nats://HOST:PORT`)");
-    };
-    let Some(view) = status_file::read_fleet(dir) else {
+    let (dir, run) =
+        instances::running(netns, "start one with `guard run --fleet nats://HOST:PORT`")?;
+    let Some(view) = status_file::read_fleet(&dir) else {
         bail!(
             "the guard running (pid {}) is in no fleet: it was started without --fleet",
             run.pid

@@ -61,6 +61,8 @@ fn restore_one(netns: Option<&str>, discard: bool) -> Result<()> {
     put_back(dir, discard)?;
     if netns.is_some() {
         instances::remove(dir);
+    } else {
+        instances::remove_published(dir);
     }
     Ok(())
 }

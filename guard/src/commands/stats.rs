@@ -12,7 +12,10 @@ use crate::{
         clock::{monotonic_ns, unix_now},
         instances, status_file,
     },
-    model::stats::{InterfaceSample, Sample, snapshot},
+    model::{
+        paths::runtime_dir,
+        stats::{InterfaceSample, Sample, snapshot},
+    },
 };
 
 /// What `guard stats` was asked for.
@@ -61,12 +64,19 @@ pub fn command(opts: &StatsOptions) -> Result<()> {
 /// error if there are none.
 pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
     let mut interfaces = Vec::new();
+    let mut dead = Vec::new();
     for (netns, iface, dir) in layout.list() {
         let other_ns = opts
             .netns
             .as_ref()
             .is_some_and(|want| netns.as_ref() != Some(want));
         if other_ns || opts.iface.as_ref().is_some_and(|want| *want != iface) {
+            continue;
+        }
+        // A killed guard's pins stay, its counters frozen, until `guard
+        // restore` or the next `guard run` removes them.
+        if instances::holder(&runtime_dir(netns.as_deref())).is_none() {
+            dead.push(dir.display().to_string());
             continue;
         }
         let dataplane = Dataplane::open_pinned(&dir)?;
@@ -81,6 +91,13 @@ pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
         });
     }
     if interfaces.is_empty() {
+        if !dead.is_empty() {
+            bail!(
+                "no guard is running{}: the pins at {} are a guard's that is gone (`guard restore` removes them and puts back what it changed)",
+                filter_suffix(opts),
+                dead.join(", ")
+            );
+        }
         bail!(
             "no guard is running{}: {} (start one with `guard run`)",
             filter_suffix(opts),

@@ -3,25 +3,19 @@
 //! the controller's level, with the config file and the uptime; and the
 //! attack signatures installed.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::sigs;
 use crate::{
     host::{clock::unix_now, instances, status_file},
-    model::{paths::RUN_FILE, status::StatusReport},
+    model::status::StatusReport,
 };
 
 /// `guard status [--json] [--netns NAME]`; an error (exit 1) if no guard
 /// runs.
 pub fn command(json: bool, netns: Option<&str>) -> Result<()> {
-    let dir = &instances::choose(netns)?;
-    let Some(run) = status_file::read_run(dir) else {
-        bail!(
-            "no guard is running: {} does not exist (start one with `guard run`)",
-            dir.join(RUN_FILE).display()
-        );
-    };
-    let mut report = StatusReport::new(run, status_file::read(dir).as_ref(), unix_now());
+    let (dir, run) = instances::running(netns, "start one with `guard run`")?;
+    let mut report = StatusReport::new(run, status_file::read(&dir).as_ref(), unix_now());
     // The pins may be gone between the files and here (a guard stopping).
     report.signatures = sigs::rows()
         .unwrap_or_default()

@@ -9,9 +9,10 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::lock::PidLock;
-use crate::model::paths::{
-    FLEET_FILE, HOST_LOCK, NETNS_DIR, RUN_FILE, RUNTIME_DIR, STATUS_FILE, runtime_dir,
+use super::{lock::PidLock, status_file};
+use crate::model::{
+    paths::{FLEET_FILE, HOST_LOCK, NETNS_DIR, RUN_FILE, RUNTIME_DIR, STATUS_FILE, runtime_dir},
+    status::RunStatus,
 };
 
 /// A guard's runtime directory, and the guard that holds it, if alive.
@@ -25,14 +26,7 @@ pub struct Instance {
 impl Instance {
     fn at(netns: Option<String>) -> Self {
         let dir = runtime_dir(netns.as_deref());
-        // The pid in a stale lock file may be another process's by now:
-        // a guard's only, and not a zombie (killed, not yet reaped by its
-        // parent, as in a container without an init: its locks, links and
-        // programs are gone already).
-        let pid = PidLock::instance_holder(&dir).filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
-                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| alive(&s))
-        });
+        let pid = holder(&dir);
         Self { netns, dir, pid }
     }
 
@@ -43,6 +37,18 @@ impl Instance {
             .as_deref()
             .map_or_else(|| "the host".to_owned(), |ns| format!("netns {ns}"))
     }
+}
+
+/// The guard running with runtime directory `dir`, if one is. The pid in
+/// a stale lock file may be another process's by now: a guard's only, and
+/// not a zombie (killed, not yet reaped by its parent, as in a container
+/// without an init: its locks, links and programs are gone already).
+#[must_use]
+pub fn holder(dir: &Path) -> Option<u32> {
+    PidLock::instance_holder(dir).filter(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| alive(&s))
+    })
 }
 
 /// Whether a process whose `/proc/PID/stat` reads `stat` still runs: its
@@ -92,16 +98,47 @@ pub fn choose(netns: Option<&str>) -> Result<PathBuf> {
     }
 }
 
+/// The runtime directory of the running guard a command reads ([`choose`])
+/// and what it runs; else an error that says why none runs (`start` says
+/// how to start one): no run file, or one that a guard killed left (it
+/// stays until `guard restore` or the next `guard run`).
+pub fn running(netns: Option<&str>, start: &str) -> Result<(PathBuf, RunStatus)> {
+    let dir = choose(netns)?;
+    let Some(run) = status_file::read_run(&dir) else {
+        bail!(
+            "no guard is running: {} does not exist ({start})",
+            dir.join(RUN_FILE).display()
+        );
+    };
+    if holder(&dir).is_none() {
+        bail!(
+            "no guard is running: guard {} (pid {}), which wrote {}, is gone; what it changed stays until `guard restore` (or the next `guard run`) puts it back",
+            run.version,
+            run.pid,
+            dir.join(RUN_FILE).display()
+        );
+    }
+    Ok((dir, run))
+}
+
 /// Removes a namespace guard's runtime directory when it stops (or when
 /// `guard restore` cleans up after it): what it published, then the lock
 /// file, while still held (a guard starting now fails on it rather than
 /// losing its directory), then the directory if nothing is left in it (a
 /// state file whose values could not all be put back stays).
 pub fn remove(dir: &Path) {
-    for file in [RUN_FILE, STATUS_FILE, FLEET_FILE, HOST_LOCK] {
+    remove_published(dir);
+    let _ = fs::remove_file(dir.join(HOST_LOCK));
+    let _ = fs::remove_dir(dir);
+}
+
+/// Removes what a guard publishes in `dir` for the commands (what it runs,
+/// its status, its fleet view): a guard that is gone no longer says it
+/// runs. The host's directory, shared with the lists and the locks, stays.
+pub fn remove_published(dir: &Path) {
+    for file in [RUN_FILE, STATUS_FILE, FLEET_FILE] {
         let _ = fs::remove_file(dir.join(file));
     }
-    let _ = fs::remove_dir(dir);
 }
 
 #[cfg(test)]
