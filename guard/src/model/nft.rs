@@ -136,6 +136,10 @@ pub struct SynproxyOptions {
 /// connection in a hundred). Unanswered, the client echoes the TSval of
 /// the handshake, and its first segment completes the server's side. A
 /// server that speaks first waits for that retransmission either way.
+/// Dropped on the way in, not out: conntrack must have seen the ACK leave
+/// (the connection established), or SYNPROXY takes the retransmitted
+/// SYN-ACK for its own handshake's and never passes it on, and a server
+/// that speaks first waits for nothing.
 #[must_use]
 pub fn synproxy_script(
     ports: &BTreeSet<u16>,
