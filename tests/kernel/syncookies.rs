@@ -40,6 +40,12 @@ fn server_addr6() -> SocketAddr {
     SocketAddr::new(VICTIM_ADDR6.parse().expect("address"), PORT)
 }
 
+/// The wildcard address, IPv6 and IPv4 alike, on [`PORT`]: a listener
+/// bound there is `wild` to the SYNPROXY rules.
+fn wildcard_addr() -> SocketAddr {
+    SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT)
+}
+
 /// The SYNPROXY table guard installs, as nft lists it in `ns` (empty if
 /// there is none).
 fn synproxy_table(ns: &str) -> String {
@@ -179,8 +185,7 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
 fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
-    let any = SocketAddr::new("::".parse().expect("address"), PORT);
-    let _server = EchoServer::start(&net.victim, any);
+    let _server = EchoServer::start(&net.victim, wildcard_addr());
     let loose_before = ct::local_sysctl(&net.victim, LOOSE);
     assert_eq!(loose_before, 1, "the kernel's default");
     let mut early = connect(&net.attacker, server_addr(), Duration::from_secs(3))
@@ -252,8 +257,7 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
     // router's): packets conntrack calls invalid are not forwarded.
     let router_firewall = state_drop("inet router_fw", "forward", "filter", "invalid");
     let _ = nft(&net.victim, &["-f", "-"], Some(&router_firewall));
-    let any = SocketAddr::new("::".parse().expect("address"), PORT);
-    let _own = EchoServer::start(&net.victim, any);
+    let _own = EchoServer::start(&net.victim, wildcard_addr());
     let routed = SocketAddr::new(BEHIND_ADDR.parse().expect("address"), PORT);
     let routed6 = SocketAddr::new(BEHIND_ADDR6.parse().expect("address"), PORT);
     let _pod = EchoServer::start(&behind.ns, routed);
@@ -1125,8 +1129,7 @@ fn reconnect(net: &TestNet, guard: &Guard, port: u16, server: SocketAddr, what: 
 
 #[test]
 fn a_client_reconnects_from_a_port_in_time_wait_at_a_wildcard_listener() {
-    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
-    reconnects_from_a_port_in_time_wait(&[any], &[server_addr(), server_addr6()]);
+    reconnects_from_a_port_in_time_wait(&[wildcard_addr()], &[server_addr(), server_addr6()]);
 }
 
 #[test]
@@ -1151,8 +1154,7 @@ fn a_client_reconnects_from_a_port_in_time_wait_at_a_bound_listener() {
 fn a_client_that_lost_its_connection_reconnects_from_its_port_at_a_wildcard_listener() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
-    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
-    let _server = EchoServer::start(&net.victim, any);
+    let _server = EchoServer::start(&net.victim, wildcard_addr());
     let timeout = Duration::from_secs(3);
     let servers = [server_addr(), server_addr6()];
     let open = |port: u16, server: SocketAddr, what: &str| {
@@ -1213,10 +1215,7 @@ fn tcp_ext(ns: &str, name: &str) -> Option<u64> {
         .run(|| std::fs::read_to_string("/proc/thread-self/net/netstat"))
         .expect("entering netns")
         .expect("/proc/net/netstat");
-    let mut rows = text.lines().filter(|line| line.starts_with("TcpExt:"));
-    let (names, values) = (rows.next()?, rows.next()?);
-    let at = names.split_whitespace().position(|n| n == name)?;
-    values.split_whitespace().nth(at)?.parse().ok()
+    guard::model::tcp::tcp_ext(&text, name)
 }
 
 /// A server whose TCP checks a handshake's last ACK against its SYN-ACKs'
@@ -1231,8 +1230,7 @@ fn tcp_ext(ns: &str, name: &str) -> Option<u64> {
 fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
-    let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT);
-    let _server = EchoServer::start(&net.victim, any);
+    let _server = EchoServer::start(&net.victim, wildcard_addr());
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
     let rule = "iifname \"lo\" tcp dport @armed";

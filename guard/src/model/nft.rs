@@ -170,10 +170,16 @@ pub fn synproxy_script(
         );
     }
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
-    let (bound, listener) = match (socket_lookup, wild.is_empty()) {
-        (false, _) => ("", ""),
-        (true, true) => ("", "socket wildcard 0-1 "),
-        (true, false) => ("tcp dport != @wild ", "socket wildcard 0-1 "),
+    // `wild` is empty without the lookup (above).
+    let bound = if wild.is_empty() {
+        ""
+    } else {
+        "tcp dport != @wild "
+    };
+    let listener = if socket_lookup {
+        "socket wildcard 0-1 "
+    } else {
+        ""
     };
     let _ = writeln!(
         s,

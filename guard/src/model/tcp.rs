@@ -40,6 +40,16 @@ pub fn tcp_rmem_max(text: &str) -> Option<u64> {
     }
 }
 
+/// The `TcpExt` counter `name` of a `/proc/net/netstat` text (a header
+/// line of names, then a line of values), if its kernel has one.
+#[must_use]
+pub fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
+    let mut rows = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (rows.next()?, rows.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 /// Whether the TCP of the namespace whose `/proc/net/netstat` this is
 /// checks a handshake's last ACK against the timestamps of its own
 /// SYN-ACKs: the check came with its counter, `TcpExt: TSEcrRejected`
@@ -50,10 +60,7 @@ pub fn tcp_rmem_max(text: &str) -> Option<u64> {
 /// own (`model::nft::synproxy_script` says what follows).
 #[must_use]
 pub fn checks_tsecr(netstat: &str) -> bool {
-    netstat
-        .lines()
-        .find(|line| line.starts_with("TcpExt:"))
-        .is_some_and(|header| header.split_whitespace().any(|f| f == "TSEcrRejected"))
+    tcp_ext(netstat, "TSEcrRejected").is_some()
 }
 
 #[cfg(test)]
@@ -64,6 +71,8 @@ mod tests {
     fn the_tsecr_check_is_known_by_its_counter() {
         let newer = "TcpExt: SyncookiesSent BeyondWindow TSEcrRejected PAWSOldAck\nTcpExt: 0 0 7 0\nIpExt: InNoRoutes\nIpExt: 0\n";
         assert!(checks_tsecr(newer));
+        assert_eq!(tcp_ext(newer, "TSEcrRejected"), Some(7));
+        assert_eq!(tcp_ext(newer, "InNoRoutes"), None, "not a TcpExt counter");
         let older = "TcpExt: SyncookiesSent PAWSEstab DelayedACKs\nTcpExt: 0 0 0\n";
         assert!(!checks_tsecr(older));
         // Only the TcpExt header counts; an empty or foreign file is no.

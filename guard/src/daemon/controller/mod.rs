@@ -527,39 +527,36 @@ impl<'a> Controller<'a> {
     }
 
     /// Installs (or replaces) the SYNPROXY rules for `ports`, of which
-    /// `wild` have their cookie ACKs untracked by socket lookup. Where
-    /// nftables cannot match the rule that drops SYNPROXY's own ACK (an
-    /// nft without TCP option matches), or cannot look sockets up (an old
-    /// kernel without nft_socket), said once, the rules go without it from
-    /// then on; without the lookup `wild` is cleared: every port strict.
+    /// `wild` have their cookie ACKs untracked by socket lookup. Where the
+    /// rules cannot be installed, their optional parts go one at a time,
+    /// each said once and gone from then on: the rule that drops SYNPROXY's
+    /// own ACK (an nft without TCP option matches), then the socket lookup
+    /// (an old kernel without nft_socket; `wild` is cleared: every port
+    /// strict).
     fn install_synproxy(&mut self, ports: &BTreeSet<u16>, wild: &mut BTreeSet<u16>) -> Result<()> {
-        if self.synproxy.drop_own_ack {
+        loop {
             let lookup = self.ports.socket_lookup;
             let Err(e) = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy)
             else {
                 return Ok(());
             };
-            self.report_once(&format!(
-                "the SYNPROXY rule that drops SYNPROXY's own ACK to the server could not be installed{} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission",
-                self.knobs.scope().suffix()
-            ));
-            self.synproxy.drop_own_ack = false;
+            let suffix = self.knobs.scope().suffix();
+            let said = if self.synproxy.drop_own_ack {
+                self.synproxy.drop_own_ack = false;
+                format!(
+                    "the SYNPROXY rule that drops SYNPROXY's own ACK to the server could not be installed{suffix} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission"
+                )
+            } else if lookup {
+                self.ports.socket_lookup = false;
+                wild.clear();
+                format!(
+                    "nftables' socket expression is unavailable{suffix} ({e:#}): conntrack is strict about lone ACKs (nf_conntrack_tcp_loose 0) while any port is armed"
+                )
+            } else {
+                return Err(e);
+            };
+            self.report_once(&said);
         }
-        let lookup = self.ports.socket_lookup;
-        let installed = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy);
-        let Err(e) = installed else {
-            return Ok(());
-        };
-        if !lookup {
-            return Err(e);
-        }
-        self.report_once(&format!(
-            "nftables' socket expression is unavailable{} ({e:#}): conntrack is strict about lone ACKs (nf_conntrack_tcp_loose 0) while any port is armed",
-            self.knobs.scope().suffix()
-        ));
-        self.ports.socket_lookup = false;
-        wild.clear();
-        synproxy::install(self.knobs.scope(), ports, wild, false, self.synproxy)
     }
 
     /// Installs the SYNPROXY rules for `ports` (`wild`: those whose cookie
