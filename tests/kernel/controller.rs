@@ -21,7 +21,7 @@ use guard_common::SourceKey;
 use guard_tests::{
     ct::{self, Count},
     flood::{Flood, spoofed, spoofed6},
-    guard_proc::{self, pin_dir, start_on},
+    guard_proc::{self, Guard, pin_dir, start_on},
     host::{self, Saved},
     kernel_test,
     net::{ATTACKER_ADDR, TestNet, VICTIM_ADDR, VICTIM_ADDR6},
@@ -460,6 +460,83 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
     drop(saved);
 }
 
+/// A guard started as `ip netns exec NS guard run` is NS's guard: after
+/// SIGKILL, `guard restore` from the host's shell puts NS's timeouts back
+/// in NS and leaves the host's own alone (such a guard once recorded NS's
+/// timeouts as the host's, and the restore wrote them there).
+#[test]
+fn a_guard_started_by_ip_netns_exec_is_restored_into_its_namespace() {
+    let _kernel = kernel_test!();
+    assert!(
+        state_files().is_empty(),
+        "a guard state file already exists on this host"
+    );
+    let udp = timeout_key("udp_timeout");
+    let saved = Saved::new(&[MAX, BUCKETS, &udp]);
+    host::set_sysctl(MAX, 8192);
+    let v = Victim::new();
+    // The namespace's value differs from the host's, so that a restore
+    // into the wrong namespace shows.
+    let host_udp = host::sysctl(&udp);
+    v.net.sysctl(
+        &v.net.victim,
+        &udp.replace('.', "/"),
+        &(host_udp + 1).to_string(),
+    );
+    let timeouts = v.timeouts();
+    let before = (host::sysctl(MAX), host::sysctl(BUCKETS));
+    let mut guard = Guard::start_in_netns(
+        &v.net.victim,
+        &[
+            "run",
+            "--iface",
+            &v.net.victim_if,
+            "--mode",
+            "enforce",
+            "--conntrack-memory",
+            "16",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    guard.wait_for(&pin_dir(&v.net).join("GUARD_COUNTERS"));
+    guard.wait_ready();
+    provoke_changes(&v, &timeouts);
+    ct::flush(&v.net.victim);
+    let _killed = guard.stop(libc::SIGKILL);
+    assert_ne!(v.timeouts(), timeouts, "nothing to restore?");
+    // From the host's shell, no namespace named: the killed guard is the
+    // one to name.
+    let status = guard_proc::run(&["status"]);
+    status.assert_code(1);
+    assert!(
+        status.stderr.contains("is gone")
+            && status.stderr.contains(&format!("netns/{}/", v.net.victim)),
+        "{status}"
+    );
+
+    let out = guard_proc::run(&["restore"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(&format!("netns {}", v.net.victim)),
+        "{out}"
+    );
+    assert_eq!(v.timeouts(), timeouts, "the namespace's timeouts\n{out}");
+    assert_eq!(
+        host::sysctl(&udp),
+        host_udp,
+        "the host's own timeout changed\n{out}"
+    );
+    assert_eq!(
+        (host::sysctl(MAX), host::sysctl(BUCKETS)),
+        before,
+        "max and buckets"
+    );
+    assert!(state_files().is_empty(), "the state file remains");
+    assert!(!pin_dir(&v.net).exists());
+    drop(saved);
+}
+
 /// The program's key of `src`: its /32, or its /64.
 fn key_of(src: std::net::IpAddr) -> SourceKey {
     match src {
@@ -470,7 +547,7 @@ fn key_of(src: std::net::IpAddr) -> SourceKey {
 
 /// guard in `mode` on the victim, banning a source after 20 of its SYNs
 /// over a limit of 1 a second (50 at once), at any pressure.
-fn quick_to_ban(v: &Victim, mode: &str) -> guard_proc::Guard {
+fn quick_to_ban(v: &Victim, mode: &str) -> Guard {
     start_on(
         &v.net,
         &[
@@ -1122,7 +1199,7 @@ fn a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood() {
 fn connects_through_a_flood(
     net: &TestNet,
     flood: Flood,
-    guard: &guard_proc::Guard,
+    guard: &Guard,
     who: &str,
 ) -> std::collections::BTreeMap<String, u64> {
     let dropped = wait_counter(net, "drop_global_budget", 0);
@@ -1153,7 +1230,7 @@ fn connects_through_a_flood(
 /// An echo server behind a port the nat rules rewrite (`REDIRECT`), and
 /// guard in enforce mode without cookies and with a budget of 20 SYNs a
 /// second, which a flood of 20,000 keeps spent.
-fn rewritten_port(net: &TestNet) -> (EchoServer, guard_proc::Guard) {
+fn rewritten_port(net: &TestNet) -> (EchoServer, Guard) {
     let target = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
     let service = EchoServer::start(&net.victim, target);
     let _ = nft(&net.victim, &["-f", "-"], Some(REDIRECT));

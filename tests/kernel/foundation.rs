@@ -710,20 +710,17 @@ fn stats_without_a_running_guard_exits_1() {
     assert!(out.stderr.contains("no guard is running in netns"), "{out}");
 }
 
-/// A shell from `ip netns exec` has a /sys of its own, without the
-/// host's bpffs: a running guard's pins are not there, and `guard stats`
-/// says why rather than only that no guard runs.
+/// A mount namespace of its own whose /sys/fs/bpf is not the host's
+/// bpffs (a container's): a running guard's pins are not there, and
+/// `guard stats` says why rather than only that no guard runs.
 #[test]
-fn stats_from_an_ip_netns_exec_shell_says_why_it_sees_no_guard() {
+fn stats_without_the_hosts_bpffs_says_why_it_sees_no_guard() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
     let guard = start_on(&net, &[]);
-    let out: Finished = std::process::Command::new("ip")
-        .args(["netns", "exec", &net.victim])
-        .arg(guard_proc::guard_bin())
-        .arg("stats")
+    let out: Finished = without_bpffs(&["stats"])
         .output()
-        .expect("ip netns exec")
+        .expect("unshare (util-linux)")
         .into();
     out.assert_code(1);
     assert!(
@@ -737,6 +734,19 @@ fn stats_from_an_ip_netns_exec_shell_says_why_it_sees_no_guard() {
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert_clean(&net, &finished);
+}
+
+/// guard with `args` in a mount namespace of its own whose /sys/fs/bpf is
+/// a tmpfs, as in a container without the host's bpffs; the host's mounts
+/// stay as they are.
+fn without_bpffs(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs guard-test /sys/fs/bpf && exec \"$0\" \"$@\"")
+        .arg(guard_proc::guard_bin())
+        .args(args);
+    command
 }
 
 #[test]
@@ -761,16 +771,19 @@ fn unprivileged_run_is_refused() {
 }
 
 #[test]
-fn a_missing_bpffs_is_mounted_as_under_ip_netns_exec() {
+fn a_missing_bpffs_is_mounted() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    // `ip netns exec` gives guard a mount namespace and a /sys of its own,
-    // with nothing mounted on /sys/fs/bpf; the host's mounts stay as they
-    // are.
-    let guard = Guard::start_in_netns(
+    let args = [
+        "run",
+        "--netns",
         &net.victim,
-        &["run", "--iface", &net.victim_if, "--summary-interval", "0"],
-    );
+        "--iface",
+        &net.victim_if,
+        "--summary-interval",
+        "0",
+    ];
+    let guard = Guard::start_command(&mut without_bpffs(&args), &args);
     guard.wait_for_log("attached to");
     let stderr = guard.stderr();
     assert!(
@@ -780,14 +793,53 @@ fn a_missing_bpffs_is_mounted_as_under_ip_netns_exec() {
     );
     assert!(net.victim_link().contains("xdp"), "{}", net.victim_link());
     assert!(
-        !Path::new("/sys/fs/bpf/guard/host")
-            .join(&net.victim_if)
-            .exists(),
+        !pin_dir(&net).exists(),
         "the pins went to the host's bpffs, not guard's own mount"
     );
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert!(!net.victim_link().contains("xdp"));
+}
+
+/// `ip netns exec NS guard ...` is `guard ... --netns NS` from the host's
+/// shell: guard goes back to the host's namespaces, so its pins and files
+/// are where the host's commands look, and the commands run the same way
+/// find it.
+#[test]
+fn a_guard_started_by_ip_netns_exec_is_that_namespaces_guard() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let mut guard = Guard::start_in_netns(
+        &net.victim,
+        &["run", "--iface", &net.victim_if, "--summary-interval", "0"],
+    );
+    guard.wait_for(&pin_dir(&net).join("GUARD_COUNTERS"));
+    guard.wait_ready();
+    assert!(
+        guard.stderr().contains(&format!(
+            "started in netns {} (as by `ip netns exec",
+            net.victim
+        )),
+        "{}",
+        guard.stderr()
+    );
+    assert!(net.victim_link().contains("xdp"), "{}", net.victim_link());
+    let from_host = guard_proc::run(&["status", "--netns", &net.victim]);
+    let from_inside: Finished = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.victim])
+        .arg(guard_proc::guard_bin())
+        .args(["stats", "--interval", "0"])
+        .output()
+        .expect("ip netns exec")
+        .into();
+    let named = format!("{} (netns {})", net.victim_if, net.victim);
+    for out in [from_host, from_inside] {
+        out.assert_code(0);
+        assert!(out.stdout.contains(&named), "{out}");
+    }
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert_clean(&net, &finished);
 }
 
 /// Someone else's program, held by a BPF link in this test process.

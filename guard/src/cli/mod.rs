@@ -18,6 +18,7 @@ use crate::{
     config::RawConfig,
     daemon,
     error::usage,
+    host::netns,
     model::{
         lists::{Edit, List},
         nft::Proto,
@@ -29,7 +30,9 @@ use crate::{
 ///
 /// `guard run` attaches an XDP program to the given interfaces and counts
 /// every packet by class before netfilter sees it; `guard stats` reads the
-/// counters of a running guard from a second process.
+/// counters of a running guard from a second process. A command run as
+/// `ip netns exec NAME guard ...` acts as `guard ... --netns NAME` from the
+/// host's shell.
 #[derive(Debug, Parser)]
 #[command(name = "guard", version, about, long_about)]
 pub struct Cli {
@@ -136,10 +139,11 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn sources(&self) -> daemon::reload::Sources<'_> {
+    fn sources<'a>(&'a self, started_in: Option<&'a str>) -> daemon::reload::Sources<'a> {
         daemon::reload::Sources {
             config: self.config.as_deref(),
             flags: &self.settings,
+            started_in,
         }
     }
 }
@@ -396,13 +400,17 @@ pub struct DoctorArgs {
 /// Runs one parsed command line and returns its exit code: 0, except for
 /// `guard doctor`, whose code is the worst finding's (Nagios style).
 pub fn dispatch(cli: &Cli) -> Result<u8> {
+    // Before any thread starts (see leave_named): a command run as `ip
+    // netns exec NAME guard ...` acts as `--netns NAME` from the host.
+    let started_in = netns::leave_named().map_err(usage)?;
+    let started_in = started_in.as_deref();
     let done = match &cli.command {
-        Command::Run(args) => daemon::run::run(args.sources()),
-        Command::CheckConfig(args) => commands::check_config::command(args.sources()),
+        Command::Run(args) => daemon::run::run(args.sources(started_in)),
+        Command::CheckConfig(args) => commands::check_config::command(args.sources(started_in)),
         Command::Stats(args) => {
             let opts = commands::stats::StatsOptions {
                 iface: args.iface.clone(),
-                netns: args.netns.clone(),
+                netns: args.netns.as_deref().or(started_in).map(str::to_owned),
                 json: args.json,
                 top: args.top,
                 interval: args.interval,
@@ -413,20 +421,27 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
                 commands::stats::command(&opts)
             }
         }
-        Command::Status(args) => commands::status::command(args.json, args.netns.as_deref()),
-        Command::Fleet(FleetCommand::Status(args)) => {
-            commands::fleet::status(args.json, args.netns.as_deref())
+        Command::Status(args) => {
+            commands::status::command(args.json, args.netns.as_deref().or(started_in))
         }
-        Command::Restore(args) => commands::restore::command(args.discard, args.netns.as_deref()),
+        Command::Fleet(FleetCommand::Status(args)) => {
+            commands::fleet::status(args.json, args.netns.as_deref().or(started_in))
+        }
+        Command::Restore(args) => {
+            commands::restore::command(args.discard, args.netns.as_deref().or(started_in))
+        }
         Command::Tune(args) => commands::tune::command(commands::tune::TuneOptions {
             apply: args.apply,
             persist: args.persist,
-            netns: args.netns.as_deref(),
+            netns: args.netns.as_deref().or(started_in),
             json: args.json,
         }),
-        Command::Notrack(args) => {
-            commands::notrack::command(&args.port, args.proto, args.remove, args.netns.as_deref())
-        }
+        Command::Notrack(args) => commands::notrack::command(
+            &args.port,
+            args.proto,
+            args.remove,
+            args.netns.as_deref().or(started_in),
+        ),
         Command::Allow(args) => list(List::Allow, args),
         Command::Deny(args) => list(List::Deny, args),
         Command::Unban(args) => commands::lists::unban(&args.addr),

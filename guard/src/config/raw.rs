@@ -227,7 +227,8 @@ pub struct RawConfig {
     pub xdp_mode: Option<XdpModeChoice>,
 
     /// Protect interfaces inside this network namespace (a name from
-    /// `ip netns list`) instead of the host's.
+    /// `ip netns list`) instead of the host's [default: NAME under `ip
+    /// netns exec NAME`].
     #[arg(long, value_name = "NAME", help_heading = "Attachment")]
     pub netns: Option<String>,
 

@@ -22,6 +22,9 @@ use crate::{
 pub struct Sources<'a> {
     pub config: Option<&'a Path>,
     pub flags: &'a RawConfig,
+    /// The namespace the command was started in (`ip netns exec NAME`):
+    /// `netns` when neither the flags nor the file name one.
+    pub started_in: Option<&'a str>,
 }
 
 /// Flags over the config file over the defaults, plus the lists kept by
@@ -32,8 +35,21 @@ pub fn load_settings(sources: Sources<'_>) -> Result<(Settings, KeptLists)> {
         Some(path) => Some((config::read_file(path)?, path)),
         None => None,
     };
-    let mut settings =
-        Settings::resolve(sources.flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
+    let implied;
+    let flags = match sources.started_in {
+        Some(name)
+            if sources.flags.netns.is_none()
+                && file.as_ref().is_none_or(|(raw, _)| raw.netns.is_none()) =>
+        {
+            implied = RawConfig {
+                netns: Some(name.to_owned()),
+                ..sources.flags.clone()
+            };
+            &implied
+        }
+        _ => sources.flags,
+    };
+    let mut settings = Settings::resolve(flags, file.as_ref().map(|(raw, path)| (raw, *path)))?;
     let kept = kept::merge(&mut settings);
     Ok((settings, kept))
 }

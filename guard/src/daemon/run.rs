@@ -55,11 +55,16 @@ use crate::{
 pub fn run(sources: Sources<'_>) -> Result<()> {
     let (settings, _) = load_settings(sources).map_err(usage)?;
     preflight::check_privileges().map_err(usage)?;
+    if let Some(name) = sources.started_in {
+        tracing::info!(
+            "started in netns {name} (as by `ip netns exec {name}`): running from the host's namespaces as `guard run --netns {name}` does, where the global conntrack knobs are writable and the host's commands find this guard"
+        );
+    }
     if Layout::ensure_bpffs().map_err(usage)? {
-        // As under `ip netns exec`, which gives each command a /sys of
-        // its own: the pins are seen from this mount namespace only.
+        // A mount namespace of its own without the host's bpffs (a
+        // container's): the pins are seen from this mount namespace only.
         tracing::warn!(
-            "mounted a bpf filesystem at {BPFFS}, which was not mounted here: `guard stats` and the other commands see this guard only from this mount namespace (to guard a namespace's interface from the host, run `guard run --netns NAME --iface IF` there)"
+            "mounted a bpf filesystem at {BPFFS}, which was not mounted here: `guard stats` and the other commands see this guard only from this mount namespace"
         );
     }
     preflight::raise_memlock_rlimit();

@@ -54,7 +54,7 @@ impl Layout {
     }
 
     /// Mounts bpffs where it belongs when it is missing, as bpftool does
-    /// (a shell from `ip netns exec` has a /sys of its own without it);
+    /// (a container's mount namespace may have a /sys without it);
     /// returns whether it mounted it.
     pub fn ensure_bpffs() -> Result<bool, PinError> {
         if Self::check_bpffs().is_ok() {
@@ -78,7 +78,7 @@ impl Layout {
     }
 
     /// Why [`Layout::list`] finds nothing, for "no guard is running": a
-    /// shell from `ip netns exec` has a /sys of its own, whose
+    /// mount namespace of its own (a container's) may have a /sys whose
     /// /sys/fs/bpf holds none of the host's pins (and a guard started
     /// there mounts a bpffs only its own mount namespace sees).
     #[must_use]
@@ -88,7 +88,7 @@ impl Layout {
             return pinned;
         }
         format!(
-            "{pinned}; {BPFFS} is not a bpf filesystem here (a shell from `ip netns exec` has a /sys of its own): run guard's commands from the host's shell, and `guard run --netns NAME` for a namespace's interface"
+            "{pinned}; {BPFFS} is not a bpf filesystem here (this mount namespace has a /sys of its own): run guard's commands from the host's shell, and `guard run --netns NAME` for a namespace's interface"
         )
     }
 

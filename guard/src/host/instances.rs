@@ -100,10 +100,21 @@ pub fn choose(netns: Option<&str>) -> Result<PathBuf> {
 
 /// The runtime directory of the running guard a command reads ([`choose`])
 /// and what it runs; else an error that says why none runs (`start` says
-/// how to start one): no run file, or one that a guard killed left (it
-/// stays until `guard restore` or the next `guard run`).
+/// how to start one): no run file, or one that a guard killed left, the
+/// host's or, with no namespace chosen, a namespace's (it stays until
+/// `guard restore` or the next `guard run`).
 pub fn running(netns: Option<&str>, start: &str) -> Result<(PathBuf, RunStatus)> {
-    let dir = choose(netns)?;
+    let mut dir = choose(netns)?;
+    // None chosen and none running: a namespace's guard that was killed
+    // is named below, rather than the host's missing run file.
+    if netns.is_none()
+        && status_file::read_run(&dir).is_none()
+        && let Some(left) = all()
+            .into_iter()
+            .find(|i| status_file::read_run(&i.dir).is_some())
+    {
+        dir = left.dir;
+    }
     let Some(run) = status_file::read_run(&dir) else {
         bail!(
             "no guard is running: {} does not exist ({start})",

@@ -38,6 +38,118 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "started in network namespace `{name}` (as by `ip netns exec {name}`) and cannot go back to the host's namespaces to guard it from there; run guard from the host's shell with `--netns {name}`"
+    )]
+    Leave {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The name `ip netns` gave the network namespace this process was started
+/// in, if any, after taking the process back to the initial network
+/// namespace and the mount namespace of the shell that ran `ip netns
+/// exec`. A command run as `ip netns exec NAME guard ...` then acts
+/// as `guard ... --netns NAME` from that shell: the global conntrack knobs
+/// writable, the pins in the host's bpf filesystem, the records where the
+/// host's commands look for them. An unnamed namespace (a container's)
+/// stays guard's host. Must run before the process starts a thread: a
+/// mount namespace is joined only by a process that shares its filesystem
+/// attributes with none.
+pub fn leave_named() -> Result<Option<String>, NetnsError> {
+    // Unreadable without privileges: such a process guards nothing.
+    let Ok(ours) = File::open("/proc/self/ns/net").and_then(|f| identity(&f)) else {
+        return Ok(None);
+    };
+    let Ok(entries) = std::fs::read_dir(NETNS_RUN_DIR) else {
+        return Ok(None);
+    };
+    let Some(name) = entries
+        .flatten()
+        .find(|e| {
+            File::open(e.path())
+                .and_then(|f| identity(&f))
+                .is_ok_and(|id| id == ours)
+        })
+        .and_then(|e| e.file_name().into_string().ok())
+    else {
+        return Ok(None);
+    };
+    let leave = |source| NetnsError::Leave {
+        name: name.clone(),
+        source,
+    };
+    let (net, mnt) = starter_outside().map_err(leave)?;
+    let cwd = std::env::current_dir().map_err(leave)?;
+    // `ip netns exec` gives the command a mount namespace of its own (for
+    // a /sys that shows the namespace's interfaces). Joining another sets
+    // the root and working directory to its root, so the working directory
+    // is taken back by name: the same path, the namespace began as a copy.
+    let own_mnt = File::open("/proc/self/ns/mnt").and_then(|f| identity(&f));
+    if own_mnt.map_err(leave)? != identity(&mnt).map_err(leave)? {
+        enter(&mnt, libc::CLONE_NEWNS).map_err(leave)?;
+        std::env::set_current_dir(&cwd).map_err(leave)?;
+    }
+    enter(&net, libc::CLONE_NEWNET).map_err(leave)?;
+    Ok(Some(name))
+}
+
+/// The network and mount namespaces of the nearest ancestor of this
+/// process in the initial network namespace, else of kthreadd (PID 2,
+/// always in the initial namespaces): the ancestor is gone when the
+/// command was started in the background of a shell that exited.
+fn starter_outside() -> io::Result<(File, File)> {
+    let mut pid = parent("self")?;
+    let mut candidates = Vec::new();
+    while pid > 0 {
+        candidates.push(pid);
+        pid = parent(&pid.to_string())?;
+    }
+    candidates.push(2);
+    for pid in candidates {
+        let ns = |kind| File::open(format!("/proc/{pid}/ns/{kind}"));
+        if let Ok(net) = ns("net")
+            && identity(&net)?.1 == INITIAL_NET_INODE
+        {
+            return Ok((net, ns("mnt")?));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "no process in the initial network namespace whose namespaces can be read",
+    ))
+}
+
+/// The inode of the initial network namespace, fixed since Linux 3.8
+/// (`PROC_NET_INIT_INO`).
+const INITIAL_NET_INODE: u64 = 0xEFFF_FFF9;
+
+/// The parent of process `pid` ("self" for this one); 0 above the first.
+fn parent(pid: &str) -> io::Result<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no PPid in its status"))
+}
+
+/// A namespace file's identity: the device and inode of its nsfs node.
+fn identity(file: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    file.metadata().map(|m| (m.dev(), m.ino()))
+}
+
+/// Moves the calling thread (before any other exists, the whole process)
+/// into the namespace `file` of type `kind`.
+fn enter(file: &File, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns on an open namespace file descriptor.
+    if unsafe { libc::setns(file.as_raw_fd(), kind) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The namespace guard acts in: the initial one, or a named one.
@@ -95,14 +207,11 @@ impl Scope {
         };
         thread::scope(|s| {
             s.spawn(|| {
-                // SAFETY: setns on a valid namespace fd; it changes only this
-                // thread, which ends when the scope does.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetnsError::Enter {
-                        name: name.clone(),
-                        source: io::Error::last_os_error(),
-                    });
-                }
+                // This thread only, which ends when the scope does.
+                enter(file, libc::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+                    name: name.clone(),
+                    source,
+                })?;
                 Ok(f())
             })
             .join()
