@@ -1,9 +1,10 @@
 //! Peers measured in the same run as guard, against the same baseline.
 //! A benchmark only: where a peer is missing the bench says so and goes
-//! on, and nothing in CI installs one.
+//! on, and nothing in CI installs one (`cargo xtask bench` installs the
+//! packages named in `xtask/src/bench.rs`, `PEER_PACKAGES`).
 //!
 //! xdp-filter's programs as Debian's libxdp1 package ships them
-//! (`/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_*.o`; `apt-get install libxdp1`).
+//! (`/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_*.o`).
 //! `alw` programs drop what a rule matches and pass the rest (the
 //! `../shared/notes/peers.md` facts): with no rule they pass, with a rule
 //! on the destination port (`tcp`, `all`) or the source address (`ip`)
@@ -32,6 +33,9 @@ use aya::{
     util::nr_cpus,
 };
 use guard_tests::testrun;
+
+/// Where the peers' packages come from.
+const PEERS_INSTALLED: &str = "`cargo xtask bench` installs the peers' packages";
 
 const DIR: &str = "/usr/lib/x86_64-linux-gnu/bpf";
 /// xdp-filter's rule bits.
@@ -84,15 +88,12 @@ pub struct XdpFilter {
 }
 
 impl XdpFilter {
-    /// `alw_VARIANT`, if libxdp1 is installed.
+    /// `alw_VARIANT`, if its object is installed.
     pub fn load(variant: &str) -> Result<Self, String> {
         let name = format!("xdpfilt_alw_{variant}");
         let path = Path::new(DIR).join(format!("{name}.o"));
         if !path.exists() {
-            return Err(format!(
-                "{} is missing (apt-get install libxdp1)",
-                path.display()
-            ));
+            return Err(format!("{} is missing ({PEERS_INSTALLED})", path.display()));
         }
         let pins = PinDir::new()?;
         let mut ebpf = EbpfLoader::new()
@@ -167,8 +168,6 @@ impl XdpFilter {
 
 /// The selftest's source, inside the linux-source tarball's top directory.
 const SYNPROXY_C: &str = "tools/testing/selftests/bpf/progs/xdp_synproxy_kern.c";
-const SYNPROXY_INSTALL: &str =
-    "install with `apt-get install linux-source-6.12 clang-14 libbpf-dev bpftool`";
 /// The selftest includes the kernel tree's `bpf_compiler.h`, which the
 /// tarball lacks; its four loop pragmas are all the selftest takes from it.
 const BPF_COMPILER_H: &str = r#"#define __bench_str(x) #x
@@ -185,7 +184,7 @@ pub struct XdpSynproxy(ProgramFd);
 
 impl XdpSynproxy {
     pub fn load(port: u16) -> Result<Self, String> {
-        let object = build_synproxy().map_err(|e| format!("{e}; {SYNPROXY_INSTALL}"))?;
+        let object = build_synproxy().map_err(|e| format!("{e}; {PEERS_INSTALLED}"))?;
         let pins = PinDir::new()?;
         let (progs, maps) = (pins.0.join("progs"), pins.0.join("maps"));
         std::fs::create_dir_all(&maps).map_err(|e| format!("{}: {e}", maps.display()))?;
