@@ -63,6 +63,10 @@ pub fn leave_named() -> Result<Option<String>, NetnsError> {
     let Ok(ours) = File::open("/proc/self/ns/net").and_then(|f| identity(&f)) else {
         return Ok(None);
     };
+    // The initial namespace is the host's, whatever `ip netns` calls it.
+    if ours.1 == INITIAL_NET_INODE {
+        return Ok(None);
+    }
     let Ok(entries) = std::fs::read_dir(NETNS_RUN_DIR) else {
         return Ok(None);
     };
