@@ -842,6 +842,49 @@ fn a_guard_started_by_ip_netns_exec_is_that_namespaces_guard() {
     assert_clean(&net, &finished);
 }
 
+/// Where guard may not join the host's mount namespace (no
+/// CAP_SYS_CHROOT, as in a systemd unit's sandbox started in a namespace
+/// by `NetworkNamespacePath=`), it still leaves the named network
+/// namespace, and keeps its pins in a bpffs of its own.
+#[test]
+fn a_guard_that_may_not_join_the_hosts_mount_namespace_still_leaves_the_named_one() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let args = ["run", "--iface", &net.victim_if, "--summary-interval", "0"];
+    let mut command = std::process::Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            &net.victim,
+            "setpriv",
+            "--bounding-set=-sys_chroot",
+        ])
+        .arg(guard_proc::guard_bin())
+        .args(args);
+    let guard = Guard::start_command(&mut command, &args);
+    guard.wait_ready();
+    let stderr = guard.stderr();
+    assert!(
+        stderr.contains(&format!("started in netns {}", net.victim))
+            && stderr.contains("mounted a bpf filesystem at /sys/fs/bpf"),
+        "{stderr}"
+    );
+    assert!(net.victim_link().contains("xdp"), "{}", net.victim_link());
+    assert!(!pin_dir(&net).exists(), "the pins in the host's bpffs");
+    let status = guard_proc::run(&["status", "--netns", &net.victim]);
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("{} (netns {})", net.victim_if, net.victim)),
+        "{status}"
+    );
+    let finished = guard.stop(libc::SIGTERM);
+    finished.assert_code(0);
+    assert!(!net.victim_link().contains("xdp"));
+}
+
 /// Someone else's program, held by a BPF link in this test process.
 #[test]
 fn foreign_program_held_by_a_link_is_kept_unless_forced() {

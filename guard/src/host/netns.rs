@@ -91,9 +91,13 @@ pub fn leave_named() -> Result<Option<String>, NetnsError> {
     // a /sys that shows the namespace's interfaces). Joining another sets
     // the root and working directory to its root, so the working directory
     // is taken back by name: the same path, the namespace began as a copy.
+    // Where the join is not allowed (a systemd unit's sandbox, started in
+    // the namespace by `NetworkNamespacePath=`), guard stays in its mount
+    // namespace and mounts a bpffs there if it has none.
     let own_mnt = File::open("/proc/self/ns/mnt").and_then(|f| identity(&f));
-    if own_mnt.map_err(leave)? != identity(&mnt).map_err(leave)? {
-        enter(&mnt, libc::CLONE_NEWNS).map_err(leave)?;
+    if own_mnt.map_err(leave)? != identity(&mnt).map_err(leave)?
+        && enter(&mnt, libc::CLONE_NEWNS).is_ok()
+    {
         std::env::set_current_dir(&cwd).map_err(leave)?;
     }
     enter(&net, libc::CLONE_NEWNET).map_err(leave)?;
