@@ -91,6 +91,13 @@ fn assert_clean(net: &TestNet, finished: &Finished) {
         "{} still exists after exit\n{finished}",
         pin_dir(net).display()
     );
+    assert_no_runtime_dir(net);
+}
+
+/// Nothing of the namespace's guard is left in /run/guard.
+fn assert_no_runtime_dir(net: &TestNet) {
+    let dir = guard::model::paths::runtime_dir(Some(&net.victim));
+    assert!(!dir.exists(), "{} still exists after exit", dir.display());
 }
 
 /// One crafted frame and the class (and attributes) guard must count it as.
@@ -628,6 +635,7 @@ fn missing_interface_is_refused_with_exit_2() {
         "{out}"
     );
     assert!(!netns_pins(&net).exists());
+    assert_no_runtime_dir(&net);
 }
 
 /// A device without an Ethernet header (tun, WireGuard, GRE, ...) hands
@@ -660,6 +668,7 @@ fn interface_without_ethernet_header_is_refused() {
         !guard_tests::net::ip_out(&["-n", &net.victim, "link", "show", "gtun0"]).contains("xdp")
     );
     assert!(!netns_pins(&net).exists());
+    assert_no_runtime_dir(&net);
 }
 
 /// A bridge hands XDP only the frames it passes up to this host, not
@@ -998,6 +1007,7 @@ fn verifier_rejection_is_shown() {
     );
     assert!(!net.victim_link().contains("xdp"));
     assert!(!pin_dir(&net).exists());
+    assert_no_runtime_dir(&net);
 }
 
 /// guard's own object with the program's first `exit` replaced by

@@ -34,7 +34,8 @@ use crate::{
     host::{
         clock::{monotonic_ns, unix_now, unix_now_ms},
         conntrack::knobs::{KnobError, Knobs},
-        instances, kept_lists,
+        instances::NamespaceDir,
+        kept_lists,
         lock::PidLock,
         netns::Scope,
         notify, preflight,
@@ -85,8 +86,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
     // with its own runtime directory (ARCHITECTURE.md says how they share
     // the global conntrack knobs).
     let runtime_dir = runtime_dir(settings.netns.as_deref());
-    let _lock = PidLock::instance(&runtime_dir).map_err(usage)?;
-    recover(&runtime_dir)?;
+    let _claim = Claim::take(&runtime_dir, settings.netns.is_some())?;
     let scope = open_scope(&settings)?;
     host_cookie_facts(&scope, &mut settings);
     tracing::info!("{}", settings.describe());
@@ -181,10 +181,28 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         c.restore();
     }
     drop(attached);
-    if settings.netns.is_some() {
-        instances::remove(&runtime_dir);
-    }
     Ok(())
+}
+
+/// This guard's hold on its runtime directory: the lock, and for a
+/// namespace's guard the directory itself, removed when the guard goes,
+/// whether it stops or is refused after taking the lock (fields drop in
+/// order: the directory while the lock is still held).
+struct Claim {
+    _dir: Option<NamespaceDir>,
+    _lock: PidLock,
+}
+
+impl Claim {
+    /// Takes the lock, then puts back what a guard killed here left.
+    fn take(runtime_dir: &Path, netns: bool) -> Result<Self> {
+        let claim = Self {
+            _lock: PidLock::instance(runtime_dir).map_err(usage)?,
+            _dir: netns.then(|| NamespaceDir::new(runtime_dir.to_path_buf())),
+        };
+        recover(runtime_dir)?;
+        Ok(claim)
+    }
 }
 
 /// The namespace guard runs in, and in it every interface named one guard

@@ -132,6 +132,24 @@ pub fn running(netns: Option<&str>, start: &str) -> Result<(PathBuf, RunStatus)>
     Ok((dir, run))
 }
 
+/// A namespace guard's runtime directory while its guard holds the lock
+/// in it: [`remove`]d when dropped, so when the guard stops or is refused
+/// after taking the lock (declared after the lock, it drops first).
+pub struct NamespaceDir(PathBuf);
+
+impl NamespaceDir {
+    #[must_use]
+    pub const fn new(dir: PathBuf) -> Self {
+        Self(dir)
+    }
+}
+
+impl Drop for NamespaceDir {
+    fn drop(&mut self) {
+        remove(&self.0);
+    }
+}
+
 /// Removes a namespace guard's runtime directory when it stops (or when
 /// `guard restore` cleans up after it): what it published, then the lock
 /// file, while still held (a guard starting now fails on it rather than
