@@ -396,34 +396,42 @@ fn provoke_changes(v: &Victim, original_timeouts: &[(String, u64)]) {
     }
 }
 
+/// The restore tests' guard: enforcing, with a conntrack budget small
+/// enough that the controller changes the knobs.
+const RESTORABLE_RUN: &[&str] = &[
+    "--mode",
+    "enforce",
+    "--conntrack-memory",
+    "16",
+    "--summary-interval",
+    "0",
+];
+
+/// A victim for the restore tests: no guard's state file on the host,
+/// max, buckets and `keys` saved, and max small enough for the controller
+/// to change.
+fn restorable(keys: &[&str]) -> (Saved, Victim) {
+    assert!(
+        state_files().is_empty(),
+        "a guard state file already exists on this host"
+    );
+    let saved = Saved::new(&[&[MAX, BUCKETS], keys].concat());
+    host::set_sysctl(MAX, 8192);
+    (saved, Victim::new())
+}
+
 /// After SIGTERM, and after SIGKILL followed by `guard restore`, every
 /// sysctl and the hash size are what they were before the run, exactly.
 #[test]
 fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() {
     let _kernel = kernel_test!();
-    assert!(
-        state_files().is_empty(),
-        "a guard state file already exists on this host"
-    );
-    let saved = Saved::new(&[MAX, BUCKETS]);
-    host::set_sysctl(MAX, 8192);
-    let v = Victim::new();
+    let (saved, v) = restorable(&[]);
     let timeouts = v.timeouts();
     let originals = || (host::sysctl(MAX), host::sysctl(BUCKETS));
     let before = originals();
 
     for signal in [libc::SIGTERM, libc::SIGKILL] {
-        let guard = start_on(
-            &v.net,
-            &[
-                "--mode",
-                "enforce",
-                "--conntrack-memory",
-                "16",
-                "--summary-interval",
-                "0",
-            ],
-        );
+        let guard = start_on(&v.net, RESTORABLE_RUN);
         assert!(
             !state_files().is_empty(),
             "no state file before the first change"
@@ -467,14 +475,8 @@ fn every_value_is_restored_after_sigterm_and_after_sigkill_with_guard_restore() 
 #[test]
 fn a_guard_started_by_ip_netns_exec_is_restored_into_its_namespace() {
     let _kernel = kernel_test!();
-    assert!(
-        state_files().is_empty(),
-        "a guard state file already exists on this host"
-    );
     let udp = timeout_key("udp_timeout");
-    let saved = Saved::new(&[MAX, BUCKETS, &udp]);
-    host::set_sysctl(MAX, 8192);
-    let v = Victim::new();
+    let (saved, v) = restorable(&[&udp]);
     // The namespace's value differs from the host's, so that a restore
     // into the wrong namespace shows.
     let host_udp = host::sysctl(&udp);
@@ -487,17 +489,7 @@ fn a_guard_started_by_ip_netns_exec_is_restored_into_its_namespace() {
     let before = (host::sysctl(MAX), host::sysctl(BUCKETS));
     let mut guard = Guard::start_in_netns(
         &v.net.victim,
-        &[
-            "run",
-            "--iface",
-            &v.net.victim_if,
-            "--mode",
-            "enforce",
-            "--conntrack-memory",
-            "16",
-            "--summary-interval",
-            "0",
-        ],
+        &[&["run", "--iface", &v.net.victim_if], RESTORABLE_RUN].concat(),
     );
     guard.wait_for(&pin_dir(&v.net).join("GUARD_COUNTERS"));
     guard.wait_ready();
