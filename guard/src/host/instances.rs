@@ -134,7 +134,7 @@ pub fn running(netns: Option<&str>, start: &str) -> Result<(PathBuf, RunStatus)>
 
 /// A namespace guard's runtime directory while its guard holds the lock
 /// in it: [`remove`]d when dropped, so when the guard stops or is refused
-/// after taking the lock (declared after the lock, it drops first).
+/// after taking the lock. Drop it before the lock is released.
 pub struct NamespaceDir(PathBuf);
 
 impl NamespaceDir {

@@ -109,19 +109,23 @@ pub fn leave_named() -> Result<Option<String>, NetnsError> {
 /// always in the initial namespaces): the ancestor is gone when the
 /// command was started in the background of a shell that exited.
 fn starter_outside() -> io::Result<(File, File)> {
-    let mut pid = parent("self")?;
+    // An ancestor may exit while this walks: the walk ends there.
     let mut candidates = Vec::new();
-    while pid > 0 {
-        candidates.push(pid);
-        pid = parent(&pid.to_string())?;
+    let mut pid = parent("self");
+    while let Ok(p) = pid
+        && p > 0
+    {
+        candidates.push(p);
+        pid = parent(&p.to_string());
     }
     candidates.push(2);
     for pid in candidates {
         let ns = |kind| File::open(format!("/proc/{pid}/ns/{kind}"));
         if let Ok(net) = ns("net")
-            && identity(&net)?.1 == INITIAL_NET_INODE
+            && identity(&net).is_ok_and(|id| id.1 == INITIAL_NET_INODE)
+            && let Ok(mnt) = ns("mnt")
         {
-            return Ok((net, ns("mnt")?));
+            return Ok((net, mnt));
         }
     }
     Err(io::Error::new(
