@@ -124,6 +124,18 @@ pub struct SynproxyOptions {
 /// there only a TIME_WAIT socket (not a full socket, no match) is told
 /// apart.
 ///
+/// With `socket_lookup`, the ACK SYNPROXY sends the server to complete its
+/// side of a handshake (over `lo`, from a client's address) goes on
+/// tracked and whole when its lookup finds a full socket, the listener:
+/// the server answered SYNPROXY's SYN with a SYN cookie of its own (its
+/// SYN queue full, as a flood's spoofed SYNs admitted before cookies came
+/// on leave it) and keeps no request socket, so that ACK is what makes the
+/// connection. Untracked (at a `wild` port), SYNPROXY took it for a
+/// client's; dropped (below), the server never had the connection; and
+/// each of the client's segments then went to SYNPROXY as a new cookie
+/// ACK. Where the server keeps a request socket the lookup finds no full
+/// socket, and the rules below apply.
+///
 /// With `opts.drop_own_ack`, the ACK SYNPROXY sends the server to complete
 /// its side of a handshake is dropped on its way in (it comes over `lo`
 /// from a client's address: nothing else does). Such a server's TCP
@@ -185,6 +197,15 @@ pub fn synproxy_script(
         s,
         "    tcp dport @armed {bound}tcp flags & (fin | syn | rst | ack) == syn {listener}fib daddr type local notrack"
     );
+    if socket_lookup {
+        // SYNPROXY's own ACK where the server answered its SYN with a
+        // kernel cookie (its SYN queue full): no request socket, so the
+        // lookup finds the listener. It goes on tracked and whole, and
+        // creates the server's socket.
+        s.push_str(
+            "    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local socket wildcard 0-1 accept\n",
+        );
+    }
     if !wild.is_empty() {
         for flag in ["syn", "ack"] {
             let _ = writeln!(
@@ -277,8 +298,10 @@ mod tests {
         assert!(s.contains("  set wild {\n    type inet_service;\n    elements = { 80 }\n  }\n"));
         // A wild port's SYN only for the wildcard listener (a connection's
         // socket has `wildcard` 0); another armed port's for any full socket.
+        // SYNPROXY's own ACK, where the server keeps no request socket,
+        // passes before the rule that would untrack it.
         assert!(s.contains(
-            "priority raw;\n    tcp dport @armed tcp dport != @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
+            "priority raw;\n    tcp dport @armed tcp dport != @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local socket wildcard 0-1 accept\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n  }\n"
         ));
     }
 
@@ -293,7 +316,7 @@ mod tests {
         assert!(s.contains(
             "== ack socket wildcard 1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack tcp option timestamp exists fib saddr type != local drop\n  }\n  chain input"
         ));
-        assert!(!synproxy_script(&ports, &ports, true, OPTS).contains("iifname"));
+        assert!(!synproxy_script(&ports, &ports, true, OPTS).contains("drop\n  }\n  chain input"));
     }
 
     #[test]
@@ -303,7 +326,7 @@ mod tests {
         // still looked up.
         let s = synproxy_script(&BTreeSet::from([22]), &none, true, OPTS);
         assert!(s.contains(
-            "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n  }\n"
+            "    tcp dport @armed tcp flags & (fin | syn | rst | ack) == syn socket wildcard 0-1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local socket wildcard 0-1 accept\n  }\n"
         ));
         assert!(!s.contains("set wild") && !s.contains("@wild"));
         // Without nft_socket, `wild` is ignored: its rule needs the lookup.
