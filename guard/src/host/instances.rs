@@ -105,17 +105,18 @@ pub fn choose(netns: Option<&str>) -> Result<PathBuf> {
 /// `guard restore` or the next `guard run`).
 pub fn running(netns: Option<&str>, start: &str) -> Result<(PathBuf, RunStatus)> {
     let mut dir = choose(netns)?;
+    let mut run = status_file::read_run(&dir);
     // None chosen and none running: a namespace's guard that was killed
     // is named below, rather than the host's missing run file.
     if netns.is_none()
-        && status_file::read_run(&dir).is_none()
-        && let Some(left) = all()
+        && run.is_none()
+        && let Some((left, its)) = all()
             .into_iter()
-            .find(|i| status_file::read_run(&i.dir).is_some())
+            .find_map(|i| status_file::read_run(&i.dir).map(|r| (i.dir, r)))
     {
-        dir = left.dir;
+        (dir, run) = (left, Some(its));
     }
-    let Some(run) = status_file::read_run(&dir) else {
+    let Some(run) = run else {
         bail!(
             "no guard is running: {} does not exist ({start})",
             dir.join(RUN_FILE).display()
