@@ -15,7 +15,7 @@ fn fixture(case: &str) -> PathBuf {
 }
 
 fn diagnose(case: &str) -> Diagnosis {
-    doctor::diagnose(&fixture(case)).unwrap()
+    doctor::diagnose(&fixture(case), None).unwrap()
 }
 
 fn level(report: &Diagnosis, check: &str) -> Severity {
@@ -33,8 +33,8 @@ fn finding<'a>(report: &'a Diagnosis, check: &str) -> &'a Finding {
 /// The command's exit code, both as text and as JSON.
 fn exit_code(case: &str) -> u8 {
     let root = fixture(case);
-    let text = doctor::command(&root, false).unwrap();
-    let json = doctor::command(&root, true).unwrap();
+    let text = doctor::command(&root, None, false).unwrap();
+    let json = doctor::command(&root, None, true).unwrap();
     assert_eq!(text, json);
     text
 }
@@ -98,7 +98,7 @@ fn doctor_finds_a_healthy_machine_all_ok() {
 fn doctor_warns_of_a_small_loose_table() {
     let r = diagnose("warned");
     assert_live_skipped(&r);
-    for check in ["max", "buckets", "established", "tcp-loose"] {
+    for check in ["max", "buckets", "established", "tcp-loose", "syncookies"] {
         assert_eq!(level(&r, check), Severity::Warn, "{}", finding(&r, check));
     }
     for check in ["conntrack", "table-full", "fill", "early-drop", "btf"] {
@@ -143,7 +143,7 @@ fn doctor_finds_a_full_table_critical() {
         "{fill}"
     );
     assert_eq!(level(&r, "early-drop"), Severity::Warn);
-    for check in ["max", "buckets", "established", "tcp-loose"] {
+    for check in ["max", "buckets", "established", "tcp-loose", "syncookies"] {
         assert_eq!(level(&r, check), Severity::Ok, "{}", finding(&r, check));
     }
     assert_fixes(&r);
@@ -202,14 +202,14 @@ fn the_binary_prints_a_nagios_status_line_and_exits_3_when_it_cannot_check() {
 
 #[test]
 fn doctor_refuses_a_root_that_is_not_a_directory() {
-    let err = doctor::diagnose(&fixture("healthy/proc/meminfo")).unwrap_err();
+    let err = doctor::diagnose(&fixture("healthy/proc/meminfo"), None).unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
-    assert!(doctor::diagnose(&fixture("no-such-case")).is_err());
+    assert!(doctor::diagnose(&fixture("no-such-case"), None).is_err());
 }
 
 #[test]
 fn doctor_diagnoses_this_host() {
-    let r = doctor::diagnose(Path::new("/")).unwrap();
+    let r = doctor::diagnose(Path::new("/"), None).unwrap();
     for check in LIVE_CHECKS {
         assert_ne!(level(&r, check), Severity::Skip, "{}", finding(&r, check));
     }
@@ -217,6 +217,6 @@ fn doctor_diagnoses_this_host() {
     assert!(r.exit_code() <= 2);
     assert!(r.render().contains("findings"));
     assert_eq!(r.json()["exit"], r.exit_code());
-    let code = doctor::command(Path::new("/"), false).unwrap();
+    let code = doctor::command(Path::new("/"), None, false).unwrap();
     assert!(code <= 2);
 }

@@ -533,6 +533,135 @@ impl Drop for NotifySocket {
     }
 }
 
+/// `guard doctor --json` with `args` before it (`ip netns exec NS` or
+/// nothing) and `flags` after, parsed.
+fn doctor_json(prefix: &[&str], flags: &[&str]) -> (guard_proc::Finished, serde_json::Value) {
+    let bin = guard_proc::guard_bin();
+    let mut command = std::process::Command::new(if prefix.is_empty() {
+        bin.as_os_str()
+    } else {
+        std::ffi::OsStr::new(prefix[0])
+    });
+    if let Some((_, rest)) = prefix.split_first() {
+        command.args(rest).arg(&bin);
+    }
+    let out: guard_proc::Finished = command
+        .args(["doctor", "--json"])
+        .args(flags)
+        .output()
+        .expect("guard doctor")
+        .into();
+    let report = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (out, report)
+}
+
+fn finding_in(report: &serde_json::Value, check: &str) -> serde_json::Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == check)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
+}
+
+/// `guard doctor --netns NS`, and `ip netns exec NS guard doctor`, read
+/// the namespace's own conntrack count, statistics, timeouts and
+/// tcp_syncookies, its interfaces and its guard, and their fixes name it.
+#[test]
+fn doctor_diagnoses_a_named_namespace() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let ns = net.victim.as_str();
+    // Namespace-local values the host does not have (the namespace and
+    // they go together at the end).
+    net.sysctl(ns, "net/ipv4/tcp_syncookies", "0");
+    net.sysctl(
+        ns,
+        "net/netfilter/nf_conntrack_tcp_timeout_established",
+        "7777",
+    );
+    for port in ["1", "2", "3"] {
+        let _ = run_tool(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "conntrack",
+                "-I",
+                "-p",
+                "udp",
+                "-s",
+                "198.18.0.1",
+                "-d",
+                "198.18.0.2",
+                "--sport",
+                port,
+                "--dport",
+                "53",
+                "-t",
+                "120",
+            ],
+        );
+    }
+    let guard = start_on(&net, &[]);
+    let pid = guard.pid().expect("running");
+    let fix = format!("ip netns exec {ns} sysctl -w net.ipv4.tcp_syncookies=1");
+    for prefix in [&[][..], &["ip", "netns", "exec", ns][..]] {
+        let flags: &[&str] = if prefix.is_empty() {
+            &["--netns", ns]
+        } else {
+            &[]
+        };
+        let (out, report) = doctor_json(prefix, flags);
+        assert_eq!(report["netns"], ns, "{out}");
+        assert_eq!(
+            report["settings"]["tcp_timeouts"]["tcp_timeout_established"], 7777,
+            "{out}"
+        );
+        assert_eq!(report["settings"]["sizing"]["count"], 3, "{out}");
+        assert_eq!(report["stats"]["counters"]["insert"], 3, "{out}");
+        let cookies = finding_in(&report, "syncookies");
+        assert_eq!(cookies["level"], "WARN", "{cookies}");
+        assert_eq!(cookies["fix"], fix.as_str(), "{cookies}");
+        assert!(out.status.code().is_some_and(|c| c >= 1), "{out}");
+        let running = finding_in(&report, "guard");
+        assert_eq!(
+            running["reason"],
+            format!("guard runs (pid {pid}) on netns {ns}/{}", net.victim_if),
+            "{running}"
+        );
+        let xdp = finding_in(&report, "xdp");
+        assert!(
+            xdp["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(&format!("{}: guard's", net.victim_if))),
+            "{xdp}"
+        );
+    }
+    // The host's own view is not the namespace's.
+    let (out, host) = doctor_json(&[], &[]);
+    assert_eq!(host["netns"], serde_json::Value::Null, "{out}");
+    assert_ne!(
+        host["settings"]["tcp_timeouts"]["tcp_timeout_established"], 7777,
+        "{out}"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+
+    let missing = guard_proc::run(&["doctor", "--netns", "guardt-no-such-netns"]);
+    missing.assert_code(3);
+    assert!(
+        missing
+            .stdout
+            .starts_with("GUARD UNKNOWN - network namespace `guardt-no-such-netns` does not exist"),
+        "{missing}"
+    );
+    let both = guard_proc::run(&["doctor", "--netns", ns, "--root", "/"]);
+    both.assert_code(2);
+    assert!(both.stderr.contains("--root"), "{both}");
+}
+
 #[test]
 fn systemd_hears_ready_reloading_and_stopping() {
     let _kernel = kernel_test!();

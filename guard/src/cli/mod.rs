@@ -8,7 +8,7 @@
 pub mod exit;
 pub mod generate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
@@ -116,7 +116,8 @@ pub enum Command {
     /// Exits 1 if no guard is running, 2 for a signature it cannot read.
     #[command(subcommand)]
     Sigs(SigsCommand),
-    /// Check this host's conntrack sizing, its kernel and a running guard;
+    /// Check this host's (or, with --netns, a namespace's) conntrack
+    /// sizing, its kernel and a running guard;
     /// print each finding with its fix.
     ///
     /// Prints a Nagios status line first, and exits like a Nagios plugin: 0
@@ -392,6 +393,12 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 
+    /// Diagnose this network namespace: its conntrack count, statistics,
+    /// timeouts, tcp_loose and tcp_syncookies, its interfaces, firewall
+    /// and guard (max, buckets and the kernel log are the host's).
+    #[arg(long, value_name = "NAME", conflicts_with = "root")]
+    pub netns: Option<String>,
+
     /// Print the settings and the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -486,8 +493,13 @@ pub fn dispatch(cli: &Cli) -> Result<u8> {
         // Nagios reads a plugin that cannot check as UNKNOWN (3), on its
         // status line.
         Command::Doctor(args) => {
+            // A copy of /proc and /sys under --root is no namespace's.
+            let netns = args
+                .netns
+                .as_deref()
+                .or(started_in.filter(|_| args.root == Path::new("/")));
             return Ok(
-                commands::doctor::command(&args.root, args.json).unwrap_or_else(|e| {
+                commands::doctor::command(&args.root, netns, args.json).unwrap_or_else(|e| {
                     println!("GUARD UNKNOWN - {e:#}");
                     exit::Exit::Unknown.code()
                 }),

@@ -15,27 +15,55 @@ use crate::{
     model::{
         doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
         firewall::{AckState, drops_before_synproxy},
+        paths::runtime_dir,
     },
 };
 
 /// Reads everything under `root` and evaluates it. The live-only checks run
-/// when `root` is `/`.
-pub fn diagnose(root: &Path) -> Result<Diagnosis> {
+/// when `root` is `/`. With `netns`, the namespace's own facts are read
+/// in it (`root` must be `/` then).
+pub fn diagnose(root: &Path, netns: Option<&str>) -> Result<Diagnosis> {
     if !root.is_dir() {
         bail!("--root {}: not a directory", root.display());
     }
-    let files = HostFiles::under(root);
-    let live = files
+    let live = HostFiles::under(root)
         .is_live()
         .with_context(|| format!("resolving --root {}", root.display()))?;
+    if let (Some(ns), false) = (netns, live) {
+        bail!(
+            "--netns {ns} reads a live namespace and --root {} a copy of /proc and /sys: give one of them",
+            root.display()
+        );
+    }
+    // The live host's files by `/`: its /proc/net is then the calling
+    // thread's namespace's (`HostFiles::net_path`).
+    let files = if live {
+        HostFiles::live()
+    } else {
+        HostFiles::under(root)
+    };
+    let scope = Scope::open(netns)?;
+    let (sysctls, stats, syncookies) = scope.run(|| {
+        (
+            files.conntrack_sysctls(),
+            files.conntrack_stats(),
+            files.tcp_syncookies(),
+        )
+    })?;
     let facts = Facts {
-        sysctls: files.conntrack_sysctls(),
+        sysctls,
         entry_bytes: files.conntrack_entry_bytes(),
         ram_bytes: files.ram_bytes().ok(),
-        stats: files.conntrack_stats(),
+        stats,
         table_full_lines: files.kernel_log().map(|log| count_table_full(&log)),
+        syncookies,
         btf: files.has_btf(),
-        live: live.then(|| gather_live(&files)),
+        netns: netns.map(str::to_owned),
+        live: if live {
+            Some(gather_live(&scope)?)
+        } else {
+            None
+        },
     };
     let findings = evaluate(&facts);
     Ok(Diagnosis {
@@ -47,8 +75,8 @@ pub fn diagnose(root: &Path) -> Result<Diagnosis> {
 
 /// `guard doctor`: prints the diagnosis and returns its exit code (Nagios:
 /// 0 OK, 1 WARN, 2 CRIT).
-pub fn command(root: &Path, json: bool) -> Result<u8> {
-    let diagnosis = diagnose(root)?;
+pub fn command(root: &Path, netns: Option<&str>, json: bool) -> Result<u8> {
+    let diagnosis = diagnose(root, netns)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&diagnosis.json())?);
     } else {
@@ -57,36 +85,49 @@ pub fn command(root: &Path, json: bool) -> Result<u8> {
     Ok(diagnosis.exit_code())
 }
 
-fn gather_live(files: &HostFiles) -> Live {
-    let xdp = files
-        .interfaces()
-        .into_iter()
-        .map(|name| {
-            let found = iface::lookup(&name, "")
-                .and_then(|i| iface::xdp_attachment(&i))
-                .map_err(|e| e.to_string());
-            (name, found)
-        })
-        .collect();
-    Live {
+/// The live facts: of the namespace `scope` names (its interfaces,
+/// firewall and guard), else of the host and any guard.
+fn gather_live(scope: &Scope) -> Result<Live> {
+    let netns = scope.name();
+    let xdp = scope.run(|| {
+        iface::all()
+            .into_iter()
+            .map(|i| {
+                let found = iface::xdp_attachment(&i).map_err(|e| e.to_string());
+                (i.name, found)
+            })
+            .collect()
+    })?;
+    let (guard_pid, run) = match netns {
+        Some(_) => {
+            let dir = runtime_dir(netns);
+            (instances::holder(&dir), status_file::read_run(&dir))
+        }
+        None => (
+            instances::all().into_iter().find_map(|i| i.pid),
+            instances::choose(None)
+                .ok()
+                .and_then(|dir| status_file::read_run(&dir)),
+        ),
+    };
+    Ok(Live {
         xdp,
         bpffs: Layout::check_bpffs().map_err(|e| e.to_string()),
         privileges: preflight::check_privileges().map_err(|e| e.to_string()),
-        guard_pid: running_guard(files),
+        guard_pid,
         pinned: Layout::default()
             .list()
             .into_iter()
-            .map(|(netns, iface, _)| match netns {
+            .filter(|(ns, _, _)| netns.is_none() || ns.as_deref() == netns)
+            .map(|(ns, iface, _)| match ns {
                 Some(ns) => format!("netns {ns}/{iface}"),
                 None => iface,
             })
             .collect(),
-        run: instances::choose(None)
-            .ok()
-            .and_then(|dir| status_file::read_run(&dir)),
-        firewall: xtables::legacy(&Scope::Host, &["mangle"])
+        run,
+        firewall: xtables::legacy(scope, &["mangle"])
             .and_then(|legacy| {
-                let (json, listing) = nft::ruleset(&Scope::Host)?;
+                let (json, listing) = nft::ruleset(scope)?;
                 Ok(drops_before_synproxy(
                     &json,
                     &listing,
@@ -95,13 +136,5 @@ fn gather_live(files: &HostFiles) -> Live {
                 ))
             })
             .map_err(|e| format!("{e:#}")),
-    }
-}
-
-/// The pid in the host lock, if that process is alive and is guard.
-fn running_guard(files: &HostFiles) -> Option<u32> {
-    instances::all()
-        .into_iter()
-        .filter_map(|i| i.pid)
-        .find(|pid| files.process_name(*pid).as_deref() == Some("guard"))
+    })
 }

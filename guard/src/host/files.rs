@@ -19,10 +19,10 @@ use crate::model::conntrack::{CpuStats, parse_stats};
 const OBJECT_SIZE: &str = "sys/kernel/slab/nf_conntrack/object_size";
 const MEMINFO: &str = "proc/meminfo";
 const NETFILTER_SYSCTLS: &str = "proc/sys/net/netfilter";
-const CONNTRACK_STATS: &str = "proc/net/stat/nf_conntrack";
+const CONNTRACK_STATS: &str = "stat/nf_conntrack";
+const SYNCOOKIES: &str = "proc/sys/net/ipv4/tcp_syncookies";
 const KMSG: &str = "dev/kmsg";
 const BTF: &str = "sys/kernel/btf/vmlinux";
-const NET_CLASS: &str = "sys/class/net";
 
 /// The host's files under a root.
 #[derive(Clone, Debug)]
@@ -59,6 +59,18 @@ impl HostFiles {
         self.root.join(relative)
     }
 
+    /// A file of `/proc/net`, as the calling thread's network namespace
+    /// has it on the live host (`proc/self/net` is the main thread's, not
+    /// that of a thread that entered another namespace), or the tree's.
+    fn net_path(&self, relative: &str) -> PathBuf {
+        let dir = if self.root == Path::new("/") {
+            "proc/thread-self/net"
+        } else {
+            "proc/net"
+        };
+        self.root.join(dir).join(relative)
+    }
+
     /// MemTotal, in bytes (procfs parses `proc/meminfo`).
     pub fn ram_bytes(&self) -> Result<u64, String> {
         let path = self.path(MEMINFO);
@@ -70,15 +82,12 @@ impl HostFiles {
     /// One conntrack entry's size from the slab allocator, if it says.
     #[must_use]
     pub fn conntrack_entry_bytes(&self) -> Option<u64> {
-        fs::read_to_string(self.path(OBJECT_SIZE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.number(OBJECT_SIZE)
     }
 
     /// Every readable `nf_conntrack_*` sysctl, by its name after the
-    /// prefix, trimmed (none when conntrack is not loaded).
+    /// prefix, trimmed (none when conntrack is not loaded). Those of the
+    /// calling thread's network namespace, on the live host.
     #[must_use]
     pub fn conntrack_sysctls(&self) -> BTreeMap<String, String> {
         let Ok(entries) = fs::read_dir(self.path(NETFILTER_SYSCTLS)) else {
@@ -99,9 +108,10 @@ impl HostFiles {
             .collect()
     }
 
-    /// The kernel's per-CPU conntrack statistics, summed.
+    /// The kernel's per-CPU conntrack statistics, summed (the calling
+    /// thread's network namespace's, on the live host).
     pub fn conntrack_stats(&self) -> Result<CpuStats, String> {
-        let path = self.path(CONNTRACK_STATS);
+        let path = self.net_path(CONNTRACK_STATS);
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         parse_stats(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -141,26 +151,20 @@ impl HostFiles {
         self.path(BTF).exists()
     }
 
-    /// Every network interface's name, sorted.
+    /// `net.ipv4.tcp_syncookies` (the calling thread's network
+    /// namespace's, on the live host), if readable.
     #[must_use]
-    pub fn interfaces(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.path(NET_CLASS))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+    pub fn tcp_syncookies(&self) -> Option<u64> {
+        self.number(SYNCOOKIES)
     }
 
-    /// A process's command name (`/proc/PID/comm`), if it runs.
-    #[must_use]
-    pub fn process_name(&self, pid: u32) -> Option<String> {
-        let comm = fs::read_to_string(self.path(&format!("proc/{pid}/comm"))).ok()?;
-        Some(comm.trim().to_owned())
+    /// A file that holds one number.
+    fn number(&self, relative: &str) -> Option<u64> {
+        fs::read_to_string(self.path(relative))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// This process's `/proc/self/status`.

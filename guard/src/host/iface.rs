@@ -62,6 +62,34 @@ pub fn lookup(name: &str, scope: &str) -> Result<Interface, IfaceError> {
     })
 }
 
+/// Every interface of the namespace, by name. Empty if the kernel will
+/// not list them.
+#[must_use]
+pub fn all() -> Vec<Interface> {
+    // SAFETY: if_nameindex returns an array ended by a zero entry, or
+    // null; it is read before if_freenameindex frees it.
+    let mut found = Vec::new();
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return found;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+            found.push(Interface {
+                name: std::ffi::CStr::from_ptr((*entry).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                index: (*entry).if_index,
+            });
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
 /// The XDP program attached to the interface, if any.
 pub fn xdp_attachment(iface: &Interface) -> Result<Option<XdpAttachment>, IfaceError> {
     let link = link(iface)?;
@@ -265,5 +293,9 @@ mod tests {
     #[test]
     fn loopback_resolves() {
         assert_eq!(lookup("lo", "").unwrap().index, 1);
+        assert!(all().contains(&Interface {
+            name: "lo".to_owned(),
+            index: 1
+        }));
     }
 }

@@ -15,6 +15,7 @@
 //! - `dev/kmsg`, the kernel log, for "nf_conntrack: table full, dropping
 //!   packet" lines (a lower bound: the kernel rate-limits them, and the log
 //!   is a ring);
+//! - `proc/sys/net/ipv4/tcp_syncookies`;
 //! - `sys/kernel/btf/vmlinux`.
 //!
 //! Live-only checks (XDP programs on interfaces, bpffs, privileges, a
@@ -47,12 +48,21 @@
 //!   entry, and guard's XDP program limits SYNs, not ACKs. The host's RST
 //!   removes it at once; one forwarded to a host that stays silent lives
 //!   300 s.
+//! - `syncookies` WARN: `net.ipv4.tcp_syncookies` = 0, a listener whose
+//!   SYN queue a flood filled drops every new SYN, a user's and SYNPROXY's
+//!   own, until the spoofed requests time out.
 //! - `btf` WARN: no `/sys/kernel/btf/vmlinux`; guard needs a kernel with
 //!   BTF.
 //! - live: `bpffs` WARN when /sys/fs/bpf is not a bpf filesystem,
 //!   `privileges` WARN when this process could not run guard, `guard` WARN
 //!   when pinned maps are left by a guard that no longer runs (`guard
 //!   restore`); `xdp` only reports which program each interface has.
+//!
+//! With `--netns NAME` the namespace's own facts are read (its conntrack
+//! count, statistics, timeouts, `tcp_loose` and `tcp_syncookies`, its
+//! interfaces, firewall and guard), the global ones (max, buckets, memory,
+//! the kernel log, BTF, bpffs) as for the host, and the fixes that act on
+//! the namespace name it.
 //!
 //! A check that cannot be evaluated (its file is missing) is SKIP. Exit
 //! codes follow the Nagios convention, unlike the rest of guard: 0 when the
@@ -89,8 +99,30 @@ pub const LIVE_CHECKS: [&str; 6] = [
     "firewall",
 ];
 
-const FIX_FULL: &str =
-    "run guard (guard run --iface IF) or raise nf_conntrack_max (guard tune --apply)";
+/// The namespace the facts are of, as the fixes name it.
+#[derive(Clone, Copy, Debug)]
+struct Place<'a>(Option<&'a str>);
+
+impl Place<'_> {
+    /// ` --netns NAME` after a guard subcommand, or nothing.
+    fn flag(self) -> String {
+        self.0
+            .map_or_else(String::new, |ns| format!(" --netns {ns}"))
+    }
+
+    /// `ip netns exec NAME ` before a command, or nothing.
+    fn exec(self) -> String {
+        self.0
+            .map_or_else(String::new, |ns| format!("ip netns exec {ns} "))
+    }
+
+    fn fix_full(self) -> String {
+        format!(
+            "run guard (guard run{} --iface IF) or raise nf_conntrack_max (guard tune --apply)",
+            self.flag()
+        )
+    }
+}
 
 /// How bad a finding is. SKIP (not evaluated) sorts below OK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -248,7 +280,11 @@ pub struct Facts {
     pub stats: Result<CpuStats, String>,
     /// "table full" lines in the kernel log, or why it could not be read.
     pub table_full_lines: Result<u64, String>,
+    /// `net.ipv4.tcp_syncookies`.
+    pub syncookies: Option<u64>,
     pub btf: bool,
+    /// The network namespace diagnosed (`--netns`); `None` for the host's.
+    pub netns: Option<String>,
     /// The live-only facts; `None` when `--root` is not `/`.
     pub live: Option<Live>,
 }
@@ -299,9 +335,11 @@ pub struct Live {
     pub xdp: Vec<(String, Result<Option<XdpAttachment>, String>)>,
     pub bpffs: Result<(), String>,
     pub privileges: Result<(), String>,
-    /// The pid of the guard holding the host lock, if one runs.
+    /// The pid of the guard of the namespace diagnosed (without
+    /// `--netns`, of any guard), if one runs.
     pub guard_pid: Option<u32>,
-    /// Pinned interface directories (`eth0`, `netns edge/eth0`).
+    /// Pinned interface directories (`eth0`, `netns edge/eth0`), of the
+    /// namespace diagnosed (without `--netns`, all).
     pub pinned: Vec<String>,
     /// What the running guard published about itself, if one runs.
     pub run: Option<RunStatus>,
@@ -314,6 +352,7 @@ pub struct Live {
 /// Every rule, in report order.
 #[must_use]
 pub fn evaluate(facts: &Facts) -> Vec<Finding> {
+    let at = Place(facts.netns.as_deref());
     let mut out = Vec::new();
     match facts.number("max") {
         None => out.push(Finding::crit(
@@ -326,14 +365,14 @@ pub fn evaluate(facts: &Facts) -> Vec<Finding> {
                 "conntrack",
                 format!("nf_conntrack is loaded ({} settings)", facts.sysctls.len()),
             ));
-            out.push(table_full(&facts.stats, &facts.table_full_lines));
-            out.push(fill(facts.number("count"), max));
+            out.push(table_full(&facts.stats, &facts.table_full_lines, at));
+            out.push(fill(facts.number("count"), max, at));
             out.push(counter(
                 &facts.stats,
                 "early-drop",
                 "early_drop",
                 "the table was full and the kernel evicted not-yet-assured entries to make room",
-                FIX_FULL,
+                &at.fix_full(),
             ));
             out.push(counter(
                 &facts.stats,
@@ -351,17 +390,18 @@ pub fn evaluate(facts: &Facts) -> Vec<Finding> {
             ));
             out.push(max_for_ram(max, facts.memory()));
             out.push(buckets(max, facts.number("buckets")));
-            out.push(established(facts.number("tcp_timeout_established")));
-            out.push(tcp_loose(facts.number("tcp_loose")));
+            out.push(established(facts.number("tcp_timeout_established"), at));
+            out.push(tcp_loose(facts.number("tcp_loose"), at));
         }
     }
+    out.push(syncookies(facts.syncookies, at));
     out.push(btf(facts.btf));
     match &facts.live {
         Some(live) => {
             out.push(xdp(&live.xdp));
             out.push(bpffs(&live.bpffs));
             out.push(privileges(&live.privileges));
-            out.push(running(live.guard_pid, &live.pinned));
+            out.push(running(live.guard_pid, &live.pinned, at));
             out.push(enforcing(live.run.as_ref()));
             out.push(firewall(&live.firewall));
         }
@@ -370,7 +410,7 @@ pub fn evaluate(facts: &Facts) -> Vec<Finding> {
     out
 }
 
-fn table_full(stats: &Result<CpuStats, String>, log: &Result<u64, String>) -> Finding {
+fn table_full(stats: &Result<CpuStats, String>, log: &Result<u64, String>, at: Place) -> Finding {
     let drop = stats.as_ref().ok().and_then(|s| s.get("drop"));
     let lines = log.as_ref().ok().copied();
     let stat = match (stats, drop) {
@@ -384,7 +424,7 @@ fn table_full(stats: &Result<CpuStats, String>, log: &Result<u64, String>) -> Fi
     };
     let reason = format!("{stat}, {log}");
     if drop.unwrap_or(0) > 0 || lines.unwrap_or(0) > 0 {
-        Finding::crit("table-full", reason, FIX_FULL)
+        Finding::crit("table-full", reason, at.fix_full())
     } else if drop.is_none() && lines.is_none() {
         Finding::skip("table-full", reason)
     } else {
@@ -392,7 +432,7 @@ fn table_full(stats: &Result<CpuStats, String>, log: &Result<u64, String>) -> Fi
     }
 }
 
-fn fill(count: Option<u64>, max: u64) -> Finding {
+fn fill(count: Option<u64>, max: u64, at: Place) -> Finding {
     let Some(count) = count else {
         return Finding::skip("fill", "no nf_conntrack_count");
     };
@@ -409,10 +449,10 @@ fn fill(count: Option<u64>, max: u64) -> Finding {
         Finding::crit(
             "fill",
             format!("{reason}: new connections are about to be dropped"),
-            FIX_FULL,
+            at.fix_full(),
         )
     } else if pct >= 70.0 {
-        Finding::warn("fill", format!("{reason}: little headroom"), FIX_FULL)
+        Finding::warn("fill", format!("{reason}: little headroom"), at.fix_full())
     } else {
         Finding::ok("fill", reason)
     }
@@ -487,7 +527,7 @@ fn buckets(max: u64, buckets: Option<u64>) -> Finding {
     }
 }
 
-fn established(secs: Option<u64>) -> Finding {
+fn established(secs: Option<u64>, at: Place) -> Finding {
     let Some(secs) = secs else {
         return Finding::skip("established", "no nf_conntrack_tcp_timeout_established");
     };
@@ -496,14 +536,14 @@ fn established(secs: Option<u64>) -> Finding {
         Finding::warn(
             "established",
             format!("{reason}: entries of peers that left without a FIN stay that long"),
-            "guard tune --apply (a day)",
+            format!("guard tune --apply{} (a day)", at.flag()),
         )
     } else {
         Finding::ok("established", format!("{reason}: a day or less"))
     }
 }
 
-fn tcp_loose(loose: Option<u64>) -> Finding {
+fn tcp_loose(loose: Option<u64>, at: Place) -> Finding {
     match loose {
         None => Finding::skip("tcp-loose", "no nf_conntrack_tcp_loose"),
         Some(0) => Finding::ok("tcp-loose", "tcp_loose=0: only a SYN opens a TCP entry"),
@@ -512,7 +552,29 @@ fn tcp_loose(loose: Option<u64>) -> Finding {
             format!(
                 "tcp_loose={v}: a lone ACK of a connection conntrack does not know creates an entry; the RST this host (or a forwarded-to host) answers removes it at once, but an ACK flood this host forwards to a destination that stays silent fills the table past guard's SYN limits, 300 s an entry"
             ),
-            "sysctl -w net.netfilter.nf_conntrack_tcp_loose=0 (trade-off: connections established before a conntrack flush, a module reload or a firewall failover are then invalid instead of picked up mid-stream; keep 1 where failover of established flows matters)",
+            format!(
+                "{}sysctl -w net.netfilter.nf_conntrack_tcp_loose=0 (trade-off: connections established before a conntrack flush, a module reload or a firewall failover are then invalid instead of picked up mid-stream; keep 1 where failover of established flows matters)",
+                at.exec()
+            ),
+        ),
+    }
+}
+
+fn syncookies(value: Option<u64>, at: Place) -> Finding {
+    match value {
+        None => Finding::skip("syncookies", "no net.ipv4.tcp_syncookies"),
+        Some(0) => Finding::warn(
+            "syncookies",
+            "tcp_syncookies=0: a listener whose SYN queue a flood filled drops every new SYN, users' and SYNPROXY's own, until the spoofed requests time out (about a minute); guard's SYN cookies arm only once its controller has seen the flood",
+            format!("{}sysctl -w net.ipv4.tcp_syncookies=1", at.exec()),
+        ),
+        Some(1) => Finding::ok(
+            "syncookies",
+            "tcp_syncookies=1: a listener whose SYN queue is full answers with SYN cookies",
+        ),
+        Some(v) => Finding::ok(
+            "syncookies",
+            format!("tcp_syncookies={v}: every listener answers with SYN cookies"),
         ),
     }
 }
@@ -574,7 +636,7 @@ fn privileges(checked: &Result<(), String>) -> Finding {
     }
 }
 
-fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
+fn running(pid: Option<u32>, pinned: &[String], at: Place) -> Finding {
     match (pid, pinned.is_empty()) {
         (Some(pid), true) => Finding::ok("guard", format!("guard runs (pid {pid})")),
         (Some(pid), false) => Finding::ok(
@@ -588,7 +650,7 @@ fn running(pid: Option<u32>, pinned: &[String]) -> Finding {
                 "maps of a guard that no longer runs are pinned ({}): it may have left conntrack values changed",
                 pinned.join(", ")
             ),
-            "guard restore",
+            format!("guard restore{}", at.flag()),
         ),
     }
 }

@@ -69,10 +69,13 @@ impl Diagnosis {
     #[must_use]
     pub fn render(&self) -> String {
         let f = &self.facts;
+        let place = f.netns.as_ref().map_or_else(
+            || format!("under {}", self.root.display()),
+            |ns| format!("in netns {ns}"),
+        );
         let mut out = format!(
-            "{}\nconntrack under {}: net.netfilter.nf_conntrack_*\n",
+            "{}\nconntrack {place}: net.netfilter.nf_conntrack_*\n",
             self.status_line(),
-            self.root.display()
         );
         for group in Group::ALL {
             let mut entries: Vec<_> = f
@@ -177,6 +180,7 @@ impl Diagnosis {
         };
         json!({
             "root": self.root,
+            "netns": f.netns,
             "settings": settings,
             "memory": memory,
             "stats": stats,

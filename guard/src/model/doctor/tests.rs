@@ -20,10 +20,14 @@ fn facts(sysctls: &[(&str, &str)]) -> Facts {
         ram_bytes: Some(16 * GIB),
         stats: parse_stats(STAT_6_18),
         table_full_lines: Ok(0),
+        syncookies: Some(1),
         btf: true,
+        netns: None,
         live: None,
     }
 }
+
+const HOST: Place = Place(None);
 
 fn stats(pairs: &[(&str, u64)]) -> CpuStats {
     CpuStats {
@@ -67,15 +71,18 @@ fn without_conntrack_the_fix_is_modprobe() {
 
 #[test]
 fn drops_or_log_lines_mean_the_table_was_full() {
-    let crit = table_full(&Ok(stats(&[("drop", 12_345)])), &Ok(0));
+    let crit = table_full(&Ok(stats(&[("drop", 12_345)])), &Ok(0), HOST);
     assert_eq!(crit.level, Severity::Crit);
     assert!(crit.reason.starts_with("drop=12345 since boot"), "{crit}");
-    assert_eq!(crit.fix.as_deref(), Some(FIX_FULL));
     assert_eq!(
-        table_full(&Ok(stats(&[("drop", 0)])), &Ok(3)).level,
+        crit.fix.as_deref(),
+        Some("run guard (guard run --iface IF) or raise nf_conntrack_max (guard tune --apply)")
+    );
+    assert_eq!(
+        table_full(&Ok(stats(&[("drop", 0)])), &Ok(3), HOST).level,
         Severity::Crit
     );
-    let unreadable = table_full(&Ok(stats(&[("drop", 0)])), &Err("EPERM".into()));
+    let unreadable = table_full(&Ok(stats(&[("drop", 0)])), &Err("EPERM".into()), HOST);
     assert_eq!(unreadable.level, Severity::Ok);
     assert!(
         unreadable
@@ -83,27 +90,27 @@ fn drops_or_log_lines_mean_the_table_was_full() {
             .contains("kernel log not readable (EPERM)")
     );
     assert_eq!(
-        table_full(&Err("missing".into()), &Err("EPERM".into())).level,
+        table_full(&Err("missing".into()), &Err("EPERM".into()), HOST).level,
         Severity::Skip
     );
 }
 
 #[test]
 fn fill_is_crit_at_90_and_warn_at_70_percent() {
-    assert_eq!(fill(Some(95), 100).level, Severity::Crit);
-    assert_eq!(fill(Some(90), 100).level, Severity::Crit);
-    assert_eq!(fill(Some(70), 100).level, Severity::Warn);
-    let ok = fill(Some(69), 100);
+    assert_eq!(fill(Some(95), 100, HOST).level, Severity::Crit);
+    assert_eq!(fill(Some(90), 100, HOST).level, Severity::Crit);
+    assert_eq!(fill(Some(70), 100, HOST).level, Severity::Warn);
+    let ok = fill(Some(69), 100, HOST);
     assert_eq!(ok.level, Severity::Ok);
     assert_eq!(ok.reason, "count=69 of max=100 (69%)");
-    assert_eq!(fill(Some(5), 0).level, Severity::Warn);
-    assert_eq!(fill(None, 100).level, Severity::Skip);
+    assert_eq!(fill(Some(5), 0, HOST).level, Severity::Warn);
+    assert_eq!(fill(None, 100, HOST).level, Severity::Skip);
 }
 
 #[test]
 fn counters_that_should_stay_zero_warn() {
     let s = Ok(stats(&[("early_drop", 7), ("insert_failed", 0)]));
-    let early = counter(&s, "early-drop", "early_drop", "evicted", FIX_FULL);
+    let early = counter(&s, "early-drop", "early_drop", "evicted", "fix");
     assert_eq!(early.level, Severity::Warn);
     assert_eq!(early.reason, "early_drop=7 since boot: evicted");
     assert_eq!(
@@ -160,25 +167,91 @@ fn fewer_buckets_than_a_quarter_of_max_warn() {
 
 #[test]
 fn established_over_a_day_warns() {
-    let five_days = established(Some(432_000));
+    let five_days = established(Some(432_000), HOST);
     assert_eq!(five_days.level, Severity::Warn);
     assert!(
         five_days
             .reason
             .starts_with("tcp_timeout_established=432000s (5d)")
     );
-    assert_eq!(established(Some(86_400)).level, Severity::Ok);
-    assert_eq!(established(None).level, Severity::Skip);
+    assert_eq!(established(Some(86_400), HOST).level, Severity::Ok);
+    assert_eq!(established(None, HOST).level, Severity::Skip);
 }
 
 #[test]
 fn tcp_loose_warns_and_names_the_trade_off() {
-    let loose = tcp_loose(Some(1));
+    let loose = tcp_loose(Some(1), HOST);
     assert_eq!(loose.level, Severity::Warn);
     let fix = loose.fix.unwrap();
     assert!(fix.starts_with("sysctl -w net.netfilter.nf_conntrack_tcp_loose=0"));
     assert!(fix.contains("trade-off"));
-    assert_eq!(tcp_loose(Some(0)).level, Severity::Ok);
+    assert_eq!(tcp_loose(Some(0), HOST).level, Severity::Ok);
+}
+
+#[test]
+fn syncookies_off_warns() {
+    let off = syncookies(Some(0), HOST);
+    assert_eq!(off.level, Severity::Warn);
+    assert!(off.reason.contains("SYNPROXY's own"), "{off}");
+    assert_eq!(
+        off.fix.as_deref(),
+        Some("sysctl -w net.ipv4.tcp_syncookies=1")
+    );
+    assert_eq!(syncookies(Some(1), HOST).level, Severity::Ok);
+    assert_eq!(syncookies(Some(2), HOST).level, Severity::Ok);
+    assert_eq!(syncookies(None, HOST).level, Severity::Skip);
+    let mut f = facts(&[("max", "524288")]);
+    f.syncookies = Some(0);
+    assert_eq!(find(&evaluate(&f), "syncookies").level, Severity::Warn);
+}
+
+/// A namespace's fixes act on it: guard's flag, or `ip netns exec`.
+#[test]
+fn a_namespaces_fixes_name_it() {
+    let mut f = facts(&[
+        ("max", "524288"),
+        ("buckets", "131072"),
+        ("count", "500000"),
+        ("tcp_timeout_established", "432000"),
+        ("tcp_loose", "1"),
+    ]);
+    f.netns = Some("edge".to_owned());
+    f.syncookies = Some(0);
+    f.live = Some(Live {
+        xdp: Vec::new(),
+        bpffs: Ok(()),
+        privileges: Ok(()),
+        guard_pid: None,
+        pinned: vec!["netns edge/eth0".to_owned()],
+        run: None,
+        firewall: Ok(Vec::new()),
+    });
+    let findings = evaluate(&f);
+    let fix = |check: &str| find(&findings, check).fix.clone().unwrap();
+    assert_eq!(
+        fix("fill"),
+        "run guard (guard run --netns edge --iface IF) or raise nf_conntrack_max (guard tune --apply)"
+    );
+    assert_eq!(
+        fix("established"),
+        "guard tune --apply --netns edge (a day)"
+    );
+    assert!(
+        fix("tcp-loose")
+            .starts_with("ip netns exec edge sysctl -w net.netfilter.nf_conntrack_tcp_loose=0"),
+        "{}",
+        fix("tcp-loose")
+    );
+    assert_eq!(
+        fix("syncookies"),
+        "ip netns exec edge sysctl -w net.ipv4.tcp_syncookies=1"
+    );
+    assert_eq!(fix("guard"), "guard restore --netns edge");
+    // The global knobs' fixes are the host's.
+    assert_eq!(
+        fix("chains"),
+        "guard tune --apply (a quarter of nf_conntrack_max in buckets)"
+    );
 }
 
 #[test]
@@ -244,8 +317,8 @@ fn live_checks_are_skipped_off_root_and_evaluated_on_it() {
     );
     assert_eq!(firewall(&Ok(Vec::new())).level, Severity::Ok);
     assert_eq!(firewall(&Err("no nft".into())).level, Severity::Skip);
-    assert_eq!(running(Some(9), &["eth1".into()]).level, Severity::Ok);
-    assert_eq!(running(None, &[]).level, Severity::Ok);
+    assert_eq!(running(Some(9), &["eth1".into()], HOST).level, Severity::Ok);
+    assert_eq!(running(None, &[], HOST).level, Severity::Ok);
 }
 
 #[test]
@@ -305,10 +378,13 @@ fn the_worst_level_is_the_nagios_exit_code() {
 
 #[test]
 fn a_finding_is_one_line_with_its_fix() {
-    let f = Finding::crit("table-full", "drop=12345 since boot", FIX_FULL);
+    let f = Finding::crit("table-full", "drop=12345 since boot", HOST.fix_full());
     assert_eq!(
         f.to_string(),
-        format!("CRIT  table-full: drop=12345 since boot — {FIX_FULL}")
+        format!(
+            "CRIT  table-full: drop=12345 since boot — {}",
+            HOST.fix_full()
+        )
     );
     assert_eq!(Finding::ok("btf", "there").to_string(), "OK    btf: there");
 }
