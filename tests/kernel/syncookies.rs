@@ -1235,7 +1235,7 @@ fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
     let _server = EchoServer::start(&net.victim, wildcard_addr());
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let rule = "fib saddr type != local drop";
+    let rule = "fib saddr type != local tcp option timestamp exists drop";
     let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
         assert!(!synproxy_table(&net.victim).contains(rule));
         guard.stop(libc::SIGTERM).assert_code(0);

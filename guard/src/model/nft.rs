@@ -87,6 +87,11 @@ pub struct SynproxyOptions {
     pub drop_own_ack: bool,
 }
 
+/// SYNPROXY's own ACK to the server, which completes the server's side of
+/// a cookie handshake: over `lo`, to an armed port, from a client's
+/// (foreign) address.
+const SYNPROXY_OWN_ACK: &str = "iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local";
+
 /// The nftables script for `ports`, the armed ones, in the set `armed`,
 /// and `wild`, those of them whose listeners are all bound to the
 /// wildcard address, in the set `wild`. With no port it is the dormant
@@ -202,9 +207,7 @@ pub fn synproxy_script(
         // kernel cookie (its SYN queue full): no request socket, so the
         // lookup finds the listener. It goes on tracked and whole, and
         // creates the server's socket.
-        s.push_str(
-            "    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local socket wildcard 0-1 accept\n",
-        );
+        let _ = writeln!(s, "    {SYNPROXY_OWN_ACK} socket wildcard 0-1 accept");
     }
     if !wild.is_empty() {
         for flag in ["syn", "ack"] {
@@ -215,9 +218,7 @@ pub fn synproxy_script(
         }
     }
     if opts.drop_own_ack {
-        s.push_str(
-            "    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack tcp option timestamp exists fib saddr type != local drop\n",
-        );
+        let _ = writeln!(s, "    {SYNPROXY_OWN_ACK} tcp option timestamp exists drop");
     }
     let _ = writeln!(
         s,
@@ -314,7 +315,7 @@ mod tests {
         };
         let s = synproxy_script(&ports, &ports, true, drop);
         assert!(s.contains(
-            "== ack socket wildcard 1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack tcp option timestamp exists fib saddr type != local drop\n  }\n  chain input"
+            "== ack socket wildcard 1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local tcp option timestamp exists drop\n  }\n  chain input"
         ));
         assert!(!synproxy_script(&ports, &ports, true, OPTS).contains("drop\n  }\n  chain input"));
     }
