@@ -250,12 +250,8 @@ impl Guard {
                 self.stderr()
             );
             // Exited, not yet reaped: no need to wait out the deadline.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             assert!(
-                !stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+                guard::host::instances::runs(pid),
                 "guard {} exited before it said it was ready:\n{}",
                 self.args.join(" "),
                 self.stderr()

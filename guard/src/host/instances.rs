@@ -47,8 +47,14 @@ impl Instance {
 pub fn holder(dir: &Path) -> Option<u32> {
     PidLock::instance_holder(dir).filter(|pid| {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
-            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| alive(&s))
+            && runs(*pid)
     })
+}
+
+/// Whether process `pid` exists and is not a zombie.
+#[must_use]
+pub fn runs(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| alive(&s))
 }
 
 /// Whether a process whose `/proc/PID/stat` reads `stat` still runs: its
