@@ -962,6 +962,27 @@ fn connections_made_through_cookies_carry_on_across_a_restart() {
     second.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// Where the kernel's own SYN cookies are off, the spoofed SYNs admitted
+/// before guard's arm can fill a listener's SYN queue, which then drops
+/// SYNPROXY's SYNs too: guard says so when its cookies may come on.
+#[test]
+fn a_namespace_without_the_kernels_syn_cookies_is_warned_about() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let warning = format!(
+        "net.ipv4.tcp_syncookies is 0 in netns {}: a listener whose SYN queue",
+        net.victim
+    );
+    net.sysctl(&net.victim, "net/ipv4/tcp_syncookies", "1");
+    let quiet = start_on(&net, ALWAYS).stop(libc::SIGTERM);
+    quiet.assert_code(0);
+    assert!(!quiet.stderr.contains("tcp_syncookies"), "{quiet}");
+    net.sysctl(&net.victim, "net/ipv4/tcp_syncookies", "0");
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&warning);
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// An operator who deploys in monitor mode and switches to enforce with
 /// SIGHUP gets SYN cookies from then on, without a restart; back in
 /// monitor mode, they go off.

@@ -13,14 +13,16 @@ use std::{
 
 use procfs::FromRead as _;
 
-use crate::model::conntrack::{CpuStats, parse_stats};
+use crate::model::{
+    conntrack::{CpuStats, parse_stats},
+    tcp::SYNCOOKIES,
+};
 
 /// Where the slab allocator says how large one conntrack entry really is.
 const OBJECT_SIZE: &str = "sys/kernel/slab/nf_conntrack/object_size";
 const MEMINFO: &str = "proc/meminfo";
 const NETFILTER_SYSCTLS: &str = "proc/sys/net/netfilter";
 const CONNTRACK_STATS: &str = "stat/nf_conntrack";
-const SYNCOOKIES: &str = "proc/sys/net/ipv4/tcp_syncookies";
 const KMSG: &str = "dev/kmsg";
 const BTF: &str = "sys/kernel/btf/vmlinux";
 
@@ -155,7 +157,7 @@ impl HostFiles {
     /// namespace's, on the live host), if readable.
     #[must_use]
     pub fn tcp_syncookies(&self) -> Option<u64> {
-        self.number(SYNCOOKIES)
+        self.number(&format!("proc/sys/{}", SYNCOOKIES.replace('.', "/")))
     }
 
     /// A file that holds one number.

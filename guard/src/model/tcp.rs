@@ -9,6 +9,15 @@
 //! server runs slower than it would). So the cookie scale follows the
 //! server's unless the operator sets one.
 
+/// Whether a listener whose SYN queue is full answers with SYN cookies
+/// (1, the default; 2 always) or drops new SYNs (0).
+pub const SYNCOOKIES: &str = "net.ipv4.tcp_syncookies";
+
+/// What `tcp_syncookies` = 0 costs behind guard: the spoofed SYNs its
+/// budget admits before SYN cookies arm can fill a SYN queue, whose
+/// requests live for their SYN-ACK retransmissions.
+pub const SYNCOOKIES_OFF: &str = "a listener whose SYN queue a flood filled drops every new SYN, users' and SYNPROXY's own, until the spoofed requests time out (about a minute); guard's SYN cookies arm only once its controller has seen the flood";
+
 /// The largest window Linux lets a connection offer (`65535 << 14`, the
 /// kernel's `window_clamp` when nothing sets one).
 const MAX_WINDOW: u64 = 65_535 << 14;

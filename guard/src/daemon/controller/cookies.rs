@@ -17,6 +17,7 @@ use crate::{
         firewall::{AckState, FIX, drops_before_synproxy},
         nat::{Rewrites, rewrites},
         ports::{Listening, PortTable, cookie_mode, port_list},
+        tcp::{SYNCOOKIES, SYNCOOKIES_OFF},
         xtables::Save,
     },
 };
@@ -86,10 +87,17 @@ pub(super) fn decide_cookies(
             }
         }
     });
-    decided.unwrap_or_else(|off| {
+    let decided = decided.unwrap_or_else(|off| {
         tracing::info!("SYN cookies stay off {off}");
         SynCookies::Never
-    })
+    });
+    if decided != SynCookies::Never && knobs.local(SYNCOOKIES).is_ok_and(|v| v == 0) {
+        tracing::warn!(
+            "{SYNCOOKIES} is 0{}: {SYNCOOKIES_OFF}; set it to 1",
+            knobs.scope().suffix()
+        );
+    }
+    decided
 }
 
 /// The listening ports as the controller keeps them.

@@ -82,6 +82,7 @@ use super::{
     paths::BPFFS,
     sizing::{self, Budget, ESTABLISHED_SECS},
     status::{AttachedStatus, RunStatus},
+    tcp::{SYNCOOKIES, SYNCOOKIES_OFF},
     xdp::{XdpAttachMode, XdpAttachment},
 };
 use crate::config::Enforcement;
@@ -565,8 +566,8 @@ fn syncookies(value: Option<u64>, at: Place) -> Finding {
         None => Finding::skip("syncookies", "no net.ipv4.tcp_syncookies"),
         Some(0) => Finding::warn(
             "syncookies",
-            "tcp_syncookies=0: a listener whose SYN queue a flood filled drops every new SYN, users' and SYNPROXY's own, until the spoofed requests time out (about a minute); guard's SYN cookies arm only once its controller has seen the flood",
-            format!("{}sysctl -w net.ipv4.tcp_syncookies=1", at.exec()),
+            format!("tcp_syncookies=0: {SYNCOOKIES_OFF}"),
+            format!("{}sysctl -w {SYNCOOKIES}=1", at.exec()),
         ),
         Some(1) => Finding::ok(
             "syncookies",
