@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     commands,
-    config::RawConfig,
+    config::{RawConfig, parse_netns},
     daemon,
     error::usage,
     host::netns,
@@ -234,7 +234,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// The guard of this network namespace (needed when several run).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
 }
 
@@ -246,7 +246,7 @@ pub struct StatsArgs {
 
     /// Only interfaces in this network namespace, and the status of its
     /// guard (needed when several run).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
 
     /// Print one JSON document instead of text.
@@ -275,7 +275,7 @@ pub struct RestoreArgs {
     pub discard: bool,
     /// Only the guard of this network namespace (default: every guard
     /// that is gone and left something behind).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
 }
 
@@ -295,7 +295,7 @@ pub struct TuneArgs {
     pub json: bool,
     /// Tune the timeouts of this network namespace (nf_conntrack_max and the
     /// hash size are global).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
 }
 
@@ -311,7 +311,7 @@ pub struct NotrackArgs {
     #[arg(long, conflicts_with = "port")]
     pub remove: bool,
     /// In this network namespace instead of the host's.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
 }
 
@@ -396,7 +396,7 @@ pub struct DoctorArgs {
     /// Diagnose this network namespace: its conntrack count, statistics,
     /// timeouts, tcp_loose and tcp_syncookies, its interfaces, firewall
     /// and guard (max, buckets and the kernel log are the host's).
-    #[arg(long, value_name = "NAME", conflicts_with = "root")]
+    #[arg(long, value_name = "NAME", conflicts_with = "root", value_parser = parse_netns)]
     pub netns: Option<String>,
 
     /// Print the settings and the findings as JSON.
@@ -577,6 +577,32 @@ mod tests {
         let help = cmd.render_help().to_string();
         assert!(help.contains("Nagios"), "{help}");
         assert!(help.contains("--root <DIR>"), "{help}");
+    }
+
+    /// Every command's `--netns` takes only what `ip netns` could name.
+    #[test]
+    fn every_netns_flag_refuses_a_path() {
+        for command in [
+            &["status"][..],
+            &["fleet", "status"],
+            &["stats"],
+            &["restore"],
+            &["tune"],
+            &["notrack", "--port", "53"],
+            &["doctor"],
+        ] {
+            let mut argv = vec!["guard"];
+            argv.extend_from_slice(command);
+            argv.extend_from_slice(&["--netns", "../etc"]);
+            let msg = Cli::try_parse_from(&argv).unwrap_err().to_string();
+            assert!(
+                msg.contains("'../etc' for '--netns <NAME>'") && msg.contains("cannot contain `/`"),
+                "{command:?}: {msg}"
+            );
+            argv.pop();
+            argv.push("edge");
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{command:?}");
+        }
     }
 
     #[test]

@@ -10,18 +10,21 @@
 //!
 //! - [`raw`]: the keys as written (clap and serde);
 //! - [`cidr`]: CIDR text, for every list;
+//! - [`netns`]: namespace names, for `netns` and every `--netns`;
 //! - [`resolve`]: defaults and validation, into [`Settings`];
 //! - [`settings`]: the validated values, what the XDP program gets from
 //!   them, and the one table of keys a reload cannot change.
 
 pub mod cidr;
 pub mod error;
+pub mod netns;
 pub mod raw;
 pub mod resolve;
 pub mod settings;
 
 pub use cidr::parse_cidr;
 pub use error::ConfigError;
+pub use netns::parse_netns;
 pub use raw::{
     BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
     XdpModeChoice, defaults,

@@ -310,6 +310,28 @@ fn an_interface_twice_or_none_is_refused() {
     assert!(matches!(resolve(&[]), Err(ConfigError::NoInterface)));
 }
 
+/// A namespace name becomes part of paths (`/run/guard/netns/NAME`, the
+/// pins'): one that is not a single file name is refused.
+#[test]
+fn a_netns_that_is_not_a_name_is_refused() {
+    assert_eq!(
+        error(&["-i", "eth0", "--netns", "../.."]),
+        "`netns = ../..` (from --netns): a namespace name is a file name in /run/netns: it cannot contain `/`"
+    );
+    let err = resolve_toml("iface = [\"eth0\"]\nnetns = \"..\"\n", &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`netns = ..` (from /etc/guard.toml): `.` and `..` name no namespace"
+    );
+    assert_eq!(
+        resolve(&["-i", "eth0", "--netns", "edge"])
+            .unwrap()
+            .netns
+            .as_deref(),
+        Some("edge")
+    );
+}
+
 #[test]
 fn unknown_keys_in_the_file_are_refused_with_the_key() {
     let err = toml::from_str::<RawConfig>("iface = [\"eth0\"]\nsyn-rat = 5\n").unwrap_err();

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 
 use super::{
     error::ConfigError,
+    netns::netns_name_error,
     raw::{
         BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
         XdpModeChoice, defaults,
@@ -73,7 +74,13 @@ impl Settings {
             DEFAULT_LIST_CAPACITY,
         )?;
         let (allow, deny) = lists(&l, list_capacity)?;
-        let netns = l.get("netns", |r| r.netns.clone()).map(|(v, _)| v);
+        let netns = match l.get("netns", |r| r.netns.clone()) {
+            Some((name, origin)) => match netns_name_error(&name) {
+                Some(why) => return Err(invalid("netns", &name, &origin, why)),
+                None => Some(name),
+            },
+            None => None,
+        };
         Ok(Self {
             ifaces,
             xdp_mode: l.or("xdp-mode", |r| r.xdp_mode, XdpModeChoice::Auto).0,
