@@ -1,7 +1,7 @@
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-use guard::cli::{Cli, dispatch, exit::exit_of};
+use guard::cli::{Cli, dispatch, exit::exit_of, refused};
 use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::{
     EnvFilter, Layer as _, fmt::format::debug_fn, layer::SubscriberExt as _,
@@ -9,7 +9,10 @@ use tracing_subscriber::{
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return ExitCode::from(refused(&err, std::env::args_os().nth(1))),
+    };
     init_logs();
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),

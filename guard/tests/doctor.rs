@@ -198,6 +198,16 @@ fn the_binary_prints_a_nagios_status_line_and_exits_3_when_it_cannot_check() {
     let (code, out) = run(&fixture("no-such-case"));
     assert_eq!(code, Some(3), "{out}");
     assert!(out.starts_with("GUARD UNKNOWN - --root "), "{out}");
+    // A command line it cannot take: UNKNOWN too, as Nagios reads it.
+    for args in [&["doctor", "--bogus"][..], &["doctor", "--netns", "a/b"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guard"))
+            .args(args)
+            .output()
+            .expect("running guard doctor");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}");
+        assert!(stdout.starts_with("GUARD UNKNOWN - "), "{args:?}: {stdout}");
+    }
 }
 
 #[test]

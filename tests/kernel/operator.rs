@@ -658,8 +658,11 @@ fn doctor_diagnoses_a_named_namespace() {
         "{missing}"
     );
     let both = guard_proc::run(&["doctor", "--netns", ns, "--root", "/"]);
-    both.assert_code(2);
-    assert!(both.stderr.contains("--root"), "{both}");
+    both.assert_code(3);
+    assert!(
+        both.stdout.starts_with("GUARD UNKNOWN - ") && both.stdout.contains("--root"),
+        "{both}"
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@ pub enum Exit {
     /// interface, privileges, bpffs, a program already attached, a
     /// verifier rejection). Nothing was left changed on the host.
     Usage = 2,
-    /// `guard doctor` only, as Nagios reads it: it could not check.
+    /// `guard doctor` only, as Nagios reads it: it could not check (or its
+    /// command line was wrong).
     Unknown = 3,
 }
 

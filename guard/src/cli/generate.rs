@@ -101,7 +101,7 @@ fn daemon_sections() -> String {
          .TP\n0\nDid what was asked.\n\
          .TP\n1\nFailed while running; guard stats or status with no guard running; a restore that could not put everything back.\n\
          .TP\n2\nCould not start: a bad flag or config, a missing interface or namespace, no privileges, another guard, a foreign XDP program, a verifier rejection. Nothing was left changed. The systemd unit does not restart on it.\n\
-         .TP\n3\nguard doctor only: it could not check (Nagios UNKNOWN). Its other codes are Nagios's: 0 OK, 1 WARNING, 2 CRITICAL.\n\
+         .TP\n3\nguard doctor only: it could not check, or its command line was wrong (Nagios UNKNOWN). Its other codes are Nagios's: 0 OK, 1 WARNING, 2 CRITICAL.\n\
          .SH FILES\n",
     );
     for (path, what) in files {

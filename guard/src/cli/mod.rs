@@ -121,7 +121,8 @@ pub enum Command {
     /// print each finding with its fix.
     ///
     /// Prints a Nagios status line first, and exits like a Nagios plugin: 0
-    /// all OK, 1 a warning, 2 a critical finding, 3 if it could not check.
+    /// all OK, 1 a warning, 2 a critical finding, 3 if it could not check
+    /// (or was given a flag or value it cannot take).
     Doctor(DoctorArgs),
     /// Write shell completions or man pages (used by `cargo xtask install`).
     Generate(GenerateArgs),
@@ -384,7 +385,7 @@ pub enum Generate {
 /// memory, statistics, kernel log, and what to fix.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes follow the Nagios convention: 0 all OK, 1 a WARN, 2 a CRIT, 3 UNKNOWN (doctor itself could not check). The first line is the status line: GUARD OK|WARNING|CRITICAL|UNKNOWN - ..."
+    after_help = "Exit codes follow the Nagios convention: 0 all OK, 1 a WARN, 2 a CRIT, 3 UNKNOWN (doctor itself could not check, or its command line was wrong). The first line is the status line: GUARD OK|WARNING|CRITICAL|UNKNOWN - ..."
 )]
 pub struct DoctorArgs {
     /// Read /proc, /sys and /dev/kmsg under this directory instead of /;
@@ -402,6 +403,28 @@ pub struct DoctorArgs {
     /// Print the settings and the findings as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A command line clap refused (or `--help`, `--version`): prints what
+/// clap says and returns the exit code. `guard doctor`'s is Nagios's
+/// UNKNOWN (3), after a status line on stdout, as when it cannot check;
+/// every other command's is clap's (2 for a bad flag or value).
+#[must_use]
+pub fn refused(err: &clap::Error, command: Option<std::ffi::OsString>) -> u8 {
+    let doctor = command.is_some_and(|c| c == "doctor");
+    if !doctor || !err.use_stderr() {
+        let _ = err.print();
+        return u8::try_from(err.exit_code()).unwrap_or(exit::Exit::Usage.code());
+    }
+    let rendered = err.render().to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    println!("GUARD UNKNOWN - {first}");
+    let _ = err.print();
+    exit::Exit::Unknown.code()
 }
 
 /// Runs one parsed command line and returns its exit code: 0, except for
