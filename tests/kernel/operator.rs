@@ -395,10 +395,25 @@ fn status_json() -> serde_json::Value {
     serde_json::from_str(&out.stdout).expect("guard status --json")
 }
 
-/// The finding `check` of `guard doctor --json` on this host.
-fn doctor_finding(check: &str) -> serde_json::Value {
-    let out = guard_proc::run(&["doctor", "--json"]);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("doctor --json");
+/// `guard doctor --json FLAGS`, run through `runner` (`ip netns exec NS`)
+/// or directly, parsed.
+fn doctor_json(runner: &[&str], flags: &[&str]) -> (guard_proc::Finished, serde_json::Value) {
+    let bin = guard_proc::guard_bin();
+    let mut argv: Vec<&std::ffi::OsStr> = runner.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(bin.as_os_str());
+    let out: guard_proc::Finished = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["doctor", "--json"])
+        .args(flags)
+        .output()
+        .expect("guard doctor")
+        .into();
+    let report = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (out, report)
+}
+
+/// The finding `check` of a doctor report.
+fn finding_in(report: &serde_json::Value, check: &str) -> serde_json::Value {
     report["findings"]
         .as_array()
         .expect("findings")
@@ -406,6 +421,11 @@ fn doctor_finding(check: &str) -> serde_json::Value {
         .find(|f| f["check"] == check)
         .cloned()
         .unwrap_or_else(|| panic!("no {check} finding: {report}"))
+}
+
+/// The finding `check` of `guard doctor --json` on this host.
+fn doctor_finding(check: &str) -> serde_json::Value {
+    finding_in(&doctor_json(&[], &[]).1, check)
 }
 
 #[test]
@@ -533,38 +553,6 @@ impl Drop for NotifySocket {
     }
 }
 
-/// `guard doctor --json` with `args` before it (`ip netns exec NS` or
-/// nothing) and `flags` after, parsed.
-fn doctor_json(prefix: &[&str], flags: &[&str]) -> (guard_proc::Finished, serde_json::Value) {
-    let bin = guard_proc::guard_bin();
-    let mut command = std::process::Command::new(if prefix.is_empty() {
-        bin.as_os_str()
-    } else {
-        std::ffi::OsStr::new(prefix[0])
-    });
-    if let Some((_, rest)) = prefix.split_first() {
-        command.args(rest).arg(&bin);
-    }
-    let out: guard_proc::Finished = command
-        .args(["doctor", "--json"])
-        .args(flags)
-        .output()
-        .expect("guard doctor")
-        .into();
-    let report = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-    (out, report)
-}
-
-fn finding_in(report: &serde_json::Value, check: &str) -> serde_json::Value {
-    report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["check"] == check)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
-}
-
 /// `guard doctor --netns NS`, and `ip netns exec NS guard doctor`, read
 /// the namespace's own conntrack count, statistics, timeouts and
 /// tcp_syncookies, its interfaces and its guard, and their fixes name it.
@@ -608,13 +596,13 @@ fn doctor_diagnoses_a_named_namespace() {
     let guard = start_on(&net, &[]);
     let pid = guard.pid().expect("running");
     let fix = format!("ip netns exec {ns} sysctl -w net.ipv4.tcp_syncookies=1");
-    for prefix in [&[][..], &["ip", "netns", "exec", ns][..]] {
-        let flags: &[&str] = if prefix.is_empty() {
+    for runner in [&[][..], &["ip", "netns", "exec", ns][..]] {
+        let flags: &[&str] = if runner.is_empty() {
             &["--netns", ns]
         } else {
             &[]
         };
-        let (out, report) = doctor_json(prefix, flags);
+        let (out, report) = doctor_json(runner, flags);
         assert_eq!(report["netns"], ns, "{out}");
         assert_eq!(
             report["settings"]["tcp_timeouts"]["tcp_timeout_established"], 7777,
