@@ -7,14 +7,14 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use guard_common::Counter;
 use guard_tests::{
     guard_proc::{self, Finished, Guard, counters, pin_dir, start_on, stats, stats_after},
     kernel_test,
-    net::TestNet,
+    net::{TestNet, run_tool},
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
     raw::RawSender,
 };
@@ -485,14 +485,14 @@ fn a_deleted_interface_is_followed_and_guarded_again() {
         net.victim, net.victim_if
     );
     let gone = |want: bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let run = guard_proc::run_status(pid).expect("guard's status");
             if run.interfaces.iter().all(|a| a.gone == want) {
                 return run;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "status never said gone = {want}: {run:?}\n{}",
                 guard.stderr()
             );
@@ -708,6 +708,47 @@ fn second_guard_is_refused() {
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
     assert_clean(&net, &finished);
+}
+
+/// `ip netns del` of the namespace guard protects (a container stopped)
+/// ends the namespace only once nothing holds it: guard lets go of it and
+/// stops (exit 1, saying why), so that its interfaces and their veth
+/// peers go with it rather than live on while guard runs.
+#[test]
+fn a_guard_whose_namespace_is_deleted_lets_it_go_and_stops() {
+    let _kernel = kernel_test!();
+    let net = TestNet::silent();
+    let guard = start_on(&net, &[]);
+    let peer = || {
+        std::process::Command::new("ip")
+            .args(["-n", &net.attacker, "link", "show", &net.attacker_if])
+            .output()
+            .expect("ip link show")
+            .status
+            .success()
+    };
+    assert!(peer());
+    let _ = run_tool("ip", &["netns", "del", &net.victim]);
+    let finished = guard.exited();
+    finished.assert_code(1);
+    assert!(
+        finished.stderr.contains(&format!(
+            "network namespace `{}` was deleted while guard guarded it",
+            net.victim
+        )),
+        "{finished}"
+    );
+    // The namespace is gone, and the veth with it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted namespace's veth still has its peer:\n{finished}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pin_dir(&net).exists(), "{finished}");
+    assert_no_runtime_dir(&net);
 }
 
 #[test]

@@ -37,7 +37,7 @@ use crate::{
         instances::NamespaceDir,
         kept_lists,
         lock::PidLock,
-        netns::Scope,
+        netns::{NetnsError, Scope},
         notify, preflight,
         restore::{self, Record},
         status_file, synproxy,
@@ -124,10 +124,10 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
         .fleet
         .as_ref()
         .map(|f| Fleet::start(f, &settings.allow, runtime_dir.clone()));
-    let signal_name = loop {
+    let stop = loop {
         tokio::select! {
-            _ = sigint.recv() => break "SIGINT",
-            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break Ok("SIGINT"),
+            _ = sigterm.recv() => break Ok("SIGTERM"),
             _ = sighup.recv() => {
                 notify::reloading();
                 if reload::reload(sources, &mut settings, &mut attached, controller.as_mut(), &mut kept) {
@@ -146,6 +146,9 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             }
             _ = summary.ticker.tick() => summary.log(&attached)?,
             _ = kept_ticker.tick() => {
+                if let Err(lost) = scope.still_named() {
+                    break Err(lost);
+                }
                 follow(&scope, &mut attached, &published, &settings);
                 kept.tick(&mut settings, &mut attached);
                 if let Some(f) = fleet.as_mut() {
@@ -174,14 +177,29 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
             Some(keys) = lifted.recv() => take_back(fleet.as_mut(), &attached, keys),
         }
     };
-    tracing::info!("{signal_name}: restoring and detaching");
+    shut_down(stop, published, controller, attached)
+}
+
+/// Says why guard stops (a signal, or its namespace lost: an error, exit
+/// 1), restores what it changed and detaches. The namespace itself is let
+/// go of after, with the scope.
+fn shut_down(
+    stop: Result<&str, NetnsError>,
+    published: Published,
+    controller: Option<Controller<'_>>,
+    attached: Vec<Attached>,
+) -> Result<()> {
+    match &stop {
+        Ok(signal) => tracing::info!("{signal}: restoring and detaching"),
+        Err(lost) => tracing::error!("{lost}; restoring and detaching"),
+    }
     notify::stopping();
     drop(published);
     if let Some(c) = controller {
         c.restore();
     }
     drop(attached);
-    Ok(())
+    stop.map(drop).map_err(Into::into)
 }
 
 /// This guard's hold on its runtime directory: the lock, and for a

@@ -39,6 +39,14 @@ pub enum NetnsError {
         source: io::Error,
     },
     #[error(
+        "network namespace `{name}` was deleted while guard guarded it (`ip netns del`, or its container stopped): guard stops rather than keep the namespace alive; start it again once the namespace is back"
+    )]
+    Deleted { name: String },
+    #[error(
+        "network namespace `{name}` was replaced by a new one of that name while guard guarded the old: guard stops rather than keep the old one alive; start it again to guard the new one"
+    )]
+    Replaced { name: String },
+    #[error(
         "started in network namespace `{name}` (as by `ip netns exec {name}`) and cannot go back to the host's namespaces to guard it from there; run guard from the host's shell with `--netns {name}`"
     )]
     Leave {
@@ -192,6 +200,25 @@ impl Scope {
                 path,
                 source,
             }),
+        }
+    }
+
+    /// Whether `/run/netns/NAME` still names the namespace this scope
+    /// holds open. Deleting the name does not end a namespace that guard
+    /// holds (its interfaces, veth peers and addresses with it), so a
+    /// guard whose namespace was deleted or replaced must let go of it.
+    /// The host scope, and a name that cannot be checked, pass.
+    pub fn still_named(&self) -> Result<(), NetnsError> {
+        let Self::Named { name, file } = self else {
+            return Ok(());
+        };
+        let now = File::open(Path::new(NETNS_RUN_DIR).join(name)).and_then(|f| identity(&f));
+        match (now, identity(file)) {
+            (Ok(now), Ok(held)) if now != held => Err(NetnsError::Replaced { name: name.clone() }),
+            (Err(e), _) if e.kind() == io::ErrorKind::NotFound => {
+                Err(NetnsError::Deleted { name: name.clone() })
+            }
+            _ => Ok(()),
         }
     }
 

@@ -131,25 +131,40 @@ impl RestoreReport {
     }
 }
 
-/// Puts every recorded value back. `nf_conntrack_max` never goes below the
-/// live count plus a margin: that would drop new connections, the outage
-/// guard exists to prevent; the report says so instead.
+/// Puts every recorded value back, in the namespace the record names (a
+/// guard that is gone). `nf_conntrack_max` never goes below the live
+/// count plus a margin: that would drop new connections, the outage guard
+/// exists to prevent; the report says so instead.
+#[must_use]
 pub fn restore(record: &Record) -> RestoreReport {
-    let mut report = RestoreReport::default();
-    let scope = match Scope::open(record.netns.as_deref()) {
-        Ok(scope) => Some(scope),
+    match Scope::open(record.netns.as_deref()) {
+        Ok(scope) => put_back(record, Some(&scope), RestoreReport::default()),
         // Not a problem: the namespace's timeouts and rules went with it,
         // and a record kept for it would never be put back.
-        Err(e) => {
-            report.restored.push(format!(
-                "nothing in the namespace: {e}, and its timeouts and rules went with it"
-            ));
-            None
-        }
-    };
+        Err(e) => put_back(
+            record,
+            None,
+            RestoreReport {
+                restored: vec![format!(
+                    "nothing in the namespace: {e}, and its timeouts and rules went with it"
+                )],
+                problems: Vec::new(),
+            },
+        ),
+    }
+}
+
+/// As [`restore`], in `scope`: the namespace the running guard holds,
+/// which a new namespace of the same name may have replaced by now.
+#[must_use]
+pub fn restore_in(record: &Record, scope: &Scope) -> RestoreReport {
+    put_back(record, Some(scope), RestoreReport::default())
+}
+
+fn put_back(record: &Record, scope: Option<&Scope>, mut report: RestoreReport) -> RestoreReport {
     let host = Scope::Host;
     let host_knobs = Knobs::open(&host);
-    let knobs = scope.as_ref().map(Knobs::open);
+    let knobs = scope.map(Knobs::open);
     let mut put = |key: &str, original: u64, local: bool| {
         let knobs = if local {
             knobs.as_ref()
@@ -201,7 +216,7 @@ pub fn restore(record: &Record) -> RestoreReport {
     for (key, original) in &record.global {
         put(key, *original, false);
     }
-    if let Some(scope) = &scope {
+    if let Some(scope) = scope {
         for (key, original) in &record.local {
             put(key, *original, true);
         }

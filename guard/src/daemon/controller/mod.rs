@@ -780,7 +780,7 @@ impl<'a> Controller<'a> {
         if self.dry_run {
             return;
         }
-        let report = restore::restore(&self.record);
+        let report = restore::restore_in(&self.record, self.knobs.scope());
         for line in &report.restored {
             tracing::info!("restored {line}");
         }
