@@ -10,7 +10,7 @@ use std::{
 
 use guard_tests::{
     cpu, ct,
-    flood::Flood,
+    flood::{Flood, spoofed},
     guard_proc::{self, Guard, counters, start_on, stats},
     kernel_test,
     net::{BEHIND_ADDR, BEHIND_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
@@ -960,6 +960,54 @@ fn connections_made_through_cookies_carry_on_across_a_restart() {
     echo_on_each(&mut conns, "after the restart", &second);
     drop(conns);
     second.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A random-source flood spread evenly over twelve listening ports gives
+/// none of them a tenth of all the SYNs: each is armed all the same (a
+/// port gets cookies when it takes a tenth of the busiest port's SYNs),
+/// and a listening port the flood spares is not.
+#[test]
+fn a_flood_spread_over_many_listening_ports_arms_each_of_them() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let flooded: Vec<u16> = (9100..9112).collect();
+    let spared = 9200;
+    let any = |port| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
+    let _servers: Vec<EchoServer> = flooded
+        .iter()
+        .chain(std::iter::once(&spared))
+        .map(|&port| EchoServer::start(&net.victim, any(port)))
+        .collect();
+    let guard = start_on(&net, &["--mode", "enforce", "--summary-interval", "0"]);
+    let mut flood = Flood::new(&net);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 0u32;
+    let armed = loop {
+        for _ in 0..2_400 {
+            let port = flooded[i as usize % flooded.len()];
+            flood.tcp(spoofed(i), 40_000 + (i % 20_000) as u16, port, TCP_SYN);
+            i += 1;
+        }
+        let out = guard_proc::run(&["status", "--json", "--netns", &net.victim]);
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("status --json");
+        let armed: Vec<u16> = status["cookie_ports"]
+            .as_array()
+            .expect("cookie_ports")
+            .iter()
+            .filter_map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        if !armed.is_empty() {
+            break armed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no port armed after {i} SYNs over {} ports:\n{}",
+            flooded.len(),
+            guard.stderr()
+        );
+    };
+    assert_eq!(armed, flooded, "{}", guard.stderr());
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// Where the kernel's own SYN cookies are off, the spoofed SYNs admitted

@@ -4,7 +4,8 @@
 //! The policy says whether a random-source SYN flood is on
 //! ([`super::policy::XdpLimits::cookies`]); this module says which ports
 //! it is aimed at. Under `--syn-cookies auto` a port is armed while the
-//! flood is on and the port gets a real share of the SYNs, and disarmed
+//! flood is on and the port gets SYNs on the scale of the busiest port's
+//! (a flood spread over many ports arms each of them), and disarmed
 //! when its cookies have been quiet for `calm` or the flood is over; a
 //! port the flood spares keeps its SYNs on the ordinary path. `always`
 //! arms every port, `never` none.
@@ -71,8 +72,11 @@ pub fn cookie_mode(
     Ok(asked)
 }
 
-/// A port is armed when it gets at least this share of the SYNs to
-/// listening ports, and at least this many a second.
+/// A port is armed when it gets at least this share of the SYNs of the
+/// busiest listening port, and at least this many a second. Relative to
+/// the busiest port, not to all of them: a flood spread evenly over ten
+/// ports or more gives none of them a tenth of the total, and would arm
+/// none.
 const ARM_SHARE: f64 = 0.1;
 const ARM_RATE: f64 = 100.0;
 /// An armed port answering fewer cookies a second than this is quiet.
@@ -199,10 +203,10 @@ impl PortTable {
             }
             SynCookies::Auto if !flood => self.armed.clear(),
             SynCookies::Auto => {
-                let total: f64 = rates.values().map(|r| r.0).sum();
+                let busiest = rates.values().map(|r| r.0).fold(0.0, f64::max);
                 for (&port, &(syns, answered)) in &rates {
                     match self.armed.get_mut(&port) {
-                        None if syns >= ARM_RATE && syns >= total * ARM_SHARE => {
+                        None if syns >= ARM_RATE && syns >= busiest * ARM_SHARE => {
                             self.armed.insert(port, None);
                         }
                         None => {}
@@ -346,6 +350,23 @@ mod tests {
             CALM,
         );
         assert!(calm.armed().is_empty());
+    }
+
+    /// A flood spread evenly over twelve ports gives each a twelfth of the
+    /// SYNs: each is armed all the same, and a port with ordinary traffic
+    /// beside them is not.
+    #[test]
+    fn auto_arms_every_port_of_a_flood_spread_over_many() {
+        let flooded: Vec<u16> = (8080..8092).collect();
+        let mut eligible = flooded.clone();
+        eligible.push(22);
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&eligible));
+        t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
+        let mut now: Vec<(u16, u64, u64)> = flooded.iter().map(|&p| (p, 25_000, 0)).collect();
+        now.push((22, 300, 0));
+        t.step(secs(1), &counts(&now), SynCookies::Auto, true, CALM);
+        assert_eq!(t.armed(), ports(&flooded));
     }
 
     #[test]
