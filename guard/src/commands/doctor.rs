@@ -10,12 +10,15 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     dataplane::pins::Layout,
     host::{
-        files::HostFiles, iface, instances, netns::Scope, nft, preflight, status_file, xtables,
+        files::HostFiles,
+        iface,
+        instances::{self, Instance},
+        netns::Scope,
+        nft, preflight, status_file, xtables,
     },
     model::{
         doctor::{Diagnosis, Facts, Live, count_table_full, evaluate},
         firewall::{AckState, drops_before_synproxy},
-        paths::runtime_dir,
     },
 };
 
@@ -99,9 +102,9 @@ fn gather_live(scope: &Scope) -> Result<Live> {
             .collect()
     })?;
     let (guard_pid, run) = match netns {
-        Some(_) => {
-            let dir = runtime_dir(netns);
-            (instances::holder(&dir), status_file::read_run(&dir))
+        Some(ns) => {
+            let its = Instance::at(Some(ns.to_owned()));
+            (its.pid, status_file::read_run(&its.dir))
         }
         None => (
             instances::all().into_iter().find_map(|i| i.pid),

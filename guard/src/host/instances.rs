@@ -24,7 +24,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn at(netns: Option<String>) -> Self {
+    /// The guard of `netns` (`None`: the host's), running or not.
+    #[must_use]
+    pub fn at(netns: Option<String>) -> Self {
         let dir = runtime_dir(netns.as_deref());
         let pid = holder(&dir);
         Self { netns, dir, pid }

@@ -76,7 +76,7 @@ use guard_common::maps::PROGRAM;
 use serde::Serialize;
 
 use super::{
-    conntrack::{CpuStats, percent},
+    conntrack::{CpuStats, TCP_LOOSE, percent},
     duration::DAY_SECS,
     firewall,
     paths::BPFFS,
@@ -554,7 +554,7 @@ fn tcp_loose(loose: Option<u64>, at: Place) -> Finding {
                 "tcp_loose={v}: a lone ACK of a connection conntrack does not know creates an entry; the RST this host (or a forwarded-to host) answers removes it at once, but an ACK flood this host forwards to a destination that stays silent fills the table past guard's SYN limits, 300 s an entry"
             ),
             format!(
-                "{}sysctl -w net.netfilter.nf_conntrack_tcp_loose=0 (trade-off: connections established before a conntrack flush, a module reload or a firewall failover are then invalid instead of picked up mid-stream; keep 1 where failover of established flows matters)",
+                "{}sysctl -w {TCP_LOOSE}=0 (trade-off: connections established before a conntrack flush, a module reload or a firewall failover are then invalid instead of picked up mid-stream; keep 1 where failover of established flows matters)",
                 at.exec()
             ),
         ),
