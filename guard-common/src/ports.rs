@@ -17,14 +17,23 @@ pub const PORT_ENTRIES: u32 = 65_536;
 pub const PORT_LISTEN: u32 = 1 << 8;
 /// SYNs to the port are answered with SYN cookies (enforce mode only).
 pub const PORT_COOKIES: u32 = 1 << 9;
+/// The host's nat rules send the port's connections on (a container's
+/// published port): no local socket holds them, so the program leaves the
+/// port's ACKs to the kernel, whose conntrack knows the connections and
+/// whose SYNPROXY checks a cookie handshake's ACK.
+pub const PORT_FORWARDED: u32 = 1 << 10;
 const SLOT_MASK: u32 = 0xff;
 
 const _: () = assert!(PORT_SLOTS == SLOT_MASK + 1);
 
-/// The `GUARD_PORTS` value of a listening port.
+/// The `GUARD_PORTS` value of a listening port (`forwarded`: a port the
+/// nat rules send on, [`PORT_FORWARDED`]).
 #[must_use]
-pub const fn port_entry(slot: u32, cookies: bool) -> u32 {
-    (slot & SLOT_MASK) | PORT_LISTEN | if cookies { PORT_COOKIES } else { 0 }
+pub const fn port_entry(slot: u32, cookies: bool, forwarded: bool) -> u32 {
+    (slot & SLOT_MASK)
+        | PORT_LISTEN
+        | if cookies { PORT_COOKIES } else { 0 }
+        | if forwarded { PORT_FORWARDED } else { 0 }
 }
 
 /// The counter slot of a `GUARD_PORTS` value with [`PORT_LISTEN`].
@@ -69,13 +78,15 @@ mod tests {
 
     #[test]
     fn an_entry_keeps_its_slot_and_bits() {
-        let e = port_entry(201, true);
+        let e = port_entry(201, true, false);
         assert_eq!(port_slot(e), 201);
         assert_ne!(e & PORT_LISTEN, 0);
         assert_ne!(e & PORT_COOKIES, 0);
-        let e = port_entry(0, false);
+        assert_eq!(e & PORT_FORWARDED, 0);
+        let e = port_entry(0, false, true);
         assert_eq!(port_slot(e), 0);
         assert_eq!(e & PORT_COOKIES, 0);
+        assert_ne!(e & PORT_FORWARDED, 0);
         assert_ne!(e, 0, "a listening port is never the empty entry");
     }
 }

@@ -37,7 +37,11 @@
 //!    source if the connection is past its handshake), one with a valid
 //!    cookie goes through the source's SYN limits and verifies it (one
 //!    they drop is answered with a RST, `rst_sent`), any other is dropped
-//!    (`drop_cookie_invalid`).
+//!    (`drop_cookie_invalid`). A port the host's nat rules send on
+//!    (`PORT_FORWARDED`: a container's published port) has its SYNs
+//!    answered alike, and its ACKs left to the kernel: no local socket
+//!    holds its connections, conntrack does, and SYNPROXY checks a
+//!    cookie's ACK.
 //!    A segment the path cannot take (options, fragments, data on a SYN)
 //!    goes on below.
 //! 3b. While the budget binds (the controller's `verify` bit: the global

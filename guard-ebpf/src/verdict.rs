@@ -17,7 +17,7 @@ use guard_common::{
     dissect::keyed_by_ports,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
-    ports::{PORT_COOKIES, PORT_LISTEN, port_slot},
+    ports::{PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
 
@@ -231,6 +231,11 @@ fn port(
         unsafe { (*counts).syns = (*counts).syns.wrapping_add(1) };
     }
     if entry & PORT_COOKIES == 0 || !cfg.enforcing() {
+        return None;
+    }
+    // A forwarded port's connections have no socket here to find: its
+    // ACKs go to the kernel (conntrack, then SYNPROXY for a cookie's).
+    if !syn && entry & PORT_FORWARDED != 0 {
         return None;
     }
     let Some(t) = cookie::tcp(ctx, h) else {

@@ -64,7 +64,7 @@ fn source_key(addr: IpAddr) -> SourceKey {
 fn armed_and_listening() -> (Program, IpAddr) {
     let mut program = Program::new(&xdp::settings("--mode enforce"));
     program.arm_cookies(ARMED);
-    program.set_port(LISTENING, port_entry(7, false));
+    program.set_port(LISTENING, port_entry(7, false, false));
     (program, Ipv4Addr::new(198, 18, 0, 1).into())
 }
 

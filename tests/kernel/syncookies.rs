@@ -530,6 +530,94 @@ fn published_port_keeps_its_connections(rules: &str, legacy: &[&str], at: &str) 
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A port published as Docker publishes one, here to another port of
+/// the same addresses: DNAT on the prerouting hook, and on the output hook
+/// for this host's own connections to it (a REDIRECT there would send
+/// them to the loopback address, which a client's address cannot be
+/// answered from). The port is forwarded, and gets cookies.
+fn forwarded_rules() -> String {
+    let to = PORT + 1;
+    let dnat = format!(
+        "meta nfproto ipv4 tcp dport {PORT} dnat ip to {VICTIM_ADDR}:{to}\n    meta nfproto ipv6 tcp dport {PORT} dnat ip6 to [{VICTIM_ADDR6}]:{to}"
+    );
+    format!(
+        "table inet publish {{
+  counter redirected {{ }}
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {dnat}
+  }}
+  chain out {{
+    type nat hook output priority -100; policy accept;
+    {dnat}
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    tcp dport {to} tcp flags & (syn | ack) == syn counter name \"redirected\"
+  }}
+}}
+"
+    )
+}
+
+/// A port the nat rules rewrite on the output hook as on the prerouting
+/// hook (a container's published port on a Docker host) gets cookies:
+/// XDP answers its SYNs, SYNPROXY's own connection is rewritten as a
+/// client's would have been, and conntrack is strict about lone ACKs
+/// while it is armed, since no local socket holds the port's
+/// connections. Over IPv4 and IPv6 the connections reach the port the
+/// rules send them to, and one made before the cookies came on keeps
+/// working: its ACKs are left to the kernel, not taken for bad cookies.
+#[test]
+fn a_port_the_nat_rules_forward_on_both_hooks_gets_cookies_and_keeps_its_connections() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let service = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT + 1);
+    let _service = EchoServer::start(&net.victim, service);
+    let _ = nft(&net.victim, &["-f", "-"], Some(&forwarded_rules()));
+    let loose_before = ct::local_sysctl(&net.victim, LOOSE);
+    let mut early = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection before guard");
+    echo_roundtrip(&mut early, b"before").expect("an echo before guard");
+
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!(
+        "nf_conntrack_tcp_loose 0 for port {PORT} (forwarded by the nat rules)"
+    ));
+    assert!(
+        !guard.stderr().contains("gets no SYN cookies"),
+        "{}",
+        guard.stderr()
+    );
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), 0);
+    let before = counter_packets(&net.victim, "inet", "publish", "redirected");
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        5,
+        "the forwarded port, through the cookie path",
+    );
+    let c = counters(&stats(&net));
+    assert!(c["cookie_synack"] >= 10, "{c:?}");
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+    assert_eq!(
+        counter_packets(&net.victim, "inet", "publish", "redirected") - before,
+        10,
+        "SYNPROXY's SYNs that reached the port the rules send to"
+    );
+    echo_roundtrip(&mut early, b"after").unwrap_or_else(|e| {
+        panic!(
+            "the connection made before the cookies: {e}\n{}",
+            guard.stderr()
+        )
+    });
+    let c = counters(&stats(&net));
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+    assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+}
+
 /// An operator's firewall of the common shape: an input chain at the
 /// `filter` priority that drops what conntrack calls invalid, and counts
 /// the connections to the server's port it lets through.

@@ -285,7 +285,7 @@ impl Program {
     /// Arms SYN cookies for `port` (counter slot 0) as the controller does:
     /// the port's entry, then the configuration's bit.
     pub fn arm_cookies(&mut self, port: u16) {
-        self.set_port(port, port_entry(0, true));
+        self.set_port(port, port_entry(0, true, false));
         let mut cfg = self.config();
         cfg.cookies = COOKIES_ON;
         self.set_config(&cfg);
@@ -297,7 +297,7 @@ impl Program {
         let mut cfg = self.config();
         cfg.cookies = 0;
         self.set_config(&cfg);
-        self.set_port(port, port_entry(0, false));
+        self.set_port(port, port_entry(0, false, false));
     }
 
     /// The samples the program sent since the last call.

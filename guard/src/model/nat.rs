@@ -1,20 +1,25 @@
-//! The TCP ports that the host's nat rules rewrite on the prerouting hook
-//! (DNAT, REDIRECT: Docker's published ports, kube-proxy's NodePorts, a
-//! transparent proxy), read from `nft -j list ruleset` and `nft -a list
-//! ruleset`. Such a port must not get SYN cookies even when something
-//! listens on it here too (docker-proxy does): netfilter translates a
-//! connection at its first packet, and a cookie handshake's first packet
-//! the kernel sees is its ACK, which is not translated. SYNPROXY then
-//! completes it to the local listener instead of where the rules send the
-//! port's connections, and the XDP program, which finds no local socket
-//! for a translated connection, takes its later ACKs for bad cookies.
+//! The TCP ports that the host's nat rules rewrite (DNAT, REDIRECT:
+//! Docker's published ports, kube-proxy's NodePorts, a transparent proxy),
+//! on the prerouting hook and on the output hook, read from `nft -j list
+//! ruleset` and `nft -a list ruleset`. netfilter translates a connection
+//! at its first packet, and a cookie handshake's first packet the kernel
+//! sees is its ACK, which is not translated: SYNPROXY completes it with a
+//! connection of its own, made from this host, to the address the client
+//! named. So a port the prerouting rules rewrite gets SYN cookies only if
+//! the output rules rewrite it too (Docker's and kube-proxy's do, for
+//! this host's own connections to its published ports): SYNPROXY's
+//! connection then goes where the client's would have ([`Rewrites::forwarded`]).
+//! Otherwise it would reach a local listener instead (docker-proxy), or
+//! none, even when something listens on the port here too.
 //!
 //! A chain is followed through jumps and gotos with the ports of the rules
 //! that led there, and through verdict maps (kube-proxy's nftables mode
 //! dispatches services by `ip daddr . meta l4proto . th dport vmap`) with
 //! the port each element's key names; a translating rule with no port of
 //! its own, reached without one, may rewrite any TCP port. A rule or a
-//! map element for UDP only is no concern of cookies.
+//! map element for UDP only is no concern of cookies. Matches on anything
+//! but the port (addresses, interfaces) are not read: a rule is taken to
+//! rewrite its ports for every address.
 
 use std::collections::{BTreeSet, HashMap, hash_map::Entry};
 
@@ -38,7 +43,50 @@ pub struct Rewrites {
     pub ranges: Vec<(u16, u16, String)>,
 }
 
+/// The nat hook a walk starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// Connections that arrive: where a port's clients go.
+    Prerouting,
+    /// Connections this host makes, SYNPROXY's among them.
+    Output,
+}
+
+impl Hook {
+    /// The hook's name in nftables.
+    const fn nft(self) -> &'static str {
+        match self {
+            Self::Prerouting => "prerouting",
+            Self::Output => "output",
+        }
+    }
+
+    /// The built-in chain of iptables' nat table on the hook.
+    const fn legacy(self) -> &'static str {
+        match self {
+            Self::Prerouting => "PREROUTING",
+            Self::Output => "OUTPUT",
+        }
+    }
+}
+
 impl Rewrites {
+    /// The ports these (prerouting) rewrites name that `output`'s rewrite
+    /// too: forwarded ports, whose cookie handshakes SYNPROXY completes
+    /// where the rules send the port's clients. None where a rule here
+    /// may rewrite every port (where it sends them is not known).
+    #[must_use]
+    pub fn forwarded(&self, output: &Self) -> BTreeSet<u16> {
+        if self.all.is_some() {
+            return BTreeSet::new();
+        }
+        self.ranges
+            .iter()
+            .flat_map(|&(lo, hi, _)| lo..=hi)
+            .filter(|&p| output.rewriting(p).is_some())
+            .collect()
+    }
+
     /// Records a rule at `at` that rewrites `ports`.
     fn record(&mut self, ports: &Ports, at: String) {
         match ports {
@@ -116,12 +164,13 @@ impl Visits {
     }
 }
 
-/// The rewrites of `json` (`nft -j list ruleset`) and of iptables-legacy's
-/// `legacy` nat tables; `listing` (`nft -a list ruleset`) gives the ports
-/// of rules whose match JSON leaves opaque (iptables-nft's `-m
-/// multiport`). Nothing from nftables if the JSON cannot be read.
+/// The rewrites on `hook` of `json` (`nft -j list ruleset`) and of
+/// iptables-legacy's `legacy` nat tables; `listing` (`nft -a list
+/// ruleset`) gives the ports of rules whose match JSON leaves opaque
+/// (iptables-nft's `-m multiport`). Nothing from nftables if the JSON
+/// cannot be read.
 #[must_use]
-pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
+pub fn rewrites(json: &str, listing: &str, legacy: &[Save], hook: Hook) -> Rewrites {
     let items = items(json);
     let walk = Walk(Ruleset::new(&items, listing));
     let mut out = Rewrites::default();
@@ -135,7 +184,7 @@ pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
             continue;
         };
         if chain["type"].as_str() != Some("nat")
-            || chain["hook"].as_str() != Some("prerouting")
+            || chain["hook"].as_str() != Some(hook.nft())
             || !matches!(family, "ip" | "ip6" | "inet")
         {
             continue;
@@ -149,7 +198,7 @@ pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> Rewrites {
         legacy_chain(
             save,
             &tables,
-            "PREROUTING",
+            hook.legacy(),
             &None,
             &mut path,
             &mut visits,
@@ -407,7 +456,7 @@ mod tests {
 
     #[test]
     fn dockers_published_ports_are_rewritten() {
-        let r = rewrites(DOCKER_JSON, "", &[]);
+        let r = rewrites(DOCKER_JSON, "", &[], Hook::Prerouting);
         assert_eq!(r.rewriting(8080), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9005), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9011), None);
@@ -428,6 +477,7 @@ mod tests {
             include_str!("../../tests/fixtures/nat/docker-nftables.json"),
             include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
             &[],
+            Hook::Prerouting,
         );
         assert_eq!(
             r.rewriting(8080),
@@ -435,6 +485,64 @@ mod tests {
         );
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(80), None);
+        // The output hook's chain jumps to the same one: SYNPROXY's own
+        // connection to 8080 goes where a client's does.
+        let out = rewrites(
+            include_str!("../../tests/fixtures/nat/docker-nftables.json"),
+            include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
+            &[],
+            Hook::Output,
+        );
+        assert_eq!(
+            out.rewriting(8080),
+            Some("table ip docker-bridges chain nat-prerouting-and-output")
+        );
+        assert_eq!(r.forwarded(&out), BTreeSet::from([8080]));
+    }
+
+    /// iptables' Docker rules ([`DOCKER_JSON`]) have no output chain: no
+    /// port is forwarded, however the prerouting rules rewrite it. With
+    /// Docker's output rule (`-A OUTPUT ! -d 127.0.0.0/8 -m addrtype
+    /// --dst-type LOCAL -j DOCKER`) both of its ports are, but a port the
+    /// output rules leave alone is not, and a prerouting rule that may
+    /// rewrite any port forwards none.
+    #[test]
+    fn a_port_is_forwarded_only_where_the_output_rules_rewrite_it_too() {
+        let pre = rewrites(DOCKER_JSON, "", &[], Hook::Prerouting);
+        assert_eq!(
+            rewrites(DOCKER_JSON, "", &[], Hook::Output),
+            Rewrites::default()
+        );
+        assert!(pre.forwarded(&Rewrites::default()).is_empty());
+
+        let legacy = legacy_nat(
+            &["DOCKER", "OUTPUT ACCEPT"],
+            [
+                "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+                "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+                "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.12.2:80",
+                "-A DOCKER -p tcp -m tcp --dport 9000:9002 -j DNAT --to-destination 198.18.12.3:80",
+                "-A PREROUTING -p tcp -m tcp --dport 2222 -j DNAT --to-destination 198.18.12.4:22",
+            ]
+            .into_iter()
+            .map(str::to_owned),
+        );
+        let pre = rewrites("", "", &legacy, Hook::Prerouting);
+        let out = rewrites("", "", &legacy, Hook::Output);
+        assert_eq!(
+            out.rewriting(8080),
+            Some("iptables-legacy table nat chain DOCKER")
+        );
+        assert_eq!(out.rewriting(2222), None);
+        assert_eq!(
+            pre.forwarded(&out),
+            BTreeSet::from([8080, 9000, 9001, 9002])
+        );
+
+        let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+        let everything = rewrites(&native("nat", "prerouting", any), "", &[], Hook::Prerouting);
+        assert!(everything.all.is_some());
+        assert!(everything.forwarded(&out).is_empty());
     }
 
     /// kube-proxy's nftables mode: every translation is reached through
@@ -447,6 +555,7 @@ mod tests {
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.json"),
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.txt"),
             &[],
+            Hook::Prerouting,
         );
         let endpoint = |name: &str| format!("table ip kube-proxy chain endpoint-{name}");
         // A ClusterIP's port, an external IP's, a NodePort.
@@ -485,7 +594,7 @@ mod tests {
                 text: "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 8443 -j DNAT --to-destination [2001:db8::5]:443\nCOMMIT\n".to_owned(),
             },
         ];
-        let r = rewrites("", "", &legacy);
+        let r = rewrites("", "", &legacy, Hook::Prerouting);
         let chain = |name: &str| format!("iptables-legacy table nat chain {name}");
         assert_eq!(r.rewriting(8080), Some(chain("DOCKER").as_str()));
         assert_eq!(r.rewriting(5432), Some(chain("DOCKER").as_str()));
@@ -500,20 +609,25 @@ mod tests {
         }
         assert_eq!(r.all, None);
         // Read beside nftables' rules, not instead of them.
-        let both = rewrites(DOCKER_JSON, "", &legacy);
+        let both = rewrites(DOCKER_JSON, "", &legacy, Hook::Prerouting);
         assert_eq!(both.rewriting(9005), Some("table ip nat chain DOCKER"));
         assert_eq!(both.rewriting(30080), Some(chain("KUBE-SEP-DDDD").as_str()));
     }
 
     #[test]
-    fn a_native_dnat_rewrites_its_ports_only_on_the_nat_prerouting_hook() {
-        let r = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "", &[]);
-        assert_eq!(r.rewriting(80), Some("table inet t chain c"));
-        assert_eq!(r.rewriting(444), Some("table inet t chain c"));
-        assert_eq!(r.rewriting(445), None);
-        for (kind, hook) in [("nat", "output"), ("filter", "prerouting")] {
+    fn a_native_dnat_rewrites_its_ports_only_on_its_own_nat_hook() {
+        for (name, hook, other) in [
+            ("prerouting", Hook::Prerouting, Hook::Output),
+            ("output", Hook::Output, Hook::Prerouting),
+        ] {
+            let json = native("nat", name, DPORT_SET_DNAT);
+            let r = rewrites(&json, "", &[], hook);
+            assert_eq!(r.rewriting(80), Some("table inet t chain c"));
+            assert_eq!(r.rewriting(444), Some("table inet t chain c"));
+            assert_eq!(r.rewriting(445), None);
+            assert_eq!(rewrites(&json, "", &[], other), Rewrites::default());
             assert_eq!(
-                rewrites(&native(kind, hook, DPORT_SET_DNAT), "", &[]),
+                rewrites(&native("filter", name, DPORT_SET_DNAT), "", &[], hook),
                 Rewrites::default()
             );
         }
@@ -522,11 +636,11 @@ mod tests {
     #[test]
     fn a_rewrite_without_a_port_takes_them_all_but_not_for_udp() {
         let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"redirect": {"port": 3128}}]"#;
-        let r = rewrites(&native("nat", "prerouting", any), "", &[]);
+        let r = rewrites(&native("nat", "prerouting", any), "", &[], Hook::Prerouting);
         assert_eq!(r.rewriting(22), Some("table inet t chain c"));
         let udp = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
         assert_eq!(
-            rewrites(&native("nat", "prerouting", udp), "", &[]),
+            rewrites(&native("nat", "prerouting", udp), "", &[], Hook::Prerouting),
             Rewrites::default()
         );
         // A negated port is any port; so is a named set, whose ports the
@@ -536,9 +650,14 @@ mod tests {
             DPORT_SET_DNAT.replace(r#"{"set": [80, {"range": [443, 444]}]}"#, r#""@published""#);
         for rule in [not, named] {
             assert!(
-                rewrites(&native("nat", "prerouting", &rule), "", &[])
-                    .all
-                    .is_some(),
+                rewrites(
+                    &native("nat", "prerouting", &rule),
+                    "",
+                    &[],
+                    Hook::Prerouting
+                )
+                .all
+                .is_some(),
                 "{rule}"
             );
         }
@@ -557,7 +676,7 @@ mod tests {
             {"rule": {"family": "ip", "table": "nat", "chain": "NODEPORTS", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 30053}}, {"jump": {"target": "SEP"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"jump": {"target": "PREROUTING"}}]}}]}"#;
-        let r = rewrites(json, "", &[]);
+        let r = rewrites(json, "", &[], Hook::Prerouting);
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(30080), Some("table ip nat chain SEP"));
         assert_eq!(r.rewriting(30053), None);
@@ -573,7 +692,7 @@ mod tests {
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[80, {"jump": {"target": "WEB"}}], [{"range": [8000, 8010]}, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "udp", "field": "dport"}}, "data": {"set": [[53, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "WEB", "expr": [{"dnat": {"family": "ip", "addr": "198.18.5.2"}}]}}]}"#;
-        let r = rewrites(json, "", &[]);
+        let r = rewrites(json, "", &[], Hook::Prerouting);
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(80), Some("table inet t chain WEB"));
         assert_eq!(r.rewriting(8005), Some("table inet t chain WEB"));
@@ -588,20 +707,24 @@ mod tests {
             r#"{"xt": {"type": "match", "name": "multiport"}}"#,
         );
         let listing = "table ip nat { # handle 1\n\tchain DOCKER { # handle 1\n\t\tiifname != \"docker0\" tcp dport { 8080, 8443-8444 } counter packets 0 bytes 0 dnat to 172.17.0.2:80 # handle 4\n\t}\n}\n";
-        let r = rewrites(&json, listing, &[]);
+        let r = rewrites(&json, listing, &[], Hook::Prerouting);
         assert_eq!(r.all, None);
         assert!([8080, 8443, 8444].iter().all(|&p| r.rewriting(p).is_some()));
         assert_eq!(r.rewriting(8081), None);
         // Without the listing the rule may rewrite any port.
-        assert!(rewrites(&json, "", &[]).all.is_some());
+        assert!(rewrites(&json, "", &[], Hook::Prerouting).all.is_some());
     }
 
-    /// An iptables-legacy nat table declaring `chains` (and PREROUTING),
-    /// with `rules`.
+    /// An iptables-legacy nat table declaring `chains` (and PREROUTING;
+    /// a built-in one named with its policy), with `rules`.
     fn legacy_nat(chains: &[&str], rules: impl Iterator<Item = String>) -> [Save; 1] {
         let mut text = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n");
         for c in chains {
-            let _ = writeln!(text, ":{c} - [0:0]");
+            if c.contains(' ') {
+                let _ = writeln!(text, ":{c} [0:0]");
+            } else {
+                let _ = writeln!(text, ":{c} - [0:0]");
+            }
         }
         for r in rules {
             text.push_str(&r);
@@ -629,7 +752,7 @@ mod tests {
                     "-A C -p tcp -j DNAT --to-destination 198.18.5.2:80".to_owned(),
                 )),
         );
-        let r = rewrites("", "", &legacy);
+        let r = rewrites("", "", &legacy, Hook::Prerouting);
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(8080), Some("iptables-legacy table nat chain C"));
         assert_eq!(r.rewriting(80), None);
@@ -654,7 +777,7 @@ mod tests {
                     "-A PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 80".to_owned(),
                 )),
         );
-        let r = rewrites("", "", &legacy);
+        let r = rewrites("", "", &legacy, Hook::Prerouting);
         assert!(
             r.all
                 .as_deref()
@@ -666,6 +789,9 @@ mod tests {
 
     #[test]
     fn unreadable_json_rewrites_nothing() {
-        assert_eq!(rewrites("not json", "", &[]), Rewrites::default());
+        assert_eq!(
+            rewrites("not json", "", &[], Hook::Prerouting),
+            Rewrites::default()
+        );
     }
 }

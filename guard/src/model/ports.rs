@@ -130,6 +130,8 @@ impl Listening {
 pub struct PortTable {
     /// Ports that may get cookies, and their counter slot.
     slots: BTreeMap<u16, u32>,
+    /// Those of them that the nat rules send on (`PORT_FORWARDED`).
+    forwarded: BTreeSet<u16>,
     /// Armed ports, and since when each has been quiet.
     armed: BTreeMap<u16, Option<Duration>>,
     /// Each port's counts at the last step, for rates.
@@ -138,11 +140,13 @@ pub struct PortTable {
 }
 
 impl PortTable {
-    /// Takes the ports that may get cookies now (listeners, narrowed by
-    /// `--cookie-port`). A port keeps its slot while it stays; new ones
-    /// take the lowest free slots; past [`PORT_SLOTS`] ports, the rest
-    /// are returned and left out.
-    pub fn set_eligible(&mut self, ports: &BTreeSet<u16>) -> Vec<u16> {
+    /// Takes the ports that may get cookies now (listeners and forwarded
+    /// ports, narrowed by `--cookie-port`), of which `forwarded` are sent
+    /// on by the nat rules. A port keeps its slot while it stays; new
+    /// ones take the lowest free slots; past [`PORT_SLOTS`] ports, the
+    /// rest are returned and left out.
+    pub fn set_eligible(&mut self, ports: &BTreeSet<u16>, forwarded: &BTreeSet<u16>) -> Vec<u16> {
+        self.forwarded = forwarded.intersection(ports).copied().collect();
         self.slots.retain(|p, _| ports.contains(p));
         self.armed.retain(|p, _| ports.contains(p));
         self.last.retain(|p, _| ports.contains(p));
@@ -173,7 +177,13 @@ impl PortTable {
     pub fn entries(&self) -> BTreeMap<u16, u32> {
         self.slots
             .iter()
-            .map(|(&port, &slot)| (port, port_entry(slot, self.armed.contains_key(&port))))
+            .map(|(&port, &slot)| {
+                let armed = self.armed.contains_key(&port);
+                (
+                    port,
+                    port_entry(slot, armed, self.forwarded.contains(&port)),
+                )
+            })
             .collect()
     }
 
@@ -255,7 +265,7 @@ impl PortTable {
 
 #[cfg(test)]
 mod tests {
-    use guard_common::ports::{PORT_COOKIES, port_slot};
+    use guard_common::ports::{PORT_COOKIES, PORT_FORWARDED, port_slot};
 
     use super::*;
 
@@ -304,9 +314,12 @@ mod tests {
     #[test]
     fn ports_keep_their_slots_and_new_ones_take_free_slots() {
         let mut t = PortTable::default();
-        assert!(t.set_eligible(&ports(&[22, 80, 443])).is_empty());
+        assert!(
+            t.set_eligible(&ports(&[22, 80, 443]), &BTreeSet::new())
+                .is_empty()
+        );
         let first = slots(&t);
-        t.set_eligible(&ports(&[80, 443, 8080]));
+        t.set_eligible(&ports(&[80, 443, 8080]), &BTreeSet::new());
         assert_eq!(slots(&t)[&80], first[&80]);
         assert_eq!(slots(&t)[&443], first[&443]);
         assert_eq!(slots(&t)[&8080], first[&22], "22's slot is free again");
@@ -314,18 +327,35 @@ mod tests {
         assert_eq!(port_slot(entries[&8080]), first[&22]);
     }
 
+    /// A forwarded port's entry says so, armed or not; one that stops
+    /// being forwarded (its output rule gone) loses the bit, and a port
+    /// named forwarded that is not eligible gets no entry.
+    #[test]
+    fn forwarded_ports_are_marked_in_their_entries() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[80, 8080]), &ports(&[8080, 9000]));
+        t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
+        let entries = t.entries();
+        assert_eq!(entries.len(), 2);
+        assert_ne!(entries[&8080] & PORT_FORWARDED, 0);
+        assert_ne!(entries[&8080] & PORT_COOKIES, 0);
+        assert_eq!(entries[&80] & PORT_FORWARDED, 0);
+        t.set_eligible(&ports(&[80, 8080]), &BTreeSet::new());
+        assert_eq!(t.entries()[&8080] & PORT_FORWARDED, 0);
+    }
+
     #[test]
     fn ports_past_the_slots_are_left_out() {
         let mut t = PortTable::default();
         let many: BTreeSet<u16> = (1..=u16::try_from(PORT_SLOTS).unwrap() + 2).collect();
-        assert_eq!(t.set_eligible(&many).len(), 2);
+        assert_eq!(t.set_eligible(&many, &BTreeSet::new()).len(), 2);
         assert_eq!(slots(&t).len(), PORT_SLOTS as usize);
     }
 
     #[test]
     fn auto_arms_only_the_ports_under_the_flood() {
         let mut t = PortTable::default();
-        t.set_eligible(&ports(&[22, 80, 443]));
+        t.set_eligible(&ports(&[22, 80, 443]), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
         // 80 takes the flood; 443 a little ordinary traffic; 22 nothing.
         t.step(
@@ -340,7 +370,7 @@ mod tests {
         assert_eq!(t.entries()[&443] & PORT_COOKIES, 0);
         // No flood verdict: nothing is armed however busy a port is.
         let mut calm = PortTable::default();
-        calm.set_eligible(&ports(&[80]));
+        calm.set_eligible(&ports(&[80]), &BTreeSet::new());
         calm.step(secs(0), &counts(&[]), SynCookies::Auto, false, CALM);
         calm.step(
             secs(1),
@@ -361,7 +391,7 @@ mod tests {
         let mut eligible = flooded.clone();
         eligible.push(22);
         let mut t = PortTable::default();
-        t.set_eligible(&ports(&eligible));
+        t.set_eligible(&ports(&eligible), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
         let mut now: Vec<(u16, u64, u64)> = flooded.iter().map(|&p| (p, 25_000, 0)).collect();
         now.push((22, 300, 0));
@@ -372,7 +402,7 @@ mod tests {
     #[test]
     fn an_armed_port_is_disarmed_after_calm_quiet_or_when_the_flood_ends() {
         let mut t = PortTable::default();
-        t.set_eligible(&ports(&[80]));
+        t.set_eligible(&ports(&[80]), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Auto, true, CALM);
         t.step(
             secs(1),
@@ -432,7 +462,7 @@ mod tests {
     #[test]
     fn always_arms_every_port_and_never_none() {
         let mut t = PortTable::default();
-        t.set_eligible(&ports(&[22, 80]));
+        t.set_eligible(&ports(&[22, 80]), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
         assert_eq!(t.armed(), ports(&[22, 80]));
         t.step(secs(1), &counts(&[]), SynCookies::Never, true, CALM);
@@ -442,9 +472,9 @@ mod tests {
     #[test]
     fn a_listener_that_goes_away_leaves_the_armed_set() {
         let mut t = PortTable::default();
-        t.set_eligible(&ports(&[22, 80]));
+        t.set_eligible(&ports(&[22, 80]), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
-        t.set_eligible(&ports(&[80]));
+        t.set_eligible(&ports(&[80]), &BTreeSet::new());
         assert_eq!(t.armed(), ports(&[80]));
         assert!(!t.entries().contains_key(&22));
     }

@@ -15,7 +15,7 @@ use crate::{
     model::{
         conntrack::TCP_LOOSE,
         firewall::{AckState, FIX, drops_before_synproxy},
-        nat::{Rewrites, rewrites},
+        nat::{Hook, Rewrites, rewrites},
         ports::{Listening, PortTable, cookie_mode, port_list},
         tcp::{SYNCOOKIES, SYNCOOKIES_OFF},
         xtables::Save,
@@ -116,18 +116,25 @@ pub(super) struct Ports {
     pub(super) armed: BTreeSet<u16>,
     pub(super) rules: BTreeSet<u16>,
     pub(super) wild: BTreeSet<u16>,
-    /// Listening ports bound to one address (`Listening::bound`).
+    /// Ports whose cookie ACKs must be invalid to conntrack (`tcp_loose`
+    /// 0 while one is armed): listening ports bound to one address
+    /// (`Listening::bound`), and forwarded ports, which no local socket
+    /// holds.
     pub(super) bound: BTreeSet<u16>,
+    /// The ports the nat rules forward (`Rewrites::forwarded`).
+    pub(super) forwarded: BTreeSet<u16>,
     /// Whether nftables' socket expression works here (nft_socket); if
     /// not, no port is `wild`.
     pub(super) socket_lookup: bool,
     /// Whether some attachment can send SYN cookies (see
     /// [`Controller::xdp_can_reply`]).
     pub(super) xdp_can_reply: bool,
-    /// The ports the namespace's nat rules rewrite, which get no cookies
-    /// (`model::nat` says why), and when and for which listening ports
-    /// they were last read.
+    /// The ports the namespace's nat rules rewrite, on the prerouting
+    /// hook and on the output hook: a port rewritten on the first gets
+    /// cookies only if it is on the second too (`model::nat` says why);
+    /// and when and for which listening ports they were last read.
     pub(super) nat: Rewrites,
+    nat_out: Rewrites,
     nat_read: Option<(BTreeSet<u16>, Instant)>,
 }
 
@@ -146,9 +153,11 @@ impl Ports {
             rules: BTreeSet::new(),
             wild: BTreeSet::new(),
             bound: BTreeSet::new(),
+            forwarded: BTreeSet::new(),
             socket_lookup: true,
             xdp_can_reply: true,
             nat: Rewrites::default(),
+            nat_out: Rewrites::default(),
             nat_read: None,
         }
     }
@@ -178,37 +187,53 @@ impl Ports {
             "a port its rules rewrite may get SYN cookies, and then its connections fail",
         );
         match nft::ruleset(scope) {
-            Ok((json, listing)) => self.nat = rewrites(&json, &listing, &legacy),
+            Ok((json, listing)) => {
+                self.nat = rewrites(&json, &listing, &legacy, Hook::Prerouting);
+                self.nat_out = rewrites(&json, &listing, &legacy, Hook::Output);
+            }
             Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
         }
         unread
     }
 
-    /// Takes the protected namespace's listening ports, narrowed by
-    /// `--cookie-port`, less those the nat rules rewrite, into the port
-    /// table; the problems to report (each rewritten port, and the ports
-    /// that did not fit).
+    /// Takes the protected namespace's listening ports, less those the
+    /// nat rules rewrite for arriving clients alone, and the ports they
+    /// forward (rewrite on both hooks, `Rewrites::forwarded`), narrowed by
+    /// `--cookie-port`, into the port table; the problems to report (each
+    /// port rewritten for arriving clients alone, and the ports that did
+    /// not fit).
     pub(super) fn listening(&mut self, listening: Listening) -> Vec<String> {
         let mut problems = Vec::new();
-        self.bound = listening.bound;
-        let eligible: BTreeSet<u16> = listening
+        let narrow = &self.narrow;
+        let wanted = |p: &u16| narrow.is_empty() || narrow.contains(p);
+        let forwarded: BTreeSet<u16> = self
+            .nat
+            .forwarded(&self.nat_out)
+            .into_iter()
+            .filter(wanted)
+            .collect();
+        let mut eligible: BTreeSet<u16> = listening
             .ports
             .into_iter()
-            .filter(|p| self.narrow.is_empty() || self.narrow.contains(p))
+            .filter(wanted)
             .filter(|&p| match self.nat.rewriting(p) {
+                Some(_) if forwarded.contains(&p) => true,
                 Some(at) => {
                     problems.push(format!(
-                        "port {p} gets no SYN cookies: {at} rewrites it (DNAT or REDIRECT), and SYNPROXY completes handshakes to a listener here only; it keeps the per-source limits and the global budget"
+                        "port {p} gets no SYN cookies: {at} rewrites it (DNAT or REDIRECT) for the clients that arrive, and no nat output rule does for this host's own connections, so SYNPROXY would complete their handshakes to a listener here; it keeps the per-source limits and the global budget"
                     ));
                     false
                 }
                 None => true,
             })
             .collect();
-        let left_out = self.table.set_eligible(&eligible);
+        eligible.extend(&forwarded);
+        self.bound = listening.bound.union(&forwarded).copied().collect();
+        let left_out = self.table.set_eligible(&eligible, &forwarded);
+        self.forwarded = forwarded;
         if !left_out.is_empty() {
             problems.push(format!(
-                "{} listening ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
+                "{} listening or forwarded ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",
                 left_out.len(),
                 PORT_SLOTS
             ));

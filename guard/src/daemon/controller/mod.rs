@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
+    fmt::Write as _,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -587,15 +588,23 @@ impl<'a> Controller<'a> {
         }
         let strict: Vec<u16> = ports.difference(&wild).copied().collect();
         self.strict_acks(!strict.is_empty());
-        let strictly = if strict.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; nf_conntrack_tcp_loose 0 for port{} {} (a listener bound to one address)",
-                plural(strict.len()),
-                port_list(strict.iter().copied())
-            )
-        };
+        let (forwarded, bound): (Vec<u16>, Vec<u16>) = strict
+            .iter()
+            .partition(|p| self.ports.forwarded.contains(p));
+        let mut strictly = String::new();
+        for (ports, why) in [
+            (bound, "a listener bound to one address"),
+            (forwarded, "forwarded by the nat rules"),
+        ] {
+            if !ports.is_empty() {
+                let _ = write!(
+                    strictly,
+                    "; nf_conntrack_tcp_loose 0 for port{} {} ({why})",
+                    plural(ports.len()),
+                    port_list(ports.iter().copied())
+                );
+            }
+        }
         tracing::info!(
             "SYNPROXY completes cookie handshakes to ports {}{} (table inet {}){strictly}",
             port_list(ports.iter().copied()),
