@@ -440,8 +440,10 @@ pub struct RawConfig {
     pub syn_cookies: Option<SynCookies>,
     /// Only this TCP port may get SYN cookies; repeatable. Without it every
     /// port with a listening socket in the protected namespace may (found
-    /// through sock_diag and kept current); a port without a local listener
-    /// (forwarded, DNAT'ed) never gets cookies.
+    /// through sock_diag and kept current), and every published port (one
+    /// the nat rules rewrite on the prerouting and the output hooks, as
+    /// Docker's and kube-proxy's do); a port only routed on, or rewritten
+    /// on the prerouting hook alone, never gets cookies.
     #[arg(long, value_name = "PORT", help_heading = "SYN cookies")]
     pub cookie_port: Option<Vec<u16>>,
     /// MSS the SYN-ACK advertises over IPv4 (IPv6: 20 less) [default: 1460].

@@ -37,8 +37,8 @@ pub struct ConntrackSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CookieSettings {
     pub mode: SynCookies,
-    /// `--cookie-port`: only these listening ports may get cookies; empty:
-    /// every listening port of the protected namespace.
+    /// `--cookie-port`: only these ports may get cookies; empty: every
+    /// listening and every published port of the protected namespace.
     pub ports: Vec<u16>,
     /// MSS advertised over IPv4; IPv6 gets 20 bytes less.
     pub mss: u16,

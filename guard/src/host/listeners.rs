@@ -6,7 +6,8 @@
 //!
 //! A port whose only listeners are bound to loopback is left out: a SYN
 //! from the wire can never reach it, so SYNPROXY could not complete its
-//! handshake. A forwarded or DNAT'ed port has no listener here at all.
+//! handshake. A published port (DNAT'ed) may have no listener here at
+//! all: the nat rules name it (`model::nat`).
 
 use std::{io, net::IpAddr};
 
