@@ -1420,6 +1420,66 @@ fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// Behind a forwarded port the server's TCP rejects SYNPROXY's own ACK
+/// alike (here the port the rules send to is not armed itself,
+/// `--cookie-port`, so the rule on the way in does not see that ACK): the
+/// rules drop it on its way out, and the server rejects nothing. With the
+/// server answering every SYN with a cookie of its own (`tcp_syncookies`
+/// 2), the client's first segment completes that handshake instead, and
+/// every echo comes back.
+#[test]
+fn synproxys_own_ack_to_a_forwarded_port_is_dropped_on_its_way_out() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let service = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), PORT + 1);
+    let _service = EchoServer::start(&net.victim, service);
+    let _ = nft(&net.victim, &["-f", "-"], Some(&forwarded_rules()));
+    let mut args = ALWAYS.to_vec();
+    let port = PORT.to_string();
+    args.extend(["--cookie-port", &port]);
+    let guard = start_on(&net, &args);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let rule = "ct status dnat fib saddr type != local tcp option timestamp exists drop";
+    let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
+        assert!(!synproxy_table(&net.victim).contains(rule));
+        guard.stop(libc::SIGTERM).assert_code(0);
+        return;
+    };
+    assert!(
+        synproxy_table(&net.victim).contains(rule),
+        "{}",
+        synproxy_table(&net.victim)
+    );
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        10,
+        "the forwarded port, through a cookie",
+    );
+    assert_eq!(
+        tcp_ext(&net.victim, "TSEcrRejected"),
+        Some(before),
+        "the server rejected handshake ACKs"
+    );
+    net.sysctl(&net.victim, "net/ipv4/tcp_syncookies", "2");
+    let cookies = tcp_ext(&net.victim, "SyncookiesRecv").unwrap_or(0);
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        10,
+        "the forwarded port, the server answering with cookies of its own",
+    );
+    assert!(
+        tcp_ext(&net.victim, "SyncookiesRecv").unwrap_or(0) >= cookies + 20,
+        "the server's own cookies completed"
+    );
+    let c = counters(&stats(&net));
+    assert!(c["cookie_synack"] >= 40, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// A server whose SYN queue is full answers SYNPROXY's SYN with a SYN
 /// cookie of its own and keeps no request socket, so the ACK with which
 /// SYNPROXY completes the handshake must reach it as sent. The rules

@@ -45,16 +45,21 @@ pub fn tsecr_checked(scope: &Scope) -> Result<bool> {
 }
 
 /// Installs (or replaces) the SYNPROXY rules for the armed `ports`, of
-/// which `wild` have listeners bound to the wildcard address alone;
-/// `socket_lookup`: whether the rules may look sockets up (nft_socket).
+/// which `wild` have listeners bound to the wildcard address alone and
+/// `forwarded` are published ports (`model::nat`); `socket_lookup`:
+/// whether the rules may look sockets up (nft_socket).
 pub fn install(
     scope: &Scope,
     ports: &BTreeSet<u16>,
     wild: &BTreeSet<u16>,
+    forwarded: &BTreeSet<u16>,
     socket_lookup: bool,
     opts: SynproxyOptions,
 ) -> Result<()> {
-    nft(scope, &synproxy_script(ports, wild, socket_lookup, opts))
+    nft(
+        scope,
+        &synproxy_script(ports, wild, forwarded, socket_lookup, opts),
+    )
 }
 
 /// Removes them; missing ones are fine.

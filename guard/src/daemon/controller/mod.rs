@@ -537,15 +537,21 @@ impl<'a> Controller<'a> {
     fn install_synproxy(&mut self, ports: &BTreeSet<u16>, wild: &mut BTreeSet<u16>) -> Result<()> {
         loop {
             let lookup = self.ports.socket_lookup;
-            let Err(e) = synproxy::install(self.knobs.scope(), ports, wild, lookup, self.synproxy)
-            else {
+            let Err(e) = synproxy::install(
+                self.knobs.scope(),
+                ports,
+                wild,
+                &self.ports.forwarded,
+                lookup,
+                self.synproxy,
+            ) else {
                 return Ok(());
             };
             let suffix = self.knobs.scope().suffix();
             let said = if self.synproxy.drop_own_ack {
                 self.synproxy.drop_own_ack = false;
                 format!(
-                    "the SYNPROXY rule that drops SYNPROXY's own ACK to the server could not be installed{suffix} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission"
+                    "the SYNPROXY rules that drop SYNPROXY's own ACK to the server could not be installed{suffix} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission"
                 )
             } else if lookup {
                 self.ports.socket_lookup = false;
