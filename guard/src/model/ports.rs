@@ -167,6 +167,12 @@ impl PortTable {
         left_out
     }
 
+    /// The ports in the table that the nat rules send on.
+    #[must_use]
+    pub const fn forwarded(&self) -> &BTreeSet<u16> {
+        &self.forwarded
+    }
+
     #[must_use]
     pub fn armed(&self) -> BTreeSet<u16> {
         self.armed.keys().copied().collect()

@@ -121,8 +121,6 @@ pub(super) struct Ports {
     /// (`Listening::bound`), and forwarded ports, which no local socket
     /// holds.
     pub(super) bound: BTreeSet<u16>,
-    /// The ports the nat rules forward (`Rewrites::forwarded`).
-    pub(super) forwarded: BTreeSet<u16>,
     /// Whether nftables' socket expression works here (nft_socket); if
     /// not, no port is `wild`.
     pub(super) socket_lookup: bool,
@@ -153,7 +151,6 @@ impl Ports {
             rules: BTreeSet::new(),
             wild: BTreeSet::new(),
             bound: BTreeSet::new(),
-            forwarded: BTreeSet::new(),
             socket_lookup: true,
             xdp_can_reply: true,
             nat: Rewrites::default(),
@@ -230,7 +227,6 @@ impl Ports {
         eligible.extend(&forwarded);
         self.bound = listening.bound.union(&forwarded).copied().collect();
         let left_out = self.table.set_eligible(&eligible, &forwarded);
-        self.forwarded = forwarded;
         if !left_out.is_empty() {
             problems.push(format!(
                 "{} listening or forwarded ports get no SYN cookies: the port table has {} slots (name the ports to protect with --cookie-port)",

@@ -541,7 +541,7 @@ impl<'a> Controller<'a> {
                 self.knobs.scope(),
                 ports,
                 wild,
-                &self.ports.forwarded,
+                self.ports.table.forwarded(),
                 lookup,
                 self.synproxy,
             ) else {
@@ -596,7 +596,7 @@ impl<'a> Controller<'a> {
         self.strict_acks(!strict.is_empty());
         let (forwarded, bound): (Vec<u16>, Vec<u16>) = strict
             .iter()
-            .partition(|p| self.ports.forwarded.contains(p));
+            .partition(|p| self.ports.table.forwarded().contains(p));
         let mut strictly = String::new();
         for (ports, why) in [
             (bound, "a listener bound to one address"),
