@@ -1377,6 +1377,26 @@ fn tcp_ext(ns: &str, name: &str) -> Option<u64> {
     guard::model::tcp::tcp_ext(&text, name)
 }
 
+/// Where the victim's TCP counts `TSEcrRejected` (it checks a handshake's
+/// timestamps), that the SYNPROXY table drops SYNPROXY's own ACK with the
+/// rule ending in `matched` and the timestamp test; the count before, and
+/// guard back for the test. Elsewhere, that no such rule is there: guard
+/// is stopped and `None` returned.
+fn own_ack_rule(net: &TestNet, guard: Guard, matched: &str) -> Option<(u64, Guard)> {
+    let rule = format!("{matched} tcp option timestamp exists drop");
+    let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
+        assert!(!synproxy_table(&net.victim).contains(&rule));
+        guard.stop(libc::SIGTERM).assert_code(0);
+        return None;
+    };
+    assert!(
+        synproxy_table(&net.victim).contains(&rule),
+        "{}",
+        synproxy_table(&net.victim)
+    );
+    Some((before, guard))
+}
+
 /// A server whose TCP checks a handshake's last ACK against its SYN-ACKs'
 /// timestamps (Linux 6.18: `TcpExtTSEcrRejected`) rejects the ACK with
 /// which SYNPROXY completes its side of a cookie's handshake, and answers
@@ -1392,17 +1412,9 @@ fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
     let _server = EchoServer::start(&net.victim, wildcard_addr());
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let rule = "fib saddr type != local tcp option timestamp exists drop";
-    let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
-        assert!(!synproxy_table(&net.victim).contains(rule));
-        guard.stop(libc::SIGTERM).assert_code(0);
+    let Some((before, guard)) = own_ack_rule(&net, guard, "fib saddr type != local") else {
         return;
     };
-    assert!(
-        synproxy_table(&net.victim).contains(rule),
-        "{}",
-        synproxy_table(&net.victim)
-    );
     let synacks = counters(&stats(&net))["cookie_synack"];
     connect_each(
         &net,
@@ -1439,17 +1451,10 @@ fn synproxys_own_ack_to_a_forwarded_port_is_dropped_on_its_way_out() {
     args.extend(["--cookie-port", &port]);
     let guard = start_on(&net, &args);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let rule = "ct status dnat fib saddr type != local tcp option timestamp exists drop";
-    let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
-        assert!(!synproxy_table(&net.victim).contains(rule));
-        guard.stop(libc::SIGTERM).assert_code(0);
+    let Some((before, guard)) = own_ack_rule(&net, guard, "ct status dnat fib saddr type != local")
+    else {
         return;
     };
-    assert!(
-        synproxy_table(&net.victim).contains(rule),
-        "{}",
-        synproxy_table(&net.victim)
-    );
     connect_each(
         &net,
         &guard,
