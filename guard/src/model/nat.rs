@@ -8,7 +8,7 @@
 //! named. So a port the prerouting rules rewrite gets SYN cookies only if
 //! the output rules rewrite it too (Docker's and kube-proxy's do, for
 //! this host's own connections to its published ports): SYNPROXY's
-//! connection then goes where the client's would have ([`Rewrites::forwarded`]).
+//! connection then goes where the client's would have ([`NatRewrites::forwarded`]).
 //! Otherwise it would reach a local listener instead (docker-proxy), or
 //! none, even when something listens on the port here too.
 //!
@@ -45,7 +45,7 @@ pub struct Rewrites {
 
 /// The nat hook a walk starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
+enum Hook {
     /// Connections that arrive: where a port's clients go.
     Prerouting,
     /// Connections this host makes, SYNPROXY's among them.
@@ -71,22 +71,6 @@ impl Hook {
 }
 
 impl Rewrites {
-    /// The ports these (prerouting) rewrites name that `output`'s rewrite
-    /// too: forwarded ports, whose cookie handshakes SYNPROXY completes
-    /// where the rules send the port's clients. None where a rule here
-    /// may rewrite every port (where it sends them is not known).
-    #[must_use]
-    pub fn forwarded(&self, output: &Self) -> BTreeSet<u16> {
-        if self.all.is_some() {
-            return BTreeSet::new();
-        }
-        self.ranges
-            .iter()
-            .flat_map(|&(lo, hi, _)| lo..=hi)
-            .filter(|&p| output.rewriting(p).is_some())
-            .collect()
-    }
-
     /// Records a rule at `at` that rewrites `ports`.
     fn record(&mut self, ports: &Ports, at: String) {
         match ports {
@@ -164,48 +148,51 @@ impl Visits {
     }
 }
 
-/// The rewrites on `hook` of `json` (`nft -j list ruleset`) and of
-/// iptables-legacy's `legacy` nat tables; `listing` (`nft -a list
-/// ruleset`) gives the ports of rules whose match JSON leaves opaque
-/// (iptables-nft's `-m multiport`). Nothing from nftables if the JSON
-/// cannot be read.
+/// What the nat rules rewrite on each hook a cookie handshake meets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatRewrites {
+    /// For the clients that arrive.
+    pub prerouting: Rewrites,
+    /// For this host's own connections, SYNPROXY's among them.
+    pub output: Rewrites,
+}
+
+impl NatRewrites {
+    /// The ports the prerouting rules name that the output rules rewrite
+    /// too: forwarded ports, whose cookie handshakes SYNPROXY completes
+    /// where the rules send the port's clients. None where a prerouting
+    /// rule may rewrite every port (where it sends them is not known).
+    #[must_use]
+    pub fn forwarded(&self) -> BTreeSet<u16> {
+        if self.prerouting.all.is_some() {
+            return BTreeSet::new();
+        }
+        self.prerouting
+            .ranges
+            .iter()
+            .flat_map(|&(lo, hi, _)| lo..=hi)
+            .filter(|&p| self.output.rewriting(p).is_some())
+            .collect()
+    }
+}
+
+/// The rewrites of `json` (`nft -j list ruleset`) and of iptables-legacy's
+/// `legacy` nat tables, on each hook; `listing` (`nft -a list ruleset`)
+/// gives the ports of rules whose match JSON leaves opaque (iptables-nft's
+/// `-m multiport`). Nothing from nftables if the JSON cannot be read. The
+/// ruleset is parsed and indexed once for both walks.
 #[must_use]
-pub fn rewrites(json: &str, listing: &str, legacy: &[Save], hook: Hook) -> Rewrites {
+pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> NatRewrites {
     let items = items(json);
     let walk = Walk(Ruleset::new(&items, listing));
-    let mut out = Rewrites::default();
-    let mut visits = Visits::default();
-    for chain in walk.0.chains() {
-        let (Some(family), Some(table), Some(name)) = (
-            chain["family"].as_str(),
-            chain["table"].as_str(),
-            chain["name"].as_str(),
-        ) else {
-            continue;
-        };
-        if chain["type"].as_str() != Some("nat")
-            || chain["hook"].as_str() != Some(hook.nft())
-            || !matches!(family, "ip" | "ip6" | "inet")
-        {
-            continue;
-        }
-        let mut path = Vec::new();
-        walk.chain(family, table, name, &None, &mut path, &mut visits, &mut out);
+    let tables: Vec<Tables> = legacy
+        .iter()
+        .map(|save| Tables::parse(&save.text))
+        .collect();
+    NatRewrites {
+        prerouting: walk.hook(legacy, &tables, Hook::Prerouting),
+        output: walk.hook(legacy, &tables, Hook::Output),
     }
-    for save in legacy {
-        let tables = Tables::parse(&save.text);
-        let mut path = Vec::new();
-        legacy_chain(
-            save,
-            &tables,
-            hook.legacy(),
-            &None,
-            &mut path,
-            &mut visits,
-            &mut out,
-        );
-    }
-    out
 }
 
 /// [`Walk::chain`] for a chain of iptables-legacy's nat table.
@@ -249,6 +236,45 @@ fn legacy_chain<'a>(
 struct Walk<'a>(Ruleset<'a>);
 
 impl<'a> Walk<'a> {
+    /// The rewrites on `hook`: from each nftables nat chain on it, and
+    /// from the built-in chain of each of `legacy`'s nat tables (parsed,
+    /// `tables`). Each hook counts its own visits: a chain the other
+    /// hook's walk reached is walked again from this one.
+    fn hook(&self, legacy: &[Save], tables: &[Tables], hook: Hook) -> Rewrites {
+        let mut out = Rewrites::default();
+        let mut visits = Visits::default();
+        for chain in self.0.chains() {
+            let (Some(family), Some(table), Some(name)) = (
+                chain["family"].as_str(),
+                chain["table"].as_str(),
+                chain["name"].as_str(),
+            ) else {
+                continue;
+            };
+            if chain["type"].as_str() != Some("nat")
+                || chain["hook"].as_str() != Some(hook.nft())
+                || !matches!(family, "ip" | "ip6" | "inet")
+            {
+                continue;
+            }
+            let mut path = Vec::new();
+            self.chain(family, table, name, &None, &mut path, &mut visits, &mut out);
+        }
+        for (save, tables) in legacy.iter().zip(tables) {
+            let mut path = Vec::new();
+            legacy_chain(
+                save,
+                tables,
+                hook.legacy(),
+                &None,
+                &mut path,
+                &mut visits,
+                &mut out,
+            );
+        }
+        out
+    }
+
     /// Records the rewriting rules of `chain`, reached with `ports`, and
     /// follows its jumps and its verdict maps' branches; `path` holds the
     /// chains on the way (a loop ends).
@@ -456,7 +482,7 @@ mod tests {
 
     #[test]
     fn dockers_published_ports_are_rewritten() {
-        let r = rewrites(DOCKER_JSON, "", &[], Hook::Prerouting);
+        let r = rewrites(DOCKER_JSON, "", &[]).prerouting;
         assert_eq!(r.rewriting(8080), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9005), Some("table ip nat chain DOCKER"));
         assert_eq!(r.rewriting(9011), None);
@@ -473,12 +499,12 @@ mod tests {
     /// list ruleset`, `nft -a list ruleset`).
     #[test]
     fn dockers_nftables_backend_publishes_through_a_jump() {
-        let r = rewrites(
+        let both = rewrites(
             include_str!("../../tests/fixtures/nat/docker-nftables.json"),
             include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
             &[],
-            Hook::Prerouting,
         );
+        let r = &both.prerouting;
         assert_eq!(
             r.rewriting(8080),
             Some("table ip docker-bridges chain nat-prerouting-and-output")
@@ -487,17 +513,11 @@ mod tests {
         assert_eq!(r.rewriting(80), None);
         // The output hook's chain jumps to the same one: SYNPROXY's own
         // connection to 8080 goes where a client's does.
-        let out = rewrites(
-            include_str!("../../tests/fixtures/nat/docker-nftables.json"),
-            include_str!("../../tests/fixtures/nat/docker-nftables.txt"),
-            &[],
-            Hook::Output,
-        );
         assert_eq!(
-            out.rewriting(8080),
+            both.output.rewriting(8080),
             Some("table ip docker-bridges chain nat-prerouting-and-output")
         );
-        assert_eq!(r.forwarded(&out), BTreeSet::from([8080]));
+        assert_eq!(both.forwarded(), BTreeSet::from([8080]));
     }
 
     /// iptables' Docker rules ([`DOCKER_JSON`]) have no output chain: no
@@ -508,12 +528,9 @@ mod tests {
     /// rewrite any port forwards none.
     #[test]
     fn a_port_is_forwarded_only_where_the_output_rules_rewrite_it_too() {
-        let pre = rewrites(DOCKER_JSON, "", &[], Hook::Prerouting);
-        assert_eq!(
-            rewrites(DOCKER_JSON, "", &[], Hook::Output),
-            Rewrites::default()
-        );
-        assert!(pre.forwarded(&Rewrites::default()).is_empty());
+        let docker = rewrites(DOCKER_JSON, "", &[]);
+        assert_eq!(docker.output, Rewrites::default());
+        assert!(docker.forwarded().is_empty());
 
         let legacy = legacy_nat(
             &["DOCKER", "OUTPUT ACCEPT"],
@@ -527,22 +544,18 @@ mod tests {
             .into_iter()
             .map(str::to_owned),
         );
-        let pre = rewrites("", "", &legacy, Hook::Prerouting);
-        let out = rewrites("", "", &legacy, Hook::Output);
+        let mut both = rewrites("", "", &legacy);
         assert_eq!(
-            out.rewriting(8080),
+            both.output.rewriting(8080),
             Some("iptables-legacy table nat chain DOCKER")
         );
-        assert_eq!(out.rewriting(2222), None);
-        assert_eq!(
-            pre.forwarded(&out),
-            BTreeSet::from([8080, 9000, 9001, 9002])
-        );
+        assert_eq!(both.output.rewriting(2222), None);
+        assert_eq!(both.forwarded(), BTreeSet::from([8080, 9000, 9001, 9002]));
 
         let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
-        let everything = rewrites(&native("nat", "prerouting", any), "", &[], Hook::Prerouting);
-        assert!(everything.all.is_some());
-        assert!(everything.forwarded(&out).is_empty());
+        both.prerouting = rewrites(&native("nat", "prerouting", any), "", &[]).prerouting;
+        assert!(both.prerouting.all.is_some());
+        assert!(both.forwarded().is_empty());
     }
 
     /// kube-proxy's nftables mode: every translation is reached through
@@ -555,8 +568,8 @@ mod tests {
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.json"),
             include_str!("../../tests/fixtures/nat/kube-proxy-nftables.txt"),
             &[],
-            Hook::Prerouting,
-        );
+        )
+        .prerouting;
         let endpoint = |name: &str| format!("table ip kube-proxy chain endpoint-{name}");
         // A ClusterIP's port, an external IP's, a NodePort.
         assert_eq!(
@@ -594,7 +607,7 @@ mod tests {
                 text: "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 8443 -j DNAT --to-destination [2001:db8::5]:443\nCOMMIT\n".to_owned(),
             },
         ];
-        let r = rewrites("", "", &legacy, Hook::Prerouting);
+        let r = rewrites("", "", &legacy).prerouting;
         let chain = |name: &str| format!("iptables-legacy table nat chain {name}");
         assert_eq!(r.rewriting(8080), Some(chain("DOCKER").as_str()));
         assert_eq!(r.rewriting(5432), Some(chain("DOCKER").as_str()));
@@ -609,26 +622,27 @@ mod tests {
         }
         assert_eq!(r.all, None);
         // Read beside nftables' rules, not instead of them.
-        let both = rewrites(DOCKER_JSON, "", &legacy, Hook::Prerouting);
+        let both = rewrites(DOCKER_JSON, "", &legacy).prerouting;
         assert_eq!(both.rewriting(9005), Some("table ip nat chain DOCKER"));
         assert_eq!(both.rewriting(30080), Some(chain("KUBE-SEP-DDDD").as_str()));
     }
 
     #[test]
     fn a_native_dnat_rewrites_its_ports_only_on_its_own_nat_hook() {
-        for (name, hook, other) in [
-            ("prerouting", Hook::Prerouting, Hook::Output),
-            ("output", Hook::Output, Hook::Prerouting),
-        ] {
-            let json = native("nat", name, DPORT_SET_DNAT);
-            let r = rewrites(&json, "", &[], hook);
+        for name in ["prerouting", "output"] {
+            let both = rewrites(&native("nat", name, DPORT_SET_DNAT), "", &[]);
+            let (r, other) = if name == "output" {
+                (both.output, both.prerouting)
+            } else {
+                (both.prerouting, both.output)
+            };
             assert_eq!(r.rewriting(80), Some("table inet t chain c"));
             assert_eq!(r.rewriting(444), Some("table inet t chain c"));
             assert_eq!(r.rewriting(445), None);
-            assert_eq!(rewrites(&json, "", &[], other), Rewrites::default());
+            assert_eq!(other, Rewrites::default());
             assert_eq!(
-                rewrites(&native("filter", name, DPORT_SET_DNAT), "", &[], hook),
-                Rewrites::default()
+                rewrites(&native("filter", name, DPORT_SET_DNAT), "", &[]),
+                NatRewrites::default()
             );
         }
     }
@@ -636,11 +650,11 @@ mod tests {
     #[test]
     fn a_rewrite_without_a_port_takes_them_all_but_not_for_udp() {
         let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"redirect": {"port": 3128}}]"#;
-        let r = rewrites(&native("nat", "prerouting", any), "", &[], Hook::Prerouting);
+        let r = rewrites(&native("nat", "prerouting", any), "", &[]).prerouting;
         assert_eq!(r.rewriting(22), Some("table inet t chain c"));
         let udp = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
         assert_eq!(
-            rewrites(&native("nat", "prerouting", udp), "", &[], Hook::Prerouting),
+            rewrites(&native("nat", "prerouting", udp), "", &[]).prerouting,
             Rewrites::default()
         );
         // A negated port is any port; so is a named set, whose ports the
@@ -650,14 +664,10 @@ mod tests {
             DPORT_SET_DNAT.replace(r#"{"set": [80, {"range": [443, 444]}]}"#, r#""@published""#);
         for rule in [not, named] {
             assert!(
-                rewrites(
-                    &native("nat", "prerouting", &rule),
-                    "",
-                    &[],
-                    Hook::Prerouting
-                )
-                .all
-                .is_some(),
+                rewrites(&native("nat", "prerouting", &rule), "", &[])
+                    .prerouting
+                    .all
+                    .is_some(),
                 "{rule}"
             );
         }
@@ -676,7 +686,7 @@ mod tests {
             {"rule": {"family": "ip", "table": "nat", "chain": "NODEPORTS", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 30053}}, {"jump": {"target": "SEP"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]}},
             {"rule": {"family": "ip", "table": "nat", "chain": "SEP", "expr": [{"jump": {"target": "PREROUTING"}}]}}]}"#;
-        let r = rewrites(json, "", &[], Hook::Prerouting);
+        let r = rewrites(json, "", &[]).prerouting;
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(30080), Some("table ip nat chain SEP"));
         assert_eq!(r.rewriting(30053), None);
@@ -692,7 +702,7 @@ mod tests {
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "tcp", "field": "dport"}}, "data": {"set": [[80, {"jump": {"target": "WEB"}}], [{"range": [8000, 8010]}, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "pre", "expr": [{"vmap": {"key": {"payload": {"protocol": "udp", "field": "dport"}}, "data": {"set": [[53, {"jump": {"target": "WEB"}}]]}}}]}},
             {"rule": {"family": "inet", "table": "t", "chain": "WEB", "expr": [{"dnat": {"family": "ip", "addr": "198.18.5.2"}}]}}]}"#;
-        let r = rewrites(json, "", &[], Hook::Prerouting);
+        let r = rewrites(json, "", &[]).prerouting;
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(80), Some("table inet t chain WEB"));
         assert_eq!(r.rewriting(8005), Some("table inet t chain WEB"));
@@ -707,12 +717,12 @@ mod tests {
             r#"{"xt": {"type": "match", "name": "multiport"}}"#,
         );
         let listing = "table ip nat { # handle 1\n\tchain DOCKER { # handle 1\n\t\tiifname != \"docker0\" tcp dport { 8080, 8443-8444 } counter packets 0 bytes 0 dnat to 172.17.0.2:80 # handle 4\n\t}\n}\n";
-        let r = rewrites(&json, listing, &[], Hook::Prerouting);
+        let r = rewrites(&json, listing, &[]).prerouting;
         assert_eq!(r.all, None);
         assert!([8080, 8443, 8444].iter().all(|&p| r.rewriting(p).is_some()));
         assert_eq!(r.rewriting(8081), None);
         // Without the listing the rule may rewrite any port.
-        assert!(rewrites(&json, "", &[], Hook::Prerouting).all.is_some());
+        assert!(rewrites(&json, "", &[]).prerouting.all.is_some());
     }
 
     /// An iptables-legacy nat table declaring `chains` (and PREROUTING;
@@ -752,7 +762,7 @@ mod tests {
                     "-A C -p tcp -j DNAT --to-destination 198.18.5.2:80".to_owned(),
                 )),
         );
-        let r = rewrites("", "", &legacy, Hook::Prerouting);
+        let r = rewrites("", "", &legacy).prerouting;
         assert_eq!(r.all, None);
         assert_eq!(r.rewriting(8080), Some("iptables-legacy table nat chain C"));
         assert_eq!(r.rewriting(80), None);
@@ -777,7 +787,7 @@ mod tests {
                     "-A PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 80".to_owned(),
                 )),
         );
-        let r = rewrites("", "", &legacy, Hook::Prerouting);
+        let r = rewrites("", "", &legacy).prerouting;
         assert!(
             r.all
                 .as_deref()
@@ -790,7 +800,7 @@ mod tests {
     #[test]
     fn unreadable_json_rewrites_nothing() {
         assert_eq!(
-            rewrites("not json", "", &[], Hook::Prerouting),
+            rewrites("not json", "", &[]).prerouting,
             Rewrites::default()
         );
     }

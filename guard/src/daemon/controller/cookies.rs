@@ -15,7 +15,7 @@ use crate::{
     model::{
         conntrack::TCP_LOOSE,
         firewall::{AckState, FIX, drops_before_synproxy},
-        nat::{Hook, Rewrites, rewrites},
+        nat::{NatRewrites, rewrites},
         ports::{Listening, PortTable, cookie_mode, port_list},
         tcp::{SYNCOOKIES, SYNCOOKIES_OFF},
         xtables::Save,
@@ -116,10 +116,7 @@ pub(super) struct Ports {
     pub(super) armed: BTreeSet<u16>,
     pub(super) rules: BTreeSet<u16>,
     pub(super) wild: BTreeSet<u16>,
-    /// Ports whose cookie ACKs must be invalid to conntrack (`tcp_loose`
-    /// 0 while one is armed): listening ports bound to one address
-    /// (`Listening::bound`), and forwarded ports, which no local socket
-    /// holds.
+    /// Listening ports bound to one address (`Listening::bound`).
     pub(super) bound: BTreeSet<u16>,
     /// Whether nftables' socket expression works here (nft_socket); if
     /// not, no port is `wild`.
@@ -131,8 +128,7 @@ pub(super) struct Ports {
     /// hook and on the output hook: a port rewritten on the first gets
     /// cookies only if it is on the second too (`model::nat` says why);
     /// and when and for which listening ports they were last read.
-    pub(super) nat: Rewrites,
-    nat_out: Rewrites,
+    pub(super) nat: NatRewrites,
     nat_read: Option<(BTreeSet<u16>, Instant)>,
 }
 
@@ -153,8 +149,7 @@ impl Ports {
             bound: BTreeSet::new(),
             socket_lookup: true,
             xdp_can_reply: true,
-            nat: Rewrites::default(),
-            nat_out: Rewrites::default(),
+            nat: NatRewrites::default(),
             nat_read: None,
         }
     }
@@ -184,10 +179,7 @@ impl Ports {
             "a port its rules rewrite may get SYN cookies, and then its connections fail",
         );
         match nft::ruleset(scope) {
-            Ok((json, listing)) => {
-                self.nat = rewrites(&json, &listing, &legacy, Hook::Prerouting);
-                self.nat_out = rewrites(&json, &listing, &legacy, Hook::Output);
-            }
+            Ok((json, listing)) => self.nat = rewrites(&json, &listing, &legacy),
             Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
         }
         unread
@@ -195,7 +187,7 @@ impl Ports {
 
     /// Takes the protected namespace's listening ports, less those the
     /// nat rules rewrite for arriving clients alone, and the ports they
-    /// forward (rewrite on both hooks, `Rewrites::forwarded`), narrowed by
+    /// forward (rewrite on both hooks, `NatRewrites::forwarded`), narrowed by
     /// `--cookie-port`, into the port table; the problems to report (each
     /// port rewritten for arriving clients alone, and the ports that did
     /// not fit).
@@ -203,17 +195,12 @@ impl Ports {
         let mut problems = Vec::new();
         let narrow = &self.narrow;
         let wanted = |p: &u16| narrow.is_empty() || narrow.contains(p);
-        let forwarded: BTreeSet<u16> = self
-            .nat
-            .forwarded(&self.nat_out)
-            .into_iter()
-            .filter(wanted)
-            .collect();
+        let forwarded: BTreeSet<u16> = self.nat.forwarded().into_iter().filter(wanted).collect();
         let mut eligible: BTreeSet<u16> = listening
             .ports
             .into_iter()
             .filter(wanted)
-            .filter(|&p| match self.nat.rewriting(p) {
+            .filter(|&p| match self.nat.prerouting.rewriting(p) {
                 Some(_) if forwarded.contains(&p) => true,
                 Some(at) => {
                     problems.push(format!(
@@ -225,7 +212,7 @@ impl Ports {
             })
             .collect();
         eligible.extend(&forwarded);
-        self.bound = listening.bound.union(&forwarded).copied().collect();
+        self.bound = listening.bound;
         let left_out = self.table.set_eligible(&eligible, &forwarded);
         if !left_out.is_empty() {
             problems.push(format!(
@@ -238,12 +225,18 @@ impl Ports {
     }
 
     /// The ports of `rules` whose cookie ACKs the rules may untrack by
-    /// socket lookup: all of them but those bound to one address.
+    /// socket lookup: all of them but those bound to one address and the
+    /// forwarded ones, which no local socket holds.
     pub(super) fn wild(&self, rules: &BTreeSet<u16>) -> BTreeSet<u16> {
         if !self.socket_lookup {
             return BTreeSet::new();
         }
-        rules.difference(&self.bound).copied().collect()
+        let forwarded = self.table.forwarded();
+        rules
+            .difference(&self.bound)
+            .filter(|p| !forwarded.contains(p))
+            .copied()
+            .collect()
     }
 
     /// The lines that say which ports were armed and disarmed since the
