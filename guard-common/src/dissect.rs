@@ -54,6 +54,21 @@ pub const fn keyed_by_ports(proto: u8) -> bool {
     )
 }
 
+/// Whether `next` names an IPv6 extension header (the ones a packet
+/// walks past to its transport header), not a transport protocol.
+#[must_use]
+pub const fn ipv6_ext_header(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
+            | IPPROTO_AH
+            | IPPROTO_FRAGMENT
+    )
+}
+
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
 

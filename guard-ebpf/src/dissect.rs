@@ -35,7 +35,7 @@ use guard_common::{
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
         PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
-        keyed_by_ports,
+        ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -414,7 +414,7 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
         }
         walked += 1;
     }
-    if is_ipv6_ext(next) {
+    if ipv6_ext_header(next) {
         // Chain longer than the parser walks.
         return;
     }
@@ -426,19 +426,6 @@ fn ipv6(ctx: &XdpContext, l3: usize, h: &mut Headers) {
     } else {
         transport(ctx, next, off, l3_end, h.flags)
     };
-}
-
-#[inline(always)]
-fn is_ipv6_ext(next: u8) -> bool {
-    matches!(
-        next,
-        IPPROTO_HOPOPTS
-            | IPPROTO_ROUTING
-            | IPPROTO_DSTOPTS
-            | IPPROTO_MH
-            | IPPROTO_AH
-            | IPPROTO_FRAGMENT
-    )
 }
 
 /// ICMP (`v4`) or ICMPv6.

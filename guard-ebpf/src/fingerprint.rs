@@ -19,10 +19,11 @@ use guard_common::{
 use crate::{
     clock,
     dissect::{F_CALLER, Headers},
+    flows::Flow,
     maps::{CONFIG, COUNTERS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     packet::{copy_in, words},
     slots::Table,
-    verdict::{Addr, Flow, list_action, marks, reject, source_addr, source_key},
+    verdict::{Addr, list_action, marks, reject, source_addr, source_key},
 };
 
 type Slots = [u64; COUNTER_SLOTS];

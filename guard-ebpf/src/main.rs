@@ -48,7 +48,7 @@
 //!    budget has been dropping), an ACK from a source not yet verified
 //!    verifies it (`verified_ack`) if it acknowledges a SYN-ACK the host
 //!    sent (`GUARD_SYNACKS`, which the egress program `guard_synack`
-//!    fills, `synack.rs`: also a connection the nat rules send to a
+//!    fills, `egress.rs`: also a connection the nat rules send to a
 //!    container) or names an established or closing socket of the host's;
 //!    a half-open one proves nothing. The socket lookups are rationed per
 //!    CPU and second (`ACK_LOOKUPS_PER_SEC`; `ack_lookups_skipped`). The
@@ -65,7 +65,9 @@
 //!    fragment) whose addresses and protocol were not seen within it,
 //!    which conntrack tracks alike (remembered in `GUARD_UDP_FLOWS`,
 //!    ports 0 unless conntrack keys them by ports; class `other`).
-//!    Counted in `new_flows`.
+//!    Counted in `new_flows`. A datagram the host sent remembers its
+//!    flow as its replies arrive (the egress program, `flows.rs`): its
+//!    replies are no new flows.
 //! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
 //!    flows, and for every packet of a family whose trie holds a deny entry.
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed
@@ -125,12 +127,13 @@ mod atomic;
 mod clock;
 mod cookie;
 mod dissect;
+mod egress;
 mod fingerprint;
+mod flows;
 mod maps;
 mod packet;
 mod route;
 mod slots;
-mod synack;
 mod tick_clock;
 mod verdict;
 
@@ -210,13 +213,14 @@ pub fn guard(ctx: XdpContext) -> u32 {
 }
 
 /// The egress program: verifies the clients the interface sends data or a
-/// FIN of a connection to, and remembers the SYN-ACKs it sends while the
-/// budget binds (`synack.rs`). It only watches: `TC_ACT_UNSPEC` (tcx's
+/// FIN of a connection to, remembers the SYN-ACKs it sends while the
+/// budget binds, and the datagram flows it opens (`egress.rs`). It only
+/// watches: `TC_ACT_UNSPEC` (tcx's
 /// "next") leaves the packet to the programs after it, and passes it when
 /// there are none.
 #[classifier]
 pub fn guard_synack(ctx: TcContext) -> i32 {
-    let _ = synack::record(&ctx);
+    let _ = egress::record(&ctx);
     TC_ACT_UNSPEC
 }
 

@@ -7,14 +7,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use guard_common::{
-    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, FlowKey, FlowKey4, Limit, Marks, SourceKey,
-    SourceState, SynAckKey,
+    COUNTER_SLOTS, Counter, DataplaneConfig, FlowClass, Limit, Marks, SourceKey, SourceState,
+    SynAckKey,
     bucket::NANOS_PER_SEC,
     config::{
         ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
-        HAS_LISTS_V6 as HAS_V6, REJECT_RST, SYN_LOOKUPS_PER_SEC, UDP_FLOW_REFRESH_NS,
+        HAS_LISTS_V6 as HAS_V6, REJECT_RST, SYN_LOOKUPS_PER_SEC,
     },
-    dissect::keyed_by_ports,
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, port_slot},
@@ -25,9 +24,10 @@ use crate::{
     atomic, clock,
     cookie::{self, Ack, Socket},
     dissect::{F_FRAGMENT, F_QUERY, Headers},
+    flows::Flow,
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, LookupBudget, MARKED, MARKS, PORT_COUNTS,
-        PORTS, SCRATCH, SYNACKS, Scratch, UDP_FLOWS, UDP_FLOWS4,
+        PORTS, SCRATCH, SYNACKS, Scratch,
     },
     packet::load,
     route,
@@ -161,7 +161,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let now = now.unwrap_or_else(|| clock::now_in(scratch));
     if listed == LIST_ALLOW {
         bump(slots, Counter::PassAllowlist);
-        remember(flow.as_ref(), now);
+        if let Some(flow) = &flow {
+            flow.remember(now);
+        }
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
@@ -603,7 +605,9 @@ fn admitted(
         mark(skey, st);
     }
     bump(slots, Counter::PassLimits);
-    remember(flow, now);
+    if let Some(flow) = flow {
+        flow.remember(now);
+    }
     if verified {
         XDP_PASS | VERIFIED_FLOW
     } else {
@@ -1018,103 +1022,4 @@ pub(crate) fn list_action(src: &Addr, v4: bool) -> u8 {
         LISTS_V6.get(Key::new(128, addr_bytes(src)))
     };
     found.copied().unwrap_or(0)
-}
-
-/// A datagram's flow, as its flow map keys it: IPv4 UDP flows in
-/// `GUARD_UDP_FLOW4` (a 12-byte key: the map hashes it whole at every
-/// UDP packet); IPv6 UDP flows, and the flows of other protocols
-/// (addresses and protocol, no ports) of both families, in
-/// `GUARD_UDP_FLOWS`, whose 40-byte key is written in a place the caller
-/// gives (the verdict's is in the scratch value: on the stack it would
-/// pass the verifier's 512 bytes). A struct, not an enum of the two: LLVM
-/// packed such an enum's tag beside the pointer and shifted the pointer,
-/// which the verifier refuses.
-#[derive(Clone, Copy)]
-pub(crate) struct Flow<'a> {
-    v4: Option<FlowKey4>,
-    v6: &'a FlowKey,
-}
-
-impl<'a> Flow<'a> {
-    #[inline(always)]
-    pub(crate) fn of(
-        ctx: &XdpContext,
-        h: &Headers,
-        src: &Addr,
-        place: &'a mut FlowKey,
-    ) -> Option<Self> {
-        let v4 = h.family == AF_INET;
-        let (sport, dport) = if keyed_by_ports(h.proto) {
-            let ports = load::<[u8; 4]>(ctx, h.l4)?;
-            (
-                u16::from_be_bytes([ports[0], ports[1]]),
-                u16::from_be_bytes([ports[2], ports[3]]),
-            )
-        } else {
-            (0, 0)
-        };
-        if v4 && h.class == Counter::Udp {
-            let v4 = FlowKey4 {
-                saddr: src[0].to_ne_bytes(),
-                daddr: load::<[u8; 4]>(ctx, h.l3 + 16)?,
-                sport,
-                dport,
-            };
-            return Some(Self {
-                v4: Some(v4),
-                v6: place,
-            });
-        }
-        let daddr = if v4 {
-            let a = load::<[u8; 4]>(ctx, h.l3 + 16)?;
-            [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        } else {
-            load::<[u8; 16]>(ctx, h.l3 + 24)?
-        };
-        *place = FlowKey {
-            family: h.family,
-            proto: h.proto,
-            sport,
-            dport,
-            pad: 0,
-            saddr: addr_bytes(src),
-            daddr,
-        };
-        Some(Self {
-            v4: None,
-            v6: place,
-        })
-    }
-
-    /// Whether the flow was seen within `idle` ns; refreshes its time.
-    #[inline(always)]
-    pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
-        let last = match &self.v4 {
-            Some(key) => UDP_FLOWS4.get_ptr_mut(key),
-            None => UDP_FLOWS.get_ptr_mut(self.v6),
-        };
-        let Some(last) = last else {
-            return false;
-        };
-        // SAFETY: a map value of a flow map.
-        let last = unsafe { &mut *last };
-        let age = now.saturating_sub(*last);
-        if age > idle {
-            return false;
-        }
-        if age > UDP_FLOW_REFRESH_NS {
-            *last = now;
-        }
-        true
-    }
-}
-
-/// Remembers an admitted UDP flow, if the packet is one.
-#[inline(always)]
-fn remember(flow: Option<&Flow<'_>>, now: u64) {
-    let _ = match flow {
-        Some(Flow { v4: Some(key), .. }) => UDP_FLOWS4.insert(key, &now, 0),
-        Some(Flow { v4: None, v6 }) => UDP_FLOWS.insert(*v6, &now, 0),
-        None => Ok(()),
-    };
 }

@@ -22,7 +22,7 @@ use guard_common::{
 };
 use guard_tests::{
     cpu, kernel_test,
-    packet::{L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021Q},
+    packet::{Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021Q},
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -675,6 +675,109 @@ fn without_a_binding_budget_acks_verify_nobody() {
         assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
         assert!(program.sources().is_empty(), "no lookup, no state");
     }
+}
+
+/// The replies to a datagram the host sends (its resolver's answers, its
+/// NTP server's) are no new flows: the datagram made their conntrack
+/// entry. The egress program remembers its flow as they arrive, so they
+/// pass a spent budget without counting as new flows; a datagram of the
+/// same peer on another 5-tuple is a new flow as before, and so is a
+/// reply after `--udp-flow-idle`. Another protocol conntrack tracks by
+/// its addresses (GRE) is remembered by them; an ICMP query, a later IPv4
+/// fragment and a datagram behind an IPv6 extension header (a fragment's)
+/// remember nothing.
+fn replies_to_the_hosts_datagrams_are_no_new_flows(host: IpAddr, peer: IpAddr, stranger: IpAddr) {
+    let mut program = budgeted(false);
+    let new_flows = |p: &Program| p.counters().get(Counter::NewFlows);
+    let mut port = 1000;
+    while program.counters().get(Counter::DropGlobalBudget) == 0 {
+        program.run(
+            &Packet::udp(stranger, host, port, 9999, b"flood").frame(),
+            T0,
+        );
+        port += 1;
+        assert!(port < 1100, "the stranger's datagrams never met the budget");
+    }
+    let reply = |sport, dport| Packet::udp(peer, host, sport, dport, b"an answer").frame();
+    assert_eq!(program.run(&reply(53, 40_000), T0), XDP_DROP, "unasked");
+
+    for query in [
+        Packet::udp(host, peer, 40_001, 53, b"a question"),
+        Packet::udp(host, peer, 40_002, 53, b"tagged").vlan(TPID_8021Q),
+    ] {
+        assert_eq!(program.run_egress(&query.frame(), T0), TCX_NEXT);
+    }
+    let gre = |src, dst| {
+        let bytes = vec![0, 0, 0x08, 0x00];
+        Packet::new(src, dst, L4::Raw { proto: 47, bytes }).frame()
+    };
+    assert_eq!(program.run_egress(&gre(host, peer), T0), TCX_NEXT);
+    let before = new_flows(&program);
+    for dport in [40_001, 40_001, 40_002] {
+        assert_eq!(program.run(&reply(53, dport), T0), XDP_PASS, "{dport}");
+    }
+    assert_eq!(program.run(&gre(peer, host), T0), XDP_PASS);
+    assert_eq!(new_flows(&program), before, "the replies are no new flows");
+
+    for (sport, dport) in [(53, 40_003), (54, 40_001)] {
+        assert_eq!(
+            program.run(&reply(sport, dport), T0),
+            XDP_DROP,
+            "another 5-tuple: {sport} -> {dport}"
+        );
+    }
+    assert_eq!(new_flows(&program), before + 2);
+
+    let remembered = program.udp_flows();
+    let datagram = Packet::udp(host, peer, 40_004, 53, &[7; 24]);
+    let unread = if host.is_ipv4() {
+        datagram.fragment(Frag {
+            offset: 8,
+            more: false,
+            len: 8,
+        })
+    } else {
+        datagram.ext(Ext::Fragment {
+            offset: 0,
+            more: false,
+        })
+    };
+    for frame in [Packet::echo(host, peer, 7).frame(), unread.frame()] {
+        assert_eq!(program.run_egress(&frame, T0), TCX_NEXT);
+    }
+    assert_eq!(program.udp_flows(), remembered, "nothing more remembered");
+
+    // The replies left the flow's time as the query set it (a second had
+    // not passed); past the idle time a reply is a new flow again.
+    let idle = program.config().udp_flow_idle_ns;
+    let before = new_flows(&program);
+    program.run(&reply(53, 40_001), T0 + idle + SEC);
+    assert_eq!(
+        new_flows(&program),
+        before + 1,
+        "a reply after the idle time"
+    );
+}
+
+#[test]
+fn replies_to_the_hosts_ipv4_datagrams_are_no_new_flows() {
+    let _kernel = kernel_test!();
+    replies_to_the_hosts_datagrams_are_no_new_flows(
+        server(),
+        Ipv4Addr::new(198, 18, 9, 53).into(),
+        Ipv4Addr::new(198, 19, 0, 7).into(),
+    );
+}
+
+#[test]
+fn replies_to_the_hosts_ipv6_datagrams_are_no_new_flows() {
+    let _kernel = kernel_test!();
+    let addr = |last| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last));
+    replies_to_the_hosts_datagrams_are_no_new_flows(
+        addr(2),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 0x53)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 0, 0, 0, 0, 7)),
+    );
 }
 
 /// `--max-sources` of the churn tests: a map a flood overflows quickly.

@@ -1,9 +1,10 @@
 //! A real TCP server in the victim namespace and real clients in the
 //! attacker namespace: legitimate traffic, through the kernel's own stack.
+//! And a UDP one (a resolver, say) with its clients.
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -98,6 +99,68 @@ impl Drop for EchoServer {
             let _ = thread.join();
         }
     }
+}
+
+/// Answers each datagram with its own bytes (a resolver, as its clients
+/// see it), until dropped.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// Bound to `addr` inside namespace `ns`.
+    #[must_use]
+    pub fn start(ns: &str, addr: SocketAddr) -> Self {
+        let socket = in_netns(ns, || UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("binding {addr} in {ns}: {e}"));
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&buf[..n], from);
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One query from namespace `ns` to `server`, from a socket of its own
+/// (a port of its own, as a resolver's client picks one for each query):
+/// sends `query` and waits `timeout` for the answer, which must echo it.
+pub fn query(ns: &str, server: SocketAddr, query: &[u8], timeout: Duration) -> io::Result<()> {
+    let local = match server {
+        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = in_netns(ns, || UdpSocket::bind(local))?;
+    socket.connect(server)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.send(query)?;
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf)?;
+    if &buf[..n] != query {
+        return Err(io::Error::other(format!("answered {:?}", &buf[..n])));
+    }
+    Ok(())
 }
 
 /// One legitimate connection from namespace `ns`: connect, send, read the

@@ -1,5 +1,5 @@
-//! The egress half of the returning-client check, on every packet the
-//! interface sends.
+//! The egress program, on every packet the interface sends: what the host
+//! sends tells the XDP program who and what it talks to.
 //!
 //! - A TCP segment that carries data or a FIN (and no SYN or RST) verifies
 //!   its destination, whether or not the budget binds
@@ -21,39 +21,59 @@
 //!   The XDP program checks it (`verdict::returning_client`) beside the
 //!   socket lookup, which finds no local socket for a connection the nat
 //!   rules send elsewhere and proves nothing for a half-open one.
+//! - A datagram of UDP or of another protocol conntrack tracks as flows
+//!   (not TCP, not ICMP) remembers its flow as its replies will arrive
+//!   (`flows.rs`), so that they are not new flows: the datagram made
+//!   their conntrack entry. A datagram that answers one that arrived
+//!   refreshes the flow that one made. A flow is a 5-tuple the host
+//!   itself sent on, which a spoofed source cannot pick.
 //!
 //! Headers are read in place from the skb's linear part, where the stack
 //! writes them, and with `bpf_skb_load_bytes` when they are not there.
 
 use aya_ebpf::programs::TcContext;
 use guard_common::{
-    SynAckKey,
+    FlowKey, SynAckKey,
     cookie::{TCP_FLAG_FIN, TCP_FLAG_RST},
     dissect::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, TCP_FLAG_ACK,
-        TCP_FLAG_SYN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_TCP, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
 
 use crate::{
     clock,
+    flows::{Ends, Flow},
     maps::{CONFIG, COUNTERS, SYNACKS},
     packet::load,
     verdict::{Addr, addr_bytes, source_key, verify_reply},
 };
 
+/// What the packet `ctx` sends tells: see the module doc.
+#[inline(always)]
+pub fn record(ctx: &TcContext) -> Option<()> {
+    let leaving = Leaving::read(ctx)?;
+    if leaving.proto == IPPROTO_TCP {
+        segment(ctx, &leaving)
+    } else {
+        datagram(&leaving);
+        Some(())
+    }
+}
+
 /// Verifies the destination of a segment of an established connection,
 /// or remembers a SYN-ACK while the budget binds.
 #[inline(always)]
-pub fn record(ctx: &TcContext) -> Option<()> {
+fn segment(ctx: &TcContext, leaving: &Leaving) -> Option<()> {
     let cfg = CONFIG.get(0)?;
-    let Segment {
+    let Leaving {
         family,
-        client,
+        dst: client,
         l4,
-        tcp,
-    } = Segment::read(ctx)?;
+        head: tcp,
+        ..
+    } = *leaving;
     let flags = tcp[13];
     if flags & (TCP_FLAG_SYN | TCP_FLAG_RST) == 0 {
         let header = usize::from(tcp[12] >> 4) * 4;
@@ -83,14 +103,48 @@ pub fn record(ctx: &TcContext) -> Option<()> {
     SYNACKS.insert(&key, &ack, 0).ok()
 }
 
-/// A TCP segment leaving: its family, its destination (IPv4 in the first
-/// word), where its TCP header starts, and the header's first 14
-/// bytes (ports, sequence number, header length, flags).
-struct Segment {
+/// Remembers the flow a datagram leaving opens (or refreshes the one it
+/// answers), keyed as its replies arrive: from its destination, to its
+/// source, the ports swapped. ICMP is left out: the replies to the host's
+/// queries are not queries, and open no flow.
+#[inline(always)]
+fn datagram(leaving: &Leaving) {
+    let Leaving {
+        family,
+        proto,
+        src,
+        dst,
+        head,
+        ..
+    } = *leaving;
+    if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
+        return;
+    }
+    let reply = Ends {
+        family,
+        proto,
+        src: dst,
+        dst: src,
+        sport: u16::from_be_bytes([head[2], head[3]]),
+        dport: u16::from_be_bytes([head[0], head[1]]),
+    };
+    let mut place = FlowKey::default();
+    Flow::keyed(&reply, &mut place).refresh(clock::now());
+}
+
+/// A packet leaving: its family and protocol, its addresses (IPv4 in the
+/// first word), where its transport header starts, and that header's
+/// first 14 bytes for TCP (ports, sequence number, header length, flags),
+/// its ports for a protocol whose flows are keyed by them, zeros
+/// otherwise.
+#[derive(Clone, Copy)]
+struct Leaving {
     family: u8,
-    client: Addr,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
     l4: usize,
-    tcp: [u8; 14],
+    head: [u8; 14],
 }
 
 /// A read past the skb's linear part (or its end).
@@ -124,52 +178,76 @@ impl Reader for Copied<'_> {
     }
 }
 
-impl Segment {
-    /// The segment `ctx` sends, if it is TCP.
+impl Leaving {
+    /// The IP packet `ctx` sends, if the program looks at it.
     #[inline(always)]
     fn read(ctx: &TcContext) -> Option<Self> {
         match Self::parse(&InPlace(ctx)) {
-            Ok(segment) => segment,
+            Ok(leaving) => leaving,
             Err(Short) => Self::parse(&Copied(ctx)).ok().flatten(),
         }
     }
 
-    /// `Ok(None)`: not a TCP segment the program looks at.
+    /// `Ok(None)`: not a packet the program looks at.
     #[inline(always)]
     fn parse(r: &impl Reader) -> Result<Option<Self>, Short> {
         let mut l3 = ETH_HLEN;
-        let mut proto = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
-        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        let mut ethertype = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
             l3 += 4;
-            proto = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
+            ethertype = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
         }
-        let (family, l4, client) = match proto {
+        let (family, proto, l4, src, dst) = match ethertype {
             ETH_P_IP => {
                 let ip = r.get::<[u8; 20]>(l3)?;
                 let ihl = usize::from(ip[0] & 0x0f) * 4;
-                // A segment is never a fragment past the first as the
-                // stack sends it.
+                // A later fragment has no transport header.
                 let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-                if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_TCP || frag != 0 {
+                if ip[0] >> 4 != 4 || ihl < 20 || frag != 0 {
                     return Ok(None);
                 }
-                let client = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-                (AF_INET, l3 + ihl, [client, 0, 0, 0])
+                let word =
+                    |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+                (
+                    AF_INET,
+                    ip[9],
+                    l3 + ihl,
+                    [word(12), 0, 0, 0],
+                    [word(16), 0, 0, 0],
+                )
             }
             ETH_P_IPV6 => {
-                // TCP right after the fixed header, as the stack sends it.
-                if r.get::<u8>(l3 + 6)? != IPPROTO_TCP {
+                // The transport right after the fixed header, as the
+                // stack sends it; past an extension header (a fragment's)
+                // the program does not look.
+                let next = r.get::<u8>(l3 + 6)?;
+                if ipv6_ext_header(next) {
                     return Ok(None);
                 }
-                (AF_INET6, l3 + 40, r.get::<Addr>(l3 + 24)?)
+                (
+                    AF_INET6,
+                    next,
+                    l3 + 40,
+                    r.get::<Addr>(l3 + 8)?,
+                    r.get::<Addr>(l3 + 24)?,
+                )
             }
             _ => return Ok(None),
         };
+        let mut head = [0; 14];
+        if proto == IPPROTO_TCP {
+            head = r.get::<[u8; 14]>(l4)?;
+        } else if keyed_by_ports(proto) {
+            let ports = r.get::<[u8; PORTS_LEN]>(l4)?;
+            head[..PORTS_LEN].copy_from_slice(&ports);
+        }
         Ok(Some(Self {
             family,
-            client,
+            proto,
+            src,
+            dst,
             l4,
-            tcp: r.get::<[u8; 14]>(l4)?,
+            head,
         }))
     }
 }
