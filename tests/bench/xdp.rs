@@ -939,7 +939,8 @@ impl TcBaseline {
 /// interface sends) costs beside a trivial classifier: a pure ACK leaving
 /// (its headers read), a segment with data (its client's slot looked up,
 /// and found verified: the first run verifies it), the same while the
-/// budget binds, and a SYN-ACK then (remembered: an LRU insert).
+/// budget binds, a SYN-ACK then (remembered: an LRU insert), and a UDP
+/// datagram (its flow looked up, and found: the first run remembers it).
 fn egress_table(repeat: u32) {
     let base = TcBaseline::load();
     let calm = program(&open_settings());
@@ -974,6 +975,11 @@ fn egress_table(repeat: u32) {
             "a SYN-ACK leaving, the budget binding (remembered)",
             &binding,
             segment(TCP_SYN | TCP_ACK),
+        ),
+        (
+            "a UDP datagram leaving (its flow known)",
+            &calm,
+            Packet::udp(server, client, 40_000, 53, &[0x55; 40]).frame(),
         ),
     ];
     println!("\n| egress program (guard_synack) | ns/pkt | trivial classifier ns/pkt | ratio |");
