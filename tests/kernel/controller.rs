@@ -27,7 +27,7 @@ use guard_tests::{
     net::{ATTACKER_ADDR, ATTACKER_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6},
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
-    server::{EchoServer, UdpEcho, connect_echo, query},
+    server::{EchoServer, UdpEcho, connect_echo, query, visit_echo},
 };
 
 const PORT: u16 = 8080;
@@ -187,14 +187,15 @@ impl Sampler {
 }
 
 /// A real client connecting to the server from the attacker's side ten
-/// times, 300 ms apart, while the caller floods.
+/// times, 300 ms apart, while the caller floods (each within 5 s, its
+/// attempts at moments of its own: `visit_echo`).
 fn client_during_flood(net: &TestNet) -> thread::JoinHandle<Vec<std::io::Result<Duration>>> {
     let client_ns = net.attacker.clone();
     thread::spawn(move || {
         (0..10)
             .map(|_| {
                 thread::sleep(Duration::from_millis(300));
-                connect_echo(&client_ns, server_addr(), Duration::from_secs(5))
+                visit_echo(&client_ns, server_addr(), Duration::from_secs(5))
             })
             .collect()
     })
@@ -1197,9 +1198,10 @@ fn a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood() {
 }
 
 /// Floods again with `flood` until the budget has dropped 1,000 more
-/// SYNs, then makes 10 connections in a row through it (2.5 s each: one
-/// SYN retransmit), which must all get through; and the flood must have
-/// been dropped. guard's counters at the end.
+/// SYNs, then makes 10 connections in a row through it (each within 2.5
+/// s, its attempts at moments of its own: `visit_echo`), which must all
+/// get through; and the flood must have been dropped. guard's counters at
+/// the end.
 fn connects_through_a_flood(
     net: &TestNet,
     flood: Flood,
@@ -1211,7 +1213,7 @@ fn connects_through_a_flood(
     let flooding = background_flood(flood, stop.clone());
     wait_counter(net, "drop_global_budget", dropped + 1000);
     let results: Vec<_> = (0..10)
-        .map(|_| connect_echo(&net.attacker, server_addr(), Duration::from_millis(2500)))
+        .map(|_| visit_echo(&net.attacker, server_addr(), Duration::from_millis(2500)))
         .collect();
     stop.store(true, Ordering::Relaxed);
     let flood = flooding.join().expect("flood");

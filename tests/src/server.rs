@@ -173,6 +173,48 @@ pub fn connect_echo(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result
     Ok(connected)
 }
 
+/// [`connect_echo`] as a client across the Internet makes it, within
+/// `within`: its SYNs reach the server at any moment of its clock tick,
+/// whereas a retransmission by this machine's kernel leaves on a tick, just
+/// as guard's buckets, which the coarse clock refills a tick at a time,
+/// have their new tokens, and so gets through a spent budget that a remote
+/// client's would not. So an attempt not answered within [`retry_after`]
+/// (before the kernel's own retransmission) is given up and made again
+/// from a new socket, at a moment of this process's choosing.
+pub fn visit_echo(ns: &str, addr: SocketAddr, within: Duration) -> io::Result<Duration> {
+    let start = Instant::now();
+    let mut stream = loop {
+        let left = within.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection to {addr} within {within:?}"),
+            ));
+        }
+        match in_netns(ns, || {
+            TcpStream::connect_timeout(&addr, retry_after().min(left))
+        }) {
+            Ok(stream) => break stream,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let connected = start.elapsed();
+    stream.set_read_timeout(Some(within))?;
+    echo_roundtrip(&mut stream, b"guard-test")?;
+    Ok(connected)
+}
+
+/// A random wait in 0.4-0.9 s: before the kernel's first SYN
+/// retransmission (1 s), at no particular moment of its tick.
+#[must_use]
+pub fn retry_after() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(400 + u64::from(nanos % 500))
+}
+
 /// A connection from namespace `ns`, its reads timing out after `timeout`.
 pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = in_netns(ns, || TcpStream::connect_timeout(&addr, timeout))?;

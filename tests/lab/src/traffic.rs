@@ -25,6 +25,7 @@ use std::{
 };
 
 use guard::host::netns::Scope;
+use guard_tests::server::retry_after;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpSocket, TcpStream, UdpSocket},
@@ -507,15 +508,6 @@ async fn visit(source: IpAddr, target: SocketAddr) -> std::io::Result<Duration> 
         return Err(std::io::Error::other("the echo differs"));
     }
     Ok(connected)
-}
-
-/// A random wait in 0.4-0.9 s: before the kernel's first SYN
-/// retransmission, at no particular moment of its tick.
-fn retry_after() -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Duration::from_millis(400 + u64::from(nanos % 500))
 }
 
 /// One DNS-like query from a new socket; returns the time to the answer.
