@@ -897,7 +897,8 @@ fn main() {
 }
 
 /// Sets the controller's word that the global budget has been dropping
-/// (`verify`): the ACK check and the SYN-ACK recorder then work.
+/// (`verify`): the ACK check and the egress program's SYN-ACK record
+/// then work.
 fn says_budget_drops(prog: &mut Program) {
     let mut cfg = prog.config();
     cfg.verify = VERIFY_ACKS;

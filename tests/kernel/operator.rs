@@ -464,7 +464,7 @@ fn status_says_what_enforces_and_doctor_warns_in_monitor_mode() {
     assert_eq!(attached["xdp_mode"], "skb", "{status}");
     let prog_id = attached["prog_id"].as_u64().expect("prog id");
     assert!(prog_id > 0, "{status}");
-    // The SYN-ACK recorder on the veth's egress (tcx: this kernel has it).
+    // The egress program on the veth (tcx: this kernel has it).
     let egress = attached["egress_prog_id"].as_u64().expect("egress prog id");
     assert!(egress > 0 && egress != prog_id, "{status}");
     let text = guard_proc::run(&["status"]);

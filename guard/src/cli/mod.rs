@@ -57,9 +57,8 @@ pub enum Command {
     /// systemd unit runs it before a start and before a reload.
     CheckConfig(RunArgs),
     /// Show what the running guard is, per interface: enforce or monitor,
-    /// XDP attach mode and program, the egress program (the SYN-ACK
-    /// recorder), SYN cookies, the controller's level, config file and
-    /// uptime.
+    /// XDP attach mode and program, the egress program, SYN cookies, the
+    /// controller's level, config file and uptime.
     ///
     /// Reads guard.json and status.json in /run/guard (a guard of a named
     /// namespace: /run/guard/netns/NAME). Exits 1 if no guard is running.

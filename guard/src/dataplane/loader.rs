@@ -1,5 +1,5 @@
 //! Loads guard's XDP object, attaches it to an interface (the XDP program
-//! on ingress, the SYN-ACK recorder on egress), pins its maps, and undoes
+//! on ingress, the egress program beside it), pins its maps, and undoes
 //! all of it when the [`Attached`] value is dropped. The maps are the
 //! [`Dataplane`] handle's from the moment the object is loaded.
 
@@ -178,7 +178,7 @@ pub struct Attached {
     pub iface: Interface,
     pub mode: XdpAttachMode,
     pub prog_id: u32,
-    /// The SYN-ACK recorder's program id, when attached to egress.
+    /// The egress program's id, when attached.
     pub egress_prog_id: Option<u32>,
     pub pin_dir: PathBuf,
     /// Whether a SYN-ACK sent with `XDP_TX` reaches the client here (not on
@@ -189,7 +189,7 @@ pub struct Attached {
     pub dataplane: Dataplane,
     ebpf: Ebpf,
     link: Option<XdpLinkId>,
-    /// The SYN-ACK recorder's tcx link on the interface's egress, if the
+    /// The egress program's tcx link on the interface, if the
     /// kernel took it.
     egress: Option<SchedClassifierLinkId>,
 }
@@ -408,10 +408,7 @@ impl Drop for Attached {
                 .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
                 .map(|p| p.detach(link))
         {
-            tracing::error!(
-                "detaching the SYN-ACK recorder from {}: {e}",
-                self.iface.name
-            );
+            tracing::error!("detaching the egress program from {}: {e}", self.iface.name);
         }
         if let Some(link) = self.link.take() {
             let detached = self
@@ -502,7 +499,8 @@ pub fn attach(req: &AttachRequest<'_>) -> Result<Attached> {
             tracing::warn!(
                 "{}{}: {e:#}; returning clients are verified by their sockets alone (not those of \
                  a port the nat rules send elsewhere, nor at a handshake's last ACK, nor \
-                 by what the host sent them before a flood)",
+                 by what the host sent them before a flood), and the replies to the host's own \
+                 datagrams count as new flows (allowlist its resolvers)",
                 iface.name,
                 scope.suffix()
             );
@@ -620,7 +618,9 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .try_into()?)
 }
 
-/// The object's egress program, the SYN-ACK recorder.
+/// The object's egress program (`guard-ebpf/src/egress.rs`: what the
+/// host sends verifies its clients, and its SYN-ACKs and datagrams are
+/// remembered).
 fn synack_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
     Ok(ebpf
         .program_mut(SYNACK_PROGRAM)
@@ -628,7 +628,7 @@ fn synack_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
         .try_into()?)
 }
 
-/// Attaches the SYN-ACK recorder to `iface`'s egress through tcx (Linux
+/// Attaches the egress program to `iface` through tcx (Linux
 /// 6.6 and later): a link of its own among any others' programs, which
 /// closes with guard's process, so even a killed guard leaves no filter
 /// behind, and no qdisc is added or removed.
@@ -639,7 +639,7 @@ fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> Result<SchedClassifierLi
             TcAttachType::Egress,
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
-        .map_err(|e| anyhow!(e).context("attaching the SYN-ACK recorder to egress (tcx)"))
+        .map_err(|e| anyhow!(e).context("attaching the egress program (tcx)"))
 }
 
 fn program_attach(program: &mut Xdp, iface: &Interface, mode: XdpMode) -> Result<XdpLinkId> {

@@ -77,9 +77,9 @@ pub struct AttachedStatus {
     pub netns: Option<String>,
     pub xdp_mode: XdpAttachMode,
     pub prog_id: u32,
-    /// The egress program that remembers the SYN-ACKs sent (for the ACK
-    /// check), if the kernel took its tcx link; none in a status file from
-    /// before it.
+    /// The egress program (what the host sends: the clients it verifies,
+    /// the SYN-ACKs and datagram flows it remembers), if the kernel took
+    /// its tcx link; none in a status file from before it.
     #[serde(default)]
     pub egress_prog_id: Option<u32>,
     /// Whether this attachment can answer SYNs with cookies (not a veth in

@@ -107,7 +107,7 @@ fn numeric(
 /// runs (`opts[a..b]` under TCP, whose first bytes there are options;
 /// `payload[a..b]` otherwise). `any` if nothing is fixed.
 ///
-/// Exact for every signature [`learn`] and [`parse`] make; of other masks
+/// Exact for every signature [`learn`](super::learn) and [`parse`] make; of other masks
 /// it shows only what it can say (the leading bits of a number, the whole
 /// bytes of payload), so such a line reads wider than the signature.
 #[must_use]
