@@ -1378,12 +1378,12 @@ fn tcp_ext(ns: &str, name: &str) -> Option<u64> {
 }
 
 /// Where the victim's TCP counts `TSEcrRejected` (it checks a handshake's
-/// timestamps), that the SYNPROXY table drops SYNPROXY's own ACK with the
-/// rule ending in `matched` and the timestamp test; the count before, and
-/// guard back for the test. Elsewhere, that no such rule is there: guard
-/// is stopped and `None` returned.
-fn own_ack_rule(net: &TestNet, guard: Guard, matched: &str) -> Option<(u64, Guard)> {
-    let rule = format!("{matched} tcp option timestamp exists drop");
+/// timestamps), that the SYNPROXY table does `action` to SYNPROXY's own
+/// ACK with the rule ending in `matched` and the timestamp test; the count
+/// before, and guard back for the test. Elsewhere, that no such rule is
+/// there: guard is stopped and `None` returned.
+fn own_ack_rule(net: &TestNet, guard: Guard, matched: &str, action: &str) -> Option<(u64, Guard)> {
+    let rule = format!("{matched} tcp option timestamp exists {action}");
     let Some(before) = tcp_ext(&net.victim, "TSEcrRejected") else {
         assert!(!synproxy_table(&net.victim).contains(&rule));
         guard.stop(libc::SIGTERM).assert_code(0);
@@ -1399,22 +1399,38 @@ fn own_ack_rule(net: &TestNet, guard: Guard, matched: &str) -> Option<(u64, Guar
 
 /// A server whose TCP checks a handshake's last ACK against its SYN-ACKs'
 /// timestamps (Linux 6.18: `TcpExtTSEcrRejected`) rejects the ACK with
-/// which SYNPROXY completes its side of a cookie's handshake, and answers
-/// it with an ACK whose newer timestamp, when its clock has ticked, the
-/// client echoes in a first segment the server rejects too: that client
-/// waits for the SYN-ACK's retransmission. The rules drop SYNPROXY's ACK,
-/// so the server rejects nothing and each client's first segment completes
-/// the handshake. A kernel without the check gets no such rule.
+/// which SYNPROXY completes its side of a cookie's handshake (its TSecr is
+/// shifted), and waits for its SYN-ACK's retransmission, a second: a
+/// server that speaks first (SMTP, a database) on every connection through
+/// a cookie, and now and then one whose client speaks first. The rules
+/// blank that ACK's timestamp on its way in, and the server takes it: it
+/// rejects nothing and retransmits no SYN-ACK, for echo clients and for
+/// clients of a greeting server, over IPv4 and IPv6 (with the ACK dropped
+/// instead, each greeting took a retransmission). A kernel without the
+/// check gets no such rule.
 #[test]
-fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
+fn synproxys_own_ack_has_its_timestamp_blanked_where_the_server_would_reject_it() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _server = EchoServer::start(&net.victim, wildcard_addr());
+    let greeter = PORT + 2;
+    let _greeting = EchoServer::greeting(
+        &net.victim,
+        SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), greeter),
+    );
     let guard = start_on(&net, ALWAYS);
-    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let Some((before, guard)) = own_ack_rule(&net, guard, "fib saddr type != local") else {
+    guard.wait_for_log(&format!(
+        "SYN cookies on for ports {PORT}, {greeter}: always on"
+    ));
+    let Some((before, guard)) = own_ack_rule(
+        &net,
+        guard,
+        "fib saddr type != local",
+        "reset tcp option timestamp",
+    ) else {
         return;
     };
+    let retransmits = tcp_ext(&net.victim, "TCPSynRetrans");
     let synacks = counters(&stats(&net))["cookie_synack"];
     connect_each(
         &net,
@@ -1423,11 +1439,24 @@ fn synproxys_own_ack_is_dropped_where_the_server_would_reject_it() {
         10,
         "through a cookie",
     );
-    assert_eq!(counters(&stats(&net))["cookie_synack"], synacks + 20);
+    for (family, addr) in [server_addr(), server_addr6()].into_iter().enumerate() {
+        let addr = SocketAddr::new(addr.ip(), greeter);
+        for i in 0..10 {
+            let port = 43_000 + 100 * u16::try_from(family).expect("two") + i;
+            greeted_from(&net.attacker, port, addr, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("greeting {i} from {addr}: {e}\n{}", guard.stderr()));
+        }
+    }
+    assert_eq!(counters(&stats(&net))["cookie_synack"], synacks + 40);
     assert_eq!(
         tcp_ext(&net.victim, "TSEcrRejected"),
         Some(before),
         "the server rejected handshake ACKs"
+    );
+    assert_eq!(
+        tcp_ext(&net.victim, "TCPSynRetrans"),
+        retransmits,
+        "the server retransmitted SYN-ACKs: its side of a handshake waited"
     );
     guard.stop(libc::SIGTERM).assert_code(0);
 }
@@ -1451,8 +1480,12 @@ fn synproxys_own_ack_to_a_forwarded_port_is_dropped_on_its_way_out() {
     args.extend(["--cookie-port", &port]);
     let guard = start_on(&net, &args);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let Some((before, guard)) = own_ack_rule(&net, guard, "ct status dnat fib saddr type != local")
-    else {
+    let Some((before, guard)) = own_ack_rule(
+        &net,
+        guard,
+        "ct status dnat fib saddr type != local",
+        "drop",
+    ) else {
         return;
     };
     connect_each(

@@ -270,7 +270,7 @@ fn host_cookie_facts(scope: &Scope, settings: &mut Settings) {
             settings.cookies.tsecr_checked = checked;
             if checked {
                 tracing::info!(
-                    "the server's TCP checks a handshake's timestamps (TcpExtTSEcrRejected): the SYNPROXY rules drop SYNPROXY's own ACK to it, which it would reject, and a client's first segment completes the handshake"
+                    "the server's TCP checks a handshake's timestamps (TcpExtTSEcrRejected): the SYNPROXY rules blank the timestamp of SYNPROXY's own ACK to it, which it would reject (to a container's published port they drop that ACK, and the client's first segment completes the handshake)"
                 );
             }
         }

@@ -81,10 +81,27 @@ pub struct SynproxyOptions {
     /// MSS over IPv4; IPv6 gets 20 less.
     pub mss: u16,
     pub wscale: u8,
-    /// Drop the ACK with which SYNPROXY completes the server's side of a
-    /// handshake, where the server's TCP rejects it
-    /// (`model::tcp::checks_tsecr`; see [`synproxy_script`]).
-    pub drop_own_ack: bool,
+    /// What the rules do with the ACK with which SYNPROXY completes the
+    /// server's side of a handshake.
+    pub own_ack: OwnAck,
+}
+
+/// What the SYNPROXY rules do with SYNPROXY's own ACK to the server (see
+/// [`synproxy_script`]), by what the server's TCP makes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnAck {
+    /// Nothing: the server takes it (its TCP does not check a handshake's
+    /// timestamps, `model::tcp::checks_tsecr`).
+    Pass,
+    /// Dropped: the server would reject it; the client's first segment
+    /// completes the server's side, and a server that speaks first waits
+    /// for its SYN-ACK's retransmission.
+    Drop,
+    /// Its timestamp option blanked: the server takes it at once. Where
+    /// the server answered with a cookie of its own, which keeps its
+    /// options in that timestamp, the ACK goes on whole; without the socket
+    /// lookup that tells, it is dropped instead.
+    Strip,
 }
 
 /// SYNPROXY's own ACK to the server, which completes the server's side of
@@ -148,31 +165,40 @@ const FORWARDED_OWN_ACK: &str = "tcp flags & (fin | syn | rst | ack) == ack ct d
 /// ACK. Where the server keeps a request socket the lookup finds no full
 /// socket, and the rules below apply.
 ///
-/// With `opts.drop_own_ack`, the ACK SYNPROXY sends the server to complete
-/// its side of a handshake is dropped on its way in (it comes over `lo`
-/// from a client's address: nothing else does). Such a server's TCP
-/// rejects it when it carries timestamps (SYNPROXY has shifted its TSecr
-/// by the connection's offset) and answers with an ACK of its own, which
-/// SYNPROXY passes to the client; when the server's millisecond clock has
-/// ticked since its SYN-ACK, the client echoes that ACK's newer TSval in
-/// its first segment, which the server rejects too, and the connection
-/// waits for the SYN-ACK's retransmission (1.7 s by hand, about one
-/// connection in a hundred). Unanswered, the client echoes the TSval of
-/// the handshake, and its first segment completes the server's side. A
-/// server that speaks first waits for that retransmission either way.
-/// Dropped on the way in, not out: conntrack must have seen the ACK leave
-/// (the connection established), or SYNPROXY takes the retransmitted
-/// SYN-ACK for its own handshake's and never passes it on, and a server
-/// that speaks first waits for nothing.
+/// SYNPROXY's own ACK (it comes over `lo` from a client's address:
+/// nothing else does) carries a TSecr the server never sent: SYNPROXY
+/// builds it right, then its own hook shifts it by the connection's offset
+/// as it does the client's segments. A server whose TCP checks a
+/// handshake's timestamps rejects it and answers with an ACK of its own,
+/// which SYNPROXY passes to the client; when the server's millisecond
+/// clock has ticked since its SYN-ACK, the client echoes that ACK's newer
+/// TSval in its first segment, which the server rejects too, and the
+/// connection waits for the SYN-ACK's retransmission (1.7 s by hand, about
+/// one connection in a hundred), as a server that speaks first always
+/// does. With [`OwnAck::Strip`] the rules blank its timestamp option on
+/// its way in (NOPs, `reset tcp option timestamp`), and the server takes
+/// it at once: a request socket needs no timestamp on it (by hand, a
+/// greeting server: 1 ms a connection, 1.0 s with the ACK dropped). The
+/// server's own cookie keeps the connection's options in the timestamp
+/// that ACK echoes, which is why the ACK to a server that answered with
+/// one goes on whole (the rule before; from that shifted echo the server
+/// reads options that are not the client's, a known fault with no remedy
+/// here). With [`OwnAck::Drop`] the ACK is dropped: unanswered, the client
+/// echoes the TSval of the handshake, and its first segment completes the
+/// server's side. On the way in, not out: conntrack must have seen the ACK
+/// leave (the connection established), or SYNPROXY takes the retransmitted
+/// SYN-ACK for its own handshake's and never passes it on.
 ///
 /// Behind a `forwarded` port (`model::nat`: a container's published port)
 /// the server is in another namespace, on the same kernel, and rejects
 /// that ACK alike (by hand: 6 connections in 300 waited 1.7 s). There it
-/// is dropped on its way out, at the output hook's filter priority, after
+/// is dropped on its way out (with `Strip` too: no lookup there tells a
+/// container's own cookie), at the output hook's filter priority, after
 /// conntrack and the nat rules saw it leave. Where the container answered
 /// SYNPROXY's SYN with a cookie of its own, the client's first segment,
 /// which conntrack forwards, completes it (by hand, with the container's
-/// `tcp_syncookies` 2: 100 of 100, none slow).
+/// `tcp_syncookies` 2: 100 of 100, none slow); a container that speaks
+/// first waits for its SYN-ACK's retransmission.
 #[must_use]
 pub fn synproxy_script(
     ports: &BTreeSet<u16>,
@@ -203,11 +229,12 @@ pub fn synproxy_script(
             list(wild)
         );
     }
-    // The armed ones of them, and only where their own ACK is dropped.
-    let forwarded: BTreeSet<u16> = if opts.drop_own_ack {
-        forwarded.intersection(ports).copied().collect()
-    } else {
+    // The armed ones of them, and only where the server rejects their own
+    // ACK.
+    let forwarded: BTreeSet<u16> = if opts.own_ack == OwnAck::Pass {
         BTreeSet::new()
+    } else {
+        forwarded.intersection(ports).copied().collect()
     };
     if !forwarded.is_empty() {
         let _ = writeln!(
@@ -247,8 +274,16 @@ pub fn synproxy_script(
             );
         }
     }
-    if opts.drop_own_ack {
-        let _ = writeln!(s, "    {SYNPROXY_OWN_ACK} tcp option timestamp exists drop");
+    let own_ack = match (opts.own_ack, socket_lookup) {
+        (OwnAck::Pass, _) => None,
+        (OwnAck::Strip, true) => Some("reset tcp option timestamp"),
+        (OwnAck::Strip | OwnAck::Drop, _) => Some("drop"),
+    };
+    if let Some(action) = own_ack {
+        let _ = writeln!(
+            s,
+            "    {SYNPROXY_OWN_ACK} tcp option timestamp exists {action}"
+        );
     }
     let _ = writeln!(
         s,
@@ -279,7 +314,7 @@ mod tests {
     const OPTS: SynproxyOptions = SynproxyOptions {
         mss: 1460,
         wscale: 7,
-        drop_own_ack: false,
+        own_ack: OwnAck::Pass,
     };
 
     #[test]
@@ -344,21 +379,35 @@ mod tests {
         ));
     }
 
+    /// Where the server rejects SYNPROXY's own ACK, its timestamp is
+    /// blanked after the rule that passes it whole to a server's own
+    /// cookie; dropped where that rule cannot be (no socket lookup), or
+    /// where blanking failed to load; left alone where the server takes it.
     #[test]
-    fn synproxys_own_ack_is_dropped_only_where_the_server_rejects_it() {
+    fn synproxys_own_ack_is_stripped_or_dropped_only_where_the_server_rejects_it() {
         let ports = BTreeSet::from([80]);
-        let drop = SynproxyOptions {
-            drop_own_ack: true,
-            ..OPTS
-        };
-        let s = synproxy_script(&ports, &ports, &BTreeSet::new(), true, drop);
-        assert!(s.contains(
-            "== ack socket wildcard 1 fib daddr type local notrack\n    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local tcp option timestamp exists drop\n  }\n  chain input"
-        ));
-        assert!(
-            !synproxy_script(&ports, &ports, &BTreeSet::new(), true, OPTS)
-                .contains("drop\n  }\n  chain input")
-        );
+        let none = BTreeSet::new();
+        let own_ack = "    iifname \"lo\" tcp dport @armed tcp flags & (fin | syn | rst | ack) == ack fib saddr type != local tcp option timestamp exists";
+        let with = |own_ack| SynproxyOptions { own_ack, ..OPTS };
+        let s = synproxy_script(&ports, &ports, &none, true, with(OwnAck::Strip));
+        assert!(s.contains(&format!(
+            "socket wildcard 0-1 accept\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == syn socket wildcard 1 fib daddr type local notrack\n    tcp dport @wild tcp flags & (fin | syn | rst | ack) == ack socket wildcard 1 fib daddr type local notrack\n{own_ack} reset tcp option timestamp\n  }}\n  chain input"
+        )), "{s}");
+        for (lookup, opts) in [
+            (false, OwnAck::Strip),
+            (true, OwnAck::Drop),
+            (false, OwnAck::Drop),
+        ] {
+            let s = synproxy_script(&ports, &ports, &none, lookup, with(opts));
+            assert!(
+                s.contains(&format!("{own_ack} drop\n  }}\n  chain input")),
+                "{s}"
+            );
+        }
+        for lookup in [true, false] {
+            let s = synproxy_script(&ports, &ports, &none, lookup, OPTS);
+            assert!(!s.contains("tcp option timestamp"), "{s}");
+        }
     }
 
     /// Behind an armed forwarded port, SYNPROXY's own ACK to the container
@@ -366,20 +415,25 @@ mod tests {
     /// port not armed, or a server that takes it, gets no such rule.
     #[test]
     fn synproxys_own_ack_to_a_forwarded_port_is_dropped_on_its_way_out() {
-        let drop = SynproxyOptions {
-            drop_own_ack: true,
-            ..OPTS
-        };
         let armed = BTreeSet::from([80, 8080]);
         let forwarded = BTreeSet::from([8080, 9000]);
-        let s = synproxy_script(&armed, &BTreeSet::new(), &forwarded, true, drop);
-        assert!(
-            s.contains("  set forwarded {\n    type inet_service;\n    elements = { 8080 }\n  }\n"),
-            "{s}"
-        );
-        assert!(s.ends_with(
-            "  chain output {\n    type filter hook output priority filter;\n    tcp flags & (fin | syn | rst | ack) == ack ct direction original ct original proto-dst @forwarded ct status dnat fib saddr type != local tcp option timestamp exists drop\n  }\n}\n"
-        ));
+        for own_ack in [OwnAck::Strip, OwnAck::Drop] {
+            let opts = SynproxyOptions { own_ack, ..OPTS };
+            let s = synproxy_script(&armed, &BTreeSet::new(), &forwarded, true, opts);
+            assert!(
+                s.contains(
+                    "  set forwarded {\n    type inet_service;\n    elements = { 8080 }\n  }\n"
+                ),
+                "{s}"
+            );
+            assert!(s.ends_with(
+                "  chain output {\n    type filter hook output priority filter;\n    tcp flags & (fin | syn | rst | ack) == ack ct direction original ct original proto-dst @forwarded ct status dnat fib saddr type != local tcp option timestamp exists drop\n  }\n}\n"
+            ));
+        }
+        let drop = SynproxyOptions {
+            own_ack: OwnAck::Drop,
+            ..OPTS
+        };
         for (armed, opts) in [(BTreeSet::from([80]), drop), (armed, OPTS)] {
             let s = synproxy_script(&armed, &BTreeSet::new(), &forwarded, true, opts);
             assert!(

@@ -33,7 +33,7 @@ use crate::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
         firewall::AckState,
         level::Level,
-        nft::{NOTRACK_TABLE, Proto, SYNPROXY_TABLE, SynproxyOptions},
+        nft::{NOTRACK_TABLE, OwnAck, Proto, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::port_list,
@@ -189,7 +189,11 @@ impl<'a> Controller<'a> {
             synproxy: SynproxyOptions {
                 mss: settings.cookies.mss,
                 wscale: settings.cookies.wscale(),
-                drop_own_ack: settings.cookies.tsecr_checked,
+                own_ack: if settings.cookies.tsecr_checked {
+                    OwnAck::Strip
+                } else {
+                    OwnAck::Pass
+                },
             },
             notrack_ports: Vec::new(),
             nft_reinstalled: 0,
@@ -530,10 +534,11 @@ impl<'a> Controller<'a> {
     /// Installs (or replaces) the SYNPROXY rules for `ports`, of which
     /// `wild` have their cookie ACKs untracked by socket lookup. Where the
     /// rules cannot be installed, their optional parts go one at a time,
-    /// each said once and gone from then on: the rule that drops SYNPROXY's
-    /// own ACK (an nft without TCP option matches), then the socket lookup
-    /// (an old kernel without nft_socket; `wild` is cleared: every port
-    /// strict).
+    /// each said once and gone from then on: the blanking of SYNPROXY's own
+    /// ACK's timestamp (an nft or kernel without `reset tcp option`: the ACK
+    /// is dropped instead), then that drop (an nft without TCP option
+    /// matches), then the socket lookup (an old kernel without nft_socket;
+    /// `wild` is cleared: every port strict).
     fn install_synproxy(&mut self, ports: &BTreeSet<u16>, wild: &mut BTreeSet<u16>) -> Result<()> {
         loop {
             let lookup = self.ports.socket_lookup;
@@ -548,8 +553,13 @@ impl<'a> Controller<'a> {
                 return Ok(());
             };
             let suffix = self.knobs.scope().suffix();
-            let said = if self.synproxy.drop_own_ack {
-                self.synproxy.drop_own_ack = false;
+            let said = if self.synproxy.own_ack == OwnAck::Strip {
+                self.synproxy.own_ack = OwnAck::Drop;
+                format!(
+                    "the SYNPROXY rule that blanks the timestamp of SYNPROXY's own ACK to the server could not be installed{suffix} ({e:#}): the rules drop that ACK instead, and a server that speaks first waits for its SYN-ACK's retransmission (a second) on each connection through a cookie"
+                )
+            } else if self.synproxy.own_ack == OwnAck::Drop {
+                self.synproxy.own_ack = OwnAck::Pass;
                 format!(
                     "the SYNPROXY rules that drop SYNPROXY's own ACK to the server could not be installed{suffix} ({e:#}): a client's first segment after a cookie's handshake waits, now and then, for the server's SYN-ACK retransmission"
                 )
