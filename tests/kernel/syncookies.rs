@@ -33,6 +33,7 @@ const ALWAYS: &[&str] = &[
     "0",
 ];
 const LOOSE: &str = "net.netfilter.nf_conntrack_tcp_loose";
+const SYNACK_RETRIES: &str = "net.ipv4.tcp_synack_retries";
 
 fn server_addr() -> SocketAddr {
     SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT)
@@ -182,7 +183,9 @@ fn real_clients_connect_through_the_cookie_path_with_no_program_on_the_peer() {
 /// a level's short timeout) goes on, where with `tcp_loose` 0 SYNPROXY
 /// dropped its next segment. New clients connect through cookies, over
 /// IPv4 and IPv6. A listener bound to one address, armed too, makes
-/// conntrack strict again.
+/// conntrack strict again. While a port is armed the server retransmits a
+/// SYN-ACK once (spoofed requests leave its SYN queue sooner), and its
+/// own setting is back when guard stops.
 #[test]
 fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     let _kernel = kernel_test!();
@@ -190,6 +193,7 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     let _server = EchoServer::start(&net.victim, wildcard_addr());
     let loose_before = ct::local_sysctl(&net.victim, LOOSE);
     assert_eq!(loose_before, 1, "the kernel's default");
+    net.sysctl(&net.victim, "net/ipv4/tcp_synack_retries", "4");
     let mut early = connect(&net.attacker, server_addr(), Duration::from_secs(3))
         .expect("a connection before guard");
     echo_roundtrip(&mut early, b"before").expect("an echo before guard");
@@ -202,6 +206,8 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
         synproxy_table(&net.victim)
     );
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+    guard.wait_for_log("net.ipv4.tcp_synack_retries 1 (spoofed requests");
+    assert_eq!(ct::local_sysctl(&net.victim, SYNACK_RETRIES), 1);
     connect_each(
         &net,
         &guard,
@@ -231,6 +237,7 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
         .expect("a connection to the bound listener through the cookie path");
     guard.stop(libc::SIGTERM).assert_code(0);
     assert_eq!(ct::local_sysctl(&net.victim, LOOSE), loose_before);
+    assert_eq!(ct::local_sysctl(&net.victim, SYNACK_RETRIES), 4);
 }
 
 /// Table `table` (`FAMILY NAME`) with a chain on `hook` at `priority`

@@ -17,7 +17,7 @@ use crate::{
         firewall::{AckState, FIX, drops_before_synproxy},
         nat::{NatRewrites, rewrites},
         ports::{Listening, PortTable, cookie_mode, port_list},
-        tcp::{SYNCOOKIES, SYNCOOKIES_OFF},
+        tcp::{SYNACK_RETRIES, SYNCOOKIES, SYNCOOKIES_OFF},
         xtables::Save,
     },
 };
@@ -63,7 +63,9 @@ fn legacy_tables(scope: &Scope, table: &str, missed: &str) -> (Vec<Save>, Option
 /// What `--syn-cookies` comes to on this run ([`cookie_mode`]), said once
 /// when it cannot be honoured. Cookies need a lone ACK to be invalid to
 /// conntrack (so that SYNPROXY sees it): when they may come on,
-/// `nf_conntrack_tcp_loose` is recorded to go back when they are off.
+/// `nf_conntrack_tcp_loose` is recorded to go back when they are off, and
+/// so is `tcp_synack_retries` (`model::tcp::SYNACK_RETRIES_ARMED`; where it
+/// cannot be read it is left alone).
 pub(super) fn decide_cookies(
     knobs: &Knobs<'_>,
     settings: &Settings,
@@ -73,6 +75,14 @@ pub(super) fn decide_cookies(
     let decided = cookie_mode(settings.cookies.mode, settings.mode, xdp_can_reply, || {
         // Recorded before (at start, or by an earlier reload): the live
         // value may be guard's own 0.
+        if !record.local.contains_key(SYNACK_RETRIES) {
+            match knobs.local(SYNACK_RETRIES) {
+                Ok(v) => {
+                    record.local.insert(SYNACK_RETRIES.to_owned(), v);
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
         if record.local.contains_key(TCP_LOOSE) {
             return true;
         }

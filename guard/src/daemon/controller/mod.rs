@@ -39,6 +39,7 @@ use crate::{
         ports::port_list,
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
+        tcp::{SYNACK_RETRIES, SYNACK_RETRIES_ARMED},
     },
 };
 
@@ -604,6 +605,7 @@ impl<'a> Controller<'a> {
         }
         let strict: Vec<u16> = ports.difference(&wild).copied().collect();
         self.strict_acks(!strict.is_empty());
+        let synacks = self.short_synacks(true);
         let (forwarded, bound): (Vec<u16>, Vec<u16>) = strict
             .iter()
             .partition(|p| self.ports.table.forwarded().contains(p));
@@ -620,6 +622,12 @@ impl<'a> Controller<'a> {
                     port_list(ports.iter().copied())
                 );
             }
+        }
+        if let Some(retries) = synacks {
+            let _ = write!(
+                strictly,
+                "; {SYNACK_RETRIES} {retries} (spoofed requests leave the server's SYN queue sooner)"
+            );
         }
         tracing::info!(
             "SYNPROXY completes cookie handshakes to ports {}{} (table inet {}){strictly}",
@@ -653,6 +661,22 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// The server's SYN-ACK retransmissions cut to
+    /// `model::tcp::SYNACK_RETRIES_ARMED` while a port is `armed`, or back
+    /// to the value recorded before guard changed them (none recorded:
+    /// left alone). The value written while armed, if it is less than the
+    /// recorded one.
+    fn short_synacks(&mut self, armed: bool) -> Option<u64> {
+        let recorded = *self.record.local.get(SYNACK_RETRIES)?;
+        let value = if armed {
+            recorded.min(SYNACK_RETRIES_ARMED)
+        } else {
+            recorded
+        };
+        self.write(SYNACK_RETRIES, value, true);
+        (value < recorded).then_some(value)
+    }
+
     /// Says, once per chain, which of the host's own rules drop the
     /// cookie handshakes' ACKs, in `states`, before SYNPROXY sees them.
     fn check_firewall(&mut self, states: &[AckState]) {
@@ -671,6 +695,7 @@ impl<'a> Controller<'a> {
         );
         self.ports.wild.clear();
         self.strict_acks(false);
+        self.short_synacks(false);
     }
 
     /// The pressure level now.
@@ -700,15 +725,14 @@ impl<'a> Controller<'a> {
         self.cfg.global = settings.global;
         // The mode may have changed: cookies come on in enforce mode and
         // go off in monitor mode from the next tick.
-        let had_loose = self.record.local.contains_key(TCP_LOOSE);
+        let recorded = self.record.local.len();
         self.cfg.cookies = decide_cookies(
             &self.knobs,
             settings,
             self.ports.xdp_can_reply,
             &mut self.record,
         );
-        if !had_loose
-            && self.record.local.contains_key(TCP_LOOSE)
+        if self.record.local.len() > recorded
             && !self.dry_run
             && let Err(e) = self.record.save(&self.runtime_dir)
         {
