@@ -38,7 +38,7 @@ use guard_common::{
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
         PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
-        keyed_by_ports,
+        ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
@@ -337,23 +337,11 @@ fn ipv6(frame: &[u8], l3: usize, d: &mut Dissected) -> Option<Counter> {
             return None;
         }
     }
-    if is_ipv6_ext(next) {
+    if ipv6_ext_header(next) {
         // Longer than the parser walks: a bypass attempt.
         return None;
     }
     transport(packet, l4, next, d)
-}
-
-fn is_ipv6_ext(next: u8) -> bool {
-    matches!(
-        next,
-        IPPROTO_HOPOPTS
-            | IPPROTO_ROUTING
-            | IPPROTO_DSTOPTS
-            | IPPROTO_MH
-            | IPPROTO_AH
-            | IPPROTO_FRAGMENT
-    )
 }
 
 /// The transport header at `l4`; `packet` ends where the IP packet ends,
