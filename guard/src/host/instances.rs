@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{lock::PidLock, status_file};
+use super::{atomic, lock::PidLock, status_file};
 use crate::model::{
     paths::{FLEET_FILE, HOST_LOCK, NETNS_DIR, RUN_FILE, RUNTIME_DIR, STATUS_FILE, runtime_dir},
     status::RunStatus,
@@ -171,11 +171,15 @@ pub fn remove(dir: &Path) {
 }
 
 /// Removes what a guard publishes in `dir` for the commands (what it runs,
-/// its status, its fleet view): a guard that is gone no longer says it
-/// runs. The host's directory, shared with the lists and the locks, stays.
+/// its status, its fleet view), and the temporary files of a write to one
+/// of them that a kill cut short: a guard that is gone no longer says it
+/// runs, nor leaves its directory behind. The host's directory, shared
+/// with the lists and the locks, stays.
 pub fn remove_published(dir: &Path) {
     for file in [RUN_FILE, STATUS_FILE, FLEET_FILE] {
-        let _ = fs::remove_file(dir.join(file));
+        let path = dir.join(file);
+        let _ = fs::remove_file(&path);
+        atomic::remove_leftovers(&path);
     }
 }
 

@@ -101,9 +101,11 @@ impl Record {
         })
     }
 
-    /// Removes the record from `dir` (missing is fine).
+    /// Removes the record from `dir` (missing is fine), and what a write
+    /// of it cut short by a kill left.
     pub fn remove(dir: &Path) -> Result<(), RecordError> {
         let path = dir.join(STATE_FILE);
+        atomic::remove_leftovers(&path);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(RecordError::Io {
                 what: "remove",
