@@ -116,19 +116,14 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// The time the flow was last seen, where the map holds it.
-    #[inline(always)]
-    fn last(&self) -> Option<*mut u64> {
-        match &self.v4 {
-            Some(key) => UDP_FLOWS4.get_ptr_mut(key),
-            None => UDP_FLOWS.get_ptr_mut(self.v6),
-        }
-    }
-
     /// Whether the flow was seen within `idle` ns; refreshes its time.
     #[inline(always)]
     pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
-        let Some(last) = self.last() else {
+        let last = match &self.v4 {
+            Some(key) => UDP_FLOWS4.get_ptr_mut(key),
+            None => UDP_FLOWS.get_ptr_mut(self.v6),
+        };
+        let Some(last) = last else {
             return false;
         };
         // SAFETY: a map value of a flow map.
@@ -157,12 +152,8 @@ impl<'a> Flow<'a> {
     /// second at most.
     #[inline(always)]
     pub(crate) fn refresh(&self, now: u64) {
-        match self.last() {
-            // SAFETY: a map value of a flow map.
-            Some(last) if now.saturating_sub(unsafe { *last }) <= UDP_FLOW_REFRESH_NS => {}
-            // SAFETY: as above.
-            Some(last) => unsafe { *last = now },
-            None => self.remember(now),
+        if !self.known(now, UDP_FLOW_REFRESH_NS) {
+            self.remember(now);
         }
     }
 }

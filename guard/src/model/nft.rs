@@ -207,14 +207,9 @@ pub fn synproxy_script(
     socket_lookup: bool,
     opts: SynproxyOptions,
 ) -> String {
-    let list = |ports: &BTreeSet<u16>| port_list(ports.iter().copied());
     let mut s = delete_table(SYNPROXY_TABLE);
     let _ = writeln!(s, "table inet {SYNPROXY_TABLE} {{");
-    s.push_str("  set armed {\n    type inet_service;\n");
-    if !ports.is_empty() {
-        let _ = writeln!(s, "    elements = {{ {} }}", list(ports));
-    }
-    s.push_str("  }\n");
+    port_set(&mut s, "armed", ports);
     // Only with a port in it, and nft_socket, which an old kernel may
     // lack: its rule needs the socket lookup.
     let wild = if socket_lookup {
@@ -223,11 +218,7 @@ pub fn synproxy_script(
         &BTreeSet::new()
     };
     if !wild.is_empty() {
-        let _ = writeln!(
-            s,
-            "  set wild {{\n    type inet_service;\n    elements = {{ {} }}\n  }}",
-            list(wild)
-        );
+        port_set(&mut s, "wild", wild);
     }
     // The armed ones of them, and only where the server rejects their own
     // ACK.
@@ -237,11 +228,7 @@ pub fn synproxy_script(
         forwarded.intersection(ports).copied().collect()
     };
     if !forwarded.is_empty() {
-        let _ = writeln!(
-            s,
-            "  set forwarded {{\n    type inet_service;\n    elements = {{ {} }}\n  }}",
-            list(&forwarded)
-        );
+        port_set(&mut s, "forwarded", &forwarded);
     }
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
     // `wild` is empty without the lookup (above).
@@ -305,6 +292,20 @@ pub fn synproxy_script(
     }
     s.push_str("}\n");
     s
+}
+
+/// Writes the set of ports `name` into the script `s`, with `ports` its
+/// elements (none if it is empty).
+fn port_set(s: &mut String, name: &str, ports: &BTreeSet<u16>) {
+    let _ = writeln!(s, "  set {name} {{\n    type inet_service;");
+    if !ports.is_empty() {
+        let _ = writeln!(
+            s,
+            "    elements = {{ {} }}",
+            port_list(ports.iter().copied())
+        );
+    }
+    s.push_str("  }\n");
 }
 
 #[cfg(test)]

@@ -73,29 +73,8 @@ pub(super) fn decide_cookies(
     record: &mut Record,
 ) -> SynCookies {
     let decided = cookie_mode(settings.cookies.mode, settings.mode, xdp_can_reply, || {
-        // Recorded before (at start, or by an earlier reload): the live
-        // value may be guard's own 0.
-        if !record.local.contains_key(SYNACK_RETRIES) {
-            match knobs.local(SYNACK_RETRIES) {
-                Ok(v) => {
-                    record.local.insert(SYNACK_RETRIES.to_owned(), v);
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
-        if record.local.contains_key(TCP_LOOSE) {
-            return true;
-        }
-        match knobs.local(TCP_LOOSE) {
-            Ok(v) => {
-                record.local.insert(TCP_LOOSE.to_owned(), v);
-                true
-            }
-            Err(e) => {
-                tracing::warn!("{e}");
-                false
-            }
-        }
+        recorded(knobs, record, SYNACK_RETRIES);
+        recorded(knobs, record, TCP_LOOSE)
     });
     let decided = decided.unwrap_or_else(|off| {
         tracing::info!("SYN cookies stay off {off}");
@@ -108,6 +87,26 @@ pub(super) fn decide_cookies(
         );
     }
     decided
+}
+
+/// Whether the namespace's knob `key` has its value from before guard in
+/// `record`: recorded now if it was not (recorded before, at start or by
+/// an earlier reload, the live value may be guard's own); said if it
+/// cannot be read.
+fn recorded(knobs: &Knobs<'_>, record: &mut Record, key: &str) -> bool {
+    if record.local.contains_key(key) {
+        return true;
+    }
+    match knobs.local(key) {
+        Ok(v) => {
+            record.local.insert(key.to_owned(), v);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            false
+        }
+    }
 }
 
 /// The listening ports as the controller keeps them.
