@@ -256,6 +256,13 @@ impl SynAckKey {
 pub const LIST_ALLOW: u8 = 1;
 pub const LIST_DENY: u8 = 2;
 
+/// Data of the local-route LPM tries (`maps::LOCAL_V4`, `LOCAL_V6`): a
+/// destination of this host's, or (the catch-all /0) another's. A
+/// destination with no match (the tries not filled) is taken as this
+/// host's, as before they existed.
+pub const ROUTE_LOCAL: u8 = 1;
+pub const ROUTE_ELSEWHERE: u8 = 2;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: repr(C) structs of integers and byte arrays with explicit

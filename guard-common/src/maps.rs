@@ -36,6 +36,12 @@ pub const MARKED: &str = "GUARD_MARKED";
 /// LPM tries, address -> [`crate::key::LIST_ALLOW`] / [`crate::key::LIST_DENY`].
 pub const LISTS_V4: &str = "GUARD_LISTS_V4";
 pub const LISTS_V6: &str = "GUARD_LISTS_V6";
+/// LPM tries, destination -> [`crate::key::ROUTE_LOCAL`] /
+/// [`crate::key::ROUTE_ELSEWHERE`]: the namespace's `local` routes, which
+/// tell the cookie path this host's destinations where the FIB will not
+/// (a host that does not forward). Empty until `guard run` fills them.
+pub const LOCAL_V4: &str = "GUARD_LOCAL_V4";
+pub const LOCAL_V6: &str = "GUARD_LOCAL_V6";
 /// Array of GCRA states shared by all CPUs ([`crate::state::GLOBAL_BUDGET`], ...).
 pub const GLOBAL: &str = "GUARD_GLOBAL";
 /// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow
@@ -90,6 +96,8 @@ pub const ALL: &[&str] = &[
     MARKS,
     LISTS_V4,
     LISTS_V6,
+    LOCAL_V4,
+    LOCAL_V6,
     GLOBAL,
     PORTS,
     PORT_COUNTS,
@@ -121,6 +129,9 @@ pub const MAX_SYNACKS: u32 = 65_536;
 /// Entries per allow/deny trie (`list-capacity`). The tries allocate a
 /// node per entry as it comes, so a large ceiling costs nothing unused.
 pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
+/// Entries per local-route trie ([`LOCAL_V4`], [`LOCAL_V6`]): a host's
+/// addresses and AnyIP ranges, and the catch-all. Allocated as they come.
+pub const MAX_LOCAL_ROUTES: u32 = 4_096;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// The sample ring: 64 KiB holds 1,600 samples, more than a second of the

@@ -11,7 +11,7 @@ use guard_common::{
     fingerprint::SigTable,
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
-        EVENTS_BYTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
+        EVENTS_BYTES, MAX_LOCAL_ROUTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
     },
     marked::MARKED_ENTRIES,
     ports::{PORT_ENTRIES, PORT_SLOTS},
@@ -55,6 +55,14 @@ pub static LISTS_V4: LpmTrie<[u8; 4], u8> =
 #[map(name = "GUARD_LISTS_V6")]
 pub static LISTS_V6: LpmTrie<[u8; 16], u8> =
     LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, BPF_F_NO_PREALLOC);
+
+#[map(name = "GUARD_LOCAL_V4")]
+pub static LOCAL_V4: LpmTrie<[u8; 4], u8> =
+    LpmTrie::with_max_entries(MAX_LOCAL_ROUTES, BPF_F_NO_PREALLOC);
+
+#[map(name = "GUARD_LOCAL_V6")]
+pub static LOCAL_V6: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_LOCAL_ROUTES, BPF_F_NO_PREALLOC);
 
 #[map(name = "GUARD_GLOBAL")]
 pub static GLOBAL: Array<u64> = Array::with_max_entries(GLOBAL_SLOTS, 0);

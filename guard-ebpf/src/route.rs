@@ -8,11 +8,18 @@
 //! connections' ACKs (which name no socket here), would cut every
 //! connection to it while the port is armed.
 //!
+//! A host that does not forward on the interface the packet came in by
+//! gets no answer from the FIB (`FWD_DISABLED`, before any route lookup),
+//! yet its interface carries frames for others too: a macvlan or ipvlan
+//! container's, a bridged VM's, each with an address of its own that
+//! serves the same ports. There the namespace's `local` routes decide
+//! (`GUARD_LOCAL_V4`/`V6`, which `guard run` keeps current,
+//! `host::local`): a destination they do not hold is another's. Before
+//! they are filled every destination is taken as this host's.
+//!
 //! The lookup is made only for segments the cookie path would act on. A
-//! host that does not forward on the interface the packet came in by
-//! answers at once (`FWD_DISABLED`), before any route lookup; one that
-//! does walks its rules and tables, about a baseline program's cost
-//! again on a cookie SYN (`cargo xtask bench`). So each CPU remembers
+//! host that forwards walks its rules and tables, about a baseline
+//! program's cost again on a cookie SYN (`cargo xtask bench`). So each CPU remembers
 //! the answer for [`REMEMBERED`] destinations, for [`REMEMBERED_NS`]: a
 //! flood sends its SYNs to a handful of addresses, and one spread over a
 //! routed /24 still finds each of them remembered. The answer depends on the
@@ -21,16 +28,26 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
-        BPF_FIB_LKUP_RET_UNSUPP_LWT, bpf_fib_lookup,
+        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LKUP_RET_UNREACHABLE, BPF_FIB_LKUP_RET_UNSUPP_LWT, bpf_fib_lookup,
     },
     helpers::bpf_fib_lookup as fib_lookup,
+    maps::lpm_trie::Key,
     programs::XdpContext,
 };
-use guard_common::{dissect::IPPROTO_TCP, key::addr_words};
+use guard_common::{
+    dissect::IPPROTO_TCP,
+    key::{ROUTE_ELSEWHERE, addr_words},
+};
 
-use crate::{clock, dissect::Headers, maps::SCRATCH, packet::load};
+use crate::{
+    clock,
+    dissect::Headers,
+    maps::{LOCAL_V4, LOCAL_V6, SCRATCH},
+    packet::load,
+    verdict::addr_bytes,
+};
 
 /// The kernel's address families (not guard's `key::AF_*`).
 const KERNEL_AF_INET: u8 = 2;
@@ -65,9 +82,10 @@ struct Seen {
 
 /// Whether this TCP segment's destination is another machine's: the
 /// kernel would route it on, or drop it on a blackhole, unreachable or
-/// prohibit route. Not when the destination is one of this host's
-/// addresses, when forwarding is off on the interface it came in by, or
-/// when the lookup fails: the cookie path then acts as it always did.
+/// prohibit route; or, with forwarding off on the interface it came in
+/// by, no `local` route holds it. Not when the destination is one of this
+/// host's, or when the lookup fails: the cookie path then acts as it
+/// always did.
 #[inline(always)]
 pub fn routed_on(ctx: &XdpContext, h: &Headers, v4: bool) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
@@ -151,8 +169,11 @@ fn lookup(
     // puts the egress device, addresses and MACs there), of the size given.
     let ret = unsafe { fib_lookup(ctx.ctx.cast(), r, size_of::<bpf_fib_lookup>() as i32, 0) };
     // A route elsewhere, forwarded or dropped; the rest are this host's
-    // addresses (local, broadcast), forwarding off, or no route.
+    // addresses (local, broadcast), or no route.
     let ret = u32::try_from(ret).ok()?;
+    if ret == BPF_FIB_LKUP_RET_FWD_DISABLED {
+        return Some(elsewhere(family, dst));
+    }
     Some(matches!(
         ret,
         BPF_FIB_LKUP_RET_SUCCESS
@@ -163,4 +184,16 @@ fn lookup(
             | BPF_FIB_LKUP_RET_UNREACHABLE
             | BPF_FIB_LKUP_RET_PROHIBIT
     ))
+}
+
+/// Whether no `local` route holds `dst` (the catch-all matched); a
+/// destination the tries have no answer for (not filled) is this host's.
+#[inline(always)]
+fn elsewhere(family: u8, dst: [u32; 4]) -> bool {
+    let found = if family == KERNEL_AF_INET {
+        LOCAL_V4.get(Key::new(32, dst[0].to_ne_bytes()))
+    } else {
+        LOCAL_V6.get(Key::new(128, addr_bytes(&dst)))
+    };
+    found.is_some_and(|&v| v == ROUTE_ELSEWHERE)
 }

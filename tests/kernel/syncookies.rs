@@ -13,7 +13,10 @@ use guard_tests::{
     flood::{Flood, spoofed},
     guard_proc::{self, Guard, counters, start_on, stats},
     kernel_test,
-    net::{BEHIND_ADDR, BEHIND_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6, ip_out, run_tool},
+    net::{
+        BEHIND_ADDR, BEHIND_ADDR6, MACVLAN_ADDR, MACVLAN_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6,
+        ip_out, run_tool,
+    },
     nft::{Counters, counter_packets, nft},
     packet::TCP_SYN,
     server::{
@@ -330,6 +333,66 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
     });
     let c = counters(&stats(&net));
     assert_eq!(c["cookie_synack"], 3, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A host that does not forward, with a container on a macvlan network
+/// (its own MAC and addresses on the host's link; a bridged VM's frames
+/// come the same way) serving a port the host listens on too. XDP sees
+/// the container's frames on the host's interface, and on a host that
+/// does not forward the FIB will not say whose they are: while the port
+/// was armed, XDP answered the container's clients with cookies the
+/// container never heard of, and dropped its connections' segments as
+/// forged cookie ACKs. The host's `local` routes decide now: the
+/// container's clients connect to it over IPv4 and IPv6, a connection
+/// made before guard goes on, and the host's own address still gets
+/// cookies.
+#[test]
+fn a_port_also_served_by_a_macvlan_container_keeps_its_connections() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let container = net.macvlan();
+    assert_eq!(ct::local_sysctl(&net.victim, "net.ipv4.ip_forward"), 0);
+    assert_eq!(
+        ct::local_sysctl(&net.victim, "net.ipv6.conf.all.forwarding"),
+        0
+    );
+    let _own = EchoServer::start(&net.victim, wildcard_addr());
+    let theirs =
+        [MACVLAN_ADDR, MACVLAN_ADDR6].map(|a| SocketAddr::new(a.parse().expect("address"), PORT));
+    let _servers = theirs.map(|addr| EchoServer::start(&container.ns, addr));
+    let mut early = theirs.map(|addr| {
+        let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("a connection to {addr} before guard: {e}"));
+        echo_roundtrip(&mut c, b"before").expect("an echo before guard");
+        c
+    });
+
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    connect_each(&net, &guard, &theirs, 5, "a macvlan container's");
+    for c in &mut early {
+        echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
+            panic!(
+                "a connection to the container made before guard: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+
+    connect_each(
+        &net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        1,
+        "the host's own",
+    );
+    let c = counters(&stats(&net));
+    assert_eq!(c["cookie_synack"], 2, "{c:?}");
+    assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 

@@ -283,6 +283,85 @@ impl Drop for Behind {
     }
 }
 
+/// Addresses of [`TestNet::macvlan`]: a container's, on the victim's link.
+pub const MACVLAN_ADDR: &str = "198.18.0.50";
+const MACVLAN_CIDR: &str = "198.18.0.50/24";
+pub const MACVLAN_ADDR6: &str = "2001:db8::50";
+const MACVLAN_CIDR6: &str = "2001:db8::50/64";
+
+/// A namespace with a macvlan device on the victim's interface, as a
+/// container on a macvlan network has (Docker's `macvlan` driver): a MAC
+/// and addresses of its own on the victim's link ([`MACVLAN_ADDR`],
+/// [`MACVLAN_ADDR6`]), its frames in through the victim's interface, and
+/// nothing of the victim's routing. Deleted on drop.
+pub struct Macvlan {
+    pub ns: String,
+}
+
+impl TestNet {
+    /// The container on the victim's link (see [`Macvlan`]).
+    #[must_use]
+    pub fn macvlan(&self) -> Macvlan {
+        let container = Macvlan {
+            ns: self.victim.replace("-v", "-m"),
+        };
+        ip(&["netns", "add", &container.ns]);
+        ip(&["-n", &container.ns, "link", "set", "lo", "up"]);
+        let dev = self.victim_if.replace('v', "m");
+        ip(&[
+            "-n",
+            &self.victim,
+            "link",
+            "add",
+            &dev,
+            "link",
+            &self.victim_if,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ]);
+        ip(&[
+            "-n",
+            &self.victim,
+            "link",
+            "set",
+            &dev,
+            "netns",
+            &container.ns,
+        ]);
+        quiet_ipv6(&container.ns, &dev);
+        ip(&["-n", &container.ns, "link", "set", &dev, "up"]);
+        ip(&[
+            "-n",
+            &container.ns,
+            "addr",
+            "add",
+            MACVLAN_CIDR,
+            "dev",
+            &dev,
+        ]);
+        ip(&[
+            "-n",
+            &container.ns,
+            "-6",
+            "addr",
+            "add",
+            MACVLAN_CIDR6,
+            "dev",
+            &dev,
+            "nodad",
+        ]);
+        container
+    }
+}
+
+impl Drop for Macvlan {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
 /// IPv6 on `dev` in `ns`, without the traffic the kernel would send by
 /// itself: no link-local address (so no DAD and no MLD report for it), no
 /// router solicitations, no router advertisements taken. Call before the

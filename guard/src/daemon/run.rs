@@ -804,6 +804,15 @@ fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
             Err(e) => tracing::error!("{e:#}"),
         }
     }
+    // Before the port table: a port armed at this tick meets them.
+    c.refresh_local_routes(&mut |routes| {
+        for a in attached.iter_mut() {
+            a.dataplane
+                .set_local_routes(routes)
+                .with_context(|| a.iface.name.clone())?;
+        }
+        Ok(())
+    });
     let mut write_ports = |table: &BTreeMap<u16, u32>| {
         for a in attached.iter_mut() {
             if let Err(e) = a.set_ports(table) {

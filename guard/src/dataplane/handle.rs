@@ -12,6 +12,7 @@
 //! stop protecting. Commands wait as long as it takes (Ctrl-C ends them).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     path::Path,
@@ -29,10 +30,10 @@ use guard_common::{
     CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SourceState,
     bucket::NANOS_PER_SEC,
     fingerprint::SigTable,
-    key::LIST_DENY,
+    key::{LIST_DENY, ROUTE_ELSEWHERE, ROUTE_LOCAL},
     maps::{
-        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, MARKED, MARKS, PORT_COUNTS, PORTS, PREFIXES,
-        SIGS, SOURCES,
+        CONFIG, COUNTERS, GLOBAL, LISTS_V4, LISTS_V6, LOCAL_V4, LOCAL_V6, MARKED, MARKS,
+        PORT_COUNTS, PORTS, PREFIXES, SIGS, SOURCES,
     },
     marked::{MARKED_ENTRIES, MARKED_WORDS, REFRESH_AT_BITS, half_start, marked_bit},
     slots::{Slot, slot_index},
@@ -70,9 +71,19 @@ pub struct Dataplane {
     prefixes: Array<MapData, Slot>,
     global: Array<MapData, u64>,
     sigs: Array<MapData, SigTable>,
+    /// The local-route tries: only in the handle taken from the object
+    /// (they are not pinned; only `guard run` writes them).
+    local: Option<LocalTries>,
     /// The daemon's handle waits for the write lock at most
     /// [`DAEMON_LOCK_WAIT`]; a command's, as long as it takes.
     bounded_wait: bool,
+}
+
+/// `GUARD_LOCAL_V4`/`V6`, and what was written into them.
+struct LocalTries {
+    v4: LpmTrie<MapData, [u8; 4], u8>,
+    v6: LpmTrie<MapData, [u8; 16], u8>,
+    written: BTreeMap<IpNet, u8>,
 }
 
 /// Where a map comes from: a loaded object, or a pin.
@@ -104,6 +115,38 @@ impl Source for Pins<'_> {
     }
 }
 
+impl LocalTries {
+    /// Sets `net`'s entry to `value`, or removes it (`None`; one missing
+    /// is no error).
+    fn insert(&mut self, net: &IpNet, value: Option<u8>) -> Result<()> {
+        let len = u32::from(net.prefix_len());
+        let result = match (net, value) {
+            (IpNet::V4(n), Some(v)) => self.v4.insert(&Key::new(len, n.network().octets()), v, 0),
+            (IpNet::V6(n), Some(v)) => self.v6.insert(&Key::new(len, n.network().octets()), v, 0),
+            (IpNet::V4(n), None) => self.v4.remove(&Key::new(len, n.network().octets())),
+            (IpNet::V6(n), None) => self.v6.remove(&Key::new(len, n.network().octets())),
+        };
+        match result {
+            Err(MapError::KeyNotFound) if value.is_none() => Ok(()),
+            other => other.with_context(|| format!("writing {net} into the local-route tries")),
+        }
+    }
+}
+
+/// What the local-route tries hold for the namespace's `local` routes:
+/// each [`ROUTE_LOCAL`], and each family's /0 [`ROUTE_ELSEWHERE`] (unless
+/// a `local` route is that /0 itself), so that a destination no route
+/// holds is another's rather than unknown.
+#[must_use]
+pub fn local_entries(local: &BTreeSet<IpNet>) -> BTreeMap<IpNet, u8> {
+    let mut entries: BTreeMap<IpNet, u8> = ["0.0.0.0/0", "::/0"]
+        .into_iter()
+        .map(|n| (n.parse().expect("a prefix"), ROUTE_ELSEWHERE))
+        .collect();
+    entries.extend(local.iter().map(|n| (n.trunc(), ROUTE_LOCAL)));
+    entries
+}
+
 fn typed<T: TryFrom<Map, Error = MapError>>(source: &mut impl Source, name: &str) -> Result<T> {
     T::try_from(source.map(name)?).with_context(|| format!("{name} has the wrong type"))
 }
@@ -112,7 +155,13 @@ impl Dataplane {
     /// Takes the maps out of a freshly loaded object (the program keeps
     /// them: it holds its own references).
     pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        Self::from_source(ebpf, true)
+        let mut dataplane = Self::from_source(ebpf, true)?;
+        dataplane.local = Some(LocalTries {
+            v4: typed(ebpf, LOCAL_V4)?,
+            v6: typed(ebpf, LOCAL_V6)?,
+            written: BTreeMap::new(),
+        });
+        Ok(dataplane)
     }
 
     /// Opens the maps a running guard pinned in `dir`.
@@ -140,6 +189,7 @@ impl Dataplane {
             prefixes: typed(s, PREFIXES)?,
             global: typed(s, GLOBAL)?,
             sigs: typed(s, SIGS)?,
+            local: None,
             bounded_wait,
         })
     }
@@ -331,6 +381,49 @@ impl Dataplane {
             IpNet::V6(n) => self.lists_v6.remove(&Key::new(len, n.network().octets())),
         }
         .with_context(|| format!("removing {net} from the allow/deny lists"))
+    }
+
+    /// Makes the local-route tries hold `local` (the namespace's `local`
+    /// routes, `host::local`) and the catch-alls ([`local_entries`]);
+    /// `Ok(false)` when they held it already. The new answers go in before
+    /// a route gone is taken out, so a destination that stays the host's is
+    /// never taken for another's. If a write fails the catch-alls are
+    /// taken out: every destination is then the host's, as before the
+    /// tries were filled. Only the handle `guard run` loaded has them.
+    pub fn set_local_routes(&mut self, local: &BTreeSet<IpNet>) -> Result<bool> {
+        let tries = self
+            .local
+            .as_mut()
+            .context("the local-route tries are only in the loading guard's handle")?;
+        let wanted = local_entries(local);
+        if wanted == tries.written {
+            return Ok(false);
+        }
+        let mut changes: Vec<(IpNet, u8)> = wanted
+            .iter()
+            .filter(|(n, v)| tries.written.get(n) != Some(v))
+            .map(|(n, v)| (*n, *v))
+            .collect();
+        changes.sort_by_key(|(_, v)| *v != ROUTE_LOCAL);
+        let gone: Vec<IpNet> = tries
+            .written
+            .keys()
+            .filter(|n| !wanted.contains_key(n))
+            .copied()
+            .collect();
+        let result = changes
+            .iter()
+            .try_for_each(|(net, v)| tries.insert(net, Some(*v)))
+            .and_then(|()| gone.iter().try_for_each(|net| tries.insert(net, None)));
+        if let Err(e) = result {
+            for net in ["0.0.0.0/0", "::/0"] {
+                let _ = tries.insert(&net.parse().expect("a prefix"), None);
+            }
+            tries.written.clear();
+            return Err(e);
+        }
+        tries.written = wanted;
+        Ok(true)
     }
 
     /// Writes one port's `GUARD_PORTS` entry (0: no listener).
@@ -711,4 +804,48 @@ fn read_trie<K: aya::Pod + Into<IpAddr>>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> BTreeSet<IpNet> {
+        list.iter().map(|n| n.parse().expect("a prefix")).collect()
+    }
+
+    /// The host's routes say local, anything else elsewhere; a `local`
+    /// route with host bits (as the kernel never writes, but a trie key
+    /// must not have) is taken by its network.
+    #[test]
+    fn local_routes_and_the_catch_alls() {
+        let entries = local_entries(&nets(&[
+            "198.18.0.1/32",
+            "198.18.5.7/24",
+            "2001:db8::1/128",
+        ]));
+        let expect: BTreeMap<IpNet, u8> = [
+            ("0.0.0.0/0", ROUTE_ELSEWHERE),
+            ("::/0", ROUTE_ELSEWHERE),
+            ("198.18.0.1/32", ROUTE_LOCAL),
+            ("198.18.5.0/24", ROUTE_LOCAL),
+            ("2001:db8::1/128", ROUTE_LOCAL),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.parse().expect("a prefix"), v))
+        .collect();
+        assert_eq!(entries, expect);
+    }
+
+    /// `ip route add local 0.0.0.0/0 dev lo` makes every IPv4 destination
+    /// the host's: the /0 says so, and IPv6 keeps its catch-all.
+    #[test]
+    fn a_local_default_route_is_the_hosts() {
+        let entries = local_entries(&nets(&["0.0.0.0/0"]));
+        assert_eq!(
+            entries[&"0.0.0.0/0".parse().expect("a prefix")],
+            ROUTE_LOCAL
+        );
+        assert_eq!(entries[&"::/0".parse().expect("a prefix")], ROUTE_ELSEWHERE);
+    }
 }

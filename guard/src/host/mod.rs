@@ -12,6 +12,7 @@ pub mod iface;
 pub mod instances;
 pub mod kept_lists;
 pub mod listeners;
+pub mod local;
 pub mod lock;
 pub mod netns;
 pub mod nft;

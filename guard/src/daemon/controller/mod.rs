@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use guard_common::{PortCounts, SourceKey};
+use ipnet::IpNet;
 
 use crate::{
     config::{BucketPolicy, Rate, Settings, SourceLimits, SynCookies},
@@ -23,7 +24,7 @@ use crate::{
             knobs::{KnobError, Knobs},
         },
         files::HostFiles,
-        listeners,
+        listeners, local,
         lock::PidLock,
         nft, notrack,
         restore::{self, Record},
@@ -356,6 +357,27 @@ impl<'a> Controller<'a> {
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
+        }
+    }
+
+    /// Reads the protected namespace's `local` routes (`host::local`),
+    /// which tell the cookie path the host's destinations from a macvlan
+    /// container's or a bridged VM's, and has `write` put them into every
+    /// attachment. A failure is reported once; the tries keep what they
+    /// hold (or, after a failed write, take every destination as the
+    /// host's).
+    pub fn refresh_local_routes(&mut self, write: &mut dyn FnMut(&BTreeSet<IpNet>) -> Result<()>) {
+        let found = self
+            .knobs
+            .scope()
+            .run(local::local_prefixes)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .context("reading the local routes (rtnetlink)");
+        if let Err(e) = found.and_then(|routes| write(&routes)) {
+            self.report_once(&format!(
+                "{e:#}: the cookie path takes every destination as this host's"
+            ));
         }
     }
 

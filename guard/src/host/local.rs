@@ -1,0 +1,125 @@
+//! The destinations the calling thread's network namespace takes as its
+//! own: the `local` routes of its local table (`ip route show table local
+//! type local`, both families), its addresses and any range routed
+//! `local` (AnyIP). Call it through [`crate::host::netns::Scope::run`].
+//!
+//! The XDP program answers SYNs and screens ACKs for this host only. On a
+//! host that does not forward, the FIB will not say which destination is
+//! the host's (`bpf_fib_lookup` stops at "forwarding disabled"), yet the
+//! interface still carries frames for others: a macvlan or ipvlan
+//! container's, a bridged VM's. These routes tell them apart.
+//!
+//! Only the local table is dumped (strict checking: the kernel filters by
+//! table), so a router's full table costs nothing here.
+
+use std::{
+    collections::BTreeSet,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::IpNet;
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// The kernel's local table (`RT_TABLE_LOCAL`).
+const RT_TABLE_LOCAL: u8 = 255;
+
+/// Every `local` route of the local table, IPv4 and IPv6.
+pub fn local_prefixes() -> io::Result<BTreeSet<IpNet>> {
+    let mut found = dump(AddressFamily::Inet)?;
+    found.extend(dump(AddressFamily::Inet6)?);
+    Ok(found)
+}
+
+fn dump(family: AddressFamily) -> io::Result<BTreeSet<IpNet>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.set_netlink_get_strict_chk(true)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut message = RouteMessage::default();
+    message.header.address_family = family;
+    message.header.table = RT_TABLE_LOCAL;
+    message.header.kind = RouteType::Local;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetRoute(message)),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut found = BTreeSet::new();
+    let mut reply = vec![0; 64 * 1024];
+    loop {
+        let len = socket.recv(&mut &mut reply[..], 0)?;
+        let mut offset = 0;
+        while offset < len {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[offset..len])
+                .map_err(|e| io::Error::other(format!("malformed rtnetlink reply: {e}")))?;
+            let size = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                    // Filtered by the kernel already; checked again for a
+                    // kernel that ignores the filter.
+                    if r.header.kind == RouteType::Local
+                        && let Some(net) = destination(&r.header, &r.attributes)
+                    {
+                        found.insert(net);
+                    }
+                }
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
+                _ => {}
+            }
+            if size == 0 {
+                break;
+            }
+            offset += size;
+        }
+    }
+}
+
+/// A route's destination prefix; a route without one is the family's
+/// default route.
+fn destination(header: &RouteHeader, attributes: &[RouteAttribute]) -> Option<IpNet> {
+    let addr = attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+            _ => None,
+        })
+        .or(match header.address_family {
+            AddressFamily::Inet => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            AddressFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            _ => None,
+        })?;
+    IpNet::new(addr, header.destination_prefix_length).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The namespace's loopback address is always one of its own.
+    #[test]
+    fn loopback_is_local() {
+        let found = local_prefixes().expect("rtnetlink dumps routes unprivileged");
+        assert!(
+            found.contains(&"127.0.0.1/32".parse().expect("prefix"))
+                || found.contains(&"127.0.0.0/8".parse().expect("prefix")),
+            "{found:?}"
+        );
+    }
+}
