@@ -117,6 +117,10 @@ pub enum Counter {
     /// [`crate::config::SYN_LOOKUPS_PER_SEC`]). A fragment is not looked
     /// up in the port table, so not counted here.
     CookieUnanswered = 33,
+    /// A SYN or a new UDP flow to a port conntrack skips
+    /// (`--notrack-port`): passed as no new flow, no limit applies (it
+    /// opens no conntrack entry). A denylisted source's is still dropped.
+    PassUntracked = 34,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -159,7 +163,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -194,6 +198,7 @@ impl Counter {
         Self::AckLookupsSkipped,
         Self::VerifiedReply,
         Self::CookieUnanswered,
+        Self::PassUntracked,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -234,6 +239,7 @@ impl Counter {
             Self::AckLookupsSkipped => "ack_lookups_skipped",
             Self::VerifiedReply => "verified_reply",
             Self::CookieUnanswered => "cookie_unanswered",
+            Self::PassUntracked => "pass_untracked",
         }
     }
 

@@ -16,7 +16,7 @@ use guard_common::{
     },
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
-    ports::{PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, port_slot},
+    ports::{PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_UNTRACKED, port_slot},
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
 
@@ -131,6 +131,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
             let place = unsafe { &mut (*scratch).flow };
             match Flow::of(ctx, h, &src, place) {
                 Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
+                    if h.class == Counter::Udp && port_entry(ctx, h) & PORT_UNTRACKED != 0 {
+                        return untracked(cfg, slots, &src, v4, has_lists);
+                    }
                     flow = Some(f);
                     Some(if h.class == Counter::Udp {
                         FlowClass::Udp
@@ -195,7 +198,8 @@ fn answered(
     })
 }
 
-/// The port table's part, for a TCP segment: SYNs to a listening port are
+/// The port table's part, for a TCP segment: a SYN to a port conntrack
+/// skips is no new flow ([`untracked`]), SYNs to a listening port are
 /// counted, and an armed port takes the SYN-cookie path (enforce mode
 /// only). `None`
 /// sends the packet on the ordinary way.
@@ -208,17 +212,14 @@ fn port(
     v4: bool,
     has_lists: bool,
 ) -> Option<u32> {
-    // The destination port alone for the table; the rest of the headers
-    // only on the cookie path, which most ports are not on.
-    if h.flags & F_FRAGMENT != 0 {
-        return None;
+    let entry = port_entry(ctx, h);
+    let syn = h.class == Counter::TcpSyn;
+    if syn && entry & PORT_UNTRACKED != 0 {
+        return Some(untracked(cfg, slots, &source_addr(ctx, h)?, v4, has_lists));
     }
-    let dport = load::<[u8; 2]>(ctx, h.l4 + 2)?;
-    let entry = *PORTS.get(u32::from(u16::from_be_bytes(dport)))?;
     if entry & PORT_LISTEN == 0 {
         return None;
     }
-    let syn = h.class == Counter::TcpSyn;
     // Null rather than an `Option`: LLVM spilled the pointer of a `None`
     // undefined, which the verifier refuses to read back.
     let counts = if syn {
@@ -324,6 +325,38 @@ fn port(
             ))
         }
     }
+}
+
+/// A SYN or a new UDP flow to a port conntrack skips (`--notrack-port`,
+/// `PORT_UNTRACKED`): it opens no entry, so it is no new flow and no limit
+/// applies; a denylisted source's is dropped all the same.
+#[inline(always)]
+fn untracked(
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    src: &Addr,
+    v4: bool,
+    has_lists: bool,
+) -> u32 {
+    if has_lists && list_action(src, v4) == LIST_DENY {
+        return reject(cfg, slots, Counter::DropDenylist);
+    }
+    bump(slots, Counter::PassUntracked);
+    XDP_PASS
+}
+
+/// The destination port's `GUARD_PORTS` entry (0: none), for a TCP
+/// segment or a UDP datagram; the rest of the headers are read only on
+/// the cookie path, which most ports are not on. A fragment has none.
+#[inline(always)]
+fn port_entry(ctx: &XdpContext, h: &Headers) -> u32 {
+    if h.flags & F_FRAGMENT != 0 {
+        return 0;
+    }
+    load::<[u8; 2]>(ctx, h.l4 + 2)
+        .and_then(|dport| PORTS.get(u32::from(u16::from_be_bytes(dport))))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Whether to look a SYN from `src` up among the host's sockets: always

@@ -1301,6 +1301,103 @@ fn the_hosts_own_lookups_are_answered_through_a_udp_flood() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A DNS-like server on a port conntrack skips (`--notrack-port`, as the
+/// README advises for stateless ports): a resolver's queries, each from a
+/// new port, open no conntrack entry, so they are no new flows. With
+/// per-source limits of 5 a second at every level, 300 queries from one
+/// client in 3 s, over IPv4 and IPv6, are all answered, none limited,
+/// the client not banned; before, the limit dropped the client's queries
+/// and the ban then took all of them. A TCP port conntrack skips gets no
+/// SYN cookies, whose SYNPROXY needs conntrack (before, with cookies
+/// always on, every connection to it failed after its handshake), and
+/// guard says so; its clients connect, unlimited, and the other port
+/// still gets cookies.
+#[test]
+fn a_port_conntrack_skips_passes_unlimited_and_gets_no_cookies() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let servers =
+        [VICTIM_ADDR, VICTIM_ADDR6].map(|a| SocketAddr::new(a.parse().expect("address"), 53));
+    let _dns = servers.map(|addr| UdpEcho::start(&net.victim, addr));
+    let untracked = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT);
+    let cookied = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
+    let _servers = [untracked, cookied].map(|addr| EchoServer::start(&net.victim, addr));
+    let guard = start_on(
+        &net,
+        &[
+            "--mode",
+            "enforce",
+            "--notrack-port",
+            "53",
+            "--notrack-port",
+            &PORT.to_string(),
+            "--syn-cookies",
+            "always",
+            "--source-limits",
+            "always",
+            "--udp-rate",
+            "5",
+            "--udp-burst",
+            "5",
+            "--syn-rate",
+            "5",
+            "--syn-burst",
+            "5",
+            "--ban-threshold",
+            "20",
+            "--fingerprints",
+            "off",
+            "--summary-interval",
+            "0",
+        ],
+    );
+    guard.wait_for_log(&format!(
+        "port {PORT} gets no SYN cookies: conntrack skips it (--notrack-port)"
+    ));
+    guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));
+    let mut unanswered = Vec::new();
+    for i in 0..300u32 {
+        thread::sleep(Duration::from_millis(10));
+        let server = servers[i as usize % 2];
+        let question = format!("lookup {i}");
+        if let Err(e) = query(
+            &net.attacker,
+            server,
+            question.as_bytes(),
+            Duration::from_millis(500),
+        ) {
+            unanswered.push(format!("{question} to {server}: {e}"));
+        }
+    }
+    assert!(
+        unanswered.is_empty(),
+        "{} of 300 queries unanswered: {unanswered:?}\n{}",
+        unanswered.len(),
+        guard.stderr()
+    );
+    for i in 0..20 {
+        connect_echo(&net.attacker, untracked, Duration::from_secs(3)).unwrap_or_else(|e| {
+            panic!(
+                "connection {i} to the untracked port: {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    connect_echo(&net.attacker, cookied, Duration::from_secs(3))
+        .expect("a connection through a cookie");
+    let c = guard_proc::counters(&guard_proc::stats(&net));
+    // Every query and SYN to an untracked port passed as no new flow (a
+    // query from a port the client used before may find its flow known:
+    // the egress program remembered the answer's): the one new flow is
+    // the cookie's SYN.
+    assert_eq!(c["new_flows"], 1, "{c:?}");
+    assert!(c["pass_untracked"] >= 300, "{c:?}");
+    assert_eq!(c["drop_source_limit"], 0, "{c:?}");
+    assert_eq!(c["drop_banned"], 0, "{c:?}");
+    assert_eq!(c["cookie_synack"], 1, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// An echo server behind a port the nat rules rewrite (`REDIRECT`), and
 /// guard in enforce mode without cookies and with a budget of 20 SYNs a
 /// second, which a flood of 20,000 keeps spent.

@@ -428,7 +428,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub dry_run: bool,
     /// A stateless port conntrack should skip while guard runs (NOTRACK in
-    /// the raw table, both directions, TCP and UDP); repeatable.
+    /// the raw table, both directions, TCP and UDP); repeatable. Its SYNs
+    /// and UDP datagrams open no entry, so they pass without limits (a
+    /// denied source's are dropped), and it gets no SYN cookies, whose
+    /// SYNPROXY needs conntrack.
     #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
     pub notrack_port: Option<Vec<u16>>,
 

@@ -301,7 +301,7 @@ fn encode_xdp(
 
 /// The XDP counters' metric families: name, help, label, and the counter
 /// behind each label value.
-fn xdp_families() -> [Family; 13] {
+fn xdp_families() -> [Family; 14] {
     let named = |list: &[Counter], strip: &str| -> Vec<(Counter, &'static str)> {
         list.iter()
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
@@ -347,6 +347,12 @@ fn xdp_families() -> [Family; 13] {
                 (Counter::CookieAckValid, "valid_ack"),
                 (Counter::CookieUnanswered, "unanswered"),
             ],
+        ),
+        (
+            "guard_untracked_new_flows",
+            "SYNs and new UDP flows to a port conntrack skips (--notrack-port): they open no conntrack entry, so they pass without limits (a denylisted source's are dropped).",
+            "kind",
+            vec![(Counter::PassUntracked, "all")],
         ),
         (
             "guard_new_sources",

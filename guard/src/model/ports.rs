@@ -18,7 +18,7 @@ use std::{
 
 use guard_common::{
     PortCounts,
-    ports::{PORT_SLOTS, port_entry},
+    ports::{PORT_SLOTS, PORT_UNTRACKED, port_entry},
 };
 
 use super::as_f64 as f;
@@ -132,6 +132,8 @@ pub struct PortTable {
     slots: BTreeMap<u16, u32>,
     /// Those of them that the nat rules send on (`PORT_FORWARDED`).
     forwarded: BTreeSet<u16>,
+    /// Ports conntrack skips (`PORT_UNTRACKED`), which get no cookies.
+    untracked: BTreeSet<u16>,
     /// Armed ports, and since when each has been quiet.
     armed: BTreeMap<u16, Option<Duration>>,
     /// Each port's counts at the last step, for rates.
@@ -167,6 +169,18 @@ impl PortTable {
         left_out
     }
 
+    /// The ports conntrack skips (`--notrack-port`): their entries say
+    /// so, and none of them is eligible for cookies.
+    pub fn set_untracked(&mut self, ports: &BTreeSet<u16>) {
+        self.untracked.clone_from(ports);
+    }
+
+    /// The ports conntrack skips.
+    #[must_use]
+    pub const fn untracked(&self) -> &BTreeSet<u16> {
+        &self.untracked
+    }
+
     /// The ports in the table that the nat rules send on.
     #[must_use]
     pub const fn forwarded(&self) -> &BTreeSet<u16> {
@@ -178,10 +192,12 @@ impl PortTable {
         self.armed.keys().copied().collect()
     }
 
-    /// The `GUARD_PORTS` value of every port in the table.
+    /// The `GUARD_PORTS` value of every port in the table, and of every
+    /// port conntrack skips.
     #[must_use]
     pub fn entries(&self) -> BTreeMap<u16, u32> {
-        self.slots
+        let mut entries: BTreeMap<u16, u32> = self
+            .slots
             .iter()
             .map(|(&port, &slot)| {
                 let armed = self.armed.contains_key(&port);
@@ -190,7 +206,11 @@ impl PortTable {
                     port_entry(slot, armed, self.forwarded.contains(&port)),
                 )
             })
-            .collect()
+            .collect();
+        for &port in &self.untracked {
+            *entries.entry(port).or_default() |= PORT_UNTRACKED;
+        }
+        entries
     }
 
     /// Keeps armed only the ports in `ports` (what the SYNPROXY rules
@@ -348,6 +368,22 @@ mod tests {
         assert_eq!(entries[&80] & PORT_FORWARDED, 0);
         t.set_eligible(&ports(&[80, 8080]), &BTreeSet::new());
         assert_eq!(t.entries()[&8080] & PORT_FORWARDED, 0);
+    }
+
+    /// A port conntrack skips has an entry that says so, and no listener
+    /// bit, slot or cookies, with cookies always on.
+    #[test]
+    fn untracked_ports_have_entries_of_their_own() {
+        let mut t = PortTable::default();
+        t.set_untracked(&ports(&[53, 8080]));
+        t.set_eligible(&ports(&[80]), &BTreeSet::new());
+        t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
+        let entries = t.entries();
+        assert_eq!(entries[&53], PORT_UNTRACKED);
+        assert_eq!(entries[&8080], PORT_UNTRACKED);
+        assert_eq!(entries[&80] & PORT_UNTRACKED, 0);
+        assert_ne!(entries[&80] & PORT_COOKIES, 0);
+        assert_eq!(t.armed(), ports(&[80]));
     }
 
     #[test]

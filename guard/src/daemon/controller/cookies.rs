@@ -197,13 +197,20 @@ impl Ports {
     /// Takes the protected namespace's listening ports, less those the
     /// nat rules rewrite for arriving clients alone, and the ports they
     /// forward (rewrite on both hooks, `NatRewrites::forwarded`), narrowed by
-    /// `--cookie-port`, into the port table; the problems to report (each
-    /// port rewritten for arriving clients alone, and the ports that did
+    /// `--cookie-port`, less the ports conntrack skips, into the port
+    /// table; the problems to report (each port rewritten for arriving
+    /// clients alone, each port conntrack skips, and the ports that did
     /// not fit).
     pub(super) fn listening(&mut self, listening: Listening) -> Vec<String> {
         let mut problems = Vec::new();
         let narrow = &self.narrow;
-        let wanted = |p: &u16| narrow.is_empty() || narrow.contains(p);
+        let untracked = self.table.untracked();
+        for p in listening.ports.intersection(untracked) {
+            problems.push(format!(
+                "port {p} gets no SYN cookies: conntrack skips it (--notrack-port), and SYNPROXY needs conntrack; its SYNs and UDP datagrams open no entry, so no limit applies to them (pass_untracked)"
+            ));
+        }
+        let wanted = |p: &u16| (narrow.is_empty() || narrow.contains(p)) && !untracked.contains(p);
         let forwarded: BTreeSet<u16> = self.nat.forwarded().into_iter().filter(wanted).collect();
         let mut eligible: BTreeSet<u16> = listening
             .ports

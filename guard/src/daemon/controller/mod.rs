@@ -221,8 +221,12 @@ impl<'a> Controller<'a> {
         }
         notrack::install(self.knobs.scope(), ports, Proto::Both)?;
         self.notrack_ports = ports.to_vec();
+        // Their SYNs and datagrams open no entry: no new flows to limit.
+        self.ports
+            .table
+            .set_untracked(&ports.iter().copied().collect());
         tracing::info!(
-            "conntrack skips ports {ports:?}{} (table inet {NOTRACK_TABLE})",
+            "conntrack skips ports {ports:?}{} (table inet {NOTRACK_TABLE}): their SYNs and UDP datagrams pass without limits, and they get no SYN cookies",
             self.knobs.scope().suffix(),
         );
         Ok(())
