@@ -22,11 +22,14 @@ pub const PORT_COOKIES: u32 = 1 << 9;
 /// port's ACKs to the kernel, whose conntrack knows the connections and
 /// whose SYNPROXY checks a cookie handshake's ACK.
 pub const PORT_FORWARDED: u32 = 1 << 10;
-/// Conntrack skips the port (`--notrack-port`: NOTRACK in the raw table,
-/// TCP and UDP): a SYN or UDP datagram to it opens no entry, so it is no
-/// new flow, and no limit applies. Such a port never gets cookies (their
-/// SYNPROXY needs conntrack), so it has no listener bit either.
-pub const PORT_UNTRACKED: u32 = 1 << 11;
+/// Conntrack skips the port for TCP (NOTRACK in the raw table: `guard
+/// notrack`, `--notrack-port`, an operator's rule): a SYN to it opens no
+/// entry, so it is no new flow, and no limit applies. Such a port never
+/// gets cookies (their SYNPROXY needs conntrack), so it has no listener
+/// bit either.
+pub const PORT_UNTRACKED_TCP: u32 = 1 << 11;
+/// The same for UDP: a datagram to the port opens no entry.
+pub const PORT_UNTRACKED_UDP: u32 = 1 << 12;
 const SLOT_MASK: u32 = 0xff;
 
 const _: () = assert!(PORT_SLOTS == SLOT_MASK + 1);

@@ -68,9 +68,10 @@
 //!    Counted in `new_flows`. A datagram the host sent remembers its
 //!    flow as its replies arrive (the egress program, `flows.rs`): its
 //!    replies are no new flows. Nor is a SYN or a UDP datagram to a port
-//!    conntrack skips (`PORT_UNTRACKED` in `GUARD_PORTS`:
-//!    `--notrack-port`), which opens no entry: passed
-//!    (`pass_untracked`) once step 5's deny entries have had their say.
+//!    conntrack skips for its protocol (`PORT_UNTRACKED_TCP`, `_UDP` in
+//!    `GUARD_PORTS`: NOTRACK rules, `model::notrack`), which opens no
+//!    entry: passed (`pass_untracked`) once step 5's deny entries have
+//!    had their say.
 //! 5. The allow/deny LPM tries (longest prefix wins) are consulted for new
 //!    flows, and for every packet of a family whose trie holds a deny entry.
 //!    Deny: dropped (`drop_denylist`). Allow, for a new flow: passed

@@ -16,7 +16,10 @@ use guard_common::{
     },
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
-    ports::{PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_UNTRACKED, port_slot},
+    ports::{
+        PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP,
+        port_slot,
+    },
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
 
@@ -131,7 +134,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
             let place = unsafe { &mut (*scratch).flow };
             match Flow::of(ctx, h, &src, place) {
                 Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
-                    if h.class == Counter::Udp && port_entry(ctx, h) & PORT_UNTRACKED != 0 {
+                    if h.class == Counter::Udp && port_entry(ctx, h) & PORT_UNTRACKED_UDP != 0 {
                         return untracked(cfg, slots, &src, v4, has_lists);
                     }
                     flow = Some(f);
@@ -214,7 +217,7 @@ fn port(
 ) -> Option<u32> {
     let entry = port_entry(ctx, h);
     let syn = h.class == Counter::TcpSyn;
-    if syn && entry & PORT_UNTRACKED != 0 {
+    if syn && entry & PORT_UNTRACKED_TCP != 0 {
         return Some(untracked(cfg, slots, &source_addr(ctx, h)?, v4, has_lists));
     }
     if entry & PORT_LISTEN == 0 {
@@ -327,9 +330,9 @@ fn port(
     }
 }
 
-/// A SYN or a new UDP flow to a port conntrack skips (`--notrack-port`,
-/// `PORT_UNTRACKED`): it opens no entry, so it is no new flow and no limit
-/// applies; a denylisted source's is dropped all the same.
+/// A SYN or a new UDP flow to a port conntrack skips for its protocol
+/// (`PORT_UNTRACKED_TCP`, `_UDP`): it opens no entry, so it is no new flow
+/// and no limit applies; a denylisted source's is dropped all the same.
 #[inline(always)]
 fn untracked(
     cfg: &DataplaneConfig,

@@ -926,9 +926,25 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
     );
     guard_proc::run(&["notrack", "--netns", &v.net.victim, "--remove"]).assert_code(0);
     assert!(!list().contains("guard_notrack"));
-    // And through guard run: installed at start, removed at exit.
+    // And through guard run: installed at start, removed at exit, in a
+    // table of its own beside `guard notrack`'s, which it leaves alone.
+    guard_proc::run(&[
+        "notrack",
+        "--netns",
+        &v.net.victim,
+        "--port",
+        "5353",
+        "--proto",
+        "udp",
+    ])
+    .assert_code(0);
     let guard = start_on(&v.net, &["--notrack-port", "53", "--summary-interval", "0"]);
-    assert!(list().contains("guard_notrack"));
+    assert!(
+        list().contains("table inet guard_run_notrack"),
+        "{}",
+        list()
+    );
+    assert!(list().contains("table inet guard_notrack"), "{}", list());
     // A `flush ruleset` (what Debian's nftables.service does on reload)
     // takes it: guard sees it gone at its next tick and installs it again.
     let flushed = Command::new("ip")
@@ -936,7 +952,7 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
         .status()
         .expect("nft");
     assert!(flushed.success());
-    guard.wait_for_log("guard_notrack in netns");
+    guard.wait_for_log("guard_run_notrack in netns");
     assert!(
         guard
             .stderr()
@@ -944,7 +960,11 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
         "{}",
         guard.stderr()
     );
-    assert!(list().contains("table inet guard_notrack"), "{}", list());
+    assert!(
+        list().contains("table inet guard_run_notrack"),
+        "{}",
+        list()
+    );
     // The tick logs the reinstall before it publishes its status, so the
     // count may lag the log line by that tick's remaining work.
     let reinstalled = || {
@@ -962,7 +982,14 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
     assert_eq!(seen, 1, "status never counted the reinstall");
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
-    assert!(!list().contains("guard_notrack"), "{finished}");
+    assert!(!list().contains("guard_run_notrack"), "{finished}");
+    // The flush took `guard notrack`'s table too; one installed again
+    // outlives a guard run.
+    guard_proc::run(&["notrack", "--netns", &v.net.victim, "--port", "5353"]).assert_code(0);
+    let guard = start_on(&v.net, &["--notrack-port", "53", "--summary-interval", "0"]);
+    guard.stop(libc::SIGTERM).assert_code(0);
+    assert!(list().contains("table inet guard_notrack"), "{}", list());
+    guard_proc::run(&["notrack", "--netns", &v.net.victim, "--remove"]).assert_code(0);
 }
 
 /// guard's view of one source: (passed, dropped) new flows.
@@ -1301,17 +1328,18 @@ fn the_hosts_own_lookups_are_answered_through_a_udp_flood() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
-/// A DNS-like server on a port conntrack skips (`--notrack-port`, as the
-/// README advises for stateless ports): a resolver's queries, each from a
-/// new port, open no conntrack entry, so they are no new flows. With
+/// A DNS-like server on a port conntrack skips (`guard notrack --port 53
+/// --proto udp`, as the README advises for stateless ports, read from the
+/// ruleset): a resolver's queries, each from a new port, open no
+/// conntrack entry, so they are no new flows. With
 /// per-source limits of 5 a second at every level, 300 queries from one
 /// client in 3 s, over IPv4 and IPv6, are all answered, none limited,
 /// the client not banned; before, the limit dropped the client's queries
 /// and the ban then took all of them. A TCP port conntrack skips gets no
 /// SYN cookies, whose SYNPROXY needs conntrack (before, with cookies
 /// always on, every connection to it failed after its handshake), and
-/// guard says so; its clients connect, unlimited, and the other port
-/// still gets cookies.
+/// guard says so; its clients connect, unlimited (`--notrack-port`), and
+/// the other port still gets cookies.
 #[test]
 fn a_port_conntrack_skips_passes_unlimited_and_gets_no_cookies() {
     let _kernel = kernel_test!();
@@ -1322,13 +1350,21 @@ fn a_port_conntrack_skips_passes_unlimited_and_gets_no_cookies() {
     let untracked = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT);
     let cookied = SocketAddr::new(VICTIM_ADDR.parse().expect("address"), PORT + 1);
     let _servers = [untracked, cookied].map(|addr| EchoServer::start(&net.victim, addr));
+    guard_proc::run(&[
+        "notrack",
+        "--netns",
+        &net.victim,
+        "--port",
+        "53",
+        "--proto",
+        "udp",
+    ])
+    .assert_code(0);
     let guard = start_on(
         &net,
         &[
             "--mode",
             "enforce",
-            "--notrack-port",
-            "53",
             "--notrack-port",
             &PORT.to_string(),
             "--syn-cookies",
@@ -1352,7 +1388,7 @@ fn a_port_conntrack_skips_passes_unlimited_and_gets_no_cookies() {
         ],
     );
     guard.wait_for_log(&format!(
-        "port {PORT} gets no SYN cookies: conntrack skips it (--notrack-port)"
+        "port {PORT} gets no SYN cookies: conntrack skips it (a NOTRACK rule)"
     ));
     guard.wait_for_log(&format!("SYN cookies on for port {}: always on", PORT + 1));
     let mut unanswered = Vec::new();

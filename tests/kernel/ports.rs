@@ -18,7 +18,7 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{ACK_LOOKUPS_PER_SEC, FLOW_CLASSES, VERIFY_ACKS},
     key::{AF_INET, AF_INET6},
-    ports::{PORT_UNTRACKED, port_entry},
+    ports::{PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_entry},
 };
 use guard_tests::{
     cpu, kernel_test,
@@ -780,13 +780,14 @@ fn replies_to_the_hosts_ipv6_datagrams_are_no_new_flows() {
     );
 }
 
-/// A port conntrack skips (`PORT_UNTRACKED`: `--notrack-port`): a SYN or
-/// a UDP datagram to it opens no conntrack entry, so it is no new flow.
-/// With per-source limits of one flow, 100 datagrams and 100 SYNs from
-/// one source, each from a new port, all pass, over IPv4 and IPv6, and
-/// none counts towards the source's limit; to another port the same
-/// source meets its limit at the second. A denylisted source is dropped
-/// at the untracked port all the same.
+/// A port conntrack skips for a protocol (`PORT_UNTRACKED_UDP`,
+/// `PORT_UNTRACKED_TCP`: NOTRACK rules): a UDP datagram or a SYN to it
+/// opens no conntrack entry, so it is no new flow. With per-source limits
+/// of one flow, 100 datagrams to the UDP one and 100 SYNs to the TCP one
+/// from one source, each from a new port, all pass, over IPv4 and IPv6,
+/// and none counts towards the source's limit; the other protocol to the
+/// same ports, and another port, meet the limit at the second. A
+/// denylisted source is dropped at the untracked ports all the same.
 #[test]
 fn a_port_conntrack_skips_is_no_new_flow() {
     let _kernel = kernel_test!();
@@ -795,8 +796,8 @@ fn a_port_conntrack_skips_is_no_new_flow() {
     let mut program = Program::new(&xdp::settings(
         "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --udp-rate 1 --udp-burst 1 --ban-threshold 0 --fingerprints off --deny 198.18.7.7",
     ));
-    program.set_port(53, PORT_UNTRACKED);
-    program.set_port(ARMED, PORT_UNTRACKED);
+    program.set_port(53, PORT_UNTRACKED_UDP);
+    program.set_port(ARMED, PORT_UNTRACKED_TCP);
     let pairs = [
         (IpAddr::from(Ipv4Addr::new(198, 18, 0, 1)), server()),
         (v6(1), v6(2)),
@@ -815,21 +816,24 @@ fn a_port_conntrack_skips_is_no_new_flow() {
     assert_eq!(c.get(Counter::DropSourceLimit), 0);
 
     for (client, host) in pairs {
-        let datagram = |sport| Packet::udp(client, host, sport, 54, b"a question").frame();
-        let syn = |sport| Packet::tcp(client, host, sport, LISTENING, TCP_SYN).frame();
-        assert_eq!(program.run(&datagram(2000), T0), XDP_PASS);
-        assert_eq!(program.run(&datagram(2001), T0), XDP_DROP, "{client}");
-        assert_eq!(program.run(&syn(2000), T0), XDP_PASS);
-        assert_eq!(program.run(&syn(2001), T0), XDP_DROP, "{client}");
+        // Two seconds apart, each pair meets a full bucket of one.
+        for (t, udp, tcp) in [(T0, 54, LISTENING), (T0 + 2 * SEC, ARMED, 53)] {
+            let datagram = |sport| Packet::udp(client, host, sport, udp, b"a question").frame();
+            let syn = |sport| Packet::tcp(client, host, sport, tcp, TCP_SYN).frame();
+            assert_eq!(program.run(&datagram(2000), t), XDP_PASS);
+            assert_eq!(program.run(&datagram(2001), t), XDP_DROP, "{client} {udp}");
+            assert_eq!(program.run(&syn(2000), t), XDP_PASS);
+            assert_eq!(program.run(&syn(2001), t), XDP_DROP, "{client} {tcp}");
+        }
     }
     let c = program.counters();
-    assert_eq!(c.get(Counter::DropSourceLimit), 4);
+    assert_eq!(c.get(Counter::DropSourceLimit), 8);
     assert_eq!(c.get(Counter::PassUntracked), 400);
 
     let datagram = Packet::udp(denied, server(), 1000, 53, b"a question").frame();
     let syn = Packet::tcp(denied, server(), 1000, ARMED, TCP_SYN).frame();
-    assert_eq!(program.run(&datagram, T0), XDP_DROP);
-    assert_eq!(program.run(&syn, T0), XDP_DROP);
+    assert_eq!(program.run(&datagram, T0 + 2 * SEC), XDP_DROP);
+    assert_eq!(program.run(&syn, T0 + 2 * SEC), XDP_DROP);
     let c = program.counters();
     assert_eq!(c.get(Counter::DropDenylist), 2);
     assert_eq!(c.get(Counter::PassUntracked), 400);

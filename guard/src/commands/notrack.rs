@@ -16,14 +16,14 @@ pub fn command(ports: &[u16], proto: Proto, remove: bool, netns: Option<&str>) -
     preflight::check_privileges().map_err(usage)?;
     let scope = Scope::open(netns).map_err(usage)?;
     if remove {
-        notrack::remove(&scope)?;
+        notrack::remove(&scope, NOTRACK_TABLE)?;
         println!("removed table inet {NOTRACK_TABLE}{}", scope.suffix());
         return Ok(());
     }
     if ports.is_empty() {
         return Err(usage(anyhow!("give at least one --port, or --remove")));
     }
-    notrack::install(&scope, ports, proto)?;
+    notrack::install(&scope, NOTRACK_TABLE, ports, proto)?;
     println!(
         "conntrack skips {} port(s) {}{} in both directions (table inet {NOTRACK_TABLE}); `guard notrack --remove` undoes it",
         match proto {

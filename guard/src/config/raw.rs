@@ -428,10 +428,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub dry_run: bool,
     /// A stateless port conntrack should skip while guard runs (NOTRACK in
-    /// the raw table, both directions, TCP and UDP); repeatable. Its SYNs
-    /// and UDP datagrams open no entry, so they pass without limits (a
-    /// denied source's are dropped), and it gets no SYN cookies, whose
-    /// SYNPROXY needs conntrack.
+    /// the raw table, both directions, TCP and UDP, table inet
+    /// guard_run_notrack); repeatable. Its SYNs and UDP datagrams open no
+    /// entry, so they pass without limits (a denied source's are
+    /// dropped), and it gets no SYN cookies, whose SYNPROXY needs
+    /// conntrack; so do the ports of `guard notrack` and of other NOTRACK
+    /// rules guard can read.
     #[arg(long, value_name = "PORT", help_heading = "Conntrack")]
     pub notrack_port: Option<Vec<u16>>,
 

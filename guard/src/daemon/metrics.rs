@@ -350,7 +350,7 @@ fn xdp_families() -> [Family; 14] {
         ),
         (
             "guard_untracked_new_flows",
-            "SYNs and new UDP flows to a port conntrack skips (--notrack-port): they open no conntrack entry, so they pass without limits (a denylisted source's are dropped).",
+            "SYNs and new UDP flows to a port conntrack skips (a NOTRACK rule): they open no conntrack entry, so they pass without limits (a denylisted source's are dropped).",
             "kind",
             vec![(Counter::PassUntracked, "all")],
         ),

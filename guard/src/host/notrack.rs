@@ -5,14 +5,14 @@
 use anyhow::Result;
 
 use super::{netns::Scope, nft::nft};
-use crate::model::nft::{NOTRACK_TABLE, Proto, delete_table, notrack_script};
+use crate::model::nft::{Proto, delete_table, notrack_script};
 
-/// Installs (or replaces) the notrack rules.
-pub fn install(scope: &Scope, ports: &[u16], proto: Proto) -> Result<()> {
-    nft(scope, &notrack_script(ports, proto))
+/// Installs (or replaces) the notrack rules of `table`.
+pub fn install(scope: &Scope, table: &str, ports: &[u16], proto: Proto) -> Result<()> {
+    nft(scope, &notrack_script(table, ports, proto))
 }
 
-/// Removes the notrack rules; missing ones are fine.
-pub fn remove(scope: &Scope) -> Result<()> {
-    nft(scope, &delete_table(NOTRACK_TABLE))
+/// Removes `table`'s notrack rules; missing ones are fine.
+pub fn remove(scope: &Scope, table: &str) -> Result<()> {
+    nft(scope, &delete_table(table))
 }

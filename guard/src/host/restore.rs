@@ -23,7 +23,7 @@ use super::{
 };
 use crate::model::{
     conntrack::{COUNT, MAX},
-    nft::{NOTRACK_TABLE, SYNPROXY_TABLE},
+    nft::{RUN_NOTRACK_TABLE, SYNPROXY_TABLE},
     paths::STATE_FILE,
 };
 
@@ -223,9 +223,9 @@ fn put_back(record: &Record, scope: Option<&Scope>, mut report: RestoreReport) -
             put(key, *original, true);
         }
         if record.notrack {
-            match notrack::remove(scope) {
+            match notrack::remove(scope, RUN_NOTRACK_TABLE) {
                 Ok(()) => report.restored.push(format!(
-                    "notrack rules removed (table inet {NOTRACK_TABLE})"
+                    "notrack rules removed (table inet {RUN_NOTRACK_TABLE})"
                 )),
                 Err(e) => report.problems.push(format!("{e:#}")),
             }

@@ -15,6 +15,7 @@ pub mod level;
 pub mod lists;
 pub mod nat;
 pub mod nft;
+pub mod notrack;
 pub mod offenders;
 pub mod paths;
 pub mod policy;

@@ -30,7 +30,11 @@ use std::{collections::BTreeSet, fmt::Write as _};
 
 use super::ports::port_list;
 
+/// `guard notrack`'s table, kept until `guard notrack --remove`.
 pub const NOTRACK_TABLE: &str = "guard_notrack";
+/// `guard run --notrack-port`'s, for the run's lifetime: a table of its
+/// own, so that the run neither replaces nor removes `guard notrack`'s.
+pub const RUN_NOTRACK_TABLE: &str = "guard_run_notrack";
 pub const SYNPROXY_TABLE: &str = "guard_synproxy";
 /// The SYNPROXY input chain's priority: `filter - 1` (see above).
 pub const SYNPROXY_PRIORITY: i64 = -1;
@@ -54,15 +58,15 @@ pub enum Proto {
 /// The nftables script for `ports`: the table is created (if missing),
 /// deleted and defined again in one transaction, so it is replaced whole.
 #[must_use]
-pub fn notrack_script(ports: &[u16], proto: Proto) -> String {
+pub fn notrack_script(table: &str, ports: &[u16], proto: Proto) -> String {
     let set = port_list(ports.iter().copied());
     let protos: &[&str] = match proto {
         Proto::Tcp => &["tcp"],
         Proto::Udp => &["udp"],
         Proto::Both => &["tcp", "udp"],
     };
-    let mut s = delete_table(NOTRACK_TABLE);
-    let _ = writeln!(s, "table inet {NOTRACK_TABLE} {{");
+    let mut s = delete_table(table);
+    let _ = writeln!(s, "table inet {table} {{");
     s.push_str("  chain prerouting {\n    type filter hook prerouting priority raw;\n");
     for p in protos {
         let _ = writeln!(s, "    {p} dport {{ {set} }} notrack");
@@ -320,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_script_replaces_the_table_and_covers_both_directions() {
-        let s = notrack_script(&[53, 123], Proto::Udp);
+        let s = notrack_script(NOTRACK_TABLE, &[53, 123], Proto::Udp);
         assert!(s.starts_with("table inet guard_notrack\ndelete table inet guard_notrack\n"));
         assert!(s.contains(
             "type filter hook prerouting priority raw;\n    udp dport { 53, 123 } notrack\n"
@@ -330,7 +334,7 @@ mod tests {
         ));
         assert!(!s.contains("tcp dport") && !s.contains("tcp sport"));
         assert_eq!(
-            notrack_script(&[80], Proto::Both)
+            notrack_script(NOTRACK_TABLE, &[80], Proto::Both)
                 .matches("} notrack\n")
                 .count(),
             4

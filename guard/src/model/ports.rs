@@ -18,10 +18,10 @@ use std::{
 
 use guard_common::{
     PortCounts,
-    ports::{PORT_SLOTS, PORT_UNTRACKED, port_entry},
+    ports::{PORT_SLOTS, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_entry},
 };
 
-use super::as_f64 as f;
+use super::{as_f64 as f, notrack::Untracked};
 use crate::config::{Enforcement, SynCookies};
 
 /// Why SYN cookies stay off on a run although `--syn-cookies` asks for
@@ -132,8 +132,9 @@ pub struct PortTable {
     slots: BTreeMap<u16, u32>,
     /// Those of them that the nat rules send on (`PORT_FORWARDED`).
     forwarded: BTreeSet<u16>,
-    /// Ports conntrack skips (`PORT_UNTRACKED`), which get no cookies.
-    untracked: BTreeSet<u16>,
+    /// Ports conntrack skips, by protocol (`PORT_UNTRACKED_TCP`, `_UDP`);
+    /// the TCP ones get no cookies.
+    untracked: Untracked,
     /// Armed ports, and since when each has been quiet.
     armed: BTreeMap<u16, Option<Duration>>,
     /// Each port's counts at the last step, for rates.
@@ -169,15 +170,15 @@ impl PortTable {
         left_out
     }
 
-    /// The ports conntrack skips (`--notrack-port`): their entries say
-    /// so, and none of them is eligible for cookies.
-    pub fn set_untracked(&mut self, ports: &BTreeSet<u16>) {
+    /// The ports conntrack skips (`model::notrack`): their entries say
+    /// so, and no TCP one is eligible for cookies.
+    pub fn set_untracked(&mut self, ports: &Untracked) {
         self.untracked.clone_from(ports);
     }
 
     /// The ports conntrack skips.
     #[must_use]
-    pub const fn untracked(&self) -> &BTreeSet<u16> {
+    pub const fn untracked(&self) -> &Untracked {
         &self.untracked
     }
 
@@ -207,8 +208,11 @@ impl PortTable {
                 )
             })
             .collect();
-        for &port in &self.untracked {
-            *entries.entry(port).or_default() |= PORT_UNTRACKED;
+        for &port in &self.untracked.tcp {
+            *entries.entry(port).or_default() |= PORT_UNTRACKED_TCP;
+        }
+        for &port in &self.untracked.udp {
+            *entries.entry(port).or_default() |= PORT_UNTRACKED_UDP;
         }
         entries
     }
@@ -370,18 +374,22 @@ mod tests {
         assert_eq!(t.entries()[&8080] & PORT_FORWARDED, 0);
     }
 
-    /// A port conntrack skips has an entry that says so, and no listener
-    /// bit, slot or cookies, with cookies always on.
+    /// A port conntrack skips has an entry that says so for each of its
+    /// protocols, and no listener bit, slot or cookies, with cookies
+    /// always on.
     #[test]
     fn untracked_ports_have_entries_of_their_own() {
         let mut t = PortTable::default();
-        t.set_untracked(&ports(&[53, 8080]));
+        t.set_untracked(&Untracked {
+            tcp: ports(&[8080]),
+            udp: ports(&[53, 8080]),
+        });
         t.set_eligible(&ports(&[80]), &BTreeSet::new());
         t.step(secs(0), &counts(&[]), SynCookies::Always, false, CALM);
         let entries = t.entries();
-        assert_eq!(entries[&53], PORT_UNTRACKED);
-        assert_eq!(entries[&8080], PORT_UNTRACKED);
-        assert_eq!(entries[&80] & PORT_UNTRACKED, 0);
+        assert_eq!(entries[&53], PORT_UNTRACKED_UDP);
+        assert_eq!(entries[&8080], PORT_UNTRACKED_TCP | PORT_UNTRACKED_UDP);
+        assert_eq!(entries[&80] & (PORT_UNTRACKED_TCP | PORT_UNTRACKED_UDP), 0);
         assert_ne!(entries[&80] & PORT_COOKIES, 0);
         assert_eq!(t.armed(), ports(&[80]));
     }

@@ -16,6 +16,7 @@ use crate::{
         conntrack::TCP_LOOSE,
         firewall::{AckState, FIX, drops_before_synproxy},
         nat::{NatRewrites, rewrites},
+        notrack::{Untracked, untracked},
         ports::{Listening, PortTable, cookie_mode, port_list},
         tcp::{SYNACK_RETRIES, SYNCOOKIES, SYNCOOKIES_OFF},
         xtables::Save,
@@ -139,6 +140,12 @@ pub(super) struct Ports {
     /// and when and for which listening ports they were last read.
     pub(super) nat: NatRewrites,
     nat_read: Option<(BTreeSet<u16>, Instant)>,
+    /// The ports the notrack rules read with the nat rules skip
+    /// (`model::notrack`), and `--notrack-port`'s own, which the table
+    /// guard installed holds (kept apart in case the rules cannot be
+    /// read).
+    untracked_read: Untracked,
+    untracked_own: BTreeSet<u16>,
 }
 
 /// How long the nat rules read stay current while the listening ports do
@@ -160,6 +167,8 @@ impl Ports {
             xdp_can_reply: true,
             nat: NatRewrites::default(),
             nat_read: None,
+            untracked_read: Untracked::default(),
+            untracked_own: BTreeSet::new(),
         }
     }
 
@@ -188,10 +197,28 @@ impl Ports {
             "a port its rules rewrite may get SYN cookies, and then its connections fail",
         );
         match nft::ruleset(scope) {
-            Ok((json, listing)) => self.nat = rewrites(&json, &listing, &legacy),
+            Ok((json, listing)) => {
+                self.nat = rewrites(&json, &listing, &legacy);
+                self.untracked_read = untracked(&json);
+                self.set_untracked();
+            }
             Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
         }
         unread
+    }
+
+    /// `--notrack-port`'s ports, which conntrack skips for TCP and UDP.
+    pub(super) fn untracked_own(&mut self, ports: &[u16]) {
+        self.untracked_own = ports.iter().copied().collect();
+        self.set_untracked();
+    }
+
+    fn set_untracked(&mut self) {
+        let own = &self.untracked_own;
+        self.table.set_untracked(&Untracked {
+            tcp: self.untracked_read.tcp.union(own).copied().collect(),
+            udp: self.untracked_read.udp.union(own).copied().collect(),
+        });
     }
 
     /// Takes the protected namespace's listening ports, less those the
@@ -204,10 +231,10 @@ impl Ports {
     pub(super) fn listening(&mut self, listening: Listening) -> Vec<String> {
         let mut problems = Vec::new();
         let narrow = &self.narrow;
-        let untracked = self.table.untracked();
+        let untracked = &self.table.untracked().tcp;
         for p in listening.ports.intersection(untracked) {
             problems.push(format!(
-                "port {p} gets no SYN cookies: conntrack skips it (--notrack-port), and SYNPROXY needs conntrack; its SYNs and UDP datagrams open no entry, so no limit applies to them (pass_untracked)"
+                "port {p} gets no SYN cookies: conntrack skips it (a NOTRACK rule), and SYNPROXY needs conntrack; its SYNs open no entry, so no limit applies to them (pass_untracked)"
             ));
         }
         let wanted = |p: &u16| (narrow.is_empty() || narrow.contains(p)) && !untracked.contains(p);

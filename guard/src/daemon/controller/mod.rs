@@ -34,7 +34,7 @@ use crate::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
         firewall::AckState,
         level::Level,
-        nft::{NOTRACK_TABLE, OwnAck, Proto, SYNPROXY_TABLE, SynproxyOptions},
+        nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::port_list,
@@ -219,14 +219,12 @@ impl<'a> Controller<'a> {
             tracing::info!("dry run: would install notrack rules for {ports:?}");
             return Ok(());
         }
-        notrack::install(self.knobs.scope(), ports, Proto::Both)?;
+        notrack::install(self.knobs.scope(), RUN_NOTRACK_TABLE, ports, Proto::Both)?;
         self.notrack_ports = ports.to_vec();
         // Their SYNs and datagrams open no entry: no new flows to limit.
-        self.ports
-            .table
-            .set_untracked(&ports.iter().copied().collect());
+        self.ports.untracked_own(ports);
         tracing::info!(
-            "conntrack skips ports {ports:?}{} (table inet {NOTRACK_TABLE}): their SYNs and UDP datagrams pass without limits, and they get no SYN cookies",
+            "conntrack skips ports {ports:?}{} (table inet {RUN_NOTRACK_TABLE}): their SYNs and UDP datagrams pass without limits, and they get no SYN cookies",
             self.knobs.scope().suffix(),
         );
         Ok(())
@@ -350,12 +348,13 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        // Only a port that may get cookies needs its nat rules known.
+        // The ruleset: its nat rules for the ports that may get cookies,
+        // its notrack rules for the ports whose flows open no entry.
         if !self.dry_run
-            && self.cfg.cookies != SynCookies::Never
             && let Some(problem) =
                 self.ports
                     .read_nat(self.knobs.scope(), &listening.ports, Instant::now())
+            && self.cfg.cookies != SynCookies::Never
         {
             self.report_once(&problem);
         }
@@ -473,7 +472,7 @@ impl<'a> Controller<'a> {
     /// silently take the notrack rules or SYN cookies' SYNPROXY with it.
     fn keep_tables(&mut self) {
         let wanted = [
-            (NOTRACK_TABLE, !self.notrack_ports.is_empty()),
+            (RUN_NOTRACK_TABLE, !self.notrack_ports.is_empty()),
             // Dormant too: it keeps the connections SYNPROXY made working.
             (SYNPROXY_TABLE, self.record.synproxy),
         ];
@@ -491,8 +490,13 @@ impl<'a> Controller<'a> {
             if !on || tables.iter().any(|t| t == table) {
                 continue;
             }
-            let installed = if table == NOTRACK_TABLE {
-                notrack::install(self.knobs.scope(), &self.notrack_ports, Proto::Both)
+            let installed = if table == RUN_NOTRACK_TABLE {
+                notrack::install(
+                    self.knobs.scope(),
+                    RUN_NOTRACK_TABLE,
+                    &self.notrack_ports,
+                    Proto::Both,
+                )
             } else {
                 let (rules, mut wild) = (self.ports.rules.clone(), self.ports.wild.clone());
                 let installed = self.install_synproxy(&rules, &mut wild);
