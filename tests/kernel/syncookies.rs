@@ -252,6 +252,50 @@ fn state_drop(table: &str, hook: &str, priority: &str, state: &str) -> String {
     )
 }
 
+/// The checks of a port served by another machine too (`theirs`: its
+/// IPv4 and IPv6 addresses; the host's own listener on the port running):
+/// connections to it made before guard, then guard with cookies always
+/// on; clients connect to it and the early connections go on, with no
+/// cookie sent and no segment dropped as a forged cookie ACK, while the
+/// host's own addresses get cookies. The guard is returned running.
+fn another_machines_port_keeps_its_connections(
+    net: &TestNet,
+    theirs: [SocketAddr; 2],
+    what: &str,
+) -> Guard {
+    let mut early = theirs.map(|addr| {
+        let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("a connection to {addr} before guard: {e}"));
+        echo_roundtrip(&mut c, b"before").expect("an echo before guard");
+        c
+    });
+    let guard = start_on(net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    connect_each(net, &guard, &theirs, 5, what);
+    for c in &mut early {
+        echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
+            panic!(
+                "a connection made before guard ({what}): {e}\n{}",
+                guard.stderr()
+            )
+        });
+    }
+    let c = counters(&stats(net));
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
+    connect_each(
+        net,
+        &guard,
+        &[server_addr(), server_addr6()],
+        1,
+        "the host's own",
+    );
+    let c = counters(&stats(net));
+    assert_eq!(c["cookie_synack"], 2, "{c:?}");
+    assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
+    guard
+}
+
 /// A host that routes to a machine with an address of its own (a routed
 /// container or pod, no NAT) that serves a port the host listens on too.
 /// While the port is armed, clients of the machine behind keep
@@ -274,38 +318,7 @@ fn a_port_also_served_by_a_machine_the_host_routes_to_keeps_its_connections() {
     let routed6 = SocketAddr::new(BEHIND_ADDR6.parse().expect("address"), PORT);
     let _pod = EchoServer::start(&behind.ns, routed);
     let _pod6 = EchoServer::start(&behind.ns, routed6);
-    let mut early = [routed, routed6].map(|addr| {
-        let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
-            .unwrap_or_else(|e| panic!("a connection to {addr} before guard: {e}"));
-        echo_roundtrip(&mut c, b"before").expect("an echo before guard");
-        c
-    });
-
-    let guard = start_on(&net, ALWAYS);
-    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    connect_each(&net, &guard, &[routed, routed6], 5, "routed on by the host");
-    for c in &mut early {
-        echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
-            panic!(
-                "a routed connection made before guard: {e}\n{}",
-                guard.stderr()
-            )
-        });
-    }
-    let c = counters(&stats(&net));
-    assert_eq!(c["cookie_synack"], 0, "{c:?}");
-    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
-
-    connect_each(
-        &net,
-        &guard,
-        &[server_addr(), server_addr6()],
-        1,
-        "the host's own",
-    );
-    let c = counters(&stats(&net));
-    assert_eq!(c["cookie_synack"], 2, "{c:?}");
-    assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
+    let guard = another_machines_port_keeps_its_connections(&net, [routed, routed6], "routed on");
 
     // The machine's address comes to the host (a service address moving
     // over): once the CPU's remembered answer for it has expired (0.1 s),
@@ -361,38 +374,7 @@ fn a_port_also_served_by_a_macvlan_container_keeps_its_connections() {
     let theirs =
         [MACVLAN_ADDR, MACVLAN_ADDR6].map(|a| SocketAddr::new(a.parse().expect("address"), PORT));
     let _servers = theirs.map(|addr| EchoServer::start(&container.ns, addr));
-    let mut early = theirs.map(|addr| {
-        let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
-            .unwrap_or_else(|e| panic!("a connection to {addr} before guard: {e}"));
-        echo_roundtrip(&mut c, b"before").expect("an echo before guard");
-        c
-    });
-
-    let guard = start_on(&net, ALWAYS);
-    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    connect_each(&net, &guard, &theirs, 5, "a macvlan container's");
-    for c in &mut early {
-        echo_roundtrip(c, b"while armed").unwrap_or_else(|e| {
-            panic!(
-                "a connection to the container made before guard: {e}\n{}",
-                guard.stderr()
-            )
-        });
-    }
-    let c = counters(&stats(&net));
-    assert_eq!(c["cookie_synack"], 0, "{c:?}");
-    assert_eq!(c["drop_cookie_invalid"], 0, "{c:?}");
-
-    connect_each(
-        &net,
-        &guard,
-        &[server_addr(), server_addr6()],
-        1,
-        "the host's own",
-    );
-    let c = counters(&stats(&net));
-    assert_eq!(c["cookie_synack"], 2, "{c:?}");
-    assert_eq!(c["cookie_ack_valid"], 2, "{c:?}");
+    let guard = another_machines_port_keeps_its_connections(&net, theirs, "a macvlan container's");
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 

@@ -11,9 +11,7 @@
 
 use std::{io, net::IpAddr};
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage};
 use netlink_packet_sock_diag::{
     SockDiagMessage,
     constants::{AF_INET, AF_INET6, IPPROTO_TCP},
@@ -21,6 +19,7 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
+use super::netlink::each_reply;
 use crate::model::ports::Listening;
 
 /// The listening ports, IPv4 and IPv6 (what they are: [`Listening`]).
@@ -59,27 +58,11 @@ fn dump(family: u8) -> io::Result<Vec<(IpAddr, u16)>> {
     socket.send(&buf, 0)?;
 
     let mut found = Vec::new();
-    let mut reply = vec![0; 64 * 1024];
-    loop {
-        let len = socket.recv(&mut &mut reply[..], 0)?;
-        let mut offset = 0;
-        while offset < len {
-            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&reply[offset..len])
-                .map_err(|e| io::Error::other(format!("malformed sock_diag reply: {e}")))?;
-            let size = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    let id = &r.header.socket_id;
-                    found.push((id.source_address, id.source_port));
-                }
-                NetlinkPayload::Done(_) => return Ok(found),
-                NetlinkPayload::Error(e) => return Err(e.to_io()),
-                _ => {}
-            }
-            if size == 0 {
-                break;
-            }
-            offset += size;
+    each_reply(&socket, "sock_diag", |msg| {
+        if let SockDiagMessage::InetResponse(r) = msg {
+            let id = &r.header.socket_id;
+            found.push((id.source_address, id.source_port));
         }
-    }
+    })?;
+    Ok(found)
 }

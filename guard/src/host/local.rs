@@ -28,6 +28,8 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use super::netlink::each_reply;
+
 /// The kernel's local table (`RT_TABLE_LOCAL`).
 const RT_TABLE_LOCAL: u8 = 255;
 
@@ -60,34 +62,17 @@ fn dump(family: AddressFamily) -> io::Result<BTreeSet<IpNet>> {
     socket.send(&buf, 0)?;
 
     let mut found = BTreeSet::new();
-    let mut reply = vec![0; 64 * 1024];
-    loop {
-        let len = socket.recv(&mut &mut reply[..], 0)?;
-        let mut offset = 0;
-        while offset < len {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[offset..len])
-                .map_err(|e| io::Error::other(format!("malformed rtnetlink reply: {e}")))?;
-            let size = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                    // Filtered by the kernel already; checked again for a
-                    // kernel that ignores the filter.
-                    if r.header.kind == RouteType::Local
-                        && let Some(net) = destination(&r.header, &r.attributes)
-                    {
-                        found.insert(net);
-                    }
-                }
-                NetlinkPayload::Done(_) => return Ok(found),
-                NetlinkPayload::Error(e) => return Err(e.to_io()),
-                _ => {}
-            }
-            if size == 0 {
-                break;
-            }
-            offset += size;
+    each_reply(&socket, "rtnetlink", |msg| {
+        // Filtered by the kernel already; checked again for a kernel that
+        // ignores the filter.
+        if let RouteNetlinkMessage::NewRoute(r) = msg
+            && r.header.kind == RouteType::Local
+            && let Some(net) = destination(&r.header, &r.attributes)
+        {
+            found.insert(net);
         }
-    }
+    })?;
+    Ok(found)
 }
 
 /// A route's destination prefix; a route without one is the family's

@@ -14,6 +14,7 @@ pub mod kept_lists;
 pub mod listeners;
 pub mod local;
 pub mod lock;
+pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod notify;
