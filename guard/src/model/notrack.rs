@@ -9,7 +9,7 @@
 //! tracks some of its packets would let those fill the table unlimited: a
 //! rule counts only if it matches the destination port (one, a range or a
 //! set; `tcp`, `udp`, or `th` after a `meta l4proto` match or alone) and
-//! nothing else, in a base chain on the prerouting hook at a priority
+//! nothing else (a counter may count it), in a base chain on the prerouting hook at a priority
 //! before conntrack's, with no rule before it that could end the chain
 //! for some packets (a verdict). An `inet` table's rule counts; an `ip`
 //! or `ip6` table's only where the other family's says the same.
@@ -106,6 +106,10 @@ fn notrack_rule(expr: &[Value]) -> Option<(bool, bool, Vec<u16>)> {
     let (mut tcp, mut udp) = (true, true);
     let mut ports = None;
     for m in matches {
+        // A counter counts what it sees, and matches everything.
+        if m.get("counter").is_some() {
+            continue;
+        }
         let m = m.get("match")?;
         if !matches!(m["op"].as_str(), Some("==" | "in")) {
             return None;
@@ -220,12 +224,22 @@ mod tests {
             NOTRACK,
         ]);
         let both = rule(&[&dport("th", "9000"), NOTRACK]);
-        let json = ruleset("inet", "raw", -300, &[&udp, &tcp, &range, &th, &both]);
+        let counted = rule(&[
+            &dport("udp", "5353"),
+            r#"{"counter": {"packets": 0, "bytes": 0}}"#,
+            NOTRACK,
+        ]);
+        let json = ruleset(
+            "inet",
+            "raw",
+            -300,
+            &[&udp, &tcp, &range, &th, &both, &counted],
+        );
         assert_eq!(
             untracked(&json),
             Untracked {
                 tcp: set(&[8080, 9000]),
-                udp: set(&[53, 123, 6000, 6001, 6002, 7000, 9000]),
+                udp: set(&[53, 123, 5353, 6000, 6001, 6002, 7000, 9000]),
             }
         );
     }
