@@ -12,7 +12,7 @@ use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage, LinkXdp, XdpAttached},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::protocols::NETLINK_ROUTE;
 use thiserror::Error;
 
 use crate::model::xdp::{XdpAttachMode, XdpAttachment};
@@ -201,9 +201,7 @@ fn xdp_link_of(prog_id: u32) -> Option<u32> {
 /// Sends one rtnetlink request and returns the message of its reply
 /// (`None` for a bare acknowledgement).
 fn request(payload: RouteNetlinkMessage, flags: u16) -> io::Result<Option<RouteNetlinkMessage>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+    let socket = super::netlink::open(NETLINK_ROUTE, false)?;
     let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
     packet.header.flags = flags;
     packet.header.sequence_number = 1;

@@ -19,16 +19,13 @@ use std::{
 };
 
 use ipnet::IpNet;
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::protocols::NETLINK_ROUTE;
 
-use super::netlink::each_reply;
+use super::netlink;
 
 /// The kernel's local table (`RT_TABLE_LOCAL`).
 const RT_TABLE_LOCAL: u8 = 255;
@@ -41,28 +38,14 @@ pub fn local_prefixes() -> io::Result<BTreeSet<IpNet>> {
 }
 
 fn dump(family: AddressFamily) -> io::Result<BTreeSet<IpNet>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.set_netlink_get_strict_chk(true)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+    let socket = netlink::open(NETLINK_ROUTE, true)?;
     let mut message = RouteMessage::default();
     message.header.address_family = family;
     message.header.table = RT_TABLE_LOCAL;
     message.header.kind = RouteType::Local;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetRoute(message)),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-
+    let request = RouteNetlinkMessage::GetRoute(message);
     let mut found = BTreeSet::new();
-    each_reply(&socket, "rtnetlink", |msg| {
+    netlink::dump(&socket, request, "rtnetlink", |msg| {
         // Filtered by the kernel already; checked again for a kernel that
         // ignores the filter.
         if let RouteNetlinkMessage::NewRoute(r) = msg

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{
     nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE},
-    ruleset::{MAX_JUMPS, Rule, Ruleset, drops, items, targets},
+    ruleset::{CONNTRACK_PRIORITY, MAX_JUMPS, Rule, Ruleset, chain_names, drops, items, targets},
     xtables::{Save, SavedRule, Tables},
 };
 
@@ -64,10 +64,6 @@ pub const FIX: &str =
 /// The priority of iptables' mangle chains.
 const MANGLE_PRIORITY: i64 = -150;
 
-/// Conntrack's priority on the prerouting hook: a chain at or below it runs
-/// before conntrack, where `ct state` says nothing about the connection.
-const CONNTRACK_PRIORITY: i64 = -200;
-
 /// The chains holding a rule that drops (or rejects) packets in one of
 /// `states` before guard's SYNPROXY chain sees them, with the state, each
 /// as `table FAMILY NAME chain NAME (hook H, priority P)`, and `, through
@@ -88,13 +84,8 @@ pub fn drops_before_synproxy(
     let early: Vec<(&str, &str, &str, &str, i64)> = set
         .chains()
         .filter_map(|chain| {
-            let (Some(family), Some(table), Some(name), Some(hook), Some(prio)) = (
-                chain["family"].as_str(),
-                chain["table"].as_str(),
-                chain["name"].as_str(),
-                chain["hook"].as_str(),
-                chain["prio"].as_i64(),
-            ) else {
+            let (family, table, name) = chain_names(chain)?;
+            let (Some(hook), Some(prio)) = (chain["hook"].as_str(), chain["prio"].as_i64()) else {
                 return None;
             };
             let before = match hook {

@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap, hash_map::Entry};
 use serde_json::Value;
 
 use super::{
-    ruleset::{Element, MAX_JUMPS, Ruleset, items, targets, udp_alone},
+    ruleset::{Element, MAX_JUMPS, Ruleset, chain_names, items, targets, udp_alone},
     xtables::{Save, Tables},
 };
 
@@ -244,11 +244,7 @@ impl<'a> Walk<'a> {
         let mut out = Rewrites::default();
         let mut visits = Visits::default();
         for chain in self.0.chains() {
-            let (Some(family), Some(table), Some(name)) = (
-                chain["family"].as_str(),
-                chain["table"].as_str(),
-                chain["name"].as_str(),
-            ) else {
+            let Some((family, table, name)) = chain_names(chain) else {
                 continue;
             };
             if chain["type"].as_str() != Some("nat")

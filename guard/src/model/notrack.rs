@@ -20,11 +20,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::ruleset::items;
-
-/// conntrack's hook priority (`NF_IP_PRI_CONNTRACK`): a notrack before it
-/// takes effect.
-const CONNTRACK_PRIORITY: i64 = -200;
+use super::ruleset::{CONNTRACK_PRIORITY, Ruleset, chain_names, items};
 
 /// The ports conntrack skips, by protocol.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,19 +42,17 @@ impl Untracked {
 #[must_use]
 pub fn untracked(json: &str) -> Untracked {
     let items = items(json);
+    // No rule's text is read: the listing is not needed.
+    let set = Ruleset::new(&items, "");
     let mut by_family: [Untracked; 3] = Default::default();
-    for chain in items.iter().filter_map(|i| i.get("chain")) {
+    for chain in set.chains() {
         let before_conntrack = chain["prio"]
             .as_i64()
             .is_some_and(|p| p < CONNTRACK_PRIORITY);
         if chain["hook"].as_str() != Some("prerouting") || !before_conntrack {
             continue;
         }
-        let (Some(family), Some(table), Some(name)) = (
-            chain["family"].as_str(),
-            chain["table"].as_str(),
-            chain["name"].as_str(),
-        ) else {
+        let Some((family, table, name)) = chain_names(chain) else {
             continue;
         };
         let slot = match family {
@@ -67,15 +61,8 @@ pub fn untracked(json: &str) -> Untracked {
             "ip6" => 2,
             _ => continue,
         };
-        let rules = items.iter().filter_map(|i| i.get("rule")).filter(|r| {
-            r["family"].as_str() == Some(family)
-                && r["table"].as_str() == Some(table)
-                && r["chain"].as_str() == Some(name)
-        });
-        for rule in rules {
-            let Some(expr) = rule["expr"].as_array() else {
-                break;
-            };
+        for rule in set.rules_of(family, table, name) {
+            let expr = rule.expr;
             if let Some((tcp, udp, ports)) = notrack_rule(expr) {
                 let out = &mut by_family[slot];
                 if tcp {

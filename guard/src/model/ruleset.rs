@@ -1,6 +1,6 @@
 //! The host's nftables ruleset as `nft -j list ruleset` and `nft -a list
 //! ruleset` print it, read for the walks that follow its chains (`nat`,
-//! `firewall`): the rules of a chain, a rule's text, its jumps and the
+//! `firewall`) and for its NOTRACK rules (`notrack`): the rules of a chain, a rule's text, its jumps and the
 //! elements of its verdict maps.
 //!
 //! iptables-nft writes its matches (`-m conntrack`, `-m multiport`) as
@@ -14,6 +14,20 @@ use serde_json::Value;
 
 /// How deep jumps are followed (nftables itself allows 16).
 pub(super) const MAX_JUMPS: usize = 16;
+
+/// Conntrack's priority on the prerouting hook: a chain below it runs
+/// before conntrack (where `ct state` says nothing about the connection,
+/// and where a `notrack` takes effect); one above, after.
+pub(super) const CONNTRACK_PRIORITY: i64 = -200;
+
+/// A chain's family, table and name, as its rules name it.
+pub(super) fn chain_names(chain: &Value) -> Option<(&str, &str, &str)> {
+    Some((
+        chain["family"].as_str()?,
+        chain["table"].as_str()?,
+        chain["name"].as_str()?,
+    ))
+}
 
 /// A rule of the JSON, with where it is.
 pub(super) struct Rule<'a> {
