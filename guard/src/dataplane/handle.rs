@@ -118,7 +118,7 @@ impl Source for Pins<'_> {
 impl LocalTries {
     /// Sets `net`'s entry to `value`, or removes it (`None`; one missing
     /// is no error).
-    fn insert(&mut self, net: &IpNet, value: Option<u8>) -> Result<()> {
+    fn write(&mut self, net: &IpNet, value: Option<u8>) -> Result<()> {
         let len = u32::from(net.prefix_len());
         let result = match (net, value) {
             (IpNet::V4(n), Some(v)) => self.v4.insert(&Key::new(len, n.network().octets()), v, 0),
@@ -413,11 +413,11 @@ impl Dataplane {
             .collect();
         let result = changes
             .iter()
-            .try_for_each(|(net, v)| tries.insert(net, Some(*v)))
-            .and_then(|()| gone.iter().try_for_each(|net| tries.insert(net, None)));
+            .try_for_each(|(net, v)| tries.write(net, Some(*v)))
+            .and_then(|()| gone.iter().try_for_each(|net| tries.write(net, None)));
         if let Err(e) = result {
             for net in ["0.0.0.0/0", "::/0"] {
-                let _ = tries.insert(&net.parse().expect("a prefix"), None);
+                let _ = tries.write(&net.parse().expect("a prefix"), None);
             }
             tries.written.clear();
             return Err(e);

@@ -368,8 +368,11 @@ impl<'a> Controller<'a> {
     /// container's or a bridged VM's, and has `write` put them into every
     /// attachment. A failure is reported once; the tries keep what they
     /// hold (or, after a failed write, take every destination as the
-    /// host's).
+    /// host's). Only where cookies may come on: nothing else reads them.
     pub fn refresh_local_routes(&mut self, write: &mut dyn FnMut(&BTreeSet<IpNet>) -> Result<()>) {
+        if self.dry_run || self.cfg.cookies == SynCookies::Never {
+            return;
+        }
         let found = self
             .knobs
             .scope()
