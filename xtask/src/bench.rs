@@ -78,6 +78,11 @@ pub fn run(opts: &Options) -> Result<()> {
         if let Err(e) = setup::step("peers' packages", || setup::ensure_packages(PEER_PACKAGES)) {
             eprintln!("setup: peers' packages  FAILED  {e:#}; measuring without them");
         }
+        // The peers' maps are pinned (xdp-filter's programs name them so),
+        // which a fresh machine's unmounted /sys/fs/bpf would refuse.
+        if let Err(e) = setup::step("bpffs", setup::ensure_bpffs) {
+            eprintln!("setup: bpffs            FAILED  {e:#}; measuring without the peers");
+        }
     }
     let object = build::build_ebpf(&linker_dir)?;
     let baseline = object.with_file_name("baseline");

@@ -228,7 +228,7 @@ pub fn ensure_packages(packages: &[(&str, &str)]) -> Result<Outcome> {
     Ok(Outcome::Done(format!("installed {}", missing.join(" "))))
 }
 
-fn ensure_bpffs() -> Result<Outcome> {
+pub fn ensure_bpffs() -> Result<Outcome> {
     if is_bpffs(Path::new(BPFFS)) {
         return Ok(Outcome::Present(format!("mounted at {BPFFS}")));
     }
