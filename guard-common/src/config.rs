@@ -113,7 +113,21 @@ pub const REJECT_RST: u32 = 1;
 /// `GUARD_SAMPLES` ring, under [`DataplaneConfig::samples`] per kind.
 pub const SAMPLE_ON: u32 = 1;
 
-/// Everything the XDP program is told. 312 bytes, no implicit padding.
+/// The link-layer addresses [`DataplaneConfig::host_macs`] holds at most:
+/// the interface's own and those of the devices stacked on it in its
+/// namespace (a VLAN or macvlan device with an address of its own).
+pub const HOST_MACS: usize = 4;
+
+/// A MAC address as [`DataplaneConfig::host_macs`] holds it: its six bytes
+/// in the low 48 bits of a little-endian word, as the XDP program loads a
+/// frame's destination.
+#[must_use]
+#[inline(always)]
+pub const fn mac_word(mac: [u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
+}
+
+/// Everything the XDP program is told. 344 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -179,7 +193,18 @@ pub struct DataplaneConfig {
     /// [`crate::marked`]): `guard run`'s to switch, when it has rebuilt
     /// the other.
     pub marked_half: u32,
-    pub pad: u32,
+    /// How many of [`Self::host_macs`] are set; 0: every frame is taken
+    /// as this namespace's.
+    pub host_macs_len: u32,
+    /// The unicast addresses ([`mac_word`]) whose frames can reach this
+    /// namespace's conntrack: the interface's, and its stacked devices'
+    /// here. A unicast frame for any other (a macvlan container's, a
+    /// macvtap VM's) is another device's: `ip_rcv` drops it as
+    /// `PACKET_OTHERHOST` before conntrack, or the macvlan port takes it
+    /// into another namespace. Set only for an interface that is no
+    /// bridge, bond or switch port (whose bridged frames netfilter may
+    /// see: `br_netfilter`, the bridge family's conntrack).
+    pub host_macs: [u64; HOST_MACS],
 }
 
 impl DataplaneConfig {
@@ -214,7 +239,8 @@ impl DataplaneConfig {
         sample_mask: 0,
         slot_seed: 0,
         marked_half: 0,
-        pad: 0,
+        host_macs_len: 0,
+        host_macs: [0; HOST_MACS],
     };
 
     /// Whether the program drops what it rejects ([`MODE_ENFORCE`]); in
@@ -243,6 +269,27 @@ impl DataplaneConfig {
         }
         false
     }
+
+    /// Whether a frame for `dst` is another device's: a unicast address
+    /// not in [`Self::host_macs`] (none there: every frame is this
+    /// namespace's).
+    #[must_use]
+    #[inline(always)]
+    pub fn for_another_device(&self, dst: [u8; 6]) -> bool {
+        // A group address (broadcast, multicast) reaches every device.
+        if self.host_macs_len == 0 || dst[0] & 1 != 0 {
+            return false;
+        }
+        let dst = mac_word(dst);
+        let mut i = 0;
+        while i < HOST_MACS {
+            if (i as u32) < self.host_macs_len && self.host_macs[i] == dst {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
 }
 
 #[cfg(feature = "user")]
@@ -250,4 +297,34 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 312);
+const _: () = assert!(size_of::<DataplaneConfig>() == 344);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NIC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    const SHIM: [u8; 6] = [0x02, 0x42, 0, 0, 0, 3];
+
+    /// The interface's address and its shim's are the host's, any other
+    /// unicast address another device's; a group address reaches every
+    /// device; with none known, every frame is the host's.
+    #[test]
+    fn a_frame_is_another_devices_only_for_a_unicast_address_not_listed() {
+        let mut cfg = DataplaneConfig::PASSIVE;
+        assert!(!cfg.for_another_device([0x02, 0, 0, 0, 0, 0x50]));
+        cfg.host_macs_len = 2;
+        cfg.host_macs[0] = mac_word(NIC);
+        cfg.host_macs[1] = mac_word(SHIM);
+        assert!(!cfg.for_another_device(NIC));
+        assert!(!cfg.for_another_device(SHIM));
+        assert!(cfg.for_another_device([0x02, 0, 0, 0, 0, 0x50]));
+        assert!(!cfg.for_another_device([0xff; 6]));
+        assert!(!cfg.for_another_device([0x33, 0x33, 0, 0, 0, 1]));
+        assert!(!cfg.for_another_device([0x01, 0x00, 0x5e, 0, 0, 0xfb]));
+        // Past the count, a word is not read: a stale address is no host's.
+        cfg.host_macs_len = 1;
+        assert!(cfg.for_another_device(SHIM));
+        assert_eq!(mac_word(NIC) >> 48, 0);
+    }
+}

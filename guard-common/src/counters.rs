@@ -121,6 +121,12 @@ pub enum Counter {
     /// (`--notrack-port`): passed as no new flow, no limit applies (it
     /// opens no conntrack entry). A denylisted source's is still dropped.
     PassUntracked = 34,
+    /// A new flow in a frame for another device's link-layer address (a
+    /// macvlan container's, a macvtap VM's: not in
+    /// [`crate::DataplaneConfig::host_macs`]): it never reaches this
+    /// namespace's conntrack, so it passes with no limit, no cookie, no
+    /// signature and no sample. A denylisted source's is still dropped.
+    PassOtherDevice = 35,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -163,7 +169,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 36] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -199,6 +205,7 @@ impl Counter {
         Self::VerifiedReply,
         Self::CookieUnanswered,
         Self::PassUntracked,
+        Self::PassOtherDevice,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -240,6 +247,7 @@ impl Counter {
             Self::VerifiedReply => "verified_reply",
             Self::CookieUnanswered => "cookie_unanswered",
             Self::PassUntracked => "pass_untracked",
+            Self::PassOtherDevice => "pass_other_device",
         }
     }
 

@@ -26,7 +26,7 @@ use guard_common::{
 use crate::{
     atomic, clock,
     cookie::{self, Ack, Socket},
-    dissect::{F_FRAGMENT, F_QUERY, Headers},
+    dissect::{F_FRAGMENT, F_OTHER_DEVICE, F_QUERY, Headers},
     flows::Flow,
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, LookupBudget, MARKED, MARKS, PORT_COUNTS,
@@ -94,6 +94,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let v4 = h.family == AF_INET;
     let (has_lists, has_deny) = lists(cfg, v4);
     let candidate = h.may_open_flow();
+    if h.flags & F_OTHER_DEVICE != 0 {
+        return other_device(ctx, h, cfg, slots, v4, has_deny, candidate);
+    }
     // TCP to a listening port: SYNs are counted per port, and an armed
     // port takes the cookie path. ACKs are looked up only while a port is
     // armed.
@@ -345,6 +348,39 @@ fn untracked(
         return reject(cfg, slots, Counter::DropDenylist);
     }
     bump(slots, Counter::PassUntracked);
+    XDP_PASS
+}
+
+/// Whether the frame is for another device's link-layer address
+/// ([`DataplaneConfig::for_another_device`]).
+#[inline(always)]
+pub fn for_another_device(ctx: &XdpContext, cfg: &DataplaneConfig) -> bool {
+    cfg.host_macs_len != 0 && load::<[u8; 6]>(ctx, 0).is_some_and(|dst| cfg.for_another_device(dst))
+}
+
+/// A packet in a frame for another device (a macvlan container's, a
+/// macvtap VM's): it never reaches this namespace's conntrack, so no limit
+/// or cookie is for it, and it is not this host's flood; a denied source's
+/// is dropped all the same.
+#[inline(always)]
+fn other_device(
+    ctx: &XdpContext,
+    h: &Headers,
+    cfg: &DataplaneConfig,
+    slots: &mut Slots,
+    v4: bool,
+    has_deny: bool,
+    candidate: bool,
+) -> u32 {
+    if has_deny
+        && let Some(src) = source_addr(ctx, h)
+        && list_action(&src, v4) == LIST_DENY
+    {
+        return reject(cfg, slots, Counter::DropDenylist);
+    }
+    if candidate {
+        bump(slots, Counter::PassOtherDevice);
+    }
     XDP_PASS
 }
 

@@ -24,7 +24,10 @@ use guard_tests::{
     guard_proc::{self, Guard, pin_dir, start_on},
     host::{self, Saved},
     kernel_test,
-    net::{ATTACKER_ADDR, ATTACKER_ADDR6, TestNet, VICTIM_ADDR, VICTIM_ADDR6},
+    net::{
+        ATTACKER_ADDR, ATTACKER_ADDR6, MACVLAN_ADDR, MACVLAN_ADDR6, TestNet, VICTIM_ADDR,
+        VICTIM_ADDR6,
+    },
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
     server::{EchoServer, UdpEcho, connect_echo, query, visit_echo},
@@ -1130,6 +1133,97 @@ fn a_busy_nat_keeps_its_rate_through_a_flood_held_back_while_the_table_has_room(
     );
     guard.stop(libc::SIGTERM).assert_code(0);
     drop(saved);
+}
+
+/// A spoofed SYN flood aimed at a macvlan container on the guarded link
+/// (its own MAC and addresses; a macvtap VM's frames come the same way)
+/// is not the host's: the container's frames never reach the host's
+/// conntrack. guard as a new user starts it (`--mode enforce`, cookies
+/// auto): the flood's SYNs pass as another device's (`pass_other_device`),
+/// count as no new flow of the host's, spend none of its budget and arm
+/// none of its ports (before, the host's port 8080 was armed for a flood
+/// its cookies could not answer, and the budget the host's own new
+/// clients need was spent on it). The container's new clients connect
+/// throughout, as do the host's.
+#[test]
+fn a_flood_at_a_macvlan_container_is_not_the_hosts() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let container = net.macvlan();
+    // Its SYN-ACKs to the spoofed range go back to the attacker, where
+    // nothing forwards them.
+    let _ = Command::new("ip")
+        .args([
+            "-n",
+            &container.ns,
+            "route",
+            "add",
+            "198.19.0.0/16",
+            "via",
+            ATTACKER_ADDR,
+        ])
+        .status();
+    let theirs = SocketAddr::new(MACVLAN_ADDR.parse().expect("address"), PORT);
+    let _server = EchoServer::start(&container.ns, theirs);
+    let _own = EchoServer::start(&net.victim, server_addr());
+    let guard = start_on(&net, &["--mode", "enforce", "--fingerprints", "off"]);
+    // The controller's first tick has written the host's addresses once
+    // a connection to the container counts as another device's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard_proc::counters(&guard_proc::stats(&net))["pass_other_device"] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no frame taken as another device's\n{}",
+            guard.stderr()
+        );
+        connect_echo(&net.attacker, theirs, Duration::from_secs(3)).expect("the container");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let flood = Flood::new(&net).aimed_at(
+        net.mac(&container.ns, &container.dev),
+        MACVLAN_ADDR.parse().expect("address"),
+        MACVLAN_ADDR6.parse().expect("address"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = background_flood(flood, Arc::clone(&stop));
+    // Five seconds of it: the controller's ticks would have armed the
+    // port and bound the budget within two.
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        for addr in [theirs, server_addr()] {
+            connect_echo(&net.attacker, addr, Duration::from_secs(3)).unwrap_or_else(|e| {
+                panic!(
+                    "a connection to {addr} during the flood: {e}\n{}",
+                    guard.stderr()
+                )
+            });
+            served += 1;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flood = flooder.join().expect("the flood");
+    let c = guard_proc::counters(&guard_proc::stats(&net));
+    assert!(served >= 20, "{served} connections");
+    assert!(
+        c["pass_other_device"] >= flood.sent,
+        "every flood SYN another device's: {} of {}\n{c:?}",
+        c["pass_other_device"],
+        flood.sent
+    );
+    assert_eq!(
+        c["pass_other_device"] + c["new_flows"],
+        c["tcp_syn"],
+        "every SYN another device's or a new flow of the host's: {c:?}"
+    );
+    assert!(c["new_flows"] <= served, "{c:?}");
+    assert_eq!(c["drop_global_budget"], 0, "{c:?}");
+    assert_eq!(c["cookie_synack"], 0, "{c:?}");
+    let log = guard.stderr();
+    assert!(!log.contains("SYN cookies on"), "{log}");
+    assert!(!log.contains("level elevated"), "{log}");
+    guard.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// The victim's nat rule for [`a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood`]:

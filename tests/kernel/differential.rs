@@ -28,6 +28,7 @@ use guard::model::fingerprint::parse;
 use guard_common::{
     Counter, CounterBlock,
     bucket::NANOS_PER_SEC,
+    config::mac_word,
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
 };
 use guard_tests::{
@@ -426,6 +427,18 @@ fn random_mixes_agree() {
         let mut pair = Pair::new(&format!(
             "--mode enforce --syn-rate 20 --syn-burst 4 --udp-rate 10 --udp-burst 3 --icmp-rate 2 --icmp-burst 1 --prefix-syn-rate 50 --prefix-syn-burst 10 --global-rate 300 --global-burst 20 --ban-threshold 25 --ban-window 1 --ban-duration 2 --udp-flow-idle 1 --source-prefix-v6 56 --prefix-v6 40 --allow 198.19.1.0/28 --deny 2001:db8:2::/48 --event-rate 50 --event-burst 10 {prefix_off}"
         ));
+        // The host's interface has the address the frames are built with;
+        // some go to a macvlan container's, or to a group address.
+        let mut cfg = pair.program.config();
+        cfg.host_macs_len = 1;
+        cfg.host_macs[0] = mac_word(Packet::tcp(v4(1), v4(2), 1, 2, TCP_SYN).dst_mac);
+        pair.program.set_config(&cfg);
+        pair.model.config = cfg;
+        let others: [[u8; 6]; 3] = [
+            [0x02, 0, 0, 0, 0, 0x50],
+            [0xff; 6],
+            [0x33, 0x33, 0, 0, 0, 1],
+        ];
         let mut rng = Rng::new(seed);
         let sources = fuzz::sources(&mut rng, 40, 20);
         let mut now = T0;
@@ -437,7 +450,10 @@ fn random_mixes_agree() {
                 rng.below(MS)
             };
             let src = rng.pick(&sources);
-            let frame = fuzz::valid(&mut rng, src);
+            let mut frame = fuzz::valid(&mut rng, src);
+            if rng.percent(15) {
+                frame[..6].copy_from_slice(&rng.pick(&others));
+            }
             let frame = if rng.percent(10) {
                 fuzz::broken(&mut rng, &frame)
             } else {
@@ -445,6 +461,7 @@ fn random_mixes_agree() {
             };
             pair.packet(&frame, now);
         }
+        assert!(pair.model.counters.get(Counter::PassOtherDevice) > 0);
         pair.assert_same_state();
     }
 }

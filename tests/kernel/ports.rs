@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use guard_common::{
     Counter, Limit, SourceKey,
     bucket::NANOS_PER_SEC,
-    config::{ACK_LOOKUPS_PER_SEC, FLOW_CLASSES, VERIFY_ACKS},
+    config::{ACK_LOOKUPS_PER_SEC, FLOW_CLASSES, VERIFY_ACKS, mac_word},
     key::{AF_INET, AF_INET6},
     ports::{PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_entry},
 };
@@ -837,6 +837,111 @@ fn a_port_conntrack_skips_is_no_new_flow() {
     let c = program.counters();
     assert_eq!(c.get(Counter::DropDenylist), 2);
     assert_eq!(c.get(Counter::PassUntracked), 400);
+}
+
+/// The host's interface's address in the frames `Packet` builds, a device
+/// stacked on it here (a macvlan shim), and a macvlan container's.
+const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const SHIM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x50];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// A frame for another device's link-layer address (a macvlan
+/// container's, a macvtap VM's: not in `DataplaneConfig::host_macs`)
+/// never reaches this namespace's conntrack. With limits of one flow a
+/// source, 100 SYNs (to a port armed for cookies),
+/// datagrams and echo requests from one source to the container's
+/// address all pass untouched, over IPv4 and IPv6: no cookie, counted as
+/// `pass_other_device` and not as new flows, the port's SYN count and the
+/// source's buckets left whole. The same frames to the host's address or
+/// the shim's are the host's (the SYNs answered with cookies, the rest
+/// within the source's limit of one); so is a broadcast frame. A denylisted source is dropped at the container's
+/// address all the same. With no address known (a bridge port's guard),
+/// every frame is the host's.
+#[test]
+fn a_frame_for_another_device_is_not_the_hosts_flow() {
+    let _kernel = kernel_test!();
+    let v6 = |last| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last));
+    let denied: IpAddr = Ipv4Addr::new(198, 18, 7, 7).into();
+    let mut program = Program::new(&xdp::settings(
+        "--mode enforce --source-limits always --syn-rate 1 --syn-burst 1 --udp-rate 1 --udp-burst 1 --icmp-rate 1 --icmp-burst 1 --ban-threshold 0 --fingerprints off --deny 198.18.7.7",
+    ));
+    program.arm_cookies(ARMED);
+    let mut cfg = program.config();
+    cfg.host_macs_len = 2;
+    cfg.host_macs[0] = mac_word(HOST_MAC);
+    cfg.host_macs[1] = mac_word(SHIM_MAC);
+    program.set_config(&cfg);
+    let pairs = [
+        (IpAddr::from(Ipv4Addr::new(198, 18, 0, 1)), server()),
+        (v6(1), v6(0x50)),
+    ];
+    let frames = |client, host, sport, dst| {
+        let on = |p: Packet| p.macs(CLIENT_MAC, dst).frame();
+        [
+            on(Packet::tcp(client, host, sport, ARMED, TCP_SYN)),
+            on(Packet::udp(client, host, sport, 53, b"a question")),
+            on(Packet::icmp(
+                client,
+                host,
+                if client.is_ipv4() { 8 } else { 128 },
+                sport,
+            )),
+        ]
+    };
+    for (client, host) in pairs {
+        for sport in 1000..1100 {
+            for frame in frames(client, host, sport, CONTAINER_MAC) {
+                let (action, out) = program.run_frame(&frame, T0);
+                assert_eq!((action, &out), (XDP_PASS, &frame), "{client} {sport}");
+            }
+        }
+    }
+    let c = program.counters();
+    assert_eq!(c.get(Counter::PassOtherDevice), 600);
+    assert_eq!(c.get(Counter::NewFlows), 0);
+    assert_eq!(c.get(Counter::CookieSynAck), 0);
+    assert_eq!(program.port_counts(0).syns, 0, "not the host's flood");
+
+    // The host's flows: the SYNs get cookies; of each source's datagrams
+    // and echo requests the first passes (its bucket was left full), the
+    // others meet the limit.
+    let mut passed = 0;
+    for (client, host) in pairs {
+        for (dst, sport) in [(HOST_MAC, 2000), (SHIM_MAC, 2001), ([0xff; 6], 2002)] {
+            for frame in frames(client, host, sport, dst) {
+                let (action, _) = program.run_frame(&frame, T0);
+                if action != XDP_DROP {
+                    passed += 1;
+                }
+            }
+        }
+    }
+    let c = program.counters();
+    assert_eq!(c.get(Counter::NewFlows), 18, "every one the host's");
+    assert_eq!(c.get(Counter::CookieSynAck), 6);
+    assert_eq!(c.get(Counter::DropSourceLimit), 8);
+    assert_eq!(passed, 6 + 4);
+    assert_eq!(c.get(Counter::PassOtherDevice), 600);
+
+    let denied_frames = frames(denied, server(), 1000, CONTAINER_MAC);
+    for frame in &denied_frames {
+        assert_eq!(program.run(frame, T0), XDP_DROP);
+    }
+    assert_eq!(program.counters().get(Counter::DropDenylist), 3);
+
+    // No address known: the container's frames are the host's again.
+    let mut cfg = program.config();
+    cfg.host_macs_len = 0;
+    program.set_config(&cfg);
+    let client = Ipv4Addr::new(198, 18, 0, 9).into();
+    let before = program.counters().get(Counter::NewFlows);
+    for frame in frames(client, server(), 3000, CONTAINER_MAC) {
+        program.run(&frame, T0);
+    }
+    let c = program.counters();
+    assert_eq!(c.get(Counter::NewFlows), before + 3);
+    assert_eq!(c.get(Counter::PassOtherDevice), 600);
 }
 
 /// `--max-sources` of the churn tests: a map a flood overflows quickly.

@@ -55,6 +55,16 @@ impl Flood {
         }
     }
 
+    /// The same sender aimed at another device on the victim's link: its
+    /// MAC and addresses.
+    #[must_use]
+    pub fn aimed_at(mut self, mac: [u8; 6], victim: IpAddr, victim6: IpAddr) -> Self {
+        self.dst_mac = mac;
+        self.victim = victim;
+        self.victim6 = victim6;
+        self
+    }
+
     /// One SYN from `from` to the victim's `dport`, waited for until the
     /// guard running on `net` has counted it (its `tcp_syn` counter reaches
     /// the frames sent, so every frame sent must be a SYN).

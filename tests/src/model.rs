@@ -517,8 +517,27 @@ impl Model {
         match d.class {
             Counter::Malformed => self.reject(Counter::DropMalformed),
             Counter::NonIp => Verdict::Pass,
+            _ if frame
+                .first_chunk::<6>()
+                .is_some_and(|dst| self.config.for_another_device(*dst)) =>
+            {
+                self.other_device(&d)
+            }
             _ => self.screen(frame, &d).unwrap_or_else(|| self.ip(&d, now)),
         }
+    }
+
+    /// A frame for another device's link-layer address: only the deny
+    /// entries apply; a new flow is counted as passed for it.
+    fn other_device(&mut self, d: &Dissected) -> Verdict {
+        let (_, deny) = list_bits(d.family);
+        if self.config.lists & deny != 0 && self.longest_match(d) == Some(LIST_DENY) {
+            return self.reject(Counter::DropDenylist);
+        }
+        if d.may_open_flow() {
+            self.bump(Counter::PassOtherDevice);
+        }
+        Verdict::Pass
     }
 
     fn bump(&mut self, counter: Counter) {

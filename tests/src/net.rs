@@ -296,6 +296,8 @@ const MACVLAN_CIDR6: &str = "2001:db8::50/64";
 /// nothing of the victim's routing. Deleted on drop.
 pub struct Macvlan {
     pub ns: String,
+    /// Its macvlan device, in `ns`.
+    pub dev: String,
 }
 
 impl TestNet {
@@ -304,16 +306,17 @@ impl TestNet {
     pub fn macvlan(&self) -> Macvlan {
         let container = Macvlan {
             ns: self.victim.replace("-v", "-m"),
+            dev: self.victim_if.replace('v', "m"),
         };
         ip(&["netns", "add", &container.ns]);
         ip(&["-n", &container.ns, "link", "set", "lo", "up"]);
-        let dev = self.victim_if.replace('v', "m");
+        let dev = &container.dev;
         ip(&[
             "-n",
             &self.victim,
             "link",
             "add",
-            &dev,
+            dev,
             "link",
             &self.victim_if,
             "type",
@@ -326,21 +329,13 @@ impl TestNet {
             &self.victim,
             "link",
             "set",
-            &dev,
+            dev,
             "netns",
             &container.ns,
         ]);
-        quiet_ipv6(&container.ns, &dev);
-        ip(&["-n", &container.ns, "link", "set", &dev, "up"]);
-        ip(&[
-            "-n",
-            &container.ns,
-            "addr",
-            "add",
-            MACVLAN_CIDR,
-            "dev",
-            &dev,
-        ]);
+        quiet_ipv6(&container.ns, dev);
+        ip(&["-n", &container.ns, "link", "set", dev, "up"]);
+        ip(&["-n", &container.ns, "addr", "add", MACVLAN_CIDR, "dev", dev]);
         ip(&[
             "-n",
             &container.ns,
@@ -349,7 +344,7 @@ impl TestNet {
             "add",
             MACVLAN_CIDR6,
             "dev",
-            &dev,
+            dev,
             "nodad",
         ]);
         container

@@ -8,7 +8,7 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{
         BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
-        MODE_ENFORCE, MODE_MONITOR, REJECT_RST, SAMPLE_ON,
+        HOST_MACS, MODE_ENFORCE, MODE_MONITOR, REJECT_RST, SAMPLE_ON,
     },
 };
 use ipnet::IpNet;
@@ -237,7 +237,9 @@ impl Settings {
             slot_seed: 0,
             // `guard run`'s to switch (`Dataplane::refresh_marked`).
             marked_half: 0,
-            pad: 0,
+            // `guard run`'s, per interface (`Dataplane::set_host_macs`).
+            host_macs_len: 0,
+            host_macs: [0; HOST_MACS],
         }
     }
 

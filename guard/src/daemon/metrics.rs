@@ -301,7 +301,11 @@ fn encode_xdp(
 
 /// The XDP counters' metric families: name, help, label, and the counter
 /// behind each label value.
-fn xdp_families() -> [Family; 14] {
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one entry per metric family"
+)]
+fn xdp_families() -> [Family; 15] {
     let named = |list: &[Counter], strip: &str| -> Vec<(Counter, &'static str)> {
         list.iter()
             .map(|c| (*c, c.name().strip_prefix(strip).unwrap_or(c.name())))
@@ -353,6 +357,12 @@ fn xdp_families() -> [Family; 14] {
             "SYNs and new UDP flows to a port conntrack skips (a NOTRACK rule): they open no conntrack entry, so they pass without limits (a denylisted source's are dropped).",
             "kind",
             vec![(Counter::PassUntracked, "all")],
+        ),
+        (
+            "guard_other_device_new_flows",
+            "New flows in frames for another device's link-layer address (a macvlan container's, a macvtap VM's): they never reach this namespace's conntrack, so they pass without limits (a denylisted source's are dropped).",
+            "kind",
+            vec![(Counter::PassOtherDevice, "all")],
         ),
         (
             "guard_new_sources",

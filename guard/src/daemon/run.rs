@@ -34,6 +34,7 @@ use crate::{
     host::{
         clock::{monotonic_ns, unix_now, unix_now_ms},
         conntrack::knobs::{KnobError, Knobs},
+        iface::Interface,
         instances::NamespaceDir,
         kept_lists,
         lock::PidLock,
@@ -812,6 +813,15 @@ fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
                 .with_context(|| a.iface.name.clone())?;
         }
         Ok(())
+    });
+    // Copies: `write` borrows the attachments.
+    let ifaces: Vec<Interface> = attached.iter().map(|a| a.iface.clone()).collect();
+    c.refresh_host_macs(&ifaces.iter().collect::<Vec<_>>(), &mut |i, macs| {
+        let a = &mut attached[i];
+        a.dataplane
+            .set_host_macs(macs)
+            .map(drop)
+            .with_context(|| a.iface.name.clone())
     });
     let mut write_ports = |table: &BTreeMap<u16, u32>| {
         for a in attached.iter_mut() {

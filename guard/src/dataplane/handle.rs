@@ -29,6 +29,7 @@ use aya::{
 use guard_common::{
     CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SourceState,
     bucket::NANOS_PER_SEC,
+    config::{HOST_MACS, mac_word},
     fingerprint::SigTable,
     key::{LIST_DENY, ROUTE_ELSEWHERE, ROUTE_LOCAL},
     maps::{
@@ -44,6 +45,7 @@ use crate::{
     config::list_bits,
     host::lock::FileLock,
     model::{
+        devices::Mac,
         lists::Lists,
         paths::{MAPS_LOCK, RUNTIME_DIR},
     },
@@ -423,6 +425,30 @@ impl Dataplane {
             return Err(e);
         }
         tries.written = wanted;
+        Ok(true)
+    }
+
+    /// Writes the link-layer addresses whose frames are this namespace's
+    /// (`model::devices`; none: every frame is). Returns whether the
+    /// configuration changed.
+    pub fn set_host_macs(&mut self, macs: &[Mac]) -> Result<bool> {
+        let mut words = [0; HOST_MACS];
+        let len = if macs.len() > HOST_MACS {
+            0
+        } else {
+            for (w, mac) in words.iter_mut().zip(macs) {
+                *w = mac_word(*mac);
+            }
+            macs.len()
+        };
+        let config = self.config()?;
+        if config.host_macs_len as usize == len && config.host_macs == words {
+            return Ok(false);
+        }
+        self.update_config(|c| {
+            c.host_macs_len = len as u32;
+            c.host_macs = words;
+        })?;
         Ok(true)
     }
 

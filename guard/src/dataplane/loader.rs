@@ -156,11 +156,13 @@ pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
     })?;
     let wanted = settings.dataplane();
     dataplane.update_config(|c| {
-        let (cookies, seed, marked_half) = (c.cookies, c.slot_seed, c.marked_half);
+        let kept = *c;
         *c = wanted;
-        c.cookies = cookies;
-        c.slot_seed = seed;
-        c.marked_half = marked_half;
+        c.cookies = kept.cookies;
+        c.slot_seed = kept.slot_seed;
+        c.marked_half = kept.marked_half;
+        c.host_macs_len = kept.host_macs_len;
+        c.host_macs = kept.host_macs;
     })
 }
 

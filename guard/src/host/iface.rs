@@ -15,7 +15,10 @@ use netlink_packet_route::{
 use netlink_sys::protocols::NETLINK_ROUTE;
 use thiserror::Error;
 
-use crate::model::xdp::{XdpAttachMode, XdpAttachment};
+use crate::model::{
+    devices::Link,
+    xdp::{XdpAttachMode, XdpAttachment},
+};
 
 #[derive(Debug, Error)]
 pub enum IfaceError {
@@ -148,6 +151,40 @@ pub fn non_ethernet(iface: &Interface) -> Result<Option<String>, IfaceError> {
         LinkLayerType::Ether | LinkLayerType::Loopback => None,
         other => Some(other.to_string()),
     })
+}
+
+/// Every device of the namespace as `model::devices` reads them: its
+/// lower device here, its controller and its Ethernet address.
+pub fn links() -> io::Result<Vec<Link>> {
+    let socket = super::netlink::open(NETLINK_ROUTE, false)?;
+    let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+    let mut found = Vec::new();
+    super::netlink::dump(&socket, request, "rtnetlink", |msg| {
+        let RouteNetlinkMessage::NewLink(link) = msg else {
+            return;
+        };
+        let mut found_link = Link {
+            index: link.header.index,
+            ..Link::default()
+        };
+        let mut elsewhere = false;
+        for attr in &link.attributes {
+            match attr {
+                LinkAttribute::Link(lower) => found_link.lower = Some(*lower),
+                LinkAttribute::LinkNetNsId(_) => elsewhere = true,
+                LinkAttribute::Controller(c) => found_link.controller = Some(*c),
+                LinkAttribute::Address(a) => found_link.mac = <[u8; 6]>::try_from(&a[..]).ok(),
+                _ => {}
+            }
+        }
+        // A lower device in another namespace (a veth's peer, a
+        // container's macvlan parent) is not one of this dump's.
+        if elsewhere {
+            found_link.lower = None;
+        }
+        found.push(found_link);
+    })?;
+    Ok(found)
 }
 
 /// Removes a program that someone else attached (`guard run --force`).

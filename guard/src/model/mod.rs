@@ -5,6 +5,7 @@
 
 pub mod bans;
 pub mod conntrack;
+pub mod devices;
 pub mod doctor;
 pub mod duration;
 pub mod fingerprint;

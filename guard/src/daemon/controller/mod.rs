@@ -24,6 +24,7 @@ use crate::{
             knobs::{KnobError, Knobs},
         },
         files::HostFiles,
+        iface::{self, Interface},
         listeners, local,
         lock::PidLock,
         nft, notrack,
@@ -32,6 +33,7 @@ use crate::{
     },
     model::{
         conntrack::{BUCKETS, MAX, TCP_LOOSE, Table, Timeout, percent, timeout_key},
+        devices::{self, Mac},
         firewall::AckState,
         level::Level,
         nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
@@ -384,6 +386,56 @@ impl<'a> Controller<'a> {
             self.report_once(&format!(
                 "{e:#}: the cookie path takes every destination as this host's"
             ));
+        }
+    }
+
+    /// Reads the protected namespace's devices (`host::iface::links`) and
+    /// has `write` put each guarded interface's own link-layer addresses
+    /// (`model::devices`) into its program, by the interface's place in
+    /// `ifaces`: frames for other devices (a macvlan container's, a
+    /// macvtap VM's) then pass with no limit. Where the addresses cannot
+    /// be known, every frame stays the host's, and the log says why once.
+    pub fn refresh_host_macs(
+        &mut self,
+        ifaces: &[&Interface],
+        write: &mut dyn FnMut(usize, &[Mac]) -> Result<()>,
+    ) {
+        let links = self
+            .knobs
+            .scope()
+            .run(iface::links)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .context("reading the namespace's devices (rtnetlink)");
+        let links = match links {
+            Ok(links) => links,
+            Err(e) => {
+                self.report_once(&format!(
+                    "{e:#}: frames for other devices' addresses are limited as the host's"
+                ));
+                return;
+            }
+        };
+        for (i, iface) in ifaces.iter().enumerate() {
+            let macs = devices::host_macs(&links, iface.index).unwrap_or_else(|why| {
+                self.note_once(&format!(
+                    "{}: frames for other devices' addresses are limited as the host's: {why}",
+                    iface.name
+                ));
+                Vec::new()
+            });
+            if let Err(e) = write(i, &macs) {
+                self.report_once(&format!("{}: {e:#}", iface.name));
+            }
+        }
+    }
+
+    /// Says once, as information, what the controller cannot do here by
+    /// the host's design (not a fault).
+    fn note_once(&mut self, note: &str) {
+        if !self.reported.contains(note) {
+            tracing::info!("{note}");
+            self.reported.insert(note.to_owned());
         }
     }
 
