@@ -174,6 +174,11 @@ pub fn links() -> io::Result<Vec<Link>> {
                 LinkAttribute::LinkNetNsId(_) => elsewhere = true,
                 LinkAttribute::Controller(c) => found_link.controller = Some(*c),
                 LinkAttribute::Address(a) => found_link.mac = <[u8; 6]>::try_from(&a[..]).ok(),
+                LinkAttribute::LinkInfo(infos) => {
+                    found_link.tap = infos
+                        .iter()
+                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVtap)));
+                }
                 _ => {}
             }
         }

@@ -12,7 +12,9 @@
 //!
 //! The frames that do reach this stack are addressed to the interface or
 //! to a device stacked on it here (a VLAN or macvlan device of this
-//! namespace with an address of its own). An interface that is a bridge,
+//! namespace with an address of its own). A macvtap device is stacked
+//! here too, but its frames go to its VM's queue, never to this stack:
+//! its address is the VM's. An interface that is a bridge,
 //! bond or switch port is left out altogether: a bridge hands bridged
 //! frames to netfilter (`br_netfilter`, the bridge family's conntrack),
 //! and a bond's or an Open vSwitch port's frames are its controller's.
@@ -33,6 +35,8 @@ pub struct Link {
     pub controller: Option<u32>,
     /// Its link-layer address, if it has one of six bytes.
     pub mac: Option<Mac>,
+    /// A macvtap device: a VM's queue, not this stack's.
+    pub tap: bool,
 }
 
 /// The unicast addresses whose frames on `iface` can reach this
@@ -55,7 +59,7 @@ pub fn host_macs(links: &[Link], iface: u32) -> Result<Vec<Mac>, String> {
     let mut stack = vec![iface];
     let mut seen = vec![iface];
     while let Some(below) = stack.pop() {
-        for upper in links.iter().filter(|l| l.lower == Some(below)) {
+        for upper in links.iter().filter(|l| l.lower == Some(below) && !l.tap) {
             if seen.contains(&upper.index) {
                 continue;
             }
@@ -89,6 +93,7 @@ mod tests {
             lower,
             controller: None,
             mac: Some([0x02, 0, 0, 0, 0, mac]),
+            tap: false,
         }
     }
 
@@ -117,6 +122,14 @@ mod tests {
             macs,
             vec![ETH0, [0x02, 0, 0, 0, 0, 3], [0x02, 0, 0, 0, 0, 4]]
         );
+    }
+
+    /// A macvtap VM's address is the VM's, not this stack's.
+    #[test]
+    fn a_macvtap_vm_is_another_device() {
+        let mut tap = link(3, Some(2), 3);
+        tap.tap = true;
+        assert_eq!(host_macs(&[link(2, None, 1), tap], 2), Ok(vec![ETH0]));
     }
 
     /// A bridge or bond port: bridged frames may meet netfilter, so
