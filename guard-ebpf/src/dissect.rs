@@ -48,10 +48,6 @@ pub const F_IPV6: u8 = 2;
 pub const F_FRAGMENT: u8 = 4;
 /// An ICMP or ICMPv6 query that opens a flow (an echo request, ...).
 pub const F_QUERY: u8 = 8;
-/// A frame for another device's link-layer address
-/// (`DataplaneConfig::for_another_device`): set by the entry, never by
-/// the dissect step.
-pub const F_OTHER_DEVICE: u8 = 0x40;
 /// The top bit of `flags`, which the dissect step never sets: free for a
 /// call's own use (`fingerprint::SCREEN_VERIFIED`).
 pub const F_CALLER: u8 = 0x80;

@@ -23,7 +23,7 @@ use crate::{
     maps::{CONFIG, COUNTERS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     packet::{copy_in, words},
     slots::Table,
-    verdict::{Addr, list_action, marks, reject, source_addr, source_key},
+    verdict::{Addr, for_another_device, list_action, marks, reject, source_addr, source_key},
 };
 
 type Slots = [u64; COUNTER_SLOTS];
@@ -69,6 +69,12 @@ pub extern "C" fn guard_screen(
     let (Some(cfg), Some(block)) = (CONFIG.get(0), COUNTERS.get_ptr_mut(0)) else {
         return NO_MATCH;
     };
+    let ctx = XdpContext::new(ctx);
+    // Another device's frame is no flow of this host's: neither sampled
+    // nor dropped by a signature (the verdict passes it).
+    if for_another_device(&ctx, cfg) {
+        return NO_MATCH;
+    }
     // SAFETY: this CPU's counter block, as in `main.rs`.
     let slots = unsafe { &mut (*block).slots };
     let verified = packed & SCREEN_VERIFIED != 0;
@@ -78,7 +84,6 @@ pub extern "C" fn guard_screen(
     if budget.is_none() && (verified || !has_active(table)) {
         return NO_MATCH;
     }
-    let ctx = XdpContext::new(ctx);
     // The contrast: only a proven source's admitted new flows.
     if verified
         && !source_addr(&ctx, &h)

@@ -17,7 +17,9 @@
 //!    container's, a macvtap VM's frame) never reaches this namespace's
 //!    conntrack: it skips every step below but the deny entries of step
 //!    5 (`drop_denylist`); a packet that may open a flow is counted in
-//!    `pass_other_device`, not in `new_flows`, and passed.
+//!    `pass_other_device`, not in `new_flows`, and passed. The two global
+//!    functions each check the address (`verdict::for_another_device`),
+//!    not the entry: there its fast path's registers would pay for it.
 //! 3-. A packet that may open a flow (a TCP SYN, UDP, an ICMP query) is
 //!    fingerprinted while a signature is installed, or when it may be
 //!    sampled (`fingerprint.rs`): one that matches an attack signature is
@@ -156,9 +158,9 @@ use aya_ebpf::{
 use guard_common::{Counter, CounterBlock};
 
 use crate::{
-    dissect::{F_FRAGMENT, F_IPV6, F_OTHER_DEVICE, F_VLAN, Headers},
+    dissect::{F_FRAGMENT, F_IPV6, F_VLAN, Headers},
     maps::{CONFIG, COUNTERS},
-    verdict::{VERIFIED_FLOW, bump, for_another_device, untouched},
+    verdict::{VERIFIED_FLOW, bump, untouched},
 };
 
 #[xdp]
@@ -171,7 +173,7 @@ pub fn guard(ctx: XdpContext) -> u32 {
     let Some(cfg) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let mut h = dissect::dissect(&ctx);
+    let h = dissect::dissect(&ctx);
     // SAFETY: the map value is this CPU's block; XDP runs with preemption
     // (and migration) disabled, so nothing else writes it meanwhile.
     let slots = unsafe { &mut (*block).slots };
@@ -192,17 +194,11 @@ pub fn guard(ctx: XdpContext) -> u32 {
     if untouched(cfg, &h) {
         return xdp_action::XDP_PASS;
     }
-    // Another device's frame: no signature, no sample; the verdict only
-    // checks the deny entries.
-    let other = for_another_device(&ctx, cfg);
-    if other {
-        h.flags |= F_OTHER_DEVICE;
-    }
     let packed = h.packed();
     let (l3, l4, l3_end) = (h.l3 as u32, h.l4 as u32, h.l3_end as u32);
     // The call only when it has work: a signature installed, or this
     // packet chosen for a sample.
-    let candidate = h.screened() && !other;
+    let candidate = h.screened();
     let considered = candidate && fingerprint::sampling(cfg, slots, h.class);
     if candidate && (considered || fingerprint::armed()) {
         let action = fingerprint::guard_screen(ctx.ctx, l3, l4, l3_end, packed);

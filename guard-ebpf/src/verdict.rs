@@ -26,7 +26,7 @@ use guard_common::{
 use crate::{
     atomic, clock,
     cookie::{self, Ack, Socket},
-    dissect::{F_FRAGMENT, F_OTHER_DEVICE, F_QUERY, Headers},
+    dissect::{F_FRAGMENT, F_QUERY, Headers},
     flows::Flow,
     maps::{
         CONFIG, EVENTS, GLOBAL, LISTS_V4, LISTS_V6, LookupBudget, MARKED, MARKS, PORT_COUNTS,
@@ -94,7 +94,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     let v4 = h.family == AF_INET;
     let (has_lists, has_deny) = lists(cfg, v4);
     let candidate = h.may_open_flow();
-    if h.flags & F_OTHER_DEVICE != 0 {
+    if for_another_device(ctx, cfg) {
         return other_device(ctx, h, cfg, slots, v4, has_deny, candidate);
     }
     // TCP to a listening port: SYNs are counted per port, and an armed

@@ -13,6 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 
+use guard::model::fingerprint::parse;
 use guard_common::{
     Counter, Limit, SourceKey,
     bucket::NANOS_PER_SEC,
@@ -855,9 +856,11 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// `pass_other_device` and not as new flows, the port's SYN count and the
 /// source's buckets left whole. The same frames to the host's address or
 /// the shim's are the host's (the SYNs answered with cookies, the rest
-/// within the source's limit of one); so is a broadcast frame. A denylisted source is dropped at the container's
-/// address all the same. With no address known (a bridge port's guard),
-/// every frame is the host's.
+/// within the source's limit of one); so is a broadcast frame. A
+/// denylisted source is dropped at the container's address all the same;
+/// an attack signature that matches the SYNs drops the host's, not the
+/// container's. With no address known (a bridge port's guard), every
+/// frame is the host's.
 #[test]
 fn a_frame_for_another_device_is_not_the_hosts_flow() {
     let _kernel = kernel_test!();
@@ -930,7 +933,27 @@ fn a_frame_for_another_device_is_not_the_hosts_flow() {
     }
     assert_eq!(program.counters().get(Counter::DropDenylist), 3);
 
+    // An attack signature that matches the SYNs drops the host's, not
+    // another device's: the signature check is the host's too.
+    program.add_signature(
+        parse(&format!("tcp dport {ARMED}")).expect("signature"),
+        false,
+    );
+    let syn = |sport, dst| {
+        Packet::tcp(pairs[0].0, server(), sport, ARMED, TCP_SYN)
+            .macs(CLIENT_MAC, dst)
+            .frame()
+    };
+    for sport in 4000..4010 {
+        assert_eq!(program.run(&syn(sport, CONTAINER_MAC), T0), XDP_PASS);
+    }
+    assert_eq!(program.run(&syn(4010, HOST_MAC), T0), XDP_DROP);
+    let c = program.counters();
+    assert_eq!(c.get(Counter::DropSignature), 1);
+    assert_eq!(c.get(Counter::PassOtherDevice), 610);
+
     // No address known: the container's frames are the host's again.
+    program.clear_signatures();
     let mut cfg = program.config();
     cfg.host_macs_len = 0;
     program.set_config(&cfg);
@@ -941,7 +964,7 @@ fn a_frame_for_another_device_is_not_the_hosts_flow() {
     }
     let c = program.counters();
     assert_eq!(c.get(Counter::NewFlows), before + 3);
-    assert_eq!(c.get(Counter::PassOtherDevice), 600);
+    assert_eq!(c.get(Counter::PassOtherDevice), 610);
 }
 
 /// `--max-sources` of the churn tests: a map a flood overflows quickly.
