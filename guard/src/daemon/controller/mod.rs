@@ -335,13 +335,7 @@ impl<'a> Controller<'a> {
     /// `--cookie-port`, into the port table. A failed reading keeps the
     /// last one.
     fn refresh_listeners(&mut self) {
-        let found = self
-            .knobs
-            .scope()
-            .run(listeners::listening_ports)
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r.map_err(anyhow::Error::from));
-        let listening = match found {
+        let listening = match self.read_in_namespace(listeners::listening_ports) {
             Ok(ports) => ports,
             Err(e) => {
                 self.report_once(&format!(
@@ -376,11 +370,7 @@ impl<'a> Controller<'a> {
             return;
         }
         let found = self
-            .knobs
-            .scope()
-            .run(local::local_prefixes)
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r.map_err(anyhow::Error::from))
+            .read_in_namespace(local::local_prefixes)
             .context("reading the local routes (rtnetlink)");
         if let Err(e) = found.and_then(|routes| write(&routes)) {
             self.report_once(&format!(
@@ -401,11 +391,7 @@ impl<'a> Controller<'a> {
         write: &mut dyn FnMut(usize, &[Mac]) -> Result<()>,
     ) {
         let links = self
-            .knobs
-            .scope()
-            .run(iface::links)
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r.map_err(anyhow::Error::from))
+            .read_in_namespace(iface::links)
             .context("reading the namespace's devices (rtnetlink)");
         let links = match links {
             Ok(links) => links,
@@ -428,6 +414,19 @@ impl<'a> Controller<'a> {
                 self.report_once(&format!("{}: {e:#}", iface.name));
             }
         }
+    }
+
+    /// `read`, run in the protected namespace: its error and entering's
+    /// are one.
+    fn read_in_namespace<T: Send, E>(&self, read: impl FnOnce() -> Result<T, E> + Send) -> Result<T>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.knobs
+            .scope()
+            .run(read)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
     }
 
     /// Says once, as information, what the controller cannot do here by
