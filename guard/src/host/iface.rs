@@ -10,7 +10,10 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage, LinkXdp, XdpAttached},
+    link::{
+        InfoKind, LinkAttribute, LinkExtentMask, LinkInfo, LinkLayerType, LinkMessage, LinkXdp,
+        XdpAttached,
+    },
 };
 use netlink_sys::protocols::NETLINK_ROUTE;
 use thiserror::Error;
@@ -153,43 +156,71 @@ pub fn non_ethernet(iface: &Interface) -> Result<Option<String>, IfaceError> {
     })
 }
 
-/// Every device of the namespace as `model::devices` reads them: its
-/// lower device here, its controller and its Ethernet address.
-pub fn links() -> io::Result<Vec<Link>> {
-    let socket = super::netlink::open(NETLINK_ROUTE, false)?;
-    let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+/// The guarded interfaces and the namespace's VLAN and macvlan devices,
+/// as `model::devices` reads them: each one's lower device here, its
+/// controller, its Ethernet address and whether it is of those kinds.
+/// The kinds are asked of the kernel's dump filter (strict checking), so
+/// a host with thousands of veths does not list them all at every tick;
+/// a kernel without the kind's module loaded ignores its filter and lists
+/// every device (without their counters), which the kind read here sorts
+/// out.
+pub fn links(ifaces: &[&Interface]) -> io::Result<Vec<Link>> {
     let mut found = Vec::new();
-    super::netlink::dump(&socket, request, "rtnetlink", |msg| {
-        let RouteNetlinkMessage::NewLink(link) = msg else {
-            return;
-        };
-        let mut found_link = Link {
-            index: link.header.index,
-            ..Link::default()
-        };
-        let mut elsewhere = false;
-        for attr in &link.attributes {
-            match attr {
-                LinkAttribute::Link(lower) => found_link.lower = Some(*lower),
-                LinkAttribute::LinkNetNsId(_) => elsewhere = true,
-                LinkAttribute::Controller(c) => found_link.controller = Some(*c),
-                LinkAttribute::Address(a) => found_link.mac = <[u8; 6]>::try_from(&a[..]).ok(),
-                LinkAttribute::LinkInfo(infos) => {
-                    found_link.tap = infos
-                        .iter()
-                        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVtap)));
+    for iface in ifaces {
+        found.push(read_link(&link(iface).map_err(io::Error::other)?));
+    }
+    for kind in [InfoKind::MacVlan, InfoKind::Vlan] {
+        let socket = super::netlink::open(NETLINK_ROUTE, true)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        // Counters are most of a device's message, and not read here.
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        super::netlink::dump(
+            &socket,
+            RouteNetlinkMessage::GetLink(msg),
+            "rtnetlink",
+            |msg| {
+                if let RouteNetlinkMessage::NewLink(link) = msg {
+                    let link = read_link(&link);
+                    if link.stacked && !found.iter().any(|l: &Link| l.index == link.index) {
+                        found.push(link);
+                    }
                 }
-                _ => {}
-            }
-        }
-        // A lower device in another namespace (a veth's peer, a
-        // container's macvlan parent) is not one of this dump's.
-        if elsewhere {
-            found_link.lower = None;
-        }
-        found.push(found_link);
-    })?;
+            },
+        )?;
+    }
     Ok(found)
+}
+
+/// One device of a link message.
+fn read_link(link: &LinkMessage) -> Link {
+    let mut found = Link {
+        index: link.header.index,
+        ..Link::default()
+    };
+    let mut elsewhere = false;
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::Link(lower) => found.lower = Some(*lower),
+            LinkAttribute::LinkNetNsId(_) => elsewhere = true,
+            LinkAttribute::Controller(c) => found.controller = Some(*c),
+            LinkAttribute::Address(a) => found.mac = <[u8; 6]>::try_from(&a[..]).ok(),
+            LinkAttribute::LinkInfo(infos) => {
+                found.stacked = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vlan | InfoKind::MacVlan)));
+            }
+            _ => {}
+        }
+    }
+    // A lower device in another namespace (a container's macvlan parent)
+    // is not one of this dump's.
+    if elsewhere {
+        found.lower = None;
+    }
+    found
 }
 
 /// Removes a program that someone else attached (`guard run --force`).

@@ -11,10 +11,11 @@
 //! aimed at someone else, and arms the host's ports for it.
 //!
 //! The frames that do reach this stack are addressed to the interface or
-//! to a device stacked on it here (a VLAN or macvlan device of this
-//! namespace with an address of its own). A macvtap device is stacked
-//! here too, but its frames go to its VM's queue, never to this stack:
-//! its address is the VM's. An interface that is a bridge,
+//! to a VLAN or macvlan device stacked on it here with an address of its
+//! own. Other devices name the interface as their lower one too, but take
+//! no frames from it for this stack: a macvtap device's go to its VM's
+//! queue (its address is the VM's), a veth's peer and a tunnel's are
+//! not its frames at all. An interface that is a bridge,
 //! bond or switch port is left out altogether: a bridge hands bridged
 //! frames to netfilter (`br_netfilter`, the bridge family's conntrack),
 //! and a bond's or an Open vSwitch port's frames are its controller's.
@@ -35,8 +36,9 @@ pub struct Link {
     pub controller: Option<u32>,
     /// Its link-layer address, if it has one of six bytes.
     pub mac: Option<Mac>,
-    /// A macvtap device: a VM's queue, not this stack's.
-    pub tap: bool,
+    /// A VLAN or macvlan device: stacked on its lower device, it hands
+    /// this stack the frames for its address.
+    pub stacked: bool,
 }
 
 /// The unicast addresses whose frames on `iface` can reach this
@@ -59,7 +61,7 @@ pub fn host_macs(links: &[Link], iface: u32) -> Result<Vec<Mac>, String> {
     let mut stack = vec![iface];
     let mut seen = vec![iface];
     while let Some(below) = stack.pop() {
-        for upper in links.iter().filter(|l| l.lower == Some(below) && !l.tap) {
+        for upper in links.iter().filter(|l| l.lower == Some(below) && l.stacked) {
             if seen.contains(&upper.index) {
                 continue;
             }
@@ -93,7 +95,7 @@ mod tests {
             lower,
             controller: None,
             mac: Some([0x02, 0, 0, 0, 0, mac]),
-            tap: false,
+            stacked: lower.is_some(),
         }
     }
 
@@ -124,12 +126,18 @@ mod tests {
         );
     }
 
-    /// A macvtap VM's address is the VM's, not this stack's.
+    /// A macvtap VM's address is the VM's, and a veth peer in the same
+    /// namespace or a tunnel on the interface names it as its lower
+    /// device without taking its frames: none of them is this stack's.
     #[test]
-    fn a_macvtap_vm_is_another_device() {
+    fn only_vlan_and_macvlan_devices_are_stacked() {
         let mut tap = link(3, Some(2), 3);
-        tap.tap = true;
-        assert_eq!(host_macs(&[link(2, None, 1), tap], 2), Ok(vec![ETH0]));
+        tap.stacked = false;
+        let mut peer = link(4, Some(2), 4);
+        peer.stacked = false;
+        let mut own = link(2, Some(4), 1);
+        own.stacked = false;
+        assert_eq!(host_macs(&[own, tap, peer], 2), Ok(vec![ETH0]));
     }
 
     /// A bridge or bond port: bridged frames may meet netfilter, so

@@ -379,10 +379,10 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Reads the protected namespace's devices (`host::iface::links`) and
-    /// has `write` put each guarded interface's own link-layer addresses
-    /// (`model::devices`) into its program, by the interface's place in
-    /// `ifaces`: frames for other devices (a macvlan container's, a
+    /// Reads the guarded interfaces and the protected namespace's VLAN and
+    /// macvlan devices (`host::iface::links`) and has `write` put each
+    /// guarded interface's own link-layer addresses (`model::devices`)
+    /// into its program, by the interface's place in `ifaces`: frames for other devices (a macvlan container's, a
     /// macvtap VM's) then pass with no limit. Where the addresses cannot
     /// be known, every frame stays the host's, and the log says why once.
     pub fn refresh_host_macs(
@@ -391,7 +391,7 @@ impl<'a> Controller<'a> {
         write: &mut dyn FnMut(usize, &[Mac]) -> Result<()>,
     ) {
         let links = self
-            .read_in_namespace(iface::links)
+            .read_in_namespace(|| iface::links(ifaces))
             .context("reading the namespace's devices (rtnetlink)");
         let links = match links {
             Ok(links) => links,
