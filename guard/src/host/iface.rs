@@ -169,8 +169,8 @@ pub fn links(ifaces: &[&Interface]) -> io::Result<Vec<Link>> {
     for iface in ifaces {
         found.push(read_link(&link(iface).map_err(io::Error::other)?));
     }
+    let socket = super::netlink::open(NETLINK_ROUTE, true)?;
     for kind in [InfoKind::MacVlan, InfoKind::Vlan] {
-        let socket = super::netlink::open(NETLINK_ROUTE, true)?;
         let mut msg = LinkMessage::default();
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));

@@ -382,9 +382,10 @@ impl<'a> Controller<'a> {
     /// Reads the guarded interfaces and the protected namespace's VLAN and
     /// macvlan devices (`host::iface::links`) and has `write` put each
     /// guarded interface's own link-layer addresses (`model::devices`)
-    /// into its program, by the interface's place in `ifaces`: frames for other devices (a macvlan container's, a
-    /// macvtap VM's) then pass with no limit. Where the addresses cannot
-    /// be known, every frame stays the host's, and the log says why once.
+    /// into its program, by the interface's place in `ifaces`: frames for
+    /// other devices (a macvlan container's, a macvtap VM's) then pass
+    /// with no limit. Where the addresses cannot be known, every frame
+    /// stays the host's, and the log says why once.
     pub fn refresh_host_macs(
         &mut self,
         ifaces: &[&Interface],
