@@ -184,12 +184,33 @@ pub struct FlowKey {
     pub daddr: [u8; 16],
 }
 
+impl FlowKey {
+    /// The same flow as a [`FlowKey4`], if it is an IPv4 UDP flow (the
+    /// flows `GUARD_UDP_FLOW4` holds).
+    #[must_use]
+    pub fn narrowed(&self) -> Option<FlowKey4> {
+        if self.family != AF_INET || self.proto != crate::dissect::IPPROTO_UDP {
+            return None;
+        }
+        let mut saddr = [0; 4];
+        let mut daddr = [0; 4];
+        saddr.copy_from_slice(&self.saddr[..4]);
+        daddr.copy_from_slice(&self.daddr[..4]);
+        Some(FlowKey4 {
+            saddr,
+            daddr,
+            sport: self.sport,
+            dport: self.dport,
+        })
+    }
+}
+
 /// Key of the IPv4 UDP flow map: an IPv4 datagram's addresses and ports as
 /// it carries them (12 bytes). The map hashes its key whole at every UDP
 /// packet, and [`FlowKey`]'s 40 bytes made that most of a known flow's
 /// cost; IPv6 flows keep [`FlowKey`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey4 {
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
@@ -198,6 +219,31 @@ pub struct FlowKey4 {
 }
 
 impl FlowKey4 {
+    /// The key as three words: the addresses as they lie in memory, then
+    /// both ports (what the flow table stores and hashes,
+    /// [`crate::flows`]).
+    #[inline(always)]
+    #[must_use]
+    pub const fn words(&self) -> [u32; 3] {
+        [
+            u32::from_ne_bytes(self.saddr),
+            u32::from_ne_bytes(self.daddr),
+            self.sport as u32 | (self.dport as u32) << 16,
+        ]
+    }
+
+    /// The key of [`Self::words`].
+    #[inline(always)]
+    #[must_use]
+    pub const fn from_words(w: [u32; 3]) -> Self {
+        Self {
+            saddr: w[0].to_ne_bytes(),
+            daddr: w[1].to_ne_bytes(),
+            sport: w[2] as u16,
+            dport: (w[2] >> 16) as u16,
+        }
+    }
+
     /// The same flow as a [`FlowKey`] (UDP, IPv4).
     #[must_use]
     pub fn widened(&self) -> FlowKey {

@@ -17,6 +17,7 @@ pub mod counters;
 pub mod dissect;
 pub mod fingerprint;
 pub mod floor;
+pub mod flows;
 pub mod key;
 pub mod maps;
 pub mod marked;

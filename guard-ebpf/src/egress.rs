@@ -33,7 +33,7 @@
 
 use aya_ebpf::programs::TcContext;
 use guard_common::{
-    FlowKey, SynAckKey,
+    SynAckKey,
     cookie::{TCP_FLAG_FIN, TCP_FLAG_RST},
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
@@ -44,7 +44,7 @@ use guard_common::{
 
 use crate::{
     clock,
-    flows::{Ends, Flow},
+    flows::{Ends, Flow, FlowPlace},
     maps::{CONFIG, COUNTERS, SYNACKS},
     packet::load,
     verdict::{Addr, addr_bytes, source_key, verify_reply},
@@ -57,7 +57,7 @@ pub fn record(ctx: &TcContext) -> Option<()> {
     if leaving.proto == IPPROTO_TCP {
         segment(ctx, &leaving)
     } else {
-        datagram(&leaving);
+        datagram(&leaving, CONFIG.get(0)?.slot_seed);
         Some(())
     }
 }
@@ -108,7 +108,7 @@ fn segment(ctx: &TcContext, leaving: &Leaving) -> Option<()> {
 /// source, the ports swapped. ICMP is left out: the replies to the host's
 /// queries are not queries, and open no flow.
 #[inline(always)]
-fn datagram(leaving: &Leaving) {
+fn datagram(leaving: &Leaving, seed: u64) {
     let Leaving {
         family,
         proto,
@@ -128,8 +128,8 @@ fn datagram(leaving: &Leaving) {
         sport: u16::from_be_bytes([head[2], head[3]]),
         dport: u16::from_be_bytes([head[0], head[1]]),
     };
-    let mut place = FlowKey::default();
-    Flow::keyed(&reply, &mut place).refresh(clock::now());
+    let mut place = FlowPlace::default();
+    Flow::keyed(&reply, seed, &mut place).refresh(clock::now());
 }
 
 /// A packet leaving: its family and protocol, its addresses (IPv4 in the

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_get_smp_processor_id, programs::XdpContext};
 use guard_common::{
-    COUNTER_SLOTS, Counter, DataplaneConfig, FlowKey,
+    COUNTER_SLOTS, Counter, DataplaneConfig,
     bucket::NANOS_PER_SEC,
     config::{HAS_LISTS_V4, HAS_LISTS_V6, SAMPLE_ON},
     counters::SIG_HIT_SLOT,
@@ -19,7 +19,7 @@ use guard_common::{
 use crate::{
     clock,
     dissect::{F_CALLER, Headers},
-    flows::Flow,
+    flows::{Flow, FlowPlace},
     maps::{CONFIG, COUNTERS, SAMPLES, SCRATCH, SIGS, SampleBudget},
     packet::{copy_in, words},
     slots::Table,
@@ -231,9 +231,9 @@ fn sample(
     let Some(src) = source_addr(ctx, h) else {
         return;
     };
-    let mut place = FlowKey::default();
+    let mut place = FlowPlace::default();
     let established = h.class == Counter::Udp
-        && Flow::of(ctx, h, &src, &mut place)
+        && Flow::of(ctx, h, &src, cfg.slot_seed, &mut place)
             .is_some_and(|flow| flow.known(now, cfg.udp_flow_idle_ns));
     let kind = if established {
         SAMPLE_ESTABLISHED

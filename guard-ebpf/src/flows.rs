@@ -15,7 +15,9 @@ use guard_common::{
     FlowKey, FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
     dissect::{IPPROTO_UDP, keyed_by_ports},
+    flows::{FLOW_WAYS, flow_sets, set_index},
     key::AF_INET,
+    maps::DEFAULT_MAX_UDP_FLOWS,
 };
 
 use crate::{
@@ -25,20 +27,34 @@ use crate::{
     verdict::{Addr, addr_bytes},
 };
 
-/// A datagram's flow, as its flow map keys it: IPv4 UDP flows in
-/// `GUARD_UDP_FLOW4` (a 12-byte key: the map hashes it whole at every
-/// UDP packet); IPv6 UDP flows, and the flows of other protocols
-/// (addresses and protocol, no ports) of both families, in
-/// `GUARD_UDP_FLOWS`, whose 40-byte key is written in a place the caller
-/// gives (the verdict's is in the scratch value: on the stack it would
-/// pass the verifier's 512 bytes). A struct, not an enum of the two: LLVM
-/// packed such an enum's tag beside the pointer and shifted the pointer,
-/// which the verifier refuses.
-#[derive(Clone, Copy)]
-pub(crate) struct Flow<'a> {
-    v4: Option<FlowKey4>,
-    v6: &'a FlowKey,
+/// The IPv4 flow table's size in sets, set by the loader with its
+/// `max_entries` (.rodata: a constant to the verifier and the JIT).
+#[unsafe(no_mangle)]
+static FLOW_SETS: u32 = flow_sets(DEFAULT_MAX_UDP_FLOWS);
+
+/// Where a datagram's flow is keyed: IPv4 UDP flows in a set of
+/// `GUARD_UDP_FLOW4` (`guard_common::flows`: the commonest datagrams'
+/// flows, looked up without a helper call); IPv6 UDP flows, and the flows
+/// of other protocols (addresses and protocol, no ports) of both
+/// families, in the LRU hash `GUARD_UDP_FLOWS` under a 40-byte key. The
+/// caller gives the place (the verdict's is in the scratch value: on the
+/// stack it would pass the verifier's 512 bytes).
+#[derive(Default)]
+pub(crate) struct FlowPlace {
+    wide: FlowKey,
+    key: FlowKey4,
+    set: u32,
+    /// Whether the flow is an IPv4 UDP flow: `key` in its `set`.
+    v4: bool,
 }
+
+/// A datagram's flow, keyed in its place. A reference alone, so that an
+/// `Option` of it is a pointer: LLVM stored an `Option`'s undefined
+/// payload (a key, a flag) from registers a helper call had just
+/// clobbered, and packed an enum's tag beside a pointer and shifted the
+/// pointer, both of which the verifier refuses.
+#[derive(Clone, Copy)]
+pub(crate) struct Flow<'a>(&'a FlowPlace);
 
 /// A flow's addresses and ports, as a datagram that arrives carries them.
 pub(crate) struct Ends {
@@ -53,13 +69,15 @@ pub(crate) struct Ends {
 }
 
 impl<'a> Flow<'a> {
-    /// The flow of the datagram the XDP program sees, from `src`.
+    /// The flow of the datagram the XDP program sees, from `src`; `seed`
+    /// is the configuration's `slot_seed`.
     #[inline(always)]
     pub(crate) fn of(
         ctx: &XdpContext,
         h: &Headers,
         src: &Addr,
-        place: &'a mut FlowKey,
+        seed: u64,
+        place: &'a mut FlowPlace,
     ) -> Option<Self> {
         let (sport, dport) = if keyed_by_ports(h.proto) {
             let ports = load::<[u8; 4]>(ctx, h.l4)?;
@@ -83,12 +101,12 @@ impl<'a> Flow<'a> {
             sport,
             dport,
         };
-        Some(Self::keyed(&ends, place))
+        Some(Self::keyed(&ends, seed, place))
     }
 
-    /// The flow of `ends`, in the map that holds its kind.
+    /// The flow of `ends`, in the table that holds its kind.
     #[inline(always)]
-    pub(crate) fn keyed(ends: &Ends, place: &'a mut FlowKey) -> Self {
+    pub(crate) fn keyed(ends: &Ends, seed: u64, place: &'a mut FlowPlace) -> Self {
         if ends.family == AF_INET && ends.proto == IPPROTO_UDP {
             let v4 = FlowKey4 {
                 saddr: ends.src[0].to_ne_bytes(),
@@ -96,12 +114,17 @@ impl<'a> Flow<'a> {
                 sport: ends.sport,
                 dport: ends.dport,
             };
-            return Self {
-                v4: Some(v4),
-                v6: place,
-            };
+            // SAFETY: reading a plain static; volatile so the compiler does
+            // not fold the value the loader patches.
+            let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
+            let set = set_index(&v4, seed, sets);
+            place.v4 = true;
+            place.key = v4;
+            place.set = set;
+            return Self(place);
         }
-        *place = FlowKey {
+        place.v4 = false;
+        place.wide = FlowKey {
             family: ends.family,
             proto: ends.proto,
             sport: ends.sport,
@@ -110,23 +133,30 @@ impl<'a> Flow<'a> {
             saddr: addr_bytes(&ends.src),
             daddr: addr_bytes(&ends.dst),
         };
-        Self {
-            v4: None,
-            v6: place,
-        }
+        Self(place)
     }
 
     /// Whether the flow was seen within `idle` ns; refreshes its time.
     #[inline(always)]
     pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
-        let last = match &self.v4 {
-            Some(key) => UDP_FLOWS4.get_ptr_mut(key),
-            None => UDP_FLOWS.get_ptr_mut(self.v6),
+        let place = self.0;
+        let last = if place.v4 {
+            let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
+                return false;
+            };
+            // SAFETY: a map value of the flow table, valid for this run.
+            let set = unsafe { &mut *set };
+            let Some(way) = set.find(&place.key) else {
+                return false;
+            };
+            &raw mut set.ways[way % FLOW_WAYS].last
+        } else {
+            match UDP_FLOWS.get_ptr_mut(&place.wide) {
+                Some(last) => last,
+                None => return false,
+            }
         };
-        let Some(last) = last else {
-            return false;
-        };
-        // SAFETY: a map value of a flow map.
+        // SAFETY: a map value of a flow table.
         let last = unsafe { &mut *last };
         let age = now.saturating_sub(*last);
         if age > idle {
@@ -138,13 +168,29 @@ impl<'a> Flow<'a> {
         true
     }
 
-    /// Remembers the flow as seen `now`.
+    /// Remembers the flow as seen `now`: in its set, in its own way or
+    /// the one seen least lately.
     #[inline(always)]
     pub(crate) fn remember(&self, now: u64) {
-        let _ = match &self.v4 {
-            Some(key) => UDP_FLOWS4.insert(key, &now, 0),
-            None => UDP_FLOWS.insert(self.v6, &now, 0),
+        let place = self.0;
+        if !place.v4 {
+            let _ = UDP_FLOWS.insert(&place.wide, &now, 0);
+            return;
+        }
+        let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
+            return;
         };
+        // SAFETY: a map value of the flow table, valid for this run.
+        let set = unsafe { &mut *set };
+        let way = &mut set.ways[set.way_for(&place.key) % FLOW_WAYS];
+        // The time cleared first: a CPU reading the way meanwhile finds the
+        // old flow or the new one unseen, never a flow seen that was not.
+        // SAFETY: fields of the way, a map value.
+        unsafe {
+            core::ptr::write_volatile(&raw mut way.last, 0);
+            core::ptr::write_volatile(&raw mut way.key, place.key.words());
+            core::ptr::write_volatile(&raw mut way.last, now);
+        }
     }
 
     /// Remembers the flow as seen `now` unless it was within

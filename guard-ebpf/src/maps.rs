@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, FlowKey4, Marks, PortCounts, SourceKey, SynAckKey,
+    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey, SynAckKey,
     fingerprint::SigTable,
+    flows::{FlowSet, flow_sets},
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
         EVENTS_BYTES, MAX_LOCAL_ROUTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
@@ -78,8 +79,8 @@ pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
     LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
 
 #[map(name = "GUARD_UDP_FLOW4")]
-pub static UDP_FLOWS4: LruHashMap<FlowKey4, u64> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
+pub static UDP_FLOWS4: Array<FlowSet> =
+    Array::with_max_entries(flow_sets(DEFAULT_MAX_UDP_FLOWS), 0);
 
 #[map(name = "GUARD_SYNACKS")]
 pub static SYNACKS: LruHashMap<SynAckKey, u32> = LruHashMap::with_max_entries(MAX_SYNACKS, 0);
@@ -119,11 +120,11 @@ pub struct Scratch {
     pub samples: SampleBudget,
     /// This CPU's reading of the clock (`clock.rs`).
     pub clock: crate::tick_clock::TickClock,
-    /// The source's key and an IPv6 UDP flow's in the verdict
+    /// The source's key and a datagram's flow's in the verdict
     /// (`verdict.rs`): on the stack they would pass the verifier's 512
     /// bytes.
     pub source: SourceKey,
-    pub flow: FlowKey,
+    pub flow: crate::flows::FlowPlace,
     /// The SYN-ACK an ACK answers, looked up in `GUARD_SYNACKS`.
     pub synack: SynAckKey,
     /// This CPU's socket lookups for the ACK check, and for SYNs to a

@@ -135,7 +135,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
             // SAFETY: this CPU's scratch value; XDP is not preempted,
             // and nothing else in this run writes the field.
             let place = unsafe { &mut (*scratch).flow };
-            match Flow::of(ctx, h, &src, place) {
+            match Flow::of(ctx, h, &src, cfg.slot_seed, place) {
                 Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
                     if h.class == Counter::Udp && port_entry(ctx, h) & PORT_UNTRACKED_UDP != 0 {
                         return untracked(cfg, slots, &src, v4, has_lists);

@@ -96,6 +96,18 @@ mod frames {
             .collect()
     }
 
+    /// Datagrams from [`DISTINCT`] sources of 198.18.0.0/16 from the
+    /// `from`th on (past its first /24, which holds the server), each a
+    /// new flow: a spoofed UDP flood.
+    pub fn spoofed_udp(from: u32) -> Vec<Vec<u8>> {
+        (from..from + DISTINCT)
+            .map(|i| {
+                let src = IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0100 + i));
+                Packet::udp(src, dst4(), 1024 + (i % 60_000) as u16, 53, b"q").frame()
+            })
+            .collect()
+    }
+
     /// SYNs from every address of 198.18.0.0/15: as many sources as the
     /// default table has slots, so that most find their slot taken by
     /// another when they come round again (the new-source path).
@@ -385,6 +397,7 @@ fn spent_program() -> Program {
         "--mode enforce --global-rate 1 --global-burst 1",
     ));
     let _ = prog.time(&frames::syn(src4(50_000)).frame(), 1);
+    let _ = prog.time(&frames::spoofed_udp(DISTINCT)[0], 1);
     prog
 }
 
@@ -405,6 +418,10 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
         "SYN, new source, budget spent (dropped)*",
         distinct(&prog, base, &spoofed(0)),
     )];
+    out.push(row(
+        "UDP, new source, budget spent (dropped)*",
+        distinct(&prog, base, &frames::spoofed_udp(0)),
+    ));
     // Every GUARD_MARKED bit set: each spoofed source is also looked up in
     // GUARD_MARKS, as before the filter.
     prog.mark_all();

@@ -26,10 +26,11 @@ use std::{
 
 use guard::model::fingerprint::parse;
 use guard_common::{
-    Counter, CounterBlock,
+    Counter, CounterBlock, FlowKey4,
     bucket::NANOS_PER_SEC,
     config::mac_word,
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
+    flows::{flow_sets, set_index},
 };
 use guard_tests::{
     fuzz::{self, Made, Rng},
@@ -69,6 +70,7 @@ impl Pair {
         let mut model = Model::new(program.config(), xdp::list_entries(&settings));
         model.source_slots = settings.max_sources;
         model.prefix_slots = settings.max_prefixes;
+        model.udp_flow_sets = flow_sets(settings.max_udp_flows);
         Self {
             program,
             model,
@@ -352,6 +354,86 @@ fn udp_flows_echo_requests_and_the_fast_path() {
         now += 1500 * MS;
         pair.packet(&Packet::udp(src, dst, 6000, 53, b"q").frame(), now);
     }
+    pair.assert_same_state();
+}
+
+/// The key `GUARD_UDP_FLOW4` files a datagram from `src` to `dst` under.
+fn flow4(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> FlowKey4 {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!("IPv4 only");
+    };
+    FlowKey4 {
+        saddr: s.octets(),
+        daddr: d.octets(),
+        sport,
+        dport,
+    }
+}
+
+#[test]
+fn an_ipv4_flow_keeps_its_way_while_seen_and_a_flood_takes_the_stale_ones() {
+    let _kernel = kernel_test!();
+    // 512 sets of two; no per-source or prefix limit, no budget: every
+    // flow is admitted and written, as a flood's are under its budget.
+    let mut pair = Pair::new(
+        "--mode enforce --max-udp-flows 1024 --udp-rate 0 --prefix-udp-rate 0 --udp-flow-idle 30",
+    );
+    let sets = flow_sets(1024);
+    let seed = pair.program.config().slot_seed;
+    let user = v4(7);
+    let dst = fuzz::victim(user);
+    let set = set_index(&flow4(user, dst, 5000, 53), seed, sets);
+    // Flood flows that share the user's set.
+    let mut beside = (1u16..).filter_map(|sport| {
+        let src = v4(9);
+        (set_index(&flow4(src, dst, sport, 53), seed, sets) == set)
+            .then(|| Packet::udp(src, dst, sport, 53, b"f").frame())
+    });
+    let user_frame = Packet::udp(user, dst, 5000, 53, b"q").frame();
+    let new_flows = |pair: &Pair| pair.program.counters().get(Counter::NewFlows);
+    let mut now = T0;
+    pair.packet(&user_frame, now);
+    assert_eq!(new_flows(&pair), 1);
+    for _ in 0..5 {
+        // A flood flow into the set, then the user, seen again: its time
+        // refreshed, it is the newer of the two, and the next flood flow
+        // takes the other way.
+        now += 2 * SEC;
+        pair.packet(&beside.next().expect("a flow in the set"), now);
+        now += SEC / 2;
+        let before = new_flows(&pair);
+        pair.packet(&user_frame, now);
+        assert_eq!(new_flows(&pair), before, "the user's flow was forgotten");
+    }
+    // Two flood flows since it was last seen: it is the older of its set's
+    // ways, and goes.
+    now += 2 * SEC;
+    pair.packet(&beside.next().expect("a flow in the set"), now);
+    pair.packet(&beside.next().expect("a flow in the set"), now);
+    let before = new_flows(&pair);
+    pair.packet(&user_frame, now + MS);
+    assert_eq!(new_flows(&pair), before + 1, "the user's flow was kept");
+    pair.assert_same_state();
+
+    // Many flows over every set, some seen again: the program's sets and
+    // the model's hold the same flows at the same times.
+    let mut rng = Rng::new(0x5e75);
+    let users: Vec<u16> = (0..64).map(|i| 20_000 + i).collect();
+    for _ in 0..6000 {
+        now += rng.below(MS);
+        let sport = if rng.percent(30) {
+            rng.pick(&users)
+        } else {
+            rng.port()
+        };
+        let src = v4(10 + u8::try_from(rng.below(4)).expect("small"));
+        pair.packet(&Packet::udp(src, dst, sport, 53, b"m").frame(), now);
+    }
+    let held = pair.program.udp_flows().len();
+    assert!(
+        held > 700 && held <= 1024,
+        "{held} flows held in 1,024 ways"
+    );
     pair.assert_same_state();
 }
 

@@ -29,8 +29,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use guard_common::{
-    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, Marks, SourceKey,
-    SourceState,
+    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, FlowKey4, Limit, Marks,
+    SourceKey, SourceState,
     config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
     counters::SIG_HIT_SLOT,
     dissect::{
@@ -41,8 +41,9 @@ use guard_common::{
         ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
+    flows::{FLOW_WAYS, FlowSet, FlowWay, flow_sets, set_index},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES},
+    maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
     slots::slot_index,
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
@@ -467,8 +468,13 @@ pub struct Model {
     /// Sources that came back from their marks after losing their slot
     /// (for the tests: the program has no such counter).
     pub recalled: u64,
-    /// UDP 5-tuple -> last-seen time.
+    /// UDP 5-tuple -> last-seen time: both families' flows, IPv4's those
+    /// its sets hold.
     pub udp_flows: HashMap<FlowKey, u64>,
+    /// The IPv4 UDP flow table's sets (`--max-udp-flows` over
+    /// [`FLOW_WAYS`]), and the flow each way of a set holds.
+    pub udp_flow_sets: u32,
+    flow_ways: HashMap<u32, [Option<FlowKey4>; FLOW_WAYS]>,
     /// Bucket states indexed by `GLOBAL_BUDGET` and `GLOBAL_EVENTS`.
     pub global: [u64; GLOBAL_SLOTS as usize],
     /// Events in the order the program sends them.
@@ -494,6 +500,8 @@ impl Model {
             marks: HashMap::new(),
             recalled: 0,
             udp_flows: HashMap::new(),
+            udp_flow_sets: flow_sets(DEFAULT_MAX_UDP_FLOWS),
+            flow_ways: HashMap::new(),
             global: [0; GLOBAL_SLOTS as usize],
             events: Vec::new(),
             sigs: SigTable::EMPTY,
@@ -643,10 +651,36 @@ impl Model {
     }
 
     /// A passed new flow of UDP or another protocol is known from now on.
+    /// An IPv4 UDP flow takes its way of its set (`guard_common::flows`),
+    /// and the flow that held the way is forgotten.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
-        if matches!(class, FlowClass::Udp | FlowClass::Other) {
-            self.udp_flows.insert(d.flow_key(), now);
+        if !matches!(class, FlowClass::Udp | FlowClass::Other) {
+            return;
         }
+        let key = d.flow_key();
+        if let Some(k4) = key.narrowed() {
+            let ways = self
+                .flow_ways
+                .entry(set_index(&k4, self.config.slot_seed, self.udp_flow_sets))
+                .or_default();
+            let mut set = FlowSet::default();
+            for (way, held) in set.ways.iter_mut().zip(ways.iter()) {
+                if let Some(held) = held {
+                    *way = FlowWay {
+                        key: held.words(),
+                        pad: 0,
+                        last: self.udp_flows[&held.widened()],
+                    };
+                }
+            }
+            let way = set.way_for(&k4);
+            if let Some(old) = ways[way].replace(k4)
+                && old != k4
+            {
+                self.udp_flows.remove(&old.widened());
+            }
+        }
+        self.udp_flows.insert(key, now);
     }
 
     /// The action of the longest prefix holding the source, when the

@@ -23,10 +23,10 @@ use guard::{
     },
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, Event, FlowKey, FlowKey4, PortCounts, SourceKey, SourceState,
-    SynAckKey,
+    CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
+    flows::FlowSet,
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
     ports::port_entry,
@@ -414,13 +414,15 @@ impl Program {
     pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
         let v6 =
             aya::maps::HashMap::<_, FlowKey, u64>::try_from(self.map(UDP_FLOWS)).expect("flows");
-        let v4 = aya::maps::HashMap::<_, FlowKey4, u64>::try_from(self.map(UDP_FLOWS4))
-            .expect("IPv4 flows");
+        let v4 = Array::<_, FlowSet>::try_from(self.map(UDP_FLOWS4)).expect("IPv4 flows");
         let mut flows: HashMap<FlowKey, u64> =
             v6.iter().collect::<Result<_, _>>().expect("reading flows");
-        for entry in &v4 {
-            let (key, last) = entry.expect("reading IPv4 flows");
-            flows.insert(key.widened(), last);
+        for set in v4.iter() {
+            for way in set.expect("reading IPv4 flows").ways {
+                if way.last != 0 {
+                    flows.insert(way.flow().widened(), way.last);
+                }
+            }
         }
         flows
     }

@@ -22,6 +22,7 @@ use aya::{
 use guard_common::{
     PortCounts,
     config::{COOKIES_ON, VERIFY_ACKS},
+    flows::flow_sets,
     maps::{
         EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
         SYNACK_PROGRAM, UDP_FLOWS, UDP_FLOWS4,
@@ -114,19 +115,21 @@ pub struct Loaded {
 /// last lines.
 pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let object = object()?;
+    let flow_sets = flow_sets(opts.max_udp_flows);
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(SOURCES, opts.max_sources)
         .map_max_entries(PREFIXES, opts.max_prefixes)
         .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
         .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
-        .map_max_entries(UDP_FLOWS4, opts.max_udp_flows)
+        .map_max_entries(UDP_FLOWS4, flow_sets)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
     // The direct-mapped tables' sizes, which the program maps keys onto.
     loader
         .override_global("SOURCE_SLOTS", &opts.max_sources, true)
-        .override_global("PREFIX_SLOTS", &opts.max_prefixes, true);
+        .override_global("PREFIX_SLOTS", &opts.max_prefixes, true)
+        .override_global("FLOW_SETS", &flow_sets, true);
     if opts.test_clock {
         loader.override_global("TEST_CLOCK", &1u8, true);
     }
