@@ -5,9 +5,7 @@
 
 use std::{ffi::CString, io, os::fd::FromRawFd as _, os::fd::OwnedFd};
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{
@@ -275,28 +273,11 @@ fn xdp_link_of(prog_id: u32) -> Option<u32> {
 /// (`None` for a bare acknowledgement).
 fn request(payload: RouteNetlinkMessage, flags: u16) -> io::Result<Option<RouteNetlinkMessage>> {
     let socket = super::netlink::open(NETLINK_ROUTE, false)?;
-    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
-    packet.header.flags = flags;
-    packet.header.sequence_number = 1;
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-
-    let mut reply = vec![0; 64 * 1024];
-    let len = socket.recv(&mut &mut reply[..], 0)?;
-    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..len])
-        .map_err(|e| io::Error::other(format!("malformed netlink reply: {e}")))?;
-    match msg.payload {
-        NetlinkPayload::InnerMessage(inner) => Ok(Some(inner)),
-        NetlinkPayload::Error(err) => match err.code {
-            None => Ok(None),
-            Some(_) => Err(err.to_io()),
-        },
-        other => Err(io::Error::other(format!(
-            "unexpected netlink reply: {other:?}"
-        ))),
-    }
+    let mut reply = None;
+    super::netlink::exchange(&socket, payload, flags, "rtnetlink", |msg| {
+        reply = Some(msg);
+    })?;
+    Ok(reply)
 }
 
 /// `BPF_LINK_GET_FD_BY_ID` then `BPF_LINK_DETACH`: aya has no public call

@@ -1,11 +1,13 @@
-//! Netlink dumps: a request sent with `NLM_F_DUMP` and its multi-part
-//! answer read to its end, message by message (sock_diag's listening
-//! sockets, rtnetlink's local routes).
+//! Netlink requests and their answers read to their end, message by
+//! message: dumps (sock_diag's listening sockets, rtnetlink's local routes
+//! and links, ctnetlink's entries and statistics), changes acknowledged
+//! (a link's XDP program, a conntrack entry's deletion) and single
+//! answers (a link).
 
 use std::io;
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
     NetlinkPayload, NetlinkSerializable,
 };
 use netlink_sys::{Socket, SocketAddr};
@@ -23,15 +25,38 @@ pub fn open(protocol: isize, strict: bool) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Bytes read from a socket at a time: the kernel fills a dump's
+/// datagrams up to 32 KiB (`netlink_dump`), and other answers are single
+/// messages.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
 /// Sends `request` as a dump on `socket` and hands each inner message of
 /// the answer to `each` until the kernel says it is done; `what` names
 /// the protocol in the error for a reply that does not parse.
-pub fn dump<I>(socket: &Socket, request: I, what: &str, mut each: impl FnMut(I)) -> io::Result<()>
+pub fn dump<I>(socket: &Socket, request: I, what: &str, each: impl FnMut(I)) -> io::Result<()>
+where
+    I: NetlinkSerializable + NetlinkDeserializable,
+{
+    exchange(socket, request, NLM_F_REQUEST | NLM_F_DUMP, what, each)
+}
+
+/// Sends `request` with `flags` on `socket` and hands each inner message
+/// of the answer to `each`, to the answer's end: a dump's done message,
+/// an acknowledgement, an error (returned), or, for a request that asked
+/// for neither a dump nor an acknowledgement, its one message. `what`
+/// names the protocol in the error for a reply that does not parse.
+pub fn exchange<I>(
+    socket: &Socket,
+    request: I,
+    flags: u16,
+    what: &str,
+    mut each: impl FnMut(I),
+) -> io::Result<()>
 where
     I: NetlinkSerializable + NetlinkDeserializable,
 {
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.flags = flags;
     header.sequence_number = 1;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
     packet.finalize();
@@ -39,7 +64,8 @@ where
     packet.serialize(&mut buf);
     socket.send(&buf, 0)?;
 
-    let mut reply = vec![0; 64 * 1024];
+    let single = flags & (NLM_F_DUMP | NLM_F_ACK) == 0;
+    let mut reply = vec![0; RECEIVE_BUFFER];
     loop {
         let len = socket.recv(&mut &mut reply[..], 0)?;
         let mut offset = 0;
@@ -48,9 +74,19 @@ where
                 .map_err(|e| io::Error::other(format!("malformed {what} reply: {e}")))?;
             let size = msg.header.length as usize;
             match msg.payload {
-                NetlinkPayload::InnerMessage(inner) => each(inner),
+                NetlinkPayload::InnerMessage(inner) => {
+                    each(inner);
+                    if single {
+                        return Ok(());
+                    }
+                }
                 NetlinkPayload::Done(_) => return Ok(()),
-                NetlinkPayload::Error(e) => return Err(e.to_io()),
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        None => Ok(()),
+                        Some(_) => Err(e.to_io()),
+                    };
+                }
                 _ => {}
             }
             if size == 0 {

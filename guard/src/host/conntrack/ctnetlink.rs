@@ -8,16 +8,14 @@
 use std::{io, net::IpAddr};
 
 use guard_common::SourceKey;
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla as _,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, Nla as _};
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
     conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use crate::model::conntrack::Stats;
+use crate::{host::netlink, model::conntrack::Stats};
 
 /// IPCTNL_MSG_CT_GET_STATS_CPU: one message of CTA_STATS_* per CPU.
 const IPCTNL_MSG_CT_GET_STATS_CPU: u8 = 4;
@@ -154,56 +152,16 @@ fn request(
     message: ConntrackMessage,
     flags: u16,
 ) -> io::Result<Vec<NetfilterMessage>> {
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let mut header = NetlinkHeader::default();
-    header.flags = flags;
-    header.sequence_number = 1;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(NetfilterMessage::new(
-            NetfilterHeader::new(family, 0, 0),
-            message,
-        )),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-
-    let dump = flags & NLM_F_DUMP != 0;
+    let socket = netlink::open(NETLINK_NETFILTER, false)?;
     let mut out = Vec::new();
-    let mut rx = vec![0u8; 256 * 1024];
-    loop {
-        let len = socket.recv(&mut &mut rx[..], 0)?;
-        let mut offset = 0;
-        while offset < len {
-            let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&rx[offset..len])
-                .map_err(|e| io::Error::other(format!("malformed ctnetlink reply: {e}")))?;
-            let size = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(err) => {
-                    return match err.code {
-                        None => Ok(out),
-                        Some(_) => Err(err.to_io()),
-                    };
-                }
-                NetlinkPayload::InnerMessage(inner) => {
-                    out.push(inner);
-                    if !dump && flags & NLM_F_ACK == 0 {
-                        return Ok(out);
-                    }
-                }
-                _ => {}
-            }
-            if size == 0 {
-                break;
-            }
-            offset += size;
-        }
-    }
+    netlink::exchange(
+        &socket,
+        NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), message),
+        flags,
+        "ctnetlink",
+        |msg| out.push(msg),
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]
