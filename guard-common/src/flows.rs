@@ -1,15 +1,17 @@
-//! The IPv4 UDP flow table (`GUARD_UDP_FLOW4`): an array of [`FlowSet`]s
-//! of [`FLOW_WAYS`] flows each. A flow has one set, chosen by a hash of
+//! The datagram flow tables: IPv4 UDP flows (`GUARD_UDP_FLOW4`), an array
+//! of [`FlowSet`]s, and IPv6 UDP flows with the flows of other protocols
+//! of both families (`GUARD_UDP_FLOWS`), an array of [`FlowSet6`]s; each
+//! set holds [`FLOW_WAYS`] flows. A flow has one set, chosen by a hash of
 //! its key seeded at load ([`crate::DataplaneConfig::slot_seed`]), and
 //! takes the way that holds its key, or else the way seen least lately:
 //! the set forgets its oldest flow, as an LRU hash forgets the table's.
 //!
-//! Why not the LRU hash it was: every UDP datagram looks its flow up, and
-//! a flood's datagrams all miss. A hash map's lookup is a helper call
-//! that hashes the key and walks a bucket; a set is an inlined array index
-//! and two compares in one cache line (`cargo xtask bench`: a known flow
-//! cost 3.0x the trivial program in the hash, 1.85x in a set; a new
-//! flow's write 6.9x and 4.1x).
+//! Why not the LRU hashes they were: every UDP datagram looks its flow
+//! up, and a flood's datagrams all miss. A hash map's lookup is a helper
+//! call that hashes the key and walks a bucket; a set is an inlined array
+//! index and two compares in one or two cache lines (`cargo xtask bench`:
+//! a known IPv4 flow cost 3.0x the trivial program in the hash, 1.85x in
+//! a set, an IPv6 one 3.3x and 2.0x; a new flow's write 6.9x and 4.1x).
 //!
 //! Why two ways, not one: a flow is written once it is admitted, so a
 //! flood the budget admits writes sets at the budget's rate. With one way
@@ -20,7 +22,7 @@
 //! set has seen two flows since it last refreshed its time
 //! ([`crate::config::UDP_FLOW_REFRESH_NS`]).
 
-use crate::key::FlowKey4;
+use crate::key::{FlowKey, FlowKey4};
 
 /// Flows per set.
 pub const FLOW_WAYS: usize = 2;
@@ -53,29 +55,93 @@ pub struct FlowSet {
 }
 
 impl FlowSet {
-    /// The way holding `key`, if any.
+    /// The way holding the key of `words` ([`FlowKey4::words`]), if any.
     #[inline(always)]
     #[must_use]
-    pub fn find(&self, key: &FlowKey4) -> Option<usize> {
-        let key = key.words();
-        if self.ways[0].key == key {
-            Some(0)
-        } else if self.ways[1].key == key {
-            Some(1)
-        } else {
-            None
-        }
+    pub fn find(&self, words: &[u32; 3]) -> Option<usize> {
+        find(self.ways.each_ref().map(|w| &w.key), words)
     }
 
-    /// The way `key` is written into: its own, or else the one seen least
-    /// lately (the first of two seen at the same time).
+    /// The way the key of `words` is written into ([`way_for`]).
     #[inline(always)]
     #[must_use]
-    pub fn way_for(&self, key: &FlowKey4) -> usize {
-        match self.find(key) {
-            Some(way) => way,
-            None => usize::from(self.ways[1].last < self.ways[0].last),
+    pub fn way_for(&self, words: &[u32; 3]) -> usize {
+        way_for(self.find(words), self.ways.each_ref().map(|w| w.last))
+    }
+}
+
+/// One flow of an IPv6 (or other protocol's) set: its key as words
+/// ([`FlowKey::words`]) and when it was last seen, as in [`FlowWay`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowWay6 {
+    pub key: [u64; 5],
+    pub last: u64,
+}
+
+impl FlowWay6 {
+    /// The flow this way holds.
+    #[must_use]
+    pub fn flow(&self) -> FlowKey {
+        FlowKey::from_words(self.key)
+    }
+}
+
+/// A set of IPv6 (or other protocols') flows: two cache lines.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSet6 {
+    pub ways: [FlowWay6; FLOW_WAYS],
+    pub pad: [u64; 4],
+}
+
+impl FlowSet6 {
+    /// The way holding the key of `words` ([`FlowKey::words`]), if any.
+    #[inline(always)]
+    #[must_use]
+    pub fn find(&self, words: &[u64; 5]) -> Option<usize> {
+        find(self.ways.each_ref().map(|w| &w.key), words)
+    }
+
+    /// The way the key of `words` is written into ([`way_for`]).
+    #[inline(always)]
+    #[must_use]
+    pub fn way_for(&self, words: &[u64; 5]) -> usize {
+        way_for(self.find(words), self.ways.each_ref().map(|w| w.last))
+    }
+}
+
+/// The way whose key is `words`, if any: compared word by word with the
+/// differences ORed together (an array's `==` may become a call to a
+/// byte-by-byte `bcmp` in the XDP program).
+#[inline(always)]
+fn find<T, const N: usize>(keys: [&[T; N]; FLOW_WAYS], words: &[T; N]) -> Option<usize>
+where
+    T: Copy + Default + Eq + core::ops::BitXor<Output = T> + core::ops::BitOr<Output = T>,
+{
+    let same = |key: &[T; N]| {
+        let mut diff = T::default();
+        for i in 0..N {
+            diff = diff | (key[i] ^ words[i]);
         }
+        diff == T::default()
+    };
+    if same(keys[0]) {
+        Some(0)
+    } else if same(keys[1]) {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// The way a key is written into: its own (`found`), or else the one seen
+/// least lately (the first of two seen at the same time).
+#[inline(always)]
+fn way_for(found: Option<usize>, lasts: [u64; FLOW_WAYS]) -> usize {
+    match found {
+        Some(way) => way,
+        None => usize::from(lasts[1] < lasts[0]),
     }
 }
 
@@ -85,49 +151,82 @@ pub const fn flow_sets(flows: u32) -> u32 {
     flows.div_ceil(FLOW_WAYS as u32)
 }
 
-/// `key`'s set in a table of `sets` sets, for `seed`: a multiplicative
-/// hash of the key's three words with the seed mixed in before the first
+/// The key of `words` ([`FlowKey4::words`])'s set in a table of `sets`
+/// sets, for `seed`: a multiplicative hash of the three words with the
+/// seed mixed in before the first
 /// product, mapped onto the table by the product's high half (as
 /// [`crate::slots::slot_index`] maps a source).
 #[inline(always)]
 #[must_use]
-pub const fn set_index(key: &FlowKey4, seed: u64, sets: u32) -> u32 {
-    let [a, d, p] = key.words();
+pub const fn set_index(words: &[u32; 3], seed: u64, sets: u32) -> u32 {
+    let [a, d, p] = *words;
     let x = ((a as u64 | (d as u64) << 32) ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p as u64;
     let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let x = x ^ (x >> 31);
     (((x >> 32) * sets as u64) >> 32) as u32
 }
 
+/// The key of `words` ([`FlowKey::words`])'s set in a table of `sets`
+/// sets, for `seed`: the same hash over five words.
+#[inline(always)]
+#[must_use]
+pub const fn set_index6(words: &[u64; 5], seed: u64, sets: u32) -> u32 {
+    let x = (words[1] ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ words[2];
+    let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ words[3];
+    let x = x.wrapping_mul(0x94d0_49bb_1331_11eb) ^ words[4];
+    let x = (x ^ words[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = x ^ (x >> 31);
+    (((x >> 32) * sets as u64) >> 32) as u32
+}
+
 #[cfg(feature = "user")]
-// SAFETY: repr(C), integers and byte arrays only, no implicit padding
-// (explicit `pad`s; sizes checked below).
+// SAFETY: repr(C), integers only, no implicit padding (explicit `pad`s;
+// sizes checked below).
 unsafe impl aya::Pod for FlowSet {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowSet6 {}
 
 const _: () = assert!(size_of::<FlowWay>() == 24);
 const _: () = assert!(size_of::<FlowSet>() == 64);
+const _: () = assert!(size_of::<FlowWay6>() == 48);
+const _: () = assert!(size_of::<FlowSet6>() == 128);
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::key::{AF_INET, AF_INET6};
 
-    fn key(i: u32) -> FlowKey4 {
+    fn key(i: u32) -> [u32; 3] {
         FlowKey4 {
             saddr: (0xc613_0000 | i).to_be_bytes(),
             daddr: [198, 18, 0, 2],
             sport: 40_000,
             dport: 53,
         }
+        .words()
     }
 
-    fn way(key: FlowKey4, last: u64) -> FlowWay {
-        FlowWay {
-            key: key.words(),
+    fn key6(i: u16) -> FlowKey {
+        let mut saddr = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        saddr[6..8].copy_from_slice(&i.to_be_bytes());
+        FlowKey {
+            family: AF_INET6,
+            proto: 17,
+            sport: 40_000,
+            dport: 53,
             pad: 0,
-            last,
+            saddr,
+            daddr: [
+                0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+            ],
         }
+    }
+
+    fn way(key: [u32; 3], last: u64) -> FlowWay {
+        FlowWay { key, pad: 0, last }
     }
 
     #[test]
@@ -138,8 +237,7 @@ mod tests {
         assert_eq!(set.way_for(&key(2)), 1, "the empty way, never seen");
         set.ways[1] = way(key(2), 20);
         assert_eq!(set.find(&key(2)), Some(1));
-        assert_eq!(set.ways[1].flow(), key(2));
-        assert_eq!(FlowKey4::from_words(key(5).words()), key(5));
+        assert_eq!(set.ways[1].flow().words(), key(2));
         assert_eq!(set.way_for(&key(1)), 0);
         assert_eq!(set.way_for(&key(2)), 1, "its own, though the newer");
         assert_eq!(set.way_for(&key(3)), 0, "the older goes");
@@ -147,6 +245,37 @@ mod tests {
         assert_eq!(set.way_for(&key(3)), 1, "refreshed, the other is older");
         set.ways[1].last = 30;
         assert_eq!(set.way_for(&key(3)), 0, "a tie: the first");
+    }
+
+    #[test]
+    fn an_ipv6_set_takes_its_flows_alike() {
+        let mut set = FlowSet6::default();
+        let [a, b, c] = [1, 2, 3].map(|i| key6(i).words());
+        set.ways[0] = FlowWay6 { key: a, last: 10 };
+        assert_eq!(set.way_for(&b), 1);
+        set.ways[1] = FlowWay6 { key: b, last: 20 };
+        assert_eq!(
+            (set.find(&a), set.find(&b), set.find(&c)),
+            (Some(0), Some(1), None)
+        );
+        assert_eq!(set.way_for(&c), 0);
+        assert_eq!(set.ways[1].flow(), key6(2));
+        let words_differ_in = |k: FlowKey| k.words() != key6(1).words();
+        assert!(words_differ_in(FlowKey {
+            sport: 1,
+            ..key6(1)
+        }));
+        assert!(words_differ_in(FlowKey {
+            proto: 47,
+            ..key6(1)
+        }));
+        assert!(words_differ_in(FlowKey {
+            family: AF_INET,
+            ..key6(1)
+        }));
+        let mut daddr = key6(1).daddr;
+        daddr[15] = 3;
+        assert!(words_differ_in(FlowKey { daddr, ..key6(1) }));
     }
 
     #[test]
@@ -161,11 +290,41 @@ mod tests {
             .filter(|&i| set_index(&key(i), 7, sets) != set_index(&key(i), 8, sets))
             .count();
         assert!(moved > 250, "{moved} of 256 moved by another seed");
-        let ports = |sport| FlowKey4 { sport, ..key(1) };
+        let ports = |sport| {
+            FlowKey4 {
+                sport,
+                ..FlowKey4::from_words(key(1))
+            }
+            .words()
+        };
         assert_ne!(
             set_index(&ports(1), 7, sets),
             set_index(&ports(2), 7, sets),
             "ports are hashed"
         );
+        let spread6: HashSet<u32> = (0..4096)
+            .map(|i| set_index6(&key6(i).words(), 7, sets))
+            .collect();
+        assert!(spread6.len() > 3900, "{} sets of 4096 keys", spread6.len());
+        let moved6 = (0..256)
+            .filter(|&i| {
+                set_index6(&key6(i).words(), 7, sets) != set_index6(&key6(i).words(), 8, sets)
+            })
+            .count();
+        assert!(moved6 > 250, "{moved6} of 256 moved by another seed");
+        let sport6 = |sport| FlowKey { sport, ..key6(1) }.words();
+        assert_ne!(
+            set_index6(&sport6(1), 7, sets),
+            set_index6(&sport6(2), 7, sets),
+            "ports are hashed"
+        );
+    }
+
+    #[test]
+    fn a_flow_keys_words_come_back_as_the_key() {
+        assert_eq!(FlowKey::from_words(key6(4).words()), key6(4));
+        let v4 = FlowKey4::from_words(key(4));
+        assert_eq!(FlowKey::from_words(v4.widened().words()), v4.widened());
+        assert_eq!(FlowKey4::from_words(key(5)).words(), key(5));
     }
 }

@@ -184,7 +184,66 @@ pub struct FlowKey {
     pub daddr: [u8; 16],
 }
 
+/// A [`FlowKey`]'s five words, as the flow table stores and hashes them
+/// ([`crate::flows`]): the family, protocol and ports, then the addresses
+/// as native-endian words ([`addr_words`]), two to a word.
+#[inline(always)]
+#[must_use]
+pub const fn flow_words(
+    family: u8,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+) -> [u64; 5] {
+    [
+        family as u64 | (proto as u64) << 8 | (sport as u64) << 16 | (dport as u64) << 32,
+        src[0] as u64 | (src[1] as u64) << 32,
+        src[2] as u64 | (src[3] as u64) << 32,
+        dst[0] as u64 | (dst[1] as u64) << 32,
+        dst[2] as u64 | (dst[3] as u64) << 32,
+    ]
+}
+
 impl FlowKey {
+    /// The key as the flow table's words ([`flow_words`]).
+    #[must_use]
+    pub const fn words(&self) -> [u64; 5] {
+        flow_words(
+            self.family,
+            self.proto,
+            self.sport,
+            self.dport,
+            &addr_words(&self.saddr),
+            &addr_words(&self.daddr),
+        )
+    }
+
+    /// The key of [`Self::words`].
+    #[must_use]
+    pub fn from_words(w: [u64; 5]) -> Self {
+        let addr = |a: u64, b: u64| {
+            let mut bytes = [0; 16];
+            for (i, word) in [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32]
+                .iter()
+                .enumerate()
+            {
+                bytes[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+            }
+            bytes
+        };
+        Self {
+            family: w[0] as u8,
+            proto: (w[0] >> 8) as u8,
+            sport: (w[0] >> 16) as u16,
+            dport: (w[0] >> 32) as u16,
+            pad: 0,
+            saddr: addr(w[1], w[2]),
+            daddr: addr(w[3], w[4]),
+        }
+    }
+
     /// The same flow as a [`FlowKey4`], if it is an IPv4 UDP flow (the
     /// flows `GUARD_UDP_FLOW4` holds).
     #[must_use]

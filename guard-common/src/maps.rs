@@ -44,8 +44,9 @@ pub const LOCAL_V4: &str = "GUARD_LOCAL_V4";
 pub const LOCAL_V6: &str = "GUARD_LOCAL_V6";
 /// Array of GCRA states shared by all CPUs ([`crate::state::GLOBAL_BUDGET`], ...).
 pub const GLOBAL: &str = "GUARD_GLOBAL";
-/// LRU hash [`crate::key::FlowKey`] -> last-seen time, for UDP new-flow
-/// detection: IPv6 flows, and other protocols' flows of both families.
+/// Array of [`crate::flows::FlowSet6`]s: the datagram flows seen lately,
+/// for new-flow detection: IPv6 UDP flows, and other protocols' flows of
+/// both families.
 pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
 /// The same for IPv4 UDP flows: an array of [`crate::flows::FlowSet`]s
 /// (a name the kernel keeps whole: 15 characters at most).
@@ -112,11 +113,10 @@ pub const ALL: &[&str] = &[
 
 /// Default capacities; `guard run` can change them (`max-sources`, ...).
 /// The source and prefix tables are arrays of this many slots (a key takes
-/// its slot over from the key there), the IPv4 UDP flow table an array of
-/// sets of two flows (a new flow takes the way seen least lately,
-/// [`crate::flows`]), the other flow map an LRU hash (it evicts the least
-/// recently used flow when full): an attacker with more sources than this
-/// costs a fixed amount of memory.
+/// its slot over from the key there), the flow tables arrays of sets of
+/// two flows (a new flow takes the way seen least lately,
+/// [`crate::flows`]): an attacker with more sources than this costs a
+/// fixed amount of memory.
 pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
 pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
 pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;

@@ -12,11 +12,11 @@
 
 use aya_ebpf::programs::XdpContext;
 use guard_common::{
-    FlowKey, FlowKey4,
+    FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
     dissect::{IPPROTO_UDP, keyed_by_ports},
-    flows::{FLOW_WAYS, flow_sets, set_index},
-    key::AF_INET,
+    flows::{FLOW_WAYS, flow_sets, set_index, set_index6},
+    key::{AF_INET, flow_words},
     maps::DEFAULT_MAX_UDP_FLOWS,
 };
 
@@ -24,27 +24,29 @@ use crate::{
     dissect::Headers,
     maps::{UDP_FLOWS, UDP_FLOWS4},
     packet::load,
-    verdict::{Addr, addr_bytes},
+    verdict::Addr,
 };
 
-/// The IPv4 flow table's size in sets, set by the loader with its
-/// `max_entries` (.rodata: a constant to the verifier and the JIT).
+/// The flow tables' sizes in sets, set by the loader with their
+/// `max_entries` (.rodata: constants to the verifier and the JIT).
 #[unsafe(no_mangle)]
 static FLOW_SETS: u32 = flow_sets(DEFAULT_MAX_UDP_FLOWS);
+#[unsafe(no_mangle)]
+static FLOW_SETS6: u32 = flow_sets(DEFAULT_MAX_UDP_FLOWS);
 
-/// Where a datagram's flow is keyed: IPv4 UDP flows in a set of
-/// `GUARD_UDP_FLOW4` (`guard_common::flows`: the commonest datagrams'
-/// flows, looked up without a helper call); IPv6 UDP flows, and the flows
-/// of other protocols (addresses and protocol, no ports) of both
-/// families, in the LRU hash `GUARD_UDP_FLOWS` under a 40-byte key. The
-/// caller gives the place (the verdict's is in the scratch value: on the
-/// stack it would pass the verifier's 512 bytes).
+/// Where a datagram's flow is keyed, as words (`guard_common::flows`): an
+/// IPv4 UDP flow's in a set of `GUARD_UDP_FLOW4`; an IPv6 UDP flow's, or
+/// another protocol's (addresses and protocol, no ports) of either
+/// family, in a set of `GUARD_UDP_FLOWS`. The caller gives the place (the
+/// verdict's is in the scratch value: on the stack it would pass the
+/// verifier's 512 bytes).
 #[derive(Default)]
 pub(crate) struct FlowPlace {
-    wide: FlowKey,
-    key: FlowKey4,
+    key4: [u32; 3],
+    key6: [u64; 5],
     set: u32,
-    /// Whether the flow is an IPv4 UDP flow: `key` in its `set`.
+    /// Whether the flow is an IPv4 UDP flow: `key4` in `GUARD_UDP_FLOW4`,
+    /// else `key6` in `GUARD_UDP_FLOWS`.
     v4: bool,
 }
 
@@ -107,56 +109,58 @@ impl<'a> Flow<'a> {
     /// The flow of `ends`, in the table that holds its kind.
     #[inline(always)]
     pub(crate) fn keyed(ends: &Ends, seed: u64, place: &'a mut FlowPlace) -> Self {
-        if ends.family == AF_INET && ends.proto == IPPROTO_UDP {
-            let v4 = FlowKey4 {
+        place.v4 = ends.family == AF_INET && ends.proto == IPPROTO_UDP;
+        // SAFETY (both): reading a plain static; volatile so the compiler
+        // does not fold the value the loader patches.
+        if place.v4 {
+            place.key4 = FlowKey4 {
                 saddr: ends.src[0].to_ne_bytes(),
                 daddr: ends.dst[0].to_ne_bytes(),
                 sport: ends.sport,
                 dport: ends.dport,
-            };
-            // SAFETY: reading a plain static; volatile so the compiler does
-            // not fold the value the loader patches.
+            }
+            .words();
             let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
-            let set = set_index(&v4, seed, sets);
-            place.v4 = true;
-            place.key = v4;
-            place.set = set;
-            return Self(place);
+            place.set = set_index(&place.key4, seed, sets);
+        } else {
+            place.key6 = flow_words(
+                ends.family,
+                ends.proto,
+                ends.sport,
+                ends.dport,
+                &ends.src,
+                &ends.dst,
+            );
+            let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS6) };
+            place.set = set_index6(&place.key6, seed, sets);
         }
-        place.v4 = false;
-        place.wide = FlowKey {
-            family: ends.family,
-            proto: ends.proto,
-            sport: ends.sport,
-            dport: ends.dport,
-            pad: 0,
-            saddr: addr_bytes(&ends.src),
-            daddr: addr_bytes(&ends.dst),
-        };
         Self(place)
+    }
+
+    /// Where the flow's time is, if its set holds it.
+    #[inline(always)]
+    fn last(&self) -> Option<*mut u64> {
+        let place = self.0;
+        if place.v4 {
+            // SAFETY: a map value of the flow table, valid for this run.
+            let set = unsafe { &mut *UDP_FLOWS4.get_ptr_mut(place.set)? };
+            let way = set.find(&place.key4)? % FLOW_WAYS;
+            Some(&raw mut set.ways[way].last)
+        } else {
+            // SAFETY: as above.
+            let set = unsafe { &mut *UDP_FLOWS.get_ptr_mut(place.set)? };
+            let way = set.find(&place.key6)? % FLOW_WAYS;
+            Some(&raw mut set.ways[way].last)
+        }
     }
 
     /// Whether the flow was seen within `idle` ns; refreshes its time.
     #[inline(always)]
     pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
-        let place = self.0;
-        let last = if place.v4 {
-            let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
-                return false;
-            };
-            // SAFETY: a map value of the flow table, valid for this run.
-            let set = unsafe { &mut *set };
-            let Some(way) = set.find(&place.key) else {
-                return false;
-            };
-            &raw mut set.ways[way % FLOW_WAYS].last
-        } else {
-            match UDP_FLOWS.get_ptr_mut(&place.wide) {
-                Some(last) => last,
-                None => return false,
-            }
+        let Some(last) = self.last() else {
+            return false;
         };
-        // SAFETY: a map value of a flow table.
+        // SAFETY: a way's time in a flow table's value.
         let last = unsafe { &mut *last };
         let age = now.saturating_sub(*last);
         if age > idle {
@@ -169,27 +173,35 @@ impl<'a> Flow<'a> {
     }
 
     /// Remembers the flow as seen `now`: in its set, in its own way or
-    /// the one seen least lately.
+    /// the one seen least lately. The way's time is cleared first: a CPU
+    /// reading the way meanwhile finds the old flow or the new one unseen,
+    /// never a flow seen that was not.
     #[inline(always)]
     pub(crate) fn remember(&self, now: u64) {
         let place = self.0;
-        if !place.v4 {
-            let _ = UDP_FLOWS.insert(&place.wide, &now, 0);
-            return;
-        }
-        let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
-            return;
-        };
-        // SAFETY: a map value of the flow table, valid for this run.
-        let set = unsafe { &mut *set };
-        let way = &mut set.ways[set.way_for(&place.key) % FLOW_WAYS];
-        // The time cleared first: a CPU reading the way meanwhile finds the
-        // old flow or the new one unseen, never a flow seen that was not.
-        // SAFETY: fields of the way, a map value.
-        unsafe {
-            core::ptr::write_volatile(&raw mut way.last, 0);
-            core::ptr::write_volatile(&raw mut way.key, place.key.words());
-            core::ptr::write_volatile(&raw mut way.last, now);
+        // SAFETY (all): a way of a flow table's value, valid for this run.
+        if place.v4 {
+            let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
+                return;
+            };
+            let set = unsafe { &mut *set };
+            let way = &mut set.ways[set.way_for(&place.key4) % FLOW_WAYS];
+            unsafe {
+                core::ptr::write_volatile(&raw mut way.last, 0);
+                core::ptr::write_volatile(&raw mut way.key, place.key4);
+                core::ptr::write_volatile(&raw mut way.last, now);
+            }
+        } else {
+            let Some(set) = UDP_FLOWS.get_ptr_mut(place.set) else {
+                return;
+            };
+            let set = unsafe { &mut *set };
+            let way = &mut set.ways[set.way_for(&place.key6) % FLOW_WAYS];
+            unsafe {
+                core::ptr::write_volatile(&raw mut way.last, 0);
+                core::ptr::write_volatile(&raw mut way.key, place.key6);
+                core::ptr::write_volatile(&raw mut way.last, now);
+            }
         }
     }
 

@@ -69,8 +69,8 @@
 //!    conntrack opens entries for (echo requests and the like:
 //!    `guard_common::dissect::icmp_opens_flow`),
 //!    UDP packets whose 5-tuple was not seen within `udp_flow_idle`
-//!    (`GUARD_UDP_FLOW4` for IPv4, sets of two, `guard_common::flows`;
-//!    `GUARD_UDP_FLOWS` for IPv6, LRU), and
+//!    (`GUARD_UDP_FLOW4` for IPv4, `GUARD_UDP_FLOWS` for IPv6: sets of
+//!    two, `guard_common::flows`), and
 //!    datagrams of any other IP protocol (GRE, ESP, SCTP, ...; not a later
 //!    fragment) whose addresses and protocol were not seen within it,
 //!    which conntrack tracks alike (remembered in `GUARD_UDP_FLOWS`,

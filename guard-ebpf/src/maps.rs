@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    CounterBlock, DataplaneConfig, FlowKey, Marks, PortCounts, SourceKey, SynAckKey,
+    CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SynAckKey,
     fingerprint::SigTable,
-    flows::{FlowSet, flow_sets},
+    flows::{FlowSet, FlowSet6, flow_sets},
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
         EVENTS_BYTES, MAX_LOCAL_ROUTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
@@ -75,8 +75,8 @@ pub static PORTS: Array<u32> = Array::with_max_entries(PORT_ENTRIES, 0);
 pub static PORT_COUNTS: PerCpuArray<PortCounts> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
 
 #[map(name = "GUARD_UDP_FLOWS")]
-pub static UDP_FLOWS: LruHashMap<FlowKey, u64> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_UDP_FLOWS, 0);
+pub static UDP_FLOWS: Array<FlowSet6> =
+    Array::with_max_entries(flow_sets(DEFAULT_MAX_UDP_FLOWS), 0);
 
 #[map(name = "GUARD_UDP_FLOW4")]
 pub static UDP_FLOWS4: Array<FlowSet> =

@@ -83,6 +83,17 @@ mod frames {
         Packet::udp(src4(3), dst4(), 5000, 53, b"q")
     }
 
+    /// The same over IPv6.
+    pub fn known_udp6() -> Packet {
+        Packet::udp(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 9)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+            5000,
+            53,
+            b"q",
+        )
+    }
+
     /// A GRE datagram: a flow by addresses and protocol, as a tunnel's.
     pub fn known_gre() -> Packet {
         let bytes = vec![0, 0, 0x08, 0, 0x45, 0, 0, 20];
@@ -329,6 +340,11 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
             2.5,
         ),
         row(
+            "IPv6 UDP, known flow",
+            repeated(&prog, base, &frames::known_udp6().frame(), repeat),
+            2.5,
+        ),
+        row(
             "GRE, known flow (addresses and protocol)",
             repeated(&prog, base, &frames::known_gre().frame(), repeat),
             f64::NAN,
@@ -347,6 +363,16 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
     rows.push(row(
         "UDP, new flow (map insert)*",
         distinct(&prog, base, &flows),
+        2.5,
+    ));
+    let src6 = frames::known_udp6().src;
+    let dst6 = frames::known_udp6().dst;
+    let flows6: Vec<Vec<u8>> = (0..DISTINCT)
+        .map(|i| Packet::udp(src6, dst6, port(i), 53, b"q").frame())
+        .collect();
+    rows.push(row(
+        "IPv6 UDP, new flow (map insert)*",
+        distinct(&prog, base, &flows6),
         2.5,
     ));
     // A flood at a macvlan container on the guarded link: SYNs from new

@@ -26,17 +26,17 @@ use std::{
 
 use guard::model::fingerprint::parse;
 use guard_common::{
-    Counter, CounterBlock, FlowKey4,
+    Counter, CounterBlock,
     bucket::NANOS_PER_SEC,
     config::mac_word,
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
-    flows::{flow_sets, set_index},
+    flows::{flow_sets, set_index, set_index6},
 };
 use guard_tests::{
     fuzz::{self, Made, Rng},
     kernel_test,
     model::{self, Model, Verdict},
-    packet::{Ext, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
+    packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
     xdp::{self, Program, XDP_DROP, XDP_PASS},
 };
 
@@ -357,39 +357,35 @@ fn udp_flows_echo_requests_and_the_fast_path() {
     pair.assert_same_state();
 }
 
-/// The key `GUARD_UDP_FLOW4` files a datagram from `src` to `dst` under.
-fn flow4(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> FlowKey4 {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
-        panic!("IPv4 only");
-    };
-    FlowKey4 {
-        saddr: s.octets(),
-        daddr: d.octets(),
-        sport,
-        dport,
+/// The table (IPv4 UDP's or the other) and set a datagram's flow is
+/// filed under.
+fn flow_set(frame: &[u8], seed: u64, sets: u32) -> (bool, u32) {
+    let key = model::dissect(frame).flow_key();
+    match key.narrowed() {
+        Some(k4) => (true, set_index(&k4.words(), seed, sets)),
+        None => (false, set_index6(&key.words(), seed, sets)),
     }
 }
 
-#[test]
-fn an_ipv4_flow_keeps_its_way_while_seen_and_a_flood_takes_the_stale_ones() {
-    let _kernel = kernel_test!();
+/// A user's flow (`user`) through flood flows (`flood(i)`, those that
+/// share its set) in a table of 1,024 flows: kept while seen, forgotten
+/// once two flows came into its set since it was, the program and the
+/// model alike; then many flows over every set, some seen again.
+fn a_flow_keeps_its_way_while_seen(user: &Packet, flood: impl Fn(u32) -> Packet) {
     // 512 sets of two; no per-source or prefix limit, no budget: every
     // flow is admitted and written, as a flood's are under its budget.
     let mut pair = Pair::new(
-        "--mode enforce --max-udp-flows 1024 --udp-rate 0 --prefix-udp-rate 0 --udp-flow-idle 30",
+        "--mode enforce --max-udp-flows 1024 --udp-rate 0 --prefix-udp-rate 0 \
+         --other-rate 0 --prefix-other-rate 0 --udp-flow-idle 30",
     );
     let sets = flow_sets(1024);
     let seed = pair.program.config().slot_seed;
-    let user = v4(7);
-    let dst = fuzz::victim(user);
-    let set = set_index(&flow4(user, dst, 5000, 53), seed, sets);
-    // Flood flows that share the user's set.
-    let mut beside = (1u16..).filter_map(|sport| {
-        let src = v4(9);
-        (set_index(&flow4(src, dst, sport, 53), seed, sets) == set)
-            .then(|| Packet::udp(src, dst, sport, 53, b"f").frame())
+    let user_frame = user.frame();
+    let set = flow_set(&user_frame, seed, sets);
+    let mut beside = (1..).filter_map(|i| {
+        let frame = flood(i).frame();
+        (flow_set(&frame, seed, sets) == set).then_some(frame)
     });
-    let user_frame = Packet::udp(user, dst, 5000, 53, b"q").frame();
     let new_flows = |pair: &Pair| pair.program.counters().get(Counter::NewFlows);
     let mut now = T0;
     pair.packet(&user_frame, now);
@@ -418,16 +414,15 @@ fn an_ipv4_flow_keeps_its_way_while_seen_and_a_flood_takes_the_stale_ones() {
     // Many flows over every set, some seen again: the program's sets and
     // the model's hold the same flows at the same times.
     let mut rng = Rng::new(0x5e75);
-    let users: Vec<u16> = (0..64).map(|i| 20_000 + i).collect();
+    let users: Vec<u32> = (0..64).map(|i| 20_000 + i).collect();
     for _ in 0..6000 {
         now += rng.below(MS);
-        let sport = if rng.percent(30) {
+        let i = if rng.percent(30) {
             rng.pick(&users)
         } else {
-            rng.port()
+            u32::from(rng.port())
         };
-        let src = v4(10 + u8::try_from(rng.below(4)).expect("small"));
-        pair.packet(&Packet::udp(src, dst, sport, 53, b"m").frame(), now);
+        pair.packet(&flood(i).frame(), now);
     }
     let held = pair.program.udp_flows().len();
     assert!(
@@ -435,6 +430,55 @@ fn an_ipv4_flow_keeps_its_way_while_seen_and_a_flood_takes_the_stale_ones() {
         "{held} flows held in 1,024 ways"
     );
     pair.assert_same_state();
+}
+
+#[test]
+fn an_ipv4_udp_flow_keeps_its_way_while_seen_and_a_flood_takes_the_stale_ones() {
+    let _kernel = kernel_test!();
+    let dst = fuzz::victim(v4(7));
+    a_flow_keeps_its_way_while_seen(&Packet::udp(v4(7), dst, 5000, 53, b"q"), |i| {
+        let port = u16::try_from(i).expect("a port");
+        Packet::udp(v4(9), dst, port, 53, b"f")
+    });
+}
+
+#[test]
+fn an_ipv6_udp_flow_and_a_tunnels_keep_their_ways_alike() {
+    let _kernel = kernel_test!();
+    let user = IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7));
+    let dst = fuzz::victim(user);
+    let source = |i: u32| {
+        let [_, _, a, b] = i.to_be_bytes();
+        IpAddr::from(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            2,
+            0,
+            0,
+            0,
+            u16::from(a),
+            u16::from(b),
+        ))
+    };
+    a_flow_keeps_its_way_while_seen(&Packet::udp(user, dst, 5000, 53, b"q"), |i| {
+        Packet::udp(
+            source(i % 16),
+            dst,
+            u16::try_from(i).expect("a port"),
+            53,
+            b"f",
+        )
+    });
+    // GRE over IPv4: a flow by addresses and protocol, in the other table.
+    let gre = |src, dst| {
+        let bytes = vec![0, 0, 0x08, 0, 0x45, 0, 0, 20];
+        Packet::new(src, dst, L4::Raw { proto: 47, bytes })
+    };
+    let dst = fuzz::victim(v4(7));
+    a_flow_keeps_its_way_while_seen(&gre(v4(7), dst), |i| {
+        let [_, _, a, b] = i.to_be_bytes();
+        gre(IpAddr::from([198, 19, a, b]), dst)
+    });
 }
 
 #[test]

@@ -29,8 +29,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use guard_common::{
-    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, FlowKey4, Limit, Marks,
-    SourceKey, SourceState,
+    Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, Marks, SourceKey,
+    SourceState,
     config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
     counters::SIG_HIT_SLOT,
     dissect::{
@@ -41,7 +41,7 @@ use guard_common::{
         ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
-    flows::{FLOW_WAYS, FlowSet, FlowWay, flow_sets, set_index},
+    flows::{FLOW_WAYS, FlowSet, FlowSet6, FlowWay, FlowWay6, flow_sets, set_index, set_index6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
     slots::slot_index,
@@ -468,13 +468,13 @@ pub struct Model {
     /// Sources that came back from their marks after losing their slot
     /// (for the tests: the program has no such counter).
     pub recalled: u64,
-    /// UDP 5-tuple -> last-seen time: both families' flows, IPv4's those
-    /// its sets hold.
+    /// Datagram flow -> last-seen time: the flows the tables' sets hold.
     pub udp_flows: HashMap<FlowKey, u64>,
-    /// The IPv4 UDP flow table's sets (`--max-udp-flows` over
-    /// [`FLOW_WAYS`]), and the flow each way of a set holds.
+    /// Each flow table's sets (`--max-udp-flows` over [`FLOW_WAYS`]), and
+    /// the flow each way of a set holds, by table (IPv4 UDP's or not) and
+    /// set.
     pub udp_flow_sets: u32,
-    flow_ways: HashMap<u32, [Option<FlowKey4>; FLOW_WAYS]>,
+    flow_ways: HashMap<(bool, u32), [Option<FlowKey>; FLOW_WAYS]>,
     /// Bucket states indexed by `GLOBAL_BUDGET` and `GLOBAL_EVENTS`.
     pub global: [u64; GLOBAL_SLOTS as usize],
     /// Events in the order the program sends them.
@@ -651,34 +651,50 @@ impl Model {
     }
 
     /// A passed new flow of UDP or another protocol is known from now on.
-    /// An IPv4 UDP flow takes its way of its set (`guard_common::flows`),
-    /// and the flow that held the way is forgotten.
+    /// It takes its way of its set (`guard_common::flows`: an IPv4 UDP
+    /// flow's in the IPv4 table, any other's in the other), and the flow
+    /// that held the way is forgotten.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
         if !matches!(class, FlowClass::Udp | FlowClass::Other) {
             return;
         }
         let key = d.flow_key();
-        if let Some(k4) = key.narrowed() {
-            let ways = self
-                .flow_ways
-                .entry(set_index(&k4, self.config.slot_seed, self.udp_flow_sets))
-                .or_default();
+        let seed = self.config.slot_seed;
+        let v4 = key.narrowed();
+        let set = match v4 {
+            Some(k4) => set_index(&k4.words(), seed, self.udp_flow_sets),
+            None => set_index6(&key.words(), seed, self.udp_flow_sets),
+        };
+        let ways = self.flow_ways.entry((v4.is_some(), set)).or_default();
+        let lasts = ways.map(|held| held.map_or(0, |k| self.udp_flows[&k]));
+        let way = if let Some(k4) = v4 {
             let mut set = FlowSet::default();
-            for (way, held) in set.ways.iter_mut().zip(ways.iter()) {
-                if let Some(held) = held {
+            for ((way, held), last) in set.ways.iter_mut().zip(ways.iter()).zip(lasts) {
+                if let Some(held) = held.and_then(|k| k.narrowed()) {
                     *way = FlowWay {
                         key: held.words(),
                         pad: 0,
-                        last: self.udp_flows[&held.widened()],
+                        last,
                     };
                 }
             }
-            let way = set.way_for(&k4);
-            if let Some(old) = ways[way].replace(k4)
-                && old != k4
-            {
-                self.udp_flows.remove(&old.widened());
+            set.way_for(&k4.words())
+        } else {
+            let mut set = FlowSet6::default();
+            for ((way, held), last) in set.ways.iter_mut().zip(ways.iter()).zip(lasts) {
+                if let Some(held) = held {
+                    *way = FlowWay6 {
+                        key: held.words(),
+                        last,
+                    };
+                }
             }
+            set.way_for(&key.words())
+        };
+        if let Some(old) = ways[way].replace(key)
+            && old != key
+        {
+            self.udp_flows.remove(&old);
         }
         self.udp_flows.insert(key, now);
     }

@@ -26,7 +26,7 @@ use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
     config::COOKIES_ON,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
-    flows::FlowSet,
+    flows::{FlowSet, FlowSet6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
     ports::port_entry,
@@ -408,19 +408,24 @@ impl Program {
             .expect("refreshing GUARD_MARKED")
     }
 
-    /// The UDP flows of both families' maps, IPv4's widened to the
+    /// The datagram flows of both flow tables, IPv4's widened to the
     /// reference model's one key.
     #[must_use]
     pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
-        let v6 =
-            aya::maps::HashMap::<_, FlowKey, u64>::try_from(self.map(UDP_FLOWS)).expect("flows");
+        let v6 = Array::<_, FlowSet6>::try_from(self.map(UDP_FLOWS)).expect("flows");
         let v4 = Array::<_, FlowSet>::try_from(self.map(UDP_FLOWS4)).expect("IPv4 flows");
-        let mut flows: HashMap<FlowKey, u64> =
-            v6.iter().collect::<Result<_, _>>().expect("reading flows");
+        let mut flows = HashMap::new();
         for set in v4.iter() {
             for way in set.expect("reading IPv4 flows").ways {
                 if way.last != 0 {
                     flows.insert(way.flow().widened(), way.last);
+                }
+            }
+        }
+        for set in v6.iter() {
+            for way in set.expect("reading flows").ways {
+                if way.last != 0 {
+                    flows.insert(way.flow(), way.last);
                 }
             }
         }

@@ -376,9 +376,9 @@ pub struct RawConfig {
     /// Prefixes tracked at once [default: 32768].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_prefixes: Option<u32>,
-    /// UDP flows tracked at once, per address family (IPv4's in sets of
-    /// two, where a new flow takes the way seen least lately; other
-    /// protocols' flows share the IPv6 map) [default: 131072].
+    /// UDP flows tracked at once, per address family, in sets of two where
+    /// a new flow takes the way seen least lately (other protocols' flows
+    /// share the IPv6 table) [default: 131072].
     #[arg(long, value_name = "N", help_heading = "Capacity")]
     pub max_udp_flows: Option<u32>,
     /// Allow and deny entries per address family: the config's, the kept

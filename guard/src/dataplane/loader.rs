@@ -121,7 +121,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .map_max_entries(SOURCES, opts.max_sources)
         .map_max_entries(PREFIXES, opts.max_prefixes)
         .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
-        .map_max_entries(UDP_FLOWS, opts.max_udp_flows)
+        .map_max_entries(UDP_FLOWS, flow_sets)
         .map_max_entries(UDP_FLOWS4, flow_sets)
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
@@ -129,7 +129,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     loader
         .override_global("SOURCE_SLOTS", &opts.max_sources, true)
         .override_global("PREFIX_SLOTS", &opts.max_prefixes, true)
-        .override_global("FLOW_SETS", &flow_sets, true);
+        .override_global("FLOW_SETS", &flow_sets, true)
+        .override_global("FLOW_SETS6", &flow_sets, true);
     if opts.test_clock {
         loader.override_global("TEST_CLOCK", &1u8, true);
     }
