@@ -173,35 +173,26 @@ impl<'a> Flow<'a> {
     }
 
     /// Remembers the flow as seen `now`: in its set, in its own way or
-    /// the one seen least lately. The way's time is cleared first: a CPU
-    /// reading the way meanwhile finds the old flow or the new one unseen,
-    /// never a flow seen that was not.
+    /// the one seen least lately.
     #[inline(always)]
     pub(crate) fn remember(&self, now: u64) {
         let place = self.0;
-        // SAFETY (all): a way of a flow table's value, valid for this run.
+        // SAFETY (all): a flow table's value and the fields of one of its
+        // ways, valid for this run.
         if place.v4 {
             let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
                 return;
             };
             let set = unsafe { &mut *set };
             let way = &mut set.ways[set.way_for(&place.key4) % FLOW_WAYS];
-            unsafe {
-                core::ptr::write_volatile(&raw mut way.last, 0);
-                core::ptr::write_volatile(&raw mut way.key, place.key4);
-                core::ptr::write_volatile(&raw mut way.last, now);
-            }
+            unsafe { write_way(&raw mut way.key, &raw mut way.last, place.key4, now) };
         } else {
             let Some(set) = UDP_FLOWS.get_ptr_mut(place.set) else {
                 return;
             };
             let set = unsafe { &mut *set };
             let way = &mut set.ways[set.way_for(&place.key6) % FLOW_WAYS];
-            unsafe {
-                core::ptr::write_volatile(&raw mut way.last, 0);
-                core::ptr::write_volatile(&raw mut way.key, place.key6);
-                core::ptr::write_volatile(&raw mut way.last, now);
-            }
+            unsafe { write_way(&raw mut way.key, &raw mut way.last, place.key6, now) };
         }
     }
 
@@ -213,5 +204,22 @@ impl<'a> Flow<'a> {
         if !self.known(now, UDP_FLOW_REFRESH_NS) {
             self.remember(now);
         }
+    }
+}
+
+/// Writes a way's key and time, the time cleared first: a CPU reading the
+/// way meanwhile finds the old flow or the new one unseen, never a flow
+/// seen that was not.
+///
+/// # Safety
+///
+/// `key` and `last` are the fields of one way of a flow table's value.
+#[inline(always)]
+unsafe fn write_way<K>(key: *mut K, last: *mut u64, words: K, now: u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        core::ptr::write_volatile(last, 0);
+        core::ptr::write_volatile(key, words);
+        core::ptr::write_volatile(last, now);
     }
 }
