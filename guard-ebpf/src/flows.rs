@@ -27,12 +27,11 @@ use crate::{
     verdict::Addr,
 };
 
-/// The flow tables' sizes in sets, set by the loader with their
-/// `max_entries` (.rodata: constants to the verifier and the JIT).
+/// Each flow table's size in sets (both hold `max-udp-flows` flows), set
+/// by the loader with their `max_entries` (.rodata: a constant to the
+/// verifier and the JIT).
 #[unsafe(no_mangle)]
 static FLOW_SETS: u32 = flow_sets(DEFAULT_MAX_UDP_FLOWS);
-#[unsafe(no_mangle)]
-static FLOW_SETS6: u32 = flow_sets(DEFAULT_MAX_UDP_FLOWS);
 
 /// Where a datagram's flow is keyed, as words (`guard_common::flows`): an
 /// IPv4 UDP flow's in a set of `GUARD_UDP_FLOW4`; an IPv6 UDP flow's, or
@@ -110,8 +109,9 @@ impl<'a> Flow<'a> {
     #[inline(always)]
     pub(crate) fn keyed(ends: &Ends, seed: u64, place: &'a mut FlowPlace) -> Self {
         place.v4 = ends.family == AF_INET && ends.proto == IPPROTO_UDP;
-        // SAFETY (both): reading a plain static; volatile so the compiler
-        // does not fold the value the loader patches.
+        // SAFETY: reading a plain static; volatile so the compiler does not
+        // fold the value the loader patches.
+        let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
         if place.v4 {
             place.key4 = FlowKey4 {
                 saddr: ends.src[0].to_ne_bytes(),
@@ -120,7 +120,6 @@ impl<'a> Flow<'a> {
                 dport: ends.dport,
             }
             .words();
-            let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
             place.set = set_index(&place.key4, seed, sets);
         } else {
             place.key6 = flow_words(
@@ -131,7 +130,6 @@ impl<'a> Flow<'a> {
                 &ends.src,
                 &ends.dst,
             );
-            let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS6) };
             place.set = set_index6(&place.key6, seed, sets);
         }
         Self(place)

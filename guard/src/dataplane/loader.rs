@@ -129,8 +129,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     loader
         .override_global("SOURCE_SLOTS", &opts.max_sources, true)
         .override_global("PREFIX_SLOTS", &opts.max_prefixes, true)
-        .override_global("FLOW_SETS", &flow_sets, true)
-        .override_global("FLOW_SETS6", &flow_sets, true);
+        .override_global("FLOW_SETS", &flow_sets, true);
     if opts.test_clock {
         loader.override_global("TEST_CLOCK", &1u8, true);
     }
