@@ -171,7 +171,9 @@ pub const fn addr_words(a: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// Key of the UDP flow map: the 5-tuple as the packet carries it (40 bytes).
+/// A datagram's flow: the 5-tuple as the packet carries it (40 bytes), or
+/// another protocol's addresses and protocol; `GUARD_UDP_FLOWS`' ways hold
+/// it as five words ([`Self::words`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -264,10 +266,9 @@ impl FlowKey {
     }
 }
 
-/// Key of the IPv4 UDP flow map: an IPv4 datagram's addresses and ports as
-/// it carries them (12 bytes). The map hashes its key whole at every UDP
-/// packet, and [`FlowKey`]'s 40 bytes made that most of a known flow's
-/// cost; IPv6 flows keep [`FlowKey`].
+/// An IPv4 UDP datagram's addresses and ports as it carries them (12
+/// bytes): the flows of `GUARD_UDP_FLOW4`, whose ways hold them as three
+/// words ([`Self::words`]) where [`FlowKey`]'s take five.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey4 {

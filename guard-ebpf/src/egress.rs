@@ -33,7 +33,7 @@
 
 use aya_ebpf::programs::TcContext;
 use guard_common::{
-    SynAckKey,
+    DataplaneConfig, SynAckKey,
     cookie::{TCP_FLAG_FIN, TCP_FLAG_RST},
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
@@ -54,10 +54,11 @@ use crate::{
 #[inline(always)]
 pub fn record(ctx: &TcContext) -> Option<()> {
     let leaving = Leaving::read(ctx)?;
+    let cfg = CONFIG.get(0)?;
     if leaving.proto == IPPROTO_TCP {
-        segment(ctx, &leaving)
+        segment(ctx, cfg, &leaving)
     } else {
-        datagram(&leaving, CONFIG.get(0)?.slot_seed);
+        datagram(&leaving, cfg.slot_seed);
         Some(())
     }
 }
@@ -65,8 +66,7 @@ pub fn record(ctx: &TcContext) -> Option<()> {
 /// Verifies the destination of a segment of an established connection,
 /// or remembers a SYN-ACK while the budget binds.
 #[inline(always)]
-fn segment(ctx: &TcContext, leaving: &Leaving) -> Option<()> {
-    let cfg = CONFIG.get(0)?;
+fn segment(ctx: &TcContext, cfg: &DataplaneConfig, leaving: &Leaving) -> Option<()> {
     let Leaving {
         family,
         dst: client,

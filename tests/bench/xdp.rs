@@ -13,7 +13,7 @@
 //! it asserts nothing about speed.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsFd as _,
     path::PathBuf,
 };
@@ -46,9 +46,13 @@ fn dst4() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))
 }
 
+fn dst6() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2))
+}
+
 /// The frames of the table's rows, which `--profile` runs too.
 mod frames {
-    use super::{DISTINCT, dst4, src4};
+    use super::{DISTINCT, dst4, dst6, src4};
     use guard_tests::packet::{L4, Packet, TCP_ACK, TCP_SYN};
     use std::net::{IpAddr, Ipv6Addr};
 
@@ -71,7 +75,7 @@ mod frames {
     pub fn known_syn6() -> Packet {
         Packet::tcp(
             IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 9)),
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+            dst6(),
             40000,
             80,
             TCP_SYN,
@@ -87,7 +91,7 @@ mod frames {
     pub fn known_udp6() -> Packet {
         Packet::udp(
             IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 9)),
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+            dst6(),
             5000,
             53,
             b"q",
@@ -366,9 +370,8 @@ fn measure(base: &Baseline, repeat: u32) -> Vec<Row> {
         2.5,
     ));
     let src6 = frames::known_udp6().src;
-    let dst6 = frames::known_udp6().dst;
     let flows6: Vec<Vec<u8>> = (0..DISTINCT)
-        .map(|i| Packet::udp(src6, dst6, port(i), 53, b"q").frame())
+        .map(|i| Packet::udp(src6, dst6(), port(i), 53, b"q").frame())
         .collect();
     rows.push(row(
         "IPv6 UDP, new flow (map insert)*",
