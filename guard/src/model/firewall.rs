@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use super::{
     nft::{SYNPROXY_PRIORITY, SYNPROXY_TABLE},
-    ruleset::{CONNTRACK_PRIORITY, MAX_JUMPS, Rule, Ruleset, chain_names, drops, items, targets},
+    ruleset::{
+        CONNTRACK_PRIORITY, MAX_JUMPS, Rule, Ruleset, Transport, chain_names, drops, items, targets,
+    },
     xtables::{Save, SavedRule, Tables},
 };
 
@@ -212,7 +214,7 @@ fn dropping_chain<'a>(
         let branches = set
             .elements(r)
             .into_iter()
-            .filter(|e| !e.udp_alone())
+            .filter(|e| !e.alone(Transport::Udp))
             .filter_map(|e| e.target());
         targets(r).chain(branches).collect()
     };

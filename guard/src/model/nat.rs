@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap, hash_map::Entry};
 use serde_json::Value;
 
 use super::{
-    ruleset::{Element, MAX_JUMPS, Ruleset, chain_names, items, targets, udp_alone},
+    ruleset::{Element, MAX_JUMPS, Ruleset, Transport, alone, chain_names, items, targets},
     xtables::{Save, Tables},
 };
 
@@ -148,13 +148,17 @@ impl Visits {
     }
 }
 
-/// What the nat rules rewrite on each hook a cookie handshake meets.
+/// What the nat rules rewrite: for TCP on each hook a cookie handshake
+/// meets, for UDP where datagrams arrive.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NatRewrites {
     /// For the clients that arrive.
     pub prerouting: Rewrites,
     /// For this host's own connections, SYNPROXY's among them.
     pub output: Rewrites,
+    /// UDP ports, for the clients that arrive (a port published for UDP
+    /// serves though nothing here listens on it).
+    pub udp: Rewrites,
 }
 
 impl NatRewrites {
@@ -190,17 +194,18 @@ pub fn rewrites(json: &str, listing: &str, legacy: &[Save]) -> NatRewrites {
         .map(|save| Tables::parse(&save.text))
         .collect();
     NatRewrites {
-        prerouting: walk.hook(legacy, &tables, Hook::Prerouting),
-        output: walk.hook(legacy, &tables, Hook::Output),
+        prerouting: walk.hook(legacy, &tables, Hook::Prerouting, Transport::Tcp),
+        output: walk.hook(legacy, &tables, Hook::Output, Transport::Tcp),
+        udp: walk.hook(legacy, &tables, Hook::Prerouting, Transport::Udp),
     }
 }
 
 /// [`Walk::chain`] for a chain of iptables-legacy's nat table.
 fn legacy_chain<'a>(
-    save: &Save,
-    tables: &'a Tables,
+    (save, tables): (&Save, &'a Tables),
     chain: &'a str,
     ports: &Ports,
+    proto: Transport,
     path: &mut Vec<&'a str>,
     visits: &mut Visits,
     out: &mut Rewrites,
@@ -216,7 +221,7 @@ fn legacy_chain<'a>(
         if !visits.rule(out) {
             break;
         }
-        if !rule.may_be_tcp() {
+        if !rule.may_be(proto) {
             continue;
         }
         let ports = intersect(ports, &rule.dports());
@@ -227,7 +232,7 @@ fn legacy_chain<'a>(
             out.record(&ports, format!("{} table nat chain {chain}", save.tool()));
         }
         if let Some(next) = tables.jump(rule) {
-            legacy_chain(save, tables, next, &ports, path, visits, out);
+            legacy_chain((save, tables), next, &ports, proto, path, visits, out);
         }
     }
     path.pop();
@@ -240,7 +245,7 @@ impl<'a> Walk<'a> {
     /// from the built-in chain of each of `legacy`'s nat tables (parsed,
     /// `tables`). Each hook counts its own visits: a chain the other
     /// hook's walk reached is walked again from this one.
-    fn hook(&self, legacy: &[Save], tables: &[Tables], hook: Hook) -> Rewrites {
+    fn hook(&self, legacy: &[Save], tables: &[Tables], hook: Hook, proto: Transport) -> Rewrites {
         let mut out = Rewrites::default();
         let mut visits = Visits::default();
         for chain in self.0.chains() {
@@ -254,15 +259,16 @@ impl<'a> Walk<'a> {
                 continue;
             }
             let mut path = Vec::new();
-            self.chain(family, table, name, &None, &mut path, &mut visits, &mut out);
+            let at = (family, table, name);
+            self.chain(at, &None, proto, &mut path, &mut visits, &mut out);
         }
         for (save, tables) in legacy.iter().zip(tables) {
             let mut path = Vec::new();
             legacy_chain(
-                save,
-                tables,
+                (save, tables),
                 hook.legacy(),
                 &None,
+                proto,
                 &mut path,
                 &mut visits,
                 &mut out,
@@ -274,16 +280,11 @@ impl<'a> Walk<'a> {
     /// Records the rewriting rules of `chain`, reached with `ports`, and
     /// follows its jumps and its verdict maps' branches; `path` holds the
     /// chains on the way (a loop ends).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the walk's place and its accumulators"
-    )]
     fn chain(
         &self,
-        family: &str,
-        table: &str,
-        chain: &'a str,
+        (family, table, chain): (&str, &str, &'a str),
         ports: &Ports,
+        proto: Transport,
         path: &mut Vec<&'a str>,
         visits: &mut Visits,
         out: &mut Rewrites,
@@ -299,10 +300,10 @@ impl<'a> Walk<'a> {
             if !visits.rule(out) {
                 break;
             }
-            if udp_only(rule.expr) {
+            if only(rule.expr, proto.other()) {
                 continue;
             }
-            let ports = intersect(ports, &own_ports(rule.expr, self.0.text(rule)));
+            let ports = intersect(ports, &own_ports(rule.expr, self.0.text(rule), proto));
             if ports.as_ref().is_some_and(Vec::is_empty) {
                 continue;
             }
@@ -310,15 +311,16 @@ impl<'a> Walk<'a> {
                 out.record(&ports, format!("table {family} {table} chain {chain}"));
             }
             for target in targets(rule) {
-                self.chain(family, table, target, &ports, path, visits, out);
+                self.chain((family, table, target), &ports, proto, path, visits, out);
             }
             for element in self.0.elements(rule) {
-                let (Some(target), Some(own)) = (element.target(), key_ports(&element)) else {
+                let (Some(target), Some(own)) = (element.target(), key_ports(&element, proto))
+                else {
                     continue;
                 };
                 let ports = intersect(&ports, &own);
                 if ports.as_ref().is_none_or(|p| !p.is_empty()) {
-                    self.chain(family, table, target, &ports, path, visits, out);
+                    self.chain((family, table, target), &ports, proto, path, visits, out);
                 }
             }
         }
@@ -326,15 +328,16 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The destination ports a verdict map's element names (`Some(None)`: any
-/// port, its key has none), or `None` if the element is for UDP only.
-fn key_ports(element: &Element<'_>) -> Option<Ports> {
-    if element.udp_alone() {
+/// The destination ports of `proto` a verdict map's element names
+/// (`Some(None)`: any port, its key has none), or `None` if the element is
+/// for the other protocol only.
+fn key_ports(element: &Element<'_>, proto: Transport) -> Option<Ports> {
+    if element.alone(proto.other()) {
         return None;
     }
     let mut ports = None;
     for (expr, value) in &element.key {
-        if tcp_dport(expr) {
+        if dport(expr, proto) {
             // A value it cannot read (a prefix, a named set): any port.
             ports = intersect(&ports, &json_ports(value));
         }
@@ -353,31 +356,34 @@ fn translates(expr: &[Value]) -> bool {
     })
 }
 
-/// Whether the rule matches UDP packets alone (`udp dport ...`, `meta
-/// l4proto udp`).
-fn udp_only(expr: &[Value]) -> bool {
+/// Whether the rule matches `proto`'s packets alone (`udp dport ...`,
+/// `meta l4proto udp`).
+fn only(expr: &[Value], proto: Transport) -> bool {
     expr.iter().any(|e| {
         let m = &e["match"];
-        matches!(m["op"].as_str(), Some("==" | "in")) && udp_alone(&m["left"], &m["right"])
+        matches!(m["op"].as_str(), Some("==" | "in")) && alone(&m["left"], &m["right"], proto)
     })
 }
 
-/// Whether `left` is a TCP destination port (`tcp dport`, `th dport`).
-fn tcp_dport(left: &Value) -> bool {
+/// Whether `left` is a destination port of `proto` (`tcp dport`, `udp
+/// dport`, or either's `th dport`).
+fn dport(left: &Value, proto: Transport) -> bool {
     let payload = &left["payload"];
     payload["field"].as_str() == Some("dport")
-        && matches!(payload["protocol"].as_str(), Some("tcp" | "th"))
+        && payload["protocol"]
+            .as_str()
+            .is_some_and(|p| p == proto.name() || p == "th")
 }
 
-/// The destination ports the rule itself matches (`None`: any): a native
-/// `tcp dport` (or `th dport`) match, equal to a port, a range or a set;
-/// else, for a rule with an iptables match, the `dport` of its listing.
-/// A negated match is taken as any port.
-fn own_ports(expr: &[Value], text: Option<&str>) -> Ports {
+/// The destination ports of `proto` the rule itself matches (`None`:
+/// any): a native `tcp dport` (`udp dport`, or `th dport`) match, equal to
+/// a port, a range or a set; else, for a rule with an iptables match, the
+/// `dport` of its listing. A negated match is taken as any port.
+fn own_ports(expr: &[Value], text: Option<&str>, proto: Transport) -> Ports {
     let mut found: Ports = None;
     for e in expr {
         let m = &e["match"];
-        if !tcp_dport(&m["left"]) || !matches!(m["op"].as_str(), Some("==" | "in")) {
+        if !dport(&m["left"], proto) || !matches!(m["op"].as_str(), Some("==" | "in")) {
             continue;
         }
         // Ports it cannot read (a named set, `@ports`): any port.
@@ -667,6 +673,46 @@ mod tests {
                 "{rule}"
             );
         }
+    }
+
+    /// UDP's rewrites are walked apart: a UDP port published (native or
+    /// iptables') is one, a TCP rule's port is not, and a portless
+    /// rewrite for any protocol, or for UDP, takes every UDP port.
+    #[test]
+    fn udp_ports_the_rules_publish_are_read_apart_from_tcps() {
+        let udp = r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+        let r = rewrites(&native("nat", "prerouting", udp), "", &[]);
+        assert_eq!(r.udp.rewriting(53), Some("table inet t chain c"));
+        assert_eq!(r.udp.rewriting(54), None);
+        assert_eq!(r.prerouting, Rewrites::default());
+        let tcp = rewrites(&native("nat", "prerouting", DPORT_SET_DNAT), "", &[]);
+        assert_eq!(tcp.udp, Rewrites::default());
+        assert!(tcp.prerouting.rewriting(443).is_some());
+        let any = r#"[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+        assert!(
+            rewrites(&native("nat", "prerouting", any), "", &[])
+                .udp
+                .all
+                .is_some()
+        );
+        let l4 = r#"[{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "198.18.5.2"}}]"#;
+        assert_eq!(
+            rewrites(&native("nat", "prerouting", l4), "", &[]).udp,
+            Rewrites::default()
+        );
+        let legacy = legacy_nat(
+            &[],
+            [
+                "-A PREROUTING -p udp -m udp --dport 5353 -j DNAT --to-destination 198.18.12.4:53",
+                "-A PREROUTING -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.12.4:80",
+            ]
+            .into_iter()
+            .map(str::to_owned),
+        );
+        let r = rewrites("", "", &legacy);
+        assert!(r.udp.rewriting(5353).is_some());
+        assert_eq!(r.udp.rewriting(8080), None);
+        assert_eq!(r.prerouting.rewriting(5353), None);
     }
 
     /// kube-proxy's way: the port is matched where the chain is jumped

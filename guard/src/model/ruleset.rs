@@ -56,10 +56,12 @@ impl<'a> Element<'a> {
         drops(self.verdict)
     }
 
-    /// Whether the element is for UDP packets alone (its key names a UDP
-    /// header field, or `meta l4proto udp`).
-    pub(super) fn udp_alone(&self) -> bool {
-        self.key.iter().any(|(left, right)| udp_alone(left, right))
+    /// Whether the element is for `proto`'s packets alone (its key names a
+    /// field of its header, or `meta l4proto`).
+    pub(super) fn alone(&self, proto: Transport) -> bool {
+        self.key
+            .iter()
+            .any(|(left, right)| alone(left, right, proto))
     }
 }
 
@@ -201,13 +203,47 @@ pub(super) fn drops(verdict: &Value) -> bool {
     verdict.get("drop").is_some() || verdict.get("reject").is_some()
 }
 
+/// A transport protocol with ports, as the walks follow the rules for it
+/// (`nft::Proto` is `--proto`'s choice, which may be both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// Its name in the rules (`tcp dport`, `meta l4proto udp`, `-p tcp`).
+    pub(super) const fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+
+    /// Its IP protocol number.
+    pub(super) const fn number(self) -> u64 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+        }
+    }
+
+    /// The other one.
+    pub(super) const fn other(self) -> Self {
+        match self {
+            Self::Tcp => Self::Udp,
+            Self::Udp => Self::Tcp,
+        }
+    }
+}
+
 /// Whether `left` equal to `right` (a rule's match, or a verdict map's
-/// key and an element's value) holds for UDP packets alone: a field of
-/// the UDP header, or `meta l4proto udp`.
-pub(super) fn udp_alone(left: &Value, right: &Value) -> bool {
-    left["payload"]["protocol"].as_str() == Some("udp")
+/// key and an element's value) holds for `proto`'s packets alone: a field
+/// of its header, or `meta l4proto`.
+pub(super) fn alone(left: &Value, right: &Value, proto: Transport) -> bool {
+    left["payload"]["protocol"].as_str() == Some(proto.name())
         || (left["meta"]["key"].as_str() == Some("l4proto")
-            && (right.as_str() == Some("udp") || right.as_u64() == Some(17)))
+            && (right.as_str() == Some(proto.name()) || right.as_u64() == Some(proto.number())))
 }
 
 /// A key or a value in its parts: a concatenation's, or itself alone.

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use super::ruleset::Transport;
+
 /// One tool's output: `family` is `ip` (iptables) or `ip6` (ip6tables).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Save {
@@ -121,15 +123,16 @@ impl SavedRule {
         self.value(&["-j", "--jump"]).map(|(t, _)| t)
     }
 
-    /// Whether the rule may match TCP: no `-p`, `-p tcp` or `-p all`, or a
-    /// negated protocol other than TCP.
-    pub(super) fn may_be_tcp(&self) -> bool {
+    /// Whether the rule may match `proto`: no `-p`, `-p tcp` (for TCP) or
+    /// `-p all`, or a negated protocol other than it.
+    pub(super) fn may_be(&self, proto: Transport) -> bool {
         match self.value(&["-p", "--protocol"]) {
             None => true,
             Some((p, negated)) => {
-                let tcp = matches!(p.to_ascii_lowercase().as_str(), "tcp" | "6");
-                let all = matches!(p.to_ascii_lowercase().as_str(), "all" | "0");
-                all || tcp != negated
+                let p = p.to_ascii_lowercase();
+                let it = p == proto.name() || p == proto.number().to_string();
+                let all = matches!(p.as_str(), "all" | "0");
+                all || it != negated
             }
         }
     }
@@ -230,7 +233,9 @@ mod tests {
             Some(vec![(9000, 9010), (9443, 9443), (0, 20)])
         );
         assert_eq!(rules[2].dports(), None);
-        let tcp: Vec<bool> = rules.iter().map(|r| r.may_be_tcp()).collect();
+        let tcp: Vec<bool> = rules.iter().map(|r| r.may_be(Transport::Tcp)).collect();
         assert_eq!(tcp, [true, true, true, false, true, true]);
+        let udp: Vec<bool> = rules.iter().map(|r| r.may_be(Transport::Udp)).collect();
+        assert_eq!(udp, [false, false, false, true, false, true]);
     }
 }
