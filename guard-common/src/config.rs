@@ -2,7 +2,7 @@
 //! writes it into the single-entry `GUARD_CONFIG` array. The XDP program
 //! reads it through one accessor; changing it needs no reload.
 
-use crate::bucket::Limit;
+use crate::{bucket::Limit, counters::Counter};
 
 /// Index of a new-flow class in the per-class limit arrays and in
 /// [`crate::state::SourceState::tat`].
@@ -27,10 +27,29 @@ pub enum FlowClass {
 
 pub const FLOW_CLASSES: usize = 4;
 
-/// The global budget's split among the classes, in percent of its rate
-/// and burst, by [`FlowClass`]: each class has a bucket of its own, so a
-/// UDP flood cannot starve handshakes, nor a SYN flood UDP clients.
-pub const BUDGET_SHARE_PERCENT: [u32; FLOW_CLASSES] = [50, 35, 10, 5];
+/// The global budget's buckets: one for each [`FlowClass`], then one for
+/// the SYNs and one for the datagrams sent to closed ports
+/// ([`FlowClass::closed_budget`]).
+pub const BUDGETS: usize = FLOW_CLASSES + 2;
+
+/// The global budget's split among its buckets, in percent of its rate
+/// and burst: each class has a bucket of its own, so a UDP flood cannot
+/// starve handshakes, nor a SYN flood UDP clients; and SYNs and datagrams
+/// to ports nothing here serves have theirs, so a flood aimed at closed
+/// ports cannot spend what the clients of the open ones need.
+pub const BUDGET_SHARE_PERCENT: [u32; BUDGETS] = [45, 30, 10, 5, 5, 5];
+
+/// The drop reason of the global budget's bucket `budget`: a class's, or
+/// closed ports'.
+#[must_use]
+#[inline(always)]
+pub const fn budget_drop(budget: usize) -> Counter {
+    if budget < FLOW_CLASSES {
+        Counter::DropGlobalBudget
+    } else {
+        Counter::DropClosedPort
+    }
+}
 
 impl FlowClass {
     pub const ALL: [Self; FLOW_CLASSES] = [Self::Syn, Self::Udp, Self::Icmp, Self::Other];
@@ -38,6 +57,21 @@ impl FlowClass {
     #[must_use]
     pub const fn index(self) -> usize {
         self as usize
+    }
+
+    /// The bucket of the global budget that new flows of the class to a
+    /// closed port take (a port with no [`crate::ports::PORT_OPEN_TCP`],
+    /// or `_UDP`, bit, once [`OPEN_MARKED_TCP`], or `_UDP`, says the bits
+    /// are set): SYNs' and UDP's; `None` for the classes that have no
+    /// ports.
+    #[must_use]
+    #[inline(always)]
+    pub const fn closed_budget(self) -> Option<usize> {
+        match self {
+            Self::Syn => Some(FLOW_CLASSES),
+            Self::Udp => Some(FLOW_CLASSES + 1),
+            Self::Icmp | Self::Other => None,
+        }
     }
 
     /// The name used in config keys (`syn-rate`), stats and events.
@@ -92,9 +126,17 @@ pub const HAS_LISTS_V6: u32 = 1 << 1;
 pub const DENY_V4: u32 = 1 << 2;
 pub const DENY_V6: u32 = 1 << 3;
 
-/// [`DataplaneConfig::cookies`]: some port in `GUARD_PORTS` is armed, so
+/// [`DataplaneConfig::ports`]: some port in `GUARD_PORTS` is armed, so
 /// ACKs to ports are looked up there too (SYNs always are).
-pub const COOKIES_ON: u8 = 1;
+pub const PORTS_ARMED: u8 = 1;
+/// [`DataplaneConfig::ports`]: `GUARD_PORTS` marks every port open for
+/// TCP (`PORT_OPEN_TCP`), so a SYN to a port without the bit is to a
+/// closed one ([`FlowClass::closed_budget`]). Off until the controller
+/// has read the listeners and the nat rules, and while a nat rule may
+/// rewrite any port.
+pub const OPEN_MARKED_TCP: u8 = 2;
+/// The same for UDP (`PORT_OPEN_UDP`).
+pub const OPEN_MARKED_UDP: u8 = 4;
 
 /// [`DataplaneConfig::verify`]: the global budget has been dropping new
 /// flows, so an ACK from a source not yet verified is looked up among the
@@ -127,7 +169,7 @@ pub const fn mac_word(mac: [u8; 6]) -> u64 {
     u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
 }
 
-/// Everything the XDP program is told. 344 bytes, no implicit padding.
+/// Everything the XDP program is told. 376 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -147,10 +189,11 @@ pub struct DataplaneConfig {
     pub source: [Limit; FLOW_CLASSES],
     /// Per-prefix limits, by [`FlowClass`].
     pub prefix: [Limit; FLOW_CLASSES],
-    /// The global budget, one bucket per [`FlowClass`] (its share of the
-    /// table's headroom), so a flood of one class cannot starve another;
-    /// unlimited unless the controller sets it.
-    pub global: [Limit; FLOW_CLASSES],
+    /// The global budget: one bucket per [`FlowClass`] (its share of the
+    /// table's headroom), so a flood of one class cannot starve another,
+    /// then closed ports' ([`FlowClass::closed_budget`]); unlimited
+    /// unless the controller sets it.
+    pub global: [Limit; BUDGETS],
     /// Ring-buffer events, all sources together.
     pub events: Limit,
     pub udp_flow_idle_ns: u64,
@@ -168,8 +211,9 @@ pub struct DataplaneConfig {
     pub cookie_wscale: u8,
     /// TTL / hop limit of the SYN-ACK.
     pub cookie_ttl: u8,
-    /// `COOKIES_*` bits.
-    pub cookies: u8,
+    /// [`PORTS_ARMED`], [`OPEN_MARKED_TCP`] and [`OPEN_MARKED_UDP`]: what
+    /// the port table holds.
+    pub ports: u8,
     /// `VERIFY_*` bits.
     pub verify: u8,
     /// `REJECT_*` bits.
@@ -220,7 +264,7 @@ impl DataplaneConfig {
         ban_threshold: 0,
         source: [Limit::UNLIMITED; FLOW_CLASSES],
         prefix: [Limit::UNLIMITED; FLOW_CLASSES],
-        global: [Limit::UNLIMITED; FLOW_CLASSES],
+        global: [Limit::UNLIMITED; BUDGETS],
         events: Limit::UNLIMITED,
         udp_flow_idle_ns: 0,
         ban_window_ns: 0,
@@ -230,7 +274,7 @@ impl DataplaneConfig {
         cookie_mss6: 1440,
         cookie_wscale: 7,
         cookie_ttl: 64,
-        cookies: 0,
+        ports: 0,
         verify: 0,
         reject: 0,
         sample: 0,
@@ -261,7 +305,7 @@ impl DataplaneConfig {
             return false;
         }
         let mut i = 0;
-        while i < FLOW_CLASSES {
+        while i < BUDGETS {
             if !self.global[i].is_unlimited() {
                 return true;
             }
@@ -297,11 +341,26 @@ impl DataplaneConfig {
 // size check below would catch a change).
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(size_of::<DataplaneConfig>() == 344);
+const _: () = assert!(size_of::<DataplaneConfig>() == 376);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each class with ports has a closed ports' bucket of its own, past
+    /// the classes', whose drops are told apart.
+    #[test]
+    fn closed_ports_have_buckets_of_their_own() {
+        let syn = FlowClass::Syn.closed_budget().unwrap();
+        let udp = FlowClass::Udp.closed_budget().unwrap();
+        assert!(syn >= FLOW_CLASSES && udp >= FLOW_CLASSES && syn != udp);
+        assert!(syn < BUDGETS && udp < BUDGETS);
+        for c in FlowClass::ALL {
+            assert_eq!(budget_drop(c.index()), Counter::DropGlobalBudget);
+        }
+        assert_eq!(budget_drop(syn), Counter::DropClosedPort);
+        assert_eq!(budget_drop(udp), Counter::DropClosedPort);
+    }
 
     const NIC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
     const SHIM: [u8; 6] = [0x02, 0x42, 0, 0, 0, 3];

@@ -127,6 +127,11 @@ pub enum Counter {
     /// namespace's conntrack, so it passes with no limit, no cookie, no
     /// signature and no sample. A denylisted source's is still dropped.
     PassOtherDevice = 35,
+    /// Drop reason: a SYN or a new UDP flow to a closed port (no socket
+    /// here listens on it, no nat rule rewrites it) over the closed ports'
+    /// bucket of the global budget ([`crate::FlowClass::closed_budget`]):
+    /// a flood aimed there cannot spend the open ports' buckets.
+    DropClosedPort = 36,
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -151,13 +156,14 @@ impl Counter {
     pub const ATTRIBUTES: [Self; 3] = [Self::Fragments, Self::Vlan, Self::Ipv6];
 
     /// Why a packet was (or in monitor mode would have been) dropped.
-    pub const DROP_REASONS: [Self; 8] = [
+    pub const DROP_REASONS: [Self; 9] = [
         Self::DropSignature,
         Self::DropDenylist,
         Self::DropBanned,
         Self::DropSourceLimit,
         Self::DropPrefixLimit,
         Self::DropGlobalBudget,
+        Self::DropClosedPort,
         Self::DropMalformed,
         Self::DropCookieInvalid,
     ];
@@ -169,7 +175,7 @@ impl Counter {
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 
     /// Every counter, in slot order.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 37] = [
         Self::Packets,
         Self::TcpSyn,
         Self::TcpOther,
@@ -206,6 +212,7 @@ impl Counter {
         Self::CookieUnanswered,
         Self::PassUntracked,
         Self::PassOtherDevice,
+        Self::DropClosedPort,
     ];
 
     /// Stable snake_case name, used in `guard stats --json` and metrics.
@@ -232,6 +239,7 @@ impl Counter {
             Self::DropSourceLimit => "drop_source_limit",
             Self::DropPrefixLimit => "drop_prefix_limit",
             Self::DropGlobalBudget => "drop_global_budget",
+            Self::DropClosedPort => "drop_closed_port",
             Self::DropMalformed => "drop_malformed",
             Self::EventsSent => "events_sent",
             Self::EventsSuppressed => "events_suppressed",

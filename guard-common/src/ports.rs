@@ -30,6 +30,15 @@ pub const PORT_FORWARDED: u32 = 1 << 10;
 pub const PORT_UNTRACKED_TCP: u32 = 1 << 11;
 /// The same for UDP: a datagram to the port opens no entry.
 pub const PORT_UNTRACKED_UDP: u32 = 1 << 12;
+/// The port is open for TCP: a socket the wire can reach listens on it,
+/// or the nat rules rewrite it for the clients that arrive (every
+/// listener counts, whatever `--cookie-port` says). Once the
+/// configuration says the bits are set (`OPEN_MARKED_TCP`), a SYN to a port
+/// without it takes the closed ports' bucket of the global budget.
+pub const PORT_OPEN_TCP: u32 = 1 << 13;
+/// The same for UDP: a socket bound to the port and connected to no
+/// peer (what `ss -uln` lists), or a nat rewrite of UDP to it.
+pub const PORT_OPEN_UDP: u32 = 1 << 14;
 const SLOT_MASK: u32 = 0xff;
 
 const _: () = assert!(PORT_SLOTS == SLOT_MASK + 1);

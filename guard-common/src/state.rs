@@ -1,6 +1,9 @@
 //! Values of the per-source maps and the events the XDP program sends.
 
-use crate::{config::FLOW_CLASSES, key::SourceKey};
+use crate::{
+    config::{BUDGETS, FLOW_CLASSES},
+    key::SourceKey,
+};
 
 /// State of one source (or one prefix) in `GUARD_SOURCES` /
 /// `GUARD_PREFIXES`. Prefix entries use only the buckets and statistics.
@@ -93,10 +96,11 @@ impl Marks {
 }
 
 /// Indices of the `GUARD_GLOBAL` array: bucket states shared by all CPUs.
-/// The global budget of [`crate::config::FlowClass`] `c` is at
-/// `GLOBAL_BUDGET + c`.
+/// The global budget's bucket `b` (of [`crate::config::BUDGETS`]: a
+/// [`crate::config::FlowClass`]'s index, or a closed ports' bucket) is at
+/// `GLOBAL_BUDGET + b`.
 pub const GLOBAL_BUDGET: u32 = 0;
-pub const GLOBAL_EVENTS: u32 = FLOW_CLASSES as u32;
+pub const GLOBAL_EVENTS: u32 = BUDGETS as u32;
 /// The RST budget of `reject = "rst"`.
 pub const GLOBAL_RST: u32 = GLOBAL_EVENTS + 1;
 pub const GLOBAL_SLOTS: u32 = GLOBAL_RST + 1;

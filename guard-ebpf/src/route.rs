@@ -17,7 +17,9 @@
 //! `host::local`): a destination they do not hold is another's. Before
 //! they are filled every destination is taken as this host's.
 //!
-//! The lookup is made only for segments the cookie path would act on. A
+//! The lookup is made only for segments the cookie path would act on, and
+//! for new flows to a closed port (which take the closed ports' bucket of
+//! the global budget, unless they are another machine's). A
 //! host that forwards walks its rules and tables, about a baseline
 //! program's cost again on a cookie SYN (`cargo xtask bench`). So each CPU remembers
 //! the answer for [`REMEMBERED`] destinations, for [`REMEMBERED_NS`]: a
@@ -36,10 +38,7 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
     programs::XdpContext,
 };
-use guard_common::{
-    dissect::IPPROTO_TCP,
-    key::{ROUTE_ELSEWHERE, addr_words},
-};
+use guard_common::key::{ROUTE_ELSEWHERE, addr_words};
 
 use crate::{
     clock,
@@ -80,12 +79,13 @@ struct Seen {
     pad: [u8; 6],
 }
 
-/// Whether this TCP segment's destination is another machine's: the
-/// kernel would route it on, or drop it on a blackhole, unreachable or
-/// prohibit route; or, with forwarding off on the interface it came in
-/// by, no `local` route holds it. Not when the destination is one of this
-/// host's, or when the lookup fails: the cookie path then acts as it
-/// always did.
+/// Whether this TCP segment's (or datagram's) destination is another
+/// machine's: the kernel would route it on, or drop it on a blackhole,
+/// unreachable or prohibit route; or, with forwarding off on the
+/// interface it came in by, no `local` route holds it. Not when the
+/// destination is one of this host's, or when the lookup fails: the
+/// cookie path then acts as it always did, and a new flow to a closed
+/// port takes the closed ports' bucket.
 #[inline(always)]
 pub fn routed_on(ctx: &XdpContext, h: &Headers, v4: bool) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
@@ -147,7 +147,7 @@ fn lookup(
     // outputs in the same fields.
     let ports = load::<[u8; 4]>(ctx, h.l4)?;
     r.family = family;
-    r.l4_protocol = IPPROTO_TCP;
+    r.l4_protocol = h.proto;
     r.sport = u16::from_ne_bytes([ports[0], ports[1]]);
     r.dport = u16::from_ne_bytes([ports[2], ports[3]]);
     // No MTU to check: the segment is not sent on from here.

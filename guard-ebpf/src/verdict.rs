@@ -11,14 +11,15 @@ use guard_common::{
     SynAckKey,
     bucket::NANOS_PER_SEC,
     config::{
-        ACK_LOOKUPS_PER_SEC, COOKIES_ON, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
-        HAS_LISTS_V6 as HAS_V6, REJECT_RST, SYN_LOOKUPS_PER_SEC,
+        ACK_LOOKUPS_PER_SEC, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6,
+        OPEN_MARKED_TCP, OPEN_MARKED_UDP, PORTS_ARMED, REJECT_RST, SYN_LOOKUPS_PER_SEC,
+        budget_drop,
     },
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{
-        PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP,
-        port_slot,
+        PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_OPEN_TCP, PORT_OPEN_UDP,
+        PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_slot,
     },
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
@@ -75,7 +76,7 @@ pub fn untouched(cfg: &DataplaneConfig, h: &Headers) -> bool {
     match h.class {
         Counter::NonIp => true,
         Counter::Malformed | Counter::TcpSyn => false,
-        Counter::TcpOther if cfg.cookies & COOKIES_ON != 0 || cfg.budget_binds() => false,
+        Counter::TcpOther if cfg.ports & PORTS_ARMED != 0 || cfg.budget_binds() => false,
         _ => !h.may_open_flow() && !lists(cfg, h.family == AF_INET).1,
     }
 }
@@ -99,12 +100,14 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     }
     // TCP to a listening port: SYNs are counted per port, and an armed
     // port takes the cookie path. ACKs are looked up only while a port is
-    // armed.
-    if (h.class == Counter::TcpSyn
-        || (h.class == Counter::TcpOther && cfg.cookies & COOKIES_ON != 0))
-        && let Some(action) = port(ctx, h, cfg, slots, v4, has_lists)
+    // armed. A SYN's entry also says whether its port is open.
+    let mut entry = 0;
+    if h.class == Counter::TcpSyn || (h.class == Counter::TcpOther && cfg.ports & PORTS_ARMED != 0)
     {
-        return action;
+        entry = port_entry(ctx, h);
+        if let Some(action) = port(ctx, h, cfg, slots, v4, has_lists, entry) {
+            return action;
+        }
     }
     if h.class == Counter::TcpOther && cfg.budget_binds() {
         returning_client(ctx, h, cfg, slots, v4);
@@ -137,8 +140,11 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
             let place = unsafe { &mut (*scratch).flow };
             match Flow::of(ctx, h, &src, cfg.slot_seed, place) {
                 Some(f) if !f.known(t, cfg.udp_flow_idle_ns) => {
-                    if h.class == Counter::Udp && port_entry(ctx, h) & PORT_UNTRACKED_UDP != 0 {
-                        return untracked(cfg, slots, &src, v4, has_lists);
+                    if h.class == Counter::Udp {
+                        entry = port_entry(ctx, h);
+                        if entry & PORT_UNTRACKED_UDP != 0 {
+                            return untracked(cfg, slots, &src, v4, has_lists);
+                        }
                     }
                     flow = Some(f);
                     Some(if h.class == Counter::Udp {
@@ -176,8 +182,55 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
-    let action = limit(cfg, slots, skey, &src, v4, class, now, flow.as_ref(), false);
+    let budget = budget(ctx, h, cfg, class, entry, v4);
+    let action = limit(
+        cfg,
+        slots,
+        skey,
+        &src,
+        v4,
+        class,
+        budget,
+        now,
+        flow.as_ref(),
+        false,
+    );
     answered(ctx, h, cfg, slots, action)
+}
+
+/// The bucket of the global budget a new flow of `class` takes (`entry`:
+/// its port's): a SYN or a datagram to a closed port takes the closed
+/// ports' own ([`FlowClass::closed_budget`]), so a flood aimed at ports
+/// nothing here serves cannot spend what the open ports' new clients
+/// need. Only once the port table marks the open ports, and not for a
+/// fragment (whose ports are not read) or a packet this host routes on
+/// to another machine, whose ports are not this host's to know.
+#[inline(always)]
+fn budget(
+    ctx: &XdpContext,
+    h: &Headers,
+    cfg: &DataplaneConfig,
+    class: FlowClass,
+    entry: u32,
+    v4: bool,
+) -> usize {
+    let Some(closed) = class.closed_budget() else {
+        return class.index();
+    };
+    let (marked, open) = if class == FlowClass::Syn {
+        (OPEN_MARKED_TCP, PORT_OPEN_TCP)
+    } else {
+        (OPEN_MARKED_UDP, PORT_OPEN_UDP)
+    };
+    if cfg.ports & marked == 0
+        || entry & open != 0
+        || h.flags & F_FRAGMENT != 0
+        || route::routed_on(ctx, h, v4)
+    {
+        class.index()
+    } else {
+        closed
+    }
 }
 
 /// What [`limit`] (a SYN over a verified source's limit) or the cookie
@@ -217,8 +270,8 @@ fn port(
     slots: &mut Slots,
     v4: bool,
     has_lists: bool,
+    entry: u32,
 ) -> Option<u32> {
-    let entry = port_entry(ctx, h);
     let syn = h.class == Counter::TcpSyn;
     if syn && entry & PORT_UNTRACKED_TCP != 0 {
         return Some(untracked(cfg, slots, &source_addr(ctx, h)?, v4, has_lists));
@@ -316,7 +369,20 @@ fn port(
             let scratch = SCRATCH.get_ptr_mut(0)?;
             let skey = scratch_key(scratch, cfg, &src, v4);
             let now = clock::now_in(scratch);
-            let action = limit(cfg, slots, skey, &src, v4, FlowClass::Syn, now, None, true);
+            // The budget is skipped: the handshake proved the source.
+            let syn = FlowClass::Syn;
+            let action = limit(
+                cfg,
+                slots,
+                skey,
+                &src,
+                v4,
+                syn,
+                syn.index(),
+                now,
+                None,
+                true,
+            );
             // Dropped (banned, or over its own or its prefix's limit), the
             // ACK makes no connection, and the client, which counts it
             // made, would hold one that never comes: it is told at once.
@@ -455,6 +521,7 @@ fn limit(
     src: &Addr,
     v4: bool,
     class: FlowClass,
+    budget: usize,
     now: u64,
     flow: Option<&Flow<'_>>,
     verify: bool,
@@ -479,18 +546,18 @@ fn limit(
             None => {
                 // The budget is looked at before the prefix: a flood the
                 // budget drops costs no prefix lookup, and no prefix token.
-                if !verify && !global_room(cfg, class, now) {
-                    return reject(cfg, slots, Counter::DropGlobalBudget);
+                if !verify && !global_room(cfg, budget, now) {
+                    return reject(cfg, slots, budget_drop(budget));
                 }
                 let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
                     Ok(pst) => pst,
                     Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
                 };
-                if !verify && !global_admits(cfg, slots, class, now) {
+                if !verify && !global_admits(cfg, slots, budget, now) {
                     if let Some(p) = pst {
                         p.dropped = p.dropped.wrapping_add(1);
                     }
-                    return reject(cfg, slots, Counter::DropGlobalBudget);
+                    return reject(cfg, slots, budget_drop(budget));
                 }
                 // SAFETY: as for `st` below.
                 let st = unsafe { &mut *take_over(&place, skey) };
@@ -551,20 +618,20 @@ fn limit(
         && (st.verified_until_ns <= now
             || !cfg.budget_binds()
             || st.over_limit_within(cfg.ban_window_ns, now));
-    if budgeted && !global_room(cfg, class, now) {
+    if budgeted && !global_room(cfg, budget, now) {
         st.dropped = st.dropped.wrapping_add(1);
-        return reject(cfg, slots, Counter::DropGlobalBudget);
+        return reject(cfg, slots, budget_drop(budget));
     }
     let Ok(pst) = prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) else {
         st.dropped = st.dropped.wrapping_add(1);
         return reject(cfg, slots, Counter::DropPrefixLimit);
     };
-    if budgeted && !global_admits(cfg, slots, class, now) {
+    if budgeted && !global_admits(cfg, slots, budget, now) {
         if let Some(p) = pst {
             p.dropped = p.dropped.wrapping_add(1);
         }
         st.dropped = st.dropped.wrapping_add(1);
-        return reject(cfg, slots, Counter::DropGlobalBudget);
+        return reject(cfg, slots, budget_drop(budget));
     }
     admitted(cfg, slots, st, pst, skey, verify, now, flow, false)
 }
@@ -613,14 +680,14 @@ fn prefix_tier(
     }
 }
 
-/// Whether the global budget of `class` has a token now, without taking
-/// it (always, when off): a read of the shared bucket, no write.
+/// Whether the global budget's bucket `budget` has a token now, without
+/// taking it (always, when off): a read of the shared bucket, no write.
 #[inline(always)]
-fn global_room(cfg: &DataplaneConfig, class: FlowClass, now: u64) -> bool {
-    let global = cfg.global.get(class.index()).unwrap_or(&Limit::UNLIMITED);
+fn global_room(cfg: &DataplaneConfig, budget: usize, now: u64) -> bool {
+    let global = cfg.global.get(budget).unwrap_or(&Limit::UNLIMITED);
     global.is_unlimited()
         || GLOBAL
-            .get_ptr(GLOBAL_BUDGET + class as u32)
+            .get_ptr(GLOBAL_BUDGET + budget as u32)
             // SAFETY: a map value of GUARD_GLOBAL; volatile because other
             // CPUs write it.
             .is_none_or(|p| {
@@ -630,13 +697,14 @@ fn global_room(cfg: &DataplaneConfig, class: FlowClass, now: u64) -> bool {
             })
 }
 
-/// Whether the global budget of `class` has a token (always, when off).
+/// Whether the global budget's bucket `budget` has a token (always, when
+/// off).
 #[inline(always)]
-fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, class: FlowClass, now: u64) -> bool {
-    let global = cfg.global.get(class.index()).unwrap_or(&Limit::UNLIMITED);
+fn global_admits(cfg: &DataplaneConfig, slots: &mut Slots, budget: usize, now: u64) -> bool {
+    let global = cfg.global.get(budget).unwrap_or(&Limit::UNLIMITED);
     global.is_unlimited()
         || GLOBAL
-            .get_ptr_mut(GLOBAL_BUDGET + class as u32)
+            .get_ptr_mut(GLOBAL_BUDGET + budget as u32)
             // SAFETY: a map value of GUARD_GLOBAL.
             .is_none_or(|p| take(unsafe { &mut *p }, global, now, slots))
 }

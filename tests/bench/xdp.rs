@@ -26,7 +26,10 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use guard::{config::Settings, model::fingerprint::parse};
-use guard_common::config::{VERIFY_ACKS, mac_word};
+use guard_common::{
+    config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP, VERIFY_ACKS, mac_word},
+    ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
+};
 use guard_tests::{
     net::ip,
     packet::{L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
@@ -106,8 +109,13 @@ mod frames {
 
     /// SYNs from [`DISTINCT`] sources from the `from`th on.
     pub fn spoofed(from: u32) -> Vec<Vec<u8>> {
+        spoofed_to(from, 80)
+    }
+
+    /// The same to port `dport`.
+    pub fn spoofed_to(from: u32, dport: u16) -> Vec<Vec<u8>> {
         (from..from + DISTINCT)
-            .map(|i| syn(src4(i)).frame())
+            .map(|i| Packet::tcp(src4(i), dst4(), 40000, dport, TCP_SYN).frame())
             .collect()
     }
 
@@ -115,10 +123,15 @@ mod frames {
     /// `from`th on (past its first /24, which holds the server), each a
     /// new flow: a spoofed UDP flood.
     pub fn spoofed_udp(from: u32) -> Vec<Vec<u8>> {
+        spoofed_udp_to(from, 53)
+    }
+
+    /// The same to port `dport`.
+    pub fn spoofed_udp_to(from: u32, dport: u16) -> Vec<Vec<u8>> {
         (from..from + DISTINCT)
             .map(|i| {
                 let src = IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0100 + i));
-                Packet::udp(src, dst4(), 1024 + (i % 60_000) as u16, 53, b"q").frame()
+                Packet::udp(src, dst4(), 1024 + (i % 60_000) as u16, dport, b"q").frame()
             })
             .collect()
     }
@@ -450,6 +463,22 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
     out.push(row(
         "UDP, new source, budget spent (dropped)*",
         distinct(&prog, base, &frames::spoofed_udp(0)),
+    ));
+    // The open ports marked, as `guard run` marks them, and the flood
+    // aimed at a closed one: its bucket is spent as the classes' are,
+    // and the route to the destination asked once and remembered.
+    mark_open_ports(&mut prog);
+    out.push(row(
+        "SYN to a closed port, new source, its bucket spent (dropped)*",
+        distinct(&prog, base, &frames::spoofed_to(3 * DISTINCT, CLOSED_PORT)),
+    ));
+    out.push(row(
+        "UDP to a closed port, new source, its bucket spent (dropped)*",
+        distinct(
+            &prog,
+            base,
+            &frames::spoofed_udp_to(2 * DISTINCT, CLOSED_PORT),
+        ),
     ));
     // Every GUARD_MARKED bit set: each spoofed source is also looked up in
     // GUARD_MARKS, as before the filter.
@@ -964,6 +993,21 @@ fn main() {
 /// Sets the controller's word that the global budget has been dropping
 /// (`verify`): the ACK check and the egress program's SYN-ACK record
 /// then work.
+/// A port nothing listens on, in the rows that mark the open ones.
+const CLOSED_PORT: u16 = 9999;
+
+/// Marks the open ports as the controller does: 80 for TCP, 53 for UDP,
+/// then the configuration's bits; closed ports' buckets spent.
+fn mark_open_ports(prog: &mut Program) {
+    prog.set_port(80, PORT_OPEN_TCP);
+    prog.set_port(53, PORT_OPEN_UDP);
+    let mut cfg = prog.config();
+    cfg.ports |= OPEN_MARKED_TCP | OPEN_MARKED_UDP;
+    prog.set_config(&cfg);
+    let _ = prog.time(&frames::spoofed_to(4 * DISTINCT, CLOSED_PORT)[0], 1);
+    let _ = prog.time(&frames::spoofed_udp_to(3 * DISTINCT, CLOSED_PORT)[0], 1);
+}
+
 fn says_budget_drops(prog: &mut Program) {
     let mut cfg = prog.config();
     cfg.verify = VERIFY_ACKS;

@@ -28,9 +28,10 @@ use guard::model::fingerprint::parse;
 use guard_common::{
     Counter, CounterBlock,
     bucket::NANOS_PER_SEC,
-    config::mac_word,
+    config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP, mac_word},
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
     flows::{flow_sets, set_index, set_index6},
+    ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
 };
 use guard_tests::{
     fuzz::{self, Made, Rng},
@@ -590,6 +591,67 @@ fn random_mixes_agree() {
         assert!(pair.model.counters.get(Counter::PassOtherDevice) > 0);
         pair.assert_same_state();
     }
+}
+
+/// Ports marked open and closed, in both: SYNs and datagrams to closed
+/// ports from a wide flood spend the closed ports' buckets, those to the
+/// open ports their classes' (a TCP port open for UDP alone is closed to
+/// a SYN, and the other way round), random frames among them; then the
+/// UDP bits unmarked, as when the controller cannot read the UDP ports,
+/// every UDP port is open again. Fails if the program took any other
+/// bucket than the model.
+#[test]
+fn closed_ports_spend_their_own_buckets_alike() {
+    let _kernel = kernel_test!();
+    let mut pair = Pair::new(
+        "--mode enforce --syn-rate 20 --syn-burst 4 --udp-rate 10 --udp-burst 3 --global-rate 400 --global-burst 40 --udp-flow-idle 1",
+    );
+    let open = [
+        (80, PORT_OPEN_TCP),
+        (53, PORT_OPEN_UDP),
+        (443, PORT_OPEN_TCP | PORT_OPEN_UDP),
+    ];
+    for (port, entry) in open {
+        pair.program.set_port(port, entry);
+        pair.model.ports.insert(port, entry);
+    }
+    let mut cfg = pair.program.config();
+    cfg.ports = OPEN_MARKED_TCP | OPEN_MARKED_UDP;
+    pair.program.set_config(&cfg);
+    pair.model.config = cfg;
+    let mut rng = Rng::new(21);
+    let sources = fuzz::sources(&mut rng, 40, 20);
+    let ports = [80, 53, 443, 81, 9999, 5353];
+    let mut now = T0;
+    for i in 0..8000 {
+        if i == 6000 {
+            cfg.ports = OPEN_MARKED_TCP;
+            pair.program.set_config(&cfg);
+            pair.model.config = cfg;
+        }
+        now += rng.below(MS / 2);
+        let src = if rng.percent(70) {
+            v4(u8::try_from(rng.below(250)).expect("a byte"))
+        } else {
+            rng.pick(&sources)
+        };
+        let dport = rng.pick(&ports);
+        let frame = match rng.below(10) {
+            0..4 => Packet::tcp(src, fuzz::victim(src), rng.port(), dport, TCP_SYN).frame(),
+            4..9 => Packet::udp(src, fuzz::victim(src), rng.port(), dport, b"q").frame(),
+            _ => fuzz::valid(&mut rng, src),
+        };
+        pair.packet(&frame, now);
+    }
+    let counters = pair.program.counters();
+    for reason in [Counter::DropClosedPort, Counter::DropGlobalBudget] {
+        assert!(
+            counters.get(reason) > 0,
+            "the scenario never reached {reason:?}: {:?}",
+            by_name(&counters)
+        );
+    }
+    pair.assert_same_state();
 }
 
 /// 100,000 random and broken frames: no error, no abort, every malformed

@@ -17,7 +17,7 @@ use guard::model::fingerprint::parse;
 use guard_common::{
     Counter, Limit, SourceKey,
     bucket::NANOS_PER_SEC,
-    config::{ACK_LOOKUPS_PER_SEC, FLOW_CLASSES, VERIFY_ACKS, mac_word},
+    config::{ACK_LOOKUPS_PER_SEC, BUDGETS, VERIFY_ACKS, mac_word},
     key::{AF_INET, AF_INET6},
     ports::{PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_entry},
 };
@@ -1053,7 +1053,7 @@ fn verified_and_banned_survive_churn(
     let t = T0 + SEC;
     let budget = program.config();
     let mut open = budget;
-    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    open.global = [Limit::UNLIMITED; BUDGETS];
     program.set_config(&open);
     for i in 0..MAX_SOURCES * 8 {
         assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
@@ -1143,7 +1143,7 @@ fn the_marked_bit_decides_whether_marks_are_looked_up() {
     // spend the budget.
     let t = T0 + SEC;
     let mut open = budget;
-    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    open.global = [Limit::UNLIMITED; BUDGETS];
     program.set_config(&open);
     for i in 0..MAX_SOURCES * 4 {
         assert_eq!(program.run(&syn(flood(i), 3000), t), XDP_PASS);
@@ -1258,7 +1258,7 @@ fn the_marked_filter_is_rebuilt_from_the_marks_in_force() {
     // The two churned out of GUARD_SOURCES, the budget spent: both come
     // back from their marks through the rebuilt half.
     let mut open = budget;
-    open.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    open.global = [Limit::UNLIMITED; BUDGETS];
     open.marked_half = 1;
     program.set_config(&open);
     for target in [client, banned] {
@@ -1287,7 +1287,7 @@ fn the_marked_filter_is_rebuilt_from_the_marks_in_force() {
 
     // A ban made now sets its bit in the half the program reads.
     let mut open_again = spent;
-    open_again.global = [Limit::UNLIMITED; FLOW_CLASSES];
+    open_again.global = [Limit::UNLIMITED; BUDGETS];
     program.set_config(&open_again);
     ban(&mut program, late, t);
     assert!(program.marked(&source_key(late)));

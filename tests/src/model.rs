@@ -31,7 +31,10 @@ use std::{collections::HashMap, net::IpAddr};
 use guard_common::{
     Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, Marks, SourceKey,
     SourceState,
-    config::{DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS},
+    config::{
+        DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, OPEN_MARKED_TCP,
+        OPEN_MARKED_UDP, UDP_FLOW_REFRESH_NS, budget_drop,
+    },
     counters::SIG_HIT_SLOT,
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
@@ -44,6 +47,7 @@ use guard_common::{
     flows::{FLOW_WAYS, FlowSet, FlowSet6, FlowWay, FlowWay6, flow_sets, set_index, set_index6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
+    ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
     slots::slot_index,
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
@@ -477,6 +481,10 @@ pub struct Model {
     flow_ways: HashMap<(bool, u32), [Option<FlowKey>; FLOW_WAYS]>,
     /// Bucket states indexed by `GLOBAL_BUDGET` and `GLOBAL_EVENTS`.
     pub global: [u64; GLOBAL_SLOTS as usize],
+    /// `GUARD_PORTS` as written: only its open bits are modelled (which
+    /// bucket of the budget a new flow takes), not cookies nor the ports
+    /// conntrack skips.
+    pub ports: HashMap<u16, u32>,
     /// Events in the order the program sends them.
     pub events: Vec<Event>,
     /// `GUARD_SIGS`, as written to the program.
@@ -503,6 +511,7 @@ impl Model {
             udp_flow_sets: flow_sets(DEFAULT_MAX_UDP_FLOWS),
             flow_ways: HashMap::new(),
             global: [0; GLOBAL_SLOTS as usize],
+            ports: HashMap::new(),
             events: Vec::new(),
             sigs: SigTable::EMPTY,
         }
@@ -634,6 +643,27 @@ impl Model {
         }
     }
 
+    /// The bucket of the global budget a new flow of `class` takes: the
+    /// closed ports' for a SYN or a datagram to a port the table does not
+    /// mark open, once the configuration says it marks them (the model
+    /// routes nothing on: every destination is the host's).
+    fn budget(&self, d: &Dissected, class: FlowClass) -> usize {
+        let Some(closed) = class.closed_budget() else {
+            return class.index();
+        };
+        let (marked, open) = if class == FlowClass::Syn {
+            (OPEN_MARKED_TCP, PORT_OPEN_TCP)
+        } else {
+            (OPEN_MARKED_UDP, PORT_OPEN_UDP)
+        };
+        let entry = self.ports.get(&d.dport).copied().unwrap_or(0);
+        if self.config.ports & marked == 0 || entry & open != 0 || d.fragment {
+            class.index()
+        } else {
+            closed
+        }
+    }
+
     /// Whether the flow was seen within `udp_flow_idle_ns`; a known flow's
     /// time is rewritten once it is more than `UDP_FLOW_REFRESH_NS` old.
     fn udp_flow_known(&mut self, key: &FlowKey, now: u64) -> bool {
@@ -751,16 +781,17 @@ impl Model {
         let verified = source.verified_until_ns > now
             && cfg.budget_binds()
             && !source.over_limit_within(cfg.ban_window_ns, now);
-        let budget = |global: &mut u64| verified || take(global, &cfg.global[c], now);
-        let slot = (GLOBAL_BUDGET + class as u32) as usize;
-        let room = verified || cfg.global[c].admit(self.global[slot], now).is_some();
+        let b = self.budget(d, class);
+        let budget = |global: &mut u64| verified || take(global, &cfg.global[b], now);
+        let slot = GLOBAL_BUDGET as usize + b;
+        let room = verified || cfg.global[b].admit(self.global[slot], now).is_some();
         if outcome.is_ok() && !room {
-            outcome = Err(Counter::DropGlobalBudget);
+            outcome = Err(budget_drop(b));
         } else if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
             // The prefix tier is off for this class: no entry, straight to
             // the global budget.
             if !budget(&mut self.global[slot]) {
-                outcome = Err(Counter::DropGlobalBudget);
+                outcome = Err(budget_drop(b));
             }
         } else if outcome.is_ok() {
             let prefix_key = d.source_key(cfg.prefix_v4, cfg.prefix_v6);
@@ -773,7 +804,7 @@ impl Model {
             outcome = if !take(&mut prefix.tat[c], &cfg.prefix[c], now) {
                 Err(Counter::DropPrefixLimit)
             } else if !budget(&mut self.global[slot]) {
-                Err(Counter::DropGlobalBudget)
+                Err(budget_drop(b))
             } else {
                 Ok(())
             };
@@ -912,7 +943,7 @@ mod tests {
 
     use guard_common::{
         bucket::{MAX_BURST, MAX_RATE},
-        config::{FLOW_CLASSES, MODE_MONITOR},
+        config::{BUDGETS, FLOW_CLASSES, MODE_MONITOR},
         fingerprint::{FP_DPORT, FP_LEN, FP_PAYLOAD, FP_PROTO, SigMeta, Signature},
     };
 
@@ -1486,7 +1517,7 @@ mod tests {
     fn a_prefix_tier_that_is_off_keeps_no_entries() {
         let mut cfg = syn_limited(1, 1);
         cfg.prefix[FlowClass::Syn.index()] = Limit::UNLIMITED;
-        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
+        cfg.global = [Limit::new(1, 1); BUDGETS];
         let mut m = Model::new(cfg, Vec::new());
         let (a, b) = (src4(), v4(198, 18, 1, 1));
         assert_eq!(run(&mut m, &[syn(a), syn(b)], T0), [Pass, Drop]);
@@ -1501,7 +1532,7 @@ mod tests {
     #[test]
     fn the_global_budget_limits_all_new_flows_of_a_class_together() {
         let mut cfg = enforce();
-        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
+        cfg.global = [Limit::new(1, 1); BUDGETS];
         let mut m = Model::new(cfg, Vec::new());
         let (a, b) = (src4(), v4(203, 0, 113, 1));
         let frames = [syn(a), syn(b), tcp(b, TCP_ACK).frame()];
@@ -1518,7 +1549,7 @@ mod tests {
     #[test]
     fn a_flood_of_one_class_leaves_the_other_classes_their_budget() {
         let mut cfg = enforce();
-        cfg.global = [Limit::new(1, 1); FLOW_CLASSES];
+        cfg.global = [Limit::new(1, 1); BUDGETS];
         let mut m = Model::new(cfg, Vec::new());
         let (a, b) = (src4(), v4(203, 0, 113, 1));
         // The UDP budget is spent by a's first flow, not the SYN budget.
@@ -1534,6 +1565,46 @@ mod tests {
         assert_eq!(m.global[udp_slot], T0 + SEC);
         assert_eq!(m.global[syn_slot], T0 + SEC);
         assert_eq!(m.counters.get(Counter::DropGlobalBudget), 2);
+    }
+
+    /// Once the port table marks the open ports, SYNs and datagrams to
+    /// any other port take the closed ports' buckets: a flood there
+    /// leaves the open ports' buckets whole. Before the bits are marked,
+    /// every port is taken as open.
+    #[test]
+    fn closed_ports_spend_buckets_of_their_own() {
+        let mut cfg = enforce();
+        cfg.global = [Limit::new(1, 1); BUDGETS];
+        cfg.ports = OPEN_MARKED_TCP | OPEN_MARKED_UDP;
+        let mut m = Model::new(cfg, Vec::new());
+        m.ports.insert(53, PORT_OPEN_UDP);
+        m.ports.insert(80, PORT_OPEN_TCP);
+        let closed_udp = |src, sport| Packet::udp(src, dst_for(src), sport, 9999, &[7; 40]);
+        let closed_syn = |src| Packet::tcp(src, dst_for(src), 40_000, 81, TCP_SYN).frame();
+        let (first, second, user) = (src4(), v4(203, 0, 113, 1), v4(203, 0, 113, 2));
+        let frames = [
+            closed_udp(first, 1).frame(),
+            closed_udp(second, 1).frame(),
+            closed_syn(first),
+            closed_syn(second),
+            udp(user, 1).frame(),
+            syn(user),
+        ];
+        assert_eq!(
+            run(&mut m, &frames, T0),
+            [Pass, Drop, Pass, Drop, Pass, Pass]
+        );
+        assert_eq!(m.counters.get(Counter::DropClosedPort), 2);
+        assert_eq!(m.counters.get(Counter::DropGlobalBudget), 0);
+        let closed = FlowClass::Udp.closed_budget().unwrap();
+        assert_eq!(m.global[GLOBAL_BUDGET as usize + closed], T0 + SEC);
+
+        // Unmarked (the controller has not read the ports), port 9999 is
+        // as open as 53: the UDP bucket the user spent drops it.
+        m.config.ports = OPEN_MARKED_TCP;
+        let third = v4(203, 0, 113, 3);
+        assert_eq!(m.packet(&closed_udp(third, 1).frame(), T0), Drop);
+        assert_eq!(m.counters.get(Counter::DropGlobalBudget), 1);
     }
 
     #[test]

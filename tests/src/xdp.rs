@@ -24,7 +24,7 @@ use guard::{
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
-    config::COOKIES_ON,
+    config::PORTS_ARMED,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
     flows::{FlowSet, FlowSet6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
@@ -287,7 +287,7 @@ impl Program {
     pub fn arm_cookies(&mut self, port: u16) {
         self.set_port(port, port_entry(0, true, false));
         let mut cfg = self.config();
-        cfg.cookies = COOKIES_ON;
+        cfg.ports = PORTS_ARMED;
         self.set_config(&cfg);
     }
 
@@ -295,7 +295,7 @@ impl Program {
     /// controller does: the configuration's bit, then the port's entry.
     pub fn disarm_cookies(&mut self, port: u16) {
         let mut cfg = self.config();
-        cfg.cookies = 0;
+        cfg.ports = 0;
         self.set_config(&cfg);
         self.set_port(port, port_entry(0, false, false));
     }

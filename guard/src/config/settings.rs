@@ -7,7 +7,7 @@ use guard_common::{
     DataplaneConfig, FlowClass, Limit,
     bucket::NANOS_PER_SEC,
     config::{
-        BUDGET_SHARE_PERCENT, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
+        BUDGET_SHARE_PERCENT, BUDGETS, DENY_V4, DENY_V6, FLOW_CLASSES, HAS_LISTS_V4, HAS_LISTS_V6,
         HOST_MACS, MODE_ENFORCE, MODE_MONITOR, REJECT_RST, SAMPLE_ON,
     },
 };
@@ -80,12 +80,13 @@ impl Rate {
         Limit::new(self.rate, self.burst)
     }
 
-    /// A global budget split into one bucket per class, each its
-    /// [`BUDGET_SHARE_PERCENT`] of the rate and burst (at least 1 of each).
+    /// A global budget split into its buckets (one per class, and closed
+    /// ports'), each its [`BUDGET_SHARE_PERCENT`] of the rate and burst (at
+    /// least 1 of each).
     #[must_use]
-    pub fn per_class(self) -> [Limit; FLOW_CLASSES] {
+    pub fn per_class(self) -> [Limit; BUDGETS] {
         if self.rate == 0 {
-            return [Limit::UNLIMITED; FLOW_CLASSES];
+            return [Limit::UNLIMITED; BUDGETS];
         }
         BUDGET_SHARE_PERCENT.map(|pct| {
             let share = |n: u64| (n * u64::from(pct) / 100).max(1);
@@ -218,8 +219,9 @@ impl Settings {
             cookie_wscale: self.cookies.wscale(),
             cookie_ttl: 64,
             // Ports are armed by the controller (the port table), together
-            // with the SYNPROXY rules that complete the handshakes.
-            cookies: 0,
+            // with the SYNPROXY rules that complete the handshakes; it marks
+            // the open ones once it has read them.
+            ports: 0,
             verify: 0,
             reject: match self.reject {
                 Reject::Drop => 0,

@@ -9,7 +9,7 @@ use std::path::Path;
 use guard_common::{
     FlowClass, Limit,
     bucket::NANOS_PER_SEC,
-    config::{DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_MONITOR},
+    config::{BUDGET_SHARE_PERCENT, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_MONITOR},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
 };
 use ipnet::IpNet;
@@ -94,10 +94,18 @@ fn the_global_budget_is_split_among_the_classes() {
         burst: 200,
     }
     .per_class();
-    assert_eq!(per[FlowClass::Syn.index()], Limit::new(500, 100));
-    assert_eq!(per[FlowClass::Udp.index()], Limit::new(350, 70));
+    assert_eq!(per[FlowClass::Syn.index()], Limit::new(450, 90));
+    assert_eq!(per[FlowClass::Udp.index()], Limit::new(300, 60));
     assert_eq!(per[FlowClass::Icmp.index()], Limit::new(100, 20));
     assert_eq!(per[FlowClass::Other.index()], Limit::new(50, 10));
+    // Closed ports' SYNs and datagrams have buckets of their own, out of
+    // the same budget: the shares add up to it.
+    let closed = |c: FlowClass| per[c.closed_budget().expect("a closed bucket")];
+    assert_eq!(closed(FlowClass::Syn), Limit::new(50, 10));
+    assert_eq!(closed(FlowClass::Udp), Limit::new(50, 10));
+    assert_eq!(BUDGET_SHARE_PERCENT.iter().sum::<u32>(), 100);
+    assert_eq!(FlowClass::Icmp.closed_budget(), None);
+    assert_eq!(FlowClass::Other.closed_budget(), None);
     // Never a zero rate (which would mean "no limit") from a small budget.
     let tiny = Rate { rate: 1, burst: 1 }.per_class();
     assert!(tiny.iter().all(|l| *l == Limit::new(1, 1)));

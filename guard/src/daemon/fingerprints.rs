@@ -122,6 +122,7 @@ fn second(
         Counter::DropSourceLimit,
         Counter::DropPrefixLimit,
         Counter::DropGlobalBudget,
+        Counter::DropClosedPort,
         Counter::DropBanned,
     ]
     .into_iter()

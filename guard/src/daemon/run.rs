@@ -823,9 +823,9 @@ fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
             .map(drop)
             .with_context(|| a.iface.name.clone())
     });
-    let mut write_ports = |table: &BTreeMap<u16, u32>| {
+    let mut write_ports = |table: &BTreeMap<u16, u32>, marked: u8| {
         for a in attached.iter_mut() {
-            if let Err(e) = a.set_ports(table) {
+            if let Err(e) = a.set_ports(table, marked) {
                 tracing::error!("{e:#}");
             }
         }
@@ -870,7 +870,8 @@ fn xdp_totals(attached: &[Attached]) -> Result<XdpCounts> {
         let c = a.dataplane.counters().context("reading the XDP counters")?;
         totals.new_flows += c.get(Counter::NewFlows);
         totals.admitted += c.get(Counter::PassLimits) + c.get(Counter::PassAllowlist);
-        totals.budget_drops += c.get(Counter::DropGlobalBudget);
+        // The closed ports' bucket is the budget's too.
+        totals.budget_drops += c.get(Counter::DropGlobalBudget) + c.get(Counter::DropClosedPort);
         totals.syns += c.get(Counter::TcpSyn);
         totals.new_sources += c.get(Counter::NewSources);
         totals.cookies_sent += c.get(Counter::CookieSynAck);

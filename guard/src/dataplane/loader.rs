@@ -21,7 +21,7 @@ use aya::{
 };
 use guard_common::{
     PortCounts,
-    config::{COOKIES_ON, VERIFY_ACKS},
+    config::{PORTS_ARMED, VERIFY_ACKS},
     flows::flow_sets,
     maps::{
         EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
@@ -161,7 +161,7 @@ pub fn configure(dataplane: &mut Dataplane, settings: &Settings) -> Result<()> {
     dataplane.update_config(|c| {
         let kept = *c;
         *c = wanted;
-        c.cookies = kept.cookies;
+        c.ports = kept.ports;
         c.slot_seed = kept.slot_seed;
         c.marked_half = kept.marked_half;
         c.host_macs_len = kept.host_macs_len;
@@ -250,31 +250,39 @@ impl Attached {
             .with_context(|| format!("setting the limits of {}", self.iface.name))
     }
 
-    /// Makes the port table `wanted` (port -> entry; a port missing has no
-    /// listener): writes what changed, and the configuration's cookie bit
-    /// when whether any port is armed changes. Where cookies cannot reach
-    /// the client, no port is armed.
-    pub fn set_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {
+    /// Makes the port table `wanted` (port -> entry; a port missing has
+    /// none), of which `marked` says the protocols whose open ports it
+    /// marks (`OPEN_MARKED_*`): writes what changed, and the
+    /// configuration's port bits when they change (`PORTS_ARMED`: some
+    /// port is armed). Where cookies cannot reach the client, no port is
+    /// armed.
+    pub fn set_ports(&mut self, wanted: &BTreeMap<u16, u32>, marked: u8) -> Result<()> {
         let mask = if self.cookies_ok {
             u32::MAX
         } else {
             !PORT_COOKIES
         };
         let wanted: BTreeMap<u16, u32> = wanted.iter().map(|(&p, &e)| (p, e & mask)).collect();
-        let armed = |t: &BTreeMap<u16, u32>| t.values().any(|e| e & PORT_COOKIES != 0);
-        let (was_armed, now_armed) = (armed(&self.ports), armed(&wanted));
+        let armed = wanted.values().any(|e| e & PORT_COOKIES != 0);
+        let bits = marked | if armed { PORTS_ARMED } else { 0 };
+        let was = self.dataplane.config()?.ports;
         let name = self.iface.name.clone();
-        // Arming: the ports first, then the bit that makes ACKs look them
-        // up; disarming the other way round.
-        if now_armed && !was_armed {
-            self.write_ports(&wanted)?;
+        let set = |dataplane: &mut Dataplane, bits: u8| {
+            dataplane
+                .update_config(|c| c.ports = bits)
+                .with_context(|| format!("setting the port bits of {name}"))
+        };
+        // A bit never says more than the table holds: one going off goes
+        // before the ports change, one coming on after (arming: the ports
+        // first, then the bit that makes ACKs look them up).
+        if was & !bits != 0 {
+            set(&mut self.dataplane, was & bits)?;
         }
-        if now_armed != was_armed {
-            self.dataplane
-                .update_config(|c| c.cookies = if now_armed { COOKIES_ON } else { 0 })
-                .with_context(|| format!("setting SYN cookies on {name}"))?;
+        self.write_ports(&wanted)?;
+        if bits & !was != 0 {
+            set(&mut self.dataplane, bits)?;
         }
-        self.write_ports(&wanted)
+        Ok(())
     }
 
     fn write_ports(&mut self, wanted: &BTreeMap<u16, u32>) -> Result<()> {

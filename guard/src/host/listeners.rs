@@ -1,7 +1,9 @@
 //! The TCP ports that have a listening socket in the calling thread's
 //! network namespace, through sock_diag (the `ss -ltn` query): the ports
 //! SYN cookies may protect, and which are bound to one address
-//! (`model::ports::Listening`). Call it through
+//! (`model::ports::Listening`); and the UDP ports a socket connected to
+//! no peer is bound to (`ss -lun`). Both are open ports
+//! (`model::ports::OpenPorts`). Call them through
 //! [`crate::host::netns::Scope::run`].
 //!
 //! A port whose only listeners are bound to loopback is left out: a SYN
@@ -13,7 +15,7 @@ use std::{io, net::IpAddr};
 
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
@@ -23,19 +25,31 @@ use crate::model::ports::Listening;
 
 /// The listening ports, IPv4 and IPv6 (what they are: [`Listening`]).
 pub fn listening_ports() -> io::Result<Listening> {
-    let mut sockets = dump(AF_INET)?;
-    sockets.extend(dump(AF_INET6)?);
+    of(IPPROTO_TCP, StateFlags::LISTEN)
+}
+
+/// The UDP ports with a socket bound to them and connected to no peer
+/// (one connected gets its peer's replies alone, which are flows the
+/// host opened), IPv4 and IPv6, as [`Listening`] takes them.
+pub fn udp_ports() -> io::Result<Listening> {
+    of(IPPROTO_UDP, StateFlags::CLOSE)
+}
+
+fn of(protocol: u8, states: StateFlags) -> io::Result<Listening> {
+    let mut sockets = dump(AF_INET, protocol, states.clone())?;
+    sockets.extend(dump(AF_INET6, protocol, states)?);
     Ok(Listening::of(&sockets))
 }
 
-/// The bound address and port of every listening TCP socket of `family`.
-fn dump(family: u8) -> io::Result<Vec<(IpAddr, u16)>> {
+/// The bound address and port of every socket of `family` and `protocol`
+/// in `states`.
+fn dump(family: u8, protocol: u8, states: StateFlags) -> io::Result<Vec<(IpAddr, u16)>> {
     let socket = netlink::open(NETLINK_SOCK_DIAG, false)?;
     let request = SockDiagMessage::InetRequest(InetRequest {
         family,
-        protocol: IPPROTO_TCP,
+        protocol,
         extensions: ExtensionFlags::empty(),
-        states: StateFlags::LISTEN,
+        states,
         socket_id: if family == AF_INET {
             SocketId::new_v4()
         } else {

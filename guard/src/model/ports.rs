@@ -18,10 +18,18 @@ use std::{
 
 use guard_common::{
     PortCounts,
-    ports::{PORT_SLOTS, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_entry},
+    config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP},
+    ports::{
+        PORT_OPEN_TCP, PORT_OPEN_UDP, PORT_SLOTS, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP,
+        port_entry,
+    },
 };
 
-use super::{as_f64 as f, notrack::Untracked};
+use super::{
+    as_f64 as f,
+    nat::{NatRewrites, Rewrites},
+    notrack::Untracked,
+};
 use crate::config::{Enforcement, SynCookies};
 
 /// Why SYN cookies stay off on a run although `--syn-cookies` asks for
@@ -126,6 +134,55 @@ impl Listening {
     }
 }
 
+/// The ports open for each protocol, where they are known: a port with a
+/// listener the wire can reach (for UDP, a socket bound to it and
+/// connected to no peer), or one the nat rules rewrite for the clients
+/// that arrive. New flows to any other port take the closed ports' bucket
+/// of the global budget (`FlowClass::closed_budget`), so a flood aimed
+/// at ports nothing serves cannot spend what the open ones' clients need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenPorts {
+    /// `None`: not known (the listeners unread, or a nat rule that may
+    /// rewrite any port), and then no port is taken as closed.
+    pub tcp: Option<BTreeSet<u16>>,
+    pub udp: Option<BTreeSet<u16>>,
+}
+
+impl OpenPorts {
+    /// From the listening ports of each protocol (`None`: unread) and the
+    /// nat rules' rewrites.
+    #[must_use]
+    pub fn of(tcp: Option<&BTreeSet<u16>>, udp: Option<&BTreeSet<u16>>, nat: &NatRewrites) -> Self {
+        let with = |listening: Option<&BTreeSet<u16>>, rewrites: &Rewrites| {
+            if rewrites.all.is_some() {
+                return None;
+            }
+            let mut open = listening?.clone();
+            open.extend(rewrites.ranges.iter().flat_map(|&(lo, hi, _)| lo..=hi));
+            Some(open)
+        };
+        Self {
+            tcp: with(tcp, &nat.prerouting),
+            udp: with(udp, &nat.udp),
+        }
+    }
+
+    /// The configuration's `OPEN_MARKED_*` bits: the protocols whose open
+    /// ports the table marks.
+    #[must_use]
+    pub const fn marked(&self) -> u8 {
+        (if self.tcp.is_some() {
+            OPEN_MARKED_TCP
+        } else {
+            0
+        }) | if self.udp.is_some() {
+            OPEN_MARKED_UDP
+        } else {
+            0
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct PortTable {
     /// Ports that may get cookies, and their counter slot.
@@ -135,6 +192,8 @@ pub struct PortTable {
     /// Ports conntrack skips, by protocol (`PORT_UNTRACKED_TCP`, `_UDP`);
     /// the TCP ones get no cookies.
     untracked: Untracked,
+    /// The open ports, where known (`PORT_OPEN_TCP`, `_UDP`).
+    open: OpenPorts,
     /// Armed ports, and since when each has been quiet.
     armed: BTreeMap<u16, Option<Duration>>,
     /// Each port's counts at the last step, for rates.
@@ -176,6 +235,17 @@ impl PortTable {
         self.untracked.clone_from(ports);
     }
 
+    /// The open ports (`model::ports::OpenPorts`).
+    pub fn set_open(&mut self, open: OpenPorts) {
+        self.open = open;
+    }
+
+    /// The configuration's `OPEN_MARKED_*` bits, for [`Self::entries`].
+    #[must_use]
+    pub const fn marked(&self) -> u8 {
+        self.open.marked()
+    }
+
     /// The ports conntrack skips.
     #[must_use]
     pub const fn untracked(&self) -> &Untracked {
@@ -193,8 +263,8 @@ impl PortTable {
         self.armed.keys().copied().collect()
     }
 
-    /// The `GUARD_PORTS` value of every port in the table, and of every
-    /// port conntrack skips.
+    /// The `GUARD_PORTS` value of every port in the table, of every port
+    /// conntrack skips and of every open one.
     #[must_use]
     pub fn entries(&self) -> BTreeMap<u16, u32> {
         let mut entries: BTreeMap<u16, u32> = self
@@ -213,6 +283,14 @@ impl PortTable {
         }
         for &port in &self.untracked.udp {
             *entries.entry(port).or_default() |= PORT_UNTRACKED_UDP;
+        }
+        for (open, bit) in [
+            (&self.open.tcp, PORT_OPEN_TCP),
+            (&self.open.udp, PORT_OPEN_UDP),
+        ] {
+            for &port in open.iter().flatten() {
+                *entries.entry(port).or_default() |= bit;
+            }
         }
         entries
     }
@@ -392,6 +470,60 @@ mod tests {
         assert_eq!(entries[&80] & (PORT_UNTRACKED_TCP | PORT_UNTRACKED_UDP), 0);
         assert_ne!(entries[&80] & PORT_COOKIES, 0);
         assert_eq!(t.armed(), ports(&[80]));
+    }
+
+    /// The open ports are the listeners and the ports the nat rules
+    /// rewrite for arriving clients; a protocol whose listeners are
+    /// unread, or that a nat rule may rewrite on any port, has none known
+    /// (and then no port of it is closed).
+    #[test]
+    fn open_ports_are_the_listeners_and_the_published_ports() {
+        let mut nat = NatRewrites::default();
+        nat.prerouting
+            .ranges
+            .push((8000, 8002, "tcp rule".to_owned()));
+        nat.udp.ranges.push((5353, 5353, "udp rule".to_owned()));
+        let tcp = ports(&[22, 80]);
+        let udp = ports(&[53]);
+        let open = OpenPorts::of(Some(&tcp), Some(&udp), &nat);
+        assert_eq!(open.tcp, Some(ports(&[22, 80, 8000, 8001, 8002])));
+        assert_eq!(open.udp, Some(ports(&[53, 5353])));
+        assert_eq!(open.marked(), OPEN_MARKED_TCP | OPEN_MARKED_UDP);
+
+        let unread = OpenPorts::of(Some(&tcp), None, &nat);
+        assert_eq!(unread.udp, None);
+        assert_eq!(unread.marked(), OPEN_MARKED_TCP);
+        nat.prerouting.all = Some("a portless dnat".to_owned());
+        let any = OpenPorts::of(Some(&tcp), Some(&udp), &nat);
+        assert_eq!(any.tcp, None);
+        assert_eq!(any.marked(), OPEN_MARKED_UDP);
+    }
+
+    /// Open ports' entries carry their protocols' bits, beside a
+    /// listener's slot and a port conntrack skips.
+    #[test]
+    fn open_ports_are_marked_in_their_entries() {
+        let mut t = PortTable::default();
+        t.set_eligible(&ports(&[80]), &BTreeSet::new());
+        t.set_untracked(&Untracked {
+            tcp: BTreeSet::new(),
+            udp: ports(&[123]),
+        });
+        assert_eq!(t.marked(), 0);
+        t.set_open(OpenPorts {
+            tcp: Some(ports(&[22, 80])),
+            udp: Some(ports(&[53, 80])),
+        });
+        let entries = t.entries();
+        assert_eq!(entries[&22], PORT_OPEN_TCP);
+        assert_eq!(entries[&53], PORT_OPEN_UDP);
+        assert_eq!(
+            entries[&80] & (PORT_OPEN_TCP | PORT_OPEN_UDP),
+            PORT_OPEN_TCP | PORT_OPEN_UDP
+        );
+        assert_eq!(port_slot(entries[&80]), slots(&t)[&80]);
+        assert_eq!(entries[&123], PORT_UNTRACKED_UDP);
+        assert_eq!(t.marked(), OPEN_MARKED_TCP | OPEN_MARKED_UDP);
     }
 
     #[test]

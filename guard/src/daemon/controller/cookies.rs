@@ -117,8 +117,8 @@ pub(super) struct Ports {
     pub(super) narrow: Vec<u16>,
     /// Listening ports, their slots and which are armed.
     pub(super) table: PortTable,
-    /// The port table last handed out.
-    pub(super) written: BTreeMap<u16, u32>,
+    /// The port table last handed out, and its `OPEN_MARKED_*` bits.
+    pub(super) written: (BTreeMap<u16, u32>, u8),
     /// Ports armed after the last tick, and the ports the SYNPROXY rules
     /// cover: the armed ones and, for one tick more, those just disarmed;
     /// `wild`, those of the rules' ports whose cookie ACKs the rules
@@ -139,7 +139,7 @@ pub(super) struct Ports {
     /// cookies only if it is on the second too (`model::nat` says why);
     /// and when and for which listening ports they were last read.
     pub(super) nat: NatRewrites,
-    nat_read: Option<(BTreeSet<u16>, Instant)>,
+    nat_read: Option<(Listeners, Instant)>,
     /// The ports the notrack rules read with the nat rules skip
     /// (`model::notrack`), and `--notrack-port`'s own, which the table
     /// guard installed holds (kept apart in case the rules cannot be
@@ -153,12 +153,16 @@ pub(super) struct Ports {
 /// and is read at once).
 const NAT_REREAD: Duration = Duration::from_secs(30);
 
+/// The listening TCP ports and the UDP ports bound (`None`: unread), as
+/// the nat rules were last read with.
+type Listeners = (BTreeSet<u16>, Option<BTreeSet<u16>>);
+
 impl Ports {
     pub(super) fn new(narrow: Vec<u16>) -> Self {
         Self {
             narrow,
             table: PortTable::default(),
-            written: BTreeMap::new(),
+            written: (BTreeMap::new(), 0),
             armed: BTreeSet::new(),
             rules: BTreeSet::new(),
             wild: BTreeSet::new(),
@@ -180,17 +184,16 @@ impl Ports {
     pub(super) fn read_nat(
         &mut self,
         scope: &Scope,
-        listening: &BTreeSet<u16>,
+        (tcp, udp): (&BTreeSet<u16>, Option<&BTreeSet<u16>>),
         now: Instant,
     ) -> Option<String> {
-        let fresh = self
-            .nat_read
-            .as_ref()
-            .is_some_and(|(ports, at)| ports == listening && now.duration_since(*at) < NAT_REREAD);
+        let fresh = self.nat_read.as_ref().is_some_and(|((t, u), at)| {
+            t == tcp && u.as_ref() == udp && now.duration_since(*at) < NAT_REREAD
+        });
         if fresh {
             return None;
         }
-        self.nat_read = Some((listening.clone(), now));
+        self.nat_read = Some(((tcp.clone(), udp.cloned()), now));
         let (legacy, unread) = legacy_tables(
             scope,
             "nat",

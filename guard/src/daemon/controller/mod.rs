@@ -39,7 +39,7 @@ use crate::{
         nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
-        ports::port_list,
+        ports::{OpenPorts, port_list},
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
         tcp::{SYNACK_RETRIES, SYNACK_RETRIES_ARMED},
@@ -252,13 +252,14 @@ impl<'a> Controller<'a> {
 
     /// One tick: read, decide, act, log. `port_counts` are the port
     /// table's counters, by port, summed over the attachments;
-    /// `write_ports` puts a new port table (port -> `GUARD_PORTS` entry)
-    /// into every attachment, so that what is logged as armed is armed.
+    /// `write_ports` puts a new port table (port -> `GUARD_PORTS` entry,
+    /// and the `OPEN_MARKED_*` bits) into every attachment, so that what is
+    /// logged as armed is armed.
     pub fn tick(
         &mut self,
         xdp: XdpCounts,
         port_counts: &BTreeMap<u16, PortCounts>,
-        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8),
     ) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
         self.refresh_listeners();
@@ -332,8 +333,9 @@ impl<'a> Controller<'a> {
     }
 
     /// The listening ports of the protected namespace, narrowed by
-    /// `--cookie-port`, into the port table. A failed reading keeps the
-    /// last one.
+    /// `--cookie-port`, into the port table, with the open ports of both
+    /// protocols. A failed reading of the TCP listeners keeps the last
+    /// one; UDP's unread, no UDP port is taken as closed.
     fn refresh_listeners(&mut self) {
         let listening = match self.read_in_namespace(listeners::listening_ports) {
             Ok(ports) => ports,
@@ -344,15 +346,33 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        // The ruleset: its nat rules for the ports that may get cookies,
-        // its notrack rules for the ports whose flows open no entry.
+        let udp = match self.read_in_namespace(listeners::udp_ports) {
+            Ok(udp) => Some(udp.ports),
+            Err(e) => {
+                self.report_once(&format!(
+                    "reading the UDP ports bound (sock_diag): {e:#}: no UDP port is taken as closed"
+                ));
+                None
+            }
+        };
+        // The ruleset: its nat rules for the ports that may get cookies and
+        // the ports published, its notrack rules for the ports whose flows
+        // open no entry.
         if !self.dry_run
-            && let Some(problem) =
-                self.ports
-                    .read_nat(self.knobs.scope(), &listening.ports, Instant::now())
+            && let Some(problem) = self.ports.read_nat(
+                self.knobs.scope(),
+                (&listening.ports, udp.as_ref()),
+                Instant::now(),
+            )
             && self.cfg.cookies != SynCookies::Never
         {
             self.report_once(&problem);
+        }
+        // A dry run reads no nat rules: with no published port known, it
+        // marks none open, and every port stays open as before.
+        if !self.dry_run {
+            let open = OpenPorts::of(Some(&listening.ports), udp.as_ref(), &self.ports.nat);
+            self.ports.table.set_open(open);
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
@@ -360,13 +380,13 @@ impl<'a> Controller<'a> {
     }
 
     /// Reads the protected namespace's `local` routes (`host::local`),
-    /// which tell the cookie path the host's destinations from a macvlan
-    /// container's or a bridged VM's, and has `write` put them into every
-    /// attachment. A failure is reported once; the tries keep what they
-    /// hold (or, after a failed write, take every destination as the
-    /// host's). Only where cookies may come on: nothing else reads them.
+    /// which tell the cookie path, and the closed ports' budget, the host's
+    /// destinations from a macvlan container's or a bridged VM's, and has
+    /// `write` put them into every attachment. A failure is reported once;
+    /// the tries keep what they hold (or, after a failed write, take every
+    /// destination as the host's).
     pub fn refresh_local_routes(&mut self, write: &mut dyn FnMut(&BTreeSet<IpNet>) -> Result<()>) {
-        if self.dry_run || self.cfg.cookies == SynCookies::Never {
+        if self.dry_run {
             return;
         }
         let found = self
@@ -374,7 +394,7 @@ impl<'a> Controller<'a> {
             .context("reading the local routes (rtnetlink)");
         if let Err(e) = found.and_then(|routes| write(&routes)) {
             self.report_once(&format!(
-                "{e:#}: the cookie path takes every destination as this host's"
+                "{e:#}: the cookie path and the closed ports' budget take every destination as this host's"
             ));
         }
     }
@@ -454,7 +474,7 @@ impl<'a> Controller<'a> {
         counts: &BTreeMap<u16, PortCounts>,
         flood: bool,
         entries: u64,
-        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>),
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8),
     ) {
         let mode = if self.dry_run {
             SynCookies::Never
@@ -489,10 +509,10 @@ impl<'a> Controller<'a> {
                 armed = self.ports.table.armed();
             }
         }
-        let entries = self.ports.table.entries();
-        if entries != self.ports.written {
-            write_ports(&entries);
-            self.ports.written = entries;
+        let written = (self.ports.table.entries(), self.ports.table.marked());
+        if written != self.ports.written {
+            write_ports(&written.0, written.1);
+            self.ports.written = written;
         }
         for line in self.ports.changes(&armed, mode) {
             self.log_decision(self.state.level, line);
