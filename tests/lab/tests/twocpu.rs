@@ -12,12 +12,14 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, PerCpuArray};
-use guard_common::{Counter, CounterBlock, maps::COUNTERS};
+use guard_common::{
+    Counter, CounterBlock, FlowClass, config::BUDGET_SHARE_PERCENT, maps::COUNTERS,
+};
 use guard_lab::{
-    topology::Topology,
+    topology::{TCP_SERVER, Topology},
     traffic::{self, Frames, MAX_PPS_PER_CORE, Trafgen},
 };
-use guard_tests::{guard_proc::Guard, kernel_test};
+use guard_tests::{guard_proc::Guard, kernel_test, server::EchoServer};
 
 const RATE: u64 = 2_000;
 const BURST: u64 = 100;
@@ -49,6 +51,9 @@ fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
         "this test needs two CPUs, the machine has {cpus}"
     );
     let topo = Topology::build();
+    // The flood's port is open: its SYNs take the SYN class's bucket (a
+    // closed port's would take the closed ports' share).
+    let _server = EchoServer::start(&topo.victim, TCP_SERVER);
     let (rate, burst) = (RATE.to_string(), BURST.to_string());
     let mut guard = Guard::start(&[
         "run",
@@ -99,10 +104,11 @@ fn a_flood_from_two_cpus_is_admitted_within_the_global_budget() {
     let syns = delta(Counter::TcpSyn);
     let admitted = delta(Counter::PassLimits);
     let contention = delta(Counter::BucketContention);
-    // The SYN class's share of the budget (model::policy's 50%), over the
-    // window, plus its burst.
+    // The SYN class's share of the budget, over the window, plus its
+    // burst (`Rate::per_class`).
+    let share = |n: u64| n * u64::from(BUDGET_SHARE_PERCENT[FlowClass::Syn.index()]) / 100;
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-    let expected = RATE as f64 / 2.0 * elapsed + BURST as f64 / 2.0;
+    let expected = share(RATE) as f64 * elapsed + share(BURST) as f64;
     #[expect(clippy::cast_precision_loss, reason = "as above")]
     let ratio = admitted as f64 / expected;
     println!(
