@@ -1507,6 +1507,39 @@ fn new_clients_of_an_open_udp_port_are_served_through_a_flood_at_a_closed_one() 
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A port served some way guard cannot see (no socket, no nat rule:
+/// IPVS, an eBPF load balancer) is named open with `--open-port`: a flood
+/// at it is its class's to carry, dropped by the UDP bucket, not the
+/// closed ports', and `guard stats` lists it among the open ports.
+#[test]
+fn a_port_named_open_is_counted_open() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let named = format!("{CLOSED_UDP_PORT}/udp");
+    let guard = start_on(
+        &net,
+        &[&SMALL_BUDGET[..], &["--open-port", &named]].concat(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
+        let victim = flood.victim_for(spoofed(i));
+        let datagram = Packet::udp(spoofed(i), victim, sport, CLOSED_UDP_PORT, b"flood");
+        flood.send(&datagram);
+    });
+    wait_counter(&net, "drop_global_budget", 1000);
+    stop.store(true, Ordering::Relaxed);
+    drop(flood.join().expect("flood"));
+    let out = guard_proc::run(&["stats", "--netns", &net.victim, "--interval", "0"]);
+    out.assert_code(0);
+    let c = guard_proc::counters(&guard_proc::stats(&net));
+    assert_eq!(c["drop_closed_port"], 0, "{c:?}");
+    assert!(
+        out.stdout.contains(&format!("udp {CLOSED_UDP_PORT}")),
+        "the port named is listed open:\n{out}"
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// The same for TCP: a random-source SYN flood aimed at a closed port
 /// spends the closed ports' SYN bucket, and every one of ten new
 /// connections to the server's port over two seconds of it, over IPv4

@@ -31,8 +31,8 @@ pub use raw::{
 };
 pub use resolve::read_file;
 pub use settings::{
-    ConntrackSettings, CookieSettings, FleetSettings, Rate, Reload, Settings, list_bits,
-    list_overflow,
+    ConntrackSettings, CookieSettings, DeclaredOpen, FleetSettings, Rate, Reload, Settings,
+    list_bits, list_overflow,
 };
 
 #[cfg(test)]

@@ -324,14 +324,25 @@ pub struct RawConfig {
     #[arg(long, value_enum, value_name = "WHAT", help_heading = "Limits")]
     pub fingerprints: Option<Fingerprints>,
 
-    /// New flows per second from all sources together; 0 = no limit
-    /// [default: 0].
+    /// New flows per second from all sources together, split among SYN
+    /// 45%, UDP 30%, ICMP 10%, other 5%, and SYNs and UDP flows to closed
+    /// ports 5% each; 0 = no limit [default: 0].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub global_rate: Option<u64>,
     /// Burst of the global new-flow budget [default: 0; must be at least 1
     /// when global-rate is set].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub global_burst: Option<u32>,
+
+    /// A port to count as open whatever guard finds listening on it:
+    /// PORT or LOW-HIGH, for TCP and UDP, or with /tcp or /udp for one;
+    /// repeatable. A SYN or new UDP flow to a closed port (no socket here
+    /// listens on it, no nat rule rewrites it) takes the closed ports'
+    /// share of the global budget; name here a port served some other
+    /// way (IPVS, an eBPF load balancer, TPROXY). 1-65535 counts every
+    /// port open.
+    #[arg(long, value_name = "PORTS", help_heading = "Limits")]
+    pub open_port: Option<Vec<String>>,
 
     /// Prefix length that makes one IPv4 source [default: 32].
     #[arg(long, value_name = "LEN", help_heading = "Grouping")]

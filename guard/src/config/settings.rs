@@ -121,6 +121,7 @@ pub struct Settings {
     pub source: [Rate; FLOW_CLASSES],
     pub prefix: [Rate; FLOW_CLASSES],
     pub global: Rate,
+    pub open_ports: DeclaredOpen,
     pub events: Rate,
     pub source_prefix_v4: u8,
     pub source_prefix_v6: u8,
@@ -144,6 +145,14 @@ pub struct Settings {
     pub fingerprints: Fingerprints,
     /// `--fleet`: off when `None`.
     pub fleet: Option<FleetSettings>,
+}
+
+/// `--open-port`: ports counted open whatever guard finds listening, by
+/// protocol, as inclusive ranges (`model::ports::OpenPorts`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeclaredOpen {
+    pub tcp: Vec<(u16, u16)>,
+    pub udp: Vec<(u16, u16)>,
 }
 
 /// Joining a fleet through NATS.

@@ -113,6 +113,40 @@ fn the_global_budget_is_split_among_the_classes() {
 }
 
 #[test]
+fn open_ports_are_ports_or_ranges_for_one_protocol_or_both() {
+    let s = resolve(&[
+        "-i",
+        "eth0",
+        "--open-port",
+        "30000-32767",
+        "--open-port",
+        "4789/udp",
+        "--open-port",
+        "8443/tcp",
+    ])
+    .unwrap();
+    assert_eq!(s.open_ports.tcp, [(30000, 32767), (8443, 8443)]);
+    assert_eq!(s.open_ports.udp, [(30000, 32767), (4789, 4789)]);
+    assert_eq!(
+        resolve(&["-i", "eth0"]).unwrap().open_ports,
+        DeclaredOpen::default()
+    );
+    for (bad, why) in [
+        ("0", "1 to 65535"),
+        ("70000", "1 to 65535"),
+        ("http", "1 to 65535"),
+        ("90-80", "backwards"),
+        ("53/sctp", "tcp or udp"),
+    ] {
+        let err = error(&["-i", "eth0", "--open-port", bad]);
+        assert!(
+            err.contains("open-port") && err.contains(bad) && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn defaults_are_monitor_mode_with_the_documented_limits() {
     let s = resolve(&["-i", "eth0"]).unwrap();
     assert_eq!(s.mode, Enforcement::Monitor);

@@ -78,7 +78,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Rate,
-        model::{conntrack::Stats, level::Level, status::LoggedDecision},
+        model::{conntrack::Stats, level::Level, ports::OpenRanges, status::LoggedDecision},
     };
 
     #[test]
@@ -101,6 +101,7 @@ mod tests {
                 burst: 100,
             }; 4],
             cookie_ports: Vec::new(),
+            open_ports: OpenRanges::default(),
             nft_reinstalled: 0,
             stats: Stats::default(),
             recent: VecDeque::from([LoggedDecision {

@@ -30,7 +30,7 @@ use super::{
     nat::{NatRewrites, Rewrites},
     notrack::Untracked,
 };
-use crate::config::{Enforcement, SynCookies};
+use crate::config::{DeclaredOpen, Enforcement, SynCookies};
 
 /// Why SYN cookies stay off on a run although `--syn-cookies` asks for
 /// them.
@@ -149,21 +149,41 @@ pub struct OpenPorts {
 }
 
 impl OpenPorts {
-    /// From the listening ports of each protocol (`None`: unread) and the
-    /// nat rules' rewrites.
+    /// From the listening ports of each protocol (`None`: unread), the
+    /// nat rules' rewrites and the ports `--open-port` declares.
     #[must_use]
-    pub fn of(tcp: Option<&BTreeSet<u16>>, udp: Option<&BTreeSet<u16>>, nat: &NatRewrites) -> Self {
-        let with = |listening: Option<&BTreeSet<u16>>, rewrites: &Rewrites| {
-            if rewrites.all.is_some() {
-                return None;
-            }
-            let mut open = listening?.clone();
-            open.extend(rewrites.ranges.iter().flat_map(|&(lo, hi, _)| lo..=hi));
-            Some(open)
-        };
+    pub fn of(
+        tcp: Option<&BTreeSet<u16>>,
+        udp: Option<&BTreeSet<u16>>,
+        nat: &NatRewrites,
+        declared: &DeclaredOpen,
+    ) -> Self {
+        let with =
+            |listening: Option<&BTreeSet<u16>>, rewrites: &Rewrites, declared: &[(u16, u16)]| {
+                if rewrites.all.is_some() {
+                    return None;
+                }
+                let mut open = listening?.clone();
+                let ranges = rewrites.ranges.iter().map(|&(lo, hi, _)| (lo, hi));
+                open.extend(
+                    ranges
+                        .chain(declared.iter().copied())
+                        .flat_map(|(lo, hi)| lo..=hi),
+                );
+                Some(open)
+            };
         Self {
-            tcp: with(tcp, &nat.prerouting),
-            udp: with(udp, &nat.udp),
+            tcp: with(tcp, &nat.prerouting, &declared.tcp),
+            udp: with(udp, &nat.udp, &declared.udp),
+        }
+    }
+
+    /// As the status shows them: each protocol's ports as ranges.
+    #[must_use]
+    pub fn ranges(&self) -> OpenRanges {
+        OpenRanges {
+            tcp: self.tcp.as_ref().map(ranges),
+            udp: self.udp.as_ref().map(ranges),
         }
     }
 
@@ -181,6 +201,53 @@ impl OpenPorts {
             0
         }
     }
+}
+
+/// The open ports as the status keeps them (every port may be open):
+/// inclusive ranges by protocol, `None` where they are not known.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenRanges {
+    pub tcp: Option<Vec<(u16, u16)>>,
+    pub udp: Option<Vec<(u16, u16)>>,
+}
+
+impl std::fmt::Display for OpenRanges {
+    /// `tcp 22, 80, 30000-32767; udp 53`, `all` for a protocol not known.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |r: &Option<Vec<(u16, u16)>>| {
+            r.as_ref().map_or_else(
+                || "all (not known)".to_owned(),
+                |r| {
+                    if r.is_empty() {
+                        return "none".to_owned();
+                    }
+                    r.iter()
+                        .map(|&(lo, hi)| {
+                            if lo == hi {
+                                lo.to_string()
+                            } else {
+                                format!("{lo}-{hi}")
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            )
+        };
+        write!(f, "tcp {}; udp {}", list(&self.tcp), list(&self.udp))
+    }
+}
+
+/// `ports` as inclusive ranges, in order.
+fn ranges(ports: &BTreeSet<u16>) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &p in ports {
+        match out.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(p) => *hi = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug, Default)]
@@ -244,6 +311,12 @@ impl PortTable {
     #[must_use]
     pub const fn marked(&self) -> u8 {
         self.open.marked()
+    }
+
+    /// The open ports.
+    #[must_use]
+    pub const fn open(&self) -> &OpenPorts {
+        &self.open
     }
 
     /// The ports conntrack skips.
@@ -472,8 +545,9 @@ mod tests {
         assert_eq!(t.armed(), ports(&[80]));
     }
 
-    /// The open ports are the listeners and the ports the nat rules
-    /// rewrite for arriving clients; a protocol whose listeners are
+    /// The open ports are the listeners, the ports the nat rules rewrite
+    /// for arriving clients and those `--open-port` names; a protocol
+    /// whose listeners are
     /// unread, or that a nat rule may rewrite on any port, has none known
     /// (and then no port of it is closed).
     #[test]
@@ -485,18 +559,39 @@ mod tests {
         nat.udp.ranges.push((5353, 5353, "udp rule".to_owned()));
         let tcp = ports(&[22, 80]);
         let udp = ports(&[53]);
-        let open = OpenPorts::of(Some(&tcp), Some(&udp), &nat);
-        assert_eq!(open.tcp, Some(ports(&[22, 80, 8000, 8001, 8002])));
-        assert_eq!(open.udp, Some(ports(&[53, 5353])));
+        let declared = DeclaredOpen {
+            tcp: vec![(30000, 30001)],
+            udp: vec![(4789, 4789)],
+        };
+        let open = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &declared);
+        assert_eq!(
+            open.tcp,
+            Some(ports(&[22, 80, 8000, 8001, 8002, 30000, 30001]))
+        );
+        assert_eq!(open.udp, Some(ports(&[53, 4789, 5353])));
         assert_eq!(open.marked(), OPEN_MARKED_TCP | OPEN_MARKED_UDP);
 
-        let unread = OpenPorts::of(Some(&tcp), None, &nat);
+        assert_eq!(
+            open.ranges().to_string(),
+            "tcp 22, 80, 8000-8002, 30000-30001; udp 53, 4789, 5353"
+        );
+        let none = DeclaredOpen::default();
+        let unread = OpenPorts::of(Some(&tcp), None, &nat, &declared);
         assert_eq!(unread.udp, None);
         assert_eq!(unread.marked(), OPEN_MARKED_TCP);
         nat.prerouting.all = Some("a portless dnat".to_owned());
-        let any = OpenPorts::of(Some(&tcp), Some(&udp), &nat);
+        let any = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &none);
         assert_eq!(any.tcp, None);
         assert_eq!(any.marked(), OPEN_MARKED_UDP);
+        assert_eq!(
+            any.ranges().to_string(),
+            "tcp all (not known); udp 53, 5353"
+        );
+        let every = OpenPorts {
+            tcp: Some((1..=u16::MAX).collect()),
+            udp: Some(BTreeSet::new()),
+        };
+        assert_eq!(every.ranges().to_string(), "tcp 1-65535; udp none");
     }
 
     /// Open ports' entries carry their protocols' bits, beside a

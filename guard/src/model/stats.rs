@@ -299,6 +299,11 @@ impl Snapshot {
                     ct.cookie_ports
                 );
             }
+            let _ = writeln!(
+                out,
+                "  open ports: {} (new flows to the others share the closed ports' budget)",
+                ct.open_ports
+            );
             for d in &ct.recent {
                 let _ = writeln!(out, "  {:>6.0}s ago: {}", (now - d.at).max(0.0), d.line);
             }

@@ -8,7 +8,11 @@ use std::{collections::VecDeque, fmt::Write as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    conntrack::Stats, duration::DAY_SECS, level::Level, ports::port_list, xdp::XdpAttachMode,
+    conntrack::Stats,
+    duration::DAY_SECS,
+    level::Level,
+    ports::{OpenRanges, port_list},
+    xdp::XdpAttachMode,
 };
 use guard_common::config::FLOW_CLASSES;
 
@@ -47,6 +51,10 @@ pub struct Status {
     /// SYN cookies are answering SYNs to these ports (empty: off).
     #[serde(default)]
     pub cookie_ports: Vec<u16>,
+    /// The ports counted open: a SYN or new UDP flow to any other takes
+    /// the closed ports' share of the budget.
+    #[serde(default)]
+    pub open_ports: OpenRanges,
     /// guard's nftables tables found gone (a `flush ruleset`) and
     /// installed again, since start.
     #[serde(default)]

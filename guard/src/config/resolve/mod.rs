@@ -21,7 +21,7 @@ use super::{
         BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
         XdpModeChoice, defaults,
     },
-    settings::{ConntrackSettings, CookieSettings, Rate, Settings, list_overflow},
+    settings::{ConntrackSettings, CookieSettings, DeclaredOpen, Rate, Settings, list_overflow},
 };
 
 mod fleet;
@@ -94,6 +94,7 @@ impl Settings {
             source: limits.source,
             prefix: limits.prefix,
             global: limits.global,
+            open_ports: open_ports(&l)?,
             events: limits.events,
             source_prefix_v4: grouping.source_prefix_v4,
             source_prefix_v6: grouping.source_prefix_v6,
@@ -363,6 +364,45 @@ fn conntrack(l: &Layers<'_>, dry_run: bool) -> Result<ConntrackSettings, ConfigE
         calm: seconds(l, "calm", |r| r.calm, defaults::CALM_SECS, 1..=3600)?,
         dry_run,
     })
+}
+
+/// `--open-port`: each `PORT` or `LOW-HIGH`, for both protocols or with
+/// `/tcp` or `/udp`.
+fn open_ports(l: &Layers<'_>) -> Result<DeclaredOpen, ConfigError> {
+    let mut out = DeclaredOpen::default();
+    let Some((specs, origin)) = l.get("open-port", |r| r.open_port.clone()) else {
+        return Ok(out);
+    };
+    for spec in &specs {
+        let bad = |why: &str| invalid("open-port", spec, &origin, why);
+        let (range, proto) = match spec.split_once('/') {
+            Some((range, proto)) => (range, Some(proto)),
+            None => (spec.as_str(), None),
+        };
+        let port = |s: &str| s.trim().parse::<u16>().ok().filter(|&p| p != 0);
+        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+        let (Some(lo), Some(hi)) = (port(lo), port(hi)) else {
+            return Err(bad(
+                "a port is 1 to 65535: PORT or LOW-HIGH, then /tcp or /udp for one protocol",
+            ));
+        };
+        if lo > hi {
+            return Err(bad("the range runs backwards"));
+        }
+        let (tcp, udp) = match proto {
+            None => (true, true),
+            Some("tcp") => (true, false),
+            Some("udp") => (false, true),
+            Some(_) => return Err(bad("the protocol is tcp or udp")),
+        };
+        if tcp {
+            out.tcp.push((lo, hi));
+        }
+        if udp {
+            out.udp.push((lo, hi));
+        }
+    }
+    Ok(out)
 }
 
 fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {

@@ -10,7 +10,7 @@ use std::{
 use guard_common::ports::PORT_SLOTS;
 
 use crate::{
-    config::{Settings, SynCookies},
+    config::{DeclaredOpen, Settings, SynCookies},
     host::{conntrack::knobs::Knobs, netns::Scope, nft, restore::Record, xtables},
     model::{
         conntrack::TCP_LOOSE,
@@ -146,6 +146,8 @@ pub(super) struct Ports {
     /// read).
     untracked_read: Untracked,
     untracked_own: BTreeSet<u16>,
+    /// `--open-port`'s ports.
+    pub(super) declared: DeclaredOpen,
 }
 
 /// How long the nat rules read stay current while the listening ports do
@@ -158,7 +160,7 @@ const NAT_REREAD: Duration = Duration::from_secs(30);
 type Listeners = (BTreeSet<u16>, Option<BTreeSet<u16>>);
 
 impl Ports {
-    pub(super) fn new(narrow: Vec<u16>) -> Self {
+    pub(super) fn new(narrow: Vec<u16>, declared: DeclaredOpen) -> Self {
         Self {
             narrow,
             table: PortTable::default(),
@@ -173,6 +175,7 @@ impl Ports {
             nat_read: None,
             untracked_read: Untracked::default(),
             untracked_own: BTreeSet::new(),
+            declared,
         }
     }
 

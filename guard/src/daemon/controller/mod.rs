@@ -188,7 +188,7 @@ impl<'a> Controller<'a> {
             started: Instant::now(),
             read_only: BTreeSet::new(),
             recent: VecDeque::with_capacity(status::RECENT),
-            ports: Ports::new(settings.cookies.ports.clone()),
+            ports: Ports::new(settings.cookies.ports.clone(), settings.open_ports.clone()),
             reported: BTreeSet::new(),
             synproxy: SynproxyOptions {
                 mss: settings.cookies.mss,
@@ -371,7 +371,12 @@ impl<'a> Controller<'a> {
         // A dry run reads no nat rules: with no published port known, it
         // marks none open, and every port stays open as before.
         if !self.dry_run {
-            let open = OpenPorts::of(Some(&listening.ports), udp.as_ref(), &self.ports.nat);
+            let open = OpenPorts::of(
+                Some(&listening.ports),
+                udp.as_ref(),
+                &self.ports.nat,
+                &self.ports.declared,
+            );
             self.ports.table.set_open(open);
         }
         for problem in self.ports.listening(listening) {
@@ -535,6 +540,7 @@ impl<'a> Controller<'a> {
             global: (applied.limits.global.rate > 0).then_some(applied.limits.global),
             source: applied.limits.source,
             cookie_ports: self.ports.armed.iter().copied().collect(),
+            open_ports: self.ports.table.open().ranges(),
             nft_reinstalled: self.nft_reinstalled,
             stats: table.stats,
             recent: self.recent.clone(),
@@ -828,6 +834,7 @@ impl<'a> Controller<'a> {
         self.cfg.prefix = settings.prefix;
         self.cfg.limits_always = settings.source_limits == SourceLimits::Always;
         self.cfg.global = settings.global;
+        self.ports.declared.clone_from(&settings.open_ports);
         // The mode may have changed: cookies come on in enforce mode and
         // go off in monitor mode from the next tick.
         let recorded = self.record.local.len();

@@ -7,6 +7,7 @@ use crate::{
     config::Rate,
     model::{
         conntrack::Stats,
+        ports::OpenRanges,
         stats::{InterfaceStats, SigRow, SourceRow},
         status::{AttachedStatus, LoggedDecision, Status},
     },
@@ -87,6 +88,7 @@ fn status() -> Status {
             burst: 100,
         }; 4],
         cookie_ports: Vec::new(),
+        open_ports: OpenRanges::default(),
         nft_reinstalled: 0,
         stats: Stats::default(),
         recent: VecDeque::from([LoggedDecision {
