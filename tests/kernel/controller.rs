@@ -1393,40 +1393,12 @@ fn the_hosts_own_lookups_are_answered_through_a_udp_flood() {
             "0",
         ],
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
-        let victim = flood.victim_for(spoofed(i));
-        flood.send(&Packet::udp(
-            spoofed(i),
-            victim,
-            sport,
-            CLOSED_UDP_PORT,
-            b"flood",
-        ));
-    });
-    let dropped = wait_counter(&net, "drop_closed_port", 1000);
-    let mut unanswered = Vec::new();
-    // Over two seconds of the flood.
-    for i in 0..200u32 {
-        thread::sleep(Duration::from_millis(10));
-        let resolver = resolvers[i as usize % 2];
-        let question = format!("lookup {i}");
-        if let Err(e) = query(
-            &net.victim,
-            resolver,
-            question.as_bytes(),
-            Duration::from_millis(500),
-        ) {
-            unanswered.push(format!("{question} to {resolver}: {e}"));
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let flood = flood.join().expect("flood");
-    let c = guard_proc::counters(&guard_proc::stats(&net));
-    assert!(
-        c["drop_closed_port"] > dropped + 1000,
-        "the flood ({} datagrams) did not keep the budget spent: {c:?}",
-        flood.sent
+    let unanswered = queries_through_a_closed_port_flood(
+        &net,
+        &net.victim,
+        resolvers,
+        200,
+        Duration::from_millis(10),
     );
     assert!(
         unanswered.is_empty(),
@@ -1435,6 +1407,50 @@ fn the_hosts_own_lookups_are_answered_through_a_udp_flood() {
         guard.stderr()
     );
     guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// Spoofed datagrams to [`CLOSED_UDP_PORT`], about 20,000 a second, each
+/// from a new source, until `stop`.
+fn udp_flood_at_a_closed_port(net: &TestNet, stop: Arc<AtomicBool>) -> thread::JoinHandle<Flood> {
+    flooding(Flood::new(net), stop, |flood, i, sport| {
+        let victim = flood.victim_for(spoofed(i));
+        let datagram = Packet::udp(spoofed(i), victim, sport, CLOSED_UDP_PORT, b"flood");
+        flood.send(&datagram);
+    })
+}
+
+/// `n` queries from namespace `ns` to `servers` in turn, one every `gap`,
+/// each from a socket of its own, through [`udp_flood_at_a_closed_port`]
+/// once it has made guard drop 1,000 datagrams as a closed port's; the
+/// flood must have been dropped so throughout. The queries unanswered.
+fn queries_through_a_closed_port_flood(
+    net: &TestNet,
+    ns: &str,
+    servers: [SocketAddr; 2],
+    n: u32,
+    gap: Duration,
+) -> Vec<String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood_at_a_closed_port(net, stop.clone());
+    let dropped = wait_counter(net, "drop_closed_port", 1000);
+    let mut unanswered = Vec::new();
+    for i in 0..n {
+        thread::sleep(gap);
+        let server = servers[i as usize % 2];
+        let question = format!("query {i}");
+        if let Err(e) = query(ns, server, question.as_bytes(), Duration::from_millis(500)) {
+            unanswered.push(format!("{question} to {server}: {e}"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flood = flood.join().expect("flood");
+    let c = guard_proc::counters(&guard_proc::stats(net));
+    assert!(
+        c["drop_closed_port"] > dropped + 1000,
+        "the flood ({} datagrams) was not dropped as a closed port's throughout: {c:?}",
+        flood.sent
+    );
+    unanswered
 }
 
 /// guard as these tests run it against floods at closed ports: a small
@@ -1468,35 +1484,13 @@ fn new_clients_of_an_open_udp_port_are_served_through_a_flood_at_a_closed_one() 
         .map(|a| SocketAddr::new(a.parse().expect("address"), OPEN_UDP_PORT));
     let _servers = servers.map(|addr| UdpEcho::start(&net.victim, addr));
     let guard = start_on(&net, &SMALL_BUDGET);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
-        let victim = flood.victim_for(spoofed(i));
-        let datagram = Packet::udp(spoofed(i), victim, sport, CLOSED_UDP_PORT, b"flood");
-        flood.send(&datagram);
-    });
-    let dropped = wait_counter(&net, "drop_closed_port", 1000);
-    let mut unanswered = Vec::new();
     // 40 clients over four seconds of the flood.
-    for i in 0..40u32 {
-        thread::sleep(Duration::from_millis(100));
-        let server = servers[i as usize % 2];
-        let question = format!("query {i}");
-        if let Err(e) = query(
-            &net.attacker,
-            server,
-            question.as_bytes(),
-            Duration::from_millis(500),
-        ) {
-            unanswered.push(format!("{question} to {server}: {e}"));
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let flood = flood.join().expect("flood");
-    let c = guard_proc::counters(&guard_proc::stats(&net));
-    assert!(
-        c["drop_closed_port"] > dropped + 1000,
-        "the flood ({} datagrams) was not dropped as a closed port's: {c:?}",
-        flood.sent
+    let unanswered = queries_through_a_closed_port_flood(
+        &net,
+        &net.attacker,
+        servers,
+        40,
+        Duration::from_millis(100),
     );
     assert!(
         unanswered.is_empty(),
@@ -1521,11 +1515,7 @@ fn a_port_named_open_is_counted_open() {
         &[&SMALL_BUDGET[..], &["--open-port", &named]].concat(),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
-        let victim = flood.victim_for(spoofed(i));
-        let datagram = Packet::udp(spoofed(i), victim, sport, CLOSED_UDP_PORT, b"flood");
-        flood.send(&datagram);
-    });
+    let flood = udp_flood_at_a_closed_port(&net, stop.clone());
     wait_counter(&net, "drop_global_budget", 1000);
     stop.store(true, Ordering::Relaxed);
     drop(flood.join().expect("flood"));
