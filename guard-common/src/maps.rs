@@ -55,8 +55,9 @@ pub const UDP_FLOWS4: &str = "GUARD_UDP_FLOW4";
 /// client's ACK must carry: the SYN-ACKs the host sent while the global
 /// budget binds, written by [`SYNACK_PROGRAM`], read by the XDP program.
 pub const SYNACKS: &str = "GUARD_SYNACKS";
-/// Array indexed by TCP port -> a [`crate::ports`] entry (listener, slot,
-/// cookies armed).
+/// Array indexed by port -> a [`crate::ports`] entry (a TCP listener's
+/// slot and cookie bits, the protocols conntrack skips it for, the
+/// protocols it is open for).
 pub const PORTS: &str = "GUARD_PORTS";
 /// Per-CPU array of [`crate::ports::PortCounts`], by port slot.
 pub const PORT_COUNTS: &str = "GUARD_PORT_COUNTS";

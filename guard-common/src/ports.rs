@@ -1,15 +1,17 @@
-//! The TCP port table: which local ports have a listener (and so may get
+//! The port table: which local TCP ports have a listener (and so may get
 //! SYN cookies), which are armed now, and the per-port SYN counters the
-//! controller reads to arm a port under a flood and disarm it after.
+//! controller reads to arm a port under a flood and disarm it after;
+//! which ports conntrack skips, and which are open (for the closed
+//! ports' bucket of the global budget), by protocol.
 //!
 //! `GUARD_PORTS` is an array indexed by the destination port (host order),
 //! so the program's lookup is one inlined bounds check and load; its value
-//! packs a counter slot and two bits. Only ports with a listener get a
-//! slot, in `GUARD_PORT_COUNTS` (per CPU).
+//! packs a counter slot and bits. Only ports with a listener get a slot,
+//! in `GUARD_PORT_COUNTS` (per CPU).
 
 /// Counter slots: ports with a listener that guard tracks at once.
 pub const PORT_SLOTS: u32 = 256;
-/// Entries of `GUARD_PORTS`: every TCP port.
+/// Entries of `GUARD_PORTS`: every port.
 pub const PORT_ENTRIES: u32 = 65_536;
 
 /// The port has a listener in the protected namespace; the low byte is its

@@ -95,13 +95,15 @@
 //!    /64, `guard_common::slots`): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
 //!    accounting); then, unless the source is verified, no token in the
-//!    global budget of the flow's class -> `drop_global_budget` (only
-//!    looked at here: the prefix is neither looked up nor charged for a
-//!    packet the budget drops); then the prefix's bucket (`GUARD_PREFIXES`,
-//!    /24 or /48; skipped, with no entry, when the class's prefix limit is
-//!    off) -> `drop_prefix_limit`; then the budget's token is taken (a
-//!    verified source skips it; another CPU may have taken the last one
-//!    meanwhile -> `drop_global_budget`).
+//!    global budget's bucket for the flow -> `drop_global_budget` (its
+//!    class's; a SYN's or new UDP flow's to a closed port, once the port
+//!    table marks the open ones, the closed ports' -> `drop_closed_port`;
+//!    only looked at here: the prefix is neither looked up nor charged for
+//!    a packet the budget drops); then the prefix's bucket
+//!    (`GUARD_PREFIXES`, /24 or /48; skipped, with no entry, when the
+//!    class's prefix limit is off) -> `drop_prefix_limit`; then the
+//!    budget's token is taken (a verified source skips it; another CPU may
+//!    have taken the last one meanwhile -> the same drop reason).
 //!    Otherwise passed (`pass_limits`), and a datagram's flow (UDP or
 //!    another protocol's) is remembered.
 //!    With `reject = "rst"`, a SYN over a verified source's own limit is

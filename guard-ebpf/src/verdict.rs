@@ -182,7 +182,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
-    let budget = budget(ctx, h, cfg, class, entry, v4);
+    let budget = budget(ctx, h, cfg, class, entry, v4, now);
     let action = limit(
         cfg,
         slots,
@@ -204,7 +204,10 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
 /// nothing here serves cannot spend what the open ports' new clients
 /// need. Only once the port table marks the open ports, and not for a
 /// fragment (whose ports are not read) or a packet this host routes on
-/// to another machine, whose ports are not this host's to know.
+/// to another machine, whose ports are not this host's to know. The
+/// route is asked only once the closed ports' bucket is empty: a router's
+/// or a container host's forwarded flows, all to ports closed here, pay
+/// no FIB lookup while it has room.
 #[inline(always)]
 fn budget(
     ctx: &XdpContext,
@@ -213,6 +216,7 @@ fn budget(
     class: FlowClass,
     entry: u32,
     v4: bool,
+    now: u64,
 ) -> usize {
     let Some(closed) = class.closed_budget() else {
         return class.index();
@@ -225,7 +229,7 @@ fn budget(
     if cfg.ports & marked == 0
         || entry & open != 0
         || h.flags & F_FRAGMENT != 0
-        || route::routed_on(ctx, h, v4)
+        || (!global_room(cfg, closed, now) && route::routed_on(ctx, h, v4))
     {
         class.index()
     } else {

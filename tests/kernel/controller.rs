@@ -25,8 +25,8 @@ use guard_tests::{
     host::{self, Saved},
     kernel_test,
     net::{
-        ATTACKER_ADDR, ATTACKER_ADDR6, MACVLAN_ADDR, MACVLAN_ADDR6, TestNet, VICTIM_ADDR,
-        VICTIM_ADDR6,
+        ATTACKER_ADDR, ATTACKER_ADDR6, BEHIND_ADDR, BEHIND_ADDR6, MACVLAN_ADDR, MACVLAN_ADDR6,
+        TestNet, VICTIM_ADDR, VICTIM_ADDR6,
     },
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
@@ -1226,7 +1226,7 @@ fn a_flood_at_a_macvlan_container_is_not_the_hosts() {
         "every SYN another device's or a new flow of the host's: {c:?}"
     );
     assert!(c["new_flows"] <= served, "{c:?}");
-    assert_eq!(c["drop_global_budget"], 0, "{c:?}");
+    assert_eq!(c["drop_global_budget"] + c["drop_closed_port"], 0, "{c:?}");
     assert_eq!(c["cookie_synack"], 0, "{c:?}");
     let log = guard.stderr();
     assert!(!log.contains("SYN cookies on"), "{log}");
@@ -1501,6 +1501,37 @@ fn new_clients_of_an_open_udp_port_are_served_through_a_flood_at_a_closed_one() 
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A machine the host routes to (a container with an address of its own)
+/// serves a UDP port the host does not: its new clients' datagrams, to a
+/// port closed here, take the UDP class's bucket once the closed ports'
+/// is spent (the FIB says they go on), so a flood at the host's closed
+/// ports does not starve them. Without the route asked, all 40 queries
+/// met the closed ports' spent bucket.
+#[test]
+fn a_routed_machines_new_clients_are_not_a_closed_ports() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let behind = net.behind();
+    let servers = [BEHIND_ADDR, BEHIND_ADDR6]
+        .map(|a| SocketAddr::new(a.parse().expect("address"), OPEN_UDP_PORT));
+    let _servers = servers.map(|addr| UdpEcho::start(&behind.ns, addr));
+    let guard = start_on(&net, &SMALL_BUDGET);
+    let unanswered = queries_through_a_closed_port_flood(
+        &net,
+        &net.attacker,
+        servers,
+        40,
+        Duration::from_millis(100),
+    );
+    assert!(
+        unanswered.is_empty(),
+        "{} of 40 new clients of the machine behind unanswered: {unanswered:?}\n{}",
+        unanswered.len(),
+        guard.stderr()
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
 /// A port served some way guard cannot see (no socket, no nat rule:
 /// IPVS, an eBPF load balancer) is named open with `--open-port`: a flood
 /// at it is its class's to carry, dropped by the UDP bucket, not the
@@ -1518,11 +1549,21 @@ fn a_port_named_open_is_counted_open() {
     let flood = udp_flood_at_a_closed_port(&net, stop.clone());
     wait_counter(&net, "drop_global_budget", 1000);
     stop.store(true, Ordering::Relaxed);
-    drop(flood.join().expect("flood"));
+    let flood = flood.join().expect("flood");
     let out = guard_proc::run(&["stats", "--netns", &net.victim, "--interval", "0"]);
     out.assert_code(0);
     let c = guard_proc::counters(&guard_proc::stats(&net));
     assert_eq!(c["drop_closed_port"], 0, "{c:?}");
+    // Another port, not named, is closed all the same.
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = flooding(flood, stop.clone(), |flood, i, sport| {
+        let victim = flood.victim_for(spoofed(i));
+        let datagram = Packet::udp(spoofed(i), victim, sport, CLOSED_UDP_PORT + 1, b"flood");
+        flood.send(&datagram);
+    });
+    wait_counter(&net, "drop_closed_port", 1000);
+    stop.store(true, Ordering::Relaxed);
+    drop(other.join().expect("flood"));
     assert!(
         out.stdout.contains(&format!("udp {CLOSED_UDP_PORT}")),
         "the port named is listed open:\n{out}"

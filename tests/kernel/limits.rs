@@ -256,6 +256,7 @@ fn monitor_drops_nothing_and_counts_exactly_what_enforce_drops() {
         "drop_source_limit",
         "drop_prefix_limit",
         "drop_global_budget",
+        "drop_closed_port",
         "drop_banned",
         "drop_denylist",
         "pass_limits",

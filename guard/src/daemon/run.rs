@@ -824,11 +824,14 @@ fn tick(c: &mut Controller<'_>, attached: &mut [Attached]) -> Duration {
             .with_context(|| a.iface.name.clone())
     });
     let mut write_ports = |table: &BTreeMap<u16, u32>, marked: u8| {
+        let mut written = true;
         for a in attached.iter_mut() {
             if let Err(e) = a.set_ports(table, marked) {
                 tracing::error!("{e:#}");
+                written = false;
             }
         }
+        written
     };
     match c.tick(totals, &ports, &mut write_ports) {
         Ok(tick) => {

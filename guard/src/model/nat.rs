@@ -12,12 +12,17 @@
 //! Otherwise it would reach a local listener instead (docker-proxy), or
 //! none, even when something listens on the port here too.
 //!
+//! The UDP ports the prerouting rules rewrite are read too, by a walk of
+//! their own ([`NatRewrites::udp`]): a published UDP port is open though
+//! no socket here is bound to it (`model::ports::OpenPorts`).
+//!
 //! A chain is followed through jumps and gotos with the ports of the rules
 //! that led there, and through verdict maps (kube-proxy's nftables mode
 //! dispatches services by `ip daddr . meta l4proto . th dport vmap`) with
 //! the port each element's key names; a translating rule with no port of
-//! its own, reached without one, may rewrite any TCP port. A rule or a
-//! map element for UDP only is no concern of cookies. Matches on anything
+//! its own, reached without one, may rewrite any port of the walk's
+//! transport. A rule or a map element for the other transport alone is
+//! skipped. Matches on anything
 //! but the port (addresses, interfaces) are not read: a rule is taken to
 //! rewrite its ports for every address.
 

@@ -1,5 +1,7 @@
 //! The port table's contents, decided without I/O: a counter slot for each
-//! listening port that may get SYN cookies, and which of them are armed.
+//! listening port that may get SYN cookies, and which of them are armed;
+//! the ports conntrack skips, and the open ports of each protocol
+//! ([`OpenPorts`]).
 //!
 //! The policy says whether a random-source SYN flood is on
 //! ([`super::policy::XdpLimits::cookies`]); this module says which ports
@@ -12,6 +14,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
     net::IpAddr,
     time::Duration,
 };
@@ -160,7 +163,9 @@ impl OpenPorts {
     ) -> Self {
         let with =
             |listening: Option<&BTreeSet<u16>>, rewrites: &Rewrites, declared: &[(u16, u16)]| {
-                if rewrites.all.is_some() {
+                // Every port open is no port closed: nothing to mark.
+                let every = |&(lo, hi): &(u16, u16)| lo <= 1 && hi == u16::MAX;
+                if rewrites.all.is_some() || declared.iter().any(every) {
                     return None;
                 }
                 let mut open = listening?.clone();
@@ -211,6 +216,10 @@ pub struct OpenRanges {
     pub udp: Option<Vec<(u16, u16)>>,
 }
 
+/// Ranges [`OpenRanges`]' display names before "and N more" (a
+/// resolver's client sockets are open ports too).
+const SHOWN_RANGES: usize = 16;
+
 impl std::fmt::Display for OpenRanges {
     /// `tcp 22, 80, 30000-32767; udp 53`, `all` for a protocol not known.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -221,7 +230,9 @@ impl std::fmt::Display for OpenRanges {
                     if r.is_empty() {
                         return "none".to_owned();
                     }
-                    r.iter()
+                    let mut shown = r
+                        .iter()
+                        .take(SHOWN_RANGES)
                         .map(|&(lo, hi)| {
                             if lo == hi {
                                 lo.to_string()
@@ -230,7 +241,11 @@ impl std::fmt::Display for OpenRanges {
                             }
                         })
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", ");
+                    if r.len() > SHOWN_RANGES {
+                        let _ = write!(shown, " and {} more", r.len() - SHOWN_RANGES);
+                    }
+                    shown
                 },
             )
         };
@@ -592,6 +607,23 @@ mod tests {
             udp: Some(BTreeSet::new()),
         };
         assert_eq!(every.ranges().to_string(), "tcp 1-65535; udp none");
+        let many = OpenPorts {
+            tcp: Some((0..20).map(|p| 1000 + 2 * p).collect()),
+            udp: None,
+        };
+        assert!(
+            many.ranges()
+                .to_string()
+                .ends_with("1030 and 4 more; udp all (not known)")
+        );
+        // Every port named open: nothing is closed, nothing to mark.
+        let all = DeclaredOpen {
+            tcp: vec![(1, u16::MAX)],
+            udp: Vec::new(),
+        };
+        nat.prerouting.all = None;
+        let named = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &all);
+        assert_eq!(named.marked(), OPEN_MARKED_UDP);
     }
 
     /// Open ports' entries carry their protocols' bits, beside a

@@ -139,7 +139,13 @@ pub(super) struct Ports {
     /// cookies only if it is on the second too (`model::nat` says why);
     /// and when and for which listening ports they were last read.
     pub(super) nat: NatRewrites,
-    nat_read: Option<(Listeners, Instant)>,
+    nat_read: Option<(BTreeSet<u16>, Instant)>,
+    /// Whether the nat rules have been read whole (the nftables ruleset
+    /// and, where in use, iptables-legacy's nat table) once: until then a
+    /// port they may publish is not known, and no port counts as closed.
+    pub(super) nat_known: bool,
+    /// Why the last reading was not whole, if it was not.
+    pub(super) nat_unread: Option<String>,
     /// The ports the notrack rules read with the nat rules skip
     /// (`model::notrack`), and `--notrack-port`'s own, which the table
     /// guard installed holds (kept apart in case the rules cannot be
@@ -155,10 +161,6 @@ pub(super) struct Ports {
 /// and is read at once).
 const NAT_REREAD: Duration = Duration::from_secs(30);
 
-/// The listening TCP ports and the UDP ports bound (`None`: unread), as
-/// the nat rules were last read with.
-type Listeners = (BTreeSet<u16>, Option<BTreeSet<u16>>);
-
 impl Ports {
     pub(super) fn new(narrow: Vec<u16>, declared: DeclaredOpen) -> Self {
         Self {
@@ -173,6 +175,8 @@ impl Ports {
             xdp_can_reply: true,
             nat: NatRewrites::default(),
             nat_read: None,
+            nat_known: false,
+            nat_unread: None,
             untracked_read: Untracked::default(),
             untracked_own: BTreeSet::new(),
             declared,
@@ -187,29 +191,40 @@ impl Ports {
     pub(super) fn read_nat(
         &mut self,
         scope: &Scope,
-        (tcp, udp): (&BTreeSet<u16>, Option<&BTreeSet<u16>>),
+        listening: &BTreeSet<u16>,
         now: Instant,
     ) -> Option<String> {
-        let fresh = self.nat_read.as_ref().is_some_and(|((t, u), at)| {
-            t == tcp && u.as_ref() == udp && now.duration_since(*at) < NAT_REREAD
-        });
+        // The listening TCP ports alone: a resolver's UDP sockets come and
+        // go every tick, and a UDP port published anew is found within
+        // NAT_REREAD.
+        let fresh = self
+            .nat_read
+            .as_ref()
+            .is_some_and(|(ports, at)| ports == listening && now.duration_since(*at) < NAT_REREAD);
         if fresh {
             return None;
         }
-        self.nat_read = Some(((tcp.clone(), udp.cloned()), now));
+        self.nat_read = Some((listening.clone(), now));
         let (legacy, unread) = legacy_tables(
             scope,
             "nat",
             "a port its rules rewrite may get SYN cookies, and then its connections fail",
         );
-        match nft::ruleset(scope) {
+        self.nat_unread = match nft::ruleset(scope) {
             Ok((json, listing)) => {
                 self.nat = rewrites(&json, &listing, &legacy);
                 self.untracked_read = untracked(&json);
                 self.set_untracked();
+                unread
+                    .as_ref()
+                    .map(|_| "iptables-legacy's nat table".to_owned())
             }
-            Err(e) => tracing::debug!("reading the nftables ruleset for nat rules: {e:#}"),
-        }
+            Err(e) => {
+                tracing::debug!("reading the nftables ruleset for nat rules: {e:#}");
+                Some(format!("the nftables ruleset ({e:#})"))
+            }
+        };
+        self.nat_known |= self.nat_unread.is_none();
         unread
     }
 

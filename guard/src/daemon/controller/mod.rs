@@ -254,12 +254,12 @@ impl<'a> Controller<'a> {
     /// table's counters, by port, summed over the attachments;
     /// `write_ports` puts a new port table (port -> `GUARD_PORTS` entry,
     /// and the `OPEN_MARKED_*` bits) into every attachment, so that what is
-    /// logged as armed is armed.
+    /// logged as armed is armed, and says whether every one took it.
     pub fn tick(
         &mut self,
         xdp: XdpCounts,
         port_counts: &BTreeMap<u16, PortCounts>,
-        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8),
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8) -> bool,
     ) -> Result<Tick> {
         let table = self.knobs.table().context("reading the conntrack table")?;
         self.refresh_listeners();
@@ -359,18 +359,26 @@ impl<'a> Controller<'a> {
         // the ports published, its notrack rules for the ports whose flows
         // open no entry.
         if !self.dry_run
-            && let Some(problem) = self.ports.read_nat(
-                self.knobs.scope(),
-                (&listening.ports, udp.as_ref()),
-                Instant::now(),
-            )
+            && let Some(problem) =
+                self.ports
+                    .read_nat(self.knobs.scope(), &listening.ports, Instant::now())
             && self.cfg.cookies != SynCookies::Never
         {
             self.report_once(&problem);
         }
+        if !self.dry_run
+            && !self.ports.nat_known
+            && let Some(what) = &self.ports.nat_unread
+        {
+            let line = format!(
+                "{what} could not be read: no port counts as closed, since a port the nat rules publish has no socket here"
+            );
+            self.report_once(&line);
+        }
         // A dry run reads no nat rules: with no published port known, it
-        // marks none open, and every port stays open as before.
-        if !self.dry_run {
+        // marks none open, and every port stays open as before; so until
+        // the rules have been read whole.
+        if !self.dry_run && self.ports.nat_known {
             let open = OpenPorts::of(
                 Some(&listening.ports),
                 udp.as_ref(),
@@ -479,7 +487,7 @@ impl<'a> Controller<'a> {
         counts: &BTreeMap<u16, PortCounts>,
         flood: bool,
         entries: u64,
-        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8),
+        write_ports: &mut dyn FnMut(&BTreeMap<u16, u32>, u8) -> bool,
     ) {
         let mode = if self.dry_run {
             SynCookies::Never
@@ -514,9 +522,10 @@ impl<'a> Controller<'a> {
                 armed = self.ports.table.armed();
             }
         }
+        // Kept as written only once every attachment took it: a failed
+        // write is tried again at the next tick.
         let written = (self.ports.table.entries(), self.ports.table.marked());
-        if written != self.ports.written {
-            write_ports(&written.0, written.1);
+        if written != self.ports.written && write_ports(&written.0, written.1) {
             self.ports.written = written;
         }
         for line in self.ports.changes(&armed, mode) {
