@@ -2,7 +2,11 @@
 //! writes it into the single-entry `GUARD_CONFIG` array. The XDP program
 //! reads it through one accessor; changing it needs no reload.
 
-use crate::{bucket::Limit, counters::Counter};
+use crate::{
+    bucket::Limit,
+    counters::Counter,
+    ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
+};
 
 /// Index of a new-flow class in the per-class limit arrays and in
 /// [`crate::state::SourceState::tat`].
@@ -72,6 +76,24 @@ impl FlowClass {
             Self::Udp => Some(FLOW_CLASSES + 1),
             Self::Icmp | Self::Other => None,
         }
+    }
+
+    /// The closed ports' bucket a new flow of the class takes, to a port
+    /// whose `GUARD_PORTS` entry is `entry`, under the configuration's
+    /// port bits `ports` ([`DataplaneConfig::ports`]): `None` where the
+    /// class has no ports, its protocol's open ports are not marked, or
+    /// the entry says the port is open. The program's and the model's
+    /// one rule.
+    #[must_use]
+    #[inline(always)]
+    pub fn closed_port_budget(self, ports: u8, entry: u32) -> Option<usize> {
+        let closed = self.closed_budget()?;
+        let (marked, open) = if self == Self::Syn {
+            (OPEN_MARKED_TCP, PORT_OPEN_TCP)
+        } else {
+            (OPEN_MARKED_UDP, PORT_OPEN_UDP)
+        };
+        (ports & marked != 0 && entry & open == 0).then_some(closed)
     }
 
     /// The name used in config keys (`syn-rate`), stats and events.
@@ -360,6 +382,26 @@ mod tests {
         }
         assert_eq!(budget_drop(syn), Counter::DropClosedPort);
         assert_eq!(budget_drop(udp), Counter::DropClosedPort);
+    }
+
+    /// A flow to a port takes the closed ports' bucket only where its
+    /// protocol's open ports are marked and its port is not one of them.
+    #[test]
+    fn a_port_is_closed_only_where_its_protocols_open_ports_are_marked() {
+        let (syn, udp) = (FlowClass::Syn, FlowClass::Udp);
+        let both = OPEN_MARKED_TCP | OPEN_MARKED_UDP;
+        assert_eq!(syn.closed_port_budget(both, 0), syn.closed_budget());
+        assert_eq!(udp.closed_port_budget(both, 0), udp.closed_budget());
+        assert_eq!(syn.closed_port_budget(both, PORT_OPEN_TCP), None);
+        assert_eq!(udp.closed_port_budget(both, PORT_OPEN_UDP), None);
+        // Open for the other protocol alone: closed for this one.
+        assert_eq!(
+            syn.closed_port_budget(both, PORT_OPEN_UDP),
+            syn.closed_budget()
+        );
+        assert_eq!(udp.closed_port_budget(OPEN_MARKED_TCP, 0), None);
+        assert_eq!(syn.closed_port_budget(OPEN_MARKED_UDP, 0), None);
+        assert_eq!(FlowClass::Icmp.closed_port_budget(both, 0), None);
     }
 
     const NIC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];

@@ -12,14 +12,13 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{
         ACK_LOOKUPS_PER_SEC, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6,
-        OPEN_MARKED_TCP, OPEN_MARKED_UDP, PORTS_ARMED, REJECT_RST, SYN_LOOKUPS_PER_SEC,
-        budget_drop,
+        PORTS_ARMED, REJECT_RST, SYN_LOOKUPS_PER_SEC, budget_drop,
     },
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
     ports::{
-        PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_OPEN_TCP, PORT_OPEN_UDP,
-        PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP, port_slot,
+        PORT_COOKIES, PORT_FORWARDED, PORT_LISTEN, PORT_UNTRACKED_TCP, PORT_UNTRACKED_UDP,
+        port_slot,
     },
     state::{EVENT_BANNED, EVENT_LIMITED, Event, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_RST},
 };
@@ -218,22 +217,14 @@ fn budget(
     v4: bool,
     now: u64,
 ) -> usize {
-    let Some(closed) = class.closed_budget() else {
-        return class.index();
-    };
-    let (marked, open) = if class == FlowClass::Syn {
-        (OPEN_MARKED_TCP, PORT_OPEN_TCP)
-    } else {
-        (OPEN_MARKED_UDP, PORT_OPEN_UDP)
-    };
-    if cfg.ports & marked == 0
-        || entry & open != 0
-        || h.flags & F_FRAGMENT != 0
-        || (!global_room(cfg, closed, now) && route::routed_on(ctx, h, v4))
-    {
-        class.index()
-    } else {
-        closed
+    match class.closed_port_budget(cfg.ports, entry) {
+        Some(closed)
+            if h.flags & F_FRAGMENT == 0
+                && (global_room(cfg, closed, now) || !route::routed_on(ctx, h, v4)) =>
+        {
+            closed
+        }
+        _ => class.index(),
     }
 }
 

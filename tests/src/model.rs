@@ -32,8 +32,8 @@ use guard_common::{
     Counter, CounterBlock, DataplaneConfig, Event, FlowClass, FlowKey, Limit, Marks, SourceKey,
     SourceState,
     config::{
-        DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, OPEN_MARKED_TCP,
-        OPEN_MARKED_UDP, UDP_FLOW_REFRESH_NS, budget_drop,
+        DENY_V4, DENY_V6, HAS_LISTS_V4, HAS_LISTS_V6, MODE_ENFORCE, UDP_FLOW_REFRESH_NS,
+        budget_drop,
     },
     counters::SIG_HIT_SLOT,
     dissect::{
@@ -47,7 +47,6 @@ use guard_common::{
     flows::{FLOW_WAYS, FlowSet, FlowSet6, FlowWay, FlowWay6, flow_sets, set_index, set_index6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
-    ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
     slots::slot_index,
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
@@ -648,19 +647,10 @@ impl Model {
     /// mark open, once the configuration says it marks them (the model
     /// routes nothing on: every destination is the host's).
     fn budget(&self, d: &Dissected, class: FlowClass) -> usize {
-        let Some(closed) = class.closed_budget() else {
-            return class.index();
-        };
-        let (marked, open) = if class == FlowClass::Syn {
-            (OPEN_MARKED_TCP, PORT_OPEN_TCP)
-        } else {
-            (OPEN_MARKED_UDP, PORT_OPEN_UDP)
-        };
         let entry = self.ports.get(&d.dport).copied().unwrap_or(0);
-        if self.config.ports & marked == 0 || entry & open != 0 || d.fragment {
-            class.index()
-        } else {
-            closed
+        match class.closed_port_budget(self.config.ports, entry) {
+            Some(closed) if !d.fragment => closed,
+            _ => class.index(),
         }
     }
 
@@ -943,8 +933,9 @@ mod tests {
 
     use guard_common::{
         bucket::{MAX_BURST, MAX_RATE},
-        config::{BUDGETS, FLOW_CLASSES, MODE_MONITOR},
+        config::{BUDGETS, FLOW_CLASSES, MODE_MONITOR, OPEN_MARKED_TCP, OPEN_MARKED_UDP},
         fingerprint::{FP_DPORT, FP_LEN, FP_PAYLOAD, FP_PROTO, SigMeta, Signature},
+        ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
     };
 
     use super::{

@@ -152,11 +152,12 @@ pub struct OpenPorts {
 }
 
 impl OpenPorts {
-    /// From the listening ports of each protocol (`None`: unread), the
-    /// nat rules' rewrites and the ports `--open-port` declares.
+    /// From the listening ports of each protocol (UDP's `None`: unread;
+    /// without TCP's the controller keeps the table it has), the nat
+    /// rules' rewrites and the ports `--open-port` declares.
     #[must_use]
     pub fn of(
-        tcp: Option<&BTreeSet<u16>>,
+        tcp: &BTreeSet<u16>,
         udp: Option<&BTreeSet<u16>>,
         nat: &NatRewrites,
         declared: &DeclaredOpen,
@@ -178,7 +179,7 @@ impl OpenPorts {
                 Some(open)
             };
         Self {
-            tcp: with(tcp, &nat.prerouting, &declared.tcp),
+            tcp: with(Some(tcp), &nat.prerouting, &declared.tcp),
             udp: with(udp, &nat.udp, &declared.udp),
         }
     }
@@ -578,7 +579,7 @@ mod tests {
             tcp: vec![(30000, 30001)],
             udp: vec![(4789, 4789)],
         };
-        let open = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &declared);
+        let open = OpenPorts::of(&tcp, Some(&udp), &nat, &declared);
         assert_eq!(
             open.tcp,
             Some(ports(&[22, 80, 8000, 8001, 8002, 30000, 30001]))
@@ -591,11 +592,11 @@ mod tests {
             "tcp 22, 80, 8000-8002, 30000-30001; udp 53, 4789, 5353"
         );
         let none = DeclaredOpen::default();
-        let unread = OpenPorts::of(Some(&tcp), None, &nat, &declared);
+        let unread = OpenPorts::of(&tcp, None, &nat, &declared);
         assert_eq!(unread.udp, None);
         assert_eq!(unread.marked(), OPEN_MARKED_TCP);
         nat.prerouting.all = Some("a portless dnat".to_owned());
-        let any = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &none);
+        let any = OpenPorts::of(&tcp, Some(&udp), &nat, &none);
         assert_eq!(any.tcp, None);
         assert_eq!(any.marked(), OPEN_MARKED_UDP);
         assert_eq!(
@@ -622,7 +623,7 @@ mod tests {
             udp: Vec::new(),
         };
         nat.prerouting.all = None;
-        let named = OpenPorts::of(Some(&tcp), Some(&udp), &nat, &all);
+        let named = OpenPorts::of(&tcp, Some(&udp), &nat, &all);
         assert_eq!(named.marked(), OPEN_MARKED_UDP);
     }
 

@@ -366,8 +366,7 @@ impl<'a> Controller<'a> {
         {
             self.report_once(&problem);
         }
-        if !self.dry_run
-            && !self.ports.nat_known
+        if !self.ports.nat_known
             && let Some(what) = &self.ports.nat_unread
         {
             let line = format!(
@@ -375,12 +374,12 @@ impl<'a> Controller<'a> {
             );
             self.report_once(&line);
         }
-        // A dry run reads no nat rules: with no published port known, it
-        // marks none open, and every port stays open as before; so until
-        // the rules have been read whole.
-        if !self.dry_run && self.ports.nat_known {
+        // Until the nat rules have been read whole (a dry run reads none),
+        // no published port is known: none is marked open, and every port
+        // stays open as before.
+        if self.ports.nat_known {
             let open = OpenPorts::of(
-                Some(&listening.ports),
+                &listening.ports,
                 udp.as_ref(),
                 &self.ports.nat,
                 &self.ports.declared,
