@@ -267,6 +267,25 @@ pub fn csum_add(mut sum: u32, bytes: &[u8]) -> u32 {
     sum
 }
 
+/// The one's-complement sum of `words`, each 32 bits read in memory
+/// order, for [`csum_fold`] (whose result is then in memory order too):
+/// what `bpf_csum_diff` gives for their bytes. An IPv4 header's five
+/// words add in a few instructions, where the helper costs a call.
+#[must_use]
+#[inline(always)]
+pub const fn csum_words(words: &[u32; 5]) -> u32 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < words.len() {
+        sum += words[i] as u64;
+        i += 1;
+    }
+    // Five words carry at most 3 into the high half; folded twice, none.
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum as u32
+}
+
 /// Folds a sum to 16 bits and complements it: the checksum to store (or 0
 /// when checking a block that includes its checksum).
 #[must_use]
@@ -294,6 +313,41 @@ mod tests {
         let mut tcp = vec![0u8; 20 + options.len().div_ceil(4) * 4];
         tcp[20..20 + options.len()].copy_from_slice(options);
         tcp
+    }
+
+    /// The word sum's checksum, stored in memory order, is the byte-wise
+    /// sum's, for headers of random bytes and for the carriest one.
+    #[test]
+    fn word_sums_check_as_byte_sums_do() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut headers = vec![[0xff; 20], [0; 20]];
+        for _ in 0..1000 {
+            let mut h = [0u8; 20];
+            for b in &mut h {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            headers.push(h);
+        }
+        for mut h in headers {
+            h[10..12].fill(0);
+            let words: [u32; 5] = core::array::from_fn(|i| {
+                u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap())
+            });
+            let c = csum_fold(csum_words(&words)).to_ne_bytes();
+            assert_eq!(
+                u16::from_be_bytes(c),
+                csum_fold(csum_add(0, &h)),
+                "{h:02x?}"
+            );
+            h[10..12].copy_from_slice(&c);
+            let words: [u32; 5] = core::array::from_fn(|i| {
+                u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap())
+            });
+            assert_eq!(csum_fold(csum_words(&words)), 0, "{h:02x?}: checks");
+        }
     }
 
     #[test]

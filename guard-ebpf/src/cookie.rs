@@ -42,9 +42,9 @@ use aya_ebpf::{
 use guard_common::{
     DataplaneConfig,
     cookie::{
-        OptionWalk, SynOptions, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_FLAG_RST,
-        TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_fold, linux_syn_options,
-        write_synack_options,
+        OptionWalk, SYNACK_MAX_OPTIONS, SynOptions, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE,
+        TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_fold, csum_words,
+        linux_syn_options, write_synack_options,
     },
     dissect::{IPPROTO_TCP, TCP_MIN_HLEN},
     key::{AF_INET, addr_words},
@@ -54,8 +54,8 @@ use aya_ebpf::cty::c_void;
 
 use crate::{
     dissect::{F_FRAGMENT, Headers},
-    maps::{IPV4_HLEN, IPV6_HLEN, MAX_L34, SCRATCH, Scratch},
-    packet::{self, Span, load},
+    maps::{IPV4_HLEN, IPV6_HLEN, SCRATCH, Scratch},
+    packet::{self, Span, Words, load},
     route,
 };
 
@@ -134,10 +134,13 @@ fn put(buf: &mut [u8], i: usize, v: u8) {
 /// Answers a SYN with a SYN-ACK carrying a cookie. `None` when the SYN
 /// cannot take this path (it then goes the ordinary way, unchanged).
 ///
-/// The SYN's TCP header is read whole, whatever its length, as the
-/// longest one could be: where the frame is shorter it first grows (as
-/// xdp_synproxy's does), which also leaves room for the longest reply;
-/// the frame is cut to the reply at the end.
+/// The SYN's TCP header is read whole as one of two lengths, the reply's
+/// longest ([`REPLY_TCP`], which Linux's, Windows' and an option-less
+/// SYN's fit) or the longest there is: where the frame is shorter it
+/// first grows (as xdp_synproxy's does), which also leaves room for the
+/// reply; the frame is cut to the reply at the end. A Linux SYN is as
+/// long as its reply: answered in place, it is neither grown nor cut
+/// (each a helper call, the growth cleared byte by byte).
 #[inline(always)]
 pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig) -> Option<u32> {
     // Data on a SYN (TCP Fast Open) would need its checksum summed too;
@@ -146,17 +149,17 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
         return None;
     }
     let sc = scratch()?;
-    let (came, room) = (packet::len(ctx), h.l4 + TCP_MAX_HLEN);
+    let long = t.hlen > REPLY_TCP;
+    let room = h.l4 + if long { TCP_MAX_HLEN } else { REPLY_TCP };
+    let came = packet::len(ctx);
     let grown = came < room;
     if grown && !packet::set_len(ctx, room) {
         return None;
     }
     let built = if t.v4 {
-        read_in::<IPV4_HLEN, TCP_MAX_HLEN>(ctx, h, sc)
-            .and_then(|()| synack::<IPV4_HLEN>(sc, t.hlen, cfg.cookie_mss4, cfg))
+        synack_in::<IPV4_HLEN>(ctx, h, sc, t.hlen, long, cfg.cookie_mss4, cfg)
     } else {
-        read_in::<IPV6_HLEN, TCP_MAX_HLEN>(ctx, h, sc)
-            .and_then(|()| synack::<IPV6_HLEN>(sc, t.hlen, cfg.cookie_mss6, cfg))
+        synack_in::<IPV6_HLEN>(ctx, h, sc, t.hlen, long, cfg.cookie_mss6, cfg)
     };
     let Some(l34_len) = built else {
         // Nothing was written: the frame shrinks back to the SYN as it came.
@@ -165,9 +168,37 @@ pub fn answer_syn(ctx: &XdpContext, h: &Headers, t: &Tcp, cfg: &DataplaneConfig)
         }
         return None;
     };
-    // The frame holds the longest TCP header after either IP header, and
-    // so the longest reply.
-    send_back::<MAX_L34>(ctx, h, sc, l34_len)
+    // The frame holds the TCP header's read length after the IP header,
+    // at least the reply's longest.
+    if t.v4 {
+        send_back::<{ IPV4_HLEN + REPLY_TCP }>(ctx, h, sc, l34_len)
+    } else {
+        send_back::<{ IPV6_HLEN + REPLY_TCP }>(ctx, h, sc, l34_len)
+    }
+}
+
+/// The longest TCP header of a SYN-ACK this builds, and the length a SYN's
+/// header up to that long is read as.
+const REPLY_TCP: usize = TCP_MIN_HLEN + SYNACK_MAX_OPTIONS;
+
+/// Reads the SYN's headers in (the TCP header as [`TCP_MAX_HLEN`] bytes
+/// if `long`, else [`REPLY_TCP`]) and builds its SYN-ACK ([`synack`]).
+#[inline(always)]
+fn synack_in<const IP: usize>(
+    ctx: &XdpContext,
+    h: &Headers,
+    sc: &mut Scratch,
+    hlen: usize,
+    long: bool,
+    mss: u16,
+    cfg: &DataplaneConfig,
+) -> Option<usize> {
+    if long {
+        read_in::<IP, TCP_MAX_HLEN>(ctx, h, sc)?;
+    } else {
+        read_in::<IP, REPLY_TCP>(ctx, h, sc)?;
+    }
+    synack::<IP>(sc, hlen, mss, cfg)
 }
 
 /// Copies the segment's IP header (`IP` bytes: no options) and the first
@@ -244,7 +275,7 @@ fn send_back<const LEN: usize>(
 /// it acknowledges.
 #[inline(always)]
 fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize> {
-    if IP == IPV4_HLEN && csum_fold(sum(&mut sc.ip.0, 0, IPV4_HLEN, 0)?) != 0 {
+    if IP == IPV4_HLEN && csum_fold(csum_words(&ipv4_words(&sc.ip))) != 0 {
         return None;
     }
     let &[q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(4..14)? else {
@@ -282,7 +313,7 @@ fn synack<const IP: usize>(
     cfg: &DataplaneConfig,
 ) -> Option<usize> {
     let v4 = IP == IPV4_HLEN;
-    if v4 && csum_fold(sum(&mut sc.ip.0, 0, IPV4_HLEN, 0)?) != 0 {
+    if v4 && csum_fold(csum_words(&ipv4_words(&sc.ip))) != 0 {
         return None;
     }
     // SAFETY: the helper reads the IP header and `hlen` bytes of TCP
@@ -461,11 +492,32 @@ fn reply_ip<const IP: usize>(sc: &mut Scratch, tcp_len: usize, ttl: u8) -> Optio
         i += 1;
     }
     if v4 {
-        let c = csum_fold(sum(&mut sc.out.0, 0, IPV4_HLEN, 0)?).to_ne_bytes();
+        // The reply's header sums as its fixed part and the packet's two
+        // addresses, whichever way round.
+        let word = |i: usize| u32::from_ne_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let ip = ipv4_words(&sc.ip);
+        let c = csum_fold(csum_words(&[word(0), word(4), word(8), ip[3], ip[4]])).to_ne_bytes();
         put(&mut sc.out.0, 10, c[0]);
         put(&mut sc.out.0, 11, c[1]);
     }
     Some(())
+}
+
+/// The IPv4 header at the start of `buf`, as five words in memory order.
+#[inline(always)]
+fn ipv4_words<const N: usize>(buf: &Words<N>) -> [u32; 5] {
+    const { assert!(N >= IPV4_HLEN) };
+    let p = buf.0.as_ptr().cast::<u32>();
+    // SAFETY: `buf` holds at least 20 bytes from an 8-aligned start.
+    unsafe {
+        [
+            p.read(),
+            p.add(1).read(),
+            p.add(2).read(),
+            p.add(3).read(),
+            p.add(4).read(),
+        ]
+    }
 }
 
 /// Sums the TCP header of `tcp_len` bytes after the IP header in `sc.out`

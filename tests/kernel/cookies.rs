@@ -279,8 +279,12 @@ impl SynAck {
 /// cookie (the sequence number) and the options after the MSS, which the
 /// caller checks; `flags` are the TCP flags expected.
 fn answer(program: &mut Program, syn: &Packet, flags: u8, now: u64) -> SynAck {
-    let sent = syn.frame();
-    let (action, out) = program.run_frame(&sent, now);
+    answer_frame(program, syn, &syn.frame(), flags, now)
+}
+
+/// [`answer`], for `sent`: `syn`'s frame, perhaps padded.
+fn answer_frame(program: &mut Program, syn: &Packet, sent: &[u8], flags: u8, now: u64) -> SynAck {
+    let (action, out) = program.run_frame(sent, now);
     assert_eq!(
         action, XDP_TX,
         "SYN not answered (1 drop, 2 pass, 3 tx): {sent:02x?}"
@@ -475,6 +479,51 @@ fn a_syn_with_the_longest_tcp_header_is_answered_and_the_frame_cut() {
             "{family:?}"
         );
         assert_counters(&program, &[(Counter::CookieSynAck, 1)]);
+    }
+}
+
+/// Every TCP header length a SYN can have, both families, as it comes and
+/// padded with 16 bytes after it: the program reads a header up to the
+/// reply's longest (40 bytes) as that many, and a longer one as 60,
+/// growing the frame where it is shorter; the reply is Linux's where the
+/// SYN carries Linux's options, the MSS alone otherwise, and the frame
+/// ends where the reply does.
+#[test]
+fn every_header_length_is_answered_with_the_same_reply_and_the_frame_fitted() {
+    let _kernel = kernel_test!();
+    let mut program = with_cookies("--mode enforce");
+    for family in [Family::V4, Family::V6] {
+        let ip_hlen = if family.client().is_ipv4() { 20 } else { 40 };
+        for options_len in (0..=40).step_by(4) {
+            // Linux's options where they fit, NOPs after; MSS and NOPs in
+            // a shorter block.
+            let mut options = if options_len >= 20 {
+                linux_options(family)
+            } else if options_len >= 4 {
+                [&[2, 4][..], &family.mss().to_be_bytes()].concat()
+            } else {
+                Vec::new()
+            };
+            options.resize(options_len, 1);
+            let syn = syn(family, &options);
+            for pad in [0, 16] {
+                let mut frame = syn.frame();
+                frame.resize(frame.len() + pad, 0);
+                let what = format!("{family:?}, {options_len} bytes of options, {pad} of padding");
+                let s = answer_frame(&mut program, &syn, &frame, TCP_SYN | TCP_ACK, T0);
+                let want = if options_len >= 20 {
+                    linux_synack_options(family.mss(), s.tsval())
+                } else {
+                    [&[2, 4][..], &family.mss().to_be_bytes()].concat()
+                };
+                assert_eq!(s.options(), want, "{what}: options");
+                assert_eq!(
+                    s.frame.len(),
+                    14 + ip_hlen + 20 + want.len(),
+                    "{what}: frame length"
+                );
+            }
+        }
     }
 }
 
