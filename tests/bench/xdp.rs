@@ -443,6 +443,27 @@ fn spent_program() -> Program {
     prog
 }
 
+/// [`spent_program`]'s budget once 65,536 IPv4 UDP flows (half the
+/// default `max-udp-flows`) were admitted, the last a moment ago: about
+/// what a budget of 2,000 new UDP flows a second (a conntrack table of
+/// 262,144 under pressure) admits in 30 s of `udp-flow-idle`. A flood's
+/// datagram then finds its flow's set among theirs.
+fn crowded_flows_program() -> Program {
+    let mut prog = program(&xdp::settings("--mode enforce"));
+    for i in 0..65_536u32 {
+        let src = IpAddr::V4(Ipv4Addr::from(0xc613_0000 + i));
+        let frame = Packet::udp(src, dst4(), 5353, 53, b"q").frame();
+        assert_eq!(prog.run(&frame, 0), XDP_PASS, "flow {i} admitted");
+    }
+    let mut cfg = prog.config();
+    cfg.global = xdp::settings("--mode enforce --global-rate 1 --global-burst 1")
+        .dataplane()
+        .global;
+    prog.set_config(&cfg);
+    let _ = prog.time(&frames::spoofed_udp(DISTINCT)[0], 1);
+    prog
+}
+
 /// A random-source flood once the global budget binds: every SYN from a
 /// source never seen, every one dropped by the budget; then the same with
 /// the marked filter defeated, in the same run.
@@ -463,6 +484,10 @@ fn spent_rows(base: &Baseline) -> Vec<Row> {
     out.push(row(
         "UDP, new source, budget spent (dropped)*",
         distinct(&prog, base, &frames::spoofed_udp(0)),
+    ));
+    out.push(row(
+        "UDP, new source, budget spent, 65,536 flows seen lately (dropped)*",
+        distinct(&crowded_flows_program(), base, &frames::spoofed_udp(0)),
     ));
     // The open ports marked, as `guard run` marks them, and the flood
     // aimed at a closed one: its bucket is spent as the classes' are,
@@ -871,7 +896,8 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
 /// (a known flow), `new` (sources the table does not hold, admitted),
-/// `spent` (new sources once the budget binds), `signature` (a SYN a
+/// `spent` (new sources once the budget binds), `udp-spent` (their
+/// datagrams), `signature` (a SYN a
 /// signature drops) and `cookie` (SYNs answered with SYN-ACKs).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
     let one = |p: Packet| vec![p.frame()];
@@ -889,6 +915,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
         ),
         "udp" => (program(&open_settings()), one(frames::known_udp()), 100_000),
         "spent" => (spent_program(), frames::spoofed(0), 1),
+        "udp-spent" => (spent_program(), frames::spoofed_udp(0), 1),
         "new" => (program(&open_settings()), frames::wide(), 1),
         "signature" => {
             let mut prog = program(&open_settings());
@@ -901,7 +928,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
             (prog, cookie_syns(), 1)
         }
         other => panic!(
-            "no profile case {other:?}: established, syn, syn6, udp, new, spent, signature or cookie"
+            "no profile case {other:?}: established, syn, syn6, udp, new, spent, udp-spent, signature or cookie"
         ),
     };
     // The first run creates the state a known source or flow has.

@@ -61,6 +61,9 @@ enum Case {
     New,
     /// SYNs from new sources once the global budget binds (dropped).
     Spent,
+    /// UDP datagrams from new sources once the global budget binds
+    /// (dropped).
+    UdpSpent,
     /// A SYN an attack signature drops.
     Signature,
     /// SYNs to a cookie port from new sources (answered with SYN-ACKs).
