@@ -243,6 +243,38 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     assert_eq!(ct::local_sysctl(&net.victim, SYNACK_RETRIES), 4);
 }
 
+/// `--synack-retries` bounds the server's SYN-ACK retransmissions while a
+/// port is armed, and the log says so; a bound at or above the host's own
+/// value leaves it as it is. Each time the host's value is back when guard
+/// stops.
+#[test]
+fn synack_retries_bound_the_servers_retransmissions_or_leave_them() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, wildcard_addr());
+    net.sysctl(&net.victim, "net/ipv4/tcp_synack_retries", "4");
+    for (bound, want) in [("2", 2), ("4", 4), ("9", 4)] {
+        let mut args = ALWAYS.to_vec();
+        args.extend(["--synack-retries", bound]);
+        let guard = start_on(&net, &args);
+        guard.wait_for_log("SYNPROXY completes cookie handshakes to ports");
+        assert_eq!(
+            ct::local_sysctl(&net.victim, SYNACK_RETRIES),
+            want,
+            "--synack-retries {bound}"
+        );
+        let said = format!("{SYNACK_RETRIES} {want} (spoofed requests");
+        assert_eq!(
+            guard.stderr().contains(&said),
+            want < 4,
+            "--synack-retries {bound}: {}",
+            guard.stderr()
+        );
+        guard.stop(libc::SIGTERM).assert_code(0);
+        assert_eq!(ct::local_sysctl(&net.victim, SYNACK_RETRIES), 4);
+    }
+}
+
 /// Table `table` (`FAMILY NAME`) with a chain on `hook` at `priority`
 /// that drops the packets conntrack puts in `state`: the rule of
 /// firewalls and anti-DDoS guides, `ct state invalid drop`.

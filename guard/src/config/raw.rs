@@ -40,6 +40,17 @@ pub mod defaults {
     /// Five minutes: longer than a flood wave, short enough that a
     /// verified address reused by someone else soon loses the privilege.
     pub const VERIFIED_SECS: u64 = 300;
+    /// `tcp_synack_retries` while a port is armed. The spoofed SYNs the
+    /// budget admits before cookies come on hold the server's SYN queue for
+    /// their SYN-ACK retransmissions (the kernel gives a full queue's old
+    /// requests two, about 7 s), and while it is full the server answers
+    /// SYNPROXY's SYNs with cookies of its own, whose options it reads from
+    /// SYNPROXY's shifted timestamp echo (`model::nft::synproxy_script`): a
+    /// window scale that is not the client's. With one retransmission the
+    /// queue was free within about 2 s by hand (BENCHMARKS.md). The armed
+    /// ports' clients get their SYN-ACKs from XDP and SYNPROXY, whose
+    /// handshakes with the server are local and lose nothing.
+    pub const SYNACK_RETRIES: u8 = 1;
     /// Where `--metrics` alone serves: loopback, a port of its own.
     pub const METRICS: &str = "127.0.0.1:9369";
     /// The fleet's key-value bucket.
@@ -476,6 +487,14 @@ pub struct RawConfig {
     /// binds, unless the source itself goes over its limit [default: 300].
     #[arg(long, value_name = "SECS", help_heading = "SYN cookies")]
     pub verified_for: Option<u64>,
+    /// While SYN cookies are on for a port, net.ipv4.tcp_synack_retries in
+    /// the protected namespace is at most N (restored when they go off),
+    /// so the spoofed requests a flood puts in the server's SYN queue
+    /// before cookies come on leave it within seconds; other ports'
+    /// clients get N SYN-ACK retransmissions meanwhile. The host's own
+    /// value (5 unless set) or more leaves it alone [default: 1].
+    #[arg(long, value_name = "N", help_heading = "SYN cookies")]
+    pub synack_retries: Option<u8>,
 
     /// Join a fleet through this NATS server (nats://HOST:PORT, tls://
     /// for TLS; several comma-separated): share bans and pressure with

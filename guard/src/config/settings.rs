@@ -54,6 +54,9 @@ pub struct CookieSettings {
     pub tsecr_checked: bool,
     /// How long a source proven real stays verified.
     pub verified: Duration,
+    /// `--synack-retries`: `net.ipv4.tcp_synack_retries` at most this
+    /// while a port is armed.
+    pub synack_retries: u8,
 }
 
 impl CookieSettings {
@@ -399,7 +402,7 @@ const RESTART_KEYS: &[RestartKey] = &[
     },
     // The SYNPROXY rules and the controller's switching follow these.
     RestartKey {
-        name: "syn-cookies/cookie-port/cookie-mss/cookie-wscale/verified-for",
+        name: "syn-cookies/cookie-port/cookie-mss/cookie-wscale/verified-for/synack-retries",
         show: |s| format!("{:?}", s.cookies),
         keep: |new, old| new.cookies.clone_from(&old.cookies),
     },

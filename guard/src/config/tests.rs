@@ -68,6 +68,30 @@ fn the_cookie_window_scale_follows_the_server_unless_set() {
     );
 }
 
+/// `--synack-retries`: 1 unless set, from a flag or the file; 0 is
+/// refused with the flag, the value and why; a reload keeps the running
+/// value and says so.
+#[test]
+fn synack_retries_default_to_one_and_zero_is_refused() {
+    assert_eq!(resolve(&["-i", "eth0"]).unwrap().cookies.synack_retries, 1);
+    let set = resolve(&["-i", "eth0", "--synack-retries", "3"]).unwrap();
+    assert_eq!(set.cookies.synack_retries, 3);
+    let file = resolve_toml("synack-retries = 5", &["-i", "eth0"]).unwrap();
+    assert_eq!(file.cookies.synack_retries, 5);
+    let err = error(&["-i", "eth0", "--synack-retries", "0"]);
+    assert!(
+        err.contains("synack-retries") && err.contains('0') && err.contains("one retransmission"),
+        "{err}"
+    );
+    let reload = set.reload(resolve(&["-i", "eth0", "--synack-retries", "2"]).unwrap());
+    assert_eq!(reload.applied.cookies.synack_retries, 3);
+    assert!(
+        reload.kept.iter().any(|k| k.contains("synack-retries")),
+        "{:?}",
+        reload.kept
+    );
+}
+
 #[test]
 fn cookies_protect_every_listener_unless_narrowed() {
     let s = resolve(&["-i", "eth0", "--syn-cookies", "always"]).unwrap();

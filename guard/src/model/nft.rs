@@ -187,7 +187,7 @@ const FORWARDED_OWN_ACK: &str = "tcp flags & (fin | syn | rst | ack) == ack ct d
 /// that ACK echoes, which is why the ACK to a server that answered with
 /// one goes on whole (the rule before; from that shifted echo the server
 /// reads options that are not the client's: a fault of SYNPROXY's that
-/// only a shorter SYN queue, `model::tcp::SYNACK_RETRIES_ARMED`, eases). With [`OwnAck::Drop`] the ACK is dropped: unanswered, the client
+/// only a shorter SYN queue, `--synack-retries`, eases). With [`OwnAck::Drop`] the ACK is dropped: unanswered, the client
 /// echoes the TSval of the handshake, and its first segment completes the
 /// server's side. On the way in, not out: conntrack must have seen the ACK
 /// leave (the connection established), or SYNPROXY takes the retransmitted

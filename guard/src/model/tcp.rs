@@ -22,17 +22,6 @@ pub const SYNCOOKIES_OFF: &str = "a listener whose SYN queue a flood filled drop
 /// request up.
 pub const SYNACK_RETRIES: &str = "net.ipv4.tcp_synack_retries";
 
-/// `tcp_synack_retries` while a port is armed. The spoofed SYNs the budget
-/// admits before cookies come on hold the server's SYN queue for their
-/// SYN-ACK retransmissions (the kernel gives a full queue's old requests
-/// two, about 7 s), and while it is full the server answers SYNPROXY's SYNs
-/// with cookies of its own, whose options it reads from SYNPROXY's shifted
-/// timestamp echo (`model::nft::synproxy_script`): a window scale that is
-/// not the client's. With one retransmission the queue was free within
-/// about 2 s by hand (BENCHMARKS.md). The armed ports' clients get their SYN-ACKs from XDP and SYNPROXY,
-/// whose handshakes with the server are local and lose nothing.
-pub const SYNACK_RETRIES_ARMED: u64 = 1;
-
 /// The largest window Linux lets a connection offer (`65535 << 14`, the
 /// kernel's `window_clamp` when nothing sets one).
 const MAX_WINDOW: u64 = 65_535 << 14;

@@ -454,10 +454,24 @@ fn cookies(l: &Layers<'_>) -> Result<CookieSettings, ConfigError> {
             "TCP window scale is at most 14",
         ));
     }
+    let (synack_retries, origin) = l.or(
+        "synack-retries",
+        |r| r.synack_retries,
+        defaults::SYNACK_RETRIES,
+    );
+    if synack_retries == 0 {
+        return Err(invalid(
+            "synack-retries",
+            synack_retries,
+            &origin,
+            "a client whose SYN-ACK is lost needs one retransmission at least",
+        ));
+    }
     Ok(CookieSettings {
         mode,
         ports,
         mss,
+        synack_retries,
         wscale: wscale.map(|(w, _)| w),
         host_wscale: defaults::LINUX_WSCALE,
         tsecr_checked: false,

@@ -65,7 +65,7 @@ fn legacy_tables(scope: &Scope, table: &str, missed: &str) -> (Vec<Save>, Option
 /// when it cannot be honoured. Cookies need a lone ACK to be invalid to
 /// conntrack (so that SYNPROXY sees it): when they may come on,
 /// `nf_conntrack_tcp_loose` is recorded to go back when they are off, and
-/// so is `tcp_synack_retries` (`model::tcp::SYNACK_RETRIES_ARMED`; where it
+/// so is `tcp_synack_retries` (`--synack-retries`; where it
 /// cannot be read it is left alone).
 pub(super) fn decide_cookies(
     knobs: &Knobs<'_>,

@@ -42,7 +42,7 @@ use crate::{
         ports::{OpenPorts, port_list},
         sizing::{self, Budget, MIB},
         status::{self, LoggedDecision, Status},
-        tcp::{SYNACK_RETRIES, SYNACK_RETRIES_ARMED},
+        tcp::SYNACK_RETRIES,
     },
 };
 
@@ -75,6 +75,9 @@ pub struct Controller<'a> {
     /// ports past the slots).
     reported: BTreeSet<String>,
     synproxy: SynproxyOptions,
+    /// `--synack-retries`: `tcp_synack_retries` at most this while a port
+    /// is armed.
+    synack_retries: u64,
     /// Ports the notrack table covers for this run (empty: no table).
     notrack_ports: Vec<u16>,
     /// Tables found gone (a `flush ruleset`) and installed again.
@@ -199,6 +202,7 @@ impl<'a> Controller<'a> {
                     OwnAck::Pass
                 },
             },
+            synack_retries: u64::from(settings.cookies.synack_retries),
             notrack_ports: Vec::new(),
             nft_reinstalled: 0,
             globals,
@@ -780,15 +784,15 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// The server's SYN-ACK retransmissions cut to
-    /// `model::tcp::SYNACK_RETRIES_ARMED` while a port is `armed`, or back
+    /// The server's SYN-ACK retransmissions cut to `--synack-retries`
+    /// while a port is `armed`, or back
     /// to the value recorded before guard changed them (none recorded:
     /// left alone). The value written while armed, if it is less than the
     /// recorded one.
     fn short_synacks(&mut self, armed: bool) -> Option<u64> {
         let recorded = *self.record.local.get(SYNACK_RETRIES)?;
         let value = if armed {
-            recorded.min(SYNACK_RETRIES_ARMED)
+            recorded.min(self.synack_retries)
         } else {
             recorded
         };
