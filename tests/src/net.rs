@@ -247,22 +247,35 @@ impl TestNet {
         }
         // A router solicits a forwarded packet's next hop from its
         // link-local address, which these quiet links have none of: the
-        // victim is told the machine's instead.
-        let far_mac = mac(&behind.ns, &far).map(|b| format!("{b:02x}")).join(":");
-        ip(&[
-            "-n",
-            &self.victim,
-            "-6",
-            "neigh",
-            "add",
-            BEHIND_ADDR6,
-            "lladdr",
-            &far_mac,
-            "dev",
-            &near,
-            "nud",
-            "permanent",
-        ]);
+        // victim is told the machine's, and the attacker's for the
+        // machine's replies (learned from the attacker's own
+        // solicitation, that entry would lapse within a minute, and the
+        // replies with it).
+        for (addr, ns, dev, via) in [
+            (BEHIND_ADDR6, &behind.ns, &far, &near),
+            (
+                ATTACKER_ADDR6,
+                &self.attacker,
+                &self.attacker_if,
+                &self.victim_if,
+            ),
+        ] {
+            let lladdr = mac(ns, dev).map(|b| format!("{b:02x}")).join(":");
+            ip(&[
+                "-n",
+                &self.victim,
+                "-6",
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                &lladdr,
+                "dev",
+                via,
+                "nud",
+                "permanent",
+            ]);
+        }
         write_sysctl(&self.victim, "net/ipv4/ip_forward", "1");
         write_sysctl(&self.victim, "net/ipv6/conf/all/forwarding", "1");
         for (ns, to, via) in [
