@@ -331,22 +331,19 @@ mod tests {
             }
             headers.push(h);
         }
+        let words = |h: &[u8; 20]| -> [u32; 5] {
+            core::array::from_fn(|i| u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap()))
+        };
         for mut h in headers {
             h[10..12].fill(0);
-            let words: [u32; 5] = core::array::from_fn(|i| {
-                u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap())
-            });
-            let c = csum_fold(csum_words(&words)).to_ne_bytes();
+            let c = csum_fold(csum_words(&words(&h))).to_ne_bytes();
             assert_eq!(
                 u16::from_be_bytes(c),
                 csum_fold(csum_add(0, &h)),
                 "{h:02x?}"
             );
             h[10..12].copy_from_slice(&c);
-            let words: [u32; 5] = core::array::from_fn(|i| {
-                u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap())
-            });
-            assert_eq!(csum_fold(csum_words(&words)), 0, "{h:02x?}: checks");
+            assert_eq!(csum_fold(csum_words(&words(&h))), 0, "{h:02x?}: checks");
         }
     }
 

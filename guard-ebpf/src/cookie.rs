@@ -275,7 +275,7 @@ fn send_back<const LEN: usize>(
 /// it acknowledges.
 #[inline(always)]
 fn rst<const IP: usize>(sc: &mut Scratch, cfg: &DataplaneConfig) -> Option<usize> {
-    if IP == IPV4_HLEN && csum_fold(csum_words(&ipv4_words(&sc.ip))) != 0 {
+    if IP == IPV4_HLEN && !ipv4_checks(sc) {
         return None;
     }
     let &[q0, q1, q2, q3, a0, a1, a2, a3, _, flags] = sc.syn.get(4..14)? else {
@@ -313,7 +313,7 @@ fn synack<const IP: usize>(
     cfg: &DataplaneConfig,
 ) -> Option<usize> {
     let v4 = IP == IPV4_HLEN;
-    if v4 && csum_fold(csum_words(&ipv4_words(&sc.ip))) != 0 {
+    if v4 && !ipv4_checks(sc) {
         return None;
     }
     // SAFETY: the helper reads the IP header and `hlen` bytes of TCP
@@ -501,6 +501,13 @@ fn reply_ip<const IP: usize>(sc: &mut Scratch, tcp_len: usize, ttl: u8) -> Optio
         put(&mut sc.out.0, 11, c[1]);
     }
     Some(())
+}
+
+/// Whether the IPv4 header copied into `sc.ip` sums right with its
+/// checksum.
+#[inline(always)]
+fn ipv4_checks(sc: &Scratch) -> bool {
+    csum_fold(csum_words(&ipv4_words(&sc.ip))) == 0
 }
 
 /// The IPv4 header at the start of `buf`, as five words in memory order.

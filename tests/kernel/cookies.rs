@@ -494,13 +494,14 @@ fn every_header_length_is_answered_with_the_same_reply_and_the_frame_fitted() {
     let mut program = with_cookies("--mode enforce");
     for family in [Family::V4, Family::V6] {
         let ip_hlen = if family.client().is_ipv4() { 20 } else { 40 };
+        let mss_only = [&[2, 4][..], &family.mss().to_be_bytes()].concat();
         for options_len in (0..=40).step_by(4) {
             // Linux's options where they fit, NOPs after; MSS and NOPs in
             // a shorter block.
             let mut options = if options_len >= 20 {
                 linux_options(family)
             } else if options_len >= 4 {
-                [&[2, 4][..], &family.mss().to_be_bytes()].concat()
+                mss_only.clone()
             } else {
                 Vec::new()
             };
@@ -514,7 +515,7 @@ fn every_header_length_is_answered_with_the_same_reply_and_the_frame_fitted() {
                 let want = if options_len >= 20 {
                     linux_synack_options(family.mss(), s.tsval())
                 } else {
-                    [&[2, 4][..], &family.mss().to_be_bytes()].concat()
+                    mss_only.clone()
                 };
                 assert_eq!(s.options(), want, "{what}: options");
                 assert_eq!(
