@@ -21,8 +21,21 @@
 //! the flood's older flow goes first: a flow is forgotten only once its
 //! set has seen two flows since it last refreshed its time
 //! ([`crate::config::UDP_FLOW_REFRESH_NS`]).
+//!
+//! Why tags beside the sets (`GUARD_UDP4_TAGS`, `GUARD_UDP_TAGS`: 16 bits
+//! a way, in [`TagLine`]s, a sixteenth of the IPv4 table): a flood's
+//! datagrams are new flows, and each looked its set up, a cache miss in
+//! megabytes of table (66% of the program's samples with the budget
+//! spent, `cargo xtask bench --profile udp-spent`). A tag that is not
+//! the flow's proves the way holds another flow, as a source's tag does
+//! its slot ([`crate::slots::TagLine`]), so the datagram reads a line of
+//! the small array and not the set. Unlike a time stamp, a tag says so
+//! in a table full of flows seen lately, too.
 
-use crate::key::{FlowKey, FlowKey4};
+use crate::{
+    key::{FlowKey, FlowKey4},
+    slots::{TAGS_PER_LINE, tag_lines},
+};
 
 /// Flows per set.
 pub const FLOW_WAYS: usize = 2;
@@ -151,32 +164,74 @@ pub const fn flow_sets(flows: u32) -> u32 {
     flows.div_ceil(FLOW_WAYS as u32)
 }
 
+/// Lines of tags for a table of `sets` sets: a tag per way.
+#[must_use]
+pub const fn flow_tag_lines(sets: u32) -> u32 {
+    tag_lines(sets * FLOW_WAYS as u32)
+}
+
+/// Where a set's ways' tags are: its line of the tag array, and the first
+/// way's tag in the line (the second's follows it).
+#[inline(always)]
+#[must_use]
+pub const fn tag_position(set: u32) -> (u32, usize) {
+    const SETS_PER_LINE: u32 = TAGS_PER_LINE / FLOW_WAYS as u32;
+    (
+        set / SETS_PER_LINE,
+        (set % SETS_PER_LINE) as usize * FLOW_WAYS,
+    )
+}
+
 /// The key of `words` ([`FlowKey4::words`])'s set in a table of `sets`
-/// sets, for `seed`: a multiplicative hash of the three words with the
-/// seed mixed in before the first
-/// product, mapped onto the table by the product's high half (as
-/// [`crate::slots::slot_index`] maps a source).
+/// sets, for `seed` ([`flow_place`]).
 #[inline(always)]
 #[must_use]
 pub const fn set_index(words: &[u32; 3], seed: u64, sets: u32) -> u32 {
+    flow_place(words, seed, sets).0
+}
+
+/// The key of `words` ([`FlowKey4::words`])'s set in a table of `sets`
+/// sets, for `seed`, and its tag: a multiplicative hash of the three words
+/// with the seed mixed in before the first product, mapped onto the table
+/// by the product's high half, the tag from one more product (as
+/// [`crate::slots::slot_place`] places a source).
+#[inline(always)]
+#[must_use]
+pub const fn flow_place(words: &[u32; 3], seed: u64, sets: u32) -> (u32, u16) {
     let [a, d, p] = *words;
     let x = ((a as u64 | (d as u64) << 32) ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p as u64;
     let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    let x = x ^ (x >> 31);
-    (((x >> 32) * sets as u64) >> 32) as u32
+    placed(x ^ (x >> 31), sets)
 }
 
 /// The key of `words` ([`FlowKey::words`])'s set in a table of `sets`
-/// sets, for `seed`: the same hash over five words.
+/// sets, for `seed` ([`flow_place6`]).
 #[inline(always)]
 #[must_use]
 pub const fn set_index6(words: &[u64; 5], seed: u64, sets: u32) -> u32 {
+    flow_place6(words, seed, sets).0
+}
+
+/// The key of `words` ([`FlowKey::words`])'s set and tag: the same hash
+/// over five words.
+#[inline(always)]
+#[must_use]
+pub const fn flow_place6(words: &[u64; 5], seed: u64, sets: u32) -> (u32, u16) {
     let x = (words[1] ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ words[2];
     let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ words[3];
     let x = x.wrapping_mul(0x94d0_49bb_1331_11eb) ^ words[4];
     let x = (x ^ words[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let x = x ^ (x >> 31);
-    (((x >> 32) * sets as u64) >> 32) as u32
+    placed(x ^ (x >> 31), sets)
+}
+
+/// A hash's set (its high half onto the table: no division, any size) and
+/// tag (16 bits of one more product, whose high half takes every bit of
+/// the hash: keys of one set share its high bits; never 0, no flow).
+#[inline(always)]
+const fn placed(x: u64, sets: u32) -> (u32, u16) {
+    let set = (((x >> 32) * sets as u64) >> 32) as u32;
+    let tag = (x.wrapping_mul(0x94d0_49bb_1331_11eb) >> 48) as u16 | 1;
+    (set, tag)
 }
 
 #[cfg(feature = "user")]
@@ -194,7 +249,7 @@ const _: () = assert!(size_of::<FlowSet6>() == 128);
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use super::*;
     use crate::key::{AF_INET, AF_INET6};
@@ -318,6 +373,51 @@ mod tests {
             set_index6(&sport6(2), 7, sets),
             "ports are hashed"
         );
+    }
+
+    /// Flows that share a set seldom share a tag (so a datagram of a new
+    /// flow seldom reads the set), no tag is 0 (no flow), and every way
+    /// of a table has a tag of its own in the lines.
+    #[test]
+    fn flows_of_one_set_have_tags_of_their_own() {
+        let sets = flow_sets(131_072);
+        let mut by_set: HashMap<u32, Vec<u16>> = HashMap::new();
+        for i in 0..262_144u32 {
+            let words = FlowKey4 {
+                sport: 40_000 + (i >> 16) as u16,
+                ..FlowKey4::from_words(key(i & 0xffff))
+            }
+            .words();
+            let (set, tag) = flow_place(&words, 7, sets);
+            assert_ne!(tag, 0);
+            by_set.entry(set).or_default().push(tag);
+        }
+        for i in 0..=u16::MAX {
+            let (set, tag) = flow_place6(&key6(i).words(), 7, sets);
+            assert_ne!(tag, 0);
+            by_set.entry(set).or_default().push(tag);
+        }
+        let (mut pairs, mut same) = (0u64, 0u64);
+        for tags in by_set.values() {
+            for (i, a) in tags.iter().enumerate() {
+                for b in &tags[i + 1..] {
+                    pairs += 1;
+                    same += u64::from(a == b);
+                }
+            }
+        }
+        // 1 in 32,768 for random 15-bit tags: allow four times that.
+        assert!(
+            same * 8192 < pairs,
+            "{same} of {pairs} pairs in a set share a tag"
+        );
+        let mut seen = HashSet::new();
+        for set in 0..sets {
+            let (line, first) = tag_position(set);
+            assert!(line < flow_tag_lines(sets) && first + 1 < TAGS_PER_LINE as usize);
+            assert!(seen.insert((line, first)) && seen.insert((line, first + 1)));
+        }
+        assert_eq!(flow_tag_lines(513), 33);
     }
 
     #[test]

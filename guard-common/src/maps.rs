@@ -51,6 +51,11 @@ pub const UDP_FLOWS: &str = "GUARD_UDP_FLOWS";
 /// The same for IPv4 UDP flows: an array of [`crate::flows::FlowSet`]s
 /// (a name the kernel keeps whole: 15 characters at most).
 pub const UDP_FLOWS4: &str = "GUARD_UDP_FLOW4";
+/// Arrays of [`crate::slots::TagLine`]: the tags of the flows in
+/// [`UDP_FLOWS4`]'s and [`UDP_FLOWS`]' ways ([`crate::flows`]), which the
+/// program reads before a set. Only the programs use them.
+pub const UDP_TAGS4: &str = "GUARD_UDP4_TAGS";
+pub const UDP_TAGS: &str = "GUARD_UDP_TAGS";
 /// LRU hash [`crate::key::SynAckKey`] -> the acknowledgement number the
 /// client's ACK must carry: the SYN-ACKs the host sent while the global
 /// budget binds, written by [`SYNACK_PROGRAM`], read by the XDP program.
@@ -105,6 +110,8 @@ pub const ALL: &[&str] = &[
     PORT_COUNTS,
     UDP_FLOWS,
     UDP_FLOWS4,
+    UDP_TAGS,
+    UDP_TAGS4,
     SYNACKS,
     EVENTS,
     SIGS,

@@ -98,6 +98,9 @@ pub const fn tag_lines(entries: u32) -> u32 {
 // SAFETY: repr(C), integers and byte arrays only, no implicit padding
 // (explicit `pad`; size checked below).
 unsafe impl aya::Pod for Slot {}
+#[cfg(feature = "user")]
+// SAFETY: an array of integers.
+unsafe impl aya::Pod for TagLine {}
 
 const _: () = assert!(size_of::<Slot>() == 112);
 const _: () = assert!(size_of::<TagLine>() == 64);

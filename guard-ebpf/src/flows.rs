@@ -10,19 +10,20 @@
 //! datagram made it: counted as new, such replies drew on the budget
 //! with a flood's and met the resolver's own limit.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{maps::Array, programs::XdpContext};
 use guard_common::{
     FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
     dissect::{IPPROTO_UDP, keyed_by_ports},
-    flows::{FLOW_WAYS, flow_sets, set_index, set_index6},
+    flows::{FLOW_WAYS, flow_place, flow_place6, flow_sets, tag_position},
     key::{AF_INET, flow_words},
     maps::DEFAULT_MAX_UDP_FLOWS,
+    slots::TagLine,
 };
 
 use crate::{
     dissect::Headers,
-    maps::{UDP_FLOWS, UDP_FLOWS4},
+    maps::{UDP_FLOWS, UDP_FLOWS4, UDP_TAGS, UDP_TAGS4},
     packet::load,
     verdict::Addr,
 };
@@ -44,6 +45,8 @@ pub(crate) struct FlowPlace {
     key4: [u32; 3],
     key6: [u64; 5],
     set: u32,
+    /// The flow's tag (`guard_common::flows`), kept beside its set's way.
+    tag: u16,
     /// Whether the flow is an IPv4 UDP flow: `key4` in `GUARD_UDP_FLOW4`,
     /// else `key6` in `GUARD_UDP_FLOWS`.
     v4: bool,
@@ -120,7 +123,7 @@ impl<'a> Flow<'a> {
                 dport: ends.dport,
             }
             .words();
-            place.set = set_index(&place.key4, seed, sets);
+            (place.set, place.tag) = flow_place(&place.key4, seed, sets);
         } else {
             place.key6 = flow_words(
                 ends.family,
@@ -130,21 +133,30 @@ impl<'a> Flow<'a> {
                 &ends.src,
                 &ends.dst,
             );
-            place.set = set_index6(&place.key6, seed, sets);
+            (place.set, place.tag) = flow_place6(&place.key6, seed, sets);
         }
         Self(place)
     }
 
-    /// Where the flow's time is, if its set holds it.
+    /// Where the flow's time is, if its set holds it. The set is read only
+    /// when a way's tag is the flow's. Each family's branch looks its own
+    /// maps up: one call site for two maps would be a helper call, where
+    /// the verifier inlines an array's lookup for a call site of one map.
     #[inline(always)]
     fn last(&self) -> Option<*mut u64> {
         let place = self.0;
         if place.v4 {
+            if !tagged(tags(&UDP_TAGS4, place.set)?, place.tag) {
+                return None;
+            }
             // SAFETY: a map value of the flow table, valid for this run.
             let set = unsafe { &mut *UDP_FLOWS4.get_ptr_mut(place.set)? };
             let way = set.find(&place.key4)? % FLOW_WAYS;
             Some(&raw mut set.ways[way].last)
         } else {
+            if !tagged(tags(&UDP_TAGS, place.set)?, place.tag) {
+                return None;
+            }
             // SAFETY: as above.
             let set = unsafe { &mut *UDP_FLOWS.get_ptr_mut(place.set)? };
             let way = set.find(&place.key6)? % FLOW_WAYS;
@@ -171,26 +183,40 @@ impl<'a> Flow<'a> {
     }
 
     /// Remembers the flow as seen `now`: in its set, in its own way or
-    /// the one seen least lately.
+    /// the one seen least lately, and its tag beside the way (each family
+    /// with its own lookups, as in [`Self::last`]).
     #[inline(always)]
     pub(crate) fn remember(&self, now: u64) {
         let place = self.0;
         // SAFETY (all): a flow table's value and the fields of one of its
-        // ways, valid for this run.
+        // ways, valid for this run; a tag of the way's set.
         if place.v4 {
-            let Some(set) = UDP_FLOWS4.get_ptr_mut(place.set) else {
+            let (Some(set), Some(tags)) = (
+                UDP_FLOWS4.get_ptr_mut(place.set),
+                tags(&UDP_TAGS4, place.set),
+            ) else {
                 return;
             };
             let set = unsafe { &mut *set };
-            let way = &mut set.ways[set.way_for(&place.key4) % FLOW_WAYS];
-            unsafe { write_way(&raw mut way.key, &raw mut way.last, place.key4, now) };
+            let i = set.way_for(&place.key4) % FLOW_WAYS;
+            let way = &mut set.ways[i];
+            unsafe {
+                write_way(&raw mut way.key, &raw mut way.last, place.key4, now);
+                write_tag(tags.add(i), place.tag);
+            }
         } else {
-            let Some(set) = UDP_FLOWS.get_ptr_mut(place.set) else {
+            let (Some(set), Some(tags)) =
+                (UDP_FLOWS.get_ptr_mut(place.set), tags(&UDP_TAGS, place.set))
+            else {
                 return;
             };
             let set = unsafe { &mut *set };
-            let way = &mut set.ways[set.way_for(&place.key6) % FLOW_WAYS];
-            unsafe { write_way(&raw mut way.key, &raw mut way.last, place.key6, now) };
+            let i = set.way_for(&place.key6) % FLOW_WAYS;
+            let way = &mut set.ways[i];
+            unsafe {
+                write_way(&raw mut way.key, &raw mut way.last, place.key6, now);
+                write_tag(tags.add(i), place.tag);
+            }
         }
     }
 
@@ -203,6 +229,38 @@ impl<'a> Flow<'a> {
             self.remember(now);
         }
     }
+}
+
+/// Where the first of a set's two ways' tags is, in `map`.
+#[inline(always)]
+fn tags(map: &Array<TagLine>, set: u32) -> Option<*mut u16> {
+    let (line, first) = tag_position(set);
+    let line = map.get_ptr_mut(line)?;
+    // SAFETY: a map value of the tag array, valid for this run; `first` is
+    // at most the line's last tag but one.
+    Some(unsafe { (&raw mut (*line).tags).cast::<u16>().add(first) })
+}
+
+/// Whether either of a set's tags (at `tags`) is `tag`.
+#[inline(always)]
+fn tagged(tags: *mut u16, tag: u16) -> bool {
+    // SAFETY: the set's two tags ([`tags`]); volatile because other CPUs
+    // write them.
+    unsafe { core::ptr::read_volatile(tags) == tag || core::ptr::read_volatile(tags.add(1)) == tag }
+}
+
+/// Writes a way's tag, after its key and time: a CPU that finds the tag
+/// then reads the way finds the flow written. Two CPUs writing one way at
+/// once may leave a tag not the way's: its flow is then new once more, and
+/// written again.
+///
+/// # Safety
+///
+/// `tag` is a tag of a flow tag array ([`tags`]).
+#[inline(always)]
+unsafe fn write_tag(tag: *mut u16, value: u16) {
+    // SAFETY: the caller's.
+    unsafe { core::ptr::write_volatile(tag, value) };
 }
 
 /// Writes a way's key and time, the time cleared first: a CPU reading the

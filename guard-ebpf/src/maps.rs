@@ -9,7 +9,7 @@ use aya_ebpf::{
 use guard_common::{
     CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SynAckKey,
     fingerprint::SigTable,
-    flows::{FlowSet, FlowSet6, flow_sets},
+    flows::{FlowSet, FlowSet6, flow_sets, flow_tag_lines},
     maps::{
         DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS,
         EVENTS_BYTES, MAX_LOCAL_ROUTES, MAX_MARKS, MAX_SYNACKS, SAMPLES_BYTES,
@@ -81,6 +81,15 @@ pub static UDP_FLOWS: Array<FlowSet6> =
 #[map(name = "GUARD_UDP_FLOW4")]
 pub static UDP_FLOWS4: Array<FlowSet> =
     Array::with_max_entries(flow_sets(DEFAULT_MAX_UDP_FLOWS), 0);
+
+// The flows' tags (`guard_common::flows`), read before a set.
+#[map(name = "GUARD_UDP4_TAGS")]
+pub static UDP_TAGS4: Array<TagLine> =
+    Array::with_max_entries(flow_tag_lines(flow_sets(DEFAULT_MAX_UDP_FLOWS)), 0);
+
+#[map(name = "GUARD_UDP_TAGS")]
+pub static UDP_TAGS: Array<TagLine> =
+    Array::with_max_entries(flow_tag_lines(flow_sets(DEFAULT_MAX_UDP_FLOWS)), 0);
 
 #[map(name = "GUARD_SYNACKS")]
 pub static SYNACKS: LruHashMap<SynAckKey, u32> = LruHashMap::with_max_entries(MAX_SYNACKS, 0);

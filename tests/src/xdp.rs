@@ -26,10 +26,14 @@ use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
     config::PORTS_ARMED,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
-    flows::{FlowSet, FlowSet6},
+    flows::{FLOW_WAYS, FlowSet, FlowSet6, flow_place, flow_place6},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
-    maps::{EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4},
+    maps::{
+        EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4,
+        UDP_TAGS, UDP_TAGS4,
+    },
     ports::port_entry,
+    slots::TagLine,
     state::GLOBAL_SLOTS,
 };
 use ipnet::IpNet;
@@ -409,22 +413,38 @@ impl Program {
     }
 
     /// The datagram flows of both flow tables, IPv4's widened to the
-    /// reference model's one key.
+    /// reference model's one key. Each flow's tag must be beside its way,
+    /// where the program reads it first (`guard_common::flows`): a flow
+    /// whose tag is not there is one the program no longer finds.
     #[must_use]
     pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
+        let seed = self.config().slot_seed;
         let v6 = Array::<_, FlowSet6>::try_from(self.map(UDP_FLOWS)).expect("flows");
         let v4 = Array::<_, FlowSet>::try_from(self.map(UDP_FLOWS4)).expect("IPv4 flows");
+        let sets = v4.len();
+        let tags = |name| -> Vec<u16> {
+            Array::<_, TagLine>::try_from(self.map(name))
+                .expect("flow tags")
+                .iter()
+                .flat_map(|line| line.expect("reading flow tags").tags)
+                .collect()
+        };
+        let (tags4, tags6) = (tags(UDP_TAGS4), tags(UDP_TAGS));
         let mut flows = HashMap::new();
-        for set in v4.iter() {
-            for way in set.expect("reading IPv4 flows").ways {
+        for (set, ways) in v4.iter().enumerate() {
+            for (i, way) in ways.expect("reading IPv4 flows").ways.iter().enumerate() {
                 if way.last != 0 {
+                    let tag = flow_place(&way.key, seed, sets).1;
+                    assert_eq!(tags4[set * FLOW_WAYS + i], tag, "{:?}'s tag", way.flow());
                     flows.insert(way.flow().widened(), way.last);
                 }
             }
         }
-        for set in v6.iter() {
-            for way in set.expect("reading flows").ways {
+        for (set, ways) in v6.iter().enumerate() {
+            for (i, way) in ways.expect("reading flows").ways.iter().enumerate() {
                 if way.last != 0 {
+                    let tag = flow_place6(&way.key, seed, sets).1;
+                    assert_eq!(tags6[set * FLOW_WAYS + i], tag, "{:?}'s tag", way.flow());
                     flows.insert(way.flow(), way.last);
                 }
             }

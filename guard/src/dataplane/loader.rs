@@ -22,10 +22,10 @@ use aya::{
 use guard_common::{
     PortCounts,
     config::{PORTS_ARMED, VERIFY_ACKS},
-    flows::flow_sets,
+    flows::{flow_sets, flow_tag_lines},
     maps::{
         EVENTS, LISTS_V4, LISTS_V6, PREFIXES, PROGRAM, SAMPLES, SOURCE_TAGS, SOURCES,
-        SYNACK_PROGRAM, UDP_FLOWS, UDP_FLOWS4,
+        SYNACK_PROGRAM, UDP_FLOWS, UDP_FLOWS4, UDP_TAGS, UDP_TAGS4,
     },
     ports::{PORT_COOKIES, port_slot},
     slots::tag_lines,
@@ -123,6 +123,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         .map_max_entries(SOURCE_TAGS, tag_lines(opts.max_sources))
         .map_max_entries(UDP_FLOWS, flow_sets)
         .map_max_entries(UDP_FLOWS4, flow_sets)
+        .map_max_entries(UDP_TAGS, flow_tag_lines(flow_sets))
+        .map_max_entries(UDP_TAGS4, flow_tag_lines(flow_sets))
         .map_max_entries(LISTS_V4, opts.list_capacity)
         .map_max_entries(LISTS_V6, opts.list_capacity);
     // The direct-mapped tables' sizes, which the program maps keys onto.
