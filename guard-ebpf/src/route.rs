@@ -191,10 +191,14 @@ fn lookup(
 /// destination the tries have no answer for (not filled) is this host's.
 #[inline(always)]
 fn elsewhere(family: u8, dst: [u32; 4]) -> bool {
-    let found = if family == KERNEL_AF_INET {
-        LOCAL_V4.get(Key::new(32, dst[0].to_ne_bytes()))
+    // A lookup in each branch, as in `verdict::list_action`.
+    if family == KERNEL_AF_INET {
+        LOCAL_V4
+            .get(Key::new(32, dst[0].to_ne_bytes()))
+            .is_some_and(|&v| v == ROUTE_ELSEWHERE)
     } else {
-        LOCAL_V6.get(Key::new(128, addr_bytes(&dst)))
-    };
-    found.is_some_and(|&v| v == ROUTE_ELSEWHERE)
+        LOCAL_V6
+            .get(Key::new(128, addr_bytes(&dst)))
+            .is_some_and(|&v| v == ROUTE_ELSEWHERE)
+    }
 }

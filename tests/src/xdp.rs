@@ -153,6 +153,22 @@ impl Program {
         self.program().fd().expect("program fd").as_fd()
     }
 
+    /// The kernel's ids of the XDP program and the egress program, by
+    /// name (for `bpftool prog dump xlated id`).
+    #[must_use]
+    pub fn ids(&self) -> [(&'static str, u32); 2] {
+        let egress: &SchedClassifier = self
+            .ebpf
+            .program(SYNACK_PROGRAM)
+            .expect("egress program")
+            .try_into()
+            .expect("a classifier");
+        [
+            (PROGRAM, self.program().info().expect("program info").id()),
+            (SYNACK_PROGRAM, egress.info().expect("program info").id()),
+        ]
+    }
+
     fn program(&self) -> &Xdp {
         self.ebpf
             .program(PROGRAM)
