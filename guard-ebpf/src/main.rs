@@ -58,8 +58,9 @@
 //!    verifies it (`verified_ack`) if it acknowledges a SYN-ACK the host
 //!    sent (`GUARD_SYNACKS`, which the egress program `guard_synack`
 //!    fills, `egress.rs`: also a connection the nat rules send to a
-//!    container) or names an established or closing socket of the host's;
-//!    a half-open one proves nothing. The socket lookups are rationed per
+//!    container; looked up only for a source whose slot holds it, as an
+//!    admitted SYN's does) or names an established or closing socket of
+//!    the host's; a half-open one proves nothing. The socket lookups are rationed per
 //!    CPU and second (`ACK_LOOKUPS_PER_SEC`; `ack_lookups_skipped`). The
 //!    ACK itself passes on below. At any time, budget binding or not, the
 //!    egress program verifies a client the host sends data or a FIN of a

@@ -780,12 +780,17 @@ fn returning_client(
     };
     let now = clock::now_in(scratch);
     let key = scratch_key(scratch, cfg, &src, v4);
+    let slot = Table::Sources.find(key, cfg.slot_seed);
     // Proven already (verified, and marked: not by the host's replies
     // alone).
-    if slot_verified(cfg, key, now) && is_marked(cfg, key) {
+    // SAFETY: a slot of GUARD_SOURCES, read once.
+    if slot.is_some_and(|st| unsafe { (*st).verified_until_ns } > now) && is_marked(cfg, key) {
         return;
     }
-    if answers_synack(ctx, h, scratch, &src) {
+    // A SYN-ACK the host sent answers a SYN this program admitted, which
+    // took its source's slot: an ACK from a source whose slot holds
+    // another (a spoofed ACK flood's, nearly all) looks none up.
+    if slot.is_some() && answers_synack(ctx, h, scratch, &src) {
         verify(cfg, slots, &src, v4, now);
         return;
     }

@@ -255,8 +255,11 @@ fn the_ack_checks_socket_lookups_are_rationed_per_cpu_and_second() {
     assert_eq!(c.get(Counter::AckLookupsSkipped), 1);
     assert_eq!(c.get(Counter::VerifiedAck), 0);
 
-    // A handshake's ACK that answers a remembered SYN-ACK is not rationed.
+    // A handshake's ACK that answers a remembered SYN-ACK is not rationed
+    // (its SYN was admitted, and took its source's slot).
     let client: IpAddr = Ipv4Addr::new(198, 18, 7, 9).into();
+    let syn = segment(client, server.ip(), (40_000, server.port()), TCP_SYN, 6, 0);
+    assert_eq!(program.run(&syn, T0), XDP_PASS);
     let synack = segment(
         server.ip(),
         client,
@@ -380,8 +383,11 @@ const TCX_NEXT: i32 = -1;
 /// has this one: no listener on its port). The client's ACK verifies it
 /// by acknowledging the SYN-ACK the host sent, which the egress program
 /// remembered while the budget binds; an ACK with another number, or from
-/// another address, verifies nobody.
-fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr) {
+/// another address, verifies nobody. A SYN-ACK answers a SYN the program
+/// admitted, which took its source's slot: an ACK from a source no slot
+/// holds (`unseen`, as a spoofed ACK flood's) is not looked up, and
+/// verifies nobody even where the host did send that SYN-ACK.
+fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr, unseen: IpAddr) {
     const ISN: u32 = u32::MAX; // the acknowledgement wraps to 0
     let (cport, sport) = (40_000, 8080);
     let synack = segment(server, client, (sport, cport), TCP_SYN | TCP_ACK, ISN, 77);
@@ -411,6 +417,10 @@ fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr)
         );
     }
     assert!(program.synacks().is_empty(), "{:?}", program.synacks());
+    // The client's SYN takes the budget's one token, and its slot; the
+    // host answers it.
+    let syn = |src: IpAddr, port: u16| segment(src, server, (port, sport), TCP_SYN, 1, 0);
+    assert_eq!(program.run(&syn(client, cport), T0), XDP_PASS);
     assert_eq!(program.run_egress(&synack, T0), TCX_NEXT);
     assert_eq!(
         program.synacks(),
@@ -419,9 +429,8 @@ fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr)
             .collect()
     );
 
-    // The stranger spends the budget; the client is over it too.
-    let syn = |src: IpAddr, port: u16| segment(src, server, (port, sport), TCP_SYN, 1, 0);
-    assert_eq!(program.run(&syn(stranger, 1000), T0), XDP_PASS);
+    // The budget is spent: the stranger's SYN and the client's next are
+    // over it.
     assert_eq!(program.run(&syn(stranger, 1001), T0), XDP_DROP);
     assert_eq!(program.run(&syn(client, 1002), T0), XDP_DROP);
 
@@ -438,6 +447,14 @@ fn an_answered_synack_verifies(client: IpAddr, server: IpAddr, stranger: IpAddr)
     assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
     assert_eq!(program.run(&syn(client, 1003), T0), XDP_DROP);
 
+    // A SYN-ACK to a source whose SYN the program never admitted: its ACK
+    // is not looked up.
+    let unanswered = segment(server, unseen, (sport, cport), TCP_SYN | TCP_ACK, ISN, 77);
+    assert_eq!(program.run_egress(&unanswered, T0), TCX_NEXT);
+    assert_eq!(program.synacks().len(), 2);
+    assert_eq!(program.run(&ack(unseen, 0), T0), XDP_PASS);
+    assert_eq!(program.counters().get(Counter::VerifiedAck), 0);
+
     // The client's ACK: verified, and its next SYN skips the budget.
     assert_eq!(program.run(&ack(client, 0), T0), XDP_PASS);
     assert_eq!(program.counters().get(Counter::VerifiedAck), 1);
@@ -453,6 +470,7 @@ fn an_ipv4_ack_of_a_synack_the_host_sent_verifies_its_source() {
         Ipv4Addr::new(198, 18, 7, 9).into(),
         server(),
         Ipv4Addr::new(198, 19, 3, 3).into(),
+        Ipv4Addr::new(198, 19, 3, 4).into(),
     );
 }
 
@@ -463,6 +481,7 @@ fn an_ipv6_ack_of_a_synack_the_host_sent_verifies_its_source() {
         Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 9).into(),
         Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
         Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 3, 0, 0, 0, 3).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 4, 0, 0, 0, 3).into(),
     );
 }
 
