@@ -397,15 +397,7 @@ mod tests {
             assert_ne!(tag, 0);
             by_set.entry(set).or_default().push(tag);
         }
-        let (mut pairs, mut same) = (0u64, 0u64);
-        for tags in by_set.values() {
-            for (i, a) in tags.iter().enumerate() {
-                for b in &tags[i + 1..] {
-                    pairs += 1;
-                    same += u64::from(a == b);
-                }
-            }
-        }
+        let (pairs, same) = crate::slots::shared_tags(by_set.values());
         // 1 in 32,768 for random 15-bit tags: allow four times that.
         assert!(
             same * 8192 < pairs,

@@ -94,6 +94,23 @@ pub const fn tag_lines(entries: u32) -> u32 {
     entries.div_ceil(TAGS_PER_LINE)
 }
 
+/// The pairs of tags within each group (the keys of one slot, or of one
+/// flow set), and how many of them are equal: for tests of how seldom
+/// keys that share a place share a tag.
+#[cfg(test)]
+pub(crate) fn shared_tags<'a>(groups: impl IntoIterator<Item = &'a Vec<u16>>) -> (u64, u64) {
+    let (mut pairs, mut same) = (0, 0);
+    for tags in groups {
+        for (i, a) in tags.iter().enumerate() {
+            for b in &tags[i + 1..] {
+                pairs += 1;
+                same += u64::from(a == b);
+            }
+        }
+    }
+    (pairs, same)
+}
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), integers and byte arrays only, no implicit padding
 // (explicit `pad`; size checked below).
@@ -183,15 +200,7 @@ mod tests {
             assert_ne!(tag, 0);
             by_slot.entry(slot).or_default().push(tag);
         }
-        let (mut pairs, mut same) = (0u64, 0u64);
-        for tags in by_slot.values() {
-            for (i, a) in tags.iter().enumerate() {
-                for b in &tags[i + 1..] {
-                    pairs += 1;
-                    same += u64::from(a == b);
-                }
-            }
-        }
+        let (pairs, same) = shared_tags(by_slot.values());
         assert!(
             pairs > 100_000 && same * 4096 < pairs,
             "{same} of {pairs} pairs share a tag"
