@@ -18,9 +18,8 @@
 //! they are filled every destination is taken as this host's.
 //!
 //! The lookup is made only for segments the cookie path would act on, and
-//! for new flows to a closed port once the closed ports' bucket of the
-//! global budget is empty (unless they are another machine's, they take
-//! it). A
+//! for new flows to a closed port (unless they are another machine's,
+//! they take the closed ports' bucket of the global budget). A
 //! host that forwards walks its rules and tables, about a baseline
 //! program's cost again on a cookie SYN (`cargo xtask bench`). So each CPU remembers
 //! the answer for [`REMEMBERED`] destinations, for [`REMEMBERED_NS`]: a

@@ -181,7 +181,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
-    let budget = budget(ctx, h, cfg, class, entry, v4, now);
+    let budget = budget(ctx, h, cfg, class, entry, v4);
     let action = limit(
         cfg,
         slots,
@@ -204,9 +204,10 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
 /// need. Only once the port table marks the open ports, and not for a
 /// fragment (whose ports are not read) or a packet this host routes on
 /// to another machine, whose ports are not this host's to know. The
-/// route is asked only once the closed ports' bucket is empty: a router's
-/// or a container host's forwarded flows, all to ports closed here, pay
-/// no FIB lookup while it has room.
+/// route is asked for every such flow (each CPU remembers the answer,
+/// `route.rs`): asked only once the closed ports' bucket was empty, a
+/// routed flow that found room there was charged to it, and dropped as a
+/// closed port's when a flood took the token before the flow's own take.
 #[inline(always)]
 fn budget(
     ctx: &XdpContext,
@@ -215,15 +216,9 @@ fn budget(
     class: FlowClass,
     entry: u32,
     v4: bool,
-    now: u64,
 ) -> usize {
     match class.closed_port_budget(cfg.ports, entry) {
-        Some(closed)
-            if h.flags & F_FRAGMENT == 0
-                && (global_room(cfg, closed, now) || !route::routed_on(ctx, h, v4)) =>
-        {
-            closed
-        }
+        Some(closed) if h.flags & F_FRAGMENT == 0 && !route::routed_on(ctx, h, v4) => closed,
         _ => class.index(),
     }
 }
