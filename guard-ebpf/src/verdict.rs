@@ -778,8 +778,7 @@ fn returning_client(
     let slot = Table::Sources.find(key, cfg.slot_seed);
     // Proven already (verified, and marked: not by the host's replies
     // alone).
-    // SAFETY: a slot of GUARD_SOURCES, read once.
-    if slot.is_some_and(|st| unsafe { (*st).verified_until_ns } > now) && is_marked(cfg, key) {
+    if verified_in(slot, now) && is_marked(cfg, key) {
         return;
     }
     // A SYN-ACK the host sent answers a SYN this program admitted, which
@@ -956,10 +955,15 @@ fn is_marked(cfg: &DataplaneConfig, key: &SourceKey) -> bool {
 /// Whether `key`'s slot holds it, verified at `now`.
 #[inline(always)]
 fn slot_verified(cfg: &DataplaneConfig, key: &SourceKey, now: u64) -> bool {
-    Table::Sources
-        .find(key, cfg.slot_seed)
-        // SAFETY: a slot of GUARD_SOURCES, read once.
-        .is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
+    verified_in(Table::Sources.find(key, cfg.slot_seed), now)
+}
+
+/// Whether a source's state, as its slot was found (`None`: the slot
+/// holds another source), says it is verified at `now`.
+#[inline(always)]
+fn verified_in(st: Option<*mut SourceState>, now: u64) -> bool {
+    // SAFETY: a slot of GUARD_SOURCES, read once.
+    st.is_some_and(|st| unsafe { (*st).verified_until_ns } > now)
 }
 
 /// A source whose entry was just created (again): its verification and

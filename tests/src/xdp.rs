@@ -26,7 +26,7 @@ use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
     config::PORTS_ARMED,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
-    flows::{FLOW_WAYS, FlowSet, FlowSet6, flow_place, flow_place6},
+    flows::{FlowSet, FlowSet6, flow_place, flow_place6, tag_position},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{
         EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4,
@@ -157,15 +157,12 @@ impl Program {
     /// name (for `bpftool prog dump xlated id`).
     #[must_use]
     pub fn ids(&self) -> [(&'static str, u32); 2] {
-        let egress: &SchedClassifier = self
-            .ebpf
-            .program(SYNACK_PROGRAM)
-            .expect("egress program")
-            .try_into()
-            .expect("a classifier");
         [
             (PROGRAM, self.program().info().expect("program info").id()),
-            (SYNACK_PROGRAM, egress.info().expect("program info").id()),
+            (
+                SYNACK_PROGRAM,
+                self.egress().info().expect("program info").id(),
+            ),
         ]
     }
 
@@ -235,13 +232,15 @@ impl Program {
     }
 
     fn egress_fd(&self) -> BorrowedFd<'_> {
-        let program: &SchedClassifier = self
-            .ebpf
+        self.egress().fd().expect("program fd").as_fd()
+    }
+
+    fn egress(&self) -> &SchedClassifier {
+        self.ebpf
             .program(SYNACK_PROGRAM)
             .expect("egress program")
             .try_into()
-            .expect("a classifier");
-        program.fd().expect("program fd").as_fd()
+            .expect("a classifier")
     }
 
     /// The SYN-ACKs the egress program remembers, with the acknowledgement
@@ -438,20 +437,25 @@ impl Program {
         let v6 = Array::<_, FlowSet6>::try_from(self.map(UDP_FLOWS)).expect("flows");
         let v4 = Array::<_, FlowSet>::try_from(self.map(UDP_FLOWS4)).expect("IPv4 flows");
         let sets = v4.len();
-        let tags = |name| -> Vec<u16> {
+        let lines = |name| -> Vec<TagLine> {
             Array::<_, TagLine>::try_from(self.map(name))
                 .expect("flow tags")
                 .iter()
-                .flat_map(|line| line.expect("reading flow tags").tags)
+                .map(|line| line.expect("reading flow tags"))
                 .collect()
         };
-        let (tags4, tags6) = (tags(UDP_TAGS4), tags(UDP_TAGS));
+        let (lines4, lines6) = (lines(UDP_TAGS4), lines(UDP_TAGS));
+        // The tag of way `way` of set `set`, where the program keeps it.
+        let tag = |lines: &[TagLine], set: usize, way: usize| {
+            let (line, first) = tag_position(u32::try_from(set).expect("set"));
+            lines[line as usize].tags[first + way]
+        };
         let mut flows = HashMap::new();
         for (set, ways) in v4.iter().enumerate() {
             for (i, way) in ways.expect("reading IPv4 flows").ways.iter().enumerate() {
                 if way.last != 0 {
-                    let tag = flow_place(&way.key, seed, sets).1;
-                    assert_eq!(tags4[set * FLOW_WAYS + i], tag, "{:?}'s tag", way.flow());
+                    let want = flow_place(&way.key, seed, sets).1;
+                    assert_eq!(tag(&lines4, set, i), want, "{:?}'s tag", way.flow());
                     flows.insert(way.flow().widened(), way.last);
                 }
             }
@@ -459,8 +463,8 @@ impl Program {
         for (set, ways) in v6.iter().enumerate() {
             for (i, way) in ways.expect("reading flows").ways.iter().enumerate() {
                 if way.last != 0 {
-                    let tag = flow_place6(&way.key, seed, sets).1;
-                    assert_eq!(tags6[set * FLOW_WAYS + i], tag, "{:?}'s tag", way.flow());
+                    let want = flow_place6(&way.key, seed, sets).1;
+                    assert_eq!(tag(&lines6, set, i), want, "{:?}'s tag", way.flow());
                     flows.insert(way.flow(), way.last);
                 }
             }
