@@ -3,8 +3,9 @@
 //! of both families (`GUARD_UDP_FLOWS`), an array of [`FlowSet6`]s; each
 //! set holds [`FLOW_WAYS`] flows. A flow has one set, chosen by a hash of
 //! its key seeded at load ([`crate::DataplaneConfig::slot_seed`]), and
-//! takes the way that holds its key, or else the way seen least lately:
-//! the set forgets its oldest flow, as an LRU hash forgets the table's.
+//! takes the way that holds its key, or else the way not written or
+//! refreshed last: the set forgets its older flow, as an LRU hash forgets
+//! the table's.
 //!
 //! Why not the LRU hashes they were: every UDP datagram looks its flow
 //! up, and a flood's datagrams all miss. A hash map's lookup is a helper
@@ -23,7 +24,7 @@
 //! ([`crate::config::UDP_FLOW_REFRESH_NS`]).
 //!
 //! Why tags beside the sets (`GUARD_UDP4_TAGS`, `GUARD_UDP_TAGS`: 16 bits
-//! a way, in [`TagLine`]s, a sixteenth of the IPv4 table): a flood's
+//! a way, [`SetTags`], in [`TagLine`]s, a sixteenth of the IPv4 table): a flood's
 //! datagrams are new flows, and each looked its set up, a cache miss in
 //! megabytes of table (66% of the program's samples with the budget
 //! spent, `cargo xtask bench --profile udp-spent`). A tag that is not
@@ -31,6 +32,14 @@
 //! its slot ([`crate::slots::TagLine`]), so the datagram reads a line of
 //! the small array and not the set. Unlike a time stamp, a tag says so
 //! in a table full of flows seen lately, too.
+//!
+//! Why the older way is marked in the tags ([`SetTags`]), not found from
+//! the ways' times: a new flow that is admitted is written, and choosing
+//! its way by the times read the set, a cache miss (56% of the program's
+//! samples, `cargo xtask bench --profile udp-new`), where a store does
+//! not wait. With the tags saying which way was written or refreshed
+//! last, a flow whose tag is in neither way is written without its set
+//! being read.
 
 use crate::{
     key::{FlowKey, FlowKey4},
@@ -74,13 +83,6 @@ impl FlowSet {
     pub fn find(&self, words: &[u32; 3]) -> Option<usize> {
         find(self.ways.each_ref().map(|w| &w.key), words)
     }
-
-    /// The way the key of `words` is written into ([`way_for`]).
-    #[inline(always)]
-    #[must_use]
-    pub fn way_for(&self, words: &[u32; 3]) -> usize {
-        way_for(self.find(words), self.ways.each_ref().map(|w| w.last))
-    }
 }
 
 /// One flow of an IPv6 (or other protocol's) set: its key as words
@@ -115,13 +117,6 @@ impl FlowSet6 {
     pub fn find(&self, words: &[u64; 5]) -> Option<usize> {
         find(self.ways.each_ref().map(|w| &w.key), words)
     }
-
-    /// The way the key of `words` is written into ([`way_for`]).
-    #[inline(always)]
-    #[must_use]
-    pub fn way_for(&self, words: &[u64; 5]) -> usize {
-        way_for(self.find(words), self.ways.each_ref().map(|w| w.last))
-    }
 }
 
 /// The way whose key is `words`, if any: compared word by word with the
@@ -148,13 +143,54 @@ where
     }
 }
 
-/// The way a key is written into: its own (`found`), or else the one seen
-/// least lately (the first of two seen at the same time).
+/// The bit of a way's tag that marks the way of its set written or
+/// refreshed last; the tag itself is the other 15 bits.
+pub const NEWER: u16 = 0x8000;
+
+/// A set's ways' tags, as the tag array holds them: each way's flow's tag
+/// ([`flow_place`]; 0: no flow yet), [`NEWER`] on the way written or
+/// refreshed last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetTags(pub [u16; FLOW_WAYS]);
+
+impl SetTags {
+    /// Whether a way may hold the flow tagged `tag`: else the set holds
+    /// another flow in each way, and need not be read.
+    #[inline(always)]
+    #[must_use]
+    pub const fn may_hold(self, tag: u16) -> bool {
+        self.0[0] & !NEWER == tag || self.0[1] & !NEWER == tag
+    }
+
+    /// The way a flow the set does not hold takes: the one not written or
+    /// refreshed last (the first when no way, or both, say so: a set
+    /// never written, or two CPUs writing it at once).
+    #[inline(always)]
+    #[must_use]
+    pub const fn older(self) -> usize {
+        (self.0[0] & NEWER != 0 && self.0[1] & NEWER == 0) as usize
+    }
+
+    /// The tags once way `way` is written with the flow tagged `tag`, or
+    /// refreshed (its own tag): the way written last.
+    #[inline(always)]
+    #[must_use]
+    pub const fn touched(self, way: usize, tag: u16) -> Self {
+        let mut tags = [self.0[0] & !NEWER, self.0[1] & !NEWER];
+        tags[way % FLOW_WAYS] = tag | NEWER;
+        Self(tags)
+    }
+}
+
+/// The way the flow tagged `tag` is written into: the way holding its key
+/// (`find` reads the set, and is called only if a tag may be the flow's),
+/// or else the older way ([`SetTags::older`]).
 #[inline(always)]
-fn way_for(found: Option<usize>, lasts: [u64; FLOW_WAYS]) -> usize {
-    match found {
+pub fn way_for(tags: SetTags, tag: u16, find: impl FnOnce() -> Option<usize>) -> usize {
+    let own = if tags.may_hold(tag) { find() } else { None };
+    match own {
         Some(way) => way,
-        None => usize::from(lasts[1] < lasts[0]),
+        None => tags.older(),
     }
 }
 
@@ -225,12 +261,13 @@ pub const fn flow_place6(words: &[u64; 5], seed: u64, sets: u32) -> (u32, u16) {
 }
 
 /// A hash's set (its high half onto the table: no division, any size) and
-/// tag (16 bits of one more product, whose high half takes every bit of
-/// the hash: keys of one set share its high bits; never 0, no flow).
+/// tag (15 bits of one more product, whose high half takes every bit of
+/// the hash: keys of one set share its high bits; never 0, no flow; the
+/// 16th bit is [`NEWER`]'s).
 #[inline(always)]
 const fn placed(x: u64, sets: u32) -> (u32, u16) {
     let set = (((x >> 32) * sets as u64) >> 32) as u32;
-    let tag = (x.wrapping_mul(0x94d0_49bb_1331_11eb) >> 48) as u16 | 1;
+    let tag = (x.wrapping_mul(0x94d0_49bb_1331_11eb) >> 49) as u16 | 1;
     (set, tag)
 }
 
@@ -287,19 +324,51 @@ mod tests {
     #[test]
     fn a_flow_keeps_its_way_and_a_new_one_takes_the_older() {
         let mut set = FlowSet::default();
-        assert_eq!((set.find(&key(1)), set.way_for(&key(1))), (None, 0));
-        set.ways[0] = way(key(1), 10);
-        assert_eq!(set.way_for(&key(2)), 1, "the empty way, never seen");
-        set.ways[1] = way(key(2), 20);
+        let mut tags = SetTags::default();
+        let tag = |k: u32| flow_place(&key(k), 7, 1).1;
+        // Writes flow `k` where the set's tags say, as the program does.
+        let write = |k: u32, set: &mut FlowSet, tags: &mut SetTags| {
+            let i = way_for(*tags, tag(k), || set.find(&key(k)));
+            set.ways[i] = way(key(k), 1);
+            *tags = tags.touched(i, tag(k));
+            i
+        };
+        assert_eq!(set.find(&key(1)), None);
+        assert_eq!(write(1, &mut set, &mut tags), 0, "a set never written");
+        assert_eq!(write(2, &mut set, &mut tags), 1, "the way never written");
         assert_eq!(set.find(&key(2)), Some(1));
         assert_eq!(set.ways[1].flow().words(), key(2));
-        assert_eq!(set.way_for(&key(1)), 0);
-        assert_eq!(set.way_for(&key(2)), 1, "its own, though the newer");
-        assert_eq!(set.way_for(&key(3)), 0, "the older goes");
-        set.ways[0].last = 30;
-        assert_eq!(set.way_for(&key(3)), 1, "refreshed, the other is older");
-        set.ways[1].last = 30;
-        assert_eq!(set.way_for(&key(3)), 0, "a tie: the first");
+        assert_eq!(
+            write(1, &mut set, &mut tags),
+            0,
+            "its own, though the older"
+        );
+        assert_eq!(write(3, &mut set, &mut tags), 1, "the older goes");
+        assert_eq!(set.find(&key(2)), None);
+        tags = tags.touched(0, tag(1));
+        assert_eq!(
+            write(4, &mut set, &mut tags),
+            1,
+            "refreshed, the other is older"
+        );
+        assert_eq!((set.find(&key(1)), set.find(&key(4))), (Some(0), Some(1)));
+    }
+
+    /// The set is read only when a tag may be the flow's; a tag the newer
+    /// bit marks is still the flow's.
+    #[test]
+    fn the_tags_say_when_to_read_the_set_and_which_way_is_older() {
+        let tags = SetTags::default().touched(0, 5).touched(1, 9);
+        assert_eq!(tags, SetTags([5, 9 | NEWER]));
+        assert!(tags.may_hold(5) && tags.may_hold(9) && !tags.may_hold(7));
+        assert_eq!(tags.older(), 0);
+        assert_eq!(tags.touched(0, 5).older(), 1);
+        let unread = || -> Option<usize> { panic!("the set was read") };
+        assert_eq!(way_for(tags, 7, unread), 0);
+        assert_eq!(way_for(tags, 9, || Some(1)), 1, "its own way");
+        assert_eq!(way_for(tags, 5, || None), 0, "a tag another flow shares");
+        assert_eq!(SetTags([5 | NEWER, 9 | NEWER]).older(), 0, "racing writers");
+        assert_eq!(SetTags([0, 0]).older(), 0);
     }
 
     #[test]
@@ -307,13 +376,11 @@ mod tests {
         let mut set = FlowSet6::default();
         let [a, b, c] = [1, 2, 3].map(|i| key6(i).words());
         set.ways[0] = FlowWay6 { key: a, last: 10 };
-        assert_eq!(set.way_for(&b), 1);
         set.ways[1] = FlowWay6 { key: b, last: 20 };
         assert_eq!(
             (set.find(&a), set.find(&b), set.find(&c)),
             (Some(0), Some(1), None)
         );
-        assert_eq!(set.way_for(&c), 0);
         assert_eq!(set.ways[1].flow(), key6(2));
         let words_differ_in = |k: FlowKey| k.words() != key6(1).words();
         assert!(words_differ_in(FlowKey {
@@ -389,18 +456,19 @@ mod tests {
             }
             .words();
             let (set, tag) = flow_place(&words, 7, sets);
-            assert_ne!(tag, 0);
+            assert!(tag != 0 && tag & NEWER == 0);
             by_set.entry(set).or_default().push(tag);
         }
         for i in 0..=u16::MAX {
             let (set, tag) = flow_place6(&key6(i).words(), 7, sets);
-            assert_ne!(tag, 0);
+            assert!(tag != 0 && tag & NEWER == 0);
             by_set.entry(set).or_default().push(tag);
         }
         let (pairs, same) = crate::slots::shared_tags(by_set.values());
-        // 1 in 32,768 for random 15-bit tags: allow four times that.
+        // 1 in 16,384 for random 14-bit tags (the last bit is 1): allow
+        // four times that.
         assert!(
-            same * 8192 < pairs,
+            same * 4096 < pairs,
             "{same} of {pairs} pairs in a set share a tag"
         );
         let mut seen = HashSet::new();

@@ -15,7 +15,7 @@ use guard_common::{
     FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
     dissect::{IPPROTO_UDP, keyed_by_ports},
-    flows::{FLOW_WAYS, flow_place, flow_place6, flow_sets, tag_position},
+    flows::{FLOW_WAYS, SetTags, flow_place, flow_place6, flow_sets, tag_position, way_for},
     key::{AF_INET, flow_words},
     maps::DEFAULT_MAX_UDP_FLOWS,
     slots::TagLine,
@@ -138,36 +138,40 @@ impl<'a> Flow<'a> {
         Self(place)
     }
 
-    /// Where the flow's time is, if its set holds it. The set is read only
-    /// when a way's tag is the flow's. Each family's branch looks its own
-    /// maps up: one call site for two maps would be a helper call, where
-    /// the verifier inlines an array's lookup for a call site of one map.
+    /// The flow's way, if its set holds it: the way's time, the set's tags
+    /// and the way. The set is read only when a way's tag may be the
+    /// flow's. Each family's branch looks its own maps up: one call site
+    /// for two maps would be a helper call, where the verifier inlines an
+    /// array's lookup for a call site of one map.
     #[inline(always)]
-    fn last(&self) -> Option<*mut u64> {
+    fn held(&self) -> Option<(*mut u64, *mut u16, usize)> {
         let place = self.0;
         if place.v4 {
-            if !tagged(tags(&UDP_TAGS4, place.set)?, place.tag) {
+            let tags = tags(&UDP_TAGS4, place.set)?;
+            if !read_tags(tags).may_hold(place.tag) {
                 return None;
             }
             // SAFETY: a map value of the flow table, valid for this run.
             let set = unsafe { &mut *UDP_FLOWS4.get_ptr_mut(place.set)? };
             let way = set.find(&place.key4)? % FLOW_WAYS;
-            Some(&raw mut set.ways[way].last)
+            Some((&raw mut set.ways[way].last, tags, way))
         } else {
-            if !tagged(tags(&UDP_TAGS, place.set)?, place.tag) {
+            let tags = tags(&UDP_TAGS, place.set)?;
+            if !read_tags(tags).may_hold(place.tag) {
                 return None;
             }
             // SAFETY: as above.
             let set = unsafe { &mut *UDP_FLOWS.get_ptr_mut(place.set)? };
             let way = set.find(&place.key6)? % FLOW_WAYS;
-            Some(&raw mut set.ways[way].last)
+            Some((&raw mut set.ways[way].last, tags, way))
         }
     }
 
-    /// Whether the flow was seen within `idle` ns; refreshes its time.
+    /// Whether the flow was seen within `idle` ns; refreshes its time, and
+    /// marks its way the set's newer.
     #[inline(always)]
     pub(crate) fn known(&self, now: u64, idle: u64) -> bool {
-        let Some(last) = self.last() else {
+        let Some((last, tags, way)) = self.held() else {
             return false;
         };
         // SAFETY: a way's time in a flow table's value.
@@ -178,18 +182,22 @@ impl<'a> Flow<'a> {
         }
         if age > UDP_FLOW_REFRESH_NS {
             *last = now;
+            // SAFETY: the set's tags ([`tags`]).
+            unsafe { write_tags(tags, read_tags(tags).touched(way, self.0.tag)) };
         }
         true
     }
 
     /// Remembers the flow as seen `now`: in its set, in its own way or
-    /// the one seen least lately, and its tag beside the way (each family
-    /// with its own lookups, as in [`Self::last`]).
+    /// the older ([`guard_common::flows::way_for`]: the set is read only
+    /// if a tag may be the flow's), its tag beside the way (each family
+    /// with its own lookups, as in [`Self::held`]).
     #[inline(always)]
     pub(crate) fn remember(&self, now: u64) {
         let place = self.0;
-        // SAFETY (all): a flow table's value and the fields of one of its
-        // ways, valid for this run; a tag of the way's set.
+        // SAFETY (all): a flow table's value, read only through `find`,
+        // and the fields of one of its ways, valid for this run; the
+        // set's tags.
         if place.v4 {
             let (Some(set), Some(tags)) = (
                 UDP_FLOWS4.get_ptr_mut(place.set),
@@ -197,12 +205,12 @@ impl<'a> Flow<'a> {
             ) else {
                 return;
             };
-            let set = unsafe { &mut *set };
-            let i = set.way_for(&place.key4) % FLOW_WAYS;
-            let way = &mut set.ways[i];
+            let before = read_tags(tags);
+            let i = way_for(before, place.tag, || unsafe { (*set).find(&place.key4) }) % FLOW_WAYS;
+            let way = unsafe { &mut (*set).ways[i] };
             unsafe {
                 write_way(&raw mut way.key, &raw mut way.last, place.key4, now);
-                write_tag(tags.add(i), place.tag);
+                write_tags(tags, before.touched(i, place.tag));
             }
         } else {
             let (Some(set), Some(tags)) =
@@ -210,12 +218,12 @@ impl<'a> Flow<'a> {
             else {
                 return;
             };
-            let set = unsafe { &mut *set };
-            let i = set.way_for(&place.key6) % FLOW_WAYS;
-            let way = &mut set.ways[i];
+            let before = read_tags(tags);
+            let i = way_for(before, place.tag, || unsafe { (*set).find(&place.key6) }) % FLOW_WAYS;
+            let way = unsafe { &mut (*set).ways[i] };
             unsafe {
                 write_way(&raw mut way.key, &raw mut way.last, place.key6, now);
-                write_tag(tags.add(i), place.tag);
+                write_tags(tags, before.touched(i, place.tag));
             }
         }
     }
@@ -241,26 +249,35 @@ fn tags(map: &Array<TagLine>, set: u32) -> Option<*mut u16> {
     Some(unsafe { (&raw mut (*line).tags).cast::<u16>().add(first) })
 }
 
-/// Whether either of a set's tags (at `tags`) is `tag`.
+/// A set's tags (at `tags`).
 #[inline(always)]
-fn tagged(tags: *mut u16, tag: u16) -> bool {
+fn read_tags(tags: *mut u16) -> SetTags {
     // SAFETY: the set's two tags ([`tags`]); volatile because other CPUs
     // write them.
-    unsafe { core::ptr::read_volatile(tags) == tag || core::ptr::read_volatile(tags.add(1)) == tag }
+    unsafe {
+        SetTags([
+            core::ptr::read_volatile(tags),
+            core::ptr::read_volatile(tags.add(1)),
+        ])
+    }
 }
 
-/// Writes a way's tag, after its key and time: a CPU that finds the tag
-/// then reads the way finds the flow written. Two CPUs writing one way at
-/// once may leave a tag not the way's: its flow is then new once more, and
-/// written again.
+/// Writes a set's tags, after the way written: a CPU that finds the tag
+/// then reads the way finds the flow written. Two CPUs writing one set at
+/// once may leave a tag not its way's: that way's flow is then new once
+/// more, and written again; or both ways marked newer, or neither: the
+/// first way then goes first.
 ///
 /// # Safety
 ///
-/// `tag` is a tag of a flow tag array ([`tags`]).
+/// `tags` are a set's tags in a flow tag array ([`tags`]).
 #[inline(always)]
-unsafe fn write_tag(tag: *mut u16, value: u16) {
+unsafe fn write_tags(tags: *mut u16, value: SetTags) {
     // SAFETY: the caller's.
-    unsafe { core::ptr::write_volatile(tag, value) };
+    unsafe {
+        core::ptr::write_volatile(tags, value.0[0]);
+        core::ptr::write_volatile(tags.add(1), value.0[1]);
+    }
 }
 
 /// Writes a way's key and time, the time cleared first: a CPU reading the

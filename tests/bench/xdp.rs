@@ -146,6 +146,18 @@ mod frames {
             .collect()
     }
 
+    /// Datagrams of 2^20 flows of one source (8 times the default
+    /// `max-udp-flows`): run in turn, each finds its flow forgotten.
+    pub fn new_flows() -> Vec<Vec<u8>> {
+        (0..1u32 << 20)
+            .map(|i| {
+                let [a, b, c, d] = i.to_be_bytes();
+                let (sport, dport) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+                Packet::udp(src4(5), dst4(), 1024 + sport, dport, b"q").frame()
+            })
+            .collect()
+    }
+
     /// ACKs from [`DISTINCT`] sources from the `from`th on, of no
     /// connection: a spoofed ACK flood.
     pub fn spoofed_acks(from: u32) -> Vec<Vec<u8>> {
@@ -896,6 +908,7 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// and the runs of each per test run. The cases are rows of the table:
 /// `established` (the fast path), `syn` (a known source), `syn6`, `udp`
 /// (a known flow), `new` (sources the table does not hold, admitted),
+/// `udp-new` (new flows of a known source, admitted),
 /// `spent` (new sources once the budget binds), `udp-spent` (their
 /// datagrams), `signature` (a SYN a
 /// signature drops) and `cookie` (SYNs answered with SYN-ACKs).
@@ -917,6 +930,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
         "spent" => (spent_program(), frames::spoofed(0), 1),
         "udp-spent" => (spent_program(), frames::spoofed_udp(0), 1),
         "new" => (program(&open_settings()), frames::wide(), 1),
+        "udp-new" => (program(&open_settings()), frames::new_flows(), 1),
         "signature" => {
             let mut prog = program(&open_settings());
             prog.add_signature(parse(SYN_SIGNATURE).expect("signature"), false);
@@ -928,7 +942,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
             (prog, cookie_syns(), 1)
         }
         other => panic!(
-            "no profile case {other:?}: established, syn, syn6, udp, new, spent, udp-spent, signature or cookie"
+            "no profile case {other:?}: established, syn, syn6, udp, new, udp-new, spent, udp-spent, signature or cookie"
         ),
     };
     // The first run creates the state a known source or flow has.

@@ -402,6 +402,17 @@ fn a_flow_keeps_its_way_while_seen(user: &Packet, flood: impl Fn(u32) -> Packet)
         pair.packet(&user_frame, now);
         assert_eq!(new_flows(&pair), before, "the user's flow was forgotten");
     }
+    // A flood flow into the set and the user seen again in one tick
+    // (times equal): the user's way is still the newer, and the next flood
+    // flow of that tick takes the other.
+    now += 2 * SEC;
+    pair.packet(&beside.next().expect("a flow in the set"), now);
+    pair.packet(&user_frame, now);
+    pair.packet(&beside.next().expect("a flow in the set"), now);
+    let before = new_flows(&pair);
+    pair.packet(&user_frame, now + MS);
+    assert_eq!(new_flows(&pair), before, "the user's flow was forgotten");
+    pair.assert_same_state();
     // Two flood flows since it was last seen: it is the older of its set's
     // ways, and goes.
     now += 2 * SEC;

@@ -44,7 +44,7 @@ use guard_common::{
         ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
-    flows::{FLOW_WAYS, FlowSet, FlowSet6, FlowWay, FlowWay6, flow_sets, set_index, set_index6},
+    flows::{FLOW_WAYS, SetTags, flow_place, flow_place6, flow_sets, way_for},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
     slots::slot_index,
@@ -449,6 +449,14 @@ fn put(
 }
 
 /// The program's state, and the model of its verdicts.
+/// A set of a flow table: the flow each way holds, and the ways' tags as
+/// the program keeps them (which way was written or refreshed last).
+#[derive(Clone, Debug, Default)]
+struct FlowWays {
+    keys: [Option<FlowKey>; FLOW_WAYS],
+    tags: SetTags,
+}
+
 #[derive(Clone, Debug)]
 pub struct Model {
     pub config: DataplaneConfig,
@@ -477,7 +485,7 @@ pub struct Model {
     /// the flow each way of a set holds, by table (IPv4 UDP's or not) and
     /// set.
     pub udp_flow_sets: u32,
-    flow_ways: HashMap<(bool, u32), [Option<FlowKey>; FLOW_WAYS]>,
+    flow_ways: HashMap<(bool, u32), FlowWays>,
     /// Bucket states indexed by `GLOBAL_BUDGET` and `GLOBAL_EVENTS`.
     pub global: [u64; GLOBAL_SLOTS as usize],
     /// `GUARD_PORTS` as written: only its open bits are modelled (which
@@ -655,7 +663,8 @@ impl Model {
     }
 
     /// Whether the flow was seen within `udp_flow_idle_ns`; a known flow's
-    /// time is rewritten once it is more than `UDP_FLOW_REFRESH_NS` old.
+    /// time is rewritten once it is more than `UDP_FLOW_REFRESH_NS` old,
+    /// and its way is then its set's newer.
     fn udp_flow_known(&mut self, key: &FlowKey, now: u64) -> bool {
         let Some(last) = self.udp_flows.get_mut(key) else {
             return false;
@@ -666,52 +675,43 @@ impl Model {
         }
         if age > UDP_FLOW_REFRESH_NS {
             *last = now;
+            let (place, tag) = self.flow_place(key);
+            let ways = self.flow_ways.get_mut(&place).expect("a known flow's set");
+            let way = ways.keys.iter().position(|k| k == &Some(*key));
+            ways.tags = ways.tags.touched(way.expect("a known flow's way"), tag);
         }
         true
     }
 
+    /// A flow's set (by table: IPv4 UDP's or not) and its tag.
+    fn flow_place(&self, key: &FlowKey) -> ((bool, u32), u16) {
+        let (seed, sets) = (self.config.slot_seed, self.udp_flow_sets);
+        if let Some(k4) = key.narrowed() {
+            let (set, tag) = flow_place(&k4.words(), seed, sets);
+            ((true, set), tag)
+        } else {
+            let (set, tag) = flow_place6(&key.words(), seed, sets);
+            ((false, set), tag)
+        }
+    }
+
     /// A passed new flow of UDP or another protocol is known from now on.
     /// It takes its way of its set (`guard_common::flows`: an IPv4 UDP
-    /// flow's in the IPv4 table, any other's in the other), and the flow
-    /// that held the way is forgotten.
+    /// flow's in the IPv4 table, any other's in the other; its own way,
+    /// else the one not written or refreshed last), and the flow that held
+    /// the way is forgotten.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
         if !matches!(class, FlowClass::Udp | FlowClass::Other) {
             return;
         }
         let key = d.flow_key();
-        let seed = self.config.slot_seed;
-        let v4 = key.narrowed();
-        let set = match v4 {
-            Some(k4) => set_index(&k4.words(), seed, self.udp_flow_sets),
-            None => set_index6(&key.words(), seed, self.udp_flow_sets),
-        };
-        let ways = self.flow_ways.entry((v4.is_some(), set)).or_default();
-        let lasts = ways.map(|held| held.map_or(0, |k| self.udp_flows[&k]));
-        let way = if let Some(k4) = v4 {
-            let mut set = FlowSet::default();
-            for ((way, held), last) in set.ways.iter_mut().zip(ways.iter()).zip(lasts) {
-                if let Some(held) = held.and_then(|k| k.narrowed()) {
-                    *way = FlowWay {
-                        key: held.words(),
-                        pad: 0,
-                        last,
-                    };
-                }
-            }
-            set.way_for(&k4.words())
-        } else {
-            let mut set = FlowSet6::default();
-            for ((way, held), last) in set.ways.iter_mut().zip(ways.iter()).zip(lasts) {
-                if let Some(held) = held {
-                    *way = FlowWay6 {
-                        key: held.words(),
-                        last,
-                    };
-                }
-            }
-            set.way_for(&key.words())
-        };
-        if let Some(old) = ways[way].replace(key)
+        let (place, tag) = self.flow_place(&key);
+        let ways = self.flow_ways.entry(place).or_default();
+        let way = way_for(ways.tags, tag, || {
+            ways.keys.iter().position(|k| k == &Some(key))
+        });
+        ways.tags = ways.tags.touched(way, tag);
+        if let Some(old) = ways.keys[way].replace(key)
             && old != key
         {
             self.udp_flows.remove(&old);

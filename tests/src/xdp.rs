@@ -26,7 +26,7 @@ use guard_common::{
     CounterBlock, DataplaneConfig, Event, FlowKey, PortCounts, SourceKey, SourceState, SynAckKey,
     config::PORTS_ARMED,
     fingerprint::{Sample, SigMeta, SigTable, Signature},
-    flows::{FlowSet, FlowSet6, flow_place, flow_place6, tag_position},
+    flows::{FLOW_WAYS, FlowSet, FlowSet6, NEWER, SetTags, flow_place, flow_place6, tag_position},
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{
         EVENTS, PROGRAM, SAMPLES, SYNACK_PROGRAM, SYNACKS, TEST_CLOCK, UDP_FLOWS, UDP_FLOWS4,
@@ -428,9 +428,11 @@ impl Program {
     }
 
     /// The datagram flows of both flow tables, IPv4's widened to the
-    /// reference model's one key. Each flow's tag must be beside its way,
-    /// where the program reads it first (`guard_common::flows`): a flow
-    /// whose tag is not there is one the program no longer finds.
+    /// reference model's one key. Each set's tags must be as the program
+    /// reads them first (`guard_common::flows`): each flow's tag beside
+    /// its way (a flow whose tag is not there is one the program no longer
+    /// finds), and the way marked newer one seen no earlier than the other
+    /// (else a new flow would take the wrong way).
     #[must_use]
     pub fn udp_flows(&self) -> HashMap<FlowKey, u64> {
         let seed = self.config().slot_seed;
@@ -445,28 +447,27 @@ impl Program {
                 .collect()
         };
         let (lines4, lines6) = (lines(UDP_TAGS4), lines(UDP_TAGS));
-        // The tag of way `way` of set `set`, where the program keeps it.
-        let tag = |lines: &[TagLine], set: usize, way: usize| {
+        // The tags of set `set`, where the program keeps them.
+        let tags = |lines: &[TagLine], set: usize| {
             let (line, first) = tag_position(u32::try_from(set).expect("set"));
-            lines[line as usize].tags[first + way]
+            let tags = &lines[line as usize].tags;
+            SetTags([tags[first], tags[first + 1]])
         };
         let mut flows = HashMap::new();
         for (set, ways) in v4.iter().enumerate() {
-            for (i, way) in ways.expect("reading IPv4 flows").ways.iter().enumerate() {
-                if way.last != 0 {
-                    let want = flow_place(&way.key, seed, sets).1;
-                    assert_eq!(tag(&lines4, set, i), want, "{:?}'s tag", way.flow());
-                    flows.insert(way.flow().widened(), way.last);
-                }
+            let ways = ways.expect("reading IPv4 flows").ways;
+            let placed = ways.map(|w| (w.last, flow_place(&w.key, seed, sets).1));
+            check_set_tags(tags(&lines4, set), placed, set);
+            for way in ways.iter().filter(|w| w.last != 0) {
+                flows.insert(way.flow().widened(), way.last);
             }
         }
         for (set, ways) in v6.iter().enumerate() {
-            for (i, way) in ways.expect("reading flows").ways.iter().enumerate() {
-                if way.last != 0 {
-                    let want = flow_place6(&way.key, seed, sets).1;
-                    assert_eq!(tag(&lines6, set, i), want, "{:?}'s tag", way.flow());
-                    flows.insert(way.flow(), way.last);
-                }
+            let ways = ways.expect("reading flows").ways;
+            let placed = ways.map(|w| (w.last, flow_place6(&w.key, seed, sets).1));
+            check_set_tags(tags(&lines6, set), placed, set);
+            for way in ways.iter().filter(|w| w.last != 0) {
+                flows.insert(way.flow(), way.last);
             }
         }
         flows
@@ -479,4 +480,30 @@ impl Program {
         out.copy_from_slice(&slots);
         out
     }
+}
+
+/// Asserts a flow set's tags against its ways (each way's time and its
+/// key's tag; time 0: never written): a written way's tag is its flow's,
+/// and exactly one written way is marked newer, one seen no earlier than
+/// the other; a set never written has no tags.
+fn check_set_tags(tags: SetTags, ways: [(u64, u16); FLOW_WAYS], set: usize) {
+    let written: Vec<usize> = (0..FLOW_WAYS).filter(|&i| ways[i].0 != 0).collect();
+    for &i in &written {
+        assert_eq!(
+            tags.0[i] & !NEWER,
+            ways[i].1,
+            "set {set}, way {i}: its flow's tag"
+        );
+    }
+    let newer: Vec<usize> = (0..FLOW_WAYS).filter(|&i| tags.0[i] & NEWER != 0).collect();
+    if written.is_empty() {
+        assert_eq!(tags, SetTags::default(), "set {set}: never written");
+        return;
+    }
+    assert_eq!(newer.len(), 1, "set {set}: one way newer, {tags:?}");
+    let n = newer[0];
+    assert!(
+        written.contains(&n) && written.iter().all(|&i| ways[i].0 <= ways[n].0),
+        "set {set}: way {n} marked newer, times {ways:?}"
+    );
 }

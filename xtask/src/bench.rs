@@ -59,6 +59,9 @@ enum Case {
     /// SYNs from sources the table does not hold, admitted (most take a
     /// slot another source held).
     New,
+    /// UDP datagrams of flows a known source has not sent lately, admitted
+    /// (each writes its flow's set).
+    UdpNew,
     /// SYNs from new sources once the global budget binds (dropped).
     Spent,
     /// UDP datagrams from new sources once the global budget binds
