@@ -448,7 +448,6 @@ fn put(
     table.insert(key, state);
 }
 
-/// The program's state, and the model of its verdicts.
 /// A set of a flow table: the flow each way holds, and the ways' tags as
 /// the program keeps them (which way was written or refreshed last).
 #[derive(Clone, Debug, Default)]
@@ -457,6 +456,7 @@ struct FlowWays {
     tags: SetTags,
 }
 
+/// The program's state, and the model of its verdicts.
 #[derive(Clone, Debug)]
 pub struct Model {
     pub config: DataplaneConfig,
