@@ -56,8 +56,8 @@ enum Case {
     Syn6,
     /// A UDP packet of a known flow.
     Udp,
-    /// SYNs from sources the table does not hold, admitted (most take a
-    /// slot another source held).
+    /// SYNs from sources the table does not hold, admitted (each takes
+    /// a slot another source held: 131,072 sources through 16,384 slots).
     New,
     /// UDP datagrams of flows a known source has not sent lately, admitted
     /// (each writes its flow's set).
