@@ -219,14 +219,6 @@ pub const fn tag_position(set: u32) -> (u32, usize) {
 }
 
 /// The key of `words` ([`FlowKey4::words`])'s set in a table of `sets`
-/// sets, for `seed` ([`flow_place`]).
-#[inline(always)]
-#[must_use]
-pub const fn set_index(words: &[u32; 3], seed: u64, sets: u32) -> u32 {
-    flow_place(words, seed, sets).0
-}
-
-/// The key of `words` ([`FlowKey4::words`])'s set in a table of `sets`
 /// sets, for `seed`, and its tag: a multiplicative hash of the three words
 /// with the seed mixed in before the first product, mapped onto the table
 /// by the product's high half, the tag from one more product (as
@@ -238,14 +230,6 @@ pub const fn flow_place(words: &[u32; 3], seed: u64, sets: u32) -> (u32, u16) {
     let x = ((a as u64 | (d as u64) << 32) ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p as u64;
     let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     placed(x ^ (x >> 31), sets)
-}
-
-/// The key of `words` ([`FlowKey::words`])'s set in a table of `sets`
-/// sets, for `seed` ([`flow_place6`]).
-#[inline(always)]
-#[must_use]
-pub const fn set_index6(words: &[u64; 5], seed: u64, sets: u32) -> u32 {
-    flow_place6(words, seed, sets).0
 }
 
 /// The key of `words` ([`FlowKey::words`])'s set and tag: the same hash
@@ -315,6 +299,14 @@ mod tests {
                 0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
             ],
         }
+    }
+
+    /// The set of `words`' flow (the IPv4 table's, the other's).
+    fn set_index(words: &[u32; 3], seed: u64, sets: u32) -> u32 {
+        flow_place(words, seed, sets).0
+    }
+    fn set_index6(words: &[u64; 5], seed: u64, sets: u32) -> u32 {
+        flow_place6(words, seed, sets).0
     }
 
     fn way(key: [u32; 3], last: u64) -> FlowWay {

@@ -30,7 +30,7 @@ use guard_common::{
     bucket::NANOS_PER_SEC,
     config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP, mac_word},
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
-    flows::{flow_sets, set_index, set_index6},
+    flows::flow_sets,
     ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
 };
 use guard_tests::{
@@ -358,16 +358,6 @@ fn udp_flows_echo_requests_and_the_fast_path() {
     pair.assert_same_state();
 }
 
-/// The table (IPv4 UDP's or the other) and set a datagram's flow is
-/// filed under.
-fn flow_set(frame: &[u8], seed: u64, sets: u32) -> (bool, u32) {
-    let key = model::dissect(frame).flow_key();
-    match key.narrowed() {
-        Some(k4) => (true, set_index(&k4.words(), seed, sets)),
-        None => (false, set_index6(&key.words(), seed, sets)),
-    }
-}
-
 /// A user's flow (`user`) through flood flows (`flood(i)`, those that
 /// share its set) in a table of 1,024 flows: kept while seen, forgotten
 /// once two flows came into its set since it was, the program and the
@@ -381,11 +371,13 @@ fn a_flow_keeps_its_way_while_seen(user: &Packet, flood: impl Fn(u32) -> Packet)
     );
     let sets = flow_sets(1024);
     let seed = pair.program.config().slot_seed;
+    // The table and set a datagram's flow is filed under.
+    let flow_set = |frame: &[u8]| model::flow_set(&model::dissect(frame).flow_key(), seed, sets).0;
     let user_frame = user.frame();
-    let set = flow_set(&user_frame, seed, sets);
+    let set = flow_set(&user_frame);
     let mut beside = (1..).filter_map(|i| {
         let frame = flood(i).frame();
-        (flow_set(&frame, seed, sets) == set).then_some(frame)
+        (flow_set(&frame) == set).then_some(frame)
     });
     let new_flows = |pair: &Pair| pair.program.counters().get(Counter::NewFlows);
     let mut now = T0;

@@ -448,6 +448,19 @@ fn put(
     table.insert(key, state);
 }
 
+/// A flow's set, by table (IPv4 UDP's or the other), in tables of `sets`
+/// sets for `seed`, and its tag: where the program files it.
+#[must_use]
+pub fn flow_set(key: &FlowKey, seed: u64, sets: u32) -> ((bool, u32), u16) {
+    if let Some(k4) = key.narrowed() {
+        let (set, tag) = flow_place(&k4.words(), seed, sets);
+        ((true, set), tag)
+    } else {
+        let (set, tag) = flow_place6(&key.words(), seed, sets);
+        ((false, set), tag)
+    }
+}
+
 /// A set of a flow table: the flow each way holds, and the ways' tags as
 /// the program keeps them (which way was written or refreshed last).
 #[derive(Clone, Debug, Default)]
@@ -675,24 +688,12 @@ impl Model {
         }
         if age > UDP_FLOW_REFRESH_NS {
             *last = now;
-            let (place, tag) = self.flow_place(key);
+            let (place, tag) = flow_set(key, self.config.slot_seed, self.udp_flow_sets);
             let ways = self.flow_ways.get_mut(&place).expect("a known flow's set");
             let way = ways.keys.iter().position(|k| k == &Some(*key));
             ways.tags = ways.tags.touched(way.expect("a known flow's way"), tag);
         }
         true
-    }
-
-    /// A flow's set (by table: IPv4 UDP's or not) and its tag.
-    fn flow_place(&self, key: &FlowKey) -> ((bool, u32), u16) {
-        let (seed, sets) = (self.config.slot_seed, self.udp_flow_sets);
-        if let Some(k4) = key.narrowed() {
-            let (set, tag) = flow_place(&k4.words(), seed, sets);
-            ((true, set), tag)
-        } else {
-            let (set, tag) = flow_place6(&key.words(), seed, sets);
-            ((false, set), tag)
-        }
     }
 
     /// A passed new flow of UDP or another protocol is known from now on.
@@ -705,7 +706,7 @@ impl Model {
             return;
         }
         let key = d.flow_key();
-        let (place, tag) = self.flow_place(&key);
+        let (place, tag) = flow_set(&key, self.config.slot_seed, self.udp_flow_sets);
         let ways = self.flow_ways.entry(place).or_default();
         let way = way_for(ways.tags, tag, || {
             ways.keys.iter().position(|k| k == &Some(key))
