@@ -1,7 +1,8 @@
 //! Names of the maps in the XDP object, as the loader, the pinned directory
 //! and `guard stats` see them. The eBPF side spells the same names in its
-//! `#[map(name = ...)]` attributes (which take only literals); a loader test
-//! checks that the object defines every name listed here.
+//! `#[map(name = ...)]` attributes (which take only literals); the loader
+//! takes each map by its name here, so a name the object does not define
+//! fails the load, and every kernel test with it.
 
 /// The XDP program's name in the object (its function's name on the eBPF
 /// side), as `bpftool prog show` prints it.
@@ -75,50 +76,6 @@ pub const SAMPLES: &str = "GUARD_SAMPLES";
 /// The test clock (see `TEST_CLOCK` in the XDP program).
 pub const TEST_CLOCK: &str = "GUARD_TEST_CLOCK";
 
-/// Maps the loader pins for other processes (`guard stats`, list
-/// management). The flow maps, the ring buffers and the test clock stay
-/// private to the running guard.
-pub const PINNED: &[&str] = &[
-    COUNTERS,
-    CONFIG,
-    SOURCES,
-    PREFIXES,
-    MARKS,
-    MARKED,
-    LISTS_V4,
-    LISTS_V6,
-    GLOBAL,
-    PORTS,
-    PORT_COUNTS,
-    SIGS,
-];
-
-/// Every map the object defines.
-pub const ALL: &[&str] = &[
-    COUNTERS,
-    CONFIG,
-    SOURCES,
-    PREFIXES,
-    SOURCE_TAGS,
-    MARKS,
-    LISTS_V4,
-    LISTS_V6,
-    LOCAL_V4,
-    LOCAL_V6,
-    GLOBAL,
-    PORTS,
-    PORT_COUNTS,
-    UDP_FLOWS,
-    UDP_FLOWS4,
-    UDP_TAGS,
-    UDP_TAGS4,
-    SYNACKS,
-    EVENTS,
-    SIGS,
-    SAMPLES,
-    TEST_CLOCK,
-];
-
 /// Default capacities; `guard run` can change them (`max-sources`, ...).
 /// The source and prefix tables are arrays of this many slots (a key takes
 /// its slot over from the key there), the flow tables arrays of sets of
@@ -129,7 +86,7 @@ pub const DEFAULT_MAX_SOURCES: u32 = 131_072;
 pub const DEFAULT_MAX_PREFIXES: u32 = 32_768;
 pub const DEFAULT_MAX_UDP_FLOWS: u32 = 131_072;
 /// Verified and banned sources kept apart ([`MARKS`]): 65,536 entries of
-/// 20 + 16 bytes, about 6 MiB preallocated with the LRU's own overhead.
+/// 20 + 16 bytes, 6.5 MiB preallocated with the LRU's own overhead.
 pub const MAX_MARKS: u32 = 65_536;
 /// SYN-ACKs remembered ([`SYNACKS`]): a client answers within its round
 /// trip, so this is seconds of SYN-ACKs even at the budget's and the

@@ -819,7 +819,7 @@ fn lookup_allowed(b: &mut LookupBudget, per_sec: u32, now: u64) -> bool {
 }
 
 /// Whether this ACK acknowledges a SYN-ACK the host sent while the budget
-/// binds (`GUARD_SYNACKS`, `synack.rs`): its acknowledgement number is the
+/// binds (`GUARD_SYNACKS`, `egress.rs`): its acknowledgement number is the
 /// SYN-ACK's sequence number plus one, which a spoofed source never saw.
 /// The key goes in the scratch value: the verdict's stack is full.
 #[inline(always)]
@@ -863,7 +863,7 @@ fn verify(cfg: &DataplaneConfig, slots: &mut Slots, src: &Addr, v4: bool, now: u
 }
 
 /// A source the host sent data or a FIN of a TCP connection to (the
-/// egress program, `synack.rs`), verified for `verified_ns` from `now` in
+/// egress program, `egress.rs`), verified for `verified_ns` from `now` in
 /// its slot only: it skips the global budget, but is not proven (not in
 /// `GUARD_MARKS`, where a busy server's clients, every one of them
 /// verified this way, would push the bans out; nor a source whose flows
