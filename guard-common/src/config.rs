@@ -174,7 +174,8 @@ pub const REJECT_RST: u32 = 1;
 
 /// [`DataplaneConfig::sample`]: send samples of new flows (and, for
 /// contrast, of verified sources' new flows and known UDP flows) to the
-/// `GUARD_SAMPLES` ring, under [`DataplaneConfig::samples`] per kind.
+/// `GUARD_SAMPLES` ring, under [`DataplaneConfig::sample_rate`] a second
+/// per CPU for new flows and as many for the contrast.
 pub const SAMPLE_ON: u32 = 1;
 
 /// The link-layer addresses [`DataplaneConfig::host_macs`] holds at most:
@@ -197,7 +198,7 @@ pub const fn mac_word(mac: [u8; 6]) -> u64 {
 pub struct DataplaneConfig {
     /// [`MODE_MONITOR`] or [`MODE_ENFORCE`].
     pub mode: u32,
-    /// `LISTS_*` and `DENY_*` bits.
+    /// [`HAS_LISTS_V4`], [`HAS_LISTS_V6`], [`DENY_V4`] and [`DENY_V6`] bits.
     pub lists: u32,
     /// Prefix length of a source: IPv4 (normally 32) and IPv6 (normally 64).
     pub source_prefix_v4: u8,
@@ -274,8 +275,8 @@ pub struct DataplaneConfig {
 }
 
 impl DataplaneConfig {
-    /// Counts only, limits nothing: what a freshly loaded program does
-    /// before the loader writes the real configuration.
+    /// Counts only, limits nothing: the base the reference model and the
+    /// tests build their configurations on.
     pub const PASSIVE: Self = Self {
         mode: MODE_MONITOR,
         lists: 0,

@@ -1,7 +1,6 @@
-//! The byte work of a SYN-cookie reply, shared by the XDP program (which
-//! answers SYNs) and the tests (which check the answers): reading a SYN's
-//! options, the timestamp that carries them, the SYN-ACK's options, and
-//! Internet checksums. The cookie itself comes from the kernel
+//! The byte work of the XDP program's SYN-cookie reply, kept here where
+//! its unit tests run on the host: reading a SYN's options, the timestamp
+//! that carries them, the SYN-ACK's options, and Internet checksums. The cookie itself comes from the kernel
 //! (`bpf_tcp_raw_gen_syncookie_*`), with the kernel's secret, so the
 //! kernel's SYNPROXY can check the handshake's last ACK.
 //!
@@ -167,18 +166,6 @@ pub fn linux_syn_options(tcp: &[u8]) -> Option<SynOptions> {
     })
 }
 
-/// Reads the options of a TCP header (`tcp` is the whole header, fixed
-/// part first).
-#[must_use]
-pub fn parse_syn_options(tcp: &[u8]) -> SynOptions {
-    let mut walk = OptionWalk::START;
-    let mut steps = 0;
-    while steps < OptionWalk::MAX_STEPS && walk.step(tcp) {
-        steps += 1;
-    }
-    walk.opts
-}
-
 /// Our TSval: the millisecond clock with its low bits replaced by the
 /// options the cookie cannot hold.
 #[must_use]
@@ -246,27 +233,6 @@ pub fn write_synack_options(
     20
 }
 
-/// Adds big-endian 16-bit words of `bytes` to a one's-complement sum (an
-/// odd last byte is padded with zero).
-#[must_use]
-#[inline(always)]
-pub fn csum_add(mut sum: u32, bytes: &[u8]) -> u32 {
-    // Index comparisons with `<`, not an iterator: the verifier bounds a
-    // loop by a less-than test, not by pointer equality.
-    let len = bytes.len();
-    let mut i = 0;
-    while i + 1 < len {
-        if let (Some(&hi), Some(&lo)) = (bytes.get(i), bytes.get(i + 1)) {
-            sum += u32::from(u16::from_be_bytes([hi, lo]));
-        }
-        i += 2;
-    }
-    if let Some(&last) = bytes.get(i) {
-        sum += u32::from(last) << 8;
-    }
-    sum
-}
-
 /// The one's-complement sum of `words`, each 32 bits read in memory
 /// order, for [`csum_fold`] (whose result is then in memory order too):
 /// what `bpf_csum_diff` gives for their bytes. An IPv4 header's five
@@ -296,18 +262,31 @@ pub const fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// The TCP pseudo-header's sum: both addresses (4 or 16 bytes each), the
-/// protocol and the TCP length.
-#[must_use]
-#[inline(always)]
-pub fn pseudo_header_sum(saddr: &[u8], daddr: &[u8], tcp_len: u16) -> u32 {
-    let sum = csum_add(csum_add(0, saddr), daddr);
-    sum + 6 + u32::from(tcp_len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads the options of a TCP header (`tcp` is the whole header, fixed
+    /// part first).
+    fn parse_syn_options(tcp: &[u8]) -> SynOptions {
+        let mut walk = OptionWalk::START;
+        let mut steps = 0;
+        while steps < OptionWalk::MAX_STEPS && walk.step(tcp) {
+            steps += 1;
+        }
+        walk.opts
+    }
+
+    /// Adds big-endian 16-bit words of `bytes` to a one's-complement sum (an
+    /// odd last byte is padded with zero).
+    fn csum_add(sum: u32, bytes: &[u8]) -> u32 {
+        bytes.chunks(2).fold(sum, |sum, pair| {
+            sum + u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]))
+        })
+    }
 
     fn header(options: &[u8]) -> Vec<u8> {
         let mut tcp = vec![0u8; 20 + options.len().div_ceil(4) * 4];

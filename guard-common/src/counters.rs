@@ -168,9 +168,6 @@ impl Counter {
         Self::DropCookieInvalid,
     ];
 
-    /// The SYN-cookie path.
-    pub const COOKIES: [Self; 2] = [Self::CookieSynAck, Self::CookieAckValid];
-
     /// Why a new flow passed.
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
 

@@ -24,7 +24,7 @@
 //! ([`crate::config::UDP_FLOW_REFRESH_NS`]).
 //!
 //! Why tags beside the sets (`GUARD_UDP4_TAGS`, `GUARD_UDP_TAGS`: 16 bits
-//! a way, [`SetTags`], in [`TagLine`]s, a sixteenth of the IPv4 table): a
+//! a way, [`SetTags`], in [`crate::slots::TagLine`]s, a sixteenth of the IPv4 table): a
 //! flood's datagrams are new flows, and each looked its set up, a cache
 //! miss in megabytes of table (66% of the program's samples with the
 //! budget spent, `cargo xtask bench --profile udp-spent`). A tag that is not

@@ -101,6 +101,8 @@ pub const DEFAULT_LIST_CAPACITY: u32 = 65_536;
 pub const MAX_LOCAL_ROUTES: u32 = 4_096;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
-/// The sample ring: 64 KiB holds 1,600 samples, more than a second of the
-/// largest sample rate the daemon sets.
+/// The sample ring: 64 KiB holds about 1,360 samples (40 bytes and the
+/// ring's 8-byte header each), more than a second of one CPU's budgets at
+/// the rate the daemon sets (500 new flows and 500 contrast samples), which
+/// the daemon reads as they come.
 pub const SAMPLES_BYTES: u32 = 64 * 1024;

@@ -8,8 +8,10 @@ use crate::{
 /// State of one source (or one prefix) in `GUARD_SOURCES` /
 /// `GUARD_PREFIXES`. Prefix entries use only the buckets and statistics.
 ///
-/// The buckets are exact: they change only by atomic instructions
-/// (compare-and-swap, or an atomic add while not full). The
+/// The buckets are exact for a source its slot holds: they change only by
+/// atomic instructions (compare-and-swap, or an atomic add while not full),
+/// but for the fresh state of a slot taken over (plain stores: a race
+/// there leaves the bucket fresh, `take_over` in the program). The
 /// statistics are plain increments (an atomic add costs more than the rest
 /// of a known source's path): two CPUs counting the same source in the same
 /// instant can lose one count. Every new flow that reaches a tier ends
@@ -17,7 +19,7 @@ use crate::{
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
-    /// Bucket state (GCRA TAT) per [`crate::config::FlowClass`]; updated
+    /// Bucket state (GCRA TAT) per [`crate::config::FlowClass`]; taken from
     /// atomically (the XDP program's `verdict::take`).
     pub tat: [u64; FLOW_CLASSES],
     /// New flows passed (in monitor mode: that would have passed).
@@ -130,7 +132,7 @@ pub struct Event {
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: repr(C), integers and byte arrays only, no implicit padding
-    // (explicit `pad` fields; sizes checked below).
+    // (sizes checked below).
     unsafe impl aya::Pod for super::SourceState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}

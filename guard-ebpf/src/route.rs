@@ -55,8 +55,9 @@ const KERNEL_AF_INET6: u8 = 10;
 /// How long a CPU keeps a destination's answer: an address or route
 /// added or removed is seen this late at most.
 const REMEMBERED_NS: u64 = 100_000_000;
-/// Destinations each CPU remembers, direct-mapped by the address's last
-/// byte (an IPv4 address's last octet: a /24 takes every way once);
+/// Destinations each CPU remembers, direct-mapped by the low byte of the
+/// address's words XORed (an IPv4 address's last octet: a /24 takes every
+/// way once);
 /// 8 KiB a CPU.
 const REMEMBERED: usize = 256;
 

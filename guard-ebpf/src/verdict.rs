@@ -490,10 +490,12 @@ pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) 
     }
 }
 
-/// The per-source tier (with bans), the per-prefix tier and the global
-/// budget, in that order; the first that says no decides. A verified
-/// source (one that completed a SYN-cookie handshake lately) skips the
-/// global budget; `verify` marks the source verified when admitted.
+/// The per-source tier (with bans), the global budget's room, the
+/// per-prefix tier and the budget's token, in that order; the first that
+/// says no decides. A verified source (one that completed a handshake
+/// lately: a cookie's, an ACK the check found, the host's replies) skips
+/// the budget while it binds and the source keeps within its own limit;
+/// `verify` marks the source verified when admitted.
 ///
 /// A source with no entry and no marks would pass its own tier (a full
 /// bucket, no ban), so the other two decide first and only a packet they
@@ -567,9 +569,9 @@ fn limit(
         },
     };
     // SAFETY: a pointer into a map value that stays valid for this run.
-    // Buckets change only atomically (`take`); the other fields are
-    // statistics and ban bookkeeping, where a lost update between two CPUs
-    // is harmless (see SourceState).
+    // A held source's buckets change only atomically (`take`); the other
+    // fields are statistics and ban bookkeeping, where a lost update
+    // between two CPUs is harmless (see SourceState).
     let st = unsafe { &mut *st };
     st.last_seen_ns = now;
 
@@ -1136,7 +1138,7 @@ fn event(
 pub(crate) type Addr = [u32; 4];
 
 /// `src`'s bytes in memory order, for the keys that take bytes (the LPM
-/// tries', a flow's, a SYN-ACK's).
+/// tries', a SYN-ACK's).
 #[inline(always)]
 pub(crate) fn addr_bytes(src: &Addr) -> [u8; 16] {
     // SAFETY: sixteen bytes either way, and any bytes are a byte array.

@@ -57,17 +57,23 @@ macro_rules! bucket_of {
     }};
 }
 
+/// Entries of each kind of table: sources and prefixes.
+const SOURCE_ENTRIES: u32 = 65_536;
+const PREFIX_ENTRIES: u32 = 16_384;
+
 #[map(name = "FLOOR_SOURCES")]
-static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(65_536, 0);
+static SOURCES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(SOURCE_ENTRIES, 0);
 
 #[map(name = "FLOOR_PREFIXES")]
-static PREFIXES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(16_384, 0);
+static PREFIXES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(PREFIX_ENTRIES, 0);
 
 #[map(name = "FLOOR_SLOT_SOURCES")]
-static SLOT_SOURCES: Array<Slot> = Array::with_max_entries(65_536, 0);
+static SLOT_SOURCES: Array<Slot> = Array::with_max_entries(SOURCE_ENTRIES, 0);
 
 #[map(name = "FLOOR_SLOT_PREFIXES")]
-static SLOT_PREFIXES: Array<Slot> = Array::with_max_entries(16_384, 0);
+static SLOT_PREFIXES: Array<Slot> = Array::with_max_entries(PREFIX_ENTRIES, 0);
 
 /// The first bucket of `key`'s slot, as guard finds it
 /// (`guard_common::slots`), taken over when it holds another key.
@@ -83,10 +89,12 @@ fn slot_bucket(map: &Array<Slot>, key: &SourceKey, entries: u32) -> Option<*mut 
 }
 
 #[map(name = "FLOOR_PLAIN_SOURCES")]
-static PLAIN_SOURCES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(65_536, 0);
+static PLAIN_SOURCES: HashMap<SourceKey, SourceState> =
+    HashMap::with_max_entries(SOURCE_ENTRIES, 0);
 
 #[map(name = "FLOOR_PLAIN_PREFIXES")]
-static PLAIN_PREFIXES: HashMap<SourceKey, SourceState> = HashMap::with_max_entries(16_384, 0);
+static PLAIN_PREFIXES: HashMap<SourceKey, SourceState> =
+    HashMap::with_max_entries(PREFIX_ENTRIES, 0);
 
 /// This CPU's jiffy and the coarse clock read in it, as guard keeps them.
 #[map(name = "FLOOR_CLOCK")]
@@ -130,9 +138,9 @@ pub fn floor(ctx: XdpContext) -> u32 {
     let bucket = |prefix: bool, key: &SourceKey| {
         if parts & ARRAY != 0 {
             if prefix {
-                slot_bucket(&SLOT_PREFIXES, key, 16_384)
+                slot_bucket(&SLOT_PREFIXES, key, PREFIX_ENTRIES)
             } else {
-                slot_bucket(&SLOT_SOURCES, key, 65_536)
+                slot_bucket(&SLOT_SOURCES, key, SOURCE_ENTRIES)
             }
         } else if parts & PLAIN != 0 {
             if prefix {
