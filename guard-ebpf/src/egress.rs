@@ -37,7 +37,8 @@ use guard_common::{
     cookie::{TCP_FLAG_FIN, TCP_FLAG_RST},
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_TCP, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, ipv6_ext_header, keyed_by_ports,
+        IPPROTO_TCP, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, ipv6_ext_header,
+        keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -193,7 +194,12 @@ impl Leaving {
     fn parse(r: &impl Reader) -> Result<Option<Self>, Short> {
         let mut l3 = ETH_HLEN;
         let mut ethertype = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
-        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        // As many tags as XDP walks: what one program verifies or
+        // remembers, the other must find.
+        for _ in 0..MAX_VLAN_TAGS {
+            if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+                break;
+            }
             l3 += 4;
             ethertype = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
         }

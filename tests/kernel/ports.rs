@@ -23,7 +23,7 @@ use guard_common::{
 };
 use guard_tests::{
     cpu, kernel_test,
-    packet::{Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021Q},
+    packet::{Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021AD, TPID_8021Q},
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -648,8 +648,9 @@ fn a_verified_source_over_its_own_limit_meets_the_budget() {
 }
 
 /// The egress program reads the commonest frames (untagged, IPv4 without
-/// options) in one piece and the rest field by field: a tagged frame, or
-/// one with IPv4 options, is read alike, and a datagram verifies nobody.
+/// options) in one piece and the rest field by field: a tagged frame (two
+/// tags too, as XDP reads them), or one with IPv4 options, is read alike,
+/// and a datagram verifies nobody.
 #[test]
 fn a_reply_in_a_tagged_frame_or_with_ipv4_options_verifies_too() {
     let _kernel = kernel_test!();
@@ -664,12 +665,16 @@ fn a_reply_in_a_tagged_frame_or_with_ipv4_options_verifies_too() {
         data(client(1), server()).vlan(TPID_8021Q).frame(),
         with_options.frame(),
         data(client6, server6).vlan(TPID_8021Q).frame(),
+        data(client(4), server())
+            .vlan(TPID_8021AD)
+            .vlan(TPID_8021Q)
+            .frame(),
     ];
     for frame in &frames {
         assert_eq!(program.run_egress(frame, T0), TCX_NEXT);
     }
-    assert_eq!(program.counters().get(Counter::VerifiedReply), 3);
-    for addr in [client(1), client(2), client6] {
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 4);
+    for addr in [client(1), client(2), client6, client(4)] {
         assert!(
             program.sources()[&source_key(addr)].verified_until_ns > T0,
             "{addr}"
@@ -677,7 +682,7 @@ fn a_reply_in_a_tagged_frame_or_with_ipv4_options_verifies_too() {
     }
     let datagram = Packet::udp(server(), client(3), 53, 40_000, b"an answer").frame();
     assert_eq!(program.run_egress(&datagram, T0), TCX_NEXT);
-    assert_eq!(program.counters().get(Counter::VerifiedReply), 3);
+    assert_eq!(program.counters().get(Counter::VerifiedReply), 4);
 }
 
 /// While the budget has room (the controller has not seen it drop), or
