@@ -676,3 +676,26 @@ fn a_member_joins_over_mutual_tls_and_one_without_a_certificate_cannot() {
     assert_eq!(log.matches("fleet: cut off from").count(), 1, "{log}");
     a.stop();
 }
+
+/// A member killed (SIGKILL: no clean-up) leaves its fleet view behind. A
+/// guard started after it without `--fleet` is in no fleet, and says so,
+/// rather than show the dead member's view as its own.
+#[test]
+fn a_guard_started_without_a_fleet_after_a_killed_member_is_in_none() {
+    let _kernel = kernel_test!();
+    let nats = NatsServer::start();
+    let member = Member::start("edge-a", &nats.url(), "1000", &[]);
+    member.wait_view("connected", |v| v["connected"] == true);
+    let Member { net, guard, .. } = member;
+    let view =
+        guard::model::paths::runtime_dir(Some(&net.victim)).join(guard::model::paths::FLEET_FILE);
+    let _ = guard.stop(libc::SIGKILL);
+    assert!(view.exists(), "the killed member left no view to test with");
+
+    let again = start_on(&net, &["--summary-interval", "0"]);
+    again.wait_ready();
+    let status = guard_proc::run(&["fleet", "status", "--netns", &net.victim]);
+    status.assert_code(1);
+    assert!(status.stderr.contains("in no fleet"), "{status}");
+    again.stop(libc::SIGTERM).assert_code(0);
+}

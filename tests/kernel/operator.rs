@@ -295,15 +295,56 @@ fn metrics_parse_and_match_the_counters() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A config file for the test network's victim: `body`, and no summary
+/// lines unless `body` sets them.
 fn write_config(path: &Path, net: &TestNet, body: &str) {
+    let summary = if body.contains("summary-interval") {
+        ""
+    } else {
+        "summary-interval = 0\n"
+    };
     fs::write(
         path,
         format!(
-            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsource-limits = \"always\"\nsummary-interval = 0\n{body}",
+            "iface = [\"{}\"]\nnetns = \"{}\"\nmode = \"enforce\"\nsource-limits = \"always\"\n{summary}{body}",
             net.victim_if, net.victim
         ),
     )
     .expect("write config");
+}
+
+/// `summary-interval` is reloaded like the rest: lines that were off
+/// start a second after the SIGHUP that turns them on.
+#[test]
+fn sighup_applies_a_new_summary_interval() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let file = std::env::temp_dir().join(format!("guardt-{}-sum.toml", std::process::id()));
+    write_config(&file, &net, "");
+    let file_arg = file.display().to_string();
+    let mut guard = Guard::start(&["run", "--config", &file_arg]);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    let line = format!("{}: ", net.victim_if);
+    let is_summary = |l: &str| l.contains(&line) && l.contains(" pkts (");
+    write_config(&file, &net, "summary-interval = 1\n");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log("SIGHUP: reloaded");
+    assert!(
+        !guard.stderr().lines().any(is_summary),
+        "a summary line before the reload:\n{}",
+        guard.stderr()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !guard.stderr().lines().any(is_summary) {
+        assert!(
+            Instant::now() < deadline,
+            "no summary line within 5 s of the reload:\n{}",
+            guard.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    guard.stop(libc::SIGTERM).assert_code(0);
+    fs::remove_file(&file).expect("remove config");
 }
 
 #[test]

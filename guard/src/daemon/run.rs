@@ -35,7 +35,7 @@ use crate::{
         clock::{monotonic_ns, unix_now, unix_now_ms},
         conntrack::knobs::{KnobError, Knobs},
         iface::Interface,
-        instances::NamespaceDir,
+        instances::{self, NamespaceDir},
         kept_lists,
         lock::PidLock,
         netns::{NetnsError, Scope},
@@ -140,6 +140,7 @@ async fn serve(sources: Sources<'_>, mut settings: Settings) -> Result<()> {
                         tracing::error!("fleet: {e:#}");
                     }
                     next_control = Instant::now();
+                    summary.set_period(settings.summary_interval, &attached);
                     published.run(&settings, &attached);
                     reload::log_reloaded(sources, &settings);
                 }
@@ -213,13 +214,16 @@ struct Claim {
 }
 
 impl Claim {
-    /// Takes the lock, then puts back what a guard killed here left.
+    /// Takes the lock, then puts back what a guard killed here left, and
+    /// removes what it published (a fleet view this guard, without
+    /// `--fleet`, would never overwrite).
     fn take(runtime_dir: &Path, netns: bool) -> Result<Self> {
         let claim = Self {
             _lock: PidLock::instance(runtime_dir).map_err(usage)?,
             _dir: netns.then(|| NamespaceDir::new(runtime_dir.to_path_buf())),
         };
         recover(runtime_dir)?;
+        instances::remove_published(runtime_dir);
         Ok(claim)
     }
 }
@@ -522,6 +526,7 @@ fn fleet_changed(
 /// a limited source once per interval (every 10 s without summaries).
 struct Summary {
     on: bool,
+    period: Duration,
     ticker: tokio::time::Interval,
     last: Vec<CounterBlock>,
     last_at: Instant,
@@ -531,13 +536,10 @@ struct Summary {
 
 impl Summary {
     fn new(period: Duration, attached: &[Attached]) -> Self {
-        let on = !period.is_zero();
-        let period = if on { period } else { Duration::from_secs(10) };
-        let mut ticker = interval_at(Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
-            on,
-            ticker,
+            on: !period.is_zero(),
+            period,
+            ticker: Self::ticker(period),
             last: vec![CounterBlock::ZERO; attached.len()],
             last_at: Instant::now(),
             offenders: attached
@@ -545,6 +547,38 @@ impl Summary {
                 .map(|a| (a.iface.name.clone(), Offenders::default()))
                 .collect(),
         }
+    }
+
+    /// Every `period`, or every 10 s for the events' log alone (0).
+    fn ticker(period: Duration) -> tokio::time::Interval {
+        let period = if period.is_zero() {
+            Duration::from_secs(10)
+        } else {
+            period
+        };
+        let mut ticker = interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker
+    }
+
+    /// A reload's `summary-interval`: the next line a new interval from
+    /// now, its rates over that interval (from counters read now, where
+    /// lines were off).
+    fn set_period(&mut self, period: Duration, attached: &[Attached]) {
+        if period == self.period {
+            return;
+        }
+        if !self.on {
+            for (a, prev) in attached.iter().zip(self.last.iter_mut()) {
+                if let Ok(now) = a.dataplane.counters() {
+                    *prev = now;
+                }
+            }
+            self.last_at = Instant::now();
+        }
+        self.on = !period.is_zero();
+        self.period = period;
+        self.ticker = Self::ticker(period);
     }
 
     /// Logs a batch of events: every ban, a limited source once per

@@ -1,9 +1,9 @@
 //! The status files in the runtime directory: the run loop's
 //! [`RunStatus`] (`guard.json`, at start and at every SIGHUP) and the
 //! controller's [`Status`] (`status.json`, after every tick) and the
-//! fleet's [`FleetView`] (`fleet.json`, every second with `--fleet`), each written
-//! atomically (readers never see half of one) and removed when guard
-//! stops. A failure to write is logged, not fatal: they are for people
+//! fleet's [`FleetView`] (`fleet.json`, every second with `--fleet`),
+//! each written atomically (readers never see half of one) and removed
+//! when guard stops (and, after a kill, when the next one starts). A failure to write is logged, not fatal: they are for people
 //! and tools watching; guard goes on protecting.
 
 use std::{fs, path::Path};
@@ -69,6 +69,10 @@ pub fn publish_fleet(dir: &Path, view: &FleetView) {
 #[must_use]
 pub fn read_fleet(dir: &Path) -> Option<FleetView> {
     read_file(dir, FLEET_FILE)
+}
+
+pub fn remove_fleet(dir: &Path) {
+    let _ = fs::remove_file(dir.join(FLEET_FILE));
 }
 
 #[cfg(test)]

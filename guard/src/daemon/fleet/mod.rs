@@ -99,6 +99,13 @@ pub struct Fleet {
     cut_off: bool,
 }
 
+/// Its view goes with it: a guard that stopped shows none.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        status_file::remove_fleet(&self.runtime_dir);
+    }
+}
+
 impl Fleet {
     /// Starts the link. `allow` is this guard's own allow list: a peer's
     /// ban that overlaps it is refused like one in the fleet allowlist.
