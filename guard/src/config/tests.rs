@@ -554,12 +554,17 @@ fn the_fleet_is_off_by_default_and_its_keys_name_their_problems() {
             "`fleet = 127.0.0.1:4222` (from --fleet): each server is nats://HOST:PORT",
         ),
         (
-            vec!["--fleet-creds", "/nonexistent/x.creds"],
+            vec![
+                "--fleet",
+                "nats://a:1",
+                "--fleet-creds",
+                "/nonexistent/x.creds",
+            ],
             "`fleet-creds = /nonexistent/x.creds` (from --fleet-creds): no such file",
         ),
         (
             vec!["--fleet-name", "edge-a"],
-            "`fleet-name = (set)` (from --fleet-name): only means something with --fleet",
+            "`fleet-name = edge-a` (from --fleet-name): only means something with --fleet",
         ),
         (
             vec!["--fleet", "nats://a:1", "--fleet-name", "a b"],
@@ -587,7 +592,158 @@ fn the_fleet_is_off_by_default_and_its_keys_name_their_problems() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`fleet-allow = (set)` (from /etc/guard.toml)"),
+        err.contains("`fleet-allow = 198.18.0.0/15` (from /etc/guard.toml)"),
         "{err}"
+    );
+}
+
+/// Without `--fleet`, a fleet key is refused for that first, whatever its
+/// value: a missing credentials file is not the problem to fix.
+#[test]
+fn a_fleet_key_without_the_fleet_is_refused_before_its_value_is_checked() {
+    assert_eq!(
+        error(&["-i", "eth0", "--fleet-creds", "/nonexistent/x.creds"]),
+        "`fleet-creds = /nonexistent/x.creds` (from --fleet-creds): only means something with \
+         --fleet nats://HOST:PORT"
+    );
+    assert_eq!(
+        error(&["-i", "eth0", "--fleet-allow", "bogus"]),
+        "`fleet-allow = bogus` (from --fleet-allow): only means something with --fleet nats://HOST:PORT"
+    );
+    let err = resolve_toml(
+        "fleet-rate = 50\nfleet-allow = [\"198.18.0.0/15\", \"203.0.113.0/24\"]\n",
+        &["-i", "eth0"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("`fleet-allow = 198.18.0.0/15, 203.0.113.0/24` (from /etc/guard.toml)"),
+        "{err}"
+    );
+}
+
+/// Each server of `--fleet` needs a scheme and a host; an error names the
+/// bad one, not the whole list.
+#[test]
+fn each_fleet_server_needs_a_host_and_the_bad_one_is_named() {
+    for (server, bad) in [
+        ("nats://", "nats://"),
+        ("tls://", "tls://"),
+        ("nats://:4222", "nats://:4222"),
+        ("nats://user:pw@:4222", "nats://user:pw@:4222"),
+        ("nats://a:4222, tls://", "tls://"),
+        ("nats://a:4222,b:4222", "b:4222"),
+        ("nats://a:4222,", "\"\""),
+    ] {
+        let err = error(&["-i", "eth0", "--fleet", server]);
+        assert!(
+            err.starts_with(&format!("`fleet = {bad}` (from --fleet): ")),
+            "{server}: {err}"
+        );
+    }
+    let err = resolve_toml("fleet = \"nats://a:4222,nats://\"\n", &["-i", "eth0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("`fleet = nats://` (from /etc/guard.toml): "),
+        "{err}"
+    );
+    for server in [
+        "nats://a:4222",
+        "tls://a",
+        "nats://user:pw@a:4222",
+        "tls://[2001:db8::1]:4222",
+        "nats://a:4222, tls://b:4222",
+    ] {
+        let f = resolve(&["-i", "eth0", "--fleet", server]);
+        assert!(f.is_ok(), "{server}: {f:?}");
+    }
+}
+
+/// The client certificate and its key are reported from where each was
+/// set, not from where `--fleet` was.
+#[test]
+fn a_tls_half_pair_names_its_own_origin() {
+    let err = resolve_toml(
+        "fleet-tls-cert = \"/etc/hostname\"\n",
+        &["-i", "eth0", "--fleet", "nats://a:1"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(
+            "`fleet-tls-cert = /etc/hostname` (from /etc/guard.toml): needs --fleet-tls-key"
+        ),
+        "{err}"
+    );
+    let err = resolve_toml(
+        "fleet = \"nats://a:1\"\n",
+        &["-i", "eth0", "--fleet-tls-key", "/etc/hostname"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(
+            "`fleet-tls-key = /etc/hostname` (from --fleet-tls-key): needs --fleet-tls-cert"
+        ),
+        "{err}"
+    );
+}
+
+/// `count` distinct IPv4 addresses, for lists.
+fn addresses(count: usize, third: usize) -> String {
+    let list: Vec<String> = (0..count)
+        .map(|i| format!("\"10.{third}.{}.{}\"", i / 256, i % 256))
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// allow and deny share list-capacity per family: counting allow first,
+/// the list whose entries pass it is named, from where it was set, with
+/// the other's share when it has one.
+#[test]
+fn an_overfull_list_names_the_list_that_overflows_and_its_origin() {
+    let err = resolve_toml(
+        &format!(
+            "iface = [\"eth0\"]\nlist-capacity = 1024\ndeny = {}\n",
+            addresses(1025, 1)
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "`deny = 1025 IPv4 entries` (from /etc/guard.toml): more than the 1024 entries allow and \
+         deny hold together per family (list-capacity)"
+    );
+    let err = resolve_toml(
+        &format!(
+            "iface = [\"eth0\"]\nlist-capacity = 1024\nallow = {}\n",
+            addresses(1025, 1)
+        ),
+        &["--deny", "2001:db8::/32"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("`allow = 1025 IPv4 entries` (from /etc/guard.toml): more than the 1024"),
+        "{err}"
+    );
+    let err = resolve_toml(
+        &format!(
+            "iface = [\"eth0\"]\nlist-capacity = 1024\nallow = {}\ndeny = {}\n",
+            addresses(600, 1),
+            addresses(600, 2)
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "`deny = 600 IPv4 entries` (from /etc/guard.toml): with allow's 600 (from \
+         /etc/guard.toml), 1200, more than the 1024 entries allow and deny hold together per \
+         family (list-capacity)"
     );
 }

@@ -65,6 +65,50 @@ impl Budget {
     }
 }
 
+/// Why a table of `max` entries (the host's `nf_conntrack_max`) is over the
+/// ceiling `conntrack-memory` (`memory_mib`; `None`: unset) allows, or
+/// `None` if it fits.
+#[must_use]
+pub fn over_ceiling(
+    memory_mib: Option<u64>,
+    ram_bytes: u64,
+    entry_bytes: u64,
+    buckets: u64,
+    max: u64,
+) -> Option<String> {
+    let budget = Budget::new(memory_mib, ram_bytes, entry_bytes, buckets);
+    if budget.ceiling >= max {
+        return None;
+    }
+    let needed = table_bytes(max, buckets, entry_bytes).div_ceil(MIB);
+    let ceiling = budget.ceiling;
+    let unset = Budget::new(None, ram_bytes, entry_bytes, buckets);
+    Some(match memory_mib {
+        Some(mib) => format!(
+            "`conntrack-memory = {mib}` allows {ceiling} entries of {entry_bytes} bytes, fewer than \
+             the table's nf_conntrack_max {max}: give at least {needed} MiB{}",
+            if unset.ceiling >= max {
+                format!(
+                    ", or leave it unset for the field guides' {} MiB",
+                    unset.mib()
+                )
+            } else {
+                String::new()
+            }
+        ),
+        // Unset, the ceiling is guard's own rule, not a value the operator
+        // gave: the host's table is what is over it.
+        None => format!(
+            "`nf_conntrack_max = {max}` (the host's): above the {ceiling} entries guard allows when \
+             conntrack-memory is unset, one per {} KiB of RAM ({} MiB here): set conntrack-memory \
+             to at least {needed} MiB ({entry_bytes} bytes an entry) to allow it, or lower \
+             nf_conntrack_max to {ceiling} or less",
+            RAM_PER_ENTRY / 1024,
+            ram_bytes / MIB
+        ),
+    })
+}
+
 /// An established entry lives a day, as kube-proxy sets it: five days keeps
 /// the entries of peers that vanished without a FIN.
 pub const ESTABLISHED_SECS: u64 = 86_400;
@@ -176,6 +220,43 @@ mod tests {
     fn a_given_budget_pays_for_the_buckets_first() {
         let b = Budget::new(Some(64), 0, 256, 1024 * 1024);
         assert_eq!(b.ceiling, (64 * MIB - 8 * MIB) / 256);
+    }
+
+    #[test]
+    fn a_table_over_a_given_budget_is_refused_with_the_budget_needed() {
+        // Unset would not fit either (32,768 entries on 1 GiB): no such advice.
+        assert_eq!(
+            over_ceiling(Some(8), GIB, 320, 65_536, 40_000).as_deref(),
+            Some(
+                "`conntrack-memory = 8` allows 24576 entries of 320 bytes, fewer than the \
+                 table's nf_conntrack_max 40000: give at least 13 MiB"
+            )
+        );
+        assert_eq!(over_ceiling(Some(10), GIB, 320, 65_536, 30_000), None);
+        assert_eq!(
+            over_ceiling(Some(8), GIB, 320, 65_536, 30_000).as_deref(),
+            Some(
+                "`conntrack-memory = 8` allows 24576 entries of 320 bytes, fewer than the \
+                 table's nf_conntrack_max 30000: give at least 10 MiB, or leave it unset for the \
+                 field guides' 11 MiB"
+            )
+        );
+    }
+
+    /// Unset, the ceiling is guard's own, from RAM: the host's table is
+    /// what is over it, and either may change.
+    #[test]
+    fn a_host_table_over_the_default_ceiling_says_so_and_how_to_allow_it() {
+        assert_eq!(over_ceiling(None, GIB, 320, 65_536, 32_768), None);
+        assert_eq!(
+            over_ceiling(None, GIB, 320, 65_536, 262_144).as_deref(),
+            Some(
+                "`nf_conntrack_max = 262144` (the host's): above the 32768 entries guard allows \
+                 when conntrack-memory is unset, one per 32 KiB of RAM (1024 MiB here): set \
+                 conntrack-memory to at least 81 MiB (320 bytes an entry) to allow it, or lower \
+                 nf_conntrack_max to 32768 or less"
+            )
+        );
     }
 
     #[test]

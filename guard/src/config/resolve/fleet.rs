@@ -46,40 +46,76 @@ fn default_member(netns: Option<&str>) -> String {
     }
 }
 
-/// Whether a layer sets a key.
-type IsSet = fn(&RawConfig) -> bool;
+/// A layer's value for a key, as text for an error, if it sets the key.
+type ValueOf = fn(&RawConfig) -> Option<String>;
 
 /// The keys that need `fleet`.
-const FLEET_KEYS: [(&str, IsSet); 8] = [
-    ("fleet-creds", |r| r.fleet_creds.is_some()),
-    ("fleet-tls-ca", |r| r.fleet_tls_ca.is_some()),
-    ("fleet-tls-cert", |r| r.fleet_tls_cert.is_some()),
-    ("fleet-tls-key", |r| r.fleet_tls_key.is_some()),
-    ("fleet-name", |r| r.fleet_name.is_some()),
-    ("fleet-bucket", |r| r.fleet_bucket.is_some()),
-    ("fleet-allow", |r| r.fleet_allow.is_some()),
-    ("fleet-rate", |r| r.fleet_rate.is_some()),
+const FLEET_KEYS: [(&str, ValueOf); 8] = [
+    ("fleet-creds", |r| {
+        r.fleet_creds.as_ref().map(|p| p.display().to_string())
+    }),
+    ("fleet-tls-ca", |r| {
+        r.fleet_tls_ca.as_ref().map(|p| p.display().to_string())
+    }),
+    ("fleet-tls-cert", |r| {
+        r.fleet_tls_cert.as_ref().map(|p| p.display().to_string())
+    }),
+    ("fleet-tls-key", |r| {
+        r.fleet_tls_key.as_ref().map(|p| p.display().to_string())
+    }),
+    ("fleet-name", |r| r.fleet_name.clone()),
+    ("fleet-bucket", |r| r.fleet_bucket.clone()),
+    ("fleet-allow", |r| {
+        r.fleet_allow.as_ref().map(|l| l.join(", "))
+    }),
+    ("fleet-rate", |r| r.fleet_rate.map(|n| n.to_string())),
 ];
 
-/// The client certificate and its key: both or neither.
+/// Why one server of `fleet` is not `nats://HOST[:PORT]` or
+/// `tls://HOST[:PORT]`, if it is not.
+fn bad_server(url: &str) -> Option<&'static str> {
+    let Some(rest) = url
+        .strip_prefix("nats://")
+        .or_else(|| url.strip_prefix("tls://"))
+    else {
+        return Some("each server is nats://HOST:PORT or tls://HOST:PORT");
+    };
+    // The host sits after any `user:password@` and before the port (an
+    // IPv6 address is bracketed, so its colons are not the port's).
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    host.is_empty()
+        .then_some("no host: each server is nats://HOST:PORT or tls://HOST:PORT")
+}
+
+/// The client certificate and its key: both or neither, each reported from
+/// where it was set.
 fn tls_pair(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    origin: &Origin,
+    cert: Option<(PathBuf, Origin)>,
+    key: Option<(PathBuf, Origin)>,
 ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
     match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (Some((cert, _)), Some((key, _))) => Ok(Some((cert, key))),
         (None, None) => Ok(None),
-        (Some(cert), None) => Err(invalid(
+        (Some((cert, origin)), None) => Err(invalid(
             "fleet-tls-cert",
             cert.display(),
-            origin,
+            &origin,
             "needs --fleet-tls-key, the certificate's private key",
         )),
-        (None, Some(key)) => Err(invalid(
+        (None, Some((key, origin))) => Err(invalid(
             "fleet-tls-key",
             key.display(),
-            origin,
+            &origin,
             "needs --fleet-tls-cert, the certificate it belongs to",
         )),
     }
@@ -89,38 +125,16 @@ pub(super) fn fleet(
     l: &Layers<'_>,
     netns: Option<&str>,
 ) -> Result<Option<FleetSettings>, ConfigError> {
-    let file = |key: &'static str, field: fn(&RawConfig) -> Option<PathBuf>| {
-        l.get(key, field)
-            .map(|(path, origin)| {
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(invalid(key, path.display(), &origin, "no such file"))
-                }
-            })
-            .transpose()
-    };
-    let creds = file("fleet-creds", |r| r.fleet_creds.clone())?;
-    let tls_ca = file("fleet-tls-ca", |r| r.fleet_tls_ca.clone())?;
-    let cert = file("fleet-tls-cert", |r| r.fleet_tls_cert.clone())?;
-    let key = file("fleet-tls-key", |r| r.fleet_tls_key.clone())?;
-    let member = l.get("fleet-name", |r| r.fleet_name.clone());
-    let bucket = l.get("fleet-bucket", |r| r.fleet_bucket.clone());
-    let allow = cidrs(l, "fleet-allow", |r| r.fleet_allow.clone())?;
-    let rate = l.get("fleet-rate", |r| r.fleet_rate);
+    // Before any fleet key's value is checked: without `--fleet` the key
+    // itself is the mistake, whatever its value.
     let Some((server, origin)) = l.get("fleet", |r| r.fleet.clone()) else {
-        return match FLEET_KEYS.iter().find_map(|(key, set)| {
-            let origin = if set(l.flags) {
-                Origin::Flag(key)
-            } else {
-                let (file, path) = l.file?;
-                set(file).then(|| Origin::File(path.to_path_buf()))?
-            };
-            Some((*key, origin))
-        }) {
-            Some((key, origin)) => Err(invalid(
+        return match FLEET_KEYS
+            .iter()
+            .find_map(|(key, value)| l.get(key, value).map(|(v, origin)| (*key, v, origin)))
+        {
+            Some((key, value, origin)) => Err(invalid(
                 key,
-                "(set)",
+                value,
                 &origin,
                 "only means something with --fleet nats://HOST:PORT",
             )),
@@ -129,17 +143,31 @@ pub(super) fn fleet(
     };
     for url in server.split(',') {
         let url = url.trim();
-        if !(url.starts_with("nats://") || url.starts_with("tls://")) || url.len() <= "tls://".len()
-        {
-            return Err(invalid(
-                "fleet",
-                &server,
-                &origin,
-                "each server is nats://HOST:PORT or tls://HOST:PORT",
-            ));
+        if let Some(why) = bad_server(url) {
+            let shown = if url.is_empty() { "\"\"" } else { url };
+            return Err(invalid("fleet", shown, &origin, why));
         }
     }
-    let tls_client = tls_pair(cert, key, &origin)?;
+    let file = |key: &'static str, field: fn(&RawConfig) -> Option<PathBuf>| {
+        l.get(key, field)
+            .map(|(path, origin)| {
+                if path.is_file() {
+                    Ok((path, origin))
+                } else {
+                    Err(invalid(key, path.display(), &origin, "no such file"))
+                }
+            })
+            .transpose()
+    };
+    let creds = file("fleet-creds", |r| r.fleet_creds.clone())?.map(|(path, _)| path);
+    let tls_ca = file("fleet-tls-ca", |r| r.fleet_tls_ca.clone())?.map(|(path, _)| path);
+    let cert = file("fleet-tls-cert", |r| r.fleet_tls_cert.clone())?;
+    let key = file("fleet-tls-key", |r| r.fleet_tls_key.clone())?;
+    let member = l.get("fleet-name", |r| r.fleet_name.clone());
+    let bucket = l.get("fleet-bucket", |r| r.fleet_bucket.clone());
+    let allow = cidrs(l, "fleet-allow", |r| r.fleet_allow.clone())?;
+    let rate = l.get("fleet-rate", |r| r.fleet_rate);
+    let tls_client = tls_pair(cert, key)?;
     let name = |found: Option<(String, Origin)>, key: &str, default: String| match found {
         Some((name, origin)) if !nats_name(&name, key == "fleet-name") => Err(invalid(
             key,

@@ -298,15 +298,38 @@ fn lists(l: &Layers<'_>, capacity: u32) -> Result<(Vec<IpNet>, Vec<IpNet>), Conf
         ));
     }
     if let Some((family, n)) = list_overflow(&allow, &deny, capacity) {
-        let (_, origin) = l.or("allow", |r| r.allow.clone(), Vec::new());
-        return Err(invalid(
-            "allow",
-            format!("{n} {family} entries"),
-            &origin,
-            format!(
-                "allow and deny together hold at most {capacity} entries per family (list-capacity)"
-            ),
-        ));
+        // The lists share the capacity: counting allow first, the one named
+        // is the one whose entries pass it, with its own origin.
+        let origin = |key, list: fn(&RawConfig) -> &Option<Vec<String>>| {
+            l.or(key, |r| list(r).as_ref().map(|_| ()), ()).1
+        };
+        let allowed = allow
+            .iter()
+            .filter(|net| matches!(net, IpNet::V4(_)) == (family == "IPv4"))
+            .count();
+        let limit = format!(
+            "more than the {capacity} entries allow and deny hold together per family (list-capacity)"
+        );
+        return Err(if allowed > capacity as usize {
+            invalid(
+                "allow",
+                format!("{allowed} {family} entries"),
+                &origin("allow", |r| &r.allow),
+                limit,
+            )
+        } else {
+            invalid(
+                "deny",
+                format!("{} {family} entries", n - allowed),
+                &origin("deny", |r| &r.deny),
+                if allowed == 0 {
+                    limit
+                } else {
+                    let from = origin("allow", |r| &r.allow);
+                    format!("with allow's {allowed} ({from}), {n}, {limit}")
+                },
+            )
+        });
     }
     Ok((allow, deny))
 }

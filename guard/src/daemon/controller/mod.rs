@@ -40,7 +40,7 @@ use crate::{
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{OpenPorts, port_list},
-        sizing::{self, Budget, MIB},
+        sizing::{self, Budget},
         status::{self, LoggedDecision, Status},
         tcp::SYNACK_RETRIES,
     },
@@ -123,17 +123,10 @@ impl<'a> Controller<'a> {
             .context("reading MemTotal")?;
         let ct = &settings.conntrack;
         let budget = Budget::new(ct.memory_mib, ram, entry_bytes, table.buckets);
-        if budget.ceiling < table.max {
-            let needed = sizing::table_bytes(table.max, table.buckets, entry_bytes).div_ceil(MIB);
-            return Err(usage(anyhow!(
-                "`conntrack-memory = {}` allows {} entries of {entry_bytes} bytes, fewer than the table's \
-                 nf_conntrack_max {}: give at least {needed} MiB, or leave it unset for the field guides' \
-                 {} MiB",
-                budget.mib(),
-                budget.ceiling,
-                table.max,
-                Budget::new(None, ram, entry_bytes, table.buckets).mib()
-            )));
+        if let Some(why) =
+            sizing::over_ceiling(ct.memory_mib, ram, entry_bytes, table.buckets, table.max)
+        {
+            return Err(usage(anyhow!(why)));
         }
         let globals = take_globals(true);
         let mut record = Record {
