@@ -476,6 +476,9 @@ fn guard_takes_out_a_timed_entry_when_its_time_is_up_and_a_restart_keeps_the_tim
     let bad = guard_proc::run(&["deny", "del", "198.19.9.10", "--for", "1h"]);
     bad.assert_code(2);
     assert!(bad.stderr.contains("--for goes with `deny add`"), "{bad}");
+    let bad = guard_proc::run(&["deny", "list", "--for", "1h"]);
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("`deny list` takes no --for"), "{bad}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 

@@ -512,16 +512,19 @@ const COUNTED: &str = "table ip publish {
 
 #[test]
 fn a_port_the_nat_rules_rewrite_gets_no_cookies_and_its_connections_go_where_they_send_them() {
+    let _kernel = kernel_test!();
     published_port_keeps_its_connections(PUBLISHED, &[], "table ip publish chain pre");
 }
 
 #[test]
 fn a_port_a_nat_verdict_map_sends_on_gets_no_cookies_and_its_connections_go_there() {
+    let _kernel = kernel_test!();
     published_port_keeps_its_connections(PUBLISHED_BY_VMAP, &[], "table ip publish chain svc");
 }
 
 #[test]
 fn a_port_iptables_legacy_rewrites_gets_no_cookies_and_its_connections_go_there() {
+    let _kernel = kernel_test!();
     let redirect = format!(
         "-t nat -A PREROUTING -p tcp -m tcp --dport {PORT} -j REDIRECT --to-ports {}",
         PORT + 1
@@ -585,7 +588,6 @@ fn an_iptables_legacy_nat_table_guard_cannot_read_is_reported() {
 /// it no cookies, and five connections to it reach the port the rules
 /// send them to.
 fn published_port_keeps_its_connections(rules: &str, legacy: &[&str], at: &str) {
-    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _proxy = EchoServer::start(&net.victim, server_addr());
     let target = SocketAddr::new(server_addr().ip(), PORT + 1);
@@ -936,10 +938,11 @@ fn an_invalid_drop_behind_a_jump_a_verdict_map_or_from_iptables_is_named() {
 
 /// A guard killed and not yet reaped by its parent (as in a container
 /// without an init) is a zombie: its locks, links and programs are gone.
-/// `guard status` and `guard stats` say it is gone (its files and pins
-/// stay), and `guard restore`, with no namespace named, finds the
-/// namespace it left changed, puts back its SYNPROXY rules and
-/// `tcp_loose`, and removes what it left.
+/// `guard status`, `guard stats` and `guard sigs` say it is gone (its
+/// files and pins stay), `guard allow list` shows no running lists, and
+/// `guard restore`, with no namespace named, finds the namespace it left
+/// changed, puts back its SYNPROXY rules and `tcp_loose`, and removes what
+/// it left.
 #[test]
 fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
     let _kernel = kernel_test!();
@@ -967,6 +970,14 @@ fn a_killed_guard_not_yet_reaped_is_restored_by_guard_restore() {
     let pins = guard_proc::run(&["stats", "--netns", &net.victim]);
     pins.assert_code(1);
     assert!(pins.stderr.contains("are a guard's that is gone"), "{pins}");
+    // Nor do the other commands that read the pins take them for a
+    // running guard's.
+    let sigs = guard_proc::run(&["sigs", "list"]);
+    sigs.assert_code(1);
+    assert!(sigs.stderr.contains("are a guard's that is gone"), "{sigs}");
+    let allowed = guard_proc::run(&["allow", "list"]);
+    allowed.assert_code(0);
+    assert!(!allowed.stdout.contains("(running"), "{allowed}");
     let out = guard_proc::run(&["restore"]);
     out.assert_code(0);
     assert!(
@@ -1294,7 +1305,6 @@ fn a_client_over_its_limit_behind_cookies_is_reset_not_left_hanging() {
 /// client's always, and one whose connection was made before guard
 /// started, not verified, through the CPU's ration of lookups.
 fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketAddr]) {
-    let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let _servers: Vec<EchoServer> = listen
         .iter()
@@ -1372,11 +1382,13 @@ fn reconnect(net: &TestNet, guard: &Guard, port: u16, server: SocketAddr, what: 
 
 #[test]
 fn a_client_reconnects_from_a_port_in_time_wait_at_a_wildcard_listener() {
+    let _kernel = kernel_test!();
     reconnects_from_a_port_in_time_wait(&[wildcard_addr()], &[server_addr(), server_addr6()]);
 }
 
 #[test]
 fn a_client_reconnects_from_a_port_in_time_wait_at_a_bound_listener() {
+    let _kernel = kernel_test!();
     reconnects_from_a_port_in_time_wait(
         &[server_addr(), server_addr6()],
         &[server_addr(), server_addr6()],

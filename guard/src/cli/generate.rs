@@ -115,7 +115,7 @@ fn daemon_sections() -> String {
          .TP\nGUARD_LOG\nThe log filter (tracing's EnvFilter syntax); default info.\n\
          .TP\nGUARD_XDP_OBJECT\nLoad this XDP object instead of the embedded one (for development).\n\
          .TP\nNOTIFY_SOCKET\nSet by systemd (Type=notify): guard reports ready, reloading and stopping there.\n\
-         .TP\nJOURNAL_STREAM\nSet by systemd: guard then leaves timestamps to the journal.\n",
+         .TP\nJOURNAL_STREAM\nSet by systemd: guard then logs to the journal natively, with each line's priority and fields.\n",
     );
     roff
 }

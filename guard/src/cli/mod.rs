@@ -263,7 +263,7 @@ pub struct StatsArgs {
     pub interval: u64,
 
     /// A live full-screen view, refreshed every second; `q` quits.
-    #[arg(long, conflicts_with = "json")]
+    #[arg(long, conflicts_with_all = ["json", "interval"])]
     pub watch: bool,
 }
 
@@ -290,7 +290,8 @@ pub struct TuneArgs {
     /// sysctls are applied), for every boot.
     #[arg(long)]
     pub persist: bool,
-    /// Print the recommendations as JSON (key, current, recommended, why).
+    /// Print the recommendations as JSON (key, current, recommended, why),
+    /// alone on stdout: what --apply and --persist do goes to stderr.
     #[arg(long)]
     pub json: bool,
     /// Tune the timeouts of this network namespace (nf_conntrack_max and the
@@ -355,7 +356,9 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct UnbanArgs {
-    /// The banned address (for an IPv6 source, any address in its /64).
+    /// The banned address, or any address in its source's prefix
+    /// (`source-prefix-v4`/`-v6` of the running guard: /32 and /64 by
+    /// default).
     #[arg(value_name = "ADDR")]
     pub addr: String,
 }
@@ -537,6 +540,9 @@ fn list(list: List, args: &ListArgs) -> Result<()> {
             if let Some(flag) = [
                 (!args.cidrs.is_empty()).then_some("a CIDR"),
                 args.file.as_ref().map(|_| "--file"),
+                args.duration.as_ref().map(|_| "--for"),
+                args.reason.as_ref().map(|_| "--reason"),
+                args.no_save.then_some("--no-save"),
             ]
             .into_iter()
             .flatten()
@@ -625,6 +631,20 @@ mod tests {
             argv.push("edge");
             assert!(Cli::try_parse_from(&argv).is_ok(), "{command:?}");
         }
+    }
+
+    /// `--watch` refreshes every second: an `--interval` given with it
+    /// would do nothing, so it is refused; alone, the default is fine.
+    #[test]
+    fn watch_takes_no_interval() {
+        let msg = Cli::try_parse_from(["guard", "stats", "--watch", "--interval", "5"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--interval") && msg.contains("--watch"),
+            "{msg}"
+        );
+        assert!(Cli::try_parse_from(["guard", "stats", "--watch"]).is_ok());
     }
 
     #[test]

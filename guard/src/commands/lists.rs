@@ -34,9 +34,12 @@ use crate::{
     },
 };
 
+/// The pin directories of the running guards (a dead one's lists are
+/// not in effect anywhere).
 fn pinned_dirs() -> Vec<PathBuf> {
     Layout::default()
-        .list()
+        .running()
+        .0
         .into_iter()
         .map(|(_, _, dir)| dir)
         .collect()

@@ -21,10 +21,13 @@ pub fn command(discard: bool, netns: Option<&str>) -> Result<()> {
     if netns.is_some() {
         return restore_one(netns, discard);
     }
-    let gone: Vec<Instance> = instances::all()
-        .into_iter()
-        .filter(|i| i.netns.is_none() || i.pid.is_none())
-        .collect();
+    let (running, gone) = running_and_gone(instances::all());
+    for (instance, pid) in running {
+        println!(
+            "{}: guard pid {pid} runs, and restores what it changed when it stops",
+            instance.describe()
+        );
+    }
     for instance in gone {
         if instance.netns.is_some() {
             println!("{}:", instance.describe());
@@ -32,6 +35,22 @@ pub fn command(discard: bool, netns: Option<&str>) -> Result<()> {
         restore_one(instance.netns.as_deref(), discard)?;
     }
     Ok(())
+}
+
+/// The guards that run (each restores by itself, and holds the lock
+/// `restore_one` needs) apart from those gone, the host's first as
+/// `instances::all` lists it: a running host guard does not stop the
+/// namespaces' dead ones from being restored.
+fn running_and_gone(all: Vec<Instance>) -> (Vec<(Instance, u32)>, Vec<Instance>) {
+    let mut running = Vec::new();
+    let mut gone = Vec::new();
+    for instance in all {
+        match instance.pid {
+            Some(pid) => running.push((instance, pid)),
+            None => gone.push(instance),
+        }
+    }
+    (running, gone)
 }
 
 fn restore_one(netns: Option<&str>, discard: bool) -> Result<()> {
@@ -96,4 +115,35 @@ fn put_back(dir: &std::path::Path, discard: bool) -> Result<()> {
     }
     Record::remove(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_running_host_guard_leaves_the_dead_namespaces_to_restore() {
+        let at = |netns: Option<&str>, pid| Instance {
+            netns: netns.map(str::to_owned),
+            dir: PathBuf::from("/run/guard"),
+            pid,
+        };
+        let (running, gone) = running_and_gone(vec![
+            at(None, Some(10)),
+            at(Some("a"), None),
+            at(Some("b"), Some(11)),
+        ]);
+        let running: Vec<_> = running
+            .iter()
+            .map(|(i, pid)| (i.describe(), *pid))
+            .collect();
+        let gone: Vec<_> = gone.iter().map(Instance::describe).collect();
+        assert_eq!(
+            running,
+            [("the host".to_owned(), 10), ("netns b".to_owned(), 11)]
+        );
+        assert_eq!(gone, ["netns a"]);
+    }
 }

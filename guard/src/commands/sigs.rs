@@ -1,14 +1,17 @@
 //! `guard sigs list|add|pin|rm`: the attack signatures the XDP program drops
 //! on before any per-source state, on every guarded interface.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::fmt::Write as _;
 
 use anyhow::{Result, anyhow};
 use guard_common::fingerprint::{MAX_SIGS, SIG_OPERATOR, SigMeta, SigTable};
 use serde::Serialize;
 
 use crate::{
-    dataplane::{handle::Dataplane, pins::Layout},
+    dataplane::{
+        handle::Dataplane,
+        pins::{self, Layout, Pinned},
+    },
     error::usage,
     host::{clock::unix_now_ms, preflight},
     model::fingerprint::{describe, parse},
@@ -49,14 +52,17 @@ impl Row {
     }
 }
 
-/// The guarded interfaces: (netns, iface, pin directory).
-fn attached() -> Result<Vec<(Option<String>, String, PathBuf)>> {
+/// The interfaces running guards guard.
+fn attached() -> Result<Vec<Pinned>> {
     let layout = Layout::default();
-    let found = layout.list();
-    if found.is_empty() {
-        return Err(anyhow!("no guard is running: {}", layout.nothing_pinned()));
+    let (live, dead) = layout.running();
+    if live.is_empty() {
+        if dead.is_empty() {
+            return Err(anyhow!("no guard is running: {}", layout.nothing_pinned()));
+        }
+        return Err(anyhow!("no guard is running: {}", pins::gone(&dead)));
     }
-    Ok(found)
+    Ok(live)
 }
 
 /// Every installed signature, by interface then slot.

@@ -7,15 +7,15 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::{Result, bail};
 
 use crate::{
-    dataplane::{handle::Dataplane, pins::Layout},
+    dataplane::{
+        handle::Dataplane,
+        pins::{self, Layout},
+    },
     host::{
         clock::{monotonic_ns, unix_now},
         instances, status_file,
     },
-    model::{
-        paths::runtime_dir,
-        stats::{InterfaceSample, Sample, snapshot},
-    },
+    model::stats::{InterfaceSample, Sample, snapshot},
 };
 
 /// What `guard stats` was asked for.
@@ -60,23 +60,23 @@ pub fn command(opts: &StatsOptions) -> Result<()> {
     Ok(())
 }
 
+/// Whether `opts` (`--netns`, `--iface`) selects this interface.
+fn selected(opts: &StatsOptions, netns: Option<&String>, iface: &str) -> bool {
+    opts.netns.as_ref().is_none_or(|want| netns == Some(want))
+        && opts.iface.as_ref().is_none_or(|want| want == iface)
+}
+
 /// Reads the pins of a running guard, the interfaces `opts` selects; an
 /// error if there are none.
 pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
     let mut interfaces = Vec::new();
-    let mut dead = Vec::new();
-    for (netns, iface, dir) in layout.list() {
-        let other_ns = opts
-            .netns
-            .as_ref()
-            .is_some_and(|want| netns.as_ref() != Some(want));
-        if other_ns || opts.iface.as_ref().is_some_and(|want| *want != iface) {
-            continue;
-        }
-        // A killed guard's pins stay, its counters frozen, until `guard
-        // restore` or the next `guard run` removes them.
-        if instances::holder(&runtime_dir(netns.as_deref())).is_none() {
-            dead.push(dir.display().to_string());
+    let (live, dead) = layout.running();
+    let dead: Vec<_> = dead
+        .into_iter()
+        .filter(|(netns, iface, _)| selected(opts, netns.as_ref(), iface))
+        .collect();
+    for (netns, iface, dir) in live {
+        if !selected(opts, netns.as_ref(), &iface) {
             continue;
         }
         let dataplane = Dataplane::open_pinned(&dir)?;
@@ -93,9 +93,9 @@ pub fn take_sample(layout: &Layout, opts: &StatsOptions) -> Result<Sample> {
     if interfaces.is_empty() {
         if !dead.is_empty() {
             bail!(
-                "no guard is running{}: the pins at {} are a guard's that is gone (`guard restore` removes them and puts back what it changed)",
+                "no guard is running{}: {}",
                 filter_suffix(opts),
-                dead.join(", ")
+                pins::gone(&dead)
             );
         }
         bail!(

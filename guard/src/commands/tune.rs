@@ -61,8 +61,17 @@ pub fn command(opts: TuneOptions<'_>) -> Result<()> {
     } else {
         print!("{}", render(&recs));
     }
+    // With --json, stdout holds the JSON alone: what was done goes to
+    // stderr.
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     if apply_now {
-        apply(&knobs, &recs)?;
+        apply(&knobs, &recs, say)?;
     }
     if persist_now {
         persist(
@@ -72,6 +81,7 @@ pub fn command(opts: TuneOptions<'_>) -> Result<()> {
                 modules_load: Path::new(MODULES_LOAD_FILE),
             },
             &recs,
+            say,
         )?;
     }
     if !json && !apply_now && !persist_now && recs.iter().any(Recommendation::changes) {
@@ -80,7 +90,7 @@ pub fn command(opts: TuneOptions<'_>) -> Result<()> {
     Ok(())
 }
 
-fn apply(knobs: &Knobs<'_>, recs: &[Recommendation]) -> Result<()> {
+fn apply(knobs: &Knobs<'_>, recs: &[Recommendation], say: impl Fn(String)) -> Result<()> {
     let mut failed = 0;
     for r in recs.iter().filter(|r| r.changes()) {
         let written = if r.global {
@@ -89,7 +99,7 @@ fn apply(knobs: &Knobs<'_>, recs: &[Recommendation]) -> Result<()> {
             knobs.set_local(&r.key, r.recommended)
         };
         match written {
-            Ok(()) => println!("set {} {} -> {}", r.key, r.current, r.recommended),
+            Ok(()) => say(format!("set {} {} -> {}", r.key, r.current, r.recommended)),
             Err(e) => {
                 eprintln!("guard: {e}");
                 failed += 1;
@@ -106,8 +116,8 @@ fn apply(knobs: &Knobs<'_>, recs: &[Recommendation]) -> Result<()> {
 /// modprobe.d: nf_conntrack can load after systemd-sysctl runs, and a
 /// module option sizes the table before any entry exists. modules-load.d
 /// loads nf_conntrack before systemd-sysctl runs, so that its sysctls exist
-/// when they are applied.
-pub fn persist(files: &Persisted<'_>, recs: &[Recommendation]) -> Result<()> {
+/// when they are applied. Each file written is told to `say`.
+pub fn persist(files: &Persisted<'_>, recs: &[Recommendation], say: impl Fn(String)) -> Result<()> {
     let (sysctl_file, modprobe_file) = (files.sysctl, files.modprobe);
     let mut sysctl = String::from(
         "# Written by `guard tune --persist`: conntrack sizing. Remove this file to go back to the kernel's defaults.\n",
@@ -122,14 +132,14 @@ pub fn persist(files: &Persisted<'_>, recs: &[Recommendation]) -> Result<()> {
     }
     atomic::write(sysctl_file, sysctl.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", sysctl_file.display()))?;
-    println!("wrote {}", sysctl_file.display());
+    say(format!("wrote {}", sysctl_file.display()));
     if let Some(buckets) = hashsize {
         let text = format!(
             "# Written by `guard tune --persist`: the conntrack hash size.\noptions nf_conntrack hashsize={buckets}\n"
         );
         atomic::write(modprobe_file, text.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", modprobe_file.display()))?;
-        println!("wrote {}", modprobe_file.display());
+        say(format!("wrote {}", modprobe_file.display()));
     }
     atomic::write(
         files.modules_load,
@@ -137,7 +147,7 @@ pub fn persist(files: &Persisted<'_>, recs: &[Recommendation]) -> Result<()> {
         0o644,
     )
     .with_context(|| format!("writing {}", files.modules_load.display()))?;
-    println!("wrote {}", files.modules_load.display());
+    say(format!("wrote {}", files.modules_load.display()));
     Ok(())
 }
 
@@ -170,7 +180,12 @@ mod tests {
             modprobe: &m,
             modules_load: &l,
         };
-        persist(&files, &recommend(65_536, 16_384, 432_000, 24 * GIB, 248)).unwrap();
+        persist(
+            &files,
+            &recommend(65_536, 16_384, 432_000, 24 * GIB, 248),
+            drop,
+        )
+        .unwrap();
         let sysctl = fs::read_to_string(&s).unwrap();
         assert!(
             sysctl.contains("net.netfilter.nf_conntrack_max = 786432\n"),

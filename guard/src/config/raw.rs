@@ -8,7 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Defaults, one place. The help text repeats them; a test checks it does.
+/// The numeric defaults, one place (the enums' are their `#[default]`
+/// variants; the tables' sizes are `guard_common::maps`'). The help text
+/// repeats them; a test checks it does.
 pub mod defaults {
     /// Per source, per second, and the burst: TCP SYN, new UDP flows, ICMP
     /// queries, new flows of other IP protocols (few hosts open many).
@@ -213,7 +215,8 @@ impl fmt::Display for SourceLimits {
 }
 
 /// Every key of `guard run`, as a flag (`--syn-rate 50`) and as a TOML key
-/// (`syn-rate = 50`). All optional here; see [`Settings`](super::Settings) for the defaults.
+/// (`syn-rate = 50`). All optional here: `resolve` fills in the defaults
+/// ([`defaults`]) and checks the values.
 #[derive(Clone, Debug, Default, clap::Args, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawConfig {
@@ -337,7 +340,10 @@ pub struct RawConfig {
 
     /// New flows per second from all sources together, split among SYN
     /// 45%, UDP 30%, ICMP 10%, other 5%, and SYNs and UDP flows to closed
-    /// ports 5% each; 0 = no limit [default: 0].
+    /// ports 5% each: a ceiling on the budget the conntrack controller sets
+    /// from the table's headroom; 0 = no ceiling but that budget (and no
+    /// budget at all where the controller does not run: --dry-run, no
+    /// conntrack) [default: 0].
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub global_rate: Option<u64>,
     /// Burst of the global new-flow budget [default: 0; must be at least 1

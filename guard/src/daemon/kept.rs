@@ -18,7 +18,7 @@ use crate::{
     model::{
         fleet::overlap,
         lists::{Edit, List, Lists, Store},
-        paths::LISTS_FILE,
+        paths::{LISTS_FILE, RUNTIME_LISTS_FILE},
     },
 };
 
@@ -141,7 +141,11 @@ impl KeptLists {
         lists.apply(List::Deny, Edit::Add, &fleet);
         lists
             .check_capacity(settings.list_capacity)
-            .map_err(|e| anyhow::anyhow!("{LISTS_FILE} and the config: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the config's lists, the kept ones ({LISTS_FILE}, {RUNTIME_LISTS_FILE}) and the fleet's bans together: {e}"
+                )
+            })?;
         for net in skipped {
             warn_skipped(net);
         }

@@ -14,10 +14,28 @@ use thiserror::Error;
 
 use crate::{
     error::{PathError, path_err},
-    model::paths::{BPFFS, PIN_ROOT},
+    host::instances,
+    model::paths::{BPFFS, PIN_ROOT, runtime_dir},
 };
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// A pinned interface: its namespace (`None`: the host's), its name, and
+/// the directory of its pins.
+pub type Pinned = (Option<String>, String, PathBuf);
+
+/// What the commands say of pins whose guard is gone ([`Layout::running`]).
+#[must_use]
+pub fn gone(dead: &[Pinned]) -> String {
+    let dirs: Vec<String> = dead
+        .iter()
+        .map(|(_, _, d)| d.display().to_string())
+        .collect();
+    format!(
+        "the pins at {} are a guard's that is gone (`guard restore` removes them and puts back what it changed)",
+        dirs.join(", ")
+    )
+}
 
 #[derive(Debug, Error)]
 pub enum PinError {
@@ -105,9 +123,9 @@ impl Layout {
         }
     }
 
-    /// Every pinned interface directory: `(netns, iface, dir)`.
+    /// Every pinned interface directory.
     #[must_use]
-    pub fn list(&self) -> Vec<(Option<String>, String, PathBuf)> {
+    pub fn list(&self) -> Vec<Pinned> {
         let mut found = Vec::new();
         for (iface, dir) in subdirs(&self.root.join("host")) {
             found.push((None, iface, dir));
@@ -119,6 +137,17 @@ impl Layout {
         }
         found.sort();
         found
+    }
+
+    /// [`Layout::list`] split: the interfaces of guards that run, and
+    /// those of guards gone (a killed guard's pins stay, its maps frozen,
+    /// until `guard restore` or the next `guard run` removes them: a
+    /// command that read or wrote them would report what no guard does).
+    #[must_use]
+    pub fn running(&self) -> (Vec<Pinned>, Vec<Pinned>) {
+        self.list()
+            .into_iter()
+            .partition(|(netns, _, _)| instances::holder(&runtime_dir(netns.as_deref())).is_some())
     }
 }
 

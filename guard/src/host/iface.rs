@@ -25,7 +25,7 @@ use crate::model::{
 pub enum IfaceError {
     #[error("interface `{name}` does not exist{scope} (`ip link` lists them)")]
     NotFound { name: String, scope: String },
-    #[error("interface name `{0}` is not valid")]
+    #[error("interface name `{0}` is not valid: it holds a NUL byte")]
     BadName(String),
     #[error("netlink request about interface index {index} failed")]
     Netlink {

@@ -19,7 +19,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{rest}` has no unit (s, m, h, d, w)"))?;
+            .ok_or_else(|| format!("`{rest}` has no unit (ns, us, ms, s, m, h, d or w)"))?;
         let (number, tail) = rest.split_at(number_len);
         let value: f64 = number
             .parse()
@@ -40,11 +40,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     nonzero(Duration::from_secs_f64(total))
 }
 
-/// Ten years: longer is a typo, and a deny entry without `--for` lasts
-/// for good anyway.
 /// Seconds in a day.
 pub const DAY_SECS: u64 = 86_400;
 
+/// Ten years: longer is a typo, and a deny entry without `--for` lasts
+/// for good anyway.
 const MAX_SECS: f64 = 10.0 * 365.0 * 86_400.0;
 
 fn unit_secs(unit: &str) -> Option<f64> {

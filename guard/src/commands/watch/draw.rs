@@ -32,8 +32,9 @@ const HISTORY: usize = 120;
 /// least every second, so an older one means it stopped publishing.
 const STALE_SECS: f64 = 5.0;
 
-/// Width of the rates panel: the longest label ("  global_budget") and a
-/// value, inside the borders.
+/// Width of the rates panel: the longest label ("  cookie_invalid", 16
+/// characters, one past the others' column of 15) and a value (9), inside
+/// the borders.
 const RATES_WIDTH: u16 = 28;
 
 /// Rows the rates and sources keep however many signatures there are:
