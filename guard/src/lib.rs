@@ -12,7 +12,8 @@
 //!
 //! A module imports only from its own layer or the ones below it, never in
 //! a cycle; `cargo xtask test` checks both (ARCHITECTURE.md). The binary
-//! (`src/main.rs`) only parses arguments and maps errors to exit codes.
+//! (`src/main.rs`) only sets up the logs, parses arguments and maps errors
+//! to exit codes.
 
 pub mod cli;
 pub mod commands;

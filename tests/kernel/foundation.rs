@@ -419,8 +419,8 @@ fn counters_equal_what_was_sent() {
 
     let sender = RawSender::open(&net.attacker, &net.attacker_if);
     let copies = 3;
-    // Class and attribute counters; the verdict counters are the data
-    // plane's business (tests/kernel/dataplane.rs).
+    // Class and attribute counters; the verdict counters are the
+    // differential suite's business (tests/kernel/differential.rs).
     let mut want: BTreeMap<String, u64> = std::iter::once(Counter::Packets)
         .chain(Counter::CLASSES)
         .chain(Counter::ATTRIBUTES)

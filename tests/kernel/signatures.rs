@@ -17,6 +17,7 @@ use guard_common::{
 use guard_tests::{
     cpu, kernel_test,
     packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN},
+    require,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -133,7 +134,7 @@ fn a_sample_names_the_cpu_whose_new_flows_it_is_of() {
     let _k = kernel_test!();
     let cpus = cpu::allowed();
     assert!(
-        cpus.len() >= 2 || std::env::var_os("CI").is_none(),
+        cpus.len() >= 2 || !require::in_ci(),
         "this test needs two CPUs, has {cpus:?}"
     );
     let mut program = sampling_every_new_flow();

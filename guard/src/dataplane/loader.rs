@@ -225,8 +225,6 @@ impl Attached {
         self.link.is_none()
     }
 
-    /// Writes a reloaded configuration (mode, limits, lists) into the running
-    /// program.
     /// Makes the allow and deny tries hold `lists`, and only them.
     pub fn set_lists(&mut self, lists: &Lists) -> Result<()> {
         self.dataplane
@@ -234,6 +232,8 @@ impl Attached {
             .with_context(|| format!("updating the lists of {}", self.iface.name))
     }
 
+    /// Writes a reloaded configuration (mode, limits, lists) into the running
+    /// program.
     pub fn reconfigure(&mut self, settings: &Settings) -> Result<()> {
         configure(&mut self.dataplane, settings)
             .with_context(|| format!("reconfiguring {}", self.iface.name))

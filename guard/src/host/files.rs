@@ -1,7 +1,9 @@
-//! The one reader of /proc, /sys and /dev/kmsg, under a root: `/` for the
-//! live host (the controller, `guard tune`, preflight), another directory
-//! for `guard doctor --root` and its tests' fake trees. Paths and parsing
-//! live here once; what the values mean is the model's.
+//! The reader of the host's facts in /proc, /sys and /dev/kmsg, under a
+//! root: `/` for the live host (the controller, `guard tune`, preflight),
+//! another directory for `guard doctor --root` and its tests' fake trees.
+//! Paths and parsing live here once; what the values mean is the model's.
+//! (A process's or a namespace's own files, `/proc/PID/...`, are read
+//! where they are used: `host::instances`, `host::netns`, and the like.)
 
 use std::{
     collections::BTreeMap,

@@ -1,6 +1,7 @@
 //! The text of the nftables tables guard installs, each replaced and
-//! removed whole: `inet guard_notrack` (conntrack skips stateless ports)
-//! and `inet guard_synproxy` (the kernel half of SYN cookies: netfilter's
+//! removed whole: `inet guard_notrack` (conntrack skips stateless ports;
+//! `inet guard_run_notrack` the same for `guard run --notrack-port`) and
+//! `inet guard_synproxy` (the kernel half of SYN cookies: netfilter's
 //! SYNPROXY completes the handshakes whose SYN-ACK the XDP program sent).
 //!
 //! SYNPROXY: SYNs to the cookie ports of this host's addresses are

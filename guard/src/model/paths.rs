@@ -22,7 +22,7 @@ pub const RUNTIME_LISTS_FILE: &str = "/run/guard/lists.toml";
 /// fleet's view. In [`RUNTIME_DIR`] only: the lock every read-modify-write
 /// of the maps holds, and the lock of the host-wide conntrack knobs.
 pub const STATUS_FILE: &str = "status.json";
-/// In [`RUNTIME_DIR`]: what the running guard is (`guard status`).
+/// In a guard's [`runtime_dir`]: what the running guard is (`guard status`).
 pub const RUN_FILE: &str = "guard.json";
 pub const STATE_FILE: &str = "state.json";
 pub const HOST_LOCK: &str = "guard.lock";

@@ -224,19 +224,21 @@ mod tests {
                 .map(ToString::to_string)
                 .unwrap_or_default()
         };
+        // Whole names: `syn-flood` is also the start of `syn-flood-wide`.
+        let names = |help: &str| -> Vec<String> {
+            help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .map(str::to_owned)
+                .collect()
+        };
         let (scenarios, defences) = (help("scenario"), help("defence"));
-        for s in Scenario::ALL {
+        for (name, help) in Scenario::ALL
+            .iter()
+            .map(|s| (s.name(), &scenarios))
+            .chain(Defence::ALL.iter().map(|d| (d.name(), &defences)))
+        {
             assert!(
-                scenarios.contains(s.name()),
-                "{} not in: {scenarios}",
-                s.name()
-            );
-        }
-        for d in Defence::ALL {
-            assert!(
-                defences.contains(d.name()),
-                "{} not in: {defences}",
-                d.name()
+                names(help).iter().any(|n| n == name),
+                "{name} not in: {help}"
             );
         }
     }

@@ -34,7 +34,8 @@ impl Scenario {
     ];
 
     /// Whether the attack comes from spoofed sources (198.19.0.0/16 or
-    /// 2001:db8:ff00::/40).
+    /// 2001:db8:ff00::/40; the wide floods' all of 198.18.0.0/15 or
+    /// 2001:db8::/32).
     #[must_use]
     pub const fn spoofed(self) -> bool {
         matches!(

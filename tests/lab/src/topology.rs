@@ -58,10 +58,6 @@ pub const VICTIM6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// The attacker's router address, where the spoofed range is routed.
 const ATTACKER_GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ATTACKER_GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// Spoofed flood sources.
-pub const SPOOFED: &str = "198.19.0.0/16";
-/// Spoofed IPv6 flood sources: 2^24 /64s.
-pub const SPOOFED6: &str = "2001:db8:ff00::/40";
 /// The wide floods' sources: all of the documentation ranges, routed back
 /// to the attacker too (the link's own /24 and /64 stay on the link).
 pub const SPOOFED_WIDE: &str = "198.18.0.0/15";
