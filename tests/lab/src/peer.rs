@@ -17,10 +17,15 @@ pub struct PassThrough {
     _ebpf: Ebpf,
 }
 
-/// An object `cargo xtask build` leaves next to guard's.
+/// An object `cargo xtask build` leaves next to guard's, in the target
+/// directory (`CARGO_TARGET_DIR` where set, as xtask builds there).
 fn object(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/bpfel-unknown-none/release")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+            PathBuf::from,
+        )
+        .join("bpfel-unknown-none/release")
         .join(name)
 }
 

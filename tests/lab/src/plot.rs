@@ -246,7 +246,9 @@ mod tests {
             legit_ok: 1,
             ..Second::default()
         };
-        both("single", &[run("static", vec![s])]);
+        for svg in both("single", &[run("static", vec![s])]) {
+            assert!(svg.starts_with("<svg") && svg.contains("static"), "{svg}");
+        }
     }
 
     #[test]
@@ -257,7 +259,9 @@ mod tests {
                 ..Second::default()
             })
             .collect();
-        both("zero", &[run("defaults", zeros)]);
+        for svg in both("zero", &[run("defaults", zeros)]) {
+            assert!(svg.starts_with("<svg") && svg.contains("defaults"), "{svg}");
+        }
     }
 
     #[test]
