@@ -32,13 +32,6 @@ pub const TS_OPT_SACK: u32 = 1 << 4;
 pub const TS_OPT_ECN: u32 = 1 << 5;
 pub const TS_OPT_BITS: u32 = 0x3f;
 
-pub const TCP_FLAG_FIN: u8 = 0x01;
-pub const TCP_FLAG_SYN: u8 = 0x02;
-pub const TCP_FLAG_RST: u8 = 0x04;
-pub const TCP_FLAG_ACK: u8 = 0x10;
-pub const TCP_FLAG_ECE: u8 = 0x40;
-pub const TCP_FLAG_CWR: u8 = 0x80;
-
 /// What a SYN asked for in its options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SynOptions {

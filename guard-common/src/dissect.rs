@@ -33,6 +33,10 @@ pub const IPPROTO_MH: u8 = 135;
 pub const IPPROTO_SCTP: u8 = 132;
 pub const IPPROTO_UDPLITE: u8 = 136;
 
+/// An IPv4 header without options, and IPv6's fixed header.
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+
 /// Minimum transport header bytes the parser needs in the packet (and, for
 /// a first fragment, in that fragment) before it classifies it.
 pub const TCP_MIN_HLEN: usize = 20;
@@ -69,8 +73,13 @@ pub const fn ipv6_ext_header(next: u8) -> bool {
     )
 }
 
+/// TCP header flags, in the byte at offset 13.
+pub const TCP_FLAG_FIN: u8 = 0x01;
 pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_RST: u8 = 0x04;
 pub const TCP_FLAG_ACK: u8 = 0x10;
+pub const TCP_FLAG_ECE: u8 = 0x40;
+pub const TCP_FLAG_CWR: u8 = 0x80;
 
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_TIMESTAMP_REQUEST: u8 = 13;

@@ -42,11 +42,13 @@ use aya_ebpf::{
 use guard_common::{
     DataplaneConfig,
     cookie::{
-        OptionWalk, SYNACK_MAX_OPTIONS, SynOptions, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE,
-        TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MAX_HLEN, cookie_tsval, csum_fold, csum_words,
-        linux_syn_options, write_synack_options,
+        OptionWalk, SYNACK_MAX_OPTIONS, SynOptions, TCP_MAX_HLEN, cookie_tsval, csum_fold,
+        csum_words, linux_syn_options, write_synack_options,
     },
-    dissect::{IPPROTO_TCP, TCP_MIN_HLEN},
+    dissect::{
+        IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_FLAG_RST,
+        TCP_FLAG_SYN, TCP_MIN_HLEN,
+    },
     key::{AF_INET, addr_words},
 };
 
@@ -54,7 +56,7 @@ use aya_ebpf::cty::c_void;
 
 use crate::{
     dissect::{F_FRAGMENT, Headers},
-    maps::{IPV4_HLEN, IPV6_HLEN, SCRATCH, Scratch},
+    maps::{SCRATCH, Scratch},
     packet::{self, Span, Words, load},
     route,
 };

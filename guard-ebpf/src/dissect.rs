@@ -33,9 +33,9 @@ use guard_common::{
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-        PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
-        ipv6_ext_header, keyed_by_ports,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN,
+        MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
+        UDP_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -52,8 +52,6 @@ pub const F_QUERY: u8 = 8;
 /// call's own use (`fingerprint::SCREEN_VERIFIED`).
 pub const F_CALLER: u8 = 0x80;
 
-const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
 const IPV6_FRAG_HLEN: usize = 8;
 const VLAN_HLEN: usize = 4;
 
@@ -275,7 +273,7 @@ fn plain_ip(
 
 /// The bytes every frame [`plain`] takes has: an IPv4 header without
 /// options and a UDP header (a small datagram is not padded on a veth).
-const PLAIN_LEN: usize = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
+const PLAIN_LEN: usize = ETH_HLEN + IPV4_HLEN + UDP_HLEN;
 const _: () = assert!(
     ETH_P_IP.to_be() == 0x0008 && ETH_P_IPV6.to_be() == 0xdd86,
     "the EtherTypes as the little-endian word reads them"
@@ -293,7 +291,7 @@ fn plain4(ctx: &XdpContext, p: usize, head: u64) -> Option<Headers> {
     }
     let tot_len = usize::from(be16([(head >> 32) as u8, (head >> 40) as u8]));
     let proto = (frag_proto >> 24) as u8;
-    plain_ip(ctx, p, AF_INET, IPV4_MIN_HLEN, ETH_HLEN + tot_len, proto)
+    plain_ip(ctx, p, AF_INET, IPV4_HLEN, ETH_HLEN + tot_len, proto)
 }
 
 /// IPv6 for [`plain`]: version 6, the next header TCP or UDP.
@@ -321,12 +319,12 @@ fn tcp_class(tcp_flags: u8) -> Counter {
 
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, l3: usize, h: &mut Headers) {
-    let Some(ip) = load::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
+    let Some(ip) = load::<[u8; IPV4_HLEN]>(ctx, l3) else {
         return;
     };
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let tot_len = usize::from(be16([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || tot_len < ihl {
+    if ip[0] >> 4 != 4 || ihl < IPV4_HLEN || tot_len < ihl {
         return;
     }
     let l3_end = l3 + tot_len;

@@ -34,11 +34,10 @@
 use aya_ebpf::programs::TcContext;
 use guard_common::{
     DataplaneConfig, SynAckKey,
-    cookie::{TCP_FLAG_FIN, TCP_FLAG_RST},
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_TCP, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, ipv6_ext_header,
-        keyed_by_ports,
+        IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_FIN,
+        TCP_FLAG_RST, TCP_FLAG_SYN, ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -205,11 +204,11 @@ impl Leaving {
         }
         let (family, proto, l4, src, dst) = match ethertype {
             ETH_P_IP => {
-                let ip = r.get::<[u8; 20]>(l3)?;
+                let ip = r.get::<[u8; IPV4_HLEN]>(l3)?;
                 let ihl = usize::from(ip[0] & 0x0f) * 4;
                 // A later fragment has no transport header.
                 let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-                if ip[0] >> 4 != 4 || ihl < 20 || frag != 0 {
+                if ip[0] >> 4 != 4 || ihl < IPV4_HLEN || frag != 0 {
                     return Ok(None);
                 }
                 let word =
@@ -233,7 +232,7 @@ impl Leaving {
                 (
                     AF_INET6,
                     next,
-                    l3 + 40,
+                    l3 + IPV6_HLEN,
                     r.get::<Addr>(l3 + 8)?,
                     r.get::<Addr>(l3 + 24)?,
                 )

@@ -8,6 +8,8 @@ use aya_ebpf::{
 };
 use guard_common::{
     CounterBlock, DataplaneConfig, Marks, PortCounts, SourceKey, SynAckKey,
+    cookie::SYNACK_MAX_OPTIONS,
+    dissect::{IPV6_HLEN, TCP_MIN_HLEN},
     fingerprint::SigTable,
     flows::{FlowSet, FlowSet6, flow_sets, flow_tag_lines},
     maps::{
@@ -106,11 +108,8 @@ pub static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
 #[map(name = "GUARD_TEST_CLOCK")]
 pub static TEST_CLOCK_NS: Array<u64> = Array::with_max_entries(1, 0);
 
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
 /// The longest IP + TCP part of a SYN-ACK.
-pub const MAX_L34: usize =
-    IPV6_HLEN + guard_common::dissect::TCP_MIN_HLEN + guard_common::cookie::SYNACK_MAX_OPTIONS;
+pub const MAX_L34: usize = IPV6_HLEN + TCP_MIN_HLEN + SYNACK_MAX_OPTIONS;
 
 /// This CPU's working space: header copies for the SYN-cookie path (see
 /// `cookie.rs`), the sample budget, the clock's reading, the verdict's
@@ -124,7 +123,7 @@ pub struct Scratch {
     /// The SYN-ACK's IP and TCP headers, as built.
     pub out: Words<MAX_L34>,
     /// The SYN-ACK's TCP options.
-    pub opts: [u8; guard_common::cookie::SYNACK_MAX_OPTIONS],
+    pub opts: [u8; SYNACK_MAX_OPTIONS],
     /// This CPU's sample budget (`fingerprint.rs`).
     pub samples: SampleBudget,
     /// This CPU's reading of the clock (`clock.rs`).
