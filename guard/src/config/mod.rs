@@ -26,14 +26,11 @@ pub use cidr::parse_cidr;
 pub use error::ConfigError;
 pub use netns::parse_netns;
 pub use raw::{
-    BucketPolicy, Enforcement, Fingerprints, RawConfig, Reject, SourceLimits, SynCookies,
-    XdpModeChoice, defaults,
+    BucketPolicy, Enforcement, Fingerprints, RawConfig, SourceLimits, SynCookies, XdpModeChoice,
+    defaults,
 };
 pub use resolve::read_file;
-pub use settings::{
-    ConntrackSettings, CookieSettings, DeclaredOpen, FleetSettings, Rate, Reload, Settings,
-    list_bits, list_overflow,
-};
+pub use settings::{DeclaredOpen, FleetSettings, Rate, Settings, list_bits, list_overflow};
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ mod field;
 mod text;
 pub use field::Field;
 use field::prefix;
-pub use text::{ParseError, describe, parse};
+pub use text::{describe, parse};
 
 #[cfg(test)]
 mod tests;
