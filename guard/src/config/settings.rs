@@ -437,22 +437,23 @@ pub fn list_bits(allow: &[IpNet], deny: &[IpNet]) -> u32 {
 }
 
 /// The first family (`"IPv4"` or `"IPv6"`) whose allow and deny entries
-/// together are more than its trie holds (`capacity`), with their number.
+/// together are more than its trie holds (`capacity`), with their number
+/// and how many of them are allow's.
 #[must_use]
 pub fn list_overflow(
     allow: &[IpNet],
     deny: &[IpNet],
     capacity: u32,
-) -> Option<(&'static str, usize)> {
-    let v4 = allow
-        .iter()
-        .chain(deny)
-        .filter(|n| matches!(n, IpNet::V4(_)))
-        .count();
-    let v6 = allow.len() + deny.len() - v4;
-    [("IPv4", v4), ("IPv6", v6)]
-        .into_iter()
-        .find(|(_, n)| *n > capacity as usize)
+) -> Option<(&'static str, usize, usize)> {
+    let v4 = |list: &[IpNet]| list.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
+    let (allow4, deny4) = (v4(allow), v4(deny));
+    let (allow6, deny6) = (allow.len() - allow4, deny.len() - deny4);
+    [
+        ("IPv4", allow4 + deny4, allow4),
+        ("IPv6", allow6 + deny6, allow6),
+    ]
+    .into_iter()
+    .find(|(_, n, _)| *n > capacity as usize)
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -101,7 +101,7 @@ impl Lists {
     pub fn check_capacity(&self, capacity: u32) -> Result<(), String> {
         match list_overflow(&self.allow, &self.deny, capacity) {
             None => Ok(()),
-            Some((family, n)) => Err(format!(
+            Some((family, n, _)) => Err(format!(
                 "{n} {family} allow and deny entries: a trie holds {capacity} (list-capacity)"
             )),
         }

@@ -297,16 +297,12 @@ fn lists(l: &Layers<'_>, capacity: u32) -> Result<(Vec<IpNet>, Vec<IpNet>), Conf
             "also in allow: an address range is either allowed or denied",
         ));
     }
-    if let Some((family, n)) = list_overflow(&allow, &deny, capacity) {
+    if let Some((family, n, allowed)) = list_overflow(&allow, &deny, capacity) {
         // The lists share the capacity: counting allow first, the one named
         // is the one whose entries pass it, with its own origin.
         let origin = |key, list: fn(&RawConfig) -> &Option<Vec<String>>| {
             l.or(key, |r| list(r).as_ref().map(|_| ()), ()).1
         };
-        let allowed = allow
-            .iter()
-            .filter(|net| matches!(net, IpNet::V4(_)) == (family == "IPv4"))
-            .count();
         let limit = format!(
             "more than the {capacity} entries allow and deny hold together per family (list-capacity)"
         );
