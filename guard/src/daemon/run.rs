@@ -525,7 +525,7 @@ fn fleet_changed(
 /// interface's sources over their limits; and the events' log, which says
 /// a limited source once per interval (every 10 s without summaries).
 struct Summary {
-    on: bool,
+    /// `summary-interval`: 0, no lines.
     period: Duration,
     ticker: tokio::time::Interval,
     last: Vec<CounterBlock>,
@@ -537,7 +537,6 @@ struct Summary {
 impl Summary {
     fn new(period: Duration, attached: &[Attached]) -> Self {
         Self {
-            on: !period.is_zero(),
             period,
             ticker: Self::ticker(period),
             last: vec![CounterBlock::ZERO; attached.len()],
@@ -547,6 +546,11 @@ impl Summary {
                 .map(|a| (a.iface.name.clone(), Offenders::default()))
                 .collect(),
         }
+    }
+
+    /// Whether summary lines are logged.
+    fn on(&self) -> bool {
+        !self.period.is_zero()
     }
 
     /// Every `period`, or every 10 s for the events' log alone (0).
@@ -568,7 +572,7 @@ impl Summary {
         if period == self.period {
             return;
         }
-        if !self.on {
+        if !self.on() {
             for (a, prev) in attached.iter().zip(self.last.iter_mut()) {
                 if let Ok(now) = a.dataplane.counters() {
                     *prev = now;
@@ -576,7 +580,6 @@ impl Summary {
             }
             self.last_at = Instant::now();
         }
-        self.on = !period.is_zero();
         self.period = period;
         self.ticker = Self::ticker(period);
     }
@@ -604,13 +607,14 @@ impl Summary {
     fn log(&mut self, attached: &[Attached]) -> Result<()> {
         let elapsed = self.last_at.elapsed();
         self.last_at = Instant::now();
+        let on = self.on();
         for ((a, prev), (_, offenders)) in attached
             .iter()
             .zip(self.last.iter_mut())
             .zip(self.offenders.iter_mut())
         {
             let top = offenders.take_top(3);
-            if !self.on {
+            if !on {
                 continue;
             }
             let now = a.dataplane.counters()?;

@@ -65,25 +65,24 @@ impl Budget {
     }
 }
 
-/// Why a table of `max` entries (the host's `nf_conntrack_max`) is over the
-/// ceiling `conntrack-memory` (`memory_mib`; `None`: unset) allows, or
-/// `None` if it fits.
-#[must_use]
-pub fn over_ceiling(
+/// The [`Budget`] of `memory_mib` (`conntrack-memory`; `None`: unset),
+/// or why a table of `max` entries (the host's `nf_conntrack_max`) is
+/// over its ceiling.
+pub fn budget_for(
     memory_mib: Option<u64>,
     ram_bytes: u64,
     entry_bytes: u64,
     buckets: u64,
     max: u64,
-) -> Option<String> {
+) -> Result<Budget, String> {
     let budget = Budget::new(memory_mib, ram_bytes, entry_bytes, buckets);
     if budget.ceiling >= max {
-        return None;
+        return Ok(budget);
     }
     let needed = table_bytes(max, buckets, entry_bytes).div_ceil(MIB);
     let ceiling = budget.ceiling;
     let unset = Budget::new(None, ram_bytes, entry_bytes, buckets);
-    Some(match memory_mib {
+    Err(match memory_mib {
         Some(mib) => format!(
             "`conntrack-memory = {mib}` allows {ceiling} entries of {entry_bytes} bytes, fewer than \
              the table's nf_conntrack_max {max}: give at least {needed} MiB{}",
@@ -226,15 +225,19 @@ mod tests {
     fn a_table_over_a_given_budget_is_refused_with_the_budget_needed() {
         // Unset would not fit either (32,768 entries on 1 GiB): no such advice.
         assert_eq!(
-            over_ceiling(Some(8), GIB, 320, 65_536, 40_000).as_deref(),
+            budget_for(Some(8), GIB, 320, 65_536, 40_000)
+                .err()
+                .as_deref(),
             Some(
                 "`conntrack-memory = 8` allows 24576 entries of 320 bytes, fewer than the \
                  table's nf_conntrack_max 40000: give at least 13 MiB"
             )
         );
-        assert_eq!(over_ceiling(Some(10), GIB, 320, 65_536, 30_000), None);
+        assert_eq!(budget_for(Some(10), GIB, 320, 65_536, 30_000).err(), None);
         assert_eq!(
-            over_ceiling(Some(8), GIB, 320, 65_536, 30_000).as_deref(),
+            budget_for(Some(8), GIB, 320, 65_536, 30_000)
+                .err()
+                .as_deref(),
             Some(
                 "`conntrack-memory = 8` allows 24576 entries of 320 bytes, fewer than the \
                  table's nf_conntrack_max 30000: give at least 10 MiB, or leave it unset for the \
@@ -247,9 +250,9 @@ mod tests {
     /// what is over it, and either may change.
     #[test]
     fn a_host_table_over_the_default_ceiling_says_so_and_how_to_allow_it() {
-        assert_eq!(over_ceiling(None, GIB, 320, 65_536, 32_768), None);
+        assert_eq!(budget_for(None, GIB, 320, 65_536, 32_768).err(), None);
         assert_eq!(
-            over_ceiling(None, GIB, 320, 65_536, 262_144).as_deref(),
+            budget_for(None, GIB, 320, 65_536, 262_144).err().as_deref(),
             Some(
                 "`nf_conntrack_max = 262144` (the host's): above the 32768 entries guard allows \
                  when conntrack-memory is unset, one per 32 KiB of RAM (1024 MiB here): set \

@@ -40,7 +40,7 @@ use crate::{
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{OpenPorts, port_list},
-        sizing::{self, Budget},
+        sizing,
         status::{self, LoggedDecision, Status},
         tcp::SYNACK_RETRIES,
     },
@@ -122,12 +122,8 @@ impl<'a> Controller<'a> {
             .map_err(|e| anyhow!(e))
             .context("reading MemTotal")?;
         let ct = &settings.conntrack;
-        let budget = Budget::new(ct.memory_mib, ram, entry_bytes, table.buckets);
-        if let Some(why) =
-            sizing::over_ceiling(ct.memory_mib, ram, entry_bytes, table.buckets, table.max)
-        {
-            return Err(usage(anyhow!(why)));
-        }
+        let budget = sizing::budget_for(ct.memory_mib, ram, entry_bytes, table.buckets, table.max)
+            .map_err(|why| usage(anyhow!(why)))?;
         let globals = take_globals(true);
         let mut record = Record {
             pid: std::process::id(),
