@@ -1,8 +1,9 @@
 //! The byte work of the XDP program's SYN-cookie reply, kept here where
 //! its unit tests run on the host: reading a SYN's options, the timestamp
-//! that carries them, the SYN-ACK's options, and Internet checksums. The cookie itself comes from the kernel
-//! (`bpf_tcp_raw_gen_syncookie_*`), with the kernel's secret, so the
-//! kernel's SYNPROXY can check the handshake's last ACK.
+//! that carries them, the SYN-ACK's options, and Internet checksums. The
+//! cookie itself comes from the kernel (`bpf_tcp_raw_gen_syncookie_*`),
+//! with the kernel's secret, so the kernel's SYNPROXY can check the
+//! handshake's last ACK.
 //!
 //! The timestamp encoding is the kernel's (`cookie_init_timestamp`): the
 //! low six bits of our TSval hold the client's window scale (0xf: none),

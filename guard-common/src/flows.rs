@@ -24,14 +24,14 @@
 //! ([`crate::config::UDP_FLOW_REFRESH_NS`]).
 //!
 //! Why tags beside the sets (`GUARD_UDP4_TAGS`, `GUARD_UDP_TAGS`: 16 bits
-//! a way, [`SetTags`], in [`crate::slots::TagLine`]s, a sixteenth of the IPv4 table): a
-//! flood's datagrams are new flows, and each looked its set up, a cache
-//! miss in megabytes of table (66% of the program's samples with the
-//! budget spent, `cargo xtask bench --profile udp-spent`). A tag that is not
-//! the flow's proves the way holds another flow, as a source's tag does
-//! its slot ([`crate::slots::TagLine`]), so the datagram reads a line of
-//! the small array and not the set. Unlike a time stamp, a tag says so
-//! in a table full of flows seen lately, too.
+//! a way, [`SetTags`], in [`crate::slots::TagLine`]s, a sixteenth of the
+//! IPv4 table): a flood's datagrams are new flows, and each looked its set
+//! up, a cache miss in megabytes of table (66% of the program's samples
+//! with the budget spent, `cargo xtask bench --profile udp-spent`). A tag
+//! that is not the flow's proves the way holds another flow, as a
+//! source's tag does its slot ([`crate::slots::TagLine`]), so the datagram
+//! reads a line of the small array and not the set. Unlike a time stamp, a
+//! tag says so in a table full of flows seen lately, too.
 //!
 //! Why the older way is marked in the tags ([`SetTags`]), not found from
 //! the ways' times: a new flow that is admitted is written, and choosing

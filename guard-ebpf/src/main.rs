@@ -2,9 +2,10 @@
 //!
 //! Verdict policy, in order (the reference model in `tests/src/model.rs`
 //! implements the same list, but for the samples of 3-, 3a, 3b and the RST
-//! of step 7: it sends no samples, keeps no listeners or cookie ports and knows no
-//! sockets, so no source of its is verified; `tests/kernel/signatures.rs`,
-//! `cookies.rs` and `ports.rs` check those frame by frame):
+//! of step 7: it sends no samples, keeps no listeners or cookie ports and
+//! knows no sockets, so no source of its is verified;
+//! `tests/kernel/signatures.rs`, `cookies.rs` and `ports.rs` check those
+//! frame by frame):
 //! 1. Every packet is dissected once ([`dissect`]) and counted: one class
 //!    (`packets` is their sum), its attributes.
 //! 2. Malformed: dropped (`drop_malformed`). The kernel would drop most of

@@ -3,8 +3,9 @@
 //! controller's [`Status`] (`status.json`, after every tick) and the
 //! fleet's [`FleetView`] (`fleet.json`, every second with `--fleet`),
 //! each written atomically (readers never see half of one) and removed
-//! when guard stops (and, after a kill, when the next one starts). A failure to write is logged, not fatal: they are for people
-//! and tools watching; guard goes on protecting.
+//! when guard stops (and, after a kill, when the next one starts). A
+//! failure to write is logged, not fatal: they are for people and tools
+//! watching; guard goes on protecting.
 
 use std::{fs, path::Path};
 
