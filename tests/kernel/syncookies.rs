@@ -20,8 +20,8 @@ use guard_tests::{
     nft::{Counters, counter_packets, nft},
     packet::TCP_SYN,
     server::{
-        EchoServer, connect, connect_echo, connect_from, echo_roundtrip, forget, greeted_from,
-        peer_wscale,
+        CLIENT_PORTS, EchoServer, connect, connect_echo, connect_from, echo_roundtrip, forget,
+        greeted_from, peer_wscale,
     },
 };
 
@@ -1311,7 +1311,7 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
         .map(|&addr| EchoServer::greeting(&net.victim, addr))
         .collect();
     let timeout = Duration::from_secs(3);
-    let early = |i: usize| 40_000 + u16::try_from(i).expect("few");
+    let early = |i: usize| CLIENT_PORTS + u16::try_from(i).expect("few");
     for (i, &server) in clients.iter().enumerate() {
         greeted_from(&net.attacker, early(i), server, timeout)
             .unwrap_or_else(|e| panic!("a connection to {server} before guard: {e}"));
@@ -1321,7 +1321,7 @@ fn reconnects_from_a_port_in_time_wait(listen: &[SocketAddr], clients: &[SocketA
     for (i, &server) in clients.iter().enumerate() {
         reconnect(&net, &guard, early(i), server, "made before guard started");
         // A cookie's handshake, which verifies the client, then again.
-        let port = 41_000 + u16::try_from(i).expect("few");
+        let port = CLIENT_PORTS + 1_000 + u16::try_from(i).expect("few");
         let before = counters(&stats(&net));
         greeted_from(&net.attacker, port, server, timeout).unwrap_or_else(|e| {
             panic!("the first connection to {server}: {e}\n{}", guard.stderr())
@@ -1421,17 +1421,20 @@ fn a_client_that_lost_its_connection_reconnects_from_its_port_at_a_wildcard_list
     };
     let early: Vec<_> = servers
         .iter()
-        .zip(42_000..)
+        .zip(CLIENT_PORTS + 2_000..)
         .map(|(&server, port)| (port, server, open(port, server, "before guard")))
         .collect();
     let guard = start_on(&net, ALWAYS);
     guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
-    let cookie = servers.iter().zip(42_100..).map(|(&server, port)| {
-        let before = counters(&stats(&net))["cookie_synack"];
-        let stream = open(port, server, "through a cookie");
-        assert_eq!(counters(&stats(&net))["cookie_synack"], before + 1);
-        (port, server, stream)
-    });
+    let cookie = servers
+        .iter()
+        .zip(CLIENT_PORTS + 2_100..)
+        .map(|(&server, port)| {
+            let before = counters(&stats(&net))["cookie_synack"];
+            let stream = open(port, server, "through a cookie");
+            assert_eq!(counters(&stats(&net))["cookie_synack"], before + 1);
+            (port, server, stream)
+        });
     let lost: Vec<_> = early
         .into_iter()
         .chain(cookie.collect::<Vec<_>>())
@@ -1541,7 +1544,7 @@ fn synproxys_own_ack_has_its_timestamp_blanked_where_the_server_would_reject_it(
     for (family, addr) in [server_addr(), server_addr6()].into_iter().enumerate() {
         let addr = SocketAddr::new(addr.ip(), greeter);
         for i in 0..10 {
-            let port = 43_000 + 100 * u16::try_from(family).expect("two") + i;
+            let port = CLIENT_PORTS + 3_000 + 100 * u16::try_from(family).expect("two") + i;
             greeted_from(&net.attacker, port, addr, Duration::from_secs(3))
                 .unwrap_or_else(|e| panic!("greeting {i} from {addr}: {e}\n{}", guard.stderr()));
         }

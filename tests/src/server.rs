@@ -222,9 +222,19 @@ pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
     Ok(stream)
 }
 
+/// The first of the local ports [`connect_from`] takes: they lie below a
+/// namespace's ephemeral ports (`net.ipv4.ip_local_port_range`, 32768 to
+/// 60999), so no connection the test makes with [`connect`] can be
+/// holding one (one chosen by chance and left in TIME_WAIT failed a
+/// bind, now and then).
+pub const CLIENT_PORTS: u16 = 20_000;
+
 /// A connection from namespace `ns` and local port `port` (the family's
 /// unspecified address) to `addr`. Connecting and each read time out after
 /// `timeout`.
+///
+/// # Panics
+/// If `port` is not in [`CLIENT_PORTS`]`..32768`.
 pub fn connect_from(
     ns: &str,
     port: u16,
@@ -232,6 +242,10 @@ pub fn connect_from(
     timeout: Duration,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
+    assert!(
+        (CLIENT_PORTS..32_768).contains(&port),
+        "client port {port} is not below the ephemeral ports"
+    );
     let socket = in_netns(ns, || {
         Socket::new(Domain::for_address(addr), Type::STREAM, None)
     })?;
