@@ -919,8 +919,9 @@ fn floor_rows(base: &Baseline, repeat: u32) -> Vec<Row> {
 /// table an eighth of their number),
 /// `udp-new` (new flows of a known source, admitted),
 /// `spent` (new sources once the budget binds), `udp-spent` (their
-/// datagrams), `signature` (a SYN a
-/// signature drops) and `cookie` (SYNs answered with SYN-ACKs).
+/// datagrams), `udp-closed` (datagrams to a closed port, its bucket
+/// spent), `signature` (a SYN a signature drops) and `cookie` (SYNs
+/// answered with SYN-ACKs).
 fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
     let one = |p: Packet| vec![p.frame()];
     let (prog, frames, repeat) = match case {
@@ -938,6 +939,11 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
         "udp" => (program(&open_settings()), one(frames::known_udp()), 100_000),
         "spent" => (spent_program(), frames::spoofed(0), 1),
         "udp-spent" => (spent_program(), frames::spoofed_udp(0), 1),
+        "udp-closed" => {
+            let mut prog = spent_program();
+            mark_open_ports(&mut prog);
+            (prog, frames::spoofed_udp_to(2 * DISTINCT, CLOSED_PORT), 1)
+        }
         "new" => (program(&churned_settings()), frames::wide(), 1),
         "udp-new" => (program(&open_settings()), frames::new_flows(), 1),
         "signature" => {
@@ -951,7 +957,7 @@ fn profile_case(case: &str) -> (Program, Vec<Vec<u8>>, u32) {
             (prog, cookie_syns(), 1)
         }
         other => panic!(
-            "no profile case {other:?}: established, syn, syn6, udp, new, udp-new, spent, udp-spent, signature or cookie"
+            "no profile case {other:?}: established, syn, syn6, udp, new, udp-new, spent, udp-spent, udp-closed, signature or cookie"
         ),
     };
     // The first run creates the state a known source or flow has.

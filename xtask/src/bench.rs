@@ -67,6 +67,9 @@ enum Case {
     /// UDP datagrams from new sources once the global budget binds
     /// (dropped).
     UdpSpent,
+    /// UDP datagrams from new sources to a closed port, the closed ports'
+    /// bucket spent (dropped).
+    UdpClosed,
     /// A SYN an attack signature drops.
     Signature,
     /// SYNs to a cookie port from new sources (answered with SYN-ACKs).
