@@ -1059,7 +1059,7 @@ fn resolution_note(base: &Baseline, repeat: u32) {
         "\nThe kernel gives a repeated (unstarred) row's time per run in whole ns, rounded down. \
          Against this run's {b} ns baseline such a ratio G/B reads up to {:.0}% high: \
          the row's own lies between G/(B+1) and (G+1)/B.",
-        100.0 / f64::from(b + 1)
+        100.0 / f64::from(b.max(1))
     );
 }
 
