@@ -19,93 +19,116 @@
 /// new counters do not change the map's value size.
 pub const COUNTER_SLOTS: usize = 48;
 
-/// Index of a counter in a [`CounterBlock`]. Both sides change together.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Counter {
+/// Declares [`Counter`], [`Counter::ALL`] and [`Counter::name`] from one
+/// list, so that no counter can be left out of either.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident = $slot:literal => $name:literal,)*) => {
+        /// Index of a counter in a [`CounterBlock`]. Both sides change together.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Counter {
+            $($(#[$doc])* $variant = $slot,)*
+        }
+
+        impl Counter {
+            /// Every counter, in slot order.
+            pub const ALL: [Self; [$($slot),*].len()] = [$(Self::$variant),*];
+
+            /// Stable snake_case name, used in `guard stats --json` and metrics.
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
     /// Every packet the program saw: the classes' sum ([`CounterBlock::get`]).
-    Packets = 0,
+    Packets = 0 => "packets",
     /// Class: TCP with SYN set and ACK clear (a connection attempt).
-    TcpSyn = 1,
+    TcpSyn = 1 => "tcp_syn",
     /// Class: any other TCP segment.
-    TcpOther = 2,
+    TcpOther = 2 => "tcp_other",
     /// Class: UDP.
-    Udp = 3,
+    Udp = 3 => "udp",
     /// Class: ICMP and ICMPv6.
-    Icmp = 4,
+    Icmp = 4 => "icmp",
     /// Class: IP whose transport header is not in this packet: other
     /// protocols (GRE, ESP, ...) and fragments after the first.
-    IpOther = 5,
+    IpOther = 5 => "ip_other",
     /// Class: not IPv4 or IPv6 (ARP, LLDP, ...).
-    NonIp = 6,
+    NonIp = 6 => "non_ip",
     /// Class: a header is truncated or inconsistent, or the packet goes past
     /// what the parser walks (more than two VLAN tags, or more IPv6
     /// extension headers than [`crate::dissect::MAX_IPV6_EXT_HEADERS`]).
-    Malformed = 7,
+    Malformed = 7 => "malformed",
     /// Attribute: an IPv4 or IPv6 fragment (first or later).
-    Fragments = 8,
+    Fragments = 8 => "fragments",
     /// Attribute: carried one or two VLAN tags.
-    Vlan = 9,
+    Vlan = 9 => "vlan",
     /// Attribute: IPv6.
-    Ipv6 = 10,
+    Ipv6 = 10 => "ipv6",
     /// Attribute: opens a flow (SYN, a new UDP 5-tuple, an ICMP query).
-    NewFlows = 11,
+    NewFlows = 11 => "new_flows",
     /// Pass reason: a new flow from an allowlisted source.
-    PassAllowlist = 12,
+    PassAllowlist = 12 => "pass_allowlist",
     /// Pass reason: a new flow within every limit.
-    PassLimits = 13,
+    PassLimits = 13 => "pass_limits",
     /// Passed only because of monitor mode (counted under a drop reason too).
-    PassMonitor = 14,
+    PassMonitor = 14 => "pass_monitor",
     /// Drop reason: the source is on the denylist.
-    DropDenylist = 15,
+    DropDenylist = 15 => "drop_denylist",
     /// Drop reason: the source is banned.
-    DropBanned = 16,
+    DropBanned = 16 => "drop_banned",
     /// Drop reason: over the source's limit for the class.
-    DropSourceLimit = 17,
+    DropSourceLimit = 17 => "drop_source_limit",
     /// Drop reason: over the prefix's limit for the class.
-    DropPrefixLimit = 18,
+    DropPrefixLimit = 18 => "drop_prefix_limit",
     /// Drop reason: over the global new-flow budget.
-    DropGlobalBudget = 19,
+    DropGlobalBudget = 19 => "drop_global_budget",
     /// Drop reason: malformed (see the class).
-    DropMalformed = 20,
+    DropMalformed = 20 => "drop_malformed",
     /// A ring-buffer event was sent.
-    EventsSent = 21,
+    EventsSent = 21 => "events_sent",
     /// An event was not sent: over the event rate, or the ring was full.
-    EventsSuppressed = 22,
+    EventsSuppressed = 22 => "events_suppressed",
     /// A compare-and-swap on a shared bucket lost to another CPU's update
     /// (retried, or made an atomic add: no arrival is dropped for it).
-    BucketContention = 23,
+    BucketContention = 23 => "bucket_contention",
     /// A SYN to a cookie port answered from XDP with a SYN cookie
     /// (`XDP_TX`); it never reaches the kernel.
-    CookieSynAck = 24,
+    CookieSynAck = 24 => "cookie_synack",
     /// An ACK that completes a cookie handshake: a valid cookie, passed to
     /// the kernel's SYNPROXY (unless the source's limits drop it).
-    CookieAckValid = 25,
+    CookieAckValid = 25 => "cookie_ack_valid",
     /// Drop reason: an ACK to a cookie port with neither a valid cookie nor
     /// a connection (forged, or too late).
-    DropCookieInvalid = 26,
+    DropCookieInvalid = 26 => "drop_cookie_invalid",
     /// A source seen for the first time (its state was created).
-    NewSources = 27,
+    NewSources = 27 => "new_sources",
     /// A source verified by an ACK of a connection the host knows (a
     /// socket past its handshake: established or closing), while the
     /// global budget binds.
-    VerifiedAck = 28,
+    VerifiedAck = 28 => "verified_ack",
     /// A RST sent from XDP so a real client fails fast: to an over-limit
     /// SYN from a verified source (`reject = "rst"`), or to a cookie
     /// handshake's ACK over its source's limit; also counted as its drop
     /// reason.
-    RstSent = 29,
+    RstSent = 29 => "rst_sent",
     /// Drop reason: the packet matched an attack signature
     /// ([`crate::fingerprint`]); each signature's hits are counted too, in
     /// [`SIG_HIT_SLOT`]` + its slot`.
-    DropSignature = 30,
+    DropSignature = 30 => "drop_signature",
     /// An ACK not checked against the host's sockets: this CPU had made
     /// its [`crate::config::ACK_LOOKUPS_PER_SEC`] lookups this second.
-    AckLookupsSkipped = 31,
+    AckLookupsSkipped = 31 => "ack_lookups_skipped",
     /// A source verified because the host sent it data or a FIN of a TCP
     /// connection (the egress program: only a completed handshake makes
     /// either), whether or not the budget binds. Kept in the source's slot.
-    VerifiedReply = 32,
+    VerifiedReply = 32 => "verified_reply",
     /// A SYN to a port armed for cookies, in enforce mode, that the cookie
     /// path could not answer from its headers (IPv4 options, IPv6
     /// extension headers, data, a wrong IPv4 header checksum; or the frame
@@ -116,22 +139,22 @@ pub enum Counter {
     /// verified lately, or within
     /// [`crate::config::SYN_LOOKUPS_PER_SEC`]). A fragment is not looked
     /// up in the port table, so not counted here.
-    CookieUnanswered = 33,
+    CookieUnanswered = 33 => "cookie_unanswered",
     /// A SYN or a new UDP flow to a port conntrack skips
     /// (`--notrack-port`): passed as no new flow, no limit applies (it
     /// opens no conntrack entry). A denylisted source's is still dropped.
-    PassUntracked = 34,
+    PassUntracked = 34 => "pass_untracked",
     /// A new flow in a frame for another device's link-layer address (a
     /// macvlan container's, a macvtap VM's: not in
     /// [`crate::DataplaneConfig::host_macs`]): it never reaches this
     /// namespace's conntrack, so it passes with no limit, no cookie, no
     /// signature and no sample. A denylisted source's is still dropped.
-    PassOtherDevice = 35,
+    PassOtherDevice = 35 => "pass_other_device",
     /// Drop reason: a SYN or a new UDP flow to a closed port (no socket
     /// here listens on it, no nat rule rewrites it) over the closed ports'
     /// bucket of the global budget ([`crate::FlowClass::closed_budget`]):
     /// a flood aimed there cannot spend the open ports' buckets.
-    DropClosedPort = 36,
+    DropClosedPort = 36 => "drop_closed_port",
 }
 
 /// Slot of signature 0's hit counter (matches, in monitor mode too); the
@@ -170,91 +193,6 @@ impl Counter {
 
     /// Why a new flow passed.
     pub const PASS_REASONS: [Self; 3] = [Self::PassAllowlist, Self::PassLimits, Self::PassMonitor];
-
-    /// Every counter, in slot order.
-    pub const ALL: [Self; 37] = [
-        Self::Packets,
-        Self::TcpSyn,
-        Self::TcpOther,
-        Self::Udp,
-        Self::Icmp,
-        Self::IpOther,
-        Self::NonIp,
-        Self::Malformed,
-        Self::Fragments,
-        Self::Vlan,
-        Self::Ipv6,
-        Self::NewFlows,
-        Self::PassAllowlist,
-        Self::PassLimits,
-        Self::PassMonitor,
-        Self::DropDenylist,
-        Self::DropBanned,
-        Self::DropSourceLimit,
-        Self::DropPrefixLimit,
-        Self::DropGlobalBudget,
-        Self::DropMalformed,
-        Self::EventsSent,
-        Self::EventsSuppressed,
-        Self::BucketContention,
-        Self::CookieSynAck,
-        Self::CookieAckValid,
-        Self::DropCookieInvalid,
-        Self::NewSources,
-        Self::VerifiedAck,
-        Self::RstSent,
-        Self::DropSignature,
-        Self::AckLookupsSkipped,
-        Self::VerifiedReply,
-        Self::CookieUnanswered,
-        Self::PassUntracked,
-        Self::PassOtherDevice,
-        Self::DropClosedPort,
-    ];
-
-    /// Stable snake_case name, used in `guard stats --json` and metrics.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Packets => "packets",
-            Self::TcpSyn => "tcp_syn",
-            Self::TcpOther => "tcp_other",
-            Self::Udp => "udp",
-            Self::Icmp => "icmp",
-            Self::IpOther => "ip_other",
-            Self::NonIp => "non_ip",
-            Self::Malformed => "malformed",
-            Self::Fragments => "fragments",
-            Self::Vlan => "vlan",
-            Self::Ipv6 => "ipv6",
-            Self::NewFlows => "new_flows",
-            Self::PassAllowlist => "pass_allowlist",
-            Self::PassLimits => "pass_limits",
-            Self::PassMonitor => "pass_monitor",
-            Self::DropDenylist => "drop_denylist",
-            Self::DropBanned => "drop_banned",
-            Self::DropSourceLimit => "drop_source_limit",
-            Self::DropPrefixLimit => "drop_prefix_limit",
-            Self::DropGlobalBudget => "drop_global_budget",
-            Self::DropClosedPort => "drop_closed_port",
-            Self::DropMalformed => "drop_malformed",
-            Self::EventsSent => "events_sent",
-            Self::EventsSuppressed => "events_suppressed",
-            Self::BucketContention => "bucket_contention",
-            Self::CookieSynAck => "cookie_synack",
-            Self::CookieAckValid => "cookie_ack_valid",
-            Self::DropCookieInvalid => "drop_cookie_invalid",
-            Self::NewSources => "new_sources",
-            Self::VerifiedAck => "verified_ack",
-            Self::RstSent => "rst_sent",
-            Self::DropSignature => "drop_signature",
-            Self::AckLookupsSkipped => "ack_lookups_skipped",
-            Self::VerifiedReply => "verified_reply",
-            Self::CookieUnanswered => "cookie_unanswered",
-            Self::PassUntracked => "pass_untracked",
-            Self::PassOtherDevice => "pass_other_device",
-        }
-    }
 
     #[must_use]
     pub const fn slot(self) -> usize {
