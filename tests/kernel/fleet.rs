@@ -16,7 +16,7 @@ use guard_tests::{
     guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     kernel_test,
     nats::NatsServer,
-    net::{TestNet, VICTIM_ADDR},
+    net::{TestNet, VICTIM_ADDR, loopback_port},
     nft::Counters,
     packet::{L4, Packet, TCP_SYN},
     server::EchoServer,
@@ -550,10 +550,7 @@ fn cut_off_from_nats_each_guard_keeps_protecting_and_converges_when_it_is_back()
     let mut nats = NatsServer::start();
     let url = nats.url();
     let mut a = Member::start("edge-a", &url, "5", &["--ban-duration", "60"]);
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let metrics = loopback_port();
     let metrics_addr = format!("127.0.0.1:{metrics}");
     let mut b = Member::start("edge-b", &url, "1000", &["--metrics", &metrics_addr]);
     for m in [&a, &b] {

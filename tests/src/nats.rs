@@ -3,7 +3,7 @@
 //! start it again on the same port and store, as an outage would.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
@@ -124,10 +124,7 @@ impl NatsServer {
     }
 
     fn new() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = crate::net::loopback_port();
         let store = std::env::temp_dir().join(format!("guard-nats-{}-{port}", std::process::id()));
         Self {
             port,

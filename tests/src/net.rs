@@ -370,6 +370,23 @@ impl Drop for Macvlan {
     }
 }
 
+/// A port of the host's loopback free now, below the ephemeral ports
+/// (32768 up), for a server a test starts there (nats-server, guard's
+/// metrics). One the kernel had handed out could be handed to another
+/// connection before the server binds it: to a guard reconnecting to a
+/// nats-server the test stopped, say, which then holds it as a connection
+/// to itself, and the server's restart finds it taken.
+#[must_use]
+pub fn loopback_port() -> u16 {
+    const LOW: u16 = 24_000;
+    const PORTS: u16 = 32_768 - LOW;
+    let start = u16::try_from(std::process::id() % u32::from(PORTS)).expect("below PORTS");
+    (0..PORTS)
+        .map(|i| LOW + (start + i) % PORTS)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free loopback port below the ephemeral ones")
+}
+
 /// IPv6 on `dev` in `ns`, without the traffic the kernel would send by
 /// itself: no link-local address (so no DAD and no MLD report for it), no
 /// router solicitations, no router advertisements taken. Call before the
