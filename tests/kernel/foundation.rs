@@ -15,7 +15,7 @@ use guard_common::Counter;
 use guard_tests::{
     guard_proc::{self, Finished, Guard, counters, pin_dir, start_on, stats, stats_after},
     kernel_test,
-    net::{TestNet, run_tool},
+    net::{TestNet, loopback_port, run_tool},
     packet::{self, Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_SYN, TPID_8021AD, TPID_8021Q},
     raw::RawSender,
     xdp::{self, Program},
@@ -479,7 +479,7 @@ fn sigint_detaches_and_unpins() {
 fn a_deleted_interface_is_followed_and_guarded_again() {
     let _kernel = kernel_test!();
     let net = TestNet::silent();
-    let port = 20_000 + u16::try_from(std::process::id() % 1000).expect("port");
+    let port = loopback_port();
     let guard = start_on(&net, &["--metrics", &format!("127.0.0.1:{port}")]);
     let pid = guard.pid().expect("running");
     let attached = format!(

@@ -16,7 +16,7 @@ use guard_tests::{
     guard_proc::{self, Guard, counters, scrape, start_on, stats_after},
     host::{KeptLists, LISTS_FILE},
     kernel_test,
-    net::{TestNet, run_tool},
+    net::{TestNet, loopback_port, run_tool},
     nft::Counters,
     packet::TCP_SYN,
 };
@@ -209,7 +209,7 @@ fn whole(v: f64) -> u64 {
 fn metrics_parse_and_match_the_counters() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
-    let port = 19_000 + u16::try_from(std::process::id() % 1000).expect("port");
+    let port = loopback_port();
     let addr = format!("127.0.0.1:{port}");
     let guard = start_on(&net, &["--metrics", &addr, "--summary-interval", "0"]);
     let mut flood = Flood::new(&net);
@@ -918,7 +918,7 @@ fn the_units_syscall_filter_allows_every_call_guard_makes() {
     let dir = std::env::temp_dir().join(format!("guardt-{}-strace", std::process::id()));
     fs::create_dir_all(&dir).expect("trace dir");
     let file = dir.join("guard.toml");
-    let port = 19_000 + u16::try_from(std::process::id() % 1000).expect("port") + 1;
+    let port = loopback_port();
     write_config(
         &file,
         &net,
