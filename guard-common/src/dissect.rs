@@ -36,6 +36,9 @@ pub const IPPROTO_UDPLITE: u8 = 136;
 /// An IPv4 header without options, and IPv6's fixed header.
 pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
+/// An IPv6 fragment header, and an 802.1Q or 802.1ad tag.
+pub const IPV6_FRAG_HLEN: usize = 8;
+pub const VLAN_HLEN: usize = 4;
 
 /// Minimum transport header bytes the parser needs in the packet (and, for
 /// a first fragment, in that fragment) before it classifies it.

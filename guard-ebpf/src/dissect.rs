@@ -33,9 +33,9 @@ use guard_common::{
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN,
-        MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN,
-        UDP_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_FRAG_HLEN,
+        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN,
+        TCP_MIN_HLEN, UDP_HLEN, VLAN_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -51,9 +51,6 @@ pub const F_QUERY: u8 = 8;
 /// The top bit of `flags`, which the dissect step never sets: free for a
 /// call's own use (`fingerprint::SCREEN_VERIFIED`).
 pub const F_CALLER: u8 = 0x80;
-
-const IPV6_FRAG_HLEN: usize = 8;
-const VLAN_HLEN: usize = 4;
 
 /// What the dissect step found.
 pub struct Headers {

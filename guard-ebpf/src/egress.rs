@@ -37,7 +37,7 @@ use guard_common::{
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_FIN,
-        TCP_FLAG_RST, TCP_FLAG_SYN, ipv6_ext_header, keyed_by_ports,
+        TCP_FLAG_RST, TCP_FLAG_SYN, VLAN_HLEN, ipv6_ext_header, keyed_by_ports,
     },
     key::{AF_INET, AF_INET6},
 };
@@ -199,7 +199,7 @@ impl Leaving {
             if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
                 break;
             }
-            l3 += 4;
+            l3 += VLAN_HLEN;
             ethertype = u16::from_be_bytes(r.get::<[u8; 2]>(l3 - 2)?);
         }
         let (family, proto, l4, src, dst) = match ethertype {

@@ -39,9 +39,9 @@ use guard_common::{
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS,
-        PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, icmp_opens_flow,
-        ipv6_ext_header, keyed_by_ports,
+        IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_FRAG_HLEN,
+        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN,
+        TCP_MIN_HLEN, UDP_HLEN, VLAN_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
     flows::{FLOW_WAYS, SetTags, flow_place, flow_place6, flow_sets, way_for},
@@ -50,11 +50,6 @@ use guard_common::{
     slots::slot_index,
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
-
-const VLAN_HLEN: usize = 4;
-const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const IPV6_FRAG_HLEN: usize = 8;
 
 /// An allow/deny entry of the LPM tries, as `Dataplane::replace_lists`
 /// writes them.
@@ -270,10 +265,10 @@ fn ethernet(frame: &[u8], d: &mut Dissected) -> Option<Counter> {
 }
 
 fn ipv4(frame: &[u8], l3: usize, d: &mut Dissected) -> Option<Counter> {
-    let ip: [u8; IPV4_MIN_HLEN] = read(frame, l3)?;
+    let ip: [u8; IPV4_HLEN] = read(frame, l3)?;
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || total < ihl {
+    if ip[0] >> 4 != 4 || ihl < IPV4_HLEN || total < ihl {
         return None;
     }
     // Bytes past the total length are link padding, never transport bytes.
