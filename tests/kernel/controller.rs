@@ -1746,6 +1746,20 @@ fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
     connect_echo(&net.attacker, server_addr(), Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("the connection before the flood: {e}\n{}", guard.stderr()));
     wait_counter(&net, "verified_reply", 1);
+    // `guard stats` says which source is verified, and for how long (the
+    // default `--verified-for`, 300 s).
+    let stats = guard_proc::stats(&net);
+    assert_eq!(stats["verified_sources"], 1, "{stats}");
+    let row = stats["top_sources"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["source"] == ATTACKER_ADDR))
+        .unwrap_or_else(|| panic!("no row for {ATTACKER_ADDR}: {stats}"));
+    assert!(
+        row["verified_secs"]
+            .as_f64()
+            .is_some_and(|s| s > 290.0 && s <= 300.0),
+        "{row}"
+    );
 
     let c = connects_through_a_flood(
         &net,

@@ -60,7 +60,8 @@ pub struct InterfaceStats {
     pub top_prefixes: Vec<SourceRow>,
     /// Sources banned now, longest ban first.
     pub bans: Vec<SourceRow>,
-    /// Sources verified by a SYN-cookie handshake, still verified now.
+    /// Sources verified now (a cookie handshake, an ACK of a connection the
+    /// host knows, or data the host sent them): they skip the global budget.
     pub verified_sources: usize,
     /// The attack signatures installed.
     pub signatures: Vec<SigRow>,
@@ -121,6 +122,8 @@ pub struct SourceRow {
     pub last_seen_secs_ago: f64,
     /// Seconds left of a ban, if banned.
     pub banned_secs: Option<f64>,
+    /// Seconds left of its verification, if verified.
+    pub verified_secs: Option<f64>,
 }
 
 fn secs(ns: u64) -> f64 {
@@ -190,6 +193,7 @@ fn interface_stats(
         }),
         last_seen_secs_ago: secs(now_ns.saturating_sub(st.last_seen_ns)),
         banned_secs: (st.banned_until_ns > now_ns).then(|| secs(st.banned_until_ns - now_ns)),
+        verified_secs: (st.verified_until_ns > now_ns).then(|| secs(st.verified_until_ns - now_ns)),
     };
     let rows: Vec<SourceRow> = now.sources.iter().map(row).collect();
     let by = |key: fn(&SourceRow) -> (f64, u64), rows: &[SourceRow]| {
@@ -368,7 +372,7 @@ impl InterfaceStats {
             for row in rows {
                 let _ = write!(
                     out,
-                    "    {:<24} new {:>10}  passed {:>10}  dropped {:>10}",
+                    "    {:<24} new flows {:>10}  passed {:>10}  dropped {:>10}",
                     row.source, row.new_flows, row.passed, row.dropped
                 );
                 if let Some(r) = row.new_flows_per_sec {
@@ -377,6 +381,9 @@ impl InterfaceStats {
                 let _ = write!(out, "  seen {:.1}s ago", row.last_seen_secs_ago);
                 if let Some(left) = row.banned_secs {
                     let _ = write!(out, "  BANNED {left:.0}s");
+                }
+                if let Some(left) = row.verified_secs {
+                    let _ = write!(out, "  verified {left:.0}s");
                 }
                 out.push('\n');
             }
@@ -489,6 +496,41 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("BANNED 28s"), "{text}");
+    }
+
+    /// A verified source's row says how long it stays verified, and the
+    /// interface counts it; a source whose verification ran out does not.
+    #[test]
+    fn verified_sources_are_shown_with_the_time_they_have_left() {
+        let (a, b) = (
+            SourceKey::v4([198, 18, 0, 1], 32),
+            SourceKey::v6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0],
+                64,
+            ),
+        );
+        let verified = |until_secs: u64| SourceState {
+            verified_until_ns: until_secs * NANOS_PER_SEC,
+            ..state(3, 0, 11, 0)
+        };
+        let now = sample(12, &[], vec![(a, verified(300)), (b, verified(12))]);
+        let snap = snapshot(None, &now, 10, None);
+        let i = &snap.interfaces[0];
+        assert_eq!(i.verified_sources, 1);
+        let row = |addr: &str| i.top_sources.iter().find(|r| r.source == addr).unwrap();
+        assert_eq!(row("198.18.0.1").verified_secs, Some(288.0));
+        assert_eq!(row("2001:db8:0:7::/64").verified_secs, None);
+        let text = snap.render(0.0);
+        assert!(
+            text.contains(
+                "    198.18.0.1               new flows          3  passed          3  dropped          0  seen 1.0s ago  verified 288s\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  verified sources                1  ("),
+            "{text}"
+        );
     }
 
     #[test]

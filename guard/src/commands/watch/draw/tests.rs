@@ -22,6 +22,7 @@ fn source(addr: &str, dropped: u64, new_per_sec: f64, banned_secs: Option<f64>) 
         new_flows_per_sec: Some(new_per_sec),
         last_seen_secs_ago: 0.0,
         banned_secs,
+        verified_secs: None,
     }
 }
 
