@@ -362,6 +362,8 @@ struct TopSource<'a> {
     new_per_sec: Option<f64>,
     dropped: u64,
     banned_secs: Option<f64>,
+    /// Verified on some interface: it skips the global budget there.
+    verified: bool,
 }
 
 /// The sources with the most drops, then the most new flows, summed over
@@ -381,6 +383,7 @@ fn top_sources(snap: &Snapshot) -> Vec<TopSource<'_>> {
                 new_per_sec: None,
                 dropped: 0,
                 banned_secs: None,
+                verified: false,
             });
             top.dropped += row.dropped;
             top.new_per_sec = match (top.new_per_sec, row.new_flows_per_sec) {
@@ -391,6 +394,7 @@ fn top_sources(snap: &Snapshot) -> Vec<TopSource<'_>> {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
+            top.verified |= row.verified_secs.is_some();
         }
     }
     let mut tops: Vec<_> = merged.into_values().collect();
@@ -473,6 +477,8 @@ fn draw_sources(frame: &mut Frame, area: Rect, snap: &Snapshot) {
         let row = Row::new(cells);
         if t.banned_secs.is_some() {
             row.red()
+        } else if t.verified {
+            row.green()
         } else {
             row
         }

@@ -266,6 +266,30 @@ fn sources_merge_across_interfaces_by_drops() {
     assert_eq!(tops[1].new_per_sec, Some(311.0));
 }
 
+/// A banned source's row is red, a verified one's green, any other's
+/// left plain.
+#[test]
+fn banned_sources_are_red_and_verified_ones_green() {
+    let mut v = view(None);
+    let mut verified = source("198.18.0.5", 0, 40.0, None);
+    verified.verified_secs = Some(290.0);
+    v.snapshot.interfaces[0].top_sources.push(verified);
+    let text = render(&v, 80, 24);
+    let buffer = screen(&v, 80, 24);
+    let fg = |addr: &str| {
+        let row = text
+            .lines()
+            .position(|l| l.contains(addr))
+            .unwrap_or_else(|| panic!("no {addr} in\n{text}"));
+        let col = text.lines().nth(row).unwrap().find(addr).unwrap();
+        let col = text.lines().nth(row).unwrap()[..col].chars().count();
+        buffer[(u16::try_from(col).unwrap(), u16::try_from(row).unwrap())].fg
+    };
+    assert_eq!(fg("198.18.0.7"), Color::Red, "banned");
+    assert_eq!(fg("198.18.0.5"), Color::Green, "verified");
+    assert_eq!(fg("198.18.0.9"), Color::Reset, "neither");
+}
+
 #[test]
 fn history_is_bounded_and_skips_snapshots_without_rates() {
     let mut v = view(Some(status()));
