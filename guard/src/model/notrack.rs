@@ -158,6 +158,37 @@ fn ends_chain(statement: &Value) -> bool {
         || statement["match"]["right"].get("vmap").is_some()
 }
 
+/// The DHCP clients' UDP ports, each with the protocol and where its
+/// requests go. A reply to a request sent to a multicast group or to the
+/// broadcast address comes from an address the request did not name, so
+/// neither conntrack nor the egress program's flows take it for a reply:
+/// it is a new flow, which a flood that spends the budget drops with its
+/// own.
+const DHCP_CLIENTS: [(u16, &str, &str); 2] = [
+    (
+        68,
+        "DHCPv4",
+        "while it rebinds or has no lease its requests go to 255.255.255.255",
+    ),
+    (546, "DHCPv6", "its requests go to ff02::1:2"),
+];
+
+/// What to tell of each DHCP client port bound (`udp_bound`, the UDP
+/// ports sockets are bound to) that conntrack tracks (`untracked_udp`
+/// does not hold it).
+#[must_use]
+pub fn dhcp_clients(udp_bound: &BTreeSet<u16>, untracked_udp: &BTreeSet<u16>) -> Vec<String> {
+    DHCP_CLIENTS
+        .iter()
+        .filter(|(port, ..)| udp_bound.contains(port) && !untracked_udp.contains(port))
+        .map(|(port, what, requests)| {
+            format!(
+                "udp port {port} is a {what} client's: {requests}, so its replies are new flows, which a UDP flood that spends the budget drops with the flood's (a flood that outlasts the address's lifetime takes the address); --notrack-port {port} passes them untracked"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +304,25 @@ mod tests {
     #[test]
     fn unreadable_json_untracks_nothing() {
         assert!(untracked("not json").is_empty());
+    }
+
+    /// A DHCP client's bound port is told of, unless conntrack skips it;
+    /// other ports never are.
+    #[test]
+    fn dhcp_clients_whose_port_is_tracked_are_told_of() {
+        let notes = dhcp_clients(&set(&[53, 68, 546]), &set(&[68]));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("udp port 546 is a DHCPv6 client's: its requests go to ff02::1:2")
+                && notes[0].ends_with("--notrack-port 546 passes them untracked"),
+            "{notes:?}"
+        );
+        assert!(dhcp_clients(&set(&[68, 546]), &set(&[68, 546])).is_empty());
+        assert!(dhcp_clients(&set(&[53, 67, 547]), &set(&[])).is_empty());
+        let v4 = dhcp_clients(&set(&[68]), &set(&[]));
+        assert!(
+            v4[0].starts_with("udp port 68 is a DHCPv4 client's: while it rebinds"),
+            "{v4:?}"
+        );
     }
 }

@@ -37,6 +37,7 @@ use crate::{
         firewall::AckState,
         level::Level,
         nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
+        notrack::dhcp_clients,
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{OpenPorts, port_list},
@@ -378,6 +379,13 @@ impl<'a> Controller<'a> {
                 &self.ports.declared,
             );
             self.ports.table.set_open(open);
+        }
+        if !self.dry_run
+            && let Some(udp) = &udp
+        {
+            for note in dhcp_clients(udp, &self.ports.table.untracked().udp) {
+                self.report_once(&note);
+            }
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
