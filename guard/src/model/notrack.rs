@@ -158,35 +158,26 @@ fn ends_chain(statement: &Value) -> bool {
         || statement["match"]["right"].get("vmap").is_some()
 }
 
-/// The DHCP clients' UDP ports, each with the protocol and where its
-/// requests go. A reply to a request sent to a multicast group or to the
-/// broadcast address comes from an address the request did not name, so
-/// neither conntrack nor the egress program's flows take it for a reply:
-/// it is a new flow, which a flood that spends the budget drops with its
-/// own.
-const DHCP_CLIENTS: [(u16, &str, &str); 2] = [
-    (
-        68,
-        "DHCPv4",
-        "while it rebinds or has no lease its requests go to 255.255.255.255",
-    ),
-    (546, "DHCPv6", "its requests go to ff02::1:2"),
-];
+/// A DHCPv6 client's UDP port. Its messages go to `ff02::1:2` (unless
+/// its server lets it unicast), so a reply comes from an address the
+/// message did not name: neither conntrack nor the egress program's
+/// flows take it for a reply, and a flood that spends the budget drops
+/// it with its own. (A DHCPv4 client renews by unicast, whose answer is
+/// a known flow; it broadcasts only once renewing has failed, and is
+/// not told of.)
+const DHCP6_CLIENT_PORT: u16 = 546;
 
-/// What to tell of each DHCP client port bound (`udp_bound`, the UDP
-/// ports sockets are bound to) that conntrack tracks (`untracked_udp`
-/// does not hold it).
+/// What to tell of a DHCPv6 client, if a socket is bound to its port
+/// (`udp_bound`) and conntrack tracks that port (`untracked_udp` does not
+/// hold it).
 #[must_use]
-pub fn dhcp_clients(udp_bound: &BTreeSet<u16>, untracked_udp: &BTreeSet<u16>) -> Vec<String> {
-    DHCP_CLIENTS
-        .iter()
-        .filter(|(port, ..)| udp_bound.contains(port) && !untracked_udp.contains(port))
-        .map(|(port, what, requests)| {
-            format!(
-                "udp port {port} is a {what} client's: {requests}, so its replies are new flows, which a UDP flood that spends the budget drops with the flood's (a flood that outlasts the address's lifetime takes the address); --notrack-port {port} passes them untracked"
-            )
-        })
-        .collect()
+pub fn dhcp6_client(udp_bound: &BTreeSet<u16>, untracked_udp: &BTreeSet<u16>) -> Option<String> {
+    let port = DHCP6_CLIENT_PORT;
+    (udp_bound.contains(&port) && !untracked_udp.contains(&port)).then(|| {
+        format!(
+            "udp port {port} is a DHCPv6 client's: its requests go to ff02::1:2, so the replies are new flows, which a UDP flood that spends the budget drops with the flood's (a flood that outlasts the address's lifetime takes the address); --notrack-port {port} passes them untracked"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -306,23 +297,17 @@ mod tests {
         assert!(untracked("not json").is_empty());
     }
 
-    /// A DHCP client's bound port is told of, unless conntrack skips it;
-    /// other ports never are.
+    /// A DHCPv6 client's bound port is told of, unless conntrack skips
+    /// it; other ports, DHCPv4's among them, never are.
     #[test]
-    fn dhcp_clients_whose_port_is_tracked_are_told_of() {
-        let notes = dhcp_clients(&set(&[53, 68, 546]), &set(&[68]));
-        assert_eq!(notes.len(), 1, "{notes:?}");
+    fn a_dhcp6_client_whose_port_is_tracked_is_told_of() {
+        let note = dhcp6_client(&set(&[53, 68, 546]), &set(&[68])).expect("told of");
         assert!(
-            notes[0].starts_with("udp port 546 is a DHCPv6 client's: its requests go to ff02::1:2")
-                && notes[0].ends_with("--notrack-port 546 passes them untracked"),
-            "{notes:?}"
+            note.starts_with("udp port 546 is a DHCPv6 client's: its requests go to ff02::1:2")
+                && note.ends_with("--notrack-port 546 passes them untracked"),
+            "{note}"
         );
-        assert!(dhcp_clients(&set(&[68, 546]), &set(&[68, 546])).is_empty());
-        assert!(dhcp_clients(&set(&[53, 67, 547]), &set(&[])).is_empty());
-        let v4 = dhcp_clients(&set(&[68]), &set(&[]));
-        assert!(
-            v4[0].starts_with("udp port 68 is a DHCPv4 client's: while it rebinds"),
-            "{v4:?}"
-        );
+        assert_eq!(dhcp6_client(&set(&[546]), &set(&[546])), None);
+        assert_eq!(dhcp6_client(&set(&[53, 67, 68, 547]), &set(&[])), None);
     }
 }

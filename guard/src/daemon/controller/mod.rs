@@ -37,7 +37,7 @@ use crate::{
         firewall::AckState,
         level::Level,
         nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
-        notrack::dhcp_clients,
+        notrack::dhcp6_client,
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{OpenPorts, port_list},
@@ -382,10 +382,9 @@ impl<'a> Controller<'a> {
         }
         if !self.dry_run
             && let Some(udp) = &udp
+            && let Some(note) = dhcp6_client(udp, &self.ports.table.untracked().udp)
         {
-            for note in dhcp_clients(udp, &self.ports.table.untracked().udp) {
-                self.report_once(&note);
-            }
+            self.report_once(&note);
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
