@@ -1000,9 +1000,10 @@ fn notrack_rules_are_installed_and_removed_in_both_directions() {
     guard_proc::run(&["notrack", "--netns", &v.net.victim, "--remove"]).assert_code(0);
 }
 
-/// A DHCPv6 client's bound port that conntrack tracks is told of, with
-/// the flag that passes its replies; once conntrack skips it, it is not.
-/// A DHCPv4 client's, which renews by unicast, never is.
+/// A DHCPv6 client's bound port that conntrack tracks is told of in
+/// enforce mode, with the flag that passes its replies; once conntrack
+/// skips it, or in monitor mode (which drops nothing), it is not. A
+/// DHCPv4 client's, which renews by unicast, never is.
 #[test]
 fn a_dhcp6_clients_tracked_port_is_told_of() {
     let _kernel = kernel_test!();
@@ -1010,7 +1011,8 @@ fn a_dhcp6_clients_tracked_port_is_told_of() {
     let told = "udp port 546 is a DHCPv6 client's";
     let _v6 = UdpEcho::start(&v.net.victim, "[::]:546".parse().expect("address"));
     let _v4 = UdpEcho::start(&v.net.victim, "0.0.0.0:68".parse().expect("address"));
-    let guard = start_on(&v.net, &["--summary-interval", "0"]);
+    let enforce = ["--mode", "enforce", "--summary-interval", "0"];
+    let guard = start_on(&v.net, &enforce);
     guard.wait_for_log(told);
     let finished = guard.stop(libc::SIGTERM);
     finished.assert_code(0);
@@ -1022,13 +1024,14 @@ fn a_dhcp6_clients_tracked_port_is_told_of() {
         "{finished}"
     );
     // guard is ready after its first tick, which reads the UDP ports.
-    let guard = start_on(
-        &v.net,
-        &["--notrack-port", "546", "--summary-interval", "0"],
-    );
-    let finished = guard.stop(libc::SIGTERM);
-    finished.assert_code(0);
-    assert!(!finished.stderr.contains(told), "{finished}");
+    for args in [
+        &[&enforce[..], &["--notrack-port", "546"]].concat(),
+        &["--mode", "monitor", "--summary-interval", "0"][..],
+    ] {
+        let finished = start_on(&v.net, args).stop(libc::SIGTERM);
+        finished.assert_code(0);
+        assert!(!finished.stderr.contains(told), "{finished}");
+    }
 }
 
 /// guard's view of one source: (passed, dropped) new flows.
