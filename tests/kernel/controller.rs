@@ -1036,16 +1036,10 @@ fn a_dhcp6_clients_tracked_port_is_told_of() {
 
 /// guard's view of one source: (passed, dropped) new flows.
 fn source_row(net: &TestNet, source: &str) -> (u64, u64) {
-    let stats = guard_proc::stats(net);
-    stats["top_sources"]
-        .as_array()
-        .expect("top_sources")
-        .iter()
-        .find(|row| row["source"] == source)
-        .map_or((0, 0), |row| {
-            let n = |k: &str| row[k].as_u64().expect("a number");
-            (n("passed"), n("dropped"))
-        })
+    guard_proc::top_source(&guard_proc::stats(net), source).map_or((0, 0), |row| {
+        let n = |k: &str| row[k].as_u64().expect("a number");
+        (n("passed"), n("dropped"))
+    })
 }
 
 /// With the default `--source-limits pressure`, a busy source (a NAT) is
@@ -1784,9 +1778,7 @@ fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
     // default `--verified-for`, 300 s).
     let stats = guard_proc::stats(&net);
     assert_eq!(stats["verified_sources"], 1, "{stats}");
-    let row = stats["top_sources"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["source"] == ATTACKER_ADDR))
+    let row = guard_proc::top_source(&stats, ATTACKER_ADDR)
         .unwrap_or_else(|| panic!("no row for {ATTACKER_ADDR}: {stats}"));
     assert!(
         row["verified_secs"]

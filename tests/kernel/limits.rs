@@ -376,9 +376,7 @@ fn a_source_that_keeps_flooding_is_banned_until_the_ban_expires() {
         (5, 50, 145),
         "{during}"
     );
-    let row = during["top_sources"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["source"] == "198.19.0.7"))
+    let row = guard_proc::top_source(&during, "198.19.0.7")
         .unwrap_or_else(|| panic!("no row for {src}: {during}"));
     assert!(
         row["banned_secs"]

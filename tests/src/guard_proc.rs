@@ -57,6 +57,17 @@ pub fn stats(net: &TestNet) -> serde_json::Value {
     json["interfaces"][0].clone()
 }
 
+/// The row of `source` among a [`stats`] document's top sources, if it
+/// is one of them.
+#[must_use]
+pub fn top_source<'a>(stats: &'a serde_json::Value, source: &str) -> Option<&'a serde_json::Value> {
+    stats["top_sources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no top_sources in {stats}"))
+        .iter()
+        .find(|row| row["source"] == source)
+}
+
 /// The counters of a [`stats`] document, by name.
 #[must_use]
 pub fn counters(stats: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
