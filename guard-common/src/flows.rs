@@ -42,7 +42,8 @@
 //! being read.
 
 use crate::{
-    key::{FlowKey, FlowKey4},
+    dissect::IPPROTO_UDP,
+    key::{AF_INET6, FlowKey, FlowKey4, addr_words, flow_words},
     slots::{TAGS_PER_LINE, tag_lines},
 };
 
@@ -192,6 +193,54 @@ pub fn way_for(tags: SetTags, tag: u16, find: impl FnOnce() -> Option<usize>) ->
         Some(way) => way,
         None => tags.older(),
     }
+}
+
+/// DHCPv6's ports (RFC 8415): a client's, and a server's or relay agent's.
+pub const DHCP6_CLIENT_PORT: u16 = 546;
+pub const DHCP6_SERVER_PORT: u16 = 547;
+
+/// All_DHCP_Relay_Agents_and_Servers (`ff02::1:2`), where a DHCPv6 client
+/// sends its messages.
+pub const ALL_DHCP6_SERVERS: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2];
+
+/// The flow a DHCPv6 client of this host left when it sent its message
+/// to [`ALL_DHCP6_SERVERS`] (the egress program keys it as its replies
+/// would arrive: from that address), if the datagram of flow `words`
+/// ([`FlowKey::words`]) answers such a message: IPv6 UDP from port 547 to
+/// 546, from a link-local address.
+///
+/// Why: the answer comes from the server's own address, which the message
+/// did not name, so its flow is no flow the host opened, and a flood
+/// that spends the budget would drop it with the flood's (measured: a
+/// real `dhclient -6` got no lease in 40 s). Looked up by the flow the
+/// message left, it is one. Only from a link-local source (`fe80::/10`),
+/// which no router forwards: a flood from beyond the link cannot send it,
+/// and one on the link is a single source to guard (`fe80::/64`), under
+/// its own limit.
+#[inline(always)]
+#[must_use]
+pub const fn dhcp6_asked(words: &[u64; 5]) -> Option<[u64; 5]> {
+    let answer = flow_words(
+        AF_INET6,
+        IPPROTO_UDP,
+        DHCP6_SERVER_PORT,
+        DHCP6_CLIENT_PORT,
+        &[0; 4],
+        &[0; 4],
+    )[0];
+    // The source's first two bytes, as the words hold them (native-endian).
+    let src = (words[1] as u32).to_ne_bytes();
+    if words[0] != answer || src[0] != 0xfe || src[1] & 0xc0 != 0x80 {
+        return None;
+    }
+    let [a, b, c, d] = addr_words(&ALL_DHCP6_SERVERS);
+    Some([
+        words[0],
+        a as u64 | (b as u64) << 32,
+        c as u64 | (d as u64) << 32,
+        words[3],
+        words[4],
+    ])
 }
 
 /// Sets for a table of `flows` flows.
@@ -470,6 +519,63 @@ mod tests {
             assert!(seen.insert((line, first)) && seen.insert((line, first + 1)));
         }
         assert_eq!(flow_tag_lines(513), 33);
+    }
+
+    /// A DHCPv6 answer is keyed by the flow its client's message left:
+    /// from ff02::1:2, to the same address and ports; any other datagram,
+    /// and an answer from beyond the link, is not.
+    #[test]
+    fn a_dhcp6_answer_is_looked_up_by_the_message_it_answers() {
+        let host = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let answer = |saddr, sport, dport| FlowKey {
+            family: AF_INET6,
+            proto: 17,
+            sport,
+            dport,
+            pad: 0,
+            saddr,
+            daddr: host,
+        };
+        let mut server = host;
+        server[15] = 1;
+        let asked = FlowKey {
+            saddr: ALL_DHCP6_SERVERS,
+            ..answer(server, 547, 546)
+        };
+        assert_eq!(
+            dhcp6_asked(&answer(server, 547, 546).words()),
+            Some(asked.words())
+        );
+        // fe80::/10 is link-local: fe80:: to febf::.
+        let mut edge = server;
+        edge[1] = 0xbf;
+        assert_eq!(
+            dhcp6_asked(&answer(edge, 547, 546).words()),
+            Some(asked.words())
+        );
+        let mut beyond = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(dhcp6_asked(&answer(beyond, 547, 546).words()), None);
+        beyond[..2].copy_from_slice(&[0xfe, 0xc0]);
+        assert_eq!(
+            dhcp6_asked(&answer(beyond, 547, 546).words()),
+            None,
+            "site-local"
+        );
+        for (sport, dport) in [(546, 547), (547, 547), (53, 546), (547, 53)] {
+            assert_eq!(dhcp6_asked(&answer(server, sport, dport).words()), None);
+        }
+        let tunnel = FlowKey {
+            proto: 136,
+            ..answer(server, 547, 546)
+        };
+        assert_eq!(dhcp6_asked(&tunnel.words()), None, "UDP-Lite");
+        let v4 = FlowKey4 {
+            saddr: [0xfe, 0x80, 0, 1],
+            daddr: [198, 18, 0, 2],
+            sport: 547,
+            dport: 546,
+        };
+        assert_eq!(dhcp6_asked(&v4.widened().words()), None, "IPv4");
     }
 
     #[test]

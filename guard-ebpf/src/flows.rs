@@ -8,14 +8,19 @@
 //! (`egress.rs`). A reply to the host's own datagram (its resolver's
 //! answer, its NTP server's) opens no conntrack entry, since the
 //! datagram made it: counted as new, such replies drew on the budget
-//! with a flood's and met the resolver's own limit.
+//! with a flood's and met the resolver's own limit. A DHCPv6 client's
+//! message goes to a multicast address, and its answer comes from the
+//! server's own: a new flow, which the flow its message left lets past
+//! the budget (`Flow::answers_dhcp6`).
 
 use aya_ebpf::{maps::Array, programs::XdpContext};
 use guard_common::{
     FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
     dissect::{IPPROTO_UDP, keyed_by_ports},
-    flows::{FLOW_WAYS, SetTags, flow_place, flow_place6, flow_sets, tag_position, way_for},
+    flows::{
+        FLOW_WAYS, SetTags, dhcp6_asked, flow_place, flow_place6, flow_sets, tag_position, way_for,
+    },
     key::{AF_INET, flow_words},
     maps::DEFAULT_MAX_UDP_FLOWS,
     slots::TagLine,
@@ -156,15 +161,30 @@ impl<'a> Flow<'a> {
             let way = set.find(&place.key4)? % FLOW_WAYS;
             Some((&raw mut set.ways[way].last, tags, way))
         } else {
-            let tags = tags(&UDP_TAGS, place.set)?;
-            if !read_tags(tags).may_hold(place.tag) {
-                return None;
-            }
-            // SAFETY: as above.
-            let set = unsafe { &mut *UDP_FLOWS.get_ptr_mut(place.set)? };
-            let way = set.find(&place.key6)? % FLOW_WAYS;
-            Some((&raw mut set.ways[way].last, tags, way))
+            held6(place.set, place.tag, &place.key6)
         }
+    }
+
+    /// Whether the datagram answers a DHCPv6 message this host sent within
+    /// `idle` ns ([`guard_common::flows::dhcp6_asked`]): the flow the
+    /// message left, looked up and not refreshed (answers must not keep
+    /// the host's message alive). `seed` is the configuration's
+    /// `slot_seed`.
+    #[inline(always)]
+    pub(crate) fn answers_dhcp6(&self, seed: u64, now: u64, idle: u64) -> bool {
+        let place = self.0;
+        if place.v4 {
+            return false;
+        }
+        let Some(asked) = dhcp6_asked(&place.key6) else {
+            return false;
+        };
+        // SAFETY: as in `keyed`.
+        let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
+        let (set, tag) = flow_place6(&asked, seed, sets);
+        // SAFETY: a way's time in a flow table's value.
+        held6(set, tag, &asked)
+            .is_some_and(|(last, _, _)| now.saturating_sub(unsafe { *last }) <= idle)
     }
 
     /// Whether the flow was seen within `idle` ns; refreshes its time, and
@@ -237,6 +257,21 @@ impl<'a> Flow<'a> {
             self.remember(now);
         }
     }
+}
+
+/// The way of set `set` of `GUARD_UDP_FLOWS` that holds the flow of
+/// `key` (tagged `tag`), as [`Flow::held`] gives it; the set is read only
+/// when a way's tag may be the flow's.
+#[inline(always)]
+fn held6(set: u32, tag: u16, key: &[u64; 5]) -> Option<(*mut u64, *mut u16, usize)> {
+    let tags = tags(&UDP_TAGS, set)?;
+    if !read_tags(tags).may_hold(tag) {
+        return None;
+    }
+    // SAFETY: a map value of the flow table, valid for this run.
+    let set = unsafe { &mut *UDP_FLOWS.get_ptr_mut(set)? };
+    let way = set.find(key)? % FLOW_WAYS;
+    Some((&raw mut set.ways[way].last, tags, way))
 }
 
 /// Where the first of a set's two ways' tags is, in `map`.

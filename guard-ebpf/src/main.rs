@@ -96,7 +96,11 @@
 //!    direct-mapped table of slots keyed by the address masked to /32 or
 //!    /64, `guard_common::slots`): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
-//!    accounting); then, unless the source is verified, no token in the
+//!    accounting); then, unless the source is verified or the flow is a
+//!    DHCPv6 server's answer to a message the host sent within
+//!    `udp_flow_idle` (UDP from a link-local source, port 547 to 546,
+//!    `flows::Flow::answers_dhcp6`: the message went to ff02::1:2, so
+//!    the answer is no flow the host opened), no token in the
 //!    global budget's bucket for the flow -> `drop_global_budget` (its
 //!    class's; a SYN's or new UDP flow's to a closed port, once the port
 //!    table marks the open ones, the closed ports' -> `drop_closed_port`;

@@ -126,6 +126,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     // Read once, and only on paths that need it.
     let mut now = None;
     let mut flow = None;
+    let mut proof = Proof::None;
     let class = match h.class {
         Counter::TcpSyn => Some(FlowClass::Syn),
         Counter::Icmp if h.flags & F_QUERY != 0 => Some(FlowClass::Icmp),
@@ -143,6 +144,9 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
                         entry = port_entry(ctx, h);
                         if entry & PORT_UNTRACKED_UDP != 0 {
                             return untracked(cfg, slots, &src, v4, has_lists);
+                        }
+                        if f.answers_dhcp6(cfg.slot_seed, t, cfg.udp_flow_idle_ns) {
+                            proof = Proof::Answer;
                         }
                     }
                     flow = Some(f);
@@ -192,7 +196,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         budget,
         now,
         flow.as_ref(),
-        false,
+        proof,
     );
     answered(ctx, h, cfg, slots, action)
 }
@@ -371,7 +375,7 @@ fn port(
                 syn.index(),
                 now,
                 None,
-                true,
+                Proof::Handshake,
             );
             // Dropped (banned, or over its own or its prefix's limit), the
             // ACK makes no connection, and the client, which counts it
@@ -490,12 +494,33 @@ pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) 
     }
 }
 
+/// What a new flow itself proves, beside its source's standing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// Nothing: the budget applies, unless the source is verified.
+    None,
+    /// An answer to a message the host sent lately (a DHCPv6 server's,
+    /// `Flow::answers_dhcp6`): skips the budget, verifies nobody.
+    Answer,
+    /// A cookie handshake's ACK: skips the budget, and verifies its
+    /// source.
+    Handshake,
+}
+
+impl Proof {
+    #[inline(always)]
+    const fn skips_budget(self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
 /// The per-source tier (with bans), the global budget's room, the
 /// per-prefix tier and the budget's token, in that order; the first that
 /// says no decides. A verified source (one that completed a handshake
 /// lately: a cookie's, an ACK the check found, the host's replies) skips
 /// the budget while it binds and the source keeps within its own limit;
-/// `verify` marks the source verified when admitted.
+/// so does a flow whose `proof` says so, and a handshake's marks its
+/// source verified when admitted.
 ///
 /// A source with no entry and no marks would pass its own tier (a full
 /// bucket, no ban), so the other two decide first and only a packet they
@@ -516,8 +541,9 @@ fn limit(
     budget: usize,
     now: u64,
     flow: Option<&Flow<'_>>,
-    verify: bool,
+    proof: Proof,
 ) -> u32 {
+    let verify = proof == Proof::Handshake;
     let c = class.index();
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
         return XDP_PASS;
@@ -538,14 +564,14 @@ fn limit(
             None => {
                 // The budget is looked at before the prefix: a flood the
                 // budget drops costs no prefix lookup, and no prefix token.
-                if !verify && !global_room(cfg, budget, now) {
+                if !proof.skips_budget() && !global_room(cfg, budget, now) {
                     return reject(cfg, slots, budget_drop(budget));
                 }
                 let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
                     Ok(pst) => pst,
                     Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
                 };
-                if !verify && !global_admits(cfg, slots, budget, now) {
+                if !proof.skips_budget() && !global_admits(cfg, slots, budget, now) {
                     if let Some(p) = pst {
                         p.dropped = p.dropped.wrapping_add(1);
                     }
@@ -606,7 +632,7 @@ fn limit(
     // lately would pass its whole burst at calm's generous limits), and
     // while the source keeps within its own limit (such a flood gets its
     // burst past the budget, not its rate).
-    let budgeted = !verify
+    let budgeted = !proof.skips_budget()
         && (st.verified_until_ns <= now
             || !cfg.budget_binds()
             || st.over_limit_within(cfg.ban_window_ns, now));

@@ -102,6 +102,13 @@ impl Pair {
         got
     }
 
+    /// A frame the host sends, through the egress program and the
+    /// model's (its datagram flows).
+    fn sent(&mut self, frame: &[u8], now: u64) {
+        self.program.run_egress(frame, now);
+        self.model.sent(frame, now);
+    }
+
     /// Compares every piece of state.
     fn assert_same_state(&self) {
         assert_eq!(
@@ -483,6 +490,78 @@ fn an_ipv6_udp_flow_and_a_tunnels_keep_their_ways_alike() {
         let [_, _, a, b] = i.to_be_bytes();
         gre(IpAddr::from([198, 19, a, b]), dst)
     });
+}
+
+/// DHCPv6 answers to the host's messages (the egress program's flows,
+/// the model's `sent`) through a UDP flood that spends the budget: the
+/// host's clients on a link-local and a global address, servers on the
+/// link and beyond it, answers asked and not, on the ports and not,
+/// within the idle time of their message and past it, and ordinary
+/// replies to the host's own datagrams among them. The verdicts, and
+/// the state at the end, agree; and answers were passed past the budget
+/// while the flood was dropped by it, else the scenario tested nothing.
+#[test]
+fn dhcp6_answers_to_the_hosts_messages_agree() {
+    let _kernel = kernel_test!();
+    let mut pair = Pair::new(
+        "--mode enforce --global-rate 60 --global-burst 10 --udp-rate 20 --udp-burst 10 \
+         --udp-flow-idle 2",
+    );
+    let v6 = |a: u16, b: u16, last: u16| IpAddr::V6(Ipv6Addr::new(a, b, 0, 0, 0, 0, 0, last));
+    let hosts = [v6(0xfe80, 0, 2), v6(0x2001, 0xdb8, 2)];
+    let all_servers = IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2));
+    let servers = [
+        v6(0xfe80, 0, 1),
+        v6(0xfe80, 0, 0x547),
+        v6(0xfebf, 0, 1),
+        v6(0xfec0, 0, 1),
+        v6(0x2001, 0xdb8, 0x547),
+    ];
+    let mut rng = Rng::new(0xd6c6);
+    let mut now = T0;
+    for _ in 0..4000 {
+        now += if rng.percent(1) {
+            rng.below(3 * SEC)
+        } else {
+            rng.below(2 * MS)
+        };
+        let host = rng.pick(&hosts);
+        let roll = rng.below(100);
+        if roll < 3 {
+            let message = Packet::udp(host, all_servers, 546, 547, b"solicit").frame();
+            pair.sent(&message, now);
+        } else if roll < 6 {
+            let query = Packet::udp(host, rng.pick(&servers), rng.port(), 53, b"q").frame();
+            pair.sent(&query, now);
+        } else if roll < 60 {
+            let flood = IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xff00,
+                u16::from(rng.byte()),
+                0,
+                0,
+                0,
+                7,
+            ));
+            let datagram = Packet::udp(flood, host, rng.port(), 547, b"f").frame();
+            pair.packet(&datagram, now);
+        } else {
+            let (sport, dport) = if rng.percent(80) {
+                (547, 546)
+            } else {
+                rng.pick(&[(547, 547), (546, 547), (53, 546), (547, 53)])
+            };
+            let answer = Packet::udp(rng.pick(&servers), host, sport, dport, b"a").frame();
+            pair.packet(&answer, now);
+        }
+    }
+    pair.assert_same_state();
+    let c = pair.program.counters();
+    assert!(
+        c.get(Counter::DropGlobalBudget) > 1000 && c.get(Counter::PassLimits) > 100,
+        "{c:?}"
+    );
 }
 
 #[test]

@@ -805,6 +805,114 @@ fn replies_to_the_hosts_ipv6_datagrams_are_no_new_flows() {
     );
 }
 
+/// A DHCPv6 client sends its messages to ff02::1:2, and the answer comes
+/// from the server's own link-local address: no flow the host opened.
+/// Once the host has sent a message (through the egress program), a
+/// server's answer (UDP from port 547 to 546, from fe80::/10) skips a
+/// spent budget: a new flow still (conntrack makes its entry), under its
+/// source's own limit, and it verifies nobody. An answer the host did
+/// not ask for, one from beyond the link, one on other ports, and one
+/// later than `--udp-flow-idle` after the message (answers do not keep it
+/// alive) meet the budget. An on-link flood of answers is one source
+/// (fe80::/64), held to its limit.
+#[test]
+fn a_dhcp6_servers_answer_to_the_host_skips_a_spent_budget() {
+    let _kernel = kernel_test!();
+    let link_local = |last| IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last));
+    let (host, server) = (link_local(2), link_local(1));
+    let all_servers = IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2));
+    let stranger = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 0, 0, 0, 0, 7));
+    // A per-source limit of 3 answers in a burst, for the on-link flood.
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --udp-rate 1 --udp-burst 3"
+    )));
+    let budget_drops = |p: &Program| p.counters().get(Counter::DropGlobalBudget);
+    // The stranger's new flows until the budget drops one at `t`.
+    let mut port = 1000;
+    let mut spend = |program: &mut Program, t| {
+        let dropped = budget_drops(program);
+        while budget_drops(program) == dropped {
+            let flood = Packet::udp(stranger, host, port, 9999, b"flood").frame();
+            program.run(&flood, t);
+            port += 1;
+            assert!(port < 1100, "the stranger's datagrams never met the budget");
+        }
+    };
+    spend(&mut program, T0);
+    let answer = |from, sport, dport| Packet::udp(from, host, sport, dport, b"reply").frame();
+    let before = budget_drops(&program);
+    assert_eq!(
+        program.run(&answer(server, 547, 546), T0),
+        XDP_DROP,
+        "unasked"
+    );
+    assert_eq!(budget_drops(&program), before + 1);
+
+    let solicit = Packet::udp(host, all_servers, 546, 547, b"solicit").frame();
+    assert_eq!(program.run_egress(&solicit, T0), TCX_NEXT);
+    let new_flows = program.counters().get(Counter::NewFlows);
+    assert_eq!(
+        program.run(&answer(server, 547, 546), T0),
+        XDP_PASS,
+        "asked"
+    );
+    assert_eq!(
+        program.counters().get(Counter::NewFlows),
+        new_flows + 1,
+        "a new flow to conntrack"
+    );
+    let on_link = SourceKey::v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0).octets(), 64);
+    let state = program.sources()[&on_link];
+    assert_eq!(state.verified_until_ns, 0, "verifies nobody");
+    assert!(!program.marked(&on_link), "no marks");
+
+    let before = budget_drops(&program);
+    let beyond = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 0x547));
+    for (from, sport, dport) in [(beyond, 547, 546), (server, 547, 547), (server, 53, 546)] {
+        assert_eq!(
+            program.run(&answer(from, sport, dport), T0),
+            XDP_DROP,
+            "{from} {sport} -> {dport}"
+        );
+    }
+    assert_eq!(budget_drops(&program), before + 3);
+
+    // A second server answers two seconds on (which must not refresh the
+    // message's flow); past the idle time from the message, a third
+    // server's answer meets the budget.
+    assert_eq!(
+        program.run(&answer(link_local(3), 547, 546), T0 + 2 * SEC),
+        XDP_PASS
+    );
+    let idle = program.config().udp_flow_idle_ns;
+    spend(&mut program, T0 + idle + SEC);
+    assert_eq!(
+        program.run(&answer(link_local(4), 547, 546), T0 + idle + SEC),
+        XDP_DROP,
+        "later than the idle time after the message"
+    );
+
+    // A message again; an on-link flood of answers from many addresses
+    // is the one source fe80::/64: its limit holds it (its burst of 3,
+    // less the two answers above, plus what it regained since).
+    let t = T0 + idle + 2 * SEC;
+    spend(&mut program, t);
+    assert_eq!(program.run_egress(&solicit, t), TCX_NEXT);
+    let limited = program.counters().get(Counter::DropSourceLimit);
+    let verdicts: Vec<u32> = (10..20)
+        .map(|i| program.run(&answer(link_local(i), 547, 546), t))
+        .collect();
+    assert_eq!(
+        verdicts.iter().filter(|&&v| v == XDP_PASS).count(),
+        3,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        program.counters().get(Counter::DropSourceLimit),
+        limited + 7
+    );
+}
+
 /// A port conntrack skips for a protocol (`PORT_UNTRACKED_UDP`,
 /// `PORT_UNTRACKED_TCP`: NOTRACK rules): a UDP datagram or a SYN to it
 /// opens no conntrack entry, so it is no new flow. With per-source limits

@@ -44,7 +44,10 @@ use guard_common::{
         TCP_MIN_HLEN, UDP_HLEN, VLAN_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
-    flows::{FLOW_WAYS, SetTags, flow_place, flow_place6, flow_sets, way_for},
+    flows::{
+        ALL_DHCP6_SERVERS, DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, FLOW_WAYS, SetTags, flow_place,
+        flow_place6, flow_sets, way_for,
+    },
     key::{AF_INET, AF_INET6, LIST_ALLOW, LIST_DENY},
     maps::{DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, DEFAULT_MAX_UDP_FLOWS},
     slots::slot_index,
@@ -559,6 +562,26 @@ impl Model {
         }
     }
 
+    /// A frame the host sends, through the egress program's datagram part
+    /// (its TCP part verifies sources, which the model does not): a UDP
+    /// datagram, or another protocol's that conntrack tracks as flows,
+    /// remembers its flow as its replies will arrive (from its
+    /// destination, to its source, the ports swapped), unless that flow
+    /// was seen within `UDP_FLOW_REFRESH_NS`. For the frames the tests
+    /// send: whole datagrams, no extension headers.
+    pub fn sent(&mut self, frame: &[u8], now: u64) {
+        let d = dissect(frame);
+        if !matches!(d.class, Counter::Udp | Counter::IpOther) || d.fragment {
+            return;
+        }
+        let mut reply = d.flow_key();
+        std::mem::swap(&mut reply.saddr, &mut reply.daddr);
+        std::mem::swap(&mut reply.sport, &mut reply.dport);
+        if !self.udp_flow_known(&reply, now, UDP_FLOW_REFRESH_NS) {
+            self.remember_key(reply, now);
+        }
+    }
+
     /// A frame for another device's link-layer address: only the deny
     /// entries apply; a new flow is counted as passed for it.
     fn other_device(&mut self, d: &Dissected) -> Verdict {
@@ -613,6 +636,7 @@ impl Model {
     /// Steps 4 to 7 of the policy, for a well-formed IP packet.
     fn ip(&mut self, d: &Dissected, now: u64) -> Verdict {
         let class = self.new_flow(d, now);
+        let answer = class == Some(FlowClass::Udp) && self.answers_dhcp6(d, now);
         let action = self.list_action(d, class.is_some());
         if class.is_some() {
             self.bump(Counter::NewFlows);
@@ -628,7 +652,7 @@ impl Model {
             self.remember_flow(d, class, now);
             return Verdict::Pass;
         }
-        match self.limit(d, class, now) {
+        match self.limit(d, class, answer, now) {
             Ok(()) => {
                 self.bump(Counter::PassLimits);
                 self.remember_flow(d, class, now);
@@ -646,7 +670,8 @@ impl Model {
             Counter::Icmp if d.query => Some(FlowClass::Icmp),
             // Other protocols' datagrams: flows as UDP's, a class apart.
             Counter::Udp | Counter::IpOther
-                if d.may_open_flow() && !self.udp_flow_known(&d.flow_key(), now) =>
+                if d.may_open_flow()
+                    && !self.udp_flow_known(&d.flow_key(), now, self.config.udp_flow_idle_ns) =>
             {
                 Some(if d.class == Counter::Udp {
                     FlowClass::Udp
@@ -670,15 +695,38 @@ impl Model {
         }
     }
 
-    /// Whether the flow was seen within `udp_flow_idle_ns`; a known flow's
-    /// time is rewritten once it is more than `UDP_FLOW_REFRESH_NS` old,
-    /// and its way is then its set's newer.
-    fn udp_flow_known(&mut self, key: &FlowKey, now: u64) -> bool {
+    /// Whether a DHCPv6 server's answer (IPv6 UDP from port 547 to 546,
+    /// from a link-local source, `fe80::/10`) answers a message the host
+    /// sent within `udp_flow_idle_ns`: its client's message to
+    /// `ff02::1:2` left the flow from there to the answer's destination,
+    /// the same ports. Looked up without refreshing it.
+    fn answers_dhcp6(&self, d: &Dissected, now: u64) -> bool {
+        let link_local = d.src[0] == 0xfe && d.src[1] & 0xc0 == 0x80;
+        if d.family != AF_INET6
+            || d.proto != IPPROTO_UDP
+            || (d.sport, d.dport) != (DHCP6_SERVER_PORT, DHCP6_CLIENT_PORT)
+            || !link_local
+        {
+            return false;
+        }
+        let asked = FlowKey {
+            saddr: ALL_DHCP6_SERVERS,
+            ..d.flow_key()
+        };
+        self.udp_flows
+            .get(&asked)
+            .is_some_and(|last| now.saturating_sub(*last) <= self.config.udp_flow_idle_ns)
+    }
+
+    /// Whether the flow was seen within `idle` ns; a known flow's time is
+    /// rewritten once it is more than `UDP_FLOW_REFRESH_NS` old, and its
+    /// way is then its set's newer.
+    fn udp_flow_known(&mut self, key: &FlowKey, now: u64, idle: u64) -> bool {
         let Some(last) = self.udp_flows.get_mut(key) else {
             return false;
         };
         let age = now.saturating_sub(*last);
-        if age > self.config.udp_flow_idle_ns {
+        if age > idle {
             return false;
         }
         if age > UDP_FLOW_REFRESH_NS {
@@ -697,10 +745,13 @@ impl Model {
     /// else the one not written or refreshed last), and the flow that held
     /// the way is forgotten.
     fn remember_flow(&mut self, d: &Dissected, class: FlowClass, now: u64) {
-        if !matches!(class, FlowClass::Udp | FlowClass::Other) {
-            return;
+        if matches!(class, FlowClass::Udp | FlowClass::Other) {
+            self.remember_key(d.flow_key(), now);
         }
-        let key = d.flow_key();
+    }
+
+    /// Flow `key`, seen `now`, takes its way of its set.
+    fn remember_key(&mut self, key: FlowKey, now: u64) {
         let (place, tag) = flow_set(&key, self.config.slot_seed, self.udp_flow_sets);
         let ways = self.flow_ways.entry(place).or_default();
         let way = way_for(ways.tags, tag, || {
@@ -740,13 +791,20 @@ impl Model {
             .map(|e| e.action)
     }
 
-    /// The source tier; then, for a source not verified, whether the
-    /// global budget has a token (a look, no take: a packet it drops
+    /// The source tier; then, for a source not verified and a flow that
+    /// is no DHCPv6 `answer` to the host, whether the global budget has a
+    /// token (a look, no take: a packet it drops
     /// never reaches the prefix); then the prefix tier (unless its limit
     /// for the class is off) and the budget's token; `Err` is the drop
     /// reason. The outcome is charged to the source, and to the prefix
     /// when its tier was reached (only then is its entry made).
-    fn limit(&mut self, d: &Dissected, class: FlowClass, now: u64) -> Result<(), Counter> {
+    fn limit(
+        &mut self,
+        d: &Dissected,
+        class: FlowClass,
+        answer: bool,
+        now: u64,
+    ) -> Result<(), Counter> {
         let cfg = self.config;
         let source_key = d.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
         // A source out of the table but with marks comes back with them,
@@ -762,15 +820,17 @@ impl Model {
         let c = class.index();
         // A verified source skips the budget while it binds and the source
         // keeps within its own limit, as the program's (the model sends no
-        // cookies and knows no sockets, so none is verified here). Each
-        // class has a bucket of its own.
-        let verified = source.verified_until_ns > now
-            && cfg.budget_binds()
-            && !source.over_limit_within(cfg.ban_window_ns, now);
+        // cookies and knows no sockets, so none is verified here); so does
+        // a DHCPv6 server's `answer` to the host, always. Each class has a
+        // bucket of its own.
+        let skips = answer
+            || (source.verified_until_ns > now
+                && cfg.budget_binds()
+                && !source.over_limit_within(cfg.ban_window_ns, now));
         let b = self.budget(d, class);
-        let budget = |global: &mut u64| verified || take(global, &cfg.global[b], now);
+        let budget = |global: &mut u64| skips || take(global, &cfg.global[b], now);
         let slot = GLOBAL_BUDGET as usize + b;
-        let room = verified || cfg.global[b].admit(self.global[slot], now).is_some();
+        let room = skips || cfg.global[b].admit(self.global[slot], now).is_some();
         if outcome.is_ok() && !room {
             outcome = Err(budget_drop(b));
         } else if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
