@@ -4,7 +4,7 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -114,6 +114,25 @@ impl UdpEcho {
     pub fn start(ns: &str, addr: SocketAddr) -> Self {
         let socket = in_netns(ns, || UdpSocket::bind(addr))
             .unwrap_or_else(|e| panic!("binding {addr} in {ns}: {e}"));
+        Self::serve(socket)
+    }
+
+    /// Bound to `addr` inside namespace `ns`, a member of the multicast
+    /// `group` on its device `dev` (a DHCPv6 server's, say, at
+    /// `ff02::1:2`); it answers from its own address on that link.
+    #[must_use]
+    pub fn joined(ns: &str, addr: SocketAddr, group: Ipv6Addr, dev: &str) -> Self {
+        let socket = in_netns(ns, || {
+            let socket = UdpSocket::bind(addr)?;
+            socket.join_multicast_v6(&group, if_index(dev)?)?;
+            Ok::<_, io::Error>(socket)
+        })
+        .unwrap_or_else(|e| panic!("binding {addr} in {ns}, joining {group} on {dev}: {e}"));
+        Self::serve(socket)
+    }
+
+    /// Echoes what `socket` receives, on a thread of its own.
+    fn serve(socket: UdpSocket) -> Self {
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("read timeout");
@@ -149,7 +168,7 @@ impl Drop for UdpEcho {
 pub fn query(ns: &str, server: SocketAddr, query: &[u8], timeout: Duration) -> io::Result<()> {
     let local = match server {
         SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
-        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
     let socket = in_netns(ns, || UdpSocket::bind(local))?;
     socket.connect(server)?;
@@ -161,6 +180,63 @@ pub fn query(ns: &str, server: SocketAddr, query: &[u8], timeout: Duration) -> i
         return Err(io::Error::other(format!("answered {:?}", &buf[..n])));
     }
     Ok(())
+}
+
+/// The index of device `dev` in the namespace this thread is in.
+fn if_index(dev: &str) -> io::Result<u32> {
+    let name = std::ffi::CString::new(dev).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated name that outlives the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
+/// A DHCPv6-shaped client in a namespace: a socket bound to port 546, as
+/// a client keeps it, that sends to `ff02::1:2` port 547 on one device
+/// (so from the device's link-local address).
+pub struct Dhcp6Client {
+    socket: UdpSocket,
+    servers: SocketAddrV6,
+}
+
+impl Dhcp6Client {
+    /// Bound in namespace `ns`, sending on its device `dev`.
+    #[must_use]
+    pub fn bind(ns: &str, dev: &str) -> Self {
+        let (socket, index) = in_netns(ns, || {
+            Ok::<_, io::Error>((
+                UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 546)))?,
+                if_index(dev)?,
+            ))
+        })
+        .unwrap_or_else(|e| panic!("a DHCPv6 client in {ns} on {dev}: {e}"));
+        let all_servers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+        Self {
+            socket,
+            servers: SocketAddrV6::new(all_servers, 547, 0, index),
+        }
+    }
+
+    /// Sends `message` and waits `timeout` for an answer that echoes it,
+    /// which comes from the answering server's own address (a late
+    /// answer to an earlier message is passed over).
+    pub fn exchange(&self, message: &[u8], timeout: Duration) -> io::Result<()> {
+        self.socket.send_to(message, self.servers)?;
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 512];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            let (n, _) = self.socket.recv_from(&mut buf)?;
+            if &buf[..n] == message {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// One legitimate connection from namespace `ns`: connect, send, read the
@@ -251,7 +327,7 @@ pub fn connect_from(
     })?;
     let local = match addr {
         SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
-        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
     };
     socket.bind(&local.into())?;
     socket.connect_timeout(&addr.into(), timeout)?;

@@ -158,28 +158,6 @@ fn ends_chain(statement: &Value) -> bool {
         || statement["match"]["right"].get("vmap").is_some()
 }
 
-/// A DHCPv6 client's UDP port. Its messages go to `ff02::1:2` (unless
-/// its server lets it unicast), so a reply comes from an address the
-/// message did not name: neither conntrack nor the egress program's
-/// flows take it for a reply, and a flood that spends the budget drops
-/// it with its own. (A DHCPv4 client renews by unicast, whose answer is
-/// a known flow; it broadcasts only once renewing has failed, and is
-/// not told of.)
-const DHCP6_CLIENT_PORT: u16 = 546;
-
-/// What to tell of a DHCPv6 client, if a socket is bound to its port
-/// (`udp_bound`) and conntrack tracks that port (`untracked_udp` does not
-/// hold it).
-#[must_use]
-pub fn dhcp6_client(udp_bound: &BTreeSet<u16>, untracked_udp: &BTreeSet<u16>) -> Option<String> {
-    let port = DHCP6_CLIENT_PORT;
-    (udp_bound.contains(&port) && !untracked_udp.contains(&port)).then(|| {
-        format!(
-            "udp port {port} is a DHCPv6 client's: its requests go to ff02::1:2, so the replies are new flows, which a UDP flood that spends the budget drops with the flood's (a flood that outlasts the address's lifetime takes the address); --notrack-port {port} passes them untracked"
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,19 +273,5 @@ mod tests {
     #[test]
     fn unreadable_json_untracks_nothing() {
         assert!(untracked("not json").is_empty());
-    }
-
-    /// A DHCPv6 client's bound port is told of, unless conntrack skips
-    /// it; other ports, DHCPv4's among them, never are.
-    #[test]
-    fn a_dhcp6_client_whose_port_is_tracked_is_told_of() {
-        let note = dhcp6_client(&set(&[53, 68, 546]), &set(&[68])).expect("told of");
-        assert!(
-            note.starts_with("udp port 546 is a DHCPv6 client's: its requests go to ff02::1:2")
-                && note.ends_with("--notrack-port 546 passes them untracked"),
-            "{note}"
-        );
-        assert_eq!(dhcp6_client(&set(&[546]), &set(&[546])), None);
-        assert_eq!(dhcp6_client(&set(&[53, 67, 68, 547]), &set(&[])), None);
     }
 }

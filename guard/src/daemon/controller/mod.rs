@@ -15,7 +15,7 @@ use guard_common::{PortCounts, SourceKey};
 use ipnet::IpNet;
 
 use crate::{
-    config::{BucketPolicy, Enforcement, Rate, Settings, SourceLimits, SynCookies},
+    config::{BucketPolicy, Rate, Settings, SourceLimits, SynCookies},
     error::usage,
     host::{
         clock::unix_now,
@@ -37,7 +37,6 @@ use crate::{
         firewall::AckState,
         level::Level,
         nft::{OwnAck, Proto, RUN_NOTRACK_TABLE, SYNPROXY_TABLE, SynproxyOptions},
-        notrack::dhcp6_client,
         paths::{KNOBS_LOCK, RUNTIME_DIR},
         policy::{self, Action, Observation, PolicyConfig, State, XdpCounts, XdpLimits},
         ports::{OpenPorts, port_list},
@@ -65,9 +64,6 @@ pub struct Controller<'a> {
     record: Record,
     runtime_dir: PathBuf,
     dry_run: bool,
-    /// Whether the program drops (`--mode enforce`): what only a dropping
-    /// program does to the host is told of only then.
-    enforcing: bool,
     interfaces: u64,
     started: Instant,
     /// Knobs already reported read-only: said once, then skipped.
@@ -180,7 +176,6 @@ impl<'a> Controller<'a> {
             record,
             runtime_dir,
             dry_run: ct.dry_run,
-            enforcing: settings.mode == Enforcement::Enforce,
             interfaces: u64::try_from(interfaces.max(1)).unwrap_or(1),
             started: Instant::now(),
             read_only: BTreeSet::new(),
@@ -383,13 +378,6 @@ impl<'a> Controller<'a> {
                 &self.ports.declared,
             );
             self.ports.table.set_open(open);
-        }
-        if !self.dry_run
-            && self.enforcing
-            && let Some(udp) = &udp
-            && let Some(note) = dhcp6_client(udp, &self.ports.table.untracked().udp)
-        {
-            self.report_once(&note);
         }
         for problem in self.ports.listening(listening) {
             self.report_once(&problem);
@@ -848,7 +836,6 @@ impl<'a> Controller<'a> {
         self.cfg.limits_always = settings.source_limits == SourceLimits::Always;
         self.cfg.global = settings.global;
         self.ports.declared.clone_from(&settings.open_ports);
-        self.enforcing = settings.mode == Enforcement::Enforce;
         // The mode may have changed: cookies come on in enforce mode and
         // go off in monitor mode from the next tick.
         let recorded = self.record.local.len();
