@@ -11,8 +11,8 @@ use guard_common::{
     SynAckKey,
     bucket::NANOS_PER_SEC,
     config::{
-        ACK_LOOKUPS_PER_SEC, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4, HAS_LISTS_V6 as HAS_V6,
-        PORTS_ARMED, REJECT_RST, SYN_LOOKUPS_PER_SEC, budget_drop,
+        ACK_LOOKUPS_PER_SEC, BUDGETS, DENY_V4, DENY_V6, HAS_LISTS_V4 as HAS_V4,
+        HAS_LISTS_V6 as HAS_V6, PORTS_ARMED, REJECT_RST, SYN_LOOKUPS_PER_SEC, budget_drop,
     },
     key::{AF_INET, LIST_ALLOW, LIST_DENY},
     marked::{MARKED_WORDS, half_start, marked_bit},
@@ -126,7 +126,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
     // Read once, and only on paths that need it.
     let mut now = None;
     let mut flow = None;
-    let mut proof = Proof::None;
+    let mut answer = false;
     let class = match h.class {
         Counter::TcpSyn => Some(FlowClass::Syn),
         Counter::Icmp if h.flags & F_QUERY != 0 => Some(FlowClass::Icmp),
@@ -145,9 +145,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
                         if entry & PORT_UNTRACKED_UDP != 0 {
                             return untracked(cfg, slots, &src, v4, has_lists);
                         }
-                        if f.answers_dhcp6(cfg.slot_seed, t, cfg.udp_flow_idle_ns) {
-                            proof = Proof::Answer;
-                        }
+                        answer = f.answers_dhcp6(cfg.slot_seed, t, cfg.udp_flow_idle_ns);
                     }
                     flow = Some(f);
                     Some(if h.class == Counter::Udp {
@@ -185,7 +183,11 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         return XDP_PASS;
     }
     let skey = scratch_key(scratch, cfg, &src, v4);
-    let budget = budget(ctx, h, cfg, class, entry, v4);
+    let budget = if answer {
+        NO_BUDGET
+    } else {
+        budget(ctx, h, cfg, class, entry, v4)
+    };
     let action = limit(
         cfg,
         slots,
@@ -196,7 +198,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
         budget,
         now,
         flow.as_ref(),
-        proof,
+        false,
     );
     answered(ctx, h, cfg, slots, action)
 }
@@ -226,6 +228,13 @@ fn budget(
         _ => class.index(),
     }
 }
+
+/// The bucket of the global budget a new flow the budget does not apply
+/// to takes: none (past the configuration's buckets, so unlimited to
+/// [`global_room`] and [`global_admits`]). A DHCPv6 server's answer to a
+/// message the host sent lately (`Flow::answers_dhcp6`): the host asked
+/// for it, and it comes from the link. Its source's own limits apply.
+const NO_BUDGET: usize = BUDGETS;
 
 /// What [`limit`] (a SYN over a verified source's limit) or the cookie
 /// path (a handshake's ACK the limits drop) gives [`answered`] for a RST:
@@ -375,7 +384,7 @@ fn port(
                 syn.index(),
                 now,
                 None,
-                Proof::Handshake,
+                true,
             );
             // Dropped (banned, or over its own or its prefix's limit), the
             // ACK makes no connection, and the client, which counts it
@@ -494,33 +503,12 @@ pub(crate) fn reject(cfg: &DataplaneConfig, slots: &mut Slots, reason: Counter) 
     }
 }
 
-/// What a new flow itself proves, beside its source's standing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Proof {
-    /// Nothing: the budget applies, unless the source is verified.
-    None,
-    /// An answer to a message the host sent lately (a DHCPv6 server's,
-    /// `Flow::answers_dhcp6`): skips the budget, verifies nobody.
-    Answer,
-    /// A cookie handshake's ACK: skips the budget, and verifies its
-    /// source.
-    Handshake,
-}
-
-impl Proof {
-    #[inline(always)]
-    const fn skips_budget(self) -> bool {
-        !matches!(self, Self::None)
-    }
-}
-
 /// The per-source tier (with bans), the global budget's room, the
 /// per-prefix tier and the budget's token, in that order; the first that
 /// says no decides. A verified source (one that completed a handshake
 /// lately: a cookie's, an ACK the check found, the host's replies) skips
 /// the budget while it binds and the source keeps within its own limit;
-/// so does a flow whose `proof` says so, and a handshake's marks its
-/// source verified when admitted.
+/// `verify` marks the source verified when admitted.
 ///
 /// A source with no entry and no marks would pass its own tier (a full
 /// bucket, no ban), so the other two decide first and only a packet they
@@ -541,9 +529,8 @@ fn limit(
     budget: usize,
     now: u64,
     flow: Option<&Flow<'_>>,
-    proof: Proof,
+    verify: bool,
 ) -> u32 {
-    let verify = proof == Proof::Handshake;
     let c = class.index();
     let (Some(source_limit), Some(prefix_limit)) = (cfg.source.get(c), cfg.prefix.get(c)) else {
         return XDP_PASS;
@@ -564,14 +551,14 @@ fn limit(
             None => {
                 // The budget is looked at before the prefix: a flood the
                 // budget drops costs no prefix lookup, and no prefix token.
-                if !proof.skips_budget() && !global_room(cfg, budget, now) {
+                if !verify && !global_room(cfg, budget, now) {
                     return reject(cfg, slots, budget_drop(budget));
                 }
                 let pst = match prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) {
                     Ok(pst) => pst,
                     Err(()) => return reject(cfg, slots, Counter::DropPrefixLimit),
                 };
-                if !proof.skips_budget() && !global_admits(cfg, slots, budget, now) {
+                if !verify && !global_admits(cfg, slots, budget, now) {
                     if let Some(p) = pst {
                         p.dropped = p.dropped.wrapping_add(1);
                     }
@@ -632,7 +619,7 @@ fn limit(
     // lately would pass its whole burst at calm's generous limits), and
     // while the source keeps within its own limit (such a flood gets its
     // burst past the budget, not its rate).
-    let budgeted = !proof.skips_budget()
+    let budgeted = !verify
         && (st.verified_until_ns <= now
             || !cfg.budget_binds()
             || st.over_limit_within(cfg.ban_window_ns, now));
