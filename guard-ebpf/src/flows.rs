@@ -166,25 +166,11 @@ impl<'a> Flow<'a> {
     }
 
     /// Whether the datagram answers a DHCPv6 message this host sent within
-    /// `idle` ns ([`guard_common::flows::dhcp6_asked`]): the flow the
-    /// message left, looked up and not refreshed (answers must not keep
-    /// the host's message alive). `seed` is the configuration's
+    /// `idle` ns ([`answers_dhcp6`]); `seed` is the configuration's
     /// `slot_seed`.
     #[inline(always)]
     pub(crate) fn answers_dhcp6(&self, seed: u64, now: u64, idle: u64) -> bool {
-        let place = self.0;
-        if place.v4 {
-            return false;
-        }
-        let Some(asked) = dhcp6_asked(&place.key6) else {
-            return false;
-        };
-        // SAFETY: as in `keyed`.
-        let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
-        let (set, tag) = flow_place6(&asked, seed, sets);
-        // SAFETY: a way's time in a flow table's value.
-        held6(set, tag, &asked)
-            .is_some_and(|(last, _, _)| now.saturating_sub(unsafe { *last }) <= idle)
+        !self.0.v4 && answers_dhcp6(&self.0.key6, seed, now, idle)
     }
 
     /// Whether the flow was seen within `idle` ns; refreshes its time, and
@@ -257,6 +243,24 @@ impl<'a> Flow<'a> {
             self.remember(now);
         }
     }
+}
+
+/// Whether the IPv6 datagram of flow `key6` answers a DHCPv6 message this
+/// host sent within `idle` ns ([`guard_common::flows::dhcp6_asked`]): the
+/// flow the message left, looked up and not refreshed (answers must not
+/// keep the host's message alive). Not inlined: a subprogram the verdict
+/// calls for new IPv6 UDP flows only, which keeps its lookup out of the
+/// verdict's other paths.
+#[inline(never)]
+fn answers_dhcp6(key6: &[u64; 5], seed: u64, now: u64, idle: u64) -> bool {
+    let Some(asked) = dhcp6_asked(key6) else {
+        return false;
+    };
+    // SAFETY: as in `Flow::keyed`.
+    let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
+    let (set, tag) = flow_place6(&asked, seed, sets);
+    // SAFETY: a way's time in a flow table's value.
+    held6(set, tag, &asked).is_some_and(|(last, _, _)| now.saturating_sub(unsafe { *last }) <= idle)
 }
 
 /// The way of set `set` of `GUARD_UDP_FLOWS` that holds the flow of
