@@ -4,8 +4,9 @@
 //! counters, the per-source and per-prefix maps, the UDP flow map and the
 //! two global buckets) plus the events it sends and the attack signatures
 //! it is given, and [`Model::packet`] applies the verdict policy written in
-//! `guard-ebpf/src/main.rs` to one frame; [`dissect`] follows the parsing
-//! rules of `guard-ebpf/src/dissect.rs`. The differential tests run the
+//! `guard-ebpf/src/main.rs` to one frame ([`Model::sent`], the egress
+//! program's datagram flows to one the host sends); [`dissect`] follows
+//! the parsing rules of `guard-ebpf/src/dissect.rs`. The differential tests run the
 //! same frames at the same instants through the real program
 //! (BPF_PROG_TEST_RUN with the test clock) and through the model, and
 //! require the same verdicts and the same final state.
