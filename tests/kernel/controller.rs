@@ -30,7 +30,9 @@ use guard_tests::{
     },
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
-    server::{Dhcp6Client, EchoServer, UdpEcho, connect_echo, query, visit_echo},
+    server::{
+        ALL_DHCP6_SERVERS, Dhcp6Client, EchoServer, UdpEcho, connect_echo, query, visit_echo,
+    },
 };
 
 const PORT: u16 = 8080;
@@ -1532,8 +1534,7 @@ fn a_dhcp6_client_is_answered_through_a_udp_flood() {
         net::ip(&["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"]);
     }
     let any = |port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    let all_servers = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
-    let _server = UdpEcho::joined(&net.attacker, any(547), all_servers, &net.attacker_if);
+    let _server = UdpEcho::joined(&net.attacker, any(547), ALL_DHCP6_SERVERS, &net.attacker_if);
     let _service = UdpEcho::start(&net.victim, any(OPEN_UDP_PORT));
     // Bound from the start, as a client keeps its port: guard counts it
     // open, so the answers take the UDP class's bucket, the one the flood

@@ -192,6 +192,9 @@ fn if_index(dev: &str) -> io::Result<u32> {
     }
 }
 
+/// All_DHCP_Relay_Agents_and_Servers, where a DHCPv6 client sends.
+pub const ALL_DHCP6_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
 /// A DHCPv6-shaped client in a namespace: a socket bound to port 546, as
 /// a client keeps it, that sends to `ff02::1:2` port 547 on one device
 /// (so from the device's link-local address).
@@ -211,10 +214,9 @@ impl Dhcp6Client {
             ))
         })
         .unwrap_or_else(|e| panic!("a DHCPv6 client in {ns} on {dev}: {e}"));
-        let all_servers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
         Self {
             socket,
-            servers: SocketAddrV6::new(all_servers, 547, 0, index),
+            servers: SocketAddrV6::new(ALL_DHCP6_SERVERS, 547, 0, index),
         }
     }
 
