@@ -430,6 +430,32 @@ fn stats_json_carries_the_controller_status() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// A guard installed under another name (`guard-1.2` beside the packaged
+/// one, here a link to the binary under test) is the namespace's guard
+/// to `guard status` and `guard stats`: a guard is the process that holds
+/// its instance lock. Before, only a process named `guard` was, and both
+/// said no guard was running, its pins a dead one's.
+#[test]
+fn a_guard_under_another_name_is_seen_running() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let dir = std::env::temp_dir().join(format!("guardt-{}-renamed", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let renamed = dir.join("guard-1.2");
+    let _ = fs::remove_file(&renamed);
+    std::os::unix::fs::symlink(guard_proc::guard_bin(), &renamed).expect("link");
+    let args = ["run", "--netns", &net.victim, "--iface", &net.victim_if];
+    let mut guard = Guard::start_command(std::process::Command::new(&renamed).args(args), &args);
+    guard.wait_for(&guard_proc::pin_dir(&net).join("GUARD_COUNTERS"));
+    guard.wait_ready();
+    let pid = guard.pid().expect("running").to_string();
+    let status = guard_cmd(&["status", "--netns", &net.victim]);
+    assert!(status.stdout.contains(&pid), "{status}");
+    assert!(guard_proc::stats(&net)["counters"].is_object());
+    guard.stop(libc::SIGTERM).assert_code(0);
+    fs::remove_dir_all(&dir).expect("remove temp dir");
+}
+
 fn status_json() -> serde_json::Value {
     let out = guard_proc::run(&["status", "--json"]);
     out.assert_code(0);

@@ -4,6 +4,7 @@
 
 use std::{
     fs,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -41,15 +42,36 @@ impl Instance {
     }
 }
 
-/// The guard running with runtime directory `dir`, if one is. The pid in
-/// a stale lock file may be another process's by now: a guard's only, and
-/// not a zombie (killed, not yet reaped by its parent, as in a container
-/// without an init: its locks, links and programs are gone already).
+/// The guard running with runtime directory `dir`, if one is: the pid its
+/// instance lock file names, while that process holds the lock
+/// (`/proc/locks` says so). The pid in a stale file may be another
+/// process's by now, and a guard killed but not reaped yet by its parent
+/// (a zombie, as in a container without an init) holds nothing: its
+/// locks, links and programs are gone already. Whatever the binary is
+/// called: a guard installed as `guard-1.2` is one all the same.
 #[must_use]
 pub fn holder(dir: &Path) -> Option<u32> {
-    PidLock::instance_holder(dir).filter(|pid| {
-        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "guard")
-            && runs(*pid)
+    let path = dir.join(HOST_LOCK);
+    let pid = PidLock::holder(&path)?;
+    let file = fs::metadata(&path).ok()?;
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let dev = (libc::major(file.dev()), libc::minor(file.dev()));
+    holds_flock(&locks, pid, dev, file.ino()).then_some(pid)
+}
+
+/// Whether `locks` (the text of `/proc/locks`) has a flock(2) lock held
+/// by `pid` on the file of device `dev` (major, minor) and inode `ino`.
+/// A line reads `1: FLOCK  ADVISORY  WRITE 4242 fe:00:9805828 0 EOF`
+/// (the device in hex); a waiter's has `->` after its number, and holds
+/// nothing.
+fn holds_flock(locks: &str, pid: u32, dev: (u32, u32), ino: u64) -> bool {
+    let file = format!("{:02x}:{:02x}:{ino}", dev.0, dev.1);
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        matches!(
+            fields[..],
+            [_, "FLOCK", _, _, holder, on, ..] if holder.parse() == Ok(pid) && on == file
+        )
     })
 }
 
@@ -185,7 +207,46 @@ pub fn remove_published(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::alive;
+    use std::fs;
+
+    use super::{alive, holder, holds_flock};
+    use crate::host::lock::PidLock;
+
+    /// A guard is the process that holds its directory's instance lock,
+    /// whatever its name (this test's binary is not called `guard`); once
+    /// the lock is gone, the pid its file still names is no guard.
+    #[test]
+    fn a_guard_is_the_process_holding_the_instance_lock() {
+        let dir = std::env::temp_dir().join(format!("guard-holder-{}", std::process::id()));
+        assert_eq!(holder(&dir), None, "no lock file");
+        let lock = PidLock::instance(&dir).unwrap();
+        assert_eq!(holder(&dir), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(holder(&dir), None, "a file naming a pid that holds nothing");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The lock is held by the pid on the file, both named in one line;
+    /// a waiter, a POSIX lock, another pid or another file's is no
+    /// holder.
+    #[test]
+    fn the_holder_of_a_flock_is_read_from_proc_locks() {
+        let locks = "\
+1: POSIX  ADVISORY  WRITE 700 fe:00:9805828 0 EOF
+2: FLOCK  ADVISORY  WRITE 4242 fe:00:9805828 0 EOF
+2: -> FLOCK  ADVISORY  WRITE 4343 fe:00:9805828 0 EOF
+3: FLOCK  ADVISORY  WRITE 4444 00:1a:17 0 EOF
+";
+        let file = ((0xfe, 0), 9_805_828);
+        let held = |pid, (dev, ino)| holds_flock(locks, pid, dev, ino);
+        assert!(held(4242, file));
+        assert!(!held(4343, file), "a waiter");
+        assert!(!held(700, file), "a POSIX lock");
+        assert!(held(4444, ((0, 0x1a), 17)), "the device in hex");
+        assert!(!held(4444, ((0, 26), 18)));
+        assert!(!held(4242, ((0xfe, 1), 9_805_828)), "another device");
+        assert!(!holds_flock("", 4242, (0xfe, 0), 9_805_828));
+    }
 
     #[test]
     fn a_zombie_or_dead_process_is_not_alive() {

@@ -85,12 +85,6 @@ impl PidLock {
     pub fn holder(path: &Path) -> Option<u32> {
         fs::read_to_string(path).ok()?.trim().parse().ok()
     }
-
-    /// [`Self::holder`] of the instance lock in `runtime_dir`.
-    #[must_use]
-    pub fn instance_holder(runtime_dir: &Path) -> Option<u32> {
-        Self::holder(&runtime_dir.join(HOST_LOCK))
-    }
 }
 
 /// An exclusive lock on `path`, waited for, held until dropped.
@@ -161,7 +155,10 @@ mod tests {
             err.to_string().contains("one guard per network namespace"),
             "{err}"
         );
-        assert_eq!(PidLock::instance_holder(&dir), Some(std::process::id()));
+        assert_eq!(
+            PidLock::holder(&dir.join(HOST_LOCK)),
+            Some(std::process::id())
+        );
         drop(first);
         PidLock::instance(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
