@@ -243,6 +243,80 @@ pub const fn dhcp6_asked(words: &[u64; 5]) -> Option<[u64; 5]> {
     ])
 }
 
+/// DHCPv4's ports (RFC 2131): a client's, and a server's or relay agent's.
+pub const DHCP4_CLIENT_PORT: u16 = 68;
+pub const DHCP4_SERVER_PORT: u16 = 67;
+
+/// The first bytes of a DHCPv4 (BOOTP) message that the rules below read:
+/// `op` (1 a request, 2 a reply), `htype`, `hlen`, `hops`, then `xid`,
+/// the transaction's id.
+pub const BOOTP_HEAD: usize = 8;
+const BOOTREQUEST: u8 = 1;
+const BOOTREPLY: u8 = 2;
+
+/// The ports word ([`FlowKey4::words`]) of a datagram from a DHCPv4
+/// server's port to a client's.
+const DHCP4_REPLY_PORTS: u32 = DHCP4_SERVER_PORT as u32 | (DHCP4_CLIENT_PORT as u32) << 16;
+
+/// Whether an IPv4 UDP datagram of flow `words` ([`FlowKey4::words`])
+/// goes from a DHCPv4 server's port to a client's: only then is its
+/// message read for [`dhcp4_asked`].
+#[inline(always)]
+#[must_use]
+pub const fn dhcp4_reply_ports(words: &[u32; 3]) -> bool {
+    words[2] == DHCP4_REPLY_PORTS
+}
+
+/// The key ([`FlowKey4::words`]) a DHCPv4 transaction of this host is
+/// kept by in the IPv4 flow table, if the datagram leaving from port
+/// `sport` to `dport`, whose message starts `head`, is a client's request
+/// (from port 68 to 67, `op` 1). The egress program remembers it as it
+/// does a flow; [`dhcp4_asked`] finds it.
+///
+/// Why: a client without a lease (or rebinding one) broadcasts, and the
+/// server answers from its own address to the address it offers or to
+/// the broadcast address, so the answer's flow is no flow the host
+/// opened, and a flood that spends the budget drops it with the flood's
+/// (measured: a real `dhclient` got no lease). Nor can the answer be told
+/// by where it comes from, as a DHCPv6 server's is: IPv4 has no
+/// link-local source to require. What the answer carries is the client's
+/// `xid`, which it picks at random for each transaction: a flood that
+/// does not see the request cannot name it. The transaction is kept as a
+/// flow from the `xid` as an address to 0.0.0.0, which no datagram is
+/// sent to, with an answer's ports.
+#[inline(always)]
+#[must_use]
+pub const fn dhcp4_asking(sport: u16, dport: u16, head: [u8; BOOTP_HEAD]) -> Option<[u32; 3]> {
+    if sport != DHCP4_CLIENT_PORT || dport != DHCP4_SERVER_PORT || head[0] != BOOTREQUEST {
+        return None;
+    }
+    Some(dhcp4_transaction(head))
+}
+
+/// The transaction ([`dhcp4_asking`]) an IPv4 UDP datagram of flow
+/// `words` ([`FlowKey4::words`]), whose message starts `head`, answers:
+/// a reply (`op` 2) from port 67 to 68.
+#[inline(always)]
+#[must_use]
+pub const fn dhcp4_asked(words: &[u32; 3], head: [u8; BOOTP_HEAD]) -> Option<[u32; 3]> {
+    if !dhcp4_reply_ports(words) || head[0] != BOOTREPLY {
+        return None;
+    }
+    Some(dhcp4_transaction(head))
+}
+
+/// A transaction's key, from its message's head ([`dhcp4_asking`]).
+#[inline(always)]
+const fn dhcp4_transaction(head: [u8; BOOTP_HEAD]) -> [u32; 3] {
+    FlowKey4 {
+        saddr: [head[4], head[5], head[6], head[7]],
+        daddr: [0; 4],
+        sport: DHCP4_SERVER_PORT,
+        dport: DHCP4_CLIENT_PORT,
+    }
+    .words()
+}
+
 /// Sets for a table of `flows` flows.
 #[must_use]
 pub const fn flow_sets(flows: u32) -> u32 {
@@ -576,6 +650,63 @@ mod tests {
             dport: 546,
         };
         assert_eq!(dhcp6_asked(&v4.widened().words()), None, "IPv4");
+    }
+
+    /// A DHCPv4 reply is looked up by its request's transaction: the
+    /// client's `xid`, whatever the addresses; nothing else is a request
+    /// or a reply.
+    #[test]
+    fn a_dhcp4_reply_is_looked_up_by_the_transaction_it_answers() {
+        let xid = [0x9a, 0x3c, 0x01, 0xf7];
+        let head = |op| [op, 1, 6, 0, xid[0], xid[1], xid[2], xid[3]];
+        let kept = FlowKey4 {
+            saddr: xid,
+            daddr: [0; 4],
+            sport: 67,
+            dport: 68,
+        }
+        .words();
+        assert_eq!(dhcp4_asking(68, 67, head(1)), Some(kept));
+        let reply = |saddr, daddr, sport, dport| {
+            FlowKey4 {
+                saddr,
+                daddr,
+                sport,
+                dport,
+            }
+            .words()
+        };
+        // To the address offered, to the broadcast address, from a relay.
+        for (server, to) in [
+            ([198, 18, 0, 2], [198, 18, 0, 140]),
+            ([198, 18, 0, 2], [255; 4]),
+            ([198, 19, 7, 1], [198, 18, 0, 140]),
+        ] {
+            let words = reply(server, to, 67, 68);
+            assert!(dhcp4_reply_ports(&words));
+            assert_eq!(dhcp4_asked(&words, head(2)), Some(kept));
+        }
+        let mut other = head(2);
+        other[7] ^= 1;
+        assert_ne!(
+            dhcp4_asked(&reply([198, 18, 0, 2], [255; 4], 67, 68), other),
+            Some(kept),
+            "another transaction"
+        );
+        assert_eq!(
+            dhcp4_asked(&reply([198, 18, 0, 2], [255; 4], 67, 68), head(1)),
+            None,
+            "a request"
+        );
+        assert_eq!(dhcp4_asking(68, 67, head(2)), None, "a reply leaving");
+        for (sport, dport) in [(68, 67), (67, 67), (53, 68), (67, 53)] {
+            let words = reply([198, 18, 0, 2], [198, 18, 0, 140], sport, dport);
+            assert!(!dhcp4_reply_ports(&words));
+            assert_eq!(dhcp4_asked(&words, head(2)), None);
+        }
+        for (sport, dport) in [(67, 68), (67, 67), (68, 68), (53, 67)] {
+            assert_eq!(dhcp4_asking(sport, dport, head(1)), None);
+        }
     }
 
     #[test]
