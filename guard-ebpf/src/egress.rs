@@ -26,20 +26,32 @@
 //!   (`flows.rs`), so that they are not new flows: the datagram made
 //!   their conntrack entry. A datagram that answers one that arrived
 //!   refreshes the flow that one made. A flow is a 5-tuple the host
-//!   itself sent on, which a spoofed source cannot pick.
+//!   itself sent on, which a spoofed source cannot pick. A DHCPv4
+//!   client's request also remembers its transaction, by the random id its
+//!   replies carry: they come from an address the request did not name.
 //!
 //! Headers are read in place from the skb's linear part, where the stack
 //! writes them, and with `bpf_skb_load_bytes` when they are not there.
 
 use aya_ebpf::programs::TcContext;
 use guard_common::{
-    DataplaneConfig, SynAckKey,
+    DataplaneConfig, FlowKey4, SynAckKey,
     dissect::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
-        IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_FIN,
-        TCP_FLAG_RST, TCP_FLAG_SYN, VLAN_HLEN, ipv6_ext_header, keyed_by_ports,
+        IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_HLEN, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK,
+        TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN, UDP_HLEN, VLAN_HLEN, ipv6_ext_header,
+        keyed_by_ports,
     },
+    flows::{BOOTP_HEAD, DHCP4_CLIENT_PORT, DHCP4_SERVER_PORT, dhcp4_asking},
     key::{AF_INET, AF_INET6},
+};
+
+/// The ports of a datagram from a DHCPv4 client's port to a server's, as
+/// they lie in the header.
+const DHCP4_REQUEST_PORTS: [u8; PORTS_LEN] = {
+    let [c0, c1] = DHCP4_CLIENT_PORT.to_be_bytes();
+    let [s0, s1] = DHCP4_SERVER_PORT.to_be_bytes();
+    [c0, c1, s0, s1]
 };
 
 use crate::{
@@ -58,7 +70,7 @@ pub fn record(ctx: &TcContext) -> Option<()> {
     if leaving.proto == IPPROTO_TCP {
         segment(ctx, cfg, &leaving)
     } else {
-        datagram(&leaving, cfg.slot_seed);
+        datagram(ctx, &leaving, cfg.slot_seed);
         Some(())
     }
 }
@@ -105,10 +117,12 @@ fn segment(ctx: &TcContext, cfg: &DataplaneConfig, leaving: &Leaving) -> Option<
 
 /// Remembers the flow a datagram leaving opens (or refreshes the one it
 /// answers), keyed as its replies arrive: from its destination, to its
-/// source, the ports swapped. ICMP is left out: the replies to the host's
-/// queries are not queries, and open no flow.
+/// source, the ports swapped; and a DHCPv4 client's request, the
+/// transaction its replies answer (`guard_common::flows::dhcp4_asking`).
+/// ICMP is left out: the replies to the host's queries are not queries,
+/// and open no flow.
 #[inline(always)]
-fn datagram(leaving: &Leaving, seed: u64) {
+fn datagram(ctx: &TcContext, leaving: &Leaving, seed: u64) {
     let Leaving {
         family,
         proto,
@@ -128,8 +142,39 @@ fn datagram(leaving: &Leaving, seed: u64) {
         sport: u16::from_be_bytes([head[2], head[3]]),
         dport: u16::from_be_bytes([head[0], head[1]]),
     };
+    let now = clock::now();
     let mut place = FlowPlace::default();
-    Flow::keyed(&reply, seed, &mut place).refresh(clock::now());
+    Flow::keyed(&reply, seed, &mut place).refresh(now);
+    if family == AF_INET && proto == IPPROTO_UDP && head[..PORTS_LEN] == DHCP4_REQUEST_PORTS {
+        dhcp4_request(ctx, leaving.l4, seed, now);
+    }
+}
+
+/// Remembers the transaction of a DHCPv4 client's request leaving (a UDP
+/// datagram from port 68 to 67 whose transport header is at `l4`), if its
+/// message is one (`guard_common::flows::dhcp4_asking`). Not inlined, and
+/// the message read by the helper wherever it lies: a subprogram for
+/// these datagrams only, which keeps its code off every other packet's
+/// path.
+#[inline(never)]
+fn dhcp4_request(ctx: &TcContext, l4: usize, seed: u64, now: u64) {
+    let Ok(message) = ctx.load::<[u8; BOOTP_HEAD]>(l4 + UDP_HLEN) else {
+        return;
+    };
+    let Some(asking) = dhcp4_asking(DHCP4_CLIENT_PORT, DHCP4_SERVER_PORT, message) else {
+        return;
+    };
+    let asking = FlowKey4::from_words(asking);
+    let transaction = Ends {
+        family: AF_INET,
+        proto: IPPROTO_UDP,
+        src: [u32::from_ne_bytes(asking.saddr), 0, 0, 0],
+        dst: [u32::from_ne_bytes(asking.daddr), 0, 0, 0],
+        sport: asking.sport,
+        dport: asking.dport,
+    };
+    let mut place = FlowPlace::default();
+    Flow::keyed(&transaction, seed, &mut place).refresh(now);
 }
 
 /// A packet leaving: its family and protocol, its addresses (IPv4 in the

@@ -8,18 +8,20 @@
 //! (`egress.rs`). A reply to the host's own datagram (its resolver's
 //! answer, its NTP server's) opens no conntrack entry, since the
 //! datagram made it: counted as new, such replies drew on the budget
-//! with a flood's and met the resolver's own limit. A DHCPv6 client's
-//! message goes to a multicast address, and its answer comes from the
-//! server's own: a new flow, which the flow its message left lets past
-//! the budget (`Flow::answers_dhcp6`).
+//! with a flood's and met the resolver's own limit. A DHCP client's
+//! message goes to a multicast or broadcast address, and its answer comes
+//! from the server's own: a new flow, which the flow its message left (a
+//! DHCPv6 client's) or the transaction it opened (a DHCPv4 client's, kept
+//! here by its id) lets past the budget (`Flow::answers_dhcp`).
 
 use aya_ebpf::{maps::Array, programs::XdpContext};
 use guard_common::{
     FlowKey4,
     config::UDP_FLOW_REFRESH_NS,
-    dissect::{IPPROTO_UDP, keyed_by_ports},
+    dissect::{IPPROTO_UDP, UDP_HLEN, keyed_by_ports},
     flows::{
-        FLOW_WAYS, SetTags, dhcp6_asked, flow_place, flow_place6, flow_sets, tag_position, way_for,
+        BOOTP_HEAD, FLOW_WAYS, SetTags, dhcp4_asked, dhcp4_reply_ports, dhcp6_asked, flow_place,
+        flow_place6, flow_sets, tag_position, way_for,
     },
     key::{AF_INET, flow_words},
     maps::DEFAULT_MAX_UDP_FLOWS,
@@ -152,25 +154,32 @@ impl<'a> Flow<'a> {
     fn held(&self) -> Option<(*mut u64, *mut u16, usize)> {
         let place = self.0;
         if place.v4 {
-            let tags = tags(&UDP_TAGS4, place.set)?;
-            if !read_tags(tags).may_hold(place.tag) {
-                return None;
-            }
-            // SAFETY: a map value of the flow table, valid for this run.
-            let set = unsafe { &mut *UDP_FLOWS4.get_ptr_mut(place.set)? };
-            let way = set.find(&place.key4)? % FLOW_WAYS;
-            Some((&raw mut set.ways[way].last, tags, way))
+            held4(place.set, place.tag, &place.key4)
         } else {
             held6(place.set, place.tag, &place.key6)
         }
     }
 
-    /// Whether the datagram answers a DHCPv6 message this host sent within
-    /// `idle` ns ([`answers_dhcp6`]); `seed` is the configuration's
-    /// `slot_seed`.
+    /// Whether the UDP datagram (`h`, in `ctx`) answers a DHCP message this
+    /// host sent within `idle` ns ([`answers_dhcp6`], [`answers_dhcp4`]);
+    /// `seed` is the configuration's `slot_seed`. An IPv4 datagram's message
+    /// is read only if it goes from a DHCPv4 server's port to a client's.
     #[inline(always)]
-    pub(crate) fn answers_dhcp6(&self, seed: u64, now: u64, idle: u64) -> bool {
-        !self.0.v4 && answers_dhcp6(&self.0.key6, seed, now, idle)
+    pub(crate) fn answers_dhcp(
+        &self,
+        ctx: &XdpContext,
+        h: &Headers,
+        seed: u64,
+        now: u64,
+        idle: u64,
+    ) -> bool {
+        let place = self.0;
+        if !place.v4 {
+            return answers_dhcp6(&place.key6, seed, now, idle);
+        }
+        dhcp4_reply_ports(&place.key4)
+            && load::<[u8; BOOTP_HEAD]>(ctx, h.l4 + UDP_HLEN)
+                .is_some_and(|head| answers_dhcp4(&place.key4, head, seed, now, idle))
     }
 
     /// Whether the flow was seen within `idle` ns; refreshes its time, and
@@ -261,6 +270,37 @@ fn answers_dhcp6(key6: &[u64; 5], seed: u64, now: u64, idle: u64) -> bool {
     let (set, tag) = flow_place6(&asked, seed, sets);
     // SAFETY: a way's time in a flow table's value.
     held6(set, tag, &asked).is_some_and(|(last, _, _)| now.saturating_sub(unsafe { *last }) <= idle)
+}
+
+/// Whether the IPv4 datagram of flow `key4`, whose DHCPv4 message starts
+/// `head`, answers a request this host sent within `idle` ns
+/// ([`guard_common::flows::dhcp4_asked`]): the transaction the request
+/// left, looked up and not refreshed, as in [`answers_dhcp6`].
+#[inline(never)]
+fn answers_dhcp4(key4: &[u32; 3], head: [u8; BOOTP_HEAD], seed: u64, now: u64, idle: u64) -> bool {
+    let Some(asked) = dhcp4_asked(key4, head) else {
+        return false;
+    };
+    // SAFETY: as in `Flow::keyed`.
+    let sets = unsafe { core::ptr::read_volatile(&raw const FLOW_SETS) };
+    let (set, tag) = flow_place(&asked, seed, sets);
+    // SAFETY: a way's time in a flow table's value.
+    held4(set, tag, &asked).is_some_and(|(last, _, _)| now.saturating_sub(unsafe { *last }) <= idle)
+}
+
+/// The way of set `set` of `GUARD_UDP_FLOW4` that holds the flow of `key`
+/// (tagged `tag`), as [`Flow::held`] gives it; the set is read only when a
+/// way's tag may be the flow's.
+#[inline(always)]
+fn held4(set: u32, tag: u16, key: &[u32; 3]) -> Option<(*mut u64, *mut u16, usize)> {
+    let tags = tags(&UDP_TAGS4, set)?;
+    if !read_tags(tags).may_hold(tag) {
+        return None;
+    }
+    // SAFETY: a map value of the flow table, valid for this run.
+    let set = unsafe { &mut *UDP_FLOWS4.get_ptr_mut(set)? };
+    let way = set.find(key)? % FLOW_WAYS;
+    Some((&raw mut set.ways[way].last, tags, way))
 }
 
 /// The way of set `set` of `GUARD_UDP_FLOWS` that holds the flow of

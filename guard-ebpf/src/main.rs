@@ -97,10 +97,12 @@
 //!    /64, `guard_common::slots`): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
 //!    accounting); then, unless the source is verified or the flow is a
-//!    DHCPv6 server's answer to a message the host sent within
-//!    `udp_flow_idle` (UDP from a link-local source, port 547 to 546,
-//!    `flows::Flow::answers_dhcp6`: the message went to ff02::1:2, so
-//!    the answer is no flow the host opened), no token in the
+//!    DHCP server's answer to a message the host sent within
+//!    `udp_flow_idle` (`flows::Flow::answers_dhcp`: UDP from a link-local
+//!    source, port 547 to 546, when the host's DHCPv6 message went to
+//!    ff02::1:2; a reply from port 67 to 68 with the `xid` of a DHCPv4
+//!    request the host sent; either answer is no flow the host
+//!    opened), no token in the
 //!    global budget's bucket for the flow -> `drop_global_budget` (its
 //!    class's; a SYN's or new UDP flow's to a closed port, once the port
 //!    table marks the open ones, the closed ports' -> `drop_closed_port`;

@@ -145,7 +145,7 @@ pub fn verdict(ctx: &XdpContext, h: &Headers, slots: &mut Slots) -> u32 {
                         if entry & PORT_UNTRACKED_UDP != 0 {
                             return untracked(cfg, slots, &src, v4, has_lists);
                         }
-                        answer = f.answers_dhcp6(cfg.slot_seed, t, cfg.udp_flow_idle_ns);
+                        answer = f.answers_dhcp(ctx, h, cfg.slot_seed, t, cfg.udp_flow_idle_ns);
                     }
                     flow = Some(f);
                     Some(if h.class == Counter::Udp {
@@ -231,9 +231,10 @@ fn budget(
 
 /// The bucket of the global budget a new flow the budget does not apply
 /// to takes: none (past the configuration's buckets, so unlimited to
-/// [`global_room`] and [`global_admits`]). A DHCPv6 server's answer to a
-/// message the host sent lately (`Flow::answers_dhcp6`): the host asked
-/// for it, and it comes from the link. Its source's own limits apply.
+/// [`global_room`] and [`global_admits`]). A DHCP server's answer to a
+/// message the host sent lately (`Flow::answers_dhcp`): the host asked
+/// for it, and the answer comes from the link (DHCPv6) or names the
+/// request's random id (DHCPv4). Its source's own limits apply.
 const NO_BUDGET: usize = BUDGETS;
 
 /// What [`limit`] (a SYN over a verified source's limit) or the cookie

@@ -38,6 +38,7 @@ use guard_tests::{
     kernel_test,
     model::{self, Model, Verdict},
     packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
+    server::bootp,
     xdp::{self, Program, XDP_DROP, XDP_PASS},
 };
 
@@ -561,6 +562,82 @@ fn dhcp6_answers_to_the_hosts_messages_agree() {
     assert!(
         c.get(Counter::DropGlobalBudget) > 1000 && c.get(Counter::PassLimits) > 100,
         "{c:?}"
+    );
+}
+
+/// DHCPv4 replies to the host's requests (the egress program's
+/// transactions, the model's `sent`) through a UDP flood that spends the
+/// budget: the host's client with no address and rebinding from its own,
+/// requests of three transactions, servers and a relay answering to the
+/// broadcast address, to the address offered and to the host's, replies
+/// of the host's transactions and of others, requests' messages and
+/// short ones among them, on the ports and not, within the idle time of
+/// their request and past it, and ordinary replies to the host's own
+/// datagrams. The verdicts, and the state at the end, agree; and replies
+/// were passed past the budget while the flood was dropped by it.
+#[test]
+fn dhcp4_replies_to_the_hosts_requests_agree() {
+    let _kernel = kernel_test!();
+    let mut pair = Pair::new(
+        "--mode enforce --global-rate 60 --global-burst 10 --udp-rate 20 --udp-burst 10 \
+         --udp-flow-idle 2",
+    );
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let hosts = [v4(0, 0, 0, 0), v4(198, 18, 0, 2)];
+    let to = [
+        v4(255, 255, 255, 255),
+        v4(198, 18, 0, 140),
+        v4(198, 18, 0, 2),
+    ];
+    let servers = [v4(198, 18, 0, 67), v4(198, 18, 0, 68), v4(198, 19, 7, 1)];
+    let xids = [0x0c0f_fee1, 0x7a11_0002, 0x9e37_79b9];
+    let mut rng = Rng::new(0xd4c4);
+    let mut now = T0;
+    let mut passed = 0;
+    for _ in 0..4000 {
+        now += if rng.percent(1) {
+            rng.below(3 * SEC)
+        } else {
+            rng.below(2 * MS)
+        };
+        let roll = rng.below(100);
+        if roll < 3 {
+            let request = bootp(1, rng.pick(&xids));
+            let message = Packet::udp(rng.pick(&hosts), to[0], 68, 67, &request).frame();
+            pair.sent(&message, now);
+        } else if roll < 6 {
+            let query = Packet::udp(hosts[1], rng.pick(&servers), rng.port(), 53, b"q").frame();
+            pair.sent(&query, now);
+        } else if roll < 60 {
+            let flood = v4(198, 19, rng.byte(), 7);
+            let datagram = Packet::udp(flood, hosts[1], rng.port(), 68, b"f").frame();
+            pair.packet(&datagram, now);
+        } else {
+            let (sport, dport) = if rng.percent(80) {
+                (67, 68)
+            } else {
+                rng.pick(&[(67, 67), (68, 67), (53, 68), (67, 53)])
+            };
+            let xid = if rng.percent(80) {
+                rng.pick(&xids)
+            } else {
+                rng.next_u64() as u32
+            };
+            let mut message = bootp(if rng.percent(90) { 2 } else { 1 }, xid);
+            if rng.percent(5) {
+                message.truncate(7);
+            }
+            let reply = Packet::udp(rng.pick(&servers), rng.pick(&to), sport, dport, &message);
+            if pair.packet(&reply.frame(), now) == XDP_PASS {
+                passed += 1;
+            }
+        }
+    }
+    pair.assert_same_state();
+    let c = pair.program.counters();
+    assert!(
+        c.get(Counter::DropGlobalBudget) > 1000 && passed > 100,
+        "{passed} replies passed; {c:?}"
     );
 }
 

@@ -24,6 +24,7 @@ use guard_common::{
 use guard_tests::{
     cpu, kernel_test,
     packet::{Ext, Frag, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021AD, TPID_8021Q},
+    server::bootp,
     wire::tcp_pseudo_header,
     xdp::{self, Program, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -901,6 +902,122 @@ fn a_dhcp6_servers_answer_to_the_host_skips_a_spent_budget() {
     let limited = program.counters().get(Counter::DropSourceLimit);
     let verdicts: Vec<u32> = (10..20)
         .map(|i| program.run(&answer(link_local(i), 547, 546), t))
+        .collect();
+    assert_eq!(
+        verdicts.iter().filter(|&&v| v == XDP_PASS).count(),
+        3,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        program.counters().get(Counter::DropSourceLimit),
+        limited + 7
+    );
+}
+
+/// A DHCPv4 client without an address broadcasts its request from port
+/// 68 to 67, and the server's reply comes from its own address, to the
+/// address it offers or the broadcast address: no flow the host opened.
+/// Once the host has sent a request (through the egress program), a reply
+/// (UDP from port 67 to 68, BOOTP `op` 2) that carries the request's
+/// `xid` skips a spent budget, whatever its addresses: a new flow still,
+/// under its source's own limit, and it verifies nobody. A reply of
+/// another `xid`, a request's message, other ports, and a reply later
+/// than `--udp-flow-idle` after the request (replies do not keep it
+/// alive) meet the budget; so does a reply with a short message. A flood
+/// of replies that names the `xid` from one server is held to its limit.
+#[test]
+fn a_dhcp4_servers_reply_to_the_hosts_request_skips_a_spent_budget() {
+    let _kernel = kernel_test!();
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let (dhcp, relay, offered) = (v4(198, 18, 0, 67), v4(198, 19, 7, 1), v4(198, 18, 0, 140));
+    let stranger = v4(198, 19, 0, 7);
+    let broadcast = IpAddr::V4(Ipv4Addr::BROADCAST);
+    let xid = 0x3903_f326;
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --udp-rate 1 --udp-burst 3"
+    )));
+    let budget_drops = |p: &Program| p.counters().get(Counter::DropGlobalBudget);
+    let mut port = 1000;
+    let mut spend = |program: &mut Program, t| {
+        let dropped = budget_drops(program);
+        while budget_drops(program) == dropped {
+            let flood = Packet::udp(stranger, server(), port, 9999, b"flood").frame();
+            program.run(&flood, t);
+            port += 1;
+            assert!(port < 1100, "the stranger's datagrams never met the budget");
+        }
+    };
+    spend(&mut program, T0);
+    let reply = |from, to, sport, dport, message: &[u8]| {
+        Packet::udp(from, to, sport, dport, message).frame()
+    };
+    let offer = reply(dhcp, offered, 67, 68, &bootp(2, xid));
+    let before = budget_drops(&program);
+    assert_eq!(program.run(&offer, T0), XDP_DROP, "unasked");
+    assert_eq!(budget_drops(&program), before + 1);
+
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let discover = Packet::udp(unspecified, broadcast, 68, 67, &bootp(1, xid)).frame();
+    assert_eq!(program.run_egress(&discover, T0), TCX_NEXT);
+    let new_flows = program.counters().get(Counter::NewFlows);
+    assert_eq!(program.run(&offer, T0), XDP_PASS, "asked");
+    assert_eq!(
+        program.counters().get(Counter::NewFlows),
+        new_flows + 1,
+        "a new flow to conntrack"
+    );
+    let source = SourceKey::v4([198, 18, 0, 67], 32);
+    assert_eq!(
+        program.sources()[&source].verified_until_ns,
+        0,
+        "verifies nobody"
+    );
+    assert!(!program.marked(&source), "no marks");
+
+    let before = budget_drops(&program);
+    let mut short = bootp(2, xid);
+    short.truncate(7);
+    // Each from a server of its own, whose limit has room.
+    for (last, to, sport, dport, message) in [
+        (70, broadcast, 67, 68, bootp(2, xid ^ 1)),
+        (71, broadcast, 67, 68, bootp(1, xid)),
+        (72, offered, 67, 67, bootp(2, xid)),
+        (73, offered, 53, 68, bootp(2, xid)),
+        (74, broadcast, 67, 68, short),
+    ] {
+        let frame = reply(v4(198, 18, 0, last), to, sport, dport, &message);
+        assert_eq!(program.run(&frame, T0), XDP_DROP, "{last}");
+    }
+    assert_eq!(budget_drops(&program), before + 5);
+
+    // A relay's reply to the broadcast address two seconds on (which must
+    // not refresh the transaction); past the idle time from the request,
+    // another server's reply meets the budget.
+    let relayed = reply(relay, broadcast, 67, 68, &bootp(2, xid));
+    assert_eq!(program.run(&relayed, T0 + 2 * SEC), XDP_PASS);
+    let idle = program.config().udp_flow_idle_ns;
+    spend(&mut program, T0 + idle + SEC);
+    let late = reply(v4(198, 18, 0, 75), offered, 67, 68, &bootp(2, xid));
+    assert_eq!(
+        program.run(&late, T0 + idle + SEC),
+        XDP_DROP,
+        "later than the idle time after the request"
+    );
+
+    // A request again; a flood of replies naming its `xid` from the one
+    // server, each to another address, is held to the server's limit (its
+    // burst of 3, whole again since the offer).
+    let t = T0 + idle + 2 * SEC;
+    spend(&mut program, t);
+    assert_eq!(program.run_egress(&discover, t), TCX_NEXT);
+    let limited = program.counters().get(Counter::DropSourceLimit);
+    let verdicts: Vec<u32> = (100..110)
+        .map(|last| {
+            program.run(
+                &reply(dhcp, v4(198, 18, 1, last), 67, 68, &bootp(2, xid)),
+                t,
+            )
+        })
         .collect();
     assert_eq!(
         verdicts.iter().filter(|&&v| v == XDP_PASS).count(),

@@ -55,6 +55,23 @@ use guard_common::{
     state::{EVENT_BANNED, EVENT_LIMITED, GLOBAL_BUDGET, GLOBAL_EVENTS, GLOBAL_SLOTS},
 };
 
+/// The flow a DHCPv4 transaction is kept as, from the first 8 bytes of
+/// its messages (`op`, `htype`, `hlen`, `hops`, `xid`): from the `xid`,
+/// as an IPv4 address, to 0.0.0.0, from port 67 to 68.
+fn dhcp4_transaction(message: &[u8]) -> FlowKey {
+    let mut saddr = [0; 16];
+    saddr[..4].copy_from_slice(&message[4..8]);
+    FlowKey {
+        family: AF_INET,
+        proto: IPPROTO_UDP,
+        sport: 67,
+        dport: 68,
+        pad: 0,
+        saddr,
+        daddr: [0; 16],
+    }
+}
+
 /// An allow/deny entry of the LPM tries, as `Dataplane::replace_lists`
 /// writes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,7 +576,9 @@ impl Model {
             {
                 self.other_device(&d)
             }
-            _ => self.screen(frame, &d).unwrap_or_else(|| self.ip(&d, now)),
+            _ => self
+                .screen(frame, &d)
+                .unwrap_or_else(|| self.ip(frame, &d, now)),
         }
     }
 
@@ -568,8 +587,11 @@ impl Model {
     /// datagram, or another protocol's that conntrack tracks as flows,
     /// remembers its flow as its replies will arrive (from its
     /// destination, to its source, the ports swapped), unless that flow
-    /// was seen within `UDP_FLOW_REFRESH_NS`. For the frames the tests
-    /// send: whole datagrams, no extension headers.
+    /// was seen within `UDP_FLOW_REFRESH_NS`. A DHCPv4 request (IPv4 UDP
+    /// from port 68 to 67, BOOTP `op` 1) also remembers its transaction
+    /// the same way, as the flow from its `xid` (as an address) to
+    /// 0.0.0.0, from port 67 to 68. For the frames the tests send: whole
+    /// datagrams, no extension headers.
     pub fn sent(&mut self, frame: &[u8], now: u64) {
         let d = dissect(frame);
         if !matches!(d.class, Counter::Udp | Counter::IpOther) || d.fragment {
@@ -578,8 +600,17 @@ impl Model {
         let mut reply = d.flow_key();
         std::mem::swap(&mut reply.saddr, &mut reply.daddr);
         std::mem::swap(&mut reply.sport, &mut reply.dport);
-        if !self.udp_flow_known(&reply, now, UDP_FLOW_REFRESH_NS) {
-            self.remember_key(reply, now);
+        let mut keys = vec![reply];
+        if (d.family, d.proto, d.sport, d.dport) == (AF_INET, IPPROTO_UDP, 68, 67)
+            && let Some(message) = frame.get(d.l4 + UDP_HLEN..d.l4 + UDP_HLEN + 8)
+            && message[0] == 1
+        {
+            keys.push(dhcp4_transaction(message));
+        }
+        for key in keys {
+            if !self.udp_flow_known(&key, now, UDP_FLOW_REFRESH_NS) {
+                self.remember_key(key, now);
+            }
         }
     }
 
@@ -635,9 +666,10 @@ impl Model {
     }
 
     /// Steps 4 to 7 of the policy, for a well-formed IP packet.
-    fn ip(&mut self, d: &Dissected, now: u64) -> Verdict {
+    fn ip(&mut self, frame: &[u8], d: &Dissected, now: u64) -> Verdict {
         let class = self.new_flow(d, now);
-        let answer = class == Some(FlowClass::Udp) && self.answers_dhcp6(d, now);
+        let answer = class == Some(FlowClass::Udp)
+            && (self.answers_dhcp6(d, now) || self.answers_dhcp4(frame, d, now));
         let action = self.list_action(d, class.is_some());
         if class.is_some() {
             self.bump(Counter::NewFlows);
@@ -716,6 +748,21 @@ impl Model {
         };
         self.udp_flows
             .get(&asked)
+            .is_some_and(|last| now.saturating_sub(*last) <= self.config.udp_flow_idle_ns)
+    }
+
+    /// Whether a DHCPv4 server's reply (IPv4 UDP from port 67 to 68, BOOTP
+    /// `op` 2) answers a request the host sent within `udp_flow_idle_ns`:
+    /// its transaction ([`Self::sent`]), by the reply's `xid`, looked up
+    /// without refreshing it.
+    fn answers_dhcp4(&self, frame: &[u8], d: &Dissected, now: u64) -> bool {
+        if (d.family, d.proto, d.sport, d.dport) != (AF_INET, IPPROTO_UDP, 67, 68) {
+            return false;
+        }
+        frame
+            .get(d.l4 + UDP_HLEN..d.l4 + UDP_HLEN + 8)
+            .filter(|message| message[0] == 2)
+            .and_then(|message| self.udp_flows.get(&dhcp4_transaction(message)))
             .is_some_and(|last| now.saturating_sub(*last) <= self.config.udp_flow_idle_ns)
     }
 

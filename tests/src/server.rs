@@ -4,7 +4,7 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -167,7 +167,7 @@ impl Drop for UdpEcho {
 /// sends `query` and waits `timeout` for the answer, which must echo it.
 pub fn query(ns: &str, server: SocketAddr, query: &[u8], timeout: Duration) -> io::Result<()> {
     let local = match server {
-        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
     let socket = in_netns(ns, || UdpSocket::bind(local))?;
@@ -235,6 +235,112 @@ impl Dhcp6Client {
             self.socket.set_read_timeout(Some(left))?;
             let (n, _) = self.socket.recv_from(&mut buf)?;
             if &buf[..n] == message {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A DHCPv4 (BOOTP) message of 244 bytes: `op` (1 a request, 2 a
+/// reply), Ethernet's `htype` and `hlen`, the transaction id `xid`, the
+/// rest of the fixed fields zero, the magic cookie and the end option.
+#[must_use]
+pub fn bootp(op: u8, xid: u32) -> Vec<u8> {
+    let mut message = vec![0; 244];
+    message[..4].copy_from_slice(&[op, 1, 6, 0]);
+    message[4..8].copy_from_slice(&xid.to_be_bytes());
+    message[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    message[240] = 255;
+    message
+}
+
+/// A UDP socket in namespace `ns` bound to `0.0.0.0:port` on device
+/// `dev`, allowed to send to the broadcast address, as a DHCPv4 client's
+/// and server's are.
+fn broadcasting(ns: &str, dev: &str, port: u16) -> UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    in_netns(ns, || {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+        socket.set_broadcast(true)?;
+        socket.bind_device(Some(dev.as_bytes()))?;
+        socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+        Ok::<_, io::Error>(UdpSocket::from(socket))
+    })
+    .unwrap_or_else(|e| panic!("binding port {port} on {dev} in {ns}: {e}"))
+}
+
+/// A DHCPv4-shaped server in a namespace, until dropped: on port 67 of one
+/// device, it answers each request ([`bootp`] `op` 1) with a reply of the
+/// same `xid` to the broadcast address, port 68, from its own address (as
+/// a server answers a client that has no address yet).
+pub struct Dhcp4Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Dhcp4Server {
+    /// On device `dev` of namespace `ns`.
+    #[must_use]
+    pub fn start(ns: &str, dev: &str) -> Self {
+        let socket = broadcasting(ns, dev, 67);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 576];
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf)
+                    && n >= 8
+                    && buf[0] == 1
+                {
+                    let xid = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                    let _ = socket.send_to(&bootp(2, xid), (Ipv4Addr::BROADCAST, 68));
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Dhcp4Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A DHCPv4-shaped client in a namespace: a socket bound to port 68 of one
+/// device, as a client keeps it, that broadcasts its requests to port 67.
+pub struct Dhcp4Client(UdpSocket);
+
+impl Dhcp4Client {
+    /// Bound in namespace `ns`, on its device `dev`.
+    #[must_use]
+    pub fn bind(ns: &str, dev: &str) -> Self {
+        Self(broadcasting(ns, dev, 68))
+    }
+
+    /// Broadcasts a request of transaction `xid` and waits `timeout` for a
+    /// reply of the same `xid` (replies to others are passed over).
+    pub fn exchange(&self, xid: u32, timeout: Duration) -> io::Result<()> {
+        self.0.send_to(&bootp(1, xid), (Ipv4Addr::BROADCAST, 67))?;
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 576];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.0.set_read_timeout(Some(left))?;
+            let n = self.0.recv(&mut buf)?;
+            if buf[..n] == bootp(2, xid) {
                 return Ok(());
             }
         }
@@ -328,7 +434,7 @@ pub fn connect_from(
         Socket::new(Domain::for_address(addr), Type::STREAM, None)
     })?;
     let local = match addr {
-        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
     };
     socket.bind(&local.into())?;
