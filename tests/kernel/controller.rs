@@ -31,7 +31,8 @@ use guard_tests::{
     nft::{Counters, nft},
     packet::{L4, Packet, TCP_SYN},
     server::{
-        ALL_DHCP6_SERVERS, Dhcp6Client, EchoServer, UdpEcho, connect_echo, query, visit_echo,
+        ALL_DHCP6_SERVERS, Dhcp4Client, Dhcp4Server, Dhcp6Client, EchoServer, UdpEcho,
+        connect_echo, query, visit_echo,
     },
 };
 
@@ -1587,6 +1588,59 @@ fn a_dhcp6_client_is_answered_through_a_udp_flood() {
             let message = format!("solicit {i}");
             let answer = client.exchange(message.as_bytes(), Duration::from_millis(500));
             (message, answer)
+        },
+    );
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A DHCPv4 client's exchanges are answered through a random-source UDP
+/// flood at an open port that keeps the budget spent. The client
+/// broadcasts from port 68 to 67, and a server on the link answers from
+/// its own address to the broadcast address, as it does a client with no
+/// address yet: no flow the host opened, and a new flow each time (with
+/// `--udp-flow-idle 1`), which guard lets past the budget because it
+/// carries the `xid` of the host's request. Before, the answers met the
+/// flood in the budget (by hand: ISC `dhclient` got no lease in 8 s in two
+/// runs of three).
+#[test]
+fn a_dhcp4_client_is_answered_through_a_udp_flood() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = Dhcp4Server::start(&net.attacker, &net.attacker_if);
+    let _service = UdpEcho::start(
+        &net.victim,
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, OPEN_UDP_PORT)),
+    );
+    // Bound from the start, as a client keeps its port: guard counts it
+    // open, so the answers take the UDP class's bucket, the one the flood
+    // spends.
+    let client = Dhcp4Client::bind(&net.victim, &net.victim_if);
+    let guard = start_on(
+        &net,
+        &[&SMALL_BUDGET[..], &["--udp-flow-idle", "1"]].concat(),
+    );
+    client
+        .exchange(0x6775_0000, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("no answer before the flood: {e}\n{}", guard.stderr()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
+        let src = spoofed(i);
+        let datagram = Packet::udp(src, flood.victim_for(src), sport, OPEN_UDP_PORT, b"flood");
+        flood.send(&datagram);
+    });
+    // 1.2 s apart, past the idle time: each answer's flow is new again.
+    answered_through_a_flood(
+        &net,
+        &guard,
+        (flood, stop),
+        "drop_global_budget",
+        10,
+        Duration::from_millis(1200),
+        |i| {
+            let xid = 0x6775_0001 + i;
+            let answer = client.exchange(xid, Duration::from_millis(500));
+            (format!("xid {xid:#x}"), answer)
         },
     );
     guard.stop(libc::SIGTERM).assert_code(0);
