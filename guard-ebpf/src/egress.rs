@@ -46,20 +46,20 @@ use guard_common::{
     key::{AF_INET, AF_INET6},
 };
 
-/// The ports of a datagram from a DHCPv4 client's port to a server's, as
-/// they lie in the header.
-const DHCP4_REQUEST_PORTS: [u8; PORTS_LEN] = {
-    let [c0, c1] = DHCP4_CLIENT_PORT.to_be_bytes();
-    let [s0, s1] = DHCP4_SERVER_PORT.to_be_bytes();
-    [c0, c1, s0, s1]
-};
-
 use crate::{
     clock,
     flows::{Ends, Flow, FlowPlace},
     maps::{CONFIG, COUNTERS, SYNACKS},
     packet::load,
     verdict::{Addr, addr_bytes, source_key, verify_reply},
+};
+
+/// The ports of a datagram from a DHCPv4 client's port to a server's, as
+/// they lie in the header.
+const DHCP4_REQUEST_PORTS: [u8; PORTS_LEN] = {
+    let [c0, c1] = DHCP4_CLIENT_PORT.to_be_bytes();
+    let [s0, s1] = DHCP4_SERVER_PORT.to_be_bytes();
+    [c0, c1, s0, s1]
 };
 
 /// What the packet `ctx` sends tells: see the module doc.
