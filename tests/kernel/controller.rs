@@ -1231,6 +1231,105 @@ fn a_flood_at_a_macvlan_container_is_not_the_hosts() {
     guard.stop(libc::SIGTERM).assert_code(0);
 }
 
+/// The host's own MACs follow its devices while guard runs, though the
+/// namespace's devices are read again only once the kernel says one
+/// changed (`host::iface::LinkCache`): once the guarded interface takes
+/// a new MAC, SYNs to it are the host's new flows and SYNs to the old one
+/// another device's; once a macvlan shim is added on it in the host's
+/// namespace, SYNs to the shim's MAC are the host's too. (A MAC not
+/// followed would let every frame to it past the limits.)
+#[test]
+fn the_hosts_macs_follow_its_devices() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let guard = start_on(&net, &["--fingerprints", "off", "--summary-interval", "0"]);
+    let (old, new, shim) = (
+        net.mac(&net.victim, &net.victim_if),
+        [0x02, 0, 0, 0, 0x77, 0x01],
+        [0x02, 0, 0, 0, 0x77, 0x02],
+    );
+    // SYNs to a MAC nobody here has are another device's once the first
+    // tick has written the host's.
+    let (host, other) = ((5, 0), (0, 5));
+    becomes(&net, &guard, [0x02, 0, 0, 0, 0x77, 0x09], other);
+    net::ip(&[
+        "-n",
+        &net.victim,
+        "link",
+        "set",
+        "dev",
+        &net.victim_if,
+        "address",
+        "02:00:00:00:77:01",
+    ]);
+    becomes(&net, &guard, new, host);
+    becomes(&net, &guard, old, other);
+    net::ip(&[
+        "-n",
+        &net.victim,
+        "link",
+        "add",
+        "shim0",
+        "link",
+        &net.victim_if,
+        "address",
+        "02:00:00:00:77:02",
+        "up",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    becomes(&net, &guard, shim, host);
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// Sends five SYNs from spoofed sources to the victim's addresses in
+/// frames for `mac`, until guard counts them as `want` (new flows of the
+/// host's, frames for another device) within 5 s.
+fn becomes(net: &TestNet, guard: &Guard, mac: [u8; 6], want: (u64, u64)) {
+    let victim = VICTIM_ADDR.parse().expect("address");
+    let victim6 = VICTIM_ADDR6.parse().expect("address");
+    let mut flood = Flood::new(net).aimed_at(mac, victim, victim6);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut i = 0;
+    loop {
+        let before = guard_proc::counters(&guard_proc::stats(net));
+        for _ in 0..5 {
+            let src = spoofed(9000 + i);
+            flood.tcp(
+                src,
+                1024 + u16::try_from(i % 60_000).expect("port"),
+                PORT,
+                TCP_SYN,
+            );
+            i += 1;
+        }
+        // Counted once `tcp_syn` has them all.
+        let counted = loop {
+            let c = guard_proc::counters(&guard_proc::stats(net));
+            if c["tcp_syn"] >= before["tcp_syn"] + 5 {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "guard did not count the SYNs");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let got = (
+            counted["new_flows"] - before["new_flows"],
+            counted["pass_other_device"] - before["pass_other_device"],
+        );
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SYNs to {mac:02x?} counted as (new flows, another device's) {got:?}, not {want:?}\n{}",
+            guard.stderr()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The victim's nat rule for [`a_client_of_a_port_the_nat_rules_rewrite_connects_through_a_flood`]:
 /// connections to PORT go to PORT + 1, as a published port's go to its
 /// container.

@@ -192,6 +192,23 @@ pub fn links(ifaces: &[&Interface]) -> io::Result<Vec<Link>> {
     Ok(found)
 }
 
+/// What the namespace's devices are read through ([`watched_links`]).
+pub type LinkCache = super::netlink::Watched<Vec<u32>, Vec<Link>>;
+
+/// A [`LinkCache`] that reads again once a device was added, deleted or
+/// changed (rtnetlink's link group: an address, a name, a state, a lower
+/// device).
+#[must_use]
+pub const fn link_cache() -> LinkCache {
+    LinkCache::new(NETLINK_ROUTE, &[libc::RTNLGRP_LINK])
+}
+
+/// [`links`] of `ifaces`, as `cache` last read them unless a device
+/// changed since, or the guarded interfaces are others.
+pub fn watched_links(cache: &mut LinkCache, ifaces: &[&Interface]) -> io::Result<Vec<Link>> {
+    cache.get(ifaces.iter().map(|i| i.index).collect(), || links(ifaces))
+}
+
 /// One device of a link message.
 fn read_link(link: &LinkMessage) -> Link {
     let mut found = Link {

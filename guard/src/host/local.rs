@@ -30,6 +30,30 @@ use super::netlink;
 /// The kernel's local table (`RT_TABLE_LOCAL`).
 const RT_TABLE_LOCAL: u8 = 255;
 
+/// What the local routes are read through ([`watched_local_prefixes`]).
+pub type LocalCache = netlink::Watched<(), BTreeSet<IpNet>>;
+
+/// A [`LocalCache`] that reads again once a route or an address of either
+/// family was added or deleted.
+#[must_use]
+pub const fn local_cache() -> LocalCache {
+    LocalCache::new(
+        NETLINK_ROUTE,
+        &[
+            libc::RTNLGRP_IPV4_ROUTE,
+            libc::RTNLGRP_IPV6_ROUTE,
+            libc::RTNLGRP_IPV4_IFADDR,
+            libc::RTNLGRP_IPV6_IFADDR,
+        ],
+    )
+}
+
+/// [`local_prefixes`], as `cache` last read them unless a route or an
+/// address changed since.
+pub fn watched_local_prefixes(cache: &mut LocalCache) -> io::Result<BTreeSet<IpNet>> {
+    cache.get((), local_prefixes)
+}
+
 /// Every `local` route of the local table, IPv4 and IPv6.
 pub fn local_prefixes() -> io::Result<BTreeSet<IpNet>> {
     let mut found = dump(AddressFamily::Inet)?;

@@ -88,6 +88,11 @@ pub struct Controller<'a> {
     globals: Option<PidLock>,
     /// The highest level among the fleet's other members (`--fleet`).
     neighbours: Level,
+    /// The protected namespace's devices, for the host's MACs, and its
+    /// local routes, each read again only once the kernel says they
+    /// changed.
+    links: iface::LinkCache,
+    local_routes: local::LocalCache,
 }
 
 /// Takes the host's knobs lock if no other guard holds it; says who does
@@ -196,6 +201,8 @@ impl<'a> Controller<'a> {
             nft_reinstalled: 0,
             globals,
             neighbours: Level::Normal,
+            links: iface::link_cache(),
+            local_routes: local::local_cache(),
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
@@ -384,7 +391,8 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// Reads the protected namespace's `local` routes (`host::local`),
+    /// Reads the protected namespace's `local` routes (`host::local`;
+    /// again only once a route or an address changed),
     /// which tell the cookie path, and the closed ports' budget, the host's
     /// destinations from a macvlan container's or a bridged VM's, and has
     /// `write` put them into every attachment. A failure is reported once;
@@ -394,9 +402,11 @@ impl<'a> Controller<'a> {
         if self.dry_run {
             return;
         }
+        let mut cache = std::mem::replace(&mut self.local_routes, local::local_cache());
         let found = self
-            .read_in_namespace(local::local_prefixes)
+            .read_in_namespace(|| local::watched_local_prefixes(&mut cache))
             .context("reading the local routes (rtnetlink)");
+        self.local_routes = cache;
         if let Err(e) = found.and_then(|routes| write(&routes)) {
             self.report_once(&format!(
                 "{e:#}: the cookie path and the closed ports' budget take every destination as this host's"
@@ -405,7 +415,8 @@ impl<'a> Controller<'a> {
     }
 
     /// Reads the guarded interfaces and the protected namespace's VLAN and
-    /// macvlan devices (`host::iface::links`) and has `write` put each
+    /// macvlan devices (`host::iface::LinkCache`: again only once one
+    /// changed) and has `write` put each
     /// guarded interface's own link-layer addresses (`model::devices`)
     /// into its program, by the interface's place in `ifaces`: frames for
     /// other devices (a macvlan container's, a macvtap VM's) then pass
@@ -416,9 +427,11 @@ impl<'a> Controller<'a> {
         ifaces: &[&Interface],
         write: &mut dyn FnMut(usize, &[Mac]) -> Result<()>,
     ) {
+        let mut cache = std::mem::replace(&mut self.links, iface::link_cache());
         let links = self
-            .read_in_namespace(|| iface::links(ifaces))
+            .read_in_namespace(|| iface::watched_links(&mut cache, ifaces))
             .context("reading the namespace's devices (rtnetlink)");
+        self.links = cache;
         let links = match links {
             Ok(links) => links,
             Err(e) => {
