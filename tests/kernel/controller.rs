@@ -1570,6 +1570,21 @@ fn answered_through_a_flood(
     );
 }
 
+/// A random-source UDP flood at the victim's open UDP port, from the
+/// addresses `source` gives, until the flag it returns is set.
+fn open_port_flood(
+    net: &TestNet,
+    source: fn(u32) -> std::net::IpAddr,
+) -> (thread::JoinHandle<Flood>, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = flooding(Flood::new(net), stop.clone(), move |flood, i, sport| {
+        let src = source(i);
+        let datagram = Packet::udp(src, flood.victim_for(src), sport, OPEN_UDP_PORT, b"flood");
+        flood.send(&datagram);
+    });
+    (flood, stop)
+}
+
 /// guard as these tests run it against floods at closed ports: a small
 /// budget, which a flood spends at once, and no signatures (a flood's
 /// fixed traits would be learned, and dropped before the budget).
@@ -1668,12 +1683,7 @@ fn a_dhcp6_client_is_answered_through_a_udp_flood() {
         .exchange(b"calm", Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("no answer before the flood: {e}\n{}", guard.stderr()));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
-        let src = spoofed6(i);
-        let datagram = Packet::udp(src, flood.victim_for(src), sport, OPEN_UDP_PORT, b"flood");
-        flood.send(&datagram);
-    });
+    let (flood, stop) = open_port_flood(&net, spoofed6);
     // 1.2 s apart, past the idle time: each answer's flow is new again.
     let gap = Duration::from_millis(1200);
     answered_through_a_flood(
@@ -1722,12 +1732,7 @@ fn a_dhcp4_client_is_answered_through_a_udp_flood() {
         .exchange(0x6775_0000, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("no answer before the flood: {e}\n{}", guard.stderr()));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = flooding(Flood::new(&net), stop.clone(), |flood, i, sport| {
-        let src = spoofed(i);
-        let datagram = Packet::udp(src, flood.victim_for(src), sport, OPEN_UDP_PORT, b"flood");
-        flood.send(&datagram);
-    });
+    let (flood, stop) = open_port_flood(&net, spoofed);
     // 1.2 s apart, past the idle time: each answer's flow is new again.
     answered_through_a_flood(
         &net,

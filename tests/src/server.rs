@@ -25,8 +25,7 @@ fn in_netns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
 /// Accepts connections and echoes what they send (or greets them:
 /// [`EchoServer::greeting`]), until dropped.
 pub struct EchoServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _running: Running,
 }
 
 impl EchoServer {
@@ -55,9 +54,7 @@ impl EchoServer {
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
+        let running = Running::spawn(move |stopping| {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
@@ -70,10 +67,7 @@ impl EchoServer {
                 }
             }
         });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
+        Self { _running: running }
     }
 }
 
@@ -92,7 +86,26 @@ fn echo(mut stream: TcpStream) {
 /// What [`EchoServer::greeting`] sends.
 pub const GREETING: &[u8] = b"220 guard-test\r\n";
 
-impl Drop for EchoServer {
+/// A server's thread, until dropped: it serves while the flag it is
+/// given is clear; dropping sets the flag and waits for it.
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn spawn(serve: impl FnOnce(&AtomicBool) + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || serve(&stopping));
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -101,11 +114,32 @@ impl Drop for EchoServer {
     }
 }
 
+/// Answers what `socket` receives with what `answer` makes of it (the
+/// datagram and its sender: the reply and where to), on a thread of its
+/// own.
+fn answering(
+    socket: UdpSocket,
+    answer: impl Fn(&[u8], SocketAddr) -> Option<(Vec<u8>, SocketAddr)> + Send + 'static,
+) -> Running {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("read timeout");
+    Running::spawn(move |stopping| {
+        let mut buf = [0u8; 576];
+        while !stopping.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf)
+                && let Some((reply, to)) = answer(&buf[..n], from)
+            {
+                let _ = socket.send_to(&reply, to);
+            }
+        }
+    })
+}
+
 /// Answers each datagram with its own bytes (a resolver, as its clients
 /// see it), until dropped.
 pub struct UdpEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _running: Running,
 }
 
 impl UdpEcho {
@@ -133,31 +167,8 @@ impl UdpEcho {
 
     /// Echoes what `socket` receives, on a thread of its own.
     fn serve(socket: UdpSocket) -> Self {
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("read timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !stopping.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(&buf[..n], from);
-                }
-            }
-        });
         Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for UdpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            _running: answering(socket, |datagram, from| Some((datagram.to_vec(), from))),
         }
     }
 }
@@ -274,45 +285,19 @@ fn broadcasting(ns: &str, dev: &str, port: u16) -> UdpSocket {
 /// same `xid` to the broadcast address, port 68, from its own address (as
 /// a server answers a client that has no address yet).
 pub struct Dhcp4Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _running: Running,
 }
 
 impl Dhcp4Server {
     /// On device `dev` of namespace `ns`.
     #[must_use]
     pub fn start(ns: &str, dev: &str) -> Self {
-        let socket = broadcasting(ns, dev, 67);
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("read timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 576];
-            while !stopping.load(Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf)
-                    && n >= 8
-                    && buf[0] == 1
-                {
-                    let xid = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                    let _ = socket.send_to(&bootp(2, xid), (Ipv4Addr::BROADCAST, 68));
-                }
-            }
+        let to = SocketAddr::from((Ipv4Addr::BROADCAST, 68));
+        let running = answering(broadcasting(ns, dev, 67), move |request, _| {
+            let xid = u32::from_be_bytes(*request.get(4..8)?.first_chunk()?);
+            (request[0] == 1).then(|| (bootp(2, xid), to))
         });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Dhcp4Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        Self { _running: running }
     }
 }
 
