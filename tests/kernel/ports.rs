@@ -830,15 +830,8 @@ fn a_dhcp6_servers_answer_to_the_host_skips_a_spent_budget() {
     let budget_drops = |p: &Program| p.counters().get(Counter::DropGlobalBudget);
     // The stranger's new flows until the budget drops one at `t`.
     let mut port = 1000;
-    let mut spend = |program: &mut Program, t| {
-        let dropped = budget_drops(program);
-        while budget_drops(program) == dropped {
-            let flood = Packet::udp(stranger, host, port, 9999, b"flood").frame();
-            program.run(&flood, t);
-            port += 1;
-            assert!(port < 1100, "the stranger's datagrams never met the budget");
-        }
-    };
+    let mut spend =
+        |program: &mut Program, t| spend_udp_budget(program, stranger, host, &mut port, t);
     spend(&mut program, T0);
     let answer = |from, sport, dport| Packet::udp(from, host, sport, dport, b"reply").frame();
     let before = budget_drops(&program);
@@ -927,15 +920,8 @@ fn a_dhcp4_servers_reply_to_the_hosts_request_skips_a_spent_budget() {
     )));
     let budget_drops = |p: &Program| p.counters().get(Counter::DropGlobalBudget);
     let mut port = 1000;
-    let mut spend = |program: &mut Program, t| {
-        let dropped = budget_drops(program);
-        while budget_drops(program) == dropped {
-            let flood = Packet::udp(stranger, server(), port, 9999, b"flood").frame();
-            program.run(&flood, t);
-            port += 1;
-            assert!(port < 1100, "the stranger's datagrams never met the budget");
-        }
-    };
+    let mut spend =
+        |program: &mut Program, t| spend_udp_budget(program, stranger, server(), &mut port, t);
     spend(&mut program, T0);
     let reply = |from, to, sport, dport, message: &[u8]| {
         Packet::udp(from, to, sport, dport, message).frame()
@@ -1001,6 +987,22 @@ fn a_dhcp4_servers_reply_to_the_hosts_request_skips_a_spent_budget() {
     assert_eq!(program.run_egress(&discover, t), TCX_NEXT);
     let replies = (100..110).map(|last| reply(dhcp, v4(198, 18, 1, last), 67, 68, &bootp(2, xid)));
     three_of_ten_pass(&mut program, replies, t);
+}
+
+/// New UDP flows from `stranger` to `host` at `t`, from port `*port` on,
+/// until the global budget drops one.
+fn spend_udp_budget(program: &mut Program, stranger: IpAddr, host: IpAddr, port: &mut u16, t: u64) {
+    let drops = |p: &Program| p.counters().get(Counter::DropGlobalBudget);
+    let dropped = drops(program);
+    while drops(program) == dropped {
+        let flood = Packet::udp(stranger, host, *port, 9999, b"flood").frame();
+        program.run(&flood, t);
+        *port += 1;
+        assert!(
+            *port < 1100,
+            "the stranger's datagrams never met the budget"
+        );
+    }
 }
 
 /// Runs ten frames of one source at `t`: a burst of 3 passes, the other
