@@ -236,19 +236,7 @@ impl Dhcp6Client {
     /// answer to an earlier message is passed over).
     pub fn exchange(&self, message: &[u8], timeout: Duration) -> io::Result<()> {
         self.socket.send_to(message, self.servers)?;
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 512];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.socket.set_read_timeout(Some(left))?;
-            let (n, _) = self.socket.recv_from(&mut buf)?;
-            if &buf[..n] == message {
-                return Ok(());
-            }
-        }
+        awaited(&self.socket, message, timeout)
     }
 }
 
@@ -316,18 +304,25 @@ impl Dhcp4Client {
     /// reply of the same `xid` (replies to others are passed over).
     pub fn exchange(&self, xid: u32, timeout: Duration) -> io::Result<()> {
         self.0.send_to(&bootp(1, xid), (Ipv4Addr::BROADCAST, 67))?;
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 576];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.0.set_read_timeout(Some(left))?;
-            let n = self.0.recv(&mut buf)?;
-            if buf[..n] == bootp(2, xid) {
-                return Ok(());
-            }
+        awaited(&self.0, &bootp(2, xid), timeout)
+    }
+}
+
+/// Waits `timeout` on `socket` for a datagram of exactly `expected` bytes,
+/// from anyone; others (a late answer to an earlier message) are passed
+/// over.
+fn awaited(socket: &UdpSocket, expected: &[u8], timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 576];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        socket.set_read_timeout(Some(left))?;
+        let (n, _) = socket.recv_from(&mut buf)?;
+        if &buf[..n] == expected {
+            return Ok(());
         }
     }
 }
