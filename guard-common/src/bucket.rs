@@ -94,6 +94,15 @@ impl Limit {
         }
     }
 
+    /// Whether at most a tenth of the burst is drawn at `now` (`tat` the
+    /// state after the last take; always, when unlimited): `k` tokens
+    /// taken at once from a full bucket leave `tat` `k` intervals ahead.
+    #[inline(always)]
+    #[must_use]
+    pub const fn at_most_a_tenth_drawn(&self, tat: u64, now: u64) -> bool {
+        tat.saturating_sub(now) <= (self.tolerance_ns + self.interval_ns) / 10
+    }
+
     /// The burst this limit was built with.
     #[must_use]
     pub const fn burst(&self) -> u64 {
@@ -164,6 +173,21 @@ mod tests {
                 "rate {rate}"
             );
         }
+    }
+
+    #[test]
+    fn a_tenth_of_the_burst_drawn_is_told_from_more() {
+        let limit = Limit::new(10, 20);
+        let mut tat = 0;
+        for _ in 0..2 {
+            tat = limit.admit(tat, SEC).unwrap();
+            assert!(limit.at_most_a_tenth_drawn(tat, SEC));
+        }
+        tat = limit.admit(tat, SEC).unwrap();
+        assert!(!limit.at_most_a_tenth_drawn(tat, SEC));
+        // A tenth of a second refills one token.
+        assert!(limit.at_most_a_tenth_drawn(tat, SEC + SEC / 10));
+        assert!(Limit::UNLIMITED.at_most_a_tenth_drawn(0, SEC));
     }
 
     #[test]

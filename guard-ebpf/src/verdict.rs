@@ -615,18 +615,26 @@ fn limit(
     if st.limited != 0 {
         st.limited = 0;
     }
-    // A verified source skips the budget once it binds (before, it has
-    // room for every real client; and a flood that spoofs a client served
-    // lately would pass its whole burst at calm's generous limits), and
-    // while the source keeps within its own limit (such a flood gets its
-    // burst past the budget, not its rate).
-    let budgeted = !verify
-        && (st.verified_until_ns <= now
-            || !cfg.budget_binds()
-            || st.over_limit_within(cfg.ban_window_ns, now));
+    // A verified source skips the budget while it binds and the source
+    // keeps within its own limit (a flood that spoofs a client served
+    // lately gets its burst past the budget, not its rate).
+    let verified = st.verified_until_ns > now && !st.over_limit_within(cfg.ban_window_ns, now);
+    let mut budgeted = !verify && !(verified && cfg.budget_binds());
     if budgeted && !global_room(cfg, budget, now) {
-        st.dropped = st.dropped.wrapping_add(1);
-        return reject(cfg, slots, budget_drop(budget));
+        // Spent before the controller says it binds: a flood's first
+        // tick. A verified source still gets past it with at most a tenth
+        // of its burst drawn (calm's limits are ten times the configured
+        // ones, whose whole burst that is), so its connections do not wait
+        // for a retransmission, while a flood spoofing it gets a tenth.
+        let spare = st
+            .tat
+            .get(c)
+            .is_some_and(|tat| source_limit.at_most_a_tenth_drawn(*tat, now));
+        if !(verified && spare) {
+            st.dropped = st.dropped.wrapping_add(1);
+            return reject(cfg, slots, budget_drop(budget));
+        }
+        budgeted = false;
     }
     let Ok(pst) = prefix_tier(cfg, slots, src, v4, class, prefix_limit, now) else {
         st.dropped = st.dropped.wrapping_add(1);

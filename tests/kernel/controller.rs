@@ -1956,22 +1956,25 @@ fn rewritten_port(net: &TestNet) -> (EchoServer, Guard) {
     (service, guard)
 }
 
-/// A client the host served before any flood (the echo's data, leaving
-/// through guard's egress program, verifies it) connects through a flood
+/// The client's connection before any flood, which verifies it (the
+/// echo's data leaving through guard's egress program).
+fn served_before_a_flood(net: &TestNet, guard: &Guard) {
+    connect_echo(&net.attacker, server_addr(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the connection before the flood: {e}\n{}", guard.stderr()));
+    wait_counter(net, "verified_reply", 1);
+}
+
+/// A client the host served before any flood connects through a flood
 /// every time, though no handshake of its got through the budget to be
 /// checked: at 20 SYNs a second admitted of 20,000, one of its SYNs would
-/// get through about once in a thousand tries, and each connection waits
-/// 2.5 s, through one retransmit (a SYN that comes before the controller
-/// has seen the budget bind meets it, as everyone's: the retransmit skips
-/// it).
+/// get through about once in a thousand tries (each connection may take
+/// 2.5 s, through retransmits).
 #[test]
 fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
     let _kernel = kernel_test!();
     let net = TestNet::addressed();
     let (_service, guard) = rewritten_port(&net);
-    connect_echo(&net.attacker, server_addr(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("the connection before the flood: {e}\n{}", guard.stderr()));
-    wait_counter(&net, "verified_reply", 1);
+    served_before_a_flood(&net, &guard);
     // `guard stats` says which source is verified, and for how long (the
     // default `--verified-for`, 300 s).
     let stats = guard_proc::stats(&net);
@@ -1992,5 +1995,48 @@ fn a_client_served_before_a_flood_connects_through_it_from_its_start() {
         "the client served before the flood",
     );
     assert!(c["verified_reply"] >= 1, "{c:?}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// The same client loses no SYN in the flood's first second either, when
+/// the budget is spent but the controller, which looks once a second, has
+/// not yet seen it bind: it connects every 20 ms from the flood's start
+/// for two seconds, and guard drops none of its SYNs (before, those of
+/// that first second met the budget as a stranger's, and each waited a
+/// second for its retransmission).
+#[test]
+fn a_client_served_before_a_flood_loses_no_syn_in_its_first_second() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let (_service, guard) = rewritten_port(&net);
+    served_before_a_flood(&net, &guard);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = background_flood(Flood::new(&net), stop.clone());
+    let start = Instant::now();
+    let mut made = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        connect_echo(&net.attacker, server_addr(), Duration::from_secs(5)).unwrap_or_else(|e| {
+            panic!(
+                "connection {made} in the flood's first seconds: {e}\n{}",
+                guard.stderr()
+            )
+        });
+        made += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flood = flooding.join().expect("flood");
+
+    let stats = guard_proc::stats(&net);
+    let c = guard_proc::counters(&stats);
+    assert!(
+        c["drop_global_budget"] > flood.sent / 2,
+        "the flood ({} SYNs) was not dropped: {c:?}",
+        flood.sent
+    );
+    let row = guard_proc::top_source(&stats, ATTACKER_ADDR)
+        .unwrap_or_else(|| panic!("no row for {ATTACKER_ADDR}: {stats}"));
+    assert_eq!(row["dropped"], 0, "{made} connections: {row}");
     guard.stop(libc::SIGTERM).assert_code(0);
 }

@@ -648,6 +648,51 @@ fn a_verified_source_over_its_own_limit_meets_the_budget() {
     assert_eq!(program.run(&syn(client, 2005), later), XDP_PASS);
 }
 
+/// A budget spent before the controller says it binds (a flood's first
+/// tick) still lets a verified source past with at most a tenth of its
+/// burst drawn, so a returning client's connections do not wait for a
+/// retransmission; past that tenth, or unverified, the budget decides.
+#[test]
+fn a_verified_source_gets_a_tenth_of_its_burst_past_a_budget_spent_before_it_binds() {
+    let _kernel = kernel_test!();
+    let mut program = Program::new(&xdp::settings(&format!(
+        "{BUDGET} --syn-rate 10 --syn-burst 20"
+    )));
+    assert!(!program.config().budget_binds());
+    let (client, stranger, unverified) = (
+        Ipv4Addr::new(198, 18, 7, 9).into(),
+        Ipv4Addr::new(198, 19, 3, 3).into(),
+        Ipv4Addr::new(198, 18, 7, 10).into(),
+    );
+    let response = sent(client, server(), TCP_ACK, &[], b"data").frame();
+    assert_eq!(program.run_egress(&response, T0), TCX_NEXT);
+    let syn = |src: IpAddr, sport: u16| syn_from(src, sport, 8080);
+    let spend = |program: &mut Program, now: u64| {
+        let passed = (1000..1010)
+            .take_while(|&sport| program.run(&syn(stranger, sport), now) == XDP_PASS)
+            .count();
+        assert!(passed < 10, "the budget was never spent");
+    };
+    // The unverified source is known, so the budget alone decides for it.
+    assert_eq!(program.run(&syn(unverified, 900), T0), XDP_PASS);
+    spend(&mut program, T0);
+
+    let budget_drops = program.counters().get(Counter::DropGlobalBudget);
+    for sport in 2000..2002 {
+        assert_eq!(program.run(&syn(client, sport), T0), XDP_PASS, "{sport}");
+    }
+    assert_eq!(program.run(&syn(client, 2002), T0), XDP_DROP, "a third");
+    assert_eq!(program.run(&syn(unverified, 901), T0), XDP_DROP);
+    assert_eq!(
+        program.counters().get(Counter::DropGlobalBudget),
+        budget_drops + 2
+    );
+    // A second on, its bucket has refilled (the budget too: spend it).
+    let later = T0 + SEC;
+    spend(&mut program, later);
+    assert_eq!(program.run(&syn(client, 2003), later), XDP_PASS);
+}
+
 /// The egress program reads the commonest frames (untagged, IPv4 without
 /// options) in one piece and the rest field by field: a tagged frame (two
 /// tags too, as XDP reads them), or one with IPv4 options, is read alike,

@@ -868,17 +868,21 @@ impl Model {
         let c = class.index();
         // A verified source skips the budget while it binds and the source
         // keeps within its own limit, as the program's (the model sends no
-        // cookies and knows no sockets, so none is verified here); so does
-        // a DHCPv6 server's `answer` to the host, always. Each class has a
-        // bucket of its own.
-        let skips = answer
-            || (source.verified_until_ns > now
-                && cfg.budget_binds()
-                && !source.over_limit_within(cfg.ban_window_ns, now));
+        // cookies and knows no sockets, so none is verified here but by
+        // its marks); before it binds, a spent budget, with at most a
+        // tenth of its burst drawn. So does a DHCPv6 server's `answer` to
+        // the host, always. Each class has a bucket of its own.
+        let verified =
+            source.verified_until_ns > now && !source.over_limit_within(cfg.ban_window_ns, now);
         let b = self.budget(d, class);
-        let budget = |global: &mut u64| skips || take(global, &cfg.global[b], now);
         let slot = GLOBAL_BUDGET as usize + b;
-        let room = skips || cfg.global[b].admit(self.global[slot], now).is_some();
+        let spent = cfg.global[b].admit(self.global[slot], now).is_none();
+        let skips = answer
+            || (verified
+                && (cfg.budget_binds()
+                    || (spent && cfg.source[c].at_most_a_tenth_drawn(source.tat[c], now))));
+        let budget = |global: &mut u64| skips || take(global, &cfg.global[b], now);
+        let room = skips || !spent;
         if outcome.is_ok() && !room {
             outcome = Err(budget_drop(b));
         } else if outcome.is_ok() && cfg.prefix[c].is_unlimited() {
