@@ -28,7 +28,7 @@ use guard::model::fingerprint::parse;
 use guard_common::{
     Counter, CounterBlock,
     bucket::NANOS_PER_SEC,
-    config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP, mac_word},
+    config::{OPEN_MARKED_TCP, OPEN_MARKED_UDP, VERIFY_ACKS, mac_word},
     fingerprint::{MAX_SIGS, SigMeta, SigTable},
     flows::flow_sets,
     ports::{PORT_OPEN_TCP, PORT_OPEN_UDP},
@@ -37,7 +37,7 @@ use guard_tests::{
     fuzz::{self, Made, Rng},
     kernel_test,
     model::{self, Model, Verdict},
-    packet::{Ext, L4, Packet, TCP_ACK, TCP_SYN, TPID_8021Q},
+    packet::{Ext, L4, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TPID_8021Q},
     server::bootp,
     xdp::{self, Program, XDP_DROP, XDP_PASS},
 };
@@ -108,6 +108,14 @@ impl Pair {
     fn sent(&mut self, frame: &[u8], now: u64) {
         self.program.run_egress(frame, now);
         self.model.sent(frame, now);
+    }
+
+    /// Sets the bit the controller sets while the budget binds, in both.
+    fn set_verify(&mut self, on: bool) {
+        let mut cfg = self.program.config();
+        cfg.verify = if on { VERIFY_ACKS } else { 0 };
+        self.program.set_config(&cfg);
+        self.model.config = cfg;
     }
 
     /// Compares every piece of state.
@@ -275,6 +283,20 @@ fn a_syn_flood_over_many_sources_vlans_and_extension_headers() {
     pair.assert_same_state();
 }
 
+/// A source anywhere in 198.18.0.0/15 (131,072 addresses), 70% of the
+/// time, or else in a random /64 of 2001:db8::/32.
+fn wide(rng: &mut Rng) -> IpAddr {
+    if rng.percent(70) {
+        let n = u32::try_from(rng.below(1 << 17)).expect("17 bits");
+        IpAddr::from(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n))
+    } else {
+        let net = rng.next_u64();
+        let [a, b, c, d] =
+            [0, 16, 32, 48].map(|s| u16::try_from((net >> s) & 0xffff).expect("16 bits"));
+        IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, a, b, c, d, 0, 1))
+    }
+}
+
 /// Tables of the smallest size and about seven times as many sources, spread
 /// over all of 198.18.0.0/15 and over /64s of 2001:db8::/32: sources and
 /// prefixes take each other's slots over, and banned sources that lost
@@ -288,18 +310,6 @@ fn small_tables_churned_by_a_wide_flood_agree() {
         "--mode enforce --max-sources 1024 --max-prefixes 1024 --syn-rate 5 --syn-burst 2 --prefix-syn-rate 1000 --prefix-syn-burst 50 --ban-threshold 3 --ban-window 2 --ban-duration 60",
     );
     let mut rng = Rng::new(7);
-    let wide = |rng: &mut Rng| -> IpAddr {
-        if rng.percent(70) {
-            // 198.18.0.0/15: 131,072 addresses.
-            let n = u32::try_from(rng.below(1 << 17)).expect("17 bits");
-            IpAddr::from(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n))
-        } else {
-            let net = rng.next_u64();
-            let [a, b, c, d] =
-                [0, 16, 32, 48].map(|s| u16::try_from((net >> s) & 0xffff).expect("16 bits"));
-            IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, a, b, c, d, 0, 1))
-        }
-    };
     let heavy: Vec<IpAddr> = (0..32).map(|_| wide(&mut rng)).collect();
     let mut now = T0;
     for _ in 0..12_000 {
@@ -325,6 +335,79 @@ fn small_tables_churned_by_a_wide_flood_agree() {
         by_name(&counters)
     );
     pair.assert_same_state();
+}
+
+/// Clients the host sends data or a FIN to (verified by the egress
+/// program; a SYN-ACK, a pure ACK or a RST verify nobody) open
+/// connections in bursts through a wide random-source SYN flood that
+/// spends the budget and churns the source slots (a client's slot taken
+/// over loses its verification), the controller's bit that says the
+/// budget binds going on and off: before it binds, a verified client gets
+/// a tenth of its burst past the spent budget; while it binds, its whole
+/// limit. The verdicts, and the state at the end, agree.
+#[test]
+fn verified_clients_through_a_budget_spent_before_and_while_it_binds_agree() {
+    let _kernel = kernel_test!();
+    let mut pair = Pair::new(
+        "--mode enforce --global-rate 100 --global-burst 20 --syn-rate 20 --syn-burst 30 \
+         --max-sources 1024 --verified-for 3",
+    );
+    let clients: Vec<IpAddr> = (1..=12)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 7, i)))
+        .chain((1..=6).map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, i, 0, 0, 0, 9))))
+        .collect();
+    let replies = [
+        (TCP_ACK, &b"HTTP/1.1 200 OK"[..]),
+        (TCP_FIN | TCP_ACK, b""),
+        (TCP_ACK, b""),
+        (TCP_SYN | TCP_ACK, b""),
+        (TCP_RST | TCP_ACK, b"why"),
+    ];
+    let mut rng = Rng::new(0x7e47);
+    let mut now = T0;
+    let (mut passed, mut dropped) = (0, 0);
+    for _ in 0..6000 {
+        now += if rng.percent(1) {
+            rng.below(2 * SEC)
+        } else {
+            rng.below(MS)
+        };
+        let roll = rng.below(100);
+        if roll < 1 {
+            pair.set_verify(rng.percent(50));
+        } else if roll < 5 {
+            let client = rng.pick(&clients);
+            let (flags, data) = rng.pick(&replies);
+            let reply = Packet::tcp(fuzz::victim(client), client, 80, rng.port(), flags);
+            pair.sent(&reply.with_data(data).frame(), now);
+        } else if roll < 55 {
+            let src = wide(&mut rng);
+            pair.packet(
+                &Packet::tcp(src, fuzz::victim(src), rng.port(), 80, TCP_SYN).frame(),
+                now,
+            );
+        } else {
+            let client = rng.pick(&clients);
+            for _ in 0..=rng.below(5) {
+                let syn = Packet::tcp(client, fuzz::victim(client), rng.port(), 80, TCP_SYN);
+                if pair.packet(&syn.frame(), now) == XDP_PASS {
+                    passed += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    pair.assert_same_state();
+    let c = pair.program.counters();
+    assert!(
+        c.get(Counter::VerifiedReply) > 20
+            && c.get(Counter::DropGlobalBudget) > 1000
+            && passed > 1000
+            && dropped > 100,
+        "clients' SYNs {passed} passed, {dropped} dropped; {:?}",
+        by_name(&c)
+    );
 }
 
 #[test]

@@ -498,9 +498,7 @@ fn sent(client: IpAddr, server: IpAddr, flags: u8, options: &[u8], data: &[u8]) 
         ack: 6,
         options: options.to_vec(),
     };
-    let mut bytes = Packet::new(server, client, l4).l4_bytes();
-    bytes.extend_from_slice(data);
-    Packet::new(server, client, L4::Raw { proto: 6, bytes })
+    Packet::new(server, client, l4).with_data(data)
 }
 
 /// Any time, budget binding or not, a segment the host sends that only a

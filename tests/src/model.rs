@@ -41,8 +41,9 @@ use guard_common::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, ICMP_MIN_HLEN, IPPROTO_AH,
         IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
         IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV6_FRAG_HLEN,
-        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_SYN,
-        TCP_MIN_HLEN, UDP_HLEN, VLAN_HLEN, icmp_opens_flow, ipv6_ext_header, keyed_by_ports,
+        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, PORTS_LEN, TCP_FLAG_ACK, TCP_FLAG_FIN,
+        TCP_FLAG_RST, TCP_FLAG_SYN, TCP_MIN_HLEN, UDP_HLEN, VLAN_HLEN, icmp_opens_flow,
+        ipv6_ext_header, keyed_by_ports,
     },
     fingerprint::{Fingerprint, SigTable},
     flows::{
@@ -582,8 +583,12 @@ impl Model {
         }
     }
 
-    /// A frame the host sends, through the egress program's datagram part
-    /// (its TCP part verifies sources, which the model does not): a UDP
+    /// A frame the host sends, through the egress program. A TCP segment
+    /// that only a connection past its handshake sends (no SYN, no RST;
+    /// a FIN, or bytes past the TCP header in the frame) verifies its
+    /// destination for `verified_ns`, in its slot (taken over, a source
+    /// taken back getting its marks back), unless verified already; the
+    /// SYN-ACKs the ACK check remembers are not modelled. A UDP
     /// datagram, or another protocol's that conntrack tracks as flows,
     /// remembers its flow as its replies will arrive (from its
     /// destination, to its source, the ports swapped), unless that flow
@@ -594,6 +599,16 @@ impl Model {
     /// datagrams, no extension headers.
     pub fn sent(&mut self, frame: &[u8], now: u64) {
         let d = dissect(frame);
+        if matches!(d.class, Counter::TcpSyn | Counter::TcpOther) && !d.fragment {
+            let flags = frame[d.l4 + 13];
+            let header = usize::from(frame[d.l4 + 12] >> 4) * 4;
+            if flags & (TCP_FLAG_SYN | TCP_FLAG_RST) == 0
+                && (flags & TCP_FLAG_FIN != 0 || frame.len() > d.l4 + header)
+            {
+                self.verify_reply(&d, now);
+            }
+            return;
+        }
         if !matches!(d.class, Counter::Udp | Counter::IpOther) || d.fragment {
             return;
         }
@@ -612,6 +627,34 @@ impl Model {
                 self.remember_key(key, now);
             }
         }
+    }
+
+    /// The destination of a segment the host sent, verified (see `sent`).
+    fn verify_reply(&mut self, d: &Dissected, now: u64) {
+        let cfg = self.config;
+        let key =
+            Dissected { src: d.dst, ..*d }.source_key(cfg.source_prefix_v4, cfg.source_prefix_v6);
+        let mut source = if let Some(known) = self.sources.get(&key) {
+            *known
+        } else {
+            self.bump(Counter::NewSources);
+            self.marks.get(&key).map_or(SourceState::ZERO, |m| {
+                self.recalled += 1;
+                m.state()
+            })
+        };
+        if source.verified_until_ns <= now {
+            source.verified_until_ns = now.saturating_add(cfg.verified_ns);
+            self.bump(Counter::VerifiedReply);
+        }
+        let slot = slot_index(&key, cfg.slot_seed, self.source_slots);
+        put(
+            &mut self.sources,
+            &mut self.source_owners,
+            slot,
+            key,
+            source,
+        );
     }
 
     /// A frame for another device's link-layer address: only the deny
@@ -868,9 +911,9 @@ impl Model {
         let c = class.index();
         // A verified source skips the budget while it binds and the source
         // keeps within its own limit, as the program's (the model sends no
-        // cookies and knows no sockets, so none is verified here but by
-        // its marks); before it binds, a spent budget, with at most a
-        // tenth of its burst drawn. So does a DHCPv6 server's `answer` to
+        // cookies and knows no sockets: a source is verified here by the
+        // host's replies, `sent`, or by its marks); before it binds, a
+        // spent budget, with at most a tenth of its burst drawn. So does a DHCPv6 server's `answer` to
         // the host, always. Each class has a bucket of its own.
         let verified =
             source.verified_until_ns > now && !source.over_limit_within(cfg.ban_window_ns, now);

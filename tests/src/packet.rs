@@ -108,6 +108,19 @@ impl Packet {
         )
     }
 
+    /// This TCP segment with `data` after its header, as raw transport
+    /// bytes: the IP lengths count them, the TCP checksum does not (the
+    /// egress program, which such segments are for, does not read it).
+    #[must_use]
+    pub fn with_data(self, data: &[u8]) -> Self {
+        let mut bytes = self.l4_bytes();
+        bytes.extend_from_slice(data);
+        Self {
+            l4: L4::Raw { proto: 6, bytes },
+            ..self
+        }
+    }
+
     #[must_use]
     pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Self {
         Self::new(
