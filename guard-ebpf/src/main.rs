@@ -3,7 +3,8 @@
 //! Verdict policy, in order (the reference model in `tests/src/model.rs`
 //! implements the same list, but for the samples of 3-, 3a, 3b and the RST
 //! of step 7: it sends no samples, keeps no listeners or cookie ports and
-//! knows no sockets, so no source of its is verified;
+//! knows no sockets, so its sources are verified only by the host's
+//! replies (3b's last sentence) and their marks;
 //! `tests/kernel/signatures.rs`, `cookies.rs` and `ports.rs` check those
 //! frame by frame):
 //! 1. Every packet is dissected once ([`dissect`]) and counted: one class
@@ -96,7 +97,10 @@
 //!    direct-mapped table of slots keyed by the address masked to /32 or
 //!    /64, `guard_common::slots`): banned -> `drop_banned`; no token in
 //!    the source's bucket for its class -> `drop_source_limit` (and ban
-//!    accounting); then, unless the source is verified or the flow is a
+//!    accounting); then, unless the source is verified and within its
+//!    own limit (while the budget binds; before, with the budget spent,
+//!    only while at most a tenth of its burst is drawn: a flood's first
+//!    tick), or the flow is a
 //!    DHCP server's answer to a message the host sent within
 //!    `udp_flow_idle` (`flows::Flow::answers_dhcp`: UDP from a link-local
 //!    source, port 547 to 546, when the host's DHCPv6 message went to
