@@ -913,8 +913,9 @@ impl Model {
         // keeps within its own limit, as the program's (the model sends no
         // cookies and knows no sockets: a source is verified here by the
         // host's replies, `sent`, or by its marks); before it binds, a
-        // spent budget, with at most a tenth of its burst drawn. So does a DHCPv6 server's `answer` to
-        // the host, always. Each class has a bucket of its own.
+        // spent budget, with at most a tenth of its burst drawn. So does a
+        // DHCPv6 server's `answer` to the host, always. Each class has a
+        // bucket of its own.
         let verified =
             source.verified_until_ns > now && !source.over_limit_within(cfg.ban_window_ns, now);
         let b = self.budget(d, class);
