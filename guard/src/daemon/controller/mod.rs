@@ -27,6 +27,7 @@ use crate::{
         iface::{self, Interface},
         listeners, local,
         lock::PidLock,
+        netns::Scope,
         nft, notrack,
         restore::{self, Record},
         status_file, synproxy,
@@ -337,7 +338,7 @@ impl<'a> Controller<'a> {
     /// protocols. A failed reading of the TCP listeners keeps the last
     /// one; UDP's unread, no UDP port is taken as closed.
     fn refresh_listeners(&mut self) {
-        let listening = match self.read_in_namespace(listeners::listening_ports) {
+        let listening = match read_in(self.knobs.scope(), listeners::listening_ports) {
             Ok(ports) => ports,
             Err(e) => {
                 self.report_once(&format!(
@@ -346,7 +347,7 @@ impl<'a> Controller<'a> {
                 return;
             }
         };
-        let udp = match self.read_in_namespace(listeners::udp_ports) {
+        let udp = match read_in(self.knobs.scope(), listeners::udp_ports) {
             Ok(udp) => Some(udp.ports),
             Err(e) => {
                 self.report_once(&format!(
@@ -402,11 +403,10 @@ impl<'a> Controller<'a> {
         if self.dry_run {
             return;
         }
-        let mut cache = std::mem::replace(&mut self.local_routes, local::local_cache());
-        let found = self
-            .read_in_namespace(|| local::watched_local_prefixes(&mut cache))
-            .context("reading the local routes (rtnetlink)");
-        self.local_routes = cache;
+        let found = read_in(self.knobs.scope(), || {
+            local::watched_local_prefixes(&mut self.local_routes)
+        })
+        .context("reading the local routes (rtnetlink)");
         if let Err(e) = found.and_then(|routes| write(&routes)) {
             self.report_once(&format!(
                 "{e:#}: the cookie path and the closed ports' budget take every destination as this host's"
@@ -427,11 +427,10 @@ impl<'a> Controller<'a> {
         ifaces: &[&Interface],
         write: &mut dyn FnMut(usize, &[Mac]) -> Result<()>,
     ) {
-        let mut cache = std::mem::replace(&mut self.links, iface::link_cache());
-        let links = self
-            .read_in_namespace(|| iface::watched_links(&mut cache, ifaces))
-            .context("reading the namespace's devices (rtnetlink)");
-        self.links = cache;
+        let links = read_in(self.knobs.scope(), || {
+            iface::watched_links(&mut self.links, ifaces)
+        })
+        .context("reading the namespace's devices (rtnetlink)");
         let links = match links {
             Ok(links) => links,
             Err(e) => {
@@ -453,19 +452,6 @@ impl<'a> Controller<'a> {
                 self.report_once(&format!("{}: {e:#}", iface.name));
             }
         }
-    }
-
-    /// `read`, run in the protected namespace: its error and entering's
-    /// are one.
-    fn read_in_namespace<T: Send, E>(&self, read: impl FnOnce() -> Result<T, E> + Send) -> Result<T>
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        self.knobs
-            .scope()
-            .run(read)
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r.map_err(anyhow::Error::from))
     }
 
     /// Says once, as information, what the controller cannot do here by
@@ -966,4 +952,17 @@ impl<'a> Controller<'a> {
             tracing::error!("{e}");
         }
     }
+}
+
+/// `read`, run in the protected namespace (`scope`, the controller's
+/// knobs'): its error and entering's are one. A function of the scope
+/// alone, so that `read` may borrow the controller's caches.
+fn read_in<T: Send, E>(scope: &Scope, read: impl FnOnce() -> Result<T, E> + Send) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    scope
+        .run(read)
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(anyhow::Error::from))
 }
