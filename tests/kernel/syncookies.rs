@@ -243,6 +243,87 @@ fn with_a_wildcard_listener_a_connection_whose_entry_is_gone_goes_on() {
     assert_eq!(ct::local_sysctl(&net.victim, SYNACK_RETRIES), 4);
 }
 
+/// A namespace where nothing used conntrack before guard: arming a port
+/// switches conntrack on, and the connections made before have no entry.
+/// Where conntrack is strict about lone ACKs for the port (a listener bound
+/// to one address, or a host that keeps `nf_conntrack_tcp_loose` 0) it
+/// would never pick them up, and the port's rules would drop their
+/// segments. guard tells conntrack of them before it arms the port: one
+/// that talks all along and three idle until the port is armed, over IPv4
+/// and IPv6, carry on.
+fn connections_from_before_conntrack_was_on_go_on(listen: &[SocketAddr], loose: &str) {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _servers: Vec<EchoServer> = listen
+        .iter()
+        .map(|&addr| EchoServer::start(&net.victim, addr))
+        .collect();
+    net.sysctl(&net.victim, "net/netfilter/nf_conntrack_tcp_loose", loose);
+    assert_eq!(
+        ct::Count::open(&net.victim).get(),
+        0,
+        "nothing uses conntrack yet"
+    );
+    let connect_before = || {
+        [server_addr(), server_addr6()].map(|addr| {
+            let mut c = connect(&net.attacker, addr, Duration::from_secs(3))
+                .expect("a connection before guard");
+            echo_roundtrip(&mut c, b"before").expect("an echo before guard");
+            c
+        })
+    };
+    let [mut early, early6] = connect_before();
+    let [idle4, idle6] = connect_before();
+    let mut idle = [idle4, idle6, early6];
+    // Long enough for guard to start and arm the port, with a second to
+    // spare.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    std::thread::scope(|s| {
+        // The connection speaks every 50 ms, as a busy client does.
+        let chat = s.spawn(|| {
+            let mut n = 0u32;
+            while std::time::Instant::now() < until {
+                echo_roundtrip(&mut early, b"chat").map_err(|e| format!("echo {n}: {e}"))?;
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok::<u32, String>(n)
+        });
+        let guard = start_on(&net, ALWAYS);
+        guard.wait_for_log(&format!("conntrack holds the 4 connections to port {PORT}"));
+        guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+        assert_eq!(
+            ct::local_sysctl(&net.victim, LOOSE),
+            0,
+            "strict about lone ACKs"
+        );
+        echo_on_each(&mut idle, "idle from before guard", &guard);
+        let echoes = chat.join().expect("the chatting thread");
+        let echoes = echoes.unwrap_or_else(|e| {
+            panic!("the connection from before guard: {e}\n{}", guard.stderr())
+        });
+        assert!(echoes >= 20, "{echoes} echoes");
+        connect_each(
+            &net,
+            &guard,
+            &[server_addr(), server_addr6()],
+            2,
+            "through the cookie path",
+        );
+        guard.stop(libc::SIGTERM).assert_code(0);
+    });
+}
+
+#[test]
+fn a_bound_listeners_connections_from_before_conntrack_was_on_go_on() {
+    connections_from_before_conntrack_was_on_go_on(&[server_addr(), server_addr6()], "1");
+}
+
+#[test]
+fn a_wildcard_listeners_connections_from_before_conntrack_was_on_go_on_where_it_is_strict() {
+    connections_from_before_conntrack_was_on_go_on(&[wildcard_addr()], "0");
+}
+
 /// `--synack-retries` bounds the server's SYN-ACK retransmissions while a
 /// port is armed, and the log says so; a bound at or above the host's own
 /// value leaves it as it is. Each time the host's value is back when guard

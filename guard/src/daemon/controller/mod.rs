@@ -485,6 +485,8 @@ impl<'a> Controller<'a> {
         } else {
             self.cfg.cookies
         };
+        // No conntrack entry and no table of ours: conntrack is off here.
+        let conntrack_on = self.record.synproxy || entries > 0;
         // No conntrack entry: no connection of a previous SYNPROXY to carry
         // on, and the table would turn conntrack on where nothing uses it.
         if mode != SynCookies::Never && !self.record.synproxy && entries > 0 {
@@ -500,9 +502,36 @@ impl<'a> Controller<'a> {
         let rules: BTreeSet<u16> = armed.union(&self.ports.armed).copied().collect();
         let wild = self.ports.wild(&rules);
         if rules != self.ports.rules || wild != self.ports.wild {
+            // The ports whose connections conntrack will not pick up
+            // mid-stream: those it is made strict for, or all of them where
+            // the host keeps it strict.
+            let strict: BTreeSet<u16> = if self.record.local.get(TCP_LOOSE) == Some(&0) {
+                rules.clone()
+            } else {
+                rules.difference(&wild).copied().collect()
+            };
             if rules.is_empty() {
                 self.cookies_off();
                 self.ports.rules = rules;
+            } else if !conntrack_on && !strict.is_empty() {
+                // The table switches conntrack on, and the connections made
+                // before have no entry: strict about lone ACKs, conntrack
+                // would never pick them up, and the armed ports' rules drop
+                // what it does not know. It is told of them, and the ports
+                // are armed a tick later: a handshake under way meanwhile
+                // completes (where conntrack is loose, picked up).
+                self.synproxy_no_port(
+                    "SYNPROXY table in place, no port yet",
+                    &format!(
+                        ": conntrack is on from now, and port{} {} get{} cookies a tick later, once conntrack holds the connections made before",
+                        plural(strict.len()),
+                        port_list(strict.iter().copied()),
+                        if strict.len() == 1 { "s" } else { "" },
+                    ),
+                );
+                self.track_connections(&strict);
+                self.ports.table.keep_armed(&self.ports.rules);
+                armed = self.ports.table.armed();
             } else if self.cookies_on(&rules, wild) {
                 self.ports.rules = rules;
             } else {
@@ -756,6 +785,32 @@ impl<'a> Controller<'a> {
         self.ports.wild = wild;
         self.check_firewall(&states);
         true
+    }
+
+    /// Tells conntrack, just switched on, of the connections to `ports`
+    /// made while it was off.
+    fn track_connections(&mut self, ports: &BTreeSet<u16>) {
+        let timeout = self.state.applied.timeouts.get(Timeout::TcpEstablished);
+        let started = Instant::now();
+        let tracked = read_in(self.knobs.scope(), || {
+            ctnetlink::track_established(&listeners::established(ports)?, timeout)
+        });
+        let to = format!(
+            "port{} {}",
+            plural(ports.len()),
+            port_list(ports.iter().copied())
+        );
+        match tracked {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "conntrack holds the {n} connection{} to {to} made while it was off ({} ms)",
+                plural(n),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => tracing::error!(
+                "telling conntrack of the connections to {to} made while it was off: {e:#}"
+            ),
+        }
     }
 
     /// Conntrack strict about lone ACKs (`tcp_loose` 0), for the cookie

@@ -1,19 +1,28 @@
 //! ctnetlink: the kernel's conntrack statistics (with `chaintoolong`, which
-//! /proc/net/stat/nf_conntrack does not show) and deleting the entries of a
-//! banned source, so the table is freed now rather than when they time out.
+//! /proc/net/stat/nf_conntrack does not show), deleting the entries of a
+//! banned source, so the table is freed now rather than when they time out,
+//! and entries for connections made while conntrack was off.
 //!
 //! Runs in the calling thread's network namespace: go through
 //! [`crate::host::netns::Scope::run`] for a named one.
 
-use std::{io, net::IpAddr};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+};
 
 use guard_common::SourceKey;
-use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, Nla as _};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, Nla as _,
+};
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
-    conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple},
+    conntrack::{
+        ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple,
+        Protocol, Status, TCPFlags, Tuple,
+    },
 };
-use netlink_sys::protocols::NETLINK_NETFILTER;
+use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
 use crate::{host::netlink, model::conntrack::Stats};
 
@@ -126,6 +135,76 @@ fn delete_family(family: NetfilterProtoFamily, sources: &[&SourceKey]) -> io::Re
     Ok(deleted)
 }
 
+/// conntrack's TCP_CONNTRACK_ESTABLISHED.
+const TCP_ESTABLISHED: u8 = 3;
+/// IP_CT_TCP_FLAG_BE_LIBERAL: only RSTs are checked against the window,
+/// which conntrack never saw open.
+const TCP_BE_LIBERAL: u8 = 0x08;
+
+/// Creates an established, assured entry lasting `timeout` seconds for
+/// each of `connections` (local, remote: the remote end opened it) that
+/// conntrack does not hold yet (one it holds is left as it is), and
+/// returns how many it holds. Conntrack strict about lone ACKs
+/// (`nf_conntrack_tcp_loose` 0) never picks up a connection it did not see
+/// open, as it did not while it was off, and drops such a connection's
+/// segments as invalid; with an entry they go on.
+pub fn track_established(
+    connections: &[(SocketAddr, SocketAddr)],
+    timeout: u32,
+) -> io::Result<usize> {
+    let socket = netlink::open(NETLINK_NETFILTER, false)?;
+    // Its flags, then the mask of those it sets.
+    let liberal = TCPFlags::parse(&[TCP_BE_LIBERAL, TCP_BE_LIBERAL])
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut held = 0;
+    for &(local, remote) in connections {
+        let family = if remote.is_ipv4() {
+            NetfilterProtoFamily::IPv4
+        } else {
+            NetfilterProtoFamily::IPv6
+        };
+        let attributes = vec![
+            ConntrackAttribute::CtaTupleOrig(tcp_tuple(remote, local)),
+            ConntrackAttribute::CtaTupleReply(tcp_tuple(local, remote)),
+            ConntrackAttribute::CtaProtoInfo(vec![ProtoInfo::TCP(vec![
+                ProtoInfoTCP::State(TCP_ESTABLISHED),
+                ProtoInfoTCP::OriginalFlags(liberal.clone()),
+                ProtoInfoTCP::ReplyFlags(liberal.clone()),
+            ])]),
+            // Confirmed as the kernel marks a new entry before it takes the
+            // status, which must not change that bit.
+            ConntrackAttribute::CtaStatus(Status::Confirmed | Status::SeenReply | Status::Assured),
+            ConntrackAttribute::CtaTimeout(timeout),
+        ];
+        match exchange(
+            &socket,
+            family,
+            ConntrackMessage::New(attributes),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => held += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => held += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(held)
+}
+
+/// The TCP tuple from `src` to `dst`.
+fn tcp_tuple(src: SocketAddr, dst: SocketAddr) -> Vec<Tuple> {
+    vec![
+        Tuple::Ip(vec![
+            IPTuple::SourceAddress(src.ip()),
+            IPTuple::DestinationAddress(dst.ip()),
+        ]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(Protocol::Tcp),
+            ProtoTuple::SourcePort(src.port()),
+            ProtoTuple::DestinationPort(dst.port()),
+        ]),
+    ]
+}
+
 fn original_source(tuple: &[Tuple]) -> Option<IpAddr> {
     tuple.iter().find_map(|t| match t {
         Tuple::Ip(ip) => ip.iter().find_map(|i| match i {
@@ -152,10 +231,24 @@ fn request(
     message: ConntrackMessage,
     flags: u16,
 ) -> io::Result<Vec<NetfilterMessage>> {
-    let socket = netlink::open(NETLINK_NETFILTER, false)?;
+    exchange(
+        &netlink::open(NETLINK_NETFILTER, false)?,
+        family,
+        message,
+        flags,
+    )
+}
+
+/// [`request`] on an open `socket`.
+fn exchange(
+    socket: &Socket,
+    family: NetfilterProtoFamily,
+    message: ConntrackMessage,
+    flags: u16,
+) -> io::Result<Vec<NetfilterMessage>> {
     let mut out = Vec::new();
     netlink::exchange(
-        &socket,
+        socket,
         NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), message),
         flags,
         "ctnetlink",
