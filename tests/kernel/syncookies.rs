@@ -290,7 +290,7 @@ fn connections_from_before_conntrack_was_on_go_on(listen: &[SocketAddr], loose: 
             Ok::<u32, String>(n)
         });
         let guard = start_on(&net, ALWAYS);
-        guard.wait_for_log(&format!("conntrack holds the 4 connections to port {PORT}"));
+        guard.wait_for_log(&format!("connections to port {PORT}: each given one"));
         guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
         assert_eq!(
             ct::local_sysctl(&net.victim, LOOSE),
@@ -322,6 +322,43 @@ fn a_bound_listeners_connections_from_before_conntrack_was_on_go_on() {
 #[test]
 fn a_wildcard_listeners_connections_from_before_conntrack_was_on_go_on_where_it_is_strict() {
     connections_from_before_conntrack_was_on_go_on(&[wildcard_addr()], "0");
+}
+
+/// A guard that stops takes its SYNPROXY table, and with it conntrack,
+/// off a namespace where nothing else uses conntrack; the entries of its
+/// run stay until they time out. A connection made while no guard runs
+/// has none, and the next guard, which finds entries there, arms a port
+/// with a listener bound to one address at its first tick: the connection
+/// carries on.
+#[test]
+fn a_bound_listeners_connection_made_while_guard_was_stopped_goes_on() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let first = start_on(&net, ALWAYS);
+    first.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    let _through_cookies = cookie_connections(&net, 1, &first);
+    first.stop(libc::SIGTERM).assert_code(0);
+    assert!(
+        ct::Count::open(&net.victim).get() > 0,
+        "the first run's entries"
+    );
+
+    let mut between = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection while no guard runs");
+    echo_roundtrip(&mut between, b"between").expect("an echo while no guard runs");
+    let second = start_on(&net, ALWAYS);
+    second.wait_for_log(&format!(
+        "conntrack held no entry for 1 of the 2 connections to port {PORT}"
+    ));
+    second.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    echo_roundtrip(&mut between, b"after").unwrap_or_else(|e| {
+        panic!(
+            "the connection made while no guard ran: {e}\n{}",
+            second.stderr()
+        )
+    });
+    second.stop(libc::SIGTERM).assert_code(0);
 }
 
 /// `--synack-retries` bounds the server's SYN-ACK retransmissions while a

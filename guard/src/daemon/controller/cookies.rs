@@ -128,6 +128,9 @@ pub(super) struct Ports {
     pub(super) wild: BTreeSet<u16>,
     /// Listening ports bound to one address (`Listening::bound`).
     pub(super) bound: BTreeSet<u16>,
+    /// The ports whose established connections conntrack was told of in
+    /// this run, the first time conntrack was to be strict about them.
+    pub(super) told: BTreeSet<u16>,
     /// Whether nftables' socket expression works here (nft_socket); if
     /// not, no port is `wild`.
     pub(super) socket_lookup: bool,
@@ -171,6 +174,7 @@ impl Ports {
             rules: BTreeSet::new(),
             wild: BTreeSet::new(),
             bound: BTreeSet::new(),
+            told: BTreeSet::new(),
             socket_lookup: true,
             xdp_can_reply: true,
             nat: NatRewrites::default(),

@@ -510,16 +510,14 @@ impl<'a> Controller<'a> {
             } else {
                 rules.difference(&wild).copied().collect()
             };
-            if rules.is_empty() {
-                self.cookies_off();
-                self.ports.rules = rules;
-            } else if !conntrack_on && !strict.is_empty() {
-                // The table switches conntrack on, and the connections made
-                // before have no entry: strict about lone ACKs, conntrack
-                // would never pick them up, and the armed ports' rules drop
-                // what it does not know. It is told of them, and the ports
-                // are armed a tick later: a handshake under way meanwhile
-                // completes (where conntrack is loose, picked up).
+            // The table switches conntrack on, and the connections made
+            // before have no entry: strict about lone ACKs, conntrack would
+            // never pick them up, and the armed ports' rules drop what it
+            // does not know. The ports are armed a tick later: a handshake
+            // under way meanwhile completes (where conntrack is loose,
+            // picked up).
+            let switch_on = !conntrack_on && !strict.is_empty();
+            if switch_on {
                 self.synproxy_no_port(
                     "SYNPROXY table in place, no port yet",
                     &format!(
@@ -529,7 +527,20 @@ impl<'a> Controller<'a> {
                         if strict.len() == 1 { "s" } else { "" },
                     ),
                 );
-                self.track_connections(&strict);
+            }
+            // Conntrack is told of them, and, once a run, of those of a port
+            // it held entries for before: a guard that stopped took the
+            // table, and conntrack, away, and left its entries behind; and
+            // entries may have been flushed.
+            let untold: BTreeSet<u16> = strict.difference(&self.ports.told).copied().collect();
+            if !untold.is_empty() {
+                self.track_connections(&untold);
+                self.ports.told.extend(untold);
+            }
+            if rules.is_empty() {
+                self.cookies_off();
+                self.ports.rules = rules;
+            } else if switch_on {
                 self.ports.table.keep_armed(&self.ports.rules);
                 armed = self.ports.table.armed();
             } else if self.cookies_on(&rules, wild) {
@@ -787,13 +798,14 @@ impl<'a> Controller<'a> {
         true
     }
 
-    /// Tells conntrack, just switched on, of the connections to `ports`
-    /// made while it was off.
+    /// Tells conntrack of the established connections to `ports` it holds
+    /// no entry for.
     fn track_connections(&mut self, ports: &BTreeSet<u16>) {
         let timeout = self.state.applied.timeouts.get(Timeout::TcpEstablished);
         let started = Instant::now();
         let tracked = read_in(self.knobs.scope(), || {
-            ctnetlink::track_established(&listeners::established(ports)?, timeout)
+            let connections = listeners::established(ports)?;
+            ctnetlink::track_established(&connections, timeout).map(|n| (n, connections.len()))
         });
         let to = format!(
             "port{} {}",
@@ -801,15 +813,15 @@ impl<'a> Controller<'a> {
             port_list(ports.iter().copied())
         );
         match tracked {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                "conntrack holds the {n} connection{} to {to} made while it was off ({} ms)",
-                plural(n),
+            Ok((0, _)) => {}
+            Ok((n, of)) => tracing::info!(
+                "conntrack held no entry for {n} of the {of} connection{} to {to}: each given one ({} ms)",
+                plural(of),
                 started.elapsed().as_millis()
             ),
-            Err(e) => tracing::error!(
-                "telling conntrack of the connections to {to} made while it was off: {e:#}"
-            ),
+            Err(e) => {
+                tracing::error!("telling conntrack of the connections to {to}: {e:#}");
+            }
         }
     }
 

@@ -141,13 +141,18 @@ const TCP_ESTABLISHED: u8 = 3;
 /// which conntrack never saw open.
 const TCP_BE_LIBERAL: u8 = 0x08;
 
+/// How many connections, the first ones, must all have entries already
+/// for [`track_established`] to take it that the rest have theirs too.
+const SAMPLE: usize = 64;
+
 /// Creates an established, assured entry lasting `timeout` seconds for
 /// each of `connections` (local, remote: the remote end opened it) that
-/// conntrack does not hold yet (one it holds is left as it is), and
-/// returns how many it holds. Conntrack strict about lone ACKs
-/// (`nf_conntrack_tcp_loose` 0) never picks up a connection it did not see
-/// open, as it did not while it was off, and drops such a connection's
-/// segments as invalid; with an entry they go on.
+/// conntrack holds none for (one it holds is left as it is), and returns
+/// how many it created; none if the first [`SAMPLE`] all had theirs
+/// (sock_diag lists connections by hash, not age). Conntrack strict about
+/// lone ACKs (`nf_conntrack_tcp_loose` 0) never picks up a connection it
+/// did not see open, as it did not while it was off, and drops such a
+/// connection's segments as invalid; with an entry they go on.
 pub fn track_established(
     connections: &[(SocketAddr, SocketAddr)],
     timeout: u32,
@@ -156,8 +161,11 @@ pub fn track_established(
     // Its flags, then the mask of those it sets.
     let liberal = TCPFlags::parse(&[TCP_BE_LIBERAL, TCP_BE_LIBERAL])
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut held = 0;
-    for &(local, remote) in connections {
+    let mut created = 0;
+    for (i, &(local, remote)) in connections.iter().enumerate() {
+        if i == SAMPLE && created == 0 {
+            break;
+        }
         let family = if remote.is_ipv4() {
             NetfilterProtoFamily::IPv4
         } else {
@@ -182,12 +190,12 @@ pub fn track_established(
             ConntrackMessage::New(attributes),
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         ) {
-            Ok(_) => held += 1,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => held += 1,
+            Ok(_) => created += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(held)
+    Ok(created)
 }
 
 /// The TCP tuple from `src` to `dst`.
