@@ -485,7 +485,8 @@ impl<'a> Controller<'a> {
         } else {
             self.cfg.cookies
         };
-        // No conntrack entry and no table of ours: conntrack is off here.
+        // Off where it holds no entry and no table of ours is in place
+        // (entries a stopped guard left may outlive conntrack: `told`).
         let conntrack_on = self.record.synproxy || entries > 0;
         // No conntrack entry: no connection of a previous SYNPROXY to carry
         // on, and the table would turn conntrack on where nothing uses it.
@@ -819,9 +820,7 @@ impl<'a> Controller<'a> {
                 plural(of),
                 started.elapsed().as_millis()
             ),
-            Err(e) => {
-                tracing::error!("telling conntrack of the connections to {to}: {e:#}");
-            }
+            Err(e) => tracing::error!("telling conntrack of the connections to {to}: {e:#}"),
         }
     }
 
