@@ -290,6 +290,7 @@ fn connections_from_before_conntrack_was_on_go_on(listen: &[SocketAddr], loose: 
             Ok::<u32, String>(n)
         });
         let guard = start_on(&net, ALWAYS);
+        guard.wait_for_log("conntrack tracks no connection in netns");
         guard.wait_for_log(&format!("connections to port {PORT}: each given one"));
         guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
         assert_eq!(
@@ -324,11 +325,34 @@ fn a_wildcard_listeners_connections_from_before_conntrack_was_on_go_on_where_it_
     connections_from_before_conntrack_was_on_go_on(&[wildcard_addr()], "0");
 }
 
-/// A guard that stops takes its SYNPROXY table, and with it conntrack,
-/// off a namespace where nothing else uses conntrack; the entries of its
-/// run stay until they time out. A connection made while no guard runs
-/// has none, and the next guard, which finds entries there, arms a port
-/// with a listener bound to one address at its first tick: the connection
+/// Where a stateful firewall has conntrack on before guard, guard sees it
+/// so, tells conntrack of nothing, and a connection made before carries on
+/// through the arming of a port with a listener bound to one address.
+#[test]
+fn with_conntrack_on_before_guard_a_bound_listeners_connection_goes_on() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let _ = nft(&net.victim, &["-f", "-"], Some(OPERATOR_FIREWALL));
+    let mut before = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection before guard");
+    echo_roundtrip(&mut before, b"before").expect("an echo before guard");
+    let guard = start_on(&net, ALWAYS);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    echo_roundtrip(&mut before, b"after")
+        .unwrap_or_else(|e| panic!("the connection from before guard: {e}\n{}", guard.stderr()));
+    let log = guard.stderr();
+    assert!(!log.contains("conntrack tracks no connection"), "{log}");
+    assert!(!log.contains("each given one"), "{log}");
+    guard.stop(libc::SIGTERM).assert_code(0);
+}
+
+/// A guard that stops takes its SYNPROXY table, and with it conntrack's
+/// hooks, off a namespace where nothing else uses conntrack; the entries
+/// of its run stay until they time out. A connection made while no guard
+/// runs has none, and the next guard, which finds entries there, arms a
+/// port with a listener bound to one address at its first tick: it sees
+/// that conntrack tracked nothing when it started, and the connection
 /// carries on.
 #[test]
 fn a_bound_listeners_connection_made_while_guard_was_stopped_goes_on() {
@@ -348,6 +372,7 @@ fn a_bound_listeners_connection_made_while_guard_was_stopped_goes_on() {
         .expect("a connection while no guard runs");
     echo_roundtrip(&mut between, b"between").expect("an echo while no guard runs");
     let second = start_on(&net, ALWAYS);
+    second.wait_for_log("conntrack tracks no connection in netns");
     second.wait_for_log(&format!(
         "conntrack held no entry for 1 of the 2 connections to port {PORT}"
     ));

@@ -129,7 +129,8 @@ pub(super) struct Ports {
     /// Listening ports bound to one address (`Listening::bound`).
     pub(super) bound: BTreeSet<u16>,
     /// The ports whose established connections conntrack was told of in
-    /// this run, the first time conntrack was to be strict about them.
+    /// this run (`Controller::conntrack_was_off`), the first time it was
+    /// to be strict about them.
     pub(super) told: BTreeSet<u16>,
     /// Whether nftables' socket expression works here (nft_socket); if
     /// not, no port is `wild`.

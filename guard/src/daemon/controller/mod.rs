@@ -75,6 +75,11 @@ pub struct Controller<'a> {
     /// Problems already reported once (listeners that cannot be read,
     /// ports past the slots).
     reported: BTreeSet<String>,
+    /// Whether conntrack tracked no connection when guard started
+    /// (`ctnetlink::tracks_now`): a connection made before may have no
+    /// entry, and is given one before conntrack is strict about it
+    /// (`Ports::told`).
+    conntrack_was_off: bool,
     synproxy: SynproxyOptions,
     /// `--synack-retries`: `tcp_synack_retries` at most this while a port
     /// is armed.
@@ -188,6 +193,7 @@ impl<'a> Controller<'a> {
             recent: VecDeque::with_capacity(status::RECENT),
             ports: Ports::new(settings.cookies.ports.clone(), settings.open_ports.clone()),
             reported: BTreeSet::new(),
+            conntrack_was_off: false,
             synproxy: SynproxyOptions {
                 mss: settings.cookies.mss,
                 wscale: settings.cookies.wscale(),
@@ -207,6 +213,15 @@ impl<'a> Controller<'a> {
         };
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
+        }
+        // Before any table of guard's switches conntrack on.
+        controller.conntrack_was_off =
+            cookies != SynCookies::Never && !controller.dry_run && !controller.tracks_now();
+        if controller.conntrack_was_off {
+            tracing::info!(
+                "conntrack tracks no connection{} (nothing here uses it, or not for IPv4 and IPv6 both): a port's connections are given entries before SYN cookies make conntrack strict about them",
+                controller.knobs.scope().suffix()
+            );
         }
         controller.size_buckets(ct.buckets, table.buckets, budget.ceiling);
         controller.install_notrack(&ct.notrack_ports)?;
@@ -486,7 +501,7 @@ impl<'a> Controller<'a> {
             self.cfg.cookies
         };
         // Off where it holds no entry and no table of ours is in place
-        // (entries a stopped guard left may outlive conntrack: `told`).
+        // (entries a stopped guard left may outlive conntrack's hooks).
         let conntrack_on = self.record.synproxy || entries > 0;
         // No conntrack entry: no connection of a previous SYNPROXY to carry
         // on, and the table would turn conntrack on where nothing uses it.
@@ -529,12 +544,12 @@ impl<'a> Controller<'a> {
                     ),
                 );
             }
-            // Conntrack is told of them, and, once a run, of those of a port
-            // it held entries for before: a guard that stopped took the
-            // table, and conntrack, away, and left its entries behind; and
-            // entries may have been flushed.
+            // Conntrack is told of them wherever it tracked nothing when
+            // guard started (also where a guard that stopped took the
+            // table, and conntrack's hooks, away and left its entries
+            // behind), once for each port.
             let untold: BTreeSet<u16> = strict.difference(&self.ports.told).copied().collect();
-            if !untold.is_empty() {
+            if self.conntrack_was_off && !untold.is_empty() {
                 self.track_connections(&untold);
                 self.ports.told.extend(untold);
             }
@@ -797,6 +812,18 @@ impl<'a> Controller<'a> {
         self.ports.wild = wild;
         self.check_firewall(&states);
         true
+    }
+
+    /// Whether conntrack tracks connections in the namespace now; if it
+    /// cannot tell, said, and taken as not.
+    fn tracks_now(&self) -> bool {
+        read_in(self.knobs.scope(), ctnetlink::tracks_now).unwrap_or_else(|e| {
+            tracing::warn!(
+                "whether conntrack tracks connections{} cannot be read ({e:#}): the connections to a port are given entries before conntrack is strict about them",
+                self.knobs.scope().suffix()
+            );
+            false
+        })
     }
 
     /// Tells conntrack of the established connections to `ports` it holds

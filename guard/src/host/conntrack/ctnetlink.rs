@@ -1,14 +1,15 @@
 //! ctnetlink: the kernel's conntrack statistics (with `chaintoolong`, which
 //! /proc/net/stat/nf_conntrack does not show), deleting the entries of a
 //! banned source, so the table is freed now rather than when they time out,
-//! and entries for connections made while conntrack was off.
+//! whether conntrack tracks connections now, and entries for connections
+//! made while it did not.
 //!
 //! Runs in the calling thread's network namespace: go through
 //! [`crate::host::netns::Scope::run`] for a named one.
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
 };
 
 use guard_common::SourceKey;
@@ -141,18 +142,13 @@ const TCP_ESTABLISHED: u8 = 3;
 /// which conntrack never saw open.
 const TCP_BE_LIBERAL: u8 = 0x08;
 
-/// How many connections, the first ones, must all have entries already
-/// for [`track_established`] to take it that the rest have theirs too.
-const SAMPLE: usize = 64;
-
 /// Creates an established, assured entry lasting `timeout` seconds for
 /// each of `connections` (local, remote: the remote end opened it) that
 /// conntrack holds none for (one it holds is left as it is), and returns
-/// how many it created; none if the first [`SAMPLE`] all had theirs
-/// (sock_diag lists connections by hash, not age). Conntrack strict about
-/// lone ACKs (`nf_conntrack_tcp_loose` 0) never picks up a connection it
-/// did not see open, as it did not while it was off, and drops such a
-/// connection's segments as invalid; with an entry they go on.
+/// how many it created. Conntrack strict about lone ACKs
+/// (`nf_conntrack_tcp_loose` 0) never picks up a connection it did not see
+/// open, as it did not while it was off, and drops such a connection's
+/// segments as invalid; with an entry they go on.
 pub fn track_established(
     connections: &[(SocketAddr, SocketAddr)],
     timeout: u32,
@@ -162,10 +158,7 @@ pub fn track_established(
     let liberal = TCPFlags::parse(&[TCP_BE_LIBERAL, TCP_BE_LIBERAL])
         .map_err(|e| io::Error::other(e.to_string()))?;
     let mut created = 0;
-    for (i, &(local, remote)) in connections.iter().enumerate() {
-        if i == SAMPLE && created == 0 {
-            break;
-        }
+    for &(local, remote) in connections {
         let family = if remote.is_ipv4() {
             NetfilterProtoFamily::IPv4
         } else {
@@ -196,6 +189,51 @@ pub fn track_established(
         }
     }
     Ok(created)
+}
+
+/// Whether conntrack tracks a TCP connection made now over loopback, IPv4
+/// and, where `::1` is up, IPv6. Its hooks are in place only while
+/// something in the namespace uses it (a rule, a nat table, guard's
+/// SYNPROXY table), and entries made while they were stay behind them,
+/// so the table's count does not tell. False where the connection cannot
+/// be made.
+pub fn tracks_now() -> io::Result<bool> {
+    for (ip, family) in [
+        (
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            NetfilterProtoFamily::IPv4,
+        ),
+        (
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+            NetfilterProtoFamily::IPv6,
+        ),
+    ] {
+        let listener = match TcpListener::bind((ip, 0)) {
+            Ok(l) => l,
+            Err(_) if ip.is_ipv6() => continue,
+            Err(_) => return Ok(false),
+        };
+        let made = listener.local_addr().and_then(|server| {
+            let client = TcpStream::connect(server)?;
+            let accepted = listener.accept()?;
+            Ok((client.local_addr()?, server, client, accepted))
+        });
+        let Ok((client, server, _client, _accepted)) = made else {
+            return Ok(false);
+        };
+        match request(
+            family,
+            ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(
+                client, server,
+            ))]),
+            NLM_F_REQUEST | NLM_F_ACK,
+        ) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// The TCP tuple from `src` to `dst`.
@@ -291,13 +329,7 @@ mod tests {
 
     #[test]
     fn prefix_matching_follows_the_key() {
-        let key = SourceKey::v6(
-            "2001:db8:1:2::"
-                .parse::<std::net::Ipv6Addr>()
-                .unwrap()
-                .octets(),
-            64,
-        );
+        let key = SourceKey::v6("2001:db8:1:2::".parse::<Ipv6Addr>().unwrap().octets(), 64);
         assert!(in_prefix("2001:db8:1:2::99".parse().unwrap(), &key));
         assert!(!in_prefix("2001:db8:1:3::1".parse().unwrap(), &key));
         assert!(!in_prefix("198.18.0.1".parse().unwrap(), &key));
