@@ -10,6 +10,7 @@
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    time::Duration,
 };
 
 use guard_common::SourceKey;
@@ -194,9 +195,8 @@ pub fn track_established(
 /// Whether conntrack tracks a TCP connection made now over loopback, IPv4
 /// and, where `::1` is up, IPv6. Its hooks are in place only while
 /// something in the namespace uses it (a rule, a nat table, guard's
-/// SYNPROXY table), and entries made while they were stay behind them,
-/// so the table's count does not tell. False where the connection cannot
-/// be made.
+/// SYNPROXY table), and entries outlive them, so the table's count does
+/// not tell. False where the connection cannot be made within a second.
 pub fn tracks_now() -> io::Result<bool> {
     for (ip, family) in [
         (
@@ -214,7 +214,7 @@ pub fn tracks_now() -> io::Result<bool> {
             Err(_) => return Ok(false),
         };
         let made = listener.local_addr().and_then(|server| {
-            let client = TcpStream::connect(server)?;
+            let client = TcpStream::connect_timeout(&server, Duration::from_secs(1))?;
             let accepted = listener.accept()?;
             Ok((client.local_addr()?, server, client, accepted))
         });
