@@ -8,7 +8,9 @@ use std::{
 };
 
 /// A table `guardt` in namespace `ns` with named counters fed by rules at
-/// the earliest prerouting priority.
+/// the earliest prerouting priority, for packets from the wire: not over
+/// loopback, which no XDP program sees (guard's own start-up probe of
+/// conntrack goes over it).
 pub struct Counters {
     ns: String,
 }
@@ -22,7 +24,10 @@ impl Counters {
             "table inet guardt {\n  chain pre {\n    type filter hook prerouting priority -400;\n",
         );
         for (name, matcher) in rules {
-            let _ = writeln!(script, "    {matcher} counter name \"{name}\"");
+            let _ = writeln!(
+                script,
+                "    iifname != \"lo\" {matcher} counter name \"{name}\""
+            );
         }
         script.push_str("  }\n");
         for (name, _) in rules {
