@@ -500,9 +500,9 @@ impl<'a> Controller<'a> {
         } else {
             self.cfg.cookies
         };
-        // Off where it holds no entry and no table of ours is in place
-        // (entries a stopped guard left may outlive conntrack's hooks).
-        let conntrack_on = self.record.synproxy || entries > 0;
+        // On where it tracked connections when guard started, or since our
+        // table went in.
+        let conntrack_on = self.record.synproxy || !self.conntrack_was_off;
         // No conntrack entry: no connection of a previous SYNPROXY to carry
         // on, and the table would turn conntrack on where nothing uses it.
         if mode != SynCookies::Never && !self.record.synproxy && entries > 0 {
