@@ -1399,6 +1399,34 @@ fn a_reload_from_monitor_to_enforce_arms_cookies() {
     );
 }
 
+/// A guard started in monitor mode, in a namespace where nothing uses
+/// conntrack, reloaded to enforce: it arms a port with a listener bound to
+/// one address, and a connection made before it started carries on.
+#[test]
+fn a_reload_to_enforce_keeps_a_bound_listeners_connection_from_before() {
+    let _kernel = kernel_test!();
+    let net = TestNet::addressed();
+    let _server = EchoServer::start(&net.victim, server_addr());
+    let mut before = connect(&net.attacker, server_addr(), Duration::from_secs(3))
+        .expect("a connection before guard");
+    echo_roundtrip(&mut before, b"before").expect("an echo before guard");
+    let file = std::env::temp_dir().join(format!("guardt-{}-told.toml", std::process::id()));
+    write_config(&file, &net, "monitor");
+    let file_arg = file.display().to_string();
+    let guard = Guard::start(&["run", "--config", &file_arg]);
+    guard.wait_for_log("conntrack tracks no connection in netns");
+    guard.wait_for_log("level normal");
+
+    write_config(&file, &net, "enforce");
+    guard.signal(libc::SIGHUP);
+    guard.wait_for_log(&format!("SYN cookies on for port {PORT}: always on"));
+    echo_roundtrip(&mut before, b"after")
+        .unwrap_or_else(|e| panic!("the connection from before guard: {e}\n{}", guard.stderr()));
+    let finished = guard.stop(libc::SIGTERM);
+    let _ = std::fs::remove_file(&file);
+    finished.assert_code(0);
+}
+
 /// A real client over its own SYN limit while its port takes cookies: its
 /// second connection's handshake completes on its side (the cookie
 /// SYN-ACK), but its ACK would make one connection too many. XDP answers

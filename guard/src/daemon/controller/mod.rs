@@ -214,9 +214,9 @@ impl<'a> Controller<'a> {
         if !controller.dry_run {
             controller.record.save(&controller.runtime_dir)?;
         }
-        // Before any table of guard's switches conntrack on.
-        controller.conntrack_was_off =
-            cookies != SynCookies::Never && !controller.dry_run && !controller.tracks_now();
+        // Before any table of guard's switches conntrack on; with cookies
+        // off too, which a reload to enforce mode may bring on.
+        controller.conntrack_was_off = !controller.dry_run && !controller.tracks_now();
         if controller.conntrack_was_off {
             tracing::info!(
                 "conntrack tracks no connection{} (nothing here uses it, or not for IPv4 and IPv6 both): a port's connections are given entries before SYN cookies make conntrack strict about them",
